@@ -1,0 +1,164 @@
+"""A quarter's release: DP indicators under the privacy budget, gated, then published."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from dagster import (
+    AllPartitionMapping,
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetDep,
+    AssetExecutionContext,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+    asset_check,
+)
+
+from assets.partitions import quarter_partitions
+from assets.submissions import warehouse_contacts
+from pipelines.publication import (
+    MANIFEST,
+    code_version,
+    disclosure_problems,
+    publish_release,
+    write_release_package,
+)
+from pipelines.resources import CollabWorkspace, Warehouse
+from pipelines.site import build_site
+from privacy.accountant import BudgetExceeded, BudgetPolicy
+from privacy.mechanisms import epsilon_at
+from privacy.pseudonymise import derived_salt
+from privacy.release import ReleasePolicy, latest_release, release_period
+from standards import STANDARD_VERSION
+from standards.catalogue import load_catalogue
+
+REVISE_TAG = "collab/revise"
+
+
+def _latest_release_dir(workspace: CollabWorkspace, warehouse: Warehouse, period: str) -> Path:
+    with warehouse.connect(read_only=True) as con:
+        summary = latest_release(con, period)
+    if summary is None:
+        raise Failure(f"No release exists for {period}.")
+    return workspace.workspace.releases / summary.release_id
+
+
+@asset(
+    partitions_def=quarter_partitions,
+    group_name="release",
+    deps=[AssetDep(warehouse_contacts, partition_mapping=AllPartitionMapping())],
+    kinds={"duckdb", "opendp"},
+    op_tags={"collab/warehouse": "write"},
+)
+def quarterly_release(
+    context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
+) -> MaterializeResult:
+    """Every catalogue indicator for the quarter, with discrete Gaussian noise, charged to the ledger.
+
+    Re-materialising returns the stored release without spending; a run tagged ``collab/revise``
+    draws new noise and records the spend as a revision.
+    """
+    ws = workspace.workspace
+    period = context.partition_key
+    privacy = ws.settings.privacy
+    policy = ReleasePolicy(privacy.release_rho, BudgetPolicy(privacy.period_rho, privacy.lifetime_rho))
+    catalogue = load_catalogue()
+    revise = context.run.tags.get(REVISE_TAG) == "true"
+    with warehouse.connect() as con:
+        try:
+            summary = release_period(
+                con,
+                period=period,
+                catalogue=catalogue,
+                policy=policy,
+                salt=derived_salt(ws.key(), f"bounding:{period}"),
+                standard_version=STANDARD_VERSION,
+                code_version=code_version(),
+                revise=revise,
+            )
+        except BudgetExceeded as error:
+            raise Failure(description=str(error), metadata={"period": period}) from error
+        manifest = write_release_package(
+            con,
+            release_id=summary.release_id,
+            catalogue=catalogue,
+            destination=ws.releases / summary.release_id,
+            period_rho=privacy.period_rho,
+            lifetime_rho=privacy.lifetime_rho,
+            delta=privacy.report_delta,
+        )
+    spend = manifest["privacy"]
+    cells = sum(i["cells"] for i in manifest["indicators"])
+    unreliable = sum(i["low_reliability_cells"] for i in manifest["indicators"])
+    return MaterializeResult(
+        metadata={
+            "release_id": summary.release_id,
+            "new_spend": summary.created,
+            "dagster/row_count": cells,
+            "low_reliability_cells": unreliable,
+            "rho_spent": spend["rho_spent"],
+            "epsilon_at_delta": spend["epsilon"],
+            "period_rho_remaining": spend["period_rho_budget"] - spend["period_rho_spent"],
+            "lifetime_rho_remaining": spend["lifetime_rho_budget"] - spend["lifetime_rho_spent"],
+            "contributors": manifest["contributors"],
+            "summary": MetadataValue.md(
+                f"Release **{summary.release_id}**: {len(manifest['indicators'])} indicator(s), {cells:,} cells "
+                f"({unreliable:,} low reliability). ρ = {spend['rho_spent']:.3g} "
+                f"(ε = {spend['epsilon']:.2f} at δ = {spend['delta']:g}); "
+                + ("new noise drawn and charged." if summary.created else "stored release reused, nothing spent.")
+            ),
+        }
+    )
+
+
+@asset_check(asset=quarterly_release, blocking=True)
+def check_release_disclosure(
+    context: AssetCheckExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
+) -> AssetCheckResult:
+    """The disclosure gate: nothing is published unless the package passes every check."""
+    release_dir = _latest_release_dir(workspace, warehouse, context.partition_key)
+    problems = disclosure_problems(release_dir)
+    return AssetCheckResult(
+        passed=not problems,
+        severity=AssetCheckSeverity.ERROR,
+        description="; ".join(problems) or f"Release {release_dir.name} passed the disclosure gate.",
+    )
+
+
+@asset(partitions_def=quarter_partitions, group_name="release", deps=[quarterly_release], output_required=False)
+def published_release(
+    context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
+) -> Iterator[Output[None]]:
+    """The quarter's latest release in ``publish/`` and the site rebuilt: only once an analyst has
+    approved it (``collab approve``), unless the workspace publishes automatically."""
+    ws = workspace.workspace
+    release_dir = _latest_release_dir(workspace, warehouse, context.partition_key)
+    release_id = release_dir.name
+    with warehouse.connect(read_only=True) as con:
+        approved = (
+            con.execute(
+                "SELECT count(*) FROM audit_log WHERE action = 'approve' AND subject = $r", {"r": release_id}
+            ).fetchall()[0][0]
+            > 0
+        )
+    if not (approved or ws.settings.publication.auto_publish):
+        context.log.warning(f"Release {release_id} awaits approval: run `collab approve {release_id}` to publish it.")
+        return
+    target = publish_release(release_dir, ws.publish)
+    index = build_site(ws.publish)
+    manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
+    yield Output(
+        None,
+        metadata={
+            "release_id": release_id,
+            "published_to": str(target),
+            "site": str(index),
+            "approved_by": "analyst" if approved else "automatic publication",
+            "epsilon_at_delta": epsilon_at(manifest["privacy"]["rho_spent"], manifest["privacy"]["delta"]),
+        },
+    )

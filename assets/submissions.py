@@ -1,0 +1,181 @@
+"""One submission's path: checked against the standard, fed back to its charity, loaded."""
+
+import json
+import re
+
+import polars as pl
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+    asset,
+    asset_check,
+)
+
+from assets.partitions import submission_partitions
+from pipelines.intake import load_manifest, submission_dir
+from pipelines.landing import LandingZone
+from pipelines.resources import CollabWorkspace, Warehouse
+from pipelines.staging import CONTACTS_FILE, StagingSink
+from pipelines.warehouse import load_submission
+from privacy.minimise import WAREHOUSE_SCHEMA, minimise
+from standards import STANDARD_VERSION
+from standards.check import STANDARD_CONTACT_SCHEMA, CheckOptions, check_extract
+from standards.feedback import FeedbackReport
+
+REPORT_FILE = "report.json"
+GX_FILE = "gx_validation.json"
+
+
+def _report(workspace: CollabWorkspace, submission_id: str) -> FeedbackReport:
+    path = submission_dir(workspace.workspace, submission_id) / REPORT_FILE
+    return FeedbackReport.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+@asset(partitions_def=submission_partitions, group_name="intake", kinds={"polars"})
+def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspace) -> MaterializeResult:
+    """A submission checked against the standard: accepted contacts staged, rejected rows quarantined."""
+    ws = workspace.workspace
+    manifest = load_manifest(ws, context.partition_key)
+    staging = submission_dir(ws, manifest.submission_id)
+    options = CheckOptions(max_row_error_share=ws.settings.intake.max_row_error_share)
+    with StagingSink(staging, ws.quarantine / manifest.submission_id) as sink:
+        result = check_extract(
+            staging / manifest.source_file,
+            mapping=workspace.registry.mapping(manifest.charity_id),
+            file_name=manifest.original_name,
+            submission_id=manifest.submission_id,
+            charity_id=manifest.charity_id,
+            options=options,
+            sink=sink,
+        )
+    report = result.report
+    (staging / REPORT_FILE).write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    (staging / GX_FILE).write_text(json.dumps(result.expectations, indent=1, default=str), encoding="utf-8")
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": report.rows_received,
+            "status": report.status,
+            "rows_accepted": report.rows_accepted,
+            "rows_rejected": report.rows_rejected,
+            "issue_codes": MetadataValue.json({g.code: g.count for g in report.issues}),
+            "quarters": ", ".join(report.quarters) or "none",
+            "file_format": report.file.format or "unknown",
+            "great_expectations_result": MetadataValue.path(str(staging / GX_FILE)),
+            "summary": MetadataValue.md(report.to_markdown()),
+        }
+    )
+
+
+def _feedback_name(original_name: str, submission_id: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", original_name.rsplit(".", 1)[0]).strip("-")[:60] or "file"
+    return f"{stem}--{submission_id}.feedback"
+
+
+@asset(partitions_def=submission_partitions, group_name="intake", deps=[submission_quality])
+def submission_feedback(
+    context: AssetExecutionContext, workspace: CollabWorkspace, landing_zone: LandingZone
+) -> MaterializeResult:
+    """The feedback report (JSON and HTML) in the charity's feedback area."""
+    manifest = load_manifest(workspace.workspace, context.partition_key)
+    report = _report(workspace, manifest.submission_id)
+    name = _feedback_name(manifest.original_name, manifest.submission_id)
+    json_at = landing_zone.write_feedback(
+        manifest.charity_id, f"{name}.json", report.model_dump_json(indent=2).encode(), "application/json"
+    )
+    html_at = landing_zone.write_feedback(
+        manifest.charity_id, f"{name}.html", report.to_html().encode(), "text/html; charset=utf-8"
+    )
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": report.rows_received,
+            "status": report.status,
+            "feedback_json": json_at,
+            "feedback_html": html_at,
+            "summary": MetadataValue.md(report.to_markdown()),
+        }
+    )
+
+
+@asset_check(asset=submission_feedback, blocking=True)
+def check_submission_accepted(context: AssetCheckExecutionContext, workspace: CollabWorkspace) -> AssetCheckResult:
+    """Only an accepted submission may reach the warehouse; a rejected one stops here, told why."""
+    report = _report(workspace, context.partition_key)
+    file_errors = [g.code for g in report.issues if g.severity == "error" and g.scope == "file"]
+    return AssetCheckResult(
+        passed=report.accepted,
+        severity=AssetCheckSeverity.ERROR,
+        description=report.headline(),
+        metadata={"status": report.status, "file_errors": ", ".join(file_errors) or "none"},
+    )
+
+
+@asset(
+    partitions_def=submission_partitions,
+    group_name="warehouse",
+    deps=[submission_feedback],
+    kinds={"duckdb"},
+    op_tags={"collab/warehouse": "write"},
+)
+def warehouse_contacts(
+    context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
+) -> MaterializeResult:
+    """The submission's contacts, pseudonymised and minimised, replacing its charity's earlier rows
+    for the same quarters in one transaction."""
+    ws = workspace.workspace
+    manifest = load_manifest(ws, context.partition_key)
+    staged = submission_dir(ws, manifest.submission_id) / CONTACTS_FILE
+    contacts = pl.read_parquet(staged) if staged.exists() else pl.DataFrame(schema=STANDARD_CONTACT_SCHEMA)
+    rows = minimise(
+        contacts,
+        key=ws.key(),
+        charity_id=manifest.charity_id,
+        submission_id=manifest.submission_id,
+        standard_version=STANDARD_VERSION,
+    )
+    with warehouse.connect() as con:
+        loaded = load_submission(
+            con,
+            submission_id=manifest.submission_id,
+            charity_id=manifest.charity_id,
+            file_name=manifest.original_name,
+            sha256=manifest.sha256,
+            received_at=manifest.received_at,
+            rows=rows,
+            standard_version=STANDARD_VERSION,
+        )
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": loaded.rows_loaded,
+            "rows_replaced": loaded.rows_replaced,
+            "quarters": ", ".join(loaded.quarters),
+            "dagster/column_schema": TableSchema(
+                columns=[TableColumn(name, str(dtype)) for name, dtype in WAREHOUSE_SCHEMA.items()]
+            ),
+            "summary": MetadataValue.md(
+                f"Loaded **{loaded.rows_loaded:,}** pseudonymised contacts for `{manifest.charity_id}` "
+                f"({', '.join(loaded.quarters)}), replacing {loaded.rows_replaced:,} earlier rows."
+            ),
+        }
+    )
+
+
+@asset_check(asset=warehouse_contacts)
+def check_warehouse_contacts_minimised(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+    """The warehouse holds only allowlisted columns and keyed pseudonyms for this submission."""
+    with warehouse.connect(read_only=True) as con:
+        columns = [row[0] for row in con.execute("DESCRIBE contacts").fetchall()]
+        malformed = con.execute(
+            "SELECT count(*) FROM contacts WHERE submission_id = $s AND NOT regexp_full_match(person_key, '[0-9a-f]{64}')",
+            {"s": context.partition_key},
+        ).fetchall()[0][0]
+    unexpected = sorted(set(columns) - set(WAREHOUSE_SCHEMA))
+    return AssetCheckResult(
+        passed=not unexpected and malformed == 0,
+        metadata={"unexpected_columns": ", ".join(unexpected) or "none", "malformed_person_keys": malformed},
+    )

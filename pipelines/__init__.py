@@ -1,0 +1,1 @@
+"""The collaborative's orchestration: Dagster definitions, resources, sensors, jobs and the CLI."""

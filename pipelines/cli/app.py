@@ -1,0 +1,70 @@
+"""The ``collab`` application object and what every command shares."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from pipelines.workspace import Workspace
+
+app = typer.Typer(
+    name="collab",
+    help="Poverty Insight Collaborative: charity extracts in, differentially private indicators out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of text.")
+
+
+def workspace() -> Workspace:
+    """The workspace, initialised, with its variables exported for Dagster."""
+    ws = Workspace.from_env()
+    ws.init()
+    os.environ.update(ws.environment())
+    return ws
+
+
+def emit_json(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    errors.print(f"[bold red]Error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None, *, enabled: bool = True) -> Iterator[Any]:
+    """A rich progress bar whose ``advance(label)`` moves one step; silent when disabled (--json)."""
+
+    class _Bar:
+        def __init__(self, progress: Progress | None, task: Any) -> None:
+            self._progress, self._task = progress, task
+
+        def advance(self, label: str = "") -> None:
+            if self._progress is not None:
+                self._progress.update(self._task, advance=1, description=f"{description} {label}".strip())
+
+    if not enabled:
+        yield _Bar(None, None)
+        return
+    columns = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield _Bar(progress, progress.add_task(description, total=total))

@@ -1,0 +1,229 @@
+"""``collab run | release | approve | budget | purge | serve-site``: the analyst's commands."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
+from pipelines.intake import load_manifest, purge_submission
+from pipelines.registry import Registry
+from pipelines.resources import landing_zone_from_env
+from pipelines.runner import RunReport, approve_and_publish, release_quarter, run_pending
+from pipelines.warehouse import audit, connect
+from pipelines.workspace import Workspace
+from privacy.mechanisms import epsilon_at
+
+QUARTER = re.compile(r"^\d{4}Q[1-4]$")
+
+
+def print_run_report(ws: Workspace, report: RunReport) -> None:
+    if report.submissions:
+        table = Table("charity", "file", "status", "rows", "accepted", "rejected", "issue codes", title="Submissions")
+        for s in report.submissions:
+            colour = {"accepted": "green", "accepted_with_warnings": "yellow", "rejected": "red"}[s.status]
+            table.add_row(
+                s.charity_id,
+                escape(s.file_name),
+                f"[{colour}]{s.status}[/]",
+                f"{s.rows_received:,}",
+                f"{s.rows_accepted:,}",
+                f"{s.rows_rejected:,}",
+                " ".join(s.codes),
+            )
+        console.print(table)
+    for duplicate in report.duplicates:
+        console.print(
+            f"Duplicate: {duplicate['charity_id']}/{escape(duplicate['file'])} is identical to {duplicate['duplicate_of']}; not processed again."
+        )
+    for release in report.releases:
+        if release.error:
+            console.print(f"[red]Release {release.period} failed:[/] {release.error}")
+        else:
+            state = "published" if release.published else f"awaiting approval (`collab approve {release.release_id}`)"
+            console.print(f"Release {release.release_id}: {'new' if release.new_spend else 'existing'}, {state}.")
+    for period in report.stale_quarters:
+        console.print(
+            f"[yellow]{period}[/] received data after its release: `collab release {period} --revise` spends budget to update it."
+        )
+    if not (report.submissions or report.duplicates or report.releases):
+        console.print("Nothing pending.")
+    console.print(f"Feedback reports: {ws.feedback}")
+
+
+@app.command()
+def run(as_json: bool = JsonOption) -> None:
+    """Process every pending submission, then release every complete quarter not yet released."""
+    ws = workspace()
+    charities = Registry(ws).all()
+    landing = landing_zone_from_env(ws)
+    pending = len(landing.pending([c.id for c in charities]))
+    with progress_bar("Processing", total=pending if pending else None, enabled=not as_json) as bar:
+        report = run_pending(ws, progress=bar.advance)
+    if as_json:
+        emit_json(asdict(report))
+    else:
+        print_run_report(ws, report)
+    if any(r.error for r in report.releases):
+        raise typer.Exit(1)
+
+
+@app.command()
+def release(
+    quarter: str = typer.Argument(..., help="The quarter, e.g. 2026Q1."),
+    revise: bool = typer.Option(False, "--revise", help="Draw new noise and spend budget again (a revision)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Release one quarter's indicators (re-running an existing release spends nothing)."""
+    if not QUARTER.match(quarter):
+        fail(f"{quarter!r} is not a quarter like 2026Q1", code=2)
+    ws = workspace()
+    outcome = release_quarter(ws, quarter, revise=revise)
+    if as_json:
+        emit_json(asdict(outcome))
+    elif outcome.error:
+        console.print(f"[red]Release {quarter} failed:[/] {outcome.error}")
+    else:
+        state = "published" if outcome.published else f"awaiting approval: `collab approve {outcome.release_id}`"
+        console.print(
+            f"Release {outcome.release_id} ({'new noise drawn' if outcome.new_spend else 'existing, nothing spent'}); {state}."
+        )
+    if outcome.error:
+        raise typer.Exit(1)
+
+
+@app.command()
+def approve(release_id: str, as_json: bool = JsonOption) -> None:
+    """Approve a release for publication (recorded in the audit log), then publish it."""
+    ws = workspace()
+    try:
+        outcome = approve_and_publish(ws, release_id, actor=Path.home().name or "analyst")
+    except LookupError as error:
+        fail(str(error))
+    if as_json:
+        emit_json(asdict(outcome))
+    elif outcome.error:
+        fail(f"approved, but publication failed: {outcome.error}")
+    else:
+        console.print(f"Approved and published {release_id}: {ws.publish / 'site' / 'index.html'}")
+
+
+@app.command()
+def budget(as_json: bool = JsonOption) -> None:
+    """Show the privacy ledger: ρ spent per period and indicator, what remains, and (ε, δ)."""
+    ws = workspace()
+    settings = ws.settings.privacy
+    with connect(ws.warehouse_path) as con:
+        rows = con.execute(
+            "SELECT period, release_id, indicator_id, kind, rho, noise_scale, recorded_at FROM privacy_ledger ORDER BY recorded_at"
+        ).fetchall()
+    spent_by_period: dict[str, float] = {}
+    entries = []
+    for period, release_id, indicator, kind, rho, scale, at in rows:
+        spent_by_period[period] = spent_by_period.get(period, 0.0) + rho
+        entries.append(
+            {
+                "period": period,
+                "release_id": release_id,
+                "indicator_id": indicator,
+                "kind": kind,
+                "rho": rho,
+                "noise_scale": scale,
+                "recorded_at": at,
+            }
+        )
+    lifetime = sum(spent_by_period.values())
+    periods = [
+        {
+            "period": p,
+            "rho_spent": s,
+            "rho_remaining": settings.period_rho - s,
+            "epsilon": epsilon_at(s, settings.report_delta),
+            "delta": settings.report_delta,
+        }
+        for p, s in sorted(spent_by_period.items())
+    ]
+    summary = {
+        "period_rho_budget": settings.period_rho,
+        "lifetime_rho_budget": settings.lifetime_rho,
+        "lifetime_rho_spent": lifetime,
+        "lifetime_rho_remaining": settings.lifetime_rho - lifetime,
+        "lifetime_epsilon": epsilon_at(lifetime, settings.report_delta),
+        "delta": settings.report_delta,
+        "periods": periods,
+        "entries": entries,
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    table = Table("period", "release", "indicator", "kind", "ρ", "noise scale", title="Privacy ledger")
+    for e in entries:
+        table.add_row(
+            e["period"], e["release_id"], e["indicator_id"], e["kind"], f"{e['rho']:.4g}", f"{e['noise_scale']:.3g}"
+        )
+    console.print(table)
+    per_period = Table("period", "ρ spent", "ρ remaining", f"ε at δ={settings.report_delta:g}", title="By period")
+    for p in periods:
+        per_period.add_row(p["period"], f"{p['rho_spent']:.4g}", f"{p['rho_remaining']:.4g}", f"{p['epsilon']:.3g}")
+    console.print(per_period)
+    console.print(
+        f"Lifetime: ρ {lifetime:.4g} of {settings.lifetime_rho:.4g} spent "
+        f"(ε = {summary['lifetime_epsilon']:.3g} at δ = {settings.report_delta:g})."
+    )
+
+
+@app.command()
+def purge(submission_id: str, as_json: bool = JsonOption) -> None:
+    """Delete a submission's raw copies (staging, quarantine, archive). Its warehouse rows stay."""
+    ws = workspace()
+    try:
+        manifest = load_manifest(ws, submission_id)
+    except FileNotFoundError:
+        fail(f"no submission {submission_id!r}")
+    removed = [str(p) for p in purge_submission(ws, submission_id)]
+    removed += landing_zone_from_env(ws).purge_archive(manifest.charity_id, submission_id)
+    with connect(ws.warehouse_path) as con:
+        audit(
+            con,
+            actor=Path.home().name or "analyst",
+            action="purge",
+            subject=submission_id,
+            detail=f"{len(removed)} paths",
+        )
+    if as_json:
+        emit_json({"submission_id": submission_id, "removed": removed})
+    else:
+        console.print(f"Purged {len(removed)} path(s) of {submission_id}.")
+
+
+@app.command("serve-site")
+def serve_site(port: int = typer.Option(8000, help="Port on localhost.")) -> None:
+    """Serve the published site on http://127.0.0.1:PORT for a reader."""
+    ws = workspace()
+    site = ws.publish / "site"
+    if not (site / "index.html").exists():
+        fail("nothing is published yet; run `collab run` (or `make demo`) first")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(ws.publish))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        console.print(f"Serving the site at http://127.0.0.1:{port}/site/ (Ctrl+C to stop)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            console.print("Stopped.")
+
+
+@app.command()
+def init(as_json: bool = JsonOption) -> None:
+    """Create the workspace (folders, pseudonymisation key, settings, Dagster instance) if missing."""
+    ws = workspace()
+    if as_json:
+        emit_json({"home": str(ws.home), **ws.environment(), "settings": ws.settings.model_dump()})
+    else:
+        console.print(f"Workspace ready at {ws.home} (DAGSTER_HOME={ws.dagster_home}).")

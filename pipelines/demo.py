@@ -1,0 +1,580 @@
+"""Synthetic extracts from fictional charities, with known true aggregates for evaluation.
+
+Every charity exports differently (headers, date formats, encodings, CSV or Excel, codes or its own
+wording), declared in its mapping file. People live in one local authority and may be supported by
+several charities serving their region. A few realistic mistakes are injected: unreadable dates,
+misspelt needs, blank references, a file sent without its need column (and then corrected), a file
+sent twice, and an annual report dropped by accident. Nothing here is real data.
+
+The true aggregates are written to ``demo/truth/``, apart from the pipeline.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import xlsxwriter
+
+from standards.codelists import load_codelist
+from standards.extract import age_band_at, quarter_of
+from standards.geography import load_geography
+from standards.mapping import CharityMapping
+
+NEEDS = load_codelist("need").values
+FIRST_NAMES = (
+    "Alex",
+    "Sam",
+    "Jo",
+    "Chris",
+    "Priya",
+    "Mohammed",
+    "Aisha",
+    "Tom",
+    "Megan",
+    "Oliver",
+    "Fatima",
+    "Liam",
+    "Grace",
+    "Kwame",
+    "Zofia",
+)
+SURNAMES = (
+    "Smith",
+    "Jones",
+    "Taylor",
+    "Brown",
+    "Khan",
+    "Patel",
+    "Evans",
+    "Wilson",
+    "Campbell",
+    "Murphy",
+    "Nowak",
+    "Okafor",
+    "Hughes",
+    "Davies",
+)
+
+
+@dataclass(frozen=True)
+class CharityProfile:
+    id: str
+    name: str
+    regions: tuple[str, ...]
+    file_format: str  # csv or xlsx
+    encoding: str
+    delimiter: str
+    date_format: str | None  # None: real Excel dates
+    columns: dict[str, str]  # standard field -> their header
+    need_weights: dict[str, float]
+    need_wording: dict[str, str] = field(default_factory=dict)  # code -> their wording
+    uses_labels: bool = False
+    money_style: str = "plain"  # plain | pounds
+    extra_columns: tuple[str, ...] = ()  # columns we must drop (names, notes)
+
+    def mapping(self) -> CharityMapping:
+        values = {"need": {wording: code for code, wording in self.need_wording.items()}} if self.need_wording else {}
+        return CharityMapping(
+            columns={header: field_name for field_name, header in self.columns.items()},
+            date_format=self.date_format,
+            values=values,
+            sheet="Contacts" if self.file_format == "xlsx" else None,
+        )
+
+
+_COMMON = {
+    "household_type": "Household",
+    "children_in_household": "Children",
+    "tenure": "Tenure",
+    "employment_status": "Employment",
+    "disability": "Disability",
+    "monthly_income_gbp": "Monthly income",
+    "monthly_essential_costs_gbp": "Monthly essential costs",
+    "total_debt_gbp": "Total debt",
+    "support_type": "Support given",
+}
+
+PROFILES: tuple[CharityProfile, ...] = (
+    CharityProfile(
+        "northside-food-bank",
+        "Northside Food Bank",
+        ("E12000001", "E12000003"),
+        "csv",
+        "utf-8",
+        ",",
+        "%d/%m/%Y",
+        {
+            "person_ref": "Client ID",
+            "contact_date": "Visit Date",
+            "need": "Reason for referral",
+            "postcode": "Post Code",
+            "date_of_birth": "D.O.B",
+            **_COMMON,
+        },
+        {"food": 5, "fuel_energy": 3, "benefits_income": 2, "debt": 1, "other": 0.5},
+        uses_labels=True,
+        extra_columns=("Client Name", "Notes"),
+    ),
+    CharityProfile(
+        "riverside-advice",
+        "Riverside Advice Centre",
+        ("E12000007", "E12000008"),
+        "xlsx",
+        "utf-8",
+        ",",
+        None,
+        {
+            "person_ref": "Case Ref",
+            "contact_date": "Date of Contact",
+            "need": "Primary Need",
+            "local_authority_code": "LA Code",
+            "age_band": "Age Group",
+            **_COMMON,
+        },
+        {
+            "debt": 4,
+            "benefits_income": 4,
+            "housing_homelessness": 3,
+            "employment": 1,
+            "immigration": 1,
+            "family_relationships": 1,
+        },
+    ),
+    CharityProfile(
+        "valleys-debt-line",
+        "Valleys Debt Line",
+        ("W92000004", "E12000009"),
+        "csv",
+        "cp1252",
+        ",",
+        "%d-%m-%Y",
+        {
+            "person_ref": "ClientRef",
+            "contact_date": "ContactDate",
+            "need": "Issue",
+            "postcode": "Postcode",
+            "date_of_birth": "DOB",
+            **_COMMON,
+        },
+        {"debt": 6, "benefits_income": 2, "fuel_energy": 2, "housing_homelessness": 1},
+        need_wording={"debt": "Debt – priority", "fuel_energy": "Gas & electric"},
+        money_style="pounds",
+    ),
+    CharityProfile(
+        "highland-housing-trust",
+        "Highland Housing Trust",
+        ("S92000003", "E12000002"),
+        "csv",
+        "utf-8-sig",
+        ";",
+        "%Y-%m-%d",
+        {
+            "person_ref": "Tenant No",
+            "contact_date": "Date",
+            "need": "Need",
+            "local_authority_code": "Council code",
+            "age_band": "Age band",
+            **_COMMON,
+        },
+        {"housing_homelessness": 6, "debt": 1, "benefits_income": 2, "health_disability": 1, "family_relationships": 1},
+        uses_labels=True,
+    ),
+    CharityProfile(
+        "midlands-money-advice",
+        "Midlands Money Advice",
+        ("E12000005", "E12000004", "E12000006", "E12000003"),
+        "xlsx",
+        "utf-8",
+        ",",
+        None,
+        {
+            "person_ref": "Client Number",
+            "contact_date": "Appointment Date",
+            "need": "Main Issue",
+            "postcode": "Postcode",
+            "age_band": "Age Range",
+            **_COMMON,
+        },
+        {"debt": 5, "benefits_income": 3, "employment": 2, "fuel_energy": 1},
+        need_wording={"benefits_income": "UC problem", "employment": "Job loss"},
+    ),
+    CharityProfile(
+        "coastal-community-pantry",
+        "Coastal Community Pantry",
+        ("E12000009", "E12000008", "E12000007"),
+        "csv",
+        "utf-8",
+        ",",
+        "%d/%m/%y",
+        {
+            "person_ref": "Member ID",
+            "contact_date": "Date of visit",
+            "need": "Reason",
+            "postcode": "Postcode",
+            "date_of_birth": "Date of Birth",
+            **_COMMON,
+        },
+        {"food": 6, "fuel_energy": 3, "health_disability": 1, "other": 1},
+        extra_columns=("Phone",),
+    ),
+    CharityProfile(
+        "belfast-family-support",
+        "Belfast Family Support",
+        ("N92000002",),
+        "csv",
+        "utf-8",
+        ",",
+        "%d/%m/%Y",
+        {
+            "person_ref": "Family ID",
+            "contact_date": "Contact date",
+            "need": "Presenting issue",
+            "local_authority_code": "LA code",
+            "age_band": "Age band",
+            **_COMMON,
+        },
+        {"family_relationships": 4, "food": 2, "benefits_income": 2, "health_disability": 2},
+    ),
+    CharityProfile(
+        "pennine-debt-advice",
+        "Pennine Debt Advice",
+        ("E12000002", "E12000003"),
+        "xlsx",
+        "utf-8",
+        ",",
+        None,
+        {
+            "person_ref": "Client ref",
+            "contact_date": "Session date",
+            "need": "Need category",
+            "postcode": "Post code",
+            "date_of_birth": "Date of birth",
+            **_COMMON,
+        },
+        {"debt": 6, "benefits_income": 2, "housing_homelessness": 1},
+    ),
+)
+
+
+def last_complete_quarters(count: int, today: dt.date | None = None) -> list[str]:
+    """The ``count`` most recent quarters that have ended, oldest first."""
+    today = today or dt.date.today()
+    year, quarter = today.year, (today.month - 1) // 3 + 1
+    periods = []
+    for _ in range(count):
+        quarter -= 1
+        if quarter == 0:
+            year, quarter = year - 1, 4
+        periods.append(f"{year}Q{quarter}")
+    return list(reversed(periods))
+
+
+def _quarter_start(period: str) -> dt.date:
+    return dt.date(int(period[:4]), 3 * (int(period[-1]) - 1) + 1, 1)
+
+
+@dataclass
+class DemoData:
+    charities: list[CharityProfile]
+    quarters: list[str]
+    contacts: pl.DataFrame  # one row per contact, true values, with `injected_error`
+    files: list[tuple[str, Path]] = field(default_factory=list)  # (charity_id, path) in drop order
+
+
+def generate_contacts(contacts: int, charities: list[CharityProfile], quarters: list[str], seed: int) -> pl.DataFrame:
+    """The true contacts: people, their charities and their visits, vectorised with NumPy."""
+    rng = np.random.default_rng(seed)
+    geography = load_geography()
+    served = sorted({r for c in charities for r in c.regions})
+    las_by_region = {
+        r: sorted(la.code for la in geography.local_authorities.values() if la.region_code == r) for r in served
+    }
+    districts_by_la: dict[str, list[str]] = {}
+    for district, la in geography.postcode_districts.items():
+        districts_by_la.setdefault(la, []).append(district)
+    people = max(10, int(contacts / 2.3))
+    region_of = rng.choice(
+        served,
+        size=people,
+        p=np.array([len(las_by_region[r]) for r in served]) / sum(len(v) for v in las_by_region.values()),
+    )
+    la_of = np.array(
+        [
+            las_by_region[r][i % len(las_by_region[r])]
+            for r, i in zip(region_of, rng.integers(0, 10_000, people), strict=True)
+        ]
+    )
+    ages = np.clip(rng.normal(42, 15, people), 16, 92).astype(int)
+    birth = np.array(
+        [
+            dt.date(2026 - a, 1, 1) + dt.timedelta(days=int(d))
+            for a, d in zip(ages, rng.integers(0, 365, people), strict=True)
+        ]
+    )
+    household = rng.choice(
+        ["single_adult", "couple_no_children", "single_parent", "couple_with_children", "multi_adult"],
+        size=people,
+        p=[0.38, 0.12, 0.22, 0.18, 0.10],
+    )
+    children = np.where(np.isin(household, ["single_parent", "couple_with_children"]), rng.integers(1, 5, people), 0)
+    tenure = rng.choice(
+        ["social_rented", "private_rented", "owner_occupier", "temporary_accommodation", "living_with_family_friends"],
+        size=people,
+        p=[0.42, 0.33, 0.10, 0.08, 0.07],
+    )
+    employment = rng.choice(
+        ["unemployed", "employed_part_time", "employed_full_time", "unable_to_work", "retired", "carer"],
+        size=people,
+        p=[0.30, 0.22, 0.12, 0.20, 0.08, 0.08],
+    )
+    disability = rng.choice(["yes", "no", "prefer_not_to_say"], size=people, p=[0.38, 0.55, 0.07])
+    income = np.round(rng.lognormal(6.9, 0.45, people), 2)
+    costs = np.round(income * rng.normal(1.08, 0.22, people), 2)
+    debt = np.where(rng.random(people) < 0.55, np.round(rng.lognormal(8.0, 1.0, people), 2), 0.0)
+
+    # Which charities each person uses: one serving their region, sometimes two or three.
+    serving = {r: [i for i, c in enumerate(charities) if r in c.regions] for r in served}
+    extra = rng.choice([0, 1, 2], size=people, p=[0.82, 0.15, 0.03])
+    person_charities = []
+    for region, more in zip(region_of, extra, strict=True):
+        options = serving[region]
+        person_charities.append(rng.choice(options, size=min(len(options), 1 + int(more)), replace=False))
+    # Visits: more contacts in later quarters (rising need), fuel in winter.
+    visits = rng.geometric(1 / 2.3, size=people)
+    scale = contacts / visits.sum()
+    visits = np.maximum(1, np.round(visits * scale)).astype(int)
+    quarter_weight = np.array([1 + 0.06 * i for i in range(len(quarters))])
+    rows: dict[str, list[object]] = {
+        name: []
+        for name in (
+            "charity_id",
+            "person_ref",
+            "contact_date",
+            "need",
+            "postcode",
+            "local_authority_code",
+            "date_of_birth",
+            "household_type",
+            "children_in_household",
+            "tenure",
+            "employment_status",
+            "disability",
+            "monthly_income_gbp",
+            "monthly_essential_costs_gbp",
+            "total_debt_gbp",
+            "support_type",
+            "surname",
+        )
+    }
+    for person in range(people):
+        home = str(la_of[person])
+        districts = districts_by_la.get(home) or ["SW1A"]
+        postcode = f"{districts[person % len(districts)]} {rng.integers(1, 10)}{chr(65 + person % 26)}{chr(65 + (person // 26) % 26)}"
+        for _ in range(visits[person]):
+            charity = charities[int(rng.choice(person_charities[person]))]
+            period = quarters[int(rng.choice(len(quarters), p=quarter_weight / quarter_weight.sum()))]
+            start = _quarter_start(period)
+            day = start + dt.timedelta(days=int(rng.integers(0, 90)))
+            weights = dict(charity.need_weights)
+            if period.endswith(("Q4", "Q1")) and "fuel_energy" in weights:
+                weights["fuel_energy"] *= 1.8
+            codes = list(weights)
+            need = codes[int(rng.choice(len(codes), p=np.array(list(weights.values())) / sum(weights.values())))]
+            rows["charity_id"].append(charity.id)
+            rows["person_ref"].append(f"{charity.id[:3].upper()}-{person:06d}")
+            rows["contact_date"].append(min(day, dt.date.today() - dt.timedelta(days=1)))
+            rows["need"].append(need)
+            rows["postcode"].append(postcode)
+            rows["local_authority_code"].append(home)
+            rows["date_of_birth"].append(birth[person])
+            rows["household_type"].append(str(household[person]))
+            rows["children_in_household"].append(int(children[person]))
+            rows["tenure"].append(str(tenure[person]))
+            rows["employment_status"].append(str(employment[person]))
+            rows["disability"].append(str(disability[person]))
+            rows["monthly_income_gbp"].append(float(income[person]))
+            rows["monthly_essential_costs_gbp"].append(float(max(0.0, costs[person])))
+            rows["total_debt_gbp"].append(float(debt[person]))
+            rows["support_type"].append({"food": "food_parcel", "fuel_energy": "fuel_support"}.get(need, "advice"))
+            rows["surname"].append(SURNAMES[person % len(SURNAMES)])
+    frame = pl.DataFrame(rows).with_columns(
+        pl.col("contact_date").map_elements(quarter_of, return_dtype=pl.String).alias("quarter"),
+        pl.struct("date_of_birth", "contact_date")
+        .map_elements(lambda r: age_band_at(r["date_of_birth"], r["contact_date"]), return_dtype=pl.String)
+        .alias("age_band"),
+        pl.lit(None, pl.String).alias("injected_error"),
+    )
+    # A few realistic mistakes, about one row in 200.
+    mistakes = rng.random(frame.height) < 0.005
+    kinds = rng.choice(["bad_date", "misspelt_need", "blank_ref", "bad_postcode"], size=frame.height)
+    return frame.with_columns(
+        pl.Series("injected_error", [k if m else None for k, m in zip(kinds, mistakes, strict=True)], pl.String)
+    )
+
+
+def _render(profile: CharityProfile, frame: pl.DataFrame) -> tuple[list[str], list[list[object]]]:
+    """Rows as the charity's system would export them."""
+    header = [profile.columns[f] for f in profile.columns] + list(profile.extra_columns)
+    labels = {
+        name: {c.code: c.label for c in load_codelist(name).codes}
+        for name in ("need", "household_type", "tenure", "employment_status", "disability", "support_type", "age_band")
+    }
+
+    def money(value: float) -> str:
+        return f"£{value:,.2f}" if profile.money_style == "pounds" else f"{value:.2f}"
+
+    def date(value: dt.date) -> object:
+        return value if profile.date_format is None else value.strftime(profile.date_format)
+
+    def code(name: str, value: str) -> str:
+        if name == "need" and value in profile.need_wording:
+            return profile.need_wording[value]
+        return labels[name][value] if profile.uses_labels else value
+
+    formatters: dict[str, Callable[[dict[str, object]], object]] = {
+        "person_ref": lambda r: "" if r["injected_error"] == "blank_ref" else r["person_ref"],
+        "contact_date": lambda r: "31/02/2026" if r["injected_error"] == "bad_date" else date(r["contact_date"]),  # type: ignore[arg-type]
+        "need": lambda r: "Fod parcel" if r["injected_error"] == "misspelt_need" else code("need", r["need"]),  # type: ignore[arg-type]
+        "postcode": lambda r: "XX9 9ZZ" if r["injected_error"] == "bad_postcode" else r["postcode"],
+        "local_authority_code": lambda r: (
+            "X99999999" if r["injected_error"] == "bad_postcode" else r["local_authority_code"]
+        ),
+        "date_of_birth": lambda r: date(r["date_of_birth"]),  # type: ignore[arg-type]
+        "age_band": lambda r: labels["age_band"][r["age_band"]],  # type: ignore[index]
+        "household_type": lambda r: code("household_type", r["household_type"]),  # type: ignore[arg-type]
+        "children_in_household": lambda r: r["children_in_household"],
+        "tenure": lambda r: code("tenure", r["tenure"]),  # type: ignore[arg-type]
+        "employment_status": lambda r: code("employment_status", r["employment_status"]),  # type: ignore[arg-type]
+        "disability": lambda r: code("disability", r["disability"]),  # type: ignore[arg-type]
+        "monthly_income_gbp": lambda r: money(r["monthly_income_gbp"]),  # type: ignore[arg-type]
+        "monthly_essential_costs_gbp": lambda r: money(r["monthly_essential_costs_gbp"]),  # type: ignore[arg-type]
+        "total_debt_gbp": lambda r: money(r["total_debt_gbp"]),  # type: ignore[arg-type]
+        "support_type": lambda r: code("support_type", r["support_type"]),  # type: ignore[arg-type]
+    }
+    extras: dict[str, Callable[[dict[str, object]], object]] = {
+        "Client Name": lambda r: f"{FIRST_NAMES[int(r['person_ref'][4:]) % len(FIRST_NAMES)]} {r['surname']}",
+        "Notes": lambda r: "Referred by GP; call back Tuesday",
+        "Phone": lambda r: "07700 900" + r["person_ref"][-3:],
+    }
+    rows = [
+        [formatters[f](r) for f in profile.columns] + [extras[c](r) for c in profile.extra_columns]
+        for r in frame.iter_rows(named=True)
+    ]
+    return header, rows
+
+
+def write_extract(profile: CharityProfile, frame: pl.DataFrame, path: Path) -> Path:
+    header, rows = _render(profile, frame)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if profile.file_format == "xlsx":
+        path = path.with_suffix(".xlsx")
+        workbook = xlsxwriter.Workbook(str(path), {"constant_memory": True})
+        about = workbook.add_worksheet("About")
+        about.write(0, 0, f"{profile.name}: contacts export")
+        about.write(1, 0, "Exported from the case management system.")
+        sheet = workbook.add_worksheet("Contacts")
+        date_format = workbook.add_format({"num_format": "dd/mm/yyyy"})
+        sheet.write_row(0, 0, header)
+        for index, row in enumerate(rows, start=1):
+            for column, value in enumerate(row):
+                if isinstance(value, dt.date):
+                    sheet.write_datetime(index, column, dt.datetime.combine(value, dt.time()), date_format)
+                else:
+                    sheet.write(index, column, value)
+        workbook.close()
+        return path
+    path = path.with_suffix(".csv")
+    with path.open("w", newline="", encoding=profile.encoding) as handle:
+        writer = csv.writer(handle, delimiter=profile.delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def generate(root: Path, *, contacts: int, charities: int, quarters: int, seed: int = 2026) -> DemoData:
+    """Write the demo's extracts, mapping files and true aggregates under ``root``."""
+    if not 1 <= charities <= len(PROFILES):
+        raise ValueError(f"the demo has between 1 and {len(PROFILES)} charities")
+    profiles = list(PROFILES[:charities])
+    periods = last_complete_quarters(quarters)
+    truth = generate_contacts(contacts, profiles, periods, seed)
+    data = DemoData(charities=profiles, quarters=periods, contacts=truth)
+    extracts, mappings = root / "extracts", root / "mappings"
+    for directory in (extracts, mappings):
+        directory.mkdir(parents=True, exist_ok=True)
+    for profile in profiles:
+        profile.mapping().dump(mappings / f"{profile.id}.yaml")
+        for period in periods:
+            rows = truth.filter((pl.col("charity_id") == profile.id) & (pl.col("quarter") == period))
+            if rows.is_empty():
+                continue
+            path = write_extract(profile, rows, extracts / profile.id / f"{profile.id}-contacts-{period}")
+            data.files.append((profile.id, path))
+    _add_realistic_accidents(data, extracts)
+    _write_truth(data, root / "truth")
+    return data
+
+
+def _add_realistic_accidents(data: DemoData, extracts: Path) -> None:
+    first = data.charities[0]
+    # The first charity's first file went out without its need column; it resent a corrected one.
+    original = next(path for charity, path in data.files if charity == first.id)
+    broken_profile = CharityProfile(
+        **{**first.__dict__, "columns": {k: v for k, v in first.columns.items() if k != "need"}}
+    )
+    rows = data.contacts.filter((pl.col("charity_id") == first.id) & (pl.col("quarter") == data.quarters[0]))
+    broken = write_extract(broken_profile, rows, original.with_name(original.stem + "-first-attempt"))
+    data.files.insert(0, (first.id, broken))
+    # The last charity sent one file twice, under another name.
+    last = data.charities[-1]
+    repeated = next(path for charity, path in reversed(data.files) if charity == last.id)
+    copy = repeated.with_name("Copy of " + repeated.name)
+    copy.write_bytes(repeated.read_bytes())
+    data.files.append((last.id, copy))
+    # And dropped its annual report in the wrong place.
+    report = extracts / last.id / "annual-report.pdf"
+    report.write_bytes(b"%PDF-1.7\n% Annual report: not a contacts extract\n")
+    data.files.append((last.id, report))
+
+
+def _write_truth(data: DemoData, truth: Path) -> None:
+    """True counts for the pipeline's estimand (distinct charity-person pairs per cell) and people."""
+    truth.mkdir(parents=True, exist_ok=True)
+    geography = load_geography().local_authorities
+    valid = data.contacts.filter(pl.col("injected_error").is_null()).with_columns(
+        pl.col("local_authority_code")
+        .replace_strict({c: la.region_code for c, la in geography.items()})
+        .alias("region_code"),
+    )
+    (
+        valid.group_by("quarter", "region_code", "need")
+        .agg(
+            pl.struct("charity_id", "person_ref").n_unique().alias("people_charity_units"),
+            pl.col("person_ref").str.slice(4).n_unique().alias("people_distinct"),
+            pl.len().alias("contacts"),
+        )
+        .sort("quarter", "region_code", "need")
+        .write_csv(truth / "people_by_need_region.csv")
+    )
+    per_person = (
+        valid.with_columns(pl.col("person_ref").str.slice(4).alias("person"))
+        .group_by("person")
+        .agg(pl.col("charity_id").n_unique().alias("charities"))
+    )
+    summary = {
+        "contacts_generated": data.contacts.height,
+        "contacts_with_injected_errors": data.contacts.filter(pl.col("injected_error").is_not_null()).height,
+        "people": per_person.height,
+        "people_at_two_or_more_charities": per_person.filter(pl.col("charities") >= 2).height,
+        "charities": [c.id for c in data.charities],
+        "quarters": data.quarters,
+        "files": [str(path) for _, path in data.files],
+    }
+    (truth / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

@@ -1,0 +1,305 @@
+"""Release packages and their publication.
+
+A release package (``releases/<release_id>/``) is rendered only from the DP outputs stored in the
+warehouse (``release_cells``) plus public facts (key labels, the noise scale, the ledger), so
+nothing in it can carry a row of data. It holds one CSV per indicator, a Frictionless
+``datapackage.json`` and a ``release.json`` manifest with the SHA-256 of every file. Publication
+copies a verified package into ``publish/releases/`` and rebuilds the site.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipelines.workspace import REPOSITORY_ROOT
+from privacy.mechanisms import epsilon_at
+from standards.catalogue import Catalogue, key_set
+
+MANIFEST = "release.json"
+DATAPACKAGE = "datapackage.json"
+DATA_DIR = "data"
+ALLOWED_SUFFIXES = {".csv", ".json"}
+LICENCE = {
+    "name": "OGL-UK-3.0",
+    "title": "Open Government Licence v3.0",
+    "path": "https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/",
+}
+VALUE_FIELDS: list[dict[str, str]] = [
+    {
+        "name": "value",
+        "type": "integer",
+        "description": "Published figure: differentially private, non-negative, rounded.",
+    },
+    {"name": "ci_low", "type": "integer", "description": "Lower end of the 95% interval, from the known noise scale."},
+    {"name": "ci_high", "type": "integer", "description": "Upper end of the 95% interval, from the known noise scale."},
+    {
+        "name": "low_reliability",
+        "type": "boolean",
+        "description": "True when the 95% interval is wider than the figure itself: read with care.",
+    },
+]
+
+
+class ReleaseIntegrityError(Exception):
+    """A release package on disk does not match its manifest."""
+
+
+def code_version() -> str:
+    """The package version, plus the git commit when run from a checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPOSITORY_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    base = version("poverty-insight-collaborative")
+    return f"{base}+{commit}" if commit else base
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def indicator_fields(breakdowns: list[str]) -> list[dict[str, str]]:
+    """The Table Schema fields of an indicator's CSV."""
+    fields = [
+        {"name": "release_id", "type": "string", "description": "Release this figure belongs to."},
+        {"name": "period", "type": "string", "description": "Calendar quarter the figure describes (e.g. 2026Q1)."},
+    ]
+    for breakdown in breakdowns:
+        label = breakdown.replace("_", " ")
+        fields += [
+            {"name": f"{breakdown}_code", "type": "string", "description": f"Code of the {label}."},
+            {"name": f"{breakdown}_name", "type": "string", "description": f"Name of the {label}."},
+        ]
+    return fields + VALUE_FIELDS
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    release_id: str
+    period: str
+    revision: int
+    kind: str
+    rho: float
+    contributors: int
+    standard_version: str
+    code_version: str
+    created_at: dt.datetime
+
+
+def release_record(con: duckdb.DuckDBPyConnection, release_id: str) -> ReleaseRecord:
+    rows = con.execute(
+        "SELECT release_id, period, revision, kind, rho, contributors, standard_version, code_version, created_at "
+        "FROM releases WHERE release_id = $r",
+        {"r": release_id},
+    ).fetchall()
+    if not rows:
+        raise KeyError(f"No release {release_id!r} in the warehouse.")
+    return ReleaseRecord(*rows[0])
+
+
+def write_release_package(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    release_id: str,
+    catalogue: Catalogue,
+    destination: Path,
+    period_rho: float,
+    lifetime_rho: float,
+    delta: float,
+) -> dict[str, Any]:
+    """Render a stored release into ``destination`` and return its manifest."""
+    record = release_record(con, release_id)
+    staging = destination.with_name(f".{destination.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / DATA_DIR).mkdir(parents=True)
+    resources, indicators = [], []
+    for indicator in catalogue.indicators:
+        labels = [dict(key_set(b)) for b in indicator.breakdowns]
+        rows = con.execute(
+            "SELECT keys, value, ci_low, ci_high, low_reliability FROM release_cells "
+            "WHERE release_id = $r AND indicator_id = $i ORDER BY cell_index",
+            {"r": release_id, "i": indicator.id},
+        ).fetchall()
+        fields = indicator_fields(list(indicator.breakdowns))
+        relative = f"{DATA_DIR}/{indicator.id}.csv"
+        with (staging / relative).open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow([f["name"] for f in fields])
+            for keys, value, low, high, unreliable in rows:
+                names = [part for key, table in zip(keys, labels, strict=True) for part in (key, table[key])]
+                writer.writerow([release_id, record.period, *names, value, low, high, str(unreliable).lower()])
+        rho = con.execute(
+            "SELECT rho, noise_scale FROM privacy_ledger WHERE release_id = $r AND indicator_id = $i",
+            {"r": release_id, "i": indicator.id},
+        ).fetchall()[0]
+        indicators.append(
+            {
+                "id": indicator.id,
+                "title": indicator.title,
+                "description": indicator.description,
+                "measure": indicator.measure,
+                "breakdowns": list(indicator.breakdowns),
+                "path": relative,
+                "cells": len(rows),
+                "low_reliability_cells": sum(1 for r in rows if r[4]),
+                "rho": rho[0],
+                "noise_scale": rho[1],
+                "max_cells_per_person": indicator.max_cells_per_person,
+            }
+        )
+        resources.append(
+            {
+                "name": indicator.id.replace("_", "-"),
+                "title": indicator.title,
+                "description": indicator.description,
+                "path": relative,
+                "profile": "tabular-data-resource",
+                "format": "csv",
+                "mediatype": "text/csv",
+                "encoding": "utf-8",
+                "schema": {"fields": fields},
+            }
+        )
+    lifetime = float(con.execute("SELECT coalesce(sum(rho), 0) FROM privacy_ledger").fetchall()[0][0])
+    period_spent = float(
+        con.execute(
+            "SELECT coalesce(sum(rho), 0) FROM privacy_ledger WHERE period = $p", {"p": record.period}
+        ).fetchall()[0][0]
+    )
+    datapackage = {
+        "profile": "tabular-data-package",
+        "name": f"poverty-insight-{release_id.lower()}",
+        "title": f"Poverty Insight Collaborative: indicators for {record.period}",
+        "description": "Cross-charity poverty indicators protected by differential privacy (zCDP, discrete "
+        "Gaussian noise). Each figure has a 95% interval from the known noise scale.",
+        "version": f"{record.revision}.0.0",
+        "created": record.created_at.replace(tzinfo=dt.UTC).isoformat(),
+        "licenses": [LICENCE],
+        "sources": [
+            {"title": f"Service-user extracts from {record.contributors} participating charities"},
+            {"title": "ONS geography lookups (Open Government Licence v3.0)"},
+        ],
+        "resources": resources,
+    }
+    (staging / DATAPACKAGE).write_text(json.dumps(datapackage, indent=2), encoding="utf-8")
+    manifest = {
+        "release_id": release_id,
+        "period": record.period,
+        "revision": record.revision,
+        "kind": record.kind,
+        "created_at": record.created_at.replace(tzinfo=dt.UTC).isoformat(),
+        "standard_version": record.standard_version,
+        "code_version": record.code_version,
+        "contributors": record.contributors,
+        "privacy": {
+            "unit": "one person at one charity, per calendar quarter",
+            "definition": "zero-concentrated differential privacy (rho-zCDP)",
+            "mechanism": "discrete Gaussian (OpenDP)",
+            "rho_spent": record.rho,
+            "epsilon": epsilon_at(record.rho, delta),
+            "delta": delta,
+            "period_rho_spent": period_spent,
+            "period_rho_budget": period_rho,
+            "lifetime_rho_spent": lifetime,
+            "lifetime_rho_budget": lifetime_rho,
+        },
+        "indicators": indicators,
+        "files": {
+            path.relative_to(staging).as_posix(): sha256_of(path)
+            for path in sorted(staging.rglob("*"))
+            if path.is_file()
+        },
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    shutil.rmtree(destination, ignore_errors=True)
+    staging.replace(destination)
+    return manifest
+
+
+def verify_release_package(directory: Path) -> dict[str, Any]:
+    """The manifest of a release package whose files all match it; raise ``ReleaseIntegrityError`` if not."""
+    path = directory / MANIFEST
+    if not path.exists():
+        raise ReleaseIntegrityError(f"{directory} has no {MANIFEST}; it is not a release package.")
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    on_disk = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()} - {MANIFEST}
+    expected = set(manifest["files"])
+    problems = [f"unexpected file {name}" for name in sorted(on_disk - expected)]
+    problems += [f"missing file {name}" for name in sorted(expected - on_disk)]
+    problems += [
+        f"{name} has been changed since release (SHA-256 mismatch)"
+        for name in sorted(expected & on_disk)
+        if sha256_of(directory / name) != manifest["files"][name]
+    ]
+    if problems:
+        raise ReleaseIntegrityError(
+            f"Release {manifest.get('release_id', directory.name)} is not intact: {'; '.join(problems)}."
+        )
+    return manifest
+
+
+def disclosure_problems(release_dir: Path) -> list[str]:
+    """Why a release package may not be published (empty when it may).
+
+    The package must match its manifest file for file, hold only CSV and JSON, and every CSV must
+    have exactly the columns its Table Schema declares: no column outside the release schema.
+    """
+    try:
+        verify_release_package(release_dir)
+    except ReleaseIntegrityError as error:
+        return [str(error)]
+    problems = [
+        f"file type not allowed: {path.name}"
+        for path in release_dir.rglob("*")
+        if path.is_file() and path.suffix not in ALLOWED_SUFFIXES
+    ]
+    package = json.loads((release_dir / DATAPACKAGE).read_text(encoding="utf-8"))
+    for resource in package["resources"]:
+        declared = [field["name"] for field in resource["schema"]["fields"]]
+        with (release_dir / resource["path"]).open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle))
+        if header != declared:
+            problems.append(f"{resource['path']} has columns {header}, not the release schema {declared}")
+    return problems
+
+
+def publish_release(release_dir: Path, publish_root: Path) -> Path:
+    """Copy a verified release package into ``publish/releases/`` atomically."""
+    manifest = verify_release_package(release_dir)
+    target = publish_root / "releases" / manifest["release_id"]
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(release_dir, partial)
+    verify_release_package(partial)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.replace(target)
+    return target
+
+
+def published_manifests(publish_root: Path) -> list[dict[str, Any]]:
+    """Manifests of every intact published release, oldest period first, latest revision last."""
+    manifests = [
+        verify_release_package(path.parent) for path in sorted((publish_root / "releases").glob(f"*/{MANIFEST}"))
+    ]
+    return sorted(manifests, key=lambda m: (m["period"], m["revision"]))

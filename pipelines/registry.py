@@ -1,0 +1,101 @@
+"""The charity registry: who takes part, and how to read each charity's extracts.
+
+Each charity has ``registry/<id>/charity.yaml`` and, optionally, ``registry/<id>/mapping.yaml``.
+Files rather than the warehouse: the landing sensor reads the registry on every tick and must
+never wait for a DuckDB lock held by a running job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pipelines.workspace import Workspace
+from standards.mapping import CharityMapping
+
+CHARITY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$")
+
+
+class RegistryError(Exception):
+    """A registry request that cannot be honoured (unknown id, duplicate id, bad mapping)."""
+
+
+class Charity(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str = Field(min_length=1, max_length=200)
+    added_at: dt.datetime
+    active: bool = True
+    publish_name: bool = Field(default=False, description="the charity agreed to be named as a contributor")
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        if not CHARITY_ID.match(value):
+            raise ValueError(
+                "a charity id is 3-40 characters of lower-case letters, digits and hyphens, "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
+
+class Registry:
+    def __init__(self, workspace: Workspace) -> None:
+        self.root = workspace.registry
+
+    def _dir(self, charity_id: str) -> Path:
+        return self.root / charity_id
+
+    def add(self, charity_id: str, name: str, mapping: CharityMapping | None = None) -> Charity:
+        try:
+            charity = Charity(id=charity_id, name=name, added_at=dt.datetime.now(dt.UTC).replace(microsecond=0))
+        except ValueError as error:
+            raise RegistryError(str(error)) from error
+        existing = self.find(charity_id)
+        if existing is not None and existing.active:
+            raise RegistryError(f"Charity {charity_id!r} is already registered.")
+        self._dir(charity_id).mkdir(parents=True, exist_ok=True)
+        self._save(charity)
+        if mapping is not None:
+            mapping.dump(self._dir(charity_id) / "mapping.yaml")
+        return charity
+
+    def _save(self, charity: Charity) -> None:
+        path = self._dir(charity.id) / "charity.yaml"
+        path.write_text(yaml.safe_dump(charity.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+
+    def find(self, charity_id: str) -> Charity | None:
+        path = self._dir(charity_id) / "charity.yaml"
+        if not path.exists():
+            return None
+        return Charity.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+    def get(self, charity_id: str) -> Charity:
+        charity = self.find(charity_id)
+        if charity is None or not charity.active:
+            raise RegistryError(f"No active charity {charity_id!r}; register it with `collab charity add`.")
+        return charity
+
+    def all(self, include_inactive: bool = False) -> list[Charity]:
+        charities = [self.find(path.parent.name) for path in sorted(self.root.glob("*/charity.yaml"))]
+        return [c for c in charities if c is not None and (include_inactive or c.active)]
+
+    def mapping(self, charity_id: str) -> CharityMapping:
+        path = self._dir(charity_id) / "mapping.yaml"
+        return CharityMapping.load(path) if path.exists() else CharityMapping()
+
+    def set_mapping(self, charity_id: str, source: Path) -> None:
+        self.get(charity_id)
+        CharityMapping.load(source)  # refuse a mapping that does not validate
+        shutil.copyfile(source, self._dir(charity_id) / "mapping.yaml")
+
+    def deactivate(self, charity_id: str) -> Charity:
+        charity = self.get(charity_id).model_copy(update={"active": False})
+        self._save(charity)
+        return charity

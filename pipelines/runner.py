@@ -1,0 +1,201 @@
+"""Headless runs: what `collab run`, `collab release` and `collab demo` do without the Dagster UI.
+
+The same code paths as the daemon: intake is the sensor's function, and each submission and each
+release is a run of the same job, executed in process on the workspace's real Dagster instance,
+so every run shows in `make dev` afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagster import AssetKey, DagsterInstance, JobDefinition
+
+from assets.partitions import quarter_partitions, submission_partitions
+from assets.releases import REVISE_TAG
+from assets.submissions import REPORT_FILE
+from pipelines.intake import IntakeResult, receive_pending, submission_dir
+from pipelines.landing import LandingZone
+from pipelines.registry import Registry
+from pipelines.warehouse import audit, connect
+from pipelines.workspace import Workspace
+from privacy.release import latest_release
+from standards.feedback import FeedbackReport
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+Progress = Callable[[str], None]
+
+
+def _no_progress(_: str) -> None:
+    return None
+
+
+@dataclass
+class SubmissionOutcome:
+    submission_id: str
+    charity_id: str
+    file_name: str
+    status: str
+    rows_received: int
+    rows_accepted: int
+    rows_rejected: int
+    codes: list[str]
+    run_id: str
+
+
+@dataclass
+class ReleaseOutcome:
+    period: str
+    release_id: str | None
+    new_spend: bool
+    published: bool
+    run_id: str
+    error: str | None = None
+
+
+@dataclass
+class RunReport:
+    submissions: list[SubmissionOutcome] = field(default_factory=list)
+    duplicates: list[dict[str, str]] = field(default_factory=list)
+    releases: list[ReleaseOutcome] = field(default_factory=list)
+    stale_quarters: list[str] = field(default_factory=list)
+
+
+def _jobs() -> tuple[JobDefinition, JobDefinition]:
+    from pipelines.definitions import defs
+
+    return defs.resolve_job_def("submission_job"), defs.resolve_job_def("release_job")
+
+
+def _landing(workspace: Workspace) -> LandingZone:
+    from pipelines.resources import landing_zone_from_env
+
+    return landing_zone_from_env(workspace)
+
+
+def _failure(result: Any) -> str | None:
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.event_specific_data.error
+            while error.cause is not None:
+                error = error.cause
+            return error.message.strip().splitlines()[0]
+    return None
+
+
+def process_submissions(
+    workspace: Workspace, intake: IntakeResult, progress: Progress = _no_progress
+) -> list[SubmissionOutcome]:
+    submission_job, _ = _jobs()
+    instance = DagsterInstance.get()
+    keys = [m.submission_id for m in intake.received]
+    instance.add_dynamic_partitions(submission_partitions.name, keys)
+    outcomes = []
+    for manifest in intake.received:
+        progress(f"{manifest.charity_id}: {manifest.original_name}")
+        result = submission_job.execute_in_process(
+            partition_key=manifest.submission_id, instance=instance, raise_on_error=False, run_config=QUIET
+        )
+        report_path = submission_dir(workspace, manifest.submission_id) / REPORT_FILE
+        report = FeedbackReport.model_validate_json(report_path.read_text(encoding="utf-8"))
+        outcomes.append(
+            SubmissionOutcome(
+                submission_id=manifest.submission_id,
+                charity_id=manifest.charity_id,
+                file_name=manifest.original_name,
+                status=report.status,
+                rows_received=report.rows_received,
+                rows_accepted=report.rows_accepted,
+                rows_rejected=report.rows_rejected,
+                codes=report.codes(),
+                run_id=result.run_id,
+            )
+        )
+    return outcomes
+
+
+def quarter_end(period: str) -> dt.date:
+    year, quarter = int(period[:4]), int(period[-1])
+    return dt.date(year + (quarter == 4), quarter * 3 % 12 + 1, 1) - dt.timedelta(days=1)
+
+
+def complete_quarters(workspace: Workspace, today: dt.date | None = None) -> list[str]:
+    """Quarters that have ended and hold data."""
+    today = today or dt.date.today()
+    with connect(workspace.warehouse_path) as con:
+        quarters = [row[0] for row in con.execute("SELECT DISTINCT quarter FROM contacts ORDER BY quarter").fetchall()]
+    return [q for q in quarters if quarter_end(q) < today]
+
+
+def stale_quarters(workspace: Workspace) -> list[str]:
+    """Released quarters that received data after their latest release (they need a revision)."""
+    with connect(workspace.warehouse_path) as con:
+        rows = con.execute(
+            """
+            SELECT DISTINCT r.period FROM releases r JOIN submissions s ON list_contains(s.quarters, r.period)
+            WHERE r.revision = (SELECT max(revision) FROM releases WHERE period = r.period) AND s.loaded_at > r.created_at
+            ORDER BY r.period
+            """
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def release_quarter(workspace: Workspace, period: str, *, revise: bool = False) -> ReleaseOutcome:
+    _, release_job = _jobs()
+    instance = DagsterInstance.get()
+    instance.add_dynamic_partitions(quarter_partitions.name, [period])
+    tags = {REVISE_TAG: "true"} if revise else {}
+    result = release_job.execute_in_process(
+        partition_key=period, instance=instance, raise_on_error=False, run_config=QUIET, tags=tags
+    )
+    release_id, new_spend = None, False
+    for event in result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        if "new_spend" in metadata:
+            release_id = metadata["release_id"].value
+            new_spend = bool(metadata["new_spend"].value)
+    published = any(e.asset_key.path == ["published_release"] for e in result.get_asset_materialization_events())
+    return ReleaseOutcome(period, release_id, new_spend, published, result.run_id, _failure(result))
+
+
+def approve_and_publish(workspace: Workspace, release_id: str, *, actor: str) -> ReleaseOutcome:
+    """Record an analyst's approval of a release, then publish it."""
+    period = release_id.split("-v")[0]
+    with connect(workspace.warehouse_path) as con:
+        latest = latest_release(con, period)
+        if latest is None or latest.release_id != release_id:
+            raise LookupError(
+                f"{release_id} is not the latest release of {period}" if latest else f"No release {release_id}."
+            )
+        audit(con, actor=actor, action="approve", subject=release_id)
+    _, release_job = _jobs()
+    result = release_job.execute_in_process(
+        partition_key=period,
+        instance=DagsterInstance.get(),
+        raise_on_error=False,
+        run_config=QUIET,
+        asset_selection=[AssetKey("published_release")],
+    )
+    published = any(e.asset_key.path == ["published_release"] for e in result.get_asset_materialization_events())
+    return ReleaseOutcome(period, release_id, False, published, result.run_id, _failure(result))
+
+
+def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunReport:
+    """Receive and process every pending file, then release every complete quarter not yet released."""
+    charities = [c.id for c in Registry(workspace).all()]
+    intake = receive_pending(workspace, _landing(workspace), charities)
+    report = RunReport(
+        submissions=process_submissions(workspace, intake, progress),
+        duplicates=[{"charity_id": o.charity_id, "file": o.key, "duplicate_of": s} for o, s in intake.duplicates],
+    )
+    complete = complete_quarters(workspace)
+    with connect(workspace.warehouse_path) as con:
+        unreleased = [q for q in complete if latest_release(con, q) is None]
+    for period in unreleased:
+        progress(f"release {period}")
+        report.releases.append(release_quarter(workspace, period))
+    report.stale_quarters = stale_quarters(workspace)
+    return report

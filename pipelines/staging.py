@@ -1,0 +1,80 @@
+"""Staging files of one submission: accepted contacts (Parquet) and rejected rows (quarantine CSV).
+
+Rejected rows go back only to analysts, but they are opened in spreadsheets: every cell that a
+spreadsheet would run as a formula is neutralised with a leading apostrophe.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from standards.validation import RowOutcome
+
+CONTACTS_FILE = "contacts.parquet"
+REJECTED_FILE = "rejected_rows.csv"
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str | None) -> str:
+    """Text that a spreadsheet shows as typed, never evaluates."""
+    if value is None:
+        return ""
+    return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
+
+
+class StagingSink:
+    """Receives a submission's accepted contacts and rejected rows while it is checked."""
+
+    def __init__(self, staging_dir: Path, quarantine_dir: Path) -> None:
+        staging_dir.mkdir(parents=True, exist_ok=True)
+        self.contacts_path = staging_dir / CONTACTS_FILE
+        self.rejected_path = quarantine_dir / REJECTED_FILE
+        self._quarantine_dir = quarantine_dir
+        self._writer: pq.ParquetWriter | None = None
+        self._rejected: csv.writer | None = None  # type: ignore[valid-type]
+        self._rejected_handle = None
+        self.rows_accepted = 0
+        self.rows_rejected = 0
+
+    def accepted(self, contacts: pl.DataFrame) -> None:
+        table = contacts.to_arrow()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.contacts_path, table.schema)
+        self._writer.write_table(table)
+        self.rows_accepted += contacts.height
+
+    def rejected(self, rows: Sequence[RowOutcome]) -> None:
+        if self._rejected is None:
+            self._quarantine_dir.mkdir(parents=True, exist_ok=True)
+            self._rejected_handle = self.rejected_path.open("w", newline="", encoding="utf-8")
+            self._rejected = csv.writer(self._rejected_handle)
+            self._rejected.writerow(["row", "issue_codes", "messages", *rows[0].raw])
+        for row in rows:
+            self._rejected.writerow(
+                [
+                    row.row,
+                    " ".join(i.code for i in row.issues),
+                    spreadsheet_safe(" | ".join(i.message for i in row.issues)),
+                    *(spreadsheet_safe(value) for value in row.raw.values()),
+                ]
+            )
+        self.rows_rejected += len(rows)
+
+    def __enter__(self) -> StagingSink:
+        self.contacts_path.unlink(missing_ok=True)
+        self.rejected_path.unlink(missing_ok=True)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._rejected_handle is not None:
+            self._rejected_handle.close()

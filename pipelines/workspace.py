@@ -1,0 +1,165 @@
+"""The workspace: every file the collaborative keeps, under one directory (``COLLAB_HOME``, default ``./var``).
+
+landing/<charity>/     charities drop files here (local landing zone)
+feedback/<charity>/    feedback reports for each charity
+archive/<charity>/     landed files after intake, kept until purged
+staging/<submission>/  the pipeline's working copy of each submission
+quarantine/<submission>/ rejected files and rows, with reasons
+warehouse.duckdb       pseudonymised contacts, releases and the privacy ledger
+releases/<release>/    release packages awaiting publication
+publish/               public: releases and the site
+registry/<charity>/    charity registrations and mapping files
+secrets/               the pseudonymisation key (0600)
+dagster/               DAGSTER_HOME
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from privacy.pseudonymise import create_key, load_key
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+DAGSTER_YAML = REPOSITORY_ROOT / "dagster.yaml"
+
+
+class PrivacySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    release_rho: float = Field(default=0.5, gt=0, description="rho one release of a quarter spends")
+    period_rho: float = Field(default=1.0, gt=0, description="rho allowed per person per quarter, revisions included")
+    lifetime_rho: float = Field(default=5.0, gt=0, description="rho allowed per person over all quarters")
+    report_delta: float = Field(default=1e-7, gt=0, lt=1, description="delta for (epsilon, delta) equivalents")
+
+
+class IntakeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_row_error_share: float = Field(default=0.2, ge=0, le=1)
+    settle_seconds: float = Field(
+        default=2.0, ge=0, description="age a landed file must reach before the sensor takes it"
+    )
+
+
+class PublicationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    auto_publish: bool = Field(default=False, description="publish releases without `collab approve`")
+
+
+class Settings(BaseModel):
+    """The analyst's settings (``settings.yaml`` in the workspace)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    privacy: PrivacySettings = PrivacySettings()
+    intake: IntakeSettings = IntakeSettings()
+    publication: PublicationSettings = PublicationSettings()
+
+
+@dataclass(frozen=True)
+class Workspace:
+    home: Path
+
+    @classmethod
+    def from_env(cls) -> Workspace:
+        return cls(Path(os.environ.get("COLLAB_HOME", "var")).resolve())
+
+    @property
+    def landing(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def feedback(self) -> Path:
+        return self.home / "feedback"
+
+    @property
+    def archive(self) -> Path:
+        return self.home / "archive"
+
+    @property
+    def staging(self) -> Path:
+        return self.home / "staging"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def releases(self) -> Path:
+        return self.home / "releases"
+
+    @property
+    def publish(self) -> Path:
+        return self.home / "publish"
+
+    @property
+    def registry(self) -> Path:
+        return self.home / "registry"
+
+    @property
+    def secrets(self) -> Path:
+        return self.home / "secrets"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def settings_path(self) -> Path:
+        return self.home / "settings.yaml"
+
+    @property
+    def key_path(self) -> Path:
+        return self.secrets / "pseudonymisation.key"
+
+    @property
+    def demo(self) -> Path:
+        return self.home / "demo"
+
+    def init(self) -> None:
+        """Create the workspace, its key and settings if missing; refresh the Dagster instance config."""
+        for directory in (
+            self.landing,
+            self.feedback,
+            self.archive,
+            self.staging,
+            self.quarantine,
+            self.releases,
+            self.publish,
+            self.registry,
+            self.dagster_home,
+        ):
+            directory.mkdir(parents=True, exist_ok=True)
+        create_key(self.key_path)
+        if not self.settings_path.exists():
+            self.save_settings(Settings())
+        shutil.copyfile(DAGSTER_YAML, self.dagster_home / "dagster.yaml")
+
+    def key(self) -> bytes:
+        return load_key(self.key_path)
+
+    @cached_property
+    def settings(self) -> Settings:
+        if not self.settings_path.exists():
+            return Settings()
+        return Settings.model_validate(yaml.safe_load(self.settings_path.read_text(encoding="utf-8")) or {})
+
+    def save_settings(self, settings: Settings) -> None:
+        self.settings_path.write_text(yaml.safe_dump(settings.model_dump(), sort_keys=False), encoding="utf-8")
+        self.__dict__.pop("settings", None)
+
+    def environment(self) -> dict[str, str]:
+        """Variables every process of this workspace (Dagster, CLI, tests) runs with."""
+        return {"COLLAB_HOME": str(self.home), "DAGSTER_HOME": str(self.dagster_home)}

@@ -1,0 +1,11 @@
+"""A small, auditable privacy library: pseudonymisation, minimisation, bounding, mechanisms,
+accounting and post-processing. No Dagster here, and no randomness except OpenDP's samplers.
+
+Privacy unit: one person (``person_key``) per release period. Each public function states what
+it bounds and why the guarantee holds; the tests in ``tests/unit/test_privacy_*.py`` check each
+statement, including property tests on neighbouring datasets.
+"""
+
+import opendp.prelude as dp
+
+dp.enable_features("contrib")

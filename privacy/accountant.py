@@ -1,0 +1,104 @@
+"""The privacy accountant: a ledger of ρ spent, kept in the warehouse beside the releases.
+
+Under zCDP, ρ adds up across mechanisms applied to the same people (sequential composition), so
+the spend of a period is the sum of its ledger entries and a person's lifetime spend is at most the
+sum over all periods. ``charge`` refuses a charge that would exceed either budget; it must run in the
+same transaction that stores the release, so the ledger and the releases can never disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+
+LEDGER_DDL = """
+CREATE TABLE IF NOT EXISTS privacy_ledger (
+    release_id   VARCHAR NOT NULL,
+    period       VARCHAR NOT NULL,
+    indicator_id VARCHAR NOT NULL,
+    kind         VARCHAR NOT NULL CHECK (kind IN ('release', 'revision')),
+    mechanism    VARCHAR NOT NULL,
+    rho          DOUBLE  NOT NULL CHECK (rho > 0),
+    noise_scale  DOUBLE  NOT NULL,
+    l2_sensitivity DOUBLE NOT NULL,
+    recorded_at  TIMESTAMP NOT NULL,
+    PRIMARY KEY (release_id, indicator_id)
+)
+"""
+
+
+@dataclass(frozen=True)
+class BudgetPolicy:
+    """ρ allowed per person for one period's releases, and over all periods."""
+
+    period_rho: float
+    lifetime_rho: float
+
+    def __post_init__(self) -> None:
+        if self.period_rho <= 0 or self.lifetime_rho <= 0:
+            raise ValueError("privacy budgets must be positive")
+
+
+@dataclass(frozen=True)
+class Charge:
+    indicator_id: str
+    rho: float
+    mechanism: str
+    noise_scale: float
+    l2_sensitivity: float
+
+
+class BudgetExceeded(Exception):
+    """A release would spend more than the period's or the lifetime budget."""
+
+
+def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(LEDGER_DDL)
+
+
+def spent(con: duckdb.DuckDBPyConnection, period: str | None = None) -> float:
+    """ρ spent so far, in one period or (``period=None``) in all."""
+    query = "SELECT coalesce(sum(rho), 0) FROM privacy_ledger"
+    row = con.execute(
+        query + (" WHERE period = $period" if period else ""), {"period": period} if period else {}
+    ).fetchall()
+    return float(row[0][0])
+
+
+def charge(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    release_id: str,
+    period: str,
+    kind: str,
+    charges: list[Charge],
+    policy: BudgetPolicy,
+) -> float:
+    """Record ``charges`` for a release, or raise ``BudgetExceeded`` and record nothing.
+
+    Call inside the transaction that stores the release. Returns the ρ charged.
+    """
+    total = sum(c.rho for c in charges)
+    period_spent, lifetime_spent = spent(con, period), spent(con)
+    if period_spent + total > policy.period_rho * (1 + 1e-12):
+        raise BudgetExceeded(
+            f"Release {release_id} needs rho={total:.4g} but period {period} has {policy.period_rho - period_spent:.4g} "
+            f"left of {policy.period_rho:.4g}. Nothing was published. Raise the period budget deliberately "
+            "(settings.yaml) or release fewer indicators."
+        )
+    if lifetime_spent + total > policy.lifetime_rho * (1 + 1e-12):
+        raise BudgetExceeded(
+            f"Release {release_id} needs rho={total:.4g} but only {policy.lifetime_rho - lifetime_spent:.4g} of the "
+            f"lifetime budget {policy.lifetime_rho:.4g} is left. Nothing was published."
+        )
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    con.executemany(
+        "INSERT INTO privacy_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            [release_id, period, c.indicator_id, kind, c.mechanism, c.rho, c.noise_scale, c.l2_sensitivity, now]
+            for c in charges
+        ],
+    )
+    return total

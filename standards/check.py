@@ -1,0 +1,175 @@
+"""Check an extract against the standard: the one entry point for charities and the pipeline.
+
+``check_extract`` reads the file in batches, maps its columns, normalises and validates every row,
+runs the Great Expectations suite, and returns the feedback report. The pipeline passes a
+``ContactSink`` to receive the accepted contacts and the rejected rows as they are found; a charity
+checking a file before upload passes none, and nothing is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+
+from standards.expectations import ExpectationRun
+from standards.extract import DATE_FIELDS, StandardContact
+from standards.feedback import FeedbackReport, FileDescription, IssueCollector
+from standards.issues import FileRejected, Issue
+from standards.mapping import CharityMapping, find_header_row, plan_columns
+from standards.normalise import DateReading, choose_date_reading, normalise_batch
+from standards.reading import ExtractSource, open_extract
+from standards.validation import RowOutcome, validate_rows
+
+STANDARD_CONTACT_SCHEMA: dict[str, pl.DataType] = {
+    "source_row": pl.Int64(),
+    "person_ref": pl.String(),
+    "contact_date": pl.Date(),
+    "quarter": pl.String(),
+    "need": pl.String(),
+    "local_authority_code": pl.String(),
+    "age_band": pl.String(),
+    "household_type": pl.String(),
+    "children_in_household": pl.Int64(),
+    "tenure": pl.String(),
+    "employment_status": pl.String(),
+    "disability": pl.String(),
+    "monthly_income_gbp": pl.Float64(),
+    "monthly_essential_costs_gbp": pl.Float64(),
+    "total_debt_gbp": pl.Float64(),
+    "support_type": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    max_row_error_share: float = 0.2
+    batch_size: int = 100_000
+
+
+class ContactSink(Protocol):
+    """Receives a file's accepted contacts and rejected rows, batch by batch."""
+
+    def accepted(self, contacts: pl.DataFrame) -> None: ...
+
+    def rejected(self, rows: Sequence[RowOutcome]) -> None: ...
+
+
+@dataclass
+class CheckResult:
+    report: FeedbackReport
+    expectations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def contacts_frame(outcomes: Sequence[RowOutcome]) -> pl.DataFrame:
+    """Accepted contacts as a frame with the standardised schema."""
+    accepted = [o for o in outcomes if o.contact is not None]
+    names = [f.name for f in fields(StandardContact)]
+    columns: dict[str, list[Any]] = {"source_row": [o.row for o in accepted]}
+    columns |= {name: [getattr(o.contact, name) for o in accepted] for name in names}
+    return pl.DataFrame(columns, schema=STANDARD_CONTACT_SCHEMA)
+
+
+def check_extract(
+    path: Path,
+    *,
+    mapping: CharityMapping | None = None,
+    file_name: str | None = None,
+    submission_id: str | None = None,
+    charity_id: str | None = None,
+    options: CheckOptions = CheckOptions(),
+    sink: ContactSink | None = None,
+) -> CheckResult:
+    """Check one file and return its feedback report (never raises for a bad file)."""
+    mapping = mapping or CharityMapping()
+    report = FeedbackReport(
+        submission_id=submission_id,
+        charity_id=charity_id,
+        file_name=file_name or path.name,
+        checked_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        status="rejected",
+        rows_received=0,
+        rows_accepted=0,
+        rows_rejected=0,
+    )
+    collector = IssueCollector()
+    expectations = ExpectationRun()
+    quarters: set[str] = set()
+    source: ExtractSource | None = None
+    try:
+        source = open_extract(path, sheet=mapping.sheet)
+        for note in source.notes:
+            collector.add(note)
+        if source.format != "parquet":
+            source.header_row = find_header_row(source.preview, mapping)
+        source.header = [cell.strip() for cell in source.preview[source.header_row - 1]] if source.preview else []
+        plan = plan_columns(source.header, mapping)
+        report.file = FileDescription(
+            format=source.format,
+            encoding=source.encoding,
+            delimiter=source.delimiter,
+            sheet=source.sheet,
+            header_row=source.header_row,
+            columns_used={source.header[p]: name for name, p in plan.fields.items()},
+        )
+        for note in plan.notes:
+            collector.add(note)
+        dates: dict[str, DateReading] = {}
+        for batch in source.batches(options.batch_size):
+            if not dates:
+                dates = _date_readings(batch, plan.fields, plan.header, mapping)
+                for reading in dates.values():
+                    if reading.note:
+                        collector.add(reading.note)
+            normalised = normalise_batch(batch, plan, mapping, dates)
+            expectations.validate(normalised, list(plan.fields))
+            outcomes = list(validate_rows(normalised, plan))
+            rejected = [o for o in outcomes if o.contact is None]
+            for outcome in outcomes:
+                for issue in outcome.issues:
+                    collector.add(issue)
+            quarters.update(o.contact.quarter for o in outcomes if o.contact is not None)
+            report.rows_received += len(outcomes)
+            report.rows_rejected += len(rejected)
+            if sink is not None:
+                sink.accepted(contacts_frame(outcomes))
+                if rejected:
+                    sink.rejected(rejected)
+        report.rows_accepted = report.rows_received - report.rows_rejected
+        if report.rows_received == 0:
+            raise FileRejected("E_NO_DATA_ROWS", "The file has a header row but no rows of contacts below it.")
+        share = report.rows_rejected / report.rows_received
+        if share > options.max_row_error_share:
+            raise FileRejected(
+                "E_TOO_MANY_ROW_ERRORS",
+                f"{report.rows_rejected:,} of {report.rows_received:,} rows ({share:.0%}) have errors; "
+                f"a file is accepted only when at most {options.max_row_error_share:.0%} do.",
+            )
+    except FileRejected as rejection:
+        collector.add(Issue(rejection.code, rejection.message))
+        report.rows_accepted = 0
+        report.rows_rejected = report.rows_received
+    report.issues = collector.groups(report.rows_received)
+    report.expectations = list(expectations.outcomes.values())
+    report.quarters = sorted(quarters) if report.rows_accepted else []
+    if any(g.severity == "error" and g.scope == "file" for g in report.issues):
+        report.status = "rejected"
+    else:
+        report.status = "accepted_with_warnings" if report.issues else "accepted"
+    return CheckResult(report=report, expectations=expectations.raw_results)
+
+
+def _date_readings(
+    batch: pl.DataFrame, planned: dict[str, int], header: list[str], mapping: CharityMapping
+) -> dict[str, DateReading]:
+    return {
+        name: choose_date_reading(
+            header[planned[name]], batch.get_column(f"c{planned[name]}").head(5_000), mapping.date_format
+        )
+        for name in DATE_FIELDS
+        if name in planned
+    }

@@ -1,0 +1,188 @@
+"""The Great Expectations suite of the standard: one expectation per rule, generated from the model.
+
+It runs on each normalised batch (GX 1.x validates pandas, so the Polars batch is converted at this
+boundary) in an ephemeral context. Its results are an independent, analyst-readable record of the
+same rules pydantic enforces row by row; they are summed over batches for the feedback report and
+kept whole as an artefact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from standards.codelists import load_codelist
+from standards.extract import (
+    AMOUNT_FIELDS,
+    CODELIST_FIELDS,
+    EARLIEST_BIRTH_DATE,
+    EARLIEST_CONTACT_DATE,
+    MAX_AMOUNT_GBP,
+    MAX_TEXT_CHARS,
+    REQUIRED_FIELDS,
+)
+from standards.feedback import ExpectationOutcome
+from standards.geography import SUCCESSOR_CODES, load_geography
+
+if TYPE_CHECKING:
+    from great_expectations.expectations import Expectation
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    # pandas holds Polars dates as Timestamps, which compare with datetimes but not dates.
+    return dt.datetime.combine(day, dt.time())
+
+
+def build_expectations(columns: set[str]) -> list[Expectation]:
+    """Expectations for the standard's rules on the fields present in a file."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    today = _midnight(dt.date.today())
+    rules: list[Expectation] = [
+        E.ExpectTableRowCountToBeBetween(min_value=1, meta={"rule": "The file has at least one contact"})
+    ]
+    for name in REQUIRED_FIELDS:
+        rules.append(E.ExpectColumnValuesToNotBeNull(column=name, meta={"rule": f"{name} is present and readable"}))
+    present = columns
+    if "person_ref" in present:
+        rules.append(
+            E.ExpectColumnValueLengthsToBeBetween(
+                column="person_ref",
+                min_value=1,
+                max_value=MAX_TEXT_CHARS,
+                meta={"rule": f"person_ref has at most {MAX_TEXT_CHARS} characters"},
+            )
+        )
+    if "contact_date" in present:
+        rules.append(
+            E.ExpectColumnValuesToBeBetween(
+                column="contact_date",
+                min_value=_midnight(EARLIEST_CONTACT_DATE),
+                max_value=today,
+                meta={"rule": f"contact_date is between {EARLIEST_CONTACT_DATE:%d/%m/%Y} and today"},
+            )
+        )
+    if "date_of_birth" in present:
+        rules.append(
+            E.ExpectColumnValuesToBeBetween(
+                column="date_of_birth",
+                min_value=_midnight(EARLIEST_BIRTH_DATE),
+                max_value=today,
+                meta={"rule": "date_of_birth is after 1900 and not in the future"},
+            )
+        )
+    for name, codelist in CODELIST_FIELDS.items():
+        if name in present:
+            rules.append(
+                E.ExpectColumnValuesToBeInSet(
+                    column=name,
+                    value_set=list(load_codelist(codelist).values),
+                    meta={"rule": f"{name} is a code of the {codelist} codelist"},
+                )
+            )
+    if "local_authority_code" in present:
+        codes = [*load_geography().local_authorities, *SUCCESSOR_CODES]
+        rules.append(
+            E.ExpectColumnValuesToBeInSet(
+                column="local_authority_code",
+                value_set=codes,
+                meta={"rule": "local_authority_code is a UK local authority (LAD 2025)"},
+            )
+        )
+    if "postcode" in present:
+        rules.append(
+            E.ExpectColumnValuesToMatchRegex(
+                column="postcode",
+                regex=r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?(?:[0-9][A-Z]{2})?$",
+                meta={"rule": "postcode is a UK postcode or district"},
+            )
+        )
+    for name in AMOUNT_FIELDS:
+        if name in present:
+            rules.append(
+                E.ExpectColumnValuesToBeBetween(
+                    column=name,
+                    min_value=0,
+                    max_value=MAX_AMOUNT_GBP,
+                    meta={"rule": f"{name} is between £0 and £{MAX_AMOUNT_GBP:,}"},
+                )
+            )
+    if "children_in_household" in present:
+        rules.append(
+            E.ExpectColumnValuesToBeBetween(
+                column="children_in_household",
+                min_value=0,
+                max_value=20,
+                meta={"rule": "children_in_household is between 0 and 20"},
+            )
+        )
+    return rules
+
+
+@cache
+def _context() -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.data_sources.add_pandas("extracts").add_dataframe_asset("batch").add_batch_definition_whole_dataframe(
+        "whole"
+    )
+    return context
+
+
+@dataclass
+class ExpectationRun:
+    """Results of the suite summed over a file's batches, plus each batch's raw GX result."""
+
+    outcomes: dict[str, ExpectationOutcome] = field(default_factory=dict)
+    raw_results: list[dict[str, Any]] = field(default_factory=list)
+
+    def validate(self, batch: pl.DataFrame, fields: list[str]) -> None:
+        import great_expectations as gx
+
+        context = _context()
+        suite_name = "extract_v1:" + ",".join(sorted(fields))
+        try:
+            validation = context.validation_definitions.get(suite_name)
+        except Exception:  # GX raises DataContextError subclasses for a missing definition
+            suite = context.suites.add(
+                gx.ExpectationSuite(name=suite_name, expectations=build_expectations(set(fields)))
+            )
+            batch_definition = context.data_sources.get("extracts").get_asset("batch").get_batch_definition("whole")
+            validation = context.validation_definitions.add(
+                gx.ValidationDefinition(name=suite_name, data=batch_definition, suite=suite)
+            )
+        result = validation.run(
+            batch_parameters={"dataframe": batch.select(fields).to_pandas()}, result_format="SUMMARY"
+        )
+        as_json = result.to_json_dict()
+        self.raw_results.append(as_json)
+        for item in as_json["results"]:
+            self._add(item)
+
+    def _add(self, item: dict[str, Any]) -> None:
+        config = item["expectation_config"]
+        rule = config["meta"]["rule"]
+        stats = item.get("result") or {}
+        elements = int(stats.get("element_count") or 0)
+        unexpected = int(stats.get("unexpected_count") or 0)
+        previous = self.outcomes.get(rule)
+        if previous is not None:
+            elements += previous.element_count
+            unexpected += previous.unexpected_count
+        self.outcomes[rule] = ExpectationOutcome(
+            expectation=config["type"],
+            column=config["kwargs"].get("column"),
+            rule=rule,
+            success=bool(item["success"]) and (previous is None or previous.success),
+            element_count=elements,
+            unexpected_count=unexpected,
+            unexpected_percent=100 * unexpected / elements if elements else 0.0,
+        )

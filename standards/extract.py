@@ -1,0 +1,298 @@
+"""The Charity Service-User Extract standard v1: one row per support contact.
+
+``ContactRecord`` is the single source of the standard. The JSON Schema, the CSV and Excel
+templates, the field reference and the Great Expectations suite are all generated from it.
+
+Validation errors carry our stable issue codes as their pydantic error type (see ``issues.py``), so
+``validation.py`` can report them without re-deriving what went wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from standards.codelists import load_codelist
+from standards.geography import load_geography
+
+EARLIEST_CONTACT_DATE = dt.date(2000, 1, 1)
+EARLIEST_BIRTH_DATE = dt.date(1900, 1, 1)
+MAX_TEXT_CHARS = 64
+MAX_AMOUNT_GBP = 1_000_000
+
+
+def codelist_type(name: str) -> Any:
+    """``Literal`` of a codelist's codes, so pydantic and the JSON Schema both enforce it."""
+    return Literal[load_codelist(name).values]  # type: ignore[valid-type]
+
+
+def _not_in_future(value: dt.date) -> dt.date:
+    if value > dt.date.today():
+        raise PydanticCustomError("E_FUTURE_DATE", "{value} is after today", {"value": value.isoformat()})
+    return value
+
+
+def _contact_date_plausible(value: dt.date) -> dt.date:
+    if value < EARLIEST_CONTACT_DATE:
+        raise PydanticCustomError(
+            "E_DATE_OUT_OF_RANGE",
+            "{value} is before {earliest}",
+            {"value": value.isoformat(), "earliest": EARLIEST_CONTACT_DATE.isoformat()},
+        )
+    return value
+
+
+def _birth_date_plausible(value: dt.date) -> dt.date:
+    if value < EARLIEST_BIRTH_DATE or value > dt.date.today():
+        raise PydanticCustomError(
+            "E_DATE_OUT_OF_RANGE", "a date of birth of {value} is not plausible", {"value": value.isoformat()}
+        )
+    return value
+
+
+def _known_local_authority(value: str) -> str:
+    code = load_geography().local_authority_code(value)
+    if code is None:
+        raise PydanticCustomError(
+            "E_UNKNOWN_AREA", "{value} is not a current UK local authority code", {"value": value}
+        )
+    return code
+
+
+def _known_postcode(value: str) -> str:
+    geography = load_geography()
+    if geography.postcode_district(value) is None:
+        raise PydanticCustomError("E_UNKNOWN_AREA", "{value} is not a UK postcode", {"value": value})
+    if geography.local_authority_for_postcode(value) is None:
+        raise PydanticCustomError(
+            "E_UNKNOWN_AREA", "the postcode district of {value} is not in the ONS lookup", {"value": value}
+        )
+    return value
+
+
+def _short_text(value: str) -> str:
+    if len(value) > MAX_TEXT_CHARS:
+        raise PydanticCustomError(
+            "E_VALUE_TOO_LONG",
+            "the value has {length} characters; at most {limit} are allowed",
+            {"length": len(value), "limit": MAX_TEXT_CHARS},
+        )
+    return value
+
+
+ShortText = Annotated[str, Field(min_length=1), AfterValidator(_short_text)]
+Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT_GBP, strict=True)]
+StrictDate = Annotated[dt.date, Field(strict=True)]
+
+
+class ContactRecord(BaseModel):
+    """One support contact between a charity and a person, as a charity sends it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        title="Charity Service-User Extract v1",
+        json_schema_extra={
+            "description": "One row per support contact. Either local_authority_code or postcode is "
+            "required; a postcode is reduced to its district and a date of birth to an age band "
+            "before anything is stored."
+        },
+    )
+
+    person_ref: ShortText = Field(
+        description="Your own stable reference for the person, the same on every contact.",
+        examples=["NFB-00123"],
+        json_schema_extra={
+            "why": "Counts people rather than visits. It is replaced by a keyed code "
+            "before storage and never leaves the secure area."
+        },
+    )
+    contact_date: Annotated[StrictDate, AfterValidator(_contact_date_plausible), AfterValidator(_not_in_future)] = (
+        Field(
+            description="The date of the contact.",
+            examples=["2026-01-31"],
+            json_schema_extra={"why": "Places the contact in its quarter; only the month is stored."},
+        )
+    )
+    need: codelist_type("need") = Field(
+        description="The main need the person came with.",
+        examples=["food"],
+        json_schema_extra={"codelist": "need", "why": "The heart of every indicator: what people need help with."},
+    )
+    local_authority_code: Annotated[str, AfterValidator(_known_local_authority)] | None = Field(
+        default=None,
+        description="ONS code of the local authority where the person lives (LAD 2025). Required if no postcode.",
+        examples=["E08000025"],
+        json_schema_extra={"why": "Shows where need is rising."},
+    )
+    postcode: Annotated[str, AfterValidator(_known_postcode)] | None = Field(
+        default=None,
+        description="The person's postcode, full or district only. Required if no local_authority_code. "
+        "Only its district's local authority is kept.",
+        examples=["B15 2TT"],
+        json_schema_extra={"why": "Lets us find the local authority; the postcode itself is dropped."},
+    )
+    age_band: codelist_type("age_band") | None = Field(
+        default=None,
+        description="The person's age band at the contact date.",
+        examples=["25_34"],
+        json_schema_extra={"codelist": "age_band", "why": "Shows who is affected."},
+    )
+    date_of_birth: Annotated[StrictDate, AfterValidator(_birth_date_plausible)] | None = Field(
+        default=None,
+        description="Date of birth, if you hold it instead of an age band. Only the age band is kept.",
+        examples=["1988-04-12"],
+        json_schema_extra={"why": "Gives the age band; the date itself is dropped."},
+    )
+    household_type: codelist_type("household_type") | None = Field(
+        default=None,
+        examples=["single_parent"],
+        description="Who the person lives with.",
+        json_schema_extra={"codelist": "household_type", "why": "Shows which households are under pressure."},
+    )
+    children_in_household: Annotated[int, Field(ge=0, le=20, strict=True)] | None = Field(
+        default=None,
+        examples=[2],
+        description="Number of dependent children in the household.",
+        json_schema_extra={"why": "Child poverty is a headline measure."},
+    )
+    tenure: codelist_type("tenure") | None = Field(
+        default=None,
+        examples=["private_rented"],
+        description="The person's housing tenure.",
+        json_schema_extra={"codelist": "tenure", "why": "Housing costs drive much hardship."},
+    )
+    employment_status: codelist_type("employment_status") | None = Field(
+        default=None,
+        examples=["employed_part_time"],
+        description="The person's employment status.",
+        json_schema_extra={"codelist": "employment_status", "why": "Shows in-work poverty."},
+    )
+    disability: codelist_type("disability") | None = Field(
+        default=None,
+        examples=["no"],
+        description="Whether the person has a disability or long-term condition.",
+        json_schema_extra={"codelist": "disability", "why": "Disabled people face higher costs."},
+    )
+    monthly_income_gbp: Amount | None = Field(
+        default=None,
+        examples=[1150.0],
+        description="Household income per month, in pounds.",
+        json_schema_extra={"why": "With essential costs, shows who has a negative budget."},
+    )
+    monthly_essential_costs_gbp: Amount | None = Field(
+        default=None,
+        examples=[1320.0],
+        description="Household essential costs per month (rent, bills, food), in pounds.",
+        json_schema_extra={"why": "With income, shows who has a negative budget."},
+    )
+    total_debt_gbp: Amount | None = Field(
+        default=None,
+        examples=[4200.0],
+        description="Total debt owed, in pounds.",
+        json_schema_extra={"why": "Shows the depth of problem debt."},
+    )
+    support_type: codelist_type("support_type") | None = Field(
+        default=None,
+        examples=["advice"],
+        description="The main support given at the contact.",
+        json_schema_extra={"codelist": "support_type", "why": "Shows what charities are providing."},
+    )
+
+    @model_validator(mode="after")
+    def _has_area(self) -> ContactRecord:
+        if self.local_authority_code is None and self.postcode is None:
+            raise PydanticCustomError("E_MISSING_AREA", "neither a local authority code nor a postcode was given")
+        if self.date_of_birth is not None and self.date_of_birth > self.contact_date:
+            raise PydanticCustomError("E_INVALID_VALUE", "the date of birth is after the contact date")
+        return self
+
+
+FIELDS: tuple[str, ...] = tuple(ContactRecord.model_fields)
+REQUIRED_FIELDS: tuple[str, ...] = tuple(name for name, f in ContactRecord.model_fields.items() if f.is_required())
+# Fields of which at least one must be present as a column.
+AREA_FIELDS: tuple[str, ...] = ("local_authority_code", "postcode")
+CODELIST_FIELDS: dict[str, str] = {
+    name: f.json_schema_extra["codelist"]  # type: ignore[index]
+    for name, f in ContactRecord.model_fields.items()
+    if isinstance(f.json_schema_extra, dict) and "codelist" in f.json_schema_extra
+}
+DATE_FIELDS: tuple[str, ...] = ("contact_date", "date_of_birth")
+AMOUNT_FIELDS: tuple[str, ...] = ("monthly_income_gbp", "monthly_essential_costs_gbp", "total_debt_gbp")
+INTEGER_FIELDS: tuple[str, ...] = ("children_in_household",)
+
+
+AGE_BANDS: tuple[tuple[str, int], ...] = (
+    ("under_18", 0),
+    ("18_24", 18),
+    ("25_34", 25),
+    ("35_44", 35),
+    ("45_54", 45),
+    ("55_64", 55),
+    ("65_74", 65),
+    ("75_plus", 75),
+)
+
+
+def age_band_at(date_of_birth: dt.date, on: dt.date) -> str:
+    """The standard's age band for someone born on ``date_of_birth``, on the date ``on``."""
+    age = on.year - date_of_birth.year - ((on.month, on.day) < (date_of_birth.month, date_of_birth.day))
+    return next(band for band, lower in reversed(AGE_BANDS) if age >= lower)
+
+
+def quarter_of(day: dt.date) -> str:
+    """The release period of a date, as ``2026Q1``."""
+    return f"{day.year}Q{(day.month - 1) // 3 + 1}"
+
+
+@dataclass(frozen=True)
+class StandardContact:
+    """A validated contact after the standard's derivations: no postcode, no date of birth."""
+
+    person_ref: str
+    contact_date: dt.date
+    quarter: str
+    need: str
+    local_authority_code: str
+    age_band: str | None
+    household_type: str | None
+    children_in_household: int | None
+    tenure: str | None
+    employment_status: str | None
+    disability: str | None
+    monthly_income_gbp: float | None
+    monthly_essential_costs_gbp: float | None
+    total_debt_gbp: float | None
+    support_type: str | None
+
+
+def standardise(record: ContactRecord) -> StandardContact:
+    """Apply the standard's derivations: postcode -> local authority, date of birth -> age band."""
+    local_authority = record.local_authority_code or load_geography().local_authority_for_postcode(
+        record.postcode or ""
+    )
+    assert local_authority is not None, "ContactRecord guarantees an area"
+    age_band = record.age_band
+    if age_band is None and record.date_of_birth is not None:
+        age_band = age_band_at(record.date_of_birth, record.contact_date)
+    return StandardContact(
+        person_ref=record.person_ref,
+        contact_date=record.contact_date,
+        quarter=quarter_of(record.contact_date),
+        need=record.need,
+        local_authority_code=local_authority,
+        age_band=age_band,
+        household_type=record.household_type,
+        children_in_household=record.children_in_household,
+        tenure=record.tenure,
+        employment_status=record.employment_status,
+        disability=record.disability,
+        monthly_income_gbp=record.monthly_income_gbp,
+        monthly_essential_costs_gbp=record.monthly_essential_costs_gbp,
+        total_debt_gbp=record.total_debt_gbp,
+        support_type=record.support_type,
+    )

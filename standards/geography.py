@@ -1,0 +1,103 @@
+"""UK geography: local authority districts (LAD25), their region and nation, postcode districts.
+
+Data: ONS / OS / Royal Mail under the Open Government Licence v3.0; see
+``standards/geography/README.md`` for attribution and derivation. These are the public key sets
+for breakdowns: every release reports every area, whatever the data hold.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+GEOGRAPHY_DIR = Path(__file__).with_name("geography")
+
+# Codes replaced after boundary changes, mapped to the LAD25 code a charity should use now.
+SUCCESSOR_CODES = {"E08000016": "E08000038", "E08000019": "E08000039"}
+
+UK_CODE = "K02000001"
+UK_NAME = "United Kingdom"
+
+_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})?$")
+
+
+@dataclass(frozen=True)
+class LocalAuthority:
+    code: str
+    name: str
+    region_code: str
+    region_name: str
+    nation_code: str
+    nation_name: str
+
+
+@dataclass(frozen=True)
+class Area:
+    """A public area at one level of the hierarchy UK > nation > region > local authority."""
+
+    level: str
+    code: str
+    name: str
+    parent_code: str | None
+
+
+@dataclass(frozen=True)
+class Geography:
+    local_authorities: dict[str, LocalAuthority]
+    postcode_districts: dict[str, str]
+
+    def regions(self) -> dict[str, str]:
+        """Region code -> name: the 9 English regions plus Wales, Scotland and Northern Ireland."""
+        return {la.region_code: la.region_name for la in self.local_authorities.values()}
+
+    def nations(self) -> dict[str, str]:
+        return {la.nation_code: la.nation_name for la in self.local_authorities.values()}
+
+    def areas(self) -> list[Area]:
+        """Every area of the hierarchy, top down, each with its parent's code."""
+        areas = [Area("uk", UK_CODE, UK_NAME, None)]
+        areas += [Area("nation", code, name, UK_CODE) for code, name in sorted(self.nations().items())]
+        region_parent = {la.region_code: la.nation_code for la in self.local_authorities.values()}
+        areas += [Area("region", code, name, region_parent[code]) for code, name in sorted(self.regions().items())]
+        areas += [
+            Area("local_authority", la.code, la.name, la.region_code)
+            for la in sorted(self.local_authorities.values(), key=lambda la: la.code)
+        ]
+        return areas
+
+    def local_authority_code(self, code: str) -> str | None:
+        """The current LAD25 code for a code a charity sent, or None if it is not a UK LAD."""
+        code = code.strip().upper()
+        code = SUCCESSOR_CODES.get(code, code)
+        return code if code in self.local_authorities else None
+
+    def postcode_district(self, postcode: str) -> str | None:
+        """The outward code of a full postcode or of a district alone, or None if malformed."""
+        match = _POSTCODE.match(re.sub(r"\s+", "", postcode.upper()))
+        return match.group(1) if match else None
+
+    def local_authority_for_postcode(self, postcode: str) -> str | None:
+        district = self.postcode_district(postcode)
+        return self.postcode_districts.get(district) if district else None
+
+
+@cache
+def load_geography() -> Geography:
+    with (GEOGRAPHY_DIR / "local_authorities.csv").open(newline="", encoding="utf-8") as handle:
+        local_authorities = {
+            row["lad_code"]: LocalAuthority(
+                code=row["lad_code"],
+                name=row["lad_name"],
+                region_code=row["region_code"],
+                region_name=row["region_name"],
+                nation_code=row["country_code"],
+                nation_name=row["country_name"],
+            )
+            for row in csv.DictReader(handle)
+        }
+    with (GEOGRAPHY_DIR / "postcode_districts.csv").open(newline="", encoding="utf-8") as handle:
+        postcode_districts = {row["postcode_district"]: row["lad_code"] for row in csv.DictReader(handle)}
+    return Geography(local_authorities=local_authorities, postcode_districts=postcode_districts)

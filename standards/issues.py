@@ -1,0 +1,281 @@
+"""Every problem the checks can report, each with a stable code and a one-sentence fix.
+
+Codes are part of the standard's public interface: a charity's scripts and our analysts' dashboards
+may key on them, so a code is never renamed or reused. ``E_`` codes are errors (the row, or the whole
+file, is not accepted); ``W_`` codes are warnings (the data are accepted, something was changed or
+ignored). An optional field's value that fails a rule is dropped with the warning twin of the error
+its required counterpart would raise (``E_INVALID_DATE`` -> ``W_INVALID_DATE``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    FILE = "file"  # the whole file is rejected, or a note about the whole file
+    ROW = "row"  # the row is rejected
+    VALUE = "value"  # one value was dropped or changed; the row is kept
+
+
+@dataclass(frozen=True)
+class IssueType:
+    code: str
+    scope: Scope
+    title: str
+    fix: str
+
+    @property
+    def is_error(self) -> bool:
+        return self.code.startswith("E_")
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One occurrence: where it is (row as the spreadsheet shows it, column as the charity named it)."""
+
+    code: str
+    message: str
+    row: int | None = None
+    column: str | None = None
+    value: str | None = None
+
+
+class FileRejected(Exception):
+    """The file as a whole cannot be accepted; carries the code and a plain-English message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+_TYPES = [
+    # File-level errors: nothing from the file is accepted.
+    IssueType(
+        "E_EMPTY_FILE",
+        Scope.FILE,
+        "The file is empty",
+        "Export the data again and check the file has a header row and at least one row of contacts.",
+    ),
+    IssueType(
+        "E_NO_DATA_ROWS",
+        Scope.FILE,
+        "The file has a header but no contacts",
+        "Export the data again, including the rows of contacts below the header.",
+    ),
+    IssueType(
+        "E_UNREADABLE_FILE",
+        Scope.FILE,
+        "The file could not be read",
+        "Save the file from your spreadsheet as 'CSV UTF-8' or as an Excel workbook (.xlsx) and upload it again.",
+    ),
+    IssueType(
+        "E_UNSUPPORTED_FORMAT",
+        Scope.FILE,
+        "The file is not a spreadsheet",
+        "Upload the extract as CSV or Excel (.xlsx); documents, images and archives cannot be read.",
+    ),
+    IssueType(
+        "E_UNSAFE_FILE",
+        Scope.FILE,
+        "The file was not opened because it looks unsafe",
+        "Save the workbook again from Excel as a normal .xlsx file and upload that.",
+    ),
+    IssueType(
+        "E_ENCODING",
+        Scope.FILE,
+        "The file's text encoding was not recognised",
+        "In Excel use File > Save As > 'CSV UTF-8 (Comma delimited)' and upload the new file.",
+    ),
+    IssueType(
+        "E_MISSING_SHEET",
+        Scope.FILE,
+        "The sheet named in your mapping file is not in the workbook",
+        "Correct the sheet name in your mapping file, or remove it to let the check find the data sheet.",
+    ),
+    IssueType(
+        "E_MISSING_COLUMN",
+        Scope.FILE,
+        "A required column is missing",
+        "Add the column, or tell us which of your columns holds it in your mapping file; the template shows every column.",
+    ),
+    IssueType(
+        "E_DUPLICATE_COLUMN",
+        Scope.FILE,
+        "Two columns hold the same field",
+        "Delete or rename one of the two columns so that each field appears once.",
+    ),
+    IssueType(
+        "E_TOO_MANY_ROW_ERRORS",
+        Scope.FILE,
+        "Too many rows have errors",
+        "Fix the most common problems listed in this report (they usually come from one column) and upload again.",
+    ),
+    # Row-level errors: the row is not accepted, the rest of the file is.
+    IssueType(
+        "E_RAGGED_ROW",
+        Scope.ROW,
+        "The row has a different number of cells from the header",
+        "Check the row for an extra or missing separator, or a comma inside a value that is not in quotes.",
+    ),
+    IssueType(
+        "E_MISSING_VALUE",
+        Scope.ROW,
+        "A required value is blank",
+        "Fill in the value; every contact needs a person reference, a contact date and a need.",
+    ),
+    IssueType(
+        "E_MISSING_AREA",
+        Scope.ROW,
+        "The row has no local authority code or postcode",
+        "Give either the person's postcode (it is reduced to its district) or their local authority code.",
+    ),
+    IssueType(
+        "E_INVALID_DATE",
+        Scope.ROW,
+        "A date could not be read",
+        "Write dates as day/month/year (31/01/2026) or year-month-day (2026-01-31).",
+    ),
+    IssueType(
+        "E_FUTURE_DATE",
+        Scope.ROW,
+        "The contact date is in the future",
+        "Check the date; contacts can only be reported once they have happened.",
+    ),
+    IssueType(
+        "E_DATE_OUT_OF_RANGE",
+        Scope.ROW,
+        "The contact date is implausibly early",
+        "Check the year; contacts before 2000 are not part of the collaborative's data.",
+    ),
+    IssueType(
+        "E_UNKNOWN_CODE",
+        Scope.ROW,
+        "A value is not in the codelist",
+        "Use one of the codes or labels listed in the standard, or map your own wording in your mapping file.",
+    ),
+    IssueType(
+        "E_INVALID_VALUE",
+        Scope.ROW,
+        "A value breaks a rule of the standard",
+        "Correct the value as described in the message.",
+    ),
+    IssueType(
+        "E_VALUE_TOO_LONG",
+        Scope.ROW,
+        "A value is far too long",
+        "Check the cell; a reference should be a short code, not a paragraph.",
+    ),
+    # Value-level warnings: the value is dropped, the row is kept.
+    IssueType(
+        "W_INVALID_DATE",
+        Scope.VALUE,
+        "A date could not be read, so it was left out",
+        "Write dates as day/month/year (31/01/2026) or year-month-day (2026-01-31).",
+    ),
+    IssueType(
+        "W_DATE_OUT_OF_RANGE",
+        Scope.VALUE,
+        "A date is implausible, so it was left out",
+        "Check the year of birth: it must be after 1900 and before the contact date.",
+    ),
+    IssueType(
+        "W_UNKNOWN_CODE",
+        Scope.VALUE,
+        "A value is not in the codelist, so it was left out",
+        "Use one of the codes or labels listed in the standard, or map your own wording in your mapping file.",
+    ),
+    IssueType(
+        "W_INVALID_AMOUNT",
+        Scope.VALUE,
+        "An amount could not be read, so it was left out",
+        "Write amounts as plain numbers of pounds, such as 1250 or 1250.00; '£' and commas are fine.",
+    ),
+    IssueType(
+        "W_NEGATIVE_AMOUNT",
+        Scope.VALUE,
+        "An amount is negative, so it was left out",
+        "Record amounts as positive numbers of pounds; a debt of £500 is 500.",
+    ),
+    IssueType(
+        "W_IMPLAUSIBLE_VALUE",
+        Scope.VALUE,
+        "A value is outside the plausible range, so it was left out",
+        "Check the value; the message gives the range the standard accepts.",
+    ),
+    IssueType(
+        "W_INVALID_NUMBER",
+        Scope.VALUE,
+        "A number could not be read, so it was left out",
+        "Write whole numbers without words, such as 2.",
+    ),
+    IssueType(
+        "W_UNKNOWN_AREA",
+        Scope.VALUE,
+        "A local authority code or postcode was not recognised, so it was left out",
+        "Use a current local authority code (such as E08000025) or a full UK postcode.",
+    ),
+    IssueType(
+        "W_INVALID_VALUE",
+        Scope.VALUE,
+        "A value breaks a rule of the standard, so it was left out",
+        "Correct the value as described in the message.",
+    ),
+    IssueType(
+        "W_VALUE_TOO_LONG",
+        Scope.VALUE,
+        "A value is far too long, so it was left out",
+        "Check the cell; it should hold a short value.",
+    ),
+    # File-level warnings: the file is accepted, something about it changed.
+    IssueType(
+        "W_UNMAPPED_COLUMN",
+        Scope.FILE,
+        "A column is not part of the standard and was ignored",
+        "Nothing to do if the column is not needed; if it holds a standard field, rename it or add it to your mapping file.",
+    ),
+    IssueType(
+        "W_DROPPED_IDENTIFIER",
+        Scope.FILE,
+        "A column that identifies people was removed before storage",
+        "Leave names, contact details, ID numbers and notes out of future extracts: we never need them.",
+    ),
+    IssueType(
+        "W_ENCODING_CONVERTED",
+        Scope.FILE,
+        "The file was not saved as UTF-8",
+        "Nothing to do; next time use 'CSV UTF-8' in Save As so that accents and £ signs are always kept.",
+    ),
+    IssueType(
+        "W_OTHER_SHEETS_IGNORED",
+        Scope.FILE,
+        "Only one sheet of the workbook was read",
+        "Put the contacts on one sheet, or name the sheet in your mapping file.",
+    ),
+    IssueType(
+        "W_DATE_ORDER_ASSUMED",
+        Scope.FILE,
+        "Dates could be day/month or month/day; day/month was assumed",
+        "If your system writes month/day, add date_format: '%m/%d/%Y' to your mapping file.",
+    ),
+    IssueType(
+        "W_DATE_ORDER_US",
+        Scope.FILE,
+        "Dates were read as month/day/year",
+        "Only month/day/year makes sense of these dates; if that is wrong, add date_format to your mapping file.",
+    ),
+]
+
+ISSUE_TYPES: dict[str, IssueType] = {issue_type.code: issue_type for issue_type in _TYPES}
+
+
+def issue_type(code: str) -> IssueType:
+    return ISSUE_TYPES[code]
+
+
+def warning_twin(code: str) -> str:
+    """The value-level warning for an error found in an optional field (E_INVALID_DATE -> W_INVALID_DATE)."""
+    twin = "W_" + code.removeprefix("E_")
+    return twin if twin in ISSUE_TYPES else "W_INVALID_VALUE"

@@ -1,0 +1,140 @@
+"""Clean a charity's values into the standard's types, without judging them.
+
+Each field becomes a typed value where its text can be read (dates in the charity's format or any
+the standard accepts, '£1,250.00' amounts, codes from labels and synonyms); where it cannot, the
+trimmed original text is kept so that validation reports it against the rule it breaks. All work is
+vectorised in Polars: this runs on every row of every file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+
+from standards.codelists import load_codelist, match_key
+from standards.extract import AMOUNT_FIELDS, CODELIST_FIELDS, DATE_FIELDS, INTEGER_FIELDS
+from standards.issues import Issue
+from standards.mapping import CharityMapping, ColumnPlan
+
+ISO_FORMATS = ("%Y-%m-%d", "%Y/%m/%d")
+DAY_FIRST_FORMATS = (
+    "%d/%m/%Y",
+    "%d-%m-%Y",
+    "%d.%m.%Y",
+    "%d/%m/%y",
+    "%d-%m-%y",
+    "%d %b %Y",
+    "%d %B %Y",
+    "%d-%b-%Y",
+    "%d-%b-%y",
+)
+MONTH_FIRST_FORMATS = ("%m/%d/%Y", "%m-%d-%Y", "%m/%d/%y")
+EXCEL_EPOCH = dt.date(1899, 12, 30)
+# Excel serial day numbers between 1982 and 2100: anything else that is all digits is not a date.
+EXCEL_SERIALS = (30_000, 73_000)
+
+RAW_SUFFIX = "__raw"
+
+
+@dataclass(frozen=True)
+class DateReading:
+    """How one date column is read: the formats tried in order."""
+
+    formats: tuple[str, ...]
+    note: Issue | None = None
+
+
+def _parse_with(raw: pl.Expr, formats: tuple[str, ...]) -> pl.Expr:
+    # Excel writes real date cells as ISO timestamps, so a time part is accepted and dropped.
+    text = raw.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", "$1")
+    serial = text.str.extract(r"^(\d{5})(\.0+)?$", 1).cast(pl.Int64, strict=False)
+    from_serial = (
+        pl.when(serial.is_between(*EXCEL_SERIALS))
+        .then(pl.lit(EXCEL_EPOCH) + pl.duration(days=serial))
+        .otherwise(None)
+        .cast(pl.Date)
+    )
+    return pl.coalesce([text.str.to_date(f, strict=False) for f in formats] + [from_serial])
+
+
+def choose_date_reading(column: str, sample: pl.Series, declared: str | None) -> DateReading:
+    """Decide how to read a date column from a sample of its values.
+
+    Day/month order is UK by default. Month/day is used only when more values make sense that way,
+    and both choices are reported, so US order is never guessed silently.
+    """
+    if declared:
+        return DateReading((declared, *ISO_FORMATS))
+    values = sample.drop_nulls().str.strip_chars().to_frame("v")
+
+    def parsed(formats: tuple[str, ...]) -> int:
+        return values.select(_parse_with(pl.col("v"), formats).is_not_null().sum()).item()
+
+    day_first = parsed(ISO_FORMATS + DAY_FIRST_FORMATS)
+    month_first = parsed(ISO_FORMATS + MONTH_FIRST_FORMATS)
+    if month_first > day_first:
+        return DateReading(
+            ISO_FORMATS + MONTH_FIRST_FORMATS,
+            Issue("W_DATE_ORDER_US", f"Dates in '{column}' were read as month/day/year.", column=column),
+        )
+    slashed = values.filter(pl.col("v").str.contains(r"^\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}$"))
+    first_parts = slashed.select(pl.col("v").str.extract(r"^(\d{1,2})", 1).cast(pl.Int64)).to_series()
+    if slashed.height and first_parts.max() <= 12:  # type: ignore[operator]
+        note = Issue(
+            "W_DATE_ORDER_ASSUMED",
+            f"Every date in '{column}' could be day/month or month/day; they were read as day/month/year.",
+            column=column,
+        )
+        return DateReading(ISO_FORMATS + DAY_FIRST_FORMATS, note)
+    return DateReading(ISO_FORMATS + DAY_FIRST_FORMATS)
+
+
+def _code_lookup(field: str, mapping: CharityMapping) -> dict[str, str]:
+    lookup = load_codelist(CODELIST_FIELDS[field]).lookup()
+    lookup.update({match_key(theirs): code for theirs, code in mapping.values.get(field, {}).items()})
+    return lookup
+
+
+def _folded(raw: pl.Expr) -> pl.Expr:
+    return raw.str.to_lowercase().str.replace_all(r"[^0-9a-z+<]+", "_").str.strip_chars("_")
+
+
+def _amount(raw: pl.Expr) -> pl.Expr:
+    text = raw.str.replace_all(r"(?i)£|gbp|,|\s", "")
+    text = pl.when(text.str.contains(r"^\(.*\)$")).then(pl.lit("-") + text.str.strip_chars("()")).otherwise(text)
+    return text.cast(pl.Float64, strict=False)
+
+
+def _integer(raw: pl.Expr) -> pl.Expr:
+    number = raw.cast(pl.Float64, strict=False)
+    return pl.when(number == number.floor()).then(number).otherwise(None).cast(pl.Int64, strict=False)
+
+
+def normalise_batch(
+    batch: pl.DataFrame, plan: ColumnPlan, mapping: CharityMapping, dates: dict[str, DateReading]
+) -> pl.DataFrame:
+    """Typed columns named after the standard's fields, plus ``<field>__raw`` with the trimmed text."""
+    today = dt.date.today()
+    expressions: list[pl.Expr] = []
+    for field, position in plan.fields.items():
+        raw = pl.col(f"c{position}").str.strip_chars()
+        raw = pl.when(raw == "").then(None).otherwise(raw)
+        expressions.append(raw.alias(field + RAW_SUFFIX))
+        if field in DATE_FIELDS:
+            value = _parse_with(raw, dates[field].formats)
+            if field == "date_of_birth":  # two-digit years: a birth date cannot be in the future
+                value = pl.when(value > today).then(value.dt.offset_by("-100y")).otherwise(value)
+        elif field in AMOUNT_FIELDS:
+            value = _amount(raw)
+        elif field in INTEGER_FIELDS:
+            value = _integer(raw)
+        elif field in CODELIST_FIELDS:
+            value = pl.coalesce(_folded(raw).replace_strict(_code_lookup(field, mapping), default=None), raw)
+        elif field in ("local_authority_code", "postcode"):
+            value = raw.str.to_uppercase().str.replace_all(r"\s+", " ")
+        else:
+            value = raw
+        expressions.append(value.alias(field))
+    return batch.select("__row", "__cells", *expressions)

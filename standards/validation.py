@@ -1,0 +1,136 @@
+"""Validate normalised rows against ``ContactRecord``, one row at a time, and say why each fails.
+
+A row is rejected when a required value breaks a rule (``E_`` codes). A value of an optional field
+that breaks a rule is dropped with a warning (``W_`` twin) and the row is validated again without
+it, so a bad date of birth never costs a charity the whole contact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+from pydantic import ValidationError
+
+from standards.extract import (
+    AMOUNT_FIELDS,
+    INTEGER_FIELDS,
+    REQUIRED_FIELDS,
+    ContactRecord,
+    StandardContact,
+    standardise,
+)
+from standards.issues import Issue, warning_twin
+from standards.mapping import ColumnPlan
+from standards.normalise import RAW_SUFFIX
+
+EXAMPLE_VALUE_CHARS = 60
+
+
+def _code_for(error_type: str, field: str | None) -> str:
+    """Our stable code for a pydantic error on ``field``."""
+    if error_type.startswith("E_"):
+        return error_type
+    if error_type == "literal_error":
+        return "E_UNKNOWN_CODE"
+    if error_type.startswith("date"):
+        return "E_INVALID_DATE"
+    if field in AMOUNT_FIELDS:
+        return {"greater_than_equal": "E_NEGATIVE_AMOUNT", "less_than_equal": "E_IMPLAUSIBLE_VALUE"}.get(
+            error_type, "E_INVALID_AMOUNT"
+        )
+    if field in INTEGER_FIELDS:
+        return "E_IMPLAUSIBLE_VALUE" if error_type in ("greater_than_equal", "less_than_equal") else "E_INVALID_NUMBER"
+    return "E_INVALID_VALUE"
+
+
+def shorten(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if len(text) <= EXAMPLE_VALUE_CHARS else text[:EXAMPLE_VALUE_CHARS] + f"… ({len(text):,} characters)"
+
+
+_EXPLANATIONS = {
+    "E_MISSING_VALUE": "is blank",
+    "E_INVALID_DATE": "is not a date in a format the standard accepts",
+    "W_INVALID_DATE": "is not a date in a format the standard accepts",
+    "E_UNKNOWN_CODE": "is not one of the codes of this field",
+    "W_UNKNOWN_CODE": "is not one of the codes of this field",
+    "W_INVALID_AMOUNT": "is not an amount of pounds",
+    "W_NEGATIVE_AMOUNT": "is negative",
+    "W_INVALID_NUMBER": "is not a whole number",
+}
+
+
+@dataclass
+class RowOutcome:
+    row: int
+    contact: StandardContact | None
+    issues: list[Issue] = field(default_factory=list)
+    raw: dict[str, str | None] = field(default_factory=dict)
+
+
+def _issue(code: str, row: int, column: str | None, value: Any, detail: str) -> Issue:
+    explanation = _EXPLANATIONS.get(code, detail)
+    shown = shorten(value)
+    if column is None:
+        message = (
+            f"This row {explanation}." if code == "E_RAGGED_ROW" else explanation[0].upper() + explanation[1:] + "."
+        )
+    elif shown is None:
+        message = f"'{column}' {explanation}."
+    else:
+        message = f"'{column}': {shown!r} {explanation}."
+    return Issue(code=code, message=message, row=row, column=column, value=shown)
+
+
+def validate_rows(normalised: pl.DataFrame, plan: ColumnPlan) -> Iterator[RowOutcome]:
+    """Validate each row; yield its standardised contact (or None if rejected) and its issues."""
+    width = len(plan.header)
+    header_of = {
+        name: plan.header[position].strip() or f"column {position + 1}" for name, position in plan.fields.items()
+    }
+    fields = list(plan.fields)
+    columns = {name: normalised.get_column(name).to_list() for name in fields}
+    raws = {name: normalised.get_column(name + RAW_SUFFIX).to_list() for name in fields}
+    for index, (row, cells) in enumerate(
+        zip(normalised.get_column("__row").to_list(), normalised.get_column("__cells").to_list(), strict=True)
+    ):
+        raw = {header_of[name]: raws[name][index] for name in fields}
+        if cells != width:
+            detail = f"has {cells} cells but the header has {width}"
+            yield RowOutcome(row, None, [_issue("E_RAGGED_ROW", row, None, None, detail)], raw)
+            continue
+        # A value the normaliser could not read stays as its text, so validation names the rule it breaks.
+        values = {name: raws[name][index] if columns[name][index] is None else columns[name][index] for name in fields}
+        yield _validate_row(row, values, {name: raws[name][index] for name in fields}, header_of, raw)
+
+
+def _validate_row(
+    row: int, values: dict[str, Any], raws: dict[str, Any], header_of: dict[str, str], raw: dict[str, str | None]
+) -> RowOutcome:
+    issues: list[Issue] = []
+    for attempt in range(2):
+        try:
+            record = ContactRecord.model_validate(values)
+            return RowOutcome(row, standardise(record), issues, raw)
+        except ValidationError as error:
+            dropped = False
+            for detail in error.errors(include_url=False):
+                name = str(detail["loc"][0]) if detail["loc"] else None
+                code = _code_for(detail["type"], name)
+                column = header_of.get(name) if name else None
+                if name in REQUIRED_FIELDS and raws.get(name) is None:
+                    code = "E_MISSING_VALUE"
+                if name is None or name in REQUIRED_FIELDS or attempt:
+                    issues.append(_issue(code, row, column, raws.get(name) if name else None, detail["msg"]))
+                    continue
+                issues.append(_issue(warning_twin(code), row, column, raws.get(name), detail["msg"]))
+                values[name] = None
+                dropped = True
+            if not dropped or any(i.code.startswith("E_") for i in issues):
+                return RowOutcome(row, None, issues, raw)
+    return RowOutcome(row, None, issues, raw)

@@ -1,0 +1,52 @@
+"""Shared fixtures: a fresh workspace per test, and small extracts written the way charities write them."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.workspace import Workspace
+
+HEADER = ["Client ID", "Visit Date", "Reason for referral", "Post Code", "D.O.B", "Monthly Income"]
+
+
+def contact_rows(count: int, *, start: dt.date = dt.date(2026, 1, 5), prefix: str = "P") -> list[list[str]]:
+    """Valid rows in a food bank's own format (day-first dates, labels, full postcodes)."""
+    needs = ["Food", "Fuel", "Debt advice", "Housing", "Benefits"]
+    postcodes = ["B15 2TT", "S1 2AB", "LS1 4AP", "NE1 7RU", "CF10 3AT", "G2 1DY"]
+    return [
+        [
+            f"{prefix}{i:04d}",
+            (start + dt.timedelta(days=i % 80)).strftime("%d/%m/%Y"),
+            needs[i % len(needs)],
+            postcodes[i % len(postcodes)],
+            f"{1 + i % 28:02d}/0{1 + i % 9}/19{60 + i % 40}",
+            f"£{900 + i:,}.00",
+        ]
+        for i in range(count)
+    ]
+
+
+def write_csv(
+    path: Path, rows: list[list[str]], header: list[str] = HEADER, encoding: str = "utf-8", delimiter: str = ","
+) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding=encoding) as handle:
+        writer = csv.writer(handle, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    """An initialised, empty workspace that COLLAB_HOME and DAGSTER_HOME point at."""
+    ws = Workspace(tmp_path / "var")
+    ws.init()
+    for name, value in ws.environment().items():
+        monkeypatch.setenv(name, value)
+    yield ws

@@ -1,0 +1,123 @@
+"""Quarterly releases through the real assets: budget, atomicity, the gate and publication."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from dagster import DagsterInstance, materialize
+
+from assets.releases import REVISE_TAG, check_release_disclosure, published_release, quarterly_release
+from pipelines.publication import ReleaseIntegrityError, disclosure_problems, publish_release, verify_release_package
+from pipelines.resources import resources_for
+from pipelines.warehouse import connect
+from pipelines.workspace import Workspace
+from privacy.accountant import spent
+
+RELEASE_ASSETS = [quarterly_release, check_release_disclosure, published_release]
+
+
+@pytest.fixture
+def loaded(workspace: Workspace) -> Workspace:
+    """A warehouse with 300 people in 2026Q1 across two regions and two needs."""
+    with connect(workspace.warehouse_path) as con:
+        con.execute(
+            "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, local_authority_code, nation_code) "
+            "SELECT 's1', 'c', 'p' || i, '2026Q1', CASE WHEN i % 3 = 0 THEN 'debt' ELSE 'food' END, "
+            "CASE WHEN i % 2 = 0 THEN 'E12000001' ELSE 'E12000007' END, 'E06000001', 'E92000001' FROM range(300) t(i)"
+        )
+    return workspace
+
+
+def release(workspace: Workspace, instance: DagsterInstance, *, revise: bool = False):  # type: ignore[no-untyped-def]
+    instance.add_dynamic_partitions("quarters", ["2026Q1"])
+    return materialize(
+        RELEASE_ASSETS,
+        partition_key="2026Q1",
+        resources=resources_for(workspace),
+        instance=instance,
+        raise_on_error=False,
+        tags={REVISE_TAG: "true"} if revise else {},
+    )
+
+
+def set_privacy(workspace: Workspace, **values: object) -> None:
+    settings = workspace.settings.model_copy(deep=True)
+    for name, value in values.items():
+        setattr(settings.privacy if name != "auto_publish" else settings.publication, name, value)
+    workspace.save_settings(settings)
+
+
+def test_release_is_published_with_intervals_and_spend(loaded: Workspace) -> None:
+    set_privacy(loaded, auto_publish=True)
+    result = release(loaded, DagsterInstance.ephemeral())
+    assert result.success
+    published = loaded.publish / "releases" / "2026Q1-v1"
+    manifest = verify_release_package(published)
+    assert manifest["privacy"]["rho_spent"] == pytest.approx(0.5)
+    assert manifest["contributors"] == 1
+    with (published / "data" / "people_by_need_region.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 120
+    north_east_food = next(r for r in rows if r["region_code"] == "E12000001" and r["need_code"] == "food")
+    assert abs(int(north_east_food["value"]) - 100) < 20  # 100 true people, noise scale ~1.7
+    for row in rows:
+        assert 0 <= int(row["ci_low"]) <= int(row["ci_high"]) and int(row["value"]) >= 0
+    package = json.loads((published / "datapackage.json").read_text())
+    assert package["resources"][0]["schema"]["fields"][-1]["name"] == "low_reliability"
+    assert (loaded.publish / "site" / "index.html").exists()
+
+
+def test_rematerialising_spends_nothing_and_a_revision_is_recorded(loaded: Workspace) -> None:
+    instance = DagsterInstance.ephemeral()
+    assert release(loaded, instance).success
+    first = (loaded.releases / "2026Q1-v1" / "data" / "people_by_need_region.csv").read_text()
+    assert release(loaded, instance).success
+    assert (loaded.releases / "2026Q1-v1" / "data" / "people_by_need_region.csv").read_text() == first
+    with connect(loaded.warehouse_path) as con:
+        assert spent(con, "2026Q1") == pytest.approx(0.5)
+    assert release(loaded, instance, revise=True).success
+    with connect(loaded.warehouse_path) as con:
+        kinds = con.execute("SELECT kind FROM privacy_ledger ORDER BY recorded_at").fetchall()
+        assert [k[0] for k in kinds] == ["release", "revision"]
+        assert spent(con, "2026Q1") == pytest.approx(1.0)
+
+
+def test_overspend_fails_the_release_and_publishes_nothing(loaded: Workspace) -> None:
+    set_privacy(loaded, release_rho=0.6, auto_publish=True)
+    instance = DagsterInstance.ephemeral()
+    assert release(loaded, instance).success
+    before = sorted(p.name for p in (loaded.publish / "releases").iterdir())
+    result = release(loaded, instance, revise=True)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "Nothing was published" in str(failure.event_specific_data.error.message) or "rho" in str(
+        failure.event_specific_data.error
+    )
+    assert sorted(p.name for p in (loaded.publish / "releases").iterdir()) == before == ["2026Q1-v1"]
+    assert not (loaded.releases / "2026Q1-v2").exists()
+    with connect(loaded.warehouse_path) as con:
+        assert spent(con, "2026Q1") == pytest.approx(0.6)
+
+
+def test_release_waits_for_approval_unless_auto_publishing(loaded: Workspace) -> None:
+    result = release(loaded, DagsterInstance.ephemeral())
+    assert result.success
+    assert (loaded.releases / "2026Q1-v1" / "release.json").exists()
+    assert not (loaded.publish / "releases" / "2026Q1-v1").exists()
+    assert result.asset_materializations_for_node("published_release") == []
+
+
+def test_tampered_release_is_refused_by_the_gate_and_by_publication(loaded: Workspace) -> None:
+    assert release(loaded, DagsterInstance.ephemeral()).success
+    package = loaded.releases / "2026Q1-v1"
+    assert disclosure_problems(package) == []
+    data = package / "data" / "people_by_need_region.csv"
+    data.write_text(data.read_text().replace(",false", ",true", 1))
+    (package / "notes.txt").write_text("not allowed")
+    problems = disclosure_problems(package)
+    assert any("changed since release" in p for p in problems)
+    with pytest.raises(ReleaseIntegrityError, match="SHA-256 mismatch"):
+        publish_release(package, loaded.publish)
+    assert not (loaded.publish / "releases" / "2026Q1-v1").exists()

@@ -1,0 +1,165 @@
+"""Submissions through the real assets, in process, on an ephemeral Dagster instance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
+
+from assets.submissions import (
+    check_submission_accepted,
+    check_warehouse_contacts_minimised,
+    submission_feedback,
+    submission_quality,
+    warehouse_contacts,
+)
+from pipelines.landing import LocalLandingZone
+from pipelines.registry import Registry
+from pipelines.resources import resources_for
+from pipelines.sensors import landing_zone_sensor
+from pipelines.warehouse import connect
+from pipelines.workspace import Workspace
+from tests.conftest import HEADER, contact_rows, write_csv
+
+SUBMISSION_ASSETS = [
+    submission_quality,
+    submission_feedback,
+    warehouse_contacts,
+    check_submission_accepted,
+    check_warehouse_contacts_minimised,
+]
+
+
+@pytest.fixture
+def charity(workspace: Workspace) -> str:
+    settings = workspace.settings.model_copy(deep=True)
+    settings.intake.settle_seconds = 0
+    workspace.save_settings(settings)
+    Registry(workspace).add("test-food-bank", "Test Food Bank")
+    LocalLandingZone(root=str(workspace.home)).create_area("test-food-bank")
+    return "test-food-bank"
+
+
+def drop(workspace: Workspace, charity: str, path: Path, name: str | None = None) -> None:
+    LocalLandingZone(root=str(workspace.home)).drop(charity, path, name)
+
+
+def sense(workspace: Workspace, instance: DagsterInstance) -> list[str]:
+    """Evaluate the landing sensor once; add its partitions; return the submission ids it requested."""
+    context = build_sensor_context(instance=instance, resources=resources_for(workspace))
+    result = landing_zone_sensor(context)
+    if isinstance(result, SkipReason):
+        return []
+    assert isinstance(result, SensorResult)
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return [request.partition_key for request in result.run_requests]
+
+
+def process(workspace: Workspace, instance: DagsterInstance, key: str):  # type: ignore[no-untyped-def]
+    return materialize(
+        SUBMISSION_ASSETS,
+        partition_key=key,
+        resources=resources_for(workspace),
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def feedback_for(workspace: Workspace, charity: str, key: str) -> dict:
+    [path] = (workspace.feedback / charity).glob(f"*--{key}.feedback.json")
+    assert path.with_suffix(".html").exists()
+    return json.loads(path.read_text())
+
+
+def warehouse_rows(workspace: Workspace, where: str = "true") -> int:
+    with connect(workspace.warehouse_path) as con:
+        return con.execute(f"SELECT count(*) FROM contacts WHERE {where}").fetchall()[0][0]
+
+
+def test_one_bad_file_never_stops_the_others(workspace: Workspace, charity: str, tmp_path: Path) -> None:
+    files = {
+        "good.csv": write_csv(tmp_path / "good.csv", contact_rows(25)),
+        "windows.csv": write_csv(
+            tmp_path / "windows.csv", contact_rows(15, start=dt.date(2026, 4, 2), prefix="W"), encoding="cp1252"
+        ),
+        "empty.csv": tmp_path / "empty.csv",
+        "no-need.csv": write_csv(
+            tmp_path / "no-need.csv", [r[:2] + r[3:] for r in contact_rows(5)], HEADER[:2] + HEADER[3:]
+        ),
+        "binary.csv": tmp_path / "binary.csv",
+    }
+    files["empty.csv"].write_bytes(b"")
+    files["binary.csv"].write_bytes(bytes(range(256)) * 50)
+    for name, path in files.items():
+        drop(workspace, charity, path, name)
+    instance = DagsterInstance.ephemeral()
+    keys = sense(workspace, instance)
+    assert len(keys) == 5
+    outcomes = {}
+    for key in keys:
+        result = process(workspace, instance, key)
+        report = feedback_for(workspace, charity, key)
+        outcomes[report["file_name"]] = (result.success, report["status"], [i["code"] for i in report["issues"]])
+    assert outcomes["good.csv"][:2] == (True, "accepted")
+    assert outcomes["windows.csv"][:2] == (True, "accepted_with_warnings")
+    assert outcomes["empty.csv"] == (False, "rejected", ["E_EMPTY_FILE"])
+    assert outcomes["no-need.csv"] == (False, "rejected", ["E_MISSING_COLUMN"])
+    assert outcomes["binary.csv"] == (False, "rejected", ["E_UNREADABLE_FILE"])
+    assert warehouse_rows(workspace) == 40  # only the two accepted files (2026Q1 and 2026Q2), all of their rows
+    with connect(workspace.warehouse_path) as con:
+        assert con.execute("SELECT count(*) FROM submissions").fetchall()[0][0] == 2
+    # Rejected raw files stay in the archive until purged; nothing of theirs reached the warehouse.
+    assert len(list((workspace.archive / charity).rglob("empty.csv"))) == 1
+
+
+def test_identical_file_dropped_twice_is_processed_once(workspace: Workspace, charity: str, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "q1.csv", contact_rows(10))
+    instance = DagsterInstance.ephemeral()
+    drop(workspace, charity, path)
+    [key] = sense(workspace, instance)
+    drop(workspace, charity, path, "Copy of q1.csv")
+    assert sense(workspace, instance) == []
+    notes = list((workspace.feedback / charity).glob(f"{key}.duplicate-*.json"))
+    assert len(notes) == 1 and json.loads(notes[0].read_text())["duplicate_of"] == key
+    assert not any((workspace.landing / charity).iterdir())
+
+
+def test_resubmission_replaces_the_charitys_quarter_atomically(
+    workspace: Workspace, charity: str, tmp_path: Path
+) -> None:
+    instance = DagsterInstance.ephemeral()
+    drop(workspace, charity, write_csv(tmp_path / "first.csv", contact_rows(30)))
+    [first] = sense(workspace, instance)
+    assert process(workspace, instance, first).success
+    assert warehouse_rows(workspace) == 30
+    drop(workspace, charity, write_csv(tmp_path / "corrected.csv", contact_rows(12, prefix="C")))
+    [second] = sense(workspace, instance)
+    result = process(workspace, instance, second)
+    assert result.success
+    assert warehouse_rows(workspace) == 12
+    assert warehouse_rows(workspace, f"submission_id = '{first}'") == 0
+    materialization = result.asset_materializations_for_node("warehouse_contacts")[0]
+    assert materialization.metadata["rows_replaced"].value == 30
+    assert materialization.metadata["dagster/row_count"].value == 12
+
+
+def test_warehouse_holds_no_raw_identifiers(workspace: Workspace, charity: str, tmp_path: Path) -> None:
+    rows = [[*row, "Jane Doe", "07700 900123"] for row in contact_rows(10)]
+    drop(workspace, charity, write_csv(tmp_path / "ids.csv", rows, [*HEADER, "Client Name", "Phone"]))
+    instance = DagsterInstance.ephemeral()
+    [key] = sense(workspace, instance)
+    result = process(workspace, instance, key)
+    assert result.success
+    [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "check_warehouse_contacts_minimised"]
+    assert check.passed
+    with connect(workspace.warehouse_path) as con:
+        dump = str(con.execute("SELECT * FROM contacts").fetchall())
+    for raw in ("P0000", "Jane Doe", "07700", "B15 2TT", "/19"):
+        assert raw not in dump
+    metadata = result.asset_materializations_for_node("submission_quality")[0].metadata
+    assert metadata["rows_accepted"].value == 10
+    assert "Jane" not in str(metadata)

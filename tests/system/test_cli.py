@@ -1,0 +1,103 @@
+"""The `collab` command as a user runs it: subprocesses on a fresh workspace."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.publication import verify_release_package
+from tests.conftest import contact_rows, write_csv
+
+pytestmark = pytest.mark.system
+COLLAB = Path(sys.executable).with_name("collab")
+
+
+def collab(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLLAB_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "COLUMNS": "200"}
+    result = subprocess.run([str(COLLAB), *args], env=env, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"collab {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("demo") / "var"
+    result = collab(home, "demo", "--contacts", "3000", "--charities", "6", "--quarters", "4", "--json")
+    (home.parent / "demo.json").write_text(result.stdout)
+    return home
+
+
+def test_demo_publishes_every_quarter_with_intervals_and_budget(demo_home: Path) -> None:
+    summary = json.loads((demo_home.parent / "demo.json").read_text())
+    assert Path(summary["site"]).exists()
+    releases = summary["releases"]
+    assert len(releases) == 4 and all(r["published"] and r["new_spend"] and not r["error"] for r in releases)
+    for r in releases:
+        manifest = verify_release_package(demo_home / "publish" / "releases" / r["release_id"])
+        assert manifest["privacy"]["rho_spent"] > 0
+        with (demo_home / "publish" / "releases" / r["release_id"] / "data" / "people_by_need_region.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == 120 and {"value", "ci_low", "ci_high"} <= set(rows[0])
+    budget = json.loads(collab(demo_home, "budget", "--json").stdout)
+    assert budget["lifetime_rho_spent"] == pytest.approx(4 * 0.5)
+    assert [p["period"] for p in budget["periods"]] == [r["period"] for r in releases]
+
+
+def test_demo_files_show_realistic_mistakes_with_feedback(demo_home: Path) -> None:
+    summary = json.loads((demo_home.parent / "demo.json").read_text())
+    statuses = {s["file_name"]: s for s in summary["submissions"]}
+    first_attempt = next(s for name, s in statuses.items() if "first-attempt" in name)
+    assert first_attempt["status"] == "rejected" and first_attempt["codes"] == ["E_MISSING_COLUMN"]
+    pdf = statuses["annual-report.pdf"]
+    assert pdf["status"] == "rejected" and pdf["codes"] == ["E_UNSUPPORTED_FORMAT"]
+    assert len(summary["duplicates"]) == 1
+    accepted = [s for s in summary["submissions"] if s["status"] != "rejected"]
+    assert len(accepted) >= 6 * 4 - 1
+    for submission in summary["submissions"]:
+        feedback = list(
+            (demo_home / "feedback" / submission["charity_id"]).glob(f"*{submission['submission_id']}.feedback.html")
+        )
+        assert len(feedback) == 1
+    truth = demo_home / "demo" / "truth" / "people_by_need_region.csv"
+    assert truth.exists() and "people_charity_units" in truth.read_text().splitlines()[0]
+
+
+def test_running_again_processes_nothing_and_spends_nothing(demo_home: Path) -> None:
+    report = json.loads(collab(demo_home, "run", "--json").stdout)
+    assert report["submissions"] == [] and report["releases"] == []
+    again = json.loads(collab(demo_home, "release", "2026Q1", "--json").stdout)
+    assert again["new_spend"] is False
+    budget = json.loads(collab(demo_home, "budget", "--json").stdout)
+    assert budget["lifetime_rho_spent"] == pytest.approx(2.0)
+
+
+def test_check_exit_codes(tmp_path: Path) -> None:
+    home = tmp_path / "var"
+    good = write_csv(tmp_path / "good.csv", contact_rows(5))
+    assert collab(home, "check", str(good)).returncode == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"%PDF-1.4")
+    result = collab(home, "check", str(bad), "--json", check=False)
+    assert result.returncode == 1 and json.loads(result.stdout)["status"] == "rejected"
+    assert collab(home, "check", str(tmp_path / "missing.csv"), check=False).returncode == 2
+
+
+def test_charity_registration_submit_and_run(tmp_path: Path) -> None:
+    home = tmp_path / "var"
+    added = json.loads(collab(home, "charity", "add", "test-pantry", "--name", "Test Pantry", "--json").stdout)
+    assert added["charity_id"] == "test-pantry"
+    assert collab(home, "charity", "add", "Bad Id!", "--name", "x", check=False).returncode == 1
+    collab(home, "submit", "--charity", "test-pantry", str(write_csv(tmp_path / "q.csv", contact_rows(20))))
+    report = json.loads(collab(home, "run", "--json").stdout)
+    assert [s["status"] for s in report["submissions"]] == ["accepted"]
+    assert report["releases"][0]["period"] == "2026Q1" and report["releases"][0]["published"] is False
+    approved = json.loads(collab(home, "approve", report["releases"][0]["release_id"], "--json").stdout)
+    assert approved["published"] is True
+    assert (home / "publish" / "site" / "index.html").exists()

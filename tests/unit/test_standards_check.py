@@ -1,0 +1,208 @@
+"""The standard's checks, as a charity runs them before upload (no Dagster, no warehouse)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+import xlsxwriter
+
+from standards.check import CheckOptions, check_extract, contacts_frame
+from standards.extract import age_band_at, quarter_of
+from standards.mapping import CharityMapping
+from tests.conftest import HEADER, contact_rows, write_csv
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.frames: list[pl.DataFrame] = []
+        self.rejected_rows = []
+
+    def accepted(self, contacts: pl.DataFrame) -> None:
+        self.frames.append(contacts)
+
+    def rejected(self, rows) -> None:  # type: ignore[no-untyped-def]
+        self.rejected_rows.extend(rows)
+
+
+def test_a_clean_file_is_accepted_and_standardised(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "clean.csv", contact_rows(40))
+    sink = Collected()
+    report = check_extract(path, sink=sink).report
+    assert report.status == "accepted"
+    assert (report.rows_received, report.rows_accepted, report.rows_rejected) == (40, 40, 0)
+    contacts = pl.concat(sink.frames)
+    assert contacts.height == 40
+    first = contacts.row(0, named=True)
+    # The postcode became its local authority, the date of birth an age band; neither is kept.
+    assert first["local_authority_code"] == "E08000025"  # B15 -> Birmingham
+    assert first["age_band"] == age_band_at(dt.date(1960, 1, 1), dt.date(2026, 1, 5))
+    assert first["need"] == "food" and first["monthly_income_gbp"] == 900.0
+    assert "postcode" not in contacts.columns and "date_of_birth" not in contacts.columns
+    assert report.quarters == ["2026Q1"]
+    assert all(e.success for e in report.expectations)
+
+
+def test_missing_required_column_rejects_the_file(tmp_path: Path) -> None:
+    rows = [row[:2] + row[3:] for row in contact_rows(5)]
+    header = HEADER[:2] + HEADER[3:]
+    report = check_extract(write_csv(tmp_path / "no-need.csv", rows, header)).report
+    assert report.status == "rejected"
+    assert report.codes()[0] == "E_MISSING_COLUMN"
+    assert "need" in report.issues[0].examples[0].message
+    assert report.rows_accepted == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b"", "E_EMPTY_FILE"),
+        (b"%PDF-1.7 annual report", "E_UNSUPPORTED_FORMAT"),
+        (bytes(range(256)) * 40, "E_UNREADABLE_FILE"),
+        (b"Client ID,Visit Date,Reason for referral,Post Code\n", "E_NO_DATA_ROWS"),
+    ],
+)
+def test_unusable_files_are_rejected_with_a_code(tmp_path: Path, content: bytes, code: str) -> None:
+    path = tmp_path / "upload.csv"
+    path.write_bytes(content)
+    report = check_extract(path).report
+    assert report.status == "rejected"
+    assert report.codes() == [code]
+    assert report.issues[0].fix
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "cp1252", "utf-16"])
+def test_text_encodings_are_detected(tmp_path: Path, encoding: str) -> None:
+    rows = contact_rows(10)
+    rows[0][0] = "Zoë-£1"
+    path = write_csv(tmp_path / "encoded.csv", rows, encoding=encoding)
+    sink = Collected()
+    report = check_extract(path, sink=sink).report
+    assert report.status in ("accepted", "accepted_with_warnings")
+    assert report.rows_accepted == 10
+    assert pl.concat(sink.frames).get_column("person_ref")[0] == "Zoë-£1"
+    assert ("W_ENCODING_CONVERTED" in report.codes()) == (encoding == "cp1252")
+
+
+def test_row_errors_reject_rows_and_optional_value_errors_only_drop_the_value(tmp_path: Path) -> None:
+    rows = contact_rows(30)
+    rows[0][1] = "31/02/2026"  # impossible date: row rejected
+    rows[1][2] = "Fod"  # unknown need: row rejected
+    rows[2][0] = ""  # no person reference: row rejected
+    rows[3][5] = "-£50"  # negative income: value dropped, row kept
+    rows[4][4] = "not a date"  # bad date of birth: value dropped, row kept
+    sink = Collected()
+    report = check_extract(write_csv(tmp_path / "mixed.csv", rows), sink=sink).report
+    assert report.status == "accepted_with_warnings"
+    assert (report.rows_accepted, report.rows_rejected) == (27, 3)
+    codes = report.codes()
+    for code in ("E_INVALID_DATE", "E_UNKNOWN_CODE", "E_MISSING_VALUE", "W_NEGATIVE_AMOUNT", "W_INVALID_DATE"):
+        assert code in codes
+    bad_date = next(g for g in report.issues if g.code == "E_INVALID_DATE")
+    # Row numbers as the spreadsheet shows them: header is row 1, first data row is row 2.
+    assert bad_date.examples[0].row == 2 and bad_date.examples[0].column == "Visit Date"
+    assert bad_date.share_of_rows == pytest.approx(1 / 30)
+    kept = pl.concat(sink.frames)
+    assert kept.filter(pl.col("source_row") == 5).get_column("monthly_income_gbp").to_list() == [None]
+    assert {row.row for row in sink.rejected_rows} == {2, 3, 4}
+
+
+def test_too_many_row_errors_reject_the_whole_file(tmp_path: Path) -> None:
+    rows = contact_rows(10)
+    for row in rows[:3]:
+        row[2] = "???"
+    report = check_extract(write_csv(tmp_path / "bad.csv", rows), options=CheckOptions(max_row_error_share=0.2)).report
+    assert report.status == "rejected"
+    assert report.codes()[0] == "E_TOO_MANY_ROW_ERRORS"
+    assert report.rows_accepted == 0
+
+
+def test_ragged_rows_and_quoted_newlines_keep_spreadsheet_row_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text(
+        "Client ID,Visit Date,Reason for referral,Post Code\n"
+        'A1,05/01/2026,"Fo\nod",B15 2TT\n'
+        "A2,06/01/2026,Debt,S1 2AB,extra\n"
+        "A3,07/01/2026,Fuel,LS1 4AP\n",
+        encoding="utf-8",
+    )
+    report = check_extract(path, options=CheckOptions(max_row_error_share=1.0)).report
+    ragged = next(g for g in report.issues if g.code == "E_RAGGED_ROW")
+    assert ragged.examples[0].row == 3
+    unknown = next(g for g in report.issues if g.code == "E_UNKNOWN_CODE")
+    assert unknown.examples[0].row == 2  # the quoted newline stayed inside row 2
+    assert report.rows_received == 3 and report.rows_accepted == 1
+
+
+def test_identifier_columns_are_dropped_with_a_warning(tmp_path: Path) -> None:
+    rows = [[*row, "Jane Doe", "jane@example.org"] for row in contact_rows(5)]
+    report = check_extract(write_csv(tmp_path / "ids.csv", rows, [*HEADER, "Client Name", "Email"])).report
+    dropped = next(g for g in report.issues if g.code == "W_DROPPED_IDENTIFIER")
+    assert dropped.count == 2
+    assert "Client Name" not in report.file.columns_used
+
+
+def test_mapping_file_maps_headers_values_and_date_format(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "own.csv",
+        [["X1", "2026-03-04", "UC problem", "E08000025"], ["X2", "2026-03-05", "Job loss", "E08000025"]],
+        ["Ref", "When", "Why", "Council"],
+    )
+    mapping = CharityMapping(
+        columns={"Ref": "person_ref", "When": "contact_date", "Why": "need", "Council": "local_authority_code"},
+        values={"need": {"UC problem": "benefits_income", "Job loss": "employment"}},
+        date_format="%Y-%m-%d",
+    )
+    sink = Collected()
+    report = check_extract(path, mapping=mapping, sink=sink).report
+    assert report.status == "accepted"
+    assert pl.concat(sink.frames).get_column("need").to_list() == ["benefits_income", "employment"]
+
+
+def test_us_dates_are_only_used_when_the_data_demand_it_and_are_reported(tmp_path: Path) -> None:
+    rows = [["A1", "01/13/2026", "Food", "B15"], ["A2", "02/20/2026", "Food", "B15"]]
+    report = check_extract(write_csv(tmp_path / "us.csv", rows, ["Client ID", "Date", "Need", "Postcode"])).report
+    assert "W_DATE_ORDER_US" in report.codes()
+    assert report.rows_accepted == 2
+
+
+def test_excel_with_cover_sheet_and_real_dates(tmp_path: Path) -> None:
+    path = tmp_path / "export.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    workbook.add_worksheet("About").write(0, 0, "Export notes")
+    sheet = workbook.add_worksheet("Contacts")
+    sheet.write_row(0, 0, ["Case Ref", "Date of Contact", "Primary Need", "LA Code"])
+    date_format = workbook.add_format({"num_format": "dd/mm/yyyy"})
+    for i in range(1, 6):
+        sheet.write(i, 0, f"R{i}")
+        sheet.write_datetime(i, 1, dt.datetime(2026, 2, i), date_format)
+        sheet.write(i, 2, "Debt")
+        sheet.write(i, 3, "E09000033")
+    workbook.close()
+    report = check_extract(path).report
+    assert report.status == "accepted_with_warnings"
+    assert report.codes() == ["W_OTHER_SHEETS_IGNORED"]
+    assert report.file.sheet == "Contacts" and report.rows_accepted == 5
+
+
+def test_feedback_html_escapes_cell_contents(tmp_path: Path) -> None:
+    rows = contact_rows(20)
+    rows[0][2] = "<script>alert(1)</script>"
+    rows[1][2] = '=HYPERLINK("http://evil","x")'
+    report = check_extract(write_csv(tmp_path / "xss.csv", rows)).report
+    html = report.to_html()
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert report.to_markdown().count("HYPERLINK") == 0  # analysts' summary carries codes, not values
+
+
+def test_contacts_frame_of_no_rows_has_the_schema() -> None:
+    frame = contacts_frame([])
+    assert frame.height == 0 and "person_ref" in frame.columns
+
+
+def test_quarters() -> None:
+    assert quarter_of(dt.date(2026, 3, 31)) == "2026Q1"
+    assert quarter_of(dt.date(2026, 10, 1)) == "2026Q4"
