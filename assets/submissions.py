@@ -21,11 +21,11 @@ from assets.partitions import submission_partitions
 from pipelines.intake import load_manifest, submission_dir
 from pipelines.landing import LandingZone
 from pipelines.resources import CollabWorkspace, Warehouse
-from pipelines.staging import CONTACTS_FILE, StagingSink
+from pipelines.staging import CONTACTS_FILE, STAGED_CONTACT_SCHEMA, StagingSink
 from pipelines.warehouse import load_submission
 from privacy.minimise import WAREHOUSE_SCHEMA, minimise
 from standards import STANDARD_VERSION
-from standards.check import STANDARD_CONTACT_SCHEMA, CheckOptions, check_extract
+from standards.check import CheckOptions, check_extract
 from standards.feedback import FeedbackReport
 
 REPORT_FILE = "report.json"
@@ -44,7 +44,9 @@ def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspac
     manifest = load_manifest(ws, context.partition_key)
     staging = submission_dir(ws, manifest.submission_id)
     options = CheckOptions(max_row_error_share=ws.settings.intake.max_row_error_share)
-    with StagingSink(staging, ws.quarantine / manifest.submission_id) as sink:
+    charity = workspace.registry.find(manifest.charity_id)
+    linkage_key = ws.key() if charity is not None and charity.linkage else None
+    with StagingSink(staging, ws.quarantine / manifest.submission_id, linkage_key=linkage_key) as sink:
         result = check_extract(
             staging / manifest.source_file,
             mapping=workspace.registry.mapping(manifest.charity_id),
@@ -130,7 +132,7 @@ def warehouse_contacts(
     ws = workspace.workspace
     manifest = load_manifest(ws, context.partition_key)
     staged = submission_dir(ws, manifest.submission_id) / CONTACTS_FILE
-    contacts = pl.read_parquet(staged) if staged.exists() else pl.DataFrame(schema=STANDARD_CONTACT_SCHEMA)
+    contacts = pl.read_parquet(staged) if staged.exists() else pl.DataFrame(schema=STAGED_CONTACT_SCHEMA)
     rows = minimise(
         contacts,
         key=ws.key(),

@@ -21,7 +21,7 @@ import polars as pl
 from privacy.minimise import WAREHOUSE_SCHEMA
 from privacy.release import ensure_release_tables
 
-_DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Date: "DATE", pl.Int64: "BIGINT", pl.Float64: "DOUBLE"}
+_DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Date: "DATE", pl.Int64: "BIGINT", pl.Float64: "DOUBLE", pl.Boolean: "BOOLEAN"}
 
 CONTACTS_DDL = "CREATE TABLE IF NOT EXISTS contacts (\n    {}\n)".format(
     ",\n    ".join(f"{name} {_DUCKDB_TYPES[type(dtype)]}" for name, dtype in WAREHOUSE_SCHEMA.items())
