@@ -78,9 +78,9 @@ VALUE_DESCRIPTIONS = {
     "people_count": "Number of people: differentially private, non-negative, rounded",
     "contact_count": "Number of contacts: differentially private, non-negative, rounded",
     "sum": "Total in pounds: differentially private, non-negative, rounded to the pound",
-    "mean": "Mean in pounds: differentially private, rounded to the pound",
+    "mean": "Mean in pounds: differentially private, to the penny",
     "median": "Median in pounds: differentially private, one of the published candidate values",
-    "share": "Share of the people covered, from 0 to 1: differentially private, to four decimal places",
+    "share": "Share of the people covered, from 0 to 1: differentially private, to five decimal places",
 }
 
 
@@ -106,7 +106,7 @@ def indicator_fields(indicator: Indicator) -> list[dict[str, str]]:
                     "description": "Code of the area this one adds up to (empty for the top level).",
                 },
             ]
-    kind = "number" if indicator.measure == "share" else "integer"
+    kind = "number" if indicator.decimals else "integer"
     return [
         *fields,
         {"name": "value", "type": kind, "description": VALUE_DESCRIPTIONS[indicator.measure] + "."},
@@ -120,8 +120,8 @@ def indicator_fields(indicator: Indicator) -> list[dict[str, str]]:
     ]
 
 
-def _formatted(value: float, measure: str) -> str:
-    return f"{value:.4f}" if measure == "share" else str(round(value))
+def _formatted(value: float, decimals: int) -> str:
+    return f"{value:.{decimals}f}" if decimals else str(round(value))
 
 
 def _rows(con: duckdb.DuckDBPyConnection, release_id: str, period: str, indicator: Indicator) -> list[list[str]]:
@@ -144,7 +144,7 @@ def _rows(con: duckdb.DuckDBPyConnection, release_id: str, period: str, indicato
                 named += [key, node.name, level, parent]
             else:
                 named += [key, labels[breakdown][key]]
-        numbers = [_formatted(v, indicator.measure) for v in (value, low, high)]
+        numbers = [_formatted(v, indicator.decimals) for v in (value, low, high)]
         rows.append([release_id, period, *named, *numbers, str(unreliable).lower()])
     return rows
 

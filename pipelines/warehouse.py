@@ -56,6 +56,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     for ddl in (CONTACTS_DDL, SUBMISSIONS_DDL, AUDIT_DDL):
         con.execute(ddl)
+    # Warehouses made before record linkage: their contacts are all unlinked.
+    con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS linked BOOLEAN DEFAULT FALSE")
     ensure_release_tables(con)
 
 

@@ -49,13 +49,6 @@ class Sensitivity:
     l2: float
 
 
-def people_count_sensitivity(max_cells: int) -> tuple[int, float]:
-    """(L1, L2) sensitivity of a bounded people count: one person is in at most ``max_cells`` cells
-    and counts 1 in each, so removing them changes ``max_cells`` coordinates by 1:
-    L1 = max_cells, L2 = sqrt(max_cells)."""
-    return max_cells, math.sqrt(max_cells)
-
-
 def query_sensitivity(indicator: Indicator) -> Sensitivity:
     """Sensitivity of the vector an indicator's measure is computed from, at every area level.
 
@@ -101,26 +94,50 @@ def _key_expressions(indicator: Indicator) -> list[str]:
 
 
 def bounded_person_cells_sql(indicator: Indicator) -> str:
-    """The SQL of ``bounded_person_cells`` (parameters ``$period`` and ``$salt``)."""
+    """The SQL of ``bounded_person_cells`` (parameters ``$period`` and ``$salt``).
+
+    Only people with more than one area, or more than ``max_cells_per_person`` cells, need a keyed
+    hash to choose; everyone else keeps what they have, which is what the hash would keep too.
+    """
     keys = [f"k{i}" for i in range(len(indicator.breakdowns))]
     key_select = ", ".join(
         f"{expression} AS {key}" for expression, key in zip(_key_expressions(indicator), keys, strict=True)
     )
     amount = f"round(avg({indicator.amount}))" if indicator.amount else "NULL"
     condition = CONDITIONS[indicator.numerator] if indicator.numerator else "FALSE"
-    one_area = ""
-    if indicator.area_levels is not None:
+    k = indicator.max_cells_per_person
+    charities = indicator.population == "at_two_or_more_charities"
+    people = (
+        """, people AS (
+            SELECT person_key, count(DISTINCT charity_id) AS charities FROM period_contacts GROUP BY person_key
+        )"""
+        if charities
+        else ""
+    )
+    in_population = f"""
+            SELECT c.*{", p.charities" if charities else ""} FROM person_cells c
+            {"JOIN people p USING (person_key)" if charities else ""}
+            WHERE {POPULATIONS[indicator.population]}"""
+    if indicator.area_levels is None:
+        eligible = f"eligible AS ({in_population}"
+    else:
         area = keys[indicator.breakdowns.index("area")]
-        one_area = f"""
+        eligible = f"""in_population AS ({in_population}
+        ), areas AS (
+            SELECT * FROM in_population JOIN (
+                SELECT person_key, min({area}) AS lowest, max({area}) AS highest FROM in_population GROUP BY person_key
+            ) USING (person_key)
+        ), eligible AS (
+            SELECT * EXCLUDE (lowest, highest) FROM areas WHERE lowest = highest
+            UNION ALL
+            SELECT * EXCLUDE (lowest, highest) FROM areas WHERE lowest <> highest
             QUALIFY {area} = first({area}) OVER (
                 PARTITION BY person_key ORDER BY sha256($salt || '|area|' || person_key || '|' || {area})
             )"""
     return f"""
         WITH period_contacts AS (
             SELECT * FROM {CONTACTS_TABLE} WHERE quarter = $period
-        ), people AS (
-            SELECT person_key, count(DISTINCT charity_id) AS charities FROM period_contacts GROUP BY person_key
-        ), person_cells AS (
+        ){people}, person_cells AS (
             SELECT person_key, {key_select},
                    count(*) AS contacts,
                    avg(total_debt_gbp) AS debt,
@@ -129,18 +146,21 @@ def bounded_person_cells_sql(indicator: Indicator) -> str:
                    {amount} AS amount
             FROM period_contacts
             GROUP BY ALL
-        ), eligible AS (
-            SELECT c.*, p.charities FROM person_cells c JOIN people p USING (person_key)
-            WHERE {POPULATIONS[indicator.population]}
-            {one_area}
-        ), ranked AS (
-            SELECT *, row_number() OVER (
+        ), {eligible}
+        ), counted AS (
+            SELECT * FROM eligible JOIN (
+                SELECT person_key, count(*) AS cells_of_person FROM eligible GROUP BY person_key
+            ) USING (person_key)
+        ), kept AS (
+            SELECT * FROM counted WHERE cells_of_person <= {k}
+            UNION ALL
+            SELECT * FROM counted WHERE cells_of_person > {k}
+            QUALIFY row_number() OVER (
                 PARTITION BY person_key ORDER BY sha256($salt || person_key || concat_ws('|', {", ".join(keys)}))
-            ) AS pick
-            FROM eligible
+            ) <= {k}
         )
         SELECT person_key, {", ".join(keys)}, contacts, amount, coalesce({condition}, FALSE) AS condition
-        FROM ranked WHERE pick <= {indicator.max_cells_per_person}
+        FROM kept
     """
 
 

@@ -14,8 +14,9 @@ composition under zCDP), each computed by OpenDP's own privacy map.
 - mean: the sum of (amount - centre) with 2/3 of ρ and the count with 1/3, then the delta method.
   Centring halves the sum's sensitivity; 2/3 is the optimal split when the mean lies a quarter of
   the clamp's range from its centre.
-- median: OpenDP's quantile mechanism with half of ρ; a count (1/10) and two bracketing quantiles
-  (1/5 each) give its interval.
+- median: OpenDP's quantile mechanism with 3/4 of ρ; a count (1/20) and two bracketing quantiles
+  (1/10 each) give its interval. The brackets only need to land on the right side of the median, so
+  they get little: a larger rank error just moves them further out.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from standards.catalogue import Cell, Indicator, cells
 
 ADDITIVE_VECTORS = {"people_count": "people", "contact_count": "contacts", "sum": "total"}
 MEAN_SUM_SHARE = 2 / 3
-MEDIAN_SHARES = {"count": 0.1, "median": 0.5, "lower_bracket": 0.2, "upper_bracket": 0.2}
+MEDIAN_SHARES = {"count": 0.05, "median": 0.75, "lower_bracket": 0.1, "upper_bracket": 0.1}
 # One-sided probabilities that the count's lower bound or a bracket lands on the wrong side.
 COUNT_BETA = 0.01
 BRACKET_BETA = 0.02
@@ -112,7 +113,10 @@ def _share(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> I
         int(v) for v in aggregates.vectors["without_condition"]
     ]
     noisy = discrete_gaussian(stacked, l2_sensitivity=l2, rho=rho)
-    figures = [share_figure(noisy.values[i], noisy.values[size + i], noisy.scale**2) for i in range(size)]
+    figures = [
+        share_figure(noisy.values[i], noisy.values[size + i], noisy.scale**2, decimals=indicator.decimals)
+        for i in range(size)
+    ]
     measurement = Measurement(
         "with_and_without_condition",
         "discrete_gaussian",
@@ -145,7 +149,7 @@ def _mean(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> In
             counts.scale**2,
             offset=clamp.centre,
             bounds=(clamp.lower, clamp.upper),
-            decimals=0,
+            decimals=indicator.decimals,
         )
         for total, count in zip(sums.values, counts.values, strict=True)
     ]

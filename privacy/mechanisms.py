@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
+import numpy as np
 import opendp.prelude as dp
 
-_INT_VECTORS = (dp.vector_domain(dp.atom_domain(T=int)), dp.l2_distance(T=int))
+# 64-bit integers: a sum of clamped pounds over a million people passes 2**31.
+_INT_VECTORS = (dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="i64"))
 _FLOAT_VECTORS = (dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float))
 
 
@@ -34,9 +36,16 @@ def rho_of(scale: float, l2_sensitivity: float) -> float:
 
 
 def scale_for(rho: float, l2_sensitivity: float) -> float:
-    """The smallest noise scale whose ρ (by OpenDP's map) is at most ``rho``."""
+    """The smallest noise scale whose ρ (by OpenDP's map) is at most ``rho``.
+
+    ρ = Δ₂² / (2σ²) gives σ = Δ₂ / sqrt(2ρ); OpenDP's map checks it, and a binary search on the map
+    is the fallback when floating point puts that σ a hair over ``rho``.
+    """
     if rho <= 0:
         raise ValueError(f"rho must be positive, got {rho}")
+    scale = float(l2_sensitivity) / math.sqrt(2 * rho)
+    if rho_of(scale, l2_sensitivity) <= rho:
+        return scale
     return float(
         dp.binary_search_param(
             lambda scale: dp.m.make_gaussian(*_FLOAT_VECTORS, scale=scale), d_in=float(l2_sensitivity), d_out=rho
@@ -65,7 +74,10 @@ def discrete_gaussian(counts: Sequence[int], *, l2_sensitivity: float, rho: floa
         raise AssertionError(f"OpenDP's map gives rho={spent} > requested {rho}")
     measurement = dp.m.make_gaussian(*_INT_VECTORS, scale=scale)
     return NoisyVector(
-        values=list(measurement([int(c) for c in counts])), scale=scale, rho=spent, l2_sensitivity=l2_sensitivity
+        values=[int(v) for v in measurement(np.asarray(counts, dtype=np.int64))],
+        scale=scale,
+        rho=spent,
+        l2_sensitivity=l2_sensitivity,
     )
 
 
@@ -75,12 +87,16 @@ def interval_half_width(scale: float, alpha: float = 0.05) -> float:
     return float(dp.discrete_gaussian_scale_to_accuracy(scale=scale, alpha=alpha))
 
 
-_INT_SAMPLES = (dp.vector_domain(dp.atom_domain(T=int)), dp.symmetric_distance())
+_INT_SAMPLES = (dp.vector_domain(dp.atom_domain(T="i64")), dp.symmetric_distance())
 
 
 def _quantile(candidates: Sequence[int], alpha: float, scale: float) -> dp.Measurement:
     return dp.m.make_private_quantile(
-        *_INT_SAMPLES, dp.zero_concentrated_divergence(), candidates=list(candidates), alpha=alpha, scale=scale
+        *_INT_SAMPLES,
+        dp.zero_concentrated_divergence(),
+        candidates=np.asarray(candidates, dtype=np.int64),
+        alpha=alpha,
+        scale=scale,
     )
 
 
@@ -92,9 +108,17 @@ class NoisyQuantile:
 
 
 def quantile_scale(candidates: Sequence[int], alpha: float, rho: float) -> float:
-    """The smallest scale at which OpenDP's quantile mechanism spends at most ``rho`` per unit value."""
+    """The smallest scale at which OpenDP's quantile mechanism spends at most ``rho`` per unit value.
+
+    The score's sensitivity is proportional to max(alpha, 1 - alpha), so the scale found for the
+    median, times 2 max(alpha, 1 - alpha), is the answer for ``alpha``; OpenDP's own map checks it,
+    and a binary search on the map is the fallback.
+    """
     if rho <= 0:
         raise ValueError(f"rho must be positive, got {rho}")
+    scale = _quantile_scale(tuple(candidates), 0.5, rho) * 2 * max(alpha, 1 - alpha)
+    if _quantile(candidates, alpha, scale).map(1) <= rho:
+        return scale
     return _quantile_scale(tuple(candidates), alpha, rho)
 
 
@@ -115,7 +139,7 @@ def private_quantile(values: Sequence[int], *, candidates: Sequence[int], alpha:
     spent = float(measurement.map(1))
     if spent > rho:
         raise AssertionError(f"OpenDP's map gives rho={spent} > requested {rho}")
-    return NoisyQuantile(value=int(measurement([int(v) for v in values])), scale=scale, rho=spent)
+    return NoisyQuantile(value=int(measurement(np.asarray(values, dtype=np.int64))), scale=scale, rho=spent)
 
 
 def quantile_rank_error(scale: float, beta: float) -> float:

@@ -86,7 +86,7 @@ def ratio_figure(
     return _normal_figure(offset + ratio, sd, bounds, decimals)
 
 
-def share_figure(with_condition: float, without_condition: float, variance: float) -> Figure:
+def share_figure(with_condition: float, without_condition: float, variance: float, *, decimals: int) -> Figure:
     """The share with the condition, Y / (Y + Z), from noisy counts Y and Z each of ``variance``.
 
     Y and Z are clipped at zero first. Y and Z have independent noise (the share's two counts are one
@@ -98,7 +98,7 @@ def share_figure(with_condition: float, without_condition: float, variance: floa
     if total < 1:
         return _flagged(0.5, 0.0, 1.0)
     sd = math.sqrt(variance * (yes**2 + no**2)) / total**2
-    return _normal_figure(yes / total, sd, (0.0, 1.0), 4)
+    return _normal_figure(yes / total, sd, (0.0, 1.0), decimals)
 
 
 def median_figure(median: int, lower: int, upper: int, *, step: int, bounds: tuple[int, int]) -> Figure:

@@ -40,6 +40,8 @@ AmountField = Literal["total_debt_gbp", "monthly_income_gbp", "monthly_essential
 AREA_LEVELS: tuple[str, ...] = ("uk", "nation", "region", "local_authority")
 ADDITIVE_MEASURES = ("people_count", "contact_count", "sum")
 AMOUNT_MEASURES = ("sum", "mean", "median")
+# Decimal places of published figures; every other measure is a whole number.
+DECIMALS = {"mean": 2, "share": 5}
 UNITS = {
     "people_count": "people",
     "contact_count": "contacts",
@@ -74,12 +76,13 @@ class CatalogueError(Exception):
 
 
 class Clamp(BaseModel):
-    """Public bounds an amount is clamped to before it is summed: they set the sensitivity."""
+    """Public bounds an amount is clamped to before it is summed: they set the sensitivity.
+    Amounts in the standard are never negative, and neither is a clamp."""
 
     model_config = ConfigDict(extra="forbid")
 
-    lower: int
-    upper: int
+    lower: int = Field(ge=0)
+    upper: int = Field(ge=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> Clamp:
@@ -162,6 +165,10 @@ class Indicator(BaseModel):
     @property
     def unit(self) -> str:
         return UNITS[self.measure]
+
+    @property
+    def decimals(self) -> int:
+        return DECIMALS.get(self.measure, 0)
 
     @property
     def finest_area_level(self) -> str | None:
