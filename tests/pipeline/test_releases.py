@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
 
 from assets.releases import REVISE_TAG, check_release_disclosure, published_release, quarterly_release
 from pipelines.publication import ReleaseIntegrityError, disclosure_problems, publish_release, verify_release_package
 from pipelines.resources import resources_for
+from pipelines.sensors import quarter_release_sensor
 from pipelines.warehouse import connect
 from pipelines.workspace import Workspace
 from privacy.accountant import spent
+from standards.extract import quarter_of
 
 RELEASE_ASSETS = [quarterly_release, check_release_disclosure, published_release]
 
@@ -121,3 +124,23 @@ def test_tampered_release_is_refused_by_the_gate_and_by_publication(loaded: Work
     with pytest.raises(ReleaseIntegrityError, match="SHA-256 mismatch"):
         publish_release(package, loaded.publish)
     assert not (loaded.publish / "releases" / "2026Q1-v1").exists()
+
+
+def test_quarter_release_sensor_requests_each_ended_unreleased_quarter_once(loaded: Workspace) -> None:
+    current = quarter_of(dt.date.today())
+    with connect(loaded.warehouse_path) as con:
+        con.execute(
+            "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code) "
+            "VALUES ('s2', 'c', 'p1', $q, 'food', 'E12000001')",
+            {"q": current},
+        )
+    instance = DagsterInstance.ephemeral()
+    context = build_sensor_context(instance=instance, resources=resources_for(loaded))
+    result = quarter_release_sensor(context)
+    assert isinstance(result, SensorResult)
+    assert [r.partition_key for r in result.run_requests] == ["2026Q1"]  # the current quarter has not ended
+    assert result.run_requests[0].run_key == "release-2026Q1"
+    assert release(loaded, instance).success
+    assert isinstance(
+        quarter_release_sensor(build_sensor_context(instance=instance, resources=resources_for(loaded))), SkipReason
+    )
