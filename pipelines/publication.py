@@ -310,6 +310,8 @@ def _schema_problems(release_dir: Path, manifest: dict[str, Any]) -> list[str]:
     problems += [
         f"{path} is in the manifest but not in the data package" for path in sorted(set(indicators) - set(resources))
     ]
+    on_disk = {p.relative_to(release_dir).as_posix() for p in (release_dir / DATA_DIR).glob("*.csv")}
+    problems += [f"{path} is not an indicator of this release" for path in sorted(on_disk - set(indicators))]
     for path, indicator in indicators.items():
         schema = [field["name"] for field in indicator_fields(indicator["breakdowns"])]
         declared = [field["name"] for field in resources.get(path, {}).get("schema", {}).get("fields", [])]
