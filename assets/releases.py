@@ -165,17 +165,18 @@ def published_release(
             ).fetchall()[0][0]
             > 0
         )
-    if not (approved or ws.settings.publication.auto_publish):
-        context.log.warning(f"Release {release_id} awaits approval: run `collab approve {release_id}` to publish it.")
-        return
-    try:
-        with warehouse.connect(read_only=True) as con:
+        if not (approved or ws.settings.publication.auto_publish):
+            context.log.warning(
+                f"Release {release_id} awaits approval: run `collab approve {release_id}` to publish it."
+            )
+            return
+        try:
             target = publish_release(
                 release_dir, ws.publish, con, min_contributors=ws.settings.publication.min_contributors
             )
-        index = build_site(ws.publish)
-    except (ReleaseIntegrityError, DisclosureRefused) as error:
-        raise Failure(description=str(error), metadata={"release_id": release_id}) from error
+            index = build_site(ws.publish)
+        except (ReleaseIntegrityError, DisclosureRefused) as error:
+            raise Failure(description=str(error), metadata={"release_id": release_id}) from error
     manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
     yield Output(
         None,
