@@ -70,7 +70,7 @@ class Unit:
         if self.kind == "percent":
             return f"{value * 100 if self.fraction else value:.1f}%"
         if self.kind == "pounds":
-            return f"£{value:,.0f}" if abs(value) >= 100 else f"£{value:,.2f}"
+            return f"£{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"£{value:,.2f}"
         return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
     def format_change(self, value: float) -> str:

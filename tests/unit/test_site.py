@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipelines.publication import ReleaseIntegrityError, indicator_fields, sha256_of
-from pipelines.site import build_site
+from pipelines.site import build_site, charts
 from pipelines.site.model import Estimate, change_between, combined, quarter_label
 
 REGIONS = [("E12000001", "North East"), ("E12000007", "London"), ("W92000004", "Wales")]
@@ -201,3 +202,35 @@ def test_totals_and_changes_combine_noise_not_intervals() -> None:
     assert change.low == pytest.approx(20 - 10 * 2**0.5) and change.clear
     assert not change_between(Estimate(105, 95, 115), Estimate(100, 90, 110), "2026Q1").clear
     assert quarter_label("2026Q3") == "Jul–Sep 2026" and quarter_label("2026-07") == "2026-07"
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2 contrast ratio of two #rrggbb colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    lighter, darker = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def test_text_and_chart_colours_meet_wcag_aa() -> None:
+    css = (Path(charts.__file__).with_name("static") / "site.css").read_text()
+    colours = dict(re.findall(r"--([a-z-]+): (#[0-9a-fA-F]{6})", css))
+    text_pairs = [
+        ("ink", "paper"),
+        ("muted", "paper"),
+        ("muted", "wash"),
+        ("link", "paper"),
+        ("link", "wash"),
+        ("amber", "amber-wash"),
+        ("green", "green-wash"),
+        ("paper", "navy"),
+    ]
+    for foreground, background in text_pairs:
+        assert contrast(colours[foreground], colours[background]) >= 4.5, (foreground, background)
+    for text in (charts.INK, charts.MUTED):
+        assert contrast(text, "#ffffff") >= 4.5
+    assert contrast(charts.BLUE, "#ffffff") >= 3  # graphical objects (WCAG 1.4.11)
