@@ -123,8 +123,6 @@ class IndicatorRelease:
     meta: dict[str, Any]
     release_id: str
     period: str
-    columns: list[str]
-    rows: list[dict[str, str]]
     cells: list[Cell]
 
     @property
@@ -167,7 +165,7 @@ def read_indicator(release_dir: Path, manifest: dict[str, Any], meta: dict[str, 
                 level=row.get(level, "") if level else "",
             )
         )
-    return IndicatorRelease(meta, manifest["release_id"], manifest["period"], columns, rows, cells)
+    return IndicatorRelease(meta, manifest["release_id"], manifest["period"], cells)
 
 
 def combined(estimates: list[Estimate], noise_scale: float | None) -> Estimate:
