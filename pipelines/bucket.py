@@ -57,7 +57,9 @@ def weed_binary() -> Path:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a server could listen on ``port``. Like SeaweedFS (Go), ignore closed connections still in TIME_WAIT."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -178,19 +180,38 @@ class BucketServer:
         return state
 
     def _wait_until_ready(self, process: subprocess.Popen[bytes], state: ServerState, timeout: float) -> None:
+        """Wait until the S3 gateway answers and the master knows every volume on disk (else reads fail)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise BucketServerError(f"the S3 server exited with code {process.returncode}; see {self.log}")
-            try:
-                with urllib.request.urlopen(f"{state.endpoint}/", timeout=2):
-                    return
-            except urllib.error.HTTPError:
-                return  # an S3 error answer (403 to an anonymous request) means the gateway is up
-            except OSError:
-                time.sleep(0.25)
+            if self._gateway_answers(state) and self._volumes_registered(state):
+                return
+            time.sleep(0.25)
         self.stop()
-        raise BucketServerError(f"the S3 server did not answer within {timeout:.0f} s; see {self.log}")
+        raise BucketServerError(f"the S3 server was not ready within {timeout:.0f} s; see {self.log}")
+
+    @staticmethod
+    def _gateway_answers(state: ServerState) -> bool:
+        try:
+            with urllib.request.urlopen(f"{state.endpoint}/", timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True  # an S3 error answer (403 to an anonymous request) means the gateway is up
+        except OSError:
+            return False
+
+    def _volumes_registered(self, state: ServerState) -> bool:
+        on_disk = len(list(self.data.glob("*.dat")))
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{state.ports['master']}/dir/status", timeout=2) as answer:
+                topology = json.load(answer)["Topology"]
+        except (OSError, ValueError, KeyError):
+            return False
+        nodes = [
+            node for centre in topology["DataCenters"] or [] for rack in centre["Racks"] for node in rack["DataNodes"]
+        ]
+        return bool(nodes) and sum(node["Volumes"] for node in nodes) >= on_disk
 
     def reload(self) -> bool:
         """Ask a running server to re-read its identities file (SIGHUP); False if none runs."""

@@ -30,8 +30,6 @@ ANALYST_ACCESS_KEY_VAR = "COLLAB_S3_ANALYST_ACCESS_KEY"
 ANALYST_SECRET_KEY_VAR = "COLLAB_S3_ANALYST_SECRET_KEY"
 
 ARCHIVE_BUCKET = "collab-archive"
-# S3 allows 1,024 bytes; SeaweedFS stores each key segment as a file name, so 255 bytes a segment.
-MAX_KEY_SEGMENT_BYTES = 255
 # Multipart above 16 MiB, in 16 MiB parts: a 500 MB upload holds a few parts in memory, never the file.
 TRANSFER = TransferConfig(multipart_threshold=16 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024, max_concurrency=4)
 
@@ -128,29 +126,14 @@ def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-def check_object_name(name: str) -> None:
-    """Refuse a file name the landing bucket would reject or the pipeline would never take."""
-    if not name or name in {".", ".."} or "/" in name or "\\" in name:
-        raise ValueError(f"{name!r} is not a plain file name")
-    if len(name.encode("utf-8")) > MAX_KEY_SEGMENT_BYTES:
-        raise ValueError(f"the file name is longer than {MAX_KEY_SEGMENT_BYTES} bytes; rename the file and try again")
-    if any(ord(character) < 32 for character in name):
-        raise ValueError("the file name contains control characters; rename the file and try again")
-
-
 def upload(
-    credentials: CharityCredentials,
-    path: Path,
-    *,
-    key: str | None = None,
-    progress: Callable[[int], None] | None = None,
+    credentials: CharityCredentials, path: Path, progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
-    """Stream a file into the charity's landing bucket with its own credentials; return what landed.
+    """Stream a file into the charity's landing bucket with its own keys, under its own name.
 
     Large files go up in parts; an interrupted upload is aborted and never appears as an object.
     """
-    key = key or path.name
-    check_object_name(key)
-    s3 = credentials.client()
-    s3.upload_file(str(path), credentials.landing_bucket, key, Config=TRANSFER, Callback=progress)
-    return {"charity_id": credentials.charity_id, "bucket": credentials.landing_bucket, "key": key}
+    credentials.client().upload_file(
+        str(path), credentials.landing_bucket, path.name, Config=TRANSFER, Callback=progress
+    )
+    return {"charity_id": credentials.charity_id, "bucket": credentials.landing_bucket, "key": path.name}

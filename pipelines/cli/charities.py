@@ -198,10 +198,6 @@ def submit(
                 f"Submitted {escape(file.name)} for {charity}. It will be checked on the next `collab run` (or by the sensor)."
             )
         return
-    try:
-        s3.check_object_name(file.name)
-    except ValueError as error:
-        fail(str(error), code=2)
     size = file.stat().st_size
     try:
         with transfer_bar(f"Uploading {escape(file.name)}", size, enabled=not as_json) as advance:
