@@ -1,8 +1,8 @@
 """The DuckDB warehouse: pseudonymised contacts, submissions, releases and the privacy ledger.
 
-Only ``privacy.minimise.WAREHOUSE_SCHEMA`` columns enter ``contacts``. Loads are atomic: a
-submission's rows for a (charity, quarter) replace the earlier ones in one transaction, or nothing
-changes. DuckDB admits one writing process at a time, so connecting waits politely for a lock
+Only ``privacy.minimise.WAREHOUSE_SCHEMA`` columns enter ``contacts``. Loads stream batch by batch
+and are atomic: a submission's rows for a (charity, quarter) replace the earlier ones in one
+transaction, or nothing changes. DuckDB admits one writing process at a time, so connecting waits politely for a lock
 held by another run instead of failing.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,22 +94,35 @@ def load_submission(
     file_name: str,
     sha256: str,
     received_at: dt.datetime,
-    rows: pl.DataFrame,
+    batches: Iterable[pl.DataFrame],
     standard_version: str,
 ) -> LoadResult:
-    """Replace the charity's rows for every quarter in ``rows`` with ``rows``, atomically."""
-    if list(rows.schema) != list(WAREHOUSE_SCHEMA):
-        raise ValueError(f"rows do not have the warehouse schema: {list(rows.schema)}")
-    quarters = sorted(rows.get_column("quarter").unique().to_list())
+    """Load a submission batch by batch, replacing the charity's rows for every quarter it covers, atomically.
+
+    Streaming keeps memory to one batch whatever the file's size; the quarters to replace are known
+    only once every batch is in, so the earlier rows are deleted last, inside the same transaction.
+    """
     con.begin()
     try:
-        replaced = con.execute(
-            "DELETE FROM contacts WHERE charity_id = $charity AND (quarter IN (SELECT unnest($quarters)) OR submission_id = $submission)",
+        replaced = con.execute("DELETE FROM contacts WHERE submission_id = $s", {"s": submission_id}).fetchall()[0][0]
+        loaded = 0
+        for rows in batches:
+            if list(rows.schema) != list(WAREHOUSE_SCHEMA):
+                raise ValueError(f"rows do not have the warehouse schema: {list(rows.schema)}")
+            con.register("incoming", rows.to_arrow())
+            con.execute("INSERT INTO contacts SELECT * FROM incoming")
+            con.unregister("incoming")
+            loaded += rows.height
+        quarters = [
+            row[0]
+            for row in con.execute(
+                "SELECT DISTINCT quarter FROM contacts WHERE submission_id = $s ORDER BY quarter", {"s": submission_id}
+            ).fetchall()
+        ]
+        replaced += con.execute(
+            "DELETE FROM contacts WHERE charity_id = $charity AND submission_id <> $submission AND quarter IN (SELECT unnest($quarters))",
             {"charity": charity_id, "quarters": quarters, "submission": submission_id},
         ).fetchall()[0][0]
-        con.register("incoming", rows.to_arrow())
-        con.execute("INSERT INTO contacts SELECT * FROM incoming")
-        con.unregister("incoming")
         con.execute("DELETE FROM submissions WHERE submission_id = $s", {"s": submission_id})
         con.execute(
             "INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -120,7 +133,7 @@ def load_submission(
                 sha256,
                 received_at.replace(tzinfo=None),
                 dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                rows.height,
+                loaded,
                 replaced,
                 quarters,
                 standard_version,
@@ -130,7 +143,7 @@ def load_submission(
     except BaseException:
         con.rollback()
         raise
-    return LoadResult(rows_loaded=rows.height, rows_replaced=int(replaced), quarters=quarters)
+    return LoadResult(rows_loaded=loaded, rows_replaced=int(replaced), quarters=quarters)
 
 
 def audit(con: duckdb.DuckDBPyConnection, *, actor: str, action: str, subject: str, detail: str = "") -> None:
