@@ -9,7 +9,8 @@ warehouse.duckdb       pseudonymised contacts, releases and the privacy ledger
 releases/<release>/    release packages awaiting publication
 publish/               public: releases and the site
 registry/<charity>/    charity registrations and mapping files
-secrets/               the pseudonymisation key (0600)
+secrets/               the pseudonymisation key; with S3, every S3 key and the server's identities (0600)
+bucket/                with S3: the SeaweedFS server's data, log and ports
 dagster/               DAGSTER_HOME
 """
 
