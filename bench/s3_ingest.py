@@ -102,9 +102,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-s3-") as directory:
         ws = Workspace(Path(directory) / "var")
         ws.init()
-        settings = ws.settings.model_copy(deep=True)
-        settings.intake.settle_seconds = 0
-        ws.save_settings(settings)
         store = AccessStore(ws)
         state = store.serve(free_port())
         try:
