@@ -28,7 +28,7 @@ CONTACTS_DDL = f"CREATE TABLE IF NOT EXISTS contacts (\n    {_CONTACT_COLUMNS}\n
 # A load's batches wait here, committed, until they replace the charity's rows in one transaction.
 INCOMING_DDL = f"CREATE TABLE IF NOT EXISTS contacts_incoming (\n    {_CONTACT_COLUMNS}\n)"
 # DuckDB's memory while a load moves its rows; beyond it, DuckDB spills to disk.
-LOAD_MEMORY_LIMIT = "256MB"
+LOAD_MEMORY_LIMIT = "128MB"
 
 SUBMISSIONS_DDL = """
 CREATE TABLE IF NOT EXISTS submissions (

@@ -48,7 +48,7 @@ class IntakeSettings(BaseModel):
         default=2.0, ge=0, description="age a landed file must reach before the sensor takes it"
     )
     batch_rows: int = Field(
-        default=50_000,
+        default=25_000,
         ge=1_000,
         description="rows checked and loaded at a time; a run's memory grows with it, not with the file",
     )

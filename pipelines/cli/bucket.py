@@ -7,6 +7,7 @@ import typer
 from pipelines.access import AccessStore
 from pipelines.bucket import BucketServer, BucketServerError
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, workspace
+from pipelines.registry import Registry
 
 bucket_app = typer.Typer(help="The S3 server (SeaweedFS) that holds the charities' buckets.", no_args_is_help=True)
 app.add_typer(bucket_app, name="bucket")
@@ -29,7 +30,10 @@ def serve(
         return
     console.print(f"S3 server running at [bold]{state.endpoint}[/] (pid {state.pid}, data in {store.server.data}).")
     console.print(f"Point the pipeline and `collab` at it:  [bold]source {store.env_path}[/]")
-    console.print("Then `collab charity add ID --name NAME` creates the charity's buckets and prints its keys once.")
+    console.print("Then `collab charity add ID --name NAME` creates a charity's buckets and prints its keys once.")
+    for charity in Registry(ws).all():
+        if store.charity(charity.id) is None:
+            console.print(f"{charity.id} has no keys yet: `collab charity rotate-key {charity.id}` issues them.")
 
 
 @bucket_app.command("stop")

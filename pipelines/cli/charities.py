@@ -139,8 +139,9 @@ def remove(charity_id: str, as_json: bool = JsonOption) -> None:
         console.print(f"{charity.id} no longer submits and its keys are revoked; its data stay until purged.")
 
 
-def _credentials_for(charity: str | None, credentials_file: Path | None) -> s3.CharityCredentials | None:
-    """The keys to upload with: the charity's credentials file, else the workspace's copy (S3), else None (local)."""
+def _credentials_for(charity: str | None, credentials_file: Path | None) -> tuple[str, s3.CharityCredentials | None]:
+    """Who submits, and with which keys: the charity's credentials file, else the workspace's copy
+    (S3), else none (the local landing folder)."""
     if credentials_file is not None:
         try:
             credentials = s3.CharityCredentials.load(credentials_file)
@@ -148,7 +149,7 @@ def _credentials_for(charity: str | None, credentials_file: Path | None) -> s3.C
             fail(str(error), code=2)
         if charity and charity != credentials.charity_id:
             fail(f"{credentials_file} holds the keys of {credentials.charity_id}, not {charity}", code=2)
-        return credentials
+        return credentials.charity_id, credentials
     if not charity:
         fail("say which charity you are (--charity ID) or give your credentials file (--credentials)", code=2)
     ws = workspace()
@@ -157,11 +158,11 @@ def _credentials_for(charity: str | None, credentials_file: Path | None) -> s3.C
     except RegistryError as error:
         fail(str(error))
     if not s3.configured():
-        return None
+        return charity, None
     stored = AccessStore(ws).charity(charity)
     if stored is None:
         fail(f"{charity} has no S3 keys yet; `collab charity rotate-key {charity}` issues them")
-    return s3.CharityCredentials.for_charity(charity, os.environ[s3.ENDPOINT_VAR], stored)
+    return charity, s3.CharityCredentials.for_charity(charity, os.environ[s3.ENDPOINT_VAR], stored)
 
 
 @app.command()
@@ -184,18 +185,17 @@ def submit(
     bucket with the charity's own keys, streamed with a progress bar. Otherwise it is placed in the
     local landing folder.
     """
-    credentials = _credentials_for(charity, credentials_file)
+    charity_id, credentials = _credentials_for(charity, credentials_file)
     if credentials is None:
-        assert charity is not None  # _credentials_for fails without one
         landing = landing_zone_from_env(workspace())
         if not isinstance(landing, LocalLandingZone):
             fail("this workspace's landing zone is not a local folder")
-        target = landing.drop(charity, file)
+        target = landing.drop(charity_id, file)
         if as_json:
-            emit_json({"charity_id": charity, "file": file.name, "landed": str(target)})
+            emit_json({"charity_id": charity_id, "file": file.name, "landed": str(target)})
         else:
             console.print(
-                f"Submitted {escape(file.name)} for {charity}. It will be checked on the next `collab run` (or by the sensor)."
+                f"Submitted {escape(file.name)} for {charity_id}. It will be checked on the next `collab run` (or by the sensor)."
             )
         return
     size = file.stat().st_size
