@@ -9,12 +9,13 @@ export DAGSTER_HOME ?= $(COLLAB_HOME)/dagster
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install browser demo test dev lint format bench clean
+.PHONY: help install browser demo test dev bucket bucket-stop lint format bench clean
 
 help:
 	@echo "make demo   generate demo extracts and run the whole pipeline (workspace: $(COLLAB_HOME))"
 	@echo "make test   install everything a test needs and run the whole test suite"
 	@echo "make dev    open the Dagster UI on the same workspace (http://127.0.0.1:3000)"
+	@echo "make bucket start the S3 server (SeaweedFS) for this workspace; make bucket-stop stops it"
 	@echo "make lint   ruff"
 	@echo "make bench  run the benchmarks in bench/"
 
@@ -42,6 +43,12 @@ test: install browser
 dev: install
 	$(BIN)/collab init
 	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+
+bucket: install
+	$(BIN)/collab bucket serve
+
+bucket-stop: install
+	$(BIN)/collab bucket stop
 
 lint: install
 	$(BIN)/ruff check .

@@ -9,7 +9,8 @@ warehouse.duckdb       pseudonymised contacts, releases and the privacy ledger
 releases/<release>/    release packages awaiting publication
 publish/               public: releases and the site
 registry/<charity>/    charity registrations and mapping files
-secrets/               the pseudonymisation key (0600)
+secrets/               the pseudonymisation key; with S3, every S3 key and the server's identities (0600)
+bucket/                with S3: the SeaweedFS server's data, log and ports
 dagster/               DAGSTER_HOME
 """
 
@@ -45,6 +46,11 @@ class IntakeSettings(BaseModel):
     max_row_error_share: float = Field(default=0.2, ge=0, le=1)
     settle_seconds: float = Field(
         default=2.0, ge=0, description="age a landed file must reach before the sensor takes it"
+    )
+    batch_rows: int = Field(
+        default=25_000,
+        ge=1_000,
+        description="rows checked and loaded at a time; a run's memory grows with it, not with the file",
     )
 
 

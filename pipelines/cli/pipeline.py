@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pipelines import s3
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
 from pipelines.intake import load_manifest, purge_submission
 from pipelines.registry import Registry
@@ -66,7 +67,8 @@ def print_run_report(ws: Workspace, report: RunReport) -> None:
         )
     if not (report.submissions or report.duplicates or report.releases):
         console.print("Nothing pending.")
-    console.print(f"Feedback reports: {ws.feedback}")
+    feedback = "each charity's feedback-<id> bucket" if s3.configured() else ws.feedback
+    console.print(f"Feedback reports: {feedback}")
 
 
 @app.command()
