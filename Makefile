@@ -5,15 +5,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 export COLLAB_HOME ?= $(CURDIR)/var
 export DAGSTER_HOME ?= $(COLLAB_HOME)/dagster
+# The browser tests drive Debian's chromium through Playwright; Playwright never downloads a browser.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 OPENDP_POLARS_VENV := bench/.venv-opendp-polars
 
-.PHONY: help install demo test dev lint format bench bench-utility clean
+.PHONY: help install browser demo test dev bucket bucket-stop lint format bench bench-utility clean
 
 help:
 	@echo "make demo   generate demo extracts and run the whole pipeline (workspace: $(COLLAB_HOME))"
 	@echo "make test   install everything a test needs and run the whole test suite"
 	@echo "make dev    open the Dagster UI on the same workspace (http://127.0.0.1:3000)"
+	@echo "make bucket start the S3 server (SeaweedFS) for this workspace; make bucket-stop stops it"
 	@echo "make lint   ruff"
 	@echo "make bench  run the benchmarks in bench/"
 	@echo "make bench-utility  error, coverage and speed of the privacy engine against two baselines"
@@ -25,15 +29,29 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+$(CHROMIUM):
+	@echo "Installing Debian's chromium for the browser tests"
+	export DEBIAN_FRONTEND=noninteractive; \
+	$(SUDO) apt-get install -y --no-install-recommends chromium < /dev/null \
+	|| ($(SUDO) apt-get update < /dev/null && $(SUDO) apt-get install -y --no-install-recommends chromium < /dev/null)
+
+browser: $(CHROMIUM)
+
 demo: install
 	$(BIN)/collab demo
 
-test: install
+test: install browser
 	$(BIN)/pytest
 
 dev: install
 	$(BIN)/collab init
 	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+
+bucket: install
+	$(BIN)/collab bucket serve
+
+bucket-stop: install
+	$(BIN)/collab bucket stop
 
 lint: install
 	$(BIN)/ruff check .

@@ -2,8 +2,11 @@
 
 import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -21,7 +24,7 @@ from assets.partitions import submission_partitions
 from pipelines.intake import load_manifest, submission_dir
 from pipelines.landing import LandingZone
 from pipelines.resources import CollabWorkspace, Warehouse
-from pipelines.staging import CONTACTS_FILE, STAGED_CONTACT_SCHEMA, StagingSink
+from pipelines.staging import CONTACTS_FILE, StagingSink
 from pipelines.warehouse import load_submission
 from privacy.minimise import WAREHOUSE_SCHEMA, minimise
 from standards import STANDARD_VERSION
@@ -43,7 +46,8 @@ def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspac
     ws = workspace.workspace
     manifest = load_manifest(ws, context.partition_key)
     staging = submission_dir(ws, manifest.submission_id)
-    options = CheckOptions(max_row_error_share=ws.settings.intake.max_row_error_share)
+    intake = ws.settings.intake
+    options = CheckOptions(max_row_error_share=intake.max_row_error_share, batch_size=intake.batch_rows)
     charity = workspace.registry.find(manifest.charity_id)
     linkage_key = ws.key() if charity is not None and charity.linkage else None
     with StagingSink(staging, ws.quarantine / manifest.submission_id, linkage_key=linkage_key) as sink:
@@ -117,6 +121,13 @@ def check_submission_accepted(context: AssetCheckExecutionContext, workspace: Co
     )
 
 
+def _staged_contacts(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
+    """The accepted contacts staged for a submission, in batches (none if no row was accepted)."""
+    if path.exists():
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows_per_batch):
+            yield pl.from_arrow(batch)
+
+
 @asset(
     partitions_def=submission_partitions,
     group_name="warehouse",
@@ -131,14 +142,18 @@ def warehouse_contacts(
     for the same quarters in one transaction."""
     ws = workspace.workspace
     manifest = load_manifest(ws, context.partition_key)
+    key = ws.key()
     staged = submission_dir(ws, manifest.submission_id) / CONTACTS_FILE
-    contacts = pl.read_parquet(staged) if staged.exists() else pl.DataFrame(schema=STAGED_CONTACT_SCHEMA)
-    rows = minimise(
-        contacts,
-        key=ws.key(),
-        charity_id=manifest.charity_id,
-        submission_id=manifest.submission_id,
-        standard_version=STANDARD_VERSION,
+    # Minimised batch by batch (it works row by row), so memory holds one batch whatever the file's size.
+    batches = (
+        minimise(
+            contacts,
+            key=key,
+            charity_id=manifest.charity_id,
+            submission_id=manifest.submission_id,
+            standard_version=STANDARD_VERSION,
+        )
+        for contacts in _staged_contacts(staged, ws.settings.intake.batch_rows)
     )
     with warehouse.connect() as con:
         loaded = load_submission(
@@ -148,7 +163,7 @@ def warehouse_contacts(
             file_name=manifest.original_name,
             sha256=manifest.sha256,
             received_at=manifest.received_at,
-            rows=rows,
+            batches=batches,
             standard_version=STANDARD_VERSION,
         )
     return MaterializeResult(

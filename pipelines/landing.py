@@ -14,8 +14,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from botocore.exceptions import ClientError
 from dagster import ConfigurableResource
+
+from pipelines import s3
 
 CHUNK_BYTES = 1024 * 1024
 # Files an editor or a copy in progress leaves behind; never submissions.
@@ -154,3 +158,103 @@ class LocalLandingZone(LandingZone):
         shutil.copyfile(source, partial)
         partial.replace(target)
         return target
+
+
+class LandingAreaError(Exception):
+    """A landing area that cannot be used (missing bucket, no right to create one)."""
+
+
+class S3LandingZone(LandingZone):
+    """A bucket per charity on an S3 server: ``landing-<charity>``, ``feedback-<charity>``, and ``collab-archive``.
+
+    The pipeline's identity reads and removes landed objects, writes feedback and owns the archive.
+    Only ``create_area`` needs the analyst's identity (creating buckets is an administrator's act).
+    Every move is conditional on the ETag seen when listing, so an object a charity overwrites while
+    it is being taken is left for the next pass instead of being archived unread.
+    """
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    analyst_access_key: str | None = None
+    analyst_secret_key: str | None = None
+
+    def _s3(self) -> Any:
+        return s3.client(self.endpoint, s3.Credentials(self.access_key, self.secret_key))
+
+    def create_area(self, charity_id: str) -> None:
+        self.create_buckets([s3.landing_bucket(charity_id), s3.feedback_bucket(charity_id), s3.ARCHIVE_BUCKET])
+
+    def create_buckets(self, buckets: list[str]) -> None:
+        """Create buckets that do not exist yet, as the analyst."""
+        if not (self.analyst_access_key and self.analyst_secret_key):
+            raise LandingAreaError(
+                f"creating buckets needs the analyst's credentials ({s3.ANALYST_ACCESS_KEY_VAR}, {s3.ANALYST_SECRET_KEY_VAR})"
+            )
+        admin = s3.client(self.endpoint, s3.Credentials(self.analyst_access_key, self.analyst_secret_key))
+        for bucket in buckets:
+            try:
+                admin.create_bucket(Bucket=bucket)
+            except ClientError as error:
+                if s3.error_code(error) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                    raise
+
+    def pending(self, charity_ids: Iterable[str], min_age_seconds: float = 0.0) -> list[LandingObject]:
+        client = self._s3()
+        now = dt.datetime.now(dt.UTC)
+        found = []
+        for charity_id in charity_ids:
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=s3.landing_bucket(charity_id))
+            try:
+                for page in pages:
+                    for item in page.get("Contents", []):
+                        key, modified = item["Key"], item["LastModified"]
+                        # A key ending in "/" is a folder marker, not a file.
+                        if key.endswith("/") or any(is_ignored_name(part) for part in key.split("/")):
+                            continue
+                        if (now - modified).total_seconds() < min_age_seconds:
+                            continue
+                        found.append(
+                            LandingObject(charity_id, key, int(item["Size"]), item["ETag"], modified.astimezone(dt.UTC))
+                        )
+            except ClientError as error:
+                # A charity registered before S3 was configured has no bucket until `collab bucket serve`
+                # creates it; its absence must not stop the other charities' files.
+                if s3.error_code(error) != "NoSuchBucket":
+                    raise
+        return found
+
+    def fetch(self, obj: LandingObject, destination: Path) -> str:
+        response = self._s3().get_object(Bucket=s3.landing_bucket(obj.charity_id), Key=obj.key, IfMatch=obj.version)
+        with response["Body"] as body:
+            return copy_hashing(body, destination)
+
+    def archive(self, obj: LandingObject, archive_name: str) -> str:
+        client = self._s3()
+        target = f"{obj.charity_id}/{archive_name}/{obj.key}"
+        client.copy_object(
+            Bucket=s3.ARCHIVE_BUCKET,
+            Key=target,
+            CopySource={"Bucket": s3.landing_bucket(obj.charity_id), "Key": obj.key},
+            CopySourceIfMatch=obj.version,
+        )
+        client.delete_object(Bucket=s3.landing_bucket(obj.charity_id), Key=obj.key, IfMatch=obj.version)
+        return f"s3://{s3.ARCHIVE_BUCKET}/{target}"
+
+    def purge_archive(self, charity_id: str, archive_name: str) -> list[str]:
+        client = self._s3()
+        prefix = f"{charity_id}/{archive_name}/"
+        removed = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3.ARCHIVE_BUCKET, Prefix=prefix):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=s3.ARCHIVE_BUCKET, Key=item["Key"])
+                removed.append(f"s3://{s3.ARCHIVE_BUCKET}/{item['Key']}")
+        return removed
+
+    def write_feedback(self, charity_id: str, name: str, content: bytes, content_type: str) -> str:
+        bucket = s3.feedback_bucket(charity_id)
+        self._s3().put_object(Bucket=bucket, Key=name, Body=content, ContentType=content_type)
+        return f"s3://{bucket}/{name}"
+
+    def describe(self) -> str:
+        return f"S3 buckets landing-<charity> at {self.endpoint}"

@@ -1,8 +1,8 @@
 """The DuckDB warehouse: pseudonymised contacts, submissions, releases and the privacy ledger.
 
-Only ``privacy.minimise.WAREHOUSE_SCHEMA`` columns enter ``contacts``. Loads are atomic: a
-submission's rows for a (charity, quarter) replace the earlier ones in one transaction, or nothing
-changes. DuckDB admits one writing process at a time, so connecting waits politely for a lock
+Only ``privacy.minimise.WAREHOUSE_SCHEMA`` columns enter ``contacts``. Loads stream batch by batch
+and are atomic: a submission's rows for a (charity, quarter) replace the earlier ones in one
+transaction, or nothing changes. DuckDB admits one writing process at a time, so connecting waits politely for a lock
 held by another run instead of failing.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +23,12 @@ from privacy.release import ensure_release_tables
 
 _DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Date: "DATE", pl.Int64: "BIGINT", pl.Float64: "DOUBLE", pl.Boolean: "BOOLEAN"}
 
-CONTACTS_DDL = "CREATE TABLE IF NOT EXISTS contacts (\n    {}\n)".format(
-    ",\n    ".join(f"{name} {_DUCKDB_TYPES[type(dtype)]}" for name, dtype in WAREHOUSE_SCHEMA.items())
-)
+_CONTACT_COLUMNS = ",\n    ".join(f"{name} {_DUCKDB_TYPES[type(dtype)]}" for name, dtype in WAREHOUSE_SCHEMA.items())
+CONTACTS_DDL = f"CREATE TABLE IF NOT EXISTS contacts (\n    {_CONTACT_COLUMNS}\n)"
+# A load's batches wait here, committed, until they replace the charity's rows in one transaction.
+INCOMING_DDL = f"CREATE TABLE IF NOT EXISTS contacts_incoming (\n    {_CONTACT_COLUMNS}\n)"
+# DuckDB's memory while a load moves its rows; beyond it, DuckDB spills to disk.
+LOAD_MEMORY_LIMIT = "128MB"
 
 SUBMISSIONS_DDL = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -54,7 +57,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    for ddl in (CONTACTS_DDL, SUBMISSIONS_DDL, AUDIT_DDL):
+    for ddl in (CONTACTS_DDL, INCOMING_DDL, SUBMISSIONS_DDL, AUDIT_DDL):
         con.execute(ddl)
     # Warehouses made before record linkage: their contacts are all unlinked.
     con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS linked BOOLEAN DEFAULT FALSE")
@@ -96,43 +99,110 @@ def load_submission(
     file_name: str,
     sha256: str,
     received_at: dt.datetime,
-    rows: pl.DataFrame,
+    batches: Iterable[pl.DataFrame],
     standard_version: str,
 ) -> LoadResult:
-    """Replace the charity's rows for every quarter in ``rows`` with ``rows``, atomically."""
-    if list(rows.schema) != list(WAREHOUSE_SCHEMA):
-        raise ValueError(f"rows do not have the warehouse schema: {list(rows.schema)}")
-    quarters = sorted(rows.get_column("quarter").unique().to_list())
-    con.begin()
+    """Load a submission batch by batch, replacing the charity's rows for every quarter it covers, atomically.
+
+    DuckDB keeps a transaction's new rows in memory until it commits, so the batches are first
+    committed one by one to ``contacts_incoming`` (which nothing reads), then moved into ``contacts``
+    in one transaction with a bounded memory limit. Memory stays flat whatever the file's size, and
+    ``contacts`` changes all at once or not at all.
+    """
+    con.execute("SET memory_limit = $limit", {"limit": LOAD_MEMORY_LIMIT})
     try:
-        replaced = con.execute(
-            "DELETE FROM contacts WHERE charity_id = $charity AND (quarter IN (SELECT unnest($quarters)) OR submission_id = $submission)",
-            {"charity": charity_id, "quarters": quarters, "submission": submission_id},
-        ).fetchall()[0][0]
+        con.execute("DELETE FROM contacts_incoming WHERE submission_id = $s", {"s": submission_id})
+        loaded = _stage(con, submission_id, batches)
+        con.begin()
+        try:
+            replaced = _replace(con, submission_id, charity_id)
+            quarters = [
+                row[0]
+                for row in con.execute(
+                    "SELECT DISTINCT quarter FROM contacts WHERE submission_id = $s ORDER BY quarter",
+                    {"s": submission_id},
+                ).fetchall()
+            ]
+            con.execute("DELETE FROM submissions WHERE submission_id = $s", {"s": submission_id})
+            con.execute(
+                "INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    submission_id,
+                    charity_id,
+                    file_name,
+                    sha256,
+                    received_at.replace(tzinfo=None),
+                    dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                    loaded,
+                    replaced,
+                    quarters,
+                    standard_version,
+                ],
+            )
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    finally:
+        con.execute("DELETE FROM contacts_incoming WHERE submission_id = $s", {"s": submission_id})
+        con.execute("RESET memory_limit")
+    return LoadResult(rows_loaded=loaded, rows_replaced=replaced, quarters=quarters)
+
+
+def _stage(con: duckdb.DuckDBPyConnection, submission_id: str, batches: Iterable[pl.DataFrame]) -> int:
+    """Commit each batch to ``contacts_incoming``; return how many rows were staged."""
+    staged = 0
+    for rows in batches:
+        if list(rows.schema) != list(WAREHOUSE_SCHEMA):
+            raise ValueError(f"rows do not have the warehouse schema: {list(rows.schema)}")
+        if not (rows.get_column("submission_id") == submission_id).all():
+            raise ValueError(f"rows of another submission were given to {submission_id}")
         con.register("incoming", rows.to_arrow())
-        con.execute("INSERT INTO contacts SELECT * FROM incoming")
+        con.execute("INSERT INTO contacts_incoming SELECT * FROM incoming")
         con.unregister("incoming")
-        con.execute("DELETE FROM submissions WHERE submission_id = $s", {"s": submission_id})
-        con.execute(
-            "INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                submission_id,
-                charity_id,
-                file_name,
-                sha256,
-                received_at.replace(tzinfo=None),
-                dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                rows.height,
-                replaced,
-                quarters,
-                standard_version,
-            ],
-        )
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
-    return LoadResult(rows_loaded=rows.height, rows_replaced=int(replaced), quarters=quarters)
+        staged += rows.height
+    return staged
+
+
+def _replace(con: duckdb.DuckDBPyConnection, submission_id: str, charity_id: str) -> int:
+    """Inside the load's transaction: swap the staged rows in for the charity's earlier rows of the same
+    quarters (and any earlier load of this submission); return how many rows were replaced."""
+    replaced = con.execute(
+        """
+        DELETE FROM contacts WHERE submission_id = $submission OR (charity_id = $charity AND quarter IN (
+            SELECT DISTINCT quarter FROM contacts_incoming WHERE submission_id = $submission))
+        """,
+        {"submission": submission_id, "charity": charity_id},
+    ).fetchall()[0][0]
+    con.execute("INSERT INTO contacts SELECT * FROM contacts_incoming WHERE submission_id = $s", {"s": submission_id})
+    return int(replaced)
+
+
+def quarter_end(period: str) -> dt.date:
+    """The last day of a quarter such as ``2026Q1``."""
+    year, quarter = int(period[:4]), int(period[-1])
+    return dt.date(year + (quarter == 4), quarter * 3 % 12 + 1, 1) - dt.timedelta(days=1)
+
+
+def unreleased_complete_quarters(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> list[str]:
+    """Quarters that have ended, hold data and have no release yet: what gets released next."""
+    today = today or dt.date.today()
+    rows = con.execute(
+        "SELECT DISTINCT quarter FROM contacts WHERE quarter NOT IN (SELECT period FROM releases) ORDER BY quarter"
+    ).fetchall()
+    return [row[0] for row in rows if quarter_end(row[0]) < today]
+
+
+def stale_quarters(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Released quarters that received data after their latest release (they need a revision)."""
+    rows = con.execute(
+        """
+        SELECT DISTINCT r.period FROM releases r JOIN submissions s ON list_contains(s.quarters, r.period)
+        WHERE r.revision = (SELECT max(revision) FROM releases WHERE period = r.period) AND s.loaded_at > r.created_at
+        ORDER BY r.period
+        """
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 def audit(con: duckdb.DuckDBPyConnection, *, actor: str, action: str, subject: str, detail: str = "") -> None:

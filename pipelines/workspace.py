@@ -9,7 +9,8 @@ warehouse.duckdb       pseudonymised contacts, releases and the privacy ledger
 releases/<release>/    release packages awaiting publication
 publish/               public: releases and the site
 registry/<charity>/    charity registrations and mapping files
-secrets/               the pseudonymisation key (0600)
+secrets/               the pseudonymisation key; with S3, every S3 key and the server's identities (0600)
+bucket/                with S3: the SeaweedFS server's data, log and ports
 dagster/               DAGSTER_HOME
 """
 
@@ -46,12 +47,20 @@ class IntakeSettings(BaseModel):
     settle_seconds: float = Field(
         default=2.0, ge=0, description="age a landed file must reach before the sensor takes it"
     )
+    batch_rows: int = Field(
+        default=25_000,
+        ge=1_000,
+        description="rows checked and loaded at a time; a run's memory grows with it, not with the file",
+    )
 
 
 class PublicationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     auto_publish: bool = Field(default=False, description="publish releases without `collab approve`")
+    min_contributors: int = Field(
+        default=2, ge=1, description="fewest charities a quarter needs before its release may be published"
+    )
 
 
 class Settings(BaseModel):

@@ -38,14 +38,15 @@ def rho_of(scale: float, l2_sensitivity: float) -> float:
 def scale_for(rho: float, l2_sensitivity: float) -> float:
     """The smallest noise scale whose ρ (by OpenDP's map) is at most ``rho``.
 
-    ρ = Δ₂² / (2σ²) gives σ = Δ₂ / sqrt(2ρ); OpenDP's map checks it, and a binary search on the map
-    is the fallback when floating point puts that σ a hair over ``rho``.
+    ρ = Δ₂² / (2σ²) gives σ = Δ₂ / sqrt(2ρ); OpenDP's map checks it (and σ a billionth larger, for
+    when floating point puts it a hair over ``rho``), and a binary search on the map is the fallback.
     """
     if rho <= 0:
         raise ValueError(f"rho must be positive, got {rho}")
-    scale = float(l2_sensitivity) / math.sqrt(2 * rho)
-    if rho_of(scale, l2_sensitivity) <= rho:
-        return scale
+    exact = float(l2_sensitivity) / math.sqrt(2 * rho)
+    for scale in (exact, exact * (1 + 1e-9)):
+        if rho_of(scale, l2_sensitivity) <= rho:
+            return scale
     return float(
         dp.binary_search_param(
             lambda scale: dp.m.make_gaussian(*_FLOAT_VECTORS, scale=scale), d_in=float(l2_sensitivity), d_out=rho

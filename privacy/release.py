@@ -16,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import duckdb
+import polars as pl
 
 from privacy.accountant import BudgetPolicy, Charge, charge, ensure_affordable, ensure_ledger
 from privacy.bounding import bounded_aggregates
@@ -99,21 +100,37 @@ def latest_release(con: duckdb.DuckDBPyConnection, period: str) -> ReleaseSummar
 
 def _store(con: duckdb.DuckDBPyConnection, release_id: str, released: IndicatorRelease) -> list[Charge]:
     indicator_id = released.indicator.id
-    con.executemany(
-        "INSERT INTO release_cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            [release_id, indicator_id, i, cell.level, list(cell.keys), f.value, f.ci_low, f.ci_high, f.low_reliability]
-            for i, (cell, f) in enumerate(zip(released.cells, released.figures, strict=True))
-        ],
+    cells = pl.DataFrame(
+        {
+            "release_id": release_id,
+            "indicator_id": indicator_id,
+            "cell_index": list(range(len(released.cells))),
+            "area_level": [cell.level for cell in released.cells],
+            "keys": [list(cell.keys) for cell in released.cells],
+            "value": [float(f.value) for f in released.figures],
+            "ci_low": [float(f.ci_low) for f in released.figures],
+            "ci_high": [float(f.ci_high) for f in released.figures],
+            "low_reliability": [f.low_reliability for f in released.figures],
+        },
+        schema_overrides={"area_level": pl.String, "cell_index": pl.Int32},
     )
-    con.executemany(
-        "INSERT INTO release_measurements VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            [release_id, indicator_id, m.name, position, cell, float(value)]
-            for m in released.measurements
-            for position, (cell, value) in enumerate(zip(m.cells, m.values, strict=True))
-        ],
+    measurements = pl.DataFrame(
+        {
+            "release_id": release_id,
+            "indicator_id": indicator_id,
+            "measurement": [m.name for m in released.measurements for _ in m.cells],
+            "position": [position for m in released.measurements for position in range(len(m.cells))],
+            "cell_index": [cell for m in released.measurements for cell in m.cells],
+            "noisy_value": [float(value) for m in released.measurements for value in m.values],
+        },
+        schema_overrides={"position": pl.Int32, "cell_index": pl.Int32},
     )
+    con.register("new_cells", cells.to_arrow())
+    con.register("new_measurements", measurements.to_arrow())
+    con.execute("INSERT INTO release_cells SELECT * FROM new_cells")
+    con.execute("INSERT INTO release_measurements SELECT * FROM new_measurements")
+    con.unregister("new_cells")
+    con.unregister("new_measurements")
     return [Charge(indicator_id, m.name, m.rho, m.mechanism, m.scale, m.sensitivity) for m in released.measurements]
 
 

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from pipelines.workspace import Workspace
 
@@ -67,4 +77,25 @@ def progress_bar(description: str, total: int | None, *, enabled: bool = True) -
         TimeElapsedColumn(),
     ]
     with Progress(*columns, console=console, transient=False) as progress:
-        yield _Bar(progress, progress.add_task(description, total=total))
+        task = progress.add_task(description, total=total)
+        yield _Bar(progress, task)
+        # Estimates can overshoot (a duplicate file is never processed): end the bar where the work ended.
+        progress.update(task, total=progress.tasks[task].completed, description=f"{description} done")
+
+
+@contextmanager
+def transfer_bar(description: str, total_bytes: int, *, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A rich bar of bytes sent; yields ``advance(n)`` (safe to call from transfer threads)."""
+    if not enabled:
+        yield lambda _: None
+        return
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(description, total=total_bytes)
+        yield lambda sent: progress.update(task, advance=sent)

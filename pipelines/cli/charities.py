@@ -1,21 +1,53 @@
-"""``collab charity ...`` and ``collab submit``: who takes part, and dropping a file."""
+"""``collab charity ...`` and ``collab submit``: who takes part, their keys, and sending a file."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
-from pipelines.cli.app import JsonOption, app, console, emit_json, fail, workspace
-from pipelines.landing import LocalLandingZone
+from pipelines import s3
+from pipelines.access import AccessError, AccessStore
+from pipelines.cli.app import JsonOption, app, console, emit_json, fail, transfer_bar, workspace
+from pipelines.landing import LandingAreaError, LocalLandingZone
 from pipelines.registry import Registry, RegistryError
 from pipelines.resources import landing_zone_from_env
+from pipelines.workspace import Workspace
 from standards.mapping import CharityMapping
 
 charity_app = typer.Typer(help="Register and manage participating charities.", no_args_is_help=True)
 app.add_typer(charity_app, name="charity")
+
+# What can go wrong talking to the S3 server, each with a message fit for the analyst.
+S3_ERRORS = (AccessError, LandingAreaError, BotoCoreError, ClientError)
+
+
+def _show_credentials(credentials: s3.CharityCredentials, *, as_json: bool, heading: str) -> None:
+    """Print a charity's keys: the only time they are shown."""
+    if as_json:
+        emit_json(credentials.to_json())
+        return
+    console.print(heading)
+    table = Table(show_header=False)
+    for name, value in credentials.to_json().items():
+        table.add_row(name, value)
+    console.print(table)
+    console.print(
+        "[bold yellow]These keys are shown once.[/] Send them to the charity securely; "
+        f"`collab charity rotate-key {credentials.charity_id}` replaces them if they are lost."
+    )
+
+
+def _issue_keys(ws: Workspace, charity_id: str) -> s3.CharityCredentials:
+    """Create the charity's buckets (if missing) and new keys that work from now on."""
+    landing_zone_from_env(ws).create_area(charity_id)
+    return AccessStore(ws).issue(charity_id, os.environ[s3.ENDPOINT_VAR])
 
 
 @charity_app.command("add")
@@ -30,13 +62,26 @@ def add(
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Register a charity and create its landing and feedback areas."""
+    """Register a charity and create its landing and feedback areas (with S3: its buckets and keys)."""
     ws = workspace()
+    registry = Registry(ws)
     try:
         parsed = CharityMapping.load(mapping) if mapping else None
-        charity = Registry(ws).add(charity_id, name, parsed, linkage=linkage)
+        charity = registry.add(charity_id, name, parsed, linkage=linkage)
     except (RegistryError, ValidationError) as error:
         fail(str(error))
+    if s3.configured():
+        try:
+            credentials = _issue_keys(ws, charity.id)
+        except S3_ERRORS as error:
+            registry.deactivate(charity.id)  # nothing half-done: the same command can be run again
+            fail(f"could not set up {charity.id} on the S3 server: {error}")
+        _show_credentials(
+            credentials,
+            as_json=as_json,
+            heading=f"Registered [bold]{escape(charity.name)}[/] as [bold]{charity.id}[/].",
+        )
+        return
     landing = landing_zone_from_env(ws)
     landing.create_area(charity.id)
     if as_json:
@@ -45,8 +90,26 @@ def add(
         )
     else:
         console.print(
-            f"Registered [bold]{charity.name}[/] as [bold]{charity.id}[/]; landing area ready in {landing.describe()}."
+            f"Registered [bold]{escape(charity.name)}[/] as [bold]{charity.id}[/]; landing area ready in {landing.describe()}."
         )
+
+
+@charity_app.command("rotate-key")
+def rotate_key(charity_id: str, as_json: bool = JsonOption) -> None:
+    """Give a charity new S3 keys; its previous keys stop working at once."""
+    ws = workspace()
+    if not s3.configured():
+        fail(f"keys exist only with the S3 landing zone; set {s3.ENDPOINT_VAR} (see `collab bucket serve`)")
+    try:
+        Registry(ws).get(charity_id)
+        credentials = _issue_keys(ws, charity_id)
+    except RegistryError as error:
+        fail(str(error))
+    except S3_ERRORS as error:
+        fail(f"could not rotate {charity_id}'s keys: {error}")
+    _show_credentials(
+        credentials, as_json=as_json, heading=f"New keys for [bold]{charity_id}[/]; the old ones are revoked."
+    )
 
 
 @charity_app.command("list")
@@ -59,7 +122,7 @@ def list_charities(as_json: bool = JsonOption) -> None:
     table = Table("id", "name", "active", "linkage", "added")
     for c in charities:
         yes_no = {True: "yes", False: "no"}
-        table.add_row(c.id, c.name, yes_no[c.active], yes_no[c.linkage], c.added_at.date().isoformat())
+        table.add_row(c.id, escape(c.name), yes_no[c.active], yes_no[c.linkage], c.added_at.date().isoformat())
     console.print(table)
 
 
@@ -83,36 +146,92 @@ def set_linkage(
 
 @charity_app.command("remove")
 def remove(charity_id: str, as_json: bool = JsonOption) -> None:
-    """Stop accepting files from a charity. Its data stay until purged."""
+    """Stop accepting files from a charity and revoke its keys. Its data stay until purged."""
+    ws = workspace()
     try:
-        charity = Registry(workspace()).deactivate(charity_id)
+        charity = Registry(ws).deactivate(charity_id)
     except RegistryError as error:
         fail(str(error))
+    if s3.configured():
+        try:
+            AccessStore(ws).revoke(charity.id, os.environ[s3.ENDPOINT_VAR])
+        except S3_ERRORS as error:
+            fail(f"{charity.id} is deactivated, but revoking its keys failed: {error}")
     if as_json:
         emit_json({"charity_id": charity.id, "active": False})
     else:
-        console.print(f"{charity.id} no longer submits; its data stay until purged.")
+        console.print(f"{charity.id} no longer submits and its keys are revoked; its data stay until purged.")
 
 
-@app.command()
-def submit(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The extract to submit."),
-    charity: str = typer.Option(..., "--charity", help="Your charity id."),
-    as_json: bool = JsonOption,
-) -> None:
-    """Place an extract in a charity's landing area (what a charity does)."""
+def _credentials_for(charity: str | None, credentials_file: Path | None) -> tuple[str, s3.CharityCredentials | None]:
+    """Who submits, and with which keys: the charity's credentials file, else the workspace's copy
+    (S3), else none (the local landing folder)."""
+    if credentials_file is not None:
+        try:
+            credentials = s3.CharityCredentials.load(credentials_file)
+        except ValueError as error:
+            fail(str(error), code=2)
+        if charity and charity != credentials.charity_id:
+            fail(f"{credentials_file} holds the keys of {credentials.charity_id}, not {charity}", code=2)
+        return credentials.charity_id, credentials
+    if not charity:
+        fail("say which charity you are (--charity ID) or give your credentials file (--credentials)", code=2)
     ws = workspace()
     try:
         Registry(ws).get(charity)
     except RegistryError as error:
         fail(str(error))
-    landing = landing_zone_from_env(ws)
-    if not isinstance(landing, LocalLandingZone):
-        fail("submitting to S3 is not available in this workspace")
-    target = landing.drop(charity, file)
+    if not s3.configured():
+        return charity, None
+    stored = AccessStore(ws).charity(charity)
+    if stored is None:
+        fail(f"{charity} has no S3 keys yet; `collab charity rotate-key {charity}` issues them")
+    return charity, s3.CharityCredentials.for_charity(charity, os.environ[s3.ENDPOINT_VAR], stored)
+
+
+@app.command()
+def submit(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The extract to submit."),
+    charity: str | None = typer.Option(None, "--charity", help="Your charity id."),
+    credentials_file: Path | None = typer.Option(
+        None,
+        "--credentials",
+        envvar="COLLAB_CREDENTIALS",
+        exists=True,
+        dir_okay=False,
+        help="Your credentials file (the JSON you were given at onboarding).",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Send an extract to a charity's landing area (what a charity does).
+
+    With a credentials file, or in a workspace set up for S3, the file is uploaded to the charity's
+    bucket with the charity's own keys, streamed with a progress bar. Otherwise it is placed in the
+    local landing folder.
+    """
+    charity_id, credentials = _credentials_for(charity, credentials_file)
+    if credentials is None:
+        landing = landing_zone_from_env(workspace())
+        if not isinstance(landing, LocalLandingZone):
+            fail("this workspace's landing zone is not a local folder")
+        target = landing.drop(charity_id, file)
+        if as_json:
+            emit_json({"charity_id": charity_id, "file": file.name, "landed": str(target)})
+        else:
+            console.print(
+                f"Submitted {escape(file.name)} for {charity_id}. It will be checked on the next `collab run` (or by the sensor)."
+            )
+        return
+    size = file.stat().st_size
+    try:
+        with transfer_bar(f"Uploading {escape(file.name)}", size, enabled=not as_json) as advance:
+            landed = s3.upload(credentials, file, progress=advance)
+    except (S3UploadFailedError, BotoCoreError, ClientError) as error:
+        fail(f"the upload to {credentials.endpoint} failed, nothing was submitted: {error}")
     if as_json:
-        emit_json({"charity_id": charity, "file": file.name, "landed": str(target)})
+        emit_json({**landed, "size": size})
     else:
         console.print(
-            f"Submitted {file.name} for {charity}. It will be checked on the next `collab run` (or by the sensor)."
+            f"Uploaded {escape(file.name)} ({size:,} bytes) to {landed['bucket']}. "
+            f"Its feedback report will appear in {credentials.feedback_bucket}."
         )

@@ -3,30 +3,34 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
 
 from assets.releases import REVISE_TAG, check_release_disclosure, published_release, quarterly_release
 from pipelines.publication import ReleaseIntegrityError, disclosure_problems, publish_release, verify_release_package
 from pipelines.resources import resources_for
+from pipelines.sensors import quarter_release_sensor
 from pipelines.warehouse import connect
 from pipelines.workspace import Workspace
 from privacy.accountant import spent
 from standards.catalogue import cells, load_catalogue
+from standards.extract import quarter_of
 
 RELEASE_ASSETS = [quarterly_release, check_release_disclosure, published_release]
 
 
 @pytest.fixture
 def loaded(workspace: Workspace) -> Workspace:
-    """A warehouse with 300 people in 2026Q1 across two regions and two needs, some with debt."""
+    """A warehouse with 300 people in 2026Q1 from two charities across two regions and two needs, some with debt."""
     with connect(workspace.warehouse_path) as con:
         con.execute(
             "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, local_authority_code, "
             "nation_code, total_debt_gbp, monthly_income_gbp, monthly_essential_costs_gbp, linked) "
-            "SELECT 's1', 'c', 'p' || i, '2026Q1', CASE WHEN i % 3 = 0 THEN 'debt' ELSE 'food' END, "
+            "SELECT 's1', CASE WHEN i < 250 THEN 'c' ELSE 'd' END, 'p' || i, '2026Q1', "
+            "CASE WHEN i % 3 = 0 THEN 'debt' ELSE 'food' END, "
             "CASE WHEN i % 2 = 0 THEN 'E12000001' ELSE 'E12000007' END, "
             "CASE WHEN i % 2 = 0 THEN 'E06000001' ELSE 'E09000001' END, 'E92000001', "
             "CASE WHEN i % 3 = 0 THEN 1000 + 10 * i ELSE 0 END, 1200, 1000 + i, FALSE FROM range(300) t(i)"
@@ -60,7 +64,7 @@ def test_release_is_published_with_intervals_and_spend(loaded: Workspace) -> Non
     published = loaded.publish / "releases" / "2026Q1-v1"
     manifest = verify_release_package(published)
     assert manifest["privacy"]["rho_spent"] == pytest.approx(0.5)
-    assert manifest["contributors"] == 1
+    assert manifest["contributors"] == 2
     with (published / "data" / "people_by_need_region.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 120
@@ -80,8 +84,8 @@ def test_the_whole_catalogue_is_released_with_its_hierarchy_consistent(loaded: W
     manifest = verify_release_package(published)
     catalogue = load_catalogue()
     assert [i["id"] for i in manifest["indicators"]] == [i.id for i in catalogue.indicators]
-    assert manifest["privacy"]["units_per_person"] == 1
-    assert manifest["privacy"]["worst_case_rho_per_person"] == pytest.approx(1.0)
+    assert manifest["privacy"]["units_per_person"] == 2  # two charities that do not link records
+    assert manifest["privacy"]["worst_case_rho_per_person"] == pytest.approx(2.0)
     for entry in manifest["indicators"]:
         indicator = catalogue.get(entry["id"])
         with (published / entry["path"]).open() as handle:
@@ -150,12 +154,33 @@ def test_release_waits_for_approval_unless_auto_publishing(loaded: Workspace) ->
 def test_tampered_release_is_refused_by_the_gate_and_by_publication(loaded: Workspace) -> None:
     assert release(loaded, DagsterInstance.ephemeral()).success
     package = loaded.releases / "2026Q1-v1"
-    assert disclosure_problems(package) == []
-    data = package / "data" / "people_by_need_region.csv"
-    data.write_text(data.read_text().replace(",false", ",true", 1))
-    (package / "notes.txt").write_text("not allowed")
-    problems = disclosure_problems(package)
-    assert any("changed since release" in p for p in problems)
-    with pytest.raises(ReleaseIntegrityError, match="SHA-256 mismatch"):
-        publish_release(package, loaded.publish)
+    with connect(loaded.warehouse_path) as con:
+        assert disclosure_problems(package, con) == []
+        data = package / "data" / "people_by_need_region.csv"
+        data.write_text(data.read_text().replace(",false", ",true", 1))
+        (package / "notes.txt").write_text("not allowed")
+        problems = disclosure_problems(package, con)
+        assert any("changed since release" in p for p in problems)
+        with pytest.raises(ReleaseIntegrityError, match="SHA-256 mismatch"):
+            publish_release(package, loaded.publish, con)
     assert not (loaded.publish / "releases" / "2026Q1-v1").exists()
+
+
+def test_quarter_release_sensor_requests_each_ended_unreleased_quarter_once(loaded: Workspace) -> None:
+    current = quarter_of(dt.date.today())
+    with connect(loaded.warehouse_path) as con:
+        con.execute(
+            "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code) "
+            "VALUES ('s2', 'c', 'p1', $q, 'food', 'E12000001')",
+            {"q": current},
+        )
+    instance = DagsterInstance.ephemeral()
+    context = build_sensor_context(instance=instance, resources=resources_for(loaded))
+    result = quarter_release_sensor(context)
+    assert isinstance(result, SensorResult)
+    assert [r.partition_key for r in result.run_requests] == ["2026Q1"]  # the current quarter has not ended
+    assert result.run_requests[0].run_key == "release-2026Q1"
+    assert release(loaded, instance).success
+    assert isinstance(
+        quarter_release_sensor(build_sensor_context(instance=instance, resources=resources_for(loaded))), SkipReason
+    )
