@@ -20,8 +20,9 @@ from standards.expectations import ExpectationRun
 from standards.extract import DATE_FIELDS, StandardContact
 from standards.feedback import FeedbackReport, FileDescription, IssueCollector
 from standards.issues import FileRejected, Issue
-from standards.mapping import CharityMapping, find_header_row, plan_columns
+from standards.mapping import CharityMapping, column_label, find_header_row, plan_columns
 from standards.normalise import DateReading, choose_date_reading, normalise_batch
+from standards.personal_data import PersonalDataScreen
 from standards.reading import ExtractSource, open_extract
 from standards.validation import RowOutcome, validate_rows
 
@@ -100,6 +101,7 @@ def check_extract(
     expectations = ExpectationRun()
     quarters: set[str] = set()
     source: ExtractSource | None = None
+    screen: PersonalDataScreen | None = None
     try:
         source = open_extract(path, sheet=mapping.sheet)
         for note in source.notes:
@@ -114,10 +116,10 @@ def check_extract(
             delimiter=source.delimiter,
             sheet=source.sheet,
             header_row=source.header_row,
-            columns_used={source.header[p]: name for name, p in plan.fields.items()},
+            columns_used={column_label(plan.header, p): name for name, p in plan.fields.items()},
+            columns_not_used=[column_label(plan.header, p) for p in plan.unused],
         )
-        for note in plan.notes:
-            collector.add(note)
+        screen = PersonalDataScreen(plan)
         dates: dict[str, DateReading] = {}
         for batch in source.batches(options.batch_size):
             if not dates:
@@ -126,6 +128,7 @@ def check_extract(
                     if reading.note:
                         collector.add(reading.note)
             normalised = normalise_batch(batch, plan, mapping, dates)
+            screen.observe(batch, normalised)
             expectations.validate(normalised, list(plan.fields))
             outcomes = list(validate_rows(normalised, plan))
             rejected = [o for o in outcomes if o.contact is None]
@@ -140,6 +143,8 @@ def check_extract(
                 if rejected:
                     sink.rejected(rejected)
         report.rows_accepted = report.rows_received - report.rows_rejected
+        if (problem := screen.reference_problem()) is not None:
+            raise problem
         if report.rows_received == 0:
             raise FileRejected("E_NO_DATA_ROWS", "The file has a header row but no rows of contacts below it.")
         share = report.rows_rejected / report.rows_received
@@ -153,6 +158,9 @@ def check_extract(
         collector.add(Issue(rejection.code, rejection.message))
         report.rows_accepted = 0
         report.rows_rejected = report.rows_received
+    if screen is not None:
+        for note in screen.issues():
+            collector.add(note)
     report.issues = collector.groups(report.rows_received)
     report.expectations = list(expectations.outcomes.values())
     report.quarters = sorted(quarters) if report.rows_accepted else []

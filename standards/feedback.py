@@ -60,6 +60,7 @@ class FileDescription(BaseModel):
     sheet: str | None = None
     header_row: int | None = None
     columns_used: dict[str, str] = {}
+    columns_not_used: list[str] = []
 
 
 class FeedbackReport(BaseModel):

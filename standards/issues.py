@@ -108,6 +108,13 @@ _TYPES = [
         "Delete or rename one of the two columns so that each field appears once.",
     ),
     IssueType(
+        "E_IDENTIFIER_AS_REFERENCE",
+        Scope.FILE,
+        "The person references identify people outside your charity",
+        "Use your own reference for each person instead (the client or case number from your records), the same "
+        "in every file; never a National Insurance or NHS number, email address, phone number or name.",
+    ),
+    IssueType(
         "E_TOO_MANY_ROW_ERRORS",
         Scope.FILE,
         "Too many rows have errors",
@@ -124,7 +131,8 @@ _TYPES = [
         "E_MISSING_VALUE",
         Scope.ROW,
         "A required value is blank",
-        "Fill in the value; every contact needs a person reference, a contact date and a need.",
+        "Fill in the value: every contact needs a person reference, a contact date and a need ('Unknown' or 'N/A' "
+        "count as blank). If you merged cells in Excel, unmerge them and fill in every row.",
     ),
     IssueType(
         "E_MISSING_AREA",
@@ -239,8 +247,14 @@ _TYPES = [
     IssueType(
         "W_DROPPED_IDENTIFIER",
         Scope.FILE,
-        "A column that identifies people was removed before storage",
-        "Leave names, contact details, ID numbers and notes out of future extracts: we never need them.",
+        "A column of personal details or free text was removed before storage",
+        "Leave names, contact details, ID numbers, addresses and notes out of future extracts: the collaborative never needs them.",
+    ),
+    IssueType(
+        "W_PERSONAL_DATA_VALUES",
+        Scope.FILE,
+        "Personal details were found in a column of the standard and were not stored",
+        "Keep names, contact details, ID numbers and addresses out of this column; it should hold only what the standard asks for.",
     ),
     IssueType(
         "W_ENCODING_CONVERTED",

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from standards.codelists import load_codelist, match_key
-from standards.extract import AMOUNT_FIELDS, CODELIST_FIELDS, DATE_FIELDS, INTEGER_FIELDS
+from standards.codelists import MATCH_KEY_DROPPED, load_codelist, match_key
+from standards.extract import AGE_BANDS, AMOUNT_FIELDS, CODELIST_FIELDS, DATE_FIELDS, INTEGER_FIELDS
+from standards.geography import load_geography
 from standards.issues import Issue
 from standards.mapping import CharityMapping, ColumnPlan
 
@@ -36,6 +37,23 @@ EXCEL_EPOCH = dt.date(1899, 12, 30)
 EXCEL_SERIALS = (30_000, 73_000)
 
 RAW_SUFFIX = "__raw"
+# Spellings of "no value" that exports use: they count as blank, not as values that break a rule.
+NOT_RECORDED = (
+    "",
+    "na",
+    "n/a",
+    "null",
+    "none recorded",
+    "unknown",
+    "not known",
+    "not recorded",
+    "not stated",
+    "not given",
+    "not applicable",
+)
+_NOT_RECORDED_KEYS = sorted({match_key(spelling) for spelling in NOT_RECORDED})
+# A full postcode inside other text, such as an address typed into the postcode column.
+_POSTCODE_IN_TEXT = r"\b([A-Z]{1,2}[0-9][A-Z0-9]? *[0-9][A-Z]{2})\b"
 
 
 @dataclass(frozen=True)
@@ -98,7 +116,29 @@ def _code_lookup(field: str, mapping: CharityMapping) -> dict[str, str]:
 
 
 def _folded(raw: pl.Expr) -> pl.Expr:
-    return raw.str.to_lowercase().str.replace_all(r"[^0-9a-z+<]+", "_").str.strip_chars("_")
+    """``codelists.match_key``, vectorised."""
+    return raw.str.to_lowercase().str.replace_all(MATCH_KEY_DROPPED, "")
+
+
+def _age_band_from_years(raw: pl.Expr) -> pl.Expr:
+    """An age in whole years ('34') as its band, so an 'Age' column needs no mapping."""
+    years = raw.cast(pl.Int64, strict=False)
+    band: pl.Expr = pl.lit(None, pl.String)
+    for code, lower in AGE_BANDS:
+        band = pl.when(years >= lower).then(pl.lit(code)).otherwise(band)
+    return pl.when(years.is_between(0, 120)).then(band).otherwise(None)
+
+
+def _local_authority(raw: pl.Expr) -> pl.Expr:
+    """A local authority code, or the code of a local authority named in full ('Leeds', 'Bristol, City of')."""
+    names = load_geography().local_authority_names()
+    return pl.coalesce(_folded(raw).replace_strict(names, default=None), raw.str.to_uppercase())
+
+
+def _postcode(raw: pl.Expr) -> pl.Expr:
+    """The postcode, upper case; from an address, only the postcode in it."""
+    text = raw.str.to_uppercase().str.replace_all(r"\s+", " ")
+    return pl.coalesce(text.str.extract(_POSTCODE_IN_TEXT, 1), text)
 
 
 def _amount(raw: pl.Expr) -> pl.Expr:
@@ -120,7 +160,7 @@ def normalise_batch(
     expressions: list[pl.Expr] = []
     for field, position in plan.fields.items():
         raw = pl.col(f"c{position}").str.strip_chars()
-        raw = pl.when(raw == "").then(None).otherwise(raw)
+        raw = pl.when(_folded(raw).is_in(_NOT_RECORDED_KEYS)).then(None).otherwise(raw)
         expressions.append(raw.alias(field + RAW_SUFFIX))
         if field in DATE_FIELDS:
             value = _parse_with(raw, dates[field].formats)
@@ -131,9 +171,14 @@ def normalise_batch(
         elif field in INTEGER_FIELDS:
             value = _integer(raw)
         elif field in CODELIST_FIELDS:
-            value = pl.coalesce(_folded(raw).replace_strict(_code_lookup(field, mapping), default=None), raw)
-        elif field in ("local_authority_code", "postcode"):
-            value = raw.str.to_uppercase().str.replace_all(r"\s+", " ")
+            coded = _folded(raw).replace_strict(_code_lookup(field, mapping), default=None)
+            value = (
+                pl.coalesce(coded, _age_band_from_years(raw), raw) if field == "age_band" else pl.coalesce(coded, raw)
+            )
+        elif field == "local_authority_code":
+            value = _local_authority(raw)
+        elif field == "postcode":
+            value = _postcode(raw)
         else:
             value = raw
         expressions.append(value.alias(field))

@@ -123,7 +123,7 @@ def test_ragged_rows_and_quoted_newlines_keep_spreadsheet_row_numbers(tmp_path: 
     path = tmp_path / "ragged.csv"
     path.write_text(
         "Client ID,Visit Date,Reason for referral,Post Code\n"
-        'A1,05/01/2026,"Fo\nod",B15 2TT\n'
+        'A1,05/01/2026,"Fo\nxd",B15 2TT\n'
         "A2,06/01/2026,Debt,S1 2AB,extra\n"
         "A3,07/01/2026,Fuel,LS1 4AP\n",
         encoding="utf-8",

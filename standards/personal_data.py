@@ -1,0 +1,289 @@
+"""Recognising personal data in a charity's file, so that it is never stored and the charity is told.
+
+Only the standard's fields are ever kept, and they are typed, coded or pseudonymised before storage,
+so no free text reaches the warehouse. This module is the intake's privacy screen on top of that
+(after 360Giving's critical checks): it looks at the values of every column, vectorised in Polars, for
+
+- names, email addresses, phone numbers, National Insurance and NHS numbers, full postcodes and free
+  text in columns the standard does not use: those columns are dropped, and the feedback says what
+  they held so the charity can leave them out of future extracts (``W_DROPPED_IDENTIFIER``);
+- the same inside the standard's coded columns, and addresses in the postcode column: those values
+  are not stored and are hidden from the feedback (``W_PERSONAL_DATA_VALUES``);
+- person references that are really NI or NHS numbers, email addresses, phone numbers or names:
+  these identify the person outside the charity, so the file is rejected
+  (``E_IDENTIFIER_AS_REFERENCE``).
+
+The patterns are written once and used both by Polars (whole columns) and by Python's ``re`` (single
+values, to hide them from feedback examples); they use only syntax the two engines share.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+
+import polars as pl
+
+from standards.codelists import load_codelist
+from standards.extract import CODELIST_FIELDS
+from standards.issues import FileRejected, Issue
+from standards.mapping import ColumnPlan, column_label, is_identifier_header
+from standards.normalise import RAW_SUFFIX
+from standards.reading import ROW
+
+FORENAMES_FILE = Path(__file__).with_name("forenames.txt")
+# A person reference column is rejected when this share of its values look like phone numbers,
+# names or NHS numbers (digits alone can be a charity's own numbering); one NI number or email is enough.
+REFERENCE_SHARE = 0.5
+# An unused column is called free text when this share of its values have four or more words.
+FREE_TEXT_SHARE = 0.1
+
+
+class Kind(StrEnum):
+    """A kind of personal data, named as the feedback names it."""
+
+    NI_NUMBER = "a National Insurance number"
+    NHS_NUMBER = "an NHS number"
+    EMAIL = "an email address"
+    PHONE = "a phone number"
+    NAME = "a name"
+    POSTCODE = "a full postcode"
+    FREE_TEXT = "free text"
+
+
+@cache
+def _forenames() -> str:
+    names = [line.strip() for line in FORENAMES_FILE.read_text(encoding="utf-8").splitlines()]
+    return "|".join(name for name in names if name and not name.startswith("#"))
+
+
+NI_NUMBER = r"(?i)\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
+NHS_SHAPE = r"\b\d{3}[ -]?\d{3}[ -]?\d{4}\b"
+EMAIL = r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+# UK numbers: +44 or a leading 0, an area or mobile prefix, then the subscriber number in groups.
+PHONE = r"(?:\+44 ?(?:\(0\) ?)?|\(?\b0)[1-9]\d{1,3}\)?[ -]?\d{3,4}[ -]?\d{3,4}\b"
+POSTCODE = r"(?i)\b[A-Z]{1,2}\d[A-Z\d]? *\d[A-Z]{2}\b"
+FREE_TEXT = r"\S+\s+\S+\s+\S+\s+\S"
+
+
+@cache
+def name_pattern() -> str:
+    """A title or a common forename followed by a capitalised word, or 'Surname, Forename'."""
+    forename = f"(?i:{_forenames()})"
+    return (
+        r"(?i:\b(?:mr|mrs|ms|miss|mx|dr)\.? +[a-z][a-z'-]+)"
+        rf"|\b{forename} +[A-Z][A-Za-z'-]+"
+        rf"|\b[A-Z][A-Za-z'-]+, *{forename}\b"
+    )
+
+
+def _patterns() -> dict[Kind, str]:
+    return {
+        Kind.NI_NUMBER: NI_NUMBER,
+        Kind.EMAIL: EMAIL,
+        Kind.PHONE: PHONE,
+        Kind.NAME: name_pattern(),
+        Kind.POSTCODE: POSTCODE,
+        Kind.FREE_TEXT: FREE_TEXT,
+    }
+
+
+# --- single values (Python) -----------------------------------------------------------------------
+
+
+def _nhs_check_digit_ok(digits: str) -> bool:
+    total = sum(int(d) * (10 - i) for i, d in enumerate(digits[:9]))
+    check = 11 - total % 11
+    return check != 10 and check % 11 == int(digits[9])
+
+
+@cache
+def _compiled() -> dict[Kind, re.Pattern[str]]:
+    return {kind: re.compile(pattern) for kind, pattern in _patterns().items() if kind is not Kind.FREE_TEXT}
+
+
+def personal_data_in(value: str) -> Kind | None:
+    """The first kind of personal data a single value holds, or None (free text alone is not)."""
+    for kind, pattern in _compiled().items():
+        if pattern.search(value):
+            return kind
+    shaped = re.search(NHS_SHAPE, value)
+    if shaped and _nhs_check_digit_ok(re.sub(r"\D", "", shaped.group())):
+        return Kind.NHS_NUMBER
+    return None
+
+
+def counted(count: int, kind: Kind) -> str:
+    """'3 values hold a phone number', '1 value holds free text'."""
+    return f"{count:,} value{'s hold' if count != 1 else ' holds'} {kind}"
+
+
+# --- whole columns (Polars) ------------------------------------------------------------------------
+
+
+def _nhs_number(text: pl.Expr) -> pl.Expr:
+    """True where the text holds ten digits, grouped as NHS numbers are, with a valid check digit."""
+    digits = text.str.extract(NHS_SHAPE, 0).str.replace_all(r"\D", "")
+    weighted = pl.sum_horizontal(digits.str.slice(i, 1).cast(pl.Int32) * (10 - i) for i in range(9))
+    check = 11 - weighted % 11
+    return (check != 10) & ((check % 11) == digits.str.slice(9, 1).cast(pl.Int32))
+
+
+def kind_masks(text: pl.Expr, kinds: tuple[Kind, ...]) -> dict[Kind, pl.Expr]:
+    """Boolean expressions, one per kind: does each value hold that kind of personal data."""
+    patterns = _patterns()
+    return {
+        kind: (_nhs_number(text) if kind is Kind.NHS_NUMBER else text.str.contains(patterns[kind])).fill_null(False)
+        for kind in kinds
+    }
+
+
+ALL_KINDS = tuple(Kind)
+VALUE_KINDS = tuple(kind for kind in Kind if kind is not Kind.FREE_TEXT)
+REFERENCE_KINDS = (Kind.NI_NUMBER, Kind.NHS_NUMBER, Kind.EMAIL, Kind.PHONE, Kind.NAME)
+
+
+@dataclass
+class _Tally:
+    """What one column held, summed over a file's batches."""
+
+    label: str
+    filled: int = 0
+    found: dict[Kind, int] = field(default_factory=dict)
+    first_row: dict[Kind, int] = field(default_factory=dict)
+    ten_digit: int = 0  # person references shaped like NHS numbers, valid or not
+
+    def add(self, totals: dict[str, int | None], prefix: str, kinds: tuple[Kind, ...]) -> None:
+        self.filled += totals[f"{prefix}filled"] or 0
+        self.ten_digit += totals.get(f"{prefix}ten_digit") or 0
+        for kind in kinds:
+            count = totals[f"{prefix}{kind.name}"] or 0
+            if count:
+                self.found[kind] = self.found.get(kind, 0) + count
+                self.first_row.setdefault(kind, totals[f"{prefix}{kind.name}_row"])  # type: ignore[arg-type]
+
+    def described(self) -> str:
+        return ", ".join(counted(count, kind) for kind, count in self.found.items())
+
+
+@dataclass
+class PersonalDataScreen:
+    """The privacy screen of one file, fed batch by batch; it keeps counts and row numbers, never values."""
+
+    plan: ColumnPlan
+    reference: _Tally = field(init=False)
+    unused: dict[int, _Tally] = field(init=False)
+    coded: dict[str, _Tally] = field(init=False)
+    addresses: _Tally | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        header = self.plan.header
+        self.reference = _Tally(column_label(header, self.plan.fields["person_ref"]))
+        self.unused = {position: _Tally(column_label(header, position)) for position in self.plan.unused}
+        self.coded = {
+            name: _Tally(column_label(header, position))
+            for name, position in self.plan.fields.items()
+            if name in CODELIST_FIELDS
+        }
+        position = self.plan.fields.get("postcode")
+        self.addresses = None if position is None else _Tally(column_label(header, position))
+
+    def observe(self, batch: pl.DataFrame, normalised: pl.DataFrame) -> None:
+        """Count personal data in one batch (raw columns from the reader, typed ones from the normaliser)."""
+        unused = [_summary(f"u{p}_", pl.col(f"c{p}"), ALL_KINDS) for p in self.unused]
+        if unused:
+            totals = batch.select(*[e for exprs in unused for e in exprs]).row(0, named=True)
+            for position, tally in self.unused.items():
+                tally.add(totals, f"u{position}_", ALL_KINDS)
+        reference = pl.col("person_ref" + RAW_SUFFIX)
+        exprs = _summary("ref_", reference, REFERENCE_KINDS)
+        exprs.append(reference.str.contains(f"^{NHS_SHAPE}$").sum().alias("ref_ten_digit"))
+        for name in self.coded:
+            codes = load_codelist(CODELIST_FIELDS[name]).values
+            unresolved = pl.when(pl.col(name).is_in(codes)).then(None).otherwise(pl.col(name + RAW_SUFFIX))
+            exprs += _summary(f"{name}_", unresolved, VALUE_KINDS)
+        if self.addresses is not None:
+            raw = pl.col("postcode" + RAW_SUFFIX)
+            around = raw.str.replace(POSTCODE, "").str.contains(r"[A-Za-z0-9]")
+            address = pl.when(raw.str.contains(POSTCODE) & around).then(raw).otherwise(None)
+            exprs += _summary("address_", address, (Kind.POSTCODE,))
+        totals = normalised.select(*exprs).row(0, named=True)
+        self.reference.add(totals, "ref_", REFERENCE_KINDS)
+        for name, tally in self.coded.items():
+            tally.add(totals, f"{name}_", VALUE_KINDS)
+        if self.addresses is not None:
+            self.addresses.add(totals, "address_", (Kind.POSTCODE,))
+
+    def reference_problem(self) -> FileRejected | None:
+        """Why the person references cannot be accepted, or None."""
+        tally = self.reference
+        shares = {kind: count / max(1, tally.filled) for kind, count in tally.found.items()}
+        valid_nhs = tally.found.get(Kind.NHS_NUMBER, 0)
+        kinds = [
+            kind
+            for kind in REFERENCE_KINDS
+            if kind in tally.found
+            and (
+                kind in (Kind.NI_NUMBER, Kind.EMAIL)
+                or (kind is Kind.NHS_NUMBER and valid_nhs >= REFERENCE_SHARE * tally.ten_digit)
+                or shares[kind] >= REFERENCE_SHARE
+            )
+        ]
+        if not kinds:
+            return None
+        found = "; ".join(
+            f"{tally.found[kind]:,} of its {tally.filled:,} values hold {kind} (the first in row {tally.first_row[kind]})"
+            for kind in kinds
+        )
+        return FileRejected(
+            "E_IDENTIFIER_AS_REFERENCE",
+            f"Column '{tally.label}' holds the person references, but {found}. Those identify people outside "
+            "your charity, so a person reference must be your own code instead. Nothing from this file was "
+            "stored, and the values are not repeated in this report.",
+        )
+
+    def issues(self) -> list[Issue]:
+        """File-level notes: what the unused columns held, and personal data found in coded columns."""
+        notes: list[Issue] = []
+        for tally in self.unused.values():
+            free_text = tally.found.pop(Kind.FREE_TEXT, 0)
+            if free_text >= FREE_TEXT_SHARE * tally.filled and free_text:
+                tally.found[Kind.FREE_TEXT] = free_text
+            if tally.found:
+                message = (
+                    f"Column '{tally.label}' was removed and never stored: of its {tally.filled:,} values, "
+                    f"{tally.described()}."
+                )
+                notes.append(Issue("W_DROPPED_IDENTIFIER", message, column=tally.label))
+            elif is_identifier_header(tally.label):
+                message = f"Column '{tally.label}' was removed and never stored: its name says it identifies people."
+                notes.append(Issue("W_DROPPED_IDENTIFIER", message, column=tally.label))
+            else:
+                notes.append(Issue("W_UNMAPPED_COLUMN", f"Column '{tally.label}' is not used.", column=tally.label))
+        for tally in self.coded.values():
+            if tally.found:
+                message = (
+                    f"Column '{tally.label}' should hold codes, but {tally.described()}; "
+                    "those values were not stored and are hidden in this report."
+                )
+                notes.append(Issue("W_PERSONAL_DATA_VALUES", message, column=tally.label))
+        if self.addresses is not None and self.addresses.found:
+            count = self.addresses.found[Kind.POSTCODE]
+            message = (
+                f"Column '{self.addresses.label}' has {count:,} cell{'s' if count != 1 else ''} with more than a "
+                "postcode in, such as an address; only the postcode was used, and nothing else was stored."
+            )
+            notes.append(Issue("W_PERSONAL_DATA_VALUES", message, column=self.addresses.label))
+        return notes
+
+
+def _summary(prefix: str, text: pl.Expr, kinds: tuple[Kind, ...]) -> list[pl.Expr]:
+    """Aggregations for one column: filled values, and per kind a count and the first row number."""
+    exprs = [text.is_not_null().sum().alias(f"{prefix}filled")]
+    for kind, mask in kind_masks(text, kinds).items():
+        exprs.append(mask.sum().alias(f"{prefix}{kind.name}"))
+        exprs.append(pl.col(ROW).filter(mask).min().alias(f"{prefix}{kind.name}_row"))
+    return exprs
