@@ -28,7 +28,9 @@ class _Discard:
 def _warm_up(quarters: list[str]) -> None:
     """Imports and the Great Expectations context cost seconds once per process: not per file."""
     with tempfile.TemporaryDirectory() as directory:
-        path = write_extract(PROFILES[0], generate_contacts(200, [PROFILES[0]], quarters, seed=0), Path(directory) / "w")
+        path = write_extract(
+            PROFILES[0], generate_contacts(200, [PROFILES[0]], quarters, seed=0), Path(directory) / "w"
+        )
         check_extract(path, mapping=PROFILES[0].mapping())
 
 
@@ -47,8 +49,10 @@ def main() -> None:
                 started = time.perf_counter()
                 report = check_extract(path, mapping=profile.mapping(), sink=_Discard()).report
                 seconds = time.perf_counter() - started
-            print(f"{profile.file_format:<6} {report.rows_received:>9,} {seconds:>8.2f} "
-                  f"{report.rows_received / seconds:>10,.0f} {100_000 * seconds / report.rows_received:>10.2f}")
+            print(
+                f"{profile.file_format:<6} {report.rows_received:>9,} {seconds:>8.2f} "
+                f"{report.rows_received / seconds:>10,.0f} {100_000 * seconds / report.rows_received:>10.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from standards.expectations import ExpectationRun
 from standards.extract import DATE_FIELDS, StandardContact
 from standards.feedback import FeedbackReport, FileDescription, IssueCollector
 from standards.issues import FileRejected, Issue
-from standards.mapping import CharityMapping, column_label, find_header_row, plan_columns
+from standards.mapping import CharityMapping, column_label, find_header_row, header_score, plan_columns
 from standards.normalise import DateReading, choose_date_reading, normalise_batch
 from standards.personal_data import PersonalDataScreen
 from standards.reading import ExtractSource, open_extract
@@ -96,6 +96,7 @@ def check_extract(
         rows_received=0,
         rows_accepted=0,
         rows_rejected=0,
+        max_row_error_share=options.max_row_error_share,
     )
     collector = IssueCollector()
     expectations = ExpectationRun()
@@ -103,9 +104,13 @@ def check_extract(
     source: ExtractSource | None = None
     screen: PersonalDataScreen | None = None
     try:
-        source = open_extract(path, sheet=mapping.sheet)
+        source = open_extract(path, sheet=mapping.sheet, header_score=lambda row: header_score(row, mapping))
         for note in source.notes:
             collector.add(note)
+        if skipped := [name for name, rows in source.other_sheets.items() if _holds_contacts(rows, mapping)]:
+            names = ", ".join(repr(name) for name in skipped)
+            message = f"Only the sheet {source.sheet!r} was read; {names} also look like contacts and were not read."
+            collector.add(Issue("W_OTHER_SHEETS_IGNORED", message))
         if source.format != "parquet":
             source.header_row = find_header_row(source.preview, mapping)
         source.header = [cell.strip() for cell in source.preview[source.header_row - 1]] if source.preview else []
@@ -169,6 +174,17 @@ def check_extract(
     else:
         report.status = "accepted_with_warnings" if report.issues else "accepted"
     return CheckResult(report=report, expectations=expectations.raw_results)
+
+
+def _holds_contacts(preview: list[list[str]], mapping: CharityMapping) -> bool:
+    """Whether a sheet's first rows have a header naming every required field."""
+    if not preview:
+        return False
+    try:
+        plan_columns(preview[find_header_row(preview, mapping) - 1], mapping)
+    except FileRejected:
+        return False
+    return True
 
 
 def _date_readings(

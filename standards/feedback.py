@@ -74,6 +74,7 @@ class FeedbackReport(BaseModel):
     rows_accepted: int
     rows_rejected: int
     quarters: list[str] = []
+    max_row_error_share: float = 0.2
     file: FileDescription = FileDescription()
     issues: list[IssueGroup] = []
     expectations: list[ExpectationOutcome] = []
@@ -93,6 +94,22 @@ class FeedbackReport(BaseModel):
         verb = "Accepted" if self.status == "accepted" else "Accepted with warnings"
         rejected = f"; {self.rows_rejected:,} row(s) were not accepted" if self.rows_rejected else ""
         return f"{verb}: {self.rows_accepted:,} of {self.rows_received:,} row(s) accepted{rejected}."
+
+    def next_step(self) -> str:
+        """What the charity should do now, in one sentence."""
+        if self.status == "rejected":
+            return (
+                "Fix the errors marked below, starting with the first, then check the file again and send the "
+                "whole file: nothing from this one was kept."
+            )
+        if self.rows_rejected:
+            return (
+                "Nothing more to send for now. To include the rows that were not accepted, fix them and send the "
+                "whole file again: it will replace this one for the same quarters."
+            )
+        if self.issues:
+            return "Nothing to send again. Please look at the warnings before your next extract."
+        return "Nothing to do: thank you."
 
     def to_markdown(self) -> str:
         """A summary for analysts (Dagster metadata): counts and codes only, never a charity's values."""

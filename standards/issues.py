@@ -162,7 +162,8 @@ _TYPES = [
         "E_UNKNOWN_CODE",
         Scope.ROW,
         "A value is not in the codelist",
-        "Use one of the codes or labels listed in the standard, or map your own wording in your mapping file.",
+        "Use one of the codes or labels listed in the standard, or map your own wording in a mapping file "
+        "(`collab standard suggest-mapping` proposes one).",
     ),
     IssueType(
         "E_INVALID_VALUE",
@@ -193,7 +194,8 @@ _TYPES = [
         "W_UNKNOWN_CODE",
         Scope.VALUE,
         "A value is not in the codelist, so it was left out",
-        "Use one of the codes or labels listed in the standard, or map your own wording in your mapping file.",
+        "Use one of the codes or labels listed in the standard, or map your own wording in a mapping file "
+        "(`collab standard suggest-mapping` proposes one).",
     ),
     IssueType(
         "W_INVALID_AMOUNT",
@@ -265,8 +267,8 @@ _TYPES = [
     IssueType(
         "W_OTHER_SHEETS_IGNORED",
         Scope.FILE,
-        "Only one sheet of the workbook was read",
-        "Put the contacts on one sheet, or name the sheet in your mapping file.",
+        "Only one of several sheets of contacts was read",
+        "Put all the contacts on one sheet (or send one file per sheet), or name the sheet to read in your mapping file.",
     ),
     IssueType(
         "W_DATE_ORDER_ASSUMED",

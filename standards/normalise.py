@@ -51,7 +51,7 @@ NOT_RECORDED = (
     "not given",
     "not applicable",
 )
-_NOT_RECORDED_KEYS = sorted({match_key(spelling) for spelling in NOT_RECORDED})
+NOT_RECORDED_KEYS = sorted({match_key(spelling) for spelling in NOT_RECORDED})
 # A full postcode inside other text, such as an address typed into the postcode column.
 _POSTCODE_IN_TEXT = r"\b([A-Z]{1,2}[0-9][A-Z0-9]? *[0-9][A-Z]{2})\b"
 
@@ -64,7 +64,8 @@ class DateReading:
     note: Issue | None = None
 
 
-def _parse_with(raw: pl.Expr, formats: tuple[str, ...]) -> pl.Expr:
+def parse_dates(raw: pl.Expr, formats: tuple[str, ...]) -> pl.Expr:
+    """Dates from text in the first of ``formats`` that fits, or from an Excel serial day number."""
     # Excel writes real date cells as ISO timestamps, so a time part is accepted and dropped.
     text = raw.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", "$1")
     serial = text.str.extract(r"^(\d{5})(\.0+)?$", 1).cast(pl.Int64, strict=False)
@@ -88,7 +89,7 @@ def choose_date_reading(column: str, sample: pl.Series, declared: str | None) ->
     values = sample.drop_nulls().str.strip_chars().to_frame("v")
 
     def parsed(formats: tuple[str, ...]) -> int:
-        return values.select(_parse_with(pl.col("v"), formats).is_not_null().sum()).item()
+        return values.select(parse_dates(pl.col("v"), formats).is_not_null().sum()).item()
 
     day_first = parsed(ISO_FORMATS + DAY_FIRST_FORMATS)
     month_first = parsed(ISO_FORMATS + MONTH_FIRST_FORMATS)
@@ -115,7 +116,7 @@ def _code_lookup(field: str, mapping: CharityMapping) -> dict[str, str]:
     return lookup
 
 
-def _folded(raw: pl.Expr) -> pl.Expr:
+def match_keys(raw: pl.Expr) -> pl.Expr:
     """``codelists.match_key``, vectorised."""
     return raw.str.to_lowercase().str.replace_all(MATCH_KEY_DROPPED, "")
 
@@ -132,7 +133,7 @@ def _age_band_from_years(raw: pl.Expr) -> pl.Expr:
 def _local_authority(raw: pl.Expr) -> pl.Expr:
     """A local authority code, or the code of a local authority named in full ('Leeds', 'Bristol, City of')."""
     names = load_geography().local_authority_names()
-    return pl.coalesce(_folded(raw).replace_strict(names, default=None), raw.str.to_uppercase())
+    return pl.coalesce(match_keys(raw).replace_strict(names, default=None), raw.str.to_uppercase())
 
 
 def _postcode(raw: pl.Expr) -> pl.Expr:
@@ -160,10 +161,10 @@ def normalise_batch(
     expressions: list[pl.Expr] = []
     for field, position in plan.fields.items():
         raw = pl.col(f"c{position}").str.strip_chars()
-        raw = pl.when(_folded(raw).is_in(_NOT_RECORDED_KEYS)).then(None).otherwise(raw)
+        raw = pl.when(match_keys(raw).is_in(NOT_RECORDED_KEYS)).then(None).otherwise(raw)
         expressions.append(raw.alias(field + RAW_SUFFIX))
         if field in DATE_FIELDS:
-            value = _parse_with(raw, dates[field].formats)
+            value = parse_dates(raw, dates[field].formats)
             if field == "date_of_birth":  # two-digit years: a birth date cannot be in the future
                 value = pl.when(value > today).then(value.dt.offset_by("-100y")).otherwise(value)
         elif field in AMOUNT_FIELDS:
@@ -171,7 +172,7 @@ def normalise_batch(
         elif field in INTEGER_FIELDS:
             value = _integer(raw)
         elif field in CODELIST_FIELDS:
-            coded = _folded(raw).replace_strict(_code_lookup(field, mapping), default=None)
+            coded = match_keys(raw).replace_strict(_code_lookup(field, mapping), default=None)
             value = (
                 pl.coalesce(coded, _age_band_from_years(raw), raw) if field == "age_band" else pl.coalesce(coded, raw)
             )
