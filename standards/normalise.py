@@ -33,8 +33,10 @@ DAY_FIRST_FORMATS = (
 )
 MONTH_FIRST_FORMATS = ("%m/%d/%Y", "%m-%d-%Y", "%m/%d/%y")
 EXCEL_EPOCH = dt.date(1899, 12, 30)
-# Excel serial day numbers between 1982 and 2100: anything else that is all digits is not a date.
+# Excel serial day numbers that can be dates: contacts from 1982 and births from 1927 (five digits;
+# a four-digit number is more likely a year) up to 2100. Other numbers are not dates.
 EXCEL_SERIALS = (30_000, 73_000)
+BIRTH_SERIALS = (10_000, 73_000)
 
 RAW_SUFFIX = "__raw"
 # Spellings of "no value" that exports use: they count as blank, not as values that break a rule.
@@ -64,13 +66,13 @@ class DateReading:
     note: Issue | None = None
 
 
-def parse_dates(raw: pl.Expr, formats: tuple[str, ...]) -> pl.Expr:
+def parse_dates(raw: pl.Expr, formats: tuple[str, ...], serials: tuple[int, int] = EXCEL_SERIALS) -> pl.Expr:
     """Dates from text in the first of ``formats`` that fits, or from an Excel serial day number."""
     # Excel writes real date cells as ISO timestamps, so a time part is accepted and dropped.
     text = raw.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", "$1")
     serial = text.str.extract(r"^(\d{5})(\.0+)?$", 1).cast(pl.Int64, strict=False)
     from_serial = (
-        pl.when(serial.is_between(*EXCEL_SERIALS))
+        pl.when(serial.is_between(*serials))
         .then(pl.lit(EXCEL_EPOCH) + pl.duration(days=serial))
         .otherwise(None)
         .cast(pl.Date)
@@ -164,7 +166,8 @@ def normalise_batch(
         raw = pl.when(match_keys(raw).is_in(NOT_RECORDED_KEYS)).then(None).otherwise(raw)
         expressions.append(raw.alias(field + RAW_SUFFIX))
         if field in DATE_FIELDS:
-            value = parse_dates(raw, dates[field].formats)
+            serials = BIRTH_SERIALS if field == "date_of_birth" else EXCEL_SERIALS
+            value = parse_dates(raw, dates[field].formats, serials)
             if field == "date_of_birth":  # two-digit years: a birth date cannot be in the future
                 value = pl.when(value > today).then(value.dt.offset_by("-100y")).otherwise(value)
         elif field in AMOUNT_FIELDS:

@@ -40,6 +40,7 @@ FORENAMES_FILE = Path(__file__).with_name("forenames.txt")
 REFERENCE_SHARE = 0.5
 # An unused column is called free text when this share of its values have four or more words.
 FREE_TEXT_SHARE = 0.1
+SCAN_CHARS = 1_000
 
 
 class Kind(StrEnum):
@@ -107,6 +108,8 @@ def _compiled() -> dict[Kind, re.Pattern[str]]:
 
 def personal_data_in(value: str) -> Kind | None:
     """The first kind of personal data a single value holds, or None (free text alone is not)."""
+    # Python's regex engine backtracks: an enormous cell is judged by its start, in bounded time.
+    value = value[:SCAN_CHARS]
     for kind, pattern in _compiled().items():
         if pattern.search(value):
             return kind
@@ -151,6 +154,7 @@ class _Tally:
     """What one column held, summed over a file's batches."""
 
     label: str
+    named: bool = True
     filled: int = 0
     found: dict[Kind, int] = field(default_factory=dict)
     first_row: dict[Kind, int] = field(default_factory=dict)
@@ -182,7 +186,10 @@ class PersonalDataScreen:
     def __post_init__(self) -> None:
         header = self.plan.header
         self.reference = _Tally(column_label(header, self.plan.fields["person_ref"]))
-        self.unused = {position: _Tally(column_label(header, position)) for position in self.plan.unused}
+        self.unused = {
+            position: _Tally(column_label(header, position), named=bool(header[position].strip()))
+            for position in self.plan.unused
+        }
         self.coded = {
             name: _Tally(column_label(header, position))
             for name, position in self.plan.fields.items()
@@ -249,17 +256,22 @@ class PersonalDataScreen:
         """File-level notes: what the unused columns held, and personal data found in coded columns."""
         notes: list[Issue] = []
         for tally in self.unused.values():
+            if tally.filled == 0 and not tally.named:
+                continue  # an empty column without a header, as spreadsheets leave at the edge
             free_text = tally.found.pop(Kind.FREE_TEXT, 0)
             if free_text >= FREE_TEXT_SHARE * tally.filled and free_text:
                 tally.found[Kind.FREE_TEXT] = free_text
             if tally.found:
-                message = (
-                    f"Column '{tally.label}' was removed and never stored: of its {tally.filled:,} values, "
-                    f"{tally.described()}."
+                found = "; ".join(
+                    f"{n:,} of its {tally.filled:,} values hold {kind}" for kind, n in tally.found.items()
                 )
+                message = f"Column '{tally.label}' was removed and never stored: {found}."
                 notes.append(Issue("W_DROPPED_IDENTIFIER", message, column=tally.label))
             elif is_identifier_header(tally.label):
-                message = f"Column '{tally.label}' was removed and never stored: its name says it identifies people."
+                message = (
+                    f"Column '{tally.label}' was removed and never stored: its name says it holds personal "
+                    "details or notes."
+                )
                 notes.append(Issue("W_DROPPED_IDENTIFIER", message, column=tally.label))
             else:
                 notes.append(Issue("W_UNMAPPED_COLUMN", f"Column '{tally.label}' is not used.", column=tally.label))
