@@ -119,14 +119,13 @@ class ContactRecord(BaseModel):
     )
     local_authority_code: Annotated[str, AfterValidator(_known_local_authority)] | None = Field(
         default=None,
-        description="ONS code of the local authority where the person lives (LAD 2025). Required if no postcode.",
+        description="ONS code of the local authority where the person lives (LAD 2025).",
         examples=["E08000025"],
         json_schema_extra={"why": "Shows where need is rising."},
     )
     postcode: Annotated[str, AfterValidator(_known_postcode)] | None = Field(
         default=None,
-        description="The person's postcode, full or district only. Required if no local_authority_code. "
-        "Only its district's local authority is kept.",
+        description="The person's postcode, full or district only. Only its district's local authority is kept.",
         examples=["B15 2TT"],
         json_schema_extra={"why": "Lets us find the local authority; the postcode itself is dropped."},
     )

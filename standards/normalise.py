@@ -77,7 +77,15 @@ def parse_dates(raw: pl.Expr, formats: tuple[str, ...], serials: tuple[int, int]
         .otherwise(None)
         .cast(pl.Date)
     )
-    return pl.coalesce([text.str.to_date(f, strict=False) for f in formats] + [from_serial])
+    # chrono reads '%Y' from any number of digits: '31/1/26' must not become the year 26.
+    four_digit_year = text.str.contains(r"\d{4}")
+    parsed = [
+        pl.when(four_digit_year).then(text.str.to_date(f, strict=False))
+        if "%Y" in f
+        else text.str.to_date(f, strict=False)
+        for f in formats
+    ]
+    return pl.coalesce([*parsed, from_serial])
 
 
 def choose_date_reading(column: str, sample: pl.Series, declared: str | None) -> DateReading:

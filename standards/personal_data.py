@@ -107,15 +107,18 @@ def _compiled() -> dict[Kind, re.Pattern[str]]:
 
 
 def personal_data_in(value: str) -> Kind | None:
-    """The first kind of personal data a single value holds, or None (free text alone is not)."""
+    """The first kind of personal data a single value holds, in ``VALUE_KINDS`` order, or None
+    (free text alone is not personal data)."""
     # Python's regex engine backtracks: an enormous cell is judged by its start, in bounded time.
     value = value[:SCAN_CHARS]
-    for kind, pattern in _compiled().items():
-        if pattern.search(value):
+    patterns = _compiled()
+    for kind in VALUE_KINDS:
+        if kind is Kind.NHS_NUMBER:
+            shaped = re.search(NHS_SHAPE, value)
+            if shaped and _nhs_check_digit_ok(re.sub(r"\D", "", shaped.group())):
+                return kind
+        elif patterns[kind].search(value):
             return kind
-    shaped = re.search(NHS_SHAPE, value)
-    if shaped and _nhs_check_digit_ok(re.sub(r"\D", "", shaped.group())):
-        return Kind.NHS_NUMBER
     return None
 
 
