@@ -31,7 +31,7 @@ from standards.extract import (
 from standards.geography import load_geography
 from standards.issues import ISSUE_TYPES
 from standards.mapping import FIELD_ALIASES
-from standards.normalise import NOT_RECORDED
+from standards.normalise import BLANK_SPELLINGS
 
 TITLE = f"Charity Service-User Extract standard v{STANDARD_VERSION}"
 STEM = "contact-extract-v1"
@@ -183,7 +183,7 @@ def reference_markdown() -> str:
         "also be an age in years (`34`).",
         "- **Local authority:** the ONS code (`E08000025`) or the authority's name (`Birmingham`).",
         "- **Postcode:** full (`B15 2TT`) or district (`B15`); if a cell holds an address, only its postcode is used.",
-        "- **Blank:** an empty cell, or " + ", ".join(f'"{s}"' for s in NOT_RECORDED if s) + ".",
+        "- **Blank:** an empty cell, or " + ", ".join(f'"{s}"' for s in BLANK_SPELLINGS) + " (in any capitals).",
         "",
         "## Your own headers and wording",
         "",

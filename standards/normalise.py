@@ -39,11 +39,14 @@ EXCEL_SERIALS = (30_000, 73_000)
 BIRTH_SERIALS = (10_000, 73_000)
 
 RAW_SUFFIX = "__raw"
+_KEY, _TEXT, _TEXT4 = "__key", "__text", "__text4"
 # Spellings of "no value" that exports use: they count as blank, not as values that break a rule.
-NOT_RECORDED = (
-    "",
-    "na",
+BLANK_SPELLINGS = (
+    "-",
+    "--",
+    "?",
     "n/a",
+    "na",
     "null",
     "none recorded",
     "unknown",
@@ -53,7 +56,8 @@ NOT_RECORDED = (
     "not given",
     "not applicable",
 )
-NOT_RECORDED_KEYS = sorted({match_key(spelling) for spelling in NOT_RECORDED})
+# Matched as typed, in the usual capitalisations: an exact match costs far less than folding every cell.
+BLANK_VALUES = sorted({form for s in BLANK_SPELLINGS for form in (s, s.upper(), s.capitalize(), s.title())})
 # A full postcode inside other text, such as an address typed into the postcode column.
 _POSTCODE_IN_TEXT = r"\b([A-Z]{1,2}[0-9][A-Z0-9]? *[0-9][A-Z]{2})\b"
 
@@ -66,10 +70,26 @@ class DateReading:
     note: Issue | None = None
 
 
+def date_text(raw: pl.Expr) -> pl.Expr:
+    """Date text ready to parse: Excel writes real date cells as ISO timestamps, so a time part is dropped."""
+    return raw.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", "$1")
+
+
+def four_digit_year(text: pl.Expr) -> pl.Expr:
+    """The text where it has a four-digit run, else null: chrono reads '%Y' from any number of digits,
+    and '31/1/26' must not become the year 26."""
+    return pl.when(text.str.contains(r"\d{4}")).then(text)
+
+
 def parse_dates(raw: pl.Expr, formats: tuple[str, ...], serials: tuple[int, int] = EXCEL_SERIALS) -> pl.Expr:
     """Dates from text in the first of ``formats`` that fits, or from an Excel serial day number."""
-    # Excel writes real date cells as ISO timestamps, so a time part is accepted and dropped.
-    text = raw.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", "$1")
+    text = date_text(raw)
+    return parse_date_text(text, four_digit_year(text), formats, serials)
+
+
+def parse_date_text(text: pl.Expr, text4: pl.Expr, formats: tuple[str, ...], serials: tuple[int, int]) -> pl.Expr:
+    """``parse_dates`` on prepared text (``date_text``, and ``four_digit_year`` of it): the normaliser
+    computes those once per column rather than once per format."""
     serial = text.str.extract(r"^(\d{5})(\.0+)?$", 1).cast(pl.Int64, strict=False)
     from_serial = (
         pl.when(serial.is_between(*serials))
@@ -77,14 +97,7 @@ def parse_dates(raw: pl.Expr, formats: tuple[str, ...], serials: tuple[int, int]
         .otherwise(None)
         .cast(pl.Date)
     )
-    # chrono reads '%Y' from any number of digits: '31/1/26' must not become the year 26.
-    four_digit_year = text.str.contains(r"\d{4}")
-    parsed = [
-        pl.when(four_digit_year).then(text.str.to_date(f, strict=False))
-        if "%Y" in f
-        else text.str.to_date(f, strict=False)
-        for f in formats
-    ]
+    parsed = [(text4 if "%Y" in f else text).str.to_date(f, strict=False) for f in formats]
     return pl.coalesce([*parsed, from_serial])
 
 
@@ -140,10 +153,10 @@ def _age_band_from_years(raw: pl.Expr) -> pl.Expr:
     return pl.when(years.is_between(0, 120)).then(band).otherwise(None)
 
 
-def _local_authority(raw: pl.Expr) -> pl.Expr:
+def _local_authority(raw: pl.Expr, key: pl.Expr) -> pl.Expr:
     """A local authority code, or the code of a local authority named in full ('Leeds', 'Bristol, City of')."""
     names = load_geography().local_authority_names()
-    return pl.coalesce(match_keys(raw).replace_strict(names, default=None), raw.str.to_uppercase())
+    return pl.coalesce(key.replace_strict(names, default=None), raw.str.to_uppercase())
 
 
 def _postcode(raw: pl.Expr) -> pl.Expr:
@@ -166,16 +179,33 @@ def _integer(raw: pl.Expr) -> pl.Expr:
 def normalise_batch(
     batch: pl.DataFrame, plan: ColumnPlan, mapping: CharityMapping, dates: dict[str, DateReading]
 ) -> pl.DataFrame:
-    """Typed columns named after the standard's fields, plus ``<field>__raw`` with the trimmed text."""
+    """Typed columns named after the standard's fields, plus ``<field>__raw`` with the trimmed text.
+
+    Work shared by several expressions (the trimmed text, folded keys, date text) is computed once
+    as a column first: Polars does not share it between the expressions of one eager ``select``.
+    """
     today = dt.date.today()
-    expressions: list[pl.Expr] = []
+    trimmed = []
     for field, position in plan.fields.items():
         raw = pl.col(f"c{position}").str.strip_chars()
-        raw = pl.when(match_keys(raw).is_in(NOT_RECORDED_KEYS)).then(None).otherwise(raw)
-        expressions.append(raw.alias(field + RAW_SUFFIX))
+        trimmed.append(
+            pl.when((raw == "") | raw.is_in(BLANK_VALUES)).then(None).otherwise(raw).alias(field + RAW_SUFFIX)
+        )
+    staged = batch.select("__row", "__cells", *trimmed)
+    shared: list[pl.Expr] = []
+    for field in plan.fields:
+        raw = pl.col(field + RAW_SUFFIX)
+        if field in DATE_FIELDS:
+            shared += [date_text(raw).alias(field + _TEXT), four_digit_year(date_text(raw)).alias(field + _TEXT4)]
+        elif field in CODELIST_FIELDS or field == "local_authority_code":
+            shared.append(match_keys(raw).alias(field + _KEY))
+    staged = staged.with_columns(shared)
+    values: list[pl.Expr] = []
+    for field in plan.fields:
+        raw, key = pl.col(field + RAW_SUFFIX), pl.col(field + _KEY)
         if field in DATE_FIELDS:
             serials = BIRTH_SERIALS if field == "date_of_birth" else EXCEL_SERIALS
-            value = parse_dates(raw, dates[field].formats, serials)
+            value = parse_date_text(pl.col(field + _TEXT), pl.col(field + _TEXT4), dates[field].formats, serials)
             if field == "date_of_birth":  # two-digit years: a birth date cannot be in the future
                 value = pl.when(value > today).then(value.dt.offset_by("-100y")).otherwise(value)
         elif field in AMOUNT_FIELDS:
@@ -183,15 +213,15 @@ def normalise_batch(
         elif field in INTEGER_FIELDS:
             value = _integer(raw)
         elif field in CODELIST_FIELDS:
-            coded = match_keys(raw).replace_strict(_code_lookup(field, mapping), default=None)
+            coded = key.replace_strict(_code_lookup(field, mapping), default=None)
             value = (
                 pl.coalesce(coded, _age_band_from_years(raw), raw) if field == "age_band" else pl.coalesce(coded, raw)
             )
         elif field == "local_authority_code":
-            value = _local_authority(raw)
+            value = _local_authority(raw, key)
         elif field == "postcode":
             value = _postcode(raw)
         else:
             value = raw
-        expressions.append(value.alias(field))
-    return batch.select("__row", "__cells", *expressions)
+        values.append(value.alias(field))
+    return staged.select("__row", "__cells", *[pl.col(field + RAW_SUFFIX) for field in plan.fields], *values)

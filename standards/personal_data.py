@@ -63,7 +63,8 @@ def _forenames() -> str:
 
 NI_NUMBER = r"(?i)\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
 NHS_SHAPE = r"\b\d{3}[ -]?\d{3}[ -]?\d{4}\b"
-EMAIL = r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+# Repetition is bounded (as email addresses are) so that backtracking engines stay linear on huge cells.
+EMAIL = r"[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}"
 # UK numbers: +44 or a leading 0, an area or mobile prefix, then the subscriber number in groups.
 PHONE = r"(?:\+44 ?(?:\(0\) ?)?|\(?\b0)[1-9]\d{1,3}\)?[ -]?\d{3,4}[ -]?\d{3,4}\b"
 POSTCODE = r"(?i)\b[A-Z]{1,2}\d[A-Z\d]? *\d[A-Z]{2}\b"
@@ -130,12 +131,19 @@ def counted(count: int, kind: Kind) -> str:
 # --- whole columns (Polars) ------------------------------------------------------------------------
 
 
+def _valid_nhs_digits(digits: pl.Series) -> pl.Series:
+    """Which ten-digit numbers have a valid NHS check digit (modulus 11), on a materialised column."""
+    number = digits.cast(pl.Int64)
+    weighted = sum((number // 10 ** (9 - i) % 10) * (10 - i) for i in range(9))
+    check = 11 - weighted % 11  # type: ignore[operator]
+    return ((check != 10) & (check % 11 == number % 10)).fill_null(False)
+
+
 def _nhs_number(text: pl.Expr) -> pl.Expr:
     """True where the text holds ten digits, grouped as NHS numbers are, with a valid check digit."""
     digits = text.str.extract(NHS_SHAPE, 0).str.replace_all(r"\D", "")
-    weighted = pl.sum_horizontal(digits.str.slice(i, 1).cast(pl.Int32) * (10 - i) for i in range(9))
-    check = 11 - weighted % 11
-    return (check != 10) & ((check % 11) == digits.str.slice(9, 1).cast(pl.Int32))
+    # Evaluated once on the whole column: as an expression, the digits would be re-extracted per term.
+    return digits.map_batches(_valid_nhs_digits, return_dtype=pl.Boolean)
 
 
 def kind_masks(text: pl.Expr, kinds: tuple[Kind, ...]) -> dict[Kind, pl.Expr]:
@@ -203,24 +211,22 @@ class PersonalDataScreen:
 
     def observe(self, batch: pl.DataFrame, normalised: pl.DataFrame) -> None:
         """Count personal data in one batch (raw columns from the reader, typed ones from the normaliser)."""
-        unused = [_summary(f"u{p}_", pl.col(f"c{p}"), ALL_KINDS) for p in self.unused]
-        if unused:
-            totals = batch.select(*[e for exprs in unused for e in exprs]).row(0, named=True)
+        if self.unused:
+            totals = _totals(batch, {f"u{p}_": (pl.col(f"c{p}"), ALL_KINDS) for p in self.unused})
             for position, tally in self.unused.items():
                 tally.add(totals, f"u{position}_", ALL_KINDS)
         reference = pl.col("person_ref" + RAW_SUFFIX)
-        exprs = _summary("ref_", reference, REFERENCE_KINDS)
-        exprs.append(reference.str.contains(f"^{NHS_SHAPE}$").sum().alias("ref_ten_digit"))
+        screened = {"ref_": (reference, REFERENCE_KINDS)}
         for name in self.coded:
             codes = load_codelist(CODELIST_FIELDS[name]).values
             unresolved = pl.when(pl.col(name).is_in(codes)).then(None).otherwise(pl.col(name + RAW_SUFFIX))
-            exprs += _summary(f"{name}_", unresolved, VALUE_KINDS)
+            screened[f"{name}_"] = (unresolved, VALUE_KINDS)
         if self.addresses is not None:
             raw = pl.col("postcode" + RAW_SUFFIX)
             around = raw.str.replace(POSTCODE, "").str.contains(r"[A-Za-z0-9]")
-            address = pl.when(raw.str.contains(POSTCODE) & around).then(raw).otherwise(None)
-            exprs += _summary("address_", address, (Kind.POSTCODE,))
-        totals = normalised.select(*exprs).row(0, named=True)
+            screened["address_"] = (pl.when(around).then(raw), (Kind.POSTCODE,))
+        ten_digit = reference.str.contains(f"^{NHS_SHAPE}$").alias("ref_ten_digit")
+        totals = _totals(normalised, screened, [ten_digit])
         self.reference.add(totals, "ref_", REFERENCE_KINDS)
         for name, tally in self.coded.items():
             tally.add(totals, f"{name}_", VALUE_KINDS)
@@ -295,10 +301,25 @@ class PersonalDataScreen:
         return notes
 
 
-def _summary(prefix: str, text: pl.Expr, kinds: tuple[Kind, ...]) -> list[pl.Expr]:
-    """Aggregations for one column: filled values, and per kind a count and the first row number."""
-    exprs = [text.is_not_null().sum().alias(f"{prefix}filled")]
-    for kind, mask in kind_masks(text, kinds).items():
-        exprs.append(mask.sum().alias(f"{prefix}{kind.name}"))
-        exprs.append(pl.col(ROW).filter(mask).min().alias(f"{prefix}{kind.name}_row"))
-    return exprs
+def _totals(
+    frame: pl.DataFrame, columns: dict[str, tuple[pl.Expr, tuple[Kind, ...]]], counted: list[pl.Expr] | None = None
+) -> dict[str, int | None]:
+    """For each column (by prefix): filled values, and per kind a count and the first row number;
+    plus the count of each boolean in ``counted``.
+
+    Texts, then per-value flags, are computed once as columns, then summed: in one eager ``select``
+    Polars would evaluate a shared expression again for every expression that uses it.
+    """
+    counted = counted or []
+    texts = frame.select(pl.col(ROW), *[text.alias(prefix) for prefix, (text, _) in columns.items()], *counted)
+    flags = [pl.col(ROW), *[pl.col(flag.meta.output_name()) for flag in counted]]
+    for prefix, (_, kinds) in columns.items():
+        text = pl.col(prefix)
+        flags.append(text.is_not_null().alias(f"{prefix}filled"))
+        flags += [mask.alias(f"{prefix}{kind.name}") for kind, mask in kind_masks(text, kinds).items()]
+    flagged = texts.select(flags)
+    names = flagged.columns[1:]
+    found = [
+        pl.col(ROW).filter(pl.col(name)).min().alias(f"{name}_row") for name in names if not name.endswith("filled")
+    ]
+    return flagged.select(*[pl.col(name).sum() for name in names], *found).row(0, named=True)

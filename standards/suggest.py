@@ -31,10 +31,10 @@ from standards.mapping import (
     is_identifier_header,
 )
 from standards.normalise import (
+    BLANK_VALUES,
     DAY_FIRST_FORMATS,
     ISO_FORMATS,
     MONTH_FIRST_FORMATS,
-    NOT_RECORDED_KEYS,
     choose_date_reading,
     match_keys,
     parse_dates,
@@ -178,7 +178,7 @@ def _value_suggestions(name: str, sample: pl.DataFrame, position: int) -> list[t
         key = match_key(theirs)
         if (
             key in lookup
-            or key in NOT_RECORDED_KEYS
+            or theirs in BLANK_VALUES
             or personal_data_in(theirs)
             or (name == "age_band" and key.isdigit())
         ):
