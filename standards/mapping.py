@@ -323,6 +323,17 @@ class CharityMapping(BaseModel):
     )
     sheet: str | None = Field(default=None, description="Excel sheet holding the contacts.")
 
+    @field_validator("columns", "values", mode="before")
+    @classmethod
+    def _empty_sections(cls, section: object) -> object:
+        """A section whose lines are all commented out is empty, not an error: a proposed mapping
+        file leaves the charity's choices commented until it makes them."""
+        if section is None:
+            return {}
+        if isinstance(section, dict):
+            return {key: value for key, value in section.items() if value is not None}
+        return section
+
     @field_validator("columns")
     @classmethod
     def _known_fields(cls, columns: dict[str, str]) -> dict[str, str]:
@@ -355,7 +366,12 @@ class CharityMapping(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> CharityMapping:
-        return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        """Read a mapping file; raises ``ValueError`` (a pydantic ``ValidationError`` for a wrong entry)."""
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path.name} is not valid YAML: {error}") from error
+        return cls.model_validate(content or {})
 
     def dump(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(self.model_dump(exclude_defaults=True), sort_keys=False), encoding="utf-8")

@@ -43,8 +43,10 @@ from standards.personal_data import ALL_KINDS, POSTCODE, Kind, kind_masks, perso
 from standards.reading import open_extract
 
 SAMPLE_ROWS = 20_000
-# A column is taken to hold a field when this share of its sampled values fit the field.
+# A column is taken to hold a field when this share of its sampled values fit the field; for a
+# codelist, half is enough, since the rest are likely the charity's own wording to map.
 VALUE_SHARE = 0.8
+CODE_SHARE = 0.5
 HEADER_SIMILARITY = 0.8
 VALUE_SIMILARITY = 0.75
 MAX_VALUES_PER_FIELD = 40
@@ -151,7 +153,8 @@ def _field_from_values(values: pl.Series) -> str | None:
     shares["local_authority_code"] = (codes | folded.is_in(list(geography.local_authority_names()))).mean()
     shares["postcode"] = (values.str.contains(POSTCODE) & (values.str.len_chars() <= 8)).mean()
     best = max(shares, key=lambda name: shares[name] or 0)
-    return best if (shares[best] or 0) >= VALUE_SHARE else None
+    needed = CODE_SHARE if best in CODELIST_FIELDS else VALUE_SHARE
+    return best if (shares[best] or 0) >= needed else None
 
 
 def _drop_doubles(columns: list[ColumnSuggestion]) -> None:
@@ -244,13 +247,12 @@ def _render(
         else:
             lines.append(f"  # {_scalar(column.header)}: not used{note.replace('  #', ' --', 1)}")
     if any(values.values()):
-        lines += ["", "values:" if mapping.values else "# values:"]
+        lines += ["", "values:"]
         for name, pairs in values.items():
             if not pairs:
                 continue
             codes = ", ".join(load_codelist(CODELIST_FIELDS[name]).values)
-            mapped = any(code for _, code in pairs)
-            lines.append(f"  {'' if mapped else '# '}{name}:  # its codes: {codes}")
+            lines.append(f"  {name}:  # its codes: {codes}")
             for theirs, code in pairs:
                 if code:
                     lines.append(f"    {_scalar(theirs)}: {code}  # guess")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, workspace
@@ -32,7 +31,7 @@ def add(
     try:
         parsed = CharityMapping.load(mapping) if mapping else None
         charity = Registry(ws).add(charity_id, name, parsed)
-    except (RegistryError, ValidationError) as error:
+    except (RegistryError, ValueError) as error:  # a bad mapping file: ValidationError or YAML
         fail(str(error))
     landing = landing_zone_from_env(ws)
     landing.create_area(charity.id)

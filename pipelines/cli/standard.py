@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
@@ -26,8 +25,8 @@ def _load_mapping(path: Path | None) -> CharityMapping | None:
         return None
     try:
         return CharityMapping.load(path)
-    except (OSError, ValidationError, ValueError) as error:
-        fail(f"the mapping file could not be used: {error}", code=2)
+    except (OSError, ValueError) as error:
+        fail(f"the mapping file {path} could not be used: {error}", code=2)
 
 
 @app.command()

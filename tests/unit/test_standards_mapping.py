@@ -130,6 +130,15 @@ def test_mapping_files_are_checked_when_loaded(tmp_path: Path, mapping: dict, me
         CharityMapping.load(path)
 
 
+def test_a_mapping_file_with_only_comments_in_a_section_is_empty_and_bad_yaml_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_text("columns:\n  # Ref: person_ref\nvalues:\n  need:\n    # UC problem: ???\n")
+    assert CharityMapping.load(path) == CharityMapping()
+    path.write_text("columns:\n  Ref: person_ref\n   When: contact_date\n")
+    with pytest.raises(ValueError, match="mapping.yaml is not valid YAML"):
+        CharityMapping.load(path)
+
+
 def test_suggest_mapping_proposes_columns_values_and_date_format(tmp_path: Path) -> None:
     header = ["Ref", "Wen", "Reason for referal", "Area", "Contact email", "Notes"]
     wording = ["Fod parcel", "UC problem", "Food", "Gas & electric", "Fod parcel"]
