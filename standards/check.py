@@ -160,7 +160,7 @@ def check_extract(
                 f"a file is accepted only when at most {options.max_row_error_share:.0%} do.",
             )
     except FileRejected as rejection:
-        collector.add(Issue(rejection.code, rejection.message))
+        collector.add(rejection.issue())
         report.rows_accepted = 0
         report.rows_rejected = report.rows_received
     if screen is not None:

@@ -43,12 +43,18 @@ class Issue:
 
 
 class FileRejected(Exception):
-    """The file as a whole cannot be accepted; carries the code and a plain-English message."""
+    """The file as a whole cannot be accepted; carries the code, a plain-English message and, where
+    one place shows the problem, its row and column."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, row: int | None = None, column: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.row = row
+        self.column = column
+
+    def issue(self) -> Issue:
+        return Issue(self.code, self.message, row=self.row, column=self.column)
 
 
 _TYPES = [

@@ -306,6 +306,12 @@ IDENTIFIER_HEADERS: tuple[str, ...] = (
 )
 
 
+# Words that mark a header as naming personal details or notes wherever they appear in it
+# ("Client Name", "Outcome notes", "Home phone").
+IDENTIFIER_WORDS = frozenset(
+    {"name", "forename", "email", "phone", "telephone", "mobile", "address", "notes", "comments", "nino", "nhs"}
+)
+
 DATE_DIRECTIVES = {"day": ("%d", "%e", "%-d"), "month": ("%m", "%b", "%B", "%-m"), "year": ("%Y", "%y")}
 
 
@@ -405,7 +411,8 @@ def field_for_header(header: str, mapping: CharityMapping) -> str | None:
 
 
 def is_identifier_header(header: str) -> bool:
-    return header_key(header) in _IDENTIFIERS
+    """Whether a header names personal details or notes: a known header, or one with a telling word."""
+    return header_key(header) in _IDENTIFIERS or not IDENTIFIER_WORDS.isdisjoint(re.split(r"[^a-z]+", header.lower()))
 
 
 def column_label(header: list[str], position: int) -> str:

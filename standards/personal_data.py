@@ -250,15 +250,14 @@ class PersonalDataScreen:
         ]
         if not kinds:
             return None
-        found = "; ".join(
-            f"{tally.found[kind]:,} of its {tally.filled:,} values hold {kind} (the first in row {tally.first_row[kind]})"
-            for kind in kinds
-        )
+        found = "; ".join(f"{_of_its(tally, kind)} (the first in row {tally.first_row[kind]})" for kind in kinds)
         return FileRejected(
             "E_IDENTIFIER_AS_REFERENCE",
             f"Column '{tally.label}' holds the person references, but {found}. Those identify people outside "
             "your charity, so a person reference must be your own code instead. Nothing from this file was "
             "stored, and the values are not repeated in this report.",
+            row=min(tally.first_row[kind] for kind in kinds),
+            column=tally.label,
         )
 
     def issues(self) -> list[Issue]:
@@ -271,9 +270,7 @@ class PersonalDataScreen:
             if free_text >= FREE_TEXT_SHARE * tally.filled and free_text:
                 tally.found[Kind.FREE_TEXT] = free_text
             if tally.found:
-                found = "; ".join(
-                    f"{n:,} of its {tally.filled:,} values hold {kind}" for kind, n in tally.found.items()
-                )
+                found = "; ".join(_of_its(tally, kind) for kind in tally.found)
                 message = f"Column '{tally.label}' was removed and never stored: {found}."
                 notes.append(Issue("W_DROPPED_IDENTIFIER", message, column=tally.label))
             elif is_identifier_header(tally.label):
@@ -299,6 +296,12 @@ class PersonalDataScreen:
             )
             notes.append(Issue("W_PERSONAL_DATA_VALUES", message, column=self.addresses.label))
         return notes
+
+
+def _of_its(tally: _Tally, kind: Kind) -> str:
+    """'3 of its 40 values hold a phone number'."""
+    count = tally.found[kind]
+    return f"{count:,} of its {tally.filled:,} values {'holds' if count == 1 else 'hold'} {kind}"
 
 
 def _totals(

@@ -109,6 +109,10 @@ def _suggest_column(header: list[str], position: int, sample: pl.DataFrame) -> C
     key = header_key(header[position]) if header[position].strip() else ""
     if key and (named := field_for_header(header[position], CharityMapping())):
         return ColumnSuggestion(label, named, "name", _personal_data(values, named))
+    if is_identifier_header(header[position]):
+        return ColumnSuggestion(
+            label, None, "personal data: leave it out of your extracts", _personal_data(values, None)
+        )
     if key and (close := difflib.get_close_matches(key, list(HEADER_ALIASES), n=1, cutoff=HEADER_SIMILARITY)):
         name = HEADER_ALIASES[close[0]]
         return ColumnSuggestion(label, name, "guess from the header", _personal_data(values, name))
@@ -186,11 +190,20 @@ def _value_suggestions(name: str, sample: pl.DataFrame, position: int) -> list[t
             or (name == "age_band" and key.isdigit())
         ):
             continue
-        close = difflib.get_close_matches(key, list(lookup), n=1, cutoff=VALUE_SIMILARITY)
-        suggestions.append((theirs, lookup[close[0]] if close else None))
+        suggestions.append((theirs, _closest_code(key, lookup)))
         if len(suggestions) == MAX_VALUES_PER_FIELD:
             break
     return suggestions
+
+
+def _closest_code(key: str, lookup: dict[str, str]) -> str | None:
+    """The code of the longest known spelling inside the value ('Housing (disrepair)' holds 'housing'),
+    else of a close spelling ('Fod parcel'), else None."""
+    inside = [spelling for spelling in lookup if len(spelling) >= 4 and spelling in key]
+    if inside:
+        return lookup[max(inside, key=len)]
+    close = difflib.get_close_matches(key, list(lookup), n=1, cutoff=VALUE_SIMILARITY)
+    return lookup[close[0]] if close else None
 
 
 def _date_format(sample: pl.DataFrame, header: list[str], chosen: dict[str, int]) -> tuple[str | None, str]:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from standards.check import check_extract
 from standards.codelists import codelist_names, load_codelist, match_key
-from standards.mapping import FIELD_ALIASES, CharityMapping, field_for_header, header_key
+from standards.mapping import FIELD_ALIASES, CharityMapping, field_for_header, header_key, is_identifier_header
 from standards.suggest import suggest_mapping
 from tests.conftest import write_csv
 
@@ -51,6 +51,15 @@ class Collected:
 )
 def test_headers_match_by_alias_and_ignoring_case_spaces_punctuation(header: str, field: str | None) -> None:
     assert field_for_header(header, CharityMapping()) == field
+
+
+@pytest.mark.parametrize(
+    ("header", "identifying"),
+    [("Client Name", True), ("Outcome notes", True), ("E-mail", True), ("Home phone", True), ("NI No", True),
+     ("Referral source", False), ("Town", False), ("Outcome", False)],
+)  # fmt: skip
+def test_headers_that_name_personal_details(header: str, identifying: bool) -> None:
+    assert is_identifier_header(header) is identifying
 
 
 def test_a_mapping_file_wins_over_the_aliases() -> None:
@@ -135,7 +144,7 @@ def test_a_mapping_file_with_only_comments_in_a_section_is_empty_and_bad_yaml_is
     path.write_text("columns:\n  # Ref: person_ref\nvalues:\n  need:\n    # UC problem: ???\n")
     assert CharityMapping.load(path) == CharityMapping()
     path.write_text("columns:\n  Ref: person_ref\n   When: contact_date\n")
-    with pytest.raises(ValueError, match="mapping.yaml is not valid YAML"):
+    with pytest.raises(ValueError, match=r"mapping\.yaml is not valid YAML"):
         CharityMapping.load(path)
 
 

@@ -87,8 +87,9 @@ def _refs(tmp_path: Path, refs: list[str], name: str = "refs.csv") -> Path:
 def test_references_that_identify_people_reject_the_file(tmp_path: Path, refs: list[str], kind: str) -> None:
     report = check_extract(_refs(tmp_path, refs)).report
     assert report.status == "rejected" and report.codes()[0] == "E_IDENTIFIER_AS_REFERENCE"
-    message = report.issues[0].examples[0].message
-    assert kind in message and "first in row 2" in message
+    example = report.issues[0].examples[0]
+    assert kind in example.message and "first in row 2" in example.message
+    assert (example.row, example.column) == (2, "Client ID")
     assert refs[0] not in report.model_dump_json() + report.to_html()
 
 
