@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from standards.check import CheckResult, check_extract
+from tests.conftest import CollectingSink
 from tests.fixtures.bad.corpus import CASES, FILES, build
 
 CASE_NAMES = [case.name for case in CASES]
@@ -22,20 +23,6 @@ TEMPLATE_TAGS = {
 TEMPLATE_ATTRIBUTES = {"lang", "charset", "name", "content", "class", "aria-label", "aria-labelledby", "id", "scope"}
 
 
-class Collected:
-    def __init__(self) -> None:
-        self.frames: list[pl.DataFrame] = []
-
-    def accepted(self, contacts: pl.DataFrame) -> None:
-        self.frames.append(contacts)
-
-    def rejected(self, rows: object) -> None:
-        return None
-
-    def contacts(self) -> pl.DataFrame:
-        return pl.concat(self.frames) if self.frames else pl.DataFrame()
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build(tmp_path_factory.mktemp("corpus"))
@@ -45,7 +32,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def results(corpus: dict[str, Path]) -> dict[str, tuple[CheckResult, pl.DataFrame]]:
     outcomes = {}
     for name, path in corpus.items():
-        sink = Collected()
+        sink = CollectingSink()
         outcomes[name] = (check_extract(path, sink=sink), sink.contacts())
     return outcomes
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import xlsxwriter
 import yaml
 from pydantic import ValidationError
 
@@ -15,18 +14,7 @@ from standards.check import check_extract
 from standards.codelists import codelist_names, load_codelist, match_key
 from standards.mapping import FIELD_ALIASES, CharityMapping, field_for_header, header_key, is_identifier_header
 from standards.suggest import suggest_mapping
-from tests.conftest import write_csv
-
-
-class Collected:
-    def __init__(self) -> None:
-        self.frames: list[pl.DataFrame] = []
-
-    def accepted(self, contacts: pl.DataFrame) -> None:
-        self.frames.append(contacts)
-
-    def rejected(self, rows: object) -> None:
-        return None
+from tests.conftest import CollectingSink, write_csv, write_xlsx
 
 
 @pytest.mark.parametrize(
@@ -96,7 +84,7 @@ def test_codelist_values_match_codes_labels_and_synonyms(tmp_path: Path, need: s
     path = write_csv(
         tmp_path / "needs.csv", [["A1", "13/01/2026", need, "B15"]], ["Client ID", "Date", "Need", "Postcode"]
     )
-    sink = Collected()
+    sink = CollectingSink()
     assert check_extract(path, sink=sink).report.status == "accepted"
     assert pl.concat(sink.frames).get_column("need").to_list() == [code]
 
@@ -114,7 +102,7 @@ def test_dates_in_every_accepted_form(tmp_path: Path) -> None:
     path = write_csv(
         tmp_path / "dates.csv", [[*row, "Food", "B15"] for row in rows], ["Ref", "Date", "DOB", "Need", "Postcode"]
     )
-    sink = Collected()
+    sink = CollectingSink()
     report = check_extract(path, mapping=CharityMapping(columns={"Ref": "person_ref"}), sink=sink).report
     assert report.status == "accepted", report.issues
     contacts = pl.concat(sink.frames)
@@ -182,14 +170,14 @@ def test_suggest_mapping_proposes_columns_values_and_date_format(tmp_path: Path)
 
 
 def test_suggest_mapping_names_the_sheet_of_a_workbook(tmp_path: Path) -> None:
-    path = tmp_path / "book.xlsx"
-    workbook = xlsxwriter.Workbook(str(path))
-    workbook.add_worksheet("Read me").write(0, 0, "Exported from the case system")
-    sheet = workbook.add_worksheet("Clients")
-    sheet.write_row(0, 0, ["Case Ref", "Date of Contact", "Primary Need", "LA Code"])
-    for i in range(1, 6):
-        sheet.write_row(i, 0, [f"C{i}", f"1{i}/02/2026", "Debt", "E09000033"])
-    workbook.close()
+    rows = [[f"C{i}", f"1{i}/02/2026", "Debt", "E09000033"] for i in range(1, 6)]
+    path = write_xlsx(
+        tmp_path / "book.xlsx",
+        {
+            "Read me": [["Exported from the case system"]],
+            "Clients": [["Case Ref", "Date of Contact", "Primary Need", "LA Code"], *rows],
+        },
+    )
     suggestion = suggest_mapping(path)
     assert suggestion.mapping.sheet == "Clients" and suggestion.missing == []
     assert suggestion.mapping.date_format == "%d/%m/%Y"  # declared, so a later file's dates are never ambiguous
