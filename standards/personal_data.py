@@ -266,11 +266,13 @@ class PersonalDataScreen:
         for tally in self.unused.values():
             if tally.filled == 0 and not tally.named:
                 continue  # an empty column without a header, as spreadsheets leave at the edge
-            free_text = tally.found.pop(Kind.FREE_TEXT, 0)
-            if free_text >= FREE_TEXT_SHARE * tally.filled and free_text:
-                tally.found[Kind.FREE_TEXT] = free_text
-            if tally.found:
-                found = "; ".join(_of_its(tally, kind) for kind in tally.found)
+            held = [
+                kind
+                for kind, count in tally.found.items()
+                if kind is not Kind.FREE_TEXT or count >= FREE_TEXT_SHARE * tally.filled
+            ]
+            if held:
+                found = "; ".join(_of_its(tally, kind) for kind in held)
                 message = f"Column '{tally.label}' was removed and never stored: {found}."
                 notes.append(Issue("W_DROPPED_IDENTIFIER", message, column=tally.label))
             elif is_identifier_header(tally.label):
