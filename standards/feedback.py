@@ -96,20 +96,20 @@ class FeedbackReport(BaseModel):
         return f"{verb}: {self.rows_accepted:,} of {self.rows_received:,} row(s) accepted{rejected}."
 
     def next_step(self) -> str:
-        """What the charity should do now, in one sentence."""
+        """What the charity should do now, in one sentence (true both before and after sending)."""
         if self.status == "rejected":
             return (
-                "Fix the errors marked below, starting with the first, then check the file again and send the "
-                "whole file: nothing from this one was kept."
+                "Fix the errors marked below, starting with the first, check the file again, and send the whole "
+                "file: nothing from the file as it is can be kept."
             )
         if self.rows_rejected:
             return (
-                "Nothing more to send for now. To include the rows that were not accepted, fix them and send the "
-                "whole file again: it will replace this one for the same quarters."
+                "The file can be used as it is. To include the rows that are not accepted, fix them and send the "
+                "whole file again: it replaces earlier files for the same quarters."
             )
         if self.issues:
-            return "Nothing to send again. Please look at the warnings before your next extract."
-        return "Nothing to do: thank you."
+            return "The file can be used as it is; please look at the warnings before your next extract."
+        return "Nothing to fix: thank you."
 
     def to_markdown(self) -> str:
         """A summary for analysts (Dagster metadata): counts and codes only, never a charity's values."""

@@ -61,6 +61,7 @@ def check(
 def _print_report(report: FeedbackReport) -> None:
     colour = {"accepted": "green", "accepted_with_warnings": "yellow", "rejected": "red"}[report.status]
     console.print(f"[bold {colour}]{escape(report.headline())}[/]")
+    console.print(escape(report.next_step()))
     described = report.file
     if described.columns_used:
         where = f"sheet '{described.sheet}', " if described.sheet else ""
