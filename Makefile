@@ -5,8 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 export COLLAB_HOME ?= $(CURDIR)/var
 export DAGSTER_HOME ?= $(COLLAB_HOME)/dagster
+# The browser tests drive Debian's chromium through Playwright; Playwright never downloads a browser.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install demo test dev lint format bench clean
+.PHONY: help install browser demo test dev lint format bench clean
 
 help:
 	@echo "make demo   generate demo extracts and run the whole pipeline (workspace: $(COLLAB_HOME))"
@@ -22,10 +25,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+$(CHROMIUM):
+	@echo "Installing Debian's chromium for the browser tests"
+	export DEBIAN_FRONTEND=noninteractive; \
+	$(SUDO) apt-get install -y --no-install-recommends chromium < /dev/null \
+	|| ($(SUDO) apt-get update < /dev/null && $(SUDO) apt-get install -y --no-install-recommends chromium < /dev/null)
+
+browser: $(CHROMIUM)
+
 demo: install
 	$(BIN)/collab demo
 
-test: install
+test: install browser
 	$(BIN)/pytest
 
 dev: install

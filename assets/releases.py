@@ -23,9 +23,13 @@ from assets.partitions import quarter_partitions
 from assets.submissions import warehouse_contacts
 from pipelines.publication import (
     MANIFEST,
+    DisclosureRefused,
+    ReleaseIntegrityError,
     code_version,
     disclosure_problems,
     publish_release,
+    single_charity_cells,
+    verify_release_package,
     write_release_package,
 )
 from pipelines.resources import CollabWorkspace, Warehouse
@@ -120,13 +124,28 @@ def quarterly_release(
 def check_release_disclosure(
     context: AssetCheckExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
 ) -> AssetCheckResult:
-    """The disclosure gate: nothing is published unless the package passes every check."""
+    """The disclosure gate: nothing is published unless the package passes every check
+    (``pipelines.publication.disclosure_problems``)."""
     release_dir = _latest_release_dir(workspace, warehouse, context.partition_key)
-    problems = disclosure_problems(release_dir)
+    with warehouse.connect(read_only=True) as con:
+        problems = disclosure_problems(
+            release_dir, con, min_contributors=workspace.workspace.settings.publication.min_contributors
+        )
+        single = single_charity_cells(con, verify_release_package(release_dir)) if not problems else {}
+    listing = "\n".join(f"- {problem}" for problem in problems)
     return AssetCheckResult(
         passed=not problems,
         severity=AssetCheckSeverity.ERROR,
-        description="; ".join(problems) or f"Release {release_dir.name} passed the disclosure gate.",
+        description=f"Release {release_dir.name} failed the disclosure gate: {'; '.join(problems)}"
+        if problems
+        else f"Release {release_dir.name} passed the disclosure gate.",
+        metadata={
+            "release_id": release_dir.name,
+            "problems": MetadataValue.md(listing or "None."),
+            "problem_count": len(problems),
+            # Internal to the analyst: published anyway, as the methodology explains (SINGLE_CHARITY_STATEMENT).
+            **{f"single_charity_cells/{indicator}": count for indicator, count in single.items()},
+        },
     )
 
 
@@ -146,11 +165,18 @@ def published_release(
             ).fetchall()[0][0]
             > 0
         )
-    if not (approved or ws.settings.publication.auto_publish):
-        context.log.warning(f"Release {release_id} awaits approval: run `collab approve {release_id}` to publish it.")
-        return
-    target = publish_release(release_dir, ws.publish)
-    index = build_site(ws.publish)
+        if not (approved or ws.settings.publication.auto_publish):
+            context.log.warning(
+                f"Release {release_id} awaits approval: run `collab approve {release_id}` to publish it."
+            )
+            return
+        try:
+            target = publish_release(
+                release_dir, ws.publish, con, min_contributors=ws.settings.publication.min_contributors
+            )
+            index = build_site(ws.publish)
+        except (ReleaseIntegrityError, DisclosureRefused) as error:
+            raise Failure(description=str(error), metadata={"release_id": release_id}) from error
     manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
     yield Output(
         None,

@@ -24,12 +24,11 @@ import duckdb
 
 from pipelines.workspace import REPOSITORY_ROOT
 from privacy.mechanisms import epsilon_at
-from standards.catalogue import Catalogue, key_set
+from standards.catalogue import BREAKDOWN_COLUMNS, Catalogue, key_set
 
 MANIFEST = "release.json"
 DATAPACKAGE = "datapackage.json"
 DATA_DIR = "data"
-ALLOWED_SUFFIXES = {".csv", ".json"}
 LICENCE = {
     "name": "OGL-UK-3.0",
     "title": "Open Government Licence v3.0",
@@ -259,34 +258,200 @@ def verify_release_package(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def disclosure_problems(release_dir: Path) -> list[str]:
-    """Why a release package may not be published (empty when it may).
+SINGLE_CHARITY_STATEMENT = (
+    "In an area or group served by only one participating charity, a figure is in effect that charity's own "
+    "figure, to within the noise. This reveals nothing more about any person: the privacy guarantee holds for "
+    "every person in every cell, however many charities contributed to it. Such cells are therefore published "
+    "like any other, and deliberately not hidden: hiding a cell because of how many charities contributed to it "
+    "would make what is published depend on the records themselves, outside the privacy guarantee. What such a "
+    "cell can reveal is the charity's own caseload there, which each charity accepts when it joins. A whole "
+    "release to which fewer charities contributed than the collaborative's minimum (normally two) is not "
+    "published at all, because every figure in it would be a single charity's."
+)
 
-    The package must match its manifest file for file, hold only CSV and JSON, and every CSV must
-    have exactly the columns its Table Schema declares: no column outside the release schema.
-    """
-    try:
-        verify_release_package(release_dir)
-    except ReleaseIntegrityError as error:
-        return [str(error)]
-    problems = [
-        f"file type not allowed: {path.name}"
-        for path in release_dir.rglob("*")
-        if path.is_file() and path.suffix not in ALLOWED_SUFFIXES
-    ]
-    package = json.loads((release_dir / DATAPACKAGE).read_text(encoding="utf-8"))
-    for resource in package["resources"]:
-        declared = [field["name"] for field in resource["schema"]["fields"]]
-        with (release_dir / resource["path"]).open(newline="", encoding="utf-8") as handle:
-            header = next(csv.reader(handle))
-        if header != declared:
-            problems.append(f"{resource['path']} has columns {header}, not the release schema {declared}")
+
+class DisclosureRefused(Exception):
+    """A release package failed the disclosure gate; nothing was published."""
+
+    def __init__(self, release_id: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"Release {release_id} was not published: {'; '.join(problems)}.")
+
+
+def _layout_problems(release_dir: Path) -> list[str]:
+    """Only the manifest, the data package and CSV files under ``data/``: no other file of any kind."""
+    problems = []
+    for path in sorted(release_dir.rglob("*")):
+        relative = path.relative_to(release_dir).as_posix()
+        if path.is_symlink():
+            problems.append(f"symbolic link not allowed: {relative}")
+        elif (
+            path.is_file()
+            and relative not in (MANIFEST, DATAPACKAGE)
+            and (path.suffix != ".csv" or path.parent != release_dir / DATA_DIR)
+        ):
+            problems.append(f"file type or place not allowed: {relative} (only data/*.csv, {DATAPACKAGE}, {MANIFEST})")
     return problems
 
 
-def publish_release(release_dir: Path, publish_root: Path) -> Path:
-    """Copy a verified release package into ``publish/releases/`` atomically."""
+def _header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle), [])
+
+
+def _schema_problems(release_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    """Every CSV has exactly the release schema's columns, in its Table Schema and in its header."""
+    package = json.loads((release_dir / DATAPACKAGE).read_text(encoding="utf-8"))
+    resources = {resource["path"]: resource for resource in package.get("resources", [])}
+    indicators = {indicator["path"]: indicator for indicator in manifest["indicators"]}
+    problems = [
+        f"{path} is in the data package but not in the manifest" for path in sorted(set(resources) - set(indicators))
+    ]
+    problems += [
+        f"{path} is in the manifest but not in the data package" for path in sorted(set(indicators) - set(resources))
+    ]
+    on_disk = {p.relative_to(release_dir).as_posix() for p in (release_dir / DATA_DIR).glob("*.csv")}
+    problems += [f"{path} is not an indicator of this release" for path in sorted(on_disk - set(indicators))]
+    for path, indicator in indicators.items():
+        schema = [field["name"] for field in indicator_fields(indicator["breakdowns"])]
+        declared = [field["name"] for field in resources.get(path, {}).get("schema", {}).get("fields", [])]
+        header = _header(release_dir / path) if (release_dir / path).is_file() else []
+        for what, columns in (("Table Schema", declared), ("header", header)):
+            if path in resources and columns != schema:
+                outside = [c for c in columns if c not in schema]
+                problems.append(
+                    f"{path}: {what} has columns {columns}, not the release schema {schema}"
+                    + (f" (outside the schema: {', '.join(outside)})" if outside else "")
+                )
+    return problems
+
+
+def _matches(published: str, stored: Any) -> bool:
+    """A CSV field equals its stored value (booleans as true/false, numbers to the CSV's precision)."""
+    if stored is None:
+        return published == ""
+    if isinstance(stored, bool):
+        return published == str(stored).lower()
+    try:
+        number = float(published)
+    except ValueError:
+        return False
+    decimals = len(published.partition(".")[2])
+    return abs(number - float(stored)) <= 0.5 * 10**-decimals + 1e-9
+
+
+def _provenance_problems(con: duckdb.DuckDBPyConnection, release_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    """Every published value is a DP output: a ``release_cells`` row of this release and indicator, charged
+    in ``privacy_ledger``. A value the warehouse did not produce through the mechanism has no such record."""
+    release_id, period = manifest["release_id"], manifest["period"]
+    problems = []
+    for indicator in manifest["indicators"]:
+        indicator_id, path = indicator["id"], indicator["path"]
+        charged = con.execute(
+            "SELECT count(*) FROM privacy_ledger WHERE release_id = $r AND indicator_id = $i",
+            {"r": release_id, "i": indicator_id},
+        ).fetchall()[0][0]
+        if not charged:
+            problems.append(f"{path}: no privacy ledger entry for {indicator_id} in {release_id}, so no DP provenance")
+            continue
+        stored = {
+            tuple(keys): values
+            for keys, *values in con.execute(
+                "SELECT keys, value, ci_low, ci_high, low_reliability FROM release_cells "
+                "WHERE release_id = $r AND indicator_id = $i",
+                {"r": release_id, "i": indicator_id},
+            ).fetchall()
+        }
+        unproven = []
+        with (release_dir / path).open(newline="", encoding="utf-8") as handle:
+            for line, row in enumerate(csv.DictReader(handle), start=2):
+                keys = tuple(row.get(f"{b}_code", "") for b in indicator["breakdowns"])
+                record = stored.get(keys)
+                published = [row.get(c, "") for c in ("value", "ci_low", "ci_high", "low_reliability")]
+                if row.get("release_id") != release_id or row.get("period") != period:
+                    unproven.append(f"row {line} belongs to {row.get('release_id')} {row.get('period')}")
+                elif record is None:
+                    unproven.append(f"row {line} ({', '.join(keys)}) has no DP provenance record")
+                elif not all(_matches(p, s) for p, s in zip(published, record, strict=True)):
+                    unproven.append(f"row {line} ({', '.join(keys)}) differs from its DP provenance record")
+        if unproven:
+            more = f" and {len(unproven) - 3} more" if len(unproven) > 3 else ""
+            problems.append(f"{path}: {'; '.join(unproven[:3])}{more}")
+    return problems
+
+
+def _contributor_problems(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], min_contributors: int) -> list[str]:
+    rows = con.execute(
+        "SELECT contributors FROM releases WHERE release_id = $r", {"r": manifest["release_id"]}
+    ).fetchall()
+    if not rows:
+        return [f"release {manifest['release_id']} is not in the warehouse, so nothing in it has DP provenance"]
+    contributors = rows[0][0]
+    problems = []
+    if manifest.get("contributors") != contributors:
+        problems.append(
+            f"the manifest says {manifest.get('contributors')} contributing charities, the warehouse {contributors}"
+        )
+    if contributors < min_contributors:
+        problems.append(
+            f"only {contributors} charity contributed to {manifest['period']}: every figure would be that charity's own; "
+            f"publication needs at least {min_contributors} (settings: publication.min_contributors)"
+        )
+    return problems
+
+
+def disclosure_problems(release_dir: Path, con: duckdb.DuckDBPyConnection, *, min_contributors: int = 2) -> list[str]:
+    """Why a release package may not be published (empty when it may). The disclosure gate:
+
+    - the package matches its manifest file for file (SHA-256);
+    - it holds only ``data/*.csv``, ``datapackage.json`` and ``release.json``;
+    - every CSV has exactly the release schema's columns (``indicator_fields``), in its Table Schema and header;
+    - every row is a DP output of this release: it equals a ``release_cells`` row, charged in the ledger;
+    - at least ``min_contributors`` charities contributed (see ``SINGLE_CHARITY_STATEMENT`` for why single-charity
+      cells within a release are published).
+    """
+    try:
+        manifest = verify_release_package(release_dir)
+    except ReleaseIntegrityError as error:
+        return [str(error)]
+    problems = _layout_problems(release_dir)
+    if problems:
+        return problems
+    return (
+        _schema_problems(release_dir, manifest)
+        + _provenance_problems(con, release_dir, manifest)
+        + _contributor_problems(con, manifest, min_contributors)
+    )
+
+
+def single_charity_cells(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> dict[str, int]:
+    """For the analyst (never published): per indicator, the cells whose records came from one charity only."""
+    counts = {}
+    for indicator in manifest["indicators"]:
+        columns = [BREAKDOWN_COLUMNS.get(b) for b in indicator["breakdowns"]]
+        if None in columns:
+            continue
+        grouping = ", ".join(c for c in columns if c)
+        counts[indicator["id"]] = con.execute(
+            f"SELECT count(*) FROM (SELECT {grouping} FROM contacts WHERE quarter = $p "
+            f"GROUP BY {grouping} HAVING count(DISTINCT charity_id) = 1)",
+            {"p": manifest["period"]},
+        ).fetchall()[0][0]
+    return counts
+
+
+def publish_release(
+    release_dir: Path, publish_root: Path, con: duckdb.DuckDBPyConnection, *, min_contributors: int = 2
+) -> Path:
+    """Copy a release package that passes the disclosure gate into ``publish/releases/``, atomically.
+
+    Raises ``ReleaseIntegrityError`` for a package that does not match its manifest and
+    ``DisclosureRefused`` for one that fails the gate; either way nothing is written to ``publish/``.
+    """
     manifest = verify_release_package(release_dir)
+    problems = disclosure_problems(release_dir, con, min_contributors=min_contributors)
+    if problems:
+        raise DisclosureRefused(manifest["release_id"], problems)
     target = publish_root / "releases" / manifest["release_id"]
     partial = target.with_name(f".{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -298,8 +463,14 @@ def publish_release(release_dir: Path, publish_root: Path) -> Path:
 
 
 def published_manifests(publish_root: Path) -> list[dict[str, Any]]:
-    """Manifests of every intact published release, oldest period first, latest revision last."""
+    """Manifests of every published release, oldest period first, latest revision last.
+
+    Raises ``ReleaseIntegrityError`` if any published release no longer matches its manifest.
+    Unfinished copies (``.<id>.partial``) are not releases and are skipped.
+    """
     manifests = [
-        verify_release_package(path.parent) for path in sorted((publish_root / "releases").glob(f"*/{MANIFEST}"))
+        verify_release_package(path.parent)
+        for path in sorted((publish_root / "releases").glob(f"*/{MANIFEST}"))
+        if not path.parent.name.startswith(".")
     ]
     return sorted(manifests, key=lambda m: (m["period"], m["revision"]))

@@ -35,8 +35,8 @@ class Warehouse(ConfigurableResource):
     path: str
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.connect(Path(self.path), read_only=read_only) as con:
+    def connect(self, read_only: bool = False, wait_seconds: float = 120.0) -> Iterator[duckdb.DuckDBPyConnection]:
+        with warehouse.connect(Path(self.path), read_only=read_only, wait_seconds=wait_seconds) as con:
             yield con
 
 

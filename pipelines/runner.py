@@ -7,7 +7,6 @@ so every run shows in `make dev` afterwards.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,7 @@ from assets.submissions import REPORT_FILE
 from pipelines.intake import IntakeResult, receive_pending, submission_dir
 from pipelines.landing import LandingZone
 from pipelines.registry import Registry
-from pipelines.warehouse import audit, connect
+from pipelines.warehouse import audit, connect, stale_quarters, unreleased_complete_quarters
 from pipelines.workspace import Workspace
 from privacy.release import latest_release
 from standards.feedback import FeedbackReport
@@ -117,32 +116,6 @@ def process_submissions(
     return outcomes
 
 
-def quarter_end(period: str) -> dt.date:
-    year, quarter = int(period[:4]), int(period[-1])
-    return dt.date(year + (quarter == 4), quarter * 3 % 12 + 1, 1) - dt.timedelta(days=1)
-
-
-def complete_quarters(workspace: Workspace, today: dt.date | None = None) -> list[str]:
-    """Quarters that have ended and hold data."""
-    today = today or dt.date.today()
-    with connect(workspace.warehouse_path) as con:
-        quarters = [row[0] for row in con.execute("SELECT DISTINCT quarter FROM contacts ORDER BY quarter").fetchall()]
-    return [q for q in quarters if quarter_end(q) < today]
-
-
-def stale_quarters(workspace: Workspace) -> list[str]:
-    """Released quarters that received data after their latest release (they need a revision)."""
-    with connect(workspace.warehouse_path) as con:
-        rows = con.execute(
-            """
-            SELECT DISTINCT r.period FROM releases r JOIN submissions s ON list_contains(s.quarters, r.period)
-            WHERE r.revision = (SELECT max(revision) FROM releases WHERE period = r.period) AND s.loaded_at > r.created_at
-            ORDER BY r.period
-            """
-        ).fetchall()
-    return [row[0] for row in rows]
-
-
 def release_quarter(workspace: Workspace, period: str, *, revise: bool = False) -> ReleaseOutcome:
     _, release_job = _jobs()
     instance = DagsterInstance.get()
@@ -191,11 +164,11 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
         submissions=process_submissions(workspace, intake, progress),
         duplicates=[{"charity_id": o.charity_id, "file": o.key, "duplicate_of": s} for o, s in intake.duplicates],
     )
-    complete = complete_quarters(workspace)
     with connect(workspace.warehouse_path) as con:
-        unreleased = [q for q in complete if latest_release(con, q) is None]
+        unreleased = unreleased_complete_quarters(con)
     for period in unreleased:
         progress(f"release {period}")
         report.releases.append(release_quarter(workspace, period))
-    report.stale_quarters = stale_quarters(workspace)
+    with connect(workspace.warehouse_path) as con:
+        report.stale_quarters = stale_quarters(con)
     return report

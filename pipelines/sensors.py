@@ -1,12 +1,16 @@
-"""The landing zone sensor: new files become submissions, each with its own partition and run."""
+"""Sensors: new landed files become submissions; ended quarters become releases."""
 
+from pathlib import Path
+
+import duckdb
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
-from assets.partitions import submission_partitions
+from assets.partitions import quarter_partitions, submission_partitions
 from pipelines.intake import receive_pending
-from pipelines.jobs import submission_job
+from pipelines.jobs import release_job, submission_job
 from pipelines.landing import LandingZone
-from pipelines.resources import CollabWorkspace
+from pipelines.resources import CollabWorkspace, Warehouse
+from pipelines.warehouse import unreleased_complete_quarters
 
 
 @sensor(job=submission_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING)
@@ -29,4 +33,23 @@ def landing_zone_sensor(
     return SensorResult(
         run_requests=[RunRequest(run_key=key, partition_key=key) for key in keys],
         dynamic_partitions_requests=[submission_partitions.build_add_request(keys)],
+    )
+
+
+@sensor(job=release_job, minimum_interval_seconds=3600, default_status=DefaultSensorStatus.RUNNING)
+def quarter_release_sensor(context: SensorEvaluationContext, warehouse: Warehouse) -> SensorResult | SkipReason:
+    """Request the release of every quarter that has ended, holds data and has no release yet:
+    the rule `collab run` follows. Publication still waits for an analyst's approval."""
+    if not Path(warehouse.path).exists():
+        return SkipReason("The warehouse is empty.")
+    try:
+        with warehouse.connect(read_only=True, wait_seconds=10) as con:
+            quarters = unreleased_complete_quarters(con)
+    except duckdb.IOException as error:  # a run holds the write lock: try again next tick
+        return SkipReason(f"The warehouse is busy: {error}")
+    if not quarters:
+        return SkipReason("Every complete quarter is released.")
+    return SensorResult(
+        run_requests=[RunRequest(run_key=f"release-{q}", partition_key=q) for q in quarters],
+        dynamic_partitions_requests=[quarter_partitions.build_add_request(quarters)],
     )

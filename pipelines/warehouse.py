@@ -133,6 +133,33 @@ def load_submission(
     return LoadResult(rows_loaded=rows.height, rows_replaced=int(replaced), quarters=quarters)
 
 
+def quarter_end(period: str) -> dt.date:
+    """The last day of a quarter such as ``2026Q1``."""
+    year, quarter = int(period[:4]), int(period[-1])
+    return dt.date(year + (quarter == 4), quarter * 3 % 12 + 1, 1) - dt.timedelta(days=1)
+
+
+def unreleased_complete_quarters(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> list[str]:
+    """Quarters that have ended, hold data and have no release yet: what gets released next."""
+    today = today or dt.date.today()
+    rows = con.execute(
+        "SELECT DISTINCT quarter FROM contacts WHERE quarter NOT IN (SELECT period FROM releases) ORDER BY quarter"
+    ).fetchall()
+    return [row[0] for row in rows if quarter_end(row[0]) < today]
+
+
+def stale_quarters(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Released quarters that received data after their latest release (they need a revision)."""
+    rows = con.execute(
+        """
+        SELECT DISTINCT r.period FROM releases r JOIN submissions s ON list_contains(s.quarters, r.period)
+        WHERE r.revision = (SELECT max(revision) FROM releases WHERE period = r.period) AND s.loaded_at > r.created_at
+        ORDER BY r.period
+        """
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def audit(con: duckdb.DuckDBPyConnection, *, actor: str, action: str, subject: str, detail: str = "") -> None:
     con.execute(
         "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?)",

@@ -52,6 +52,9 @@ class PublicationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     auto_publish: bool = Field(default=False, description="publish releases without `collab approve`")
+    min_contributors: int = Field(
+        default=2, ge=1, description="fewest charities a quarter needs before its release may be published"
+    )
 
 
 class Settings(BaseModel):

@@ -67,4 +67,7 @@ def progress_bar(description: str, total: int | None, *, enabled: bool = True) -
         TimeElapsedColumn(),
     ]
     with Progress(*columns, console=console, transient=False) as progress:
-        yield _Bar(progress, progress.add_task(description, total=total))
+        task = progress.add_task(description, total=total)
+        yield _Bar(progress, task)
+        # Estimates can overshoot (a duplicate file is never processed): end the bar where the work ended.
+        progress.update(task, total=progress.tasks[task].completed, description=f"{description} done")

@@ -72,7 +72,11 @@ def demo(
         return
     print_run_report(ws, report)
     console.print(f"\n[bold]Demo finished in {elapsed:,.0f} s.[/]")
-    console.print(f"Site:      {site}  (open it in a browser, or run `collab serve-site`)")
+    console.print(f"Site:      {site}")
+    console.print(
+        f"           open {site.as_uri()} in a browser, or run `collab serve-site` and visit http://127.0.0.1:8000/site/"
+    )
+    console.print("Notebooks: notebooks/*.ipynb read the published releases (with the `notebooks` extra installed)")
     console.print(f"Feedback:  {ws.feedback}/<charity>/*.feedback.html")
     console.print(f"Truth:     {ws.demo / 'truth'} (true aggregates, kept apart from the pipeline)")
     console.print("Dagster:   `make dev` shows every run and asset of this workspace.")

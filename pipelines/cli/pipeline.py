@@ -26,19 +26,30 @@ QUARTER = re.compile(r"^\d{4}Q[1-4]$")
 
 def print_run_report(ws: Workspace, report: RunReport) -> None:
     if report.submissions:
-        table = Table("charity", "file", "status", "rows", "accepted", "rejected", "issue codes", title="Submissions")
+        table = Table(title="Submissions", expand=True)
+        table.add_column("file", overflow="fold", ratio=3)
+        table.add_column("result", no_wrap=True)
+        table.add_column("rows accepted", justify="right", no_wrap=True)
+        table.add_column("issue codes", overflow="fold", ratio=2)
+        results = {
+            "accepted": "[green]✓ accepted[/]",
+            "accepted_with_warnings": "[yellow]! warnings[/]",
+            "rejected": "[red]✗ rejected[/]",
+        }
         for s in report.submissions:
-            colour = {"accepted": "green", "accepted_with_warnings": "yellow", "rejected": "red"}[s.status]
             table.add_row(
-                s.charity_id,
-                escape(s.file_name),
-                f"[{colour}]{s.status}[/]",
-                f"{s.rows_received:,}",
-                f"{s.rows_accepted:,}",
-                f"{s.rows_rejected:,}",
+                escape(f"{s.charity_id}/{s.file_name}"),
+                results[s.status],
+                f"{s.rows_accepted:,} / {s.rows_received:,}",
                 " ".join(s.codes),
             )
         console.print(table)
+        accepted = sum(s.status != "rejected" for s in report.submissions)
+        rows = sum(s.rows_accepted for s in report.submissions), sum(s.rows_received for s in report.submissions)
+        console.print(
+            f"{len(report.submissions)} file(s): {accepted} accepted, {len(report.submissions) - accepted} rejected; "
+            f"{rows[0]:,} of {rows[1]:,} rows accepted."
+        )
     for duplicate in report.duplicates:
         console.print(
             f"Duplicate: {duplicate['charity_id']}/{escape(duplicate['file'])} is identical to {duplicate['duplicate_of']}; not processed again."

@@ -3,28 +3,31 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
 
 from assets.releases import REVISE_TAG, check_release_disclosure, published_release, quarterly_release
 from pipelines.publication import ReleaseIntegrityError, disclosure_problems, publish_release, verify_release_package
 from pipelines.resources import resources_for
+from pipelines.sensors import quarter_release_sensor
 from pipelines.warehouse import connect
 from pipelines.workspace import Workspace
 from privacy.accountant import spent
+from standards.extract import quarter_of
 
 RELEASE_ASSETS = [quarterly_release, check_release_disclosure, published_release]
 
 
 @pytest.fixture
 def loaded(workspace: Workspace) -> Workspace:
-    """A warehouse with 300 people in 2026Q1 across two regions and two needs."""
+    """A warehouse with 300 people in 2026Q1 from two charities across two regions and two needs."""
     with connect(workspace.warehouse_path) as con:
         con.execute(
             "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, local_authority_code, nation_code) "
-            "SELECT 's1', 'c', 'p' || i, '2026Q1', CASE WHEN i % 3 = 0 THEN 'debt' ELSE 'food' END, "
+            "SELECT 's1', CASE WHEN i < 250 THEN 'c' ELSE 'd' END, 'p' || i, '2026Q1', CASE WHEN i % 3 = 0 THEN 'debt' ELSE 'food' END, "
             "CASE WHEN i % 2 = 0 THEN 'E12000001' ELSE 'E12000007' END, 'E06000001', 'E92000001' FROM range(300) t(i)"
         )
     return workspace
@@ -56,7 +59,7 @@ def test_release_is_published_with_intervals_and_spend(loaded: Workspace) -> Non
     published = loaded.publish / "releases" / "2026Q1-v1"
     manifest = verify_release_package(published)
     assert manifest["privacy"]["rho_spent"] == pytest.approx(0.5)
-    assert manifest["contributors"] == 1
+    assert manifest["contributors"] == 2
     with (published / "data" / "people_by_need_region.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 120
@@ -112,12 +115,33 @@ def test_release_waits_for_approval_unless_auto_publishing(loaded: Workspace) ->
 def test_tampered_release_is_refused_by_the_gate_and_by_publication(loaded: Workspace) -> None:
     assert release(loaded, DagsterInstance.ephemeral()).success
     package = loaded.releases / "2026Q1-v1"
-    assert disclosure_problems(package) == []
-    data = package / "data" / "people_by_need_region.csv"
-    data.write_text(data.read_text().replace(",false", ",true", 1))
-    (package / "notes.txt").write_text("not allowed")
-    problems = disclosure_problems(package)
-    assert any("changed since release" in p for p in problems)
-    with pytest.raises(ReleaseIntegrityError, match="SHA-256 mismatch"):
-        publish_release(package, loaded.publish)
+    with connect(loaded.warehouse_path) as con:
+        assert disclosure_problems(package, con) == []
+        data = package / "data" / "people_by_need_region.csv"
+        data.write_text(data.read_text().replace(",false", ",true", 1))
+        (package / "notes.txt").write_text("not allowed")
+        problems = disclosure_problems(package, con)
+        assert any("changed since release" in p for p in problems)
+        with pytest.raises(ReleaseIntegrityError, match="SHA-256 mismatch"):
+            publish_release(package, loaded.publish, con)
     assert not (loaded.publish / "releases" / "2026Q1-v1").exists()
+
+
+def test_quarter_release_sensor_requests_each_ended_unreleased_quarter_once(loaded: Workspace) -> None:
+    current = quarter_of(dt.date.today())
+    with connect(loaded.warehouse_path) as con:
+        con.execute(
+            "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code) "
+            "VALUES ('s2', 'c', 'p1', $q, 'food', 'E12000001')",
+            {"q": current},
+        )
+    instance = DagsterInstance.ephemeral()
+    context = build_sensor_context(instance=instance, resources=resources_for(loaded))
+    result = quarter_release_sensor(context)
+    assert isinstance(result, SensorResult)
+    assert [r.partition_key for r in result.run_requests] == ["2026Q1"]  # the current quarter has not ended
+    assert result.run_requests[0].run_key == "release-2026Q1"
+    assert release(loaded, instance).success
+    assert isinstance(
+        quarter_release_sensor(build_sensor_context(instance=instance, resources=resources_for(loaded))), SkipReason
+    )

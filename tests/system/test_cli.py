@@ -95,8 +95,10 @@ def test_charity_registration_submit_and_run(tmp_path: Path) -> None:
     assert added["charity_id"] == "test-pantry"
     assert collab(home, "charity", "add", "Bad Id!", "--name", "x", check=False).returncode == 1
     collab(home, "submit", "--charity", "test-pantry", str(write_csv(tmp_path / "q.csv", contact_rows(20))))
+    collab(home, "charity", "add", "second-pantry", "--name", "Second Pantry")  # a release needs two charities
+    collab(home, "submit", "--charity", "second-pantry", str(write_csv(tmp_path / "s.csv", contact_rows(20))))
     report = json.loads(collab(home, "run", "--json").stdout)
-    assert [s["status"] for s in report["submissions"]] == ["accepted"]
+    assert [s["status"] for s in report["submissions"]] == ["accepted", "accepted"]
     assert report["releases"][0]["period"] == "2026Q1" and report["releases"][0]["published"] is False
     approved = json.loads(collab(home, "approve", report["releases"][0]["release_id"], "--json").stdout)
     assert approved["published"] is True

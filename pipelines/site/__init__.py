@@ -1,0 +1,85 @@
+"""The public site, built from published release packages only (never the warehouse).
+
+``build_site(publish_root)`` renders ``publish/site/`` from every intact release under
+``publish/releases/``: an overview with the headline indicators and their change on the previous
+quarter, a page per indicator (trend with 95% band, rankings by place, small multiples, the table
+behind them, how to read it, caveats, downloads), the methodology and the release history. Pages are
+static HTML with inline SVG charts and one bundled stylesheet: no JavaScript, no network.
+A tampered release stops the build with ``ReleaseIntegrityError`` and leaves the previous site.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from pipelines.publication import SINGLE_CHARITY_STATEMENT
+from pipelines.site.charts import PageCharts
+from pipelines.site.model import SiteModel, load_site_model, quarter_label
+from privacy.mechanisms import epsilon_at
+
+STATIC = Path(__file__).with_name("static")
+LINKAGE_MULTIPLES = (1, 2, 3, 5)
+
+
+def _environment() -> Environment:
+    environment = Environment(
+        loader=PackageLoader("pipelines.site", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["quarter"] = quarter_label
+    return environment
+
+
+def _pages(model: SiteModel) -> list[tuple[str, str, dict[str, Any]]]:
+    """(path in the site, template, context) of every page."""
+    pages: list[tuple[str, str, dict[str, Any]]] = [("index.html", "index.html.j2", {"page": "home"})]
+    if model.current is None:
+        return pages
+    privacy = model.current["privacy"]
+    rho, delta = privacy["rho_spent"], privacy["delta"]
+    pages += [
+        ("indicators/index.html", "indicators.html.j2", {"page": "indicators"}),
+        (
+            "methodology.html",
+            "methodology.html.j2",
+            {
+                "page": "methodology",
+                "e_epsilon": math.exp(privacy["epsilon"]),
+                "linkage": [(m, m * rho, epsilon_at(m * rho, delta)) for m in LINKAGE_MULTIPLES],
+                "single_charity_statement": SINGLE_CHARITY_STATEMENT,
+            },
+        ),
+        ("releases.html", "releases.html.j2", {"page": "releases"}),
+    ]
+    pages += [
+        (f"indicators/{view.id}.html", "indicator.html.j2", {"page": "indicators", "view": view})
+        for view in model.indicators
+    ]
+    return pages
+
+
+def build_site(publish_root: Path) -> Path:
+    """Render ``publish/site/`` from every intact release in ``publish/releases/``; return its index."""
+    model = load_site_model(publish_root)
+    environment = _environment()
+    site = publish_root / "site"
+    partial = site.with_name(".site.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(STATIC, partial / "assets")
+    for path, template, context in _pages(model):
+        target = partial / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        root = "../" * path.count("/")
+        html = environment.get_template(template).render(site=model, root=root, charts=PageCharts(), **context)
+        target.write_text(html, encoding="utf-8")
+    shutil.rmtree(site, ignore_errors=True)
+    partial.replace(site)
+    return site / "index.html"
