@@ -60,6 +60,7 @@ class FileDescription(BaseModel):
     sheet: str | None = None
     header_row: int | None = None
     columns_used: dict[str, str] = {}
+    columns_not_used: list[str] = []
 
 
 class FeedbackReport(BaseModel):
@@ -73,6 +74,7 @@ class FeedbackReport(BaseModel):
     rows_accepted: int
     rows_rejected: int
     quarters: list[str] = []
+    max_row_error_share: float = 0.2
     file: FileDescription = FileDescription()
     issues: list[IssueGroup] = []
     expectations: list[ExpectationOutcome] = []
@@ -92,6 +94,22 @@ class FeedbackReport(BaseModel):
         verb = "Accepted" if self.status == "accepted" else "Accepted with warnings"
         rejected = f"; {self.rows_rejected:,} row(s) were not accepted" if self.rows_rejected else ""
         return f"{verb}: {self.rows_accepted:,} of {self.rows_received:,} row(s) accepted{rejected}."
+
+    def next_step(self) -> str:
+        """What the charity should do now, in one sentence (true both before and after sending)."""
+        if self.status == "rejected":
+            return (
+                "Fix the errors marked below, starting with the first, check the file again, and send the whole "
+                "file: nothing from the file as it is can be kept."
+            )
+        if self.rows_rejected:
+            return (
+                "The file can be used as it is. To include the rows that are not accepted, fix them and send the "
+                "whole file again: it replaces earlier files for the same quarters."
+            )
+        if self.issues:
+            return "The file can be used as it is; please look at the warnings before your next extract."
+        return "Nothing to fix: thank you."
 
     def to_markdown(self) -> str:
         """A summary for analysts (Dagster metadata): counts and codes only, never a charity's values."""

@@ -43,12 +43,18 @@ class Issue:
 
 
 class FileRejected(Exception):
-    """The file as a whole cannot be accepted; carries the code and a plain-English message."""
+    """The file as a whole cannot be accepted; carries the code, a plain-English message and, where
+    one place shows the problem, its row and column."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, row: int | None = None, column: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.row = row
+        self.column = column
+
+    def issue(self) -> Issue:
+        return Issue(self.code, self.message, row=self.row, column=self.column)
 
 
 _TYPES = [
@@ -108,6 +114,13 @@ _TYPES = [
         "Delete or rename one of the two columns so that each field appears once.",
     ),
     IssueType(
+        "E_IDENTIFIER_AS_REFERENCE",
+        Scope.FILE,
+        "The person references identify people outside your charity",
+        "Use your own reference for each person instead (the client or case number from your records), the same "
+        "in every file; never a National Insurance or NHS number, email address, phone number or name.",
+    ),
+    IssueType(
         "E_TOO_MANY_ROW_ERRORS",
         Scope.FILE,
         "Too many rows have errors",
@@ -124,7 +137,8 @@ _TYPES = [
         "E_MISSING_VALUE",
         Scope.ROW,
         "A required value is blank",
-        "Fill in the value; every contact needs a person reference, a contact date and a need.",
+        "Fill in the value: every contact needs a person reference, a contact date and a need ('Unknown' or 'N/A' "
+        "count as blank). If you merged cells in Excel, unmerge them and fill in every row.",
     ),
     IssueType(
         "E_MISSING_AREA",
@@ -154,7 +168,8 @@ _TYPES = [
         "E_UNKNOWN_CODE",
         Scope.ROW,
         "A value is not in the codelist",
-        "Use one of the codes or labels listed in the standard, or map your own wording in your mapping file.",
+        "Use one of the codes or labels listed in the standard, or map your own wording in a mapping file "
+        "(`collab standard suggest-mapping` proposes one).",
     ),
     IssueType(
         "E_INVALID_VALUE",
@@ -185,7 +200,8 @@ _TYPES = [
         "W_UNKNOWN_CODE",
         Scope.VALUE,
         "A value is not in the codelist, so it was left out",
-        "Use one of the codes or labels listed in the standard, or map your own wording in your mapping file.",
+        "Use one of the codes or labels listed in the standard, or map your own wording in a mapping file "
+        "(`collab standard suggest-mapping` proposes one).",
     ),
     IssueType(
         "W_INVALID_AMOUNT",
@@ -239,8 +255,14 @@ _TYPES = [
     IssueType(
         "W_DROPPED_IDENTIFIER",
         Scope.FILE,
-        "A column that identifies people was removed before storage",
-        "Leave names, contact details, ID numbers and notes out of future extracts: we never need them.",
+        "A column of personal details or free text was removed before storage",
+        "Leave names, contact details, ID numbers, addresses and notes out of future extracts: the collaborative never needs them.",
+    ),
+    IssueType(
+        "W_PERSONAL_DATA_VALUES",
+        Scope.FILE,
+        "Personal details were found in a column of the standard and were not stored",
+        "Keep names, contact details, ID numbers and addresses out of this column; it should hold only what the standard asks for.",
     ),
     IssueType(
         "W_ENCODING_CONVERTED",
@@ -251,8 +273,8 @@ _TYPES = [
     IssueType(
         "W_OTHER_SHEETS_IGNORED",
         Scope.FILE,
-        "Only one sheet of the workbook was read",
-        "Put the contacts on one sheet, or name the sheet in your mapping file.",
+        "Only one of several sheets of contacts was read",
+        "Put all the contacts on one sheet (or send one file per sheet), or name the sheet to read in your mapping file.",
     ),
     IssueType(
         "W_DATE_ORDER_ASSUMED",

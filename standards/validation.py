@@ -14,17 +14,21 @@ from typing import Any
 import polars as pl
 from pydantic import ValidationError
 
+from standards.codelists import load_codelist
 from standards.extract import (
     AMOUNT_FIELDS,
+    CODELIST_FIELDS,
     INTEGER_FIELDS,
+    MAX_AMOUNT_GBP,
     REQUIRED_FIELDS,
     ContactRecord,
     StandardContact,
     standardise,
 )
 from standards.issues import Issue, warning_twin
-from standards.mapping import ColumnPlan
+from standards.mapping import ColumnPlan, column_label
 from standards.normalise import RAW_SUFFIX
+from standards.personal_data import personal_data_in
 
 EXAMPLE_VALUE_CHARS = 60
 
@@ -57,12 +61,19 @@ _EXPLANATIONS = {
     "E_MISSING_VALUE": "is blank",
     "E_INVALID_DATE": "is not a date in a format the standard accepts",
     "W_INVALID_DATE": "is not a date in a format the standard accepts",
-    "E_UNKNOWN_CODE": "is not one of the codes of this field",
-    "W_UNKNOWN_CODE": "is not one of the codes of this field",
     "W_INVALID_AMOUNT": "is not an amount of pounds",
     "W_NEGATIVE_AMOUNT": "is negative",
     "W_INVALID_NUMBER": "is not a whole number",
 }
+
+
+def _explanation(code: str, field: str | None, detail: str) -> str:
+    """What is wrong with a value, as a predicate: "'Reason': 'Fod' <explanation>."."""
+    if code in ("E_UNKNOWN_CODE", "W_UNKNOWN_CODE") and field in CODELIST_FIELDS:
+        return f"is not one of the codes of {field} ({', '.join(load_codelist(CODELIST_FIELDS[field]).values)})"
+    if code == "W_IMPLAUSIBLE_VALUE":
+        return f"is more than £{MAX_AMOUNT_GBP:,}" if field in AMOUNT_FIELDS else "is not between 0 and 20"
+    return _EXPLANATIONS.get(code, detail)
 
 
 @dataclass
@@ -73,13 +84,21 @@ class RowOutcome:
     raw: dict[str, str | None] = field(default_factory=dict)
 
 
-def _issue(code: str, row: int, column: str | None, value: Any, detail: str) -> Issue:
-    explanation = _EXPLANATIONS.get(code, detail)
-    shown = shorten(value)
+def _issue(code: str, row: int, field: str | None, column: str | None, value: Any, detail: str) -> Issue:
+    """An issue whose message quotes the value, unless the value looks like personal data.
+
+    A postcode is what the postcode column is for, so a postcode there is shown: the charity needs
+    to see which one failed.
+    """
+    explanation = _explanation(code, field, detail)
+    kind = personal_data_in(value) if isinstance(value, str) and field != "postcode" else None
+    shown = None if kind else shorten(value)
     if column is None:
         message = (
             f"This row {explanation}." if code == "E_RAGGED_ROW" else explanation[0].upper() + explanation[1:] + "."
         )
+    elif kind is not None:
+        message = f"'{column}': a value that looks like {kind} (not shown here) {explanation}."
     elif shown is None:
         message = f"'{column}' {explanation}."
     else:
@@ -90,9 +109,7 @@ def _issue(code: str, row: int, column: str | None, value: Any, detail: str) -> 
 def validate_rows(normalised: pl.DataFrame, plan: ColumnPlan) -> Iterator[RowOutcome]:
     """Validate each row; yield its standardised contact (or None if rejected) and its issues."""
     width = len(plan.header)
-    header_of = {
-        name: plan.header[position].strip() or f"column {position + 1}" for name, position in plan.fields.items()
-    }
+    header_of = {name: column_label(plan.header, position) for name, position in plan.fields.items()}
     fields = list(plan.fields)
     columns = {name: normalised.get_column(name).to_list() for name in fields}
     raws = {name: normalised.get_column(name + RAW_SUFFIX).to_list() for name in fields}
@@ -102,7 +119,7 @@ def validate_rows(normalised: pl.DataFrame, plan: ColumnPlan) -> Iterator[RowOut
         raw = {header_of[name]: raws[name][index] for name in fields}
         if cells != width:
             detail = f"has {cells} cells but the header has {width}"
-            yield RowOutcome(row, None, [_issue("E_RAGGED_ROW", row, None, None, detail)], raw)
+            yield RowOutcome(row, None, [_issue("E_RAGGED_ROW", row, None, None, None, detail)], raw)
             continue
         # A value the normaliser could not read stays as its text, so validation names the rule it breaks.
         values = {name: raws[name][index] if columns[name][index] is None else columns[name][index] for name in fields}
@@ -125,10 +142,11 @@ def _validate_row(
                 column = header_of.get(name) if name else None
                 if name in REQUIRED_FIELDS and raws.get(name) is None:
                     code = "E_MISSING_VALUE"
+                value = raws.get(name) if name else None
                 if name is None or name in REQUIRED_FIELDS or attempt:
-                    issues.append(_issue(code, row, column, raws.get(name) if name else None, detail["msg"]))
+                    issues.append(_issue(code, row, name, column, value, detail["msg"]))
                     continue
-                issues.append(_issue(warning_twin(code), row, column, raws.get(name), detail["msg"]))
+                issues.append(_issue(warning_twin(code), row, name, column, value, detail["msg"]))
                 values[name] = None
                 dropped = True
             if not dropped or any(i.code.startswith("E_") for i in issues):

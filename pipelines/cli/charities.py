@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
@@ -65,7 +64,7 @@ def add(
     try:
         parsed = CharityMapping.load(mapping) if mapping else None
         charity = registry.add(charity_id, name, parsed)
-    except (RegistryError, ValidationError) as error:
+    except (RegistryError, ValueError) as error:  # a bad mapping file: ValidationError or YAML
         fail(str(error))
     if s3.configured():
         try:
