@@ -156,8 +156,8 @@ def check_extract(
         if share > options.max_row_error_share:
             raise FileRejected(
                 "E_TOO_MANY_ROW_ERRORS",
-                f"{report.rows_rejected:,} of {report.rows_received:,} rows ({share:.0%}) have errors; "
-                f"a file is accepted only when at most {options.max_row_error_share:.0%} do.",
+                f"{report.rows_rejected:,} of {report.rows_received:,} rows ({share:.0%}) have errors, more than the "
+                f"{options.max_row_error_share:.0%} allowed, so none of the file's rows can be kept.",
             )
     except FileRejected as rejection:
         collector.add(rejection.issue())

@@ -40,6 +40,7 @@ class Issue:
     row: int | None = None
     column: str | None = None
     value: str | None = None
+    field: str | None = None  # the standard's field, when the issue is about one
 
 
 class FileRejected(Exception):
@@ -124,7 +125,7 @@ _TYPES = [
         "E_TOO_MANY_ROW_ERRORS",
         Scope.FILE,
         "Too many rows have errors",
-        "Fix the most common problems listed in this report (they usually come from one column) and upload again.",
+        "Fix the most common problems listed in this report (they usually come from one column) and check the file again.",
     ),
     # Row-level errors: the row is not accepted, the rest of the file is.
     IssueType(
@@ -150,7 +151,8 @@ _TYPES = [
         "E_INVALID_DATE",
         Scope.ROW,
         "A date could not be read",
-        "Write dates as day/month/year (31/01/2026) or year-month-day (2026-01-31).",
+        "Write real dates as day/month/year (31/01/2026) or year-month-day (2026-01-31); a contact whose date is not "
+        "known yet cannot be counted, so leave it out until it is.",
     ),
     IssueType(
         "E_FUTURE_DATE",
@@ -280,7 +282,7 @@ _TYPES = [
         "W_DATE_ORDER_ASSUMED",
         Scope.FILE,
         "Dates could be day/month or month/day; day/month was assumed",
-        "If your system writes month/day, add date_format: '%m/%d/%Y' to your mapping file.",
+        "If your system writes month/day, add the line date_format: month/day/year to your mapping file.",
     ),
     IssueType(
         "W_DATE_ORDER_US",

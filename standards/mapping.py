@@ -158,6 +158,7 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
         "kids",
     ),
     "tenure": (
+        "housing",
         "housing tenure",
         "housing status",
         "housing situation",
@@ -313,6 +314,18 @@ IDENTIFIER_WORDS = frozenset(
 )
 
 DATE_DIRECTIVES = {"day": ("%d", "%e", "%-d"), "month": ("%m", "%b", "%B", "%-m"), "year": ("%Y", "%y")}
+# A date format may be written in words ("day/month/year") rather than strftime codes.
+PLAIN_DATE_WORDS = {"yyyy": "%Y", "year": "%Y", "yy": "%y", "month": "%m", "mm": "%m", "day": "%d", "dd": "%d"}
+_DATE_WORD_OF = {"%d": "day", "%m": "month", "%Y": "year", "%y": "yy"}
+
+
+def plain_date_format(date_format: str) -> str:
+    """A strftime date format in words ('%d/%m/%Y' -> 'day/month/year') when it has no other codes."""
+    plain = re.sub(r"%[dmYy]", lambda m: _DATE_WORD_OF[m.group()], date_format)
+    return date_format if "%" in plain else plain
+
+
+_PLAIN_DATE_WORD = re.compile(r"(?i)\b(" + "|".join(PLAIN_DATE_WORDS) + r")\b")
 
 
 class CharityMapping(BaseModel):
@@ -322,7 +335,9 @@ class CharityMapping(BaseModel):
 
     columns: dict[str, str] = Field(default_factory=dict, description="Your header -> standard field.")
     date_format: str | None = Field(
-        default=None, description="strftime format of your dates, e.g. '%d/%m/%Y'; detected when absent."
+        default=None,
+        description="How your dates are written, in words ('day/month/year') or strftime ('%d/%m/%Y'); "
+        "detected when absent.",
     )
     values: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Standard field -> {your wording: standard code}."
@@ -364,10 +379,12 @@ class CharityMapping(BaseModel):
     @field_validator("date_format")
     @classmethod
     def _whole_dates(cls, date_format: str | None) -> str | None:
+        if date_format is not None and "%" not in date_format:
+            date_format = _PLAIN_DATE_WORD.sub(lambda m: PLAIN_DATE_WORDS[m.group(1).lower()], date_format)
         if date_format is not None:
             missing = [part for part, marks in DATE_DIRECTIVES.items() if not any(m in date_format for m in marks)]
             if missing:
-                raise ValueError(f"{date_format!r} has no {' or '.join(missing)}; for example '%d/%m/%Y'")
+                raise ValueError(f"{date_format!r} has no {' or '.join(missing)}; for example day/month/year")
         return date_format
 
     @classmethod

@@ -61,7 +61,9 @@ def _forenames() -> str:
     return "|".join(name for name in names if name and not name.startswith("#"))
 
 
-NI_NUMBER = r"(?i)\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
+# Any two letters, not only HMRC's issued prefixes: "QQ 12 34 56 C" is the textbook example and a
+# mistyped number is still someone's; a charity's own reference is never shaped like this.
+NI_NUMBER = r"(?i)\b[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
 NHS_SHAPE = r"\b\d{3}[ -]?\d{3}[ -]?\d{4}\b"
 # Repetition is bounded (as email addresses are) so that backtracking engines stay linear on huge cells.
 EMAIL = r"[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}"

@@ -29,6 +29,7 @@ from standards.mapping import (
     header_key,
     header_score,
     is_identifier_header,
+    plain_date_format,
 )
 from standards.normalise import (
     BLANK_VALUES,
@@ -85,8 +86,8 @@ def suggest_mapping(path: Path, *, sheet: str | None = None, sample_rows: int = 
     _drop_doubles(columns)
     chosen = {c.field: position for position, c in enumerate(columns) if c.field}
     values = {name: _value_suggestions(name, sample, chosen[name]) for name in CODELIST_FIELDS if name in chosen}
-    mapped = {name: {theirs: code for theirs, code in pairs if code} for name, pairs in values.items()}
-    to_choose = {name: [theirs for theirs, code in pairs if not code] for name, pairs in values.items()}
+    mapped = {name: {theirs: code for theirs, code, _ in pairs if code} for name, pairs in values.items()}
+    to_choose = {name: [theirs for theirs, code, _ in pairs if not code] for name, pairs in values.items()}
     date_format, date_note = _date_format(sample, source.header, chosen)
     several_sheets = source.format == "xlsx" and bool(sheet or source.other_sheets)
     mapping = CharityMapping(
@@ -174,14 +175,15 @@ def _drop_doubles(columns: list[ColumnSuggestion]) -> None:
             taken.add(column.field)
 
 
-def _value_suggestions(name: str, sample: pl.DataFrame, position: int) -> list[tuple[str, str | None]]:
+def _value_suggestions(name: str, sample: pl.DataFrame, position: int) -> list[tuple[str, str | None, int]]:
     """The charity's wording that the codelist does not know, most frequent first, each with the
-    closest code or None. Values that look like personal data are never copied into the file."""
+    closest code or None and how many sampled rows use it. Values that look like personal data are
+    never copied into the file."""
     lookup = load_codelist(CODELIST_FIELDS[name]).lookup()
     values = sample.get_column(f"c{position}").drop_nulls().str.strip_chars().alias("value")
-    frequent = values.filter(values != "").value_counts(sort=True).get_column("value")
-    suggestions: list[tuple[str, str | None]] = []
-    for theirs in frequent:
+    frequent = values.filter(values != "").value_counts(sort=True)
+    suggestions: list[tuple[str, str | None, int]] = []
+    for theirs, rows in frequent.iter_rows():
         key = match_key(theirs)
         if (
             key in lookup
@@ -190,7 +192,7 @@ def _value_suggestions(name: str, sample: pl.DataFrame, position: int) -> list[t
             or (name == "age_band" and key.isdigit())
         ):
             continue
-        suggestions.append((theirs, _closest_code(key, lookup)))
+        suggestions.append((theirs, _closest_code(key, lookup), rows))
         if len(suggestions) == MAX_VALUES_PER_FIELD:
             break
     return suggestions
@@ -243,7 +245,8 @@ def _render(
 ) -> str:
     lines = [
         f"# Mapping proposed by `collab standard suggest-mapping` from {path.name}.",
-        "# Check every line marked 'guess' and choose a code wherever it says ???; then use it with",
+        "# Check every line marked 'guess' and choose a code wherever it says ???: each choice decides",
+        "# how those rows are counted in the published figures. Then use it with",
         "#   collab check YOUR-FILE --mapping THIS-FILE",
     ]
     if missing:
@@ -266,13 +269,14 @@ def _render(
                 continue
             codes = ", ".join(load_codelist(CODELIST_FIELDS[name]).values)
             lines.append(f"  {name}:  # its codes: {codes}")
-            for theirs, code in pairs:
+            for theirs, code, rows in pairs:
+                used = f"{rows:,} row{'s' if rows != 1 else ''}"
                 if code:
-                    lines.append(f"    {_scalar(theirs)}: {code}  # guess")
+                    lines.append(f"    {_scalar(theirs)}: {code}  # guess, {used}: is this what your staff mean?")
                 else:
-                    lines.append(f"    # {_scalar(theirs)}: ???  # choose a code and remove the '#'")
+                    lines.append(f"    # {_scalar(theirs)}: ???  # {used}; choose a code and remove the '#'")
     if mapping.date_format:
-        lines += ["", f"date_format: {json.dumps(mapping.date_format)}  # {date_note}"]
+        lines += ["", f"date_format: {json.dumps(plain_date_format(mapping.date_format))}  # {date_note}"]
     if mapping.sheet:
         lines += ["", f"sheet: {_scalar(mapping.sheet)}"]
     return "\n".join(lines) + "\n"

@@ -152,10 +152,13 @@ def _credentials_for(charity: str | None, credentials_file: Path | None) -> tupl
     if not charity:
         fail("say which charity you are (--charity ID) or give your credentials file (--credentials)", code=2)
     ws = workspace()
-    try:
-        Registry(ws).get(charity)
-    except RegistryError as error:
-        fail(str(error))
+    found = Registry(ws).find(charity)
+    if found is None or not found.active:
+        fail(
+            f"no charity with the id {charity!r} takes part in this collaborative. Check the id your "
+            "collaborative contact gave you, or send your file with the credentials file they gave you "
+            "(--credentials)."
+        )
     if not s3.configured():
         return charity, None
     stored = AccessStore(ws).charity(charity)

@@ -71,21 +71,23 @@ def _print_report(report: FeedbackReport) -> None:
                 f"{len(described.columns_used)} column(s) used, {len(described.columns_not_used)} not used."
             )
         )
-    if not report.issues:
-        return
-    table = Table("", "code", "count", "what to do", "first examples", show_lines=True)
     for group in report.issues:
-        examples = [
-            (f"row {e.row}: " if e.row else "") + e.message for e in group.examples[:3]
-        ]  # rows as the spreadsheet shows them
-        table.add_row(
-            "✗" if group.severity == "error" else "!",
-            group.code,
-            f"{group.count:,}",
-            escape(group.fix),
-            escape("\n".join(examples)),
-        )
-    console.print(table)
+        console.print()
+        mark = "[red]✗[/]" if group.severity == "error" else "[yellow]![/]"
+        times = "" if group.scope == "file" else f" — {group.count:,} time(s)"
+        share = f", {group.share_of_rows:.0%} of rows" if group.share_of_rows else ""
+        console.print(f"{mark} [bold]{escape(group.title)}[/] ({group.code}){times}{share}")
+        if group.values:
+            for value in group.values[:5]:
+                rows = ", ".join(str(r) for r in value.rows[:3])
+                console.print(escape(f"    '{value.column}': {value.value!r} × {value.count:,} (rows {rows}…)"))
+        else:
+            for example in group.examples[:3]:  # rows as the spreadsheet shows them
+                where = f"row {example.row}: " if example.row else ""
+                console.print(escape(f"    {where}{example.message}"))
+        if group.allowed_codes:
+            console.print(escape(f"    The codes are: {', '.join(group.allowed_codes)}."))
+        console.print(escape(f"    What to do: {group.fix}"), style="dim" if group.severity == "warning" else None)
 
 
 @standard_app.command("export")

@@ -186,3 +186,41 @@ def test_contacts_frame_of_no_rows_has_the_schema() -> None:
 def test_quarters() -> None:
     assert quarter_of(dt.date(2026, 3, 31)) == "2026Q1"
     assert quarter_of(dt.date(2026, 10, 1)) == "2026Q4"
+
+
+def test_feedback_from_the_new_user_exercise(tmp_path: Path) -> None:
+    """What a charity's data lead needed to fix a file from the feedback alone (see docs/charity-guide.md)."""
+    rows = contact_rows(40)
+    for i in (2, 5, 9):
+        rows[i][2] = "Benefits - UC"
+    for i in (3, 7):
+        rows[i][2] = "Money troubles"
+    rows[11][1] = "TBC"
+    rows[20][1] = "31/9/2026"
+    rows[33][3] = ""
+    rows[6][0] = "QQ 12 34 56 C"
+    report = check_extract(write_csv(tmp_path / "lead.csv", rows), options=CheckOptions(max_row_error_share=1)).report
+    groups = {g.code: g for g in report.issues}
+    # A stray NI-shaped reference, even with an unissued prefix, rejects the file without repeating it.
+    assert report.status == "rejected" and groups["E_IDENTIFIER_AS_REFERENCE"].examples[0].row == 8
+    assert "QQ 12" not in report.model_dump_json()
+    rows[6][0] = "P9999"
+    report = check_extract(write_csv(tmp_path / "lead.csv", rows), options=CheckOptions(max_row_error_share=1)).report
+    groups = {g.code: g for g in report.issues}
+    unknown = groups["E_UNKNOWN_CODE"]
+    # Each distinct wording is shown once with its count, and the codes are listed once.
+    assert [(v.value, v.count) for v in unknown.values] == [("Benefits - UC", 3), ("Money troubles", 2)]
+    assert unknown.values[0].rows == [4, 7, 11] and unknown.allowed_codes[0] == "food"
+    assert all("fuel_energy" not in e.message for e in unknown.examples)
+    dates = {e.value: e.message for e in groups["E_INVALID_DATE"].examples}
+    assert "not a real date: September 2026 has 30 days" in dates["31/9/2026"]
+    assert "not known yet" in dates["TBC"]
+    area = groups["E_MISSING_AREA"].examples[0]
+    assert (area.row, area.column) == (35, "Post Code")
+
+
+def test_date_format_may_be_written_in_words() -> None:
+    assert CharityMapping(date_format="day/month/year").date_format == "%d/%m/%Y"
+    assert CharityMapping(date_format="MM-DD-YY").date_format == "%m-%d-%y"
+    with pytest.raises(ValueError, match="no year"):
+        CharityMapping(date_format="day/month")

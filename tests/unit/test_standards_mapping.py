@@ -159,9 +159,9 @@ def test_suggest_mapping_proposes_columns_values_and_date_format(tmp_path: Path)
     how = {c.header: c for c in suggestion.columns}
     assert how["Contact email"].field is None and how["Contact email"].personal_data == ["an email address"]
     # The charity chooses the one code left open, and the file is accepted.
-    chosen = suggestion.text.replace(
-        "    # UC problem: ???  # choose a code and remove the '#'", "    UC problem: benefits_income"
-    )
+    open_line = next(line for line in suggestion.text.splitlines() if "UC problem: ???" in line)
+    assert "row" in open_line  # how many rows the choice affects
+    chosen = suggestion.text.replace(open_line, "    UC problem: benefits_income")
     mapping_path = tmp_path / "own.mapping.yaml"
     mapping_path.write_text(chosen)
     report = check_extract(path, mapping=CharityMapping.load(mapping_path)).report

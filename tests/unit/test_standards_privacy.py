@@ -30,7 +30,7 @@ SAMPLES = {
     "9434765918": None,  # ten digits with a wrong check digit
     "1000000042": None,
     "0000012345": None,
-    "QQ123456C": None,  # QQ is not an NI prefix
+    "QQ123456C": Kind.NI_NUMBER,  # not an issued prefix, but the textbook shape: treated as one
     "13/01/2026": None,
     "£1,250.00": None,
     "46035": None,
