@@ -81,7 +81,7 @@ class Registry:
 
     def find(self, charity_id: str) -> Charity | None:
         path = self._dir(charity_id) / "charity.yaml"
-        if not path.exists():
+        if not CHARITY_ID.match(charity_id) or not path.exists():
             return None
         return Charity.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
 

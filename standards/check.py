@@ -20,8 +20,9 @@ from standards.expectations import ExpectationRun
 from standards.extract import DATE_FIELDS, StandardContact
 from standards.feedback import FeedbackReport, FileDescription, IssueCollector
 from standards.issues import FileRejected, Issue
-from standards.mapping import CharityMapping, find_header_row, plan_columns
+from standards.mapping import CharityMapping, column_label, find_header_row, header_score, plan_columns
 from standards.normalise import DateReading, choose_date_reading, normalise_batch
+from standards.personal_data import PersonalDataScreen
 from standards.reading import ExtractSource, open_extract
 from standards.validation import RowOutcome, validate_rows
 
@@ -96,15 +97,21 @@ def check_extract(
         rows_received=0,
         rows_accepted=0,
         rows_rejected=0,
+        max_row_error_share=options.max_row_error_share,
     )
     collector = IssueCollector()
     expectations = ExpectationRun()
     quarters: set[str] = set()
     source: ExtractSource | None = None
+    screen: PersonalDataScreen | None = None
     try:
-        source = open_extract(path, sheet=mapping.sheet)
+        source = open_extract(path, sheet=mapping.sheet, header_score=lambda row: header_score(row, mapping))
         for note in source.notes:
             collector.add(note)
+        if skipped := [name for name, rows in source.other_sheets.items() if _holds_contacts(rows, mapping)]:
+            names = ", ".join(repr(name) for name in skipped)
+            message = f"Only the sheet {source.sheet!r} was read; {names} also look like contacts and were not read."
+            collector.add(Issue("W_OTHER_SHEETS_IGNORED", message))
         if source.format != "parquet":
             source.header_row = find_header_row(source.preview, mapping)
         source.header = [cell.strip() for cell in source.preview[source.header_row - 1]] if source.preview else []
@@ -115,10 +122,10 @@ def check_extract(
             delimiter=source.delimiter,
             sheet=source.sheet,
             header_row=source.header_row,
-            columns_used={source.header[p]: name for name, p in plan.fields.items()},
+            columns_used={column_label(plan.header, p): name for name, p in plan.fields.items()},
+            columns_not_used=[column_label(plan.header, p) for p in plan.unused],
         )
-        for note in plan.notes:
-            collector.add(note)
+        screen = PersonalDataScreen(plan)
         dates: dict[str, DateReading] = {}
         for batch in source.batches(options.batch_size):
             if not dates:
@@ -127,6 +134,7 @@ def check_extract(
                     if reading.note:
                         collector.add(reading.note)
             normalised = normalise_batch(batch, plan, mapping, dates)
+            screen.observe(batch, normalised)
             expectations.validate(normalised, list(plan.fields))
             outcomes = list(validate_rows(normalised, plan))
             rejected = [o for o in outcomes if o.contact is None]
@@ -141,19 +149,24 @@ def check_extract(
                 if rejected:
                     sink.rejected(rejected)
         report.rows_accepted = report.rows_received - report.rows_rejected
+        if (problem := screen.reference_problem()) is not None:
+            raise problem
         if report.rows_received == 0:
             raise FileRejected("E_NO_DATA_ROWS", "The file has a header row but no rows of contacts below it.")
         share = report.rows_rejected / report.rows_received
         if share > options.max_row_error_share:
             raise FileRejected(
                 "E_TOO_MANY_ROW_ERRORS",
-                f"{report.rows_rejected:,} of {report.rows_received:,} rows ({share:.0%}) have errors; "
-                f"a file is accepted only when at most {options.max_row_error_share:.0%} do.",
+                f"{report.rows_rejected:,} of {report.rows_received:,} rows ({share:.0%}) have errors, more than the "
+                f"{options.max_row_error_share:.0%} allowed, so none of the file's rows can be kept.",
             )
     except FileRejected as rejection:
-        collector.add(Issue(rejection.code, rejection.message))
+        collector.add(rejection.issue())
         report.rows_accepted = 0
         report.rows_rejected = report.rows_received
+    if screen is not None:
+        for note in screen.issues():
+            collector.add(note)
     report.issues = collector.groups(report.rows_received)
     report.expectations = list(expectations.outcomes.values())
     report.quarters = sorted(quarters) if report.rows_accepted else []
@@ -162,6 +175,17 @@ def check_extract(
     else:
         report.status = "accepted_with_warnings" if report.issues else "accepted"
     return CheckResult(report=report, expectations=expectations.raw_results)
+
+
+def _holds_contacts(preview: list[list[str]], mapping: CharityMapping) -> bool:
+    """Whether a sheet's first rows have a header naming every required field."""
+    if not preview:
+        return False
+    try:
+        plan_columns(preview[find_header_row(preview, mapping) - 1], mapping)
+    except FileRejected:
+        return False
+    return True
 
 
 def _date_readings(

@@ -1,7 +1,8 @@
 """Codelists of the standard, loaded from the CSV files in ``standards/codelists/``.
 
 Each CSV has ``code,label,description,synonyms``; synonyms are ``|``-separated. Matching of a
-charity's value is case-, space- and punctuation-insensitive over code, label and synonyms.
+charity's value is case-, space- and punctuation-insensitive over code, label and synonyms:
+"Fuel & Energy", "fuel_energy" and "FuelEnergy" are the same value.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from pathlib import Path
 
 CODELIST_DIR = Path(__file__).with_name("codelists")
 
-_NON_ALNUM = re.compile(r"[^0-9a-z+<]+")
+# '+' and '<' carry meaning in age bands ("75+", "<18"); every other symbol and space is dropped.
+MATCH_KEY_DROPPED = r"[^0-9a-z+<]+"
+_DROPPED = re.compile(MATCH_KEY_DROPPED)
 
 
 def match_key(value: str) -> str:
-    """Fold a value for lenient matching: lower case, punctuation and spaces collapsed to '_'."""
-    return _NON_ALNUM.sub("_", value.strip().lower()).strip("_")
+    """Fold a value for lenient matching: lower case, spaces and punctuation removed."""
+    return _DROPPED.sub("", value.lower())
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from standards.extract import (
 )
 from standards.feedback import ExpectationOutcome
 from standards.geography import SUCCESSOR_CODES, load_geography
+from standards.personal_data import EMAIL, NI_NUMBER
 
 if TYPE_CHECKING:
     from great_expectations.expectations import Expectation
@@ -56,6 +57,14 @@ def build_expectations(columns: set[str]) -> list[Expectation]:
                 min_value=1,
                 max_value=MAX_TEXT_CHARS,
                 meta={"rule": f"person_ref has at most {MAX_TEXT_CHARS} characters"},
+            )
+        )
+    if "person_ref" in present:
+        rules.append(
+            E.ExpectColumnValuesToNotMatchRegexList(
+                column="person_ref",
+                regex_list=[NI_NUMBER, EMAIL],
+                meta={"rule": "person_ref is not a National Insurance number or an email address"},
             )
         )
     if "contact_date" in present:

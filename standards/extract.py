@@ -33,16 +33,14 @@ def codelist_type(name: str) -> Any:
 
 def _not_in_future(value: dt.date) -> dt.date:
     if value > dt.date.today():
-        raise PydanticCustomError("E_FUTURE_DATE", "{value} is after today", {"value": value.isoformat()})
+        raise PydanticCustomError("E_FUTURE_DATE", "is after today")
     return value
 
 
 def _contact_date_plausible(value: dt.date) -> dt.date:
     if value < EARLIEST_CONTACT_DATE:
         raise PydanticCustomError(
-            "E_DATE_OUT_OF_RANGE",
-            "{value} is before {earliest}",
-            {"value": value.isoformat(), "earliest": EARLIEST_CONTACT_DATE.isoformat()},
+            "E_DATE_OUT_OF_RANGE", "is before {earliest}", {"earliest": f"{EARLIEST_CONTACT_DATE:%d/%m/%Y}"}
         )
     return value
 
@@ -50,7 +48,7 @@ def _contact_date_plausible(value: dt.date) -> dt.date:
 def _birth_date_plausible(value: dt.date) -> dt.date:
     if value < EARLIEST_BIRTH_DATE or value > dt.date.today():
         raise PydanticCustomError(
-            "E_DATE_OUT_OF_RANGE", "a date of birth of {value} is not plausible", {"value": value.isoformat()}
+            "E_DATE_OUT_OF_RANGE", "is not a plausible date of birth (before 1900 or after today)"
         )
     return value
 
@@ -58,20 +56,16 @@ def _birth_date_plausible(value: dt.date) -> dt.date:
 def _known_local_authority(value: str) -> str:
     code = load_geography().local_authority_code(value)
     if code is None:
-        raise PydanticCustomError(
-            "E_UNKNOWN_AREA", "{value} is not a current UK local authority code", {"value": value}
-        )
+        raise PydanticCustomError("E_UNKNOWN_AREA", "is not a current UK local authority code or name")
     return code
 
 
 def _known_postcode(value: str) -> str:
     geography = load_geography()
     if geography.postcode_district(value) is None:
-        raise PydanticCustomError("E_UNKNOWN_AREA", "{value} is not a UK postcode", {"value": value})
+        raise PydanticCustomError("E_UNKNOWN_AREA", "is not a UK postcode")
     if geography.local_authority_for_postcode(value) is None:
-        raise PydanticCustomError(
-            "E_UNKNOWN_AREA", "the postcode district of {value} is not in the ONS lookup", {"value": value}
-        )
+        raise PydanticCustomError("E_UNKNOWN_AREA", "is in a postcode district that is not in the ONS lookup")
     return value
 
 
@@ -79,8 +73,8 @@ def _short_text(value: str) -> str:
     if len(value) > MAX_TEXT_CHARS:
         raise PydanticCustomError(
             "E_VALUE_TOO_LONG",
-            "the value has {length} characters; at most {limit} are allowed",
-            {"length": len(value), "limit": MAX_TEXT_CHARS},
+            "has {length} characters; at most {limit} are allowed",
+            {"length": f"{len(value):,}", "limit": MAX_TEXT_CHARS},
         )
     return value
 
@@ -126,14 +120,13 @@ class ContactRecord(BaseModel):
     )
     local_authority_code: Annotated[str, AfterValidator(_known_local_authority)] | None = Field(
         default=None,
-        description="ONS code of the local authority where the person lives (LAD 2025). Required if no postcode.",
+        description="ONS code of the local authority where the person lives (LAD 2025).",
         examples=["E08000025"],
         json_schema_extra={"why": "Shows where need is rising."},
     )
     postcode: Annotated[str, AfterValidator(_known_postcode)] | None = Field(
         default=None,
-        description="The person's postcode, full or district only. Required if no local_authority_code. "
-        "Only its district's local authority is kept.",
+        description="The person's postcode, full or district only. Only its district's local authority is kept.",
         examples=["B15 2TT"],
         json_schema_extra={"why": "Lets us find the local authority; the postcode itself is dropped."},
     )

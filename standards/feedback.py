@@ -17,9 +17,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel
 
 from standards import STANDARD_VERSION
+from standards.codelists import load_codelist
+from standards.extract import CODELIST_FIELDS
 from standards.issues import Issue, issue_type
 
 EXAMPLES_PER_ISSUE = 5
+VALUES_SHOWN = 10
+ROWS_PER_VALUE = 5
+MAX_TRACKED_VALUES = 200
 Status = Literal["accepted", "accepted_with_warnings", "rejected"]
 
 
@@ -28,6 +33,15 @@ class IssueExample(BaseModel):
     column: str | None = None
     value: str | None = None
     message: str
+
+
+class ValueCount(BaseModel):
+    """One distinct value behind an issue: how often it occurs and its first rows."""
+
+    column: str
+    value: str
+    count: int
+    rows: list[int]
 
 
 class IssueGroup(BaseModel):
@@ -39,6 +53,8 @@ class IssueGroup(BaseModel):
     count: int
     share_of_rows: float | None
     examples: list[IssueExample]
+    values: list[ValueCount] = []
+    allowed_codes: list[str] = []
 
 
 class ExpectationOutcome(BaseModel):
@@ -60,6 +76,7 @@ class FileDescription(BaseModel):
     sheet: str | None = None
     header_row: int | None = None
     columns_used: dict[str, str] = {}
+    columns_not_used: list[str] = []
 
 
 class FeedbackReport(BaseModel):
@@ -73,6 +90,7 @@ class FeedbackReport(BaseModel):
     rows_accepted: int
     rows_rejected: int
     quarters: list[str] = []
+    max_row_error_share: float = 0.2
     file: FileDescription = FileDescription()
     issues: list[IssueGroup] = []
     expectations: list[ExpectationOutcome] = []
@@ -87,11 +105,35 @@ class FeedbackReport(BaseModel):
     def headline(self) -> str:
         """One plain-English sentence about the outcome."""
         if self.status == "rejected":
-            reasons = "; ".join(g.title.lower() for g in self.issues if g.severity == "error" and g.scope == "file")
-            return f"Not accepted: {reasons or 'see the issues below'}. Nothing from this file was stored."
+            reason = next(
+                (
+                    g.examples[0].message
+                    for g in self.issues
+                    if g.severity == "error" and g.scope == "file" and g.examples
+                ),
+                "see the issues below.",
+            )
+            stored = "" if "Nothing from this file was stored" in reason else " Nothing from this file was stored."
+            return f"Not accepted: {reason}{stored}"
         verb = "Accepted" if self.status == "accepted" else "Accepted with warnings"
         rejected = f"; {self.rows_rejected:,} row(s) were not accepted" if self.rows_rejected else ""
         return f"{verb}: {self.rows_accepted:,} of {self.rows_received:,} row(s) accepted{rejected}."
+
+    def next_step(self) -> str:
+        """What the charity should do now, in one sentence (true both before and after sending)."""
+        if self.status == "rejected":
+            return (
+                "Fix the errors marked below, starting with the first, check the file again, and send the whole "
+                "file: nothing from the file as it is can be kept."
+            )
+        if self.rows_rejected:
+            return (
+                "The file can be used as it is. To include the rows that are not accepted, fix them and send the "
+                "whole file again: it replaces earlier files for the same quarters."
+            )
+        if self.issues:
+            return "The file can be used as it is; please look at the warnings before your next extract."
+        return "Nothing to fix: thank you."
 
     def to_markdown(self) -> str:
         """A summary for analysts (Dagster metadata): counts and codes only, never a charity's values."""
@@ -113,22 +155,52 @@ class FeedbackReport(BaseModel):
 
 @dataclass
 class IssueCollector:
-    """Counts issues by code and keeps the first few examples of each, in bounded memory."""
+    """Counts issues by code, and by distinct value within a code, in bounded memory.
+
+    Examples show different values first: 33 unknown needs made of three wordings are shown as
+    those three wordings, each with its count, not as the first five rows of the commonest one.
+    """
 
     counts: Counter[str] = field(default_factory=Counter)
-    examples: dict[str, list[Issue]] = field(default_factory=dict)
+    first: dict[str, list[Issue]] = field(default_factory=dict)
+    by_value: dict[str, dict[tuple[str, str], tuple[Issue, list[int]]]] = field(default_factory=dict)
+    value_counts: dict[str, Counter[tuple[str, str]]] = field(default_factory=dict)
 
     def add(self, issue: Issue) -> None:
         self.counts[issue.code] += 1
-        kept = self.examples.setdefault(issue.code, [])
+        kept = self.first.setdefault(issue.code, [])
         if len(kept) < EXAMPLES_PER_ISSUE:
             kept.append(issue)
+        if issue.value is None or issue.column is None:
+            return
+        key = (issue.column, issue.value)
+        seen = self.by_value.setdefault(issue.code, {})
+        if key not in seen and len(seen) >= MAX_TRACKED_VALUES:
+            return
+        _, rows = seen.setdefault(key, (issue, []))
+        if issue.row is not None and len(rows) < ROWS_PER_VALUE:
+            rows.append(issue.row)
+        self.value_counts.setdefault(issue.code, Counter())[key] += 1
+
+    def _examples(self, code: str) -> list[Issue]:
+        distinct = [first for first, _ in self.by_value.get(code, {}).values()][:EXAMPLES_PER_ISSUE]
+        extra = [i for i in self.first[code] if i not in distinct][: EXAMPLES_PER_ISSUE - len(distinct)]
+        return sorted(distinct + extra, key=lambda i: (i.row is None, i.row or 0))
 
     def groups(self, rows_received: int) -> list[IssueGroup]:
         groups = []
         for code, count in self.counts.items():
             kind = issue_type(code)
             share = None if kind.scope == "file" or not rows_received else min(1.0, count / rows_received)
+            tallies = self.value_counts.get(code, Counter())
+            values = [
+                ValueCount(column=column, value=value, count=n, rows=self.by_value[code][(column, value)][1])
+                for (column, value), n in tallies.most_common(VALUES_SHOWN)
+            ]
+            fields = {i.field for i in self.first[code]}
+            allowed: list[str] = []
+            if code.endswith("_UNKNOWN_CODE") and len(fields) == 1 and (only := fields.pop()) in CODELIST_FIELDS:
+                allowed = list(load_codelist(CODELIST_FIELDS[only]).values)
             groups.append(
                 IssueGroup(
                     code=code,
@@ -140,8 +212,11 @@ class IssueCollector:
                     share_of_rows=share,
                     examples=[
                         IssueExample(row=i.row, column=i.column, value=i.value, message=i.message)
-                        for i in self.examples[code]
+                        for i in self._examples(code)
                     ],
+                    # Counting by value helps when values repeat; otherwise each example's own message says more.
+                    values=values if any(v.count > 1 for v in values) else [],
+                    allowed_codes=allowed,
                 )
             )
         return sorted(groups, key=lambda g: (g.severity != "error", g.scope != "file", -g.count, g.code))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from standards.codelists import match_key
+
 GEOGRAPHY_DIR = Path(__file__).with_name("geography")
 
 # Codes replaced after boundary changes, mapped to the LAD25 code a charity should use now.
@@ -78,6 +80,18 @@ class Geography:
         """The outward code of a full postcode or of a district alone, or None if malformed."""
         match = _POSTCODE.match(re.sub(r"\s+", "", postcode.upper()))
         return match.group(1) if match else None
+
+    def local_authority_names(self) -> dict[str, str]:
+        """Folded name -> code, for a charity that names its local authority instead of coding it.
+
+        ONS writes some names inverted ('Bristol, City of'); the plain name is accepted as well.
+        """
+        names: dict[str, str] = {}
+        for la in self.local_authorities.values():
+            plain = re.sub(r", (City|County) of$", "", la.name)
+            for spelling in {la.name, plain}:
+                names.setdefault(match_key(spelling), la.code)
+        return names
 
     def local_authority_for_postcode(self, postcode: str) -> str | None:
         district = self.postcode_district(postcode)

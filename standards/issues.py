@@ -40,15 +40,22 @@ class Issue:
     row: int | None = None
     column: str | None = None
     value: str | None = None
+    field: str | None = None  # the standard's field, when the issue is about one
 
 
 class FileRejected(Exception):
-    """The file as a whole cannot be accepted; carries the code and a plain-English message."""
+    """The file as a whole cannot be accepted; carries the code, a plain-English message and, where
+    one place shows the problem, its row and column."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, row: int | None = None, column: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.row = row
+        self.column = column
+
+    def issue(self) -> Issue:
+        return Issue(self.code, self.message, row=self.row, column=self.column)
 
 
 _TYPES = [
@@ -108,10 +115,17 @@ _TYPES = [
         "Delete or rename one of the two columns so that each field appears once.",
     ),
     IssueType(
+        "E_IDENTIFIER_AS_REFERENCE",
+        Scope.FILE,
+        "The person references identify people outside your charity",
+        "Use your own reference for each person instead (the client or case number from your records), the same "
+        "in every file; never a National Insurance or NHS number, email address, phone number or name.",
+    ),
+    IssueType(
         "E_TOO_MANY_ROW_ERRORS",
         Scope.FILE,
         "Too many rows have errors",
-        "Fix the most common problems listed in this report (they usually come from one column) and upload again.",
+        "Fix the most common problems listed in this report (they usually come from one column) and check the file again.",
     ),
     # Row-level errors: the row is not accepted, the rest of the file is.
     IssueType(
@@ -124,7 +138,8 @@ _TYPES = [
         "E_MISSING_VALUE",
         Scope.ROW,
         "A required value is blank",
-        "Fill in the value; every contact needs a person reference, a contact date and a need.",
+        "Fill in the value: every contact needs a person reference, a contact date and a need ('Unknown' or 'N/A' "
+        "count as blank). If you merged cells in Excel, unmerge them and fill in every row.",
     ),
     IssueType(
         "E_MISSING_AREA",
@@ -136,7 +151,8 @@ _TYPES = [
         "E_INVALID_DATE",
         Scope.ROW,
         "A date could not be read",
-        "Write dates as day/month/year (31/01/2026) or year-month-day (2026-01-31).",
+        "Write real dates as day/month/year (31/01/2026) or year-month-day (2026-01-31); a contact whose date is not "
+        "known yet cannot be counted, so leave it out until it is.",
     ),
     IssueType(
         "E_FUTURE_DATE",
@@ -154,7 +170,8 @@ _TYPES = [
         "E_UNKNOWN_CODE",
         Scope.ROW,
         "A value is not in the codelist",
-        "Use one of the codes or labels listed in the standard, or map your own wording in your mapping file.",
+        "Use one of the codes or labels listed in the standard, or map your own wording in a mapping file "
+        "(`collab standard suggest-mapping` proposes one).",
     ),
     IssueType(
         "E_INVALID_VALUE",
@@ -185,7 +202,8 @@ _TYPES = [
         "W_UNKNOWN_CODE",
         Scope.VALUE,
         "A value is not in the codelist, so it was left out",
-        "Use one of the codes or labels listed in the standard, or map your own wording in your mapping file.",
+        "Use one of the codes or labels listed in the standard, or map your own wording in a mapping file "
+        "(`collab standard suggest-mapping` proposes one).",
     ),
     IssueType(
         "W_INVALID_AMOUNT",
@@ -239,8 +257,14 @@ _TYPES = [
     IssueType(
         "W_DROPPED_IDENTIFIER",
         Scope.FILE,
-        "A column that identifies people was removed before storage",
-        "Leave names, contact details, ID numbers and notes out of future extracts: we never need them.",
+        "A column of personal details or free text was removed before storage",
+        "Leave names, contact details, ID numbers, addresses and notes out of future extracts: the collaborative never needs them.",
+    ),
+    IssueType(
+        "W_PERSONAL_DATA_VALUES",
+        Scope.FILE,
+        "Personal details were found in a column of the standard and were not stored",
+        "Keep names, contact details, ID numbers and addresses out of this column; it should hold only what the standard asks for.",
     ),
     IssueType(
         "W_ENCODING_CONVERTED",
@@ -251,14 +275,14 @@ _TYPES = [
     IssueType(
         "W_OTHER_SHEETS_IGNORED",
         Scope.FILE,
-        "Only one sheet of the workbook was read",
-        "Put the contacts on one sheet, or name the sheet in your mapping file.",
+        "Only one of several sheets of contacts was read",
+        "Put all the contacts on one sheet (or send one file per sheet), or name the sheet to read in your mapping file.",
     ),
     IssueType(
         "W_DATE_ORDER_ASSUMED",
         Scope.FILE,
         "Dates could be day/month or month/day; day/month was assumed",
-        "If your system writes month/day, add date_format: '%m/%d/%Y' to your mapping file.",
+        "If your system writes month/day, add the line date_format: month/day/year to your mapping file.",
     ),
     IssueType(
         "W_DATE_ORDER_US",

@@ -1,22 +1,24 @@
 """From a charity's own headers and wording to the standard's fields and codes.
 
 A header maps to a field by, in order: (a) the charity's mapping file, (b) the built-in aliases,
-(c) case-, space- and punctuation-insensitive match with the field name. Headers that look like
-direct identifiers (names, contact details, ID numbers, notes) are recognised so they can be dropped
-with ``W_DROPPED_IDENTIFIER`` rather than merely ignored.
+(c) case-, space- and punctuation-insensitive match with the field name ("Post Code", "POSTCODE" and
+"post_code (full)" are one header). Columns that hold no field are never read past the privacy
+screen; headers that name direct identifiers (names, contact details, ID numbers, notes) are
+recognised so the feedback can say they were dropped rather than merely ignored.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from standards.codelists import match_key
+from standards.codelists import load_codelist, match_key
 from standards.extract import AREA_FIELDS, CODELIST_FIELDS, FIELDS, REQUIRED_FIELDS
-from standards.issues import FileRejected, Issue
+from standards.issues import FileRejected
 
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "person_ref": (
@@ -24,16 +26,32 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
         "client ref",
         "client reference",
         "client no",
+        "client number",
+        "client code",
+        "client identifier",
         "person id",
         "person reference",
         "case id",
         "case ref",
         "case reference",
+        "case no",
+        "case number",
         "customer id",
+        "customer ref",
+        "customer number",
         "service user id",
+        "service user ref",
+        "service user reference",
         "su id",
+        "su ref",
         "member id",
-        "client number",
+        "member number",
+        "membership number",
+        "beneficiary id",
+        "beneficiary ref",
+        "participant id",
+        "tenant ref",
+        "tenant no",
         "unique id",
     ),
     "contact_date": (
@@ -42,67 +60,180 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
         "contact date",
         "date of contact",
         "appointment date",
+        "date of appointment",
         "session date",
+        "date of session",
         "date seen",
         "date of visit",
         "interaction date",
+        "date of interaction",
+        "attendance date",
+        "date attended",
+        "activity date",
+        "service date",
+        "date of service",
+        "referral date",
+        "date of referral",
+        "voucher date",
     ),
     "need": (
         "reason for referral",
         "referral reason",
         "primary need",
         "main need",
+        "presenting need",
         "reason for visit",
+        "reason for contact",
         "presenting issue",
+        "presenting problem",
         "main issue",
+        "primary issue",
+        "main problem",
         "need category",
+        "issue type",
+        "enquiry type",
+        "advice area",
+        "crisis type",
+        "primary reason",
         "issue",
         "reason",
     ),
     "local_authority_code": (
         "la code",
         "local authority code",
+        "local authority district code",
         "lad code",
         "lad25cd",
+        "lad24cd",
+        "lad23cd",
+        "ons code",
         "council code",
+        "council area code",
+        "district code",
+        "borough code",
         "local authority",
+        "council",
         "la",
     ),
-    "postcode": ("post code", "postal code", "post_code", "pcode", "postcode district"),
-    "age_band": ("age band", "age group", "age range", "age"),
-    "date_of_birth": ("dob", "d o b", "date of birth", "birth date", "birthdate"),
-    "household_type": ("household", "household composition", "family type", "household makeup"),
+    "postcode": (
+        "post code",
+        "postal code",
+        "pcode",
+        "postcode district",
+        "home postcode",
+        "client postcode",
+        "postcode of residence",
+    ),
+    "age_band": (
+        "age band",
+        "age group",
+        "age range",
+        "age category",
+        "age bracket",
+        "age at contact",
+        "age at referral",
+        "age",
+    ),
+    "date_of_birth": ("dob", "d o b", "date of birth", "birth date", "birthdate", "born"),
+    "household_type": (
+        "household",
+        "household composition",
+        "household makeup",
+        "household status",
+        "family type",
+        "family composition",
+        "living situation",
+    ),
     "children_in_household": (
         "children",
         "number of children",
         "no of children",
-        "dependent children",
-        "dependants",
         "num children",
+        "children in household",
+        "children under 18",
+        "dependent children",
+        "number of dependent children",
+        "dependants",
+        "no of dependants",
         "kids",
     ),
-    "tenure": ("housing tenure", "housing status", "accommodation type", "housing type", "accommodation"),
-    "employment_status": ("employment", "work status", "economic status", "employment situation"),
-    "disability": ("disabled", "has disability", "long term health condition", "disability status"),
+    "tenure": (
+        "housing",
+        "housing tenure",
+        "housing status",
+        "housing situation",
+        "housing type",
+        "tenure type",
+        "accommodation type",
+        "accommodation status",
+        "accommodation",
+    ),
+    "employment_status": (
+        "employment",
+        "employment type",
+        "employment situation",
+        "work status",
+        "working status",
+        "economic status",
+        "economic activity",
+    ),
+    "disability": (
+        "disabled",
+        "has disability",
+        "any disability",
+        "disability status",
+        "disability or long term condition",
+        "long term health condition",
+        "health condition",
+    ),
     "monthly_income_gbp": (
         "monthly income",
         "income",
         "income per month",
+        "income monthly",
+        "income pcm",
+        "net monthly income",
+        "total monthly income",
         "household income",
         "monthly household income",
-        "income monthly",
+        "household income per month",
     ),
     "monthly_essential_costs_gbp": (
         "monthly essential costs",
         "essential costs",
+        "essential expenditure",
+        "essential outgoings",
         "outgoings",
         "monthly outgoings",
+        "total outgoings",
+        "household outgoings",
         "expenditure",
         "monthly expenditure",
-        "essential outgoings",
+        "monthly costs",
     ),
-    "total_debt_gbp": ("total debt", "debt amount", "debts total", "amount owed", "total debts", "debt"),
-    "support_type": ("support given", "support provided", "intervention", "type of support", "support"),
+    "total_debt_gbp": (
+        "total debt",
+        "total debts",
+        "debt total",
+        "debts total",
+        "debt amount",
+        "debt level",
+        "amount owed",
+        "total owed",
+        "total amount owed",
+        "debt",
+    ),
+    "support_type": (
+        "support given",
+        "support provided",
+        "support type",
+        "type of support",
+        "service provided",
+        "help given",
+        "help provided",
+        "intervention",
+        "support",
+    ),
 }
 
 IDENTIFIER_HEADERS: tuple[str, ...] = (
@@ -142,7 +273,58 @@ IDENTIFIER_HEADERS: tuple[str, ...] = (
     "free text",
     "description",
     "details",
+    "given name",
+    "middle name",
+    "preferred name",
+    "known as",
+    "title",
+    "contact number",
+    "contact no",
+    "telephone number",
+    "mobile phone",
+    "home phone",
+    "landline",
+    "address line 2",
+    "address line 3",
+    "address 2",
+    "address 3",
+    "full address",
+    "home address",
+    "house number",
+    "ni no",
+    "national insurance no",
+    "chi number",
+    "passport number",
+    "next of kin",
+    "emergency contact",
+    "additional information",
+    "other information",
+    "summary",
+    "narrative",
+    "case summary",
+    "worker notes",
 )
+
+
+# Words that mark a header as naming personal details or notes wherever they appear in it
+# ("Client Name", "Outcome notes", "Home phone").
+IDENTIFIER_WORDS = frozenset(
+    {"name", "forename", "email", "phone", "telephone", "mobile", "address", "notes", "comments", "nino", "nhs"}
+)
+
+DATE_DIRECTIVES = {"day": ("%d", "%e", "%-d"), "month": ("%m", "%b", "%B", "%-m"), "year": ("%Y", "%y")}
+# A date format may be written in words ("day/month/year") rather than strftime codes.
+PLAIN_DATE_WORDS = {"yyyy": "%Y", "year": "%Y", "yy": "%y", "month": "%m", "mm": "%m", "day": "%d", "dd": "%d"}
+_DATE_WORD_OF = {"%d": "day", "%m": "month", "%Y": "year", "%y": "yy"}
+
+
+def plain_date_format(date_format: str) -> str:
+    """A strftime date format in words ('%d/%m/%Y' -> 'day/month/year') when it has no other codes."""
+    plain = re.sub(r"%[dmYy]", lambda m: _DATE_WORD_OF[m.group()], date_format)
+    return date_format if "%" in plain else plain
+
+
+_PLAIN_DATE_WORD = re.compile(r"(?i)\b(" + "|".join(PLAIN_DATE_WORDS) + r")\b")
 
 
 class CharityMapping(BaseModel):
@@ -152,12 +334,25 @@ class CharityMapping(BaseModel):
 
     columns: dict[str, str] = Field(default_factory=dict, description="Your header -> standard field.")
     date_format: str | None = Field(
-        default=None, description="strftime format of your dates, e.g. '%d/%m/%Y'; detected when absent."
+        default=None,
+        description="How your dates are written, in words ('day/month/year') or strftime ('%d/%m/%Y'); "
+        "detected when absent.",
     )
     values: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Standard field -> {your wording: standard code}."
     )
     sheet: str | None = Field(default=None, description="Excel sheet holding the contacts.")
+
+    @field_validator("columns", "values", mode="before")
+    @classmethod
+    def _empty_sections(cls, section: object) -> object:
+        """A section whose lines are all commented out is empty, not an error: a proposed mapping
+        file leaves the charity's choices commented until it makes them."""
+        if section is None:
+            return {}
+        if isinstance(section, dict):
+            return {key: value for key, value in section.items() if value is not None}
+        return section
 
     @field_validator("columns")
     @classmethod
@@ -173,71 +368,109 @@ class CharityMapping(BaseModel):
         unknown = sorted(set(values) - set(CODELIST_FIELDS))
         if unknown:
             raise ValueError(f"only codelist fields take value maps, not: {', '.join(unknown)}")
+        for name, wording in values.items():
+            codes = load_codelist(CODELIST_FIELDS[name]).values
+            wrong = sorted({code for code in wording.values() if code not in codes})
+            if wrong:
+                raise ValueError(f"{', '.join(wrong)} not codes of {name}; its codes are {', '.join(codes)}")
         return values
+
+    @field_validator("date_format")
+    @classmethod
+    def _whole_dates(cls, date_format: str | None) -> str | None:
+        if date_format is not None and "%" not in date_format:
+            date_format = _PLAIN_DATE_WORD.sub(lambda m: PLAIN_DATE_WORDS[m.group(1).lower()], date_format)
+        if date_format is not None:
+            missing = [part for part, marks in DATE_DIRECTIVES.items() if not any(m in date_format for m in marks)]
+            if missing:
+                raise ValueError(f"{date_format!r} has no {' or '.join(missing)}; for example day/month/year")
+        return date_format
 
     @classmethod
     def load(cls, path: Path) -> CharityMapping:
-        return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        """Read a mapping file; raises ``ValueError`` (a pydantic ``ValidationError`` for a wrong entry)."""
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path.name} is not valid YAML: {error}") from error
+        return cls.model_validate(content or {})
 
     def dump(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(self.model_dump(exclude_defaults=True), sort_keys=False), encoding="utf-8")
 
 
+_BRACKETED = re.compile(r"\([^)]*\)|\[[^]]*\]")
+
+
+def header_key(header: str) -> str:
+    """Fold a header for matching; a bracketed qualifier such as '(£)' or '(dd/mm/yyyy)' is ignored."""
+    return match_key(_BRACKETED.sub("", header)) or match_key(header)
+
+
 def _alias_table() -> dict[str, str]:
-    table = {match_key(name): name for name in FIELDS}
+    table = {header_key(name): name for name in FIELDS}
     for name, aliases in FIELD_ALIASES.items():
         for alias in aliases:
-            table.setdefault(match_key(alias), name)
+            table.setdefault(header_key(alias), name)
     return table
 
 
-_ALIASES = _alias_table()
-_IDENTIFIERS = {match_key(header) for header in IDENTIFIER_HEADERS}
+HEADER_ALIASES = _alias_table()
+_IDENTIFIERS = {header_key(header) for header in IDENTIFIER_HEADERS}
 
 
 def field_for_header(header: str, mapping: CharityMapping) -> str | None:
-    """The standard field a header holds, or None."""
-    own = {match_key(theirs): ours for theirs, ours in mapping.columns.items()}
-    key = match_key(header)
-    return own.get(key) or _ALIASES.get(key)
+    """The standard field a header holds, or None: the mapping file first, then aliases and names."""
+    own = {header_key(theirs): ours for theirs, ours in mapping.columns.items()}
+    key = header_key(header)
+    return own.get(key) or HEADER_ALIASES.get(key)
 
 
 def is_identifier_header(header: str) -> bool:
-    return match_key(header) in _IDENTIFIERS
+    """Whether a header names personal details or notes: a known header, or one with a telling word."""
+    return header_key(header) in _IDENTIFIERS or not IDENTIFIER_WORDS.isdisjoint(re.split(r"[^a-z]+", header.lower()))
+
+
+def column_label(header: list[str], position: int) -> str:
+    """A column as the charity named it, or as its spreadsheet position when it has no header."""
+    return header[position].strip() or f"(column {position + 1} has no header)"
 
 
 @dataclass
 class ColumnPlan:
-    """Which of the file's columns (by position) hold which field, and what is dropped."""
+    """Which of the file's columns (by position) hold which field; the others are never read."""
 
     header: list[str]
     fields: dict[str, int] = field(default_factory=dict)
-    notes: list[Issue] = field(default_factory=list)
+    unused: list[int] = field(default_factory=list)
 
 
 def find_header_row(preview: list[list[str]], mapping: CharityMapping) -> int:
     """The 1-based row holding the header: the first of the preview rows naming the most fields."""
-    scores = [sum(field_for_header(cell, mapping) is not None for cell in row if cell) for row in preview]
+    scores = [header_score(row, mapping) for row in preview]
     if not scores or max(scores) == 0:
         return next((i + 1 for i, row in enumerate(preview) if any(cell.strip() for cell in row)), 1)
     return scores.index(max(scores)) + 1
+
+
+def header_score(row: list[str], mapping: CharityMapping) -> int:
+    """How many distinct standard fields a row of cells names."""
+    return len({field_for_header(cell, mapping) for cell in row if cell} - {None})
 
 
 def plan_columns(header: list[str], mapping: CharityMapping) -> ColumnPlan:
     """Match headers to fields; raise ``FileRejected`` if a required field is missing or doubled."""
     plan = ColumnPlan(header=header)
     for position, name in enumerate(header):
-        label = name.strip() or f"(column {position + 1} has no header)"
         target = field_for_header(name, mapping) if name.strip() else None
         if target is None:
-            code = "W_DROPPED_IDENTIFIER" if is_identifier_header(name) else "W_UNMAPPED_COLUMN"
-            plan.notes.append(Issue(code, f"Column '{label}' is not used.", column=label))
+            plan.unused.append(position)
             continue
         if target in plan.fields:
-            first = header[plan.fields[target]]
+            first = column_label(header, plan.fields[target])
             raise FileRejected(
                 "E_DUPLICATE_COLUMN",
-                f"Columns '{first}' and '{label}' both hold {target}; keep one of them.",
+                f"Columns '{first}' and '{column_label(header, position)}' both hold {target}; keep one of them.",
             )
         plan.fields[target] = position
     missing = [name for name in REQUIRED_FIELDS if name not in plan.fields]

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from standards.codelists import load_codelist, match_key
-from standards.extract import AMOUNT_FIELDS, CODELIST_FIELDS, DATE_FIELDS, INTEGER_FIELDS
+from standards.codelists import MATCH_KEY_DROPPED, load_codelist, match_key
+from standards.extract import AGE_BANDS, AMOUNT_FIELDS, CODELIST_FIELDS, DATE_FIELDS, INTEGER_FIELDS
+from standards.geography import load_geography
 from standards.issues import Issue
 from standards.mapping import CharityMapping, ColumnPlan
 
@@ -32,10 +33,33 @@ DAY_FIRST_FORMATS = (
 )
 MONTH_FIRST_FORMATS = ("%m/%d/%Y", "%m-%d-%Y", "%m/%d/%y")
 EXCEL_EPOCH = dt.date(1899, 12, 30)
-# Excel serial day numbers between 1982 and 2100: anything else that is all digits is not a date.
+# Excel serial day numbers that can be dates: contacts from 1982 and births from 1927 (five digits;
+# a four-digit number is more likely a year) up to 2100. Other numbers are not dates.
 EXCEL_SERIALS = (30_000, 73_000)
+BIRTH_SERIALS = (10_000, 73_000)
 
 RAW_SUFFIX = "__raw"
+_KEY, _TEXT, _TEXT4 = "__key", "__text", "__text4"
+# Spellings of "no value" that exports use: they count as blank, not as values that break a rule.
+BLANK_SPELLINGS = (
+    "-",
+    "--",
+    "?",
+    "n/a",
+    "na",
+    "null",
+    "none recorded",
+    "unknown",
+    "not known",
+    "not recorded",
+    "not stated",
+    "not given",
+    "not applicable",
+)
+# Matched as typed, in the usual capitalisations: an exact match costs far less than folding every cell.
+BLANK_VALUES = sorted({form for s in BLANK_SPELLINGS for form in (s, s.upper(), s.capitalize(), s.title())})
+# A full postcode inside other text, such as an address typed into the postcode column.
+_POSTCODE_IN_TEXT = r"\b([A-Z]{1,2}[0-9][A-Z0-9]? *[0-9][A-Z]{2})\b"
 
 
 @dataclass(frozen=True)
@@ -46,17 +70,35 @@ class DateReading:
     note: Issue | None = None
 
 
-def _parse_with(raw: pl.Expr, formats: tuple[str, ...]) -> pl.Expr:
-    # Excel writes real date cells as ISO timestamps, so a time part is accepted and dropped.
-    text = raw.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", "$1")
+def date_text(raw: pl.Expr) -> pl.Expr:
+    """Date text ready to parse: Excel writes real date cells as ISO timestamps, so a time part is dropped."""
+    return raw.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", "$1")
+
+
+def four_digit_year(text: pl.Expr) -> pl.Expr:
+    """The text where it has a four-digit run, else null: chrono reads '%Y' from any number of digits,
+    and '31/1/26' must not become the year 26."""
+    return pl.when(text.str.contains(r"\d{4}")).then(text)
+
+
+def parse_dates(raw: pl.Expr, formats: tuple[str, ...], serials: tuple[int, int] = EXCEL_SERIALS) -> pl.Expr:
+    """Dates from text in the first of ``formats`` that fits, or from an Excel serial day number."""
+    text = date_text(raw)
+    return parse_date_text(text, four_digit_year(text), formats, serials)
+
+
+def parse_date_text(text: pl.Expr, text4: pl.Expr, formats: tuple[str, ...], serials: tuple[int, int]) -> pl.Expr:
+    """``parse_dates`` on prepared text (``date_text``, and ``four_digit_year`` of it): the normaliser
+    computes those once per column rather than once per format."""
     serial = text.str.extract(r"^(\d{5})(\.0+)?$", 1).cast(pl.Int64, strict=False)
     from_serial = (
-        pl.when(serial.is_between(*EXCEL_SERIALS))
+        pl.when(serial.is_between(*serials))
         .then(pl.lit(EXCEL_EPOCH) + pl.duration(days=serial))
         .otherwise(None)
         .cast(pl.Date)
     )
-    return pl.coalesce([text.str.to_date(f, strict=False) for f in formats] + [from_serial])
+    parsed = [(text4 if "%Y" in f else text).str.to_date(f, strict=False) for f in formats]
+    return pl.coalesce([*parsed, from_serial])
 
 
 def choose_date_reading(column: str, sample: pl.Series, declared: str | None) -> DateReading:
@@ -70,7 +112,7 @@ def choose_date_reading(column: str, sample: pl.Series, declared: str | None) ->
     values = sample.drop_nulls().str.strip_chars().to_frame("v")
 
     def parsed(formats: tuple[str, ...]) -> int:
-        return values.select(_parse_with(pl.col("v"), formats).is_not_null().sum()).item()
+        return values.select(parse_dates(pl.col("v"), formats).is_not_null().sum()).item()
 
     day_first = parsed(ISO_FORMATS + DAY_FIRST_FORMATS)
     month_first = parsed(ISO_FORMATS + MONTH_FIRST_FORMATS)
@@ -97,8 +139,30 @@ def _code_lookup(field: str, mapping: CharityMapping) -> dict[str, str]:
     return lookup
 
 
-def _folded(raw: pl.Expr) -> pl.Expr:
-    return raw.str.to_lowercase().str.replace_all(r"[^0-9a-z+<]+", "_").str.strip_chars("_")
+def match_keys(raw: pl.Expr) -> pl.Expr:
+    """``codelists.match_key``, vectorised."""
+    return raw.str.to_lowercase().str.replace_all(MATCH_KEY_DROPPED, "")
+
+
+def _age_band_from_years(raw: pl.Expr) -> pl.Expr:
+    """An age in whole years ('34') as its band, so an 'Age' column needs no mapping."""
+    years = raw.cast(pl.Int64, strict=False)
+    band: pl.Expr = pl.lit(None, pl.String)
+    for code, lower in AGE_BANDS:
+        band = pl.when(years >= lower).then(pl.lit(code)).otherwise(band)
+    return pl.when(years.is_between(0, 120)).then(band).otherwise(None)
+
+
+def _local_authority(raw: pl.Expr, key: pl.Expr) -> pl.Expr:
+    """A local authority code, or the code of a local authority named in full ('Leeds', 'Bristol, City of')."""
+    names = load_geography().local_authority_names()
+    return pl.coalesce(key.replace_strict(names, default=None), raw.str.to_uppercase())
+
+
+def _postcode(raw: pl.Expr) -> pl.Expr:
+    """The postcode, upper case; from an address, only the postcode in it."""
+    text = raw.str.to_uppercase().str.replace_all(r"\s+", " ")
+    return pl.coalesce(text.str.extract(_POSTCODE_IN_TEXT, 1), text)
 
 
 def _amount(raw: pl.Expr) -> pl.Expr:
@@ -115,15 +179,33 @@ def _integer(raw: pl.Expr) -> pl.Expr:
 def normalise_batch(
     batch: pl.DataFrame, plan: ColumnPlan, mapping: CharityMapping, dates: dict[str, DateReading]
 ) -> pl.DataFrame:
-    """Typed columns named after the standard's fields, plus ``<field>__raw`` with the trimmed text."""
+    """Typed columns named after the standard's fields, plus ``<field>__raw`` with the trimmed text.
+
+    Work shared by several expressions (the trimmed text, folded keys, date text) is computed once
+    as a column first: Polars does not share it between the expressions of one eager ``select``.
+    """
     today = dt.date.today()
-    expressions: list[pl.Expr] = []
+    trimmed = []
     for field, position in plan.fields.items():
         raw = pl.col(f"c{position}").str.strip_chars()
-        raw = pl.when(raw == "").then(None).otherwise(raw)
-        expressions.append(raw.alias(field + RAW_SUFFIX))
+        trimmed.append(
+            pl.when((raw == "") | raw.is_in(BLANK_VALUES)).then(None).otherwise(raw).alias(field + RAW_SUFFIX)
+        )
+    staged = batch.select("__row", "__cells", *trimmed)
+    shared: list[pl.Expr] = []
+    for field in plan.fields:
+        raw = pl.col(field + RAW_SUFFIX)
         if field in DATE_FIELDS:
-            value = _parse_with(raw, dates[field].formats)
+            shared += [date_text(raw).alias(field + _TEXT), four_digit_year(date_text(raw)).alias(field + _TEXT4)]
+        elif field in CODELIST_FIELDS or field == "local_authority_code":
+            shared.append(match_keys(raw).alias(field + _KEY))
+    staged = staged.with_columns(shared)
+    values: list[pl.Expr] = []
+    for field in plan.fields:
+        raw, key = pl.col(field + RAW_SUFFIX), pl.col(field + _KEY)
+        if field in DATE_FIELDS:
+            serials = BIRTH_SERIALS if field == "date_of_birth" else EXCEL_SERIALS
+            value = parse_date_text(pl.col(field + _TEXT), pl.col(field + _TEXT4), dates[field].formats, serials)
             if field == "date_of_birth":  # two-digit years: a birth date cannot be in the future
                 value = pl.when(value > today).then(value.dt.offset_by("-100y")).otherwise(value)
         elif field in AMOUNT_FIELDS:
@@ -131,10 +213,15 @@ def normalise_batch(
         elif field in INTEGER_FIELDS:
             value = _integer(raw)
         elif field in CODELIST_FIELDS:
-            value = pl.coalesce(_folded(raw).replace_strict(_code_lookup(field, mapping), default=None), raw)
-        elif field in ("local_authority_code", "postcode"):
-            value = raw.str.to_uppercase().str.replace_all(r"\s+", " ")
+            coded = key.replace_strict(_code_lookup(field, mapping), default=None)
+            value = (
+                pl.coalesce(coded, _age_band_from_years(raw), raw) if field == "age_band" else pl.coalesce(coded, raw)
+            )
+        elif field == "local_authority_code":
+            value = _local_authority(raw, key)
+        elif field == "postcode":
+            value = _postcode(raw)
         else:
             value = raw
-        expressions.append(value.alias(field))
-    return batch.select("__row", "__cells", *expressions)
+        values.append(value.alias(field))
+    return staged.select("__row", "__cells", *[pl.col(field + RAW_SUFFIX) for field in plan.fields], *values)

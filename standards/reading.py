@@ -1,7 +1,8 @@
 """Read a charity's file into batches of string columns, whatever it was saved as.
 
 Format is decided from the file's bytes, never its name. Text files are decoded as UTF-8 (with or
-without a BOM), UTF-16 (with a BOM), or Windows-1252, and tokenised with Python's ``csv`` module:
+without a BOM), UTF-16 (with or without a BOM), or Windows-1252 (when the whole file is not valid
+UTF-8, wherever the first non-UTF-8 byte is), and tokenised with Python's ``csv`` module:
 Polars' CSV reader splits quoted newlines into separate rows, and a charity needs each problem
 reported at the row number its spreadsheet shows. Excel and Parquet are read with Polars.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import codecs
 import csv
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +45,18 @@ _SIGNATURES: dict[bytes, str] = {
     b"\x1f\x8b": "a gzip archive",
     b"7z\xbc\xaf": "a 7-Zip archive",
     b"Rar!": "a RAR archive",
+    b"{\\rtf": "an RTF document",
 }
+# Text that is not a table: web pages (some systems export .xls files that are really HTML), XML
+# (including Excel 2003 XML spreadsheets) and JSON, recognised by how they start.
+_TEXT_SIGNATURES: dict[str, str] = {
+    "<!doctype html": "a web page (HTML)",
+    "<html": "a web page (HTML)",
+    "<?xml": "an XML document (perhaps an Excel 2003 XML spreadsheet)",
+    "{": "a JSON document",
+    "[{": "a JSON document",
+}
+ENCODING_CHUNK_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -59,6 +71,8 @@ class ExtractSource:
     header_row: int = 1
     header: list[str] = field(default_factory=list)
     notes: list[Issue] = field(default_factory=list)
+    # The first rows of a workbook's other sheets, so the caller can say if one also held contacts.
+    other_sheets: dict[str, list[list[str]]] = field(default_factory=dict, repr=False)
     _preview: list[list[str]] = field(default_factory=list, repr=False)
 
     @property
@@ -80,9 +94,17 @@ class ExtractSource:
             )
 
 
-def open_extract(path: Path, *, sheet: str | None = None) -> ExtractSource:
+def _filled_cells(row: list[str]) -> int:
+    return sum(1 for cell in row if cell)
+
+
+def open_extract(
+    path: Path, *, sheet: str | None = None, header_score: Callable[[list[str]], int] = _filled_cells
+) -> ExtractSource:
     """Identify the file and load a preview of its first rows.
 
+    ``header_score`` rates a row as a header; of a workbook's sheets, the one whose best row scores
+    highest is read (a cover or instructions sheet loses to the data sheet).
     Raises ``FileRejected`` with a stable code when the file cannot be an extract.
     """
     size = path.stat().st_size
@@ -91,7 +113,7 @@ def open_extract(path: Path, *, sheet: str | None = None) -> ExtractSource:
     with path.open("rb") as handle:
         head = handle.read(SAMPLE_BYTES)
     if head.startswith(b"PK\x03\x04"):
-        return _open_xlsx(path, sheet)
+        return _open_xlsx(path, sheet, header_score)
     if head.startswith(b"PAR1"):
         return _open_parquet(path)
     for signature, description in _SIGNATURES.items():
@@ -103,31 +125,42 @@ def open_extract(path: Path, *, sheet: str | None = None) -> ExtractSource:
 # --- text -------------------------------------------------------------------------------------
 
 
-def detect_encoding(head: bytes) -> str:
-    """Choose the text encoding from the first bytes: BOMs first, then strict UTF-8, then cp1252."""
+def detect_encoding(path: Path, head: bytes) -> str:
+    """Choose the text encoding: a BOM, else UTF-16 by its zero bytes, else UTF-8 if the whole file
+    is valid UTF-8, else Windows-1252 (what Excel's plain 'CSV' writes on Windows)."""
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if b"\x00" in head:
+        pairs = head[: len(head) // 2 * 2]
+        if pairs[1::2].count(0) > 0.9 * (len(pairs) // 2):
+            return "utf-16-le"
+        if pairs[0::2].count(0) > 0.9 * (len(pairs) // 2):
+            return "utf-16-be"
         raise FileRejected(
             "E_UNREADABLE_FILE",
             "The file contains binary data, so it is not a CSV file. It may be damaged or a different kind of file.",
         )
-    try:
-        # A multi-byte character may be cut at the end of the sample: decode incrementally.
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    if _valid_throughout(path, "utf-8"):
         return "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        head.decode("cp1252")
+    if _valid_throughout(path, "cp1252"):
         return "cp1252"
-    except UnicodeDecodeError as error:
-        raise FileRejected(
-            "E_ENCODING",
-            f"The file's text encoding could not be recognised (byte {error.start} is not valid UTF-8 or Windows-1252).",
-        ) from error
+    raise FileRejected(
+        "E_ENCODING", "The file's text encoding could not be recognised: it is neither UTF-8 nor Windows-1252 text."
+    )
+
+
+def _valid_throughout(path: Path, encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(ENCODING_CHUNK_BYTES):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _looks_like_text(sample: str) -> bool:
@@ -141,6 +174,9 @@ def _sniff_delimiter(sample: str) -> str:
     lines = [line for line in sample.splitlines()[:HEADER_SEARCH_ROWS] if line.strip()]
     if not lines:
         return ","
+    # Excel writes and honours a first line "sep=;" naming the delimiter.
+    if len(lines[0]) == 5 and lines[0].lower().startswith("sep="):
+        return lines[0][4]
     try:
         return csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
     except csv.Error:
@@ -149,7 +185,7 @@ def _sniff_delimiter(sample: str) -> str:
 
 
 def _open_text(path: Path, head: bytes) -> ExtractSource:
-    encoding = detect_encoding(head)
+    encoding = detect_encoding(path, head)
     try:
         with path.open(encoding=encoding, newline="", errors="strict") as handle:
             sample = handle.read(SAMPLE_BYTES)
@@ -164,6 +200,10 @@ def _open_text(path: Path, head: bytes) -> ExtractSource:
         )
     if not sample.strip():
         raise FileRejected("E_EMPTY_FILE", "The file holds no text, only blank space.")
+    opening = sample.lstrip().lower()
+    for signature, description in _TEXT_SIGNATURES.items():
+        if opening.startswith(signature):
+            raise FileRejected("E_UNSUPPORTED_FORMAT", f"The file is {description}, not a spreadsheet of contacts.")
     source = ExtractSource(path=path, format="csv", encoding=encoding, delimiter=_sniff_delimiter(sample))
     if encoding == "cp1252":
         source.notes.append(
@@ -229,7 +269,7 @@ def _batch(rows: list[Sequence[str]], numbers: list[int], cells: list[int], widt
 # --- Excel and Parquet ---------------------------------------------------------------------------
 
 
-def _open_xlsx(path: Path, sheet: str | None) -> ExtractSource:
+def _open_xlsx(path: Path, sheet: str | None, header_score: Callable[[list[str]], int]) -> ExtractSource:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
@@ -256,23 +296,24 @@ def _open_xlsx(path: Path, sheet: str | None) -> ExtractSource:
     sheets = workbook.sheet_names
     if sheet is not None and sheet not in sheets:
         raise FileRejected("E_MISSING_SHEET", f"The workbook has no sheet called {sheet!r}; it has {sheets}.")
-    previews = {name: _read_sheet(path, name, n_rows=HEADER_SEARCH_ROWS) for name in ([sheet] if sheet else sheets)}
-    source.sheet = sheet or _best_sheet(previews)
-    source._preview = [[cell or "" for cell in row] for row in previews[source.sheet].iter_rows()]
-    others = [name for name in sheets if name != source.sheet]
-    if others:
-        source.notes.append(
-            Issue(
-                "W_OTHER_SHEETS_IGNORED",
-                f"Only the sheet {source.sheet!r} was read; {len(others)} other sheet(s) were ignored.",
-            )
-        )
+    previews = {
+        name: [[cell or "" for cell in row] for row in _read_sheet(path, name, n_rows=HEADER_SEARCH_ROWS).iter_rows()]
+        for name in ([sheet] if sheet else sheets)
+    }
+    source.sheet = sheet or _best_sheet(previews, header_score)
+    source._preview = previews.pop(source.sheet)
+    source.other_sheets = previews
     return source
 
 
-def _best_sheet(previews: dict[str, pl.DataFrame]) -> str:
-    """The sheet with the most filled cells in its first rows: cover and notes sheets lose."""
-    return max(previews, key=lambda name: previews[name].select(pl.all().is_not_null().sum()).sum_horizontal().sum())
+def _best_sheet(previews: dict[str, list[list[str]]], header_score: Callable[[list[str]], int]) -> str:
+    """The sheet with the best header row, then the most filled cells: cover and notes sheets lose."""
+
+    def rank(name: str) -> tuple[int, int]:
+        rows = previews[name]
+        return max((header_score(row) for row in rows), default=0), sum(_filled_cells(row) for row in rows)
+
+    return max(previews, key=rank)
 
 
 def _read_sheet(path: Path, sheet: str | None, n_rows: int | None = None) -> pl.DataFrame:

@@ -7,6 +7,8 @@ it, so a bad date of birth never costs a charity the whole contact.
 
 from __future__ import annotations
 
+import calendar
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,15 +18,19 @@ from pydantic import ValidationError
 
 from standards.extract import (
     AMOUNT_FIELDS,
+    AREA_FIELDS,
+    CODELIST_FIELDS,
     INTEGER_FIELDS,
+    MAX_AMOUNT_GBP,
     REQUIRED_FIELDS,
     ContactRecord,
     StandardContact,
     standardise,
 )
 from standards.issues import Issue, warning_twin
-from standards.mapping import ColumnPlan
+from standards.mapping import ColumnPlan, column_label
 from standards.normalise import RAW_SUFFIX
+from standards.personal_data import personal_data_in
 
 EXAMPLE_VALUE_CHARS = 60
 
@@ -55,14 +61,41 @@ def shorten(value: Any) -> str | None:
 
 _EXPLANATIONS = {
     "E_MISSING_VALUE": "is blank",
-    "E_INVALID_DATE": "is not a date in a format the standard accepts",
-    "W_INVALID_DATE": "is not a date in a format the standard accepts",
-    "E_UNKNOWN_CODE": "is not one of the codes of this field",
-    "W_UNKNOWN_CODE": "is not one of the codes of this field",
     "W_INVALID_AMOUNT": "is not an amount of pounds",
     "W_NEGATIVE_AMOUNT": "is negative",
     "W_INVALID_NUMBER": "is not a whole number",
 }
+
+
+_DATE_PARTS = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})$")
+
+
+def _date_problem(value: Any) -> str:
+    """Why a date could not be read: not a date at all, or a date that does not exist."""
+    text = str(value).strip() if value is not None else ""
+    parts = _DATE_PARTS.match(text)
+    if not re.search(r"\d", text):
+        return "is not a date; if the date is not known yet, leave the row out until it is"
+    if parts:
+        day, month, year = (int(p) for p in parts.groups())
+        year += 2000 if year < 100 else 0
+        if not 1 <= month <= 12:
+            return f"is not a real date: there is no month {month}"
+        days = calendar.monthrange(year, month)[1]
+        if day > days:
+            return f"is not a real date: {calendar.month_name[month]} {year} has {days} days"
+    return "is not a date in a format the standard accepts"
+
+
+def _explanation(code: str, field: str | None, value: Any, detail: str) -> str:
+    """What is wrong with a value, as a predicate: "'Reason': 'Fod' <explanation>."."""
+    if code in ("E_UNKNOWN_CODE", "W_UNKNOWN_CODE") and field in CODELIST_FIELDS:
+        return f"is not one of the {field} codes"
+    if code in ("E_INVALID_DATE", "W_INVALID_DATE"):
+        return _date_problem(value)
+    if code == "W_IMPLAUSIBLE_VALUE":
+        return f"is more than £{MAX_AMOUNT_GBP:,}" if field in AMOUNT_FIELDS else "is not between 0 and 20"
+    return _EXPLANATIONS.get(code, detail)
 
 
 @dataclass
@@ -73,26 +106,32 @@ class RowOutcome:
     raw: dict[str, str | None] = field(default_factory=dict)
 
 
-def _issue(code: str, row: int, column: str | None, value: Any, detail: str) -> Issue:
-    explanation = _EXPLANATIONS.get(code, detail)
-    shown = shorten(value)
-    if column is None:
+def _issue(code: str, row: int, field: str | None, column: str | None, value: Any, detail: str) -> Issue:
+    """An issue whose message quotes the value, unless the value looks like personal data.
+
+    A postcode is what the postcode column is for, so a postcode there is shown: the charity needs
+    to see which one failed.
+    """
+    explanation = _explanation(code, field, value, detail)
+    kind = personal_data_in(value) if isinstance(value, str) and field != "postcode" else None
+    shown = None if kind else shorten(value)
+    if column is None or field is None:
         message = (
             f"This row {explanation}." if code == "E_RAGGED_ROW" else explanation[0].upper() + explanation[1:] + "."
         )
+    elif kind is not None:
+        message = f"'{column}': a value that looks like {kind} (not shown here) {explanation}."
     elif shown is None:
         message = f"'{column}' {explanation}."
     else:
         message = f"'{column}': {shown!r} {explanation}."
-    return Issue(code=code, message=message, row=row, column=column, value=shown)
+    return Issue(code=code, message=message, row=row, column=column, value=shown, field=field)
 
 
 def validate_rows(normalised: pl.DataFrame, plan: ColumnPlan) -> Iterator[RowOutcome]:
     """Validate each row; yield its standardised contact (or None if rejected) and its issues."""
     width = len(plan.header)
-    header_of = {
-        name: plan.header[position].strip() or f"column {position + 1}" for name, position in plan.fields.items()
-    }
+    header_of = {name: column_label(plan.header, position) for name, position in plan.fields.items()}
     fields = list(plan.fields)
     columns = {name: normalised.get_column(name).to_list() for name in fields}
     raws = {name: normalised.get_column(name + RAW_SUFFIX).to_list() for name in fields}
@@ -102,7 +141,7 @@ def validate_rows(normalised: pl.DataFrame, plan: ColumnPlan) -> Iterator[RowOut
         raw = {header_of[name]: raws[name][index] for name in fields}
         if cells != width:
             detail = f"has {cells} cells but the header has {width}"
-            yield RowOutcome(row, None, [_issue("E_RAGGED_ROW", row, None, None, detail)], raw)
+            yield RowOutcome(row, None, [_issue("E_RAGGED_ROW", row, None, None, None, detail)], raw)
             continue
         # A value the normaliser could not read stays as its text, so validation names the rule it breaks.
         values = {name: raws[name][index] if columns[name][index] is None else columns[name][index] for name in fields}
@@ -122,13 +161,16 @@ def _validate_row(
             for detail in error.errors(include_url=False):
                 name = str(detail["loc"][0]) if detail["loc"] else None
                 code = _code_for(detail["type"], name)
-                column = header_of.get(name) if name else None
+                # An area error is about the row's area columns together: name them.
+                areas = [header_of[f] for f in AREA_FIELDS if f in header_of] if code == "E_MISSING_AREA" else []
+                column = header_of.get(name) if name else (" / ".join(areas) or None)
                 if name in REQUIRED_FIELDS and raws.get(name) is None:
                     code = "E_MISSING_VALUE"
+                value = raws.get(name) if name else None
                 if name is None or name in REQUIRED_FIELDS or attempt:
-                    issues.append(_issue(code, row, column, raws.get(name) if name else None, detail["msg"]))
+                    issues.append(_issue(code, row, name, column, value, detail["msg"]))
                     continue
-                issues.append(_issue(warning_twin(code), row, column, raws.get(name), detail["msg"]))
+                issues.append(_issue(warning_twin(code), row, name, column, value, detail["msg"]))
                 values[name] = None
                 dropped = True
             if not dropped or any(i.code.startswith("E_") for i in issues):

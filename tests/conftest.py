@@ -7,9 +7,12 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
+import xlsxwriter
 
 from pipelines.workspace import Workspace
+from standards.validation import RowOutcome
 
 HEADER = ["Client ID", "Visit Date", "Reason for referral", "Post Code", "D.O.B", "Monthly Income"]
 
@@ -40,6 +43,39 @@ def write_csv(
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def write_xlsx(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
+    """A workbook with one sheet per entry; dates are written as real Excel dates."""
+    workbook = xlsxwriter.Workbook(str(path))
+    date_format = workbook.add_format({"num_format": "dd/mm/yyyy"})
+    for name, rows in sheets.items():
+        sheet = workbook.add_worksheet(name)
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
+                if isinstance(value, dt.date):
+                    sheet.write_datetime(r, c, dt.datetime.combine(value, dt.time()), date_format)
+                else:
+                    sheet.write(r, c, value)
+    workbook.close()
+    return path
+
+
+class CollectingSink:
+    """A ``ContactSink`` that keeps what a check sends it, for tests to look at."""
+
+    def __init__(self) -> None:
+        self.frames: list[pl.DataFrame] = []
+        self.rejected_rows: list[RowOutcome] = []
+
+    def accepted(self, contacts: pl.DataFrame) -> None:
+        self.frames.append(contacts)
+
+    def rejected(self, rows: list[RowOutcome]) -> None:
+        self.rejected_rows.extend(rows)
+
+    def contacts(self) -> pl.DataFrame:
+        return pl.concat(self.frames) if self.frames else pl.DataFrame()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
@@ -68,7 +67,7 @@ def add(
     try:
         parsed = CharityMapping.load(mapping) if mapping else None
         charity = registry.add(charity_id, name, parsed, linkage=linkage)
-    except (RegistryError, ValidationError) as error:
+    except (RegistryError, ValueError) as error:  # a bad mapping file: ValidationError or YAML
         fail(str(error))
     if s3.configured():
         try:
@@ -177,10 +176,13 @@ def _credentials_for(charity: str | None, credentials_file: Path | None) -> tupl
     if not charity:
         fail("say which charity you are (--charity ID) or give your credentials file (--credentials)", code=2)
     ws = workspace()
-    try:
-        Registry(ws).get(charity)
-    except RegistryError as error:
-        fail(str(error))
+    found = Registry(ws).find(charity)
+    if found is None or not found.active:
+        fail(
+            f"no charity with the id {charity!r} takes part in this collaborative. Check the id your "
+            "collaborative contact gave you, or send your file with the credentials file they gave you "
+            "(--credentials)."
+        )
     if not s3.configured():
         return charity, None
     stored = AccessStore(ws).charity(charity)

@@ -5,23 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail
 from standards.check import check_extract
 from standards.export import export_standard
+from standards.feedback import FeedbackReport
+from standards.issues import FileRejected
 from standards.mapping import CharityMapping
+from standards.suggest import suggest_mapping
 
 standard_app = typer.Typer(help="The Charity Service-User Extract standard.", no_args_is_help=True)
 app.add_typer(standard_app, name="standard")
 
 
+def _load_mapping(path: Path | None) -> CharityMapping | None:
+    if path is None:
+        return None
+    try:
+        return CharityMapping.load(path)
+    except (OSError, ValueError) as error:
+        fail(f"the mapping file {path} could not be used: {error}", code=2)
+
+
 @app.command()
 def check(
-    file: Path = typer.Argument(..., help="The extract to check."),
+    file: Path = typer.Argument(..., help="The extract to check (CSV, Excel .xlsx or Parquet)."),
     mapping: Path | None = typer.Option(None, "--mapping", help="Your mapping file (YAML)."),
+    html: Path | None = typer.Option(None, "--html", help="Also write the full feedback report as a web page."),
     as_json: bool = JsonOption,
 ) -> None:
     """Check a file against the standard locally: no server, nothing stored.
@@ -30,34 +42,103 @@ def check(
     """
     if not file.is_file():
         fail(f"{file} is not a file", code=2)
-    try:
-        parsed = CharityMapping.load(mapping) if mapping else None
-    except (OSError, ValidationError, ValueError) as error:
-        fail(f"the mapping file could not be used: {error}", code=2)
-    report = check_extract(file, mapping=parsed).report
+    report = check_extract(file, mapping=_load_mapping(mapping)).report
+    if html is not None:
+        html.write_text(report.to_html(), encoding="utf-8")
     if as_json:
         emit_json(report.model_dump(mode="json"))
     else:
-        colour = {"accepted": "green", "accepted_with_warnings": "yellow", "rejected": "red"}[report.status]
-        console.print(f"[bold {colour}]{report.headline()}[/]")
-        if report.issues:
-            table = Table("", "code", "count", "what to do", "first example", show_lines=True)
-            for group in report.issues:
-                first = group.examples[0] if group.examples else None
-                where = f"row {first.row}: " if first and first.row else ""
-                table.add_row(
-                    "✗" if group.severity == "error" else "!",
-                    group.code,
-                    f"{group.count:,}",
-                    group.fix,
-                    escape(where + (first.message if first else "")),
-                )
-            console.print(table)
+        _print_report(report)
+        if html is not None:
+            console.print(f"Full report: {escape(str(html))}")
+        elif report.issues:
+            console.print(
+                f"For the full report with every example: collab check {escape(str(file))} --html report.html"
+            )
     raise typer.Exit(0 if report.accepted else 1)
 
 
+def _print_report(report: FeedbackReport) -> None:
+    colour = {"accepted": "green", "accepted_with_warnings": "yellow", "rejected": "red"}[report.status]
+    console.print(f"[bold {colour}]{escape(report.headline())}[/]")
+    console.print(escape(report.next_step()))
+    described = report.file
+    if described.columns_used:
+        where = f"sheet '{described.sheet}', " if described.sheet else ""
+        console.print(
+            escape(
+                f"Read as {(described.format or '').upper()} ({where}header on row {described.header_row}); "
+                f"{len(described.columns_used)} column(s) used, {len(described.columns_not_used)} not used."
+            )
+        )
+    for group in report.issues:
+        console.print()
+        mark = "[red]✗[/]" if group.severity == "error" else "[yellow]![/]"
+        times = "" if group.scope == "file" else f" — {group.count:,} time(s)"
+        share = f", {group.share_of_rows:.0%} of rows" if group.share_of_rows else ""
+        console.print(f"{mark} [bold]{escape(group.title)}[/] ({group.code}){times}{share}")
+        if group.values:
+            for value in group.values[:5]:
+                rows = ", ".join(str(r) for r in value.rows[:3])
+                console.print(escape(f"    '{value.column}': {value.value!r} × {value.count:,} (rows {rows}…)"))
+        else:
+            for example in group.examples[:3]:  # rows as the spreadsheet shows them
+                where = f"row {example.row}: " if example.row else ""
+                console.print(escape(f"    {where}{example.message}"))
+        if group.allowed_codes:
+            console.print(escape(f"    The codes are: {', '.join(group.allowed_codes)}."))
+        console.print(escape(f"    What to do: {group.fix}"), style="dim" if group.severity == "warning" else None)
+
+
 @standard_app.command("export")
-def export(directory: Path = typer.Argument(..., help="Where to write the schema and templates.")) -> None:
-    """Write the standard's JSON Schema and CSV template (generated from the pydantic model)."""
+def export(directory: Path = typer.Argument(..., help="Where to write the reference, schema and templates.")) -> None:
+    """Write the standard's reference (Markdown), JSON Schema, CSV and Excel templates and an example,
+    all generated from the pydantic model."""
     for path in export_standard(directory):
-        console.print(f"Wrote {path}")
+        console.print(f"Wrote {escape(str(path))}")
+
+
+@standard_app.command("suggest-mapping")
+def suggest(
+    file: Path = typer.Argument(..., help="A sample extract in your own format."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Where to write the mapping file [default: FILE's name + .mapping.yaml]."
+    ),
+    sheet: str | None = typer.Option(None, "--sheet", help="The Excel sheet holding the contacts."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing mapping file."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Propose a mapping file from a sample extract: which columns hold which field, and what your wording means."""
+    if not file.is_file():
+        fail(f"{file} is not a file", code=2)
+    target = output or file.with_name(f"{file.stem}.mapping.yaml")
+    if target.exists() and not force:
+        fail(f"{target} exists; choose another --output or add --force", code=2)
+    try:
+        suggestion = suggest_mapping(file, sheet=sheet)
+    except FileRejected as rejection:
+        fail(f"{rejection.message} ({rejection.code})")
+    target.write_text(suggestion.text, encoding="utf-8")
+    if as_json:
+        emit_json(
+            {
+                "mapping_file": str(target),
+                "mapping": suggestion.mapping.model_dump(exclude_defaults=True),
+                "columns": [vars(column) for column in suggestion.columns],
+                "missing": suggestion.missing,
+                "values_to_choose": suggestion.values_to_choose,
+            }
+        )
+        return
+    table = Table("your column", "standard field", "how", title="Proposed mapping")
+    for column in suggestion.columns:
+        how = column.how + (f"; holds {', '.join(column.personal_data)}" if column.personal_data else "")
+        table.add_row(escape(column.header), column.field or "—", escape(how))
+    console.print(table)
+    if suggestion.missing:
+        console.print(f"[red]Missing:[/] no column holds {', '.join(suggestion.missing)}.")
+    for name, wording in suggestion.values_to_choose.items():
+        console.print(f"[yellow]Choose codes[/] for {name}: {escape(', '.join(wording))}")
+    console.print(
+        f"Wrote {escape(str(target))}. Check it, then: collab check {escape(str(file))} --mapping {escape(str(target))}"
+    )

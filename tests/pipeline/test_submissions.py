@@ -22,7 +22,9 @@ from pipelines.resources import resources_for
 from pipelines.sensors import landing_zone_sensor
 from pipelines.warehouse import connect
 from pipelines.workspace import Workspace
+from standards import STANDARD_VERSION
 from tests.conftest import HEADER, contact_rows, write_csv
+from tests.fixtures.bad.corpus import CASES, build
 
 SUBMISSION_ASSETS = [
     submission_quality,
@@ -163,3 +165,43 @@ def test_warehouse_holds_no_raw_identifiers(workspace: Workspace, charity: str, 
     metadata = result.asset_materializations_for_node("submission_quality")[0].metadata
     assert metadata["rows_accepted"].value == 10
     assert "Jane" not in str(metadata)
+
+
+def test_the_pipeline_carries_on_through_the_whole_robustness_corpus(
+    workspace: Workspace, charity: str, tmp_path: Path
+) -> None:
+    """Every kind of bad file, dropped together with a good one: each gets its feedback, only
+    accepted rows reach the warehouse, and a rejected file leaves nothing there."""
+    files = build(tmp_path / "corpus")
+    for name, path in files.items():
+        drop(workspace, charity, path, name)
+    good = write_csv(tmp_path / "good.csv", contact_rows(25, start=dt.date(2026, 4, 2)))
+    drop(workspace, charity, good, "zz-good.csv")
+    instance = DagsterInstance.ephemeral()
+    keys = sense(workspace, instance)
+    assert len(keys) == len(CASES) + 1
+    expected = {case.name: case for case in CASES}
+    seen = set()
+    for key in keys:
+        result = process(workspace, instance, key)
+        report = feedback_for(workspace, charity, key)
+        name = report["file_name"]
+        seen.add(name)
+        loaded = warehouse_rows(workspace, f"submission_id = '{key}'")
+        if name == "zz-good.csv":
+            assert result.success and report["status"] == "accepted" and loaded == 25
+            continue
+        case = expected[name]
+        assert (report["status"], {i["code"] for i in report["issues"]}) == (case.status, set(case.codes)), name
+        assert result.success == (case.status != "rejected"), name
+        # Accepted rows are all loaded; a rejected file leaves no rows behind.
+        assert loaded == report["rows_accepted"], name
+        assert report["standard_version"] == STANDARD_VERSION
+    assert seen == {*expected, "zz-good.csv"}
+    with connect(workspace.warehouse_path) as con:
+        versions = con.execute("SELECT DISTINCT standard_version FROM contacts").fetchall()
+    assert versions == [(STANDARD_VERSION,)]
+    # Rejected rows go to quarantine with every cell a spreadsheet would run neutralised.
+    [injection] = [k for k in keys if feedback_for(workspace, charity, k)["file_name"] == "csv-injection.csv"]
+    quarantined = (workspace.quarantine / injection / "rejected_rows.csv").read_text(encoding="utf-8")
+    assert "'=cmd|' /C calc'!A0" in quarantined and ",=cmd" not in quarantined

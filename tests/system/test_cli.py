@@ -103,3 +103,31 @@ def test_charity_registration_submit_and_run(tmp_path: Path) -> None:
     approved = json.loads(collab(home, "approve", report["releases"][0]["release_id"], "--json").stdout)
     assert approved["published"] is True
     assert (home / "publish" / "site" / "index.html").exists()
+
+
+def test_a_charity_proposes_a_mapping_checks_with_it_and_exports_the_standard(tmp_path: Path) -> None:
+    home = tmp_path / "var"
+    rows = [[f"R{i}", f"1{i % 9}/02/2026", ["Food", "UC problem", "Fuel"][i % 3], "LS1 4AP"] for i in range(30)]
+    own = write_csv(tmp_path / "own.csv", rows, ["Ref", "Wen", "Why", "Where"])
+    first = collab(home, "check", str(own), "--json", check=False)
+    assert first.returncode == 1 and json.loads(first.stdout)["issues"][0]["code"] == "E_MISSING_COLUMN"
+    proposed = json.loads(collab(home, "standard", "suggest-mapping", str(own), "--json").stdout)
+    mapping = Path(proposed["mapping_file"])
+    assert mapping == tmp_path / "own.mapping.yaml" and proposed["missing"] == []
+    assert proposed["values_to_choose"] == {"need": ["UC problem"]}
+    assert collab(home, "standard", "suggest-mapping", str(own), check=False).returncode == 2  # never overwrites
+    mapping.write_text(mapping.read_text().replace("# UC problem: ???", "UC problem: benefits_income"))
+    html = tmp_path / "feedback.html"
+    checked = collab(home, "check", str(own), "--mapping", str(mapping), "--html", str(html))
+    assert "Accepted: 30 of 30 row(s) accepted." in checked.stdout and "Accepted" in html.read_text()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("values: {need: {UC problem: benefits}}\n")
+    assert collab(home, "check", str(own), "--mapping", str(broken), check=False).returncode == 2
+    collab(home, "standard", "export", str(tmp_path / "standard"))
+    assert {p.name for p in (tmp_path / "standard").iterdir()} == {
+        "contact-extract-v1-reference.md",
+        "contact-extract-v1.schema.json",
+        "contact-extract-v1-template.csv",
+        "contact-extract-v1-example.csv",
+        "contact-extract-v1-template.xlsx",
+    }

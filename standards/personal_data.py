@@ -1,0 +1,332 @@
+"""Recognising personal data in a charity's file, so that it is never stored and the charity is told.
+
+Only the standard's fields are ever kept, and they are typed, coded or pseudonymised before storage,
+so no free text reaches the warehouse. This module is the intake's privacy screen on top of that
+(after 360Giving's critical checks): it looks at the values of every column, vectorised in Polars, for
+
+- names, email addresses, phone numbers, National Insurance and NHS numbers, full postcodes and free
+  text in columns the standard does not use: those columns are dropped, and the feedback says what
+  they held so the charity can leave them out of future extracts (``W_DROPPED_IDENTIFIER``);
+- the same inside the standard's coded columns, and addresses in the postcode column: those values
+  are not stored and are hidden from the feedback (``W_PERSONAL_DATA_VALUES``);
+- person references that are really NI or NHS numbers, email addresses, phone numbers or names:
+  these identify the person outside the charity, so the file is rejected
+  (``E_IDENTIFIER_AS_REFERENCE``).
+
+The patterns are written once and used both by Polars (whole columns) and by Python's ``re`` (single
+values, to hide them from feedback examples); they use only syntax the two engines share.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+
+import polars as pl
+
+from standards.codelists import load_codelist
+from standards.extract import CODELIST_FIELDS
+from standards.issues import FileRejected, Issue
+from standards.mapping import ColumnPlan, column_label, is_identifier_header
+from standards.normalise import RAW_SUFFIX
+from standards.reading import ROW
+
+FORENAMES_FILE = Path(__file__).with_name("forenames.txt")
+# A person reference column is rejected when this share of its values look like phone numbers,
+# names or NHS numbers (digits alone can be a charity's own numbering); one NI number or email is enough.
+REFERENCE_SHARE = 0.5
+# An unused column is called free text when this share of its values have four or more words.
+FREE_TEXT_SHARE = 0.1
+SCAN_CHARS = 1_000
+
+
+class Kind(StrEnum):
+    """A kind of personal data, named as the feedback names it."""
+
+    NI_NUMBER = "a National Insurance number"
+    NHS_NUMBER = "an NHS number"
+    EMAIL = "an email address"
+    PHONE = "a phone number"
+    NAME = "a name"
+    POSTCODE = "a full postcode"
+    FREE_TEXT = "free text"
+
+
+@cache
+def _forenames() -> str:
+    names = [line.strip() for line in FORENAMES_FILE.read_text(encoding="utf-8").splitlines()]
+    return "|".join(name for name in names if name and not name.startswith("#"))
+
+
+# Any two letters, not only HMRC's issued prefixes: "QQ 12 34 56 C" is the textbook example and a
+# mistyped number is still someone's; a charity's own reference is never shaped like this.
+NI_NUMBER = r"(?i)\b[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
+NHS_SHAPE = r"\b\d{3}[ -]?\d{3}[ -]?\d{4}\b"
+# Repetition is bounded (as email addresses are) so that backtracking engines stay linear on huge cells.
+EMAIL = r"[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}"
+# UK numbers: +44 or a leading 0, an area or mobile prefix, then the subscriber number in groups.
+PHONE = r"(?:\+44 ?(?:\(0\) ?)?|\(?\b0)[1-9]\d{1,3}\)?[ -]?\d{3,4}[ -]?\d{3,4}\b"
+POSTCODE = r"(?i)\b[A-Z]{1,2}\d[A-Z\d]? *\d[A-Z]{2}\b"
+FREE_TEXT = r"\S+\s+\S+\s+\S+\s+\S"
+
+
+@cache
+def name_pattern() -> str:
+    """A title or a common forename followed by a capitalised word, or 'Surname, Forename'."""
+    forename = f"(?i:{_forenames()})"
+    return (
+        r"(?i:\b(?:mr|mrs|ms|miss|mx|dr)\.? +[a-z][a-z'-]+)"
+        rf"|\b{forename} +[A-Z][A-Za-z'-]+"
+        rf"|\b[A-Z][A-Za-z'-]+, *{forename}\b"
+    )
+
+
+def _patterns() -> dict[Kind, str]:
+    return {
+        Kind.NI_NUMBER: NI_NUMBER,
+        Kind.EMAIL: EMAIL,
+        Kind.PHONE: PHONE,
+        Kind.NAME: name_pattern(),
+        Kind.POSTCODE: POSTCODE,
+        Kind.FREE_TEXT: FREE_TEXT,
+    }
+
+
+# --- single values (Python) -----------------------------------------------------------------------
+
+
+def _nhs_check_digit_ok(digits: str) -> bool:
+    total = sum(int(d) * (10 - i) for i, d in enumerate(digits[:9]))
+    check = 11 - total % 11
+    return check != 10 and check % 11 == int(digits[9])
+
+
+@cache
+def _compiled() -> dict[Kind, re.Pattern[str]]:
+    return {kind: re.compile(pattern) for kind, pattern in _patterns().items() if kind is not Kind.FREE_TEXT}
+
+
+def personal_data_in(value: str) -> Kind | None:
+    """The first kind of personal data a single value holds, in ``VALUE_KINDS`` order, or None
+    (free text alone is not personal data)."""
+    # Python's regex engine backtracks: an enormous cell is judged by its start, in bounded time.
+    value = value[:SCAN_CHARS]
+    patterns = _compiled()
+    for kind in VALUE_KINDS:
+        if kind is Kind.NHS_NUMBER:
+            shaped = re.search(NHS_SHAPE, value)
+            if shaped and _nhs_check_digit_ok(re.sub(r"\D", "", shaped.group())):
+                return kind
+        elif patterns[kind].search(value):
+            return kind
+    return None
+
+
+def counted(count: int, kind: Kind) -> str:
+    """'3 values hold a phone number', '1 value holds free text'."""
+    return f"{count:,} value{'s hold' if count != 1 else ' holds'} {kind}"
+
+
+# --- whole columns (Polars) ------------------------------------------------------------------------
+
+
+def _valid_nhs_digits(digits: pl.Series) -> pl.Series:
+    """Which ten-digit numbers have a valid NHS check digit (modulus 11), on a materialised column."""
+    number = digits.cast(pl.Int64)
+    weighted = sum((number // 10 ** (9 - i) % 10) * (10 - i) for i in range(9))
+    check = 11 - weighted % 11  # type: ignore[operator]
+    return ((check != 10) & (check % 11 == number % 10)).fill_null(False)
+
+
+def _nhs_number(text: pl.Expr) -> pl.Expr:
+    """True where the text holds ten digits, grouped as NHS numbers are, with a valid check digit."""
+    digits = text.str.extract(NHS_SHAPE, 0).str.replace_all(r"\D", "")
+    # Evaluated once on the whole column: as an expression, the digits would be re-extracted per term.
+    return digits.map_batches(_valid_nhs_digits, return_dtype=pl.Boolean)
+
+
+def kind_masks(text: pl.Expr, kinds: tuple[Kind, ...]) -> dict[Kind, pl.Expr]:
+    """Boolean expressions, one per kind: does each value hold that kind of personal data."""
+    patterns = _patterns()
+    return {
+        kind: (_nhs_number(text) if kind is Kind.NHS_NUMBER else text.str.contains(patterns[kind])).fill_null(False)
+        for kind in kinds
+    }
+
+
+ALL_KINDS = tuple(Kind)
+VALUE_KINDS = tuple(kind for kind in Kind if kind is not Kind.FREE_TEXT)
+REFERENCE_KINDS = (Kind.NI_NUMBER, Kind.NHS_NUMBER, Kind.EMAIL, Kind.PHONE, Kind.NAME)
+
+
+@dataclass
+class _Tally:
+    """What one column held, summed over a file's batches."""
+
+    label: str
+    named: bool = True
+    filled: int = 0
+    found: dict[Kind, int] = field(default_factory=dict)
+    first_row: dict[Kind, int] = field(default_factory=dict)
+    ten_digit: int = 0  # person references shaped like NHS numbers, valid or not
+
+    def add(self, totals: dict[str, int | None], prefix: str, kinds: tuple[Kind, ...]) -> None:
+        self.filled += totals[f"{prefix}filled"] or 0
+        self.ten_digit += totals.get(f"{prefix}ten_digit") or 0
+        for kind in kinds:
+            count = totals[f"{prefix}{kind.name}"] or 0
+            if count:
+                self.found[kind] = self.found.get(kind, 0) + count
+                self.first_row.setdefault(kind, totals[f"{prefix}{kind.name}_row"])  # type: ignore[arg-type]
+
+    def described(self) -> str:
+        return ", ".join(counted(count, kind) for kind, count in self.found.items())
+
+
+@dataclass
+class PersonalDataScreen:
+    """The privacy screen of one file, fed batch by batch; it keeps counts and row numbers, never values."""
+
+    plan: ColumnPlan
+    reference: _Tally = field(init=False)
+    unused: dict[int, _Tally] = field(init=False)
+    coded: dict[str, _Tally] = field(init=False)
+    addresses: _Tally | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        header = self.plan.header
+        self.reference = _Tally(column_label(header, self.plan.fields["person_ref"]))
+        self.unused = {
+            position: _Tally(column_label(header, position), named=bool(header[position].strip()))
+            for position in self.plan.unused
+        }
+        self.coded = {
+            name: _Tally(column_label(header, position))
+            for name, position in self.plan.fields.items()
+            if name in CODELIST_FIELDS
+        }
+        position = self.plan.fields.get("postcode")
+        self.addresses = None if position is None else _Tally(column_label(header, position))
+
+    def observe(self, batch: pl.DataFrame, normalised: pl.DataFrame) -> None:
+        """Count personal data in one batch (raw columns from the reader, typed ones from the normaliser)."""
+        if self.unused:
+            totals = _totals(batch, {f"u{p}_": (pl.col(f"c{p}"), ALL_KINDS) for p in self.unused})
+            for position, tally in self.unused.items():
+                tally.add(totals, f"u{position}_", ALL_KINDS)
+        reference = pl.col("person_ref" + RAW_SUFFIX)
+        screened = {"ref_": (reference, REFERENCE_KINDS)}
+        for name in self.coded:
+            codes = load_codelist(CODELIST_FIELDS[name]).values
+            unresolved = pl.when(pl.col(name).is_in(codes)).then(None).otherwise(pl.col(name + RAW_SUFFIX))
+            screened[f"{name}_"] = (unresolved, VALUE_KINDS)
+        if self.addresses is not None:
+            raw = pl.col("postcode" + RAW_SUFFIX)
+            around = raw.str.replace(POSTCODE, "").str.contains(r"[A-Za-z0-9]")
+            screened["address_"] = (pl.when(around).then(raw), (Kind.POSTCODE,))
+        ten_digit = reference.str.contains(f"^{NHS_SHAPE}$").alias("ref_ten_digit")
+        totals = _totals(normalised, screened, [ten_digit])
+        self.reference.add(totals, "ref_", REFERENCE_KINDS)
+        for name, tally in self.coded.items():
+            tally.add(totals, f"{name}_", VALUE_KINDS)
+        if self.addresses is not None:
+            self.addresses.add(totals, "address_", (Kind.POSTCODE,))
+
+    def reference_problem(self) -> FileRejected | None:
+        """Why the person references cannot be accepted, or None."""
+        tally = self.reference
+        shares = {kind: count / max(1, tally.filled) for kind, count in tally.found.items()}
+        valid_nhs = tally.found.get(Kind.NHS_NUMBER, 0)
+        kinds = [
+            kind
+            for kind in REFERENCE_KINDS
+            if kind in tally.found
+            and (
+                kind in (Kind.NI_NUMBER, Kind.EMAIL)
+                or (kind is Kind.NHS_NUMBER and valid_nhs >= REFERENCE_SHARE * tally.ten_digit)
+                or shares[kind] >= REFERENCE_SHARE
+            )
+        ]
+        if not kinds:
+            return None
+        found = "; ".join(f"{_of_its(tally, kind)} (the first in row {tally.first_row[kind]})" for kind in kinds)
+        return FileRejected(
+            "E_IDENTIFIER_AS_REFERENCE",
+            f"Column '{tally.label}' holds the person references, but {found}. Those identify people outside "
+            "your charity, so a person reference must be your own code instead. Nothing from this file was "
+            "stored, and the values are not repeated in this report.",
+            row=min(tally.first_row[kind] for kind in kinds),
+            column=tally.label,
+        )
+
+    def issues(self) -> list[Issue]:
+        """File-level notes: what the unused columns held, and personal data found in coded columns."""
+        notes: list[Issue] = []
+        for tally in self.unused.values():
+            if tally.filled == 0 and not tally.named:
+                continue  # an empty column without a header, as spreadsheets leave at the edge
+            held = [
+                kind
+                for kind, count in tally.found.items()
+                if kind is not Kind.FREE_TEXT or count >= FREE_TEXT_SHARE * tally.filled
+            ]
+            if held:
+                found = "; ".join(_of_its(tally, kind) for kind in held)
+                message = f"Column '{tally.label}' was removed and never stored: {found}."
+                notes.append(Issue("W_DROPPED_IDENTIFIER", message, column=tally.label))
+            elif is_identifier_header(tally.label):
+                message = (
+                    f"Column '{tally.label}' was removed and never stored: its name says it holds personal "
+                    "details or notes."
+                )
+                notes.append(Issue("W_DROPPED_IDENTIFIER", message, column=tally.label))
+            else:
+                notes.append(Issue("W_UNMAPPED_COLUMN", f"Column '{tally.label}' is not used.", column=tally.label))
+        for tally in self.coded.values():
+            if tally.found:
+                message = (
+                    f"Column '{tally.label}' should hold codes, but {tally.described()}; "
+                    "those values were not stored and are hidden in this report."
+                )
+                notes.append(Issue("W_PERSONAL_DATA_VALUES", message, column=tally.label))
+        if self.addresses is not None and self.addresses.found:
+            count = self.addresses.found[Kind.POSTCODE]
+            message = (
+                f"Column '{self.addresses.label}' has {count:,} cell{'s' if count != 1 else ''} with more than a "
+                "postcode in, such as an address; only the postcode was used, and nothing else was stored."
+            )
+            notes.append(Issue("W_PERSONAL_DATA_VALUES", message, column=self.addresses.label))
+        return notes
+
+
+def _of_its(tally: _Tally, kind: Kind) -> str:
+    """'3 of its 40 values hold a phone number'."""
+    count = tally.found[kind]
+    return f"{count:,} of its {tally.filled:,} values {'holds' if count == 1 else 'hold'} {kind}"
+
+
+def _totals(
+    frame: pl.DataFrame, columns: dict[str, tuple[pl.Expr, tuple[Kind, ...]]], counted: list[pl.Expr] | None = None
+) -> dict[str, int | None]:
+    """For each column (by prefix): filled values, and per kind a count and the first row number;
+    plus the count of each boolean in ``counted``.
+
+    Texts, then per-value flags, are computed once as columns, then summed: in one eager ``select``
+    Polars would evaluate a shared expression again for every expression that uses it.
+    """
+    counted = counted or []
+    texts = frame.select(pl.col(ROW), *[text.alias(prefix) for prefix, (text, _) in columns.items()], *counted)
+    flags = [pl.col(ROW), *[pl.col(flag.meta.output_name()) for flag in counted]]
+    for prefix, (_, kinds) in columns.items():
+        text = pl.col(prefix)
+        flags.append(text.is_not_null().alias(f"{prefix}filled"))
+        flags += [mask.alias(f"{prefix}{kind.name}") for kind, mask in kind_masks(text, kinds).items()]
+    flagged = texts.select(flags)
+    names = flagged.columns[1:]
+    found = [
+        pl.col(ROW).filter(pl.col(name)).min().alias(f"{name}_row") for name in names if not name.endswith("filled")
+    ]
+    return flagged.select(*[pl.col(name).sum() for name in names], *found).row(0, named=True)

@@ -1,0 +1,282 @@
+"""Propose a mapping file from a sample extract: ``collab standard suggest-mapping FILE``.
+
+A charity's first extract rarely matches the standard exactly. This reads a sample of the file and
+writes the mapping file the charity would otherwise write by hand: which of its columns holds which
+field (by name, by a close spelling, or by what the values look like), which columns hold personal
+data and should be left out, what its own wording means in the codelists, and its date format. Every
+guess is marked as one, with the choices beside it, and the file is valid as written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from standards.codelists import load_codelist, match_key
+from standards.extract import AREA_FIELDS, CODELIST_FIELDS, DATE_FIELDS, EARLIEST_CONTACT_DATE, REQUIRED_FIELDS
+from standards.geography import load_geography
+from standards.mapping import (
+    HEADER_ALIASES,
+    CharityMapping,
+    column_label,
+    field_for_header,
+    find_header_row,
+    header_key,
+    header_score,
+    is_identifier_header,
+    plain_date_format,
+)
+from standards.normalise import (
+    BLANK_VALUES,
+    DAY_FIRST_FORMATS,
+    ISO_FORMATS,
+    MONTH_FIRST_FORMATS,
+    choose_date_reading,
+    match_keys,
+    parse_dates,
+)
+from standards.personal_data import ALL_KINDS, POSTCODE, Kind, kind_masks, personal_data_in
+from standards.reading import open_extract
+
+SAMPLE_ROWS = 20_000
+# A column is taken to hold a field when this share of its sampled values fit the field; for a
+# codelist, half is enough, since the rest are likely the charity's own wording to map.
+VALUE_SHARE = 0.8
+CODE_SHARE = 0.5
+HEADER_SIMILARITY = 0.8
+VALUE_SIMILARITY = 0.75
+MAX_VALUES_PER_FIELD = 40
+# Words in a header that suggest a reference: "Ref", "Client No.", "Family ID".
+REFERENCE_WORDS = {"ref", "reference", "id", "no", "number", "code"}
+
+
+@dataclass
+class ColumnSuggestion:
+    header: str
+    field: str | None
+    how: str  # "name", "guess from the header", "guess from the values", or why it is not used
+    personal_data: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MappingSuggestion:
+    """A proposed mapping (valid as written) and the commented YAML text to review."""
+
+    mapping: CharityMapping
+    text: str
+    columns: list[ColumnSuggestion]
+    missing: list[str]
+    values_to_choose: dict[str, list[str]]
+
+
+def suggest_mapping(path: Path, *, sheet: str | None = None, sample_rows: int = SAMPLE_ROWS) -> MappingSuggestion:
+    """Read a sample of ``path`` and propose a mapping file for it (raises ``FileRejected`` if unreadable)."""
+    empty = CharityMapping(sheet=sheet)
+    source = open_extract(path, sheet=sheet, header_score=lambda row: header_score(row, empty))
+    if source.format != "parquet":
+        source.header_row = find_header_row(source.preview, empty)
+    source.header = [cell.strip() for cell in source.preview[source.header_row - 1]] if source.preview else []
+    sample = next(source.batches(sample_rows), pl.DataFrame())
+    columns = [_suggest_column(source.header, position, sample) for position in range(len(source.header))]
+    _drop_doubles(columns)
+    chosen = {c.field: position for position, c in enumerate(columns) if c.field}
+    values = {name: _value_suggestions(name, sample, chosen[name]) for name in CODELIST_FIELDS if name in chosen}
+    mapped = {name: {theirs: code for theirs, code, _ in pairs if code} for name, pairs in values.items()}
+    to_choose = {name: [theirs for theirs, code, _ in pairs if not code] for name, pairs in values.items()}
+    date_format, date_note = _date_format(sample, source.header, chosen)
+    several_sheets = source.format == "xlsx" and bool(sheet or source.other_sheets)
+    mapping = CharityMapping(
+        columns={c.header: c.field for c in columns if c.field},
+        values={name: pairs for name, pairs in mapped.items() if pairs},
+        date_format=date_format,
+        sheet=source.sheet if several_sheets else None,
+    )
+    missing = [name for name in REQUIRED_FIELDS if name not in chosen]
+    if not any(name in chosen for name in AREA_FIELDS):
+        missing.append(" or ".join(AREA_FIELDS))
+    text = _render(path, mapping, columns, values, date_note, missing)
+    return MappingSuggestion(mapping, text, columns, missing, {k: v for k, v in to_choose.items() if v})
+
+
+def _suggest_column(header: list[str], position: int, sample: pl.DataFrame) -> ColumnSuggestion:
+    label = column_label(header, position)
+    values = sample.get_column(f"c{position}").drop_nulls().str.strip_chars() if sample.width else pl.Series([])
+    values = values.filter(values != "")
+    key = header_key(header[position]) if header[position].strip() else ""
+    if key and (named := field_for_header(header[position], CharityMapping())):
+        return ColumnSuggestion(label, named, "name", _personal_data(values, named))
+    if is_identifier_header(header[position]):
+        return ColumnSuggestion(
+            label, None, "personal data: leave it out of your extracts", _personal_data(values, None)
+        )
+    if key and (close := difflib.get_close_matches(key, list(HEADER_ALIASES), n=1, cutoff=HEADER_SIMILARITY)):
+        name = HEADER_ALIASES[close[0]]
+        return ColumnSuggestion(label, name, "guess from the header", _personal_data(values, name))
+    if by_values := _field_from_values(values):
+        return ColumnSuggestion(label, by_values, "guess from the values", _personal_data(values, by_values))
+    found = _personal_data(values, None)
+    if found or is_identifier_header(label):
+        return ColumnSuggestion(label, None, "personal data: leave it out of your extracts", found)
+    if REFERENCE_WORDS & set(re.split(r"[^a-z0-9]+", header[position].lower())):
+        return ColumnSuggestion(label, "person_ref", "guess from the header", found)
+    return ColumnSuggestion(label, None, "not part of the standard", found)
+
+
+def _personal_data(values: pl.Series, field_name: str | None) -> list[str]:
+    """The kinds of personal data in a column (free text only if common; postcodes where expected are not)."""
+    if values.is_empty():
+        return []
+    masks = kind_masks(pl.col("v"), ALL_KINDS)
+    shares = values.to_frame("v").select(**{kind.name: mask.mean() for kind, mask in masks.items()}).row(0, named=True)
+    kinds = [Kind[name] for name, share in shares.items() if share and (name != "FREE_TEXT" or share >= 0.1)]
+    return [str(kind) for kind in kinds if not (kind is Kind.POSTCODE and field_name == "postcode")]
+
+
+def _field_from_values(values: pl.Series) -> str | None:
+    """The field whose values these mostly are: a codelist, an area or a date."""
+    if values.len() == 0:
+        return None
+    frame = values.to_frame("v")
+    dates = frame.select(parse_dates(pl.col("v"), (*ISO_FORMATS, *DAY_FIRST_FORMATS, *MONTH_FIRST_FORMATS)))
+    dates = dates.to_series().drop_nulls()
+    if dates.len() >= VALUE_SHARE * values.len():
+        born = dates.dt.year().median() < EARLIEST_CONTACT_DATE.year  # type: ignore[operator]
+        return "date_of_birth" if born else "contact_date"
+    folded = frame.select(match_keys(pl.col("v"))).to_series()
+    shares = {
+        name: folded.is_in(list(load_codelist(codelist).lookup())).mean()
+        for name, codelist in CODELIST_FIELDS.items()
+        if name != "age_band"  # '25-34' could be many things; an age band column is found by its header
+    }
+    geography = load_geography()
+    codes = folded.is_in([code.lower() for code in geography.local_authorities])
+    shares["local_authority_code"] = (codes | folded.is_in(list(geography.local_authority_names()))).mean()
+    shares["postcode"] = (values.str.contains(POSTCODE) & (values.str.len_chars() <= 8)).mean()
+    best = max(shares, key=lambda name: shares[name] or 0)
+    needed = CODE_SHARE if best in CODELIST_FIELDS else VALUE_SHARE
+    return best if (shares[best] or 0) >= needed else None
+
+
+def _drop_doubles(columns: list[ColumnSuggestion]) -> None:
+    """A field can come from one column only: the first match by name wins, then the first guess."""
+    order = sorted(range(len(columns)), key=lambda i: (columns[i].how != "name", i))
+    taken: set[str] = set()
+    for index in order:
+        column = columns[index]
+        if column.field in taken:
+            column.how = f"{column.field} already comes from another column"
+            column.field = None
+        elif column.field:
+            taken.add(column.field)
+
+
+def _value_suggestions(name: str, sample: pl.DataFrame, position: int) -> list[tuple[str, str | None, int]]:
+    """The charity's wording that the codelist does not know, most frequent first, each with the
+    closest code or None and how many sampled rows use it. Values that look like personal data are
+    never copied into the file."""
+    lookup = load_codelist(CODELIST_FIELDS[name]).lookup()
+    values = sample.get_column(f"c{position}").drop_nulls().str.strip_chars().alias("value")
+    frequent = values.filter(values != "").value_counts(sort=True)
+    suggestions: list[tuple[str, str | None, int]] = []
+    for theirs, rows in frequent.iter_rows():
+        key = match_key(theirs)
+        if (
+            key in lookup
+            or theirs in BLANK_VALUES
+            or personal_data_in(theirs)
+            or (name == "age_band" and key.isdigit())
+        ):
+            continue
+        suggestions.append((theirs, _closest_code(key, lookup), rows))
+        if len(suggestions) == MAX_VALUES_PER_FIELD:
+            break
+    return suggestions
+
+
+def _closest_code(key: str, lookup: dict[str, str]) -> str | None:
+    """The code of the longest known spelling inside the value ('Housing (disrepair)' holds 'housing'),
+    else of a close spelling ('Fod parcel'), else None."""
+    inside = [spelling for spelling in lookup if len(spelling) >= 4 and spelling in key]
+    if inside:
+        return lookup[max(inside, key=len)]
+    close = difflib.get_close_matches(key, list(lookup), n=1, cutoff=VALUE_SIMILARITY)
+    return lookup[close[0]] if close else None
+
+
+def _date_format(sample: pl.DataFrame, header: list[str], chosen: dict[str, int]) -> tuple[str | None, str]:
+    """A date_format when the dates are not ISO or Excel dates, and a note on how sure it is."""
+    for name in DATE_FIELDS:
+        if name not in chosen or not sample.width:
+            continue
+        column = sample.get_column(f"c{chosen[name]}").drop_nulls().str.strip_chars()
+        reading = choose_date_reading(header[chosen[name]], column, None)
+        counts = {
+            fmt: column.to_frame("v").select(parse_dates(pl.col("v"), (fmt,)).is_not_null().sum()).item()
+            for fmt in (*reading.formats, *ISO_FORMATS, *DAY_FIRST_FORMATS, *MONTH_FIRST_FORMATS)
+        }
+        best = max(counts, key=lambda fmt: counts[fmt])
+        if counts[best] == 0 or best in ISO_FORMATS:
+            continue
+        note = "found from your dates"
+        if reading.note is not None:
+            note = reading.note.message + " Check this format."
+        return best, note
+    return None, ""
+
+
+def _scalar(text: str) -> str:
+    """A YAML scalar: plain where safe, otherwise double-quoted (JSON strings are valid YAML)."""
+    plain = re.fullmatch(r"[A-Za-z][A-Za-z0-9 _.()/-]*", text) and not text.endswith(" ")
+    return text if plain else json.dumps(text, ensure_ascii=False)
+
+
+def _render(
+    path: Path,
+    mapping: CharityMapping,
+    columns: list[ColumnSuggestion],
+    values: dict[str, list[tuple[str, str | None]]],
+    date_note: str,
+    missing: list[str],
+) -> str:
+    lines = [
+        f"# Mapping proposed by `collab standard suggest-mapping` from {path.name}.",
+        "# Check every line marked 'guess' and choose a code wherever it says ???: each choice decides",
+        "# how those rows are counted in the published figures. Then use it with",
+        "#   collab check YOUR-FILE --mapping THIS-FILE",
+    ]
+    if missing:
+        lines.append(
+            f"# MISSING: no column holds {', '.join(missing)}. Add it to your export, or map one of your columns."
+        )
+    lines += ["", "columns:" if mapping.columns else "columns: {}"]
+    for column in columns:
+        note = f"  # {column.how}" if column.how != "name" else ""
+        if column.personal_data:
+            note += f"{'; ' if note else '  # '}holds {', '.join(column.personal_data)}"
+        if column.field:
+            lines.append(f"  {_scalar(column.header)}: {column.field}{note}")
+        else:
+            lines.append(f"  # {_scalar(column.header)}: not used{note.replace('  #', ' --', 1)}")
+    if any(values.values()):
+        lines += ["", "values:"]
+        for name, pairs in values.items():
+            if not pairs:
+                continue
+            codes = ", ".join(load_codelist(CODELIST_FIELDS[name]).values)
+            lines.append(f"  {name}:  # its codes: {codes}")
+            for theirs, code, rows in pairs:
+                used = f"{rows:,} row{'s' if rows != 1 else ''}"
+                if code:
+                    lines.append(f"    {_scalar(theirs)}: {code}  # guess, {used}: is this what your staff mean?")
+                else:
+                    lines.append(f"    # {_scalar(theirs)}: ???  # {used}; choose a code and remove the '#'")
+    if mapping.date_format:
+        lines += ["", f"date_format: {json.dumps(plain_date_format(mapping.date_format))}  # {date_note}"]
+    if mapping.sheet:
+        lines += ["", f"sheet: {_scalar(mapping.sheet)}"]
+    return "\n".join(lines) + "\n"

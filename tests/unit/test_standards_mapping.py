@@ -1,0 +1,183 @@
+"""A charity's own headers and wording: aliases, lenient matching, mapping files and proposals."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from standards.check import check_extract
+from standards.codelists import codelist_names, load_codelist, match_key
+from standards.mapping import FIELD_ALIASES, CharityMapping, field_for_header, header_key, is_identifier_header
+from standards.suggest import suggest_mapping
+from tests.conftest import CollectingSink, write_csv, write_xlsx
+
+
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [
+        ("D.O.B", "date_of_birth"),
+        ("Date of Birth", "date_of_birth"),
+        ("date of birth (dd/mm/yyyy)", "date_of_birth"),
+        ("Post Code", "postcode"),
+        ("POSTCODE", "postcode"),
+        ("post_code (full)", "postcode"),
+        ("Reason for referral", "need"),
+        ("Client ID", "person_ref"),
+        ("ClientRef", "person_ref"),
+        ("Person-Ref", "person_ref"),
+        ("Monthly income (£)", "monthly_income_gbp"),
+        ("LAD25CD", "local_authority_code"),
+        ("Age", "age_band"),
+        ("Notes", None),
+        ("Client Name", None),
+    ],
+)
+def test_headers_match_by_alias_and_ignoring_case_spaces_punctuation(header: str, field: str | None) -> None:
+    assert field_for_header(header, CharityMapping()) == field
+
+
+@pytest.mark.parametrize(
+    ("header", "identifying"),
+    [("Client Name", True), ("Outcome notes", True), ("E-mail", True), ("Home phone", True), ("NI No", True),
+     ("Referral source", False), ("Town", False), ("Outcome", False)],
+)  # fmt: skip
+def test_headers_that_name_personal_details(header: str, identifying: bool) -> None:
+    assert is_identifier_header(header) is identifying
+
+
+def test_a_mapping_file_wins_over_the_aliases() -> None:
+    mapping = CharityMapping(columns={"Date": "date_of_birth"})
+    assert field_for_header("date", mapping) == "date_of_birth"
+
+
+def test_aliases_and_codelists_are_unambiguous() -> None:
+    seen: dict[str, str] = {}
+    for name, aliases in FIELD_ALIASES.items():
+        for alias in aliases:
+            assert seen.setdefault(header_key(alias), name) == name, alias
+    for codelist in codelist_names():
+        spellings: dict[str, str] = {}
+        for code in load_codelist(codelist).codes:
+            for spelling in (code.code, code.label, *code.synonyms):
+                assert spellings.setdefault(match_key(spelling), code.code) == code.code, (codelist, spelling)
+
+
+@pytest.mark.parametrize(
+    ("need", "code"),
+    [
+        ("Fuel", "fuel_energy"),
+        ("Debt advice", "debt"),
+        ("FUEL & ENERGY", "fuel_energy"),
+        ("fuel_energy", "fuel_energy"),
+        ("Universal Credit", "benefits_income"),
+        ("rent arrears", "housing_homelessness"),
+        ("Domestic abuse", "family_relationships"),
+        ("Food bank", "food"),
+    ],
+)
+def test_codelist_values_match_codes_labels_and_synonyms(tmp_path: Path, need: str, code: str) -> None:
+    path = write_csv(
+        tmp_path / "needs.csv", [["A1", "13/01/2026", need, "B15"]], ["Client ID", "Date", "Need", "Postcode"]
+    )
+    sink = CollectingSink()
+    assert check_extract(path, sink=sink).report.status == "accepted"
+    assert pl.concat(sink.frames).get_column("need").to_list() == [code]
+
+
+def test_dates_in_every_accepted_form(tmp_path: Path) -> None:
+    rows = [
+        ["A1", "2026-01-31", "1988-04-13"],
+        ["A2", "31/01/2026", "13/04/1988"],
+        ["A3", "31/1/26", "13/4/88"],
+        ["A7", "31-01-26", "13-04-88"],
+        ["A4", "31 Jan 2026", "13 April 1988"],
+        ["A5", "46053", "32246"],
+        ["A6", "2026-01-31 00:00:00", ""],
+    ]
+    path = write_csv(
+        tmp_path / "dates.csv", [[*row, "Food", "B15"] for row in rows], ["Ref", "Date", "DOB", "Need", "Postcode"]
+    )
+    sink = CollectingSink()
+    report = check_extract(path, mapping=CharityMapping(columns={"Ref": "person_ref"}), sink=sink).report
+    assert report.status == "accepted", report.issues
+    contacts = pl.concat(sink.frames)
+    assert set(contacts.get_column("contact_date").to_list()) == {dt.date(2026, 1, 31)}
+    assert contacts.sort("person_ref").get_column("age_band").to_list() == ["35_44"] * 5 + [None, "35_44"]
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"columns": {"Ref": "reference"}}, "not fields of the standard: reference"),
+        ({"values": {"need": {"UC problem": "benefits"}}}, "benefits not codes of need"),
+        ({"values": {"person_ref": {"x": "y"}}}, "only codelist fields take value maps"),
+        ({"date_format": "%d/%m"}, "has no year"),
+        ({"colums": {}}, "Extra inputs are not permitted"),
+    ],
+)
+def test_mapping_files_are_checked_when_loaded(tmp_path: Path, mapping: dict, message: str) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    with pytest.raises(ValidationError, match=message):
+        CharityMapping.load(path)
+
+
+def test_a_mapping_file_with_only_comments_in_a_section_is_empty_and_bad_yaml_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_text("columns:\n  # Ref: person_ref\nvalues:\n  need:\n    # UC problem: ???\n")
+    assert CharityMapping.load(path) == CharityMapping()
+    path.write_text("columns:\n  Ref: person_ref\n   When: contact_date\n")
+    with pytest.raises(ValueError, match=r"mapping\.yaml is not valid YAML"):
+        CharityMapping.load(path)
+
+
+def test_suggest_mapping_proposes_columns_values_and_date_format(tmp_path: Path) -> None:
+    header = ["Ref", "Wen", "Reason for referal", "Area", "Contact email", "Notes"]
+    wording = ["Fod parcel", "UC problem", "Food", "Gas & electric", "Fod parcel"]
+    rows = [
+        [f"R{i}", f"0{1 + i % 9}/0{1 + i % 3}/2026", wording[i % 5], "E08000025", f"p{i}@example.org", "Seen"]
+        for i in range(40)
+    ]
+    path = write_csv(tmp_path / "own.csv", rows, header)
+    suggestion = suggest_mapping(path)
+    assert CharityMapping.model_validate(yaml.safe_load(suggestion.text)) == suggestion.mapping
+    assert suggestion.mapping.columns == {
+        "Ref": "person_ref",
+        "Wen": "contact_date",
+        "Reason for referal": "need",
+        "Area": "local_authority_code",
+    }
+    assert suggestion.mapping.values == {"need": {"Fod parcel": "food"}}
+    assert suggestion.values_to_choose == {"need": ["UC problem"]}
+    assert suggestion.mapping.date_format == "%d/%m/%Y" and suggestion.missing == []
+    assert "p0@example.org" not in suggestion.text  # personal data is never copied into a mapping file
+    how = {c.header: c for c in suggestion.columns}
+    assert how["Contact email"].field is None and how["Contact email"].personal_data == ["an email address"]
+    # The charity chooses the one code left open, and the file is accepted.
+    open_line = next(line for line in suggestion.text.splitlines() if "UC problem: ???" in line)
+    assert "row" in open_line  # how many rows the choice affects
+    chosen = suggestion.text.replace(open_line, "    UC problem: benefits_income")
+    mapping_path = tmp_path / "own.mapping.yaml"
+    mapping_path.write_text(chosen)
+    report = check_extract(path, mapping=CharityMapping.load(mapping_path)).report
+    assert report.status == "accepted_with_warnings"
+    assert report.codes() == ["W_DROPPED_IDENTIFIER"]  # the email column, and the notes
+
+
+def test_suggest_mapping_names_the_sheet_of_a_workbook(tmp_path: Path) -> None:
+    rows = [[f"C{i}", f"1{i}/02/2026", "Debt", "E09000033"] for i in range(1, 6)]
+    path = write_xlsx(
+        tmp_path / "book.xlsx",
+        {
+            "Read me": [["Exported from the case system"]],
+            "Clients": [["Case Ref", "Date of Contact", "Primary Need", "LA Code"], *rows],
+        },
+    )
+    suggestion = suggest_mapping(path)
+    assert suggestion.mapping.sheet == "Clients" and suggestion.missing == []
+    assert suggestion.mapping.date_format == "%d/%m/%Y"  # declared, so a later file's dates are never ambiguous

@@ -1,0 +1,137 @@
+"""The privacy screen at intake: personal data is recognised, dropped, hidden and, as a reference, refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from standards.check import check_extract
+from standards.personal_data import ALL_KINDS, Kind, kind_masks, personal_data_in
+from tests.conftest import HEADER, contact_rows, write_csv
+
+SAMPLES = {
+    "jane.doe@example.org": Kind.EMAIL,
+    "07700 900123": Kind.PHONE,
+    "+44 7700 900123": Kind.PHONE,
+    "(0121) 496 0000": Kind.PHONE,
+    "AB 12 34 56 C": Kind.NI_NUMBER,
+    "jg103792b": Kind.NI_NUMBER,
+    "943 476 5919": Kind.NHS_NUMBER,
+    "Jane Smith": Kind.NAME,
+    "Mrs Okafor": Kind.NAME,
+    "PATEL, Priya": Kind.NAME,
+    "lives at 4 Mill Lane, S1 2AB": Kind.POSTCODE,
+    # Not personal data: what extracts are full of.
+    "NFB-00123": None,
+    "9434765918": None,  # ten digits with a wrong check digit
+    "1000000042": None,
+    "0000012345": None,
+    "QQ123456C": Kind.NI_NUMBER,  # not an issued prefix, but the textbook shape: treated as one
+    "13/01/2026": None,
+    "£1,250.00": None,
+    "46035": None,
+    "Debt advice": None,
+    "Hope Street Hub": None,  # forenames that are everyday words are not in the list
+    "Universal Credit": None,
+}
+
+
+@pytest.mark.parametrize(("value", "kind"), SAMPLES.items())
+def test_single_values_and_whole_columns_agree(value: str, kind: Kind | None) -> None:
+    assert personal_data_in(value) == kind
+    masks = pl.DataFrame({"v": [value]}).select(**{k.name: m for k, m in kind_masks(pl.col("v"), ALL_KINDS).items()})
+    found = {Kind[name] for name, hit in masks.row(0, named=True).items() if hit} - {Kind.FREE_TEXT}
+    assert found == ({kind} if kind else set()) or (kind is not None and kind in found)
+
+
+def _check_digit(prefix: str) -> int | None:
+    total = sum(int(d) * (10 - i) for i, d in enumerate(prefix))
+    check = (11 - total % 11) % 11
+    return None if check == 10 else check
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="0123456789", min_size=9, max_size=9), st.booleans())
+def test_nhs_numbers_are_recognised_by_their_check_digit(prefix: str, spaced: bool) -> None:
+    """Of the ten numbers sharing nine digits, exactly the one with the right check digit is an NHS number."""
+    check = _check_digit(prefix)
+    numbers = [prefix + str(last) for last in range(10)]
+    texts = [f"{n[:3]} {n[3:6]} {n[6:]}" if spaced else n for n in numbers]
+    expected = [check is not None and last == check for last in range(10)]
+    polars = pl.DataFrame({"v": texts}).select(kind_masks(pl.col("v"), (Kind.NHS_NUMBER,))[Kind.NHS_NUMBER])
+    assert polars.to_series().to_list() == expected
+    assert [personal_data_in(text) is Kind.NHS_NUMBER for text in texts] == expected
+
+
+def _refs(tmp_path: Path, refs: list[str], name: str = "refs.csv") -> Path:
+    rows = contact_rows(len(refs))
+    for row, ref in zip(rows, refs, strict=True):
+        row[0] = ref
+    return write_csv(tmp_path / name, rows)
+
+
+@pytest.mark.parametrize(
+    ("refs", "kind"),
+    [
+        (["AB123456C"] + [f"P{i}" for i in range(49)], "a National Insurance number"),  # one is enough
+        (["jo@example.org"] + [f"P{i}" for i in range(49)], "an email address"),
+        (["943 476 5919", "401 023 2137", "485 777 3457"] * 4, "an NHS number"),
+        ([f"07700 900{i:03d}" for i in range(30)], "a phone number"),
+        ([f"{n} Smith" for n in ("Jane", "Liam", "Aisha", "Tom")] * 5, "a name"),
+    ],
+)
+def test_references_that_identify_people_reject_the_file(tmp_path: Path, refs: list[str], kind: str) -> None:
+    report = check_extract(_refs(tmp_path, refs)).report
+    assert report.status == "rejected" and report.codes()[0] == "E_IDENTIFIER_AS_REFERENCE"
+    example = report.issues[0].examples[0]
+    assert kind in example.message and "first in row 2" in example.message
+    assert (example.row, example.column) == (2, "Client ID")
+    assert refs[0] not in report.model_dump_json() + report.to_html()
+
+
+def test_numeric_references_are_not_mistaken_for_nhs_or_phone_numbers(tmp_path: Path) -> None:
+    """Some ten-digit numbers pass the NHS check by chance (about 1 in 11): a numbering does not."""
+    sequential = [str(1_000_000_000 + i) for i in range(60)]
+    assert sum(personal_data_in(ref) is Kind.NHS_NUMBER for ref in sequential) > 0
+    assert check_extract(_refs(tmp_path, sequential)).report.status == "accepted"
+    padded = [f"{i:011d}" for i in range(60)]
+    assert check_extract(_refs(tmp_path, padded, "padded.csv")).report.status == "accepted"
+    some_names = [f"P{i}" for i in range(40)] + ["Jane Smith"]
+    assert check_extract(_refs(tmp_path, some_names, "names.csv")).report.status == "accepted"
+
+
+def test_unused_columns_are_named_by_what_they_hold(tmp_path: Path) -> None:
+    rows = [
+        [*row, f"person{i}@example.org", "", "Seen by Sam; call back", ""] for i, row in enumerate(contact_rows(20))
+    ]
+    path = write_csv(tmp_path / "extra.csv", rows, [*HEADER, "Col A", "Empty but named", "Worker remarks here", ""])
+    report = check_extract(path).report
+    notes = {e.column: e.message for g in report.issues for e in g.examples if g.scope == "file"}
+    assert "20 of its 20 values hold an email address" in notes["Col A"]
+    assert notes["Empty but named"] == "Column 'Empty but named' is not used."
+    assert "free text" in notes["Worker remarks here"]
+    assert "(column 10 has no header)" not in notes  # an empty edge column is not worth a warning
+    assert report.file.columns_not_used == [
+        "Col A",
+        "Empty but named",
+        "Worker remarks here",
+        "(column 10 has no header)",
+    ]
+
+
+def test_row_errors_never_quote_personal_data_but_do_show_postcodes(tmp_path: Path) -> None:
+    rows = contact_rows(30)
+    rows[0][2] = "Ring jo@example.org"
+    rows[1][3] = "ZZ99 9ZZ"
+    report = check_extract(write_csv(tmp_path / "values.csv", rows)).report
+    unknown = next(g for g in report.issues if g.code == "E_UNKNOWN_CODE").examples[0]
+    assert unknown.value is None and "looks like an email address (not shown here)" in unknown.message
+    assert "jo@example.org" not in report.model_dump_json()
+    area = next(g for g in report.issues if g.code == "W_UNKNOWN_AREA").examples[0]
+    assert area.value == "ZZ99 9ZZ"
+    personal = next(g for g in report.issues if g.code == "W_PERSONAL_DATA_VALUES")
+    assert "1 value holds an email address" in personal.examples[0].message
