@@ -9,7 +9,9 @@ export DAGSTER_HOME ?= $(COLLAB_HOME)/dagster
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install browser demo test dev bucket bucket-stop lint format bench clean
+OPENDP_POLARS_VENV := bench/.venv-opendp-polars
+
+.PHONY: help install browser demo test dev bucket bucket-stop lint format bench bench-utility clean
 
 help:
 	@echo "make demo   generate demo extracts and run the whole pipeline (workspace: $(COLLAB_HOME))"
@@ -18,6 +20,7 @@ help:
 	@echo "make bucket start the S3 server (SeaweedFS) for this workspace; make bucket-stop stops it"
 	@echo "make lint   ruff"
 	@echo "make bench  run the benchmarks in bench/"
+	@echo "make bench-utility  error, coverage and speed of the privacy engine against two baselines"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,8 +61,17 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install
+# Baseline (b) of the utility benchmark: OpenDP's Polars Context pins polars 1.36.1, so it gets its own venv.
+$(OPENDP_POLARS_VENV)/.installed: bench/opendp-polars-requirements.txt
+	$(PYTHON) -m venv $(OPENDP_POLARS_VENV)
+	$(OPENDP_POLARS_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/opendp-polars-requirements.txt
+	touch $@
+
+bench: install $(OPENDP_POLARS_VENV)/.installed
 	$(BIN)/python -m bench
 
+bench-utility: install $(OPENDP_POLARS_VENV)/.installed
+	$(BIN)/python -m bench.utility $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(OPENDP_POLARS_VENV) .pytest_cache .ruff_cache .hypothesis

@@ -62,7 +62,8 @@ def _latest_release_dir(workspace: CollabWorkspace, warehouse: Warehouse, period
 def quarterly_release(
     context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
 ) -> MaterializeResult:
-    """Every catalogue indicator for the quarter, with discrete Gaussian noise, charged to the ledger.
+    """Every catalogue indicator for the quarter: bounded in DuckDB, noised by OpenDP (discrete Gaussian,
+    quantile mechanism), made consistent over the area hierarchy, charged to the ledger.
 
     Re-materialising returns the stored release without spending; a run tagged ``collab/revise``
     draws new noise and records the spend as a revision.
@@ -110,6 +111,8 @@ def quarterly_release(
             "period_rho_remaining": spend["period_rho_budget"] - spend["period_rho_spent"],
             "lifetime_rho_remaining": spend["lifetime_rho_budget"] - spend["lifetime_rho_spent"],
             "contributors": manifest["contributors"],
+            "units_per_person": spend["units_per_person"],
+            "worst_case_rho_per_person": spend["worst_case_rho_per_person"],
             "summary": MetadataValue.md(
                 f"Release **{summary.release_id}**: {len(manifest['indicators'])} indicator(s), {cells:,} cells "
                 f"({unreliable:,} low reliability). ρ = {spend['rho_spent']:.3g} "

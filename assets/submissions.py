@@ -48,7 +48,9 @@ def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspac
     staging = submission_dir(ws, manifest.submission_id)
     intake = ws.settings.intake
     options = CheckOptions(max_row_error_share=intake.max_row_error_share, batch_size=intake.batch_rows)
-    with StagingSink(staging, ws.quarantine / manifest.submission_id) as sink:
+    charity = workspace.registry.find(manifest.charity_id)
+    linkage_key = ws.key() if charity is not None and charity.linkage else None
+    with StagingSink(staging, ws.quarantine / manifest.submission_id, linkage_key=linkage_key) as sink:
         result = check_extract(
             staging / manifest.source_file,
             mapping=workspace.registry.mapping(manifest.charity_id),

@@ -78,6 +78,7 @@ class CharityProfile:
     uses_labels: bool = False
     money_style: str = "plain"  # plain | pounds
     extra_columns: tuple[str, ...] = ()  # columns we must drop (names, notes)
+    linkage: bool = False  # takes part in record linkage: sends surnames
 
     def mapping(self) -> CharityMapping:
         values = {"need": {wording: code for code, wording in self.need_wording.items()}} if self.need_wording else {}
@@ -116,11 +117,13 @@ PROFILES: tuple[CharityProfile, ...] = (
             "need": "Reason for referral",
             "postcode": "Post Code",
             "date_of_birth": "D.O.B",
+            "surname": "Surname",
             **_COMMON,
         },
         {"food": 5, "fuel_energy": 3, "benefits_income": 2, "debt": 1, "other": 0.5},
         uses_labels=True,
         extra_columns=("Client Name", "Notes"),
+        linkage=True,
     ),
     CharityProfile(
         "riverside-advice",
@@ -161,11 +164,13 @@ PROFILES: tuple[CharityProfile, ...] = (
             "need": "Issue",
             "postcode": "Postcode",
             "date_of_birth": "DOB",
+            "surname": "Surname",
             **_COMMON,
         },
         {"debt": 6, "benefits_income": 2, "fuel_energy": 2, "housing_homelessness": 1},
         need_wording={"debt": "Debt – priority", "fuel_energy": "Gas & electric"},
         money_style="pounds",
+        linkage=True,
     ),
     CharityProfile(
         "highland-housing-trust",
@@ -219,10 +224,12 @@ PROFILES: tuple[CharityProfile, ...] = (
             "need": "Reason",
             "postcode": "Postcode",
             "date_of_birth": "Date of Birth",
+            "surname": "Surname",
             **_COMMON,
         },
         {"food": 6, "fuel_energy": 3, "health_disability": 1, "other": 1},
         extra_columns=("Phone",),
+        linkage=True,
     ),
     CharityProfile(
         "belfast-family-support",
@@ -256,9 +263,11 @@ PROFILES: tuple[CharityProfile, ...] = (
             "need": "Need category",
             "postcode": "Post code",
             "date_of_birth": "Date of birth",
+            "surname": "Surname",
             **_COMMON,
         },
         {"debt": 6, "benefits_income": 2, "housing_homelessness": 1},
+        linkage=True,
     ),
 )
 
@@ -312,12 +321,7 @@ def generate_contacts(contacts: int, charities: list[CharityProfile], quarters: 
         ]
     )
     ages = np.clip(rng.normal(42, 15, people), 16, 92).astype(int)
-    birth = np.array(
-        [
-            dt.date(2026 - a, 1, 1) + dt.timedelta(days=int(d))
-            for a, d in zip(ages, rng.integers(0, 365, people), strict=True)
-        ]
-    )
+    birth = (2026 - ages - 1970).astype("datetime64[Y]").astype("datetime64[D]") + rng.integers(0, 365, people)
     household = rng.choice(
         ["single_adult", "couple_no_children", "single_parent", "couple_with_children", "multi_adult"],
         size=people,
@@ -351,65 +355,67 @@ def generate_contacts(contacts: int, charities: list[CharityProfile], quarters: 
     scale = contacts / visits.sum()
     visits = np.maximum(1, np.round(visits * scale)).astype(int)
     quarter_weight = np.array([1 + 0.06 * i for i in range(len(quarters))])
-    rows: dict[str, list[object]] = {
-        name: []
-        for name in (
-            "charity_id",
-            "person_ref",
-            "contact_date",
-            "need",
-            "postcode",
-            "local_authority_code",
-            "date_of_birth",
-            "household_type",
-            "children_in_household",
-            "tenure",
-            "employment_status",
-            "disability",
-            "monthly_income_gbp",
-            "monthly_essential_costs_gbp",
-            "total_debt_gbp",
-            "support_type",
-            "surname",
-        )
-    }
-    for person in range(people):
-        home = str(la_of[person])
-        districts = districts_by_la.get(home) or ["SW1A"]
-        postcode = f"{districts[person % len(districts)]} {rng.integers(1, 10)}{chr(65 + person % 26)}{chr(65 + (person // 26) % 26)}"
-        for _ in range(visits[person]):
-            charity = charities[int(rng.choice(person_charities[person]))]
-            period = quarters[int(rng.choice(len(quarters), p=quarter_weight / quarter_weight.sum()))]
-            start = _quarter_start(period)
-            day = start + dt.timedelta(days=int(rng.integers(0, 90)))
+    person = np.repeat(np.arange(people), visits)
+    used = np.array([len(c) for c in person_charities])
+    first = np.cumsum(used) - used
+    charity_of = np.concatenate(person_charities)[first[person] + (rng.random(len(person)) * used[person]).astype(int)]
+    period_of = rng.choice(len(quarters), size=len(person), p=quarter_weight / quarter_weight.sum())
+    starts = np.array([_quarter_start(q) for q in quarters], dtype="datetime64[D]")
+    yesterday = np.datetime64(dt.date.today() - dt.timedelta(days=1), "D")
+    contact_date = np.minimum(starts[period_of] + rng.integers(0, 90, len(person)), yesterday)
+    winter = np.array([q.endswith(("Q4", "Q1")) for q in quarters])[period_of]
+    need = np.empty(len(person), dtype=object)
+    for index, charity in enumerate(charities):
+        for is_winter in (False, True):
             weights = dict(charity.need_weights)
-            if period.endswith(("Q4", "Q1")) and "fuel_energy" in weights:
+            if is_winter and "fuel_energy" in weights:
                 weights["fuel_energy"] *= 1.8
-            codes = list(weights)
-            need = codes[int(rng.choice(len(codes), p=np.array(list(weights.values())) / sum(weights.values())))]
-            rows["charity_id"].append(charity.id)
-            rows["person_ref"].append(f"{charity.id[:3].upper()}-{person:06d}")
-            rows["contact_date"].append(min(day, dt.date.today() - dt.timedelta(days=1)))
-            rows["need"].append(need)
-            rows["postcode"].append(postcode)
-            rows["local_authority_code"].append(home)
-            rows["date_of_birth"].append(birth[person])
-            rows["household_type"].append(str(household[person]))
-            rows["children_in_household"].append(int(children[person]))
-            rows["tenure"].append(str(tenure[person]))
-            rows["employment_status"].append(str(employment[person]))
-            rows["disability"].append(str(disability[person]))
-            rows["monthly_income_gbp"].append(float(income[person]))
-            rows["monthly_essential_costs_gbp"].append(float(max(0.0, costs[person])))
-            rows["total_debt_gbp"].append(float(debt[person]))
-            rows["support_type"].append({"food": "food_parcel", "fuel_energy": "fuel_support"}.get(need, "advice"))
-            rows["surname"].append(SURNAMES[person % len(SURNAMES)])
-    frame = pl.DataFrame(rows).with_columns(
-        pl.col("contact_date").map_elements(quarter_of, return_dtype=pl.String).alias("quarter"),
-        pl.struct("date_of_birth", "contact_date")
-        .map_elements(lambda r: age_band_at(r["date_of_birth"], r["contact_date"]), return_dtype=pl.String)
-        .alias("age_band"),
-        pl.lit(None, pl.String).alias("injected_error"),
+            chosen = (charity_of == index) & (winter == is_winter)
+            p = np.array(list(weights.values())) / sum(weights.values())
+            need[chosen] = rng.choice(list(weights), size=int(chosen.sum()), p=p)
+    outward = rng.integers(1, 10, people)
+    districts = [districts_by_la.get(str(la)) or ["SW1A"] for la in la_of]
+    postcodes = np.array(
+        [
+            f"{options[i % len(options)]} {outward[i]}{chr(65 + i % 26)}{chr(65 + (i // 26) % 26)}"
+            for i, options in enumerate(districts)
+        ]
+    )
+    prefixes = np.array([c.id[:3].upper() for c in charities])
+    support = {"food": "food_parcel", "fuel_energy": "fuel_support"}
+    frame = (
+        pl.DataFrame(
+            {
+                "charity_id": np.array([c.id for c in charities])[charity_of],
+                "person_ref": np.char.add(np.char.add(prefixes[charity_of], "-"), np.char.zfill(person.astype(str), 6)),
+                "contact_date": contact_date,
+                "need": need.astype(str),
+                "postcode": postcodes[person],
+                "local_authority_code": la_of[person],
+                "date_of_birth": birth[person],
+                "household_type": household[person],
+                "children_in_household": children[person].astype(np.int64),
+                "tenure": tenure[person],
+                "employment_status": employment[person],
+                "disability": disability[person],
+                "monthly_income_gbp": income[person],
+                "monthly_essential_costs_gbp": np.maximum(0.0, costs)[person],
+                "total_debt_gbp": debt[person],
+                "support_type": [support.get(n, "advice") for n in need],
+                "surname": np.array(SURNAMES)[person % len(SURNAMES)],
+            }
+        )
+        .with_columns(
+            pl.col("contact_date").cast(pl.Date),
+            pl.col("date_of_birth").cast(pl.Date),
+        )
+        .with_columns(
+            pl.col("contact_date").map_elements(quarter_of, return_dtype=pl.String).alias("quarter"),
+            pl.struct("date_of_birth", "contact_date")
+            .map_elements(lambda r: age_band_at(r["date_of_birth"], r["contact_date"]), return_dtype=pl.String)
+            .alias("age_band"),
+            pl.lit(None, pl.String).alias("injected_error"),
+        )
     )
     # A few realistic mistakes, about one row in 200.
     mistakes = rng.random(frame.height) < 0.005
@@ -457,6 +463,7 @@ def _render(profile: CharityProfile, frame: pl.DataFrame) -> tuple[list[str], li
         "monthly_essential_costs_gbp": lambda r: money(r["monthly_essential_costs_gbp"]),  # type: ignore[arg-type]
         "total_debt_gbp": lambda r: money(r["total_debt_gbp"]),  # type: ignore[arg-type]
         "support_type": lambda r: code("support_type", r["support_type"]),  # type: ignore[arg-type]
+        "surname": lambda r: r["surname"],
     }
     extras: dict[str, Callable[[dict[str, object]], object]] = {
         "Client Name": lambda r: f"{FIRST_NAMES[int(r['person_ref'][4:]) % len(FIRST_NAMES)]} {r['surname']}",

@@ -15,6 +15,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -24,9 +25,18 @@ import duckdb
 
 from pipelines.workspace import REPOSITORY_ROOT
 from privacy.mechanisms import epsilon_at
-from standards.catalogue import BREAKDOWN_COLUMNS, Catalogue, key_set
+from standards.catalogue import AREA_LEVELS, BREAKDOWN_COLUMNS, DECIMALS, Catalogue, Indicator, area_tree, key_set
 
 MANIFEST = "release.json"
+PRIVACY_UNIT = (
+    "one person at one charity, per calendar quarter: someone supported by m charities counts as m units, "
+    "so their protection is that of m times rho (see worst_case_rho_per_person)"
+)
+PRIVACY_UNIT_LINKED = (
+    "one person per calendar quarter across the charities that link records (by a keyed code of surname, date "
+    "of birth and postcode district), and one person at one charity elsewhere: someone supported by m "
+    "non-linking charities counts as up to m + 1 units (see worst_case_rho_per_person)"
+)
 DATAPACKAGE = "datapackage.json"
 DATA_DIR = "data"
 LICENCE = {
@@ -34,20 +44,6 @@ LICENCE = {
     "title": "Open Government Licence v3.0",
     "path": "https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/",
 }
-VALUE_FIELDS: list[dict[str, str]] = [
-    {
-        "name": "value",
-        "type": "integer",
-        "description": "Published figure: differentially private, non-negative, rounded.",
-    },
-    {"name": "ci_low", "type": "integer", "description": "Lower end of the 95% interval, from the known noise scale."},
-    {"name": "ci_high", "type": "integer", "description": "Upper end of the 95% interval, from the known noise scale."},
-    {
-        "name": "low_reliability",
-        "type": "boolean",
-        "description": "True when the 95% interval is wider than the figure itself: read with care.",
-    },
-]
 
 
 class ReleaseIntegrityError(Exception):
@@ -78,8 +74,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def indicator_fields(breakdowns: list[str]) -> list[dict[str, str]]:
-    """The Table Schema fields of an indicator's CSV."""
+VALUE_DESCRIPTIONS = {
+    "people_count": "Number of people: differentially private, non-negative, rounded",
+    "contact_count": "Number of contacts: differentially private, non-negative, rounded",
+    "sum": "Total in pounds: differentially private, non-negative, rounded to the pound",
+    "mean": "Mean in pounds: differentially private, to the penny",
+    "median": "Median in pounds: differentially private, one of the published candidate values",
+    "share": "Share of the people covered, from 0 to 1: differentially private, to five decimal places",
+}
+
+
+def indicator_fields(
+    breakdowns: Sequence[str], measure: str = "people_count", area_levels: Sequence[str] = AREA_LEVELS
+) -> list[dict[str, str]]:
+    """The Table Schema fields of an indicator's CSV (the names depend only on the breakdowns)."""
     fields = [
         {"name": "release_id", "type": "string", "description": "Release this figure belongs to."},
         {"name": "period", "type": "string", "description": "Calendar quarter the figure describes (e.g. 2026Q1)."},
@@ -90,7 +98,60 @@ def indicator_fields(breakdowns: list[str]) -> list[dict[str, str]]:
             {"name": f"{breakdown}_code", "type": "string", "description": f"Code of the {label}."},
             {"name": f"{breakdown}_name", "type": "string", "description": f"Name of the {label}."},
         ]
-    return fields + VALUE_FIELDS
+        if breakdown == "area":
+            fields += [
+                {
+                    "name": "area_level",
+                    "type": "string",
+                    "description": f"Level of the area: {', '.join(area_levels)}.",
+                },
+                {
+                    "name": "area_parent_code",
+                    "type": "string",
+                    "description": "Code of the area this one adds up to (empty for the top level).",
+                },
+            ]
+    kind = "number" if DECIMALS.get(measure) else "integer"
+    return [
+        *fields,
+        {"name": "value", "type": kind, "description": VALUE_DESCRIPTIONS[measure] + "."},
+        {"name": "ci_low", "type": kind, "description": "Lower end of the 95% interval."},
+        {"name": "ci_high", "type": kind, "description": "Upper end of the 95% interval."},
+        {
+            "name": "low_reliability",
+            "type": "boolean",
+            "description": "True when the 95% interval is wider than the figure itself: read with care.",
+        },
+    ]
+
+
+def _formatted(value: float, decimals: int) -> str:
+    return f"{value:.{decimals}f}" if decimals else str(round(value))
+
+
+def _rows(con: duckdb.DuckDBPyConnection, release_id: str, period: str, indicator: Indicator) -> list[list[str]]:
+    """The CSV rows of one indicator, rendered from ``release_cells`` and public labels only."""
+    labels = {b: dict(key_set(b)) for b in indicator.breakdowns if b != "area"}
+    areas = area_tree(tuple(indicator.area_levels)) if indicator.area_levels else []
+    area_of = {(node.level, node.code): node for node in areas}
+    cells = con.execute(
+        "SELECT area_level, keys, value, ci_low, ci_high, low_reliability FROM release_cells "
+        "WHERE release_id = $r AND indicator_id = $i ORDER BY cell_index",
+        {"r": release_id, "i": indicator.id},
+    ).fetchall()
+    rows = []
+    for level, keys, value, low, high, unreliable in cells:
+        named: list[str] = []
+        for breakdown, key in zip(indicator.breakdowns, keys, strict=True):
+            if breakdown == "area":
+                node = area_of[(level, key)]
+                parent = areas[node.parent].code if node.parent is not None else ""
+                named += [key, node.name, level, parent]
+            else:
+                named += [key, labels[breakdown][key]]
+        numbers = [_formatted(v, indicator.decimals) for v in (value, low, high)]
+        rows.append([release_id, period, *named, *numbers, str(unreliable).lower()])
+    return rows
 
 
 @dataclass(frozen=True)
@@ -101,6 +162,8 @@ class ReleaseRecord:
     kind: str
     rho: float
     contributors: int
+    linking_contributors: int
+    units_per_person: int
     standard_version: str
     code_version: str
     created_at: dt.datetime
@@ -108,7 +171,8 @@ class ReleaseRecord:
 
 def release_record(con: duckdb.DuckDBPyConnection, release_id: str) -> ReleaseRecord:
     rows = con.execute(
-        "SELECT release_id, period, revision, kind, rho, contributors, standard_version, code_version, created_at "
+        "SELECT release_id, period, revision, kind, rho, contributors, linking_contributors, units_per_person, "
+        "standard_version, code_version, created_at "
         "FROM releases WHERE release_id = $r",
         {"r": release_id},
     ).fetchall()
@@ -134,37 +198,42 @@ def write_release_package(
     (staging / DATA_DIR).mkdir(parents=True)
     resources, indicators = [], []
     for indicator in catalogue.indicators:
-        labels = [dict(key_set(b)) for b in indicator.breakdowns]
-        rows = con.execute(
-            "SELECT keys, value, ci_low, ci_high, low_reliability FROM release_cells "
-            "WHERE release_id = $r AND indicator_id = $i ORDER BY cell_index",
-            {"r": release_id, "i": indicator.id},
-        ).fetchall()
-        fields = indicator_fields(list(indicator.breakdowns))
+        fields = indicator_fields(indicator.breakdowns, indicator.measure, list(indicator.area_levels or {}))
         relative = f"{DATA_DIR}/{indicator.id}.csv"
+        rows = _rows(con, release_id, record.period, indicator)
         with (staging / relative).open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow([f["name"] for f in fields])
-            for keys, value, low, high, unreliable in rows:
-                names = [part for key, table in zip(keys, labels, strict=True) for part in (key, table[key])]
-                writer.writerow([release_id, record.period, *names, value, low, high, str(unreliable).lower()])
-        rho = con.execute(
-            "SELECT rho, noise_scale FROM privacy_ledger WHERE release_id = $r AND indicator_id = $i",
-            {"r": release_id, "i": indicator.id},
-        ).fetchall()[0]
+            writer.writerows(rows)
+        measurements = [
+            {"name": name, "mechanism": mechanism, "rho": rho, "noise_scale": scale, "sensitivity": sensitivity}
+            for name, mechanism, rho, scale, sensitivity in con.execute(
+                "SELECT measurement, mechanism, rho, noise_scale, sensitivity FROM privacy_ledger "
+                "WHERE release_id = $r AND indicator_id = $i ORDER BY rowid",
+                {"r": release_id, "i": indicator.id},
+            ).fetchall()
+        ]
         indicators.append(
             {
                 "id": indicator.id,
                 "title": indicator.title,
                 "description": indicator.description,
                 "measure": indicator.measure,
+                "unit": indicator.unit,
                 "breakdowns": list(indicator.breakdowns),
+                "area_levels": list(indicator.area_levels or {}),
+                "population": indicator.population,
                 "path": relative,
                 "cells": len(rows),
-                "low_reliability_cells": sum(1 for r in rows if r[4]),
-                "rho": rho[0],
-                "noise_scale": rho[1],
+                "low_reliability_cells": sum(1 for row in rows if row[-1] == "true"),
+                "rho": sum(m["rho"] for m in measurements),
+                # The finest level's scale: the noise on the most detailed figures.
+                "noise_scale": measurements[-1]["noise_scale"]
+                if indicator.area_levels
+                else measurements[0]["noise_scale"],
+                "measurements": measurements,
                 "max_cells_per_person": indicator.max_cells_per_person,
+                "clamp": indicator.clamp.model_dump() if indicator.clamp else None,
             }
         )
         resources.append(
@@ -212,10 +281,13 @@ def write_release_package(
         "code_version": record.code_version,
         "contributors": record.contributors,
         "privacy": {
-            "unit": "one person at one charity, per calendar quarter",
+            "unit": PRIVACY_UNIT_LINKED if record.linking_contributors else PRIVACY_UNIT,
             "definition": "zero-concentrated differential privacy (rho-zCDP)",
-            "mechanism": "discrete Gaussian (OpenDP)",
+            "mechanism": "discrete Gaussian and quantile mechanisms (OpenDP), then post-processing",
             "rho_spent": record.rho,
+            "linking_contributors": record.linking_contributors,
+            "units_per_person": record.units_per_person,
+            "worst_case_rho_per_person": record.rho * record.units_per_person,
             "epsilon": epsilon_at(record.rho, delta),
             "delta": delta,
             "period_rho_spent": period_spent,
@@ -354,10 +426,11 @@ def _provenance_problems(con: duckdb.DuckDBPyConnection, release_dir: Path, mani
         if not charged:
             problems.append(f"{path}: no privacy ledger entry for {indicator_id} in {release_id}, so no DP provenance")
             continue
+        # An area hierarchy publishes one code at several levels (Wales is a nation and a region).
         stored = {
-            tuple(keys): values
-            for keys, *values in con.execute(
-                "SELECT keys, value, ci_low, ci_high, low_reliability FROM release_cells "
+            (level or "", *keys): values
+            for level, keys, *values in con.execute(
+                "SELECT area_level, keys, value, ci_low, ci_high, low_reliability FROM release_cells "
                 "WHERE release_id = $r AND indicator_id = $i",
                 {"r": release_id, "i": indicator_id},
             ).fetchall()
@@ -366,7 +439,7 @@ def _provenance_problems(con: duckdb.DuckDBPyConnection, release_dir: Path, mani
         with (release_dir / path).open(newline="", encoding="utf-8") as handle:
             for line, row in enumerate(csv.DictReader(handle), start=2):
                 keys = tuple(row.get(f"{b}_code", "") for b in indicator["breakdowns"])
-                record = stored.get(keys)
+                record = stored.get((row.get("area_level", ""), *keys))
                 published = [row.get(c, "") for c in ("value", "ci_low", "ci_high", "low_reliability")]
                 if row.get("release_id") != release_id or row.get("period") != period:
                     unproven.append(f"row {line} belongs to {row.get('release_id')} {row.get('period')}")

@@ -33,6 +33,11 @@ class Charity(BaseModel):
     added_at: dt.datetime
     active: bool = True
     publish_name: bool = Field(default=False, description="the charity agreed to be named as a contributor")
+    linkage: bool = Field(
+        default=False,
+        description="the charity takes part in record linkage: its extracts carry surnames, turned into keyed "
+        "linkage codes at intake so that a person seen by several linking charities is one privacy unit",
+    )
 
     @field_validator("id")
     @classmethod
@@ -52,9 +57,13 @@ class Registry:
     def _dir(self, charity_id: str) -> Path:
         return self.root / charity_id
 
-    def add(self, charity_id: str, name: str, mapping: CharityMapping | None = None) -> Charity:
+    def add(
+        self, charity_id: str, name: str, mapping: CharityMapping | None = None, *, linkage: bool = False
+    ) -> Charity:
         try:
-            charity = Charity(id=charity_id, name=name, added_at=dt.datetime.now(dt.UTC).replace(microsecond=0))
+            charity = Charity(
+                id=charity_id, name=name, added_at=dt.datetime.now(dt.UTC).replace(microsecond=0), linkage=linkage
+            )
         except ValueError as error:
             raise RegistryError(str(error)) from error
         existing = self.find(charity_id)
@@ -94,6 +103,12 @@ class Registry:
         self.get(charity_id)
         CharityMapping.load(source)  # refuse a mapping that does not validate
         shutil.copyfile(source, self._dir(charity_id) / "mapping.yaml")
+
+    def set_linkage(self, charity_id: str, linkage: bool) -> Charity:
+        """Opt a charity in to (or out of) record linkage for the files it sends from now on."""
+        charity = self.get(charity_id).model_copy(update={"linkage": linkage})
+        self._save(charity)
+        return charity
 
     def deactivate(self, charity_id: str) -> Charity:
         charity = self.get(charity_id).model_copy(update={"active": False})

@@ -21,7 +21,7 @@ import polars as pl
 from privacy.minimise import WAREHOUSE_SCHEMA
 from privacy.release import ensure_release_tables
 
-_DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Date: "DATE", pl.Int64: "BIGINT", pl.Float64: "DOUBLE"}
+_DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Date: "DATE", pl.Int64: "BIGINT", pl.Float64: "DOUBLE", pl.Boolean: "BOOLEAN"}
 
 _CONTACT_COLUMNS = ",\n    ".join(f"{name} {_DUCKDB_TYPES[type(dtype)]}" for name, dtype in WAREHOUSE_SCHEMA.items())
 CONTACTS_DDL = f"CREATE TABLE IF NOT EXISTS contacts (\n    {_CONTACT_COLUMNS}\n)"
@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     for ddl in (CONTACTS_DDL, INCOMING_DDL, SUBMISSIONS_DDL, AUDIT_DDL):
         con.execute(ddl)
+    # Warehouses made before record linkage: their contacts are all unlinked.
+    con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS linked BOOLEAN DEFAULT FALSE")
     ensure_release_tables(con)
 
 

@@ -13,18 +13,21 @@ from dataclasses import dataclass
 
 import duckdb
 
+# One row per noisy measurement. ``sensitivity`` is the L2 sensitivity for the discrete Gaussian
+# and the per-cell score sensitivity (one value per person) for the quantile mechanism.
 LEDGER_DDL = """
 CREATE TABLE IF NOT EXISTS privacy_ledger (
     release_id   VARCHAR NOT NULL,
     period       VARCHAR NOT NULL,
     indicator_id VARCHAR NOT NULL,
+    measurement  VARCHAR NOT NULL,
     kind         VARCHAR NOT NULL CHECK (kind IN ('release', 'revision')),
     mechanism    VARCHAR NOT NULL,
     rho          DOUBLE  NOT NULL CHECK (rho > 0),
     noise_scale  DOUBLE  NOT NULL,
-    l2_sensitivity DOUBLE NOT NULL,
+    sensitivity  DOUBLE  NOT NULL,
     recorded_at  TIMESTAMP NOT NULL,
-    PRIMARY KEY (release_id, indicator_id)
+    PRIMARY KEY (release_id, indicator_id, measurement)
 )
 """
 
@@ -44,10 +47,11 @@ class BudgetPolicy:
 @dataclass(frozen=True)
 class Charge:
     indicator_id: str
+    measurement: str
     rho: float
     mechanism: str
     noise_scale: float
-    l2_sensitivity: float
+    sensitivity: float
 
 
 class BudgetExceeded(Exception):
@@ -67,6 +71,24 @@ def spent(con: duckdb.DuckDBPyConnection, period: str | None = None) -> float:
     return float(row[0][0])
 
 
+def ensure_affordable(
+    con: duckdb.DuckDBPyConnection, *, release_id: str, period: str, rho: float, policy: BudgetPolicy
+) -> None:
+    """Raise ``BudgetExceeded`` if spending ``rho`` more in ``period`` would exceed either budget."""
+    period_spent, lifetime_spent = spent(con, period), spent(con)
+    if period_spent + rho > policy.period_rho * (1 + 1e-12):
+        raise BudgetExceeded(
+            f"Release {release_id} needs rho={rho:.4g} but period {period} has {policy.period_rho - period_spent:.4g} "
+            f"left of {policy.period_rho:.4g}. Nothing was published. Raise the period budget deliberately "
+            "(settings.yaml) or release fewer indicators."
+        )
+    if lifetime_spent + rho > policy.lifetime_rho * (1 + 1e-12):
+        raise BudgetExceeded(
+            f"Release {release_id} needs rho={rho:.4g} but only {policy.lifetime_rho - lifetime_spent:.4g} of the "
+            f"lifetime budget {policy.lifetime_rho:.4g} is left. Nothing was published."
+        )
+
+
 def charge(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -81,23 +103,23 @@ def charge(
     Call inside the transaction that stores the release. Returns the ρ charged.
     """
     total = sum(c.rho for c in charges)
-    period_spent, lifetime_spent = spent(con, period), spent(con)
-    if period_spent + total > policy.period_rho * (1 + 1e-12):
-        raise BudgetExceeded(
-            f"Release {release_id} needs rho={total:.4g} but period {period} has {policy.period_rho - period_spent:.4g} "
-            f"left of {policy.period_rho:.4g}. Nothing was published. Raise the period budget deliberately "
-            "(settings.yaml) or release fewer indicators."
-        )
-    if lifetime_spent + total > policy.lifetime_rho * (1 + 1e-12):
-        raise BudgetExceeded(
-            f"Release {release_id} needs rho={total:.4g} but only {policy.lifetime_rho - lifetime_spent:.4g} of the "
-            f"lifetime budget {policy.lifetime_rho:.4g} is left. Nothing was published."
-        )
+    ensure_affordable(con, release_id=release_id, period=period, rho=total, policy=policy)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     con.executemany(
-        "INSERT INTO privacy_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO privacy_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            [release_id, period, c.indicator_id, kind, c.mechanism, c.rho, c.noise_scale, c.l2_sensitivity, now]
+            [
+                release_id,
+                period,
+                c.indicator_id,
+                c.measurement,
+                kind,
+                c.mechanism,
+                c.rho,
+                c.noise_scale,
+                c.sensitivity,
+                now,
+            ]
             for c in charges
         ],
     )

@@ -2,57 +2,246 @@
 
 Each function here states what it bounds and the sensitivity that results, for the neighbouring
 relation "add or remove one privacy unit (one ``person_key``) and all its rows" within one period.
+
+Every indicator starts from the same bounded table (``bounded_person_cells``): one row per person and
+cell, holding that person's contacts and amounts in the cell. A person keeps at most ``max_cells``
+cells, chosen by a keyed hash; in an ``area`` hierarchy they also keep a single area (the finest
+level), so that every level of the hierarchy sees them in at most ``max_cells`` cells too. The
+aggregations below then read at most one row per person per cell.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 
-from standards.catalogue import NOT_RECORDED
+from standards.catalogue import (
+    AREA_LEVEL_COLUMNS,
+    BREAKDOWN_COLUMNS,
+    NOT_RECORDED,
+    Cell,
+    Indicator,
+    cells,
+)
+from standards.geography import UK_CODE
 
 CONTACTS_TABLE = "contacts"
 
-
-def _cell_columns(columns: Sequence[str]) -> list[str]:
-    # Unrecorded optional values fall in a public "not recorded" cell rather than disappearing.
-    return [f"coalesce({column}, '{NOT_RECORDED}') AS {column}" for column in columns]
-
-
-def people_count_sensitivity(max_cells: int) -> tuple[int, float]:
-    """(L1, L2) sensitivity of ``bounded_people_counts``: one person is in at most ``max_cells``
-    cells and counts 1 in each, so removing them changes ``max_cells`` coordinates by 1:
-    L1 = max_cells, L2 = sqrt(max_cells)."""
-    return max_cells, math.sqrt(max_cells)
+# Who an indicator counts, as a predicate on a person's row in a cell (public definitions).
+POPULATIONS: dict[str, str] = {
+    "everyone": "TRUE",
+    "with_debt": "debt > 0",
+    "budget_recorded": "income IS NOT NULL AND costs IS NOT NULL",
+    "at_two_or_more_charities": "charities >= 2",
+}
+# The numerator of a share: a yes/no fact about a person in a cell.
+CONDITIONS: dict[str, str] = {"negative_budget": "costs > income"}
 
 
-def bounded_people_counts(
-    con: duckdb.DuckDBPyConnection, *, period: str, columns: Sequence[str], max_cells: int, salt: str
-) -> dict[tuple[str, ...], int]:
-    """Number of people in each cell of ``columns`` in ``period``, each person in at most ``max_cells`` cells.
+@dataclass(frozen=True)
+class Sensitivity:
+    """How far one privacy unit can move a query's output vector: L1 and L2 norms."""
 
-    Bounds: a person's distinct cells are ranked by SHA-256(salt, person_key, cell) and only the first
-    ``max_cells`` are kept; each kept cell counts the person once, however many contacts they had.
-    The ranking is keyed by a secret salt, so the kept cells are an unbiased choice that no one can
-    predict, and one person's choice never depends on anyone else's rows.
-    Sensitivity: L1 = max_cells, L2 = sqrt(max_cells) (see ``people_count_sensitivity``).
+    l1: float
+    l2: float
+
+
+def query_sensitivity(indicator: Indicator) -> Sensitivity:
+    """Sensitivity of the vector an indicator's measure is computed from, at every area level.
+
+    With k = ``max_cells_per_person`` cells per person and at most one row per person per cell:
+
+    - people_count: 1 per cell -> L1 = k, L2 = sqrt(k).
+    - contact_count: at most c = ``max_contacts_per_cell`` per cell -> L1 = k c, L2 = c sqrt(k).
+    - sum: an amount clamped to [lower, upper], lower >= 0 -> L1 = k upper, L2 = upper sqrt(k).
+    - mean: the sum of (amount - centre), |amount - centre| <= h -> L1 = k h, L2 = h sqrt(k)
+      (its count is a people_count).
+    - share: the counts of people with and without the condition, stacked: a person is in exactly
+      one of the two in each of their cells -> L1 = k, L2 = sqrt(k).
+    - median: each cell's vector of amounts gains or loses one value, in at most k cells (the
+      quantile mechanism's sensitivity is stated per cell, in ``privacy.mechanisms``).
+
+    In an ``area`` hierarchy a person keeps one area, so each level's vector has the same bound.
     """
-    if max_cells < 1:
-        raise ValueError("max_cells must be at least 1")
-    keys = ", ".join(columns)
-    query = f"""
-        WITH cells AS (
-            SELECT DISTINCT person_key, {", ".join(_cell_columns(columns))}
-            FROM {CONTACTS_TABLE} WHERE quarter = $period
-        ), ranked AS (
-            SELECT *, row_number() OVER (
-                PARTITION BY person_key ORDER BY sha256($salt || person_key || concat_ws('|', {keys}))
-            ) AS pick
-            FROM cells
+    k = indicator.max_cells_per_person
+    root = math.sqrt(k)
+    if indicator.measure == "contact_count":
+        c = indicator.max_contacts_per_cell or 1
+        return Sensitivity(k * c, c * root)
+    if indicator.measure == "sum" and indicator.clamp is not None:
+        return Sensitivity(k * indicator.clamp.upper, indicator.clamp.upper * root)
+    if indicator.measure == "mean" and indicator.clamp is not None:
+        clamp = indicator.clamp
+        half = max(clamp.upper - clamp.centre, clamp.centre - clamp.lower)
+        return Sensitivity(k * half, half * root)
+    return Sensitivity(k, root)
+
+
+def _key_expressions(indicator: Indicator) -> list[str]:
+    expressions = []
+    for breakdown in indicator.breakdowns:
+        if breakdown == "area":
+            finest = indicator.finest_area_level
+            column = AREA_LEVEL_COLUMNS.get(finest or "")
+            expressions.append(f"'{UK_CODE}'" if column is None else column)
+        else:
+            # Unrecorded optional values fall in a public "not recorded" cell rather than disappearing.
+            expressions.append(f"coalesce({BREAKDOWN_COLUMNS[breakdown]}, '{NOT_RECORDED}')")
+    return expressions
+
+
+def bounded_person_cells_sql(indicator: Indicator) -> str:
+    """The SQL of ``bounded_person_cells`` (parameters ``$period`` and ``$salt``).
+
+    Only people with more than one area, or more than ``max_cells_per_person`` cells, need a keyed
+    hash to choose; everyone else keeps what they have, which is what the hash would keep too.
+    """
+    keys = [f"k{i}" for i in range(len(indicator.breakdowns))]
+    key_select = ", ".join(
+        f"{expression} AS {key}" for expression, key in zip(_key_expressions(indicator), keys, strict=True)
+    )
+    amount = f"round(avg({indicator.amount}))" if indicator.amount else "NULL"
+    condition = CONDITIONS[indicator.numerator] if indicator.numerator else "FALSE"
+    k = indicator.max_cells_per_person
+    charities = indicator.population == "at_two_or_more_charities"
+    people = (
+        """, people AS (
+            SELECT person_key, count(DISTINCT charity_id) AS charities FROM period_contacts GROUP BY person_key
+        )"""
+        if charities
+        else ""
+    )
+    in_population = f"""
+            SELECT c.*{", p.charities" if charities else ""} FROM person_cells c
+            {"JOIN people p USING (person_key)" if charities else ""}
+            WHERE {POPULATIONS[indicator.population]}"""
+    if indicator.area_levels is None:
+        eligible = f"eligible AS ({in_population}"
+    else:
+        area = keys[indicator.breakdowns.index("area")]
+        eligible = f"""in_population AS ({in_population}
+        ), areas AS (
+            SELECT * FROM in_population JOIN (
+                SELECT person_key, min({area}) AS lowest, max({area}) AS highest FROM in_population GROUP BY person_key
+            ) USING (person_key)
+        ), eligible AS (
+            SELECT * EXCLUDE (lowest, highest) FROM areas WHERE lowest = highest
+            UNION ALL
+            SELECT * EXCLUDE (lowest, highest) FROM areas WHERE lowest <> highest
+            QUALIFY {area} = first({area}) OVER (
+                PARTITION BY person_key ORDER BY sha256($salt || '|area|' || person_key || '|' || {area})
+            )"""
+    return f"""
+        WITH period_contacts AS (
+            SELECT * FROM {CONTACTS_TABLE} WHERE quarter = $period
+        ){people}, person_cells AS (
+            SELECT person_key, {key_select},
+                   count(*) AS contacts,
+                   avg(total_debt_gbp) AS debt,
+                   avg(monthly_income_gbp) AS income,
+                   avg(monthly_essential_costs_gbp) AS costs,
+                   {amount} AS amount
+            FROM period_contacts
+            GROUP BY ALL
+        ), {eligible}
+        ), counted AS (
+            SELECT * FROM eligible JOIN (
+                SELECT person_key, count(*) AS cells_of_person FROM eligible GROUP BY person_key
+            ) USING (person_key)
+        ), kept AS (
+            SELECT * FROM counted WHERE cells_of_person <= {k}
+            UNION ALL
+            SELECT * FROM counted WHERE cells_of_person > {k}
+            QUALIFY row_number() OVER (
+                PARTITION BY person_key ORDER BY sha256($salt || person_key || concat_ws('|', {", ".join(keys)}))
+            ) <= {k}
         )
-        SELECT {keys}, count(*) AS people FROM ranked WHERE pick <= $max_cells GROUP BY {keys}
+        SELECT person_key, {", ".join(keys)}, contacts, amount, coalesce({condition}, FALSE) AS condition
+        FROM kept
     """
-    rows = con.execute(query, {"period": period, "salt": salt, "max_cells": max_cells}).fetchall()
-    return {tuple(row[:-1]): int(row[-1]) for row in rows}
+
+
+def bounded_person_cells(
+    con: duckdb.DuckDBPyConnection, indicator: Indicator, *, period: str, salt: str
+) -> duckdb.DuckDBPyRelation:
+    """One row per (person, cell) that the indicator may use, at most ``max_cells_per_person`` per person.
+
+    Bounds: a person's eligible cells (those where they belong to the indicator's population) are
+    ranked by SHA-256(salt, person_key, cell) and only the first ``max_cells_per_person`` are kept.
+    With an ``area`` breakdown, the person first keeps one finest-level area, also chosen by keyed
+    hash. The salt is secret, so the choice is unbiased and unpredictable, and one person's choice
+    never depends on anyone else's rows. Each kept row holds the person's number of contacts in the
+    cell and their amount (the average of their recorded values, in whole pounds), unclamped:
+    clamping happens in ``bounded_aggregates``. Sensitivity: see ``query_sensitivity``.
+    """
+    if indicator.max_cells_per_person < 1:
+        raise ValueError("max_cells_per_person must be at least 1")
+    return con.sql(bounded_person_cells_sql(indicator), params={"period": period, "salt": salt})
+
+
+@dataclass
+class BoundedAggregates:
+    """Exact aggregates of the bounded rows over the finest cells of an indicator (before any noise).
+
+    ``vectors`` holds, by name, one integer per finest cell: ``people`` (people_count, mean, median,
+    share denominators), ``contacts`` (contact_count), ``total`` (sum), ``centred_total`` (mean),
+    ``with_condition`` and ``without_condition`` (share). ``values`` holds, for a median, each finest
+    cell's clamped amounts (one per person).
+    """
+
+    cells: list[Cell]
+    vectors: dict[str, np.ndarray]
+    values: list[list[int]] | None = None
+
+
+def finest_cells(indicator: Indicator) -> list[Cell]:
+    """The cells the bounded rows fall in: every cell, or for an area hierarchy its finest level."""
+    finest = indicator.finest_area_level
+    return [cell for cell in cells(indicator) if cell.level == finest]
+
+
+def bounded_aggregates(
+    con: duckdb.DuckDBPyConnection, indicator: Indicator, *, period: str, salt: str
+) -> BoundedAggregates:
+    """Aggregate the bounded rows of ``indicator`` per finest cell; cells without rows are zero.
+
+    Amounts are clamped to the indicator's public ``clamp`` here, so each person's row adds at most
+    the per-cell bound stated in ``query_sensitivity`` to each vector.
+    """
+    layout = finest_cells(indicator)
+    position = {cell.keys: index for index, cell in enumerate(layout)}
+    keys = ", ".join(f"k{i}" for i in range(len(indicator.breakdowns)))
+    clamp = indicator.clamp
+    clamped = f"least(greatest(amount, {clamp.lower}), {clamp.upper})" if clamp else "0"
+    centre = clamp.centre if clamp else 0
+    contacts_cap = indicator.max_contacts_per_cell or 1
+    median = f"list({clamped}::BIGINT ORDER BY {clamped})" if indicator.measure == "median" else "NULL"
+    rows = con.execute(
+        f"""
+        SELECT {keys}, count(*) AS people,
+               sum(least(contacts, {contacts_cap}))::BIGINT AS contacts,
+               coalesce(sum({clamped}), 0)::BIGINT AS total,
+               coalesce(sum({clamped} - {centre}), 0)::BIGINT AS centred_total,
+               count(*) FILTER (WHERE condition) AS with_condition,
+               count(*) FILTER (WHERE NOT condition) AS without_condition,
+               {median} AS amounts
+        FROM ({bounded_person_cells_sql(indicator)}) GROUP BY ALL
+        """,
+        {"period": period, "salt": salt},
+    ).fetchall()
+    names = ("people", "contacts", "total", "centred_total", "with_condition", "without_condition")
+    vectors = {name: np.zeros(len(layout), dtype=np.int64) for name in names}
+    values: list[list[int]] | None = [[] for _ in layout] if indicator.measure == "median" else None
+    width = len(indicator.breakdowns)
+    for row in rows:
+        index = position.get(tuple(row[:width]))
+        if index is None:
+            raise ValueError(f"{indicator.id}: the warehouse holds a key outside the public key sets: {row[:width]}")
+        for offset, name in enumerate(names, start=width):
+            vectors[name][index] = row[offset]
+        if values is not None:
+            values[index] = list(row[-1])
+    return BoundedAggregates(cells=layout, vectors=vectors, values=values)

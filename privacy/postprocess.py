@@ -1,5 +1,20 @@
-"""Post-processing of noisy outputs. Anything computed only from DP outputs and public facts (the
-noise scale, the key sets) is itself DP with the same ρ, so nothing here spends budget.
+"""Post-processing of noisy outputs into published figures with 95% intervals.
+
+Anything computed only from DP outputs and public facts (noise scales, clamps, key sets, candidate
+grids) is itself DP with the same ρ, so nothing here spends budget or draws randomness.
+
+Intervals, by measure:
+
+- counts and sums: the estimate ± 1.96 standard deviations, the deviation known from the noise
+  scales (for a consistent estimate, from the weighted least squares variance). The truth is a whole
+  number, so the ends are rounded inwards to whole numbers without changing what they cover; for a
+  direct discrete Gaussian measurement this is its own 95% interval up to discreteness;
+- means and shares: the delta method on the noisy numerator and denominator, whose noise variances
+  are known;
+- medians: two further quantiles, below and above the median by the mechanism's rank error plus the
+  candidate spacing (see ``median_figure``).
+
+A figure whose interval is wider than the figure itself is flagged ``low_reliability``, not withheld.
 """
 
 from __future__ import annotations
@@ -7,29 +22,93 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from privacy.mechanisms import NoisyVector, interval_half_width
+import numpy as np
+
+Z_95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
-class PublishedCount:
-    noisy_value: int
-    value: int
-    ci_low: int
-    ci_high: int
+class Figure:
+    value: float
+    ci_low: float
+    ci_high: float
     low_reliability: bool
 
 
-def publish_counts(noisy: NoisyVector, alpha: float = 0.05) -> list[PublishedCount]:
-    """Non-negative integer counts with (1 - alpha) intervals from the known noise scale.
+def _flagged(value: float, low: float, high: float) -> Figure:
+    return Figure(value, low, high, (high - low) > value)
 
-    The interval is the noisy value ± the discrete Gaussian's (1 - alpha) accuracy, clipped at zero
-    because a count cannot be negative; the value is clipped the same way. A figure whose interval is
-    wider than the figure itself is flagged ``low_reliability`` rather than withheld.
+
+def _normal_figure(value: float, sd: float, bounds: tuple[float, float], decimals: int) -> Figure:
+    """``value`` ± 1.96 ``sd`` within ``bounds``, all rounded to ``decimals`` places."""
+    published = round(min(max(value, bounds[0]), bounds[1]), decimals)
+    low = max(bounds[0], round(value - Z_95 * sd, decimals))
+    high = min(bounds[1], round(value + Z_95 * sd, decimals))
+    return _flagged(published, min(low, published), max(high, published))
+
+
+def count_figures(rounded: np.ndarray, estimates: np.ndarray, variances: np.ndarray) -> list[Figure]:
+    """Non-negative integer figures with 95% intervals around the unrounded ``estimates``.
+
+    The interval is clipped at zero, because a count or a sum of non-negative amounts cannot be
+    negative, and always contains the published figure.
     """
-    half_width = math.ceil(interval_half_width(noisy.scale, alpha))
-    published = []
-    for raw in noisy.values:
-        value = max(0, raw)
-        low, high = max(0, raw - half_width), max(0, raw + half_width)
-        published.append(PublishedCount(raw, value, low, high, (high - low) > value))
-    return published
+    figures = []
+    for value, estimate, variance in zip(rounded, estimates, variances, strict=True):
+        half_width = Z_95 * math.sqrt(variance)
+        low = min(int(value), max(0, math.ceil(estimate - half_width)))
+        high = max(int(value), math.floor(estimate + half_width))
+        figures.append(_flagged(int(value), low, high))
+    return figures
+
+
+def ratio_figure(
+    numerator: float,
+    numerator_variance: float,
+    denominator: float,
+    denominator_variance: float,
+    *,
+    offset: float = 0.0,
+    bounds: tuple[float, float],
+    decimals: int,
+) -> Figure:
+    """``offset + numerator / denominator`` from noisy parts, clipped to ``bounds``, with a delta-method interval.
+
+    Var(N/D) ~ (Var N + (N/D)^2 Var D) / D^2 (first-order Taylor expansion at the noisy values).
+    With a denominator below one person the ratio says nothing: the figure is the middle of
+    ``bounds`` and its interval is all of ``bounds``.
+    """
+    lower, upper = bounds
+    if denominator < 1:
+        return _flagged(round((lower + upper) / 2, decimals), lower, upper)
+    ratio = numerator / denominator
+    sd = math.sqrt(numerator_variance + ratio**2 * denominator_variance) / denominator
+    return _normal_figure(offset + ratio, sd, bounds, decimals)
+
+
+def share_figure(with_condition: float, without_condition: float, variance: float, *, decimals: int) -> Figure:
+    """The share with the condition, Y / (Y + Z), from noisy counts Y and Z each of ``variance``.
+
+    Y and Z are clipped at zero first. Y and Z have independent noise (the share's two counts are one
+    stacked vector, see ``privacy.bounding.query_sensitivity``), so by the delta method
+    Var = variance (Y^2 + Z^2) / (Y + Z)^4.
+    """
+    yes, no = max(0.0, with_condition), max(0.0, without_condition)
+    total = yes + no
+    if total < 1:
+        return _flagged(0.5, 0.0, 1.0)
+    sd = math.sqrt(variance * (yes**2 + no**2)) / total**2
+    return _normal_figure(yes / total, sd, (0.0, 1.0), decimals)
+
+
+def median_figure(median: int, lower: int, upper: int, *, step: int, bounds: tuple[int, int]) -> Figure:
+    """A DP median with the interval [lower - step, upper + step] from the bracketing quantiles.
+
+    ``lower`` and ``upper`` are quantiles below and above one half by the mechanism's rank error
+    (``privacy.mechanisms.quantile_rank_error``) plus the count's uncertainty, so each lies on its
+    side of the true median unless its mechanism overshoots; a candidate can sit up to one ``step``
+    from the quantile it stands for, hence the margin.
+    """
+    low = max(bounds[0], min(lower, median) - step)
+    high = min(bounds[1], max(upper, median) + step)
+    return _flagged(median, low, high)

@@ -5,6 +5,9 @@ entries in one transaction.
 including ``BudgetExceeded``) stores nothing. Re-running it for a period that already has a
 release returns that release without drawing new noise or spending again; only ``revise=True``
 draws afresh, spends again and records the spend as a revision.
+
+Besides the published figures (``release_cells``), every raw noisy measurement is kept
+(``release_measurements``) so that an auditor can recompute the post-processing.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ import datetime as dt
 from dataclasses import dataclass
 
 import duckdb
+import polars as pl
 
-from privacy.accountant import BudgetPolicy, Charge, charge, ensure_ledger
-from privacy.bounding import bounded_people_counts, people_count_sensitivity
-from privacy.mechanisms import discrete_gaussian
-from privacy.postprocess import publish_counts
-from standards.catalogue import BREAKDOWN_COLUMNS, Catalogue, Indicator, cells
+from privacy.accountant import BudgetPolicy, Charge, charge, ensure_affordable, ensure_ledger
+from privacy.bounding import bounded_aggregates
+from privacy.estimators import IndicatorRelease, release_indicator
+from standards.catalogue import Catalogue
 
 RELEASE_DDL = [
     """
@@ -29,6 +32,8 @@ RELEASE_DDL = [
         kind VARCHAR NOT NULL,
         rho DOUBLE NOT NULL,
         contributors INTEGER NOT NULL,
+        linking_contributors INTEGER NOT NULL,
+        units_per_person INTEGER NOT NULL,
         standard_version VARCHAR NOT NULL,
         code_version VARCHAR NOT NULL,
         created_at TIMESTAMP NOT NULL,
@@ -40,13 +45,24 @@ RELEASE_DDL = [
         release_id VARCHAR NOT NULL,
         indicator_id VARCHAR NOT NULL,
         cell_index INTEGER NOT NULL,
+        area_level VARCHAR,
         keys VARCHAR[] NOT NULL,
-        noisy_value BIGINT NOT NULL,
-        value BIGINT NOT NULL,
-        ci_low BIGINT NOT NULL,
-        ci_high BIGINT NOT NULL,
+        value DOUBLE NOT NULL,
+        ci_low DOUBLE NOT NULL,
+        ci_high DOUBLE NOT NULL,
         low_reliability BOOLEAN NOT NULL,
         PRIMARY KEY (release_id, indicator_id, cell_index)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS release_measurements (
+        release_id VARCHAR NOT NULL,
+        indicator_id VARCHAR NOT NULL,
+        measurement VARCHAR NOT NULL,
+        position INTEGER NOT NULL,
+        cell_index INTEGER NOT NULL,
+        noisy_value DOUBLE NOT NULL,
+        PRIMARY KEY (release_id, indicator_id, measurement, position)
     )
     """,
 ]
@@ -82,25 +98,58 @@ def latest_release(con: duckdb.DuckDBPyConnection, period: str) -> ReleaseSummar
     return ReleaseSummary(rows[0][0], period, rows[0][1], rows[0][2], created=False) if rows else None
 
 
-def _release_indicator(
-    con: duckdb.DuckDBPyConnection, release_id: str, indicator: Indicator, period: str, rho: float, salt: str
-) -> Charge:
-    columns = [BREAKDOWN_COLUMNS[b] for b in indicator.breakdowns]
-    counts = bounded_people_counts(
-        con, period=period, columns=columns, max_cells=indicator.max_cells_per_person, salt=salt
+def _store(con: duckdb.DuckDBPyConnection, release_id: str, released: IndicatorRelease) -> list[Charge]:
+    indicator_id = released.indicator.id
+    cells = pl.DataFrame(
+        {
+            "release_id": release_id,
+            "indicator_id": indicator_id,
+            "cell_index": list(range(len(released.cells))),
+            "area_level": [cell.level for cell in released.cells],
+            "keys": [list(cell.keys) for cell in released.cells],
+            "value": [float(f.value) for f in released.figures],
+            "ci_low": [float(f.ci_low) for f in released.figures],
+            "ci_high": [float(f.ci_high) for f in released.figures],
+            "low_reliability": [f.low_reliability for f in released.figures],
+        },
+        schema_overrides={"area_level": pl.String, "cell_index": pl.Int32},
     )
-    keys = cells(indicator)
-    _, l2 = people_count_sensitivity(indicator.max_cells_per_person)
-    noisy = discrete_gaussian([counts.get(k, 0) for k in keys], l2_sensitivity=l2, rho=rho)
-    published = publish_counts(noisy)
-    con.executemany(
-        "INSERT INTO release_cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            [release_id, indicator.id, i, list(k), p.noisy_value, p.value, p.ci_low, p.ci_high, p.low_reliability]
-            for i, (k, p) in enumerate(zip(keys, published, strict=True))
-        ],
+    measurements = pl.DataFrame(
+        {
+            "release_id": release_id,
+            "indicator_id": indicator_id,
+            "measurement": [m.name for m in released.measurements for _ in m.cells],
+            "position": [position for m in released.measurements for position in range(len(m.cells))],
+            "cell_index": [cell for m in released.measurements for cell in m.cells],
+            "noisy_value": [float(value) for m in released.measurements for value in m.values],
+        },
+        schema_overrides={"position": pl.Int32, "cell_index": pl.Int32},
     )
-    return Charge(indicator.id, noisy.rho, "discrete_gaussian", noisy.scale, l2)
+    con.register("new_cells", cells.to_arrow())
+    con.register("new_measurements", measurements.to_arrow())
+    con.execute("INSERT INTO release_cells SELECT * FROM new_cells")
+    con.execute("INSERT INTO release_measurements SELECT * FROM new_measurements")
+    con.unregister("new_cells")
+    con.unregister("new_measurements")
+    return [Charge(indicator_id, m.name, m.rho, m.mechanism, m.scale, m.sensitivity) for m in released.measurements]
+
+
+def privacy_units_per_person(con: duckdb.DuckDBPyConnection, period: str) -> tuple[int, int, int]:
+    """(contributing charities, those linking records, worst-case privacy units one person can be).
+
+    Linked records of all linking charities share one unit per person; every charity's unlinked
+    records are a separate unit, so a person seen by m charities without linkage is m units.
+    """
+    row = con.execute(
+        """
+        SELECT count(DISTINCT charity_id),
+               count(DISTINCT charity_id) FILTER (WHERE linked),
+               count(DISTINCT charity_id) FILTER (WHERE NOT linked) + (coalesce(bool_or(linked), FALSE))::INTEGER
+        FROM (SELECT charity_id, coalesce(linked, FALSE) AS linked FROM contacts WHERE quarter = $p)
+        """,
+        {"p": period},
+    ).fetchall()[0]
+    return int(row[0]), int(row[1]), max(1, int(row[2]))
 
 
 def release_period(
@@ -121,19 +170,20 @@ def release_period(
         return existing
     revision = 1 if existing is None else existing.revision + 1
     release_id = f"{period}-v{revision}"
+    planned = sum(policy.release_rho * indicator.budget_share for indicator in catalogue.indicators)
+    ensure_affordable(con, release_id=release_id, period=period, rho=planned, policy=policy.budget)
     con.begin()
     try:
-        charges = [
-            _release_indicator(con, release_id, indicator, period, policy.release_rho * indicator.budget_share, salt)
-            for indicator in catalogue.indicators
-        ]
+        charges: list[Charge] = []
+        for indicator in catalogue.indicators:
+            aggregates = bounded_aggregates(con, indicator, period=period, salt=salt)
+            released = release_indicator(indicator, aggregates, policy.release_rho * indicator.budget_share)
+            charges += _store(con, release_id, released)
         kind = "release" if revision == 1 else "revision"
         total = charge(con, release_id=release_id, period=period, kind=kind, charges=charges, policy=policy.budget)
-        contributors = con.execute(
-            "SELECT count(DISTINCT charity_id) FROM contacts WHERE quarter = $p", {"p": period}
-        ).fetchall()[0][0]
+        contributors, linking, units = privacy_units_per_person(con, period)
         con.execute(
-            "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 release_id,
                 period,
@@ -141,6 +191,8 @@ def release_period(
                 kind,
                 total,
                 contributors,
+                linking,
+                units,
                 standard_version,
                 code_version,
                 dt.datetime.now(dt.UTC).replace(tzinfo=None),

@@ -43,6 +43,7 @@ STANDARD_CONTACT_SCHEMA: dict[str, pl.DataType] = {
     "monthly_essential_costs_gbp": pl.Float64(),
     "total_debt_gbp": pl.Float64(),
     "support_type": pl.String(),
+    "linkage_basis": pl.String(),
 }
 
 

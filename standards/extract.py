@@ -10,6 +10,7 @@ Validation errors carry our stable issue codes as their pydantic error type (see
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -195,6 +196,15 @@ class ContactRecord(BaseModel):
         description="The main support given at the contact.",
         json_schema_extra={"codelist": "support_type", "why": "Shows what charities are providing."},
     )
+    surname: ShortText | None = Field(
+        default=None,
+        description="The person's surname, only if your charity takes part in record linkage.",
+        examples=["Okafor"],
+        json_schema_extra={
+            "why": "With the date of birth and postcode district, recognises the same person at several "
+            "charities. Replaced by a keyed code at intake; the name itself is never stored."
+        },
+    )
 
     @model_validator(mode="after")
     def _has_area(self) -> ContactRecord:
@@ -244,7 +254,8 @@ def quarter_of(day: dt.date) -> str:
 
 @dataclass(frozen=True)
 class StandardContact:
-    """A validated contact after the standard's derivations: no postcode, no date of birth."""
+    """A validated contact after the standard's derivations: no postcode, no date of birth, no name
+    (``linkage_basis`` is turned into a keyed code, or dropped, before anything is stored)."""
 
     person_ref: str
     contact_date: dt.date
@@ -261,10 +272,23 @@ class StandardContact:
     monthly_essential_costs_gbp: float | None
     total_debt_gbp: float | None
     support_type: str | None
+    linkage_basis: str | None = None
+
+
+def linkage_basis(surname: str | None, date_of_birth: dt.date | None, postcode: str | None) -> str | None:
+    """The normalised identifiers record linkage compares, ``SURNAME|YYYY-MM-DD|DISTRICT``, or None if
+    any is missing. Letters only, accents removed, upper case: "O'Brien-Smith" and "OBRIEN SMITH"
+    agree. The pipeline replaces it with a keyed code at intake and never stores it."""
+    district = load_geography().postcode_district(postcode) if postcode else None
+    if not (surname and date_of_birth and district):
+        return None
+    letters = "".join(c for c in unicodedata.normalize("NFKD", surname) if c.isascii() and c.isalpha()).upper()
+    return f"{letters}|{date_of_birth.isoformat()}|{district}" if letters else None
 
 
 def standardise(record: ContactRecord) -> StandardContact:
-    """Apply the standard's derivations: postcode -> local authority, date of birth -> age band."""
+    """Apply the standard's derivations: postcode -> local authority, date of birth -> age band,
+    surname, date of birth and postcode district -> the linkage basis."""
     local_authority = record.local_authority_code or load_geography().local_authority_for_postcode(
         record.postcode or ""
     )
@@ -288,4 +312,5 @@ def standardise(record: ContactRecord) -> StandardContact:
         monthly_essential_costs_gbp=record.monthly_essential_costs_gbp,
         total_debt_gbp=record.total_debt_gbp,
         support_type=record.support_type,
+        linkage_basis=linkage_basis(record.surname, record.date_of_birth, record.postcode),
     )

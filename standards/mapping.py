@@ -241,7 +241,6 @@ IDENTIFIER_HEADERS: tuple[str, ...] = (
     "first name",
     "firstname",
     "forename",
-    "surname",
     "last name",
     "lastname",
     "full name",

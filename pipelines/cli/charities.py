@@ -56,6 +56,9 @@ def add(
     mapping: Path | None = typer.Option(
         None, "--mapping", exists=True, dir_okay=False, help="Its mapping file (YAML)."
     ),
+    linkage: bool = typer.Option(
+        False, "--linkage", help="It takes part in record linkage (its files carry surnames and dates of birth)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Register a charity and create its landing and feedback areas (with S3: its buckets and keys)."""
@@ -63,7 +66,7 @@ def add(
     registry = Registry(ws)
     try:
         parsed = CharityMapping.load(mapping) if mapping else None
-        charity = registry.add(charity_id, name, parsed)
+        charity = registry.add(charity_id, name, parsed, linkage=linkage)
     except (RegistryError, ValueError) as error:  # a bad mapping file: ValidationError or YAML
         fail(str(error))
     if s3.configured():
@@ -81,7 +84,9 @@ def add(
     landing = landing_zone_from_env(ws)
     landing.create_area(charity.id)
     if as_json:
-        emit_json({"charity_id": charity.id, "name": charity.name, "landing": landing.describe()})
+        emit_json(
+            {"charity_id": charity.id, "name": charity.name, "linkage": charity.linkage, "landing": landing.describe()}
+        )
     else:
         console.print(
             f"Registered [bold]{escape(charity.name)}[/] as [bold]{charity.id}[/]; landing area ready in {landing.describe()}."
@@ -113,10 +118,29 @@ def list_charities(as_json: bool = JsonOption) -> None:
     if as_json:
         emit_json([c.model_dump(mode="json") for c in charities])
         return
-    table = Table("id", "name", "active", "added")
+    table = Table("id", "name", "active", "linkage", "added")
     for c in charities:
-        table.add_row(c.id, escape(c.name), "yes" if c.active else "no", c.added_at.date().isoformat())
+        yes_no = {True: "yes", False: "no"}
+        table.add_row(c.id, escape(c.name), yes_no[c.active], yes_no[c.linkage], c.added_at.date().isoformat())
     console.print(table)
+
+
+@charity_app.command("linkage")
+def set_linkage(
+    charity_id: str,
+    enable: bool = typer.Option(..., "--on/--off", help="Take part in record linkage, or stop."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Opt a charity in to or out of record linkage, for the files it sends from now on."""
+    try:
+        charity = Registry(workspace()).set_linkage(charity_id, enable)
+    except RegistryError as error:
+        fail(str(error))
+    if as_json:
+        emit_json({"charity_id": charity.id, "linkage": charity.linkage})
+    else:
+        state = "links records" if charity.linkage else "no longer links records"
+        console.print(f"{charity.id} {state} from its next file on.")
 
 
 @charity_app.command("remove")

@@ -51,7 +51,7 @@ def demo(
     registry = Registry(ws)
     landing = LocalLandingZone(root=str(ws.home))
     for profile in data.charities:
-        registry.add(profile.id, profile.name, profile.mapping())
+        registry.add(profile.id, profile.name, profile.mapping(), linkage=profile.linkage)
         landing.create_area(profile.id)
     for charity_id, path in data.files:
         landing.drop(charity_id, path)

@@ -130,24 +130,32 @@ def approve(release_id: str, as_json: bool = JsonOption) -> None:
 
 @app.command()
 def budget(as_json: bool = JsonOption) -> None:
-    """Show the privacy ledger: ρ spent per period and indicator, what remains, and (ε, δ)."""
+    """Show the privacy ledger: ρ spent per period, indicator and measurement, what remains, and (ε, δ)."""
     ws = workspace()
     settings = ws.settings.privacy
+    delta = settings.report_delta
     with connect(ws.warehouse_path) as con:
         rows = con.execute(
-            "SELECT period, release_id, indicator_id, kind, rho, noise_scale, recorded_at FROM privacy_ledger ORDER BY recorded_at"
+            "SELECT period, release_id, indicator_id, measurement, kind, mechanism, rho, noise_scale, recorded_at "
+            "FROM privacy_ledger ORDER BY recorded_at, rowid"
         ).fetchall()
+        units = dict(
+            con.execute("SELECT period, max(units_per_person) FROM releases GROUP BY period ORDER BY period").fetchall()
+        )
     spent_by_period: dict[str, float] = {}
     entries = []
-    for period, release_id, indicator, kind, rho, scale, at in rows:
+    for period, release_id, indicator, measurement, kind, mechanism, rho, scale, at in rows:
         spent_by_period[period] = spent_by_period.get(period, 0.0) + rho
         entries.append(
             {
                 "period": period,
                 "release_id": release_id,
                 "indicator_id": indicator,
+                "measurement": measurement,
                 "kind": kind,
+                "mechanism": mechanism,
                 "rho": rho,
+                "epsilon": epsilon_at(rho, delta),
                 "noise_scale": scale,
                 "recorded_at": at,
             }
@@ -158,8 +166,10 @@ def budget(as_json: bool = JsonOption) -> None:
             "period": p,
             "rho_spent": s,
             "rho_remaining": settings.period_rho - s,
-            "epsilon": epsilon_at(s, settings.report_delta),
-            "delta": settings.report_delta,
+            "epsilon": epsilon_at(s, delta),
+            "delta": delta,
+            "units_per_person": units.get(p, 1),
+            "worst_case_rho_per_person": s * units.get(p, 1),
         }
         for p, s in sorted(spent_by_period.items())
     ]
@@ -168,27 +178,43 @@ def budget(as_json: bool = JsonOption) -> None:
         "lifetime_rho_budget": settings.lifetime_rho,
         "lifetime_rho_spent": lifetime,
         "lifetime_rho_remaining": settings.lifetime_rho - lifetime,
-        "lifetime_epsilon": epsilon_at(lifetime, settings.report_delta),
-        "delta": settings.report_delta,
+        "lifetime_epsilon": epsilon_at(lifetime, delta),
+        "delta": delta,
         "periods": periods,
         "entries": entries,
     }
     if as_json:
         emit_json(summary)
         return
-    table = Table("period", "release", "indicator", "kind", "ρ", "noise scale", title="Privacy ledger")
+    table = Table("period", "release", "indicator", "measurement", "kind", "ρ", f"ε at δ={delta:g}", "noise scale")
     for e in entries:
         table.add_row(
-            e["period"], e["release_id"], e["indicator_id"], e["kind"], f"{e['rho']:.4g}", f"{e['noise_scale']:.3g}"
+            e["period"],
+            e["release_id"],
+            e["indicator_id"],
+            e["measurement"],
+            e["kind"],
+            f"{e['rho']:.4g}",
+            f"{e['epsilon']:.3g}",
+            f"{e['noise_scale']:.3g}",
         )
     console.print(table)
-    per_period = Table("period", "ρ spent", "ρ remaining", f"ε at δ={settings.report_delta:g}", title="By period")
+    per_period = Table(
+        "period", "ρ spent", "ρ remaining", f"ε at δ={delta:g}", "worst-case ρ per person", title="By period"
+    )
     for p in periods:
-        per_period.add_row(p["period"], f"{p['rho_spent']:.4g}", f"{p['rho_remaining']:.4g}", f"{p['epsilon']:.3g}")
+        per_period.add_row(
+            p["period"],
+            f"{p['rho_spent']:.4g}",
+            f"{p['rho_remaining']:.4g}",
+            f"{p['epsilon']:.3g}",
+            f"{p['worst_case_rho_per_person']:.4g} ({p['units_per_person']} unit(s))",
+        )
     console.print(per_period)
     console.print(
         f"Lifetime: ρ {lifetime:.4g} of {settings.lifetime_rho:.4g} spent "
-        f"(ε = {summary['lifetime_epsilon']:.3g} at δ = {settings.report_delta:g})."
+        f"(ε = {summary['lifetime_epsilon']:.3g} at δ = {delta:g}). ρ is per privacy unit; a person seen by "
+        "several charities that do not link records is several units (worst case shown per period)."
     )
 
 

@@ -16,6 +16,7 @@ from pipelines.sensors import quarter_release_sensor
 from pipelines.warehouse import connect
 from pipelines.workspace import Workspace
 from privacy.accountant import spent
+from standards.catalogue import cells, load_catalogue
 from standards.extract import quarter_of
 
 RELEASE_ASSETS = [quarterly_release, check_release_disclosure, published_release]
@@ -23,12 +24,16 @@ RELEASE_ASSETS = [quarterly_release, check_release_disclosure, published_release
 
 @pytest.fixture
 def loaded(workspace: Workspace) -> Workspace:
-    """A warehouse with 300 people in 2026Q1 from two charities across two regions and two needs."""
+    """A warehouse with 300 people in 2026Q1 from two charities across two regions and two needs, some with debt."""
     with connect(workspace.warehouse_path) as con:
         con.execute(
-            "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, local_authority_code, nation_code) "
-            "SELECT 's1', CASE WHEN i < 250 THEN 'c' ELSE 'd' END, 'p' || i, '2026Q1', CASE WHEN i % 3 = 0 THEN 'debt' ELSE 'food' END, "
-            "CASE WHEN i % 2 = 0 THEN 'E12000001' ELSE 'E12000007' END, 'E06000001', 'E92000001' FROM range(300) t(i)"
+            "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, local_authority_code, "
+            "nation_code, total_debt_gbp, monthly_income_gbp, monthly_essential_costs_gbp, linked) "
+            "SELECT 's1', CASE WHEN i < 250 THEN 'c' ELSE 'd' END, 'p' || i, '2026Q1', "
+            "CASE WHEN i % 3 = 0 THEN 'debt' ELSE 'food' END, "
+            "CASE WHEN i % 2 = 0 THEN 'E12000001' ELSE 'E12000007' END, "
+            "CASE WHEN i % 2 = 0 THEN 'E06000001' ELSE 'E09000001' END, 'E92000001', "
+            "CASE WHEN i % 3 = 0 THEN 1000 + 10 * i ELSE 0 END, 1200, 1000 + i, FALSE FROM range(300) t(i)"
         )
     return workspace
 
@@ -72,6 +77,40 @@ def test_release_is_published_with_intervals_and_spend(loaded: Workspace) -> Non
     assert (loaded.publish / "site" / "index.html").exists()
 
 
+def test_the_whole_catalogue_is_released_with_its_hierarchy_consistent(loaded: Workspace) -> None:
+    set_privacy(loaded, auto_publish=True, release_rho=1.0)
+    assert release(loaded, DagsterInstance.ephemeral()).success
+    published = loaded.publish / "releases" / "2026Q1-v1"
+    manifest = verify_release_package(published)
+    catalogue = load_catalogue()
+    assert [i["id"] for i in manifest["indicators"]] == [i.id for i in catalogue.indicators]
+    assert manifest["privacy"]["units_per_person"] == 2  # two charities that do not link records
+    assert manifest["privacy"]["worst_case_rho_per_person"] == pytest.approx(2.0)
+    for entry in manifest["indicators"]:
+        indicator = catalogue.get(entry["id"])
+        with (published / entry["path"]).open() as handle:
+            rows = list(csv.DictReader(handle))
+        assert len(rows) == entry["cells"] == len(cells(indicator))
+        assert entry["rho"] == pytest.approx(indicator.budget_share) and entry["unit"] == indicator.unit
+        assert all(float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"]) for r in rows)
+    with (published / "data" / "people_by_local_authority.csv").open() as handle:
+        areas = list(csv.DictReader(handle))
+    by_code = {(r["area_level"], r["area_code"]): int(r["value"]) for r in areas}
+    assert by_code[("local_authority", "E06000001")] == pytest.approx(150, abs=25)
+    for level, parent_level in (("local_authority", "region"), ("region", "nation"), ("nation", "uk")):
+        for (parent_kind, code), value in by_code.items():
+            if parent_kind == parent_level:
+                children = [
+                    int(r["value"]) for r in areas if r["area_level"] == level and r["area_parent_code"] == code
+                ]
+                assert sum(children) == value
+    with (published / "data" / "mean_debt_by_region.csv").open() as handle:
+        north_east = next(r for r in csv.DictReader(handle) if r["region_code"] == "E12000001")
+    # 50 people with debt, £1,000 + £10 i for i = 0, 6, ..., 294: a mean of £2,470; the interval is ±1.96 sd.
+    width = float(north_east["ci_high"]) - float(north_east["ci_low"])
+    assert width > 0 and abs(float(north_east["value"]) - 2470) <= 3 * width
+
+
 def test_rematerialising_spends_nothing_and_a_revision_is_recorded(loaded: Workspace) -> None:
     instance = DagsterInstance.ephemeral()
     assert release(loaded, instance).success
@@ -82,8 +121,8 @@ def test_rematerialising_spends_nothing_and_a_revision_is_recorded(loaded: Works
         assert spent(con, "2026Q1") == pytest.approx(0.5)
     assert release(loaded, instance, revise=True).success
     with connect(loaded.warehouse_path) as con:
-        kinds = con.execute("SELECT kind FROM privacy_ledger ORDER BY recorded_at").fetchall()
-        assert [k[0] for k in kinds] == ["release", "revision"]
+        kinds = con.execute("SELECT DISTINCT release_id, kind FROM privacy_ledger ORDER BY release_id").fetchall()
+        assert [k[1] for k in kinds] == ["release", "revision"]
         assert spent(con, "2026Q1") == pytest.approx(1.0)
 
 

@@ -1,4 +1,4 @@
-"""Mechanisms, accountant, release atomicity, pseudonyms and minimisation."""
+"""Mechanisms, estimators, accountant, release atomicity, pseudonyms, linkage and minimisation."""
 
 from __future__ import annotations
 
@@ -7,17 +7,35 @@ import statistics
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 
+from pipelines.staging import STAGED_CONTACT_SCHEMA
 from privacy.accountant import BudgetExceeded, BudgetPolicy, Charge, charge, ensure_ledger, spent
-from privacy.mechanisms import discrete_gaussian, epsilon_at, interval_half_width, rho_of, scale_for
+from privacy.bounding import BoundedAggregates, finest_cells
+from privacy.estimators import release_indicator
+from privacy.mechanisms import (
+    discrete_gaussian,
+    epsilon_at,
+    interval_half_width,
+    private_quantile,
+    rho_of,
+    scale_for,
+)
 from privacy.minimise import WAREHOUSE_SCHEMA, minimise
-from privacy.postprocess import publish_counts
-from privacy.pseudonymise import KeyFileError, create_key, keyed_hash, load_key, person_keys
+from privacy.pseudonymise import (
+    KeyFileError,
+    create_key,
+    keyed_hash,
+    linkage_tokens,
+    load_key,
+    one_token_per_person,
+    person_keys,
+)
 from privacy.release import ReleasePolicy, release_period
-from standards.catalogue import load_catalogue
-from standards.check import STANDARD_CONTACT_SCHEMA
+from standards.catalogue import cells, load_catalogue
+from standards.extract import linkage_basis
 
 
 def test_rho_follows_the_discrete_gaussian_zcdp_bound() -> None:
@@ -39,12 +57,67 @@ def test_noise_has_the_stated_scale_and_intervals_cover() -> None:
     assert coverage >= 0.95
 
 
-def test_published_counts_are_non_negative_integers_with_intervals() -> None:
-    noisy = discrete_gaussian([0, 1, 50, 1000], l2_sensitivity=math.sqrt(3), rho=0.5)
-    for published in publish_counts(noisy):
-        assert isinstance(published.value, int) and published.value >= 0
-        assert 0 <= published.ci_low <= published.value <= published.ci_high or published.noisy_value < 0
-        assert published.low_reliability == (published.ci_high - published.ci_low > published.value)
+def test_the_quantile_mechanism_spends_what_it_states_and_finds_the_median() -> None:
+    values = list(range(0, 10_001))
+    result = private_quantile(values, candidates=list(range(0, 10_001, 100)), alpha=0.5, rho=0.05)
+    assert result.rho <= 0.05 and abs(result.value - 5_000) <= 300
+
+
+def _aggregates(indicator_id: str, **vectors: list[int]) -> tuple:
+    indicator = load_catalogue().get(indicator_id)
+    size = len(finest_cells(indicator))
+    full = {
+        name: np.zeros(size, dtype=np.int64)
+        for name in ("people", "contacts", "total", "centred_total", "with_condition", "without_condition")
+    }
+    for name, values in vectors.items():
+        full[name][: len(values)] = values
+    return indicator, BoundedAggregates(cells=finest_cells(indicator), vectors=full)
+
+
+def test_a_hierarchical_count_is_consistent_non_negative_and_covers_the_truth() -> None:
+    indicator, aggregates = _aggregates("people_by_local_authority", people=[1000, 0, 3, 250] * 40)
+    released = release_indicator(indicator, aggregates, rho=0.5)
+    assert released.rho == pytest.approx(0.5)
+    assert [m.name for m in released.measurements] == ["uk", "nation", "region", "local_authority"]
+    values = {(cell.level, cell.keys): f for cell, f in zip(released.cells, released.figures, strict=True)}
+    uk = values[("uk", ("K02000001",))]
+    nations = [f for (level, _), f in values.items() if level == "nation"]
+    leaves = [f for (level, _), f in values.items() if level == "local_authority"]
+    assert uk.value == sum(f.value for f in nations) == sum(f.value for f in leaves)
+    assert all(
+        f.value >= 0 and float(f.value).is_integer() and f.ci_low <= f.value <= f.ci_high for f in released.figures
+    )
+    truth = aggregates.vectors["people"]
+    covered = [f.ci_low <= t <= f.ci_high for f, t in zip(leaves, truth, strict=True)]
+    assert sum(covered) / len(covered) > 0.85
+    assert any(f.low_reliability for f in leaves)  # the empty areas: interval wider than the figure
+
+
+def test_a_share_and_a_mean_are_ratios_with_delta_method_intervals() -> None:
+    indicator, aggregates = _aggregates(
+        "negative_budget_share_by_region", with_condition=[300, 0], without_condition=[700, 0]
+    )
+    share = release_indicator(indicator, aggregates, rho=1.0).figures
+    width = share[0].ci_high - share[0].ci_low
+    assert 0 < width < 0.05 and abs(share[0].value - 0.3) <= 3 * width  # 3 widths: about 12 standard deviations
+    assert share[1].ci_high - share[1].ci_low >= 0.5  # nobody covered: the interval says so
+    indicator, aggregates = _aggregates("mean_debt_by_region", people=[2000], centred_total=[2000 * (4000 - 12_500)])
+    mean = release_indicator(indicator, aggregates, rho=1.0).figures
+    width = mean[0].ci_high - mean[0].ci_low
+    assert 0 < width < 200 and abs(mean[0].value - 4000) <= 3 * width
+    assert mean[1].ci_high - mean[1].ci_low >= 12_500  # nobody with debt: most of the clamp
+
+
+def test_a_median_comes_from_the_quantile_mechanism_with_a_covering_interval() -> None:
+    indicator, aggregates = _aggregates("median_debt_by_region", people=[3001])
+    aggregates.values = [list(range(0, 6001, 2))] + [[] for _ in range(len(aggregates.cells) - 1)]
+    released = release_indicator(indicator, aggregates, rho=1.0)
+    assert {m.mechanism for m in released.measurements} == {"discrete_gaussian", "quantile"}
+    assert released.rho <= 1.0 + 1e-9
+    first, empty = released.figures[0], released.figures[1]
+    assert first.ci_low <= 3000 <= first.ci_high and abs(first.value - 3000) <= 100
+    assert empty.low_reliability and (empty.ci_low, empty.ci_high) == (0, 25_000)
 
 
 def test_epsilon_conversion_is_openDP_and_monotone() -> None:
@@ -57,7 +130,7 @@ def test_accountant_refuses_overspend_and_records_nothing() -> None:
     con = duckdb.connect()
     ensure_ledger(con)
     policy = BudgetPolicy(period_rho=1.0, lifetime_rho=1.5)
-    one = [Charge("a", 0.6, "discrete_gaussian", 1.0, 1.0)]
+    one = [Charge("a", "cells", 0.6, "discrete_gaussian", 1.0, 1.0)]
     charge(con, release_id="2026Q1-v1", period="2026Q1", kind="release", charges=one, policy=policy)
     with pytest.raises(BudgetExceeded, match="period 2026Q1"):
         charge(con, release_id="2026Q1-v2", period="2026Q1", kind="revision", charges=one, policy=policy)
@@ -73,8 +146,10 @@ def _warehouse_with_contacts(people: int) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     ensure_schema(con)
     con.execute(
-        "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, local_authority_code, nation_code) "
-        "SELECT 's', 'c', 'p' || i, '2026Q1', 'food', 'E12000001', 'E06000001', 'E92000001' FROM range($n) t(i)",
+        "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, local_authority_code, "
+        "nation_code, total_debt_gbp, monthly_income_gbp, monthly_essential_costs_gbp, linked) "
+        "SELECT 's', 'c' || (i % 2), 'p' || i, '2026Q1', 'food', 'E12000001', 'E06000001', 'E92000001', "
+        "100 * (i % 50), 1000, 900 + i % 300, FALSE FROM range($n) t(i)",
         {"n": people},
     )
     return con
@@ -93,8 +168,21 @@ def test_a_release_is_stored_once_and_rerunning_it_spends_nothing() -> None:
     revision = release_period(con, **args, revise=True)
     assert revision.release_id == "2026Q1-v2" and revision.created
     assert spent(con, "2026Q1") == pytest.approx(1.0)
-    cells = con.execute("SELECT count(*) FROM release_cells WHERE release_id = '2026Q1-v1'").fetchall()[0][0]
-    assert cells == 120  # every region x need cell, including the empty ones
+    catalogue = load_catalogue()
+    stored = dict(
+        con.execute(
+            "SELECT indicator_id, count(*) FROM release_cells WHERE release_id = '2026Q1-v1' GROUP BY ALL"
+        ).fetchall()
+    )
+    assert stored == {i.id: len(cells(i)) for i in catalogue.indicators}  # every cell, including the empty ones
+    assert stored["people_by_need_region"] == 120 and stored["people_by_local_authority"] == 378
+    ledger = con.execute(
+        "SELECT indicator_id, sum(rho) FROM privacy_ledger WHERE release_id = '2026Q1-v1' GROUP BY ALL"
+    )
+    for indicator_id, rho in ledger.fetchall():
+        assert rho == pytest.approx(0.5 * catalogue.get(indicator_id).budget_share)
+    units = con.execute("SELECT contributors, units_per_person FROM releases WHERE release_id = '2026Q1-v1'").fetchall()
+    assert units == [(2, 2)]  # two charities without linkage: a person may be two units
 
 
 def test_an_overspending_release_leaves_no_trace() -> None:
@@ -109,6 +197,7 @@ def test_an_overspending_release_leaves_no_trace() -> None:
     assert con.execute("SELECT count(*) FROM releases").fetchall()[0][0] == 1
     assert con.execute("SELECT count(*) FROM release_cells WHERE release_id = '2026Q1-v2'").fetchall()[0][0] == 0
     assert spent(con, "2026Q1") == pytest.approx(0.8)
+    assert con.execute("SELECT count(*) FROM release_measurements WHERE release_id = '2026Q1-v2'").fetchall()[0][0] == 0
 
 
 def test_key_is_private_and_pseudonyms_are_keyed(tmp_path: Path) -> None:
@@ -125,6 +214,37 @@ def test_key_is_private_and_pseudonyms_are_keyed(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(KeyFileError, match="readable"):
         load_key(path)
+
+
+def test_linkage_basis_normalises_identifiers_and_needs_all_three() -> None:
+    import datetime as dt
+
+    born = dt.date(1988, 4, 12)
+    assert (
+        linkage_basis("O'Brien-Smíth", born, "b15 2tt")
+        == linkage_basis(" OBRIEN smith", born, "B15")
+        == "OBRIENSMITH|1988-04-12|B15"
+    )
+    assert linkage_basis(None, born, "B15 2TT") is None
+    assert linkage_basis("Okafor", None, "B15 2TT") is None
+    assert linkage_basis("Okafor", born, None) is None
+
+
+def test_linked_people_share_one_key_across_charities_and_one_token_per_reference() -> None:
+    key = b"k" * 32
+    bases = pl.Series(["OKAFOR|1988-04-12|B15", None, "OKAFOR|1988-04-12|B15", "OKAFR|1988-04-12|B15"])
+    tokens = linkage_tokens(key, bases)
+    assert tokens[0] == tokens[2] != tokens[3] and tokens[1] is None
+    staged = pl.DataFrame(
+        {"person_ref": ["A", "A", "A", "B"], "linkage_token": [tokens[0], None, tokens[0], tokens[3]]}
+    )
+    resolved = one_token_per_person(staged.lazy()).collect()
+    assert resolved.get_column("linkage_token").to_list() == [tokens[0], tokens[0], tokens[0], tokens[3]]
+    at_a = person_keys(key, "charity-a", pl.Series(["A1", "A2"]), pl.Series([tokens[0], None]))
+    at_b = person_keys(key, "charity-b", pl.Series(["B9"]), pl.Series([tokens[0]]))
+    assert at_a[0] == at_b[0]  # the same person at two linking charities: one unit
+    assert at_a[1] == keyed_hash(key, "person", "charity-a", "A2")  # no token: the charity's own unit
+    assert at_a[0] != tokens[0]  # the warehouse key is not the staged token
 
 
 def test_minimise_keeps_only_the_allowlist() -> None:
@@ -148,11 +268,12 @@ def test_minimise_keeps_only_the_allowlist() -> None:
             "monthly_essential_costs_gbp": [None],
             "total_debt_gbp": [None],
             "support_type": [None],
+            "linkage_token": ["f" * 64],
         },
-        schema=STANDARD_CONTACT_SCHEMA,
+        schema=STAGED_CONTACT_SCHEMA,
     )
     rows = minimise(contacts, key=b"k" * 32, charity_id="c", submission_id="c-1", standard_version="1.0")
     assert list(rows.schema) == list(WAREHOUSE_SCHEMA)
     row = rows.row(0, named=True)
-    assert row["contact_month"] == dt.date(2026, 2, 1) and row["region_code"] == "E12000005"
-    assert "NFB-1" not in str(rows.to_dicts())
+    assert row["contact_month"] == dt.date(2026, 2, 1) and row["region_code"] == "E12000005" and row["linked"]
+    assert "NFB-1" not in str(rows.to_dicts()) and "f" * 64 not in str(rows.to_dicts())

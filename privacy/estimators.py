@@ -1,0 +1,228 @@
+"""From bounded aggregates to published figures, one measure at a time.
+
+Each estimator takes the exact bounded aggregates of one indicator (``privacy.bounding``) and the ρ
+the indicator may spend, draws its noisy measurements from OpenDP (``privacy.mechanisms``), splits
+its ρ between them as stated below, and post-processes them (``privacy.hierarchy``,
+``privacy.postprocess``). The ρ of an indicator is the sum of its measurements' ρ (sequential
+composition under zCDP), each computed by OpenDP's own privacy map.
+
+- people_count, contact_count, sum: one discrete Gaussian vector per published area level (its
+  share of ρ from ``area_levels``; a flat table is one level), then the consistent, non-negative,
+  integer estimates of ``privacy.hierarchy``.
+- share: the counts with and without the condition, stacked as one vector (L2 sensitivity
+  sqrt(k), not sqrt(2k): a person is in exactly one of the two), then the delta method.
+- mean: the sum of (amount - centre) with 2/3 of ρ and the count with 1/3, then the delta method.
+  Centring halves the sum's sensitivity; 2/3 is the optimal split when the mean lies a quarter of
+  the clamp's range from its centre.
+- median: OpenDP's quantile mechanism with 3/4 of ρ; a count (1/20) and two bracketing quantiles
+  (1/10 each) give its interval. The brackets only need to land on the right side of the median, so
+  they get little: a larger rank error just moves them further out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from privacy.bounding import BoundedAggregates, query_sensitivity
+from privacy.hierarchy import aggregate_up, consistent_estimates, forest, round_keeping_sums
+from privacy.mechanisms import (
+    discrete_gaussian,
+    interval_half_width,
+    private_quantile,
+    quantile_rank_error,
+    quantile_scale,
+)
+from privacy.postprocess import Figure, count_figures, median_figure, ratio_figure, share_figure
+from standards.catalogue import Cell, Indicator, cells
+
+ADDITIVE_VECTORS = {"people_count": "people", "contact_count": "contacts", "sum": "total"}
+MEAN_SUM_SHARE = 2 / 3
+MEDIAN_SHARES = {"count": 0.05, "median": 0.75, "lower_bracket": 0.1, "upper_bracket": 0.1}
+# One-sided probabilities that the count's lower bound or a bracket lands on the wrong side.
+COUNT_BETA = 0.01
+BRACKET_BETA = 0.02
+# A bracket needs its quantile this far inside (0, 1) to mean anything.
+MAX_BRACKET_OFFSET = 0.49
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One noisy output and its cost: the published cells it informs and the values OpenDP returned."""
+
+    name: str
+    mechanism: str
+    rho: float
+    scale: float
+    sensitivity: float
+    cells: list[int]
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class IndicatorRelease:
+    indicator: Indicator
+    cells: list[Cell]
+    figures: list[Figure]
+    measurements: list[Measurement]
+
+    @property
+    def rho(self) -> float:
+        return sum(m.rho for m in self.measurements)
+
+
+def release_indicator(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
+    """Noisy measurements and published figures for one indicator, spending at most ``rho``."""
+    if rho <= 0:
+        raise ValueError(f"{indicator.id}: rho must be positive, got {rho}")
+    if indicator.measure in ADDITIVE_VECTORS:
+        return _additive(indicator, aggregates, rho)
+    return {"share": _share, "mean": _mean, "median": _median}[indicator.measure](indicator, aggregates, rho)
+
+
+def _additive(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
+    tree = forest(indicator)
+    finest = indicator.finest_area_level
+    leaves = np.array([i for i, cell in enumerate(tree.cells) if cell.level == finest])
+    exact = aggregate_up(tree, leaves, aggregates.vectors[ADDITIVE_VECTORS[indicator.measure]])
+    l2 = query_sensitivity(indicator).l2
+    measured = np.full(len(tree.cells), np.nan)
+    variance = np.full(len(tree.cells), np.inf)
+    measurements = []
+    for level, share in (indicator.area_levels or {None: 1.0}).items():
+        if share == 0:
+            continue
+        index = [i for i, cell in enumerate(tree.cells) if cell.level == level]
+        noisy = discrete_gaussian([int(v) for v in exact[index]], l2_sensitivity=l2, rho=rho * share)
+        measured[index], variance[index] = noisy.values, noisy.scale**2
+        name = level or "cells"
+        measurements.append(Measurement(name, "discrete_gaussian", noisy.rho, noisy.scale, l2, index, noisy.values))
+    estimate = consistent_estimates(tree, measured, variance, non_negative=True)
+    rounded = round_keeping_sums(tree, estimate.value)
+    return IndicatorRelease(
+        indicator, tree.cells, count_figures(rounded, estimate.value, estimate.variance), measurements
+    )
+
+
+def _share(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
+    layout = cells(indicator)
+    size = len(layout)
+    l2 = query_sensitivity(indicator).l2
+    stacked = [int(v) for v in aggregates.vectors["with_condition"]] + [
+        int(v) for v in aggregates.vectors["without_condition"]
+    ]
+    noisy = discrete_gaussian(stacked, l2_sensitivity=l2, rho=rho)
+    figures = [
+        share_figure(noisy.values[i], noisy.values[size + i], noisy.scale**2, decimals=indicator.decimals)
+        for i in range(size)
+    ]
+    measurement = Measurement(
+        "with_and_without_condition",
+        "discrete_gaussian",
+        noisy.rho,
+        noisy.scale,
+        l2,
+        list(range(size)) * 2,
+        noisy.values,
+    )
+    return IndicatorRelease(indicator, layout, figures, [measurement])
+
+
+def _mean(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
+    assert indicator.clamp is not None, "the catalogue requires a clamp for a mean"
+    layout = cells(indicator)
+    sums_l2 = query_sensitivity(indicator).l2
+    count_l2 = float(np.sqrt(indicator.max_cells_per_person))
+    sums = discrete_gaussian(
+        [int(v) for v in aggregates.vectors["centred_total"]], l2_sensitivity=sums_l2, rho=rho * MEAN_SUM_SHARE
+    )
+    counts = discrete_gaussian(
+        [int(v) for v in aggregates.vectors["people"]], l2_sensitivity=count_l2, rho=rho * (1 - MEAN_SUM_SHARE)
+    )
+    clamp = indicator.clamp
+    figures = [
+        ratio_figure(
+            total,
+            sums.scale**2,
+            count,
+            counts.scale**2,
+            offset=clamp.centre,
+            bounds=(clamp.lower, clamp.upper),
+            decimals=indicator.decimals,
+        )
+        for total, count in zip(sums.values, counts.values, strict=True)
+    ]
+    index = list(range(len(layout)))
+    measurements = [
+        Measurement("centred_total", "discrete_gaussian", sums.rho, sums.scale, sums_l2, index, sums.values),
+        Measurement("count", "discrete_gaussian", counts.rho, counts.scale, count_l2, index, counts.values),
+    ]
+    return IndicatorRelease(indicator, layout, figures, measurements)
+
+
+def _median(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
+    assert indicator.clamp is not None and indicator.candidate_step is not None and aggregates.values is not None
+    layout = cells(indicator)
+    index = list(range(len(layout)))
+    k = indicator.max_cells_per_person
+    clamp, step = indicator.clamp, indicator.candidate_step
+    candidates = list(range(clamp.lower, clamp.upper + 1, step))
+    count_l2 = float(np.sqrt(k))
+    counts = discrete_gaussian(
+        [int(v) for v in aggregates.vectors["people"]], l2_sensitivity=count_l2, rho=rho * MEDIAN_SHARES["count"]
+    )
+    count_margin = interval_half_width(counts.scale, 2 * COUNT_BETA)
+    # Each cell's quantiles see one value per person; a person is in at most k cells, so each cell
+    # may spend 1/k of the part's rho.
+    per_cell = {part: rho * share / k for part, share in MEDIAN_SHARES.items() if part != "count"}
+    # The brackets' rank error at alpha = 1/2 sets how far from one half they must sit.
+    bracket_scale = quantile_scale(candidates, 0.5, per_cell["lower_bracket"])
+    figures: list[Figure] = []
+    chosen: dict[str, list[float]] = {part: [] for part in per_cell}
+    spent = dict.fromkeys(per_cell, 0.0)
+    scales = dict.fromkeys(per_cell, 0.0)
+    for values, noisy_count in zip(aggregates.values, counts.values, strict=True):
+        median = private_quantile(values, candidates=candidates, alpha=0.5, rho=per_cell["median"])
+        offset = _bracket_offset(bracket_scale, noisy_count - count_margin)
+        brackets = {
+            part: private_quantile(
+                values, candidates=candidates, alpha=0.5 + sign * min(offset, MAX_BRACKET_OFFSET), rho=per_cell[part]
+            )
+            for part, sign in (("lower_bracket", -1), ("upper_bracket", 1))
+        }
+        for part, result in (("median", median), *brackets.items()):
+            chosen[part].append(result.value)
+            spent[part] = max(spent[part], result.rho)
+            scales[part] = max(scales[part], result.scale)
+        if offset >= MAX_BRACKET_OFFSET:
+            figures.append(Figure(median.value, clamp.lower, clamp.upper, True))
+        else:
+            figures.append(
+                median_figure(
+                    median.value,
+                    brackets["lower_bracket"].value,
+                    brackets["upper_bracket"].value,
+                    step=step,
+                    bounds=(clamp.lower, clamp.upper),
+                )
+            )
+    measurements = [
+        Measurement("count", "discrete_gaussian", counts.rho, counts.scale, count_l2, index, counts.values),
+        *(Measurement(part, "quantile", k * spent[part], scales[part], 1.0, index, chosen[part]) for part in per_cell),
+    ]
+    return IndicatorRelease(indicator, layout, figures, measurements)
+
+
+def _bracket_offset(scale: float, people_at_least: float) -> float:
+    """How far below and above one half the bracketing quantiles sit, as a share of the people.
+
+    ``scale`` is the bracket's scale at alpha = 1/2. A quantile at 1/2 - d needs scale (1 + 2d) times
+    that at the same rho (its score's sensitivity grows with max(alpha, 1 - alpha)), so its rank
+    error is (1 + 2d) t0 with t0 the error at ``scale``; asking
+    d n >= (1 + 2d) t0 gives d = (t0 / n) / (1 - 2 t0 / n).
+    """
+    if people_at_least <= 0:
+        return MAX_BRACKET_OFFSET
+    error = quantile_rank_error(scale, BRACKET_BETA) / people_at_least
+    return MAX_BRACKET_OFFSET if error >= MAX_BRACKET_OFFSET / (1 + 2 * MAX_BRACKET_OFFSET) else error / (1 - 2 * error)
