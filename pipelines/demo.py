@@ -307,7 +307,8 @@ def generate_contacts(contacts: int, charities: list[CharityProfile], quarters: 
     }
     districts_by_la: dict[str, list[str]] = {}
     for district, la in geography.postcode_districts.items():
-        districts_by_la.setdefault(la, []).append(district)
+        if district in geography.current_districts:
+            districts_by_la.setdefault(la, []).append(district)
     people = max(10, int(contacts / 2.3))
     region_of = rng.choice(
         served,

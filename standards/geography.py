@@ -50,6 +50,7 @@ class Area:
 class Geography:
     local_authorities: dict[str, LocalAuthority]
     postcode_districts: dict[str, str]
+    current_districts: frozenset[str]  # districts with live postcodes; the others are retired
 
     def regions(self) -> dict[str, str]:
         """Region code -> name: the 9 English regions plus Wales, Scotland and Northern Ireland."""
@@ -113,5 +114,10 @@ def load_geography() -> Geography:
             for row in csv.DictReader(handle)
         }
     with (GEOGRAPHY_DIR / "postcode_districts.csv").open(newline="", encoding="utf-8") as handle:
-        postcode_districts = {row["postcode_district"]: row["lad_code"] for row in csv.DictReader(handle)}
-    return Geography(local_authorities=local_authorities, postcode_districts=postcode_districts)
+        rows = list(csv.DictReader(handle))
+    return Geography(
+        local_authorities=local_authorities,
+        # Retired districts stay in the lookup: older records still carry their postcodes.
+        postcode_districts={row["postcode_district"]: row["lad_code"] for row in rows},
+        current_districts=frozenset(row["postcode_district"] for row in rows if row["in_use"] == "TRUE"),
+    )
