@@ -113,7 +113,12 @@ class Cell:
 
     @property
     def is_total(self) -> bool:
-        return (bool(self.keys) and all(k in TOTAL_CODES for k in self.keys)) or self.level == "uk"
+        return bool(self.keys) and all(k in TOTAL_CODES for k in self.keys)
+
+    @property
+    def is_place(self) -> bool:
+        """A cell to rank against other places: not a total, and not the UK beside its own nations."""
+        return not self.is_total and self.level != "uk"
 
 
 @dataclass(frozen=True)
@@ -228,17 +233,25 @@ def headline(release: IndicatorRelease, unit: Unit) -> Headline | None:
         return Headline(
             "United Kingdom" if total.level == "uk" or "K02000001" in total.keys else "Total", total.estimate
         )
-    if not unit.additive or any(c.level for c in release.cells):
+    if not unit.additive:
         return None
-    estimates = [c.estimate for c in release.cells if c.estimate is not None]
-    breakdowns = " and ".join(breakdown_label(b, plural=True) for b in release.meta["breakdowns"])
+    # With a geography hierarchy, the UK level holds the figures to add; without one, every cell.
+    hierarchical = any(c.level for c in release.cells)
+    estimates = [c.estimate for c in release.cells if c.estimate is not None and (c.level == "uk" or not hierarchical)]
+    if not estimates:
+        return None
+    others = [b for b in release.meta["breakdowns"] if not (hierarchical and _is_geography(b))]
+    breakdowns = " and ".join(breakdown_label(b, plural=True) for b in others)
     note = ""
     if int(release.meta.get("max_cells_per_person", 1)) > 1:
         note = (
             f"A person can be counted in up to {release.meta['max_cells_per_person']} cells "
             f"(for example under several needs), so this adds up people once per cell, not a head count."
         )
-    return Headline(f"All {breakdowns} added together", combined(estimates, release.meta.get("noise_scale")), note)
+    label = f"United Kingdom, all {breakdowns} added together" if hierarchical else f"All {breakdowns} added together"
+    # After the hierarchy's consistency step the published intervals, not the raw noise scale, carry the error.
+    scale = None if hierarchical else release.meta.get("noise_scale")
+    return Headline(label, combined(estimates, scale), note)
 
 
 @dataclass(frozen=True)
@@ -276,7 +289,7 @@ def _grouped(release: IndicatorRelease, by: int) -> list[tuple[str, list[Estimat
     """Each key of breakdown ``by`` with the estimates of its cells, in publication order."""
     groups: dict[str, list[Estimate]] = {}
     for cell in release.cells:
-        if cell.estimate is not None and not cell.is_total:
+        if cell.estimate is not None and cell.is_place:
             groups.setdefault(cell.labels[by], []).append(cell.estimate)
     return list(groups.items())
 
@@ -292,7 +305,7 @@ def rankings(release: IndicatorRelease, unit: Unit) -> list[Panel]:
     if len(breakdowns) == 1:
         levels: dict[str, list[Bar]] = {}
         for cell in release.cells:
-            if cell.estimate is not None and not cell.is_total:
+            if cell.estimate is not None and cell.is_place:
                 levels.setdefault(cell.level, []).append(Bar(cell.labels[0], cell.estimate))
         return [
             _panel(f"By {breakdown_label(level) if level else name}", bars, ranked=True, limit=RANKED_BARS)
@@ -300,10 +313,8 @@ def rankings(release: IndicatorRelease, unit: Unit) -> list[Panel]:
         ]
     if not unit.additive:
         return []
-    bars = [
-        Bar(label, combined(estimates, release.meta.get("noise_scale")))
-        for label, estimates in _grouped(release, where)
-    ]
+    scale = None if any(c.level for c in release.cells) else release.meta.get("noise_scale")
+    bars = [Bar(label, combined(estimates, scale)) for label, estimates in _grouped(release, where)]
     others = " and ".join(breakdown_label(b, plural=True) for i, b in enumerate(breakdowns) if i != where)
     return [_panel(f"By {name}, all {others} added together", bars, ranked=True, limit=RANKED_BARS)]
 
@@ -317,7 +328,7 @@ def facets(release: IndicatorRelease) -> tuple[str, list[Panel]]:
     across = 1 - facet
     panels: dict[str, list[Bar]] = {}
     for cell in release.cells:
-        if cell.estimate is not None:
+        if cell.estimate is not None and cell.is_place:
             panels.setdefault(cell.labels[facet], []).append(Bar(cell.labels[across], cell.estimate))
     ranked = _is_geography(breakdowns[across])
     return (

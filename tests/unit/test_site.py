@@ -234,3 +234,29 @@ def test_text_and_chart_colours_meet_wcag_aa() -> None:
     for text in (charts.INK, charts.MUTED):
         assert contrast(text, "#ffffff") >= 4.5
     assert contrast(charts.BLUE, "#ffffff") >= 3  # graphical objects (WCAG 1.4.11)
+
+
+def test_an_area_by_need_indicator_headlines_the_uk_total_across_needs() -> None:
+    from pipelines.site.model import Cell, IndicatorRelease, Unit, headline, rankings
+
+    def cell(area: str, level: str, need: str, value: float) -> Cell:
+        return Cell((area, need), (area, need), Estimate(value, value - 10, value + 10), level)
+
+    release = IndicatorRelease(
+        {"breakdowns": ["area", "need"], "max_cells_per_person": 3},
+        "2026Q1-v1",
+        "2026Q1",
+        [
+            cell("K02000001", "uk", "food", 300),
+            cell("K02000001", "uk", "debt", 200),
+            cell("E92000001", "nation", "food", 250),
+            cell("E92000001", "nation", "debt", 150),
+            cell("W92000004", "nation", "food", 50),
+            cell("W92000004", "nation", "debt", 50),
+        ],
+    )
+    top = headline(release, Unit("count", noun="contacts"))
+    assert top is not None and top.estimate.value == 500  # both needs at UK level, not one UK row
+    assert top.label == "United Kingdom, all needs added together"
+    [panel] = rankings(release, Unit("count", noun="contacts"))
+    assert [bar.label for bar in panel.bars] == ["E92000001", "W92000004"]  # nations only: the UK is not ranked
