@@ -64,7 +64,7 @@ def build_expectations(columns: set[str]) -> list[Expectation]:
             E.ExpectColumnValuesToNotMatchRegexList(
                 column="person_ref",
                 regex_list=[NI_NUMBER, EMAIL],
-                meta={"rule": "person_ref is not a National Insurance number or an email address"},
+                meta={"rule": "person_ref is not shaped like a National Insurance number or an email address"},
             )
         )
     if "contact_date" in present:

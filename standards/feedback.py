@@ -113,8 +113,8 @@ class FeedbackReport(BaseModel):
                 ),
                 "see the issues below.",
             )
-            stored = "" if "Nothing from this file was stored" in reason else " Nothing from this file was stored."
-            return f"Not accepted: {reason}{stored}"
+            kept = "" if "Nothing from this file" in reason else " Nothing from this file can be used as it is."
+            return f"Not accepted: {reason}{kept}"
         verb = "Accepted" if self.status == "accepted" else "Accepted with warnings"
         rejected = f"; {self.rows_rejected:,} row(s) were not accepted" if self.rows_rejected else ""
         return f"{verb}: {self.rows_accepted:,} of {self.rows_received:,} row(s) accepted{rejected}."

@@ -158,7 +158,8 @@ _TYPES = [
         "E_FUTURE_DATE",
         Scope.ROW,
         "The contact date is in the future",
-        "Check the date; contacts can only be reported once they have happened.",
+        "Check the date; contacts can only be reported once they have happened. If you cannot find the real date, "
+        "leave the row out.",
     ),
     IssueType(
         "E_DATE_OUT_OF_RANGE",

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from standards.codelists import load_codelist, match_key
-from standards.extract import AREA_FIELDS, CODELIST_FIELDS, FIELDS, REQUIRED_FIELDS
+from standards.extract import AREA_FIELDS, CODELIST_FIELDS, FIELDS, REQUIRED_FIELDS, ContactRecord
 from standards.issues import FileRejected
 
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
@@ -372,7 +372,10 @@ class CharityMapping(BaseModel):
             codes = load_codelist(CODELIST_FIELDS[name]).values
             wrong = sorted({code for code in wording.values() if code not in codes})
             if wrong:
-                raise ValueError(f"{', '.join(wrong)} not codes of {name}; its codes are {', '.join(codes)}")
+                listed = ", ".join(repr(code) for code in wrong)
+                raise ValueError(
+                    f"{listed} {'is not a code' if len(wrong) == 1 else 'are not codes'} of {name}; choose one of {', '.join(codes)}"
+                )
         return values
 
     @field_validator("date_format")
@@ -392,11 +395,35 @@ class CharityMapping(BaseModel):
         try:
             content = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as error:
-            raise ValueError(f"{path.name} is not valid YAML: {error}") from error
-        return cls.model_validate(content or {})
+            where = getattr(error, "problem_mark", None)
+            line = f" at line {where.line + 1}" if where is not None else ""
+            raise ValueError(
+                f"{path.name} cannot be read{line}: check that each entry is 'your wording: code' and that "
+                "entries under a section are indented by the same spaces as the line above."
+            ) from error
+        try:
+            return cls.model_validate(content or {})
+        except ValidationError as error:
+            raise ValueError(mapping_problems(error)) from error
 
     def dump(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(self.model_dump(exclude_defaults=True), sort_keys=False), encoding="utf-8")
+
+
+def mapping_problems(error: ValidationError) -> str:
+    """A mapping file's validation errors, one plain sentence each, naming the entry at fault."""
+    problems = []
+    for detail in error.errors(include_url=False):
+        where = " > ".join(str(part) for part in detail["loc"])
+        if detail["type"] == "extra_forbidden":
+            problems.append(
+                f"'{where}' is not one of the sections ({', '.join(CharityMapping.model_fields)}); if it is your wording, indent "
+                "it under its field in the values section, like the lines above it"
+            )
+        else:
+            message = str(detail.get("ctx", {}).get("error") or detail["msg"]).removeprefix("Value error, ")
+            problems.append(f"in '{where}': {message}" if where else message)
+    return "; ".join(problems) + "."
 
 
 _BRACKETED = re.compile(r"\([^)]*\)|\[[^]]*\]")
@@ -419,11 +446,28 @@ HEADER_ALIASES = _alias_table()
 _IDENTIFIERS = {header_key(header) for header in IDENTIFIER_HEADERS}
 
 
+# Words a system puts before a field's name ("Client DOB", "Customer postcode"); tried last, so
+# "Client ID" and "Client Name" keep their own meanings.
+SUBJECT_PREFIXES = ("client", "customer", "service user", "person", "member", "tenant")
+_SUBJECT_PREFIX = re.compile(r"(?i)^\s*(?:" + "|".join(SUBJECT_PREFIXES) + r")(?:'?s)?\b[\s._:-]*")
+
+
+def _described(name: str) -> str:
+    """A field's description from the standard, as a phrase: 'the date of the contact'."""
+    description = (ContactRecord.model_fields[name].description or name).split(". ")[0].rstrip(".")
+    return description[0].lower() + description[1:]
+
+
 def field_for_header(header: str, mapping: CharityMapping) -> str | None:
-    """The standard field a header holds, or None: the mapping file first, then aliases and names."""
+    """The standard field a header holds, or None: the mapping file first, then aliases and names,
+    then the same without a leading 'Client'-like word."""
     own = {header_key(theirs): ours for theirs, ours in mapping.columns.items()}
     key = header_key(header)
-    return own.get(key) or HEADER_ALIASES.get(key)
+    found = own.get(key) or HEADER_ALIASES.get(key)
+    if found is None and (bare := _SUBJECT_PREFIX.sub("", header)) != header and bare.strip():
+        bare_key = header_key(bare)
+        found = HEADER_ALIASES.get(bare_key) if not is_identifier_header(bare) else None
+    return found
 
 
 def is_identifier_header(header: str) -> bool:
@@ -477,7 +521,9 @@ def plan_columns(header: list[str], mapping: CharityMapping) -> ColumnPlan:
     if missing:
         raise FileRejected(
             "E_MISSING_COLUMN",
-            f"Required column(s) missing: {', '.join(missing)}. Columns found: {', '.join(h for h in header if h) or 'none'}.",
+            f"Required column(s) missing: {'; '.join(f'{name} ({_described(name)})' for name in missing)}. "
+            f"Columns found: {', '.join(h for h in header if h) or 'none'}. If one of your columns holds it under "
+            "another name, `collab standard suggest-mapping YOUR-FILE` proposes a mapping file that says so.",
         )
     if not any(name in plan.fields for name in AREA_FIELDS):
         raise FileRejected(

@@ -256,8 +256,8 @@ class PersonalDataScreen:
         return FileRejected(
             "E_IDENTIFIER_AS_REFERENCE",
             f"Column '{tally.label}' holds the person references, but {found}. Those identify people outside "
-            "your charity, so a person reference must be your own code instead. Nothing from this file was "
-            "stored, and the values are not repeated in this report.",
+            "your charity, so a person reference must be your own code instead; even one such value stops the "
+            "whole file. Nothing from this file can be used as it is, and the values are not repeated here.",
             row=min(tally.first_row[kind] for kind in kinds),
             column=tally.label,
         )

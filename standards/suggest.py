@@ -128,13 +128,22 @@ def _suggest_column(header: list[str], position: int, sample: pl.DataFrame) -> C
 
 
 def _personal_data(values: pl.Series, field_name: str | None) -> list[str]:
-    """The kinds of personal data in a column (free text only if common; postcodes where expected are not)."""
+    """The kinds of personal data in a column, each with how many of the sampled values hold it (free
+    text only if common, and never in an area column, where place names are expected; postcodes
+    where expected are not personal data either)."""
     if values.is_empty():
         return []
     masks = kind_masks(pl.col("v"), ALL_KINDS)
-    shares = values.to_frame("v").select(**{kind.name: mask.mean() for kind, mask in masks.items()}).row(0, named=True)
-    kinds = [Kind[name] for name, share in shares.items() if share and (name != "FREE_TEXT" or share >= 0.1)]
-    return [str(kind) for kind in kinds if not (kind is Kind.POSTCODE and field_name == "postcode")]
+    counts = values.to_frame("v").select(**{kind.name: mask.sum() for kind, mask in masks.items()}).row(0, named=True)
+    found = []
+    for name, count in counts.items():
+        kind = Kind[name]
+        if not count or (kind is Kind.POSTCODE and field_name == "postcode"):
+            continue
+        if kind is Kind.FREE_TEXT and (count < 0.1 * values.len() or field_name in AREA_FIELDS):
+            continue
+        found.append(f"{kind} in {count:,} of {values.len():,} values")
+    return found
 
 
 def _field_from_values(values: pl.Series) -> str | None:

@@ -167,8 +167,14 @@ def _validate_row(
                 if name in REQUIRED_FIELDS and raws.get(name) is None:
                     code = "E_MISSING_VALUE"
                 value = raws.get(name) if name else None
+                message = detail["msg"]
+                unrecognised = [
+                    f for f in AREA_FIELDS if f in header_of and raws.get(f) is not None and values[f] is None
+                ]
+                if code == "E_MISSING_AREA" and unrecognised:
+                    message = "its area was given but not recognised (see the warning on the same row), so it has none"
                 if name is None or name in REQUIRED_FIELDS or attempt:
-                    issues.append(_issue(code, row, name, column, value, detail["msg"]))
+                    issues.append(_issue(code, row, name, column, value, message))
                     continue
                 issues.append(_issue(warning_twin(code), row, name, column, value, detail["msg"]))
                 values[name] = None

@@ -52,9 +52,8 @@ def check(
         if html is not None:
             console.print(f"Full report: {escape(str(html))}")
         elif report.issues:
-            console.print(
-                f"For the full report with every example: collab check {escape(str(file))} --html report.html"
-            )
+            again = f"collab check {file}" + (f" --mapping {mapping}" if mapping else "") + " --html report.html"
+            console.print(escape(f"For the full report with every example: {again}"))
     raise typer.Exit(0 if report.accepted else 1)
 
 
