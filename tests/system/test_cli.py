@@ -131,3 +131,19 @@ def test_a_charity_proposes_a_mapping_checks_with_it_and_exports_the_standard(tm
         "contact-extract-v1-example.csv",
         "contact-extract-v1-template.xlsx",
     }
+
+
+def test_the_pseudonymisation_key_appears_nowhere_but_its_own_file(demo_home: Path) -> None:
+    """Not in the warehouse, Dagster's run and event storage (logs, metadata), releases, feedback or the site."""
+    import base64
+
+    key_file = demo_home / "secrets" / "pseudonymisation.key"
+    key = key_file.read_bytes()
+    forms = [key, key.hex().encode(), key.hex().upper().encode(), base64.b64encode(key)]
+    scanned = 0
+    for path in demo_home.rglob("*"):
+        if path.is_file() and path != key_file:
+            content = path.read_bytes()
+            scanned += 1
+            assert not any(form in content for form in forms), path
+    assert scanned > 100 and (demo_home / "dagster").exists() and (demo_home / "warehouse.duckdb").exists()

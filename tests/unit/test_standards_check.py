@@ -10,6 +10,7 @@ import pytest
 
 from standards.check import CheckOptions, check_extract, contacts_frame
 from standards.extract import age_band_at, quarter_of
+from standards.issues import warning_twin
 from standards.mapping import CharityMapping
 from tests.conftest import HEADER, CollectingSink, contact_rows, write_csv, write_xlsx
 
@@ -224,3 +225,38 @@ def test_date_format_may_be_written_in_words() -> None:
     assert CharityMapping(date_format="MM-DD-YY").date_format == "%m-%d-%y"
     with pytest.raises(ValueError, match="no year"):
         CharityMapping(date_format="day/month")
+
+
+def test_every_remaining_value_rule_has_its_code(tmp_path: Path) -> None:
+    header = [*HEADER, "Children", "Surname"]
+    rows = [[*row, "1", "Okafor"] for row in contact_rows(30)]
+    rows[0][6] = "two"  # not a whole number: dropped
+    rows[1][6] = "25"  # more children than the standard allows: dropped
+    rows[2][5] = "£2,000,000"  # an implausible monthly income: dropped
+    rows[3][7] = "X" * 100  # a surname far too long: dropped
+    rows[4][4] = "01/02/2026"  # born after the contact (9 January 2026): the row is rejected
+    report = check_extract(write_csv(tmp_path / "values.csv", rows, header)).report
+    examples = {g.code: g.examples[0] for g in report.issues}
+    assert examples["W_INVALID_NUMBER"].row == 2 and examples["W_IMPLAUSIBLE_VALUE"].column in (
+        "Children",
+        "Monthly Income",
+    )
+    assert {e.row for g in report.issues if g.code == "W_IMPLAUSIBLE_VALUE" for e in g.examples} == {3, 4}
+    assert examples["W_VALUE_TOO_LONG"].row == 5 and "100 characters" in examples["W_VALUE_TOO_LONG"].message
+    assert examples["E_INVALID_VALUE"].row == 6 and "after the contact date" in examples["E_INVALID_VALUE"].message
+    assert (report.rows_accepted, report.rows_rejected) == (29, 1)
+    # Any other rule an optional value breaks is dropped with the general warning.
+    assert warning_twin("E_SOME_FUTURE_RULE") == "W_INVALID_VALUE"
+
+
+def test_a_text_file_in_no_known_encoding_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_bytes(b"Client ID,Visit Date,Reason for referral,Post Code\nA\x81\x8d1,05/01/2026,Food,B15 2TT\n")
+    report = check_extract(path).report
+    assert report.status == "rejected" and report.codes() == ["E_ENCODING"]
+
+
+def test_a_sheet_named_in_the_mapping_must_exist(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "book.xlsx", {"Contacts": [["Client ID", "Date", "Need", "Postcode"]]})
+    report = check_extract(path, mapping=CharityMapping(sheet="Cases")).report
+    assert report.codes() == ["E_MISSING_SHEET"] and "Contacts" in report.issues[0].examples[0].message
