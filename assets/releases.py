@@ -34,6 +34,7 @@ from pipelines.publication import (
 )
 from pipelines.resources import CollabWorkspace, Warehouse
 from pipelines.site import build_site
+from pipelines.warehouse import contributing_charities
 from privacy.accountant import BudgetExceeded, BudgetPolicy
 from privacy.mechanisms import epsilon_at
 from privacy.pseudonymise import derived_salt
@@ -96,6 +97,7 @@ def quarterly_release(
             period_rho=privacy.period_rho,
             lifetime_rho=privacy.lifetime_rho,
             delta=privacy.report_delta,
+            named_contributors=workspace.registry.named(contributing_charities(con, period)),
         )
     spend = manifest["privacy"]
     cells = sum(i["cells"] for i in manifest["indicators"])

@@ -79,6 +79,7 @@ class CharityProfile:
     money_style: str = "plain"  # plain | pounds
     extra_columns: tuple[str, ...] = ()  # columns we must drop (names, notes)
     linkage: bool = False  # takes part in record linkage: sends surnames
+    named: bool = False  # agreed to be named among the contributors of published releases
 
     def mapping(self) -> CharityMapping:
         values = {"need": {wording: code for code, wording in self.need_wording.items()}} if self.need_wording else {}
@@ -123,6 +124,7 @@ PROFILES: tuple[CharityProfile, ...] = (
         {"food": 5, "fuel_energy": 3, "benefits_income": 2, "debt": 1, "other": 0.5},
         uses_labels=True,
         extra_columns=("Client Name", "Notes"),
+        named=True,
         linkage=True,
     ),
     CharityProfile(

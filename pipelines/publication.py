@@ -190,8 +190,10 @@ def write_release_package(
     period_rho: float,
     lifetime_rho: float,
     delta: float,
+    named_contributors: list[str],
 ) -> dict[str, Any]:
-    """Render a stored release into ``destination`` and return its manifest."""
+    """Render a stored release into ``destination`` and return its manifest. Contributors are
+    counted; only those in ``named_contributors`` (charities that agreed) are named."""
     record = release_record(con, release_id)
     staging = destination.with_name(f".{destination.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -280,6 +282,7 @@ def write_release_package(
         "standard_version": record.standard_version,
         "code_version": record.code_version,
         "contributors": record.contributors,
+        "named_contributors": named_contributors,
         "privacy": {
             "unit": PRIVACY_UNIT_LINKED if record.linking_contributors else PRIVACY_UNIT,
             "definition": "zero-concentrated differential privacy (rho-zCDP)",

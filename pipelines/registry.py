@@ -104,13 +104,22 @@ class Registry:
         CharityMapping.load(source)  # refuse a mapping that does not validate
         shutil.copyfile(source, self._dir(charity_id) / "mapping.yaml")
 
-    def set_linkage(self, charity_id: str, linkage: bool) -> Charity:
-        """Opt a charity in to (or out of) record linkage for the files it sends from now on."""
-        charity = self.get(charity_id).model_copy(update={"linkage": linkage})
+    def _update(self, charity_id: str, **changes: bool) -> Charity:
+        charity = self.get(charity_id).model_copy(update=changes)
         self._save(charity)
         return charity
 
+    def set_linkage(self, charity_id: str, linkage: bool) -> Charity:
+        """Opt a charity in to (or out of) record linkage for the files it sends from now on."""
+        return self._update(charity_id, linkage=linkage)
+
+    def set_publish_name(self, charity_id: str, publish_name: bool) -> Charity:
+        """Record a charity's consent (or its withdrawal) to be named among a release's contributors."""
+        return self._update(charity_id, publish_name=publish_name)
+
     def deactivate(self, charity_id: str) -> Charity:
-        charity = self.get(charity_id).model_copy(update={"active": False})
-        self._save(charity)
-        return charity
+        return self._update(charity_id, active=False)
+
+    def named(self, charity_ids: set[str]) -> list[str]:
+        """The names of those charities that agreed to be named, for a release they contributed to."""
+        return sorted(c.name for c in self.all(include_inactive=True) if c.id in charity_ids and c.publish_name)

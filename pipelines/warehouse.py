@@ -193,6 +193,14 @@ def unreleased_complete_quarters(con: duckdb.DuckDBPyConnection, today: dt.date 
     return [row[0] for row in rows if quarter_end(row[0]) < today]
 
 
+def contributing_charities(con: duckdb.DuckDBPyConnection, period: str) -> set[str]:
+    """The charities whose contacts a quarter's release counts."""
+    return {
+        row[0]
+        for row in con.execute("SELECT DISTINCT charity_id FROM contacts WHERE quarter = $p", {"p": period}).fetchall()
+    }
+
+
 def stale_quarters(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Released quarters that received data after their latest release (they need a revision)."""
     rows = con.execute(

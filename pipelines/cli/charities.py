@@ -118,10 +118,17 @@ def list_charities(as_json: bool = JsonOption) -> None:
     if as_json:
         emit_json([c.model_dump(mode="json") for c in charities])
         return
-    table = Table("id", "name", "active", "linkage", "added")
+    table = Table("id", "name", "active", "linkage", "named", "added")
     for c in charities:
         yes_no = {True: "yes", False: "no"}
-        table.add_row(c.id, escape(c.name), yes_no[c.active], yes_no[c.linkage], c.added_at.date().isoformat())
+        table.add_row(
+            c.id,
+            escape(c.name),
+            yes_no[c.active],
+            yes_no[c.linkage],
+            yes_no[c.publish_name],
+            c.added_at.date().isoformat(),
+        )
     console.print(table)
 
 
@@ -141,6 +148,24 @@ def set_linkage(
     else:
         state = "links records" if charity.linkage else "no longer links records"
         console.print(f"{charity.id} {state} from its next file on.")
+
+
+@charity_app.command("named")
+def set_named(
+    charity_id: str,
+    enable: bool = typer.Option(..., "--on/--off", help="Name the charity among a release's contributors, or stop."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Record a charity's consent to be named on the site as a contributor (from the next release rendered)."""
+    try:
+        charity = Registry(workspace()).set_publish_name(charity_id, enable)
+    except RegistryError as error:
+        fail(str(error))
+    if as_json:
+        emit_json({"charity_id": charity.id, "publish_name": charity.publish_name})
+    else:
+        state = "is named" if charity.publish_name else "is counted, not named,"
+        console.print(f"{escape(charity.name)} {state} among the contributors of releases rendered from now on.")
 
 
 @charity_app.command("remove")

@@ -52,6 +52,8 @@ def demo(
     landing = LocalLandingZone(root=str(ws.home))
     for profile in data.charities:
         registry.add(profile.id, profile.name, profile.mapping(), linkage=profile.linkage)
+        if profile.named:
+            registry.set_publish_name(profile.id, True)
         landing.create_area(profile.id)
     for charity_id, path in data.files:
         landing.drop(charity_id, path)

@@ -147,3 +147,13 @@ def test_the_pseudonymisation_key_appears_nowhere_but_its_own_file(demo_home: Pa
             scanned += 1
             assert not any(form in content for form in forms), path
     assert scanned > 100 and (demo_home / "dagster").exists() and (demo_home / "warehouse.duckdb").exists()
+
+
+def test_only_charities_that_agreed_are_named_on_the_site(demo_home: Path) -> None:
+    manifest = json.loads(next((demo_home / "publish" / "releases").glob("*/release.json")).read_text())
+    assert manifest["named_contributors"] == ["Northside Food Bank"]  # the one demo charity that agreed
+    assert manifest["contributors"] == 6
+    methodology = (demo_home / "publish" / "site" / "methodology.html").read_text()
+    assert "Northside Food Bank" in methodology and "Riverside Advice Centre" not in methodology
+    listed = json.loads(collab(demo_home, "charity", "list", "--json").stdout)
+    assert {c["id"]: c["publish_name"] for c in listed}["riverside-advice"] is False
