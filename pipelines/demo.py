@@ -480,6 +480,18 @@ def _render(profile: CharityProfile, frame: pl.DataFrame) -> tuple[list[str], li
     return header, rows
 
 
+def write_sheet(workbook: xlsxwriter.Workbook, name: str, rows: list[list[object]]) -> None:
+    """A worksheet of ``rows``, dates written as real Excel dates (serial numbers shown as dd/mm/yyyy)."""
+    sheet = workbook.add_worksheet(name)
+    date_format = workbook.add_format({"num_format": "dd/mm/yyyy"})
+    for index, row in enumerate(rows):
+        for column, value in enumerate(row):
+            if isinstance(value, dt.date):
+                sheet.write_datetime(index, column, dt.datetime.combine(value, dt.time()), date_format)
+            else:
+                sheet.write(index, column, value)
+
+
 def write_extract(profile: CharityProfile, frame: pl.DataFrame, path: Path) -> Path:
     header, rows = _render(profile, frame)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -489,15 +501,7 @@ def write_extract(profile: CharityProfile, frame: pl.DataFrame, path: Path) -> P
         about = workbook.add_worksheet("About")
         about.write(0, 0, f"{profile.name}: contacts export")
         about.write(1, 0, "Exported from the case management system.")
-        sheet = workbook.add_worksheet("Contacts")
-        date_format = workbook.add_format({"num_format": "dd/mm/yyyy"})
-        sheet.write_row(0, 0, header)
-        for index, row in enumerate(rows, start=1):
-            for column, value in enumerate(row):
-                if isinstance(value, dt.date):
-                    sheet.write_datetime(index, column, dt.datetime.combine(value, dt.time()), date_format)
-                else:
-                    sheet.write(index, column, value)
+        write_sheet(workbook, "Contacts", [header, *rows])
         workbook.close()
         return path
     path = path.with_suffix(".csv")

@@ -168,10 +168,8 @@ def _validate_row(
                     code = "E_MISSING_VALUE"
                 value = raws.get(name) if name else None
                 message = detail["msg"]
-                unrecognised = [
-                    f for f in AREA_FIELDS if f in header_of and raws.get(f) is not None and values[f] is None
-                ]
-                if code == "E_MISSING_AREA" and unrecognised:
+                # A row with no area left after dropping an unrecognised one was given an area, just not a usable one.
+                if code == "E_MISSING_AREA" and any(raws.get(f) is not None for f in AREA_FIELDS if f in header_of):
                     message = "its area was given but not recognised (see the warning on the same row), so it has none"
                 if name is None or name in REQUIRED_FIELDS or attempt:
                     issues.append(_issue(code, row, name, column, value, message))

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 import xlsxwriter
 
+from pipelines.demo import write_sheet
 from pipelines.workspace import Workspace
 from standards.validation import RowOutcome
 
@@ -48,15 +49,8 @@ def write_csv(
 def write_xlsx(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
     """A workbook with one sheet per entry; dates are written as real Excel dates."""
     workbook = xlsxwriter.Workbook(str(path))
-    date_format = workbook.add_format({"num_format": "dd/mm/yyyy"})
     for name, rows in sheets.items():
-        sheet = workbook.add_worksheet(name)
-        for r, row in enumerate(rows):
-            for c, value in enumerate(row):
-                if isinstance(value, dt.date):
-                    sheet.write_datetime(r, c, dt.datetime.combine(value, dt.time()), date_format)
-                else:
-                    sheet.write(r, c, value)
+        write_sheet(workbook, name, rows)
     workbook.close()
     return path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -15,7 +16,7 @@ from pipelines import s3
 from pipelines.access import AccessError, AccessStore
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, transfer_bar, workspace
 from pipelines.landing import LandingAreaError, LocalLandingZone
-from pipelines.registry import Registry, RegistryError
+from pipelines.registry import Charity, Registry, RegistryError
 from pipelines.resources import landing_zone_from_env
 from pipelines.workspace import Workspace
 from standards.mapping import CharityMapping
@@ -132,6 +133,20 @@ def list_charities(as_json: bool = JsonOption) -> None:
     console.print(table)
 
 
+def _switch(
+    charity_id: str, as_json: bool, change: Callable[[Registry], Charity], said: Callable[[Charity], str]
+) -> None:
+    """Apply one on/off registry setting and report it."""
+    try:
+        charity = change(Registry(workspace()))
+    except RegistryError as error:
+        fail(str(error))
+    if as_json:
+        emit_json({"charity_id": charity.id, "linkage": charity.linkage, "publish_name": charity.publish_name})
+    else:
+        console.print(escape(said(charity)))
+
+
 @charity_app.command("linkage")
 def set_linkage(
     charity_id: str,
@@ -139,15 +154,12 @@ def set_linkage(
     as_json: bool = JsonOption,
 ) -> None:
     """Opt a charity in to or out of record linkage, for the files it sends from now on."""
-    try:
-        charity = Registry(workspace()).set_linkage(charity_id, enable)
-    except RegistryError as error:
-        fail(str(error))
-    if as_json:
-        emit_json({"charity_id": charity.id, "linkage": charity.linkage})
-    else:
-        state = "links records" if charity.linkage else "no longer links records"
-        console.print(f"{charity.id} {state} from its next file on.")
+    _switch(
+        charity_id,
+        as_json,
+        lambda registry: registry.set_linkage(charity_id, enable),
+        lambda c: f"{c.id} {'links records' if c.linkage else 'no longer links records'} from its next file on.",
+    )
 
 
 @charity_app.command("named")
@@ -157,15 +169,15 @@ def set_named(
     as_json: bool = JsonOption,
 ) -> None:
     """Record a charity's consent to be named on the site as a contributor (from the next release rendered)."""
-    try:
-        charity = Registry(workspace()).set_publish_name(charity_id, enable)
-    except RegistryError as error:
-        fail(str(error))
-    if as_json:
-        emit_json({"charity_id": charity.id, "publish_name": charity.publish_name})
-    else:
-        state = "is named" if charity.publish_name else "is counted, not named,"
-        console.print(f"{escape(charity.name)} {state} among the contributors of releases rendered from now on.")
+    _switch(
+        charity_id,
+        as_json,
+        lambda registry: registry.set_publish_name(charity_id, enable),
+        lambda c: (
+            f"{c.name} {'is named' if c.publish_name else 'is counted, not named,'} among the contributors "
+            "of releases rendered from now on."
+        ),
+    )
 
 
 @charity_app.command("remove")

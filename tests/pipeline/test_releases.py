@@ -13,7 +13,7 @@ from assets.releases import REVISE_TAG, check_release_disclosure, published_rele
 from pipelines.publication import ReleaseIntegrityError, disclosure_problems, publish_release, verify_release_package
 from pipelines.resources import resources_for
 from pipelines.sensors import quarter_release_sensor
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, stale_quarters
 from pipelines.workspace import Workspace
 from privacy.accountant import spent
 from standards.catalogue import cells, load_catalogue
@@ -184,3 +184,14 @@ def test_quarter_release_sensor_requests_each_ended_unreleased_quarter_once(load
     assert isinstance(
         quarter_release_sensor(build_sensor_context(instance=instance, resources=resources_for(loaded))), SkipReason
     )
+
+
+def test_a_quarter_that_receives_data_after_its_release_is_flagged_for_revision(loaded: Workspace) -> None:
+    assert release(loaded, DagsterInstance.ephemeral()).success
+    with connect(loaded.warehouse_path) as con:
+        assert stale_quarters(con) == []
+        con.execute(
+            "INSERT INTO submissions VALUES ('c-late', 'c', 'late.csv', 'x', now(), now() + INTERVAL 1 MINUTE, 1, 0, "
+            "['2026Q1'], '1.1')"
+        )
+        assert stale_quarters(con) == ["2026Q1"]

@@ -16,6 +16,7 @@ from assets.submissions import (
     submission_quality,
     warehouse_contacts,
 )
+from pipelines.intake import purge_submission
 from pipelines.landing import LocalLandingZone
 from pipelines.registry import Registry
 from pipelines.resources import resources_for
@@ -205,3 +206,24 @@ def test_the_pipeline_carries_on_through_the_whole_robustness_corpus(
     [injection] = [k for k in keys if feedback_for(workspace, charity, k)["file_name"] == "csv-injection.csv"]
     quarantined = (workspace.quarantine / injection / "rejected_rows.csv").read_text(encoding="utf-8")
     assert "'=cmd|' /C calc'!A0" in quarantined and ",=cmd" not in quarantined
+
+
+def test_purge_removes_raw_copies_but_keeps_history_and_duplicate_detection(
+    workspace: Workspace, charity: str, tmp_path: Path
+) -> None:
+    rows = contact_rows(10)
+    rows[0][1] = "31/02/2026"  # one rejected row, so the quarantine holds something
+    path = write_csv(tmp_path / "q1.csv", rows)
+    instance = DagsterInstance.ephemeral()
+    drop(workspace, charity, path)
+    [key] = sense(workspace, instance)
+    assert process(workspace, instance, key).success
+    staging = workspace.staging / key
+    assert (staging / "contacts.parquet").exists() and (workspace.quarantine / key).exists()
+    removed = purge_submission(workspace, key) + LocalLandingZone(root=str(workspace.home)).purge_archive(charity, key)
+    assert sorted(p.name for p in staging.iterdir()) == ["manifest.json", "report.json"]
+    assert not (workspace.quarantine / key).exists() and not (workspace.archive / charity / key).exists()
+    assert len(removed) >= 4
+    assert warehouse_rows(workspace) == 9  # the pseudonymised rows stay
+    drop(workspace, charity, path, "again.csv")
+    assert sense(workspace, instance) == []  # still recognised as already received

@@ -157,3 +157,14 @@ def test_only_charities_that_agreed_are_named_on_the_site(demo_home: Path) -> No
     assert "Northside Food Bank" in methodology and "Riverside Advice Centre" not in methodology
     listed = json.loads(collab(demo_home, "charity", "list", "--json").stdout)
     assert {c["id"]: c["publish_name"] for c in listed}["riverside-advice"] is False
+
+
+def test_linkage_and_naming_are_switched_on_and_off(tmp_path: Path) -> None:
+    home = tmp_path / "var"
+    collab(home, "charity", "add", "test-pantry", "--name", "Test Pantry")
+    on = json.loads(collab(home, "charity", "linkage", "test-pantry", "--on", "--json").stdout)
+    named = json.loads(collab(home, "charity", "named", "test-pantry", "--on", "--json").stdout)
+    assert on["linkage"] is True and named == {"charity_id": "test-pantry", "linkage": True, "publish_name": True}
+    off = collab(home, "charity", "named", "test-pantry", "--off")
+    assert "Test Pantry is counted, not named" in " ".join(off.stdout.split())
+    assert collab(home, "charity", "linkage", "no-such-charity", "--on", check=False).returncode == 1

@@ -218,6 +218,10 @@ def test_feedback_from_the_new_user_exercise(tmp_path: Path) -> None:
     assert "not known yet" in dates["TBC"]
     area = groups["E_MISSING_AREA"].examples[0]
     assert (area.row, area.column) == (35, "Post Code")
+    rows[33][3] = "XX9 9ZZ"  # an area given but not recognised is not called missing
+    report = check_extract(write_csv(tmp_path / "lead.csv", rows), options=CheckOptions(max_row_error_share=1)).report
+    area = next(g for g in report.issues if g.code == "E_MISSING_AREA").examples[0]
+    assert area.row == 35 and "given but not recognised" in area.message
 
 
 def test_date_format_may_be_written_in_words() -> None:
