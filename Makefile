@@ -24,7 +24,7 @@ help:
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[collaborative,dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -41,6 +41,7 @@ demo: install
 	$(BIN)/collab demo
 
 test: install browser
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 dev: install
@@ -54,6 +55,7 @@ bucket-stop: install
 	$(BIN)/collab bucket stop
 
 lint: install
+	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 

@@ -20,8 +20,9 @@ from dagster import (
 )
 
 from assets.partitions import quarter_partitions
+from assets.resources import CollabWorkspace, Warehouse
 from assets.submissions import warehouse_contacts
-from pipelines.publication import (
+from collab.publication import (
     MANIFEST,
     DisclosureRefused,
     ReleaseIntegrityError,
@@ -32,9 +33,8 @@ from pipelines.publication import (
     verify_release_package,
     write_release_package,
 )
-from pipelines.resources import CollabWorkspace, Warehouse
-from pipelines.site import build_site
-from pipelines.warehouse import contributing_charities
+from collab.site import build_site
+from collab.warehouse import contributing_charities
 from privacy.accountant import BudgetExceeded, BudgetPolicy
 from privacy.mechanisms import epsilon_at
 from privacy.pseudonymise import derived_salt
@@ -130,7 +130,7 @@ def check_release_disclosure(
     context: AssetCheckExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
 ) -> AssetCheckResult:
     """The disclosure gate: nothing is published unless the package passes every check
-    (``pipelines.publication.disclosure_problems``)."""
+    (``collab.publication.disclosure_problems``)."""
     release_dir = _latest_release_dir(workspace, warehouse, context.partition_key)
     with warehouse.connect(read_only=True) as con:
         problems = disclosure_problems(

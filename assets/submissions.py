@@ -21,14 +21,15 @@ from dagster import (
 )
 
 from assets.partitions import submission_partitions
-from pipelines.intake import load_manifest, submission_dir
-from pipelines.landing import LandingZone
-from pipelines.resources import CollabWorkspace, Warehouse
-from pipelines.staging import CONTACTS_FILE, StagingSink
-from pipelines.warehouse import load_submission
+from assets.resources import CollabWorkspace, LandingZoneResource, Warehouse
+from collab.expectations import ExpectationRun
+from collab.intake import load_manifest, submission_dir
+from collab.staging import CONTACTS_FILE, StagingSink
+from collab.warehouse import load_submission
 from privacy.minimise import WAREHOUSE_SCHEMA, minimise
 from standards import STANDARD_VERSION
 from standards.check import CheckOptions, check_extract
+from standards.extract import FIELDS as STANDARD_FIELDS
 from standards.feedback import FeedbackReport
 
 REPORT_FILE = "report.json"
@@ -62,7 +63,6 @@ def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspac
         )
     report = result.report
     (staging / REPORT_FILE).write_text(report.model_dump_json(indent=2), encoding="utf-8")
-    (staging / GX_FILE).write_text(json.dumps(result.expectations, indent=1, default=str), encoding="utf-8")
     return MaterializeResult(
         metadata={
             "dagster/row_count": report.rows_received,
@@ -72,9 +72,31 @@ def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspac
             "issue_codes": MetadataValue.json({g.code: g.count for g in report.issues}),
             "quarters": ", ".join(report.quarters) or "none",
             "file_format": report.file.format or "unknown",
-            "great_expectations_result": MetadataValue.path(str(staging / GX_FILE)),
             "summary": MetadataValue.md(report.to_markdown()),
         }
+    )
+
+
+@asset_check(asset=submission_quality, blocking=True)
+def check_staged_contacts_expectations(
+    context: AssetCheckExecutionContext, workspace: CollabWorkspace
+) -> AssetCheckResult:
+    """The staged contacts meet the standard's Great Expectations suite, batch by batch, before any is
+    sent on or loaded: an independent check of what the standard's validation accepted."""
+    ws = workspace.workspace
+    staging = submission_dir(ws, context.partition_key)
+    run = ExpectationRun()
+    for contacts in _staged_contacts(staging / CONTACTS_FILE, ws.settings.intake.batch_rows):
+        run.validate(contacts, [name for name in contacts.columns if name in STANDARD_FIELDS])
+    (staging / GX_FILE).write_text(json.dumps(run.raw_results, indent=1, default=str), encoding="utf-8")
+    failed = [outcome.rule for outcome in run.outcomes.values() if not outcome.success]
+    return AssetCheckResult(
+        passed=not failed,
+        description=f"{len(run.outcomes) - len(failed)} of {len(run.outcomes)} rules passed",
+        metadata={
+            "rules_failed": ", ".join(failed) or "none",
+            "great_expectations_result": MetadataValue.path(str(staging / GX_FILE)),
+        },
     )
 
 
@@ -85,16 +107,16 @@ def _feedback_name(original_name: str, submission_id: str) -> str:
 
 @asset(partitions_def=submission_partitions, group_name="intake", deps=[submission_quality])
 def submission_feedback(
-    context: AssetExecutionContext, workspace: CollabWorkspace, landing_zone: LandingZone
+    context: AssetExecutionContext, workspace: CollabWorkspace, landing_zone: LandingZoneResource
 ) -> MaterializeResult:
     """The feedback report (JSON and HTML) in the charity's feedback area."""
     manifest = load_manifest(workspace.workspace, context.partition_key)
     report = _report(workspace, manifest.submission_id)
     name = _feedback_name(manifest.original_name, manifest.submission_id)
-    json_at = landing_zone.write_feedback(
+    json_at = landing_zone.zone.write_feedback(
         manifest.charity_id, f"{name}.json", report.model_dump_json(indent=2).encode(), "application/json"
     )
-    html_at = landing_zone.write_feedback(
+    html_at = landing_zone.zone.write_feedback(
         manifest.charity_id, f"{name}.html", report.to_html().encode(), "text/html; charset=utf-8"
     )
     return MaterializeResult(

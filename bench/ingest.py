@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.demo import PROFILES, generate_contacts, last_complete_quarters, write_extract
+from collab_demo.generator import PROFILES, generate_contacts, last_complete_quarters, write_extract
 from standards.check import check_extract
 
 

@@ -21,10 +21,10 @@ import threading
 import time
 from pathlib import Path
 
-from pipelines.access import AccessStore
-from pipelines.bucket import free_port
-from pipelines.demo import PROFILES, generate_contacts, last_complete_quarters, write_extract
-from pipelines.workspace import Workspace
+from collab.access import AccessStore
+from collab.bucket import free_port
+from collab.workspace import Workspace
+from collab_demo.generator import PROFILES, generate_contacts, last_complete_quarters, write_extract
 
 COLLAB = Path(sys.executable).with_name("collab")
 MB = 1_000_000
@@ -55,9 +55,9 @@ def ingest() -> None:
     """The ingestion process (run as a child so its peak RSS is its own): intake, then the submission job."""
     from dagster import DagsterInstance
 
-    from pipelines.intake import receive_pending
-    from pipelines.registry import Registry
-    from pipelines.resources import landing_zone_from_env
+    from collab.intake import receive_pending
+    from collab.landing import landing_zone_from_env
+    from collab.registry import Registry
     from pipelines.runner import process_submissions
 
     samples: list[tuple[float, int]] = []
@@ -76,7 +76,7 @@ def ingest() -> None:
 
     ws = Workspace.from_env()
     started = time.time()
-    intake = receive_pending(ws, landing_zone_from_env(ws), [c.id for c in Registry(ws).all()])
+    intake = receive_pending(ws, landing_zone_from_env(ws.home), [c.id for c in Registry(ws).all()])
     intake_ended = time.time()
     [outcome] = process_submissions(ws, intake)
     stats = DagsterInstance.get().get_run_step_stats(outcome.run_id)

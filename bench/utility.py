@@ -1,7 +1,7 @@
 """Utility of the privacy engine: error, interval coverage and speed against two baselines.
 
 `make bench-utility` (or `python -m bench.utility`). Synthetic contacts with known truth come from
-the demo generator (``pipelines.demo.generate_contacts``, all eight fictional charities, one quarter),
+the demo generator (``collab_demo.generator.generate_contacts``, all eight fictional charities, one quarter),
 pseudonymised and minimised as the pipeline does (four charities link records) and loaded into a
 DuckDB warehouse. The truth of each published figure is the exact value of its bounded query (the
 estimand every approach below targets: all start from the same bounded data).
@@ -44,9 +44,9 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipelines.demo import PROFILES, generate_contacts, last_complete_quarters
-from pipelines.staging import STAGED_CONTACT_SCHEMA
-from pipelines.warehouse import ensure_schema
+from collab.schema import migrate
+from collab.staging import STAGED_CONTACT_SCHEMA
+from collab_demo.generator import PROFILES, generate_contacts, last_complete_quarters
 from privacy.accountant import BudgetPolicy
 from privacy.bounding import BoundedAggregates, bounded_aggregates, bounded_person_cells, query_sensitivity
 from privacy.estimators import release_indicator
@@ -81,7 +81,7 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, contacts: int, seed: int) ->
         )
     )
     truth = truth.join(bases, on=["surname", "date_of_birth", "postcode"], how="left")
-    ensure_schema(con)
+    migrate(con)
     for profile in PROFILES:
         rows = truth.filter(pl.col("charity_id") == profile.id).with_row_index("source_row")
         tokens = (

@@ -1,20 +1,30 @@
-"""The collaborative's Dagster definitions: ``dagster dev -m pipelines.definitions``."""
+"""The collaborative's Dagster definitions: ``dagster dev -m pipelines.definitions``.
 
-from dagster import Definitions, load_asset_checks_from_package_module, load_assets_from_package_module
+Importing this module has no side effects: the definitions are built when Dagster loads them, and
+the workspace (folders, key, settings) is created by ``collab init``, ``collab demo`` or a run's
+``workspace`` resource, never at import.
+"""
+
+from dagster import Definitions, definitions, load_asset_checks_from_package_module, load_assets_from_package_module
 
 import assets
+from assets.resources import resources_for
+from collab.workspace import Workspace
 from pipelines.jobs import release_job, submission_job
-from pipelines.resources import resources_for
 from pipelines.sensors import landing_zone_sensor, quarter_release_sensor
-from pipelines.workspace import Workspace
 
-workspace = Workspace.from_env()
-workspace.init()
 
-defs = Definitions(
-    assets=load_assets_from_package_module(assets),
-    asset_checks=load_asset_checks_from_package_module(assets),
-    jobs=[submission_job, release_job],
-    sensors=[landing_zone_sensor, quarter_release_sensor],
-    resources=resources_for(workspace),
-)
+def build_definitions(workspace: Workspace) -> Definitions:
+    """Every asset, check, job and sensor, with resources pointing at ``workspace``."""
+    return Definitions(
+        assets=load_assets_from_package_module(assets),
+        asset_checks=load_asset_checks_from_package_module(assets),
+        jobs=[submission_job, release_job],
+        sensors=[landing_zone_sensor, quarter_release_sensor],
+        resources=resources_for(workspace),
+    )
+
+
+@definitions
+def defs() -> Definitions:
+    return build_definitions(Workspace.from_env())

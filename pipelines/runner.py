@@ -16,11 +16,11 @@ from dagster import AssetKey, DagsterInstance, JobDefinition
 from assets.partitions import quarter_partitions, submission_partitions
 from assets.releases import REVISE_TAG
 from assets.submissions import REPORT_FILE
-from pipelines.intake import IntakeResult, receive_pending, submission_dir
-from pipelines.landing import LandingZone
-from pipelines.registry import Registry
-from pipelines.warehouse import audit, connect, stale_quarters, unreleased_complete_quarters
-from pipelines.workspace import Workspace
+from collab.intake import IntakeResult, receive_pending, submission_dir
+from collab.landing import landing_zone_from_env
+from collab.registry import Registry
+from collab.warehouse import audit, connect, stale_quarters, unreleased_complete_quarters
+from collab.workspace import Workspace
 from privacy.release import latest_release
 from standards.feedback import FeedbackReport
 
@@ -63,16 +63,11 @@ class RunReport:
     stale_quarters: list[str] = field(default_factory=list)
 
 
-def _jobs() -> tuple[JobDefinition, JobDefinition]:
-    from pipelines.definitions import defs
+def _jobs(workspace: Workspace) -> tuple[JobDefinition, JobDefinition]:
+    from pipelines.definitions import build_definitions
 
+    defs = build_definitions(workspace)
     return defs.resolve_job_def("submission_job"), defs.resolve_job_def("release_job")
-
-
-def _landing(workspace: Workspace) -> LandingZone:
-    from pipelines.resources import landing_zone_from_env
-
-    return landing_zone_from_env(workspace)
 
 
 def _failure(result: Any) -> str | None:
@@ -88,7 +83,7 @@ def _failure(result: Any) -> str | None:
 def process_submissions(
     workspace: Workspace, intake: IntakeResult, progress: Progress = _no_progress
 ) -> list[SubmissionOutcome]:
-    submission_job, _ = _jobs()
+    submission_job, _ = _jobs(workspace)
     instance = DagsterInstance.get()
     keys = [m.submission_id for m in intake.received]
     instance.add_dynamic_partitions(submission_partitions.name, keys)
@@ -117,7 +112,7 @@ def process_submissions(
 
 
 def release_quarter(workspace: Workspace, period: str, *, revise: bool = False) -> ReleaseOutcome:
-    _, release_job = _jobs()
+    _, release_job = _jobs(workspace)
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(quarter_partitions.name, [period])
     tags = {REVISE_TAG: "true"} if revise else {}
@@ -144,7 +139,7 @@ def approve_and_publish(workspace: Workspace, release_id: str, *, actor: str) ->
                 f"{release_id} is not the latest release of {period}" if latest else f"No release {release_id}."
             )
         audit(con, actor=actor, action="approve", subject=release_id)
-    _, release_job = _jobs()
+    _, release_job = _jobs(workspace)
     result = release_job.execute_in_process(
         partition_key=period,
         instance=DagsterInstance.get(),
@@ -159,7 +154,7 @@ def approve_and_publish(workspace: Workspace, release_id: str, *, actor: str) ->
 def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunReport:
     """Receive and process every pending file, then release every complete quarter not yet released."""
     charities = [c.id for c in Registry(workspace).all()]
-    intake = receive_pending(workspace, _landing(workspace), charities)
+    intake = receive_pending(workspace, landing_zone_from_env(workspace.home), charities)
     report = RunReport(
         submissions=process_submissions(workspace, intake, progress),
         duplicates=[{"charity_id": o.charity_id, "file": o.key, "duplicate_of": s} for o, s in intake.duplicates],

@@ -13,24 +13,6 @@ from dataclasses import dataclass
 
 import duckdb
 
-# One row per noisy measurement. ``sensitivity`` is the L2 sensitivity for the discrete Gaussian
-# and the per-cell score sensitivity (one value per person) for the quantile mechanism.
-LEDGER_DDL = """
-CREATE TABLE IF NOT EXISTS privacy_ledger (
-    release_id   VARCHAR NOT NULL,
-    period       VARCHAR NOT NULL,
-    indicator_id VARCHAR NOT NULL,
-    measurement  VARCHAR NOT NULL,
-    kind         VARCHAR NOT NULL CHECK (kind IN ('release', 'revision')),
-    mechanism    VARCHAR NOT NULL,
-    rho          DOUBLE  NOT NULL CHECK (rho > 0),
-    noise_scale  DOUBLE  NOT NULL,
-    sensitivity  DOUBLE  NOT NULL,
-    recorded_at  TIMESTAMP NOT NULL,
-    PRIMARY KEY (release_id, indicator_id, measurement)
-)
-"""
-
 
 @dataclass(frozen=True)
 class BudgetPolicy:
@@ -56,10 +38,6 @@ class Charge:
 
 class BudgetExceeded(Exception):
     """A release would spend more than the period's or the lifetime budget."""
-
-
-def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(LEDGER_DDL)
 
 
 def spent(con: duckdb.DuckDBPyConnection, period: str | None = None) -> float:

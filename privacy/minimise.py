@@ -12,28 +12,22 @@ from __future__ import annotations
 import polars as pl
 
 from privacy.pseudonymise import person_keys
+from standards.extract import STANDARD_CONTACT_SCHEMA
 from standards.geography import load_geography
 
+# Staged fields that do not enter the warehouse as they are: the row number, the reference (keyed into
+# ``person_key``), the contact date (kept as its month) and the linkage basis (keyed at staging, then dropped).
+_REPLACED_FIELDS = ("source_row", "person_ref", "contact_date", "linkage_basis")
+
+# The allowlist, derived from the standard's one declaration of a contact (``STANDARD_CONTACT_SCHEMA``).
 WAREHOUSE_SCHEMA: dict[str, pl.DataType] = {
     "submission_id": pl.String(),
     "charity_id": pl.String(),
     "person_key": pl.String(),
     "contact_month": pl.Date(),
-    "quarter": pl.String(),
-    "need": pl.String(),
-    "local_authority_code": pl.String(),
+    **{name: dtype for name, dtype in STANDARD_CONTACT_SCHEMA.items() if name not in _REPLACED_FIELDS},
     "region_code": pl.String(),
     "nation_code": pl.String(),
-    "age_band": pl.String(),
-    "household_type": pl.String(),
-    "children_in_household": pl.Int64(),
-    "tenure": pl.String(),
-    "employment_status": pl.String(),
-    "disability": pl.String(),
-    "monthly_income_gbp": pl.Float64(),
-    "monthly_essential_costs_gbp": pl.Float64(),
-    "total_debt_gbp": pl.Float64(),
-    "support_type": pl.String(),
     "standard_version": pl.String(),
     "linked": pl.Boolean(),
 }

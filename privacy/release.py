@@ -18,54 +18,10 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-from privacy.accountant import BudgetPolicy, Charge, charge, ensure_affordable, ensure_ledger
+from privacy.accountant import BudgetPolicy, Charge, charge, ensure_affordable
 from privacy.bounding import bounded_aggregates
 from privacy.estimators import IndicatorRelease, release_indicator
 from standards.catalogue import Catalogue
-
-RELEASE_DDL = [
-    """
-    CREATE TABLE IF NOT EXISTS releases (
-        release_id VARCHAR PRIMARY KEY,
-        period VARCHAR NOT NULL,
-        revision INTEGER NOT NULL,
-        kind VARCHAR NOT NULL,
-        rho DOUBLE NOT NULL,
-        contributors INTEGER NOT NULL,
-        linking_contributors INTEGER NOT NULL,
-        units_per_person INTEGER NOT NULL,
-        standard_version VARCHAR NOT NULL,
-        code_version VARCHAR NOT NULL,
-        created_at TIMESTAMP NOT NULL,
-        UNIQUE (period, revision)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS release_cells (
-        release_id VARCHAR NOT NULL,
-        indicator_id VARCHAR NOT NULL,
-        cell_index INTEGER NOT NULL,
-        area_level VARCHAR,
-        keys VARCHAR[] NOT NULL,
-        value DOUBLE NOT NULL,
-        ci_low DOUBLE NOT NULL,
-        ci_high DOUBLE NOT NULL,
-        low_reliability BOOLEAN NOT NULL,
-        PRIMARY KEY (release_id, indicator_id, cell_index)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS release_measurements (
-        release_id VARCHAR NOT NULL,
-        indicator_id VARCHAR NOT NULL,
-        measurement VARCHAR NOT NULL,
-        position INTEGER NOT NULL,
-        cell_index INTEGER NOT NULL,
-        noisy_value DOUBLE NOT NULL,
-        PRIMARY KEY (release_id, indicator_id, measurement, position)
-    )
-    """,
-]
 
 
 @dataclass(frozen=True)
@@ -83,12 +39,6 @@ class ReleaseSummary:
     revision: int
     rho: float
     created: bool
-
-
-def ensure_release_tables(con: duckdb.DuckDBPyConnection) -> None:
-    ensure_ledger(con)
-    for ddl in RELEASE_DDL:
-        con.execute(ddl)
 
 
 def latest_release(con: duckdb.DuckDBPyConnection, period: str) -> ReleaseSummary | None:
@@ -164,7 +114,6 @@ def release_period(
     revise: bool = False,
 ) -> ReleaseSummary:
     """Release every catalogue indicator for ``period`` (see the module docstring for guarantees)."""
-    ensure_release_tables(con)
     existing = latest_release(con, period)
     if existing is not None and not revise:
         return existing

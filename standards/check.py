@@ -1,7 +1,7 @@
 """Check an extract against the standard: the one entry point for charities and the pipeline.
 
 ``check_extract`` reads the file in batches, maps its columns, normalises and validates every row,
-runs the Great Expectations suite, and returns the feedback report. The pipeline passes a
+and returns the feedback report. The pipeline passes a
 ``ContactSink`` to receive the accepted contacts and the rejected rows as they are found; a charity
 checking a file before upload passes none, and nothing is kept.
 """
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
 import polars as pl
 
-from standards.expectations import ExpectationRun
-from standards.extract import DATE_FIELDS, StandardContact
+from standards.extract import DATE_FIELDS, STANDARD_CONTACT_SCHEMA, StandardContact
 from standards.feedback import FeedbackReport, FileDescription, IssueCollector
 from standards.issues import FileRejected, Issue
 from standards.mapping import CharityMapping, column_label, find_header_row, header_score, plan_columns
@@ -25,26 +24,6 @@ from standards.normalise import DateReading, choose_date_reading, normalise_batc
 from standards.personal_data import PersonalDataScreen
 from standards.reading import ExtractSource, open_extract
 from standards.validation import RowOutcome, validate_rows
-
-STANDARD_CONTACT_SCHEMA: dict[str, pl.DataType] = {
-    "source_row": pl.Int64(),
-    "person_ref": pl.String(),
-    "contact_date": pl.Date(),
-    "quarter": pl.String(),
-    "need": pl.String(),
-    "local_authority_code": pl.String(),
-    "age_band": pl.String(),
-    "household_type": pl.String(),
-    "children_in_household": pl.Int64(),
-    "tenure": pl.String(),
-    "employment_status": pl.String(),
-    "disability": pl.String(),
-    "monthly_income_gbp": pl.Float64(),
-    "monthly_essential_costs_gbp": pl.Float64(),
-    "total_debt_gbp": pl.Float64(),
-    "support_type": pl.String(),
-    "linkage_basis": pl.String(),
-}
 
 
 @dataclass(frozen=True)
@@ -64,7 +43,6 @@ class ContactSink(Protocol):
 @dataclass
 class CheckResult:
     report: FeedbackReport
-    expectations: list[dict[str, Any]] = field(default_factory=list)
 
 
 def contacts_frame(outcomes: Sequence[RowOutcome]) -> pl.DataFrame:
@@ -100,7 +78,6 @@ def check_extract(
         max_row_error_share=options.max_row_error_share,
     )
     collector = IssueCollector()
-    expectations = ExpectationRun()
     quarters: set[str] = set()
     source: ExtractSource | None = None
     screen: PersonalDataScreen | None = None
@@ -135,7 +112,6 @@ def check_extract(
                         collector.add(reading.note)
             normalised = normalise_batch(batch, plan, mapping, dates)
             screen.observe(batch, normalised)
-            expectations.validate(normalised, list(plan.fields))
             outcomes = list(validate_rows(normalised, plan))
             rejected = [o for o in outcomes if o.contact is None]
             for outcome in outcomes:
@@ -168,13 +144,12 @@ def check_extract(
         for note in screen.issues():
             collector.add(note)
     report.issues = collector.groups(report.rows_received)
-    report.expectations = list(expectations.outcomes.values())
     report.quarters = sorted(quarters) if report.rows_accepted else []
     if any(g.severity == "error" and g.scope == "file" for g in report.issues):
         report.status = "rejected"
     else:
         report.status = "accepted_with_warnings" if report.issues else "accepted"
-    return CheckResult(report=report, expectations=expectations.raw_results)
+    return CheckResult(report=report)
 
 
 def _holds_contacts(preview: list[list[str]], mapping: CharityMapping) -> bool:

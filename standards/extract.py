@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Annotated, Any, Literal
 
+import polars as pl
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -273,6 +274,22 @@ class StandardContact:
     total_debt_gbp: float | None
     support_type: str | None
     linkage_basis: str | None = None
+
+
+# Polars types of the standardised contact's fields, by their annotation.
+_POLARS_TYPES: dict[str, pl.DataType] = {
+    "str": pl.String(),
+    "dt.date": pl.Date(),
+    "int": pl.Int64(),
+    "float": pl.Float64(),
+}
+
+# The one declaration of a staged contact's columns: the file row it came from, then ``StandardContact``.
+# Minimisation (``privacy.minimise.WAREHOUSE_SCHEMA``) and the warehouse derive their columns from it.
+STANDARD_CONTACT_SCHEMA: dict[str, pl.DataType] = {
+    "source_row": pl.Int64(),
+    **{f.name: _POLARS_TYPES[str(f.type).removesuffix(" | None")] for f in fields(StandardContact)},
+}
 
 
 def linkage_basis(surname: str | None, date_of_birth: dt.date | None, postcode: str | None) -> str | None:

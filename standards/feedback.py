@@ -57,18 +57,6 @@ class IssueGroup(BaseModel):
     allowed_codes: list[str] = []
 
 
-class ExpectationOutcome(BaseModel):
-    """One rule of the standard as checked by the Great Expectations suite."""
-
-    expectation: str
-    column: str | None
-    rule: str
-    success: bool
-    element_count: int
-    unexpected_count: int
-    unexpected_percent: float
-
-
 class FileDescription(BaseModel):
     format: str | None = None
     encoding: str | None = None
@@ -93,7 +81,6 @@ class FeedbackReport(BaseModel):
     max_row_error_share: float = 0.2
     file: FileDescription = FileDescription()
     issues: list[IssueGroup] = []
-    expectations: list[ExpectationOutcome] = []
 
     @property
     def accepted(self) -> bool:
@@ -141,11 +128,6 @@ class FeedbackReport(BaseModel):
         lines += [
             f"| `{g.code}` | {g.count:,} | {'' if g.share_of_rows is None else f'{g.share_of_rows:.1%}'} |"
             for g in self.issues
-        ]
-        failed = [e for e in self.expectations if not e.success]
-        lines += [
-            "",
-            f"Great Expectations: {len(self.expectations) - len(failed)} of {len(self.expectations)} rules passed.",
         ]
         return "\n".join(lines)
 

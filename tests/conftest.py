@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 import xlsxwriter
 
-from pipelines.demo import write_sheet
-from pipelines.workspace import Workspace
+from collab.workspace import Workspace
+from collab_demo.generator import write_sheet
 from standards.validation import RowOutcome
 
 HEADER = ["Client ID", "Visit Date", "Reason for referral", "Post Code", "D.O.B", "Monthly Income"]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -22,7 +20,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from pipelines.workspace import Workspace
+from collab.workspace import Workspace
+from standards.cli import console
 
 app = typer.Typer(
     name="collab",
@@ -31,10 +30,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
-
-JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of text.")
 
 
 def workspace() -> Workspace:
@@ -43,15 +38,6 @@ def workspace() -> Workspace:
     ws.init()
     os.environ.update(ws.environment())
     return ws
-
-
-def emit_json(payload: Any) -> None:
-    typer.echo(json.dumps(payload, indent=2, default=str))
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    errors.print(f"[bold red]Error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 @contextmanager

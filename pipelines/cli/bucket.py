@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from pipelines.access import AccessStore
-from pipelines.bucket import BucketServer, BucketServerError
+from collab.access import AccessStore
+from collab.bucket import BucketServer, BucketServerError
+from collab.registry import Registry
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, workspace
-from pipelines.registry import Registry
 
 bucket_app = typer.Typer(help="The S3 server (SeaweedFS) that holds the charities' buckets.", no_args_is_help=True)
 app.add_typer(bucket_app, name="bucket")

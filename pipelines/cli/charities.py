@@ -12,13 +12,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.markup import escape
 from rich.table import Table
 
-from pipelines import s3
-from pipelines.access import AccessError, AccessStore
+from collab import s3
+from collab.access import AccessError, AccessStore
+from collab.landing import LandingAreaError, LocalLandingZone, landing_zone_from_env
+from collab.registry import Charity, Registry, RegistryError
+from collab.workspace import Workspace
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, transfer_bar, workspace
-from pipelines.landing import LandingAreaError, LocalLandingZone
-from pipelines.registry import Charity, Registry, RegistryError
-from pipelines.resources import landing_zone_from_env
-from pipelines.workspace import Workspace
 from standards.mapping import CharityMapping
 
 charity_app = typer.Typer(help="Register and manage participating charities.", no_args_is_help=True)
@@ -46,7 +45,7 @@ def _show_credentials(credentials: s3.CharityCredentials, *, as_json: bool, head
 
 def _issue_keys(ws: Workspace, charity_id: str) -> s3.CharityCredentials:
     """Create the charity's buckets (if missing) and new keys that work from now on."""
-    landing_zone_from_env(ws).create_area(charity_id)
+    landing_zone_from_env(ws.home).create_area(charity_id)
     return AccessStore(ws).issue(charity_id, os.environ[s3.ENDPOINT_VAR])
 
 
@@ -82,7 +81,7 @@ def add(
             heading=f"Registered [bold]{escape(charity.name)}[/] as [bold]{charity.id}[/].",
         )
         return
-    landing = landing_zone_from_env(ws)
+    landing = landing_zone_from_env(ws.home)
     landing.create_area(charity.id)
     if as_json:
         emit_json(
@@ -250,7 +249,7 @@ def submit(
     """
     charity_id, credentials = _credentials_for(charity, credentials_file)
     if credentials is None:
-        landing = landing_zone_from_env(workspace())
+        landing = landing_zone_from_env(workspace().home)
         if not isinstance(landing, LocalLandingZone):
             fail("this workspace's landing zone is not a local folder")
         target = landing.drop(charity_id, file)

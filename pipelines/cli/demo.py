@@ -8,13 +8,13 @@ from dataclasses import asdict
 
 import typer
 
+from collab.landing import LocalLandingZone
+from collab.registry import Registry
+from collab.workspace import Workspace
+from collab_demo.generator import PROFILES, generate
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
 from pipelines.cli.pipeline import print_run_report
-from pipelines.demo import PROFILES, generate
-from pipelines.landing import LocalLandingZone
-from pipelines.registry import Registry
 from pipelines.runner import run_pending
-from pipelines.workspace import Workspace
 
 DEMO_MARKER = "demo/truth/summary.json"
 

@@ -12,14 +12,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pipelines import s3
+from collab import s3
+from collab.intake import load_manifest, purge_submission
+from collab.landing import landing_zone_from_env
+from collab.registry import Registry
+from collab.warehouse import audit, connect
+from collab.workspace import Workspace
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
-from pipelines.intake import load_manifest, purge_submission
-from pipelines.registry import Registry
-from pipelines.resources import landing_zone_from_env
 from pipelines.runner import RunReport, approve_and_publish, release_quarter, run_pending
-from pipelines.warehouse import audit, connect
-from pipelines.workspace import Workspace
 from privacy.mechanisms import epsilon_at
 
 QUARTER = re.compile(r"^\d{4}Q[1-4]$")
@@ -76,7 +76,7 @@ def run(as_json: bool = JsonOption) -> None:
     """Process every pending submission, then release every complete quarter not yet released."""
     ws = workspace()
     charities = Registry(ws).all()
-    landing = landing_zone_from_env(ws)
+    landing = landing_zone_from_env(ws.home)
     pending = len(landing.pending([c.id for c in charities]))
     with progress_bar("Processing", total=pending if pending else None, enabled=not as_json) as bar:
         report = run_pending(ws, progress=bar.advance)
@@ -227,7 +227,7 @@ def purge(submission_id: str, as_json: bool = JsonOption) -> None:
     except FileNotFoundError:
         fail(f"no submission {submission_id!r}")
     removed = [str(p) for p in purge_submission(ws, submission_id)]
-    removed += landing_zone_from_env(ws).purge_archive(manifest.charity_id, submission_id)
+    removed += landing_zone_from_env(ws.home).purge_archive(manifest.charity_id, submission_id)
     with connect(ws.warehouse_path) as con:
         audit(
             con,

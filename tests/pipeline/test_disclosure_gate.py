@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from pipelines.publication import (
+from collab.publication import (
     MANIFEST,
     DisclosureRefused,
     disclosure_problems,
@@ -19,9 +19,9 @@ from pipelines.publication import (
     sha256_of,
     single_charity_cells,
 )
+from collab.warehouse import connect
+from collab.workspace import Workspace
 from pipelines.runner import approve_and_publish
-from pipelines.warehouse import connect
-from pipelines.workspace import Workspace
 from tests.pipeline.test_releases import release, set_privacy
 
 DATA = "data/people_by_need_region.csv"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import polars as pl
 from dagster import DagsterInstance
 
-from pipelines.intake import submission_dir
-from pipelines.landing import LocalLandingZone
-from pipelines.registry import Registry
-from pipelines.staging import CONTACTS_FILE
-from pipelines.warehouse import connect
-from pipelines.workspace import Workspace
+from collab.intake import submission_dir
+from collab.landing import LocalLandingZone
+from collab.registry import Registry
+from collab.staging import CONTACTS_FILE
+from collab.warehouse import connect
+from collab.workspace import Workspace
 from tests.conftest import HEADER, contact_rows, write_csv
 from tests.pipeline.test_submissions import process, sense
 

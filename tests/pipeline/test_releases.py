@@ -10,11 +10,11 @@ import pytest
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
 
 from assets.releases import REVISE_TAG, check_release_disclosure, published_release, quarterly_release
-from pipelines.publication import ReleaseIntegrityError, disclosure_problems, publish_release, verify_release_package
-from pipelines.resources import resources_for
+from assets.resources import resources_for
+from collab.publication import ReleaseIntegrityError, disclosure_problems, publish_release, verify_release_package
+from collab.warehouse import connect, stale_quarters
+from collab.workspace import Workspace
 from pipelines.sensors import quarter_release_sensor
-from pipelines.warehouse import connect, stale_quarters
-from pipelines.workspace import Workspace
 from privacy.accountant import spent
 from standards.catalogue import cells, load_catalogue
 from standards.extract import quarter_of

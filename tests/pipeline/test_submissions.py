@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
 
+from assets.resources import resources_for
 from assets.submissions import (
     check_submission_accepted,
     check_warehouse_contacts_minimised,
@@ -16,13 +17,12 @@ from assets.submissions import (
     submission_quality,
     warehouse_contacts,
 )
-from pipelines.intake import purge_submission
-from pipelines.landing import LocalLandingZone
-from pipelines.registry import Registry
-from pipelines.resources import resources_for
+from collab.intake import purge_submission
+from collab.landing import LocalLandingZone
+from collab.registry import Registry
+from collab.warehouse import connect
+from collab.workspace import Workspace
 from pipelines.sensors import landing_zone_sensor
-from pipelines.warehouse import connect
-from pipelines.workspace import Workspace
 from standards import STANDARD_VERSION
 from tests.conftest import HEADER, contact_rows, write_csv
 from tests.fixtures.bad.corpus import CASES, build

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import polars as pl
 import pytest
 
-from pipelines.warehouse import connect, load_submission
-from pipelines.workspace import Workspace
+from collab.warehouse import connect, load_submission
+from collab.workspace import Workspace
 from privacy.minimise import minimise
 from standards import STANDARD_VERSION
-from standards.check import STANDARD_CONTACT_SCHEMA
+from standards.extract import STANDARD_CONTACT_SCHEMA
 
 
 def contacts(count: int, quarter: str, start: int = 0) -> pl.DataFrame:

@@ -25,10 +25,10 @@ from botocore.credentials import Credentials as BotoCredentials
 from botocore.exceptions import ClientError
 from dagster import DagsterInstance
 
-from pipelines import s3
-from pipelines.access import AccessStore
-from pipelines.bucket import free_port
-from pipelines.workspace import Workspace
+from collab import s3
+from collab.access import AccessStore
+from collab.bucket import free_port
+from collab.workspace import Workspace
 from tests.conftest import contact_rows, write_csv
 from tests.pipeline.test_submissions import process, sense, warehouse_rows
 from tests.system.test_cli import collab

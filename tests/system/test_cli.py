@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.publication import verify_release_package
+from collab.publication import verify_release_package
 from tests.conftest import contact_rows, write_csv
 
 pytestmark = pytest.mark.system

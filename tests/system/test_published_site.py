@@ -22,8 +22,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
-from pipelines.publication import ReleaseIntegrityError
-from pipelines.site import build_site
+from collab.publication import ReleaseIntegrityError
+from collab.site import build_site
 from tests.system.test_cli import collab
 
 pytestmark = pytest.mark.system

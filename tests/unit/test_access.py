@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from pipelines.access import AccessStore, charity_policy
-from pipelines.registry import Registry
-from pipelines.workspace import Workspace
+from collab.access import AccessStore, charity_policy
+from collab.registry import Registry
+from collab.workspace import Workspace
 
 
 def test_identities_follow_the_registry(workspace: Workspace) -> None:

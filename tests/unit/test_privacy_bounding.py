@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.warehouse import CONTACTS_DDL
+from collab.schema import migrate
 from privacy.bounding import BoundedAggregates, bounded_aggregates, query_sensitivity
 from privacy.hierarchy import aggregate_up, forest
 from standards.catalogue import Indicator, load_catalogue
@@ -46,7 +46,7 @@ INDICATORS = load_catalogue().indicators
 
 def _warehouse(rows: list[tuple]) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
-    con.execute(CONTACTS_DDL)
+    migrate(con)
     if not rows:
         return con
     con.executemany(

@@ -11,8 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.staging import STAGED_CONTACT_SCHEMA
-from privacy.accountant import BudgetExceeded, BudgetPolicy, Charge, charge, ensure_ledger, spent
+from collab.schema import migrate
+from collab.staging import STAGED_CONTACT_SCHEMA
+from privacy.accountant import BudgetExceeded, BudgetPolicy, Charge, charge, spent
 from privacy.bounding import BoundedAggregates, finest_cells
 from privacy.estimators import release_indicator
 from privacy.mechanisms import (
@@ -128,7 +129,7 @@ def test_epsilon_conversion_is_openDP_and_monotone() -> None:
 
 def test_accountant_refuses_overspend_and_records_nothing() -> None:
     con = duckdb.connect()
-    ensure_ledger(con)
+    migrate(con)
     policy = BudgetPolicy(period_rho=1.0, lifetime_rho=1.5)
     one = [Charge("a", "cells", 0.6, "discrete_gaussian", 1.0, 1.0)]
     charge(con, release_id="2026Q1-v1", period="2026Q1", kind="release", charges=one, policy=policy)
@@ -141,10 +142,8 @@ def test_accountant_refuses_overspend_and_records_nothing() -> None:
 
 
 def _warehouse_with_contacts(people: int) -> duckdb.DuckDBPyConnection:
-    from pipelines.warehouse import ensure_schema
-
     con = duckdb.connect()
-    ensure_schema(con)
+    migrate(con)
     con.execute(
         "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, local_authority_code, "
         "nation_code, total_debt_gbp, monthly_income_gbp, monthly_essential_costs_gbp, linked) "

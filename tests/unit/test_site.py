@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from pipelines.publication import ReleaseIntegrityError, indicator_fields, sha256_of
-from pipelines.site import build_site, charts
-from pipelines.site.model import Estimate, change_between, combined, quarter_label
+from collab.publication import ReleaseIntegrityError, indicator_fields, sha256_of
+from collab.site import build_site, charts
+from collab.site.model import Estimate, change_between, combined, quarter_label
 
 REGIONS = [("E12000001", "North East"), ("E12000007", "London"), ("W92000004", "Wales")]
 NEEDS = [("food", "Food"), ("debt", "Debt")]
@@ -237,7 +237,7 @@ def test_text_and_chart_colours_meet_wcag_aa() -> None:
 
 
 def test_an_area_by_need_indicator_headlines_the_uk_total_across_needs() -> None:
-    from pipelines.site.model import Cell, IndicatorRelease, Unit, headline, rankings
+    from collab.site.model import Cell, IndicatorRelease, Unit, headline, rankings
 
     def cell(area: str, level: str, need: str, value: float) -> Cell:
         return Cell((area, need), (area, need), Estimate(value, value - 10, value + 10), level)

@@ -1,9 +1,10 @@
 """The Great Expectations suite of the standard: one expectation per rule, generated from the model.
 
-It runs on each normalised batch (GX 1.x validates pandas, so the Polars batch is converted at this
-boundary) in an ephemeral context. Its results are an independent, analyst-readable record of the
-same rules pydantic enforces row by row; they are summed over batches for the feedback report and
-kept whole as an artefact.
+It runs on each batch of a submission's staged contacts, on the analyst's side (the asset check
+``check_staged_contacts_expectations``), never in the charity's checker. GX 1.x validates pandas, so
+the Polars batch is converted at this boundary, in an ephemeral context. Its results are an
+independent, analyst-readable record that what is about to be loaded meets the rules the standard's
+validation enforced; they are summed over batches and kept whole as an artefact.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
+from pydantic import BaseModel
 
 from standards.codelists import load_codelist
 from standards.extract import (
@@ -25,12 +27,23 @@ from standards.extract import (
     MAX_TEXT_CHARS,
     REQUIRED_FIELDS,
 )
-from standards.feedback import ExpectationOutcome
 from standards.geography import SUCCESSOR_CODES, load_geography
 from standards.personal_data import EMAIL, NI_NUMBER
 
 if TYPE_CHECKING:
     from great_expectations.expectations import Expectation
+
+
+class ExpectationOutcome(BaseModel):
+    """One rule of the standard as checked by the Great Expectations suite."""
+
+    expectation: str
+    column: str | None
+    rule: str
+    success: bool
+    element_count: int
+    unexpected_count: int
+    unexpected_percent: float
 
 
 def _midnight(day: dt.date) -> dt.datetime:

@@ -17,9 +17,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from pipelines.publication import SINGLE_CHARITY_STATEMENT
-from pipelines.site.charts import PageCharts
-from pipelines.site.model import SiteModel, load_site_model, quarter_label
+from collab.publication import SINGLE_CHARITY_STATEMENT
+from collab.site.charts import PageCharts
+from collab.site.model import SiteModel, load_site_model, quarter_label
 from privacy.mechanisms import epsilon_at
 
 STATIC = Path(__file__).with_name("static")
@@ -28,7 +28,7 @@ LINKAGE_MULTIPLES = (1, 2, 3, 5)
 
 def _environment() -> Environment:
     environment = Environment(
-        loader=PackageLoader("pipelines.site", "templates"),
+        loader=PackageLoader("collab.site", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,

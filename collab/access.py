@@ -25,11 +25,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from pipelines import s3
-from pipelines.bucket import BucketServer, ServerState
-from pipelines.landing import S3LandingZone
-from pipelines.registry import Registry
-from pipelines.workspace import Workspace
+from collab import s3
+from collab.bucket import BucketServer, ServerState
+from collab.landing import S3LandingZone
+from collab.registry import Registry
+from collab.workspace import Workspace
 
 ANALYST = "collab-analyst"
 PIPELINE = "collab-pipeline"

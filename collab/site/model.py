@@ -15,7 +15,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-from pipelines.publication import published_manifests
+from collab.publication import published_manifests
 
 Z95 = NormalDist().inv_cdf(0.975)
 # Codes that stand for "everyone" in a breakdown: a row with only these is an indicator's total.

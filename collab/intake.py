@@ -8,7 +8,6 @@ told. Intake holds a file lock, so the sensor and ``collab run`` can never take 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import shutil
 import uuid
@@ -17,10 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from filelock import FileLock
 from pydantic import BaseModel
 
-from pipelines.landing import LandingObject, LandingZone
-from pipelines.workspace import Workspace
+from collab.landing import LandingObject, LandingZone
+from collab.workspace import Workspace
 
 MANIFEST = "manifest.json"
 
@@ -55,12 +55,9 @@ class IntakeResult:
 @contextmanager
 def _intake_lock(workspace: Workspace) -> Iterator[None]:
     workspace.staging.mkdir(parents=True, exist_ok=True)
-    with (workspace.staging / ".intake.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    # An OS lock (flock on POSIX, LockFileEx on Windows): released by the OS if the holder dies.
+    with FileLock(workspace.staging / ".intake.lock"):
+        yield
 
 
 def _source_suffix(name: str) -> str:

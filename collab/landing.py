@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import shutil
 import time
 from abc import ABC, abstractmethod
@@ -17,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
-from dagster import ConfigurableResource
 
-from pipelines import s3
+from collab import s3
 
 CHUNK_BYTES = 1024 * 1024
 # Files an editor or a copy in progress leaves behind; never submissions.
@@ -54,7 +54,7 @@ def copy_hashing(source: object, destination: Path) -> str:
     return digest.hexdigest()
 
 
-class LandingZone(ConfigurableResource, ABC):
+class LandingZone(ABC):
     """Where submissions arrive and feedback leaves."""
 
     @abstractmethod
@@ -86,6 +86,7 @@ class LandingZone(ConfigurableResource, ABC):
         """Where this landing zone is, for people."""
 
 
+@dataclass(frozen=True)
 class LocalLandingZone(LandingZone):
     """Folders under the workspace: ``landing/<charity>/``, ``feedback/<charity>/``, ``archive/<charity>/``."""
 
@@ -164,6 +165,7 @@ class LandingAreaError(Exception):
     """A landing area that cannot be used (missing bucket, no right to create one)."""
 
 
+@dataclass(frozen=True)
 class S3LandingZone(LandingZone):
     """A bucket per charity on an S3 server: ``landing-<charity>``, ``feedback-<charity>``, and ``collab-archive``.
 
@@ -258,3 +260,19 @@ class S3LandingZone(LandingZone):
 
     def describe(self) -> str:
         return f"S3 buckets landing-<charity> at {self.endpoint}"
+
+
+def landing_zone_from_env(home: Path) -> LandingZone:
+    """The landing zone a workspace at ``home`` uses: S3 when ``COLLAB_S3_ENDPOINT`` is set, else its folders.
+
+    The analyst's keys are optional: only creating a charity's buckets needs them.
+    """
+    if not s3.configured():
+        return LocalLandingZone(root=str(home))
+    return S3LandingZone(
+        endpoint=os.environ[s3.ENDPOINT_VAR],
+        access_key=os.environ[s3.PIPELINE_ACCESS_KEY_VAR],
+        secret_key=os.environ[s3.PIPELINE_SECRET_KEY_VAR],
+        analyst_access_key=os.environ.get(s3.ANALYST_ACCESS_KEY_VAR),
+        analyst_secret_key=os.environ.get(s3.ANALYST_SECRET_KEY_VAR),
+    )

@@ -13,7 +13,7 @@ from itertools import count
 
 from markupsafe import Markup, escape
 
-from pipelines.site.model import Bar, Estimate, Panel, Series, Unit
+from collab.site.model import Bar, Estimate, Panel, Series, Unit
 
 BLUE = "#0072B2"  # 5.1:1 on white
 SKY = "#56B4E9"

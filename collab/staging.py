@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from privacy.pseudonymise import linkage_tokens, one_token_per_person
-from standards.check import STANDARD_CONTACT_SCHEMA
+from standards.extract import STANDARD_CONTACT_SCHEMA
 from standards.validation import RowOutcome
 
 CONTACTS_FILE = "contacts.parquet"

@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines.workspace import REPOSITORY_ROOT
+from collab.workspace import REPOSITORY_ROOT
 from privacy.mechanisms import epsilon_at
 from standards.catalogue import AREA_LEVELS, BREAKDOWN_COLUMNS, DECIMALS, Catalogue, Indicator, area_tree, key_set
 

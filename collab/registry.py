@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipelines.workspace import Workspace
+from collab.workspace import Workspace
 from standards.mapping import CharityMapping
 
 CHARITY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$")

@@ -1,0 +1,179 @@
+"""The warehouse's schema: its one owner, as numbered migrations applied in order.
+
+``migrate`` brings any warehouse up to ``LATEST_VERSION``, each migration in its own transaction with
+the ``schema_version`` row that records it, so a process stopped mid-way leaves the warehouse at the
+last whole version. A migration is history: once released it is never edited; a change is a new one.
+The contact columns come from one declaration (``privacy.minimise.WAREHOUSE_SCHEMA``, itself derived
+from the standard); a test checks that the migrations build exactly those columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_CONTACT_COLUMNS_V1 = """
+    submission_id VARCHAR, charity_id VARCHAR, person_key VARCHAR, contact_month DATE, quarter VARCHAR,
+    need VARCHAR, local_authority_code VARCHAR, region_code VARCHAR, nation_code VARCHAR, age_band VARCHAR,
+    household_type VARCHAR, children_in_household BIGINT, tenure VARCHAR, employment_status VARCHAR,
+    disability VARCHAR, monthly_income_gbp DOUBLE, monthly_essential_costs_gbp DOUBLE, total_debt_gbp DOUBLE,
+    support_type VARCHAR, standard_version VARCHAR
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "contacts, submissions, audit log, releases and the privacy ledger",
+        (
+            f"CREATE TABLE IF NOT EXISTS contacts ({_CONTACT_COLUMNS_V1})",
+            # A load's batches wait here, committed, until they replace the charity's rows in one transaction.
+            f"CREATE TABLE IF NOT EXISTS contacts_incoming ({_CONTACT_COLUMNS_V1})",
+            """
+            CREATE TABLE IF NOT EXISTS submissions (
+                submission_id VARCHAR PRIMARY KEY,
+                charity_id VARCHAR NOT NULL,
+                file_name VARCHAR NOT NULL,
+                sha256 VARCHAR NOT NULL,
+                received_at TIMESTAMP NOT NULL,
+                loaded_at TIMESTAMP NOT NULL,
+                rows_loaded BIGINT NOT NULL,
+                rows_replaced BIGINT NOT NULL,
+                quarters VARCHAR[] NOT NULL,
+                standard_version VARCHAR NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS audit_log (
+                recorded_at TIMESTAMP NOT NULL,
+                actor VARCHAR NOT NULL,
+                action VARCHAR NOT NULL,
+                subject VARCHAR NOT NULL,
+                detail VARCHAR
+            )
+            """,
+            # One row per noisy measurement. ``sensitivity`` is the L2 sensitivity for the discrete Gaussian
+            # and the per-cell score sensitivity (one value per person) for the quantile mechanism.
+            """
+            CREATE TABLE IF NOT EXISTS privacy_ledger (
+                release_id   VARCHAR NOT NULL,
+                period       VARCHAR NOT NULL,
+                indicator_id VARCHAR NOT NULL,
+                measurement  VARCHAR NOT NULL,
+                kind         VARCHAR NOT NULL CHECK (kind IN ('release', 'revision')),
+                mechanism    VARCHAR NOT NULL,
+                rho          DOUBLE  NOT NULL CHECK (rho > 0),
+                noise_scale  DOUBLE  NOT NULL,
+                sensitivity  DOUBLE  NOT NULL,
+                recorded_at  TIMESTAMP NOT NULL,
+                PRIMARY KEY (release_id, indicator_id, measurement)
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS releases (
+                release_id VARCHAR PRIMARY KEY,
+                period VARCHAR NOT NULL,
+                revision INTEGER NOT NULL,
+                kind VARCHAR NOT NULL,
+                rho DOUBLE NOT NULL,
+                contributors INTEGER NOT NULL,
+                linking_contributors INTEGER NOT NULL,
+                units_per_person INTEGER NOT NULL,
+                standard_version VARCHAR NOT NULL,
+                code_version VARCHAR NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                UNIQUE (period, revision)
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS release_cells (
+                release_id VARCHAR NOT NULL,
+                indicator_id VARCHAR NOT NULL,
+                cell_index INTEGER NOT NULL,
+                area_level VARCHAR,
+                keys VARCHAR[] NOT NULL,
+                value DOUBLE NOT NULL,
+                ci_low DOUBLE NOT NULL,
+                ci_high DOUBLE NOT NULL,
+                low_reliability BOOLEAN NOT NULL,
+                PRIMARY KEY (release_id, indicator_id, cell_index)
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS release_measurements (
+                release_id VARCHAR NOT NULL,
+                indicator_id VARCHAR NOT NULL,
+                measurement VARCHAR NOT NULL,
+                position INTEGER NOT NULL,
+                cell_index INTEGER NOT NULL,
+                noisy_value DOUBLE NOT NULL,
+                PRIMARY KEY (release_id, indicator_id, measurement, position)
+            )
+            """,
+        ),
+    ),
+    Migration(
+        2,
+        "record linkage: which contacts were keyed by a linkage token",
+        (
+            # Warehouses made before record linkage: their contacts are all unlinked.
+            "ALTER TABLE contacts ADD COLUMN IF NOT EXISTS linked BOOLEAN DEFAULT FALSE",
+            "ALTER TABLE contacts_incoming ADD COLUMN IF NOT EXISTS linked BOOLEAN DEFAULT FALSE",
+        ),
+    ),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+_VERSION_DDL = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    description VARCHAR NOT NULL,
+    applied_at TIMESTAMP NOT NULL
+)
+"""
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The warehouse's schema version: 0 for a warehouse no migration has touched."""
+    con.execute(_VERSION_DDL)
+    return int(con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0])
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply every migration newer than the warehouse's version, in order; return the versions applied.
+
+    Warehouses made before versioning have their tables already: every statement is idempotent
+    (``IF NOT EXISTS``), so they are brought to the same schema as a new one.
+    """
+    current = schema_version(con)
+    if current > LATEST_VERSION:
+        raise RuntimeError(
+            f"the warehouse is at schema version {current}, newer than this code's {LATEST_VERSION}: upgrade the code"
+        )
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version <= current:
+            continue
+        con.begin()
+        try:
+            for statement in migration.statements:
+                con.execute(statement)
+            con.execute(
+                "INSERT INTO schema_version VALUES (?, ?, ?)",
+                [migration.version, migration.description, dt.datetime.now(dt.UTC).replace(tzinfo=None)],
+            )
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        applied.append(migration.version)
+    return applied

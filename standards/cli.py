@@ -1,0 +1,173 @@
+"""The charity's checker: ``collab-check FILE`` (also ``collab check``), and the standard's own commands.
+
+This is what a charity installs (``pip install`` with no extras) and runs on its own machine: it
+imports the standard and nothing of the analyst's stack (no Dagster, DuckDB, S3 or Great
+Expectations), so it starts in well under a second and runs on Windows, macOS and Linux.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from standards.check import check_extract
+from standards.export import export_standard
+from standards.feedback import FeedbackReport
+from standards.issues import FileRejected
+from standards.mapping import CharityMapping
+from standards.suggest import suggest_mapping
+
+console = Console()
+errors = Console(stderr=True)
+
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of text.")
+
+
+def emit_json(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    errors.print(f"[bold red]Error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _load_mapping(path: Path | None) -> CharityMapping | None:
+    if path is None:
+        return None
+    try:
+        return CharityMapping.load(path)
+    except (OSError, ValueError) as error:
+        fail(f"the mapping file {path} could not be used: {error}", code=2)
+
+
+def check(
+    file: Path = typer.Argument(..., help="The extract to check (CSV, Excel .xlsx or Parquet)."),
+    mapping: Path | None = typer.Option(None, "--mapping", help="Your mapping file (YAML)."),
+    html: Path | None = typer.Option(None, "--html", help="Also write the full feedback report as a web page."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Check a file against the standard locally: no server, nothing stored.
+
+    Exit code 0 if the file would be accepted (with or without warnings), 1 if rejected, 2 on a usage error.
+    """
+    if not file.is_file():
+        fail(f"{file} is not a file", code=2)
+    command = "collab-check" if Path(sys.argv[0]).name.startswith("collab-check") else "collab check"
+    report = check_extract(file, mapping=_load_mapping(mapping)).report
+    if html is not None:
+        html.write_text(report.to_html(), encoding="utf-8")
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+    else:
+        _print_report(report)
+        if html is not None:
+            console.print(f"Full report: {escape(str(html))}")
+        elif report.issues:
+            again = f"{command} {file}" + (f" --mapping {mapping}" if mapping else "") + " --html report.html"
+            console.print(escape(f"For the full report with every example: {again}"))
+    raise typer.Exit(0 if report.accepted else 1)
+
+
+def _print_report(report: FeedbackReport) -> None:
+    colour = {"accepted": "green", "accepted_with_warnings": "yellow", "rejected": "red"}[report.status]
+    console.print(f"[bold {colour}]{escape(report.headline())}[/]")
+    console.print(escape(report.next_step()))
+    described = report.file
+    if described.columns_used:
+        where = f"sheet '{described.sheet}', " if described.sheet else ""
+        console.print(
+            escape(
+                f"Read as {(described.format or '').upper()} ({where}header on row {described.header_row}); "
+                f"{len(described.columns_used)} column(s) used, {len(described.columns_not_used)} not used."
+            )
+        )
+    for group in report.issues:
+        console.print()
+        mark = "[red]✗[/]" if group.severity == "error" else "[yellow]![/]"
+        times = "" if group.scope == "file" else f" — {group.count:,} time(s)"
+        share = f", {group.share_of_rows:.0%} of rows" if group.share_of_rows else ""
+        console.print(f"{mark} [bold]{escape(group.title)}[/] ({group.code}){times}{share}")
+        if group.values:
+            for value in group.values[:5]:
+                rows = ", ".join(str(r) for r in value.rows[:3])
+                console.print(escape(f"    '{value.column}': {value.value!r} × {value.count:,} (rows {rows}…)"))
+        else:
+            for example in group.examples[:3]:  # rows as the spreadsheet shows them
+                where = f"row {example.row}: " if example.row else ""
+                console.print(escape(f"    {where}{example.message}"))
+        if group.allowed_codes:
+            console.print(escape(f"    The codes are: {', '.join(group.allowed_codes)}."))
+        console.print(escape(f"    What to do: {group.fix}"), style="dim" if group.severity == "warning" else None)
+
+
+def export(directory: Path = typer.Argument(..., help="Where to write the reference, schema and templates.")) -> None:
+    """Write the standard's reference (Markdown), JSON Schema, CSV and Excel templates and an example,
+    all generated from the pydantic model."""
+    for path in export_standard(directory):
+        console.print(f"Wrote {escape(str(path))}")
+
+
+def suggest_mapping_file(
+    file: Path = typer.Argument(..., help="A sample extract in your own format."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Where to write the mapping file [default: FILE's name + .mapping.yaml]."
+    ),
+    sheet: str | None = typer.Option(None, "--sheet", help="The Excel sheet holding the contacts."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing mapping file."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Propose a mapping file from a sample extract: which columns hold which field, and what your wording means."""
+    if not file.is_file():
+        fail(f"{file} is not a file", code=2)
+    target = output or file.with_name(f"{file.stem}.mapping.yaml")
+    if target.exists() and not force:
+        fail(f"{target} exists; choose another --output or add --force", code=2)
+    try:
+        suggestion = suggest_mapping(file, sheet=sheet)
+    except FileRejected as rejection:
+        fail(f"{rejection.message} ({rejection.code})")
+    target.write_text(suggestion.text, encoding="utf-8")
+    if as_json:
+        emit_json(
+            {
+                "mapping_file": str(target),
+                "mapping": suggestion.mapping.model_dump(exclude_defaults=True),
+                "columns": [vars(column) for column in suggestion.columns],
+                "missing": suggestion.missing,
+                "values_to_choose": suggestion.values_to_choose,
+            }
+        )
+        return
+    table = Table("your column", "standard field", "how", title="Proposed mapping")
+    for column in suggestion.columns:
+        how = column.how + (f"; holds {', '.join(column.personal_data)}" if column.personal_data else "")
+        table.add_row(escape(column.header), column.field or "—", escape(how))
+    console.print(table)
+    if suggestion.missing:
+        console.print(f"[red]Missing:[/] no column holds {', '.join(suggestion.missing)}.")
+    for name, wording in suggestion.values_to_choose.items():
+        console.print(f"[yellow]Choose codes[/] for {name}: {escape(', '.join(wording))}")
+    console.print(
+        f"Wrote {escape(str(target))}. Check it, then: collab check {escape(str(file))} --mapping {escape(str(target))}"
+    )
+
+
+checker = typer.Typer(
+    name="collab-check",
+    help="Check an extract against the Charity Service-User Extract standard, on your own computer.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+checker.command()(check)
+
+
+def main() -> None:
+    checker()

@@ -1,0 +1,43 @@
+"""The charity's checker imports the standard only: no analyst stack, no POSIX-only module."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import contact_rows, write_csv
+
+HEAVY = ("dagster", "duckdb", "boto3", "great_expectations", "opendp", "pandas", "collab", "assets", "pipelines")
+
+
+def _run_checker(script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False)
+
+
+def test_the_checker_imports_nothing_of_the_analysts_stack(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "contacts.csv", contact_rows(40))
+    script = f"""
+import sys
+from standards.cli import checker
+try:
+    checker([{str(path)!r}, "--json"])
+except SystemExit as done:
+    code = done.code
+loaded = sorted({{name.split(".")[0] for name in sys.modules}} & set({HEAVY!r}))
+print("LOADED", loaded, "EXIT", code, file=sys.stderr)
+"""
+    result = _run_checker(script, tmp_path)
+    assert "LOADED [] EXIT 0" in result.stderr, result.stderr
+    assert '"status": "accepted"' in result.stdout
+
+
+def test_the_checker_runs_where_fcntl_does_not_exist(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "contacts.csv", contact_rows(10))
+    script = f"""
+import sys
+sys.modules["fcntl"] = None  # as on Windows: importing it raises ImportError
+from standards.cli import checker
+checker([{str(path)!r}])
+"""
+    result = _run_checker(script, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "accepted" in result.stdout.lower()
