@@ -21,7 +21,10 @@ from rich.progress import (
 )
 
 from collab.workspace import Workspace
-from standards.cli import console
+from standards.cli import JsonOption, console, emit_json, errors, fail
+
+# What every command shares, from the charity's checker, so both command lines speak alike.
+__all__ = ["JsonOption", "app", "console", "emit_json", "errors", "fail", "progress_bar", "transfer_bar", "workspace"]
 
 app = typer.Typer(
     name="collab",
