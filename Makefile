@@ -7,6 +7,8 @@ export COLLAB_HOME ?= $(CURDIR)/var
 export DAGSTER_HOME ?= $(COLLAB_HOME)/dagster
 # The browser tests drive Debian's chromium through Playwright; Playwright never downloads a browser.
 CHROMIUM := /usr/bin/chromium
+# axe-core, injected into pages by the browser tests to check accessibility (npm, pinned in package.json).
+AXE := node_modules/axe-core/axe.min.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 OPENDP_POLARS_VENV := bench/.venv-opendp-polars
@@ -35,7 +37,11 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y --no-install-recommends chromium < /dev/null \
 	|| ($(SUDO) apt-get update < /dev/null && $(SUDO) apt-get install -y --no-install-recommends chromium < /dev/null)
 
-browser: $(CHROMIUM)
+$(AXE): package.json
+	npm install --no-audit --no-fund --no-package-lock --loglevel=error < /dev/null
+	touch $@
+
+browser: $(CHROMIUM) $(AXE)
 
 demo: install
 	$(BIN)/collab demo
