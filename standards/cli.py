@@ -1,4 +1,5 @@
-"""The charity's checker: ``collab-check FILE`` (also ``collab check``), and the standard's own commands.
+"""The charity's checker, ``collab-check FILE`` (also ``collab check``), and ``collab-standard`` (also
+``collab standard``): propose a mapping, export the standard.
 
 This is what a charity installs (``pip install`` with no extras) and runs on its own machine: it
 imports the standard and nothing of the analyst's stack (no Dagster, DuckDB, S3 or Great
@@ -10,19 +11,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from standards.check import check_extract
-from standards.export import export_standard
-from standards.feedback import FeedbackReport
-from standards.issues import FileRejected
-from standards.mapping import CharityMapping
-from standards.suggest import suggest_mapping
+if TYPE_CHECKING:
+    from standards.feedback import FeedbackReport
+    from standards.mapping import CharityMapping
 
 console = Console()
 errors = Console(stderr=True)
@@ -39,7 +37,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+# The standard's modules (polars, pydantic models, codelists) are imported by the command that needs
+# them, not at start-up, so `--help` and a usage error answer at once.
+
+
 def _load_mapping(path: Path | None) -> CharityMapping | None:
+    from standards.mapping import CharityMapping
+
     if path is None:
         return None
     try:
@@ -61,6 +65,8 @@ def check(
     if not file.is_file():
         fail(f"{file} is not a file", code=2)
     command = "collab-check" if Path(sys.argv[0]).name.startswith("collab-check") else "collab check"
+    from standards.check import check_extract
+
     report = check_extract(file, mapping=_load_mapping(mapping)).report
     if html is not None:
         html.write_text(report.to_html(), encoding="utf-8")
@@ -111,6 +117,8 @@ def _print_report(report: FeedbackReport) -> None:
 def export(directory: Path = typer.Argument(..., help="Where to write the reference, schema and templates.")) -> None:
     """Write the standard's reference (Markdown), JSON Schema, CSV and Excel templates and an example,
     all generated from the pydantic model."""
+    from standards.export import export_standard
+
     for path in export_standard(directory):
         console.print(f"Wrote {escape(str(path))}")
 
@@ -130,6 +138,9 @@ def suggest_mapping_file(
     target = output or file.with_name(f"{file.stem}.mapping.yaml")
     if target.exists() and not force:
         fail(f"{target} exists; choose another --output or add --force", code=2)
+    from standards.issues import FileRejected
+    from standards.suggest import suggest_mapping
+
     try:
         suggestion = suggest_mapping(file, sheet=sheet)
     except FileRejected as rejection:
@@ -156,7 +167,7 @@ def suggest_mapping_file(
     for name, wording in suggestion.values_to_choose.items():
         console.print(f"[yellow]Choose codes[/] for {name}: {escape(', '.join(wording))}")
     console.print(
-        f"Wrote {escape(str(target))}. Check it, then: collab check {escape(str(file))} --mapping {escape(str(target))}"
+        f"Wrote {escape(str(target))}. Check it, then: collab-check {escape(str(file))} --mapping {escape(str(target))}"
     )
 
 
@@ -168,6 +179,20 @@ checker = typer.Typer(
 )
 checker.command()(check)
 
+standard_app = typer.Typer(
+    name="collab-standard",
+    help="The Charity Service-User Extract standard: propose a mapping for your own format, or export the standard.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+standard_app.command("suggest-mapping")(suggest_mapping_file)
+standard_app.command("export")(export)
+
 
 def main() -> None:
     checker()
+
+
+def standard_main() -> None:
+    standard_app()

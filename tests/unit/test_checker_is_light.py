@@ -1,7 +1,9 @@
 """The charity's checker imports the standard only: no analyst stack, no POSIX-only module."""
 
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from tests.conftest import contact_rows, write_csv
@@ -17,6 +19,7 @@ def test_the_checker_imports_nothing_of_the_analysts_stack(tmp_path: Path) -> No
     path = write_csv(tmp_path / "contacts.csv", contact_rows(40))
     script = f"""
 import sys
+import tomllib
 from standards.cli import checker
 try:
     checker([{str(path)!r}, "--json"])
@@ -34,6 +37,7 @@ def test_the_checker_runs_where_fcntl_does_not_exist(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "contacts.csv", contact_rows(10))
     script = f"""
 import sys
+import tomllib
 sys.modules["fcntl"] = None  # as on Windows: importing it raises ImportError
 from standards.cli import checker
 checker([{str(path)!r}])
@@ -41,3 +45,11 @@ checker([{str(path)!r}])
     result = _run_checker(script, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "accepted" in result.stdout.lower()
+
+
+def test_installing_with_no_extras_brings_the_checker_only() -> None:
+    """What `pip install .` brings: the analyst's stack stays behind the `collaborative` extra."""
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~\[ ]", requirement, maxsplit=1)[0].lower() for requirement in project["dependencies"]}
+    assert names == {"polars", "pydantic", "fastexcel", "xlsxwriter", "jinja2", "pyyaml", "typer", "rich"}
+    assert project["scripts"]["collab-check"] == "standards.cli:main"
