@@ -30,12 +30,13 @@ from standards.catalogue import AREA_LEVELS, BREAKDOWN_COLUMNS, DECIMALS, Catalo
 MANIFEST = "release.json"
 PRIVACY_UNIT = (
     "one person at one charity, per calendar quarter: someone supported by m charities counts as m units, "
-    "so their protection is that of m times rho (see worst_case_rho_per_person)"
+    "so their privacy loss is m squared times that of one unit (group privacy under zCDP; see per_person)"
 )
 PRIVACY_UNIT_LINKED = (
     "one person per calendar quarter across the charities that link records (by a keyed code of surname, date "
     "of birth and postcode district), and one person at one charity elsewhere: someone supported by m "
-    "non-linking charities counts as up to m + 1 units (see worst_case_rho_per_person)"
+    "non-linking charities counts as up to m + 1 units, and their privacy loss is (m + 1) squared times that of "
+    "one unit (group privacy under zCDP; see per_person)"
 )
 DATAPACKAGE = "datapackage.json"
 DATA_DIR = "data"
@@ -167,18 +168,62 @@ class ReleaseRecord:
     standard_version: str
     code_version: str
     created_at: dt.datetime
+    rho_per_person: float
 
 
 def release_record(con: duckdb.DuckDBPyConnection, release_id: str) -> ReleaseRecord:
     rows = con.execute(
         "SELECT release_id, period, revision, kind, rho, contributors, linking_contributors, units_per_person, "
-        "standard_version, code_version, created_at "
+        "standard_version, code_version, created_at, rho_per_person "
         "FROM releases WHERE release_id = $r",
         {"r": release_id},
     ).fetchall()
     if not rows:
         raise KeyError(f"No release {release_id!r} in the warehouse.")
     return ReleaseRecord(*rows[0])
+
+
+def per_person_privacy(con: duckdb.DuckDBPyConnection, record: ReleaseRecord, delta: float) -> dict[str, Any]:
+    """The worst-case person's privacy loss, as of this release: held as the declared maximum number of
+    units, in this release, in its quarter (revisions included) and over every release so far. The ρ are
+    sums of the ledger's ``rho_per_person`` (OpenDP's maps at that many units; zCDP composes by adding)."""
+
+    def total(condition: str, **parameters: str) -> float:
+        return float(
+            con.execute(
+                f"SELECT coalesce(sum(rho_per_person), 0) FROM privacy_ledger WHERE {condition} AND recorded_at <= "
+                "(SELECT max(recorded_at) FROM privacy_ledger WHERE release_id = $r)",
+                {"r": record.release_id, **parameters},
+            ).fetchall()[0][0]
+        )
+
+    period, lifetime = total("period = $p", p=record.period), total("TRUE")
+    return {
+        "max_units": record.units_per_person,
+        "release_rho": record.rho_per_person,
+        "period_rho": period,
+        "lifetime_rho": lifetime,
+        "release_epsilon": epsilon_at(record.rho_per_person, delta),
+        "period_epsilon": epsilon_at(period, delta),
+        "lifetime_epsilon": epsilon_at(lifetime, delta),
+        "delta": delta,
+    }
+
+
+def per_person_statement(per_person: dict[str, Any]) -> str:
+    """One plain-English sentence on the lifetime worst case for a person."""
+    units = per_person["max_units"]
+    who = (
+        f"any one person, even someone counted separately by up to {units} charities that do not share records,"
+        if units > 1
+        else "any one person,"
+    )
+    return (
+        f"Taking every release so far together, for {who} the published figures are at most "
+        f"e^{per_person['lifetime_epsilon']:.1f} times more or less likely with their records than without them, "
+        f"except with a chance of {per_person['delta']:g} (epsilon {per_person['lifetime_epsilon']:.2f}, "
+        f"rho {per_person['lifetime_rho']:.3g})."
+    )
 
 
 def write_release_package(
@@ -251,12 +296,7 @@ def write_release_package(
                 "schema": {"fields": fields},
             }
         )
-    lifetime = float(con.execute("SELECT coalesce(sum(rho), 0) FROM privacy_ledger").fetchall()[0][0])
-    period_spent = float(
-        con.execute(
-            "SELECT coalesce(sum(rho), 0) FROM privacy_ledger WHERE period = $p", {"p": record.period}
-        ).fetchall()[0][0]
-    )
+    per_person = per_person_privacy(con, record, delta)
     datapackage = {
         "profile": "tabular-data-package",
         "name": f"poverty-insight-{release_id.lower()}",
@@ -287,15 +327,18 @@ def write_release_package(
             "unit": PRIVACY_UNIT_LINKED if record.linking_contributors else PRIVACY_UNIT,
             "definition": "zero-concentrated differential privacy (rho-zCDP)",
             "mechanism": "discrete Gaussian and quantile mechanisms (OpenDP), then post-processing",
+            "statement": per_person_statement(per_person),
+            "per_person": per_person,
+            # Per privacy unit: one person at one charity (or one linked person), this release only.
             "rho_spent": record.rho,
+            "epsilon": epsilon_at(record.rho, delta),
             "linking_contributors": record.linking_contributors,
             "units_per_person": record.units_per_person,
-            "worst_case_rho_per_person": record.rho * record.units_per_person,
-            "epsilon": epsilon_at(record.rho, delta),
             "delta": delta,
-            "period_rho_spent": period_spent,
+            # The budgets are per person, for the worst case; so is what they are compared with.
+            "period_rho_spent": per_person["period_rho"],
             "period_rho_budget": period_rho,
-            "lifetime_rho_spent": lifetime,
+            "lifetime_rho_spent": per_person["lifetime_rho"],
             "lifetime_rho_budget": lifetime_rho,
         },
         "indicators": indicators,
@@ -470,8 +513,9 @@ def _contributor_problems(con: duckdb.DuckDBPyConnection, manifest: dict[str, An
         )
     if contributors < min_contributors:
         problems.append(
-            f"only {contributors} charity contributed to {manifest['period']}: every figure would be that charity's own; "
-            f"publication needs at least {min_contributors} (settings: publication.min_contributors)"
+            f"only {contributors} charity takes part (registered, with a file sent) as {manifest['period']} is "
+            f"released: every figure would be that charity's own; publication needs at least {min_contributors} "
+            "(settings: publication.min_contributors)"
         )
     return problems
 
