@@ -113,15 +113,33 @@ def indicator_fields(
                 },
             ]
     kind = "number" if DECIMALS.get(measure) else "integer"
+    interval = {
+        "mean": "approximate 95% interval (delta method)",
+        "share": "approximate 95% interval (delta method)",
+        "median": "95% interval (from two bracketing quantiles; conservative)",
+    }.get(measure, "95% interval (from the known noise scale)")
     return [
         *fields,
         {"name": "value", "type": kind, "description": VALUE_DESCRIPTIONS[measure] + "."},
-        {"name": "ci_low", "type": kind, "description": "Lower end of the 95% interval."},
-        {"name": "ci_high", "type": kind, "description": "Upper end of the 95% interval."},
+        {"name": "ci_low", "type": kind, "description": f"Lower end of the {interval}."},
+        {"name": "ci_high", "type": kind, "description": f"Upper end of the {interval}."},
         {
             "name": "low_reliability",
             "type": "boolean",
             "description": "True when the 95% interval is wider than the figure itself: read with care.",
+        },
+        {
+            "name": "estimate",
+            "type": "number",
+            "description": "Unclipped, unrounded noisy estimate (for counts and sums the cell's own noisy "
+            "measurement, which may be below zero): add or subtract these, never the rounded values, "
+            "with privacy.combine. Empty for medians and for ratios without a denominator.",
+        },
+        {
+            "name": "estimate_variance",
+            "type": "number",
+            "description": "Variance of the estimate's noise (exact for counts and sums; delta method, approximate, "
+            "for means and shares). Noise is independent between cells and between releases.",
         },
     ]
 
@@ -136,12 +154,12 @@ def _rows(con: duckdb.DuckDBPyConnection, release_id: str, period: str, indicato
     areas = area_tree(tuple(indicator.area_levels)) if indicator.area_levels else []
     area_of = {(node.level, node.code): node for node in areas}
     cells = con.execute(
-        "SELECT area_level, keys, value, ci_low, ci_high, low_reliability FROM release_cells "
-        "WHERE release_id = $r AND indicator_id = $i ORDER BY cell_index",
+        "SELECT area_level, keys, value, ci_low, ci_high, low_reliability, estimate, estimate_variance "
+        "FROM release_cells WHERE release_id = $r AND indicator_id = $i ORDER BY cell_index",
         {"r": release_id, "i": indicator.id},
     ).fetchall()
     rows = []
-    for level, keys, value, low, high, unreliable in cells:
+    for level, keys, value, low, high, unreliable, estimate, variance in cells:
         named: list[str] = []
         for breakdown, key in zip(indicator.breakdowns, keys, strict=True):
             if breakdown == "area":
@@ -151,7 +169,8 @@ def _rows(con: duckdb.DuckDBPyConnection, release_id: str, period: str, indicato
             else:
                 named += [key, labels[breakdown][key]]
         numbers = [_formatted(v, indicator.decimals) for v in (value, low, high)]
-        rows.append([release_id, period, *named, *numbers, str(unreliable).lower()])
+        unclipped = ["" if v is None else repr(float(v)) for v in (estimate, variance)]
+        rows.append([release_id, period, *named, *numbers, str(unreliable).lower(), *unclipped])
     return rows
 
 
@@ -272,7 +291,7 @@ def write_release_package(
                 "population": indicator.population,
                 "path": relative,
                 "cells": len(rows),
-                "low_reliability_cells": sum(1 for row in rows if row[-1] == "true"),
+                "low_reliability_cells": sum(1 for row in rows if row[-3] == "true"),
                 "rho": sum(m["rho"] for m in measurements),
                 # The finest level's scale: the noise on the most detailed figures.
                 "noise_scale": measurements[-1]["noise_scale"]
@@ -444,6 +463,9 @@ def _schema_problems(release_dir: Path, manifest: dict[str, Any]) -> list[str]:
     return problems
 
 
+PROVEN_COLUMNS = ("value", "ci_low", "ci_high", "low_reliability", "estimate", "estimate_variance")
+
+
 def _matches(published: str, stored: Any) -> bool:
     """A CSV field equals its stored value (booleans as true/false, numbers to the CSV's precision)."""
     if stored is None:
@@ -476,8 +498,8 @@ def _provenance_problems(con: duckdb.DuckDBPyConnection, release_dir: Path, mani
         stored = {
             (level or "", *keys): values
             for level, keys, *values in con.execute(
-                "SELECT area_level, keys, value, ci_low, ci_high, low_reliability FROM release_cells "
-                "WHERE release_id = $r AND indicator_id = $i",
+                "SELECT area_level, keys, value, ci_low, ci_high, low_reliability, estimate, estimate_variance "
+                "FROM release_cells WHERE release_id = $r AND indicator_id = $i",
                 {"r": release_id, "i": indicator_id},
             ).fetchall()
         }
@@ -486,7 +508,7 @@ def _provenance_problems(con: duckdb.DuckDBPyConnection, release_dir: Path, mani
             for line, row in enumerate(csv.DictReader(handle), start=2):
                 keys = tuple(row.get(f"{b}_code", "") for b in indicator["breakdowns"])
                 record = stored.get((row.get("area_level", ""), *keys))
-                published = [row.get(c, "") for c in ("value", "ci_low", "ci_high", "low_reliability")]
+                published = [row.get(c, "") for c in PROVEN_COLUMNS]
                 if row.get("release_id") != release_id or row.get("period") != period:
                     unproven.append(f"row {line} belongs to {row.get('release_id')} {row.get('period')}")
                 elif record is None:

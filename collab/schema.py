@@ -132,8 +132,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         4,
-        "per-person privacy accounting: rho for the worst-case person beside rho per unit",
+        "per-person privacy accounting: rho for the worst-case person beside rho per unit; unclipped estimates",
         (
+            # Per published cell, the unclipped noisy estimate and its variance, from which every total and
+            # comparison is computed (``privacy.combine``); NULL where there is none (medians).
+            "ALTER TABLE release_cells ADD COLUMN IF NOT EXISTS estimate DOUBLE",
+            "ALTER TABLE release_cells ADD COLUMN IF NOT EXISTS estimate_variance DOUBLE",
             # ``max_units``: the declared largest number of privacy units one person may be held as;
             # ``rho_per_person``: OpenDP's map of the measurement at that many units.
             "ALTER TABLE privacy_ledger ADD COLUMN IF NOT EXISTS max_units INTEGER",

@@ -39,7 +39,15 @@ from privacy.mechanisms import (
     quantile_rank_error,
     quantile_scale,
 )
-from privacy.postprocess import Figure, count_figures, median_figure, ratio_figure, share_figure
+from privacy.postprocess import (
+    Figure,
+    count_figures,
+    median_figure,
+    ratio_estimate,
+    ratio_figure,
+    share_estimate,
+    share_figure,
+)
 from standards.catalogue import Cell, Indicator, cells
 
 ADDITIVE_VECTORS = {"people_count": "people", "contact_count": "contacts", "sum": "total"}
@@ -74,10 +82,15 @@ class Measurement:
 
 @dataclass(frozen=True)
 class IndicatorRelease:
+    """Published figures, and per cell an unclipped estimate with its variance (``privacy.combine``):
+    a count's or sum's own noisy measurement (σ²), a ratio's delta-method estimate, or None (medians,
+    and ratios without a denominator)."""
+
     indicator: Indicator
     cells: list[Cell]
     figures: list[Figure]
     measurements: list[Measurement]
+    estimates: list[tuple[float, float] | None]
 
     @property
     def measurement(self) -> dp.Measurement:
@@ -124,8 +137,9 @@ def _additive(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -
         )
     estimate = consistent_estimates(tree, measured, variance, non_negative=True)
     rounded = round_keeping_sums(tree, estimate.value)
+    raw = [None if np.isnan(m) else (float(m), float(v)) for m, v in zip(measured, variance, strict=True)]
     return IndicatorRelease(
-        indicator, tree.cells, count_figures(rounded, estimate.value, estimate.variance), measurements
+        indicator, tree.cells, count_figures(rounded, estimate.value, estimate.variance), measurements, raw
     )
 
 
@@ -169,7 +183,8 @@ def _share(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> I
         noisy.values,
         noisy.measurement,
     )
-    return IndicatorRelease(indicator, layout, figures, [measurement])
+    estimates = [share_estimate(noisy.values[i], noisy.values[size + i], noisy.scale**2) for i in range(size)]
+    return IndicatorRelease(indicator, layout, figures, [measurement], estimates)
 
 
 def _mean(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
@@ -192,6 +207,11 @@ def _mean(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> In
         )
         for total, count in zip(sums.values, counts.values, strict=True)
     ]
+    ratios = [
+        ratio_estimate(total, sums.scale**2, count, counts.scale**2)
+        for total, count in zip(sums.values, counts.values, strict=True)
+    ]
+    estimates = [None if r is None else (clamp.centre + r[0], r[1]) for r in ratios]
     index = list(range(len(layout)))
     measurements = [
         Measurement(
@@ -201,7 +221,7 @@ def _mean(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> In
             "count", "discrete_gaussian", counts.rho, counts.scale, count_l2, index, counts.values, counts.measurement
         ),
     ]
-    return IndicatorRelease(indicator, layout, figures, measurements)
+    return IndicatorRelease(indicator, layout, figures, measurements, estimates)
 
 
 def _median(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
@@ -258,7 +278,7 @@ def _median(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> 
         ),
         *(_quantile_part(part, costliest[part], k, index, chosen[part]) for part in per_cell),
     ]
-    return IndicatorRelease(indicator, layout, figures, measurements)
+    return IndicatorRelease(indicator, layout, figures, measurements, [None] * len(layout))
 
 
 def _quantile_part(part: str, costliest: NoisyQuantile, k: int, index: list[int], values: list[float]) -> Measurement:

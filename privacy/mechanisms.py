@@ -33,6 +33,11 @@ import opendp.prelude as dp
 
 from privacy.bounding import BoundedAggregates
 
+# "honest-but-curious": our bounded queries enter OpenDP as user transformations whose stability maps
+# are the sensitivities stated (and property-tested) in ``privacy.bounding``; OpenDP then computes ρ
+# for any number of privacy units by chaining those maps to its mechanisms' own.
+dp.enable_features("contrib", "honest-but-curious")
+
 # The input of every measurement: one indicator's bounded aggregates for one period.
 AGGREGATES = dp.user_domain("BoundedAggregates", member=lambda value: isinstance(value, BoundedAggregates))
 # Its distance: how many privacy units differ. A person held as m units (m charities that do not link

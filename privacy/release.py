@@ -83,8 +83,15 @@ def _store(con: duckdb.DuckDBPyConnection, release_id: str, released: IndicatorR
             "ci_low": [float(f.ci_low) for f in released.figures],
             "ci_high": [float(f.ci_high) for f in released.figures],
             "low_reliability": [f.low_reliability for f in released.figures],
+            "estimate": [None if e is None else e[0] for e in released.estimates],
+            "estimate_variance": [None if e is None else e[1] for e in released.estimates],
         },
-        schema_overrides={"area_level": pl.String, "cell_index": pl.Int32},
+        schema_overrides={
+            "area_level": pl.String,
+            "cell_index": pl.Int32,
+            "estimate": pl.Float64,
+            "estimate_variance": pl.Float64,
+        },
     )
     measurements = pl.DataFrame(
         {
@@ -99,7 +106,7 @@ def _store(con: duckdb.DuckDBPyConnection, release_id: str, released: IndicatorR
     )
     con.register("new_cells", cells.to_arrow())
     con.register("new_measurements", measurements.to_arrow())
-    con.execute("INSERT INTO release_cells SELECT * FROM new_cells")
+    con.execute("INSERT INTO release_cells BY NAME SELECT * FROM new_cells")
     con.execute("INSERT INTO release_measurements SELECT * FROM new_measurements")
     con.unregister("new_cells")
     con.unregister("new_measurements")

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance
 
-from collab.publication import DATAPACKAGE, MANIFEST, disclosure_problems
+from collab.publication import DATAPACKAGE, MANIFEST, PROVEN_COLUMNS, disclosure_problems
 from collab.registry import Registry
 from collab.warehouse import connect
 from collab.workspace import Workspace
 from tests.pipeline.test_releases import release
 
-DP_COLUMNS = ("value", "ci_low", "ci_high", "low_reliability")
+DP_COLUMNS = PROVEN_COLUMNS  # the DP outputs of each cell
 PERSON = "the-person"
 
 

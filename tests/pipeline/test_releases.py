@@ -73,28 +73,32 @@ def set_privacy(workspace: Workspace, **values: object) -> None:
 
 
 def test_release_is_published_with_intervals_and_spend(loaded: Workspace) -> None:
-    set_privacy(loaded, auto_publish=True)
+    set_privacy(loaded, auto_publish=True, release_rho=0.5)
     result = release(loaded, DagsterInstance.ephemeral())
     assert result.success
     published = loaded.publish / "releases" / "2026Q1-v1"
     manifest = verify_release_package(published)
-    assert manifest["privacy"]["rho_spent"] == pytest.approx(0.125)  # per privacy unit
-    # Two charities that do not link records: a person may be two units, 2² × 0.125 by OpenDP's maps.
+    assert manifest["privacy"]["rho_spent"] == pytest.approx(0.5)  # per privacy unit
+    # Two charities that do not link records: a person may be two units, 2² × 0.5 by OpenDP's maps.
     per_person = manifest["privacy"]["per_person"]
-    assert per_person["max_units"] == 2 and per_person["release_rho"] == pytest.approx(0.5)
-    assert per_person["period_rho"] == per_person["lifetime_rho"] == pytest.approx(0.5)
-    assert per_person["lifetime_epsilon"] == pytest.approx(epsilon_at(0.5, per_person["delta"]))
+    assert per_person["max_units"] == 2 and per_person["release_rho"] == pytest.approx(2.0)
+    assert per_person["period_rho"] == per_person["lifetime_rho"] == pytest.approx(2.0)
+    assert per_person["lifetime_epsilon"] == pytest.approx(epsilon_at(2.0, per_person["delta"]))
     assert "2 charities" in manifest["privacy"]["statement"]
     assert manifest["contributors"] == 2
     with (published / "data" / "people_by_need_region.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 120
     north_east_food = next(r for r in rows if r["region_code"] == "E12000001" and r["need_code"] == "food")
-    assert abs(int(north_east_food["value"]) - 100) < 20  # 100 true people, noise scale ~1.7
+    assert abs(int(north_east_food["value"]) - 100) < 20  # 100 true people, noise scale 4.6
     for row in rows:
         assert 0 <= int(row["ci_low"]) <= int(row["ci_high"]) and int(row["value"]) >= 0
     package = json.loads((published / "datapackage.json").read_text())
-    assert package["resources"][0]["schema"]["fields"][-1]["name"] == "low_reliability"
+    names = [f["name"] for f in package["resources"][0]["schema"]["fields"]]
+    assert names[-3:] == ["low_reliability", "estimate", "estimate_variance"]
+    # The unclipped estimate is the cell's own noisy measurement, of the variance its noise scale gives.
+    scale = next(i for i in manifest["indicators"] if i["id"] == "people_by_need_region")["noise_scale"]
+    assert all(float(row["estimate_variance"]) == pytest.approx(scale**2) for row in rows)
     assert (loaded.publish / "site" / "index.html").exists()
 
 
