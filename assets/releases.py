@@ -22,6 +22,7 @@ from dagster import (
 from assets.partitions import quarter_partitions
 from assets.resources import CollabWorkspace, Warehouse
 from assets.submissions import warehouse_contacts
+from collab.invariants import release_invariants
 from collab.publication import (
     MANIFEST,
     DisclosureRefused,
@@ -34,11 +35,10 @@ from collab.publication import (
     write_release_package,
 )
 from collab.site import build_site
-from collab.warehouse import contributing_charities
 from privacy.accountant import BudgetExceeded, BudgetPolicy
 from privacy.mechanisms import epsilon_at
 from privacy.pseudonymise import derived_salt
-from privacy.release import ReleasePolicy, latest_release, release_period
+from privacy.release import Contributors, ReleasePolicy, latest_release, release_period
 from standards import STANDARD_VERSION
 from standards.catalogue import load_catalogue
 
@@ -72,16 +72,20 @@ def quarterly_release(
     ws = workspace.workspace
     period = context.partition_key
     privacy = ws.settings.privacy
-    policy = ReleasePolicy(privacy.release_rho, BudgetPolicy(privacy.period_rho, privacy.lifetime_rho))
     catalogue = load_catalogue()
     revise = context.run.tags.get(REVISE_TAG) == "true"
     with warehouse.connect() as con:
+        invariants = release_invariants(con, workspace.registry, privacy)
+        policy = ReleasePolicy(
+            privacy.release_rho, BudgetPolicy(privacy.period_rho, privacy.lifetime_rho), invariants.max_units
+        )
         try:
             summary = release_period(
                 con,
                 period=period,
                 catalogue=catalogue,
                 policy=policy,
+                contributors=Contributors(len(invariants.contributors), len(invariants.linking)),
                 salt=derived_salt(ws.key(), f"bounding:{period}"),
                 standard_version=STANDARD_VERSION,
                 code_version=code_version(),
@@ -97,7 +101,7 @@ def quarterly_release(
             period_rho=privacy.period_rho,
             lifetime_rho=privacy.lifetime_rho,
             delta=privacy.report_delta,
-            named_contributors=workspace.registry.named(contributing_charities(con, period)),
+            named_contributors=list(invariants.named),
         )
     spend = manifest["privacy"]
     cells = sum(i["cells"] for i in manifest["indicators"])
@@ -113,12 +117,13 @@ def quarterly_release(
             "period_rho_remaining": spend["period_rho_budget"] - spend["period_rho_spent"],
             "lifetime_rho_remaining": spend["lifetime_rho_budget"] - spend["lifetime_rho_spent"],
             "contributors": manifest["contributors"],
-            "units_per_person": spend["units_per_person"],
-            "worst_case_rho_per_person": spend["worst_case_rho_per_person"],
+            "max_units_per_person": spend["per_person"]["max_units"],
+            "release_rho_per_person": spend["per_person"]["release_rho"],
+            "lifetime_rho_per_person": spend["per_person"]["lifetime_rho"],
             "summary": MetadataValue.md(
                 f"Release **{summary.release_id}**: {len(manifest['indicators'])} indicator(s), {cells:,} cells "
-                f"({unreliable:,} low reliability). ρ = {spend['rho_spent']:.3g} "
-                f"(ε = {spend['epsilon']:.2f} at δ = {spend['delta']:g}); "
+                f"({unreliable:,} low reliability). ρ = {spend['rho_spent']:.3g} per unit; "
+                f"{spend['statement']} "
                 + ("new noise drawn and charged." if summary.created else "stored release reused, nothing spent.")
             ),
         }

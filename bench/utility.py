@@ -54,7 +54,7 @@ from privacy.hierarchy import aggregate_up, forest
 from privacy.mechanisms import discrete_gaussian, private_quantile
 from privacy.minimise import minimise
 from privacy.pseudonymise import linkage_tokens, one_token_per_person
-from privacy.release import ReleasePolicy, release_period
+from privacy.release import Contributors, ReleasePolicy, release_period
 from standards import STANDARD_VERSION
 from standards.catalogue import Indicator, area_tree, cells, load_catalogue
 from standards.extract import linkage_basis
@@ -103,7 +103,7 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, contacts: int, seed: int) ->
             standard_version=STANDARD_VERSION,
         )
         con.register("incoming", warehouse_rows.to_arrow())
-        con.execute("INSERT INTO contacts SELECT * FROM incoming")
+        con.execute("INSERT INTO contacts BY NAME SELECT * FROM incoming")
         con.unregister("incoming")
     return quarter
 
@@ -140,7 +140,7 @@ def tables_of(indicator: Indicator) -> int:
 
 def baseline_a(indicator: Indicator, aggregates: BoundedAggregates, rho_per_table: float) -> np.ndarray:
     """Independent noise on every published table, equal rho per table, no consistency step."""
-    vectors, k = aggregates.vectors, indicator.max_cells_per_person
+    k = indicator.max_cells_per_person
     root_k = math.sqrt(k)
     if indicator.measure in ("people_count", "contact_count", "sum"):
         exact = exact_values(indicator, aggregates)
@@ -149,7 +149,7 @@ def baseline_a(indicator: Indicator, aggregates: BoundedAggregates, rho_per_tabl
         l2 = query_sensitivity(indicator).l2
         for level in indicator.area_levels or {None: 1}:
             index = [i for i, cell in enumerate(tree_cells) if cell.level == level]
-            noisy = discrete_gaussian([int(v) for v in exact[index]], l2_sensitivity=l2, rho=rho_per_table)
+            noisy = discrete_gaussian(aggregates, lambda _, i=index: exact[i], l2_sensitivity=l2, rho=rho_per_table)
             values[index] = np.maximum(0, noisy.values)
         return values
     if indicator.measure == "median":
@@ -157,27 +157,29 @@ def baseline_a(indicator: Indicator, aggregates: BoundedAggregates, rho_per_tabl
         candidates = list(range(indicator.clamp.lower, indicator.clamp.upper + 1, indicator.candidate_step))
         return np.array(
             [
-                private_quantile(v, candidates=candidates, alpha=0.5, rho=rho_per_table / k).value
-                for v in aggregates.values
+                private_quantile(aggregates, cell, candidates=candidates, alpha=0.5, rho=rho_per_table / k).value
+                for cell in range(len(aggregates.values))
             ],
             dtype=float,
         )
     half = rho_per_table / 2
     if indicator.measure == "share":
         numerator = np.array(
-            discrete_gaussian([int(v) for v in vectors["with_condition"]], l2_sensitivity=root_k, rho=half).values
+            discrete_gaussian(aggregates, lambda a: a.vectors["with_condition"], l2_sensitivity=root_k, rho=half).values
         )
         denominator = np.array(
-            discrete_gaussian([int(v) for v in vectors["people"]], l2_sensitivity=root_k, rho=half).values
+            discrete_gaussian(aggregates, lambda a: a.vectors["people"], l2_sensitivity=root_k, rho=half).values
         )
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(denominator >= 1, np.clip(numerator / np.maximum(denominator, 1), 0, 1), 0.5)
     assert indicator.clamp is not None
     upper = indicator.clamp.upper
     totals = np.array(
-        discrete_gaussian([int(v) for v in vectors["total"]], l2_sensitivity=upper * root_k, rho=half).values
+        discrete_gaussian(aggregates, lambda a: a.vectors["total"], l2_sensitivity=upper * root_k, rho=half).values
     )
-    counts = np.array(discrete_gaussian([int(v) for v in vectors["people"]], l2_sensitivity=root_k, rho=half).values)
+    counts = np.array(
+        discrete_gaussian(aggregates, lambda a: a.vectors["people"], l2_sensitivity=root_k, rho=half).values
+    )
     return np.where(
         counts >= 1,
         np.clip(totals / np.maximum(counts, 1), indicator.clamp.lower, upper),
@@ -359,6 +361,7 @@ def main() -> None:
                 period=quarter,
                 catalogue=load_catalogue(),
                 policy=policy,
+                contributors=Contributors(charities=2, linking=0),
                 salt=SALT,
                 standard_version="bench",
                 code_version="bench",

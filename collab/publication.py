@@ -30,12 +30,13 @@ from standards.catalogue import AREA_LEVELS, BREAKDOWN_COLUMNS, DECIMALS, Catalo
 MANIFEST = "release.json"
 PRIVACY_UNIT = (
     "one person at one charity, per calendar quarter: someone supported by m charities counts as m units, "
-    "so their protection is that of m times rho (see worst_case_rho_per_person)"
+    "so their privacy loss is m squared times that of one unit (group privacy under zCDP; see per_person)"
 )
 PRIVACY_UNIT_LINKED = (
     "one person per calendar quarter across the charities that link records (by a keyed code of surname, date "
     "of birth and postcode district), and one person at one charity elsewhere: someone supported by m "
-    "non-linking charities counts as up to m + 1 units (see worst_case_rho_per_person)"
+    "non-linking charities counts as up to m + 1 units, and their privacy loss is (m + 1) squared times that of "
+    "one unit (group privacy under zCDP; see per_person)"
 )
 DATAPACKAGE = "datapackage.json"
 DATA_DIR = "data"
@@ -112,15 +113,33 @@ def indicator_fields(
                 },
             ]
     kind = "number" if DECIMALS.get(measure) else "integer"
+    interval = {
+        "mean": "approximate 95% interval (delta method)",
+        "share": "approximate 95% interval (delta method)",
+        "median": "95% interval (from two bracketing quantiles; conservative)",
+    }.get(measure, "95% interval (from the known noise scale)")
     return [
         *fields,
         {"name": "value", "type": kind, "description": VALUE_DESCRIPTIONS[measure] + "."},
-        {"name": "ci_low", "type": kind, "description": "Lower end of the 95% interval."},
-        {"name": "ci_high", "type": kind, "description": "Upper end of the 95% interval."},
+        {"name": "ci_low", "type": kind, "description": f"Lower end of the {interval}."},
+        {"name": "ci_high", "type": kind, "description": f"Upper end of the {interval}."},
         {
             "name": "low_reliability",
             "type": "boolean",
             "description": "True when the 95% interval is wider than the figure itself: read with care.",
+        },
+        {
+            "name": "estimate",
+            "type": "number",
+            "description": "Unclipped, unrounded noisy estimate (for counts and sums the cell's own noisy "
+            "measurement, which may be below zero): add or subtract these, never the rounded values, "
+            "with privacy.combine. Empty for medians and for ratios without a denominator.",
+        },
+        {
+            "name": "estimate_variance",
+            "type": "number",
+            "description": "Variance of the estimate's noise (exact for counts and sums; delta method, approximate, "
+            "for means and shares). Noise is independent between cells and between releases.",
         },
     ]
 
@@ -135,12 +154,12 @@ def _rows(con: duckdb.DuckDBPyConnection, release_id: str, period: str, indicato
     areas = area_tree(tuple(indicator.area_levels)) if indicator.area_levels else []
     area_of = {(node.level, node.code): node for node in areas}
     cells = con.execute(
-        "SELECT area_level, keys, value, ci_low, ci_high, low_reliability FROM release_cells "
-        "WHERE release_id = $r AND indicator_id = $i ORDER BY cell_index",
+        "SELECT area_level, keys, value, ci_low, ci_high, low_reliability, estimate, estimate_variance "
+        "FROM release_cells WHERE release_id = $r AND indicator_id = $i ORDER BY cell_index",
         {"r": release_id, "i": indicator.id},
     ).fetchall()
     rows = []
-    for level, keys, value, low, high, unreliable in cells:
+    for level, keys, value, low, high, unreliable, estimate, variance in cells:
         named: list[str] = []
         for breakdown, key in zip(indicator.breakdowns, keys, strict=True):
             if breakdown == "area":
@@ -150,7 +169,8 @@ def _rows(con: duckdb.DuckDBPyConnection, release_id: str, period: str, indicato
             else:
                 named += [key, labels[breakdown][key]]
         numbers = [_formatted(v, indicator.decimals) for v in (value, low, high)]
-        rows.append([release_id, period, *named, *numbers, str(unreliable).lower()])
+        unclipped = ["" if v is None else repr(float(v)) for v in (estimate, variance)]
+        rows.append([release_id, period, *named, *numbers, str(unreliable).lower(), *unclipped])
     return rows
 
 
@@ -167,18 +187,62 @@ class ReleaseRecord:
     standard_version: str
     code_version: str
     created_at: dt.datetime
+    rho_per_person: float
 
 
 def release_record(con: duckdb.DuckDBPyConnection, release_id: str) -> ReleaseRecord:
     rows = con.execute(
         "SELECT release_id, period, revision, kind, rho, contributors, linking_contributors, units_per_person, "
-        "standard_version, code_version, created_at "
+        "standard_version, code_version, created_at, rho_per_person "
         "FROM releases WHERE release_id = $r",
         {"r": release_id},
     ).fetchall()
     if not rows:
         raise KeyError(f"No release {release_id!r} in the warehouse.")
     return ReleaseRecord(*rows[0])
+
+
+def per_person_privacy(con: duckdb.DuckDBPyConnection, record: ReleaseRecord, delta: float) -> dict[str, Any]:
+    """The worst-case person's privacy loss, as of this release: held as the declared maximum number of
+    units, in this release, in its quarter (revisions included) and over every release so far. The ρ are
+    sums of the ledger's ``rho_per_person`` (OpenDP's maps at that many units; zCDP composes by adding)."""
+
+    def total(condition: str, **parameters: str) -> float:
+        return float(
+            con.execute(
+                f"SELECT coalesce(sum(rho_per_person), 0) FROM privacy_ledger WHERE {condition} AND recorded_at <= "
+                "(SELECT max(recorded_at) FROM privacy_ledger WHERE release_id = $r)",
+                {"r": record.release_id, **parameters},
+            ).fetchall()[0][0]
+        )
+
+    period, lifetime = total("period = $p", p=record.period), total("TRUE")
+    return {
+        "max_units": record.units_per_person,
+        "release_rho": record.rho_per_person,
+        "period_rho": period,
+        "lifetime_rho": lifetime,
+        "release_epsilon": epsilon_at(record.rho_per_person, delta),
+        "period_epsilon": epsilon_at(period, delta),
+        "lifetime_epsilon": epsilon_at(lifetime, delta),
+        "delta": delta,
+    }
+
+
+def per_person_statement(per_person: dict[str, Any]) -> str:
+    """One plain-English sentence on the lifetime worst case for a person."""
+    units = per_person["max_units"]
+    who = (
+        f"any one person, even someone counted separately by up to {units} charities that do not share records,"
+        if units > 1
+        else "any one person,"
+    )
+    return (
+        f"Taking every release so far together, for {who} the published figures are at most "
+        f"e^{per_person['lifetime_epsilon']:.1f} times more or less likely with their records than without them, "
+        f"except with a chance of {per_person['delta']:g} (epsilon {per_person['lifetime_epsilon']:.2f}, "
+        f"rho {per_person['lifetime_rho']:.3g})."
+    )
 
 
 def write_release_package(
@@ -227,7 +291,7 @@ def write_release_package(
                 "population": indicator.population,
                 "path": relative,
                 "cells": len(rows),
-                "low_reliability_cells": sum(1 for row in rows if row[-1] == "true"),
+                "low_reliability_cells": sum(1 for row in rows if row[-3] == "true"),
                 "rho": sum(m["rho"] for m in measurements),
                 # The finest level's scale: the noise on the most detailed figures.
                 "noise_scale": measurements[-1]["noise_scale"]
@@ -251,12 +315,7 @@ def write_release_package(
                 "schema": {"fields": fields},
             }
         )
-    lifetime = float(con.execute("SELECT coalesce(sum(rho), 0) FROM privacy_ledger").fetchall()[0][0])
-    period_spent = float(
-        con.execute(
-            "SELECT coalesce(sum(rho), 0) FROM privacy_ledger WHERE period = $p", {"p": record.period}
-        ).fetchall()[0][0]
-    )
+    per_person = per_person_privacy(con, record, delta)
     datapackage = {
         "profile": "tabular-data-package",
         "name": f"poverty-insight-{release_id.lower()}",
@@ -287,15 +346,18 @@ def write_release_package(
             "unit": PRIVACY_UNIT_LINKED if record.linking_contributors else PRIVACY_UNIT,
             "definition": "zero-concentrated differential privacy (rho-zCDP)",
             "mechanism": "discrete Gaussian and quantile mechanisms (OpenDP), then post-processing",
+            "statement": per_person_statement(per_person),
+            "per_person": per_person,
+            # Per privacy unit: one person at one charity (or one linked person), this release only.
             "rho_spent": record.rho,
+            "epsilon": epsilon_at(record.rho, delta),
             "linking_contributors": record.linking_contributors,
             "units_per_person": record.units_per_person,
-            "worst_case_rho_per_person": record.rho * record.units_per_person,
-            "epsilon": epsilon_at(record.rho, delta),
             "delta": delta,
-            "period_rho_spent": period_spent,
+            # The budgets are per person, for the worst case; so is what they are compared with.
+            "period_rho_spent": per_person["period_rho"],
             "period_rho_budget": period_rho,
-            "lifetime_rho_spent": lifetime,
+            "lifetime_rho_spent": per_person["lifetime_rho"],
             "lifetime_rho_budget": lifetime_rho,
         },
         "indicators": indicators,
@@ -401,6 +463,9 @@ def _schema_problems(release_dir: Path, manifest: dict[str, Any]) -> list[str]:
     return problems
 
 
+PROVEN_COLUMNS = ("value", "ci_low", "ci_high", "low_reliability", "estimate", "estimate_variance")
+
+
 def _matches(published: str, stored: Any) -> bool:
     """A CSV field equals its stored value (booleans as true/false, numbers to the CSV's precision)."""
     if stored is None:
@@ -433,8 +498,8 @@ def _provenance_problems(con: duckdb.DuckDBPyConnection, release_dir: Path, mani
         stored = {
             (level or "", *keys): values
             for level, keys, *values in con.execute(
-                "SELECT area_level, keys, value, ci_low, ci_high, low_reliability FROM release_cells "
-                "WHERE release_id = $r AND indicator_id = $i",
+                "SELECT area_level, keys, value, ci_low, ci_high, low_reliability, estimate, estimate_variance "
+                "FROM release_cells WHERE release_id = $r AND indicator_id = $i",
                 {"r": release_id, "i": indicator_id},
             ).fetchall()
         }
@@ -443,7 +508,7 @@ def _provenance_problems(con: duckdb.DuckDBPyConnection, release_dir: Path, mani
             for line, row in enumerate(csv.DictReader(handle), start=2):
                 keys = tuple(row.get(f"{b}_code", "") for b in indicator["breakdowns"])
                 record = stored.get((row.get("area_level", ""), *keys))
-                published = [row.get(c, "") for c in ("value", "ci_low", "ci_high", "low_reliability")]
+                published = [row.get(c, "") for c in PROVEN_COLUMNS]
                 if row.get("release_id") != release_id or row.get("period") != period:
                     unproven.append(f"row {line} belongs to {row.get('release_id')} {row.get('period')}")
                 elif record is None:
@@ -470,8 +535,9 @@ def _contributor_problems(con: duckdb.DuckDBPyConnection, manifest: dict[str, An
         )
     if contributors < min_contributors:
         problems.append(
-            f"only {contributors} charity contributed to {manifest['period']}: every figure would be that charity's own; "
-            f"publication needs at least {min_contributors} (settings: publication.min_contributors)"
+            f"only {contributors} charity takes part (registered, with a file sent) as {manifest['period']} is "
+            f"released: every figure would be that charity's own; publication needs at least {min_contributors} "
+            "(settings: publication.min_contributors)"
         )
     return problems
 

@@ -130,6 +130,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE contacts_incoming ADD COLUMN IF NOT EXISTS linked BOOLEAN DEFAULT FALSE",
         ),
     ),
+    Migration(
+        4,
+        "per-person privacy accounting: rho for the worst-case person beside rho per unit; unclipped estimates",
+        (
+            # Per published cell, the unclipped noisy estimate and its variance, from which every total and
+            # comparison is computed (``privacy.combine``); NULL where there is none (medians).
+            "ALTER TABLE release_cells ADD COLUMN IF NOT EXISTS estimate DOUBLE",
+            "ALTER TABLE release_cells ADD COLUMN IF NOT EXISTS estimate_variance DOUBLE",
+            # ``max_units``: the declared largest number of privacy units one person may be held as;
+            # ``rho_per_person``: OpenDP's map of the measurement at that many units.
+            "ALTER TABLE privacy_ledger ADD COLUMN IF NOT EXISTS max_units INTEGER",
+            "ALTER TABLE privacy_ledger ADD COLUMN IF NOT EXISTS rho_per_person DOUBLE",
+            "ALTER TABLE releases ADD COLUMN IF NOT EXISTS rho_per_person DOUBLE",
+            # Entries recorded before this version: both mechanisms' maps are quadratic in the number of
+            # units under zCDP (checked against OpenDP in tests/unit/test_privacy_per_person.py), so the
+            # worst case of a release that held a person as m units is m² times its per-unit rho.
+            """
+            UPDATE privacy_ledger SET max_units = r.units_per_person,
+                rho_per_person = privacy_ledger.rho * r.units_per_person * r.units_per_person
+            FROM releases r WHERE r.release_id = privacy_ledger.release_id AND privacy_ledger.rho_per_person IS NULL
+            """,
+            """
+            UPDATE releases SET rho_per_person = rho * units_per_person * units_per_person
+            WHERE rho_per_person IS NULL
+            """,
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -147,21 +147,26 @@ def quarter_end(period: str) -> dt.date:
     return dt.date(year + (quarter == 4), quarter * 3 % 12 + 1, 1) - dt.timedelta(days=1)
 
 
-def unreleased_complete_quarters(con: duckdb.DuckDBPyConnection, today: dt.date | None = None) -> list[str]:
-    """Quarters that have ended, hold data and have no release yet: what gets released next."""
+def calendar_quarters(first_quarter: str | None, today: dt.date | None = None) -> list[str]:
+    """Every quarter from ``first_quarter`` that has ended by ``today``, with or without rows in it."""
     today = today or dt.date.today()
-    rows = con.execute(
-        "SELECT DISTINCT quarter FROM contacts WHERE quarter NOT IN (SELECT period FROM releases) ORDER BY quarter"
-    ).fetchall()
-    return [row[0] for row in rows if quarter_end(row[0]) < today]
+    quarters: list[str] = []
+    quarter = first_quarter
+    while quarter is not None and quarter_end(quarter) < today:
+        quarters.append(quarter)
+        year, number = int(quarter[:4]), int(quarter[-1])
+        quarter = f"{year + number // 4}Q{number % 4 + 1}"
+    return quarters
 
 
-def contributing_charities(con: duckdb.DuckDBPyConnection, period: str) -> set[str]:
-    """The charities whose contacts a quarter's release counts."""
-    return {
-        row[0]
-        for row in con.execute("SELECT DISTINCT charity_id FROM contacts WHERE quarter = $p", {"p": period}).fetchall()
-    }
+def unreleased_complete_quarters(
+    con: duckdb.DuckDBPyConnection, first_quarter: str | None, today: dt.date | None = None
+) -> list[str]:
+    """Quarters of the calendar, from the collaborative's first, that have ended and have no release yet:
+    what gets released next. The calendar alone decides (a public invariant), never the rows: a quarter
+    without data is released too, its figures noise around zero."""
+    released = {row[0] for row in con.execute("SELECT DISTINCT period FROM releases").fetchall()}
+    return [quarter for quarter in calendar_quarters(first_quarter, today) if quarter not in released]
 
 
 def stale_quarters(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -34,9 +34,26 @@ DAGSTER_YAML = REPOSITORY_ROOT / "dagster.yaml"
 class PrivacySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    release_rho: float = Field(default=0.5, gt=0, description="rho one release of a quarter spends")
-    period_rho: float = Field(default=1.0, gt=0, description="rho allowed per person per quarter, revisions included")
-    lifetime_rho: float = Field(default=5.0, gt=0, description="rho allowed per person over all quarters")
+    release_rho: float = Field(
+        default=0.125,
+        gt=0,
+        description="rho one release of a quarter spends per privacy unit (one person at one charity)",
+    )
+    period_rho: float = Field(
+        default=2.0,
+        gt=0,
+        description="rho allowed per person per quarter, revisions included, for the worst-case person "
+        "(held as the largest number of privacy units)",
+    )
+    lifetime_rho: float = Field(
+        default=8.0, gt=0, description="rho allowed per person over all quarters, for the worst-case person"
+    )
+    max_unlinked_charities: int | None = Field(
+        default=None,
+        ge=1,
+        description="public cap: the largest number of charities that do not link records at which one person may "
+        "be counted, each making them one more privacy unit; unset: every registered non-linking charity",
+    )
     report_delta: float = Field(default=1e-7, gt=0, lt=1, description="delta for (epsilon, delta) equivalents")
 
 
@@ -59,7 +76,15 @@ class PublicationSettings(BaseModel):
 
     auto_publish: bool = Field(default=False, description="publish releases without `collab approve`")
     min_contributors: int = Field(
-        default=2, ge=1, description="fewest charities a quarter needs before its release may be published"
+        default=2,
+        ge=1,
+        description="fewest contributing charities (registered, with a file sent) before a release may be published",
+    )
+    first_quarter: str | None = Field(
+        default=None,
+        pattern=r"^\d{4}Q[1-4]$",
+        description="first quarter the collaborative reports on; every quarter from it is released once it has "
+        "ended; unset: the quarter in which the first charity registered",
     )
 
 

@@ -10,6 +10,10 @@ is refused with ``TamperedReleaseError`` rather than loaded.
     table = release.table("people_by_need_region")
     trend = history("people_by_need_region")  # every quarter, latest revision of each
 
+Each indicator's table carries, beside the rounded ``value`` and its interval, the cell's unclipped
+``estimate`` and its ``estimate_variance``: add or compare cells with ``privacy.combine`` (as the
+site does), never by adding rounded values or half-widths.
+
 Where ``publish/`` is: ``$COLLAB_PUBLISH``, else ``$COLLAB_HOME/publish``, else ``../var/publish``
 next to this file (where ``make demo`` puts it).
 """

@@ -17,6 +17,7 @@ from assets.partitions import quarter_partitions, submission_partitions
 from assets.releases import REVISE_TAG
 from assets.submissions import REPORT_FILE
 from collab.intake import IntakeResult, receive_pending, submission_dir
+from collab.invariants import first_quarter
 from collab.landing import landing_zone_from_env
 from collab.registry import Registry
 from collab.warehouse import audit, connect, stale_quarters, unreleased_complete_quarters
@@ -159,8 +160,9 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
         submissions=process_submissions(workspace, intake, progress),
         duplicates=[{"charity_id": o.charity_id, "file": o.key, "duplicate_of": s} for o, s in intake.duplicates],
     )
+    first = first_quarter(Registry(workspace), workspace.settings.publication.first_quarter)
     with connect(workspace.warehouse_path) as con:
-        unreleased = unreleased_complete_quarters(con)
+        unreleased = unreleased_complete_quarters(con, first)
     for period in unreleased:
         progress(f"release {period}")
         report.releases.append(release_quarter(workspace, period))

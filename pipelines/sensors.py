@@ -8,6 +8,7 @@ from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, Se
 from assets.partitions import quarter_partitions, submission_partitions
 from assets.resources import CollabWorkspace, LandingZoneResource, Warehouse
 from collab.intake import receive_pending
+from collab.invariants import first_quarter
 from collab.warehouse import unreleased_complete_quarters
 from pipelines.jobs import release_job, submission_job
 
@@ -36,14 +37,18 @@ def landing_zone_sensor(
 
 
 @sensor(job=release_job, minimum_interval_seconds=3600, default_status=DefaultSensorStatus.RUNNING)
-def quarter_release_sensor(context: SensorEvaluationContext, warehouse: Warehouse) -> SensorResult | SkipReason:
-    """Request the release of every quarter that has ended, holds data and has no release yet:
-    the rule `collab run` follows. Publication still waits for an analyst's approval."""
+def quarter_release_sensor(
+    context: SensorEvaluationContext, workspace: CollabWorkspace, warehouse: Warehouse
+) -> SensorResult | SkipReason:
+    """Request the release of every quarter of the calendar (from the collaborative's first) that has
+    ended and has no release yet: the rule `collab run` follows. Publication still waits for an
+    analyst's approval."""
     if not Path(warehouse.path).exists():
         return SkipReason("The warehouse is empty.")
+    first = first_quarter(workspace.registry, workspace.workspace.settings.publication.first_quarter)
     try:
         with warehouse.connect(read_only=True, wait_seconds=10) as con:
-            quarters = unreleased_complete_quarters(con)
+            quarters = unreleased_complete_quarters(con, first)
     except duckdb.IOException as error:  # a run holds the write lock: try again next tick
         return SkipReason(f"The warehouse is busy: {error}")
     if not quarters:

@@ -2,8 +2,12 @@
 
 Under zCDP, ρ adds up across mechanisms applied to the same people (sequential composition), so
 the spend of a period is the sum of its ledger entries and a person's lifetime spend is at most the
-sum over all periods. ``charge`` refuses a charge that would exceed either budget; it must run in the
-same transaction that stores the release, so the ledger and the releases can never disagree.
+sum over all periods. Each entry holds two figures from OpenDP's maps: ρ for one privacy unit
+(``rho``) and ρ for the worst-case person, held as the release's declared maximum number of units
+(``rho_per_person``, at ``max_units``; m² times ``rho`` for the Gaussian, group privacy being
+quadratic under zCDP). The budgets are per person: ``charge`` refuses a charge whose worst-case
+per-person ρ would exceed either budget. It must run in the same transaction that stores the
+release, so the ledger and the releases can never disagree.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import duckdb
 
 @dataclass(frozen=True)
 class BudgetPolicy:
-    """ρ allowed per person for one period's releases, and over all periods."""
+    """ρ allowed per person (the worst case: held as the declared maximum number of units) for one
+    period's releases, and over all periods."""
 
     period_rho: float
     lifetime_rho: float
@@ -28,21 +33,28 @@ class BudgetPolicy:
 
 @dataclass(frozen=True)
 class Charge:
+    """One noisy measurement's cost: ``rho`` per unit and ``rho_per_person`` at ``max_units``, both
+    from the measurement's OpenDP map."""
+
     indicator_id: str
     measurement: str
     rho: float
     mechanism: str
     noise_scale: float
     sensitivity: float
+    max_units: int
+    rho_per_person: float
 
 
 class BudgetExceeded(Exception):
-    """A release would spend more than the period's or the lifetime budget."""
+    """A release would spend more than the period's or the lifetime budget of the worst-case person."""
 
 
-def spent(con: duckdb.DuckDBPyConnection, period: str | None = None) -> float:
-    """ρ spent so far, in one period or (``period=None``) in all."""
-    query = "SELECT coalesce(sum(rho), 0) FROM privacy_ledger"
+def spent(con: duckdb.DuckDBPyConnection, period: str | None = None, *, per_person: bool = True) -> float:
+    """ρ spent so far, in one period or (``period=None``) in all: for the worst-case person, or
+    (``per_person=False``) for one privacy unit."""
+    column = "rho_per_person" if per_person else "rho"
+    query = f"SELECT coalesce(sum({column}), 0) FROM privacy_ledger"
     row = con.execute(
         query + (" WHERE period = $period" if period else ""), {"period": period} if period else {}
     ).fetchall()
@@ -50,20 +62,23 @@ def spent(con: duckdb.DuckDBPyConnection, period: str | None = None) -> float:
 
 
 def ensure_affordable(
-    con: duckdb.DuckDBPyConnection, *, release_id: str, period: str, rho: float, policy: BudgetPolicy
+    con: duckdb.DuckDBPyConnection, *, release_id: str, period: str, rho_per_person: float, policy: BudgetPolicy
 ) -> None:
-    """Raise ``BudgetExceeded`` if spending ``rho`` more in ``period`` would exceed either budget."""
+    """Raise ``BudgetExceeded`` if the worst-case person's ρ, ``rho_per_person`` more in ``period``,
+    would exceed either budget."""
     period_spent, lifetime_spent = spent(con, period), spent(con)
-    if period_spent + rho > policy.period_rho * (1 + 1e-12):
+    if period_spent + rho_per_person > policy.period_rho * (1 + 1e-12):
         raise BudgetExceeded(
-            f"Release {release_id} needs rho={rho:.4g} but period {period} has {policy.period_rho - period_spent:.4g} "
-            f"left of {policy.period_rho:.4g}. Nothing was published. Raise the period budget deliberately "
-            "(settings.yaml) or release fewer indicators."
+            f"Release {release_id} needs rho={rho_per_person:.4g} for the worst-case person but period {period} has "
+            f"{policy.period_rho - period_spent:.4g} left of {policy.period_rho:.4g} per person. Nothing was "
+            "published. Raise the period budget deliberately (settings.yaml), spend less per release "
+            "(privacy.release_rho) or release fewer indicators."
         )
-    if lifetime_spent + rho > policy.lifetime_rho * (1 + 1e-12):
+    if lifetime_spent + rho_per_person > policy.lifetime_rho * (1 + 1e-12):
         raise BudgetExceeded(
-            f"Release {release_id} needs rho={rho:.4g} but only {policy.lifetime_rho - lifetime_spent:.4g} of the "
-            f"lifetime budget {policy.lifetime_rho:.4g} is left. Nothing was published."
+            f"Release {release_id} needs rho={rho_per_person:.4g} for the worst-case person but only "
+            f"{policy.lifetime_rho - lifetime_spent:.4g} of the lifetime budget {policy.lifetime_rho:.4g} per person "
+            "is left. Nothing was published."
         )
 
 
@@ -78,13 +93,14 @@ def charge(
 ) -> float:
     """Record ``charges`` for a release, or raise ``BudgetExceeded`` and record nothing.
 
-    Call inside the transaction that stores the release. Returns the ρ charged.
+    Call inside the transaction that stores the release. Returns the worst-case per-person ρ charged.
     """
-    total = sum(c.rho for c in charges)
-    ensure_affordable(con, release_id=release_id, period=period, rho=total, policy=policy)
+    per_person = sum(c.rho_per_person for c in charges)
+    ensure_affordable(con, release_id=release_id, period=period, rho_per_person=per_person, policy=policy)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     con.executemany(
-        "INSERT INTO privacy_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO privacy_ledger (release_id, period, indicator_id, measurement, kind, mechanism, rho, noise_scale, "
+        "sensitivity, recorded_at, max_units, rho_per_person) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             [
                 release_id,
@@ -97,8 +113,10 @@ def charge(
                 c.noise_scale,
                 c.sensitivity,
                 now,
+                c.max_units,
+                c.rho_per_person,
             ]
             for c in charges
         ],
     )
-    return total
+    return per_person

@@ -4,7 +4,9 @@ Each estimator takes the exact bounded aggregates of one indicator (``privacy.bo
 the indicator may spend, draws its noisy measurements from OpenDP (``privacy.mechanisms``), splits
 its ρ between them as stated below, and post-processes them (``privacy.hierarchy``,
 ``privacy.postprocess``). The ρ of an indicator is the sum of its measurements' ρ (sequential
-composition under zCDP), each computed by OpenDP's own privacy map.
+composition under zCDP), each computed by OpenDP's own privacy map: every measurement carries its
+OpenDP measurement, and ``IndicatorRelease.measurement`` composes them (``dp.c.make_composition``),
+so ``map(m)`` gives the indicator's ρ for a person held as m privacy units.
 
 - people_count, contact_count, sum: one discrete Gaussian vector per published area level (its
   share of ρ from ``area_levels``; a flat table is one level), then the consistent, non-negative,
@@ -21,20 +23,31 @@ composition under zCDP), each computed by OpenDP's own privacy map.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import opendp.prelude as dp
 
 from privacy.bounding import BoundedAggregates, query_sensitivity
-from privacy.hierarchy import aggregate_up, consistent_estimates, forest, round_keeping_sums
+from privacy.hierarchy import Forest, aggregate_up, consistent_estimates, forest, round_keeping_sums
 from privacy.mechanisms import (
+    NoisyQuantile,
     discrete_gaussian,
     interval_half_width,
     private_quantile,
     quantile_rank_error,
     quantile_scale,
 )
-from privacy.postprocess import Figure, count_figures, median_figure, ratio_figure, share_figure
+from privacy.postprocess import (
+    Figure,
+    count_figures,
+    median_figure,
+    ratio_estimate,
+    ratio_figure,
+    share_estimate,
+    share_figure,
+)
 from standards.catalogue import Cell, Indicator, cells
 
 ADDITIVE_VECTORS = {"people_count": "people", "contact_count": "contacts", "sum": "total"}
@@ -49,7 +62,9 @@ MAX_BRACKET_OFFSET = 0.49
 
 @dataclass(frozen=True)
 class Measurement:
-    """One noisy output and its cost: the published cells it informs and the values OpenDP returned."""
+    """One noisy output and its cost: the published cells it informs, the values OpenDP returned, and
+    the OpenDP measurement whose map gives its ρ for any number of privacy units (``rho`` is its map
+    at one unit)."""
 
     name: str
     mechanism: str
@@ -58,18 +73,37 @@ class Measurement:
     sensitivity: float
     cells: list[int]
     values: list[float]
+    opendp: dp.Measurement
+
+    def rho_at(self, units: int) -> float:
+        """ρ for a person held as ``units`` privacy units, by OpenDP's map."""
+        return float(self.opendp.map(units))
 
 
 @dataclass(frozen=True)
 class IndicatorRelease:
+    """Published figures, and per cell an unclipped estimate with its variance (``privacy.combine``):
+    a count's or sum's own noisy measurement (σ²), a ratio's delta-method estimate, or None (medians,
+    and ratios without a denominator)."""
+
     indicator: Indicator
     cells: list[Cell]
     figures: list[Figure]
     measurements: list[Measurement]
+    estimates: list[tuple[float, float] | None]
+
+    @property
+    def measurement(self) -> dp.Measurement:
+        """All of the indicator's noisy outputs as one OpenDP composition."""
+        return dp.c.make_composition([m.opendp for m in self.measurements])
+
+    def rho_at(self, units: int) -> float:
+        """The indicator's ρ for a person held as ``units`` privacy units, by OpenDP's composition map."""
+        return float(self.measurement.map(units))
 
     @property
     def rho(self) -> float:
-        return sum(m.rho for m in self.measurements)
+        return self.rho_at(1)
 
 
 def release_indicator(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
@@ -85,7 +119,6 @@ def _additive(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -
     tree = forest(indicator)
     finest = indicator.finest_area_level
     leaves = np.array([i for i, cell in enumerate(tree.cells) if cell.level == finest])
-    exact = aggregate_up(tree, leaves, aggregates.vectors[ADDITIVE_VECTORS[indicator.measure]])
     l2 = query_sensitivity(indicator).l2
     measured = np.full(len(tree.cells), np.nan)
     variance = np.full(len(tree.cells), np.inf)
@@ -94,25 +127,48 @@ def _additive(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -
         if share == 0:
             continue
         index = [i for i, cell in enumerate(tree.cells) if cell.level == level]
-        noisy = discrete_gaussian([int(v) for v in exact[index]], l2_sensitivity=l2, rho=rho * share)
+        noisy = discrete_gaussian(
+            aggregates, _level_query(tree, leaves, indicator, index), l2_sensitivity=l2, rho=rho * share
+        )
         measured[index], variance[index] = noisy.values, noisy.scale**2
         name = level or "cells"
-        measurements.append(Measurement(name, "discrete_gaussian", noisy.rho, noisy.scale, l2, index, noisy.values))
+        measurements.append(
+            Measurement(name, "discrete_gaussian", noisy.rho, noisy.scale, l2, index, noisy.values, noisy.measurement)
+        )
     estimate = consistent_estimates(tree, measured, variance, non_negative=True)
     rounded = round_keeping_sums(tree, estimate.value)
+    raw = [None if np.isnan(m) else (float(m), float(v)) for m, v in zip(measured, variance, strict=True)]
     return IndicatorRelease(
-        indicator, tree.cells, count_figures(rounded, estimate.value, estimate.variance), measurements
+        indicator, tree.cells, count_figures(rounded, estimate.value, estimate.variance), measurements, raw
     )
+
+
+def _level_query(
+    tree: Forest, leaves: np.ndarray, indicator: Indicator, index: list[int]
+) -> Callable[[BoundedAggregates], np.ndarray]:
+    """The exact vector of one area level: the finest cells' vector added up the tree, at ``index``.
+
+    Every level sees a person in at most ``max_cells_per_person`` cells (they keep one finest area), so
+    each level's vector has the sensitivity of ``query_sensitivity``.
+    """
+    name = ADDITIVE_VECTORS[indicator.measure]
+    return lambda aggregates: aggregate_up(tree, leaves, aggregates.vectors[name])[index]
+
+
+def _vector(name: str, stacked_with: str | None = None) -> Callable[[BoundedAggregates], np.ndarray]:
+    """One of the aggregates' vectors, or two stacked end to end."""
+    if stacked_with is None:
+        return lambda aggregates: aggregates.vectors[name]
+    return lambda aggregates: np.concatenate([aggregates.vectors[name], aggregates.vectors[stacked_with]])
 
 
 def _share(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
     layout = cells(indicator)
     size = len(layout)
     l2 = query_sensitivity(indicator).l2
-    stacked = [int(v) for v in aggregates.vectors["with_condition"]] + [
-        int(v) for v in aggregates.vectors["without_condition"]
-    ]
-    noisy = discrete_gaussian(stacked, l2_sensitivity=l2, rho=rho)
+    noisy = discrete_gaussian(
+        aggregates, _vector("with_condition", stacked_with="without_condition"), l2_sensitivity=l2, rho=rho
+    )
     figures = [
         share_figure(noisy.values[i], noisy.values[size + i], noisy.scale**2, decimals=indicator.decimals)
         for i in range(size)
@@ -125,8 +181,10 @@ def _share(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> I
         l2,
         list(range(size)) * 2,
         noisy.values,
+        noisy.measurement,
     )
-    return IndicatorRelease(indicator, layout, figures, [measurement])
+    estimates = [share_estimate(noisy.values[i], noisy.values[size + i], noisy.scale**2) for i in range(size)]
+    return IndicatorRelease(indicator, layout, figures, [measurement], estimates)
 
 
 def _mean(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
@@ -134,12 +192,8 @@ def _mean(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> In
     layout = cells(indicator)
     sums_l2 = query_sensitivity(indicator).l2
     count_l2 = float(np.sqrt(indicator.max_cells_per_person))
-    sums = discrete_gaussian(
-        [int(v) for v in aggregates.vectors["centred_total"]], l2_sensitivity=sums_l2, rho=rho * MEAN_SUM_SHARE
-    )
-    counts = discrete_gaussian(
-        [int(v) for v in aggregates.vectors["people"]], l2_sensitivity=count_l2, rho=rho * (1 - MEAN_SUM_SHARE)
-    )
+    sums = discrete_gaussian(aggregates, _vector("centred_total"), l2_sensitivity=sums_l2, rho=rho * MEAN_SUM_SHARE)
+    counts = discrete_gaussian(aggregates, _vector("people"), l2_sensitivity=count_l2, rho=rho * (1 - MEAN_SUM_SHARE))
     clamp = indicator.clamp
     figures = [
         ratio_figure(
@@ -153,12 +207,21 @@ def _mean(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> In
         )
         for total, count in zip(sums.values, counts.values, strict=True)
     ]
+    ratios = [
+        ratio_estimate(total, sums.scale**2, count, counts.scale**2)
+        for total, count in zip(sums.values, counts.values, strict=True)
+    ]
+    estimates = [None if r is None else (clamp.centre + r[0], r[1]) for r in ratios]
     index = list(range(len(layout)))
     measurements = [
-        Measurement("centred_total", "discrete_gaussian", sums.rho, sums.scale, sums_l2, index, sums.values),
-        Measurement("count", "discrete_gaussian", counts.rho, counts.scale, count_l2, index, counts.values),
+        Measurement(
+            "centred_total", "discrete_gaussian", sums.rho, sums.scale, sums_l2, index, sums.values, sums.measurement
+        ),
+        Measurement(
+            "count", "discrete_gaussian", counts.rho, counts.scale, count_l2, index, counts.values, counts.measurement
+        ),
     ]
-    return IndicatorRelease(indicator, layout, figures, measurements)
+    return IndicatorRelease(indicator, layout, figures, measurements, estimates)
 
 
 def _median(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
@@ -169,9 +232,7 @@ def _median(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> 
     clamp, step = indicator.clamp, indicator.candidate_step
     candidates = list(range(clamp.lower, clamp.upper + 1, step))
     count_l2 = float(np.sqrt(k))
-    counts = discrete_gaussian(
-        [int(v) for v in aggregates.vectors["people"]], l2_sensitivity=count_l2, rho=rho * MEDIAN_SHARES["count"]
-    )
+    counts = discrete_gaussian(aggregates, _vector("people"), l2_sensitivity=count_l2, rho=rho * MEDIAN_SHARES["count"])
     count_margin = interval_half_width(counts.scale, 2 * COUNT_BETA)
     # Each cell's quantiles see one value per person; a person is in at most k cells, so each cell
     # may spend 1/k of the part's rho.
@@ -180,21 +241,25 @@ def _median(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> 
     bracket_scale = quantile_scale(candidates, 0.5, per_cell["lower_bracket"])
     figures: list[Figure] = []
     chosen: dict[str, list[float]] = {part: [] for part in per_cell}
-    spent = dict.fromkeys(per_cell, 0.0)
-    scales = dict.fromkeys(per_cell, 0.0)
-    for values, noisy_count in zip(aggregates.values, counts.values, strict=True):
-        median = private_quantile(values, candidates=candidates, alpha=0.5, rho=per_cell["median"])
+    # Per part, the cell measurement that spends most: a unit's k cells cost at most k of it.
+    costliest: dict[str, NoisyQuantile] = {}
+    for cell, noisy_count in enumerate(counts.values):
+        median = private_quantile(aggregates, cell, candidates=candidates, alpha=0.5, rho=per_cell["median"])
         offset = _bracket_offset(bracket_scale, noisy_count - count_margin)
         brackets = {
             part: private_quantile(
-                values, candidates=candidates, alpha=0.5 + sign * min(offset, MAX_BRACKET_OFFSET), rho=per_cell[part]
+                aggregates,
+                cell,
+                candidates=candidates,
+                alpha=0.5 + sign * min(offset, MAX_BRACKET_OFFSET),
+                rho=per_cell[part],
             )
             for part, sign in (("lower_bracket", -1), ("upper_bracket", 1))
         }
         for part, result in (("median", median), *brackets.items()):
             chosen[part].append(result.value)
-            spent[part] = max(spent[part], result.rho)
-            scales[part] = max(scales[part], result.scale)
+            if part not in costliest or result.rho > costliest[part].rho:
+                costliest[part] = result
         if offset >= MAX_BRACKET_OFFSET:
             figures.append(Figure(median.value, clamp.lower, clamp.upper, True))
         else:
@@ -208,10 +273,23 @@ def _median(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> 
                 )
             )
     measurements = [
-        Measurement("count", "discrete_gaussian", counts.rho, counts.scale, count_l2, index, counts.values),
-        *(Measurement(part, "quantile", k * spent[part], scales[part], 1.0, index, chosen[part]) for part in per_cell),
+        Measurement(
+            "count", "discrete_gaussian", counts.rho, counts.scale, count_l2, index, counts.values, counts.measurement
+        ),
+        *(_quantile_part(part, costliest[part], k, index, chosen[part]) for part in per_cell),
     ]
-    return IndicatorRelease(indicator, layout, figures, measurements)
+    return IndicatorRelease(indicator, layout, figures, measurements, [None] * len(layout))
+
+
+def _quantile_part(part: str, costliest: NoisyQuantile, k: int, index: list[int], values: list[float]) -> Measurement:
+    """One quantile part over all cells, accounted as k compositions of its costliest cell measurement.
+
+    A unit has values in at most k cells, and the cells' measurements read disjoint values, so what a
+    person's units can change is at most k cell measurements (parallel composition over the rest);
+    OpenDP's composition of k copies of the costliest gives its ρ for any number of units.
+    """
+    accounting = dp.c.make_composition([costliest.measurement] * k)
+    return Measurement(part, "quantile", float(accounting.map(1)), costliest.scale, 1.0, index, values, accounting)
 
 
 def _bracket_offset(scale: float, people_at_least: float) -> float:

@@ -1,29 +1,48 @@
-"""Noise, from OpenDP's samplers only.
+"""Noise, from OpenDP's samplers only, and privacy loss, from OpenDP's maps only.
+
+Every noisy output is an OpenDP measurement on one indicator's bounded aggregates
+(``privacy.bounding.BoundedAggregates``): a user transformation, whose stability map is the
+sensitivity stated in ``privacy.bounding`` per privacy unit, chained to an OpenDP mechanism. Its
+input distance is the number of privacy units one person is held as (``PRIVACY_UNITS``), so
+``measurement.map(m)`` is the ρ for a person held as m units: the stability map gives m times the
+per-unit sensitivity (triangle inequality: each unit moves the output by at most that much) and the
+mechanism's own map does the rest (for the Gaussian, (m Δ₂)² / (2σ²) = m² ρ₁; group privacy under
+zCDP is quadratic).
 
 Counts and sums are integer vectors released with the discrete Gaussian mechanism under
 zero-concentrated DP (``dp.m.make_gaussian`` over an integer vector domain). For a query whose L2
 sensitivity is Δ₂, adding discrete Gaussian noise of scale σ to every coordinate satisfies
-ρ-zCDP with ρ = Δ₂² / (2σ²) (Canonne, Kamath & Steinke 2020, Thm 14).
+ρ-zCDP with ρ = Δ₂² / (2σ²) (Canonne, Kamath & Steinke 2020, Thm 14). OpenDP's discrete Gaussian
+accepts a float-typed L2 distance (our Δ₂ = √k is rarely an integer), so one chained measurement both
+draws the noise and gives ρ.
 
 Medians and other quantiles use OpenDP's quantile mechanism (``dp.m.make_private_quantile``, the
 exponential mechanism over public candidates scored as in Smith 2011) under zCDP, with ρ from its
-own privacy map.
-
-OpenDP's integer L2 metric takes integer distances, but our bounded queries have Δ₂ = √k. The
-privacy map of the float-typed Gaussian measurement is the same formula and accepts √k, so ρ is
-always computed by OpenDP's own map on that measurement, while the noise is drawn by the integer
-one with the identical scale.
+own privacy map; one unit adds or removes at most one value of a cell.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 import opendp.prelude as dp
+
+from privacy.bounding import BoundedAggregates
+
+# "honest-but-curious": our bounded queries enter OpenDP as user transformations whose stability maps
+# are the sensitivities stated (and property-tested) in ``privacy.bounding``; OpenDP then computes ρ
+# for any number of privacy units by chaining those maps to its mechanisms' own.
+dp.enable_features("contrib", "honest-but-curious")
+
+# The input of every measurement: one indicator's bounded aggregates for one period.
+AGGREGATES = dp.user_domain("BoundedAggregates", member=lambda value: isinstance(value, BoundedAggregates))
+# Its distance: how many privacy units differ. A person held as m units (m charities that do not link
+# records) is at distance m from the warehouse without them.
+PRIVACY_UNITS = dp.user_distance("privacy units (add or remove one unit's bounded rows)")
 
 # 64-bit integers: a sum of clamped pounds over a million people passes 2**31.
 _INT_VECTORS = (dp.vector_domain(dp.atom_domain(T="i64")), dp.l2_distance(T="i64"))
@@ -54,31 +73,58 @@ def scale_for(rho: float, l2_sensitivity: float) -> float:
     )
 
 
+def gaussian_measurement(
+    query: Callable[[BoundedAggregates], Sequence[int]], *, l2_sensitivity: float, scale: float
+) -> dp.Measurement:
+    """``query`` of the bounded aggregates, then discrete Gaussian noise of ``scale`` on each coordinate.
+
+    Stability: one privacy unit moves ``query``'s output by at most ``l2_sensitivity`` in L2 norm (the
+    caller's stated bound), so m units move it by at most m times that.
+    """
+    transformation = dp.t.make_user_transformation(
+        AGGREGATES,
+        PRIVACY_UNITS,
+        _INT_VECTORS[0],
+        dp.l2_distance(T=float),
+        function=lambda aggregates: np.asarray(query(aggregates), dtype=np.int64),
+        stability_map=lambda units: float(units) * float(l2_sensitivity),
+    )
+    return transformation >> dp.m.then_gaussian(scale=scale)
+
+
 @dataclass(frozen=True)
 class NoisyVector:
     values: list[int]
     scale: float
     rho: float
     l2_sensitivity: float
+    measurement: dp.Measurement
 
 
-def discrete_gaussian(counts: Sequence[int], *, l2_sensitivity: float, rho: float) -> NoisyVector:
-    """Release integer ``counts`` under ``rho``-zCDP, given the query's L2 sensitivity.
+def discrete_gaussian(
+    aggregates: BoundedAggregates,
+    query: Callable[[BoundedAggregates], Sequence[int]],
+    *,
+    l2_sensitivity: float,
+    rho: float,
+) -> NoisyVector:
+    """Release ``query(aggregates)`` under ``rho``-zCDP per privacy unit, given the query's L2 sensitivity.
 
-    Guarantee: if changing one privacy unit moves ``counts`` by at most ``l2_sensitivity`` in L2
-    norm, the output is ``rho``-zCDP for that unit. The returned ``rho`` is OpenDP's map at the
-    chosen scale and never exceeds the requested one.
+    Guarantee: if changing one privacy unit moves the query by at most ``l2_sensitivity`` in L2 norm,
+    the output is ``rho``-zCDP for that unit. The returned ``rho`` is OpenDP's map at one unit and
+    never exceeds the requested one; ``measurement.map(m)`` is the ρ for a person held as m units.
     """
     scale = scale_for(rho, l2_sensitivity)
-    spent = rho_of(scale, l2_sensitivity)
+    measurement = gaussian_measurement(query, l2_sensitivity=l2_sensitivity, scale=scale)
+    spent = float(measurement.map(1))
     if spent > rho:
         raise AssertionError(f"OpenDP's map gives rho={spent} > requested {rho}")
-    measurement = dp.m.make_gaussian(*_INT_VECTORS, scale=scale)
     return NoisyVector(
-        values=[int(v) for v in measurement(np.asarray(counts, dtype=np.int64))],
+        values=[int(v) for v in measurement(aggregates)],
         scale=scale,
         rho=spent,
         l2_sensitivity=l2_sensitivity,
+        measurement=measurement,
     )
 
 
@@ -106,6 +152,7 @@ class NoisyQuantile:
     value: int
     scale: float
     rho: float
+    measurement: dp.Measurement
 
 
 def quantile_scale(candidates: Sequence[int], alpha: float, rho: float) -> float:
@@ -128,19 +175,33 @@ def _quantile_scale(candidates: tuple[int, ...], alpha: float, rho: float) -> fl
     return float(dp.binary_search_param(lambda s: _quantile(candidates, alpha, s), d_in=1, d_out=rho, T=float))
 
 
-def private_quantile(values: Sequence[int], *, candidates: Sequence[int], alpha: float, rho: float) -> NoisyQuantile:
-    """The ``alpha``-quantile of ``values``, chosen among public ``candidates`` by OpenDP's quantile mechanism.
+def private_quantile(
+    aggregates: BoundedAggregates, cell: int, *, candidates: Sequence[int], alpha: float, rho: float
+) -> NoisyQuantile:
+    """The ``alpha``-quantile of cell ``cell``'s values, chosen among public ``candidates`` by OpenDP's
+    quantile mechanism.
 
-    Guarantee: if one privacy unit adds or removes at most one value, the output is ``rho``-zCDP for
-    that unit (OpenDP's map at distance 1, never above ``rho``). A unit whose values appear in k
-    separate calls spends k times that.
+    Stability: one privacy unit adds or removes at most one value of a cell (``bounded_aggregates``
+    keeps one row per unit and cell), so m units change at most m values. The output is ``rho``-zCDP
+    per unit (OpenDP's map at one unit, never above ``rho``). A unit whose values reach k cells is in
+    k such measurements (see ``privacy.estimators``).
     """
+    if aggregates.values is None:
+        raise ValueError("the aggregates hold no values for a quantile")
     scale = quantile_scale(candidates, alpha, rho)
-    measurement = _quantile(candidates, alpha, scale)
+    values_of_cell = dp.t.make_user_transformation(
+        AGGREGATES,
+        PRIVACY_UNITS,
+        _INT_SAMPLES[0],
+        _INT_SAMPLES[1],
+        function=lambda a: np.asarray(a.values[cell], dtype=np.int64),
+        stability_map=lambda units: int(units),
+    )
+    measurement = values_of_cell >> _quantile(candidates, alpha, scale)
     spent = float(measurement.map(1))
     if spent > rho:
         raise AssertionError(f"OpenDP's map gives rho={spent} > requested {rho}")
-    return NoisyQuantile(value=int(measurement(np.asarray(values, dtype=np.int64))), scale=scale, rho=spent)
+    return NoisyQuantile(value=int(measurement(aggregates)), scale=scale, rho=spent, measurement=measurement)
 
 
 def quantile_rank_error(scale: float, beta: float) -> float:

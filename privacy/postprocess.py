@@ -62,6 +62,29 @@ def count_figures(rounded: np.ndarray, estimates: np.ndarray, variances: np.ndar
     return figures
 
 
+def ratio_estimate(
+    numerator: float, numerator_variance: float, denominator: float, denominator_variance: float
+) -> tuple[float, float] | None:
+    """``numerator / denominator`` of independent noisy parts and its delta-method variance, or None when
+    the denominator is below one person (the ratio then says nothing).
+
+    Var(N/D) ~ (Var N + (N/D)^2 Var D) / D^2 (first-order Taylor expansion at the noisy values).
+    """
+    if denominator < 1:
+        return None
+    ratio = numerator / denominator
+    return ratio, (numerator_variance + ratio**2 * denominator_variance) / denominator**2
+
+
+def share_estimate(with_condition: float, without_condition: float, variance: float) -> tuple[float, float] | None:
+    """Y / (Y + Z) of noisy counts Y and Z, each of ``variance`` and independent, with its delta-method
+    variance ``variance (Y^2 + Z^2) / (Y + Z)^4``; None when Y + Z is below one person."""
+    total = with_condition + without_condition
+    if total < 1:
+        return None
+    return with_condition / total, variance * (with_condition**2 + without_condition**2) / total**4
+
+
 def ratio_figure(
     numerator: float,
     numerator_variance: float,
@@ -72,33 +95,30 @@ def ratio_figure(
     bounds: tuple[float, float],
     decimals: int,
 ) -> Figure:
-    """``offset + numerator / denominator`` from noisy parts, clipped to ``bounds``, with a delta-method interval.
-
-    Var(N/D) ~ (Var N + (N/D)^2 Var D) / D^2 (first-order Taylor expansion at the noisy values).
-    With a denominator below one person the ratio says nothing: the figure is the middle of
-    ``bounds`` and its interval is all of ``bounds``.
+    """``offset + numerator / denominator`` from noisy parts, clipped to ``bounds``, with a delta-method
+    interval (``ratio_estimate``). With a denominator below one person the ratio says nothing: the
+    figure is the middle of ``bounds`` and its interval is all of ``bounds``.
     """
     lower, upper = bounds
-    if denominator < 1:
+    estimate = ratio_estimate(numerator, numerator_variance, denominator, denominator_variance)
+    if estimate is None:
         return _flagged(round((lower + upper) / 2, decimals), lower, upper)
-    ratio = numerator / denominator
-    sd = math.sqrt(numerator_variance + ratio**2 * denominator_variance) / denominator
-    return _normal_figure(offset + ratio, sd, bounds, decimals)
+    ratio, variance = estimate
+    return _normal_figure(offset + ratio, math.sqrt(variance), bounds, decimals)
 
 
 def share_figure(with_condition: float, without_condition: float, variance: float, *, decimals: int) -> Figure:
     """The share with the condition, Y / (Y + Z), from noisy counts Y and Z each of ``variance``.
 
     Y and Z are clipped at zero first. Y and Z have independent noise (the share's two counts are one
-    stacked vector, see ``privacy.bounding.query_sensitivity``), so by the delta method
-    Var = variance (Y^2 + Z^2) / (Y + Z)^4.
+    stacked vector, see ``privacy.bounding.query_sensitivity``), so the delta method applies
+    (``share_estimate``).
     """
-    yes, no = max(0.0, with_condition), max(0.0, without_condition)
-    total = yes + no
-    if total < 1:
+    estimate = share_estimate(max(0.0, with_condition), max(0.0, without_condition), variance)
+    if estimate is None:
         return _flagged(0.5, 0.0, 1.0)
-    sd = math.sqrt(variance * (yes**2 + no**2)) / total**2
-    return _normal_figure(yes / total, sd, (0.0, 1.0), decimals)
+    share, share_variance = estimate
+    return _normal_figure(share, math.sqrt(share_variance), (0.0, 1.0), decimals)
 
 
 def median_figure(median: int, lower: int, upper: int, *, step: int, bounds: tuple[int, int]) -> Figure:

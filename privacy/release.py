@@ -8,6 +8,11 @@ draws afresh, spends again and records the spend as a revision.
 
 Besides the published figures (``release_cells``), every raw noisy measurement is kept
 (``release_measurements``) so that an auditor can recompute the post-processing.
+
+Privacy loss is charged for the worst-case person: one held as ``ReleasePolicy.max_units`` privacy
+units (the declared public cap), by OpenDP's maps at that many units. What the release records
+about its contributors is taken from public invariants given by the caller (charity-level facts,
+never the contact rows), so removing one person cannot change it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-from privacy.accountant import BudgetPolicy, Charge, charge, ensure_affordable
+from privacy.accountant import BudgetPolicy, Charge, charge
 from privacy.bounding import bounded_aggregates
 from privacy.estimators import IndicatorRelease, release_indicator
 from standards.catalogue import Catalogue
@@ -26,10 +31,24 @@ from standards.catalogue import Catalogue
 
 @dataclass(frozen=True)
 class ReleasePolicy:
-    """ρ one release of a period spends (split by the catalogue's shares), within the budgets."""
+    """ρ one release of a period spends per privacy unit (split by the catalogue's shares), the
+    largest number of units one person may be held as (a public cap), and the per-person budgets."""
 
     release_rho: float
     budget: BudgetPolicy
+    max_units: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_units < 1:
+            raise ValueError("a person is at least one privacy unit")
+
+
+@dataclass(frozen=True)
+class Contributors:
+    """Public invariants of a release (charity-level facts from the registry and submission events)."""
+
+    charities: int
+    linking: int
 
 
 @dataclass(frozen=True)
@@ -38,17 +57,20 @@ class ReleaseSummary:
     period: str
     revision: int
     rho: float
+    rho_per_person: float
     created: bool
 
 
 def latest_release(con: duckdb.DuckDBPyConnection, period: str) -> ReleaseSummary | None:
     rows = con.execute(
-        "SELECT release_id, revision, rho FROM releases WHERE period = $p ORDER BY revision DESC LIMIT 1", {"p": period}
+        "SELECT release_id, revision, rho, rho_per_person FROM releases WHERE period = $p "
+        "ORDER BY revision DESC LIMIT 1",
+        {"p": period},
     ).fetchall()
-    return ReleaseSummary(rows[0][0], period, rows[0][1], rows[0][2], created=False) if rows else None
+    return ReleaseSummary(rows[0][0], period, rows[0][1], rows[0][2], rows[0][3], created=False) if rows else None
 
 
-def _store(con: duckdb.DuckDBPyConnection, release_id: str, released: IndicatorRelease) -> list[Charge]:
+def _store(con: duckdb.DuckDBPyConnection, release_id: str, released: IndicatorRelease, max_units: int) -> list[Charge]:
     indicator_id = released.indicator.id
     cells = pl.DataFrame(
         {
@@ -61,8 +83,15 @@ def _store(con: duckdb.DuckDBPyConnection, release_id: str, released: IndicatorR
             "ci_low": [float(f.ci_low) for f in released.figures],
             "ci_high": [float(f.ci_high) for f in released.figures],
             "low_reliability": [f.low_reliability for f in released.figures],
+            "estimate": [None if e is None else e[0] for e in released.estimates],
+            "estimate_variance": [None if e is None else e[1] for e in released.estimates],
         },
-        schema_overrides={"area_level": pl.String, "cell_index": pl.Int32},
+        schema_overrides={
+            "area_level": pl.String,
+            "cell_index": pl.Int32,
+            "estimate": pl.Float64,
+            "estimate_variance": pl.Float64,
+        },
     )
     measurements = pl.DataFrame(
         {
@@ -77,29 +106,14 @@ def _store(con: duckdb.DuckDBPyConnection, release_id: str, released: IndicatorR
     )
     con.register("new_cells", cells.to_arrow())
     con.register("new_measurements", measurements.to_arrow())
-    con.execute("INSERT INTO release_cells SELECT * FROM new_cells")
+    con.execute("INSERT INTO release_cells BY NAME SELECT * FROM new_cells")
     con.execute("INSERT INTO release_measurements SELECT * FROM new_measurements")
     con.unregister("new_cells")
     con.unregister("new_measurements")
-    return [Charge(indicator_id, m.name, m.rho, m.mechanism, m.scale, m.sensitivity) for m in released.measurements]
-
-
-def privacy_units_per_person(con: duckdb.DuckDBPyConnection, period: str) -> tuple[int, int, int]:
-    """(contributing charities, those linking records, worst-case privacy units one person can be).
-
-    Linked records of all linking charities share one unit per person; every charity's unlinked
-    records are a separate unit, so a person seen by m charities without linkage is m units.
-    """
-    row = con.execute(
-        """
-        SELECT count(DISTINCT charity_id),
-               count(DISTINCT charity_id) FILTER (WHERE linked),
-               count(DISTINCT charity_id) FILTER (WHERE NOT linked) + (coalesce(bool_or(linked), FALSE))::INTEGER
-        FROM (SELECT charity_id, coalesce(linked, FALSE) AS linked FROM contacts WHERE quarter = $p)
-        """,
-        {"p": period},
-    ).fetchall()[0]
-    return int(row[0]), int(row[1]), max(1, int(row[2]))
+    return [
+        Charge(indicator_id, m.name, m.rho, m.mechanism, m.scale, m.sensitivity, max_units, m.rho_at(max_units))
+        for m in released.measurements
+    ]
 
 
 def release_period(
@@ -108,6 +122,7 @@ def release_period(
     period: str,
     catalogue: Catalogue,
     policy: ReleasePolicy,
+    contributors: Contributors,
     salt: str,
     standard_version: str,
     code_version: str,
@@ -119,36 +134,39 @@ def release_period(
         return existing
     revision = 1 if existing is None else existing.revision + 1
     release_id = f"{period}-v{revision}"
-    planned = sum(policy.release_rho * indicator.budget_share for indicator in catalogue.indicators)
-    ensure_affordable(con, release_id=release_id, period=period, rho=planned, policy=policy.budget)
+    # The worst-case spend comes from the measurements' maps, known once they are built: a release
+    # the budget cannot afford is refused by ``charge`` and rolled back, its noise never stored.
     con.begin()
     try:
         charges: list[Charge] = []
         for indicator in catalogue.indicators:
             aggregates = bounded_aggregates(con, indicator, period=period, salt=salt)
             released = release_indicator(indicator, aggregates, policy.release_rho * indicator.budget_share)
-            charges += _store(con, release_id, released)
+            charges += _store(con, release_id, released, policy.max_units)
         kind = "release" if revision == 1 else "revision"
-        total = charge(con, release_id=release_id, period=period, kind=kind, charges=charges, policy=policy.budget)
-        contributors, linking, units = privacy_units_per_person(con, period)
+        per_person = charge(con, release_id=release_id, period=period, kind=kind, charges=charges, policy=policy.budget)
+        per_unit = sum(c.rho for c in charges)
         con.execute(
-            "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO releases (release_id, period, revision, kind, rho, contributors, linking_contributors, "
+            "units_per_person, standard_version, code_version, created_at, rho_per_person) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 release_id,
                 period,
                 revision,
                 kind,
-                total,
-                contributors,
-                linking,
-                units,
+                per_unit,
+                contributors.charities,
+                contributors.linking,
+                policy.max_units,
                 standard_version,
                 code_version,
                 dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                per_person,
             ],
         )
         con.commit()
     except BaseException:
         con.rollback()
         raise
-    return ReleaseSummary(release_id, period, revision, total, created=True)
+    return ReleaseSummary(release_id, period, revision, per_unit, per_person, created=True)

@@ -1,7 +1,8 @@
 """What the site shows, read from published release packages only (never the warehouse).
 
 Everything here is post-processing of published DP figures: totals, changes and their intervals
-are computed from the published values and the published noise scale, so they spend no budget.
+are computed by ``privacy.combine`` from each cell's published unclipped estimate and its variance,
+so they are unbiased, spend no budget and say when they are approximate.
 The site is generic over the manifest: any number of indicators, any breakdowns, counts or
 decimal measures, and an indicator with no rows in a quarter is shown as "no figures".
 """
@@ -9,13 +10,13 @@ decimal measures, and an indicator with no rows in a quarter is shown as "no fig
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
 from collab.publication import published_manifests
+from privacy.combine import Combination, combine, difference
 
 Z95 = NormalDist().inv_cdf(0.975)
 # Codes that stand for "everyone" in a breakdown: a row with only these is an indicator's total.
@@ -40,16 +41,28 @@ def breakdown_label(breakdown: str, plural: bool = False) -> str:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A published figure and its 95% interval."""
+    """A published figure and its 95% interval, with the unclipped estimate and variance behind it
+    (``unclipped``, ``variance``) when the release publishes them; ``approximate`` when the interval
+    rests on an approximate variance (the delta method)."""
 
     value: float
     low: float
     high: float
     low_reliability: bool = False
+    unclipped: float | None = None
+    variance: float | None = None
+    approximate: bool = False
 
     @property
     def half_width(self) -> float:
         return (self.high - self.low) / 2
+
+    def parts(self) -> tuple[float, float, bool]:
+        """(estimate, variance, approximate) to combine: the published unclipped estimate and its
+        variance, or, for a release without them, the figure with the variance its interval implies."""
+        if self.unclipped is not None and self.variance is not None:
+            return self.unclipped, self.variance, self.approximate
+        return self.value, (self.half_width / Z95) ** 2, True
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,8 @@ def read_indicator(release_dir: Path, manifest: dict[str, Any], meta: dict[str, 
         rows = list(reader)
         columns = list(reader.fieldnames or [])
     level = _level_column(columns)
+    # Means and shares: the delta method's variance is approximate.
+    approximate = str(meta.get("measure", "")) in ("mean", "share")
     cells = []
     for row in rows:
         value, low, high = (_number(row.get(c)) for c in ("value", "ci_low", "ci_high"))
@@ -158,6 +173,9 @@ def read_indicator(release_dir: Path, manifest: dict[str, Any], meta: dict[str, 
                 low if low is not None else value,
                 high if high is not None else value,
                 row.get("low_reliability") == "true",
+                _number(row.get("estimate")),
+                _number(row.get("estimate_variance")),
+                approximate,
             )
             if value is not None
             else None
@@ -173,19 +191,22 @@ def read_indicator(release_dir: Path, manifest: dict[str, Any], meta: dict[str, 
     return IndicatorRelease(meta, manifest["release_id"], manifest["period"], cells)
 
 
-def combined(estimates: list[Estimate], noise_scale: float | None) -> Estimate:
-    """The sum of independent published counts, with the 95% interval of the summed noise.
-
-    Each figure carries independent noise of the published scale σ, so the sum's noise has standard
-    deviation σ√n. Without a published scale the half-widths combine in quadrature. Figures below zero
-    were published as zero, so a sum over many empty cells can be a little high.
-    """
-    total = sum(e.value for e in estimates)
-    if noise_scale:
-        half = Z95 * noise_scale * math.sqrt(len(estimates))
-    else:
-        half = math.sqrt(sum(e.half_width**2 for e in estimates))
-    return Estimate(total, max(0.0, total - half), total + half, low_reliability=2 * half > total)
+def combined(estimates: list[Estimate]) -> Estimate:
+    """The total of independent published counts, by ``privacy.combine`` from their unclipped estimates
+    and variances: unbiased however many cells are empty, with the exact variance of the summed noise.
+    The shown total is never below zero; its interval is clipped at zero, never the sum."""
+    parts = [e.parts() for e in estimates]
+    total = combine([p[0] for p in parts], [p[1] for p in parts], approximate=any(p[2] for p in parts), floor=0.0)
+    shown = max(0.0, total.value)
+    return Estimate(
+        shown,
+        min(total.low, shown),
+        total.high,
+        low_reliability=total.high - total.low > shown,
+        unclipped=total.value,
+        variance=total.variance,
+        approximate=total.approximate,
+    )
 
 
 @dataclass(frozen=True)
@@ -197,6 +218,7 @@ class Change:
     low: float
     high: float
     relative: float | None
+    approximate: bool = False
 
     @property
     def clear(self) -> bool:
@@ -210,11 +232,17 @@ class Change:
 
 
 def change_between(current: Estimate, previous: Estimate, previous_period: str) -> Change:
-    """Independent noise in two releases: the difference's half-width is the two half-widths in quadrature."""
-    difference = current.value - previous.value
-    half = math.hypot(current.half_width, previous.half_width)
-    relative = difference / previous.value if previous.value else None
-    return Change(previous_period, difference, difference - half, difference + half, relative)
+    """The change between two releases' estimates, by ``privacy.combine`` (independent noise: the
+    variances add), from their unclipped estimates where published."""
+    (now, now_variance, now_approximate), (before, before_variance, before_approximate) = (
+        current.parts(),
+        previous.parts(),
+    )
+    change: Combination = difference(
+        now, now_variance, before, before_variance, approximate=now_approximate or before_approximate
+    )
+    relative = change.value / before if before > 0 else None
+    return Change(previous_period, change.value, change.low, change.high, relative, change.approximate)
 
 
 @dataclass(frozen=True)
@@ -249,9 +277,7 @@ def headline(release: IndicatorRelease, unit: Unit) -> Headline | None:
             f"(for example under several needs), so this adds up people once per cell, not a head count."
         )
     label = f"United Kingdom, all {breakdowns} added together" if hierarchical else f"All {breakdowns} added together"
-    # After the hierarchy's consistency step the published intervals, not the raw noise scale, carry the error.
-    scale = None if hierarchical else release.meta.get("noise_scale")
-    return Headline(label, combined(estimates, scale), note)
+    return Headline(label, combined(estimates), note)
 
 
 @dataclass(frozen=True)
@@ -313,8 +339,7 @@ def rankings(release: IndicatorRelease, unit: Unit) -> list[Panel]:
         ]
     if not unit.additive:
         return []
-    scale = None if any(c.level for c in release.cells) else release.meta.get("noise_scale")
-    bars = [Bar(label, combined(estimates, scale)) for label, estimates in _grouped(release, where)]
+    bars = [Bar(label, combined(estimates)) for label, estimates in _grouped(release, where)]
     others = " and ".join(breakdown_label(b, plural=True) for i, b in enumerate(breakdowns) if i != where)
     return [_panel(f"By {name}, all {others} added together", bars, ranked=True, limit=RANKED_BARS)]
 
@@ -382,7 +407,7 @@ def _group_trends(releases: list[IndicatorRelease], unit: Unit) -> tuple[str, li
     series: dict[str, list[tuple[str, Estimate]]] = {}
     for release in releases:
         for label, estimates in _grouped(release, by):
-            point = estimates[0] if len(breakdowns) == 1 else combined(estimates, release.meta.get("noise_scale"))
+            point = estimates[0] if len(breakdowns) == 1 else combined(estimates)
             series.setdefault(label, []).append((release.period, point))
     if len(series) > SMALL_MULTIPLES:
         return "", []

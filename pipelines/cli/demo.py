@@ -44,10 +44,11 @@ def demo(
     ws = workspace()
     settings = ws.settings.model_copy(deep=True)
     settings.publication.auto_publish = True  # the demo has no analyst to approve releases
-    ws.save_settings(settings)
     if not as_json:
         console.print(f"Generating {contacts:,} contacts for {charities} charities over {quarters} quarters…")
     data = generate(ws.demo, contacts=contacts, charities=charities, quarters=quarters, seed=seed)
+    settings.publication.first_quarter = data.quarters[0]  # the collaborative reports from its first quarter
+    ws.save_settings(settings)
     registry = Registry(ws)
     landing = LocalLandingZone(root=str(ws.home))
     for profile in data.charities:

@@ -73,7 +73,10 @@ def print_run_report(ws: Workspace, report: RunReport) -> None:
 
 @app.command()
 def run(as_json: bool = JsonOption) -> None:
-    """Process every pending submission, then release every complete quarter not yet released."""
+    """Process every pending submission, then release every ended quarter not yet released.
+
+    Each release SPENDS PRIVACY BUDGET (see `collab budget`) and PUBLISHES its figures when the settings publish automatically; otherwise it waits for `collab approve`.
+    """
     ws = workspace()
     charities = Registry(ws).all()
     landing = landing_zone_from_env(ws.home)
@@ -94,7 +97,7 @@ def release(
     revise: bool = typer.Option(False, "--revise", help="Draw new noise and spend budget again (a revision)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Release one quarter's indicators (re-running an existing release spends nothing)."""
+    """Release one quarter's indicators: spends privacy budget (re-running an existing release spends nothing)."""
     if not QUARTER.match(quarter):
         fail(f"{quarter!r} is not a quarter like 2026Q1", code=2)
     ws = workspace()
@@ -128,24 +131,33 @@ def approve(release_id: str, as_json: bool = JsonOption) -> None:
         console.print(f"Approved and published {release_id}: {ws.publish / 'site' / 'index.html'}")
 
 
+def _left(rho: float) -> str:
+    """ρ left to spend; OpenDP's maps sit a hair under the budget, which is nothing left in practice."""
+    return f"{rho:.3g}" if rho > 1e-6 else "0"
+
+
 @app.command()
-def budget(as_json: bool = JsonOption) -> None:
-    """Show the privacy ledger: ρ spent per period, indicator and measurement, what remains, and (ε, δ)."""
+def budget(
+    detail: bool = typer.Option(False, "--detail", help="Also list every noisy measurement in the ledger."),
+    as_json: bool = JsonOption,
+) -> None:
+    """The privacy budget: per quarter and lifetime, ρ per unit, for the worst-case person, and left to spend."""
     ws = workspace()
     settings = ws.settings.privacy
     delta = settings.report_delta
     with connect(ws.warehouse_path) as con:
         rows = con.execute(
-            "SELECT period, release_id, indicator_id, measurement, kind, mechanism, rho, noise_scale, recorded_at "
-            "FROM privacy_ledger ORDER BY recorded_at, rowid"
+            "SELECT period, release_id, indicator_id, measurement, kind, mechanism, rho, max_units, rho_per_person, "
+            "noise_scale, recorded_at FROM privacy_ledger ORDER BY recorded_at, rowid"
         ).fetchall()
-        units = dict(
-            con.execute("SELECT period, max(units_per_person) FROM releases GROUP BY period ORDER BY period").fetchall()
-        )
-    spent_by_period: dict[str, float] = {}
+    per_unit: dict[str, float] = {}
+    per_person: dict[str, float] = {}
+    units: dict[str, int] = {}
     entries = []
-    for period, release_id, indicator, measurement, kind, mechanism, rho, scale, at in rows:
-        spent_by_period[period] = spent_by_period.get(period, 0.0) + rho
+    for period, release_id, indicator, measurement, kind, mechanism, rho, max_units, person, scale, at in rows:
+        per_unit[period] = per_unit.get(period, 0.0) + rho
+        per_person[period] = per_person.get(period, 0.0) + person
+        units[period] = max(units.get(period, 1), max_units)
         entries.append(
             {
                 "period": period,
@@ -155,67 +167,82 @@ def budget(as_json: bool = JsonOption) -> None:
                 "kind": kind,
                 "mechanism": mechanism,
                 "rho": rho,
-                "epsilon": epsilon_at(rho, delta),
+                "max_units": max_units,
+                "rho_per_person": person,
                 "noise_scale": scale,
                 "recorded_at": at,
             }
         )
-    lifetime = sum(spent_by_period.values())
+    lifetime = sum(per_person.values())
     periods = [
         {
             "period": p,
-            "rho_spent": s,
-            "rho_remaining": settings.period_rho - s,
-            "epsilon": epsilon_at(s, delta),
-            "delta": delta,
-            "units_per_person": units.get(p, 1),
-            "worst_case_rho_per_person": s * units.get(p, 1),
+            "rho_per_unit": per_unit[p],
+            "max_units": units[p],
+            "rho_per_person": per_person[p],
+            "epsilon_per_person": epsilon_at(per_person[p], delta),
+            "rho_left": settings.period_rho - per_person[p],
         }
-        for p, s in sorted(spent_by_period.items())
+        for p in sorted(per_person)
     ]
     summary = {
+        "delta": delta,
         "period_rho_budget": settings.period_rho,
         "lifetime_rho_budget": settings.lifetime_rho,
-        "lifetime_rho_spent": lifetime,
-        "lifetime_rho_remaining": settings.lifetime_rho - lifetime,
-        "lifetime_epsilon": epsilon_at(lifetime, delta),
-        "delta": delta,
+        "lifetime_rho_per_unit": sum(per_unit.values()),
+        "lifetime_rho_per_person": lifetime,
+        "lifetime_epsilon_per_person": epsilon_at(lifetime, delta),
+        "lifetime_rho_left": settings.lifetime_rho - lifetime,
         "periods": periods,
         "entries": entries,
     }
     if as_json:
         emit_json(summary)
         return
-    table = Table("period", "release", "indicator", "measurement", "kind", "ρ", f"ε at δ={delta:g}", "noise scale")
-    for e in entries:
+    table = Table(
+        "quarter",
+        "ρ per unit",
+        "units",
+        "ρ per person",
+        "ε per person",
+        "ρ left",
+        title=f"Privacy budget (zCDP ρ; ε at δ = {delta:g}); budgets are per person",
+        caption="A person counted by m charities that do not link records is m units: m² times the ρ of one.",
+    )
+    for p in periods:
         table.add_row(
+            p["period"],
+            f"{p['rho_per_unit']:.3g}",
+            str(p["max_units"]),
+            f"{p['rho_per_person']:.3g}",
+            f"{p['epsilon_per_person']:.3g}",
+            f"{_left(p['rho_left'])} of {settings.period_rho:.3g}",
+        )
+    table.add_row(
+        "lifetime",
+        f"{summary['lifetime_rho_per_unit']:.3g}",
+        "",
+        f"{lifetime:.3g}",
+        f"{summary['lifetime_epsilon_per_person']:.3g}",
+        f"{_left(summary['lifetime_rho_left'])} of {settings.lifetime_rho:.3g}",
+        style="bold",
+    )
+    console.print(table, width=min(console.width, 80))
+    if not detail:
+        console.print(f"{len(entries)} ledger entries: `collab budget --detail` lists them.")
+        return
+    ledger = Table("quarter", "release", "indicator", "measurement", "ρ per unit", "ρ per person", "noise scale")
+    for e in entries:
+        ledger.add_row(
             e["period"],
             e["release_id"],
             e["indicator_id"],
             e["measurement"],
-            e["kind"],
             f"{e['rho']:.4g}",
-            f"{e['epsilon']:.3g}",
+            f"{e['rho_per_person']:.4g}",
             f"{e['noise_scale']:.3g}",
         )
-    console.print(table)
-    per_period = Table(
-        "period", "ρ spent", "ρ remaining", f"ε at δ={delta:g}", "worst-case ρ per person", title="By period"
-    )
-    for p in periods:
-        per_period.add_row(
-            p["period"],
-            f"{p['rho_spent']:.4g}",
-            f"{p['rho_remaining']:.4g}",
-            f"{p['epsilon']:.3g}",
-            f"{p['worst_case_rho_per_person']:.4g} ({p['units_per_person']} unit(s))",
-        )
-    console.print(per_period)
-    console.print(
-        f"Lifetime: ρ {lifetime:.4g} of {settings.lifetime_rho:.4g} spent "
-        f"(ε = {summary['lifetime_epsilon']:.3g} at δ = {delta:g}). ρ is per privacy unit; a person seen by "
-        "several charities that do not link records is several units (worst case shown per period)."
-    )
+    console.print(ledger)
 
 
 @app.command()

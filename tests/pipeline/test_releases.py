@@ -12,24 +12,39 @@ from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_cont
 from assets.releases import REVISE_TAG, check_release_disclosure, published_release, quarterly_release
 from assets.resources import resources_for
 from collab.publication import ReleaseIntegrityError, disclosure_problems, publish_release, verify_release_package
-from collab.warehouse import connect, stale_quarters
+from collab.registry import Registry
+from collab.warehouse import calendar_quarters, connect, stale_quarters
 from collab.workspace import Workspace
 from pipelines.sensors import quarter_release_sensor
 from privacy.accountant import spent
+from privacy.mechanisms import epsilon_at
 from standards.catalogue import cells, load_catalogue
 from standards.extract import quarter_of
 
 RELEASE_ASSETS = [quarterly_release, check_release_disclosure, published_release]
 
 
+def register_contributors(workspace: Workspace, charities: list[str], *, linkage: bool = False) -> None:
+    """Register ``charities`` and record a loaded submission of each: the public facts a release states."""
+    registry = Registry(workspace)
+    with connect(workspace.warehouse_path) as con:
+        for charity in charities:
+            registry.add(charity, f"Charity {charity}", linkage=linkage)
+            con.execute(
+                "INSERT INTO submissions VALUES (?, ?, 'extract.csv', 'x', now(), now(), 1, 0, ['2026Q1'], '1.0')",
+                [f"sub-{charity}", charity],
+            )
+
+
 @pytest.fixture
 def loaded(workspace: Workspace) -> Workspace:
     """A warehouse with 300 people in 2026Q1 from two charities across two regions and two needs, some with debt."""
+    register_contributors(workspace, ["charity-c", "charity-d"])
     with connect(workspace.warehouse_path) as con:
         con.execute(
             "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, local_authority_code, "
             "nation_code, total_debt_gbp, monthly_income_gbp, monthly_essential_costs_gbp, linked) "
-            "SELECT 's1', CASE WHEN i < 250 THEN 'c' ELSE 'd' END, 'p' || i, '2026Q1', "
+            "SELECT 's1', CASE WHEN i < 250 THEN 'charity-c' ELSE 'charity-d' END, 'p' || i, '2026Q1', "
             "CASE WHEN i % 3 = 0 THEN 'debt' ELSE 'food' END, "
             "CASE WHEN i % 2 = 0 THEN 'E12000001' ELSE 'E12000007' END, "
             "CASE WHEN i % 2 = 0 THEN 'E06000001' ELSE 'E09000001' END, 'E92000001', "
@@ -58,34 +73,44 @@ def set_privacy(workspace: Workspace, **values: object) -> None:
 
 
 def test_release_is_published_with_intervals_and_spend(loaded: Workspace) -> None:
-    set_privacy(loaded, auto_publish=True)
+    set_privacy(loaded, auto_publish=True, release_rho=0.5)
     result = release(loaded, DagsterInstance.ephemeral())
     assert result.success
     published = loaded.publish / "releases" / "2026Q1-v1"
     manifest = verify_release_package(published)
-    assert manifest["privacy"]["rho_spent"] == pytest.approx(0.5)
+    assert manifest["privacy"]["rho_spent"] == pytest.approx(0.5)  # per privacy unit
+    # Two charities that do not link records: a person may be two units, 2² × 0.5 by OpenDP's maps.
+    per_person = manifest["privacy"]["per_person"]
+    assert per_person["max_units"] == 2 and per_person["release_rho"] == pytest.approx(2.0)
+    assert per_person["period_rho"] == per_person["lifetime_rho"] == pytest.approx(2.0)
+    assert per_person["lifetime_epsilon"] == pytest.approx(epsilon_at(2.0, per_person["delta"]))
+    assert "2 charities" in manifest["privacy"]["statement"]
     assert manifest["contributors"] == 2
     with (published / "data" / "people_by_need_region.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 120
     north_east_food = next(r for r in rows if r["region_code"] == "E12000001" and r["need_code"] == "food")
-    assert abs(int(north_east_food["value"]) - 100) < 20  # 100 true people, noise scale ~1.7
+    assert abs(int(north_east_food["value"]) - 100) < 20  # 100 true people, noise scale 4.6
     for row in rows:
         assert 0 <= int(row["ci_low"]) <= int(row["ci_high"]) and int(row["value"]) >= 0
     package = json.loads((published / "datapackage.json").read_text())
-    assert package["resources"][0]["schema"]["fields"][-1]["name"] == "low_reliability"
+    names = [f["name"] for f in package["resources"][0]["schema"]["fields"]]
+    assert names[-3:] == ["low_reliability", "estimate", "estimate_variance"]
+    # The unclipped estimate is the cell's own noisy measurement, of the variance its noise scale gives.
+    scale = next(i for i in manifest["indicators"] if i["id"] == "people_by_need_region")["noise_scale"]
+    assert all(float(row["estimate_variance"]) == pytest.approx(scale**2) for row in rows)
     assert (loaded.publish / "site" / "index.html").exists()
 
 
 def test_the_whole_catalogue_is_released_with_its_hierarchy_consistent(loaded: Workspace) -> None:
-    set_privacy(loaded, auto_publish=True, release_rho=1.0)
+    set_privacy(loaded, auto_publish=True, release_rho=1.0, period_rho=4.0)
     assert release(loaded, DagsterInstance.ephemeral()).success
     published = loaded.publish / "releases" / "2026Q1-v1"
     manifest = verify_release_package(published)
     catalogue = load_catalogue()
     assert [i["id"] for i in manifest["indicators"]] == [i.id for i in catalogue.indicators]
     assert manifest["privacy"]["units_per_person"] == 2  # two charities that do not link records
-    assert manifest["privacy"]["worst_case_rho_per_person"] == pytest.approx(2.0)
+    assert manifest["privacy"]["per_person"]["release_rho"] == pytest.approx(4.0)  # 2² × 1.0
     for entry in manifest["indicators"]:
         indicator = catalogue.get(entry["id"])
         with (published / entry["path"]).open() as handle:
@@ -127,7 +152,7 @@ def test_rematerialising_spends_nothing_and_a_revision_is_recorded(loaded: Works
 
 
 def test_overspend_fails_the_release_and_publishes_nothing(loaded: Workspace) -> None:
-    set_privacy(loaded, release_rho=0.6, auto_publish=True)
+    set_privacy(loaded, release_rho=0.3, auto_publish=True)  # 1.2 per person at two units; a revision is 2.4 > 2
     instance = DagsterInstance.ephemeral()
     assert release(loaded, instance).success
     before = sorted(p.name for p in (loaded.publish / "releases").iterdir())
@@ -140,7 +165,9 @@ def test_overspend_fails_the_release_and_publishes_nothing(loaded: Workspace) ->
     assert sorted(p.name for p in (loaded.publish / "releases").iterdir()) == before == ["2026Q1-v1"]
     assert not (loaded.releases / "2026Q1-v2").exists()
     with connect(loaded.warehouse_path) as con:
-        assert spent(con, "2026Q1") == pytest.approx(0.6)
+        assert spent(con, "2026Q1") == pytest.approx(1.2) and spent(con, "2026Q1", per_person=False) == pytest.approx(
+            0.3
+        )
 
 
 def test_release_waits_for_approval_unless_auto_publishing(loaded: Workspace) -> None:
@@ -166,24 +193,27 @@ def test_tampered_release_is_refused_by_the_gate_and_by_publication(loaded: Work
     assert not (loaded.publish / "releases" / "2026Q1-v1").exists()
 
 
-def test_quarter_release_sensor_requests_each_ended_unreleased_quarter_once(loaded: Workspace) -> None:
-    current = quarter_of(dt.date.today())
-    with connect(loaded.warehouse_path) as con:
-        con.execute(
-            "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code) "
-            "VALUES ('s2', 'c', 'p1', $q, 'food', 'E12000001')",
-            {"q": current},
-        )
+def test_quarter_release_sensor_requests_each_ended_quarter_of_the_calendar_once(loaded: Workspace) -> None:
     instance = DagsterInstance.ephemeral()
-    context = build_sensor_context(instance=instance, resources=resources_for(loaded))
-    result = quarter_release_sensor(context)
+
+    def sensed() -> SensorResult | SkipReason:
+        return quarter_release_sensor(build_sensor_context(instance=instance, resources=resources_for(loaded)))
+
+    # Unset, the collaborative reports from the quarter its first charity registered in: today's, not ended.
+    assert isinstance(sensed(), SkipReason)
+    settings = loaded.settings.model_copy(deep=True)
+    settings.publication.first_quarter = "2026Q1"
+    loaded.save_settings(settings)
+    result = sensed()
     assert isinstance(result, SensorResult)
-    assert [r.partition_key for r in result.run_requests] == ["2026Q1"]  # the current quarter has not ended
+    expected = calendar_quarters("2026Q1")
+    # Every ended quarter from the first, with or without rows (only 2026Q1 holds any); never the current one.
+    assert [r.partition_key for r in result.run_requests] == expected and expected[:2] == ["2026Q1", "2026Q2"]
+    assert quarter_of(dt.date.today()) not in expected
     assert result.run_requests[0].run_key == "release-2026Q1"
     assert release(loaded, instance).success
-    assert isinstance(
-        quarter_release_sensor(build_sensor_context(instance=instance, resources=resources_for(loaded))), SkipReason
-    )
+    again = sensed()
+    assert [r.partition_key for r in getattr(again, "run_requests", [])] == expected[1:]
 
 
 def test_a_quarter_that_receives_data_after_its_release_is_flagged_for_revision(loaded: Workspace) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from collab.publication import verify_release_package
+from collab.workspace import Workspace
 from tests.conftest import contact_rows, write_csv
 
 pytestmark = pytest.mark.system
@@ -46,8 +47,15 @@ def test_demo_publishes_every_quarter_with_intervals_and_budget(demo_home: Path)
             rows = list(csv.DictReader(f))
         assert len(rows) == 120 and {"value", "ci_low", "ci_high"} <= set(rows[0])
     budget = json.loads(collab(demo_home, "budget", "--json").stdout)
-    assert budget["lifetime_rho_spent"] == pytest.approx(4 * 0.5)
+    # Per unit 0.125 a quarter; three non-linking charities and the linked cluster make a person up to 4 units.
+    assert budget["lifetime_rho_per_unit"] == pytest.approx(4 * 0.125)
+    assert budget["lifetime_rho_per_person"] == pytest.approx(4 * 4**2 * 0.125)
     assert [p["period"] for p in budget["periods"]] == [r["period"] for r in releases]
+    assert all(p["max_units"] == 4 for p in budget["periods"])
+    text = collab(demo_home, "budget").stdout
+    assert "lifetime" in text and "ρ per person" in text and "measurement" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "measurement" in collab(demo_home, "budget", "--detail").stdout
 
 
 def test_demo_files_show_realistic_mistakes_with_feedback(demo_home: Path) -> None:
@@ -75,7 +83,7 @@ def test_running_again_processes_nothing_and_spends_nothing(demo_home: Path) -> 
     again = json.loads(collab(demo_home, "release", "2026Q1", "--json").stdout)
     assert again["new_spend"] is False
     budget = json.loads(collab(demo_home, "budget", "--json").stdout)
-    assert budget["lifetime_rho_spent"] == pytest.approx(2.0)
+    assert budget["lifetime_rho_per_person"] == pytest.approx(8.0)
 
 
 def test_check_exit_codes(tmp_path: Path) -> None:
@@ -96,6 +104,10 @@ def test_charity_registration_submit_and_run(tmp_path: Path) -> None:
     assert collab(home, "charity", "add", "Bad Id!", "--name", "x", check=False).returncode == 1
     collab(home, "submit", "--charity", "test-pantry", str(write_csv(tmp_path / "q.csv", contact_rows(20))))
     collab(home, "charity", "add", "second-pantry", "--name", "Second Pantry")  # a release needs two charities
+    workspace = Workspace(home)
+    settings = workspace.settings.model_copy(deep=True)
+    settings.publication.first_quarter = "2026Q1"  # the collaborative reports from 2026Q1, by the calendar
+    workspace.save_settings(settings)
     collab(home, "submit", "--charity", "second-pantry", str(write_csv(tmp_path / "s.csv", contact_rows(20))))
     report = json.loads(collab(home, "run", "--json").stdout)
     assert [s["status"] for s in report["submissions"]] == ["accepted", "accepted"]

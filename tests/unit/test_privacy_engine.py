@@ -34,7 +34,7 @@ from privacy.pseudonymise import (
     one_token_per_person,
     person_keys,
 )
-from privacy.release import ReleasePolicy, release_period
+from privacy.release import Contributors, ReleasePolicy, release_period
 from standards.catalogue import cells, load_catalogue
 from standards.extract import linkage_basis
 
@@ -47,8 +47,13 @@ def test_rho_follows_the_discrete_gaussian_zcdp_bound() -> None:
     assert scale == pytest.approx(math.sqrt(3), rel=1e-6)
 
 
+def _vectors(**vectors: list[int]) -> BoundedAggregates:
+    return BoundedAggregates(cells=[], vectors={k: np.asarray(v, dtype=np.int64) for k, v in vectors.items()})
+
+
 def test_noise_has_the_stated_scale_and_intervals_cover() -> None:
-    noisy = discrete_gaussian([100] * 4000, l2_sensitivity=1.0, rho=0.125)  # σ = 2
+    aggregates = _vectors(people=[100] * 4000)
+    noisy = discrete_gaussian(aggregates, lambda a: a.vectors["people"], l2_sensitivity=1.0, rho=0.125)  # σ = 2
     assert noisy.scale == pytest.approx(2.0, rel=1e-6)
     errors = [v - 100 for v in noisy.values]
     assert abs(statistics.mean(errors)) < 0.2
@@ -59,8 +64,8 @@ def test_noise_has_the_stated_scale_and_intervals_cover() -> None:
 
 
 def test_the_quantile_mechanism_spends_what_it_states_and_finds_the_median() -> None:
-    values = list(range(0, 10_001))
-    result = private_quantile(values, candidates=list(range(0, 10_001, 100)), alpha=0.5, rho=0.05)
+    aggregates = BoundedAggregates(cells=[], vectors={}, values=[list(range(0, 10_001))])
+    result = private_quantile(aggregates, 0, candidates=list(range(0, 10_001, 100)), alpha=0.5, rho=0.05)
     assert result.rho <= 0.05 and abs(result.value - 5_000) <= 300
 
 
@@ -131,14 +136,15 @@ def test_accountant_refuses_overspend_and_records_nothing() -> None:
     con = duckdb.connect()
     migrate(con)
     policy = BudgetPolicy(period_rho=1.0, lifetime_rho=1.5)
-    one = [Charge("a", "cells", 0.6, "discrete_gaussian", 1.0, 1.0)]
+    # A person held as 2 units: OpenDP's Gaussian map at d_in 2 is 4 times that at 1.
+    one = [Charge("a", "cells", 0.15, "discrete_gaussian", 1.0, 1.0, 2, 0.6)]
     charge(con, release_id="2026Q1-v1", period="2026Q1", kind="release", charges=one, policy=policy)
     with pytest.raises(BudgetExceeded, match="period 2026Q1"):
         charge(con, release_id="2026Q1-v2", period="2026Q1", kind="revision", charges=one, policy=policy)
     charge(con, release_id="2026Q2-v1", period="2026Q2", kind="release", charges=one, policy=policy)
     with pytest.raises(BudgetExceeded, match="lifetime"):
         charge(con, release_id="2026Q3-v1", period="2026Q3", kind="release", charges=one, policy=policy)
-    assert spent(con) == pytest.approx(1.2)
+    assert spent(con) == pytest.approx(1.2) and spent(con, per_person=False) == pytest.approx(0.3)
 
 
 def _warehouse_with_contacts(people: int) -> duckdb.DuckDBPyConnection:
@@ -158,7 +164,13 @@ def test_a_release_is_stored_once_and_rerunning_it_spends_nothing() -> None:
     con = _warehouse_with_contacts(200)
     policy = ReleasePolicy(0.5, BudgetPolicy(1.0, 5.0))
     args = dict(
-        period="2026Q1", catalogue=load_catalogue(), policy=policy, salt="x", standard_version="1.0", code_version="t"
+        period="2026Q1",
+        catalogue=load_catalogue(),
+        policy=policy,
+        contributors=Contributors(2, 0),
+        salt="x",
+        standard_version="1.0",
+        code_version="t",
     )
     first = release_period(con, **args)
     again = release_period(con, **args)
@@ -180,15 +192,23 @@ def test_a_release_is_stored_once_and_rerunning_it_spends_nothing() -> None:
     )
     for indicator_id, rho in ledger.fetchall():
         assert rho == pytest.approx(0.5 * catalogue.get(indicator_id).budget_share)
-    units = con.execute("SELECT contributors, units_per_person FROM releases WHERE release_id = '2026Q1-v1'").fetchall()
-    assert units == [(2, 2)]  # two charities without linkage: a person may be two units
+    units = con.execute(
+        "SELECT contributors, units_per_person, rho, rho_per_person FROM releases WHERE release_id = '2026Q1-v1'"
+    ).fetchall()
+    assert units == [(2, 1, pytest.approx(0.5), pytest.approx(0.5))]  # the policy's cap: one unit per person
 
 
 def test_an_overspending_release_leaves_no_trace() -> None:
     con = _warehouse_with_contacts(50)
     policy = ReleasePolicy(0.8, BudgetPolicy(1.0, 5.0))
     args = dict(
-        period="2026Q1", catalogue=load_catalogue(), policy=policy, salt="x", standard_version="1.0", code_version="t"
+        period="2026Q1",
+        catalogue=load_catalogue(),
+        policy=policy,
+        contributors=Contributors(2, 0),
+        salt="x",
+        standard_version="1.0",
+        code_version="t",
     )
     release_period(con, **args)
     with pytest.raises(BudgetExceeded):

@@ -193,13 +193,21 @@ def test_nothing_published_yet_renders_a_plain_notice(tmp_path: Path) -> None:
     assert "Nothing published yet" in build_site(tmp_path).read_text()
 
 
-def test_totals_and_changes_combine_noise_not_intervals() -> None:
-    estimates = [Estimate(100, 96, 104), Estimate(50, 46, 54), Estimate(0, 0, 4)]
-    total = combined(estimates, noise_scale=2.0)
-    assert total.value == 150
+def test_totals_and_changes_combine_unclipped_estimates_and_their_variances() -> None:
+    # The empty cell was published as 0 but measured as -3: the total adds -3, unbiased, with variance 3σ².
+    estimates = [Estimate(100, 96, 104, False, 101.0, 4.0), Estimate(50, 46, 54, False, 49.0, 4.0)]
+    estimates.append(Estimate(0, 0, 4, True, -3.0, 4.0))
+    total = combined(estimates)
+    assert total.value == 147 and total.unclipped == 147 and total.variance == 12.0 and not total.approximate
     assert total.high - total.value == pytest.approx(1.959964 * 2.0 * 3**0.5, rel=1e-5)
+    empty = combined([Estimate(0, 0, 4, True, -3.0, 4.0), Estimate(0, 0, 4, True, -2.0, 4.0)])
+    assert empty.value == 0 == empty.low and empty.high == pytest.approx(-5 + 1.959964 * 8**0.5, rel=1e-5)
+    # A release without unclipped estimates: the variance its interval implies, called approximate.
+    assert combined([Estimate(100, 96, 104)]).approximate
     change = change_between(Estimate(120, 110, 130), Estimate(100, 90, 110), "2026Q1")
-    assert change.low == pytest.approx(20 - 10 * 2**0.5) and change.clear
+    assert change.low == pytest.approx(20 - 10 * 2**0.5) and change.clear and change.approximate
+    exact = change_between(Estimate(120, 110, 130, False, 121.0, 9.0), Estimate(100, 90, 110, False, 99.0, 16.0), "Q")
+    assert exact.difference == 22 and exact.high - exact.difference == pytest.approx(1.959964 * 5, rel=1e-5)
     assert not change_between(Estimate(105, 95, 115), Estimate(100, 90, 110), "2026Q1").clear
     assert quarter_label("2026Q3") == "Jul–Sep 2026" and quarter_label("2026-07") == "2026-07"
 

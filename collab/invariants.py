@@ -1,0 +1,66 @@
+"""Public invariants: what a release states besides DP outputs, from charity-level facts only.
+
+A release package says how many charities contributed, names those that agreed to be named, says
+whether any link records, declares the largest number of privacy units one person may be held as,
+and exists for every quarter of the calendar. None of these is protected by the noise, so none may
+depend on a person's rows: removing one person, even the only one a charity supported in a quarter,
+must leave every one of them unchanged. They are taken from the registry (who is registered, who
+links records, who agreed to be named) and from submission events (which charities have sent a
+file), never from ``contacts``; the methodology lists them as public invariants outside the
+guarantee, as the US Census Bureau does with its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from collab.registry import Registry
+from collab.workspace import PrivacySettings
+from standards.extract import quarter_of
+
+
+@dataclass(frozen=True)
+class ReleaseInvariants:
+    """The public facts of a release: its contributors and the declared cap on units per person."""
+
+    contributors: tuple[str, ...]
+    linking: tuple[str, ...]
+    named: tuple[str, ...]
+    max_units: int
+
+
+def max_units_per_person(non_linking: int, linking: int, cap: int | None) -> int:
+    """The largest number of privacy units one person may be held as: one at each charity that does not
+    link records (at most ``cap`` of them, when the collaborative declares a cap), plus one for the linked
+    cluster across the charities that do. Assumes linkage joins a person's records at linking charities;
+    a missed link adds a unit (see docs/privacy.md)."""
+    unlinked = non_linking if cap is None else min(cap, non_linking)
+    return max(1, unlinked + (1 if linking else 0))
+
+
+def release_invariants(
+    con: duckdb.DuckDBPyConnection, registry: Registry, settings: PrivacySettings
+) -> ReleaseInvariants:
+    """The contributors of a release made now: every registered charity (active or not: its earlier
+    data stays in the warehouse) that has had at least one submission loaded. A submission is a
+    charity-level event: a file sent, whatever rows it holds."""
+    submitted = {row[0] for row in con.execute("SELECT DISTINCT charity_id FROM submissions").fetchall()}
+    charities = [c for c in registry.all(include_inactive=True) if c.id in submitted]
+    linking = tuple(c.id for c in charities if c.linkage)
+    return ReleaseInvariants(
+        contributors=tuple(c.id for c in charities),
+        linking=linking,
+        named=tuple(sorted(c.name for c in charities if c.publish_name)),
+        max_units=max_units_per_person(len(charities) - len(linking), len(linking), settings.max_unlinked_charities),
+    )
+
+
+def first_quarter(registry: Registry, declared: str | None) -> str | None:
+    """The first quarter the collaborative reports on: the declared one, or else the quarter in which the
+    first charity registered (None before any has)."""
+    if declared is not None:
+        return declared
+    joined = [c.added_at.date() for c in registry.all(include_inactive=True)]
+    return quarter_of(min(joined)) if joined else None

@@ -1,0 +1,111 @@
+"""Public invariants: two collaboratives whose data differ by one person publish release packages that
+differ only in DP values and timestamps, and get the same gate decision.
+
+Everything a package states besides DP outputs (contributors, named charities, linking charities,
+units per person, the quarters released, the files and their columns, the budget spent) must come
+from charity-level facts: the registry and submission events, never the contact rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import DagsterInstance
+
+from collab.publication import DATAPACKAGE, MANIFEST, PROVEN_COLUMNS, disclosure_problems
+from collab.registry import Registry
+from collab.warehouse import connect
+from collab.workspace import Workspace
+from tests.pipeline.test_releases import release
+
+DP_COLUMNS = PROVEN_COLUMNS  # the DP outputs of each cell
+PERSON = "the-person"
+
+
+def _collaborative(home: Path, *, with_person: bool, person_linked: bool) -> Workspace:
+    """charity-a (200 people, does not link), charity-b (links records, names itself) whose only person in
+    2026Q1 is PERSON; when ``person_linked``, PERSON is also at charity-c (links records) with others."""
+    workspace = Workspace(home)
+    workspace.init()
+    registry = Registry(workspace)
+    for charity, linkage in (("charity-a", False), ("charity-b", True), ("charity-c", True)):
+        registry.add(charity, f"Charity {charity[-1].upper()}", linkage=linkage)
+    registry.set_publish_name("charity-b", True)
+    rows = [("charity-a", f"a{i}", i) for i in range(200)] + [("charity-c", f"c{i}", i) for i in range(60)]
+    if with_person:
+        rows.append(("charity-b", PERSON, 7))
+        if person_linked:
+            rows.append(("charity-c", PERSON, 7))
+    with connect(workspace.warehouse_path) as con:
+        for charity in ("charity-a", "charity-b", "charity-c"):  # each sent a file: a charity-level event
+            con.execute(
+                "INSERT INTO submissions VALUES (?, ?, 'extract.csv', 'x', now(), now(), 1, 0, ['2026Q1'], '1.0')",
+                [f"sub-{charity}", charity],
+            )
+        con.executemany(
+            "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, "
+            "local_authority_code, nation_code, total_debt_gbp, monthly_income_gbp, monthly_essential_costs_gbp, "
+            "linked) VALUES (?, ?, ?, '2026Q1', ?, 'E12000001', 'E06000001', 'E92000001', ?, 1200, ?, ?)",
+            [
+                [
+                    f"sub-{charity}",
+                    charity,
+                    key,
+                    "debt" if i % 3 == 0 else "food",
+                    100 * i,
+                    1000 + i,
+                    charity != "charity-a",
+                ]
+                for charity, key, i in rows
+            ],
+        )
+    return workspace
+
+
+def _manifest_without_dp_values(package: Path) -> dict[str, Any]:
+    manifest = json.loads((package / MANIFEST).read_text())
+    manifest.pop("created_at")
+    # The data files' checksums follow their DP values; their names must not differ.
+    manifest["files"] = {name: digest for name, digest in manifest["files"].items() if not name.startswith("data/")}
+    manifest["files"].pop(DATAPACKAGE)  # holds the creation time
+    for indicator in manifest["indicators"]:
+        indicator.pop("low_reliability_cells")  # a count of DP figures' intervals
+    return manifest
+
+
+def _csv_without_dp_values(path: Path) -> list[list[str]]:
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    keep = [i for i, name in enumerate(rows[0]) if name not in DP_COLUMNS]
+    return [rows[0], *([row[i] for i in keep] for row in rows[1:])]
+
+
+@pytest.mark.parametrize("person_linked", [False, True], ids=["only-person-at-their-charity", "linked-at-two"])
+def test_removing_one_person_changes_nothing_but_dp_values_and_timestamps(tmp_path: Path, person_linked: bool) -> None:
+    packages, gates = [], []
+    for with_person in (True, False):
+        workspace = _collaborative(
+            tmp_path / ("with" if with_person else "without"), with_person=with_person, person_linked=person_linked
+        )
+        assert release(workspace, DagsterInstance.ephemeral()).success
+        package = workspace.releases / "2026Q1-v1"
+        packages.append(package)
+        with connect(workspace.warehouse_path, read_only=True) as con:
+            gates.append(disclosure_problems(package, con))
+    with_person, without = packages
+    assert sorted(p.relative_to(with_person) for p in with_person.rglob("*")) == sorted(
+        p.relative_to(without) for p in without.rglob("*")
+    )
+    assert _manifest_without_dp_values(with_person) == _manifest_without_dp_values(without)
+    first, second = (json.loads((p / DATAPACKAGE).read_text()) for p in packages)
+    assert {**first, "created": None} == {**second, "created": None}
+    for path in sorted((with_person / "data").glob("*.csv")):
+        assert _csv_without_dp_values(path) == _csv_without_dp_values(without / "data" / path.name), path.name
+    manifest = json.loads((with_person / MANIFEST).read_text())
+    assert manifest["contributors"] == 3 and manifest["named_contributors"] == ["Charity B"]
+    assert manifest["privacy"]["per_person"]["max_units"] == 2  # charity-a, plus the linked cluster
+    assert gates[0] == gates[1] == []

@@ -1,0 +1,159 @@
+"""Group privacy: a person held as m privacy units (m charities that do not link records).
+
+Property tests on real bounded queries: removing a person held as m keys moves every query by at
+most m times its stated L2 sensitivity, and OpenDP's maps give m² times the ρ of one unit. The
+accountant enforces the budgets for that worst-case person, refusing a release and storing nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import duckdb
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collab.schema import migrate
+from privacy.accountant import BudgetExceeded, BudgetPolicy, spent
+from privacy.bounding import BoundedAggregates, bounded_aggregates, query_sensitivity
+from privacy.estimators import release_indicator
+from privacy.mechanisms import discrete_gaussian
+from privacy.release import Contributors, ReleasePolicy, release_period
+from standards.catalogue import Indicator, load_catalogue
+from tests.unit.test_privacy_bounding import AGE_BANDS, AREAS, NEEDS, _distances
+
+INDICATORS = load_catalogue().indicators
+
+visit = st.tuples(
+    st.integers(0, len(AREAS) - 1),
+    st.sampled_from(NEEDS),
+    st.sampled_from(AGE_BANDS),
+    st.one_of(st.none(), st.integers(0, 40_000)),  # debt
+    st.one_of(st.none(), st.integers(0, 3_000)),  # income
+    st.one_of(st.none(), st.integers(0, 3_000)),  # costs
+)
+others = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3), visit), max_size=30)  # (person, charity, visit)
+one_unit = st.lists(visit, min_size=1, max_size=6)
+
+
+def _warehouse(rows: list[tuple[str, str, tuple]]) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    migrate(con)
+    if rows:
+        con.executemany(
+            "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, local_authority_code, "
+            "region_code, nation_code, age_band, total_debt_gbp, monthly_income_gbp, monthly_essential_costs_gbp, "
+            "linked) VALUES ('s', ?, ?, '2026Q1', ?, ?, ?, ?, ?, ?, ?, ?, FALSE)",
+            [
+                [charity, key, need, *AREAS[a], age, debt, income, costs]
+                for charity, key, (a, need, age, debt, income, costs) in rows
+            ],
+        )
+    return con
+
+
+def _aggregates(indicator: Indicator, rows: list[tuple[str, str, tuple]]) -> BoundedAggregates:
+    return bounded_aggregates(_warehouse(rows), indicator, period="2026Q1", salt="salt")
+
+
+def _assert_within_m(indicator: Indicator, full: BoundedAggregates, without: BoundedAggregates, m: int) -> None:
+    k = indicator.max_cells_per_person
+    stated = query_sensitivity(indicator)
+    names = {"people_count": ["people"], "contact_count": ["contacts"], "sum": ["total"], "mean": ["centred_total"]}
+    for name in names.get(indicator.measure, []):
+        for _, l2 in _distances(indicator, full.vectors[name], without.vectors[name]):
+            assert l2 <= m * stated.l2 + 1e-9, (indicator.id, name, l2, m)
+    if indicator.measure in ("mean", "median", "share"):
+        diff = (full.vectors["people"] - without.vectors["people"]).astype(float)
+        assert math.sqrt((diff**2).sum()) <= m * math.sqrt(k) + 1e-9
+    if indicator.measure == "share":
+        stacked = [
+            np.concatenate([v.vectors["with_condition"], v.vectors["without_condition"]]) for v in (full, without)
+        ]
+        diff = (stacked[0] - stacked[1]).astype(float)
+        assert math.sqrt((diff**2).sum()) <= m * stated.l2 + 1e-9
+    if indicator.measure == "median":
+        assert full.values is not None and without.values is not None
+        changed = 0
+        for ours, theirs in zip(full.values, without.values, strict=True):
+            removed = Counter(ours) - Counter(theirs)
+            assert sum(removed.values()) <= m  # one value per unit per cell
+            changed += bool(removed)
+        assert changed <= m * k
+
+
+@pytest.mark.parametrize("indicator", INDICATORS, ids=[i.id for i in INDICATORS])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rest=others, units=st.lists(one_unit, min_size=1, max_size=4), max_cells=st.integers(1, 3))
+def test_a_person_held_as_m_keys_moves_each_query_by_at_most_m_sensitivities(indicator, rest, units, max_cells) -> None:
+    indicator = indicator.model_copy(update={"max_cells_per_person": max_cells})
+    background = [(f"c{c}", f"p{p}@c{c}", v) for p, c, v in rest]
+    # The person at len(units) charities that do not link records: one key at each.
+    person = [(f"u{i}", f"person@u{i}", v) for i, unit in enumerate(units) for v in unit]
+    _assert_within_m(
+        indicator, _aggregates(indicator, background + person), _aggregates(indicator, background), len(units)
+    )
+
+
+def test_openDP_maps_give_m_squared_rho_for_every_indicator() -> None:
+    # The issue's anchor: the Gaussian of sensitivity 1 at scale 2 costs 0.125, 0.5, 1.125 at 1, 2, 3 units.
+    zeros = BoundedAggregates(cells=[], vectors={"people": np.zeros(3, dtype=np.int64)})
+    gaussian = discrete_gaussian(zeros, lambda a: a.vectors["people"], l2_sensitivity=1.0, rho=0.125).measurement
+    assert [gaussian.map(m) for m in (1, 2, 3)] == pytest.approx([0.125, 0.5, 1.125])
+    rows = [(f"c{i % 3}", f"p{i}", (i % len(AREAS), NEEDS[i % 4], None, 100 * i, 900, 1000)) for i in range(60)]
+    for indicator in INDICATORS:
+        released = release_indicator(indicator, _aggregates(indicator, rows), rho=0.5)
+        one = released.rho_at(1)
+        assert one == pytest.approx(0.5, rel=1e-6) and one <= 0.5 + 1e-12, indicator.id
+        for m in (1, 2, 3, 4):
+            assert released.rho_at(m) == pytest.approx(m**2 * one, rel=1e-9), (indicator.id, m)
+            assert released.rho_at(m) == pytest.approx(sum(part.rho_at(m) for part in released.measurements))
+
+
+def _contacts(people: int) -> duckdb.DuckDBPyConnection:
+    con = _warehouse([(f"c{i % 2}", f"p{i}", (i % len(AREAS), "food", None, 10 * i, 900, 1000)) for i in range(people)])
+    return con
+
+
+def _release(con: duckdb.DuckDBPyConnection, policy: ReleasePolicy, period: str = "2026Q1", revise: bool = False):  # type: ignore[no-untyped-def]
+    return release_period(
+        con,
+        period=period,
+        catalogue=load_catalogue(),
+        policy=policy,
+        contributors=Contributors(4, 0),
+        salt="x",
+        standard_version="1.0",
+        code_version="t",
+        revise=revise,
+    )
+
+
+def test_the_ledger_records_rho_per_unit_and_for_the_worst_case_person() -> None:
+    con = _contacts(80)
+    summary = _release(con, ReleasePolicy(0.1, BudgetPolicy(period_rho=1.0, lifetime_rho=5.0), max_units=3))
+    assert summary.rho == pytest.approx(0.1) and summary.rho_per_person == pytest.approx(0.9)
+    assert spent(con, per_person=False) == pytest.approx(0.1) and spent(con) == pytest.approx(0.9)
+    rows = con.execute("SELECT DISTINCT max_units FROM privacy_ledger").fetchall()
+    assert rows == [(3,)]
+    assert con.execute("SELECT units_per_person, rho_per_person FROM releases").fetchall() == [(3, pytest.approx(0.9))]
+
+
+def test_a_release_within_the_budget_per_unit_but_not_per_person_is_refused_and_leaves_no_trace() -> None:
+    con = _contacts(80)
+    # 0.3 per unit fits a period budget of 1.0; a person held as 2 units spends 1.2.
+    policy = ReleasePolicy(0.3, BudgetPolicy(period_rho=1.0, lifetime_rho=5.0), max_units=2)
+    with pytest.raises(BudgetExceeded, match="worst-case person"):
+        _release(con, policy)
+    for table in ("releases", "release_cells", "release_measurements", "privacy_ledger"):
+        assert con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] == 0, table
+    # The lifetime: 0.2 per unit at 2 units is 0.8 per person a quarter; a lifetime budget of 2.0 stops the third.
+    policy = ReleasePolicy(0.2, BudgetPolicy(period_rho=1.0, lifetime_rho=2.0), max_units=2)
+    _release(con, policy, "2026Q1")
+    _release(con, policy, "2026Q2")
+    with pytest.raises(BudgetExceeded, match="lifetime"):
+        _release(con, policy, "2026Q3")
+    assert spent(con) == pytest.approx(1.6) and con.execute("SELECT count(*) FROM releases").fetchall()[0][0] == 2
