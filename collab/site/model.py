@@ -33,6 +33,11 @@ def quarter_label(period: str) -> str:
     return period
 
 
+def place_name(name: str) -> str:
+    """``North West`` -> ``the North West``, ``Wales`` -> ``Wales``: how a place reads inside a sentence."""
+    return f"the {name}" if name.split(" ")[0] in {"North", "South", "East", "West"} else name
+
+
 def breakdown_label(breakdown: str, plural: bool = False) -> str:
     label = breakdown.replace("_", " ")
     return label + "s" if plural and not label.endswith("s") else label
@@ -412,16 +417,144 @@ def build_view(indicator_id: str, releases: list[IndicatorRelease], current_peri
     return view
 
 
+@dataclass(frozen=True)
+class PeopleTotal:
+    """The one UK count of people supported in the quarter: each person once, whatever their needs."""
+
+    view: IndicatorView
+    estimate: Estimate
+    change: Change | None
+    most_cells_in_breakdowns: int  # the most cells a person can count in on other indicators (e.g. needs)
+
+
+def people_total(views: list[IndicatorView]) -> PeopleTotal | None:
+    """The de-duplicated UK total: an indicator of people (everyone) counting each person in one cell,
+    whose UK figure is a published total row (not a sum of cells)."""
+    candidates = [
+        view
+        for view in views
+        if view.unit.kind == "count"
+        and view.unit.noun == "people"
+        and view.meta.get("population", "everyone") == "everyone"
+        and int(view.meta.get("max_cells_per_person", 1)) == 1
+        and view.headline is not None
+        and view.headline.label == "United Kingdom"
+    ]
+    if not candidates:
+        return None
+    view = max(candidates, key=lambda v: int(v.meta.get("cells", 0)))
+    assert view.headline is not None
+    most_cells = max(
+        (int(v.meta.get("max_cells_per_person", 1)) for v in views if v.unit.kind == "count" and v.has_figures),
+        default=1,
+    )
+    return PeopleTotal(view, view.headline.estimate, view.change, most_cells)
+
+
+@dataclass(frozen=True)
+class Movement:
+    """A change between the last two quarters for one need or one place, with its interval."""
+
+    subject: str  # "need" | "place"
+    label: str
+    current: Estimate
+    change: Change
+
+    def sentence(self, unit: Unit) -> str:
+        """One plain sentence, like a bulletin's main point; only ever written for a clear change."""
+        more = self.change.difference > 0
+        figure = unit.format(self.current.value)
+        change = f"{'up' if more else 'down'} {unit.format_change(abs(self.change.difference)).lstrip('+')}"
+        interval = f"{unit.format_change(self.change.low)} to {unit.format_change(self.change.high)}"
+        when = f"on {quarter_label(self.change.previous_period)} (95% interval of the change {interval})"
+        if self.subject == "need":
+            return f"{'More' if more else 'Fewer'} people came for help with {self.label.lower()}: {figure}, {change} {when}."
+        return f"{'More' if more else 'Fewer'} people were supported in {place_name(self.label)}: {figure}, {change} {when}."
+
+    @property
+    def strength(self) -> float:
+        """How far the change is from zero in units of its own half-width (above 1 means clear)."""
+        half = (self.change.high - self.change.low) / 2
+        return abs(self.change.difference) / half if half else math.inf
+
+
+def _need_movements(views: list[IndicatorView]) -> list[Movement]:
+    """Each need's UK count of people, current against previous quarter, from the people indicator that
+    gives that need the narrowest interval (summing its other breakdown)."""
+    best: dict[str, Movement] = {}
+    for view in views:
+        if view.unit.noun != "people" or view.current is None or len(view.releases) < 2:
+            continue
+        breakdowns = view.meta["breakdowns"]
+        if "need" not in breakdowns:
+            continue
+        by = breakdowns.index("need")
+        previous_release = view.releases[-2]
+        previous = dict(_need_totals(previous_release, by))
+        for label, estimate in _need_totals(view.current, by):
+            if label not in previous:
+                continue
+            movement = Movement(
+                "need", label, estimate, change_between(estimate, previous[label], previous_release.period)
+            )
+            if (
+                label not in best
+                or movement.change.high - movement.change.low < best[label].change.high - best[label].change.low
+            ):
+                best[label] = movement
+    return list(best.values())
+
+
+def _need_totals(release: IndicatorRelease, by: int) -> list[tuple[str, Estimate]]:
+    if len(release.meta["breakdowns"]) == 1:
+        return [(label, estimates[0]) for label, estimates in _grouped(release, by)]
+    scale = None if any(c.level for c in release.cells) else release.meta.get("noise_scale")
+    return [(label, combined(estimates, scale)) for label, estimates in _grouped(release, by)]
+
+
+def _place_movements(total: PeopleTotal) -> list[Movement]:
+    """Each nation's and region's count of people, current against previous quarter."""
+    view = total.view
+    if view.current is None or len(view.releases) < 2:
+        return []
+    previous_release = view.releases[-2]
+    previous = {c.keys: c.estimate for c in previous_release.cells if c.level in {"nation", "region"}}
+    movements: list[Movement] = []
+    for cell in view.current.cells:
+        earlier = previous.get(cell.keys)
+        # A nation that is also its own region (Scotland, Wales, Northern Ireland) is reported once.
+        if any(m.label == cell.labels[0] for m in movements):
+            continue
+        if cell.level in {"nation", "region"} and cell.estimate is not None and earlier is not None:
+            change = change_between(cell.estimate, earlier, previous_release.period)
+            movements.append(Movement("place", cell.labels[0], cell.estimate, change))
+    return movements
+
+
+def main_points(views: list[IndicatorView], total: PeopleTotal | None, limit: int = 4) -> list[Movement]:
+    """The clearest changes on the previous quarter by need and by place: only changes whose own 95%
+    interval leaves out zero, strongest first, at most ``limit``."""
+    movements = _need_movements(views) + (_place_movements(total) if total is not None else [])
+    clear = [m for m in movements if m.change.clear]
+    return sorted(clear, key=lambda m: -m.strength)[:limit]
+
+
 @dataclass
 class SiteModel:
     manifests: list[dict[str, Any]]  # every published release, oldest first
     latest_by_period: dict[str, dict[str, Any]]
     current: dict[str, Any] | None
     indicators: list[IndicatorView]
+    people_total: PeopleTotal | None = None
+    main_points: list[Movement] = field(default_factory=list)
 
     @property
     def periods(self) -> list[str]:
         return sorted(self.latest_by_period)
+
+    @property
+    def previous_period(self) -> str | None:
+        return self.periods[-2] if len(self.periods) > 1 else None
 
 
 def load_site_model(publish_root: Path) -> SiteModel:
@@ -444,4 +577,5 @@ def load_site_model(publish_root: Path) -> SiteModel:
         for meta in manifest["indicators"]:
             series.setdefault(meta["id"], []).append(read_indicator(release_dir, manifest, meta))
     views = [build_view(i, series[i], periods[-1]) for i in order] if current else []
-    return SiteModel(manifests, latest_by_period, current, views)
+    total = people_total(views)
+    return SiteModel(manifests, latest_by_period, current, views, total, main_points(views, total))

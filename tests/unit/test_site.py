@@ -91,10 +91,57 @@ def need_region_rows(scale: int) -> list[list[Any]]:
     ]
 
 
+AREAS = [  # code, name, level, parent, people in 2026Q1
+    ("K02000001", "United Kingdom", "uk", "", 1000),
+    ("E92000001", "England", "nation", "K02000001", 800),
+    ("W92000004", "Wales", "nation", "K02000001", 200),
+    ("E12000001", "North East", "region", "E92000001", 300),
+    ("E12000007", "London", "region", "E92000001", 500),
+    ("W92000004", "Wales", "region", "W92000004", 200),
+    ("E06000001", "Hartlepool", "local_authority", "E12000001", 100),
+    ("E06000002", "Middlesbrough", "local_authority", "E12000001", 200),
+    ("E09000001", "City of London", "local_authority", "E12000007", 500),
+    ("W06000001", "Isle of Anglesey", "local_authority", "W92000004", 200),
+]
+LONDON_AND_ABOVE = {"K02000001", "E92000001", "E12000007", "E09000001"}
+
+
+def area_rows(london_rise: int) -> list[list[Any]]:
+    """People by area, consistent up the hierarchy; London (and so England and the UK) up by ``london_rise``."""
+    rows = []
+    for code, name, level, parent, people in AREAS:
+        value = people + (london_rise if code in LONDON_AND_ABOVE else 0)
+        rows.append([code, name, level, parent, value, value - 10, value + 10, "false"])
+    return rows
+
+
+def people_by_area(london_rise: int) -> dict[str, Any]:
+    return indicator(
+        "people_by_local_authority",
+        ["area"],
+        area_rows(london_rise),
+        title="People supported, by local authority",
+        unit="people",
+        area_levels=["uk", "nation", "region", "local_authority"],
+        population="everyone",
+    )
+
+
 @pytest.fixture
 def two_quarters(tmp_path: Path) -> Path:
+    return make_two_quarters(tmp_path)
+
+
+def make_two_quarters(tmp_path: Path) -> Path:
     root = tmp_path / "publish"
-    publish(root, "2026Q1-v1", [indicator("people_by_need_region", ["region", "need"], need_region_rows(10))])
+    publish(
+        root,
+        "2026Q1-v1",
+        [
+            indicator("people_by_need_region", ["region", "need"], need_region_rows(10), max_cells_per_person=3),
+            people_by_area(0),
+        ],
+    )
     amounts = [
         [f"E0600000{i}", f"Authority <{i}> & Co", 800.5 + 40 * i, 700.25 + 40 * i, 900.75 + 40 * i, "false"]
         for i in range(1, 31)
@@ -103,7 +150,8 @@ def two_quarters(tmp_path: Path) -> Path:
         root,
         "2026Q2-v1",
         [
-            indicator("people_by_need_region", ["region", "need"], need_region_rows(12)),
+            indicator("people_by_need_region", ["region", "need"], need_region_rows(12), max_cells_per_person=3),
+            people_by_area(300),
             indicator(
                 "median_income_by_local_authority",
                 ["local_authority"],
@@ -128,14 +176,12 @@ def test_site_has_every_page_with_charts_tables_and_downloads(two_quarters: Path
         "releases.html",
         "indicators/index.html",
         "indicators/people_by_need_region.html",
+        "indicators/people_by_local_authority.html",
         "indicators/median_income_by_local_authority.html",
         "indicators/people_linked_across_charities.html",
     }
     home = index.read_text()
     assert "Poverty indicators for Apr–Jun 2026" in home
-    # Headline: the sum of the 6 cells (12*(2+3+4+6+6+9)=...) with the interval of summed noise.
-    total = sum(row[4] for row in need_region_rows(12))
-    assert f"{total:,}" in home and "clear rise" in home
     assert "No figures this quarter" in home
     page = (site / "indicators" / "people_by_need_region.html").read_text()
     assert page.count("<svg") >= 4 and 'role="img"' in page and "<table>" in page
@@ -144,6 +190,28 @@ def test_site_has_every_page_with_charts_tables_and_downloads(two_quarters: Path
         assert link in (site / "releases.html").read_text()
     assert (site / "assets" / "site.css").exists()
     assert "http://" not in home.replace("http://www.w3.org/2000/svg", "") and "https://" not in home
+
+
+def test_the_home_page_leads_with_one_people_total_and_main_points_on_clear_changes_only(two_quarters: Path) -> None:
+    home = build_site(two_quarters).read_text()
+    # One total of people, the de-duplicated UK row: never a sum over needs that counts a person up to 3 times.
+    assert home.count('data-total="people-supported"') == 1
+    headline = home.split('data-total="people-supported"')[1].split("</div>")[0]
+    assert "1,300" in headline and "A clear rise" in headline
+    assert "Breakdowns by need count a person under each need they came with (up to 3)" in headline
+    summed = sum(row[4] for row in need_region_rows(12))
+    assert f"{summed:,}" not in home and "Highest" not in home
+    points = re.findall(r"<li>(.*?)</li>", home.split('id="main-points"')[1].split("</ul>")[0], re.S)
+    assert points[0].startswith("More people were supported across the UK than in Jan–Mar 2026: 1,300, up 300")
+    # England and London (each +300, interval ±14) and then the needs (debt +36, food +24, each ±9.6) are clear.
+    assert points[1:] == [
+        "More people were supported in England: 1,100, up 300 on Jan–Mar 2026 (95% interval of the change +286 to +314).",
+        "More people were supported in London: 800, up 300 on Jan–Mar 2026 (95% interval of the change +286 to +314).",
+        "More people came for help with debt: 216, up 36 on Jan–Mar 2026 (95% interval of the change +26 to +46).",
+        "More people came for help with food: 144, up 24 on Jan–Mar 2026 (95% interval of the change +14 to +34).",
+    ]
+    # The North East and Wales did not change: nothing is claimed about them.
+    assert "North East:" not in home and "in Wales" not in home
 
 
 def test_amounts_are_shown_in_pounds_and_long_rankings_are_cut_to_the_highest(two_quarters: Path) -> None:
