@@ -18,6 +18,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from collab.publication import SINGLE_CHARITY_STATEMENT
+from collab.site.areas import area_pages, people_maps, places
 from collab.site.charts import PageCharts
 from collab.site.model import SiteModel, load_site_model, quarter_label
 from privacy.mechanisms import epsilon_at
@@ -40,9 +41,11 @@ def _environment() -> Environment:
 
 def _pages(model: SiteModel) -> list[tuple[str, str, dict[str, Any]]]:
     """(path in the site, template, context) of every page."""
-    pages: list[tuple[str, str, dict[str, Any]]] = [("index.html", "index.html.j2", {"page": "home"})]
     if model.current is None:
-        return pages
+        return [("index.html", "index.html.j2", {"page": "home", "maps": None})]
+    pages: list[tuple[str, str, dict[str, Any]]] = [
+        ("index.html", "index.html.j2", {"page": "home", "maps": people_maps(model, "")})
+    ]
     privacy = model.current["privacy"]
     rho, delta = privacy["rho_spent"], privacy["delta"]
     pages += [
@@ -58,12 +61,26 @@ def _pages(model: SiteModel) -> list[tuple[str, str, dict[str, Any]]]:
             },
         ),
         ("releases.html", "releases.html.j2", {"page": "releases"}),
+        (
+            "areas/index.html",
+            "areas.html.j2",
+            {"page": "areas", "maps": people_maps(model, "../"), "areas_by_letter": _by_letter()},
+        ),
     ]
+    pages += [(area.path, "area.html.j2", {"page": "areas", "area": area}) for area in area_pages(model)]
     pages += [
         (f"indicators/{view.id}.html", "indicator.html.j2", {"page": "indicators", "view": view})
         for view in model.indicators
     ]
     return pages
+
+
+def _by_letter() -> list[tuple[str, list[Any]]]:
+    """Every area under the first letter of its name, for the A to Z index."""
+    letters: dict[str, list[Any]] = {}
+    for place in sorted(places(), key=lambda p: p.name.lower()):
+        letters.setdefault(place.name[0].upper(), []).append(place)
+    return sorted(letters.items())
 
 
 def build_site(publish_root: Path) -> Path:

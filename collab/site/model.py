@@ -78,6 +78,14 @@ class Unit:
             return f"£{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"£{value:,.2f}"
         return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
+    def format_tick(self, value: float) -> str:
+        """A round value on an axis or in a map key, shown exactly."""
+        if self.kind == "percent":
+            return f"{value * 100 if self.fraction else value:.0f}%"
+        if self.kind == "pounds":
+            return f"£{value / 1e6:g}m" if abs(value) >= 1e6 else f"£{value:,.0f}"
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
     def format_change(self, value: float) -> str:
         sign = "+" if value > 0 else "−" if value < 0 else ""
         text = self.format(abs(value))
@@ -245,7 +253,7 @@ def headline(release: IndicatorRelease, unit: Unit) -> Headline | None:
     estimates = [c.estimate for c in release.cells if c.estimate is not None and (c.level == "uk" or not hierarchical)]
     if not estimates:
         return None
-    others = [b for b in release.meta["breakdowns"] if not (hierarchical and _is_geography(b))]
+    others = [b for b in release.meta["breakdowns"] if not (hierarchical and is_geography(b))]
     breakdowns = " and ".join(breakdown_label(b, plural=True) for b in others)
     note = ""
     if int(release.meta.get("max_cells_per_person", 1)) > 1:
@@ -281,7 +289,7 @@ class Series:
     points: list[tuple[str, Estimate]]
 
 
-def _is_geography(breakdown: str) -> bool:
+def is_geography(breakdown: str) -> bool:
     return breakdown in GEOGRAPHY_BREAKDOWNS or "geograph" in breakdown or breakdown.endswith("_area")
 
 
@@ -302,7 +310,7 @@ def _grouped(release: IndicatorRelease, by: int) -> list[tuple[str, list[Estimat
 def rankings(release: IndicatorRelease, unit: Unit) -> list[Panel]:
     """Ranked charts by place: every geography level the indicator has, latest quarter."""
     breakdowns = release.meta["breakdowns"]
-    places = [i for i, b in enumerate(breakdowns) if _is_geography(b)]
+    places = [i for i, b in enumerate(breakdowns) if is_geography(b)]
     if not places or not release.has_figures:
         return []
     where = places[0]
@@ -329,13 +337,13 @@ def facets(release: IndicatorRelease) -> tuple[str, list[Panel]]:
     breakdowns = release.meta["breakdowns"]
     if len(breakdowns) != 2 or not release.has_figures:
         return "", []
-    facet = next((i for i, b in enumerate(breakdowns) if not _is_geography(b)), 0)
+    facet = next((i for i, b in enumerate(breakdowns) if not is_geography(b)), 0)
     across = 1 - facet
     panels: dict[str, list[Bar]] = {}
     for cell in release.cells:
         if cell.estimate is not None and cell.is_place:
             panels.setdefault(cell.labels[facet], []).append(Bar(cell.labels[across], cell.estimate))
-    ranked = _is_geography(breakdowns[across])
+    ranked = is_geography(breakdowns[across])
     return (
         f"By {breakdown_label(breakdowns[facet])}, then {breakdown_label(breakdowns[across])}",
         [
@@ -381,7 +389,7 @@ def _group_trends(releases: list[IndicatorRelease], unit: Unit) -> tuple[str, li
     """Each key of a non-geographic breakdown, quarter by quarter: the figure itself for a one-way
     breakdown, the total over the other breakdowns for a count."""
     breakdowns = releases[-1].meta["breakdowns"]
-    by = next((i for i, b in enumerate(breakdowns) if not _is_geography(b)), None)
+    by = next((i for i, b in enumerate(breakdowns) if not is_geography(b)), None)
     if by is None or (len(breakdowns) > 1 and not unit.additive):
         return "", []
     series: dict[str, list[tuple[str, Estimate]]] = {}

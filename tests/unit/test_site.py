@@ -169,7 +169,7 @@ def make_two_quarters(tmp_path: Path) -> Path:
 def test_site_has_every_page_with_charts_tables_and_downloads(two_quarters: Path) -> None:
     index = build_site(two_quarters)
     site = index.parent
-    pages = {p.relative_to(site).as_posix() for p in site.rglob("*.html")}
+    pages = {p.relative_to(site).as_posix() for p in site.rglob("*.html") if p.parent.name != "areas"}
     assert pages == {
         "index.html",
         "methodology.html",
@@ -200,7 +200,8 @@ def test_the_home_page_leads_with_one_people_total_and_main_points_on_clear_chan
     assert "1,300" in headline and "A clear rise" in headline
     assert "Breakdowns by need count a person under each need they came with (up to 3)" in headline
     summed = sum(row[4] for row in need_region_rows(12))
-    assert f"{summed:,}" not in home and "Highest" not in home
+    words = re.sub(r"<svg.*?</svg>", "", home, flags=re.S)
+    assert f">{summed:,}<" not in words and "Highest" not in words
     points = re.findall(r"<li>(.*?)</li>", home.split('id="main-points"')[1].split("</ul>")[0], re.S)
     assert points[0].startswith("More people were supported across the UK than in Jan–Mar 2026: 1,300, up 300")
     # England and London (each +300, interval ±14) and then the needs (debt +36, food +24, each ±9.6) are clear.
@@ -328,3 +329,43 @@ def test_an_area_by_need_indicator_headlines_the_uk_total_across_needs() -> None
     assert top.label == "United Kingdom, all needs added together"
     [panel] = rankings(release, Unit("count", noun="contacts"))
     assert [bar.label for bar in panel.bars] == ["E92000001", "W92000004"]  # nations only: the UK is not ranked
+
+
+def test_the_hex_map_has_one_hexagon_per_local_authority_under_its_current_code() -> None:
+    from collab.site.maps import hexes
+    from standards.geography import load_geography
+
+    cells = hexes()
+    codes = [cell.code for cell in cells]
+    assert sorted(codes) == sorted(load_geography().local_authorities)  # all 361, Barnsley and Sheffield recoded
+    assert {"E08000038", "E08000039"} <= set(codes) and not {"E08000016", "E08000019"} & set(codes)
+    assert len({(cell.q, cell.r) for cell in cells}) == len(cells)
+
+
+def test_map_classes_have_round_increasing_breaks() -> None:
+    from collab.site.maps import SCALE, classes
+    from collab.site.model import Unit
+
+    shades = classes([float(v) for v in range(0, 1000, 7)], Unit("count", noun="people"))
+    assert [s.colour for s in shades] == list(SCALE)
+    assert [s.low for s in shades] == [0.0, 200.0, 400.0, 600.0, 800.0] and shades[-1].high is None
+    assert classes([], Unit("count")) == []
+
+
+def test_every_hex_links_to_an_area_page_and_every_area_has_one(two_quarters: Path) -> None:
+    site = build_site(two_quarters).parent
+    home = (site / "index.html").read_text()
+    svg = home.split('<svg class="map"')[1].split("</svg>")[0]
+    links = re.findall(r'<a href="([^"]+)"', svg)
+    assert len(links) == 361 and all((site / link).is_file() for link in links)
+    assert len(list((site / "areas").glob("*.html"))) == 1 + 4 + 9 + 361 + 1  # Scotland, Wales, NI once; the index
+    # Hatched = low reliability; grey = no figure (only four authorities have figures in this package).
+    assert svg.count('fill="#bdbdbd"') == 357
+    london = (site / "areas" / "E09000001.html").read_text()
+    assert "City of London" in london and ">800<" in london and "United Kingdom</a> › <a" in london
+    region = (site / "areas" / "E12000001.html").read_text()
+    assert "Areas within North East" in region and 'href="E06000001.html">Hartlepool' in region
+    # The region's need breakdown is a table by need, not a single figure.
+    assert "People by need region, North East, Apr–Jun 2026" in region and ">Debt<" in region
+    areas = (site / "areas" / "index.html").read_text()
+    assert 'href="#letter-H"' in areas and 'id="letter-H"' in areas and "Hartlepool" in areas
