@@ -61,6 +61,12 @@ class PublicationSettings(BaseModel):
     min_contributors: int = Field(
         default=2, ge=1, description="fewest charities a quarter needs before its release may be published"
     )
+    max_interval_share: float = Field(
+        default=0.5,
+        gt=0,
+        description="widest 95% interval, as a share of the figure's possible range (or of the figure itself for "
+        "counts and totals), that the site quotes as a headline; wider ones read 'not enough data this quarter'",
+    )
 
 
 class Settings(BaseModel):

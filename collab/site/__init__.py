@@ -21,6 +21,7 @@ from collab.publication import SINGLE_CHARITY_STATEMENT
 from collab.site.areas import area_pages, people_maps, places
 from collab.site.charts import PageCharts
 from collab.site.model import SiteModel, load_site_model, quarter_label
+from collab.workspace import PublicationSettings
 from privacy.mechanisms import epsilon_at
 
 STATIC = Path(__file__).with_name("static")
@@ -83,9 +84,13 @@ def _by_letter() -> list[tuple[str, list[Any]]]:
     return sorted(letters.items())
 
 
-def build_site(publish_root: Path) -> Path:
-    """Render ``publish/site/`` from every intact release in ``publish/releases/``; return its index."""
-    model = load_site_model(publish_root)
+def build_site(publish_root: Path, settings: PublicationSettings | None = None) -> Path:
+    """Render ``publish/site/`` from every intact release in ``publish/releases/``; return its index.
+
+    ``settings.max_interval_share`` decides which figures are precise enough to quote as headlines.
+    """
+    settings = settings or PublicationSettings()
+    model = load_site_model(publish_root, settings.max_interval_share)
     environment = _environment()
     site = publish_root / "site"
     partial = site.with_name(".site.partial")

@@ -25,6 +25,13 @@ RANKED_BARS = 25
 SMALL_MULTIPLES = 12
 
 
+def significant(value: float, digits: int = 3) -> float:
+    """``value`` rounded to ``digits`` significant figures."""
+    if value == 0 or not math.isfinite(value):
+        return float(value)
+    return float(round(value, digits - 1 - math.floor(math.log10(abs(value)))))
+
+
 def quarter_label(period: str) -> str:
     """``2026Q3`` -> ``Jul–Sep 2026``; any other period is shown as it is."""
     if len(period) == 6 and period[4] == "Q" and period[5] in "1234" and period[:4].isdigit():
@@ -70,13 +77,21 @@ class Unit:
         return self.kind == "count"
 
     def format(self, value: float) -> str:
+        """Rounded as a reader needs it (the downloads keep every digit): people to the nearest 10 below
+        1,000 and to 3 significant figures above; money to 3 significant figures (£31.0m, £7,580);
+        percentages to whole numbers."""
         if self.kind == "count":
-            return f"{round(value):,}"
+            return f"{round(value / 10) * 10 if abs(value) < 1000 else round(significant(value)):,}"
         if self.kind == "percent":
-            return f"{value * 100 if self.fraction else value:.1f}%"
+            return f"{value * 100 if self.fraction else value:.0f}%"
         if self.kind == "pounds":
-            return f"£{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"£{value:,.2f}"
-        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+            if abs(value) >= 1e6:
+                millions = value / 1e6
+                return f"£{millions:,.{max(0, 2 - math.floor(math.log10(abs(millions))))}f}m"
+            rounded = significant(value)
+            return f"£{rounded:,.0f}" if abs(rounded) >= 100 or rounded.is_integer() else f"£{rounded:,.3g}"
+        rounded = significant(value)
+        return f"{rounded:,.0f}" if rounded.is_integer() else f"{rounded:,.3g}"
 
     def format_tick(self, value: float) -> str:
         """A round value on an axis or in a map key, shown exactly."""
@@ -87,8 +102,9 @@ class Unit:
         return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
     def format_change(self, value: float) -> str:
+        """A change: counts exactly below 100 (a rounded change could hide which side of zero it is on)."""
         sign = "+" if value > 0 else "−" if value < 0 else ""
-        text = self.format(abs(value))
+        text = f"{round(abs(value))}" if self.kind == "count" and abs(value) < 100 else self.format(abs(value))
         return f"{sign}{text}{' points' if self.kind == 'percent' else ''}"
 
     def describe(self) -> str:
@@ -370,6 +386,30 @@ class IndicatorView:
     rankings: list[Panel] = field(default_factory=list)
     facet_title: str = ""
     facets: list[Panel] = field(default_factory=list)
+    max_interval_share: float = math.inf  # the analyst's setting: see PublicationSettings.max_interval_share
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        """The range a figure can take when the measure bounds it (a share, a capped mean or median)."""
+        if self.unit.kind == "percent":
+            return (0.0, 1.0 if self.unit.fraction else 100.0)
+        clamp = self.meta.get("clamp")
+        measure = str(self.meta.get("measure", ""))
+        if clamp and any(word in measure for word in ("mean", "median")):
+            return (float(clamp["lower"]), float(clamp["upper"]))
+        return None
+
+    def interval_share(self, estimate: Estimate) -> float:
+        """The interval's width as a share of the figure's range, or of the figure itself when unbounded."""
+        width = estimate.high - estimate.low
+        bounds = self.value_range
+        if bounds is not None:
+            return width / (bounds[1] - bounds[0])
+        return width / estimate.value if estimate.value > 0 else math.inf
+
+    def says_something(self, estimate: Estimate) -> bool:
+        """Whether a figure is precise enough to quote as a headline (the setting ``max_interval_share``)."""
+        return self.interval_share(estimate) <= self.max_interval_share
 
     @property
     def current(self) -> IndicatorRelease | None:
@@ -402,11 +442,15 @@ def _group_trends(releases: list[IndicatorRelease], unit: Unit) -> tuple[str, li
     return f"Trend by {breakdown_label(breakdowns[by])}", [Series(label, points) for label, points in series.items()]
 
 
-def build_view(indicator_id: str, releases: list[IndicatorRelease], current_period: str) -> IndicatorView:
+def build_view(
+    indicator_id: str, releases: list[IndicatorRelease], current_period: str, max_interval_share: float
+) -> IndicatorView:
     latest_meta = releases[-1].meta
     values = [c.estimate.value for r in releases for c in r.cells if c.estimate is not None]
     unit = unit_of(latest_meta, values)
-    view = IndicatorView(indicator_id, latest_meta, unit, releases, current_period)
+    view = IndicatorView(
+        indicator_id, latest_meta, unit, releases, current_period, max_interval_share=max_interval_share
+    )
     headlines = [(r.period, headline(r, unit)) for r in releases]
     points = [(period, h.estimate) for period, h in headlines if h is not None]
     if points:
@@ -565,8 +609,9 @@ class SiteModel:
         return self.periods[-2] if len(self.periods) > 1 else None
 
 
-def load_site_model(publish_root: Path) -> SiteModel:
-    """Every intact published release (a tampered one raises ``ReleaseIntegrityError``)."""
+def load_site_model(publish_root: Path, max_interval_share: float) -> SiteModel:
+    """Every intact published release (a tampered one raises ``ReleaseIntegrityError``); headlines
+    quote only figures whose interval is at most ``max_interval_share`` of their range."""
     manifests = published_manifests(publish_root)
     latest_by_period: dict[str, dict[str, Any]] = {}
     for manifest in manifests:
@@ -584,6 +629,6 @@ def load_site_model(publish_root: Path) -> SiteModel:
         release_dir = publish_root / "releases" / manifest["release_id"]
         for meta in manifest["indicators"]:
             series.setdefault(meta["id"], []).append(read_indicator(release_dir, manifest, meta))
-    views = [build_view(i, series[i], periods[-1]) for i in order] if current else []
+    views = [build_view(i, series[i], periods[-1], max_interval_share) for i in order] if current else []
     total = people_total(views)
     return SiteModel(manifests, latest_by_period, current, views, total, main_points(views, total))

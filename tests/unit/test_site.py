@@ -204,12 +204,12 @@ def test_the_home_page_leads_with_one_people_total_and_main_points_on_clear_chan
     assert f">{summed:,}<" not in words and "Highest" not in words
     points = re.findall(r"<li>(.*?)</li>", home.split('id="main-points"')[1].split("</ul>")[0], re.S)
     assert points[0].startswith("More people were supported across the UK than in Jan–Mar 2026: 1,300, up 300")
-    # England and London (each +300, interval ±14) and then the needs (debt +36, food +24, each ±9.6) are clear.
+    # Levels rounded to 10, changes of 100 or more too. England and London (each +300, interval ±14) and then the needs (debt +36, food +24, each ±9.6) are clear.
     assert points[1:] == [
-        "More people were supported in England: 1,100, up 300 on Jan–Mar 2026 (95% interval of the change +286 to +314).",
-        "More people were supported in London: 800, up 300 on Jan–Mar 2026 (95% interval of the change +286 to +314).",
-        "More people came for help with debt: 216, up 36 on Jan–Mar 2026 (95% interval of the change +26 to +46).",
-        "More people came for help with food: 144, up 24 on Jan–Mar 2026 (95% interval of the change +14 to +34).",
+        "More people were supported in England: 1,100, up 300 on Jan–Mar 2026 (95% interval of the change +290 to +310).",
+        "More people were supported in London: 800, up 300 on Jan–Mar 2026 (95% interval of the change +290 to +310).",
+        "More people came for help with debt: 220, up 36 on Jan–Mar 2026 (95% interval of the change +26 to +46).",
+        "More people came for help with food: 140, up 24 on Jan–Mar 2026 (95% interval of the change +14 to +34).",
     ]
     # The North East and Wales did not change: nothing is claimed about them.
     assert "North East:" not in home and "in Wales" not in home
@@ -369,3 +369,49 @@ def test_every_hex_links_to_an_area_page_and_every_area_has_one(two_quarters: Pa
     assert "People by need region, North East, Apr–Jun 2026" in region and ">Debt<" in region
     areas = (site / "areas" / "index.html").read_text()
     assert 'href="#letter-H"' in areas and 'id="letter-H"' in areas and "Hartlepool" in areas
+
+
+def test_figures_are_rounded_as_a_reader_needs_them() -> None:
+    from collab.site.model import Unit
+
+    people, pounds, share = Unit("count", noun="people"), Unit("pounds"), Unit("percent", fraction=True)
+    assert [people.format(v) for v in (4, 548, 999, 14_588, 31_009_299)] == [
+        "0",
+        "550",
+        "1,000",
+        "14,600",
+        "31,000,000",
+    ]
+    assert [pounds.format(v) for v in (31_009_299, 30_719_054, 1_002_215, 7575.21, 0)] == [
+        "£31.0m",
+        "£30.7m",
+        "£1.00m",
+        "£7,580",
+        "£0",
+    ]
+    assert share.format(0.60784) == "61%"
+    assert people.format_change(-26) == "−26" and people.format_change(1234) == "+1,230"  # small changes exact
+
+
+def test_a_headline_wider_than_the_setting_reads_not_enough_data(two_quarters: Path) -> None:
+    from collab.site.model import Estimate, IndicatorView, Unit
+    from collab.workspace import PublicationSettings
+
+    home = build_site(two_quarters).read_text()
+    assert 'data-headline-share="0.0154"' in home  # 1,300 (1,290 to 1,310): 20 / 1,300
+    strict = build_site(two_quarters, PublicationSettings(max_interval_share=0.01)).read_text()
+    total = strict.split('data-total="people-supported"')[1].split('<p class="lede">')[0]
+    assert "Not enough data this quarter" in total and "1,300" not in total
+    assert "spans more than 1% of the figure itself" in total
+    assert "Main points" in strict and ": 1,300, up 300" not in strict
+    # A bounded measure is judged against its range: a capped mean of £0 to £25,000 says nothing.
+    mean = IndicatorView(
+        "mean_debt", {"measure": "mean", "clamp": {"lower": 0, "upper": 25000}}, Unit("pounds"), [], "2026Q1",
+        max_interval_share=0.5,
+    )  # fmt: skip
+    assert not mean.says_something(Estimate(12_500, 0, 25_000))
+    assert mean.says_something(Estimate(7_575, 4_991, 10_159))
+    share = IndicatorView(
+        "share", {"measure": "share"}, Unit("percent", fraction=True), [], "2026Q1", max_interval_share=0.5
+    )
+    assert not share.says_something(Estimate(0.0, 0.0, 1.0)) and share.says_something(Estimate(0.6, 0.5, 0.7))
