@@ -20,6 +20,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from collab.publication import SINGLE_CHARITY_STATEMENT
 from collab.site.areas import area_pages, people_maps, places
 from collab.site.charts import PageCharts
+from collab.site.downloads import time_series_name, workbook_name, write_downloads, zip_name
 from collab.site.model import SiteModel, load_site_model, quarter_label
 from collab.workspace import PublicationSettings
 from privacy.mechanisms import epsilon_at
@@ -37,6 +38,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters["quarter"] = quarter_label
+    environment.globals.update(time_series=time_series_name, workbook=workbook_name, release_zip=zip_name)
     return environment
 
 
@@ -96,6 +98,7 @@ def build_site(publish_root: Path, settings: PublicationSettings | None = None) 
     partial = site.with_name(".site.partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(STATIC, partial / "assets")
+    write_downloads(partial, publish_root, model)
     for path, template, context in _pages(model):
         target = partial / path
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ Frictionless data packages, and the reader notebooks executed headless against `
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -12,10 +13,12 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urldefrag, urlparse
 
+import fastexcel
 import nbformat
 import pytest
 from frictionless import validate
@@ -25,6 +28,7 @@ from playwright.sync_api import BrowserContext, Page
 
 from collab.publication import ReleaseIntegrityError
 from collab.site import build_site
+from collab.workspace import PublicationSettings
 from tests.browser import axe_violations, chromium
 from tests.system.test_cli import collab
 
@@ -135,6 +139,7 @@ def test_every_page_loads_cleanly_fits_the_screen_passes_axe_and_every_link_reso
     problems = watch(page, site_url)
     start = f"{site_url}/site/index.html"
     queue, visited, downloads, charts, hexes = [start], set(), set(), 0, 0
+    headline_shares: list[float] = []
     area_sample = {f"{site_url}/site/areas/{code}.html" for code in AREA_SAMPLE}
     while queue:
         url = queue.pop(0)
@@ -151,6 +156,8 @@ def test_every_page_loads_cleanly_fits_the_screen_passes_axe_and_every_link_reso
         if width == WIDTHS[0]:  # axe reads the same document at both widths; once keeps the suite fast
             assert axe_violations(page) == [], url
         hexes += page.locator("svg.map a").count()
+        shares = page.eval_on_selector_all("[data-headline-share]", "els => els.map(e => e.dataset.headlineShare)")
+        headline_shares += [float(share) for share in shares if share != "none"]
         # Resolved from the attribute: an SVG link's .href is an object, not a string.
         links = "els => els.map(e => new URL(e.getAttribute('href'), document.baseURI).href)"
         for href in page.eval_on_selector_all("a[href]", links):
@@ -169,6 +176,8 @@ def test_every_page_loads_cleanly_fits_the_screen_passes_axe_and_every_link_reso
     assert problems == []
     assert len(visited) >= 20 and charts >= 10 and hexes >= 3 * 361  # home and the areas page (two maps)
     assert set(area_sample) <= visited
+    # No headline is quoted whose interval is wider than the setting allows (the rest read "not enough data").
+    assert headline_shares and max(headline_shares) <= PublicationSettings().max_interval_share
     assert any(url.endswith("datapackage.json") for url in downloads) and any(u.endswith(".csv") for u in downloads)
 
 
@@ -215,6 +224,21 @@ def test_screenshots_of_home_an_area_an_indicator_and_the_map(
     page.screenshot(path=str(ARTIFACTS / f"area-{width}.png"), full_page=True)
     for name in ("home", "indicator", "map", "area"):
         assert (ARTIFACTS / f"{name}-{width}.png").stat().st_size > 20_000
+
+
+def test_downloads_cover_every_quarter_and_every_release(demo_home: Path) -> None:
+    downloads = demo_home / "publish" / "site" / "downloads"
+    with (downloads / "people_by_local_authority-time-series.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    releases = sorted({(row["period"], row["release_id"]) for row in rows})
+    assert len(releases) == 4 and releases[-1][1].endswith("-v2")  # the latest revision of each quarter
+    assert len(rows) == 4 * (1 + 4 + 9 + 3 + 361)  # every area at every level (a nation that is a region twice)
+    packages = sorted((demo_home / "publish" / "releases").iterdir())
+    for package in packages:
+        sheets = fastexcel.read_excel(downloads / f"{package.name}.xlsx").sheet_names
+        assert sheets[:3] == ["Cover", "Contents", "Notes"] and len(sheets) == 3 + 11
+        with zipfile.ZipFile(downloads / f"{package.name}.zip") as archive:
+            assert f"{package.name}/datapackage.json" in archive.namelist()
 
 
 def test_frictionless_validates_every_published_package(demo_home: Path) -> None:

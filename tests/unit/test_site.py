@@ -415,3 +415,31 @@ def test_a_headline_wider_than_the_setting_reads_not_enough_data(two_quarters: P
         "share", {"measure": "share"}, Unit("percent", fraction=True), [], "2026Q1", max_interval_share=0.5
     )
     assert not share.says_something(Estimate(0.0, 0.0, 1.0)) and share.says_something(Estimate(0.6, 0.5, 0.7))
+
+
+def test_downloads_a_time_series_per_indicator_a_workbook_and_a_zip_per_release(two_quarters: Path) -> None:
+    import zipfile
+
+    import fastexcel
+
+    site = build_site(two_quarters).parent
+    with (site / "downloads" / "people_by_need_region-time-series.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["period"] for r in rows] == ["2026Q1"] * 6 + ["2026Q2"] * 6  # raw, unrounded, oldest first
+    assert rows[-1]["value"] == "108"  # Wales, debt: 12 × 3 × 3
+    workbook = fastexcel.read_excel(site / "downloads" / "2026Q2-v1.xlsx")
+    assert workbook.sheet_names == ["Cover", "Contents", "Notes", "Table_1", "Table_2", "Table_3", "Table_4"]
+    contents = workbook.load_sheet("Contents", header_row=2).to_polars()
+    assert contents["Table title"].to_list()[0] == "People by need region"
+    table = workbook.load_sheet("Table_3", header_row=4).to_polars()  # the median incomes, one row per authority
+    assert table.height == 30 and table["Figure"].to_list()[0] == 840.5
+    assert "Low reliability [note 3]" in table.columns
+    with zipfile.ZipFile(site / "downloads" / "2026Q1-v1.zip") as archive:
+        release = two_quarters / "releases" / "2026Q1-v1"
+        assert sorted(archive.namelist()) == sorted(
+            f"2026Q1-v1/{p.relative_to(release).as_posix()}" for p in release.rglob("*") if p.is_file()
+        )
+        assert archive.read("2026Q1-v1/release.json") == (release / "release.json").read_bytes()
+    page = (site / "indicators" / "people_by_need_region.html").read_text()
+    assert page.count('href="../downloads/people_by_need_region-time-series.csv"') >= 3  # under each chart
+    assert 'href="../downloads/2026Q2-v1.xlsx"' in page and 'href="../downloads/2026Q2-v1.zip"' in page
