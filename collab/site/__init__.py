@@ -10,7 +10,6 @@ A tampered release stops the build with ``ReleaseIntegrityError`` and leaves the
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,8 @@ from collab.site.charts import PageCharts
 from collab.site.downloads import time_series_name, workbook_name, write_downloads, zip_name
 from collab.site.model import SiteModel, load_site_model, quarter_label
 from collab.workspace import PublicationSettings
-from privacy.mechanisms import epsilon_at
 
 STATIC = Path(__file__).with_name("static")
-LINKAGE_MULTIPLES = (1, 2, 3, 5)
 
 
 def _environment() -> Environment:
@@ -49,19 +46,12 @@ def _pages(model: SiteModel) -> list[tuple[str, str, dict[str, Any]]]:
     pages: list[tuple[str, str, dict[str, Any]]] = [
         ("index.html", "index.html.j2", {"page": "home", "maps": people_maps(model, "")})
     ]
-    privacy = model.current["privacy"]
-    rho, delta = privacy["rho_spent"], privacy["delta"]
     pages += [
         ("indicators/index.html", "indicators.html.j2", {"page": "indicators"}),
         (
             "methodology.html",
             "methodology.html.j2",
-            {
-                "page": "methodology",
-                "e_epsilon": math.exp(privacy["epsilon"]),
-                "linkage": [(m, m * rho, epsilon_at(m * rho, delta)) for m in LINKAGE_MULTIPLES],
-                "single_charity_statement": SINGLE_CHARITY_STATEMENT,
-            },
+            {"page": "methodology", "single_charity_statement": SINGLE_CHARITY_STATEMENT},
         ),
         ("releases.html", "releases.html.j2", {"page": "releases"}),
         (

@@ -37,7 +37,7 @@ def indicator(id_: str, breakdowns: list[str], rows: list[list[Any]], **meta: An
     }
 
 
-def publish(root: Path, release_id: str, indicators: list[dict[str, Any]], revision: int = 1) -> Path:
+def publish(root: Path, release_id: str, indicators: list[dict[str, Any]], revision: int = 1, **privacy: Any) -> Path:
     """A published release package as ``write_release_package`` lays it out."""
     period = release_id.split("-v")[0]
     directory = root / "releases" / release_id
@@ -73,6 +73,7 @@ def publish(root: Path, release_id: str, indicators: list[dict[str, Any]], revis
             "period_rho_budget": 1.0,
             "lifetime_rho_spent": 1.0,
             "lifetime_rho_budget": 5.0,
+            **privacy,
         },
         "indicators": metas,
         "files": {
@@ -443,3 +444,36 @@ def test_downloads_a_time_series_per_indicator_a_workbook_and_a_zip_per_release(
     page = (site / "indicators" / "people_by_need_region.html").read_text()
     assert page.count('href="../downloads/people_by_need_region-time-series.csv"') >= 3  # under each chart
     assert 'href="../downloads/2026Q2-v1.xlsx"' in page and 'href="../downloads/2026Q2-v1.zip"' in page
+
+
+def test_how_we_protect_people_is_plain_and_the_statement_comes_from_the_release(two_quarters: Path) -> None:
+    site = build_site(two_quarters).parent
+    methodology = (site / "methodology.html").read_text()
+    plain, annex = methodology.split('id="annex"', 1)[0], methodology.split('<h2 id="annex"', 1)[1]
+    assert not re.search("[ρεσ]", plain) and "worst_case" not in plain and "e<sup>" not in methodology
+    assert re.search("ρ", annex) and "σ" in annex
+    for page in ("index.html", "releases.html", "indicators/people_by_need_region.html"):
+        assert not re.search("[ρεσ]", (site / page).read_text()), page
+    # An older release recorded no per-person figure: say so, never work it out.
+    assert "The protection figure for one person was not recorded for this release" in plain
+    statement = "Over every release so far, the figures reveal almost nothing about any one person."
+    per_person = {
+        "max_units": 4,
+        "release_rho": 2.0,
+        "period_rho": 2.0,
+        "lifetime_rho": 4.0,
+        "lifetime_epsilon": 9.87,
+        "delta": 1e-7,
+    }
+    publish(
+        two_quarters,
+        "2026Q2-v2",
+        [indicator("people_by_need_region", ["region", "need"], need_region_rows(20))],
+        revision=2,
+        per_person=per_person,
+        statement=statement,
+    )
+    methodology = (build_site(two_quarters).parent / "methodology.html").read_text()
+    plain, annex = methodology.split('id="annex"', 1)[0], methodology.split('<h2 id="annex"', 1)[1]
+    assert statement in plain and "not recorded for this release" not in plain
+    assert ">9.87<" in annex and ">4<" in annex  # the release's own numbers, as recorded
