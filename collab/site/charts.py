@@ -40,7 +40,9 @@ def interval_text(estimate: Estimate, unit: Unit) -> str:
     return f"{unit.format(estimate.low)} to {unit.format(estimate.high)}"
 
 
-def describe(label: str, estimate: Estimate, unit: Unit) -> str:
+def describe(label: str, estimate: Estimate, unit: Unit, says_little: bool = False) -> str:
+    if says_little:
+        return f"{label}: not enough data (95% interval {interval_text(estimate, unit)})"
     reliability = ", low reliability" if estimate.low_reliability else ""
     return f"{label}: {unit.format(estimate.value)} (95% interval {interval_text(estimate, unit)}{reliability})"
 
@@ -98,21 +100,26 @@ def bar_chart(chart_id: str, panel: Panel, unit: Unit, *, compact: bool = False)
         bar_height = row - 8
         fill = f"url(#{chart_id}-hatch)" if e.low_reliability else BLUE
         mid = y + bar_height / 2 + 4
-        body.append(
-            f"<g><title>{escape(describe(bar.label, e, unit))}</title>"
-            f'<text x="{label_width}" y="{mid + 4:.1f}" font-size="13" fill="{INK}" '
-            f'text-anchor="end">{escape(_shorten(bar.label, label_chars))}</text>'
-            f'<rect x="{x(min(0.0, e.value)):.1f}" y="{y + 4}" width="{abs(x(e.value) - x(0.0)):.1f}" '
+        rect = (
+            ""
+            if bar.says_little
+            else f'<rect x="{x(min(0.0, e.value)):.1f}" y="{y + 4}" width="{abs(x(e.value) - x(0.0)):.1f}" '
             f'height="{bar_height}" fill="{fill}" stroke="{BLUE}" stroke-width="1"/>'
+        )
+        body.append(
+            f"<g><title>{escape(describe(bar.label, e, unit, bar.says_little))}</title>"
+            f'<text x="{label_width}" y="{mid + 4:.1f}" font-size="13" fill="{INK}" '
+            f'text-anchor="end">{escape(_shorten(bar.label, label_chars))}</text>{rect}'
             f'<line x1="{x(e.low):.1f}" y1="{mid:.1f}" x2="{x(e.high):.1f}" y2="{mid:.1f}" stroke="{INK}" stroke-width="1.5"/>'
             f'<line x1="{x(e.low):.1f}" y1="{mid - 5:.1f}" x2="{x(e.low):.1f}" y2="{mid + 5:.1f}" stroke="{INK}" stroke-width="1.5"/>'
             f'<line x1="{x(e.high):.1f}" y1="{mid - 5:.1f}" x2="{x(e.high):.1f}" y2="{mid + 5:.1f}" stroke="{INK}" stroke-width="1.5"/>'
         )
         if value_width:
             flag = " *" if e.low_reliability else ""
+            figure = "not enough data" if bar.says_little else f"{unit.format(e.value)}{flag}"
             body.append(
                 f'<text x="{width - 4}" y="{mid + 4:.1f}" font-size="12" fill="{INK}" text-anchor="end">'
-                f"{escape(unit.format(e.value))}{flag} "
+                f"{escape(figure)} "
                 f'<tspan fill="{MUTED}">({escape(interval_text(e, unit))})</tspan></text>'
             )
         body.append("</g>")
@@ -122,7 +129,7 @@ def bar_chart(chart_id: str, panel: Panel, unit: Unit, *, compact: bool = False)
 def _bar_description(panel: Panel, unit: Unit) -> str:
     bars = panel.bars
     shown = f"the {len(bars)} highest of {panel.total_bars}" if panel.total_bars > len(bars) else f"{len(bars)} bars"
-    top_bars = "; ".join(describe(b.label, b.estimate, unit) for b in bars[:3])
+    top_bars = "; ".join(describe(b.label, b.estimate, unit, b.says_little) for b in bars[:3])
     return f"Bar chart of {shown}{', ranked from highest' if panel.ranked else ''}, each with its 95% interval. {top_bars}."
 
 
@@ -156,13 +163,18 @@ def narrow_bar_chart(chart_id: str, panel: Panel, unit: Unit) -> Markup:
         flag = " *" if e.low_reliability else ""
         fill = f"url(#{chart_id}-hatch)" if e.low_reliability else BLUE
         mid = y + 31
+        figure = "not enough data" if bar.says_little else f"{unit.format(e.value)}{flag}"
+        rect = (
+            ""
+            if bar.says_little
+            else f'<rect x="{x(min(0.0, e.value)):.1f}" y="{y + 23}" width="{abs(x(e.value) - x(0.0)):.1f}" '
+            f'height="16" fill="{fill}" stroke="{BLUE}" stroke-width="1"/>'
+        )
         body.append(
-            f"<g><title>{escape(describe(bar.label, e, unit))}</title>"
+            f"<g><title>{escape(describe(bar.label, e, unit, bar.says_little))}</title>"
             f'<text x="{left}" y="{y + 16}" font-size="13" fill="{INK}">{escape(_shorten(bar.label, 26))}</text>'
             f'<text x="{width - 2}" y="{y + 16}" font-size="13" fill="{INK}" text-anchor="end" font-weight="600">'
-            f"{escape(unit.format(e.value))}{flag}</text>"
-            f'<rect x="{x(min(0.0, e.value)):.1f}" y="{y + 23}" width="{abs(x(e.value) - x(0.0)):.1f}" '
-            f'height="16" fill="{fill}" stroke="{BLUE}" stroke-width="1"/>'
+            f"{escape(figure)}</text>{rect}"
             f'<line x1="{x(e.low):.1f}" y1="{mid:.1f}" x2="{x(e.high):.1f}" y2="{mid:.1f}" stroke="{INK}" stroke-width="1.5"/>'
             f'<line x1="{x(e.low):.1f}" y1="{mid - 6:.1f}" x2="{x(e.low):.1f}" y2="{mid + 6:.1f}" stroke="{INK}" stroke-width="1.5"/>'
             f'<line x1="{x(e.high):.1f}" y1="{mid - 6:.1f}" x2="{x(e.high):.1f}" y2="{mid + 6:.1f}" stroke="{INK}" stroke-width="1.5"/>'

@@ -287,6 +287,7 @@ def headline(release: IndicatorRelease, unit: Unit) -> Headline | None:
 class Bar:
     label: str
     estimate: Estimate
+    says_little: bool = False  # its interval is too wide to quote: drawn as an interval only, ranked last
 
 
 @dataclass(frozen=True)
@@ -442,6 +443,16 @@ def _group_trends(releases: list[IndicatorRelease], unit: Unit) -> tuple[str, li
     return f"Trend by {breakdown_label(breakdowns[by])}", [Series(label, points) for label, points in series.items()]
 
 
+def _quieten(panel: Panel, view: IndicatorView) -> Panel:
+    """Mark the bars whose figure says too little to quote and, in a ranking, put them after the rest:
+    the top of a ranking is never a figure that could be anything (picking the largest of noisy
+    estimates favours the noisiest)."""
+    bars = [Bar(b.label, b.estimate, not view.says_something(b.estimate)) for b in panel.bars]
+    if panel.ranked:
+        bars = sorted(bars, key=lambda b: b.says_little)
+    return Panel(panel.title, bars, panel.total_bars, panel.ranked)
+
+
 def build_view(
     indicator_id: str, releases: list[IndicatorRelease], current_period: str, max_interval_share: float
 ) -> IndicatorView:
@@ -462,8 +473,9 @@ def build_view(
         if view.headline is not None and earlier:
             previous_period, previous = earlier[-1]
             view.change = change_between(view.headline.estimate, previous.estimate, previous_period)
-        view.rankings = rankings(current, unit)
+        view.rankings = [_quieten(panel, view) for panel in rankings(current, unit)]
         view.facet_title, view.facets = facets(current)
+        view.facets = [_quieten(panel, view) for panel in view.facets]
     if view.has_figures:
         view.group_title, view.group_trends = _group_trends([r for r in releases if r.has_figures], unit)
     return view

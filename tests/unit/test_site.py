@@ -412,6 +412,15 @@ def test_a_headline_wider_than_the_setting_reads_not_enough_data(two_quarters: P
     )  # fmt: skip
     assert not mean.says_something(Estimate(12_500, 0, 25_000))
     assert mean.says_something(Estimate(7_575, 4_991, 10_159))
+    # In a ranking, a figure that says nothing is never on top: it goes last and is drawn as an interval only.
+    from collab.site.model import Bar, Panel, _quieten
+
+    ranked = Panel("By region", [Bar("North East", Estimate(12_500, 0, 25_000)), Bar("North West", Estimate(7_575, 4_991, 10_159))], 2, True)  # fmt: skip
+    quiet = _quieten(ranked, mean)
+    assert [(b.label, b.says_little) for b in quiet.bars] == [("North West", False), ("North East", True)]
+    drawn = charts.bar_chart("c", quiet, Unit("pounds"))
+    assert drawn.count("<rect") == 1 + 1  # the hatch pattern's rect, one bar, none for North East
+    assert "North East: not enough data (95% interval £0 to £25,000)" in drawn
     share = IndicatorView(
         "share", {"measure": "share"}, Unit("percent", fraction=True), [], "2026Q1", max_interval_share=0.5
     )
