@@ -461,6 +461,7 @@ def test_how_we_protect_people_is_plain_and_the_statement_comes_from_the_release
     plain, annex = methodology.split('id="annex"', 1)[0], methodology.split('<h2 id="annex"', 1)[1]
     assert not re.search("[ρεσ]", plain) and "worst_case" not in plain and "e<sup>" not in methodology
     assert re.search("ρ", annex) and "σ" in annex
+    assert all(f'id="{target}"' in methodology for target in re.findall(r'href="#([^"]+)"', methodology))
     for page in ("index.html", "releases.html", "indicators/people_by_need_region.html"):
         assert not re.search("[ρεσ]", (site / page).read_text()), page
     # An older release recorded no per-person figure: say so, never work it out.
