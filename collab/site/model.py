@@ -76,18 +76,19 @@ class Unit:
     def additive(self) -> bool:
         return self.kind == "count"
 
-    def format(self, value: float) -> str:
+    def format(self, value: float, like: float | None = None) -> str:
         """Rounded as a reader needs it (the downloads keep every digit): people to the nearest 10 below
         1,000 and to 3 significant figures above; money to 3 significant figures (£31.0m, £7,580);
-        percentages to whole numbers."""
+        percentages to whole numbers. ``like``: the figure an interval end belongs to, so that both
+        are in the same terms (£1.20m (£0.91m to £1.49m))."""
         if self.kind == "count":
             return f"{round(value / 10) * 10 if abs(value) < 1000 else round(significant(value)):,}"
         if self.kind == "percent":
             return f"{value * 100 if self.fraction else value:.0f}%"
         if self.kind == "pounds":
-            if abs(value) >= 1e6:
-                millions = value / 1e6
-                return f"£{millions:,.{max(0, 2 - math.floor(math.log10(abs(millions))))}f}m"
+            scale = abs(like) if like is not None and abs(like) >= 1e6 else abs(value)
+            if scale >= 1e6:
+                return f"£{value / 1e6:,.{max(0, 2 - math.floor(math.log10(scale / 1e6)))}f}m"
             rounded = significant(value)
             return f"£{rounded:,.0f}" if abs(rounded) >= 100 or rounded.is_integer() else f"£{rounded:,.3g}"
         rounded = significant(value)

@@ -391,6 +391,7 @@ def test_figures_are_rounded_as_a_reader_needs_them() -> None:
         "£0",
     ]
     assert share.format(0.60784) == "61%"
+    assert pounds.format(908_000, like=1_200_000) == "£0.91m"  # an interval end in its figure's terms
     assert people.format_change(-26) == "−26" and people.format_change(1234) == "+1,230"  # small changes exact
 
 
