@@ -37,7 +37,7 @@ def nice_ticks(low: float, high: float, unit: Unit, target: int = 5) -> list[flo
 
 
 def interval_text(estimate: Estimate, unit: Unit) -> str:
-    return f"{unit.format(estimate.low, estimate.value)} to {unit.format(estimate.high, estimate.value)}"
+    return unit.interval(estimate)
 
 
 def describe(label: str, estimate: Estimate, unit: Unit, says_little: bool = False) -> str:

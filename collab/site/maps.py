@@ -156,7 +156,7 @@ def hex_map(
         if estimate is None:
             words = "no figure"
         else:
-            words = f"{unit.format(estimate.value)} (95% interval {unit.format(estimate.low)} to {unit.format(estimate.high)})"
+            words = f"{unit.format(estimate.value)} (95% interval {unit.interval(estimate)})"
             words += ", low reliability" if estimate.low_reliability else ""
         label = f"{area.name}: {words}"
         hatch = (

@@ -25,6 +25,11 @@ RANKED_BARS = 25
 SMALL_MULTIPLES = 12
 
 
+def _half_up(value: float) -> int:
+    """Rounding as readers expect (25 -> 30), not Python's round-half-to-even (25 -> 20)."""
+    return math.floor(value + 0.5)
+
+
 def significant(value: float, digits: int = 3) -> float:
     """``value`` rounded to ``digits`` significant figures."""
     if value == 0 or not math.isfinite(value):
@@ -76,13 +81,28 @@ class Unit:
     def additive(self) -> bool:
         return self.kind == "count"
 
-    def format(self, value: float, like: float | None = None) -> str:
+    def interval(self, estimate: Estimate) -> str:
+        """``low to high``, in the terms of the figure; rounded outwards, so that rounding never narrows
+        an interval (a count of 2 (0 to 4) reads 0 to 10, not 0 to 0)."""
+        low = self.format(estimate.low, estimate.value, outward=-1)
+        return f"{low} to {self.format(estimate.high, estimate.value, outward=1)}"
+
+    def format(self, value: float, like: float | None = None, outward: int = 0) -> str:
         """Rounded as a reader needs it (the downloads keep every digit): people to the nearest 10 below
         1,000 and to 3 significant figures above; money to 3 significant figures (£31.0m, £7,580);
         percentages to whole numbers. ``like``: the figure an interval end belongs to, so that both
         are in the same terms (£1.20m (£0.91m to £1.49m))."""
         if self.kind == "count":
-            return f"{round(value / 10) * 10 if abs(value) < 1000 else round(significant(value)):,}"
+            if abs(value) >= 1000:
+                return f"{round(significant(value)):,}"
+            tens = (
+                math.floor(value / 10)
+                if outward < 0
+                else math.ceil(value / 10)
+                if outward > 0
+                else _half_up(value / 10)
+            )
+            return f"{tens * 10:,}"
         if self.kind == "percent":
             return f"{value * 100 if self.fraction else value:.0f}%"
         if self.kind == "pounds":
