@@ -299,6 +299,8 @@ def headline(release: IndicatorRelease, unit: Unit) -> Headline | None:
             f"(for example under several needs), so this adds up people once per cell, not a head count."
         )
     label = f"United Kingdom, all {breakdowns} added together" if hierarchical else f"All {breakdowns} added together"
+    if note:
+        label += " (not a count of people)"
     # After the hierarchy's consistency step the published intervals, not the raw noise scale, carry the error.
     scale = None if hierarchical else release.meta.get("noise_scale")
     return Headline(label, combined(estimates, scale), note)

@@ -327,7 +327,7 @@ def test_an_area_by_need_indicator_headlines_the_uk_total_across_needs() -> None
     )
     top = headline(release, Unit("count", noun="contacts"))
     assert top is not None and top.estimate.value == 500  # both needs at UK level, not one UK row
-    assert top.label == "United Kingdom, all needs added together"
+    assert top.label == "United Kingdom, all needs added together (not a count of people)"  # up to 3 cells each
     [panel] = rankings(release, Unit("count", noun="contacts"))
     assert [bar.label for bar in panel.bars] == ["E92000001", "W92000004"]  # nations only: the UK is not ranked
 
