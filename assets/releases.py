@@ -184,7 +184,7 @@ def published_release(
             target = publish_release(
                 release_dir, ws.publish, con, min_contributors=ws.settings.publication.min_contributors
             )
-            index = build_site(ws.publish)
+            index = build_site(ws.publish, ws.settings.publication)
         except (ReleaseIntegrityError, DisclosureRefused) as error:
             raise Failure(description=str(error), metadata={"release_id": release_id}) from error
     manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))

@@ -86,6 +86,12 @@ class PublicationSettings(BaseModel):
         description="first quarter the collaborative reports on; every quarter from it is released once it has "
         "ended; unset: the quarter in which the first charity registered",
     )
+    max_interval_share: float = Field(
+        default=0.5,
+        gt=0,
+        description="widest 95% interval, as a share of the figure's possible range (or of the figure itself for "
+        "counts and totals), that the site quotes as a headline; wider ones read 'not enough data this quarter'",
+    )
 
 
 class Settings(BaseModel):

@@ -10,7 +10,6 @@ A tampered release stops the build with ``ReleaseIntegrityError`` and leaves the
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,13 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from collab.publication import SINGLE_CHARITY_STATEMENT
+from collab.site.areas import area_pages, people_maps, places
 from collab.site.charts import PageCharts
+from collab.site.downloads import time_series_name, workbook_name, write_downloads, zip_name
 from collab.site.model import SiteModel, load_site_model, quarter_label
-from privacy.mechanisms import epsilon_at
+from collab.workspace import PublicationSettings
 
 STATIC = Path(__file__).with_name("static")
-LINKAGE_MULTIPLES = (1, 2, 3, 5)
 
 
 def _environment() -> Environment:
@@ -35,30 +35,32 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters["quarter"] = quarter_label
+    environment.globals.update(time_series=time_series_name, workbook=workbook_name, release_zip=zip_name)
     return environment
 
 
 def _pages(model: SiteModel) -> list[tuple[str, str, dict[str, Any]]]:
     """(path in the site, template, context) of every page."""
-    pages: list[tuple[str, str, dict[str, Any]]] = [("index.html", "index.html.j2", {"page": "home"})]
     if model.current is None:
-        return pages
-    privacy = model.current["privacy"]
-    rho, delta = privacy["rho_spent"], privacy["delta"]
+        return [("index.html", "index.html.j2", {"page": "home", "maps": None})]
+    pages: list[tuple[str, str, dict[str, Any]]] = [
+        ("index.html", "index.html.j2", {"page": "home", "maps": people_maps(model, "")})
+    ]
     pages += [
         ("indicators/index.html", "indicators.html.j2", {"page": "indicators"}),
         (
             "methodology.html",
             "methodology.html.j2",
-            {
-                "page": "methodology",
-                "e_epsilon": math.exp(privacy["epsilon"]),
-                "linkage": [(m, m * rho, epsilon_at(m * rho, delta)) for m in LINKAGE_MULTIPLES],
-                "single_charity_statement": SINGLE_CHARITY_STATEMENT,
-            },
+            {"page": "methodology", "single_charity_statement": SINGLE_CHARITY_STATEMENT},
         ),
         ("releases.html", "releases.html.j2", {"page": "releases"}),
+        (
+            "areas/index.html",
+            "areas.html.j2",
+            {"page": "areas", "maps": people_maps(model, "../"), "areas_by_letter": _by_letter()},
+        ),
     ]
+    pages += [(area.path, "area.html.j2", {"page": "areas", "area": area}) for area in area_pages(model)]
     pages += [
         (f"indicators/{view.id}.html", "indicator.html.j2", {"page": "indicators", "view": view})
         for view in model.indicators
@@ -66,14 +68,27 @@ def _pages(model: SiteModel) -> list[tuple[str, str, dict[str, Any]]]:
     return pages
 
 
-def build_site(publish_root: Path) -> Path:
-    """Render ``publish/site/`` from every intact release in ``publish/releases/``; return its index."""
-    model = load_site_model(publish_root)
+def _by_letter() -> list[tuple[str, list[Any]]]:
+    """Every area under the first letter of its name, for the A to Z index."""
+    letters: dict[str, list[Any]] = {}
+    for place in sorted(places(), key=lambda p: p.name.lower()):
+        letters.setdefault(place.name[0].upper(), []).append(place)
+    return sorted(letters.items())
+
+
+def build_site(publish_root: Path, settings: PublicationSettings | None = None) -> Path:
+    """Render ``publish/site/`` from every intact release in ``publish/releases/``; return its index.
+
+    ``settings.max_interval_share`` decides which figures are precise enough to quote as headlines.
+    """
+    settings = settings or PublicationSettings()
+    model = load_site_model(publish_root, settings.max_interval_share)
     environment = _environment()
     site = publish_root / "site"
     partial = site.with_name(".site.partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(STATIC, partial / "assets")
+    write_downloads(partial, publish_root, model)
     for path, template, context in _pages(model):
         target = partial / path
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -37,10 +37,12 @@ def nice_ticks(low: float, high: float, unit: Unit, target: int = 5) -> list[flo
 
 
 def interval_text(estimate: Estimate, unit: Unit) -> str:
-    return f"{unit.format(estimate.low)} to {unit.format(estimate.high)}"
+    return unit.interval(estimate)
 
 
-def describe(label: str, estimate: Estimate, unit: Unit) -> str:
+def describe(label: str, estimate: Estimate, unit: Unit, says_little: bool = False) -> str:
+    if says_little:
+        return f"{label}: not enough data (95% interval {interval_text(estimate, unit)})"
     reliability = ", low reliability" if estimate.low_reliability else ""
     return f"{label}: {unit.format(estimate.value)} (95% interval {interval_text(estimate, unit)}{reliability})"
 
@@ -71,11 +73,11 @@ def bar_chart(chart_id: str, panel: Panel, unit: Unit, *, compact: bool = False)
     """Horizontal bars with 95% interval whiskers; hatched bars are low-reliability figures."""
     bars: list[Bar] = panel.bars
     label_chars = 22 if compact else 36
-    char_width = 6.6 if compact else 7.4  # generous for 12/13px system sans
+    char_width = 7.8 if compact else 7.4  # generous for 13px system sans
     label_width = round(min(char_width * label_chars, max(90, char_width * max(len(b.label) for b in bars))))
     value_width = 0 if compact else 170
     width = 360 if compact else 900
-    row = 20 if compact else 26
+    row = 22 if compact else 26
     top, plot_left = 24, label_width + 8
     plot_width = width - plot_left - value_width - 12
     height = top + row * len(bars) + 8
@@ -89,8 +91,8 @@ def bar_chart(chart_id: str, panel: Panel, unit: Unit, *, compact: bool = False)
     for tick in ticks:
         body.append(
             f'<line x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" y2="{height - 8}" stroke="{GRID}"/>'
-            f'<text x="{x(tick):.1f}" y="{top - 8}" font-size="11" fill="{MUTED}" text-anchor="middle">'
-            f"{escape(unit.format(tick))}</text>"
+            f'<text x="{x(tick):.1f}" y="{top - 8}" font-size="{13 if compact else 12}" fill="{MUTED}" '
+            f'text-anchor="middle">{escape(unit.format_tick(tick))}</text>'
         )
     for i, bar in enumerate(bars):
         e = bar.estimate
@@ -98,35 +100,102 @@ def bar_chart(chart_id: str, panel: Panel, unit: Unit, *, compact: bool = False)
         bar_height = row - 8
         fill = f"url(#{chart_id}-hatch)" if e.low_reliability else BLUE
         mid = y + bar_height / 2 + 4
-        body.append(
-            f"<g><title>{escape(describe(bar.label, e, unit))}</title>"
-            f'<text x="{label_width}" y="{mid + 4:.1f}" font-size="{12 if compact else 13}" fill="{INK}" '
-            f'text-anchor="end">{escape(_shorten(bar.label, label_chars))}</text>'
-            f'<rect x="{x(min(0.0, e.value)):.1f}" y="{y + 4}" width="{abs(x(e.value) - x(0.0)):.1f}" '
+        rect = (
+            ""
+            if bar.says_little
+            else f'<rect x="{x(min(0.0, e.value)):.1f}" y="{y + 4}" width="{abs(x(e.value) - x(0.0)):.1f}" '
             f'height="{bar_height}" fill="{fill}" stroke="{BLUE}" stroke-width="1"/>'
+        )
+        body.append(
+            f"<g><title>{escape(describe(bar.label, e, unit, bar.says_little))}</title>"
+            f'<text x="{label_width}" y="{mid + 4:.1f}" font-size="13" fill="{INK}" '
+            f'text-anchor="end">{escape(_shorten(bar.label, label_chars))}</text>{rect}'
             f'<line x1="{x(e.low):.1f}" y1="{mid:.1f}" x2="{x(e.high):.1f}" y2="{mid:.1f}" stroke="{INK}" stroke-width="1.5"/>'
             f'<line x1="{x(e.low):.1f}" y1="{mid - 5:.1f}" x2="{x(e.low):.1f}" y2="{mid + 5:.1f}" stroke="{INK}" stroke-width="1.5"/>'
             f'<line x1="{x(e.high):.1f}" y1="{mid - 5:.1f}" x2="{x(e.high):.1f}" y2="{mid + 5:.1f}" stroke="{INK}" stroke-width="1.5"/>'
         )
         if value_width:
             flag = " *" if e.low_reliability else ""
+            figure = "not enough data" if bar.says_little else f"{unit.format(e.value)}{flag}"
             body.append(
                 f'<text x="{width - 4}" y="{mid + 4:.1f}" font-size="12" fill="{INK}" text-anchor="end">'
-                f"{escape(unit.format(e.value))}{flag} "
+                f"{escape(figure)} "
                 f'<tspan fill="{MUTED}">({escape(interval_text(e, unit))})</tspan></text>'
             )
         body.append("</g>")
+    return _svg(chart_id, width, height, panel.title, _bar_description(panel, unit), body)
+
+
+def _bar_description(panel: Panel, unit: Unit) -> str:
+    bars = panel.bars
     shown = f"the {len(bars)} highest of {panel.total_bars}" if panel.total_bars > len(bars) else f"{len(bars)} bars"
-    top_bars = "; ".join(describe(b.label, b.estimate, unit) for b in bars[:3])
-    description = f"Bar chart of {shown}{', ranked from highest' if panel.ranked else ''}, each with its 95% interval. {top_bars}."
-    return _svg(chart_id, width, height, panel.title, description, body)
+    top_bars = "; ".join(describe(b.label, b.estimate, unit, b.says_little) for b in bars[:3])
+    return f"Bar chart of {shown}{', ranked from highest' if panel.ranked else ''}, each with its 95% interval. {top_bars}."
 
 
-def trend_chart(chart_id: str, series: Series, unit: Unit, *, compact: bool = False) -> Markup:
-    """A line through each quarter's figure, inside a shaded 95% interval band; hollow points are low reliability."""
+NARROW_WIDTH = 340  # drawn for a phone's 350 px column: text keeps its size instead of shrinking
+
+
+def narrow_bar_chart(chart_id: str, panel: Panel, unit: Unit) -> Markup:
+    """The bar chart redrawn for a phone: each place's name and figure on a line of their own, the bar
+    and its interval below, the full width of the screen."""
+    bars: list[Bar] = panel.bars
+    width, top, row = NARROW_WIDTH, 22, 44
+    left, right = 4, 10
+    height = top + row * len(bars) + 4
+    ticks = nice_ticks(min(0.0, *(b.estimate.low for b in bars)), max(1e-9, *(b.estimate.high for b in bars)), unit, 3)
+    lo, hi = ticks[0], ticks[-1]
+
+    def x(value: float) -> float:
+        return left + (value - lo) / (hi - lo) * (width - left - right)
+
+    body = [_hatch(chart_id)]
+    for i, tick in enumerate(ticks):
+        anchor = "start" if i == 0 else "end" if i == len(ticks) - 1 else "middle"
+        body.append(
+            f'<line x1="{x(tick):.1f}" y1="{top - 2}" x2="{x(tick):.1f}" y2="{height - 4}" stroke="{GRID}"/>'
+            f'<text x="{x(tick):.1f}" y="{top - 8}" font-size="12" fill="{MUTED}" text-anchor="{anchor}">'
+            f"{escape(unit.format_tick(tick))}</text>"
+        )
+    for i, bar in enumerate(bars):
+        e = bar.estimate
+        y = top + i * row
+        flag = " *" if e.low_reliability else ""
+        fill = f"url(#{chart_id}-hatch)" if e.low_reliability else BLUE
+        mid = y + 31
+        figure = "not enough data" if bar.says_little else f"{unit.format(e.value)}{flag}"
+        rect = (
+            ""
+            if bar.says_little
+            else f'<rect x="{x(min(0.0, e.value)):.1f}" y="{y + 23}" width="{abs(x(e.value) - x(0.0)):.1f}" '
+            f'height="16" fill="{fill}" stroke="{BLUE}" stroke-width="1"/>'
+        )
+        body.append(
+            f"<g><title>{escape(describe(bar.label, e, unit, bar.says_little))}</title>"
+            f'<text x="{left}" y="{y + 16}" font-size="13" fill="{INK}">{escape(_shorten(bar.label, 26))}</text>'
+            f'<text x="{width - 2}" y="{y + 16}" font-size="13" fill="{INK}" text-anchor="end" font-weight="600">'
+            f"{escape(figure)}</text>{rect}"
+            f'<line x1="{x(e.low):.1f}" y1="{mid:.1f}" x2="{x(e.high):.1f}" y2="{mid:.1f}" stroke="{INK}" stroke-width="1.5"/>'
+            f'<line x1="{x(e.low):.1f}" y1="{mid - 6:.1f}" x2="{x(e.low):.1f}" y2="{mid + 6:.1f}" stroke="{INK}" stroke-width="1.5"/>'
+            f'<line x1="{x(e.high):.1f}" y1="{mid - 6:.1f}" x2="{x(e.high):.1f}" y2="{mid + 6:.1f}" stroke="{INK}" stroke-width="1.5"/>'
+            "</g>"
+        )
+    return _svg(chart_id, width, height, panel.title, _bar_description(panel, unit), body)
+
+
+def trend_chart(chart_id: str, series: Series, unit: Unit, *, compact: bool = False, narrow: bool = False) -> Markup:
+    """A line through each quarter's figure, inside a shaded 95% interval band; hollow points are low reliability.
+
+    ``compact`` is a small multiple (axis reduced to its top value); ``narrow`` is the full chart
+    redrawn for a phone, with its text at the same size as on a desktop.
+    """
     points = series.points
-    width, height = (300, 120) if compact else (900, 300)
-    left, right, top, bottom = (8, 8, 16, 22) if compact else (72, 24, 16, 40)
+    if compact:
+        width, height, (left, right, top, bottom) = 300, 130, (8, 10, 18, 24)
+    elif narrow:
+        width, height, (left, right, top, bottom) = NARROW_WIDTH, 230, (58, 26, 14, 30)
+    else:
+        width, height, (left, right, top, bottom) = 900, 300, (72, 24, 16, 40)
     ticks = nice_ticks(min(0.0, *(e.low for _, e in points)), max(1e-9, *(e.high for _, e in points)), unit, 4)
     lo, hi = ticks[0], ticks[-1]
     plot_width, plot_height = width - left - right, height - top - bottom
@@ -149,8 +218,8 @@ def trend_chart(chart_id: str, series: Series, unit: Unit, *, compact: bool = Fa
         body.append(
             f'<line x1="{left}" y1="{y(lo):.1f}" x2="{width - right}" y2="{y(lo):.1f}" stroke="{GRID}"/>'
             f'<line x1="{left}" y1="{y(hi):.1f}" x2="{width - right}" y2="{y(hi):.1f}" stroke="{GRID}" stroke-dasharray="2 3"/>'
-            f'<text x="{width - right}" y="{y(hi) - 2:.1f}" font-size="10" fill="{MUTED}" text-anchor="end">'
-            f"{escape(unit.format(hi))}</text>"
+            f'<text x="{width - right}" y="{y(hi) - 3:.1f}" font-size="12" fill="{MUTED}" text-anchor="end">'
+            f"{escape(unit.format_tick(hi))}</text>"
         )
     if len(points) > 1:
         upper = " ".join(f"{x(i):.1f},{y(e.high):.1f}" for i, (_, e) in enumerate(points))
@@ -166,10 +235,12 @@ def trend_chart(chart_id: str, series: Series, unit: Unit, *, compact: bool = Fa
             f'<circle cx="{cx:.1f}" cy="{y(e.value):.1f}" r="{3.5 if compact else 5}" '
             f'fill="{"#ffffff" if e.low_reliability else BLUE}" stroke="{BLUE}" stroke-width="2"/></g>'
         )
-        if not compact or i in (0, len(points) - 1):
-            anchor = "middle" if not compact else ("start" if i == 0 and len(points) > 1 else "end" if i else "middle")
+        few = not compact and (not narrow or len(points) <= 5)
+        if few or i in (0, len(points) - 1):
+            edge = "start" if i == 0 and len(points) > 1 else "end" if i else "middle"
+            anchor = "middle" if not compact else edge
             body.append(
-                f'<text x="{cx:.1f}" y="{height - (6 if compact else 14)}" font-size="{11 if compact else 12}" '
+                f'<text x="{cx:.1f}" y="{height - (6 if compact else 12)}" font-size="12" '
                 f'fill="{MUTED}" text-anchor="{anchor}">{escape(period)}</text>'
             )
     first, last = points[0], points[-1]
@@ -187,7 +258,19 @@ class PageCharts:
         self._ids = count(1)
 
     def bars(self, panel: Panel, unit: Unit, compact: bool = False) -> Markup:
-        return bar_chart(f"chart-{next(self._ids)}", panel, unit, compact=compact)
+        """A small multiple fits a phone as it is; a full chart comes as a wide and a narrow drawing,
+        and the stylesheet shows the one that fits the screen."""
+        if compact:
+            return bar_chart(f"chart-{next(self._ids)}", panel, unit, compact=True)
+        wide = bar_chart(f"chart-{next(self._ids)}", panel, unit)
+        return _pair(wide, narrow_bar_chart(f"chart-{next(self._ids)}", panel, unit))
 
     def trend(self, series: Series, unit: Unit, compact: bool = False) -> Markup:
-        return trend_chart(f"chart-{next(self._ids)}", series, unit, compact=compact)
+        if compact:
+            return trend_chart(f"chart-{next(self._ids)}", series, unit, compact=True)
+        wide = trend_chart(f"chart-{next(self._ids)}", series, unit)
+        return _pair(wide, trend_chart(f"chart-{next(self._ids)}", series, unit, narrow=True))
+
+
+def _pair(wide: Markup, narrow: Markup) -> Markup:
+    return Markup(f'<div class="for-wide">{wide}</div><div class="for-narrow">{narrow}</div>')

@@ -10,6 +10,7 @@ decimal measures, and an indicator with no rows in a quarter is shown as "no fig
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
@@ -26,12 +27,29 @@ RANKED_BARS = 25
 SMALL_MULTIPLES = 12
 
 
+def _half_up(value: float) -> int:
+    """Rounding as readers expect (25 -> 30), not Python's round-half-to-even (25 -> 20)."""
+    return math.floor(value + 0.5)
+
+
+def significant(value: float, digits: int = 3) -> float:
+    """``value`` rounded to ``digits`` significant figures."""
+    if value == 0 or not math.isfinite(value):
+        return float(value)
+    return float(round(value, digits - 1 - math.floor(math.log10(abs(value)))))
+
+
 def quarter_label(period: str) -> str:
     """``2026Q3`` -> ``Jul–Sep 2026``; any other period is shown as it is."""
     if len(period) == 6 and period[4] == "Q" and period[5] in "1234" and period[:4].isdigit():
         months = ("Jan–Mar", "Apr–Jun", "Jul–Sep", "Oct–Dec")[int(period[5]) - 1]
         return f"{months} {period[:4]}"
     return period
+
+
+def place_name(name: str) -> str:
+    """``North West`` -> ``the North West``, ``Wales`` -> ``Wales``: how a place reads inside a sentence."""
+    return f"the {name}" if name.split(" ")[0] in {"North", "South", "East", "West"} else name
 
 
 def breakdown_label(breakdown: str, plural: bool = False) -> str:
@@ -77,18 +95,51 @@ class Unit:
     def additive(self) -> bool:
         return self.kind == "count"
 
-    def format(self, value: float) -> str:
+    def interval(self, estimate: Estimate) -> str:
+        """``low to high``, in the terms of the figure; rounded outwards, so that rounding never narrows
+        an interval (a count of 2 (0 to 4) reads 0 to 10, not 0 to 0)."""
+        low = self.format(estimate.low, estimate.value, outward=-1)
+        return f"{low} to {self.format(estimate.high, estimate.value, outward=1)}"
+
+    def format(self, value: float, like: float | None = None, outward: int = 0) -> str:
+        """Rounded as a reader needs it (the downloads keep every digit): people to the nearest 10 below
+        1,000 and to 3 significant figures above; money to 3 significant figures (£31.0m, £7,580);
+        percentages to whole numbers. ``like``: the figure an interval end belongs to, so that both
+        are in the same terms (£1.20m (£0.91m to £1.49m))."""
         if self.kind == "count":
-            return f"{round(value):,}"
+            if abs(value) >= 1000:
+                return f"{round(significant(value)):,}"
+            tens = (
+                math.floor(value / 10)
+                if outward < 0
+                else math.ceil(value / 10)
+                if outward > 0
+                else _half_up(value / 10)
+            )
+            return f"{tens * 10:,}"
         if self.kind == "percent":
-            return f"{value * 100 if self.fraction else value:.1f}%"
+            return f"{value * 100 if self.fraction else value:.0f}%"
         if self.kind == "pounds":
-            return f"£{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"£{value:,.2f}"
+            scale = abs(like) if like is not None and abs(like) >= 1e6 else abs(value)
+            if scale >= 1e6:
+                return f"£{value / 1e6:,.{max(0, 2 - math.floor(math.log10(scale / 1e6)))}f}m"
+            rounded = significant(value)
+            return f"£{rounded:,.0f}" if abs(rounded) >= 100 or rounded.is_integer() else f"£{rounded:,.3g}"
+        rounded = significant(value)
+        return f"{rounded:,.0f}" if rounded.is_integer() else f"{rounded:,.3g}"
+
+    def format_tick(self, value: float) -> str:
+        """A round value on an axis or in a map key, shown exactly."""
+        if self.kind == "percent":
+            return f"{value * 100 if self.fraction else value:.0f}%"
+        if self.kind == "pounds":
+            return f"£{value / 1e6:g}m" if abs(value) >= 1e6 else f"£{value:,.0f}"
         return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
     def format_change(self, value: float) -> str:
+        """A change: counts exactly below 100 (a rounded change could hide which side of zero it is on)."""
         sign = "+" if value > 0 else "−" if value < 0 else ""
-        text = self.format(abs(value))
+        text = f"{round(abs(value))}" if self.kind == "count" and abs(value) < 100 else self.format(abs(value))
         return f"{sign}{text}{' points' if self.kind == 'percent' else ''}"
 
     def describe(self) -> str:
@@ -268,7 +319,7 @@ def headline(release: IndicatorRelease, unit: Unit) -> Headline | None:
     estimates = [c.estimate for c in release.cells if c.estimate is not None and (c.level == "uk" or not hierarchical)]
     if not estimates:
         return None
-    others = [b for b in release.meta["breakdowns"] if not (hierarchical and _is_geography(b))]
+    others = [b for b in release.meta["breakdowns"] if not (hierarchical and is_geography(b))]
     breakdowns = " and ".join(breakdown_label(b, plural=True) for b in others)
     note = ""
     if int(release.meta.get("max_cells_per_person", 1)) > 1:
@@ -277,6 +328,8 @@ def headline(release: IndicatorRelease, unit: Unit) -> Headline | None:
             f"(for example under several needs), so this adds up people once per cell, not a head count."
         )
     label = f"United Kingdom, all {breakdowns} added together" if hierarchical else f"All {breakdowns} added together"
+    if note:
+        label += " (not a count of people)"
     return Headline(label, combined(estimates), note)
 
 
@@ -284,6 +337,7 @@ def headline(release: IndicatorRelease, unit: Unit) -> Headline | None:
 class Bar:
     label: str
     estimate: Estimate
+    says_little: bool = False  # its interval is too wide to quote: drawn as an interval only, ranked last
 
 
 @dataclass(frozen=True)
@@ -302,7 +356,7 @@ class Series:
     points: list[tuple[str, Estimate]]
 
 
-def _is_geography(breakdown: str) -> bool:
+def is_geography(breakdown: str) -> bool:
     return breakdown in GEOGRAPHY_BREAKDOWNS or "geograph" in breakdown or breakdown.endswith("_area")
 
 
@@ -323,7 +377,7 @@ def _grouped(release: IndicatorRelease, by: int) -> list[tuple[str, list[Estimat
 def rankings(release: IndicatorRelease, unit: Unit) -> list[Panel]:
     """Ranked charts by place: every geography level the indicator has, latest quarter."""
     breakdowns = release.meta["breakdowns"]
-    places = [i for i, b in enumerate(breakdowns) if _is_geography(b)]
+    places = [i for i, b in enumerate(breakdowns) if is_geography(b)]
     if not places or not release.has_figures:
         return []
     where = places[0]
@@ -349,13 +403,13 @@ def facets(release: IndicatorRelease) -> tuple[str, list[Panel]]:
     breakdowns = release.meta["breakdowns"]
     if len(breakdowns) != 2 or not release.has_figures:
         return "", []
-    facet = next((i for i, b in enumerate(breakdowns) if not _is_geography(b)), 0)
+    facet = next((i for i, b in enumerate(breakdowns) if not is_geography(b)), 0)
     across = 1 - facet
     panels: dict[str, list[Bar]] = {}
     for cell in release.cells:
         if cell.estimate is not None and cell.is_place:
             panels.setdefault(cell.labels[facet], []).append(Bar(cell.labels[across], cell.estimate))
-    ranked = _is_geography(breakdowns[across])
+    ranked = is_geography(breakdowns[across])
     return (
         f"By {breakdown_label(breakdowns[facet])}, then {breakdown_label(breakdowns[across])}",
         [
@@ -382,6 +436,30 @@ class IndicatorView:
     rankings: list[Panel] = field(default_factory=list)
     facet_title: str = ""
     facets: list[Panel] = field(default_factory=list)
+    max_interval_share: float = math.inf  # the analyst's setting: see PublicationSettings.max_interval_share
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        """The range a figure can take when the measure bounds it (a share, a capped mean or median)."""
+        if self.unit.kind == "percent":
+            return (0.0, 1.0 if self.unit.fraction else 100.0)
+        clamp = self.meta.get("clamp")
+        measure = str(self.meta.get("measure", ""))
+        if clamp and any(word in measure for word in ("mean", "median")):
+            return (float(clamp["lower"]), float(clamp["upper"]))
+        return None
+
+    def interval_share(self, estimate: Estimate) -> float:
+        """The interval's width as a share of the figure's range, or of the figure itself when unbounded."""
+        width = estimate.high - estimate.low
+        bounds = self.value_range
+        if bounds is not None:
+            return width / (bounds[1] - bounds[0])
+        return width / estimate.value if estimate.value > 0 else math.inf
+
+    def says_something(self, estimate: Estimate) -> bool:
+        """Whether a figure is precise enough to quote as a headline (the setting ``max_interval_share``)."""
+        return self.interval_share(estimate) <= self.max_interval_share
 
     @property
     def current(self) -> IndicatorRelease | None:
@@ -401,7 +479,7 @@ def _group_trends(releases: list[IndicatorRelease], unit: Unit) -> tuple[str, li
     """Each key of a non-geographic breakdown, quarter by quarter: the figure itself for a one-way
     breakdown, the total over the other breakdowns for a count."""
     breakdowns = releases[-1].meta["breakdowns"]
-    by = next((i for i, b in enumerate(breakdowns) if not _is_geography(b)), None)
+    by = next((i for i, b in enumerate(breakdowns) if not is_geography(b)), None)
     if by is None or (len(breakdowns) > 1 and not unit.additive):
         return "", []
     series: dict[str, list[tuple[str, Estimate]]] = {}
@@ -414,11 +492,25 @@ def _group_trends(releases: list[IndicatorRelease], unit: Unit) -> tuple[str, li
     return f"Trend by {breakdown_label(breakdowns[by])}", [Series(label, points) for label, points in series.items()]
 
 
-def build_view(indicator_id: str, releases: list[IndicatorRelease], current_period: str) -> IndicatorView:
+def _quieten(panel: Panel, view: IndicatorView) -> Panel:
+    """Mark the bars whose figure says too little to quote and, in a ranking, put them after the rest:
+    the top of a ranking is never a figure that could be anything (picking the largest of noisy
+    estimates favours the noisiest)."""
+    bars = [Bar(b.label, b.estimate, not view.says_something(b.estimate)) for b in panel.bars]
+    if panel.ranked:
+        bars = sorted(bars, key=lambda b: b.says_little)
+    return Panel(panel.title, bars, panel.total_bars, panel.ranked)
+
+
+def build_view(
+    indicator_id: str, releases: list[IndicatorRelease], current_period: str, max_interval_share: float
+) -> IndicatorView:
     latest_meta = releases[-1].meta
     values = [c.estimate.value for r in releases for c in r.cells if c.estimate is not None]
     unit = unit_of(latest_meta, values)
-    view = IndicatorView(indicator_id, latest_meta, unit, releases, current_period)
+    view = IndicatorView(
+        indicator_id, latest_meta, unit, releases, current_period, max_interval_share=max_interval_share
+    )
     headlines = [(r.period, headline(r, unit)) for r in releases]
     points = [(period, h.estimate) for period, h in headlines if h is not None]
     if points:
@@ -430,11 +522,133 @@ def build_view(indicator_id: str, releases: list[IndicatorRelease], current_peri
         if view.headline is not None and earlier:
             previous_period, previous = earlier[-1]
             view.change = change_between(view.headline.estimate, previous.estimate, previous_period)
-        view.rankings = rankings(current, unit)
+        view.rankings = [_quieten(panel, view) for panel in rankings(current, unit)]
         view.facet_title, view.facets = facets(current)
+        view.facets = [_quieten(panel, view) for panel in view.facets]
     if view.has_figures:
         view.group_title, view.group_trends = _group_trends([r for r in releases if r.has_figures], unit)
     return view
+
+
+@dataclass(frozen=True)
+class PeopleTotal:
+    """The one UK count of people supported in the quarter: each person once, whatever their needs."""
+
+    view: IndicatorView
+    estimate: Estimate
+    change: Change | None
+    most_cells_in_breakdowns: int  # the most cells a person can count in on other indicators (e.g. needs)
+
+
+def people_total(views: list[IndicatorView]) -> PeopleTotal | None:
+    """The de-duplicated UK total: an indicator of people (everyone) counting each person in one cell,
+    whose UK figure is a published total row (not a sum of cells)."""
+    candidates = [
+        view
+        for view in views
+        if view.unit.kind == "count"
+        and view.unit.noun == "people"
+        and view.meta.get("population", "everyone") == "everyone"
+        and int(view.meta.get("max_cells_per_person", 1)) == 1
+        and view.headline is not None
+        and view.headline.label == "United Kingdom"
+    ]
+    if not candidates:
+        return None
+    view = max(candidates, key=lambda v: int(v.meta.get("cells", 0)))
+    assert view.headline is not None
+    most_cells = max(
+        (int(v.meta.get("max_cells_per_person", 1)) for v in views if v.unit.kind == "count" and v.has_figures),
+        default=1,
+    )
+    return PeopleTotal(view, view.headline.estimate, view.change, most_cells)
+
+
+@dataclass(frozen=True)
+class Movement:
+    """A change between the last two quarters for one need or one place, with its interval."""
+
+    subject: str  # "need" | "place"
+    label: str
+    current: Estimate
+    change: Change
+
+    def sentence(self, unit: Unit) -> str:
+        """One plain sentence, like a bulletin's main point; only ever written for a clear change."""
+        more = self.change.difference > 0
+        figure = unit.format(self.current.value)
+        change = f"{'up' if more else 'down'} {unit.format_change(abs(self.change.difference)).lstrip('+')}"
+        interval = f"{unit.format_change(self.change.low)} to {unit.format_change(self.change.high)}"
+        when = f"on {quarter_label(self.change.previous_period)} (95% interval of the change {interval})"
+        if self.subject == "need":
+            return f"{'More' if more else 'Fewer'} people came for help with {self.label.lower()}: {figure}, {change} {when}."
+        return f"{'More' if more else 'Fewer'} people were supported in {place_name(self.label)}: {figure}, {change} {when}."
+
+    @property
+    def strength(self) -> float:
+        """How far the change is from zero in units of its own half-width (above 1 means clear)."""
+        half = (self.change.high - self.change.low) / 2
+        return abs(self.change.difference) / half if half else math.inf
+
+
+def _need_movements(views: list[IndicatorView]) -> list[Movement]:
+    """Each need's UK count of people, current against previous quarter, from the people indicator that
+    gives that need the narrowest interval (summing its other breakdown)."""
+    best: dict[str, Movement] = {}
+    for view in views:
+        if view.unit.noun != "people" or view.current is None or len(view.releases) < 2:
+            continue
+        breakdowns = view.meta["breakdowns"]
+        if "need" not in breakdowns:
+            continue
+        by = breakdowns.index("need")
+        previous_release = view.releases[-2]
+        previous = dict(_need_totals(previous_release, by))
+        for label, estimate in _need_totals(view.current, by):
+            if label not in previous:
+                continue
+            movement = Movement(
+                "need", label, estimate, change_between(estimate, previous[label], previous_release.period)
+            )
+            if (
+                label not in best
+                or movement.change.high - movement.change.low < best[label].change.high - best[label].change.low
+            ):
+                best[label] = movement
+    return list(best.values())
+
+
+def _need_totals(release: IndicatorRelease, by: int) -> list[tuple[str, Estimate]]:
+    if len(release.meta["breakdowns"]) == 1:
+        return [(label, estimates[0]) for label, estimates in _grouped(release, by)]
+    return [(label, combined(estimates)) for label, estimates in _grouped(release, by)]
+
+
+def _place_movements(total: PeopleTotal) -> list[Movement]:
+    """Each nation's and region's count of people, current against previous quarter."""
+    view = total.view
+    if view.current is None or len(view.releases) < 2:
+        return []
+    previous_release = view.releases[-2]
+    previous = {c.keys: c.estimate for c in previous_release.cells if c.level in {"nation", "region"}}
+    movements: list[Movement] = []
+    for cell in view.current.cells:
+        earlier = previous.get(cell.keys)
+        # A nation that is also its own region (Scotland, Wales, Northern Ireland) is reported once.
+        if any(m.label == cell.labels[0] for m in movements):
+            continue
+        if cell.level in {"nation", "region"} and cell.estimate is not None and earlier is not None:
+            change = change_between(cell.estimate, earlier, previous_release.period)
+            movements.append(Movement("place", cell.labels[0], cell.estimate, change))
+    return movements
+
+
+def main_points(views: list[IndicatorView], total: PeopleTotal | None, limit: int = 4) -> list[Movement]:
+    """The clearest changes on the previous quarter by need and by place: only changes whose own 95%
+    interval leaves out zero, strongest first, at most ``limit``."""
+    movements = _need_movements(views) + (_place_movements(total) if total is not None else [])
+    clear = [m for m in movements if m.change.clear]
+    return sorted(clear, key=lambda m: -m.strength)[:limit]
 
 
 @dataclass
@@ -443,14 +657,21 @@ class SiteModel:
     latest_by_period: dict[str, dict[str, Any]]
     current: dict[str, Any] | None
     indicators: list[IndicatorView]
+    people_total: PeopleTotal | None = None
+    main_points: list[Movement] = field(default_factory=list)
 
     @property
     def periods(self) -> list[str]:
         return sorted(self.latest_by_period)
 
+    @property
+    def previous_period(self) -> str | None:
+        return self.periods[-2] if len(self.periods) > 1 else None
 
-def load_site_model(publish_root: Path) -> SiteModel:
-    """Every intact published release (a tampered one raises ``ReleaseIntegrityError``)."""
+
+def load_site_model(publish_root: Path, max_interval_share: float) -> SiteModel:
+    """Every intact published release (a tampered one raises ``ReleaseIntegrityError``); headlines
+    quote only figures whose interval is at most ``max_interval_share`` of their range."""
     manifests = published_manifests(publish_root)
     latest_by_period: dict[str, dict[str, Any]] = {}
     for manifest in manifests:
@@ -468,5 +689,6 @@ def load_site_model(publish_root: Path) -> SiteModel:
         release_dir = publish_root / "releases" / manifest["release_id"]
         for meta in manifest["indicators"]:
             series.setdefault(meta["id"], []).append(read_indicator(release_dir, manifest, meta))
-    views = [build_view(i, series[i], periods[-1]) for i in order] if current else []
-    return SiteModel(manifests, latest_by_period, current, views)
+    views = [build_view(i, series[i], periods[-1], max_interval_share) for i in order] if current else []
+    total = people_total(views)
+    return SiteModel(manifests, latest_by_period, current, views, total, main_points(views, total))

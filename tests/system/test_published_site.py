@@ -4,17 +4,21 @@ Frictionless data packages, and the reader notebooks executed headless against `
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urldefrag, urlparse
 
+import fastexcel
 import nbformat
 import pytest
 from frictionless import validate
@@ -24,7 +28,8 @@ from playwright.sync_api import BrowserContext, Page
 
 from collab.publication import ReleaseIntegrityError
 from collab.site import build_site
-from tests.browser import chromium
+from collab.workspace import PublicationSettings
+from tests.browser import axe_violations, chromium
 from tests.system.test_cli import collab
 
 pytestmark = pytest.mark.system
@@ -83,38 +88,59 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext
         yield context
 
 
+WIDTHS = (1280, 390)  # a desktop, and a phone (iPhone 12 to 15) in portrait
+# Area pages checked in the browser: the UK, a nation, a region, and the two recoded authorities. Every
+# other area page gets the cheap structural check of `test_every_area_page_is_well_formed`.
+AREA_SAMPLE = ("K02000001", "W92000004", "E12000002", "E08000038", "E08000039")
+
+
 def check_charts(page: Page) -> int:
-    """Every chart is a non-empty SVG with an accessible name; returns how many there are."""
+    """Every visible chart is a non-empty SVG with an accessible name whose text renders at 12 px or more;
+    returns how many there are."""
     charts = page.eval_on_selector_all(
         "svg.chart",
-        """els => els.map(e => ({
+        """els => els.filter(e => e.getBoundingClientRect().width > 0).map(e => ({
             width: e.getBoundingClientRect().width,
             height: e.getBoundingClientRect().height,
             marks: e.querySelectorAll('rect, line, polyline, polygon, circle').length,
             role: e.getAttribute('role'),
             name: (e.getAttribute('aria-labelledby') || '').split(' ')
                 .map(id => (document.getElementById(id) || {}).textContent || '').join(' ').trim(),
+            smallest: Math.min(1000, ...[...e.querySelectorAll('text')].map(t => t.getBoundingClientRect().height)
+                .filter(h => h > 0)),
+            font: Math.min(1000, ...[...e.querySelectorAll('text')].map(t =>
+                parseFloat(t.getAttribute('font-size') || '16') * e.getBoundingClientRect().width
+                / e.viewBox.baseVal.width)),
         }))""",
     )
     for chart in charts:
         assert chart["width"] > 0 and chart["height"] > 0 and chart["marks"] > 0, (page.url, chart)
         assert chart["role"] == "img" and len(chart["name"]) > 20, (page.url, chart)
+        assert chart["font"] >= 12, f"{page.url}: chart text renders at {chart['font']:.1f} px"
     return len(charts)
 
 
-def test_every_page_loads_cleanly_every_chart_renders_and_every_link_resolves(
-    site_url: str, browser: BrowserContext
-) -> None:
-    page = browser.new_page()
+def watch(page: Page, site_url: str) -> list[str]:
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
     page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
     page.on("request", lambda r: None if r.url.startswith(site_url) else problems.append(f"off-site request: {r.url}"))
+    return problems
 
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_page_loads_cleanly_fits_the_screen_passes_axe_and_every_link_resolves(
+    site_url: str, browser: BrowserContext, width: int
+) -> None:
+    page = browser.new_page()
+    page.set_viewport_size({"width": width, "height": 900})
+    problems = watch(page, site_url)
     start = f"{site_url}/site/index.html"
-    queue, visited, downloads, charts = [start], set(), set(), 0
+    queue, visited, downloads, charts, hexes = [start], set(), set(), 0, 0
+    headline_shares: list[float] = []
+    area_sample = {f"{site_url}/site/areas/{code}.html" for code in AREA_SAMPLE}
     while queue:
         url = queue.pop(0)
         if url in visited:
@@ -124,12 +150,23 @@ def test_every_page_loads_cleanly_every_chart_renders_and_every_link_resolves(
         assert response is not None and response.ok, url
         assert page.locator("html[lang]").count() == 1 and page.locator("h1").count() == 1, url
         assert page.locator("script").count() == 0, f"{url} needs no JavaScript"
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{url} scrolls sideways by {overflow} px at {width} px"
         charts += check_charts(page)
-        for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
+        if width == WIDTHS[0]:  # axe reads the same document at both widths; once keeps the suite fast
+            assert axe_violations(page) == [], url
+        hexes += page.locator("svg.map a").count()
+        shares = page.eval_on_selector_all("[data-headline-share]", "els => els.map(e => e.dataset.headlineShare)")
+        headline_shares += [float(share) for share in shares if share != "none"]
+        # Resolved from the attribute: an SVG link's .href is an object, not a string.
+        links = "els => els.map(e => new URL(e.getAttribute('href'), document.baseURI).href)"
+        for href in page.eval_on_selector_all("a[href]", links):
             target, fragment = urldefrag(href)
             assert target.startswith(site_url), f"{url} links off the site: {href}"
             if fragment and target == url:
                 assert page.locator(f"[id='{fragment}']").count() == 1, f"{url}#{fragment} has no target"
+            elif "/site/areas/" in target and not target.endswith("/areas/index.html") and target not in area_sample:
+                continue  # every other area page: `test_every_area_page_is_well_formed`
             elif urlparse(target).path.endswith(".html"):
                 queue.append(target)
             else:
@@ -137,21 +174,71 @@ def test_every_page_loads_cleanly_every_chart_renders_and_every_link_resolves(
     for url in sorted(downloads):
         assert browser.request.get(url).status == 200, url
     assert problems == []
-    assert len(visited) >= 5 and charts >= 10
+    assert len(visited) >= 20 and charts >= 10 and hexes >= 3 * 361  # home and the areas page (two maps)
+    assert set(area_sample) <= visited
+    # No headline is quoted whose interval is wider than the setting allows (the rest read "not enough data").
+    assert headline_shares and max(headline_shares) <= PublicationSettings().max_interval_share
     assert any(url.endswith("datapackage.json") for url in downloads) and any(u.endswith(".csv") for u in downloads)
 
 
-def test_screenshots_of_the_home_page_and_an_indicator_page(site_url: str, browser: BrowserContext) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+def test_every_area_page_is_well_formed(demo_home: Path) -> None:
+    """All 375 area pages, cheaply: one h1, no script, and every relative link lands on a file that exists."""
+    site = demo_home / "publish" / "site"
+    pages = sorted((site / "areas").glob("*.html"))
+    assert len(pages) == 1 + 4 + 9 + 361 + 1
+    for path in pages:
+        html = path.read_text(encoding="utf-8")
+        assert html.count("<h1") == 1 and "<script" not in html, path.name
+        for href in re.findall(r'href="([^"#]+)', html):
+            assert (path.parent / href).resolve().is_file(), f"{path.name} links to missing {href}"
+
+
+def test_the_home_page_has_one_people_supported_total(site_url: str, browser: BrowserContext) -> None:
     page = browser.new_page()
     page.goto(f"{site_url}/site/index.html", wait_until="load")
+    assert page.locator("[data-total='people-supported']").count() == 1
+    total = page.locator("[data-total='people-supported'] .figure").inner_text()
+    # No other figure on the home page is a count of people: cards show UK figures of other things only.
+    figures = page.locator(".figure").all_inner_texts()
+    assert figures.count(total) == 1 and len(figures) <= 3, figures
+    assert "Highest" not in page.locator("main").inner_text()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_screenshots_of_home_an_area_an_indicator_and_the_map(
+    site_url: str, browser: BrowserContext, width: int
+) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page()
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(f"{site_url}/site/index.html", wait_until="load")
     assert "Poverty indicators for" in page.locator("h1").inner_text()
-    page.screenshot(path=str(ARTIFACTS / "home.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"home-{width}.png"), full_page=True)
     page.click("article.card h3 a")
     assert page.url.endswith("/site/indicators/people_by_need_region.html")
-    page.screenshot(path=str(ARTIFACTS / "indicator.png"), full_page=True)
-    for name in ("home.png", "indicator.png"):
-        assert (ARTIFACTS / name).stat().st_size > 20_000
+    page.screenshot(path=str(ARTIFACTS / f"indicator-{width}.png"), full_page=True)
+    page.goto(f"{site_url}/site/areas/index.html", wait_until="load")
+    page.locator("section[aria-labelledby='map-title']").screenshot(path=str(ARTIFACTS / f"map-{width}.png"))
+    page.click("svg.map#map-la a[href$='E08000039.html']")  # Sheffield, under its current code
+    assert page.locator("h1").inner_text() == "Sheffield"
+    page.screenshot(path=str(ARTIFACTS / f"area-{width}.png"), full_page=True)
+    for name in ("home", "indicator", "map", "area"):
+        assert (ARTIFACTS / f"{name}-{width}.png").stat().st_size > 20_000
+
+
+def test_downloads_cover_every_quarter_and_every_release(demo_home: Path) -> None:
+    downloads = demo_home / "publish" / "site" / "downloads"
+    with (downloads / "people_by_local_authority-time-series.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    releases = sorted({(row["period"], row["release_id"]) for row in rows})
+    assert len(releases) == 4 and releases[-1][1].endswith("-v2")  # the latest revision of each quarter
+    assert len(rows) == 4 * (1 + 4 + 9 + 3 + 361)  # every area at every level (a nation that is a region twice)
+    packages = sorted((demo_home / "publish" / "releases").iterdir())
+    for package in packages:
+        sheets = fastexcel.read_excel(downloads / f"{package.name}.xlsx").sheet_names
+        assert sheets[:3] == ["Cover", "Contents", "Notes"] and len(sheets) == 3 + 11
+        with zipfile.ZipFile(downloads / f"{package.name}.zip") as archive:
+            assert f"{package.name}/datapackage.json" in archive.namelist()
 
 
 def test_frictionless_validates_every_published_package(demo_home: Path) -> None:

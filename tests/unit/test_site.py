@@ -37,7 +37,7 @@ def indicator(id_: str, breakdowns: list[str], rows: list[list[Any]], **meta: An
     }
 
 
-def publish(root: Path, release_id: str, indicators: list[dict[str, Any]], revision: int = 1) -> Path:
+def publish(root: Path, release_id: str, indicators: list[dict[str, Any]], revision: int = 1, **privacy: Any) -> Path:
     """A published release package as ``write_release_package`` lays it out."""
     period = release_id.split("-v")[0]
     directory = root / "releases" / release_id
@@ -73,6 +73,7 @@ def publish(root: Path, release_id: str, indicators: list[dict[str, Any]], revis
             "period_rho_budget": 1.0,
             "lifetime_rho_spent": 1.0,
             "lifetime_rho_budget": 5.0,
+            **privacy,
         },
         "indicators": metas,
         "files": {
@@ -91,10 +92,57 @@ def need_region_rows(scale: int) -> list[list[Any]]:
     ]
 
 
+AREAS = [  # code, name, level, parent, people in 2026Q1
+    ("K02000001", "United Kingdom", "uk", "", 1000),
+    ("E92000001", "England", "nation", "K02000001", 800),
+    ("W92000004", "Wales", "nation", "K02000001", 200),
+    ("E12000001", "North East", "region", "E92000001", 300),
+    ("E12000007", "London", "region", "E92000001", 500),
+    ("W92000004", "Wales", "region", "W92000004", 200),
+    ("E06000001", "Hartlepool", "local_authority", "E12000001", 100),
+    ("E06000002", "Middlesbrough", "local_authority", "E12000001", 200),
+    ("E09000001", "City of London", "local_authority", "E12000007", 500),
+    ("W06000001", "Isle of Anglesey", "local_authority", "W92000004", 200),
+]
+LONDON_AND_ABOVE = {"K02000001", "E92000001", "E12000007", "E09000001"}
+
+
+def area_rows(london_rise: int) -> list[list[Any]]:
+    """People by area, consistent up the hierarchy; London (and so England and the UK) up by ``london_rise``."""
+    rows = []
+    for code, name, level, parent, people in AREAS:
+        value = people + (london_rise if code in LONDON_AND_ABOVE else 0)
+        rows.append([code, name, level, parent, value, value - 10, value + 10, "false"])
+    return rows
+
+
+def people_by_area(london_rise: int) -> dict[str, Any]:
+    return indicator(
+        "people_by_local_authority",
+        ["area"],
+        area_rows(london_rise),
+        title="People supported, by local authority",
+        unit="people",
+        area_levels=["uk", "nation", "region", "local_authority"],
+        population="everyone",
+    )
+
+
 @pytest.fixture
 def two_quarters(tmp_path: Path) -> Path:
+    return make_two_quarters(tmp_path)
+
+
+def make_two_quarters(tmp_path: Path) -> Path:
     root = tmp_path / "publish"
-    publish(root, "2026Q1-v1", [indicator("people_by_need_region", ["region", "need"], need_region_rows(10))])
+    publish(
+        root,
+        "2026Q1-v1",
+        [
+            indicator("people_by_need_region", ["region", "need"], need_region_rows(10), max_cells_per_person=3),
+            people_by_area(0),
+        ],
+    )
     amounts = [
         [f"E0600000{i}", f"Authority <{i}> & Co", 800.5 + 40 * i, 700.25 + 40 * i, 900.75 + 40 * i, "false"]
         for i in range(1, 31)
@@ -103,7 +151,8 @@ def two_quarters(tmp_path: Path) -> Path:
         root,
         "2026Q2-v1",
         [
-            indicator("people_by_need_region", ["region", "need"], need_region_rows(12)),
+            indicator("people_by_need_region", ["region", "need"], need_region_rows(12), max_cells_per_person=3),
+            people_by_area(300),
             indicator(
                 "median_income_by_local_authority",
                 ["local_authority"],
@@ -121,21 +170,19 @@ def two_quarters(tmp_path: Path) -> Path:
 def test_site_has_every_page_with_charts_tables_and_downloads(two_quarters: Path) -> None:
     index = build_site(two_quarters)
     site = index.parent
-    pages = {p.relative_to(site).as_posix() for p in site.rglob("*.html")}
+    pages = {p.relative_to(site).as_posix() for p in site.rglob("*.html") if p.parent.name != "areas"}
     assert pages == {
         "index.html",
         "methodology.html",
         "releases.html",
         "indicators/index.html",
         "indicators/people_by_need_region.html",
+        "indicators/people_by_local_authority.html",
         "indicators/median_income_by_local_authority.html",
         "indicators/people_linked_across_charities.html",
     }
     home = index.read_text()
     assert "Poverty indicators for Apr–Jun 2026" in home
-    # Headline: the sum of the 6 cells (12*(2+3+4+6+6+9)=...) with the interval of summed noise.
-    total = sum(row[4] for row in need_region_rows(12))
-    assert f"{total:,}" in home and "clear rise" in home
     assert "No figures this quarter" in home
     page = (site / "indicators" / "people_by_need_region.html").read_text()
     assert page.count("<svg") >= 4 and 'role="img"' in page and "<table>" in page
@@ -144,6 +191,29 @@ def test_site_has_every_page_with_charts_tables_and_downloads(two_quarters: Path
         assert link in (site / "releases.html").read_text()
     assert (site / "assets" / "site.css").exists()
     assert "http://" not in home.replace("http://www.w3.org/2000/svg", "") and "https://" not in home
+
+
+def test_the_home_page_leads_with_one_people_total_and_main_points_on_clear_changes_only(two_quarters: Path) -> None:
+    home = build_site(two_quarters).read_text()
+    # One total of people, the de-duplicated UK row: never a sum over needs that counts a person up to 3 times.
+    assert home.count('data-total="people-supported"') == 1
+    headline = home.split('data-total="people-supported"')[1].split("</div>")[0]
+    assert "1,300" in headline and "A clear rise" in headline
+    assert "Breakdowns by need count a person under each need they came with (up to 3)" in headline
+    summed = sum(row[4] for row in need_region_rows(12))
+    words = re.sub(r"<svg.*?</svg>", "", home, flags=re.S)
+    assert f">{summed:,}<" not in words and "Highest" not in words
+    points = re.findall(r"<li>(.*?)</li>", home.split('id="main-points"')[1].split("</ul>")[0], re.S)
+    assert points[0].startswith("More people were supported across the UK than in Jan–Mar 2026: 1,300, up 300")
+    # Levels rounded to 10, changes of 100 or more too. England and London (each +300, interval ±14) and then the needs (debt +36, food +24, each ±9.6) are clear.
+    assert points[1:] == [
+        "More people were supported in England: 1,100, up 300 on Jan–Mar 2026 (95% interval of the change +290 to +310).",
+        "More people were supported in London: 800, up 300 on Jan–Mar 2026 (95% interval of the change +290 to +310).",
+        "More people came for help with debt: 220, up 36 on Jan–Mar 2026 (95% interval of the change +26 to +46).",
+        "More people came for help with food: 140, up 24 on Jan–Mar 2026 (95% interval of the change +14 to +34).",
+    ]
+    # The North East and Wales did not change: nothing is claimed about them.
+    assert "North East:" not in home and "in Wales" not in home
 
 
 def test_amounts_are_shown_in_pounds_and_long_rankings_are_cut_to_the_highest(two_quarters: Path) -> None:
@@ -265,6 +335,166 @@ def test_an_area_by_need_indicator_headlines_the_uk_total_across_needs() -> None
     )
     top = headline(release, Unit("count", noun="contacts"))
     assert top is not None and top.estimate.value == 500  # both needs at UK level, not one UK row
-    assert top.label == "United Kingdom, all needs added together"
+    assert top.label == "United Kingdom, all needs added together (not a count of people)"  # up to 3 cells each
     [panel] = rankings(release, Unit("count", noun="contacts"))
     assert [bar.label for bar in panel.bars] == ["E92000001", "W92000004"]  # nations only: the UK is not ranked
+
+
+def test_the_hex_map_has_one_hexagon_per_local_authority_under_its_current_code() -> None:
+    from collab.site.maps import hexes
+    from standards.geography import load_geography
+
+    cells = hexes()
+    codes = [cell.code for cell in cells]
+    assert sorted(codes) == sorted(load_geography().local_authorities)  # all 361, Barnsley and Sheffield recoded
+    assert {"E08000038", "E08000039"} <= set(codes) and not {"E08000016", "E08000019"} & set(codes)
+    assert len({(cell.q, cell.r) for cell in cells}) == len(cells)
+
+
+def test_map_classes_have_round_increasing_breaks() -> None:
+    from collab.site.maps import SCALE, classes
+    from collab.site.model import Unit
+
+    shades = classes([float(v) for v in range(0, 1000, 7)], Unit("count", noun="people"))
+    assert [s.colour for s in shades] == list(SCALE)
+    assert [s.low for s in shades] == [0.0, 200.0, 400.0, 600.0, 800.0] and shades[-1].high is None
+    assert classes([], Unit("count")) == []
+
+
+def test_every_hex_links_to_an_area_page_and_every_area_has_one(two_quarters: Path) -> None:
+    site = build_site(two_quarters).parent
+    home = (site / "index.html").read_text()
+    svg = home.split('<svg class="map"')[1].split("</svg>")[0]
+    links = re.findall(r'<a href="([^"]+)"', svg)
+    assert len(links) == 361 and all((site / link).is_file() for link in links)
+    assert len(list((site / "areas").glob("*.html"))) == 1 + 4 + 9 + 361 + 1  # Scotland, Wales, NI once; the index
+    # Hatched = low reliability; grey = no figure (only four authorities have figures in this package).
+    assert svg.count('fill="#bdbdbd"') == 357
+    london = (site / "areas" / "E09000001.html").read_text()
+    assert "City of London" in london and ">800<" in london and "United Kingdom</a> › <a" in london
+    region = (site / "areas" / "E12000001.html").read_text()
+    assert "Areas within North East" in region and 'href="E06000001.html">Hartlepool' in region
+    # The region's need breakdown is a table by need, not a single figure.
+    assert "People by need region, North East, Apr–Jun 2026" in region and ">Debt<" in region
+    areas = (site / "areas" / "index.html").read_text()
+    assert 'href="#letter-H"' in areas and 'id="letter-H"' in areas and "Hartlepool" in areas
+
+
+def test_figures_are_rounded_as_a_reader_needs_them() -> None:
+    from collab.site.model import Unit
+
+    people, pounds, share = Unit("count", noun="people"), Unit("pounds"), Unit("percent", fraction=True)
+    assert [people.format(v) for v in (4, 548, 999, 14_588, 31_009_299)] == [
+        "0",
+        "550",
+        "1,000",
+        "14,600",
+        "31,000,000",
+    ]
+    assert [pounds.format(v) for v in (31_009_299, 30_719_054, 1_002_215, 7575.21, 0)] == [
+        "£31.0m",
+        "£30.7m",
+        "£1.00m",
+        "£7,580",
+        "£0",
+    ]
+    assert share.format(0.60784) == "61%"
+    assert pounds.format(908_000, like=1_200_000) == "£0.91m"  # an interval end in its figure's terms
+    assert people.format(25) == "30" and people.format(15) == "20"  # half up, not half to even
+    assert people.interval(Estimate(2, 0, 4)) == "0 to 10" and people.interval(Estimate(548, 531, 566)) == "530 to 570"
+    assert people.format_change(-26) == "−26" and people.format_change(1234) == "+1,230"  # small changes exact
+
+
+def test_a_headline_wider_than_the_setting_reads_not_enough_data(two_quarters: Path) -> None:
+    from collab.site.model import Estimate, IndicatorView, Unit
+    from collab.workspace import PublicationSettings
+
+    home = build_site(two_quarters).read_text()
+    assert 'data-headline-share="0.0154"' in home  # 1,300 (1,290 to 1,310): 20 / 1,300
+    strict = build_site(two_quarters, PublicationSettings(max_interval_share=0.01)).read_text()
+    total = strict.split('data-total="people-supported"')[1].split('<p class="lede">')[0]
+    assert "Not enough data this quarter" in total and "1,300" not in total
+    assert "spans more than 1% of the figure itself" in total
+    assert "Main points" in strict and ": 1,300, up 300" not in strict
+    # A bounded measure is judged against its range: a capped mean of £0 to £25,000 says nothing.
+    mean = IndicatorView(
+        "mean_debt", {"measure": "mean", "clamp": {"lower": 0, "upper": 25000}}, Unit("pounds"), [], "2026Q1",
+        max_interval_share=0.5,
+    )  # fmt: skip
+    assert not mean.says_something(Estimate(12_500, 0, 25_000))
+    assert mean.says_something(Estimate(7_575, 4_991, 10_159))
+    # In a ranking, a figure that says nothing is never on top: it goes last and is drawn as an interval only.
+    from collab.site.model import Bar, Panel, _quieten
+
+    ranked = Panel("By region", [Bar("North East", Estimate(12_500, 0, 25_000)), Bar("North West", Estimate(7_575, 4_991, 10_159))], 2, True)  # fmt: skip
+    quiet = _quieten(ranked, mean)
+    assert [(b.label, b.says_little) for b in quiet.bars] == [("North West", False), ("North East", True)]
+    drawn = charts.bar_chart("c", quiet, Unit("pounds"))
+    assert drawn.count("<rect") == 1 + 1  # the hatch pattern's rect, one bar, none for North East
+    assert "North East: not enough data (95% interval £0 to £25,000)" in drawn
+    share = IndicatorView(
+        "share", {"measure": "share"}, Unit("percent", fraction=True), [], "2026Q1", max_interval_share=0.5
+    )
+    assert not share.says_something(Estimate(0.0, 0.0, 1.0)) and share.says_something(Estimate(0.6, 0.5, 0.7))
+
+
+def test_downloads_a_time_series_per_indicator_a_workbook_and_a_zip_per_release(two_quarters: Path) -> None:
+    import zipfile
+
+    import fastexcel
+
+    site = build_site(two_quarters).parent
+    with (site / "downloads" / "people_by_need_region-time-series.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["period"] for r in rows] == ["2026Q1"] * 6 + ["2026Q2"] * 6  # raw, unrounded, oldest first
+    assert rows[-1]["value"] == "108"  # Wales, debt: 12 × 3 × 3
+    workbook = fastexcel.read_excel(site / "downloads" / "2026Q2-v1.xlsx")
+    assert workbook.sheet_names == ["Cover", "Contents", "Notes", "Table_1", "Table_2", "Table_3", "Table_4"]
+    contents = workbook.load_sheet("Contents", header_row=2).to_polars()
+    assert contents["Table title"].to_list()[0] == "People by need region"
+    table = workbook.load_sheet("Table_3", header_row=4).to_polars()  # the median incomes, one row per authority
+    assert table.height == 30 and table["Figure"].to_list()[0] == 840.5
+    assert "Low reliability [note 3]" in table.columns
+    with zipfile.ZipFile(site / "downloads" / "2026Q1-v1.zip") as archive:
+        release = two_quarters / "releases" / "2026Q1-v1"
+        assert sorted(archive.namelist()) == sorted(
+            f"2026Q1-v1/{p.relative_to(release).as_posix()}" for p in release.rglob("*") if p.is_file()
+        )
+        assert archive.read("2026Q1-v1/release.json") == (release / "release.json").read_bytes()
+    page = (site / "indicators" / "people_by_need_region.html").read_text()
+    assert page.count('href="../downloads/people_by_need_region-time-series.csv"') >= 3  # under each chart
+    assert 'href="../downloads/2026Q2-v1.xlsx"' in page and 'href="../downloads/2026Q2-v1.zip"' in page
+
+
+def test_how_we_protect_people_is_plain_and_the_statement_comes_from_the_release(two_quarters: Path) -> None:
+    site = build_site(two_quarters).parent
+    methodology = (site / "methodology.html").read_text()
+    plain, annex = methodology.split('id="annex"', 1)[0], methodology.split('<h2 id="annex"', 1)[1]
+    assert not re.search("[ρεσ]", plain) and "worst_case" not in plain and "e<sup>" not in methodology
+    assert re.search("ρ", annex) and "σ" in annex
+    assert all(f'id="{target}"' in methodology for target in re.findall(r'href="#([^"]+)"', methodology))
+    for page in ("index.html", "releases.html", "indicators/people_by_need_region.html"):
+        assert not re.search("[ρεσ]", (site / page).read_text()), page
+    # An older release recorded no per-person figure: say so, never work it out.
+    assert "The protection figure for one person was not recorded for this release" in plain
+    statement = "Over every release so far, the figures reveal almost nothing about any one person."
+    per_person = {
+        "max_units": 4,
+        "release_rho": 2.0,
+        "period_rho": 2.0,
+        "lifetime_rho": 4.0,
+        "lifetime_epsilon": 9.87,
+        "delta": 1e-7,
+    }
+    publish(
+        two_quarters,
+        "2026Q2-v2",
+        [indicator("people_by_need_region", ["region", "need"], need_region_rows(20))],
+        revision=2,
+        per_person=per_person,
+        statement=statement,
+    )
+    methodology = (build_site(two_quarters).parent / "methodology.html").read_text()
+    plain, annex = methodology.split('id="annex"', 1)[0], methodology.split('<h2 id="annex"', 1)[1]
+    assert statement in plain and "not recorded for this release" not in plain
+    assert ">9.87<" in annex and ">4<" in annex  # the release's own numbers, as recorded
