@@ -26,6 +26,10 @@ def landing_zone_sensor(
     received = receive_pending(ws, landing_zone.zone, charities, min_age_seconds=ws.settings.intake.settle_seconds)
     for obj, submission_id in received.duplicates:
         context.log.info(f"{obj.charity_id}/{obj.key} duplicates {submission_id}; archived, not processed again.")
+    for obj, reason in received.refused:
+        context.log.warning(f"{obj.charity_id}/{obj.key} refused unread and moved aside: {reason}")
+    for obj, reason in received.skipped:
+        context.log.info(f"{obj.charity_id}/{obj.key} left for the next tick: {reason}")
     if not received.received:
         return SkipReason(f"No new files in {len(charities)} landing area(s) of {landing_zone.zone.describe()}.")
     keys = [manifest.submission_id for manifest in received.received]
