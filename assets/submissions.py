@@ -22,15 +22,18 @@ from dagster import (
 from assets.partitions import submission_partitions
 from assets.resources import CollabWorkspace, LandingZoneResource, Warehouse
 from collab.expectations import ExpectationRun
+from collab.faults import crash_point
 from collab.intake import load_manifest, submission_dir
 from collab.staging import CONTACTS_FILE, StagingSink
 from collab.submissions import (
     describe_error,
     internal_error_report,
     load_report,
+    mark_state,
     record_incident,
     save_report,
     send_feedback,
+    state_after_feedback,
 )
 from collab.warehouse import load_submission
 from privacy.minimise import WAREHOUSE_SCHEMA, minimise
@@ -85,6 +88,7 @@ def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspac
             f"{manifest.submission_id}: internal error {reference} ({type(error).__name__}); see {record}"
         )
     save_report(ws, manifest.submission_id, report)
+    mark_state(ws, manifest, "checked", report)
     return MaterializeResult(
         metadata={
             "dagster/row_count": report.rows_received,
@@ -129,7 +133,13 @@ def submission_feedback(
     """The feedback report (JSON and HTML) in the charity's feedback area."""
     manifest = load_manifest(workspace.workspace, context.partition_key)
     report = _report(workspace, manifest.submission_id)
+    if report.accepted:
+        # Accepted rows are not stored yet: the charity is told they are being loaded, and told again once they are.
+        report.loaded = False
+        save_report(workspace.workspace, manifest.submission_id, report)
     json_at, html_at = send_feedback(landing_zone.zone, manifest, report)
+    mark_state(workspace.workspace, manifest, state_after_feedback(report), report)
+    crash_point("after-feedback")
     return MaterializeResult(
         metadata={
             "dagster/row_count": report.rows_received,
@@ -169,7 +179,7 @@ def _staged_contacts(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
     op_tags={"collab/warehouse": "write"},
 )
 def warehouse_contacts(
-    context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
+    context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse, landing_zone: LandingZoneResource
 ) -> MaterializeResult:
     """The submission's contacts, pseudonymised and minimised, replacing its charity's earlier rows
     for the same quarters in one transaction."""
@@ -199,6 +209,13 @@ def warehouse_contacts(
             batches=batches,
             standard_version=STANDARD_VERSION,
         )
+    crash_point("after-load")
+    # The rows are stored (and the warehouse says so, in the same transaction): now the charity is told.
+    report = _report(workspace, manifest.submission_id)
+    report.loaded = True
+    save_report(ws, manifest.submission_id, report)
+    send_feedback(landing_zone.zone, manifest, report)
+    mark_state(ws, manifest, "loaded", report)
     return MaterializeResult(
         metadata={
             "dagster/row_count": loaded.rows_loaded,

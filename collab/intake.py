@@ -21,10 +21,13 @@ from pathlib import Path
 from filelock import FileLock
 from pydantic import BaseModel
 
+from collab.faults import crash_point
 from collab.landing import LandingObject, LandingObjectGone, LandingObjectRefused, LandingZone
+from collab.states import STATE_FILE, State, read_state, write_state
 from collab.workspace import Workspace
 
 MANIFEST = "manifest.json"
+REPORT_FILE = "report.json"
 log = logging.getLogger(__name__)
 
 
@@ -119,18 +122,15 @@ def _receive(workspace: Workspace, landing: LandingZone, obj: LandingObject, res
         if obj.refusal is not None:
             raise LandingObjectRefused(*obj.refusal.split(": ", 1))
         sha256 = landing.fetch(obj, incoming)
+        crash_point("before-staging")
         submission_id = f"{obj.charity_id}-{sha256[:12]}"
         target = submission_dir(workspace, submission_id)
         if (target / MANIFEST).exists():
-            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-            landing.archive(obj, f"duplicates/{stamp}-{submission_id}")
-            _tell_duplicate(landing, obj, submission_id)
-            result.duplicates.append((obj, submission_id))
+            _received_again(workspace, landing, obj, load_manifest(workspace, submission_id), result)
             return
         target.mkdir(parents=True, exist_ok=True)
         source_file = "source" + _source_suffix(obj.name)
         incoming.replace(target / source_file)
-        archived_to = landing.archive(obj, submission_id)
         manifest = SubmissionManifest(
             submission_id=submission_id,
             charity_id=obj.charity_id,
@@ -139,13 +139,19 @@ def _receive(workspace: Workspace, landing: LandingZone, obj: LandingObject, res
             size=obj.size,
             sha256=sha256,
             received_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
-            archived_to=archived_to,
+            archived_to=landing.archive_location(obj, submission_id),
             source_file=source_file,
         )
-        # The manifest is written last, atomically: a submission exists only once it is complete.
+        # The manifest and state are written before the landed file is archived, atomically: a run stopped
+        # at any point leaves either the landed file alone (taken again next pass) or a received submission.
         partial = target / f".{MANIFEST}.partial"
         partial.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
         partial.replace(target / MANIFEST)
+        _mark(workspace, manifest, "received")
+        crash_point("mid-staging")
+        landing.archive(obj, submission_id)
+        _mark(workspace, manifest, "staged")
+        crash_point("after-staging")
         result.received.append(manifest)
     except BaseException:
         # Nothing half-received stays behind: the landed file is still there for the next pass.
@@ -154,6 +160,38 @@ def _receive(workspace: Workspace, landing: LandingZone, obj: LandingObject, res
         raise
     finally:
         incoming.unlink(missing_ok=True)
+
+
+def _mark(workspace: Workspace, manifest: SubmissionManifest, state: State) -> None:
+    write_state(
+        workspace,
+        submission_id=manifest.submission_id,
+        charity_id=manifest.charity_id,
+        file_name=manifest.original_name,
+        state=state,
+    )
+
+
+def _received_again(
+    workspace: Workspace, landing: LandingZone, obj: LandingObject, manifest: SubmissionManifest, result: IntakeResult
+) -> None:
+    """The same bytes arrived again. A finished submission makes this a duplicate; an unfinished one (its run
+    stopped, or it failed on an error of ours) is taken up again instead, so its charity does get feedback."""
+    state = read_state(workspace, manifest.submission_id)
+    # Submissions from before states were kept have none; they were finished, as a report shows.
+    finished = (
+        state.final if state is not None else (submission_dir(workspace, manifest.submission_id) / REPORT_FILE).exists()
+    )
+    if finished and not (state is not None and state.state == "failed"):
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        landing.archive(obj, f"duplicates/{stamp}-{manifest.submission_id}")
+        _tell_duplicate(landing, obj, manifest.submission_id)
+        result.duplicates.append((obj, manifest.submission_id))
+        return
+    landing.archive(obj, manifest.submission_id)
+    if state is None or state.state in {"received", "failed"}:
+        _mark(workspace, manifest, "staged")  # a run may be advancing any later state: it is left to it
+    result.received.append(manifest)
 
 
 def _refuse(landing: LandingZone, obj: LandingObject, reason: str) -> None:
@@ -200,7 +238,7 @@ def purge_submission(workspace: Workspace, submission_id: str) -> list[Path]:
     """
     removed = []
     directory = submission_dir(workspace, submission_id)
-    keep = {MANIFEST, "report.json"}
+    keep = {MANIFEST, REPORT_FILE, STATE_FILE}
     for path in sorted(directory.iterdir()) if directory.exists() else []:
         if path.name not in keep:
             shutil.rmtree(path) if path.is_dir() else path.unlink()

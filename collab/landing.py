@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from collab import s3
+from collab.faults import crash_point
 
 CHUNK_BYTES = 1024 * 1024
 # Files an editor or a copy in progress leaves behind; never submissions.
@@ -82,6 +83,7 @@ def copy_hashing(source: object, destination: Path) -> str:
         while chunk := source.read(CHUNK_BYTES):  # type: ignore[attr-defined]
             digest.update(chunk)
             out.write(chunk)
+            crash_point("mid-copy")
     return digest.hexdigest()
 
 
@@ -103,6 +105,10 @@ class LandingZone(ABC):
     @abstractmethod
     def archive(self, obj: LandingObject, archive_name: str) -> str:
         """Move a processed file out of the landing area into the archive; return where it went."""
+
+    @abstractmethod
+    def archive_location(self, obj: LandingObject, archive_name: str) -> str:
+        """Where ``archive`` puts the file (known before it is moved, so a manifest can say so first)."""
 
     @abstractmethod
     def purge_archive(self, charity_id: str, archive_name: str) -> list[str]:
@@ -214,8 +220,11 @@ class LocalLandingZone(LandingZone):
             )
         return sha256
 
+    def archive_location(self, obj: LandingObject, archive_name: str) -> str:
+        return str(self._path("archive", obj.charity_id) / archive_name / obj.name)
+
     def archive(self, obj: LandingObject, archive_name: str) -> str:
-        target = self._path("archive", obj.charity_id) / archive_name / obj.name
+        target = Path(self.archive_location(obj, archive_name))
         target.parent.mkdir(parents=True, exist_ok=True)
         # A rename moves the entry itself (a link stays a link, a pipe is never opened); the workspace is one
         # file system, so nothing is ever copied.
@@ -325,6 +334,9 @@ class S3LandingZone(LandingZone):
             raise
         with response["Body"] as body:
             return copy_hashing(body, destination)
+
+    def archive_location(self, obj: LandingObject, archive_name: str) -> str:
+        return f"s3://{s3.ARCHIVE_BUCKET}/{obj.charity_id}/{archive_name}/{obj.key}"
 
     def archive(self, obj: LandingObject, archive_name: str) -> str:
         client = self._s3()

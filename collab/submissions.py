@@ -14,13 +14,13 @@ import shutil
 import traceback
 from pathlib import Path
 
-from collab.intake import SubmissionManifest, submission_dir
+from collab.intake import REPORT_FILE, SubmissionManifest, submission_dir
 from collab.landing import LandingZone
+from collab.states import State, write_state
 from collab.workspace import Workspace
 from standards.check import internal_error_issue
 from standards.feedback import FeedbackReport, IssueCollector
 
-REPORT_FILE = "report.json"
 INCIDENT_PREFIX = "internal-error-"
 _REFERENCE = re.compile(r"ref-[0-9a-f]{12}")
 
@@ -106,6 +106,28 @@ def internal_error_reference(report: FeedbackReport) -> str | None:
                 if found := _REFERENCE.search(example.message):
                     return found.group(0)
     return None
+
+
+def mark_state(
+    workspace: Workspace, manifest: SubmissionManifest, state: State, report: FeedbackReport | None = None
+) -> None:
+    """Record the submission's new state (see ``collab.states``), with its report's status and any reference."""
+    write_state(
+        workspace,
+        submission_id=manifest.submission_id,
+        charity_id=manifest.charity_id,
+        file_name=manifest.original_name,
+        state=state,
+        status=None if report is None else report.status,
+        reference=None if report is None else internal_error_reference(report),
+    )
+
+
+def state_after_feedback(report: FeedbackReport) -> State:
+    """An accepted submission waits for its load; a rejected or failed one is finished once told."""
+    if report.accepted:
+        return "feedback_sent"
+    return "failed" if internal_error_reference(report) else "rejected"
 
 
 def find_incident(workspace: Workspace, reference: str) -> Path | None:

@@ -8,22 +8,28 @@ so every run shows in `make dev` afterwards.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import os
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagster import AssetKey, DagsterInstance, JobDefinition
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, JobDefinition, RunsFilter
+from filelock import FileLock
 
 from assets.partitions import quarter_partitions, submission_partitions
 from assets.releases import REVISE_TAG
-from collab.intake import SubmissionManifest, receive_settled
+from collab.faults import crash_point
+from collab.intake import SubmissionManifest, load_manifest, receive_settled
 from collab.landing import LandingZone, landing_zone_from_env
 from collab.registry import Registry
+from collab.states import mirror_states, unfinished
 from collab.submissions import (
     describe_error,
     internal_error_reference,
     internal_error_report,
     load_report,
+    mark_state,
     record_incident,
     save_report,
     send_feedback,
@@ -34,6 +40,16 @@ from privacy.release import latest_release
 from standards.check import new_reference
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# Every run this process executes in process says which machine and process ran it, so a later run can
+# tell a run still going from one whose process was killed.
+RUNNER_TAG = "collab/runner-host"
+RUNNER_PROCESS_TAG = "collab/runner-process"
+
+
+def runner_tags() -> dict[str, str]:
+    return {RUNNER_TAG: socket.gethostname(), RUNNER_PROCESS_TAG: _runner_id()}
+
+
 Progress = Callable[[str], None]
 
 
@@ -74,6 +90,11 @@ class RunReport:
     refused: list[dict[str, str]] = field(default_factory=list)
     releases: list[ReleaseOutcome] = field(default_factory=list)
     stale_quarters: list[str] = field(default_factory=list)
+    # Submissions taken up again from an earlier run that stopped, and that run's Dagster runs marked failed.
+    resumed: list[str] = field(default_factory=list)
+    abandoned_runs: list[str] = field(default_factory=list)
+    # Releases wait while any submission is unfinished (it may cover the quarter).
+    releases_waiting_for: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[SubmissionOutcome]:
@@ -123,7 +144,11 @@ def _process(
     manifest: SubmissionManifest,
 ) -> SubmissionOutcome:
     result = submission_job.execute_in_process(
-        partition_key=manifest.submission_id, instance=instance, raise_on_error=False, run_config=QUIET
+        partition_key=manifest.submission_id,
+        instance=instance,
+        raise_on_error=False,
+        run_config=QUIET,
+        tags=runner_tags(),
     )
     report = load_report(workspace, manifest.submission_id)
     loaded = any(e.asset_key.path == ["warehouse_contacts"] for e in result.get_asset_materialization_events())
@@ -156,6 +181,7 @@ def _fail(
     record_incident(workspace, manifest, reference, detail)
     report = internal_error_report(manifest, reference)
     save_report(workspace, manifest.submission_id, report)
+    mark_state(workspace, manifest, "failed", report)
     # If even the feedback cannot be written, the analyst still sees the failure in the run's report.
     with contextlib.suppress(Exception):
         send_feedback(landing, manifest, report)
@@ -177,7 +203,7 @@ def release_quarter(workspace: Workspace, period: str, *, revise: bool = False) 
     _, release_job = _jobs(workspace)
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(quarter_partitions.name, [period])
-    tags = {REVISE_TAG: "true"} if revise else {}
+    tags = runner_tags() | ({REVISE_TAG: "true"} if revise else {})
     result = release_job.execute_in_process(
         partition_key=period, instance=instance, raise_on_error=False, run_config=QUIET, tags=tags
     )
@@ -214,21 +240,91 @@ def approve_and_publish(workspace: Workspace, release_id: str, *, actor: str) ->
 
 
 def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunReport:
-    """Receive and process every pending file, then release every complete quarter not yet released."""
-    charities = [c.id for c in Registry(workspace).all()]
-    settle_seconds = workspace.settings.intake.settle_seconds
-    intake = receive_settled(workspace, landing_zone_from_env(workspace.home), charities, settle_seconds=settle_seconds)
-    report = RunReport(
-        submissions=process_submissions(workspace, intake.received, progress),
-        duplicates=[{"charity_id": o.charity_id, "file": o.key, "duplicate_of": s} for o, s in intake.duplicates],
-        skipped=[{"charity_id": o.charity_id, "file": o.key, "reason": why} for o, why in intake.skipped],
-        refused=[{"charity_id": o.charity_id, "file": o.key, "reason": why} for o, why in intake.refused],
-    )
-    with connect(workspace.warehouse_path) as con:
-        unreleased = unreleased_complete_quarters(con)
-    for period in unreleased:
-        progress(f"release {period}")
-        report.releases.append(release_quarter(workspace, period))
-    with connect(workspace.warehouse_path) as con:
-        report.stale_quarters = stale_quarters(con)
-    return report
+    """Take up unfinished submissions, receive and process every pending file, then release every complete
+    quarter not yet released, all under one lock: two `collab run`s never interleave."""
+    with run_lock(workspace):
+        instance = DagsterInstance.get()
+        abandoned = fail_abandoned_runs(instance)
+        charities = [c.id for c in Registry(workspace).all()]
+        settle_seconds = workspace.settings.intake.settle_seconds
+        landing = landing_zone_from_env(workspace.home)
+        resumed = _unfinished_manifests(workspace)
+        intake = receive_settled(workspace, landing, charities, settle_seconds=settle_seconds)
+        taken = {m.submission_id for m in resumed}
+        manifests = resumed + [m for m in intake.received if m.submission_id not in taken]
+        report = RunReport(
+            submissions=process_submissions(workspace, manifests, progress),
+            duplicates=[{"charity_id": o.charity_id, "file": o.key, "duplicate_of": s} for o, s in intake.duplicates],
+            skipped=[{"charity_id": o.charity_id, "file": o.key, "reason": why} for o, why in intake.skipped],
+            refused=[{"charity_id": o.charity_id, "file": o.key, "reason": why} for o, why in intake.refused],
+            resumed=sorted(taken),
+            abandoned_runs=abandoned,
+        )
+        with connect(workspace.warehouse_path) as con:
+            mirror_states(con, workspace)
+            unreleased = unreleased_complete_quarters(con)
+        # A quarter is released only once every submission is finished: one still on its way may cover it.
+        if waiting := [s.submission_id for s in unfinished(workspace)]:
+            report.releases_waiting_for = waiting
+            unreleased = []
+        for period in unreleased:
+            progress(f"release {period}")
+            crash_point("before-release")
+            report.releases.append(release_quarter(workspace, period))
+        with connect(workspace.warehouse_path) as con:
+            report.stale_quarters = stale_quarters(con)
+        return report
+
+
+def _unfinished_manifests(workspace: Workspace) -> list[SubmissionManifest]:
+    manifests = []
+    for state in unfinished(workspace):
+        try:
+            manifests.append(load_manifest(workspace, state.submission_id))
+        except FileNotFoundError:
+            continue  # purged while unfinished: nothing left to process
+    return manifests
+
+
+@contextlib.contextmanager
+def run_lock(workspace: Workspace) -> Iterator[None]:
+    """One `collab run` at a time, from intake to release; an OS lock, so a killed run never leaves it held."""
+    workspace.staging.mkdir(parents=True, exist_ok=True)
+    with FileLock(workspace.staging / ".run.lock"):
+        yield
+
+
+def _runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed the runs a `collab run` process started on this machine and died in (they stay STARTED for
+    ever otherwise); their submissions are unfinished and are taken up again. Returns the run ids."""
+    host = socket.gethostname()
+    statuses = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+    abandoned = []
+    for run in instance.get_runs(
+        filters=RunsFilter(
+            statuses=statuses,
+            tags={RUNNER_TAG: host},
+        )
+    ):
+        owner = run.tags.get(RUNNER_PROCESS_TAG, "")
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            instance.report_run_failed(
+                run, message=f"the `collab run` process {pid} running it ended without finishing it"
+            )
+            abandoned.append(run.run_id)
+    return abandoned

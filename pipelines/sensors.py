@@ -3,11 +3,22 @@
 from pathlib import Path
 
 import duckdb
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (
+    DagsterInstance,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
 
 from assets.partitions import quarter_partitions, submission_partitions
 from assets.resources import CollabWorkspace, LandingZoneResource, Warehouse
 from collab.intake import receive_pending
+from collab.states import read_state, unfinished
 from collab.warehouse import unreleased_complete_quarters
 from pipelines.jobs import release_job, submission_job
 
@@ -30,17 +41,39 @@ def landing_zone_sensor(
         context.log.warning(f"{obj.charity_id}/{obj.key} refused unread and moved aside: {reason}")
     for obj, reason in received.skipped:
         context.log.info(f"{obj.charity_id}/{obj.key} left for the next tick: {reason}")
-    if not received.received:
+    # Unfinished submissions whose run is not going (their process died, or a run was never requested) go again.
+    pending = {m.submission_id for m in received.received} | {s.submission_id for s in unfinished(ws)}
+    requests = []
+    for submission_id in sorted(pending):
+        state = read_state(ws, submission_id)
+        if state is None or state.final or _run_going(context.instance, submission_id):
+            continue
+        # The run key changes with the state, so a submission stuck in one state is asked for once, not every tick.
+        requests.append(
+            RunRequest(
+                run_key=f"{submission_id}@{state.state}@{state.updated_at.isoformat()}", partition_key=submission_id
+            )
+        )
+    if not requests:
         return SkipReason(f"No new files in {len(charities)} landing area(s) of {landing_zone.zone.describe()}.")
-    keys = [manifest.submission_id for manifest in received.received]
     return SensorResult(
-        run_requests=[RunRequest(run_key=key, partition_key=key) for key in keys],
-        dynamic_partitions_requests=[submission_partitions.build_add_request(keys)],
+        run_requests=requests,
+        dynamic_partitions_requests=[submission_partitions.build_add_request(sorted(pending))],
     )
 
 
+_GOING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+
+def _run_going(instance: DagsterInstance, submission_id: str) -> bool:
+    runs = instance.get_runs(filters=RunsFilter(tags={"dagster/partition": submission_id}, statuses=_GOING), limit=1)
+    return bool(runs)
+
+
 @sensor(job=release_job, minimum_interval_seconds=3600, default_status=DefaultSensorStatus.RUNNING)
-def quarter_release_sensor(context: SensorEvaluationContext, warehouse: Warehouse) -> SensorResult | SkipReason:
+def quarter_release_sensor(
+    context: SensorEvaluationContext, warehouse: Warehouse, workspace: CollabWorkspace
+) -> SensorResult | SkipReason:
     """Request the release of every quarter that has ended, holds data and has no release yet:
     the rule `collab run` follows. Publication still waits for an analyst's approval."""
     if not Path(warehouse.path).exists():
@@ -52,6 +85,8 @@ def quarter_release_sensor(context: SensorEvaluationContext, warehouse: Warehous
         return SkipReason(f"The warehouse is busy: {error}")
     if not quarters:
         return SkipReason("Every complete quarter is released.")
+    if waiting := unfinished(workspace.workspace):
+        return SkipReason(f"Releases wait for {len(waiting)} unfinished submission(s), which may cover the quarter.")
     return SensorResult(
         run_requests=[RunRequest(run_key=f"release-{q}", partition_key=q) for q in quarters],
         dynamic_partitions_requests=[quarter_partitions.build_add_request(quarters)],

@@ -63,6 +63,14 @@ def print_run_report(ws: Workspace, report: RunReport) -> None:
         console.print(
             f"Duplicate: {duplicate['charity_id']}/{escape(duplicate['file'])} is identical to {duplicate['duplicate_of']}; not processed again."
         )
+    if report.resumed:
+        console.print(f"Taken up again from a run that stopped: {', '.join(report.resumed)}.")
+    if report.abandoned_runs:
+        console.print(f"Marked failed, their process gone: Dagster run(s) {', '.join(report.abandoned_runs)}.")
+    if report.releases_waiting_for:
+        console.print(
+            f"[yellow]Releases wait:[/] submission(s) {', '.join(report.releases_waiting_for)} are not finished."
+        )
     for skipped in report.skipped:
         console.print(
             f"[yellow]Left for the next run:[/] {skipped['charity_id']}/{escape(skipped['file'])}: {escape(skipped['reason'])}"

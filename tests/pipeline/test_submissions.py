@@ -124,6 +124,7 @@ def test_identical_file_dropped_twice_is_processed_once(workspace: Workspace, ch
     instance = DagsterInstance.ephemeral()
     drop(workspace, charity, path)
     [key] = sense(workspace, instance)
+    assert process(workspace, instance, key).success
     drop(workspace, charity, path, "Copy of q1.csv")
     assert sense(workspace, instance) == []
     notes = list((workspace.feedback / charity).glob(f"{key}.duplicate-*.json"))
@@ -221,7 +222,7 @@ def test_purge_removes_raw_copies_but_keeps_history_and_duplicate_detection(
     staging = workspace.staging / key
     assert (staging / "contacts.parquet").exists() and (workspace.quarantine / key).exists()
     removed = purge_submission(workspace, key) + LocalLandingZone(root=str(workspace.home)).purge_archive(charity, key)
-    assert sorted(p.name for p in staging.iterdir()) == ["manifest.json", "report.json"]
+    assert sorted(p.name for p in staging.iterdir()) == ["manifest.json", "report.json", "state.json"]
     assert not (workspace.quarantine / key).exists() and not (workspace.archive / charity / key).exists()
     assert len(removed) >= 4
     assert warehouse_rows(workspace) == 9  # the pseudonymised rows stay
