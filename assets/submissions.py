@@ -13,6 +13,7 @@ from dagster import (
     AssetExecutionContext,
     MaterializeResult,
     MetadataValue,
+    Output,
     TableColumn,
     TableSchema,
     asset,
@@ -151,14 +152,16 @@ def submission_feedback(
     )
 
 
-@asset_check(asset=submission_feedback, blocking=True)
+@asset_check(asset=submission_feedback)
 def check_submission_accepted(context: AssetCheckExecutionContext, workspace: CollabWorkspace) -> AssetCheckResult:
-    """Only an accepted submission may reach the warehouse; a rejected one stops here, told why."""
+    """Whether the charity's file was accepted. A rejected file is a warning, not a failed run: rejecting it,
+    telling the charity why and not loading it (``warehouse_contacts`` loads only accepted files) is the
+    pipeline working. A failed run means an error of ours."""
     report = _report(workspace, context.partition_key)
     file_errors = [g.code for g in report.issues if g.severity == "error" and g.scope == "file"]
     return AssetCheckResult(
         passed=report.accepted,
-        severity=AssetCheckSeverity.ERROR,
+        severity=AssetCheckSeverity.WARN,
         description=report.headline(),
         metadata={"status": report.status, "file_errors": ", ".join(file_errors) or "none"},
     )
@@ -177,14 +180,18 @@ def _staged_contacts(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
     deps=[submission_feedback],
     kinds={"duckdb"},
     op_tags={"collab/warehouse": "write"},
+    output_required=False,
 )
 def warehouse_contacts(
     context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse, landing_zone: LandingZoneResource
-) -> MaterializeResult:
+) -> Iterator[Output[None]]:
     """The submission's contacts, pseudonymised and minimised, replacing its charity's earlier rows
-    for the same quarters in one transaction."""
+    for the same quarters in one transaction. A rejected submission is not loaded (nothing materialises)."""
     ws = workspace.workspace
     manifest = load_manifest(ws, context.partition_key)
+    if not _report(workspace, manifest.submission_id).accepted:
+        context.log.info(f"{manifest.submission_id} was rejected: nothing of it is loaded.")
+        return
     key = ws.key()
     staged = submission_dir(ws, manifest.submission_id) / CONTACTS_FILE
     # Minimised batch by batch (it works row by row), so memory holds one batch whatever the file's size.
@@ -216,7 +223,8 @@ def warehouse_contacts(
     save_report(ws, manifest.submission_id, report)
     send_feedback(landing_zone.zone, manifest, report)
     mark_state(ws, manifest, "loaded", report)
-    return MaterializeResult(
+    yield Output(
+        None,
         metadata={
             "dagster/row_count": loaded.rows_loaded,
             "rows_replaced": loaded.rows_replaced,
@@ -228,7 +236,7 @@ def warehouse_contacts(
                 f"Loaded **{loaded.rows_loaded:,}** pseudonymised contacts for `{manifest.charity_id}` "
                 f"({', '.join(loaded.quarters)}), replacing {loaded.rows_replaced:,} earlier rows."
             ),
-        }
+        },
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, JobDefinition, RunsFilter
 from filelock import FileLock
 
@@ -263,6 +264,9 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
         with connect(workspace.warehouse_path) as con:
             mirror_states(con, workspace)
             unreleased = unreleased_complete_quarters(con)
+            # A release whose run stopped after spending and before publishing: re-running its job reuses the
+            # stored release (nothing is spent again) and publishes it.
+            unreleased += [p for p in approved_unpublished_quarters(workspace, con) if p not in unreleased]
         # A quarter is released only once every submission is finished: one still on its way may cover it.
         if waiting := [s.submission_id for s in unfinished(workspace)]:
             report.releases_waiting_for = waiting
@@ -274,6 +278,23 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
         with connect(workspace.warehouse_path) as con:
             report.stale_quarters = stale_quarters(con)
         return report
+
+
+def approved_unpublished_quarters(workspace: Workspace, con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Quarters whose latest release may be published (approved, or publication is automatic) but is not."""
+    latest = con.execute(
+        """
+        SELECT period, release_id FROM releases r
+        WHERE revision = (SELECT max(revision) FROM releases WHERE period = r.period) ORDER BY period
+        """
+    ).fetchall()
+    approved = {row[0] for row in con.execute("SELECT subject FROM audit_log WHERE action = 'approve'").fetchall()}
+    automatic = workspace.settings.publication.auto_publish
+    return [
+        period
+        for period, release_id in latest
+        if (automatic or release_id in approved) and not (workspace.publish / "releases" / release_id).exists()
+    ]
 
 
 def _unfinished_manifests(workspace: Workspace) -> list[SubmissionManifest]:

@@ -35,6 +35,7 @@ ALL_POINTS = [
     "mid-load",
     "after-load",
     "before-release",
+    "before-publish",
 ]
 # Each case is two full runs (about a minute on a busy 2-core machine): the suite kills at three points,
 # one in each stage; COLLAB_CRASH_POINTS=all runs every one.
@@ -74,6 +75,11 @@ def test_a_run_killed_anywhere_is_finished_by_the_next(
 ) -> None:
     home = tmp_path / "var"
     files = _drop_files(home, tmp_path)
+    publishing = point == "before-publish"
+    if publishing:  # releases publish without an analyst's approval, so the run reaches publication
+        settings = Workspace(home).settings.model_copy(deep=True)
+        settings.publication.auto_publish = True
+        Workspace(home).save_settings(settings)
     monkeypatch.setenv("COLLAB_CRASH_AT", point)
     killed = collab(home, "run", "--json", check=False)
     assert killed.returncode == -signal.SIGKILL, f"the run never reached {point}:\n{killed.stdout}\n{killed.stderr}"
@@ -114,3 +120,5 @@ def test_a_run_killed_anywhere_is_finished_by_the_next(
     assert [period for period, _ in releases] == ["2026Q1"]
     spent = _query(home, "SELECT DISTINCT release_id FROM privacy_ledger")
     assert spent == [(releases[0][1],)]
+    # A release killed after spending, before publishing, is published by the next run, spending nothing more.
+    assert (home / "publish" / "releases" / releases[0][1]).is_dir() is publishing
