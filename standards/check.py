@@ -111,9 +111,7 @@ def check_extract(
             names = ", ".join(repr(name) for name in skipped)
             message = f"Only the sheet {source.sheet!r} was read; {names} also look like contacts and were not read."
             collector.add(Issue("W_OTHER_SHEETS_IGNORED", message))
-        if source.format != "parquet":
-            source.header_row = find_header_row(source.preview, mapping)
-        source.header = [cell.strip() for cell in source.preview[source.header_row - 1]] if source.preview else []
+        source.use_header(find_header_row(source.preview, mapping) if source.format != "parquet" else 1)
         plan = plan_columns(source.header, mapping)
         report.file = FileDescription(
             format=source.format,

@@ -97,12 +97,19 @@ class ExtractSource:
     notes: list[Issue] = field(default_factory=list)
     # The first rows of a workbook's other sheets, so the caller can say if one also held contacts.
     other_sheets: dict[str, list[list[str]]] = field(default_factory=dict, repr=False)
+    # Blank rows above the preview (a text file may start with any number of them).
+    leading_blank_rows: int = 0
     _preview: list[list[str]] = field(default_factory=list, repr=False)
 
     @property
     def preview(self) -> list[list[str]]:
-        """The first rows of the file as cells, for choosing the header row."""
+        """The first rows of the file from its first filled one, as cells, for choosing the header row."""
         return self._preview
+
+    def use_header(self, preview_row: int) -> None:
+        """Take the preview's row ``preview_row`` (1-based) as the header."""
+        self.header_row = self.leading_blank_rows + preview_row
+        self.header = [cell.strip() for cell in self._preview[preview_row - 1]] if self._preview else []
 
     def batches(self, batch_size: int = 100_000) -> Iterator[pl.DataFrame]:
         """Stream the data rows below the header as string frames."""
@@ -258,6 +265,9 @@ def _open_text(path: Path, head: bytes, limits: ReadLimits) -> ExtractSource:
     try:
         with path.open(encoding=encoding, newline="", errors="strict") as handle:
             sample = handle.read(SAMPLE_BYTES)
+            # Some exports start with any number of blank lines: the sample is the first text after them.
+            while sample and not sample.strip():
+                sample = handle.read(SAMPLE_BYTES)
     except UnicodeDecodeError as error:
         raise FileRejected(
             "E_ENCODING", f"The file's text could not be decoded as {encoding}: {error.reason}."
@@ -280,7 +290,13 @@ def _open_text(path: Path, head: bytes, limits: ReadLimits) -> ExtractSource:
         source.notes.append(
             Issue("W_ENCODING_CONVERTED", "The file was saved as Windows-1252 text, not UTF-8; it was converted.")
         )
-    source._preview = [row for _, row in zip(range(HEADER_SEARCH_ROWS), _csv_records(source), strict=False)]
+    for row in _csv_records(source):
+        if not source._preview and not any(cell.strip() for cell in row):
+            source.leading_blank_rows += 1
+            continue
+        source._preview.append(row)
+        if len(source._preview) == HEADER_SEARCH_ROWS:
+            break
     return source
 
 
@@ -433,6 +449,8 @@ def _open_xlsx(
         name: [[cell or "" for cell in row] for row in _read_sheet(path, name, n_rows=HEADER_SEARCH_ROWS).iter_rows()]
         for name in ([sheet] if sheet else sheets)
     }
+    if not any(cell.strip() for rows in previews.values() for row in rows for cell in row):
+        raise FileRejected("E_EMPTY_FILE", "The workbook's sheets are empty: no cell holds anything.")
     if (widest := max((len(row) for rows in previews.values() for row in rows), default=0)) > limits.max_columns:
         raise _too_many_columns(widest, limits)
     source.sheet = sheet or _best_sheet(previews, header_score)

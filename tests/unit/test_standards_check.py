@@ -323,3 +323,31 @@ def test_a_real_multi_line_cell_is_not_taken_for_an_unclosed_quote(tmp_path: Pat
         tmp_path / "notes.csv", [[*row, "Called back,\nleft a message"] for row in rows], [*HEADER, "Notes"]
     )
     assert check_extract(path).report.status != "rejected"
+
+
+def test_a_declared_date_format_still_reads_the_same_order_written_shorter(tmp_path: Path) -> None:
+    """suggest-mapping writes date_format: day/month/year; 3/8/26 must still read as 3 August 2026."""
+    rows = contact_rows(6)
+    rows[0][1], rows[1][1] = "3/8/26", "03-08-2026"
+    path = write_csv(tmp_path / "short-dates.csv", rows)
+    sink = CollectingSink()
+    report = check_extract(path, mapping=CharityMapping(date_format="day/month/year"), sink=sink).report
+    assert report.rows_accepted == 6
+    assert sink.contacts().get_column("contact_date").head(2).to_list() == [dt.date(2026, 8, 3)] * 2
+
+
+def test_small_defects_found_as_a_charity(tmp_path: Path) -> None:
+    # An empty workbook is an empty file, not a file missing its columns.
+    empty = write_xlsx(tmp_path / "empty.xlsx", {"Sheet1": []})
+    assert check_extract(empty).report.codes() == ["E_EMPTY_FILE"]
+    # A header below any number of blank lines is found, and rows keep the numbers the file shows.
+    path = write_csv(tmp_path / "contacts.csv", contact_rows(3))
+    path.write_text("\n" * 100_000 + path.read_text())
+    sink = CollectingSink()
+    report = check_extract(path, sink=sink).report
+    assert report.status != "rejected" and report.file.header_row == 100_001
+    assert sink.contacts().get_column("source_row").to_list() == [100_002, 100_003, 100_004]
+    # "Date opened" and "Date visited" are contact dates.
+    for header in ("Date opened", "Date visited", "Date of visit"):
+        renamed = write_csv(tmp_path / "renamed.csv", contact_rows(3), [HEADER[0], header, *HEADER[2:]])
+        assert check_extract(renamed).report.file.columns_used[header] == "contact_date"
