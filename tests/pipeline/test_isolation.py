@@ -10,17 +10,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance, SkipReason, build_sensor_context, materialize
 
+from assets.resources import resources_for
 from collab.intake import receive_pending, submission_dir
 from collab.landing import LandingObject, LandingObjectGone, LocalLandingZone
 from collab.registry import Registry
 from collab.staging import CONTACTS_FILE
+from collab.states import read_state
 from collab.submissions import find_incident
 from collab.warehouse import connect
 from collab.workspace import Workspace
 from pipelines.runner import run_pending
+from pipelines.sensors import landing_zone_sensor
 from tests.conftest import contact_rows, write_csv
 from tests.fixtures.bad.corpus import CASES
+from tests.pipeline.test_submissions import SUBMISSION_ASSETS
 
 CHARITIES = ("north-food-bank", "south-advice")
 
@@ -125,3 +130,29 @@ def test_a_file_that_vanishes_after_listing_is_skipped_not_an_abort(
     assert sorted(p.name for p in workspace.staging.iterdir() if not p.name.startswith(".")) == [
         result.received[0].submission_id
     ]
+
+
+def test_the_sensor_takes_up_a_submission_whose_run_never_finished(
+    workspace: Workspace, charities: tuple[str, ...], tmp_path: Path
+) -> None:
+    north, _ = charities
+    LocalLandingZone(root=str(workspace.home)).drop(north, write_csv(tmp_path / "q1.csv", contact_rows(8)))
+    instance = DagsterInstance.ephemeral()
+
+    def tick() -> list[tuple[str, str]]:
+        result = landing_zone_sensor(build_sensor_context(instance=instance, resources=resources_for(workspace)))
+        if isinstance(result, SkipReason):
+            return []
+        for request in result.dynamic_partitions_requests:
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        return [(r.partition_key, r.run_key) for r in result.run_requests]
+
+    [(submission_id, run_key)] = tick()
+    # Its run never happened (the process died first): the next tick asks again, under the same run key, so
+    # the daemon starts it once however many ticks ask.
+    assert tick() == [(submission_id, run_key)]
+    assert materialize(
+        SUBMISSION_ASSETS, partition_key=submission_id, resources=resources_for(workspace), instance=instance
+    ).success
+    assert read_state(workspace, submission_id).state == "loaded"  # type: ignore[union-attr]
+    assert tick() == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import duckdb
@@ -21,7 +22,7 @@ from dagster._core.instance.ref import InstanceRef
 from collab.states import submission_states
 from collab.workspace import Workspace
 from tests.conftest import HEADER, contact_rows, write_csv
-from tests.system.test_cli import collab
+from tests.system.test_cli import COLLAB, collab
 
 pytestmark = pytest.mark.system
 
@@ -122,3 +123,23 @@ def test_a_run_killed_anywhere_is_finished_by_the_next(
     assert spent == [(releases[0][1],)]
     # A release killed after spending, before publishing, is published by the next run, spending nothing more.
     assert (home / "publish" / "releases" / releases[0][1]).is_dir() is publishing
+
+
+def test_two_runs_at_once_process_each_file_once_and_release_once(tmp_path: Path) -> None:
+    home = tmp_path / "var"
+    _drop_files(home, tmp_path)
+    env = {**os.environ, "COLLAB_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    runs = [
+        subprocess.Popen(
+            [str(COLLAB), "run", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    reports = [json.loads(run.communicate(timeout=600)[0]) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0]
+    # One run took every file and released the quarter; the other, waiting on the lock, found nothing left.
+    assert sorted(len(r["submissions"]) for r in reports) == [0, 3]
+    assert sorted(len(r["releases"]) for r in reports) == [0, 1]
+    assert _query(home, "SELECT count(*) FROM contacts") == [(40,)]
+    assert _query(home, "SELECT count(*) FROM releases") == [(1,)]
+    assert _query(home, "SELECT count(DISTINCT release_id) FROM privacy_ledger") == [(1,)]
