@@ -16,6 +16,7 @@ from collab import s3
 from collab.intake import load_manifest, purge_submission
 from collab.landing import landing_zone_from_env
 from collab.registry import Registry
+from collab.states import submission_states
 from collab.submissions import find_incident
 from collab.warehouse import audit, connect
 from collab.workspace import Workspace
@@ -111,6 +112,29 @@ def run(as_json: bool = JsonOption) -> None:
     # A file our code failed on is that file's problem, listed above; only the run's own problems fail the command.
     if any(r.error for r in report.releases):
         raise typer.Exit(1)
+
+
+@app.command()
+def submissions(
+    charity: str | None = typer.Option(None, "--charity", help="Only this charity's submissions."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Where every submission is (received ... loaded, rejected or failed), read without opening the warehouse,
+    so it works while a run holds it."""
+    states = submission_states(workspace(), charity)
+    if as_json:
+        emit_json([state.model_dump(mode="json") for state in states])
+        return
+    table = Table("submission", "file", "state", "status", "updated (UTC)", title="Submissions")
+    for state in states:
+        table.add_row(
+            state.submission_id,
+            escape(state.file_name),
+            state.state + (f" ({state.reference})" if state.reference else ""),
+            state.status or "",
+            state.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    console.print(table if states else "No submissions yet.")
 
 
 @app.command()

@@ -143,3 +143,6 @@ def test_two_runs_at_once_process_each_file_once_and_release_once(tmp_path: Path
     assert _query(home, "SELECT count(*) FROM contacts") == [(40,)]
     assert _query(home, "SELECT count(*) FROM releases") == [(1,)]
     assert _query(home, "SELECT count(DISTINCT release_id) FROM privacy_ledger") == [(1,)]
+    # States are read without the warehouse (as the portal does), here through the analyst's command.
+    listed = json.loads(collab(home, "submissions", "--json").stdout)
+    assert sorted(s["state"] for s in listed) == ["loaded", "loaded", "rejected"]
