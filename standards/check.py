@@ -59,7 +59,7 @@ def internal_error_issue(reference: str) -> Issue:
     return Issue(
         "E_INTERNAL",
         f"The check of this file stopped on an error in our software (reference {reference}), not because of "
-        "anything in the file that we know of. Nothing from it has been used yet; your file is kept safely.",
+        "anything in the file that we know of. Nothing from it has been used.",
     )
 
 
