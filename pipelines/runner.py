@@ -37,6 +37,7 @@ from collab.submissions import (
 )
 from collab.warehouse import audit, connect, stale_quarters, unreleased_complete_quarters
 from collab.workspace import Workspace
+from pipelines.jobs import run_going
 from privacy.release import latest_release
 from standards.check import new_reference
 
@@ -249,7 +250,7 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
         charities = [c.id for c in Registry(workspace).all()]
         settle_seconds = workspace.settings.intake.settle_seconds
         landing = landing_zone_from_env(workspace.home)
-        resumed = _unfinished_manifests(workspace)
+        resumed = _unfinished_manifests(workspace, instance)
         intake = receive_settled(workspace, landing, charities, settle_seconds=settle_seconds)
         taken = {m.submission_id for m in resumed}
         manifests = resumed + [m for m in intake.received if m.submission_id not in taken]
@@ -297,9 +298,12 @@ def approved_unpublished_quarters(workspace: Workspace, con: duckdb.DuckDBPyConn
     ]
 
 
-def _unfinished_manifests(workspace: Workspace) -> list[SubmissionManifest]:
+def _unfinished_manifests(workspace: Workspace, instance: DagsterInstance) -> list[SubmissionManifest]:
+    """Unfinished submissions no run is working on (the daemon may be running one right now)."""
     manifests = []
     for state in unfinished(workspace):
+        if run_going(instance, state.submission_id):
+            continue
         try:
             manifests.append(load_manifest(workspace, state.submission_id))
         except FileNotFoundError:

@@ -4,11 +4,8 @@ from pathlib import Path
 
 import duckdb
 from dagster import (
-    DagsterInstance,
-    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
-    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -20,7 +17,7 @@ from assets.resources import CollabWorkspace, LandingZoneResource, Warehouse
 from collab.intake import receive_pending
 from collab.states import read_state, unfinished
 from collab.warehouse import unreleased_complete_quarters
-from pipelines.jobs import release_job, submission_job
+from pipelines.jobs import release_job, run_going, submission_job
 
 
 @sensor(job=submission_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING)
@@ -46,7 +43,7 @@ def landing_zone_sensor(
     requests = []
     for submission_id in sorted(pending):
         state = read_state(ws, submission_id)
-        if state is None or state.final or _run_going(context.instance, submission_id):
+        if state is None or state.final or run_going(context.instance, submission_id):
             continue
         # The run key changes with the state, so a submission stuck in one state is asked for once, not every tick.
         requests.append(
@@ -60,14 +57,6 @@ def landing_zone_sensor(
         run_requests=requests,
         dynamic_partitions_requests=[submission_partitions.build_add_request(sorted(pending))],
     )
-
-
-_GOING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
-
-
-def _run_going(instance: DagsterInstance, submission_id: str) -> bool:
-    runs = instance.get_runs(filters=RunsFilter(tags={"dagster/partition": submission_id}, statuses=_GOING), limit=1)
-    return bool(runs)
 
 
 @sensor(job=release_job, minimum_interval_seconds=3600, default_status=DefaultSensorStatus.RUNNING)
