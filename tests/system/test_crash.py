@@ -38,11 +38,10 @@ ALL_POINTS = [
     "before-release",
     "before-publish",
 ]
-# Each case is two full runs (about a minute on a busy 2-core machine): the suite kills at three points,
-# one in each stage; COLLAB_CRASH_POINTS=all runs every one.
-POINTS = (
-    ALL_POINTS if os.environ.get("COLLAB_CRASH_POINTS") == "all" else ["after-staging", "mid-load", "before-release"]
-)
+# Each case is two full runs (one to four minutes on a shared 2-core machine): the suite kills the run
+# mid-load, where a charity was once told "accepted" with nothing stored; COLLAB_CRASH_POINTS=all runs
+# every point.
+POINTS = ALL_POINTS if os.environ.get("COLLAB_CRASH_POINTS") == "all" else ["mid-load"]
 
 
 def _drop_files(home: Path, directory: Path) -> dict[str, str]:
