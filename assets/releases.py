@@ -22,6 +22,7 @@ from dagster import (
 from assets.partitions import quarter_partitions
 from assets.resources import CollabWorkspace, Warehouse
 from assets.submissions import warehouse_contacts
+from collab.faults import crash_point
 from collab.invariants import release_invariants
 from collab.publication import (
     MANIFEST,
@@ -180,6 +181,7 @@ def published_release(
                 f"Release {release_id} awaits approval: run `collab approve {release_id}` to publish it."
             )
             return
+        crash_point("before-publish")
         try:
             target = publish_release(
                 release_dir, ws.publish, con, min_contributors=ws.settings.publication.min_contributors

@@ -1,7 +1,6 @@
 """One submission's path: checked against the standard, fed back to its charity, loaded."""
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from dagster import (
     AssetExecutionContext,
     MaterializeResult,
     MetadataValue,
+    Output,
     TableColumn,
     TableSchema,
     asset,
@@ -23,22 +23,35 @@ from dagster import (
 from assets.partitions import submission_partitions
 from assets.resources import CollabWorkspace, LandingZoneResource, Warehouse
 from collab.expectations import ExpectationRun
+from collab.faults import crash_point
 from collab.intake import load_manifest, submission_dir
 from collab.staging import CONTACTS_FILE, StagingSink
+from collab.submissions import (
+    describe_error,
+    internal_error_report,
+    load_report,
+    mark_state,
+    record_incident,
+    save_report,
+    send_feedback,
+    state_after_feedback,
+)
 from collab.warehouse import load_submission
 from privacy.minimise import WAREHOUSE_SCHEMA, minimise
 from standards import STANDARD_VERSION
-from standards.check import CheckOptions, check_extract
+from standards.check import CheckOptions, check_extract, new_reference
 from standards.extract import FIELDS as STANDARD_FIELDS
 from standards.feedback import FeedbackReport
+from standards.reading import ReadLimits
 
-REPORT_FILE = "report.json"
 GX_FILE = "gx_validation.json"
 
 
 def _report(workspace: CollabWorkspace, submission_id: str) -> FeedbackReport:
-    path = submission_dir(workspace.workspace, submission_id) / REPORT_FILE
-    return FeedbackReport.model_validate_json(path.read_text(encoding="utf-8"))
+    report = load_report(workspace.workspace, submission_id)
+    if report is None:
+        raise FileNotFoundError(f"submission {submission_id} has no report: submission_quality has not run")
+    return report
 
 
 @asset(partitions_def=submission_partitions, group_name="intake", kinds={"polars"})
@@ -48,21 +61,35 @@ def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspac
     manifest = load_manifest(ws, context.partition_key)
     staging = submission_dir(ws, manifest.submission_id)
     intake = ws.settings.intake
-    options = CheckOptions(max_row_error_share=intake.max_row_error_share, batch_size=intake.batch_rows)
+    options = CheckOptions(
+        max_row_error_share=intake.max_row_error_share,
+        batch_size=intake.batch_rows,
+        limits=ReadLimits(max_columns=intake.max_columns, max_rows=intake.max_rows),
+    )
     charity = workspace.registry.find(manifest.charity_id)
     linkage_key = ws.key() if charity is not None and charity.linkage else None
-    with StagingSink(staging, ws.quarantine / manifest.submission_id, linkage_key=linkage_key) as sink:
-        result = check_extract(
-            staging / manifest.source_file,
-            mapping=workspace.registry.mapping(manifest.charity_id),
-            file_name=manifest.original_name,
-            submission_id=manifest.submission_id,
-            charity_id=manifest.charity_id,
-            options=options,
-            sink=sink,
+    try:
+        with StagingSink(staging, ws.quarantine / manifest.submission_id, linkage_key=linkage_key) as sink:
+            result = check_extract(
+                staging / manifest.source_file,
+                mapping=workspace.registry.mapping(manifest.charity_id),
+                file_name=manifest.original_name,
+                submission_id=manifest.submission_id,
+                charity_id=manifest.charity_id,
+                options=options,
+                sink=sink,
+            )
+        report, error, reference = result.report, result.internal_error, result.reference
+    except Exception as failure:  # an error of ours outside the check (staging, mapping) is this file's alone
+        reference, error = new_reference(), failure
+        report = internal_error_report(manifest, reference)
+    if error is not None and reference is not None:
+        record = record_incident(ws, manifest, reference, describe_error(error))
+        context.log.error(
+            f"{manifest.submission_id}: internal error {reference} ({type(error).__name__}); see {record}"
         )
-    report = result.report
-    (staging / REPORT_FILE).write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    save_report(ws, manifest.submission_id, report)
+    mark_state(ws, manifest, "checked", report)
     return MaterializeResult(
         metadata={
             "dagster/row_count": report.rows_received,
@@ -100,11 +127,6 @@ def check_staged_contacts_expectations(
     )
 
 
-def _feedback_name(original_name: str, submission_id: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", original_name.rsplit(".", 1)[0]).strip("-")[:60] or "file"
-    return f"{stem}--{submission_id}.feedback"
-
-
 @asset(partitions_def=submission_partitions, group_name="intake", deps=[submission_quality])
 def submission_feedback(
     context: AssetExecutionContext, workspace: CollabWorkspace, landing_zone: LandingZoneResource
@@ -112,13 +134,13 @@ def submission_feedback(
     """The feedback report (JSON and HTML) in the charity's feedback area."""
     manifest = load_manifest(workspace.workspace, context.partition_key)
     report = _report(workspace, manifest.submission_id)
-    name = _feedback_name(manifest.original_name, manifest.submission_id)
-    json_at = landing_zone.zone.write_feedback(
-        manifest.charity_id, f"{name}.json", report.model_dump_json(indent=2).encode(), "application/json"
-    )
-    html_at = landing_zone.zone.write_feedback(
-        manifest.charity_id, f"{name}.html", report.to_html().encode(), "text/html; charset=utf-8"
-    )
+    if report.accepted:
+        # Accepted rows are not stored yet: the charity is told they are being loaded, and told again once they are.
+        report.loaded = False
+        save_report(workspace.workspace, manifest.submission_id, report)
+    json_at, html_at = send_feedback(landing_zone.zone, manifest, report)
+    mark_state(workspace.workspace, manifest, state_after_feedback(report), report)
+    crash_point("after-feedback")
     return MaterializeResult(
         metadata={
             "dagster/row_count": report.rows_received,
@@ -130,14 +152,16 @@ def submission_feedback(
     )
 
 
-@asset_check(asset=submission_feedback, blocking=True)
+@asset_check(asset=submission_feedback)
 def check_submission_accepted(context: AssetCheckExecutionContext, workspace: CollabWorkspace) -> AssetCheckResult:
-    """Only an accepted submission may reach the warehouse; a rejected one stops here, told why."""
+    """Whether the charity's file was accepted. A rejected file is a warning, not a failed run: rejecting it,
+    telling the charity why and not loading it (``warehouse_contacts`` loads only accepted files) is the
+    pipeline working. A failed run means an error of ours."""
     report = _report(workspace, context.partition_key)
     file_errors = [g.code for g in report.issues if g.severity == "error" and g.scope == "file"]
     return AssetCheckResult(
         passed=report.accepted,
-        severity=AssetCheckSeverity.ERROR,
+        severity=AssetCheckSeverity.WARN,
         description=report.headline(),
         metadata={"status": report.status, "file_errors": ", ".join(file_errors) or "none"},
     )
@@ -156,14 +180,18 @@ def _staged_contacts(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
     deps=[submission_feedback],
     kinds={"duckdb"},
     op_tags={"collab/warehouse": "write"},
+    output_required=False,
 )
 def warehouse_contacts(
-    context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
-) -> MaterializeResult:
+    context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse, landing_zone: LandingZoneResource
+) -> Iterator[Output[None]]:
     """The submission's contacts, pseudonymised and minimised, replacing its charity's earlier rows
-    for the same quarters in one transaction."""
+    for the same quarters in one transaction. A rejected submission is not loaded (nothing materialises)."""
     ws = workspace.workspace
     manifest = load_manifest(ws, context.partition_key)
+    if not _report(workspace, manifest.submission_id).accepted:
+        context.log.info(f"{manifest.submission_id} was rejected: nothing of it is loaded.")
+        return
     key = ws.key()
     staged = submission_dir(ws, manifest.submission_id) / CONTACTS_FILE
     # Minimised batch by batch (it works row by row), so memory holds one batch whatever the file's size.
@@ -188,7 +216,15 @@ def warehouse_contacts(
             batches=batches,
             standard_version=STANDARD_VERSION,
         )
-    return MaterializeResult(
+    crash_point("after-load")
+    # The rows are stored (and the warehouse says so, in the same transaction): now the charity is told.
+    report = _report(workspace, manifest.submission_id)
+    report.loaded = True
+    save_report(ws, manifest.submission_id, report)
+    send_feedback(landing_zone.zone, manifest, report)
+    mark_state(ws, manifest, "loaded", report)
+    yield Output(
+        None,
         metadata={
             "dagster/row_count": loaded.rows_loaded,
             "rows_replaced": loaded.rows_replaced,
@@ -200,7 +236,7 @@ def warehouse_contacts(
                 f"Loaded **{loaded.rows_loaded:,}** pseudonymised contacts for `{manifest.charity_id}` "
                 f"({', '.join(loaded.quarters)}), replacing {loaded.rows_replaced:,} earlier rows."
             ),
-        }
+        },
     )
 
 

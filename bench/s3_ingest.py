@@ -78,7 +78,7 @@ def ingest() -> None:
     started = time.time()
     intake = receive_pending(ws, landing_zone_from_env(ws.home), [c.id for c in Registry(ws).all()])
     intake_ended = time.time()
-    [outcome] = process_submissions(ws, intake)
+    [outcome] = process_submissions(ws, intake.received)
     stats = DagsterInstance.get().get_run_step_stats(outcome.run_id)
     steps = [s for s in stats if s.start_time and s.end_time]
     print(

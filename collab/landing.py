@@ -7,19 +7,22 @@ charity. The sensor and the assets only use this interface, so they run unchange
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import os
 import shutil
+import stat
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from collab import s3
+from collab.faults import crash_point
 
 CHUNK_BYTES = 1024 * 1024
 # Files an editor or a copy in progress leaves behind; never submissions.
@@ -34,10 +37,39 @@ class LandingObject:
     size: int
     version: str
     modified: dt.datetime
+    # Why this entry must never be read (a link, a device, a pipe...), as "CODE: explanation"; None for a file.
+    refusal: str | None = None
 
     @property
     def name(self) -> str:
         return self.key.rsplit("/", 1)[-1]
+
+
+class LandingObjectGone(Exception):
+    """A listed file that vanished or changed before it could be taken: the next pass sees it as it is then."""
+
+
+class LandingObjectRefused(Exception):
+    """An entry in a landing area that is not a regular file of the area's own, so it is never read."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+NOT_A_REGULAR_FILE = "E_NOT_A_REGULAR_FILE"
+
+
+def refusal_of(mode: int, links: int) -> str | None:
+    """Why an entry with this ``lstat`` mode and link count may not be read, or None if it may."""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link; links are never followed, so nothing outside your area can be read through one"
+    if not stat.S_ISREG(mode):
+        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a device or socket"
+        return f"{kind}, not a file"
+    if links > 1:
+        return "a hard link to a file that also exists elsewhere; copy the file in instead of linking it"
+    return None
 
 
 def is_ignored_name(name: str) -> bool:
@@ -51,6 +83,7 @@ def copy_hashing(source: object, destination: Path) -> str:
         while chunk := source.read(CHUNK_BYTES):  # type: ignore[attr-defined]
             digest.update(chunk)
             out.write(chunk)
+            crash_point("mid-copy")
     return digest.hexdigest()
 
 
@@ -72,6 +105,10 @@ class LandingZone(ABC):
     @abstractmethod
     def archive(self, obj: LandingObject, archive_name: str) -> str:
         """Move a processed file out of the landing area into the archive; return where it went."""
+
+    @abstractmethod
+    def archive_location(self, obj: LandingObject, archive_name: str) -> str:
+        """Where ``archive`` puts the file (known before it is moved, so a manifest can say so first)."""
 
     @abstractmethod
     def purge_archive(self, charity_id: str, archive_name: str) -> list[str]:
@@ -100,36 +137,98 @@ class LocalLandingZone(LandingZone):
             self._path(area, charity_id).mkdir(parents=True, exist_ok=True)
 
     def pending(self, charity_ids: Iterable[str], min_age_seconds: float = 0.0) -> list[LandingObject]:
+        """Regular files of the area (settled for ``min_age_seconds``), and every other entry marked as refused.
+
+        The area is walked without following links: a link, pipe or device is listed by its own ``lstat``
+        and never opened, and a linked folder is never entered.
+        """
         now = time.time()
         found = []
         for charity_id in charity_ids:
             area = self._path("landing", charity_id)
-            for path in sorted(area.rglob("*")) if area.exists() else []:
-                relative = path.relative_to(area)
-                if not path.is_file() or any(is_ignored_name(part) for part in relative.parts):
-                    continue
-                stat = path.stat()
-                if now - stat.st_mtime < min_age_seconds:
-                    continue
-                found.append(
-                    LandingObject(
-                        charity_id=charity_id,
-                        key=relative.as_posix(),
-                        size=stat.st_size,
-                        version=f"{stat.st_size}-{stat.st_mtime_ns}",
-                        modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC),
+            for directory, folders, files in os.walk(area) if area.is_dir() else []:
+                folders.sort()
+                for name in sorted(files) + [f for f in folders if (Path(directory) / f).is_symlink()]:
+                    path = Path(directory) / name
+                    relative = path.relative_to(area)
+                    if any(is_ignored_name(part) for part in relative.parts):
+                        continue
+                    try:
+                        info = path.lstat()
+                    except FileNotFoundError:
+                        continue
+                    refusal = refusal_of(info.st_mode, info.st_nlink)
+                    if refusal is None and now - info.st_mtime < min_age_seconds:
+                        continue
+                    found.append(
+                        LandingObject(
+                            charity_id=charity_id,
+                            key=relative.as_posix(),
+                            size=info.st_size,
+                            version=f"{info.st_size}-{info.st_mtime_ns}",
+                            modified=dt.datetime.fromtimestamp(info.st_mtime, dt.UTC),
+                            refusal=None if refusal is None else f"{NOT_A_REGULAR_FILE}: {refusal}",
+                        )
                     )
-                )
         return found
 
+    def _open_regular(self, obj: LandingObject) -> int:
+        """Open the listed entry for reading only if it is, right now, a regular file of the charity's area.
+
+        Every component of the path is opened relative to the one before with ``O_NOFOLLOW``, so a link
+        swapped in anywhere along it after listing is refused, not followed; ``O_NONBLOCK`` means a pipe
+        swapped in cannot block the pipeline. Returns the open descriptor.
+        """
+        parts = PurePosixPath(obj.key).parts
+        if not parts or any(part in {"", ".", ".."} for part in parts) or PurePosixPath(obj.key).is_absolute():
+            raise LandingObjectRefused("E_PATH_OUTSIDE_AREA", f"{obj.key!r} is not a path inside the area")
+        try:
+            directory = os.open(self._path("landing", obj.charity_id), os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError as error:
+            raise LandingObjectGone(f"{obj.charity_id}'s landing area is gone") from error
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+                os.close(directory)
+                directory = inner
+            descriptor = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+        except FileNotFoundError as error:
+            raise LandingObjectGone(f"{obj.charity_id}/{obj.key} was removed before it could be taken") from error
+        except OSError as error:
+            if error.errno in {errno.ELOOP, errno.ENOTDIR}:
+                raise LandingObjectRefused(NOT_A_REGULAR_FILE, refusal_of(stat.S_IFLNK, 1) or "") from error
+            raise
+        finally:
+            os.close(directory)
+        info = os.fstat(descriptor)
+        if (refusal := refusal_of(info.st_mode, info.st_nlink)) is not None:
+            os.close(descriptor)
+            raise LandingObjectRefused(NOT_A_REGULAR_FILE, refusal)
+        if f"{info.st_size}-{info.st_mtime_ns}" != obj.version:
+            os.close(descriptor)
+            raise LandingObjectGone(f"{obj.charity_id}/{obj.key} changed after it was listed (still being written?)")
+        return descriptor
+
     def fetch(self, obj: LandingObject, destination: Path) -> str:
-        with (self._path("landing", obj.charity_id) / obj.key).open("rb") as source:
-            return copy_hashing(source, destination)
+        descriptor = self._open_regular(obj)
+        with os.fdopen(descriptor, "rb") as source:
+            sha256 = copy_hashing(source, destination)
+            after = os.fstat(source.fileno())
+        if f"{after.st_size}-{after.st_mtime_ns}" != obj.version:
+            raise LandingObjectGone(
+                f"{obj.charity_id}/{obj.key} changed while it was being taken (still being written?)"
+            )
+        return sha256
+
+    def archive_location(self, obj: LandingObject, archive_name: str) -> str:
+        return str(self._path("archive", obj.charity_id) / archive_name / obj.name)
 
     def archive(self, obj: LandingObject, archive_name: str) -> str:
-        target = self._path("archive", obj.charity_id) / archive_name / obj.name
+        target = Path(self.archive_location(obj, archive_name))
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(self._path("landing", obj.charity_id) / obj.key, target)
+        # A rename moves the entry itself (a link stays a link, a pipe is never opened); the workspace is one
+        # file system, so nothing is ever copied.
+        (self._path("landing", obj.charity_id) / obj.key).rename(target)
         return str(target)
 
     def purge_archive(self, charity_id: str, archive_name: str) -> list[str]:
@@ -227,9 +326,17 @@ class S3LandingZone(LandingZone):
         return found
 
     def fetch(self, obj: LandingObject, destination: Path) -> str:
-        response = self._s3().get_object(Bucket=s3.landing_bucket(obj.charity_id), Key=obj.key, IfMatch=obj.version)
+        try:
+            response = self._s3().get_object(Bucket=s3.landing_bucket(obj.charity_id), Key=obj.key, IfMatch=obj.version)
+        except ClientError as error:
+            if s3.error_code(error) in {"NoSuchKey", "404", "PreconditionFailed", "412"}:
+                raise LandingObjectGone(f"{obj.charity_id}/{obj.key} was removed or replaced while listed") from error
+            raise
         with response["Body"] as body:
             return copy_hashing(body, destination)
+
+    def archive_location(self, obj: LandingObject, archive_name: str) -> str:
+        return f"s3://{s3.ARCHIVE_BUCKET}/{obj.charity_id}/{archive_name}/{obj.key}"
 
     def archive(self, obj: LandingObject, archive_name: str) -> str:
         client = self._s3()

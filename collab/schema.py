@@ -131,6 +131,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        3,
+        "submission states: where each submission is on its way (collab.states); loaded set by the load itself",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS submission_states (
+                submission_id VARCHAR PRIMARY KEY,
+                charity_id VARCHAR NOT NULL,
+                state VARCHAR NOT NULL CHECK (
+                    state IN ('received', 'staged', 'checked', 'feedback_sent', 'loaded', 'rejected', 'failed')),
+                updated_at TIMESTAMP NOT NULL,
+                status VARCHAR,
+                reference VARCHAR
+            )
+            """,
+            # Submissions loaded before states were kept are loaded.
+            """
+            INSERT INTO submission_states
+            SELECT submission_id, charity_id, 'loaded', loaded_at, NULL, NULL FROM submissions
+            ON CONFLICT DO NOTHING
+            """,
+        ),
+    ),
+    Migration(
         4,
         "per-person privacy accounting: rho for the worst-case person beside rho per unit; unclipped estimates",
         (

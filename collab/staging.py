@@ -18,6 +18,7 @@ from types import TracebackType
 import polars as pl
 import pyarrow.parquet as pq
 
+from collab.faults import crash_point
 from privacy.pseudonymise import linkage_tokens, one_token_per_person
 from standards.extract import STANDARD_CONTACT_SCHEMA
 from standards.validation import RowOutcome
@@ -65,6 +66,7 @@ class StagingSink:
             self._writer = pq.ParquetWriter(self.contacts_path, table.schema)
         self._writer.write_table(table)
         self.rows_accepted += contacts.height
+        crash_point("mid-check")
 
     def rejected(self, rows: Sequence[RowOutcome]) -> None:
         if self._rejected is None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from collab.faults import crash_point
 from collab.schema import migrate
 from privacy.minimise import WAREHOUSE_SCHEMA
 
@@ -74,6 +75,7 @@ def load_submission(
     try:
         con.execute("DELETE FROM contacts_incoming WHERE submission_id = $s", {"s": submission_id})
         loaded = _stage(con, submission_id, batches)
+        crash_point("mid-load")
         con.begin()
         try:
             replaced = _replace(con, submission_id, charity_id)
@@ -99,6 +101,14 @@ def load_submission(
                     quarters,
                     standard_version,
                 ],
+            )
+            # The submission is loaded in the same transaction as its rows: never one without the other.
+            con.execute(
+                """
+                INSERT INTO submission_states VALUES ($s, $c, 'loaded', $at, NULL, NULL)
+                ON CONFLICT (submission_id) DO UPDATE SET state = 'loaded', updated_at = excluded.updated_at
+                """,
+                {"s": submission_id, "c": charity_id, "at": dt.datetime.now(dt.UTC).replace(tzinfo=None)},
             )
             con.commit()
         except BaseException:

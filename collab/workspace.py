@@ -69,6 +69,8 @@ class IntakeSettings(BaseModel):
         ge=1_000,
         description="rows checked and loaded at a time; a run's memory grows with it, not with the file",
     )
+    max_columns: int = Field(default=500, ge=10, description="columns a file may have before it is refused")
+    max_rows: int = Field(default=10_000_000, ge=1, description="rows a file may have before it is refused")
 
 
 class PublicationSettings(BaseModel):

@@ -5,7 +5,14 @@ submission's staging files, so parallel steps would only queue on locks. Runs th
 warehouse carry the ``collab/warehouse`` tag the run queue limits to one at a time.
 """
 
-from dagster import AssetSelection, define_asset_job, in_process_executor
+from dagster import (
+    AssetSelection,
+    DagsterInstance,
+    DagsterRunStatus,
+    RunsFilter,
+    define_asset_job,
+    in_process_executor,
+)
 
 from assets.partitions import quarter_partitions, submission_partitions
 
@@ -28,3 +35,12 @@ release_job = define_asset_job(
     tags=WAREHOUSE_WRITE_TAG,
     description="Release one quarter's indicators under the privacy budget and publish them once approved.",
 )
+
+_GOING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+
+def run_going(instance: DagsterInstance, partition_key: str) -> bool:
+    """Whether a run of this partition is queued or running (so nobody else should start one)."""
+    return bool(
+        instance.get_runs(filters=RunsFilter(tags={"dagster/partition": partition_key}, statuses=_GOING), limit=1)
+    )

@@ -7,25 +7,52 @@ so every run shows in `make dev` afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagster import AssetKey, DagsterInstance, JobDefinition
+import duckdb
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, JobDefinition, RunsFilter
+from filelock import FileLock
 
 from assets.partitions import quarter_partitions, submission_partitions
 from assets.releases import REVISE_TAG
-from assets.submissions import REPORT_FILE
-from collab.intake import IntakeResult, receive_pending, submission_dir
+from collab.faults import crash_point
+from collab.intake import SubmissionManifest, load_manifest, receive_settled
 from collab.invariants import first_quarter
-from collab.landing import landing_zone_from_env
+from collab.landing import LandingZone, landing_zone_from_env
 from collab.registry import Registry
+from collab.states import mirror_states, unfinished
+from collab.submissions import (
+    describe_error,
+    internal_error_reference,
+    internal_error_report,
+    load_report,
+    mark_state,
+    record_incident,
+    save_report,
+    send_feedback,
+)
 from collab.warehouse import audit, connect, stale_quarters, unreleased_complete_quarters
 from collab.workspace import Workspace
+from pipelines.jobs import run_going
 from privacy.release import latest_release
-from standards.feedback import FeedbackReport
+from standards.check import new_reference
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# Every run this process executes in process says which machine and process ran it, so a later run can
+# tell a run still going from one whose process was killed.
+RUNNER_TAG = "collab/runner-host"
+RUNNER_PROCESS_TAG = "collab/runner-process"
+
+
+def runner_tags() -> dict[str, str]:
+    return {RUNNER_TAG: socket.gethostname(), RUNNER_PROCESS_TAG: _runner_id()}
+
+
 Progress = Callable[[str], None]
 
 
@@ -44,6 +71,8 @@ class SubmissionOutcome:
     rows_rejected: int
     codes: list[str]
     run_id: str
+    # Set when our code failed on the file (status "failed"): the charity's report and `collab incident` use it.
+    reference: str | None = None
 
 
 @dataclass
@@ -60,8 +89,19 @@ class ReleaseOutcome:
 class RunReport:
     submissions: list[SubmissionOutcome] = field(default_factory=list)
     duplicates: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    refused: list[dict[str, str]] = field(default_factory=list)
     releases: list[ReleaseOutcome] = field(default_factory=list)
     stale_quarters: list[str] = field(default_factory=list)
+    # Submissions taken up again from an earlier run that stopped, and that run's Dagster runs marked failed.
+    resumed: list[str] = field(default_factory=list)
+    abandoned_runs: list[str] = field(default_factory=list)
+    # Releases wait while any submission is unfinished (it may cover the quarter).
+    releases_waiting_for: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[SubmissionOutcome]:
+        return [s for s in self.submissions if s.status == "failed"]
 
 
 def _jobs(workspace: Workspace) -> tuple[JobDefinition, JobDefinition]:
@@ -82,41 +122,91 @@ def _failure(result: Any) -> str | None:
 
 
 def process_submissions(
-    workspace: Workspace, intake: IntakeResult, progress: Progress = _no_progress
+    workspace: Workspace, manifests: list[SubmissionManifest], progress: Progress = _no_progress
 ) -> list[SubmissionOutcome]:
+    """Run the submission job for each submission; one that fails is reported as failed, never stops the rest."""
     submission_job, _ = _jobs(workspace)
     instance = DagsterInstance.get()
-    keys = [m.submission_id for m in intake.received]
-    instance.add_dynamic_partitions(submission_partitions.name, keys)
+    landing = landing_zone_from_env(workspace.home)
+    instance.add_dynamic_partitions(submission_partitions.name, [m.submission_id for m in manifests])
     outcomes = []
-    for manifest in intake.received:
+    for manifest in manifests:
         progress(f"{manifest.charity_id}: {manifest.original_name}")
-        result = submission_job.execute_in_process(
-            partition_key=manifest.submission_id, instance=instance, raise_on_error=False, run_config=QUIET
-        )
-        report_path = submission_dir(workspace, manifest.submission_id) / REPORT_FILE
-        report = FeedbackReport.model_validate_json(report_path.read_text(encoding="utf-8"))
-        outcomes.append(
-            SubmissionOutcome(
-                submission_id=manifest.submission_id,
-                charity_id=manifest.charity_id,
-                file_name=manifest.original_name,
-                status=report.status,
-                rows_received=report.rows_received,
-                rows_accepted=report.rows_accepted,
-                rows_rejected=report.rows_rejected,
-                codes=report.codes(),
-                run_id=result.run_id,
-            )
-        )
+        try:
+            outcomes.append(_process(workspace, landing, instance, submission_job, manifest))
+        except Exception as error:  # a failure of ours on one file is that file's alone
+            outcomes.append(_fail(workspace, landing, manifest, describe_error(error), run_id=""))
     return outcomes
+
+
+def _process(
+    workspace: Workspace,
+    landing: LandingZone,
+    instance: DagsterInstance,
+    submission_job: JobDefinition,
+    manifest: SubmissionManifest,
+) -> SubmissionOutcome:
+    result = submission_job.execute_in_process(
+        partition_key=manifest.submission_id,
+        instance=instance,
+        raise_on_error=False,
+        run_config=QUIET,
+        tags=runner_tags(),
+    )
+    report = load_report(workspace, manifest.submission_id)
+    loaded = any(e.asset_key.path == ["warehouse_contacts"] for e in result.get_asset_materialization_events())
+    if report is None or (report.accepted and not loaded):
+        detail = f"Dagster run {result.run_id} of submission_job: {_failure(result) or 'ended without loading'}"
+        return _fail(workspace, landing, manifest, detail, run_id=result.run_id)
+    if not any(e.asset_key.path == ["submission_feedback"] for e in result.get_asset_materialization_events()):
+        # The run stopped between the check and the feedback (a failed step of ours): the charity is still told.
+        send_feedback(landing, manifest, report)
+    reference = internal_error_reference(report)
+    return SubmissionOutcome(
+        submission_id=manifest.submission_id,
+        charity_id=manifest.charity_id,
+        file_name=manifest.original_name,
+        status="failed" if reference else report.status,
+        rows_received=report.rows_received,
+        rows_accepted=report.rows_accepted,
+        rows_rejected=report.rows_rejected,
+        codes=report.codes(),
+        run_id=result.run_id,
+        reference=reference,
+    )
+
+
+def _fail(
+    workspace: Workspace, landing: LandingZone, manifest: SubmissionManifest, detail: str, *, run_id: str
+) -> SubmissionOutcome:
+    """Our code failed on this submission: keep its raw bytes and the details, and tell the charity (by reference)."""
+    reference = new_reference()
+    record_incident(workspace, manifest, reference, detail)
+    report = internal_error_report(manifest, reference)
+    save_report(workspace, manifest.submission_id, report)
+    mark_state(workspace, manifest, "failed", report)
+    # If even the feedback cannot be written, the analyst still sees the failure in the run's report.
+    with contextlib.suppress(Exception):
+        send_feedback(landing, manifest, report)
+    return SubmissionOutcome(
+        submission_id=manifest.submission_id,
+        charity_id=manifest.charity_id,
+        file_name=manifest.original_name,
+        status="failed",
+        rows_received=0,
+        rows_accepted=0,
+        rows_rejected=0,
+        codes=report.codes(),
+        run_id=run_id,
+        reference=reference,
+    )
 
 
 def release_quarter(workspace: Workspace, period: str, *, revise: bool = False) -> ReleaseOutcome:
     _, release_job = _jobs(workspace)
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(quarter_partitions.name, [period])
-    tags = {REVISE_TAG: "true"} if revise else {}
+    tags = runner_tags() | ({REVISE_TAG: "true"} if revise else {})
     result = release_job.execute_in_process(
         partition_key=period, instance=instance, raise_on_error=False, run_config=QUIET, tags=tags
     )
@@ -153,19 +243,115 @@ def approve_and_publish(workspace: Workspace, release_id: str, *, actor: str) ->
 
 
 def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunReport:
-    """Receive and process every pending file, then release every complete quarter not yet released."""
-    charities = [c.id for c in Registry(workspace).all()]
-    intake = receive_pending(workspace, landing_zone_from_env(workspace.home), charities)
-    report = RunReport(
-        submissions=process_submissions(workspace, intake, progress),
-        duplicates=[{"charity_id": o.charity_id, "file": o.key, "duplicate_of": s} for o, s in intake.duplicates],
-    )
-    first = first_quarter(Registry(workspace), workspace.settings.publication.first_quarter)
-    with connect(workspace.warehouse_path) as con:
-        unreleased = unreleased_complete_quarters(con, first)
-    for period in unreleased:
-        progress(f"release {period}")
-        report.releases.append(release_quarter(workspace, period))
-    with connect(workspace.warehouse_path) as con:
-        report.stale_quarters = stale_quarters(con)
-    return report
+    """Take up unfinished submissions, receive and process every pending file, then release every complete
+    quarter not yet released, all under one lock: two `collab run`s never interleave."""
+    with run_lock(workspace):
+        instance = DagsterInstance.get()
+        abandoned = fail_abandoned_runs(instance)
+        charities = [c.id for c in Registry(workspace).all()]
+        settle_seconds = workspace.settings.intake.settle_seconds
+        landing = landing_zone_from_env(workspace.home)
+        resumed = _unfinished_manifests(workspace, instance)
+        intake = receive_settled(workspace, landing, charities, settle_seconds=settle_seconds)
+        taken = {m.submission_id for m in resumed}
+        manifests = resumed + [m for m in intake.received if m.submission_id not in taken]
+        report = RunReport(
+            submissions=process_submissions(workspace, manifests, progress),
+            duplicates=[{"charity_id": o.charity_id, "file": o.key, "duplicate_of": s} for o, s in intake.duplicates],
+            skipped=[{"charity_id": o.charity_id, "file": o.key, "reason": why} for o, why in intake.skipped],
+            refused=[{"charity_id": o.charity_id, "file": o.key, "reason": why} for o, why in intake.refused],
+            resumed=sorted(taken),
+            abandoned_runs=abandoned,
+        )
+        first = first_quarter(Registry(workspace), workspace.settings.publication.first_quarter)
+        with connect(workspace.warehouse_path) as con:
+            mirror_states(con, workspace)
+            unreleased = unreleased_complete_quarters(con, first)
+            # A release whose run stopped after spending and before publishing: re-running its job reuses the
+            # stored release (nothing is spent again) and publishes it.
+            unreleased += [p for p in approved_unpublished_quarters(workspace, con) if p not in unreleased]
+        # A quarter is released only once every submission is finished: one still on its way may cover it.
+        if waiting := [s.submission_id for s in unfinished(workspace)]:
+            report.releases_waiting_for = waiting
+            unreleased = []
+        for period in unreleased:
+            progress(f"release {period}")
+            crash_point("before-release")
+            report.releases.append(release_quarter(workspace, period))
+        with connect(workspace.warehouse_path) as con:
+            report.stale_quarters = stale_quarters(con)
+        return report
+
+
+def approved_unpublished_quarters(workspace: Workspace, con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Quarters whose latest release may be published (approved, or publication is automatic) but is not."""
+    latest = con.execute(
+        """
+        SELECT period, release_id FROM releases r
+        WHERE revision = (SELECT max(revision) FROM releases WHERE period = r.period) ORDER BY period
+        """
+    ).fetchall()
+    approved = {row[0] for row in con.execute("SELECT subject FROM audit_log WHERE action = 'approve'").fetchall()}
+    automatic = workspace.settings.publication.auto_publish
+    return [
+        period
+        for period, release_id in latest
+        if (automatic or release_id in approved) and not (workspace.publish / "releases" / release_id).exists()
+    ]
+
+
+def _unfinished_manifests(workspace: Workspace, instance: DagsterInstance) -> list[SubmissionManifest]:
+    """Unfinished submissions no run is working on (the daemon may be running one right now)."""
+    manifests = []
+    for state in unfinished(workspace):
+        if run_going(instance, state.submission_id):
+            continue
+        try:
+            manifests.append(load_manifest(workspace, state.submission_id))
+        except FileNotFoundError:
+            continue  # purged while unfinished: nothing left to process
+    return manifests
+
+
+@contextlib.contextmanager
+def run_lock(workspace: Workspace) -> Iterator[None]:
+    """One `collab run` at a time, from intake to release; an OS lock, so a killed run never leaves it held."""
+    workspace.staging.mkdir(parents=True, exist_ok=True)
+    with FileLock(workspace.staging / ".run.lock"):
+        yield
+
+
+def _runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed the runs a `collab run` process started on this machine and died in (they stay STARTED for
+    ever otherwise); their submissions are unfinished and are taken up again. Returns the run ids."""
+    host = socket.gethostname()
+    statuses = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+    abandoned = []
+    for run in instance.get_runs(
+        filters=RunsFilter(
+            statuses=statuses,
+            tags={RUNNER_TAG: host},
+        )
+    ):
+        owner = run.tags.get(RUNNER_PROCESS_TAG, "")
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            instance.report_run_failed(
+                run, message=f"the `collab run` process {pid} running it ended without finishing it"
+            )
+            abandoned.append(run.run_id)
+    return abandoned

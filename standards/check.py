@@ -9,8 +9,9 @@ checking a file before upload passes none, and nothing is kept.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,7 +23,7 @@ from standards.issues import FileRejected, Issue
 from standards.mapping import CharityMapping, column_label, find_header_row, header_score, plan_columns
 from standards.normalise import DateReading, choose_date_reading, normalise_batch
 from standards.personal_data import PersonalDataScreen
-from standards.reading import ExtractSource, open_extract
+from standards.reading import ExtractSource, ReadLimits, open_extract
 from standards.validation import RowOutcome, validate_rows
 
 
@@ -30,6 +31,7 @@ from standards.validation import RowOutcome, validate_rows
 class CheckOptions:
     max_row_error_share: float = 0.2
     batch_size: int = 100_000
+    limits: ReadLimits = field(default_factory=ReadLimits)
 
 
 class ContactSink(Protocol):
@@ -43,6 +45,22 @@ class ContactSink(Protocol):
 @dataclass
 class CheckResult:
     report: FeedbackReport
+    # An error of ours (not of the file) that stopped the check, and the reference the report gives for it.
+    internal_error: BaseException | None = None
+    reference: str | None = None
+
+
+def new_reference() -> str:
+    """A reference for an internal error: shown to the charity, and naming the analyst's record of it."""
+    return f"ref-{uuid.uuid4().hex[:12]}"
+
+
+def internal_error_issue(reference: str) -> Issue:
+    return Issue(
+        "E_INTERNAL",
+        f"The check of this file stopped on an error in our software (reference {reference}), not because of "
+        "anything in the file that we know of. Nothing from it has been used.",
+    )
 
 
 def contacts_frame(outcomes: Sequence[RowOutcome]) -> pl.DataFrame:
@@ -78,20 +96,22 @@ def check_extract(
         max_row_error_share=options.max_row_error_share,
     )
     collector = IssueCollector()
+    internal_error: BaseException | None = None
+    reference: str | None = None
     quarters: set[str] = set()
     source: ExtractSource | None = None
     screen: PersonalDataScreen | None = None
     try:
-        source = open_extract(path, sheet=mapping.sheet, header_score=lambda row: header_score(row, mapping))
+        source = open_extract(
+            path, sheet=mapping.sheet, header_score=lambda row: header_score(row, mapping), limits=options.limits
+        )
         for note in source.notes:
             collector.add(note)
         if skipped := [name for name, rows in source.other_sheets.items() if _holds_contacts(rows, mapping)]:
             names = ", ".join(repr(name) for name in skipped)
             message = f"Only the sheet {source.sheet!r} was read; {names} also look like contacts and were not read."
             collector.add(Issue("W_OTHER_SHEETS_IGNORED", message))
-        if source.format != "parquet":
-            source.header_row = find_header_row(source.preview, mapping)
-        source.header = [cell.strip() for cell in source.preview[source.header_row - 1]] if source.preview else []
+        source.use_header(find_header_row(source.preview, mapping) if source.format != "parquet" else 1)
         plan = plan_columns(source.header, mapping)
         report.file = FileDescription(
             format=source.format,
@@ -140,6 +160,11 @@ def check_extract(
         collector.add(rejection.issue())
         report.rows_accepted = 0
         report.rows_rejected = report.rows_received
+    except Exception as error:  # any error of ours becomes this file's E_INTERNAL, never a crash
+        internal_error, reference = error, new_reference()
+        collector.add(internal_error_issue(reference))
+        report.rows_accepted = 0
+        report.rows_rejected = report.rows_received
     if screen is not None:
         for note in screen.issues():
             collector.add(note)
@@ -149,7 +174,7 @@ def check_extract(
         report.status = "rejected"
     else:
         report.status = "accepted_with_warnings" if report.issues else "accepted"
-    return CheckResult(report=report)
+    return CheckResult(report=report, internal_error=internal_error, reference=reference)
 
 
 def _holds_contacts(preview: list[list[str]], mapping: CharityMapping) -> bool:

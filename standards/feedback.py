@@ -81,6 +81,9 @@ class FeedbackReport(BaseModel):
     max_row_error_share: float = 0.2
     file: FileDescription = FileDescription()
     issues: list[IssueGroup] = []
+    # For a file sent to the collaborative: False while its accepted rows are being loaded, True once they are
+    # stored. None for a check on the charity's own computer, where nothing is loaded.
+    loaded: bool | None = None
 
     @property
     def accepted(self) -> bool:
@@ -104,7 +107,10 @@ class FeedbackReport(BaseModel):
             return f"Not accepted: {reason}{kept}"
         verb = "Accepted" if self.status == "accepted" else "Accepted with warnings"
         rejected = f"; {self.rows_rejected:,} row(s) were not accepted" if self.rows_rejected else ""
-        return f"{verb}: {self.rows_accepted:,} of {self.rows_received:,} row(s) accepted{rejected}."
+        loading = (
+            " They are being loaded; this report will be updated when they are stored." if self.loaded is False else ""
+        )
+        return f"{verb}: {self.rows_accepted:,} of {self.rows_received:,} row(s) accepted{rejected}.{loading}"
 
     def next_step(self) -> str:
         """What the charity should do now, in one sentence (true both before and after sending)."""

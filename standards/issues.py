@@ -91,6 +91,57 @@ _TYPES = [
         "Save the workbook again from Excel as a normal .xlsx file and upload that.",
     ),
     IssueType(
+        "E_INTERNAL",
+        Scope.FILE,
+        "The check of this file stopped on an error of ours",
+        "Nothing for you to change: the collaborative's team has the details and will be in touch. If you ask about "
+        "it, quote the reference in the message.",
+    ),
+    IssueType(
+        "E_CELL_TOO_LONG",
+        Scope.FILE,
+        "A cell is longer than any spreadsheet cell can be",
+        "Check the row named: a quote mark that is never closed, or a pasted document, makes one huge cell. Save the "
+        "file again from your spreadsheet.",
+    ),
+    IssueType(
+        "E_ENCRYPTED_FILE",
+        Scope.FILE,
+        "The workbook is protected by a password",
+        "Save a copy of the workbook without its password and send that; files are encrypted in transit anyway.",
+    ),
+    IssueType(
+        "E_FILE_TOO_LARGE",
+        Scope.FILE,
+        "The file is larger than a file may be",
+        "Send the extract in parts, for example one file per quarter.",
+    ),
+    IssueType(
+        "E_TOO_MANY_COLUMNS",
+        Scope.FILE,
+        "The file has more columns than a file may have",
+        "Export only the columns the standard uses (the template shows them); a stray separator can also create them.",
+    ),
+    IssueType(
+        "E_TOO_MANY_ROWS",
+        Scope.FILE,
+        "The file has more rows than a file may have",
+        "Send the extract in parts, for example one file per quarter.",
+    ),
+    IssueType(
+        "E_LINE_TOO_LONG",
+        Scope.FILE,
+        "A line of the file is far too long to be a row of contacts",
+        "Check that the file was saved as CSV with a line per contact; save it again from your spreadsheet.",
+    ),
+    IssueType(
+        "E_UNTERMINATED_QUOTE",
+        Scope.FILE,
+        "A quote mark is never closed, so rows were read as one cell",
+        'Open the file in a text editor at the row named and close or remove the stray quote mark ("), then save '
+        "it again.",
+    ),
+    IssueType(
         "E_ENCODING",
         Scope.FILE,
         "The file's text encoding was not recognised",

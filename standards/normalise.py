@@ -101,6 +101,12 @@ def parse_date_text(text: pl.Expr, text4: pl.Expr, formats: tuple[str, ...], ser
     return pl.coalesce([*parsed, from_serial])
 
 
+def _day_first(date_format: str) -> bool:
+    day = min((date_format.find(mark) for mark in ("%d", "%e", "%-d") if mark in date_format), default=-1)
+    month = min((date_format.find(mark) for mark in ("%m", "%b", "%B", "%-m") if mark in date_format), default=-1)
+    return day < month
+
+
 def choose_date_reading(column: str, sample: pl.Series, declared: str | None) -> DateReading:
     """Decide how to read a date column from a sample of its values.
 
@@ -108,7 +114,10 @@ def choose_date_reading(column: str, sample: pl.Series, declared: str | None) ->
     and both choices are reported, so US order is never guessed silently.
     """
     if declared:
-        return DateReading((declared, *ISO_FORMATS))
+        # The declared format fixes the order of day and month; the same order's other spellings (one-digit
+        # days, two-digit years, other separators) are read too, as they are without a mapping.
+        same_order = DAY_FIRST_FORMATS if _day_first(declared) else MONTH_FIRST_FORMATS
+        return DateReading((declared, *ISO_FORMATS, *(f for f in same_order if f != declared)))
     values = sample.drop_nulls().str.strip_chars().to_frame("v")
 
     def parsed(formats: tuple[str, ...]) -> int:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import polars as pl
 
@@ -26,15 +28,36 @@ from standards.issues import FileRejected, Issue
 
 SAMPLE_BYTES = 64 * 1024
 HEADER_SEARCH_ROWS = 20
-MAX_CELL_CHARS = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How big a file may be before it is refused, with a code, rather than read into memory.
+
+    Each bounds memory: a row holds at most ``max_columns`` cells of at most ``max_cell_chars``, a physical
+    line is read at most ``max_line_chars`` at a time, so no single file can take the checker past 1 GB.
+    """
+
+    max_file_bytes: int = 2 * 1024**3
+    max_columns: int = 500
+    max_cell_chars: int = 32_767  # Excel's own limit for a cell: no spreadsheet can export a longer one
+    max_line_chars: int = 16 * 1024 * 1024  # room for max_columns cells of max_cell_chars
+    max_rows: int = 10_000_000
+
+
 # An .xlsx larger than this once unzipped, or compressed more than this ratio, is refused unread.
 MAX_XLSX_UNZIPPED_BYTES = 512 * 1024 * 1024
 MAX_XLSX_RATIO = 200
+# A DTD, an entity declaration, or a reference to an entity other than XML's five (and character references).
+_UNSAFE_XML = re.compile(
+    rb"<!DOCTYPE|<!ENTITY|&(?!(?:lt|gt|amp|quot|apos|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});)[^\s;<&]{0,32}"
+)
+XML_SCAN_CHUNK_BYTES = 1024 * 1024
+XML_SCAN_OVERLAP_BYTES = 48
 
 ROW = "__row"
 CELLS = "__cells"
 
-csv.field_size_limit(MAX_CELL_CHARS)
 
 _SIGNATURES: dict[bytes, str] = {
     b"%PDF": "a PDF document",
@@ -65,6 +88,7 @@ class ExtractSource:
 
     path: Path
     format: str
+    limits: ReadLimits = field(default_factory=ReadLimits)
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
@@ -73,12 +97,19 @@ class ExtractSource:
     notes: list[Issue] = field(default_factory=list)
     # The first rows of a workbook's other sheets, so the caller can say if one also held contacts.
     other_sheets: dict[str, list[list[str]]] = field(default_factory=dict, repr=False)
+    # Blank rows above the preview (a text file may start with any number of them).
+    leading_blank_rows: int = 0
     _preview: list[list[str]] = field(default_factory=list, repr=False)
 
     @property
     def preview(self) -> list[list[str]]:
-        """The first rows of the file as cells, for choosing the header row."""
+        """The first rows of the file from its first filled one, as cells, for choosing the header row."""
         return self._preview
+
+    def use_header(self, preview_row: int) -> None:
+        """Take the preview's row ``preview_row`` (1-based) as the header."""
+        self.header_row = self.leading_blank_rows + preview_row
+        self.header = [cell.strip() for cell in self._preview[preview_row - 1]] if self._preview else []
 
     def batches(self, batch_size: int = 100_000) -> Iterator[pl.DataFrame]:
         """Stream the data rows below the header as string frames."""
@@ -86,11 +117,25 @@ class ExtractSource:
         if self.format == "csv":
             yield from _csv_batches(self, width, batch_size)
         elif self.format == "xlsx":
-            yield from _frame_batches(_read_sheet(self.path, self.sheet), self.header_row, width, batch_size)
+            try:
+                sheet = _read_sheet(self.path, self.sheet)
+            except Exception as error:  # fastexcel raises its own hierarchy for every kind of damage
+                raise FileRejected("E_UNREADABLE_FILE", f"The Excel workbook could not be read: {error}.") from error
+            self._check_rows(sheet.height)
+            yield from _frame_batches(sheet, self.header_row, width, batch_size)
         else:
+            self._check_rows(pl.scan_parquet(self.path).select(pl.len()).collect().item())
             frame = pl.read_parquet(self.path).select(pl.all().cast(pl.String))
             yield from _frame_batches(
                 frame.rename({n: f"c{i}" for i, n in enumerate(frame.columns)}), 0, width, batch_size
+            )
+
+    def _check_rows(self, rows: int) -> None:
+        if rows > self.limits.max_rows:
+            raise FileRejected(
+                "E_TOO_MANY_ROWS",
+                f"The file has {rows:,} rows, more than the {self.limits.max_rows:,} a file may have; split it by "
+                "quarter and send each part.",
             )
 
 
@@ -99,7 +144,11 @@ def _filled_cells(row: list[str]) -> int:
 
 
 def open_extract(
-    path: Path, *, sheet: str | None = None, header_score: Callable[[list[str]], int] = _filled_cells
+    path: Path,
+    *,
+    sheet: str | None = None,
+    header_score: Callable[[list[str]], int] = _filled_cells,
+    limits: ReadLimits = ReadLimits(),
 ) -> ExtractSource:
     """Identify the file and load a preview of its first rows.
 
@@ -110,16 +159,43 @@ def open_extract(
     size = path.stat().st_size
     if size == 0:
         raise FileRejected("E_EMPTY_FILE", "The file is empty (0 bytes).")
+    if size > limits.max_file_bytes:
+        raise FileRejected(
+            "E_FILE_TOO_LARGE",
+            f"The file is {size / 1e6:,.0f} MB, more than the {limits.max_file_bytes / 1e6:,.0f} MB a file may be.",
+        )
     with path.open("rb") as handle:
         head = handle.read(SAMPLE_BYTES)
     if head.startswith(b"PK\x03\x04"):
-        return _open_xlsx(path, sheet, header_score)
+        return _open_xlsx(path, sheet, header_score, limits)
     if head.startswith(b"PAR1"):
-        return _open_parquet(path)
+        return _open_parquet(path, limits)
+    if head.startswith(_OLE_SIGNATURE) and _is_encrypted_office_file(path):
+        raise FileRejected(
+            "E_ENCRYPTED_FILE",
+            "The workbook is protected by a password, so it cannot be read. Save a copy without the password "
+            "(File > Info > Protect Workbook > Encrypt with Password, then clear it) and send that.",
+        )
     for signature, description in _SIGNATURES.items():
         if head.startswith(signature):
             raise FileRejected("E_UNSUPPORTED_FORMAT", f"The file is {description}, not a spreadsheet of contacts.")
-    return _open_text(path, head)
+    return _open_text(path, head, limits)
+
+
+_OLE_SIGNATURE = b"\xd0\xcf\x11\xe0"
+# A password-protected .xlsx is an OLE container holding these streams (named in UTF-16 in its directory).
+_ENCRYPTION_STREAMS = ("EncryptedPackage".encode("utf-16-le"), "EncryptionInfo".encode("utf-16-le"))
+
+
+def _is_encrypted_office_file(path: Path) -> bool:
+    tail = b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(ENCODING_CHUNK_BYTES):
+            window = tail + chunk
+            if any(name in window for name in _ENCRYPTION_STREAMS):
+                return True
+            tail = window[-64:]
+    return False
 
 
 # --- text -------------------------------------------------------------------------------------
@@ -184,11 +260,14 @@ def _sniff_delimiter(sample: str) -> str:
         return max(counts, key=lambda d: counts[d])
 
 
-def _open_text(path: Path, head: bytes) -> ExtractSource:
+def _open_text(path: Path, head: bytes, limits: ReadLimits) -> ExtractSource:
     encoding = detect_encoding(path, head)
     try:
         with path.open(encoding=encoding, newline="", errors="strict") as handle:
             sample = handle.read(SAMPLE_BYTES)
+            # Some exports start with any number of blank lines: the sample is the first text after them.
+            while sample and not sample.strip():
+                sample = handle.read(SAMPLE_BYTES)
     except UnicodeDecodeError as error:
         raise FileRejected(
             "E_ENCODING", f"The file's text could not be decoded as {encoding}: {error.reason}."
@@ -204,52 +283,119 @@ def _open_text(path: Path, head: bytes) -> ExtractSource:
     for signature, description in _TEXT_SIGNATURES.items():
         if opening.startswith(signature):
             raise FileRejected("E_UNSUPPORTED_FORMAT", f"The file is {description}, not a spreadsheet of contacts.")
-    source = ExtractSource(path=path, format="csv", encoding=encoding, delimiter=_sniff_delimiter(sample))
+    source = ExtractSource(
+        path=path, format="csv", limits=limits, encoding=encoding, delimiter=_sniff_delimiter(sample)
+    )
     if encoding == "cp1252":
         source.notes.append(
             Issue("W_ENCODING_CONVERTED", "The file was saved as Windows-1252 text, not UTF-8; it was converted.")
         )
-    with _csv_reader(source) as reader:
-        source._preview = [row for _, row in zip(range(HEADER_SEARCH_ROWS), reader, strict=False)]
+    for row in _csv_records(source):
+        if not source._preview and not any(cell.strip() for cell in row):
+            source.leading_blank_rows += 1
+            continue
+        source._preview.append(row)
+        if len(source._preview) == HEADER_SEARCH_ROWS:
+            break
     return source
 
 
-class _csv_reader:
-    """Context manager yielding a ``csv.reader`` over the whole file."""
+def _csv_records(source: ExtractSource) -> Iterator[list[str]]:
+    """Every record of a text file, in order, within the source's limits; any failure is a ``FileRejected``."""
+    limits = source.limits
+    delimiter = source.delimiter or ","
+    # The csv module's cell limit is process-wide: every read sets its own before it starts.
+    csv.field_size_limit(limits.max_cell_chars)
+    with source.path.open(encoding=source.encoding, newline="", errors="strict") as handle:
+        lines = _bounded_lines(handle, limits.max_line_chars)
+        reader = csv.reader(lines, delimiter=delimiter, strict=False)
+        record = widest = 0
+        try:
+            for row in reader:
+                record += 1  # counted outside the iterator, so a failure can name the row it stopped in
+                if len(row) > limits.max_columns:
+                    raise FileRejected(
+                        "E_TOO_MANY_COLUMNS",
+                        f"Row {record} has {len(row):,} cells; a file may have at most {limits.max_columns:,} columns.",
+                        row=record,
+                    )
+                if record > limits.max_rows:
+                    raise FileRejected(
+                        "E_TOO_MANY_ROWS",
+                        f"The file has more than {limits.max_rows:,} rows; split it by quarter and send each part.",
+                        row=record,
+                    )
+                widest = max(widest, len(row))
+                if (column := _swallowed_rows(row, delimiter, widest)) is not None:
+                    raise FileRejected(
+                        "E_UNTERMINATED_QUOTE",
+                        f'Row {record} opens a quote mark (") in its cell {column + 1} that is not closed where the '
+                        "cell ends, so the rows after it were read as part of that one cell.",
+                        row=record,
+                    )
+                yield row
+        except UnicodeDecodeError as error:
+            raise FileRejected(
+                "E_ENCODING",
+                f"Part of the file is not valid {source.encoding} text ({error.reason}); save it again as CSV UTF-8.",
+            ) from error
+        except _LineTooLong as error:
+            raise FileRejected(
+                "E_LINE_TOO_LONG",
+                f"Row {record + 1} is a line of more than {limits.max_line_chars:,} characters; the file was not "
+                "read further. A file of contacts has one short line per contact.",
+                row=record + 1,
+            ) from error
+        except csv.Error as error:
+            if "field larger than field limit" in str(error):
+                raise FileRejected(
+                    "E_CELL_TOO_LONG",
+                    f"Row {record + 1} has a cell of more than {limits.max_cell_chars:,} characters, longer than a "
+                    "spreadsheet cell can be; the file was not read further.",
+                    row=record + 1,
+                ) from error
+            raise FileRejected("E_UNREADABLE_FILE", f"The CSV could not be read: {error}.") from error
 
-    def __init__(self, source: ExtractSource) -> None:
-        self._handle = source.path.open(encoding=source.encoding, newline="", errors="strict")
-        self._delimiter = source.delimiter or ","
 
-    def __enter__(self) -> Iterator[list[str]]:
-        return csv.reader(self._handle, delimiter=self._delimiter, strict=False)
+class _LineTooLong(Exception):
+    pass
 
-    def __exit__(self, *exc: object) -> None:
-        self._handle.close()
+
+def _bounded_lines(handle: TextIO, max_chars: int) -> Iterator[str]:
+    """The file's lines, never holding more than ``max_chars`` of one in memory."""
+    while line := handle.readline(max_chars + 1):
+        if len(line) > max_chars:
+            raise _LineTooLong
+        yield line
+
+
+def _swallowed_rows(row: list[str], delimiter: str, widest: int) -> int | None:
+    """The cell that swallowed whole rows after an unclosed quote, if any.
+
+    Python's csv module, like Excel, reads from an unclosed quote to the next quote mark (or the end of
+    the file) as one cell. A real multi-line cell (an address, a note) holds a few separators at most; a
+    cell that crosses a line break holding as many separators as the widest row so far is rows run together.
+    """
+    separators = max(2, widest - 1)
+    for index, cell in enumerate(row):
+        if ("\n" in cell or "\r" in cell) and cell.count(delimiter) >= separators:
+            return index
+    return None
 
 
 def _csv_batches(source: ExtractSource, width: int, batch_size: int) -> Iterator[pl.DataFrame]:
     rows: list[Sequence[str]] = []
     numbers: list[int] = []
     cells: list[int] = []
-    with _csv_reader(source) as reader:
-        try:
-            for number, row in enumerate(reader, start=1):
-                if number <= source.header_row or not any(cell.strip() for cell in row):
-                    continue
-                numbers.append(number)
-                cells.append(len(row))
-                rows.append(_fit(row, width))
-                if len(rows) >= batch_size:
-                    yield _batch(rows, numbers, cells, width)
-                    rows, numbers, cells = [], [], []
-        except UnicodeDecodeError as error:
-            raise FileRejected(
-                "E_ENCODING",
-                f"Part of the file is not valid {source.encoding} text ({error.reason}); save it again as CSV UTF-8.",
-            ) from error
-        except csv.Error as error:
-            raise FileRejected("E_UNREADABLE_FILE", f"The CSV could not be read: {error}.") from error
+    for number, row in enumerate(_csv_records(source), start=1):
+        if number <= source.header_row or not any(cell.strip() for cell in row):
+            continue
+        numbers.append(number)
+        cells.append(len(row))
+        rows.append(_fit(row, width))
+        if len(rows) >= batch_size:
+            yield _batch(rows, numbers, cells, width)
+            rows, numbers, cells = [], [], []
     if rows:
         yield _batch(rows, numbers, cells, width)
 
@@ -269,7 +415,9 @@ def _batch(rows: list[Sequence[str]], numbers: list[int], cells: list[int], widt
 # --- Excel and Parquet ---------------------------------------------------------------------------
 
 
-def _open_xlsx(path: Path, sheet: str | None, header_score: Callable[[list[str]], int]) -> ExtractSource:
+def _open_xlsx(
+    path: Path, sheet: str | None, header_score: Callable[[list[str]], int], limits: ReadLimits
+) -> ExtractSource:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
@@ -286,13 +434,14 @@ def _open_xlsx(path: Path, sheet: str | None, header_score: Callable[[list[str]]
             f"The workbook would expand to {unzipped / 1e6:,.0f} MB, {unzipped / zipped:,.0f} times its size; "
             "it was not opened.",
         )
+    _refuse_xml_declarations(path, [m.filename for m in members if m.filename.lower().endswith((".xml", ".rels"))])
     import fastexcel
 
     try:
         workbook = fastexcel.read_excel(str(path))
     except Exception as error:  # fastexcel raises its own hierarchy for every kind of damage
         raise FileRejected("E_UNREADABLE_FILE", f"The Excel workbook could not be read: {error}.") from error
-    source = ExtractSource(path=path, format="xlsx")
+    source = ExtractSource(path=path, format="xlsx", limits=limits)
     sheets = workbook.sheet_names
     if sheet is not None and sheet not in sheets:
         raise FileRejected("E_MISSING_SHEET", f"The workbook has no sheet called {sheet!r}; it has {sheets}.")
@@ -300,10 +449,46 @@ def _open_xlsx(path: Path, sheet: str | None, header_score: Callable[[list[str]]
         name: [[cell or "" for cell in row] for row in _read_sheet(path, name, n_rows=HEADER_SEARCH_ROWS).iter_rows()]
         for name in ([sheet] if sheet else sheets)
     }
+    if not any(cell.strip() for rows in previews.values() for row in rows for cell in row):
+        raise FileRejected("E_EMPTY_FILE", "The workbook's sheets are empty: no cell holds anything.")
+    if (widest := max((len(row) for rows in previews.values() for row in rows), default=0)) > limits.max_columns:
+        raise _too_many_columns(widest, limits)
     source.sheet = sheet or _best_sheet(previews, header_score)
     source._preview = previews.pop(source.sheet)
     source.other_sheets = previews
     return source
+
+
+def _refuse_xml_declarations(path: Path, members: list[str]) -> None:
+    """Refuse a workbook whose XML declares a DTD or entities, or refers to entities XML does not define.
+
+    Excel never writes either; they are how XML parsers are attacked (external entities reading local
+    files, entity expansion). Each part is streamed through a small window, so a large sheet costs no memory.
+    """
+    with zipfile.ZipFile(path) as archive:
+        for name in members:
+            with archive.open(name) as part:
+                tail = b""
+                while chunk := part.read(XML_SCAN_CHUNK_BYTES):
+                    window = tail + chunk
+                    if (found := _UNSAFE_XML.search(window)) is not None:
+                        what = (
+                            "a document type declaration (DTD)"
+                            if found.group(0).startswith(b"<!")
+                            else ("a reference to an entity XML does not define")
+                        )
+                        raise FileRejected(
+                            "E_UNSAFE_FILE",
+                            f"The workbook's part {name} holds {what}, which Excel never writes and which can be "
+                            "used to attack the software reading it; it was not opened.",
+                        )
+                    tail = window[-XML_SCAN_OVERLAP_BYTES:]
+
+
+def _too_many_columns(columns: int, limits: ReadLimits) -> FileRejected:
+    return FileRejected(
+        "E_TOO_MANY_COLUMNS", f"The file has {columns:,} columns; a file may have at most {limits.max_columns:,}."
+    )
 
 
 def _best_sheet(previews: dict[str, list[list[str]]], header_score: Callable[[list[str]], int]) -> str:
@@ -327,12 +512,14 @@ def _read_sheet(path: Path, sheet: str | None, n_rows: int | None = None) -> pl.
     return frame.rename({name: f"c{i}" for i, name in enumerate(frame.columns)})
 
 
-def _open_parquet(path: Path) -> ExtractSource:
+def _open_parquet(path: Path, limits: ReadLimits) -> ExtractSource:
     try:
         schema = pl.read_parquet_schema(path)
     except Exception as error:  # polars raises ComputeError/OSError variants for damaged files
         raise FileRejected("E_UNREADABLE_FILE", f"The Parquet file could not be read: {error}.") from error
-    source = ExtractSource(path=path, format="parquet", header_row=1)
+    if len(schema) > limits.max_columns:
+        raise _too_many_columns(len(schema), limits)
+    source = ExtractSource(path=path, format="parquet", limits=limits, header_row=1)
     source._preview = [list(schema)]
     return source
 

@@ -78,9 +78,7 @@ def suggest_mapping(path: Path, *, sheet: str | None = None, sample_rows: int = 
     """Read a sample of ``path`` and propose a mapping file for it (raises ``FileRejected`` if unreadable)."""
     empty = CharityMapping(sheet=sheet)
     source = open_extract(path, sheet=sheet, header_score=lambda row: header_score(row, empty))
-    if source.format != "parquet":
-        source.header_row = find_header_row(source.preview, empty)
-    source.header = [cell.strip() for cell in source.preview[source.header_row - 1]] if source.preview else []
+    source.use_header(find_header_row(source.preview, empty) if source.format != "parquet" else 1)
     sample = next(source.batches(sample_rows), pl.DataFrame())
     columns = [_suggest_column(source.header, position, sample) for position in range(len(source.header))]
     _drop_doubles(columns)

@@ -16,6 +16,8 @@ from collab import s3
 from collab.intake import load_manifest, purge_submission
 from collab.landing import landing_zone_from_env
 from collab.registry import Registry
+from collab.states import submission_states
+from collab.submissions import find_incident
 from collab.warehouse import audit, connect
 from collab.workspace import Workspace
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
@@ -36,24 +38,47 @@ def print_run_report(ws: Workspace, report: RunReport) -> None:
             "accepted": "[green]✓ accepted[/]",
             "accepted_with_warnings": "[yellow]! warnings[/]",
             "rejected": "[red]✗ rejected[/]",
+            "failed": "[bold red]✗ failed[/]",
         }
         for s in report.submissions:
             table.add_row(
                 escape(f"{s.charity_id}/{s.file_name}"),
-                results[s.status],
+                results[s.status] + (f" {s.reference}" if s.reference else ""),
                 f"{s.rows_accepted:,} / {s.rows_received:,}",
                 " ".join(s.codes),
             )
         console.print(table)
-        accepted = sum(s.status != "rejected" for s in report.submissions)
+        accepted = sum(s.status in {"accepted", "accepted_with_warnings"} for s in report.submissions)
+        rejected = sum(s.status == "rejected" for s in report.submissions)
         rows = sum(s.rows_accepted for s in report.submissions), sum(s.rows_received for s in report.submissions)
         console.print(
-            f"{len(report.submissions)} file(s): {accepted} accepted, {len(report.submissions) - accepted} rejected; "
+            f"{len(report.submissions)} file(s): {accepted} accepted, {rejected} rejected, {len(report.failed)} failed; "
             f"{rows[0]:,} of {rows[1]:,} rows accepted."
         )
+        for s in report.failed:
+            console.print(
+                f"[bold red]Failed:[/] {escape(f'{s.charity_id}/{s.file_name}')}: an error of ours, not the file's; "
+                f"the charity was told reference {s.reference}. Details: `collab incident {s.reference}`."
+            )
     for duplicate in report.duplicates:
         console.print(
             f"Duplicate: {duplicate['charity_id']}/{escape(duplicate['file'])} is identical to {duplicate['duplicate_of']}; not processed again."
+        )
+    if report.resumed:
+        console.print(f"Taken up again from a run that stopped: {', '.join(report.resumed)}.")
+    if report.abandoned_runs:
+        console.print(f"Marked failed, their process gone: Dagster run(s) {', '.join(report.abandoned_runs)}.")
+    if report.releases_waiting_for:
+        console.print(
+            f"[yellow]Releases wait:[/] submission(s) {', '.join(report.releases_waiting_for)} are not finished."
+        )
+    for skipped in report.skipped:
+        console.print(
+            f"[yellow]Left for the next run:[/] {skipped['charity_id']}/{escape(skipped['file'])}: {escape(skipped['reason'])}"
+        )
+    for refused in report.refused:
+        console.print(
+            f"[red]Refused unread:[/] {refused['charity_id']}/{escape(refused['file'])}: {escape(refused['reason'])}"
         )
     for release in report.releases:
         if release.error:
@@ -65,7 +90,7 @@ def print_run_report(ws: Workspace, report: RunReport) -> None:
         console.print(
             f"[yellow]{period}[/] received data after its release: `collab release {period} --revise` spends budget to update it."
         )
-    if not (report.submissions or report.duplicates or report.releases):
+    if not (report.submissions or report.duplicates or report.releases or report.skipped or report.refused):
         console.print("Nothing pending.")
     feedback = "each charity's feedback-<id> bucket" if s3.configured() else ws.feedback
     console.print(f"Feedback reports: {feedback}")
@@ -84,11 +109,49 @@ def run(as_json: bool = JsonOption) -> None:
     with progress_bar("Processing", total=pending if pending else None, enabled=not as_json) as bar:
         report = run_pending(ws, progress=bar.advance)
     if as_json:
-        emit_json(asdict(report))
+        emit_json(asdict(report) | {"failed": [asdict(s) for s in report.failed]})
     else:
         print_run_report(ws, report)
+    # A file our code failed on is that file's problem, listed above; only the run's own problems fail the command.
     if any(r.error for r in report.releases):
         raise typer.Exit(1)
+
+
+@app.command()
+def submissions(
+    charity: str | None = typer.Option(None, "--charity", help="Only this charity's submissions."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Where every submission is (received ... loaded, rejected or failed), read without opening the warehouse,
+    so it works while a run holds it."""
+    states = submission_states(workspace(), charity)
+    if as_json:
+        emit_json([state.model_dump(mode="json") for state in states])
+        return
+    table = Table("submission", "file", "state", "status", "updated (UTC)", title="Submissions")
+    for state in states:
+        table.add_row(
+            state.submission_id,
+            escape(state.file_name),
+            state.state + (f" ({state.reference})" if state.reference else ""),
+            state.status or "",
+            state.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    console.print(table if states else "No submissions yet.")
+
+
+@app.command()
+def incident(reference: str, as_json: bool = JsonOption) -> None:
+    """Show the analyst's record of an internal error, by the reference its charity was given."""
+    ws = workspace()
+    record = find_incident(ws, reference)
+    if record is None:
+        fail(f"no internal error with reference {reference!r}")
+    if as_json:
+        emit_json({"reference": reference, "record": str(record), "detail": record.read_text(encoding="utf-8")})
+    else:
+        console.print(f"{escape(str(record))}\n")
+        console.print(escape(record.read_text(encoding="utf-8")), highlight=False)
 
 
 @app.command()

@@ -102,16 +102,20 @@ def test_one_bad_file_never_stops_the_others(workspace: Workspace, charity: str,
     instance = DagsterInstance.ephemeral()
     keys = sense(workspace, instance)
     assert len(keys) == 5
-    outcomes = {}
+    outcomes, loaded = {}, set()
     for key in keys:
         result = process(workspace, instance, key)
         report = feedback_for(workspace, charity, key)
         outcomes[report["file_name"]] = (result.success, report["status"], [i["code"] for i in report["issues"]])
+        if any(e.asset_key.path == ["warehouse_contacts"] for e in result.get_asset_materialization_events()):
+            loaded.add(report["file_name"])
+    assert loaded == {"good.csv", "windows.csv"}
     assert outcomes["good.csv"][:2] == (True, "accepted")
     assert outcomes["windows.csv"][:2] == (True, "accepted_with_warnings")
-    assert outcomes["empty.csv"] == (False, "rejected", ["E_EMPTY_FILE"])
-    assert outcomes["no-need.csv"] == (False, "rejected", ["E_MISSING_COLUMN"])
-    assert outcomes["binary.csv"] == (False, "rejected", ["E_UNREADABLE_FILE"])
+    # A rejected file is the pipeline working, not a failed run: its feedback is materialised, its load is not.
+    assert outcomes["empty.csv"] == (True, "rejected", ["E_EMPTY_FILE"])
+    assert outcomes["no-need.csv"] == (True, "rejected", ["E_MISSING_COLUMN"])
+    assert outcomes["binary.csv"] == (True, "rejected", ["E_UNREADABLE_FILE"])
     assert warehouse_rows(workspace) == 40  # only the two accepted files (2026Q1 and 2026Q2), all of their rows
     with connect(workspace.warehouse_path) as con:
         assert con.execute("SELECT count(*) FROM submissions").fetchall()[0][0] == 2
@@ -124,6 +128,7 @@ def test_identical_file_dropped_twice_is_processed_once(workspace: Workspace, ch
     instance = DagsterInstance.ephemeral()
     drop(workspace, charity, path)
     [key] = sense(workspace, instance)
+    assert process(workspace, instance, key).success
     drop(workspace, charity, path, "Copy of q1.csv")
     assert sense(workspace, instance) == []
     notes = list((workspace.feedback / charity).glob(f"{key}.duplicate-*.json"))
@@ -221,7 +226,7 @@ def test_purge_removes_raw_copies_but_keeps_history_and_duplicate_detection(
     staging = workspace.staging / key
     assert (staging / "contacts.parquet").exists() and (workspace.quarantine / key).exists()
     removed = purge_submission(workspace, key) + LocalLandingZone(root=str(workspace.home)).purge_archive(charity, key)
-    assert sorted(p.name for p in staging.iterdir()) == ["manifest.json", "report.json"]
+    assert sorted(p.name for p in staging.iterdir()) == ["manifest.json", "report.json", "state.json"]
     assert not (workspace.quarantine / key).exists() and not (workspace.archive / charity / key).exists()
     assert len(removed) >= 4
     assert warehouse_rows(workspace) == 9  # the pseudonymised rows stay

@@ -268,3 +268,86 @@ def test_a_sheet_named_in_the_mapping_must_exist(tmp_path: Path) -> None:
     path = write_xlsx(tmp_path / "book.xlsx", {"Contacts": [["Client ID", "Date", "Need", "Postcode"]]})
     report = check_extract(path, mapping=CharityMapping(sheet="Cases")).report
     assert report.codes() == ["E_MISSING_SHEET"] and "Contacts" in report.issues[0].examples[0].message
+
+
+def test_an_error_of_ours_is_an_internal_error_report_with_a_reference_never_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    import standards.check
+    from standards.cli import checker
+
+    def broken(*args: object, **kwargs: object) -> pl.DataFrame:
+        raise RuntimeError("a bug in normalisation, with a secret path /srv/collab")
+
+    monkeypatch.setattr(standards.check, "normalise_batch", broken)
+    path = write_csv(tmp_path / "clean.csv", contact_rows(10))
+    result = check_extract(path)
+    assert isinstance(result.internal_error, RuntimeError) and result.reference
+    assert result.report.status == "rejected" and result.report.codes()[0] == "E_INTERNAL"
+    assert result.reference in result.report.headline()
+    output = CliRunner().invoke(checker, [str(path), "--json"])
+    assert output.exit_code == 1
+    shown = json.loads(output.stdout)
+    assert shown["issues"][0]["code"] == "E_INTERNAL"
+    assert "Traceback" not in output.output and "/srv/collab" not in output.output
+
+
+def test_limits_are_codes_with_the_row_never_a_crash(tmp_path: Path) -> None:
+    from standards.reading import ReadLimits
+
+    path = write_csv(tmp_path / "contacts.csv", contact_rows(30))
+    small = CheckOptions(limits=ReadLimits(max_rows=10))
+    [too_many_rows] = [g for g in check_extract(path, options=small).report.issues if g.severity == "error"]
+    assert too_many_rows.code == "E_TOO_MANY_ROWS" and too_many_rows.examples[0].row == 11
+    tiny = CheckOptions(limits=ReadLimits(max_file_bytes=100))
+    assert check_extract(path, options=tiny).report.codes() == ["E_FILE_TOO_LARGE"]
+    narrow = CheckOptions(limits=ReadLimits(max_columns=5))
+    assert check_extract(path, options=narrow).report.codes() == ["E_TOO_MANY_COLUMNS"]
+    # A stray quote on row 7 runs the rows after it into one cell: refused, naming row 7.
+    lines = path.read_text().splitlines()
+    lines[6] = lines[6].replace(",", ',"', 1)
+    path.write_text("\n".join(lines) + "\n")
+    report = check_extract(path).report
+    [quote] = [g for g in report.issues if g.code == "E_UNTERMINATED_QUOTE"]
+    assert quote.examples[0].row == 7 and report.status == "rejected"
+
+
+def test_a_real_multi_line_cell_is_not_taken_for_an_unclosed_quote(tmp_path: Path) -> None:
+    rows = contact_rows(6)
+    rows[2][3] = "B15 2TT"
+    path = write_csv(
+        tmp_path / "notes.csv", [[*row, "Called back,\nleft a message"] for row in rows], [*HEADER, "Notes"]
+    )
+    assert check_extract(path).report.status != "rejected"
+
+
+def test_a_declared_date_format_still_reads_the_same_order_written_shorter(tmp_path: Path) -> None:
+    """suggest-mapping writes date_format: day/month/year; 3/8/26 must still read as 3 August 2026."""
+    rows = contact_rows(6)
+    rows[0][1], rows[1][1] = "3/8/26", "03-08-2026"
+    path = write_csv(tmp_path / "short-dates.csv", rows)
+    sink = CollectingSink()
+    report = check_extract(path, mapping=CharityMapping(date_format="day/month/year"), sink=sink).report
+    assert report.rows_accepted == 6
+    assert sink.contacts().get_column("contact_date").head(2).to_list() == [dt.date(2026, 8, 3)] * 2
+
+
+def test_small_defects_found_as_a_charity(tmp_path: Path) -> None:
+    # An empty workbook is an empty file, not a file missing its columns.
+    empty = write_xlsx(tmp_path / "empty.xlsx", {"Sheet1": []})
+    assert check_extract(empty).report.codes() == ["E_EMPTY_FILE"]
+    # A header below any number of blank lines is found, and rows keep the numbers the file shows.
+    path = write_csv(tmp_path / "contacts.csv", contact_rows(3))
+    path.write_text("\n" * 100_000 + path.read_text())
+    sink = CollectingSink()
+    report = check_extract(path, sink=sink).report
+    assert report.status != "rejected" and report.file.header_row == 100_001
+    assert sink.contacts().get_column("source_row").to_list() == [100_002, 100_003, 100_004]
+    # "Date opened" and "Date visited" are contact dates.
+    for header in ("Date opened", "Date visited", "Date of visit"):
+        renamed = write_csv(tmp_path / "renamed.csv", contact_rows(3), [HEADER[0], header, *HEADER[2:]])
+        assert check_extract(renamed).report.file.columns_used[header] == "contact_date"

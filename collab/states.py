@@ -1,0 +1,127 @@
+"""Where each submission is on its way: received -> staged -> checked -> feedback_sent -> loaded | rejected | failed.
+
+Each submission's state is a small file, ``staging/<id>/state.json``, replaced atomically at every step,
+so anything may read it while the pipeline runs without opening the warehouse (DuckDB admits one
+process at a time): the charity portal, ``collab status``, the sensor. The warehouse keeps the same
+states in ``submission_states`` (mirrored by every ``collab run``), and ``loaded`` is written there in the
+very transaction that loads the rows, so a submission is never called loaded without its rows.
+
+A submission not in a final state is unfinished: every ``collab run`` and sensor tick takes it up again
+from the start of its job (each step is idempotent: the check rewrites its outputs, a load replaces the
+submission's rows), so a run killed at any point strands nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Literal, get_args
+
+import duckdb
+from pydantic import BaseModel
+
+from collab.workspace import Workspace
+
+State = Literal["received", "staged", "checked", "feedback_sent", "loaded", "rejected", "failed"]
+STATES: tuple[State, ...] = get_args(State)
+FINAL_STATES: frozenset[State] = frozenset({"loaded", "rejected", "failed"})
+STATE_FILE = "state.json"
+
+
+class SubmissionState(BaseModel):
+    submission_id: str
+    charity_id: str
+    file_name: str
+    state: State
+    updated_at: dt.datetime
+    # The report's status once checked, and the internal error's reference if the submission failed.
+    status: str | None = None
+    reference: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+def _path(workspace: Workspace, submission_id: str) -> Path:
+    return workspace.staging / submission_id / STATE_FILE
+
+
+def read_state(workspace: Workspace, submission_id: str) -> SubmissionState | None:
+    path = _path(workspace, submission_id)
+    try:
+        return SubmissionState.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def write_state(
+    workspace: Workspace,
+    *,
+    submission_id: str,
+    charity_id: str,
+    file_name: str,
+    state: State,
+    status: str | None = None,
+    reference: str | None = None,
+) -> SubmissionState:
+    """Record a submission's new state: written whole to a temporary file, flushed, then renamed over the old."""
+    record = SubmissionState(
+        submission_id=submission_id,
+        charity_id=charity_id,
+        file_name=file_name,
+        state=state,
+        updated_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        status=status,
+        reference=reference,
+    )
+    path = _path(workspace, submission_id)
+    partial = path.with_name(f".{STATE_FILE}.partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        handle.write(record.model_dump_json(indent=2))
+        handle.flush()
+        os.fsync(handle.fileno())
+    partial.replace(path)
+    return record
+
+
+def submission_states(workspace: Workspace, charity_id: str | None = None) -> list[SubmissionState]:
+    """Every submission's state (of one charity, if given), newest first, read without the warehouse."""
+    states = []
+    for path in workspace.staging.glob(f"*/{STATE_FILE}") if workspace.staging.exists() else []:
+        try:
+            state = SubmissionState.model_validate_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a submission being purged at this moment
+        if charity_id is None or state.charity_id == charity_id:
+            states.append(state)
+    return sorted(states, key=lambda s: (s.updated_at, s.submission_id), reverse=True)
+
+
+def unfinished(workspace: Workspace) -> list[SubmissionState]:
+    """Submissions not yet in a final state, oldest first: what a run takes up again."""
+    return sorted(
+        (s for s in submission_states(workspace) if not s.final), key=lambda s: (s.updated_at, s.submission_id)
+    )
+
+
+def mirror_states(con: duckdb.DuckDBPyConnection, workspace: Workspace) -> None:
+    """Copy every submission's state into the warehouse, never overwriting ``loaded`` (set by the load itself)."""
+    for state in submission_states(workspace):
+        con.execute(
+            """
+            INSERT INTO submission_states VALUES ($id, $charity, $state, $at, $status, $reference)
+            ON CONFLICT (submission_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at,
+                status = excluded.status, reference = excluded.reference
+            WHERE submission_states.state <> 'loaded'
+            """,
+            {
+                "id": state.submission_id,
+                "charity": state.charity_id,
+                "state": state.state,
+                "at": state.updated_at.replace(tzinfo=None),
+                "status": state.status,
+                "reference": state.reference,
+            },
+        )

@@ -1,0 +1,137 @@
+"""A submission's feedback, and what happens when our own code fails on one.
+
+An error of ours while a submission is processed (not a problem of the file) must never reach the
+charity as a traceback, and must never stop another file. It becomes an ``E_INTERNAL`` report with a
+reference; the analyst's record of it (the traceback) and a copy of the raw file are kept in the
+submission's quarantine folder, where ``collab incident REFERENCE`` finds them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import traceback
+from pathlib import Path
+
+from collab.intake import REPORT_FILE, SubmissionManifest, submission_dir
+from collab.landing import LandingZone
+from collab.states import State, write_state
+from collab.workspace import Workspace
+from standards.check import internal_error_issue
+from standards.feedback import FeedbackReport, IssueCollector
+
+INCIDENT_PREFIX = "internal-error-"
+_REFERENCE = re.compile(r"ref-[0-9a-f]{12}")
+
+
+def feedback_name(original_name: str, submission_id: str) -> str:
+    """The stem of a submission's feedback files: readable, safe on every file system and S3."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", original_name.rsplit(".", 1)[0]).strip("-")[:60] or "file"
+    return f"{stem}--{submission_id}.feedback"
+
+
+def load_report(workspace: Workspace, submission_id: str) -> FeedbackReport | None:
+    """The submission's feedback report, or None if none was written (yet)."""
+    path = submission_dir(workspace, submission_id) / REPORT_FILE
+    if not path.exists():
+        return None
+    return FeedbackReport.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def save_report(workspace: Workspace, submission_id: str, report: FeedbackReport) -> None:
+    """Write the report atomically: a reader sees the old report or the new one, never half of one."""
+    path = submission_dir(workspace, submission_id) / REPORT_FILE
+    partial = path.with_name(f".{REPORT_FILE}.partial")
+    partial.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    partial.replace(path)
+
+
+def send_feedback(landing: LandingZone, manifest: SubmissionManifest, report: FeedbackReport) -> tuple[str, str]:
+    """Write the report to the charity's feedback area as JSON and HTML; return where each went."""
+    name = feedback_name(manifest.original_name, manifest.submission_id)
+    json_at = landing.write_feedback(
+        manifest.charity_id, f"{name}.json", report.model_dump_json(indent=2).encode(), "application/json"
+    )
+    html_at = landing.write_feedback(
+        manifest.charity_id, f"{name}.html", report.to_html().encode(), "text/html; charset=utf-8"
+    )
+    return json_at, html_at
+
+
+def describe_error(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))
+
+
+def record_incident(workspace: Workspace, manifest: SubmissionManifest, reference: str, detail: str) -> Path:
+    """Keep the analyst's record of an internal error and a copy of the raw file in quarantine; return the record."""
+    quarantine = workspace.quarantine / manifest.submission_id
+    quarantine.mkdir(parents=True, exist_ok=True)
+    source = submission_dir(workspace, manifest.submission_id) / manifest.source_file
+    kept = quarantine / manifest.source_file
+    if source.exists() and not kept.exists():
+        shutil.copyfile(source, kept)
+    record = quarantine / f"{INCIDENT_PREFIX}{reference}.txt"
+    record.write_text(
+        f"reference: {reference}\nsubmission: {manifest.submission_id}\ncharity: {manifest.charity_id}\n"
+        f"file: {manifest.original_name}\nrecorded_at: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}\n\n"
+        f"{detail}",
+        encoding="utf-8",
+    )
+    return record
+
+
+def internal_error_report(manifest: SubmissionManifest, reference: str) -> FeedbackReport:
+    """The report a charity gets when our code failed on its file: the reference, never the error itself."""
+    collector = IssueCollector()
+    collector.add(internal_error_issue(reference))
+    return FeedbackReport(
+        submission_id=manifest.submission_id,
+        charity_id=manifest.charity_id,
+        file_name=manifest.original_name,
+        checked_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        status="rejected",
+        rows_received=0,
+        rows_accepted=0,
+        rows_rejected=0,
+        issues=collector.groups(0),
+    )
+
+
+def internal_error_reference(report: FeedbackReport) -> str | None:
+    """The reference of the internal error a report tells of, if it tells of one."""
+    for group in report.issues:
+        if group.code == "E_INTERNAL":
+            for example in group.examples:
+                if found := _REFERENCE.search(example.message):
+                    return found.group(0)
+    return None
+
+
+def mark_state(
+    workspace: Workspace, manifest: SubmissionManifest, state: State, report: FeedbackReport | None = None
+) -> None:
+    """Record the submission's new state (see ``collab.states``), with its report's status and any reference."""
+    write_state(
+        workspace,
+        submission_id=manifest.submission_id,
+        charity_id=manifest.charity_id,
+        file_name=manifest.original_name,
+        state=state,
+        status=None if report is None else report.status,
+        reference=None if report is None else internal_error_reference(report),
+    )
+
+
+def state_after_feedback(report: FeedbackReport) -> State:
+    """An accepted submission waits for its load; a rejected or failed one is finished once told."""
+    if report.accepted:
+        return "feedback_sent"
+    return "failed" if internal_error_reference(report) else "rejected"
+
+
+def find_incident(workspace: Workspace, reference: str) -> Path | None:
+    """The analyst's record of the internal error with this reference, if there is one."""
+    if not _REFERENCE.fullmatch(reference):
+        return None
+    return next(iter(sorted(workspace.quarantine.glob(f"*/{INCIDENT_PREFIX}{reference}.txt"))), None)

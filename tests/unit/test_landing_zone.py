@@ -1,0 +1,137 @@
+"""The local landing zone reads only regular files of the charity's own area, and only once they are settled.
+
+Real files, links, pipes and a real writer thread: an attacker with write access to one charity's
+folder tries to make the pipeline read /etc/passwd, another charity's file or the pseudonymisation key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from collab.intake import receive_pending, receive_settled
+from collab.landing import LandingObjectGone, LandingObjectRefused, LocalLandingZone
+from collab.workspace import Workspace
+from tests.conftest import contact_rows, write_csv
+
+ATTACKER, VICTIM = "attacker-food-bank", "victim-advice"
+
+
+@pytest.fixture
+def zone(workspace: Workspace) -> LocalLandingZone:
+    landing = LocalLandingZone(root=str(workspace.home))
+    for charity in (ATTACKER, VICTIM):
+        landing.create_area(charity)
+    return landing
+
+
+def _area(workspace: Workspace, charity: str) -> Path:
+    return workspace.landing / charity
+
+
+def _nothing_staged(workspace: Workspace) -> bool:
+    return not [p for p in workspace.staging.iterdir() if not p.name.startswith(".")]
+
+
+def _refusal_notes(workspace: Workspace) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((workspace.feedback / ATTACKER).glob("refused-*.json"))]
+
+
+def test_links_to_files_outside_the_area_are_refused_unread(
+    workspace: Workspace, zone: LocalLandingZone, tmp_path: Path
+) -> None:
+    victim_file = zone.drop(VICTIM, write_csv(tmp_path / "victim.csv", contact_rows(5)))
+    area = _area(workspace, ATTACKER)
+    (area / "passwd.csv").symlink_to("/etc/passwd")
+    (area / "theirs.csv").symlink_to(victim_file)
+    (area / "key.csv").symlink_to(workspace.key_path)
+    (area / "victim-folder").symlink_to(_area(workspace, VICTIM), target_is_directory=True)
+    os.link(workspace.key_path, area / "hard-linked-key.csv")
+
+    result = receive_pending(workspace, zone, [ATTACKER])
+
+    assert result.received == [] and _nothing_staged(workspace)
+    refused = {obj.key: reason for obj, reason in result.refused}
+    assert set(refused) == {"passwd.csv", "theirs.csv", "key.csv", "victim-folder", "hard-linked-key.csv"}
+    assert all(reason.startswith("E_NOT_A_REGULAR_FILE: ") for reason in refused.values())
+    assert "hard link" in refused["hard-linked-key.csv"] and "symbolic link" in refused["passwd.csv"]
+    # Each entry was moved aside as it was (a link stays a link), and the charity is told, with the code.
+    assert not any(area.iterdir())
+    archived = list((workspace.archive / ATTACKER / "refused").rglob("passwd.csv"))
+    assert len(archived) == 1 and archived[0].is_symlink()
+    notes = _refusal_notes(workspace)
+    assert len(notes) == 5 and {n["code"] for n in notes} == {"E_NOT_A_REGULAR_FILE"}
+    # Nothing of what the links pointed at appears anywhere the charity can read.
+    secret = workspace.key_path.read_bytes()
+    for path in (workspace.feedback / ATTACKER).iterdir():
+        text = path.read_bytes()
+        assert b"root:" not in text and secret not in text and b"NFB-" not in text
+    # The victim's file and the key are untouched.
+    assert victim_file.exists() and workspace.key_path.read_bytes() == secret
+
+
+def test_a_named_pipe_is_refused_without_blocking(workspace: Workspace, zone: LocalLandingZone) -> None:
+    os.mkfifo(_area(workspace, ATTACKER) / "pipe.csv")
+    outcome: dict[str, object] = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=receive_pending(workspace, zone, [ATTACKER])))
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "intake blocked on a named pipe"
+    [(obj, reason)] = outcome["result"].refused  # type: ignore[attr-defined]
+    assert obj.key == "pipe.csv" and "named pipe" in reason
+
+
+def test_a_file_swapped_for_a_link_or_pipe_after_listing_is_refused(
+    workspace: Workspace, zone: LocalLandingZone, tmp_path: Path
+) -> None:
+    area = _area(workspace, ATTACKER)
+    (area / "folder").mkdir()
+    zone.drop(ATTACKER, write_csv(tmp_path / "a.csv", contact_rows(3)), "a.csv")
+    write_csv(area / "folder" / "b.csv", contact_rows(3))
+    listed = {obj.key: obj for obj in zone.pending([ATTACKER])}
+    (area / "a.csv").unlink()
+    os.mkfifo(area / "a.csv")
+    with pytest.raises(LandingObjectRefused, match="named pipe"):
+        zone.fetch(listed["a.csv"], tmp_path / "copy")
+    # A folder on the path swapped for a link to another area after listing: refused, not followed.
+    (area / "folder").rename(area / "moved")
+    (area / "folder").symlink_to(_area(workspace, VICTIM), target_is_directory=True)
+    with pytest.raises(LandingObjectRefused):
+        zone.fetch(listed["folder/b.csv"], tmp_path / "copy")
+    assert not (tmp_path / "copy").exists() or (tmp_path / "copy").stat().st_size == 0
+
+
+def test_a_growing_file_is_never_taken_half_written(
+    workspace: Workspace, zone: LocalLandingZone, tmp_path: Path
+) -> None:
+    path = _area(workspace, ATTACKER) / "growing.csv"
+    rows = contact_rows(60)
+    write_csv(path, rows[:1])
+    # Listed, then written to before it is fetched: left for the next pass.
+    [listed] = zone.pending([ATTACKER])
+    with path.open("a") as handle:
+        handle.write(",".join(rows[1]) + "\n")
+    with pytest.raises(LandingObjectGone, match="changed"):
+        zone.fetch(listed, tmp_path / "copy")
+
+    def write_slowly() -> None:
+        for row in rows[2:]:
+            with path.open("a") as handle:
+                handle.write(",".join(row) + "\n")
+            time.sleep(0.03)
+
+    writer = threading.Thread(target=write_slowly)
+    writer.start()
+    early = receive_settled(workspace, zone, [ATTACKER], settle_seconds=0.5)
+    writer.join()
+    assert early.received == []
+    assert [(obj.key, "still being written" in why) for obj, why in early.skipped] == [("growing.csv", True)]
+    finished = receive_settled(workspace, zone, [ATTACKER], settle_seconds=0.5)
+    [manifest] = finished.received
+    staged = workspace.staging / manifest.submission_id / manifest.source_file
+    assert len(staged.read_text().splitlines()) == 61  # the header and every row

@@ -1,0 +1,69 @@
+"""Submission states: readable by anyone without the warehouse, and what makes a re-dropped file resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+
+from collab.intake import receive_pending
+from collab.landing import LocalLandingZone
+from collab.schema import migrate
+from collab.states import STATES, mirror_states, read_state, submission_states, unfinished, write_state
+from collab.workspace import Workspace
+from tests.conftest import contact_rows, write_csv
+
+CHARITY = "north-pantry"
+
+
+def test_states_are_read_per_charity_without_the_warehouse(workspace: Workspace) -> None:
+    for index, (charity, state) in enumerate([(CHARITY, "received"), (CHARITY, "loaded"), ("south", "checked")]):
+        (workspace.staging / f"s{index}").mkdir(parents=True)
+        write_state(workspace, submission_id=f"s{index}", charity_id=charity, file_name=f"f{index}.csv", state=state)
+    assert {s.submission_id for s in submission_states(workspace, CHARITY)} == {"s0", "s1"}
+    assert [s.submission_id for s in unfinished(workspace)] == ["s0", "s2"]
+    assert read_state(workspace, "s1") is not None and read_state(workspace, "s1").final  # type: ignore[union-attr]
+    # Written whole: no temporary file is left beside it, and it is plain JSON anyone can read.
+    assert sorted(p.name for p in (workspace.staging / "s0").iterdir()) == ["state.json"]
+    assert json.loads((workspace.staging / "s0" / "state.json").read_text())["state"] == "received"
+    assert STATES[-3:] == ("loaded", "rejected", "failed")
+
+
+def test_the_warehouse_mirrors_states_but_never_unsets_loaded(workspace: Workspace) -> None:
+    (workspace.staging / "s0").mkdir(parents=True)
+    write_state(workspace, submission_id="s0", charity_id=CHARITY, file_name="f.csv", state="feedback_sent")
+    con = duckdb.connect()
+    migrate(con)
+    con.execute(
+        "INSERT INTO submission_states VALUES ('s0', $c, 'loaded', now()::TIMESTAMP, NULL, NULL)", {"c": CHARITY}
+    )
+    mirror_states(con, workspace)
+    assert con.execute("SELECT state FROM submission_states").fetchall() == [("loaded",)]
+    (workspace.staging / "s1").mkdir()
+    write_state(workspace, submission_id="s1", charity_id=CHARITY, file_name="g.csv", state="rejected")
+    mirror_states(con, workspace)
+    assert con.execute("SELECT submission_id, state FROM submission_states ORDER BY 1").fetchall() == [
+        ("s0", "loaded"),
+        ("s1", "rejected"),
+    ]
+
+
+def test_a_file_dropped_again_before_its_submission_finished_is_resumed_not_a_duplicate(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    zone = LocalLandingZone(root=str(workspace.home))
+    zone.create_area(CHARITY)
+    path = write_csv(tmp_path / "q1.csv", contact_rows(5))
+    zone.drop(CHARITY, path)
+    [first] = receive_pending(workspace, zone, [CHARITY]).received
+    assert read_state(workspace, first.submission_id).state == "staged"  # type: ignore[union-attr]
+    zone.drop(CHARITY, path, "again.csv")
+    again = receive_pending(workspace, zone, [CHARITY])
+    assert [m.submission_id for m in again.received] == [first.submission_id] and again.duplicates == []
+    assert not list((workspace.feedback / CHARITY).glob("*.duplicate-*.json"))
+    # Once finished, the same bytes are a duplicate.
+    write_state(workspace, submission_id=first.submission_id, charity_id=CHARITY, file_name="q1.csv", state="loaded")
+    zone.drop(CHARITY, path, "third.csv")
+    third = receive_pending(workspace, zone, [CHARITY])
+    assert third.received == [] and [s for _, s in third.duplicates] == [first.submission_id]
