@@ -1,0 +1,372 @@
+"""The charity portal, end to end: the real server (`collab portal serve`, uvicorn) on a free loopback
+port, driven by Debian's chromium through Playwright for what a charity does, and by plain HTTP for
+what an attacker tries. One server for the module; each test signs in afresh."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from itsdangerous import TimestampSigner
+from playwright.sync_api import Page, expect
+
+from collab.landing import LocalLandingZone
+from collab.portal import accounts
+from collab.registry import Registry
+from collab.workspace import Workspace
+from tests.browser import axe_violations, chromium
+from tests.conftest import write_xlsx
+from tests.system.test_cli import COLLAB, collab
+
+pytestmark = pytest.mark.system
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "portal"
+MAX_UPLOAD_MB = 2
+
+
+@dataclass
+class Portal:
+    url: str
+    home: Path
+    passwords: dict[str, str]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
+    home = tmp_path_factory.mktemp("portal") / "var"
+    # The analyst's command prints the password once; the other charities are set up through the same
+    # services without a process each (the CLI starts slowly on a busy machine).
+    added = json.loads(collab(home, "charity", "add", "north-pantry", "--name", "North Pantry", "--json").stdout)
+    passwords = {"north-pantry": added["portal_password"]}
+    workspace = Workspace(home)
+    for charity in ("south-pantry", "east-pantry", "guessed-pantry"):
+        Registry(workspace).add(charity, charity.title())
+        LocalLandingZone(str(home)).create_area(charity)
+        passwords[charity] = accounts.issue_password(workspace, charity)
+    port = _free_port()
+    env = {**os.environ, "COLLAB_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    log = (home.parent / "portal.log").open("w")
+    server = subprocess.Popen(
+        [str(COLLAB), "portal", "serve", "--port", str(port), "--max-upload-mb", str(MAX_UPLOAD_MB)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.get(url + "/sign-in", timeout=2)
+            break
+        except requests.ConnectionError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((home.parent / "portal.log").read_text()) from None
+            time.sleep(0.3)
+    yield Portal(url, home, passwords)
+    server.terminate()
+    server.wait(timeout=20)
+    log.close()
+
+
+def messy_workbook(path: Path) -> Path:
+    """A charity's real export: a title row above the header, its own name for the need column and its
+    own wording, some dates that are not dates, a formula in a rejected row, and a notes sheet."""
+    header = ["Client No", "Date seen", "Problem", "Post Code", "D.O.B", "Monthly Income"]
+    problems = ["Food parcel", "Gas & electric", "Debt", "Housing (disrepair)", "Benefits"]
+    postcodes = ["B15 2TT", "S1 2AB", "LS1 4AP", "NE1 7RU", "CF10 3AT"]
+    rows: list[list[object]] = []
+    for i in range(130):
+        seen = (dt.date(2026, 1, 5) + dt.timedelta(days=i % 80)).strftime("%d/%m/%Y")
+        rows.append([f"C{i:04d}", seen, problems[i % 5], postcodes[i % 5], f"0{1 + i % 9}/03/19{60 + i % 40}", 900 + i])
+    for i in range(3, 130, 12):
+        rows[i][1] = "ask Sam"
+    rows[3][5] = "@SUM(A1:A9)"  # what a spreadsheet would run as a formula
+    rows[15][0] = "<script>alert(1)</script>"
+    sheets = {"Contacts": [["North Pantry: clients seen, Q1 2026"], header, *rows], "Notes": [["Exported by Jo"]]}
+    return write_xlsx(path, sheets)
+
+
+def _check_page_ok(page: Page, name: str, *, width: str = "390") -> None:
+    """No serious or critical accessibility problem; a screenshot for the note."""
+    violations = axe_violations(page)
+    assert not violations, f"{name}: {violations}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+
+
+def _sign_in_by_keyboard(page: Page, charity: str, password: str) -> None:
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "charity":
+            break
+    page.keyboard.type(charity)
+    page.keyboard.press("Tab")
+    page.keyboard.type(password)
+    page.keyboard.press("Enter")
+
+
+def test_a_new_charity_goes_from_a_messy_spreadsheet_to_a_sent_loaded_file(portal: Portal, tmp_path: Path) -> None:
+    workbook = messy_workbook(tmp_path / "clients Q1.xlsx")
+    rounds = 0
+    with chromium(tmp_path / "profile", width=390, height=844, bypass_csp=True) as context:
+        page = context.new_page()
+        page.goto(portal.url + "/files")
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()  # every page needs a session
+        _check_page_ok(page, "sign-in")
+        _sign_in_by_keyboard(page, "north-pantry", portal.passwords["north-pantry"])
+        expect(page.get_by_role("heading", name="Check a file before you send it")).to_be_visible()
+        _check_page_ok(page, "home")
+
+        # Round 1: the need column is not recognised, so nothing can be kept.
+        page.set_input_files("#file", str(workbook))
+        page.get_by_role("button", name="Check the file").press("Enter")
+        rounds += 1
+        expect(page.locator(".status")).to_have_text("Not accepted")
+        expect(page.get_by_text("Required column(s) missing: need").first).to_be_visible()
+        _check_page_ok(page, "check-rejected")
+
+        # The mapping form: the suggested mapping as drop-downs; the charity says "Problem" is the need.
+        page.get_by_role("link", name="Say what your columns and words mean").press("Enter")
+        expect(page.get_by_role("heading", name="What your columns and words mean")).to_be_visible()
+        _check_page_ok(page, "mapping")
+        page.get_by_label("Problem").select_option("need")
+        page.get_by_role("button", name="Save and check again").press("Enter")
+        rounds += 1
+        # The charity's own words are offered only once the column is known: choose the codes it left open.
+        if page.locator(".status").inner_text() == "Not accepted" or page.locator("#issue-E_UNKNOWN_CODE").count():
+            page.get_by_role("link", name="Say what your columns and words mean").press("Enter")
+            for select in page.locator("select[id^=value-]").all():
+                if not select.input_value():
+                    select.select_option(index=1)
+            page.get_by_role("button", name="Save and check again").press("Enter")
+            rounds += 1
+        expect(page.locator(".status")).to_have_text("Accepted with warnings")
+        expect(page.get_by_text("11 row(s) have a problem")).to_be_visible()
+        _check_page_ok(page, "check-accepted")
+
+        # Every affected row, and the rejected rows to download, formula-escaped.
+        expect(page.locator(".rows-table tbody tr")).to_have_count(11)
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download the rows not accepted, with the reasons (CSV)").press("Enter")
+        rejected = list(csv.reader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
+        assert rejected[0][:3] == ["row", "issue_codes", "messages"] and len(rejected) == 12
+        assert [r[0] for r in rejected[1:]][:2] == ["6", "18"]  # the spreadsheet's own row numbers
+        assert "'@SUM(A1:A9)" in rejected[1]
+        assert all(cell == "" or not cell.startswith(("=", "+", "-", "@")) for row in rejected for cell in row)
+
+        page.get_by_role("button", name="Send this file").press("Enter")
+        expect(page.get_by_role("heading", name="Your files")).to_be_visible()
+        expect(page.get_by_text("Sent, waiting to be picked up")).to_be_visible()
+        _check_page_ok(page, "files-waiting")
+        assert [p.name for p in (portal.home / "landing" / "north-pantry").iterdir()] == ["clients Q1.xlsx"]
+
+        # One charity is too few for a release, so `collab run` exits 1 after taking the file in.
+        ran = collab(portal.home, "run", check=False)
+        assert "1 file(s): 1 accepted" in ran.stdout, ran.stdout + ran.stderr
+        page.reload()
+        expect(page.get_by_text("Accepted with warnings")).to_be_visible()
+        row = page.locator(".files-table tbody tr").first
+        expect(row).to_contain_text("119")
+        expect(row).to_contain_text("2026Q1")
+        _check_page_ok(page, "files-checked")
+        row.get_by_role("link").press("Enter")
+        expect(page.locator(".status")).to_have_text("Accepted with warnings")
+        expect(page.get_by_text("This is your first accepted file.")).to_be_visible()
+        _check_page_ok(page, "report")
+
+        page.get_by_role("button", name="Sign out").press("Enter")
+        expect(page.get_by_text("You have signed out.")).to_be_visible()
+    (ARTIFACTS / "rounds.json").write_text(json.dumps({"check_rounds": rounds}))
+    assert rounds <= 3
+
+
+# --- isolation and hostile input, over plain HTTP ------------------------------------------------------
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+def _sign_in(portal: Portal, charity: str, password: str | None = None) -> tuple[requests.Session, str]:
+    client = requests.Session()
+    form = client.get(portal.url + "/sign-in")
+    signed = client.post(
+        portal.url + "/sign-in",
+        data={"csrf": _csrf(form.text), "charity": charity, "password": password or portal.passwords[charity]},
+    )
+    assert signed.url == portal.url + "/", signed.text[:300]
+    return client, _csrf(signed.text)
+
+
+def _check(portal: Portal, client: requests.Session, csrf: str, content: bytes, name: str = "f.csv") -> str:
+    checked = client.post(portal.url + "/check", data={"csrf": csrf}, files={"file": (name, content)})
+    assert checked.status_code == 200 and "/check/" in checked.url, checked.text[:500]
+    return checked.url.rsplit("/", 1)[1]
+
+
+GOOD_CSV = (
+    "Client ID,Visit Date,Need,Postcode\n" + "".join(f"P{i},0{1 + i % 9}/02/2026,food,S1 2AB\n" for i in range(20))
+).encode()
+
+
+def _signed_out(response: requests.Response, portal: Portal) -> bool:
+    return response.url == portal.url + "/sign-in" and "Sign in" in response.text
+
+
+def test_unauthenticated_requests_get_the_sign_in_page(portal: Portal) -> None:
+    anonymous = requests.Session()
+    for path in ("/", "/files", "/files/north-pantry-0123456789ab", "/check/" + "a" * 32, "/check/x/mapping"):
+        assert _signed_out(anonymous.get(portal.url + path), portal), path
+    assert _signed_out(anonymous.post(portal.url + "/check", files={"file": ("a.csv", b"x")}), portal)
+    assert anonymous.get(portal.url + "/no-such-page").status_code in (303, 404)
+
+
+def test_one_charity_cannot_reach_anothers_checks_reports_or_mapping(portal: Portal) -> None:
+    a, a_csrf = _sign_in(portal, "north-pantry")
+    b, b_csrf = _sign_in(portal, "south-pantry")
+    b_token = _check(portal, b, b_csrf, GOOD_CSV, "south.csv")
+    # By URL guessing (B's own check address), by changing ids in forms, with B's CSRF token.
+    for path in (f"/check/{b_token}", f"/check/{b_token}/download/rejected", f"/check/{b_token}/download/accepted"):
+        response = a.get(portal.url + path)
+        assert response.status_code == 404 and "south" not in response.text, path
+    assert a.get(portal.url + f"/check/{b_token}/mapping").status_code == 404
+    assert a.post(portal.url + f"/check/{b_token}/send", data={"csrf": a_csrf}).status_code == 404
+    assert a.post(portal.url + f"/check/{b_token}/send", data={"csrf": b_csrf}).status_code == 403
+    assert (
+        a.post(portal.url + f"/check/{b_token}/mapping", data={"csrf": a_csrf, "column-0": "need"}).status_code == 404
+    )
+    assert not list((portal.home / "landing" / "south-pantry").iterdir())
+    # B's submissions (a report in staging) by id.
+    staged = portal.home / "staging" / "south-pantry-0123456789ab"
+    staged.mkdir(parents=True)
+    manifest = {
+        "submission_id": staged.name,
+        "charity_id": "south-pantry",
+        "original_name": "south-secret.csv",
+        "object_key": "south-secret.csv",
+        "size": 1,
+        "sha256": "0" * 64,
+        "received_at": "2026-03-01T10:00:00Z",
+        "archived_to": "x",
+        "source_file": "source.csv",
+    }
+    (staged / "manifest.json").write_text(json.dumps(manifest))
+    assert a.get(portal.url + f"/files/{staged.name}").status_code == 404
+    assert "south-secret" not in a.get(portal.url + "/files").text
+    assert "south-secret" in b.get(portal.url + "/files").text
+    # A forged cookie: B's session id signed with another key, and A's cookie re-pointed at B's session.
+    b_sid = json.loads(_cookie_payload(b.cookies["collab_portal"]))["sid"]
+    forged = requests.Session()
+    forged.cookies.set("collab_portal", _signed({"sid": b_sid}, "not-the-portal-key"), domain="127.0.0.1")
+    assert _signed_out(forged.get(portal.url + "/files"), portal)
+    value = a.cookies["collab_portal"]
+    tampered = requests.Session()
+    swapped = _b64(json.dumps({"sid": b_sid})) + value[value.index(".") :]
+    tampered.cookies.set("collab_portal", swapped, domain="127.0.0.1")
+    assert _signed_out(tampered.get(portal.url + "/files"), portal)
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+def _cookie_payload(value: str) -> str:
+    import base64
+
+    return base64.b64decode(value.split(".")[0]).decode()
+
+
+def _signed(payload: dict[str, str], key: str) -> str:
+    return TimestampSigner(key).sign(_b64(json.dumps(payload))).decode()
+
+
+def test_posts_without_the_csrf_token_are_refused(portal: Portal) -> None:
+    client, csrf = _sign_in(portal, "east-pantry")
+    assert client.post(portal.url + "/check", files={"file": ("a.csv", GOOD_CSV)}).status_code == 403
+    assert (
+        client.post(portal.url + "/check", data={"csrf": "x" * 43}, files={"file": ("a.csv", GOOD_CSV)}).status_code
+        == 403
+    )
+    assert client.post(portal.url + "/sign-out").status_code == 403
+    assert requests.post(portal.url + "/sign-in", data={"charity": "east-pantry", "password": "x"}).status_code == 403
+    token = _check(portal, client, csrf, GOOD_CSV)
+    assert client.post(portal.url + f"/check/{token}/send").status_code == 403
+    assert client.get(portal.url + "/").status_code == 200  # still signed in
+
+
+def test_revoking_or_replacing_a_password_signs_the_charity_out_at_once(portal: Portal) -> None:
+    client, _ = _sign_in(portal, "east-pantry")
+    collab(portal.home, "charity", "portal-revoke", "east-pantry")
+    after = client.get(portal.url + "/files")
+    assert _signed_out(after, portal) and "You have been signed out" in after.text
+    refused = requests.Session()
+    form = refused.get(portal.url + "/sign-in")
+    data = {"csrf": _csrf(form.text), "charity": "east-pantry", "password": portal.passwords["east-pantry"]}
+    assert refused.post(portal.url + "/sign-in", data=data).status_code == 401
+    new = json.loads(collab(portal.home, "charity", "portal-password", "east-pantry", "--json").stdout)
+    portal.passwords["east-pantry"] = new["portal_password"]
+    client, _ = _sign_in(portal, "east-pantry")
+    stored = (portal.home / "registry" / "east-pantry" / "portal.json").read_text()
+    assert new["portal_password"] not in stored and "$argon2id$" in stored
+    portal.passwords["east-pantry"] = accounts.issue_password(Workspace(portal.home), "east-pantry")
+    assert _signed_out(client.get(portal.url + "/"), portal)  # a newer password ends this session too
+
+
+def test_sign_in_is_rate_limited_per_charity(portal: Portal) -> None:
+    client = requests.Session()
+    csrf = _csrf(client.get(portal.url + "/sign-in").text)
+    for _ in range(5):
+        wrong = client.post(portal.url + "/sign-in", data={"csrf": csrf, "charity": "guessed-pantry", "password": "x"})
+        assert wrong.status_code == 401
+    right = {"csrf": csrf, "charity": "guessed-pantry", "password": portal.passwords["guessed-pantry"]}
+    blocked = client.post(portal.url + "/sign-in", data=right)
+    assert blocked.status_code == 429 and "Too many attempts" in blocked.text
+    _sign_in(portal, "north-pantry")  # another charity from the same address still signs in
+
+
+def test_hostile_files_get_plain_pages(portal: Portal) -> None:
+    client, csrf = _sign_in(portal, "north-pantry")
+    too_big = client.post(
+        portal.url + "/check",
+        data={"csrf": csrf},
+        files={"file": ("big.csv", b"a" * (MAX_UPLOAD_MB * 1024 * 1024 + 1))},
+    )
+    assert too_big.status_code == 413 and "The file is too big" in too_big.text
+    hostile = GOOD_CSV + b'P99,01/02/2026,<script>alert("x")</script>,S1 2AB\n'
+    token = _check(portal, client, csrf, hostile, name="../../etc/<img src=x onerror=alert(1)>.csv")
+    page = client.get(portal.url + f"/check/{token}")
+    assert "<script>alert" not in page.text and "&lt;script&gt;" in page.text
+    assert "<img src=x" not in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    sent = client.post(portal.url + f"/check/{token}/send", data={"csrf": csrf})
+    assert sent.status_code == 200
+    landed = [p.name for p in (portal.home / "landing" / "north-pantry").iterdir()]
+    assert all("/" not in name and not name.startswith(".") for name in landed)
+    assert not (portal.home / "etc").exists() and not (portal.home / "landing" / "etc").exists()
+    for content in (b"\x00\x01binary\xff" * 100, b"", b"PK\x03\x04 not really a workbook"):
+        token = _check(portal, client, csrf, content, "odd.xlsx")
+        page = client.get(portal.url + f"/check/{token}")
+        assert page.status_code == 200 and "Not accepted" in page.text and "Traceback" not in page.text
+    assert client.get(portal.url + "/check/../../etc/passwd").status_code == 404
+    assert client.get(portal.url + "/files/..%2F..%2Fregistry").status_code == 404
