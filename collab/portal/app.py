@@ -21,7 +21,6 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -225,7 +224,9 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
             message = "The charity id or the password is not right. Check them and try again."
             return page(request, "sign_in.html.j2", 401, problem=message, csrf=csrf, charity=charity_id)
         limiter.succeeded(f"charity:{charity_id}")  # not the address: one good password must not reset it
-        session = sessions.open(charity_id, account.issued_at)
+        session, crowded = sessions.open(charity_id, account.issued_at)
+        for old in crowded:  # each session may hold a checked file: a charity's disk use stays bounded
+            forget(old)
         request.session.clear()
         request.session["sid"] = session.sid
         return RedirectResponse("/", status_code=303)
@@ -259,8 +260,6 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
                 "in more than one file, or ask your collaborative contact.",
                 session,
             )
-        except MultiPartException:
-            return error(request, 400, "The file did not arrive", "Choose the file again and press Check.", session)
         try:
             if not csrf_ok(form, session.csrf):
                 return refused(request, session)
@@ -412,9 +411,10 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
-        titles = {404: "Page not found", 405: "Page not found"}
-        if status in titles:
-            return error(request, 404, titles[status], "There is nothing at this address.")
+        if status in (404, 405):
+            return error(request, 404, "Page not found", "There is nothing at this address.")
+        if status == 400:  # a form the portal could not read (malformed, too many parts, a part too long)
+            return error(request, 400, "The form did not arrive whole", "Go back, reload the page and try again.")
         return error(request, status, "Something went wrong", "Please try again.")
 
     async def server_error(request: Request, exc: Exception) -> Response:

@@ -16,6 +16,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Several people at one charity may be signed in at once; beyond this, the longest idle is signed out.
+MAX_PER_CHARITY = 5
+
 
 @dataclass
 class Session:
@@ -33,7 +36,8 @@ class SessionTable:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def open(self, charity_id: str, password_issued_at: dt.datetime) -> Session:
+    def open(self, charity_id: str, password_issued_at: dt.datetime) -> tuple[Session, list[Session]]:
+        """A new session, and the charity's oldest ones it ends to keep at most ``MAX_PER_CHARITY``."""
         session = Session(
             sid=secrets.token_urlsafe(32),
             charity_id=charity_id,
@@ -43,7 +47,11 @@ class SessionTable:
         )
         with self._lock:
             self._sessions[session.sid] = session
-        return session
+            own = sorted((s for s in self._sessions.values() if s.charity_id == charity_id), key=lambda s: s.last_seen)
+            ended = own[: max(0, len(own) - MAX_PER_CHARITY)]
+            for old in ended:
+                del self._sessions[old.sid]
+        return session, ended
 
     def touch(self, sid: str) -> Session | None:
         """The live session with this id, its idle clock restarted; None if unknown or idle too long."""

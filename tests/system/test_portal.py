@@ -123,12 +123,16 @@ def messy_workbook(path: Path) -> Path:
     return write_xlsx(path, sheets)
 
 
-def _check_page_ok(page: Page, name: str, *, width: str = "390") -> None:
-    """No serious or critical accessibility problem; a screenshot for the note."""
-    violations = axe_violations(page)
-    assert not violations, f"{name}: {violations}"
+def _check_page_ok(page: Page, name: str) -> None:
+    """No serious or critical accessibility problem, and nothing wider than the screen, on a phone (390
+    px) and on a desktop; a screenshot of each for the note."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+    for width, height in ((1280, 900), (390, 844)):  # ends at the phone's width, where the test goes on
+        page.set_viewport_size({"width": width, "height": height})
+        violations = axe_violations(page)
+        assert not violations, f"{name} at {width} px: {violations}"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{name} scrolls sideways at {width} px"
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
 
 
 def _sign_in_by_keyboard(page: Page, charity: str, password: str) -> None:
@@ -389,4 +393,6 @@ def test_hostile_files_get_plain_pages(portal: Portal) -> None:
         page = client.get(portal.url + f"/check/{token}")
         assert page.status_code == 200 and "Not accepted" in page.text and "Traceback" not in page.text
     assert client.get(portal.url + "/check/../../etc/passwd").status_code == 404
+    odd_form = requests.post(portal.url + "/sign-in", files={"file": ("a.csv", b"x")})
+    assert odd_form.status_code == 400 and "The form did not arrive whole" in odd_form.text
     assert client.get(portal.url + "/files/..%2F..%2Fregistry").status_code == 404

@@ -15,7 +15,7 @@ from collab.landing import LocalLandingZone
 from collab.portal import accounts
 from collab.portal.checks import safe_file_name
 from collab.portal.mapping_form import mapping_form, mapping_from_answers
-from collab.portal.sessions import SessionTable, SignInLimiter
+from collab.portal.sessions import MAX_PER_CHARITY, SessionTable, SignInLimiter
 from collab.portal.submissions import charity_submission, charity_submissions
 from collab.registry import Registry
 from collab.workspace import Workspace
@@ -45,14 +45,23 @@ def test_a_password_is_kept_only_as_an_argon2_hash_and_stops_when_revoked_or_rep
 
 def test_sessions_end_when_idle_or_signed_out() -> None:
     table = SessionTable(idle_seconds=0.05)
-    session = table.open("north-pantry", dt.datetime.now(dt.UTC))
+    session, _ = table.open("north-pantry", dt.datetime.now(dt.UTC))
     assert table.touch(session.sid) is session
     time.sleep(0.08)
     assert table.touch(session.sid) is None
     assert [s.sid for s in table.idle()] == [session.sid] and table.all() == []
-    other = table.open("north-pantry", dt.datetime.now(dt.UTC))
+    other, _ = table.open("north-pantry", dt.datetime.now(dt.UTC))
     assert table.end(other.sid) is other and table.touch(other.sid) is None
     assert table.touch("made-up") is None
+
+
+def test_a_charity_keeps_at_most_a_few_sessions_and_their_files() -> None:
+    table = SessionTable(idle_seconds=60)
+    opened = [table.open("north-pantry", dt.datetime.now(dt.UTC))[0] for _ in range(MAX_PER_CHARITY)]
+    table.open("south-pantry", dt.datetime.now(dt.UTC))
+    newest, ended = table.open("north-pantry", dt.datetime.now(dt.UTC))
+    assert ended == [opened[0]] and table.touch(opened[0].sid) is None
+    assert table.touch(newest.sid) is newest and len(table.all()) == MAX_PER_CHARITY + 1
 
 
 def test_the_sign_in_limit_counts_per_charity_and_allows_an_address_more() -> None:
