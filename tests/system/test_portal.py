@@ -44,6 +44,7 @@ class Portal:
     home: Path
     passwords: dict[str, str]
     landing: str  # "local" or "s3"
+    scratch: Path  # the server's TMPDIR
 
     def landed(self, charity: str) -> list[str]:
         """The names waiting in a charity's landing area, read as the pipeline reads them."""
@@ -82,9 +83,11 @@ def portal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             passwords[charity] = accounts.issue_password(workspace, charity)
         port = free_port()
         log = cleanup.enter_context((home.parent / "portal.log").open("w"))
+        scratch = home.parent / "tmp"  # the server's temporary folder, where a check's files are held
+        scratch.mkdir()
         server = subprocess.Popen(
             [str(COLLAB), "portal", "serve", "--port", str(port), "--max-upload-mb", str(MAX_UPLOAD_MB)],
-            env=dict(os.environ),
+            env={**os.environ, "TMPDIR": str(scratch)},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -99,10 +102,11 @@ def portal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
                     raise AssertionError((home.parent / "portal.log").read_text()) from None
                 time.sleep(0.3)
         try:
-            yield Portal(url, home, passwords, request.param)
+            yield Portal(url, home, passwords, request.param, scratch)
         finally:
             server.terminate()
             server.wait(timeout=20)
+        assert not [p for p in scratch.rglob("*") if p.is_file()], "the portal left a check's files behind"
 
 
 def messy_workbook(path: Path) -> Path:
@@ -325,6 +329,20 @@ def _cookie_payload(value: str) -> str:
 
 def _signed(payload: dict[str, str], key: str) -> str:
     return TimestampSigner(key).sign(_b64(json.dumps(payload))).decode()
+
+
+def test_a_check_stores_nothing_and_its_files_go_at_sign_out(portal: Portal) -> None:
+    client, csrf = _sign_in(portal, "south-pantry")
+    marker = b"Q9Z8-unique-marker"
+    token = _check(portal, client, csrf, GOOD_CSV.replace(b"P1,", marker + b","), "marked.csv")
+    held = [p for p in portal.scratch.rglob("*") if p.is_file() and token in p.parts]
+    assert {p.name for p in held} >= {"upload", "report.json", "accepted.csv"}
+    in_workspace = [p for p in portal.home.rglob("*") if p.is_file() and marker in p.read_bytes()]
+    assert in_workspace == [] and portal.landed("south-pantry") == []
+    checked_again = _check(portal, client, csrf, GOOD_CSV, "other.csv")  # one check held at a time
+    assert not [p for p in held if p.exists()]
+    assert client.post(portal.url + "/sign-out", data={"csrf": csrf}).url == portal.url + "/sign-in"
+    assert not [p for p in portal.scratch.rglob("*") if p.is_file() and checked_again in p.parts]
 
 
 def test_posts_without_the_csrf_token_are_refused(portal: Portal) -> None:
