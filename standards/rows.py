@@ -20,6 +20,7 @@ from typing import IO, Any
 from standards.validation import RowOutcome
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_STARTS = frozenset(_FORMULA_PREFIXES)
 
 
 def spreadsheet_safe(value: str | None) -> str:
@@ -61,9 +62,11 @@ class RowFiles:
     def __call__(self, outcomes: Sequence[RowOutcome]) -> None:
         for outcome in outcomes:
             kind = "accepted" if outcome.contact is not None else "rejected"
-            codes = " ".join(issue.code for issue in outcome.issues)
-            messages = " | ".join(issue.message for issue in outcome.issues)
-            raw = [spreadsheet_safe(value) for value in outcome.raw.values()]
+            issues = outcome.issues
+            codes = " ".join(issue.code for issue in issues) if issues else ""
+            messages = " | ".join(issue.message for issue in issues) if issues else ""
+            # spreadsheet_safe, inlined: this runs for every cell of every row of the file.
+            raw = ["" if v is None else ("'" + v if v and v[0] in _FORMULA_STARTS else v) for v in outcome.raw.values()]
             if self._paths[kind] is not None:
                 leading = ["row", "issue_codes", "messages"] if kind == "rejected" else ["row", "warning_codes"]
                 extra = [codes, spreadsheet_safe(messages)] if kind == "rejected" else [codes]
