@@ -16,7 +16,7 @@ from collab.portal import accounts
 from collab.portal.checks import safe_file_name
 from collab.portal.mapping_form import mapping_form, mapping_from_answers
 from collab.portal.sessions import MAX_PER_CHARITY, SessionTable, SignInLimiter
-from collab.portal.submissions import charity_submission, charity_submissions
+from collab.portal.submissions import charity_submission, charity_submissions, compared_with_last
 from collab.registry import Registry
 from collab.workspace import Workspace
 from standards.check import check_extract
@@ -174,3 +174,46 @@ def test_the_mapping_form_saves_choices_by_position_and_refuses_what_is_not_on_t
     answers = {f"column-{i}": c.chosen or "" for i, c in enumerate(again.columns)}
     saved = mapping_from_answers(again, answers | codes, chosen)
     assert saved.values["need"]["Sky high bills"] == "food"
+
+
+def _report(rows_received: int, rows_rejected: int, quarters: list[str], warnings: int) -> dict:
+    issues = []
+    if warnings:
+        issues.append(
+            {
+                "code": "W_INVALID_AMOUNT",
+                "severity": "warning",
+                "scope": "row",
+                "title": "t",
+                "fix": "f",
+                "count": warnings,
+                "share_of_rows": warnings / rows_received,
+                "examples": [],
+            }
+        )
+    return {
+        "file_name": "f.csv",
+        "checked_at": "2026-03-01T10:00:00Z",
+        "status": "accepted_with_warnings" if issues or rows_rejected else "accepted",
+        "rows_received": rows_received,
+        "rows_accepted": rows_received - rows_rejected,
+        "rows_rejected": rows_rejected,
+        "quarters": quarters,
+        "issues": issues,
+    }
+
+
+def test_each_accepted_report_says_how_it_compares_with_the_last_accepted_file(workspace: Workspace) -> None:
+    landing = LocalLandingZone(str(workspace.home))
+    landing.create_area("food")
+    first = _manifest(workspace, "food", "aaaaaaaaaaaa", "q1.csv", _report(200, 0, ["2026Q1"], 0))
+    manifest = workspace.staging / first / "manifest.json"
+    manifest.write_text(manifest.read_text().replace("2026-03-01T10:00:00Z", "2026-02-01T10:00:00Z"))
+    second = _manifest(workspace, "food", "cccccccccccc", "q2.csv", _report(400, 20, ["2026Q1", "2026Q2"], 8))
+    everything = charity_submissions(workspace, landing, "food")
+    assert [s.submission_id for s in everything] == [second, first]
+    assert compared_with_last(everything, everything[1]) == "This is your first accepted file."
+    assert compared_with_last(everything, everything[0]) == (
+        "Compared with your last accepted file: 380 rows accepted (last time 200); quarters 2026Q1, 2026Q2 "
+        "(last time 2026Q1); 2.0 warnings per 100 rows (last time 0.0)."
+    )
