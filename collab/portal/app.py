@@ -298,6 +298,7 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
             report=report,
             token=check.token,
             rows=rows,
+            per_page=ROWS_PER_PAGE,
             rows_total=total,
             page_number=number,
             pages=pages,

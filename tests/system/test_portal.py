@@ -345,6 +345,20 @@ def test_a_check_stores_nothing_and_its_files_go_at_sign_out(portal: Portal) -> 
     assert not [p for p in portal.scratch.rglob("*") if p.is_file() and checked_again in p.parts]
 
 
+def test_every_row_with_a_problem_is_listed_in_pages(portal: Portal) -> None:
+    client, csrf = _sign_in(portal, "south-pantry")
+    rows = "".join(f"P{i},0{1 + i % 9}/02/2026,{'food' if i % 3 else 'no such need'},S1 2AB\n" for i in range(330))
+    token = _check(portal, client, csrf, ("Client ID,Visit Date,Need,Postcode\n" + rows).encode())
+    first = client.get(portal.url + f"/check/{token}")
+    assert "110 row(s) have a problem" in first.text and "(page 1 of 3)" in first.text
+    second = client.get(portal.url + f"/check/{token}?page=2")
+    assert "Rows 51 to 100 of 110 with a problem (page 2 of 3)" in second.text
+    listed = re.findall(r'<td data-label="Row">(\d+)</td>', second.text)
+    assert listed[0] == str(2 + 150) and len(listed) == 50  # row 2 is the first data row; every third is bad
+    assert "(page 3 of 3)" in client.get(portal.url + f"/check/{token}?page=999").text
+    assert "(page 1 of 3)" in client.get(portal.url + f"/check/{token}?page=-1%3Cscript%3E").text
+
+
 def test_posts_without_the_csrf_token_are_refused(portal: Portal) -> None:
     client, csrf = _sign_in(portal, "east-pantry")
     assert client.post(portal.url + "/check", files={"file": ("a.csv", GOOD_CSV)}).status_code == 403
