@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -55,6 +56,7 @@ class PortalSettings:
     secure_cookies: bool = False  # True behind an HTTPS reverse proxy: the cookie then never travels in clear
     sign_in_attempts: int = 5
     sign_in_window_minutes: float = 15.0
+    parallel_checks: int = 2  # checks running at once, whoever asks; the others wait their turn
 
 
 class UploadTooLarge(Exception):
@@ -121,6 +123,7 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
     registry = Registry(workspace)
     templates = _templates()
     held_root = Path(tempfile.mkdtemp(prefix="collab-portal-"))  # 0700
+    checking = anyio.Semaphore(settings.parallel_checks)
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("session", None)
@@ -278,7 +281,8 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
         finally:
             await form.close()
         name = safe_file_name(upload.filename)
-        await run_in_threadpool(check.run, name, registry.mapping(session.charity_id), options())
+        async with checking:
+            await run_in_threadpool(check.run, name, registry.mapping(session.charity_id), options())
         return RedirectResponse(f"/check/{check.token}", status_code=303)
 
     async def check_result(request: Request, session: Session) -> Response:
@@ -348,7 +352,8 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
         new_mapping.dump(staged)
         registry.set_mapping(session.charity_id, staged)
         staged.unlink()
-        await run_in_threadpool(check.run, str(check.meta()["file_name"]), new_mapping, options())
+        async with checking:
+            await run_in_threadpool(check.run, str(check.meta()["file_name"]), new_mapping, options())
         return RedirectResponse(f"/check/{check.token}", status_code=303)
 
     def _mapping_page(
