@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -21,8 +22,13 @@ from collab.workspace import Workspace
 
 PORTAL_FILE = "portal.json"
 _HASHER = PasswordHasher()
-# Verified when the charity id is unknown, so a wrong id costs as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified when the charity id is unknown, so a wrong id costs as long as a wrong password (made on
+    first use: every `collab` command imports this module)."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 class PortalAccount(BaseModel):
@@ -70,7 +76,7 @@ def verify(workspace: Workspace, charity_id: str, password: str) -> PortalAccoun
     """The account if ``password`` is the charity's current one, else None (in the same time either way)."""
     found = account(workspace, charity_id)
     try:
-        _HASHER.verify(found.password_hash if found else _DUMMY_HASH, password)
+        _HASHER.verify(found.password_hash if found else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     return found
