@@ -13,12 +13,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 OPENDP_POLARS_VENV := bench/.venv-opendp-polars
 
-.PHONY: help install browser demo test dev bucket bucket-stop lint format bench bench-utility clean
+.PHONY: help install browser demo test dev portal bucket bucket-stop lint format bench bench-utility clean
 
 help:
 	@echo "make demo   generate demo extracts and run the whole pipeline (workspace: $(COLLAB_HOME))"
 	@echo "make test   install everything a test needs and run the whole test suite"
 	@echo "make dev    open the Dagster UI on the same workspace (http://127.0.0.1:3000)"
+	@echo "make portal serve the charity portal on http://127.0.0.1:8400 (charities check, send and follow files)"
 	@echo "make bucket start the S3 server (SeaweedFS) for this workspace; make bucket-stop stops it"
 	@echo "make lint   ruff"
 	@echo "make bench  run the benchmarks in bench/"
@@ -53,6 +54,9 @@ test: install browser
 dev: install
 	$(BIN)/collab init
 	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+
+portal: install
+	$(BIN)/collab portal serve
 
 bucket: install
 	$(BIN)/collab bucket serve

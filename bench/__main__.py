@@ -3,7 +3,7 @@
 import runpy
 import sys
 
-BENCHMARKS = ["bench.ingest", "bench.s3_ingest", "bench.hostile", "bench.utility"]
+BENCHMARKS = ["bench.ingest", "bench.s3_ingest", "bench.hostile", "bench.utility", "bench.portal"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

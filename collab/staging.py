@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from collab.faults import crash_point
 from privacy.pseudonymise import linkage_tokens, one_token_per_person
 from standards.extract import STANDARD_CONTACT_SCHEMA
+from standards.rows import spreadsheet_safe
 from standards.validation import RowOutcome
 
 CONTACTS_FILE = "contacts.parquet"
@@ -29,14 +30,6 @@ STAGED_CONTACT_SCHEMA: dict[str, pl.DataType] = {
     "linkage_token": pl.String(),
 }
 REJECTED_FILE = "rejected_rows.csv"
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: str | None) -> str:
-    """Text that a spreadsheet shows as typed, never evaluates."""
-    if value is None:
-        return ""
-    return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
 
 
 class StagingSink:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,8 +81,13 @@ def check_extract(
     charity_id: str | None = None,
     options: CheckOptions = CheckOptions(),
     sink: ContactSink | None = None,
+    on_rows: Callable[[Sequence[RowOutcome]], None] | None = None,
 ) -> CheckResult:
-    """Check one file and return its feedback report (never raises for a bad file)."""
+    """Check one file and return its feedback report (never raises for a bad file).
+
+    ``on_rows`` receives every row's outcome, batch by batch: what lists every affected row (the
+    report itself keeps only examples, so its size never grows with the file).
+    """
     mapping = mapping or CharityMapping()
     report = FeedbackReport(
         submission_id=submission_id,
@@ -140,6 +145,8 @@ def check_extract(
             quarters.update(o.contact.quarter for o in outcomes if o.contact is not None)
             report.rows_received += len(outcomes)
             report.rows_rejected += len(rejected)
+            if on_rows is not None:
+                on_rows(outcomes)
             if sink is not None:
                 sink.accepted(contacts_frame(outcomes))
                 if rejected:

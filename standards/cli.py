@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -55,7 +56,14 @@ def _load_mapping(path: Path | None) -> CharityMapping | None:
 def check(
     file: Path = typer.Argument(..., help="The extract to check (CSV, Excel .xlsx or Parquet)."),
     mapping: Path | None = typer.Option(None, "--mapping", help="Your mapping file (YAML)."),
-    html: Path | None = typer.Option(None, "--html", help="Also write the full feedback report as a web page."),
+    html: Path | None = typer.Option(
+        None, "--html", help="Also write the full feedback report, with every row that has a problem, as a web page."
+    ),
+    rejected_rows: Path | None = typer.Option(
+        None,
+        "--rejected-rows",
+        help="Also write every rejected row with its reasons (CSV, safe to open in a spreadsheet).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Check a file against the standard locally: no server, nothing stored.
@@ -66,14 +74,22 @@ def check(
         fail(f"{file} is not a file", code=2)
     command = "collab-check" if Path(sys.argv[0]).name.startswith("collab-check") else "collab check"
     from standards.check import check_extract
+    from standards.rows import RowFiles, read_affected
 
-    report = check_extract(file, mapping=_load_mapping(mapping)).report
-    if html is not None:
-        html.write_text(report.to_html(), encoding="utf-8")
+    with tempfile.TemporaryDirectory(prefix="collab-check-") as scratch:
+        affected = Path(scratch) / "affected.jsonl" if html is not None else None
+        with RowFiles(rejected=rejected_rows, affected=affected) as rows:
+            report = check_extract(file, mapping=_load_mapping(mapping), on_rows=rows).report
+        if rejected_rows is not None and not rejected_rows.exists():
+            rejected_rows.write_text("row,issue_codes,messages\n", encoding="utf-8")  # none rejected: headers only
+        if html is not None and affected is not None:
+            html.write_text(report.to_html(read_affected(affected)), encoding="utf-8")
     if as_json:
         emit_json(report.model_dump(mode="json"))
     else:
         _print_report(report)
+        if rejected_rows is not None:
+            console.print(f"Rejected rows, with their reasons: {escape(str(rejected_rows))}")
         if html is not None:
             console.print(f"Full report: {escape(str(html))}")
         elif report.issues:

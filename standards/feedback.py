@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel
@@ -21,10 +22,14 @@ from standards.codelists import load_codelist
 from standards.extract import CODELIST_FIELDS
 from standards.issues import Issue, issue_type
 
+if TYPE_CHECKING:
+    from standards.rows import AffectedRow
+
 EXAMPLES_PER_ISSUE = 5
 VALUES_SHOWN = 10
 ROWS_PER_VALUE = 5
 MAX_TRACKED_VALUES = 200
+ROWS_PER_PAGE = 500
 Status = Literal["accepted", "accepted_with_warnings", "rejected"]
 
 
@@ -137,8 +142,13 @@ class FeedbackReport(BaseModel):
         ]
         return "\n".join(lines)
 
-    def to_html(self) -> str:
-        return _templates().get_template("feedback.html.j2").render(report=self)
+    def to_html(self, affected_rows: Iterable[AffectedRow] | None = None) -> str:
+        """The report as a web page; with ``affected_rows``, every affected row too, in pages of
+        ``ROWS_PER_PAGE`` (``collab check --html``)."""
+        if affected_rows is None:
+            return _templates().get_template("feedback.html.j2").render(report=self)
+        template = _templates().get_template("feedback_rows.html.j2")
+        return template.render(report=self, rows=affected_rows, rows_per_page=ROWS_PER_PAGE)
 
 
 @dataclass

@@ -74,13 +74,19 @@ class MappingSuggestion:
     values_to_choose: dict[str, list[str]]
 
 
-def suggest_mapping(path: Path, *, sheet: str | None = None, sample_rows: int = SAMPLE_ROWS) -> MappingSuggestion:
-    """Read a sample of ``path`` and propose a mapping file for it (raises ``FileRejected`` if unreadable)."""
-    empty = CharityMapping(sheet=sheet)
-    source = open_extract(path, sheet=sheet, header_score=lambda row: header_score(row, empty))
-    source.use_header(find_header_row(source.preview, empty) if source.format != "parquet" else 1)
+def suggest_mapping(
+    path: Path, *, sheet: str | None = None, sample_rows: int = SAMPLE_ROWS, known: CharityMapping | None = None
+) -> MappingSuggestion:
+    """Read a sample of ``path`` and propose a mapping file for it (raises ``FileRejected`` if unreadable).
+
+    ``known`` is the charity's mapping so far: the columns it names are taken as named, so the wording
+    of a column it mapped by hand is offered for codes too.
+    """
+    known = known or CharityMapping(sheet=sheet)
+    source = open_extract(path, sheet=sheet, header_score=lambda row: header_score(row, known))
+    source.use_header(find_header_row(source.preview, known) if source.format != "parquet" else 1)
     sample = next(source.batches(sample_rows), pl.DataFrame())
-    columns = [_suggest_column(source.header, position, sample) for position in range(len(source.header))]
+    columns = [_suggest_column(source.header, position, sample, known) for position in range(len(source.header))]
     _drop_doubles(columns)
     chosen = {c.field: position for position, c in enumerate(columns) if c.field}
     values = {name: _value_suggestions(name, sample, chosen[name]) for name in CODELIST_FIELDS if name in chosen}
@@ -101,12 +107,12 @@ def suggest_mapping(path: Path, *, sheet: str | None = None, sample_rows: int = 
     return MappingSuggestion(mapping, text, columns, missing, {k: v for k, v in to_choose.items() if v})
 
 
-def _suggest_column(header: list[str], position: int, sample: pl.DataFrame) -> ColumnSuggestion:
+def _suggest_column(header: list[str], position: int, sample: pl.DataFrame, known: CharityMapping) -> ColumnSuggestion:
     label = column_label(header, position)
     values = sample.get_column(f"c{position}").drop_nulls().str.strip_chars() if sample.width else pl.Series([])
     values = values.filter(values != "")
     key = header_key(header[position]) if header[position].strip() else ""
-    if key and (named := field_for_header(header[position], CharityMapping())):
+    if key and (named := field_for_header(header[position], known)):
         return ColumnSuggestion(label, named, "name", _personal_data(values, named))
     if is_identifier_header(header[position]):
         return ColumnSuggestion(

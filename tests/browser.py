@@ -27,8 +27,13 @@ AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "ax
 
 
 @contextmanager
-def chromium(profile: Path, *, width: int = 1280, height: int = 900) -> Iterator[BrowserContext]:
-    """A headless chromium with its own profile: Playwright never downloads a browser."""
+def chromium(
+    profile: Path, *, width: int = 1280, height: int = 900, bypass_csp: bool = False
+) -> Iterator[BrowserContext]:
+    """A headless chromium with its own profile: Playwright never downloads a browser.
+
+    ``bypass_csp`` lets axe-core be injected into pages whose Content-Security-Policy forbids scripts.
+    """
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (or run `make browser`).")
     with sync_playwright() as playwright:
@@ -38,6 +43,8 @@ def chromium(profile: Path, *, width: int = 1280, height: int = 900) -> Iterator
             headless=True,
             args=CHROMIUM_FLAGS,
             viewport={"width": width, "height": height},
+            bypass_csp=bypass_csp,
+            accept_downloads=True,
         )
         try:
             yield context

@@ -15,6 +15,7 @@ from rich.table import Table
 from collab import s3
 from collab.access import AccessError, AccessStore
 from collab.landing import LandingAreaError, LocalLandingZone, landing_zone_from_env
+from collab.portal import accounts as portal_accounts
 from collab.registry import Charity, Registry, RegistryError
 from collab.workspace import Workspace
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, transfer_bar, workspace
@@ -80,17 +81,27 @@ def add(
             as_json=as_json,
             heading=f"Registered [bold]{escape(charity.name)}[/] as [bold]{charity.id}[/].",
         )
+        if not as_json:  # the JSON is the charity's credentials file; `portal-password --json` gives the password
+            console.print(f"Portal password (shown once): [bold]{portal_accounts.issue_password(ws, charity.id)}[/]")
         return
     landing = landing_zone_from_env(ws.home)
     landing.create_area(charity.id)
+    password = portal_accounts.issue_password(ws, charity.id)
     if as_json:
         emit_json(
-            {"charity_id": charity.id, "name": charity.name, "linkage": charity.linkage, "landing": landing.describe()}
+            {
+                "charity_id": charity.id,
+                "name": charity.name,
+                "linkage": charity.linkage,
+                "landing": landing.describe(),
+                "portal_password": password,
+            }
         )
     else:
         console.print(
             f"Registered [bold]{escape(charity.name)}[/] as [bold]{charity.id}[/]; landing area ready in {landing.describe()}."
         )
+        console.print(f"Portal password (shown once): [bold]{password}[/]")
 
 
 @charity_app.command("rotate-key")

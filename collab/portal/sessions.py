@@ -1,0 +1,121 @@
+"""Signed-in sessions, kept by the server, and the sign-in rate limit.
+
+The cookie (signed, HttpOnly, SameSite=Strict) carries only a random session id; the session itself
+lives here, so signing out, the idle time-out and a revoked password end it on the server, and a
+copied cookie is worth nothing afterwards. One portal process holds its sessions: a restart signs
+every charity out, which is safe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Several people at one charity may be signed in at once; beyond this, the longest idle is signed out.
+MAX_PER_CHARITY = 5
+
+
+@dataclass
+class Session:
+    sid: str
+    charity_id: str
+    password_issued_at: dt.datetime
+    csrf: str
+    last_seen: float
+    checks: dict[str, Path] = field(default_factory=dict)
+
+
+class SessionTable:
+    def __init__(self, idle_seconds: float) -> None:
+        self.idle_seconds = idle_seconds
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def open(self, charity_id: str, password_issued_at: dt.datetime) -> tuple[Session, list[Session]]:
+        """A new session, and the charity's oldest ones it ends to keep at most ``MAX_PER_CHARITY``."""
+        session = Session(
+            sid=secrets.token_urlsafe(32),
+            charity_id=charity_id,
+            password_issued_at=password_issued_at,
+            csrf=secrets.token_urlsafe(32),
+            last_seen=time.monotonic(),
+        )
+        with self._lock:
+            self._sessions[session.sid] = session
+            own = sorted((s for s in self._sessions.values() if s.charity_id == charity_id), key=lambda s: s.last_seen)
+            ended = own[: max(0, len(own) - MAX_PER_CHARITY)]
+            for old in ended:
+                del self._sessions[old.sid]
+        return session, ended
+
+    def touch(self, sid: str) -> Session | None:
+        """The live session with this id, its idle clock restarted; None if unknown or idle too long."""
+        with self._lock:
+            session = self._sessions.get(sid)
+            if session is None or time.monotonic() - session.last_seen > self.idle_seconds:
+                return None
+            session.last_seen = time.monotonic()
+            return session
+
+    def end(self, sid: str) -> Session | None:
+        with self._lock:
+            return self._sessions.pop(sid, None)
+
+    def idle(self) -> list[Session]:
+        """Remove and return the sessions idle longer than the time-out (their files are to be deleted)."""
+        now = time.monotonic()
+        with self._lock:
+            gone = [s for s in self._sessions.values() if now - s.last_seen > self.idle_seconds]
+            for session in gone:
+                del self._sessions[session.sid]
+        return gone
+
+    def all(self) -> list[Session]:
+        with self._lock:
+            return list(self._sessions.values())
+
+
+class SignInLimiter:
+    """At most ``attempts`` failed sign-ins per key in ``window_seconds``: a key is a charity id (guessing
+    one charity's password) or a client address (guessing across charities; several charities may share
+    an office's address, so it is allowed more)."""
+
+    def __init__(self, attempts: int = 5, window_seconds: float = 900.0, per_address: int = 30) -> None:
+        self.attempts = attempts
+        self.per_address = per_address
+        self.window_seconds = window_seconds
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        failures = self._failures.setdefault(key, deque())
+        while failures and now - failures[0] > self.window_seconds:
+            failures.popleft()
+        return failures
+
+    def blocked(self, *keys: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            return any(len(self._recent(key, now)) >= self._limit(key) for key in keys)
+
+    def _limit(self, key: str) -> int:
+        return self.per_address if key.startswith("ip:") else self.attempts
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                self._recent(key, now).append(now)
+            # Keys whose failures have all aged out are forgotten, so made-up ids cannot grow the table.
+            for stale in [key for key, failures in self._failures.items() if not self._recent(key, now)]:
+                del self._failures[stale]
+
+    def succeeded(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)

@@ -1,0 +1,39 @@
+"""`collab check --rejected-rows FILE` writes every rejected row with its reasons, formula-escaped, and
+`--html` lists every row with a problem, in pages, not only the first examples."""
+
+import csv
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from standards.cli import checker
+from tests.conftest import contact_rows, write_csv
+
+
+def test_every_rejected_and_affected_row_is_written(tmp_path: Path) -> None:
+    rows = contact_rows(1_100)
+    for i in range(0, 600):
+        rows[i][5] = "about £900"  # an income that is no amount: a warning, the row is kept
+    for i in (10, 700, 1_099):
+        rows[i][1] = "=cmd|' /C calc'!A0"  # no date, and what a spreadsheet would run
+    path = write_csv(tmp_path / "extract.csv", rows)
+    rejected, html = tmp_path / "rejected.csv", tmp_path / "report.html"
+    result = CliRunner().invoke(checker, [str(path), "--rejected-rows", str(rejected), "--html", str(html)])
+    assert result.exit_code == 0, result.output
+    assert "Rejected rows, with their reasons" in result.output
+    written = list(csv.reader(rejected.open(encoding="utf-8")))
+    assert written[0][:3] == ["row", "issue_codes", "messages"]
+    assert [r[0] for r in written[1:]] == ["12", "702", "1101"]  # the spreadsheet's row numbers
+    assert all("E_INVALID_DATE" in r[1].split() and r[4].startswith("'=cmd") for r in written[1:])
+    page = html.read_text(encoding="utf-8")
+    listed = re.findall(r"<tr><td>(\d+)</td><td>(No|Yes, with a warning)</td>", page)
+    assert len(listed) == 602 and ("12", "No") in listed and ("601", "Yes, with a warning") in listed
+    assert page.count("<details") == 2 and "Rows with a problem 501 to 602" in page
+
+
+def test_rejected_rows_file_has_headers_when_no_row_is_rejected(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "extract.csv", contact_rows(20))
+    rejected = tmp_path / "rejected.csv"
+    assert CliRunner().invoke(checker, [str(path), "--rejected-rows", str(rejected)]).exit_code == 0
+    assert rejected.read_text(encoding="utf-8") == "row,issue_codes,messages\n"

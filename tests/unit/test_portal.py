@@ -1,0 +1,219 @@
+"""The portal's own logic, without a server: passwords, sessions, the sign-in limit, file names,
+the row files, whose submissions are whose, and the mapping form's answers."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from collab.landing import LocalLandingZone
+from collab.portal import accounts
+from collab.portal.checks import safe_file_name
+from collab.portal.mapping_form import mapping_form, mapping_from_answers
+from collab.portal.sessions import MAX_PER_CHARITY, SessionTable, SignInLimiter
+from collab.portal.submissions import charity_submission, charity_submissions, compared_with_last
+from collab.registry import Registry
+from collab.workspace import Workspace
+from standards.check import check_extract
+from standards.mapping import CharityMapping
+from standards.rows import RowFiles, read_affected
+from tests.conftest import contact_rows, write_csv
+
+
+def test_a_password_is_kept_only_as_an_argon2_hash_and_stops_when_revoked_or_replaced(workspace: Workspace) -> None:
+    Registry(workspace).add("north-pantry", "North")
+    first = accounts.issue_password(workspace, "north-pantry")
+    stored = (workspace.registry / "north-pantry" / "portal.json").read_text()
+    assert first not in stored and "$argon2id$" in stored
+    assert (workspace.registry / "north-pantry" / "portal.json").stat().st_mode & 0o077 == 0
+    assert accounts.verify(workspace, "north-pantry", first) is not None
+    assert accounts.verify(workspace, "north-pantry", first + "x") is None
+    assert accounts.verify(workspace, "no-such-charity", first) is None
+    second = accounts.issue_password(workspace, "north-pantry")
+    assert accounts.verify(workspace, "north-pantry", first) is None
+    assert accounts.verify(workspace, "north-pantry", second) is not None
+    accounts.revoke(workspace, "north-pantry")
+    assert accounts.verify(workspace, "north-pantry", second) is None
+    Registry(workspace).deactivate("north-pantry")
+    assert accounts.account(workspace, "north-pantry") is None
+
+
+def test_sessions_end_when_idle_or_signed_out() -> None:
+    table = SessionTable(idle_seconds=0.05)
+    session, _ = table.open("north-pantry", dt.datetime.now(dt.UTC))
+    assert table.touch(session.sid) is session
+    time.sleep(0.08)
+    assert table.touch(session.sid) is None
+    assert [s.sid for s in table.idle()] == [session.sid] and table.all() == []
+    other, _ = table.open("north-pantry", dt.datetime.now(dt.UTC))
+    assert table.end(other.sid) is other and table.touch(other.sid) is None
+    assert table.touch("made-up") is None
+
+
+def test_a_charity_keeps_at_most_a_few_sessions_and_their_files() -> None:
+    table = SessionTable(idle_seconds=60)
+    opened = [table.open("north-pantry", dt.datetime.now(dt.UTC))[0] for _ in range(MAX_PER_CHARITY)]
+    table.open("south-pantry", dt.datetime.now(dt.UTC))
+    newest, ended = table.open("north-pantry", dt.datetime.now(dt.UTC))
+    assert ended == [opened[0]] and table.touch(opened[0].sid) is None
+    assert table.touch(newest.sid) is newest and len(table.all()) == MAX_PER_CHARITY + 1
+
+
+def test_the_sign_in_limit_counts_per_charity_and_allows_an_address_more() -> None:
+    limiter = SignInLimiter(attempts=3, window_seconds=0.2, per_address=5)
+    for _ in range(3):
+        limiter.failed("ip:1", "charity:a")
+    assert limiter.blocked("ip:1", "charity:a") and not limiter.blocked("ip:1", "charity:b")
+    limiter.failed("ip:1", "charity:b")
+    limiter.failed("ip:1", "charity:c")
+    assert limiter.blocked("ip:1", "charity:d")  # five failures from one address, across charities
+    time.sleep(0.25)
+    assert not limiter.blocked("ip:1", "charity:a")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("clients Q1.xlsx", "clients Q1.xlsx"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\jo\\Desktop\\export.csv", "export.csv"),
+        (".hidden.csv", "hidden.csv"),
+        ("<img src=x onerror=alert(1)>.csv", "_img src_x onerror_alert(1)_.csv"),
+        ("..", "file"),
+        ("", "file"),
+        ("a" * 300 + ".csv", "a" * 100),
+    ],
+)
+def test_an_uploaded_file_name_becomes_one_plain_name(given: str, expected: str) -> None:
+    assert safe_file_name(given) == expected
+
+
+def test_row_files_hold_every_affected_row_and_escape_formulas(tmp_path: Path) -> None:
+    rows = contact_rows(30)
+    rows[2][1] = "not a date"
+    rows[4][1] = "=1+1"
+    rows[6][5] = "@SUM(A1)"  # an income that is no amount: a warning, the row is kept
+    path = write_csv(tmp_path / "extract.csv", rows)
+    files = RowFiles(rejected=tmp_path / "r.csv", accepted=tmp_path / "a.csv", affected=tmp_path / "x.jsonl")
+    with files:
+        report = check_extract(path, on_rows=files).report
+    assert report.rows_rejected == 2
+    rejected = list(csv.reader((tmp_path / "r.csv").open(encoding="utf-8")))
+    assert [r[0] for r in rejected[1:]] == ["4", "6"]
+    assert "'=1+1" in rejected[2] and all(not c.startswith(("=", "@", "+")) for r in rejected for c in r)
+    accepted = list(csv.reader((tmp_path / "a.csv").open(encoding="utf-8")))
+    assert len(accepted) == 1 + 28
+    assert next(r for r in accepted if r[0] == "8")[1:2] == ["W_INVALID_AMOUNT"]
+    assert "'@SUM(A1)" in next(r for r in accepted if r[0] == "8")
+    affected = list(read_affected(tmp_path / "x.jsonl"))
+    assert [(a.row, a.accepted) for a in affected] == [(4, False), (6, False), (8, True)]
+    assert files.rows_affected == 3
+    assert [a.row for a in read_affected(tmp_path / "x.jsonl", start=1, count=1)] == [6]
+
+
+def _manifest(workspace: Workspace, charity_id: str, digest: str, name: str, report: dict | None = None) -> str:
+    submission_id = f"{charity_id}-{digest}"
+    directory = workspace.staging / submission_id
+    directory.mkdir(parents=True)
+    manifest = {
+        "submission_id": submission_id,
+        "charity_id": charity_id,
+        "original_name": name,
+        "object_key": name,
+        "size": 1,
+        "sha256": digest * 5,
+        "received_at": "2026-03-01T10:00:00Z",
+        "archived_to": "x",
+        "source_file": "source.csv",
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    if report is not None:
+        (directory / "report.json").write_text(json.dumps(report))
+    return submission_id
+
+
+def test_a_charity_sees_only_its_own_submissions_even_when_ids_share_a_prefix(workspace: Workspace) -> None:
+    landing = LocalLandingZone(str(workspace.home))
+    for charity in ("food", "food-bank"):
+        landing.create_area(charity)
+    ours = _manifest(workspace, "food", "aaaaaaaaaaaa", "ours.csv")
+    theirs = _manifest(workspace, "food-bank", "bbbbbbbbbbbb", "theirs.csv")
+    (workspace.landing / "food" / "waiting.csv").write_text("x")
+    found = charity_submissions(workspace, landing, "food")
+    assert [(s.file_name, s.status) for s in found] == [("waiting.csv", "waiting"), ("ours.csv", "received")]
+    assert charity_submission(workspace, "food", ours) is not None
+    assert charity_submission(workspace, "food", theirs) is None  # "food-bank-…" starts with "food-"
+    assert charity_submission(workspace, "food", "../food-bank-bbbbbbbbbbbb") is None
+
+
+def test_the_mapping_form_saves_choices_by_position_and_refuses_what_is_not_on_the_list(tmp_path: Path) -> None:
+    header = ["Client ID", "Visit Date", "Problem", "Post Code"]
+    rows = [[r[0], r[1], ["Food parcel", "Sky high bills"][i % 2], r[3]] for i, r in enumerate(contact_rows(40))]
+    path = write_csv(tmp_path / "own.csv", rows, header=header)
+    current = CharityMapping(columns={"Old layout column": "support_type"})
+    form = mapping_form(path, current)
+    position = [c.header for c in form.columns].index("Problem")
+    answers = {f"column-{i}": c.chosen or "" for i, c in enumerate(form.columns)} | {f"column-{position}": "need"}
+    with pytest.raises(ValueError, match="Choose a code from the list"):
+        mapping_from_answers(form, answers | {"value-0": "not-a-code"}, current)
+    with pytest.raises(ValueError, match="always read as postcode"):
+        mapping_from_answers(form, answers | {f"column-{header.index('Post Code')}": ""}, current)
+    with pytest.raises(ValueError, match="both need"):
+        mapping_from_answers(form, answers | {"column-0": "need"}, current)
+    chosen = mapping_from_answers(form, answers | {"date_format": "%d/%m/%Y"}, current)
+    assert chosen.columns == {"Old layout column": "support_type", "Problem": "need"}
+    assert chosen.date_format == "%d/%m/%Y"
+    again = mapping_form(path, chosen)  # once the column is known, its wording is offered for codes
+    assert {v.wording for v in again.values} >= {"Sky high bills"}
+    codes = {f"value-{i}": "food" for i, _ in enumerate(again.values)}
+    answers = {f"column-{i}": c.chosen or "" for i, c in enumerate(again.columns)}
+    saved = mapping_from_answers(again, answers | codes, chosen)
+    assert saved.values["need"]["Sky high bills"] == "food"
+
+
+def _report(rows_received: int, rows_rejected: int, quarters: list[str], warnings: int) -> dict:
+    issues = []
+    if warnings:
+        issues.append(
+            {
+                "code": "W_INVALID_AMOUNT",
+                "severity": "warning",
+                "scope": "row",
+                "title": "t",
+                "fix": "f",
+                "count": warnings,
+                "share_of_rows": warnings / rows_received,
+                "examples": [],
+            }
+        )
+    return {
+        "file_name": "f.csv",
+        "checked_at": "2026-03-01T10:00:00Z",
+        "status": "accepted_with_warnings" if issues or rows_rejected else "accepted",
+        "rows_received": rows_received,
+        "rows_accepted": rows_received - rows_rejected,
+        "rows_rejected": rows_rejected,
+        "quarters": quarters,
+        "issues": issues,
+    }
+
+
+def test_each_accepted_report_says_how_it_compares_with_the_last_accepted_file(workspace: Workspace) -> None:
+    landing = LocalLandingZone(str(workspace.home))
+    landing.create_area("food")
+    first = _manifest(workspace, "food", "aaaaaaaaaaaa", "q1.csv", _report(200, 0, ["2026Q1"], 0))
+    manifest = workspace.staging / first / "manifest.json"
+    manifest.write_text(manifest.read_text().replace("2026-03-01T10:00:00Z", "2026-02-01T10:00:00Z"))
+    second = _manifest(workspace, "food", "cccccccccccc", "q2.csv", _report(400, 20, ["2026Q1", "2026Q2"], 8))
+    everything = charity_submissions(workspace, landing, "food")
+    assert [s.submission_id for s in everything] == [second, first]
+    assert compared_with_last(everything, everything[1]) == "This is your first accepted file."
+    assert compared_with_last(everything, everything[0]) == (
+        "Compared with your last accepted file: 380 rows accepted (last time 200); quarters 2026Q1, 2026Q2 "
+        "(last time 2026Q1); 2.0 warnings per 100 rows (last time 0.0)."
+    )
