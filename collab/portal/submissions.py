@@ -1,6 +1,7 @@
 """What a charity has sent and where each file stands, from files alone (never the warehouse, which
 one process at a time may open): the files still waiting in its landing area, then each submission's
-manifest and feedback report in staging. ``charity_submissions`` is the one place that knows this.
+manifest, state (``collab.states``) and feedback report in staging. ``charity_submissions`` is the one
+place that knows this.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from collab.intake import MANIFEST, SubmissionManifest
 from collab.landing import LandingZone
+from collab.states import SubmissionState, read_state
 from collab.workspace import Workspace
 from standards.feedback import FeedbackReport
 
@@ -21,7 +23,10 @@ STATUS_WORDS = {
     "received": "Received, being checked",
     "accepted": "Accepted",
     "accepted_with_warnings": "Accepted with warnings",
+    "loading": "Accepted, being loaded",
+    "loaded": "Accepted and loaded",
     "rejected": "Not accepted",
+    "failed": "Not processed: we are looking into it",
 }
 
 
@@ -32,10 +37,28 @@ class Submission:
     status: str
     submission_id: str | None = None
     report: FeedbackReport | None = None
+    state: SubmissionState | None = None
 
     @property
     def status_words(self) -> str:
-        return STATUS_WORDS[self.status]
+        words = STATUS_WORDS[self.status]
+        if self.status in {"loading", "loaded"} and self.report and self.report.status == "accepted_with_warnings":
+            words = words.replace("Accepted", "Accepted with warnings", 1)
+        if self.status == "failed" and self.state and self.state.reference:
+            words += f" (reference {self.state.reference})"
+        return words
+
+
+def _status(state: SubmissionState | None, report: FeedbackReport | None) -> str:
+    """Where a submission stands: its pipeline state first (loaded only once its rows are stored), then
+    its report; a submission from before states were kept is described by its report alone."""
+    if state is not None and state.state == "failed":
+        return "failed"
+    if report is None:
+        return "received"
+    if state is None or not report.accepted:
+        return report.status
+    return "loaded" if state.state == "loaded" else "loading"
 
 
 def charity_submissions(workspace: Workspace, landing: LandingZone, charity_id: str) -> list[Submission]:
@@ -59,13 +82,15 @@ def _staged(workspace: Workspace, charity_id: str) -> list[Submission]:
             if report_path.exists()
             else None
         )
+        state = read_state(workspace, manifest.submission_id)
         found.append(
             Submission(
                 file_name=manifest.original_name,
                 when=manifest.received_at,
-                status=report.status if report else "received",
+                status=_status(state, report),
                 submission_id=manifest.submission_id,
                 report=report,
+                state=state,
             )
         )
     return found

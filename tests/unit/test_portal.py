@@ -18,6 +18,7 @@ from collab.portal.mapping_form import mapping_form, mapping_from_answers
 from collab.portal.sessions import MAX_PER_CHARITY, SessionTable, SignInLimiter
 from collab.portal.submissions import charity_submission, charity_submissions, compared_with_last
 from collab.registry import Registry
+from collab.states import write_state
 from collab.workspace import Workspace
 from standards.check import check_extract
 from standards.mapping import CharityMapping
@@ -149,6 +150,32 @@ def test_a_charity_sees_only_its_own_submissions_even_when_ids_share_a_prefix(wo
     assert charity_submission(workspace, "food", ours) is not None
     assert charity_submission(workspace, "food", theirs) is None  # "food-bank-…" starts with "food-"
     assert charity_submission(workspace, "food", "../food-bank-bbbbbbbbbbbb") is None
+
+
+def test_a_submission_is_called_loaded_only_once_the_pipeline_has_stored_its_rows(workspace: Workspace) -> None:
+    landing = LocalLandingZone(str(workspace.home))
+    landing.create_area("food")
+    report = {
+        "file_name": "ours.csv",
+        "checked_at": "2026-03-01T10:01:00Z",
+        "status": "accepted_with_warnings",
+        "rows_received": 2,
+        "rows_accepted": 2,
+        "rows_rejected": 0,
+    }
+    ours = _manifest(workspace, "food", "aaaaaaaaaaaa", "ours.csv", report)
+
+    def seen() -> tuple[str, str]:
+        [found] = charity_submissions(workspace, landing, "food")
+        return found.status, found.status_words
+
+    states = dict(submission_id=ours, charity_id="food", file_name="ours.csv")
+    write_state(workspace, state="feedback_sent", status="accepted_with_warnings", **states)
+    assert seen() == ("loading", "Accepted with warnings, being loaded")
+    write_state(workspace, state="loaded", status="accepted_with_warnings", **states)
+    assert seen() == ("loaded", "Accepted with warnings and loaded")
+    write_state(workspace, state="failed", reference="E-1234", **states)
+    assert seen() == ("failed", "Not processed: we are looking into it (reference E-1234)")
 
 
 def test_the_mapping_form_saves_choices_by_position_and_refuses_what_is_not_on_the_list(tmp_path: Path) -> None:
