@@ -93,16 +93,15 @@ class Unit:
         percentages to whole numbers. ``like``: the figure an interval end belongs to, so that both
         are in the same terms (£1.20m (£0.91m to £1.49m))."""
         if self.kind == "count":
-            if abs(value) >= 1000:
-                return f"{round(significant(value)):,}"
-            tens = (
-                math.floor(value / 10)
-                if outward < 0
-                else math.ceil(value / 10)
-                if outward > 0
-                else _half_up(value / 10)
-            )
-            return f"{tens * 10:,}"
+            # To 10 below 1,000; above, to 3 significant figures of the figure itself (an interval's ends
+            # at the same step as their figure, so 11,986 (11,960 to 12,010) reads 12,000 (11,900 to 12,100)).
+            reference = abs(like) if like is not None else abs(value)
+            step = 10 if reference < 1000 else 10 ** (math.floor(math.log10(reference)) - 2)
+            if outward:
+                steps = math.floor(value / step) if outward < 0 else math.ceil(value / step)
+            else:
+                steps = _half_up(value / step)
+            return f"{steps * step:,}"
         if self.kind == "percent":
             return f"{value * 100 if self.fraction else value:.0f}%"
         if self.kind == "pounds":

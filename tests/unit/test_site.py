@@ -394,6 +394,7 @@ def test_figures_are_rounded_as_a_reader_needs_them() -> None:
     assert pounds.format(908_000, like=1_200_000) == "£0.91m"  # an interval end in its figure's terms
     assert people.format(25) == "30" and people.format(15) == "20"  # half up, not half to even
     assert people.interval(Estimate(2, 0, 4)) == "0 to 10" and people.interval(Estimate(548, 531, 566)) == "530 to 570"
+    assert people.interval(Estimate(11_986, 11_960, 12_010)) == "11,900 to 12,100"  # never "12,000 to 12,000"
     assert people.format_change(-26) == "−26" and people.format_change(1234) == "+1,230"  # small changes exact
 
 
