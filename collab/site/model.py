@@ -107,16 +107,15 @@ class Unit:
         percentages to whole numbers. ``like``: the figure an interval end belongs to, so that both
         are in the same terms (£1.20m (£0.91m to £1.49m))."""
         if self.kind == "count":
-            if abs(value) >= 1000:
-                return f"{round(significant(value)):,}"
-            tens = (
-                math.floor(value / 10)
-                if outward < 0
-                else math.ceil(value / 10)
-                if outward > 0
-                else _half_up(value / 10)
-            )
-            return f"{tens * 10:,}"
+            # To 10 below 1,000; above, to 3 significant figures of the figure itself (an interval's ends
+            # at the same step as their figure, so 11,986 (11,960 to 12,010) reads 12,000 (11,900 to 12,100)).
+            reference = abs(like) if like is not None else abs(value)
+            step = 10 if reference < 1000 else 10 ** (math.floor(math.log10(reference)) - 2)
+            if outward:
+                steps = math.floor(value / step) if outward < 0 else math.ceil(value / step)
+            else:
+                steps = _half_up(value / step)
+            return f"{steps * step:,}"
         if self.kind == "percent":
             return f"{value * 100 if self.fraction else value:.0f}%"
         if self.kind == "pounds":
@@ -136,11 +135,18 @@ class Unit:
             return f"£{value / 1e6:g}m" if abs(value) >= 1e6 else f"£{value:,.0f}"
         return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
-    def format_change(self, value: float) -> str:
-        """A change: counts exactly below 100 (a rounded change could hide which side of zero it is on)."""
+    def format_change(self, value: float, outward: int = 0) -> str:
+        """A change: counts exactly below 100 (a rounded change could hide which side of zero it is on);
+        ``outward`` -1 / +1 for the low / high end of its interval, which rounding never narrows."""
         sign = "+" if value > 0 else "−" if value < 0 else ""
-        text = f"{round(abs(value))}" if self.kind == "count" and abs(value) < 100 else self.format(abs(value))
+        if self.kind == "count" and abs(value) < 100:
+            text = f"{round(abs(value))}"
+        else:
+            text = self.format(value, outward=outward).lstrip("-")
         return f"{sign}{text}{' points' if self.kind == 'percent' else ''}"
+
+    def change_interval(self, change: Change) -> str:
+        return f"{self.format_change(change.low, outward=-1)} to {self.format_change(change.high, outward=1)}"
 
     def describe(self) -> str:
         return {
@@ -578,7 +584,7 @@ class Movement:
         more = self.change.difference > 0
         figure = unit.format(self.current.value)
         change = f"{'up' if more else 'down'} {unit.format_change(abs(self.change.difference)).lstrip('+')}"
-        interval = f"{unit.format_change(self.change.low)} to {unit.format_change(self.change.high)}"
+        interval = unit.change_interval(self.change)
         when = f"on {quarter_label(self.change.previous_period)} (95% interval of the change {interval})"
         if self.subject == "need":
             return f"{'More' if more else 'Fewer'} people came for help with {self.label.lower()}: {figure}, {change} {when}."

@@ -207,8 +207,8 @@ def test_the_home_page_leads_with_one_people_total_and_main_points_on_clear_chan
     assert points[0].startswith("More people were supported across the UK than in Jan–Mar 2026: 1,300, up 300")
     # Levels rounded to 10, changes of 100 or more too. England and London (each +300, interval ±14) and then the needs (debt +36, food +24, each ±9.6) are clear.
     assert points[1:] == [
-        "More people were supported in England: 1,100, up 300 on Jan–Mar 2026 (95% interval of the change +290 to +310).",
-        "More people were supported in London: 800, up 300 on Jan–Mar 2026 (95% interval of the change +290 to +310).",
+        "More people were supported in England: 1,100, up 300 on Jan–Mar 2026 (95% interval of the change +280 to +320).",
+        "More people were supported in London: 800, up 300 on Jan–Mar 2026 (95% interval of the change +280 to +320).",
         "More people came for help with debt: 220, up 36 on Jan–Mar 2026 (95% interval of the change +26 to +46).",
         "More people came for help with food: 140, up 24 on Jan–Mar 2026 (95% interval of the change +14 to +34).",
     ]
@@ -402,6 +402,7 @@ def test_figures_are_rounded_as_a_reader_needs_them() -> None:
     assert pounds.format(908_000, like=1_200_000) == "£0.91m"  # an interval end in its figure's terms
     assert people.format(25) == "30" and people.format(15) == "20"  # half up, not half to even
     assert people.interval(Estimate(2, 0, 4)) == "0 to 10" and people.interval(Estimate(548, 531, 566)) == "530 to 570"
+    assert people.interval(Estimate(11_986, 11_960, 12_010)) == "11,900 to 12,100"  # never "12,000 to 12,000"
     assert people.format_change(-26) == "−26" and people.format_change(1234) == "+1,230"  # small changes exact
 
 
