@@ -3,7 +3,7 @@
 import runpy
 import sys
 
-BENCHMARKS = ["bench.ingest", "bench.s3_ingest", "bench.utility"]
+BENCHMARKS = ["bench.ingest", "bench.s3_ingest", "bench.utility", "bench.coverage", "bench.privacy_audit"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:
