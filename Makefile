@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 OPENDP_POLARS_VENV := bench/.venv-opendp-polars
 
-.PHONY: help install browser demo test dev portal bucket bucket-stop lint format bench bench-utility clean
+.PHONY: help install browser demo test dev portal bucket bucket-stop lint format bench bench-utility bench-coverage bench-audit clean
 
 help:
 	@echo "make demo   generate demo extracts and run the whole pipeline (workspace: $(COLLAB_HOME))"
@@ -24,6 +24,8 @@ help:
 	@echo "make lint   ruff"
 	@echo "make bench  run the benchmarks in bench/"
 	@echo "make bench-utility  error, coverage and speed of the privacy engine against two baselines"
+	@echo "make bench-coverage  coverage of every published interval kind, the site's totals included"
+	@echo "make bench-audit  an empirical lower bound on epsilon beside the stated epsilon"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +86,12 @@ bench: install $(OPENDP_POLARS_VENV)/.installed
 
 bench-utility: install $(OPENDP_POLARS_VENV)/.installed
 	$(BIN)/python -m bench.utility $(BENCH_ARGS)
+
+bench-coverage: install
+	$(BIN)/python -m bench.coverage $(BENCH_ARGS)
+
+bench-audit: install
+	$(BIN)/python -m bench.privacy_audit $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(OPENDP_POLARS_VENV) .pytest_cache .ruff_cache .hypothesis

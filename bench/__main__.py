@@ -3,7 +3,15 @@
 import runpy
 import sys
 
-BENCHMARKS = ["bench.ingest", "bench.s3_ingest", "bench.hostile", "bench.utility", "bench.portal"]
+BENCHMARKS = [
+    "bench.ingest",
+    "bench.s3_ingest",
+    "bench.hostile",
+    "bench.utility",
+    "bench.coverage",
+    "bench.privacy_audit",
+    "bench.portal",
+]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

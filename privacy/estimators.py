@@ -18,7 +18,10 @@ so ``map(m)`` gives the indicator's ρ for a person held as m privacy units.
   the clamp's range from its centre.
 - median: OpenDP's quantile mechanism with 3/4 of ρ; a count (1/20) and two bracketing quantiles
   (1/10 each) give its interval. The brackets only need to land on the right side of the median, so
-  they get little: a larger rank error just moves them further out.
+  they get little: a larger rank error just moves them further out. When an earlier indicator of the
+  release measured the count of the same bounded population in the same cells (the mean of debt and
+  the median of debt both count people with debt by region), the median reuses that noisy count
+  (``SharedCount``, post-processing of a DP output) and does not buy its own: its 1/20 is saved.
 """
 
 from __future__ import annotations
@@ -80,6 +83,31 @@ class Measurement:
         return float(self.opendp.map(units))
 
 
+CountSignature = tuple[str, tuple[str, ...], tuple[str, ...], int]
+
+
+def count_signature(indicator: Indicator) -> CountSignature:
+    """What fixes an indicator's bounded people count: its population, cells and bound per person.
+    Two indicators with equal signatures have identical exact ``people`` vectors (the same bounding SQL
+    selects the same rows; the amount column does not change which rows are kept)."""
+    return (
+        indicator.population,
+        tuple(indicator.breakdowns),
+        tuple(indicator.area_levels or {}),
+        indicator.max_cells_per_person,
+    )
+
+
+@dataclass(frozen=True)
+class SharedCount:
+    """A noisy people count per cell, measured by one indicator, that another with the same
+    ``count_signature`` may reuse instead of spending on its own."""
+
+    signature: CountSignature
+    values: list[int]
+    scale: float
+
+
 @dataclass(frozen=True)
 class IndicatorRelease:
     """Published figures, and per cell an unclipped estimate with its variance (``privacy.combine``):
@@ -91,6 +119,7 @@ class IndicatorRelease:
     figures: list[Figure]
     measurements: list[Measurement]
     estimates: list[tuple[float, float] | None]
+    count: SharedCount | None = None
 
     @property
     def measurement(self) -> dp.Measurement:
@@ -106,13 +135,18 @@ class IndicatorRelease:
         return self.rho_at(1)
 
 
-def release_indicator(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
-    """Noisy measurements and published figures for one indicator, spending at most ``rho``."""
+def release_indicator(
+    indicator: Indicator, aggregates: BoundedAggregates, rho: float, shared: SharedCount | None = None
+) -> IndicatorRelease:
+    """Noisy measurements and published figures for one indicator, spending at most ``rho``. A median
+    reuses ``shared``, a count already measured for its population and cells, when one is given."""
     if rho <= 0:
         raise ValueError(f"{indicator.id}: rho must be positive, got {rho}")
     if indicator.measure in ADDITIVE_VECTORS:
         return _additive(indicator, aggregates, rho)
-    return {"share": _share, "mean": _mean, "median": _median}[indicator.measure](indicator, aggregates, rho)
+    if indicator.measure == "median":
+        return _median(indicator, aggregates, rho, shared)
+    return {"share": _share, "mean": _mean}[indicator.measure](indicator, aggregates, rho)
 
 
 def _additive(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
@@ -221,10 +255,13 @@ def _mean(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> In
             "count", "discrete_gaussian", counts.rho, counts.scale, count_l2, index, counts.values, counts.measurement
         ),
     ]
-    return IndicatorRelease(indicator, layout, figures, measurements, estimates)
+    count = SharedCount(count_signature(indicator), counts.values, counts.scale)
+    return IndicatorRelease(indicator, layout, figures, measurements, estimates, count)
 
 
-def _median(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> IndicatorRelease:
+def _median(
+    indicator: Indicator, aggregates: BoundedAggregates, rho: float, shared: SharedCount | None
+) -> IndicatorRelease:
     assert indicator.clamp is not None and indicator.candidate_step is not None and aggregates.values is not None
     layout = cells(indicator)
     index = list(range(len(layout)))
@@ -232,8 +269,18 @@ def _median(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> 
     clamp, step = indicator.clamp, indicator.candidate_step
     candidates = list(range(clamp.lower, clamp.upper + 1, step))
     count_l2 = float(np.sqrt(k))
-    counts = discrete_gaussian(aggregates, _vector("people"), l2_sensitivity=count_l2, rho=rho * MEDIAN_SHARES["count"])
-    count_margin = interval_half_width(counts.scale, 2 * COUNT_BETA)
+    bought: Measurement | None = None
+    if shared is not None and shared.signature == count_signature(indicator):
+        count = shared
+    else:
+        noisy = discrete_gaussian(
+            aggregates, _vector("people"), l2_sensitivity=count_l2, rho=rho * MEDIAN_SHARES["count"]
+        )
+        count = SharedCount(count_signature(indicator), noisy.values, noisy.scale)
+        bought = Measurement(
+            "count", "discrete_gaussian", noisy.rho, noisy.scale, count_l2, index, noisy.values, noisy.measurement
+        )
+    count_margin = interval_half_width(count.scale, 2 * COUNT_BETA)
     # Each cell's quantiles see one value per person; a person is in at most k cells, so each cell
     # may spend 1/k of the part's rho.
     per_cell = {part: rho * share / k for part, share in MEDIAN_SHARES.items() if part != "count"}
@@ -243,7 +290,7 @@ def _median(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> 
     chosen: dict[str, list[float]] = {part: [] for part in per_cell}
     # Per part, the cell measurement that spends most: a unit's k cells cost at most k of it.
     costliest: dict[str, NoisyQuantile] = {}
-    for cell, noisy_count in enumerate(counts.values):
+    for cell, noisy_count in enumerate(count.values):
         median = private_quantile(aggregates, cell, candidates=candidates, alpha=0.5, rho=per_cell["median"])
         offset = _bracket_offset(bracket_scale, noisy_count - count_margin)
         brackets = {
@@ -273,12 +320,10 @@ def _median(indicator: Indicator, aggregates: BoundedAggregates, rho: float) -> 
                 )
             )
     measurements = [
-        Measurement(
-            "count", "discrete_gaussian", counts.rho, counts.scale, count_l2, index, counts.values, counts.measurement
-        ),
+        *([bought] if bought is not None else []),
         *(_quantile_part(part, costliest[part], k, index, chosen[part]) for part in per_cell),
     ]
-    return IndicatorRelease(indicator, layout, figures, measurements, [None] * len(layout))
+    return IndicatorRelease(indicator, layout, figures, measurements, [None] * len(layout), count)
 
 
 def _quantile_part(part: str, costliest: NoisyQuantile, k: int, index: list[int], values: list[float]) -> Measurement:

@@ -25,7 +25,7 @@ import polars as pl
 
 from privacy.accountant import BudgetPolicy, Charge, charge
 from privacy.bounding import bounded_aggregates
-from privacy.estimators import IndicatorRelease, release_indicator
+from privacy.estimators import CountSignature, IndicatorRelease, SharedCount, count_signature, release_indicator
 from standards.catalogue import Catalogue
 
 
@@ -139,9 +139,18 @@ def release_period(
     con.begin()
     try:
         charges: list[Charge] = []
+        # One noisy count per population and cells, shared (the mean's and the median's people with debt).
+        counts: dict[CountSignature, SharedCount] = {}
         for indicator in catalogue.indicators:
             aggregates = bounded_aggregates(con, indicator, period=period, salt=salt)
-            released = release_indicator(indicator, aggregates, policy.release_rho * indicator.budget_share)
+            released = release_indicator(
+                indicator,
+                aggregates,
+                policy.release_rho * indicator.budget_share,
+                counts.get(count_signature(indicator)),
+            )
+            if released.count is not None:
+                counts.setdefault(released.count.signature, released.count)
             charges += _store(con, release_id, released, policy.max_units)
         kind = "release" if revision == 1 else "revision"
         per_person = charge(con, release_id=release_id, period=period, kind=kind, charges=charges, policy=policy.budget)

@@ -44,6 +44,9 @@ def demo(
     ws = workspace()
     settings = ws.settings.model_copy(deep=True)
     settings.publication.auto_publish = True  # the demo has no analyst to approve releases
+    # Budgets per person, for the worst case (four units in the demo: 2 per quarter at the default 0.125
+    # per unit): room for the four quarters and one revision, so the demo can show a revised release.
+    settings.privacy.period_rho, settings.privacy.lifetime_rho = 4.0, 10.0
     if not as_json:
         console.print(f"Generating {contacts:,} contacts for {charities} charities over {quarters} quarters…")
     data = generate(ws.demo, contacts=contacts, charities=charities, quarters=quarters, seed=seed)

@@ -74,7 +74,22 @@ def _manifest_without_dp_values(package: Path) -> dict[str, Any]:
     manifest["files"].pop(DATAPACKAGE)  # holds the creation time
     for indicator in manifest["indicators"]:
         indicator.pop("low_reliability_cells")  # a count of DP figures' intervals
-    return manifest
+        for measurement in indicator["measurements"]:
+            if measurement["mechanism"] == "quantile":
+                # A bracket's scale follows its quantile level, chosen from the noisy count (a DP output).
+                measurement.pop("noise_scale")
+    return _rounded(manifest)
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 12 significant digits: a bracket's rho (at most its target) may differ in the last bits."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return value
 
 
 def _csv_without_dp_values(path: Path) -> list[list[str]]:

@@ -17,11 +17,14 @@ from collab.warehouse import calendar_quarters, connect, stale_quarters
 from collab.workspace import Workspace
 from pipelines.sensors import quarter_release_sensor
 from privacy.accountant import spent
+from privacy.estimators import MEDIAN_SHARES
 from privacy.mechanisms import epsilon_at
 from standards.catalogue import cells, load_catalogue
 from standards.extract import quarter_of
 
 RELEASE_ASSETS = [quarterly_release, check_release_disclosure, published_release]
+# What a release spends of its rho: all but the median's count, which reuses the mean's.
+SPENT = 1 - load_catalogue().get("median_debt_by_region").budget_share * MEDIAN_SHARES["count"]
 
 
 def register_contributors(workspace: Workspace, charities: list[str], *, linkage: bool = False) -> None:
@@ -78,12 +81,12 @@ def test_release_is_published_with_intervals_and_spend(loaded: Workspace) -> Non
     assert result.success
     published = loaded.publish / "releases" / "2026Q1-v1"
     manifest = verify_release_package(published)
-    assert manifest["privacy"]["rho_spent"] == pytest.approx(0.5)  # per privacy unit
+    assert manifest["privacy"]["rho_spent"] == pytest.approx(0.5 * SPENT)  # per privacy unit
     # Two charities that do not link records: a person may be two units, 2² × 0.5 by OpenDP's maps.
     per_person = manifest["privacy"]["per_person"]
-    assert per_person["max_units"] == 2 and per_person["release_rho"] == pytest.approx(2.0)
-    assert per_person["period_rho"] == per_person["lifetime_rho"] == pytest.approx(2.0)
-    assert per_person["lifetime_epsilon"] == pytest.approx(epsilon_at(2.0, per_person["delta"]))
+    assert per_person["max_units"] == 2 and per_person["release_rho"] == pytest.approx(2.0 * SPENT)
+    assert per_person["period_rho"] == per_person["lifetime_rho"] == pytest.approx(2.0 * SPENT)
+    assert per_person["lifetime_epsilon"] == pytest.approx(epsilon_at(2.0 * SPENT, per_person["delta"]))
     assert "2 charities" in manifest["privacy"]["statement"]
     assert manifest["contributors"] == 2
     with (published / "data" / "people_by_need_region.csv").open() as handle:
@@ -110,13 +113,14 @@ def test_the_whole_catalogue_is_released_with_its_hierarchy_consistent(loaded: W
     catalogue = load_catalogue()
     assert [i["id"] for i in manifest["indicators"]] == [i.id for i in catalogue.indicators]
     assert manifest["privacy"]["units_per_person"] == 2  # two charities that do not link records
-    assert manifest["privacy"]["per_person"]["release_rho"] == pytest.approx(4.0)  # 2² × 1.0
+    assert manifest["privacy"]["per_person"]["release_rho"] == pytest.approx(4.0 * SPENT)  # 2² × 1.0
     for entry in manifest["indicators"]:
         indicator = catalogue.get(entry["id"])
         with (published / entry["path"]).open() as handle:
             rows = list(csv.DictReader(handle))
         assert len(rows) == entry["cells"] == len(cells(indicator))
-        assert entry["rho"] == pytest.approx(indicator.budget_share) and entry["unit"] == indicator.unit
+        share = indicator.budget_share * (1 - MEDIAN_SHARES["count"] if indicator.measure == "median" else 1)
+        assert entry["rho"] == pytest.approx(share) and entry["unit"] == indicator.unit
         assert all(float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"]) for r in rows)
     with (published / "data" / "people_by_local_authority.csv").open() as handle:
         areas = list(csv.DictReader(handle))
@@ -143,12 +147,12 @@ def test_rematerialising_spends_nothing_and_a_revision_is_recorded(loaded: Works
     assert release(loaded, instance).success
     assert (loaded.releases / "2026Q1-v1" / "data" / "people_by_need_region.csv").read_text() == first
     with connect(loaded.warehouse_path) as con:
-        assert spent(con, "2026Q1") == pytest.approx(0.5)
+        assert spent(con, "2026Q1") == pytest.approx(0.5 * SPENT)
     assert release(loaded, instance, revise=True).success
     with connect(loaded.warehouse_path) as con:
         kinds = con.execute("SELECT DISTINCT release_id, kind FROM privacy_ledger ORDER BY release_id").fetchall()
         assert [k[1] for k in kinds] == ["release", "revision"]
-        assert spent(con, "2026Q1") == pytest.approx(1.0)
+        assert spent(con, "2026Q1") == pytest.approx(1.0 * SPENT)
 
 
 def test_overspend_fails_the_release_and_publishes_nothing(loaded: Workspace) -> None:
@@ -165,9 +169,8 @@ def test_overspend_fails_the_release_and_publishes_nothing(loaded: Workspace) ->
     assert sorted(p.name for p in (loaded.publish / "releases").iterdir()) == before == ["2026Q1-v1"]
     assert not (loaded.releases / "2026Q1-v2").exists()
     with connect(loaded.warehouse_path) as con:
-        assert spent(con, "2026Q1") == pytest.approx(1.2) and spent(con, "2026Q1", per_person=False) == pytest.approx(
-            0.3
-        )
+        assert spent(con, "2026Q1") == pytest.approx(1.2 * SPENT)
+        assert spent(con, "2026Q1", per_person=False) == pytest.approx(0.3 * SPENT)
 
 
 def test_release_waits_for_approval_unless_auto_publishing(loaded: Workspace) -> None:

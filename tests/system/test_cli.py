@@ -14,6 +14,7 @@ import pytest
 from collab.publication import verify_release_package
 from collab.workspace import Workspace
 from tests.conftest import contact_rows, write_csv
+from tests.pipeline.test_releases import SPENT
 
 pytestmark = pytest.mark.system
 COLLAB = Path(sys.executable).with_name("collab")
@@ -48,8 +49,8 @@ def test_demo_publishes_every_quarter_with_intervals_and_budget(demo_home: Path)
         assert len(rows) == 120 and {"value", "ci_low", "ci_high"} <= set(rows[0])
     budget = json.loads(collab(demo_home, "budget", "--json").stdout)
     # Per unit 0.125 a quarter; three non-linking charities and the linked cluster make a person up to 4 units.
-    assert budget["lifetime_rho_per_unit"] == pytest.approx(4 * 0.125)
-    assert budget["lifetime_rho_per_person"] == pytest.approx(4 * 4**2 * 0.125)
+    assert budget["lifetime_rho_per_unit"] == pytest.approx(4 * 0.125 * SPENT)
+    assert budget["lifetime_rho_per_person"] == pytest.approx(4 * 4**2 * 0.125 * SPENT)
     assert [p["period"] for p in budget["periods"]] == [r["period"] for r in releases]
     assert all(p["max_units"] == 4 for p in budget["periods"])
     text = collab(demo_home, "budget").stdout
@@ -83,7 +84,7 @@ def test_running_again_processes_nothing_and_spends_nothing(demo_home: Path) -> 
     again = json.loads(collab(demo_home, "release", "2026Q1", "--json").stdout)
     assert again["new_spend"] is False
     budget = json.loads(collab(demo_home, "budget", "--json").stdout)
-    assert budget["lifetime_rho_per_person"] == pytest.approx(8.0)
+    assert budget["lifetime_rho_per_person"] == pytest.approx(8.0 * SPENT)
 
 
 def test_check_exit_codes(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ import pytest
 from collab.schema import migrate
 from collab.staging import STAGED_CONTACT_SCHEMA
 from privacy.accountant import BudgetExceeded, BudgetPolicy, Charge, charge, spent
-from privacy.bounding import BoundedAggregates, finest_cells
-from privacy.estimators import release_indicator
+from privacy.bounding import BoundedAggregates, bounded_aggregates, finest_cells
+from privacy.estimators import MEDIAN_SHARES, count_signature, release_indicator
 from privacy.mechanisms import (
     discrete_gaussian,
     epsilon_at,
@@ -160,6 +160,19 @@ def _warehouse_with_contacts(people: int) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def catalogue_share(indicator_id: str) -> float:
+    return load_catalogue().get(indicator_id).budget_share
+
+
+def test_the_mean_and_the_median_of_debt_count_the_same_bounded_people() -> None:
+    catalogue = load_catalogue()
+    mean, median = catalogue.get("mean_debt_by_region"), catalogue.get("median_debt_by_region")
+    assert count_signature(mean) == count_signature(median)
+    con = _warehouse_with_contacts(300)
+    people = [bounded_aggregates(con, i, period="2026Q1", salt="s").vectors["people"] for i in (mean, median)]
+    assert (people[0] == people[1]).all() and people[0].sum() > 0
+
+
 def test_a_release_is_stored_once_and_rerunning_it_spends_nothing() -> None:
     con = _warehouse_with_contacts(200)
     policy = ReleasePolicy(0.5, BudgetPolicy(1.0, 5.0))
@@ -175,10 +188,11 @@ def test_a_release_is_stored_once_and_rerunning_it_spends_nothing() -> None:
     first = release_period(con, **args)
     again = release_period(con, **args)
     assert first.created and not again.created and again.release_id == first.release_id == "2026Q1-v1"
-    assert spent(con, "2026Q1") == pytest.approx(0.5)
+    saving = 0.5 * catalogue_share("median_debt_by_region") * MEDIAN_SHARES["count"]
+    assert spent(con, "2026Q1") == pytest.approx(0.5 - saving)
     revision = release_period(con, **args, revise=True)
     assert revision.release_id == "2026Q1-v2" and revision.created
-    assert spent(con, "2026Q1") == pytest.approx(1.0)
+    assert spent(con, "2026Q1") == pytest.approx(2 * (0.5 - saving))
     catalogue = load_catalogue()
     stored = dict(
         con.execute(
@@ -190,12 +204,18 @@ def test_a_release_is_stored_once_and_rerunning_it_spends_nothing() -> None:
     ledger = con.execute(
         "SELECT indicator_id, sum(rho) FROM privacy_ledger WHERE release_id = '2026Q1-v1' GROUP BY ALL"
     )
+    # The median reuses the mean's noisy count of people with debt by region: its 1/20 is saved.
+    saved = {"median_debt_by_region": 1 - MEDIAN_SHARES["count"]}
     for indicator_id, rho in ledger.fetchall():
-        assert rho == pytest.approx(0.5 * catalogue.get(indicator_id).budget_share)
+        assert rho == pytest.approx(0.5 * catalogue.get(indicator_id).budget_share * saved.get(indicator_id, 1.0))
+    measured = con.execute(
+        "SELECT measurement FROM privacy_ledger WHERE release_id = '2026Q1-v1' AND indicator_id = 'median_debt_by_region'"
+    ).fetchall()
+    assert ("count",) not in measured
     units = con.execute(
         "SELECT contributors, units_per_person, rho, rho_per_person FROM releases WHERE release_id = '2026Q1-v1'"
     ).fetchall()
-    assert units == [(2, 1, pytest.approx(0.5), pytest.approx(0.5))]  # the policy's cap: one unit per person
+    assert units == [(2, 1, pytest.approx(0.5 - saving), pytest.approx(0.5 - saving))]  # the cap: one unit each
 
 
 def test_an_overspending_release_leaves_no_trace() -> None:
@@ -215,7 +235,9 @@ def test_an_overspending_release_leaves_no_trace() -> None:
         release_period(con, **args, revise=True)
     assert con.execute("SELECT count(*) FROM releases").fetchall()[0][0] == 1
     assert con.execute("SELECT count(*) FROM release_cells WHERE release_id = '2026Q1-v2'").fetchall()[0][0] == 0
-    assert spent(con, "2026Q1") == pytest.approx(0.8)
+    assert spent(con, "2026Q1") == pytest.approx(
+        0.8 * (1 - catalogue_share("median_debt_by_region") * MEDIAN_SHARES["count"])
+    )
     assert con.execute("SELECT count(*) FROM release_measurements WHERE release_id = '2026Q1-v2'").fetchall()[0][0] == 0
 
 
