@@ -175,14 +175,16 @@ def _mark(workspace: Workspace, manifest: SubmissionManifest, state: State) -> N
 def _received_again(
     workspace: Workspace, landing: LandingZone, obj: LandingObject, manifest: SubmissionManifest, result: IntakeResult
 ) -> None:
-    """The same bytes arrived again. A finished submission makes this a duplicate; an unfinished one (its run
-    stopped, or it failed on an error of ours) is taken up again instead, so its charity does get feedback."""
+    """The same bytes arrived again. A finished submission, or one taken in this same pass, makes this a
+    duplicate; an unfinished one (its run stopped, or it failed on an error of ours) is taken up again
+    instead, so its charity does get feedback."""
     state = read_state(workspace, manifest.submission_id)
     # Submissions from before states were kept have none; they were finished, as a report shows.
     finished = (
         state.final if state is not None else (submission_dir(workspace, manifest.submission_id) / REPORT_FILE).exists()
     )
-    if finished and not (state is not None and state.state == "failed"):
+    taken_this_pass = any(m.submission_id == manifest.submission_id for m in result.received)
+    if taken_this_pass or (finished and not (state is not None and state.state == "failed")):
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
         landing.archive(obj, f"duplicates/{stamp}-{manifest.submission_id}")
         _tell_duplicate(landing, obj, manifest.submission_id)

@@ -128,7 +128,7 @@ def process_submissions(
     submission_job, _ = _jobs(workspace)
     instance = DagsterInstance.get()
     landing = landing_zone_from_env(workspace.home)
-    instance.add_dynamic_partitions(submission_partitions.name, [m.submission_id for m in manifests])
+    instance.add_dynamic_partitions(submission_partitions.name, list(dict.fromkeys(m.submission_id for m in manifests)))
     outcomes = []
     for manifest in manifests:
         progress(f"{manifest.charity_id}: {manifest.original_name}")

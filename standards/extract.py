@@ -63,6 +63,8 @@ def _known_local_authority(value: str) -> str:
 
 def _known_postcode(value: str) -> str:
     geography = load_geography()
+    if geography.local_authority_code(value) == value:
+        return value  # a council named in the postcode column, read as its area by the normaliser
     if geography.postcode_district(value) is None:
         raise PydanticCustomError("E_UNKNOWN_AREA", "is not a UK postcode")
     if geography.local_authority_for_postcode(value) is None:
@@ -306,8 +308,12 @@ def linkage_basis(surname: str | None, date_of_birth: dt.date | None, postcode: 
 def standardise(record: ContactRecord) -> StandardContact:
     """Apply the standard's derivations: postcode -> local authority, date of birth -> age band,
     surname, date of birth and postcode district -> the linkage basis."""
-    local_authority = record.local_authority_code or load_geography().local_authority_for_postcode(
-        record.postcode or ""
+    geography = load_geography()
+    postcode = record.postcode or ""
+    local_authority = (
+        record.local_authority_code
+        or geography.local_authority_for_postcode(postcode)
+        or geography.local_authority_code(postcode)  # a council named in the postcode column
     )
     assert local_authority is not None, "ContactRecord guarantees an area"
     age_band = record.age_band

@@ -288,6 +288,12 @@ _TYPES = [
         "Use a current local authority code (such as E08000025) or a full UK postcode.",
     ),
     IssueType(
+        "W_AREA_NAME_AS_POSTCODE",
+        Scope.VALUE,
+        "A council's name was given instead of a postcode, and used as the area",
+        "Nothing to fix if the council is right; a postcode (or its district, such as BS1) is more precise.",
+    ),
+    IssueType(
         "W_INVALID_VALUE",
         Scope.VALUE,
         "A value breaks a rule of the standard, so it was left out",

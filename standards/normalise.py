@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from standards.codelists import MATCH_KEY_DROPPED, load_codelist, match_key
-from standards.extract import AGE_BANDS, AMOUNT_FIELDS, CODELIST_FIELDS, DATE_FIELDS, INTEGER_FIELDS
+from standards.extract import AGE_BANDS, AMOUNT_FIELDS, AREA_FIELDS, CODELIST_FIELDS, DATE_FIELDS, INTEGER_FIELDS
 from standards.geography import load_geography
 from standards.issues import Issue
 from standards.mapping import CharityMapping, ColumnPlan
@@ -168,10 +168,12 @@ def _local_authority(raw: pl.Expr, key: pl.Expr) -> pl.Expr:
     return pl.coalesce(key.replace_strict(names, default=None), raw.str.to_uppercase())
 
 
-def _postcode(raw: pl.Expr) -> pl.Expr:
-    """The postcode, upper case; from an address, only the postcode in it."""
+def _postcode(raw: pl.Expr, key: pl.Expr) -> pl.Expr:
+    """The postcode, upper case; from an address, only the postcode in it. A council's name instead of a
+    postcode ('Bristol') becomes its local authority code, which validation reads as the area, with a warning."""
     text = raw.str.to_uppercase().str.replace_all(r"\s+", " ")
-    return pl.coalesce(text.str.extract(_POSTCODE_IN_TEXT, 1), text)
+    council = key.replace_strict(load_geography().local_authority_names(), default=None)
+    return pl.coalesce(text.str.extract(_POSTCODE_IN_TEXT, 1), council, text)
 
 
 def _amount(raw: pl.Expr) -> pl.Expr:
@@ -206,7 +208,7 @@ def normalise_batch(
         raw = pl.col(field + RAW_SUFFIX)
         if field in DATE_FIELDS:
             shared += [date_text(raw).alias(field + _TEXT), four_digit_year(date_text(raw)).alias(field + _TEXT4)]
-        elif field in CODELIST_FIELDS or field == "local_authority_code":
+        elif field in CODELIST_FIELDS or field in AREA_FIELDS:
             shared.append(match_keys(raw).alias(field + _KEY))
     staged = staged.with_columns(shared)
     values: list[pl.Expr] = []
@@ -229,7 +231,7 @@ def normalise_batch(
         elif field == "local_authority_code":
             value = _local_authority(raw, key)
         elif field == "postcode":
-            value = _postcode(raw)
+            value = _postcode(raw, key)
         else:
             value = raw
         values.append(value.alias(field))

@@ -27,6 +27,7 @@ from standards.extract import (
     StandardContact,
     standardise,
 )
+from standards.geography import load_geography
 from standards.issues import Issue, warning_twin
 from standards.mapping import ColumnPlan, column_label
 from standards.normalise import RAW_SUFFIX
@@ -148,6 +149,11 @@ def validate_rows(normalised: pl.DataFrame, plan: ColumnPlan) -> Iterator[RowOut
         yield _validate_row(row, values, {name: raws[name][index] for name in fields}, header_of, raw)
 
 
+def record_area_code(value: str) -> str | None:
+    """The local authority code ``value`` is, if it is one (the normaliser turns a council's name into it)."""
+    return load_geography().local_authority_code(value)
+
+
 def _validate_row(
     row: int, values: dict[str, Any], raws: dict[str, Any], header_of: dict[str, str], raw: dict[str, str | None]
 ) -> RowOutcome:
@@ -155,6 +161,11 @@ def _validate_row(
     for attempt in range(2):
         try:
             record = ContactRecord.model_validate(values)
+            if record.postcode is not None and record.postcode == record_area_code(record.postcode):
+                detail = f"is a council's name, not a postcode; it was read as the area {record.postcode}"
+                issues.append(
+                    _issue("W_AREA_NAME_AS_POSTCODE", row, "postcode", header_of["postcode"], raws["postcode"], detail)
+                )
             return RowOutcome(row, standardise(record), issues, raw)
         except ValidationError as error:
             dropped = False

@@ -351,3 +351,14 @@ def test_small_defects_found_as_a_charity(tmp_path: Path) -> None:
     for header in ("Date opened", "Date visited", "Date of visit"):
         renamed = write_csv(tmp_path / "renamed.csv", contact_rows(3), [HEADER[0], header, *HEADER[2:]])
         assert check_extract(renamed).report.file.columns_used[header] == "contact_date"
+
+
+def test_a_council_named_in_the_postcode_column_is_its_area_with_a_warning(tmp_path: Path) -> None:
+    rows = contact_rows(10)
+    rows[0][3], rows[1][3] = "Bristol", "bristol, city of"
+    sink = CollectingSink()
+    report = check_extract(write_csv(tmp_path / "council.csv", rows), sink=sink).report
+    assert report.rows_accepted == 10 and "W_AREA_NAME_AS_POSTCODE" in report.codes()
+    [warning] = [g for g in report.issues if g.code == "W_AREA_NAME_AS_POSTCODE"]
+    assert warning.count == 2 and warning.examples[0].row == 2
+    assert sink.contacts().get_column("local_authority_code").head(2).to_list() == ["E06000023"] * 2

@@ -67,3 +67,13 @@ def test_a_file_dropped_again_before_its_submission_finished_is_resumed_not_a_du
     zone.drop(CHARITY, path, "third.csv")
     third = receive_pending(workspace, zone, [CHARITY])
     assert third.received == [] and [s for _, s in third.duplicates] == [first.submission_id]
+
+
+def test_the_same_file_twice_in_one_pass_is_a_duplicate(workspace: Workspace, tmp_path: Path) -> None:
+    zone = LocalLandingZone(root=str(workspace.home))
+    zone.create_area(CHARITY)
+    path = write_csv(tmp_path / "q1.csv", contact_rows(5))
+    zone.drop(CHARITY, path)
+    zone.drop(CHARITY, path, "r-copy.csv")
+    result = receive_pending(workspace, zone, [CHARITY])
+    assert len(result.received) == 1 and [s for _, s in result.duplicates] == [result.received[0].submission_id]
