@@ -10,10 +10,13 @@ CHROMIUM := /usr/bin/chromium
 # axe-core, injected into pages by the browser tests to check accessibility (npm, pinned in package.json).
 AXE := node_modules/axe-core/axe.min.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The production profile's Dagster instance runs on Debian's PostgreSQL; its tests start a private cluster.
+INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb)
+POSTGRES_DIR ?= $(COLLAB_HOME)/postgres
 
 OPENDP_POLARS_VENV := bench/.venv-opendp-polars
 
-.PHONY: help install browser demo test dev bucket bucket-stop lint format bench bench-utility clean
+.PHONY: help install browser postgres-installed postgres postgres-stop demo test dev bucket bucket-stop lint format bench bench-utility bench-scale clean
 
 help:
 	@echo "make demo   generate demo extracts and run the whole pipeline (workspace: $(COLLAB_HOME))"
@@ -23,6 +26,8 @@ help:
 	@echo "make lint   ruff"
 	@echo "make bench  run the benchmarks in bench/"
 	@echo "make bench-utility  error, coverage and speed of the privacy engine against two baselines"
+	@echo "make bench-scale    the whole pipeline at scale (BENCH_ARGS='--contacts 1000000'), against DuckDB"
+	@echo "make postgres       install Debian's PostgreSQL and start a private cluster for the production profile"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,10 +48,26 @@ $(AXE): package.json
 
 browser: $(CHROMIUM) $(AXE)
 
+$(INITDB):
+	@echo "Installing Debian's postgresql for the production profile and its tests"
+	export DEBIAN_FRONTEND=noninteractive; \
+	$(SUDO) apt-get install -y --no-install-recommends postgresql < /dev/null \
+	|| ($(SUDO) apt-get update < /dev/null && $(SUDO) apt-get install -y --no-install-recommends postgresql < /dev/null)
+	test -x $$(ls /usr/lib/postgresql/*/bin/initdb | head -n1)
+
+postgres-installed: $(INITDB)
+
+# A private cluster on 127.0.0.1 (a free port) in $(POSTGRES_DIR); it prints the URL to export.
+postgres: install postgres-installed
+	$(BIN)/python -m collab.postgres start $(POSTGRES_DIR)
+
+postgres-stop: install
+	$(BIN)/python -m collab.postgres stop $(POSTGRES_DIR)
+
 demo: install
 	$(BIN)/collab demo
 
-test: install browser
+test: install browser postgres-installed
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
@@ -80,6 +101,9 @@ bench: install $(OPENDP_POLARS_VENV)/.installed
 
 bench-utility: install $(OPENDP_POLARS_VENV)/.installed
 	$(BIN)/python -m bench.utility $(BENCH_ARGS)
+
+bench-scale: install
+	$(BIN)/python -m bench.scale $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(OPENDP_POLARS_VENV) .pytest_cache .ruff_cache .hypothesis

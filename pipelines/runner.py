@@ -2,13 +2,17 @@
 
 The same code paths as the daemon: intake is the sensor's function, and each submission and each
 release is a run of the same job, executed in process on the workspace's real Dagster instance,
-so every run shows in `make dev` afterwards.
+so every run shows in `make dev` afterwards. Submissions run several at once, one worker process
+per core (``instance.max_concurrent_runs``); releases start once every submission has finished.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dagster import AssetKey, DagsterInstance, JobDefinition
@@ -80,35 +84,54 @@ def _failure(result: Any) -> str | None:
     return None
 
 
+def _check_submission(workspace: Workspace, submission_id: str, charity_id: str, file_name: str) -> SubmissionOutcome:
+    """One submission's run, in this process; its warehouse steps wait for the ``warehouse`` pool."""
+    submission_job, _ = _jobs(workspace)
+    result = submission_job.execute_in_process(
+        partition_key=submission_id, instance=DagsterInstance.get(), raise_on_error=False, run_config=QUIET
+    )
+    report_path = submission_dir(workspace, submission_id) / REPORT_FILE
+    report = FeedbackReport.model_validate_json(report_path.read_text(encoding="utf-8"))
+    return SubmissionOutcome(
+        submission_id=submission_id,
+        charity_id=charity_id,
+        file_name=file_name,
+        status=report.status,
+        rows_received=report.rows_received,
+        rows_accepted=report.rows_accepted,
+        rows_rejected=report.rows_rejected,
+        codes=report.codes(),
+        run_id=result.run_id,
+    )
+
+
+def _check_submission_in_worker(home: str, submission_id: str, charity_id: str, file_name: str) -> SubmissionOutcome:
+    return _check_submission(Workspace(Path(home)), submission_id, charity_id, file_name)
+
+
 def process_submissions(
     workspace: Workspace, intake: IntakeResult, progress: Progress = _no_progress
 ) -> list[SubmissionOutcome]:
-    submission_job, _ = _jobs(workspace)
+    """Run every received submission: several at once in worker processes, up to the instance's run limit."""
     instance = DagsterInstance.get()
-    keys = [m.submission_id for m in intake.received]
-    instance.add_dynamic_partitions(submission_partitions.name, keys)
-    outcomes = []
-    for manifest in intake.received:
-        progress(f"{manifest.charity_id}: {manifest.original_name}")
-        result = submission_job.execute_in_process(
-            partition_key=manifest.submission_id, instance=instance, raise_on_error=False, run_config=QUIET
-        )
-        report_path = submission_dir(workspace, manifest.submission_id) / REPORT_FILE
-        report = FeedbackReport.model_validate_json(report_path.read_text(encoding="utf-8"))
-        outcomes.append(
-            SubmissionOutcome(
-                submission_id=manifest.submission_id,
-                charity_id=manifest.charity_id,
-                file_name=manifest.original_name,
-                status=report.status,
-                rows_received=report.rows_received,
-                rows_accepted=report.rows_accepted,
-                rows_rejected=report.rows_rejected,
-                codes=report.codes(),
-                run_id=result.run_id,
-            )
-        )
-    return outcomes
+    instance.add_dynamic_partitions(submission_partitions.name, [m.submission_id for m in intake.received])
+    workers = min(workspace.max_concurrent_runs, len(intake.received))
+    jobs = [(m.submission_id, m.charity_id, m.original_name) for m in intake.received]
+    if workers <= 1:
+        outcomes = []
+        for submission_id, charity_id, file_name in jobs:
+            progress(f"{charity_id}: {file_name}")
+            outcomes.append(_check_submission(workspace, submission_id, charity_id, file_name))
+        return outcomes
+    # Spawned, not forked: a fork would copy this process's Dagster and gRPC state mid-flight.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_check_submission_in_worker, str(workspace.home), *job): job for job in jobs}
+        by_id = {}
+        for future in as_completed(futures):
+            submission_id, charity_id, file_name = futures[future]
+            progress(f"{charity_id}: {file_name}")
+            by_id[submission_id] = future.result()
+    return [by_id[submission_id] for submission_id, _, _ in jobs]
 
 
 def release_quarter(workspace: Workspace, period: str, *, revise: bool = False) -> ReleaseOutcome:
