@@ -9,6 +9,8 @@ per core (``instance.max_concurrent_runs``); releases start once every submissio
 from __future__ import annotations
 
 import multiprocessing
+import os
+import socket
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from dagster import AssetKey, DagsterInstance, JobDefinition
 
 from assets.partitions import quarter_partitions, submission_partitions
 from assets.releases import REVISE_TAG
+from assets.resources import WAREHOUSE_POOL
 from assets.submissions import REPORT_FILE
 from collab.intake import IntakeResult, receive_pending, submission_dir
 from collab.landing import landing_zone_from_env
@@ -29,6 +32,8 @@ from privacy.release import latest_release
 from standards.feedback import FeedbackReport
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# Where a run executes (host:pid), so a run whose process was killed can be told from one still going.
+PROCESS_TAG = "collab/process"
 Progress = Callable[[str], None]
 
 
@@ -67,6 +72,44 @@ class RunReport:
     stale_quarters: list[str] = field(default_factory=list)
 
 
+def _process_tags() -> dict[str, str]:
+    return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def _process_alive(tag: str | None) -> bool:
+    """Whether the process a run was executed in may still be running (unknown counts as alive)."""
+    host, _, pid = (tag or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release_abandoned_warehouse_slots(instance: DagsterInstance) -> list[str]:
+    """Free the ``warehouse`` pool's slots held by runs whose process has died, marking those runs failed.
+
+    A run executed in process frees its slot when it ends, but not when its process is killed (Ctrl-C
+    twice, the OOM killer): the pool's one slot would stay claimed and every later load would wait for
+    ever. Runs whose process cannot be checked here (another machine, the daemon's) are left to Dagster.
+    """
+    info = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
+    freed = []
+    for run_id in sorted(info.active_run_ids | info.pending_run_ids | info.assigned_run_ids):
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            if _process_alive(run.tags.get(PROCESS_TAG)):
+                continue
+            instance.report_run_failed(run, "Its process ended before the run finished; its warehouse slot was freed.")
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        freed.append(run_id)
+    return freed
+
+
 def _jobs(workspace: Workspace) -> tuple[JobDefinition, JobDefinition]:
     from pipelines.definitions import build_definitions
 
@@ -88,7 +131,11 @@ def _check_submission(workspace: Workspace, submission_id: str, charity_id: str,
     """One submission's run, in this process; its warehouse steps wait for the ``warehouse`` pool."""
     submission_job, _ = _jobs(workspace)
     result = submission_job.execute_in_process(
-        partition_key=submission_id, instance=DagsterInstance.get(), raise_on_error=False, run_config=QUIET
+        partition_key=submission_id,
+        instance=DagsterInstance.get(),
+        raise_on_error=False,
+        run_config=QUIET,
+        tags=_process_tags(),
     )
     report_path = submission_dir(workspace, submission_id) / REPORT_FILE
     report = FeedbackReport.model_validate_json(report_path.read_text(encoding="utf-8"))
@@ -114,6 +161,7 @@ def process_submissions(
 ) -> list[SubmissionOutcome]:
     """Run every received submission: several at once in worker processes, up to the instance's run limit."""
     instance = DagsterInstance.get()
+    release_abandoned_warehouse_slots(instance)
     instance.add_dynamic_partitions(submission_partitions.name, [m.submission_id for m in intake.received])
     workers = min(workspace.max_concurrent_runs, len(intake.received))
     jobs = [(m.submission_id, m.charity_id, m.original_name) for m in intake.received]
@@ -137,8 +185,9 @@ def process_submissions(
 def release_quarter(workspace: Workspace, period: str, *, revise: bool = False) -> ReleaseOutcome:
     _, release_job = _jobs(workspace)
     instance = DagsterInstance.get()
+    release_abandoned_warehouse_slots(instance)
     instance.add_dynamic_partitions(quarter_partitions.name, [period])
-    tags = {REVISE_TAG: "true"} if revise else {}
+    tags = {**_process_tags(), **({REVISE_TAG: "true"} if revise else {})}
     result = release_job.execute_in_process(
         partition_key=period, instance=instance, raise_on_error=False, run_config=QUIET, tags=tags
     )
@@ -163,12 +212,15 @@ def approve_and_publish(workspace: Workspace, release_id: str, *, actor: str) ->
             )
         audit(con, actor=actor, action="approve", subject=release_id)
     _, release_job = _jobs(workspace)
+    instance = DagsterInstance.get()
+    release_abandoned_warehouse_slots(instance)
     result = release_job.execute_in_process(
         partition_key=period,
-        instance=DagsterInstance.get(),
+        instance=instance,
         raise_on_error=False,
         run_config=QUIET,
         asset_selection=[AssetKey("published_release")],
+        tags=_process_tags(),
     )
     published = any(e.asset_key.path == ["published_release"] for e in result.get_asset_materialization_events())
     return ReleaseOutcome(period, release_id, False, published, result.run_id, _failure(result))
