@@ -148,6 +148,7 @@ def main() -> None:
     parser.add_argument("--charities", type=int, default=8)
     parser.add_argument("--quarters", type=int, default=4)
     parser.add_argument("--home", type=Path, help="workspace to use (default: a new temporary one, removed after)")
+    parser.add_argument("--generate-only", action="store_true", help="measure the streamed demo generator alone")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
@@ -155,6 +156,14 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="collab-scale-") as scratch:
         home = (args.home or Path(scratch) / "var").resolve()
+        if args.generate_only:
+            generated = _measure("generate", home, args)
+            print(
+                f"generated {generated.rows:,} contacts: {generated.wall:.1f} s wall, {generated.cpu:.1f} s CPU, ",
+                end="",
+            )
+            print(f"peak RSS {generated.peak_rss_mb:,.0f} MB")
+            return
         stages = [_measure(name, home, args) for name in ("generate", "drop", "intake", "release", "publish")]
         stages.append(_measure("anchor", home, args))
         warehouse_bytes = (home / "warehouse.duckdb").stat().st_size

@@ -8,6 +8,7 @@ per core (``instance.max_concurrent_runs``); releases start once every submissio
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import socket
@@ -127,12 +128,18 @@ def _failure(result: Any) -> str | None:
     return None
 
 
-def _check_submission(workspace: Workspace, submission_id: str, charity_id: str, file_name: str) -> SubmissionOutcome:
+def _check_submission(
+    workspace: Workspace,
+    submission_job: JobDefinition,
+    instance: DagsterInstance,
+    submission_id: str,
+    charity_id: str,
+    file_name: str,
+) -> SubmissionOutcome:
     """One submission's run, in this process; its warehouse steps wait for the ``warehouse`` pool."""
-    submission_job, _ = _jobs(workspace)
     result = submission_job.execute_in_process(
         partition_key=submission_id,
-        instance=DagsterInstance.get(),
+        instance=instance,
         raise_on_error=False,
         run_config=QUIET,
         tags=_process_tags(),
@@ -152,8 +159,15 @@ def _check_submission(workspace: Workspace, submission_id: str, charity_id: str,
     )
 
 
+@functools.cache
+def _worker_context(home: str) -> tuple[Workspace, JobDefinition, DagsterInstance]:
+    """A worker process's workspace, job and instance, made once for all the submissions it runs."""
+    workspace = Workspace(Path(home))
+    return workspace, _jobs(workspace)[0], DagsterInstance.get()
+
+
 def _check_submission_in_worker(home: str, submission_id: str, charity_id: str, file_name: str) -> SubmissionOutcome:
-    return _check_submission(Workspace(Path(home)), submission_id, charity_id, file_name)
+    return _check_submission(*_worker_context(home), submission_id, charity_id, file_name)
 
 
 def process_submissions(
@@ -162,14 +176,19 @@ def process_submissions(
     """Run every received submission: several at once in worker processes, up to the instance's run limit."""
     instance = DagsterInstance.get()
     release_abandoned_warehouse_slots(instance)
+    # Give the pool its slot here, once: workers that each found it missing could create one apiece.
+    instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
     instance.add_dynamic_partitions(submission_partitions.name, [m.submission_id for m in intake.received])
     workers = min(workspace.max_concurrent_runs, len(intake.received))
     jobs = [(m.submission_id, m.charity_id, m.original_name) for m in intake.received]
     if workers <= 1:
+        submission_job, _ = _jobs(workspace)
         outcomes = []
         for submission_id, charity_id, file_name in jobs:
             progress(f"{charity_id}: {file_name}")
-            outcomes.append(_check_submission(workspace, submission_id, charity_id, file_name))
+            outcomes.append(
+                _check_submission(workspace, submission_job, instance, submission_id, charity_id, file_name)
+            )
         return outcomes
     # Spawned, not forked: a fork would copy this process's Dagster and gRPC state mid-flight.
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from collab.landing import LocalLandingZone
 from collab.postgres import LocalPostgres
@@ -98,10 +98,6 @@ def test_postgres_instance_runs_concurrent_submissions_like_sqlite(
     assert _summary(on_postgres) == _summary(sqlite)
     assert [s[1] for s in _summary(sqlite)[0]] == ["accepted"] * 3
     assert [r[3] for r in _summary(sqlite)[1]] == [True]
-    contacts, people = _warehouse_rows(tmp_path / "sqlite")
-    assert len(contacts) == 900 and people == [(charity, 300) for charity in CHARITIES]
-    assert _warehouse_rows(postgres_home) == (contacts, people)
-
     # The runs and their events are in PostgreSQL, and nothing fell back to SQLite files.
     assert "postgres:" in (postgres_home / "dagster" / "dagster.yaml").read_text()
     assert not list((postgres_home / "dagster").glob("**/*.db"))
@@ -115,6 +111,8 @@ def test_postgres_instance_runs_concurrent_submissions_like_sqlite(
     instance = DagsterInstance.from_config(str(postgres_home / "dagster"))
     try:
         submission_runs = [instance.get_run_record_by_id(s["run_id"]) for s in on_postgres["submissions"]]
+        assert all(r is not None and r.dagster_run.status == DagsterRunStatus.SUCCESS for r in submission_runs)
+        assert instance.event_log_storage.get_concurrency_info("warehouse").slot_count == 1
         spans = sorted((r.start_time, r.end_time) for r in submission_runs if r is not None)
         assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
         step_events = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}
@@ -131,3 +129,7 @@ def test_postgres_instance_runs_concurrent_submissions_like_sqlite(
         assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(steps))
     finally:
         instance.dispose()
+
+    contacts, people = _warehouse_rows(tmp_path / "sqlite")
+    assert len(contacts) == 900 and people == [(charity, 300) for charity in CHARITIES]
+    assert _warehouse_rows(postgres_home) == (contacts, people)
