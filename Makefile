@@ -10,10 +10,13 @@ CHROMIUM := /usr/bin/chromium
 # axe-core, injected into pages by the browser tests to check accessibility (npm, pinned in package.json).
 AXE := node_modules/axe-core/axe.min.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The production profile's Dagster instance runs on Debian's PostgreSQL; its tests start a private cluster.
+INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb)
+POSTGRES_DIR ?= $(COLLAB_HOME)/postgres
 
 OPENDP_POLARS_VENV := bench/.venv-opendp-polars
 
-.PHONY: help install browser demo test dev portal bucket bucket-stop lint format bench bench-utility bench-coverage bench-audit clean
+.PHONY: help install browser postgres-installed postgres postgres-stop demo test dev portal bucket bucket-stop lint format bench bench-utility bench-coverage bench-audit bench-scale clean
 
 help:
 	@echo "make demo   generate demo extracts and run the whole pipeline (workspace: $(COLLAB_HOME))"
@@ -26,6 +29,8 @@ help:
 	@echo "make bench-utility  error, coverage and speed of the privacy engine against two baselines"
 	@echo "make bench-coverage  coverage of every published interval kind, the site's totals included"
 	@echo "make bench-audit  an empirical lower bound on epsilon beside the stated epsilon"
+	@echo "make bench-scale    the whole pipeline at scale (BENCH_ARGS='--contacts 1000000'), against DuckDB"
+	@echo "make postgres       install Debian's PostgreSQL and start a private cluster for the production profile"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,10 +51,26 @@ $(AXE): package.json
 
 browser: $(CHROMIUM) $(AXE)
 
+$(INITDB):
+	@echo "Installing Debian's postgresql for the production profile and its tests"
+	export DEBIAN_FRONTEND=noninteractive; \
+	$(SUDO) apt-get install -y --no-install-recommends postgresql < /dev/null \
+	|| ($(SUDO) apt-get update < /dev/null && $(SUDO) apt-get install -y --no-install-recommends postgresql < /dev/null)
+	test -x $$(ls /usr/lib/postgresql/*/bin/initdb | head -n1)
+
+postgres-installed: $(INITDB)
+
+# A private cluster on 127.0.0.1 (a free port) in $(POSTGRES_DIR); it prints the URL to export.
+postgres: install postgres-installed
+	$(BIN)/python -m collab.postgres start $(POSTGRES_DIR)
+
+postgres-stop: install
+	$(BIN)/python -m collab.postgres stop $(POSTGRES_DIR)
+
 demo: install
 	$(BIN)/collab demo
 
-test: install browser
+test: install browser postgres-installed
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
@@ -92,6 +113,9 @@ bench-coverage: install
 
 bench-audit: install
 	$(BIN)/python -m bench.privacy_audit $(BENCH_ARGS)
+
+bench-scale: install
+	$(BIN)/python -m bench.scale $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(OPENDP_POLARS_VENV) .pytest_cache .ruff_cache .hypothesis

@@ -20,7 +20,7 @@ from dagster import (
 )
 
 from assets.partitions import quarter_partitions
-from assets.resources import CollabWorkspace, Warehouse
+from assets.resources import WAREHOUSE_POOL, CollabWorkspace, Warehouse
 from assets.submissions import warehouse_contacts
 from collab.faults import crash_point
 from collab.invariants import release_invariants
@@ -59,7 +59,7 @@ def _latest_release_dir(workspace: CollabWorkspace, warehouse: Warehouse, period
     group_name="release",
     deps=[AssetDep(warehouse_contacts, partition_mapping=AllPartitionMapping())],
     kinds={"duckdb", "opendp"},
-    op_tags={"collab/warehouse": "write"},
+    pool=WAREHOUSE_POOL,
 )
 def quarterly_release(
     context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
@@ -131,7 +131,7 @@ def quarterly_release(
     )
 
 
-@asset_check(asset=quarterly_release, blocking=True)
+@asset_check(asset=quarterly_release, blocking=True, pool=WAREHOUSE_POOL)
 def check_release_disclosure(
     context: AssetCheckExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
 ) -> AssetCheckResult:
@@ -160,7 +160,13 @@ def check_release_disclosure(
     )
 
 
-@asset(partitions_def=quarter_partitions, group_name="release", deps=[quarterly_release], output_required=False)
+@asset(
+    partitions_def=quarter_partitions,
+    group_name="release",
+    deps=[quarterly_release],
+    output_required=False,
+    pool=WAREHOUSE_POOL,
+)
 def published_release(
     context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
 ) -> Iterator[Output[None]]:

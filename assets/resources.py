@@ -36,8 +36,14 @@ class CollabWorkspace(ConfigurableResource):
         return Registry(self.workspace)
 
 
+# The Dagster concurrency pool of every step that opens the warehouse: DuckDB admits one process with the
+# file open for writing and none beside it, so the instance's `concurrency: pools: default_limit: 1` lets
+# one such step run at a time, across runs and processes, while the steps before it run in parallel.
+WAREHOUSE_POOL = "warehouse"
+
+
 class Warehouse(ConfigurableResource):
-    """The DuckDB warehouse file."""
+    """The DuckDB warehouse file; the steps that use it name ``WAREHOUSE_POOL``."""
 
     path: str
 

@@ -21,7 +21,7 @@ from dagster import (
 )
 
 from assets.partitions import submission_partitions
-from assets.resources import CollabWorkspace, LandingZoneResource, Warehouse
+from assets.resources import WAREHOUSE_POOL, CollabWorkspace, LandingZoneResource, Warehouse
 from collab.expectations import ExpectationRun
 from collab.faults import crash_point
 from collab.intake import load_manifest, submission_dir
@@ -179,7 +179,7 @@ def _staged_contacts(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
     group_name="warehouse",
     deps=[submission_feedback],
     kinds={"duckdb"},
-    op_tags={"collab/warehouse": "write"},
+    pool=WAREHOUSE_POOL,
     output_required=False,
 )
 def warehouse_contacts(
@@ -240,7 +240,7 @@ def warehouse_contacts(
     )
 
 
-@asset_check(asset=warehouse_contacts)
+@asset_check(asset=warehouse_contacts, pool=WAREHOUSE_POOL)
 def check_warehouse_contacts_minimised(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
     """The warehouse holds only allowlisted columns and keyed pseudonyms for this submission."""
     with warehouse.connect(read_only=True) as con:

@@ -17,16 +17,18 @@ dagster/               DAGSTER_HOME
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from privacy.pseudonymise import create_key, load_key
 
+# The variable the instance's dagster.yaml reads PostgreSQL's URL from, in the production profile.
+POSTGRES_URL_VARIABLE = "COLLAB_DAGSTER_POSTGRES_URL"
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 DAGSTER_YAML = REPOSITORY_ROOT / "dagster.yaml"
 
@@ -96,6 +98,21 @@ class PublicationSettings(BaseModel):
     )
 
 
+class InstanceSettings(BaseModel):
+    """Where Dagster keeps runs, events and schedules, and how many runs go at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    database: Literal["sqlite", "postgres"] = Field(
+        default="sqlite",
+        description="sqlite: files in DAGSTER_HOME, for one machine and one process at a time; postgres: the "
+        f"production profile, at the URL in ${POSTGRES_URL_VARIABLE} (daemon, webserver and run workers apart)",
+    )
+    max_concurrent_runs: int | None = Field(
+        default=None, ge=1, description="runs (submissions checked) at once; unset: one per core of this machine"
+    )
+
+
 class Settings(BaseModel):
     """The analyst's settings (``settings.yaml`` in the workspace)."""
 
@@ -104,6 +121,7 @@ class Settings(BaseModel):
     privacy: PrivacySettings = PrivacySettings()
     intake: IntakeSettings = IntakeSettings()
     publication: PublicationSettings = PublicationSettings()
+    instance: InstanceSettings = InstanceSettings()
 
 
 @dataclass(frozen=True)
@@ -187,7 +205,21 @@ class Workspace:
         create_key(self.key_path)
         if not self.settings_path.exists():
             self.save_settings(Settings())
-        shutil.copyfile(DAGSTER_YAML, self.dagster_home / "dagster.yaml")
+        self._write_instance_config()
+
+    @property
+    def max_concurrent_runs(self) -> int:
+        return self.settings.instance.max_concurrent_runs or os.cpu_count() or 1
+
+    def _write_instance_config(self) -> None:
+        """The repository's dagster.yaml, with this workspace's run limit and, if chosen, PostgreSQL storage."""
+        config = yaml.safe_load(DAGSTER_YAML.read_text(encoding="utf-8"))
+        config["concurrency"]["runs"]["max_concurrent_runs"] = self.max_concurrent_runs
+        if self.settings.instance.database == "postgres":
+            config["storage"] = {"postgres": {"postgres_url": {"env": POSTGRES_URL_VARIABLE}}}
+        header = f"# Written by `collab init` from {DAGSTER_YAML} and {self.settings_path}; edit those instead.\n"
+        text = header + yaml.safe_dump(config, sort_keys=False)
+        (self.dagster_home / "dagster.yaml").write_text(text, encoding="utf-8")
 
     def key(self) -> bytes:
         return load_key(self.key_path)

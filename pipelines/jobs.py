@@ -1,8 +1,8 @@
 """Jobs: one run per submission, one run per quarter's release.
 
-Runs execute in process: every step of both jobs touches the same DuckDB file or the same
-submission's staging files, so parallel steps would only queue on locks. Runs that write the
-warehouse carry the ``collab/warehouse`` tag the run queue limits to one at a time.
+Runs execute in process: the steps of one run touch the same submission's staging files in turn, so
+parallelism comes from running several submissions at once. Every step that opens the warehouse is in
+the ``warehouse`` concurrency pool (limit 1), the only serial point between runs.
 """
 
 from dagster import (
@@ -16,14 +16,11 @@ from dagster import (
 
 from assets.partitions import quarter_partitions, submission_partitions
 
-WAREHOUSE_WRITE_TAG = {"collab/warehouse": "write"}
-
 submission_job = define_asset_job(
     name="submission_job",
     selection=AssetSelection.groups("intake", "warehouse"),
     partitions_def=submission_partitions,
     executor_def=in_process_executor,
-    tags=WAREHOUSE_WRITE_TAG,
     description="Check one submission, send its feedback, and load it if accepted.",
 )
 
@@ -32,7 +29,6 @@ release_job = define_asset_job(
     selection=AssetSelection.groups("release"),
     partitions_def=quarter_partitions,
     executor_def=in_process_executor,
-    tags=WAREHOUSE_WRITE_TAG,
     description="Release one quarter's indicators under the privacy budget and publish them once approved.",
 )
 

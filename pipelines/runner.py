@@ -2,16 +2,22 @@
 
 The same code paths as the daemon: intake is the sensor's function, and each submission and each
 release is a run of the same job, executed in process on the workspace's real Dagster instance,
-so every run shows in `make dev` afterwards.
+so every run shows in `make dev` afterwards. Submissions run several at once, one worker process
+per core (``instance.max_concurrent_runs``), their warehouse steps one at a time in the Dagster pool
+``warehouse``; releases start once every submission has finished.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import multiprocessing
 import os
 import socket
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -20,6 +26,7 @@ from filelock import FileLock
 
 from assets.partitions import quarter_partitions, submission_partitions
 from assets.releases import REVISE_TAG
+from assets.resources import WAREHOUSE_POOL
 from collab.faults import crash_point
 from collab.intake import SubmissionManifest, load_manifest, receive_settled
 from collab.invariants import first_quarter
@@ -124,19 +131,58 @@ def _failure(result: Any) -> str | None:
 def process_submissions(
     workspace: Workspace, manifests: list[SubmissionManifest], progress: Progress = _no_progress
 ) -> list[SubmissionOutcome]:
-    """Run the submission job for each submission; one that fails is reported as failed, never stops the rest."""
-    submission_job, _ = _jobs(workspace)
+    """Run the submission job for each submission, several at once in worker processes (up to the instance's
+    run limit); one that fails is reported as failed, never stops the rest."""
     instance = DagsterInstance.get()
-    landing = landing_zone_from_env(workspace.home)
+    release_abandoned_warehouse_slots(instance)
+    # Give the pool its slot here, once: workers that each found it missing could create one apiece.
+    instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
     instance.add_dynamic_partitions(submission_partitions.name, list(dict.fromkeys(m.submission_id for m in manifests)))
-    outcomes = []
-    for manifest in manifests:
-        progress(f"{manifest.charity_id}: {manifest.original_name}")
-        try:
-            outcomes.append(_process(workspace, landing, instance, submission_job, manifest))
-        except Exception as error:  # a failure of ours on one file is that file's alone
-            outcomes.append(_fail(workspace, landing, manifest, describe_error(error), run_id=""))
-    return outcomes
+    workers = min(workspace.max_concurrent_runs, len(manifests))
+    if workers <= 1:
+        context = (workspace, landing_zone_from_env(workspace.home), instance, _jobs(workspace)[0])
+        outcomes = []
+        for manifest in manifests:
+            progress(f"{manifest.charity_id}: {manifest.original_name}")
+            outcomes.append(_process_isolated(*context, manifest))
+        return outcomes
+    # Spawned, not forked: a fork would copy this process's Dagster and gRPC state mid-flight.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_process_in_worker, str(workspace.home), manifest): manifest for manifest in manifests}
+        by_id = {}
+        for future in as_completed(futures):
+            manifest = futures[future]
+            progress(f"{manifest.charity_id}: {manifest.original_name}")
+            try:
+                by_id[manifest.submission_id] = future.result()
+            except Exception as error:  # the worker itself died: still that file's failure alone
+                landing = landing_zone_from_env(workspace.home)
+                by_id[manifest.submission_id] = _fail(workspace, landing, manifest, describe_error(error), run_id="")
+    return [by_id[manifest.submission_id] for manifest in manifests]
+
+
+@functools.cache
+def _worker_context(home: str) -> tuple[Workspace, LandingZone, DagsterInstance, JobDefinition]:
+    """A worker process's workspace, landing zone, instance and job, made once for all the submissions it runs."""
+    workspace = Workspace(Path(home))
+    return workspace, landing_zone_from_env(workspace.home), DagsterInstance.get(), _jobs(workspace)[0]
+
+
+def _process_in_worker(home: str, manifest: SubmissionManifest) -> SubmissionOutcome:
+    return _process_isolated(*_worker_context(home), manifest)
+
+
+def _process_isolated(
+    workspace: Workspace,
+    landing: LandingZone,
+    instance: DagsterInstance,
+    submission_job: JobDefinition,
+    manifest: SubmissionManifest,
+) -> SubmissionOutcome:
+    try:
+        return _process(workspace, landing, instance, submission_job, manifest)
+    except Exception as error:  # a failure of ours on one file is that file's alone
+        return _fail(workspace, landing, manifest, describe_error(error), run_id="")
 
 
 def _process(
@@ -205,6 +251,7 @@ def _fail(
 def release_quarter(workspace: Workspace, period: str, *, revise: bool = False) -> ReleaseOutcome:
     _, release_job = _jobs(workspace)
     instance = DagsterInstance.get()
+    release_abandoned_warehouse_slots(instance)
     instance.add_dynamic_partitions(quarter_partitions.name, [period])
     tags = runner_tags() | ({REVISE_TAG: "true"} if revise else {})
     result = release_job.execute_in_process(
@@ -325,14 +372,19 @@ def _runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _owner_dead(owner: str) -> bool:
+    """Whether the process named by a run's ``host:pid`` owner tag ran on this machine and has ended
+    (a run of another machine, or of the daemon, cannot be judged here and is left to Dagster)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
         return False
-    except PermissionError:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
         return True
-    return True
+    except PermissionError:
+        return False
+    return False
 
 
 def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
@@ -348,10 +400,29 @@ def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
         )
     ):
         owner = run.tags.get(RUNNER_PROCESS_TAG, "")
-        owner_host, _, pid = owner.rpartition(":")
-        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+        if _owner_dead(owner):
             instance.report_run_failed(
-                run, message=f"the `collab run` process {pid} running it ended without finishing it"
+                run, message=f"the `collab run` process {owner} running it ended without finishing it"
             )
             abandoned.append(run.run_id)
     return abandoned
+
+
+def release_abandoned_warehouse_slots(instance: DagsterInstance) -> list[str]:
+    """Free the ``warehouse`` pool's slots held by runs whose process has died, marking those runs failed.
+
+    A run executed in process frees its slot when it ends, but not when its process is killed (Ctrl-C
+    twice, the OOM killer): the pool's one slot would stay claimed and every later load would wait for
+    ever. Runs whose process cannot be checked here (another machine, the daemon's) are left to Dagster.
+    """
+    info = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
+    freed = []
+    for run_id in sorted(info.active_run_ids | info.pending_run_ids | info.assigned_run_ids):
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            if not _owner_dead(run.tags.get(RUNNER_PROCESS_TAG, "")):
+                continue
+            instance.report_run_failed(run, "Its process ended before the run finished; its warehouse slot was freed.")
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        freed.append(run_id)
+    return freed
