@@ -76,12 +76,14 @@ def _stage_in_process(stage: str, home: Path, contacts: int, charities: int, qua
 
         charity_ids = [c.id for c in Registry(workspace).all()]
         received = receive_pending(workspace, landing_zone_from_env(home), charity_ids)
-        return sum(o.rows_received for o in process_submissions(workspace, received))
+        return sum(o.rows_received for o in process_submissions(workspace, received.received))
+    from collab.invariants import first_quarter
     from collab.warehouse import connect, unreleased_complete_quarters
 
+    first = first_quarter(Registry(workspace), workspace.settings.publication.first_quarter)
     with connect(workspace.warehouse_path, read_only=True) as con:
         contacts_stored = int(con.execute("SELECT count(*) FROM contacts").fetchone()[0])
-        periods = unreleased_complete_quarters(con) if stage == "release" else []
+        periods = unreleased_complete_quarters(con, first) if stage == "release" else []
     if stage == "release":
         outcomes = [release_quarter(workspace, period) for period in periods]
         failed = [o for o in outcomes if o.error or not o.release_id]
