@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 OPENDP_POLARS_VENV := bench/.venv-opendp-polars
 
-.PHONY: help install browser demo test dev portal bucket bucket-stop lint format bench bench-utility bench-coverage bench-audit clean
+.PHONY: help install browser demo test dev portal bucket bucket-stop lint format bench bench-utility bench-coverage bench-audit bench-linkage clean
 
 help:
 	@echo "make demo   generate demo extracts and run the whole pipeline (workspace: $(COLLAB_HOME))"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench-utility  error, coverage and speed of the privacy engine against two baselines"
 	@echo "make bench-coverage  coverage of every published interval kind, the site's totals included"
 	@echo "make bench-audit  an empirical lower bound on epsilon beside the stated epsilon"
+	@echo "make bench-linkage  record linkage precision and recall against the demo truth, beside the exact token"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +93,9 @@ bench-coverage: install
 
 bench-audit: install
 	$(BIN)/python -m bench.privacy_audit $(BENCH_ARGS)
+
+bench-linkage: install
+	$(BIN)/python -m bench.linkage $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(OPENDP_POLARS_VENV) .pytest_cache .ruff_cache .hypothesis
