@@ -10,6 +10,7 @@ BENCHMARKS = [
     "bench.utility",
     "bench.coverage",
     "bench.privacy_audit",
+    "bench.linkage",
     "bench.portal",
 ]
 

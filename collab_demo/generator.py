@@ -62,6 +62,72 @@ SURNAMES = (
     "Davies",
 )
 
+# The long tail of surnames: no surname is common enough that a birth date alone finds the person.
+_SURNAME_STEMS = (
+    "Ash",
+    "Brad",
+    "Carr",
+    "Dun",
+    "Fair",
+    "Hal",
+    "Kings",
+    "Lang",
+    "Mar",
+    "North",
+    "Pen",
+    "Ross",
+    "Stan",
+    "Thorn",
+    "Wood",
+    "Whit",
+    "Ald",
+    "Bex",
+    "Cald",
+    "Dray",
+    "Elm",
+    "Fen",
+    "Gold",
+    "Hart",
+    "Ivy",
+    "Kel",
+    "Lowe",
+    "Mill",
+    "Oak",
+    "Rad",
+)
+_SURNAME_ENDINGS = (
+    "ley",
+    "ton",
+    "well",
+    "field",
+    "worth",
+    "by",
+    "ham",
+    "ford",
+    "wood",
+    "more",
+    "son",
+    "er",
+    "ridge",
+    "stone",
+    "wick",
+    "bury",
+    "combe",
+    "dale",
+    "land",
+    "croft",
+)
+
+
+def _surnames(people: int, rng: np.random.Generator) -> np.ndarray:
+    """A surname for each person: about one in five has a common one (``SURNAMES``), the rest one of
+    600 rarer ones, each rarer name about as likely as any other."""
+    rare = np.array([stem + ending.lower() for stem in _SURNAME_STEMS for ending in _SURNAME_ENDINGS])
+    common = rng.random(people) < 0.2
+    return np.where(
+        common, np.array(SURNAMES)[rng.integers(0, len(SURNAMES), people)], rare[rng.integers(0, len(rare), people)]
+    )
+
 
 @dataclass(frozen=True)
 class CharityProfile:
@@ -405,7 +471,7 @@ def generate_contacts(contacts: int, charities: list[CharityProfile], quarters: 
                 "monthly_essential_costs_gbp": np.maximum(0.0, costs)[person],
                 "total_debt_gbp": debt[person],
                 "support_type": [support.get(n, "advice") for n in need],
-                "surname": np.array(SURNAMES)[person % len(SURNAMES)],
+                "surname": _surnames(people, np.random.default_rng([seed, 2]))[person],
             }
         )
         .with_columns(
@@ -423,8 +489,90 @@ def generate_contacts(contacts: int, charities: list[CharityProfile], quarters: 
     # A few realistic mistakes, about one row in 200.
     mistakes = rng.random(frame.height) < 0.005
     kinds = rng.choice(["bad_date", "misspelt_need", "blank_ref", "bad_postcode"], size=frame.height)
-    return frame.with_columns(
-        pl.Series("injected_error", [k if m else None for k, m in zip(kinds, mistakes, strict=True)], pl.String)
+    frame = frame.with_columns(
+        pl.Series("injected_error", [k if m else None for k, m in zip(kinds, mistakes, strict=True)], pl.String),
+        pl.Series("person", person, pl.Int64),  # the truth of who is who, never written to an extract
+    )
+    # From its own generator, so the contacts above stay as they were before identity slips existed.
+    return _with_identity_slips(frame, np.random.default_rng([seed, 1]), districts_by_la)
+
+
+SURNAME_TYPO_RATE = 0.04  # of a charity's records of a person: the surname mistyped
+MOVED_DISTRICT_RATE = 0.03  # the person had moved to another district of the same council when registering
+DUPLICATE_REFERENCE_RATE = 0.02  # the charity registered the person twice: later contacts under a new reference
+BIRTH_DAY_TYPO_RATE = 0.01  # the birth date's day mistyped by one
+
+
+def _mistype(surname: str, choice: int, position: int) -> str:
+    """One keyboard slip: swap two neighbouring letters, drop one, double one or change a vowel."""
+    i = position % (len(surname) - 1)
+    if choice == 0:
+        return surname[:i] + surname[i + 1] + surname[i] + surname[i + 2 :]
+    if choice == 1:
+        return surname[:i] + surname[i + 1 :]
+    if choice == 2:
+        return surname[: i + 1] + surname[i] + surname[i + 1 :]
+    vowels = [j for j, c in enumerate(surname) if c.lower() in "aeiou"] or [i]
+    j = vowels[position % len(vowels)]
+    return surname[:j] + ("e" if surname[j].lower() != "e" else "a") + surname[j + 1 :]
+
+
+def _with_identity_slips(
+    frame: pl.DataFrame, rng: np.random.Generator, districts_by_la: dict[str, list[str]]
+) -> pl.DataFrame:
+    """What makes record linkage hard in real data, per charity's record of a person (all its contacts):
+    a mistyped surname, a postcode in another district of the same council (so no area changes), and a
+    second reference for the same person. ``person`` keeps the truth."""
+    records = frame.select(
+        "charity_id", "person_ref", "surname", "postcode", "local_authority_code", "date_of_birth"
+    ).unique(["charity_id", "person_ref"], keep="first", maintain_order=True)
+    n = records.height
+    typo, moved, duplicate, day_typo = (
+        rng.random(n) < rate
+        for rate in (SURNAME_TYPO_RATE, MOVED_DISTRICT_RATE, DUPLICATE_REFERENCE_RATE, BIRTH_DAY_TYPO_RATE)
+    )
+    choice, position = rng.integers(0, 4, n), rng.integers(0, 1_000, n)
+    surnames, postcodes = [], []
+    for index, (surname, postcode, la) in enumerate(
+        records.select("surname", "postcode", "local_authority_code").iter_rows()
+    ):
+        surnames.append(_mistype(surname, int(choice[index]), int(position[index])) if typo[index] else surname)
+        district, inward = postcode.split(" ")
+        others = [d for d in districts_by_la.get(la, []) if d != district]
+        postcodes.append(
+            f"{others[int(position[index]) % len(others)]} {inward}" if moved[index] and others else postcode
+        )
+    slips = (
+        records.select("charity_id", "person_ref", "date_of_birth")
+        .with_columns(
+            pl.Series("slipped_surname", surnames, pl.String),
+            pl.Series("slipped_postcode", postcodes, pl.String),
+            pl.Series("duplicated", duplicate, pl.Boolean),
+            # One day later, or earlier late in a month, so the slip stays in the birth month.
+            pl.when(pl.Series(day_typo))
+            .then(
+                pl.when(pl.col("date_of_birth").dt.day() < 28)
+                .then(pl.col("date_of_birth") + pl.duration(days=1))
+                .otherwise(pl.col("date_of_birth") - pl.duration(days=1))
+            )
+            .otherwise(pl.col("date_of_birth"))
+            .alias("slipped_birth"),
+        )
+        .drop("date_of_birth")
+    )
+    return (
+        frame.join(slips, on=["charity_id", "person_ref"], how="left", maintain_order="left")
+        .with_columns(
+            pl.col("slipped_surname").alias("surname"),
+            pl.col("slipped_postcode").alias("postcode"),
+            pl.col("slipped_birth").alias("date_of_birth"),
+            # The second reference takes the person's contacts from their second one on.
+            pl.when(pl.col("duplicated") & (pl.int_range(pl.len()).over("charity_id", "person_ref") % 2 == 1))
+            .then(pl.col("person_ref") + "-2")
+            .otherwise(pl.col("person_ref"))
+            .alias("person_ref"),
+        )
+        .drop("slipped_surname", "slipped_postcode", "slipped_birth", "duplicated")
     )
 
 
@@ -469,7 +617,7 @@ def _render(profile: CharityProfile, frame: pl.DataFrame) -> tuple[list[str], li
         "surname": lambda r: r["surname"],
     }
     extras: dict[str, Callable[[dict[str, object]], object]] = {
-        "Client Name": lambda r: f"{FIRST_NAMES[int(r['person_ref'][4:]) % len(FIRST_NAMES)]} {r['surname']}",
+        "Client Name": lambda r: f"{FIRST_NAMES[int(r['person']) % len(FIRST_NAMES)]} {r['surname']}",
         "Notes": lambda r: "Referred by GP; call back Tuesday",
         "Phone": lambda r: "07700 900" + r["person_ref"][-3:],
     }
@@ -571,17 +719,20 @@ def _write_truth(data: DemoData, truth: Path) -> None:
         valid.group_by("quarter", "region_code", "need")
         .agg(
             pl.struct("charity_id", "person_ref").n_unique().alias("people_charity_units"),
-            pl.col("person_ref").str.slice(4).n_unique().alias("people_distinct"),
+            pl.col("person").n_unique().alias("people_distinct"),
             pl.len().alias("contacts"),
         )
         .sort("quarter", "region_code", "need")
         .write_csv(truth / "people_by_need_region.csv")
     )
-    per_person = (
-        valid.with_columns(pl.col("person_ref").str.slice(4).alias("person"))
-        .group_by("person")
-        .agg(pl.col("charity_id").n_unique().alias("charities"))
+    # Who is who: each charity's references of one person (with its slips) share ``person``.
+    (
+        data.contacts.select("charity_id", "person_ref", "person")
+        .unique()
+        .sort("charity_id", "person_ref")
+        .write_csv(truth / "identities.csv")
     )
+    per_person = valid.group_by("person").agg(pl.col("charity_id").n_unique().alias("charities"))
     summary = {
         "contacts_generated": data.contacts.height,
         "contacts_with_injected_errors": data.contacts.filter(pl.col("injected_error").is_not_null()).height,

@@ -174,8 +174,13 @@ def test_only_charities_that_agreed_are_named_on_the_site(demo_home: Path) -> No
 
 def test_linkage_and_naming_are_switched_on_and_off(tmp_path: Path) -> None:
     home = tmp_path / "var"
-    collab(home, "charity", "add", "test-pantry", "--name", "Test Pantry")
+    added = json.loads(collab(home, "charity", "add", "test-pantry", "--name", "Test Pantry", "--json").stdout)
+    assert added["linkage"] is True  # linkage is the default for a new charity
+    opted_out = collab(home, "charity", "add", "other-pantry", "--name", "Other Pantry", "--no-linkage", "--json")
+    assert json.loads(opted_out.stdout)["linkage"] is False
+    off = json.loads(collab(home, "charity", "linkage", "test-pantry", "--off", "--json").stdout)
     on = json.loads(collab(home, "charity", "linkage", "test-pantry", "--on", "--json").stdout)
+    assert off["linkage"] is False
     named = json.loads(collab(home, "charity", "named", "test-pantry", "--on", "--json").stdout)
     assert on["linkage"] is True and named == {"charity_id": "test-pantry", "linkage": True, "publish_name": True}
     off = collab(home, "charity", "named", "test-pantry", "--off")
