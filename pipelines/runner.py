@@ -13,7 +13,9 @@ import contextlib
 import functools
 import multiprocessing
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -147,7 +149,9 @@ def process_submissions(
             outcomes.append(_process_isolated(*context, manifest))
         return outcomes
     # Spawned, not forked: a fork would copy this process's Dagster and gRPC state mid-flight.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+    ) as pool:
         futures = {pool.submit(_process_in_worker, str(workspace.home), manifest): manifest for manifest in manifests}
         by_id = {}
         for future in as_completed(futures):
@@ -159,6 +163,19 @@ def process_submissions(
                 landing = landing_zone_from_env(workspace.home)
                 by_id[manifest.submission_id] = _fail(workspace, landing, manifest, describe_error(error), run_id="")
     return [by_id[manifest.submission_id] for manifest in manifests]
+
+
+def _die_with_parent() -> None:
+    """A worker never outlives its `collab run`: killed with it (the OOM killer, a kill -9), it would go on
+    holding or waiting for the warehouse slot, unseen, while the next run takes its submission up again."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_kill_self_when_gone, args=(parent,), daemon=True).start()
+
+
+def _kill_self_when_gone(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 @functools.cache

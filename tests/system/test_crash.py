@@ -20,6 +20,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.instance.ref import InstanceRef
 
 from collab.states import submission_states
+from collab.warehouse import calendar_quarters
 from collab.workspace import Workspace
 from tests.conftest import HEADER, contact_rows, write_csv
 from tests.system.test_cli import COLLAB, collab
@@ -44,10 +45,19 @@ ALL_POINTS = [
 POINTS = ALL_POINTS if os.environ.get("COLLAB_CRASH_POINTS") == "all" else ["mid-load"]
 
 
+# Every quarter from the files' own (2026Q1) that has ended is released, by the calendar, with or without rows.
+QUARTERS = calendar_quarters("2026Q1")
+
+
 def _drop_files(home: Path, directory: Path) -> dict[str, str]:
     """Two charities: two good files and one with a required column missing. Returns file name -> charity."""
     for charity in ("north-pantry", "south-pantry"):
         collab(home, "charity", "add", charity, "--name", charity.replace("-", " ").title())
+    # The collaborative reports from 2026Q1, the quarter of these files (quarters are released by the calendar).
+    workspace = Workspace(home)
+    settings = workspace.settings.model_copy(deep=True)
+    settings.publication.first_quarter = "2026Q1"
+    workspace.save_settings(settings)
     files = {
         "north.csv": ("north-pantry", write_csv(directory / "north.csv", contact_rows(20))),
         "south.csv": ("south-pantry", write_csv(directory / "south.csv", contact_rows(20, prefix="S"))),
@@ -111,17 +121,17 @@ def test_a_run_killed_anywhere_is_finished_by_the_next(
     assert _query(home, "SELECT count(*) FROM contacts_incoming") == [(0,)]
     assert _query(home, "SELECT count(*) FROM submission_states WHERE state NOT IN ('loaded', 'rejected')") == [(0,)]
 
-    # No run is left STARTED, and budget was spent once, for the one release of the quarter.
+    # No run is left STARTED, and budget was spent once for each quarter released.
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster")))
     going = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.QUEUED]
     assert instance.get_runs(filters=RunsFilter(statuses=going)) == []
     releases = _query(home, "SELECT period, release_id FROM releases ORDER BY 1")
-    assert [period for period, _ in releases] == ["2026Q1"]
-    spent = _query(home, "SELECT DISTINCT release_id FROM privacy_ledger")
-    assert spent == [(releases[0][1],)]
+    assert [period for period, _ in releases] == QUARTERS
+    spent = _query(home, "SELECT DISTINCT release_id FROM privacy_ledger ORDER BY 1")
+    assert spent == sorted((release_id,) for _, release_id in releases)
     # A release killed after spending, before publishing, is published by the next run, spending nothing more.
-    assert (home / "publish" / "releases" / releases[0][1]).is_dir() is publishing
+    assert all((home / "publish" / "releases" / release_id).is_dir() is publishing for _, release_id in releases)
 
 
 def test_two_runs_at_once_process_each_file_once_and_release_once(tmp_path: Path) -> None:
@@ -136,12 +146,12 @@ def test_two_runs_at_once_process_each_file_once_and_release_once(tmp_path: Path
     ]
     reports = [json.loads(run.communicate(timeout=600)[0]) for run in runs]
     assert [run.returncode for run in runs] == [0, 0]
-    # One run took every file and released the quarter; the other, waiting on the lock, found nothing left.
+    # One run took every file and released the quarters; the other, waiting on the lock, found nothing left.
     assert sorted(len(r["submissions"]) for r in reports) == [0, 3]
-    assert sorted(len(r["releases"]) for r in reports) == [0, 1]
+    assert sorted(len(r["releases"]) for r in reports) == [0, len(QUARTERS)]
     assert _query(home, "SELECT count(*) FROM contacts") == [(40,)]
-    assert _query(home, "SELECT count(*) FROM releases") == [(1,)]
-    assert _query(home, "SELECT count(DISTINCT release_id) FROM privacy_ledger") == [(1,)]
+    assert _query(home, "SELECT count(*) FROM releases") == [(len(QUARTERS),)]
+    assert _query(home, "SELECT count(DISTINCT release_id) FROM privacy_ledger") == [(len(QUARTERS),)]
     # States are read without the warehouse (as the portal does), here through the analyst's command.
     listed = json.loads(collab(home, "submissions", "--json").stdout)
     assert sorted(s["state"] for s in listed) == ["loaded", "loaded", "rejected"]
