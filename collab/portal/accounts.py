@@ -43,9 +43,7 @@ def issue_password(workspace: Workspace, charity_id: str) -> str:
     """A new portal password for an active charity; the previous one (and its sessions) stop working."""
     Registry(workspace).get(charity_id)
     password = "-".join(secrets.token_hex(3) for _ in range(4))  # 48 random bits, easy to read out
-    account = PortalAccount(
-        password_hash=_HASHER.hash(password), issued_at=dt.datetime.now(dt.UTC).replace(microsecond=0)
-    )
+    account = PortalAccount(password_hash=_HASHER.hash(password), issued_at=dt.datetime.now(dt.UTC))
     write_private(workspace.registry / charity_id / PORTAL_FILE, account.model_dump_json(indent=2))
     return password
 

@@ -22,6 +22,7 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 from collab.landing import LocalLandingZone
 from collab.postgres import LocalPostgres
 from collab.registry import Registry
+from collab.warehouse import calendar_quarters
 from collab.workspace import POSTGRES_URL_VARIABLE, Workspace
 from tests.conftest import contact_rows, write_csv
 from tests.system.test_cli import collab
@@ -52,6 +53,8 @@ def _run_collaborative(
     settings = workspace.settings.model_copy(deep=True)
     settings.intake.settle_seconds = 0
     settings.publication.auto_publish = True
+    # The collaborative reports from the files' quarter; later ended quarters are released too, by the calendar.
+    settings.publication.first_quarter = "2026Q1"
     settings.instance.database = database  # type: ignore[assignment]
     settings.instance.max_concurrent_runs = runs_at_once
     workspace.save_settings(settings)
@@ -97,7 +100,7 @@ def test_postgres_instance_runs_concurrent_submissions_like_sqlite(
 
     assert _summary(on_postgres) == _summary(sqlite)
     assert [s[1] for s in _summary(sqlite)[0]] == ["accepted"] * 3
-    assert [r[3] for r in _summary(sqlite)[1]] == [True]
+    assert [r[3] for r in _summary(sqlite)[1]] == [True] * len(calendar_quarters("2026Q1"))
     # The runs and their events are in PostgreSQL, and nothing fell back to SQLite files.
     assert "postgres:" in (postgres_home / "dagster" / "dagster.yaml").read_text()
     assert not list((postgres_home / "dagster").glob("**/*.db"))
