@@ -1,61 +1,28 @@
-"""Probabilistic record linkage on separately keyed identity components, with Splink on DuckDB.
+"""Keyed identity components for record linkage: what staging keeps of a linking charity's identifiers.
 
 One exact token of surname + birth date + postcode district splits a person on any typo, a move or a
 second reference. Instead each component is keyed on its own (HMAC under the collaborative's key, so
 none can be recomputed from a name without the key): the surname, its Soundex code, the birth date,
-its spellings one letter short (so a typo still agrees somewhere), the birth year and month, the postcode district and its area (the district's letters: a move is mostly
-near). Keyed values can only be compared for equality,
-so each comparison is "equal or not" (nested where one component refines another: same surname, else
-same sound; same birth date, else same month; same district, else same area). Splink (Fellegi-Sunter, weights by EM) scores every
-candidate pair and joins pairs above the link threshold into clusters; a cluster is one person, one
-privacy unit. A person split into m clusters costs m²ρ (see docs/privacy.md); the threshold trades that
-against wrongly merged people.
-
-Deterministic given the records: u is estimated from a seeded sample and EM starts from fixed values.
-Training needs many records and some exact agreements (a handful of references, as in a new
-collaborative's first quarter, give EM nothing to learn from); below ``MIN_TRAINING_RECORDS`` or
-without ``MIN_EXACT_PAIRS`` agreeing pairs the weights are fixed, public values (``_FIXED_LEVELS``)
-instead. Each cluster's id is the smallest ``unit_id`` among its members: the same records always give
-the same ids, and a reference linked to nobody keeps its own.
+its spellings one letter short (so a typo still agrees somewhere), the birth year and month, the
+postcode district and its area (the district's letters: a move is mostly near). Each reference at a
+linking charity becomes one linkage record (``reference_components``); ``privacy.clustering`` joins
+the records of one person into a cluster, the privacy unit.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 
 import jellyfish
 import polars as pl
-import splink.comparison_level_library as cll
-import splink.comparison_library as cl
-from splink import Linker, SettingsCreator, block_on
-from splink.internals.duckdb.database_api import DuckDBAPI
 
-from privacy.pseudonymise import keyed_hash
+from privacy.pseudonymise import keyed_hash, linkage_tokens
 
 # The keyed components, each the HMAC of one normalised value.
 COMPONENTS = ("surname", "surname_sound", "birth_date", "birth_month", "district", "postcode_area")
 VARIANTS = "surname_variants"
-UNIT_ID = "unit_id"
-# The match probability above which two records are one person. A missed link costs a person m²ρ; a
-# wrong one only bounds two people's contributions together (utility, not privacy), so it leans low.
-DEFAULT_THRESHOLD = 0.5
+TOKEN = "linkage_token"
 _POSTCODE_AREA = re.compile("[A-Z]{0,2}")  # the letters a district starts with: "BS35" -> "BS"
-_SAMPLE_SEED = 2026
-_SAMPLED_PAIRS = 1_000_000
-MIN_TRAINING_RECORDS = 1_000
-MIN_EXACT_PAIRS = 10
-# Fixed (m, u) per comparison level, most specific first, when there is too little to train on; the else
-# level takes the rest. u: the chance that two different people agree (a surname about 1 in 1,000, a
-# birth date 1 in 25,000, a district 1 in 100); m: the chance that one person's two records do (slips as
-# the demo generator injects them, a little more often). With the prior below, a shared birth date and a
-# one-slip surname link even after a move; a shared birth date and district with another surname do not.
-_FIXED_LEVELS: dict[str, tuple[tuple[float, float], ...]] = {
-    "surname": ((0.95, 0.001), (0.04, 0.002), (0.008, 0.01)),
-    "birth": ((0.96, 0.00004), (0.02, 0.0012)),
-    "place": ((0.88, 0.01), (0.09, 0.05)),
-}
-_FIXED_PRIOR = 0.00005
 
 
 def component_values(basis: str) -> dict[str, str]:
@@ -110,107 +77,30 @@ def keyed_components(key: bytes, bases: pl.Series) -> pl.DataFrame:
     )
 
 
-def _comparison(
-    name: str,
-    null: cll.ComparisonLevelCreator,
-    levels: list[cll.ComparisonLevelCreator],
-    *,
-    trained: bool,
-    tf: str | None = None,
-) -> cl.CustomComparison:
-    """One comparison: its null level, ``levels`` most specific first (the first adjusted for the term
-    frequency of ``tf`` when trained), then else. Untrained, each level takes its ``_FIXED_LEVELS`` weights."""
-    if trained:
-        if tf:
-            levels = [levels[0].configure(tf_adjustment_column=tf), *levels[1:]]
-        return cl.CustomComparison(output_column_name=name, comparison_levels=[null, *levels, cll.ElseLevel()])
-    fixed = _FIXED_LEVELS[name]
-    weighted = [level.configure(m_probability=m, u_probability=u) for level, (m, u) in zip(levels, fixed, strict=True)]
-    rest = cll.ElseLevel().configure(
-        m_probability=1 - sum(m for m, _ in fixed), u_probability=1 - sum(u for _, u in fixed)
-    )
-    return cl.CustomComparison(output_column_name=name, comparison_levels=[null, *weighted, rest])
+def keyed_identities(key: bytes, bases: pl.Series) -> pl.DataFrame:
+    """Each distinct identity among ``bases`` (nulls left out): its linkage token and keyed components."""
+    distinct = bases.drop_nulls().unique(maintain_order=True)
+    return pl.concat([linkage_tokens(key, distinct).to_frame(), keyed_components(key, distinct)], how="horizontal")
 
 
-def _settings(*, trained: bool) -> SettingsCreator:
-    surname = _comparison(
-        "surname",
-        cll.And(cll.NullLevel("surname"), cll.NullLevel("surname_sound")),
-        [
-            cll.ExactMatchLevel("surname"),
-            cll.ArrayIntersectLevel(VARIANTS, min_intersection=1),
-            cll.ExactMatchLevel("surname_sound"),
-        ],
-        trained=trained,
-        tf="surname",
-    )
-    birth = _comparison(
-        "birth",
-        cll.NullLevel("birth_date"),
-        [cll.ExactMatchLevel("birth_date"), cll.ExactMatchLevel("birth_month")],
-        trained=trained,
-    )
-    place = _comparison(
-        "place",
-        cll.NullLevel("district"),
-        [cll.ExactMatchLevel("district"), cll.ExactMatchLevel("postcode_area")],
-        trained=trained,
-        tf="district",
-    )
-    return SettingsCreator(
-        link_type="dedupe_only",
-        unique_id_column_name=UNIT_ID,
-        comparisons=[surname, birth, place],
-        # Candidate pairs: a person is found if any one of these agrees, so one typo or one move loses nobody.
-        blocking_rules_to_generate_predictions=[
-            block_on("birth_date"),
-            block_on("surname", "birth_month"),
-            block_on("surname_sound", "district"),
-        ],
-        retain_matching_columns=False,
-        retain_intermediate_calculation_columns=False,
-        **({} if trained else {"probability_two_random_records_match": _FIXED_PRIOR}),
-    )
+def reference_components(contacts: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFrame:
+    """One linkage record per reference: ``person_ref`` and the keyed components of the identity most of
+    its contacts carry (ties to the smallest token), sorted by reference; a reference with none is left out.
 
-
-def _trainable(records: pl.DataFrame) -> bool:
-    """Enough records, and enough pairs agreeing on surname, birth date and district, to train on."""
-    if records.height < MIN_TRAINING_RECORDS:
-        return False
-    sizes = (
-        records.drop_nulls(["surname", "birth_date", "district"]).group_by("surname", "birth_date", "district").len()
-    )
-    return int((sizes.get_column("len") * (sizes.get_column("len") - 1) // 2).sum()) >= MIN_EXACT_PAIRS
-
-
-def link_clusters(records: pl.DataFrame, *, threshold: float = DEFAULT_THRESHOLD) -> pl.DataFrame:
-    """Records (``unit_id`` and ``keyed_components``) -> ``unit_id``, ``cluster_id`` for every record.
-
-    ``cluster_id`` is the smallest ``unit_id`` of its members; a record linked to none is its own cluster.
+    ``contacts`` holds ``person_ref`` and ``linkage_token`` (null where an identifier was missing),
+    ``identities`` what ``keyed_identities`` gives (repeats allowed). A reference is one person at one
+    charity, so it is one linkage record even if a surname was spelt two ways in its contacts.
     """
-    if not 0 < threshold < 1:
-        raise ValueError(f"the link threshold is a probability strictly between 0 and 1, not {threshold}")
-    if records.get_column(UNIT_ID).n_unique() != records.height:
-        raise ValueError("each record needs its own unit_id")
-    if records.height < 2:
-        return records.select(UNIT_ID, pl.col(UNIT_ID).alias("cluster_id"))
-    frame = records.select(UNIT_ID, *COMPONENTS, VARIANTS).sort(UNIT_ID).to_pandas()
-    trained = _trainable(records)
-    linker = Linker(DuckDBAPI().register(frame), _settings(trained=trained), log_level=logging.ERROR)
-    if trained:
-        linker.training.estimate_probability_two_random_records_match(
-            [block_on("surname", "birth_date", "district")], recall=0.8
-        )
-        linker.training.estimate_u_using_random_sampling(max_pairs=_SAMPLED_PAIRS, seed=_SAMPLE_SEED)
-        # EM on pairs agreeing on birth date trains the name and district weights, and the other way round.
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            block_on("birth_date"), fix_u_probabilities=True
-        )
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            block_on("surname", "district"), fix_u_probabilities=True
-        )
-    pairs = linker.inference.predict(threshold_match_probability=threshold)
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pairs, threshold_match_probability=threshold)
-    found = pl.from_pandas(clusters.as_pandas_dataframe()[[UNIT_ID, "cluster_id"]]).cast(pl.String)
-    found = found.with_columns(pl.col(UNIT_ID).min().over("cluster_id").alias("cluster_id"))
-    return records.select(UNIT_ID).join(found, on=UNIT_ID, how="left", maintain_order="left")
+    chosen = (
+        contacts.filter(pl.col(TOKEN).is_not_null())
+        .group_by("person_ref", TOKEN)
+        .len()
+        .sort(["person_ref", "len", TOKEN], descending=[False, True, False])
+        .group_by("person_ref", maintain_order=True)
+        .first()
+    )
+    return (
+        chosen.join(identities.unique(TOKEN), on=TOKEN, how="left")
+        .select("person_ref", *COMPONENTS, VARIANTS)
+        .sort("person_ref")
+    )

@@ -8,13 +8,12 @@ import os
 import numpy as np
 import polars as pl
 
+from privacy.clustering import UNIT_ID, link_clusters
 from privacy.linkage import (
     COMPONENTS,
-    UNIT_ID,
     VARIANTS,
     component_values,
     keyed_components,
-    link_clusters,
     surname_variants,
 )
 from standards.extract import linkage_basis
