@@ -25,7 +25,8 @@ from assets.resources import WAREHOUSE_POOL, CollabWorkspace, LandingZoneResourc
 from collab.expectations import ExpectationRun
 from collab.faults import crash_point
 from collab.intake import load_manifest, submission_dir
-from collab.staging import CONTACTS_FILE, StagingSink
+from collab.linkage import linkage_policy
+from collab.staging import CONTACTS_FILE, LINKAGE_UNITS_FILE, StagingSink
 from collab.submissions import (
     describe_error,
     internal_error_report,
@@ -37,7 +38,7 @@ from collab.submissions import (
     state_after_feedback,
 )
 from collab.warehouse import load_submission
-from privacy.minimise import WAREHOUSE_SCHEMA, minimise
+from privacy.minimise import WAREHOUSE_SCHEMA, minimise, minimise_units
 from standards import STANDARD_VERSION
 from standards.check import CheckOptions, check_extract, new_reference
 from standards.extract import FIELDS as STANDARD_FIELDS
@@ -186,7 +187,9 @@ def warehouse_contacts(
     context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse, landing_zone: LandingZoneResource
 ) -> Iterator[Output[None]]:
     """The submission's contacts, pseudonymised and minimised, replacing its charity's earlier rows
-    for the same quarters in one transaction. A rejected submission is not loaded (nothing materialises)."""
+    for the same quarters in one transaction, with its linkage units (keyed identities of a linking
+    charity's references) and the clusters of all units brought up to date in the same transaction.
+    A rejected submission is not loaded (nothing materialises)."""
     ws = workspace.workspace
     manifest = load_manifest(ws, context.partition_key)
     if not _report(workspace, manifest.submission_id).accepted:
@@ -205,6 +208,14 @@ def warehouse_contacts(
         )
         for contacts in _staged_contacts(staged, ws.settings.intake.batch_rows)
     )
+    units_file = staged.with_name(LINKAGE_UNITS_FILE)
+    units = (
+        minimise_units(
+            pl.read_parquet(units_file), key=key, charity_id=manifest.charity_id, submission_id=manifest.submission_id
+        )
+        if units_file.exists()
+        else None
+    )
     with warehouse.connect() as con:
         loaded = load_submission(
             con,
@@ -215,6 +226,8 @@ def warehouse_contacts(
             received_at=manifest.received_at,
             batches=batches,
             standard_version=STANDARD_VERSION,
+            units=units,
+            linkage=linkage_policy(workspace.registry, ws.settings.privacy),
         )
     crash_point("after-load")
     # The rows are stored (and the warehouse says so, in the same transaction): now the charity is told.
@@ -229,6 +242,9 @@ def warehouse_contacts(
             "dagster/row_count": loaded.rows_loaded,
             "rows_replaced": loaded.rows_replaced,
             "quarters": ", ".join(loaded.quarters),
+            "linkage_units": loaded.linkage.units if loaded.linkage else 0,
+            "linkage_clusters": loaded.linkage.clusters if loaded.linkage else 0,
+            "relinked": bool(loaded.linkage and loaded.linkage.relinked),
             "dagster/column_schema": TableSchema(
                 columns=[TableColumn(name, str(dtype)) for name, dtype in WAREHOUSE_SCHEMA.items()]
             ),

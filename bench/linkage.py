@@ -19,8 +19,8 @@ import time
 import polars as pl
 
 from collab_demo.generator import PROFILES, generate_contacts, last_complete_quarters
-from privacy.clustering import DEFAULT_THRESHOLD, UNIT_ID, link_clusters
-from privacy.linkage import keyed_components
+from privacy.clustering import UNIT_ID, link_clusters
+from privacy.linkage import DEFAULT_THRESHOLD, keyed_components
 from privacy.pseudonymise import linkage_tokens
 from standards.extract import linkage_basis
 

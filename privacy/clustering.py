@@ -25,12 +25,9 @@ import splink.comparison_library as cl
 from splink import Linker, SettingsCreator, block_on
 from splink.internals.duckdb.database_api import DuckDBAPI
 
-from privacy.linkage import COMPONENTS, VARIANTS
+from privacy.linkage import COMPONENTS, DEFAULT_THRESHOLD, VARIANTS
 
 UNIT_ID = "unit_id"
-# The match probability above which two records are one person. A missed link costs a person m²ρ; a
-# wrong one only bounds two people's contributions together (utility, not privacy), so it leans low.
-DEFAULT_THRESHOLD = 0.5
 _SAMPLE_SEED = 2026
 _SAMPLED_PAIRS = 1_000_000
 MIN_TRAINING_RECORDS = 1_000

@@ -22,6 +22,10 @@ from privacy.pseudonymise import keyed_hash, linkage_tokens
 COMPONENTS = ("surname", "surname_sound", "birth_date", "birth_month", "district", "postcode_area")
 VARIANTS = "surname_variants"
 TOKEN = "linkage_token"
+# The match probability above which two records are one person (``privacy.clustering``). A missed link
+# costs a person m²ρ; a wrong one only bounds two people's contributions together (utility, not privacy),
+# so it leans low.
+DEFAULT_THRESHOLD = 0.5
 _POSTCODE_AREA = re.compile("[A-Z]{0,2}")  # the letters a district starts with: "BS35" -> "BS"
 
 
