@@ -38,6 +38,7 @@ from collab.submissions import (
     state_after_feedback,
 )
 from collab.warehouse import load_submission
+from privacy.linkage import COMPONENTS, VARIANTS
 from privacy.minimise import WAREHOUSE_SCHEMA, minimise, minimise_units
 from standards import STANDARD_VERSION
 from standards.check import CheckOptions, check_extract, new_reference
@@ -258,15 +259,31 @@ def warehouse_contacts(
 
 @asset_check(asset=warehouse_contacts, pool=WAREHOUSE_POOL)
 def check_warehouse_contacts_minimised(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
-    """The warehouse holds only allowlisted columns and keyed pseudonyms for this submission."""
+    """The warehouse holds only allowlisted columns and keyed pseudonyms for this submission, and its
+    linkage units only keyed components (HMACs, never a raw surname, birth date or postcode)."""
+    keyed = "regexp_full_match({}, '[0-9a-f]{{64}}')"
+    components = " AND ".join(
+        [
+            *(f"coalesce({keyed.format(c)}, TRUE)" for c in COMPONENTS),
+            f"list_bool_and(list_transform({VARIANTS}, lambda v: {keyed.format('v')}))",
+        ]
+    )
     with warehouse.connect(read_only=True) as con:
         columns = [row[0] for row in con.execute("DESCRIBE contacts").fetchall()]
         malformed = con.execute(
-            "SELECT count(*) FROM contacts WHERE submission_id = $s AND NOT regexp_full_match(person_key, '[0-9a-f]{64}')",
+            f"SELECT count(*) FROM contacts WHERE submission_id = $s AND NOT {keyed.format('person_key')}",
+            {"s": context.partition_key},
+        ).fetchall()[0][0]
+        unkeyed_units = con.execute(
+            f"SELECT count(*) FROM linkage_units WHERE submission_id = $s AND NOT coalesce({components}, TRUE)",
             {"s": context.partition_key},
         ).fetchall()[0][0]
     unexpected = sorted(set(columns) - set(WAREHOUSE_SCHEMA))
     return AssetCheckResult(
-        passed=not unexpected and malformed == 0,
-        metadata={"unexpected_columns": ", ".join(unexpected) or "none", "malformed_person_keys": malformed},
+        passed=not unexpected and malformed == 0 and unkeyed_units == 0,
+        metadata={
+            "unexpected_columns": ", ".join(unexpected) or "none",
+            "malformed_person_keys": malformed,
+            "linkage_units_not_keyed": unkeyed_units,
+        },
     )

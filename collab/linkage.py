@@ -71,7 +71,7 @@ def relink(con: duckdb.DuckDBPyConnection, policy: LinkagePolicy, *, changed: bo
             0
         ]
         return RelinkResult(units=units, clusters=clusters, relinked=False)
-    records = con.execute(
+    records = con.sql(
         f"SELECT unit_key AS {UNIT_ID}, {', '.join(COMPONENTS)}, {VARIANTS} FROM linkage_units ORDER BY unit_key"
     ).pl()
     clusters = link_clusters(records, threshold=policy.threshold)
