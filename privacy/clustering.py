@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 
+import duckdb
 import polars as pl
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
@@ -139,21 +140,28 @@ def link_clusters(
         return records.select(UNIT_ID, pl.col(UNIT_ID).alias("cluster_id"))
     frame = records.select(UNIT_ID, *COMPONENTS, VARIANTS).sort(UNIT_ID).to_pandas()
     trained = _trainable(records) if train is None else train
-    linker = Linker(DuckDBAPI().register(frame), _settings(trained=trained), log_level=logging.ERROR)
-    if trained:
-        linker.training.estimate_probability_two_random_records_match(
-            [block_on("surname", "birth_date", "district")], recall=0.8
+    # Splink's own in-memory database, closed as soon as the clusters are read.
+    database = duckdb.connect()
+    try:
+        linker = Linker(DuckDBAPI(database).register(frame), _settings(trained=trained), log_level=logging.ERROR)
+        if trained:
+            linker.training.estimate_probability_two_random_records_match(
+                [block_on("surname", "birth_date", "district")], recall=0.8
+            )
+            linker.training.estimate_u_using_random_sampling(max_pairs=_SAMPLED_PAIRS, seed=_SAMPLE_SEED)
+            # EM on pairs agreeing on birth date trains the name and district weights, and the other way round.
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                block_on("birth_date"), fix_u_probabilities=True
+            )
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                block_on("surname", "district"), fix_u_probabilities=True
+            )
+        pairs = linker.inference.predict(threshold_match_probability=threshold)
+        clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+            pairs, threshold_match_probability=threshold
         )
-        linker.training.estimate_u_using_random_sampling(max_pairs=_SAMPLED_PAIRS, seed=_SAMPLE_SEED)
-        # EM on pairs agreeing on birth date trains the name and district weights, and the other way round.
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            block_on("birth_date"), fix_u_probabilities=True
-        )
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            block_on("surname", "district"), fix_u_probabilities=True
-        )
-    pairs = linker.inference.predict(threshold_match_probability=threshold)
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pairs, threshold_match_probability=threshold)
-    found = pl.from_pandas(clusters.as_pandas_dataframe()[[UNIT_ID, "cluster_id"]]).cast(pl.String)
+        found = pl.from_pandas(clusters.as_pandas_dataframe()[[UNIT_ID, "cluster_id"]]).cast(pl.String)
+    finally:
+        database.close()
     found = found.with_columns(pl.col(UNIT_ID).min().over("cluster_id").alias("cluster_id"))
     return records.select(UNIT_ID).join(found, on=UNIT_ID, how="left", maintain_order="left")
