@@ -25,7 +25,8 @@ from assets.resources import WAREHOUSE_POOL, CollabWorkspace, LandingZoneResourc
 from collab.expectations import ExpectationRun
 from collab.faults import crash_point
 from collab.intake import load_manifest, submission_dir
-from collab.staging import CONTACTS_FILE, StagingSink
+from collab.linkage import linkage_policy
+from collab.staging import CONTACTS_FILE, LINKAGE_UNITS_FILE, StagingSink
 from collab.submissions import (
     describe_error,
     internal_error_report,
@@ -37,7 +38,8 @@ from collab.submissions import (
     state_after_feedback,
 )
 from collab.warehouse import load_submission
-from privacy.minimise import WAREHOUSE_SCHEMA, minimise
+from privacy.linkage import COMPONENTS, VARIANTS
+from privacy.minimise import WAREHOUSE_SCHEMA, minimise, minimise_units
 from standards import STANDARD_VERSION
 from standards.check import CheckOptions, check_extract, new_reference
 from standards.extract import FIELDS as STANDARD_FIELDS
@@ -186,7 +188,9 @@ def warehouse_contacts(
     context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse, landing_zone: LandingZoneResource
 ) -> Iterator[Output[None]]:
     """The submission's contacts, pseudonymised and minimised, replacing its charity's earlier rows
-    for the same quarters in one transaction. A rejected submission is not loaded (nothing materialises)."""
+    for the same quarters in one transaction, with its linkage units (keyed identities of a linking
+    charity's references) and the clusters of all units brought up to date in the same transaction.
+    A rejected submission is not loaded (nothing materialises)."""
     ws = workspace.workspace
     manifest = load_manifest(ws, context.partition_key)
     if not _report(workspace, manifest.submission_id).accepted:
@@ -205,6 +209,14 @@ def warehouse_contacts(
         )
         for contacts in _staged_contacts(staged, ws.settings.intake.batch_rows)
     )
+    units_file = staged.with_name(LINKAGE_UNITS_FILE)
+    units = (
+        minimise_units(
+            pl.read_parquet(units_file), key=key, charity_id=manifest.charity_id, submission_id=manifest.submission_id
+        )
+        if units_file.exists()
+        else None
+    )
     with warehouse.connect() as con:
         loaded = load_submission(
             con,
@@ -215,6 +227,8 @@ def warehouse_contacts(
             received_at=manifest.received_at,
             batches=batches,
             standard_version=STANDARD_VERSION,
+            units=units,
+            linkage=linkage_policy(workspace.registry, ws.settings.privacy),
         )
     crash_point("after-load")
     # The rows are stored (and the warehouse says so, in the same transaction): now the charity is told.
@@ -229,6 +243,9 @@ def warehouse_contacts(
             "dagster/row_count": loaded.rows_loaded,
             "rows_replaced": loaded.rows_replaced,
             "quarters": ", ".join(loaded.quarters),
+            "linkage_units": loaded.linkage.units if loaded.linkage else 0,
+            "linkage_clusters": loaded.linkage.clusters if loaded.linkage else 0,
+            "relinked": bool(loaded.linkage and loaded.linkage.relinked),
             "dagster/column_schema": TableSchema(
                 columns=[TableColumn(name, str(dtype)) for name, dtype in WAREHOUSE_SCHEMA.items()]
             ),
@@ -242,15 +259,31 @@ def warehouse_contacts(
 
 @asset_check(asset=warehouse_contacts, pool=WAREHOUSE_POOL)
 def check_warehouse_contacts_minimised(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
-    """The warehouse holds only allowlisted columns and keyed pseudonyms for this submission."""
+    """The warehouse holds only allowlisted columns and keyed pseudonyms for this submission, and its
+    linkage units only keyed components (HMACs, never a raw surname, birth date or postcode)."""
+    keyed = "regexp_full_match({}, '[0-9a-f]{{64}}')"
+    components = " AND ".join(
+        [
+            *(f"coalesce({keyed.format(c)}, TRUE)" for c in COMPONENTS),
+            f"list_bool_and(list_transform({VARIANTS}, lambda v: {keyed.format('v')}))",
+        ]
+    )
     with warehouse.connect(read_only=True) as con:
         columns = [row[0] for row in con.execute("DESCRIBE contacts").fetchall()]
         malformed = con.execute(
-            "SELECT count(*) FROM contacts WHERE submission_id = $s AND NOT regexp_full_match(person_key, '[0-9a-f]{64}')",
+            f"SELECT count(*) FROM contacts WHERE submission_id = $s AND NOT {keyed.format('person_key')}",
+            {"s": context.partition_key},
+        ).fetchall()[0][0]
+        unkeyed_units = con.execute(
+            f"SELECT count(*) FROM linkage_units WHERE submission_id = $s AND NOT coalesce({components}, TRUE)",
             {"s": context.partition_key},
         ).fetchall()[0][0]
     unexpected = sorted(set(columns) - set(WAREHOUSE_SCHEMA))
     return AssetCheckResult(
-        passed=not unexpected and malformed == 0,
-        metadata={"unexpected_columns": ", ".join(unexpected) or "none", "malformed_person_keys": malformed},
+        passed=not unexpected and malformed == 0 and unkeyed_units == 0,
+        metadata={
+            "unexpected_columns": ", ".join(unexpected) or "none",
+            "malformed_person_keys": malformed,
+            "linkage_units_not_keyed": unkeyed_units,
+        },
     )

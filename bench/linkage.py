@@ -7,7 +7,9 @@ one reference at one linking charity. Each method's clusters are scored by their
 the true pairs (two references of one person): precision = true pairs among the pairs it joins,
 recall = joined pairs among the true pairs; plus how many people end split, and how many records
 were merged with someone else's. The anchor is the old method: one HMAC of surname + birth date +
-district, records joined when their tokens are equal.
+district, records joined when their tokens are equal. Splink runs twice: with weights trained on the
+records (what the pipeline does once a collaborative has enough references) and with the fixed public
+weights it uses below that.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import time
 import polars as pl
 
 from collab_demo.generator import PROFILES, generate_contacts, last_complete_quarters
-from privacy.linkage import DEFAULT_THRESHOLD, UNIT_ID, keyed_components, link_clusters
+from privacy.clustering import UNIT_ID, link_clusters
+from privacy.linkage import DEFAULT_THRESHOLD, keyed_components
 from privacy.pseudonymise import linkage_tokens
 from standards.extract import linkage_basis
 
@@ -71,7 +74,11 @@ def main() -> None:
     args = parser.parse_args()
     key = os.urandom(32)
     print(f"{'seed':>5} {'method':<44}{'precision':>10}{'recall':>9}{'split':>7}{'merged':>8}{'seconds':>9}")
-    pooled: dict[str, list[pl.DataFrame]] = {"exact keyed token (anchor)": [], "Splink on keyed components": []}
+    pooled: dict[str, list[pl.DataFrame]] = {
+        "exact keyed token (anchor)": [],
+        "Splink on keyed components": [],
+        "Splink, fixed weights (no training)": [],
+    }
     for seed in args.seeds:
         records = linking_records(args.contacts, seed).filter(pl.col("basis").is_not_null())
         started = time.perf_counter()
@@ -83,8 +90,14 @@ def main() -> None:
         )
         probabilistic = records.join(link_clusters(keyed, threshold=args.threshold), on=UNIT_ID, how="left")
         splink_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        fixed = records.join(link_clusters(keyed, threshold=args.threshold, train=False), on=UNIT_ID, how="left")
+        fixed_seconds = time.perf_counter() - started
         for (name, runs), frame, seconds in zip(
-            pooled.items(), (exact, probabilistic), (exact_seconds, splink_seconds), strict=True
+            pooled.items(),
+            (exact, probabilistic, fixed),
+            (exact_seconds, splink_seconds, fixed_seconds),
+            strict=True,
         ):
             # Clusters of one seed never meet another's: prefix them so the pooled score keeps them apart.
             runs.append(

@@ -2,8 +2,8 @@
 
 `make bench-utility` (or `python -m bench.utility`). Synthetic contacts with known truth come from
 the demo generator (``collab_demo.generator.generate_contacts``, all eight fictional charities, one quarter),
-pseudonymised and minimised as the pipeline does (four charities link records) and loaded into a
-DuckDB warehouse. The truth of each published figure is the exact value of its bounded query (the
+staged, pseudonymised and minimised as the pipeline does (four charities link records, clustered by
+Splink) and loaded into a DuckDB warehouse. The truth of each published figure is the exact value of its bounded query (the
 estimand every approach below targets: all start from the same bounded data).
 
 For each total rho per release, every catalogue indicator is released R times by
@@ -44,20 +44,21 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from collab.linkage import LinkagePolicy, relink, store_units
 from collab.schema import migrate
-from collab.staging import STAGED_CONTACT_SCHEMA
+from collab.staging import StagingSink
 from collab_demo.generator import PROFILES, generate_contacts, last_complete_quarters
 from privacy.accountant import BudgetPolicy
 from privacy.bounding import BoundedAggregates, bounded_aggregates, bounded_person_cells, query_sensitivity
 from privacy.estimators import release_indicator
 from privacy.hierarchy import aggregate_up, forest
+from privacy.linkage import DEFAULT_THRESHOLD
 from privacy.mechanisms import discrete_gaussian, private_quantile
-from privacy.minimise import minimise
-from privacy.pseudonymise import linkage_tokens, one_token_per_person
+from privacy.minimise import minimise, minimise_units
 from privacy.release import Contributors, ReleasePolicy, release_period
 from standards import STANDARD_VERSION
 from standards.catalogue import Indicator, area_tree, cells, load_catalogue
-from standards.extract import linkage_basis
+from standards.extract import STANDARD_CONTACT_SCHEMA, linkage_basis
 
 ROOT = Path(__file__).resolve().parent
 OPENDP_POLARS_PYTHON = ROOT / ".venv-opendp-polars" / "bin" / "python"
@@ -67,7 +68,10 @@ RHOS = (0.1, 0.5, 1.0, 2.0)
 
 
 def build_warehouse(con: duckdb.DuckDBPyConnection, contacts: int, seed: int) -> str:
-    """Generate ``contacts`` in one quarter and load them as the pipeline would; return the quarter."""
+    """Generate ``contacts`` in one quarter and load them as the pipeline would; return the quarter.
+
+    Each charity's rows are staged (``collab.staging.StagingSink``: keyed linkage records at the charities
+    that link), minimised and inserted; the linkage units of all charities are then clustered once."""
     quarter = last_complete_quarters(1)[0]
     # Every generated contact is valid here: ``injected_error`` only spoils how a row is written to a file.
     truth = generate_contacts(contacts, list(PROFILES), [quarter], seed)
@@ -82,29 +86,32 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, contacts: int, seed: int) ->
     )
     truth = truth.join(bases, on=["surname", "date_of_birth", "postcode"], how="left")
     migrate(con)
-    for profile in PROFILES:
-        rows = truth.filter(pl.col("charity_id") == profile.id).with_row_index("source_row")
-        tokens = (
-            linkage_tokens(key, rows.get_column("linkage_basis"))
-            if profile.linkage
-            else pl.Series("linkage_token", [None] * rows.height, pl.String)
-        )
-        staged = rows.with_columns(tokens, pl.col("source_row").cast(pl.Int64))
-        staged = (
-            one_token_per_person(staged.lazy())
-            .collect()
-            .select([pl.col(name).cast(dtype) for name, dtype in STAGED_CONTACT_SCHEMA.items()])
-        )
-        warehouse_rows = minimise(
-            staged,
-            key=key,
-            charity_id=profile.id,
-            submission_id=f"{profile.id}-bench",
-            standard_version=STANDARD_VERSION,
-        )
-        con.register("incoming", warehouse_rows.to_arrow())
-        con.execute("INSERT INTO contacts BY NAME SELECT * FROM incoming")
-        con.unregister("incoming")
+    policy = LinkagePolicy(linking=tuple(p.id for p in PROFILES if p.linkage), threshold=DEFAULT_THRESHOLD)
+    with tempfile.TemporaryDirectory(prefix="bench-utility-staging-") as staging:
+        for profile in PROFILES:
+            rows = (
+                truth.filter(pl.col("charity_id") == profile.id)
+                .with_row_index("source_row")
+                .select([pl.col(name).cast(dtype) for name, dtype in STANDARD_CONTACT_SCHEMA.items()])
+            )
+            directory = Path(staging) / profile.id
+            with StagingSink(directory, directory / "quarantine", linkage_key=key if profile.linkage else None) as sink:
+                sink.accepted(rows)
+            submission = f"{profile.id}-bench"
+            warehouse_rows = minimise(
+                pl.read_parquet(sink.contacts_path),
+                key=key,
+                charity_id=profile.id,
+                submission_id=submission,
+                standard_version=STANDARD_VERSION,
+            )
+            con.register("incoming", warehouse_rows.to_arrow())
+            con.execute("INSERT INTO contacts BY NAME SELECT * FROM incoming")
+            con.unregister("incoming")
+            if sink.units_path.exists():
+                units = pl.read_parquet(sink.units_path)
+                store_units(con, minimise_units(units, key=key, charity_id=profile.id, submission_id=submission))
+    relink(con, policy, changed=True)
     return quarter
 
 
@@ -339,7 +346,7 @@ def main() -> None:
         started = time.perf_counter()
         quarter = build_warehouse(con, args.contacts, args.seed)
         rows, people, linked = con.execute(
-            "SELECT count(*), count(DISTINCT person_key), avg(linked::INT) FROM contacts"
+            "SELECT count(*), count(DISTINCT unit_key), avg(linked::INT) FROM contact_units"
         ).fetchall()[0]
         print(
             f"Synthetic warehouse: {rows:,} contacts, {people:,} privacy units, {linked:.0%} of contacts linked, "

@@ -33,10 +33,11 @@ PRIVACY_UNIT = (
     "so their privacy loss is m squared times that of one unit (group privacy under zCDP; see per_person)"
 )
 PRIVACY_UNIT_LINKED = (
-    "one person per calendar quarter across the charities that link records (by a keyed code of surname, date "
-    "of birth and postcode district), and one person at one charity elsewhere: someone supported by m "
-    "non-linking charities counts as up to m + 1 units, and their privacy loss is (m + 1) squared times that of "
-    "one unit (group privacy under zCDP; see per_person)"
+    "one person per calendar quarter across the charities that link records (a cluster of their records joined "
+    "by probabilistic linkage of keyed codes of surname, date of birth and postcode district), and one person at "
+    "one charity elsewhere: someone supported by m non-linking charities counts as up to m + 1 units, and their "
+    "privacy loss is (m + 1) squared times that of one unit (group privacy under zCDP; see per_person); a link "
+    "that linkage misses adds a unit"
 )
 DATAPACKAGE = "datapackage.json"
 DATA_DIR = "data"

@@ -180,6 +180,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "linkage clusters as the privacy unit: keyed components per unit, each unit's cluster, each contact's unit",
+        (
+            # One row per reference at a linking charity, under its person_key: the keyed components of its
+            # identity (HMACs, never a raw identifier), as its latest submission gave them.
+            """
+            CREATE TABLE IF NOT EXISTS linkage_units (
+                unit_key VARCHAR PRIMARY KEY,
+                charity_id VARCHAR NOT NULL,
+                submission_id VARCHAR NOT NULL,
+                surname VARCHAR,
+                surname_sound VARCHAR,
+                birth_date VARCHAR,
+                birth_month VARCHAR,
+                district VARCHAR,
+                postcode_area VARCHAR,
+                surname_variants VARCHAR[]
+            )
+            """,
+            # Splink's clusters of the units (``collab.linkage.relink``): a cluster is named by its smallest unit.
+            "CREATE TABLE IF NOT EXISTS linkage_clusters (unit_key VARCHAR PRIMARY KEY, cluster_key VARCHAR NOT NULL)",
+            # Each contact with its privacy unit (``unit_key``): its cluster at a linking charity, its own
+            # person_key otherwise. Contacts linked before this version by the exact token already share one
+            # person_key across charities and keep it. DuckDB binds a view when it is read, so columns added to
+            # ``contacts`` later appear here too.
+            """
+            CREATE OR REPLACE VIEW contact_units AS
+            SELECT c.*, coalesce(k.cluster_key, c.person_key) AS unit_key
+            FROM contacts c LEFT JOIN linkage_clusters k ON k.unit_key = c.person_key
+            """,
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

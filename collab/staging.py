@@ -3,9 +3,11 @@
 Rejected rows go back only to analysts, but they are opened in spreadsheets: every cell that a
 spreadsheet would run as a formula is neutralised with a leading apostrophe.
 
-A contact's linkage basis (normalised surname, date of birth and postcode district) never reaches
-the staged Parquet: for a charity that links records it becomes a keyed ``linkage_token``, the same
-for every contact of one person_ref; otherwise it is dropped.
+A contact's linkage basis (normalised surname, date of birth and postcode district) never reaches a
+staged file. For a charity that links records it is keyed, component by component, into one linkage
+record per person_ref (``linkage_units.parquet``: the identity most of the reference's contacts
+carry, ``privacy.linkage``), and each contact is marked ``linked`` if its reference has one; for any
+other charity it is dropped.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from collab.faults import crash_point
-from privacy.pseudonymise import linkage_tokens, one_token_per_person
+from privacy.linkage import TOKEN, keyed_identities, reference_components
+from privacy.pseudonymise import linkage_tokens
 from standards.extract import STANDARD_CONTACT_SCHEMA
 from standards.rows import spreadsheet_safe
 from standards.validation import RowOutcome
@@ -27,8 +30,12 @@ from standards.validation import RowOutcome
 CONTACTS_FILE = "contacts.parquet"
 STAGED_CONTACT_SCHEMA: dict[str, pl.DataType] = {
     **{name: dtype for name, dtype in STANDARD_CONTACT_SCHEMA.items() if name != "linkage_basis"},
-    "linkage_token": pl.String(),
+    "linked": pl.Boolean(),
 }
+LINKAGE_UNITS_FILE = "linkage_units.parquet"
+# While a file is checked: each distinct keyed identity of each batch, and each contact's token.
+_IDENTITIES_FILE = "linkage_identities.parquet"
+_TOKENS_FILE = "contacts.tokens.parquet"
 REJECTED_FILE = "rejected_rows.csv"
 
 
@@ -39,6 +46,9 @@ class StagingSink:
         staging_dir.mkdir(parents=True, exist_ok=True)
         self._linkage_key = linkage_key
         self.contacts_path = staging_dir / CONTACTS_FILE
+        self.units_path = staging_dir / LINKAGE_UNITS_FILE
+        self._identities_path = staging_dir / _IDENTITIES_FILE
+        self._identities: pq.ParquetWriter | None = None
         self.rejected_path = quarantine_dir / REJECTED_FILE
         self._quarantine_dir = quarantine_dir
         self._writer: pq.ParquetWriter | None = None
@@ -49,14 +59,18 @@ class StagingSink:
 
     def accepted(self, contacts: pl.DataFrame) -> None:
         bases = contacts.get_column("linkage_basis")
-        tokens = (
-            linkage_tokens(self._linkage_key, bases)
-            if self._linkage_key
-            else pl.Series("linkage_token", [None] * len(bases), pl.String)
-        )
+        if self._linkage_key:
+            # Keyed now, one batch at a time; which identity each reference keeps is chosen at the end.
+            tokens = linkage_tokens(self._linkage_key, bases)
+            identities = keyed_identities(self._linkage_key, bases).to_arrow()
+            if self._identities is None:
+                self._identities = pq.ParquetWriter(self._identities_path, identities.schema)
+            self._identities.write_table(identities)
+        else:
+            tokens = pl.Series(TOKEN, [None] * len(bases), pl.String)
         table = contacts.drop("linkage_basis").with_columns(tokens).to_arrow()
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.contacts_path, table.schema)
+            self._writer = pq.ParquetWriter(self.contacts_path.with_name(_TOKENS_FILE), table.schema)
         self._writer.write_table(table)
         self.rows_accepted += contacts.height
         crash_point("mid-check")
@@ -79,8 +93,9 @@ class StagingSink:
         self.rows_rejected += len(rows)
 
     def __enter__(self) -> StagingSink:
-        self.contacts_path.unlink(missing_ok=True)
-        self.rejected_path.unlink(missing_ok=True)
+        for path in (self.contacts_path, self.units_path, self.rejected_path, self._identities_path):
+            path.unlink(missing_ok=True)
+        self.contacts_path.with_name(_TOKENS_FILE).unlink(missing_ok=True)
         return self
 
     def __exit__(
@@ -88,9 +103,23 @@ class StagingSink:
     ) -> None:
         if self._writer is not None:
             self._writer.close()
-            if self._linkage_key:
-                resolved = self.contacts_path.with_suffix(".resolving")
-                one_token_per_person(pl.scan_parquet(self.contacts_path)).sink_parquet(resolved)
-                resolved.replace(self.contacts_path)
+            self._resolve_linkage()
+        if self._identities is not None:
+            self._identities.close()
+        self._identities_path.unlink(missing_ok=True)
         if self._rejected_handle is not None:
             self._rejected_handle.close()
+
+    def _resolve_linkage(self) -> None:
+        """Write each reference's linkage record and mark its contacts ``linked``; drop the tokens."""
+        with_tokens = self.contacts_path.with_name(_TOKENS_FILE)
+        contacts = pl.scan_parquet(with_tokens)
+        linked = pl.lit(False)
+        if self._identities is not None:
+            self._identities.close()
+            self._identities = None
+            reference_components(contacts, pl.scan_parquet(self._identities_path)).sink_parquet(self.units_path)
+            references = pl.read_parquet(self.units_path, columns=["person_ref"]).get_column("person_ref")
+            linked = pl.col("person_ref").is_in(references.implode())
+        contacts.with_columns(linked.alias("linked")).select(*STAGED_CONTACT_SCHEMA).sink_parquet(self.contacts_path)
+        with_tokens.unlink()

@@ -19,6 +19,7 @@ import duckdb
 import polars as pl
 
 from collab.faults import crash_point
+from collab.linkage import LinkagePolicy, RelinkResult, relink, store_units
 from collab.schema import migrate
 from privacy.minimise import WAREHOUSE_SCHEMA
 
@@ -51,6 +52,7 @@ class LoadResult:
     rows_loaded: int
     rows_replaced: int
     quarters: list[str]
+    linkage: RelinkResult | None = None
 
 
 def load_submission(
@@ -63,6 +65,8 @@ def load_submission(
     received_at: dt.datetime,
     batches: Iterable[pl.DataFrame],
     standard_version: str,
+    units: pl.DataFrame | None = None,
+    linkage: LinkagePolicy | None = None,
 ) -> LoadResult:
     """Load a submission batch by batch, replacing the charity's rows for every quarter it covers, atomically.
 
@@ -70,6 +74,9 @@ def load_submission(
     committed one by one to ``contacts_incoming`` (which nothing reads), then moved into ``contacts``
     in one transaction with a bounded memory limit. Memory stays flat whatever the file's size, and
     ``contacts`` changes all at once or not at all.
+
+    With a ``linkage`` policy, the same transaction stores the submission's linkage ``units`` and
+    relinks (``collab.linkage``), so the privacy units always match the contacts.
     """
     con.execute("SET memory_limit = $limit", {"limit": LOAD_MEMORY_LIMIT})
     try:
@@ -79,6 +86,10 @@ def load_submission(
         con.begin()
         try:
             replaced = _replace(con, submission_id, charity_id)
+            linked = None
+            if linkage is not None:
+                stored = store_units(con, units) if units is not None else 0
+                linked = relink(con, linkage, changed=stored > 0)
             quarters = [
                 row[0]
                 for row in con.execute(
@@ -117,7 +128,7 @@ def load_submission(
     finally:
         con.execute("DELETE FROM contacts_incoming WHERE submission_id = $s", {"s": submission_id})
         con.execute("RESET memory_limit")
-    return LoadResult(rows_loaded=loaded, rows_replaced=replaced, quarters=quarters)
+    return LoadResult(rows_loaded=loaded, rows_replaced=replaced, quarters=quarters, linkage=linked)
 
 
 def _stage(con: duckdb.DuckDBPyConnection, submission_id: str, batches: Iterable[pl.DataFrame]) -> int:

@@ -25,6 +25,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from privacy.linkage import DEFAULT_THRESHOLD
 from privacy.pseudonymise import create_key, load_key
 
 # The variable the instance's dagster.yaml reads PostgreSQL's URL from, in the production profile.
@@ -55,6 +56,13 @@ class PrivacySettings(BaseModel):
         ge=1,
         description="public cap: the largest number of charities that do not link records at which one person may "
         "be counted, each making them one more privacy unit; unset: every registered non-linking charity",
+    )
+    link_threshold: float = Field(
+        default=DEFAULT_THRESHOLD,
+        gt=0,
+        lt=1,
+        description="match probability above which records at linking charities are one person (one privacy unit); "
+        "lower misses fewer links (a person split into m units costs m squared rho), higher merges fewer people",
     )
     report_delta: float = Field(default=1e-7, gt=0, lt=1, description="delta for (epsilon, delta) equivalents")
 

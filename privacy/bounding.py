@@ -1,7 +1,9 @@
 """Contribution bounding in DuckDB, before any noise.
 
 Each function here states what it bounds and the sensitivity that results, for the neighbouring
-relation "add or remove one privacy unit (one ``person_key``) and all its rows" within one period.
+relation "add or remove one privacy unit (one ``unit_key``) and all its rows" within one period. The
+rows are read from the warehouse's ``contact_units`` view, whose ``unit_key`` is a contact's linkage
+cluster at a charity that links records and its per-charity ``person_key`` elsewhere.
 
 Every indicator starts from the same bounded table (``bounded_person_cells``): one row per person and
 cell, holding that person's contacts and amounts in the cell. A person keeps at most ``max_cells``
@@ -28,7 +30,7 @@ from standards.catalogue import (
 )
 from standards.geography import UK_CODE
 
-CONTACTS_TABLE = "contacts"
+CONTACTS_TABLE = "contact_units"
 
 # Who an indicator counts, as a predicate on a person's row in a cell (public definitions).
 POPULATIONS: dict[str, str] = {
@@ -109,14 +111,14 @@ def bounded_person_cells_sql(indicator: Indicator) -> str:
     charities = indicator.population == "at_two_or_more_charities"
     people = (
         """, people AS (
-            SELECT person_key, count(DISTINCT charity_id) AS charities FROM period_contacts GROUP BY person_key
+            SELECT unit_key, count(DISTINCT charity_id) AS charities FROM period_contacts GROUP BY unit_key
         )"""
         if charities
         else ""
     )
     in_population = f"""
             SELECT c.*{", p.charities" if charities else ""} FROM person_cells c
-            {"JOIN people p USING (person_key)" if charities else ""}
+            {"JOIN people p USING (unit_key)" if charities else ""}
             WHERE {POPULATIONS[indicator.population]}"""
     if indicator.area_levels is None:
         eligible = f"eligible AS ({in_population}"
@@ -125,20 +127,20 @@ def bounded_person_cells_sql(indicator: Indicator) -> str:
         eligible = f"""in_population AS ({in_population}
         ), areas AS (
             SELECT * FROM in_population JOIN (
-                SELECT person_key, min({area}) AS lowest, max({area}) AS highest FROM in_population GROUP BY person_key
-            ) USING (person_key)
+                SELECT unit_key, min({area}) AS lowest, max({area}) AS highest FROM in_population GROUP BY unit_key
+            ) USING (unit_key)
         ), eligible AS (
             SELECT * EXCLUDE (lowest, highest) FROM areas WHERE lowest = highest
             UNION ALL
             SELECT * EXCLUDE (lowest, highest) FROM areas WHERE lowest <> highest
             QUALIFY {area} = first({area}) OVER (
-                PARTITION BY person_key ORDER BY sha256($salt || '|area|' || person_key || '|' || {area})
+                PARTITION BY unit_key ORDER BY sha256($salt || '|area|' || unit_key || '|' || {area})
             )"""
     return f"""
         WITH period_contacts AS (
             SELECT * FROM {CONTACTS_TABLE} WHERE quarter = $period
         ){people}, person_cells AS (
-            SELECT person_key, {key_select},
+            SELECT unit_key, {key_select},
                    count(*) AS contacts,
                    avg(total_debt_gbp) AS debt,
                    avg(monthly_income_gbp) AS income,
@@ -149,17 +151,17 @@ def bounded_person_cells_sql(indicator: Indicator) -> str:
         ), {eligible}
         ), counted AS (
             SELECT * FROM eligible JOIN (
-                SELECT person_key, count(*) AS cells_of_person FROM eligible GROUP BY person_key
-            ) USING (person_key)
+                SELECT unit_key, count(*) AS cells_of_person FROM eligible GROUP BY unit_key
+            ) USING (unit_key)
         ), kept AS (
             SELECT * FROM counted WHERE cells_of_person <= {k}
             UNION ALL
             SELECT * FROM counted WHERE cells_of_person > {k}
             QUALIFY row_number() OVER (
-                PARTITION BY person_key ORDER BY sha256($salt || person_key || concat_ws('|', {", ".join(keys)}))
+                PARTITION BY unit_key ORDER BY sha256($salt || unit_key || concat_ws('|', {", ".join(keys)}))
             ) <= {k}
         )
-        SELECT person_key, {", ".join(keys)}, contacts, amount, coalesce({condition}, FALSE) AS condition
+        SELECT unit_key, {", ".join(keys)}, contacts, amount, coalesce({condition}, FALSE) AS condition
         FROM kept
     """
 
@@ -170,7 +172,7 @@ def bounded_person_cells(
     """One row per (person, cell) that the indicator may use, at most ``max_cells_per_person`` per person.
 
     Bounds: a person's eligible cells (those where they belong to the indicator's population) are
-    ranked by SHA-256(salt, person_key, cell) and only the first ``max_cells_per_person`` are kept.
+    ranked by SHA-256(salt, unit_key, cell) and only the first ``max_cells_per_person`` are kept.
     With an ``area`` breakdown, the person first keeps one finest-level area, also chosen by keyed
     hash. The salt is secret, so the choice is unbiased and unpredictable, and one person's choice
     never depends on anyone else's rows. Each kept row holds the person's number of contacts in the

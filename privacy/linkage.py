@@ -1,43 +1,32 @@
-"""Probabilistic record linkage on separately keyed identity components, with Splink on DuckDB.
+"""Keyed identity components for record linkage: what staging keeps of a linking charity's identifiers.
 
 One exact token of surname + birth date + postcode district splits a person on any typo, a move or a
 second reference. Instead each component is keyed on its own (HMAC under the collaborative's key, so
 none can be recomputed from a name without the key): the surname, its Soundex code, the birth date,
-its spellings one letter short (so a typo still agrees somewhere), the birth year and month, the postcode district and its area (the district's letters: a move is mostly
-near). Keyed values can only be compared for equality,
-so each comparison is "equal or not" (nested where one component refines another: same surname, else
-same sound; same birth date, else same month; same district, else same area). Splink (Fellegi-Sunter, weights by EM) scores every
-candidate pair and joins pairs above the link threshold into clusters; a cluster is one person, one
-privacy unit. A person split into m clusters costs m²ρ (see docs/privacy.md); the threshold trades that
-against wrongly merged people.
-
-Deterministic given the records: u is estimated from a seeded sample and EM starts from fixed values.
+its spellings one letter short (so a typo still agrees somewhere), the birth year and month, the
+postcode district and its area (the district's letters: a move is mostly near). Each reference at a
+linking charity becomes one linkage record (``reference_components``); ``privacy.clustering`` joins
+the records of one person into a cluster, the privacy unit.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 
 import jellyfish
 import polars as pl
-import splink.comparison_level_library as cll
-import splink.comparison_library as cl
-from splink import Linker, SettingsCreator, block_on
-from splink.internals.duckdb.database_api import DuckDBAPI
 
-from privacy.pseudonymise import keyed_hash
+from privacy.pseudonymise import keyed_hash, linkage_tokens
 
 # The keyed components, each the HMAC of one normalised value.
 COMPONENTS = ("surname", "surname_sound", "birth_date", "birth_month", "district", "postcode_area")
 VARIANTS = "surname_variants"
-UNIT_ID = "unit_id"
-# The match probability above which two records are one person. A missed link costs a person m²ρ; a
-# wrong one only bounds two people's contributions together (utility, not privacy), so it leans low.
+TOKEN = "linkage_token"
+# The match probability above which two records are one person (``privacy.clustering``). A missed link
+# costs a person m²ρ; a wrong one only bounds two people's contributions together (utility, not privacy),
+# so it leans low.
 DEFAULT_THRESHOLD = 0.5
 _POSTCODE_AREA = re.compile("[A-Z]{0,2}")  # the letters a district starts with: "BS35" -> "BS"
-_SAMPLE_SEED = 2026
-_SAMPLED_PAIRS = 1_000_000
 
 
 def component_values(basis: str) -> dict[str, str]:
@@ -92,73 +81,30 @@ def keyed_components(key: bytes, bases: pl.Series) -> pl.DataFrame:
     )
 
 
-def _settings() -> SettingsCreator:
-    surname = cl.CustomComparison(
-        output_column_name="surname",
-        comparison_levels=[
-            cll.And(cll.NullLevel("surname"), cll.NullLevel("surname_sound")),
-            cll.ExactMatchLevel("surname").configure(tf_adjustment_column="surname"),
-            cll.ArrayIntersectLevel(VARIANTS, min_intersection=1),
-            cll.ExactMatchLevel("surname_sound"),
-            cll.ElseLevel(),
-        ],
-    )
-    birth = cl.CustomComparison(
-        output_column_name="birth",
-        comparison_levels=[
-            cll.NullLevel("birth_date"),
-            cll.ExactMatchLevel("birth_date"),
-            cll.ExactMatchLevel("birth_month"),
-            cll.ElseLevel(),
-        ],
-    )
-    place = cl.CustomComparison(
-        output_column_name="place",
-        comparison_levels=[
-            cll.NullLevel("district"),
-            cll.ExactMatchLevel("district").configure(tf_adjustment_column="district"),
-            cll.ExactMatchLevel("postcode_area"),
-            cll.ElseLevel(),
-        ],
-    )
-    return SettingsCreator(
-        link_type="dedupe_only",
-        unique_id_column_name=UNIT_ID,
-        comparisons=[surname, birth, place],
-        # Candidate pairs: a person is found if any one of these agrees, so one typo or one move loses nobody.
-        blocking_rules_to_generate_predictions=[
-            block_on("birth_date"),
-            block_on("surname", "birth_month"),
-            block_on("surname_sound", "district"),
-        ],
-        retain_matching_columns=False,
-        retain_intermediate_calculation_columns=False,
-    )
+def keyed_identities(key: bytes, bases: pl.Series) -> pl.DataFrame:
+    """Each distinct identity among ``bases`` (nulls left out): its linkage token and keyed components."""
+    distinct = bases.drop_nulls().unique(maintain_order=True)
+    return pl.concat([linkage_tokens(key, distinct).to_frame(), keyed_components(key, distinct)], how="horizontal")
 
 
-def link_clusters(records: pl.DataFrame, *, threshold: float = DEFAULT_THRESHOLD) -> pl.DataFrame:
-    """Records (``unit_id`` and ``keyed_components``) -> ``unit_id``, ``cluster_id`` for every record.
+def reference_components(contacts: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFrame:
+    """One linkage record per reference: ``person_ref`` and the keyed components of the identity most of
+    its contacts carry (ties to the smallest token), sorted by reference; a reference with none is left out.
 
-    ``cluster_id`` is the ``unit_id`` of one of its members; a record linked to none is its own cluster.
+    ``contacts`` holds ``person_ref`` and ``linkage_token`` (null where an identifier was missing),
+    ``identities`` what ``keyed_identities`` gives (repeats allowed). A reference is one person at one
+    charity, so it is one linkage record even if a surname was spelt two ways in its contacts.
     """
-    if not 0 < threshold < 1:
-        raise ValueError(f"the link threshold is a probability strictly between 0 and 1, not {threshold}")
-    if records.get_column(UNIT_ID).n_unique() != records.height:
-        raise ValueError("each record needs its own unit_id")
-    if records.height < 2:
-        return records.select(UNIT_ID, pl.col(UNIT_ID).alias("cluster_id"))
-    frame = records.select(UNIT_ID, *COMPONENTS, VARIANTS).sort(UNIT_ID).to_pandas()
-    linker = Linker(DuckDBAPI().register(frame), _settings(), log_level=logging.ERROR)
-    linker.training.estimate_probability_two_random_records_match(
-        [block_on("surname", "birth_date", "district")], recall=0.8
+    chosen = (
+        contacts.filter(pl.col(TOKEN).is_not_null())
+        .group_by("person_ref", TOKEN)
+        .len()
+        .sort(["person_ref", "len", TOKEN], descending=[False, True, False])
+        .group_by("person_ref", maintain_order=True)
+        .first()
     )
-    linker.training.estimate_u_using_random_sampling(max_pairs=_SAMPLED_PAIRS, seed=_SAMPLE_SEED)
-    # EM on pairs agreeing on birth date trains the name and district weights, and the other way round.
-    linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date"), fix_u_probabilities=True)
-    linker.training.estimate_parameters_using_expectation_maximisation(
-        block_on("surname", "district"), fix_u_probabilities=True
+    return (
+        chosen.join(identities.unique(TOKEN), on=TOKEN, how="left")
+        .select("person_ref", *COMPONENTS, VARIANTS)
+        .sort("person_ref")
     )
-    pairs = linker.inference.predict(threshold_match_probability=threshold)
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pairs, threshold_match_probability=threshold)
-    found = pl.from_pandas(clusters.as_pandas_dataframe()[[UNIT_ID, "cluster_id"]])
-    return records.select(UNIT_ID).join(found.cast(pl.String), on=UNIT_ID, how="left", maintain_order="left")

@@ -3,14 +3,17 @@
 The warehouse schema is an allowlist. ``person_ref`` becomes a keyed pseudonym, the contact date
 becomes its month and quarter, and the area is kept at local authority level with its public region
 and nation. Names, contact details, postcodes, dates of birth and free text never appear here: they
-are dropped at staging (``standards``), and anything not on this list is dropped again now. A linkage
-token (keyed, from intake) only selects the linked pseudonym; ``linked`` records that it did.
+are dropped at staging (``standards``), and anything not on this list is dropped again now. At a
+charity that links records, each reference's identifiers arrive already keyed, one linkage record per
+reference (``privacy.linkage``); it enters ``linkage_units`` under the reference's person_key, and
+``linked`` marks the contacts whose reference has one.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
+from privacy.linkage import COMPONENTS, VARIANTS
 from privacy.pseudonymise import person_keys
 from standards.extract import STANDARD_CONTACT_SCHEMA
 from standards.geography import load_geography
@@ -31,6 +34,14 @@ WAREHOUSE_SCHEMA: dict[str, pl.DataType] = {
     "standard_version": pl.String(),
     "linked": pl.Boolean(),
 }
+# A linking reference's keyed components (never a raw identifier), under its person_key (``unit_key``).
+LINKAGE_UNIT_SCHEMA: dict[str, pl.DataType] = {
+    "unit_key": pl.String(),
+    "charity_id": pl.String(),
+    "submission_id": pl.String(),
+    **{name: pl.String() for name in COMPONENTS},
+    VARIANTS: pl.List(pl.String()),
+}
 
 
 def minimise(
@@ -39,19 +50,28 @@ def minimise(
     """Standardised contacts -> warehouse rows, keeping only ``WAREHOUSE_SCHEMA`` columns.
 
     Row by row: each row's warehouse values depend only on that row, so any batching gives the same
-    rows. ``linkage_token``, when present, is the staged keyed token (``privacy.pseudonymise``).
+    rows. ``linked``, when present, is staging's mark of a contact whose reference has a linkage record.
     """
     geography = load_geography().local_authorities
     regions = {code: la.region_code for code, la in geography.items()}
     nations = {code: la.nation_code for code, la in geography.items()}
-    tokens = contacts.get_column("linkage_token") if "linkage_token" in contacts.columns else None
     return contacts.with_columns(
         pl.lit(submission_id).alias("submission_id"),
         pl.lit(charity_id).alias("charity_id"),
-        person_keys(key, charity_id, contacts.get_column("person_ref"), tokens),
-        (tokens.is_not_null() if tokens is not None else pl.lit(False)).alias("linked"),
+        person_keys(key, charity_id, contacts.get_column("person_ref")),
+        (pl.col("linked") if "linked" in contacts.columns else pl.lit(False)).alias("linked"),
         pl.col("contact_date").dt.month_start().alias("contact_month"),
         pl.col("local_authority_code").replace_strict(regions, return_dtype=pl.String).alias("region_code"),
         pl.col("local_authority_code").replace_strict(nations, return_dtype=pl.String).alias("nation_code"),
         pl.lit(standard_version).alias("standard_version"),
     ).select([pl.col(name).cast(dtype) for name, dtype in WAREHOUSE_SCHEMA.items()])
+
+
+def minimise_units(units: pl.DataFrame, *, key: bytes, charity_id: str, submission_id: str) -> pl.DataFrame:
+    """A submission's linkage records (``privacy.linkage.reference_components``) -> ``LINKAGE_UNIT_SCHEMA``
+    rows: the reference becomes its person_key, the same key its contacts carry; the components are kept."""
+    return units.with_columns(
+        person_keys(key, charity_id, units.get_column("person_ref")).alias("unit_key"),
+        pl.lit(charity_id).alias("charity_id"),
+        pl.lit(submission_id).alias("submission_id"),
+    ).select([pl.col(name).cast(dtype) for name, dtype in LINKAGE_UNIT_SCHEMA.items()])

@@ -53,47 +53,25 @@ def keyed_hash(key: bytes, *parts: str) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def person_keys(key: bytes, charity_id: str, person_refs: pl.Series, tokens: pl.Series | None = None) -> pl.Series:
-    """The pseudonym of each contact's person: the privacy unit.
+def person_keys(key: bytes, charity_id: str, person_refs: pl.Series) -> pl.Series:
+    """The pseudonym of each contact's reference at its charity: the keyed hash of (charity, person_ref),
+    so equal references at two charities never collide. Each distinct reference is hashed once.
 
-    Without a linkage token it is the keyed hash of (charity, person_ref), so equal references at two
-    charities never collide; with one it is the keyed hash of the token, the same at every charity.
-    Each distinct reference or token is hashed once.
+    It is the privacy unit at a charity that does not link records; at one that does, it names the
+    reference's linkage unit, and the unit's cluster is the privacy unit (``privacy.linkage``).
     """
     table = {ref: keyed_hash(key, "person", charity_id, ref) for ref in person_refs.unique().to_list()}
-    local = person_refs.replace_strict(table, return_dtype=pl.String)
-    if tokens is None or tokens.null_count() == len(tokens):
-        return local.alias("person_key")
-    linked = {token: keyed_hash(key, "linked-person", token) for token in tokens.drop_nulls().unique().to_list()}
-    return tokens.replace_strict(linked, default=None, return_dtype=pl.String).fill_null(local).alias("person_key")
+    return person_refs.replace_strict(table, return_dtype=pl.String).alias("person_key")
 
 
 def linkage_tokens(key: bytes, bases: pl.Series) -> pl.Series:
     """The keyed linkage token of each normalised identity (``standards.extract.linkage_basis``), or null.
 
-    Equal identities give equal tokens at every charity, so a person seen by several linking charities
-    becomes one privacy unit; without the key a token cannot be recomputed from a name and birth date.
+    Equal identities give equal tokens; without the key a token cannot be recomputed from a name and
+    birth date. Staging uses it to choose one identity per reference (``privacy.linkage``); it is never stored.
     """
     table = {basis: keyed_hash(key, "link", basis) for basis in bases.drop_nulls().unique().to_list()}
     return bases.replace_strict(table, default=None, return_dtype=pl.String).alias("linkage_token")
-
-
-def one_token_per_person(contacts: pl.LazyFrame) -> pl.LazyFrame:
-    """Give every contact of a person_ref the same linkage token: the one most of its contacts carry.
-
-    A reference is one person at one charity, so all its contacts must be one privacy unit even if a
-    surname was spelt two ways or one contact lacked a date of birth. Ties go to the smallest token.
-    """
-    chosen = (
-        contacts.filter(pl.col("linkage_token").is_not_null())
-        .group_by("person_ref", "linkage_token")
-        .len()
-        .sort(["person_ref", "len", "linkage_token"], descending=[False, True, False])
-        .group_by("person_ref", maintain_order=True)
-        .first()
-        .select("person_ref", "linkage_token")
-    )
-    return contacts.drop("linkage_token").join(chosen, on="person_ref", how="left", maintain_order="left")
 
 
 def derived_salt(key: bytes, purpose: str) -> str:

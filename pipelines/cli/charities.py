@@ -166,7 +166,9 @@ def set_linkage(
     enable: bool = typer.Option(..., "--on/--off", help="Take part in record linkage, or stop."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Opt a charity in to or out of record linkage, for the files it sends from now on."""
+    """Opt a charity in to or out of record linkage, for the files it sends from now on. Opting out also
+    drops its keyed identities from the warehouse at the next load of any file: its people become units of
+    their own."""
     _switch(
         charity_id,
         as_json,

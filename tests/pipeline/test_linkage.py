@@ -1,6 +1,8 @@
-"""Record linkage through the real assets: one privacy unit per person across linking charities."""
+"""Record linkage through the real assets: a linkage cluster is one privacy unit across linking charities."""
 
 from __future__ import annotations
+
+import re
 
 import polars as pl
 from dagster import DagsterInstance
@@ -8,44 +10,67 @@ from dagster import DagsterInstance
 from collab.intake import submission_dir
 from collab.landing import LocalLandingZone
 from collab.registry import Registry
-from collab.staging import CONTACTS_FILE
+from collab.staging import CONTACTS_FILE, LINKAGE_UNITS_FILE
 from collab.warehouse import connect
 from collab.workspace import Workspace
 from tests.conftest import HEADER, contact_rows, write_csv
 from tests.pipeline.test_submissions import process, sense
 
 SURNAMES = ["O'Brien", "Nowak", "Okafor", "Smith"]
+# advice-b's records of the same four people: a mistyped surname, and a move to another Sheffield district.
+SLIPPED_SURNAME, MOVED_POSTCODE = "O'Brian", "S6 3AB"
+KEYED = re.compile("[0-9a-f]{64}")
 
 
-def test_linking_charities_share_one_unit_per_person_and_names_never_reach_the_warehouse(workspace: Workspace) -> None:
+def _drop(workspace: Workspace, registry: Registry, charity: str, *, linkage: bool, slips: bool = False) -> None:
+    registry.add(charity, charity.title(), linkage=linkage)
+    LocalLandingZone(root=str(workspace.home)).create_area(charity)
+    rows = [[*row, SURNAMES[i]] for i, row in enumerate(contact_rows(4, prefix=charity[:2].upper()))]
+    if slips:
+        rows[0][-1], rows[1][3] = SLIPPED_SURNAME, MOVED_POSTCODE
+    path = write_csv(workspace.home.parent / "extracts" / f"{charity}.csv", rows, header=[*HEADER, "Surname"])
+    LocalLandingZone(root=str(workspace.home)).drop(charity, path)
+
+
+def test_one_person_with_slipped_records_at_two_linking_charities_is_one_privacy_unit(workspace: Workspace) -> None:
     settings = workspace.settings.model_copy(deep=True)
     settings.intake.settle_seconds = 0
     workspace.save_settings(settings)
-    registry, landing = Registry(workspace), LocalLandingZone(root=str(workspace.home))
-    spellings = {"food-bank-a": SURNAMES, "advice-b": [s.upper().replace("'", "") for s in SURNAMES]}
-    spellings["pantry-c"] = SURNAMES
-    for charity, surnames in spellings.items():
-        registry.add(charity, charity.title(), linkage=charity != "pantry-c")
-        landing.create_area(charity)
-        rows = [[*row, surnames[i]] for i, row in enumerate(contact_rows(4, prefix=charity[:2].upper()))]
-        path = write_csv(workspace.home.parent / "extracts" / f"{charity}.csv", rows, header=[*HEADER, "Surname"])
-        landing.drop(charity, path)
+    registry = Registry(workspace)
+    _drop(workspace, registry, "food-bank-a", linkage=True)
+    _drop(workspace, registry, "advice-b", linkage=True, slips=True)
+    _drop(workspace, registry, "pantry-c", linkage=False)
     instance = DagsterInstance.ephemeral()
     keys = sense(workspace, instance)
-    assert len(keys) == 3 and all(process(workspace, instance, key).success for key in keys)
+    assert len(keys) == 3
+    loads = {}
+    for key in keys:
+        result = process(workspace, instance, key)
+        assert result.success and all(check.passed for check in result.get_asset_check_evaluations())
+        [load] = [m for m in result.asset_materializations_for_node("warehouse_contacts")]
+        loads[key.rsplit("-", 1)[0]] = {name: value.value for name, value in load.metadata.items()}
     for key in keys:
         staged = pl.read_parquet(submission_dir(workspace, key) / CONTACTS_FILE)
-        assert "surname" not in staged.columns and "linkage_basis" not in staged.columns
-        assert staged.get_column("linkage_token").is_null().all() == key.startswith("pantry-c")
+        assert not {"surname", "linkage_basis", "linkage_token"} & set(staged.columns)
+        assert staged.get_column("linked").all() != key.startswith("pantry-c")
+        units_file = submission_dir(workspace, key) / LINKAGE_UNITS_FILE
+        assert units_file.exists() != key.startswith("pantry-c")
+    # A non-linking charity's load changes no unit, so Splink is not run again.
+    assert not loads["pantry-c"]["relinked"] and loads["pantry-c"]["linkage_units"] == 8
     with connect(workspace.warehouse_path) as con:
-        people = {
-            charity: (sorted(keys), linked)
-            for charity, keys, linked in con.execute(
-                "SELECT charity_id, list(DISTINCT person_key), bool_and(linked) FROM contacts GROUP BY ALL"
-            ).fetchall()
-        }
-        everything = str(con.execute("SELECT * FROM contacts").fetchall())
-    assert people["food-bank-a"] == people["advice-b"] and people["food-bank-a"][1]
-    assert not set(people["pantry-c"][0]) & set(people["food-bank-a"][0]) and not people["pantry-c"][1]
-    assert len(people["food-bank-a"][0]) == 4
-    assert not any(name.upper().replace("'", "") in everything.upper() for name in SURNAMES)
+        units = con.execute(
+            "SELECT list(DISTINCT charity_id ORDER BY charity_id), count(DISTINCT person_key) "
+            "FROM contact_units GROUP BY unit_key"
+        ).fetchall()
+        stored = {table: con.execute(f"SELECT * FROM {table}").fetchall() for table in ("contacts", "linkage_units")}
+        clusters = con.execute("SELECT * FROM linkage_clusters").fetchall()
+    # Each of the four people is one unit across both linking charities, slips and all (two per-charity
+    # keys in one cluster), and one more at the charity that does not link.
+    assert sorted(units) == [(["advice-b", "food-bank-a"], 2)] * 4 + [(["pantry-c"], 1)] * 4
+    # Nothing raw in the warehouse: linkage units and clusters hold keyed values only, contacts no identifier.
+    assert all(KEYED.fullmatch(v) for row in clusters for v in row)
+    for row in stored["linkage_units"]:
+        assert all(KEYED.fullmatch(v) for v in (*row[3:9], *row[9])) and KEYED.fullmatch(row[0])
+    everything = str(stored).upper()
+    raw = [*SURNAMES, SLIPPED_SURNAME, "OBRIEN", "OBRIAN", "B15 2TT", MOVED_POSTCODE, "1960-01-01", "01/01/1960"]
+    assert not any(value.upper() in everything for value in raw)

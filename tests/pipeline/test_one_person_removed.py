@@ -28,7 +28,8 @@ PERSON = "the-person"
 
 def _collaborative(home: Path, *, with_person: bool, person_linked: bool) -> Workspace:
     """charity-a (200 people, does not link), charity-b (links records, names itself) whose only person in
-    2026Q1 is PERSON; when ``person_linked``, PERSON is also at charity-c (links records) with others."""
+    2026Q1 is PERSON; when ``person_linked``, PERSON is also at charity-c (links records) with others, under
+    charity-c's own person_key, and linkage put both keys in one cluster (one privacy unit)."""
     workspace = Workspace(home)
     workspace.init()
     registry = Registry(workspace)
@@ -54,7 +55,7 @@ def _collaborative(home: Path, *, with_person: bool, person_linked: bool) -> Wor
                 [
                     f"sub-{charity}",
                     charity,
-                    key,
+                    f"{charity}/{key}",
                     "debt" if i % 3 == 0 else "food",
                     100 * i,
                     1000 + i,
@@ -63,6 +64,11 @@ def _collaborative(home: Path, *, with_person: bool, person_linked: bool) -> Wor
                 for charity, key, i in rows
             ],
         )
+        if with_person and person_linked:
+            cluster = f"charity-b/{PERSON}"
+            con.executemany(
+                "INSERT INTO linkage_clusters VALUES (?, ?)", [[cluster, cluster], [f"charity-c/{PERSON}", cluster]]
+            )
     return workspace
 
 
@@ -111,6 +117,10 @@ def test_removing_one_person_changes_nothing_but_dp_values_and_timestamps(tmp_pa
         packages.append(package)
         with connect(workspace.warehouse_path, read_only=True) as con:
             gates.append(disclosure_problems(package, con))
+            units = con.execute(
+                "SELECT count(DISTINCT unit_key) FROM contact_units WHERE person_key LIKE $p", {"p": f"%/{PERSON}"}
+            )
+            assert units.fetchall()[0][0] == int(with_person)  # held at one or two charities, one privacy unit
     with_person, without = packages
     assert sorted(p.relative_to(with_person) for p in with_person.rglob("*")) == sorted(
         p.relative_to(without) for p in without.rglob("*")

@@ -16,6 +16,7 @@ from collab.staging import STAGED_CONTACT_SCHEMA
 from privacy.accountant import BudgetExceeded, BudgetPolicy, Charge, charge, spent
 from privacy.bounding import BoundedAggregates, bounded_aggregates, finest_cells
 from privacy.estimators import MEDIAN_SHARES, count_signature, release_indicator
+from privacy.linkage import keyed_components, keyed_identities, reference_components
 from privacy.mechanisms import (
     discrete_gaussian,
     epsilon_at,
@@ -24,14 +25,13 @@ from privacy.mechanisms import (
     rho_of,
     scale_for,
 )
-from privacy.minimise import WAREHOUSE_SCHEMA, minimise
+from privacy.minimise import LINKAGE_UNIT_SCHEMA, WAREHOUSE_SCHEMA, minimise, minimise_units
 from privacy.pseudonymise import (
     KeyFileError,
     create_key,
     keyed_hash,
     linkage_tokens,
     load_key,
-    one_token_per_person,
     person_keys,
 )
 from privacy.release import Contributors, ReleasePolicy, release_period
@@ -271,21 +271,22 @@ def test_linkage_basis_normalises_identifiers_and_needs_all_three() -> None:
     assert linkage_basis("Okafor", born, None) is None
 
 
-def test_linked_people_share_one_key_across_charities_and_one_token_per_reference() -> None:
+def test_each_linking_reference_gets_one_keyed_linkage_record_of_its_most_common_identity() -> None:
     key = b"k" * 32
     bases = pl.Series(["OKAFOR|1988-04-12|B15", None, "OKAFOR|1988-04-12|B15", "OKAFR|1988-04-12|B15"])
     tokens = linkage_tokens(key, bases)
     assert tokens[0] == tokens[2] != tokens[3] and tokens[1] is None
-    staged = pl.DataFrame(
-        {"person_ref": ["A", "A", "A", "B"], "linkage_token": [tokens[0], None, tokens[0], tokens[3]]}
-    )
-    resolved = one_token_per_person(staged.lazy()).collect()
-    assert resolved.get_column("linkage_token").to_list() == [tokens[0], tokens[0], tokens[0], tokens[3]]
-    at_a = person_keys(key, "charity-a", pl.Series(["A1", "A2"]), pl.Series([tokens[0], None]))
-    at_b = person_keys(key, "charity-b", pl.Series(["B9"]), pl.Series([tokens[0]]))
-    assert at_a[0] == at_b[0]  # the same person at two linking charities: one unit
-    assert at_a[1] == keyed_hash(key, "person", "charity-a", "A2")  # no token: the charity's own unit
-    assert at_a[0] != tokens[0]  # the warehouse key is not the staged token
+    staged = pl.DataFrame({"person_ref": ["A", "A", "A", "B"], "linkage_token": tokens})
+    identities = keyed_identities(key, bases)
+    units = reference_components(staged.lazy(), pl.concat([identities, identities]).lazy()).collect()
+    assert units.get_column("person_ref").to_list() == ["A", "B"]
+    expected = keyed_components(key, pl.Series([bases[0], bases[3]]))
+    assert units.drop("person_ref").equals(expected)
+    rows = minimise_units(units, key=key, charity_id="charity-a", submission_id="s")
+    assert list(rows.schema) == list(LINKAGE_UNIT_SCHEMA)
+    # The unit is named by the reference's person_key, the key its contacts carry.
+    assert rows.get_column("unit_key").to_list() == person_keys(key, "charity-a", pl.Series(["A", "B"])).to_list()
+    assert "OKAFOR" not in str(rows.rows()).upper() and tokens[0] not in str(rows.rows())
 
 
 def test_minimise_keeps_only_the_allowlist() -> None:
@@ -309,7 +310,7 @@ def test_minimise_keeps_only_the_allowlist() -> None:
             "monthly_essential_costs_gbp": [None],
             "total_debt_gbp": [None],
             "support_type": [None],
-            "linkage_token": ["f" * 64],
+            "linked": [True],
         },
         schema=STAGED_CONTACT_SCHEMA,
     )
@@ -317,4 +318,4 @@ def test_minimise_keeps_only_the_allowlist() -> None:
     assert list(rows.schema) == list(WAREHOUSE_SCHEMA)
     row = rows.row(0, named=True)
     assert row["contact_month"] == dt.date(2026, 2, 1) and row["region_code"] == "E12000005" and row["linked"]
-    assert "NFB-1" not in str(rows.to_dicts()) and "f" * 64 not in str(rows.to_dicts())
+    assert "NFB-1" not in str(rows.to_dicts())

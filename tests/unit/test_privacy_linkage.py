@@ -8,13 +8,12 @@ import os
 import numpy as np
 import polars as pl
 
+from privacy.clustering import UNIT_ID, link_clusters
 from privacy.linkage import (
     COMPONENTS,
-    UNIT_ID,
     VARIANTS,
     component_values,
     keyed_components,
-    link_clusters,
     surname_variants,
 )
 from standards.extract import linkage_basis
@@ -73,3 +72,17 @@ def test_typo_d_records_of_one_person_end_in_one_cluster_and_distinct_people_sta
     assert per_person.get_column("clusters").max() == 1  # every slipped pair found
     assert per_cluster.get_column("people").max() == 1  # and nobody merged with another
     assert link_clusters(keyed).equals(found)  # deterministic
+
+
+def test_a_handful_of_records_links_on_fixed_weights_and_each_cluster_is_named_by_its_smallest_unit() -> None:
+    bases = pl.Series(
+        [
+            linkage_basis("Okafor", dt.date(1980, 1, 2), "BS1 4AA"),
+            linkage_basis("Okafro", dt.date(1980, 1, 2), "BS5 4AA"),  # a swapped pair of letters, a move
+            linkage_basis("Nowak", dt.date(1980, 1, 2), "BS1 4AA"),  # the same birth date and district only
+            linkage_basis("Smith", dt.date(1990, 5, 6), "M1 1AA"),
+        ]
+    )
+    keyed = pl.concat([pl.DataFrame({UNIT_ID: ["z", "b", "c", "d"]}), keyed_components(KEY, bases)], how="horizontal")
+    found = link_clusters(keyed)
+    assert found.rows() == [("z", "b"), ("b", "b"), ("c", "c"), ("d", "d")]
