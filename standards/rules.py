@@ -51,7 +51,7 @@ _PYTHON_WHITESPACE_RUN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PYTHON_WHIT
 # ``geography._POSTCODE``, keeping only the district.
 _DISTRICT = r"^([A-Z]{1,2}[0-9][A-Z0-9]?)(?:[0-9][A-Z]{2})?$"
 
-CODES = "__codes"
+HAS_ISSUE, RAGGED, MODEL_CODE, AREA_AS_POSTCODE = "__has_issue", "__ragged", "__model_rule", "__area_as_postcode"
 _POLARS_TYPES: dict[Any, pl.DataType] = {dt.date: pl.Date(), int: pl.Int64(), float: pl.Float64()}
 
 
@@ -232,10 +232,9 @@ def _age_band_at(date_of_birth: pl.Expr, on: pl.Expr) -> pl.Expr:
         (on.dt.month() == date_of_birth.dt.month()) & (on.dt.day() < date_of_birth.dt.day())
     )
     age = on.dt.year().cast(pl.Int32) - date_of_birth.dt.year().cast(pl.Int32) - before_birthday.cast(pl.Int32)
-    band: Any = pl.lit(None, pl.String)
-    for code, lower in AGE_BANDS:
-        band = pl.when(age >= lower).then(pl.lit(code)).otherwise(band)
-    return pl.when(date_of_birth.is_not_null()).then(band)
+    oldest = AGE_BANDS[-1][1]
+    bands = {age: next(code for code, lower in reversed(AGE_BANDS) if age >= lower) for age in range(oldest + 1)}
+    return age.clip(upper_bound=oldest).replace_strict(bands, default=None, return_dtype=pl.String)
 
 
 def _linkage_basis(surname: pl.Expr, date_of_birth: pl.Expr, postcode: pl.Expr) -> pl.Expr:
@@ -247,8 +246,8 @@ def _linkage_basis(surname: pl.Expr, date_of_birth: pl.Expr, postcode: pl.Expr) 
 
 
 def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> pl.DataFrame:
-    """Every row's issue codes in the order the per-row path reports them (``__codes``), and its
-    standardised contact's columns (meaningful where the row is accepted).
+    """Whether each row has an issue (``__has_issue``), the code each rule gives it (see ``issue_codes``),
+    and its standardised contact's columns (meaningful where the row is accepted).
 
     ``normalised`` is ``normalise_batch``'s output for the fields in ``planned``.
     """
@@ -262,15 +261,17 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> 
             continue
         code, value = _field_check(rules, pl.col(rules.name), pl.col(rules.name + "__raw"))
         codes[rules.name] = code
-        # An optional value that breaks a rule is dropped; the row is judged again without it.
-        kept[rules.name] = pl.when(code.is_null()).then(value)
-    staged = normalised.select(
+        kept[rules.name] = value
+    # Each code once, as a column: Polars shares no work between the expressions of one select.
+    staged = normalised.lazy().select(
         "__row",
         "__cells",
         *[code.alias(f"{name}__code") for name, code in codes.items()],
         *[value.alias(name) for name, value in kept.items()],
     )
     code_of = {name: pl.col(f"{name}__code") for name in codes}
+    # An optional value that breaks a rule is dropped; the row is judged again without it.
+    staged = staged.with_columns(pl.when(code_of[name].is_null()).then(pl.col(name)).alias(name) for name in kept)
     field_error = pl.any_horizontal(code_of[name].is_not_null() for name in REQUIRED_FIELDS)
     # ContactRecord._has_area, on the values left after dropping.
     area, dob, contact_date = pl.col("local_authority_code"), pl.col("date_of_birth"), pl.col("contact_date")
@@ -285,8 +286,10 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> 
     )
     accepted = ~field_error & model_code.is_null()
     area_as_postcode = pl.when(accepted & _is_council(pl.col("postcode"))).then(pl.lit("W_AREA_NAME_AS_POSTCODE"))
-    all_codes = pl.concat_list(*code_of.values(), model_code, area_as_postcode).list.drop_nulls()
     ragged = pl.col("__cells") != width
+    staged = staged.with_columns(
+        model_code.alias(MODEL_CODE), area_as_postcode.alias(AREA_AS_POSTCODE), ragged.alias(RAGGED)
+    )
     postcode = pl.col("postcode")
     contact = {
         "source_row": pl.col("__row"),
@@ -300,10 +303,18 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> 
         "age_band": pl.coalesce(pl.col("age_band"), _age_band_at(dob, contact_date)),
         "linkage_basis": _linkage_basis(pl.col("surname"), dob, postcode),
     }
-    columns = [
-        contact.get(name, pl.col(name)).cast(dtype).alias(name) for name, dtype in STANDARD_CONTACT_SCHEMA.items()
-    ]
+    code_columns = [f"{name}__code" for name in codes] + [MODEL_CODE, AREA_AS_POSTCODE]
     return staged.select(
-        pl.when(ragged).then(pl.lit(["E_RAGGED_ROW"])).otherwise(all_codes).alias(CODES),
-        *columns,
-    )
+        (pl.col(RAGGED) | pl.any_horizontal(pl.col(c).is_not_null() for c in code_columns)).alias(HAS_ISSUE),
+        RAGGED,
+        *code_columns,
+        *[contact.get(name, pl.col(name)).cast(dtype).alias(name) for name, dtype in STANDARD_CONTACT_SCHEMA.items()],
+    ).collect()
+
+
+def issue_codes(checked: pl.DataFrame) -> pl.Series:
+    """Each row's codes of ``validate_frame``'s result, in the order the per-row path reports them (only
+    asked of the rows with an issue: a list per row costs more than all the rules)."""
+    code_columns = [c for c in checked.columns if c.endswith("__code")] + [MODEL_CODE, AREA_AS_POSTCODE]
+    every = pl.concat_list(code_columns).list.drop_nulls()
+    return checked.select(pl.when(pl.col(RAGGED)).then(pl.lit(["E_RAGGED_ROW"])).otherwise(every)).to_series()

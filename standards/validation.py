@@ -35,7 +35,7 @@ from standards.issues import Issue, warning_twin
 from standards.mapping import ColumnPlan, column_label
 from standards.normalise import RAW_SUFFIX
 from standards.personal_data import personal_data_in
-from standards.rules import CODES, issue_code, validate_frame
+from standards.rules import HAS_ISSUE, issue_code, validate_frame
 
 EXAMPLE_VALUE_CHARS = 60
 
@@ -223,10 +223,10 @@ class BatchOutcome:
 def validate_batch(normalised: pl.DataFrame, plan: ColumnPlan) -> BatchOutcome:
     """Judge every row of a normalised batch at once; explain the rows with an issue with the model."""
     checked = validate_frame(normalised, list(plan.fields), len(plan.header))
-    has_issue = checked.get_column(CODES).list.len() > 0
+    has_issue = checked.get_column(HAS_ISSUE)
     affected = list(validate_rows(normalised.filter(has_issue), plan))
     raws = normalised.filter(~has_issue).select(pl.col(f"^.*{RAW_SUFFIX}$"))
-    clean = pl.concat([checked.filter(~has_issue).drop(CODES), raws], how="horizontal")
+    clean = pl.concat([checked.filter(~has_issue).select(list(STANDARD_CONTACT_SCHEMA)), raws], how="horizontal")
     contacts = clean.select(list(STANDARD_CONTACT_SCHEMA))
     if any(o.contact is not None for o in affected):
         contacts = pl.concat([contacts, contacts_frame(affected)]).sort("source_row")

@@ -18,7 +18,7 @@ from standards.issues import FileRejected
 from standards.mapping import CharityMapping, ColumnPlan, find_header_row, header_score, plan_columns
 from standards.normalise import DAY_FIRST_FORMATS, ISO_FORMATS, DateReading, normalise_batch
 from standards.reading import open_extract
-from standards.rules import CODES, field_rules, validate_frame
+from standards.rules import field_rules, issue_codes, validate_frame
 from standards.validation import contacts_frame, validate_batch, validate_rows
 from tests.conftest import contact_rows, write_csv
 from tests.fixtures.bad.corpus import build
@@ -28,7 +28,8 @@ def assert_agree(normalised: pl.DataFrame, plan: ColumnPlan) -> None:
     """Row by row: the vectorised codes are the model's codes, and accepted rows get the same contact."""
     checked = validate_frame(normalised, list(plan.fields), len(plan.header))
     per_row = list(validate_rows(normalised, plan))
-    vectorised_codes = checked.get_column(CODES).to_list()
+    vectorised_codes = issue_codes(checked).to_list()
+    assert checked.get_column("__has_issue").to_list() == [bool(codes) for codes in vectorised_codes]
     for outcome, codes in zip(per_row, vectorised_codes, strict=True):
         assert [issue.code for issue in outcome.issues] == codes, f"row {outcome.row}: {outcome.issues}"
     accepted = [o.contact is not None for o in per_row]
