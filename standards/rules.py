@@ -16,7 +16,6 @@ come from the model itself); rows with none are accepted here without a Python o
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import types
 import typing
 from collections.abc import Callable
@@ -43,10 +42,10 @@ from standards.extract import (
 )
 from standards.geography import SUCCESSOR_CODES, load_geography
 from standards.issues import warning_twin
+from standards.reading import PYTHON_WHITESPACE
 
 # What Python's ``str.strip()`` and ``re``'s ``\s`` remove (the geography's lookups are Python); pydantic strips
 # what Rust calls whitespace, as Polars' ``strip_chars()`` does, which lacks \x1c-\x1f.
-PYTHON_WHITESPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
 _PYTHON_WHITESPACE_RUN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PYTHON_WHITESPACE) + "]+"
 # ``geography._POSTCODE``, keeping only the district.
 _DISTRICT = r"^([A-Z]{1,2}[0-9][A-Z0-9]?)(?:[0-9][A-Z]{2})?$"
