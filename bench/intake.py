@@ -7,7 +7,7 @@ that peak memory is its own:
   Parquet, rejected rows to quarantine), as a submission's intake runs it;
 - DuckDB: ``read_csv`` of the same file (types sniffed) into a table of a DuckDB file, closed (persisted);
 - Great Expectations: the suite of ``check_staged_contacts_expectations`` on the Parquet ours staged,
-  batch by batch as the asset check runs it.
+  batch by batch as the asset check runs it (importing GX, once per process, timed apart).
 Times are of the work itself (interpreter start and imports excluded); CPU seconds count every thread.
 Target: ours at least 40% of DuckDB's rows/s, Great Expectations at most 15% of our intake's time.
 On a shared machine wall time moves with the load; CPU seconds move less.
@@ -69,9 +69,8 @@ def _great_expectations(path: Path, work: Path) -> dict[str, Any]:
     import polars as pl
     import pyarrow.parquet as pq
 
-    from collab.expectations import ExpectationRun, _context
+    from collab.expectations import EXPECTATION_BATCH_ROWS, ExpectationRun, _context
     from collab.staging import CONTACTS_FILE
-    from collab.workspace import IntakeSettings
     from standards.extract import FIELDS
 
     started = _clock()
@@ -79,7 +78,7 @@ def _great_expectations(path: Path, work: Path) -> dict[str, Any]:
     set_up = _since(started)
     run = ExpectationRun()
     rows = 0
-    for batch in pq.ParquetFile(work / "staging" / CONTACTS_FILE).iter_batches(batch_size=IntakeSettings().batch_rows):
+    for batch in pq.ParquetFile(work / "staging" / CONTACTS_FILE).iter_batches(batch_size=EXPECTATION_BATCH_ROWS):
         contacts = pl.from_arrow(batch)
         assert isinstance(contacts, pl.DataFrame)
         run.validate(contacts, [name for name in contacts.columns if name in FIELDS])
@@ -143,9 +142,11 @@ def main() -> None:
     ratio = (ours["rows"] / ours["seconds"]) / (duck["rows"] / duck["seconds"])
     print(f"ours: {ours['accepted']:,} accepted, {ours['status']}")
     print(f"ours / DuckDB rows per second: {ratio:.1%} (target at least 40%)")
+    validating = gx["seconds"] - gx["set_up_seconds"]
     print(
-        f"Great Expectations / intake time: {gx['seconds'] / ours['seconds']:.1%} (target at most 15%; "
-        f"{gx['set_up_seconds']:.1f} s of it setting up the context); rules failed: {gx['rules_failed'] or 'none'}"
+        f"Great Expectations / intake time: {validating / ours['seconds']:.1%} validating (target at most 15%), "
+        f"{gx['seconds'] / ours['seconds']:.1%} with importing GX and its context ({gx['set_up_seconds']:.1f} s, "
+        f"once per process); rules failed: {gx['rules_failed'] or 'none'}"
     )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
