@@ -16,7 +16,7 @@ from standards.check import _date_readings
 from standards.extract import FIELDS, REQUIRED_FIELDS
 from standards.issues import FileRejected
 from standards.mapping import CharityMapping, ColumnPlan, find_header_row, header_score, plan_columns
-from standards.normalise import DAY_FIRST_FORMATS, ISO_FORMATS, DateReading, normalise_batch
+from standards.normalise import DAY_FIRST_FORMATS, ISO_FORMATS, DateReading, _normalise, normalise_batch
 from standards.reading import open_extract
 from standards.rules import field_rules, issue_codes, validate_frame
 from standards.validation import contacts_frame, validate_batch, validate_rows
@@ -139,3 +139,22 @@ def test_python_whitespace_is_stripped_as_the_model_strips_it(value: str) -> Non
     plan = ColumnPlan(header=header, fields={name: i for i, name in enumerate(header)})
     normalised = normalise_batch(batch, plan, CharityMapping(), {"contact_date": DateReading(ISO_FORMATS)})
     assert_agree(normalised, plan)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=_ROWS)
+def test_reading_each_distinct_value_once_gives_what_reading_every_cell_gives(rows: list[dict[str, str]]) -> None:
+    header = list(FIELDS)
+    batch = pl.DataFrame(
+        {f"c{i}": [row[name] or None for row in rows * 2] for i, name in enumerate(header)},
+        schema={f"c{i}": pl.String for i in range(len(header))},
+    ).with_columns(
+        pl.int_range(2, 2 * len(rows) + 2, dtype=pl.Int64).alias("__row"), pl.lit(16, pl.Int64).alias("__cells")
+    )
+    plan = ColumnPlan(header=header, fields={name: i for i, name in enumerate(header)})
+    dates = {f: DateReading(ISO_FORMATS + DAY_FIRST_FORMATS) for f in ("contact_date", "date_of_birth")}
+    once_each = normalise_batch(batch, plan, CharityMapping(), dates)
+    every_cell = _normalise(batch, plan.fields, CharityMapping(), dates)
+    assert once_each.equals(
+        pl.concat([batch.select("__row", "__cells"), every_cell], how="horizontal").select(once_each.columns)
+    )
