@@ -197,7 +197,9 @@ class BatchOutcome:
     rows: int
     contacts: pl.DataFrame  # every accepted row, in row order, with ``STANDARD_CONTACT_SCHEMA``
     affected: list[RowOutcome]  # every row with an issue, in row order
-    clean: pl.DataFrame = field(repr=False)  # the rows without an issue: their contacts and raw text
+    clean: pl.DataFrame = field(repr=False)  # the contacts of the rows without an issue
+    normalised: pl.DataFrame = field(repr=False)
+    has_issue: pl.Series = field(repr=False)
     header_of: dict[str, str] = field(repr=False)
 
     @property
@@ -207,15 +209,12 @@ class BatchOutcome:
     def outcomes(self) -> list[RowOutcome]:
         """Every row's outcome, in row order."""
         names = [f.name for f in dataclass_fields(StandardContact)]
-        raw_names = {name + RAW_SUFFIX: label for name, label in self.header_of.items()}
+        raws = self.normalised.filter(~self.has_issue).select(
+            pl.col(name + RAW_SUFFIX).alias(label) for name, label in self.header_of.items()
+        )
         clean = [
-            RowOutcome(
-                row["source_row"],
-                StandardContact(**{name: row[name] for name in names}),
-                [],
-                {label: row[name] for name, label in raw_names.items()},
-            )
-            for row in self.clean.iter_rows(named=True)
+            RowOutcome(contact["source_row"], StandardContact(**{name: contact[name] for name in names}), [], raw)
+            for contact, raw in zip(self.clean.iter_rows(named=True), raws.iter_rows(named=True), strict=True)
         ]
         return sorted([*clean, *self.affected], key=lambda outcome: outcome.row)
 
@@ -225,10 +224,9 @@ def validate_batch(normalised: pl.DataFrame, plan: ColumnPlan) -> BatchOutcome:
     checked = validate_frame(normalised, list(plan.fields), len(plan.header))
     has_issue = checked.get_column(HAS_ISSUE)
     affected = list(validate_rows(normalised.filter(has_issue), plan))
-    raws = normalised.filter(~has_issue).select(pl.col(f"^.*{RAW_SUFFIX}$"))
-    clean = pl.concat([checked.filter(~has_issue).select(list(STANDARD_CONTACT_SCHEMA)), raws], how="horizontal")
-    contacts = clean.select(list(STANDARD_CONTACT_SCHEMA))
+    clean = checked.filter(~has_issue).select(list(STANDARD_CONTACT_SCHEMA))
+    contacts = clean
     if any(o.contact is not None for o in affected):
-        contacts = pl.concat([contacts, contacts_frame(affected)]).sort("source_row")
+        contacts = pl.concat([clean, contacts_frame(affected)]).sort("source_row")
     header_of = {name: column_label(plan.header, position) for name, position in plan.fields.items()}
-    return BatchOutcome(normalised.height, contacts, affected, clean, header_of)
+    return BatchOutcome(normalised.height, contacts, affected, clean, normalised, has_issue, header_of)
