@@ -51,7 +51,7 @@ def text_sources(directory: Path, limits: ReadLimits = ReadLimits()) -> list[Ext
     return sources
 
 
-@pytest.mark.parametrize(("chunk", "batch_size"), [(reading.PLAIN_CHUNK_CHARS, 100_000), (97, 7)])
+@pytest.mark.parametrize(("chunk", "batch_size"), [(reading.PLAIN_CHUNK_CHARS, 100_000), (4_093, 7)])
 def test_the_plain_reader_agrees_with_the_csv_module_on_the_corpus(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, batch_size: int
 ) -> None:
