@@ -16,7 +16,7 @@ POSTGRES_DIR ?= $(COLLAB_HOME)/postgres
 
 OPENDP_POLARS_VENV := bench/.venv-opendp-polars
 
-.PHONY: help install browser postgres-installed postgres postgres-stop demo test dev portal bucket bucket-stop lint format bench bench-utility bench-coverage bench-audit bench-linkage bench-scale clean
+.PHONY: help install browser postgres-installed postgres postgres-stop demo test dev portal bucket bucket-stop lint format bench bench-utility bench-coverage bench-audit bench-linkage bench-scale bench-intake clean
 
 help:
 	@echo "make demo   generate demo extracts and run the whole pipeline (workspace: $(COLLAB_HOME))"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench-utility  error, coverage and speed of the privacy engine against two baselines"
 	@echo "make bench-coverage  coverage of every published interval kind, the site's totals included"
 	@echo "make bench-audit  an empirical lower bound on epsilon beside the stated epsilon"
+	@echo "make bench-intake   a 1,000,000-row CSV through check_extract against DuckDB read_csv, and the GX share"
 	@echo "make bench-scale    the whole pipeline at scale (BENCH_ARGS='--contacts 1000000'), against DuckDB"
 	@echo "make postgres       install Debian's PostgreSQL and start a private cluster for the production profile"
 	@echo "make bench-linkage  record linkage precision and recall against the demo truth, beside the exact token"
@@ -117,6 +118,9 @@ bench-audit: install
 
 bench-scale: install
 	$(BIN)/python -m bench.scale $(BENCH_ARGS)
+
+bench-intake: install
+	$(BIN)/python -m bench.intake $(BENCH_ARGS)
 
 bench-linkage: install
 	$(BIN)/python -m bench.linkage $(BENCH_ARGS)

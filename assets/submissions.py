@@ -22,7 +22,7 @@ from dagster import (
 
 from assets.partitions import submission_partitions
 from assets.resources import WAREHOUSE_POOL, CollabWorkspace, LandingZoneResource, Warehouse
-from collab.expectations import ExpectationRun
+from collab.expectations import EXPECTATION_BATCH_ROWS, ExpectationRun
 from collab.faults import crash_point
 from collab.intake import load_manifest, submission_dir
 from collab.linkage import linkage_policy
@@ -115,7 +115,7 @@ def check_staged_contacts_expectations(
     ws = workspace.workspace
     staging = submission_dir(ws, context.partition_key)
     run = ExpectationRun()
-    for contacts in _staged_contacts(staging / CONTACTS_FILE, ws.settings.intake.batch_rows):
+    for contacts in _staged_contacts(staging / CONTACTS_FILE, EXPECTATION_BATCH_ROWS):
         run.validate(contacts, [name for name in contacts.columns if name in STANDARD_FIELDS])
     (staging / GX_FILE).write_text(json.dumps(run.raw_results, indent=1, default=str), encoding="utf-8")
     failed = [outcome.rule for outcome in run.outcomes.values() if not outcome.success]

@@ -406,3 +406,31 @@ def _write_truth(demo: StreamedDemo, truth: list[pl.DataFrame], totals: dict[str
         "files": [str(path) for _, path in demo.files],
     }
     (directory / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+
+
+def write_charity_extract(
+    path: Path,
+    profile: CharityProfile,
+    *,
+    contacts: int,
+    quarters: int = 1,
+    seed: int = 2026,
+    batch_people: int = 100_000,
+) -> int:
+    """One charity's extract of ``contacts`` rows over its last ``quarters``, written batch by batch as the
+    demo writes it (the same people, visits and mistakes); returns the rows written."""
+    geo = _Geography([profile])
+    rng = np.random.default_rng(seed)
+    periods = last_complete_quarters(quarters)
+    extract = _Extract(profile, path)
+    written = people = 0
+    try:
+        while written < contacts:
+            found, serving, uses = _people(rng, batch_people, people, geo, [profile])
+            batch = _with_derivations(_contacts(rng, found, serving, uses, [profile], periods), [profile])
+            batch = batch.head(contacts - written)
+            extract.append(_render(profile, batch))
+            written, people = written + batch.height, people + batch_people
+    finally:
+        extract.close()
+    return written

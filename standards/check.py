@@ -11,20 +11,21 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import polars as pl
 
-from standards.extract import DATE_FIELDS, STANDARD_CONTACT_SCHEMA, StandardContact
+from standards.extract import DATE_FIELDS
 from standards.feedback import FeedbackReport, FileDescription, IssueCollector
 from standards.issues import FileRejected, Issue
 from standards.mapping import CharityMapping, column_label, find_header_row, header_score, plan_columns
 from standards.normalise import DateReading, choose_date_reading, normalise_batch
 from standards.personal_data import PersonalDataScreen
 from standards.reading import ExtractSource, ReadLimits, open_extract
-from standards.validation import RowOutcome, validate_rows
+from standards.validation import RowOutcome, validate_batch
+from standards.validation import contacts_frame as contacts_frame  # where callers have always found it
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,6 @@ def internal_error_issue(reference: str) -> Issue:
         f"The check of this file stopped on an error in our software (reference {reference}), not because of "
         "anything in the file that we know of. Nothing from it has been used.",
     )
-
-
-def contacts_frame(outcomes: Sequence[RowOutcome]) -> pl.DataFrame:
-    """Accepted contacts as a frame with the standardised schema."""
-    accepted = [o for o in outcomes if o.contact is not None]
-    names = [f.name for f in fields(StandardContact)]
-    columns: dict[str, list[Any]] = {"source_row": [o.row for o in accepted]}
-    columns |= {name: [getattr(o.contact, name) for o in accepted] for name in names}
-    return pl.DataFrame(columns, schema=STANDARD_CONTACT_SCHEMA)
 
 
 def check_extract(
@@ -137,18 +129,18 @@ def check_extract(
                         collector.add(reading.note)
             normalised = normalise_batch(batch, plan, mapping, dates)
             screen.observe(batch, normalised)
-            outcomes = list(validate_rows(normalised, plan))
-            rejected = [o for o in outcomes if o.contact is None]
-            for outcome in outcomes:
+            judged = validate_batch(normalised, plan)
+            rejected = judged.rejected
+            for outcome in judged.affected:
                 for issue in outcome.issues:
                     collector.add(issue)
-            quarters.update(o.contact.quarter for o in outcomes if o.contact is not None)
-            report.rows_received += len(outcomes)
+            quarters.update(judged.contacts.get_column("quarter").unique().to_list())
+            report.rows_received += judged.rows
             report.rows_rejected += len(rejected)
             if on_rows is not None:
-                on_rows(outcomes)
+                on_rows(judged.outcomes())
             if sink is not None:
-                sink.accepted(contacts_frame(outcomes))
+                sink.accepted(judged.contacts)
                 if rejected:
                     sink.rejected(rejected)
         report.rows_accepted = report.rows_received - report.rows_rejected

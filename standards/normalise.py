@@ -187,24 +187,62 @@ def _integer(raw: pl.Expr) -> pl.Expr:
     return pl.when(number == number.floor()).then(number).otherwise(None).cast(pl.Int64, strict=False)
 
 
+# Fields with few distinct values in a file (codes, contact dates, areas): each is read once per distinct
+# value and mapped back, which costs a hash pass instead of folding and parsing every cell.
+FEW_VALUES_FIELDS = frozenset({*CODELIST_FIELDS, *DATE_FIELDS, "local_authority_code"})
+
+
 def normalise_batch(
     batch: pl.DataFrame, plan: ColumnPlan, mapping: CharityMapping, dates: dict[str, DateReading]
 ) -> pl.DataFrame:
     """Typed columns named after the standard's fields, plus ``<field>__raw`` with the trimmed text.
+
+    Every value is read from its own cell alone, so a field with few distinct values is read once per
+    distinct value (``FEW_VALUES_FIELDS``) and the rest cell by cell, with the same result.
+    """
+    direct = {field: position for field, position in plan.fields.items() if field not in FEW_VALUES_FIELDS}
+    columns: dict[str, pl.Series] = {}
+    if direct:
+        columns |= _normalise(batch, direct, mapping, dates).to_dict()
+    for field, position in plan.fields.items():
+        if field in direct:
+            continue
+        cell = f"c{position}"
+        distinct = batch.select(pl.col(cell).unique())
+        table = pl.concat([distinct, _normalise(distinct, {field: position}, mapping, dates)], how="horizontal")
+        for name in (field + RAW_SUFFIX, field):
+            column = table.get_column(name)
+            columns[name] = batch.get_column(cell).replace_strict(
+                table.get_column(cell), column, default=None, return_dtype=column.dtype
+            )
+    return pl.DataFrame(
+        [
+            batch.get_column("__row"),
+            batch.get_column("__cells"),
+            *[columns[field + RAW_SUFFIX].alias(field + RAW_SUFFIX) for field in plan.fields],
+            *[columns[field].alias(field) for field in plan.fields],
+        ]
+    )
+
+
+def _normalise(
+    batch: pl.DataFrame, fields: dict[str, int], mapping: CharityMapping, dates: dict[str, DateReading]
+) -> pl.DataFrame:
+    """``<field>__raw`` and the typed ``<field>`` of each field, from its cell ``c<position>`` alone.
 
     Work shared by several expressions (the trimmed text, folded keys, date text) is computed once
     as a column first: Polars does not share it between the expressions of one eager ``select``.
     """
     today = dt.date.today()
     trimmed = []
-    for field, position in plan.fields.items():
+    for field, position in fields.items():
         raw = pl.col(f"c{position}").str.strip_chars()
         trimmed.append(
             pl.when((raw == "") | raw.is_in(BLANK_VALUES)).then(None).otherwise(raw).alias(field + RAW_SUFFIX)
         )
-    staged = batch.select("__row", "__cells", *trimmed)
+    staged = batch.select(*trimmed)
     shared: list[pl.Expr] = []
-    for field in plan.fields:
+    for field in fields:
         raw = pl.col(field + RAW_SUFFIX)
         if field in DATE_FIELDS:
             shared += [date_text(raw).alias(field + _TEXT), four_digit_year(date_text(raw)).alias(field + _TEXT4)]
@@ -212,7 +250,7 @@ def normalise_batch(
             shared.append(match_keys(raw).alias(field + _KEY))
     staged = staged.with_columns(shared)
     values: list[pl.Expr] = []
-    for field in plan.fields:
+    for field in fields:
         raw, key = pl.col(field + RAW_SUFFIX), pl.col(field + _KEY)
         if field in DATE_FIELDS:
             serials = BIRTH_SERIALS if field == "date_of_birth" else EXCEL_SERIALS
@@ -235,4 +273,4 @@ def normalise_batch(
         else:
             value = raw
         values.append(value.alias(field))
-    return staged.select("__row", "__cells", *[pl.col(field + RAW_SUFFIX) for field in plan.fields], *values)
+    return staged.select(*[pl.col(field + RAW_SUFFIX) for field in fields], *values)

@@ -2,9 +2,13 @@
 
 Format is decided from the file's bytes, never its name. Text files are decoded as UTF-8 (with or
 without a BOM), UTF-16 (with or without a BOM), or Windows-1252 (when the whole file is not valid
-UTF-8, wherever the first non-UTF-8 byte is), and tokenised with Python's ``csv`` module:
-Polars' CSV reader splits quoted newlines into separate rows, and a charity needs each problem
-reported at the row number its spreadsheet shows. Excel and Parquet are read with Polars.
+UTF-8, wherever the first non-UTF-8 byte is). While every line is a record of its own (most exports),
+the text is split into lines and cells by Polars, chunk by chunk (a line with a quote mark by the csv
+module, on its own); from the first chunk where that may differ (a quoted line break, an unclosed
+quote, a line too long, a limit reached), Python's ``csv`` module reads the rest as it reads a whole
+file that needs it, and reports each problem at the row number a spreadsheet shows. Both give the
+same records and the same batches.
+Excel and Parquet are read with Polars.
 
 Every batch is a Polars frame of ``String`` columns ``c0..cN`` (one per header cell) plus
 ``__row`` (the spreadsheet row number, header row counted) and ``__cells`` (how many cells the
@@ -16,6 +20,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
+import sys
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +62,9 @@ XML_SCAN_OVERLAP_BYTES = 48
 
 ROW = "__row"
 CELLS = "__cells"
+# What Python's ``str.strip()`` and ``re``'s ``\s`` remove (Rust's whitespace, as Polars strips it, lacks \x1c-\x1f).
+PYTHON_WHITESPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+PLAIN_CHUNK_CHARS = 8 * 1024 * 1024
 
 
 _SIGNATURES: dict[bytes, str] = {
@@ -384,11 +392,116 @@ def _swallowed_rows(row: list[str], delimiter: str, widest: int) -> int | None:
 
 
 def _csv_batches(source: ExtractSource, width: int, batch_size: int) -> Iterator[pl.DataFrame]:
+    """Batches of the data rows: plain text split by Polars while it can be, then Python's csv module
+    from the record after the last batch the plain path gave, so the batches are the same either way."""
+    done = 0
+    try:
+        for frame, last_record in _plain_batches(source, width, batch_size):
+            yield frame
+            done = last_record
+        return
+    except _NotPlain:
+        pass
+    yield from _careful_batches(source, width, batch_size, after_record=done)
+
+
+class _NotPlain(Exception):
+    """The text needs the careful reader from here on."""
+
+
+def _plain_batches(source: ExtractSource, width: int, batch_size: int) -> Iterator[tuple[pl.DataFrame, int]]:
+    """Batches of a text file whose every line is a record, split into lines and cells by Polars, each with
+    the number of the last record it holds. Raises ``_NotPlain`` before a batch holding anything the csv
+    module might read otherwise: a quoted line break or a quote quirk, a NUL, a lone carriage return,
+    undecodable text, a line as long as a cell may be, more cells than columns allowed, too many rows."""
+    limits = source.limits
+    delimiter = source.delimiter or ","
+    pending: pl.DataFrame | None = None
+    lines_read = 0
+    try:
+        with source.path.open(encoding=source.encoding, newline="", errors="strict") as handle:
+            carry = ""
+            while True:
+                chunk = handle.read(PLAIN_CHUNK_CHARS)
+                text = carry + chunk
+                cut = text.rfind("\n") + 1 if chunk else len(text)
+                text, carry = text[:cut], text[cut:]
+                if len(carry) >= limits.max_cell_chars:
+                    raise _NotPlain
+                if not text:
+                    if chunk:
+                        continue
+                    break
+                if "\x00" in text or text.count("\r") != text.count("\r\n"):
+                    raise _NotPlain
+                rows, lines = _plain_rows(text, delimiter, width, lines_read, source.header_row, limits)
+                lines_read += lines
+                pending = rows if pending is None else pl.concat([pending, rows])
+                while pending.height >= batch_size:
+                    batch, pending = pending.head(batch_size), pending.slice(batch_size)
+                    yield batch, int(batch.get_column(ROW).item(-1))
+    except UnicodeDecodeError as error:
+        raise _NotPlain from error
+    if pending is not None and pending.height:
+        yield pending, int(pending.get_column(ROW).item(-1))
+
+
+def _plain_rows(
+    text: str, delimiter: str, width: int, before: int, header_row: int, limits: ReadLimits
+) -> tuple[pl.DataFrame, int]:
+    """The data rows of whole lines of text as a batch (``__row`` counts from ``before``), and how many
+    lines there were. Lines without a quote mark are split by Polars, the others by the csv module."""
+    lines = pl.Series("line", [text]).str.split("\n").explode()
+    if text.endswith("\n"):
+        lines = lines.head(-1)  # the last line's terminator starts no record
+    count = lines.len()
+    if before + count > limits.max_rows:
+        raise _NotPlain
+    frame = pl.DataFrame({"line": lines.str.strip_suffix("\r")}).with_columns(
+        pl.int_range(before + 1, before + count + 1, dtype=pl.Int64).alias(ROW),
+        pl.col("line").str.contains('"', literal=True).alias("quoted"),
+    )
+    if (frame.get_column("line").str.len_chars().max() or 0) >= limits.max_cell_chars:
+        raise _NotPlain
+    split = frame.filter(~pl.col("quoted")).with_columns(pl.col("line").str.split(delimiter).alias("cells"))
+    quoted = frame.filter(pl.col("quoted"))
+    if quoted.height:
+        cells = pl.Series("cells", _quoted_cells(quoted.get_column("line").to_list(), delimiter), pl.List(pl.String))
+        split = pl.concat([split, quoted.with_columns(cells)]).sort(ROW)
+    if (split.get_column("cells").list.len().max() or 0) > limits.max_columns:
+        raise _NotPlain
+    cells_text = pl.col("cells").list.join("")
+    rows = split.filter((pl.col(ROW) > header_row) & (cells_text.str.strip_chars(PYTHON_WHITESPACE) != ""))
+    columns = [pl.col("cells").list.get(i, null_on_oob=True) for i in range(width)]
+    return rows.select(
+        *[pl.when(cell != "").then(cell).alias(f"c{i}") for i, cell in enumerate(columns)],
+        ROW,
+        pl.col("cells").list.len().cast(pl.Int64).alias(CELLS),
+    ), count
+
+
+def _quoted_cells(lines: list[str], delimiter: str) -> list[list[str]]:
+    """The cells of lines with a quote mark, if each is a record of its own that the csv module reads
+    without a quirk (strict: no text after a closing quote, no quote left open at the end of a line)."""
+    try:
+        records = list(csv.reader(lines, delimiter=delimiter, strict=True))
+    except csv.Error as error:
+        raise _NotPlain from error
+    if len(records) != len(lines):  # a quote left open joined lines into one record
+        raise _NotPlain
+    return records
+
+
+def _careful_batches(
+    source: ExtractSource, width: int, batch_size: int, *, after_record: int = 0
+) -> Iterator[pl.DataFrame]:
+    """Batches from Python's csv module, of the data rows after record ``after_record``."""
     rows: list[Sequence[str]] = []
     numbers: list[int] = []
     cells: list[int] = []
+    skip = max(source.header_row, after_record)
     for number, row in enumerate(_csv_records(source), start=1):
-        if number <= source.header_row or not any(cell.strip() for cell in row):
+        if number <= skip or not "".join(row).strip():  # the header, what was read already, or a blank row
             continue
         numbers.append(number)
         cells.append(len(row))

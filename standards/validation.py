@@ -1,6 +1,8 @@
-"""Validate normalised rows against ``ContactRecord``, one row at a time, and say why each fails.
+"""Validate normalised rows against ``ContactRecord`` and say why each row fails.
 
-A row is rejected when a required value breaks a rule (``E_`` codes). A value of an optional field
+``validate_batch`` judges a whole batch with the rules ``standards.rules`` generates from the model,
+then explains each row with an issue one at a time with the model itself (``validate_rows``), so
+every message comes from the same rules. A row is rejected when a required value breaks a rule (``E_`` codes). A value of an optional field
 that breaks a rule is dropped with a warning (``W_`` twin) and the row is validated again without
 it, so a bad date of birth never costs a charity the whole contact.
 """
@@ -9,8 +11,9 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 import polars as pl
@@ -20,9 +23,9 @@ from standards.extract import (
     AMOUNT_FIELDS,
     AREA_FIELDS,
     CODELIST_FIELDS,
-    INTEGER_FIELDS,
     MAX_AMOUNT_GBP,
     REQUIRED_FIELDS,
+    STANDARD_CONTACT_SCHEMA,
     ContactRecord,
     StandardContact,
     standardise,
@@ -32,25 +35,9 @@ from standards.issues import Issue, warning_twin
 from standards.mapping import ColumnPlan, column_label
 from standards.normalise import RAW_SUFFIX
 from standards.personal_data import personal_data_in
+from standards.rules import HAS_ISSUE, issue_code, validate_frame
 
 EXAMPLE_VALUE_CHARS = 60
-
-
-def _code_for(error_type: str, field: str | None) -> str:
-    """Our stable code for a pydantic error on ``field``."""
-    if error_type.startswith("E_"):
-        return error_type
-    if error_type == "literal_error":
-        return "E_UNKNOWN_CODE"
-    if error_type.startswith("date"):
-        return "E_INVALID_DATE"
-    if field in AMOUNT_FIELDS:
-        return {"greater_than_equal": "E_NEGATIVE_AMOUNT", "less_than_equal": "E_IMPLAUSIBLE_VALUE"}.get(
-            error_type, "E_INVALID_AMOUNT"
-        )
-    if field in INTEGER_FIELDS:
-        return "E_IMPLAUSIBLE_VALUE" if error_type in ("greater_than_equal", "less_than_equal") else "E_INVALID_NUMBER"
-    return "E_INVALID_VALUE"
 
 
 def shorten(value: Any) -> str | None:
@@ -171,7 +158,7 @@ def _validate_row(
             dropped = False
             for detail in error.errors(include_url=False):
                 name = str(detail["loc"][0]) if detail["loc"] else None
-                code = _code_for(detail["type"], name)
+                code = issue_code(detail["type"], name)
                 # An area error is about the row's area columns together: name them.
                 areas = [header_of[f] for f in AREA_FIELDS if f in header_of] if code == "E_MISSING_AREA" else []
                 column = header_of.get(name) if name else (" / ".join(areas) or None)
@@ -191,3 +178,55 @@ def _validate_row(
             if not dropped or any(i.code.startswith("E_") for i in issues):
                 return RowOutcome(row, None, issues, raw)
     return RowOutcome(row, None, issues, raw)
+
+
+def contacts_frame(outcomes: Sequence[RowOutcome]) -> pl.DataFrame:
+    """Accepted contacts as a frame with the standardised schema."""
+    accepted = [o for o in outcomes if o.contact is not None]
+    names = [f.name for f in dataclass_fields(StandardContact)]
+    columns: dict[str, list[Any]] = {"source_row": [o.row for o in accepted]}
+    columns |= {name: [getattr(o.contact, name) for o in accepted] for name in names}
+    return pl.DataFrame(columns, schema=STANDARD_CONTACT_SCHEMA)
+
+
+@dataclass
+class BatchOutcome:
+    """A batch judged at once: its accepted contacts as a frame, and a ``RowOutcome`` only for the rows
+    with an issue (the rest need no Python object unless every row's outcome is asked for)."""
+
+    rows: int
+    contacts: pl.DataFrame  # every accepted row, in row order, with ``STANDARD_CONTACT_SCHEMA``
+    affected: list[RowOutcome]  # every row with an issue, in row order
+    clean: pl.DataFrame = field(repr=False)  # the contacts of the rows without an issue
+    normalised: pl.DataFrame = field(repr=False)
+    has_issue: pl.Series = field(repr=False)
+    header_of: dict[str, str] = field(repr=False)
+
+    @property
+    def rejected(self) -> list[RowOutcome]:
+        return [o for o in self.affected if o.contact is None]
+
+    def outcomes(self) -> list[RowOutcome]:
+        """Every row's outcome, in row order."""
+        names = [f.name for f in dataclass_fields(StandardContact)]
+        raws = self.normalised.filter(~self.has_issue).select(
+            pl.col(name + RAW_SUFFIX).alias(label) for name, label in self.header_of.items()
+        )
+        clean = [
+            RowOutcome(contact["source_row"], StandardContact(**{name: contact[name] for name in names}), [], raw)
+            for contact, raw in zip(self.clean.iter_rows(named=True), raws.iter_rows(named=True), strict=True)
+        ]
+        return sorted([*clean, *self.affected], key=lambda outcome: outcome.row)
+
+
+def validate_batch(normalised: pl.DataFrame, plan: ColumnPlan) -> BatchOutcome:
+    """Judge every row of a normalised batch at once; explain the rows with an issue with the model."""
+    checked = validate_frame(normalised, list(plan.fields), len(plan.header))
+    has_issue = checked.get_column(HAS_ISSUE)
+    affected = list(validate_rows(normalised.filter(has_issue), plan))
+    clean = checked.filter(~has_issue).select(list(STANDARD_CONTACT_SCHEMA))
+    contacts = clean
+    if any(o.contact is not None for o in affected):
+        contacts = pl.concat([clean, contacts_frame(affected)]).sort("source_row")
+    header_of = {name: column_label(plan.header, position) for name, position in plan.fields.items()}
+    return BatchOutcome(normalised.height, contacts, affected, clean, normalised, has_issue, header_of)

@@ -35,6 +35,19 @@ def test_a_clean_file_is_accepted_and_standardised(tmp_path: Path) -> None:
     expectations = ExpectationRun()
     expectations.validate(contacts, [name for name in contacts.columns if name in FIELDS])
     assert expectations.outcomes and all(o.success for o in expectations.outcomes.values())
+    # Dates outside the standard's range are found by the suite (they reach GX as timestamps).
+    bad = contacts.with_columns(
+        pl.when(pl.col("source_row") == 2)
+        .then(dt.date.today() + dt.timedelta(days=1))
+        .when(pl.col("source_row") == 3)
+        .then(dt.date(1999, 12, 31))
+        .otherwise(pl.col("contact_date"))
+        .alias("contact_date")
+    )
+    expectations = ExpectationRun()
+    expectations.validate(bad, [name for name in bad.columns if name in FIELDS])
+    dates = expectations.outcomes["contact_date is between 01/01/2000 and today"]
+    assert (dates.success, dates.unexpected_count, dates.element_count) == (False, 2, 40)
 
 
 def test_missing_required_column_rejects_the_file(tmp_path: Path) -> None:

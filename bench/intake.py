@@ -1,0 +1,163 @@
+"""Intake of one large standard CSV against DuckDB on the same file: `python -m bench.intake` (`make bench-intake`).
+
+Generates a 1,000,000-row extract in the standard's own columns and codes (the demo's streamed
+generator: its people, visits and about one mistake in 200 rows), then, each in its own process so
+that peak memory is its own:
+- ours: ``check_extract`` with the pipeline's ``StagingSink`` (accepted contacts keyed and written to
+  Parquet, rejected rows to quarantine), as a submission's intake runs it;
+- DuckDB: ``read_csv`` of the same file (types sniffed) into a table of a DuckDB file, closed (persisted);
+- Great Expectations: the suite of ``check_staged_contacts_expectations`` on the Parquet ours staged,
+  batch by batch as the asset check runs it (importing GX, once per process, timed apart).
+Times are of the work itself (interpreter start and imports excluded); CPU seconds count every thread.
+Target: ours at least 40% of DuckDB's rows/s, Great Expectations at most 15% of our intake's time.
+On a shared machine wall time moves with the load; CPU seconds move less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+LINKAGE_KEY = b"bench-intake-linkage-key-32bytes"
+
+
+def standard_profile() -> Any:
+    """The first demo charity exporting the standard as the template has it: field names, codes, ISO dates."""
+    from collab_demo.generator import PROFILES
+
+    first = PROFILES[0]
+    return replace(
+        first,
+        columns={name: name for name in first.columns},
+        date_format="%Y-%m-%d",
+        uses_labels=False,
+        need_wording={},
+        extra_columns=(),
+    )
+
+
+def _ours(path: Path, work: Path) -> dict[str, Any]:
+    from collab.staging import StagingSink
+    from standards.check import check_extract
+
+    started = _clock()
+    with StagingSink(work / "staging", work / "quarantine", linkage_key=LINKAGE_KEY) as sink:
+        report = check_extract(path, sink=sink).report
+    return _since(started) | {"rows": report.rows_received, "accepted": report.rows_accepted, "status": report.status}
+
+
+def _duckdb(path: Path, work: Path) -> dict[str, Any]:
+    import duckdb
+
+    started = _clock()
+    with duckdb.connect(str(work / "anchor.duckdb")) as con:
+        con.execute("CREATE TABLE contacts AS SELECT * FROM read_csv(?, header = true)", [str(path)])
+        rows = int(con.execute("SELECT count(*) FROM contacts").fetchone()[0])  # type: ignore[index]
+    return _since(started) | {"rows": rows}
+
+
+def _great_expectations(path: Path, work: Path) -> dict[str, Any]:
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    from collab.expectations import EXPECTATION_BATCH_ROWS, ExpectationRun, _context
+    from collab.staging import CONTACTS_FILE
+    from standards.extract import FIELDS
+
+    started = _clock()
+    _context()
+    set_up = _since(started)
+    run = ExpectationRun()
+    rows = 0
+    for batch in pq.ParquetFile(work / "staging" / CONTACTS_FILE).iter_batches(batch_size=EXPECTATION_BATCH_ROWS):
+        contacts = pl.from_arrow(batch)
+        assert isinstance(contacts, pl.DataFrame)
+        run.validate(contacts, [name for name in contacts.columns if name in FIELDS])
+        rows += contacts.height
+    failed = [o.rule for o in run.outcomes.values() if not o.success]
+    return _since(started) | {
+        "rows": rows,
+        "set_up_seconds": set_up["seconds"],
+        "set_up_cpu_seconds": set_up["cpu_seconds"],
+        "rules_failed": failed,
+    }
+
+
+def _clock() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), usage.ru_utime + usage.ru_stime
+
+
+def _since(started: tuple[float, float]) -> dict[str, float]:
+    wall, cpu = _clock()
+    return {"seconds": wall - started[0], "cpu_seconds": cpu - started[1]}
+
+
+STAGES = {"ours": _ours, "duckdb": _duckdb, "gx": _great_expectations}
+
+
+def _measure(stage: str, path: Path, work: Path) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.intake", "--stage", stage, "--file", str(path), "--work", str(work)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    output = process.stdout.read() if process.stdout else ""
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"stage {stage} failed")
+    return json.loads(output.strip().splitlines()[-1]) | {"peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
+    parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        print(json.dumps(STAGES[args.stage](args.file, args.work)))
+        return
+    from collab_demo.stream import write_charity_extract
+
+    with tempfile.TemporaryDirectory(prefix="collab-intake-") as scratch:
+        work = Path(scratch)
+        path = work / "contacts-standard.csv"
+        started = time.perf_counter()
+        written = write_charity_extract(path, standard_profile(), contacts=args.rows)
+        print(
+            f"generated {written:,} rows ({path.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - started:.1f} s; "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
+        ours, duck = _measure("ours", path, work), _measure("duckdb", path, work)
+        gx = _measure("gx", path, work)
+    print(f"{'':<22} {'rows':>10} {'wall s':>8} {'cpu s':>8} {'rows/s':>10} {'peak RSS MB':>12}")
+    for name, figures in (("ours (check_extract)", ours), ("DuckDB read_csv", duck), ("Great Expectations", gx)):
+        print(
+            f"{name:<22} {figures['rows']:>10,} {figures['seconds']:>8.2f} {figures['cpu_seconds']:>8.2f} "
+            f"{figures['rows'] / figures['seconds']:>10,.0f} {figures['peak_rss_mb']:>12,.0f}"
+        )
+    ratio = (ours["rows"] / ours["seconds"]) / (duck["rows"] / duck["seconds"])
+    print(f"ours: {ours['accepted']:,} accepted, {ours['status']}")
+    print(f"ours / DuckDB rows per second: {ratio:.1%} (target at least 40%)")
+    validating = gx["seconds"] - gx["set_up_seconds"]
+    validating_cpu = gx["cpu_seconds"] - gx["set_up_cpu_seconds"]
+    print(
+        f"Great Expectations / intake: {validating / ours['seconds']:.1%} of the wall time validating, "
+        f"{validating_cpu / ours['cpu_seconds']:.1%} of the CPU time (target at most 15%); with importing GX and "
+        f"its context ({gx['set_up_seconds']:.1f} s, once per process) {gx['seconds'] / ours['seconds']:.1%} of the "
+        f"wall time; rules failed: {gx['rules_failed'] or 'none'}"
+    )
+    print(f"ours / DuckDB rows per CPU second: {duck['cpu_seconds'] / ours['cpu_seconds']:.1%}")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

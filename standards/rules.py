@@ -1,0 +1,319 @@
+"""The standard's rules as Polars expressions, generated from ``ContactRecord``: whole batches at once.
+
+``ContactRecord`` stays the one source of the rules. Each field's type, codelist (its ``Literal``),
+range (``ge``/``le``), ``min_length`` and ``AfterValidator`` functions are read from the model's
+metadata and turned into an expression naming the first rule a value breaks, with the code pydantic
+would give it (``issue_code`` maps pydantic's error types for both). An ``AfterValidator`` needs a
+vectorised twin in ``_TWINS``: a model with a validator that has none fails at import, never silently.
+The model validator (an area is required; a date of birth is not after the contact date) and
+``standardise`` are mirrored below them. ``tests/unit/test_standards_rules.py`` proves both paths
+agree, row by row, on the corpus and on random rows.
+
+The per-row pydantic path in ``validation.py`` still explains every row with an issue (its messages
+come from the model itself); rows with none are accepted here without a Python object per row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any, Literal
+
+import annotated_types
+import polars as pl
+from pydantic import AfterValidator
+from pydantic.fields import FieldInfo
+
+from standards import extract
+from standards.extract import (
+    AGE_BANDS,
+    AMOUNT_FIELDS,
+    EARLIEST_BIRTH_DATE,
+    EARLIEST_CONTACT_DATE,
+    INTEGER_FIELDS,
+    MAX_TEXT_CHARS,
+    REQUIRED_FIELDS,
+    STANDARD_CONTACT_SCHEMA,
+    ContactRecord,
+)
+from standards.geography import SUCCESSOR_CODES, load_geography
+from standards.issues import warning_twin
+from standards.reading import PYTHON_WHITESPACE
+
+# What Python's ``str.strip()`` and ``re``'s ``\s`` remove (the geography's lookups are Python); pydantic strips
+# what Rust calls whitespace, as Polars' ``strip_chars()`` does, which lacks \x1c-\x1f.
+_PYTHON_WHITESPACE_RUN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PYTHON_WHITESPACE) + "]+"
+# ``geography._POSTCODE``, keeping only the district.
+_DISTRICT = r"^([A-Z]{1,2}[0-9][A-Z0-9]?)(?:[0-9][A-Z]{2})?$"
+
+HAS_ISSUE, RAGGED, MODEL_CODE, AREA_AS_POSTCODE = "__has_issue", "__ragged", "__model_rule", "__area_as_postcode"
+_POLARS_TYPES: dict[Any, pl.DataType] = {dt.date: pl.Date(), int: pl.Int64(), float: pl.Float64()}
+
+
+def issue_code(error_type: str, field: str | None) -> str:
+    """Our stable code for a pydantic error type on ``field`` (a custom error's type is already our code)."""
+    if error_type.startswith("E_"):
+        return error_type
+    if error_type == "literal_error":
+        return "E_UNKNOWN_CODE"
+    if error_type.startswith("date"):
+        return "E_INVALID_DATE"
+    if field in AMOUNT_FIELDS:
+        return {"greater_than_equal": "E_NEGATIVE_AMOUNT", "less_than_equal": "E_IMPLAUSIBLE_VALUE"}.get(
+            error_type, "E_INVALID_AMOUNT"
+        )
+    if field in INTEGER_FIELDS:
+        return "E_IMPLAUSIBLE_VALUE" if error_type in ("greater_than_equal", "less_than_equal") else "E_INVALID_NUMBER"
+    return "E_INVALID_VALUE"
+
+
+# --- vectorised twins of the model's AfterValidators ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Twin:
+    """An AfterValidator as expressions: (breaks the rule, code) checks in order, and the value it returns."""
+
+    checks: Callable[[pl.Expr], list[tuple[pl.Expr, str]]]
+    value: Callable[[pl.Expr], pl.Expr] = lambda v: v
+
+
+def python_strip(text: pl.Expr) -> pl.Expr:
+    return text.str.strip_chars(PYTHON_WHITESPACE)
+
+
+def current_local_authority(text: pl.Expr) -> pl.Expr:
+    """``Geography.local_authority_code``: the current LAD25 code, or null."""
+    code = python_strip(text).str.to_uppercase().replace(SUCCESSOR_CODES)
+    return pl.when(code.is_in(sorted(load_geography().local_authorities))).then(code)
+
+
+def postcode_district(text: pl.Expr) -> pl.Expr:
+    """``Geography.postcode_district``: the outward code, or null if malformed."""
+    return text.str.to_uppercase().str.replace_all(_PYTHON_WHITESPACE_RUN, "").str.extract(_DISTRICT, 1)
+
+
+def local_authority_for_postcode(text: pl.Expr) -> pl.Expr:
+    return postcode_district(text).replace_strict(load_geography().postcode_districts, default=None)
+
+
+def _is_council(text: pl.Expr) -> pl.Expr:
+    """A council named in the postcode column (the normaliser turned its name into its code)."""
+    return (current_local_authority(text) == text).fill_null(False)
+
+
+def _twins() -> dict[Callable[..., Any], Twin]:
+    today = dt.date.today()
+    return {
+        extract._short_text: Twin(lambda v: [(v.str.len_chars() > MAX_TEXT_CHARS, "E_VALUE_TOO_LONG")]),
+        extract._contact_date_plausible: Twin(lambda v: [(v < EARLIEST_CONTACT_DATE, "E_DATE_OUT_OF_RANGE")]),
+        extract._not_in_future: Twin(lambda v: [(v > today, "E_FUTURE_DATE")]),
+        extract._birth_date_plausible: Twin(
+            lambda v: [((v < EARLIEST_BIRTH_DATE) | (v > today), "E_DATE_OUT_OF_RANGE")]
+        ),
+        extract._known_local_authority: Twin(
+            lambda v: [(current_local_authority(v).is_null(), "E_UNKNOWN_AREA")], current_local_authority
+        ),
+        extract._known_postcode: Twin(
+            lambda v: [
+                (~_is_council(v) & postcode_district(v).is_null(), "E_UNKNOWN_AREA"),
+                (~_is_council(v) & local_authority_for_postcode(v).is_null(), "E_UNKNOWN_AREA"),
+            ]
+        ),
+    }
+
+
+# --- a field's rules, read from the model ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldRules:
+    name: str
+    required: bool
+    base: Any  # str, dt.date, int, float, or a Literal's tuple of codes
+    min_length: int | None
+    ge: float | None
+    le: float | None
+    validators: tuple[Callable[..., Any], ...]
+
+
+def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
+    """The base type under Optional and Annotated layers, and every metadata item met on the way."""
+    metadata: list[Any] = []
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin in (typing.Union, types.UnionType):
+            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        elif origin is Annotated:
+            annotation, *extra = typing.get_args(annotation)
+            metadata += extra
+        else:
+            return annotation, metadata
+
+
+def field_rules(name: str) -> FieldRules:
+    info = ContactRecord.model_fields[name]
+    base, metadata = _unwrap(info.annotation)
+    metadata = [*info.metadata, *metadata]
+    metadata += [m for item in metadata if isinstance(item, FieldInfo) for m in item.metadata]
+    if typing.get_origin(base) is Literal:
+        base = typing.get_args(base)
+    found: dict[type, Any] = {type(m): m for m in metadata}
+    return FieldRules(
+        name=name,
+        required=info.is_required(),
+        base=base,
+        min_length=found[annotated_types.MinLen].min_length if annotated_types.MinLen in found else None,
+        ge=found[annotated_types.Ge].ge if annotated_types.Ge in found else None,
+        le=found[annotated_types.Le].le if annotated_types.Le in found else None,
+        validators=tuple(m.func for m in metadata if isinstance(m, AfterValidator)),
+    )
+
+
+def _field_check(rules: FieldRules, typed: pl.Expr, raw: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """The code of the first rule the field's value breaks (null if none, or if blank and optional), and
+    the value the model holds once the field is valid."""
+    name = rules.name
+    checks: list[tuple[pl.Expr, str]] = []
+    if isinstance(rules.base, tuple):
+        value = pl.coalesce(typed, raw)
+        checks.append((~value.is_in(list(rules.base)), issue_code("literal_error", name)))
+    elif rules.base is str:
+        value = pl.coalesce(typed, raw).str.strip_chars()  # str_strip_whitespace
+        if rules.min_length is not None:
+            checks.append((value.str.len_chars() < rules.min_length, issue_code("string_too_short", name)))
+    else:
+        # A strict date or number: the normaliser's typed value, or the raw text it could not read.
+        value = typed
+        type_error = {dt.date: "date_type", int: "int_type", float: "float_type"}[rules.base]
+        checks.append((typed.is_null(), issue_code(type_error, name)))
+        nan = typed.is_nan() if rules.base is float else pl.lit(False)
+        if rules.le is not None:
+            checks.append((~(typed <= rules.le) | nan, issue_code("less_than_equal", name)))
+        if rules.ge is not None:
+            checks.append((~(typed >= rules.ge), issue_code("greater_than_equal", name)))
+    twins = _twins()
+    for validator in rules.validators:
+        twin = twins[validator]
+        checks += twin.checks(value)
+        value = twin.value(value)
+    code: Any = pl.when(raw.is_null()).then(pl.lit("E_MISSING_VALUE" if rules.required else None, pl.String))
+    for broken, rule_code in checks:
+        code = code.when(broken).then(pl.lit(rule_code if rules.required else warning_twin(rule_code)))
+    return code.otherwise(pl.lit(None, pl.String)), value
+
+
+@cache
+def _all_field_rules() -> tuple[FieldRules, ...]:
+    return tuple(field_rules(name) for name in ContactRecord.model_fields)
+
+
+def check_twins() -> None:
+    """Every AfterValidator of the model has a vectorised twin."""
+    missing = {v.__name__ for r in _all_field_rules() for v in r.validators} - {f.__name__ for f in _twins()}
+    if missing:
+        raise RuntimeError(f"ContactRecord validators without a vectorised twin in standards.rules: {missing}")
+
+
+check_twins()
+
+
+# --- the whole row ---------------------------------------------------------------------------------
+
+
+def _age_band_at(date_of_birth: pl.Expr, on: pl.Expr) -> pl.Expr:
+    """``extract.age_band_at``."""
+    before_birthday = (on.dt.month() < date_of_birth.dt.month()) | (
+        (on.dt.month() == date_of_birth.dt.month()) & (on.dt.day() < date_of_birth.dt.day())
+    )
+    age = on.dt.year().cast(pl.Int32) - date_of_birth.dt.year().cast(pl.Int32) - before_birthday.cast(pl.Int32)
+    oldest = AGE_BANDS[-1][1]
+    bands = {age: next(code for code, lower in reversed(AGE_BANDS) if age >= lower) for age in range(oldest + 1)}
+    return age.clip(upper_bound=oldest).replace_strict(bands, default=None, return_dtype=pl.String)
+
+
+def _linkage_basis(surname: pl.Expr, date_of_birth: pl.Expr, postcode: pl.Expr) -> pl.Expr:
+    """``extract.linkage_basis``."""
+    letters = surname.str.normalize("NFKD").str.replace_all("[^A-Za-z]", "").str.to_uppercase()
+    district = postcode_district(postcode)
+    basis = pl.concat_str(letters, pl.lit("|"), date_of_birth.dt.to_string("%Y-%m-%d"), pl.lit("|"), district)
+    return pl.when(letters != "").then(basis)
+
+
+def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> pl.DataFrame:
+    """Whether each row has an issue (``__has_issue``), the code each rule gives it (see ``issue_codes``),
+    and its standardised contact's columns (meaningful where the row is accepted).
+
+    ``normalised`` is ``normalise_batch``'s output for the fields in ``planned``.
+    """
+    empty = pl.lit(None, pl.String)
+    codes: dict[str, pl.Expr] = {}
+    kept: dict[str, pl.Expr] = {}
+    for rules in _all_field_rules():
+        if rules.name not in planned:
+            codes[rules.name] = empty
+            kept[rules.name] = pl.lit(None, _POLARS_TYPES.get(rules.base, pl.String()))
+            continue
+        code, value = _field_check(rules, pl.col(rules.name), pl.col(rules.name + "__raw"))
+        codes[rules.name] = code
+        kept[rules.name] = value
+    # Each code once, as a column: Polars shares no work between the expressions of one select.
+    staged = normalised.lazy().select(
+        "__row",
+        "__cells",
+        *[code.alias(f"{name}__code") for name, code in codes.items()],
+        *[value.alias(name) for name, value in kept.items()],
+    )
+    code_of = {name: pl.col(f"{name}__code") for name in codes}
+    # An optional value that breaks a rule is dropped; the row is judged again without it.
+    staged = staged.with_columns(pl.when(code_of[name].is_null()).then(pl.col(name)).alias(name) for name in kept)
+    field_error = pl.any_horizontal(code_of[name].is_not_null() for name in REQUIRED_FIELDS)
+    # ContactRecord._has_area, on the values left after dropping.
+    area, dob, contact_date = pl.col("local_authority_code"), pl.col("date_of_birth"), pl.col("contact_date")
+    model_code = (
+        pl.when(field_error)
+        .then(empty)
+        .when(area.is_null() & pl.col("postcode").is_null())
+        .then(pl.lit("E_MISSING_AREA"))
+        .when((dob > contact_date).fill_null(False))
+        .then(pl.lit("E_INVALID_VALUE"))
+        .otherwise(empty)
+    )
+    accepted = ~field_error & model_code.is_null()
+    area_as_postcode = pl.when(accepted & _is_council(pl.col("postcode"))).then(pl.lit("W_AREA_NAME_AS_POSTCODE"))
+    ragged = pl.col("__cells") != width
+    staged = staged.with_columns(
+        model_code.alias(MODEL_CODE), area_as_postcode.alias(AREA_AS_POSTCODE), ragged.alias(RAGGED)
+    )
+    postcode = pl.col("postcode")
+    contact = {
+        "source_row": pl.col("__row"),
+        "person_ref": pl.col("person_ref"),
+        "contact_date": contact_date,
+        "quarter": pl.format("{}Q{}", contact_date.dt.year(), contact_date.dt.quarter()),
+        "need": pl.col("need"),
+        "local_authority_code": pl.coalesce(
+            area, local_authority_for_postcode(postcode), current_local_authority(postcode)
+        ),
+        "age_band": pl.coalesce(pl.col("age_band"), _age_band_at(dob, contact_date)),
+        "linkage_basis": _linkage_basis(pl.col("surname"), dob, postcode),
+    }
+    code_columns = [f"{name}__code" for name in codes] + [MODEL_CODE, AREA_AS_POSTCODE]
+    return staged.select(
+        (pl.col(RAGGED) | pl.any_horizontal(pl.col(c).is_not_null() for c in code_columns)).alias(HAS_ISSUE),
+        RAGGED,
+        *code_columns,
+        *[contact.get(name, pl.col(name)).cast(dtype).alias(name) for name, dtype in STANDARD_CONTACT_SCHEMA.items()],
+    ).collect()
+
+
+def issue_codes(checked: pl.DataFrame) -> pl.Series:
+    """Each row's codes of ``validate_frame``'s result, in the order the per-row path reports them (only
+    asked of the rows with an issue: a list per row costs more than all the rules)."""
+    code_columns = [c for c in checked.columns if c.endswith("__code")] + [MODEL_CODE, AREA_AS_POSTCODE]
+    every = pl.concat_list(code_columns).list.drop_nulls()
+    return checked.select(pl.when(pl.col(RAGGED)).then(pl.lit(["E_RAGGED_ROW"])).otherwise(every)).to_series()

@@ -1,0 +1,101 @@
+"""The plain-text reader (Polars splitting lines and cells) gives exactly the batches Python's csv module
+gives, or hands over to it: on every text file of the robustness corpus and on random text, in chunks
+and batches small enough that every boundary is crossed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from standards import reading
+from standards.issues import FileRejected
+from standards.reading import ExtractSource, ReadLimits, _careful_batches, _csv_batches, open_extract
+from tests.fixtures.bad.corpus import build
+
+
+def outcome(batches: object) -> tuple[list[pl.DataFrame], tuple[str, str] | None]:
+    """The batches a reader yields and the rejection it ends with, if any."""
+    frames: list[pl.DataFrame] = []
+    try:
+        for frame in batches:  # type: ignore[attr-defined]
+            frames.append(frame)
+    except FileRejected as rejection:
+        return frames, (rejection.code, rejection.message)
+    return frames, None
+
+
+def assert_same_batches(source: ExtractSource, batch_size: int) -> None:
+    width = len(source.header)
+    fast, fast_end = outcome(_csv_batches(source, width, batch_size))
+    careful, careful_end = outcome(_careful_batches(source, width, batch_size))
+    assert fast_end == careful_end
+    assert len(fast) == len(careful)
+    for ours, theirs in zip(fast, careful, strict=True):
+        assert ours.equals(theirs), (ours, theirs)
+
+
+def text_sources(directory: Path, limits: ReadLimits = ReadLimits()) -> list[ExtractSource]:
+    sources = []
+    for path in sorted(build(directory).values()):
+        try:
+            source = open_extract(path, limits=limits)
+        except FileRejected:
+            continue
+        if source.format == "csv":
+            source.use_header(1)
+            sources.append(source)
+    return sources
+
+
+@pytest.mark.parametrize(("chunk", "batch_size"), [(reading.PLAIN_CHUNK_CHARS, 100_000), (4_093, 7)])
+def test_the_plain_reader_agrees_with_the_csv_module_on_the_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, batch_size: int
+) -> None:
+    monkeypatch.setattr(reading, "PLAIN_CHUNK_CHARS", chunk)
+    sources = text_sources(tmp_path)
+    assert len(sources) > 10
+    for source in sources:
+        assert_same_batches(source, batch_size)
+
+
+def test_limits_are_reported_as_the_csv_module_reports_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reading, "PLAIN_CHUNK_CHARS", 50)
+    path = tmp_path / "wide.csv"
+    rows = ["a,b,c", *[f"r{i},{i},x" for i in range(30)], "1,2,3,4,5,6,7", "y" * 40, *[f"s{i},{i},x" for i in range(9)]]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    for limits in (ReadLimits(max_columns=5), ReadLimits(max_cell_chars=30), ReadLimits(max_rows=20)):
+        source = open_extract(path, limits=limits)
+        source.use_header(1)
+        assert_same_batches(source, 4)
+        assert outcome(_csv_batches(source, 3, 4))[1] is not None
+
+
+_CELL = st.lists(
+    st.sampled_from(["a", "b", " ", "\t", "\x1c", '"', "'", ";", ",", "é", "\r", "\n", "\r\n"]), max_size=6
+).map("".join)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lines=st.lists(st.lists(_CELL, min_size=0, max_size=5), min_size=1, max_size=30),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+    chunk=st.integers(8, 80),
+    batch_size=st.integers(1, 9),
+)
+def test_the_plain_reader_agrees_with_the_csv_module_on_random_text(
+    tmp_path: Path, lines: list[list[str]], delimiter: str, chunk: int, batch_size: int
+) -> None:
+    path = tmp_path / "random.csv"
+    text = "\n".join(["h1" + delimiter + "h2" + delimiter + "h3", *(delimiter.join(cells) for cells in lines)])
+    path.write_bytes(text.encode("utf-8"))
+    source = ExtractSource(path=path, format="csv", encoding="utf-8", delimiter=delimiter, header=["h1", "h2", "h3"])
+    original = reading.PLAIN_CHUNK_CHARS
+    reading.PLAIN_CHUNK_CHARS = chunk
+    try:
+        assert_same_batches(source, batch_size)
+    finally:
+        reading.PLAIN_CHUNK_CHARS = original
