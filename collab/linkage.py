@@ -74,7 +74,9 @@ def relink(con: duckdb.DuckDBPyConnection, policy: LinkagePolicy, *, changed: bo
     records = con.sql(
         f"SELECT unit_key AS {UNIT_ID}, {', '.join(COMPONENTS)}, {VARIANTS} FROM linkage_units ORDER BY unit_key"
     ).pl()
-    clusters = link_clusters(records, threshold=policy.threshold)
+    # Public weights, never trained on the records: trained weights would let one person's records change how
+    # everyone else's are compared, and so which clusters (privacy units) other people form.
+    clusters = link_clusters(records, threshold=policy.threshold, train=False)
     con.execute("DELETE FROM linkage_clusters")
     con.register("found_clusters", clusters.to_arrow())
     con.execute(f"INSERT INTO linkage_clusters SELECT {UNIT_ID}, cluster_id FROM found_clusters")
