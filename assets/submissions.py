@@ -1,4 +1,6 @@
-"""One submission's path: checked against the standard, fed back to its charity, loaded."""
+"""One landed file's path: received (copied and hashed), checked against the standard, fed back to its
+charity, loaded. A rejected file is the pipeline working: every step up to its feedback materialises,
+with status "rejected", the run succeeds, and only the load does not happen."""
 
 import json
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
+    AssetObservation,
     MaterializeResult,
     MetadataValue,
     Output,
@@ -20,21 +23,28 @@ from dagster import (
     asset_check,
 )
 
-from assets.partitions import submission_partitions
+from assets.partitions import run_going, submission_partitions
 from assets.resources import WAREHOUSE_POOL, CollabWorkspace, LandingZoneResource, Warehouse
 from collab.expectations import ExpectationRun
 from collab.faults import crash_point
-from collab.intake import load_manifest, submission_dir
+from collab.intake import (
+    SubmissionManifest,
+    load_manifest,
+    manifest_of_partition,
+    read_receipt,
+    receive_partition,
+    submission_dir,
+)
+from collab.landing import LandingObjectGone, LandingObjectRefused
 from collab.staging import CONTACTS_FILE, StagingSink
+from collab.states import mark_state, state_after_feedback
 from collab.submissions import (
     describe_error,
     internal_error_report,
     load_report,
-    mark_state,
     record_incident,
     save_report,
     send_feedback,
-    state_after_feedback,
 )
 from collab.warehouse import load_submission
 from privacy.minimise import WAREHOUSE_SCHEMA, minimise
@@ -54,11 +64,63 @@ def _report(workspace: CollabWorkspace, submission_id: str) -> FeedbackReport:
     return report
 
 
-@asset(partitions_def=submission_partitions, group_name="intake", kinds={"polars"})
-def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspace) -> MaterializeResult:
-    """A submission checked against the standard: accepted contacts staged, rejected rows quarantined."""
+@asset(partitions_def=submission_partitions, group_name="intake", output_required=False)
+def submission_file(
+    context: AssetExecutionContext, workspace: CollabWorkspace, landing_zone: LandingZoneResource
+) -> Iterator[Output[None] | AssetObservation]:
+    """The landed file copied into its submission's staging area and hashed (here, not in the sensor's tick):
+    a new submission, or a duplicate of one already received (not processed again, its charity told).
+    A file gone or changed since it was listed materialises nothing; a changed one gets a partition of its own."""
+    ws, zone, key = workspace.workspace, landing_zone.zone, context.partition_key
+    try:
+        receipt = receive_partition(ws, zone, key, is_active=lambda other: run_going(context.instance, other))
+    except (LandingObjectGone, LandingObjectRefused) as problem:
+        # Nothing is received, so nothing materialises (the later steps skip); the run says why.
+        status = "refused" if isinstance(problem, LandingObjectRefused) else "skipped"
+        context.log.warning(f"{key}: {status}: {problem}")
+        yield AssetObservation(
+            asset_key=context.asset_key, partition=key, metadata={"status": status, "reason": str(problem)}
+        )
+        return
+    manifest = load_manifest(ws, receipt.submission_id)
+    status = "duplicate" if receipt.duplicate else "received"
+    if receipt.duplicate:
+        context.log.info(f"{key} duplicates {manifest.name} ({receipt.submission_id}); archived, not processed again.")
+    yield Output(
+        None,
+        metadata={
+            "status": status,
+            "submission_id": receipt.submission_id,
+            "duplicate_of": manifest.name if receipt.duplicate else "none",
+            "file_name": manifest.original_name,
+            "bytes": manifest.size,
+            "sha256": manifest.sha256,
+        },
+    )
+
+
+def _submission(workspace: CollabWorkspace, partition_key: str) -> SubmissionManifest | None:
+    """The submission the partition's run processes, or None if its file duplicated an earlier one."""
+    receipt = read_receipt(workspace.workspace, partition_key)
+    if receipt is None:
+        raise FileNotFoundError(f"partition {partition_key} has not been received: submission_file has not run")
+    return None if receipt.duplicate else load_manifest(workspace.workspace, receipt.submission_id)
+
+
+@asset(
+    partitions_def=submission_partitions,
+    group_name="intake",
+    deps=[submission_file],
+    kinds={"polars"},
+    output_required=False,
+)
+def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspace) -> Iterator[MaterializeResult]:
+    """A submission checked against the standard: accepted contacts staged, rejected rows quarantined.
+    A duplicate file is not checked again (nothing materialises; its original's report applies)."""
     ws = workspace.workspace
-    manifest = load_manifest(ws, context.partition_key)
+    manifest = _submission(workspace, context.partition_key)
+    if manifest is None:
+        return
     staging = submission_dir(ws, manifest.submission_id)
     intake = ws.settings.intake
     options = CheckOptions(
@@ -90,10 +152,11 @@ def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspac
         )
     save_report(ws, manifest.submission_id, report)
     mark_state(ws, manifest, "checked", report)
-    return MaterializeResult(
+    yield MaterializeResult(
         metadata={
             "dagster/row_count": report.rows_received,
             "status": report.status,
+            "submission_id": manifest.submission_id,
             "rows_accepted": report.rows_accepted,
             "rows_rejected": report.rows_rejected,
             "issue_codes": MetadataValue.json({g.code: g.count for g in report.issues}),
@@ -111,7 +174,7 @@ def check_staged_contacts_expectations(
     """The staged contacts meet the standard's Great Expectations suite, batch by batch, before any is
     sent on or loaded: an independent check of what the standard's validation accepted."""
     ws = workspace.workspace
-    staging = submission_dir(ws, context.partition_key)
+    staging = submission_dir(ws, manifest_of_partition(ws, context.partition_key).submission_id)
     run = ExpectationRun()
     for contacts in _staged_contacts(staging / CONTACTS_FILE, ws.settings.intake.batch_rows):
         run.validate(contacts, [name for name in contacts.columns if name in STANDARD_FIELDS])
@@ -132,7 +195,7 @@ def submission_feedback(
     context: AssetExecutionContext, workspace: CollabWorkspace, landing_zone: LandingZoneResource
 ) -> MaterializeResult:
     """The feedback report (JSON and HTML) in the charity's feedback area."""
-    manifest = load_manifest(workspace.workspace, context.partition_key)
+    manifest = manifest_of_partition(workspace.workspace, context.partition_key)
     report = _report(workspace, manifest.submission_id)
     if report.accepted:
         # Accepted rows are not stored yet: the charity is told they are being loaded, and told again once they are.
@@ -157,7 +220,7 @@ def check_submission_accepted(context: AssetCheckExecutionContext, workspace: Co
     """Whether the charity's file was accepted. A rejected file is a warning, not a failed run: rejecting it,
     telling the charity why and not loading it (``warehouse_contacts`` loads only accepted files) is the
     pipeline working. A failed run means an error of ours."""
-    report = _report(workspace, context.partition_key)
+    report = _report(workspace, manifest_of_partition(workspace.workspace, context.partition_key).submission_id)
     file_errors = [g.code for g in report.issues if g.severity == "error" and g.scope == "file"]
     return AssetCheckResult(
         passed=report.accepted,
@@ -188,7 +251,7 @@ def warehouse_contacts(
     """The submission's contacts, pseudonymised and minimised, replacing its charity's earlier rows
     for the same quarters in one transaction. A rejected submission is not loaded (nothing materialises)."""
     ws = workspace.workspace
-    manifest = load_manifest(ws, context.partition_key)
+    manifest = manifest_of_partition(ws, context.partition_key)
     if not _report(workspace, manifest.submission_id).accepted:
         context.log.info(f"{manifest.submission_id} was rejected: nothing of it is loaded.")
         return
@@ -241,13 +304,16 @@ def warehouse_contacts(
 
 
 @asset_check(asset=warehouse_contacts, pool=WAREHOUSE_POOL)
-def check_warehouse_contacts_minimised(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+def check_warehouse_contacts_minimised(
+    context: AssetCheckExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
+) -> AssetCheckResult:
     """The warehouse holds only allowlisted columns and keyed pseudonyms for this submission."""
+    submission_id = manifest_of_partition(workspace.workspace, context.partition_key).submission_id
     with warehouse.connect(read_only=True) as con:
         columns = [row[0] for row in con.execute("DESCRIBE contacts").fetchall()]
         malformed = con.execute(
             "SELECT count(*) FROM contacts WHERE submission_id = $s AND NOT regexp_full_match(person_key, '[0-9a-f]{64}')",
-            {"s": context.partition_key},
+            {"s": submission_id},
         ).fetchall()[0][0]
     unexpected = sorted(set(columns) - set(WAREHOUSE_SCHEMA))
     return AssetCheckResult(

@@ -14,10 +14,11 @@ from assets.submissions import (
     check_submission_accepted,
     check_warehouse_contacts_minimised,
     submission_feedback,
+    submission_file,
     submission_quality,
     warehouse_contacts,
 )
-from collab.intake import purge_submission
+from collab.intake import purge_submission, read_receipt
 from collab.landing import LocalLandingZone
 from collab.registry import Registry
 from collab.states import read_state
@@ -29,6 +30,7 @@ from tests.conftest import HEADER, contact_rows, write_csv
 from tests.fixtures.bad.corpus import CASES, build
 
 SUBMISSION_ASSETS = [
+    submission_file,
     submission_quality,
     submission_feedback,
     warehouse_contacts,
@@ -73,8 +75,15 @@ def process(workspace: Workspace, instance: DagsterInstance, key: str):  # type:
     )
 
 
+def submission_of(workspace: Workspace, key: str) -> str:
+    """The submission id a partition's run received its file as."""
+    receipt = read_receipt(workspace, key)
+    assert receipt is not None, f"{key} was not received"
+    return receipt.submission_id
+
+
 def feedback_for(workspace: Workspace, charity: str, key: str) -> dict:
-    [path] = (workspace.feedback / charity).glob(f"*--{key}.feedback.json")
+    [path] = (workspace.feedback / charity).glob(f"*--{submission_of(workspace, key)}.feedback.json")
     assert path.with_suffix(".html").exists()
     return json.loads(path.read_text())
 
@@ -130,11 +139,19 @@ def test_identical_file_dropped_twice_is_processed_once(workspace: Workspace, ch
     drop(workspace, charity, path)
     [key] = sense(workspace, instance)
     assert process(workspace, instance, key).success
+    submission_id = submission_of(workspace, key)
     drop(workspace, charity, path, "Copy of q1.csv")
-    assert sense(workspace, instance) == []
-    notes = list((workspace.feedback / charity).glob(f"{key}.duplicate-*.json"))
-    assert len(notes) == 1 and json.loads(notes[0].read_text())["duplicate_of"] == key
+    [copy] = sense(workspace, instance)
+    result = process(workspace, instance, copy)
+    # Found in the copy's own run: received and archived, said to be a duplicate, neither checked nor loaded.
+    assert result.success
+    [received] = result.asset_materializations_for_node("submission_file")
+    assert received.metadata["status"].value == "duplicate" and received.metadata["duplicate_of"].value == key
+    assert not result.asset_materializations_for_node("submission_quality")
+    notes = list((workspace.feedback / charity).glob(f"{submission_id}.duplicate-*.json"))
+    assert len(notes) == 1 and json.loads(notes[0].read_text())["duplicate_of"] == submission_id
     assert not any((workspace.landing / charity).iterdir())
+    assert warehouse_rows(workspace) == 10
 
 
 def test_resubmission_replaces_the_charitys_quarter_atomically(
@@ -150,7 +167,7 @@ def test_resubmission_replaces_the_charitys_quarter_atomically(
     result = process(workspace, instance, second)
     assert result.success
     assert warehouse_rows(workspace) == 12
-    assert warehouse_rows(workspace, f"submission_id = '{first}'") == 0
+    assert warehouse_rows(workspace, f"submission_id = '{submission_of(workspace, first)}'") == 0
     materialization = result.asset_materializations_for_node("warehouse_contacts")[0]
     assert materialization.metadata["rows_replaced"].value == 30
     assert materialization.metadata["dagster/row_count"].value == 12
@@ -194,14 +211,14 @@ def test_the_pipeline_carries_on_through_the_whole_robustness_corpus(
         report = feedback_for(workspace, charity, key)
         name = report["file_name"]
         seen.add(name)
-        loaded = warehouse_rows(workspace, f"submission_id = '{key}'")
+        loaded = warehouse_rows(workspace, f"submission_id = '{submission_of(workspace, key)}'")
         if name == "zz-good.csv":
             assert result.success and report["status"] == "accepted" and loaded == 25
             continue
         case = expected[name]
         assert (report["status"], {i["code"] for i in report["issues"]}) == (case.status, set(case.codes)), name
         assert result.success, name  # a rejected file is the pipeline working, not a failed run
-        assert read_state(workspace, key).state == ("rejected" if case.status == "rejected" else "loaded"), name  # type: ignore[union-attr]
+        assert read_state(workspace, submission_of(workspace, key)).state == ("rejected" if case.status == "rejected" else "loaded"), name  # type: ignore[union-attr]
         # Accepted rows are all loaded; a rejected file leaves no rows behind.
         assert loaded == report["rows_accepted"], name
         assert report["standard_version"] == STANDARD_VERSION
@@ -211,7 +228,7 @@ def test_the_pipeline_carries_on_through_the_whole_robustness_corpus(
     assert versions == [(STANDARD_VERSION,)]
     # Rejected rows go to quarantine with every cell a spreadsheet would run neutralised.
     [injection] = [k for k in keys if feedback_for(workspace, charity, k)["file_name"] == "csv-injection.csv"]
-    quarantined = (workspace.quarantine / injection / "rejected_rows.csv").read_text(encoding="utf-8")
+    quarantined = (workspace.quarantine / submission_of(workspace, injection) / "rejected_rows.csv").read_text(encoding="utf-8")
     assert "'=cmd|' /C calc'!A0" in quarantined and ",=cmd" not in quarantined
 
 
@@ -223,8 +240,9 @@ def test_purge_removes_raw_copies_but_keeps_history_and_duplicate_detection(
     path = write_csv(tmp_path / "q1.csv", rows)
     instance = DagsterInstance.ephemeral()
     drop(workspace, charity, path)
-    [key] = sense(workspace, instance)
-    assert process(workspace, instance, key).success
+    [partition] = sense(workspace, instance)
+    assert process(workspace, instance, partition).success
+    key = submission_of(workspace, partition)
     staging = workspace.staging / key
     assert (staging / "contacts.parquet").exists() and (workspace.quarantine / key).exists()
     removed = purge_submission(workspace, key) + LocalLandingZone(root=str(workspace.home)).purge_archive(charity, key)
@@ -233,4 +251,6 @@ def test_purge_removes_raw_copies_but_keeps_history_and_duplicate_detection(
     assert len(removed) >= 4
     assert warehouse_rows(workspace) == 9  # the pseudonymised rows stay
     drop(workspace, charity, path, "again.csv")
-    assert sense(workspace, instance) == []  # still recognised as already received
+    [again] = sense(workspace, instance)
+    assert process(workspace, instance, again).success
+    assert read_receipt(workspace, again).duplicate  # type: ignore[union-attr]  # still recognised as received
