@@ -218,7 +218,9 @@ def test_the_pipeline_carries_on_through_the_whole_robustness_corpus(
         case = expected[name]
         assert (report["status"], {i["code"] for i in report["issues"]}) == (case.status, set(case.codes)), name
         assert result.success, name  # a rejected file is the pipeline working, not a failed run
-        assert read_state(workspace, submission_of(workspace, key)).state == ("rejected" if case.status == "rejected" else "loaded"), name  # type: ignore[union-attr]
+        assert read_state(workspace, submission_of(workspace, key)).state == (
+            "rejected" if case.status == "rejected" else "loaded"
+        ), name  # type: ignore[union-attr]
         # Accepted rows are all loaded; a rejected file leaves no rows behind.
         assert loaded == report["rows_accepted"], name
         assert report["standard_version"] == STANDARD_VERSION
@@ -228,7 +230,9 @@ def test_the_pipeline_carries_on_through_the_whole_robustness_corpus(
     assert versions == [(STANDARD_VERSION,)]
     # Rejected rows go to quarantine with every cell a spreadsheet would run neutralised.
     [injection] = [k for k in keys if feedback_for(workspace, charity, k)["file_name"] == "csv-injection.csv"]
-    quarantined = (workspace.quarantine / submission_of(workspace, injection) / "rejected_rows.csv").read_text(encoding="utf-8")
+    quarantined = (workspace.quarantine / submission_of(workspace, injection) / "rejected_rows.csv").read_text(
+        encoding="utf-8"
+    )
     assert "'=cmd|' /C calc'!A0" in quarantined and ",=cmd" not in quarantined
 
 
