@@ -12,11 +12,11 @@ from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetObservation,
     MaterializeResult,
     MetadataValue,
-    Output,
     TableColumn,
     TableSchema,
     asset,
@@ -67,7 +67,7 @@ def _report(workspace: CollabWorkspace, submission_id: str) -> FeedbackReport:
 @asset(partitions_def=submission_partitions, group_name="intake", output_required=False)
 def submission_file(
     context: AssetExecutionContext, workspace: CollabWorkspace, landing_zone: LandingZoneResource
-) -> Iterator[Output[None] | AssetObservation]:
+) -> Iterator[MaterializeResult | AssetObservation]:
     """The landed file copied into its submission's staging area and hashed (here, not in the sensor's tick):
     a new submission, or a duplicate of one already received (not processed again, its charity told).
     A file gone or changed since it was listed materialises nothing; a changed one gets a partition of its own."""
@@ -86,8 +86,7 @@ def submission_file(
     status = "duplicate" if receipt.duplicate else "received"
     if receipt.duplicate:
         context.log.info(f"{key} duplicates {manifest.name} ({receipt.submission_id}); archived, not processed again.")
-    yield Output(
-        None,
+    yield MaterializeResult(
         metadata={
             "status": status,
             "submission_id": receipt.submission_id,
@@ -190,11 +189,31 @@ def check_staged_contacts_expectations(
     )
 
 
-@asset(partitions_def=submission_partitions, group_name="intake", deps=[submission_quality])
+ACCEPTED_CHECK = "check_submission_accepted"
+
+
+@asset(
+    partitions_def=submission_partitions,
+    group_name="intake",
+    deps=[submission_quality],
+    check_specs=[
+        AssetCheckSpec(
+            ACCEPTED_CHECK,
+            asset="submission_feedback",
+            description="Whether the charity's file was accepted (a warning when not: see the asset).",
+        )
+    ],
+)
 def submission_feedback(
     context: AssetExecutionContext, workspace: CollabWorkspace, landing_zone: LandingZoneResource
 ) -> MaterializeResult:
-    """The feedback report (JSON and HTML) in the charity's feedback area."""
+    """The feedback report (JSON and HTML) in the charity's feedback area.
+
+    Its check, ``check_submission_accepted``, says whether the file was accepted. A rejected file is a
+    warning, not a failed run: rejecting it, telling the charity why and not loading it
+    (``warehouse_contacts`` loads only accepted files) is the pipeline working; a failed run means an
+    error of ours. The check is evaluated in this step, from the report it sends, not in a step of its own.
+    """
     manifest = manifest_of_partition(workspace.workspace, context.partition_key)
     report = _report(workspace, manifest.submission_id)
     if report.accepted:
@@ -204,6 +223,7 @@ def submission_feedback(
     json_at, html_at = send_feedback(landing_zone.zone, manifest, report)
     mark_state(workspace.workspace, manifest, state_after_feedback(report), report)
     crash_point("after-feedback")
+    file_errors = [g.code for g in report.issues if g.severity == "error" and g.scope == "file"]
     return MaterializeResult(
         metadata={
             "dagster/row_count": report.rows_received,
@@ -211,22 +231,16 @@ def submission_feedback(
             "feedback_json": json_at,
             "feedback_html": html_at,
             "summary": MetadataValue.md(report.to_markdown()),
-        }
-    )
-
-
-@asset_check(asset=submission_feedback)
-def check_submission_accepted(context: AssetCheckExecutionContext, workspace: CollabWorkspace) -> AssetCheckResult:
-    """Whether the charity's file was accepted. A rejected file is a warning, not a failed run: rejecting it,
-    telling the charity why and not loading it (``warehouse_contacts`` loads only accepted files) is the
-    pipeline working. A failed run means an error of ours."""
-    report = _report(workspace, manifest_of_partition(workspace.workspace, context.partition_key).submission_id)
-    file_errors = [g.code for g in report.issues if g.severity == "error" and g.scope == "file"]
-    return AssetCheckResult(
-        passed=report.accepted,
-        severity=AssetCheckSeverity.WARN,
-        description=report.headline(),
-        metadata={"status": report.status, "file_errors": ", ".join(file_errors) or "none"},
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name=ACCEPTED_CHECK,
+                passed=report.accepted,
+                severity=AssetCheckSeverity.WARN,
+                description=report.headline(),
+                metadata={"status": report.status, "file_errors": ", ".join(file_errors) or "none"},
+            )
+        ],
     )
 
 
@@ -247,7 +261,7 @@ def _staged_contacts(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
 )
 def warehouse_contacts(
     context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse, landing_zone: LandingZoneResource
-) -> Iterator[Output[None]]:
+) -> Iterator[MaterializeResult]:
     """The submission's contacts, pseudonymised and minimised, replacing its charity's earlier rows
     for the same quarters in one transaction. A rejected submission is not loaded (nothing materialises)."""
     ws = workspace.workspace
@@ -286,8 +300,7 @@ def warehouse_contacts(
     save_report(ws, manifest.submission_id, report)
     send_feedback(landing_zone.zone, manifest, report)
     mark_state(ws, manifest, "loaded", report)
-    yield Output(
-        None,
+    yield MaterializeResult(
         metadata={
             "dagster/row_count": loaded.rows_loaded,
             "rows_replaced": loaded.rows_replaced,

@@ -7,11 +7,19 @@ import json
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
+from dagster import (
+    AssetCheckSeverity,
+    DagsterInstance,
+    DagsterRunStatus,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+    materialize,
+)
 
 from assets.resources import resources_for
 from assets.submissions import (
-    check_submission_accepted,
+    check_staged_contacts_expectations,
     check_warehouse_contacts_minimised,
     submission_feedback,
     submission_file,
@@ -34,7 +42,7 @@ SUBMISSION_ASSETS = [
     submission_quality,
     submission_feedback,
     warehouse_contacts,
-    check_submission_accepted,
+    check_staged_contacts_expectations,
     check_warehouse_contacts_minimised,
 ]
 
@@ -131,6 +139,50 @@ def test_one_bad_file_never_stops_the_others(workspace: Workspace, charity: str,
         assert con.execute("SELECT count(*) FROM submissions").fetchall()[0][0] == 2
     # Rejected raw files stay in the archive until purged; nothing of theirs reached the warehouse.
     assert len(list((workspace.archive / charity).rglob("empty.csv"))) == 1
+
+
+def test_a_rejected_file_is_a_successful_run_whose_status_is_rejected(
+    workspace: Workspace, charity: str, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "no-need.csv", [r[:2] + r[3:] for r in contact_rows(5)], HEADER[:2] + HEADER[3:])
+    drop(workspace, charity, path)
+    instance = DagsterInstance.ephemeral()
+    [key] = sense(workspace, instance)
+    result = process(workspace, instance, key)
+    assert result.success and instance.get_run_by_id(result.run_id).status == DagsterRunStatus.SUCCESS  # type: ignore[union-attr]
+    for step in ("submission_file", "submission_quality", "submission_feedback"):
+        [materialised] = result.asset_materializations_for_node(step)
+        expected = "received" if step == "submission_file" else "rejected"
+        assert materialised.metadata["status"].value == expected, step
+    # The check says so as a warning, and the load never happens: nothing of the file reaches the warehouse.
+    [accepted] = [c for c in result.get_asset_check_evaluations() if c.check_name == "check_submission_accepted"]
+    assert not accepted.passed and accepted.severity == AssetCheckSeverity.WARN
+    assert not result.asset_materializations_for_node("warehouse_contacts")
+    assert read_state(workspace, submission_of(workspace, key)).state == "rejected"  # type: ignore[union-attr]
+    assert warehouse_rows(workspace) == 0
+
+
+def test_the_sensor_tick_only_lists_and_the_run_takes_the_file(
+    workspace: Workspace, charity: str, tmp_path: Path
+) -> None:
+    drop(workspace, charity, write_csv(tmp_path / "Jan contacts (final).csv", contact_rows(6)))
+    instance = DagsterInstance.ephemeral()
+    [key] = sense(workspace, instance)
+    assert key.startswith(f"{charity}/Jan-contacts-final/")
+    # The tick copied and hashed nothing: no submission in staging, the file still in the landing area.
+    assert not workspace.staging.exists() or not [p for p in workspace.staging.iterdir() if p.name != ".partitions"]
+    assert [p.name for p in (workspace.landing / charity).iterdir()] == ["Jan contacts (final).csv"]
+    assert sense(workspace, instance) == [key]  # asked for again, under the same run key, until its run takes it
+    result = process(workspace, instance, key)
+    assert result.success
+    submission_id = submission_of(workspace, key)
+    staged = workspace.staging / submission_id
+    assert (staged / "source.csv").read_bytes() == (tmp_path / "Jan contacts (final).csv").read_bytes()
+    assert not any((workspace.landing / charity).iterdir())
+    state = read_state(workspace, submission_id)
+    assert state is not None and state.state == "loaded" and state.name == key
+    [received] = result.asset_materializations_for_node("submission_file")
+    assert received.metadata["submission_id"].value == submission_id
 
 
 def test_identical_file_dropped_twice_is_processed_once(workspace: Workspace, charity: str, tmp_path: Path) -> None:
