@@ -31,6 +31,7 @@ help:
 	@echo "make bench-audit  an empirical lower bound on epsilon beside the stated epsilon"
 	@echo "make bench-scale    the whole pipeline at scale (BENCH_ARGS='--contacts 1000000'), against DuckDB"
 	@echo "make postgres       install Debian's PostgreSQL and start a private cluster for the production profile"
+	@echo "make bench-small-files  50 files of 100 rows through collab run: files/min (BENCH_ARGS='--postgres')"
 	@echo "make bench-linkage  record linkage precision and recall against the demo truth, beside the exact token"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -117,6 +118,9 @@ bench-audit: install
 
 bench-scale: install
 	$(BIN)/python -m bench.scale $(BENCH_ARGS)
+
+bench-small-files: install
+	$(BIN)/python -m bench.small_files $(BENCH_ARGS)
 
 bench-linkage: install
 	$(BIN)/python -m bench.linkage $(BENCH_ARGS)

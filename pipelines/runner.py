@@ -39,7 +39,7 @@ from collab.intake import (
     settled_objects,
 )
 from collab.invariants import first_quarter
-from collab.landing import LandingZone, landing_zone_from_env
+from collab.landing import LandingObject, LandingZone, landing_zone_from_env
 from collab.registry import Registry
 from collab.states import internal_error_reference, mark_state, mirror_states, unfinished
 from collab.submissions import (
@@ -88,6 +88,10 @@ class PendingFile:
     @classmethod
     def of_manifest(cls, manifest: SubmissionManifest) -> PendingFile:
         return cls(manifest.name, manifest.charity_id, manifest.object_key)
+
+    @classmethod
+    def of_landed(cls, obj: LandingObject) -> PendingFile:
+        return cls(partition_key_for(obj), obj.charity_id, obj.key)
 
 
 @dataclass
@@ -395,9 +399,9 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
                 refuse(landing, obj, obj.refusal)
                 report.refused.append({"charity_id": obj.charity_id, "file": obj.key, "reason": obj.refusal})
                 continue
-            key = partition_key_for(obj)
-            if not run_going(instance, key):  # the daemon may be running it right now
-                files.setdefault(key, PendingFile(key, obj.charity_id, obj.key))
+            file = PendingFile.of_landed(obj)
+            if not run_going(instance, file.partition_key):  # the daemon may be running it right now
+                files.setdefault(file.partition_key, file)
         for outcome in process_submissions(workspace, list(files.values()), progress):
             if outcome.status == "duplicate":
                 report.duplicates.append(
