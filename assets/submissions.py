@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 from dagster import (
@@ -190,6 +191,7 @@ def check_staged_contacts_expectations(
 
 
 ACCEPTED_CHECK = "check_submission_accepted"
+MINIMISED_CHECK = "check_warehouse_contacts_minimised"
 
 
 @asset(
@@ -258,16 +260,32 @@ def _staged_contacts(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
     kinds={"duckdb"},
     pool=WAREHOUSE_POOL,
     output_required=False,
+    check_specs=[
+        AssetCheckSpec(
+            MINIMISED_CHECK,
+            asset="warehouse_contacts",
+            description="The warehouse holds only allowlisted columns and keyed pseudonyms for this submission.",
+        )
+    ],
 )
 def warehouse_contacts(
     context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse, landing_zone: LandingZoneResource
-) -> Iterator[MaterializeResult]:
+) -> Iterator[MaterializeResult | AssetCheckResult]:
     """The submission's contacts, pseudonymised and minimised, replacing its charity's earlier rows
-    for the same quarters in one transaction. A rejected submission is not loaded (nothing materialises)."""
+    for the same quarters in one transaction. A rejected submission is not loaded (nothing materialises).
+
+    Its check, ``check_warehouse_contacts_minimised``, reads the loaded rows back on the same connection in
+    the same step: one turn in the ``warehouse`` pool per submission, not two."""
     ws = workspace.workspace
     manifest = manifest_of_partition(ws, context.partition_key)
     if not _report(workspace, manifest.submission_id).accepted:
         context.log.info(f"{manifest.submission_id} was rejected: nothing of it is loaded.")
+        yield AssetCheckResult(
+            check_name=MINIMISED_CHECK,
+            passed=True,
+            description="Nothing to check: the file was rejected, so none of its rows is in the warehouse.",
+            metadata={"rows_loaded": 0},
+        )
         return
     key = ws.key()
     staged = submission_dir(ws, manifest.submission_id) / CONTACTS_FILE
@@ -293,6 +311,7 @@ def warehouse_contacts(
             batches=batches,
             standard_version=STANDARD_VERSION,
         )
+        minimised = _check_minimised(con, manifest.submission_id)
     crash_point("after-load")
     # The rows are stored (and the warehouse says so, in the same transaction): now the charity is told.
     report = _report(workspace, manifest.submission_id)
@@ -313,23 +332,20 @@ def warehouse_contacts(
                 f"({', '.join(loaded.quarters)}), replacing {loaded.rows_replaced:,} earlier rows."
             ),
         },
+        check_results=[minimised],
     )
 
 
-@asset_check(asset=warehouse_contacts, pool=WAREHOUSE_POOL)
-def check_warehouse_contacts_minimised(
-    context: AssetCheckExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
-) -> AssetCheckResult:
+def _check_minimised(con: duckdb.DuckDBPyConnection, submission_id: str) -> AssetCheckResult:
     """The warehouse holds only allowlisted columns and keyed pseudonyms for this submission."""
-    submission_id = manifest_of_partition(workspace.workspace, context.partition_key).submission_id
-    with warehouse.connect(read_only=True) as con:
-        columns = [row[0] for row in con.execute("DESCRIBE contacts").fetchall()]
-        malformed = con.execute(
-            "SELECT count(*) FROM contacts WHERE submission_id = $s AND NOT regexp_full_match(person_key, '[0-9a-f]{64}')",
-            {"s": submission_id},
-        ).fetchall()[0][0]
+    columns = [row[0] for row in con.execute("DESCRIBE contacts").fetchall()]
+    malformed = con.execute(
+        "SELECT count(*) FROM contacts WHERE submission_id = $s AND NOT regexp_full_match(person_key, '[0-9a-f]{64}')",
+        {"s": submission_id},
+    ).fetchall()[0][0]
     unexpected = sorted(set(columns) - set(WAREHOUSE_SCHEMA))
     return AssetCheckResult(
+        check_name=MINIMISED_CHECK,
         passed=not unexpected and malformed == 0,
         metadata={"unexpected_columns": ", ".join(unexpected) or "none", "malformed_person_keys": malformed},
     )

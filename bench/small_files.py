@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
             from collab.postgres import LocalPostgres
             from collab.workspace import POSTGRES_URL_VARIABLE
 
-            server = LocalPostgres(root / "postgres")
+            # Its own directory, not under ours: that is private to us, and under root the server runs as `postgres`.
+            server_dir = Path(tempfile.mkdtemp(prefix="collab-postgres-"))
+            server = LocalPostgres(server_dir)
             server.start()
             env[POSTGRES_URL_VARIABLE] = os.environ[POSTGRES_URL_VARIABLE] = server.url()
         os.environ.update(COLLAB_HOME=env["COLLAB_HOME"], DAGSTER_HOME=env["DAGSTER_HOME"])
@@ -131,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
+            shutil.rmtree(server.directory, ignore_errors=True)
         if args.keep:
             print(f"workspace kept at {root}")
         else:

@@ -166,7 +166,7 @@ def process_submissions(
 ) -> list[SubmissionOutcome]:
     """Run the submission job for each file's partition, several at once in worker processes (up to the
     instance's run limit); one that fails is reported as failed, never stops the rest."""
-    instance = DagsterInstance.get()
+    instance = _pooled_instance()
     release_abandoned_warehouse_slots(instance)
     # Give the pool its slot here, once: workers that each found it missing could create one apiece.
     instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
@@ -213,7 +213,16 @@ def _kill_self_when_gone(parent: multiprocessing.process.BaseProcess) -> None:
 def _worker_context(home: str) -> tuple[Workspace, LandingZone, DagsterInstance, JobDefinition]:
     """A worker process's workspace, landing zone, instance and job, made once for all the submissions it runs."""
     workspace = Workspace(Path(home))
-    return workspace, landing_zone_from_env(workspace.home), DagsterInstance.get(), _jobs(workspace)[0]
+    return workspace, landing_zone_from_env(workspace.home), _pooled_instance(), _jobs(workspace)[0]
+
+
+def _pooled_instance() -> DagsterInstance:
+    """The instance, holding its database connections open between runs: a process that runs submission after
+    submission would otherwise open (and PostgreSQL fork a backend for) a connection per event, dozens per run.
+    Dagster does the same for its webserver; SQLite storage has no pool and is left as it is."""
+    instance = DagsterInstance.get()
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=2)
+    return instance
 
 
 def _process_in_worker(home: str, file: PendingFile) -> SubmissionOutcome:

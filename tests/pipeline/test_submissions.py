@@ -20,7 +20,6 @@ from dagster import (
 from assets.resources import resources_for
 from assets.submissions import (
     check_staged_contacts_expectations,
-    check_warehouse_contacts_minimised,
     submission_feedback,
     submission_file,
     submission_quality,
@@ -43,7 +42,6 @@ SUBMISSION_ASSETS = [
     submission_feedback,
     warehouse_contacts,
     check_staged_contacts_expectations,
-    check_warehouse_contacts_minimised,
 ]
 
 
