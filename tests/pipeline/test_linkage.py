@@ -12,7 +12,7 @@ from collab.staging import CONTACTS_FILE
 from collab.warehouse import connect
 from collab.workspace import Workspace
 from tests.conftest import HEADER, contact_rows, write_csv
-from tests.pipeline.test_submissions import process, sense
+from tests.pipeline.test_submissions import process, sense, submission_of
 
 SURNAMES = ["O'Brien", "Nowak", "Okafor", "Smith"]
 
@@ -34,7 +34,7 @@ def test_linking_charities_share_one_unit_per_person_and_names_never_reach_the_w
     keys = sense(workspace, instance)
     assert len(keys) == 3 and all(process(workspace, instance, key).success for key in keys)
     for key in keys:
-        staged = pl.read_parquet(submission_dir(workspace, key) / CONTACTS_FILE)
+        staged = pl.read_parquet(submission_dir(workspace, submission_of(workspace, key)) / CONTACTS_FILE)
         assert "surname" not in staged.columns and "linkage_basis" not in staged.columns
         assert staged.get_column("linkage_token").is_null().all() == key.startswith("pantry-c")
     with connect(workspace.warehouse_path) as con:

@@ -135,6 +135,11 @@ def test_one_bad_file_never_stops_the_others(workspace: Workspace, charity: str,
     assert warehouse_rows(workspace) == 40  # only the two accepted files (2026Q1 and 2026Q2), all of their rows
     with connect(workspace.warehouse_path) as con:
         assert con.execute("SELECT count(*) FROM submissions").fetchall()[0][0] == 2
+    # The next tick mirrors every state into the warehouse, as `collab run` does (rejections are only there so).
+    assert sense(workspace, instance) == []
+    with connect(workspace.warehouse_path) as con:
+        mirrored = con.execute("SELECT state, count(*) FROM submission_states GROUP BY ALL ORDER BY 1").fetchall()
+    assert mirrored == [("loaded", 2), ("rejected", 3)]
     # Rejected raw files stay in the archive until purged; nothing of theirs reached the warehouse.
     assert len(list((workspace.archive / charity).rglob("empty.csv"))) == 1
 
