@@ -150,6 +150,10 @@ def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspac
         context.log.error(
             f"{manifest.submission_id}: internal error {reference} ({type(error).__name__}); see {record}"
         )
+    if not report.accepted:
+        # Rows that passed before the file as a whole was rejected (its references are NI numbers, say) are never
+        # loaded, so they do not stay staged: the blocking Great Expectations check reads what is to be loaded.
+        (staging / CONTACTS_FILE).unlink(missing_ok=True)
     save_report(ws, manifest.submission_id, report)
     mark_state(ws, manifest, "checked", report)
     yield MaterializeResult(
