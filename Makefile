@@ -16,7 +16,7 @@ POSTGRES_DIR ?= $(COLLAB_HOME)/postgres
 
 OPENDP_POLARS_VENV := bench/.venv-opendp-polars
 
-.PHONY: help install browser postgres-installed postgres postgres-stop demo test dev portal bucket bucket-stop lint format bench bench-utility bench-coverage bench-audit bench-linkage bench-scale bench-intake clean
+.PHONY: help install browser postgres-installed postgres postgres-stop demo test dev portal bucket bucket-stop lint format bench bench-utility bench-coverage bench-audit bench-linkage bench-scale bench-intake bench-small-files clean
 
 help:
 	@echo "make demo   generate demo extracts and run the whole pipeline (workspace: $(COLLAB_HOME))"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-intake   a 1,000,000-row CSV through check_extract against DuckDB read_csv, and the GX share"
 	@echo "make bench-scale    the whole pipeline at scale (BENCH_ARGS='--contacts 1000000'), against DuckDB"
 	@echo "make postgres       install Debian's PostgreSQL and start a private cluster for the production profile"
+	@echo "make bench-small-files  50 files of 100 rows through collab run: files/min (BENCH_ARGS='--postgres')"
 	@echo "make bench-linkage  record linkage precision and recall against the demo truth, beside the exact token"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -121,6 +122,9 @@ bench-scale: install
 
 bench-intake: install
 	$(BIN)/python -m bench.intake $(BENCH_ARGS)
+
+bench-small-files: install
+	$(BIN)/python -m bench.small_files $(BENCH_ARGS)
 
 bench-linkage: install
 	$(BIN)/python -m bench.linkage $(BENCH_ARGS)

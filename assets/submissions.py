@@ -1,41 +1,52 @@
-"""One submission's path: checked against the standard, fed back to its charity, loaded."""
+"""One landed file's path: received (copied and hashed), checked against the standard, fed back to its
+charity, loaded. A rejected file is the pipeline working: every step up to its feedback materialises,
+with status "rejected", the run succeeds, and only the load does not happen."""
 
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
+    AssetObservation,
     MaterializeResult,
     MetadataValue,
-    Output,
     TableColumn,
     TableSchema,
     asset,
     asset_check,
 )
 
-from assets.partitions import submission_partitions
+from assets.partitions import run_going, submission_partitions
 from assets.resources import WAREHOUSE_POOL, CollabWorkspace, LandingZoneResource, Warehouse
 from collab.expectations import EXPECTATION_BATCH_ROWS, ExpectationRun
 from collab.faults import crash_point
-from collab.intake import load_manifest, submission_dir
+from collab.intake import (
+    SubmissionManifest,
+    load_manifest,
+    manifest_of_partition,
+    read_receipt,
+    receive_partition,
+    submission_dir,
+)
+from collab.landing import LandingObjectGone, LandingObjectRefused
 from collab.linkage import linkage_policy
 from collab.staging import CONTACTS_FILE, LINKAGE_UNITS_FILE, StagingSink
+from collab.states import mark_state, state_after_feedback
 from collab.submissions import (
     describe_error,
     internal_error_report,
     load_report,
-    mark_state,
     record_incident,
     save_report,
     send_feedback,
-    state_after_feedback,
 )
 from collab.warehouse import load_submission
 from privacy.linkage import COMPONENTS, VARIANTS
@@ -56,11 +67,62 @@ def _report(workspace: CollabWorkspace, submission_id: str) -> FeedbackReport:
     return report
 
 
-@asset(partitions_def=submission_partitions, group_name="intake", kinds={"polars"})
-def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspace) -> MaterializeResult:
-    """A submission checked against the standard: accepted contacts staged, rejected rows quarantined."""
+@asset(partitions_def=submission_partitions, group_name="intake", output_required=False)
+def submission_file(
+    context: AssetExecutionContext, workspace: CollabWorkspace, landing_zone: LandingZoneResource
+) -> Iterator[MaterializeResult | AssetObservation]:
+    """The landed file copied into its submission's staging area and hashed (here, not in the sensor's tick):
+    a new submission, or a duplicate of one already received (not processed again, its charity told).
+    A file gone or changed since it was listed materialises nothing; a changed one gets a partition of its own."""
+    ws, zone, key = workspace.workspace, landing_zone.zone, context.partition_key
+    try:
+        receipt = receive_partition(ws, zone, key, is_active=lambda other: run_going(context.instance, other))
+    except (LandingObjectGone, LandingObjectRefused) as problem:
+        # Nothing is received, so nothing materialises (the later steps skip); the run says why.
+        status = "refused" if isinstance(problem, LandingObjectRefused) else "skipped"
+        context.log.warning(f"{key}: {status}: {problem}")
+        yield AssetObservation(
+            asset_key=context.asset_key, partition=key, metadata={"status": status, "reason": str(problem)}
+        )
+        return
+    manifest = load_manifest(ws, receipt.submission_id)
+    status = "duplicate" if receipt.duplicate else "received"
+    if receipt.duplicate:
+        context.log.info(f"{key} duplicates {manifest.name} ({receipt.submission_id}); archived, not processed again.")
+    yield MaterializeResult(
+        metadata={
+            "status": status,
+            "submission_id": receipt.submission_id,
+            "duplicate_of": manifest.name if receipt.duplicate else "none",
+            "file_name": manifest.original_name,
+            "bytes": manifest.size,
+            "sha256": manifest.sha256,
+        },
+    )
+
+
+def _submission(workspace: CollabWorkspace, partition_key: str) -> SubmissionManifest | None:
+    """The submission the partition's run processes, or None if its file duplicated an earlier one."""
+    receipt = read_receipt(workspace.workspace, partition_key)
+    if receipt is None:
+        raise FileNotFoundError(f"partition {partition_key} has not been received: submission_file has not run")
+    return None if receipt.duplicate else load_manifest(workspace.workspace, receipt.submission_id)
+
+
+@asset(
+    partitions_def=submission_partitions,
+    group_name="intake",
+    deps=[submission_file],
+    kinds={"polars"},
+    output_required=False,
+)
+def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspace) -> Iterator[MaterializeResult]:
+    """A submission checked against the standard: accepted contacts staged, rejected rows quarantined.
+    A duplicate file is not checked again (nothing materialises; its original's report applies)."""
     ws = workspace.workspace
-    manifest = load_manifest(ws, context.partition_key)
+    manifest = _submission(workspace, context.partition_key)
+    if manifest is None:
+        return
     staging = submission_dir(ws, manifest.submission_id)
     intake = ws.settings.intake
     options = CheckOptions(
@@ -90,12 +152,17 @@ def submission_quality(context: AssetExecutionContext, workspace: CollabWorkspac
         context.log.error(
             f"{manifest.submission_id}: internal error {reference} ({type(error).__name__}); see {record}"
         )
+    if not report.accepted:
+        # Rows that passed before the file as a whole was rejected (its references are NI numbers, say) are never
+        # loaded, so they do not stay staged: the blocking Great Expectations check reads what is to be loaded.
+        (staging / CONTACTS_FILE).unlink(missing_ok=True)
     save_report(ws, manifest.submission_id, report)
     mark_state(ws, manifest, "checked", report)
-    return MaterializeResult(
+    yield MaterializeResult(
         metadata={
             "dagster/row_count": report.rows_received,
             "status": report.status,
+            "submission_id": manifest.submission_id,
             "rows_accepted": report.rows_accepted,
             "rows_rejected": report.rows_rejected,
             "issue_codes": MetadataValue.json({g.code: g.count for g in report.issues}),
@@ -113,7 +180,7 @@ def check_staged_contacts_expectations(
     """The staged contacts meet the standard's Great Expectations suite, batch by batch, before any is
     sent on or loaded: an independent check of what the standard's validation accepted."""
     ws = workspace.workspace
-    staging = submission_dir(ws, context.partition_key)
+    staging = submission_dir(ws, manifest_of_partition(ws, context.partition_key).submission_id)
     run = ExpectationRun()
     for contacts in _staged_contacts(staging / CONTACTS_FILE, EXPECTATION_BATCH_ROWS):
         run.validate(contacts, [name for name in contacts.columns if name in STANDARD_FIELDS])
@@ -129,12 +196,33 @@ def check_staged_contacts_expectations(
     )
 
 
-@asset(partitions_def=submission_partitions, group_name="intake", deps=[submission_quality])
+ACCEPTED_CHECK = "check_submission_accepted"
+MINIMISED_CHECK = "check_warehouse_contacts_minimised"
+
+
+@asset(
+    partitions_def=submission_partitions,
+    group_name="intake",
+    deps=[submission_quality],
+    check_specs=[
+        AssetCheckSpec(
+            ACCEPTED_CHECK,
+            asset="submission_feedback",
+            description="Whether the charity's file was accepted (a warning when not: see the asset).",
+        )
+    ],
+)
 def submission_feedback(
     context: AssetExecutionContext, workspace: CollabWorkspace, landing_zone: LandingZoneResource
 ) -> MaterializeResult:
-    """The feedback report (JSON and HTML) in the charity's feedback area."""
-    manifest = load_manifest(workspace.workspace, context.partition_key)
+    """The feedback report (JSON and HTML) in the charity's feedback area.
+
+    Its check, ``check_submission_accepted``, says whether the file was accepted. A rejected file is a
+    warning, not a failed run: rejecting it, telling the charity why and not loading it
+    (``warehouse_contacts`` loads only accepted files) is the pipeline working; a failed run means an
+    error of ours. The check is evaluated in this step, from the report it sends, not in a step of its own.
+    """
+    manifest = manifest_of_partition(workspace.workspace, context.partition_key)
     report = _report(workspace, manifest.submission_id)
     if report.accepted:
         # Accepted rows are not stored yet: the charity is told they are being loaded, and told again once they are.
@@ -143,6 +231,7 @@ def submission_feedback(
     json_at, html_at = send_feedback(landing_zone.zone, manifest, report)
     mark_state(workspace.workspace, manifest, state_after_feedback(report), report)
     crash_point("after-feedback")
+    file_errors = [g.code for g in report.issues if g.severity == "error" and g.scope == "file"]
     return MaterializeResult(
         metadata={
             "dagster/row_count": report.rows_received,
@@ -150,22 +239,16 @@ def submission_feedback(
             "feedback_json": json_at,
             "feedback_html": html_at,
             "summary": MetadataValue.md(report.to_markdown()),
-        }
-    )
-
-
-@asset_check(asset=submission_feedback)
-def check_submission_accepted(context: AssetCheckExecutionContext, workspace: CollabWorkspace) -> AssetCheckResult:
-    """Whether the charity's file was accepted. A rejected file is a warning, not a failed run: rejecting it,
-    telling the charity why and not loading it (``warehouse_contacts`` loads only accepted files) is the
-    pipeline working. A failed run means an error of ours."""
-    report = _report(workspace, context.partition_key)
-    file_errors = [g.code for g in report.issues if g.severity == "error" and g.scope == "file"]
-    return AssetCheckResult(
-        passed=report.accepted,
-        severity=AssetCheckSeverity.WARN,
-        description=report.headline(),
-        metadata={"status": report.status, "file_errors": ", ".join(file_errors) or "none"},
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name=ACCEPTED_CHECK,
+                passed=report.accepted,
+                severity=AssetCheckSeverity.WARN,
+                description=report.headline(),
+                metadata={"status": report.status, "file_errors": ", ".join(file_errors) or "none"},
+            )
+        ],
     )
 
 
@@ -183,18 +266,34 @@ def _staged_contacts(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
     kinds={"duckdb"},
     pool=WAREHOUSE_POOL,
     output_required=False,
+    check_specs=[
+        AssetCheckSpec(
+            MINIMISED_CHECK,
+            asset="warehouse_contacts",
+            description="The warehouse holds only allowlisted columns and keyed pseudonyms for this submission.",
+        )
+    ],
 )
 def warehouse_contacts(
     context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse, landing_zone: LandingZoneResource
-) -> Iterator[Output[None]]:
+) -> Iterator[MaterializeResult | AssetCheckResult]:
     """The submission's contacts, pseudonymised and minimised, replacing its charity's earlier rows
     for the same quarters in one transaction, with its linkage units (keyed identities of a linking
     charity's references) and the clusters of all units brought up to date in the same transaction.
-    A rejected submission is not loaded (nothing materialises)."""
+    A rejected submission is not loaded (nothing materialises).
+
+    Its check, ``check_warehouse_contacts_minimised``, reads the loaded rows back on the same connection in
+    the same step: one turn in the ``warehouse`` pool per submission, not two."""
     ws = workspace.workspace
-    manifest = load_manifest(ws, context.partition_key)
+    manifest = manifest_of_partition(ws, context.partition_key)
     if not _report(workspace, manifest.submission_id).accepted:
         context.log.info(f"{manifest.submission_id} was rejected: nothing of it is loaded.")
+        yield AssetCheckResult(
+            check_name=MINIMISED_CHECK,
+            passed=True,
+            description="Nothing to check: the file was rejected, so none of its rows is in the warehouse.",
+            metadata={"rows_loaded": 0},
+        )
         return
     key = ws.key()
     staged = submission_dir(ws, manifest.submission_id) / CONTACTS_FILE
@@ -230,6 +329,7 @@ def warehouse_contacts(
             units=units,
             linkage=linkage_policy(workspace.registry, ws.settings.privacy),
         )
+        minimised = _check_minimised(con, manifest.submission_id)
     crash_point("after-load")
     # The rows are stored (and the warehouse says so, in the same transaction): now the charity is told.
     report = _report(workspace, manifest.submission_id)
@@ -237,8 +337,7 @@ def warehouse_contacts(
     save_report(ws, manifest.submission_id, report)
     send_feedback(landing_zone.zone, manifest, report)
     mark_state(ws, manifest, "loaded", report)
-    yield Output(
-        None,
+    yield MaterializeResult(
         metadata={
             "dagster/row_count": loaded.rows_loaded,
             "rows_replaced": loaded.rows_replaced,
@@ -254,11 +353,11 @@ def warehouse_contacts(
                 f"({', '.join(loaded.quarters)}), replacing {loaded.rows_replaced:,} earlier rows."
             ),
         },
+        check_results=[minimised],
     )
 
 
-@asset_check(asset=warehouse_contacts, pool=WAREHOUSE_POOL)
-def check_warehouse_contacts_minimised(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+def _check_minimised(con: duckdb.DuckDBPyConnection, submission_id: str) -> AssetCheckResult:
     """The warehouse holds only allowlisted columns and keyed pseudonyms for this submission, and its
     linkage units only keyed components (HMACs, never a raw surname, birth date or postcode)."""
     keyed = "regexp_full_match({}, '[0-9a-f]{{64}}')"
@@ -268,18 +367,18 @@ def check_warehouse_contacts_minimised(context: AssetCheckExecutionContext, ware
             f"list_bool_and(list_transform({VARIANTS}, lambda v: {keyed.format('v')}))",
         ]
     )
-    with warehouse.connect(read_only=True) as con:
-        columns = [row[0] for row in con.execute("DESCRIBE contacts").fetchall()]
-        malformed = con.execute(
-            f"SELECT count(*) FROM contacts WHERE submission_id = $s AND NOT {keyed.format('person_key')}",
-            {"s": context.partition_key},
-        ).fetchall()[0][0]
-        unkeyed_units = con.execute(
-            f"SELECT count(*) FROM linkage_units WHERE submission_id = $s AND NOT coalesce({components}, TRUE)",
-            {"s": context.partition_key},
-        ).fetchall()[0][0]
+    columns = [row[0] for row in con.execute("DESCRIBE contacts").fetchall()]
+    malformed = con.execute(
+        f"SELECT count(*) FROM contacts WHERE submission_id = $s AND NOT {keyed.format('person_key')}",
+        {"s": submission_id},
+    ).fetchall()[0][0]
+    unkeyed_units = con.execute(
+        f"SELECT count(*) FROM linkage_units WHERE submission_id = $s AND NOT coalesce({components}, TRUE)",
+        {"s": submission_id},
+    ).fetchall()[0][0]
     unexpected = sorted(set(columns) - set(WAREHOUSE_SCHEMA))
     return AssetCheckResult(
+        check_name=MINIMISED_CHECK,
         passed=not unexpected and malformed == 0 and unkeyed_units == 0,
         metadata={
             "unexpected_columns": ", ".join(unexpected) or "none",

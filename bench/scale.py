@@ -71,12 +71,12 @@ def _stage_in_process(stage: str, home: Path, contacts: int, charities: int, qua
     from pipelines.runner import approve_and_publish, process_submissions, release_quarter
 
     if stage == "intake":
-        from collab.intake import receive_pending
         from collab.landing import landing_zone_from_env
+        from pipelines.runner import PendingFile
 
         charity_ids = [c.id for c in Registry(workspace).all()]
-        received = receive_pending(workspace, landing_zone_from_env(home), charity_ids)
-        return sum(o.rows_received for o in process_submissions(workspace, received.received))
+        files = [PendingFile.of_landed(obj) for obj in landing_zone_from_env(home).pending(charity_ids)]
+        return sum(o.rows_received for o in process_submissions(workspace, files))
     from collab.invariants import first_quarter
     from collab.warehouse import connect, unreleased_complete_quarters
 

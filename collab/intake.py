@@ -1,19 +1,25 @@
-"""Intake: take files out of the landing zone into staging, one submission per distinct content.
+"""Intake: take a landed file into staging, one submission per distinct content.
 
-A submission's id is ``<charity>-<first 12 hex digits of its SHA-256>``, so the same bytes dropped
-twice by the same charity are received once; the copy is archived as a duplicate and the charity is
-told. Intake holds a file lock, so the sensor and ``collab run`` can never take the same file twice.
+Every landed file is a Dagster partition named ``<charity>/<file stem>/<short hash>`` (``partition_key_for``),
+known from the listing alone, so the sensor requests runs without reading a byte. The run's first step
+(``receive_partition``) copies and hashes the file: its submission id is ``<charity>-<first 12 hex digits of
+its SHA-256>``, so the same bytes dropped twice by the same charity are processed once; the other copy is
+archived as a duplicate and the charity is told. A receipt per partition (``staging/.partitions/``) says
+which submission it became. The check-and-create holds a file lock, so two runs of identical content,
+at the same time or not, never both process it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
+import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +29,12 @@ from pydantic import BaseModel
 
 from collab.faults import crash_point
 from collab.landing import LandingObject, LandingObjectGone, LandingObjectRefused, LandingZone
-from collab.states import STATE_FILE, State, read_state, write_state
+from collab.states import STATE_FILE, mark_state, read_state, write_state
 from collab.workspace import Workspace
 
 MANIFEST = "manifest.json"
 REPORT_FILE = "report.json"
+RECEIPTS = ".partitions"
 log = logging.getLogger(__name__)
 
 
@@ -41,6 +48,39 @@ class SubmissionManifest(BaseModel):
     received_at: dt.datetime
     archived_to: str
     source_file: str
+    # The partition whose run takes the submission through (None for submissions received before partitions had names).
+    partition_key: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The submission's Dagster partition: how the analyst and the CLI call it."""
+        return self.partition_key or self.submission_id
+
+
+class Receipt(BaseModel):
+    """What a partition's landed file became: a submission, or a duplicate of one (then not processed again)."""
+
+    partition_key: str
+    submission_id: str
+    duplicate: bool
+    archive_name: str
+
+
+def readable_stem(file_name: str) -> str:
+    """A file's name without its extension, safe on every file system, in S3 keys and Dagster partition keys."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", file_name.rsplit(".", 1)[0]).strip("-")[:60] or "file"
+
+
+def partition_key_for(obj: LandingObject) -> str:
+    """The partition of a landed file, ``<charity>/<file stem>/<short hash>``: readable, stable and unique.
+
+    The stem keeps only letters, digits, ``_`` and ``-`` (Dagster refuses ``...`` and control characters in
+    partition keys, and ``,|[]`` break its partition selections). The hash is of the charity, the key and the
+    version (size and modification time, or the S3 ETag), so a file keeps its key from tick to tick and a
+    changed or re-dropped one gets a new key. Charity ids are slugs, so the key splits back on ``/``.
+    """
+    digest = hashlib.sha256(f"{obj.charity_id}\0{obj.key}\0{obj.version}".encode()).hexdigest()[:8]
+    return f"{obj.charity_id}/{readable_stem(obj.name)}/{digest}"
 
 
 def submission_dir(workspace: Workspace, submission_id: str) -> Path:
@@ -50,6 +90,38 @@ def submission_dir(workspace: Workspace, submission_id: str) -> Path:
 def load_manifest(workspace: Workspace, submission_id: str) -> SubmissionManifest:
     path = submission_dir(workspace, submission_id) / MANIFEST
     return SubmissionManifest.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def _receipt_path(workspace: Workspace, partition_key: str) -> Path:
+    return workspace.staging / RECEIPTS / f"{partition_key}.json"
+
+
+def read_receipt(workspace: Workspace, partition_key: str) -> Receipt | None:
+    """What the partition's file became, if it was received; a partition named by its submission id (before
+    partitions had names) is that submission."""
+    path = _receipt_path(workspace, partition_key)
+    if path.exists():
+        return Receipt.model_validate_json(path.read_text(encoding="utf-8"))
+    if "/" not in partition_key and (submission_dir(workspace, partition_key) / MANIFEST).exists():
+        return Receipt(
+            partition_key=partition_key, submission_id=partition_key, duplicate=False, archive_name=partition_key
+        )
+    return None
+
+
+def manifest_of_partition(workspace: Workspace, partition_key: str) -> SubmissionManifest:
+    """The submission a partition's run processes (its run's first step received it)."""
+    receipt = read_receipt(workspace, partition_key)
+    if receipt is None:
+        raise FileNotFoundError(f"partition {partition_key} has not been received: submission_file has not run")
+    return load_manifest(workspace, receipt.submission_id)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
 
 
 @dataclass
@@ -75,84 +147,147 @@ def _source_suffix(name: str) -> str:
     return suffix if suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 8 else ""
 
 
+# Whether a run of a partition is going right now (the pipeline asks Dagster); without Dagster, never.
+PartitionActive = Callable[[str], bool]
+
+
+def _never_active(_: str) -> bool:
+    return False
+
+
 def receive_pending(
     workspace: Workspace, landing: LandingZone, charity_ids: list[str], *, min_age_seconds: float = 0.0
 ) -> IntakeResult:
-    """Move every pending landed file into staging (or the archive, if it is a duplicate)."""
+    """Receive every pending landed file in one pass, one after another (what each partition's run does for
+    its own file): refused entries are moved aside, files gone or failing stay for the next pass."""
     result = IntakeResult()
-    with _intake_lock(workspace):
-        for obj in landing.pending(charity_ids, min_age_seconds=min_age_seconds):
-            try:
-                _receive(workspace, landing, obj, result)
-            except LandingObjectGone as gone:
-                result.skipped.append((obj, str(gone)))
-            except LandingObjectRefused as refused:
-                _refuse(landing, obj, str(refused))
-                result.refused.append((obj, str(refused)))
-            except Exception as error:  # one file's failure must not stop the others
-                log.exception("intake of %s/%s failed; it stays in the landing area", obj.charity_id, obj.key)
-                result.skipped.append((obj, f"{type(error).__name__}: {error}"))
+    taken: set[str] = set()
+    for obj in landing.pending(charity_ids, min_age_seconds=min_age_seconds):
+        try:
+            receipt = receive_object(workspace, landing, obj, is_active=taken.__contains__)
+        except LandingObjectGone as gone:
+            result.skipped.append((obj, str(gone)))
+            continue
+        except LandingObjectRefused as refused:
+            result.refused.append((obj, str(refused)))
+            continue
+        except Exception as error:  # one file's failure must not stop the others
+            log.exception("intake of %s/%s failed; it stays in the landing area", obj.charity_id, obj.key)
+            result.skipped.append((obj, f"{type(error).__name__}: {error}"))
+            continue
+        if receipt.duplicate:
+            result.duplicates.append((obj, receipt.submission_id))
+        else:
+            taken.add(receipt.partition_key)
+            result.received.append(load_manifest(workspace, receipt.submission_id))
     return result
 
 
-def receive_settled(
-    workspace: Workspace, landing: LandingZone, charity_ids: list[str], *, settle_seconds: float
-) -> IntakeResult:
-    """What ``collab run`` takes: every file unchanged for ``settle_seconds``, as the sensor takes them.
+def settled_objects(
+    landing: LandingZone, charity_ids: list[str], *, settle_seconds: float
+) -> tuple[list[LandingObject], list[tuple[LandingObject, str]]]:
+    """What ``collab run`` takes, as the sensor does: every entry unchanged for ``settle_seconds`` (refused
+    entries included, to be moved aside), and the files still being written, with why they wait.
 
     A file changed more recently is waited for once (up to ``settle_seconds``), so a file dropped just
     before the run is still taken; one still changing after that is being written and is left for the
-    next pass, never taken half-written.
+    next pass, never taken half-written. Nothing is read: the run of each file's partition receives it.
     """
     now = time.time()
     ages = [now - obj.modified.timestamp() for obj in landing.pending(charity_ids) if obj.refusal is None]
     if young := [age for age in ages if age < settle_seconds]:
         time.sleep(max(0.0, settle_seconds - min(young)) + 0.05)
-    result = receive_pending(workspace, landing, charity_ids, min_age_seconds=settle_seconds)
-    for obj in landing.pending(charity_ids):
-        if obj.refusal is None:
-            result.skipped.append((obj, f"still being written: changed in the last {settle_seconds:g} s"))
-    return result
+    settled = landing.pending(charity_ids, min_age_seconds=settle_seconds)
+    keys = {(obj.charity_id, obj.key) for obj in settled}
+    waiting = [
+        (obj, f"still being written: changed in the last {settle_seconds:g} s")
+        for obj in landing.pending(charity_ids)
+        if (obj.charity_id, obj.key) not in keys
+    ]
+    return settled, waiting
 
 
-def _receive(workspace: Workspace, landing: LandingZone, obj: LandingObject, result: IntakeResult) -> None:
+def find_landed(landing: LandingZone, partition_key: str) -> LandingObject:
+    """The landed file a partition names, as it is now; gone if it was removed or changed since it was named."""
+    charity_id = partition_key.split("/", 1)[0]
+    for obj in landing.pending([charity_id]):
+        if partition_key_for(obj) == partition_key:
+            return obj
+    raise LandingObjectGone(f"the file of {partition_key} is no longer in the landing area as it was listed")
+
+
+def receive_partition(
+    workspace: Workspace, landing: LandingZone, partition_key: str, *, is_active: PartitionActive = _never_active
+) -> Receipt:
+    """Take the partition's landed file into staging (a partition taken before is not taken again)."""
+    if (receipt := read_receipt(workspace, partition_key)) is not None:
+        _archive_leftover(landing, partition_key, receipt)
+        return receipt
+    return receive_object(workspace, landing, find_landed(landing, partition_key), is_active=is_active)
+
+
+def _archive_leftover(landing: LandingZone, partition_key: str, receipt: Receipt) -> None:
+    """A run stopped between writing a partition's receipt and archiving its file: archive it now."""
+    try:
+        landing.archive(find_landed(landing, partition_key), receipt.archive_name)
+    except LandingObjectGone:
+        return
+
+
+def receive_object(
+    workspace: Workspace, landing: LandingZone, obj: LandingObject, *, is_active: PartitionActive = _never_active
+) -> Receipt:
+    """Copy and hash one landed file, then, under the intake lock, make it a new submission, take up an
+    unfinished one with the same bytes, or archive it as a duplicate. ``is_active`` says whether another
+    partition's run is processing a submission right now (its copy is then a duplicate, not a resumption).
+    An entry that is not a regular file of the area is moved aside unread, and ``LandingObjectRefused`` raised."""
+    try:
+        return _receive(workspace, landing, obj, is_active)
+    except LandingObjectRefused as refused:
+        refuse(landing, obj, str(refused))
+        raise
+
+
+def _receive(workspace: Workspace, landing: LandingZone, obj: LandingObject, is_active: PartitionActive) -> Receipt:
+    if obj.refusal is not None:
+        raise LandingObjectRefused(*obj.refusal.split(": ", 1))
+    workspace.staging.mkdir(parents=True, exist_ok=True)
     incoming = workspace.staging / f".incoming-{uuid.uuid4().hex}"
     target: Path | None = None
+    partition_key = partition_key_for(obj)
     try:
-        if obj.refusal is not None:
-            raise LandingObjectRefused(*obj.refusal.split(": ", 1))
         sha256 = landing.fetch(obj, incoming)
         crash_point("before-staging")
         submission_id = f"{obj.charity_id}-{sha256[:12]}"
         target = submission_dir(workspace, submission_id)
-        if (target / MANIFEST).exists():
-            _received_again(workspace, landing, obj, load_manifest(workspace, submission_id), result)
-            return
-        target.mkdir(parents=True, exist_ok=True)
-        source_file = "source" + _source_suffix(obj.name)
-        incoming.replace(target / source_file)
-        manifest = SubmissionManifest(
-            submission_id=submission_id,
-            charity_id=obj.charity_id,
-            original_name=obj.name,
-            object_key=obj.key,
-            size=obj.size,
-            sha256=sha256,
-            received_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
-            archived_to=landing.archive_location(obj, submission_id),
-            source_file=source_file,
-        )
-        # The manifest and state are written before the landed file is archived, atomically: a run stopped
-        # at any point leaves either the landed file alone (taken again next pass) or a received submission.
-        partial = target / f".{MANIFEST}.partial"
-        partial.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
-        partial.replace(target / MANIFEST)
-        _mark(workspace, manifest, "received")
-        crash_point("mid-staging")
-        landing.archive(obj, submission_id)
-        _mark(workspace, manifest, "staged")
+        with _intake_lock(workspace):
+            if (target / MANIFEST).exists():
+                return _received_again(workspace, landing, obj, load_manifest(workspace, submission_id), is_active)
+            target.mkdir(parents=True, exist_ok=True)
+            source_file = "source" + _source_suffix(obj.name)
+            incoming.replace(target / source_file)
+            manifest = SubmissionManifest(
+                submission_id=submission_id,
+                charity_id=obj.charity_id,
+                original_name=obj.name,
+                object_key=obj.key,
+                size=obj.size,
+                sha256=sha256,
+                received_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
+                archived_to=landing.archive_location(obj, submission_id),
+                source_file=source_file,
+                partition_key=partition_key,
+            )
+            # The manifest, receipt and state are written before the landed file is archived, atomically: a run
+            # stopped at any point leaves either the landed file alone (taken again) or a received submission.
+            _write_atomically(target / MANIFEST, manifest.model_dump_json(indent=2))
+            receipt = _write_receipt(workspace, partition_key, submission_id, duplicate=False)
+            mark_state(workspace, manifest, "received")
+            crash_point("mid-staging")
+            landing.archive(obj, submission_id)
+            mark_state(workspace, manifest, "staged")
         crash_point("after-staging")
-        result.received.append(manifest)
+        return receipt
     except BaseException:
         # Nothing half-received stays behind: the landed file is still there for the next pass.
         if target is not None and target.exists() and not (target / MANIFEST).exists():
@@ -162,41 +297,53 @@ def _receive(workspace: Workspace, landing: LandingZone, obj: LandingObject, res
         incoming.unlink(missing_ok=True)
 
 
-def _mark(workspace: Workspace, manifest: SubmissionManifest, state: State) -> None:
-    write_state(
-        workspace,
-        submission_id=manifest.submission_id,
-        charity_id=manifest.charity_id,
-        file_name=manifest.original_name,
-        state=state,
+def _write_receipt(workspace: Workspace, partition_key: str, submission_id: str, *, duplicate: bool) -> Receipt:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    receipt = Receipt(
+        partition_key=partition_key,
+        submission_id=submission_id,
+        duplicate=duplicate,
+        archive_name=f"duplicates/{stamp}-{submission_id}" if duplicate else submission_id,
     )
+    _write_atomically(_receipt_path(workspace, partition_key), receipt.model_dump_json(indent=2))
+    return receipt
 
 
 def _received_again(
-    workspace: Workspace, landing: LandingZone, obj: LandingObject, manifest: SubmissionManifest, result: IntakeResult
-) -> None:
-    """The same bytes arrived again. A finished submission, or one taken in this same pass, makes this a
-    duplicate; an unfinished one (its run stopped, or it failed on an error of ours) is taken up again
-    instead, so its charity does get feedback."""
+    workspace: Workspace,
+    landing: LandingZone,
+    obj: LandingObject,
+    manifest: SubmissionManifest,
+    is_active: PartitionActive,
+) -> Receipt:
+    """The same bytes arrived again. A finished submission, or one another run is processing, makes this a
+    duplicate; an unfinished one nobody is processing (its run stopped) or one that failed on an error of
+    ours is taken up again under this partition instead, so its charity does get feedback."""
+    partition_key = partition_key_for(obj)
     state = read_state(workspace, manifest.submission_id)
     # Submissions from before states were kept have none; they were finished, as a report shows.
     finished = (
         state.final if state is not None else (submission_dir(workspace, manifest.submission_id) / REPORT_FILE).exists()
     )
-    taken_this_pass = any(m.submission_id == manifest.submission_id for m in result.received)
-    if taken_this_pass or (finished and not (state is not None and state.state == "failed")):
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-        landing.archive(obj, f"duplicates/{stamp}-{manifest.submission_id}")
-        _tell_duplicate(landing, obj, manifest.submission_id)
-        result.duplicates.append((obj, manifest.submission_id))
-        return
+    if (finished and not (state is not None and state.state == "failed")) or (
+        not finished and is_active(manifest.name)
+    ):
+        receipt = _write_receipt(workspace, partition_key, manifest.submission_id, duplicate=True)
+        landing.archive(obj, receipt.archive_name)
+        _tell_duplicate(landing, obj, manifest.submission_id, finished=finished)
+        return receipt
+    manifest = manifest.model_copy(update={"partition_key": partition_key})
+    _write_atomically(submission_dir(workspace, manifest.submission_id) / MANIFEST, manifest.model_dump_json(indent=2))
+    receipt = _write_receipt(workspace, partition_key, manifest.submission_id, duplicate=False)
     landing.archive(obj, manifest.submission_id)
     if state is None or state.state in {"received", "failed"}:
-        _mark(workspace, manifest, "staged")  # a run may be advancing any later state: it is left to it
-    result.received.append(manifest)
+        mark_state(workspace, manifest, "staged")
+    else:  # a later state is kept (the run starts the job from the top and advances it); only its name changes
+        write_state(workspace, **state.model_dump(exclude={"updated_at", "name"}), name=partition_key)
+    return receipt
 
 
-def _refuse(landing: LandingZone, obj: LandingObject, reason: str) -> None:
+def refuse(landing: LandingZone, obj: LandingObject, reason: str) -> None:
     """Move a refused entry out of the landing area unread, and tell the charity and the analyst why."""
     log.warning("refused %s/%s unread: %s", obj.charity_id, obj.key, reason)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
@@ -216,13 +363,14 @@ def _refuse(landing: LandingZone, obj: LandingObject, reason: str) -> None:
     )
 
 
-def _tell_duplicate(landing: LandingZone, obj: LandingObject, submission_id: str) -> None:
+def _tell_duplicate(landing: LandingZone, obj: LandingObject, submission_id: str, *, finished: bool) -> None:
+    applies = "Its feedback report still applies." if finished else "Its feedback report follows shortly."
     note = {
         "status": "duplicate",
         "file_name": obj.name,
         "duplicate_of": submission_id,
         "message": f"'{obj.name}' is identical to a file you already sent (submission {submission_id}), "
-        "so it was not processed again. Its feedback report still applies.",
+        f"so it was not processed again. {applies}",
     }
     landing.write_feedback(
         obj.charity_id,

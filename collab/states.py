@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 import duckdb
 from pydantic import BaseModel
 
 from collab.workspace import Workspace
+from standards.feedback import FeedbackReport
 
 State = Literal["received", "staged", "checked", "feedback_sent", "loaded", "rejected", "failed"]
 STATES: tuple[State, ...] = get_args(State)
 FINAL_STATES: frozenset[State] = frozenset({"loaded", "rejected", "failed"})
 STATE_FILE = "state.json"
+REFERENCE_PATTERN = re.compile(r"ref-[0-9a-f]{12}")
 
 
 class SubmissionState(BaseModel):
@@ -35,6 +38,8 @@ class SubmissionState(BaseModel):
     file_name: str
     state: State
     updated_at: dt.datetime
+    # The submission's Dagster partition, ``<charity>/<file stem>/<short hash>`` (None before partitions had names).
+    name: str | None = None
     # The report's status once checked, and the internal error's reference if the submission failed.
     status: str | None = None
     reference: str | None = None
@@ -63,6 +68,7 @@ def write_state(
     charity_id: str,
     file_name: str,
     state: State,
+    name: str | None = None,
     status: str | None = None,
     reference: str | None = None,
 ) -> SubmissionState:
@@ -72,6 +78,7 @@ def write_state(
         charity_id=charity_id,
         file_name=file_name,
         state=state,
+        name=name,
         updated_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
         status=status,
         reference=reference,
@@ -84,6 +91,52 @@ def write_state(
         os.fsync(handle.fileno())
     partial.replace(path)
     return record
+
+
+class Described(Protocol):
+    """What a state is recorded about: a submission's manifest (``collab.intake.SubmissionManifest``)."""
+
+    @property
+    def submission_id(self) -> str: ...
+    @property
+    def charity_id(self) -> str: ...
+    @property
+    def original_name(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+def mark_state(
+    workspace: Workspace, manifest: Described, state: State, report: FeedbackReport | None = None
+) -> SubmissionState:
+    """Record the submission's new state, with its report's status and any internal error's reference."""
+    return write_state(
+        workspace,
+        submission_id=manifest.submission_id,
+        charity_id=manifest.charity_id,
+        file_name=manifest.original_name,
+        state=state,
+        name=manifest.name,
+        status=None if report is None else report.status,
+        reference=None if report is None else internal_error_reference(report),
+    )
+
+
+def internal_error_reference(report: FeedbackReport) -> str | None:
+    """The reference of the internal error a report tells of, if it tells of one."""
+    for group in report.issues:
+        if group.code == "E_INTERNAL":
+            for example in group.examples:
+                if found := REFERENCE_PATTERN.search(example.message):
+                    return found.group(0)
+    return None
+
+
+def state_after_feedback(report: FeedbackReport) -> State:
+    """An accepted submission waits for its load; a rejected or failed one is finished once told."""
+    if report.accepted:
+        return "feedback_sent"
+    return "failed" if internal_error_reference(report) else "rejected"
 
 
 def submission_states(workspace: Workspace, charity_id: str | None = None) -> list[SubmissionState]:

@@ -16,13 +16,12 @@ from pathlib import Path
 
 from collab.intake import REPORT_FILE, SubmissionManifest, submission_dir
 from collab.landing import LandingZone
-from collab.states import State, write_state
+from collab.states import REFERENCE_PATTERN
 from collab.workspace import Workspace
 from standards.check import internal_error_issue
 from standards.feedback import FeedbackReport, IssueCollector
 
 INCIDENT_PREFIX = "internal-error-"
-_REFERENCE = re.compile(r"ref-[0-9a-f]{12}")
 
 
 def feedback_name(original_name: str, submission_id: str) -> str:
@@ -98,40 +97,8 @@ def internal_error_report(manifest: SubmissionManifest, reference: str) -> Feedb
     )
 
 
-def internal_error_reference(report: FeedbackReport) -> str | None:
-    """The reference of the internal error a report tells of, if it tells of one."""
-    for group in report.issues:
-        if group.code == "E_INTERNAL":
-            for example in group.examples:
-                if found := _REFERENCE.search(example.message):
-                    return found.group(0)
-    return None
-
-
-def mark_state(
-    workspace: Workspace, manifest: SubmissionManifest, state: State, report: FeedbackReport | None = None
-) -> None:
-    """Record the submission's new state (see ``collab.states``), with its report's status and any reference."""
-    write_state(
-        workspace,
-        submission_id=manifest.submission_id,
-        charity_id=manifest.charity_id,
-        file_name=manifest.original_name,
-        state=state,
-        status=None if report is None else report.status,
-        reference=None if report is None else internal_error_reference(report),
-    )
-
-
-def state_after_feedback(report: FeedbackReport) -> State:
-    """An accepted submission waits for its load; a rejected or failed one is finished once told."""
-    if report.accepted:
-        return "feedback_sent"
-    return "failed" if internal_error_reference(report) else "rejected"
-
-
 def find_incident(workspace: Workspace, reference: str) -> Path | None:
     """The analyst's record of the internal error with this reference, if there is one."""
-    if not _REFERENCE.fullmatch(reference):
+    if not REFERENCE_PATTERN.fullmatch(reference):
         return None
     return next(iter(sorted(workspace.quarantine.glob(f"*/{INCIDENT_PREFIX}{reference}.txt"))), None)

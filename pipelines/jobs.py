@@ -5,14 +5,7 @@ parallelism comes from running several submissions at once. Every step that open
 the ``warehouse`` concurrency pool (limit 1), the only serial point between runs.
 """
 
-from dagster import (
-    AssetSelection,
-    DagsterInstance,
-    DagsterRunStatus,
-    RunsFilter,
-    define_asset_job,
-    in_process_executor,
-)
+from dagster import AssetSelection, define_asset_job, in_process_executor
 
 from assets.partitions import quarter_partitions, submission_partitions
 
@@ -31,12 +24,3 @@ release_job = define_asset_job(
     executor_def=in_process_executor,
     description="Release one quarter's indicators under the privacy budget and publish them once approved.",
 )
-
-_GOING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
-
-
-def run_going(instance: DagsterInstance, partition_key: str) -> bool:
-    """Whether a run of this partition is queued or running (so nobody else should start one)."""
-    return bool(
-        instance.get_runs(filters=RunsFilter(tags={"dagster/partition": partition_key}, statuses=_GOING), limit=1)
-    )

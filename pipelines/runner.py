@@ -1,8 +1,8 @@
 """Headless runs: what `collab run`, `collab release` and `collab demo` do without the Dagster UI.
 
-The same code paths as the daemon: intake is the sensor's function, and each submission and each
-release is a run of the same job, executed in process on the workspace's real Dagster instance,
-so every run shows in `make dev` afterwards. Submissions run several at once, one worker process
+The same code paths as the daemon: the landing zone is listed as the sensor lists it, and each landed
+file and each release is a run of the same job (the run receives its file), executed in process on the
+workspace's real Dagster instance, so every run shows in `make dev` afterwards. Submissions run several at once, one worker process
 per core (``instance.max_concurrent_runs``), their warehouse steps one at a time in the Dagster pool
 ``warehouse``; releases start once every submission has finished.
 """
@@ -26,28 +26,32 @@ import duckdb
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, JobDefinition, RunsFilter
 from filelock import FileLock
 
-from assets.partitions import quarter_partitions, submission_partitions
+from assets.partitions import quarter_partitions, run_going, submission_partitions
 from assets.releases import REVISE_TAG
 from assets.resources import WAREHOUSE_POOL
 from collab.faults import crash_point
-from collab.intake import SubmissionManifest, load_manifest, receive_settled
+from collab.intake import (
+    SubmissionManifest,
+    load_manifest,
+    partition_key_for,
+    read_receipt,
+    refuse,
+    settled_objects,
+)
 from collab.invariants import first_quarter
-from collab.landing import LandingZone, landing_zone_from_env
+from collab.landing import LandingObject, LandingZone, landing_zone_from_env
 from collab.registry import Registry
-from collab.states import mirror_states, unfinished
+from collab.states import internal_error_reference, mark_state, mirror_states, unfinished
 from collab.submissions import (
     describe_error,
-    internal_error_reference,
     internal_error_report,
     load_report,
-    mark_state,
     record_incident,
     save_report,
     send_feedback,
 )
 from collab.warehouse import audit, connect, stale_quarters, unreleased_complete_quarters
 from collab.workspace import Workspace
-from pipelines.jobs import run_going
 from privacy.release import latest_release
 from standards.check import new_reference
 
@@ -69,19 +73,46 @@ def _no_progress(_: str) -> None:
     return None
 
 
+@dataclass(frozen=True)
+class PendingFile:
+    """A partition to run: a landed file (its run receives it) or an unfinished submission taken up again."""
+
+    partition_key: str
+    charity_id: str
+    object_key: str
+
+    @property
+    def file_name(self) -> str:
+        return self.object_key.rsplit("/", 1)[-1]
+
+    @classmethod
+    def of_manifest(cls, manifest: SubmissionManifest) -> PendingFile:
+        return cls(manifest.name, manifest.charity_id, manifest.object_key)
+
+    @classmethod
+    def of_landed(cls, obj: LandingObject) -> PendingFile:
+        return cls(partition_key_for(obj), obj.charity_id, obj.key)
+
+
 @dataclass
 class SubmissionOutcome:
     submission_id: str
     charity_id: str
     file_name: str
+    # accepted, accepted_with_warnings, rejected or failed; for a file that became no submission of its own,
+    # duplicate (of ``duplicate_of``), skipped (left in the landing area, ``reason`` says why) or refused.
     status: str
     rows_received: int
     rows_accepted: int
     rows_rejected: int
     codes: list[str]
     run_id: str
+    # The submission's Dagster partition, ``<charity>/<file stem>/<short hash>``: how the analyst finds its run.
+    name: str = ""
     # Set when our code failed on the file (status "failed"): the charity's report and `collab incident` use it.
     reference: str | None = None
+    duplicate_of: str | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -131,38 +162,38 @@ def _failure(result: Any) -> str | None:
 
 
 def process_submissions(
-    workspace: Workspace, manifests: list[SubmissionManifest], progress: Progress = _no_progress
+    workspace: Workspace, files: list[PendingFile], progress: Progress = _no_progress
 ) -> list[SubmissionOutcome]:
-    """Run the submission job for each submission, several at once in worker processes (up to the instance's
-    run limit); one that fails is reported as failed, never stops the rest."""
-    instance = DagsterInstance.get()
+    """Run the submission job for each file's partition, several at once in worker processes (up to the
+    instance's run limit); one that fails is reported as failed, never stops the rest."""
+    instance = _pooled_instance()
     release_abandoned_warehouse_slots(instance)
     # Give the pool its slot here, once: workers that each found it missing could create one apiece.
     instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
-    instance.add_dynamic_partitions(submission_partitions.name, list(dict.fromkeys(m.submission_id for m in manifests)))
-    workers = min(workspace.max_concurrent_runs, len(manifests))
+    instance.add_dynamic_partitions(submission_partitions.name, list(dict.fromkeys(f.partition_key for f in files)))
+    workers = min(workspace.max_concurrent_runs, len(files))
     if workers <= 1:
         context = (workspace, landing_zone_from_env(workspace.home), instance, _jobs(workspace)[0])
         outcomes = []
-        for manifest in manifests:
-            progress(f"{manifest.charity_id}: {manifest.original_name}")
-            outcomes.append(_process_isolated(*context, manifest))
+        for file in files:
+            progress(f"{file.charity_id}: {file.file_name}")
+            outcomes.append(_process_isolated(*context, file))
         return outcomes
     # Spawned, not forked: a fork would copy this process's Dagster and gRPC state mid-flight.
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
     ) as pool:
-        futures = {pool.submit(_process_in_worker, str(workspace.home), manifest): manifest for manifest in manifests}
-        by_id = {}
+        futures = {pool.submit(_process_in_worker, str(workspace.home), file): file for file in files}
+        by_key = {}
         for future in as_completed(futures):
-            manifest = futures[future]
-            progress(f"{manifest.charity_id}: {manifest.original_name}")
+            file = futures[future]
+            progress(f"{file.charity_id}: {file.file_name}")
             try:
-                by_id[manifest.submission_id] = future.result()
+                by_key[file.partition_key] = future.result()
             except Exception as error:  # the worker itself died: still that file's failure alone
                 landing = landing_zone_from_env(workspace.home)
-                by_id[manifest.submission_id] = _fail(workspace, landing, manifest, describe_error(error), run_id="")
-    return [by_id[manifest.submission_id] for manifest in manifests]
+                by_key[file.partition_key] = _fail_file(workspace, landing, file, describe_error(error), run_id="")
+    return [by_key[file.partition_key] for file in files]
 
 
 def _die_with_parent() -> None:
@@ -182,11 +213,20 @@ def _kill_self_when_gone(parent: multiprocessing.process.BaseProcess) -> None:
 def _worker_context(home: str) -> tuple[Workspace, LandingZone, DagsterInstance, JobDefinition]:
     """A worker process's workspace, landing zone, instance and job, made once for all the submissions it runs."""
     workspace = Workspace(Path(home))
-    return workspace, landing_zone_from_env(workspace.home), DagsterInstance.get(), _jobs(workspace)[0]
+    return workspace, landing_zone_from_env(workspace.home), _pooled_instance(), _jobs(workspace)[0]
 
 
-def _process_in_worker(home: str, manifest: SubmissionManifest) -> SubmissionOutcome:
-    return _process_isolated(*_worker_context(home), manifest)
+def _pooled_instance() -> DagsterInstance:
+    """The instance, holding its database connections open between runs: a process that runs submission after
+    submission would otherwise open (and PostgreSQL fork a backend for) a connection per event, dozens per run.
+    Dagster does the same for its webserver; SQLite storage has no pool and is left as it is."""
+    instance = DagsterInstance.get()
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=2)
+    return instance
+
+
+def _process_in_worker(home: str, file: PendingFile) -> SubmissionOutcome:
+    return _process_isolated(*_worker_context(home), file)
 
 
 def _process_isolated(
@@ -194,12 +234,28 @@ def _process_isolated(
     landing: LandingZone,
     instance: DagsterInstance,
     submission_job: JobDefinition,
-    manifest: SubmissionManifest,
+    file: PendingFile,
 ) -> SubmissionOutcome:
     try:
-        return _process(workspace, landing, instance, submission_job, manifest)
+        return _process(workspace, landing, instance, submission_job, file)
     except Exception as error:  # a failure of ours on one file is that file's alone
-        return _fail(workspace, landing, manifest, describe_error(error), run_id="")
+        return _fail_file(workspace, landing, file, describe_error(error), run_id="")
+
+
+def _unreceived(file: PendingFile, status: str, reason: str, run_id: str) -> SubmissionOutcome:
+    return SubmissionOutcome(
+        submission_id="",
+        charity_id=file.charity_id,
+        file_name=file.file_name,
+        status=status,
+        rows_received=0,
+        rows_accepted=0,
+        rows_rejected=0,
+        codes=[],
+        run_id=run_id,
+        name=file.partition_key,
+        reason=reason,
+    )
 
 
 def _process(
@@ -207,15 +263,27 @@ def _process(
     landing: LandingZone,
     instance: DagsterInstance,
     submission_job: JobDefinition,
-    manifest: SubmissionManifest,
+    file: PendingFile,
 ) -> SubmissionOutcome:
     result = submission_job.execute_in_process(
-        partition_key=manifest.submission_id,
+        partition_key=file.partition_key,
         instance=instance,
         raise_on_error=False,
         run_config=QUIET,
         tags=runner_tags(),
     )
+    receipt = read_receipt(workspace, file.partition_key)
+    if receipt is None:  # nothing received: the file stays (or was moved aside) and the run says why
+        received = [e.asset_observation_data.asset_observation for e in result.get_asset_observation_events()]
+        said = {k: str(v.value) for o in received for k, v in o.metadata.items()}
+        status = said.get("status", "skipped")
+        reason = said.get("reason") or _failure(result) or "the file was not received"
+        return _unreceived(file, status, reason, result.run_id)
+    manifest = load_manifest(workspace, receipt.submission_id)
+    if receipt.duplicate:
+        outcome = _unreceived(file, "duplicate", "identical to a file already received", result.run_id)
+        outcome.submission_id, outcome.duplicate_of = manifest.submission_id, manifest.name
+        return outcome
     report = load_report(workspace, manifest.submission_id)
     loaded = any(e.asset_key.path == ["warehouse_contacts"] for e in result.get_asset_materialization_events())
     if report is None or (report.accepted and not loaded):
@@ -235,8 +303,19 @@ def _process(
         rows_rejected=report.rows_rejected,
         codes=report.codes(),
         run_id=result.run_id,
+        name=manifest.name,
         reference=reference,
     )
+
+
+def _fail_file(
+    workspace: Workspace, landing: LandingZone, file: PendingFile, detail: str, *, run_id: str
+) -> SubmissionOutcome:
+    """Our code failed on a file: its submission's failure if it was received, else it stays for the next pass."""
+    receipt = read_receipt(workspace, file.partition_key)
+    if receipt is None or receipt.duplicate:
+        return _unreceived(file, "skipped", detail.strip().splitlines()[-1], run_id)
+    return _fail(workspace, landing, load_manifest(workspace, receipt.submission_id), detail, run_id=run_id)
 
 
 def _fail(
@@ -261,6 +340,7 @@ def _fail(
         rows_rejected=0,
         codes=report.codes(),
         run_id=run_id,
+        name=manifest.name,
         reference=reference,
     )
 
@@ -315,18 +395,36 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
         charities = [c.id for c in Registry(workspace).all()]
         settle_seconds = workspace.settings.intake.settle_seconds
         landing = landing_zone_from_env(workspace.home)
-        resumed = _unfinished_manifests(workspace, instance)
-        intake = receive_settled(workspace, landing, charities, settle_seconds=settle_seconds)
-        taken = {m.submission_id for m in resumed}
-        manifests = resumed + [m for m in intake.received if m.submission_id not in taken]
+        resumed = [PendingFile.of_manifest(m) for m in _unfinished_manifests(workspace, instance)]
+        settled, waiting = settled_objects(landing, charities, settle_seconds=settle_seconds)
         report = RunReport(
-            submissions=process_submissions(workspace, manifests, progress),
-            duplicates=[{"charity_id": o.charity_id, "file": o.key, "duplicate_of": s} for o, s in intake.duplicates],
-            skipped=[{"charity_id": o.charity_id, "file": o.key, "reason": why} for o, why in intake.skipped],
-            refused=[{"charity_id": o.charity_id, "file": o.key, "reason": why} for o, why in intake.refused],
-            resumed=sorted(taken),
+            skipped=[{"charity_id": o.charity_id, "file": o.key, "reason": why} for o, why in waiting],
+            resumed=[f.partition_key for f in resumed],
             abandoned_runs=abandoned,
         )
+        files = {f.partition_key: f for f in resumed}
+        for obj in settled:
+            if obj.refusal is not None:  # moved aside unread, as the sensor does
+                refuse(landing, obj, obj.refusal)
+                report.refused.append({"charity_id": obj.charity_id, "file": obj.key, "reason": obj.refusal})
+                continue
+            file = PendingFile.of_landed(obj)
+            if not run_going(instance, file.partition_key):  # the daemon may be running it right now
+                files.setdefault(file.partition_key, file)
+        for outcome in process_submissions(workspace, list(files.values()), progress):
+            if outcome.status == "duplicate":
+                report.duplicates.append(
+                    {
+                        "charity_id": outcome.charity_id,
+                        "file": outcome.file_name,
+                        "duplicate_of": outcome.duplicate_of or "",
+                    }
+                )
+            elif outcome.status in {"skipped", "refused"}:
+                listing = report.skipped if outcome.status == "skipped" else report.refused
+                listing.append({"charity_id": outcome.charity_id, "file": outcome.file_name, "reason": outcome.reason})
+            else:
+                report.submissions.append(outcome)
         first = first_quarter(Registry(workspace), workspace.settings.publication.first_quarter)
         with connect(workspace.warehouse_path) as con:
             mirror_states(con, workspace)

@@ -1,63 +1,87 @@
-"""Sensors: new landed files become submissions; ended quarters become releases."""
+"""Sensors: new landed files become submission runs; ended quarters become releases."""
 
 from pathlib import Path
 
 import duckdb
 from dagster import (
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     sensor,
 )
 
-from assets.partitions import quarter_partitions, submission_partitions
+from assets.partitions import quarter_partitions, run_going, submission_partitions
 from assets.resources import CollabWorkspace, LandingZoneResource, Warehouse
-from collab.intake import receive_pending
+from collab.intake import partition_key_for, refuse
 from collab.invariants import first_quarter
-from collab.states import read_state, unfinished
-from collab.warehouse import unreleased_complete_quarters
-from pipelines.jobs import release_job, run_going, submission_job
+from collab.states import mirror_states, unfinished
+from collab.warehouse import connect, unreleased_complete_quarters
+from collab.workspace import Workspace
+from pipelines.jobs import release_job, submission_job
+
+# Runs of one landed file the sensor asks for before leaving it to an analyst (each failed before receiving it).
+MAX_ATTEMPTS = 3
 
 
 @sensor(job=submission_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING)
 def landing_zone_sensor(
     context: SensorEvaluationContext, workspace: CollabWorkspace, landing_zone: LandingZoneResource
 ) -> SensorResult | SkipReason:
-    """Receive settled files from every active charity's landing area and request a run for each.
+    """Request a run for every settled file in every active charity's landing area, and for every unfinished
+    submission no run is working on. The tick only lists: each run copies and hashes its own file.
 
-    Submissions are keyed by content hash (see ``collab.intake``), and the run key is the
-    submission id, so an identical file dropped twice is processed once.
+    A landed file's run key is its landing key and version (size and modification time, or ETag), so
+    however many ticks see it the daemon starts one run; a run that failed before receiving it is asked
+    for again, up to ``MAX_ATTEMPTS`` times. Duplicates (the same bytes dropped twice) are found in the runs.
     """
     ws = workspace.workspace
+    _mirror_states(context, ws)
     charities = [charity.id for charity in workspace.registry.all()]
-    received = receive_pending(ws, landing_zone.zone, charities, min_age_seconds=ws.settings.intake.settle_seconds)
-    for obj, submission_id in received.duplicates:
-        context.log.info(f"{obj.charity_id}/{obj.key} duplicates {submission_id}; archived, not processed again.")
-    for obj, reason in received.refused:
-        context.log.warning(f"{obj.charity_id}/{obj.key} refused unread and moved aside: {reason}")
-    for obj, reason in received.skipped:
-        context.log.info(f"{obj.charity_id}/{obj.key} left for the next tick: {reason}")
-    # Unfinished submissions whose run is not going (their process died, or a run was never requested) go again.
-    pending = {m.submission_id for m in received.received} | {s.submission_id for s in unfinished(ws)}
-    requests = []
-    for submission_id in sorted(pending):
-        state = read_state(ws, submission_id)
-        if state is None or state.final or run_going(context.instance, submission_id):
+    zone = landing_zone.zone
+    requests: dict[str, RunRequest] = {}
+    for obj in zone.pending(charities, min_age_seconds=ws.settings.intake.settle_seconds):
+        if obj.refusal is not None:  # moved aside unread: a rename, nothing is read
+            refuse(zone, obj, obj.refusal)
+            context.log.warning(f"{obj.charity_id}/{obj.key} refused unread and moved aside: {obj.refusal}")
+            continue
+        key = partition_key_for(obj)
+        if run_going(context.instance, key):
+            continue
+        runs = context.instance.get_runs(filters=RunsFilter(tags={"dagster/partition": key}), limit=MAX_ATTEMPTS)
+        failed = sum(run.status == DagsterRunStatus.FAILURE for run in runs)
+        if failed >= MAX_ATTEMPTS:
+            context.log.warning(f"{key}: {failed} runs failed before receiving it; left for an analyst.")
+            continue
+        run_key = f"{obj.charity_id}/{obj.key}@{obj.version}" + (f"#retry-{failed}" if failed else "")
+        requests[key] = RunRequest(run_key=run_key, partition_key=key)
+    # Unfinished submissions whose run is not going (their process died) go again.
+    for state in unfinished(ws):
+        key = state.name or state.submission_id
+        if key in requests or run_going(context.instance, key):
             continue
         # The run key changes with the state, so a submission stuck in one state is asked for once, not every tick.
-        requests.append(
-            RunRequest(
-                run_key=f"{submission_id}@{state.state}@{state.updated_at.isoformat()}", partition_key=submission_id
-            )
-        )
+        requests[key] = RunRequest(run_key=f"{key}@{state.state}@{state.updated_at.isoformat()}", partition_key=key)
     if not requests:
-        return SkipReason(f"No new files in {len(charities)} landing area(s) of {landing_zone.zone.describe()}.")
+        return SkipReason(f"No new files in {len(charities)} landing area(s) of {zone.describe()}.")
     return SensorResult(
-        run_requests=requests,
-        dynamic_partitions_requests=[submission_partitions.build_add_request(sorted(pending))],
+        run_requests=list(requests.values()),
+        dynamic_partitions_requests=[submission_partitions.build_add_request(sorted(requests))],
     )
+
+
+def _mirror_states(context: SensorEvaluationContext, workspace: Workspace) -> None:
+    """Copy the submissions' states into the warehouse, as every `collab run` does, unless a run holds it."""
+    if not workspace.warehouse_path.exists():
+        return
+    try:
+        with connect(workspace.warehouse_path, wait_seconds=1) as con:
+            mirror_states(con, workspace)
+    except duckdb.IOException as error:  # a run holds the write lock: the next tick mirrors them
+        context.log.info(f"Submission states not mirrored this tick, the warehouse is busy: {error}")
 
 
 @sensor(job=release_job, minimum_interval_seconds=3600, default_status=DefaultSensorStatus.RUNNING)

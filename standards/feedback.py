@@ -9,6 +9,7 @@ values are shortened, so a cell like ``=HYPERLINK(...)`` or ``<script>`` is only
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -220,7 +221,9 @@ class IssueCollector:
         return sorted(groups, key=lambda g: (g.severity != "error", g.scope != "file", -g.count, g.code))
 
 
+@functools.cache
 def _templates() -> Environment:
+    # One environment per process: it compiles each template once, not at every report (twice per submission).
     return Environment(
         loader=PackageLoader("standards", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),

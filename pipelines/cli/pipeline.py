@@ -42,7 +42,7 @@ def print_run_report(ws: Workspace, report: RunReport) -> None:
         }
         for s in report.submissions:
             table.add_row(
-                escape(f"{s.charity_id}/{s.file_name}"),
+                escape(f"{s.charity_id}/{s.file_name}") + (f"\n[dim]{escape(s.name)}[/]" if s.name else ""),
                 results[s.status] + (f" {s.reference}" if s.reference else ""),
                 f"{s.rows_accepted:,} / {s.rows_received:,}",
                 " ".join(s.codes),
@@ -131,7 +131,7 @@ def submissions(
     table = Table("submission", "file", "state", "status", "updated (UTC)", title="Submissions")
     for state in states:
         table.add_row(
-            state.submission_id,
+            escape(state.name) if state.name else state.submission_id,
             escape(state.file_name),
             state.state + (f" ({state.reference})" if state.reference else ""),
             state.status or "",

@@ -19,6 +19,7 @@ def test_definitions_hold_every_asset_check_job_and_sensor(tmp_path: Path) -> No
         "published_release",
         "quarterly_release",
         "submission_feedback",
+        "submission_file",
         "submission_quality",
         "warehouse_contacts",
     ]

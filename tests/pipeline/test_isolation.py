@@ -25,7 +25,7 @@ from pipelines.runner import run_pending
 from pipelines.sensors import landing_zone_sensor
 from tests.conftest import contact_rows, write_csv
 from tests.fixtures.bad.corpus import CASES
-from tests.pipeline.test_submissions import SUBMISSION_ASSETS
+from tests.pipeline.test_submissions import SUBMISSION_ASSETS, submission_of
 
 CHARITIES = ("north-food-bank", "south-advice")
 
@@ -147,12 +147,13 @@ def test_the_sensor_takes_up_a_submission_whose_run_never_finished(
             instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         return [(r.partition_key, r.run_key) for r in result.run_requests]
 
-    [(submission_id, run_key)] = tick()
+    [(partition, run_key)] = tick()
+    assert partition.startswith(f"{north}/q1/") and run_key.startswith(f"{north}/q1.csv@")
     # Its run never happened (the process died first): the next tick asks again, under the same run key, so
     # the daemon starts it once however many ticks ask.
-    assert tick() == [(submission_id, run_key)]
+    assert tick() == [(partition, run_key)]
     assert materialize(
-        SUBMISSION_ASSETS, partition_key=submission_id, resources=resources_for(workspace), instance=instance
+        SUBMISSION_ASSETS, partition_key=partition, resources=resources_for(workspace), instance=instance
     ).success
-    assert read_state(workspace, submission_id).state == "loaded"  # type: ignore[union-attr]
+    assert read_state(workspace, submission_of(workspace, partition)).state == "loaded"  # type: ignore[union-attr]
     assert tick() == []

@@ -14,7 +14,7 @@ from collab.staging import CONTACTS_FILE, LINKAGE_UNITS_FILE
 from collab.warehouse import connect
 from collab.workspace import Workspace
 from tests.conftest import HEADER, contact_rows, write_csv
-from tests.pipeline.test_submissions import process, sense
+from tests.pipeline.test_submissions import process, sense, submission_of
 
 SURNAMES = ["O'Brien", "Nowak", "Okafor", "Smith"]
 # advice-b's records of the same four people: a mistyped surname, and a move to another Sheffield district.
@@ -48,13 +48,13 @@ def test_one_person_with_slipped_records_at_two_linking_charities_is_one_privacy
         result = process(workspace, instance, key)
         assert result.success and all(check.passed for check in result.get_asset_check_evaluations())
         [load] = [m for m in result.asset_materializations_for_node("warehouse_contacts")]
-        loads[key.rsplit("-", 1)[0]] = {name: value.value for name, value in load.metadata.items()}
+        loads[key.split("/")[0]] = {name: value.value for name, value in load.metadata.items()}
     for key in keys:
-        staged = pl.read_parquet(submission_dir(workspace, key) / CONTACTS_FILE)
+        staged_dir = submission_dir(workspace, submission_of(workspace, key))
+        staged = pl.read_parquet(staged_dir / CONTACTS_FILE)
         assert not {"surname", "linkage_basis", "linkage_token"} & set(staged.columns)
         assert staged.get_column("linked").all() != key.startswith("pantry-c")
-        units_file = submission_dir(workspace, key) / LINKAGE_UNITS_FILE
-        assert units_file.exists() != key.startswith("pantry-c")
+        assert (staged_dir / LINKAGE_UNITS_FILE).exists() != key.startswith("pantry-c")
     # A non-linking charity's load changes no unit, so Splink is not run again.
     assert not loads["pantry-c"]["relinked"] and loads["pantry-c"]["linkage_units"] == 8
     with connect(workspace.warehouse_path) as con:

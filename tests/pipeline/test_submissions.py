@@ -7,17 +7,25 @@ import json
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
+from dagster import (
+    AssetCheckSeverity,
+    DagsterInstance,
+    DagsterRunStatus,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+    materialize,
+)
 
 from assets.resources import resources_for
 from assets.submissions import (
-    check_submission_accepted,
-    check_warehouse_contacts_minimised,
+    check_staged_contacts_expectations,
     submission_feedback,
+    submission_file,
     submission_quality,
     warehouse_contacts,
 )
-from collab.intake import purge_submission
+from collab.intake import purge_submission, read_receipt
 from collab.landing import LocalLandingZone
 from collab.registry import Registry
 from collab.states import read_state
@@ -29,11 +37,11 @@ from tests.conftest import HEADER, contact_rows, write_csv
 from tests.fixtures.bad.corpus import CASES, build
 
 SUBMISSION_ASSETS = [
+    submission_file,
     submission_quality,
     submission_feedback,
     warehouse_contacts,
-    check_submission_accepted,
-    check_warehouse_contacts_minimised,
+    check_staged_contacts_expectations,
 ]
 
 
@@ -73,8 +81,15 @@ def process(workspace: Workspace, instance: DagsterInstance, key: str):  # type:
     )
 
 
+def submission_of(workspace: Workspace, key: str) -> str:
+    """The submission id a partition's run received its file as."""
+    receipt = read_receipt(workspace, key)
+    assert receipt is not None, f"{key} was not received"
+    return receipt.submission_id
+
+
 def feedback_for(workspace: Workspace, charity: str, key: str) -> dict:
-    [path] = (workspace.feedback / charity).glob(f"*--{key}.feedback.json")
+    [path] = (workspace.feedback / charity).glob(f"*--{submission_of(workspace, key)}.feedback.json")
     assert path.with_suffix(".html").exists()
     return json.loads(path.read_text())
 
@@ -120,8 +135,57 @@ def test_one_bad_file_never_stops_the_others(workspace: Workspace, charity: str,
     assert warehouse_rows(workspace) == 40  # only the two accepted files (2026Q1 and 2026Q2), all of their rows
     with connect(workspace.warehouse_path) as con:
         assert con.execute("SELECT count(*) FROM submissions").fetchall()[0][0] == 2
+    # The next tick mirrors every state into the warehouse, as `collab run` does (rejections are only there so).
+    assert sense(workspace, instance) == []
+    with connect(workspace.warehouse_path) as con:
+        mirrored = con.execute("SELECT state, count(*) FROM submission_states GROUP BY ALL ORDER BY 1").fetchall()
+    assert mirrored == [("loaded", 2), ("rejected", 3)]
     # Rejected raw files stay in the archive until purged; nothing of theirs reached the warehouse.
     assert len(list((workspace.archive / charity).rglob("empty.csv"))) == 1
+
+
+def test_a_rejected_file_is_a_successful_run_whose_status_is_rejected(
+    workspace: Workspace, charity: str, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "no-need.csv", [r[:2] + r[3:] for r in contact_rows(5)], HEADER[:2] + HEADER[3:])
+    drop(workspace, charity, path)
+    instance = DagsterInstance.ephemeral()
+    [key] = sense(workspace, instance)
+    result = process(workspace, instance, key)
+    assert result.success and instance.get_run_by_id(result.run_id).status == DagsterRunStatus.SUCCESS  # type: ignore[union-attr]
+    for step in ("submission_file", "submission_quality", "submission_feedback"):
+        [materialised] = result.asset_materializations_for_node(step)
+        expected = "received" if step == "submission_file" else "rejected"
+        assert materialised.metadata["status"].value == expected, step
+    # The check says so as a warning, and the load never happens: nothing of the file reaches the warehouse.
+    [accepted] = [c for c in result.get_asset_check_evaluations() if c.check_name == "check_submission_accepted"]
+    assert not accepted.passed and accepted.severity == AssetCheckSeverity.WARN
+    assert not result.asset_materializations_for_node("warehouse_contacts")
+    assert read_state(workspace, submission_of(workspace, key)).state == "rejected"  # type: ignore[union-attr]
+    assert warehouse_rows(workspace) == 0
+
+
+def test_the_sensor_tick_only_lists_and_the_run_takes_the_file(
+    workspace: Workspace, charity: str, tmp_path: Path
+) -> None:
+    drop(workspace, charity, write_csv(tmp_path / "Jan contacts (final).csv", contact_rows(6)))
+    instance = DagsterInstance.ephemeral()
+    [key] = sense(workspace, instance)
+    assert key.startswith(f"{charity}/Jan-contacts-final/")
+    # The tick copied and hashed nothing: no submission in staging, the file still in the landing area.
+    assert not workspace.staging.exists() or not [p for p in workspace.staging.iterdir() if p.name != ".partitions"]
+    assert [p.name for p in (workspace.landing / charity).iterdir()] == ["Jan contacts (final).csv"]
+    assert sense(workspace, instance) == [key]  # asked for again, under the same run key, until its run takes it
+    result = process(workspace, instance, key)
+    assert result.success
+    submission_id = submission_of(workspace, key)
+    staged = workspace.staging / submission_id
+    assert (staged / "source.csv").read_bytes() == (tmp_path / "Jan contacts (final).csv").read_bytes()
+    assert not any((workspace.landing / charity).iterdir())
+    state = read_state(workspace, submission_id)
+    assert state is not None and state.state == "loaded" and state.name == key
+    [received] = result.asset_materializations_for_node("submission_file")
+    assert received.metadata["submission_id"].value == submission_id
 
 
 def test_identical_file_dropped_twice_is_processed_once(workspace: Workspace, charity: str, tmp_path: Path) -> None:
@@ -130,11 +194,19 @@ def test_identical_file_dropped_twice_is_processed_once(workspace: Workspace, ch
     drop(workspace, charity, path)
     [key] = sense(workspace, instance)
     assert process(workspace, instance, key).success
+    submission_id = submission_of(workspace, key)
     drop(workspace, charity, path, "Copy of q1.csv")
-    assert sense(workspace, instance) == []
-    notes = list((workspace.feedback / charity).glob(f"{key}.duplicate-*.json"))
-    assert len(notes) == 1 and json.loads(notes[0].read_text())["duplicate_of"] == key
+    [copy] = sense(workspace, instance)
+    result = process(workspace, instance, copy)
+    # Found in the copy's own run: received and archived, said to be a duplicate, neither checked nor loaded.
+    assert result.success
+    [received] = result.asset_materializations_for_node("submission_file")
+    assert received.metadata["status"].value == "duplicate" and received.metadata["duplicate_of"].value == key
+    assert not result.asset_materializations_for_node("submission_quality")
+    notes = list((workspace.feedback / charity).glob(f"{submission_id}.duplicate-*.json"))
+    assert len(notes) == 1 and json.loads(notes[0].read_text())["duplicate_of"] == submission_id
     assert not any((workspace.landing / charity).iterdir())
+    assert warehouse_rows(workspace) == 10
 
 
 def test_resubmission_replaces_the_charitys_quarter_atomically(
@@ -150,7 +222,7 @@ def test_resubmission_replaces_the_charitys_quarter_atomically(
     result = process(workspace, instance, second)
     assert result.success
     assert warehouse_rows(workspace) == 12
-    assert warehouse_rows(workspace, f"submission_id = '{first}'") == 0
+    assert warehouse_rows(workspace, f"submission_id = '{submission_of(workspace, first)}'") == 0
     materialization = result.asset_materializations_for_node("warehouse_contacts")[0]
     assert materialization.metadata["rows_replaced"].value == 30
     assert materialization.metadata["dagster/row_count"].value == 12
@@ -194,14 +266,16 @@ def test_the_pipeline_carries_on_through_the_whole_robustness_corpus(
         report = feedback_for(workspace, charity, key)
         name = report["file_name"]
         seen.add(name)
-        loaded = warehouse_rows(workspace, f"submission_id = '{key}'")
+        loaded = warehouse_rows(workspace, f"submission_id = '{submission_of(workspace, key)}'")
         if name == "zz-good.csv":
             assert result.success and report["status"] == "accepted" and loaded == 25
             continue
         case = expected[name]
         assert (report["status"], {i["code"] for i in report["issues"]}) == (case.status, set(case.codes)), name
         assert result.success, name  # a rejected file is the pipeline working, not a failed run
-        assert read_state(workspace, key).state == ("rejected" if case.status == "rejected" else "loaded"), name  # type: ignore[union-attr]
+        assert read_state(workspace, submission_of(workspace, key)).state == (
+            "rejected" if case.status == "rejected" else "loaded"
+        ), name  # type: ignore[union-attr]
         # Accepted rows are all loaded; a rejected file leaves no rows behind.
         assert loaded == report["rows_accepted"], name
         assert report["standard_version"] == STANDARD_VERSION
@@ -211,7 +285,9 @@ def test_the_pipeline_carries_on_through_the_whole_robustness_corpus(
     assert versions == [(STANDARD_VERSION,)]
     # Rejected rows go to quarantine with every cell a spreadsheet would run neutralised.
     [injection] = [k for k in keys if feedback_for(workspace, charity, k)["file_name"] == "csv-injection.csv"]
-    quarantined = (workspace.quarantine / injection / "rejected_rows.csv").read_text(encoding="utf-8")
+    quarantined = (workspace.quarantine / submission_of(workspace, injection) / "rejected_rows.csv").read_text(
+        encoding="utf-8"
+    )
     assert "'=cmd|' /C calc'!A0" in quarantined and ",=cmd" not in quarantined
 
 
@@ -223,8 +299,9 @@ def test_purge_removes_raw_copies_but_keeps_history_and_duplicate_detection(
     path = write_csv(tmp_path / "q1.csv", rows)
     instance = DagsterInstance.ephemeral()
     drop(workspace, charity, path)
-    [key] = sense(workspace, instance)
-    assert process(workspace, instance, key).success
+    [partition] = sense(workspace, instance)
+    assert process(workspace, instance, partition).success
+    key = submission_of(workspace, partition)
     staging = workspace.staging / key
     assert (staging / "contacts.parquet").exists() and (workspace.quarantine / key).exists()
     removed = purge_submission(workspace, key) + LocalLandingZone(root=str(workspace.home)).purge_archive(charity, key)
@@ -233,4 +310,6 @@ def test_purge_removes_raw_copies_but_keeps_history_and_duplicate_detection(
     assert len(removed) >= 4
     assert warehouse_rows(workspace) == 9  # the pseudonymised rows stay
     drop(workspace, charity, path, "again.csv")
-    assert sense(workspace, instance) == []  # still recognised as already received
+    [again] = sense(workspace, instance)
+    assert process(workspace, instance, again).success
+    assert read_receipt(workspace, again).duplicate  # type: ignore[union-attr]  # still recognised as received

@@ -30,7 +30,7 @@ from collab.access import AccessStore
 from collab.bucket import free_port
 from collab.workspace import Workspace
 from tests.conftest import contact_rows, write_csv
-from tests.pipeline.test_submissions import process, sense, warehouse_rows
+from tests.pipeline.test_submissions import process, sense, submission_of, warehouse_rows
 from tests.system.test_cli import collab
 
 pytestmark = pytest.mark.system
@@ -201,13 +201,14 @@ def test_upload_sensor_feedback_round_trip(bucket: Bucket, tmp_path: Path) -> No
     instance = DagsterInstance.get()  # the workspace's own instance: its event log is checked for secrets below
     [key] = sense(bucket.workspace, instance)
     assert process(bucket.workspace, instance, key).success
-    report = feedback_report(bucket, "pantry-a", key)
+    submission_id = submission_of(bucket.workspace, key)
+    report = feedback_report(bucket, "pantry-a", submission_id)
     assert report["status"] == "accepted" and report["rows_accepted"] == 40
     assert warehouse_rows(bucket.workspace) == before + 40
     # Archived, not deleted: gone from landing, kept in the pipeline-only archive.
     assert landed_keys(bucket, "pantry-a") == []
-    archived = bucket.pipeline.list_objects_v2(Bucket=s3.ARCHIVE_BUCKET, Prefix=f"pantry-a/{key}/")
-    assert [item["Key"] for item in archived["Contents"]] == [f"pantry-a/{key}/2026 Q1 contacts.csv"]
+    archived = bucket.pipeline.list_objects_v2(Bucket=s3.ARCHIVE_BUCKET, Prefix=f"pantry-a/{submission_id}/")
+    assert [item["Key"] for item in archived["Contents"]] == [f"pantry-a/{submission_id}/2026 Q1 contacts.csv"]
     assert sense(bucket.workspace, instance) == []
 
 
@@ -259,7 +260,7 @@ def test_bad_uploads_end_in_feedback_or_are_never_seen(bucket: Bucket, tmp_path:
     outcomes = {}
     for key in keys:
         result = process(bucket.workspace, instance, key)
-        report = feedback_report(bucket, "pantry-a", key)
+        report = feedback_report(bucket, "pantry-a", submission_of(bucket.workspace, key))
         outcomes[report["file_name"]] = (result.success, report["status"], [i["code"] for i in report["issues"]])
     assert outcomes == {  # a rejected file is a successful run: the pipeline did its job
         "empty.csv": (True, "rejected", ["E_EMPTY_FILE"]),
@@ -298,7 +299,10 @@ def test_server_restart_in_the_middle_of_a_run_loses_nothing(bucket: Bucket, tmp
     assert set(taken) <= set(keys) and len(set(keys)) == 3
     for key in keys:
         assert process(bucket.workspace, instance, key).success
-        assert feedback_report(bucket, "pantry-a", key)["status"] in {"accepted", "accepted_with_warnings"}
+        assert feedback_report(bucket, "pantry-a", submission_of(bucket.workspace, key))["status"] in {
+            "accepted",
+            "accepted_with_warnings",
+        }
     assert warehouse_rows(bucket.workspace) == before + 10 + 10 + 5
     archived = bucket.pipeline.list_objects_v2(Bucket=s3.ARCHIVE_BUCKET, Prefix="pantry-a/")
     names = {item["Key"].rsplit("/", 1)[-1] for item in archived["Contents"]}

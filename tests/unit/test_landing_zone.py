@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from collab.intake import receive_pending, receive_settled
+from collab.intake import receive_object, receive_pending, settled_objects
 from collab.landing import LandingObjectGone, LandingObjectRefused, LocalLandingZone
 from collab.workspace import Workspace
 from tests.conftest import contact_rows, write_csv
@@ -127,11 +127,11 @@ def test_a_growing_file_is_never_taken_half_written(
 
     writer = threading.Thread(target=write_slowly)
     writer.start()
-    early = receive_settled(workspace, zone, [ATTACKER], settle_seconds=0.5)
+    settled, waiting = settled_objects(zone, [ATTACKER], settle_seconds=0.5)
     writer.join()
-    assert early.received == []
-    assert [(obj.key, "still being written" in why) for obj, why in early.skipped] == [("growing.csv", True)]
-    finished = receive_settled(workspace, zone, [ATTACKER], settle_seconds=0.5)
-    [manifest] = finished.received
-    staged = workspace.staging / manifest.submission_id / manifest.source_file
+    assert settled == []
+    assert [(obj.key, "still being written" in why) for obj, why in waiting] == [("growing.csv", True)]
+    [finished], _ = settled_objects(zone, [ATTACKER], settle_seconds=0.5)
+    receipt = receive_object(workspace, zone, finished)
+    staged = workspace.staging / receipt.submission_id / "source.csv"
     assert len(staged.read_text().splitlines()) == 61  # the header and every row

@@ -1,0 +1,110 @@
+"""Landed files as named partitions, and duplicates found where each file is received (in its own run)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInvalidDefinitionError
+from dagster._core.definitions.partitions.utils.base import raise_error_on_invalid_partition_key_substring
+
+from collab.intake import partition_key_for, read_receipt, receive_object, receive_partition
+from collab.landing import LandingObject, LandingObjectGone, LocalLandingZone
+from collab.states import read_state, write_state
+from collab.workspace import Workspace
+from tests.conftest import contact_rows, write_csv
+
+CHARITY = "north-pantry"
+MODIFIED = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+
+def landed(key: str, version: str = "10-1") -> LandingObject:
+    return LandingObject(CHARITY, key, 10, version, MODIFIED)
+
+
+@pytest.mark.parametrize(
+    ("key", "stem"),
+    [
+        ("Jan contacts (final).csv", "Jan-contacts-final"),
+        ("2026/q1...export,v2[1].xlsx", "q1-export-v2-1"),
+        ("données été|2026.csv", "donn-es-t-2026"),
+        ("\n\t.csv", "file"),
+        ("x" * 200 + ".csv", "x" * 60),
+    ],
+)
+def test_partition_keys_are_readable_and_safe_for_dagster(key: str, stem: str) -> None:
+    partition = partition_key_for(landed(key))
+    charity, readable, digest = partition.split("/")
+    assert (charity, readable) == (CHARITY, stem)
+    assert len(digest) == 8 and int(digest, 16) >= 0
+    raise_error_on_invalid_partition_key_substring([partition])  # nothing Dagster refuses
+    assert not set(partition) & set(",|[]")  # nor what breaks its partition selections
+
+
+def test_partition_keys_are_stable_and_unique_per_landed_file() -> None:
+    assert partition_key_for(landed("q1.csv")) == partition_key_for(landed("q1.csv"))
+    keys = {
+        partition_key_for(landed("q1.csv")),
+        partition_key_for(landed("q1.csv", version="11-2")),  # the same name written again
+        partition_key_for(landed("old/q1.csv")),  # the same name in another folder
+        partition_key_for(LandingObject("south", "q1.csv", 10, "10-1", MODIFIED)),
+    }
+    assert len(keys) == 4
+    with pytest.raises(DagsterInvalidDefinitionError):  # what the sanitising protects against
+        raise_error_on_invalid_partition_key_substring(["a...b"])
+
+
+def test_identical_files_received_at_once_make_one_submission_and_one_duplicate(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    zone = LocalLandingZone(root=str(workspace.home))
+    path = write_csv(tmp_path / "q1.csv", contact_rows(5))
+    zone.drop(CHARITY, path)
+    zone.drop(CHARITY, path, "copy.csv")
+    objects = zone.pending([CHARITY])
+    running: set[str] = set()  # what Dagster would say: both runs are going
+    running.update(partition_key_for(obj) for obj in objects)
+    start = threading.Barrier(len(objects))
+    receipts = {}
+
+    def run(obj: LandingObject) -> None:
+        start.wait()
+        receipts[obj.name] = receive_object(workspace, zone, obj, is_active=running.__contains__)
+
+    threads = [threading.Thread(target=run, args=(obj,)) for obj in objects]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.duplicate for r in receipts.values()) == [False, True]
+    assert len({r.submission_id for r in receipts.values()}) == 1
+    [kept] = [r for r in receipts.values() if not r.duplicate]
+    state = read_state(workspace, kept.submission_id)
+    assert state is not None and state.state == "staged" and state.name == kept.partition_key
+    assert not list((workspace.landing / CHARITY).iterdir())
+    assert len(list((workspace.feedback / CHARITY).glob("*.duplicate-*.json"))) == 1
+
+
+def test_a_partition_is_received_once_and_a_stopped_submission_is_taken_up_by_a_new_drop(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    zone = LocalLandingZone(root=str(workspace.home))
+    path = write_csv(tmp_path / "q1.csv", contact_rows(5))
+    zone.drop(CHARITY, path)
+    [obj] = zone.pending([CHARITY])
+    key = partition_key_for(obj)
+    first = receive_partition(workspace, zone, key)
+    assert receive_partition(workspace, zone, key) == first == read_receipt(workspace, key)
+    # Its run stopped after the check: the same bytes dropped again, nobody processing it, take it up.
+    write_state(workspace, submission_id=first.submission_id, charity_id=CHARITY, file_name="q1.csv", state="checked")
+    zone.drop(CHARITY, path, "again.csv")
+    [again] = zone.pending([CHARITY])
+    taken = receive_object(workspace, zone, again)
+    assert (taken.submission_id, taken.duplicate) == (first.submission_id, False)
+    state = read_state(workspace, first.submission_id)
+    assert state is not None and state.state == "checked" and state.name == partition_key_for(again)
+    # A partition whose file is gone (or changed since it was named) receives nothing.
+    with pytest.raises(LandingObjectGone):
+        receive_partition(workspace, zone, f"{CHARITY}/q1/00000000")
