@@ -14,6 +14,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb)
 POSTGRES_DIR ?= $(COLLAB_HOME)/postgres
 
+# One pytest-xdist worker per core; tests that share a server or the demo workspace carry an xdist_group.
+PYTEST_PARALLEL ?= --numprocesses auto --dist loadgroup
+
 OPENDP_POLARS_VENV := bench/.venv-opendp-polars
 
 .PHONY: help install browser postgres-installed postgres postgres-stop demo test dev portal bucket bucket-stop lint format bench bench-utility bench-coverage bench-audit bench-linkage bench-scale bench-intake bench-small-files clean
@@ -75,7 +78,7 @@ demo: install
 
 test: install browser postgres-installed
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 dev: install
 	$(BIN)/collab init

@@ -31,9 +31,10 @@ from collab.bucket import free_port
 from collab.workspace import Workspace
 from tests.conftest import contact_rows, write_csv
 from tests.pipeline.test_submissions import process, sense, submission_of, warehouse_rows
-from tests.system.test_cli import collab
+from tests.system.commands import collab
 
-pytestmark = pytest.mark.system
+# One SeaweedFS server for the module, so its tests run in one pytest-xdist worker.
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("bucket")]
 
 
 @dataclass

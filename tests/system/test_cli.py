@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,29 +12,15 @@ from collab.publication import verify_release_package
 from collab.workspace import Workspace
 from tests.conftest import contact_rows, write_csv
 from tests.pipeline.test_releases import SPENT
+from tests.system.commands import collab
+from tests.system.conftest import DEMO_GROUP, Demo
 
 pytestmark = pytest.mark.system
-COLLAB = Path(sys.executable).with_name("collab")
 
 
-def collab(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLLAB_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "COLUMNS": "200"}
-    result = subprocess.run([str(COLLAB), *args], env=env, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"collab {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-@pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("demo") / "var"
-    result = collab(home, "demo", "--contacts", "3000", "--charities", "6", "--quarters", "4", "--json")
-    (home.parent / "demo.json").write_text(result.stdout)
-    return home
-
-
-def test_demo_publishes_every_quarter_with_intervals_and_budget(demo_home: Path) -> None:
-    summary = json.loads((demo_home.parent / "demo.json").read_text())
+@DEMO_GROUP
+def test_demo_publishes_every_quarter_with_intervals_and_budget(demo: Demo) -> None:
+    demo_home, summary = demo.home, demo.summary
     assert Path(summary["site"]).exists()
     releases = summary["releases"]
     assert len(releases) == 4 and all(r["published"] and r["new_spend"] and not r["error"] for r in releases)
@@ -47,7 +30,7 @@ def test_demo_publishes_every_quarter_with_intervals_and_budget(demo_home: Path)
         with (demo_home / "publish" / "releases" / r["release_id"] / "data" / "people_by_need_region.csv").open() as f:
             rows = list(csv.DictReader(f))
         assert len(rows) == 120 and {"value", "ci_low", "ci_high"} <= set(rows[0])
-    budget = json.loads(collab(demo_home, "budget", "--json").stdout)
+    budget = demo.budget_after_demo
     # Per unit 0.125 a quarter; three non-linking charities and the linked cluster make a person up to 4 units.
     assert budget["lifetime_rho_per_unit"] == pytest.approx(4 * 0.125 * SPENT)
     assert budget["lifetime_rho_per_person"] == pytest.approx(4 * 4**2 * 0.125 * SPENT)
@@ -59,8 +42,9 @@ def test_demo_publishes_every_quarter_with_intervals_and_budget(demo_home: Path)
     assert "measurement" in collab(demo_home, "budget", "--detail").stdout
 
 
-def test_demo_files_show_realistic_mistakes_with_feedback(demo_home: Path) -> None:
-    summary = json.loads((demo_home.parent / "demo.json").read_text())
+@DEMO_GROUP
+def test_demo_files_show_realistic_mistakes_with_feedback(demo: Demo) -> None:
+    demo_home, summary = demo.home, demo.summary
     statuses = {s["file_name"]: s for s in summary["submissions"]}
     first_attempt = next(s for name, s in statuses.items() if "first-attempt" in name)
     assert first_attempt["status"] == "rejected" and first_attempt["codes"] == ["E_MISSING_COLUMN"]
@@ -78,13 +62,16 @@ def test_demo_files_show_realistic_mistakes_with_feedback(demo_home: Path) -> No
     assert truth.exists() and "people_charity_units" in truth.read_text().splitlines()[0]
 
 
-def test_running_again_processes_nothing_and_spends_nothing(demo_home: Path) -> None:
-    report = json.loads(collab(demo_home, "run", "--json").stdout)
+@DEMO_GROUP
+def test_running_again_processes_nothing_and_spends_nothing(demo: Demo) -> None:
+    before = json.loads(collab(demo.home, "budget", "--json").stdout)
+    # The demo's four releases and the revision of the latest quarter, each 4² × 0.125 for a person of 4 units.
+    assert before["lifetime_rho_per_person"] == pytest.approx(5 * 4**2 * 0.125 * SPENT)
+    report = json.loads(collab(demo.home, "run", "--json").stdout)
     assert report["submissions"] == [] and report["releases"] == []
-    again = json.loads(collab(demo_home, "release", "2026Q1", "--json").stdout)
+    again = json.loads(collab(demo.home, "release", "2026Q1", "--json").stdout)
     assert again["new_spend"] is False
-    budget = json.loads(collab(demo_home, "budget", "--json").stdout)
-    assert budget["lifetime_rho_per_person"] == pytest.approx(8.0 * SPENT)
+    assert json.loads(collab(demo.home, "budget", "--json").stdout) == before
 
 
 def test_check_exit_codes(tmp_path: Path) -> None:
@@ -146,7 +133,9 @@ def test_a_charity_proposes_a_mapping_checks_with_it_and_exports_the_standard(tm
     }
 
 
-def test_the_pseudonymisation_key_appears_nowhere_but_its_own_file(demo_home: Path) -> None:
+@DEMO_GROUP
+def test_the_pseudonymisation_key_appears_nowhere_but_its_own_file(demo: Demo) -> None:
+    demo_home = demo.home
     """Not in the warehouse, Dagster's run and event storage (logs, metadata), releases, feedback or the site."""
     import base64
 
@@ -162,7 +151,9 @@ def test_the_pseudonymisation_key_appears_nowhere_but_its_own_file(demo_home: Pa
     assert scanned > 100 and (demo_home / "dagster").exists() and (demo_home / "warehouse.duckdb").exists()
 
 
-def test_only_charities_that_agreed_are_named_on_the_site(demo_home: Path) -> None:
+@DEMO_GROUP
+def test_only_charities_that_agreed_are_named_on_the_site(demo: Demo) -> None:
+    demo_home = demo.home
     manifest = json.loads(next((demo_home / "publish" / "releases").glob("*/release.json")).read_text())
     assert manifest["named_contributors"] == ["Northside Food Bank"]  # the one demo charity that agreed
     assert manifest["contributors"] == 6

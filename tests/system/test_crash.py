@@ -23,7 +23,7 @@ from collab.states import submission_states
 from collab.warehouse import calendar_quarters
 from collab.workspace import Workspace
 from tests.conftest import HEADER, contact_rows, write_csv
-from tests.system.test_cli import COLLAB, collab
+from tests.system.commands import COLLAB, collab
 
 pytestmark = pytest.mark.system
 

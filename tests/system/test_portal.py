@@ -31,7 +31,7 @@ from collab.registry import Registry
 from collab.workspace import Workspace
 from tests.browser import axe_violations, chromium
 from tests.conftest import write_xlsx
-from tests.system.test_cli import COLLAB, collab
+from tests.system.commands import COLLAB, collab
 
 pytestmark = pytest.mark.system
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "portal"
@@ -52,7 +52,11 @@ class Portal:
         return sorted(obj.key for obj in zone.pending([charity]))
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
+# One server per landing zone, each in its own pytest-xdist worker.
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(zone, marks=pytest.mark.xdist_group(f"portal-{zone}")) for zone in ("local", "s3")],
+)
 def portal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     """The portal on a free port, on the local landing folder or on SeaweedFS with each charity's own keys."""
     home = tmp_path_factory.mktemp(f"portal-{request.param}") / "var"

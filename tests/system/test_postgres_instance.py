@@ -25,7 +25,7 @@ from collab.registry import Registry
 from collab.warehouse import calendar_quarters
 from collab.workspace import POSTGRES_URL_VARIABLE, Workspace
 from tests.conftest import contact_rows, write_csv
-from tests.system.test_cli import collab
+from tests.system.commands import collab
 
 pytestmark = pytest.mark.system
 CHARITIES = ("pantry-a", "pantry-b", "pantry-c")

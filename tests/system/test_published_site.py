@@ -5,7 +5,6 @@ Frictionless data packages, and the reader notebooks executed headless against `
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import shutil
@@ -30,23 +29,18 @@ from collab.publication import ReleaseIntegrityError
 from collab.site import build_site
 from collab.workspace import PublicationSettings
 from tests.browser import axe_violations, chromium
-from tests.system.test_cli import collab
+from tests.system.conftest import DEMO_GROUP, Demo
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, DEMO_GROUP]
 REPOSITORY = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPOSITORY / "notebooks"
 ARTIFACTS = REPOSITORY / "tests" / "artifacts" / "site"
 
 
 @pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_home(demo: Demo) -> Path:
     """The demo's four published quarters, the last one revised so the history has a superseded release."""
-    home = tmp_path_factory.mktemp("site") / "var"
-    summary = json.loads(collab(home, "demo", "--contacts", "3000", "--quarters", "4", "--json").stdout)
-    latest = summary["releases"][-1]["period"]
-    revised = json.loads(collab(home, "release", latest, "--revise", "--json").stdout)
-    assert revised["published"] and revised["release_id"] == f"{latest}-v2"
-    return home
+    return demo.home
 
 
 @pytest.fixture(scope="module")
