@@ -14,8 +14,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb)
 POSTGRES_DIR ?= $(COLLAB_HOME)/postgres
 
-# One pytest-xdist worker per core; tests that share a server or the demo workspace carry an xdist_group.
-PYTEST_PARALLEL ?= --numprocesses auto --dist loadgroup
+# One pytest-xdist worker per core, a test module per worker at a time (a module's fixtures, such as the demo
+# workspace or a server, are built once).
+PYTEST_PARALLEL ?= --numprocesses auto --dist loadfile
 
 OPENDP_POLARS_VENV := bench/.venv-opendp-polars
 

@@ -80,3 +80,12 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Works
     for name, value in ws.environment().items():
         monkeypatch.setenv(name, value)
     yield ws
+
+
+# Slowest kinds first: pytest-xdist hands out test modules in collection order, so the long system
+# tests start at once and the many short unit tests fill both workers at the end.
+SUITE_ORDER = {"system": 0, "pipeline": 1, "unit": 2}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: SUITE_ORDER.get(item.path.parent.name, len(SUITE_ORDER)))

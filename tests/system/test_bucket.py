@@ -33,8 +33,7 @@ from tests.conftest import contact_rows, write_csv
 from tests.pipeline.test_submissions import process, sense, submission_of, warehouse_rows
 from tests.system.commands import collab
 
-# One SeaweedFS server for the module, so its tests run in one pytest-xdist worker.
-pytestmark = [pytest.mark.system, pytest.mark.xdist_group("bucket")]
+pytestmark = pytest.mark.system
 
 
 @dataclass

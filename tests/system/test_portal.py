@@ -52,11 +52,7 @@ class Portal:
         return sorted(obj.key for obj in zone.pending([charity]))
 
 
-# One server per landing zone, each in its own pytest-xdist worker.
-@pytest.fixture(
-    scope="module",
-    params=[pytest.param(zone, marks=pytest.mark.xdist_group(f"portal-{zone}")) for zone in ("local", "s3")],
-)
+@pytest.fixture(scope="module", params=["local", "s3"])
 def portal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     """The portal on a free port, on the local landing folder or on SeaweedFS with each charity's own keys."""
     home = tmp_path_factory.mktemp(f"portal-{request.param}") / "var"

@@ -1,10 +1,12 @@
-"""What a reader gets, end to end: the demo's published site in real headless Chromium (Debian's
-package, driven by Playwright; never a downloaded browser) served by `collab serve-site`, the
-Frictionless data packages, and the reader notebooks executed headless against `publish/`."""
+"""The demo, end to end, built once for the module (the slowest step of the suite): `collab demo` as an
+analyst runs it, and what a reader gets: the published site in real headless Chromium (Debian's package,
+driven by Playwright; never a downloaded browser) served by `collab serve-site`, the Frictionless data
+packages, and the reader notebooks executed headless against `publish/`."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -14,7 +16,9 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urldefrag, urlparse
 
 import fastexcel
@@ -25,21 +29,44 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from playwright.sync_api import BrowserContext, Page
 
-from collab.publication import ReleaseIntegrityError
+from collab.publication import ReleaseIntegrityError, verify_release_package
 from collab.site import build_site
 from collab.workspace import PublicationSettings
 from tests.browser import axe_violations, chromium
-from tests.system.conftest import DEMO_GROUP, Demo
+from tests.pipeline.test_releases import SPENT
+from tests.system.commands import collab
 
-pytestmark = [pytest.mark.system, DEMO_GROUP]
+pytestmark = pytest.mark.system
 REPOSITORY = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPOSITORY / "notebooks"
 ARTIFACTS = REPOSITORY / "tests" / "artifacts" / "site"
 
 
+@dataclass(frozen=True)
+class Demo:
+    home: Path
+    # What `collab demo --json` printed, and `collab budget --json` straight after (before the revision).
+    summary: dict[str, Any]
+    budget_after_demo: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """`collab demo` on six charities over four quarters, every quarter published; then the latest quarter
+    revised, so the site's history has a superseded release."""
+    home = tmp_path_factory.mktemp("demo") / "var"
+    summary = json.loads(
+        collab(home, "demo", "--contacts", "3000", "--charities", "6", "--quarters", "4", "--json").stdout
+    )
+    budget = json.loads(collab(home, "budget", "--json").stdout)
+    latest = summary["releases"][-1]["period"]
+    revised = json.loads(collab(home, "release", latest, "--revise", "--json").stdout)
+    assert revised["published"] and revised["release_id"] == f"{latest}-v2"
+    return Demo(home=home, summary=summary, budget_after_demo=budget)
+
+
 @pytest.fixture(scope="module")
 def demo_home(demo: Demo) -> Path:
-    """The demo's four published quarters, the last one revised so the history has a superseded release."""
     return demo.home
 
 
@@ -277,3 +304,84 @@ def test_a_tampered_release_is_refused_by_the_loader_and_the_site_build(demo_hom
     )
     with pytest.raises(ReleaseIntegrityError, match=r"people_by_need_region\.csv has been changed since release"):
         build_site(publish)
+
+
+def test_demo_publishes_every_quarter_with_intervals_and_budget(demo: Demo) -> None:
+    demo_home, summary = demo.home, demo.summary
+    assert Path(summary["site"]).exists()
+    releases = summary["releases"]
+    assert len(releases) == 4 and all(r["published"] and r["new_spend"] and not r["error"] for r in releases)
+    for r in releases:
+        manifest = verify_release_package(demo_home / "publish" / "releases" / r["release_id"])
+        assert manifest["privacy"]["rho_spent"] > 0
+        with (demo_home / "publish" / "releases" / r["release_id"] / "data" / "people_by_need_region.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == 120 and {"value", "ci_low", "ci_high"} <= set(rows[0])
+    budget = demo.budget_after_demo
+    # Per unit 0.125 a quarter; three non-linking charities and the linked cluster make a person up to 4 units.
+    assert budget["lifetime_rho_per_unit"] == pytest.approx(4 * 0.125 * SPENT)
+    assert budget["lifetime_rho_per_person"] == pytest.approx(4 * 4**2 * 0.125 * SPENT)
+    assert [p["period"] for p in budget["periods"]] == [r["period"] for r in releases]
+    assert all(p["max_units"] == 4 for p in budget["periods"])
+    text = collab(demo_home, "budget").stdout
+    assert "lifetime" in text and "ρ per person" in text and "measurement" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "measurement" in collab(demo_home, "budget", "--detail").stdout
+
+
+def test_demo_files_show_realistic_mistakes_with_feedback(demo: Demo) -> None:
+    demo_home, summary = demo.home, demo.summary
+    statuses = {s["file_name"]: s for s in summary["submissions"]}
+    first_attempt = next(s for name, s in statuses.items() if "first-attempt" in name)
+    assert first_attempt["status"] == "rejected" and first_attempt["codes"] == ["E_MISSING_COLUMN"]
+    pdf = statuses["annual-report.pdf"]
+    assert pdf["status"] == "rejected" and pdf["codes"] == ["E_UNSUPPORTED_FORMAT"]
+    assert len(summary["duplicates"]) == 1
+    accepted = [s for s in summary["submissions"] if s["status"] != "rejected"]
+    assert len(accepted) >= 6 * 4 - 1
+    for submission in summary["submissions"]:
+        feedback = list(
+            (demo_home / "feedback" / submission["charity_id"]).glob(f"*{submission['submission_id']}.feedback.html")
+        )
+        assert len(feedback) == 1
+    truth = demo_home / "demo" / "truth" / "people_by_need_region.csv"
+    assert truth.exists() and "people_charity_units" in truth.read_text().splitlines()[0]
+
+
+def test_running_again_processes_nothing_and_spends_nothing(demo: Demo) -> None:
+    before = json.loads(collab(demo.home, "budget", "--json").stdout)
+    # The demo's four releases and the revision of the latest quarter, each 4² × 0.125 for a person of 4 units.
+    assert before["lifetime_rho_per_person"] == pytest.approx(5 * 4**2 * 0.125 * SPENT)
+    report = json.loads(collab(demo.home, "run", "--json").stdout)
+    assert report["submissions"] == [] and report["releases"] == []
+    again = json.loads(collab(demo.home, "release", "2026Q1", "--json").stdout)
+    assert again["new_spend"] is False
+    assert json.loads(collab(demo.home, "budget", "--json").stdout) == before
+
+
+def test_the_pseudonymisation_key_appears_nowhere_but_its_own_file(demo: Demo) -> None:
+    demo_home = demo.home
+    """Not in the warehouse, Dagster's run and event storage (logs, metadata), releases, feedback or the site."""
+    import base64
+
+    key_file = demo_home / "secrets" / "pseudonymisation.key"
+    key = key_file.read_bytes()
+    forms = [key, key.hex().encode(), key.hex().upper().encode(), base64.b64encode(key)]
+    scanned = 0
+    for path in demo_home.rglob("*"):
+        if path.is_file() and path != key_file:
+            content = path.read_bytes()
+            scanned += 1
+            assert not any(form in content for form in forms), path
+    assert scanned > 100 and (demo_home / "dagster").exists() and (demo_home / "warehouse.duckdb").exists()
+
+
+def test_only_charities_that_agreed_are_named_on_the_site(demo: Demo) -> None:
+    demo_home = demo.home
+    manifest = json.loads(next((demo_home / "publish" / "releases").glob("*/release.json")).read_text())
+    assert manifest["named_contributors"] == ["Northside Food Bank"]  # the one demo charity that agreed
+    assert manifest["contributors"] == 6
+    methodology = (demo_home / "publish" / "site" / "methodology.html").read_text()
+    assert "Northside Food Bank" in methodology and "Riverside Advice Centre" not in methodology
+    listed = json.loads(collab(demo_home, "charity", "list", "--json").stdout)
+    assert {c["id"]: c["publish_name"] for c in listed}["riverside-advice"] is False
