@@ -15,6 +15,17 @@ from collab.workspace import Workspace
 from collab_demo.generator import write_sheet
 from standards.validation import RowOutcome
 
+
+def latest_ended_quarter(today: dt.date | None = None) -> tuple[str, dt.date]:
+    """The last quarter that has ended, and its first day. Tests that release date their rows in it and
+    report from it, so the calendar gives them one release to make whatever the date they run on."""
+    today = today or dt.date.today()
+    this_quarter = dt.date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    previous = this_quarter - dt.timedelta(days=1)
+    start = dt.date(previous.year, 3 * ((previous.month - 1) // 3) + 1, 1)
+    return f"{start.year}Q{(start.month - 1) // 3 + 1}", start
+
+
 HEADER = ["Client ID", "Visit Date", "Reason for referral", "Post Code", "D.O.B", "Monthly Income"]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from collab.workspace import Workspace
-from tests.conftest import contact_rows, write_csv
+from tests.conftest import contact_rows, latest_ended_quarter, write_csv
 from tests.system.commands import collab
 
 pytestmark = pytest.mark.system
@@ -30,16 +30,21 @@ def test_charity_registration_submit_and_run(tmp_path: Path) -> None:
     added = json.loads(collab(home, "charity", "add", "test-pantry", "--name", "Test Pantry", "--json").stdout)
     assert added["charity_id"] == "test-pantry"
     assert collab(home, "charity", "add", "Bad Id!", "--name", "x", check=False).returncode == 1
-    collab(home, "submit", "--charity", "test-pantry", str(write_csv(tmp_path / "q.csv", contact_rows(20))))
+    quarter, start = latest_ended_quarter()  # one quarter to release, by the calendar
+    collab(
+        home, "submit", "--charity", "test-pantry", str(write_csv(tmp_path / "q.csv", contact_rows(20, start=start)))
+    )
     collab(home, "charity", "add", "second-pantry", "--name", "Second Pantry")  # a release needs two charities
     workspace = Workspace(home)
     settings = workspace.settings.model_copy(deep=True)
-    settings.publication.first_quarter = "2026Q1"  # the collaborative reports from 2026Q1, by the calendar
+    settings.publication.first_quarter = quarter
     workspace.save_settings(settings)
-    collab(home, "submit", "--charity", "second-pantry", str(write_csv(tmp_path / "s.csv", contact_rows(20))))
+    collab(
+        home, "submit", "--charity", "second-pantry", str(write_csv(tmp_path / "s.csv", contact_rows(20, start=start)))
+    )
     report = json.loads(collab(home, "run", "--json").stdout)
     assert [s["status"] for s in report["submissions"]] == ["accepted", "accepted"]
-    assert report["releases"][0]["period"] == "2026Q1" and report["releases"][0]["published"] is False
+    assert [r["period"] for r in report["releases"]] == [quarter] and report["releases"][0]["published"] is False
     approved = json.loads(collab(home, "approve", report["releases"][0]["release_id"], "--json").stdout)
     assert approved["published"] is True
     assert (home / "publish" / "site" / "index.html").exists()

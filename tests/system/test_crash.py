@@ -22,7 +22,7 @@ from dagster._core.instance.ref import InstanceRef
 from collab.states import submission_states
 from collab.warehouse import calendar_quarters
 from collab.workspace import Workspace
-from tests.conftest import HEADER, contact_rows, write_csv
+from tests.conftest import HEADER, contact_rows, latest_ended_quarter, write_csv
 from tests.system.commands import COLLAB, collab
 
 pytestmark = pytest.mark.system
@@ -45,25 +45,32 @@ ALL_POINTS = [
 POINTS = ALL_POINTS if os.environ.get("COLLAB_CRASH_POINTS") == "all" else ["mid-load"]
 
 
-# Every quarter from the files' own (2026Q1) that has ended is released, by the calendar, with or without rows.
-QUARTERS = calendar_quarters("2026Q1")
+# The files are dated in the last quarter that has ended, and the collaborative reports from it: one release.
+QUARTER, QUARTER_START = latest_ended_quarter()
+QUARTERS = calendar_quarters(QUARTER)
 
 
 def _drop_files(home: Path, directory: Path) -> dict[str, str]:
     """Two charities: two good files and one with a required column missing. Returns file name -> charity."""
     for charity in ("north-pantry", "south-pantry"):
         collab(home, "charity", "add", charity, "--name", charity.replace("-", " ").title())
-    # The collaborative reports from 2026Q1, the quarter of these files (quarters are released by the calendar).
     workspace = Workspace(home)
     settings = workspace.settings.model_copy(deep=True)
-    settings.publication.first_quarter = "2026Q1"
+    settings.publication.first_quarter = QUARTER
     workspace.save_settings(settings)
     files = {
-        "north.csv": ("north-pantry", write_csv(directory / "north.csv", contact_rows(20))),
-        "south.csv": ("south-pantry", write_csv(directory / "south.csv", contact_rows(20, prefix="S"))),
+        "north.csv": ("north-pantry", write_csv(directory / "north.csv", contact_rows(20, start=QUARTER_START))),
+        "south.csv": (
+            "south-pantry",
+            write_csv(directory / "south.csv", contact_rows(20, start=QUARTER_START, prefix="S")),
+        ),
         "no-need.csv": (
             "north-pantry",
-            write_csv(directory / "no-need.csv", [r[:2] + r[3:] for r in contact_rows(5)], HEADER[:2] + HEADER[3:]),
+            write_csv(
+                directory / "no-need.csv",
+                [r[:2] + r[3:] for r in contact_rows(5, start=QUARTER_START)],
+                HEADER[:2] + HEADER[3:],
+            ),
         ),
     }
     for charity, path in files.values():

@@ -24,10 +24,11 @@ from collab.postgres import LocalPostgres
 from collab.registry import Registry
 from collab.warehouse import calendar_quarters
 from collab.workspace import POSTGRES_URL_VARIABLE, Workspace
-from tests.conftest import contact_rows, write_csv
+from tests.conftest import contact_rows, latest_ended_quarter, write_csv
 from tests.system.commands import collab
 
 pytestmark = pytest.mark.system
+QUARTER, QUARTER_START = latest_ended_quarter()
 CHARITIES = ("pantry-a", "pantry-b", "pantry-c")
 
 
@@ -53,8 +54,8 @@ def _run_collaborative(
     settings = workspace.settings.model_copy(deep=True)
     settings.intake.settle_seconds = 0
     settings.publication.auto_publish = True
-    # The collaborative reports from the files' quarter; later ended quarters are released too, by the calendar.
-    settings.publication.first_quarter = "2026Q1"
+    # The collaborative reports from the files' quarter, the last that has ended: one release.
+    settings.publication.first_quarter = QUARTER
     settings.instance.database = database  # type: ignore[assignment]
     settings.instance.max_concurrent_runs = runs_at_once
     workspace.save_settings(settings)
@@ -91,7 +92,9 @@ def test_postgres_instance_runs_concurrent_submissions_like_sqlite(
 ) -> None:
     extracts = tmp_path / "extracts"
     for index, charity in enumerate(CHARITIES):
-        write_csv(extracts / f"{charity}.csv", contact_rows(300, prefix=f"{charity[-1].upper()}{index}"))
+        write_csv(
+            extracts / f"{charity}.csv", contact_rows(300, start=QUARTER_START, prefix=f"{charity[-1].upper()}{index}")
+        )
 
     sqlite = _run_collaborative(tmp_path / "sqlite", extracts, "sqlite", 1, monkeypatch)
     monkeypatch.setenv(POSTGRES_URL_VARIABLE, postgres.url())
@@ -100,7 +103,7 @@ def test_postgres_instance_runs_concurrent_submissions_like_sqlite(
 
     assert _summary(on_postgres) == _summary(sqlite)
     assert [s[1] for s in _summary(sqlite)[0]] == ["accepted"] * 3
-    assert [r[3] for r in _summary(sqlite)[1]] == [True] * len(calendar_quarters("2026Q1"))
+    assert [r[3] for r in _summary(sqlite)[1]] == [True] * len(calendar_quarters(QUARTER))
     # The runs and their events are in PostgreSQL, and nothing fell back to SQLite files.
     assert "postgres:" in (postgres_home / "dagster" / "dagster.yaml").read_text()
     assert not list((postgres_home / "dagster").glob("**/*.db"))
