@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 
 from collab.faults import crash_point
 from privacy.linkage import TOKEN, keyed_identities, reference_components
-from privacy.pseudonymise import linkage_tokens
 from standards.extract import STANDARD_CONTACT_SCHEMA
 from standards.rows import spreadsheet_safe
 from standards.validation import RowOutcome
@@ -61,8 +60,10 @@ class StagingSink:
         bases = contacts.get_column("linkage_basis")
         if self._linkage_key:
             # Keyed now, one batch at a time; which identity each reference keeps is chosen at the end.
-            tokens = linkage_tokens(self._linkage_key, bases)
-            identities = keyed_identities(self._linkage_key, bases).to_arrow()
+            distinct = bases.drop_nulls().unique(maintain_order=True)
+            keyed = keyed_identities(self._linkage_key, distinct)
+            tokens = bases.replace_strict(distinct, keyed.get_column(TOKEN), default=None).alias(TOKEN)
+            identities = keyed.to_arrow()
             if self._identities is None:
                 self._identities = pq.ParquetWriter(self._identities_path, identities.schema)
             self._identities.write_table(identities)
