@@ -12,11 +12,12 @@ the records of one person into a cluster, the privacy unit.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import jellyfish
 import polars as pl
 
-from privacy.pseudonymise import keyed_hash, linkage_tokens
+from privacy.pseudonymise import keyed_codes, keyed_hashes, linkage_tokens
 
 # The keyed components, each the HMAC of one normalised value.
 COMPONENTS = ("surname", "surname_sound", "birth_date", "birth_month", "district", "postcode_area")
@@ -29,18 +30,23 @@ DEFAULT_THRESHOLD = 0.5
 _POSTCODE_AREA = re.compile("[A-Z]{0,2}")  # the letters a district starts with: "BS35" -> "BS"
 
 
+# What each component is derived from: one part of the basis, and how.
+_BASIS_PARTS = ("surname", "birth_date", "district")
+_DERIVATIONS: dict[str, tuple[str, Callable[[str], str]]] = {
+    "surname": ("surname", str),
+    "surname_sound": ("surname", jellyfish.soundex),
+    "birth_date": ("birth_date", str),
+    "birth_month": ("birth_date", lambda birth_date: birth_date[:7]),
+    "district": ("district", str),
+    "postcode_area": ("district", lambda district: _POSTCODE_AREA.match(district).group()),  # type: ignore[union-attr]
+}
+
+
 def component_values(basis: str) -> dict[str, str]:
     """The normalised values of a linkage basis (``SURNAME|YYYY-MM-DD|DISTRICT``,
     ``standards.extract.linkage_basis``), one per component."""
-    surname, birth_date, district = basis.split("|")
-    return {
-        "surname": surname,
-        "surname_sound": jellyfish.soundex(surname),
-        "birth_date": birth_date,
-        "birth_month": birth_date[:7],
-        "district": district,
-        "postcode_area": _POSTCODE_AREA.match(district).group(),  # type: ignore[union-attr]
-    }
+    parts = dict(zip(_BASIS_PARTS, basis.split("|"), strict=True))
+    return {name: derive(parts[part]) for name, (part, derive) in _DERIVATIONS.items()}
 
 
 def surname_variants(surname: str) -> list[str]:
@@ -58,25 +64,32 @@ def keyed_components(key: bytes, bases: pl.Series) -> pl.DataFrame:
 
     Each component is keyed with its own name, so equal values of two components never give equal codes.
     """
-    distinct = bases.drop_nulls().unique().to_list()
-    table = {
-        basis: {name: keyed_hash(key, "link", name, value) for name, value in component_values(basis).items()}
-        for basis in distinct
-    }
-    variants = {
-        basis: [keyed_hash(key, "link", "surname_variant", v) for v in surname_variants(basis.split("|")[0])]
-        for basis in distinct
-    }
-    return pl.DataFrame(
+    parts = (
+        bases.cast(pl.String)
+        .str.split_exact("|", len(_BASIS_PARTS) - 1)
+        .struct.rename_fields(list(_BASIS_PARTS))
+        .struct.unnest()
+    )
+    # A component is hashed once per distinct value of its part (far fewer than distinct people).
+    codes = {}
+    for name, (part, derive) in _DERIVATIONS.items():
+        values = parts.get_column(part)
+        distinct = values.drop_nulls().unique()
+        derived = pl.Series([derive(value) for value in distinct.to_list()], dtype=pl.String)
+        codes[name] = values.replace_strict(distinct, keyed_codes(key, ("link", name), derived), default=None)
+    surnames = parts.get_column("surname").drop_nulls().unique()
+    variants = pl.DataFrame(
         {
-            **{
-                name: bases.replace_strict(
-                    {basis: codes[name] for basis, codes in table.items()}, default=None, return_dtype=pl.String
-                )
-                for name in COMPONENTS
-            },
-            VARIANTS: pl.Series([variants.get(basis) if basis else None for basis in bases], dtype=pl.List(pl.String)),
+            "surname": surnames,
+            VARIANTS: [
+                keyed_hashes(key, ("link", "surname_variant"), surname_variants(surname)) for surname in surnames
+            ],
         },
+        schema={"surname": pl.String, VARIANTS: pl.List(pl.String)},
+    )
+    with_variants = parts.select("surname").join(variants, on="surname", how="left", maintain_order="left")
+    return pl.DataFrame(
+        {**codes, VARIANTS: with_variants.get_column(VARIANTS)},
         schema={**dict.fromkeys(COMPONENTS, pl.String), VARIANTS: pl.List(pl.String)},
     )
 

@@ -51,6 +51,7 @@ _PYTHON_WHITESPACE_RUN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PYTHON_WHIT
 _DISTRICT = r"^([A-Z]{1,2}[0-9][A-Z0-9]?)(?:[0-9][A-Z]{2})?$"
 
 HAS_ISSUE, RAGGED, MODEL_CODE, AREA_AS_POSTCODE = "__has_issue", "__ragged", "__model_rule", "__area_as_postcode"
+_POSTCODE_DISTRICT = "__postcode_district"
 _POLARS_TYPES: dict[Any, pl.DataType] = {dt.date: pl.Date(), int: pl.Int64(), float: pl.Float64()}
 
 
@@ -98,7 +99,12 @@ def postcode_district(text: pl.Expr) -> pl.Expr:
 
 
 def local_authority_for_postcode(text: pl.Expr) -> pl.Expr:
-    return postcode_district(text).replace_strict(load_geography().postcode_districts, default=None)
+    return district_authority(postcode_district(text))
+
+
+def district_authority(district: pl.Expr) -> pl.Expr:
+    """The local authority of a postcode district, or null."""
+    return district.replace_strict(load_geography().postcode_districts, default=None)
 
 
 def _is_council(text: pl.Expr) -> pl.Expr:
@@ -236,10 +242,9 @@ def _age_band_at(date_of_birth: pl.Expr, on: pl.Expr) -> pl.Expr:
     return age.clip(upper_bound=oldest).replace_strict(bands, default=None, return_dtype=pl.String)
 
 
-def _linkage_basis(surname: pl.Expr, date_of_birth: pl.Expr, postcode: pl.Expr) -> pl.Expr:
-    """``extract.linkage_basis``."""
+def _linkage_basis(surname: pl.Expr, date_of_birth: pl.Expr, district: pl.Expr) -> pl.Expr:
+    """``extract.linkage_basis``, from the postcode's district."""
     letters = surname.str.normalize("NFKD").str.replace_all("[^A-Za-z]", "").str.to_uppercase()
-    district = postcode_district(postcode)
     basis = pl.concat_str(letters, pl.lit("|"), date_of_birth.dt.to_string("%Y-%m-%d"), pl.lit("|"), district)
     return pl.when(letters != "").then(basis)
 
@@ -286,21 +291,23 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> 
     accepted = ~field_error & model_code.is_null()
     area_as_postcode = pl.when(accepted & _is_council(pl.col("postcode"))).then(pl.lit("W_AREA_NAME_AS_POSTCODE"))
     ragged = pl.col("__cells") != width
+    # The district once, as a column: both the area and the linkage basis need it.
     staged = staged.with_columns(
-        model_code.alias(MODEL_CODE), area_as_postcode.alias(AREA_AS_POSTCODE), ragged.alias(RAGGED)
+        model_code.alias(MODEL_CODE),
+        area_as_postcode.alias(AREA_AS_POSTCODE),
+        ragged.alias(RAGGED),
+        postcode_district(pl.col("postcode")).alias(_POSTCODE_DISTRICT),
     )
-    postcode = pl.col("postcode")
+    postcode, district = pl.col("postcode"), pl.col(_POSTCODE_DISTRICT)
     contact = {
         "source_row": pl.col("__row"),
         "person_ref": pl.col("person_ref"),
         "contact_date": contact_date,
         "quarter": pl.format("{}Q{}", contact_date.dt.year(), contact_date.dt.quarter()),
         "need": pl.col("need"),
-        "local_authority_code": pl.coalesce(
-            area, local_authority_for_postcode(postcode), current_local_authority(postcode)
-        ),
+        "local_authority_code": pl.coalesce(area, district_authority(district), current_local_authority(postcode)),
         "age_band": pl.coalesce(pl.col("age_band"), _age_band_at(dob, contact_date)),
-        "linkage_basis": _linkage_basis(pl.col("surname"), dob, postcode),
+        "linkage_basis": _linkage_basis(pl.col("surname"), dob, district),
     }
     code_columns = [f"{name}__code" for name in codes] + [MODEL_CODE, AREA_AS_POSTCODE]
     return staged.select(

@@ -30,6 +30,7 @@ from privacy.pseudonymise import (
     KeyFileError,
     create_key,
     keyed_hash,
+    keyed_hashes,
     linkage_tokens,
     load_key,
     person_keys,
@@ -255,6 +256,18 @@ def test_key_is_private_and_pseudonyms_are_keyed(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(KeyFileError, match="readable"):
         load_key(path)
+
+
+def test_keyed_hashes_are_hmac_sha256_of_the_joined_parts() -> None:
+    import hmac
+
+    values = ["A1", "", "é\x1fx", "z" * 200]
+    for key in (b"k" * 32, b"", bytes(range(64)), bytes(range(100))):  # short, empty, one block, hashed first
+        expected = [
+            hmac.digest(key, f"person\x1fc\x1f{v.replace(chr(31), ' ')}".encode(), "sha256").hex() for v in values
+        ]
+        assert keyed_hashes(key, ("person", "c"), values) == expected
+        assert keyed_hash(key, "person", "c", values[0]) == expected[0]
 
 
 def test_linkage_basis_normalises_identifiers_and_needs_all_three() -> None:

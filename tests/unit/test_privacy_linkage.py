@@ -16,6 +16,7 @@ from privacy.linkage import (
     keyed_components,
     surname_variants,
 )
+from privacy.pseudonymise import keyed_hash
 from standards.extract import linkage_basis
 
 KEY = bytes(range(32))
@@ -36,6 +37,21 @@ def test_keyed_components_hold_no_raw_value_and_agree_for_the_same_person_under_
     # Another key, other codes: nothing can be recomputed from a name without the key.
     other = keyed_components(os.urandom(32), bases)
     assert not set(keyed.row(0)[: len(COMPONENTS)]) & set(other.row(0)[: len(COMPONENTS)])
+
+
+def test_each_component_is_the_keyed_hash_of_its_value_although_each_distinct_value_is_hashed_once() -> None:
+    bases = pl.Series(
+        ["OBRIEN|1980-02-29|BS35", "OBRIEN|1981-02-28|BS6", None, "OBRIAN|1980-02-29|B6", "OBRIEN|1980-02-29|BS35"]
+    )
+    for basis, keyed in zip(bases, keyed_components(KEY, bases).iter_rows(named=True), strict=True):
+        if basis is None:
+            assert set(keyed.values()) == {None}
+            continue
+        surname = basis.split("|")[0]
+        assert keyed == {
+            **{name: keyed_hash(KEY, "link", name, value) for name, value in component_values(basis).items()},
+            VARIANTS: [keyed_hash(KEY, "link", "surname_variant", v) for v in surname_variants(surname)],
+        }
 
 
 def test_surname_variants_meet_across_one_slip() -> None:
