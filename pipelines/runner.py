@@ -409,8 +409,11 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
                 report.refused.append({"charity_id": obj.charity_id, "file": obj.key, "reason": obj.refusal})
                 continue
             file = PendingFile.of_landed(obj)
-            if not run_going(instance, file.partition_key):  # the daemon may be running it right now
-                files.setdefault(file.partition_key, file)
+            if run_going(instance, file.partition_key):  # the daemon may be running it right now
+                reason = "a run of this file is already queued or going; it finishes there"
+                report.skipped.append({"charity_id": obj.charity_id, "file": obj.key, "reason": reason})
+                continue
+            files.setdefault(file.partition_key, file)
         for outcome in process_submissions(workspace, list(files.values()), progress):
             if outcome.status == "duplicate":
                 report.duplicates.append(
@@ -503,10 +506,11 @@ def _owner_dead(owner: str) -> bool:
 
 
 def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
-    """Mark failed the runs a `collab run` process started on this machine and died in (they stay STARTED for
-    ever otherwise); their submissions are unfinished and are taken up again. Returns the run ids."""
+    """Mark failed the runs a `collab run` process created or started on this machine and died in (they stay
+    NOT_STARTED or STARTED for ever otherwise, and a run that looks going keeps its file from being taken up);
+    their submissions are unfinished and are taken up again. Returns the run ids."""
     host = socket.gethostname()
-    statuses = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+    statuses = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
     abandoned = []
     for run in instance.get_runs(
         filters=RunsFilter(

@@ -1,4 +1,5 @@
-"""The `warehouse` pool: a run killed while holding its one slot must not stall every later load."""
+"""Runs of a `collab run` that died: a run killed while holding the `warehouse` pool's one slot must not stall
+every later load, and a run created but never started must not keep its file from being taken up."""
 
 from __future__ import annotations
 
@@ -9,19 +10,23 @@ import uuid
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
 
+from assets.partitions import run_going
 from assets.resources import WAREHOUSE_POOL
 from collab.workspace import Workspace
-from pipelines.runner import RUNNER_PROCESS_TAG, release_abandoned_warehouse_slots
+from pipelines.runner import RUNNER_PROCESS_TAG, RUNNER_TAG, fail_abandoned_runs, release_abandoned_warehouse_slots
 
 
-def _started_run(instance: DagsterInstance, pid: int) -> str:
+def _started_run(
+    instance: DagsterInstance, pid: int, status: DagsterRunStatus = DagsterRunStatus.STARTED, partition: str = "p"
+) -> str:
     run_id = str(uuid.uuid4())
+    host = socket.gethostname()
     instance.add_run(
         DagsterRun(
             job_name="submission_job",
             run_id=run_id,
-            status=DagsterRunStatus.STARTED,
-            tags={RUNNER_PROCESS_TAG: f"{socket.gethostname()}:{pid}"},
+            status=status,
+            tags={RUNNER_TAG: host, RUNNER_PROCESS_TAG: f"{host}:{pid}", "dagster/partition": partition},
         )
     )
     return run_id
@@ -51,3 +56,21 @@ def test_slots_of_runs_whose_process_died_are_freed_and_live_ones_kept(workspace
         assert _claims(instance, alive)
         assert release_abandoned_warehouse_slots(instance) == []  # a live run's slot is its own
         assert instance.get_run_by_id(alive).status == DagsterRunStatus.STARTED
+
+
+def test_runs_created_by_a_process_that_died_before_starting_them_are_failed_and_their_files_taken_up(
+    workspace: Workspace,
+) -> None:
+    """A `collab run` killed after creating a file's run and before launching it left the run NOT_STARTED for
+    ever: the file looked taken, was never processed, and the quarter was released without it."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    with DagsterInstance.get() as instance:
+        never_started = _started_run(instance, ended.pid, DagsterRunStatus.NOT_STARTED, "north/north/1")
+        alive = _started_run(instance, os.getpid(), DagsterRunStatus.NOT_STARTED, "south/south/2")
+        assert run_going(instance, "north/north/1")
+
+        assert fail_abandoned_runs(instance) == [never_started]
+        assert not run_going(instance, "north/north/1")
+        assert instance.get_run_by_id(never_started).status == DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(alive).status == DagsterRunStatus.NOT_STARTED
