@@ -14,7 +14,6 @@ from collab.workspace import Workspace
 from collab_demo.generator import PROFILES, generate
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
 from pipelines.cli.pipeline import print_run_report
-from pipelines.runner import run_pending
 
 DEMO_MARKER = "demo/truth/summary.json"
 
@@ -39,6 +38,8 @@ def demo(
     as_json: bool = JsonOption,
 ) -> None:
     """Generate demo extracts, register the charities, drop the files and run everything headless."""
+    from pipelines.runner import run_pending
+
     started = time.monotonic()
     _reset(workspace())
     ws = workspace()

@@ -7,6 +7,7 @@ import http.server
 import re
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -18,11 +19,13 @@ from collab.landing import landing_zone_from_env
 from collab.registry import Registry
 from collab.states import submission_states
 from collab.submissions import find_incident
-from collab.warehouse import audit, connect
 from collab.workspace import Workspace
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
-from pipelines.runner import RunReport, approve_and_publish, release_quarter, run_pending
-from privacy.mechanisms import epsilon_at
+
+# The runner (Dagster), the warehouse (Splink) and OpenDP are imported by the commands that use them, so that registering a charity
+# or checking a file does not wait seconds for the analyst's whole stack to load.
+if TYPE_CHECKING:
+    from pipelines.runner import RunReport
 
 QUARTER = re.compile(r"^\d{4}Q[1-4]$")
 
@@ -102,6 +105,8 @@ def run(as_json: bool = JsonOption) -> None:
 
     Each release SPENDS PRIVACY BUDGET (see `collab budget`) and PUBLISHES its figures when the settings publish automatically; otherwise it waits for `collab approve`.
     """
+    from pipelines.runner import run_pending
+
     ws = workspace()
     charities = Registry(ws).all()
     landing = landing_zone_from_env(ws.home)
@@ -161,6 +166,8 @@ def release(
     as_json: bool = JsonOption,
 ) -> None:
     """Release one quarter's indicators: spends privacy budget (re-running an existing release spends nothing)."""
+    from pipelines.runner import release_quarter
+
     if not QUARTER.match(quarter):
         fail(f"{quarter!r} is not a quarter like 2026Q1", code=2)
     ws = workspace()
@@ -181,6 +188,8 @@ def release(
 @app.command()
 def approve(release_id: str, as_json: bool = JsonOption) -> None:
     """Approve a release for publication (recorded in the audit log), then publish it."""
+    from pipelines.runner import approve_and_publish
+
     ws = workspace()
     try:
         outcome = approve_and_publish(ws, release_id, actor=Path.home().name or "analyst")
@@ -205,6 +214,9 @@ def budget(
     as_json: bool = JsonOption,
 ) -> None:
     """The privacy budget: per quarter and lifetime, ρ per unit, for the worst-case person, and left to spend."""
+    from collab.warehouse import connect
+    from privacy.mechanisms import epsilon_at
+
     ws = workspace()
     settings = ws.settings.privacy
     delta = settings.report_delta
@@ -311,6 +323,8 @@ def budget(
 @app.command()
 def purge(submission_id: str, as_json: bool = JsonOption) -> None:
     """Delete a submission's raw copies (staging, quarantine, archive). Its warehouse rows stay."""
+    from collab.warehouse import audit, connect
+
     ws = workspace()
     try:
         manifest = load_manifest(ws, submission_id)

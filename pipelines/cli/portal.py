@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import typer
-import uvicorn
 
 from collab.portal import accounts
-from collab.portal.app import PortalSettings, create_app
 from collab.registry import RegistryError
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, workspace
 from pipelines.cli.charities import charity_app
@@ -29,6 +27,10 @@ def serve(
     ),
 ) -> None:
     """Serve the charity portal (one process: sessions live in it)."""
+    import uvicorn
+
+    from collab.portal.app import PortalSettings, create_app
+
     ws = workspace()
     settings = PortalSettings(
         max_upload_bytes=max_upload_mb * 1024 * 1024, idle_minutes=idle_minutes, secure_cookies=behind_https

@@ -1,0 +1,17 @@
+"""`collab`'s light commands (registering a charity, checking a file) start without the run machinery."""
+
+import subprocess
+import sys
+
+# Seconds of imports each: Dagster and Great Expectations (the runner), Splink (the warehouse), OpenDP (budgets).
+RUN_MACHINERY = ("dagster", "great_expectations", "splink", "opendp", "uvicorn")
+
+
+def test_the_command_line_loads_the_run_machinery_only_for_the_commands_that_use_it() -> None:
+    script = f"""
+import sys
+import pipelines.cli
+print(sorted({{name.split(".")[0] for name in sys.modules}} & set({RUN_MACHINERY!r})))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
