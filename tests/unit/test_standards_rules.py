@@ -5,6 +5,7 @@ the robustness corpus, the committed fixtures, and on random rows."""
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -17,7 +18,7 @@ from standards.extract import FIELDS, REQUIRED_FIELDS
 from standards.issues import FileRejected
 from standards.mapping import CharityMapping, ColumnPlan, find_header_row, header_score, plan_columns
 from standards.normalise import DAY_FIRST_FORMATS, ISO_FORMATS, DateReading, _normalise, normalise_batch
-from standards.reading import open_extract
+from standards.reading import PYTHON_WHITESPACE, open_extract
 from standards.rules import field_rules, issue_codes, validate_frame
 from standards.validation import contacts_frame, validate_batch, validate_rows
 from tests.conftest import contact_rows, write_csv
@@ -128,6 +129,11 @@ def test_rules_and_model_agree_on_random_rows(rows: list[dict[str, str]], option
     plan = ColumnPlan(header=header, fields={name: i for i, name in enumerate(header)})
     dates = {f: DateReading(ISO_FORMATS + DAY_FIRST_FORMATS) for f in ("contact_date", "date_of_birth") if f in header}
     assert_agree(normalise_batch(batch, plan, CharityMapping(), dates), plan)
+
+
+def test_python_whitespace_lists_every_character_python_strips() -> None:
+    every = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+    assert every == PYTHON_WHITESPACE
 
 
 @pytest.mark.parametrize("value", ["\x1cP1", "P1\x1f"])
