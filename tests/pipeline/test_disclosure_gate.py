@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,11 +59,24 @@ def rewrite(package: Path, edit) -> None:  # type: ignore[no-untyped-def]
     rehash(package)
 
 
+@pytest.fixture(scope="module")
+def gated_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace holding a gated, unpublished release of two charities' data, built once for the module."""
+    workspace = Workspace(tmp_path_factory.mktemp("gated") / "var")
+    workspace.init()
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in workspace.environment().items():
+            env.setenv(name, value)
+        load_contacts(workspace, 2)
+        assert release(workspace, DagsterInstance.get()).success  # the workspace's instance, as `collab approve` uses
+    return workspace.home
+
+
 @pytest.fixture
-def released(workspace: Workspace) -> Path:
-    """A gated, unpublished release of two charities' data."""
-    load_contacts(workspace, 2)
-    assert release(workspace, DagsterInstance.get()).success  # the workspace's instance, as `collab approve` uses
+def released(workspace: Workspace, gated_workspace: Path) -> Path:
+    """This test's own copy of the gated workspace, to alter as it likes; the release package in it."""
+    shutil.rmtree(workspace.home)
+    shutil.copytree(gated_workspace, workspace.home)
     return workspace.releases / "2026Q1-v1"
 
 
