@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
@@ -124,16 +123,6 @@ def _write_atomically(path: Path, text: str) -> None:
     partial.replace(path)
 
 
-@dataclass
-class IntakeResult:
-    received: list[SubmissionManifest] = field(default_factory=list)
-    duplicates: list[tuple[LandingObject, str]] = field(default_factory=list)
-    # Files left in the landing area for the next pass, and why (gone or changed while being taken, or an error).
-    skipped: list[tuple[LandingObject, str]] = field(default_factory=list)
-    # Entries never read because they are not regular files of the area ("CODE: why"); moved aside, charity told.
-    refused: list[tuple[LandingObject, str]] = field(default_factory=list)
-
-
 @contextmanager
 def _intake_lock(workspace: Workspace) -> Iterator[None]:
     workspace.staging.mkdir(parents=True, exist_ok=True)
@@ -153,34 +142,6 @@ PartitionActive = Callable[[str], bool]
 
 def _never_active(_: str) -> bool:
     return False
-
-
-def receive_pending(
-    workspace: Workspace, landing: LandingZone, charity_ids: list[str], *, min_age_seconds: float = 0.0
-) -> IntakeResult:
-    """Receive every pending landed file in one pass, one after another (what each partition's run does for
-    its own file): refused entries are moved aside, files gone or failing stay for the next pass."""
-    result = IntakeResult()
-    taken: set[str] = set()
-    for obj in landing.pending(charity_ids, min_age_seconds=min_age_seconds):
-        try:
-            receipt = receive_object(workspace, landing, obj, is_active=taken.__contains__)
-        except LandingObjectGone as gone:
-            result.skipped.append((obj, str(gone)))
-            continue
-        except LandingObjectRefused as refused:
-            result.refused.append((obj, str(refused)))
-            continue
-        except Exception as error:  # one file's failure must not stop the others
-            log.exception("intake of %s/%s failed; it stays in the landing area", obj.charity_id, obj.key)
-            result.skipped.append((obj, f"{type(error).__name__}: {error}"))
-            continue
-        if receipt.duplicate:
-            result.duplicates.append((obj, receipt.submission_id))
-        else:
-            taken.add(receipt.partition_key)
-            result.received.append(load_manifest(workspace, receipt.submission_id))
-    return result
 
 
 def settled_objects(

@@ -13,7 +13,7 @@ import pytest
 from dagster import DagsterInstance, SkipReason, build_sensor_context, materialize
 
 from assets.resources import resources_for
-from collab.intake import receive_pending, submission_dir
+from collab.intake import submission_dir
 from collab.landing import LandingObject, LandingObjectGone, LocalLandingZone
 from collab.registry import Registry
 from collab.staging import CONTACTS_FILE
@@ -25,6 +25,7 @@ from pipelines.runner import run_pending
 from pipelines.sensors import landing_zone_sensor
 from tests.conftest import contact_rows, write_csv
 from tests.fixtures.bad.corpus import CASES
+from tests.intake_pass import receive_pending
 from tests.pipeline.test_submissions import SUBMISSION_ASSETS, submission_of
 
 CHARITIES = ("north-food-bank", "south-advice")

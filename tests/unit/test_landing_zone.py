@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from collab.intake import receive_object, receive_pending, settled_objects
+from collab.intake import receive_object, settled_objects
 from collab.landing import LandingObjectGone, LandingObjectRefused, LocalLandingZone
 from collab.workspace import Workspace
 from tests.conftest import contact_rows, write_csv
+from tests.intake_pass import receive_pending
 
 ATTACKER, VICTIM = "attacker-food-bank", "victim-advice"
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import duckdb
 
-from collab.intake import receive_pending
 from collab.landing import LocalLandingZone
 from collab.schema import migrate
 from collab.states import STATES, mirror_states, read_state, submission_states, unfinished, write_state
 from collab.workspace import Workspace
 from tests.conftest import contact_rows, write_csv
+from tests.intake_pass import receive_pending
 
 CHARITY = "north-pantry"
 
