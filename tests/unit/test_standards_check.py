@@ -48,6 +48,14 @@ def test_a_clean_file_is_accepted_and_standardised(tmp_path: Path) -> None:
     expectations.validate(bad, [name for name in bad.columns if name in FIELDS])
     dates = expectations.outcomes["contact_date is between 01/01/2000 and today"]
     assert (dates.success, dates.unexpected_count, dates.element_count) == (False, 2, 40)
+    # Codes reach GX as categories; a value outside the codelist is still found.
+    bad = contacts.with_columns(
+        pl.when(pl.col("source_row") == 4).then(pl.lit("not_a_need")).otherwise(pl.col("need")).alias("need")
+    )
+    expectations = ExpectationRun()
+    expectations.validate(bad, [name for name in bad.columns if name in FIELDS])
+    needs = expectations.outcomes["need is a code of the need codelist"]
+    assert (needs.success, needs.unexpected_count, needs.element_count) == (False, 1, 40)
 
 
 def test_missing_required_column_rejects_the_file(tmp_path: Path) -> None:
