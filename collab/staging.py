@@ -72,7 +72,9 @@ class StagingSink:
         else:
             table = contacts.drop("linkage_basis").with_columns(pl.lit(False).alias("linked")).to_arrow()
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._unmarked_path, table.schema, **_COMPRESSION)
+            # Contacts still to be marked are read back once, at once: compressing them would cost more than it saves.
+            compression = {"compression": "none"} if self._linkage_key else _COMPRESSION
+            self._writer = pq.ParquetWriter(self._unmarked_path, table.schema, **compression)
         self._writer.write_table(table)
         self.rows_accepted += contacts.height
         crash_point("mid-check")
