@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
@@ -115,13 +116,21 @@ class StagingSink:
             self._rejected_handle.close()
 
     def _resolve_linkage(self, key: bytes) -> None:
-        """Write each reference's linkage record and mark its contacts ``linked``."""
-        linked = pl.lit(False)
-        if self._counts:
-            units = reference_components(key, merge_counts(self._counts))
-            self._counts = []
-            units.write_parquet(self.units_path, **_COMPRESSION)
-            linked = pl.col("person_ref").is_in(units.get_column("person_ref").implode())
-        pl.scan_parquet(self._unmarked_path).with_columns(linked.alias("linked")).select(
-            *STAGED_CONTACT_SCHEMA
-        ).sink_parquet(self.contacts_path, **_COMPRESSION)
+        """Write each reference's linkage record and mark its contacts ``linked``.
+
+        A reference has a record exactly when one of its contacts carries an identity, so the contacts are
+        marked (by Polars, without the GIL) while the records are keyed (in Python), at once.
+        """
+        counts = merge_counts(self._counts) if self._counts else None
+        self._counts = []
+        linked = (
+            pl.lit(False) if counts is None else pl.col("person_ref").is_in(counts.get_column("person_ref").implode())
+        )
+        marked = (
+            pl.scan_parquet(self._unmarked_path).with_columns(linked.alias("linked")).select(*STAGED_CONTACT_SCHEMA)
+        )
+        with ThreadPoolExecutor(max_workers=1) as marking:
+            contacts = marking.submit(marked.sink_parquet, self.contacts_path, **_COMPRESSION)
+            if counts is not None:
+                reference_components(key, counts).write_parquet(self.units_path, **_COMPRESSION)
+            contacts.result()
