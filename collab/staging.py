@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
@@ -21,7 +22,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from collab.faults import crash_point
-from privacy.linkage import TOKEN, keyed_identities, reference_components
+from privacy.linkage import identity_counts, merge_counts, reference_components
 from standards.extract import STANDARD_CONTACT_SCHEMA
 from standards.rows import spreadsheet_safe
 from standards.validation import RowOutcome
@@ -32,9 +33,11 @@ STAGED_CONTACT_SCHEMA: dict[str, pl.DataType] = {
     "linked": pl.Boolean(),
 }
 LINKAGE_UNITS_FILE = "linkage_units.parquet"
-# While a file is checked: each distinct keyed identity of each batch, and each contact's token.
-_IDENTITIES_FILE = "linkage_identities.parquet"
-_TOKENS_FILE = "contacts.tokens.parquet"
+# While a file is checked: its contacts so far (a linking charity's not yet marked ``linked``).
+_UNMARKED_FILE = "contacts.unmarked.parquet"
+# Rows of identity counts held before they are merged: what each batch adds is merged into the total
+# once this many rows wait, so memory follows the distinct references and identities, not the rows.
+_COUNTS_MERGE_ROWS = 1_000_000
 REJECTED_FILE = "rejected_rows.csv"
 # zstd at its fastest level: files within 1% of the default level's size for half its time.
 _COMPRESSION = {"compression": "zstd", "compression_level": 1}
@@ -48,8 +51,11 @@ class StagingSink:
         self._linkage_key = linkage_key
         self.contacts_path = staging_dir / CONTACTS_FILE
         self.units_path = staging_dir / LINKAGE_UNITS_FILE
-        self._identities_path = staging_dir / _IDENTITIES_FILE
-        self._identities: pq.ParquetWriter | None = None
+        # Which identity each reference keeps is chosen at the end, from counts held in memory (an
+        # identity never reaches a file unkeyed); its contacts are marked ``linked`` then. Contacts are
+        # written here first and take their name only once complete.
+        self._unmarked_path = staging_dir / _UNMARKED_FILE
+        self._counts: list[pl.DataFrame] = []
         self.rejected_path = quarantine_dir / REJECTED_FILE
         self._quarantine_dir = quarantine_dir
         self._writer: pq.ParquetWriter | None = None
@@ -59,21 +65,17 @@ class StagingSink:
         self.rows_rejected = 0
 
     def accepted(self, contacts: pl.DataFrame) -> None:
-        bases = contacts.get_column("linkage_basis")
         if self._linkage_key:
-            # Keyed now, one batch at a time; which identity each reference keeps is chosen at the end.
-            distinct = bases.drop_nulls().unique(maintain_order=True)
-            keyed = keyed_identities(self._linkage_key, distinct)
-            tokens = bases.replace_strict(distinct, keyed.get_column(TOKEN), default=None).alias(TOKEN)
-            identities = keyed.to_arrow()
-            if self._identities is None:
-                self._identities = pq.ParquetWriter(self._identities_path, identities.schema, **_COMPRESSION)
-            self._identities.write_table(identities)
+            self._counts.append(identity_counts(contacts))
+            if len(self._counts) > 1 and sum(c.height for c in self._counts) > _COUNTS_MERGE_ROWS:
+                self._counts = [merge_counts(self._counts)]
+            table = contacts.drop("linkage_basis").to_arrow()
         else:
-            tokens = pl.Series(TOKEN, [None] * len(bases), pl.String)
-        table = contacts.drop("linkage_basis").with_columns(tokens).to_arrow()
+            table = contacts.drop("linkage_basis").with_columns(pl.lit(False).alias("linked")).to_arrow()
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.contacts_path.with_name(_TOKENS_FILE), table.schema, **_COMPRESSION)
+            # Contacts still to be marked are read back once, at once: compressing them would cost more than it saves.
+            compression = {"compression": "none"} if self._linkage_key else _COMPRESSION
+            self._writer = pq.ParquetWriter(self._unmarked_path, table.schema, **compression)
         self._writer.write_table(table)
         self.rows_accepted += contacts.height
         crash_point("mid-check")
@@ -96,9 +98,8 @@ class StagingSink:
         self.rows_rejected += len(rows)
 
     def __enter__(self) -> StagingSink:
-        for path in (self.contacts_path, self.units_path, self.rejected_path, self._identities_path):
+        for path in (self.contacts_path, self.units_path, self.rejected_path, self._unmarked_path):
             path.unlink(missing_ok=True)
-        self.contacts_path.with_name(_TOKENS_FILE).unlink(missing_ok=True)
         return self
 
     def __exit__(
@@ -106,28 +107,30 @@ class StagingSink:
     ) -> None:
         if self._writer is not None:
             self._writer.close()
-            self._resolve_linkage()
-        if self._identities is not None:
-            self._identities.close()
-        self._identities_path.unlink(missing_ok=True)
+            if self._linkage_key:
+                self._resolve_linkage(self._linkage_key)
+            else:
+                self._unmarked_path.replace(self.contacts_path)
+        self._unmarked_path.unlink(missing_ok=True)
         if self._rejected_handle is not None:
             self._rejected_handle.close()
 
-    def _resolve_linkage(self) -> None:
-        """Write each reference's linkage record and mark its contacts ``linked``; drop the tokens."""
-        with_tokens = self.contacts_path.with_name(_TOKENS_FILE)
-        contacts = pl.scan_parquet(with_tokens)
-        linked = pl.lit(False)
-        if self._identities is not None:
-            self._identities.close()
-            self._identities = None
-            # One record per reference, so it fits in memory; there the plan runs in a quarter of the
-            # streaming engine's time (which handles the joined list column slowly).
-            units = reference_components(contacts, pl.scan_parquet(self._identities_path)).collect(engine="in-memory")
-            units.write_parquet(self.units_path, **_COMPRESSION)
-            references = units.get_column("person_ref")
-            linked = pl.col("person_ref").is_in(references.implode())
-        contacts.with_columns(linked.alias("linked")).select(*STAGED_CONTACT_SCHEMA).sink_parquet(
-            self.contacts_path, **_COMPRESSION
+    def _resolve_linkage(self, key: bytes) -> None:
+        """Write each reference's linkage record and mark its contacts ``linked``.
+
+        A reference has a record exactly when one of its contacts carries an identity, so the contacts are
+        marked (by Polars, without the GIL) while the records are keyed (in Python), at once.
+        """
+        counts = merge_counts(self._counts) if self._counts else None
+        self._counts = []
+        linked = (
+            pl.lit(False) if counts is None else pl.col("person_ref").is_in(counts.get_column("person_ref").implode())
         )
-        with_tokens.unlink()
+        marked = (
+            pl.scan_parquet(self._unmarked_path).with_columns(linked.alias("linked")).select(*STAGED_CONTACT_SCHEMA)
+        )
+        with ThreadPoolExecutor(max_workers=1) as marking:
+            contacts = marking.submit(marked.sink_parquet, self.contacts_path, **_COMPRESSION)
+            if counts is not None:
+                reference_components(key, counts).write_parquet(self.units_path, **_COMPRESSION)
+            contacts.result()

@@ -94,30 +94,43 @@ def keyed_components(key: bytes, bases: pl.Series) -> pl.DataFrame:
     )
 
 
-def keyed_identities(key: bytes, bases: pl.Series) -> pl.DataFrame:
-    """Each distinct identity among ``bases`` (nulls left out): its linkage token and keyed components."""
-    distinct = bases.drop_nulls().unique(maintain_order=True)
-    return pl.concat([linkage_tokens(key, distinct).to_frame(), keyed_components(key, distinct)], how="horizontal")
+IDENTITY = "linkage_basis"
+CONTACTS = "contacts"
 
 
-def reference_components(contacts: pl.LazyFrame, identities: pl.LazyFrame) -> pl.LazyFrame:
-    """One linkage record per reference: ``person_ref`` and the keyed components of the identity most of
-    its contacts carry (ties to the smallest token), sorted by reference; a reference with none is left out.
-
-    ``contacts`` holds ``person_ref`` and ``linkage_token`` (null where an identifier was missing),
-    ``identities`` what ``keyed_identities`` gives (repeats allowed). A reference is one person at one
-    charity, so it is one linkage record even if a surname was spelt two ways in its contacts.
-    """
-    chosen = (
-        contacts.filter(pl.col(TOKEN).is_not_null())
-        .group_by("person_ref", TOKEN)
-        .len()
-        .sort(["person_ref", "len", TOKEN], descending=[False, True, False])
-        .group_by("person_ref", maintain_order=True)
-        .first()
-    )
+def identity_counts(contacts: pl.DataFrame) -> pl.DataFrame:
+    """How many contacts of each reference carry each identity (``person_ref``, ``linkage_basis`` and
+    ``contacts``); contacts without one are left out. Counts of several batches add up (``merge_counts``)."""
     return (
-        chosen.join(identities.unique(TOKEN), on=TOKEN, how="left")
-        .select("person_ref", *COMPONENTS, VARIANTS)
-        .sort("person_ref")
+        contacts.lazy()
+        .filter(pl.col(IDENTITY).is_not_null())
+        .group_by("person_ref", IDENTITY)
+        .agg(pl.len().cast(pl.Int64).alias(CONTACTS))
+        .collect()
+    )
+
+
+def merge_counts(counts: list[pl.DataFrame]) -> pl.DataFrame:
+    """``identity_counts`` of several batches as one."""
+    return pl.concat(counts).group_by("person_ref", IDENTITY).agg(pl.col(CONTACTS).sum())
+
+
+def reference_components(key: bytes, counts: pl.DataFrame) -> pl.DataFrame:
+    """One linkage record per reference: ``person_ref`` and the keyed components of the identity most of
+    its contacts carry (ties to the smallest linkage token), sorted by reference.
+
+    ``counts`` is ``identity_counts`` (one row per reference and identity). A reference is one person at
+    one charity, so it is one linkage record even if a surname was spelt two ways in its contacts. Only
+    identities tied for a reference's most contacts are keyed as tokens: the rest need no token to lose.
+    """
+    most = counts.filter(pl.col(CONTACTS) == pl.col(CONTACTS).max().over("person_ref"))
+    tied = most.filter(pl.len().over("person_ref") > 1)
+    if tied.height:
+        tied = tied.with_columns(linkage_tokens(key, tied.get_column(IDENTITY)).alias(TOKEN))
+        untied = most.filter(pl.len().over("person_ref") == 1)
+        broken = tied.sort("person_ref", TOKEN).group_by("person_ref", maintain_order=True).first()
+        most = pl.concat([untied, broken.select(untied.columns)])
+    chosen = most.select("person_ref", IDENTITY).sort("person_ref")
+    return pl.concat(
+        [chosen.select("person_ref"), keyed_components(key, chosen.get_column(IDENTITY))], how="horizontal"
     )

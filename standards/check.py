@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -24,8 +26,11 @@ from standards.mapping import CharityMapping, column_label, find_header_row, hea
 from standards.normalise import DateReading, choose_date_reading, normalise_batch
 from standards.personal_data import PersonalDataScreen
 from standards.reading import ExtractSource, ReadLimits, open_extract
-from standards.validation import RowOutcome, validate_batch
+from standards.validation import BatchOutcome, RowOutcome, validate_batch
 from standards.validation import contacts_frame as contacts_frame  # where callers have always found it
+
+# Batches judged at once: two keep both of two cores busy, and bound the memory of a file's check.
+JUDGED_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -121,15 +126,14 @@ def check_extract(
         )
         screen = PersonalDataScreen(plan)
         dates: dict[str, DateReading] = {}
-        for batch in source.batches(options.batch_size):
-            if not dates:
-                dates = _date_readings(batch, plan.fields, plan.header, mapping)
-                for reading in dates.values():
-                    if reading.note:
-                        collector.add(reading.note)
+
+        def judge(batch: pl.DataFrame) -> tuple[dict[str, int | None], BatchOutcome]:
             normalised = normalise_batch(batch, plan, mapping, dates)
-            screen.observe(batch, normalised)
-            judged = validate_batch(normalised, plan)
+            return screen.count(batch, normalised), validate_batch(normalised, plan)
+
+        def take(counts: dict[str, int | None], judged: BatchOutcome) -> None:
+            """What is kept of a judged batch, in the file's order."""
+            screen.add(counts)
             rejected = judged.rejected
             for outcome in judged.affected:
                 for issue in outcome.issues:
@@ -143,6 +147,31 @@ def check_extract(
                 sink.accepted(judged.contacts)
                 if rejected:
                     sink.rejected(rejected)
+
+        # Batches are judged JUDGED_AT_ONCE at a time while the next is read and the last is kept: Polars
+        # releases the GIL, so both cores work.
+        with ThreadPoolExecutor(max_workers=JUDGED_AT_ONCE) as pool:
+            judging: deque[Future[tuple[dict[str, int | None], BatchOutcome]]] = deque()
+            try:
+                for batch in source.batches(options.batch_size):
+                    if not dates:
+                        dates = _date_readings(batch, plan.fields, plan.header, mapping)
+                        for reading in dates.values():
+                            if reading.note:
+                                collector.add(reading.note)
+                    judging.append(pool.submit(judge, batch))
+                    if len(judging) == JUDGED_AT_ONCE:
+                        take(*judging.popleft().result())
+                while judging:
+                    take(*judging.popleft().result())
+            except FileRejected:
+                # The rows read before the file stopped count, as when batches were judged one by one.
+                while judging:
+                    take(*judging.popleft().result())
+                raise
+            finally:
+                for unfinished in judging:  # after an error of ours: nothing more is kept
+                    unfinished.cancel()
         report.rows_accepted = report.rows_received - report.rows_rejected
         if (problem := screen.reference_problem()) is not None:
             raise problem

@@ -211,12 +211,13 @@ class PersonalDataScreen:
         position = self.plan.fields.get("postcode")
         self.addresses = None if position is None else _Tally(column_label(header, position))
 
-    def observe(self, batch: pl.DataFrame, normalised: pl.DataFrame) -> None:
-        """Count personal data in one batch (raw columns from the reader, typed ones from the normaliser)."""
+    def count(self, batch: pl.DataFrame, normalised: pl.DataFrame) -> dict[str, int | None]:
+        """Count personal data in one batch (raw columns from the reader, typed ones from the normaliser),
+        without keeping it: batches can be counted at once, in any order, and are added in the file's
+        order (``add``), which the first row of each finding needs."""
+        totals: dict[str, int | None] = {}
         if self.unused:
-            totals = _totals(batch, {f"u{p}_": (pl.col(f"c{p}"), ALL_KINDS) for p in self.unused})
-            for position, tally in self.unused.items():
-                tally.add(totals, f"u{position}_", ALL_KINDS)
+            totals |= _totals(batch, {f"u{p}_": (pl.col(f"c{p}"), ALL_KINDS) for p in self.unused})
         reference = pl.col("person_ref" + RAW_SUFFIX)
         screened = {"ref_": (reference, REFERENCE_KINDS)}
         for name in self.coded:
@@ -228,7 +229,12 @@ class PersonalDataScreen:
             around = raw.str.replace(POSTCODE, "").str.contains(r"[A-Za-z0-9]")
             screened["address_"] = (pl.when(around).then(raw), (Kind.POSTCODE,))
         ten_digit = reference.str.contains(f"^{NHS_SHAPE}$").alias("ref_ten_digit")
-        totals = _totals(normalised, screened, [ten_digit])
+        return totals | _totals(normalised, screened, [ten_digit])
+
+    def add(self, totals: dict[str, int | None]) -> None:
+        """Add one batch's ``count``."""
+        for position, tally in self.unused.items():
+            tally.add(totals, f"u{position}_", ALL_KINDS)
         self.reference.add(totals, "ref_", REFERENCE_KINDS)
         for name, tally in self.coded.items():
             tally.add(totals, f"{name}_", VALUE_KINDS)

@@ -16,7 +16,7 @@ from collab.staging import STAGED_CONTACT_SCHEMA
 from privacy.accountant import BudgetExceeded, BudgetPolicy, Charge, charge, spent
 from privacy.bounding import BoundedAggregates, bounded_aggregates, finest_cells
 from privacy.estimators import MEDIAN_SHARES, count_signature, release_indicator
-from privacy.linkage import keyed_components, keyed_identities, reference_components
+from privacy.linkage import identity_counts, keyed_components, merge_counts, reference_components
 from privacy.mechanisms import (
     discrete_gaussian,
     epsilon_at,
@@ -289,9 +289,10 @@ def test_each_linking_reference_gets_one_keyed_linkage_record_of_its_most_common
     bases = pl.Series(["OKAFOR|1988-04-12|B15", None, "OKAFOR|1988-04-12|B15", "OKAFR|1988-04-12|B15"])
     tokens = linkage_tokens(key, bases)
     assert tokens[0] == tokens[2] != tokens[3] and tokens[1] is None
-    staged = pl.DataFrame({"person_ref": ["A", "A", "A", "B"], "linkage_token": tokens})
-    identities = keyed_identities(key, bases)
-    units = reference_components(staged.lazy(), pl.concat([identities, identities]).lazy()).collect()
+    contacts = pl.DataFrame({"person_ref": ["A", "A", "A", "B"], "linkage_basis": bases})
+    # Counted batch by batch, the counts add up.
+    counts = merge_counts([identity_counts(contacts.head(2)), identity_counts(contacts.tail(2))])
+    units = reference_components(key, counts)
     assert units.get_column("person_ref").to_list() == ["A", "B"]
     expected = keyed_components(key, pl.Series([bases[0], bases[3]]))
     assert units.drop("person_ref").equals(expected)
@@ -300,6 +301,18 @@ def test_each_linking_reference_gets_one_keyed_linkage_record_of_its_most_common
     # The unit is named by the reference's person_key, the key its contacts carry.
     assert rows.get_column("unit_key").to_list() == person_keys(key, "charity-a", pl.Series(["A", "B"])).to_list()
     assert "OKAFOR" not in str(rows.rows()).upper() and tokens[0] not in str(rows.rows())
+
+
+def test_a_reference_with_tied_identities_keeps_the_one_with_the_smallest_token() -> None:
+    key = b"k" * 32
+    bases = ["OKAFOR|1988-04-12|B15", "OKAFR|1988-04-12|B15", "OKAFOR|1988-04-21|B15", "OKAFOR|1988-04-21|B15"]
+    contacts = pl.DataFrame({"person_ref": ["A", "A", "B", "B"], "linkage_basis": bases})
+    units = reference_components(key, identity_counts(contacts))
+    smallest = min(bases[:2], key=lambda basis: linkage_tokens(key, pl.Series([basis])).item())
+    expected = keyed_components(key, pl.Series([smallest, bases[2]]))
+    assert units.get_column("person_ref").to_list() == ["A", "B"]
+    assert units.drop("person_ref").equals(expected)
+    assert reference_components(key, identity_counts(contacts.clear())).height == 0
 
 
 def test_minimise_keeps_only_the_allowlist() -> None:

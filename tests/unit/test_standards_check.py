@@ -48,6 +48,14 @@ def test_a_clean_file_is_accepted_and_standardised(tmp_path: Path) -> None:
     expectations.validate(bad, [name for name in bad.columns if name in FIELDS])
     dates = expectations.outcomes["contact_date is between 01/01/2000 and today"]
     assert (dates.success, dates.unexpected_count, dates.element_count) == (False, 2, 40)
+    # Codes reach GX as categories; a value outside the codelist is still found.
+    bad = contacts.with_columns(
+        pl.when(pl.col("source_row") == 4).then(pl.lit("not_a_need")).otherwise(pl.col("need")).alias("need")
+    )
+    expectations = ExpectationRun()
+    expectations.validate(bad, [name for name in bad.columns if name in FIELDS])
+    needs = expectations.outcomes["need is a code of the need codelist"]
+    assert (needs.success, needs.unexpected_count, needs.element_count) == (False, 1, 40)
 
 
 def test_missing_required_column_rejects_the_file(tmp_path: Path) -> None:
@@ -375,3 +383,22 @@ def test_a_council_named_in_the_postcode_column_is_its_area_with_a_warning(tmp_p
     [warning] = [g for g in report.issues if g.code == "W_AREA_NAME_AS_POSTCODE"]
     assert warning.count == 2 and warning.examples[0].row == 2
     assert sink.contacts().get_column("local_authority_code").head(2).to_list() == ["E06000023"] * 2
+
+
+def test_batches_judged_at_once_reach_the_sink_in_the_files_order_and_count_when_the_file_stops(
+    tmp_path: Path,
+) -> None:
+    sink = CollectingSink()
+    options = CheckOptions(batch_size=7)
+    report = check_extract(write_csv(tmp_path / "many.csv", contact_rows(60)), options=options, sink=sink).report
+    assert report.rows_accepted == 60
+    assert pl.concat(sink.frames).get_column("source_row").to_list() == list(range(2, 62))
+    # A quote left open at row 42 stops the file; the rows read before it still count as received.
+    path = tmp_path / "stops.csv"
+    write_csv(path, contact_rows(60))
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[41] = lines[41].replace(",", ',"', 1)
+    path.write_text("".join(lines), encoding="utf-8")
+    report = check_extract(path, options=options).report
+    assert "E_UNTERMINATED_QUOTE" in report.codes()
+    assert report.rows_received == 35
