@@ -97,3 +97,9 @@ def test_wiping_the_instance_closes_the_runs_databases_first(workspace: Workspac
         assert [r.run_id for r in instance.get_runs()] == [after]
         with DagsterInstance.get() as another:  # its own connections, as another process's
             assert _materialized_by(another) == {after}
+
+
+def test_the_event_log_starts_in_an_empty_directory(tmp_path: Path) -> None:
+    storage = HeldSqliteEventLogStorage(str(tmp_path / "runs"))
+    assert storage.supports_global_concurrency_limits  # its index shard was created, with every table
+    storage.dispose()
