@@ -227,7 +227,11 @@ class Workspace:
             config["storage"] = {"postgres": {"postgres_url": {"env": POSTGRES_URL_VARIABLE}}}
         header = f"# Written by `collab init` from {DAGSTER_YAML} and {self.settings_path}; edit those instead.\n"
         text = header + yaml.safe_dump(config, sort_keys=False)
-        (self.dagster_home / "dagster.yaml").write_text(text, encoding="utf-8")
+        target = self.dagster_home / "dagster.yaml"
+        # Every run's `workspace` resource calls this: unchanged, the file is left alone, never rewritten under
+        # a webserver or daemon reading it.
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
 
     def key(self) -> bytes:
         return load_key(self.key_path)

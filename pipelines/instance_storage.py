@@ -1,0 +1,111 @@
+"""The Dagster instance's SQLite storage, holding its event-log connections open between events.
+
+Dagster's ``SqliteEventLogStorage`` opens a new SQLAlchemy engine and SQLite connection for every event it
+writes and every read, and closes them after: about 250 a tiny submission's run, each paying the connect,
+and the close of a write-ahead-logged database checkpointing the log back into it and deleting it. That
+was most of the event log's cost, itself the largest share of a tiny file's overhead. This storage keeps
+one open connection per database file instead: the index shard's for the process's life, the few latest
+runs' shards until newer runs push them out. Everything else is Dagster's own: the same files and layout
+(``dagster.yaml`` names it as ``storage: custom``, with the base directory ``storage: sqlite`` had), the
+same transactions (each write still commits on its own), the same lock that serialises the process's
+threads over the storage. Dagster's other SQLite storages (runs, schedules) are used as they are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
+from dagster._core.storage.sql import create_engine
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
+from dagster._serdes import ConfigurableClassData
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool, QueuePool
+
+# Run shards kept open besides the index: a run writes only its own, so a process running one run at a
+# time needs one; a webserver reading several runs' logs gains from a few.
+OPEN_RUN_SHARDS = 4
+
+
+class HeldSqliteEventLogStorage(SqliteEventLogStorage):
+    """``SqliteEventLogStorage`` with one connection per shard held open in this process.
+
+    Every use of a connection is under the storage's ``_db_lock`` (as in Dagster's own ``_connect``), so
+    one connection per shard serves all the process's threads, one at a time. A forked child drops the
+    connections it inherited (SQLite's must never cross a fork) and opens its own.
+    """
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+        # Set first: Dagster's constructor already connects, to create and index a new directory's index shard.
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._engines_pid = os.getpid()
+        super().__init__(base_dir, inst_data=inst_data)
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        with self._db_lock, self._engine(shard).connect() as conn, conn.begin():
+            yield conn
+
+    def _engine(self, shard: str) -> Engine:
+        """The shard's engine, most recently used last; the least recent run shard beyond the limit is closed."""
+        if self._engines_pid != os.getpid():
+            for inherited in self._engines.values():
+                inherited.dispose(close=False)
+            self._engines.clear()
+            self._engines_pid = os.getpid()
+        engine = self._engines.pop(shard, None)
+        if engine is None:
+            if shard not in self._initialized_dbs:
+                # Creating a shard takes two connections at once: Dagster's own way, with throwaway ones.
+                creating = create_engine(
+                    self.conn_string_for_shard(shard),
+                    poolclass=NullPool,
+                    connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+                )
+                self._initdb(creating)
+                creating.dispose()
+                self._initialized_dbs.add(shard)
+            engine = create_engine(
+                self.conn_string_for_shard(shard),
+                poolclass=QueuePool,
+                pool_size=1,
+                max_overflow=0,
+                # Used from whichever thread holds ``_db_lock``, one at a time.
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+            )
+        self._engines[shard] = engine
+        run_shards = [name for name in self._engines if name != INDEX_SHARD_NAME]
+        for name in run_shards[: max(0, len(run_shards) - OPEN_RUN_SHARDS)]:
+            self._engines.pop(name).dispose()
+        return engine
+
+    def _close_engines(self) -> None:
+        with self._db_lock:
+            while self._engines:
+                self._engines.popitem()[1].dispose()
+
+    def wipe(self) -> None:
+        # Dagster's wipe deletes the run shards' files: none may stay open on a deleted file.
+        self._close_engines()
+        super().wipe()
+
+    def dispose(self) -> None:
+        self._close_engines()
+        super().dispose()
+
+
+class CollabSqliteStorage(DagsterSqliteStorage):
+    """Dagster's SQLite storage (runs, event log, schedules under ``base_dir``) with the held-connection event log."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+        super().__init__(base_dir, inst_data=inst_data)
+        self._event_log_storage = HeldSqliteEventLogStorage(_event_logs_directory(base_dir))
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Any) -> CollabSqliteStorage:
+        return cls.from_local(inst_data=inst_data, **config_value)

@@ -1,0 +1,105 @@
+"""The workspace's Dagster instance on SQLite holds its event-log connections open: what it writes is still
+committed event by event and seen at once by every other process (the UI's, the daemon's), a forked child
+opens its own connections, and only the latest runs' databases stay open."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter, asset, materialize
+
+from collab.workspace import Workspace
+from pipelines.instance_storage import OPEN_RUN_SHARDS, HeldSqliteEventLogStorage
+
+
+@asset
+def parcel() -> int:
+    return 1
+
+
+def _materialized_by(instance: DagsterInstance) -> set[str]:
+    records = instance.event_log_storage.get_event_records(
+        EventRecordsFilter(DagsterEventType.ASSET_MATERIALIZATION, asset_key=AssetKey("parcel"))
+    )
+    return {r.run_id for r in records}
+
+
+def _read_elsewhere(run_ids: list[str]) -> dict[str, object]:
+    """What a separate process (as the Dagster UI is) reads from the workspace's instance."""
+    script = """
+import json, sys
+from dagster import AssetKey, DagsterInstance, EventRecordsFilter, DagsterEventType
+with DagsterInstance.get() as instance:
+    events = {run_id: len(instance.all_logs(run_id)) for run_id in sys.argv[1:]}
+    records = instance.event_log_storage.get_event_records(
+        EventRecordsFilter(DagsterEventType.ASSET_MATERIALIZATION, asset_key=AssetKey("parcel"))
+    )
+    print(json.dumps({"events": events, "materialized_by": sorted(r.run_id for r in records)}))
+"""
+    done = subprocess.run([sys.executable, "-c", script, *run_ids], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def test_runs_and_their_events_are_seen_by_another_process_at_once(workspace: Workspace) -> None:
+    with DagsterInstance.get() as instance:
+        assert isinstance(instance.event_log_storage, HeldSqliteEventLogStorage)
+        run_ids = [materialize([parcel], instance=instance).run_id for _ in range(OPEN_RUN_SHARDS + 2)]
+        counts = {run_id: len(instance.all_logs(run_id)) for run_id in run_ids}
+        # The process is still going, its connections open: another process reads every event all the same.
+        seen = _read_elsewhere(run_ids)
+        assert seen == {"events": counts, "materialized_by": sorted(run_ids)}
+        assert all(count > 10 for count in counts.values())
+        # The index and the latest runs' databases are held; older runs' were closed as newer ones came.
+        assert len(instance.event_log_storage._engines) == OPEN_RUN_SHARDS + 1
+
+
+def _materialize_in_child(queue: multiprocessing.Queue) -> None:
+    with DagsterInstance.get() as instance:
+        queue.put(materialize([parcel], instance=instance).run_id)
+
+
+def test_a_forked_child_writes_on_connections_of_its_own(workspace: Workspace) -> None:
+    with DagsterInstance.get() as instance:
+        first = materialize([parcel], instance=instance).run_id
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_materialize_in_child, args=(queue,))
+        child.start()
+        child.join(timeout=120)
+        assert child.exitcode == 0
+        in_child = queue.get(timeout=5)
+        # The parent's connections still work after the child used (and closed) its own.
+        last = materialize([parcel], instance=instance).run_id
+        assert _materialized_by(instance) == {first, in_child, last}
+
+
+def _open_files() -> list[str]:
+    names = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor, closed by now
+            names.append(str(fd.readlink()))
+    return names
+
+
+def test_wiping_the_instance_closes_the_runs_databases_first(workspace: Workspace) -> None:
+    with DagsterInstance.get() as instance:
+        materialize([parcel], instance=instance)
+        instance.wipe()
+        assert instance.get_runs() == []
+        # Dagster deleted the run's database: no connection of ours is left writing to the deleted file.
+        assert not [name for name in _open_files() if name.endswith(".db (deleted)")]
+        after = materialize([parcel], instance=instance).run_id
+        assert [r.run_id for r in instance.get_runs()] == [after]
+        with DagsterInstance.get() as another:  # its own connections, as another process's
+            assert _materialized_by(another) == {after}
+
+
+def test_the_event_log_starts_in_an_empty_directory(tmp_path: Path) -> None:
+    storage = HeldSqliteEventLogStorage(str(tmp_path / "runs"))
+    assert storage.supports_global_concurrency_limits  # its index shard was created, with every table
+    storage.dispose()
