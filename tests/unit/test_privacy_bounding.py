@@ -67,24 +67,35 @@ def _migrated() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _warehouse(rows: list[tuple]) -> duckdb.DuckDBPyConnection:
-    """The warehouse schema holding ``rows`` as contacts. Migrated once: hundreds of examples each replace the
-    contacts, the only table the queries read, in a fraction of the time a fresh schema takes."""
-    con = _migrated()
-    con.execute("DELETE FROM contacts")
+def contacts_warehouse(records: list[list], *, linked: bool, fresh: bool = False) -> duckdb.DuckDBPyConnection:
+    """The warehouse schema holding ``records`` (values of ``COLUMNS``) as 2026Q1 contacts. Property tests share
+    one migrated schema and replace its contacts, the only table the queries read (migrating took most of an
+    example's time); ``fresh``: a schema of its own, for a test that writes more than contacts."""
+    if fresh:
+        con = duckdb.connect()
+        migrate(con)
+    else:
+        con = _migrated()
+        con.execute("DELETE FROM contacts")
     incoming = pl.DataFrame(  # noqa: F841  (read by DuckDB by name)
+        records, schema={name: pl.Int64 if name.endswith("_gbp") else pl.String for name in COLUMNS}, orient="row"
+    )
+    con.execute(
+        f"INSERT INTO contacts (submission_id, quarter, linked, {', '.join(COLUMNS)}) "
+        f"SELECT 's', '2026Q1', $linked, {', '.join(COLUMNS)} FROM incoming",
+        {"linked": linked},
+    )
+    return con
+
+
+def _warehouse(rows: list[tuple]) -> duckdb.DuckDBPyConnection:
+    return contacts_warehouse(
         [
             [f"c{c}", f"p{p}", need, *AREAS[a], age, debt, income, costs]
             for p, c, a, need, age, debt, income, costs in rows
         ],
-        schema={name: pl.Int64 if name.endswith("_gbp") else pl.String for name in COLUMNS},
-        orient="row",
+        linked=True,
     )
-    con.execute(
-        f"INSERT INTO contacts (submission_id, quarter, linked, {', '.join(COLUMNS)}) "
-        f"SELECT 's', '2026Q1', TRUE, {', '.join(COLUMNS)} FROM incoming"
-    )
-    return con
 
 
 def _aggregates(indicator: Indicator, rows: list[tuple], salt: str = "salt") -> BoundedAggregates:

@@ -16,14 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collab.schema import migrate
 from privacy.accountant import BudgetExceeded, BudgetPolicy, spent
 from privacy.bounding import BoundedAggregates, bounded_aggregates, query_sensitivity
 from privacy.estimators import MEDIAN_SHARES, release_indicator
 from privacy.mechanisms import discrete_gaussian
 from privacy.release import Contributors, ReleasePolicy, release_period
 from standards.catalogue import Indicator, load_catalogue
-from tests.unit.test_privacy_bounding import AGE_BANDS, AREAS, NEEDS, _distances
+from tests.unit.test_privacy_bounding import AGE_BANDS, AREAS, NEEDS, _distances, contacts_warehouse
 
 INDICATORS = load_catalogue().indicators
 # What a release spends of its rho: all but the median's count, which reuses the mean's.
@@ -41,20 +40,12 @@ others = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3), visit), max_si
 one_unit = st.lists(visit, min_size=1, max_size=6)
 
 
-def _warehouse(rows: list[tuple[str, str, tuple]]) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    migrate(con)
-    if rows:
-        con.executemany(
-            "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, local_authority_code, "
-            "region_code, nation_code, age_band, total_debt_gbp, monthly_income_gbp, monthly_essential_costs_gbp, "
-            "linked) VALUES ('s', ?, ?, '2026Q1', ?, ?, ?, ?, ?, ?, ?, ?, FALSE)",
-            [
-                [charity, key, need, *AREAS[a], age, debt, income, costs]
-                for charity, key, (a, need, age, debt, income, costs) in rows
-            ],
-        )
-    return con
+def _warehouse(rows: list[tuple[str, str, tuple]], *, fresh: bool = False) -> duckdb.DuckDBPyConnection:
+    records = [
+        [charity, key, need, *AREAS[a], age, debt, income, costs]
+        for charity, key, (a, need, age, debt, income, costs) in rows
+    ]
+    return contacts_warehouse(records, linked=False, fresh=fresh)
 
 
 def _aggregates(indicator: Indicator, rows: list[tuple[str, str, tuple]]) -> BoundedAggregates:
@@ -116,7 +107,9 @@ def test_openDP_maps_give_m_squared_rho_for_every_indicator() -> None:
 
 
 def _contacts(people: int) -> duckdb.DuckDBPyConnection:
-    con = _warehouse([(f"c{i % 2}", f"p{i}", (i % len(AREAS), "food", None, 10 * i, 900, 1000)) for i in range(people)])
+    con = _warehouse(
+        [(f"c{i % 2}", f"p{i}", (i % len(AREAS), "food", None, 10 * i, 900, 1000)) for i in range(people)], fresh=True
+    )
     return con
 
 
