@@ -88,8 +88,9 @@ def load_submission(
             replaced = _replace(con, submission_id, charity_id)
             linked = None
             if linkage is not None:
-                stored = store_units(con, units) if units is not None else 0
-                linked = relink(con, linkage, changed=stored > 0)
+                if units is not None:
+                    store_units(con, units)
+                linked = relink(con, linkage)
             quarters = [
                 row[0]
                 for row in con.execute(
