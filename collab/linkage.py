@@ -73,7 +73,7 @@ def relink(con: duckdb.DuckDBPyConnection, policy: LinkagePolicy) -> RelinkResul
         """
         DELETE FROM linkage_units
         WHERE charity_id NOT IN (SELECT unnest($linking::VARCHAR[]))
-           OR unit_key NOT IN (SELECT DISTINCT person_key FROM contacts)
+           OR unit_key IN (SELECT unit_key FROM linkage_units u ANTI JOIN contacts c ON c.person_key = u.unit_key)
         RETURNING unit_key
         """,
         {"linking": list(policy.linking)},

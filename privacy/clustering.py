@@ -209,7 +209,7 @@ def _links(records: pl.DataFrame, *, threshold: float, trained: bool = False) ->
     if records.height < 2 or (changed_only and not records.get_column(_CHANGED).any()):
         return pl.DataFrame(schema={f"{UNIT_ID}_l": pl.String, f"{UNIT_ID}_r": pl.String})
     columns = [UNIT_ID, *COMPONENTS, VARIANTS, *([_CHANGED] if changed_only else [])]
-    frame = records.select(columns).sort(UNIT_ID).to_pandas()
+    frame = records.select(columns).sort(UNIT_ID).to_arrow()
     # Splink's own in-memory database, closed as soon as the links are read.
     database = duckdb.connect()
     try:
