@@ -54,7 +54,9 @@ def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame) -> int:
     con.register("incoming_units", units.to_arrow())
     same = " AND ".join(f"i.{c} IS NOT DISTINCT FROM u.{c}" for c in (*COMPONENTS, VARIANTS))
     _unlink(con, f"SELECT unit_key FROM incoming_units i JOIN linkage_units u USING (unit_key) WHERE NOT ({same})")
-    con.execute("INSERT OR REPLACE INTO linkage_units BY NAME SELECT * FROM incoming_units")
+    # Not INSERT OR REPLACE: under the load's memory limit it runs out of memory on a large submission's units.
+    con.execute("DELETE FROM linkage_units WHERE unit_key IN (SELECT unit_key FROM incoming_units)")
+    con.execute("INSERT INTO linkage_units BY NAME SELECT * FROM incoming_units")
     con.unregister("incoming_units")
     return units.height
 
