@@ -111,7 +111,7 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, contacts: int, seed: int) ->
             if sink.units_path.exists():
                 units = pl.read_parquet(sink.units_path)
                 store_units(con, minimise_units(units, key=key, charity_id=profile.id, submission_id=submission))
-    relink(con, policy, changed=True)
+    relink(con, policy)
     return quarter
 
 

@@ -213,6 +213,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        6,
+        "the link threshold the clusters were made at: they are brought up to date load by load until it changes",
+        # One row, or none before the first relink (``collab.linkage.relink``): then every unit is linked afresh.
+        ("CREATE TABLE IF NOT EXISTS linkage_state (threshold DOUBLE NOT NULL)",),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -13,6 +13,10 @@ collaborative's first quarter, give EM nothing to learn from); below ``MIN_TRAIN
 without ``MIN_EXACT_PAIRS`` agreeing pairs the weights are fixed, public values (``_FIXED_LEVELS``)
 instead. Each cluster's id is the smallest ``unit_id`` among its members: the same records always give
 the same ids, and a reference linked to nobody keeps its own.
+
+On the fixed weights a pair's score depends on its two records alone, so clusters can be brought up to
+date with changed records without scoring the others again (``relink_clusters``): the links that can
+appear are those of a changed record, found by the same blocking rules and scored the same way.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ from __future__ import annotations
 import logging
 
 import duckdb
+import numpy as np
 import polars as pl
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
 from splink import Linker, SettingsCreator, block_on
+from splink.blocking_rule_library import And, CustomRule
 from splink.internals.duckdb.database_api import DuckDBAPI
 
 from privacy.linkage import COMPONENTS, DEFAULT_THRESHOLD, VARIANTS
@@ -48,6 +56,15 @@ _FIXED_LEVELS: dict[str, tuple[tuple[float, float], ...]] = {
     "place": ((0.89, 0.02), (0.1, 0.05)),
 }
 _FIXED_PRIOR = 0.000005
+# Candidate pairs: a person is found if any one of these agrees, so one typo or one move loses nobody. Two
+# records that agree on none of them are never compared, so never linked.
+BLOCKING_KEYS: tuple[tuple[str, ...], ...] = (
+    ("birth_date",),
+    ("surname", "birth_month"),
+    ("surname_sound", "district"),
+)
+# A column of records given to Splink: true for the records whose pairs are wanted (``relink_clusters``).
+_CHANGED = "changed_record"
 
 
 def _comparison(
@@ -72,7 +89,7 @@ def _comparison(
     return cl.CustomComparison(output_column_name=name, comparison_levels=[null, *weighted, rest])
 
 
-def _settings(*, trained: bool) -> SettingsCreator:
+def _settings(*, trained: bool, changed_only: bool = False) -> SettingsCreator:
     surname = _comparison(
         "surname",
         cll.And(cll.NullLevel("surname"), cll.NullLevel("surname_sound")),
@@ -101,12 +118,11 @@ def _settings(*, trained: bool) -> SettingsCreator:
         link_type="dedupe_only",
         unique_id_column_name=UNIT_ID,
         comparisons=[surname, birth, place],
-        # Candidate pairs: a person is found if any one of these agrees, so one typo or one move loses nobody.
         blocking_rules_to_generate_predictions=[
-            block_on("birth_date"),
-            block_on("surname", "birth_month"),
-            block_on("surname_sound", "district"),
+            And(block_on(*key), CustomRule(f"l.{_CHANGED} OR r.{_CHANGED}")) if changed_only else block_on(*key)
+            for key in BLOCKING_KEYS
         ],
+        additional_columns_to_retain=[_CHANGED] if changed_only else [],
         retain_matching_columns=False,
         retain_intermediate_calculation_columns=False,
         **({} if trained else {"probability_two_random_records_match": _FIXED_PRIOR}),
@@ -132,18 +148,73 @@ def link_clusters(
     ``train``: whether to estimate the weights from the records; by default, when there are enough of them
     (``bench.linkage`` also measures the fixed weights on many records).
     """
+    _check(records, threshold)
+    trained = _trainable(records) if train is None else train
+    ids = records.get_column(UNIT_ID)
+    found = _components(ids, _links(records, threshold=threshold, trained=trained))
+    return pl.DataFrame({UNIT_ID: ids, "cluster_id": found})
+
+
+def relink_clusters(
+    records: pl.DataFrame, changed: pl.Series, clusters: pl.DataFrame, *, threshold: float = DEFAULT_THRESHOLD
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Bring clusters made on the fixed weights up to date with changed records, as ``link_clusters`` would.
+
+    ``changed``: the ``unit_id`` of every record that is new, or whose cluster lost a member (a record
+    removed or changed; its remaining members are changed too). ``records``: the changed records and every
+    other record that shares a blocking key with one (none else can link to them). ``clusters``:
+    ``unit_id``, ``cluster_id`` of those others, from earlier; their clusters are otherwise untouched, so
+    each keeps its links and its id (the smallest of members that all remain).
+
+    Returns ``unit_id``, ``cluster_id`` of each changed record, and ``cluster_id``, ``merged_into`` of each
+    earlier cluster a changed record joined to a cluster with a smaller id. Only pairs with a changed
+    record are scored, with the same fixed weights and threshold, and the links so found join the changed
+    records and the earlier clusters, so the result is the clusters that ``link_clusters`` finds on all
+    records with ``train=False``.
+    """
+    _check(records, threshold)
+    earlier = dict(zip(*clusters.select(UNIT_ID, "cluster_id").get_columns(), strict=True))
+    if set(earlier) | set(changed) != set(records.get_column(UNIT_ID)) or set(earlier) & set(changed):
+        raise ValueError("each record must be either changed or in an earlier cluster")
+    links = _links(records.with_columns(pl.col(UNIT_ID).is_in(changed.implode()).alias(_CHANGED)), threshold=threshold)
+    # A record of an earlier cluster stands for its whole cluster: the cluster's id is the node.
+    node = pl.col(UNIT_ID).replace(earlier)
+    edges = links.select(pl.col(f"{UNIT_ID}_l").replace(earlier), pl.col(f"{UNIT_ID}_r").replace(earlier))
+    nodes = pl.concat([changed, clusters.get_column("cluster_id")]).unique()
+    joined = pl.DataFrame({"node": nodes, "cluster_id": _components(nodes, edges)})
+    changed_clusters = (
+        records.filter(pl.col(UNIT_ID).is_in(changed.implode()))
+        .select(UNIT_ID, node.alias("node"))
+        .join(joined, on="node")
+        .select(UNIT_ID, "cluster_id")
+    )
+    merged = joined.filter(pl.col("node").is_in(clusters.get_column("cluster_id").implode()))
+    merged = merged.filter(pl.col("node") != pl.col("cluster_id")).select(
+        pl.col("node").alias("cluster_id"), pl.col("cluster_id").alias("merged_into")
+    )
+    return changed_clusters, merged
+
+
+def _check(records: pl.DataFrame, threshold: float) -> None:
     if not 0 < threshold < 1:
         raise ValueError(f"the link threshold is a probability strictly between 0 and 1, not {threshold}")
     if records.get_column(UNIT_ID).n_unique() != records.height:
         raise ValueError("each record needs its own unit_id")
-    if records.height < 2:
-        return records.select(UNIT_ID, pl.col(UNIT_ID).alias("cluster_id"))
-    frame = records.select(UNIT_ID, *COMPONENTS, VARIANTS).sort(UNIT_ID).to_pandas()
-    trained = _trainable(records) if train is None else train
-    # Splink's own in-memory database, closed as soon as the clusters are read.
+
+
+def _links(records: pl.DataFrame, *, threshold: float, trained: bool = False) -> pl.DataFrame:
+    """``unit_id_l``, ``unit_id_r`` of every pair Splink scores at or above ``threshold``; with a
+    ``changed_record`` column, only the pairs with a changed record."""
+    changed_only = _CHANGED in records.columns
+    if records.height < 2 or (changed_only and not records.get_column(_CHANGED).any()):
+        return pl.DataFrame(schema={f"{UNIT_ID}_l": pl.String, f"{UNIT_ID}_r": pl.String})
+    columns = [UNIT_ID, *COMPONENTS, VARIANTS, *([_CHANGED] if changed_only else [])]
+    frame = records.select(columns).sort(UNIT_ID).to_arrow()
+    # Splink's own in-memory database, closed as soon as the links are read.
     database = duckdb.connect()
     try:
-        linker = Linker(DuckDBAPI(database).register(frame), _settings(trained=trained), log_level=logging.ERROR)
+        settings = _settings(trained=trained, changed_only=changed_only)
+        linker = Linker(DuckDBAPI(database).register(frame), settings, log_level=logging.ERROR)
         if trained:
             linker.training.estimate_probability_two_random_records_match(
                 [block_on("surname", "birth_date", "district")], recall=0.8
@@ -157,11 +228,26 @@ def link_clusters(
                 block_on("surname", "district"), fix_u_probabilities=True
             )
         pairs = linker.inference.predict(threshold_match_probability=threshold)
-        clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
-            pairs, threshold_match_probability=threshold
-        )
-        found = pl.from_pandas(clusters.as_pandas_dataframe()[[UNIT_ID, "cluster_id"]]).cast(pl.String)
+        # Splink's prediction threshold is on the match weight; the link is on the probability, as its clustering.
+        links = database.sql(
+            f"SELECT {UNIT_ID}_l, {UNIT_ID}_r FROM {pairs.physical_name} WHERE match_probability >= $threshold",
+            params={"threshold": threshold},
+        ).pl()
     finally:
         database.close()
-    found = found.with_columns(pl.col(UNIT_ID).min().over("cluster_id").alias("cluster_id"))
-    return records.select(UNIT_ID).join(found, on=UNIT_ID, how="left", maintain_order="left")
+    return links.cast(pl.String)
+
+
+def _components(ids: pl.Series, links: pl.DataFrame) -> pl.Series:
+    """For each of ``ids`` (distinct), the smallest id connected to it through ``links`` (pairs of ids)."""
+    if ids.is_empty():
+        return ids
+    order = ids.sort()
+    at = {column: links.get_column(column).replace_strict(order, np.arange(order.len())) for column in links.columns}
+    left, right = (positions.to_numpy() for positions in at.values())
+    graph = coo_array((np.ones(left.size, dtype=np.int8), (left, right)), shape=(order.len(), order.len()))
+    _, labels = connected_components(graph, directed=False)
+    # Positions follow the sorted ids, so a component's first position holds its smallest id.
+    first = np.full(labels.max() + 1, order.len())
+    np.minimum.at(first, labels, np.arange(order.len()))
+    return ids.replace_strict(order, order.gather(first[labels]))

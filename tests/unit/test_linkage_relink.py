@@ -51,7 +51,7 @@ def _units_by_charity(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
 
 def test_relinking_joins_one_person_across_linking_charities_and_drops_what_must_go() -> None:
     con = _warehouse()
-    result = relink(con, BOTH, changed=True)
+    result = relink(con, BOTH)
     # c does not link: its unit is dropped, and its Nowak stays a unit of its own.
     assert result.relinked and result.units == 3 and result.clusters == 2
     assert _units_by_charity(con) == [["a"], ["a", "b"], ["c"]]
@@ -59,20 +59,23 @@ def test_relinking_joins_one_person_across_linking_charities_and_drops_what_must
     assert all(cluster == members[0] for cluster, members in clusters.fetchall())  # named by its smallest unit
     before = con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall()
     # Nothing stored, nothing dropped: Splink is not run again, and the clusters stay.
-    assert not relink(con, BOTH, changed=False).relinked
-    assert relink(con, BOTH, changed=True).relinked  # the same units give the same clusters
+    assert not relink(con, BOTH).relinked
+    # The same components stored again change nothing; another threshold links every unit afresh.
+    store_units(con, con.sql("SELECT * FROM linkage_units").pl())
+    assert not relink(con, BOTH).relinked
+    assert relink(con, LinkagePolicy(linking=BOTH.linking, threshold=0.6)).relinked
     assert con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall() == before
     # b's rows replaced by a file without Okafro: the unit no contact carries goes, and so does the link.
     con.execute("DELETE FROM contacts WHERE charity_id = 'b'")
-    assert relink(con, BOTH, changed=False).relinked
+    assert relink(con, BOTH).relinked
     assert _units_by_charity(con) == [["a"], ["a"], ["c"]]
     assert con.execute("SELECT count(*) FROM linkage_units").fetchall()[0][0] == 2
 
 
 def test_a_charity_that_opts_out_loses_its_keyed_components_and_its_links() -> None:
     con = _warehouse()
-    relink(con, BOTH, changed=True)
-    assert relink(con, LinkagePolicy(linking=("a",), threshold=DEFAULT_THRESHOLD), changed=False).relinked
+    relink(con, BOTH)
+    assert relink(con, LinkagePolicy(linking=("a",), threshold=DEFAULT_THRESHOLD)).relinked
     assert con.execute("SELECT DISTINCT charity_id FROM linkage_units").fetchall() == [("a",)]
     assert _units_by_charity(con) == [["a"], ["a"], ["b"], ["c"]]
 

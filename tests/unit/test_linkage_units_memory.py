@@ -1,0 +1,40 @@
+"""A large submission's linkage units are stored under the load's memory limit (``collab.warehouse``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from collab.linkage import store_units
+from collab.schema import migrate
+from collab.warehouse import LOAD_MEMORY_LIMIT
+from privacy.minimise import LINKAGE_UNIT_SCHEMA
+
+UNITS = 40_000  # about the largest charity-quarter of the 1M-contact benchmark (35,009 units)
+WAREHOUSE_UNITS = 160_000  # the benchmark's warehouse when it failed
+
+
+def _units(submission_id: str, count: int = UNITS) -> pl.DataFrame:
+    # HMAC-like keys: 64 hex characters in no order.
+    keyed = pl.int_range(count, eager=True).hash(seed=1).cast(pl.String).str.pad_start(64, "f")
+    return pl.DataFrame(
+        {
+            "unit_key": keyed,
+            "charity_id": "a",
+            "submission_id": submission_id,
+            **{column: keyed for column in list(LINKAGE_UNIT_SCHEMA)[3:-1]},
+        }
+    ).with_columns(pl.concat_list([pl.col("unit_key")] * 8).alias("surname_variants"))
+
+
+def test_a_quarter_of_units_described_again_is_stored_within_the_load_memory_limit(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    migrate(con)
+    store_units(con, _units("a-1", WAREHOUSE_UNITS))
+    con.execute("SET memory_limit = $limit", {"limit": LOAD_MEMORY_LIMIT})
+    con.begin()
+    assert store_units(con, _units("a-2")) == UNITS  # the same references, in the next quarter's file
+    con.commit()
+    assert con.execute("SELECT count(*) FROM linkage_units WHERE submission_id = 'a-2'").fetchall() == [(UNITS,)]
