@@ -11,16 +11,21 @@ and warehouse bytes per contact. On a shared machine wall time moves with the lo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEMO_SEED = 2026
+# What each landed file became, written by the intake stage for the report.
+OUTCOMES_FILE = "bench-intake-outcomes.json"
 
 
 @dataclass
@@ -76,7 +81,9 @@ def _stage_in_process(stage: str, home: Path, contacts: int, charities: int, qua
 
         charity_ids = [c.id for c in Registry(workspace).all()]
         files = [PendingFile.of_landed(obj) for obj in landing_zone_from_env(home).pending(charity_ids)]
-        return sum(o.rows_received for o in process_submissions(workspace, files))
+        outcomes = process_submissions(workspace, files)
+        (home / OUTCOMES_FILE).write_text(json.dumps([dataclasses.asdict(o) for o in outcomes]), encoding="utf-8")
+        return sum(o.rows_received for o in outcomes)
     from collab.invariants import first_quarter
     from collab.warehouse import connect, unreleased_complete_quarters
 
@@ -170,6 +177,7 @@ def main() -> None:
         stages.append(_measure("anchor", home, args))
         warehouse_bytes = (home / "warehouse.duckdb").stat().st_size
         _report(args, stages, warehouse_bytes)
+        _report_outcomes(json.loads((home / OUTCOMES_FILE).read_text(encoding="utf-8")))
 
 
 def _report(args: argparse.Namespace, stages: list[Stage], warehouse_bytes: int) -> None:
@@ -191,6 +199,18 @@ def _report(args: argparse.Namespace, stages: list[Stage], warehouse_bytes: int)
         f"intake / DuckDB read_csv of the same files: {by_name['intake'].wall / anchor.wall:.1f}x wall, "
         f"{by_name['intake'].cpu / anchor.cpu:.1f}x CPU"
     )
+
+
+def _report_outcomes(outcomes: list[dict[str, Any]]) -> None:
+    """What became of each file: a run that failed, or rows never received, would otherwise pass unseen."""
+    statuses = Counter(o["status"] for o in outcomes)
+    print("submissions: " + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
+    for o in outcomes:
+        if o["status"] not in {"accepted", "accepted_with_warnings"}:
+            detail = " ".join(o["codes"]) or o.get("reason") or ""
+            print(
+                f"  {o['status']}: {o['charity_id']}/{o['file_name']} ({o['rows_received']:,} rows) {detail}".rstrip()
+            )
 
 
 if __name__ == "__main__":
