@@ -13,7 +13,7 @@ other charity it is dropped.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -125,11 +125,19 @@ class StagingSink:
         linked = (
             pl.lit(False) if counts is None else pl.col("person_ref").is_in(counts.get_column("person_ref").implode())
         )
-        marked = (
-            pl.scan_ipc(self._unmarked_path).with_columns(linked.alias("linked")).select(*STAGED_CONTACT_SCHEMA)
-        )
+        marked = pl.scan_ipc(self._unmarked_path).with_columns(linked.alias("linked")).select(*STAGED_CONTACT_SCHEMA)
         with ThreadPoolExecutor(max_workers=1) as marking:
             contacts = marking.submit(marked.sink_parquet, self.contacts_path, **_COMPRESSION)
             if counts is not None:
                 reference_components(key, counts).write_parquet(self.units_path, **_COMPRESSION)
             contacts.result()
+
+
+def staged_batches(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
+    """The contacts staged at ``path``, ``rows_per_batch`` at a time (none if no row was accepted). Polars
+    decodes only the row groups of each batch, on every core, for a fraction of pyarrow's batch reader's time."""
+    if not path.exists():
+        return
+    rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    for offset in range(0, rows, rows_per_batch):
+        yield pl.scan_parquet(path).slice(offset, rows_per_batch).collect()
