@@ -212,3 +212,28 @@ def test_dates_read_format_by_format_are_the_dates_every_format_at_once_gives(
     at_once = prepared.select(parse_date_text(pl.col("text"), pl.col("text4"), formats, serials)).to_series()
     one_by_one = parse_date_columns(prepared, "text", "text4", formats, serials)
     assert one_by_one.equals(at_once, check_names=False, check_dtypes=True)
+
+
+def test_values_judged_once_each_are_dropped_with_what_was_derived_from_them() -> None:
+    """A postcode in a district the lookup lacks and an over-long surname are dropped (warnings), so the accepted
+    contact has no linkage basis; the same values on several rows, and valid ones beside them, are judged alike."""
+    header = ["person_ref", "contact_date", "need", "local_authority_code", "postcode", "date_of_birth", "surname"]
+    good = ["P1", "2026-01-05", "food", "E06000001", "B15 2TT", "1980-01-01", "Smith"]
+    unknown_district = [*good[:4], "ZZ9 9ZZ", *good[5:]]
+    long_surname = [*good[:6], "S" * 70]
+    council = [*good[:3], None, "Bristol, City of", *good[5:]]
+    rows = [good, unknown_district, long_surname, good, unknown_district, long_surname, council]
+    batch = pl.DataFrame(
+        {f"c{i}": [row[i] for row in rows] for i in range(len(header))},
+        schema=dict.fromkeys([f"c{i}" for i in range(len(header))], pl.String),
+    ).with_columns(
+        pl.int_range(2, len(rows) + 2, dtype=pl.Int64).alias("__row"), pl.lit(len(header), pl.Int64).alias("__cells")
+    )
+    plan = ColumnPlan(header=header, fields={name: i for i, name in enumerate(header)})
+    dates = {f: DateReading(ISO_FORMATS) for f in ("contact_date", "date_of_birth")}
+    normalised = normalise_batch(batch, plan, CharityMapping(), dates)
+    assert_agree(normalised, plan)
+    expected = ["SMITH|1980-01-01|B15", None, None] * 2 + [None]
+    assert validate_batch(normalised, plan).contacts.get_column("linkage_basis").to_list() == expected
+    # The batch's own contact columns too (used for the rows without an issue): a dropped value derives nothing.
+    assert validate_frame(normalised, header, len(header)).get_column("linkage_basis").to_list() == expected
