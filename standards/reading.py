@@ -436,7 +436,7 @@ def _plain_batches(source: ExtractSource, width: int, batch_size: int) -> Iterat
                     if chunk:
                         continue
                     break
-                if "\x00" in text or text.count("\r") != text.count("\r\n"):
+                if "\x00" in text or ("\r" in text and text.count("\r") != text.count("\r\n")):
                     raise _NotPlain
                 rows, lines = _plain_rows(text, delimiter, width, lines_read, source.header_row, limits)
                 lines_read += lines
