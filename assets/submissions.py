@@ -4,11 +4,9 @@ with status "rejected", the run succeeds, and only the load does not happen."""
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import duckdb
 import polars as pl
-import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -38,7 +36,7 @@ from collab.intake import (
 )
 from collab.landing import LandingObjectGone, LandingObjectRefused
 from collab.linkage import linkage_policy
-from collab.staging import CONTACTS_FILE, LINKAGE_UNITS_FILE, StagingSink
+from collab.staging import CONTACTS_FILE, LINKAGE_UNITS_FILE, StagingSink, staged_batches
 from collab.states import mark_state, state_after_feedback
 from collab.submissions import (
     describe_error,
@@ -182,7 +180,7 @@ def check_staged_contacts_expectations(
     ws = workspace.workspace
     staging = submission_dir(ws, manifest_of_partition(ws, context.partition_key).submission_id)
     run = ExpectationRun()
-    for contacts in _staged_contacts(staging / CONTACTS_FILE, EXPECTATION_BATCH_ROWS):
+    for contacts in staged_batches(staging / CONTACTS_FILE, EXPECTATION_BATCH_ROWS):
         run.validate(contacts, [name for name in contacts.columns if name in STANDARD_FIELDS])
     (staging / GX_FILE).write_text(json.dumps(run.raw_results, indent=1, default=str), encoding="utf-8")
     failed = [outcome.rule for outcome in run.outcomes.values() if not outcome.success]
@@ -252,13 +250,6 @@ def submission_feedback(
     )
 
 
-def _staged_contacts(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
-    """The accepted contacts staged for a submission, in batches (none if no row was accepted)."""
-    if path.exists():
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows_per_batch):
-            yield pl.from_arrow(batch)
-
-
 @asset(
     partitions_def=submission_partitions,
     group_name="warehouse",
@@ -306,7 +297,7 @@ def warehouse_contacts(
             submission_id=manifest.submission_id,
             standard_version=STANDARD_VERSION,
         )
-        for contacts in _staged_contacts(staged, ws.settings.intake.batch_rows)
+        for contacts in staged_batches(staged, ws.settings.intake.batch_rows)
     )
     units_file = staged.with_name(LINKAGE_UNITS_FILE)
     units = (

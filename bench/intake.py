@@ -66,11 +66,8 @@ def _duckdb(path: Path, work: Path) -> dict[str, Any]:
 
 
 def _great_expectations(path: Path, work: Path) -> dict[str, Any]:
-    import polars as pl
-    import pyarrow.parquet as pq
-
     from collab.expectations import EXPECTATION_BATCH_ROWS, ExpectationRun, _context
-    from collab.staging import CONTACTS_FILE
+    from collab.staging import CONTACTS_FILE, staged_batches
     from standards.extract import FIELDS
 
     started = _clock()
@@ -78,9 +75,7 @@ def _great_expectations(path: Path, work: Path) -> dict[str, Any]:
     set_up = _since(started)
     run = ExpectationRun()
     rows = 0
-    for batch in pq.ParquetFile(work / "staging" / CONTACTS_FILE).iter_batches(batch_size=EXPECTATION_BATCH_ROWS):
-        contacts = pl.from_arrow(batch)
-        assert isinstance(contacts, pl.DataFrame)
+    for contacts in staged_batches(work / "staging" / CONTACTS_FILE, EXPECTATION_BATCH_ROWS):
         run.validate(contacts, [name for name in contacts.columns if name in FIELDS])
         rows += contacts.height
     failed = [o.rule for o in run.outcomes.values() if not o.success]

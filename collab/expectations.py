@@ -200,7 +200,11 @@ class ExpectationRun:
             pl.col(pl.Date).cast(pl.Datetime("ns")),
             pl.col([name for name in _CODE_FIELDS if name in fields]).cast(pl.Categorical),
         )
-        result = validation.run(batch_parameters={"dataframe": frame.to_pandas()}, result_format="SUMMARY")
+        # Through the batch rather than ``validation.run``, which would also check the definition is saved and
+        # serialise every result into the context's in-memory store, kept for the life of the process: a fifth
+        # of a 500,000-row batch's time. The suite and the results are the same.
+        batch_of = validation.data.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
+        result = batch_of.validate(validation.suite, result_format="SUMMARY")
         as_json = result.to_json_dict()
         self.raw_results.append(as_json)
         for item in as_json["results"]:

@@ -39,7 +39,7 @@ EXCEL_SERIALS = (30_000, 73_000)
 BIRTH_SERIALS = (10_000, 73_000)
 
 RAW_SUFFIX = "__raw"
-_KEY, _TEXT, _TEXT4 = "__key", "__text", "__text4"
+_KEY, _TEXT, _TEXT4, _DATE = "__key", "__text", "__text4", "__date"
 # Spellings of "no value" that exports use: they count as blank, not as values that break a rule.
 BLANK_SPELLINGS = (
     "-",
@@ -90,15 +90,41 @@ def parse_dates(raw: pl.Expr, formats: tuple[str, ...], serials: tuple[int, int]
 def parse_date_text(text: pl.Expr, text4: pl.Expr, formats: tuple[str, ...], serials: tuple[int, int]) -> pl.Expr:
     """``parse_dates`` on prepared text (``date_text``, and ``four_digit_year`` of it): the normaliser
     computes those once per column rather than once per format."""
+    parsed = [(text4 if "%Y" in f else text).str.to_date(f, strict=False) for f in formats]
+    return pl.coalesce([*parsed, _from_serial(text, serials)])
+
+
+def _from_serial(text: pl.Expr, serials: tuple[int, int]) -> pl.Expr:
     serial = text.str.extract(r"^(\d{5})(\.0+)?$", 1).cast(pl.Int64, strict=False)
-    from_serial = (
+    return (
         pl.when(serial.is_between(*serials))
         .then(pl.lit(EXCEL_EPOCH) + pl.duration(days=serial))
         .otherwise(None)
         .cast(pl.Date)
     )
-    parsed = [(text4 if "%Y" in f else text).str.to_date(f, strict=False) for f in formats]
-    return pl.coalesce([*parsed, from_serial])
+
+
+def parse_date_columns(
+    prepared: pl.DataFrame, text: str, text4: str, formats: tuple[str, ...], serials: tuple[int, int]
+) -> pl.Series:
+    """``parse_date_text`` of the columns ``text`` and ``text4``, each format tried only on the values no
+    earlier format read: the same dates, but most values are tried once, not once per format."""
+    index = "__index"
+    left = prepared.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(index), text, text4)
+    left = left.filter(pl.col(text).is_not_null())
+    found: list[pl.DataFrame] = []
+    for attempt in [*(pl.col(text4 if "%Y" in f else text).str.to_date(f, strict=False) for f in formats), None]:
+        if not left.height:
+            break
+        tried = left.select(index, (_from_serial(pl.col(text), serials) if attempt is None else attempt).alias("date"))
+        read = tried.get_column("date").is_not_null()
+        found.append(tried.filter(read))
+        left = left.filter(~read)
+    dates = pl.repeat(None, prepared.height, dtype=pl.Date, eager=True)
+    if found:
+        read_dates = pl.concat(found)
+        dates = dates.scatter(read_dates.get_column(index), read_dates.get_column("date"))
+    return dates
 
 
 def _day_first(date_format: str) -> bool:
@@ -210,11 +236,9 @@ def normalise_batch(
         cell = f"c{position}"
         distinct = batch.select(pl.col(cell).unique())
         table = pl.concat([distinct, _normalise(distinct, {field: position}, mapping, dates)], how="horizontal")
-        for name in (field + RAW_SUFFIX, field):
-            column = table.get_column(name)
-            columns[name] = batch.get_column(cell).replace_strict(
-                table.get_column(cell), column, default=None, return_dtype=column.dtype
-            )
+        # One join maps both columns back: a blank cell finds the blank value's row like any other.
+        looked_up = batch.select(cell).join(table, on=cell, how="left", maintain_order="left", nulls_equal=True)
+        columns |= {name: looked_up.get_column(name) for name in (field + RAW_SUFFIX, field)}
     return pl.DataFrame(
         [
             batch.get_column("__row"),
@@ -249,12 +273,22 @@ def _normalise(
         elif field in CODELIST_FIELDS or field in AREA_FIELDS:
             shared.append(match_keys(raw).alias(field + _KEY))
     staged = staged.with_columns(shared)
+    staged = staged.with_columns(
+        parse_date_columns(
+            staged,
+            field + _TEXT,
+            field + _TEXT4,
+            dates[field].formats,
+            BIRTH_SERIALS if field == "date_of_birth" else EXCEL_SERIALS,
+        ).alias(field + _DATE)
+        for field in fields
+        if field in DATE_FIELDS
+    )
     values: list[pl.Expr] = []
     for field in fields:
         raw, key = pl.col(field + RAW_SUFFIX), pl.col(field + _KEY)
         if field in DATE_FIELDS:
-            serials = BIRTH_SERIALS if field == "date_of_birth" else EXCEL_SERIALS
-            value = parse_date_text(pl.col(field + _TEXT), pl.col(field + _TEXT4), dates[field].formats, serials)
+            value = pl.col(field + _DATE)
             if field == "date_of_birth":  # two-digit years: a birth date cannot be in the future
                 value = pl.when(value > today).then(value.dt.offset_by("-100y")).otherwise(value)
         elif field in AMOUNT_FIELDS:

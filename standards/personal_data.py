@@ -320,19 +320,26 @@ def _totals(
     """For each column (by prefix): filled values, and per kind a count and the first row number;
     plus the count of each boolean in ``counted``.
 
-    Texts, then per-value flags, are computed once as columns, then summed: in one eager ``select``
-    Polars would evaluate a shared expression again for every expression that uses it.
+    Texts are computed once as columns; each column's kinds are then looked for in its filled values only
+    (a blank holds none): most values of a coded column are codes, left blank here.
     """
     counted = counted or []
     texts = frame.select(pl.col(ROW), *[text.alias(prefix) for prefix, (text, _) in columns.items()], *counted)
-    flags = [pl.col(ROW), *[pl.col(flag.meta.output_name()) for flag in counted]]
+    totals = _counts(texts.select(ROW, *[flag.meta.output_name() for flag in counted]))
     for prefix, (_, kinds) in columns.items():
-        text = pl.col(prefix)
-        flags.append(text.is_not_null().alias(f"{prefix}filled"))
-        flags += [mask.alias(f"{prefix}{kind.name}") for kind, mask in kind_masks(text, kinds).items()]
-    flagged = texts.select(flags)
-    names = flagged.columns[1:]
-    found = [
-        pl.col(ROW).filter(pl.col(name)).min().alias(f"{name}_row") for name in names if not name.endswith("filled")
-    ]
-    return flagged.select(*[pl.col(name).sum() for name in names], *found).row(0, named=True)
+        filled = texts.select(ROW, prefix).filter(pl.col(prefix).is_not_null())
+        masks = kind_masks(pl.col(prefix), kinds)
+        totals[f"{prefix}filled"] = filled.height
+        totals |= _counts(filled.select(ROW, *[mask.alias(f"{prefix}{kind.name}") for kind, mask in masks.items()]))
+    return totals
+
+
+def _counts(flags: pl.DataFrame) -> dict[str, int | None]:
+    """How many rows have each boolean column set, and the first such row (``<name>_row``)."""
+    names = [name for name in flags.columns if name != ROW]
+    if not names:
+        return {}
+    return flags.select(
+        *[pl.col(name).sum() for name in names],
+        *[pl.col(ROW).filter(pl.col(name)).min().alias(f"{name}_row") for name in names],
+    ).row(0, named=True)

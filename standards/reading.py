@@ -436,7 +436,7 @@ def _plain_batches(source: ExtractSource, width: int, batch_size: int) -> Iterat
                     if chunk:
                         continue
                     break
-                if "\x00" in text or text.count("\r") != text.count("\r\n"):
+                if "\x00" in text or ("\r" in text and text.count("\r") != text.count("\r\n")):
                     raise _NotPlain
                 rows, lines = _plain_rows(text, delimiter, width, lines_read, source.header_row, limits)
                 lines_read += lines
@@ -454,12 +454,14 @@ def _plain_rows(
     text: str, delimiter: str, width: int, before: int, header_row: int, limits: ReadLimits
 ) -> tuple[pl.DataFrame, int]:
     """The data rows of whole lines of text as a batch (``__row`` counts from ``before``), and how many
-    lines there were. Lines without a quote mark are split by Polars, the others by the csv module."""
+    lines there were. Lines without a quote mark are split into cells by Polars' CSV reader (no quoting,
+    so a line is a record and a separator a cell boundary, as the csv module reads such a line), the
+    others by the csv module."""
     lines = pl.Series("line", [text]).str.split("\n").explode()
     if text.endswith("\n"):
         lines = lines.head(-1)  # the last line's terminator starts no record
     count = lines.len()
-    if before + count > limits.max_rows:
+    if before + count > limits.max_rows or not width:
         raise _NotPlain
     frame = pl.DataFrame({"line": lines.str.strip_suffix("\r")}).with_columns(
         pl.int_range(before + 1, before + count + 1, dtype=pl.Int64).alias(ROW),
@@ -467,21 +469,58 @@ def _plain_rows(
     )
     if (frame.get_column("line").str.len_chars().max() or 0) >= limits.max_cell_chars:
         raise _NotPlain
-    split = frame.filter(~pl.col("quoted")).with_columns(pl.col("line").str.split(delimiter).alias("cells"))
-    quoted = frame.filter(pl.col("quoted"))
-    if quoted.height:
-        cells = pl.Series("cells", _quoted_cells(quoted.get_column("line").to_list(), delimiter), pl.List(pl.String))
-        split = pl.concat([split, quoted.with_columns(cells)]).sort(ROW)
-    if (split.get_column("cells").list.len().max() or 0) > limits.max_columns:
-        raise _NotPlain
-    cells_text = pl.col("cells").list.join("")
-    rows = split.filter((pl.col(ROW) > header_row) & (cells_text.str.strip_chars(PYTHON_WHITESPACE) != ""))
-    columns = [pl.col("cells").list.get(i, null_on_oob=True) for i in range(width)]
-    return rows.select(
-        *[pl.when(cell != "").then(cell).alias(f"c{i}") for i, cell in enumerate(columns)],
+    plain = frame.filter(~pl.col("quoted")).select(
+        "line",
         ROW,
-        pl.col("cells").list.len().cast(pl.Int64).alias(CELLS),
-    ), count
+        (pl.col("line").str.count_matches(delimiter, literal=True) + 1).cast(pl.Int64).alias(CELLS),
+        pl.col("line").str.contains(_blank_line(delimiter)).alias("blank"),
+    )
+    quoted = frame.filter(pl.col("quoted"))
+    records = _quoted_cells(quoted.get_column("line").to_list(), delimiter) if quoted.height else []
+    widest = max((len(record) for record in records), default=0)
+    if max(plain.get_column(CELLS).max() or 0, widest) > limits.max_columns:
+        raise _NotPlain
+    kept = plain.filter((pl.col(ROW) > header_row) & ~pl.col("blank"))
+    rows = _split_plain(kept, delimiter, width)
+    if records:
+        numbers = quoted.get_column(ROW).to_list()
+        taken = [
+            (number, record)
+            for number, record in zip(numbers, records, strict=True)
+            if number > header_row and "".join(record).strip(PYTHON_WHITESPACE)
+        ]
+        if taken:
+            careful = _batch(
+                [_fit(r, width) for _, r in taken], [n for n, _ in taken], [len(r) for _, r in taken], width
+            )
+            rows = pl.concat([rows, careful]).sort(ROW)
+    return rows, count
+
+
+def _blank_line(delimiter: str) -> str:
+    """A regular expression for a line of nothing but separators and whitespace: a blank row."""
+    return "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in delimiter + PYTHON_WHITESPACE) + "]*$"
+
+
+def _split_plain(lines: pl.DataFrame, delimiter: str, width: int) -> pl.DataFrame:
+    """``lines`` (with ``__row`` and ``__cells``) cut into ``width`` cells by Polars' CSV reader, with no quote
+    character: missing cells and empty ones are null, cells past ``width`` are left out."""
+    names = [f"c{i}" for i in range(width)]
+    if not lines.height:
+        return pl.DataFrame(schema={**dict.fromkeys(names, pl.String), ROW: pl.Int64, CELLS: pl.Int64})
+    # A header line of exactly ``width`` names fixes the number of columns whatever the first line holds.
+    text = delimiter.join(names) + "\n" + lines.get_column("line").str.join("\n").item() + "\n"
+    cells = pl.read_csv(
+        text.encode(),
+        has_header=True,
+        separator=delimiter,
+        quote_char=None,
+        infer_schema=False,
+        truncate_ragged_lines=True,
+    )
+    if cells.height != lines.height or cells.columns != names:
+        raise _NotPlain  # never seen; the careful reader is right whatever happens here
+    return cells.with_columns(lines.get_column(ROW), lines.get_column(CELLS))
 
 
 def _quoted_cells(lines: list[str], delimiter: str) -> list[list[str]]:

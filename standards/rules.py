@@ -242,11 +242,38 @@ def _age_band_at(date_of_birth: pl.Expr, on: pl.Expr) -> pl.Expr:
     return age.clip(upper_bound=oldest).replace_strict(bands, default=None, return_dtype=pl.String)
 
 
-def _linkage_basis(surname: pl.Expr, date_of_birth: pl.Expr, district: pl.Expr) -> pl.Expr:
-    """``extract.linkage_basis``, from the postcode's district."""
-    letters = surname.str.normalize("NFKD").str.replace_all("[^A-Za-z]", "").str.to_uppercase()
+def _linkage_letters(surname: pl.Expr) -> pl.Expr:
+    return surname.str.normalize("NFKD").str.replace_all("[^A-Za-z]", "").str.to_uppercase()
+
+
+def _postcode_area(postcode: pl.Expr) -> pl.Expr:
+    """The local authority of a postcode, or of a council named in the postcode column."""
+    return pl.coalesce(district_authority(postcode_district(postcode)), current_local_authority(postcode))
+
+
+def _linkage_basis(letters: pl.Expr, date_of_birth: pl.Expr, district: pl.Expr) -> pl.Expr:
+    """``extract.linkage_basis``, from the surname's letters (``_linkage_letters``) and the postcode's district."""
     basis = pl.concat_str(letters, pl.lit("|"), date_of_birth.dt.to_string("%Y-%m-%d"), pl.lit("|"), district)
     return pl.when(letters != "").then(basis)
+
+
+_POSTCODE_AREA, _POSTCODE_COUNCIL, _SURNAME_LETTERS = "__postcode_area", "__postcode_council", "__surname_letters"
+# Fields with many values, but repeated (a person's contacts share a postcode and a surname), whose checks and
+# derivations cost most: each distinct value is judged once and the outcome joined back onto its rows. What is
+# derived from each: the postcode's district (for the area and the linkage basis), its area, whether it names a
+# council; the surname's letters.
+_DERIVED: dict[str, dict[str, Callable[[pl.Expr], pl.Expr]]] = {
+    "postcode": {_POSTCODE_DISTRICT: postcode_district, _POSTCODE_AREA: _postcode_area, _POSTCODE_COUNCIL: _is_council},
+    "surname": {_SURNAME_LETTERS: _linkage_letters},
+}
+
+
+def once_per_value(frame: pl.DataFrame, keys: list[str], columns: dict[str, pl.Expr]) -> list[pl.Series]:
+    """``frame.select(columns)`` for expressions that read only ``keys`` (value by value): each is evaluated
+    once per distinct combination of the keys and joined back onto the rows."""
+    table = frame.select(keys).unique().with_columns(expression.alias(name) for name, expression in columns.items())
+    joined = frame.select(keys).join(table, on=keys, how="left", nulls_equal=True, maintain_order="left")
+    return [joined.get_column(name) for name in columns]
 
 
 def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> pl.DataFrame:
@@ -264,18 +291,40 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> 
             kept[rules.name] = pl.lit(None, _POLARS_TYPES.get(rules.base, pl.String()))
             continue
         code, value = _field_check(rules, pl.col(rules.name), pl.col(rules.name + "__raw"))
+        if rules.name in _DERIVED:
+            # Judged, and what the standard derives from it computed, once per distinct value.
+            judged = {f"{rules.name}__code": code, rules.name: value}
+            judged |= {name: derive(value) for name, derive in _DERIVED[rules.name].items()}
+            keys = [rules.name, rules.name + "__raw"]
+            normalised = normalised.with_columns(once_per_value(normalised, keys, judged))
+            code, value = pl.col(f"{rules.name}__code"), pl.col(rules.name)
         codes[rules.name] = code
         kept[rules.name] = value
+    nothing = pl.lit(None, pl.String)
+    derived = {
+        name: pl.col(name) if field in planned else derive(nothing)
+        for field, derivations in _DERIVED.items()
+        for name, derive in derivations.items()
+    }
     # Each code once, as a column: Polars shares no work between the expressions of one select.
     staged = normalised.lazy().select(
         "__row",
         "__cells",
         *[code.alias(f"{name}__code") for name, code in codes.items()],
         *[value.alias(name) for name, value in kept.items()],
+        *[value.alias(name) for name, value in derived.items()],
     )
     code_of = {name: pl.col(f"{name}__code") for name in codes}
-    # An optional value that breaks a rule is dropped; the row is judged again without it.
-    staged = staged.with_columns(pl.when(code_of[name].is_null()).then(pl.col(name)).alias(name) for name in kept)
+    # An optional value that breaks a rule is dropped; the row is judged again without it (and what was derived
+    # from it is derived from nothing).
+    staged = staged.with_columns(
+        *[pl.when(code_of[name].is_null()).then(pl.col(name)).alias(name) for name in kept],
+        *[
+            pl.when(code_of[field].is_null()).then(pl.col(name)).otherwise(derive(nothing)).alias(name)
+            for field, derivations in _DERIVED.items()
+            for name, derive in derivations.items()
+        ],
+    )
     field_error = pl.any_horizontal(code_of[name].is_not_null() for name in REQUIRED_FIELDS)
     # ContactRecord._has_area, on the values left after dropping.
     area, dob, contact_date = pl.col("local_authority_code"), pl.col("date_of_birth"), pl.col("contact_date")
@@ -289,25 +338,21 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> 
         .otherwise(empty)
     )
     accepted = ~field_error & model_code.is_null()
-    area_as_postcode = pl.when(accepted & _is_council(pl.col("postcode"))).then(pl.lit("W_AREA_NAME_AS_POSTCODE"))
+    area_as_postcode = pl.when(accepted & pl.col(_POSTCODE_COUNCIL)).then(pl.lit("W_AREA_NAME_AS_POSTCODE"))
     ragged = pl.col("__cells") != width
-    # The district once, as a column: both the area and the linkage basis need it.
     staged = staged.with_columns(
-        model_code.alias(MODEL_CODE),
-        area_as_postcode.alias(AREA_AS_POSTCODE),
-        ragged.alias(RAGGED),
-        postcode_district(pl.col("postcode")).alias(_POSTCODE_DISTRICT),
+        model_code.alias(MODEL_CODE), area_as_postcode.alias(AREA_AS_POSTCODE), ragged.alias(RAGGED)
     )
-    postcode, district = pl.col("postcode"), pl.col(_POSTCODE_DISTRICT)
+    district = pl.col(_POSTCODE_DISTRICT)
     contact = {
         "source_row": pl.col("__row"),
         "person_ref": pl.col("person_ref"),
         "contact_date": contact_date,
         "quarter": pl.format("{}Q{}", contact_date.dt.year(), contact_date.dt.quarter()),
         "need": pl.col("need"),
-        "local_authority_code": pl.coalesce(area, district_authority(district), current_local_authority(postcode)),
+        "local_authority_code": pl.coalesce(area, pl.col(_POSTCODE_AREA)),
         "age_band": pl.coalesce(pl.col("age_band"), _age_band_at(dob, contact_date)),
-        "linkage_basis": _linkage_basis(pl.col("surname"), dob, district),
+        "linkage_basis": _linkage_basis(pl.col(_SURNAME_LETTERS), dob, district),
     }
     code_columns = [f"{name}__code" for name in codes] + [MODEL_CODE, AREA_AS_POSTCODE]
     return staged.select(

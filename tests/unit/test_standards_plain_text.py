@@ -75,7 +75,8 @@ def test_limits_are_reported_as_the_csv_module_reports_them(tmp_path: Path, monk
 
 
 _CELL = st.lists(
-    st.sampled_from(["a", "b", " ", "\t", "\x1c", '"', "'", ";", ",", "é", "\r", "\n", "\r\n"]), max_size=6
+    st.sampled_from(["a", "b", " ", "\t", "\x1c", "\ufeff", "#", '"', "'", ";", ",", "é", "\r", "\n", "\r\n"]),
+    max_size=6,
 ).map("".join)
 
 
@@ -99,3 +100,35 @@ def test_the_plain_reader_agrees_with_the_csv_module_on_random_text(
         assert_same_batches(source, batch_size)
     finally:
         reading.PLAIN_CHUNK_CHARS = original
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_lines_without_a_quote_mark_are_split_by_polars_as_the_csv_module_splits_them(
+    tmp_path: Path, delimiter: str
+) -> None:
+    """Short and long rows (the first data row short), blank and whitespace-only rows, a byte-order mark or
+    a '#' starting a row, characters Python calls whitespace, and a quoted row among them: all read on the
+    plain path (it would raise ``_NotPlain`` otherwise), giving the csv module's batches."""
+    rows = [
+        "h1,h2,h3",
+        "x",
+        "",
+        " , ,\x1c",
+        "\ufeffp,q,r",
+        "#c,d,e",
+        "1,2,3,4,5",
+        ",,z",
+        " é , \u00a0 ,😀",
+        'q,"quoted, cell",w',
+        "a,,",
+    ]
+    path = tmp_path / "plain.csv"
+    path.write_text("\n".join(row.replace(",", delimiter) for row in rows) + "\n", encoding="utf-8")
+    source = ExtractSource(path=path, format="csv", encoding="utf-8", delimiter=delimiter, header=["h1", "h2", "h3"])
+    for batch_size in (2, 100):
+        plain = [frame for frame, _ in reading._plain_batches(source, 3, batch_size)]
+        careful = list(_careful_batches(source, 3, batch_size))
+        assert len(plain) == len(careful)
+        for ours, theirs in zip(plain, careful, strict=True):
+            assert ours.equals(theirs), (ours, theirs)
+    assert sum(frame.height for frame in plain) == 8

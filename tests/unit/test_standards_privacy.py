@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from standards.check import check_extract
-from standards.personal_data import ALL_KINDS, Kind, kind_masks, personal_data_in
+from standards.personal_data import ALL_KINDS, Kind, _totals, kind_masks, personal_data_in
+from standards.reading import ROW
 from tests.conftest import HEADER, contact_rows, write_csv
 
 SAMPLES = {
@@ -135,3 +136,23 @@ def test_row_errors_never_quote_personal_data_but_do_show_postcodes(tmp_path: Pa
     assert area.value == "ZZ99 9ZZ"
     personal = next(g for g in report.issues if g.code == "W_PERSONAL_DATA_VALUES")
     assert "1 value holds an email address" in personal.examples[0].message
+
+
+def test_values_are_counted_with_the_row_of_the_first_one_blanks_holding_nothing() -> None:
+    values = [None, "jo@example.org", "P1", None, "AB123456C", "ann@example.org", None]
+    frame = pl.DataFrame({"v": values, ROW: list(range(2, 9))}, schema={"v": pl.String, ROW: pl.Int64})
+    kinds = (Kind.EMAIL, Kind.NI_NUMBER, Kind.PHONE)
+    blank = pl.col("v").is_null().alias("blank")
+    totals = _totals(frame, {"x_": (pl.col("v"), kinds)}, [blank])
+    assert totals == {
+        "blank": 3,
+        "blank_row": 2,
+        "x_filled": 4,
+        "x_EMAIL": 2,
+        "x_NI_NUMBER": 1,
+        "x_PHONE": 0,
+        "x_EMAIL_row": 3,
+        "x_NI_NUMBER_row": 6,
+        "x_PHONE_row": None,
+    }
+    assert _totals(frame.clear(), {"x_": (pl.col("v"), kinds)})["x_filled"] == 0

@@ -17,7 +17,20 @@ from standards.check import _date_readings
 from standards.extract import FIELDS, REQUIRED_FIELDS
 from standards.issues import FileRejected
 from standards.mapping import CharityMapping, ColumnPlan, find_header_row, header_score, plan_columns
-from standards.normalise import DAY_FIRST_FORMATS, ISO_FORMATS, DateReading, _normalise, normalise_batch
+from standards.normalise import (
+    BIRTH_SERIALS,
+    DAY_FIRST_FORMATS,
+    EXCEL_SERIALS,
+    ISO_FORMATS,
+    MONTH_FIRST_FORMATS,
+    DateReading,
+    _normalise,
+    date_text,
+    four_digit_year,
+    normalise_batch,
+    parse_date_columns,
+    parse_date_text,
+)
 from standards.reading import PYTHON_WHITESPACE, open_extract
 from standards.rules import field_rules, issue_codes, validate_frame
 from standards.validation import contacts_frame, validate_batch, validate_rows
@@ -164,3 +177,63 @@ def test_reading_each_distinct_value_once_gives_what_reading_every_cell_gives(ro
     assert once_each.equals(
         pl.concat([batch.select("__row", "__cells"), every_cell], how="horizontal").select(once_each.columns)
     )
+
+
+_DATE_TEXTS = st.one_of(
+    st.none(),
+    st.dates(dt.date(1890, 1, 1), dt.date(2100, 12, 31)).flatmap(
+        lambda day: st.sampled_from(
+            [
+                day.isoformat(),
+                f"{day:%d/%m/%Y}",
+                f"{day:%m/%d/%Y}",
+                f"{day:%d/%m/%y}",
+                f"{day.day}-{day:%b-%y}",
+                f"{day:%d %B %Y}",
+                f"{day:%Y-%m-%d} 10:30:00",
+                str((day - dt.date(1899, 12, 30)).days),
+            ]
+        )
+    ),
+    st.text(alphabet="0123456789/-. :TOctJan", max_size=12),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(_DATE_TEXTS, max_size=30), birth=st.booleans())
+def test_dates_read_format_by_format_are_the_dates_every_format_at_once_gives(
+    texts: list[str | None], birth: bool
+) -> None:
+    formats = ISO_FORMATS + DAY_FIRST_FORMATS + MONTH_FIRST_FORMATS
+    serials = BIRTH_SERIALS if birth else EXCEL_SERIALS
+    prepared = pl.DataFrame({"raw": texts}, schema={"raw": pl.String}).with_columns(
+        date_text(pl.col("raw")).alias("text"), four_digit_year(date_text(pl.col("raw"))).alias("text4")
+    )
+    at_once = prepared.select(parse_date_text(pl.col("text"), pl.col("text4"), formats, serials)).to_series()
+    one_by_one = parse_date_columns(prepared, "text", "text4", formats, serials)
+    assert one_by_one.equals(at_once, check_names=False, check_dtypes=True)
+
+
+def test_values_judged_once_each_are_dropped_with_what_was_derived_from_them() -> None:
+    """A postcode in a district the lookup lacks and an over-long surname are dropped (warnings), so the accepted
+    contact has no linkage basis; the same values on several rows, and valid ones beside them, are judged alike."""
+    header = ["person_ref", "contact_date", "need", "local_authority_code", "postcode", "date_of_birth", "surname"]
+    good = ["P1", "2026-01-05", "food", "E06000001", "B15 2TT", "1980-01-01", "Smith"]
+    unknown_district = [*good[:4], "ZZ9 9ZZ", *good[5:]]
+    long_surname = [*good[:6], "S" * 70]
+    council = [*good[:3], None, "Bristol, City of", *good[5:]]
+    rows = [good, unknown_district, long_surname, good, unknown_district, long_surname, council]
+    batch = pl.DataFrame(
+        {f"c{i}": [row[i] for row in rows] for i in range(len(header))},
+        schema=dict.fromkeys([f"c{i}" for i in range(len(header))], pl.String),
+    ).with_columns(
+        pl.int_range(2, len(rows) + 2, dtype=pl.Int64).alias("__row"), pl.lit(len(header), pl.Int64).alias("__cells")
+    )
+    plan = ColumnPlan(header=header, fields={name: i for i, name in enumerate(header)})
+    dates = {f: DateReading(ISO_FORMATS) for f in ("contact_date", "date_of_birth")}
+    normalised = normalise_batch(batch, plan, CharityMapping(), dates)
+    assert_agree(normalised, plan)
+    expected = ["SMITH|1980-01-01|B15", None, None] * 2 + [None]
+    assert validate_batch(normalised, plan).contacts.get_column("linkage_basis").to_list() == expected
+    # The batch's own contact columns too (used for the rows without an issue): a dropped value derives nothing.
+    assert validate_frame(normalised, header, len(header)).get_column("linkage_basis").to_list() == expected
