@@ -7,8 +7,9 @@ was most of the event log's cost, itself the largest share of a tiny file's over
 one open connection per database file instead: the index shard's for the process's life, the few latest
 runs' shards until newer runs push them out. Everything else is Dagster's own: the same files and layout
 (``dagster.yaml`` names it as ``storage: custom``, with the base directory ``storage: sqlite`` had), the
-same transactions (each write still commits on its own), the same lock that serialises the process's
-threads over the storage. Dagster's other SQLite storages (runs, schedules) are used as they are.
+same transactions (each write still commits on its own, without waiting for the disk: see
+``_synchronous_normal``), the same lock that serialises the process's threads over the storage.
+Dagster's other SQLite storages (runs, schedules) are used as they are.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import ConfigurableClassData
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, QueuePool
 
@@ -75,6 +77,8 @@ class HeldSqliteEventLogStorage(SqliteEventLogStorage):
                 # Used from whichever thread holds ``_db_lock``, one at a time.
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
             )
+            # Each event is its own transaction; in SQLite's default (FULL) each commit waited for the disk.
+            event.listen(engine, "connect", _synchronous_normal)
         self._engines[shard] = engine
         run_shards = [name for name in self._engines if name != INDEX_SHARD_NAME]
         for name in run_shards[: max(0, len(run_shards) - OPEN_RUN_SHARDS)]:
@@ -134,3 +138,12 @@ class CollabSqliteStorage(DagsterSqliteStorage):
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Any) -> CollabSqliteStorage:
         return cls.from_local(inst_data=inst_data, **config_value)
+
+
+def _synchronous_normal(connection: Any, _: Any) -> None:
+    """Commits not waiting for the disk, SQLite's recommended setting for a write-ahead log: a killed process
+    loses nothing it committed and the database stays consistent; only a power cut or an OS crash can lose the
+    last events. The event log is Dagster's record of runs: the submissions' own states are in the workspace
+    and the warehouse, a run's status in the runs database (left at FULL), and the warehouse pool's slots of a
+    run whose process died are freed by the next `collab run` whatever the log says."""
+    connection.execute("PRAGMA synchronous=NORMAL")
