@@ -8,8 +8,9 @@ one open connection per database file instead: the index shard's for the process
 runs' shards until newer runs push them out. Everything else is Dagster's own: the same files and layout
 (``dagster.yaml`` names it as ``storage: custom``, with the base directory ``storage: sqlite`` had), the
 same transactions (each write still commits on its own, without waiting for the disk: see
-``_synchronous_normal``), the same lock that serialises the process's threads over the storage.
-Dagster's other SQLite storages (runs, schedules) are used as they are.
+``_synchronous_normal``), the same lock that serialises the process's threads over the storage; a run
+waiting for a pool's slot asks again sooner (``claim_concurrency_slot``). Dagster's other SQLite storages
+(runs, schedules) are used as they are.
 """
 
 from __future__ import annotations
@@ -27,9 +28,16 @@ from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import ConfigurableClassData
+from dagster._utils.concurrency import ConcurrencyClaimStatus
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, QueuePool
+
+# A step waiting for a pool's slot (the warehouse's) asks again after this, doubling up to a second. Dagster's
+# own wait starts at 1 s and grows to 15: longer than a small submission's whole load, so a run queued behind
+# another's load idled most of a second; asking is a few indexed statements on the index shard.
+FIRST_CLAIM_RETRY_SECONDS = 0.1
+LONGEST_CLAIM_RETRY_SECONDS = 1.0
 
 # Run shards kept open besides the index: a run writes only its own, so a process running one run at a
 # time needs one; a webserver reading several runs' logs gains from a few.
@@ -49,6 +57,7 @@ class HeldSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_pid = os.getpid()
         self._empty_run_shard: bytes | None = None
+        self._claim_attempts: dict[tuple[str, str, str], int] = {}
         super().__init__(base_dir, inst_data=inst_data)
 
     @contextmanager
@@ -84,6 +93,19 @@ class HeldSqliteEventLogStorage(SqliteEventLogStorage):
         for name in run_shards[: max(0, len(run_shards) - OPEN_RUN_SHARDS)]:
             self._engines.pop(name).dispose()
         return engine
+
+    def claim_concurrency_slot(
+        self, concurrency_key: str, run_id: str, step_key: str, priority: int | None = None
+    ) -> ConcurrencyClaimStatus:
+        status = super().claim_concurrency_slot(concurrency_key, run_id, step_key, priority)
+        waiting = (concurrency_key, run_id, step_key)
+        if status.is_claimed:
+            self._claim_attempts.pop(waiting, None)
+            return status
+        attempts = self._claim_attempts[waiting] = self._claim_attempts.get(waiting, 0) + 1
+        return status.with_sleep_interval(
+            min(LONGEST_CLAIM_RETRY_SECONDS, FIRST_CLAIM_RETRY_SECONDS * 2 ** (attempts - 1))
+        )
 
     def _create_shard(self, conn_string: str) -> None:
         # Creating a shard takes two connections at once: Dagster's own way, with throwaway ones.
