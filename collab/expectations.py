@@ -23,9 +23,11 @@ from standards.extract import (
     CODELIST_FIELDS,
     EARLIEST_BIRTH_DATE,
     EARLIEST_CONTACT_DATE,
+    FIELDS,
     MAX_AMOUNT_GBP,
     MAX_TEXT_CHARS,
     REQUIRED_FIELDS,
+    STANDARD_CONTACT_SCHEMA,
 )
 from standards.geography import SUCCESSOR_CODES, load_geography
 from standards.personal_data import EMAIL, NI_NUMBER
@@ -159,17 +161,93 @@ def _context() -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import pandas_execution_engine
+    from tqdm import tqdm
 
     # GX fingerprints every pandas batch (a hash of all its values: a third of a run's time here) unless it
     # is larger than this; it measures size without the strings' contents, so a batch of contacts never is.
     # The fingerprint is only a marker in the results; nothing we keep relies on it.
     pandas_execution_engine.HASH_THRESHOLD = 0
+    # GX makes a (disabled) tqdm bar per validation, and tqdm's first bar starts a monitor thread: none is
+    # wanted in a process that forks workers (`collab run`'s fork server warms GX up), nor is it needed.
+    tqdm.monitor_interval = 0
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     context.data_sources.add_pandas("extracts").add_dataframe_asset("batch").add_batch_definition_whole_dataframe(
         "whole"
     )
     return context
+
+
+def _validation_definition(fields: tuple[str, ...]) -> Any:
+    """The validation definition of the suite for these fields, made on first use and kept for the process:
+    a suite and its definition never change once made (the rules are the standard's), so every batch of every
+    submission with the same fields shares them."""
+    import great_expectations as gx
+
+    context = _context()
+    suite_name = "extract_v1:" + ",".join(fields)
+    try:
+        return context.validation_definitions.get(suite_name)
+    except Exception:  # GX raises DataContextError subclasses for a missing definition
+        suite = context.suites.add(gx.ExpectationSuite(name=suite_name, expectations=build_expectations(set(fields))))
+        batch_definition = context.data_sources.get("extracts").get_asset("batch").get_batch_definition("whole")
+        return context.validation_definitions.add(
+            gx.ValidationDefinition(name=suite_name, data=batch_definition, suite=suite)
+        )
+
+
+def _run_unrecorded(validation: Any, frame: Any) -> Any:
+    """``validation.run`` on one pandas batch, without adding its result to the context's results store.
+
+    The context lives as long as the process, across submissions and charities: its store would keep every
+    batch's result (their sample unexpected values are charities' data) for the process's life, and storing
+    each (with ``run``'s check that the definition is saved) cost about a tenth of a small file's validation.
+    The result is what ``run`` returns, with the same identifying ``meta``; it is kept with its submission.
+    """
+    from great_expectations.constants import DATAFRAME_REPLACEMENT_STR
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.validator.v1_validator import Validator
+
+    validator = Validator(
+        batch_definition=validation.batch_definition,
+        batch_parameters={"dataframe": frame},
+        result_format="SUMMARY",
+    )
+    result = validator.validate_expectation_suite(validation.suite)
+    run_id = RunIdentifier(run_time=dt.datetime.now(dt.UTC))
+    result.meta.update(
+        validation_id=validation.id,
+        checkpoint_id=None,
+        run_id=run_id,
+        validation_time=run_id.run_time,
+        batch_parameters={"dataframe": DATAFRAME_REPLACEMENT_STR},
+    )
+    return result
+
+
+def warm_up() -> None:
+    """Set up Great Expectations in this process before any submission: its imports, the context, and the
+    suite of every staged field, run once on an empty batch so the first real batch finds everything loaded.
+    The fork server of `collab run` calls it (see ``pipelines.worker_preload``): done once there, every worker
+    it forks starts warm instead of paying several CPU seconds of its own. Nothing of a submission is in it.
+
+    The empty batch is made in pandas, as GX receives it, never in Polars: Polars' thread pool, once started,
+    is not in a forked child, and the child's first parallel Polars call would wait for it for ever."""
+    import pandas as pd
+
+    fields = [name for name in STANDARD_CONTACT_SCHEMA if name in FIELDS]
+    empty = pd.DataFrame({name: pd.Series(dtype=_pandas_dtype(name)) for name in fields})
+    _run_unrecorded(_validation_definition(tuple(sorted(fields))), empty)
+
+
+def _pandas_dtype(name: str) -> str:
+    """The pandas type of a staged field as ``ExpectationRun.validate`` hands it to GX."""
+    if name in _CODE_FIELDS:
+        return "category"
+    dtype = STANDARD_CONTACT_SCHEMA[name]
+    if dtype == pl.Date:
+        return "datetime64[ns]"
+    return {pl.Int64: "int64", pl.Float64: "float64"}.get(type(dtype), "object")
 
 
 @dataclass
@@ -180,31 +258,14 @@ class ExpectationRun:
     raw_results: list[dict[str, Any]] = field(default_factory=list)
 
     def validate(self, batch: pl.DataFrame, fields: list[str]) -> None:
-        import great_expectations as gx
-
-        context = _context()
-        suite_name = "extract_v1:" + ",".join(sorted(fields))
-        try:
-            validation = context.validation_definitions.get(suite_name)
-        except Exception:  # GX raises DataContextError subclasses for a missing definition
-            suite = context.suites.add(
-                gx.ExpectationSuite(name=suite_name, expectations=build_expectations(set(fields)))
-            )
-            batch_definition = context.data_sources.get("extracts").get_asset("batch").get_batch_definition("whole")
-            validation = context.validation_definitions.add(
-                gx.ValidationDefinition(name=suite_name, data=batch_definition, suite=suite)
-            )
+        validation = _validation_definition(tuple(sorted(fields)))
         # Dates as nanosecond timestamps: GX compares only those (and numbers) vectorised, anything else a value
         # at a time in Python. They compare with the suite's midnights exactly as dates would.
         frame = batch.select(fields).with_columns(
             pl.col(pl.Date).cast(pl.Datetime("ns")),
             pl.col([name for name in _CODE_FIELDS if name in fields]).cast(pl.Categorical),
         )
-        # Through the batch rather than ``validation.run``, which would also check the definition is saved and
-        # serialise every result into the context's in-memory store, kept for the life of the process: a fifth
-        # of a 500,000-row batch's time. The suite and the results are the same.
-        batch_of = validation.data.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
-        result = batch_of.validate(validation.suite, result_format="SUMMARY")
+        result = _run_unrecorded(validation, frame.to_pandas())
         as_json = result.to_json_dict()
         self.raw_results.append(as_json)
         for item in as_json["results"]:

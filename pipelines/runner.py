@@ -207,9 +207,9 @@ def process_submissions(
     return [by_key[file.partition_key] for file in files]
 
 
-# What a worker imports before its first file: about 7 CPU s, 6 of them Great Expectations (scipy, pandas,
-# altair). Imported once, by the fork server, and shared by every worker it forks.
-WORKER_PRELOAD = ["collab.expectations", "pipelines.definitions"]
+# What a worker needs before its first file, imported (and Great Expectations set up) once, by the fork server,
+# and shared by every worker it forks.
+WORKER_PRELOAD = ["pipelines.worker_preload"]
 
 
 def _worker_processes() -> multiprocessing.context.BaseContext:

@@ -1,17 +1,20 @@
 """The workspace's Dagster instance on SQLite holds its event-log connections open: what it writes is still
 committed event by event and seen at once by every other process (the UI's, the daemon's), a forked child
-opens its own connections, and only the latest runs' databases stay open."""
+opens its own connections, and only the latest runs' databases stay open. A run's database is copied from an
+empty one, as Dagster would have made it."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import multiprocessing
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter, asset, materialize
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from collab.workspace import Workspace
 from pipelines.instance_storage import OPEN_RUN_SHARDS, HeldSqliteEventLogStorage
@@ -56,6 +59,9 @@ def test_runs_and_their_events_are_seen_by_another_process_at_once(workspace: Wo
         assert all(count > 10 for count in counts.values())
         # The index and the latest runs' databases are held; older runs' were closed as newer ones came.
         assert len(instance.event_log_storage._engines) == OPEN_RUN_SHARDS + 1
+        # Their commits do not wait for the disk (a killed process still loses nothing it committed).
+        with instance.event_log_storage.run_connection(run_ids[-1]) as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
 
 
 def _materialize_in_child(queue: multiprocessing.Queue) -> None:
@@ -103,3 +109,29 @@ def test_the_event_log_starts_in_an_empty_directory(tmp_path: Path) -> None:
     storage = HeldSqliteEventLogStorage(str(tmp_path / "runs"))
     assert storage.supports_global_concurrency_limits  # its index shard was created, with every table
     storage.dispose()
+
+
+def _schema(database: Path) -> list[tuple[str, str, str]]:
+    with contextlib.closing(sqlite3.connect(database)) as con:
+        queries = [
+            "SELECT type, name, sql FROM sqlite_master ORDER BY name",
+            "SELECT 'alembic', version_num, '' FROM alembic_version",
+            "SELECT 'journal', journal_mode, '' FROM pragma_journal_mode",
+        ]
+        return [row for query in queries for row in con.execute(query).fetchall()]
+
+
+def test_a_runs_database_is_what_dagster_would_have_created(workspace: Workspace, tmp_path: Path) -> None:
+    with DagsterInstance.get() as instance:
+        run_id = materialize([parcel], instance=instance).run_id
+        runs_dir = Path(instance.event_log_storage._base_dir)
+        # Dagster's own storage, in a directory of its own, creates a run's database its way.
+        dagsters = SqliteEventLogStorage(str(tmp_path / "dagster"))
+        with dagsters.run_connection(run_id):
+            pass
+        assert _schema(runs_dir / f"{run_id}.db") == _schema(tmp_path / "dagster" / f"{run_id}.db")
+        dagsters.dispose()
+        # Nothing half-made is left beside the runs' databases, and an existing one is never replaced.
+        assert not [p.name for p in runs_dir.iterdir() if p.name.startswith(".")]
+        assert not instance.event_log_storage._copy_empty_run_shard(run_id)
+        assert len(instance.all_logs(run_id)) > 10

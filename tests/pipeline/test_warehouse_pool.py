@@ -74,3 +74,19 @@ def test_runs_created_by_a_process_that_died_before_starting_them_are_failed_and
         assert not run_going(instance, "north/north/1")
         assert instance.get_run_by_id(never_started).status == DagsterRunStatus.FAILURE
         assert instance.get_run_by_id(alive).status == DagsterRunStatus.NOT_STARTED
+
+
+def test_a_load_waiting_for_the_slot_asks_again_soon_then_less_often(workspace: Workspace) -> None:
+    with DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
+        holding, waiting = _started_run(instance, os.getpid()), _started_run(instance, os.getpid())
+        assert _claims(instance, holding)
+        # A small submission's load lasts a fraction of a second: the next asks again within one, not after one.
+        intervals = [
+            storage.claim_concurrency_slot(WAREHOUSE_POOL, waiting, "warehouse_contacts").sleep_interval
+            for _ in range(6)
+        ]
+        assert intervals == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+        storage.free_concurrency_slots_for_run(holding)
+        assert _claims(instance, waiting)

@@ -1,0 +1,51 @@
+"""Great Expectations is set up once per process and shared by every submission it checks: nothing of one
+submission's batch stays in it for the next, another charity's included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from collab import expectations
+from collab.expectations import ExpectationRun, warm_up
+from standards.check import check_extract
+from standards.extract import FIELDS
+from tests.conftest import CollectingSink, contact_rows, write_csv
+
+SECRET_NEED = "leaked_need_code"
+
+
+def _staged(path: Path, rows: int, prefix: str) -> pl.DataFrame:
+    sink = CollectingSink()
+    assert check_extract(write_csv(path, contact_rows(rows, prefix=prefix)), sink=sink).report.accepted
+    return pl.concat(sink.frames)
+
+
+def _validated(contacts: pl.DataFrame) -> ExpectationRun:
+    run = ExpectationRun()
+    run.validate(contacts, [name for name in contacts.columns if name in FIELDS])
+    return run
+
+
+def test_one_charitys_batch_leaves_nothing_for_the_next(tmp_path: Path) -> None:
+    warm_up()  # as a worker of `collab run` starts: set up before any submission
+    first = _staged(tmp_path / "north.csv", 30, "N")
+    second = _staged(tmp_path / "south.csv", 12, "S")
+    bad = first.with_columns(pl.lit(SECRET_NEED).alias("need"))
+    bad_run = _validated(bad)
+    assert not bad_run.outcomes["need is a code of the need codelist"].success
+
+    after = _validated(second)
+    # The same suite object served both, and the second file's results are its own alone.
+    assert all(o.success for o in after.outcomes.values())
+    assert {o.element_count for o in after.outcomes.values() if o.column} == {12}
+    kept = json.dumps(after.raw_results, default=str)
+    assert SECRET_NEED in json.dumps(bad_run.raw_results, default=str) and SECRET_NEED not in kept
+    # No result is kept in the process-wide context, where the next submission's run would find it.
+    assert expectations._context().validation_results_store.list_keys() == []
+    # And a second validation of the first file gives what the first did: nothing accumulated in between.
+    again = _validated(bad)
+    need = again.outcomes["need is a code of the need codelist"]
+    assert (need.unexpected_count, need.element_count) == (30, 30)
