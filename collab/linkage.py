@@ -71,7 +71,7 @@ def relink(
     con: duckdb.DuckDBPyConnection,
     policy: LinkagePolicy,
     *,
-    batch_records: int = RELINK_BATCH_RECORDS,
+    batch_records: int | None = None,
     memory: SplinkMemory | None = None,
 ) -> RelinkResult:
     """Bring the clusters up to date with the units, inside the caller's transaction.
@@ -82,6 +82,9 @@ def relink(
     the units awaiting are linked to each other and to the units that share a blocking key with them,
     and the clusters they join are merged (every unit, if the threshold changed). If nothing was
     dropped and nothing awaits, nothing is run. The same units always give the same clusters.
+
+    Splink scores at most about ``batch_records`` records at once (``RELINK_BATCH_RECORDS`` by default), with
+    ``memory`` its database's limit and spill directory: the step's memory does not grow with the warehouse.
     """
     dropped = con.execute(
         """
@@ -120,7 +123,7 @@ def relink(
                 changed_links(
                     con.sql(records).pl(), changed_units, threshold=policy.threshold, keys=keys, memory=memory
                 )
-                for keys, records in _parts(con, batch_records)
+                for keys, records in _parts(con, batch_records or RELINK_BATCH_RECORDS)
             ]
         )
     finally:

@@ -96,9 +96,10 @@ def load_submission(
                 con.execute("SET memory_limit = $limit", {"limit": LINK_MEMORY_LIMIT})
                 if units is not None:
                     store_units(con, units)
-                # Splink's own database is bounded too, spilling beside the warehouse's own spill files.
-                spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]) / "splink"
-                linked = relink(con, linkage, memory=SplinkMemory(LINK_MEMORY_LIMIT, str(spill)))
+                # Splink's own database is bounded too, spilling beside the warehouse's spill directory (not in
+                # it: DuckDB makes that directory only when it first spills, and one level deep only).
+                spill = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] + ".splink"
+                linked = relink(con, linkage, memory=SplinkMemory(LINK_MEMORY_LIMIT, spill))
             quarters = [
                 row[0]
                 for row in con.execute(
