@@ -57,6 +57,9 @@ def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame) -> int:
         raise ValueError(f"linkage units do not have the warehouse schema: {list(units.schema)}")
     if units.is_empty():
         return 0
+    # The table has no primary key (DuckDB would hold its index in memory): each unit is stored once by this.
+    if units.get_column("unit_key").is_duplicated().any():
+        raise ValueError("linkage units must each have their own unit_key")
     con.register("incoming_units", units.to_arrow())
     same = " AND ".join(f"i.{c} IS NOT DISTINCT FROM u.{c}" for c in (*COMPONENTS, VARIANTS))
     _unlink(con, f"SELECT unit_key FROM incoming_units i JOIN linkage_units u USING (unit_key) WHERE NOT ({same})")
