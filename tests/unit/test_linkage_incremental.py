@@ -57,7 +57,7 @@ def _load(con: duckdb.DuckDBPyConnection, step: int, load: tuple, batch_records:
     relink(con, LinkagePolicy(linking=tuple(sorted(linking)), threshold=DEFAULT_THRESHOLD), batch_records=batch_records)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # A batch of two records splits every relink into parts by blocking key and value (``relink``'s bound on
 # memory); the default batch links the few units here in one part.
 @given(st.lists(loads, min_size=1, max_size=4), st.sampled_from([2, RELINK_BATCH_RECORDS]))
