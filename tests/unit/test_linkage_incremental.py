@@ -58,9 +58,9 @@ def _load(con: duckdb.DuckDBPyConnection, step: int, load: tuple, batch_records:
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-# A batch of two records splits every relink into parts by blocking key and value (``relink``'s bound on
+# A batch of four records splits most relinks into parts by blocking key and value (``relink``'s bound on
 # memory); the default batch links the few units here in one part.
-@given(st.lists(loads, min_size=1, max_size=4), st.sampled_from([2, RELINK_BATCH_RECORDS]))
+@given(st.lists(loads, min_size=1, max_size=4), st.sampled_from([4, RELINK_BATCH_RECORDS]))
 def test_clusters_relinked_load_by_load_are_those_of_linking_every_unit_at_once(
     history: list[tuple], batch_records: int
 ) -> None:
