@@ -20,7 +20,7 @@ PYTEST_PARALLEL ?= --numprocesses auto --dist loadfile
 
 OPENDP_POLARS_VENV := bench/.venv-opendp-polars
 
-.PHONY: help install browser postgres-installed postgres postgres-stop demo test dev portal bucket bucket-stop lint format bench bench-utility bench-coverage bench-audit bench-linkage bench-scale bench-intake bench-small-files clean
+.PHONY: help install browser postgres-installed postgres postgres-stop demo test dev portal bucket bucket-stop lint format bench bench-utility bench-coverage bench-audit bench-linkage bench-relink bench-scale bench-intake bench-small-files clean
 
 help:
 	@echo "make demo   generate demo extracts and run the whole pipeline (workspace: $(COLLAB_HOME))"
@@ -38,6 +38,7 @@ help:
 	@echo "make postgres       install Debian's PostgreSQL and start a private cluster for the production profile"
 	@echo "make bench-small-files  50 files of 100 rows through collab run: files/min (BENCH_ARGS='--postgres')"
 	@echo "make bench-linkage  record linkage precision and recall against the demo truth, beside the exact token"
+	@echo "make bench-relink   one linking charity's load into a warehouse of millions of units: time and peak RSS"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -132,6 +133,9 @@ bench-small-files: install
 
 bench-linkage: install
 	$(BIN)/python -m bench.linkage $(BENCH_ARGS)
+
+bench-relink: install
+	$(BIN)/python -m bench.relink $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(OPENDP_POLARS_VENV) .pytest_cache .ruff_cache .hypothesis

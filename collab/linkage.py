@@ -15,6 +15,7 @@ may split). The others keep their clusters, which only grow when a unit awaiting
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -22,9 +23,14 @@ import polars as pl
 
 from collab.registry import Registry
 from collab.workspace import PrivacySettings
-from privacy.clustering import BLOCKING_KEYS, UNIT_ID, relink_clusters
+from privacy.clustering import BLOCKING_KEYS, UNIT_ID, SplinkMemory, changed_links, relink_clusters
 from privacy.linkage import COMPONENTS, VARIANTS
 from privacy.minimise import LINKAGE_UNIT_SCHEMA
+
+# The most records Splink scores at once: a relink's memory is bounded by it, not by the warehouse's units.
+RELINK_BATCH_RECORDS = 100_000
+# The units awaiting linking during a relink, with the hash of each of their blocking keys' values.
+_AWAITING = "relink_awaiting"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,9 @@ def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame) -> int:
         raise ValueError(f"linkage units do not have the warehouse schema: {list(units.schema)}")
     if units.is_empty():
         return 0
+    # The table has no primary key (DuckDB would hold its index in memory): each unit is stored once by this.
+    if units.get_column("unit_key").is_duplicated().any():
+        raise ValueError("linkage units must each have their own unit_key")
     con.register("incoming_units", units.to_arrow())
     same = " AND ".join(f"i.{c} IS NOT DISTINCT FROM u.{c}" for c in (*COMPONENTS, VARIANTS))
     _unlink(con, f"SELECT unit_key FROM incoming_units i JOIN linkage_units u USING (unit_key) WHERE NOT ({same})")
@@ -61,7 +70,13 @@ def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame) -> int:
     return units.height
 
 
-def relink(con: duckdb.DuckDBPyConnection, policy: LinkagePolicy) -> RelinkResult:
+def relink(
+    con: duckdb.DuckDBPyConnection,
+    policy: LinkagePolicy,
+    *,
+    batch_records: int | None = None,
+    memory: SplinkMemory | None = None,
+) -> RelinkResult:
     """Bring the clusters up to date with the units, inside the caller's transaction.
 
     Units that no contact carries any more (their rows were replaced) and units of a charity that no
@@ -70,6 +85,9 @@ def relink(con: duckdb.DuckDBPyConnection, policy: LinkagePolicy) -> RelinkResul
     the units awaiting are linked to each other and to the units that share a blocking key with them,
     and the clusters they join are merged (every unit, if the threshold changed). If nothing was
     dropped and nothing awaits, nothing is run. The same units always give the same clusters.
+
+    Splink scores at most about ``batch_records`` records at once (``RELINK_BATCH_RECORDS`` by default), with
+    ``memory`` its database's limit and spill directory: the step's memory does not grow with the warehouse.
     """
     dropped = con.execute(
         """
@@ -88,37 +106,42 @@ def relink(con: duckdb.DuckDBPyConnection, policy: LinkagePolicy) -> RelinkResul
         con.execute("DELETE FROM linkage_clusters")
         con.execute("DELETE FROM linkage_state")
         con.execute("INSERT INTO linkage_state VALUES ($threshold)", {"threshold": policy.threshold})
-    components = ", ".join(f"u.{c}" for c in (*COMPONENTS, VARIANTS))
-    awaiting = con.sql(
-        f"SELECT u.unit_key AS {UNIT_ID}, {components} FROM linkage_units u ANTI JOIN linkage_clusters USING (unit_key)"
-    ).pl()
-    if awaiting.is_empty():
-        units, clusters = con.execute("SELECT count(*), count(DISTINCT cluster_key) FROM linkage_clusters").fetchall()[
-            0
-        ]
-        return RelinkResult(units=units, clusters=clusters, relinked=dropped.size > 0)
-    con.register("awaiting_units", awaiting.to_arrow())
-    # Only a unit sharing a blocking key with one awaiting can be linked to it (the same keys as Splink's).
-    sharing = " UNION ".join(
-        "SELECT unit_key FROM linkage_units u SEMI JOIN awaiting_units a ON "
-        + " AND ".join(f"u.{column} = a.{column}" for column in key)
-        for key in BLOCKING_KEYS
-    )
-    neighbours = con.sql(
+    con.execute(
         f"""
-        SELECT u.unit_key AS {UNIT_ID}, {components}, c.cluster_key AS cluster_id
-        FROM linkage_units u JOIN linkage_clusters c USING (unit_key) SEMI JOIN ({sharing}) s USING (unit_key)
+        CREATE OR REPLACE TEMP TABLE {_AWAITING} AS
+        SELECT unit_key, {", ".join(f"{_key_hash(key)} AS {_key_column(key)}" for key in BLOCKING_KEYS)}
+        FROM linkage_units ANTI JOIN linkage_clusters USING (unit_key)
+        """
+    )
+    try:
+        changed = con.sql(f"SELECT unit_key FROM {_AWAITING}").fetchnumpy()["unit_key"]
+        if changed.size == 0:
+            units, clusters = con.execute(
+                "SELECT count(*), count(DISTINCT cluster_key) FROM linkage_clusters"
+            ).fetchall()[0]
+            return RelinkResult(units=units, clusters=clusters, relinked=dropped.size > 0)
+        changed_units = pl.Series(UNIT_ID, changed, dtype=pl.String)
+        links = pl.concat(
+            [
+                changed_links(
+                    con.sql(records).pl(), changed_units, threshold=policy.threshold, keys=keys, memory=memory
+                )
+                for keys, records in _parts(con, batch_records or RELINK_BATCH_RECORDS)
+            ]
+        )
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {_AWAITING}")
+    con.register("linked_pairs", links.to_arrow())
+    earlier = con.sql(
+        f"""
+        SELECT unit_key AS {UNIT_ID}, cluster_key AS cluster_id FROM linkage_clusters
+        WHERE unit_key IN (SELECT {UNIT_ID}_l FROM linked_pairs UNION SELECT {UNIT_ID}_r FROM linked_pairs)
         """
     ).pl()
-    con.unregister("awaiting_units")
+    con.unregister("linked_pairs")
     # Public weights, never trained on the records: trained weights would let one person's records change how
     # everyone else's are compared, and so which clusters (privacy units) other people form.
-    linked, merged = relink_clusters(
-        pl.concat([awaiting, neighbours.drop("cluster_id")]),
-        awaiting.get_column(UNIT_ID),
-        neighbours.select(UNIT_ID, "cluster_id"),
-        threshold=policy.threshold,
-    )
+    linked, merged = relink_clusters(changed_units, links, earlier)
     con.register("linked_units", linked.to_arrow())
     con.register("merged_clusters", merged.to_arrow())
     con.execute(f"INSERT INTO linkage_clusters SELECT {UNIT_ID}, cluster_id FROM linked_units")
@@ -132,6 +155,48 @@ def relink(con: duckdb.DuckDBPyConnection, policy: LinkagePolicy) -> RelinkResul
     con.unregister("merged_clusters")
     units, clusters = con.execute("SELECT count(*), count(DISTINCT cluster_key) FROM linkage_clusters").fetchall()[0]
     return RelinkResult(units=units, clusters=clusters, relinked=True)
+
+
+def _key_column(key: tuple[str, ...]) -> str:
+    return "key_" + "_".join(key)
+
+
+def _key_hash(key: tuple[str, ...], table: str = "") -> str:
+    """A blocking key's value as one hash, null where a part is null (Splink never pairs on a null). Two
+    values may share a hash: that only adds a record to a part, where Splink's exact blocking ignores it."""
+    parts = [f"{table}{column}" for column in key]
+    return f"CASE WHEN {' AND '.join(f'{p} IS NOT NULL' for p in parts)} THEN hash({', '.join(parts)}) END"
+
+
+def _parts(con: duckdb.DuckDBPyConnection, batch_records: int) -> Iterator[tuple[tuple[tuple[str, ...], ...], str]]:
+    """The units awaiting linking with every unit that shares a blocking key with one (none else can link to
+    them), as queries of at most about ``batch_records`` records each, with the blocking keys to pair them on.
+
+    A unit shares a key with one awaiting when its value of the key (its hash) is one an awaiting unit
+    has. If all of them fit in one batch, they are one part on every key; else each key's sharers are
+    split by the hash of their value, so that the records of one value are in one part (a part is only
+    bigger than ``batch_records`` if one value alone has more): every pair sharing a key meets in a part.
+    """
+    components = ", ".join(f"u.{c}" for c in (*COMPONENTS, VARIANTS))
+
+    def sharing(key: tuple[str, ...]) -> str:
+        column = _key_column(key)
+        return f"{_key_hash(key, 'u.')} IN (SELECT {column} FROM {_AWAITING} WHERE {column} IS NOT NULL)"
+
+    def records(where: str) -> str:
+        return f"SELECT u.unit_key AS {UNIT_ID}, {components} FROM linkage_units u WHERE {where}"
+
+    counts = {
+        key: con.execute(f"SELECT count(*) FROM linkage_units u WHERE {sharing(key)}").fetchall()[0][0]
+        for key in BLOCKING_KEYS
+    }
+    if sum(counts.values()) <= batch_records:
+        yield BLOCKING_KEYS, records(" OR ".join(f"({sharing(key)})" for key in BLOCKING_KEYS))
+        return
+    for key, count in counts.items():
+        parts = -(-count // batch_records)
+        for part in range(parts):
+            yield (key,), records(f"{sharing(key)} AND {_key_hash(key, 'u.')} % {parts} = {part}")
 
 
 def _unlink(con: duckdb.DuckDBPyConnection, units: str) -> None:

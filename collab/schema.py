@@ -219,6 +219,38 @@ MIGRATIONS: tuple[Migration, ...] = (
         # One row, or none before the first relink (``collab.linkage.relink``): then every unit is linked afresh.
         ("CREATE TABLE IF NOT EXISTS linkage_state (threshold DOUBLE NOT NULL)",),
     ),
+    Migration(
+        7,
+        "linkage units and clusters without a primary key: its index is held whole in memory by every load",
+        # DuckDB keeps a primary key's index in memory, and a load inserting units or clusters loads all of it:
+        # 279 MB for 2M units (``bench.relink``), under the load's memory limit, so a warehouse of millions of
+        # units failed every linking load. ``collab.linkage`` keeps each unit_key unique instead (a unit is
+        # deleted before it is inserted again, and a cluster row with it). DuckDB cannot drop a primary key:
+        # each table is copied into one without it.
+        (
+            """
+            CREATE TABLE linkage_units_unindexed (
+                unit_key VARCHAR NOT NULL,
+                charity_id VARCHAR NOT NULL,
+                submission_id VARCHAR NOT NULL,
+                surname VARCHAR,
+                surname_sound VARCHAR,
+                birth_date VARCHAR,
+                birth_month VARCHAR,
+                district VARCHAR,
+                postcode_area VARCHAR,
+                surname_variants VARCHAR[]
+            )
+            """,
+            "INSERT INTO linkage_units_unindexed SELECT * FROM linkage_units",
+            "DROP TABLE linkage_units",
+            "ALTER TABLE linkage_units_unindexed RENAME TO linkage_units",
+            "CREATE TABLE linkage_clusters_unindexed (unit_key VARCHAR NOT NULL, cluster_key VARCHAR NOT NULL)",
+            "INSERT INTO linkage_clusters_unindexed SELECT * FROM linkage_clusters",
+            "DROP TABLE linkage_clusters",
+            "ALTER TABLE linkage_clusters_unindexed RENAME TO linkage_clusters",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -21,6 +21,7 @@ import polars as pl
 from collab.faults import crash_point
 from collab.linkage import LinkagePolicy, RelinkResult, relink, store_units
 from collab.schema import migrate
+from privacy.clustering import SplinkMemory
 from privacy.minimise import WAREHOUSE_SCHEMA
 
 # DuckDB's memory while a load moves its rows; beyond it, DuckDB spills to disk.
@@ -95,7 +96,10 @@ def load_submission(
                 con.execute("SET memory_limit = $limit", {"limit": LINK_MEMORY_LIMIT})
                 if units is not None:
                     store_units(con, units)
-                linked = relink(con, linkage)
+                # Splink's own database is bounded too, spilling beside the warehouse's spill directory (not in
+                # it: DuckDB makes that directory only when it first spills, and one level deep only).
+                spill = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] + ".splink"
+                linked = relink(con, linkage, memory=SplinkMemory(LINK_MEMORY_LIMIT, spill))
             quarters = [
                 row[0]
                 for row in con.execute(

@@ -16,12 +16,14 @@ the same ids, and a reference linked to nobody keeps its own.
 
 On the fixed weights a pair's score depends on its two records alone, so clusters can be brought up to
 date with changed records without scoring the others again (``relink_clusters``): the links that can
-appear are those of a changed record, found by the same blocking rules and scored the same way.
+appear are those of a changed record, found by the same blocking rules and scored the same way
+(``changed_links``), in as many parts as memory needs.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
@@ -89,7 +91,9 @@ def _comparison(
     return cl.CustomComparison(output_column_name=name, comparison_levels=[null, *weighted, rest])
 
 
-def _settings(*, trained: bool, changed_only: bool = False) -> SettingsCreator:
+def _settings(
+    *, trained: bool, changed_only: bool = False, keys: tuple[tuple[str, ...], ...] = BLOCKING_KEYS
+) -> SettingsCreator:
     surname = _comparison(
         "surname",
         cll.And(cll.NullLevel("surname"), cll.NullLevel("surname_sound")),
@@ -120,7 +124,7 @@ def _settings(*, trained: bool, changed_only: bool = False) -> SettingsCreator:
         comparisons=[surname, birth, place],
         blocking_rules_to_generate_predictions=[
             And(block_on(*key), CustomRule(f"l.{_CHANGED} OR r.{_CHANGED}")) if changed_only else block_on(*key)
-            for key in BLOCKING_KEYS
+            for key in keys
         ],
         additional_columns_to_retain=[_CHANGED] if changed_only else [],
         retain_matching_columns=False,
@@ -155,38 +159,54 @@ def link_clusters(
     return pl.DataFrame({UNIT_ID: ids, "cluster_id": found})
 
 
+def changed_links(
+    records: pl.DataFrame,
+    changed: pl.Series,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    keys: tuple[tuple[str, ...], ...] = BLOCKING_KEYS,
+    memory: SplinkMemory | None = None,
+) -> pl.DataFrame:
+    """``unit_id_l``, ``unit_id_r`` of every pair of ``records`` with a ``changed`` record (a series of
+    ``unit_id``) that shares one of ``keys`` (``BLOCKING_KEYS`` or some of them) and scores at or above
+    ``threshold`` on the fixed weights.
+
+    On the fixed weights a pair's score depends on its two records alone, so the pairs can be found in
+    parts: the union of the links of several calls, each with some blocking keys and the records sharing
+    a value of them, is what one call on all the records gives.
+    """
+    _check(records, threshold)
+    flagged = records.with_columns(pl.col(UNIT_ID).is_in(changed.implode()).alias(_CHANGED))
+    return _links(flagged, threshold=threshold, keys=keys, memory=memory)
+
+
 def relink_clusters(
-    records: pl.DataFrame, changed: pl.Series, clusters: pl.DataFrame, *, threshold: float = DEFAULT_THRESHOLD
+    changed: pl.Series, links: pl.DataFrame, clusters: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Bring clusters made on the fixed weights up to date with changed records, as ``link_clusters`` would.
 
     ``changed``: the ``unit_id`` of every record that is new, or whose cluster lost a member (a record
-    removed or changed; its remaining members are changed too). ``records``: the changed records and every
-    other record that shares a blocking key with one (none else can link to them). ``clusters``:
-    ``unit_id``, ``cluster_id`` of those others, from earlier; their clusters are otherwise untouched, so
-    each keeps its links and its id (the smallest of members that all remain).
+    removed or changed; its remaining members are changed too). ``links``: ``changed_links`` of the
+    changed records with every record (pairs with a changed record are the only links that can be new).
+    ``clusters``: ``unit_id``, ``cluster_id`` from earlier of every record in ``links`` that is not
+    changed; their clusters are otherwise untouched, so each keeps its links and its id (the smallest of
+    members that all remain).
 
     Returns ``unit_id``, ``cluster_id`` of each changed record, and ``cluster_id``, ``merged_into`` of each
-    earlier cluster a changed record joined to a cluster with a smaller id. Only pairs with a changed
-    record are scored, with the same fixed weights and threshold, and the links so found join the changed
+    earlier cluster a changed record joined to a cluster with a smaller id. The links join the changed
     records and the earlier clusters, so the result is the clusters that ``link_clusters`` finds on all
     records with ``train=False``.
     """
-    _check(records, threshold)
     earlier = dict(zip(*clusters.select(UNIT_ID, "cluster_id").get_columns(), strict=True))
-    if set(earlier) | set(changed) != set(records.get_column(UNIT_ID)) or set(earlier) & set(changed):
-        raise ValueError("each record must be either changed or in an earlier cluster")
-    links = _links(records.with_columns(pl.col(UNIT_ID).is_in(changed.implode()).alias(_CHANGED)), threshold=threshold)
+    linked = set(links.get_column(f"{UNIT_ID}_l")) | set(links.get_column(f"{UNIT_ID}_r"))
+    if set(earlier) & set(changed) or not linked <= set(earlier) | set(changed):
+        raise ValueError("each linked record must be either changed or in an earlier cluster")
     # A record of an earlier cluster stands for its whole cluster: the cluster's id is the node.
-    node = pl.col(UNIT_ID).replace(earlier)
     edges = links.select(pl.col(f"{UNIT_ID}_l").replace(earlier), pl.col(f"{UNIT_ID}_r").replace(earlier))
     nodes = pl.concat([changed, clusters.get_column("cluster_id")]).unique()
     joined = pl.DataFrame({"node": nodes, "cluster_id": _components(nodes, edges)})
     changed_clusters = (
-        records.filter(pl.col(UNIT_ID).is_in(changed.implode()))
-        .select(UNIT_ID, node.alias("node"))
-        .join(joined, on="node")
-        .select(UNIT_ID, "cluster_id")
+        pl.DataFrame({UNIT_ID: changed, "node": changed}).join(joined, on="node").select(UNIT_ID, "cluster_id")
     )
     merged = joined.filter(pl.col("node").is_in(clusters.get_column("cluster_id").implode()))
     merged = merged.filter(pl.col("node") != pl.col("cluster_id")).select(
@@ -202,7 +222,22 @@ def _check(records: pl.DataFrame, threshold: float) -> None:
         raise ValueError("each record needs its own unit_id")
 
 
-def _links(records: pl.DataFrame, *, threshold: float, trained: bool = False) -> pl.DataFrame:
+@dataclass(frozen=True)
+class SplinkMemory:
+    """Splink's database's memory limit (DuckDB's syntax, ``"512MB"``) and where it spills beyond it."""
+
+    limit: str
+    spill_directory: str
+
+
+def _links(
+    records: pl.DataFrame,
+    *,
+    threshold: float,
+    trained: bool = False,
+    keys: tuple[tuple[str, ...], ...] = BLOCKING_KEYS,
+    memory: SplinkMemory | None = None,
+) -> pl.DataFrame:
     """``unit_id_l``, ``unit_id_r`` of every pair Splink scores at or above ``threshold``; with a
     ``changed_record`` column, only the pairs with a changed record."""
     changed_only = _CHANGED in records.columns
@@ -210,10 +245,11 @@ def _links(records: pl.DataFrame, *, threshold: float, trained: bool = False) ->
         return pl.DataFrame(schema={f"{UNIT_ID}_l": pl.String, f"{UNIT_ID}_r": pl.String})
     columns = [UNIT_ID, *COMPONENTS, VARIANTS, *([_CHANGED] if changed_only else [])]
     frame = records.select(columns).sort(UNIT_ID).to_arrow()
-    # Splink's own in-memory database, closed as soon as the links are read.
-    database = duckdb.connect()
+    # Splink's own in-memory database, closed as soon as the links are read; bounded when asked, spilling beyond.
+    config = {"memory_limit": memory.limit, "temp_directory": memory.spill_directory} if memory else {}
+    database = duckdb.connect(config=config)
     try:
-        settings = _settings(trained=trained, changed_only=changed_only)
+        settings = _settings(trained=trained, changed_only=changed_only, keys=keys)
         linker = Linker(DuckDBAPI(database).register(frame), settings, log_level=logging.ERROR)
         if trained:
             linker.training.estimate_probability_two_random_records_match(

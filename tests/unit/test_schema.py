@@ -64,3 +64,22 @@ def test_a_warehouse_newer_than_the_code_is_refused() -> None:
     con.execute("INSERT INTO schema_version VALUES (?, 'from the future', now())", [LATEST_VERSION + 1])
     with pytest.raises(RuntimeError, match="newer than this code"):
         migrate(con)
+
+
+def test_linkage_units_and_clusters_keep_their_rows_and_lose_their_in_memory_index_at_version_7() -> None:
+    con = duckdb.connect()
+    schema_version(con)  # creates the version table
+    for migration in MIGRATIONS[:6]:
+        for statement in migration.statements:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version VALUES (?, 'test', now())", [migration.version])
+    con.execute("INSERT INTO linkage_units (unit_key, charity_id, submission_id, surname) VALUES ('u1', 'a', 's', 'x')")
+    con.execute("INSERT INTO linkage_clusters VALUES ('u1', 'u1')")
+    assert migrate(con) == [7]
+    assert con.execute("SELECT unit_key, surname FROM linkage_units").fetchall() == [("u1", "x")]
+    assert con.execute("SELECT * FROM linkage_clusters").fetchall() == [("u1", "u1")]
+    indexed = con.execute(
+        "SELECT count(*) FROM duckdb_constraints() WHERE table_name IN ('linkage_units', 'linkage_clusters') "
+        "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')"
+    ).fetchall()
+    assert indexed == [(0,)]
