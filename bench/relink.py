@@ -62,7 +62,8 @@ def _units(people: np.ndarray, charity_id: str, submission_id: str, districts: n
     )
 
 
-def _contacts(units: pl.DataFrame) -> pl.DataFrame:
+def contacts_of_units(units: pl.DataFrame) -> pl.DataFrame:
+    """A contact row for each unit: its keys, its charity and submission, and nothing else filled."""
     from privacy.minimise import WAREHOUSE_SCHEMA
 
     return units.select(
@@ -91,7 +92,7 @@ def build(path: Path, warehouse_units: int) -> None:
             con.register("built", units.to_arrow())
             con.execute("INSERT INTO linkage_units BY NAME SELECT * FROM built")
             con.execute("INSERT INTO linkage_clusters SELECT unit_key, unit_key FROM built")
-            con.register("built_contacts", _contacts(units).to_arrow())
+            con.register("built_contacts", contacts_of_units(units).to_arrow())
             con.execute("INSERT INTO contacts BY NAME SELECT * FROM built_contacts")
             con.unregister("built")
             con.unregister("built_contacts")
@@ -121,7 +122,7 @@ def load(path: Path, warehouse_units: int, submission_units: int) -> str:
             file_name="newcomer.csv",
             sha256="0" * 64,
             received_at=dt.datetime(2026, 4, 1, tzinfo=dt.UTC),
-            batches=[_contacts(units)],
+            batches=[contacts_of_units(units)],
             standard_version="bench",
             units=units,
             linkage=policy,

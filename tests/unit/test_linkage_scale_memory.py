@@ -15,12 +15,13 @@ import duckdb
 import polars as pl
 import pytest
 
+from bench.relink import contacts_of_units
 from collab import linkage, warehouse
 from collab.linkage import LinkagePolicy
 from collab.schema import migrate
 from collab.warehouse import load_submission
 from privacy.linkage import COMPONENTS, DEFAULT_THRESHOLD, VARIANTS
-from privacy.minimise import LINKAGE_UNIT_SCHEMA, WAREHOUSE_SCHEMA
+from privacy.minimise import LINKAGE_UNIT_SCHEMA
 
 WAREHOUSE_UNITS = 80_000
 SUBMISSION_UNITS = 12_000
@@ -60,13 +61,6 @@ def _units(people: range, charity: str, submission: str) -> pl.DataFrame:
     )
 
 
-def _contacts(units: pl.DataFrame) -> pl.DataFrame:
-    return units.select(
-        pl.col(name) if name in ("submission_id", "charity_id") else pl.lit(None, dtype).alias(name)
-        for name, dtype in WAREHOUSE_SCHEMA.items()
-    ).with_columns(units.get_column("unit_key").alias("person_key"), pl.lit("2026Q1").alias("quarter"))
-
-
 def test_a_linking_load_into_a_warehouse_of_many_units_stays_within_a_small_memory_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -76,7 +70,7 @@ def test_a_linking_load_into_a_warehouse_of_many_units_stays_within_a_small_memo
     con.register("built", built.to_arrow())
     con.execute("INSERT INTO linkage_units BY NAME SELECT * FROM built")
     con.execute("INSERT INTO linkage_clusters SELECT unit_key, unit_key FROM built")
-    con.register("built_contacts", _contacts(built).to_arrow())
+    con.register("built_contacts", contacts_of_units(built).to_arrow())
     con.execute("INSERT INTO contacts BY NAME SELECT * FROM built_contacts")
     con.execute("INSERT INTO linkage_state VALUES ($threshold)", {"threshold": DEFAULT_THRESHOLD})
     con.unregister("built")
@@ -107,7 +101,7 @@ def test_a_linking_load_into_a_warehouse_of_many_units_stays_within_a_small_memo
         file_name="newcomer.csv",
         sha256="0" * 64,
         received_at=dt.datetime(2026, 4, 1, tzinfo=dt.UTC),
-        batches=[_contacts(units)],
+        batches=[contacts_of_units(units)],
         standard_version="test",
         units=units,
         linkage=policy,
