@@ -35,6 +35,7 @@ from collab.workspace import PublicationSettings
 from tests.browser import axe_violations, chromium
 from tests.pipeline.test_releases import SPENT
 from tests.system.commands import collab
+from tests.tampering import alter_one_row
 
 pytestmark = pytest.mark.system
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -295,7 +296,7 @@ def test_a_tampered_release_is_refused_by_the_loader_and_the_site_build(demo_hom
     publish = tmp_path / "publish"
     shutil.copytree(demo_home / "publish", publish)
     data = next((publish / "releases").glob("*-v1/data/people_by_need_region.csv"))
-    data.write_text(data.read_text().replace(",false", ",true", 1))
+    alter_one_row(data)
     with pytest.raises(CellExecutionError) as refused:
         execute(NOTEBOOKS / "02_compare_two_regions.ipynb", publish)
     assert refused.value.ename == "TamperedReleaseError"

@@ -14,6 +14,7 @@ import pytest
 from collab.publication import ReleaseIntegrityError, indicator_fields, sha256_of
 from collab.site import build_site, charts
 from collab.site.model import Estimate, change_between, combined, quarter_label
+from tests.tampering import alter_one_row
 
 REGIONS = [("E12000001", "North East"), ("E12000007", "London"), ("W92000004", "Wales")]
 NEEDS = [("food", "Food"), ("debt", "Debt")]
@@ -250,7 +251,7 @@ def test_a_tampered_published_release_stops_the_build_and_keeps_the_previous_sit
     index = build_site(two_quarters)
     before = index.read_text()
     data = two_quarters / "releases" / "2026Q1-v1" / "data" / "people_by_need_region.csv"
-    data.write_text(data.read_text().replace(",false", ",true", 1))
+    alter_one_row(data)
     with pytest.raises(
         ReleaseIntegrityError, match=r"2026Q1-v1 is not intact: .*people_by_need_region.csv has been changed"
     ):
