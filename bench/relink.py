@@ -82,6 +82,8 @@ def build(path: Path, warehouse_units: int) -> None:
     """A warehouse of ``warehouse_units`` units of two linking charities, each unit its own cluster."""
     from collab.schema import migrate
     from collab.warehouse import connect
+    from privacy.clustering import fixed_model
+    from privacy.linkage import DEFAULT_THRESHOLD
 
     districts = _districts()
     with connect(path) as con:
@@ -96,7 +98,8 @@ def build(path: Path, warehouse_units: int) -> None:
             con.execute("INSERT INTO contacts BY NAME SELECT * FROM built_contacts")
             con.unregister("built")
             con.unregister("built_contacts")
-        con.execute("INSERT INTO linkage_state VALUES (0.5)")
+        # The clusters are those of the pipeline's model: the load links only its own units, as in production.
+        con.execute("INSERT INTO linkage_state VALUES (?, ?)", [DEFAULT_THRESHOLD, fixed_model()])
 
 
 def load(path: Path, warehouse_units: int, submission_units: int) -> str:

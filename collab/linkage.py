@@ -23,7 +23,7 @@ import polars as pl
 
 from collab.registry import Registry
 from collab.workspace import PrivacySettings
-from privacy.clustering import BLOCKING_KEYS, UNIT_ID, SplinkMemory, changed_links, relink_clusters
+from privacy.clustering import BLOCKING_KEYS, UNIT_ID, SplinkMemory, changed_links, fixed_model, relink_clusters
 from privacy.linkage import COMPONENTS, VARIANTS
 from privacy.minimise import LINKAGE_UNIT_SCHEMA
 
@@ -83,7 +83,7 @@ def relink(
     longer links records are dropped first, and the rest of their clusters awaits linking: an opted-out
     charity's keyed identifiers leave the warehouse, and its contacts become units of their own. Then
     the units awaiting are linked to each other and to the units that share a blocking key with them,
-    and the clusters they join are merged (every unit, if the threshold changed). If nothing was
+    and the clusters they join are merged (every unit, if the threshold or the fixed model changed). If nothing was
     dropped and nothing awaits, nothing is run. The same units always give the same clusters.
 
     Splink scores at most about ``batch_records`` records at once (``RELINK_BATCH_RECORDS`` by default), with
@@ -101,11 +101,12 @@ def relink(
     con.register("dropped_units", pl.DataFrame({"unit_key": dropped}, schema={"unit_key": pl.String}).to_arrow())
     _unlink(con, "SELECT unit_key FROM dropped_units")
     con.unregister("dropped_units")
-    if con.execute("SELECT threshold FROM linkage_state").fetchall() != [(policy.threshold,)]:
-        # Clusters made at another threshold (or none made yet): every unit is linked afresh.
+    made_with = (policy.threshold, fixed_model())
+    if con.execute("SELECT threshold, model FROM linkage_state").fetchall() != [made_with]:
+        # Clusters made at another threshold or by another model (or none made yet): every unit is linked afresh.
         con.execute("DELETE FROM linkage_clusters")
         con.execute("DELETE FROM linkage_state")
-        con.execute("INSERT INTO linkage_state VALUES ($threshold)", {"threshold": policy.threshold})
+        con.execute("INSERT INTO linkage_state (threshold, model) VALUES (?, ?)", made_with)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {_AWAITING} AS

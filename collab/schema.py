@@ -251,6 +251,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE linkage_clusters_unindexed RENAME TO linkage_clusters",
         ),
     ),
+    Migration(
+        8,
+        "the linkage model the clusters were made with, beside the threshold: a new model relinks every unit",
+        # Empty in a warehouse from before: its clusters are linked afresh on the next load, as after a new threshold.
+        ("ALTER TABLE linkage_state ADD COLUMN IF NOT EXISTS model VARCHAR",),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -22,8 +22,11 @@ appear are those of a changed record, found by the same blocking rules and score
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
+from functools import cache
 
 import duckdb
 import numpy as np
@@ -131,6 +134,19 @@ def _settings(
         retain_intermediate_calculation_columns=False,
         **({} if trained else {"probability_two_random_records_match": _FIXED_PRIOR}),
     )
+
+
+@cache
+def fixed_model() -> str:
+    """A fingerprint (SHA-256) of how units are compared untrained: the blocking keys, each comparison level's
+    condition and fixed weights, and the prior, as Splink reads them.
+
+    Clusters brought up to date load by load (``relink_clusters``) are only the clusters ``link_clusters``
+    would make if every earlier link was scored by the same model: the warehouse records this beside its
+    clusters, and a changed model (new weights, a new level or blocking key, a new Splink that writes them
+    differently) makes every unit be linked afresh."""
+    settings = _settings(trained=False).get_settings("duckdb").as_dict()
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 def _trainable(records: pl.DataFrame) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 import duckdb
 import polars as pl
@@ -10,6 +11,7 @@ import pytest
 
 from collab.linkage import LinkagePolicy, relink, store_units
 from collab.schema import migrate
+from privacy import clustering
 from privacy.linkage import DEFAULT_THRESHOLD, keyed_components
 from privacy.minimise import minimise_units
 from standards.extract import linkage_basis
@@ -78,6 +80,35 @@ def test_a_charity_that_opts_out_loses_its_keyed_components_and_its_links() -> N
     assert relink(con, LinkagePolicy(linking=("a",), threshold=DEFAULT_THRESHOLD)).relinked
     assert con.execute("SELECT DISTINCT charity_id FROM linkage_units").fetchall() == [("a",)]
     assert _units_by_charity(con) == [["a"], ["a"], ["b"], ["c"]]
+
+
+@pytest.fixture
+def fresh_model_fingerprint() -> Iterator[None]:
+    """``fixed_model`` is worked out once per process: a test that changes the weights must see its own."""
+    clustering.fixed_model.cache_clear()
+    yield
+    clustering.fixed_model.cache_clear()
+
+
+@pytest.mark.usefixtures("fresh_model_fingerprint")
+def test_clusters_made_by_another_linkage_model_are_linked_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    con = _warehouse()
+    relink(con, BOTH)
+    assert _units_by_charity(con) == [["a"], ["a", "b"], ["c"]]
+    assert con.execute("SELECT model FROM linkage_state").fetchall() == [(clustering.fixed_model(),)]
+    # A warehouse from before the model was recorded: its clusters are made again, to the same result.
+    con.execute("UPDATE linkage_state SET model = NULL")
+    assert relink(con, BOTH).relinked
+    assert _units_by_charity(con) == [["a"], ["a", "b"], ["c"]]
+    # New weights (a shared one-letter-short spelling counts for almost nothing) at the same threshold: the
+    # Okafor/Okafro link they no longer make is gone, though no unit changed.
+    weights = dict(clustering._FIXED_LEVELS)
+    weights["surname"] = ((0.95, 0.002), (0.0001, 0.001), (0.0002, 0.002))
+    monkeypatch.setattr(clustering, "_FIXED_LEVELS", weights)
+    clustering.fixed_model.cache_clear()
+    assert relink(con, BOTH).relinked
+    assert _units_by_charity(con) == [["a"], ["a"], ["b"], ["c"]]
+    assert not relink(con, BOTH).relinked
 
 
 def test_units_without_the_warehouse_schema_are_refused() -> None:

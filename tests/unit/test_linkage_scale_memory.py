@@ -20,6 +20,7 @@ from collab import linkage, warehouse
 from collab.linkage import LinkagePolicy
 from collab.schema import migrate
 from collab.warehouse import load_submission
+from privacy.clustering import fixed_model
 from privacy.linkage import COMPONENTS, DEFAULT_THRESHOLD, VARIANTS
 from privacy.minimise import LINKAGE_UNIT_SCHEMA
 
@@ -72,7 +73,7 @@ def test_a_linking_load_into_a_warehouse_of_many_units_stays_within_a_small_memo
     con.execute("INSERT INTO linkage_clusters SELECT unit_key, unit_key FROM built")
     con.register("built_contacts", contacts_of_units(built).to_arrow())
     con.execute("INSERT INTO contacts BY NAME SELECT * FROM built_contacts")
-    con.execute("INSERT INTO linkage_state VALUES ($threshold)", {"threshold": DEFAULT_THRESHOLD})
+    con.execute("INSERT INTO linkage_state VALUES (?, ?)", [DEFAULT_THRESHOLD, fixed_model()])
     con.unregister("built")
     con.unregister("built_contacts")
     con.execute("CHECKPOINT")

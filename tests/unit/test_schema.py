@@ -75,7 +75,7 @@ def test_linkage_units_and_clusters_keep_their_rows_and_lose_their_in_memory_ind
         con.execute("INSERT INTO schema_version VALUES (?, 'test', now())", [migration.version])
     con.execute("INSERT INTO linkage_units (unit_key, charity_id, submission_id, surname) VALUES ('u1', 'a', 's', 'x')")
     con.execute("INSERT INTO linkage_clusters VALUES ('u1', 'u1')")
-    assert migrate(con) == [7]
+    assert migrate(con) == [migration.version for migration in MIGRATIONS[6:]]
     assert con.execute("SELECT unit_key, surname FROM linkage_units").fetchall() == [("u1", "x")]
     assert con.execute("SELECT * FROM linkage_clusters").fetchall() == [("u1", "u1")]
     indexed = con.execute(
