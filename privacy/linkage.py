@@ -70,14 +70,17 @@ def keyed_components(key: bytes, bases: pl.Series) -> pl.DataFrame:
         .struct.rename_fields(list(_BASIS_PARTS))
         .struct.unnest()
     )
-    # A component is hashed once per distinct value of its part (far fewer than distinct people).
+    # A component is hashed once per distinct value of its part (far fewer than distinct people), each part's
+    # distinct values found once for the components derived from it.
+    distinct_values = {part: parts.get_column(part).drop_nulls().unique() for part in _BASIS_PARTS}
     codes = {}
     for name, (part, derive) in _DERIVATIONS.items():
-        values = parts.get_column(part)
-        distinct = values.drop_nulls().unique()
+        distinct = distinct_values[part]
         derived = pl.Series([derive(value) for value in distinct.to_list()], dtype=pl.String)
-        codes[name] = values.replace_strict(distinct, keyed_codes(key, ("link", name), derived), default=None)
-    surnames = parts.get_column("surname").drop_nulls().unique()
+        codes[name] = parts.get_column(part).replace_strict(
+            distinct, keyed_codes(key, ("link", name), derived), default=None
+        )
+    surnames = distinct_values["surname"]
     variants = pl.DataFrame(
         {
             "surname": surnames,
