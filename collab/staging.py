@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from collab.faults import crash_point
@@ -133,3 +134,23 @@ def staged_batches(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
     for offset in range(0, rows, rows_per_batch):
         batch = pl.scan_parquet(path).slice(offset, rows_per_batch).with_columns(linked.alias("linked"))
         yield batch.select(*STAGED_CONTACT_SCHEMA).collect()
+
+
+def staged_tables(path: Path, rows_per_batch: int, columns: list[str], codes: list[str]) -> Iterator[pa.Table]:
+    """Those of ``columns`` that the contacts staged at ``path`` have (never ``linked``), as Arrow tables of
+    whole row groups of about ``rows_per_batch`` rows each (none if no row was accepted), the ``codes``
+    columns dictionary-encoded as the file holds them: a code is never decoded into a string per row."""
+    if not path.exists():
+        return
+    contacts = pq.ParquetFile(path, read_dictionary=codes)
+    present = [name for name in columns if name in contacts.schema_arrow.names]
+    groups: list[int] = []
+    rows = 0
+    for group in range(contacts.num_row_groups):
+        if groups and rows + contacts.metadata.row_group(group).num_rows > rows_per_batch:
+            yield contacts.read_row_groups(groups, columns=present)
+            groups, rows = [], 0
+        groups.append(group)
+        rows += contacts.metadata.row_group(group).num_rows
+    if groups:
+        yield contacts.read_row_groups(groups, columns=present)
