@@ -42,7 +42,14 @@ _COUNTS_MERGE_ROWS = 1_000_000
 REJECTED_FILE = "rejected_rows.csv"
 # zstd at its fastest level: files within 1% of the default level's size for half its time. No column
 # statistics: they cost a fifth to a third of writing these files, whose readers read whole row groups.
-_CONTACTS_WRITING = {"compression": "zstd", "compression_level": 1, "write_statistics": False}
+# Dictionaries only for the columns of a few distinct values (codes, quarters, areas, age bands): trying one
+# for every column (references, amounts, row numbers) cost as much again, for a larger file.
+_CONTACTS_WRITING = {
+    "compression": "zstd",
+    "compression_level": 1,
+    "write_statistics": False,
+    "use_dictionary": [n for n, dtype in STAGED_CONTACT_SCHEMA.items() if dtype == pl.String and n != "person_ref"],
+}
 _UNITS_WRITING = {"compression": "zstd", "compression_level": 1, "statistics": False}
 
 
