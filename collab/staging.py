@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from collab.faults import crash_point
-from privacy.linkage import identity_counts, merge_counts, reference_components
+from privacy.linkage import identity_counts, merge_counts, reference_component_parts
 from standards.extract import STANDARD_CONTACT_SCHEMA
 from standards.rows import spreadsheet_safe
 from standards.validation import RowOutcome
@@ -50,7 +50,10 @@ _CONTACTS_WRITING = {
     "write_statistics": False,
     "use_dictionary": [n for n, dtype in STAGED_CONTACT_SCHEMA.items() if dtype == pl.String and n != "person_ref"],
 }
-_UNITS_WRITING = {"compression": "zstd", "compression_level": 1, "statistics": False}
+# Linkage records keyed and written this many at a time: their keyed components are long (see
+# ``privacy.linkage.reference_component_parts``); the references themselves need no dictionary.
+_UNITS_PART = 100_000
+_UNITS_WRITING = {"compression": "zstd", "compression_level": 1, "write_statistics": False}
 
 
 class StagingSink:
@@ -116,12 +119,28 @@ class StagingSink:
         if self._writer is not None:
             self._writer.close()
             if self._linkage_key and self._counts:
-                counts = merge_counts(self._counts)
-                self._counts = []
-                reference_components(self._linkage_key, counts).write_parquet(self.units_path, **_UNITS_WRITING)
+                self._write_units(self._linkage_key)
             self._partial_path.replace(self.contacts_path)
         if self._rejected_handle is not None:
             self._rejected_handle.close()
+
+    def _write_units(self, key: bytes) -> None:
+        """Each reference's linkage record, keyed and written part by part."""
+        counts = merge_counts(self._counts)
+        self._counts = []
+        writer: pq.ParquetWriter | None = None
+        try:
+            for part in reference_component_parts(key, counts, _UNITS_PART):
+                table = part.to_arrow()
+                if writer is None:
+                    dictionaries = [name for name in table.column_names if name != "person_ref"]
+                    writer = pq.ParquetWriter(
+                        self.units_path, table.schema, use_dictionary=dictionaries, **_UNITS_WRITING
+                    )
+                writer.write_table(table.cast(writer.schema))
+        finally:
+            if writer is not None:
+                writer.close()
 
 
 def staged_batches(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
