@@ -24,7 +24,7 @@ from dagster import (
 
 from assets.partitions import run_going, submission_partitions
 from assets.resources import WAREHOUSE_POOL, CollabWorkspace, LandingZoneResource, Warehouse
-from collab.expectations import EXPECTATION_BATCH_ROWS, ExpectationRun
+from collab.expectations import ExpectationRun
 from collab.faults import crash_point
 from collab.intake import (
     SubmissionManifest,
@@ -51,7 +51,6 @@ from privacy.linkage import COMPONENTS, VARIANTS
 from privacy.minimise import WAREHOUSE_SCHEMA, minimise, minimise_units
 from standards import STANDARD_VERSION
 from standards.check import CheckOptions, check_extract, new_reference
-from standards.extract import FIELDS as STANDARD_FIELDS
 from standards.feedback import FeedbackReport
 from standards.reading import ReadLimits
 
@@ -180,8 +179,7 @@ def check_staged_contacts_expectations(
     ws = workspace.workspace
     staging = submission_dir(ws, manifest_of_partition(ws, context.partition_key).submission_id)
     run = ExpectationRun()
-    for contacts in staged_batches(staging / CONTACTS_FILE, EXPECTATION_BATCH_ROWS):
-        run.validate(contacts, [name for name in contacts.columns if name in STANDARD_FIELDS])
+    run.validate_staged(staging / CONTACTS_FILE)
     (staging / GX_FILE).write_text(json.dumps(run.raw_results, indent=1, default=str), encoding="utf-8")
     failed = [outcome.rule for outcome in run.outcomes.values() if not outcome.success]
     return AssetCheckResult(

@@ -6,23 +6,24 @@ spreadsheet would run as a formula is neutralised with a leading apostrophe.
 A contact's linkage basis (normalised surname, date of birth and postcode district) never reaches a
 staged file. For a charity that links records it is keyed, component by component, into one linkage
 record per person_ref (``linkage_units.parquet``: the identity most of the reference's contacts
-carry, ``privacy.linkage``), and each contact is marked ``linked`` if its reference has one; for any
-other charity it is dropped.
+carry, ``privacy.linkage``), and each contact is marked ``linked`` if its reference has one (as it is
+read back: the units are known only once the file is complete, the contacts are written as they come);
+for any other charity it is dropped.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from collab.faults import crash_point
-from privacy.linkage import identity_counts, merge_counts, reference_components
+from privacy.linkage import identity_counts, merge_counts, reference_component_parts
 from standards.extract import STANDARD_CONTACT_SCHEMA
 from standards.rows import spreadsheet_safe
 from standards.validation import RowOutcome
@@ -33,15 +34,26 @@ STAGED_CONTACT_SCHEMA: dict[str, pl.DataType] = {
     "linked": pl.Boolean(),
 }
 LINKAGE_UNITS_FILE = "linkage_units.parquet"
-# While a file is checked: its contacts so far (a linking charity's not yet marked ``linked``), as Arrow IPC,
-# written and read back at the cost of a copy; Parquet once, at the end, when the file is complete.
-_UNMARKED_FILE = "contacts.unmarked.arrow"
+# While a file is checked: its contacts so far, a row group per batch; named ``CONTACTS_FILE`` once complete.
+_PARTIAL_FILE = "contacts.partial.parquet"
 # Rows of identity counts held before they are merged: what each batch adds is merged into the total
 # once this many rows wait, so memory follows the distinct references and identities, not the rows.
 _COUNTS_MERGE_ROWS = 1_000_000
 REJECTED_FILE = "rejected_rows.csv"
-# zstd at its fastest level: files within 1% of the default level's size for half its time.
-_COMPRESSION = {"compression": "zstd", "compression_level": 1}
+# zstd at its fastest level: files within 1% of the default level's size for half its time. No column
+# statistics: they cost a fifth to a third of writing these files, whose readers read whole row groups.
+# Dictionaries only for the columns of a few distinct values (codes, quarters, areas, age bands): trying one
+# for every column (references, amounts, row numbers) cost as much again, for a larger file.
+_CONTACTS_WRITING = {
+    "compression": "zstd",
+    "compression_level": 1,
+    "write_statistics": False,
+    "use_dictionary": [n for n, dtype in STAGED_CONTACT_SCHEMA.items() if dtype == pl.String and n != "person_ref"],
+}
+# Linkage records keyed and written this many at a time: their keyed components are long (see
+# ``privacy.linkage.reference_component_parts``); the references themselves need no dictionary.
+_UNITS_PART = 100_000
+_UNITS_WRITING = {"compression": "zstd", "compression_level": 1, "write_statistics": False}
 
 
 class StagingSink:
@@ -53,13 +65,13 @@ class StagingSink:
         self.contacts_path = staging_dir / CONTACTS_FILE
         self.units_path = staging_dir / LINKAGE_UNITS_FILE
         # Which identity each reference keeps is chosen at the end, from counts held in memory (an
-        # identity never reaches a file unkeyed); its contacts are marked ``linked`` then. Contacts are
-        # written here first and take their name only once complete.
-        self._unmarked_path = staging_dir / _UNMARKED_FILE
+        # identity never reaches a file unkeyed). Contacts are written here first, batch by batch, while
+        # the next batches are judged, and take their name only once complete.
+        self._partial_path = staging_dir / _PARTIAL_FILE
         self._counts: list[pl.DataFrame] = []
         self.rejected_path = quarantine_dir / REJECTED_FILE
         self._quarantine_dir = quarantine_dir
-        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self._writer: pq.ParquetWriter | None = None
         self._rejected: csv.writer | None = None  # type: ignore[valid-type]
         self._rejected_handle = None
         self.rows_accepted = 0
@@ -70,11 +82,11 @@ class StagingSink:
             self._counts.append(identity_counts(contacts))
             if len(self._counts) > 1 and sum(c.height for c in self._counts) > _COUNTS_MERGE_ROWS:
                 self._counts = [merge_counts(self._counts)]
-            table = contacts.drop("linkage_basis").to_arrow()
-        else:
-            table = contacts.drop("linkage_basis").with_columns(pl.lit(False).alias("linked")).to_arrow()
+        table = contacts.drop("linkage_basis").to_arrow()
         if self._writer is None:
-            self._writer = pa.ipc.new_file(str(self._unmarked_path), table.schema)
+            self._writer = pq.ParquetWriter(self._partial_path, table.schema, **_CONTACTS_WRITING)
+        elif not table.schema.equals(self._writer.schema):
+            table = table.cast(self._writer.schema)  # a batch of nulls only is typed as the rest
         self._writer.write_table(table)
         self.rows_accepted += contacts.height
         crash_point("mid-check")
@@ -97,7 +109,7 @@ class StagingSink:
         self.rows_rejected += len(rows)
 
     def __enter__(self) -> StagingSink:
-        for path in (self.contacts_path, self.units_path, self.rejected_path, self._unmarked_path):
+        for path in (self.contacts_path, self.units_path, self.rejected_path, self._partial_path):
             path.unlink(missing_ok=True)
         return self
 
@@ -106,38 +118,65 @@ class StagingSink:
     ) -> None:
         if self._writer is not None:
             self._writer.close()
-            if self._linkage_key:
-                self._resolve_linkage(self._linkage_key)
-            else:
-                pl.scan_ipc(self._unmarked_path).sink_parquet(self.contacts_path, **_COMPRESSION)
-        self._unmarked_path.unlink(missing_ok=True)
+            if self._linkage_key and self._counts:
+                self._write_units(self._linkage_key)
+            self._partial_path.replace(self.contacts_path)
         if self._rejected_handle is not None:
             self._rejected_handle.close()
 
-    def _resolve_linkage(self, key: bytes) -> None:
-        """Write each reference's linkage record and mark its contacts ``linked``.
-
-        A reference has a record exactly when one of its contacts carries an identity, so the contacts are
-        marked (by Polars, without the GIL) while the records are keyed (in Python), at once.
-        """
-        counts = merge_counts(self._counts) if self._counts else None
+    def _write_units(self, key: bytes) -> None:
+        """Each reference's linkage record, keyed and written part by part."""
+        counts = merge_counts(self._counts)
         self._counts = []
-        linked = (
-            pl.lit(False) if counts is None else pl.col("person_ref").is_in(counts.get_column("person_ref").implode())
-        )
-        marked = pl.scan_ipc(self._unmarked_path).with_columns(linked.alias("linked")).select(*STAGED_CONTACT_SCHEMA)
-        with ThreadPoolExecutor(max_workers=1) as marking:
-            contacts = marking.submit(marked.sink_parquet, self.contacts_path, **_COMPRESSION)
-            if counts is not None:
-                reference_components(key, counts).write_parquet(self.units_path, **_COMPRESSION)
-            contacts.result()
+        writer: pq.ParquetWriter | None = None
+        try:
+            for part in reference_component_parts(key, counts, _UNITS_PART):
+                table = part.to_arrow()
+                if writer is None:
+                    dictionaries = [name for name in table.column_names if name != "person_ref"]
+                    writer = pq.ParquetWriter(
+                        self.units_path, table.schema, use_dictionary=dictionaries, **_UNITS_WRITING
+                    )
+                writer.write_table(table.cast(writer.schema))
+        finally:
+            if writer is not None:
+                writer.close()
 
 
 def staged_batches(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
-    """The contacts staged at ``path``, ``rows_per_batch`` at a time (none if no row was accepted). Polars
-    decodes only the row groups of each batch, on every core, for a fraction of pyarrow's batch reader's time."""
+    """The contacts staged at ``path``, ``rows_per_batch`` at a time (none if no row was accepted), each
+    marked ``linked`` if its reference has a linkage record beside them (a reference has one exactly when one
+    of its contacts carries an identity). Polars decodes only the row groups of each batch, on every core, for
+    a fraction of pyarrow's batch reader's time."""
     if not path.exists():
         return
+    units = path.with_name(LINKAGE_UNITS_FILE)
+    linked = (
+        pl.col("person_ref").is_in(pl.read_parquet(units, columns=["person_ref"]).get_column("person_ref").implode())
+        if units.exists()
+        else pl.lit(False)
+    )
     rows = pl.scan_parquet(path).select(pl.len()).collect().item()
     for offset in range(0, rows, rows_per_batch):
-        yield pl.scan_parquet(path).slice(offset, rows_per_batch).collect()
+        batch = pl.scan_parquet(path).slice(offset, rows_per_batch).with_columns(linked.alias("linked"))
+        yield batch.select(*STAGED_CONTACT_SCHEMA).collect()
+
+
+def staged_tables(path: Path, rows_per_batch: int, columns: list[str], codes: list[str]) -> Iterator[pa.Table]:
+    """Those of ``columns`` that the contacts staged at ``path`` have (never ``linked``), as Arrow tables of
+    whole row groups of about ``rows_per_batch`` rows each (none if no row was accepted), the ``codes``
+    columns dictionary-encoded as the file holds them: a code is never decoded into a string per row."""
+    if not path.exists():
+        return
+    contacts = pq.ParquetFile(path, read_dictionary=codes)
+    present = [name for name in columns if name in contacts.schema_arrow.names]
+    groups: list[int] = []
+    rows = 0
+    for group in range(contacts.num_row_groups):
+        if groups and rows + contacts.metadata.row_group(group).num_rows > rows_per_batch:
+            yield contacts.read_row_groups(groups, columns=present)
+            groups, rows = [], 0
+        groups.append(group)
+        rows += contacts.metadata.row_group(group).num_rows
+    if groups:
+        yield contacts.read_row_groups(groups, columns=present)

@@ -12,7 +12,8 @@ the records of one person into a cluster, the privacy unit.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import jellyfish
 import polars as pl
@@ -64,20 +65,37 @@ def keyed_components(key: bytes, bases: pl.Series) -> pl.DataFrame:
 
     Each component is keyed with its own name, so equal values of two components never give equal codes.
     """
-    parts = (
+    parts = _basis_parts(bases)
+    return _mapped_components(parts, _component_codes(key, parts))
+
+
+def _basis_parts(bases: pl.Series) -> pl.DataFrame:
+    return (
         bases.cast(pl.String)
         .str.split_exact("|", len(_BASIS_PARTS) - 1)
         .struct.rename_fields(list(_BASIS_PARTS))
         .struct.unnest()
     )
-    # A component is hashed once per distinct value of its part (far fewer than distinct people).
+
+
+@dataclass(frozen=True)
+class _ComponentCodes:
+    """The keyed code of every distinct value of each component, and each distinct surname's keyed variants."""
+
+    codes: dict[str, tuple[str, pl.Series, pl.Series]]  # component: (its part, the part's values, their codes)
+    variants: pl.DataFrame
+
+
+def _component_codes(key: bytes, parts: pl.DataFrame) -> _ComponentCodes:
+    # A component is hashed once per distinct value of its part (far fewer than distinct people), each part's
+    # distinct values found once for the components derived from it.
+    distinct_values = {part: parts.get_column(part).drop_nulls().unique() for part in _BASIS_PARTS}
     codes = {}
     for name, (part, derive) in _DERIVATIONS.items():
-        values = parts.get_column(part)
-        distinct = values.drop_nulls().unique()
+        distinct = distinct_values[part]
         derived = pl.Series([derive(value) for value in distinct.to_list()], dtype=pl.String)
-        codes[name] = values.replace_strict(distinct, keyed_codes(key, ("link", name), derived), default=None)
-    surnames = parts.get_column("surname").drop_nulls().unique()
+        codes[name] = (part, distinct, keyed_codes(key, ("link", name), derived))
+    surnames = distinct_values["surname"]
     variants = pl.DataFrame(
         {
             "surname": surnames,
@@ -87,7 +105,16 @@ def keyed_components(key: bytes, bases: pl.Series) -> pl.DataFrame:
         },
         schema={"surname": pl.String, VARIANTS: pl.List(pl.String)},
     )
-    with_variants = parts.select("surname").join(variants, on="surname", how="left", maintain_order="left")
+    return _ComponentCodes(codes, variants)
+
+
+def _mapped_components(parts: pl.DataFrame, keyed: _ComponentCodes) -> pl.DataFrame:
+    """``keyed_components`` of the bases split into ``parts``, from their codes."""
+    codes = {
+        name: parts.get_column(part).replace_strict(distinct, coded, default=None)
+        for name, (part, distinct, coded) in keyed.codes.items()
+    }
+    with_variants = parts.select("surname").join(keyed.variants, on="surname", how="left", maintain_order="left")
     return pl.DataFrame(
         {**codes, VARIANTS: with_variants.get_column(VARIANTS)},
         schema={**dict.fromkeys(COMPONENTS, pl.String), VARIANTS: pl.List(pl.String)},
@@ -123,6 +150,13 @@ def reference_components(key: bytes, counts: pl.DataFrame) -> pl.DataFrame:
     one charity, so it is one linkage record even if a surname was spelt two ways in its contacts. Only
     identities tied for a reference's most contacts are keyed as tokens: the rest need no token to lose.
     """
+    return pl.concat(reference_component_parts(key, counts, max(counts.height, 1)))
+
+
+def reference_component_parts(key: bytes, counts: pl.DataFrame, references: int) -> Iterator[pl.DataFrame]:
+    """``reference_components`` in parts of ``references`` records each, in order: each part's keyed components
+    (64 hex characters each, and a reference's every surname variant) are made only when it is taken, so
+    memory holds one part of them, not the file's (a third of a gigabyte for 400,000 references)."""
     most = counts.filter(pl.col(CONTACTS) == pl.col(CONTACTS).max().over("person_ref"))
     tied = most.filter(pl.len().over("person_ref") > 1)
     if tied.height:
@@ -131,6 +165,13 @@ def reference_components(key: bytes, counts: pl.DataFrame) -> pl.DataFrame:
         broken = tied.sort("person_ref", TOKEN).group_by("person_ref", maintain_order=True).first()
         most = pl.concat([untied, broken.select(untied.columns)])
     chosen = most.select("person_ref", IDENTITY).sort("person_ref")
-    return pl.concat(
-        [chosen.select("person_ref"), keyed_components(key, chosen.get_column(IDENTITY))], how="horizontal"
-    )
+    parts = _basis_parts(chosen.get_column(IDENTITY))
+    keyed = _component_codes(key, parts)
+    for offset in range(0, max(chosen.height, 1), references):  # an empty first part when no reference has one
+        yield pl.concat(
+            [
+                chosen.select("person_ref").slice(offset, references),
+                _mapped_components(parts.slice(offset, references), keyed),
+            ],
+            how="horizontal",
+        )

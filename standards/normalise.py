@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from standards.codelists import MATCH_KEY_DROPPED, load_codelist, match_key
-from standards.extract import AGE_BANDS, AMOUNT_FIELDS, AREA_FIELDS, CODELIST_FIELDS, DATE_FIELDS, INTEGER_FIELDS
+from standards.extract import AGE_BANDS, AMOUNT_FIELDS, CODELIST_FIELDS, DATE_FIELDS, INTEGER_FIELDS
 from standards.geography import load_geography
 from standards.issues import Issue
 from standards.mapping import CharityMapping, ColumnPlan
@@ -194,11 +194,11 @@ def _local_authority(raw: pl.Expr, key: pl.Expr) -> pl.Expr:
     return pl.coalesce(key.replace_strict(names, default=None), raw.str.to_uppercase())
 
 
-def _postcode(raw: pl.Expr, key: pl.Expr) -> pl.Expr:
+def _postcode(raw: pl.Expr) -> pl.Expr:
     """The postcode, upper case; from an address, only the postcode in it. A council's name instead of a
     postcode ('Bristol') becomes its local authority code, which validation reads as the area, with a warning."""
     text = raw.str.to_uppercase().str.replace_all(r"\s+", " ")
-    council = key.replace_strict(load_geography().local_authority_names(), default=None)
+    council = match_keys(raw).replace_strict(load_geography().local_authority_names(), default=None)
     return pl.coalesce(text.str.extract(_POSTCODE_IN_TEXT, 1), council, text)
 
 
@@ -206,6 +206,29 @@ def _amount(raw: pl.Expr) -> pl.Expr:
     text = raw.str.replace_all(r"(?i)£|gbp|,|\s", "")
     text = pl.when(text.str.contains(r"^\(.*\)$")).then(pl.lit("-") + text.str.strip_chars("()")).otherwise(text)
     return text.cast(pl.Float64, strict=False)
+
+
+# A postcode as the standard writes it: ``_postcode`` gives it back unchanged (nothing to fold or to find in it).
+_PLAIN_POSTCODE = r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$"
+
+
+def _read_mostly_plain(frame: pl.DataFrame, field: str) -> pl.Series:
+    """An amount or a postcode, read by its cleaning expression (``_amount``, ``_postcode``: regular
+    expressions, the most costly reading of a batch) only where it is not already plain: an amount that
+    reads as a number as it stands (no pound sign, comma, space or brackets, which make it unreadable) and
+    a postcode as the standard writes it are what the cleaning would give anyway."""
+    raw = pl.col(field + RAW_SUFFIX)
+    if field == "postcode":
+        plain, clean = pl.when(raw.str.contains(_PLAIN_POSTCODE)).then(raw), _postcode(raw)
+    else:
+        plain, clean = raw.cast(pl.Float64, strict=False), _amount(raw)
+    index = "__index"
+    read = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(index), raw, plain.alias(field))
+    unread = read.filter(pl.col(field).is_null() & raw.is_not_null())
+    if not unread.height:
+        return read.get_column(field)
+    cleaned = unread.select(index, clean.alias(field))
+    return read.get_column(field).scatter(cleaned.get_column(index), cleaned.get_column(field))
 
 
 def _integer(raw: pl.Expr) -> pl.Expr:
@@ -270,9 +293,11 @@ def _normalise(
         raw = pl.col(field + RAW_SUFFIX)
         if field in DATE_FIELDS:
             shared += [date_text(raw).alias(field + _TEXT), four_digit_year(date_text(raw)).alias(field + _TEXT4)]
-        elif field in CODELIST_FIELDS or field in AREA_FIELDS:
+        elif field in CODELIST_FIELDS or field == "local_authority_code":
             shared.append(match_keys(raw).alias(field + _KEY))
-    staged = staged.with_columns(shared)
+    staged = staged.with_columns(
+        *shared, *[_read_mostly_plain(staged, field) for field in fields if field in (*AMOUNT_FIELDS, "postcode")]
+    )
     staged = staged.with_columns(
         parse_date_columns(
             staged,
@@ -291,8 +316,8 @@ def _normalise(
             value = pl.col(field + _DATE)
             if field == "date_of_birth":  # two-digit years: a birth date cannot be in the future
                 value = pl.when(value > today).then(value.dt.offset_by("-100y")).otherwise(value)
-        elif field in AMOUNT_FIELDS:
-            value = _amount(raw)
+        elif field in AMOUNT_FIELDS or field == "postcode":
+            value = pl.col(field)
         elif field in INTEGER_FIELDS:
             value = _integer(raw)
         elif field in CODELIST_FIELDS:
@@ -302,8 +327,6 @@ def _normalise(
             )
         elif field == "local_authority_code":
             value = _local_authority(raw, key)
-        elif field == "postcode":
-            value = _postcode(raw, key)
         else:
             value = raw
         values.append(value.alias(field))

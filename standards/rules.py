@@ -19,7 +19,7 @@ import datetime as dt
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -77,10 +77,15 @@ def issue_code(error_type: str, field: str | None) -> str:
 
 @dataclass(frozen=True)
 class Twin:
-    """An AfterValidator as expressions: (breaks the rule, code) checks in order, and the value it returns."""
+    """An AfterValidator as expressions: (breaks the rule, code) checks in order, and the value it returns.
+
+    ``parts`` are what several checks read of the value, each computed once as a column of its name before
+    the checks (Polars shares no work between the expressions of one eager select); checks read them by name.
+    """
 
     checks: Callable[[pl.Expr], list[tuple[pl.Expr, str]]]
     value: Callable[[pl.Expr], pl.Expr] = lambda v: v
+    parts: dict[str, Callable[[pl.Expr], pl.Expr]] = field(default_factory=dict)
 
 
 def python_strip(text: pl.Expr) -> pl.Expr:
@@ -98,18 +103,23 @@ def postcode_district(text: pl.Expr) -> pl.Expr:
     return text.str.to_uppercase().str.replace_all(_PYTHON_WHITESPACE_RUN, "").str.extract(_DISTRICT, 1)
 
 
-def local_authority_for_postcode(text: pl.Expr) -> pl.Expr:
-    return district_authority(postcode_district(text))
-
-
 def district_authority(district: pl.Expr) -> pl.Expr:
     """The local authority of a postcode district, or null."""
     return district.replace_strict(load_geography().postcode_districts, default=None)
 
 
-def _is_council(text: pl.Expr) -> pl.Expr:
-    """A council named in the postcode column (the normaliser turned its name into its code)."""
-    return (current_local_authority(text) == text).fill_null(False)
+_POSTCODE_NAMED_COUNCIL = "__postcode_named_council"
+# What the postcode's checks and derivations read of it: its district, and the council it names, if it is one.
+_POSTCODE_PARTS: dict[str, Callable[[pl.Expr], pl.Expr]] = {
+    _POSTCODE_DISTRICT: postcode_district,
+    _POSTCODE_NAMED_COUNCIL: current_local_authority,
+}
+
+
+def _is_council(text: pl.Expr, named_council: pl.Expr) -> pl.Expr:
+    """A council named in the postcode column (the normaliser turned its name into its code), from
+    ``current_local_authority`` of the text."""
+    return (named_council == text).fill_null(False)
 
 
 def _twins() -> dict[Callable[..., Any], Twin]:
@@ -126,9 +136,17 @@ def _twins() -> dict[Callable[..., Any], Twin]:
         ),
         extract._known_postcode: Twin(
             lambda v: [
-                (~_is_council(v) & postcode_district(v).is_null(), "E_UNKNOWN_AREA"),
-                (~_is_council(v) & local_authority_for_postcode(v).is_null(), "E_UNKNOWN_AREA"),
-            ]
+                (
+                    ~_is_council(v, pl.col(_POSTCODE_NAMED_COUNCIL)) & pl.col(_POSTCODE_DISTRICT).is_null(),
+                    "E_UNKNOWN_AREA",
+                ),
+                (
+                    ~_is_council(v, pl.col(_POSTCODE_NAMED_COUNCIL))
+                    & district_authority(pl.col(_POSTCODE_DISTRICT)).is_null(),
+                    "E_UNKNOWN_AREA",
+                ),
+            ],
+            parts=_POSTCODE_PARTS,
         ),
     }
 
@@ -180,9 +198,10 @@ def field_rules(name: str) -> FieldRules:
     )
 
 
-def _field_check(rules: FieldRules, typed: pl.Expr, raw: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """The code of the first rule the field's value breaks (null if none, or if blank and optional), and
-    the value the model holds once the field is valid."""
+def _field_check(rules: FieldRules, typed: pl.Expr, raw: pl.Expr) -> tuple[pl.Expr, pl.Expr, dict[str, pl.Expr]]:
+    """The code of the first rule the field's value breaks (null if none, or if blank and optional), the
+    value the model holds once the field is valid, and the parts its twins' checks read (``Twin.parts``),
+    to be computed as columns before the code."""
     name = rules.name
     checks: list[tuple[pl.Expr, str]] = []
     if isinstance(rules.base, tuple):
@@ -203,14 +222,16 @@ def _field_check(rules: FieldRules, typed: pl.Expr, raw: pl.Expr) -> tuple[pl.Ex
         if rules.ge is not None:
             checks.append((~(typed >= rules.ge), issue_code("greater_than_equal", name)))
     twins = _twins()
+    parts: dict[str, pl.Expr] = {}
     for validator in rules.validators:
         twin = twins[validator]
+        parts |= {part: compute(value) for part, compute in twin.parts.items()}
         checks += twin.checks(value)
         value = twin.value(value)
     code: Any = pl.when(raw.is_null()).then(pl.lit("E_MISSING_VALUE" if rules.required else None, pl.String))
     for broken, rule_code in checks:
         code = code.when(broken).then(pl.lit(rule_code if rules.required else warning_twin(rule_code)))
-    return code.otherwise(pl.lit(None, pl.String)), value
+    return code.otherwise(pl.lit(None, pl.String)), value, parts
 
 
 @cache
@@ -246,9 +267,9 @@ def _linkage_letters(surname: pl.Expr) -> pl.Expr:
     return surname.str.normalize("NFKD").str.replace_all("[^A-Za-z]", "").str.to_uppercase()
 
 
-def _postcode_area(postcode: pl.Expr) -> pl.Expr:
-    """The local authority of a postcode, or of a council named in the postcode column."""
-    return pl.coalesce(district_authority(postcode_district(postcode)), current_local_authority(postcode))
+def _postcode_area(district: pl.Expr, named_council: pl.Expr) -> pl.Expr:
+    """The local authority of a postcode (from its district), or of a council named in the postcode column."""
+    return pl.coalesce(district_authority(district), named_council)
 
 
 def _linkage_basis(letters: pl.Expr, date_of_birth: pl.Expr, district: pl.Expr) -> pl.Expr:
@@ -261,19 +282,33 @@ _POSTCODE_AREA, _POSTCODE_COUNCIL, _SURNAME_LETTERS = "__postcode_area", "__post
 # Fields with many values, but repeated (a person's contacts share a postcode and a surname), whose checks and
 # derivations cost most: each distinct value is judged once and the outcome joined back onto its rows. What is
 # derived from each: the postcode's district (for the area and the linkage basis), its area, whether it names a
-# council; the surname's letters.
-_DERIVED: dict[str, dict[str, Callable[[pl.Expr], pl.Expr]]] = {
-    "postcode": {_POSTCODE_DISTRICT: postcode_district, _POSTCODE_AREA: _postcode_area, _POSTCODE_COUNCIL: _is_council},
-    "surname": {_SURNAME_LETTERS: _linkage_letters},
+# council; the surname's letters. Each is made from the value and its parts (``_PARTS``, named as in ``Twin.parts``).
+_DERIVED: dict[str, dict[str, Callable[[pl.Expr, dict[str, pl.Expr]], pl.Expr]]] = {
+    "postcode": {
+        _POSTCODE_DISTRICT: lambda _, parts: parts[_POSTCODE_DISTRICT],
+        _POSTCODE_AREA: lambda _, parts: _postcode_area(parts[_POSTCODE_DISTRICT], parts[_POSTCODE_NAMED_COUNCIL]),
+        _POSTCODE_COUNCIL: lambda value, parts: _is_council(value, parts[_POSTCODE_NAMED_COUNCIL]),
+    },
+    "surname": {_SURNAME_LETTERS: lambda value, _: _linkage_letters(value)},
 }
+_PARTS: dict[str, dict[str, Callable[[pl.Expr], pl.Expr]]] = {"postcode": _POSTCODE_PARTS, "surname": {}}
 
 
-def once_per_value(frame: pl.DataFrame, keys: list[str], columns: dict[str, pl.Expr]) -> list[pl.Series]:
-    """``frame.select(columns)`` for expressions that read only ``keys`` (value by value): each is evaluated
-    once per distinct combination of the keys and joined back onto the rows."""
-    table = frame.select(keys).unique().with_columns(expression.alias(name) for name, expression in columns.items())
+def _derived_from_nothing(field: str, name: str) -> pl.Expr:
+    """What is derived from a field with no value (one dropped, or a field the file lacks)."""
+    nothing = pl.lit(None, pl.String)
+    return _DERIVED[field][name](nothing, {part: compute(nothing) for part, compute in _PARTS[field].items()})
+
+
+def once_per_value(frame: pl.DataFrame, keys: list[str], *stages: dict[str, pl.Expr]) -> list[pl.Series]:
+    """``frame.select(columns)`` for expressions that read only ``keys`` (value by value), in stages (each may
+    read the columns of the stages before it): each is evaluated once per distinct combination of the keys
+    and joined back onto the rows. The columns of the last stage are returned."""
+    table = frame.select(keys).unique()
+    for columns in stages:
+        table = table.with_columns(expression.alias(name) for name, expression in columns.items())
     joined = frame.select(keys).join(table, on=keys, how="left", nulls_equal=True, maintain_order="left")
-    return [joined.get_column(name) for name in columns]
+    return [joined.get_column(name) for name in stages[-1]]
 
 
 def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> pl.DataFrame:
@@ -290,21 +325,23 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> 
             codes[rules.name] = empty
             kept[rules.name] = pl.lit(None, _POLARS_TYPES.get(rules.base, pl.String()))
             continue
-        code, value = _field_check(rules, pl.col(rules.name), pl.col(rules.name + "__raw"))
+        code, value, parts = _field_check(rules, pl.col(rules.name), pl.col(rules.name + "__raw"))
         if rules.name in _DERIVED:
             # Judged, and what the standard derives from it computed, once per distinct value.
             judged = {f"{rules.name}__code": code, rules.name: value}
-            judged |= {name: derive(value) for name, derive in _DERIVED[rules.name].items()}
+            read = {part: pl.col(part) for part in _PARTS[rules.name]}
+            judged |= {name: derive(value, read) for name, derive in _DERIVED[rules.name].items()}
             keys = [rules.name, rules.name + "__raw"]
-            normalised = normalised.with_columns(once_per_value(normalised, keys, judged))
+            normalised = normalised.with_columns(once_per_value(normalised, keys, parts, judged))
             code, value = pl.col(f"{rules.name}__code"), pl.col(rules.name)
+        elif parts:
+            normalised = normalised.with_columns(expression.alias(part) for part, expression in parts.items())
         codes[rules.name] = code
         kept[rules.name] = value
-    nothing = pl.lit(None, pl.String)
     derived = {
-        name: pl.col(name) if field in planned else derive(nothing)
+        name: pl.col(name) if field in planned else _derived_from_nothing(field, name)
         for field, derivations in _DERIVED.items()
-        for name, derive in derivations.items()
+        for name in derivations
     }
     # Each code once, as a column: Polars shares no work between the expressions of one select.
     staged = normalised.lazy().select(
@@ -320,9 +357,12 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> 
     staged = staged.with_columns(
         *[pl.when(code_of[name].is_null()).then(pl.col(name)).alias(name) for name in kept],
         *[
-            pl.when(code_of[field].is_null()).then(pl.col(name)).otherwise(derive(nothing)).alias(name)
+            pl.when(code_of[field].is_null())
+            .then(pl.col(name))
+            .otherwise(_derived_from_nothing(field, name))
+            .alias(name)
             for field, derivations in _DERIVED.items()
-            for name, derive in derivations.items()
+            for name in derivations
         ],
     )
     field_error = pl.any_horizontal(code_of[name].is_not_null() for name in REQUIRED_FIELDS)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
-from collab.staging import CONTACTS_FILE, STAGED_CONTACT_SCHEMA, StagingSink, staged_batches
+from collab import staging
+from collab.staging import CONTACTS_FILE, LINKAGE_UNITS_FILE, STAGED_CONTACT_SCHEMA, StagingSink, staged_batches
+from privacy.linkage import identity_counts, reference_components
 from standards.check import CheckOptions, check_extract
-from tests.conftest import HEADER, contact_rows, write_csv
+from tests.conftest import HEADER, CollectingSink, contact_rows, write_csv
 
 KEY = b"staging-test-key-of-32-bytes-ok!"
 
@@ -28,7 +31,8 @@ def test_staged_contacts_are_the_accepted_rows_and_read_back_in_batches(
     assert sorted(p.name for p in staging.iterdir()) == (
         [CONTACTS_FILE, "linkage_units.parquet"] if linkage_key else [CONTACTS_FILE]
     )
-    staged = pl.read_parquet(staging / CONTACTS_FILE)
+    assert "linkage_basis" not in pl.read_parquet_schema(staging / CONTACTS_FILE)
+    [staged] = staged_batches(staging / CONTACTS_FILE, 100)
     assert staged.schema == pl.Schema(STAGED_CONTACT_SCHEMA)
     assert staged.get_column("source_row").to_list() == [n for n in range(2, 25) if n != 6]
     assert staged.get_column("linked").to_list() == [linkage_key is not None] * 22
@@ -39,3 +43,21 @@ def test_staged_contacts_are_the_accepted_rows_and_read_back_in_batches(
 
 def test_nothing_staged_reads_as_no_batches(tmp_path: Path) -> None:
     assert list(staged_batches(tmp_path / CONTACTS_FILE, 8)) == []
+
+
+def test_linkage_units_written_part_by_part_are_the_reference_components(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_csv(
+        tmp_path / "contacts.csv", [[*row, "Smith"] for row in contact_rows(23)], header=[*HEADER, "Surname"]
+    )
+    collected = CollectingSink()
+    check_extract(path, sink=collected)
+    expected = reference_components(KEY, identity_counts(pl.concat(collected.frames)))
+    assert expected.height > 8
+    monkeypatch.setattr(staging, "_UNITS_PART", 4)
+    with StagingSink(tmp_path / "staging", tmp_path / "quarantine", linkage_key=KEY) as sink:
+        check_extract(path, sink=sink, options=CheckOptions(batch_size=5))
+    written = pq.ParquetFile(tmp_path / "staging" / LINKAGE_UNITS_FILE)
+    assert written.num_row_groups == -(-expected.height // 4)
+    assert pl.read_parquet(tmp_path / "staging" / LINKAGE_UNITS_FILE).equals(expected)

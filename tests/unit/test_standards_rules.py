@@ -24,7 +24,10 @@ from standards.normalise import (
     ISO_FORMATS,
     MONTH_FIRST_FORMATS,
     DateReading,
+    _amount,
     _normalise,
+    _postcode,
+    _read_mostly_plain,
     date_text,
     four_digit_year,
     normalise_batch,
@@ -212,6 +215,33 @@ def test_dates_read_format_by_format_are_the_dates_every_format_at_once_gives(
     at_once = prepared.select(parse_date_text(pl.col("text"), pl.col("text4"), formats, serials)).to_series()
     one_by_one = parse_date_columns(prepared, "text", "text4", formats, serials)
     assert one_by_one.equals(at_once, check_names=False, check_dtypes=True)
+
+
+_AMOUNT_TEXTS = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.decimals(-10_000, 10_000, places=2).map(lambda d: f"{d:,}"),
+    st.text(alphabet="0123456789.,-+()£ GBPgbpeE\u00a0naif", max_size=12),
+)
+_POSTCODE_TEXTS = st.one_of(
+    st.none(),
+    st.from_regex(r"[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}", fullmatch=True),
+    st.from_regex(r"[A-Za-z]{1,2}[0-9][A-Za-z0-9]?\s*[0-9][A-Za-z]{2}", fullmatch=True),
+    st.sampled_from(["Bristol, City of", "leeds", "1 High St, Leeds LS1 4AP", "A1 1AA x", "SW1A  1AA", "AB1 1AAA"]),
+    st.text(alphabet="AB12 9Zz\t", max_size=10),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(amounts=st.lists(_AMOUNT_TEXTS, max_size=20), postcodes=st.lists(_POSTCODE_TEXTS, max_size=20))
+def test_plain_amounts_and_postcodes_read_straight_are_what_cleaning_every_cell_gives(
+    amounts: list[str | None], postcodes: list[str | None]
+) -> None:
+    for field, texts, clean in (("total_debt_gbp", amounts, _amount), ("postcode", postcodes, _postcode)):
+        raw = field + "__raw"
+        frame = pl.DataFrame({raw: texts}, schema={raw: pl.String})
+        every_cell = frame.select(clean(pl.col(raw))).to_series()
+        assert _read_mostly_plain(frame, field).equals(every_cell, check_names=False, check_dtypes=True)
 
 
 def test_values_judged_once_each_are_dropped_with_what_was_derived_from_them() -> None:
