@@ -224,7 +224,14 @@ class Workspace:
         config = yaml.safe_load(DAGSTER_YAML.read_text(encoding="utf-8"))
         config["concurrency"]["runs"]["max_concurrent_runs"] = self.max_concurrent_runs
         if self.settings.instance.database == "postgres":
-            config["storage"] = {"postgres": {"postgres_url": {"env": POSTGRES_URL_VARIABLE}}}
+            # Dagster's PostgreSQL storage, asking sooner for the warehouse pool's slot (pipelines/instance_storage.py).
+            config["storage"] = {
+                "custom": {
+                    "module": "pipelines.instance_storage",
+                    "class": "CollabPostgresStorage",
+                    "config": {"postgres_url": {"env": POSTGRES_URL_VARIABLE}},
+                }
+            }
         header = f"# Written by `collab init` from {DAGSTER_YAML} and {self.settings_path}; edit those instead.\n"
         text = header + yaml.safe_dump(config, sort_keys=False)
         target = self.dagster_home / "dagster.yaml"
