@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from collab.workspace import Workspace
+from collab.workspace import Workspace, read_yaml
 from standards.mapping import CharityMapping
 
 CHARITY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$")
@@ -83,7 +83,7 @@ class Registry:
         path = self._dir(charity_id) / "charity.yaml"
         if not CHARITY_ID.match(charity_id) or not path.exists():
             return None
-        return Charity.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        return Charity.model_validate(read_yaml(path))
 
     def get(self, charity_id: str) -> Charity:
         charity = self.find(charity_id)

@@ -20,13 +20,23 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from privacy.linkage import DEFAULT_THRESHOLD
 from privacy.pseudonymise import create_key, load_key
+
+# libyaml's loader where PyYAML was built with it (the wheels are): the same documents, parsed in C. The settings,
+# the instance's configuration and every charity's registry entry are read in each run, the registry's whole.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file of ours (settings, instance configuration, registry entries), as ``yaml.safe_load`` reads it."""
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+
 
 # The variable the instance's dagster.yaml reads PostgreSQL's URL from, in the production profile.
 POSTGRES_URL_VARIABLE = "COLLAB_DAGSTER_POSTGRES_URL"
@@ -221,10 +231,17 @@ class Workspace:
 
     def _write_instance_config(self) -> None:
         """The repository's dagster.yaml, with this workspace's run limit and, if chosen, PostgreSQL storage."""
-        config = yaml.safe_load(DAGSTER_YAML.read_text(encoding="utf-8"))
+        config = read_yaml(DAGSTER_YAML)
         config["concurrency"]["runs"]["max_concurrent_runs"] = self.max_concurrent_runs
         if self.settings.instance.database == "postgres":
-            config["storage"] = {"postgres": {"postgres_url": {"env": POSTGRES_URL_VARIABLE}}}
+            # Dagster's PostgreSQL storage, asking sooner for the warehouse pool's slot (pipelines/instance_storage.py).
+            config["storage"] = {
+                "custom": {
+                    "module": "pipelines.instance_storage",
+                    "class": "CollabPostgresStorage",
+                    "config": {"postgres_url": {"env": POSTGRES_URL_VARIABLE}},
+                }
+            }
         header = f"# Written by `collab init` from {DAGSTER_YAML} and {self.settings_path}; edit those instead.\n"
         text = header + yaml.safe_dump(config, sort_keys=False)
         target = self.dagster_home / "dagster.yaml"
@@ -240,7 +257,7 @@ class Workspace:
     def settings(self) -> Settings:
         if not self.settings_path.exists():
             return Settings()
-        return Settings.model_validate(yaml.safe_load(self.settings_path.read_text(encoding="utf-8")) or {})
+        return Settings.model_validate(read_yaml(self.settings_path) or {})
 
     def save_settings(self, settings: Settings) -> None:
         self.settings_path.write_text(yaml.safe_dump(settings.model_dump(), sort_keys=False), encoding="utf-8")

@@ -1,4 +1,5 @@
-"""The Dagster instance's SQLite storage, holding its event-log connections open between events.
+"""The Dagster instance's storages: SQLite holding its event-log connections open between events, and both
+SQLite and PostgreSQL asking sooner for a concurrency pool's slot.
 
 Dagster's ``SqliteEventLogStorage`` opens a new SQLAlchemy engine and SQLite connection for every event it
 writes and every read, and closes them after: about 250 a tiny submission's run, each paying the connect,
@@ -10,7 +11,8 @@ runs' shards until newer runs push them out. Everything else is Dagster's own: t
 same transactions (each write still commits on its own, without waiting for the disk: see
 ``_synchronous_normal``), the same lock that serialises the process's threads over the storage; a run
 waiting for a pool's slot asks again sooner (``claim_concurrency_slot``). Dagster's other SQLite storages
-(runs, schedules) are used as they are.
+(runs, schedules) are used as they are. On the production profile, ``CollabPostgresStorage`` is Dagster's
+PostgreSQL storage with only the quicker slot claims.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dagster import Field, StringSource
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import ConfigurableClassData
 from dagster._utils.concurrency import ConcurrencyClaimStatus
+from dagster_postgres import DagsterPostgresStorage
+from dagster_postgres.event_log import PostgresEventLogStorage
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, QueuePool
@@ -44,7 +50,31 @@ LONGEST_CLAIM_RETRY_SECONDS = 1.0
 OPEN_RUN_SHARDS = 4
 
 
-class HeldSqliteEventLogStorage(SqliteEventLogStorage):
+class QuickSlotClaims(SqlEventLogStorage):
+    """An event log whose steps waiting for a pool's slot ask again after ``FIRST_CLAIM_RETRY_SECONDS``,
+    doubling up to ``LONGEST_CLAIM_RETRY_SECONDS``, instead of Dagster's 1 s growing to 15 s. Mixed in before
+    the storage it speeds up (``class X(QuickSlotClaims, SomeEventLogStorage)``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Asks so far by each step still waiting, forgotten once it has its slot.
+        self._claim_attempts: dict[tuple[str, str, str], int] = {}
+        super().__init__(*args, **kwargs)
+
+    def claim_concurrency_slot(
+        self, concurrency_key: str, run_id: str, step_key: str, priority: int | None = None
+    ) -> ConcurrencyClaimStatus:
+        status = super().claim_concurrency_slot(concurrency_key, run_id, step_key, priority)
+        waiting = (concurrency_key, run_id, step_key)
+        if status.is_claimed:
+            self._claim_attempts.pop(waiting, None)
+            return status
+        attempts = self._claim_attempts[waiting] = self._claim_attempts.get(waiting, 0) + 1
+        return status.with_sleep_interval(
+            min(LONGEST_CLAIM_RETRY_SECONDS, FIRST_CLAIM_RETRY_SECONDS * 2 ** (attempts - 1))
+        )
+
+
+class HeldSqliteEventLogStorage(QuickSlotClaims, SqliteEventLogStorage):
     """``SqliteEventLogStorage`` with one connection per shard held open in this process.
 
     Every use of a connection is under the storage's ``_db_lock`` (as in Dagster's own ``_connect``), so
@@ -57,7 +87,6 @@ class HeldSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_pid = os.getpid()
         self._empty_run_shard: bytes | None = None
-        self._claim_attempts: dict[tuple[str, str, str], int] = {}
         super().__init__(base_dir, inst_data=inst_data)
 
     @contextmanager
@@ -93,19 +122,6 @@ class HeldSqliteEventLogStorage(SqliteEventLogStorage):
         for name in run_shards[: max(0, len(run_shards) - OPEN_RUN_SHARDS)]:
             self._engines.pop(name).dispose()
         return engine
-
-    def claim_concurrency_slot(
-        self, concurrency_key: str, run_id: str, step_key: str, priority: int | None = None
-    ) -> ConcurrencyClaimStatus:
-        status = super().claim_concurrency_slot(concurrency_key, run_id, step_key, priority)
-        waiting = (concurrency_key, run_id, step_key)
-        if status.is_claimed:
-            self._claim_attempts.pop(waiting, None)
-            return status
-        attempts = self._claim_attempts[waiting] = self._claim_attempts.get(waiting, 0) + 1
-        return status.with_sleep_interval(
-            min(LONGEST_CLAIM_RETRY_SECONDS, FIRST_CLAIM_RETRY_SECONDS * 2 ** (attempts - 1))
-        )
 
     def _create_shard(self, conn_string: str) -> None:
         # Creating a shard takes two connections at once: Dagster's own way, with throwaway ones.
@@ -160,6 +176,38 @@ class CollabSqliteStorage(DagsterSqliteStorage):
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Any) -> CollabSqliteStorage:
         return cls.from_local(inst_data=inst_data, **config_value)
+
+
+class QuickClaimPostgresEventLogStorage(QuickSlotClaims, PostgresEventLogStorage):
+    """Dagster's PostgreSQL event log, asking sooner for a pool's slot."""
+
+
+class CollabPostgresStorage(DagsterPostgresStorage):
+    """Dagster's PostgreSQL storage (runs, event log, schedules in one database) whose event log asks sooner for
+    a pool's slot: with two workers, a run queued behind another's warehouse load (a tenth of a second for a
+    small file) otherwise idled a second or more. ``dagster.yaml`` names it as ``storage: custom`` with the
+    ``postgres_url`` that ``storage: postgres`` had."""
+
+    def __init__(
+        self,
+        postgres_url: str,
+        should_autocreate_tables: bool = True,
+        inst_data: ConfigurableClassData | None = None,
+    ) -> None:
+        super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data)
+        # Dagster's constructor makes its own event log first; replaced here, its engine is let go.
+        self._event_log_storage.dispose()
+        self._event_log_storage = QuickClaimPostgresEventLogStorage(postgres_url, should_autocreate_tables)
+
+    @classmethod
+    def config_type(cls) -> Any:
+        return {"postgres_url": StringSource, "should_autocreate_tables": Field(bool, is_required=False)}
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Any) -> CollabPostgresStorage:
+        return cls(
+            config_value["postgres_url"], config_value.get("should_autocreate_tables", True), inst_data=inst_data
+        )
 
 
 def _synchronous_normal(connection: Any, _: Any) -> None:

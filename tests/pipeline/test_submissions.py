@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 from dagster import (
     AssetCheckSeverity,
@@ -17,14 +18,15 @@ from dagster import (
     materialize,
 )
 
+import assets.submissions
 from assets.resources import resources_for
 from assets.submissions import (
-    check_staged_contacts_expectations,
     submission_feedback,
     submission_file,
     submission_quality,
     warehouse_contacts,
 )
+from collab.expectations import ExpectationRun
 from collab.intake import purge_submission, read_receipt
 from collab.landing import LocalLandingZone
 from collab.registry import Registry
@@ -41,7 +43,6 @@ SUBMISSION_ASSETS = [
     submission_quality,
     submission_feedback,
     warehouse_contacts,
-    check_staged_contacts_expectations,
 ]
 
 
@@ -162,6 +163,34 @@ def test_a_rejected_file_is_a_successful_run_whose_status_is_rejected(
     assert not accepted.passed and accepted.severity == AssetCheckSeverity.WARN
     assert not result.asset_materializations_for_node("warehouse_contacts")
     assert read_state(workspace, submission_of(workspace, key)).state == "rejected"  # type: ignore[union-attr]
+    assert warehouse_rows(workspace) == 0
+
+
+class _OneRuleFails(ExpectationRun):
+    """The real suite, with its first rule then marked failed: staged data the suite would reject."""
+
+    def validate(self, batch: pl.DataFrame, fields: list[str]) -> None:
+        super().validate(batch, fields)
+        rule = next(iter(self.outcomes))
+        self.outcomes[rule] = self.outcomes[rule].model_copy(update={"success": False})
+
+
+def test_a_failed_expectations_check_blocks_feedback_and_load(
+    workspace: Workspace, charity: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Great Expectations check runs in the quality step; failing, it is recorded and nothing after it runs."""
+    monkeypatch.setattr(assets.submissions, "ExpectationRun", _OneRuleFails)
+    drop(workspace, charity, write_csv(tmp_path / "contacts.csv", contact_rows(8)))
+    instance = DagsterInstance.ephemeral()
+    [key] = sense(workspace, instance)
+    result = process(workspace, instance, key)
+    assert not result.success
+    [quality] = result.asset_materializations_for_node("submission_quality")
+    assert quality.metadata["status"].value.startswith("accepted")
+    [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "check_staged_contacts_expectations"]
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    assert not result.asset_materializations_for_node("submission_feedback")
+    assert not result.asset_materializations_for_node("warehouse_contacts")
     assert warehouse_rows(workspace) == 0
 
 
