@@ -10,6 +10,7 @@ validation enforced; they are summed over batches and kept whole as an artefact.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -231,6 +232,10 @@ def _run_unrecorded(validation: Any, frame: Any) -> Any:
     return result
 
 
+# The swap of ``Expectation.configuration`` below is process-wide: one validation holds it at a time.
+_CONFIGURATION_SWAP = threading.Lock()
+
+
 @contextmanager
 def _configurations_computed_once() -> Iterator[None]:
     """While it lasts, each expectation object computes its ``configuration`` once, not on every lookup.
@@ -239,27 +244,30 @@ def _configurations_computed_once() -> Iterator[None]:
     ``dict()`` each time it is read, and planning one validation reads it about 130 times per expectation:
     that was over a third of a small batch's validation. The objects GX plans with are made from the suite's
     configurations for the one validation and not changed while it runs, so their first answer stays right.
-    Scoped to one validation (the objects and their answers are dropped after it) and to this process's one
-    thread that validates at a time (a submission's step), not installed for good."""
+    Scoped to one validation (the objects and their answers are dropped after it), not installed for good;
+    validations in other threads of the process wait for it, so none sees another's answers or restores them."""
     from great_expectations.expectations.expectation import Expectation
 
     computed: dict[int, tuple[Expectation, Any]] = {}
-    rebuild = Expectation.configuration.fget
-    assert rebuild is not None
 
-    def configuration(expectation: Expectation) -> Any:
-        # Keyed by id with the object held alongside, so no id is reused by another object meanwhile.
-        known = computed.get(id(expectation))
-        if known is None:
-            known = computed[id(expectation)] = (expectation, rebuild(expectation))
-        return known[1]
+    with _CONFIGURATION_SWAP:
+        # Read under the lock: outside it, another validation's swapped property could be taken for GX's own.
+        rebuild = Expectation.configuration.fget
+        assert rebuild is not None
 
-    Expectation.configuration = property(configuration)  # type: ignore[assignment,method-assign]
-    try:
-        yield
-    finally:
-        Expectation.configuration = property(rebuild)  # type: ignore[assignment,method-assign]
-        computed.clear()
+        def configuration(expectation: Expectation) -> Any:
+            # Keyed by id with the object held alongside, so no id is reused by another object meanwhile.
+            known = computed.get(id(expectation))
+            if known is None:
+                known = computed[id(expectation)] = (expectation, rebuild(expectation))
+            return known[1]
+
+        Expectation.configuration = property(configuration)  # type: ignore[assignment,method-assign]
+        try:
+            yield
+        finally:
+            Expectation.configuration = property(rebuild)  # type: ignore[assignment,method-assign]
+            computed.clear()
 
 
 def warm_up() -> None:

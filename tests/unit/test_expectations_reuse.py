@@ -4,6 +4,7 @@ submission's batch stays in it for the next, another charity's included."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -49,3 +50,33 @@ def test_one_charitys_batch_leaves_nothing_for_the_next(tmp_path: Path) -> None:
     again = _validated(bad)
     need = again.outcomes["need is a code of the need codelist"]
     assert (need.unexpected_count, need.element_count) == (30, 30)
+
+
+def test_validations_in_two_threads_take_turns_and_leave_gx_its_own_configuration() -> None:
+    from great_expectations.expectations.expectation import Expectation
+
+    own = Expectation.configuration.fget
+    holding, done = threading.Event(), threading.Event()
+
+    def validating() -> None:
+        with expectations._configurations_computed_once():
+            holding.set()
+            done.wait(10)
+
+    first = threading.Thread(target=validating)
+    first.start()
+    assert holding.wait(10)
+    waiting = threading.Thread(target=_enter_and_leave)
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive(), "a second validation swapped the configuration while the first held it"
+    done.set()
+    first.join(10)
+    waiting.join(10)
+    assert not waiting.is_alive()
+    assert Expectation.configuration.fget is own
+
+
+def _enter_and_leave() -> None:
+    with expectations._configurations_computed_once():
+        pass
