@@ -6,7 +6,6 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import polars as pl
 import pytest
 from dagster import (
     AssetCheckSeverity,
@@ -169,8 +168,8 @@ def test_a_rejected_file_is_a_successful_run_whose_status_is_rejected(
 class _OneRuleFails(ExpectationRun):
     """The real suite, with its first rule then marked failed: staged data the suite would reject."""
 
-    def validate(self, batch: pl.DataFrame, fields: list[str]) -> None:
-        super().validate(batch, fields)
+    def validate_staged(self, path: Path) -> None:
+        super().validate_staged(path)
         rule = next(iter(self.outcomes))
         self.outcomes[rule] = self.outcomes[rule].model_copy(update={"success": False})
 
