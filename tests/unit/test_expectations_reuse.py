@@ -80,3 +80,29 @@ def test_validations_in_two_threads_take_turns_and_leave_gx_its_own_configuratio
 def _enter_and_leave() -> None:
     with expectations._configurations_computed_once():
         pass
+
+
+def test_configurations_computed_once_give_gx_s_own_results(tmp_path: Path) -> None:
+    """The validation with each expectation's configuration computed once finds what GX's own ``run`` finds."""
+    contacts = _staged(tmp_path / "north.csv", 30, "N").with_columns(
+        pl.when(pl.col("source_row") == 2).then(pl.lit(SECRET_NEED)).otherwise(pl.col("need")).alias("need")
+    )
+    fields = [name for name in contacts.columns if name in FIELDS]
+    frame = contacts.select(fields).to_pandas()
+    validation = expectations._validation_definition(tuple(sorted(fields)))
+
+    def found(result: object) -> list[tuple[object, ...]]:
+        as_json = result.to_json_dict()  # type: ignore[attr-defined]
+        return sorted(
+            (
+                item["expectation_config"]["meta"]["rule"],
+                item["success"],
+                (item["result"] or {}).get("unexpected_count"),
+            )
+            for item in as_json["results"]
+        )
+
+    ours = found(expectations._run_unrecorded(validation, frame))
+    own = found(validation.run(batch_parameters={"dataframe": frame}))
+    assert ours == own
+    assert ("need is a code of the need codelist", False, 1) in ours
