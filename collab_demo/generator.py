@@ -119,7 +119,7 @@ _SURNAME_ENDINGS = (
 )
 
 
-def _surnames(people: int, rng: np.random.Generator) -> np.ndarray:
+def draw_surnames(people: int, rng: np.random.Generator) -> np.ndarray:
     """A surname for each person: about one in five has a common one (``SURNAMES``), the rest one of
     600 rarer ones, each rarer name about as likely as any other."""
     rare = np.array([stem + ending.lower() for stem in _SURNAME_STEMS for ending in _SURNAME_ENDINGS])
@@ -471,7 +471,7 @@ def generate_contacts(contacts: int, charities: list[CharityProfile], quarters: 
                 "monthly_essential_costs_gbp": np.maximum(0.0, costs)[person],
                 "total_debt_gbp": debt[person],
                 "support_type": [support.get(n, "advice") for n in need],
-                "surname": _surnames(people, np.random.default_rng([seed, 2]))[person],
+                "surname": draw_surnames(people, np.random.default_rng([seed, 2]))[person],
             }
         )
         .with_columns(
@@ -494,7 +494,7 @@ def generate_contacts(contacts: int, charities: list[CharityProfile], quarters: 
         pl.Series("person", person, pl.Int64),  # the truth of who is who, never written to an extract
     )
     # From its own generator, so the contacts above stay as they were before identity slips existed.
-    return _with_identity_slips(frame, np.random.default_rng([seed, 1]), districts_by_la)
+    return with_identity_slips(frame, np.random.default_rng([seed, 1]), districts_by_la)
 
 
 SURNAME_TYPO_RATE = 0.04  # of a charity's records of a person: the surname mistyped
@@ -517,7 +517,7 @@ def _mistype(surname: str, choice: int, position: int) -> str:
     return surname[:j] + ("e" if surname[j].lower() != "e" else "a") + surname[j + 1 :]
 
 
-def _with_identity_slips(
+def with_identity_slips(
     frame: pl.DataFrame, rng: np.random.Generator, districts_by_la: dict[str, list[str]]
 ) -> pl.DataFrame:
     """What makes record linkage hard in real data, per charity's record of a person (all its contacts):
@@ -532,16 +532,16 @@ def _with_identity_slips(
         for rate in (SURNAME_TYPO_RATE, MOVED_DISTRICT_RATE, DUPLICATE_REFERENCE_RATE, BIRTH_DAY_TYPO_RATE)
     )
     choice, position = rng.integers(0, 4, n), rng.integers(0, 1_000, n)
-    surnames, postcodes = [], []
-    for index, (surname, postcode, la) in enumerate(
-        records.select("surname", "postcode", "local_authority_code").iter_rows()
-    ):
-        surnames.append(_mistype(surname, int(choice[index]), int(position[index])) if typo[index] else surname)
-        district, inward = postcode.split(" ")
-        others = [d for d in districts_by_la.get(la, []) if d != district]
-        postcodes.append(
-            f"{others[int(position[index]) % len(others)]} {inward}" if moved[index] and others else postcode
-        )
+    surnames = records.get_column("surname").to_list()
+    postcodes = records.get_column("postcode").to_list()
+    for index in np.flatnonzero(typo):
+        surnames[index] = _mistype(surnames[index], int(choice[index]), int(position[index]))
+    councils = records.get_column("local_authority_code").to_list()
+    for index in np.flatnonzero(moved):
+        district, inward = postcodes[index].split(" ")
+        others = [d for d in districts_by_la.get(councils[index], []) if d != district]
+        if others:
+            postcodes[index] = f"{others[int(position[index]) % len(others)]} {inward}"
     slips = (
         records.select("charity_id", "person_ref", "date_of_birth")
         .with_columns(

@@ -8,8 +8,9 @@ What differs from the small demo, and why:
   fuel in winter), so the same seed gives other rows than ``generate`` does;
 - every charity exports CSV in its own encoding, delimiter, date format and wording: a spreadsheet
   holds at most 1,048,576 rows, and writing one is row-by-row Python;
-- the same mistakes about one row in 200, the first file sent without its need column, one file sent
-  twice, and an annual report dropped by accident; the truth is summed batch by batch (people are
+- the same mistakes about one row in 200, the same surnames (a few common, a long tail) and the same slips
+  in a charity's record of a person (``with_identity_slips``), the first file sent without its need
+  column, one file sent twice, and an annual report dropped by accident; the truth is summed batch by batch (people are
   never split across batches, so distinct counts add up).
 """
 
@@ -24,7 +25,14 @@ from typing import BinaryIO
 import numpy as np
 import polars as pl
 
-from collab_demo.generator import FIRST_NAMES, PROFILES, SURNAMES, CharityProfile, last_complete_quarters
+from collab_demo.generator import (
+    FIRST_NAMES,
+    PROFILES,
+    CharityProfile,
+    draw_surnames,
+    last_complete_quarters,
+    with_identity_slips,
+)
 from standards.codelists import load_codelist
 from standards.extract import AGE_BANDS
 from standards.geography import load_geography
@@ -69,6 +77,7 @@ class _Geography:
         for district, la in geography.postcode_districts.items():
             if district in geography.current_districts:
                 districts.setdefault(la, []).append(district)
+        self.districts_by_la = districts
         self.region_of_la = {code: la.region_code for code, la in geography.local_authorities.items()}
         # Padded lookup tables, so a batch picks authorities and districts by array indexing.
         self.la_codes = [code for las in self.las for code in las]
@@ -85,10 +94,39 @@ class _Geography:
             self.district_table[index, : len(names)] = names
 
 
+@dataclass
+class _Draws:
+    """The demo's random generators, one per purpose as the small demo has them, so one seed gives one demo."""
+
+    people_and_visits: np.random.Generator
+    surnames: np.random.Generator
+    identity_slips: np.random.Generator
+
+    @classmethod
+    def of_seed(cls, seed: int) -> _Draws:
+        return cls(*(np.random.default_rng(s) for s in (seed, [seed, 2], [seed, 1])))
+
+
+def _batch(
+    draws: _Draws,
+    count: int,
+    first_person: int,
+    geo: _Geography,
+    charities: list[CharityProfile],
+    quarters: list[str],
+) -> pl.DataFrame:
+    """The contacts of ``count`` people, numbered from ``first_person``, with the slips each charity's records of
+    them have (a mistyped surname, a moved district, a second reference: what record linkage must survive)."""
+    people, serving, uses = _people(draws, count, first_person, geo, charities)
+    contacts = _contacts(draws.people_and_visits, people, serving, uses, charities, quarters)
+    return with_identity_slips(_with_derivations(contacts, charities), draws.identity_slips, geo.districts_by_la)
+
+
 def _people(
-    rng: np.random.Generator, count: int, first_person: int, geo: _Geography, charities: list[CharityProfile]
+    draws: _Draws, count: int, first_person: int, geo: _Geography, charities: list[CharityProfile]
 ) -> tuple[pl.DataFrame, list[np.ndarray], np.ndarray]:
     """``count`` people: where they live, who they are, and which charities serve them."""
+    rng = draws.people_and_visits
     region = rng.choice(len(geo.regions), size=count, p=geo.region_weights)
     la = geo.la_table[region, rng.integers(0, 10_000, count) % geo.la_counts[region]]
     district = geo.district_table[la, rng.integers(0, 10_000, count) % geo.district_counts[la]]
@@ -112,6 +150,7 @@ def _people(
                 ),
             ),
             "date_of_birth": birth,
+            "surname": draw_surnames(count, draws.surnames),
             "household_type": household,
             "children_in_household": np.where(with_children, rng.integers(1, 5, count), 0).astype(np.int64),
             "tenure": rng.choice(TENURES[0], size=count, p=TENURES[1]),
@@ -184,7 +223,7 @@ def _contacts(
 
 
 def _with_derivations(contacts: pl.DataFrame, charities: list[CharityProfile]) -> pl.DataFrame:
-    """Quarter, age band at contact, person ref, surname and support, as the small demo derives them."""
+    """Quarter, age band at contact, person ref and support, as the small demo derives them."""
     born, on = pl.col("date_of_birth"), pl.col("contact_date")
     age = (
         on.dt.year()
@@ -204,9 +243,6 @@ def _with_derivations(contacts: pl.DataFrame, charities: list[CharityProfile]) -
             pl.col("person").cast(pl.String).str.zfill(6),
         ).alias("person_ref"),
         pl.col("charity").replace_strict(list(range(len(charities))), [c.id for c in charities]).alias("charity_id"),
-        (pl.col("person") % len(SURNAMES))
-        .replace_strict(list(range(len(SURNAMES))), list(SURNAMES), return_dtype=pl.String)
-        .alias("surname"),
         pl.col("need").replace({"food": "food_parcel", "fuel_energy": "fuel_support"}).alias("support_type"),
     ).with_columns(
         pl.when(pl.col("support_type").is_in(["food_parcel", "fuel_support"]))
@@ -340,15 +376,14 @@ def generate_streaming(
     without_need = replace(first, columns={k: v for k, v in first.columns.items() if k != "need"})
     first_attempt = _Extract(without_need, extracts / first.id / f"{first.id}-contacts-{periods[0]}-first-attempt.csv")
     geo = _Geography(profiles)
-    rng = np.random.default_rng(seed)
+    draws = _Draws.of_seed(seed)
     people_total = max(10, round(contacts / CONTACTS_PER_PERSON))
     truth: list[pl.DataFrame] = []
     people_at_two_or_more = with_errors = 0
     try:
         for start in range(0, people_total, batch_people):
             count = min(batch_people, people_total - start)
-            people, serving, uses = _people(rng, count, start, geo, profiles)
-            batch = _with_derivations(_contacts(rng, people, serving, uses, profiles, periods), profiles)
+            batch = _batch(draws, count, start, geo, profiles, periods)
             demo.contacts += batch.height
             with_errors += batch["injected_error"].is_not_null().sum()
             for (charity_id, period), rows in batch.partition_by(["charity_id", "quarter"], as_dict=True).items():
@@ -420,15 +455,13 @@ def write_charity_extract(
     """One charity's extract of ``contacts`` rows over its last ``quarters``, written batch by batch as the
     demo writes it (the same people, visits and mistakes); returns the rows written."""
     geo = _Geography([profile])
-    rng = np.random.default_rng(seed)
+    draws = _Draws.of_seed(seed)
     periods = last_complete_quarters(quarters)
     extract = _Extract(profile, path)
     written = people = 0
     try:
         while written < contacts:
-            found, serving, uses = _people(rng, batch_people, people, geo, [profile])
-            batch = _with_derivations(_contacts(rng, found, serving, uses, [profile], periods), [profile])
-            batch = batch.head(contacts - written)
+            batch = _batch(draws, batch_people, people, geo, [profile], periods).head(contacts - written)
             extract.append(_render(profile, batch))
             written, people = written + batch.height, people + batch_people
     finally:

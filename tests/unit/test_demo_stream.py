@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from collab_demo.generator import _SURNAME_ENDINGS, _SURNAME_STEMS, SURNAMES
 from collab_demo.stream import generate_streaming, streamed_profiles
 from standards.check import check_extract
 
@@ -49,3 +50,26 @@ def test_streamed_demo_is_seeded_complete_and_checks_like_a_charity_file(tmp_pat
         assert errors <= {"E_INVALID_DATE", "E_UNKNOWN_CODE", "E_MISSING_VALUE", "E_MISSING_AREA", "E_UNKNOWN_AREA"}, (
             report.codes()
         )
+
+
+def test_streamed_demo_has_the_small_demos_surnames_and_identity_slips(tmp_path: Path) -> None:
+    """What makes linkage hard and its cost realistic at scale: a long tail of surnames (not a handful shared by
+    everyone, which would put a large share of all people in one blocking key's value), mistyped surnames and
+    second references, as ``collab_demo.generator`` makes them."""
+    demo = generate_streaming(tmp_path, contacts=20_000, charities=8, quarters=2, batch_people=3000)
+    profiles = {p.id: p for p in streamed_profiles(8)}
+    surnames: list[str] = []
+    references: list[str] = []
+    for charity_id, path in demo.files:
+        profile = profiles[charity_id]
+        if path.suffix != ".csv" or "surname" not in profile.columns:
+            continue
+        rows = _rows(path, profile.encoding, profile.delimiter)
+        surnames += [r[profile.columns["surname"]] for r in rows]
+        references += [r[profile.columns["person_ref"]] for r in rows]
+    assert surnames and references
+    written = {stem + ending.lower() for stem in _SURNAME_STEMS for ending in _SURNAME_ENDINGS} | set(SURNAMES)
+    share_of_commonest = max(surnames.count(name) for name in set(surnames)) / len(surnames)
+    assert len(set(surnames) & written) > 300 and share_of_commonest < 0.05
+    assert set(surnames) - written  # mistyped
+    assert any(reference.endswith("-2") for reference in references)  # registered twice
