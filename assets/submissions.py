@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import polars as pl
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -35,7 +34,7 @@ from collab.intake import (
 )
 from collab.landing import LandingObjectGone, LandingObjectRefused
 from collab.linkage import linkage_policy
-from collab.staging import CONTACTS_FILE, LINKAGE_UNITS_FILE, StagingSink, staged_batches
+from collab.staging import CONTACTS_FILE, StagingSink, minimise_staged_units, staged_batches
 from collab.states import mark_state, state_after_feedback
 from collab.submissions import (
     describe_error,
@@ -47,7 +46,7 @@ from collab.submissions import (
 )
 from collab.warehouse import load_submission
 from privacy.linkage import COMPONENTS, VARIANTS
-from privacy.minimise import WAREHOUSE_SCHEMA, minimise, minimise_units
+from privacy.minimise import WAREHOUSE_SCHEMA, minimise
 from standards import STANDARD_VERSION
 from standards.check import CheckOptions, check_extract, new_reference
 from standards.feedback import FeedbackReport
@@ -318,14 +317,7 @@ def warehouse_contacts(
         )
         for contacts in staged_batches(staged, ws.settings.intake.batch_rows)
     )
-    units_file = staged.with_name(LINKAGE_UNITS_FILE)
-    units = (
-        minimise_units(
-            pl.read_parquet(units_file), key=key, charity_id=manifest.charity_id, submission_id=manifest.submission_id
-        )
-        if units_file.exists()
-        else None
-    )
+    units = minimise_staged_units(staged, key=key, charity_id=manifest.charity_id, submission_id=manifest.submission_id)
     with warehouse.connect() as con:
         loaded = load_submission(
             con,

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from collab.faults import crash_point
 from privacy.linkage import identity_counts, merge_counts, reference_component_parts
+from privacy.minimise import minimise_units
 from standards.extract import STANDARD_CONTACT_SCHEMA
 from standards.rows import spreadsheet_safe
 from standards.validation import RowOutcome
@@ -34,6 +35,8 @@ STAGED_CONTACT_SCHEMA: dict[str, pl.DataType] = {
     "linked": pl.Boolean(),
 }
 LINKAGE_UNITS_FILE = "linkage_units.parquet"
+# The same records as the warehouse stores them, written at load (``minimise_staged_units``).
+MINIMISED_UNITS_FILE = "linkage_units.minimised.parquet"
 # While a file is checked: its contacts so far, a row group per batch; named ``CONTACTS_FILE`` once complete.
 _PARTIAL_FILE = "contacts.partial.parquet"
 # Rows of identity counts held before they are merged: what each batch adds is merged into the total
@@ -141,6 +144,30 @@ class StagingSink:
         finally:
             if writer is not None:
                 writer.close()
+
+
+def minimise_staged_units(contacts_path: Path, *, key: bytes, charity_id: str, submission_id: str) -> Path | None:
+    """The linkage records staged beside ``contacts_path`` as the warehouse stores them
+    (``privacy.minimise.minimise_units``), written part by part to a file beside them; None if there are none.
+
+    The warehouse reads that file itself: a large submission's records (about 1 KB each, their keyed
+    components being long) are never all held in memory, nor copied again to reach DuckDB."""
+    staged = contacts_path.with_name(LINKAGE_UNITS_FILE)
+    if not staged.exists():
+        return None
+    target = contacts_path.with_name(MINIMISED_UNITS_FILE)
+    writer: pq.ParquetWriter | None = None
+    try:
+        for part in pq.ParquetFile(staged).iter_batches(batch_size=_UNITS_PART):
+            records = pl.DataFrame(pa.Table.from_batches([part]))
+            table = minimise_units(records, key=key, charity_id=charity_id, submission_id=submission_id).to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(target, table.schema, **_UNITS_WRITING)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    return target if writer is not None else None
 
 
 def staged_batches(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:

@@ -70,7 +70,7 @@ def load_submission(
     received_at: dt.datetime,
     batches: Iterable[pl.DataFrame],
     standard_version: str,
-    units: pl.DataFrame | None = None,
+    units: pl.DataFrame | Path | None = None,
     linkage: LinkagePolicy | None = None,
 ) -> LoadResult:
     """Load a submission batch by batch, replacing the charity's rows for every quarter it covers, atomically.
@@ -80,8 +80,8 @@ def load_submission(
     in one transaction with a bounded memory limit. Memory stays flat whatever the file's size, and
     ``contacts`` changes all at once or not at all.
 
-    With a ``linkage`` policy, the same transaction stores the submission's linkage ``units`` and
-    relinks (``collab.linkage``), so the privacy units always match the contacts.
+    With a ``linkage`` policy, the same transaction stores the submission's linkage ``units`` (rows, or a
+    Parquet file of them: ``collab.linkage.store_units``) and relinks (``collab.linkage``), so the privacy units always match the contacts.
     """
     con.execute("SET memory_limit = $limit", {"limit": LOAD_MEMORY_LIMIT})
     try:

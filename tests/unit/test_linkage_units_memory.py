@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 
 from collab.linkage import store_units
 from collab.schema import migrate
@@ -38,3 +39,23 @@ def test_a_quarter_of_units_described_again_is_stored_within_the_load_memory_lim
     assert store_units(con, _units("a-2")) == UNITS  # the same references, in the next quarter's file
     con.commit()
     assert con.execute("SELECT count(*) FROM linkage_units WHERE submission_id = 'a-2'").fetchall() == [(UNITS,)]
+
+
+def test_units_stored_from_a_parquet_file_are_those_stored_from_the_rows(tmp_path: Path) -> None:
+    """A large submission's units reach the warehouse as a file DuckDB reads (``collab.staging``)."""
+    units = _units("a-1", 1_000)
+    stored = []
+    for source in (units, tmp_path / "units.parquet"):
+        if isinstance(source, Path):
+            units.write_parquet(source)
+        con = duckdb.connect()
+        migrate(con)
+        assert store_units(con, source) == units.height
+        stored.append(con.sql("SELECT * FROM linkage_units ORDER BY unit_key").pl())
+    assert stored[0].equals(stored[1]) and stored[0].height == units.height
+    units.drop("surname").write_parquet(tmp_path / "other.parquet")
+    with pytest.raises(ValueError, match="warehouse schema"):
+        store_units(con, tmp_path / "other.parquet")
+    pl.concat([units, units.head(1)]).write_parquet(tmp_path / "twice.parquet")
+    with pytest.raises(ValueError, match="own unit_key"):
+        store_units(con, tmp_path / "twice.parquet")

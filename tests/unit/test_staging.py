@@ -9,8 +9,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from collab import staging
-from collab.staging import CONTACTS_FILE, LINKAGE_UNITS_FILE, STAGED_CONTACT_SCHEMA, StagingSink, staged_batches
+from collab.staging import (
+    CONTACTS_FILE,
+    LINKAGE_UNITS_FILE,
+    STAGED_CONTACT_SCHEMA,
+    StagingSink,
+    minimise_staged_units,
+    staged_batches,
+)
 from privacy.linkage import identity_counts, reference_components
+from privacy.minimise import minimise_units
 from standards.check import CheckOptions, check_extract
 from tests.conftest import HEADER, CollectingSink, contact_rows, write_csv
 
@@ -61,3 +69,11 @@ def test_linkage_units_written_part_by_part_are_the_reference_components(
     written = pq.ParquetFile(tmp_path / "staging" / LINKAGE_UNITS_FILE)
     assert written.num_row_groups == -(-expected.height // 4)
     assert pl.read_parquet(tmp_path / "staging" / LINKAGE_UNITS_FILE).equals(expected)
+    # As the warehouse stores them, minimised part by part into a file of their own.
+    minimised = minimise_staged_units(tmp_path / "staging" / CONTACTS_FILE, key=KEY, charity_id="c", submission_id="s")
+    assert minimised is not None
+    assert pl.read_parquet(minimised).equals(minimise_units(expected, key=KEY, charity_id="c", submission_id="s"))
+    assert (
+        minimise_staged_units(tmp_path / "elsewhere" / CONTACTS_FILE, key=KEY, charity_id="c", submission_id="s")
+        is None
+    )
