@@ -219,7 +219,7 @@ def _run_unrecorded(validation: Any, frame: Any) -> Any:
         batch_parameters={"dataframe": frame},
         result_format="SUMMARY",
     )
-    with _configurations_computed_once():
+    with _configurations_computed_once(), _plans_reused():
         result = validator.validate_expectation_suite(validation.suite)
     run_id = RunIdentifier(run_time=dt.datetime.now(dt.UTC))
     result.meta.update(
@@ -232,8 +232,8 @@ def _run_unrecorded(validation: Any, frame: Any) -> Any:
     return result
 
 
-# The swap of ``Expectation.configuration`` below is process-wide: one validation holds it at a time.
-_CONFIGURATION_SWAP = threading.Lock()
+# The swaps of GX's methods below are process-wide: one validation holds them at a time.
+_SWAP = threading.Lock()
 
 
 @contextmanager
@@ -250,7 +250,7 @@ def _configurations_computed_once() -> Iterator[None]:
 
     computed: dict[int, tuple[Expectation, Any]] = {}
 
-    with _CONFIGURATION_SWAP:
+    with _SWAP:
         # Read under the lock: outside it, another validation's swapped property could be taken for GX's own.
         rebuild = Expectation.configuration.fget
         assert rebuild is not None
@@ -268,6 +268,58 @@ def _configurations_computed_once() -> Iterator[None]:
         finally:
             Expectation.configuration = property(rebuild)  # type: ignore[assignment,method-assign]
             computed.clear()
+
+
+# Each plan GX made, by what it was made from (see ``_plans_reused``): one per suite, a few per process.
+_PLANS: dict[str, tuple[list[Any], list[Any]]] = {}
+
+
+@contextmanager
+def _plans_reused() -> Iterator[None]:
+    """While it lasts, GX plans the metrics of a suite's expectations once per process, not once per validation.
+
+    Before computing anything, a validation turns every expectation into a graph of the metrics it needs (about
+    a thousand metric configurations for the standard's suite, each identified by a hash of its keyword
+    arguments, code lists included): half of a small batch's validation. The plan is made from the
+    expectations' configurations, the batch's id and the run's settings alone, never from the batch's data
+    (its id is the same for every batch, ``extracts-batch``, since GX does not fingerprint them: see
+    ``_context``); so a plan made from the same three is the same, and is kept, keyed by all three, and
+    handed to the next validation in place of a new one. GX only reads a plan while it resolves it (the
+    lists it edits are copies), and a kept plan keeps no batch alive. A plan in which GX failed an expectation
+    is not kept. Taken only by a validation holding ``_SWAP`` (``_configurations_computed_once`` takes it)."""
+    import json
+
+    from great_expectations.validator.validator import Validator
+
+    assert _SWAP.locked()
+    plan = Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration
+
+    def reuse(
+        validator: Validator,
+        expectation_configurations: list[Any],
+        processed_configurations: list[Any],
+        catch_exceptions: bool,
+        runtime_configuration: dict[str, Any] | None = None,
+    ) -> tuple[list[Any], list[Any], list[Any]]:
+        made_from = [validator.active_batch_id, catch_exceptions, runtime_configuration]
+        made_from.append([configuration.to_json_dict() for configuration in expectation_configurations])
+        key = json.dumps(made_from, sort_keys=True, default=str)
+        known = _PLANS.get(key)
+        if known is None:
+            graphs, failures, planned = plan(
+                validator, expectation_configurations, processed_configurations, catch_exceptions, runtime_configuration
+            )
+            if failures:
+                return graphs, failures, planned
+            known = _PLANS[key] = (graphs, planned)
+        graphs, planned = known
+        return list(graphs), [], list(planned)
+
+    Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration = reuse  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration = plan  # type: ignore[method-assign]
 
 
 def warm_up() -> None:

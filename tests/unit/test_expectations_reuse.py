@@ -3,6 +3,7 @@ submission's batch stays in it for the next, another charity's included."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from pathlib import Path
@@ -106,3 +107,98 @@ def test_configurations_computed_once_give_gx_s_own_results(tmp_path: Path) -> N
     own = found(validation.run(batch_parameters={"dataframe": frame}))
     assert ours == own
     assert ("need is a code of the need codelist", False, 1) in ours
+
+
+def _batches(tmp_path: Path) -> list[pl.DataFrame]:
+    """Batches a plan must not depend on: clean, with wrong codes, dates and amounts, with missing required
+    values, of another size, and empty."""
+    clean = _staged(tmp_path / "north.csv", 30, "N")
+    broken = clean.with_columns(
+        pl.when(pl.col("source_row") == 2).then(pl.lit(SECRET_NEED)).otherwise(pl.col("need")).alias("need"),
+        pl.when(pl.col("source_row") == 3)
+        .then(pl.lit(dt.date(2040, 1, 1)))
+        .otherwise(pl.col("contact_date"))
+        .alias("contact_date"),
+        pl.when(pl.col("source_row") == 4)
+        .then(pl.lit(-5.0))
+        .otherwise(pl.col("monthly_income_gbp"))
+        .alias("monthly_income_gbp"),
+        pl.when(pl.col("source_row") == 5).then(None).otherwise(pl.col("person_ref")).alias("person_ref"),
+    )
+    return [clean, broken, _staged(tmp_path / "south.csv", 7, "S"), clean.clear()]
+
+
+def _results(result: object) -> list[dict[str, object]]:
+    """A validation's results, all of them, as JSON (the suite's run-specific ids and times are elsewhere)."""
+    return json.loads(json.dumps(result.to_json_dict()["results"], default=str))  # type: ignore[attr-defined]
+
+
+def test_a_reused_plan_finds_what_a_new_plan_finds_in_any_batch(tmp_path: Path) -> None:
+    """The suite's metrics are planned once per process and the plan reused: each batch, whatever its contents,
+    gets the results GX's own run (which plans anew) gives it, and planning is not done again."""
+    from great_expectations.validator.validator import Validator
+
+    planned = []
+    plan = Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration
+
+    def counting(*args: object, **kwargs: object) -> object:
+        planned.append(1)
+        return plan(*args, **kwargs)  # type: ignore[arg-type]
+
+    batches = _batches(tmp_path)
+    fields = [name for name in batches[0].columns if name in FIELDS]
+    validation = expectations._validation_definition(tuple(sorted(fields)))
+    expectations._PLANS.clear()
+    Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration = counting  # type: ignore[method-assign,assignment]
+    try:
+        for batch in batches:
+            frame = batch.select(fields).to_pandas()
+            assert _results(expectations._run_unrecorded(validation, frame)) == _results(
+                validation.run(batch_parameters={"dataframe": frame})
+            )
+    finally:
+        Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration = plan  # type: ignore[method-assign]
+    # GX's own runs planned each batch; ours planned once, for the first.
+    assert len(planned) == len(batches) + 1
+    assert len(expectations._PLANS) == 1
+    assert Validator._generate_metric_dependency_subgraphs_for_each_expectation_configuration is plan
+    broken = _validated(batches[1]).outcomes
+    assert {outcome.column for outcome in broken.values() if not outcome.success} == {
+        "person_ref",
+        "contact_date",
+        "need",
+        "monthly_income_gbp",
+    }
+
+
+def test_a_plan_is_made_from_the_suite_alone_never_from_the_batch(tmp_path: Path) -> None:
+    """What makes reusing a plan safe: GX plans the same metrics for every batch of a suite."""
+    batches = _batches(tmp_path)
+    fields = [name for name in batches[0].columns if name in FIELDS]
+    validation = expectations._validation_definition(tuple(sorted(fields)))
+    plans = set()
+    for batch in batches:
+        expectations._PLANS.clear()
+        expectations._run_unrecorded(validation, batch.select(fields).to_pandas())
+        [(graphs, configurations)] = expectations._PLANS.values()
+        edges = frozenset(edge.id for graph in graphs for edge in graph.graph.edges)
+        plans.add((edges, json.dumps([c.to_json_dict() for c in configurations], sort_keys=True, default=str)))
+    assert len(plans) == 1
+
+
+def test_a_kept_plan_keeps_no_batch_alive(tmp_path: Path) -> None:
+    """The plan outlives its validation; the charity's batch it was made for does not (GX itself holds the
+    latest batch until the next validation, with or without a kept plan)."""
+    import gc
+    import weakref
+
+    contacts = _staged(tmp_path / "north.csv", 30, "N")
+    fields = [name for name in contacts.columns if name in FIELDS]
+    validation = expectations._validation_definition(tuple(sorted(fields)))
+    expectations._PLANS.clear()
+    frames = [contacts.select(fields).to_pandas(), contacts.head(3).select(fields).to_pandas()]
+    planned_from = weakref.ref(frames[0])
+    for _ in range(2):
+        expectations._run_unrecorded(validation, frames.pop(0))
+    gc.collect()
+    assert expectations._PLANS and planned_from() is None

@@ -5,24 +5,25 @@ the first run's DAGSTER_HOME would write another workspace's events."""
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from pipelines import runner
+from pipelines import runner, workers
 
 PROBE = "COLLAB_TEST_WORKER_PROBE"
 
 
 def _probe_in_new_pool(*, with_run_environment: bool) -> str | None:
     initialiser = {"initializer": runner._start_worker, "initargs": (dict(os.environ),)} if with_run_environment else {}
-    with ProcessPoolExecutor(max_workers=1, mp_context=runner._worker_processes(), **initialiser) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=workers.worker_processes(), **initialiser) as pool:
         return pool.submit(os.getenv, PROBE).result(timeout=60)
 
 
 def test_a_worker_takes_the_environment_of_its_run_not_of_the_fork_server(monkeypatch: pytest.MonkeyPatch) -> None:
     # Only what a worker needs to start: the definitions and GX are beside the point here, and cost seconds.
-    monkeypatch.setattr(runner, "WORKER_PRELOAD", ["pipelines.runner"])
+    monkeypatch.setattr(workers, "WORKER_PRELOAD", ["pipelines.runner"])
     monkeypatch.setenv(PROBE, "first run")
     try:
         assert _probe_in_new_pool(with_run_environment=True) == "first run"
@@ -31,4 +32,37 @@ def test_a_worker_takes_the_environment_of_its_run_not_of_the_fork_server(monkey
         assert _probe_in_new_pool(with_run_environment=False) == "first run"
         assert _probe_in_new_pool(with_run_environment=True) == "second run"
     finally:
-        runner._stop_fork_server()
+        workers.stop_worker_server()
+
+
+def _server_pid() -> int | None:
+    import multiprocessing.forkserver
+
+    return multiprocessing.forkserver._forkserver._forkserver_pid
+
+
+def test_a_server_started_early_serves_the_pool_and_is_stopped_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`collab run` starts the fork server before importing the runner; the pool made later uses that server
+    (its imports are not paid twice), and leaving the block stops it whether or not a pool used it."""
+    monkeypatch.setattr(workers, "WORKER_PRELOAD", ["pipelines.workers"])
+    with workers.worker_server_started(early=False):
+        assert _server_pid() is None
+    with workers.worker_server_started(early=True):
+        started = _server_pid()
+        assert started is not None
+        with ProcessPoolExecutor(max_workers=1, mp_context=workers.worker_processes()) as pool:
+            assert pool.submit(os.getppid).result(timeout=60) == started
+        assert _server_pid() == started
+    assert _server_pid() is None
+    with workers.worker_server_started(early=True):
+        pass
+    assert _server_pid() is None
+
+
+def test_a_server_no_pool_used_is_ended_without_waiting_for_its_imports() -> None:
+    """A `collab run` whose files turn out not to need workers does not wait for the server's seconds of imports."""
+    started = time.monotonic()
+    with workers.worker_server_started(early=True):  # the real preload: Dagster, the assets, GX set up
+        assert _server_pid() is not None
+    assert _server_pid() is None
+    assert time.monotonic() - started < 5
