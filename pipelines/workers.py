@@ -13,8 +13,6 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
-import os
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -57,13 +55,4 @@ def worker_server_started(early: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        _end_unused_server()
-
-
-def _end_unused_server() -> None:
-    """End a server no pool used (a pool's runner stops the server when its pool is done): at once, not after it
-    finishes importing what no worker will need, as ``stop_worker_server`` would wait for."""
-    server = multiprocessing.forkserver._forkserver
-    if server._forkserver_pid is not None:
-        os.kill(server._forkserver_pid, signal.SIGTERM)
-    stop_worker_server()
+        stop_worker_server()

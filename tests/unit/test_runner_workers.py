@@ -5,7 +5,6 @@ the first run's DAGSTER_HOME would write another workspace's events."""
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -57,12 +56,3 @@ def test_a_server_started_early_serves_the_pool_and_is_stopped_after(monkeypatch
     with workers.worker_server_started(early=True):
         pass
     assert _server_pid() is None
-
-
-def test_a_server_no_pool_used_is_ended_without_waiting_for_its_imports() -> None:
-    """A `collab run` whose files turn out not to need workers does not wait for the server's seconds of imports."""
-    started = time.monotonic()
-    with workers.worker_server_started(early=True):  # the real preload: Dagster, the assets, GX set up
-        assert _server_pid() is not None
-    assert _server_pid() is None
-    assert time.monotonic() - started < 5
