@@ -14,7 +14,6 @@ from collab.workspace import Workspace
 from collab_demo.generator import PROFILES, generate
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
 from pipelines.cli.pipeline import print_run_report
-from pipelines.workers import worker_server_started
 
 DEMO_MARKER = "demo/truth/summary.json"
 
@@ -39,34 +38,32 @@ def demo(
     as_json: bool = JsonOption,
 ) -> None:
     """Generate demo extracts, register the charities, drop the files and run everything headless."""
-    started = time.monotonic()
-    # A demo has several files: their workers' fork server imports while the data is generated.
-    with worker_server_started(early=workspace().max_concurrent_runs > 1):
-        from pipelines.runner import run_pending
+    from pipelines.runner import run_pending
 
-        _reset(workspace())
-        ws = workspace()
-        settings = ws.settings.model_copy(deep=True)
-        settings.publication.auto_publish = True  # the demo has no analyst to approve releases
-        # Budgets per person, for the worst case (four units in the demo: 2 per quarter at the default 0.125
-        # per unit): room for the four quarters and one revision, so the demo can show a revised release.
-        settings.privacy.period_rho, settings.privacy.lifetime_rho = 4.0, 10.0
-        if not as_json:
-            console.print(f"Generating {contacts:,} contacts for {charities} charities over {quarters} quarters…")
-        data = generate(ws.demo, contacts=contacts, charities=charities, quarters=quarters, seed=seed)
-        settings.publication.first_quarter = data.quarters[0]  # the collaborative reports from its first quarter
-        ws.save_settings(settings)
-        registry = Registry(ws)
-        landing = LocalLandingZone(root=str(ws.home))
-        for profile in data.charities:
-            registry.add(profile.id, profile.name, profile.mapping(), linkage=profile.linkage)
-            if profile.named:
-                registry.set_publish_name(profile.id, True)
-            landing.create_area(profile.id)
-        for charity_id, path in data.files:
-            landing.drop(charity_id, path)
-        with progress_bar("Processing", total=len(data.files) + len(data.quarters), enabled=not as_json) as bar:
-            report = run_pending(ws, progress=bar.advance)
+    started = time.monotonic()
+    _reset(workspace())
+    ws = workspace()
+    settings = ws.settings.model_copy(deep=True)
+    settings.publication.auto_publish = True  # the demo has no analyst to approve releases
+    # Budgets per person, for the worst case (four units in the demo: 2 per quarter at the default 0.125
+    # per unit): room for the four quarters and one revision, so the demo can show a revised release.
+    settings.privacy.period_rho, settings.privacy.lifetime_rho = 4.0, 10.0
+    if not as_json:
+        console.print(f"Generating {contacts:,} contacts for {charities} charities over {quarters} quarters…")
+    data = generate(ws.demo, contacts=contacts, charities=charities, quarters=quarters, seed=seed)
+    settings.publication.first_quarter = data.quarters[0]  # the collaborative reports from its first quarter
+    ws.save_settings(settings)
+    registry = Registry(ws)
+    landing = LocalLandingZone(root=str(ws.home))
+    for profile in data.charities:
+        registry.add(profile.id, profile.name, profile.mapping(), linkage=profile.linkage)
+        if profile.named:
+            registry.set_publish_name(profile.id, True)
+        landing.create_area(profile.id)
+    for charity_id, path in data.files:
+        landing.drop(charity_id, path)
+    with progress_bar("Processing", total=len(data.files) + len(data.quarters), enabled=not as_json) as bar:
+        report = run_pending(ws, progress=bar.advance)
     elapsed = time.monotonic() - started
     site = ws.publish / "site" / "index.html"
     if as_json:

@@ -32,27 +32,3 @@ def test_a_worker_takes_the_environment_of_its_run_not_of_the_fork_server(monkey
         assert _probe_in_new_pool(with_run_environment=True) == "second run"
     finally:
         workers.stop_worker_server()
-
-
-def _server_pid() -> int | None:
-    import multiprocessing.forkserver
-
-    return multiprocessing.forkserver._forkserver._forkserver_pid
-
-
-def test_a_server_started_early_serves_the_pool_and_is_stopped_after(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`collab run` starts the fork server before importing the runner; the pool made later uses that server
-    (its imports are not paid twice), and leaving the block stops it whether or not a pool used it."""
-    monkeypatch.setattr(workers, "WORKER_PRELOAD", ["pipelines.workers"])
-    with workers.worker_server_started(early=False):
-        assert _server_pid() is None
-    with workers.worker_server_started(early=True):
-        started = _server_pid()
-        assert started is not None
-        with ProcessPoolExecutor(max_workers=1, mp_context=workers.worker_processes()) as pool:
-            assert pool.submit(os.getppid).result(timeout=60) == started
-        assert _server_pid() == started
-    assert _server_pid() is None
-    with workers.worker_server_started(early=True):
-        pass
-    assert _server_pid() is None
