@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import socket
@@ -52,7 +53,6 @@ from collab.submissions import (
 )
 from collab.warehouse import audit, connect, stale_quarters, unreleased_complete_quarters
 from collab.workspace import Workspace
-from pipelines.workers import stop_worker_server, worker_processes
 from privacy.release import latest_release
 from standards.check import new_reference
 
@@ -188,7 +188,7 @@ def process_submissions(
     try:
         with ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=worker_processes(),
+            mp_context=_worker_processes(),
             initializer=_start_worker,
             initargs=(dict(os.environ),),
         ) as pool:
@@ -203,8 +203,29 @@ def process_submissions(
                     landing = landing_zone_from_env(workspace.home)
                     by_key[file.partition_key] = _fail_file(workspace, landing, file, describe_error(error), run_id="")
     finally:
-        stop_worker_server()
+        _stop_fork_server()
     return [by_key[file.partition_key] for file in files]
+
+
+# What a worker needs before its first file, imported (and Great Expectations set up) once, by the fork server,
+# and shared by every worker it forks.
+WORKER_PRELOAD = ["pipelines.worker_preload"]
+
+
+def _worker_processes() -> multiprocessing.context.BaseContext:
+    """Workers forked from a server process that holds nothing but those imports: never forked from this
+    process, which would copy its Dagster instance, connections and threads mid-flight; not spawned, which
+    would import everything again in each worker."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_PRELOAD)
+    return context
+
+
+def _stop_fork_server() -> None:
+    """Wait for the fork server to exit, as a pool waits for spawned workers: none lingers after the run, and its
+    CPU time and its workers' count as this process's children's (``getrusage``, what the benchmarks read).
+    Python has no public call for it; ``_stop`` is the one its own tests use."""
+    multiprocessing.forkserver._forkserver._stop()
 
 
 def _start_worker(environment: dict[str, str]) -> None:

@@ -21,7 +21,6 @@ from collab.states import submission_states
 from collab.submissions import find_incident
 from collab.workspace import Workspace
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
-from pipelines.workers import worker_server_started
 
 # The runner (Dagster), the warehouse (Splink) and OpenDP are imported by the commands that use them, so that registering a charity
 # or checking a file does not wait seconds for the analyst's whole stack to load.
@@ -106,16 +105,14 @@ def run(as_json: bool = JsonOption) -> None:
 
     Each release SPENDS PRIVACY BUDGET (see `collab budget`) and PUBLISHES its figures when the settings publish automatically; otherwise it waits for `collab approve`.
     """
+    from pipelines.runner import run_pending
+
     ws = workspace()
     charities = Registry(ws).all()
     landing = landing_zone_from_env(ws.home)
     pending = len(landing.pending([c.id for c in charities]))
-    # Several files go to workers: their fork server imports while this process imports the runner.
-    with worker_server_started(early=min(pending, ws.max_concurrent_runs) > 1):
-        from pipelines.runner import run_pending
-
-        with progress_bar("Processing", total=pending if pending else None, enabled=not as_json) as bar:
-            report = run_pending(ws, progress=bar.advance)
+    with progress_bar("Processing", total=pending if pending else None, enabled=not as_json) as bar:
+        report = run_pending(ws, progress=bar.advance)
     if as_json:
         emit_json(asdict(report) | {"failed": [asdict(s) for s in report.failed]})
     else:

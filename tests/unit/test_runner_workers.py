@@ -9,20 +9,20 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from pipelines import runner, workers
+from pipelines import runner
 
 PROBE = "COLLAB_TEST_WORKER_PROBE"
 
 
 def _probe_in_new_pool(*, with_run_environment: bool) -> str | None:
     initialiser = {"initializer": runner._start_worker, "initargs": (dict(os.environ),)} if with_run_environment else {}
-    with ProcessPoolExecutor(max_workers=1, mp_context=workers.worker_processes(), **initialiser) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=runner._worker_processes(), **initialiser) as pool:
         return pool.submit(os.getenv, PROBE).result(timeout=60)
 
 
 def test_a_worker_takes_the_environment_of_its_run_not_of_the_fork_server(monkeypatch: pytest.MonkeyPatch) -> None:
     # Only what a worker needs to start: the definitions and GX are beside the point here, and cost seconds.
-    monkeypatch.setattr(workers, "WORKER_PRELOAD", ["pipelines.runner"])
+    monkeypatch.setattr(runner, "WORKER_PRELOAD", ["pipelines.runner"])
     monkeypatch.setenv(PROBE, "first run")
     try:
         assert _probe_in_new_pool(with_run_environment=True) == "first run"
@@ -31,4 +31,4 @@ def test_a_worker_takes_the_environment_of_its_run_not_of_the_fork_server(monkey
         assert _probe_in_new_pool(with_run_environment=False) == "first run"
         assert _probe_in_new_pool(with_run_environment=True) == "second run"
     finally:
-        workers.stop_worker_server()
+        runner._stop_fork_server()
