@@ -81,7 +81,8 @@ def load_submission(
     ``contacts`` changes all at once or not at all.
 
     With a ``linkage`` policy, the same transaction stores the submission's linkage ``units`` (rows, or a
-    Parquet file of them: ``collab.linkage.store_units``) and relinks (``collab.linkage``), so the privacy units always match the contacts.
+    Parquet file of them: ``collab.linkage.store_units``) and relinks (``collab.linkage``), so the privacy
+    units always match the contacts.
     """
     con.execute("SET memory_limit = $limit", {"limit": LOAD_MEMORY_LIMIT})
     try:

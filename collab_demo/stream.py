@@ -10,8 +10,8 @@ What differs from the small demo, and why:
   holds at most 1,048,576 rows, and writing one is row-by-row Python;
 - the same mistakes about one row in 200, the same surnames (a few common, a long tail) and the same slips
   in a charity's record of a person (``with_identity_slips``), the first file sent without its need
-  column, one file sent twice, and an annual report dropped by accident; the truth is summed batch by batch (people are
-  never split across batches, so distinct counts add up).
+  column, one file sent twice, and an annual report dropped by accident; the truth is summed batch by
+  batch (people are never split across batches, so distinct counts add up).
 """
 
 from __future__ import annotations

@@ -30,13 +30,19 @@ def _units(submission_id: str, count: int = UNITS) -> pl.DataFrame:
     ).with_columns(pl.concat_list([pl.col("unit_key")] * 8).alias("surname_variants"))
 
 
-def test_a_quarter_of_units_described_again_is_stored_within_the_load_memory_limit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("from_file", [False, True], ids=["rows", "parquet file"])
+def test_a_quarter_of_units_described_again_is_stored_within_the_load_memory_limit(
+    tmp_path: Path, from_file: bool
+) -> None:
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
     migrate(con)
     store_units(con, _units("a-1", WAREHOUSE_UNITS))
     con.execute("SET memory_limit = $limit", {"limit": LOAD_MEMORY_LIMIT})
+    again = _units("a-2")  # the same references, in the next quarter's file
+    if from_file:
+        again.write_parquet(tmp_path / "units.parquet")
     con.begin()
-    assert store_units(con, _units("a-2")) == UNITS  # the same references, in the next quarter's file
+    assert store_units(con, tmp_path / "units.parquet" if from_file else again) == UNITS
     con.commit()
     assert con.execute("SELECT count(*) FROM linkage_units WHERE submission_id = 'a-2'").fetchall() == [(UNITS,)]
 
