@@ -58,7 +58,11 @@ def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame | Path) -> i
     in one statement, are written to the database file as they come rather than held in memory until commit).
     A unit that is new or whose components changed awaits the next ``relink``, and so does the rest of
     the cluster it was in."""
-    incoming = con.read_parquet(str(units)) if isinstance(units, Path) else con.from_arrow(units.to_arrow())
+    incoming = (
+        con.read_parquet(str(units))
+        if isinstance(units, Path)
+        else con.from_arrow(units.to_arrow(compat_level=pl.CompatLevel.newest()))
+    )
     if incoming.columns != list(LINKAGE_UNIT_SCHEMA):
         raise ValueError(f"linkage units do not have the warehouse schema: {incoming.columns}")
     con.register("incoming_units", incoming)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
@@ -51,12 +52,16 @@ _CONTACTS_WRITING = {
     "compression": "zstd",
     "compression_level": 1,
     "write_statistics": False,
+    "store_schema": False,
     "use_dictionary": [n for n, dtype in STAGED_CONTACT_SCHEMA.items() if dtype == pl.String and n != "person_ref"],
 }
 # Linkage records keyed and written this many at a time: their keyed components are long (see
 # ``privacy.linkage.reference_component_parts``); the references themselves need no dictionary.
 _UNITS_PART = 100_000
-_UNITS_WRITING = {"compression": "zstd", "compression_level": 1, "write_statistics": False}
+_UNITS_WRITING = {"compression": "zstd", "compression_level": 1, "write_statistics": False, "store_schema": False}
+# Polars' frames handed to pyarrow as they are held (string views), not copied into Arrow's classic strings:
+# the copy cost as much as writing. The files store no Arrow schema, so readers see plain strings.
+_ARROW_AS_POLARS_HOLDS_IT = pl.CompatLevel.newest()
 
 
 class StagingSink:
@@ -85,7 +90,7 @@ class StagingSink:
             self._counts.append(identity_counts(contacts))
             if len(self._counts) > 1 and sum(c.height for c in self._counts) > _COUNTS_MERGE_ROWS:
                 self._counts = [merge_counts(self._counts)]
-        table = contacts.drop("linkage_basis").to_arrow()
+        table = contacts.drop("linkage_basis").to_arrow(compat_level=_ARROW_AS_POLARS_HOLDS_IT)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._partial_path, table.schema, **_CONTACTS_WRITING)
         elif not table.schema.equals(self._writer.schema):
@@ -133,8 +138,8 @@ class StagingSink:
         self._counts = []
         writer: pq.ParquetWriter | None = None
         try:
-            for part in reference_component_parts(key, counts, _UNITS_PART):
-                table = part.to_arrow()
+            for part in _made_ahead(reference_component_parts(key, counts, _UNITS_PART)):
+                table = part.to_arrow(compat_level=_ARROW_AS_POLARS_HOLDS_IT)
                 if writer is None:
                     dictionaries = [name for name in table.column_names if name != "person_ref"]
                     writer = pq.ParquetWriter(
@@ -144,6 +149,16 @@ class StagingSink:
         finally:
             if writer is not None:
                 writer.close()
+
+
+def _made_ahead(parts: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """``parts``, each next one made in another thread while the caller writes the last: Polars and pyarrow
+    both release the GIL, so the two take both cores. At most two parts are held at once."""
+    with ThreadPoolExecutor(max_workers=1) as maker:
+        upcoming = maker.submit(next, parts, None)
+        while (part := upcoming.result()) is not None:
+            upcoming = maker.submit(next, parts, None)
+            yield part
 
 
 def minimise_staged_units(contacts_path: Path, *, key: bytes, charity_id: str, submission_id: str) -> Path | None:
@@ -156,11 +171,16 @@ def minimise_staged_units(contacts_path: Path, *, key: bytes, charity_id: str, s
     if not staged.exists():
         return None
     target = contacts_path.with_name(MINIMISED_UNITS_FILE)
+    minimised = (
+        minimise_units(
+            pl.DataFrame(pa.Table.from_batches([part])), key=key, charity_id=charity_id, submission_id=submission_id
+        )
+        for part in pq.ParquetFile(staged).iter_batches(batch_size=_UNITS_PART)
+    )
     writer: pq.ParquetWriter | None = None
     try:
-        for part in pq.ParquetFile(staged).iter_batches(batch_size=_UNITS_PART):
-            records = pl.DataFrame(pa.Table.from_batches([part]))
-            table = minimise_units(records, key=key, charity_id=charity_id, submission_id=submission_id).to_arrow()
+        for part in _made_ahead(minimised):
+            table = part.to_arrow(compat_level=_ARROW_AS_POLARS_HOLDS_IT)
             if writer is None:
                 writer = pq.ParquetWriter(target, table.schema, **_UNITS_WRITING)
             writer.write_table(table)

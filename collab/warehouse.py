@@ -150,7 +150,7 @@ def _stage(con: duckdb.DuckDBPyConnection, submission_id: str, batches: Iterable
             raise ValueError(f"rows do not have the warehouse schema: {list(rows.schema)}")
         if not (rows.get_column("submission_id") == submission_id).all():
             raise ValueError(f"rows of another submission were given to {submission_id}")
-        con.register("incoming", rows.to_arrow())
+        con.register("incoming", rows.to_arrow(compat_level=pl.CompatLevel.newest()))
         con.execute("INSERT INTO contacts_incoming BY NAME SELECT * FROM incoming")
         con.unregister("incoming")
         staged += rows.height
