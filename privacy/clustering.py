@@ -62,9 +62,12 @@ _FIXED_LEVELS: dict[str, tuple[tuple[float, float], ...]] = {
 }
 _FIXED_PRIOR = 0.000005
 # Candidate pairs: a person is found if any one of these agrees, so one typo or one move loses nobody. Two
-# records that agree on none of them are never compared, so never linked.
+# records that agree on none of them are never compared, so never linked: every combination of levels the fixed
+# weights score above 0.15 implies one of them (tested), so no threshold above that loses a link to blocking.
+# A birth date is paired with the postcode area, not alone: alone it compared each unit with every unit born
+# that day anywhere (hundreds in a warehouse of millions), pairs the weights can only link within the area.
 BLOCKING_KEYS: tuple[tuple[str, ...], ...] = (
-    ("birth_date",),
+    ("birth_date", "postcode_area"),
     ("surname", "birth_month"),
     ("surname_sound", "district"),
 )
@@ -260,7 +263,7 @@ def _links(
     if records.height < 2 or (changed_only and not records.get_column(_CHANGED).any()):
         return pl.DataFrame(schema={f"{UNIT_ID}_l": pl.String, f"{UNIT_ID}_r": pl.String})
     columns = [UNIT_ID, *COMPONENTS, VARIANTS, *([_CHANGED] if changed_only else [])]
-    frame = records.select(columns).sort(UNIT_ID).to_arrow()
+    frame = records.select(columns).sort(UNIT_ID).to_arrow(compat_level=pl.CompatLevel.newest())
     # Splink's own in-memory database, closed as soon as the links are read; bounded when asked, spilling beyond.
     config = {"memory_limit": memory.limit, "temp_directory": memory.spill_directory} if memory else {}
     database = duckdb.connect(config=config)

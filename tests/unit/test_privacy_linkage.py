@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import math
 import os
 
 import numpy as np
 import polars as pl
 
+from privacy import clustering
 from privacy.clustering import UNIT_ID, link_clusters
 from privacy.linkage import (
     COMPONENTS,
+    DEFAULT_THRESHOLD,
     VARIANTS,
     component_values,
     keyed_components,
@@ -102,3 +106,45 @@ def test_a_handful_of_records_links_on_fixed_weights_and_each_cluster_is_named_b
     keyed = pl.concat([pl.DataFrame({UNIT_ID: ["z", "b", "c", "d"]}), keyed_components(KEY, bases)], how="horizontal")
     found = link_clusters(keyed)
     assert found.rows() == [("z", "b"), ("b", "b"), ("c", "c"), ("d", "d")]
+
+
+def test_every_pair_the_fixed_model_links_shares_a_blocking_key() -> None:
+    """Blocking must not cost a link: Splink only scores pairs agreeing on a blocking key, so every combination of
+    comparison levels the fixed weights put at or above the default threshold must imply one of those agreements.
+    Levels per comparison, most specific first (``clustering._settings``). No null level: a unit is made only from a
+    complete linkage basis (surname, birth date and district, ``standards.extract.linkage_basis``), so every
+    component of every unit is set."""
+    levels = {
+        "surname": ("surname", "surname_variants", "surname_sound", "else"),
+        "birth": ("birth_date", "birth_month", "else"),
+        "place": ("district", "postcode_area", "else"),
+    }
+    # What agreeing at a level implies: a more specific level implies the coarser components it refines.
+    implies = {
+        "surname": {"surname", "surname_sound"},
+        "surname_sound": {"surname_sound"},
+        "birth_date": {"birth_date", "birth_month"},
+        "birth_month": {"birth_month"},
+        "district": {"district", "postcode_area"},
+        "postcode_area": {"postcode_area"},
+    }
+
+    def bayes_factor(comparison: str, level: str) -> float:
+        weights = clustering._FIXED_LEVELS[comparison]
+        if level == "else":
+            return (1 - sum(m for m, _ in weights)) / (1 - sum(u for _, u in weights))
+        m, u = weights[levels[comparison].index(level)]
+        return m / u
+
+    prior = clustering._FIXED_PRIOR
+    linked_uncompared = []
+    for combination in itertools.product(*levels.values()):
+        factor = math.prod(bayes_factor(c, level) for c, level in zip(levels, combination, strict=True))
+        probability = prior * factor / (prior * factor + 1 - prior)
+        agreed = set().union(*(implies.get(level, set()) for level in combination))
+        compared = any(set(key) <= agreed for key in clustering.BLOCKING_KEYS)
+        if probability >= DEFAULT_THRESHOLD and not compared:
+            linked_uncompared.append((combination, probability))
+    assert linked_uncompared == []
+    # The strongest pair compared: same surname, birth date and district (a check that the arithmetic is live).
+    assert bayes_factor("surname", "surname") * bayes_factor("birth", "birth_date") > 1 / prior
