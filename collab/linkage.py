@@ -86,6 +86,7 @@ def relink(
     *,
     batch_records: int | None = None,
     memory: SplinkMemory | None = None,
+    changed_charity: str | None = None,
 ) -> RelinkResult:
     """Bring the clusters up to date with the units, inside the caller's transaction.
 
@@ -98,15 +99,24 @@ def relink(
 
     Splink scores at most about ``batch_records`` records at once (``RELINK_BATCH_RECORDS`` by default), with
     ``memory`` its database's limit and spill directory: the step's memory does not grow with the warehouse.
+
+    ``changed_charity``, if given, is the only charity whose contacts changed since the last relink (a load
+    replaces one charity's rows): only its units can have lost their contacts, so only they are looked for
+    among the contacts, not every unit of the warehouse.
     """
+    orphans = "SELECT unit_key FROM linkage_units u ANTI JOIN contacts c ON c.person_key = u.unit_key"
+    if changed_charity is not None:
+        orphans = """
+            SELECT unit_key FROM (SELECT unit_key FROM linkage_units WHERE charity_id = $charity) u
+            ANTI JOIN (SELECT person_key FROM contacts WHERE charity_id = $charity) c ON c.person_key = u.unit_key
+            """
     dropped = con.execute(
-        """
+        f"""
         DELETE FROM linkage_units
-        WHERE charity_id NOT IN (SELECT unnest($linking::VARCHAR[]))
-           OR unit_key IN (SELECT unit_key FROM linkage_units u ANTI JOIN contacts c ON c.person_key = u.unit_key)
+        WHERE charity_id NOT IN (SELECT unnest($linking::VARCHAR[])) OR unit_key IN ({orphans})
         RETURNING unit_key
         """,
-        {"linking": list(policy.linking)},
+        {"linking": list(policy.linking)} | ({"charity": changed_charity} if changed_charity is not None else {}),
     ).fetchnumpy()["unit_key"]
     con.register("dropped_units", pl.DataFrame({"unit_key": dropped}, schema={"unit_key": pl.String}).to_arrow())
     _unlink(con, "SELECT unit_key FROM dropped_units")

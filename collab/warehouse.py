@@ -100,7 +100,7 @@ def load_submission(
                 # Splink's own database is bounded too, spilling beside the warehouse's spill directory (not in
                 # it: DuckDB makes that directory only when it first spills, and one level deep only).
                 spill = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] + ".splink"
-                linked = relink(con, linkage, memory=SplinkMemory(LINK_MEMORY_LIMIT, spill))
+                linked = relink(con, linkage, memory=SplinkMemory(LINK_MEMORY_LIMIT, spill), changed_charity=charity_id)
             quarters = [
                 row[0]
                 for row in con.execute(

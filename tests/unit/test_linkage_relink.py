@@ -74,6 +74,18 @@ def test_relinking_joins_one_person_across_linking_charities_and_drops_what_must
     assert con.execute("SELECT count(*) FROM linkage_units").fetchall()[0][0] == 2
 
 
+def test_a_load_looks_for_units_without_contacts_at_its_own_charity_only() -> None:
+    con = _warehouse()
+    relink(con, BOTH)
+    con.execute("DELETE FROM contacts WHERE charity_id = 'b'")
+    # Told only a's contacts changed, b's unit is not looked for: what a load of a's file passes.
+    assert not relink(con, BOTH, changed_charity="a").relinked
+    assert con.execute("SELECT count(*) FROM linkage_units WHERE charity_id = 'b'").fetchall()[0][0] == 1
+    # A load of b's file finds it, as a relink told nothing does.
+    assert relink(con, BOTH, changed_charity="b").relinked
+    assert _units_by_charity(con) == [["a"], ["a"], ["c"]]
+
+
 def test_a_charity_that_opts_out_loses_its_keyed_components_and_its_links() -> None:
     con = _warehouse()
     relink(con, BOTH)
