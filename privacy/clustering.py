@@ -63,7 +63,7 @@ _FIXED_LEVELS: dict[str, tuple[tuple[float, float], ...]] = {
 _FIXED_PRIOR = 0.000005
 # Candidate pairs: a person is found if any one of these agrees, so one typo or one move loses nobody. Two
 # records that agree on none of them are never compared, so never linked: every combination of levels the fixed
-# weights score above 0.15 implies one of them (tested), so no threshold above that loses a link to blocking.
+# weights score at 0.16 or more implies one of them (tested), so no threshold of 0.16 or more loses a link to them.
 # A birth date is paired with the postcode area, not alone: alone it compared each unit with every unit born
 # that day anywhere (hundreds in a warehouse of millions), pairs the weights can only link within the area.
 BLOCKING_KEYS: tuple[tuple[str, ...], ...] = (
