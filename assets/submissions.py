@@ -34,7 +34,7 @@ from collab.intake import (
 )
 from collab.landing import LandingObjectGone, LandingObjectRefused
 from collab.linkage import linkage_policy
-from collab.staging import CONTACTS_FILE, StagingSink, minimise_staged_units, staged_batches
+from collab.staging import CONTACTS_FILE, StagingSink, minimise_staged_contacts, minimise_staged_units
 from collab.states import mark_state, state_after_feedback
 from collab.submissions import (
     describe_error,
@@ -46,7 +46,7 @@ from collab.submissions import (
 )
 from collab.warehouse import load_submission
 from privacy.linkage import COMPONENTS, VARIANTS
-from privacy.minimise import WAREHOUSE_SCHEMA, minimise
+from privacy.minimise import WAREHOUSE_SCHEMA
 from standards import STANDARD_VERSION
 from standards.check import CheckOptions, check_extract, new_reference
 from standards.feedback import FeedbackReport
@@ -306,17 +306,16 @@ def warehouse_contacts(
         return
     key = ws.key()
     staged = submission_dir(ws, manifest.submission_id) / CONTACTS_FILE
-    # Minimised batch by batch (it works row by row), so memory holds one batch whatever the file's size.
-    batches = (
-        minimise(
-            contacts,
-            key=key,
-            charity_id=manifest.charity_id,
-            submission_id=manifest.submission_id,
-            standard_version=STANDARD_VERSION,
-        )
-        for contacts in staged_batches(staged, ws.settings.intake.batch_rows)
+    contacts = minimise_staged_contacts(
+        staged,
+        key=key,
+        charity_id=manifest.charity_id,
+        submission_id=manifest.submission_id,
+        standard_version=STANDARD_VERSION,
+        rows_per_batch=ws.settings.intake.batch_rows,
     )
+    if contacts is None:
+        raise FileNotFoundError(f"{manifest.submission_id} was accepted, but no contact of it is staged")
     units = minimise_staged_units(staged, key=key, charity_id=manifest.charity_id, submission_id=manifest.submission_id)
     with warehouse.connect() as con:
         loaded = load_submission(
@@ -326,7 +325,7 @@ def warehouse_contacts(
             file_name=manifest.original_name,
             sha256=manifest.sha256,
             received_at=manifest.received_at,
-            batches=batches,
+            contacts=contacts,
             standard_version=STANDARD_VERSION,
             units=units,
             linkage=linkage_policy(workspace.registry, ws.settings.privacy),

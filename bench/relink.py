@@ -116,6 +116,8 @@ def load(path: Path, warehouse_units: int, submission_units: int) -> str:
         ]
     )
     units = _units(people, "newcomer", SUBMISSION, _districts())
+    contacts = path.with_name("newcomer-contacts.parquet")
+    contacts_of_units(units).write_parquet(contacts)
     policy = LinkagePolicy(linking=("earlier-a", "earlier-b", "newcomer"), threshold=DEFAULT_THRESHOLD)
     with connect(path) as con:
         result = load_submission(
@@ -125,7 +127,7 @@ def load(path: Path, warehouse_units: int, submission_units: int) -> str:
             file_name="newcomer.csv",
             sha256="0" * 64,
             received_at=dt.datetime(2026, 4, 1, tzinfo=dt.UTC),
-            batches=[contacts_of_units(units)],
+            contacts=contacts,
             standard_version="bench",
             units=units,
             linkage=policy,

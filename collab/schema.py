@@ -257,6 +257,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Empty in a warehouse from before: its clusters are linked afresh on the next load, as after a new threshold.
         ("ALTER TABLE linkage_state ADD COLUMN IF NOT EXISTS model VARCHAR",),
     ),
+    Migration(
+        9,
+        "no contacts_incoming: a load reads its minimised contacts from their Parquet file inside its transaction",
+        # Its rows were only ever a load's in progress, deleted when the load ended or was retried.
+        ("DROP TABLE IF EXISTS contacts_incoming",),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

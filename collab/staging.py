@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from collab.faults import crash_point
 from privacy.linkage import identity_counts, merge_counts, reference_component_parts
-from privacy.minimise import minimise_units
+from privacy.minimise import minimise, minimise_units
 from standards.extract import STANDARD_CONTACT_SCHEMA
 from standards.rows import spreadsheet_safe
 from standards.validation import RowOutcome
@@ -36,7 +36,9 @@ STAGED_CONTACT_SCHEMA: dict[str, pl.DataType] = {
     "linked": pl.Boolean(),
 }
 LINKAGE_UNITS_FILE = "linkage_units.parquet"
-# The same records as the warehouse stores them, written at load (``minimise_staged_units``).
+# The same contacts and records as the warehouse stores them, written at load (``minimise_staged_contacts``,
+# ``minimise_staged_units``).
+MINIMISED_CONTACTS_FILE = "contacts.minimised.parquet"
 MINIMISED_UNITS_FILE = "linkage_units.minimised.parquet"
 # While a file is checked: its contacts so far, a row group per batch; named ``CONTACTS_FILE`` once complete.
 _PARTIAL_FILE = "contacts.partial.parquet"
@@ -58,7 +60,8 @@ _CONTACTS_WRITING = {
 # Linkage records keyed and written this many at a time: their keyed components are long (see
 # ``privacy.linkage.reference_component_parts``); the references themselves need no dictionary.
 _UNITS_PART = 100_000
-_UNITS_WRITING = {"compression": "zstd", "compression_level": 1, "write_statistics": False, "store_schema": False}
+# Files read whole by one reader (the units, and what the load reads): no statistics, the contacts' zstd level.
+_READ_WHOLE_WRITING = {"compression": "zstd", "compression_level": 1, "write_statistics": False, "store_schema": False}
 # Polars' frames handed to pyarrow as they are held (string views), not copied into Arrow's classic strings:
 # the copy cost as much as writing. The files store no Arrow schema, so readers see plain strings.
 _ARROW_AS_POLARS_HOLDS_IT = pl.CompatLevel.newest()
@@ -143,7 +146,7 @@ class StagingSink:
                 if writer is None:
                     dictionaries = [name for name in table.column_names if name != "person_ref"]
                     writer = pq.ParquetWriter(
-                        self.units_path, table.schema, use_dictionary=dictionaries, **_UNITS_WRITING
+                        self.units_path, table.schema, use_dictionary=dictionaries, **_READ_WHOLE_WRITING
                     )
                 writer.write_table(table.cast(writer.schema))
         finally:
@@ -161,6 +164,21 @@ def _made_ahead(parts: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
             yield part
 
 
+def minimise_staged_contacts(
+    contacts_path: Path, *, key: bytes, charity_id: str, submission_id: str, standard_version: str, rows_per_batch: int
+) -> Path | None:
+    """The contacts staged at ``contacts_path`` as the warehouse stores them (``privacy.minimise.minimise``),
+    written batch by batch to a file beside them; None if none were accepted.
+
+    The load reads that file in one statement inside its transaction: DuckDB writes the rows of a large
+    insert to the database file as they come, so neither this process nor the warehouse holds them all."""
+    minimised = (
+        minimise(batch, key=key, charity_id=charity_id, submission_id=submission_id, standard_version=standard_version)
+        for batch in staged_batches(contacts_path, rows_per_batch)
+    )
+    return _written(minimised, contacts_path.with_name(MINIMISED_CONTACTS_FILE), _READ_WHOLE_WRITING)
+
+
 def minimise_staged_units(contacts_path: Path, *, key: bytes, charity_id: str, submission_id: str) -> Path | None:
     """The linkage records staged beside ``contacts_path`` as the warehouse stores them
     (``privacy.minimise.minimise_units``), written part by part to a file beside them; None if there are none.
@@ -170,19 +188,25 @@ def minimise_staged_units(contacts_path: Path, *, key: bytes, charity_id: str, s
     staged = contacts_path.with_name(LINKAGE_UNITS_FILE)
     if not staged.exists():
         return None
-    target = contacts_path.with_name(MINIMISED_UNITS_FILE)
     minimised = (
         minimise_units(
             pl.DataFrame(pa.Table.from_batches([part])), key=key, charity_id=charity_id, submission_id=submission_id
         )
         for part in pq.ParquetFile(staged).iter_batches(batch_size=_UNITS_PART)
     )
+    return _written(minimised, contacts_path.with_name(MINIMISED_UNITS_FILE), _READ_WHOLE_WRITING)
+
+
+def _written(parts: Iterator[pl.DataFrame], target: Path, writing: dict[str, object]) -> Path | None:
+    """``parts`` written to ``target`` as they are made (the next made while the last is written); None, and no
+    file, if there are none."""
+    target.unlink(missing_ok=True)
     writer: pq.ParquetWriter | None = None
     try:
-        for part in _made_ahead(minimised):
+        for part in _made_ahead(parts):
             table = part.to_arrow(compat_level=_ARROW_AS_POLARS_HOLDS_IT)
             if writer is None:
-                writer = pq.ParquetWriter(target, table.schema, **_UNITS_WRITING)
+                writer = pq.ParquetWriter(target, table.schema, **writing)
             writer.write_table(table)
     finally:
         if writer is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,17 +68,18 @@ def load_submission(
     file_name: str,
     sha256: str,
     received_at: dt.datetime,
-    batches: Iterable[pl.DataFrame],
+    contacts: Path,
     standard_version: str,
     units: pl.DataFrame | Path | None = None,
     linkage: LinkagePolicy | None = None,
 ) -> LoadResult:
-    """Load a submission batch by batch, replacing the charity's rows for every quarter it covers, atomically.
+    """Load a submission's minimised ``contacts`` (a Parquet file of ``WAREHOUSE_SCHEMA`` rows, all of this
+    submission: ``collab.staging.minimise_staged_contacts``), replacing the charity's rows for every quarter
+    it covers, atomically.
 
-    DuckDB keeps a transaction's new rows in memory until it commits, so the batches are first
-    committed one by one to ``contacts_incoming`` (which nothing reads), then moved into ``contacts``
-    in one transaction with a bounded memory limit. Memory stays flat whatever the file's size, and
-    ``contacts`` changes all at once or not at all.
+    DuckDB reads the file in one statement inside the load's transaction, under a bounded memory limit: the
+    rows of a large insert are written to the database file as they come (whole row groups, before the
+    commit), so memory stays flat whatever the file's size, and ``contacts`` changes all at once or not at all.
 
     With a ``linkage`` policy, the same transaction stores the submission's linkage ``units`` (rows, or a
     Parquet file of them: ``collab.linkage.store_units``) and relinks (``collab.linkage``), so the privacy
@@ -86,12 +87,20 @@ def load_submission(
     """
     con.execute("SET memory_limit = $limit", {"limit": LOAD_MEMORY_LIMIT})
     try:
-        con.execute("DELETE FROM contacts_incoming WHERE submission_id = $s", {"s": submission_id})
-        loaded = _stage(con, submission_id, batches)
+        incoming = con.read_parquet(str(contacts))
+        if incoming.columns != list(WAREHOUSE_SCHEMA):
+            raise ValueError(f"rows do not have the warehouse schema: {incoming.columns}")
+        con.register("incoming_contacts", incoming)
+        others = con.execute(
+            "SELECT count(*) FROM incoming_contacts WHERE submission_id IS DISTINCT FROM $s", {"s": submission_id}
+        ).fetchall()[0][0]
+        if others:
+            raise ValueError(f"rows of another submission were given to {submission_id}")
         crash_point("mid-load")
         con.begin()
         try:
             replaced = _replace(con, submission_id, charity_id)
+            loaded = con.execute("INSERT INTO contacts BY NAME SELECT * FROM incoming_contacts").fetchall()[0][0]
             linked = None
             if linkage is not None:
                 con.execute("SET memory_limit = $limit", {"limit": LINK_MEMORY_LIMIT})
@@ -137,39 +146,21 @@ def load_submission(
             con.rollback()
             raise
     finally:
-        con.execute("DELETE FROM contacts_incoming WHERE submission_id = $s", {"s": submission_id})
+        con.unregister("incoming_contacts")
         con.execute("RESET memory_limit")
     return LoadResult(rows_loaded=loaded, rows_replaced=replaced, quarters=quarters, linkage=linked)
 
 
-def _stage(con: duckdb.DuckDBPyConnection, submission_id: str, batches: Iterable[pl.DataFrame]) -> int:
-    """Commit each batch to ``contacts_incoming``; return how many rows were staged."""
-    staged = 0
-    for rows in batches:
-        if list(rows.schema) != list(WAREHOUSE_SCHEMA):
-            raise ValueError(f"rows do not have the warehouse schema: {list(rows.schema)}")
-        if not (rows.get_column("submission_id") == submission_id).all():
-            raise ValueError(f"rows of another submission were given to {submission_id}")
-        con.register("incoming", rows.to_arrow(compat_level=pl.CompatLevel.newest()))
-        con.execute("INSERT INTO contacts_incoming BY NAME SELECT * FROM incoming")
-        con.unregister("incoming")
-        staged += rows.height
-    return staged
-
-
 def _replace(con: duckdb.DuckDBPyConnection, submission_id: str, charity_id: str) -> int:
-    """Inside the load's transaction: swap the staged rows in for the charity's earlier rows of the same
-    quarters (and any earlier load of this submission); return how many rows were replaced."""
+    """Inside the load's transaction: remove the charity's earlier rows of the quarters ``incoming_contacts``
+    covers (and any earlier load of this submission); return how many rows were removed."""
     replaced = con.execute(
         """
         DELETE FROM contacts WHERE submission_id = $submission OR (charity_id = $charity AND quarter IN (
-            SELECT DISTINCT quarter FROM contacts_incoming WHERE submission_id = $submission))
+            SELECT DISTINCT quarter FROM incoming_contacts))
         """,
         {"submission": submission_id, "charity": charity_id},
     ).fetchall()[0][0]
-    con.execute(
-        "INSERT INTO contacts BY NAME SELECT * FROM contacts_incoming WHERE submission_id = $s", {"s": submission_id}
-    )
     return int(replaced)
 
 

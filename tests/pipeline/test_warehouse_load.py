@@ -1,16 +1,20 @@
-"""Streaming loads: many batches, one transaction."""
+"""Loads: a submission's minimised contacts file, one transaction."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
-from collab.warehouse import connect, load_submission
+from collab import warehouse
+from collab.linkage import LinkagePolicy
+from collab.warehouse import LoadResult, connect, load_submission
 from collab.workspace import Workspace
-from privacy.minimise import minimise
+from privacy.linkage import DEFAULT_THRESHOLD
+from privacy.minimise import LINKAGE_UNIT_SCHEMA, minimise
 from standards import STANDARD_VERSION
 from standards.extract import STANDARD_CONTACT_SCHEMA
 
@@ -33,18 +37,24 @@ def contacts(count: int, quarter: str, start: int = 0) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=STANDARD_CONTACT_SCHEMA)
 
 
-def batches(workspace: Workspace, submission_id: str, *frames: pl.DataFrame) -> Iterator[pl.DataFrame]:
-    for frame in frames:
-        yield minimise(
+def minimised(workspace: Workspace, submission_id: str, *frames: pl.DataFrame) -> Path:
+    """The frames as the load reads them: minimised, in one Parquet file."""
+    path = workspace.home / f"{submission_id}.minimised.parquet"
+    rows = [
+        minimise(
             frame,
             key=workspace.key(),
             charity_id="pantry",
             submission_id=submission_id,
             standard_version=STANDARD_VERSION,
         )
+        for frame in frames
+    ]
+    pl.concat(rows).write_parquet(path)
+    return path
 
 
-def load(workspace: Workspace, submission_id: str, frames: object) -> object:
+def load(workspace: Workspace, submission_id: str, contacts_file: Path, **linking: object) -> LoadResult:
     with connect(workspace.warehouse_path) as con:
         return load_submission(
             con,
@@ -53,8 +63,9 @@ def load(workspace: Workspace, submission_id: str, frames: object) -> object:
             file_name=f"{submission_id}.csv",
             sha256="0" * 64,
             received_at=dt.datetime(2026, 5, 1, tzinfo=dt.UTC),
-            batches=frames,  # type: ignore[arg-type]
+            contacts=contacts_file,
             standard_version=STANDARD_VERSION,
+            **linking,  # type: ignore[arg-type]
         )
 
 
@@ -63,22 +74,63 @@ def counts(workspace: Workspace) -> dict[str, int]:
         return dict(con.execute("SELECT submission_id, count(*) FROM contacts GROUP BY ALL").fetchall())
 
 
-def test_batches_replace_the_charitys_quarters_in_one_load(workspace: Workspace) -> None:
-    load(workspace, "first", batches(workspace, "first", contacts(30, "2026Q1"), contacts(20, "2026Q2")))
-    result = load(workspace, "second", batches(workspace, "second", contacts(5, "2026Q1"), contacts(7, "2026Q1", 5)))
+def submissions(workspace: Workspace) -> list[tuple[str]]:
+    with connect(workspace.warehouse_path) as con:
+        return con.execute("SELECT submission_id FROM submissions ORDER BY 1").fetchall()
+
+
+def test_a_load_replaces_the_charitys_quarters_it_covers(workspace: Workspace) -> None:
+    load(workspace, "first", minimised(workspace, "first", contacts(30, "2026Q1"), contacts(20, "2026Q2")))
+    result = load(workspace, "second", minimised(workspace, "second", contacts(5, "2026Q1"), contacts(7, "2026Q1", 5)))
     assert result.rows_loaded == 12 and result.rows_replaced == 30 and result.quarters == ["2026Q1"]
     assert counts(workspace) == {"first": 20, "second": 12}  # 2026Q2 of the first file stays
 
 
-def test_a_failing_batch_leaves_the_warehouse_as_it_was(workspace: Workspace) -> None:
-    load(workspace, "first", batches(workspace, "first", contacts(30, "2026Q1")))
-
-    def failing() -> Iterator[pl.DataFrame]:
-        yield from batches(workspace, "second", contacts(10, "2026Q1"))
-        raise OSError("the staged file could not be read")
-
-    with pytest.raises(OSError):
-        load(workspace, "second", failing())
+def test_a_load_failing_after_its_rows_are_inserted_leaves_the_warehouse_as_it_was(workspace: Workspace) -> None:
+    load(workspace, "first", minimised(workspace, "first", contacts(30, "2026Q1")))
+    # Units that break the one-record-per-unit rule fail the load after its contacts went in, in its transaction.
+    twice = pl.DataFrame(
+        [
+            dict.fromkeys(LINKAGE_UNIT_SCHEMA, None)
+            | {"unit_key": "u", "charity_id": "pantry", "submission_id": "second"}
+        ]
+        * 2,
+        schema=LINKAGE_UNIT_SCHEMA,
+    )
+    policy = LinkagePolicy(linking=("pantry",), threshold=DEFAULT_THRESHOLD)
+    with pytest.raises(ValueError, match="their own unit_key"):
+        load(workspace, "second", minimised(workspace, "second", contacts(10, "2026Q1")), units=twice, linkage=policy)
     assert counts(workspace) == {"first": 30}
-    with connect(workspace.warehouse_path) as con:
-        assert con.execute("SELECT submission_id FROM submissions").fetchall() == [("first",)]
+    assert submissions(workspace) == [("first",)]
+
+
+@pytest.mark.parametrize("fault", ["another submission's rows", "a column missing", "no file"])
+def test_a_contacts_file_the_load_cannot_take_is_refused_and_nothing_changes(workspace: Workspace, fault: str) -> None:
+    load(workspace, "first", minimised(workspace, "first", contacts(30, "2026Q1")))
+    path = minimised(workspace, "second", contacts(10, "2026Q1"))
+    if fault == "another submission's rows":
+        pl.read_parquet(path).with_columns(pl.lit("third").alias("submission_id")).write_parquet(path)
+    elif fault == "a column missing":
+        pl.read_parquet(path).drop("need").write_parquet(path)
+    else:
+        path.unlink()
+    with pytest.raises((ValueError, duckdb.IOException)):
+        load(workspace, "second", path)
+    assert counts(workspace) == {"first": 30}
+    assert submissions(workspace) == [("first",)]
+
+
+def test_a_load_larger_than_its_memory_limit_is_written_as_it_comes(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = 600_000
+    one = pl.read_parquet(minimised(workspace, "large", contacts(1, "2026Q1")))
+    large = one.select(pl.all().repeat_by(rows).explode()).with_columns(
+        pl.int_range(rows).cast(pl.String).map_batches(lambda i: i.str.pad_start(64, "0")).alias("person_key")
+    )
+    assert large.estimated_size() > 2 * 40e6  # held whole, the rows would need twice the limit
+    path = workspace.home / "large.parquet"
+    large.write_parquet(path, row_group_size=100_000)
+    monkeypatch.setattr(warehouse, "LOAD_MEMORY_LIMIT", "40MB")
+    assert load(workspace, "large", path).rows_loaded == rows
+    assert counts(workspace) == {"large": rows}

@@ -102,7 +102,7 @@ def test_a_linking_load_into_a_warehouse_of_many_units_stays_within_a_small_memo
         file_name="newcomer.csv",
         sha256="0" * 64,
         received_at=dt.datetime(2026, 4, 1, tzinfo=dt.UTC),
-        batches=[contacts_of_units(units)],
+        contacts=_written(contacts_of_units(units), tmp_path / "newcomer.parquet"),
         standard_version="test",
         units=units,
         linkage=policy,
@@ -120,3 +120,8 @@ def test_a_linking_load_into_a_warehouse_of_many_units_stays_within_a_small_memo
     assert pairs >= KNOWN
     # Splink was given the records in parts, none much larger than the batch (one key value's sharers stay together).
     assert len(parts) > 1 and max(parts) <= 2 * BATCH
+
+
+def _written(rows: pl.DataFrame, path: Path) -> Path:
+    rows.write_parquet(path)
+    return path
