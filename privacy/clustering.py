@@ -263,7 +263,8 @@ def _links(
     if records.height < 2 or (changed_only and not records.get_column(_CHANGED).any()):
         return pl.DataFrame(schema={f"{UNIT_ID}_l": pl.String, f"{UNIT_ID}_r": pl.String})
     columns = [UNIT_ID, *COMPONENTS, VARIANTS, *([_CHANGED] if changed_only else [])]
-    frame = records.select(columns).sort(UNIT_ID).to_arrow(compat_level=pl.CompatLevel.newest())
+    ordered = records.select(columns).sort(UNIT_ID)
+    frame = as_codes(ordered).to_arrow(compat_level=pl.CompatLevel.newest())
     # Splink's own in-memory database, closed as soon as the links are read; bounded when asked, spilling beyond.
     config = {"memory_limit": memory.limit, "temp_directory": memory.spill_directory} if memory else {}
     database = duckdb.connect(config=config)
@@ -284,13 +285,42 @@ def _links(
             )
         pairs = linker.inference.predict(threshold_match_probability=threshold)
         # Splink's prediction threshold is on the match weight; the link is on the probability, as its clustering.
+        # Each position is read back as its unit_id here, into new strings: mapped back in Polars, the links'
+        # strings would be views keeping every record's buffers alive.
+        positions = ordered.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("position"), UNIT_ID)
+        database.register("unit_positions", positions.to_arrow(compat_level=pl.CompatLevel.newest()))
         links = database.sql(
-            f"SELECT {UNIT_ID}_l, {UNIT_ID}_r FROM {pairs.physical_name} WHERE match_probability >= $threshold",
+            f"""
+            SELECT l.{UNIT_ID} AS {UNIT_ID}_l, r.{UNIT_ID} AS {UNIT_ID}_r FROM {pairs.physical_name} p
+            JOIN unit_positions l ON l.position = p.{UNIT_ID}_l JOIN unit_positions r ON r.position = p.{UNIT_ID}_r
+            WHERE match_probability >= $threshold
+            """,
             params={"threshold": threshold},
         ).pl()
     finally:
         database.close()
-    return links.cast(pl.String)
+    return links
+
+
+def as_codes(records: pl.DataFrame) -> pl.DataFrame:
+    """``records`` (sorted by ``unit_id``) with each unit's position in place of its ``unit_id`` and, in each
+    component column, one small integer for each distinct value (nulls stay null; a variant list keeps its
+    length and order).
+
+    Splink only ever pairs and compares values of the same column for equality (blocking on equal values,
+    exact-match levels, the size of the intersection of two variant lists, term frequencies), so within
+    each column a one-to-one code gives the same pairs, the same scores and the same links. It carries
+    4-byte integers through its joins and intermediate tables instead of 64-character keyed strings, which
+    made most of its time and memory. Positions keep the order of ``unit_id``, the order Splink puts
+    each pair's two records in."""
+    variants = records.get_column(VARIANTS).explode().drop_nulls().unique()
+    return records.with_columns(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias(UNIT_ID),
+        *(pl.col(column).rank("dense").cast(pl.UInt32) for column in COMPONENTS),
+        pl.col(VARIANTS).list.eval(
+            pl.element().replace_strict(variants, pl.int_range(variants.len(), dtype=pl.UInt32, eager=True))
+        ),
+    )
 
 
 def _components(ids: pl.Series, links: pl.DataFrame) -> pl.Series:
