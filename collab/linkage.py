@@ -29,9 +29,11 @@ from privacy.linkage import COMPONENTS, VARIANTS
 from privacy.minimise import LINKAGE_UNIT_SCHEMA
 
 # The most records Splink scores at once: a relink's memory is bounded by it, not by the warehouse's units.
-# Relinking a 465,000-contact file's 353,000 units in a fresh process: at 100,000, 1,056 MB peak and 44.9 s; at
-# 50,000, 765 MB and 39.4 s; at 25,000, 745 MB and 46.8 s (busy machine, 2026-12-01).
-RELINK_BATCH_RECORDS = 50_000
+# Since Splink is given integer codes (``privacy.clustering.as_codes``), a record costs it little, and fewer
+# parts mean fewer scans of the warehouse's units. ``bench.relink``'s load (350,000 units into 2,000,000; busy
+# machine, 2026-12-01): 135.4 CPU s and 1.68 GB peak at 50,000; 119.0 and 1.56 GB at 100,000; 113.7 and 1.50 GB
+# at 200,000. Its 282,410 units into an empty warehouse: 835 MB at 50,000, 841 MB at 100,000.
+RELINK_BATCH_RECORDS = 100_000
 # The units awaiting linking during a relink, with the hash of each of their blocking keys' values.
 _AWAITING = "relink_awaiting"
 
