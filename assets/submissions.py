@@ -45,6 +45,7 @@ from collab.submissions import (
     send_feedback,
 )
 from collab.warehouse import load_submission
+from collab.workspace import Workspace
 from privacy.linkage import COMPONENTS, VARIANTS
 from privacy.minimise import WAREHOUSE_SCHEMA
 from standards import STANDARD_VERSION
@@ -191,7 +192,27 @@ def submission_quality(
             "summary": MetadataValue.md(report.to_markdown()),
         }
     )
-    yield _check_staged_contacts_expectations(staging)
+    expectations = _check_staged_contacts_expectations(staging)
+    if report.accepted and expectations.passed:
+        # Made here, beside other submissions' loads, so that this one's turn in the `warehouse` pool only loads.
+        _minimised_for_load(ws, manifest)
+    yield expectations
+
+
+def _minimised_for_load(ws: Workspace, manifest: SubmissionManifest) -> tuple[Path | None, Path | None]:
+    """The staged contacts and linkage records as the warehouse stores them, in files beside them: made once,
+    when the submission passes its checks, or by its load if that run stopped first."""
+    staged, key = submission_dir(ws, manifest.submission_id) / CONTACTS_FILE, ws.key()
+    contacts = minimise_staged_contacts(
+        staged,
+        key=key,
+        charity_id=manifest.charity_id,
+        submission_id=manifest.submission_id,
+        standard_version=STANDARD_VERSION,
+        rows_per_batch=ws.settings.intake.batch_rows,
+    )
+    units = minimise_staged_units(staged, key=key, charity_id=manifest.charity_id, submission_id=manifest.submission_id)
+    return contacts, units
 
 
 def _check_staged_contacts_expectations(staging: Path) -> AssetCheckResult:
@@ -304,19 +325,9 @@ def warehouse_contacts(
             metadata={"rows_loaded": 0},
         )
         return
-    key = ws.key()
-    staged = submission_dir(ws, manifest.submission_id) / CONTACTS_FILE
-    contacts = minimise_staged_contacts(
-        staged,
-        key=key,
-        charity_id=manifest.charity_id,
-        submission_id=manifest.submission_id,
-        standard_version=STANDARD_VERSION,
-        rows_per_batch=ws.settings.intake.batch_rows,
-    )
+    contacts, units = _minimised_for_load(ws, manifest)
     if contacts is None:
         raise FileNotFoundError(f"{manifest.submission_id} was accepted, but no contact of it is staged")
-    units = minimise_staged_units(staged, key=key, charity_id=manifest.charity_id, submission_id=manifest.submission_id)
     with warehouse.connect() as con:
         loaded = load_submission(
             con,

@@ -36,8 +36,8 @@ STAGED_CONTACT_SCHEMA: dict[str, pl.DataType] = {
     "linked": pl.Boolean(),
 }
 LINKAGE_UNITS_FILE = "linkage_units.parquet"
-# The same contacts and records as the warehouse stores them, written at load (``minimise_staged_contacts``,
-# ``minimise_staged_units``).
+# The same contacts and records as the warehouse stores them, written once the submission is accepted
+# (``minimise_staged_contacts``, ``minimise_staged_units``).
 MINIMISED_CONTACTS_FILE = "contacts.minimised.parquet"
 MINIMISED_UNITS_FILE = "linkage_units.minimised.parquet"
 # While a file is checked: its contacts so far, a row group per batch; named ``CONTACTS_FILE`` once complete.
@@ -120,7 +120,8 @@ class StagingSink:
         self.rows_rejected += len(rows)
 
     def __enter__(self) -> StagingSink:
-        for path in (self.contacts_path, self.units_path, self.rejected_path, self._partial_path):
+        minimised = [self.contacts_path.with_name(name) for name in (MINIMISED_CONTACTS_FILE, MINIMISED_UNITS_FILE)]
+        for path in (self.contacts_path, self.units_path, self.rejected_path, self._partial_path, *minimised):
             path.unlink(missing_ok=True)
         return self
 
@@ -168,50 +169,62 @@ def minimise_staged_contacts(
     contacts_path: Path, *, key: bytes, charity_id: str, submission_id: str, standard_version: str, rows_per_batch: int
 ) -> Path | None:
     """The contacts staged at ``contacts_path`` as the warehouse stores them (``privacy.minimise.minimise``),
-    written batch by batch to a file beside them; None if none were accepted.
+    written batch by batch to a file beside them, once (the file is named only when complete); None if none
+    were accepted.
 
-    The load reads that file in one statement inside its transaction: DuckDB writes the rows of a large
-    insert to the database file as they come, so neither this process nor the warehouse holds them all."""
+    Made when the submission is checked, beside other submissions' loads, so that its own load (one at a time
+    across every run) only reads it; by the load itself if the check's run stopped first. The load reads it in
+    one statement inside its transaction: DuckDB writes the rows of a large insert to the database file as
+    they come, so neither this process nor the warehouse holds them all."""
+    target = contacts_path.with_name(MINIMISED_CONTACTS_FILE)
+    if target.exists():
+        return target
     minimised = (
         minimise(batch, key=key, charity_id=charity_id, submission_id=submission_id, standard_version=standard_version)
         for batch in staged_batches(contacts_path, rows_per_batch)
     )
-    return _written(minimised, contacts_path.with_name(MINIMISED_CONTACTS_FILE), _READ_WHOLE_WRITING)
+    return _written(minimised, target, _READ_WHOLE_WRITING)
 
 
 def minimise_staged_units(contacts_path: Path, *, key: bytes, charity_id: str, submission_id: str) -> Path | None:
     """The linkage records staged beside ``contacts_path`` as the warehouse stores them
-    (``privacy.minimise.minimise_units``), written part by part to a file beside them; None if there are none.
+    (``privacy.minimise.minimise_units``), written part by part to a file beside them, once, as
+    ``minimise_staged_contacts`` writes the contacts; None if there are none.
 
     The warehouse reads that file itself: a large submission's records (about 1 KB each, their keyed
     components being long) are never all held in memory, nor copied again to reach DuckDB."""
-    staged = contacts_path.with_name(LINKAGE_UNITS_FILE)
+    staged, target = contacts_path.with_name(LINKAGE_UNITS_FILE), contacts_path.with_name(MINIMISED_UNITS_FILE)
     if not staged.exists():
         return None
+    if target.exists():
+        return target
     minimised = (
         minimise_units(
             pl.DataFrame(pa.Table.from_batches([part])), key=key, charity_id=charity_id, submission_id=submission_id
         )
         for part in pq.ParquetFile(staged).iter_batches(batch_size=_UNITS_PART)
     )
-    return _written(minimised, contacts_path.with_name(MINIMISED_UNITS_FILE), _READ_WHOLE_WRITING)
+    return _written(minimised, target, _READ_WHOLE_WRITING)
 
 
 def _written(parts: Iterator[pl.DataFrame], target: Path, writing: dict[str, object]) -> Path | None:
-    """``parts`` written to ``target`` as they are made (the next made while the last is written); None, and no
-    file, if there are none."""
-    target.unlink(missing_ok=True)
+    """``parts`` written as they are made (the next made while the last is written), then named ``target``: a
+    file of that name is always complete. None, and no file, if there are none."""
+    partial = target.with_name(f"{target.name}.partial")
     writer: pq.ParquetWriter | None = None
     try:
         for part in _made_ahead(parts):
             table = part.to_arrow(compat_level=_ARROW_AS_POLARS_HOLDS_IT)
             if writer is None:
-                writer = pq.ParquetWriter(target, table.schema, **writing)
+                writer = pq.ParquetWriter(partial, table.schema, **writing)
             writer.write_table(table)
     finally:
         if writer is not None:
             writer.close()
-    return target if writer is not None else None
+    if writer is None:
+        return None
+    partial.replace(target)
+    return target
 
 
 def staged_batches(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:

@@ -12,13 +12,15 @@ from collab import staging
 from collab.staging import (
     CONTACTS_FILE,
     LINKAGE_UNITS_FILE,
+    MINIMISED_CONTACTS_FILE,
     STAGED_CONTACT_SCHEMA,
     StagingSink,
+    minimise_staged_contacts,
     minimise_staged_units,
     staged_batches,
 )
 from privacy.linkage import identity_counts, reference_components
-from privacy.minimise import minimise_units
+from privacy.minimise import minimise, minimise_units
 from standards.check import CheckOptions, check_extract
 from tests.conftest import HEADER, CollectingSink, contact_rows, write_csv
 
@@ -77,3 +79,45 @@ def test_linkage_units_written_part_by_part_are_the_reference_components(
         minimise_staged_units(tmp_path / "elsewhere" / CONTACTS_FILE, key=KEY, charity_id="c", submission_id="s")
         is None
     )
+
+
+def _minimised_contacts(staged: Path) -> Path | None:
+    return minimise_staged_contacts(
+        staged, key=KEY, charity_id="c", submission_id="s", standard_version="test", rows_per_batch=5
+    )
+
+
+def test_minimised_contacts_are_made_once_named_only_when_complete_and_dropped_when_checked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_csv(tmp_path / "contacts.csv", contact_rows(12))
+    staged_dir = tmp_path / "staging"
+    with StagingSink(staged_dir, tmp_path / "quarantine") as sink:
+        check_extract(path, sink=sink, options=CheckOptions(batch_size=5))
+    staged = staged_dir / CONTACTS_FILE
+    expected = pl.concat(
+        minimise(batch, key=KEY, charity_id="c", submission_id="s", standard_version="test")
+        for batch in staged_batches(staged, 5)
+    )
+
+    # Stopped mid-way (a crash, a full disk): nothing of that name exists, so the next try makes it whole.
+    def failing_minimise(*args: object, **kwargs: object) -> pl.DataFrame:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(staging, "minimise", failing_minimise)
+    with pytest.raises(OSError):
+        _minimised_contacts(staged)
+    assert not (staged_dir / MINIMISED_CONTACTS_FILE).exists()
+    monkeypatch.undo()
+
+    made = _minimised_contacts(staged)
+    assert made == staged_dir / MINIMISED_CONTACTS_FILE and pl.read_parquet(made).equals(expected)
+    made_at = made.stat().st_mtime_ns
+    assert _minimised_contacts(staged) == made and made.stat().st_mtime_ns == made_at  # made once, then read
+
+    # Checked again (a resumed submission), the file is staged afresh and so is what the load reads.
+    with StagingSink(staged_dir, tmp_path / "quarantine") as sink:
+        assert not made.exists()
+        check_extract(write_csv(tmp_path / "fewer.csv", contact_rows(3)), sink=sink)
+    assert pl.read_parquet(_minimised_contacts(staged)).height == 3  # type: ignore[arg-type]
+    assert _minimised_contacts(tmp_path / "elsewhere" / CONTACTS_FILE) is None
