@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import signal
 import socket
@@ -53,6 +52,7 @@ from collab.submissions import (
 )
 from collab.warehouse import audit, connect, stale_quarters, unreleased_complete_quarters
 from collab.workspace import Workspace
+from pipelines.worker_server import stop_worker_server, worker_processes
 from privacy.release import latest_release
 from standards.check import new_reference
 
@@ -169,7 +169,17 @@ def process_submissions(
     instance: DagsterInstance | None = None,
 ) -> list[SubmissionOutcome]:
     """Run the submission job for each file's partition, several at once in worker processes (up to the
-    instance's run limit); one that fails is reported as failed, never stops the rest."""
+    instance's run limit); one that fails is reported as failed, never stops the rest. The worker server, if
+    this run started it (``collab run`` does before its imports), is stopped whichever way the files go."""
+    try:
+        return _process_submissions(workspace, files, progress, instance)
+    finally:
+        stop_worker_server()
+
+
+def _process_submissions(
+    workspace: Workspace, files: list[PendingFile], progress: Progress, instance: DagsterInstance | None
+) -> list[SubmissionOutcome]:
     if not files:
         return []
     instance = instance or _pooled_instance()
@@ -185,47 +195,23 @@ def process_submissions(
             progress(f"{file.charity_id}: {file.file_name}")
             outcomes.append(_process_isolated(*context, file))
         return outcomes
-    try:
-        with ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=_worker_processes(),
-            initializer=_start_worker,
-            initargs=(dict(os.environ),),
-        ) as pool:
-            futures = {pool.submit(_process_in_worker, str(workspace.home), file): file for file in files}
-            by_key = {}
-            for future in as_completed(futures):
-                file = futures[future]
-                progress(f"{file.charity_id}: {file.file_name}")
-                try:
-                    by_key[file.partition_key] = future.result()
-                except Exception as error:  # the worker itself died: still that file's failure alone
-                    landing = landing_zone_from_env(workspace.home)
-                    by_key[file.partition_key] = _fail_file(workspace, landing, file, describe_error(error), run_id="")
-    finally:
-        _stop_fork_server()
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=worker_processes(),
+        initializer=_start_worker,
+        initargs=(dict(os.environ),),
+    ) as pool:
+        futures = {pool.submit(_process_in_worker, str(workspace.home), file): file for file in files}
+        by_key = {}
+        for future in as_completed(futures):
+            file = futures[future]
+            progress(f"{file.charity_id}: {file.file_name}")
+            try:
+                by_key[file.partition_key] = future.result()
+            except Exception as error:  # the worker itself died: still that file's failure alone
+                landing = landing_zone_from_env(workspace.home)
+                by_key[file.partition_key] = _fail_file(workspace, landing, file, describe_error(error), run_id="")
     return [by_key[file.partition_key] for file in files]
-
-
-# What a worker needs before its first file, imported (and Great Expectations set up) once, by the fork server,
-# and shared by every worker it forks.
-WORKER_PRELOAD = ["pipelines.worker_preload"]
-
-
-def _worker_processes() -> multiprocessing.context.BaseContext:
-    """Workers forked from a server process that holds nothing but those imports: never forked from this
-    process, which would copy its Dagster instance, connections and threads mid-flight; not spawned, which
-    would import everything again in each worker."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(WORKER_PRELOAD)
-    return context
-
-
-def _stop_fork_server() -> None:
-    """Wait for the fork server to exit, as a pool waits for spawned workers: none lingers after the run, and its
-    CPU time and its workers' count as this process's children's (``getrusage``, what the benchmarks read).
-    Python has no public call for it; ``_stop`` is the one its own tests use."""
-    multiprocessing.forkserver._forkserver._stop()
 
 
 def _start_worker(environment: dict[str, str]) -> None:

@@ -1,4 +1,4 @@
-"""What `collab run`'s fork server holds before it forks a worker: imported there (``runner.WORKER_PRELOAD``)
+"""What `collab run`'s fork server holds before it forks a worker: imported there (``worker_server.WORKER_PRELOAD``)
 and nowhere else, since importing it does the work.
 
 A worker's imports (Dagster and its storages, the assets, Great Expectations: about 8 CPU s) and Great

@@ -21,6 +21,7 @@ from collab.states import submission_states
 from collab.submissions import find_incident
 from collab.workspace import Workspace
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
+from pipelines.worker_server import start_worker_server
 
 # The runner (Dagster), the warehouse (Splink) and OpenDP are imported by the commands that use them, so that registering a charity
 # or checking a file does not wait seconds for the analyst's whole stack to load.
@@ -105,12 +106,15 @@ def run(as_json: bool = JsonOption) -> None:
 
     Each release SPENDS PRIVACY BUDGET (see `collab budget`) and PUBLISHES its figures when the settings publish automatically; otherwise it waits for `collab approve`.
     """
-    from pipelines.runner import run_pending
-
     ws = workspace()
     charities = Registry(ws).all()
     landing = landing_zone_from_env(ws.home)
     pending = len(landing.pending([c.id for c in charities]))
+    if min(pending, ws.max_concurrent_runs) > 1:
+        start_worker_server()  # its imports run on another core while this process makes its own
+
+    from pipelines.runner import run_pending
+
     with progress_bar("Processing", total=pending if pending else None, enabled=not as_json) as bar:
         report = run_pending(ws, progress=bar.advance)
     if as_json:

@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import polars as pl
 
-from pipelines.runner import _stop_fork_server, _worker_processes
+from pipelines.worker_server import stop_worker_server, worker_processes
 
 
 def _in_worker() -> tuple[bool, int, int]:
@@ -25,8 +25,8 @@ def _in_worker() -> tuple[bool, int, int]:
 
 def test_workers_start_with_great_expectations_set_up_and_polars_working() -> None:
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=_worker_processes()) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=worker_processes()) as pool:
             warm, groups, rules = pool.submit(_in_worker).result(timeout=300)
     finally:
-        _stop_fork_server()
+        stop_worker_server()
     assert warm and groups == 7 and rules > 1

@@ -4,25 +4,28 @@ the first run's DAGSTER_HOME would write another workspace's events."""
 
 from __future__ import annotations
 
+import multiprocessing.forkserver
 import os
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from pipelines import runner
+from collab.workspace import Workspace
+from pipelines import runner, worker_server
 
 PROBE = "COLLAB_TEST_WORKER_PROBE"
 
 
 def _probe_in_new_pool(*, with_run_environment: bool) -> str | None:
     initialiser = {"initializer": runner._start_worker, "initargs": (dict(os.environ),)} if with_run_environment else {}
-    with ProcessPoolExecutor(max_workers=1, mp_context=runner._worker_processes(), **initialiser) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=worker_server.worker_processes(), **initialiser) as pool:
         return pool.submit(os.getenv, PROBE).result(timeout=60)
 
 
 def test_a_worker_takes_the_environment_of_its_run_not_of_the_fork_server(monkeypatch: pytest.MonkeyPatch) -> None:
     # Only what a worker needs to start: the definitions and GX are beside the point here, and cost seconds.
-    monkeypatch.setattr(runner, "WORKER_PRELOAD", ["pipelines.runner"])
+    monkeypatch.setattr(worker_server, "WORKER_PRELOAD", ["pipelines.runner"])
     monkeypatch.setenv(PROBE, "first run")
     try:
         assert _probe_in_new_pool(with_run_environment=True) == "first run"
@@ -31,4 +34,16 @@ def test_a_worker_takes_the_environment_of_its_run_not_of_the_fork_server(monkey
         assert _probe_in_new_pool(with_run_environment=False) == "first run"
         assert _probe_in_new_pool(with_run_environment=True) == "second run"
     finally:
-        runner._stop_fork_server()
+        worker_server.stop_worker_server()
+
+
+def test_a_worker_server_started_before_the_run_is_stopped_whatever_its_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # `collab run` starts the server before its own imports; a run left with nothing to do must not leave it up.
+    monkeypatch.setattr(worker_server, "WORKER_PRELOAD", ["pipelines.runner"])
+    worker_server.start_worker_server()
+    server = multiprocessing.forkserver._forkserver
+    assert server._forkserver_pid is not None
+    assert runner.process_submissions(Workspace(tmp_path), []) == []
+    assert server._forkserver_pid is None
