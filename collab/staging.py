@@ -149,7 +149,9 @@ class StagingSink:
                     writer = pq.ParquetWriter(
                         self.units_path, table.schema, use_dictionary=dictionaries, **_READ_WHOLE_WRITING
                     )
-                writer.write_table(table.cast(writer.schema))
+                elif not table.schema.equals(writer.schema):
+                    table = table.cast(writer.schema)  # a part of nulls only is typed as the first
+                writer.write_table(table)
         finally:
             if writer is not None:
                 writer.close()

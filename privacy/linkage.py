@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 import jellyfish
 import polars as pl
@@ -96,13 +97,11 @@ def _component_codes(key: bytes, parts: pl.DataFrame) -> _ComponentCodes:
         derived = pl.Series([derive(value) for value in distinct.to_list()], dtype=pl.String)
         codes[name] = (part, distinct, keyed_codes(key, ("link", name), derived))
     surnames = distinct_values["surname"]
+    # Every surname's variants keyed in one call, not one per surname: the keyed states are set up once.
+    spellings = [surname_variants(surname) for surname in surnames.to_list()]
+    coded = iter(keyed_hashes(key, ("link", "surname_variant"), [v for variants in spellings for v in variants]))
     variants = pl.DataFrame(
-        {
-            "surname": surnames,
-            VARIANTS: [
-                keyed_hashes(key, ("link", "surname_variant"), surname_variants(surname)) for surname in surnames
-            ],
-        },
+        {"surname": surnames, VARIANTS: [list(islice(coded, len(variants))) for variants in spellings]},
         schema={"surname": pl.String, VARIANTS: pl.List(pl.String)},
     )
     return _ComponentCodes(codes, variants)
