@@ -304,19 +304,23 @@ def _links(
 
 def as_codes(records: pl.DataFrame) -> pl.DataFrame:
     """``records`` (sorted by ``unit_id``) with each unit's position in place of its ``unit_id`` and, in each
-    component column, one small integer for each distinct value (nulls stay null; a variant list keeps its
-    length and order).
+    component column, one integer for each distinct value (the position of the first unit holding it; nulls
+    stay null), and in each variant list one integer for each distinct variant (a list keeps its length
+    and order).
 
     Splink only ever pairs and compares values of the same column for equality (blocking on equal values,
     exact-match levels, the size of the intersection of two variant lists, term frequencies), so within
     each column a one-to-one code gives the same pairs, the same scores and the same links. It carries
     4-byte integers through its joins and intermediate tables instead of 64-character keyed strings, which
     made most of its time and memory. Positions keep the order of ``unit_id``, the order Splink puts
-    each pair's two records in."""
+    each pair's two records in. Codes are found by hashing each value, not by sorting: half the time."""
     variants = records.get_column(VARIANTS).explode().drop_nulls().unique()
-    return records.with_columns(
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias(UNIT_ID),
-        *(pl.col(column).rank("dense").cast(pl.UInt32) for column in COMPONENTS),
+    position = pl.col(UNIT_ID)
+    return records.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias(UNIT_ID)).with_columns(
+        *(
+            pl.when(pl.col(column).is_not_null()).then(position.first().over(column)).alias(column)
+            for column in COMPONENTS
+        ),
         pl.col(VARIANTS).list.eval(
             pl.element().replace_strict(variants, pl.int_range(variants.len(), dtype=pl.UInt32, eager=True))
         ),
