@@ -185,7 +185,7 @@ def minimise_staged_contacts(
         minimise(batch, key=key, charity_id=charity_id, submission_id=submission_id, standard_version=standard_version)
         for batch in staged_batches(contacts_path, rows_per_batch)
     )
-    return _written(minimised, target, _READ_WHOLE_WRITING)
+    return _written(minimised, target)
 
 
 def minimise_staged_units(contacts_path: Path, *, key: bytes, charity_id: str, submission_id: str) -> Path | None:
@@ -206,10 +206,10 @@ def minimise_staged_units(contacts_path: Path, *, key: bytes, charity_id: str, s
         )
         for part in pq.ParquetFile(staged).iter_batches(batch_size=_UNITS_PART)
     )
-    return _written(minimised, target, _READ_WHOLE_WRITING)
+    return _written(minimised, target)
 
 
-def _written(parts: Iterator[pl.DataFrame], target: Path, writing: dict[str, object]) -> Path | None:
+def _written(parts: Iterator[pl.DataFrame], target: Path) -> Path | None:
     """``parts`` written as they are made (the next made while the last is written), then named ``target``: a
     file of that name is always complete. None, and no file, if there are none."""
     partial = target.with_name(f"{target.name}.partial")
@@ -218,7 +218,7 @@ def _written(parts: Iterator[pl.DataFrame], target: Path, writing: dict[str, obj
         for part in _made_ahead(parts):
             table = part.to_arrow(compat_level=_ARROW_AS_POLARS_HOLDS_IT)
             if writer is None:
-                writer = pq.ParquetWriter(partial, table.schema, **writing)
+                writer = pq.ParquetWriter(partial, table.schema, **_READ_WHOLE_WRITING)
             writer.write_table(table)
     finally:
         if writer is not None:
