@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 from dagster import (
     AssetCheckSeverity,
@@ -26,9 +27,10 @@ from assets.submissions import (
     warehouse_contacts,
 )
 from collab.expectations import ExpectationRun
-from collab.intake import purge_submission, read_receipt
+from collab.intake import purge_submission, read_receipt, submission_dir
 from collab.landing import LocalLandingZone
 from collab.registry import Registry
+from collab.staging import MINIMISED_CONTACTS_FILE
 from collab.states import read_state
 from collab.warehouse import connect
 from collab.workspace import Workspace
@@ -92,6 +94,11 @@ def feedback_for(workspace: Workspace, charity: str, key: str) -> dict:
     [path] = (workspace.feedback / charity).glob(f"*--{submission_of(workspace, key)}.feedback.json")
     assert path.with_suffix(".html").exists()
     return json.loads(path.read_text())
+
+
+def minimised_contacts(workspace: Workspace, key: str) -> Path:
+    """Where the checking step leaves the contacts as the load reads them (pseudonymised, minimised)."""
+    return submission_dir(workspace, submission_of(workspace, key)) / MINIMISED_CONTACTS_FILE
 
 
 def warehouse_rows(workspace: Workspace, where: str = "true") -> int:
@@ -163,6 +170,7 @@ def test_a_rejected_file_is_a_successful_run_whose_status_is_rejected(
     assert not result.asset_materializations_for_node("warehouse_contacts")
     assert read_state(workspace, submission_of(workspace, key)).state == "rejected"  # type: ignore[union-attr]
     assert warehouse_rows(workspace) == 0
+    assert not minimised_contacts(workspace, key).exists()  # nothing is made ready for a load that never comes
 
 
 class _OneRuleFails(ExpectationRun):
@@ -191,6 +199,7 @@ def test_a_failed_expectations_check_blocks_feedback_and_load(
     assert not result.asset_materializations_for_node("submission_feedback")
     assert not result.asset_materializations_for_node("warehouse_contacts")
     assert warehouse_rows(workspace) == 0
+    assert not minimised_contacts(workspace, key).exists()
 
 
 def test_the_sensor_tick_only_lists_and_the_run_takes_the_file(
@@ -267,8 +276,10 @@ def test_warehouse_holds_no_raw_identifiers(workspace: Workspace, charity: str, 
     assert check.passed
     with connect(workspace.warehouse_path) as con:
         dump = str(con.execute("SELECT * FROM contacts").fetchall())
+    # What the checking step made ready for the load, and left in staging, is as minimised as the warehouse.
+    ready = str(pl.read_parquet(minimised_contacts(workspace, key)).rows())
     for raw in ("P0000", "Jane Doe", "07700", "B15 2TT", "/19"):
-        assert raw not in dump
+        assert raw not in dump and raw not in ready
     metadata = result.asset_materializations_for_node("submission_quality")[0].metadata
     assert metadata["rows_accepted"].value == 10
     assert "Jane" not in str(metadata)
