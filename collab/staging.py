@@ -58,10 +58,21 @@ _CONTACTS_WRITING = {
     "use_dictionary": [n for n, dtype in STAGED_CONTACT_SCHEMA.items() if dtype == pl.String and n != "person_ref"],
 }
 # Linkage records keyed and written this many at a time: their keyed components are long (see
-# ``privacy.linkage.reference_component_parts``); the references themselves need no dictionary.
+# ``privacy.linkage.reference_component_parts``).
 _UNITS_PART = 100_000
-# Files read whole by one reader (the units, and what the load reads): no statistics, the contacts' zstd level.
-_READ_WHOLE_WRITING = {"compression": "zstd", "compression_level": 1, "write_statistics": False, "store_schema": False}
+# Files read whole by one reader (the units, and what the load reads): no statistics, the contacts' zstd level,
+# and a dictionary for every column of strings but the one that names a row (``_repeated_strings``). A keyed
+# component has one 64-character code per distinct value, far fewer than rows (some thousands of surnames, tens
+# of thousands of birth dates), so a dictionary stores each code once; Parquet's default 1 MB dictionary page
+# gives up after about 16,000 codes and writes every row's code for zstd to compress. With room for them, 1M
+# contacts' linkage records went from 90 MB written in 0.76 s to 15 MB in 0.33 s.
+_READ_WHOLE_WRITING = {
+    "compression": "zstd",
+    "compression_level": 1,
+    "write_statistics": False,
+    "store_schema": False,
+    "dictionary_pagesize_limit": 64 * 1024 * 1024,
+}
 # Polars' frames handed to pyarrow as they are held (string views), not copied into Arrow's classic strings:
 # the copy cost as much as writing. The files store no Arrow schema, so readers see plain strings.
 _ARROW_AS_POLARS_HOLDS_IT = pl.CompatLevel.newest()
@@ -145,9 +156,9 @@ class StagingSink:
             for part in _made_ahead(reference_component_parts(key, counts, _UNITS_PART)):
                 table = part.to_arrow(compat_level=_ARROW_AS_POLARS_HOLDS_IT)
                 if writer is None:
-                    dictionaries = [name for name in table.column_names if name != "person_ref"]
+                    repeated = _repeated_strings(table.schema, naming_a_row="person_ref")
                     writer = pq.ParquetWriter(
-                        self.units_path, table.schema, use_dictionary=dictionaries, **_READ_WHOLE_WRITING
+                        self.units_path, table.schema, use_dictionary=repeated, **_READ_WHOLE_WRITING
                     )
                 elif not table.schema.equals(writer.schema):
                     table = table.cast(writer.schema)  # a part of nulls only is typed as the first
@@ -155,6 +166,26 @@ class StagingSink:
         finally:
             if writer is not None:
                 writer.close()
+
+
+def _repeated_strings(schema: pa.Schema, *, naming_a_row: str) -> list[str]:
+    """The paths of the columns of strings in ``schema`` (a list's by its element, as Parquet names it) but
+    ``naming_a_row``, whose values are each a row's own and gain nothing from a dictionary."""
+    paths = []
+    for column in schema:
+        if column.name == naming_a_row:
+            continue
+        if (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)) and _is_string(
+            column.type.value_type
+        ):
+            paths.append(f"{column.name}.list.element")
+        elif _is_string(column.type):
+            paths.append(column.name)
+    return paths
+
+
+def _is_string(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
 
 
 def _made_ahead(parts: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
@@ -185,7 +216,7 @@ def minimise_staged_contacts(
         minimise(batch, key=key, charity_id=charity_id, submission_id=submission_id, standard_version=standard_version)
         for batch in staged_batches(contacts_path, rows_per_batch)
     )
-    return _written(minimised, target)
+    return _written(minimised, target, naming_a_row="person_key")
 
 
 def minimise_staged_units(contacts_path: Path, *, key: bytes, charity_id: str, submission_id: str) -> Path | None:
@@ -206,19 +237,21 @@ def minimise_staged_units(contacts_path: Path, *, key: bytes, charity_id: str, s
         )
         for part in pq.ParquetFile(staged).iter_batches(batch_size=_UNITS_PART)
     )
-    return _written(minimised, target)
+    return _written(minimised, target, naming_a_row="unit_key")
 
 
-def _written(parts: Iterator[pl.DataFrame], target: Path) -> Path | None:
+def _written(parts: Iterator[pl.DataFrame], target: Path, *, naming_a_row: str) -> Path | None:
     """``parts`` written as they are made (the next made while the last is written), then named ``target``: a
-    file of that name is always complete. None, and no file, if there are none."""
+    file of that name is always complete. None, and no file, if there are none. ``naming_a_row`` is the column
+    of strings whose values repeat least (``_repeated_strings``)."""
     partial = target.with_name(f"{target.name}.partial")
     writer: pq.ParquetWriter | None = None
     try:
         for part in _made_ahead(parts):
             table = part.to_arrow(compat_level=_ARROW_AS_POLARS_HOLDS_IT)
             if writer is None:
-                writer = pq.ParquetWriter(partial, table.schema, **_READ_WHOLE_WRITING)
+                repeated = _repeated_strings(table.schema, naming_a_row=naming_a_row)
+                writer = pq.ParquetWriter(partial, table.schema, use_dictionary=repeated, **_READ_WHOLE_WRITING)
             writer.write_table(table)
     finally:
         if writer is not None:
