@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from itertools import islice
 
 import jellyfish
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from privacy.pseudonymise import keyed_codes, keyed_hashes, linkage_tokens
 
@@ -66,8 +66,7 @@ def keyed_components(key: bytes, bases: pl.Series) -> pl.DataFrame:
 
     Each component is keyed with its own name, so equal values of two components never give equal codes.
     """
-    parts = _basis_parts(bases)
-    return _mapped_components(parts, _component_codes(key, parts))
+    return _Codebook(key).components(_basis_parts(bases))
 
 
 def _basis_parts(bases: pl.Series) -> pl.DataFrame:
@@ -79,45 +78,57 @@ def _basis_parts(bases: pl.Series) -> pl.DataFrame:
     )
 
 
-@dataclass(frozen=True)
-class _ComponentCodes:
-    """The keyed code of every distinct value of each component, and each distinct surname's keyed variants."""
-
-    codes: dict[str, tuple[str, pl.Series, pl.Series]]  # component: (its part, the part's values, their codes)
-    variants: pl.DataFrame
-
-
-def _component_codes(key: bytes, parts: pl.DataFrame) -> _ComponentCodes:
-    # A component is hashed once per distinct value of its part (far fewer than distinct people), each part's
-    # distinct values found once for the components derived from it.
-    distinct_values = {part: parts.get_column(part).drop_nulls().unique() for part in _BASIS_PARTS}
-    codes = {}
-    for name, (part, derive) in _DERIVATIONS.items():
-        distinct = distinct_values[part]
-        derived = pl.Series([derive(value) for value in distinct.to_list()], dtype=pl.String)
-        codes[name] = (part, distinct, keyed_codes(key, ("link", name), derived))
-    surnames = distinct_values["surname"]
-    # Every surname's variants keyed in one call, not one per surname: the keyed states are set up once.
-    spellings = [surname_variants(surname) for surname in surnames.to_list()]
-    coded = iter(keyed_hashes(key, ("link", "surname_variant"), [v for variants in spellings for v in variants]))
-    variants = pl.DataFrame(
-        {"surname": surnames, VARIANTS: [list(islice(coded, len(variants))) for variants in spellings]},
-        schema={"surname": pl.String, VARIANTS: pl.List(pl.String)},
-    )
-    return _ComponentCodes(codes, variants)
+# Codes kept from one part of a file's records for the next, per component, while there are at most this many:
+# a file's values mostly recur from part to part (some thousands of surnames, tens of thousands of birth dates),
+# and each is keyed once. Past it only the current part's are kept, so a file of ever-new values (a surname column
+# holding free text) holds one part's codes, not the file's: 300,000 references of distinct surnames took 2.7 GB
+# of memory keyed all at once, 0.9 GB kept this way.
+_CODES_KEPT = 100_000
 
 
-def _mapped_components(parts: pl.DataFrame, keyed: _ComponentCodes) -> pl.DataFrame:
-    """``keyed_components`` of the bases split into ``parts``, from their codes."""
-    codes = {
-        name: parts.get_column(part).replace_strict(distinct, coded, default=None)
-        for name, (part, distinct, coded) in keyed.codes.items()
-    }
-    with_variants = parts.select("surname").join(keyed.variants, on="surname", how="left", maintain_order="left")
-    return pl.DataFrame(
-        {**codes, VARIANTS: with_variants.get_column(VARIANTS)},
-        schema={**dict.fromkeys(COMPONENTS, pl.String), VARIANTS: pl.List(pl.String)},
-    )
+class _Codebook:
+    """The keyed code of each value met so far, by component (a surname's variants too), made when a value is first
+    met and kept while a component has at most ``_CODES_KEPT``."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self.kept: dict[str, pl.DataFrame] = {}  # by component: a "value" of its part and its "code"
+
+    def components(self, parts: pl.DataFrame) -> pl.DataFrame:
+        """``keyed_components`` of the bases split into ``parts``."""
+        distinct = {part: parts.get_column(part).drop_nulls().unique() for part in _BASIS_PARTS}
+        columns = {
+            name: self._coded(name, parts.get_column(part), distinct[part]) for name, (part, _) in _DERIVATIONS.items()
+        }
+        columns[VARIANTS] = self._coded(VARIANTS, parts.get_column("surname"), distinct["surname"])
+        return pl.DataFrame(columns, schema={**dict.fromkeys(COMPONENTS, pl.String), VARIANTS: pl.List(pl.String)})
+
+    def _coded(self, name: str, values: pl.Series, distinct: pl.Series) -> pl.Series:
+        """The code of each of ``values`` (``distinct``: the distinct values but null)."""
+        kept = self.kept.get(name)
+        new = distinct if kept is None else distinct.filter(~distinct.is_in(kept.get_column("value").implode()))
+        if new.len() or kept is None:
+            fresh = pl.DataFrame({"value": new, "code": self._keyed(name, new)})
+            if kept is not None and kept.height + fresh.height > _CODES_KEPT:
+                kept = kept.filter(pl.col("value").is_in(distinct.implode()))
+            kept = self.kept[name] = fresh if kept is None else pl.concat([kept, fresh])
+        if name != VARIANTS:
+            return values.replace_strict(kept.get_column("value"), kept.get_column("code"), default=None).alias(name)
+        looked_up = pl.DataFrame({"value": values}).join(kept, on="value", how="left", maintain_order="left")
+        return looked_up.get_column("code").alias(name)
+
+    def _keyed(self, name: str, values: pl.Series) -> pl.Series:
+        """The codes of distinct ``values`` of the part ``name`` is derived from."""
+        if name == VARIANTS:
+            # Every surname's variants keyed in one call, not one per surname: the keyed states are set up once.
+            # The lists are cut from the flat codes by their offsets, not built as Python lists: a tenth of the time.
+            spellings = [surname_variants(surname) for surname in values.to_list()]
+            codes = keyed_hashes(self._key, ("link", "surname_variant"), [v for each in spellings for v in each])
+            offsets = pa.array(np.cumsum([0, *(len(each) for each in spellings)]), pa.int64())
+            return pl.Series(pa.LargeListArray.from_arrays(offsets, pa.array(codes, pa.large_string())))
+        derive = _DERIVATIONS[name][1]
+        derived = pl.Series([derive(value) for value in values.to_list()], dtype=pl.String)
+        return keyed_codes(self._key, ("link", name), derived)
 
 
 IDENTITY = "linkage_basis"
@@ -155,7 +166,8 @@ def reference_components(key: bytes, counts: pl.DataFrame) -> pl.DataFrame:
 def reference_component_parts(key: bytes, counts: pl.DataFrame, references: int) -> Iterator[pl.DataFrame]:
     """``reference_components`` in parts of ``references`` records each, in order: each part's keyed components
     (64 hex characters each, and a reference's every surname variant) are made only when it is taken, so
-    memory holds one part of them, not the file's (a third of a gigabyte for 400,000 references)."""
+    memory holds one part of them, not the file's (a third of a gigabyte for 400,000 references), and the
+    codes kept for the next parts are bounded too (``_Codebook``)."""
     most = counts.filter(pl.col(CONTACTS) == pl.col(CONTACTS).max().over("person_ref"))
     tied = most.filter(pl.len().over("person_ref") > 1)
     if tied.height:
@@ -165,12 +177,12 @@ def reference_component_parts(key: bytes, counts: pl.DataFrame, references: int)
         most = pl.concat([untied, broken.select(untied.columns)])
     chosen = most.select("person_ref", IDENTITY).sort("person_ref")
     parts = _basis_parts(chosen.get_column(IDENTITY))
-    keyed = _component_codes(key, parts)
+    codebook = _Codebook(key)
     for offset in range(0, max(chosen.height, 1), references):  # an empty first part when no reference has one
         yield pl.concat(
             [
                 chosen.select("person_ref").slice(offset, references),
-                _mapped_components(parts.slice(offset, references), keyed),
+                codebook.components(parts.slice(offset, references)),
             ],
             how="horizontal",
         )

@@ -9,15 +9,18 @@ import os
 
 import numpy as np
 import polars as pl
+import pytest
 
-from privacy import clustering
+from privacy import clustering, linkage
 from privacy.clustering import UNIT_ID, link_clusters
 from privacy.linkage import (
     COMPONENTS,
     DEFAULT_THRESHOLD,
     VARIANTS,
     component_values,
+    identity_counts,
     keyed_components,
+    reference_component_parts,
     surname_variants,
 )
 from privacy.pseudonymise import keyed_hash
@@ -55,6 +58,36 @@ def test_each_component_is_the_keyed_hash_of_its_value_although_each_distinct_va
         assert keyed == {
             **{name: keyed_hash(KEY, "link", name, value) for name, value in component_values(basis).items()},
             VARIANTS: [keyed_hash(KEY, "link", "surname_variant", v) for v in surname_variants(surname)],
+        }
+
+
+def test_codes_kept_from_part_to_part_are_bounded_and_every_record_keeps_its_own_codes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Surnames recurring across parts (kept codes reused), and new ones in every part (the kept codes pass the bound).
+    surnames = ["OBRIEN", "NOWAK", "SMITH", *(f"NEW{letter}" for letter in "ABCDEFGHIJKLMNOP")]
+    bases = [
+        f"{surnames[i % 3] if i % 2 else surnames[3 + i // 2]}|19{50 + i}-01-0{1 + i % 9}|BS{i % 4}" for i in range(30)
+    ]
+    counts = identity_counts(pl.DataFrame({"person_ref": [f"R{i:02d}" for i in range(30)], "linkage_basis": bases}))
+    monkeypatch.setattr(linkage, "_CODES_KEPT", 5)
+    kept_sizes: list[int] = []
+
+    class Watched(linkage._Codebook):
+        def components(self, parts: pl.DataFrame) -> pl.DataFrame:
+            made = super().components(parts)
+            kept_sizes.extend(kept.height for kept in self.kept.values())
+            return made
+
+    monkeypatch.setattr(linkage, "_Codebook", Watched)
+    records = pl.concat(list(reference_component_parts(KEY, counts, 4)))
+    # A part holds at most four values of a component: the kept codes never pass the bound or one part's values.
+    assert kept_sizes and max(kept_sizes) <= 5
+    assert records.get_column("person_ref").to_list() == [f"R{i:02d}" for i in range(30)]
+    for basis, record in zip(bases, records.drop("person_ref").iter_rows(named=True), strict=True):
+        assert record == {
+            **{name: keyed_hash(KEY, "link", name, value) for name, value in component_values(basis).items()},
+            VARIANTS: [keyed_hash(KEY, "link", "surname_variant", v) for v in surname_variants(basis.split("|")[0])],
         }
 
 
