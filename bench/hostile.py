@@ -5,12 +5,19 @@ line, a 4.7 MB file of 100,000 columns) is checked by `collab-check --json` in i
 peak resident memory the kernel reports (``wait4``). The anchor is the same command on the clean
 baseline file, measured in the same run: what a charity waits for on any file. None may crash (exit 0
 or 1 with a JSON report) or pass 1 GB.
+
+Then the pipeline's own checking step for a charity that links records (``check_extract`` with the
+``StagingSink`` that keys every identity for linkage) on a file no identity of which repeats: 300,000
+people, each with a surname never seen before. Its memory once grew with the file's distinct surnames.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import random
+import string
 import subprocess
 import sys
 import tempfile
@@ -37,11 +44,36 @@ def _wide(path: Path) -> None:
     path.write_text("\n".join([header, *[row] * 20]) + "\n", encoding="utf-8")
 
 
-def _measure(path: Path) -> tuple[str, float, int, str]:
+def _distinct_identities(path: Path, people: int = 300_000) -> None:
+    """A linking charity's extract of ``people`` contacts, each a new person with a surname of twelve random letters."""
+    letters = random.Random(2026)
+    with path.open("w", encoding="utf-8") as out:
+        out.write("person_ref,contact_date,need,postcode,date_of_birth,surname\n")
+        for i in range(people):
+            surname = "".join(letters.choices(string.ascii_uppercase, k=12))
+            born = dt.date(1940, 1, 1) + dt.timedelta(days=letters.randrange(25_000))
+            out.write(f"H-{i:07d},2026-07-18,food,BS1 4DJ,{born.isoformat()},{surname}\n")
+
+
+# The pipeline's checking step of a linking charity, as `submission_quality` runs it, printing its report as JSON
+# (the file's path is argv[1]).
+STAGE_FOR_LINKAGE = """
+import sys, tempfile
+from pathlib import Path
+from collab.staging import StagingSink
+from standards.check import check_extract
+with tempfile.TemporaryDirectory() as work:
+    with StagingSink(Path(work, "staging"), Path(work, "quarantine"), linkage_key=bytes(32)) as sink:
+        report = check_extract(Path(sys.argv[1]), sink=sink).report
+print(report.model_dump_json())
+"""
+
+
+def _measure(path: Path, command: list[str] = CHECK) -> tuple[str, float, int, str]:
     """(error codes, seconds, peak RSS bytes, status) of checking one file in a fresh process."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        process = subprocess.Popen([*CHECK, str(path), "--json"], stdout=out, stderr=err)
+        process = subprocess.Popen([*command, str(path), "--json"], stdout=out, stderr=err)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
         process.returncode = exit_code = os.waitstatus_to_exitcode(status)
@@ -55,6 +87,13 @@ def _measure(path: Path) -> tuple[str, float, int, str]:
     return codes, seconds, peak, report["status"]
 
 
+def _row(name: str, measured: tuple[str, float, int, str], anchor: float, marker: str = "") -> str:
+    codes, seconds, peak, status = measured
+    return (
+        f"{name:40} {status[:24]:24} {codes[:28]:28} {seconds:7.2f} {seconds / anchor:8.2f} {peak / 1e6:8.0f}{marker}"
+    )
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
@@ -66,21 +105,24 @@ def main() -> None:
         anchor = _measure(paths["utf-8.csv"])[1]
         print(f"anchor: collab-check on the clean baseline file: {anchor:.2f} s\n")
         print(f"{'file':40} {'status':24} {'error codes':28} {'s':>7} {'×anchor':>8} {'peak MB':>8}")
-        worst, crashed = 0, []
+        measured = {}
         expected = {case.name: case for case in CASES}
         for name in sorted(paths, key=lambda n: paths[n].stat().st_size):
-            codes, seconds, peak, status = _measure(paths[name])
-            worst = max(worst, peak)
-            if status.startswith("CRASH"):
-                crashed.append(name)
+            measured[name] = _measure(paths[name])
+            status = measured[name][3]
             marker = (
                 ""
                 if name not in expected or expected[name].status == status
-                else "  (expected " + expected[name].status + ")"
+                else f"  (expected {expected[name].status})"
             )
-            print(
-                f"{name:40} {status[:24]:24} {codes[:28]:28} {seconds:7.2f} {seconds / anchor:8.2f} {peak / 1e6:8.0f}{marker}"
-            )
+            print(_row(name, measured[name], anchor, marker))
+        distinct = root / "three-hundred-thousand-new-surnames.csv"
+        _distinct_identities(distinct)
+        measured[distinct.name] = _measure(distinct, [sys.executable, "-c", STAGE_FOR_LINKAGE])
+        print("\nthe pipeline's checking step of a linking charity (identities keyed for linkage, staged):")
+        print(_row(distinct.name, measured[distinct.name], anchor))
+        worst = max(peak for _, _, peak, _ in measured.values())
+        crashed = [name for name, (_, _, _, status) in measured.items() if status.startswith("CRASH")]
         print(f"\nworst peak RSS: {worst / 1e6:,.0f} MB (limit {LIMIT_BYTES / 1e6:,.0f} MB); crashes: {len(crashed)}")
         if crashed or worst > LIMIT_BYTES:
             raise SystemExit(1)

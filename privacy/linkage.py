@@ -107,10 +107,11 @@ class _Codebook:
         """The code of each of ``values`` (``distinct``: the distinct values but null)."""
         kept = self.kept.get(name)
         new = distinct if kept is None else distinct.filter(~distinct.is_in(kept.get_column("value").implode()))
+        if kept is not None and kept.height + new.len() > _CODES_KEPT:
+            # Dropped before the new codes are made, so the two are never held together.
+            kept = self.kept[name] = kept.filter(pl.col("value").is_in(distinct.implode()))
         if new.len() or kept is None:
             fresh = pl.DataFrame({"value": new, "code": self._keyed(name, new)})
-            if kept is not None and kept.height + fresh.height > _CODES_KEPT:
-                kept = kept.filter(pl.col("value").is_in(distinct.implode()))
             kept = self.kept[name] = fresh if kept is None else pl.concat([kept, fresh])
         if name != VARIANTS:
             return values.replace_strict(kept.get_column("value"), kept.get_column("code"), default=None).alias(name)
