@@ -42,8 +42,10 @@ MINIMISED_CONTACTS_FILE = "contacts.minimised.parquet"
 MINIMISED_UNITS_FILE = "linkage_units.minimised.parquet"
 # While a file is checked: its contacts so far, a row group per batch; named ``CONTACTS_FILE`` once complete.
 _PARTIAL_FILE = "contacts.partial.parquet"
-# Rows of identity counts held before they are merged: what each batch adds is merged into the total
-# once this many rows wait, so memory follows the distinct references and identities, not the rows.
+# Rows of identity counts held before they are merged: what the batches add is merged into the total once more
+# rows wait than this and than the total holds, so memory follows the distinct references and identities (at
+# most twice them), not the rows, and merging costs time in proportion to them: merging the total at every batch
+# past this many took 189 s over a file of 4,000,000 distinct identities.
 _COUNTS_MERGE_ROWS = 1_000_000
 REJECTED_FILE = "rejected_rows.csv"
 # zstd at its fastest level: files within 1% of the default level's size for half its time. No column
@@ -92,7 +94,8 @@ class StagingSink:
         # identity never reaches a file unkeyed). Contacts are written here first, batch by batch, while
         # the next batches are judged, and take their name only once complete.
         self._partial_path = staging_dir / _PARTIAL_FILE
-        self._counts: list[pl.DataFrame] = []
+        self._counts: list[pl.DataFrame] = []  # the merged total first, once there is one
+        self._merged_rows = 0
         self.rejected_path = quarantine_dir / REJECTED_FILE
         self._quarantine_dir = quarantine_dir
         self._writer: pq.ParquetWriter | None = None
@@ -104,8 +107,10 @@ class StagingSink:
     def accepted(self, contacts: pl.DataFrame) -> None:
         if self._linkage_key:
             self._counts.append(identity_counts(contacts))
-            if len(self._counts) > 1 and sum(c.height for c in self._counts) > _COUNTS_MERGE_ROWS:
-                self._counts = [merge_counts(self._counts)]
+            waiting = sum(c.height for c in self._counts) - self._merged_rows
+            if len(self._counts) > 1 and waiting > max(_COUNTS_MERGE_ROWS, self._merged_rows):
+                merged = merge_counts(self._counts)
+                self._counts, self._merged_rows = [merged], merged.height
         table = contacts.drop("linkage_basis").to_arrow(compat_level=_ARROW_AS_POLARS_HOLDS_IT)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._partial_path, table.schema, **_CONTACTS_WRITING)
@@ -143,9 +148,12 @@ class StagingSink:
     ) -> None:
         if self._writer is not None:
             self._writer.close()
-            if self._linkage_key and self._counts:
-                self._write_units(self._linkage_key)
-            self._partial_path.replace(self.contacts_path)
+            if kind is not None:  # the check stopped: what was staged is not a file's contacts, nor keyed
+                self._partial_path.unlink(missing_ok=True)
+            else:
+                if self._linkage_key and self._counts:
+                    self._write_units(self._linkage_key)
+                self._partial_path.replace(self.contacts_path)
         if self._rejected_handle is not None:
             self._rejected_handle.close()
 
@@ -234,12 +242,18 @@ def minimise_staged_units(contacts_path: Path, *, key: bytes, charity_id: str, s
     if target.exists():
         return target
     minimised = (
-        minimise_units(
-            pl.DataFrame(pa.Table.from_batches([part])), key=key, charity_id=charity_id, submission_id=submission_id
-        )
-        for part in pq.ParquetFile(staged).iter_batches(batch_size=_UNITS_PART)
+        minimise_units(pl.DataFrame(part), key=key, charity_id=charity_id, submission_id=submission_id)
+        for part in _row_groups(staged)
     )
     return _written(minimised, target, naming_a_row="unit_key")
+
+
+def _row_groups(path: Path) -> Iterator[pa.Table]:
+    """The rows of the Parquet file at ``path``, a row group at a time: the staged linkage records' row groups are
+    the parts they were made in, bounded in records and in variants (``privacy.linkage.reference_component_parts``)."""
+    staged = pq.ParquetFile(path)
+    for group in range(staged.num_row_groups):
+        yield staged.read_row_group(group)
 
 
 def _written(parts: Iterator[pl.DataFrame], target: Path, *, naming_a_row: str) -> Path | None:

@@ -21,7 +21,7 @@ from collab.staging import (
     minimise_staged_units,
     staged_batches,
 )
-from privacy.linkage import identity_counts, reference_components
+from privacy.linkage import identity_counts, merge_counts, reference_components
 from privacy.minimise import minimise, minimise_units
 from standards.check import CheckOptions, check_extract
 from tests.conftest import HEADER, CollectingSink, contact_rows, write_csv
@@ -90,6 +90,42 @@ def test_linkage_units_written_part_by_part_are_the_reference_components(
         minimise_staged_units(tmp_path / "elsewhere" / CONTACTS_FILE, key=KEY, charity_id="c", submission_id="s")
         is None
     )
+
+
+def test_identity_counts_are_merged_rarely_and_give_the_same_linkage_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 200 references, each a distinct identity, in batches of 5: merging the whole total at each batch past the
+    # threshold would merge about 40 times; merging once as many wait as the total holds, a handful.
+    path = write_csv(
+        tmp_path / "contacts.csv", [[*row, "Smith"] for row in contact_rows(200)], header=[*HEADER, "Surname"]
+    )
+    collected = CollectingSink()
+    check_extract(path, sink=collected)
+    expected = reference_components(KEY, identity_counts(pl.concat(collected.frames)))
+    merges: list[int] = []
+
+    def counted(counts: list[pl.DataFrame]) -> pl.DataFrame:
+        merges.append(sum(c.height for c in counts))
+        return merge_counts(counts)
+
+    monkeypatch.setattr(staging, "merge_counts", counted)
+    monkeypatch.setattr(staging, "_COUNTS_MERGE_ROWS", 10)
+    with StagingSink(tmp_path / "staging", tmp_path / "quarantine", linkage_key=KEY) as sink:
+        check_extract(path, sink=sink, options=CheckOptions(batch_size=5))
+    assert 2 <= len(merges) <= 8  # the last one is the units' own, at the end
+    assert pl.read_parquet(tmp_path / "staging" / LINKAGE_UNITS_FILE).equals(expected)
+
+
+def test_a_check_that_stops_with_an_error_stages_no_contacts_and_keys_nothing(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "contacts.csv", [[*row, "Smith"] for row in contact_rows(12)], header=[*HEADER, "Surname"]
+    )
+    staged = tmp_path / "staging"
+    with pytest.raises(RuntimeError), StagingSink(staged, tmp_path / "quarantine", linkage_key=KEY) as sink:
+        check_extract(path, sink=sink, options=CheckOptions(batch_size=5))
+        raise RuntimeError("the step failed after the check")
+    assert sorted(p.name for p in staged.iterdir()) == []
 
 
 def test_a_code_repeated_across_records_is_stored_once_even_with_many_distinct_codes(tmp_path: Path) -> None:
