@@ -7,8 +7,9 @@ baseline file, measured in the same run: what a charity waits for on any file. N
 or 1 with a JSON report) or pass 1 GB.
 
 Then the pipeline's own checking step for a charity that links records (``check_extract`` with the
-``StagingSink`` that keys every identity for linkage) on a file no identity of which repeats: 300,000
-people, each with a surname never seen before. Its memory once grew with the file's distinct surnames.
+``StagingSink`` that keys every identity for linkage) on files no identity of which repeats: 300,000
+people, each with a surname never seen before, and 100,000 with surnames of the longest kind (64 letters,
+65 variants each). Its memory once grew with the file's distinct surnames and their lengths.
 """
 
 from __future__ import annotations
@@ -44,13 +45,13 @@ def _wide(path: Path) -> None:
     path.write_text("\n".join([header, *[row] * 20]) + "\n", encoding="utf-8")
 
 
-def _distinct_identities(path: Path, people: int = 300_000) -> None:
-    """A linking charity's extract of ``people`` contacts, each a new person with a surname of twelve random letters."""
+def _distinct_identities(path: Path, people: int, letters_each: int) -> None:
+    """A linking charity's extract of ``people`` contacts, each a new person with a surname of random letters."""
     letters = random.Random(2026)
     with path.open("w", encoding="utf-8") as out:
         out.write("person_ref,contact_date,need,postcode,date_of_birth,surname\n")
         for i in range(people):
-            surname = "".join(letters.choices(string.ascii_uppercase, k=12))
+            surname = "".join(letters.choices(string.ascii_uppercase, k=letters_each))
             born = dt.date(1940, 1, 1) + dt.timedelta(days=letters.randrange(25_000))
             out.write(f"H-{i:07d},2026-07-18,food,BS1 4DJ,{born.isoformat()},{surname}\n")
 
@@ -116,11 +117,14 @@ def main() -> None:
                 else f"  (expected {expected[name].status})"
             )
             print(_row(name, measured[name], anchor, marker))
-        distinct = root / "three-hundred-thousand-new-surnames.csv"
-        _distinct_identities(distinct)
-        measured[distinct.name] = _measure(distinct, [sys.executable, "-c", STAGE_FOR_LINKAGE])
         print("\nthe pipeline's checking step of a linking charity (identities keyed for linkage, staged):")
-        print(_row(distinct.name, measured[distinct.name], anchor))
+        for name, people, letters_each in (
+            ("three-hundred-thousand-new-surnames.csv", 300_000, 12),
+            ("hundred-thousand-64-letter-surnames.csv", 100_000, 64),
+        ):
+            _distinct_identities(root / name, people, letters_each)
+            measured[name] = _measure(root / name, [sys.executable, "-c", STAGE_FOR_LINKAGE])
+            print(_row(name, measured[name], anchor))
         worst = max(peak for _, _, peak, _ in measured.values())
         crashed = [name for name, (_, _, _, status) in measured.items() if status.startswith("CRASH")]
         print(f"\nworst peak RSS: {worst / 1e6:,.0f} MB (limit {LIMIT_BYTES / 1e6:,.0f} MB); crashes: {len(crashed)}")

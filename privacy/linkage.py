@@ -78,12 +78,15 @@ def _basis_parts(bases: pl.Series) -> pl.DataFrame:
     )
 
 
-# Codes kept from one part of a file's records for the next, per component, while there are at most this many:
-# a file's values mostly recur from part to part (some thousands of surnames, tens of thousands of birth dates),
-# and each is keyed once. Past it only the current part's are kept, so a file of ever-new values (a surname column
-# holding free text) holds one part's codes, not the file's: 300,000 references of distinct surnames took 2.7 GB
-# of memory keyed all at once, 0.9 GB kept this way.
-_CODES_KEPT = 100_000
+# Codes kept from one part of a file's records for the next, per component (a surname's variants counted one by
+# one), while there are at most this many: a file's values mostly recur from part to part (some thousands of
+# surnames, tens of thousands of birth dates), and each is keyed once. Past it only the current part's are kept,
+# so a file of ever-new values (a surname column holding free text) holds one part's codes, not the file's:
+# 300,000 references of distinct surnames took 2.7 GB of memory keyed all at once, 0.9 GB kept this way.
+_CODES_KEPT = 1_000_000
+# The most surname variants (64-character codes, up to 65 a surname) in one part of a file's records, whose codes
+# are made and held at once: parts of references with long surnames hold fewer references.
+_VARIANTS_PER_PART = 1_000_000
 
 
 class _Codebook:
@@ -107,7 +110,7 @@ class _Codebook:
         """The code of each of ``values`` (``distinct``: the distinct values but null)."""
         kept = self.kept.get(name)
         new = distinct if kept is None else distinct.filter(~distinct.is_in(kept.get_column("value").implode()))
-        if kept is not None and kept.height + new.len() > _CODES_KEPT:
+        if kept is not None and _codes_in(kept) + _codes_for(name, new) > _CODES_KEPT:
             # Dropped before the new codes are made, so the two are never held together.
             kept = self.kept[name] = kept.filter(pl.col("value").is_in(distinct.implode()))
         if new.len() or kept is None:
@@ -130,6 +133,21 @@ class _Codebook:
         derive = _DERIVATIONS[name][1]
         derived = pl.Series([derive(value) for value in values.to_list()], dtype=pl.String)
         return keyed_codes(self._key, ("link", name), derived)
+
+
+def _codes_in(kept: pl.DataFrame) -> int:
+    codes = kept.get_column("code")
+    return int(codes.list.len().sum()) if codes.dtype == pl.List else kept.height
+
+
+def _codes_for(name: str, values: pl.Series) -> int:
+    """The most codes that keying ``values`` of component ``name`` gives."""
+    return _variants_at_most(values).sum() if name == VARIANTS else values.len()
+
+
+def _variants_at_most(surnames: pl.Series) -> np.ndarray:
+    """Each surname's variant count can be no more than its length and one (``surname_variants``); none if null."""
+    return (surnames.str.len_chars().cast(pl.Int64) + 1).fill_null(0).to_numpy()
 
 
 IDENTITY = "linkage_basis"
@@ -179,11 +197,24 @@ def reference_component_parts(key: bytes, counts: pl.DataFrame, references: int)
     chosen = most.select("person_ref", IDENTITY).sort("person_ref")
     parts = _basis_parts(chosen.get_column(IDENTITY))
     codebook = _Codebook(key)
-    for offset in range(0, max(chosen.height, 1), references):  # an empty first part when no reference has one
+    for start, end in _part_bounds(_variants_at_most(parts.get_column("surname")), references):
         yield pl.concat(
             [
-                chosen.select("person_ref").slice(offset, references),
-                codebook.components(parts.slice(offset, references)),
+                chosen.select("person_ref").slice(start, end - start),
+                codebook.components(parts.slice(start, end - start)),
             ],
             how="horizontal",
         )
+
+
+def _part_bounds(variants: np.ndarray, references: int) -> Iterator[tuple[int, int]]:
+    """Consecutive parts of the records (``variants``: each one's most variants) of at most ``references`` records and
+    ``_VARIANTS_PER_PART`` variants each (or one record, if it alone has more); one empty part if there are none."""
+    start = 0
+    while True:
+        within = np.cumsum(variants[start : start + references])
+        end = start + max(1, int(np.searchsorted(within, _VARIANTS_PER_PART, side="right")))
+        yield start, min(end, len(variants))
+        if end >= len(variants):
+            return
+        start = end

@@ -302,6 +302,8 @@ def linkage_basis(surname: str | None, date_of_birth: dt.date | None, postcode: 
     if not (surname and date_of_birth and district):
         return None
     letters = "".join(c for c in unicodedata.normalize("NFKD", surname) if c.isascii() and c.isalpha()).upper()
+    # No more letters than a surname may have characters: NFKD spells some characters out ("ﬃ" is "ffi").
+    letters = letters[:MAX_TEXT_CHARS]
     return f"{letters}|{date_of_birth.isoformat()}|{district}" if letters else None
 
 

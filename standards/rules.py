@@ -264,7 +264,8 @@ def _age_band_at(date_of_birth: pl.Expr, on: pl.Expr) -> pl.Expr:
 
 
 def _linkage_letters(surname: pl.Expr) -> pl.Expr:
-    return surname.str.normalize("NFKD").str.replace_all("[^A-Za-z]", "").str.to_uppercase()
+    letters = surname.str.normalize("NFKD").str.replace_all("[^A-Za-z]", "").str.to_uppercase()
+    return letters.str.slice(0, MAX_TEXT_CHARS)  # as in ``extract.linkage_basis``
 
 
 def _postcode_area(district: pl.Expr, named_council: pl.Expr) -> pl.Expr:

@@ -282,6 +282,8 @@ def test_linkage_basis_normalises_identifiers_and_needs_all_three() -> None:
     assert linkage_basis(None, born, "B15 2TT") is None
     assert linkage_basis("Okafor", None, "B15 2TT") is None
     assert linkage_basis("Okafor", born, None) is None
+    # No more letters than a surname may have characters, though NFKD spells "ﬃ" out as three.
+    assert linkage_basis("ﬃ" * 64, born, "B15 2TT") == "FFI" * 21 + "F|1988-04-12|B15"
 
 
 def test_each_linking_reference_gets_one_keyed_linkage_record_of_its_most_common_identity() -> None:

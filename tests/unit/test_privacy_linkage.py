@@ -61,8 +61,9 @@ def test_each_component_is_the_keyed_hash_of_its_value_although_each_distinct_va
         }
 
 
-def test_codes_kept_from_part_to_part_are_bounded_and_every_record_keeps_its_own_codes(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("variants_per_part", [12, 1_000_000])
+def test_codes_kept_from_part_to_part_and_each_part_are_bounded_and_every_record_keeps_its_own_codes(
+    monkeypatch: pytest.MonkeyPatch, variants_per_part: int
 ) -> None:
     # Surnames recurring across parts (kept codes reused), and new ones in every part (the kept codes pass the bound).
     surnames = ["OBRIEN", "NOWAK", "SMITH", *(f"NEW{letter}" for letter in "ABCDEFGHIJKLMNOP")]
@@ -71,18 +72,25 @@ def test_codes_kept_from_part_to_part_are_bounded_and_every_record_keeps_its_own
     ]
     counts = identity_counts(pl.DataFrame({"person_ref": [f"R{i:02d}" for i in range(30)], "linkage_basis": bases}))
     monkeypatch.setattr(linkage, "_CODES_KEPT", 5)
-    kept_sizes: list[int] = []
+    monkeypatch.setattr(linkage, "_VARIANTS_PER_PART", variants_per_part)
+    kept_codes: dict[str, list[int]] = {}
 
     class Watched(linkage._Codebook):
         def components(self, parts: pl.DataFrame) -> pl.DataFrame:
             made = super().components(parts)
-            kept_sizes.extend(kept.height for kept in self.kept.values())
+            for name, kept in self.kept.items():
+                kept_codes.setdefault(name, []).append(linkage._codes_in(kept))
             return made
 
     monkeypatch.setattr(linkage, "_Codebook", Watched)
-    records = pl.concat(list(reference_component_parts(KEY, counts, 4)))
-    # A part holds at most four values of a component: the kept codes never pass the bound or one part's values.
-    assert kept_sizes and max(kept_sizes) <= 5
+    parts = list(reference_component_parts(KEY, counts, 4))
+    # At most four records a part, and at most 12 variants (a surname here has at most 7) when so bounded.
+    variants = [int(part.get_column(VARIANTS).list.len().sum()) for part in parts]
+    assert all(part.height <= 4 for part in parts) and (variants_per_part > 12 or max(variants) <= 12)
+    # The kept codes never pass the bound, or one part's: four values of a component, four surnames' variants.
+    assert max(max(codes) for name, codes in kept_codes.items() if name != VARIANTS) <= 5
+    assert max(kept_codes[VARIANTS]) <= max(variants)
+    records = pl.concat(parts)
     assert records.get_column("person_ref").to_list() == [f"R{i:02d}" for i in range(30)]
     for basis, record in zip(bases, records.drop("person_ref").iter_rows(named=True), strict=True):
         assert record == {

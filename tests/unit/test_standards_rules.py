@@ -113,7 +113,7 @@ def _text_for(field: str) -> st.SearchStrategy[str]:
         choices += [_DATES.map(lambda d: d.isoformat()), _DATES.map(lambda d: d.strftime("%d/%m/%Y"))]
         choices += [st.sampled_from(["31/02/2026", "2026-13-01", "45000", "1/1/26"])]
     if field == "person_ref" or field == "surname":
-        choices += [st.text("abcdéXY-' ", min_size=1, max_size=70), st.sampled_from(["O'Brien-Smith", "Ng", "ß"])]
+        choices += [st.text("abcdéXY-' ﬃ", min_size=1, max_size=70), st.sampled_from(["O'Brien-Smith", "Ng", "ß"])]
     if field == "local_authority_code":
         choices += [st.sampled_from(["E08000025", "e08000016", "Leeds", "Bristol, City of", "E99999999", "W06000015"])]
     if field == "postcode":
