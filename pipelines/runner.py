@@ -419,10 +419,11 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
         charities = [c.id for c in Registry(workspace).all()]
         settle_seconds = workspace.settings.intake.settle_seconds
         landing = landing_zone_from_env(workspace.home)
-        resumed = [PendingFile.of_manifest(m) for m in _unfinished_manifests(workspace, instance)]
+        manifests, unreadable = unfinished_manifests(workspace, instance)
+        resumed = [PendingFile.of_manifest(m) for m in manifests]
         settled, waiting = settled_objects(landing, charities, settle_seconds=settle_seconds)
         report = RunReport(
-            skipped=[{"charity_id": o.charity_id, "file": o.key, "reason": why} for o, why in waiting],
+            skipped=[*unreadable, *({"charity_id": o.charity_id, "file": o.key, "reason": why} for o, why in waiting)],
             resumed=[f.partition_key for f in resumed],
             abandoned_runs=abandoned,
         )
@@ -489,17 +490,28 @@ def approved_unpublished_quarters(workspace: Workspace, con: duckdb.DuckDBPyConn
     ]
 
 
-def _unfinished_manifests(workspace: Workspace, instance: DagsterInstance) -> list[SubmissionManifest]:
-    """Unfinished submissions no run is working on (the daemon may be running one right now)."""
-    manifests = []
+def unfinished_manifests(
+    workspace: Workspace, instance: DagsterInstance
+) -> tuple[list[SubmissionManifest], list[dict[str, str]]]:
+    """Unfinished submissions no run is working on (the daemon may be running one right now: its runs are tagged
+    with the submission's partition), and, as ``RunReport.skipped`` lists them, those whose record cannot be read:
+    one damaged record (a disk that filled, a machine that lost power) leaves the others to go on."""
+    manifests, unreadable = [], []
     for state in unfinished(workspace):
-        if run_going(instance, state.submission_id):
+        if run_going(instance, state.name or state.submission_id):
             continue
         try:
             manifests.append(load_manifest(workspace, state.submission_id))
         except FileNotFoundError:
             continue  # purged while unfinished: nothing left to process
-    return manifests
+        except (OSError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+            reason = (
+                f"its submission {state.submission_id} was left {state.state} and its record "
+                f"(staging/{state.submission_id}/manifest.json) cannot be read ({type(error).__name__}); "
+                "an analyst must look at it"
+            )
+            unreadable.append({"charity_id": state.charity_id, "file": state.file_name, "reason": reason})
+    return manifests, unreadable
 
 
 @contextlib.contextmanager

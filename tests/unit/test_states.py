@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import duckdb
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
 
+from collab.intake import MANIFEST, submission_dir
 from collab.landing import LocalLandingZone
 from collab.schema import migrate
 from collab.states import STATES, mirror_states, read_state, submission_states, unfinished, write_state
 from collab.workspace import Workspace
+from pipelines.runner import unfinished_manifests
 from tests.conftest import contact_rows, write_csv
 from tests.intake_pass import receive_pending
 
@@ -77,3 +81,22 @@ def test_the_same_file_twice_in_one_pass_is_a_duplicate(workspace: Workspace, tm
     zone.drop(CHARITY, path, "r-copy.csv")
     result = receive_pending(workspace, zone, [CHARITY])
     assert len(result.received) == 1 and [s for _, s in result.duplicates] == [result.received[0].submission_id]
+
+
+def test_an_unreadable_submission_record_is_reported_and_the_other_unfinished_ones_resume(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    zone = LocalLandingZone(root=str(workspace.home))
+    zone.create_area(CHARITY)
+    for name, prefix in (("q1.csv", "A"), ("q2.csv", "B"), ("q3.csv", "C")):
+        zone.drop(CHARITY, write_csv(tmp_path / name, contact_rows(5, prefix=prefix)))
+    received = receive_pending(workspace, zone, [CHARITY]).received
+    damaged, going, waiting = sorted(received, key=lambda m: m.original_name)
+    # A record emptied by a power cut, and a submission whose run the daemon is running now (tagged by partition).
+    (submission_dir(workspace, damaged.submission_id) / MANIFEST).write_text("")
+    instance = DagsterInstance.ephemeral()
+    run = DagsterRun(job_name="submission_job", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED)
+    instance.run_storage.add_run(run.with_tags({"dagster/partition": going.name}))
+    manifests, unreadable = unfinished_manifests(workspace, instance)
+    assert [m.submission_id for m in manifests] == [waiting.submission_id]
+    assert [(u["file"], "cannot be read" in u["reason"]) for u in unreadable] == [(damaged.original_name, True)]
