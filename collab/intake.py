@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -117,9 +118,14 @@ def manifest_of_partition(workspace: Workspace, partition_key: str) -> Submissio
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    """``text`` written whole to a temporary file, flushed to the disk, then renamed over ``path``: after a crash or
+    a power cut the file is the old one or the new one, never empty (as ``collab.states.write_state``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
+    with partial.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
     partial.replace(path)
 
 
@@ -156,16 +162,26 @@ def settled_objects(
     """
     now = time.time()
     ages = [now - obj.modified.timestamp() for obj in landing.pending(charity_ids) if obj.refusal is None]
-    if young := [age for age in ages if age < settle_seconds]:
-        time.sleep(max(0.0, settle_seconds - min(young)) + 0.05)
+    # A file dated in the future (the clock of whatever wrote it is ahead) is not waited for: it waits, and says so.
+    if young := [age for age in ages if 0 <= age < settle_seconds]:
+        time.sleep(settle_seconds - min(young) + 0.05)
     settled = landing.pending(charity_ids, min_age_seconds=settle_seconds)
     keys = {(obj.charity_id, obj.key) for obj in settled}
     waiting = [
-        (obj, f"still being written: changed in the last {settle_seconds:g} s")
+        (obj, _why_waiting(obj, settle_seconds))
         for obj in landing.pending(charity_ids)
         if (obj.charity_id, obj.key) not in keys
     ]
     return settled, waiting
+
+
+def _why_waiting(obj: LandingObject, settle_seconds: float) -> str:
+    if obj.modified.timestamp() > time.time():
+        return (
+            f"dated in the future ({obj.modified:%Y-%m-%d %H:%M} UTC; is a clock wrong?): taken once that time has "
+            f"passed and it has not changed for {settle_seconds:g} s"
+        )
+    return f"still being written: changed in the last {settle_seconds:g} s"
 
 
 def find_landed(landing: LandingZone, partition_key: str) -> LandingObject:

@@ -158,8 +158,8 @@ class LocalLandingZone(LandingZone):
                     except FileNotFoundError:
                         continue
                     refusal = refusal_of(info.st_mode, info.st_nlink)
-                    if refusal is None and now - info.st_mtime < min_age_seconds:
-                        continue
+                    if refusal is None and min_age_seconds > 0 and now - info.st_mtime < min_age_seconds:
+                        continue  # (a file dated in the future is listed, unsettled, only when every file is asked for)
                     found.append(
                         LandingObject(
                             charity_id=charity_id,
@@ -313,7 +313,7 @@ class S3LandingZone(LandingZone):
                         # A key ending in "/" is a folder marker, not a file.
                         if key.endswith("/") or any(is_ignored_name(part) for part in key.split("/")):
                             continue
-                        if (now - modified).total_seconds() < min_age_seconds:
+                        if min_age_seconds > 0 and (now - modified).total_seconds() < min_age_seconds:
                             continue
                         found.append(
                             LandingObject(charity_id, key, int(item["Size"]), item["ETag"], modified.astimezone(dt.UTC))

@@ -136,3 +136,16 @@ def test_a_growing_file_is_never_taken_half_written(
     receipt = receive_object(workspace, zone, finished)
     staged = workspace.staging / receipt.submission_id / "source.csv"
     assert len(staged.read_text().splitlines()) == 61  # the header and every row
+
+
+def test_a_file_dated_in_the_future_waits_and_says_why_without_holding_the_run(
+    workspace: Workspace, zone: LocalLandingZone
+) -> None:
+    path = write_csv(_area(workspace, ATTACKER) / "ahead.csv", contact_rows(3))
+    ahead = time.time() + 3600
+    os.utime(path, (ahead, ahead))
+    started = time.perf_counter()
+    settled, waiting = settled_objects(zone, [ATTACKER], settle_seconds=0.5)
+    assert time.perf_counter() - started < 0.5  # not waited for
+    assert settled == []
+    assert [(obj.key, "dated in the future" in why) for obj, why in waiting] == [("ahead.csv", True)]
