@@ -186,13 +186,15 @@ def changed_links(
     keys: tuple[tuple[str, ...], ...] = BLOCKING_KEYS,
     memory: SplinkMemory | None = None,
 ) -> pl.DataFrame:
-    """``unit_id_l``, ``unit_id_r`` of every pair of ``records`` with a ``changed`` record (a series of
-    ``unit_id``) that shares one of ``keys`` (``BLOCKING_KEYS`` or some of them) and scores at or above
-    ``threshold`` on the fixed weights.
+    """``unit_id_l``, ``unit_id_r`` of links joining the ``records`` that every pair with a ``changed`` record (a
+    series of ``unit_id``) sharing one of ``keys`` (``BLOCKING_KEYS`` or some of them) and scoring at or above
+    ``threshold`` on the fixed weights joins: in each group such pairs join, its smallest ``unit_id`` linked to
+    each of the others. Clusters are what links join, so these give the clusters all the pairs give, in links
+    that follow the records, not the pairs (10,000 records of one identity are 9,999 links, not 49,995,000).
 
-    On the fixed weights a pair's score depends on its two records alone, so the pairs can be found in
-    parts: the union of the links of several calls, each with some blocking keys and the records sharing
-    a value of them, is what one call on all the records gives.
+    On the fixed weights a pair's score depends on its two records alone, so the links can be found in
+    parts: the groups that the union of the links of several calls joins, each call with some blocking keys
+    and the records sharing a value of them, are those that one call on all the records joins.
     """
     _check(records, threshold)
     flagged = records.with_columns(pl.col(UNIT_ID).is_in(changed.implode()).alias(_CHANGED))
@@ -257,8 +259,8 @@ def _links(
     keys: tuple[tuple[str, ...], ...] = BLOCKING_KEYS,
     memory: SplinkMemory | None = None,
 ) -> pl.DataFrame:
-    """``unit_id_l``, ``unit_id_r`` of every pair Splink scores at or above ``threshold``; with a
-    ``changed_record`` column, only the pairs with a changed record."""
+    """``unit_id_l``, ``unit_id_r`` joining the records that the pairs Splink scores at or above ``threshold`` join
+    (``_forest``); with a ``changed_record`` column, only the pairs with a changed record."""
     changed_only = _CHANGED in records.columns
     if records.height < 2 or (changed_only and not records.get_column(_CHANGED).any()):
         return pl.DataFrame(schema={f"{UNIT_ID}_l": pl.String, f"{UNIT_ID}_r": pl.String})
@@ -285,21 +287,53 @@ def _links(
             )
         pairs = linker.inference.predict(threshold_match_probability=threshold)
         # Splink's prediction threshold is on the match weight; the link is on the probability, as its clustering.
-        # Each position is read back as its unit_id here, into new strings: mapped back in Polars, the links'
-        # strings would be views keeping every record's buffers alive.
+        linked = database.sql(
+            f"SELECT {UNIT_ID}_l, {UNIT_ID}_r FROM {pairs.physical_name} WHERE match_probability >= $threshold",
+            params={"threshold": threshold},
+        ).fetchnumpy()
+        # Only the links of a spanning forest are read back as unit ids (see ``changed_links``), into new strings:
+        # mapped back in Polars, the links' strings would be views keeping every record's buffers alive.
+        forest = pl.DataFrame(
+            dict(
+                zip(
+                    ("left", "right"),
+                    _forest(linked[f"{UNIT_ID}_l"], linked[f"{UNIT_ID}_r"], ordered.height),
+                    strict=True,
+                )
+            ),
+            schema={"left": pl.UInt32, "right": pl.UInt32},
+        )
         positions = ordered.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("position"), UNIT_ID)
         database.register("unit_positions", positions.to_arrow(compat_level=pl.CompatLevel.newest()))
+        database.register("forest", forest.to_arrow())
         links = database.sql(
             f"""
-            SELECT l.{UNIT_ID} AS {UNIT_ID}_l, r.{UNIT_ID} AS {UNIT_ID}_r FROM {pairs.physical_name} p
-            JOIN unit_positions l ON l.position = p.{UNIT_ID}_l JOIN unit_positions r ON r.position = p.{UNIT_ID}_r
-            WHERE match_probability >= $threshold
-            """,
-            params={"threshold": threshold},
+            SELECT l.{UNIT_ID} AS {UNIT_ID}_l, r.{UNIT_ID} AS {UNIT_ID}_r FROM forest f
+            JOIN unit_positions l ON l.position = f.left JOIN unit_positions r ON r.position = f.right
+            ORDER BY f.left, f.right
+            """
         ).pl()
     finally:
         database.close()
     return links
+
+
+def _forest(left: np.ndarray, right: np.ndarray, records: int) -> tuple[np.ndarray, np.ndarray]:
+    """A spanning forest of the links between positions ``left`` and ``right`` (of ``records`` positions): in each
+    group of positions the links join, the smallest joined to each of the others. It joins the same positions as
+    the links, with fewer links than positions: a thousand records of one identity are 999 links, not 499,500."""
+    if left.size == 0:
+        return left.astype(np.uint32), right.astype(np.uint32)
+    graph = coo_array((np.ones(left.size, dtype=np.int8), (left, right)), shape=(records, records))
+    _, labels = connected_components(graph, directed=False)
+    joined = np.zeros(records, dtype=bool)
+    joined[left], joined[right] = True, True
+    members = np.flatnonzero(joined)
+    # Positions ascend, so the first member of each group met is its smallest.
+    smallest = np.full(labels.max() + 1, records)
+    np.minimum.at(smallest, labels[members], members)
+    others = members[members != smallest[labels[members]]]
+    return smallest[labels[others]].astype(np.uint32), others.astype(np.uint32)
 
 
 def as_codes(records: pl.DataFrame) -> pl.DataFrame:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from privacy import clustering
 from privacy.clustering import UNIT_ID, as_codes, changed_links
 from privacy.linkage import COMPONENTS, VARIANTS
 
@@ -55,7 +57,8 @@ def test_links_name_the_units_themselves_and_hold_only_their_own_strings() -> No
         schema={UNIT_ID: pl.String, **dict.fromkeys(COMPONENTS, pl.String), VARIANTS: pl.List(pl.String)},
     )
     links = changed_links(records, pl.Series(UNIT_ID, ["u3", others[0]]))
-    assert sorted(links.rows()) == [("u1", "u3"), ("u2", "u3")]
+    # The three are one group, joined by its smallest to each other (u1 and u2 meet only through u3, changed).
+    assert sorted(links.rows()) == [("u1", "u2"), ("u1", "u3")]
     # Strings of their own: taken as views of the records' strings, a few links would keep every record's
     # buffers alive, and a relink of many parts held them all (6.7 GB at 2,350,000 units).
     held = sum(
@@ -66,3 +69,22 @@ def test_links_name_the_units_themselves_and_hold_only_their_own_strings() -> No
         if buffer is not None
     )
     assert held < 1_000
+
+
+@given(st.lists(st.tuples(st.integers(0, 29), st.integers(0, 29)), max_size=60))
+def test_a_spanning_forest_joins_the_records_its_links_join_with_one_link_fewer_than_each_group(
+    pairs: list[tuple[int, int]],
+) -> None:
+    left, right = (np.array([pair[i] for pair in pairs], dtype=np.uint32) for i in (0, 1))
+    smallest, other = clustering._forest(left, right, 30)
+    ids = pl.Series(UNIT_ID, [f"u{i:02d}" for i in range(30)])
+
+    def groups(a: np.ndarray, b: np.ndarray) -> pl.Series:
+        return clustering._components(ids, pl.DataFrame({"l": ids.gather(a), "r": ids.gather(b)}))
+
+    found = groups(left, right)
+    assert groups(smallest, other).equals(found)
+    # One link fewer than the records of each group, and each from the group's smallest.
+    joined = sorted({int(position) for position in np.concatenate([left, right])})
+    assert len(other) == len(joined) - (found.gather(joined).n_unique() if joined else 0)
+    assert all(found[int(o)] == ids[int(s)] for s, o in zip(smallest, other, strict=True))
