@@ -187,6 +187,13 @@ def _process_submissions(
     # Give the pool its slot here, once: workers that each found it missing could create one apiece.
     instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
     instance.add_dynamic_partitions(submission_partitions.name, list(dict.fromkeys(f.partition_key for f in files)))
+    with _warehouse_pool_looked_after(instance):
+        return _run_submission_jobs(workspace, files, progress, instance)
+
+
+def _run_submission_jobs(
+    workspace: Workspace, files: list[PendingFile], progress: Progress, instance: DagsterInstance
+) -> list[SubmissionOutcome]:
     workers = min(workspace.max_concurrent_runs, len(files))
     if workers <= 1:
         context = (workspace, landing_zone_from_env(workspace.home), instance, _jobs(workspace)[0])
@@ -538,7 +545,17 @@ def _owner_dead(owner: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    return _ended_uncollected(int(pid))
+
+
+def _ended_uncollected(pid: int) -> bool:
+    """Whether the process has ended and only waits for its parent to collect it (a zombie, which signals still
+    reach): a killed run's workers can stay so for a while. Read from Linux's /proc; elsewhere never."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] == "Z"  # the state follows the command, which may hold anything
 
 
 def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
@@ -561,6 +578,42 @@ def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
             )
             abandoned.append(run.run_id)
     return abandoned
+
+
+# How often runs waiting for the `warehouse` pool are looked after (``keep_warehouse_pool_moving``).
+POOL_CHECK_SECONDS = 10.0
+
+
+def keep_warehouse_pool_moving(instance: DagsterInstance) -> list[str]:
+    """Free the slots of runs whose process has died (``release_abandoned_warehouse_slots``), and give a free slot
+    to the first step waiting for one if none has it. Dagster's SQL storage checks for a free slot and queues a
+    waiting step in two statements: a slot freed between them wakes no one, and that step, with every later
+    load, would wait for ever (seen once when runs were killed at random). Returns the runs whose slots were freed."""
+    freed = release_abandoned_warehouse_slots(instance)
+    storage = instance.event_log_storage
+    info = storage.get_concurrency_info(WAREHOUSE_POOL)
+    if info.pending_step_count > info.assigned_step_count and storage.has_unassigned_slots(WAREHOUSE_POOL):
+        storage.assign_pending_steps([WAREHOUSE_POOL])
+    return freed
+
+
+@contextlib.contextmanager
+def _warehouse_pool_looked_after(instance: DagsterInstance) -> Iterator[None]:
+    """While this run's submissions go, ``keep_warehouse_pool_moving`` every ``POOL_CHECK_SECONDS``: a run killed
+    just before this one took the lock may still hold a slot when this one starts, and give it up only later."""
+    stop = threading.Event()
+
+    def look_after() -> None:
+        while not stop.wait(POOL_CHECK_SECONDS):
+            keep_warehouse_pool_moving(instance)
+
+    thread = threading.Thread(target=look_after, name="warehouse-pool", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def release_abandoned_warehouse_slots(instance: DagsterInstance) -> list[str]:

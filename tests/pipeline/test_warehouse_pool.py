@@ -6,14 +6,25 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 import uuid
+from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
 
 from assets.partitions import run_going
 from assets.resources import WAREHOUSE_POOL
 from collab.workspace import Workspace
-from pipelines.runner import RUNNER_PROCESS_TAG, RUNNER_TAG, fail_abandoned_runs, release_abandoned_warehouse_slots
+from pipelines import runner
+from pipelines.runner import (
+    RUNNER_PROCESS_TAG,
+    RUNNER_TAG,
+    _owner_dead,
+    fail_abandoned_runs,
+    keep_warehouse_pool_moving,
+    release_abandoned_warehouse_slots,
+)
 
 
 def _started_run(
@@ -90,3 +101,50 @@ def test_a_load_waiting_for_the_slot_asks_again_soon_then_less_often(workspace: 
         assert intervals == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
         storage.free_concurrency_slots_for_run(holding)
         assert _claims(instance, waiting)
+
+
+def test_a_process_that_ended_but_was_not_collected_is_dead() -> None:
+    ended = subprocess.Popen(["true"])  # not waited for: a zombie until it is, which signals still reach
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{ended.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        assert _owner_dead(f"{socket.gethostname()}:{ended.pid}")
+        assert not _owner_dead(f"{socket.gethostname()}:{os.getpid()}")
+    finally:
+        ended.wait()
+
+
+def test_a_step_left_waiting_beside_a_free_slot_is_given_it(workspace: Workspace) -> None:
+    with DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
+        waiting = _started_run(instance, os.getpid())
+        # As when the slot was freed between Dagster's check for a free one and its queueing of the step: queued,
+        # not given the slot, beside it, and nothing would ever give it.
+        storage.add_pending_step(WAREHOUSE_POOL, waiting, "warehouse_contacts", should_assign=False)
+        assert not storage.claim_concurrency_slot(WAREHOUSE_POOL, waiting, "warehouse_contacts").is_claimed
+        assert keep_warehouse_pool_moving(instance) == []
+        assert _claims(instance, waiting)
+
+
+def test_a_slot_held_by_a_run_whose_process_dies_later_is_freed_while_this_run_waits(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "POOL_CHECK_SECONDS", 0.05)
+    holder = subprocess.Popen(["sleep", "60"])
+    with DagsterInstance.get() as instance:
+        instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
+        held = _started_run(instance, holder.pid)
+        waiting = _started_run(instance, os.getpid())
+        assert _claims(instance, held)
+        with runner._warehouse_pool_looked_after(instance):
+            assert not _claims(instance, waiting)  # alive, it keeps its slot
+            holder.kill()
+            holder.wait()
+            deadline = time.monotonic() + 10
+            while not _claims(instance, waiting):
+                assert time.monotonic() < deadline, "the dead run's slot was never freed"
+                time.sleep(0.05)
+        assert instance.get_run_by_id(held).status == DagsterRunStatus.FAILURE
