@@ -172,13 +172,10 @@ class LocalLandingZone(LandingZone):
                     )
         return found
 
-    def _open_regular(self, obj: LandingObject) -> int:
-        """Open the listed entry for reading only if it is, right now, a regular file of the charity's area.
-
-        Every component of the path is opened relative to the one before with ``O_NOFOLLOW``, so a link
-        swapped in anywhere along it after listing is refused, not followed; ``O_NONBLOCK`` means a pipe
-        swapped in cannot block the pipeline. Returns the open descriptor.
-        """
+    def _folder_of(self, obj: LandingObject) -> tuple[int, str]:
+        """A descriptor of the folder holding the listed entry, and the entry's name in it. Every folder of the path
+        is opened relative to the one before with ``O_NOFOLLOW``, so a link swapped in along it after listing is
+        refused, not followed."""
         parts = PurePosixPath(obj.key).parts
         if not parts or any(part in {"", ".", ".."} for part in parts) or PurePosixPath(obj.key).is_absolute():
             raise LandingObjectRefused("E_PATH_OUTSIDE_AREA", f"{obj.key!r} is not a path inside the area")
@@ -191,7 +188,26 @@ class LocalLandingZone(LandingZone):
                 inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
                 os.close(directory)
                 directory = inner
-            descriptor = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+        except FileNotFoundError as error:
+            os.close(directory)
+            raise LandingObjectGone(f"{obj.charity_id}/{obj.key} was removed before it could be taken") from error
+        except OSError as error:
+            os.close(directory)
+            if error.errno in {errno.ELOOP, errno.ENOTDIR}:
+                raise LandingObjectRefused(NOT_A_REGULAR_FILE, refusal_of(stat.S_IFLNK, 1) or "") from error
+            raise
+        return directory, parts[-1]
+
+    def _open_regular(self, obj: LandingObject) -> int:
+        """Open the listed entry for reading only if it is, right now, a regular file of the charity's area.
+
+        Every component of the path is opened relative to the one before with ``O_NOFOLLOW``, so a link
+        swapped in anywhere along it after listing is refused, not followed; ``O_NONBLOCK`` means a pipe
+        swapped in cannot block the pipeline. Returns the open descriptor.
+        """
+        directory, name = self._folder_of(obj)
+        try:
+            descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
         except FileNotFoundError as error:
             raise LandingObjectGone(f"{obj.charity_id}/{obj.key} was removed before it could be taken") from error
         except OSError as error:
@@ -227,8 +243,19 @@ class LocalLandingZone(LandingZone):
         target = Path(self.archive_location(obj, archive_name))
         target.parent.mkdir(parents=True, exist_ok=True)
         # A rename moves the entry itself (a link stays a link, a pipe is never opened); the workspace is one
-        # file system, so nothing is ever copied.
-        (self._path("landing", obj.charity_id) / obj.key).rename(target)
+        # file system, so nothing is ever copied. It is renamed in the folder reached as ``fetch`` reaches it (a
+        # folder swapped for a link since is refused), and only as it was listed: a file written to since it was
+        # read stays for the next pass, which reads it whole.
+        directory, name = self._folder_of(obj)
+        try:
+            info = os.stat(name, dir_fd=directory, follow_symlinks=False)
+            if f"{info.st_size}-{info.st_mtime_ns}" != obj.version:
+                raise LandingObjectGone(f"{obj.charity_id}/{obj.key} changed after it was read; it is read again")
+            os.rename(name, target, src_dir_fd=directory)
+        except FileNotFoundError as error:
+            raise LandingObjectGone(f"{obj.charity_id}/{obj.key} is no longer in the landing area") from error
+        finally:
+            os.close(directory)
         return str(target)
 
     def purge_archive(self, charity_id: str, archive_name: str) -> list[str]:

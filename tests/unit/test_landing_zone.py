@@ -149,3 +149,33 @@ def test_a_file_dated_in_the_future_waits_and_says_why_without_holding_the_run(
     assert time.perf_counter() - started < 0.5  # not waited for
     assert settled == []
     assert [(obj.key, "dated in the future" in why) for obj, why in waiting] == [("ahead.csv", True)]
+
+
+def test_a_file_changed_or_a_folder_swapped_after_it_was_read_is_not_archived(
+    workspace: Workspace, zone: LocalLandingZone, tmp_path: Path
+) -> None:
+    area = _area(workspace, ATTACKER)
+    appended = write_csv(area / "appended.csv", contact_rows(2))
+    (area / "folder").mkdir()
+    write_csv(area / "folder" / "b.csv", contact_rows(2))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "b.csv").write_text("SECRET OUTSIDE\n")
+    listed = {obj.key: obj for obj in zone.pending([ATTACKER])}
+    for obj in listed.values():
+        zone.fetch(obj, tmp_path / f"copy-{obj.name}")
+    # Written to after its copy was read: it stays, whole, for the next pass.
+    with appended.open("a") as handle:
+        handle.write("more,rows\n")
+    with pytest.raises(LandingObjectGone, match="changed"):
+        zone.archive(listed["appended.csv"], "s1")
+    assert appended.read_text().endswith("more,rows\n")
+    # The folder swapped for a link to somewhere else: nothing is moved from there.
+    (area / "folder").rename(area / "moved")
+    (area / "folder").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(LandingObjectRefused):
+        zone.archive(listed["folder/b.csv"], "s2")
+    assert (outside / "b.csv").read_text() == "SECRET OUTSIDE\n"
+    assert not (workspace.home / "archive" / ATTACKER).exists() or not any(
+        p.is_file() for p in (workspace.home / "archive" / ATTACKER).rglob("*")
+    )
