@@ -59,7 +59,7 @@ _CONTACTS_WRITING = {
     "store_schema": False,
     "use_dictionary": [n for n, dtype in STAGED_CONTACT_SCHEMA.items() if dtype == pl.String and n != "person_ref"],
 }
-# Linkage records keyed and written this many at a time: their keyed components are long (see
+# Linkage records keyed and written at most this many at a time: their keyed components are long (see
 # ``privacy.linkage.reference_component_parts``).
 _UNITS_PART = 100_000
 # Files read whole by one reader (the units, and what the load reads): no statistics, the contacts' zstd level,

@@ -183,7 +183,8 @@ def reference_components(key: bytes, counts: pl.DataFrame) -> pl.DataFrame:
 
 
 def reference_component_parts(key: bytes, counts: pl.DataFrame, references: int) -> Iterator[pl.DataFrame]:
-    """``reference_components`` in parts of ``references`` records each, in order: each part's keyed components
+    """``reference_components`` in parts of at most ``references`` records and ``_VARIANTS_PER_PART`` surname
+    variants each (``_part_bounds``), in order: each part's keyed components
     (64 hex characters each, and a reference's every surname variant) are made only when it is taken, so
     memory holds one part of them, not the file's (a third of a gigabyte for 400,000 references), and the
     codes kept for the next parts are bounded too (``_Codebook``)."""

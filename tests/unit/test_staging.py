@@ -57,15 +57,20 @@ def test_nothing_staged_reads_as_no_batches(tmp_path: Path) -> None:
     assert list(staged_batches(tmp_path / CONTACTS_FILE, 8)) == []
 
 
-def test_linkage_units_written_part_by_part_are_the_reference_components(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _linking_file(tmp_path: Path, rows: int) -> tuple[Path, pl.DataFrame]:
+    """A linking charity's file of ``rows`` references, and the linkage records its accepted contacts give."""
     path = write_csv(
-        tmp_path / "contacts.csv", [[*row, "Smith"] for row in contact_rows(23)], header=[*HEADER, "Surname"]
+        tmp_path / "contacts.csv", [[*row, "Smith"] for row in contact_rows(rows)], header=[*HEADER, "Surname"]
     )
     collected = CollectingSink()
     check_extract(path, sink=collected)
-    expected = reference_components(KEY, identity_counts(pl.concat(collected.frames)))
+    return path, reference_components(KEY, identity_counts(pl.concat(collected.frames)))
+
+
+def test_linkage_units_written_part_by_part_are_the_reference_components(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, expected = _linking_file(tmp_path, 23)
     assert expected.height > 8
     monkeypatch.setattr(staging, "_UNITS_PART", 4)
     with StagingSink(tmp_path / "staging", tmp_path / "quarantine", linkage_key=KEY) as sink:
@@ -97,12 +102,7 @@ def test_identity_counts_are_merged_rarely_and_give_the_same_linkage_records(
 ) -> None:
     # 200 references, each a distinct identity, in batches of 5: merging the whole total at each batch past the
     # threshold would merge about 40 times; merging once as many wait as the total holds, a handful.
-    path = write_csv(
-        tmp_path / "contacts.csv", [[*row, "Smith"] for row in contact_rows(200)], header=[*HEADER, "Surname"]
-    )
-    collected = CollectingSink()
-    check_extract(path, sink=collected)
-    expected = reference_components(KEY, identity_counts(pl.concat(collected.frames)))
+    path, expected = _linking_file(tmp_path, 200)
     merges: list[int] = []
 
     def counted(counts: list[pl.DataFrame]) -> pl.DataFrame:
@@ -118,9 +118,7 @@ def test_identity_counts_are_merged_rarely_and_give_the_same_linkage_records(
 
 
 def test_a_check_that_stops_with_an_error_stages_no_contacts_and_keys_nothing(tmp_path: Path) -> None:
-    path = write_csv(
-        tmp_path / "contacts.csv", [[*row, "Smith"] for row in contact_rows(12)], header=[*HEADER, "Surname"]
-    )
+    path, _ = _linking_file(tmp_path, 12)
     staged = tmp_path / "staging"
     with pytest.raises(RuntimeError), StagingSink(staged, tmp_path / "quarantine", linkage_key=KEY) as sink:
         check_extract(path, sink=sink, options=CheckOptions(batch_size=5))
