@@ -205,7 +205,8 @@ class ContactRecord(BaseModel):
         examples=["Okafor"],
         json_schema_extra={
             "why": "With the date of birth and postcode district, recognises the same person at several "
-            "charities. Replaced by a keyed code at intake; the name itself is never stored."
+            "charities. Only its Latin letters (A to Z, accents removed) are compared, so a surname written only "
+            "in another alphabet cannot be linked. Replaced by a keyed code at intake; the name itself is never stored."
         },
     )
 
@@ -294,16 +295,23 @@ STANDARD_CONTACT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def linkage_letters(surname: str) -> str:
+    """What record linkage compares of a surname: its Latin letters, accents removed, upper case, so
+    "O'Brien-Smith" and "OBRIEN SMITH" agree. Empty for a surname with none (Иванов, 0451): such a
+    person cannot be linked, and the check warns (``W_SURNAME_NOT_LINKABLE``)."""
+    letters = "".join(c for c in unicodedata.normalize("NFKD", surname) if c.isascii() and c.isalpha()).upper()
+    # No more letters than a surname may have characters: NFKD spells some characters out ("ﬃ" is "ffi").
+    return letters[:MAX_TEXT_CHARS]
+
+
 def linkage_basis(surname: str | None, date_of_birth: dt.date | None, postcode: str | None) -> str | None:
-    """The normalised identifiers record linkage compares, ``SURNAME|YYYY-MM-DD|DISTRICT``, or None if
-    any is missing. Letters only, accents removed, upper case: "O'Brien-Smith" and "OBRIEN SMITH"
-    agree. The pipeline replaces it with a keyed code at intake and never stores it."""
+    """The normalised identifiers record linkage compares, ``SURNAME|YYYY-MM-DD|DISTRICT`` (the surname
+    as ``linkage_letters``), or None if any is missing. The pipeline replaces it with a keyed code at
+    intake and never stores it."""
     district = load_geography().postcode_district(postcode) if postcode else None
     if not (surname and date_of_birth and district):
         return None
-    letters = "".join(c for c in unicodedata.normalize("NFKD", surname) if c.isascii() and c.isalpha()).upper()
-    # No more letters than a surname may have characters: NFKD spells some characters out ("ﬃ" is "ffi").
-    letters = letters[:MAX_TEXT_CHARS]
+    letters = linkage_letters(surname)
     return f"{letters}|{date_of_birth.isoformat()}|{district}" if letters else None
 
 

@@ -294,6 +294,13 @@ _TYPES = [
         "Nothing to fix if the council is right; a postcode (or its district, such as BS1) is more precise.",
     ),
     IssueType(
+        "W_SURNAME_NOT_LINKABLE",
+        Scope.VALUE,
+        "A surname has no Latin letters, so the person cannot be linked across charities",
+        "Nothing to fix for these contacts: they are kept and counted. If your records also hold the surname in "
+        "Latin letters (A to Z, as on a passport), give that spelling (the same each time) so the person can be linked.",
+    ),
+    IssueType(
         "W_INVALID_VALUE",
         Scope.VALUE,
         "A value breaks a rule of the standard, so it was left out",

@@ -50,7 +50,10 @@ _PYTHON_WHITESPACE_RUN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PYTHON_WHIT
 # ``geography._POSTCODE``, keeping only the district.
 _DISTRICT = r"^([A-Z]{1,2}[0-9][A-Z0-9]?)(?:[0-9][A-Z]{2})?$"
 
-HAS_ISSUE, RAGGED, MODEL_CODE, AREA_AS_POSTCODE = "__has_issue", "__ragged", "__model_rule", "__area_as_postcode"
+HAS_ISSUE, RAGGED, MODEL_CODE = "__has_issue", "__ragged", "__model_rule"
+AREA_AS_POSTCODE, SURNAME_NOT_LINKABLE = "__area_as_postcode", "__surname_not_linkable"
+# The warnings only an accepted row gets (``validation._validate_row`` adds them once the model accepts it), in its order.
+_ACCEPTED_ROW_WARNINGS = (AREA_AS_POSTCODE, SURNAME_NOT_LINKABLE)
 _POSTCODE_DISTRICT = "__postcode_district"
 _POLARS_TYPES: dict[Any, pl.DataType] = {dt.date: pl.Date(), int: pl.Int64(), float: pl.Float64()}
 
@@ -264,8 +267,9 @@ def _age_band_at(date_of_birth: pl.Expr, on: pl.Expr) -> pl.Expr:
 
 
 def _linkage_letters(surname: pl.Expr) -> pl.Expr:
+    """``extract.linkage_letters``."""
     letters = surname.str.normalize("NFKD").str.replace_all("[^A-Za-z]", "").str.to_uppercase()
-    return letters.str.slice(0, MAX_TEXT_CHARS)  # as in ``extract.linkage_basis``
+    return letters.str.slice(0, MAX_TEXT_CHARS)
 
 
 def _postcode_area(district: pl.Expr, named_council: pl.Expr) -> pl.Expr:
@@ -380,9 +384,15 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> 
     )
     accepted = ~field_error & model_code.is_null()
     area_as_postcode = pl.when(accepted & pl.col(_POSTCODE_COUNCIL)).then(pl.lit("W_AREA_NAME_AS_POSTCODE"))
+    # A surname kept (not dropped) with no Latin letters to link by; a dropped one has its own warning.
+    no_letters = pl.col("surname").is_not_null() & (pl.col(_SURNAME_LETTERS) == "")
+    surname_not_linkable = pl.when(accepted & no_letters).then(pl.lit("W_SURNAME_NOT_LINKABLE"))
     ragged = pl.col("__cells") != width
     staged = staged.with_columns(
-        model_code.alias(MODEL_CODE), area_as_postcode.alias(AREA_AS_POSTCODE), ragged.alias(RAGGED)
+        model_code.alias(MODEL_CODE),
+        area_as_postcode.alias(AREA_AS_POSTCODE),
+        surname_not_linkable.alias(SURNAME_NOT_LINKABLE),
+        ragged.alias(RAGGED),
     )
     district = pl.col(_POSTCODE_DISTRICT)
     contact = {
@@ -395,7 +405,7 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> 
         "age_band": pl.coalesce(pl.col("age_band"), _age_band_at(dob, contact_date)),
         "linkage_basis": _linkage_basis(pl.col(_SURNAME_LETTERS), dob, district),
     }
-    code_columns = [f"{name}__code" for name in codes] + [MODEL_CODE, AREA_AS_POSTCODE]
+    code_columns = [f"{name}__code" for name in codes] + [MODEL_CODE, *_ACCEPTED_ROW_WARNINGS]
     return staged.select(
         (pl.col(RAGGED) | pl.any_horizontal(pl.col(c).is_not_null() for c in code_columns)).alias(HAS_ISSUE),
         RAGGED,
@@ -407,6 +417,6 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> 
 def issue_codes(checked: pl.DataFrame) -> pl.Series:
     """Each row's codes of ``validate_frame``'s result, in the order the per-row path reports them (only
     asked of the rows with an issue: a list per row costs more than all the rules)."""
-    code_columns = [c for c in checked.columns if c.endswith("__code")] + [MODEL_CODE, AREA_AS_POSTCODE]
+    code_columns = [c for c in checked.columns if c.endswith("__code")] + [MODEL_CODE, *_ACCEPTED_ROW_WARNINGS]
     every = pl.concat_list(code_columns).list.drop_nulls()
     return checked.select(pl.when(pl.col(RAGGED)).then(pl.lit(["E_RAGGED_ROW"])).otherwise(every)).to_series()

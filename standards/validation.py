@@ -28,6 +28,7 @@ from standards.extract import (
     STANDARD_CONTACT_SCHEMA,
     ContactRecord,
     StandardContact,
+    linkage_letters,
     standardise,
 )
 from standards.geography import load_geography
@@ -53,6 +54,11 @@ _EXPLANATIONS = {
     "W_NEGATIVE_AMOUNT": "is negative",
     "W_INVALID_NUMBER": "is not a whole number",
 }
+
+_NO_LATIN_LETTERS = (
+    "has no Latin letters (A to Z), so this person cannot be linked with their contacts at other charities; "
+    "the contact is kept and counted"
+)
 
 
 _DATE_PARTS = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})$")
@@ -153,6 +159,10 @@ def _validate_row(
                 issues.append(
                     _issue("W_AREA_NAME_AS_POSTCODE", row, "postcode", header_of["postcode"], raws["postcode"], detail)
                 )
+            if record.surname is not None and not linkage_letters(record.surname):
+                # A surname is never repeated in feedback, whatever it looks like: the column and row say where.
+                column = header_of["surname"]
+                issues.append(_issue("W_SURNAME_NOT_LINKABLE", row, "surname", column, None, _NO_LATIN_LETTERS))
             return RowOutcome(row, standardise(record), issues, raw)
         except ValidationError as error:
             dropped = False

@@ -385,6 +385,25 @@ def test_a_council_named_in_the_postcode_column_is_its_area_with_a_warning(tmp_p
     assert sink.contacts().get_column("local_authority_code").head(2).to_list() == ["E06000023"] * 2
 
 
+def test_a_surname_with_no_latin_letters_is_kept_unlinked_with_a_warning_that_never_shows_it(tmp_path: Path) -> None:
+    """Linkage compares a surname's Latin letters: one written only in another alphabet, or only in digits,
+    links no one, and the charity is told where without the surname being repeated."""
+    rows = [[*row, "Okafor"] for row in contact_rows(10)]
+    rows[2][6], rows[5][6] = "Иванов", "0451"  # no Latin letters: cannot be linked
+    rows[6][6], rows[7][6] = "Müller", ""  # accents are removed (linked); no surname is no warning
+    sink = CollectingSink()
+    report = check_extract(write_csv(tmp_path / "linking.csv", rows, [*HEADER, "Surname"]), sink=sink).report
+    assert (report.status, report.rows_accepted) == ("accepted_with_warnings", 10)
+    [warning] = [g for g in report.issues if g.code == "W_SURNAME_NOT_LINKABLE"]
+    assert warning.count == 2 and [(e.row, e.column) for e in warning.examples] == [(4, "Surname"), (7, "Surname")]
+    assert "Latin letters" in warning.examples[0].message and "linked" in warning.examples[0].message
+    assert all(e.value is None for e in warning.examples) and warning.values == []
+    for shown in (report.model_dump_json(), report.to_html()):
+        assert "Иванов" not in shown and "0451" not in shown
+    bases = sink.contacts().get_column("linkage_basis").to_list()
+    assert bases[2] is None and bases[5] is None and bases[6].startswith("MULLER|")
+
+
 def test_batches_judged_at_once_reach_the_sink_in_the_files_order_and_count_when_the_file_stops(
     tmp_path: Path,
 ) -> None:

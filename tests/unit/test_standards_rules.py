@@ -114,6 +114,8 @@ def _text_for(field: str) -> st.SearchStrategy[str]:
         choices += [st.sampled_from(["31/02/2026", "2026-13-01", "45000", "1/1/26"])]
     if field == "person_ref" or field == "surname":
         choices += [st.text("abcdéXY-' ﬃ", min_size=1, max_size=70), st.sampled_from(["O'Brien-Smith", "Ng", "ß"])]
+    if field == "surname":  # no Latin letters to link by (a warning), and a few Latin ones beside them
+        choices += [st.sampled_from(["Иванов", "Παπαδόπουλος", "محمد", "王", "0451", "Иванов-Smith"])]
     if field == "local_authority_code":
         choices += [st.sampled_from(["E08000025", "e08000016", "Leeds", "Bristol, City of", "E99999999", "W06000015"])]
     if field == "postcode":
@@ -244,15 +246,13 @@ def test_plain_amounts_and_postcodes_read_straight_are_what_cleaning_every_cell_
         assert _read_mostly_plain(frame, field).equals(every_cell, check_names=False, check_dtypes=True)
 
 
-def test_values_judged_once_each_are_dropped_with_what_was_derived_from_them() -> None:
-    """A postcode in a district the lookup lacks and an over-long surname are dropped (warnings), so the accepted
-    contact has no linkage basis; the same values on several rows, and valid ones beside them, are judged alike."""
-    header = ["person_ref", "contact_date", "need", "local_authority_code", "postcode", "date_of_birth", "surname"]
-    good = ["P1", "2026-01-05", "food", "E06000001", "B15 2TT", "1980-01-01", "Smith"]
-    unknown_district = [*good[:4], "ZZ9 9ZZ", *good[5:]]
-    long_surname = [*good[:6], "S" * 70]
-    council = [*good[:3], None, "Bristol, City of", *good[5:]]
-    rows = [good, unknown_district, long_surname, good, unknown_district, long_surname, council]
+_LINKING_HEADER = ["person_ref", "contact_date", "need", "local_authority_code", "postcode", "date_of_birth", "surname"]
+_LINKING_ROW = ["P1", "2026-01-05", "food", "E06000001", "B15 2TT", "1980-01-01", "Smith"]
+
+
+def _linking_batch(rows: list[list[str | None]]) -> tuple[pl.DataFrame, ColumnPlan]:
+    """A linking charity's rows in the standard's own columns (ISO dates), normalised as a check would."""
+    header = _LINKING_HEADER
     batch = pl.DataFrame(
         {f"c{i}": [row[i] for row in rows] for i in range(len(header))},
         schema=dict.fromkeys([f"c{i}" for i in range(len(header))], pl.String),
@@ -261,9 +261,36 @@ def test_values_judged_once_each_are_dropped_with_what_was_derived_from_them() -
     )
     plan = ColumnPlan(header=header, fields={name: i for i, name in enumerate(header)})
     dates = {f: DateReading(ISO_FORMATS) for f in ("contact_date", "date_of_birth")}
-    normalised = normalise_batch(batch, plan, CharityMapping(), dates)
+    return normalise_batch(batch, plan, CharityMapping(), dates), plan
+
+
+def test_values_judged_once_each_are_dropped_with_what_was_derived_from_them() -> None:
+    """A postcode in a district the lookup lacks and an over-long surname are dropped (warnings), so the accepted
+    contact has no linkage basis; the same values on several rows, and valid ones beside them, are judged alike."""
+    good = _LINKING_ROW
+    unknown_district = [*good[:4], "ZZ9 9ZZ", *good[5:]]
+    long_surname = [*good[:6], "S" * 70]
+    council = [*good[:3], None, "Bristol, City of", *good[5:]]
+    rows = [good, unknown_district, long_surname, good, unknown_district, long_surname, council]
+    normalised, plan = _linking_batch(rows)
     assert_agree(normalised, plan)
     expected = ["SMITH|1980-01-01|B15", None, None] * 2 + [None]
     assert validate_batch(normalised, plan).contacts.get_column("linkage_basis").to_list() == expected
     # The batch's own contact columns too (used for the rows without an issue): a dropped value derives nothing.
-    assert validate_frame(normalised, header, len(header)).get_column("linkage_basis").to_list() == expected
+    checked = validate_frame(normalised, _LINKING_HEADER, len(_LINKING_HEADER))
+    assert checked.get_column("linkage_basis").to_list() == expected
+
+
+def test_a_surname_with_no_latin_letters_is_warned_of_alike_by_both_paths() -> None:
+    """A surname with no Latin letters gives no linkage basis and a warning on its accepted row; one too long is
+    dropped with its own warning only, and a row rejected for another reason gets no linkage warning."""
+    surnames = ["Иванов", "0451", "Smith", "Иванов-Smith", "Ж" * 70, "王"]
+    rows = [[*_LINKING_ROW[:6], surname] for surname in surnames]
+    rows.append(["P2", "2026-01-05", "Fod", *_LINKING_ROW[3:6], "Иванов"])  # rejected: an unknown need
+    normalised, plan = _linking_batch(rows)
+    assert_agree(normalised, plan)
+    codes = issue_codes(validate_frame(normalised, list(plan.fields), len(plan.header))).to_list()
+    linkage = ["W_SURNAME_NOT_LINKABLE"]
+    assert codes == [linkage, linkage, [], [], ["W_VALUE_TOO_LONG"], linkage, ["E_UNKNOWN_CODE"]]
+    bases = validate_batch(normalised, plan).contacts.get_column("linkage_basis").to_list()
+    assert bases == [None, None, "SMITH|1980-01-01|B15", "SMITH|1980-01-01|B15", None, None]
