@@ -11,7 +11,7 @@ import assets
 from assets.resources import resources_for
 from collab.workspace import Workspace
 from pipelines.jobs import release_job, submission_job
-from pipelines.sensors import landing_zone_sensor, quarter_release_sensor
+from pipelines.sensors import landing_zone_sensor, quarter_release_sensor, warehouse_pool_sensor
 
 
 def build_definitions(workspace: Workspace) -> Definitions:
@@ -20,7 +20,7 @@ def build_definitions(workspace: Workspace) -> Definitions:
         assets=load_assets_from_package_module(assets),
         asset_checks=load_asset_checks_from_package_module(assets),
         jobs=[submission_job, release_job],
-        sensors=[landing_zone_sensor, quarter_release_sensor],
+        sensors=[landing_zone_sensor, quarter_release_sensor, warehouse_pool_sensor],
         resources=resources_for(workspace),
     )
 

@@ -52,20 +52,19 @@ from collab.submissions import (
 )
 from collab.warehouse import audit, connect, stale_quarters, unreleased_complete_quarters
 from collab.workspace import Workspace
+from pipelines.warehouse_pool import (
+    RUNNER_PROCESS_TAG,
+    RUNNER_TAG,
+    keep_warehouse_pool_moving,
+    owner_dead,
+    release_abandoned_warehouse_slots,
+    runner_tags,
+)
 from pipelines.worker_server import stop_worker_server, worker_processes
 from privacy.release import latest_release
 from standards.check import new_reference
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-# Every run this process executes in process says which machine and process ran it, so a later run can
-# tell a run still going from one whose process was killed.
-RUNNER_TAG = "collab/runner-host"
-RUNNER_PROCESS_TAG = "collab/runner-process"
-
-
-def runner_tags() -> dict[str, str]:
-    return {RUNNER_TAG: socket.gethostname(), RUNNER_PROCESS_TAG: _runner_id()}
-
 
 Progress = Callable[[str], None]
 
@@ -529,35 +528,6 @@ def run_lock(workspace: Workspace) -> Iterator[None]:
         yield
 
 
-def _runner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_dead(owner: str) -> bool:
-    """Whether the process named by a run's ``host:pid`` owner tag ran on this machine and has ended
-    (a run of another machine, or of the daemon, cannot be judged here and is left to Dagster)."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return _ended_uncollected(int(pid))
-
-
-def _ended_uncollected(pid: int) -> bool:
-    """Whether the process has ended and only waits for its parent to collect it (a zombie, which signals still
-    reach): a killed run's workers can stay so for a while. Read from Linux's /proc; elsewhere never."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] == "Z"  # the state follows the command, which may hold anything
-
-
 def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
     """Mark failed the runs a `collab run` process created or started on this machine and died in (they stay
     NOT_STARTED or STARTED for ever otherwise, and a run that looks going keeps its file from being taken up);
@@ -572,7 +542,7 @@ def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
         )
     ):
         owner = run.tags.get(RUNNER_PROCESS_TAG, "")
-        if _owner_dead(owner):
+        if owner_dead(owner):
             instance.report_run_failed(
                 run, message=f"the `collab run` process {owner} running it ended without finishing it"
             )
@@ -582,19 +552,6 @@ def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
 
 # How often runs waiting for the `warehouse` pool are looked after (``keep_warehouse_pool_moving``).
 POOL_CHECK_SECONDS = 10.0
-
-
-def keep_warehouse_pool_moving(instance: DagsterInstance) -> list[str]:
-    """Free the slots of runs whose process has died (``release_abandoned_warehouse_slots``), and give a free slot
-    to the first step waiting for one if none has it. Dagster's SQL storage checks for a free slot and queues a
-    waiting step in two statements: a slot freed between them wakes no one, and that step, with every later
-    load, would wait for ever (seen once when runs were killed at random). Returns the runs whose slots were freed."""
-    freed = release_abandoned_warehouse_slots(instance)
-    storage = instance.event_log_storage
-    info = storage.get_concurrency_info(WAREHOUSE_POOL)
-    if info.pending_step_count > info.assigned_step_count and storage.has_unassigned_slots(WAREHOUSE_POOL):
-        storage.assign_pending_steps([WAREHOUSE_POOL])
-    return freed
 
 
 @contextlib.contextmanager
@@ -614,23 +571,3 @@ def _warehouse_pool_looked_after(instance: DagsterInstance) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
-
-
-def release_abandoned_warehouse_slots(instance: DagsterInstance) -> list[str]:
-    """Free the ``warehouse`` pool's slots held by runs whose process has died, marking those runs failed.
-
-    A run executed in process frees its slot when it ends, but not when its process is killed (Ctrl-C
-    twice, the OOM killer): the pool's one slot would stay claimed and every later load would wait for
-    ever. Runs whose process cannot be checked here (another machine, the daemon's) are left to Dagster.
-    """
-    info = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
-    freed = []
-    for run_id in sorted(info.active_run_ids | info.pending_run_ids | info.assigned_run_ids):
-        run = instance.get_run_by_id(run_id)
-        if run is not None and not run.is_finished:
-            if not _owner_dead(run.tags.get(RUNNER_PROCESS_TAG, "")):
-                continue
-            instance.report_run_failed(run, "Its process ended before the run finished; its warehouse slot was freed.")
-        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
-        freed.append(run_id)
-    return freed

@@ -1,4 +1,5 @@
-"""Sensors: new landed files become submission runs; ended quarters become releases."""
+"""Sensors: new landed files become submission runs; ended quarters become releases; the `warehouse` pool is
+kept moving."""
 
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from collab.states import mirror_states, unfinished
 from collab.warehouse import connect, unreleased_complete_quarters
 from collab.workspace import Workspace
 from pipelines.jobs import release_job, submission_job
+from pipelines.warehouse_pool import keep_warehouse_pool_moving
 
 # Runs of one landed file the sensor asks for before leaving it to an analyst (each failed before receiving it).
 MAX_ATTEMPTS = 3
@@ -107,3 +109,26 @@ def quarter_release_sensor(
         run_requests=[RunRequest(run_key=f"release-{q}", partition_key=q) for q in quarters],
         dynamic_partitions_requests=[quarter_partitions.build_add_request(quarters)],
     )
+
+
+# As often as the landing zone is listed: a load stalled behind a dead run waits about as long as a new file does.
+@sensor(minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING)
+def warehouse_pool_sensor(context: SensorEvaluationContext) -> SkipReason:
+    """Keep the ``warehouse`` pool moving for the daemon's runs, as `collab run` does for its own
+    (``keep_warehouse_pool_moving``): free the slot held or awaited by a run that has finished (a daemon's run
+    whose worker was killed is marked failed by the code server that started it, its slot still claimed) or
+    whose `collab run` process has ended, and give a free slot to a step left waiting beside it. It requests no
+    runs, so its ticks say what it freed.
+
+    Safe wherever the code server evaluating it runs: an unfinished run is judged dead only by an owner tag naming
+    an ended process of this machine and PID namespace (``owner_dead``), so a run going on another machine or in
+    another container, or a daemon's run (no owner tag), keeps its slot. A daemon's run left STARTED because its
+    code server died with its worker therefore keeps the slot until an analyst terminates it in the UI; the next
+    tick frees it. Assumes a run marked finished no longer writes the warehouse.
+    """
+    freed = keep_warehouse_pool_moving(context.instance)
+    if not freed:
+        return SkipReason("No run whose process ended holds or waits for the warehouse slot.")
+    message = f"Freed the warehouse slot held or awaited by {len(freed)} ended run(s): {', '.join(freed)}."
+    context.log.warning(message)
+    return SkipReason(message)

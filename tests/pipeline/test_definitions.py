@@ -30,7 +30,11 @@ def test_definitions_hold_every_asset_check_job_and_sensor(tmp_path: Path) -> No
         "check_warehouse_contacts_minimised",
     ]
     assert sorted(job.name for job in loaded.jobs or []) == ["release_job", "submission_job"]
-    assert sorted(sensor.name for sensor in loaded.sensors or []) == ["landing_zone_sensor", "quarter_release_sensor"]
+    assert sorted(sensor.name for sensor in loaded.sensors or []) == [
+        "landing_zone_sensor",
+        "quarter_release_sensor",
+        "warehouse_pool_sensor",
+    ]
     assert sorted(loaded.resources or {}) == ["landing_zone", "warehouse", "workspace"]
 
 

@@ -1,5 +1,6 @@
-"""Runs of a `collab run` that died: a run killed while holding the `warehouse` pool's one slot must not stall
-every later load, and a run created but never started must not keep its file from being taken up."""
+"""Runs that died: a run killed while holding the `warehouse` pool's one slot must not stall every later load,
+whether `collab run` or the daemon started it, and a run created but never started must not keep its file from
+being taken up."""
 
 from __future__ import annotations
 
@@ -11,18 +12,20 @@ import uuid
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, DefaultSensorStatus, SkipReason, build_sensor_context
 
 from assets.partitions import run_going
 from assets.resources import WAREHOUSE_POOL
 from collab.workspace import Workspace
 from pipelines import runner
-from pipelines.runner import (
+from pipelines.runner import fail_abandoned_runs
+from pipelines.sensors import warehouse_pool_sensor
+from pipelines.warehouse_pool import (
     RUNNER_PROCESS_TAG,
     RUNNER_TAG,
-    _owner_dead,
-    fail_abandoned_runs,
     keep_warehouse_pool_moving,
+    owner_dead,
+    owner_tag,
     release_abandoned_warehouse_slots,
 )
 
@@ -30,16 +33,26 @@ from pipelines.runner import (
 def _started_run(
     instance: DagsterInstance, pid: int, status: DagsterRunStatus = DagsterRunStatus.STARTED, partition: str = "p"
 ) -> str:
+    """A run `collab run`'s process ``pid`` executes."""
+    return _run_owned_by(instance, owner_tag(pid), status, partition)
+
+
+def _run_owned_by(
+    instance: DagsterInstance, owner: str, status: DagsterRunStatus = DagsterRunStatus.STARTED, partition: str = "p"
+) -> str:
+    tags = {RUNNER_TAG: socket.gethostname(), RUNNER_PROCESS_TAG: owner, "dagster/partition": partition}
+    return _add_run(instance, status, tags)
+
+
+def _daemon_run(instance: DagsterInstance, status: DagsterRunStatus) -> str:
+    """A run the daemon launched for the landing sensor: its worker is a child of the code server, tagged with
+    no process of ours."""
+    return _add_run(instance, status, {"dagster/sensor_name": "landing_zone_sensor", "dagster/partition": "p"})
+
+
+def _add_run(instance: DagsterInstance, status: DagsterRunStatus, tags: dict[str, str]) -> str:
     run_id = str(uuid.uuid4())
-    host = socket.gethostname()
-    instance.add_run(
-        DagsterRun(
-            job_name="submission_job",
-            run_id=run_id,
-            status=status,
-            tags={RUNNER_TAG: host, RUNNER_PROCESS_TAG: f"{host}:{pid}", "dagster/partition": partition},
-        )
-    )
+    instance.add_run(DagsterRun(job_name="submission_job", run_id=run_id, status=status, tags=tags))
     return run_id
 
 
@@ -110,8 +123,8 @@ def test_a_process_that_ended_but_was_not_collected_is_dead() -> None:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     try:
-        assert _owner_dead(f"{socket.gethostname()}:{ended.pid}")
-        assert not _owner_dead(f"{socket.gethostname()}:{os.getpid()}")
+        assert owner_dead(owner_tag(ended.pid))
+        assert not owner_dead(owner_tag(os.getpid()))
     finally:
         ended.wait()
 
@@ -148,3 +161,60 @@ def test_a_slot_held_by_a_run_whose_process_dies_later_is_freed_while_this_run_w
                 assert time.monotonic() < deadline, "the dead run's slot was never freed"
                 time.sleep(0.05)
         assert instance.get_run_by_id(held).status == DagsterRunStatus.FAILURE
+
+
+def test_the_daemons_sensor_frees_the_slot_of_runs_whose_process_ended_then_has_nothing_to_do(
+    workspace: Workspace,
+) -> None:
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    with DagsterInstance.get() as instance:
+        instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
+        # The daemon's run whose worker was killed holding the slot: the code server that started the worker marks
+        # the run failed, and nothing frees its slot.
+        crashed = _daemon_run(instance, DagsterRunStatus.FAILURE)
+        killed = _started_run(instance, ended.pid)  # a `collab run` worker killed while it waited for the slot
+        waiting = _daemon_run(instance, DagsterRunStatus.STARTED)
+        assert _claims(instance, crashed)
+        assert not _claims(instance, killed)
+        assert not _claims(instance, waiting)
+
+        freed = warehouse_pool_sensor(build_sensor_context(instance=instance))
+        assert isinstance(freed, SkipReason)
+        assert crashed in str(freed.skip_message) and killed in str(freed.skip_message)
+        assert _claims(instance, waiting)
+        assert instance.get_run_by_id(killed).status == DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(waiting).status == DagsterRunStatus.STARTED
+
+        again = warehouse_pool_sensor(build_sensor_context(instance=instance))
+        assert isinstance(again, SkipReason)
+        assert again.skip_message == "No run whose process ended holds or waits for the warehouse slot."
+
+
+def test_the_sensor_leaves_the_slot_of_a_live_run_and_of_runs_whose_process_it_cannot_see(
+    workspace: Workspace,
+) -> None:
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    with DagsterInstance.get() as instance:
+        instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
+        live = _started_run(instance, os.getpid())
+        unseen = [
+            _daemon_run(instance, DagsterRunStatus.STARTED),  # its worker is the code server's
+            _run_owned_by(instance, f"elsewhere.example:{ended.pid}"),  # another machine
+            # This machine's name but another PID namespace (a container on the host's network): the number is
+            # not ours to look up, though no process of ours has it.
+            _run_owned_by(instance, f"{socket.gethostname()}/pid:[1]:{ended.pid}"),
+        ]
+        assert _claims(instance, live)
+        assert not any(_claims(instance, run_id) for run_id in unseen)
+
+        kept = warehouse_pool_sensor(build_sensor_context(instance=instance))
+        assert isinstance(kept, SkipReason)
+        assert kept.skip_message == "No run whose process ended holds or waits for the warehouse slot."
+        assert not any(_claims(instance, run_id) for run_id in unseen)  # the live run still holds the slot
+        assert {instance.get_run_by_id(run_id).status for run_id in [live, *unseen]} == {DagsterRunStatus.STARTED}
+
+
+def test_the_daemon_looks_after_the_pool_without_being_switched_on() -> None:
+    assert warehouse_pool_sensor.default_status == DefaultSensorStatus.RUNNING
