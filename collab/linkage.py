@@ -1,11 +1,12 @@
 """Record linkage in the warehouse: the linkage units of the charities that link records, and their clusters.
 
 A unit is one reference at a linking charity, named by its person_key, with the keyed components of
-its identity (``privacy.minimise.LINKAGE_UNIT_SCHEMA``). A load stores its submission's units and
-relinks in the transaction that swaps its contacts in (``collab.warehouse.load_submission``), under
-the warehouse's one writer: contacts, units and clusters change together or not at all, and no
-release ever reads contacts whose units are not clustered. The view ``contact_units`` gives each
-contact its privacy unit from ``linkage_clusters``.
+its identity (``privacy.minimise.LINKAGE_UNIT_SCHEMA``). A load stores its submission's units, removes
+those of the references it carries without an identity (``store_units``), and relinks, in the transaction
+that swaps its contacts in (``collab.warehouse.load_submission``), under the warehouse's one writer:
+contacts, units and clusters change together or not at all, and no release ever reads contacts whose
+units are not clustered. The view ``contact_units`` gives each contact its privacy unit from
+``linkage_clusters``.
 
 Relinking is incremental, and gives the clusters a full relink would (``privacy.clustering.relink_clusters``
 on the fixed weights). A unit without a row in ``linkage_clusters`` awaits linking: a new unit, a unit
@@ -53,13 +54,24 @@ class RelinkResult:
     relinked: bool
 
 
-def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame | Path) -> int:
+def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame | Path, *, carried: str | None = None) -> int:
     """Insert each unit, replacing its earlier components (a reference's latest submission describes it).
 
     ``units``: the rows, or a Parquet file of them, which DuckDB reads itself (a large submission's units, read
     in one statement, are written to the database file as they come rather than held in memory until commit).
     A unit that is new or whose components changed awaits the next ``relink``, and so does the rest of
-    the cluster it was in."""
+    the cluster it was in.
+
+    ``carried``, if given, is a query of the person_keys of the submission's contacts (column ``person_key``):
+    the unit of a reference the submission carries but does not describe is removed, and the rest of its
+    cluster awaits the next ``relink``. Its latest submission gives it no identity (the charity withdrew or
+    no longer records it), so no earlier one may go on linking it. Latest means last loaded, as for
+    components: a load replaces the charity's rows of its own quarters only, so the reference may keep rows
+    of an earlier quarter whose submission described it; but it has one unit, holding the last load's
+    description (the earlier one is already overwritten), and keeping it would leave a withdrawn identity
+    linking until every quarter that gave it was sent again. A reference the submission does not carry keeps
+    its unit: its rows of other quarters still stand (``relink`` drops the unit once no contact carries it).
+    """
     incoming = (
         con.read_parquet(str(units))
         if isinstance(units, Path)
@@ -75,6 +87,11 @@ def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame | Path) -> i
         raise ValueError("linkage units must each have their own unit_key")
     same = " AND ".join(f"i.{c} IS NOT DISTINCT FROM u.{c}" for c in (*COMPONENTS, VARIANTS))
     _unlink(con, f"SELECT unit_key FROM incoming_units i JOIN linkage_units u USING (unit_key) WHERE NOT ({same})")
+    if carried is not None:
+        # NOT IN is safe: an incoming unit_key is never null (a null would have failed the count above).
+        withdrawn = f"unit_key IN ({carried}) AND unit_key NOT IN (SELECT unit_key FROM incoming_units)"
+        _unlink(con, f"SELECT unit_key FROM linkage_units WHERE {withdrawn}")
+        con.execute(f"DELETE FROM linkage_units WHERE {withdrawn}")
     # Not INSERT OR REPLACE: under the load's memory limit it runs out of memory on a large submission's units.
     con.execute("DELETE FROM linkage_units WHERE unit_key IN (SELECT unit_key FROM incoming_units)")
     con.execute("INSERT INTO linkage_units BY NAME SELECT * FROM incoming_units")

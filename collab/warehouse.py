@@ -22,7 +22,7 @@ from collab.faults import crash_point
 from collab.linkage import LinkagePolicy, RelinkResult, relink, store_units
 from collab.schema import migrate
 from privacy.clustering import SplinkMemory
-from privacy.minimise import WAREHOUSE_SCHEMA
+from privacy.minimise import LINKAGE_UNIT_SCHEMA, WAREHOUSE_SCHEMA
 
 # DuckDB's memory while a load moves its rows; beyond it, DuckDB spills to disk.
 LOAD_MEMORY_LIMIT = "128MB"
@@ -82,8 +82,9 @@ def load_submission(
     commit), so memory stays flat whatever the file's size, and ``contacts`` changes all at once or not at all.
 
     With a ``linkage`` policy, the same transaction stores the submission's linkage ``units`` (rows, or a
-    Parquet file of them: ``collab.linkage.store_units``) and relinks (``collab.linkage``), so the privacy
-    units always match the contacts.
+    Parquet file of them; None if it gives no reference an identity), removes the units of the references
+    its contacts carry but its units do not describe (``collab.linkage.store_units``) and relinks
+    (``collab.linkage``), so the privacy units always match the contacts.
     """
     con.execute("SET memory_limit = $limit", {"limit": LOAD_MEMORY_LIMIT})
     try:
@@ -104,8 +105,13 @@ def load_submission(
             linked = None
             if linkage is not None:
                 con.execute("SET memory_limit = $limit", {"limit": LINK_MEMORY_LIMIT})
-                if units is not None:
-                    store_units(con, units)
+                # A submission that gives none of its references an identity has no units, yet still
+                # withdraws the units of those it carries.
+                store_units(
+                    con,
+                    units if units is not None else pl.DataFrame(schema=LINKAGE_UNIT_SCHEMA),
+                    carried="SELECT person_key FROM incoming_contacts",
+                )
                 # Splink's own database is bounded too, spilling beside the warehouse's spill directory (not in
                 # it: DuckDB makes that directory only when it first spills, and one level deep only).
                 spill = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] + ".splink"

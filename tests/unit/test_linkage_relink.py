@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -11,13 +12,20 @@ import pytest
 
 from collab.linkage import LinkagePolicy, relink, store_units
 from collab.schema import migrate
+from collab.warehouse import LoadResult, load_submission
 from privacy import clustering
 from privacy.linkage import DEFAULT_THRESHOLD, keyed_components
-from privacy.minimise import minimise_units
+from privacy.minimise import WAREHOUSE_SCHEMA, minimise_units
+from privacy.pseudonymise import person_keys
+from standards import STANDARD_VERSION
 from standards.extract import linkage_basis
 
 KEY = bytes(range(32))
 BOTH = LinkagePolicy(linking=("a", "b"), threshold=DEFAULT_THRESHOLD)
+Identity = tuple[str, dt.date, str]
+OKAFOR: Identity = ("Okafor", dt.date(1980, 1, 2), "BS1 4AA")
+OKAFRO: Identity = ("Okafro", dt.date(1980, 1, 2), "BS5 4AA")  # Okafor at another charity, with slips
+NOWAK: Identity = ("Nowak", dt.date(1975, 3, 4), "LS1 1AA")
 
 
 def _warehouse() -> duckdb.DuckDBPyConnection:
@@ -128,3 +136,105 @@ def test_units_without_the_warehouse_schema_are_refused() -> None:
     migrate(con)
     with pytest.raises(ValueError, match="warehouse schema"):
         store_units(con, pl.DataFrame({"unit_key": ["k"], "surname": ["OKAFOR"]}))
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    charity: str,
+    submission: str,
+    quarter: str,
+    references: dict[str, Identity | None],
+    files: Path,
+) -> LoadResult:
+    """A load of ``charity``'s ``submission`` by ``load_submission``: a contact in ``quarter`` for each reference,
+    and a linkage unit for each one given an identity (no units at all when none is: staging writes none)."""
+    keys = person_keys(KEY, charity, pl.Series(list(references), dtype=pl.String))
+    given = {
+        "submission_id": pl.lit(submission),
+        "charity_id": pl.lit(charity),
+        "person_key": pl.col("person_key"),
+        "quarter": pl.lit(quarter),
+        "linked": pl.Series([identity is not None for identity in references.values()]),
+    }
+    contacts = files / f"{submission}.parquet"
+    keys.to_frame().select(
+        given.get(name, pl.lit(None)).cast(dtype).alias(name) for name, dtype in WAREHOUSE_SCHEMA.items()
+    ).write_parquet(contacts)
+    described = {ref: identity for ref, identity in references.items() if identity is not None}
+    units = None
+    if described:
+        keyed = keyed_components(KEY, pl.Series([linkage_basis(*identity) for identity in described.values()]))
+        refs = pl.DataFrame({"person_ref": list(described)})
+        units = minimise_units(
+            pl.concat([refs, keyed], how="horizontal"), key=KEY, charity_id=charity, submission_id=submission
+        )
+    return load_submission(
+        con,
+        submission_id=submission,
+        charity_id=charity,
+        file_name=f"{submission}.csv",
+        sha256="0" * 64,
+        received_at=dt.datetime(2026, 7, 1, tzinfo=dt.UTC),
+        contacts=contacts,
+        standard_version=STANDARD_VERSION,
+        units=units,
+        linkage=BOTH,
+    )
+
+
+def _key(charity: str, ref: str) -> str:
+    return person_keys(KEY, charity, pl.Series([ref])).item()
+
+
+def _cluster_of(con: duckdb.DuckDBPyConnection, unit_key: str) -> list[str]:
+    return con.execute(
+        """
+        SELECT list(unit_key ORDER BY unit_key) FROM linkage_clusters
+        WHERE cluster_key = (SELECT cluster_key FROM linkage_clusters WHERE unit_key = $unit)
+        """,
+        {"unit": unit_key},
+    ).fetchall()[0][0]
+
+
+@pytest.mark.parametrize(
+    ("quarter", "described_too"),
+    [("2026Q1", {"A2": NOWAK}), ("2026Q2", {})],
+    ids=["its quarter replaced, another reference described", "a later quarter, no reference described"],
+)
+def test_a_reference_its_charitys_latest_load_gives_no_identity_loses_its_unit_and_its_links(
+    tmp_path: Path, quarter: str, described_too: dict[str, Identity]
+) -> None:
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    migrate(con)
+    _load(con, "a", "a-1", "2026Q1", {"A1": OKAFOR, "A2": NOWAK}, tmp_path)
+    _load(con, "b", "b-1", "2026Q1", {"B1": OKAFRO}, tmp_path)
+    a1, b1 = _key("a", "A1"), _key("b", "B1")
+    assert _cluster_of(con, b1) == sorted([a1, b1])
+    # a still has A1 (in a 2026Q2 file, a-1's 2026Q1 rows of A1 stay too), but no longer says who A1 is.
+    withdrawn = _load(con, "a", "a-2", quarter, {"A1": None, **described_too}, tmp_path)
+    assert withdrawn.linkage is not None and withdrawn.linkage.relinked
+    assert con.execute("SELECT count(*) FROM linkage_units WHERE unit_key = $a1", {"a1": a1}).fetchall() == [(0,)]
+    assert _cluster_of(con, b1) == [b1]
+    assert con.execute("SELECT DISTINCT unit_key FROM contact_units WHERE person_key = $a1", {"a1": a1}).fetchall() == [
+        (a1,)
+    ]
+    # Described again, A1 links again: the clusters follow the latest data, not what was withdrawn before.
+    _load(con, "a", "a-3", quarter, {"A1": OKAFOR, **described_too}, tmp_path)
+    assert _cluster_of(con, b1) == sorted([a1, b1])
+
+
+def test_a_reference_described_again_or_not_carried_by_a_later_load_keeps_its_unit_and_cluster(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    migrate(con)
+    _load(con, "a", "a-1", "2026Q1", {"A1": OKAFOR, "A2": NOWAK}, tmp_path)
+    _load(con, "b", "b-1", "2026Q1", {"B1": OKAFRO}, tmp_path)
+    a1, b1 = _key("a", "A1"), _key("b", "B1")
+    clusters = con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall()
+    # A1 as before, in a-2's 2026Q2; A2 is not in it, and its 2026Q1 rows (and identity) in a-1 stand.
+    again = _load(con, "a", "a-2", "2026Q2", {"A1": OKAFOR}, tmp_path)
+    assert again.linkage is not None and not again.linkage.relinked
+    assert con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall() == clusters
+    assert _cluster_of(con, b1) == sorted([a1, b1])
+    assert con.execute("SELECT unit_key, submission_id FROM linkage_units ORDER BY ALL").fetchall() == sorted(
+        [(a1, "a-2"), (_key("a", "A2"), "a-1"), (b1, "b-1")]
+    )
