@@ -146,13 +146,15 @@ def submission_quality(
         return
     staging = submission_dir(ws, manifest.submission_id)
     intake = ws.settings.intake
+    charity = workspace.registry.find(manifest.charity_id)
+    links_records = charity is not None and charity.linkage
     options = CheckOptions(
         max_row_error_share=intake.max_row_error_share,
         batch_size=intake.batch_rows,
         limits=ReadLimits(max_columns=intake.max_columns, max_rows=intake.max_rows),
+        links_records=links_records,
     )
-    charity = workspace.registry.find(manifest.charity_id)
-    linkage_key = ws.key() if charity is not None and charity.linkage else None
+    linkage_key = ws.key() if links_records else None
     try:
         with StagingSink(staging, ws.quarantine / manifest.submission_id, linkage_key=linkage_key) as sink:
             result = check_extract(

@@ -38,6 +38,10 @@ class CheckOptions:
     max_row_error_share: float = 0.2
     batch_size: int = 100_000
     limits: ReadLimits = field(default_factory=ReadLimits)
+    # Whether the charity takes part in record linkage: only then is a surname it cannot link worth a warning.
+    # True unless the caller knows the charity (the pipeline, the portal): a charity checking its own file with
+    # ``collab check`` is assumed to link, as new charities do by default (``collab charity add``).
+    links_records: bool = True
 
 
 class ContactSink(Protocol):
@@ -129,7 +133,8 @@ def check_extract(
 
         def judge(batch: pl.DataFrame) -> tuple[dict[str, int | None], BatchOutcome]:
             normalised = normalise_batch(batch, plan, mapping, dates)
-            return screen.count(batch, normalised), validate_batch(normalised, plan)
+            counts = screen.count(batch, normalised)
+            return counts, validate_batch(normalised, plan, links_records=options.links_records)
 
         def take(counts: dict[str, int | None], judged: BatchOutcome) -> None:
             """What is kept of a judged batch, in the file's order."""

@@ -316,11 +316,12 @@ def once_per_value(frame: pl.DataFrame, keys: list[str], *stages: dict[str, pl.E
     return [joined.get_column(name) for name in stages[-1]]
 
 
-def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> pl.DataFrame:
+def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int, *, links_records: bool) -> pl.DataFrame:
     """Whether each row has an issue (``__has_issue``), the code each rule gives it (see ``issue_codes``),
     and its standardised contact's columns (meaningful where the row is accepted).
 
-    ``normalised`` is ``normalise_batch``'s output for the fields in ``planned``.
+    ``normalised`` is ``normalise_batch``'s output for the fields in ``planned``; ``links_records`` is
+    ``validation.validate_rows``'s.
     """
     empty = pl.lit(None, pl.String)
     codes: dict[str, pl.Expr] = {}
@@ -384,9 +385,12 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int) -> 
     )
     accepted = ~field_error & model_code.is_null()
     area_as_postcode = pl.when(accepted & pl.col(_POSTCODE_COUNCIL)).then(pl.lit("W_AREA_NAME_AS_POSTCODE"))
-    # A surname kept (not dropped) with no Latin letters to link by; a dropped one has its own warning.
+    # A surname kept (not dropped) with no Latin letters to link by; a dropped one has its own warning. Only a
+    # charity that links records is told: for one that does not, no surname is linked anyway.
     no_letters = pl.col("surname").is_not_null() & (pl.col(_SURNAME_LETTERS) == "")
-    surname_not_linkable = pl.when(accepted & no_letters).then(pl.lit("W_SURNAME_NOT_LINKABLE"))
+    surname_not_linkable = (
+        pl.when(accepted & no_letters).then(pl.lit("W_SURNAME_NOT_LINKABLE")) if links_records else empty
+    )
     ragged = pl.col("__cells") != width
     staged = staged.with_columns(
         model_code.alias(MODEL_CODE),

@@ -100,21 +100,31 @@ class RowOutcome:
     raw: dict[str, str | None] = field(default_factory=dict)
 
 
-def _issue(code: str, row: int, field: str | None, column: str | None, value: Any, detail: str) -> Issue:
-    """An issue whose message quotes the value, unless the value looks like personal data.
+def _hidden_as(field: str | None, value: Any) -> str | None:
+    """What a value never shown in feedback is called instead ("a surname", "a value that looks like a phone
+    number"), or None for a value that is shown.
 
-    A postcode is what the postcode column is for, so a postcode there is shown: the charity needs
-    to see which one failed.
+    A surname is personal data whatever it looks like (no pattern of personal data recognises "Okafor"), so
+    one is never shown. A postcode is what the postcode column is for, so a postcode there is shown: the
+    charity needs to see which one failed.
     """
-    explanation = _explanation(code, field, value, detail)
+    if field == "surname":
+        return "a surname"
     kind = personal_data_in(value) if isinstance(value, str) and field != "postcode" else None
-    shown = None if kind else shorten(value)
+    return None if kind is None else f"a value that looks like {kind}"
+
+
+def _issue(code: str, row: int, field: str | None, column: str | None, value: Any, detail: str) -> Issue:
+    """An issue whose message quotes the value, unless it is a surname or looks like personal data."""
+    explanation = _explanation(code, field, value, detail)
+    hidden_as = _hidden_as(field, value)
+    shown = None if hidden_as else shorten(value)
     if column is None or field is None:
         message = (
             f"This row {explanation}." if code == "E_RAGGED_ROW" else explanation[0].upper() + explanation[1:] + "."
         )
-    elif kind is not None:
-        message = f"'{column}': a value that looks like {kind} (not shown here) {explanation}."
+    elif hidden_as is not None:
+        message = f"'{column}': {hidden_as} (not shown here) {explanation}."
     elif shown is None:
         message = f"'{column}' {explanation}."
     else:
@@ -122,8 +132,11 @@ def _issue(code: str, row: int, field: str | None, column: str | None, value: An
     return Issue(code=code, message=message, row=row, column=column, value=shown, field=field)
 
 
-def validate_rows(normalised: pl.DataFrame, plan: ColumnPlan) -> Iterator[RowOutcome]:
-    """Validate each row; yield its standardised contact (or None if rejected) and its issues."""
+def validate_rows(normalised: pl.DataFrame, plan: ColumnPlan, *, links_records: bool) -> Iterator[RowOutcome]:
+    """Validate each row; yield its standardised contact (or None if rejected) and its issues.
+
+    ``links_records``: whether the charity takes part in record linkage, so a surname it cannot link is worth a
+    warning (``W_SURNAME_NOT_LINKABLE``)."""
     width = len(plan.header)
     header_of = {name: column_label(plan.header, position) for name, position in plan.fields.items()}
     fields = list(plan.fields)
@@ -139,7 +152,7 @@ def validate_rows(normalised: pl.DataFrame, plan: ColumnPlan) -> Iterator[RowOut
             continue
         # A value the normaliser could not read stays as its text, so validation names the rule it breaks.
         values = {name: raws[name][index] if columns[name][index] is None else columns[name][index] for name in fields}
-        yield _validate_row(row, values, {name: raws[name][index] for name in fields}, header_of, raw)
+        yield _validate_row(row, values, {name: raws[name][index] for name in fields}, header_of, raw, links_records)
 
 
 def record_area_code(value: str) -> str | None:
@@ -148,7 +161,12 @@ def record_area_code(value: str) -> str | None:
 
 
 def _validate_row(
-    row: int, values: dict[str, Any], raws: dict[str, Any], header_of: dict[str, str], raw: dict[str, str | None]
+    row: int,
+    values: dict[str, Any],
+    raws: dict[str, Any],
+    header_of: dict[str, str],
+    raw: dict[str, str | None],
+    links_records: bool,
 ) -> RowOutcome:
     issues: list[Issue] = []
     for attempt in range(2):
@@ -159,8 +177,8 @@ def _validate_row(
                 issues.append(
                     _issue("W_AREA_NAME_AS_POSTCODE", row, "postcode", header_of["postcode"], raws["postcode"], detail)
                 )
-            if record.surname is not None and not linkage_letters(record.surname):
-                # A surname is never repeated in feedback, whatever it looks like: the column and row say where.
+            if links_records and record.surname is not None and not linkage_letters(record.surname):
+                # The column and row say where: ``_issue`` never shows a surname.
                 column = header_of["surname"]
                 issues.append(_issue("W_SURNAME_NOT_LINKABLE", row, "surname", column, None, _NO_LATIN_LETTERS))
             return RowOutcome(row, standardise(record), issues, raw)
@@ -229,11 +247,12 @@ class BatchOutcome:
         return sorted([*clean, *self.affected], key=lambda outcome: outcome.row)
 
 
-def validate_batch(normalised: pl.DataFrame, plan: ColumnPlan) -> BatchOutcome:
-    """Judge every row of a normalised batch at once; explain the rows with an issue with the model."""
-    checked = validate_frame(normalised, list(plan.fields), len(plan.header))
+def validate_batch(normalised: pl.DataFrame, plan: ColumnPlan, *, links_records: bool) -> BatchOutcome:
+    """Judge every row of a normalised batch at once; explain the rows with an issue with the model
+    (``links_records`` as in ``validate_rows``)."""
+    checked = validate_frame(normalised, list(plan.fields), len(plan.header), links_records=links_records)
     has_issue = checked.get_column(HAS_ISSUE)
-    affected = list(validate_rows(normalised.filter(has_issue), plan))
+    affected = list(validate_rows(normalised.filter(has_issue), plan, links_records=links_records))
     clean = checked.filter(~has_issue).select(list(STANDARD_CONTACT_SCHEMA))
     contacts = clean
     if any(o.contact is not None for o in affected):

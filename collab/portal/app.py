@@ -195,9 +195,15 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
         check = HeldCheck(token, session.checks[token])
         return check if check.directory.exists() else None
 
-    def options() -> CheckOptions:
+    def options(charity_id: str) -> CheckOptions:
         intake = workspace.settings.intake
-        return CheckOptions(max_row_error_share=intake.max_row_error_share, batch_size=intake.batch_rows)
+        # As the pipeline will check the file: a charity that does not link is not warned of surnames it cannot link.
+        charity = registry.find(charity_id)
+        return CheckOptions(
+            max_row_error_share=intake.max_row_error_share,
+            batch_size=intake.batch_rows,
+            links_records=charity is not None and charity.linkage,
+        )
 
     # --- sign in and out ---------------------------------------------------------------------
 
@@ -282,7 +288,7 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
             await form.close()
         name = safe_file_name(upload.filename)
         async with checking:
-            await run_in_threadpool(check.run, name, registry.mapping(session.charity_id), options())
+            await run_in_threadpool(check.run, name, registry.mapping(session.charity_id), options(session.charity_id))
         return RedirectResponse(f"/check/{check.token}", status_code=303)
 
     async def check_result(request: Request, session: Session) -> Response:
@@ -353,7 +359,7 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
         registry.set_mapping(session.charity_id, staged)
         staged.unlink()
         async with checking:
-            await run_in_threadpool(check.run, str(check.meta()["file_name"]), new_mapping, options())
+            await run_in_threadpool(check.run, str(check.meta()["file_name"]), new_mapping, options(session.charity_id))
         return RedirectResponse(f"/check/{check.token}", status_code=303)
 
     def _mapping_page(

@@ -285,6 +285,24 @@ def test_warehouse_holds_no_raw_identifiers(workspace: Workspace, charity: str, 
     assert "Jane" not in str(metadata)
 
 
+def test_only_a_charity_that_links_records_is_warned_of_a_surname_it_cannot_link(
+    workspace: Workspace, charity: str, tmp_path: Path
+) -> None:
+    """The check warns of a surname with no Latin letters only if the registry says the charity links records:
+    for one that does not, no surname is linked anyway."""
+    instance = DagsterInstance.ephemeral()
+    warned = {}
+    for links in (False, True):
+        Registry(workspace).set_linkage(charity, links)
+        rows = [[*row, "Иванов"] for row in contact_rows(5, prefix="L" if links else "N")]
+        drop(workspace, charity, write_csv(tmp_path / f"surnames-{links}.csv", rows, [*HEADER, "Surname"]))
+        [key] = sense(workspace, instance)
+        assert process(workspace, instance, key).success
+        codes = [issue["code"] for issue in feedback_for(workspace, charity, key)["issues"]]
+        warned[links] = "W_SURNAME_NOT_LINKABLE" in codes
+    assert warned == {False: False, True: True}
+
+
 def test_the_pipeline_carries_on_through_the_whole_robustness_corpus(
     workspace: Workspace, charity: str, tmp_path: Path
 ) -> None:

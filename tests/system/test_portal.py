@@ -359,6 +359,23 @@ def test_every_row_with_a_problem_is_listed_in_pages(portal: Portal) -> None:
     assert "(page 1 of 3)" in client.get(portal.url + f"/check/{token}?page=-1%3Cscript%3E").text
 
 
+def test_a_check_warns_of_surnames_it_cannot_link_only_a_charity_that_links(portal: Portal) -> None:
+    """The portal checks as the pipeline will, by the charity's linkage setting in the registry."""
+    client, csrf = _sign_in(portal, "east-pantry")  # registered without linkage
+    rows = "".join(f"P{i},0{1 + i % 9}/02/2026,food,S1 2AB,Иванов\n" for i in range(20))
+    extract = ("Client ID,Visit Date,Need,Postcode,Surname\n" + rows).encode()
+    registry = Registry(Workspace(portal.home))
+    warned = {}
+    try:
+        for links in (False, True):
+            registry.set_linkage("east-pantry", links)
+            token = _check(portal, client, csrf, extract)
+            warned[links] = "W_SURNAME_NOT_LINKABLE" in client.get(portal.url + f"/check/{token}").text
+    finally:
+        registry.set_linkage("east-pantry", False)
+    assert warned == {False: False, True: True}
+
+
 def test_posts_without_the_csrf_token_are_refused(portal: Portal) -> None:
     client, csrf = _sign_in(portal, "east-pantry")
     assert client.post(portal.url + "/check", files={"file": ("a.csv", GOOD_CSV)}).status_code == 403

@@ -10,9 +10,10 @@ import pytest
 
 from collab.expectations import ExpectationRun
 from standards.check import CheckOptions, check_extract, contacts_frame
-from standards.extract import FIELDS, age_band_at, quarter_of
+from standards.extract import FIELDS, MAX_TEXT_CHARS, age_band_at, quarter_of
 from standards.issues import warning_twin
 from standards.mapping import CharityMapping
+from standards.rows import RowFiles, read_affected
 from tests.conftest import HEADER, CollectingSink, contact_rows, write_csv, write_xlsx
 
 
@@ -387,7 +388,7 @@ def test_a_council_named_in_the_postcode_column_is_its_area_with_a_warning(tmp_p
 
 def test_a_surname_with_no_latin_letters_is_kept_unlinked_with_a_warning_that_never_shows_it(tmp_path: Path) -> None:
     """Linkage compares a surname's Latin letters: one written only in another alphabet, or only in digits,
-    links no one, and the charity is told where without the surname being repeated."""
+    links no one, and a charity that links records is told where without the surname being repeated."""
     rows = [[*row, "Okafor"] for row in contact_rows(10)]
     rows[2][6], rows[5][6] = "Иванов", "0451"  # no Latin letters: cannot be linked
     rows[6][6], rows[7][6] = "Müller", ""  # accents are removed (linked); no surname is no warning
@@ -402,6 +403,34 @@ def test_a_surname_with_no_latin_letters_is_kept_unlinked_with_a_warning_that_ne
         assert "Иванов" not in shown and "0451" not in shown
     bases = sink.contacts().get_column("linkage_basis").to_list()
     assert bases[2] is None and bases[5] is None and bases[6].startswith("MULLER|")
+    # A charity that does not link records links no surname anyway: nothing to warn of.
+    not_linking = CheckOptions(links_records=False)
+    assert "W_SURNAME_NOT_LINKABLE" not in check_extract(tmp_path / "linking.csv", options=not_linking).report.codes()
+
+
+def test_a_surname_is_never_quoted_in_feedback_whatever_rule_it_breaks(tmp_path: Path) -> None:
+    """A surname is personal data whatever it looks like (no pattern of personal data matches "Okafor"): a problem
+    with one names its column and row, never the surname, in the report (JSON and web page) and in the list of
+    every affected row, on an accepted row and on a row rejected for another reason alike."""
+    surname = "Wolfeschlegelsteinhausenbergerdorff-Featherstonehaugh-Cholmondeley"
+    assert len(surname) > MAX_TEXT_CHARS
+    rows = [[*row, "Okafor"] for row in contact_rows(10)]
+    rows[1][6] = rows[4][6] = surname  # too long: dropped, the contact kept
+    rows[4][2] = "Fod"  # an unknown need: the row is rejected, and its surname is still too long
+    affected = tmp_path / "affected.jsonl"
+    with RowFiles(affected=affected) as row_files:
+        path = write_csv(tmp_path / "long.csv", rows, [*HEADER, "Surname"])
+        report = check_extract(path, on_rows=row_files).report
+    assert (report.rows_accepted, report.rows_rejected) == (9, 1)
+    [too_long] = [g for g in report.issues if g.code == "W_VALUE_TOO_LONG"]
+    assert [(e.row, e.column, e.value) for e in too_long.examples] == [(3, "Surname", None), (6, "Surname", None)]
+    assert too_long.examples[0].message == (
+        f"'Surname': a surname (not shown here) has {len(surname)} characters; at most {MAX_TEXT_CHARS} are allowed."
+    )
+    assert too_long.values == []  # the same surname twice is not counted by value either
+    shown = [report.model_dump_json(), report.to_html(), report.to_html(read_affected(affected)), affected.read_text()]
+    for text in shown:
+        assert "Wolfeschlegel" not in text and "Featherstonehaugh" not in text and "Cholmondeley" not in text
 
 
 def test_batches_judged_at_once_reach_the_sink_in_the_files_order_and_count_when_the_file_stops(

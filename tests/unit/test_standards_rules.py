@@ -41,16 +41,16 @@ from tests.conftest import contact_rows, write_csv
 from tests.fixtures.bad.corpus import build
 
 
-def assert_agree(normalised: pl.DataFrame, plan: ColumnPlan) -> None:
+def assert_agree(normalised: pl.DataFrame, plan: ColumnPlan, *, links_records: bool = True) -> None:
     """Row by row: the vectorised codes are the model's codes, and accepted rows get the same contact."""
-    checked = validate_frame(normalised, list(plan.fields), len(plan.header))
-    per_row = list(validate_rows(normalised, plan))
+    checked = validate_frame(normalised, list(plan.fields), len(plan.header), links_records=links_records)
+    per_row = list(validate_rows(normalised, plan, links_records=links_records))
     vectorised_codes = issue_codes(checked).to_list()
     assert checked.get_column("__has_issue").to_list() == [bool(codes) for codes in vectorised_codes]
     for outcome, codes in zip(per_row, vectorised_codes, strict=True):
         assert [issue.code for issue in outcome.issues] == codes, f"row {outcome.row}: {outcome.issues}"
     accepted = [o.contact is not None for o in per_row]
-    judged = validate_batch(normalised, plan)
+    judged = validate_batch(normalised, plan, links_records=links_records)
     expected = contacts_frame(per_row)
     assert judged.contacts.equals(expected), (judged.contacts, expected)
     assert [o.row for o in judged.rejected] == [o.row for o, ok in zip(per_row, accepted, strict=True) if not ok]
@@ -134,8 +134,14 @@ _ROWS = st.lists(st.fixed_dictionaries({field: _text_for(field) for field in FIE
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=_ROWS, optional=st.sets(st.sampled_from([f for f in FIELDS if f not in REQUIRED_FIELDS])))
-def test_rules_and_model_agree_on_random_rows(rows: list[dict[str, str]], optional: set[str]) -> None:
+@given(
+    rows=_ROWS,
+    optional=st.sets(st.sampled_from([f for f in FIELDS if f not in REQUIRED_FIELDS])),
+    links_records=st.booleans(),
+)
+def test_rules_and_model_agree_on_random_rows(
+    rows: list[dict[str, str]], optional: set[str], links_records: bool
+) -> None:
     header = [f for f in FIELDS if f in REQUIRED_FIELDS or f in optional]
     batch = pl.DataFrame(
         {f"c{i}": [row[name] or None for row in rows] for i, name in enumerate(header)},
@@ -146,7 +152,7 @@ def test_rules_and_model_agree_on_random_rows(rows: list[dict[str, str]], option
     )
     plan = ColumnPlan(header=header, fields={name: i for i, name in enumerate(header)})
     dates = {f: DateReading(ISO_FORMATS + DAY_FIRST_FORMATS) for f in ("contact_date", "date_of_birth") if f in header}
-    assert_agree(normalise_batch(batch, plan, CharityMapping(), dates), plan)
+    assert_agree(normalise_batch(batch, plan, CharityMapping(), dates), plan, links_records=links_records)
 
 
 def test_python_whitespace_lists_every_character_python_strips() -> None:
@@ -275,22 +281,32 @@ def test_values_judged_once_each_are_dropped_with_what_was_derived_from_them() -
     normalised, plan = _linking_batch(rows)
     assert_agree(normalised, plan)
     expected = ["SMITH|1980-01-01|B15", None, None] * 2 + [None]
-    assert validate_batch(normalised, plan).contacts.get_column("linkage_basis").to_list() == expected
+    judged = validate_batch(normalised, plan, links_records=True)
+    assert judged.contacts.get_column("linkage_basis").to_list() == expected
     # The batch's own contact columns too (used for the rows without an issue): a dropped value derives nothing.
-    checked = validate_frame(normalised, _LINKING_HEADER, len(_LINKING_HEADER))
+    checked = validate_frame(normalised, _LINKING_HEADER, len(_LINKING_HEADER), links_records=True)
     assert checked.get_column("linkage_basis").to_list() == expected
 
 
-def test_a_surname_with_no_latin_letters_is_warned_of_alike_by_both_paths() -> None:
-    """A surname with no Latin letters gives no linkage basis and a warning on its accepted row; one too long is
-    dropped with its own warning only, and a row rejected for another reason gets no linkage warning."""
+def test_a_surname_with_no_latin_letters_is_warned_of_alike_by_both_paths_only_to_a_charity_that_links() -> None:
+    """A surname with no Latin letters gives no linkage basis and, for a charity that links records, a warning on
+    its accepted row; one too long is dropped with its own warning only, and a row rejected for another reason gets
+    no linkage warning. A charity that does not link is not warned, and such a row is judged as a clean one is."""
     surnames = ["Иванов", "0451", "Smith", "Иванов-Smith", "Ж" * 70, "王"]
     rows = [[*_LINKING_ROW[:6], surname] for surname in surnames]
     rows.append(["P2", "2026-01-05", "Fod", *_LINKING_ROW[3:6], "Иванов"])  # rejected: an unknown need
     normalised, plan = _linking_batch(rows)
-    assert_agree(normalised, plan)
-    codes = issue_codes(validate_frame(normalised, list(plan.fields), len(plan.header))).to_list()
     linkage = ["W_SURNAME_NOT_LINKABLE"]
-    assert codes == [linkage, linkage, [], [], ["W_VALUE_TOO_LONG"], linkage, ["E_UNKNOWN_CODE"]]
-    bases = validate_batch(normalised, plan).contacts.get_column("linkage_basis").to_list()
-    assert bases == [None, None, "SMITH|1980-01-01|B15", "SMITH|1980-01-01|B15", None, None]
+    expected_codes = {
+        True: [linkage, linkage, [], [], ["W_VALUE_TOO_LONG"], linkage, ["E_UNKNOWN_CODE"]],
+        False: [[], [], [], [], ["W_VALUE_TOO_LONG"], [], ["E_UNKNOWN_CODE"]],
+    }
+    for links_records, expected in expected_codes.items():
+        assert_agree(normalised, plan, links_records=links_records)
+        checked = validate_frame(normalised, list(plan.fields), len(plan.header), links_records=links_records)
+        assert issue_codes(checked).to_list() == expected
+        judged = validate_batch(normalised, plan, links_records=links_records)
+        # Only the rows with an issue are explained one by one, with the model.
+        assert [o.row for o in judged.affected] == [row for row, codes in enumerate(expected, start=2) if codes]
+        bases = judged.contacts.get_column("linkage_basis").to_list()
+        assert bases == [None, None, "SMITH|1980-01-01|B15", "SMITH|1980-01-01|B15", None, None]
