@@ -37,6 +37,7 @@ from collab.linkage import linkage_policy
 from collab.staging import CONTACTS_FILE, StagingSink, minimise_staged_contacts, minimise_staged_units
 from collab.states import mark_state, state_after_feedback
 from collab.submissions import (
+    check_options,
     describe_error,
     internal_error_report,
     load_report,
@@ -49,9 +50,8 @@ from collab.workspace import Workspace
 from privacy.linkage import COMPONENTS, VARIANTS
 from privacy.minimise import WAREHOUSE_SCHEMA
 from standards import STANDARD_VERSION
-from standards.check import CheckOptions, check_extract, new_reference
+from standards.check import check_extract, new_reference
 from standards.feedback import FeedbackReport
-from standards.reading import ReadLimits
 
 GX_FILE = "gx_validation.json"
 
@@ -145,15 +145,9 @@ def submission_quality(
         )
         return
     staging = submission_dir(ws, manifest.submission_id)
-    intake = ws.settings.intake
     charity = workspace.registry.find(manifest.charity_id)
     links_records = charity is not None and charity.linkage
-    options = CheckOptions(
-        max_row_error_share=intake.max_row_error_share,
-        batch_size=intake.batch_rows,
-        limits=ReadLimits(max_columns=intake.max_columns, max_rows=intake.max_rows),
-        links_records=links_records,
-    )
+    options = check_options(ws.settings.intake, links_records=links_records)
     linkage_key = ws.key() if links_records else None
     try:
         with StagingSink(staging, ws.quarantine / manifest.submission_id, linkage_key=linkage_key) as sink:

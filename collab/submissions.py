@@ -17,11 +17,24 @@ from pathlib import Path
 from collab.intake import REPORT_FILE, SubmissionManifest, submission_dir
 from collab.landing import LandingZone
 from collab.states import REFERENCE_PATTERN
-from collab.workspace import Workspace
-from standards.check import internal_error_issue
+from collab.workspace import IntakeSettings, Workspace
+from standards.check import CheckOptions, internal_error_issue
 from standards.feedback import FeedbackReport, IssueCollector
+from standards.reading import ReadLimits
 
 INCIDENT_PREFIX = "internal-error-"
+
+
+def check_options(settings: IntakeSettings, *, links_records: bool) -> CheckOptions:
+    """How a charity's file is checked under ``settings``: the same for the pipeline and the portal, so that a
+    file the portal passes is not refused once sent. Only a charity that ``links_records`` is warned of
+    surnames it cannot link."""
+    return CheckOptions(
+        max_row_error_share=settings.max_row_error_share,
+        batch_size=settings.batch_rows,
+        limits=ReadLimits(max_columns=settings.max_columns, max_rows=settings.max_rows),
+        links_records=links_records,
+    )
 
 
 def feedback_name(original_name: str, submission_id: str) -> str:

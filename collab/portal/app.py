@@ -39,6 +39,7 @@ from collab.portal.mapping_form import MappingForm, mapping_form, mapping_from_a
 from collab.portal.sessions import Session, SessionTable, SignInLimiter
 from collab.portal.submissions import charity_submission, charity_submissions, compared_with_last
 from collab.registry import CHARITY_ID, Registry
+from collab.submissions import check_options
 from collab.workspace import Workspace
 from standards.check import CheckOptions
 from standards.issues import FileRejected
@@ -196,14 +197,8 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
         return check if check.directory.exists() else None
 
     def options(charity_id: str) -> CheckOptions:
-        intake = workspace.settings.intake
-        # As the pipeline will check the file: a charity that does not link is not warned of surnames it cannot link.
         charity = registry.find(charity_id)
-        return CheckOptions(
-            max_row_error_share=intake.max_row_error_share,
-            batch_size=intake.batch_rows,
-            links_records=charity is not None and charity.linkage,
-        )
+        return check_options(workspace.settings.intake, links_records=charity is not None and charity.linkage)
 
     # --- sign in and out ---------------------------------------------------------------------
 
