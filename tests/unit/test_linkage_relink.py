@@ -235,6 +235,7 @@ def test_a_reference_described_again_or_not_carried_by_a_later_load_keeps_its_un
     assert again.linkage is not None and not again.linkage.relinked
     assert con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall() == clusters
     assert _cluster_of(con, b1) == sorted([a1, b1])
+    # A1 described again as it was is not written again: it keeps the submission that first described it so.
     assert con.execute("SELECT unit_key, submission_id FROM linkage_units ORDER BY ALL").fetchall() == sorted(
-        [(a1, "a-2"), (_key("a", "A2"), "a-1"), (b1, "b-1")]
+        [(a1, "a-1"), (_key("a", "A2"), "a-1"), (b1, "b-1")]
     )

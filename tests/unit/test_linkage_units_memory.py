@@ -17,17 +17,22 @@ UNITS = 40_000  # about the largest charity-quarter of the 1M-contact benchmark 
 WAREHOUSE_UNITS = 160_000  # the benchmark's warehouse when it failed
 
 
-def _units(submission_id: str, count: int = UNITS) -> pl.DataFrame:
-    # HMAC-like keys: 64 hex characters in no order.
-    keyed = pl.int_range(count, eager=True).hash(seed=1).cast(pl.String).str.pad_start(64, "f")
+def _units(submission_id: str, count: int = UNITS, *, described: int = 1) -> pl.DataFrame:
+    """``count`` references, each with its components as its ``described``-th description gives them."""
+
+    def keyed(seed: int) -> pl.Series:  # HMAC-like codes: 64 hex characters in no order
+        return pl.int_range(count, eager=True).hash(seed=seed).cast(pl.String).str.pad_start(64, "f")
+
+    components = keyed(1 + described)
     return pl.DataFrame(
         {
-            "unit_key": keyed,
+            "unit_key": keyed(1),
             "charity_id": "a",
             "submission_id": submission_id,
-            **{column: keyed for column in list(LINKAGE_UNIT_SCHEMA)[3:-1]},
+            **{column: components for column in list(LINKAGE_UNIT_SCHEMA)[3:-1]},
+            "surname_variants": pl.Series([[code] * 8 for code in components]),
         }
-    ).with_columns(pl.concat_list([pl.col("unit_key")] * 8).alias("surname_variants"))
+    )
 
 
 @pytest.mark.parametrize("from_file", [False, True], ids=["rows", "parquet file"])
@@ -38,7 +43,8 @@ def test_a_quarter_of_units_described_again_is_stored_within_the_load_memory_lim
     migrate(con)
     store_units(con, _units("a-1", WAREHOUSE_UNITS))
     con.execute("SET memory_limit = $limit", {"limit": LOAD_MEMORY_LIMIT})
-    again = _units("a-2")  # the same references, in the next quarter's file
+    # The same references in the next quarter's file, every one described anew: every unit is written again.
+    again = _units("a-2", described=2)
     if from_file:
         again.write_parquet(tmp_path / "units.parquet")
     con.begin()
