@@ -260,13 +260,17 @@ def _links(
     memory: SplinkMemory | None = None,
 ) -> pl.DataFrame:
     """``unit_id_l``, ``unit_id_r`` joining the records that the pairs Splink scores at or above ``threshold`` join
-    (``_forest``); with a ``changed_record`` column, only the pairs with a changed record."""
+    (``_forest``); with a ``changed_record`` column, only the pairs with a changed record.
+
+    On the fixed weights (not ``trained``), records with the same components are scored once (``_copies``)."""
     changed_only = _CHANGED in records.columns
     if records.height < 2 or (changed_only and not records.get_column(_CHANGED).any()):
         return pl.DataFrame(schema={f"{UNIT_ID}_l": pl.String, f"{UNIT_ID}_r": pl.String})
     columns = [UNIT_ID, *COMPONENTS, VARIANTS, *([_CHANGED] if changed_only else [])]
     ordered = records.select(columns).sort(UNIT_ID)
-    frame = as_codes(ordered).to_arrow(compat_level=pl.CompatLevel.newest())
+    coded = as_codes(ordered)
+    copies = _Copies.none(coded) if trained else _Copies.of(coded, changed_only=changed_only)
+    frame = copies.scored.to_arrow(compat_level=pl.CompatLevel.newest())
     # Splink's own in-memory database, closed as soon as the links are read; bounded when asked, spilling beyond.
     config = {"memory_limit": memory.limit, "temp_directory": memory.spill_directory} if memory else {}
     database = duckdb.connect(config=config)
@@ -297,7 +301,7 @@ def _links(
             dict(
                 zip(
                     ("left", "right"),
-                    _forest(linked[f"{UNIT_ID}_l"], linked[f"{UNIT_ID}_r"], ordered.height),
+                    _forest(*copies.links_of_all(linked[f"{UNIT_ID}_l"], linked[f"{UNIT_ID}_r"]), ordered.height),
                     strict=True,
                 )
             ),
@@ -316,6 +320,65 @@ def _links(
     finally:
         database.close()
     return links
+
+
+@dataclass(frozen=True)
+class _Copies:
+    """Records that are copies of one another (the same components), scored once.
+
+    On the fixed weights a pair's score depends on its two records' components alone, so copies score alike
+    with every other record, and any two copies score alike: a hostile or careless file of ten thousand
+    references of one identity would otherwise be fifty million pairs for Splink. Only the first two copies of
+    each identity are ``scored`` (the second so that copies are scored with each other); each further copy has
+    the links of the second. In the links' groups (all that links are used for) a further copy belongs with the
+    second whenever the second is linked at all: to the first (then they are all linked), or to another record
+    (which every copy is linked to), and it is alone when the second is. A pair is scored when one of its
+    records is changed (``changed_only``); the second copy counts as changed when a further copy is, so that a
+    changed further copy's links, found through the second, are all scored.
+
+    Records are given as ``as_codes`` makes them: each ``unit_id`` is the record's position, and copies are
+    found among small integer codes, not 64-character keyed values."""
+
+    scored: pl.DataFrame
+    # The position of each further copy, and of the second copy of its identity.
+    further: np.ndarray
+    second: np.ndarray
+
+    @classmethod
+    def none(cls, coded: pl.DataFrame) -> _Copies:
+        """Every record scored: trained weights count how often each value occurs, so copies matter there."""
+        return cls(coded, np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.uint32))
+
+    @classmethod
+    def of(cls, coded: pl.DataFrame, *, changed_only: bool) -> _Copies:
+        identity = [*COMPONENTS, VARIANTS]
+        # Identities held three times or more are found among records whose hash is: few, and cheap to find.
+        hashed_thrice = pl.len().over(pl.struct(identity).hash()) >= 3
+        numbered = (
+            coded.filter(hashed_thrice)
+            .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).over(identity).alias("_copy"))
+            .with_columns(
+                pl.col(UNIT_ID).filter(pl.col("_copy") == 1).first().over(identity).alias("_second"),
+                pl.col(_CHANGED).filter(pl.col("_copy") >= 1).any().over(identity).alias("_changed_after_first")
+                if changed_only
+                else pl.lit(False).alias("_changed_after_first"),
+            )
+            .filter(pl.col("_copy") >= 1)
+        )
+        further = numbered.filter(pl.col("_copy") >= 2)
+        if further.is_empty():
+            return cls.none(coded)
+        scored = coded.filter(~pl.col(UNIT_ID).is_in(further.get_column(UNIT_ID).implode()))
+        if changed_only:
+            raised = numbered.filter((pl.col("_copy") == 1) & pl.col("_changed_after_first")).get_column(UNIT_ID)
+            scored = scored.with_columns(pl.col(_CHANGED) | pl.col(UNIT_ID).is_in(raised.implode()))
+        return cls(scored, further.get_column(UNIT_ID).to_numpy(), further.get_column("_second").to_numpy())
+
+    def links_of_all(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The links Splink found among the scored records, with each further copy linked to its identity's
+        second copy if that is linked at all."""
+        linked = np.isin(self.second, np.concatenate([left, right]))
+        return np.concatenate([left, self.second[linked]]), np.concatenate([right, self.further[linked]])
 
 
 def _forest(left: np.ndarray, right: np.ndarray, records: int) -> tuple[np.ndarray, np.ndarray]:

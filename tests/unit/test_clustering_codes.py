@@ -7,11 +7,11 @@ import itertools
 
 import numpy as np
 import polars as pl
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from privacy import clustering
-from privacy.clustering import UNIT_ID, as_codes, changed_links
+from privacy.clustering import UNIT_ID, as_codes, changed_links, link_clusters, relink_clusters
 from privacy.linkage import COMPONENTS, VARIANTS
 
 # A few values per column, so that rows share them; keyed values in the warehouse are 64-character HMACs.
@@ -88,3 +88,39 @@ def test_a_spanning_forest_joins_the_records_its_links_join_with_one_link_fewer_
     joined = sorted({int(position) for position in np.concatenate([left, right])})
     assert len(other) == len(joined) - (found.gather(joined).n_unique() if joined else 0)
     assert all(found[int(o)] == ids[int(s)] for s, o in zip(smallest, other, strict=True))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(rows, min_size=1, max_size=4),
+    st.lists(st.tuples(st.integers(0, 3), st.booleans()), min_size=2, max_size=14),
+)
+# Only a third copy changed: its links are found through the second, which must count as changed too.
+@example([{**dict.fromkeys(COMPONENTS, "a" * 64), VARIANTS: ["v" * 64]}], [(0, False), (0, False), (0, True)])
+def test_copies_of_one_identity_scored_once_give_the_clusters_every_copy_scored_gives(
+    identities: list[dict[str, object]], drawn: list[tuple[int, bool]]
+) -> None:
+    """Only two copies of each identity go to Splink (``clustering._Copies``): the clusters must be those that
+    scoring every copy gives, linked at once or relinked after some records changed. Identities with few
+    components score below the threshold even with their own copies, so both cases of the rule are drawn."""
+    records = _records([identities[index % len(identities)] for index, _ in drawn])
+    changed_ids = [f"{i:064x}" for i, (_, is_changed) in enumerate(drawn) if is_changed]
+    every_copy_scored = clustering._Copies.of
+    try:
+        clustering._Copies.of = classmethod(lambda cls, ordered, changed_only: cls.none(ordered))  # type: ignore[method-assign]
+        expected = link_clusters(records, train=False)
+    finally:
+        clustering._Copies.of = every_copy_scored  # type: ignore[method-assign]
+    assert link_clusters(records, train=False).equals(expected)
+
+    # Relinked: the unchanged records' clusters from before, then the links of the changed ones.
+    unchanged = records.filter(~pl.col(UNIT_ID).is_in(changed_ids))
+    changed = pl.Series(UNIT_ID, changed_ids, pl.String)
+    links = changed_links(records, changed)
+    earlier = link_clusters(unchanged, train=False) if unchanged.height else pl.DataFrame(schema=expected.schema)
+    linked = pl.concat([links.get_column(f"{UNIT_ID}_l"), links.get_column(f"{UNIT_ID}_r")])
+    relinked, merged = relink_clusters(changed, links, earlier.filter(pl.col(UNIT_ID).is_in(linked.implode())))
+    kept = earlier.filter(~pl.col(UNIT_ID).is_in(relinked.get_column(UNIT_ID).implode())).with_columns(
+        pl.col("cluster_id").replace(dict(merged.iter_rows()))
+    )
+    assert pl.concat([relinked, kept]).sort(UNIT_ID).equals(expected.sort(UNIT_ID))
