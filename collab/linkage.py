@@ -17,6 +17,7 @@ may split). The others keep their clusters, which only grow when a unit awaiting
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,14 +105,27 @@ def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame | Path, *, c
         """
     )
     con.unregister("incoming_units")
-    try:
+    with _temporary(con, _STORING):
         _unlink(con, f"SELECT unit_key FROM {_STORING} JOIN linkage_units USING (unit_key)")
         # Not INSERT OR REPLACE: under the load's memory limit it runs out of memory on a large submission's units.
         con.execute(f"DELETE FROM linkage_units WHERE unit_key IN (SELECT unit_key FROM {_STORING})")
         con.execute(f"INSERT INTO linkage_units BY NAME SELECT * FROM {_STORING}")
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS {_STORING}")
     return received
+
+
+@contextmanager
+def _temporary(con: duckdb.DuckDBPyConnection, table: str) -> Iterator[None]:
+    """Drop the temporary ``table`` when the block ends. After an error it is dropped only if it can be: an
+    error aborts the load's transaction, whose rollback drops the table, and any statement before that rollback
+    fails with DuckDB's "transaction is aborted", which would be raised in place of the error that says what
+    went wrong."""
+    try:
+        yield
+    except BaseException:
+        with suppress(duckdb.Error):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        raise
+    con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def relink(
@@ -168,7 +182,7 @@ def relink(
         FROM linkage_units ANTI JOIN linkage_clusters USING (unit_key)
         """
     )
-    try:
+    with _temporary(con, _AWAITING):
         changed = con.sql(f"SELECT unit_key FROM {_AWAITING}").fetchnumpy()["unit_key"]
         if changed.size == 0:
             units, clusters = con.execute(
@@ -184,8 +198,6 @@ def relink(
                 for keys, records in _parts(con, batch_records or RELINK_BATCH_RECORDS)
             ]
         )
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS {_AWAITING}")
     con.register("linked_pairs", links.to_arrow())
     earlier = con.sql(
         f"""

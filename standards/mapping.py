@@ -523,10 +523,18 @@ def plan_columns(header: list[str], mapping: CharityMapping) -> ColumnPlan:
         plan.fields[target] = position
     missing = [name for name in REQUIRED_FIELDS if name not in plan.fields]
     if missing:
+        # A header naming none of the standard's columns is most likely a file's first contact (a file without a
+        # header row): its cells are a person's details, a surname among them, and are never listed.
+        found = (
+            f"Columns found: {', '.join(h for h in header if h) or 'none'}."
+            if plan.fields
+            else "No cell of the header row names a column of the standard, so it may be a contact rather than a "
+            "header: its cells are not shown here. If the file has no header row, add one."
+        )
         raise FileRejected(
             "E_MISSING_COLUMN",
             f"Required column(s) missing: {'; '.join(f'{name} ({_described(name)})' for name in missing)}. "
-            f"Columns found: {', '.join(h for h in header if h) or 'none'}. If one of your columns holds it under "
+            f"{found} If one of your columns holds it under "
             "another name, `collab standard suggest-mapping YOUR-FILE` proposes a mapping file that says so.",
         )
     if not any(name in plan.fields for name in AREA_FIELDS):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
 
+from collab import linkage
 from collab.linkage import LinkagePolicy, relink, store_units
 from collab.schema import migrate
 from collab.warehouse import LoadResult, load_submission
@@ -239,3 +240,41 @@ def test_a_reference_described_again_or_not_carried_by_a_later_load_keeps_its_un
     assert con.execute("SELECT unit_key, submission_id FROM linkage_units ORDER BY ALL").fetchall() == sorted(
         [(a1, "a-1"), (_key("a", "A2"), "a-1"), (b1, "b-1")]
     )
+
+
+def _fail_storing(unlink: Callable[[duckdb.DuckDBPyConnection, str], None]) -> Callable[..., None]:
+    def failing(con: duckdb.DuckDBPyConnection, units: str) -> None:
+        if "storing_units" in units:
+            con.execute("SELECT error('simulated: out of memory')")
+        unlink(con, units)
+
+    return failing
+
+
+def _fail_parts(
+    con: duckdb.DuckDBPyConnection, batch_records: int
+) -> Iterator[tuple[tuple[tuple[str, ...], ...], str]]:
+    yield (("surname", "birth_month"),), "SELECT error('simulated: out of memory')"
+
+
+@pytest.mark.parametrize("failing", ["storing units", "relinking"])
+def test_a_load_that_fails_while_linking_raises_its_own_error_and_leaves_the_warehouse_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """A statement that fails aborts the load's transaction: cleaning up a temporary table after it must not
+    replace the error with DuckDB's "transaction is aborted", which says nothing of what went wrong."""
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    migrate(con)
+    _load(con, "a", "a-1", "2026Q1", {"A1": OKAFOR}, tmp_path)
+    before = con.execute("SELECT * FROM linkage_units ORDER BY unit_key").fetchall()
+    if failing == "storing units":
+        monkeypatch.setattr(linkage, "_unlink", _fail_storing(linkage._unlink))
+    else:
+        monkeypatch.setattr(linkage, "_parts", _fail_parts)
+    with pytest.raises(duckdb.InvalidInputException, match="simulated: out of memory"):
+        _load(con, "a", "a-2", "2026Q1", {"A1": OKAFRO}, tmp_path)
+    monkeypatch.undo()
+    assert con.execute("SELECT * FROM linkage_units ORDER BY unit_key").fetchall() == before
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [(0,)]
+    _load(con, "a", "a-2", "2026Q1", {"A1": OKAFRO}, tmp_path)
+    assert con.execute("SELECT count(*) FROM linkage_units").fetchall() == [(1,)]

@@ -450,3 +450,19 @@ def test_batches_judged_at_once_reach_the_sink_in_the_files_order_and_count_when
     report = check_extract(path, options=options).report
     assert "E_UNTERMINATED_QUOTE" in report.codes()
     assert report.rows_received == 35
+
+
+@pytest.mark.parametrize("suffix", ["csv", "xlsx"])
+def test_a_file_without_a_header_row_is_rejected_without_quoting_its_first_contact(tmp_path: Path, suffix: str) -> None:
+    """A file whose first row is a contact, not a header, names no column of the standard: its cells are a person's
+    details (a surname, a date of birth), so the rejection says so without listing them as the columns found."""
+    rows = [[*row, "Featherstonehaugh"] for row in contact_rows(3)]
+    path = tmp_path / f"headerless.{suffix}"
+    write_csv(path, rows[1:], rows[0]) if suffix == "csv" else write_xlsx(path, {"Contacts": rows})
+    report = check_extract(path).report
+    assert report.codes() == ["E_MISSING_COLUMN"]
+    for text in (report.model_dump_json(), report.to_html()):
+        assert "Featherstonehaugh" not in text and rows[0][0] not in text and rows[0][4] not in text
+    # A header that names some of the standard's columns is listed: the charity needs to see what was found.
+    named = check_extract(write_csv(tmp_path / "named.csv", rows, ["Client ID", "Notes", "Other", "", "", "", ""]))
+    assert "Columns found: Client ID, Notes, Other." in named.report.model_dump_json()
