@@ -56,6 +56,13 @@ def _add_run(instance: DagsterInstance, status: DagsterRunStatus, tags: dict[str
     return run_id
 
 
+def _ended_process() -> subprocess.Popen[bytes]:
+    """A process that has ended and been collected: its pid names no process."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    return ended
+
+
 def _claims(instance: DagsterInstance, run_id: str) -> bool:
     """Whether the run gets the slot; like Dagster's executor, ask again (the first ask may only queue)."""
     storage = instance.event_log_storage
@@ -65,8 +72,7 @@ def _claims(instance: DagsterInstance, run_id: str) -> bool:
 
 
 def test_slots_of_runs_whose_process_died_are_freed_and_live_ones_kept(workspace: Workspace) -> None:
-    ended = subprocess.Popen(["true"])
-    ended.wait()
+    ended = _ended_process()
     with DagsterInstance.get() as instance:
         assert instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).limit == 1  # from dagster.yaml
         instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)  # as the executor does
@@ -87,8 +93,7 @@ def test_runs_created_by_a_process_that_died_before_starting_them_are_failed_and
 ) -> None:
     """A `collab run` killed after creating a file's run and before launching it left the run NOT_STARTED for
     ever: the file looked taken, was never processed, and the quarter was released without it."""
-    ended = subprocess.Popen(["true"])
-    ended.wait()
+    ended = _ended_process()
     with DagsterInstance.get() as instance:
         never_started = _started_run(instance, ended.pid, DagsterRunStatus.NOT_STARTED, "north/north/1")
         alive = _started_run(instance, os.getpid(), DagsterRunStatus.NOT_STARTED, "south/south/2")
@@ -166,8 +171,7 @@ def test_a_slot_held_by_a_run_whose_process_dies_later_is_freed_while_this_run_w
 def test_the_daemons_sensor_frees_the_slot_of_runs_whose_process_ended_then_has_nothing_to_do(
     workspace: Workspace,
 ) -> None:
-    ended = subprocess.Popen(["true"])
-    ended.wait()
+    ended = _ended_process()
     with DagsterInstance.get() as instance:
         instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
         # The daemon's run whose worker was killed holding the slot: the code server that started the worker marks
@@ -194,8 +198,7 @@ def test_the_daemons_sensor_frees_the_slot_of_runs_whose_process_ended_then_has_
 def test_the_sensor_leaves_the_slot_of_a_live_run_and_of_runs_whose_process_it_cannot_see(
     workspace: Workspace,
 ) -> None:
-    ended = subprocess.Popen(["true"])
-    ended.wait()
+    ended = _ended_process()
     with DagsterInstance.get() as instance:
         instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
         live = _started_run(instance, os.getpid())
