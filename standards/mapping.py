@@ -506,6 +506,10 @@ def header_score(row: list[str], mapping: CharityMapping) -> int:
     return len({field_for_header(cell, mapping) for cell in row if cell} - {None})
 
 
+# A date (2026-01-31, 31/01/2026) or a postcode (BS1 4DJ) in a cell: a value, never a column's name.
+_VALUE_SHAPED = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\b[A-Za-z]{1,2}\d[A-Za-z\d]?\s*\d[A-Za-z]{2}\b")
+
+
 def plan_columns(header: list[str], mapping: CharityMapping) -> ColumnPlan:
     """Match headers to fields; raise ``FileRejected`` if a required field is missing or doubled."""
     plan = ColumnPlan(header=header)
@@ -523,13 +527,14 @@ def plan_columns(header: list[str], mapping: CharityMapping) -> ColumnPlan:
         plan.fields[target] = position
     missing = [name for name in REQUIRED_FIELDS if name not in plan.fields]
     if missing:
-        # A header naming none of the standard's columns is most likely a file's first contact (a file without a
-        # header row): its cells are a person's details, a surname among them, and are never listed.
+        # A header naming none of the standard's columns, or holding a date or a postcode, is most likely a file's
+        # first contact (a file without a header row): its cells are a person's details, a surname among them, and
+        # are never listed. A contact can name a column by chance (a need of "Housing" is an alias of tenure).
         found = (
             f"Columns found: {', '.join(h for h in header if h) or 'none'}."
-            if plan.fields
-            else "No cell of the header row names a column of the standard, so it may be a contact rather than a "
-            "header: its cells are not shown here. If the file has no header row, add one."
+            if plan.fields and not any(_VALUE_SHAPED.search(cell) for cell in header)
+            else "The header row looks like a contact rather than a header (it names no column of the standard, or "
+            "holds a date or a postcode), so its cells are not shown here. If the file has no header row, add one."
         )
         raise FileRejected(
             "E_MISSING_COLUMN",

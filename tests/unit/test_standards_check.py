@@ -457,12 +457,14 @@ def test_a_file_without_a_header_row_is_rejected_without_quoting_its_first_conta
     """A file whose first row is a contact, not a header, names no column of the standard: its cells are a person's
     details (a surname, a date of birth), so the rejection says so without listing them as the columns found."""
     rows = [[*row, "Featherstonehaugh"] for row in contact_rows(3)]
-    path = tmp_path / f"headerless.{suffix}"
-    write_csv(path, rows[1:], rows[0]) if suffix == "csv" else write_xlsx(path, {"Contacts": rows})
-    report = check_extract(path).report
-    assert report.codes() == ["E_MISSING_COLUMN"]
-    for text in (report.model_dump_json(), report.to_html()):
-        assert "Featherstonehaugh" not in text and rows[0][0] not in text and rows[0][4] not in text
+    # The second file's first contact names a column by chance: a need of "Housing" is an alias of tenure.
+    for name, contacts in (("headerless", rows), ("housing", [[*rows[0][:2], "Housing", *rows[0][3:]], *rows[1:]])):
+        path = tmp_path / f"{name}.{suffix}"
+        write_csv(path, contacts[1:], contacts[0]) if suffix == "csv" else write_xlsx(path, {"Contacts": contacts})
+        report = check_extract(path).report
+        assert report.codes() == ["E_MISSING_COLUMN"]
+        for text in (report.model_dump_json(), report.to_html()):
+            assert "Featherstonehaugh" not in text and rows[0][0] not in text and rows[0][4] not in text
     # A header that names some of the standard's columns is listed: the charity needs to see what was found.
     named = check_extract(write_csv(tmp_path / "named.csv", rows, ["Client ID", "Notes", "Other", "", "", "", ""]))
     assert "Columns found: Client ID, Notes, Other." in named.report.model_dump_json()
