@@ -64,6 +64,12 @@ def check(
         "--rejected-rows",
         help="Also write every rejected row with its reasons (CSV, safe to open in a spreadsheet).",
     ),
+    linkage: bool = typer.Option(
+        True,
+        "--linkage/--no-linkage",
+        help="Your charity takes part in record linkage (the default for a new charity), so surnames that cannot be "
+        "linked are pointed out; --no-linkage if it does not.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Check a file against the standard locally: no server, nothing stored.
@@ -73,13 +79,14 @@ def check(
     if not file.is_file():
         fail(f"{file} is not a file", code=2)
     command = "collab-check" if Path(sys.argv[0]).name.startswith("collab-check") else "collab check"
-    from standards.check import check_extract
+    from standards.check import CheckOptions, check_extract
     from standards.rows import RowFiles, read_affected
 
     with tempfile.TemporaryDirectory(prefix="collab-check-") as scratch:
         affected = Path(scratch) / "affected.jsonl" if html is not None else None
         with RowFiles(rejected=rejected_rows, affected=affected) as rows:
-            report = check_extract(file, mapping=_load_mapping(mapping), on_rows=rows).report
+            options = CheckOptions(links_records=linkage)
+            report = check_extract(file, mapping=_load_mapping(mapping), options=options, on_rows=rows).report
         if rejected_rows is not None and not rejected_rows.exists():
             rejected_rows.write_text("row,issue_codes,messages\n", encoding="utf-8")  # none rejected: headers only
         if html is not None and affected is not None:

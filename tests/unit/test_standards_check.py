@@ -406,6 +406,14 @@ def test_a_surname_with_no_latin_letters_is_kept_unlinked_with_a_warning_that_ne
     # A charity that does not link records links no surname anyway: nothing to warn of.
     not_linking = CheckOptions(links_records=False)
     assert "W_SURNAME_NOT_LINKABLE" not in check_extract(tmp_path / "linking.csv", options=not_linking).report.codes()
+    # So the charity's own checker asks: it links unless told not to.
+    from typer.testing import CliRunner
+
+    from standards.cli import checker
+
+    for flags, warned in (([], True), (["--no-linkage"], False)):
+        output = CliRunner().invoke(checker, [str(tmp_path / "linking.csv"), "--json", *flags]).output
+        assert ("W_SURNAME_NOT_LINKABLE" in output) is warned
 
 
 def test_a_surname_is_never_quoted_in_feedback_whatever_rule_it_breaks(tmp_path: Path) -> None:
