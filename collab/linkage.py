@@ -36,8 +36,8 @@ from privacy.minimise import LINKAGE_UNIT_SCHEMA
 # machine, 2026-12-01): 135.4 CPU s and 1.68 GB peak at 50,000; 119.0 and 1.56 GB at 100,000; 113.7 and 1.50 GB
 # at 200,000. Its 282,410 units into an empty warehouse: 835 MB at 50,000, 841 MB at 100,000.
 RELINK_BATCH_RECORDS = 100_000
-# The units of a submission that are new or changed, while they are stored.
-_STORING = "storing_units"
+# The units of a submission that are new or changed, and those it withdraws, while they are stored or removed.
+_STORING, _WITHDRAWN = "storing_units", "withdrawn_units"
 # The units awaiting linking during a relink, with the hash of each of their blocking keys' values.
 _AWAITING = "relink_awaiting"
 
@@ -92,9 +92,15 @@ def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame | Path, *, c
         raise ValueError("linkage units must each have their own unit_key")
     if carried is not None:
         # NOT IN is safe: an incoming unit_key is never null (a null would have failed the count above).
-        withdrawn = f"unit_key IN ({carried}) AND unit_key NOT IN (SELECT unit_key FROM incoming_units)"
-        _unlink(con, f"SELECT unit_key FROM linkage_units WHERE {withdrawn}")
-        con.execute(f"DELETE FROM linkage_units WHERE {withdrawn}")
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE {_WITHDRAWN} AS SELECT unit_key FROM linkage_units
+            WHERE unit_key IN ({carried}) AND unit_key NOT IN (SELECT unit_key FROM incoming_units)
+            """
+        )
+        with _temporary(con, _WITHDRAWN):
+            _unlink(con, f"SELECT unit_key FROM {_WITHDRAWN}")
+            con.execute(f"DELETE FROM linkage_units WHERE unit_key IN (SELECT unit_key FROM {_WITHDRAWN})")
     # Only the units that are new or changed are written: most of a charity's references are described again,
     # unchanged, by each quarter's file, and rewriting them would be most of what the load's commit writes.
     same = " AND ".join(f"i.{c} IS NOT DISTINCT FROM u.{c}" for c in (*COMPONENTS, VARIANTS))

@@ -3,8 +3,8 @@ a slot left claimed by a run whose process died, or a free slot no waiting step 
 later load for ever. `collab run` looks after the pool while its files go (``pipelines.runner``), the daemon
 on every tick of ``warehouse_pool_sensor`` (``pipelines.sensors``): both call ``keep_warehouse_pool_moving``.
 
-A run's process is judged only where its number means something: the ``host:pid`` owner tag names the machine
-and, on Linux, the PID namespace it was numbered in, so a run of another machine, of a container sharing this
+A run's process is judged only where its number means something: its owner tag (``owner_tag``) names the
+machine and, on Linux, the PID namespace it was numbered in, so a run of another machine, of a container sharing this
 machine's name (Docker's host network), or of the daemon (which sets no owner tag) is never taken for dead
 here; it is left to Dagster, and its slot freed once Dagster marks it finished.
 """

@@ -262,7 +262,7 @@ def _links(
     """``unit_id_l``, ``unit_id_r`` joining the records that the pairs Splink scores at or above ``threshold`` join
     (``_forest``); with a ``changed_record`` column, only the pairs with a changed record.
 
-    On the fixed weights (not ``trained``), records with the same components are scored once (``_copies``)."""
+    On the fixed weights (not ``trained``), records with the same components are scored once (``_Copies``)."""
     changed_only = _CHANGED in records.columns
     if records.height < 2 or (changed_only and not records.get_column(_CHANGED).any()):
         return pl.DataFrame(schema={f"{UNIT_ID}_l": pl.String, f"{UNIT_ID}_r": pl.String})
@@ -354,23 +354,22 @@ class _Copies:
         identity = [*COMPONENTS, VARIANTS]
         # Identities held three times or more are found among records whose hash is: few, and cheap to find.
         hashed_thrice = pl.len().over(pl.struct(identity).hash()) >= 3
+        copy = pl.col("_copy")
+        of_group = [pl.col(UNIT_ID).filter(copy == 1).first().over(identity).alias("_second")]
+        if changed_only:
+            of_group.append(pl.col(_CHANGED).filter(copy >= 1).any().over(identity).alias("_changed_after_first"))
         numbered = (
             coded.filter(hashed_thrice)
             .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).over(identity).alias("_copy"))
-            .with_columns(
-                pl.col(UNIT_ID).filter(pl.col("_copy") == 1).first().over(identity).alias("_second"),
-                pl.col(_CHANGED).filter(pl.col("_copy") >= 1).any().over(identity).alias("_changed_after_first")
-                if changed_only
-                else pl.lit(False).alias("_changed_after_first"),
-            )
-            .filter(pl.col("_copy") >= 1)
+            .with_columns(*of_group)
+            .filter(copy >= 1)
         )
-        further = numbered.filter(pl.col("_copy") >= 2)
+        further = numbered.filter(copy >= 2)
         if further.is_empty():
             return cls.none(coded)
         scored = coded.filter(~pl.col(UNIT_ID).is_in(further.get_column(UNIT_ID).implode()))
         if changed_only:
-            raised = numbered.filter((pl.col("_copy") == 1) & pl.col("_changed_after_first")).get_column(UNIT_ID)
+            raised = numbered.filter((copy == 1) & pl.col("_changed_after_first")).get_column(UNIT_ID)
             scored = scored.with_columns(pl.col(_CHANGED) | pl.col(UNIT_ID).is_in(raised.implode()))
         return cls(scored, further.get_column(UNIT_ID).to_numpy(), further.get_column("_second").to_numpy())
 
