@@ -456,31 +456,31 @@ def _plain_rows(
     """The data rows of whole lines of text as a batch (``__row`` counts from ``before``), and how many
     lines there were. Lines without a quote mark are split into cells by Polars (a line is a record and a
     separator a cell boundary, as the csv module reads such a line), the others by the csv module."""
-    lines = pl.Series("line", [text]).str.split("\n").explode()
-    if text.endswith("\n"):
-        lines = lines.head(-1)  # the last line's terminator starts no record
+    if not width or len(delimiter.encode()) != 1 or delimiter in "\n\r\x00":
+        raise _NotPlain  # Polars splits at one byte, and only a delimiter that is no line's end
+    data = text.encode()
+    lines = _read_lines(data)
     count = lines.len()
-    if before + count > limits.max_rows or not width:
+    if before + count > limits.max_rows:
         raise _NotPlain
-    frame = pl.DataFrame({"line": lines.str.strip_suffix("\r")}).with_columns(
+    frame = pl.DataFrame({"line": lines}).with_columns(
         pl.int_range(before + 1, before + count + 1, dtype=pl.Int64).alias(ROW),
         pl.col("line").str.contains('"', literal=True).alias("quoted"),
-    )
-    if (frame.get_column("line").str.len_chars().max() or 0) >= limits.max_cell_chars:
-        raise _NotPlain
-    plain = frame.filter(~pl.col("quoted")).select(
-        "line",
-        ROW,
         (pl.col("line").str.count_matches(delimiter, literal=True) + 1).cast(pl.Int64).alias(CELLS),
         pl.col("line").str.contains(_blank_line(delimiter)).alias("blank"),
     )
+    if (frame.get_column("line").str.len_chars().max() or 0) >= limits.max_cell_chars:
+        raise _NotPlain
     quoted = frame.filter(pl.col("quoted"))
     records = _quoted_cells(quoted.get_column("line").to_list(), delimiter) if quoted.height else []
     widest = max((len(record) for record in records), default=0)
-    if max(plain.get_column(CELLS).max() or 0, widest) > limits.max_columns:
+    if max(frame.filter(~pl.col("quoted")).get_column(CELLS).max() or 0, widest) > limits.max_columns:
         raise _NotPlain
-    kept = plain.filter((pl.col(ROW) > header_row) & ~pl.col("blank"))
-    rows = _split_plain(kept, delimiter, width)
+    rows = (
+        pl.concat([frame.drop("line"), _read_cells(data, delimiter, width)], how="horizontal")
+        .filter(~pl.col("quoted") & (pl.col(ROW) > header_row) & ~pl.col("blank"))
+        .select(*[f"c{i}" for i in range(width)], ROW, CELLS)
+    )
     if records:
         numbers = quoted.get_column(ROW).to_list()
         taken = [
@@ -501,13 +501,30 @@ def _blank_line(delimiter: str) -> str:
     return "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in delimiter + PYTHON_WHITESPACE) + "]*$"
 
 
-def _split_plain(lines: pl.DataFrame, delimiter: str, width: int) -> pl.DataFrame:
-    """``lines`` (with ``__row`` and ``__cells``) cut at every separator into ``width`` cells, as the csv module
-    cuts a line without a quote mark: missing cells and empty ones are null, cells past ``width`` are left out.
-    Cut in place, not joined again into text for Polars' CSV reader: a third less time."""
+# Polars' CSV reader, with no quote character, reads a line without a quote mark as the csv module does: a record
+# cut at every separator, an empty cell null, "\r\n" a line's end. It takes the number of columns from the first
+# line and reads a byte-order mark there as none, so each read starts with a line of its own, dropped after.
+def _read_lines(data: bytes) -> pl.Series:
+    """Each line of ``data`` (text without a NUL or a lone carriage return) as it is, with no line's end."""
+    lines = pl.read_csv(
+        b"-\n" + data, has_header=False, separator="\x00", quote_char=None, schema={"line": pl.String}
+    ).to_series()
+    return lines.slice(1).fill_null("")
+
+
+def _read_cells(data: bytes, delimiter: str, width: int) -> pl.DataFrame:
+    """The first ``width`` cells of each line of ``data`` (null where empty or missing), as the csv module cuts a line
+    without a quote mark. Cut by Polars' reader: a fifth of the time of splitting lines and then cells."""
     names = [f"c{i}" for i in range(width)]
-    cells = pl.col("line").str.split_exact(delimiter, width - 1).struct.rename_fields(names).struct.unnest()
-    return lines.select(cells, ROW, CELLS).with_columns(pl.col(names).replace("", None))
+    cells = pl.read_csv(
+        (delimiter * (width - 1) + "\n").encode() + data,
+        has_header=False,
+        separator=delimiter,
+        quote_char=None,
+        schema=dict.fromkeys(names, pl.String),
+        truncate_ragged_lines=True,
+    )
+    return cells.slice(1)
 
 
 def _quoted_cells(lines: list[str], delimiter: str) -> list[list[str]]:

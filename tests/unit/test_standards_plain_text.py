@@ -102,13 +102,71 @@ def test_the_plain_reader_agrees_with_the_csv_module_on_random_text(
         reading.PLAIN_CHUNK_CHARS = original
 
 
+# Text with no quote mark nor lone carriage return, which the plain path reads to the end without handing over.
+_PLAIN_CELL = st.lists(
+    st.sampled_from(
+        [
+            "a",
+            "-",
+            " ",
+            "\t",
+            "\x0b",
+            "\x1c",
+            "\x85",
+            "\u2028",
+            "\ufeff",
+            "#",
+            "'",
+            ";",
+            ",",
+            "|",
+            "é",
+            "😀",
+            "\n",
+            "\r\n",
+        ]
+    ),
+    max_size=6,
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lines=st.lists(st.lists(_PLAIN_CELL, min_size=0, max_size=6), min_size=1, max_size=30),
+    delimiter=st.sampled_from([",", ";", "\t", "|"]),
+    width=st.integers(1, 5),
+    chunk=st.integers(8, 80),
+    batch_size=st.integers(1, 9),
+)
+def test_text_without_quotes_is_read_to_the_end_by_polars_as_the_csv_module_reads_it(
+    tmp_path: Path, lines: list[list[str]], delimiter: str, width: int, chunk: int, batch_size: int
+) -> None:
+    header = [f"h{i}" for i in range(width)]
+    path = tmp_path / "plain.csv"
+    path.write_bytes("\n".join([delimiter.join(header), *(delimiter.join(cells) for cells in lines)]).encode("utf-8"))
+    source = ExtractSource(path=path, format="csv", encoding="utf-8", delimiter=delimiter, header=header)
+    original = reading.PLAIN_CHUNK_CHARS
+    reading.PLAIN_CHUNK_CHARS = chunk
+    try:
+        plain = [frame for frame, _ in reading._plain_batches(source, width, batch_size)]  # never hands over
+        careful = list(_careful_batches(source, width, batch_size))
+    finally:
+        reading.PLAIN_CHUNK_CHARS = original
+    assert len(plain) == len(careful)
+    for ours, theirs in zip(plain, careful, strict=True):
+        assert ours.equals(theirs), (ours, theirs)
+
+
+@pytest.mark.parametrize("chunk", [reading.PLAIN_CHUNK_CHARS, 8])
 @pytest.mark.parametrize("delimiter", [",", "\t"])
 def test_lines_without_a_quote_mark_are_split_by_polars_as_the_csv_module_splits_them(
-    tmp_path: Path, delimiter: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, delimiter: str, chunk: int
 ) -> None:
     """Short and long rows (the first data row short), blank and whitespace-only rows, a byte-order mark or
     a '#' starting a row, characters Python calls whitespace, and a quoted row among them: all read on the
-    plain path (it would raise ``_NotPlain`` otherwise), giving the csv module's batches."""
+    plain path (it would raise ``_NotPlain`` otherwise), giving the csv module's batches, whether the file is
+    read at once or a line at a time (each line then the first of what Polars' reader is given)."""
+    monkeypatch.setattr(reading, "PLAIN_CHUNK_CHARS", chunk)
     rows = [
         "h1,h2,h3",
         "x",
