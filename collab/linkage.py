@@ -51,13 +51,27 @@ class LinkagePolicy:
 
 
 @dataclass(frozen=True)
+class StoredUnits:
+    """What ``store_units`` did: how many units it was given, and how many withdrawn units it removed."""
+
+    received: int
+    withdrawn: int
+
+
+@dataclass(frozen=True)
 class RelinkResult:
+    """The clusters after a relink: ``units`` clustered into ``clusters``. ``relinked``: whether the load took any
+    unit out of its cluster (dropped, withdrawn, new or changed, or every unit at a new threshold or model) and
+    linked what awaited, so that clusters may have changed or gone. False: every cluster is as it was."""
+
     units: int
     clusters: int
     relinked: bool
 
 
-def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame | Path, *, carried: str | None = None) -> int:
+def store_units(
+    con: duckdb.DuckDBPyConnection, units: pl.DataFrame | Path, *, carried: str | None = None
+) -> StoredUnits:
     """Store each unit that is new or whose components changed, replacing its earlier components (a reference's
     latest submission describes it); a unit described again as it was is left as it is, with the submission that
     first described it so.
@@ -76,6 +90,8 @@ def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame | Path, *, c
     description (the earlier one is already overwritten), and keeping it would leave a withdrawn identity
     linking until every quarter that gave it was sent again. A reference the submission does not carry keeps
     its unit: its rows of other quarters still stand (``relink`` drops the unit once no contact carries it).
+    A cluster of withdrawn units only leaves none awaiting: the load passes how many it removed
+    (``StoredUnits.withdrawn``) to ``relink``, so that its result still says the clusters changed.
     """
     incoming = (
         con.read_parquet(str(units))
@@ -90,6 +106,7 @@ def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame | Path, *, c
     if distinct != received:
         con.unregister("incoming_units")
         raise ValueError("linkage units must each have their own unit_key")
+    withdrawn = 0
     if carried is not None:
         # NOT IN is safe: an incoming unit_key is never null (a null would have failed the count above).
         con.execute(
@@ -100,7 +117,9 @@ def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame | Path, *, c
         )
         with _temporary(con, _WITHDRAWN):
             _unlink(con, f"SELECT unit_key FROM {_WITHDRAWN}")
-            con.execute(f"DELETE FROM linkage_units WHERE unit_key IN (SELECT unit_key FROM {_WITHDRAWN})")
+            withdrawn = con.execute(
+                f"DELETE FROM linkage_units WHERE unit_key IN (SELECT unit_key FROM {_WITHDRAWN})"
+            ).fetchall()[0][0]
     # Only the units that are new or changed are written: most of a charity's references are described again,
     # unchanged, by each quarter's file, and rewriting them would be most of what the load's commit writes.
     same = " AND ".join(f"i.{c} IS NOT DISTINCT FROM u.{c}" for c in (*COMPONENTS, VARIANTS))
@@ -116,7 +135,7 @@ def store_units(con: duckdb.DuckDBPyConnection, units: pl.DataFrame | Path, *, c
         # Not INSERT OR REPLACE: under the load's memory limit it runs out of memory on a large submission's units.
         con.execute(f"DELETE FROM linkage_units WHERE unit_key IN (SELECT unit_key FROM {_STORING})")
         con.execute(f"INSERT INTO linkage_units BY NAME SELECT * FROM {_STORING}")
-    return received
+    return StoredUnits(received=received, withdrawn=withdrawn)
 
 
 @contextmanager
@@ -141,6 +160,7 @@ def relink(
     batch_records: int | None = None,
     memory: SplinkMemory | None = None,
     changed_charity: str | None = None,
+    withdrawn: int = 0,
 ) -> RelinkResult:
     """Bring the clusters up to date with the units, inside the caller's transaction.
 
@@ -157,6 +177,9 @@ def relink(
     ``changed_charity``, if given, is the only charity whose contacts changed since the last relink (a load
     replaces one charity's rows): only its units can have lost their contacts, so only they are looked for
     among the contacts, not every unit of the warehouse.
+
+    ``withdrawn``: how many units the load's ``store_units`` removed (``StoredUnits.withdrawn``). Their clusters
+    changed before this relink began, and one that held only withdrawn units left no member awaiting it.
     """
     orphans = "SELECT unit_key FROM linkage_units u ANTI JOIN contacts c ON c.person_key = u.unit_key"
     if changed_charity is not None:
@@ -194,7 +217,7 @@ def relink(
             units, clusters = con.execute(
                 "SELECT count(*), count(DISTINCT cluster_key) FROM linkage_clusters"
             ).fetchall()[0]
-            return RelinkResult(units=units, clusters=clusters, relinked=dropped.size > 0)
+            return RelinkResult(units=units, clusters=clusters, relinked=dropped.size > 0 or withdrawn > 0)
         changed_units = pl.Series(UNIT_ID, changed, dtype=pl.String)
         links = pl.concat(
             [

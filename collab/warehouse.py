@@ -107,7 +107,7 @@ def load_submission(
                 con.execute("SET memory_limit = $limit", {"limit": LINK_MEMORY_LIMIT})
                 # A submission that gives none of its references an identity has no units, yet still
                 # withdraws the units of those it carries.
-                store_units(
+                stored = store_units(
                     con,
                     units if units is not None else pl.DataFrame(schema=LINKAGE_UNIT_SCHEMA),
                     carried="SELECT person_key FROM incoming_contacts",
@@ -115,7 +115,13 @@ def load_submission(
                 # Splink's own database is bounded too, spilling beside the warehouse's spill directory (not in
                 # it: DuckDB makes that directory only when it first spills, and one level deep only).
                 spill = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] + ".splink"
-                linked = relink(con, linkage, memory=SplinkMemory(LINK_MEMORY_LIMIT, spill), changed_charity=charity_id)
+                linked = relink(
+                    con,
+                    linkage,
+                    memory=SplinkMemory(LINK_MEMORY_LIMIT, spill),
+                    changed_charity=charity_id,
+                    withdrawn=stored.withdrawn,
+                )
             quarters = [
                 row[0]
                 for row in con.execute(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import logging
 import re
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,18 @@ from standards.issues import FileRejected, Issue
 
 SAMPLE_BYTES = 64 * 1024
 HEADER_SEARCH_ROWS = 20
+log = logging.getLogger(__name__)
+
+# What a charity is told when a library cannot read its file. Never the library's own words: they can quote
+# the file's contents (a cell, a fragment of XML) or our paths, and are not plain English.
+_UNREADABLE_WORKBOOK = (
+    "The Excel workbook is damaged, so it could not be read. Open it in Excel, save it again as an Excel "
+    "workbook (.xlsx) and send the new copy."
+)
+_UNREADABLE_PARQUET = (
+    "The Parquet file is damaged, so it could not be read. Export it again from the system that made it, or "
+    "send the contacts as CSV UTF-8 or an Excel workbook (.xlsx) instead."
+)
 
 
 @dataclass(frozen=True)
@@ -129,15 +142,16 @@ class ExtractSource:
         if self.format == "csv":
             yield from _csv_batches(self, width, batch_size)
         elif self.format == "xlsx":
-            try:
-                sheet = _read_sheet(self.path, self.sheet)
-            except Exception as error:  # fastexcel raises its own hierarchy for every kind of damage
-                raise FileRejected("E_UNREADABLE_FILE", f"The Excel workbook could not be read: {error}.") from error
+            sheet = _read_sheet(self.path, self.sheet)
             self._check_rows(sheet.height)
             yield from _frame_batches(sheet, self.header_row, width, batch_size)
         else:
             self._check_rows(pl.scan_parquet(self.path).select(pl.len()).collect().item())
-            frame = pl.read_parquet(self.path).select(pl.all().cast(pl.String))
+            try:
+                table = pl.read_parquet(self.path)
+            except Exception as error:  # a damaged page shows only now: opening read the footer alone
+                raise _unreadable(_UNREADABLE_PARQUET, self.path, error) from error
+            frame = table.select(pl.all().cast(pl.String))
             yield from _frame_batches(
                 frame.rename({n: f"c{i}" for i, n in enumerate(frame.columns)}), 0, width, batch_size
             )
@@ -366,7 +380,13 @@ def _csv_records(source: ExtractSource) -> Iterator[list[str]]:
                     "spreadsheet cell can be; the file was not read further.",
                     row=record + 1,
                 ) from error
-            raise FileRejected("E_UNREADABLE_FILE", f"The CSV could not be read: {error}.") from error
+            raise _unreadable(
+                f"Row {record + 1} of the file could not be read as CSV cells; the file was not read further. Open "
+                "it in your spreadsheet, save it again as 'CSV UTF-8' and send the new copy.",
+                source.path,
+                error,
+                row=record + 1,
+            ) from error
 
 
 class _LineTooLong(Exception):
@@ -600,7 +620,7 @@ def _open_xlsx(
     try:
         workbook = fastexcel.read_excel(str(path))
     except Exception as error:  # fastexcel raises its own hierarchy for every kind of damage
-        raise FileRejected("E_UNREADABLE_FILE", f"The Excel workbook could not be read: {error}.") from error
+        raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
     source = ExtractSource(path=path, format="xlsx", limits=limits)
     sheets = workbook.sheet_names
     if sheet is not None and sheet not in sheets:
@@ -645,6 +665,13 @@ def _refuse_xml_declarations(path: Path, members: list[str]) -> None:
                     tail = window[-XML_SCAN_OVERLAP_BYTES:]
 
 
+def _unreadable(message: str, path: Path, error: Exception, *, row: int | None = None) -> FileRejected:
+    """The rejection of a file a library could not read: the charity is told ``message``; why the library
+    failed, which may quote the file, goes only to the analyst's log."""
+    log.info("%s could not be read: %s", path.name, error)
+    return FileRejected("E_UNREADABLE_FILE", message, row=row)
+
+
 def _too_many_columns(columns: int, limits: ReadLimits) -> FileRejected:
     return FileRejected(
         "E_TOO_MANY_COLUMNS", f"The file has {columns:,} columns; a file may have at most {limits.max_columns:,}."
@@ -667,7 +694,10 @@ def _read_sheet(path: Path, sheet: str | None, n_rows: int | None = None) -> pl.
     options: dict[str, object] = {"header_row": None, "dtypes": "string"}
     if n_rows is not None:
         options["n_rows"] = n_rows
-    loaded = fastexcel.read_excel(str(path)).load_sheet(sheet if sheet is not None else 0, **options)
+    try:
+        loaded = fastexcel.read_excel(str(path)).load_sheet(sheet if sheet is not None else 0, **options)
+    except Exception as error:  # a damaged sheet shows only when it is loaded, after the workbook opened
+        raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
     frame = loaded.to_polars()
     return frame.rename({name: f"c{i}" for i, name in enumerate(frame.columns)})
 
@@ -676,7 +706,7 @@ def _open_parquet(path: Path, limits: ReadLimits) -> ExtractSource:
     try:
         schema = pl.read_parquet_schema(path)
     except Exception as error:  # polars raises ComputeError/OSError variants for damaged files
-        raise FileRejected("E_UNREADABLE_FILE", f"The Parquet file could not be read: {error}.") from error
+        raise _unreadable(_UNREADABLE_PARQUET, path, error) from error
     if len(schema) > limits.max_columns:
         raise _too_many_columns(len(schema), limits)
     source = ExtractSource(path=path, format="parquet", limits=limits, header_row=1)

@@ -242,6 +242,29 @@ def test_a_reference_described_again_or_not_carried_by_a_later_load_keeps_its_un
     )
 
 
+def test_a_load_that_withdraws_a_unit_alone_in_its_cluster_reports_that_it_relinked(tmp_path: Path) -> None:
+    """The withdrawn unit's cluster goes with it and leaves no member awaiting linking, so the relink itself
+    has nothing to do: the load still changed the clusters, and says so."""
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    migrate(con)
+    _load(con, "a", "a-1", "2026Q1", {"A1": OKAFOR, "A2": NOWAK}, tmp_path)
+    _load(con, "b", "b-1", "2026Q1", {"B1": OKAFRO}, tmp_path)
+    a1, a2, b1 = _key("a", "A1"), _key("a", "A2"), _key("b", "B1")
+    assert _cluster_of(con, a2) == [a2]
+    # A1 described as it was, A2 carried without an identity: only A2's cluster of one changes, by going.
+    withdrawn = _load(con, "a", "a-2", "2026Q1", {"A1": OKAFOR, "A2": None}, tmp_path)
+    assert withdrawn.linkage is not None and withdrawn.linkage.relinked
+    assert (withdrawn.linkage.units, withdrawn.linkage.clusters) == (2, 1)
+    assert con.execute("SELECT list(unit_key ORDER BY unit_key) FROM linkage_clusters").fetchall()[0][0] == sorted(
+        [a1, b1]
+    )
+    # The same file again withdraws nothing more: no cluster changes, and none is reported.
+    clusters = con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall()
+    again = _load(con, "a", "a-3", "2026Q1", {"A1": OKAFOR, "A2": None}, tmp_path)
+    assert again.linkage is not None and not again.linkage.relinked
+    assert con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall() == clusters
+
+
 def _fail_storing(unlink: Callable[[duckdb.DuckDBPyConnection, str], None]) -> Callable[..., None]:
     def failing(con: duckdb.DuckDBPyConnection, units: str) -> None:
         if "storing_units" in units:
