@@ -179,7 +179,9 @@ class IssueCollector:
         _, rows = seen.setdefault(key, (issue, []))
         if issue.row is not None and len(rows) < ROWS_PER_VALUE:
             rows.append(issue.row)
-        self.value_counts.setdefault(issue.code, Counter())[key] += 1
+        if (tally := self.value_counts.get(issue.code)) is None:  # not setdefault: a Counter per issue is costly
+            tally = self.value_counts[issue.code] = Counter()
+        tally[key] += 1
 
     def _examples(self, code: str) -> list[Issue]:
         distinct = [first for first, _ in self.by_value.get(code, {}).values()][:EXAMPLES_PER_ISSUE]

@@ -418,9 +418,14 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int, *, 
     ).collect()
 
 
+def issue_code_columns(checked: pl.DataFrame) -> list[str]:
+    """The columns of ``validate_frame``'s result holding a rule's code, in the order the per-row path reports
+    them: each field's (``<field>__code``), the model's rule about the whole row, the accepted row's warnings."""
+    return [c for c in checked.columns if c.endswith("__code")] + [MODEL_CODE, *_ACCEPTED_ROW_WARNINGS]
+
+
 def issue_codes(checked: pl.DataFrame) -> pl.Series:
     """Each row's codes of ``validate_frame``'s result, in the order the per-row path reports them (only
     asked of the rows with an issue: a list per row costs more than all the rules)."""
-    code_columns = [c for c in checked.columns if c.endswith("__code")] + [MODEL_CODE, *_ACCEPTED_ROW_WARNINGS]
-    every = pl.concat_list(code_columns).list.drop_nulls()
+    every = pl.concat_list(issue_code_columns(checked)).list.drop_nulls()
     return checked.select(pl.when(pl.col(RAGGED)).then(pl.lit(["E_RAGGED_ROW"])).otherwise(every)).to_series()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from standards import validation
 from standards.check import _date_readings
 from standards.extract import FIELDS, REQUIRED_FIELDS
 from standards.issues import FileRejected
@@ -36,7 +38,7 @@ from standards.normalise import (
 )
 from standards.reading import PYTHON_WHITESPACE, open_extract
 from standards.rules import field_rules, issue_codes, validate_frame
-from standards.validation import contacts_frame, validate_batch, validate_rows
+from standards.validation import RowOutcome, contacts_frame, validate_batch, validate_rows
 from tests.conftest import contact_rows, write_csv
 from tests.fixtures.bad.corpus import build
 
@@ -94,6 +96,36 @@ def test_rules_and_model_agree_on_a_food_banks_rows(tmp_path: Path) -> None:
     rows[3][1], rows[4][2], rows[5][3], rows[6][4], rows[7][5] = "31/02/2026", "Fod", "ZZ99 9ZZ", "1850-01-01", "-5"
     rows[8][3], rows[9][3], rows[10][0] = "Bristol", "", ""
     (normalised, plan), *_ = normalised_batches(write_csv(tmp_path / "food.csv", rows), CharityMapping())
+    assert_agree(normalised, plan)
+
+
+def test_rows_alike_in_their_issues_are_explained_by_asking_the_model_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column wrong in many rows, a council in many postcode cells, births after the contact: each way of having
+    issues is asked of the model once, and every row still gets the issues and contact the model gives it."""
+    rows = contact_rows(400)
+    for i in range(10, 400, 3):
+        rows[i][2] = "Fod"  # a need no label matches: the row is rejected
+    for i in range(11, 400, 3):
+        rows[i][4] = "31/02/1970"  # a birth date that is no date: dropped with a warning, the row kept
+    for i in range(12, 400, 9):
+        rows[i][3] = "Bristol"  # a council's name where a postcode goes: read as the area, with a warning
+    for i in range(15, 400, 30):
+        rows[i][4] = "05/03/2026"  # born after the contact: rejected by the rule about the whole row
+    rows[20] = rows[20][:4]  # ragged
+    asked: list[int] = []
+
+    def counting(normalised: pl.DataFrame, plan: ColumnPlan, *, links_records: bool) -> Iterator[RowOutcome]:
+        asked.append(normalised.height)
+        return validate_rows(normalised, plan, links_records=links_records)
+
+    (normalised, plan), *_ = normalised_batches(write_csv(tmp_path / "alike.csv", rows), CharityMapping())
+    with monkeypatch.context() as patched:
+        patched.setattr(validation, "validate_rows", counting)
+        judged = validate_batch(normalised, plan, links_records=True)
+    affected = len(judged.affected)
+    assert affected > 250 and sum(asked) < affected / 5
     assert_agree(normalised, plan)
 
 
