@@ -1,8 +1,8 @@
 """Validate normalised rows against ``ContactRecord`` and say why each row fails.
 
 ``validate_batch`` judges a whole batch with the rules ``standards.rules`` generates from the model,
-then explains each row with an issue one at a time with the model itself (``validate_rows``), so
-every message comes from the same rules. A row is rejected when a required value breaks a rule (``E_`` codes). A value of an optional field
+then explains the rows with an issue with the model itself (``validate_rows``), once for each distinct way
+of having issues (``_explained``), so every message comes from the same rules. A row is rejected when a required value breaks a rule (``E_`` codes). A value of an optional field
 that breaks a rule is dropped with a warning (``W_`` twin) and the row is validated again without
 it, so a bad date of birth never costs a charity the whole contact.
 """
