@@ -48,7 +48,7 @@ from collab.submissions import (
 from collab.warehouse import load_submission
 from collab.workspace import Workspace
 from privacy.linkage import COMPONENTS, VARIANTS
-from privacy.minimise import WAREHOUSE_SCHEMA
+from privacy.minimise import LINKAGE_UNIT_SCHEMA, WAREHOUSE_SCHEMA
 from standards import STANDARD_VERSION
 from standards.check import check_extract, new_reference
 from standards.feedback import FeedbackReport
@@ -375,7 +375,7 @@ def _check_minimised(con: duckdb.DuckDBPyConnection, submission_id: str) -> Asse
         f"SELECT count(*) FROM contacts WHERE submission_id = $s AND NOT {keyed.format('person_key')}",
         {"s": submission_id},
     ).fetchall()[0][0]
-    # Every column of the units but those that name a unit holds keyed codes: its type says so for every row.
+    # The units' columns are the declared ones, each component's of keyed codes: its type says so for every row.
     codes = {**dict.fromkeys(COMPONENTS, "BIGINT"), VARIANTS: "BIGINT[]"}
     unit_columns = con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'linkage_units'"
@@ -383,7 +383,7 @@ def _check_minimised(con: duckdb.DuckDBPyConnection, submission_id: str) -> Asse
     unkeyed_units = sorted(
         name
         for name, kind in unit_columns
-        if name not in ("unit_key", "charity_id", "submission_id") and codes.get(name) != kind
+        if name not in LINKAGE_UNIT_SCHEMA or (name in codes and kind != codes[name])
     )
     unexpected = sorted(set(columns) - set(WAREHOUSE_SCHEMA))
     return AssetCheckResult(

@@ -26,7 +26,7 @@ def keyed_code_of_hex(value: str, *, listed: bool = False) -> str:
     """SQL of the keyed code (``privacy.pseudonymise.keyed_int64s``) of a linkage component given as its 64-hex HMAC,
     as units were coded before version 10: the first 16 hex digits (8 bytes) read as a big-endian signed 64-bit
     integer; ``listed``: of each element of a list (the surname variants). Null stays null. Equal HMACs give equal
-    codes, so the clusters made of them stay what the codes make."""
+    codes, so clusters made of the HMACs are those the codes make."""
     if listed:
         return f"list_transform({value}, lambda v: {keyed_code_of_hex('v')})"
     unsigned = f"('0x' || left({value}, 16))::UBIGINT"
@@ -36,6 +36,7 @@ def keyed_code_of_hex(value: str, *, listed: bool = False) -> str:
     )
 
 
+# The components version 10 converts: a migration is history, so not ``privacy.linkage.COMPONENTS``.
 _LINKAGE_COMPONENTS_V10 = ("surname", "surname_sound", "birth_date", "birth_month", "district", "postcode_area")
 
 _CONTACT_COLUMNS_V1 = """
@@ -281,7 +282,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         10,
-        "linkage components as 64-bit keyed codes, not 64-hex HMACs: an eighth of the bytes to store, load and relink",
+        "linkage components as 64-bit keyed codes, not 64-hex HMACs: an eighth of the bytes a load and a relink move",
         # Each code is the first 8 bytes of the HMAC the unit held: the same equalities hold, so its cluster stays.
         (
             *(

@@ -190,7 +190,7 @@ def reference_components(key: bytes, counts: pl.DataFrame) -> pl.DataFrame:
 def reference_component_parts(key: bytes, counts: pl.DataFrame, references: int) -> Iterator[pl.DataFrame]:
     """``reference_components`` in parts of at most ``references`` records and ``_VARIANTS_PER_PART`` surname
     variants each (``_part_bounds``), in order: each part's keyed components (a reference's every surname
-    variant among them) are made only when it is taken, so memory holds one part of them, not the file's (13 MB
+    variant among them) are made only when it is taken, so memory holds one part of them, not the file's (14 MB
     for a part of 111,000 references of 8-letter surnames), and the codes kept for the next parts are bounded too
     (``_Codebook``)."""
     most = counts.filter(pl.col(CONTACTS) == pl.col(CONTACTS).max().over("person_ref"))

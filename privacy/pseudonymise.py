@@ -70,7 +70,7 @@ def keyed_int64s(key: bytes, prefix: Sequence[str], values: Iterable[str]) -> np
     shared code only makes two records agree on that one component, one piece of evidence among several that
     Splink weighs, never a merge by itself. The code is still a keyed HMAC, which cannot be
     recomputed from a name without the key; NIST SP 800-107 permits an HMAC truncated to 64 bits. Held as an
-    integer it is 8 bytes, not 64 characters: the units' staging, storing and relinking move an eighth as much.
+    integer it is 8 bytes, not 64 characters: staging, loading and relinking units move an eighth as much.
     """
     truncated = b"".join(digest[:8] for digest in _keyed_digests(key, prefix, values))
     return np.frombuffer(truncated, dtype=">i8").astype(np.int64)
