@@ -48,7 +48,7 @@ from collab.submissions import (
 from collab.warehouse import load_submission
 from collab.workspace import Workspace
 from privacy.linkage import COMPONENTS, VARIANTS
-from privacy.minimise import WAREHOUSE_SCHEMA
+from privacy.minimise import LINKAGE_UNIT_SCHEMA, WAREHOUSE_SCHEMA
 from standards import STANDARD_VERSION
 from standards.check import check_extract, new_reference
 from standards.feedback import FeedbackReport
@@ -367,30 +367,31 @@ def warehouse_contacts(
 
 def _check_minimised(con: duckdb.DuckDBPyConnection, submission_id: str) -> AssetCheckResult:
     """The warehouse holds only allowlisted columns and keyed pseudonyms for this submission, and its
-    linkage units only keyed components (HMACs, never a raw surname, birth date or postcode)."""
+    linkage units only keyed components (64-bit keyed codes: a column of them cannot hold a raw surname, birth
+    date or postcode)."""
     keyed = "regexp_full_match({}, '[0-9a-f]{{64}}')"
-    components = " AND ".join(
-        [
-            *(f"coalesce({keyed.format(c)}, TRUE)" for c in COMPONENTS),
-            f"list_bool_and(list_transform({VARIANTS}, lambda v: {keyed.format('v')}))",
-        ]
-    )
     columns = [row[0] for row in con.execute("DESCRIBE contacts").fetchall()]
     malformed = con.execute(
         f"SELECT count(*) FROM contacts WHERE submission_id = $s AND NOT {keyed.format('person_key')}",
         {"s": submission_id},
     ).fetchall()[0][0]
-    unkeyed_units = con.execute(
-        f"SELECT count(*) FROM linkage_units WHERE submission_id = $s AND NOT coalesce({components}, TRUE)",
-        {"s": submission_id},
-    ).fetchall()[0][0]
+    # The units' columns are the declared ones, each component's of keyed codes: its type says so for every row.
+    codes = {**dict.fromkeys(COMPONENTS, "BIGINT"), VARIANTS: "BIGINT[]"}
+    unit_columns = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'linkage_units'"
+    ).fetchall()
+    unkeyed_units = sorted(
+        name
+        for name, kind in unit_columns
+        if name not in LINKAGE_UNIT_SCHEMA or (name in codes and kind != codes[name])
+    )
     unexpected = sorted(set(columns) - set(WAREHOUSE_SCHEMA))
     return AssetCheckResult(
         check_name=MINIMISED_CHECK,
-        passed=not unexpected and malformed == 0 and unkeyed_units == 0,
+        passed=not unexpected and malformed == 0 and not unkeyed_units,
         metadata={
             "unexpected_columns": ", ".join(unexpected) or "none",
             "malformed_person_keys": malformed,
-            "linkage_units_not_keyed": unkeyed_units,
+            "linkage_unit_columns_not_keyed": ", ".join(unkeyed_units) or "none",
         },
     )

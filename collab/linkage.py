@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 
 from collab.registry import Registry
+from collab.schema import keyed_code_of_hex
 from collab.workspace import PrivacySettings
 from privacy.clustering import BLOCKING_KEYS, UNIT_ID, SplinkMemory, changed_links, fixed_model, relink_clusters
 from privacy.linkage import COMPONENTS, VARIANTS
@@ -100,6 +101,7 @@ def store_units(
     )
     if incoming.columns != list(LINKAGE_UNIT_SCHEMA):
         raise ValueError(f"linkage units do not have the warehouse schema: {incoming.columns}")
+    incoming = _as_keyed_codes(incoming)
     con.register("incoming_units", incoming)
     received, distinct = con.execute("SELECT count(*), count(DISTINCT unit_key) FROM incoming_units").fetchall()[0]
     # The table has no primary key (DuckDB would hold its index in memory): each unit is stored once by this.
@@ -136,6 +138,24 @@ def store_units(
         con.execute(f"DELETE FROM linkage_units WHERE unit_key IN (SELECT unit_key FROM {_STORING})")
         con.execute(f"INSERT INTO linkage_units BY NAME SELECT * FROM {_STORING}")
     return StoredUnits(received=received, withdrawn=withdrawn)
+
+
+def _as_keyed_codes(units: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    """``units`` with any component given as a 64-hex HMAC (a file staged before version 10 of the schema, waiting
+    to be loaded across the upgrade) converted to its 64-bit code, as the migration converted the stored ones."""
+    hex_coded = [
+        name
+        for name, kind in zip(units.columns, units.types, strict=True)
+        if name in (*COMPONENTS, VARIANTS) and str(kind) in ("VARCHAR", "VARCHAR[]")
+    ]
+    if not hex_coded:
+        return units
+    return units.project(
+        ", ".join(
+            f"{keyed_code_of_hex(name, listed=name == VARIANTS)} AS {name}" if name in hex_coded else name
+            for name in units.columns
+        )
+    )
 
 
 @contextmanager

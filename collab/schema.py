@@ -22,6 +22,23 @@ class Migration:
     statements: tuple[str, ...]
 
 
+def keyed_code_of_hex(value: str, *, listed: bool = False) -> str:
+    """SQL of the keyed code (``privacy.pseudonymise.keyed_int64s``) of a linkage component given as its 64-hex HMAC,
+    as units were coded before version 10: the first 16 hex digits (8 bytes) read as a big-endian signed 64-bit
+    integer; ``listed``: of each element of a list (the surname variants). Null stays null. Equal HMACs give equal
+    codes, so clusters made of the HMACs are those the codes make."""
+    if listed:
+        return f"list_transform({value}, lambda v: {keyed_code_of_hex('v')})"
+    unsigned = f"('0x' || left({value}, 16))::UBIGINT"
+    return (
+        f"CASE WHEN {unsigned} < 9223372036854775808 THEN {unsigned}::BIGINT"
+        f" ELSE ({unsigned}::HUGEINT - 18446744073709551616)::BIGINT END"
+    )
+
+
+# The components version 10 converts: a migration is history, so not ``privacy.linkage.COMPONENTS``.
+_LINKAGE_COMPONENTS_V10 = ("surname", "surname_sound", "birth_date", "birth_month", "district", "postcode_area")
+
 _CONTACT_COLUMNS_V1 = """
     submission_id VARCHAR, charity_id VARCHAR, person_key VARCHAR, contact_month DATE, quarter VARCHAR,
     need VARCHAR, local_authority_code VARCHAR, region_code VARCHAR, nation_code VARCHAR, age_band VARCHAR,
@@ -262,6 +279,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         "no contacts_incoming: a load reads its minimised contacts from their Parquet file inside its transaction",
         # Its rows were only ever a load's in progress, deleted when the load ended or was retried.
         ("DROP TABLE IF EXISTS contacts_incoming",),
+    ),
+    Migration(
+        10,
+        "linkage components as 64-bit keyed codes, not 64-hex HMACs: an eighth of the bytes a load and a relink move",
+        # Each code is the first 8 bytes of the HMAC the unit held: the same equalities hold, so its cluster stays.
+        (
+            *(
+                f"ALTER TABLE linkage_units ALTER {column} SET DATA TYPE BIGINT USING {keyed_code_of_hex(column)}"
+                for column in _LINKAGE_COMPONENTS_V10
+            ),
+            "ALTER TABLE linkage_units ALTER surname_variants SET DATA TYPE BIGINT[] USING "
+            + keyed_code_of_hex("surname_variants", listed=True),
+        ),
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -337,7 +337,7 @@ class _Copies:
     changed further copy's links, found through the second, are all scored.
 
     Records are given as ``as_codes`` makes them: each ``unit_id`` is the record's position, and copies are
-    found among small integer codes, not 64-character keyed values."""
+    found among small integer codes."""
 
     scored: pl.DataFrame
     # The position of each further copy, and of the second copy of its identity.
@@ -407,9 +407,10 @@ def as_codes(records: pl.DataFrame) -> pl.DataFrame:
     Splink only ever pairs and compares values of the same column for equality (blocking on equal values,
     exact-match levels, the size of the intersection of two variant lists, term frequencies), so within
     each column a one-to-one code gives the same pairs, the same scores and the same links. It carries
-    4-byte integers through its joins and intermediate tables instead of 64-character keyed strings, which
-    made most of its time and memory. Positions keep the order of ``unit_id``, the order Splink puts
-    each pair's two records in. Codes are found by hashing each value, not by sorting: half the time."""
+    4-byte integers through its joins and intermediate tables, half the keyed codes' 8 bytes (when those were
+    64-character strings, carrying them made most of its time and memory). Positions keep the order of
+    ``unit_id``, the order Splink puts each pair's two records in. Codes are found by hashing each value, not by
+    sorting: half the time."""
     variants = records.get_column(VARIANTS).explode().drop_nulls().unique()
     position = pl.col(UNIT_ID)
     return records.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias(UNIT_ID)).with_columns(

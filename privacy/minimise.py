@@ -34,13 +34,13 @@ WAREHOUSE_SCHEMA: dict[str, pl.DataType] = {
     "standard_version": pl.String(),
     "linked": pl.Boolean(),
 }
-# A linking reference's keyed components (never a raw identifier), under its person_key (``unit_key``).
+# A linking reference's keyed components (never a raw identifier: 64-bit keyed codes,
+# ``privacy.pseudonymise.keyed_int64s``), under its person_key (``unit_key``).
+_UNIT_NAMES = ("unit_key", "charity_id", "submission_id")
 LINKAGE_UNIT_SCHEMA: dict[str, pl.DataType] = {
-    "unit_key": pl.String(),
-    "charity_id": pl.String(),
-    "submission_id": pl.String(),
-    **{name: pl.String() for name in COMPONENTS},
-    VARIANTS: pl.List(pl.String()),
+    **{name: pl.String() for name in _UNIT_NAMES},
+    **{name: pl.Int64() for name in COMPONENTS},
+    VARIANTS: pl.List(pl.Int64()),
 }
 
 
@@ -69,9 +69,11 @@ def minimise(
 
 def minimise_units(units: pl.DataFrame, *, key: bytes, charity_id: str, submission_id: str) -> pl.DataFrame:
     """A submission's linkage records (``privacy.linkage.reference_components``) -> ``LINKAGE_UNIT_SCHEMA``
-    rows: the reference becomes its person_key, the same key its contacts carry; the components are kept."""
+    rows: the reference becomes its person_key, the same key its contacts carry; the components are kept as
+    they were staged. Records staged before the components were 64-bit codes hold them as 64-hex HMACs, which
+    the warehouse converts when it stores them (``collab.linkage.store_units``)."""
     return units.with_columns(
         person_keys(key, charity_id, units.get_column("person_ref")).alias("unit_key"),
         pl.lit(charity_id).alias("charity_id"),
         pl.lit(submission_id).alias("submission_id"),
-    ).select([pl.col(name).cast(dtype) for name, dtype in LINKAGE_UNIT_SCHEMA.items()])
+    ).select(*(pl.col(name).cast(LINKAGE_UNIT_SCHEMA[name]) for name in _UNIT_NAMES), *COMPONENTS, VARIANTS)

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 from dagster import (
@@ -30,6 +31,7 @@ from collab.expectations import ExpectationRun
 from collab.intake import purge_submission, read_receipt, submission_dir
 from collab.landing import LocalLandingZone
 from collab.registry import Registry
+from collab.schema import migrate
 from collab.staging import MINIMISED_CONTACTS_FILE
 from collab.states import read_state
 from collab.warehouse import connect
@@ -283,6 +285,17 @@ def test_warehouse_holds_no_raw_identifiers(workspace: Workspace, charity: str, 
     metadata = result.asset_materializations_for_node("submission_quality")[0].metadata
     assert metadata["rows_accepted"].value == 10
     assert "Jane" not in str(metadata)
+
+
+def test_the_minimised_check_fails_linkage_units_whose_components_are_not_keyed_codes() -> None:
+    con = duckdb.connect()
+    migrate(con)
+    assert assets.submissions._check_minimised(con, "s").passed
+    # Columns that could hold a raw surname: a component of strings, or a column not declared.
+    con.execute("ALTER TABLE linkage_units ALTER surname SET DATA TYPE VARCHAR")
+    con.execute("ALTER TABLE linkage_units ADD COLUMN name VARCHAR")
+    check = assets.submissions._check_minimised(con, "s")
+    assert not check.passed and check.metadata["linkage_unit_columns_not_keyed"].value == "name, surname"
 
 
 def test_only_a_charity_that_links_records_is_warned_of_a_surname_it_cannot_link(

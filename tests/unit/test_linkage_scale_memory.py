@@ -27,7 +27,7 @@ from privacy.minimise import LINKAGE_UNIT_SCHEMA
 WAREHOUSE_UNITS = 80_000
 SUBMISSION_UNITS = 12_000
 KNOWN = 40  # of the submission's people, already in the warehouse (the same keyed identity)
-LIMIT = "40MB"  # holding the warehouse's units (their index, or their components) takes more than this
+LIMIT = "40MB"  # a load's working memory, not the warehouse's units: their 64-character components once took more
 BATCH = 4_000
 # How many distinct values each component takes (keyed values only need to be equal or not).
 CARDINALITY = {
@@ -41,11 +41,11 @@ CARDINALITY = {
 
 
 def _units(people: range, charity: str, submission: str) -> pl.DataFrame:
-    """Units of ``people`` (a person's keyed identity depends on its number alone), 64 hex characters a value."""
+    """Units of ``people`` (a person's keyed identity depends on its number alone), a 64-bit code a value."""
     person = pl.Series(list(people), dtype=pl.Int64)
 
     def keyed(name: str) -> pl.Series:
-        return (person.hash(seed=len(name)) % CARDINALITY[name]).hash(seed=7).cast(pl.String).str.pad_start(64, "a")
+        return (person.hash(seed=len(name)) % CARDINALITY[name]).hash(seed=7).reinterpret(signed=True)
 
     components = {name: keyed(name) for name in COMPONENTS}
     return (

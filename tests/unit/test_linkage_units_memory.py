@@ -20,13 +20,13 @@ WAREHOUSE_UNITS = 160_000  # the benchmark's warehouse when it failed
 def _units(submission_id: str, count: int = UNITS, *, described: int = 1) -> pl.DataFrame:
     """``count`` references, each with its components as its ``described``-th description gives them."""
 
-    def keyed(seed: int) -> pl.Series:  # HMAC-like codes: 64 hex characters in no order
-        return pl.int_range(count, eager=True).hash(seed=seed).cast(pl.String).str.pad_start(64, "f")
+    def keyed(seed: int) -> pl.Series:  # keyed codes: 64-bit integers in no order
+        return pl.int_range(count, eager=True).hash(seed=seed).reinterpret(signed=True)
 
     components = keyed(1 + described)
     return pl.DataFrame(
         {
-            "unit_key": keyed(1),
+            "unit_key": keyed(1).cast(pl.String).str.pad_start(64, "f"),  # as long as a person_key
             "charity_id": "a",
             "submission_id": submission_id,
             **{column: components for column in list(LINKAGE_UNIT_SCHEMA)[3:-1]},

@@ -31,6 +31,7 @@ from privacy.pseudonymise import (
     create_key,
     keyed_hash,
     keyed_hashes,
+    keyed_int64s,
     linkage_tokens,
     load_key,
     person_keys,
@@ -268,6 +269,10 @@ def test_keyed_hashes_are_hmac_sha256_of_the_joined_parts() -> None:
         ]
         assert keyed_hashes(key, ("person", "c"), values) == expected
         assert keyed_hash(key, "person", "c", values[0]) == expected[0]
+        # The linkage components' codes: the same HMAC's first 8 bytes, a big-endian signed integer.
+        codes = [int.from_bytes(bytes.fromhex(code)[:8], "big", signed=True) for code in expected]
+        assert keyed_int64s(key, ("person", "c"), values).tolist() == codes
+    assert keyed_int64s(b"k" * 32, ("link",), []).dtype == np.int64
 
 
 def test_linkage_basis_normalises_identifiers_and_needs_all_three() -> None:
@@ -299,7 +304,7 @@ def test_each_linking_reference_gets_one_keyed_linkage_record_of_its_most_common
     expected = keyed_components(key, pl.Series([bases[0], bases[3]]))
     assert units.drop("person_ref").equals(expected)
     rows = minimise_units(units, key=key, charity_id="charity-a", submission_id="s")
-    assert list(rows.schema) == list(LINKAGE_UNIT_SCHEMA)
+    assert rows.schema == LINKAGE_UNIT_SCHEMA
     # The unit is named by the reference's person_key, the key its contacts carry.
     assert rows.get_column("unit_key").to_list() == person_keys(key, "charity-a", pl.Series(["A", "B"])).to_list()
     assert "OKAFOR" not in str(rows.rows()).upper() and tokens[0] not in str(rows.rows())

@@ -1,12 +1,20 @@
 """The warehouse schema has one owner: ordered migrations that build exactly the declared columns."""
 
+from pathlib import Path
+
 import duckdb
 import polars as pl
 import pytest
 
+from collab.linkage import store_units
 from collab.schema import LATEST_VERSION, MIGRATIONS, migrate, schema_version
+from collab.staging import CONTACTS_FILE, LINKAGE_UNITS_FILE, minimise_staged_units
 from privacy.bounding import CONTACTS_TABLE
-from privacy.minimise import LINKAGE_UNIT_SCHEMA, WAREHOUSE_SCHEMA
+from privacy.linkage import COMPONENTS, VARIANTS, component_values, keyed_components, surname_variants
+from privacy.minimise import LINKAGE_UNIT_SCHEMA, WAREHOUSE_SCHEMA, minimise_units
+from privacy.pseudonymise import keyed_hashes, keyed_int64s
+
+KEY = bytes(range(32))
 
 _DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Date: "DATE", pl.Int64: "BIGINT", pl.Float64: "DOUBLE", pl.Boolean: "BOOLEAN"}
 
@@ -65,20 +73,96 @@ def test_a_warehouse_newer_than_the_code_is_refused() -> None:
         migrate(con)
 
 
-def test_linkage_units_and_clusters_keep_their_rows_and_lose_their_in_memory_index_at_version_7() -> None:
+def _at_version(version: int) -> duckdb.DuckDBPyConnection:
+    """A new warehouse brought up to ``version`` only."""
     con = duckdb.connect()
     schema_version(con)  # creates the version table
-    for migration in MIGRATIONS[:6]:
+    for migration in MIGRATIONS[:version]:
         for statement in migration.statements:
             con.execute(statement)
         con.execute("INSERT INTO schema_version VALUES (?, 'test', now())", [migration.version])
-    con.execute("INSERT INTO linkage_units (unit_key, charity_id, submission_id, surname) VALUES ('u1', 'a', 's', 'x')")
+    return con
+
+
+def test_linkage_units_and_clusters_keep_their_rows_and_lose_their_in_memory_index_at_version_7() -> None:
+    con = _at_version(6)
+    [hex_code] = keyed_hashes(KEY, ("link", "surname"), ["OBRIEN"])
+    con.execute(
+        "INSERT INTO linkage_units (unit_key, charity_id, submission_id, surname) VALUES ('u1', 'a', 's', ?)",
+        [hex_code],
+    )
     con.execute("INSERT INTO linkage_clusters VALUES ('u1', 'u1')")
     assert migrate(con) == [migration.version for migration in MIGRATIONS[6:]]
-    assert con.execute("SELECT unit_key, surname FROM linkage_units").fetchall() == [("u1", "x")]
+    [code] = keyed_int64s(KEY, ("link", "surname"), ["OBRIEN"]).tolist()
+    assert con.execute("SELECT unit_key, surname FROM linkage_units").fetchall() == [("u1", code)]
     assert con.execute("SELECT * FROM linkage_clusters").fetchall() == [("u1", "u1")]
     indexed = con.execute(
         "SELECT count(*) FROM duckdb_constraints() WHERE table_name IN ('linkage_units', 'linkage_clusters') "
         "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')"
     ).fetchall()
     assert indexed == [(0,)]
+
+
+# Three references, one with no identity (its components null).
+_BASES = pl.Series(["OBRIEN|1980-02-29|BS35", None, "NOWAK|1979-12-01|EC1A"])
+_REFERENCES = pl.DataFrame({"person_ref": ["R1", "R2", "R3"]})
+
+
+def _hex_coded_records() -> pl.DataFrame:
+    """The linkage records of ``_BASES`` as ``privacy.linkage`` made them before version 10: each code the whole
+    HMAC (``keyed_hashes``) of the value the 64-bit code is now made from."""
+
+    def hmac(name: str, value: str) -> str:
+        return keyed_hashes(KEY, ("link", name), [value])[0]
+
+    rows = [
+        dict.fromkeys((*COMPONENTS, VARIANTS))
+        if basis is None
+        else {
+            **{name: hmac(name, value) for name, value in component_values(basis).items()},
+            VARIANTS: keyed_hashes(KEY, ("link", "surname_variant"), surname_variants(basis.split("|")[0])),
+        }
+        for basis in _BASES
+    ]
+    schema = {**dict.fromkeys(COMPONENTS, pl.String), VARIANTS: pl.List(pl.String)}
+    return pl.concat([_REFERENCES, pl.DataFrame(rows, schema=schema)], how="horizontal")
+
+
+def _units(records: pl.DataFrame) -> pl.DataFrame:
+    return minimise_units(records, key=KEY, charity_id="a", submission_id="s").sort("unit_key")
+
+
+def _coded_units() -> pl.DataFrame:
+    """The same references' units as they are coded now."""
+    return _units(pl.concat([_REFERENCES, keyed_components(KEY, _BASES)], how="horizontal"))
+
+
+def test_hex_coded_linkage_units_become_the_64_bit_codes_of_their_values_at_version_10() -> None:
+    con = _at_version(9)
+    con.register("hex_coded", _units(_hex_coded_records()).to_arrow())
+    con.execute("INSERT INTO linkage_units BY NAME SELECT * FROM hex_coded")
+    con.execute("INSERT INTO linkage_clusters SELECT unit_key, min(unit_key) OVER () FROM hex_coded")
+    clusters = con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall()
+    assert migrate(con) == [10]
+    migrated = con.sql("SELECT * FROM linkage_units ORDER BY unit_key").pl()
+    assert migrated.schema == LINKAGE_UNIT_SCHEMA
+    assert migrated.equals(_coded_units())
+    assert migrated.filter(pl.col("surname").is_null()).height == 1  # the reference without an identity
+    codes = pl.concat([migrated.get_column(name) for name in COMPONENTS]).drop_nulls()
+    assert codes.min() < 0 < codes.max()  # both halves of the range: the sign is read as Python reads it
+    assert con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall() == clusters
+
+
+def test_linkage_records_staged_before_version_10_are_stored_as_the_64_bit_codes(tmp_path: Path) -> None:
+    """A submission checked before the upgrade may wait, its hex-coded records staged, to be loaded after it."""
+    _hex_coded_records().write_parquet(tmp_path / LINKAGE_UNITS_FILE)
+    minimised = minimise_staged_units(tmp_path / CONTACTS_FILE, key=KEY, charity_id="a", submission_id="s")
+    assert minimised is not None
+    con = duckdb.connect()
+    migrate(con)
+    assert store_units(con, minimised).received == 3
+    assert con.sql("SELECT * FROM linkage_units ORDER BY unit_key").pl().equals(_coded_units())
+    # Described again, coded as 64-bit integers: the same components, so no unit changed and every cluster stays.
+    con.execute("INSERT INTO linkage_clusters SELECT unit_key, unit_key FROM linkage_units")
+    store_units(con, _coded_units())
+    assert con.execute("SELECT count(*) FROM linkage_clusters").fetchall() == [(3,)]
