@@ -284,13 +284,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         10,
         "linkage components as 64-bit keyed codes, not 64-hex HMACs: an eighth of the bytes a load and a relink move",
         # Each code is the first 8 bytes of the HMAC the unit held: the same equalities hold, so its cluster stays.
+        # Copied into a new table, not ALTER ... SET DATA TYPE ... USING: DuckDB logs that statement itself, and
+        # replaying it from the write-ahead log after a crash (before the next checkpoint) runs before the functions
+        # it calls are loaded, so the warehouse would not open again. An INSERT is logged as the rows it wrote.
         (
-            *(
-                f"ALTER TABLE linkage_units ALTER {column} SET DATA TYPE BIGINT USING {keyed_code_of_hex(column)}"
-                for column in _LINKAGE_COMPONENTS_V10
-            ),
-            "ALTER TABLE linkage_units ALTER surname_variants SET DATA TYPE BIGINT[] USING "
-            + keyed_code_of_hex("surname_variants", listed=True),
+            """
+            CREATE TABLE linkage_units_coded (
+                unit_key VARCHAR NOT NULL,
+                charity_id VARCHAR NOT NULL,
+                submission_id VARCHAR NOT NULL,
+                surname BIGINT,
+                surname_sound BIGINT,
+                birth_date BIGINT,
+                birth_month BIGINT,
+                district BIGINT,
+                postcode_area BIGINT,
+                surname_variants BIGINT[]
+            )
+            """,
+            "INSERT INTO linkage_units_coded SELECT unit_key, charity_id, submission_id, "
+            + ", ".join(f"{keyed_code_of_hex(column)} AS {column}" for column in _LINKAGE_COMPONENTS_V10)
+            + f", {keyed_code_of_hex('surname_variants', listed=True)} AS surname_variants FROM linkage_units",
+            "DROP TABLE linkage_units",
+            "ALTER TABLE linkage_units_coded RENAME TO linkage_units",
         ),
     ),
 )

@@ -1,5 +1,7 @@
 """The warehouse schema has one owner: ordered migrations that build exactly the declared columns."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -151,6 +153,37 @@ def test_hex_coded_linkage_units_become_the_64_bit_codes_of_their_values_at_vers
     codes = pl.concat([migrated.get_column(name) for name in COMPONENTS]).drop_nulls()
     assert codes.min() < 0 < codes.max()  # both halves of the range: the sign is read as Python reads it
     assert con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall() == clusters
+
+
+_MIGRATE_THEN_DIE = """
+import os, sys
+import duckdb
+from collab.schema import migrate
+con = duckdb.connect(sys.argv[1])
+con.execute("PRAGMA disable_checkpoint_on_shutdown")
+migrate(con)
+os._exit(0)  # killed: nothing of the migrations checkpointed, all of them only in the write-ahead log
+"""
+
+
+def test_a_warehouse_killed_right_after_its_migrations_opens_again(tmp_path: Path) -> None:
+    """DuckDB replays the write-ahead log when a warehouse opens, before it loads the functions a logged statement
+    may call (an ALTER ... USING one failed to open with "trying to automatically install ... core_functions")."""
+    path = tmp_path / "warehouse.duckdb"
+    con = _at_version(9)
+    con.register("hex_coded", _units(_hex_coded_records()).to_arrow())
+    con.execute("INSERT INTO linkage_units BY NAME SELECT * FROM hex_coded")
+    con.execute(f"ATTACH '{path}' AS on_disk")
+    con.execute("COPY FROM DATABASE memory TO on_disk")
+    con.close()
+    fresh = tmp_path / "fresh.duckdb"
+    for warehouse in (path, fresh):
+        subprocess.run([sys.executable, "-c", _MIGRATE_THEN_DIE, str(warehouse)], check=True)
+        assert Path(f"{warehouse}.wal").exists()
+        with duckdb.connect(str(warehouse)) as reopened:
+            assert schema_version(reopened) == LATEST_VERSION
+    with duckdb.connect(str(path)) as reopened:
+        assert reopened.sql("SELECT * FROM linkage_units ORDER BY unit_key").pl().equals(_coded_units())
 
 
 def test_linkage_records_staged_before_version_10_are_stored_as_the_64_bit_codes(tmp_path: Path) -> None:
