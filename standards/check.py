@@ -140,9 +140,8 @@ def check_extract(
             """What is kept of a judged batch, in the file's order."""
             screen.add(counts)
             rejected = judged.rejected
-            for outcome in judged.affected:
-                for issue in outcome.issues:
-                    collector.add(issue)
+            for issue, rows in judged.issues_at_rows():
+                collector.add_alike(issue, rows)
             quarters.update(judged.contacts.get_column("quarter").unique().to_list())
             report.rows_received += judged.rows
             report.rows_rejected += len(rejected)

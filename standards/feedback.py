@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -182,6 +182,31 @@ class IssueCollector:
         if (tally := self.value_counts.get(issue.code)) is None:  # not setdefault: a Counter per issue is costly
             tally = self.value_counts[issue.code] = Counter()
         tally[key] += 1
+
+    def add_alike(self, issue: Issue, rows: Sequence[int]) -> None:
+        """``add`` of ``issue`` at each of ``rows`` (ascending), at once: what adding them one by one in row order,
+        among the rows before and after, keeps. Groups of rows alike are added in the order of their first rows,
+        so a value is first met at the row it would have been; within a code the examples, and within a value the
+        rows, are the first of the file, whichever group they came in."""
+        code = issue.code
+        self.counts[code] += len(rows)
+        at = [replace(issue, row=row) for row in rows[:EXAMPLES_PER_ISSUE]]
+        kept = self.first.setdefault(code, [])
+        kept.extend(at)
+        kept.sort(key=lambda i: (i.row is None, i.row or 0))
+        del kept[EXAMPLES_PER_ISSUE:]
+        if issue.value is None or issue.column is None:
+            return
+        key = (issue.column, issue.value)
+        seen = self.by_value.setdefault(code, {})
+        if key not in seen and len(seen) >= MAX_TRACKED_VALUES:
+            return
+        example, earlier = seen.get(key, (at[0], []))
+        seen[key] = (
+            min(example, at[0], key=lambda i: i.row or 0),
+            sorted([*earlier, *rows[:ROWS_PER_VALUE]])[:ROWS_PER_VALUE],
+        )
+        self.value_counts.setdefault(code, Counter())[key] += len(rows)
 
     def _examples(self, code: str) -> list[Issue]:
         distinct = [first for first, _ in self.by_value.get(code, {}).values()][:EXAMPLES_PER_ISSUE]

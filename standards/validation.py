@@ -225,22 +225,72 @@ def contacts_frame(outcomes: Sequence[RowOutcome]) -> pl.DataFrame:
     return pl.DataFrame(columns, schema=STANDARD_CONTACT_SCHEMA)
 
 
+@dataclass(frozen=True)
+class _Alike:
+    """Rows with an issue that have the same issues: the model's outcome of the first (at its row), and where each
+    of them is among the batch's rows with an issue (ascending, the first's position first)."""
+
+    answer: RowOutcome
+    positions: list[int]
+
+
 @dataclass
 class BatchOutcome:
-    """A batch judged at once: its accepted contacts as a frame, and a ``RowOutcome`` only for the rows
-    with an issue (the rest need no Python object unless every row's outcome is asked for)."""
+    """A batch judged at once: its accepted contacts as a frame, and its rows with an issue grouped by the issues
+    they have (``_explained``): a ``RowOutcome`` is made for each only when asked for (``affected``, ``rejected``,
+    ``outcomes``), and the issues are counted group by group (``issues_at_rows``)."""
 
     rows: int
     contacts: pl.DataFrame  # every accepted row, in row order, with ``STANDARD_CONTACT_SCHEMA``
-    affected: list[RowOutcome]  # every row with an issue, in row order
+    alike: list[_Alike]  # in the order of their first rows
     clean: pl.DataFrame = field(repr=False)  # the contacts of the rows without an issue
     normalised: pl.DataFrame = field(repr=False)
     has_issue: pl.Series = field(repr=False)
     header_of: dict[str, str] = field(repr=False)
+    warned: pl.DataFrame = field(repr=False)  # the rules' contacts of the rows with an issue, meaningful if accepted
+
+    @property
+    def affected(self) -> list[RowOutcome]:
+        """Every row with an issue, in row order."""
+        return self._outcomes(self.alike)
 
     @property
     def rejected(self) -> list[RowOutcome]:
-        return [o for o in self.affected if o.contact is None]
+        """Every rejected row, in row order."""
+        return self._outcomes([group for group in self.alike if group.answer.contact is None])
+
+    def issues_at_rows(self) -> Iterator[tuple[Issue, list[int]]]:
+        """Each issue of each group of rows alike, with the rows that have it (``IssueCollector.add_alike``)."""
+        rows = self.normalised.filter(self.has_issue).get_column("__row")
+        for group in self.alike:
+            at = rows.gather(group.positions).to_list()
+            for issue in group.answer.issues:
+                yield issue, at
+
+    def _outcomes(self, groups: list[_Alike]) -> list[RowOutcome]:
+        """The ``RowOutcome`` of every row of ``groups``, in row order: a group's first row has the model's, the others
+        its issues at their own rows and, if accepted, the rules' contact (the model's own, as the tests show)."""
+        positions = sorted(p for group in groups for p in group.positions)
+        if not positions:
+            return []
+        affected = self.normalised.filter(self.has_issue)[positions]
+        rows = affected.get_column("__row").to_list()
+        raws = affected.select(pl.col(name + RAW_SUFFIX) for name in self.header_of).rows()
+        contacts = self.warned[positions].select(f.name for f in dataclass_fields(StandardContact)).rows()
+        answer_at = {p: group.answer for group in groups for p in group.positions}
+        firsts = {group.positions[0] for group in groups}
+        labels = list(self.header_of.values())
+        outcomes = []
+        for index, position in enumerate(positions):
+            answer = answer_at[position]
+            if position in firsts:
+                outcomes.append(answer)
+                continue
+            row = rows[index]
+            contact = None if answer.contact is None else StandardContact(*contacts[index])
+            issues = [Issue(i.code, i.message, row, i.column, i.value, i.field) for i in answer.issues]
+            outcomes.append(RowOutcome(row, contact, issues, dict(zip(labels, raws[index], strict=True))))
+        return outcomes
 
     def outcomes(self) -> list[RowOutcome]:
         """Every row's outcome, in row order."""
@@ -260,30 +310,34 @@ def validate_batch(normalised: pl.DataFrame, plan: ColumnPlan, *, links_records:
     (``links_records`` as in ``validate_rows``)."""
     checked = validate_frame(normalised, list(plan.fields), len(plan.header), links_records=links_records)
     has_issue = checked.get_column(HAS_ISSUE)
-    affected = _explained(normalised.filter(has_issue), checked.filter(has_issue), plan, links_records=links_records)
+    warned = checked.filter(has_issue)
+    alike = _explained(normalised.filter(has_issue), warned, plan, links_records=links_records)
     clean = checked.filter(~has_issue).select(list(STANDARD_CONTACT_SCHEMA))
     contacts = clean
-    if any(accepted := [o.contact is not None for o in affected]):
+    accepted = [False] * warned.height
+    for group in alike:
+        for position in group.positions:
+            accepted[position] = group.answer.contact is not None
+    if any(accepted):
         # The rules' contacts of the rows accepted with warnings: the model's own, without a Python object per row.
-        warned = checked.filter(has_issue).filter(pl.Series(accepted, dtype=pl.Boolean))
-        contacts = pl.concat([clean, warned.select(list(STANDARD_CONTACT_SCHEMA))]).sort("source_row")
+        kept = warned.filter(pl.Series(accepted, dtype=pl.Boolean)).select(list(STANDARD_CONTACT_SCHEMA))
+        contacts = pl.concat([clean, kept]).sort("source_row")
     header_of = {name: column_label(plan.header, position) for name, position in plan.fields.items()}
-    return BatchOutcome(normalised.height, contacts, affected, clean, normalised, has_issue, header_of)
+    return BatchOutcome(normalised.height, contacts, alike, clean, normalised, has_issue, header_of, warned)
 
 
 def _explained(
     normalised: pl.DataFrame, checked: pl.DataFrame, plan: ColumnPlan, *, links_records: bool
-) -> list[RowOutcome]:
-    """``validate_rows`` of rows with an issue (``normalised``, and ``checked``, their ``validate_frame`` result), the
-    model asked once for each distinct way of having issues.
+) -> list[_Alike]:
+    """The rows with an issue (``normalised``, and ``checked``, their ``validate_frame`` result) in groups of rows
+    with the same issues, in the order of their first rows, each with ``validate_rows`` of its first row: the model
+    is asked once for each distinct way of having issues.
 
     A row's issues are made from its codes and the values of the fields they are about: the model gives a value of
     a field the same message in every row (a file's dates are read one way throughout). So rows alike in both get
     the same issues, each at its own row. Where a rule about the whole row broke (no area left, a birth after the
-    contact) every value of the row is part of the likeness: such a row is asked of the model on its own. A row
-    accepted with warnings gets the contact the rules made of it, the model's own (``tests/unit/
-    test_standards_rules.py`` shows both paths agree). One column wrong in every row of a file (an unknown tenure
-    in 200,000 rows) took the model 16 s a file, one row at a time.
+    contact) every value of the row is part of the likeness: such a row is asked of the model on its own. One column
+    wrong in every row of a file (an unknown tenure in 200,000 rows) took the model 16 s a file, one row at a time.
     """
     if not normalised.height:
         return []
@@ -308,17 +362,7 @@ def _explained(
     first = alike.with_row_index("__first").select(pl.col("__first").first().over(alike.columns)).to_series().to_list()
     asked = sorted(set(first))
     answers = dict(zip(asked, validate_rows(normalised[asked], plan, links_records=links_records), strict=True))
-    names = [f.name for f in dataclass_fields(StandardContact)]
-    contacts = checked.select(names).rows()
-    labels = [column_label(plan.header, position) for position in plan.fields.values()]
-    raws = normalised.select(name + RAW_SUFFIX for name in plan.fields).rows()
-    outcomes = []
-    for index, (row, like) in enumerate(zip(normalised.get_column("__row").to_list(), first, strict=True)):
-        answer = answers[like]
-        if index == like:
-            outcomes.append(answer)
-            continue
-        contact = None if answer.contact is None else StandardContact(*contacts[index])
-        issues = [Issue(i.code, i.message, row, i.column, i.value, i.field) for i in answer.issues]
-        outcomes.append(RowOutcome(row, contact, issues, dict(zip(labels, raws[index], strict=True))))
-    return outcomes
+    positions: dict[int, list[int]] = {like: [] for like in asked}
+    for position, like in enumerate(first):
+        positions[like].append(position)
+    return [_Alike(answers[like], positions[like]) for like in asked]
