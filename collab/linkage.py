@@ -35,8 +35,10 @@ from privacy.minimise import LINKAGE_UNIT_SCHEMA
 # Since Splink is given integer codes (``privacy.clustering.as_codes``), a record costs it little, and fewer
 # parts mean fewer scans of the warehouse's units. ``bench.relink``'s load (350,000 units into 2,000,000; busy
 # machine, 2026-12-01): 135.4 CPU s and 1.68 GB peak at 50,000; 119.0 and 1.56 GB at 100,000; 113.7 and 1.50 GB
-# at 200,000. Its 282,410 units into an empty warehouse: 835 MB at 50,000, 841 MB at 100,000.
-RELINK_BATCH_RECORDS = 100_000
+# at 200,000. Its 282,410 units into an empty warehouse: 835 MB at 50,000, 841 MB at 100,000. With 64-bit codes, the
+# 32 loads of a 10M-contact run replayed (2026-12-01, interleaved twice): 142.8 and 141.8 s, 1,182 and 1,168 MB peak
+# at 200,000, against 168.6 and 154.4 s, 1,244 and 1,259 MB at 100,000.
+RELINK_BATCH_RECORDS = 200_000
 # The units of a submission that are new or changed, and those it withdraws, while they are stored or removed.
 _STORING, _WITHDRAWN = "storing_units", "withdrawn_units"
 # The units awaiting linking during a relink, with the hash of each of their blocking keys' values.
