@@ -179,9 +179,7 @@ class IssueCollector:
         _, rows = seen.setdefault(key, (issue, []))
         if issue.row is not None and len(rows) < ROWS_PER_VALUE:
             rows.append(issue.row)
-        if (tally := self.value_counts.get(issue.code)) is None:  # not setdefault: a Counter per issue is costly
-            tally = self.value_counts[issue.code] = Counter()
-        tally[key] += 1
+        self.value_counts.setdefault(issue.code, Counter())[key] += 1
 
     def add_alike(self, issue: Issue, rows: Sequence[int]) -> None:
         """``add`` of ``issue`` at each of ``rows`` (ascending), at once: what adding them one by one in row order,

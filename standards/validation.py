@@ -247,6 +247,7 @@ class BatchOutcome:
     normalised: pl.DataFrame = field(repr=False)
     has_issue: pl.Series = field(repr=False)
     header_of: dict[str, str] = field(repr=False)
+    explained: pl.DataFrame = field(repr=False)  # the normalised rows with an issue, which ``alike`` groups
     warned: pl.DataFrame = field(repr=False)  # the rules' contacts of the rows with an issue, meaningful if accepted
 
     @property
@@ -261,7 +262,7 @@ class BatchOutcome:
 
     def issues_at_rows(self) -> Iterator[tuple[Issue, list[int]]]:
         """Each issue of each group of rows alike, with the rows that have it (``IssueCollector.add_alike``)."""
-        rows = self.normalised.filter(self.has_issue).get_column("__row")
+        rows = self.explained.get_column("__row")
         for group in self.alike:
             at = rows.gather(group.positions).to_list()
             for issue in group.answer.issues:
@@ -273,7 +274,7 @@ class BatchOutcome:
         positions = sorted(p for group in groups for p in group.positions)
         if not positions:
             return []
-        affected = self.normalised.filter(self.has_issue)[positions]
+        affected = self.explained[positions]
         rows = affected.get_column("__row").to_list()
         raws = affected.select(pl.col(name + RAW_SUFFIX) for name in self.header_of).rows()
         contacts = self.warned[positions].select(f.name for f in dataclass_fields(StandardContact)).rows()
@@ -310,8 +311,8 @@ def validate_batch(normalised: pl.DataFrame, plan: ColumnPlan, *, links_records:
     (``links_records`` as in ``validate_rows``)."""
     checked = validate_frame(normalised, list(plan.fields), len(plan.header), links_records=links_records)
     has_issue = checked.get_column(HAS_ISSUE)
-    warned = checked.filter(has_issue)
-    alike = _explained(normalised.filter(has_issue), warned, plan, links_records=links_records)
+    explained, warned = normalised.filter(has_issue), checked.filter(has_issue)
+    alike = _explained(explained, warned, plan, links_records=links_records)
     clean = checked.filter(~has_issue).select(list(STANDARD_CONTACT_SCHEMA))
     contacts = clean
     accepted = [False] * warned.height
@@ -323,7 +324,7 @@ def validate_batch(normalised: pl.DataFrame, plan: ColumnPlan, *, links_records:
         kept = warned.filter(pl.Series(accepted, dtype=pl.Boolean)).select(list(STANDARD_CONTACT_SCHEMA))
         contacts = pl.concat([clean, kept]).sort("source_row")
     header_of = {name: column_label(plan.header, position) for name, position in plan.fields.items()}
-    return BatchOutcome(normalised.height, contacts, alike, clean, normalised, has_issue, header_of, warned)
+    return BatchOutcome(normalised.height, contacts, alike, clean, normalised, has_issue, header_of, explained, warned)
 
 
 def _explained(

@@ -190,3 +190,13 @@ def test_lines_without_a_quote_mark_are_split_by_polars_as_the_csv_module_splits
         for ours, theirs in zip(plain, careful, strict=True):
             assert ours.equals(theirs), (ours, theirs)
     assert sum(frame.height for frame in plain) == 8
+
+
+def test_a_delimiter_polars_cannot_split_at_is_read_by_the_csv_module(tmp_path: Path) -> None:
+    """Polars' reader splits at one byte: a file whose first line names another delimiter ("sep=§", as Excel
+    honours) is handed to the csv module whole, never an error of ours."""
+    path = tmp_path / "section-sign.csv"
+    path.write_text("h1§h2§h3\n" + "".join(f"r{i}§{i}§x\n" for i in range(20)), encoding="utf-8")
+    source = ExtractSource(path=path, format="csv", encoding="utf-8", delimiter="§", header=["h1", "h2", "h3"])
+    assert_same_batches(source, 7)
+    assert sum(frame.height for frame in _csv_batches(source, 3, 7)) == 20
