@@ -39,6 +39,12 @@ from privacy.minimise import LINKAGE_UNIT_SCHEMA
 # 32 loads of a 10M-contact run replayed (2026-12-01, interleaved twice): 142.8 and 141.8 s, 1,182 and 1,168 MB peak
 # at 200,000, against 168.6 and 154.4 s, 1,244 and 1,259 MB at 100,000.
 RELINK_BATCH_RECORDS = 200_000
+# The most units awaiting linking that one step of a relink clusters; more are clustered group by group. A group's
+# units are held in Python several times over (their keys, their links, the clusters they join), which a relink of
+# every unit (a new threshold, or all of a run's loads at once) would otherwise hold for the whole warehouse: its
+# 1,753,144 units (10M contacts) relinked at once peaked at 2,064 MB; in groups of 900,000 (two) 1,678 MB and 48.9 s,
+# of 400,000 (five) 1,439 MB and 61.3 s, of 250,000 (eight) 1,388 MB and 77.2 s (quiet machine, 2026-12-01).
+RELINK_GROUP_UNITS = 600_000
 # The units of a submission that are new or changed, and those it withdraws, while they are stored or removed.
 _STORING, _WITHDRAWN = "storing_units", "withdrawn_units"
 # The units awaiting linking during a relink, with the hash of each of their blocking keys' values.
@@ -183,6 +189,7 @@ def relink(
     memory: SplinkMemory | None = None,
     changed_charity: str | None = None,
     withdrawn: int = 0,
+    group_units: int | None = None,
 ) -> RelinkResult:
     """Bring the clusters up to date with the units, inside the caller's transaction.
 
@@ -194,7 +201,8 @@ def relink(
     dropped and nothing awaits, nothing is run. The same units always give the same clusters.
 
     Splink scores at most about ``batch_records`` records at once (``RELINK_BATCH_RECORDS`` by default), with
-    ``memory`` its database's limit and spill directory: the step's memory does not grow with the warehouse.
+    ``memory`` its database's limit and spill directory, and the units awaiting are clustered at most about
+    ``group_units`` at a time (``RELINK_GROUP_UNITS``): the step's memory does not grow with the warehouse.
 
     ``changed_charity``, if given, is the only charity whose contacts changed since the last relink (a load
     replaces one charity's rows): only its units can have lost their contacts, so only they are looked for
@@ -226,29 +234,61 @@ def relink(
         con.execute("DELETE FROM linkage_clusters")
         con.execute("DELETE FROM linkage_state")
         con.execute("INSERT INTO linkage_state (threshold, model) VALUES (?, ?)", made_with)
-    con.execute(
+    awaiting = con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {_AWAITING} AS
         SELECT unit_key, {", ".join(f"{_key_hash(key)} AS {_key_column(key)}" for key in BLOCKING_KEYS)}
         FROM linkage_units ANTI JOIN linkage_clusters USING (unit_key)
         """
-    )
+    ).fetchall()[0][0]
+    if awaiting == 0:
+        con.execute(f"DROP TABLE {_AWAITING}")
+        units, clusters = con.execute("SELECT count(*), count(DISTINCT cluster_key) FROM linkage_clusters").fetchall()[
+            0
+        ]
+        return RelinkResult(units=units, clusters=clusters, relinked=dropped.size > 0 or withdrawn > 0)
     with _temporary(con, _AWAITING):
-        changed = con.sql(f"SELECT unit_key FROM {_AWAITING}").fetchnumpy()["unit_key"]
-        if changed.size == 0:
-            units, clusters = con.execute(
-                "SELECT count(*), count(DISTINCT cluster_key) FROM linkage_clusters"
-            ).fetchall()[0]
-            return RelinkResult(units=units, clusters=clusters, relinked=dropped.size > 0 or withdrawn > 0)
-        changed_units = pl.Series(UNIT_ID, changed, dtype=pl.String)
-        links = pl.concat(
-            [
-                changed_links(
-                    con.sql(records).pl(), changed_units, threshold=policy.threshold, keys=keys, memory=memory
-                )
-                for keys, records in _parts(con, batch_records or RELINK_BATCH_RECORDS)
-            ]
-        )
+        groups = -(-awaiting // (group_units or RELINK_GROUP_UNITS))
+        for group in range(groups):
+            _link_group(con, policy, _Group(group, groups), batch_records or RELINK_BATCH_RECORDS, memory)
+    units, clusters = con.execute("SELECT count(*), count(DISTINCT cluster_key) FROM linkage_clusters").fetchall()[0]
+    return RelinkResult(units=units, clusters=clusters, relinked=True)
+
+
+@dataclass(frozen=True)
+class _Group:
+    """The units awaiting linking whose unit_key hashes to ``number`` of ``of`` groups."""
+
+    number: int
+    of: int
+
+    def members(self) -> str:
+        return f"hash(unit_key) % {self.of} = {self.number}"
+
+    def later(self) -> str:
+        """The units awaiting in the groups after this one: not yet clustered when this one is."""
+        return f"hash(unit_key) % {self.of} > {self.number}"
+
+
+def _link_group(
+    con: duckdb.DuckDBPyConnection,
+    policy: LinkagePolicy,
+    group: _Group,
+    batch_records: int,
+    memory: SplinkMemory | None,
+) -> None:
+    """Cluster one ``group`` of the units awaiting linking with the units already clustered, earlier groups' among
+    them. A pair of awaiting units in two groups is scored when the later group's turn comes, the other unit then
+    clustered: every pair is scored once, as if all were linked at once, so the clusters are the same (the
+    incremental relink's argument, ``privacy.clustering.relink_clusters``), and memory holds one group's units."""
+    changed = con.sql(f"SELECT unit_key FROM {_AWAITING} WHERE {group.members()}").fetchnumpy()["unit_key"]
+    changed_units = pl.Series(UNIT_ID, changed, dtype=pl.String)
+    links = pl.concat(
+        [
+            changed_links(con.sql(records).pl(), changed_units, threshold=policy.threshold, keys=keys, memory=memory)
+            for keys, records in _parts(con, batch_records, group)
+        ]
+    )
     con.register("linked_pairs", links.to_arrow())
     earlier = con.sql(
         f"""
@@ -271,8 +311,6 @@ def relink(
     )
     con.unregister("linked_units")
     con.unregister("merged_clusters")
-    units, clusters = con.execute("SELECT count(*), count(DISTINCT cluster_key) FROM linkage_clusters").fetchall()[0]
-    return RelinkResult(units=units, clusters=clusters, relinked=True)
 
 
 def _key_column(key: tuple[str, ...]) -> str:
@@ -286,9 +324,12 @@ def _key_hash(key: tuple[str, ...], table: str = "") -> str:
     return f"CASE WHEN {' AND '.join(f'{p} IS NOT NULL' for p in parts)} THEN hash({', '.join(parts)}) END"
 
 
-def _parts(con: duckdb.DuckDBPyConnection, batch_records: int) -> Iterator[tuple[tuple[tuple[str, ...], ...], str]]:
-    """The units awaiting linking with every unit that shares a blocking key with one (none else can link to
-    them), as queries of at most about ``batch_records`` records each, with the blocking keys to pair them on.
+def _parts(
+    con: duckdb.DuckDBPyConnection, batch_records: int, group: _Group
+) -> Iterator[tuple[tuple[tuple[str, ...], ...], str]]:
+    """The units of a ``group`` awaiting linking with every unit that shares a blocking key with one (none else can
+    link to them) but those of later groups, as queries of at most about ``batch_records`` records each, with the
+    blocking keys to pair them on.
 
     A unit shares a key with one awaiting when its value of the key (its hash) is one an awaiting unit
     has. If all of them fit in one batch, they are one part on every key; else each key's sharers are
@@ -299,13 +340,18 @@ def _parts(con: duckdb.DuckDBPyConnection, batch_records: int) -> Iterator[tuple
 
     def sharing(key: tuple[str, ...]) -> str:
         column = _key_column(key)
-        return f"{_key_hash(key, 'u.')} IN (SELECT {column} FROM {_AWAITING} WHERE {column} IS NOT NULL)"
+        return (
+            f"{_key_hash(key, 'u.')} IN (SELECT {column} FROM {_AWAITING} WHERE {column} IS NOT NULL AND "
+            f"{group.members()})"
+        )
+
+    not_later = f"u.unit_key NOT IN (SELECT unit_key FROM {_AWAITING} WHERE {group.later()})"
 
     def records(where: str) -> str:
-        return f"SELECT u.unit_key AS {UNIT_ID}, {components} FROM linkage_units u WHERE {where}"
+        return f"SELECT u.unit_key AS {UNIT_ID}, {components} FROM linkage_units u WHERE ({where}) AND {not_later}"
 
     counts = {
-        key: con.execute(f"SELECT count(*) FROM linkage_units u WHERE {sharing(key)}").fetchall()[0][0]
+        key: con.execute(f"SELECT count(*) FROM linkage_units u WHERE {sharing(key)} AND {not_later}").fetchall()[0][0]
         for key in BLOCKING_KEYS
     }
     if sum(counts.values()) <= batch_records:

@@ -9,7 +9,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collab.linkage import RELINK_BATCH_RECORDS, LinkagePolicy, relink, store_units
+from collab.linkage import RELINK_BATCH_RECORDS, RELINK_GROUP_UNITS, LinkagePolicy, relink, store_units
 from collab.schema import migrate
 from privacy.clustering import UNIT_ID, link_clusters
 from privacy.linkage import COMPONENTS, DEFAULT_THRESHOLD, VARIANTS, keyed_components
@@ -35,7 +35,7 @@ loads = st.tuples(
 )
 
 
-def _load(con: duckdb.DuckDBPyConnection, step: int, load: tuple, batch_records: int) -> None:
+def _load(con: duckdb.DuckDBPyConnection, step: int, load: tuple, batch_records: int, group_units: int) -> None:
     charity, described, replaced, linking = load
     submission = f"{charity}-{step}"
     refs = [f"R{ref}" for ref in described]
@@ -54,20 +54,26 @@ def _load(con: duckdb.DuckDBPyConnection, step: int, load: tuple, batch_records:
     )
     if charity in linking:
         store_units(con, units)
-    relink(con, LinkagePolicy(linking=tuple(sorted(linking)), threshold=DEFAULT_THRESHOLD), batch_records=batch_records)
+    policy = LinkagePolicy(linking=tuple(sorted(linking)), threshold=DEFAULT_THRESHOLD)
+    relink(con, policy, batch_records=batch_records, group_units=group_units)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # A batch of four records splits most relinks into parts by blocking key and value (``relink``'s bound on
-# memory); the default batch links the few units here in one part.
-@given(st.lists(loads, min_size=1, max_size=4), st.sampled_from([4, RELINK_BATCH_RECORDS]))
+# memory); the default batch links the few units here in one part. Groups of one or two units awaiting cluster the
+# units awaiting group by group (``relink``'s other bound); the default clusters them together.
+@given(
+    st.lists(loads, min_size=1, max_size=4),
+    st.sampled_from([4, RELINK_BATCH_RECORDS]),
+    st.sampled_from([1, 2, RELINK_GROUP_UNITS]),
+)
 def test_clusters_relinked_load_by_load_are_those_of_linking_every_unit_at_once(
-    history: list[tuple], batch_records: int
+    history: list[tuple], batch_records: int, group_units: int
 ) -> None:
     con = duckdb.connect()
     migrate(con)
     for step, load in enumerate(history):
-        _load(con, step, load, batch_records)
+        _load(con, step, load, batch_records, group_units)
     units = con.sql(f"SELECT unit_key AS {UNIT_ID}, {', '.join(COMPONENTS)}, {VARIANTS} FROM linkage_units").pl()
     full = link_clusters(units, threshold=DEFAULT_THRESHOLD, train=False)
     incremental = con.sql(f"SELECT unit_key AS {UNIT_ID}, cluster_key AS cluster_id FROM linkage_clusters").pl()

@@ -275,7 +275,7 @@ def _fail_storing(unlink: Callable[[duckdb.DuckDBPyConnection, str], None]) -> C
 
 
 def _fail_parts(
-    con: duckdb.DuckDBPyConnection, batch_records: int
+    con: duckdb.DuckDBPyConnection, batch_records: int, group: object
 ) -> Iterator[tuple[tuple[tuple[str, ...], ...], str]]:
     yield (("surname", "birth_month"),), "SELECT error('simulated: out of memory')"
 

@@ -125,3 +125,37 @@ def test_a_linking_load_into_a_warehouse_of_many_units_stays_within_a_small_memo
 def _written(rows: pl.DataFrame, path: Path) -> Path:
     rows.write_parquet(path)
     return path
+
+
+def test_a_relink_of_every_unit_clusters_them_group_by_group_as_it_would_all_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relinking every unit (a new threshold, or many loads' units at once) holds one group of the units awaiting
+    at a time, not the warehouse's, and gives the clusters of linking them together."""
+    units = pl.concat([_units(range(3_000), "a", "a-1"), _units(range(1_500, 4_500), "b", "b-1")])
+    policy = LinkagePolicy(linking=("a", "b"), threshold=DEFAULT_THRESHOLD)
+    awaiting: list[tuple[int, str]] = []  # each call's units awaiting: how many, and the first
+    changed_links = linkage.changed_links
+
+    def counted(records: pl.DataFrame, changed: pl.Series, **kwargs: object) -> pl.DataFrame:
+        awaiting.append((changed.len(), changed.min()))
+        return changed_links(records, changed, **kwargs)
+
+    monkeypatch.setattr(linkage, "changed_links", counted)
+    clusters = {}
+    for group_units in (1_000, 1_000_000):
+        con = duckdb.connect(str(tmp_path / f"grouped-{group_units}.duckdb"))
+        migrate(con)
+        linkage.store_units(con, units)
+        con.register("built_contacts", contacts_of_units(units).to_arrow())
+        con.execute("INSERT INTO contacts BY NAME SELECT * FROM built_contacts")
+        awaiting.clear()
+        result = linkage.relink(con, policy, group_units=group_units)
+        assert result.units == 6_000 and result.clusters < 6_000  # the 1,500 people at both charities are linked
+        clusters[group_units] = con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall()
+        groups = [size for size, _ in set(awaiting)]
+        if group_units == 1_000:
+            assert len(groups) == 6 and sum(groups) == 6_000 and max(groups) < 1_300
+        else:
+            assert groups == [6_000]
+    assert clusters[1_000] == clusters[1_000_000]
