@@ -24,6 +24,7 @@ from assets.resources import WAREHOUSE_POOL, CollabWorkspace, Warehouse
 from assets.submissions import warehouse_contacts
 from collab.faults import crash_point
 from collab.invariants import release_invariants
+from collab.linkage import linkage_policy
 from collab.publication import (
     MANIFEST,
     DisclosureRefused,
@@ -36,6 +37,7 @@ from collab.publication import (
     write_release_package,
 )
 from collab.site import build_site
+from collab.warehouse import link_units
 from privacy.accountant import BudgetExceeded, BudgetPolicy
 from privacy.mechanisms import epsilon_at
 from privacy.pseudonymise import derived_salt
@@ -65,7 +67,8 @@ def quarterly_release(
     context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
 ) -> MaterializeResult:
     """Every catalogue indicator for the quarter: bounded in DuckDB, noised by OpenDP (discrete Gaussian,
-    quantile mechanism), made consistent over the area hierarchy, charged to the ledger.
+    quantile mechanism), made consistent over the area hierarchy, charged to the ledger. The linkage units that
+    loads stored since the last release are linked first: the privacy units are a person's clusters.
 
     Re-materialising returns the stored release without spending; a run tagged ``collab/revise``
     draws new noise and records the spend as a revision.
@@ -76,6 +79,7 @@ def quarterly_release(
     catalogue = load_catalogue()
     revise = context.run.tags.get(REVISE_TAG) == "true"
     with warehouse.connect() as con:
+        linked = link_units(con, linkage_policy(workspace.registry, privacy))
         invariants = release_invariants(con, workspace.registry, privacy)
         policy = ReleasePolicy(
             privacy.release_rho, BudgetPolicy(privacy.period_rho, privacy.lifetime_rho), invariants.max_units
@@ -119,6 +123,10 @@ def quarterly_release(
             "lifetime_rho_remaining": spend["lifetime_rho_budget"] - spend["lifetime_rho_spent"],
             "contributors": manifest["contributors"],
             "max_units_per_person": spend["per_person"]["max_units"],
+            "linkage_units": linked.units,
+            "linkage_clusters": linked.clusters,
+            "linkage_units_linked": linked.linked,
+            "linkage_units_dropped": linked.dropped,
             "release_rho_per_person": spend["per_person"]["release_rho"],
             "lifetime_rho_per_person": spend["per_person"]["lifetime_rho"],
             "summary": MetadataValue.md(

@@ -305,7 +305,7 @@ def warehouse_contacts(
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     """The submission's contacts, pseudonymised and minimised, replacing its charity's earlier rows
     for the same quarters in one transaction, with its linkage units (keyed identities of a linking
-    charity's references) and the clusters of all units brought up to date in the same transaction.
+    charity's references), which the next release links (``quarterly_release``).
     A rejected submission is not loaded (nothing materialises).
 
     Its check, ``check_warehouse_contacts_minimised``, reads the loaded rows back on the same connection in
@@ -350,9 +350,8 @@ def warehouse_contacts(
             "dagster/row_count": loaded.rows_loaded,
             "rows_replaced": loaded.rows_replaced,
             "quarters": ", ".join(loaded.quarters),
-            "linkage_units": loaded.linkage.units if loaded.linkage else 0,
-            "linkage_clusters": loaded.linkage.clusters if loaded.linkage else 0,
-            "relinked": bool(loaded.linkage and loaded.linkage.relinked),
+            "linkage_units_received": loaded.units.received if loaded.units else 0,
+            "linkage_units_withdrawn": loaded.units.withdrawn if loaded.units else 0,
             "dagster/column_schema": TableSchema(
                 columns=[TableColumn(name, str(dtype)) for name, dtype in WAREHOUSE_SCHEMA.items()]
             ),

@@ -1,12 +1,12 @@
 """Record linkage in the warehouse: the linkage units of the charities that link records, and their clusters.
 
 A unit is one reference at a linking charity, named by its person_key, with the keyed components of
-its identity (``privacy.minimise.LINKAGE_UNIT_SCHEMA``). A load stores its submission's units, removes
-those of the references it carries without an identity (``store_units``), and relinks, in the transaction
-that swaps its contacts in (``collab.warehouse.load_submission``), under the warehouse's one writer:
-contacts, units and clusters change together or not at all, and no release ever reads contacts whose
-units are not clustered. The view ``contact_units`` gives each contact its privacy unit from
-``linkage_clusters``.
+its identity (``privacy.minimise.LINKAGE_UNIT_SCHEMA``). A load stores its submission's units and removes
+those of the references it carries without an identity (``store_units``), in the transaction that swaps its
+contacts in (``collab.warehouse.load_submission``): contacts and units change together or not at all. A release
+first relinks (``relink``, through ``collab.warehouse.link_units``), under the warehouse's one writer, so no
+release ever reads contacts whose units are not clustered. The view ``contact_units`` gives each contact its
+privacy unit from ``linkage_clusters``.
 
 Relinking is incremental, and gives the clusters a full relink would (``privacy.clustering.relink_clusters``
 on the fixed weights). A unit without a row in ``linkage_clusters`` awaits linking: a new unit, a unit
@@ -69,13 +69,19 @@ class StoredUnits:
 
 @dataclass(frozen=True)
 class RelinkResult:
-    """The clusters after a relink: ``units`` clustered into ``clusters``. ``relinked``: whether the load took any
-    unit out of its cluster (dropped, withdrawn, new or changed, or every unit at a new threshold or model) and
-    linked what awaited, so that clusters may have changed or gone. False: every cluster is as it was."""
+    """The clusters after a relink: ``units`` clustered into ``clusters``; ``dropped``: the units it dropped (no
+    contact carries them, or their charity no longer links records); ``linked``: the units awaiting that it linked
+    (new or changed, in a cluster that lost or changed a unit, or every unit at a new threshold or model)."""
 
     units: int
     clusters: int
-    relinked: bool
+    dropped: int
+    linked: int
+
+    @property
+    def relinked(self) -> bool:
+        """Whether clusters may have changed or gone. False: every cluster is as it was."""
+        return self.dropped > 0 or self.linked > 0
 
 
 def store_units(
@@ -99,8 +105,8 @@ def store_units(
     description (the earlier one is already overwritten), and keeping it would leave a withdrawn identity
     linking until every quarter that gave it was sent again. A reference the submission does not carry keeps
     its unit: its rows of other quarters still stand (``relink`` drops the unit once no contact carries it).
-    A cluster of withdrawn units only leaves none awaiting: the load passes how many it removed
-    (``StoredUnits.withdrawn``) to ``relink``, so that its result still says the clusters changed.
+    A cluster of withdrawn units only leaves none awaiting: the load's result says how many it removed
+    (``StoredUnits.withdrawn``).
     """
     incoming = (
         con.read_parquet(str(units))
@@ -187,8 +193,6 @@ def relink(
     *,
     batch_records: int | None = None,
     memory: SplinkMemory | None = None,
-    changed_charity: str | None = None,
-    withdrawn: int = 0,
     group_units: int | None = None,
 ) -> RelinkResult:
     """Bring the clusters up to date with the units, inside the caller's transaction.
@@ -203,27 +207,15 @@ def relink(
     Splink scores at most about ``batch_records`` records at once (``RELINK_BATCH_RECORDS`` by default), with
     ``memory`` its database's limit and spill directory, and the units awaiting are clustered at most about
     ``group_units`` at a time (``RELINK_GROUP_UNITS``): the step's memory does not grow with the warehouse.
-
-    ``changed_charity``, if given, is the only charity whose contacts changed since the last relink (a load
-    replaces one charity's rows): only its units can have lost their contacts, so only they are looked for
-    among the contacts, not every unit of the warehouse.
-
-    ``withdrawn``: how many units the load's ``store_units`` removed (``StoredUnits.withdrawn``). Their clusters
-    changed before this relink began, and one that held only withdrawn units left no member awaiting it.
     """
-    orphans = "SELECT unit_key FROM linkage_units u ANTI JOIN contacts c ON c.person_key = u.unit_key"
-    if changed_charity is not None:
-        orphans = """
-            SELECT unit_key FROM (SELECT unit_key FROM linkage_units WHERE charity_id = $charity) u
-            ANTI JOIN (SELECT person_key FROM contacts WHERE charity_id = $charity) c ON c.person_key = u.unit_key
-            """
     dropped = con.execute(
-        f"""
+        """
         DELETE FROM linkage_units
-        WHERE charity_id NOT IN (SELECT unnest($linking::VARCHAR[])) OR unit_key IN ({orphans})
+        WHERE charity_id NOT IN (SELECT unnest($linking::VARCHAR[]))
+            OR unit_key IN (SELECT unit_key FROM linkage_units u ANTI JOIN contacts c ON c.person_key = u.unit_key)
         RETURNING unit_key
         """,
-        {"linking": list(policy.linking)} | ({"charity": changed_charity} if changed_charity is not None else {}),
+        {"linking": list(policy.linking)},
     ).fetchnumpy()["unit_key"]
     con.register("dropped_units", pl.DataFrame({"unit_key": dropped}, schema={"unit_key": pl.String}).to_arrow())
     _unlink(con, "SELECT unit_key FROM dropped_units")
@@ -241,18 +233,12 @@ def relink(
         FROM linkage_units ANTI JOIN linkage_clusters USING (unit_key)
         """
     ).fetchall()[0][0]
-    if awaiting == 0:
-        con.execute(f"DROP TABLE {_AWAITING}")
-        units, clusters = con.execute("SELECT count(*), count(DISTINCT cluster_key) FROM linkage_clusters").fetchall()[
-            0
-        ]
-        return RelinkResult(units=units, clusters=clusters, relinked=dropped.size > 0 or withdrawn > 0)
     with _temporary(con, _AWAITING):
         groups = -(-awaiting // (group_units or RELINK_GROUP_UNITS))
         for group in range(groups):
             _link_group(con, policy, _Group(group, groups), batch_records or RELINK_BATCH_RECORDS, memory)
     units, clusters = con.execute("SELECT count(*), count(DISTINCT cluster_key) FROM linkage_clusters").fetchall()[0]
-    return RelinkResult(units=units, clusters=clusters, relinked=True)
+    return RelinkResult(units=units, clusters=clusters, dropped=dropped.size, linked=awaiting)
 
 
 @dataclass(frozen=True)

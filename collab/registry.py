@@ -111,7 +111,7 @@ class Registry:
 
     def set_linkage(self, charity_id: str, linkage: bool) -> Charity:
         """Opt a charity in to (or out of) record linkage for the files it sends from now on; out also drops
-        its keyed identities at the next load (``collab.linkage.relink``)."""
+        its keyed identities at the next release's relink (``collab.linkage.relink``)."""
         return self._update(charity_id, linkage=linkage)
 
     def set_publish_name(self, charity_id: str, publish_name: bool) -> Charity:

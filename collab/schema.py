@@ -271,7 +271,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         8,
         "the linkage model the clusters were made with, beside the threshold: a new model relinks every unit",
-        # Empty in a warehouse from before: its clusters are linked afresh on the next load, as after a new threshold.
+        # Empty in a warehouse from before: its clusters are linked afresh on the next relink, as after a new threshold.
         ("ALTER TABLE linkage_state ADD COLUMN IF NOT EXISTS model VARCHAR",),
     ),
     Migration(

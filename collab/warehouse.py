@@ -19,7 +19,7 @@ import duckdb
 import polars as pl
 
 from collab.faults import crash_point
-from collab.linkage import LinkagePolicy, RelinkResult, relink, store_units
+from collab.linkage import LinkagePolicy, RelinkResult, StoredUnits, relink, store_units
 from collab.schema import migrate
 from privacy.clustering import SplinkMemory
 from privacy.minimise import LINKAGE_UNIT_SCHEMA, WAREHOUSE_SCHEMA
@@ -57,7 +57,7 @@ class LoadResult:
     rows_loaded: int
     rows_replaced: int
     quarters: list[str]
-    linkage: RelinkResult | None = None
+    units: StoredUnits | None = None
 
 
 def load_submission(
@@ -82,9 +82,10 @@ def load_submission(
     commit), so memory stays flat whatever the file's size, and ``contacts`` changes all at once or not at all.
 
     With a ``linkage`` policy, the same transaction stores the submission's linkage ``units`` (rows, or a
-    Parquet file of them; None if it gives no reference an identity), removes the units of the references
-    its contacts carry but its units do not describe (``collab.linkage.store_units``) and relinks
-    (``collab.linkage``), so the privacy units always match the contacts.
+    Parquet file of them; None if it gives no reference an identity) and removes the units of the references
+    its contacts carry but its units do not describe (``collab.linkage.store_units``). The units it stores or
+    removes, and the rest of their clusters, await linking: ``link_units`` brings the clusters up to date before a
+    release reads them, once for every load since the last.
     """
     con.execute("SET memory_limit = $limit", {"limit": LOAD_MEMORY_LIMIT})
     try:
@@ -102,7 +103,7 @@ def load_submission(
         try:
             replaced = _replace(con, submission_id, charity_id)
             loaded = con.execute("INSERT INTO contacts BY NAME SELECT * FROM incoming_contacts").fetchall()[0][0]
-            linked = None
+            stored = None
             if linkage is not None:
                 con.execute("SET memory_limit = $limit", {"limit": LINK_MEMORY_LIMIT})
                 # A submission that gives none of its references an identity has no units, yet still
@@ -111,16 +112,6 @@ def load_submission(
                     con,
                     units if units is not None else pl.DataFrame(schema=LINKAGE_UNIT_SCHEMA),
                     carried="SELECT person_key FROM incoming_contacts",
-                )
-                # Splink's own database is bounded too, spilling beside the warehouse's spill directory (not in
-                # it: DuckDB makes that directory only when it first spills, and one level deep only).
-                spill = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] + ".splink"
-                linked = relink(
-                    con,
-                    linkage,
-                    memory=SplinkMemory(LINK_MEMORY_LIMIT, spill),
-                    changed_charity=charity_id,
-                    withdrawn=stored.withdrawn,
                 )
             quarters = [
                 row[0]
@@ -160,7 +151,32 @@ def load_submission(
     finally:
         con.unregister("incoming_contacts")
         con.execute("RESET memory_limit")
-    return LoadResult(rows_loaded=loaded, rows_replaced=replaced, quarters=quarters, linkage=linked)
+    return LoadResult(rows_loaded=loaded, rows_replaced=replaced, quarters=quarters, units=stored)
+
+
+def link_units(con: duckdb.DuckDBPyConnection, policy: LinkagePolicy) -> RelinkResult:
+    """Bring the clusters up to date with the units every load since the last relink stored or removed
+    (``collab.linkage.relink``), in a transaction of its own, under ``LINK_MEMORY_LIMIT``.
+
+    A release calls it before it reads the contacts' privacy units. Loads only store units: a relink reads every
+    unit sharing a blocking key with one awaiting (most of the warehouse, once a load's units cover most birth
+    dates), so relinking at every load read the warehouse again at every load, and one relink for them all reads
+    it once per group of units awaiting (``collab.linkage.RELINK_GROUP_UNITS``)."""
+    con.execute("SET memory_limit = $limit", {"limit": LINK_MEMORY_LIMIT})
+    try:
+        # Splink's own database is bounded too, spilling beside the warehouse's spill directory (not in it: DuckDB
+        # makes that directory only when it first spills, and one level deep only).
+        spill = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] + ".splink"
+        con.begin()
+        try:
+            linked = relink(con, policy, memory=SplinkMemory(LINK_MEMORY_LIMIT, spill))
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    finally:
+        con.execute("RESET memory_limit")
+    return linked
 
 
 def _replace(con: duckdb.DuckDBPyConnection, submission_id: str, charity_id: str) -> int:

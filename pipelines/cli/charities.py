@@ -167,7 +167,7 @@ def set_linkage(
     as_json: bool = JsonOption,
 ) -> None:
     """Opt a charity in to or out of record linkage, for the files it sends from now on. Opting out also
-    drops its keyed identities from the warehouse at the next load of any file: its people become units of
+    drops its keyed identities from the warehouse at the next release, before it reads them: its people become units of
     their own."""
     _switch(
         charity_id,

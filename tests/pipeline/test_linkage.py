@@ -9,9 +9,10 @@ from dagster import DagsterInstance
 
 from collab.intake import submission_dir
 from collab.landing import LocalLandingZone
+from collab.linkage import linkage_policy
 from collab.registry import Registry
 from collab.staging import CONTACTS_FILE, LINKAGE_UNITS_FILE, staged_batches
-from collab.warehouse import connect
+from collab.warehouse import connect, link_units
 from collab.workspace import Workspace
 from tests.conftest import HEADER, contact_rows, write_csv
 from tests.pipeline.test_submissions import process, sense, submission_of
@@ -55,9 +56,13 @@ def test_one_person_with_slipped_records_at_two_linking_charities_is_one_privacy
         assert not {"surname", "linkage_basis", "linkage_token"} & set(staged.columns)
         assert staged.get_column("linked").all() != key.startswith("pantry-c")
         assert (staged_dir / LINKAGE_UNITS_FILE).exists() != key.startswith("pantry-c")
-    # A non-linking charity's load changes no unit, so Splink is not run again.
-    assert not loads["pantry-c"]["relinked"] and loads["pantry-c"]["linkage_units"] == 8
+    # A non-linking charity's load stores no unit; the linking charities' units await the release, which links them
+    # before it reads the contacts' privacy units.
+    assert loads["pantry-c"]["linkage_units_received"] == 0 and loads["advice-b"]["linkage_units_received"] == 4
     with connect(workspace.warehouse_path) as con:
+        assert con.execute("SELECT count(*) FROM linkage_clusters").fetchall() == [(0,)]
+        linked = link_units(con, linkage_policy(registry, workspace.settings.privacy))
+        assert (linked.units, linked.clusters, linked.linked) == (8, 4, 8)
         units = con.execute(
             "SELECT list(DISTINCT charity_id ORDER BY charity_id), count(DISTINCT person_key) "
             "FROM contact_units GROUP BY unit_key"

@@ -9,17 +9,23 @@ from charity-level facts: the registry and submission events, never the contact 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from dagster import DagsterInstance
 
+from collab.linkage import store_units
 from collab.publication import DATAPACKAGE, MANIFEST, PROVEN_COLUMNS, disclosure_problems
 from collab.registry import Registry
 from collab.warehouse import connect
 from collab.workspace import Workspace
+from privacy.linkage import keyed_components
+from privacy.minimise import LINKAGE_UNIT_SCHEMA
+from standards.extract import linkage_basis
 from tests.pipeline.test_releases import release
 
 DP_COLUMNS = PROVEN_COLUMNS  # the DP outputs of each cell
@@ -65,10 +71,13 @@ def _collaborative(home: Path, *, with_person: bool, person_linked: bool) -> Wor
             ],
         )
         if with_person and person_linked:
-            cluster = f"charity-b/{PERSON}"
-            con.executemany(
-                "INSERT INTO linkage_clusters VALUES (?, ?)", [[cluster, cluster], [f"charity-c/{PERSON}", cluster]]
-            )
+            # The same identity at both linking charities: the release links the two units into one cluster.
+            identity = keyed_components(bytes(32), pl.Series([linkage_basis("Okafor", dt.date(1980, 1, 2), "BS1 4AA")]))
+            for charity in ("charity-b", "charity-c"):
+                unit = pl.DataFrame(
+                    {"unit_key": f"{charity}/{PERSON}", "charity_id": charity, "submission_id": f"sub-{charity}"}
+                )
+                store_units(con, pl.concat([unit, identity], how="horizontal").cast(LINKAGE_UNIT_SCHEMA))  # type: ignore[arg-type]
     return workspace
 
 

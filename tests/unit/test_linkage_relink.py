@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from collab import linkage
-from collab.linkage import LinkagePolicy, relink, store_units
+from collab.linkage import LinkagePolicy, RelinkResult, relink, store_units
 from collab.schema import migrate
-from collab.warehouse import LoadResult, load_submission
+from collab.warehouse import LoadResult, link_units, load_submission
 from privacy import clustering
 from privacy.linkage import DEFAULT_THRESHOLD, keyed_components
 from privacy.minimise import WAREHOUSE_SCHEMA, minimise_units
@@ -83,18 +83,6 @@ def test_relinking_joins_one_person_across_linking_charities_and_drops_what_must
     assert con.execute("SELECT count(*) FROM linkage_units").fetchall()[0][0] == 2
 
 
-def test_a_load_looks_for_units_without_contacts_at_its_own_charity_only() -> None:
-    con = _warehouse()
-    relink(con, BOTH)
-    con.execute("DELETE FROM contacts WHERE charity_id = 'b'")
-    # Told only a's contacts changed, b's unit is not looked for: what a load of a's file passes.
-    assert not relink(con, BOTH, changed_charity="a").relinked
-    assert con.execute("SELECT count(*) FROM linkage_units WHERE charity_id = 'b'").fetchall()[0][0] == 1
-    # A load of b's file finds it, as a relink told nothing does.
-    assert relink(con, BOTH, changed_charity="b").relinked
-    assert _units_by_charity(con) == [["a"], ["a"], ["c"]]
-
-
 def test_a_charity_that_opts_out_loses_its_keyed_components_and_its_links() -> None:
     con = _warehouse()
     relink(con, BOTH)
@@ -146,9 +134,10 @@ def _load(
     quarter: str,
     references: dict[str, Identity | None],
     files: Path,
-) -> LoadResult:
+) -> tuple[LoadResult, RelinkResult]:
     """A load of ``charity``'s ``submission`` by ``load_submission``: a contact in ``quarter`` for each reference,
-    and a linkage unit for each one given an identity (no units at all when none is: staging writes none)."""
+    and a linkage unit for each one given an identity (no units at all when none is: staging writes none); then
+    the relink a release runs first (``link_units``)."""
     keys = person_keys(KEY, charity, pl.Series(list(references), dtype=pl.String))
     given = {
         "submission_id": pl.lit(submission),
@@ -169,7 +158,7 @@ def _load(
         units = minimise_units(
             pl.concat([refs, keyed], how="horizontal"), key=KEY, charity_id=charity, submission_id=submission
         )
-    return load_submission(
+    loaded = load_submission(
         con,
         submission_id=submission,
         charity_id=charity,
@@ -181,6 +170,7 @@ def _load(
         units=units,
         linkage=BOTH,
     )
+    return loaded, link_units(con, BOTH)
 
 
 def _key(charity: str, ref: str) -> str:
@@ -212,8 +202,8 @@ def test_a_reference_its_charitys_latest_load_gives_no_identity_loses_its_unit_a
     a1, b1 = _key("a", "A1"), _key("b", "B1")
     assert _cluster_of(con, b1) == sorted([a1, b1])
     # a still has A1 (in a 2026Q2 file, a-1's 2026Q1 rows of A1 stay too), but no longer says who A1 is.
-    withdrawn = _load(con, "a", "a-2", quarter, {"A1": None, **described_too}, tmp_path)
-    assert withdrawn.linkage is not None and withdrawn.linkage.relinked
+    withdrawn, linked = _load(con, "a", "a-2", quarter, {"A1": None, **described_too}, tmp_path)
+    assert withdrawn.units is not None and withdrawn.units.withdrawn == 1 and linked.relinked
     assert con.execute("SELECT count(*) FROM linkage_units WHERE unit_key = $a1", {"a1": a1}).fetchall() == [(0,)]
     assert _cluster_of(con, b1) == [b1]
     assert con.execute("SELECT DISTINCT unit_key FROM contact_units WHERE person_key = $a1", {"a1": a1}).fetchall() == [
@@ -232,8 +222,8 @@ def test_a_reference_described_again_or_not_carried_by_a_later_load_keeps_its_un
     a1, b1 = _key("a", "A1"), _key("b", "B1")
     clusters = con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall()
     # A1 as before, in a-2's 2026Q2; A2 is not in it, and its 2026Q1 rows (and identity) in a-1 stand.
-    again = _load(con, "a", "a-2", "2026Q2", {"A1": OKAFOR}, tmp_path)
-    assert again.linkage is not None and not again.linkage.relinked
+    again, linked = _load(con, "a", "a-2", "2026Q2", {"A1": OKAFOR}, tmp_path)
+    assert again.units is not None and again.units.withdrawn == 0 and not linked.relinked
     assert con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall() == clusters
     assert _cluster_of(con, b1) == sorted([a1, b1])
     # A1 described again as it was is not written again: it keeps the submission that first described it so.
@@ -242,9 +232,9 @@ def test_a_reference_described_again_or_not_carried_by_a_later_load_keeps_its_un
     )
 
 
-def test_a_load_that_withdraws_a_unit_alone_in_its_cluster_reports_that_it_relinked(tmp_path: Path) -> None:
-    """The withdrawn unit's cluster goes with it and leaves no member awaiting linking, so the relink itself
-    has nothing to do: the load still changed the clusters, and says so."""
+def test_a_load_that_withdraws_a_unit_alone_in_its_cluster_says_so(tmp_path: Path) -> None:
+    """The withdrawn unit's cluster goes with it in the load and leaves no member awaiting linking, so the relink
+    has nothing to do: the load says what it withdrew."""
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
     migrate(con)
     _load(con, "a", "a-1", "2026Q1", {"A1": OKAFOR, "A2": NOWAK}, tmp_path)
@@ -252,16 +242,16 @@ def test_a_load_that_withdraws_a_unit_alone_in_its_cluster_reports_that_it_relin
     a1, a2, b1 = _key("a", "A1"), _key("a", "A2"), _key("b", "B1")
     assert _cluster_of(con, a2) == [a2]
     # A1 described as it was, A2 carried without an identity: only A2's cluster of one changes, by going.
-    withdrawn = _load(con, "a", "a-2", "2026Q1", {"A1": OKAFOR, "A2": None}, tmp_path)
-    assert withdrawn.linkage is not None and withdrawn.linkage.relinked
-    assert (withdrawn.linkage.units, withdrawn.linkage.clusters) == (2, 1)
+    withdrawn, linked = _load(con, "a", "a-2", "2026Q1", {"A1": OKAFOR, "A2": None}, tmp_path)
+    assert withdrawn.units is not None and (withdrawn.units.received, withdrawn.units.withdrawn) == (1, 1)
+    assert (linked.units, linked.clusters, linked.relinked) == (2, 1, False)
     assert con.execute("SELECT list(unit_key ORDER BY unit_key) FROM linkage_clusters").fetchall()[0][0] == sorted(
         [a1, b1]
     )
-    # The same file again withdraws nothing more: no cluster changes, and none is reported.
+    # The same file again withdraws nothing more: no cluster changes.
     clusters = con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall()
-    again = _load(con, "a", "a-3", "2026Q1", {"A1": OKAFOR, "A2": None}, tmp_path)
-    assert again.linkage is not None and not again.linkage.relinked
+    again, linked = _load(con, "a", "a-3", "2026Q1", {"A1": OKAFOR, "A2": None}, tmp_path)
+    assert again.units is not None and again.units.withdrawn == 0 and not linked.relinked
     assert con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall() == clusters
 
 
@@ -284,8 +274,8 @@ def _fail_parts(
 def test_a_load_that_fails_while_linking_raises_its_own_error_and_leaves_the_warehouse_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
-    """A statement that fails aborts the load's transaction: cleaning up a temporary table after it must not
-    replace the error with DuckDB's "transaction is aborted", which says nothing of what went wrong."""
+    """A statement that fails aborts the load's (or the relink's) transaction: cleaning up a temporary table after it
+    must not replace the error with DuckDB's "transaction is aborted", which says nothing of what went wrong."""
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
     migrate(con)
     _load(con, "a", "a-1", "2026Q1", {"A1": OKAFOR}, tmp_path)
@@ -297,7 +287,13 @@ def test_a_load_that_fails_while_linking_raises_its_own_error_and_leaves_the_war
     with pytest.raises(duckdb.InvalidInputException, match="simulated: out of memory"):
         _load(con, "a", "a-2", "2026Q1", {"A1": OKAFRO}, tmp_path)
     monkeypatch.undo()
-    assert con.execute("SELECT * FROM linkage_units ORDER BY unit_key").fetchall() == before
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [(0,)]
-    _load(con, "a", "a-2", "2026Q1", {"A1": OKAFRO}, tmp_path)
+    if failing == "storing units":
+        assert con.execute("SELECT * FROM linkage_units ORDER BY unit_key").fetchall() == before
+        _load(con, "a", "a-2", "2026Q1", {"A1": OKAFRO}, tmp_path)
+    else:
+        # The load stood; its changed unit still awaits linking, and the next relink links it.
+        assert con.execute("SELECT count(*) FROM linkage_clusters").fetchall() == [(0,)]
+        assert link_units(con, BOTH).linked == 1
     assert con.execute("SELECT count(*) FROM linkage_units").fetchall() == [(1,)]
+    assert con.execute("SELECT count(*) FROM linkage_clusters").fetchall() == [(1,)]

@@ -1,4 +1,5 @@
-"""A linking load's memory is bounded by the submission and the relink's batch, not by the warehouse's units.
+"""A linking load's and its relink's memory are bounded by the submission and the relink's batch, not by the
+warehouse's units.
 
 At 10M contacts every load of the largest linking charity ran out of memory in its linkage step: the
 whole primary-key index of the warehouse's units, and every unit sharing a blocking key with one
@@ -19,7 +20,7 @@ from bench.relink import contacts_of_units
 from collab import linkage, warehouse
 from collab.linkage import LinkagePolicy
 from collab.schema import migrate
-from collab.warehouse import load_submission
+from collab.warehouse import link_units, load_submission
 from privacy.clustering import fixed_model
 from privacy.linkage import COMPONENTS, DEFAULT_THRESHOLD, VARIANTS
 from privacy.minimise import LINKAGE_UNIT_SCHEMA
@@ -95,7 +96,7 @@ def test_a_linking_load_into_a_warehouse_of_many_units_stays_within_a_small_memo
 
     monkeypatch.setattr(linkage, "changed_links", counted)
     policy = LinkagePolicy(linking=("earlier", "newcomer"), threshold=DEFAULT_THRESHOLD)
-    result = load_submission(
+    load_submission(
         con,
         submission_id="newcomer-1",
         charity_id="newcomer",
@@ -107,7 +108,7 @@ def test_a_linking_load_into_a_warehouse_of_many_units_stays_within_a_small_memo
         units=units,
         linkage=policy,
     )
-    assert result.linkage is not None and result.linkage.units == WAREHOUSE_UNITS + SUBMISSION_UNITS
+    assert link_units(con, policy).units == WAREHOUSE_UNITS + SUBMISSION_UNITS
     # Each person already in the warehouse is found, in the cluster of its earlier unit.
     pairs = con.execute(
         """
