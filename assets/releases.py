@@ -37,7 +37,7 @@ from collab.publication import (
     write_release_package,
 )
 from collab.site import build_site
-from collab.warehouse import link_units
+from collab.warehouse import RELEASE_MEMORY_LIMIT, link_units
 from privacy.accountant import BudgetExceeded, BudgetPolicy
 from privacy.mechanisms import epsilon_at
 from privacy.pseudonymise import derived_salt
@@ -80,6 +80,7 @@ def quarterly_release(
     revise = context.run.tags.get(REVISE_TAG) == "true"
     with warehouse.connect() as con:
         linked = link_units(con, linkage_policy(workspace.registry, privacy))
+        con.execute("SET memory_limit = $limit", {"limit": RELEASE_MEMORY_LIMIT})
         invariants = release_invariants(con, workspace.registry, privacy)
         policy = ReleasePolicy(
             privacy.release_rho, BudgetPolicy(privacy.period_rho, privacy.lifetime_rho), invariants.max_units
