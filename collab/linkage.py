@@ -43,7 +43,8 @@ RELINK_BATCH_RECORDS = 200_000
 # units are held in Python several times over (their keys, their links, the clusters they join), which a relink of
 # every unit (a new threshold, or all of a run's loads at once) would otherwise hold for the whole warehouse: its
 # 1,753,144 units (10M contacts) relinked at once peaked at 2,064 MB; in groups of 900,000 (two) 1,678 MB and 48.9 s,
-# of 400,000 (five) 1,439 MB and 61.3 s, of 250,000 (eight) 1,388 MB and 77.2 s (quiet machine, 2026-12-01).
+# of 400,000 (five) 1,439 MB and 61.3 s, of 250,000 (eight) 1,388 MB and 77.2 s (quiet machine, 2026-12-01). At
+# 600,000 (three), the 32 loads of that run replayed and their units linked at the end: 59.3 s, 1,571 MB at the peak.
 RELINK_GROUP_UNITS = 600_000
 # The units of a submission that are new or changed, and those it withdraws, while they are stored or removed.
 _STORING, _WITHDRAWN = "storing_units", "withdrawn_units"
@@ -77,11 +78,6 @@ class RelinkResult:
     clusters: int
     dropped: int
     linked: int
-
-    @property
-    def relinked(self) -> bool:
-        """Whether clusters may have changed or gone. False: every cluster is as it was."""
-        return self.dropped > 0 or self.linked > 0
 
 
 def store_units(

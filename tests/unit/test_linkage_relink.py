@@ -53,6 +53,11 @@ def _warehouse() -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _relinked(result: RelinkResult) -> bool:
+    """Whether a relink changed any cluster: it dropped or linked a unit."""
+    return result.dropped > 0 or result.linked > 0
+
+
 def _units_by_charity(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
     rows = con.execute(
         "SELECT list(charity_id ORDER BY charity_id) FROM contact_units GROUP BY unit_key ORDER BY ALL"
@@ -64,21 +69,21 @@ def test_relinking_joins_one_person_across_linking_charities_and_drops_what_must
     con = _warehouse()
     result = relink(con, BOTH)
     # c does not link: its unit is dropped, and its Nowak stays a unit of its own.
-    assert result.relinked and result.units == 3 and result.clusters == 2
+    assert _relinked(result) and result.units == 3 and result.clusters == 2
     assert _units_by_charity(con) == [["a"], ["a", "b"], ["c"]]
     clusters = con.execute("SELECT cluster_key, list(unit_key ORDER BY unit_key) FROM linkage_clusters GROUP BY 1")
     assert all(cluster == members[0] for cluster, members in clusters.fetchall())  # named by its smallest unit
     before = con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall()
     # Nothing stored, nothing dropped: Splink is not run again, and the clusters stay.
-    assert not relink(con, BOTH).relinked
+    assert not _relinked(relink(con, BOTH))
     # The same components stored again change nothing; another threshold links every unit afresh.
     store_units(con, con.sql("SELECT * FROM linkage_units").pl())
-    assert not relink(con, BOTH).relinked
-    assert relink(con, LinkagePolicy(linking=BOTH.linking, threshold=0.6)).relinked
+    assert not _relinked(relink(con, BOTH))
+    assert _relinked(relink(con, LinkagePolicy(linking=BOTH.linking, threshold=0.6)))
     assert con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall() == before
     # b's rows replaced by a file without Okafro: the unit no contact carries goes, and so does the link.
     con.execute("DELETE FROM contacts WHERE charity_id = 'b'")
-    assert relink(con, BOTH).relinked
+    assert _relinked(relink(con, BOTH))
     assert _units_by_charity(con) == [["a"], ["a"], ["c"]]
     assert con.execute("SELECT count(*) FROM linkage_units").fetchall()[0][0] == 2
 
@@ -86,7 +91,7 @@ def test_relinking_joins_one_person_across_linking_charities_and_drops_what_must
 def test_a_charity_that_opts_out_loses_its_keyed_components_and_its_links() -> None:
     con = _warehouse()
     relink(con, BOTH)
-    assert relink(con, LinkagePolicy(linking=("a",), threshold=DEFAULT_THRESHOLD)).relinked
+    assert _relinked(relink(con, LinkagePolicy(linking=("a",), threshold=DEFAULT_THRESHOLD)))
     assert con.execute("SELECT DISTINCT charity_id FROM linkage_units").fetchall() == [("a",)]
     assert _units_by_charity(con) == [["a"], ["a"], ["b"], ["c"]]
 
@@ -107,7 +112,7 @@ def test_clusters_made_by_another_linkage_model_are_linked_afresh(monkeypatch: p
     assert con.execute("SELECT model FROM linkage_state").fetchall() == [(clustering.fixed_model(),)]
     # A warehouse from before the model was recorded: its clusters are made again, to the same result.
     con.execute("UPDATE linkage_state SET model = NULL")
-    assert relink(con, BOTH).relinked
+    assert _relinked(relink(con, BOTH))
     assert _units_by_charity(con) == [["a"], ["a", "b"], ["c"]]
     # New weights (a shared one-letter-short spelling counts for almost nothing) at the same threshold: the
     # Okafor/Okafro link they no longer make is gone, though no unit changed.
@@ -115,9 +120,9 @@ def test_clusters_made_by_another_linkage_model_are_linked_afresh(monkeypatch: p
     weights["surname"] = ((0.95, 0.002), (0.0001, 0.001), (0.0002, 0.002))
     monkeypatch.setattr(clustering, "_FIXED_LEVELS", weights)
     clustering.fixed_model.cache_clear()
-    assert relink(con, BOTH).relinked
+    assert _relinked(relink(con, BOTH))
     assert _units_by_charity(con) == [["a"], ["a"], ["b"], ["c"]]
-    assert not relink(con, BOTH).relinked
+    assert not _relinked(relink(con, BOTH))
 
 
 def test_units_without_the_warehouse_schema_are_refused() -> None:
@@ -203,7 +208,7 @@ def test_a_reference_its_charitys_latest_load_gives_no_identity_loses_its_unit_a
     assert _cluster_of(con, b1) == sorted([a1, b1])
     # a still has A1 (in a 2026Q2 file, a-1's 2026Q1 rows of A1 stay too), but no longer says who A1 is.
     withdrawn, linked = _load(con, "a", "a-2", quarter, {"A1": None, **described_too}, tmp_path)
-    assert withdrawn.units is not None and withdrawn.units.withdrawn == 1 and linked.relinked
+    assert withdrawn.units is not None and withdrawn.units.withdrawn == 1 and _relinked(linked)
     assert con.execute("SELECT count(*) FROM linkage_units WHERE unit_key = $a1", {"a1": a1}).fetchall() == [(0,)]
     assert _cluster_of(con, b1) == [b1]
     assert con.execute("SELECT DISTINCT unit_key FROM contact_units WHERE person_key = $a1", {"a1": a1}).fetchall() == [
@@ -223,7 +228,7 @@ def test_a_reference_described_again_or_not_carried_by_a_later_load_keeps_its_un
     clusters = con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall()
     # A1 as before, in a-2's 2026Q2; A2 is not in it, and its 2026Q1 rows (and identity) in a-1 stand.
     again, linked = _load(con, "a", "a-2", "2026Q2", {"A1": OKAFOR}, tmp_path)
-    assert again.units is not None and again.units.withdrawn == 0 and not linked.relinked
+    assert again.units is not None and again.units.withdrawn == 0 and not _relinked(linked)
     assert con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall() == clusters
     assert _cluster_of(con, b1) == sorted([a1, b1])
     # A1 described again as it was is not written again: it keeps the submission that first described it so.
@@ -244,14 +249,14 @@ def test_a_load_that_withdraws_a_unit_alone_in_its_cluster_says_so(tmp_path: Pat
     # A1 described as it was, A2 carried without an identity: only A2's cluster of one changes, by going.
     withdrawn, linked = _load(con, "a", "a-2", "2026Q1", {"A1": OKAFOR, "A2": None}, tmp_path)
     assert withdrawn.units is not None and (withdrawn.units.received, withdrawn.units.withdrawn) == (1, 1)
-    assert (linked.units, linked.clusters, linked.relinked) == (2, 1, False)
+    assert (linked.units, linked.clusters, linked.dropped, linked.linked) == (2, 1, 0, 0)
     assert con.execute("SELECT list(unit_key ORDER BY unit_key) FROM linkage_clusters").fetchall()[0][0] == sorted(
         [a1, b1]
     )
     # The same file again withdraws nothing more: no cluster changes.
     clusters = con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall()
     again, linked = _load(con, "a", "a-3", "2026Q1", {"A1": OKAFOR, "A2": None}, tmp_path)
-    assert again.units is not None and again.units.withdrawn == 0 and not linked.relinked
+    assert again.units is not None and again.units.withdrawn == 0 and not _relinked(linked)
     assert con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall() == clusters
 
 
