@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from privacy.pseudonymise import keyed_int64s, linkage_tokens
+from privacy.pseudonymise import keyed_int64_codes, keyed_int64s, linkage_tokens
 
 # The keyed components, each the HMAC of one normalised value as a 64-bit integer (``keyed_int64s``).
 COMPONENTS = ("surname", "surname_sound", "birth_date", "birth_month", "district", "postcode_area")
@@ -135,9 +135,7 @@ class _Codebook:
         derive = _DERIVATIONS[name][1]
         derived = pl.Series([derive(value) for value in values.to_list()], dtype=pl.String)
         # Several values can derive one (the dates of a month): each derived value is keyed once.
-        distinct = derived.unique()
-        codes = pl.Series(keyed_int64s(self._key, ("link", name), distinct.to_list()), dtype=pl.Int64)
-        return derived.replace_strict(distinct, codes)
+        return keyed_int64_codes(self._key, ("link", name), derived)
 
 
 def _int64_array(values: np.ndarray) -> pa.Array:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +100,21 @@ def _keyed_states(key: bytes) -> tuple[Any, Any]:
 
 def keyed_codes(key: bytes, prefix: Sequence[str], values: pl.Series) -> pl.Series:
     """Each value's keyed hash (null stays null), each distinct value hashed once."""
+    return _each_distinct_once(values, lambda distinct: keyed_hashes(key, prefix, distinct), pl.String)
+
+
+def keyed_int64_codes(key: bytes, prefix: Sequence[str], values: pl.Series) -> pl.Series:
+    """Each value's ``keyed_int64s`` code (null stays null), each distinct value hashed once."""
+    return _each_distinct_once(values, lambda distinct: keyed_int64s(key, prefix, distinct), pl.Int64)
+
+
+def _each_distinct_once(
+    values: pl.Series, codes_of: Callable[[list[str]], Sequence[Any]], dtype: pl.DataType
+) -> pl.Series:
+    """``values`` replaced by the codes ``codes_of`` gives their distinct values (null stays null)."""
     distinct = values.drop_nulls().unique()
-    codes = pl.Series(keyed_hashes(key, prefix, distinct.to_list()), dtype=pl.String)
-    return values.replace_strict(distinct, codes, default=None, return_dtype=pl.String)
+    codes = pl.Series(codes_of(distinct.to_list()), dtype=dtype)
+    return values.replace_strict(distinct, codes, default=None, return_dtype=dtype)
 
 
 def person_keys(key: bytes, charity_id: str, person_refs: pl.Series) -> pl.Series:
