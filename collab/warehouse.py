@@ -177,6 +177,7 @@ def link_units(con: duckdb.DuckDBPyConnection, policy: LinkagePolicy) -> RelinkR
         con.begin()
         try:
             linked = relink(con, policy, memory=SplinkMemory(LINK_MEMORY_LIMIT, spill))
+            crash_point("mid-link")
             con.commit()
         except BaseException:
             con.rollback()

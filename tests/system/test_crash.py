@@ -37,6 +37,7 @@ ALL_POINTS = [
     "mid-load",
     "after-load",
     "before-release",
+    "mid-link",
     "before-publish",
 ]
 # Each case is two full runs (one to four minutes on a shared 2-core machine): the suite kills the run
@@ -58,12 +59,14 @@ def _drop_files(home: Path, directory: Path) -> dict[str, str]:
     settings = workspace.settings.model_copy(deep=True)
     settings.publication.first_quarter = QUARTER
     workspace.save_settings(settings)
+    # Both charities link records (the default), so the good files carry surnames: their units are linked by the
+    # release (``collab.warehouse.link_units``).
+    surnamed = [*HEADER, "Surname"]
+    north = [[*row, "Okafor"] for row in contact_rows(20, start=QUARTER_START)]
+    south = [[*row, "Nowak"] for row in contact_rows(20, start=QUARTER_START, prefix="S")]
     files = {
-        "north.csv": ("north-pantry", write_csv(directory / "north.csv", contact_rows(20, start=QUARTER_START))),
-        "south.csv": (
-            "south-pantry",
-            write_csv(directory / "south.csv", contact_rows(20, start=QUARTER_START, prefix="S")),
-        ),
+        "north.csv": ("north-pantry", write_csv(directory / "north.csv", north, surnamed)),
+        "south.csv": ("south-pantry", write_csv(directory / "south.csv", south, surnamed)),
         "no-need.csv": (
             "north-pantry",
             write_csv(
@@ -126,6 +129,9 @@ def test_a_run_killed_anywhere_is_finished_by_the_next(
     ]
     assert _query(home, "SELECT count(*), count(DISTINCT submission_id) FROM submissions") == [(2, 2)]
     assert _query(home, "SELECT count(*) FROM submission_states WHERE state NOT IN ('loaded', 'rejected')") == [(0,)]
+    # Every reference's unit stored once and clustered before the release read it.
+    assert _query(home, "SELECT count(*) FROM linkage_units") == [(40,)]
+    assert _query(home, "SELECT count(*) FROM linkage_units ANTI JOIN linkage_clusters USING (unit_key)") == [(0,)]
 
     # No run is left STARTED, and budget was spent once for each quarter released.
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
