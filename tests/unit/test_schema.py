@@ -199,3 +199,18 @@ def test_linkage_records_staged_before_version_10_are_stored_as_the_64_bit_codes
     con.execute("INSERT INTO linkage_clusters SELECT unit_key, unit_key FROM linkage_units")
     store_units(con, _coded_units())
     assert con.execute("SELECT count(*) FROM linkage_clusters").fetchall() == [(3,)]
+
+
+def test_a_warehouse_connection_draws_no_progress_bar(tmp_path: Path) -> None:
+    """DuckDB draws one on standard output for any statement of a few seconds: into a run's logs. Asked in an
+    interpreter of its own, as a run is: under pytest's captured output DuckDB turns it off by itself."""
+    script = (
+        "import sys; from pathlib import Path; from collab.warehouse import connect\n"
+        "for read_only in (False, True):\n"
+        "    with connect(Path(sys.argv[1]), read_only=read_only) as con:\n"
+        "        print(con.execute(\"SELECT current_setting('enable_progress_bar')\").fetchall()[0][0])\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "warehouse.duckdb")], capture_output=True, text=True, check=True
+    )
+    assert ran.stdout.split() == ["False", "False"]
