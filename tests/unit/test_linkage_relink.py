@@ -270,7 +270,7 @@ def _fail_storing(unlink: Callable[[duckdb.DuckDBPyConnection, str], None]) -> C
 
 
 def _fail_parts(
-    con: duckdb.DuckDBPyConnection, batch_records: int, group: object
+    con: duckdb.DuckDBPyConnection, batch_records: int
 ) -> Iterator[tuple[tuple[tuple[str, ...], ...], str]]:
     yield (("surname", "birth_month"),), "SELECT error('simulated: out of memory')"
 
