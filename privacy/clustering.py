@@ -71,8 +71,8 @@ BLOCKING_KEYS: tuple[tuple[str, ...], ...] = (
     ("surname", "birth_month"),
     ("surname_sound", "district"),
 )
-# A column of records given to Splink: true for the records whose pairs are wanted (``relink_clusters``).
-_CHANGED = "changed_record"
+# A column of the records given to ``changed_links``: true for the changed records, whose pairs are wanted.
+CHANGED = "changed_record"
 
 
 def _comparison(
@@ -129,10 +129,10 @@ def _settings(
         unique_id_column_name=UNIT_ID,
         comparisons=[surname, birth, place],
         blocking_rules_to_generate_predictions=[
-            And(block_on(*key), CustomRule(f"l.{_CHANGED} OR r.{_CHANGED}")) if changed_only else block_on(*key)
+            And(block_on(*key), CustomRule(f"l.{CHANGED} OR r.{CHANGED}")) if changed_only else block_on(*key)
             for key in keys
         ],
-        additional_columns_to_retain=[_CHANGED] if changed_only else [],
+        additional_columns_to_retain=[CHANGED] if changed_only else [],
         retain_matching_columns=False,
         retain_intermediate_calculation_columns=False,
         **({} if trained else {"probability_two_random_records_match": _FIXED_PRIOR}),
@@ -180,14 +180,13 @@ def link_clusters(
 
 def changed_links(
     records: pl.DataFrame,
-    changed: pl.Series,
     *,
     threshold: float = DEFAULT_THRESHOLD,
     keys: tuple[tuple[str, ...], ...] = BLOCKING_KEYS,
     memory: SplinkMemory | None = None,
 ) -> pl.DataFrame:
-    """``unit_id_l``, ``unit_id_r`` of links joining the ``records`` that every pair with a ``changed`` record (a
-    series of ``unit_id``) sharing one of ``keys`` (``BLOCKING_KEYS`` or some of them) and scoring at or above
+    """``unit_id_l``, ``unit_id_r`` of links joining the ``records`` that every pair with a changed record (``CHANGED``
+    true) sharing one of ``keys`` (``BLOCKING_KEYS`` or some of them) and scoring at or above
     ``threshold`` on the fixed weights joins: in each group such pairs join, its smallest ``unit_id`` linked to
     each of the others. Clusters are what links join, so these give the clusters all the pairs give, in links
     that follow the records, not the pairs (10,000 records of one identity are 9,999 links, not 49,995,000).
@@ -196,9 +195,10 @@ def changed_links(
     parts: the groups that the union of the links of several calls joins, each call with some blocking keys
     and the records sharing a value of them, are those that one call on all the records joins.
     """
+    if CHANGED not in records.columns:
+        raise ValueError(f"the records need a {CHANGED} column: true for each changed record")
     _check(records, threshold)
-    flagged = records.with_columns(pl.col(UNIT_ID).is_in(changed.implode()).alias(_CHANGED))
-    return _links(flagged, threshold=threshold, keys=keys, memory=memory)
+    return _links(records, threshold=threshold, keys=keys, memory=memory)
 
 
 def relink_clusters(
@@ -263,10 +263,10 @@ def _links(
     (``_forest``); with a ``changed_record`` column, only the pairs with a changed record.
 
     On the fixed weights (not ``trained``), records with the same components are scored once (``_Copies``)."""
-    changed_only = _CHANGED in records.columns
-    if records.height < 2 or (changed_only and not records.get_column(_CHANGED).any()):
+    changed_only = CHANGED in records.columns
+    if records.height < 2 or (changed_only and not records.get_column(CHANGED).any()):
         return pl.DataFrame(schema={f"{UNIT_ID}_l": pl.String, f"{UNIT_ID}_r": pl.String})
-    columns = [UNIT_ID, *COMPONENTS, VARIANTS, *([_CHANGED] if changed_only else [])]
+    columns = [UNIT_ID, *COMPONENTS, VARIANTS, *([CHANGED] if changed_only else [])]
     ordered = records.select(columns).sort(UNIT_ID)
     coded = as_codes(ordered)
     copies = _Copies.none(coded) if trained else _Copies.of(coded, changed_only=changed_only)
@@ -357,7 +357,7 @@ class _Copies:
         copy = pl.col("_copy")
         of_group = [pl.col(UNIT_ID).filter(copy == 1).first().over(identity).alias("_second")]
         if changed_only:
-            of_group.append(pl.col(_CHANGED).filter(copy >= 1).any().over(identity).alias("_changed_after_first"))
+            of_group.append(pl.col(CHANGED).filter(copy >= 1).any().over(identity).alias("_changed_after_first"))
         numbered = (
             coded.filter(hashed_thrice)
             .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).over(identity).alias("_copy"))
@@ -370,7 +370,7 @@ class _Copies:
         scored = coded.filter(~pl.col(UNIT_ID).is_in(further.get_column(UNIT_ID).implode()))
         if changed_only:
             raised = numbered.filter((copy == 1) & pl.col("_changed_after_first")).get_column(UNIT_ID)
-            scored = scored.with_columns(pl.col(_CHANGED) | pl.col(UNIT_ID).is_in(raised.implode()))
+            scored = scored.with_columns(pl.col(CHANGED) | pl.col(UNIT_ID).is_in(raised.implode()))
         return cls(scored, further.get_column(UNIT_ID).to_numpy(), further.get_column("_second").to_numpy())
 
     def links_of_all(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from privacy import clustering
-from privacy.clustering import UNIT_ID, as_codes, changed_links, link_clusters, relink_clusters
+from privacy.clustering import CHANGED, UNIT_ID, as_codes, changed_links, link_clusters, relink_clusters
 from privacy.linkage import COMPONENTS, VARIANTS
 
 # A few values per column, so that rows share them; keyed values in the warehouse are 64-bit codes, of either sign.
@@ -56,7 +56,7 @@ def test_links_name_the_units_themselves_and_hold_only_their_own_strings() -> No
         + [{UNIT_ID: f"{other:064x}", **dict.fromkeys(COMPONENTS, other), VARIANTS: [other]} for other in others],
         schema={UNIT_ID: pl.String, **dict.fromkeys(COMPONENTS, pl.Int64), VARIANTS: pl.List(pl.Int64)},
     )
-    links = changed_links(records, pl.Series(UNIT_ID, ["u3", f"{others[0]:064x}"]))
+    links = changed_links(records.with_columns(pl.col(UNIT_ID).is_in(["u3", f"{others[0]:064x}"]).alias(CHANGED)))
     # The three are one group, joined by its smallest to each other (u1 and u2 meet only through u3, changed).
     assert sorted(links.rows()) == [("u1", "u2"), ("u1", "u3")]
     # Strings of their own: taken as views of the records' strings, a few links would keep every record's
@@ -116,7 +116,7 @@ def test_copies_of_one_identity_scored_once_give_the_clusters_every_copy_scored_
     # Relinked: the unchanged records' clusters from before, then the links of the changed ones.
     unchanged = records.filter(~pl.col(UNIT_ID).is_in(changed_ids))
     changed = pl.Series(UNIT_ID, changed_ids, pl.String)
-    links = changed_links(records, changed)
+    links = changed_links(records.with_columns(pl.col(UNIT_ID).is_in(changed.implode()).alias(CHANGED)))
     earlier = link_clusters(unchanged, train=False) if unchanged.height else pl.DataFrame(schema=expected.schema)
     linked = pl.concat([links.get_column(f"{UNIT_ID}_l"), links.get_column(f"{UNIT_ID}_r")])
     relinked, merged = relink_clusters(changed, links, earlier.filter(pl.col(UNIT_ID).is_in(linked.implode())))

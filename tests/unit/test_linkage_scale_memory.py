@@ -21,7 +21,7 @@ from collab import linkage, warehouse
 from collab.linkage import LinkagePolicy
 from collab.schema import migrate
 from collab.warehouse import link_units, load_submission
-from privacy.clustering import fixed_model
+from privacy.clustering import CHANGED, UNIT_ID, fixed_model
 from privacy.linkage import COMPONENTS, DEFAULT_THRESHOLD, VARIANTS
 from privacy.minimise import LINKAGE_UNIT_SCHEMA
 
@@ -138,9 +138,10 @@ def test_a_relink_of_every_unit_clusters_them_group_by_group_as_it_would_all_at_
     awaiting: list[tuple[int, str]] = []  # each call's units awaiting: how many, and the first
     changed_links = linkage.changed_links
 
-    def counted(records: pl.DataFrame, changed: pl.Series, **kwargs: object) -> pl.DataFrame:
+    def counted(records: pl.DataFrame, **kwargs: object) -> pl.DataFrame:
+        changed = records.filter(CHANGED).get_column(UNIT_ID)
         awaiting.append((changed.len(), changed.min()))
-        return changed_links(records, changed, **kwargs)
+        return changed_links(records, **kwargs)
 
     monkeypatch.setattr(linkage, "changed_links", counted)
     clusters = {}
