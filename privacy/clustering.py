@@ -218,12 +218,12 @@ def relink_clusters(
     records and the earlier clusters, so the result is the clusters that ``link_clusters`` finds on all
     records with ``train=False``.
     """
-    earlier = dict(zip(*clusters.select(UNIT_ID, "cluster_id").get_columns(), strict=True))
-    linked = set(links.get_column(f"{UNIT_ID}_l")) | set(links.get_column(f"{UNIT_ID}_r"))
-    if set(earlier) & set(changed) or not linked <= set(earlier) | set(changed):
+    earlier, earlier_cluster = clusters.get_column(UNIT_ID), clusters.get_column("cluster_id")
+    linked = pl.concat([links.get_column(f"{UNIT_ID}_l"), links.get_column(f"{UNIT_ID}_r")])
+    if changed.is_in(earlier).any() or not linked.is_in(pl.concat([earlier, changed])).all():
         raise ValueError("each linked record must be either changed or in an earlier cluster")
     # A record of an earlier cluster stands for its whole cluster: the cluster's id is the node.
-    edges = links.select(pl.col(f"{UNIT_ID}_l").replace(earlier), pl.col(f"{UNIT_ID}_r").replace(earlier))
+    edges = links.select(pl.col(f"{UNIT_ID}_l", f"{UNIT_ID}_r").replace(earlier, earlier_cluster))
     nodes = pl.concat([changed, clusters.get_column("cluster_id")]).unique()
     joined = pl.DataFrame({"node": nodes, "cluster_id": _components(nodes, edges)})
     changed_clusters = (

@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -124,3 +125,17 @@ def test_copies_of_one_identity_scored_once_give_the_clusters_every_copy_scored_
         pl.col("cluster_id").replace(dict(merged.iter_rows()))
     )
     assert pl.concat([relinked, kept]).sort(UNIT_ID).equals(expected.sort(UNIT_ID))
+
+
+def test_relinking_merges_the_earlier_clusters_a_changed_record_joins_and_refuses_records_of_neither_kind() -> None:
+    """A changed record linked to members of two earlier clusters joins them under the smaller id; a changed record
+    that is also in an earlier cluster, or a link to a record that is neither, is refused."""
+    clusters = pl.DataFrame({UNIT_ID: ["b", "d"], "cluster_id": ["a", "c"]})  # members linked to, of clusters a and c
+    links = pl.DataFrame({f"{UNIT_ID}_l": ["b", "d"], f"{UNIT_ID}_r": ["x", "x"]})
+    relinked, merged = relink_clusters(pl.Series(UNIT_ID, ["x", "y"]), links, clusters)
+    assert sorted(relinked.rows()) == [("x", "a"), ("y", "y")]
+    assert merged.rows() == [("c", "a")]
+    with pytest.raises(ValueError, match="either changed or in an earlier cluster"):
+        relink_clusters(pl.Series(UNIT_ID, ["x", "b"]), links, clusters)
+    with pytest.raises(ValueError, match="either changed or in an earlier cluster"):
+        relink_clusters(pl.Series(UNIT_ID, ["y"]), links, clusters)
