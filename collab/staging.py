@@ -286,15 +286,18 @@ def staged_batches(path: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
     if not path.exists():
         return
     units = path.with_name(LINKAGE_UNITS_FILE)
+    # Marked for the whole file at once: matching each batch's references against every linkage record built a set
+    # of them all again for each batch, most of the time this took (0.95 of 0.97 s for 1M contacts, 438,000 records).
+    references = pl.read_parquet(path, columns=["person_ref"]).get_column("person_ref")
     linked = (
-        pl.col("person_ref").is_in(pl.read_parquet(units, columns=["person_ref"]).get_column("person_ref").implode())
+        references.is_in(pl.read_parquet(units, columns=["person_ref"]).get_column("person_ref"))
         if units.exists()
-        else pl.lit(False)
-    )
-    rows = pl.scan_parquet(path).select(pl.len()).collect().item()
-    for offset in range(0, rows, rows_per_batch):
-        batch = pl.scan_parquet(path).slice(offset, rows_per_batch).with_columns(linked.alias("linked"))
-        yield batch.select(*STAGED_CONTACT_SCHEMA).collect()
+        else pl.repeat(False, references.len(), eager=True)
+    ).alias("linked")
+    del references
+    for offset in range(0, linked.len(), rows_per_batch):
+        batch = pl.scan_parquet(path).slice(offset, rows_per_batch).collect()
+        yield batch.with_columns(linked.slice(offset, rows_per_batch)).select(*STAGED_CONTACT_SCHEMA)
 
 
 def staged_tables(path: Path, rows_per_batch: int, columns: list[str], codes: list[str]) -> Iterator[pa.Table]:
