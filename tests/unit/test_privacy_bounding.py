@@ -228,9 +228,9 @@ def test_a_release_bounds_from_its_copy_of_the_period_exactly_what_the_view_give
 
 
 def test_a_persons_average_amount_is_the_same_whatever_order_their_contacts_are_added_in() -> None:
-    """Amounts are averaged in whole pence, exactly. Averaged as doubles, 529.91, 543.05 and 968.54 (a mean of exactly
-    £680.50) came to £680 or £681 with the order they were added in, which in a large warehouse is the order DuckDB's
-    threads finish in: the same quarter bounded twice gave totals a pound apart."""
+    """Amounts are averaged in a fixed order. Added in the order they came, 529.91, 543.05 and 968.54 (a mean of exactly
+    £680.50) came to £680 or £681, and in a large warehouse that order is the order DuckDB's threads finish in: the
+    same quarter bounded twice gave totals a pound apart."""
     indicator = load_catalogue().get("total_debt_by_nation")
     con = duckdb.connect(config={"threads": 1})  # one thread adds the rows in the order they were inserted
     migrate(con)
@@ -244,3 +244,17 @@ def test_a_persons_average_amount_is_the_same_whatever_order_their_contacts_are_
         )
         totals.add(int(bounded_aggregates(con, indicator, period="2026Q1", salt="salt").vectors["total"].sum()))
     assert totals == {681}
+
+
+def test_a_fraction_of_a_penny_is_kept_when_amounts_are_averaged() -> None:
+    """The standard takes any amount: a debt of £0.004 is a debt, and £2.4951 rounds to £2 (averaged in pence, the
+    first was no debt at all and the second £3)."""
+    con = duckdb.connect()
+    migrate(con)
+    con.executemany(
+        "INSERT INTO contacts (submission_id, quarter, linked, charity_id, person_key, need, local_authority_code, "
+        "region_code, nation_code, total_debt_gbp) VALUES ('s', '2026Q1', TRUE, 'c0', ?, 'debt', ?, ?, ?, ?)",
+        [("p1", *AREAS[0], 0.004), ("p2", *AREAS[0], 2.4951)],
+    )
+    bounded = bounded_aggregates(con, load_catalogue().get("total_debt_by_nation"), period="2026Q1", salt="salt")
+    assert bounded.vectors["people"].sum() == 2 and bounded.vectors["total"].sum() == 0 + 2
