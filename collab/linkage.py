@@ -324,12 +324,12 @@ def _shares(key: tuple[str, ...]) -> str:
 def _hold_candidates(con: duckdb.DuckDBPyConnection, group: _Group) -> None:
     """Hold, as ``_CANDIDATES``, the units that a ``group`` of the units awaiting linking may link to: every unit that
     shares a blocking key with one of the group (none else can link to them) but those of later groups, with the
-    hash of each key's value and whether it is one of those shared, and whether the unit is one of the group. One scan of the warehouse's units for the
-    group, where each part of its records used to scan them again: 48 scans for the 1,753,144 units of a
-    10M-contact warehouse linked at once, which now takes 59.8 and 64.0 s (84.6 and 90.0 CPU s), against 77.1 and
-    74.8 s (111.6 and 109.5 CPU s) before, with the same clusters and peak memory (quiet machine, 2026-12-01). Marking
-    the group's units here too, once, where each part's records were matched against a set of the group's keys
-    built again for each: 50.5 s (75.2 CPU s)."""
+    hash of each key's value, whether it is one of those shared, and whether the unit is one of the group. One scan
+    of the warehouse's units for the group, where each part of its records used to scan them again: 48 scans for
+    the 1,753,144 units of a 10M-contact warehouse linked at once, which now takes 59.8 and 64.0 s (84.6 and 90.0
+    CPU s), against 77.1 and 74.8 s (111.6 and 109.5 CPU s) before, with the same clusters and peak memory (quiet
+    machine, 2026-12-01). Marking the group's units here too, once, where each part's records were matched against
+    a set of the group's keys built again for each: 50.5 s (75.2 CPU s)."""
     components = ", ".join(f"u.{c}" for c in (*COMPONENTS, VARIANTS))
     keyed = ", ".join(
         f"{_key_hash(key, 'u.')} AS {_key_column(key)}, {_key_hash(key, 'u.')} IN "

@@ -19,7 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collab.schema import migrate
-from privacy.bounding import BoundedAggregates, bounded_aggregates, hold_period_contacts, query_sensitivity
+from privacy.bounding import (
+    BoundedAggregates,
+    bounded_aggregates,
+    bounded_person_cells,
+    hold_period_contacts,
+    query_sensitivity,
+)
 from privacy.hierarchy import aggregate_up, forest
 from standards.catalogue import Indicator, load_catalogue
 
@@ -168,6 +174,26 @@ def test_each_person_counts_at_most_once_per_cell_and_in_at_most_max_cells(rows,
     cells_per_person = {p: len({(AREAS[a][1], n) for q, _, a, n, *_ in rows if q == p}) for p in people}
     assert counts.max() <= len(people)
     assert counts.sum() == sum(min(c, max_cells) for c in cells_per_person.values())
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=datasets, max_cells=st.integers(1, 3))
+def test_in_an_area_hierarchy_each_person_keeps_one_area_and_at_most_max_cells(rows, max_cells) -> None:
+    """People with one area and few enough cells keep them all without a keyed choice; the rest keep one area, then at
+    most ``max_cells`` cells in it: the same bound either way."""
+    indicator = load_catalogue().get("contacts_by_need").model_copy(update={"max_cells_per_person": max_cells})
+    kept = pl.from_arrow(
+        bounded_person_cells(_warehouse(rows), indicator, period="2026Q1", salt="salt").to_arrow_table()
+    )
+    per_person = kept.group_by("unit_key").agg(pl.col("k0").n_unique().alias("areas"), pl.len().alias("cells"))
+    assert per_person.get_column("areas").max() == 1 and per_person.get_column("cells").max() <= max_cells
+    cells = {(f"p{p}", AREAS[a][2], need) for p, _, a, need, *_ in rows}
+    people_within = {person for person, *_ in cells} - {
+        person for person, area, _ in cells if len({a for q, a, _ in cells if q == person}) > 1
+    }
+    for person in people_within:  # one area: every cell kept, up to max_cells
+        held = sum(1 for q, *_ in cells if q == person)
+        assert per_person.filter(pl.col("unit_key") == person).get_column("cells").item() == min(held, max_cells)
 
 
 def test_in_an_area_hierarchy_a_person_counts_in_one_area() -> None:
