@@ -226,7 +226,7 @@ def export_for_opendp(
     """Bounded rows, public keys and the query spec for baseline (b)."""
     spec = {"rhos": rhos, "runs": runs, "indicators": []}
     for indicator in catalogue:
-        rows = pl.from_arrow(bounded_person_cells(con, indicator, period=quarter, salt=SALT).to_arrow_table())
+        rows = pl.from_arrow(bounded_person_cells(con, indicator, period=quarter, salt=SALT))
         assert isinstance(rows, pl.DataFrame)
         if indicator.area_levels is not None:
             area = f"k{indicator.breakdowns.index('area')}"

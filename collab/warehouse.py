@@ -32,7 +32,7 @@ LOAD_MEMORY_LIMIT = "128MB"
 LINK_MEMORY_LIMIT = "512MB"
 # A release's, bounding every indicator of a quarter: DuckDB's default (80% of the machine) let one quarter of a
 # 10M-contact warehouse (2.56M contacts) reach 1,809 MB of resident memory, in 16.3 s; at 1 GB, 1,238 MB in 17.1 s
-# (bounding from one copy of the quarter's rows, ``privacy.bounding.hold_period_contacts``); at 512 MB, 741 MB and
+# (bounding from one copy of the quarter's rows, ``privacy.bounding.hold_period``); at 512 MB, 741 MB and
 # 27.0 s (without that copy, against 22.6 s at 1 GB).
 RELEASE_MEMORY_LIMIT = "1GB"
 

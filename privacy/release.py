@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 
 from privacy.accountant import BudgetPolicy, Charge, charge
-from privacy.bounding import bounded_aggregates, hold_period_contacts
+from privacy.bounding import bounded_aggregates, drop_held_period, hold_period
 from privacy.estimators import CountSignature, IndicatorRelease, SharedCount, count_signature, release_indicator
 from standards.catalogue import Catalogue
 
@@ -141,9 +141,9 @@ def release_period(
         charges: list[Charge] = []
         # One noisy count per population and cells, shared (the mean's and the median's people with debt).
         counts: dict[CountSignature, SharedCount] = {}
-        source = hold_period_contacts(con, period)
+        held = hold_period(con, period)
         for indicator in catalogue.indicators:
-            aggregates = bounded_aggregates(con, indicator, period=period, salt=salt, source=source)
+            aggregates = bounded_aggregates(con, indicator, period=period, salt=salt, held=held)
             released = release_indicator(
                 indicator,
                 aggregates,
@@ -153,7 +153,7 @@ def release_period(
             if released.count is not None:
                 counts.setdefault(released.count.signature, released.count)
             charges += _store(con, release_id, released, policy.max_units)
-        con.execute(f"DROP TABLE {source}")
+        drop_held_period(con, held)
         kind = "release" if revision == 1 else "revision"
         per_person = charge(con, release_id=release_id, period=period, kind=kind, charges=charges, policy=policy.budget)
         per_unit = sum(c.rho for c in charges)

@@ -23,7 +23,7 @@ from privacy.bounding import (
     BoundedAggregates,
     bounded_aggregates,
     bounded_person_cells,
-    hold_period_contacts,
+    hold_period,
     query_sensitivity,
 )
 from privacy.hierarchy import aggregate_up, forest
@@ -182,9 +182,7 @@ def test_in_an_area_hierarchy_each_person_keeps_one_area_and_at_most_max_cells(r
     """People with one area and few enough cells keep them all without a keyed choice; the rest keep one area, then at
     most ``max_cells`` cells in it: the same bound either way."""
     indicator = load_catalogue().get("contacts_by_need").model_copy(update={"max_cells_per_person": max_cells})
-    kept = pl.from_arrow(
-        bounded_person_cells(_warehouse(rows), indicator, period="2026Q1", salt="salt").to_arrow_table()
-    )
+    kept = pl.from_arrow(bounded_person_cells(_warehouse(rows), indicator, period="2026Q1", salt="salt"))
     per_person = kept.group_by("unit_key").agg(pl.col("k0").n_unique().alias("areas"), pl.len().alias("cells"))
     assert per_person.get_column("areas").max() == 1 and per_person.get_column("cells").max() <= max_cells
     cells = {(f"p{p}", AREAS[a][2], need) for p, _, a, need, *_ in rows}
@@ -237,20 +235,26 @@ def test_populations_and_conditions_select_the_right_people() -> None:
 
 @settings(max_examples=20, deadline=None)
 @given(rows=datasets)
-def test_a_release_bounds_from_its_copy_of_the_period_exactly_what_the_view_gives(rows: list[tuple]) -> None:
-    """``hold_period_contacts`` copies the view's rows of one period: every indicator bounded from the copy equals the
-    view's, other periods' rows left out of both."""
+def test_what_is_kept_does_not_depend_on_the_number_a_unit_is_given(rows: list[tuple]) -> None:
+    """``hold_period`` numbers the units of one period, in no particular order: numbered the other way round, every
+    indicator keeps the same rows. Other periods' rows are left out, and a rollback takes the tables with it."""
     con = _warehouse(rows)
     con.execute("INSERT INTO contacts SELECT * REPLACE ('2026Q2' AS quarter, 'p-other' AS person_key) FROM contacts")
     con.begin()
-    source = hold_period_contacts(con, "2026Q1")
-    for indicator in INDICATORS:
-        held = bounded_aggregates(con, indicator, period="2026Q1", salt="salt", source=source)
-        viewed = bounded_aggregates(con, indicator, period="2026Q1", salt="salt")
-        assert held.cells == viewed.cells and held.values == viewed.values, indicator.id
-        assert all(np.array_equal(held.vectors[n], viewed.vectors[n]) for n in viewed.vectors), indicator.id
+    held = hold_period(con, "2026Q1")
+    assert con.execute(f"SELECT count(*) FROM {held.units} WHERE unit_key = 'p-other'").fetchall() == [(0,)]
+    first = [bounded_aggregates(con, indicator, period="2026Q1", salt="salt", held=held) for indicator in INDICATORS]
+    for table in (held.units, held.contacts):
+        con.execute(f"UPDATE {table} SET unit_id = -unit_id")
+    for indicator, before in zip(INDICATORS, first, strict=True):
+        after = bounded_aggregates(con, indicator, period="2026Q1", salt="salt", held=held)
+        assert after.cells == before.cells and after.values == before.values, indicator.id
+        assert all(np.array_equal(after.vectors[n], before.vectors[n]) for n in before.vectors), indicator.id
+    with pytest.raises(ValueError, match="2026Q1, not 2026Q2"):
+        bounded_aggregates(con, INDICATORS[0], period="2026Q2", salt="salt", held=held)
     con.rollback()
-    assert con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{source}'").fetchall() == [(0,)]
+    tables = f"SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('{held.units}', '{held.contacts}')"
+    assert con.execute(tables).fetchall() == [(0,)]
 
 
 def test_a_persons_average_amount_is_the_same_whatever_order_their_contacts_are_added_in() -> None:
