@@ -167,11 +167,9 @@ def identity_counts(contacts: pl.DataFrame) -> pl.DataFrame:
     """How many contacts of each reference carry each identity (``person_ref``, ``linkage_basis`` and
     ``contacts``); contacts without one are left out. Counts of several batches add up (``merge_counts``)."""
     return (
-        contacts.lazy()
-        .filter(pl.col(IDENTITY).is_not_null())
+        contacts.filter(pl.col(IDENTITY).is_not_null())
         .group_by("person_ref", IDENTITY)
         .agg(pl.len().cast(pl.Int64).alias(CONTACTS))
-        .collect()
     )
 
 

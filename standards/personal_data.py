@@ -141,11 +141,22 @@ def _valid_nhs_digits(digits: pl.Series) -> pl.Series:
     return ((check != 10) & (check % 11 == number % 10)).fill_null(False)
 
 
+def _valid_nhs_numbers(text: pl.Series) -> pl.Series:
+    """Which values hold ten digits, grouped as NHS numbers are, with a valid check digit, on a materialised
+    column. The digits are extracted only from the values with that shape: few have it, and extracting from
+    every value took three times as long as looking for the shape (0.12 against 0.04 s per 1M references)."""
+    shaped = text.str.contains(NHS_SHAPE).fill_null(False).arg_true()
+    valid = pl.repeat(False, text.len(), dtype=pl.Boolean, eager=True)
+    if shaped.is_empty():
+        return valid
+    digits = text.gather(shaped).str.extract(NHS_SHAPE, 0).str.replace_all(r"\D", "")
+    return valid.scatter(shaped, _valid_nhs_digits(digits))
+
+
 def _nhs_number(text: pl.Expr) -> pl.Expr:
     """True where the text holds ten digits, grouped as NHS numbers are, with a valid check digit."""
-    digits = text.str.extract(NHS_SHAPE, 0).str.replace_all(r"\D", "")
     # Evaluated once on the whole column: as an expression, the digits would be re-extracted per term.
-    return digits.map_batches(_valid_nhs_digits, return_dtype=pl.Boolean)
+    return text.map_batches(_valid_nhs_numbers, return_dtype=pl.Boolean)
 
 
 def kind_masks(text: pl.Expr, kinds: tuple[Kind, ...]) -> dict[Kind, pl.Expr]:

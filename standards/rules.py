@@ -410,12 +410,13 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int, *, 
         "linkage_basis": _linkage_basis(pl.col(_SURNAME_LETTERS), dob, district),
     }
     code_columns = [f"{name}__code" for name in codes] + [MODEL_CODE, *_ACCEPTED_ROW_WARNINGS]
+    # A batch is in memory already: Polars' default streaming engine made judging a batch about a tenth slower.
     return staged.select(
         (pl.col(RAGGED) | pl.any_horizontal(pl.col(c).is_not_null() for c in code_columns)).alias(HAS_ISSUE),
         RAGGED,
         *code_columns,
         *[contact.get(name, pl.col(name)).cast(dtype).alias(name) for name, dtype in STANDARD_CONTACT_SCHEMA.items()],
-    ).collect()
+    ).collect(engine="in-memory")
 
 
 def issue_code_columns(checked: pl.DataFrame) -> list[str]:

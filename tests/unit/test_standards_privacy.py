@@ -49,6 +49,19 @@ def test_single_values_and_whole_columns_agree(value: str, kind: Kind | None) ->
     assert found == ({kind} if kind else set()) or (kind is not None and kind in found)
 
 
+def test_a_column_of_many_values_is_judged_as_each_value_alone() -> None:
+    # Some kinds are looked for only in the values that could hold them, then put back in place.
+    values = [None, *SAMPLES, None, *reversed(SAMPLES), "943 476 5919"]
+    column = pl.DataFrame({"v": values}, schema={"v": pl.String})
+    together = column.select(**{k.name: m for k, m in kind_masks(pl.col("v"), ALL_KINDS).items()}).rows()
+    alone = [
+        column.slice(i, 1).select(**{k.name: m for k, m in kind_masks(pl.col("v"), ALL_KINDS).items()}).row(0)
+        for i in range(len(values))
+    ]
+    assert together == alone
+    assert sum(row[list(Kind).index(Kind.NHS_NUMBER)] for row in together) == 3
+
+
 def _check_digit(prefix: str) -> int | None:
     total = sum(int(d) * (10 - i) for i, d in enumerate(prefix))
     check = (11 - total % 11) % 11
