@@ -16,8 +16,9 @@ aggregations below then read at most one row per person per cell.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import duckdb
@@ -35,7 +36,7 @@ from standards.catalogue import (
 from standards.geography import UK_CODE
 
 CONTACTS_TABLE = "contact_units"
-# One period's rows of ``CONTACTS_TABLE`` held for bounding, each unit numbered (``hold_period``).
+# The names' stems of the temporary tables holding one period's rows for bounding (``hold_period``).
 PERIOD_CONTACTS_TABLE = "release_period_contacts"
 PERIOD_UNITS_TABLE = "release_period_units"
 
@@ -117,8 +118,8 @@ class HeldPeriod:
     number, ``unit_id``, and ``units`` pairs each number with its ``unit_key``."""
 
     period: str
-    contacts: str = PERIOD_CONTACTS_TABLE
-    units: str = PERIOD_UNITS_TABLE
+    contacts: str
+    units: str
 
 
 def hold_period(con: duckdb.DuckDBPyConnection, period: str) -> HeldPeriod:
@@ -130,21 +131,25 @@ def hold_period(con: duckdb.DuckDBPyConnection, period: str) -> HeldPeriod:
     indicators of a quarter of a 10M-contact warehouse (2.56M contacts) were bounded in 13.0 s, not 17.4 s, this copy
     included. The numbers are one-to-one with the keys of the period, so grouping by either gives the same groups,
     and whatever number a unit is given, the same rows are kept: each choice among a person's rows is keyed by their
-    ``unit_key`` and the salt, never by the number (the numbering depends on the other units of the period)."""
+    ``unit_key`` and the salt, never by the number (the numbering depends on the other units of the period).
+
+    Each hold has tables of its own: a second hold never changes what the first holds."""
+    tag = uuid.uuid4().hex[:12]
+    held = HeldPeriod(period, contacts=f"{PERIOD_CONTACTS_TABLE}_{tag}", units=f"{PERIOD_UNITS_TABLE}_{tag}")
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {PERIOD_UNITS_TABLE} AS
+        f"""CREATE TEMP TABLE {held.units} AS
             SELECT unit_key, row_number() OVER () AS unit_id
             FROM (SELECT DISTINCT unit_key FROM {CONTACTS_TABLE} WHERE quarter = $period)""",
         {"period": period},
     )
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {PERIOD_CONTACTS_TABLE} AS
+        f"""CREATE TEMP TABLE {held.contacts} AS
             SELECT c.* EXCLUDE (unit_key, person_key), u.unit_id
-            FROM {CONTACTS_TABLE} c JOIN {PERIOD_UNITS_TABLE} u USING (unit_key)
+            FROM {CONTACTS_TABLE} c JOIN {held.units} u USING (unit_key)
             WHERE c.quarter = $period""",
         {"period": period},
     )
-    return HeldPeriod(period)
+    return held
 
 
 def drop_held_period(con: duckdb.DuckDBPyConnection, held: HeldPeriod) -> None:
@@ -250,11 +255,16 @@ def bounded_person_cells(
 
 @contextmanager
 def _holding(con: duckdb.DuckDBPyConnection, period: str, held: HeldPeriod | None) -> Iterator[HeldPeriod]:
-    """``held``, if it holds ``period``; if it is None, ``period`` held for the block and dropped after it (left to the
-    caller's rollback if the block fails: after an error DuckDB runs nothing more in the transaction)."""
+    """``held``, if it holds ``period``; if it is None, ``period`` held for the block and dropped after it."""
     if held is None:
         held = hold_period(con, period)
-        yield held
+        try:
+            yield held
+        except BaseException:
+            # In a transaction an error leaves DuckDB running nothing more: the rollback takes the tables then.
+            with suppress(duckdb.Error):
+                drop_held_period(con, held)
+            raise
         drop_held_period(con, held)
         return
     if held.period != period:
