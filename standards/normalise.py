@@ -156,8 +156,9 @@ def choose_date_reading(column: str, sample: pl.Series, declared: str | None) ->
             ISO_FORMATS + MONTH_FIRST_FORMATS,
             Issue("W_DATE_ORDER_US", f"Dates in '{column}' were read as month/day/year.", column=column),
         )
-    slashed = values.filter(pl.col("v").str.contains(r"^\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}$"))
-    first_parts = slashed.select(pl.col("v").str.extract(r"^(\d{1,2})", 1).cast(pl.Int64)).to_series()
+    # ASCII digits, as the date formats read them (``\d`` would take any script's, and no integer reads those).
+    slashed = values.filter(pl.col("v").str.contains(r"^[0-9]{1,2}[/.-][0-9]{1,2}[/.-][0-9]{2,4}$"))
+    first_parts = slashed.select(pl.col("v").str.extract(r"^([0-9]{1,2})", 1).cast(pl.Int64)).to_series()
     if slashed.height and first_parts.max() <= 12:  # type: ignore[operator]
         note = Issue(
             "W_DATE_ORDER_ASSUMED",

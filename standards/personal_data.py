@@ -134,11 +134,20 @@ def counted(count: int, kind: Kind) -> str:
 
 
 def _valid_nhs_digits(digits: pl.Series) -> pl.Series:
-    """Which ten-digit numbers have a valid NHS check digit (modulus 11), on a materialised column."""
-    number = digits.cast(pl.Int64)
+    """Which ten-digit numbers have a valid NHS check digit (modulus 11), on a materialised column.
+
+    ``\\d`` matches the digits of every script, in Polars as in Python: ten Arabic-Indic digits are an NHS number's
+    shape too. Those are checked one by one, as ``personal_data_in`` checks them; as integers they cannot be read, and
+    one such reference stopped a whole file with an internal error."""
+    number = digits.cast(pl.Int64, strict=False)
     weighted = sum((number // 10 ** (9 - i) % 10) * (10 - i) for i in range(9))
     check = 11 - weighted % 11  # type: ignore[operator]
-    return ((check != 10) & (check % 11 == number % 10)).fill_null(False)
+    valid = (check != 10) & (check % 11 == number % 10)
+    other_scripts = (number.is_null() & digits.is_not_null()).arg_true()
+    if not other_scripts.is_empty():
+        checked = [_nhs_check_digit_ok(value) for value in digits.gather(other_scripts).to_list()]
+        valid = valid.scatter(other_scripts, pl.Series(checked, dtype=pl.Boolean))
+    return valid.fill_null(False)
 
 
 def _valid_nhs_numbers(text: pl.Series) -> pl.Series:

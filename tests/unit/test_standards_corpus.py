@@ -102,6 +102,7 @@ def test_personal_data_is_never_repeated_in_feedback(results: dict[str, tuple[Ch
         "personal-data-in-values.csv": ("07700 900123", "Priya Shah", "High Street"),
         "ni-numbers-as-reference.csv": ("QQ123456C", "AB123456A", "JG 10 37 92 B"),
         "nhs-numbers-as-reference.csv": ("943 476 5919", "9434765870"),
+        "nhs-numbers-in-arabic-indic-digits.csv": ("\u0669\u0664\u0663 \u0664\u0667\u0666 \u0665\u0669\u0661\u0669",),
     }.items():
         report = results[name][0].report
         text = report.model_dump_json() + report.to_html()

@@ -62,6 +62,18 @@ def test_a_column_of_many_values_is_judged_as_each_value_alone() -> None:
     assert sum(row[list(Kind).index(Kind.NHS_NUMBER)] for row in together) == 3
 
 
+def test_an_nhs_number_in_digits_of_another_script_is_found_as_in_a_single_value() -> None:
+    """Ten Arabic-Indic digits have an NHS number's shape (``\\d`` matches every script's digits); read as an integer,
+    one such reference stopped the file with an internal error (found in review)."""
+    arabic = "\u0669\u0664\u0663\u0664\u0667\u0666\u0665\u0669\u0661\u0669"  # 943 476 5919
+    values = ["943 476 5919", arabic, arabic[:-1] + "\u0668", None, "NFB-00123"]
+    masks = pl.DataFrame({"v": values}, schema={"v": pl.String}).select(
+        _nhs=kind_masks(pl.col("v"), ALL_KINDS)[Kind.NHS_NUMBER]
+    )
+    assert masks.get_column("_nhs").to_list() == [True, True, False, False, False]
+    assert [personal_data_in(v) if v else None for v in values] == [Kind.NHS_NUMBER, Kind.NHS_NUMBER, None, None, None]
+
+
 def _check_digit(prefix: str) -> int | None:
     total = sum(int(d) * (10 - i) for i, d in enumerate(prefix))
     check = (11 - total % 11) % 11
