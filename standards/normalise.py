@@ -90,8 +90,14 @@ def parse_dates(raw: pl.Expr, formats: tuple[str, ...], serials: tuple[int, int]
 def parse_date_text(text: pl.Expr, text4: pl.Expr, formats: tuple[str, ...], serials: tuple[int, int]) -> pl.Expr:
     """``parse_dates`` on prepared text (``date_text``, and ``four_digit_year`` of it): the normaliser
     computes those once per column rather than once per format."""
-    parsed = [(text4 if "%Y" in f else text).str.to_date(f, strict=False) for f in formats]
+    parsed = [_on_the_calendar((text4 if "%Y" in f else text).str.to_date(f, strict=False)) for f in formats]
     return pl.coalesce([*parsed, _from_serial(text, serials)])
+
+
+def _on_the_calendar(date: pl.Expr) -> pl.Expr:
+    """``date`` if its year is 1 to 9999, else null. Polars also reads year 0, negative years and years of five digits
+    ("01/01/0000", "-2026-01-13"), which no Python date holds: one such cell stopped a file with an internal error."""
+    return pl.when(date.is_between(dt.date.min, dt.date.max)).then(date)
 
 
 def _from_serial(text: pl.Expr, serials: tuple[int, int]) -> pl.Expr:
@@ -113,7 +119,10 @@ def parse_date_columns(
     left = prepared.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(index), text, text4)
     left = left.filter(pl.col(text).is_not_null())
     found: list[pl.DataFrame] = []
-    for attempt in [*(pl.col(text4 if "%Y" in f else text).str.to_date(f, strict=False) for f in formats), None]:
+    for attempt in [
+        *(_on_the_calendar(pl.col(text4 if "%Y" in f else text).str.to_date(f, strict=False)) for f in formats),
+        None,
+    ]:
         if not left.height:
             break
         tried = left.select(index, (_from_serial(pl.col(text), serials) if attempt is None else attempt).alias("date"))

@@ -99,6 +99,8 @@ def _patterns() -> dict[Kind, str]:
 
 
 def _nhs_check_digit_ok(digits: str) -> bool:
+    if not digits.isdecimal():  # Polars' regular expressions know newer scripts' digits than this Python does
+        return False
     total = sum(int(d) * (10 - i) for i, d in enumerate(digits[:9]))
     check = 11 - total % 11
     return check != 10 and check % 11 == int(digits[9])

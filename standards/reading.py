@@ -151,7 +151,7 @@ class ExtractSource:
                 table = pl.read_parquet(self.path)
             except Exception as error:  # a damaged page shows only now: opening read the footer alone
                 raise _unreadable(_UNREADABLE_PARQUET, self.path, error) from error
-            frame = table.select(pl.all().cast(pl.String))
+            frame = _as_text(table, self.path)
             yield from _frame_batches(
                 frame.rename({n: f"c{i}" for i, n in enumerate(frame.columns)}), 0, width, batch_size
             )
@@ -700,6 +700,23 @@ def _read_sheet(path: Path, sheet: str | None, n_rows: int | None = None) -> pl.
         raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
     frame = loaded.to_polars()
     return frame.rename({name: f"c{i}" for i, name in enumerate(frame.columns)})
+
+
+def _as_text(table: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """Every column of a Parquet table as text, or the file's rejection naming the first column that cannot be: a
+    list, a duration, bytes that are not text, a date past the calendar. Polars panics on the last (a Rust panic,
+    which no ``except Exception`` catches): it escaped the check, which then gave no report at all."""
+    columns = []
+    for name in table.columns:
+        try:
+            columns.append(table.get_column(name).cast(pl.String))
+        except (Exception, pl.exceptions.PanicException) as error:
+            message = (
+                f"The column {name!r} holds values that cannot be read as text, a number or a date (a list, a "
+                "duration, binary data or a date out of range). Save the file with plain columns."
+            )
+            raise _unreadable(message, path, error) from error
+    return pl.DataFrame(columns)
 
 
 def _open_parquet(path: Path, limits: ReadLimits) -> ExtractSource:
