@@ -31,6 +31,8 @@ from standards.validation import contacts_frame as contacts_frame  # where calle
 
 # Batches judged at once: two keep both of two cores busy, and bound the memory of a file's check.
 JUDGED_AT_ONCE = 2
+# What an error of ours can be: any exception, and a panic inside Polars, which pyo3 raises as a BaseException.
+ERRORS_OF_OURS: tuple[type[BaseException], ...] = (Exception, pl.exceptions.PanicException)
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ def check_extract(
         collector.add(rejection.issue())
         report.rows_accepted = 0
         report.rows_rejected = report.rows_received
-    except Exception as error:  # any error of ours becomes this file's E_INTERNAL, never a crash
+    except ERRORS_OF_OURS as error:  # any error of ours becomes this file's E_INTERNAL, never a crash
         internal_error, reference = error, new_reference()
         collector.add(internal_error_issue(reference))
         report.rows_accepted = 0

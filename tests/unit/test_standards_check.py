@@ -318,6 +318,20 @@ def test_an_error_of_ours_is_an_internal_error_report_with_a_reference_never_a_t
     assert "Traceback" not in output.output and "/srv/collab" not in output.output
 
 
+def test_a_panic_inside_polars_is_an_internal_error_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polars reports a panic of its own as pyo3's PanicException, a BaseException: it went past ``except Exception``
+    and the check gave no report (found by fuzzing, on a Parquet date past the calendar)."""
+    import standards.check
+
+    def panicking(*args: object, **kwargs: object) -> pl.DataFrame:
+        raise pl.exceptions.PanicException("out-of-range date")
+
+    monkeypatch.setattr(standards.check, "normalise_batch", panicking)
+    result = check_extract(write_csv(tmp_path / "clean.csv", contact_rows(10)))
+    assert isinstance(result.internal_error, pl.exceptions.PanicException)
+    assert result.report.codes()[0] == "E_INTERNAL" and result.report.status == "rejected" and result.reference
+
+
 def test_limits_are_codes_with_the_row_never_a_crash(tmp_path: Path) -> None:
     from standards.reading import ReadLimits
 
