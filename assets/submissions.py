@@ -50,8 +50,9 @@ from collab.workspace import Workspace
 from privacy.linkage import COMPONENTS, VARIANTS
 from privacy.minimise import LINKAGE_UNIT_SCHEMA, WAREHOUSE_SCHEMA
 from standards import STANDARD_VERSION
-from standards.check import ERRORS_OF_OURS, check_extract, new_reference
+from standards.check import check_extract, new_reference
 from standards.feedback import FeedbackReport
+from standards.reading import FAILURES
 
 GX_FILE = "gx_validation.json"
 
@@ -161,7 +162,7 @@ def submission_quality(
                 sink=sink,
             )
         report, error, reference = result.report, result.internal_error, result.reference
-    except ERRORS_OF_OURS as failure:  # an error of ours outside the check (staging, mapping) is this file's alone
+    except FAILURES as failure:  # an error of ours outside the check (staging, mapping) is this file's alone
         reference, error = new_reference(), failure
         report = internal_error_report(manifest, reference)
     if error is not None and reference is not None:

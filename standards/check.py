@@ -25,14 +25,12 @@ from standards.issues import FileRejected, Issue
 from standards.mapping import CharityMapping, column_label, find_header_row, header_score, plan_columns
 from standards.normalise import DateReading, choose_date_reading, normalise_batch
 from standards.personal_data import PersonalDataScreen
-from standards.reading import ExtractSource, ReadLimits, open_extract
+from standards.reading import FAILURES, ExtractSource, ReadLimits, open_extract
 from standards.validation import BatchOutcome, RowOutcome, validate_batch
 from standards.validation import contacts_frame as contacts_frame  # where callers have always found it
 
 # Batches judged at once: two keep both of two cores busy, and bound the memory of a file's check.
 JUDGED_AT_ONCE = 2
-# What an error of ours can be: any exception, and a panic inside Polars, which pyo3 raises as a BaseException.
-ERRORS_OF_OURS: tuple[type[BaseException], ...] = (Exception, pl.exceptions.PanicException)
 
 
 @dataclass(frozen=True)
@@ -194,7 +192,7 @@ def check_extract(
         collector.add(rejection.issue())
         report.rows_accepted = 0
         report.rows_rejected = report.rows_received
-    except ERRORS_OF_OURS as error:  # any error of ours becomes this file's E_INTERNAL, never a crash
+    except FAILURES as error:  # any error of ours becomes this file's E_INTERNAL, never a crash
         internal_error, reference = error, new_reference()
         collector.add(internal_error_issue(reference))
         report.rows_accepted = 0

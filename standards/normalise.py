@@ -90,13 +90,14 @@ def parse_dates(raw: pl.Expr, formats: tuple[str, ...], serials: tuple[int, int]
 def parse_date_text(text: pl.Expr, text4: pl.Expr, formats: tuple[str, ...], serials: tuple[int, int]) -> pl.Expr:
     """``parse_dates`` on prepared text (``date_text``, and ``four_digit_year`` of it): the normaliser
     computes those once per column rather than once per format."""
-    parsed = [_on_the_calendar((text4 if "%Y" in f else text).str.to_date(f, strict=False)) for f in formats]
-    return pl.coalesce([*parsed, _from_serial(text, serials)])
+    return pl.coalesce([*(_in_format(text, text4, f) for f in formats), _from_serial(text, serials)])
 
 
-def _on_the_calendar(date: pl.Expr) -> pl.Expr:
-    """``date`` if its year is 1 to 9999, else null. Polars also reads year 0, negative years and years of five digits
-    ("01/01/0000", "-2026-01-13"), which no Python date holds: one such cell stopped a file with an internal error."""
+def _in_format(text: pl.Expr, text4: pl.Expr, date_format: str) -> pl.Expr:
+    """The dates ``date_format`` reads (from ``text4`` for a four-digit year), null where it reads none or a date of
+    year 0, a negative year or a five-digit one ("01/01/0000", "-2026-01-13"): Polars reads those, no Python date
+    holds them, and one such cell stopped a file with an internal error."""
+    date = (text4 if "%Y" in date_format else text).str.to_date(date_format, strict=False)
     return pl.when(date.is_between(dt.date.min, dt.date.max)).then(date)
 
 
@@ -119,10 +120,7 @@ def parse_date_columns(
     left = prepared.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(index), text, text4)
     left = left.filter(pl.col(text).is_not_null())
     found: list[pl.DataFrame] = []
-    for attempt in [
-        *(_on_the_calendar(pl.col(text4 if "%Y" in f else text).str.to_date(f, strict=False)) for f in formats),
-        None,
-    ]:
+    for attempt in [*(_in_format(pl.col(text), pl.col(text4), f) for f in formats), None]:
         if not left.height:
             break
         tried = left.select(index, (_from_serial(pl.col(text), serials) if attempt is None else attempt).alias("date"))

@@ -31,6 +31,10 @@ import polars as pl
 
 from standards.issues import FileRejected, Issue
 
+# Whatever can go wrong inside a step: any exception, and a panic inside Polars, which pyo3 raises as a BaseException
+# that no ``except Exception`` catches.
+FAILURES: tuple[type[BaseException], ...] = (Exception, pl.exceptions.PanicException)
+
 SAMPLE_BYTES = 64 * 1024
 HEADER_SEARCH_ROWS = 20
 log = logging.getLogger(__name__)
@@ -710,7 +714,7 @@ def _as_text(table: pl.DataFrame, path: Path) -> pl.DataFrame:
     for name in table.columns:
         try:
             columns.append(table.get_column(name).cast(pl.String))
-        except (Exception, pl.exceptions.PanicException) as error:
+        except FAILURES as error:
             message = (
                 f"The column {name!r} holds values that cannot be read as text, a number or a date (a list, a "
                 "duration, binary data or a date out of range). Save the file with plain columns."
