@@ -367,16 +367,17 @@ def warehouse_contacts(
 
 def _check_minimised(con: duckdb.DuckDBPyConnection, submission_id: str) -> AssetCheckResult:
     """The warehouse holds only allowlisted columns and keyed pseudonyms for this submission, and its
-    linkage units only keyed components (64-bit keyed codes: a column of them cannot hold a raw surname, birth
-    date or postcode)."""
-    keyed = "regexp_full_match({}, '[0-9a-f]{{64}}')"
-    columns = [row[0] for row in con.execute("DESCRIBE contacts").fetchall()]
+    linkage units only keyed components (64-bit keyed codes: a column of them cannot hold a raw reference, surname,
+    birth date or postcode)."""
+    columns = dict(
+        con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'contacts'").fetchall()
+    )
+    # Keys and components are keyed codes when their columns are: the type says so for every row.
+    keyed = columns.get("person_key") == "BIGINT"
     malformed = con.execute(
-        f"SELECT count(*) FROM contacts WHERE submission_id = $s AND NOT {keyed.format('person_key')}",
-        {"s": submission_id},
+        "SELECT count(*) FROM contacts WHERE submission_id = $s AND person_key IS NULL", {"s": submission_id}
     ).fetchall()[0][0]
-    # The units' columns are the declared ones, each component's of keyed codes: its type says so for every row.
-    codes = {**dict.fromkeys(COMPONENTS, "BIGINT"), VARIANTS: "BIGINT[]"}
+    codes = {"unit_key": "BIGINT", **dict.fromkeys(COMPONENTS, "BIGINT"), VARIANTS: "BIGINT[]"}
     unit_columns = con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'linkage_units'"
     ).fetchall()
@@ -388,9 +389,10 @@ def _check_minimised(con: duckdb.DuckDBPyConnection, submission_id: str) -> Asse
     unexpected = sorted(set(columns) - set(WAREHOUSE_SCHEMA))
     return AssetCheckResult(
         check_name=MINIMISED_CHECK,
-        passed=not unexpected and malformed == 0 and not unkeyed_units,
+        passed=not unexpected and keyed and malformed == 0 and not unkeyed_units,
         metadata={
             "unexpected_columns": ", ".join(unexpected) or "none",
+            "person_keys_keyed": keyed,
             "malformed_person_keys": malformed,
             "linkage_unit_columns_not_keyed": ", ".join(unkeyed_units) or "none",
         },

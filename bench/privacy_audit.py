@@ -41,8 +41,9 @@ def warehouse(person_units: int) -> duckdb.DuckDBPyConnection:
     at its own non-linking charity, with contacts under three needs in one region."""
     con = duckdb.connect()
     migrate(con)
-    rows = [(f"c{i % 3}", f"p{i}", NEEDS[i % len(NEEDS)], REGIONS[(i // 4) % len(REGIONS)]) for i in range(300)]
-    rows += [(f"u{unit}", f"person@u{unit}", need, REGIONS[0]) for unit in range(person_units) for need in NEEDS[:3]]
+    rows = [(f"c{i % 3}", i, NEEDS[i % len(NEEDS)], REGIONS[(i // 4) % len(REGIONS)]) for i in range(300)]
+    # The person's key at each of their charities.
+    rows += [(f"u{unit}", 1000 + unit, need, REGIONS[0]) for unit in range(person_units) for need in NEEDS[:3]]
     con.executemany(
         "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, nation_code, linked) "
         "VALUES ('s', ?, ?, '2026Q1', ?, ?, 'E92000001', FALSE)",

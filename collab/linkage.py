@@ -25,7 +25,7 @@ import duckdb
 import polars as pl
 
 from collab.registry import Registry
-from collab.schema import keyed_code_of_hex
+from collab.schema import with_codes_of_hex
 from collab.workspace import PrivacySettings
 from privacy.clustering import (
     BLOCKING_KEYS,
@@ -121,7 +121,7 @@ def store_units(
     )
     if incoming.columns != list(LINKAGE_UNIT_SCHEMA):
         raise ValueError(f"linkage units do not have the warehouse schema: {incoming.columns}")
-    incoming = _as_keyed_codes(incoming)
+    incoming = with_codes_of_hex(incoming, ("unit_key", *COMPONENTS, VARIANTS))
     con.register("incoming_units", incoming)
     received, distinct = con.execute("SELECT count(*), count(DISTINCT unit_key) FROM incoming_units").fetchall()[0]
     # The table has no primary key (DuckDB would hold its index in memory): each unit is stored once by this.
@@ -158,24 +158,6 @@ def store_units(
         con.execute(f"DELETE FROM linkage_units WHERE unit_key IN (SELECT unit_key FROM {_STORING})")
         con.execute(f"INSERT INTO linkage_units BY NAME SELECT * FROM {_STORING}")
     return StoredUnits(received=received, withdrawn=withdrawn)
-
-
-def _as_keyed_codes(units: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
-    """``units`` with any component given as a 64-hex HMAC (a file staged before version 10 of the schema, waiting
-    to be loaded across the upgrade) converted to its 64-bit code, as the migration converted the stored ones."""
-    hex_coded = [
-        name
-        for name, kind in zip(units.columns, units.types, strict=True)
-        if name in (*COMPONENTS, VARIANTS) and str(kind) in ("VARCHAR", "VARCHAR[]")
-    ]
-    if not hex_coded:
-        return units
-    return units.project(
-        ", ".join(
-            f"{keyed_code_of_hex(name, listed=name == VARIANTS)} AS {name}" if name in hex_coded else name
-            for name in units.columns
-        )
-    )
 
 
 @contextmanager
@@ -223,7 +205,7 @@ def relink(
         """,
         {"linking": list(policy.linking)},
     ).fetchnumpy()["unit_key"]
-    con.register("dropped_units", pl.DataFrame({"unit_key": dropped}, schema={"unit_key": pl.String}).to_arrow())
+    con.register("dropped_units", pl.DataFrame({"unit_key": dropped}, schema={"unit_key": pl.Int64}).to_arrow())
     _unlink(con, "SELECT unit_key FROM dropped_units")
     con.unregister("dropped_units")
     made_with = (policy.threshold, fixed_model())

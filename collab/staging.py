@@ -181,10 +181,10 @@ class StagingSink:
                 writer.close()
 
 
-def _repeated_values(schema: pa.Schema, *, naming_a_row: str) -> list[str]:
+def _repeated_values(schema: pa.Schema, *, naming_a_row: str | None = None) -> list[str]:
     """The paths of the columns in ``schema`` (a list's by its element, as Parquet names it) whose values repeat
-    from row to row: those of strings but ``naming_a_row``, whose values are each a row's own and gain nothing
-    from a dictionary, and the keyed linkage components (``_READ_WHOLE_WRITING``)."""
+    from row to row: those of strings but ``naming_a_row`` (if given), whose values are each a row's own and gain
+    nothing from a dictionary, and the keyed linkage components (``_READ_WHOLE_WRITING``)."""
     paths = []
     for column in schema:
         listed = pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
@@ -226,7 +226,7 @@ def minimise_staged_contacts(
         minimise(batch, key=key, charity_id=charity_id, submission_id=submission_id, standard_version=standard_version)
         for batch in staged_batches(contacts_path, rows_per_batch)
     )
-    return _written(minimised, target, naming_a_row="person_key")
+    return _written(minimised, target)
 
 
 def minimise_staged_units(contacts_path: Path, *, key: bytes, charity_id: str, submission_id: str) -> Path | None:
@@ -245,7 +245,7 @@ def minimise_staged_units(contacts_path: Path, *, key: bytes, charity_id: str, s
         minimise_units(pl.DataFrame(part), key=key, charity_id=charity_id, submission_id=submission_id)
         for part in _row_groups(staged)
     )
-    return _written(minimised, target, naming_a_row="unit_key")
+    return _written(minimised, target)
 
 
 def _row_groups(path: Path) -> Iterator[pa.Table]:
@@ -256,17 +256,17 @@ def _row_groups(path: Path) -> Iterator[pa.Table]:
         yield staged.read_row_group(group)
 
 
-def _written(parts: Iterator[pl.DataFrame], target: Path, *, naming_a_row: str) -> Path | None:
+def _written(parts: Iterator[pl.DataFrame], target: Path) -> Path | None:
     """``parts`` written as they are made (the next made while the last is written), then named ``target``: a
-    file of that name is always complete. None, and no file, if there are none. ``naming_a_row`` is the column
-    of strings whose values repeat least (``_repeated_values``)."""
+    file of that name is always complete. None, and no file, if there are none. Every column of strings in them repeats
+    from row to row (a row is named by its person key, an integer), so each has a dictionary (``_repeated_values``)."""
     partial = target.with_name(f"{target.name}.partial")
     writer: pq.ParquetWriter | None = None
     try:
         for part in _made_ahead(parts):
             table = part.to_arrow(compat_level=_ARROW_AS_POLARS_HOLDS_IT)
             if writer is None:
-                repeated = _repeated_values(table.schema, naming_a_row=naming_a_row)
+                repeated = _repeated_values(table.schema)
                 writer = pq.ParquetWriter(partial, table.schema, use_dictionary=repeated, **_READ_WHOLE_WRITING)
             writer.write_table(table)
     finally:

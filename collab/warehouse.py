@@ -20,7 +20,7 @@ import polars as pl
 
 from collab.faults import crash_point
 from collab.linkage import LinkagePolicy, RelinkResult, StoredUnits, relink, store_units
-from collab.schema import migrate
+from collab.schema import migrate, with_codes_of_hex
 from privacy.clustering import SplinkMemory
 from privacy.minimise import LINKAGE_UNIT_SCHEMA, WAREHOUSE_SCHEMA
 
@@ -96,7 +96,7 @@ def load_submission(
     """
     con.execute("SET memory_limit = $limit", {"limit": LOAD_MEMORY_LIMIT})
     try:
-        incoming = con.read_parquet(str(contacts))
+        incoming = with_codes_of_hex(con.read_parquet(str(contacts)), ("person_key",))
         if incoming.columns != list(WAREHOUSE_SCHEMA):
             raise ValueError(f"rows do not have the warehouse schema: {incoming.columns}")
         con.register("incoming_contacts", incoming)

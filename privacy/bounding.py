@@ -3,8 +3,8 @@
 Each function here states what it bounds and the sensitivity that results, for the neighbouring
 relation "add or remove one privacy unit (one ``unit_key``) and all its rows" within one period. The
 rows are read from the warehouse's ``contact_units`` view, whose ``unit_key`` is a contact's linkage
-cluster at a charity that links records and its per-charity ``person_key`` elsewhere, through a copy of
-one period's rows (``hold_period``) in which each unit is also numbered.
+cluster at a charity that links records and its per-charity ``person_key`` elsewhere (both 64-bit keyed codes),
+through a copy of one period's rows (``hold_period``).
 
 Every indicator starts from the same bounded table (``bounded_person_cells``): one row per person and
 cell, holding that person's contacts and amounts in the cell. A person keeps at most ``max_cells``
@@ -38,7 +38,6 @@ from standards.geography import UK_CODE
 CONTACTS_TABLE = "contact_units"
 # The names' stems of the temporary tables holding one period's rows for bounding (``hold_period``).
 PERIOD_CONTACTS_TABLE = "release_period_contacts"
-PERIOD_UNITS_TABLE = "release_period_units"
 
 # Who an indicator counts, as a predicate on a person's row in a cell (public definitions).
 POPULATIONS: dict[str, str] = {
@@ -114,52 +113,34 @@ def _average(amount: str) -> str:
 
 @dataclass(frozen=True)
 class HeldPeriod:
-    """One period's contacts held for bounding (``hold_period``): in ``contacts`` each contact's privacy unit is a
-    number, ``unit_id``, and ``units`` pairs each number with its ``unit_key``."""
+    """One period's contacts held for bounding (``hold_period``), each with its privacy unit (``unit_key``)."""
 
     period: str
     contacts: str
-    units: str
 
 
 def hold_period(con: duckdb.DuckDBPyConnection, period: str) -> HeldPeriod:
-    """Copy ``period``'s rows of ``CONTACTS_TABLE`` into temporary tables, numbering each privacy unit: what every
-    indicator of a release is bounded from. Made inside the caller's transaction, they go with its rollback; a caller
-    that commits drops them first (``drop_held_period``).
+    """Copy ``period``'s rows of ``CONTACTS_TABLE`` into a temporary table: what every indicator of a release is
+    bounded from, read from the view once, not once per indicator. Made inside the caller's transaction, it goes with
+    its rollback; a caller that commits drops it first (``drop_held_period``).
 
-    Bounding groups rows by their unit many times over: by a number, not by the 64-character ``unit_key``, the 11
-    indicators of a quarter of a 10M-contact warehouse (2.56M contacts) were bounded in 13.0 s, not 17.4 s, this copy
-    included. The numbers are one-to-one with the keys of the period, so grouping by either gives the same groups,
-    and whatever number a unit is given, the same rows are kept: each choice among a person's rows is keyed by their
-    ``unit_key`` and the salt, never by the number (the numbering depends on the other units of the period).
-
-    Each hold has tables of its own: a second hold never changes what the first holds."""
+    Each hold has a table of its own: a second hold never changes what the first holds."""
     tag = uuid.uuid4().hex[:12]
-    held = HeldPeriod(period, contacts=f"{PERIOD_CONTACTS_TABLE}_{tag}", units=f"{PERIOD_UNITS_TABLE}_{tag}")
+    held = HeldPeriod(period, contacts=f"{PERIOD_CONTACTS_TABLE}_{tag}")
     con.execute(
-        f"""CREATE TEMP TABLE {held.units} AS
-            SELECT unit_key, row_number() OVER () AS unit_id
-            FROM (SELECT DISTINCT unit_key FROM {CONTACTS_TABLE} WHERE quarter = $period)""",
-        {"period": period},
-    )
-    con.execute(
-        f"""CREATE TEMP TABLE {held.contacts} AS
-            SELECT c.* EXCLUDE (unit_key, person_key), u.unit_id
-            FROM {CONTACTS_TABLE} c JOIN {held.units} u USING (unit_key)
-            WHERE c.quarter = $period""",
+        f"CREATE TEMP TABLE {held.contacts} AS SELECT * EXCLUDE (person_key) FROM {CONTACTS_TABLE} WHERE quarter = $period",
         {"period": period},
     )
     return held
 
 
 def drop_held_period(con: duckdb.DuckDBPyConnection, held: HeldPeriod) -> None:
-    """Drop the tables of ``hold_period``."""
+    """Drop the table of ``hold_period``."""
     con.execute(f"DROP TABLE {held.contacts}")
-    con.execute(f"DROP TABLE {held.units}")
 
 
 def bounded_person_cells_sql(indicator: Indicator, held: HeldPeriod) -> str:
-    """The SQL of ``bounded_person_cells`` (parameter ``$salt``), one row per ``unit_id`` and cell.
+    """The SQL of ``bounded_person_cells`` (parameter ``$salt``), one row per ``unit_key`` and cell.
 
     Only people with more than one area, or more than ``max_cells_per_person`` cells, need a keyed
     hash to choose (they are not ``settled``); everyone else keeps what they have, which is what the
@@ -178,12 +159,12 @@ def bounded_person_cells_sql(indicator: Indicator, held: HeldPeriod) -> str:
     charities = indicator.population == "at_two_or_more_charities"
     people = (
         """, people AS (
-            SELECT unit_id, count(DISTINCT charity_id) AS charities FROM period_contacts GROUP BY unit_id
+            SELECT unit_key, count(DISTINCT charity_id) AS charities FROM period_contacts GROUP BY unit_key
         )"""
         if charities
         else ""
     )
-    kept_columns = f"unit_id, {', '.join(keys)}, contacts, amount, condition"
+    kept_columns = f"unit_key, {', '.join(keys)}, contacts, amount, condition"
     if indicator.area_levels is None:
         one_area, choose_area = "TRUE", ""
     else:
@@ -192,13 +173,13 @@ def bounded_person_cells_sql(indicator: Indicator, held: HeldPeriod) -> str:
         # A person with several areas keeps one, chosen by keyed hash, before their cells are counted.
         choose_area = f"""
             QUALIFY {area} = first({area}) OVER (
-                PARTITION BY unit_id ORDER BY sha256($salt || '|area|' || unit_key || '|' || {area})
+                PARTITION BY unit_key ORDER BY sha256($salt || '|area|' || unit_key::VARCHAR || '|' || {area})
             )"""
     return f"""
         WITH period_contacts AS (
             SELECT * FROM {held.contacts}
         ){people}, person_cells AS (
-            SELECT unit_id, {key_select},
+            SELECT unit_key, {key_select},
                    count(*) AS contacts,
                    {_average("total_debt_gbp")} AS debt,
                    {_average("monthly_income_gbp")} AS income,
@@ -207,22 +188,21 @@ def bounded_person_cells_sql(indicator: Indicator, held: HeldPeriod) -> str:
             FROM period_contacts
             GROUP BY ALL
         ), eligible AS (
-            SELECT c.unit_id, {", ".join(f"c.{key}" for key in keys)}, c.contacts, c.amount,
+            SELECT c.unit_key, {", ".join(f"c.{key}" for key in keys)}, c.contacts, c.amount,
                    coalesce({condition}, FALSE) AS condition
             FROM person_cells c
-            {"JOIN people p USING (unit_id)" if charities else ""}
+            {"JOIN people p USING (unit_key)" if charities else ""}
             WHERE {POPULATIONS[indicator.population]}
         ), sorted AS (
             SELECT * FROM eligible JOIN (
-                SELECT unit_id, count(*) <= {k} AND {one_area} AS settled FROM eligible GROUP BY unit_id
-            ) USING (unit_id)
+                SELECT unit_key, count(*) <= {k} AND {one_area} AS settled FROM eligible GROUP BY unit_key
+            ) USING (unit_key)
         ), in_one_area AS (
-            -- The few people whose rows are chosen among take their unit_key back, for the keyed hash.
-            SELECT * FROM sorted JOIN {held.units} USING (unit_id) WHERE NOT settled{choose_area}
+            SELECT * FROM sorted WHERE NOT settled{choose_area}
         ), chosen AS (
             SELECT * FROM in_one_area
             QUALIFY row_number() OVER (
-                PARTITION BY unit_id ORDER BY sha256($salt || unit_key || concat_ws('|', {", ".join(keys)}))
+                PARTITION BY unit_key ORDER BY sha256($salt || unit_key::VARCHAR || concat_ws('|', {", ".join(keys)}))
             ) <= {k}
         )
         SELECT {kept_columns} FROM sorted WHERE settled
@@ -247,8 +227,7 @@ def bounded_person_cells(
     """
     with _holding(con, period, held) as held:
         return con.sql(
-            f"SELECT unit_key, bounded.* EXCLUDE (unit_id) FROM ({bounded_person_cells_sql(indicator, held)}) bounded "
-            f"JOIN {held.units} USING (unit_id)",
+            bounded_person_cells_sql(indicator, held),
             params={"salt": salt},
         ).to_arrow_table()
 
@@ -261,7 +240,7 @@ def _holding(con: duckdb.DuckDBPyConnection, period: str, held: HeldPeriod | Non
         try:
             yield held
         except BaseException:
-            # In a transaction an error leaves DuckDB running nothing more: the rollback takes the tables then.
+            # In a transaction an error leaves DuckDB running nothing more: the rollback takes the table then.
             with suppress(duckdb.Error):
                 drop_held_period(con, held)
             raise

@@ -265,7 +265,8 @@ def _links(
     On the fixed weights (not ``trained``), records with the same components are scored once (``_Copies``)."""
     changed_only = CHANGED in records.columns
     if records.height < 2 or (changed_only and not records.get_column(CHANGED).any()):
-        return pl.DataFrame(schema={f"{UNIT_ID}_l": pl.String, f"{UNIT_ID}_r": pl.String})
+        ids = records.schema[UNIT_ID]
+        return pl.DataFrame(schema={f"{UNIT_ID}_l": ids, f"{UNIT_ID}_r": ids})
     columns = [UNIT_ID, *COMPONENTS, VARIANTS, *([CHANGED] if changed_only else [])]
     ordered = records.select(columns).sort(UNIT_ID)
     coded = as_codes(ordered)

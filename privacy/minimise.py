@@ -26,7 +26,7 @@ _REPLACED_FIELDS = ("source_row", "person_ref", "contact_date", "linkage_basis")
 WAREHOUSE_SCHEMA: dict[str, pl.DataType] = {
     "submission_id": pl.String(),
     "charity_id": pl.String(),
-    "person_key": pl.String(),
+    "person_key": pl.Int64(),
     "contact_month": pl.Date(),
     **{name: dtype for name, dtype in STANDARD_CONTACT_SCHEMA.items() if name not in _REPLACED_FIELDS},
     "region_code": pl.String(),
@@ -38,7 +38,9 @@ WAREHOUSE_SCHEMA: dict[str, pl.DataType] = {
 # ``privacy.pseudonymise.keyed_int64s``), under its person_key (``unit_key``).
 _UNIT_NAMES = ("unit_key", "charity_id", "submission_id")
 LINKAGE_UNIT_SCHEMA: dict[str, pl.DataType] = {
-    **{name: pl.String() for name in _UNIT_NAMES},
+    "unit_key": pl.Int64(),
+    "charity_id": pl.String(),
+    "submission_id": pl.String(),
     **{name: pl.Int64() for name in COMPONENTS},
     VARIANTS: pl.List(pl.Int64()),
 }

@@ -34,7 +34,7 @@ def load_contacts(workspace: Workspace, charities: int) -> Workspace:
     with connect(workspace.warehouse_path) as con:
         con.execute(
             "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, local_authority_code, nation_code) "
-            "SELECT 's' || (i % $n), 'charity-' || (i % $n), 'p' || i, '2026Q1', CASE WHEN i % 4 = 0 THEN 'debt' ELSE 'food' END, "
+            "SELECT 's' || (i % $n), 'charity-' || (i % $n), i, '2026Q1', CASE WHEN i % 4 = 0 THEN 'debt' ELSE 'food' END, "
             "CASE WHEN i % 5 = 0 AND i % $n = 0 THEN 'E12000007' ELSE 'E12000001' END, 'E06000001', 'E92000001' FROM range(400) t(i)",
             {"n": charities},
         )

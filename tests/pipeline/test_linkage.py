@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import polars as pl
 from dagster import DagsterInstance
 
@@ -20,7 +18,6 @@ from tests.pipeline.test_submissions import process, sense, submission_of
 SURNAMES = ["O'Brien", "Nowak", "Okafor", "Smith"]
 # advice-b's records of the same four people: a mistyped surname, and a move to another Sheffield district.
 SLIPPED_SURNAME, MOVED_POSTCODE = "O'Brian", "S6 3AB"
-KEYED = re.compile("[0-9a-f]{64}")
 
 
 def _drop(workspace: Workspace, registry: Registry, charity: str, *, linkage: bool, slips: bool = False) -> None:
@@ -74,9 +71,9 @@ def test_one_person_with_slipped_records_at_two_linking_charities_is_one_privacy
     assert sorted(units) == [(["advice-b", "food-bank-a"], 2)] * 4 + [(["pantry-c"], 1)] * 4
     # Nothing raw in the warehouse: linkage units and clusters hold keyed values only (keys, and components as
     # 64-bit keyed codes), contacts no identifier.
-    assert all(KEYED.fullmatch(v) for row in clusters for v in row)
+    assert all(isinstance(v, int) for row in clusters for v in row)
     for row in stored["linkage_units"]:
-        assert all(isinstance(v, int) for v in (*row[3:9], *row[9])) and KEYED.fullmatch(row[0])
+        assert all(isinstance(v, int) for v in (row[0], *row[3:9], *row[9]))
     everything = str(stored).upper()
     raw = [*SURNAMES, SLIPPED_SURNAME, "OBRIEN", "OBRIAN", "B15 2TT", MOVED_POSTCODE, "1960-01-01", "01/01/1960"]
     assert not any(value.upper() in everything for value in raw)

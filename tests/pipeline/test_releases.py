@@ -48,7 +48,7 @@ def loaded(workspace: Workspace) -> Workspace:
         con.execute(
             "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, local_authority_code, "
             "nation_code, total_debt_gbp, monthly_income_gbp, monthly_essential_costs_gbp, linked) "
-            "SELECT 's1', CASE WHEN i < 250 THEN 'charity-c' ELSE 'charity-d' END, 'p' || i, '2026Q1', "
+            "SELECT 's1', CASE WHEN i < 250 THEN 'charity-c' ELSE 'charity-d' END, i, '2026Q1', "
             "CASE WHEN i % 3 = 0 THEN 'debt' ELSE 'food' END, "
             "CASE WHEN i % 2 = 0 THEN 'E12000001' ELSE 'E12000007' END, "
             "CASE WHEN i % 2 = 0 THEN 'E06000001' ELSE 'E09000001' END, 'E92000001', "

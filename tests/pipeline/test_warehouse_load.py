@@ -90,10 +90,7 @@ def test_a_load_failing_after_its_rows_are_inserted_leaves_the_warehouse_as_it_w
     load(workspace, "first", minimised(workspace, "first", contacts(30, "2026Q1")))
     # Units that break the one-record-per-unit rule fail the load after its contacts went in, in its transaction.
     twice = pl.DataFrame(
-        [
-            dict.fromkeys(LINKAGE_UNIT_SCHEMA, None)
-            | {"unit_key": "u", "charity_id": "pantry", "submission_id": "second"}
-        ]
+        [dict.fromkeys(LINKAGE_UNIT_SCHEMA, None) | {"unit_key": 1, "charity_id": "pantry", "submission_id": "second"}]
         * 2,
         schema=LINKAGE_UNIT_SCHEMA,
     )
@@ -123,10 +120,10 @@ def test_a_contacts_file_the_load_cannot_take_is_refused_and_nothing_changes(wor
 def test_a_load_larger_than_its_memory_limit_is_written_as_it_comes(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rows = 600_000
+    rows = 900_000
     one = pl.read_parquet(minimised(workspace, "large", contacts(1, "2026Q1")))
     large = one.select(pl.all().repeat_by(rows).explode()).with_columns(
-        pl.int_range(rows).cast(pl.String).map_batches(lambda i: i.str.pad_start(64, "0")).alias("person_key")
+        pl.int_range(rows, dtype=pl.Int64).alias("person_key")
     )
     assert large.estimated_size() > 2 * 40e6  # held whole, the rows would need twice the limit
     path = workspace.home / "large.parquet"

@@ -47,9 +47,9 @@ def _load(con: duckdb.DuckDBPyConnection, step: int, load: tuple, batch_records:
         submission_id=submission,
     )
     gone = person_keys(KEY, charity, pl.Series([f"R{ref}" for ref in replaced - set(described)], dtype=pl.String))
-    con.execute("DELETE FROM contacts WHERE person_key IN (SELECT unnest($keys::VARCHAR[]))", {"keys": gone.to_list()})
+    con.execute("DELETE FROM contacts WHERE person_key IN (SELECT unnest($keys::BIGINT[]))", {"keys": gone.to_list()})
     con.execute(
-        "INSERT INTO contacts (submission_id, charity_id, person_key, quarter) SELECT $s, $c, unnest($keys::VARCHAR[]), '2026Q1'",
+        "INSERT INTO contacts (submission_id, charity_id, person_key, quarter) SELECT $s, $c, unnest($keys::BIGINT[]), '2026Q1'",
         {"s": submission, "c": charity, "keys": units.get_column("unit_key").to_list()},
     )
     if charity in linking:

@@ -52,7 +52,7 @@ def _units(people: range, charity: str, submission: str) -> pl.DataFrame:
     return (
         pl.DataFrame(
             {
-                "unit_key": (person.hash(seed=11).cast(pl.String) + charity).str.pad_start(64, "b"),
+                "unit_key": (person.cast(pl.String) + charity).hash(seed=11).reinterpret(signed=True),
                 "charity_id": charity,
                 "submission_id": submission,
                 **components,

@@ -26,7 +26,7 @@ def _units(submission_id: str, count: int = UNITS, *, described: int = 1) -> pl.
     components = keyed(1 + described)
     return pl.DataFrame(
         {
-            "unit_key": keyed(1).cast(pl.String).str.pad_start(64, "f"),  # as long as a person_key
+            "unit_key": keyed(1),  # a person key
             "charity_id": "a",
             "submission_id": submission_id,
             **{column: components for column in list(LINKAGE_UNIT_SCHEMA)[3:-1]},

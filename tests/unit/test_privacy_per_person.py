@@ -40,7 +40,7 @@ others = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3), visit), max_si
 one_unit = st.lists(visit, min_size=1, max_size=6)
 
 
-def _warehouse(rows: list[tuple[str, str, tuple]], *, fresh: bool = False) -> duckdb.DuckDBPyConnection:
+def _warehouse(rows: list[tuple[str, int, tuple]], *, fresh: bool = False) -> duckdb.DuckDBPyConnection:
     records = [
         [charity, key, need, *AREAS[a], age, debt, income, costs]
         for charity, key, (a, need, age, debt, income, costs) in rows
@@ -48,7 +48,7 @@ def _warehouse(rows: list[tuple[str, str, tuple]], *, fresh: bool = False) -> du
     return contacts_warehouse(records, linked=False, fresh=fresh)
 
 
-def _aggregates(indicator: Indicator, rows: list[tuple[str, str, tuple]]) -> BoundedAggregates:
+def _aggregates(indicator: Indicator, rows: list[tuple[str, int, tuple]]) -> BoundedAggregates:
     return bounded_aggregates(_warehouse(rows), indicator, period="2026Q1", salt="salt")
 
 
@@ -83,9 +83,9 @@ def _assert_within_m(indicator: Indicator, full: BoundedAggregates, without: Bou
 @given(rest=others, units=st.lists(one_unit, min_size=1, max_size=4), max_cells=st.integers(1, 3))
 def test_a_person_held_as_m_keys_moves_each_query_by_at_most_m_sensitivities(indicator, rest, units, max_cells) -> None:
     indicator = indicator.model_copy(update={"max_cells_per_person": max_cells})
-    background = [(f"c{c}", f"p{p}@c{c}", v) for p, c, v in rest]
+    background = [(f"c{c}", 10 * p + c, v) for p, c, v in rest]  # person p's key at charity c
     # The person at len(units) charities that do not link records: one key at each.
-    person = [(f"u{i}", f"person@u{i}", v) for i, unit in enumerate(units) for v in unit]
+    person = [(f"u{i}", 1000 + i, v) for i, unit in enumerate(units) for v in unit]
     _assert_within_m(
         indicator, _aggregates(indicator, background + person), _aggregates(indicator, background), len(units)
     )
@@ -96,7 +96,7 @@ def test_openDP_maps_give_m_squared_rho_for_every_indicator() -> None:
     zeros = BoundedAggregates(cells=[], vectors={"people": np.zeros(3, dtype=np.int64)})
     gaussian = discrete_gaussian(zeros, lambda a: a.vectors["people"], l2_sensitivity=1.0, rho=0.125).measurement
     assert [gaussian.map(m) for m in (1, 2, 3)] == pytest.approx([0.125, 0.5, 1.125])
-    rows = [(f"c{i % 3}", f"p{i}", (i % len(AREAS), NEEDS[i % 4], None, 100 * i, 900, 1000)) for i in range(60)]
+    rows = [(f"c{i % 3}", i, (i % len(AREAS), NEEDS[i % 4], None, 100 * i, 900, 1000)) for i in range(60)]
     for indicator in INDICATORS:
         released = release_indicator(indicator, _aggregates(indicator, rows), rho=0.5)
         one = released.rho_at(1)
@@ -108,7 +108,7 @@ def test_openDP_maps_give_m_squared_rho_for_every_indicator() -> None:
 
 def _contacts(people: int) -> duckdb.DuckDBPyConnection:
     con = _warehouse(
-        [(f"c{i % 2}", f"p{i}", (i % len(AREAS), "food", None, 10 * i, 900, 1000)) for i in range(people)], fresh=True
+        [(f"c{i % 2}", i, (i % len(AREAS), "food", None, 10 * i, 900, 1000)) for i in range(people)], fresh=True
     )
     return con
 

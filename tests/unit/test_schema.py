@@ -1,5 +1,6 @@
 """The warehouse schema has one owner: ordered migrations that build exactly the declared columns."""
 
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from collab.linkage import store_units
 from collab.schema import LATEST_VERSION, MIGRATIONS, migrate, schema_version
 from collab.staging import CONTACTS_FILE, LINKAGE_UNITS_FILE, minimise_staged_units
+from collab.warehouse import load_submission
 from privacy.bounding import CONTACTS_TABLE
 from privacy.linkage import COMPONENTS, VARIANTS, component_values, keyed_components, surname_variants
 from privacy.minimise import LINKAGE_UNIT_SCHEMA, WAREHOUSE_SCHEMA, minimise_units
@@ -38,7 +40,7 @@ def test_a_new_warehouse_is_migrated_to_the_declared_contact_columns() -> None:
     assert units == {name: _duckdb_type(dtype) for name, dtype in LINKAGE_UNIT_SCHEMA.items()}
     # What bounding reads: every contact column, and its privacy unit.
     view = {row[0]: row[1] for row in con.execute(f"DESCRIBE {CONTACTS_TABLE}").fetchall()}
-    assert view == {**{name: _duckdb_type(dtype) for name, dtype in WAREHOUSE_SCHEMA.items()}, "unit_key": "VARCHAR"}
+    assert view == {**{name: _duckdb_type(dtype) for name, dtype in WAREHOUSE_SCHEMA.items()}, "unit_key": "BIGINT"}
     assert schema_version(con) == LATEST_VERSION
     assert migrate(con) == []  # idempotent
 
@@ -48,11 +50,11 @@ def test_a_warehouse_from_before_versioning_is_brought_up_to_date() -> None:
     con.execute("CREATE TABLE contacts (submission_id VARCHAR, person_key VARCHAR)")  # as version 1 made it
     for statement in MIGRATIONS[0].statements[1:]:
         con.execute(statement)
-    con.execute("INSERT INTO contacts VALUES ('s', 'k')")
+    con.execute("INSERT INTO contacts VALUES ('s', ?)", [_hex_key("R1")])
     assert migrate(con) == list(range(1, LATEST_VERSION + 1))
     assert con.execute("SELECT linked FROM contacts").fetchall() == [(False,)]
     # Contacts from before linkage clusters are each their own unit, under their person_key.
-    assert con.execute("SELECT person_key, unit_key FROM contact_units").fetchall() == [("k", "k")]
+    assert con.execute("SELECT person_key, unit_key FROM contact_units").fetchall() == [(_code("R1"), _code("R1"))]
 
 
 def test_each_contact_s_privacy_unit_is_its_cluster_where_it_has_one_and_its_person_key_otherwise() -> None:
@@ -60,11 +62,11 @@ def test_each_contact_s_privacy_unit_is_its_cluster_where_it_has_one_and_its_per
     migrate(con)
     con.executemany(
         "INSERT INTO contacts (submission_id, charity_id, person_key, quarter) VALUES ('s', ?, ?, '2026Q1')",
-        [["a", "a1"], ["b", "b1"], ["c", "c1"]],
+        [["a", 1], ["b", 2], ["c", 3]],
     )
-    con.execute("INSERT INTO linkage_clusters VALUES ('a1', 'a1'), ('b1', 'a1')")
+    con.execute("INSERT INTO linkage_clusters VALUES (1, 1), (2, 1)")
     units = con.execute("SELECT person_key, unit_key FROM contact_units ORDER BY person_key").fetchall()
-    assert units == [("a1", "a1"), ("b1", "a1"), ("c1", "c1")]
+    assert units == [(1, 1), (2, 1), (3, 3)]
 
 
 def test_a_warehouse_newer_than_the_code_is_refused() -> None:
@@ -90,14 +92,14 @@ def test_linkage_units_and_clusters_keep_their_rows_and_lose_their_in_memory_ind
     con = _at_version(6)
     [hex_code] = keyed_hashes(KEY, ("link", "surname"), ["OBRIEN"])
     con.execute(
-        "INSERT INTO linkage_units (unit_key, charity_id, submission_id, surname) VALUES ('u1', 'a', 's', ?)",
-        [hex_code],
+        "INSERT INTO linkage_units (unit_key, charity_id, submission_id, surname) VALUES (?, 'a', 's', ?)",
+        [_hex_key("R1"), hex_code],
     )
-    con.execute("INSERT INTO linkage_clusters VALUES ('u1', 'u1')")
+    con.execute("INSERT INTO linkage_clusters VALUES (?, ?)", [_hex_key("R1")] * 2)
     assert migrate(con) == [migration.version for migration in MIGRATIONS[6:]]
     [code] = keyed_int64s(KEY, ("link", "surname"), ["OBRIEN"]).tolist()
-    assert con.execute("SELECT unit_key, surname FROM linkage_units").fetchall() == [("u1", code)]
-    assert con.execute("SELECT * FROM linkage_clusters").fetchall() == [("u1", "u1")]
+    assert con.execute("SELECT unit_key, surname FROM linkage_units").fetchall() == [(_code("R1"), code)]
+    assert con.execute("SELECT * FROM linkage_clusters").fetchall() == [(_code("R1"), _code("R1"))]
     indexed = con.execute(
         "SELECT count(*) FROM duckdb_constraints() WHERE table_name IN ('linkage_units', 'linkage_clusters') "
         "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')"
@@ -134,6 +136,22 @@ def _units(records: pl.DataFrame) -> pl.DataFrame:
     return minimise_units(records, key=KEY, charity_id="a", submission_id="s").sort("unit_key")
 
 
+def _hex_key(reference: str) -> str:
+    """A reference's person key at charity ``a`` as it was before version 11: the whole HMAC."""
+    return keyed_hashes(KEY, ("person", "a"), [reference])[0]
+
+
+def _code(reference: str) -> int:
+    """The same reference's person key now: the HMAC's first 8 bytes, a big-endian signed integer."""
+    return int.from_bytes(bytes.fromhex(_hex_key(reference))[:8], "big", signed=True)
+
+
+def _hex_keyed_units(records: pl.DataFrame) -> pl.DataFrame:
+    """``records``' units keyed as before version 11."""
+    keys = pl.Series("unit_key", [_hex_key(r) for r in records.get_column("person_ref")])
+    return minimise_units(records, key=KEY, charity_id="a", submission_id="s").with_columns(keys)
+
+
 def _coded_units() -> pl.DataFrame:
     """The same references' units as they are coded now."""
     return _units(pl.concat([_REFERENCES, keyed_components(KEY, _BASES)], how="horizontal"))
@@ -141,18 +159,19 @@ def _coded_units() -> pl.DataFrame:
 
 def test_hex_coded_linkage_units_become_the_64_bit_codes_of_their_values_at_version_10() -> None:
     con = _at_version(9)
-    con.register("hex_coded", _units(_hex_coded_records()).to_arrow())
+    con.register("hex_coded", _hex_keyed_units(_hex_coded_records()).to_arrow())
     con.execute("INSERT INTO linkage_units BY NAME SELECT * FROM hex_coded")
     con.execute("INSERT INTO linkage_clusters SELECT unit_key, min(unit_key) OVER () FROM hex_coded")
-    clusters = con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall()
-    assert migrate(con) == [10]
+    assert migrate(con) == [10, 11]
     migrated = con.sql("SELECT * FROM linkage_units ORDER BY unit_key").pl()
     assert migrated.schema == LINKAGE_UNIT_SCHEMA
     assert migrated.equals(_coded_units())
     assert migrated.filter(pl.col("surname").is_null()).height == 1  # the reference without an identity
     codes = pl.concat([migrated.get_column(name) for name in COMPONENTS]).drop_nulls()
     assert codes.min() < 0 < codes.max()  # both halves of the range: the sign is read as Python reads it
-    assert con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall() == clusters
+    # One cluster still, named by its smallest member's code, as a relink names it.
+    keys = sorted(_code(reference) for reference in _REFERENCES.get_column("person_ref"))
+    assert con.execute("SELECT * FROM linkage_clusters ORDER BY ALL").fetchall() == [(k, keys[0]) for k in keys]
 
 
 _MIGRATE_THEN_DIE = """
@@ -171,7 +190,7 @@ def test_a_warehouse_killed_right_after_its_migrations_opens_again(tmp_path: Pat
     may call (an ALTER ... USING one failed to open with "trying to automatically install ... core_functions")."""
     path = tmp_path / "warehouse.duckdb"
     con = _at_version(9)
-    con.register("hex_coded", _units(_hex_coded_records()).to_arrow())
+    con.register("hex_coded", _hex_keyed_units(_hex_coded_records()).to_arrow())
     con.execute("INSERT INTO linkage_units BY NAME SELECT * FROM hex_coded")
     con.execute(f"ATTACH '{path}' AS on_disk")
     con.execute("COPY FROM DATABASE memory TO on_disk")
@@ -184,6 +203,42 @@ def test_a_warehouse_killed_right_after_its_migrations_opens_again(tmp_path: Pat
             assert schema_version(reopened) == LATEST_VERSION
     with duckdb.connect(str(path)) as reopened:
         assert reopened.sql("SELECT * FROM linkage_units ORDER BY unit_key").pl().equals(_coded_units())
+
+
+def test_person_keys_become_their_64_bit_codes_at_version_11_and_so_do_those_staged_before(tmp_path: Path) -> None:
+    """Contacts, units and clusters keep what they were: each contact its unit, each cluster its members, named by its
+    smallest member's code. A submission checked before the upgrade, its contacts minimised with 64-hex keys, loads
+    under the codes its references have now."""
+    con = _at_version(10)
+    con.executemany(
+        "INSERT INTO contacts (submission_id, charity_id, person_key, quarter) VALUES ('s', 'a', ?, '2026Q1')",
+        [[_hex_key(reference)] for reference in ("R1", "R2", "R3")],
+    )
+    # Named by the member whose code is not the smaller: the codes' order must name it, not the name it had.
+    named_by = _hex_key("R1") if _code("R1") > _code("R2") else _hex_key("R2")
+    con.executemany(
+        "INSERT INTO linkage_clusters VALUES (?, ?)", [[_hex_key("R1"), named_by], [_hex_key("R2"), named_by]]
+    )
+    assert migrate(con) == [11]
+    units = dict(con.execute("SELECT person_key, unit_key FROM contact_units").fetchall())
+    cluster = min(_code("R1"), _code("R2"))
+    assert units == {_code("R1"): cluster, _code("R2"): cluster, _code("R3"): _code("R3")}
+    given = {"submission_id": "s2", "charity_id": "a", "person_key": _hex_key("R4"), "quarter": "2026Q2"}
+    staged = pl.DataFrame(
+        {name: [given.get(name)] for name in WAREHOUSE_SCHEMA}, schema={**WAREHOUSE_SCHEMA, "person_key": pl.String}
+    )
+    staged.write_parquet(tmp_path / "minimised.parquet")
+    load_submission(
+        con,
+        submission_id="s2",
+        charity_id="a",
+        file_name="a.csv",
+        sha256="0" * 64,
+        received_at=dt.datetime(2026, 7, 1, tzinfo=dt.UTC),
+        contacts=tmp_path / "minimised.parquet",
+        standard_version="1.0",
+    )
+    assert con.execute("SELECT person_key FROM contacts WHERE submission_id = 's2'").fetchall() == [(_code("R4"),)]
 
 
 def test_linkage_records_staged_before_version_10_are_stored_as_the_64_bit_codes(tmp_path: Path) -> None:

@@ -127,9 +127,10 @@ def test_a_code_repeated_across_records_is_stored_once_even_with_many_distinct_c
     # (131,072 of them), which would fall back to storing every row's code (about 6.2 MB a part compressed).
     codes = keyed_int64s(KEY, ("link", "birth_date"), [str(i) for i in range(150_000)]).tolist() * 5
     parts = (
-        pl.DataFrame({"unit_key": [f"{part}-{i}" for i in range(len(codes))], "birth_date": codes}) for part in (1, 2)
+        pl.DataFrame({"unit_key": [part * len(codes) + i for i in range(len(codes))], "birth_date": codes})
+        for part in (1, 2)
     )
-    written = staging._written(parts, tmp_path / "units.parquet", naming_a_row="unit_key")
+    written = staging._written(parts, tmp_path / "units.parquet")
     assert written is not None
     assert pl.read_parquet(written).get_column("birth_date").to_list() == codes * 2
     metadata = pq.ParquetFile(written).metadata
