@@ -367,16 +367,24 @@ def warehouse_contacts(
 
 def _check_minimised(con: duckdb.DuckDBPyConnection, submission_id: str) -> AssetCheckResult:
     """The warehouse holds only allowlisted columns and keyed pseudonyms for this submission, and its
-    linkage units only keyed components (64-bit keyed codes: a column of them cannot hold a raw reference, surname,
-    birth date or postcode)."""
+    linkage units only keyed components (64-bit keyed codes: a column of them cannot hold a raw surname, birth
+    date or postcode; a numeric reference it can, so small person keys are counted as malformed)."""
     columns = dict(
         con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'contacts'").fetchall()
     )
     # Keys and components are keyed codes when their columns are: the type says so for every row.
     keyed = columns.get("person_key") == "BIGINT"
-    malformed = con.execute(
-        "SELECT count(*) FROM contacts WHERE submission_id = $s AND person_key IS NULL", {"s": submission_id}
-    ).fetchall()[0][0]
+    # The type does not say so for a reference that is a number (a client or case number, stored unkeyed): a keyed
+    # code is below 2^32 in magnitude with chance 2^-31, such a reference almost always.
+    malformed = (
+        con.execute(
+            "SELECT count(*) FROM contacts WHERE submission_id = $s "
+            "AND (person_key IS NULL OR person_key BETWEEN -4294967295 AND 4294967295)",
+            {"s": submission_id},
+        ).fetchall()[0][0]
+        if keyed
+        else 0
+    )
     codes = {"unit_key": "BIGINT", **dict.fromkeys(COMPONENTS, "BIGINT"), VARIANTS: "BIGINT[]"}
     unit_columns = con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'linkage_units'"

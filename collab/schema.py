@@ -342,7 +342,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             "FROM contacts",
             "DROP TABLE contacts",
             "ALTER TABLE contacts_keyed RENAME TO contacts",
-            f"CREATE TABLE linkage_units_keyed AS SELECT * REPLACE ({keyed_code_of_hex('unit_key')} AS unit_key) "
+            # CREATE TABLE AS keeps no default: contacts keep version 2's (a row inserted without it is not linked).
+            "ALTER TABLE contacts ALTER COLUMN linked SET DEFAULT FALSE",
+            # Made as version 10 made it, with its NOT NULLs (CREATE TABLE AS would drop them), the key a code.
+            "CREATE TABLE linkage_units_keyed (unit_key BIGINT NOT NULL, charity_id VARCHAR NOT NULL, "
+            "submission_id VARCHAR NOT NULL, "
+            + "".join(f"{column} BIGINT, " for column in _LINKAGE_COMPONENTS_V10)
+            + "surname_variants BIGINT[])",
+            f"INSERT INTO linkage_units_keyed BY NAME SELECT * REPLACE ({keyed_code_of_hex('unit_key')} AS unit_key) "
             "FROM linkage_units",
             "DROP TABLE linkage_units",
             "ALTER TABLE linkage_units_keyed RENAME TO linkage_units",

@@ -126,11 +126,15 @@ def person_keys(key: bytes, charity_id: str, person_refs: pl.Series) -> pl.Serie
     reference's linkage unit, and the unit's cluster is the privacy unit (``privacy.linkage``).
 
     Every load, join, relink and release moves and compares these keys: as 8-byte integers, not 64 hex characters,
-    a 10M-contact warehouse is about half the size and linking all of it a third quicker. Two references share a
-    key with chance about n²/2^65 among n references (3e-6 for 10,000,000). Shared, they are one privacy unit:
-    bounding then caps the two people's rows together, which still bounds each person's, so the guarantee holds
-    and only the counts lose one person; two references of one submission sharing a key fail its load (every
-    reference of a submission needs its own unit), and the analyst sees why.
+    a 10M-contact warehouse is about half the size and linking all of it a third quicker.
+
+    Eight bytes can collide, and two references sharing a key are one privacy unit, as a wrong link makes one: removing
+    one of the two people changes what bounding keeps of that unit rather than removing it. What matters for a person
+    is whether one of their own keys is shared: for a person held as m keys among n references, with chance at most
+    m·n/2^64 over the secret key (an HMAC is a pseudorandom function), 5e-13 for one key among 10,000,000. That chance
+    is added to δ: a release's (ε, δ) holds at δ + m·n/2^64 (docs/privacy.md, the unit). Two references of one
+    submission at a linking charity that share a key, both with an identity, fail its load (each linkage unit needs
+    its own key); elsewhere nothing detects it.
     """
     return keyed_int64_codes(key, ("person", charity_id), person_refs).alias("person_key")
 

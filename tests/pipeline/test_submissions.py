@@ -298,6 +298,19 @@ def test_the_minimised_check_fails_linkage_units_whose_components_are_not_keyed_
     assert not check.passed and check.metadata["linkage_unit_columns_not_keyed"].value == "name, surname"
 
 
+def test_the_minimised_check_fails_person_keys_that_are_small_integers_as_raw_references_are() -> None:
+    """A BIGINT column holds a charity's numeric case numbers as readily as keyed codes; a keyed code is below 2^32 in
+    magnitude with chance 2^-31, a case number almost always."""
+    con = duckdb.connect()
+    migrate(con)
+    con.executemany(
+        "INSERT INTO contacts (submission_id, charity_id, person_key, quarter) VALUES ('s', 'a', ?, '2026Q1')",
+        [[100231], [-6894140743239217826]],
+    )
+    check = assets.submissions._check_minimised(con, "s")
+    assert not check.passed and check.metadata["malformed_person_keys"].value == 1
+
+
 def test_only_a_charity_that_links_records_is_warned_of_a_surname_it_cannot_link(
     workspace: Workspace, charity: str, tmp_path: Path
 ) -> None:

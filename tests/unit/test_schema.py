@@ -269,3 +269,19 @@ def test_a_warehouse_connection_draws_no_progress_bar(tmp_path: Path) -> None:
         [sys.executable, "-c", script, str(tmp_path / "warehouse.duckdb")], capture_output=True, text=True, check=True
     )
     assert ran.stdout.split() == ["False", "False"]
+
+
+def test_version_11_keeps_the_constraints_and_defaults_of_the_tables_it_copies() -> None:
+    """CREATE TABLE AS copies rows, not a table's NOT NULLs or defaults: contacts keep ``linked``'s default (version 2)
+    and linkage units their NOT NULL keys (version 10)."""
+    con = _at_version(10)
+    migrate(con)
+    default = con.execute(
+        "SELECT column_default FROM duckdb_columns() WHERE table_name = 'contacts' AND column_name = 'linked'"
+    ).fetchall()
+    assert default == [("false",)]
+    not_null = con.execute(
+        "SELECT list(c ORDER BY c) FROM duckdb_constraints(), unnest(constraint_column_names) AS t(c) "
+        "WHERE table_name = 'linkage_units' AND constraint_type = 'NOT NULL'"
+    ).fetchall()
+    assert not_null == [(["charity_id", "submission_id", "unit_key"],)]
