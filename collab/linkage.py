@@ -45,8 +45,11 @@ from privacy.minimise import LINKAGE_UNIT_SCHEMA
 # machine, 2026-12-01): 135.4 CPU s and 1.68 GB peak at 50,000; 119.0 and 1.56 GB at 100,000; 113.7 and 1.50 GB
 # at 200,000. Its 282,410 units into an empty warehouse: 835 MB at 50,000, 841 MB at 100,000. With 64-bit codes, the
 # 32 loads of a 10M-contact run replayed (2026-12-01, interleaved twice): 142.8 and 141.8 s, 1,182 and 1,168 MB peak
-# at 200,000, against 168.6 and 154.4 s, 1,244 and 1,259 MB at 100,000.
-RELINK_BATCH_RECORDS = 200_000
+# at 200,000, against 168.6 and 154.4 s, 1,244 and 1,259 MB at 100,000. With 64-bit person keys too, every unit of
+# that run's warehouse (1,753,144) linked at once under the load's memory limit (quiet machine, 2026-12-02, each size
+# in its own process, interleaved): 25.0 and 25.2 s, 970 and 980 MB peak at 200,000; 21.6 and 22.5 s, 1,080 MB at
+# 400,000; 24.6 and 22.1 s, 1,210 MB at 600,000; 22.4 s, 1,370 MB at 800,000.
+RELINK_BATCH_RECORDS = 400_000
 # The most units awaiting linking that one step of a relink clusters; more are clustered group by group. A group's
 # units are held in Python several times over (their keys, their links, the clusters they join), which a relink of
 # every unit (a new threshold, or all of a run's loads at once) would otherwise hold for the whole warehouse: its
