@@ -36,7 +36,7 @@ from standards.catalogue import (
 from standards.geography import UK_CODE
 
 CONTACTS_TABLE = "contact_units"
-# The names' stems of the temporary tables holding one period's rows for bounding (``hold_period``).
+# The name's stem of each temporary table holding one period's rows for bounding (``hold_period``).
 PERIOD_CONTACTS_TABLE = "release_period_contacts"
 
 # Who an indicator counts, as a predicate on a person's row in a cell (public definitions).
