@@ -226,10 +226,7 @@ def bounded_person_cells(
     clamping happens in ``bounded_aggregates``. Sensitivity: see ``query_sensitivity``.
     """
     with _holding(con, period, held) as held:
-        return con.sql(
-            bounded_person_cells_sql(indicator, held),
-            params={"salt": salt},
-        ).to_arrow_table()
+        return con.sql(bounded_person_cells_sql(indicator, held), params={"salt": salt}).to_arrow_table()
 
 
 @contextmanager

@@ -241,6 +241,18 @@ def test_person_keys_become_their_64_bit_codes_at_version_11_and_so_do_those_sta
     assert con.execute("SELECT person_key FROM contacts WHERE submission_id = 's2'").fetchall() == [(_code("R4"),)]
 
 
+def test_linkage_units_minimised_before_version_11_are_stored_under_the_codes_of_their_keys(tmp_path: Path) -> None:
+    """A submission minimised before the upgrade holds its units under 64-hex keys and its components as codes (or
+    HMACs, before version 10): stored after it, each unit is under the code its contacts now carry."""
+    for records in (pl.concat([_REFERENCES, keyed_components(KEY, _BASES)], how="horizontal"), _hex_coded_records()):
+        path = tmp_path / "units.minimised.parquet"
+        _hex_keyed_units(records).write_parquet(path)
+        con = duckdb.connect()
+        migrate(con)
+        assert store_units(con, path).received == 3
+        assert con.sql("SELECT * FROM linkage_units ORDER BY unit_key").pl().equals(_coded_units())
+
+
 def test_linkage_records_staged_before_version_10_are_stored_as_the_64_bit_codes(tmp_path: Path) -> None:
     """A submission checked before the upgrade may wait, its hex-coded records staged, to be loaded after it."""
     _hex_coded_records().write_parquet(tmp_path / LINKAGE_UNITS_FILE)
