@@ -3,11 +3,12 @@
 Format is decided from the file's bytes, never its name. Text files are decoded as UTF-8 (with or
 without a BOM), UTF-16 (with or without a BOM), or Windows-1252 (when the whole file is not valid
 UTF-8, wherever the first non-UTF-8 byte is). While every line is a record of its own (most exports),
-the text is split into lines and cells by Polars, chunk by chunk (a line with a quote mark by the csv
-module, on its own); from the first chunk where that may differ (a quoted line break, an unclosed
-quote, a line too long, a limit reached), Python's ``csv`` module reads the rest as it reads a whole
-file that needs it, and reports each problem at the row number a spreadsheet shows. Both give the
-same records and the same batches.
+the text is split into lines and cells by Polars, chunk by chunk (quoted cells too, where each quote
+opens or closes a whole cell; a line with any other quote mark by the csv module, on its own); from
+the first chunk where that may differ (a quoted line break, an unclosed quote, a line too long, a
+limit reached), Python's ``csv`` module reads the rest as it reads a whole file that needs it, and
+reports each problem at the row number a spreadsheet shows. Both give the same records and the
+same batches.
 Excel and Parquet are read with Polars.
 
 Every batch is a Polars frame of ``String`` columns ``c0..cN`` (one per header cell) plus
@@ -479,7 +480,9 @@ def _plain_rows(
 ) -> tuple[pl.DataFrame, int]:
     """The data rows of whole lines of text as a batch (``__row`` counts from ``before``), and how many
     lines there were. Lines without a quote mark are split into cells by Polars (a line is a record and a
-    separator a cell boundary, as the csv module reads such a line), the others by the csv module."""
+    separator a cell boundary, as the csv module reads such a line), and so are lines whose every quote mark
+    belongs to a whole quoted cell (``_simply_quoted``: amounts such as "£1,250.00" saved by a spreadsheet); the
+    others by the csv module."""
     if not width or len(delimiter.encode()) != 1 or delimiter in "\n\r\x00":
         raise _NotPlain  # Polars splits at one byte, and only a delimiter that is no line's end
     data = text.encode()
@@ -495,29 +498,36 @@ def _plain_rows(
     )
     if (frame.get_column("line").str.len_chars().max() or 0) >= limits.max_cell_chars:
         raise _NotPlain
-    quoted = frame.filter(pl.col("quoted"))
-    records = _quoted_cells(quoted.get_column("line").to_list(), delimiter) if quoted.height else []
-    widest = max((len(record) for record in records), default=0)
-    if max(frame.filter(~pl.col("quoted")).get_column(CELLS).max() or 0, widest) > limits.max_columns:
+    quoted = frame.filter(pl.col("quoted")).with_columns(_simply_quoted(pl.col("line"), delimiter).alias("simple"))
+    simple = quoted.filter(pl.col("simple")).with_columns(_quoted_line_cells(pl.col("line"), delimiter).alias(CELLS))
+    careful = quoted.filter(~pl.col("simple"))
+    records = _quoted_cells(careful.get_column("line").to_list(), delimiter) if careful.height else []
+    widest = max(
+        frame.filter(~pl.col("quoted")).get_column(CELLS).max() or 0,
+        simple.get_column(CELLS).max() or 0,
+        *(len(record) for record in records),
+    )
+    if widest > limits.max_columns:
         raise _NotPlain
-    rows = (
+    parts = [
         pl.concat([frame.drop("line"), _read_cells(data, delimiter, width)], how="horizontal")
         .filter(~pl.col("quoted") & (pl.col(ROW) > header_row) & ~pl.col("blank"))
         .select(*[f"c{i}" for i in range(width)], ROW, CELLS)
-    )
-    if records:
-        numbers = quoted.get_column(ROW).to_list()
-        taken = [
-            (number, record)
-            for number, record in zip(numbers, records, strict=True)
-            if number > header_row and "".join(record).strip(PYTHON_WHITESPACE)
-        ]
-        if taken:
-            careful = _batch(
-                [_fit(r, width) for _, r in taken], [n for n, _ in taken], [len(r) for _, r in taken], width
-            )
-            rows = pl.concat([rows, careful]).sort(ROW)
-    return rows, count
+    ]
+    simple = simple.filter(pl.col(ROW) > header_row)
+    if simple.height:
+        cells = _read_quoted_cells(simple.get_column("line"), delimiter, width)
+        parts.append(pl.concat([cells, simple.select(ROW, CELLS)], how="horizontal"))
+    taken = [
+        (number, record)
+        for number, record in zip(careful.get_column(ROW).to_list(), records, strict=True)
+        if number > header_row and "".join(record).strip(PYTHON_WHITESPACE)
+    ]
+    if taken:
+        parts.append(
+            _batch([_fit(r, width) for _, r in taken], [n for n, _ in taken], [len(r) for _, r in taken], width)
+        )
+    return (pl.concat(parts).sort(ROW) if len(parts) > 1 else parts[0]), count
 
 
 def _blank_line(delimiter: str) -> str:
@@ -549,6 +559,39 @@ def _read_cells(data: bytes, delimiter: str, width: int) -> pl.DataFrame:
         truncate_ragged_lines=True,
     )
     return cells.slice(1)
+
+
+def _simply_quoted(line: pl.Expr, delimiter: str) -> pl.Expr:
+    """Lines whose every quote mark is part of a whole quoted cell: an opening quote at the cell's start, a closing one
+    at its end, and only doubled quotes between. The csv module reads such a cell as its text between the quotes with
+    each doubled quote made one, as Polars' reader does. A line that is only separators, spaces and quotes is left
+    out: whether it is a blank row depends on what the quotes hold, which the csv module decides."""
+    separator = f"\\x{{{ord(delimiter):x}}}"
+    cell = f'(?:[^"{separator}]*|"(?:[^"]|"")*")'
+    whole_cells = line.str.contains(f"^{cell}(?:{separator}{cell})*$")
+    return whole_cells & ~line.str.replace_all('"', "", literal=True).str.contains(_blank_line(delimiter))
+
+
+def _quoted_line_cells(line: pl.Expr, delimiter: str) -> pl.Expr:
+    """How many cells a ``_simply_quoted`` line has: one more than its separators outside quoted cells."""
+    outside = line.str.replace_all('"(?:[^"]|"")*"', "")
+    return (outside.str.count_matches(delimiter, literal=True) + 1).cast(pl.Int64)
+
+
+def _read_quoted_cells(lines: pl.Series, delimiter: str, width: int) -> pl.DataFrame:
+    """The first ``width`` cells of each of ``_simply_quoted`` ``lines`` (null where empty or missing, quoted or not),
+    cut by Polars' reader as the csv module cuts them."""
+    names = [f"c{i}" for i in range(width)]
+    data = (delimiter * (width - 1) + "\n").encode() + lines.str.join("\n").item().encode()
+    cells = pl.read_csv(
+        data,
+        has_header=False,
+        separator=delimiter,
+        quote_char='"',
+        schema=dict.fromkeys(names, pl.String),
+        truncate_ragged_lines=True,
+    ).slice(1)
+    return cells.select(pl.when(pl.col(name) != "").then(pl.col(name)).alias(name) for name in names)
 
 
 def _quoted_cells(lines: list[str], delimiter: str) -> list[list[str]]:

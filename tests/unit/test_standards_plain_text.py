@@ -4,6 +4,9 @@ and batches small enough that every boundary is crossed."""
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -35,6 +38,23 @@ def assert_same_batches(source: ExtractSource, batch_size: int) -> None:
     assert fast_end == careful_end
     assert len(fast) == len(careful)
     for ours, theirs in zip(fast, careful, strict=True):
+        assert ours.equals(theirs), (ours, theirs)
+
+
+def assert_read_to_the_end_as_the_csv_module_reads_it(
+    source: ExtractSource, width: int, batch_size: int, chunk: int
+) -> None:
+    """The plain path reads ``source`` in chunks of ``chunk`` characters without handing over (``_plain_batches``
+    would raise ``_NotPlain``), giving the csv module's batches."""
+    original = reading.PLAIN_CHUNK_CHARS
+    reading.PLAIN_CHUNK_CHARS = chunk
+    try:
+        plain = [frame for frame, _ in reading._plain_batches(source, width, batch_size)]
+        careful = list(_careful_batches(source, width, batch_size))
+    finally:
+        reading.PLAIN_CHUNK_CHARS = original
+    assert len(plain) == len(careful)
+    for ours, theirs in zip(plain, careful, strict=True):
         assert ours.equals(theirs), (ours, theirs)
 
 
@@ -145,16 +165,7 @@ def test_text_without_quotes_is_read_to_the_end_by_polars_as_the_csv_module_read
     path = tmp_path / "plain.csv"
     path.write_bytes("\n".join([delimiter.join(header), *(delimiter.join(cells) for cells in lines)]).encode("utf-8"))
     source = ExtractSource(path=path, format="csv", encoding="utf-8", delimiter=delimiter, header=header)
-    original = reading.PLAIN_CHUNK_CHARS
-    reading.PLAIN_CHUNK_CHARS = chunk
-    try:
-        plain = [frame for frame, _ in reading._plain_batches(source, width, batch_size)]  # never hands over
-        careful = list(_careful_batches(source, width, batch_size))
-    finally:
-        reading.PLAIN_CHUNK_CHARS = original
-    assert len(plain) == len(careful)
-    for ours, theirs in zip(plain, careful, strict=True):
-        assert ours.equals(theirs), (ours, theirs)
+    assert_read_to_the_end_as_the_csv_module_reads_it(source, width, batch_size, chunk)
 
 
 @pytest.mark.parametrize("chunk", [reading.PLAIN_CHUNK_CHARS, 8])
@@ -200,3 +211,73 @@ def test_a_delimiter_polars_cannot_split_at_is_read_by_the_csv_module(tmp_path: 
     source = ExtractSource(path=path, format="csv", encoding="utf-8", delimiter="§", header=["h1", "h2", "h3"])
     assert_same_batches(source, 7)
     assert sum(frame.height for frame in _csv_batches(source, 3, 7)) == 20
+
+
+# Cells as a spreadsheet writes them, then quoted by the csv module's writer: amounts with thousands separators,
+# quotes inside cells, blanks and whitespace-only cells, quoted or not.
+_SPREADSHEET_CELL = st.lists(
+    st.sampled_from(["a", "1", "£", ",", ";", "\t", " ", "\u00a0", '"', "''", "é", "-", "#", "\ufeff"]),
+    max_size=5,
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(st.lists(_SPREADSHEET_CELL, min_size=0, max_size=6), min_size=1, max_size=30),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+    quoting=st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC]),
+    width=st.integers(1, 5),
+    chunk=st.integers(8, 80),
+    batch_size=st.integers(1, 9),
+)
+def test_quoted_cells_saved_by_a_spreadsheet_are_read_by_polars_as_the_csv_module_reads_them(
+    tmp_path: Path, rows: list[list[str]], delimiter: str, quoting: int, width: int, chunk: int, batch_size: int
+) -> None:
+    """Every line is a whole record whose quotes each open or close a whole cell: the plain path reads it to the
+    end (quoted cells cut by Polars' reader, not the csv module, ``_simply_quoted``) and gives the csv module's
+    batches: cell counts of ragged rows, blank rows of quoted blanks, empty quoted cells as null."""
+    header = [f"h{i}" for i in range(width)]
+    text = io.StringIO()
+    writer = csv.writer(text, delimiter=delimiter, quoting=quoting, lineterminator="\n")  # type: ignore[arg-type]
+    writer.writerows([header, *rows])
+    path = tmp_path / "quoted.csv"
+    path.write_bytes(text.getvalue().encode("utf-8"))
+    source = ExtractSource(path=path, format="csv", encoding="utf-8", delimiter=delimiter, header=header)
+    assert_read_to_the_end_as_the_csv_module_reads_it(source, width, batch_size, chunk)
+
+
+def test_amounts_quoted_by_a_spreadsheet_are_not_read_by_the_csv_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Windows-1252 export whose amounts are quoted for their thousands separators ("£1,241.41"): the quoted
+    lines are cut by Polars, the one with a quote inside a cell by the csv module, and both as it cuts them."""
+    path = tmp_path / "amounts.csv"
+    rows = [
+        "ref,amount,note",
+        'A1,"£1,241.41",ok',
+        "A2,£972.98,",
+        '"A3","£2,673.71",""',
+        'A4,"£1,000.00",say "hi"',
+        '"","",""',
+    ]
+    path.write_bytes("\r\n".join(rows).encode("cp1252") + b"\r\n")
+    source = open_extract(path)
+    source.use_header(1)
+    monkeypatch.setattr(reading, "_quoted_cells", _counted(reading._quoted_cells, calls := []))
+    assert_same_batches(source, 100)
+    (batch,) = [frame for frame, _ in reading._plain_batches(source, 3, 100)]
+    assert batch.rows() == [
+        ("A1", "£1,241.41", "ok", 2, 3),
+        ("A2", "£972.98", None, 3, 3),
+        ("A3", "£2,673.71", None, 4, 3),
+        ("A4", "£1,000.00", 'say "hi"', 5, 3),
+    ]
+    assert calls == [['A4,"£1,000.00",say "hi"', '"","",""']] * 2  # the rest went to Polars, in both reads
+
+
+def _counted(function: Callable[..., list[list[str]]], calls: list[list[str]]) -> Callable[..., list[list[str]]]:
+    def counting(lines: list[str], delimiter: str) -> list[list[str]]:
+        calls.append(lines)
+        return function(lines, delimiter)
+
+    return counting
