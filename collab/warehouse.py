@@ -95,6 +95,9 @@ def load_submission(
     release reads them, once for every load since the last.
     """
     con.execute("SET memory_limit = $limit", {"limit": LOAD_MEMORY_LIMIT})
+    # Row order in the table means nothing (every reader groups, or orders by a keyed hash); keeping the file's order
+    # made DuckDB insert on one thread under the load's memory limit: 859,045 contacts took 1.9 to 2.0 s, 0.7 s not.
+    con.execute("SET preserve_insertion_order = false")
     try:
         incoming = with_codes_of_hex(con.read_parquet(str(contacts)), ("person_key",))
         if incoming.columns != list(WAREHOUSE_SCHEMA):
@@ -158,6 +161,7 @@ def load_submission(
     finally:
         con.unregister("incoming_contacts")
         con.execute("RESET memory_limit")
+        con.execute("RESET preserve_insertion_order")
     return LoadResult(rows_loaded=loaded, rows_replaced=replaced, quarters=quarters, units=stored)
 
 
