@@ -499,7 +499,7 @@ def _plain_rows(
     if (frame.get_column("line").str.len_chars().max() or 0) >= limits.max_cell_chars:
         raise _NotPlain
     quoted = frame.filter(pl.col("quoted")).with_columns(_simply_quoted(pl.col("line"), delimiter).alias("simple"))
-    simple = quoted.filter(pl.col("simple")).with_columns(_quoted_line_cells(pl.col("line"), delimiter).alias(CELLS))
+    simple = _simply_quoted_rows(quoted.filter(pl.col("simple")), delimiter, width)
     careful = quoted.filter(~pl.col("simple"))
     records = _quoted_cells(careful.get_column("line").to_list(), delimiter) if careful.height else []
     widest = max(
@@ -512,12 +512,9 @@ def _plain_rows(
     parts = [
         pl.concat([frame.drop("line"), _read_cells(data, delimiter, width)], how="horizontal")
         .filter(~pl.col("quoted") & (pl.col(ROW) > header_row) & ~pl.col("blank"))
-        .select(*[f"c{i}" for i in range(width)], ROW, CELLS)
+        .select(*[f"c{i}" for i in range(width)], ROW, CELLS),
+        simple.filter(pl.col(ROW) > header_row).select(*[f"c{i}" for i in range(width)], ROW, CELLS),
     ]
-    simple = simple.filter(pl.col(ROW) > header_row)
-    if simple.height:
-        cells = _read_quoted_cells(simple.get_column("line"), delimiter, width)
-        parts.append(pl.concat([cells, simple.select(ROW, CELLS)], how="horizontal"))
     taken = [
         (number, record)
         for number, record in zip(careful.get_column(ROW).to_list(), records, strict=True)
@@ -527,12 +524,12 @@ def _plain_rows(
         parts.append(
             _batch([_fit(r, width) for _, r in taken], [n for n, _ in taken], [len(r) for _, r in taken], width)
         )
-    return (pl.concat(parts).sort(ROW) if len(parts) > 1 else parts[0]), count
+    return pl.concat(parts).sort(ROW), count
 
 
-def _blank_line(delimiter: str) -> str:
-    """A regular expression for a line of nothing but separators and whitespace: a blank row."""
-    return "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in delimiter + PYTHON_WHITESPACE) + "]*$"
+def _blank_line(separators: str) -> str:
+    """A regular expression for a line of nothing but ``separators`` and whitespace: a blank row."""
+    return "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in separators + PYTHON_WHITESPACE) + "]*$"
 
 
 # Polars' CSV reader, with no quote character, reads a line without a quote mark as the csv module does: a record
@@ -565,24 +562,24 @@ def _simply_quoted(line: pl.Expr, delimiter: str) -> pl.Expr:
     """Lines whose every quote mark is part of a whole quoted cell: an opening quote at the cell's start, a closing one
     at its end, and only doubled quotes between. The csv module reads such a cell as its text between the quotes with
     each doubled quote made one, as Polars' reader does. A line that is only separators, spaces and quotes is left
-    out: whether it is a blank row depends on what the quotes hold, which the csv module decides."""
+    out: whether it is a blank row depends on what the quotes hold, which the csv module decides. So is every line
+    when the separator is the quote mark itself (a first line ``sep="``), which Polars' reader cannot cut at."""
+    if delimiter == '"':
+        return pl.repeat(False, pl.len())
     separator = f"\\x{{{ord(delimiter):x}}}"
     cell = f'(?:[^"{separator}]*|"(?:[^"]|"")*")'
     whole_cells = line.str.contains(f"^{cell}(?:{separator}{cell})*$")
-    return whole_cells & ~line.str.replace_all('"', "", literal=True).str.contains(_blank_line(delimiter))
+    return whole_cells & ~line.str.contains(_blank_line(delimiter + '"'))
 
 
-def _quoted_line_cells(line: pl.Expr, delimiter: str) -> pl.Expr:
-    """How many cells a ``_simply_quoted`` line has: one more than its separators outside quoted cells."""
-    outside = line.str.replace_all('"(?:[^"]|"")*"', "")
-    return (outside.str.count_matches(delimiter, literal=True) + 1).cast(pl.Int64)
-
-
-def _read_quoted_cells(lines: pl.Series, delimiter: str, width: int) -> pl.DataFrame:
-    """The first ``width`` cells of each of ``_simply_quoted`` ``lines`` (null where empty or missing, quoted or not),
-    cut by Polars' reader as the csv module cuts them."""
+def _simply_quoted_rows(lines: pl.DataFrame, delimiter: str, width: int) -> pl.DataFrame:
+    """The first ``width`` cells (``c0``...; null where empty or missing, quoted or not) and the number of cells
+    (``__cells``) of each of ``_simply_quoted`` ``lines`` (``line``, ``__row``), cut by Polars' reader as the csv
+    module cuts them."""
     names = [f"c{i}" for i in range(width)]
-    data = (delimiter * (width - 1) + "\n").encode() + lines.str.join("\n").item().encode()
+    if not lines.height:
+        return lines.select(ROW, CELLS, *[pl.lit(None, pl.String).alias(name) for name in names])
+    data = (delimiter * (width - 1) + "\n").encode() + lines.get_column("line").str.join("\n").item().encode()
     cells = pl.read_csv(
         data,
         has_header=False,
@@ -591,7 +588,20 @@ def _read_quoted_cells(lines: pl.Series, delimiter: str, width: int) -> pl.DataF
         schema=dict.fromkeys(names, pl.String),
         truncate_ragged_lines=True,
     ).slice(1)
-    return cells.select(pl.when(pl.col(name) != "").then(pl.col(name)).alias(name) for name in names)
+    # A line has one cell more than it has separators outside quoted cells. Those inside are counted in the cells
+    # read, which is exact for a line of at most ``width`` cells; a wider one (a ragged row, rare) has its cells
+    # counted again with every quoted cell taken out.
+    inside = pl.sum_horizontal(pl.col(name).str.count_matches(delimiter, literal=True).fill_null(0) for name in names)
+    rows = pl.concat([lines.select(ROW, CELLS), cells], how="horizontal").with_columns(
+        *[pl.when(pl.col(name) != "").then(pl.col(name)).alias(name) for name in names],
+        (pl.col(CELLS) - inside).alias(CELLS),
+    )
+    wider = rows.get_column(CELLS) > width
+    if wider.any():
+        outside = lines.filter(wider).get_column("line").str.replace_all('"(?:[^"]|"")*"', "")
+        counted = (outside.str.count_matches(delimiter, literal=True) + 1).cast(pl.Int64)
+        rows = rows.with_columns(rows.get_column(CELLS).scatter(wider.arg_true(), counted))
+    return rows
 
 
 def _quoted_cells(lines: list[str], delimiter: str) -> list[list[str]]:

@@ -281,3 +281,16 @@ def _counted(function: Callable[..., list[list[str]]], calls: list[list[str]]) -
         return function(lines, delimiter)
 
     return counting
+
+
+def test_a_quote_mark_as_the_separator_is_left_to_the_csv_module(tmp_path: Path) -> None:
+    """A first line ``sep="`` makes the quote mark the separator: no cell is quoted then, and Polars' reader cannot cut
+    at it, so every line with one goes to the csv module, and the file reads as it reads it (found by review)."""
+    path = tmp_path / "sep.csv"
+    path.write_bytes(b'sep="\nname"town"amount\nAnn"Leeds"10\nab"c"""\n')
+    source = open_extract(path)
+    source.use_header(2)
+    assert source.delimiter == '"'
+    assert_same_batches(source, 100)
+    (batch,) = list(_csv_batches(source, 3, 100))
+    assert batch.rows() == [("Ann", "Leeds", "10", 3, 3), ("ab", "c", None, 4, 3)]
