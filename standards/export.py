@@ -177,7 +177,9 @@ def reference_markdown() -> str:
         "- **Dates:** `31/01/2026`, `31/1/26`, `31-01-2026`, `31 Jan 2026`, `2026-01-31` and Excel date cells. "
         "Day/month order is assumed; month/day is used only when the dates make no sense otherwise, and the "
         "feedback always says so. You can fix the format with `date_format` in a mapping file.",
-        "- **Amounts:** `1250`, `1250.00`, `£1,250.00` and `(1,250.00)` (negative; left out with a warning).",
+        "- **Amounts:** `1250`, `1250.00`, `£1,250.00` and `(1,250.00)` (negative; left out with a warning). A comma "
+        "only between thousands: `1250,00` or `1.250,00` (a decimal comma) is not read as an amount, and left out "
+        "with a warning.",
         "- **Codes:** the code, the label or any of the words listed under *also accepted*, ignoring capitals, "
         "spaces and punctuation: `Fuel`, `FUEL & ENERGY` and `fuel_energy` are the same. An `age_band` may "
         "also be an age in years (`34`).",

@@ -261,7 +261,8 @@ _TYPES = [
         "W_INVALID_AMOUNT",
         Scope.VALUE,
         "An amount could not be read, so it was left out",
-        "Write amounts as plain numbers of pounds, such as 1250 or 1250.00; '£' and commas are fine.",
+        "Write amounts as plain numbers of pounds, such as 1250 or 1250.00; '£' is fine, and so are commas between "
+        "thousands (1,250.00), but never a comma for the pence (1250,00).",
     ),
     IssueType(
         "W_NEGATIVE_AMOUNT",

@@ -210,10 +210,22 @@ def _postcode(raw: pl.Expr) -> pl.Expr:
     return pl.coalesce(text.str.extract(_POSTCODE_IN_TEXT, 1), council, text)
 
 
+# Pounds with commas between groups of three digits ("1,241.41", "-12,500"): only there is a comma taken out. A comma
+# anywhere else is a decimal comma ("1241,41", "1.241,41": a spreadsheet in another locale's settings) or a typo, and
+# the amount is not read (a warning says why), never guessed: taken out, it made £1241,41 into £124,141.
+_THOUSANDS = r"^[-+]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?$"
+
+
 def _amount(raw: pl.Expr) -> pl.Expr:
-    text = raw.str.replace_all(r"(?i)£|gbp|,|\s", "")
+    text = raw.str.replace_all(r"(?i)£|gbp|\s", "")
     text = pl.when(text.str.contains(r"^\(.*\)$")).then(pl.lit("-") + text.str.strip_chars("()")).otherwise(text)
-    return text.cast(pl.Float64, strict=False)
+    text = pl.when(text.str.contains(_THOUSANDS)).then(text.str.replace_all(",", "", literal=True)).otherwise(text)
+    return _finite(text.cast(pl.Float64, strict=False))
+
+
+def _finite(number: pl.Expr) -> pl.Expr:
+    """The number where it is one: "NaN" and "inf" read as floats, but are no amount of pounds."""
+    return pl.when(number.is_finite()).then(number)
 
 
 # A postcode as the standard writes it: ``_postcode`` gives it back unchanged (nothing to fold or to find in it).
@@ -229,7 +241,7 @@ def _read_mostly_plain(frame: pl.DataFrame, field: str) -> pl.Series:
     if field == "postcode":
         plain, clean = pl.when(raw.str.contains(_PLAIN_POSTCODE)).then(raw), _postcode(raw)
     else:
-        plain, clean = raw.cast(pl.Float64, strict=False), _amount(raw)
+        plain, clean = _finite(raw.cast(pl.Float64, strict=False)), _amount(raw)
     index = "__index"
     read = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(index), raw, plain.alias(field))
     unread = read.filter(pl.col(field).is_null() & raw.is_not_null())

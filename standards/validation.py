@@ -95,6 +95,8 @@ def _explanation(code: str, field: str | None, value: Any, detail: str) -> str:
         return f"is not one of the {field} codes"
     if code in ("E_INVALID_DATE", "W_INVALID_DATE"):
         return _date_problem(value)
+    if code == "W_INVALID_AMOUNT" and "," in str(value):
+        return "is not an amount of pounds: a comma may only separate thousands (1,241.41), never pounds from pence"
     if code == "W_IMPLAUSIBLE_VALUE":
         return f"is more than £{MAX_AMOUNT_GBP:,}" if field in AMOUNT_FIELDS else "is not between 0 and 20"
     return _EXPLANATIONS.get(code, detail)

@@ -490,3 +490,35 @@ def test_a_file_without_a_header_row_is_rejected_without_quoting_its_first_conta
     # A header that names some of the standard's columns is listed: the charity needs to see what was found.
     named = check_extract(write_csv(tmp_path / "named.csv", rows, ["Client ID", "Notes", "Other", "", "", "", ""]))
     assert "Columns found: Client ID, Notes, Other." in named.report.model_dump_json()
+
+
+def test_an_amount_with_a_decimal_comma_or_not_a_number_is_left_out_with_the_reason(tmp_path: Path) -> None:
+    """Found trying the checker as a charity would: every comma was taken out, so £1241,41 (a decimal comma, as a
+    spreadsheet in another locale writes it) became £124,141 and "1.241,41" £1.24, accepted without a word; and "NaN"
+    was "more than £1,000,000". A comma is taken out only between groups of three digits."""
+    incomes = ["£1,241.41", "1241,41", "£1.241,41", "12,50", "1,24,1", "£12,500", "NaN", "inf", "(1,234.00)", "1,100"]
+    rows = contact_rows(len(incomes))
+    for row, income in zip(rows, incomes, strict=True):
+        row[5] = income
+    sink = CollectingSink()
+    report = check_extract(write_csv(tmp_path / "incomes.csv", rows, delimiter=";"), sink=sink).report
+    assert report.rows_accepted == len(incomes)
+    assert sink.contacts().get_column("monthly_income_gbp").to_list() == [
+        1241.41,
+        None,
+        None,
+        None,
+        None,
+        12500.0,
+        None,
+        None,
+        None,
+        1100.0,
+    ]
+    invalid = next(g for g in report.issues if g.code == "W_INVALID_AMOUNT")
+    assert invalid.count == 6
+    assert [e.row for e in invalid.examples][:4] == [3, 4, 5, 6]
+    assert "a comma may only separate thousands" in invalid.examples[0].message
+    negative = next(g for g in report.issues if g.code == "W_NEGATIVE_AMOUNT")
+    assert [e.row for e in negative.examples] == [10]
+    assert "W_IMPLAUSIBLE_VALUE" not in report.codes()
