@@ -500,3 +500,16 @@ def test_how_we_protect_people_is_plain_and_the_statement_comes_from_the_release
     plain, annex = methodology.split('id="annex"', 1)[0], methodology.split('<h2 id="annex"', 1)[1]
     assert statement in plain and "not recorded for this release" not in plain
     assert ">9.87<" in annex and ">4<" in annex  # the release's own numbers, as recorded
+
+
+def test_a_change_says_it_comes_from_the_measurements_not_the_rounded_figures(two_quarters: Path) -> None:
+    """Found trying the site as a reader would: a headline change (+£1.75m) differed from the difference of the two
+    figures beside it (£31.9m and £29.5m), with no word why. The change is worked out from the measurements as they came
+    from the noise (an honest interval), the figures are rounded and made to add up: each page says so."""
+    site = build_site(two_quarters).parent
+    page = (site / "indicators" / "people_by_need_region.html").read_text()
+    change = page.split('<p class="change')[1].split("</p>")[0]
+    assert "before they were rounded and made to add up" in change
+    methodology = (site / "methodology.html").read_text()
+    assert "a change can differ from the difference between the two figures shown" in methodology
+    assert "a total of many near-empty figures can be slightly high" not in methodology
