@@ -35,7 +35,7 @@ from collab.intake import (
 from collab.landing import LandingObjectGone, LandingObjectRefused
 from collab.linkage import linkage_policy
 from collab.staging import CONTACTS_FILE, StagingSink, minimise_staged_contacts, minimise_staged_units
-from collab.states import mark_state, state_after_feedback
+from collab.states import mark_replaced, mark_state, state_after_feedback
 from collab.submissions import (
     check_options,
     describe_error,
@@ -339,6 +339,8 @@ def warehouse_contacts(
             linkage=linkage_policy(workspace.registry, ws.settings.privacy),
         )
         minimised = _check_minimised(con, manifest.submission_id)
+        # The charity's earlier files whose rows this one replaced: dropped again, they are loaded again.
+        replaced = mark_replaced(con, ws, manifest.charity_id)
     crash_point("after-load")
     # The rows are stored (and the warehouse says so, in the same transaction): now the charity is told.
     report = _report(workspace, manifest.submission_id)
@@ -353,6 +355,7 @@ def warehouse_contacts(
             "quarters": ", ".join(loaded.quarters),
             "linkage_units_received": loaded.units.received if loaded.units else 0,
             "linkage_units_withdrawn": loaded.units.withdrawn if loaded.units else 0,
+            "submissions_replaced": ", ".join(replaced) or "none",
             "dagster/column_schema": TableSchema(
                 columns=[TableColumn(name, str(dtype)) for name, dtype in WAREHOUSE_SCHEMA.items()]
             ),

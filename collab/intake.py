@@ -239,7 +239,8 @@ def _receive(workspace: Workspace, landing: LandingZone, obj: LandingObject, is_
         target = submission_dir(workspace, submission_id)
         with _intake_lock(workspace):
             if (target / MANIFEST).exists():
-                return _received_again(workspace, landing, obj, load_manifest(workspace, submission_id), is_active)
+                manifest = load_manifest(workspace, submission_id)
+                return _received_again(workspace, landing, obj, manifest, is_active, incoming)
             target.mkdir(parents=True, exist_ok=True)
             source_file = "source" + _source_suffix(obj.name)
             incoming.replace(target / source_file)
@@ -292,28 +293,32 @@ def _received_again(
     obj: LandingObject,
     manifest: SubmissionManifest,
     is_active: PartitionActive,
+    copy: Path,
 ) -> Receipt:
-    """The same bytes arrived again. A finished submission, or one another run is processing, makes this a
-    duplicate; an unfinished one nobody is processing (its run stopped) or one that failed on an error of
-    ours is taken up again under this partition instead, so its charity does get feedback."""
+    """The same bytes (``copy``) arrived again. A finished submission, or one another run is processing, makes this a
+    duplicate; an unfinished one nobody is processing (its run stopped), one that failed on an error of ours, or a
+    loaded one whose rows a later file replaced (in part or whole) is taken up again under this partition instead, so
+    its charity does get feedback (and, for the last, its rows back)."""
     partition_key = partition_key_for(obj)
     state = read_state(workspace, manifest.submission_id)
     # Submissions from before states were kept have none; they were finished, as a report shows.
     finished = (
         state.final if state is not None else (submission_dir(workspace, manifest.submission_id) / REPORT_FILE).exists()
     )
-    if (finished and not (state is not None and state.state == "failed")) or (
-        not finished and is_active(manifest.name)
-    ):
+    again = state is not None and (state.state == "failed" or state.replaced)
+    if (finished and not again) or (not finished and is_active(manifest.name)):
         receipt = _write_receipt(workspace, partition_key, manifest.submission_id, duplicate=True)
         landing.archive(obj, receipt.archive_name)
         _tell_duplicate(landing, obj, manifest.submission_id, finished=finished)
         return receipt
     manifest = manifest.model_copy(update={"partition_key": partition_key})
-    _write_atomically(submission_dir(workspace, manifest.submission_id) / MANIFEST, manifest.model_dump_json(indent=2))
+    directory = submission_dir(workspace, manifest.submission_id)
+    if not (directory / manifest.source_file).exists():  # purged since (``purge_submission``): checked from this copy
+        copy.replace(directory / manifest.source_file)
+    _write_atomically(directory / MANIFEST, manifest.model_dump_json(indent=2))
     receipt = _write_receipt(workspace, partition_key, manifest.submission_id, duplicate=False)
     landing.archive(obj, manifest.submission_id)
-    if state is None or state.state in {"received", "failed"}:
+    if state is None or state.state in {"received", "failed"} or state.replaced:
         mark_state(workspace, manifest, "staged")
     else:  # a later state is kept (the run starts the job from the top and advances it); only its name changes
         write_state(workspace, **state.model_dump(exclude={"updated_at", "name"}), name=partition_key)

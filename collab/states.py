@@ -43,6 +43,9 @@ class SubmissionState(BaseModel):
     # The report's status once checked, and the internal error's reference if the submission failed.
     status: str | None = None
     reference: str | None = None
+    # A loaded submission some of whose rows a later file of its charity replaced (``mark_replaced``): the same file
+    # dropped again is loaded again, not a duplicate, as a charity putting back what it sent would expect.
+    replaced: bool = False
 
     @property
     def final(self) -> bool:
@@ -71,6 +74,7 @@ def write_state(
     name: str | None = None,
     status: str | None = None,
     reference: str | None = None,
+    replaced: bool = False,
 ) -> SubmissionState:
     """Record a submission's new state: written whole to a temporary file, flushed, then renamed over the old."""
     record = SubmissionState(
@@ -82,6 +86,7 @@ def write_state(
         updated_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
         status=status,
         reference=reference,
+        replaced=replaced,
     )
     path = _path(workspace, submission_id)
     partial = path.with_name(f".{STATE_FILE}.partial")
@@ -159,8 +164,36 @@ def unfinished(workspace: Workspace) -> list[SubmissionState]:
     )
 
 
+def mark_replaced(con: duckdb.DuckDBPyConnection, workspace: Workspace, charity_id: str | None = None) -> list[str]:
+    """Mark ``replaced`` every loaded submission (of ``charity_id``, or of every charity) that the warehouse no longer
+    holds all the rows of (a later file of its charity covered one of its quarters); return their ids.
+
+    Read from the warehouse, so a load that stopped before marking the submissions it replaced is caught up by the
+    next ``mirror_states``."""
+    replaced = con.execute(
+        """
+        SELECT s.submission_id FROM submissions s LEFT JOIN (
+            SELECT submission_id, count(*) AS still_held FROM contacts
+            WHERE $charity IS NULL OR charity_id = $charity GROUP BY submission_id
+        ) c USING (submission_id)
+        WHERE ($charity IS NULL OR s.charity_id = $charity) AND coalesce(c.still_held, 0) < s.rows_loaded
+        ORDER BY s.submission_id
+        """,
+        {"charity": charity_id},
+    ).fetchall()
+    marked = []
+    for (submission_id,) in replaced:
+        state = read_state(workspace, submission_id)
+        if state is not None and state.state == "loaded" and not state.replaced:
+            write_state(workspace, **state.model_dump(exclude={"updated_at", "replaced"}), replaced=True)
+            marked.append(submission_id)
+    return marked
+
+
 def mirror_states(con: duckdb.DuckDBPyConnection, workspace: Workspace) -> None:
-    """Copy every submission's state into the warehouse, never overwriting ``loaded`` (set by the load itself)."""
+    """Copy every submission's state into the warehouse, never overwriting ``loaded`` (set by the load itself), and
+    mark the loaded submissions whose rows were replaced since (``mark_replaced``)."""
+    mark_replaced(con, workspace)
     for state in submission_states(workspace):
         con.execute(
             """

@@ -33,7 +33,7 @@ from collab.landing import LocalLandingZone
 from collab.registry import Registry
 from collab.schema import migrate
 from collab.staging import MINIMISED_CONTACTS_FILE
-from collab.states import read_state
+from collab.states import mirror_states, read_state
 from collab.warehouse import connect
 from collab.workspace import Workspace
 from pipelines.sensors import landing_zone_sensor
@@ -265,6 +265,65 @@ def test_resubmission_replaces_the_charitys_quarter_atomically(
     materialization = result.asset_materializations_for_node("warehouse_contacts")[0]
     assert materialization.metadata["rows_replaced"].value == 30
     assert materialization.metadata["dagster/row_count"].value == 12
+
+
+def test_a_file_whose_rows_a_later_file_replaced_is_loaded_again_when_dropped_again(
+    workspace: Workspace, charity: str, tmp_path: Path
+) -> None:
+    """Found trying the pipeline as a charity would: one mistyped date in a later file replaced a whole quarter, and
+    dropping the original file again to put it back was "a duplicate; its feedback still applies". Now the original,
+    its rows replaced, is loaded again, even after its raw copies were purged; a file whose rows all stand is still a
+    duplicate."""
+    instance = DagsterInstance.ephemeral()
+    original = write_csv(tmp_path / "q1.csv", contact_rows(30))
+    drop(workspace, charity, original)
+    [first] = sense(workspace, instance)
+    assert process(workspace, instance, first).success
+    first_id = submission_of(workspace, first)
+    typo = contact_rows(20, start=dt.date(2026, 4, 6), prefix="T")
+    typo[0][1] = "07/01/2026"  # one date in the first quarter
+    drop(workspace, charity, write_csv(tmp_path / "q2.csv", typo))
+    [second] = sense(workspace, instance)
+    result = process(workspace, instance, second)
+    assert result.asset_materializations_for_node("warehouse_contacts")[0].metadata["submissions_replaced"].value == (
+        first_id
+    )
+    assert warehouse_rows(workspace, "quarter = '2026Q1'") == 1
+    assert read_state(workspace, first_id).replaced  # type: ignore[union-attr]
+    purge_submission(workspace, first_id)
+    drop(workspace, charity, original, "q1-again.csv")
+    [again] = sense(workspace, instance)
+    assert process(workspace, instance, again).success
+    assert not read_receipt(workspace, again).duplicate  # type: ignore[union-attr]
+    assert submission_of(workspace, again) == first_id
+    assert warehouse_rows(workspace, "quarter = '2026Q1'") == 30
+    assert warehouse_rows(workspace, f"submission_id = '{first_id}'") == 30
+    state = read_state(workspace, first_id)
+    assert state is not None and state.state == "loaded" and not state.replaced
+    assert feedback_for(workspace, charity, again)["rows_accepted"] == 30
+    # The later file lost its first-quarter row in turn; the original, all its rows held, is a duplicate again.
+    assert read_state(workspace, submission_of(workspace, second)).replaced  # type: ignore[union-attr]
+    drop(workspace, charity, original, "q1-third.csv")
+    [third] = sense(workspace, instance)
+    assert process(workspace, instance, third).success
+    assert read_receipt(workspace, third).duplicate  # type: ignore[union-attr]
+
+
+def test_a_load_stopped_before_marking_what_it_replaced_is_caught_up_by_the_next_mirror(
+    workspace: Workspace, charity: str, tmp_path: Path
+) -> None:
+    instance = DagsterInstance.ephemeral()
+    drop(workspace, charity, write_csv(tmp_path / "first.csv", contact_rows(30)))
+    [first] = sense(workspace, instance)
+    assert process(workspace, instance, first).success
+    first_id = submission_of(workspace, first)
+    state = read_state(workspace, first_id)
+    assert state is not None
+    with connect(workspace.warehouse_path) as con:
+        con.execute("DELETE FROM contacts WHERE submission_id = $s AND person_key % 2 = 0", {"s": first_id})
+        assert not read_state(workspace, first_id).replaced  # type: ignore[union-attr]
+        mirror_states(con, workspace)
+    assert read_state(workspace, first_id).replaced  # type: ignore[union-attr]
 
 
 def test_warehouse_holds_no_raw_identifiers(workspace: Workspace, charity: str, tmp_path: Path) -> None:
