@@ -44,6 +44,7 @@ from collab.submissions import (
     record_incident,
     save_report,
     send_feedback,
+    warn_of_quarters_mostly_replaced,
 )
 from collab.warehouse import load_submission
 from collab.workspace import Workspace
@@ -345,6 +346,7 @@ def warehouse_contacts(
     # The rows are stored (and the warehouse says so, in the same transaction): now the charity is told.
     report = _report(workspace, manifest.submission_id)
     report.loaded = True
+    warn_of_quarters_mostly_replaced(report, loaded.quarters_replaced)
     save_report(ws, manifest.submission_id, report)
     send_feedback(landing_zone.zone, manifest, report)
     mark_state(ws, manifest, "loaded", report)

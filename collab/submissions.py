@@ -13,6 +13,7 @@ import re
 import shutil
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collab.intake import REPORT_FILE, SubmissionManifest, submission_dir
 from collab.landing import LandingZone
@@ -20,7 +21,11 @@ from collab.states import REFERENCE_PATTERN
 from collab.workspace import IntakeSettings, Workspace
 from standards.check import CheckOptions, internal_error_issue
 from standards.feedback import FeedbackReport, IssueCollector
+from standards.issues import Issue
 from standards.reading import ReadLimits
+
+if TYPE_CHECKING:  # not imported to run: it loads Splink, and `collab check` uses this module
+    from collab.warehouse import QuarterReplaced
 
 INCIDENT_PREFIX = "internal-error-"
 
@@ -108,6 +113,25 @@ def internal_error_report(manifest: SubmissionManifest, reference: str) -> Feedb
         rows_rejected=0,
         issues=collector.groups(0),
     )
+
+
+def warn_of_quarters_mostly_replaced(report: FeedbackReport, quarters: list[QuarterReplaced]) -> None:
+    """Add to a loaded file's report a warning for each quarter it covers with fewer than a tenth of the rows it
+    replaced there: whole quarters are replaced, so one date typed in the wrong year can replace a quarter sent
+    before, and the charity is told while the earlier file is at hand (sent again, it is loaded again)."""
+    collector = IssueCollector()
+    for replaced in quarters:
+        if replaced.rows_now * 10 < replaced.rows_before:
+            message = (
+                f"This file has {replaced.rows_now:,} contact(s) in {replaced.quarter}, and they replaced the "
+                f"{replaced.rows_before:,} you sent for {replaced.quarter} before."
+            )
+            collector.add(Issue("W_QUARTER_MOSTLY_REPLACED", message))
+    if not collector.counts:
+        return
+    report.issues = [*report.issues, *collector.groups(report.rows_received)]
+    if report.status == "accepted":
+        report.status = "accepted_with_warnings"
 
 
 def find_incident(workspace: Workspace, reference: str) -> Path | None:

@@ -12,7 +12,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -60,11 +60,21 @@ def connect(path: Path, *, read_only: bool = False, wait_seconds: float = 120.0)
 
 
 @dataclass(frozen=True)
+class QuarterReplaced:
+    """A quarter a load covers where its charity had rows of other submissions: how many, and how many it has now."""
+
+    quarter: str
+    rows_before: int
+    rows_now: int
+
+
+@dataclass(frozen=True)
 class LoadResult:
     rows_loaded: int
     rows_replaced: int
     quarters: list[str]
     units: StoredUnits | None = None
+    quarters_replaced: list[QuarterReplaced] = field(default_factory=list)
 
 
 def load_submission(
@@ -111,6 +121,18 @@ def load_submission(
         crash_point("mid-load")
         con.begin()
         try:
+            quarters_replaced = [
+                QuarterReplaced(quarter, before, now)
+                for quarter, before, now in con.execute(
+                    """
+                    SELECT quarter, count(*), any_value(i.rows_now) FROM contacts JOIN (
+                        SELECT quarter, count(*) AS rows_now FROM incoming_contacts GROUP BY quarter
+                    ) i USING (quarter)
+                    WHERE charity_id = $charity AND submission_id <> $submission GROUP BY quarter ORDER BY quarter
+                    """,
+                    {"charity": charity_id, "submission": submission_id},
+                ).fetchall()
+            ]
             replaced = _replace(con, submission_id, charity_id)
             loaded = con.execute("INSERT INTO contacts BY NAME SELECT * FROM incoming_contacts").fetchall()[0][0]
             stored = None
@@ -162,7 +184,9 @@ def load_submission(
         con.unregister("incoming_contacts")
         con.execute("RESET memory_limit")
         con.execute("RESET preserve_insertion_order")
-    return LoadResult(rows_loaded=loaded, rows_replaced=replaced, quarters=quarters, units=stored)
+    return LoadResult(
+        rows_loaded=loaded, rows_replaced=replaced, quarters=quarters, units=stored, quarters_replaced=quarters_replaced
+    )
 
 
 def link_units(con: duckdb.DuckDBPyConnection, policy: LinkagePolicy) -> RelinkResult:

@@ -339,6 +339,13 @@ _TYPES = [
         "Nothing to do; next time use 'CSV UTF-8' in Save As so that accents and £ signs are always kept.",
     ),
     IssueType(
+        "W_QUARTER_MOSTLY_REPLACED",
+        Scope.FILE,
+        "A quarter this file covers with a few contacts replaced many more sent before",
+        "Each file replaces whole quarters. If that quarter was not meant to be in this file (a date typed in the wrong "
+        "year, say), correct the date, or send the earlier file for that quarter again: it is loaded again.",
+    ),
+    IssueType(
         "W_OTHER_SHEETS_IGNORED",
         Scope.FILE,
         "Only one of several sheets of contacts was read",

@@ -290,6 +290,14 @@ def test_a_file_whose_rows_a_later_file_replaced_is_loaded_again_when_dropped_ag
     )
     assert warehouse_rows(workspace, "quarter = '2026Q1'") == 1
     assert read_state(workspace, first_id).replaced  # type: ignore[union-attr]
+    # The charity is told at once, with the counts, and what to do.
+    told = feedback_for(workspace, charity, second)
+    [warning] = [g for g in told["issues"] if g["code"] == "W_QUARTER_MOSTLY_REPLACED"]
+    assert warning["examples"][0]["message"] == (
+        "This file has 1 contact(s) in 2026Q1, and they replaced the 30 you sent for 2026Q1 before."
+    )
+    assert "send the earlier file for that quarter again" in warning["fix"]
+    assert told["status"] == "accepted_with_warnings" and told["loaded"] is True
     purge_submission(workspace, first_id)
     drop(workspace, charity, original, "q1-again.csv")
     [again] = sense(workspace, instance)
@@ -300,7 +308,10 @@ def test_a_file_whose_rows_a_later_file_replaced_is_loaded_again_when_dropped_ag
     assert warehouse_rows(workspace, f"submission_id = '{first_id}'") == 30
     state = read_state(workspace, first_id)
     assert state is not None and state.state == "loaded" and not state.replaced
-    assert feedback_for(workspace, charity, again)["rows_accepted"] == 30
+    restored = feedback_for(workspace, charity, again)
+    assert restored["rows_accepted"] == 30 and "W_QUARTER_MOSTLY_REPLACED" not in {
+        g["code"] for g in restored["issues"]
+    }
     # The later file lost its first-quarter row in turn; the original, all its rows held, is a duplicate again.
     assert read_state(workspace, submission_of(workspace, second)).replaced  # type: ignore[union-attr]
     drop(workspace, charity, original, "q1-third.csv")
@@ -413,7 +424,11 @@ def test_the_pipeline_carries_on_through_the_whole_robustness_corpus(
             assert result.success and report["status"] == "accepted" and loaded == 25
             continue
         case = expected[name]
-        assert (report["status"], {i["code"] for i in report["issues"]}) == (case.status, set(case.codes)), name
+        # The corpus's files are one charity's, so each replaces the quarter of those loaded before it: whether that
+        # warns (W_QUARTER_MOSTLY_REPLACED) depends on the order they load in, not on the file.
+        codes = {i["code"] for i in report["issues"]} - {"W_QUARTER_MOSTLY_REPLACED"}
+        status = "accepted" if report["status"] == "accepted_with_warnings" and not codes else report["status"]
+        assert (status, codes) == (case.status, set(case.codes)), name
         assert result.success, name  # a rejected file is the pipeline working, not a failed run
         assert read_state(workspace, submission_of(workspace, key)).state == (
             "rejected" if case.status == "rejected" else "loaded"
