@@ -183,7 +183,8 @@ _TYPES = [
         "E_RAGGED_ROW",
         Scope.ROW,
         "The row has a different number of cells from the header",
-        "Check the row for an extra or missing separator, or a comma inside a value that is not in quotes.",
+        "Check the row for an extra or missing separator, or a comma inside a value that is not in quotes (blank "
+        "cells after the last column are fine).",
     ),
     IssueType(
         "E_MISSING_VALUE",

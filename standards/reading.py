@@ -509,10 +509,13 @@ def _plain_rows(
     )
     if widest > limits.max_columns:
         raise _NotPlain
+    unquoted = pl.concat([frame, _read_cells(data, delimiter, width)], how="horizontal").filter(
+        ~pl.col("quoted") & (pl.col(ROW) > header_row) & ~pl.col("blank")
+    )
     parts = [
-        pl.concat([frame.drop("line"), _read_cells(data, delimiter, width)], how="horizontal")
-        .filter(~pl.col("quoted") & (pl.col(ROW) > header_row) & ~pl.col("blank"))
-        .select(*[f"c{i}" for i in range(width)], ROW, CELLS),
+        unquoted.with_columns(_counted_cells(unquoted, width, delimiter)).select(
+            *[f"c{i}" for i in range(width)], ROW, CELLS
+        ),
         simple.filter(pl.col(ROW) > header_row).select(*[f"c{i}" for i in range(width)], ROW, CELLS),
     ]
     taken = [
@@ -522,7 +525,12 @@ def _plain_rows(
     ]
     if taken:
         parts.append(
-            _batch([_fit(r, width) for _, r in taken], [n for n, _ in taken], [len(r) for _, r in taken], width)
+            _batch(
+                [_fit(r, width) for _, r in taken],
+                [n for n, _ in taken],
+                [_cells_counted(r, width) for _, r in taken],
+                width,
+            )
         )
     return pl.concat(parts).sort(ROW), count
 
@@ -589,8 +597,7 @@ def _simply_quoted_rows(lines: pl.DataFrame, delimiter: str, width: int) -> pl.D
         truncate_ragged_lines=True,
     ).slice(1)
     # A line has one cell more than it has separators outside quoted cells. Those inside are counted in the cells
-    # read, which is exact for a line of at most ``width`` cells; a wider one (a ragged row, rare) has its cells
-    # counted again with every quoted cell taken out.
+    # read, which is exact for a line of at most ``width`` cells; a wider one (rare) is counted by the csv module.
     inside = pl.sum_horizontal(pl.col(name).str.count_matches(delimiter, literal=True).fill_null(0) for name in names)
     rows = pl.concat([lines.select(ROW, CELLS), cells], how="horizontal").with_columns(
         *[pl.when(pl.col(name) != "").then(pl.col(name)).alias(name) for name in names],
@@ -598,10 +605,31 @@ def _simply_quoted_rows(lines: pl.DataFrame, delimiter: str, width: int) -> pl.D
     )
     wider = rows.get_column(CELLS) > width
     if wider.any():
-        outside = lines.filter(wider).get_column("line").str.replace_all('"(?:[^"]|"")*"', "")
-        counted = (outside.str.count_matches(delimiter, literal=True) + 1).cast(pl.Int64)
+        records = _quoted_cells(lines.filter(wider).get_column("line").to_list(), delimiter)
+        counted = pl.Series([_cells_counted(record, width) for record in records], dtype=pl.Int64)
         rows = rows.with_columns(rows.get_column(CELLS).scatter(wider.arg_true(), counted))
     return rows
+
+
+def _counted_cells(lines: pl.DataFrame, width: int, delimiter: str) -> pl.Series:
+    """``__cells`` of lines without a quote mark (``line``, and ``__cells`` counting every cell), as
+    ``_cells_counted`` counts a record's: only the few lines wider than the header are split again."""
+    cells = lines.get_column(CELLS)
+    wider = cells > width
+    if not wider.any():
+        return cells
+    past_the_header = lines.filter(wider).get_column("line").str.split(delimiter).list.slice(width)
+    filled = past_the_header.list.eval(pl.element().str.strip_chars(PYTHON_WHITESPACE) != "").list.sum()
+    return cells.scatter(wider.arg_true(), (filled + width).cast(pl.Int64))
+
+
+def _cells_counted(record: Sequence[str], width: int) -> int:
+    """How many cells a record counts as having (``__cells``): a cell past the header's last column counts only if it
+    holds something, as a sheet's does (``_frame_batches``). A separator left at the end of a line adds a blank
+    cell that holds nothing: it made the row ragged, and rejected it, where the same row from a sheet was kept."""
+    if len(record) <= width:
+        return len(record)
+    return width + sum(1 for cell in record[width:] if cell.strip(PYTHON_WHITESPACE))
 
 
 def _quoted_cells(lines: list[str], delimiter: str) -> list[list[str]]:
@@ -628,7 +656,7 @@ def _careful_batches(
         if number <= skip or not "".join(row).strip():  # the header, what was read already, or a blank row
             continue
         numbers.append(number)
-        cells.append(len(row))
+        cells.append(_cells_counted(row, width))
         rows.append(_fit(row, width))
         if len(rows) >= batch_size:
             yield _batch(rows, numbers, cells, width)

@@ -522,3 +522,25 @@ def test_an_amount_with_a_decimal_comma_or_not_a_number_is_left_out_with_the_rea
     negative = next(g for g in report.issues if g.code == "W_NEGATIVE_AMOUNT")
     assert [e.row for e in negative.examples] == [10]
     assert "W_IMPLAUSIBLE_VALUE" not in report.codes()
+
+
+def test_a_separator_left_at_the_end_of_a_row_is_no_ragged_row(tmp_path: Path) -> None:
+    """Found trying the checker as a charity would: "...,Food parcel," (one comma too many at the end) made the row
+    ragged and rejected it, where the same row from a sheet was kept. A cell past the header counts only if it holds
+    something; a row with a filled one is still ragged, counted as a sheet's is."""
+    rows = contact_rows(10)
+    path = write_csv(tmp_path / "trailing.csv", rows)
+    lines = path.read_text().splitlines()
+    lines[1] += ","  # row 2: a trailing separator
+    lines[2] += ", ,"  # row 3: two blank cells past the header
+    lines[3] += ',"",'  # row 4: a quoted blank cell too
+    lines[4] += ",extra,"  # row 5: something past the header
+    lines[5] = f'"{lines[5]}"'.replace(",", '","') + ',"x"'  # row 6: every cell quoted, and one more filled
+    path.write_text("\n".join(lines) + "\n")
+    report = check_extract(path).report
+    assert report.rows_accepted == 8
+    [ragged] = [g for g in report.issues if g.code == "E_RAGGED_ROW"]
+    assert [(e.row, e.message) for e in ragged.examples] == [
+        (5, f"This row has {len(HEADER) + 1} cells but the header has {len(HEADER)}."),
+        (6, f"This row has {len(HEADER) + 1} cells but the header has {len(HEADER)}."),
+    ]
