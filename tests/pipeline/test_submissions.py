@@ -85,6 +85,14 @@ def process(workspace: Workspace, instance: DagsterInstance, key: str):  # type:
     )
 
 
+def processed(workspace: Workspace, charity: str, instance: DagsterInstance, path: Path) -> str:
+    """Drop one file, run its submission, and return its partition."""
+    drop(workspace, charity, path)
+    [key] = sense(workspace, instance)
+    assert process(workspace, instance, key).success
+    return key
+
+
 def submission_of(workspace: Workspace, key: str) -> str:
     """The submission id a partition's run received its file as."""
     receipt = read_receipt(workspace, key)
@@ -252,9 +260,7 @@ def test_resubmission_replaces_the_charitys_quarter_atomically(
     workspace: Workspace, charity: str, tmp_path: Path
 ) -> None:
     instance = DagsterInstance.ephemeral()
-    drop(workspace, charity, write_csv(tmp_path / "first.csv", contact_rows(30)))
-    [first] = sense(workspace, instance)
-    assert process(workspace, instance, first).success
+    first = processed(workspace, charity, instance, write_csv(tmp_path / "first.csv", contact_rows(30)))
     assert warehouse_rows(workspace) == 30
     drop(workspace, charity, write_csv(tmp_path / "corrected.csv", contact_rows(12, prefix="C")))
     [second] = sense(workspace, instance)
@@ -276,9 +282,7 @@ def test_a_file_whose_rows_a_later_file_replaced_is_loaded_again_when_dropped_ag
     duplicate."""
     instance = DagsterInstance.ephemeral()
     original = write_csv(tmp_path / "q1.csv", contact_rows(30))
-    drop(workspace, charity, original)
-    [first] = sense(workspace, instance)
-    assert process(workspace, instance, first).success
+    first = processed(workspace, charity, instance, original)
     first_id = submission_of(workspace, first)
     typo = contact_rows(20, start=dt.date(2026, 4, 6), prefix="T")
     typo[0][1] = "07/01/2026"  # one date in the first quarter
@@ -324,9 +328,7 @@ def test_a_load_stopped_before_marking_what_it_replaced_is_caught_up_by_the_next
     workspace: Workspace, charity: str, tmp_path: Path
 ) -> None:
     instance = DagsterInstance.ephemeral()
-    drop(workspace, charity, write_csv(tmp_path / "first.csv", contact_rows(30)))
-    [first] = sense(workspace, instance)
-    assert process(workspace, instance, first).success
+    first = processed(workspace, charity, instance, write_csv(tmp_path / "first.csv", contact_rows(30)))
     first_id = submission_of(workspace, first)
     state = read_state(workspace, first_id)
     assert state is not None
