@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import html
 import json
 import logging
 import os
@@ -337,12 +338,21 @@ def refuse(landing: LandingZone, obj: LandingObject, reason: str) -> None:
         "code": code,
         "message": f"'{obj.name}' was not read: it is {why}. Put the file itself in your area, not a link to it.",
     }
-    landing.write_feedback(
-        obj.charity_id,
-        f"refused-{stamp}-{uuid.uuid4().hex[:8]}.json",
-        json.dumps(note, indent=2).encode(),
-        "application/json",
+    _write_notice(landing, obj.charity_id, f"refused-{stamp}-{uuid.uuid4().hex[:8]}", note)
+
+
+def _write_notice(landing: LandingZone, charity_id: str, name: str, note: dict[str, str]) -> None:
+    """A short notice about one file in the charity's feedback area, as JSON and as a web page (like a report):
+    read by people who never open JSON as well as by their systems."""
+    landing.write_feedback(charity_id, f"{name}.json", json.dumps(note, indent=2).encode(), "application/json")
+    title = f"{note['status'].capitalize()}: {note['file_name']}"
+    page = (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(title)}</title>\n</head>\n<body>\n<main>\n<h1>{html.escape(title)}</h1>\n"
+        f"<p>{html.escape(note['message'])}</p>\n</main>\n</body>\n</html>\n"
     )
+    landing.write_feedback(charity_id, f"{name}.html", page.encode(), "text/html; charset=utf-8")
 
 
 def _tell_duplicate(landing: LandingZone, obj: LandingObject, submission_id: str, *, finished: bool) -> None:
@@ -354,12 +364,7 @@ def _tell_duplicate(landing: LandingZone, obj: LandingObject, submission_id: str
         "message": f"'{obj.name}' is identical to a file you already sent (submission {submission_id}), "
         f"so it was not processed again. {applies}",
     }
-    landing.write_feedback(
-        obj.charity_id,
-        f"{submission_id}.duplicate-{uuid.uuid4().hex[:8]}.json",
-        json.dumps(note, indent=2).encode(),
-        "application/json",
-    )
+    _write_notice(landing, obj.charity_id, f"{submission_id}.duplicate-{uuid.uuid4().hex[:8]}", note)
 
 
 def purge_submission(workspace: Workspace, submission_id: str) -> list[Path]:

@@ -484,6 +484,17 @@ def column_label(header: list[str], position: int) -> str:
     return header[position].strip() or f"(column {position + 1} has no header)"
 
 
+def column_letter(position: int) -> str:
+    """A column's letters as a spreadsheet shows them: A for the first, Z, AA, AB... (two columns of the same name
+    are told apart only by where they are)."""
+    letters = ""
+    number = position + 1
+    while number:
+        number, remainder = divmod(number - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
+
+
 @dataclass
 class ColumnPlan:
     """Which of the file's columns (by position) hold which field; the others are never read."""
@@ -519,10 +530,11 @@ def plan_columns(header: list[str], mapping: CharityMapping) -> ColumnPlan:
             plan.unused.append(position)
             continue
         if target in plan.fields:
-            first = column_label(header, plan.fields[target])
+            first, second = plan.fields[target], position
             raise FileRejected(
                 "E_DUPLICATE_COLUMN",
-                f"Columns '{first}' and '{column_label(header, position)}' both hold {target}; keep one of them.",
+                f"Columns {column_letter(first)} ('{column_label(header, first)}') and {column_letter(second)} "
+                f"('{column_label(header, second)}') both hold {target}; keep one of them.",
             )
         plan.fields[target] = position
     missing = [name for name in REQUIRED_FIELDS if name not in plan.fields]

@@ -252,6 +252,9 @@ def test_identical_file_dropped_twice_is_processed_once(workspace: Workspace, ch
     assert not result.asset_materializations_for_node("submission_quality")
     notes = list((workspace.feedback / charity).glob(f"{submission_id}.duplicate-*.json"))
     assert len(notes) == 1 and json.loads(notes[0].read_text())["duplicate_of"] == submission_id
+    # Beside it, a page for people (found by trial: the notice was JSON only).
+    page = notes[0].with_suffix(".html").read_text()
+    assert "<h1>Duplicate: Copy of q1.csv</h1>" in page and "was not processed again" in page
     assert not any((workspace.landing / charity).iterdir())
     assert warehouse_rows(workspace) == 10
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from dagster import DagsterInvalidDefinitionError
 from dagster._core.definitions.partitions.utils.base import raise_error_on_invalid_partition_key_substring
 
-from collab.intake import partition_key_for, read_receipt, receive_object, receive_partition
+from collab.intake import _write_notice, partition_key_for, read_receipt, receive_object, receive_partition
 from collab.landing import LandingObject, LandingObjectGone, LocalLandingZone
 from collab.states import read_state, write_state
 from collab.workspace import Workspace
@@ -108,3 +109,14 @@ def test_a_partition_is_received_once_and_a_stopped_submission_is_taken_up_by_a_
     # A partition whose file is gone (or changed since it was named) receives nothing.
     with pytest.raises(LandingObjectGone):
         receive_partition(workspace, zone, f"{CHARITY}/q1/00000000")
+
+
+def test_a_notice_page_escapes_what_the_charity_named(workspace: Workspace) -> None:
+    zone = LocalLandingZone(root=str(workspace.home))
+    zone.create_area(CHARITY)
+    note = {"status": "refused", "file_name": "<script>x</script>.csv", "message": "'<b>' & more was not read."}
+    _write_notice(zone, CHARITY, "refused-test", note)
+    page = (workspace.feedback / CHARITY / "refused-test.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;.csv" in page
+    assert "&#x27;&lt;b&gt;&#x27; &amp; more was not read." in page
+    assert json.loads((workspace.feedback / CHARITY / "refused-test.json").read_text()) == note

@@ -11,7 +11,16 @@ import yaml
 
 from standards.check import check_extract
 from standards.codelists import codelist_names, load_codelist, match_key
-from standards.mapping import FIELD_ALIASES, CharityMapping, field_for_header, header_key, is_identifier_header
+from standards.issues import FileRejected
+from standards.mapping import (
+    FIELD_ALIASES,
+    CharityMapping,
+    column_letter,
+    field_for_header,
+    header_key,
+    is_identifier_header,
+    plan_columns,
+)
 from standards.suggest import suggest_mapping
 from tests.conftest import CollectingSink, write_csv, write_xlsx
 
@@ -182,3 +191,22 @@ def test_suggest_mapping_names_the_sheet_of_a_workbook(tmp_path: Path) -> None:
     suggestion = suggest_mapping(path)
     assert suggestion.mapping.sheet == "Clients" and suggestion.missing == []
     assert suggestion.mapping.date_format == "%d/%m/%Y"  # declared, so a later file's dates are never ambiguous
+
+
+def test_two_columns_holding_one_field_are_named_by_their_letters() -> None:
+    """Found trying the checker as a charity would: "Columns 'need' and 'need' both hold need" said nothing of which
+    two columns they were."""
+    header = ["person_ref", "contact_date", "need", "local_authority_code", "a", "b", "c", "need"]
+    with pytest.raises(FileRejected) as rejected:
+        plan_columns(header, CharityMapping())
+    assert rejected.value.message == "Columns C ('need') and H ('need') both hold need; keep one of them."
+    assert [column_letter(p) for p in (0, 25, 26, 27, 51, 52, 701, 702)] == [
+        "A",
+        "Z",
+        "AA",
+        "AB",
+        "AZ",
+        "BA",
+        "ZZ",
+        "AAA",
+    ]
