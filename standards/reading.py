@@ -504,7 +504,7 @@ def _plain_rows(
     records = _quoted_cells(careful.get_column("line").to_list(), delimiter) if careful.height else []
     widest = max(
         frame.filter(~pl.col("quoted")).get_column(CELLS).max() or 0,
-        simple.get_column(CELLS).max() or 0,
+        simple.get_column(_EVERY_CELL).max() or 0,
         *(len(record) for record in records),
     )
     if widest > limits.max_columns:
@@ -513,7 +513,7 @@ def _plain_rows(
         ~pl.col("quoted") & (pl.col(ROW) > header_row) & ~pl.col("blank")
     )
     parts = [
-        unquoted.with_columns(_counted_cells(unquoted, width, delimiter)).select(
+        unquoted.with_columns(_unquoted_line_cells(unquoted, width, delimiter)).select(
             *[f"c{i}" for i in range(width)], ROW, CELLS
         ),
         simple.filter(pl.col(ROW) > header_row).select(*[f"c{i}" for i in range(width)], ROW, CELLS),
@@ -528,11 +528,13 @@ def _plain_rows(
             _batch(
                 [_fit(r, width) for _, r in taken],
                 [n for n, _ in taken],
-                [_cells_counted(r, width) for _, r in taken],
+                [_record_cells(r, width) for _, r in taken],
                 width,
             )
         )
-    return pl.concat(parts).sort(ROW), count
+    # Sorted back into the file's order only where other lines than the unquoted came in: a chunk of plain lines is.
+    kept = [parts[0], *(part for part in parts[1:] if part.height)]
+    return (pl.concat(kept).sort(ROW) if len(kept) > 1 else kept[0]), count
 
 
 def _blank_line(separators: str) -> str:
@@ -580,13 +582,20 @@ def _simply_quoted(line: pl.Expr, delimiter: str) -> pl.Expr:
     return whole_cells & ~line.str.contains(_blank_line(delimiter + '"'))
 
 
+# Every cell a simply quoted line has, blank ones past the header too: what the limit on columns counts.
+_EVERY_CELL = "__every_cell"
+
+
 def _simply_quoted_rows(lines: pl.DataFrame, delimiter: str, width: int) -> pl.DataFrame:
-    """The first ``width`` cells (``c0``...; null where empty or missing, quoted or not) and the number of cells
-    (``__cells``) of each of ``_simply_quoted`` ``lines`` (``line``, ``__row``), cut by Polars' reader as the csv
+    """The first ``width`` cells (``c0``...; null where empty or missing, quoted or not), the number of cells the
+    record counts as having (``__cells``, ``_record_cells``) and every cell it has (``_EVERY_CELL``, which the limit
+    on columns counts) of each of ``_simply_quoted`` ``lines`` (``line``, ``__row``), cut by Polars' reader as the csv
     module cuts them."""
     names = [f"c{i}" for i in range(width)]
     if not lines.height:
-        return lines.select(ROW, CELLS, *[pl.lit(None, pl.String).alias(name) for name in names])
+        return lines.select(
+            ROW, CELLS, pl.col(CELLS).alias(_EVERY_CELL), *[pl.lit(None, pl.String).alias(n) for n in names]
+        )
     data = (delimiter * (width - 1) + "\n").encode() + lines.get_column("line").str.join("\n").item().encode()
     cells = pl.read_csv(
         data,
@@ -604,16 +613,21 @@ def _simply_quoted_rows(lines: pl.DataFrame, delimiter: str, width: int) -> pl.D
         (pl.col(CELLS) - inside).alias(CELLS),
     )
     wider = rows.get_column(CELLS) > width
+    rows = rows.with_columns(pl.col(CELLS).alias(_EVERY_CELL))
     if wider.any():
         records = _quoted_cells(lines.filter(wider).get_column("line").to_list(), delimiter)
-        counted = pl.Series([_cells_counted(record, width) for record in records], dtype=pl.Int64)
-        rows = rows.with_columns(rows.get_column(CELLS).scatter(wider.arg_true(), counted))
+        at = wider.arg_true()
+        every = pl.Series([len(record) for record in records], dtype=pl.Int64)
+        counted = pl.Series([_record_cells(record, width) for record in records], dtype=pl.Int64)
+        rows = rows.with_columns(
+            rows.get_column(CELLS).scatter(at, counted), rows.get_column(_EVERY_CELL).scatter(at, every)
+        )
     return rows
 
 
-def _counted_cells(lines: pl.DataFrame, width: int, delimiter: str) -> pl.Series:
+def _unquoted_line_cells(lines: pl.DataFrame, width: int, delimiter: str) -> pl.Series:
     """``__cells`` of lines without a quote mark (``line``, and ``__cells`` counting every cell), as
-    ``_cells_counted`` counts a record's: only the few lines wider than the header are split again."""
+    ``_record_cells`` counts a record's: only the few lines wider than the header are split again."""
     cells = lines.get_column(CELLS)
     wider = cells > width
     if not wider.any():
@@ -623,7 +637,7 @@ def _counted_cells(lines: pl.DataFrame, width: int, delimiter: str) -> pl.Series
     return cells.scatter(wider.arg_true(), (filled + width).cast(pl.Int64))
 
 
-def _cells_counted(record: Sequence[str], width: int) -> int:
+def _record_cells(record: Sequence[str], width: int) -> int:
     """How many cells a record counts as having (``__cells``): a cell past the header's last column counts only if it
     holds something, as a sheet's does (``_frame_batches``). A separator left at the end of a line adds a blank
     cell that holds nothing: it made the row ragged, and rejected it, where the same row from a sheet was kept."""
@@ -656,7 +670,7 @@ def _careful_batches(
         if number <= skip or not "".join(row).strip():  # the header, what was read already, or a blank row
             continue
         numbers.append(number)
-        cells.append(_cells_counted(row, width))
+        cells.append(_record_cells(row, width))
         rows.append(_fit(row, width))
         if len(rows) >= batch_size:
             yield _batch(rows, numbers, cells, width)

@@ -294,3 +294,19 @@ def test_a_quote_mark_as_the_separator_is_left_to_the_csv_module(tmp_path: Path)
     assert_same_batches(source, 100)
     (batch,) = list(_csv_batches(source, 3, 100))
     assert batch.rows() == [("Ann", "Leeds", "10", 3, 3), ("ab", "c", None, 4, 3)]
+
+
+@pytest.mark.parametrize("line", ['"a","b","c",,,,,,,', "a,b,c,,,,,,,", '"a","b","c","","","","","","",""'])
+def test_blank_cells_past_the_header_still_count_towards_the_column_limit(tmp_path: Path, line: str) -> None:
+    """Blank cells past the header do not make a row ragged (``_record_cells``), but every cell a line has counts
+    towards the limit on columns, as the csv module counts it, whichever reader cuts the line (found by review)."""
+    path = tmp_path / "trailing.csv"
+    rows = [f"r{i},{i},x" for i in range(30)]  # past the rows the header is looked for in
+    path.write_text("\n".join(["h1,h2,h3", *rows, line, "r,0,y"]) + "\n", encoding="utf-8")
+    source = open_extract(path, limits=ReadLimits(max_columns=5))
+    source.use_header(1)
+    assert_same_batches(source, 100)
+    assert outcome(_csv_batches(source, 3, 100))[1] == (
+        "E_TOO_MANY_COLUMNS",
+        "Row 32 has 10 cells; a file may have at most 5 columns.",
+    )
