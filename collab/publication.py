@@ -86,6 +86,18 @@ VALUE_DESCRIPTIONS = {
 }
 
 
+def _area_level_description(area_levels: Sequence[str]) -> str:
+    """What a reader adding up areas must know: each level is the whole UK once, and the nations that are also
+    regions appear at both levels."""
+    text = f"Level of the area: {', '.join(area_levels)}. Add up one level at a time: each level covers the UK once."
+    if "nation" in area_levels and "region" in area_levels:
+        text += (
+            " Scotland, Wales and Northern Ireland are nations and regions both, so each has a row at both levels "
+            "with the same value and interval (its estimate is that level's own noisy measurement)."
+        )
+    return text
+
+
 def indicator_fields(
     breakdowns: Sequence[str], measure: str = "people_count", area_levels: Sequence[str] = AREA_LEVELS
 ) -> list[dict[str, str]]:
@@ -105,7 +117,7 @@ def indicator_fields(
                 {
                     "name": "area_level",
                     "type": "string",
-                    "description": f"Level of the area: {', '.join(area_levels)}.",
+                    "description": _area_level_description(area_levels),
                 },
                 {
                     "name": "area_parent_code",

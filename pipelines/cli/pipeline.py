@@ -209,7 +209,12 @@ def approve(release_id: str, as_json: bool = JsonOption) -> None:
 
 def _left(rho: float) -> str:
     """ρ left to spend; OpenDP's maps sit a hair under the budget, which is nothing left in practice."""
-    return f"{rho:.3g}" if rho > 1e-6 else "0"
+    return _rho(rho) if rho > 1e-6 else "0"
+
+
+def _rho(rho: float) -> str:
+    """ρ to four figures: at three, four quarters of 0.12475 showed as 0.125 each and 0.499 together."""
+    return f"{rho:.4g}"
 
 
 @app.command()
@@ -291,17 +296,17 @@ def budget(
     for p in periods:
         table.add_row(
             p["period"],
-            f"{p['rho_per_unit']:.3g}",
+            _rho(p["rho_per_unit"]),
             str(p["max_units"]),
-            f"{p['rho_per_person']:.3g}",
+            _rho(p["rho_per_person"]),
             f"{p['epsilon_per_person']:.3g}",
             f"{_left(p['rho_left'])} of {settings.period_rho:.3g}",
         )
     table.add_row(
         "lifetime",
-        f"{summary['lifetime_rho_per_unit']:.3g}",
+        _rho(summary["lifetime_rho_per_unit"]),
         "",
-        f"{lifetime:.3g}",
+        _rho(lifetime),
         f"{summary['lifetime_epsilon_per_person']:.3g}",
         f"{_left(summary['lifetime_rho_left'])} of {settings.lifetime_rho:.3g}",
         style="bold",
@@ -317,8 +322,8 @@ def budget(
             e["release_id"],
             e["indicator_id"],
             e["measurement"],
-            f"{e['rho']:.4g}",
-            f"{e['rho_per_person']:.4g}",
+            _rho(e["rho"]),
+            _rho(e["rho_per_person"]),
             f"{e['noise_scale']:.3g}",
         )
     console.print(ledger)

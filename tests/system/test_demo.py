@@ -255,6 +255,17 @@ def test_downloads_cover_every_quarter_and_every_release(demo_home: Path) -> Non
     releases = sorted({(row["period"], row["release_id"]) for row in rows})
     assert len(releases) == 4 and releases[-1][1].endswith("-v2")  # the latest revision of each quarter
     assert len(rows) == 4 * (1 + 4 + 9 + 3 + 361)  # every area at every level (a nation that is a region twice)
+    # A nation that is a region: one figure at both levels, as the data dictionary tells a reader adding up areas.
+    wales = {row["area_level"]: row for row in rows if row["area_code"] == "W92000004" and row["period"] == "2026Q1"}
+    assert {level: (r["value"], r["ci_low"], r["ci_high"]) for level, r in wales.items()} == dict.fromkeys(
+        ("nation", "region"), (wales["nation"]["value"], wales["nation"]["ci_low"], wales["nation"]["ci_high"])
+    )
+    package = json.loads(next((demo_home / "publish" / "releases").glob("*/datapackage.json")).read_text())
+    fields = [
+        f for r in package["resources"] if r["name"] == "people-by-local-authority" for f in r["schema"]["fields"]
+    ]
+    level = next(f["description"] for f in fields if f["name"] == "area_level")
+    assert "one level at a time" in level and "Wales" in level
     packages = sorted((demo_home / "publish" / "releases").iterdir())
     for package in packages:
         sheets = fastexcel.read_excel(downloads / f"{package.name}.xlsx").sheet_names
@@ -327,6 +338,10 @@ def test_demo_publishes_every_quarter_with_intervals_and_budget(demo: Demo) -> N
     text = collab(demo_home, "budget").stdout
     assert "lifetime" in text and "ρ per person" in text and "measurement" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
+    # Four figures, so that four quarters visibly add up to the lifetime (at three, 0.125 each made 0.499).
+    now = json.loads(collab(demo_home, "budget", "--json").stdout)
+    assert f"│ {now['periods'][0]['rho_per_unit']:.4g} " in text
+    assert f"│ {now['lifetime_rho_per_unit']:.4g} " in text
     assert "measurement" in collab(demo_home, "budget", "--detail").stdout
 
 
