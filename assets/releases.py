@@ -37,7 +37,7 @@ from collab.publication import (
     write_release_package,
 )
 from collab.site import build_site
-from collab.warehouse import RELEASE_MEMORY_LIMIT, link_units
+from collab.warehouse import RELEASE_MEMORY_LIMIT, link_units, not_ended_problem
 from privacy.accountant import BudgetExceeded, BudgetPolicy
 from privacy.mechanisms import epsilon_at
 from privacy.pseudonymise import derived_salt
@@ -78,6 +78,8 @@ def quarterly_release(
     privacy = ws.settings.privacy
     catalogue = load_catalogue()
     revise = context.run.tags.get(REVISE_TAG) == "true"
+    if problem := not_ended_problem(period):
+        raise Failure(description=problem, metadata={"period": period})
     with warehouse.connect() as con:
         linked = link_units(con, linkage_policy(workspace.registry, privacy))
         con.execute("SET memory_limit = $limit", {"limit": RELEASE_MEMORY_LIMIT})

@@ -234,12 +234,29 @@ def quarter_end(period: str) -> dt.date:
     return dt.date(year + (quarter == 4), quarter * 3 % 12 + 1, 1) - dt.timedelta(days=1)
 
 
+def has_ended(period: str, today: dt.date | None = None) -> bool:
+    """Whether a quarter's last day is before ``today``: only then can every charity have sent its contacts."""
+    return quarter_end(period) < (today or dt.date.today())
+
+
+def not_ended_problem(period: str, today: dt.date | None = None) -> str | None:
+    """Why a quarter cannot be released yet, or None: releasing one that has not ended would spend budget on
+    figures of a time still going on, with no charity's contacts for it all in, and leave less for the quarter
+    that is due."""
+    if has_ended(period, today):
+        return None
+    return (
+        f"{period} has not ended yet (its last day is {quarter_end(period):%-d %B %Y}): only a quarter that has "
+        "ended is released, and nothing has been spent."
+    )
+
+
 def calendar_quarters(first_quarter: str | None, today: dt.date | None = None) -> list[str]:
     """Every quarter from ``first_quarter`` that has ended by ``today``, with or without rows in it."""
     today = today or dt.date.today()
     quarters: list[str] = []
     quarter = first_quarter
-    while quarter is not None and quarter_end(quarter) < today:
+    while quarter is not None and has_ended(quarter, today):
         quarters.append(quarter)
         year, number = int(quarter[:4]), int(quarter[-1])
         quarter = f"{year + number // 4}Q{number % 4 + 1}"

@@ -50,7 +50,7 @@ from collab.submissions import (
     save_report,
     send_feedback,
 )
-from collab.warehouse import audit, connect, stale_quarters, unreleased_complete_quarters
+from collab.warehouse import audit, connect, not_ended_problem, stale_quarters, unreleased_complete_quarters
 from collab.workspace import Workspace
 from pipelines.warehouse_pool import (
     RUNNER_PROCESS_TAG,
@@ -121,7 +121,7 @@ class ReleaseOutcome:
     release_id: str | None
     new_spend: bool
     published: bool
-    run_id: str
+    run_id: str | None  # None when refused before any run
     error: str | None = None
 
 
@@ -376,6 +376,8 @@ def _fail(
 def release_quarter(
     workspace: Workspace, period: str, *, revise: bool = False, instance: DagsterInstance | None = None
 ) -> ReleaseOutcome:
+    if problem := not_ended_problem(period):  # refused before Dagster learns of a quarter still going on
+        return ReleaseOutcome(period, None, False, False, None, problem)
     _, release_job = _jobs(workspace)
     instance = instance or DagsterInstance.get()
     release_abandoned_warehouse_slots(instance)

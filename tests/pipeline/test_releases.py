@@ -15,6 +15,7 @@ from collab.publication import ReleaseIntegrityError, disclosure_problems, publi
 from collab.registry import Registry
 from collab.warehouse import calendar_quarters, connect, stale_quarters
 from collab.workspace import Workspace
+from pipelines.runner import release_quarter
 from pipelines.sensors import quarter_release_sensor
 from privacy.accountant import spent
 from privacy.estimators import MEDIAN_SHARES
@@ -172,6 +173,31 @@ def test_overspend_fails_the_release_and_publishes_nothing(loaded: Workspace) ->
     with connect(loaded.warehouse_path) as con:
         assert spent(con, "2026Q1") == pytest.approx(1.2 * SPENT)
         assert spent(con, "2026Q1", per_person=False) == pytest.approx(0.3 * SPENT)
+
+
+def test_a_quarter_that_has_not_ended_is_refused_with_nothing_spent(loaded: Workspace) -> None:
+    set_privacy(loaded, auto_publish=True)
+    this_quarter = quarter_of(dt.date.today())
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("quarters", [this_quarter])
+    result = materialize(
+        RELEASE_ASSETS,
+        partition_key=this_quarter,
+        resources=resources_for(loaded),
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert f"{this_quarter} has not ended yet" in failure.event_specific_data.error.message
+    # The CLI's path refuses before a Dagster run, and before the quarter becomes one of Dagster's partitions.
+    outcome = release_quarter(loaded, this_quarter, instance=instance)
+    assert outcome.error is not None and "nothing has been spent" in outcome.error and outcome.run_id is None
+    with connect(loaded.warehouse_path) as con:
+        assert spent(con, this_quarter) == 0
+        assert con.execute("SELECT count(*) FROM releases").fetchone() == (0,)
+    assert not loaded.releases.exists() or not any(loaded.releases.iterdir())
+    assert not (loaded.publish / "releases").exists() or not any((loaded.publish / "releases").iterdir())
 
 
 def test_release_waits_for_approval_unless_auto_publishing(loaded: Workspace) -> None:
