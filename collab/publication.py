@@ -242,19 +242,27 @@ def per_person_privacy(con: duckdb.DuckDBPyConnection, record: ReleaseRecord, de
     }
 
 
-def per_person_statement(per_person: dict[str, Any]) -> str:
-    """One plain-English sentence on the lifetime worst case for a person."""
+def per_person_statement(per_person: dict[str, Any], *, linking: bool) -> str:
+    """One plain-English sentence on the lifetime worst case for a person (``linking``: whether any contributing
+    charity links records, so that the worst-placed person's last unit is their linked cluster), and one saying
+    how to read its size: the stronger claims a reader might assume are not made."""
     units = per_person["max_units"]
-    who = (
-        f"any one person, even someone counted separately by up to {units} charities that do not share records,"
-        if units > 1
-        else "any one person,"
-    )
+    if units == 1:
+        who = "any one person,"
+    elif linking:
+        who = (
+            f"any one person, even someone counted up to {units} times (once by each charity that does not link "
+            "records, and once across those that do),"
+        )
+    else:
+        who = f"any one person, even someone counted separately by up to {units} charities that do not link records,"
+    epsilon = per_person["lifetime_epsilon"]
     return (
         f"Taking every release so far together, for {who} the published figures are at most "
-        f"e^{per_person['lifetime_epsilon']:.1f} times more or less likely with their records than without them, "
-        f"except with a chance of {per_person['delta']:g} (epsilon {per_person['lifetime_epsilon']:.2f}, "
-        f"rho {per_person['lifetime_rho']:.3g})."
+        f"e^{epsilon:.1f} times more or less likely with their records than without them, "
+        f"except with a chance of {per_person['delta']:g} (epsilon {epsilon:.2f}, "
+        f"rho {per_person['lifetime_rho']:.3g}). The smaller epsilon is, the stronger the protection: an epsilon of "
+        "1 or less is often called strong, and this one grows with every release."
     )
 
 
@@ -359,7 +367,7 @@ def write_release_package(
             "unit": PRIVACY_UNIT_LINKED if record.linking_contributors else PRIVACY_UNIT,
             "definition": "zero-concentrated differential privacy (rho-zCDP)",
             "mechanism": "discrete Gaussian and quantile mechanisms (OpenDP), then post-processing",
-            "statement": per_person_statement(per_person),
+            "statement": per_person_statement(per_person, linking=bool(record.linking_contributors)),
             "per_person": per_person,
             # Per privacy unit: one person at one charity (or one linked person), this release only.
             "rho_spent": record.rho,

@@ -24,14 +24,17 @@ from collab.site.model import SiteModel, quarter_label
 
 NOTES = (
     "Figures are estimates protected by differential privacy: random noise of a known size was added to each "
-    "one so that no person's records can be recognised. They are not official statistics.",
+    "one to hide what any one person's records add to it (the methodology page says how strongly). They are not "
+    "official statistics.",
     "The 95% interval contains the figure before noise in at least 95 out of 100 draws of the noise. It covers "
     "the privacy noise only, not other errors such as which charities take part.",
     "Low reliability (TRUE) means the 95% interval is wider than the figure itself: read such a figure as 'few'.",
     "Counts of people count a person once per cell; where an indicator lets a person count in several cells "
     "(for example several needs), its cells add up to more than the number of people.",
     "Figures describe people supported by the participating charities, not the whole population.",
-    "Values are unrounded here; the website rounds them for reading.",
+    "Figures and intervals are as the release's CSV files publish them (counts in whole people, amounts in pounds "
+    "or pence); the website rounds them further for reading. Estimate and estimate variance are the unrounded "
+    "noisy measurements behind them.",
 )
 
 
@@ -95,8 +98,13 @@ def _heading(field: str) -> str:
     return special.get(field, field.replace("_", " ").capitalize())
 
 
+NUMBERS = {"value", "ci_low", "ci_high", "estimate", "estimate_variance"}
+
+
 def _value(field: str, text: str) -> object:
-    if field in {"value", "ci_low", "ci_high"}:
+    """A CSV field as the workbook holds it: numbers as numbers, so that a spreadsheet adds them up; "[x]" where
+    there is none (a median has no estimate), as government statistics mark a value not available."""
+    if field in NUMBERS:
         return float(text) if text not in ("", None) else "[x]"
     if field == "low_reliability":
         return text == "true"
@@ -121,7 +129,8 @@ def _write_workbook(target: Path, release_dir: Path, manifest: dict[str, Any]) -
         ("Published", bold),
         (manifest["created_at"][:10], None),
         ("Coverage", bold),
-        (f"People supported by {manifest['contributors']} participating charities in {period}.", wrap),
+        (f"People supported in {period} by the charities taking part ({manifest['contributors']} had sent files "
+         "when this release was made).", wrap),
         ("Source", bold),
         ("Poverty Insight Collaborative: records of participating charities, pooled and protected inside the collaborative.", wrap),
         ("Licence", bold),

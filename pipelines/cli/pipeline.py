@@ -291,7 +291,8 @@ def budget(
         "ε per person",
         "ρ left",
         title=f"Privacy budget (zCDP ρ; ε at δ = {delta:g}); budgets are per person",
-        caption="A person counted by m charities that do not link records is m units: m² times the ρ of one.",
+        caption="A person counted by m charities that do not link records is m units, plus one across those that "
+        "do: m units are m² times the ρ of one.",
     )
     for p in periods:
         table.add_row(

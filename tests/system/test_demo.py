@@ -23,6 +23,7 @@ from urllib.parse import urldefrag, urlparse
 
 import fastexcel
 import nbformat
+import polars as pl
 import pytest
 from frictionless import validate
 from nbclient import NotebookClient
@@ -268,8 +269,10 @@ def test_downloads_cover_every_quarter_and_every_release(demo_home: Path) -> Non
     assert "one level at a time" in level and "Wales" in level
     packages = sorted((demo_home / "publish" / "releases").iterdir())
     for package in packages:
-        sheets = fastexcel.read_excel(downloads / f"{package.name}.xlsx").sheet_names
-        assert sheets[:3] == ["Cover", "Contents", "Notes"] and len(sheets) == 3 + 11
+        workbook = fastexcel.read_excel(downloads / f"{package.name}.xlsx")
+        assert workbook.sheet_names[:3] == ["Cover", "Contents", "Notes"] and len(workbook.sheet_names) == 3 + 11
+        counts = workbook.load_sheet("Table_1", header_row=4).to_polars()
+        assert counts["Estimate"].dtype == counts["Estimate variance"].dtype == pl.Float64  # numbers a spreadsheet adds
         with zipfile.ZipFile(downloads / f"{package.name}.zip") as archive:
             assert f"{package.name}/datapackage.json" in archive.namelist()
 

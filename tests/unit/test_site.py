@@ -456,6 +456,7 @@ def test_downloads_a_time_series_per_indicator_a_workbook_and_a_zip_per_release(
     assert contents["Table title"].to_list()[0] == "People by need region"
     table = workbook.load_sheet("Table_3", header_row=4).to_polars()  # the median incomes, one row per authority
     assert table.height == 30 and table["Figure"].to_list()[0] == 840.5
+    assert set(table["Estimate"].to_list()) == {"[x]"}  # a median has no estimate: marked, as a value not available
     assert "Low reliability [note 3]" in table.columns
     with zipfile.ZipFile(site / "downloads" / "2026Q1-v1.zip") as archive:
         release = two_quarters / "releases" / "2026Q1-v1"
