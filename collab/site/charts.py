@@ -130,7 +130,12 @@ def _bar_description(panel: Panel, unit: Unit) -> str:
     bars = panel.bars
     shown = f"the {len(bars)} highest of {panel.total_bars}" if panel.total_bars > len(bars) else f"{len(bars)} bars"
     top_bars = "; ".join(describe(b.label, b.estimate, unit, b.says_little) for b in bars[:3])
-    return f"Bar chart of {shown}{', ranked from highest' if panel.ranked else ''}, each with its 95% interval. {top_bars}."
+    # The first three only, saying that more follow: a description is heard whole, and a long one hides the point.
+    rest = f"; and {len(bars) - 3} more" if len(bars) > 3 else ""
+    return (
+        f"Bar chart of {shown}{', ranked from highest' if panel.ranked else ''}, each with its 95% interval. "
+        f"{top_bars}{rest}."
+    )
 
 
 NARROW_WIDTH = 340  # drawn for a phone's 350 px column: text keeps its size instead of shrinking

@@ -33,7 +33,7 @@ NOTES = (
     "(for example several needs), its cells add up to more than the number of people.",
     "Figures describe people supported by the participating charities, not the whole population.",
     "Figures and intervals are as the release's CSV files publish them (counts in whole people, amounts in pounds "
-    "or pence); the website rounds them further for reading. Estimate and estimate variance are the unrounded "
+    "or pence); the website rounds them further for reading, an interval's ends outwards (so wider, never narrower). Estimate and estimate variance are the unrounded "
     "noisy measurements behind them.",
 )
 

@@ -216,6 +216,15 @@ def test_every_area_page_is_well_formed(demo_home: Path) -> None:
             assert (path.parent / href).resolve().is_file(), f"{path.name} links to missing {href}"
 
 
+def test_an_indicator_table_over_the_area_levels_says_each_rows_level(demo_home: Path) -> None:
+    """Wales is a nation and a region: its two rows are told apart by their level, not shown as a repeat."""
+    page = (demo_home / "publish" / "site" / "indicators" / "people_by_local_authority.html").read_text()
+    table = page[page.index('<h2 id="table">') :]
+    assert '<th scope="col">Level</th>' in table
+    assert "<td>Wales</td><td>nation</td>" in table and "<td>Wales</td><td>region</td>" in table
+    assert "<td>local authority</td>" in table
+
+
 def test_the_home_page_has_one_people_supported_total(site_url: str, browser: BrowserContext) -> None:
     page = browser.new_page()
     page.goto(f"{site_url}/site/index.html", wait_until="load")
