@@ -29,7 +29,14 @@ from filelock import FileLock
 from pydantic import BaseModel
 
 from collab.faults import crash_point
-from collab.landing import LandingObject, LandingObjectGone, LandingObjectRefused, LandingZone
+from collab.landing import (
+    NAME_NOT_TEXT,
+    LandingObject,
+    LandingObjectGone,
+    LandingObjectRefused,
+    LandingZone,
+    shown_name,
+)
 from collab.states import STATE_FILE, mark_state, read_state, write_state
 from collab.workspace import Workspace
 
@@ -328,15 +335,21 @@ def _received_again(
 
 def refuse(landing: LandingZone, obj: LandingObject, reason: str) -> None:
     """Move a refused entry out of the landing area unread, and tell the charity and the analyst why."""
-    log.warning("refused %s/%s unread: %s", obj.charity_id, obj.key, reason)
+    log.warning("refused %s/%s unread: %s", obj.charity_id, shown_name(obj.key), reason)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     landing.archive(obj, f"refused/{stamp}-{uuid.uuid4().hex[:8]}")
     code, why = reason.split(": ", 1)
+    name = shown_name(obj.name)
+    advice = (
+        "Rename it using plain letters and digits, and put it back."
+        if code == NAME_NOT_TEXT
+        else "Put the file itself in your area, not a link to it."
+    )
     note = {
         "status": "refused",
-        "file_name": obj.name,
+        "file_name": name,
         "code": code,
-        "message": f"'{obj.name}' was not read: it is {why}. Put the file itself in your area, not a link to it.",
+        "message": f"'{name}' was not read: it is {why}. {advice}",
     }
     _write_notice(landing, obj.charity_id, f"refused-{stamp}-{uuid.uuid4().hex[:8]}", note)
 

@@ -58,6 +58,17 @@ class LandingObjectRefused(Exception):
 
 
 NOT_A_REGULAR_FILE = "E_NOT_A_REGULAR_FILE"
+NAME_NOT_TEXT = "E_FILE_NAME_NOT_TEXT"
+_NAME_NOT_TEXT = (
+    "named with bytes that are not text (letters saved in an old encoding, such as Latin-1), so it cannot be named "
+    "in feedback or kept track of"
+)
+
+
+def shown_name(name: str) -> str:
+    """A name as it can be shown and stored: bytes of a name that are not UTF-8 (which Python keeps as lone
+    surrogates) become the replacement character, never an error when written."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def refusal_of(mode: int, links: int) -> str | None:
@@ -158,6 +169,9 @@ class LocalLandingZone(LandingZone):
                     except FileNotFoundError:
                         continue
                     refusal = refusal_of(info.st_mode, info.st_nlink)
+                    refusal = None if refusal is None else f"{NOT_A_REGULAR_FILE}: {refusal}"
+                    if refusal is None and shown_name(relative.as_posix()) != relative.as_posix():
+                        refusal = f"{NAME_NOT_TEXT}: {_NAME_NOT_TEXT}"
                     if refusal is None and min_age_seconds > 0 and now - info.st_mtime < min_age_seconds:
                         continue  # (a file dated in the future is listed, unsettled, only when every file is asked for)
                     found.append(
@@ -167,7 +181,7 @@ class LocalLandingZone(LandingZone):
                             size=info.st_size,
                             version=f"{info.st_size}-{info.st_mtime_ns}",
                             modified=dt.datetime.fromtimestamp(info.st_mtime, dt.UTC),
-                            refusal=None if refusal is None else f"{NOT_A_REGULAR_FILE}: {refusal}",
+                            refusal=refusal,
                         )
                     )
         return found

@@ -39,7 +39,7 @@ from collab.intake import (
     settled_objects,
 )
 from collab.invariants import first_quarter
-from collab.landing import LandingObject, LandingZone, landing_zone_from_env
+from collab.landing import LandingObject, LandingZone, landing_zone_from_env, shown_name
 from collab.registry import Registry
 from collab.states import internal_error_reference, mark_state, mirror_states, unfinished
 from collab.submissions import (
@@ -439,7 +439,9 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
         for obj in settled:
             if obj.refusal is not None:  # moved aside unread, as the sensor does
                 refuse(landing, obj, obj.refusal)
-                report.refused.append({"charity_id": obj.charity_id, "file": obj.key, "reason": obj.refusal})
+                report.refused.append(
+                    {"charity_id": obj.charity_id, "file": shown_name(obj.key), "reason": obj.refusal}
+                )
                 continue
             file = PendingFile.of_landed(obj)
             if run_going(instance, file.partition_key):  # the daemon may be running it right now

@@ -19,6 +19,7 @@ from assets.partitions import quarter_partitions, run_going, submission_partitio
 from assets.resources import CollabWorkspace, LandingZoneResource, Warehouse
 from collab.intake import partition_key_for, refuse
 from collab.invariants import first_quarter
+from collab.landing import shown_name
 from collab.states import mirror_states, unfinished
 from collab.warehouse import connect, unreleased_complete_quarters
 from collab.workspace import Workspace
@@ -48,7 +49,7 @@ def landing_zone_sensor(
     for obj in zone.pending(charities, min_age_seconds=ws.settings.intake.settle_seconds):
         if obj.refusal is not None:  # moved aside unread: a rename, nothing is read
             refuse(zone, obj, obj.refusal)
-            context.log.warning(f"{obj.charity_id}/{obj.key} refused unread and moved aside: {obj.refusal}")
+            context.log.warning(f"{obj.charity_id}/{shown_name(obj.key)} refused unread and moved aside: {obj.refusal}")
             continue
         key = partition_key_for(obj)
         if run_going(context.instance, key):

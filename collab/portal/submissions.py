@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from collab.intake import MANIFEST, SubmissionManifest
-from collab.landing import LandingZone
+from collab.landing import LandingZone, shown_name
 from collab.states import SubmissionState, read_state
 from collab.workspace import Workspace
 from standards.feedback import FeedbackReport
@@ -20,6 +20,7 @@ REPORT_FILE = "report.json"  # written by the pipeline's submission_quality asse
 SUBMISSION_ID = re.compile(r"^[a-z0-9-]{3,40}-[0-9a-f]{12}$")
 STATUS_WORDS = {
     "waiting": "Sent, waiting to be picked up",
+    "refused": "Will not be read: see the notice about it",
     "received": "Received, being checked",
     "accepted": "Accepted",
     "accepted_with_warnings": "Accepted with warnings",
@@ -64,7 +65,8 @@ def _status(state: SubmissionState | None, report: FeedbackReport | None) -> str
 def charity_submissions(workspace: Workspace, landing: LandingZone, charity_id: str) -> list[Submission]:
     """The charity's own files, newest first: those waiting in its landing area, and its submissions."""
     waiting = [
-        Submission(file_name=obj.name, when=obj.modified, status="waiting") for obj in landing.pending([charity_id])
+        Submission(file_name=shown_name(obj.name), when=obj.modified, status="refused" if obj.refusal else "waiting")
+        for obj in landing.pending([charity_id])
     ]
     return sorted(waiting + _staged(workspace, charity_id), key=lambda s: s.when, reverse=True)
 

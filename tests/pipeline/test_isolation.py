@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,29 @@ def test_hostile_files_and_an_error_of_ours_never_stop_the_other_files(
     # Every file has feedback, the hostile ones included.
     for submission in report.submissions:
         assert _feedback(workspace, submission.charity_id, submission.submission_id)[0]["status"]
+
+
+def test_a_file_name_that_is_not_text_is_refused_and_never_stops_another_charitys_file(
+    workspace: Workspace, charities: tuple[str, ...], tmp_path: Path
+) -> None:
+    north, south = charities
+    zone = LocalLandingZone(root=str(workspace.home))
+    zone.drop(south, write_csv(tmp_path / "south.csv", contact_rows(30, prefix="S")))
+    # 'café.csv' saved in Latin-1: Python lists the byte 0xE9 as a lone surrogate, which no UTF-8 text can hold.
+    latin1 = workspace.landing / north / "caf\udce9.csv"  # written as the byte 0xE9 (surrogateescape)
+    latin1.write_bytes(write_csv(tmp_path / "north.csv", contact_rows(20)).read_bytes())
+    assert [os.fsencode(p.name) for p in latin1.parent.iterdir()] == [b"caf\xe9.csv"]
+
+    report = run_pending(workspace)
+
+    assert [s.file_name for s in report.submissions] == ["south.csv"] and report.submissions[0].status == "accepted"
+    [refused] = report.refused
+    assert refused["file"] == "caf\ufffd.csv" and refused["reason"].startswith("E_FILE_NAME_NOT_TEXT: ")
+    assert not any((workspace.landing / north).iterdir())  # moved aside unread
+    [note] = (workspace.feedback / north).glob("refused-*.json")
+    assert "Rename it using plain letters and digits" in json.loads(note.read_text())["message"]
+    assert "caf\ufffd.csv" in note.with_suffix(".html").read_text(encoding="utf-8")
+    assert run_pending(workspace).refused == []  # and the next run goes on as usual
 
 
 @dataclass(frozen=True)

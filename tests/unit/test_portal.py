@@ -152,6 +152,16 @@ def test_a_charity_sees_only_its_own_submissions_even_when_ids_share_a_prefix(wo
     assert charity_submission(workspace, "food", "../food-bank-bbbbbbbbbbbb") is None
 
 
+def test_a_file_that_will_be_refused_is_listed_as_such_and_a_name_that_is_not_text_shows(workspace: Workspace) -> None:
+    landing = LocalLandingZone(str(workspace.home))
+    landing.create_area("food")
+    (workspace.landing / "food" / "caf\udce9.csv").write_bytes(b"x")  # the Latin-1 byte 0xE9 (surrogateescape)
+    (workspace.landing / "food" / "link.csv").symlink_to("/etc/passwd")
+    found = sorted((s.file_name, s.status) for s in charity_submissions(workspace, landing, "food"))
+    assert found == [("caf\ufffd.csv", "refused"), ("link.csv", "refused")]
+    assert all(s.status_words for s in charity_submissions(workspace, landing, "food"))
+
+
 def test_a_submission_is_called_loaded_only_once_the_pipeline_has_stored_its_rows(workspace: Workspace) -> None:
     landing = LocalLandingZone(str(workspace.home))
     landing.create_area("food")
