@@ -151,6 +151,23 @@ def _jobs(workspace: Workspace) -> tuple[JobDefinition, JobDefinition]:
     return defs.resolve_job_def("submission_job"), defs.resolve_job_def("release_job")
 
 
+# What an interrupt (Ctrl-C, or a signal Dagster maps to one) becomes in a run: it stops the run, never the file.
+_INTERRUPTIONS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
+INTERRUPTED = "interrupted (Ctrl-C) before it was finished; the next `collab run` takes it up again"
+
+
+def _interrupted(result: Any) -> bool:
+    """Whether a run stopped because it was interrupted, not on an error in its file or our code."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.event_specific_data.error
+            while error is not None:
+                if error.cls_name in _INTERRUPTIONS:
+                    return True
+                error = error.cause
+    return False
+
+
 def _failure(result: Any) -> str | None:
     for event in result.all_events:
         if event.is_step_failure:
@@ -200,6 +217,8 @@ def _run_submission_jobs(
         for file in files:
             progress(f"{file.charity_id}: {file.file_name}")
             outcomes.append(_process_isolated(*context, file))
+            if outcomes[-1].reason == INTERRUPTED:  # Dagster took the Ctrl-C inside the run; it stops this one too
+                raise KeyboardInterrupt
         return outcomes
     with ProcessPoolExecutor(
         max_workers=workers,
@@ -209,14 +228,19 @@ def _run_submission_jobs(
     ) as pool:
         futures = {pool.submit(_process_in_worker, str(workspace.home), file): file for file in files}
         by_key = {}
-        for future in as_completed(futures):
-            file = futures[future]
-            progress(f"{file.charity_id}: {file.file_name}")
-            try:
-                by_key[file.partition_key] = future.result()
-            except Exception as error:  # the worker itself died: still that file's failure alone
-                landing = landing_zone_from_env(workspace.home)
-                by_key[file.partition_key] = _fail_file(workspace, landing, file, describe_error(error), run_id="")
+        try:
+            for future in as_completed(futures):
+                file = futures[future]
+                progress(f"{file.charity_id}: {file.file_name}")
+                try:
+                    by_key[file.partition_key] = future.result()
+                except Exception as error:  # the worker itself died: still that file's failure alone
+                    landing = landing_zone_from_env(workspace.home)
+                    by_key[file.partition_key] = _fail_file(workspace, landing, file, describe_error(error), run_id="")
+        except KeyboardInterrupt:
+            # Files not yet started stay for the next run; those going end with the interrupt (or finish).
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return [by_key[file.partition_key] for file in files]
 
 
@@ -227,6 +251,9 @@ def _start_worker(environment: dict[str, str]) -> None:
     submission up again."""
     os.environ.clear()
     os.environ.update(environment)
+    # Ctrl-C reaches every process of the run: a worker's run takes it (Dagster's own handler stops the run, which
+    # leaves its submission for the next `collab run`); a worker between runs ignores it and ends with the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_kill_self_when_gone, args=(parent,), daemon=True).start()
@@ -300,6 +327,10 @@ def _process(
         run_config=QUIET,
         tags=runner_tags(),
     )
+    if _interrupted(result):
+        # The submission stays where the interrupt left it, unfinished, and the next run takes it up again: an
+        # interrupt is no fault of the file's, so it is neither failed nor told anything.
+        return _unreceived(file, "skipped", INTERRUPTED, result.run_id)
     receipt = read_receipt(workspace, file.partition_key)
     if receipt is None:  # nothing received: the file stays (or was moved aside) and the run says why
         received = [e.asset_observation_data.asset_observation for e in result.get_asset_observation_events()]
@@ -386,6 +417,8 @@ def release_quarter(
     result = release_job.execute_in_process(
         partition_key=period, instance=instance, raise_on_error=False, run_config=QUIET, tags=tags
     )
+    if _interrupted(result):  # a release stopped after spending is published by the next run, spending nothing
+        raise KeyboardInterrupt
     release_id, new_spend = None, False
     for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata

@@ -115,8 +115,13 @@ def run(as_json: bool = JsonOption) -> None:
 
     from pipelines.runner import run_pending
 
-    with progress_bar("Processing", total=pending if pending else None, enabled=not as_json) as bar:
-        report = run_pending(ws, progress=bar.advance)
+    try:
+        with progress_bar("Processing", total=pending if pending else None, enabled=not as_json) as bar:
+            report = run_pending(ws, progress=bar.advance)
+    except KeyboardInterrupt:
+        # Stopping at any instant is safe (a killed run is finished by the next): nothing was failed or lost.
+        console.print("Interrupted. Nothing is lost: the next `collab run` takes up what was under way.")
+        raise typer.Exit(130) from None
     if as_json:
         emit_json(asdict(report) | {"failed": [asdict(s) for s in report.failed]})
     else:

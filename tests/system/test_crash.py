@@ -146,6 +146,41 @@ def test_a_run_killed_anywhere_is_finished_by_the_next(
     assert all((home / "publish" / "releases" / release_id).is_dir() is publishing for _, release_id in releases)
 
 
+@pytest.mark.parametrize("point", ["mid-check"])
+def test_ctrl_c_stops_a_run_fails_no_file_and_the_next_run_finishes_it(point: str, tmp_path: Path) -> None:
+    """Ctrl-C reaches the run and every process it started (the terminal signals the process group): the files
+    under way were once marked failed with E_INTERNAL, their charities told it was our error, and the run went on
+    to the end and exited 0."""
+    home = tmp_path / "var"
+    _drop_files(home, tmp_path)
+    env = {**os.environ, "COLLAB_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "COLLAB_INTERRUPT_AT": point}
+    # A session of its own, as a terminal gives a command: the interrupt reaches the run's processes, not pytest.
+    interrupted = subprocess.run(
+        [str(COLLAB), "run"], env=env, capture_output=True, text=True, timeout=600, start_new_session=True
+    )
+    assert interrupted.returncode == 130, f"{interrupted.stdout}\n{interrupted.stderr}"
+    assert "Interrupted. Nothing is lost" in interrupted.stdout
+    assert "Traceback" not in interrupted.stderr
+    workspace = Workspace(home)
+    assert not [s for s in submission_states(workspace) if s.state == "failed"]
+    assert not list((home / "feedback").rglob("*.feedback.json")) or all(
+        "E_INTERNAL" not in p.read_text() for p in (home / "feedback").rglob("*.feedback.json")
+    )
+
+    report = json.loads(collab(home, "run", "--json").stdout)
+    assert report["failed"] == []
+    assert {s.file_name: s.state for s in submission_states(workspace)} == {
+        "north.csv": "loaded",
+        "south.csv": "loaded",
+        "no-need.csv": "rejected",
+    }
+    assert _query(home, "SELECT charity_id, count(*) FROM contacts GROUP BY ALL ORDER BY 1") == [
+        ("north-pantry", 20),
+        ("south-pantry", 20),
+    ]
+    assert [period for (period,) in _query(home, "SELECT period FROM releases ORDER BY 1")] == QUARTERS
+
+
 def test_two_runs_at_once_process_each_file_once_and_release_once(tmp_path: Path) -> None:
     home = tmp_path / "var"
     _drop_files(home, tmp_path)
