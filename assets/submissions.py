@@ -44,6 +44,7 @@ from collab.submissions import (
     record_incident,
     save_report,
     send_feedback,
+    warn_of_quarters_in_later_files,
     warn_of_quarters_mostly_replaced,
 )
 from collab.warehouse import load_submission
@@ -347,9 +348,11 @@ def warehouse_contacts(
     report = _report(workspace, manifest.submission_id)
     report.loaded = True
     warn_of_quarters_mostly_replaced(report, loaded.quarters_replaced)
+    warn_of_quarters_in_later_files(report, loaded.quarters_superseded)
     save_report(ws, manifest.submission_id, report)
     send_feedback(landing_zone.zone, manifest, report)
-    mark_state(ws, manifest, "loaded", report)
+    # A file whose quarter a later file keeps is taken up again if sent again, as one a later file replaced.
+    mark_state(ws, manifest, "loaded", report, replaced=bool(loaded.quarters_superseded))
     yield MaterializeResult(
         metadata={
             "dagster/row_count": loaded.rows_loaded,

@@ -259,7 +259,9 @@ def _receive(workspace: Workspace, landing: LandingZone, obj: LandingObject, is_
                 object_key=obj.key,
                 size=obj.size,
                 sha256=sha256,
-                received_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
+                # When the file reached its area: the order the charity sent its files in, which decides the
+                # quarters two of them cover, whatever order their loads end in.
+                received_at=obj.arrived or obj.modified,
                 archived_to=landing.archive_location(obj, submission_id),
                 source_file=source_file,
                 partition_key=partition_key,
@@ -319,7 +321,8 @@ def _received_again(
         landing.archive(obj, receipt.archive_name)
         _tell_duplicate(landing, obj, manifest.submission_id, finished=finished)
         return receipt
-    manifest = manifest.model_copy(update={"partition_key": partition_key})
+    # Sent again on purpose (to have its rows back), it counts as sent now: after the files that replaced it.
+    manifest = manifest.model_copy(update={"partition_key": partition_key, "received_at": dt.datetime.now(dt.UTC)})
     directory = submission_dir(workspace, manifest.submission_id)
     if not (directory / manifest.source_file).exists():  # purged since (``purge_submission``): checked from this copy
         copy.replace(directory / manifest.source_file)

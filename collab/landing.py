@@ -37,6 +37,10 @@ class LandingObject:
     size: int
     version: str
     modified: dt.datetime
+    # When the file reached the area: for a local file its status change time (a copy, a move into the folder or
+    # a rename sets it, and no one can set it back, as a copy that keeps an old modification time would); for an
+    # S3 object its upload time, which is ``modified``. It orders the files a charity sends (``receive_object``).
+    arrived: dt.datetime | None = None
     # Why this entry must never be read (a link, a device, a pipe...), as "CODE: explanation"; None for a file.
     refusal: str | None = None
 
@@ -181,6 +185,7 @@ class LocalLandingZone(LandingZone):
                             size=info.st_size,
                             version=f"{info.st_size}-{info.st_mtime_ns}",
                             modified=dt.datetime.fromtimestamp(info.st_mtime, dt.UTC),
+                            arrived=dt.datetime.fromtimestamp(info.st_ctime, dt.UTC),
                             refusal=refusal,
                         )
                     )

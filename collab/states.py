@@ -112,9 +112,15 @@ class Described(Protocol):
 
 
 def mark_state(
-    workspace: Workspace, manifest: Described, state: State, report: FeedbackReport | None = None
+    workspace: Workspace,
+    manifest: Described,
+    state: State,
+    report: FeedbackReport | None = None,
+    *,
+    replaced: bool = False,
 ) -> SubmissionState:
-    """Record the submission's new state, with its report's status and any internal error's reference."""
+    """Record the submission's new state, with its report's status and any internal error's reference
+    (``replaced``: loaded, but not all of its rows are held, as ``mark_replaced`` finds later)."""
     return write_state(
         workspace,
         submission_id=manifest.submission_id,
@@ -124,6 +130,7 @@ def mark_state(
         name=manifest.name,
         status=None if report is None else report.status,
         reference=None if report is None else internal_error_reference(report),
+        replaced=replaced,
     )
 
 

@@ -134,6 +134,23 @@ def warn_of_quarters_mostly_replaced(report: FeedbackReport, quarters: list[Quar
         report.status = "accepted_with_warnings"
 
 
+def warn_of_quarters_in_later_files(report: FeedbackReport, quarters: list[str]) -> None:
+    """Add to a loaded file's report a warning for each quarter it covers that a file its charity sent after it
+    already holds (``collab.warehouse.load_submission``): its rows of that quarter were not loaded."""
+    if not quarters:
+        return
+    collector = IssueCollector()
+    for quarter in quarters:
+        message = (
+            f"This file's contacts in {quarter} were not loaded: a file you sent after this one covers {quarter}, "
+            "and it keeps that quarter."
+        )
+        collector.add(Issue("W_QUARTER_IN_A_LATER_FILE", message))
+    report.issues = [*report.issues, *collector.groups(report.rows_received)]
+    if report.status == "accepted":
+        report.status = "accepted_with_warnings"
+
+
 def find_incident(workspace: Workspace, reference: str) -> Path | None:
     """The analyst's record of the internal error with this reference, if there is one."""
     if not REFERENCE_PATTERN.fullmatch(reference):

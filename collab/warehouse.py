@@ -9,6 +9,7 @@ held by another run instead of failing.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +76,8 @@ class LoadResult:
     quarters: list[str]
     units: StoredUnits | None = None
     quarters_replaced: list[QuarterReplaced] = field(default_factory=list)
+    # Quarters the file covers that a file of its charity received after it already holds: not loaded from it.
+    quarters_superseded: list[str] = field(default_factory=list)
 
 
 def load_submission(
@@ -112,6 +115,10 @@ def load_submission(
         incoming = with_codes_of_hex(con.read_parquet(str(contacts)), ("person_key",))
         if incoming.columns != list(WAREHOUSE_SCHEMA):
             raise ValueError(f"rows do not have the warehouse schema: {incoming.columns}")
+        covered = {row[0] for row in incoming.select("quarter").distinct().fetchall()}
+        superseded = [q for q in _later_quarters(con, charity_id, submission_id, received_at) if q in covered]
+        if superseded:
+            incoming = incoming.filter(f"quarter NOT IN ({', '.join(_quarter_literal(q) for q in superseded)})")
         con.register("incoming_contacts", incoming)
         others = con.execute(
             "SELECT count(*) FROM incoming_contacts WHERE submission_id IS DISTINCT FROM $s", {"s": submission_id}
@@ -185,8 +192,40 @@ def load_submission(
         con.execute("RESET memory_limit")
         con.execute("RESET preserve_insertion_order")
     return LoadResult(
-        rows_loaded=loaded, rows_replaced=replaced, quarters=quarters, units=stored, quarters_replaced=quarters_replaced
+        rows_loaded=loaded,
+        rows_replaced=replaced,
+        quarters=quarters,
+        units=stored,
+        quarters_replaced=quarters_replaced,
+        quarters_superseded=superseded,
     )
+
+
+def _later_quarters(
+    con: duckdb.DuckDBPyConnection, charity_id: str, submission_id: str, received_at: dt.datetime
+) -> list[str]:
+    """The quarters that files its charity sent after a submission (received later; the same instant, the larger
+    id) have already loaded: the later file keeps those it covers, whichever load finishes last. Several files of a
+    charity in one run are loaded in whatever order their checks end; a correction sent after a full extract must
+    not be overwritten by it."""
+    return [
+        row[0]
+        for row in con.execute(
+            """
+            SELECT DISTINCT quarter FROM (SELECT unnest(quarters) AS quarter FROM submissions
+                WHERE charity_id = $charity AND submission_id <> $submission
+                AND (received_at > $at OR (received_at = $at AND submission_id > $submission)))
+            ORDER BY quarter
+            """,
+            {"charity": charity_id, "submission": submission_id, "at": received_at.replace(tzinfo=None)},
+        ).fetchall()
+    ]
+
+
+def _quarter_literal(quarter: str) -> str:
+    if not re.fullmatch(r"\d{4}Q[1-4]", quarter):
+        raise ValueError(f"not a quarter: {quarter!r}")
+    return f"'{quarter}'"
 
 
 def link_units(con: duckdb.DuckDBPyConnection, policy: LinkagePolicy) -> RelinkResult:

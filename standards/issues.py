@@ -340,6 +340,13 @@ _TYPES = [
         "Nothing to do; next time use 'CSV UTF-8' in Save As so that accents and £ signs are always kept.",
     ),
     IssueType(
+        "W_QUARTER_IN_A_LATER_FILE",
+        Scope.FILE,
+        "A quarter this file covers was not loaded from it: a file sent after it covers that quarter",
+        "Each file replaces whole quarters, and the file sent last keeps them. If this file was meant to replace the "
+        "later one, send it again: it is then the latest.",
+    ),
+    IssueType(
         "W_QUARTER_MOSTLY_REPLACED",
         Scope.FILE,
         "A quarter this file covers with a few contacts replaced many more sent before",
