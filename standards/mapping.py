@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -322,6 +323,18 @@ PLAIN_DATE_WORDS = {"yyyy": "%Y", "year": "%Y", "yy": "%y", "month": "%m", "mm":
 _DATE_WORD_OF = {"%d": "day", "%m": "month", "%Y": "year", "%y": "yy"}
 
 
+def _readable_by_polars(date_format: str) -> None:
+    """Raise ``ValueError`` for a format Polars refuses to read dates with ('%d/%m/%Y %H': an hour without its
+    minutes), which would otherwise fail every file of the charity as an error of ours."""
+    try:
+        pl.Series([""], dtype=pl.String).str.to_date(date_format, strict=False)
+    except pl.exceptions.PolarsError as error:
+        reason = str(error).splitlines()[0].removeprefix("Invalid format string: ").rstrip(".")
+        raise ValueError(
+            f"{date_format!r} cannot be used to read dates ({reason[:1].lower()}{reason[1:]}); for example day/month/year"
+        ) from None
+
+
 def plain_date_format(date_format: str) -> str:
     """A strftime date format in words ('%d/%m/%Y' -> 'day/month/year') when it has no other codes."""
     plain = re.sub(r"%[dmYy]", lambda m: _DATE_WORD_OF[m.group()], date_format)
@@ -391,6 +404,7 @@ class CharityMapping(BaseModel):
             missing = [part for part, marks in DATE_DIRECTIVES.items() if not any(m in date_format for m in marks)]
             if missing:
                 raise ValueError(f"{date_format!r} has no {' or '.join(missing)}; for example day/month/year")
+            _readable_by_polars(date_format)
         return date_format
 
     @classmethod
