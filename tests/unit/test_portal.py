@@ -13,6 +13,7 @@ import pytest
 
 from collab.landing import LocalLandingZone
 from collab.portal import accounts
+from collab.portal.app import landing_name
 from collab.portal.checks import safe_file_name
 from collab.portal.mapping_form import mapping_form, mapping_from_answers
 from collab.portal.sessions import MAX_PER_CHARITY, SessionTable, SignInLimiter
@@ -160,6 +161,27 @@ def test_a_file_that_will_be_refused_is_listed_as_such_and_a_name_that_is_not_te
     found = sorted((s.file_name, s.status) for s in charity_submissions(workspace, landing, "food"))
     assert found == [("caf\ufffd.csv", "refused"), ("link.csv", "refused")]
     assert all(s.status_words for s in charity_submissions(workspace, landing, "food"))
+
+
+@pytest.mark.parametrize(
+    ("name", "file_format", "sent_as"),
+    [
+        ("contacts.tmp", "csv", "contacts.tmp.csv"),
+        ("contacts.csv.crdownload", "csv", "contacts.csv.crdownload.csv"),
+        ("~$contacts.xlsx", "xlsx", "contacts.xlsx"),
+        (".contacts.csv", "csv", "contacts.csv"),
+        ("contacts.csv", "csv", "contacts.csv"),
+    ],
+)
+def test_a_temporary_looking_name_is_sent_under_one_the_landing_area_picks_up(
+    workspace: Workspace, name: str, file_format: str, sent_as: str
+) -> None:
+    """Found by the attacker's trial: 'contacts.tmp' was thanked for and sent, then never picked up."""
+    assert landing_name(name, file_format) == sent_as
+    landing = LocalLandingZone(str(workspace.home))
+    landing.create_area("food")
+    (workspace.landing / "food" / sent_as).write_text("x")
+    assert [obj.name for obj in landing.pending(["food"])] == [sent_as]
 
 
 def test_a_submission_is_called_loaded_only_once_the_pipeline_has_stored_its_rows(workspace: Workspace) -> None:
