@@ -194,6 +194,30 @@ def test_excel_with_cover_sheet_and_real_dates(tmp_path: Path) -> None:
     assert report.file.sheet == "Contacts" and report.rows_accepted == 5
 
 
+def test_a_hidden_sheet_is_read_only_when_the_mapping_names_it(tmp_path: Path) -> None:
+    """Found by the attacker's trial: a hidden sheet of last year's contacts, with more rows, was read instead of the
+    visible one, so the charity could not see what was loaded."""
+    import xlsxwriter
+
+    path = tmp_path / "hidden.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    for name, year, count, hide in (("Data", 2026, 2, None), ("Old", 2025, 5, "hide"), ("Older", 2024, 6, "very")):
+        sheet = workbook.add_worksheet(name)
+        sheet.write_row(0, 0, HEADER)
+        for i, row in enumerate(contact_rows(count, start=dt.date(year, 2, 1)), start=1):
+            sheet.write_row(i, 0, row)
+        if hide == "hide":
+            sheet.hide()
+        elif hide == "very":
+            sheet.very_hidden()
+    workbook.close()
+    report = check_extract(path).report
+    assert report.file.sheet == "Data" and report.rows_accepted == 2 and report.quarters == ["2026Q1"]
+    assert "W_OTHER_SHEETS_IGNORED" not in report.codes()  # hidden sheets are not offered as other contacts
+    named = check_extract(path, mapping=CharityMapping(sheet="Old")).report
+    assert named.file.sheet == "Old" and named.rows_accepted == 5
+
+
 def test_feedback_html_escapes_cell_contents(tmp_path: Path) -> None:
     rows = contact_rows(20)
     rows[0][2] = "<script>alert(1)</script>"
