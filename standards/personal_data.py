@@ -52,6 +52,8 @@ class Kind(StrEnum):
     PHONE = "a phone number"
     NAME = "a name"
     POSTCODE = "a full postcode"
+    ADDRESS = "a street address"
+    DATE_OF_BIRTH = "a date of birth"
     FREE_TEXT = "free text"
 
 
@@ -71,14 +73,25 @@ EMAIL = r"[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8
 PHONE = r"(?:\+44 ?(?:\(0\) ?)?|\(?\b0)[1-9]\d{1,3}\)?[ -]?\d{3,4}[ -]?\d{3,4}\b"
 POSTCODE = r"(?i)\b[A-Z]{1,2}\d[A-Z\d]? *\d[A-Z]{2}\b"
 FREE_TEXT = r"\S+\s+\S+\s+\S+\s+\S"
+# A house number and a street ('12 High Street', '3a Mill Lane'), or a flat ('Flat 3'): the kinds of road are
+# those of most UK addresses, so that '12 sessions' or '2 adults' never match.
+ADDRESS = (
+    r"(?i)\b(?:flat|apartment|apt)\.? *\d+[a-z]?\b"
+    r"|(?i:\b\d+[a-z]? +(?:[a-z][a-z'-]+ +){1,3}"
+    r"(?:street|st|road|rd|avenue|ave|lane|ln|close|drive|dr|way|court|ct|place|crescent|gardens|terrace|grove|"
+    r"square|hill|park|walk|row|mews)\b)"
+)
+# A date said to be a birth date ('DOB 12/04/1988', 'born 1988-04-12'): a date alone could be any date.
+DATE_OF_BIRTH = r"(?i)\b(?:d\.?o\.?b\.?|date of birth|born)\W{0,3}\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}\b"
 
 
 @cache
 def name_pattern() -> str:
-    """A title or a common forename followed by a capitalised word, or 'Surname, Forename'."""
+    """A title and a word, perhaps after initials ('Mr T Jones'), a common forename followed by a capitalised word,
+    or 'Surname, Forename'."""
     forename = f"(?i:{_forenames()})"
     return (
-        r"(?i:\b(?:mr|mrs|ms|miss|mx|dr)\.? +[a-z][a-z'-]+)"
+        r"(?i:\b(?:mr|mrs|ms|miss|mx|dr)\.? +(?:[a-z]\.? +)*[a-z][a-z'-]+)"
         rf"|\b{forename} +[A-Z][A-Za-z'-]+"
         rf"|\b[A-Z][A-Za-z'-]+, *{forename}\b"
     )
@@ -91,6 +104,8 @@ def _patterns() -> dict[Kind, str]:
         Kind.PHONE: PHONE,
         Kind.NAME: name_pattern(),
         Kind.POSTCODE: POSTCODE,
+        Kind.ADDRESS: ADDRESS,
+        Kind.DATE_OF_BIRTH: DATE_OF_BIRTH,
         Kind.FREE_TEXT: FREE_TEXT,
     }
 

@@ -26,6 +26,16 @@ SAMPLES = {
     "Mrs Okafor": Kind.NAME,
     "PATEL, Priya": Kind.NAME,
     "lives at 4 Mill Lane, S1 2AB": Kind.POSTCODE,
+    # Found in codelist columns by the attacker's trial, and shown in feedback.
+    "Mr T Jones": Kind.NAME,
+    "Dr. A. B. Smith": Kind.NAME,
+    "Flat 3, 12 High Street": Kind.ADDRESS,
+    "3a Mill Lane": Kind.ADDRESS,
+    "DOB 12/04/1988": Kind.DATE_OF_BIRTH,
+    "born 1988-04-12": Kind.DATE_OF_BIRTH,
+    "12 sessions": None,
+    "2 adults, 3 children": None,
+    "Energy bill": None,
     # Not personal data: what extracts are full of.
     "NFB-00123": None,
     "9434765918": None,  # ten digits with a wrong check digit
@@ -161,6 +171,19 @@ def test_row_errors_never_quote_personal_data_but_do_show_postcodes(tmp_path: Pa
     assert area.value == "ZZ99 9ZZ"
     personal = next(g for g in report.issues if g.code == "W_PERSONAL_DATA_VALUES")
     assert "1 value holds an email address" in personal.examples[0].message
+
+
+def test_an_address_a_birth_date_or_an_initialled_name_in_a_coded_column_is_never_quoted(tmp_path: Path) -> None:
+    rows = contact_rows(40)
+    for row, value in zip(rows, ("Mr T Jones", "Flat 3, 12 High Street", "DOB 12/04/1988"), strict=False):
+        row[2] = value
+    report = check_extract(write_csv(tmp_path / "coded.csv", rows)).report
+    shown = report.model_dump_json()
+    for secret in ("Jones", "High Street", "1988"):
+        assert secret not in shown
+    hidden = [e.message for g in report.issues if g.code == "E_UNKNOWN_CODE" for e in g.examples]
+    assert any("looks like a street address (not shown here)" in m for m in hidden)
+    assert any("looks like a date of birth (not shown here)" in m for m in hidden)
 
 
 def test_values_are_counted_with_the_row_of_the_first_one_blanks_holding_nothing() -> None:
