@@ -215,8 +215,8 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
             return refused(request)
         charity_id = str(form.get("charity", "")).strip().lower()
         password = str(form.get("password", "")).strip()
-        client = f"ip:{request.client.host if request.client else 'unknown'}"
-        keys = (client, f"charity:{charity_id}") if CHARITY_ID.match(charity_id) else (client,)
+        client = request.client.host if request.client else "unknown"
+        keys = limiter.keys(client, charity_id if CHARITY_ID.match(charity_id) else None)
         csrf = request.session["pre_csrf"]
         if limiter.blocked(*keys):
             minutes = round(settings.sign_in_window_minutes)
@@ -227,7 +227,8 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
             limiter.failed(*keys)
             message = "The charity id or the password is not right. Check them and try again."
             return page(request, "sign_in.html.j2", 401, problem=message, csrf=csrf, charity=charity_id)
-        limiter.succeeded(f"charity:{charity_id}")  # not the address: one good password must not reset it
+        # This address's failures for this charity only: one good password must not reset what others guessed.
+        limiter.succeeded(f"pair:{charity_id}@{client}")
         session, crowded = sessions.open(charity_id, account.issued_at)
         for old in crowded:  # each session may hold a checked file: a charity's disk use stays bounded
             forget(old)

@@ -81,16 +81,29 @@ class SessionTable:
 
 
 class SignInLimiter:
-    """At most ``attempts`` failed sign-ins per key in ``window_seconds``: a key is a charity id (guessing
-    one charity's password) or a client address (guessing across charities; several charities may share
-    an office's address, so it is allowed more)."""
+    """At most ``attempts`` failed sign-ins per charity from one client address in ``window_seconds``; more from an
+    address across charities (``per_address``: guessing across charities; several charities may share an office's
+    address) and for a charity from every address (``per_charity``: guessing one password from many addresses).
 
-    def __init__(self, attempts: int = 5, window_seconds: float = 900.0, per_address: int = 30) -> None:
+    Counting a charity's failures from every address together let anyone who knew a charity's id lock it out for
+    good, with five wrong passwords every quarter of an hour: the legitimate user, from their own address, is
+    refused only when many addresses guess at once."""
+
+    def __init__(
+        self, attempts: int = 5, window_seconds: float = 900.0, per_address: int = 30, per_charity: int = 100
+    ) -> None:
         self.attempts = attempts
         self.per_address = per_address
+        self.per_charity = per_charity
         self.window_seconds = window_seconds
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+
+    @staticmethod
+    def keys(client: str, charity_id: str | None) -> tuple[str, ...]:
+        """What a sign-in from ``client`` as ``charity_id`` (None if not a charity id at all) counts against."""
+        address = f"ip:{client}"
+        return (address,) if charity_id is None else (address, f"pair:{charity_id}@{client}", f"charity:{charity_id}")
 
     def _recent(self, key: str, now: float) -> deque[float]:
         failures = self._failures.setdefault(key, deque())
@@ -104,7 +117,8 @@ class SignInLimiter:
             return any(len(self._recent(key, now)) >= self._limit(key) for key in keys)
 
     def _limit(self, key: str) -> int:
-        return self.per_address if key.startswith("ip:") else self.attempts
+        kind = key.split(":", 1)[0]
+        return {"ip": self.per_address, "pair": self.attempts, "charity": self.per_charity}[kind]
 
     def failed(self, *keys: str) -> None:
         now = time.monotonic()

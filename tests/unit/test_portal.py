@@ -66,16 +66,21 @@ def test_a_charity_keeps_at_most_a_few_sessions_and_their_files() -> None:
     assert table.touch(newest.sid) is newest and len(table.all()) == MAX_PER_CHARITY + 1
 
 
-def test_the_sign_in_limit_counts_per_charity_and_allows_an_address_more() -> None:
-    limiter = SignInLimiter(attempts=3, window_seconds=0.2, per_address=5)
+def test_the_sign_in_limit_counts_per_charity_and_address_and_allows_an_address_and_a_charity_more() -> None:
+    limiter = SignInLimiter(attempts=3, window_seconds=0.2, per_address=5, per_charity=6)
     for _ in range(3):
-        limiter.failed("ip:1", "charity:a")
-    assert limiter.blocked("ip:1", "charity:a") and not limiter.blocked("ip:1", "charity:b")
-    limiter.failed("ip:1", "charity:b")
-    limiter.failed("ip:1", "charity:c")
-    assert limiter.blocked("ip:1", "charity:d")  # five failures from one address, across charities
+        limiter.failed(*limiter.keys("1", "a"))
+    assert limiter.blocked(*limiter.keys("1", "a")) and not limiter.blocked(*limiter.keys("1", "b"))
+    # Found by the attacker's trial: five wrong passwords from anywhere locked the charity itself out.
+    assert not limiter.blocked(*limiter.keys("2", "a"))
+    limiter.failed(*limiter.keys("1", "b"))
+    limiter.failed(*limiter.keys("1", "c"))
+    assert limiter.blocked(*limiter.keys("1", "d"))  # five failures from one address, across charities
+    for address in ("3", "4", "5"):  # many addresses guessing one charity's password
+        limiter.failed(*limiter.keys(address, "a"))
+    assert limiter.blocked(*limiter.keys("2", "a"))  # six failures for the charity, from any address
     time.sleep(0.25)
-    assert not limiter.blocked("ip:1", "charity:a")
+    assert not limiter.blocked(*limiter.keys("1", "a"))
 
 
 @pytest.mark.parametrize(
