@@ -820,6 +820,14 @@ def _read_sheet(path: Path, sheet: str | None, n_rows: int | None = None) -> pl.
     return frame.rename({name: f"c{i}" for i, name in enumerate(frame.columns)})
 
 
+def _zoned_as_uk_time(column: pl.Series) -> pl.Series:
+    """A column of times with a time zone as the UK's local times, without the zone: as text, '+00:00' after each
+    made every date of the file unreadable (a contact at 00:30 on 1 April, summer time, is still in April)."""
+    if isinstance(column.dtype, pl.Datetime) and column.dtype.time_zone is not None:
+        return column.dt.convert_time_zone("Europe/London").dt.replace_time_zone(None)
+    return column
+
+
 def _as_text(table: pl.DataFrame, path: Path) -> pl.DataFrame:
     """Every column of a Parquet table as text, or the file's rejection naming the first column that cannot be: a
     list, a duration, bytes that are not text, a date past the calendar. Polars panics on the last (a Rust panic,
@@ -827,7 +835,7 @@ def _as_text(table: pl.DataFrame, path: Path) -> pl.DataFrame:
     columns = []
     for name in table.columns:
         try:
-            columns.append(table.get_column(name).cast(pl.String))
+            columns.append(_zoned_as_uk_time(table.get_column(name)).cast(pl.String))
         except FAILURES as error:
             message = (
                 f"The column {name!r} holds values that cannot be read as text, a number or a date (a list, a "

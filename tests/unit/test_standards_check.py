@@ -218,6 +218,22 @@ def test_a_hidden_sheet_is_read_only_when_the_mapping_names_it(tmp_path: Path) -
     assert named.file.sheet == "Old" and named.rows_accepted == 5
 
 
+def test_parquet_times_with_a_time_zone_are_read_as_uk_local_dates(tmp_path: Path) -> None:
+    """Found by the attacker's trial: every date of a Parquet file of zoned times was rejected as unreadable."""
+    path = tmp_path / "zoned.parquet"
+    late_on_31_march = dt.datetime(2026, 3, 31, 23, 30, tzinfo=dt.UTC)  # 00:30 on 1 April, summer time
+    pl.DataFrame(
+        {
+            "person_ref": ["A1", "A2", "A3"],
+            "contact_date": [late_on_31_march, late_on_31_march, dt.datetime(2026, 2, 1, 9, tzinfo=dt.UTC)],
+            "need": ["food"] * 3,
+            "local_authority_code": ["E06000001"] * 3,
+        }
+    ).write_parquet(path)
+    report = check_extract(path).report
+    assert report.status == "accepted" and report.rows_accepted == 3 and report.quarters == ["2026Q1", "2026Q2"]
+
+
 def test_feedback_html_escapes_cell_contents(tmp_path: Path) -> None:
     rows = contact_rows(20)
     rows[0][2] = "<script>alert(1)</script>"
