@@ -16,7 +16,7 @@ from collab import s3
 from collab.access import AccessError, AccessStore
 from collab.landing import LandingAreaError, LocalLandingZone, landing_zone_from_env
 from collab.portal import accounts as portal_accounts
-from collab.registry import Charity, Registry, RegistryError
+from collab.registry import CHARITY_ID, Charity, Registry, RegistryError
 from collab.workspace import Workspace
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, transfer_bar, workspace
 from standards.mapping import CharityMapping
@@ -66,6 +66,12 @@ def add(
     as_json: bool = JsonOption,
 ) -> None:
     """Register a charity and create its landing and feedback areas (with S3: its buckets and keys)."""
+    if not CHARITY_ID.match(charity_id):
+        fail(
+            f"{charity_id!r} is not a charity id: 3 to 40 lower-case letters, digits and hyphens, starting and "
+            "ending with a letter or digit (e.g. northside-food-bank)",
+            code=2,
+        )
     ws = workspace()
     registry = Registry(ws)
     try:

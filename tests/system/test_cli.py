@@ -27,6 +27,9 @@ def test_check_exit_codes(tmp_path: Path) -> None:
 
 def test_charity_registration_submit_and_run(tmp_path: Path) -> None:
     home = tmp_path / "var"
+    refused = collab(home, "charity", "add", "../evil", "--name", "Evil", check=False)
+    assert refused.returncode == 2 and "is not a charity id" in refused.stderr + refused.stdout
+    assert "pydantic" not in refused.stderr + refused.stdout
     added = json.loads(collab(home, "charity", "add", "test-pantry", "--name", "Test Pantry", "--json").stdout)
     assert added["charity_id"] == "test-pantry"
     assert collab(home, "charity", "add", "Bad Id!", "--name", "x", check=False).returncode == 1
@@ -80,6 +83,9 @@ def test_a_charity_proposes_a_mapping_checks_with_it_and_exports_the_standard(tm
 
 def test_linkage_and_naming_are_switched_on_and_off(tmp_path: Path) -> None:
     home = tmp_path / "var"
+    refused = collab(home, "charity", "add", "../evil", "--name", "Evil", check=False)
+    assert refused.returncode == 2 and "is not a charity id" in refused.stderr + refused.stdout
+    assert "pydantic" not in refused.stderr + refused.stdout
     added = json.loads(collab(home, "charity", "add", "test-pantry", "--name", "Test Pantry", "--json").stdout)
     assert added["linkage"] is True  # linkage is the default for a new charity
     opted_out = collab(home, "charity", "add", "other-pantry", "--name", "Other Pantry", "--no-linkage", "--json")
