@@ -32,7 +32,7 @@ def test_charity_registration_submit_and_run(tmp_path: Path) -> None:
     assert "pydantic" not in refused.stderr + refused.stdout
     added = json.loads(collab(home, "charity", "add", "test-pantry", "--name", "Test Pantry", "--json").stdout)
     assert added["charity_id"] == "test-pantry"
-    assert collab(home, "charity", "add", "Bad Id!", "--name", "x", check=False).returncode == 1
+    assert collab(home, "charity", "add", "Bad Id!", "--name", "x", check=False).returncode == 2  # a usage error
     quarter, start = latest_ended_quarter()  # one quarter to release, by the calendar
     collab(
         home, "submit", "--charity", "test-pantry", str(write_csv(tmp_path / "q.csv", contact_rows(20, start=start)))
