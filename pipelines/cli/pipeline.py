@@ -143,6 +143,7 @@ def submissions(
         emit_json([state.model_dump(mode="json") for state in states])
         return
     table = Table("submission", "file", "state", "status", "updated (UTC)", title="Submissions")
+    _wrap_not_cut(table)
     for state in states:
         table.add_row(
             escape(state.name) if state.name else state.submission_id,
@@ -210,6 +211,13 @@ def approve(release_id: str, as_json: bool = JsonOption) -> None:
         fail(f"approved, but publication failed: {outcome.error}")
     else:
         console.print(f"Approved and published {release_id}: {ws.publish / 'site' / 'index.html'}")
+
+
+def _wrap_not_cut(table: Table) -> None:
+    """Long ids and names wrap in a narrow terminal instead of ending in '…': at 80 columns five indicators all read
+    'people_…' and submissions 'north-pantry/nor…'."""
+    for column in table.columns:
+        column.overflow = "fold"
 
 
 def _left(rho: float) -> str:
@@ -322,6 +330,7 @@ def budget(
         console.print(f"{len(entries)} ledger entries: `collab budget --detail` lists them.")
         return
     ledger = Table("quarter", "release", "indicator", "measurement", "ρ per unit", "ρ per person", "noise scale")
+    _wrap_not_cut(ledger)
     for e in entries:
         ledger.add_row(
             e["period"],
