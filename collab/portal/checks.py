@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 import shutil
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -28,12 +29,14 @@ REJECTED = "rejected.csv"
 ACCEPTED = "accepted.csv"
 AFFECTED = "affected.jsonl"
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
-_UNSAFE = re.compile(r"[^A-Za-z0-9 ._()-]+")
+# Letters and digits of any script ('Contacts – Cymraeg ŵ.csv' stays readable), spaces and ._()-: no markup, no
+# control or direction-changing characters, nothing a shell or a URL treats specially.
+_UNSAFE = re.compile(r"[^\w ._()-]+|_+")
 
 
 def safe_file_name(name: str) -> str:
     """A file name fit to show and to name the sent object: its last component, plain characters only."""
-    last = PureWindowsPath(PurePosixPath(name or "").name).name
+    last = PureWindowsPath(PurePosixPath(unicodedata.normalize("NFC", name or "")).name).name
     cleaned = re.sub(r"\s+", " ", _UNSAFE.sub("_", last)).strip(" .")[:100].strip(" .")
     return cleaned or "file"
 

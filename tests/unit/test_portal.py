@@ -91,6 +91,8 @@ def test_the_sign_in_limit_counts_per_charity_and_address_and_allows_an_address_
         ("C:\\Users\\jo\\Desktop\\export.csv", "export.csv"),
         (".hidden.csv", "hidden.csv"),
         ("<img src=x onerror=alert(1)>.csv", "_img src_x onerror_alert(1)_.csv"),
+        ("résumé 😀.csv", "résumé _.csv"),  # letters of any script stay (the attacker's trial: 'r_sum_ _.csv')
+        ("x\u202egpj.csv", "x_gpj.csv"),  # a right-to-left override never reaches a name
         ("..", "file"),
         ("", "file"),
         ("a" * 300 + ".csv", "a" * 100),
