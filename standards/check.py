@@ -25,7 +25,7 @@ from standards.issues import FileRejected, Issue
 from standards.mapping import CharityMapping, column_label, find_header_row, header_score, plan_columns
 from standards.normalise import DateReading, choose_date_reading, normalise_batch
 from standards.personal_data import PersonalDataScreen
-from standards.reading import FAILURES, ExtractSource, ReadLimits, open_extract
+from standards.reading import FAILURES, ExtractSource, ReadLimits, open_extract, refuse_unreadable_used
 from standards.validation import BatchOutcome, RowOutcome, validate_batch
 from standards.validation import contacts_frame as contacts_frame  # where callers have always found it
 
@@ -158,6 +158,7 @@ def check_extract(
             judging: deque[Future[tuple[dict[str, int | None], BatchOutcome]]] = deque()
             try:
                 for batch in source.batches(options.batch_size):
+                    refuse_unreadable_used(source, plan.fields.values())
                     if not dates:
                         dates = _date_readings(batch, plan.fields, plan.header, mapping)
                         for reading in dates.values():

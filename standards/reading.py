@@ -23,7 +23,7 @@ import csv
 import logging
 import re
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -130,6 +130,9 @@ class ExtractSource:
     other_sheets: dict[str, list[list[str]]] = field(default_factory=dict, repr=False)
     # Blank rows above the preview (a text file may start with any number of them).
     leading_blank_rows: int = 0
+    # Columns (by position) whose values cannot be text at all (a Parquet list or struct): read as blank, and the
+    # file is refused only if one of them is used (``refuse_unreadable_used``).
+    unreadable_columns: dict[int, str] = field(default_factory=dict)
     _preview: list[list[str]] = field(default_factory=list, repr=False)
 
     @property
@@ -157,7 +160,7 @@ class ExtractSource:
                 table = pl.read_parquet(self.path)
             except Exception as error:  # a damaged page shows only now: opening read the footer alone
                 raise _unreadable(_UNREADABLE_PARQUET, self.path, error) from error
-            frame = _as_text(table, self.path)
+            frame, self.unreadable_columns = _as_text(table, self.path)
             yield from _frame_batches(
                 frame.rename({n: f"c{i}" for i, n in enumerate(frame.columns)}), 0, width, batch_size
             )
@@ -828,21 +831,32 @@ def _zoned_as_uk_time(column: pl.Series) -> pl.Series:
     return column
 
 
-def _as_text(table: pl.DataFrame, path: Path) -> pl.DataFrame:
-    """Every column of a Parquet table as text, or the file's rejection naming the first column that cannot be: a
-    list, a duration, bytes that are not text, a date past the calendar. Polars panics on the last (a Rust panic,
-    which no ``except Exception`` catches): it escaped the check, which then gave no report at all."""
-    columns = []
-    for name in table.columns:
+def _as_text(table: pl.DataFrame, path: Path) -> tuple[pl.DataFrame, dict[int, str]]:
+    """Every column of a Parquet table as text, and the columns that cannot be (a list, a duration, bytes that are
+    not text, a date past the calendar), read as blank: an unused one must not cost the file (the attacker's
+    trial), a used one is refused by ``refuse_unreadable_used``. Polars panics on the last kind (a Rust panic, which
+    no ``except Exception`` catches): it escaped the check, which then gave no report at all."""
+    columns, unreadable = [], {}
+    for position, name in enumerate(table.columns):
         try:
             columns.append(_zoned_as_uk_time(table.get_column(name)).cast(pl.String))
         except FAILURES as error:
-            message = (
-                f"The column {name!r} holds values that cannot be read as text, a number or a date (a list, a "
-                "duration, binary data or a date out of range). Save the file with plain columns."
-            )
-            raise _unreadable(message, path, error) from error
-    return pl.DataFrame(columns)
+            log.info("%s: column %r cannot be read as text: %s", path.name, name, error)
+            unreadable[position] = name
+            columns.append(pl.repeat(None, table.height, dtype=pl.String, eager=True).alias(name))
+    return pl.DataFrame(columns), unreadable
+
+
+def refuse_unreadable_used(source: ExtractSource, used: Iterable[int]) -> None:
+    """Refuse the file if a column it uses holds values that cannot be read as text (``_as_text``)."""
+    for position in sorted(set(used) & set(source.unreadable_columns)):
+        name = source.unreadable_columns[position]
+        raise FileRejected(
+            "E_UNREADABLE_FILE",
+            f"The column {name!r} holds values that cannot be read as text, a number or a date (a list, a "
+            "duration, binary data or a date out of range). Save the file with plain columns.",
+            column=name,
+        )
 
 
 def _open_parquet(path: Path, limits: ReadLimits) -> ExtractSource:

@@ -86,6 +86,16 @@ def test_parquet_column_that_cannot_be_text_is_not_an_internal_error(tmp_path: P
     assert issue.code == "E_UNREADABLE_FILE" and "'Reason for referral'" in issue.examples[0].message
 
 
+def test_a_parquet_column_that_cannot_be_text_and_is_not_used_costs_nothing(tmp_path: Path) -> None:
+    """Found by the attacker's trial: a list column the standard never reads rejected the whole file."""
+    path = _parquet(tmp_path, "Reason for referral", pa.array(["Food"] * len(ROWS)))
+    table = pq.read_table(path).append_column("Tags", pa.array([["x", "y"]] * len(ROWS)))
+    pq.write_table(table, path)
+    report = check_extract(path).report
+    assert report.status != "rejected" and report.rows_accepted == len(ROWS)
+    assert "Tags" in report.file.columns_not_used  # type: ignore[union-attr]
+
+
 def test_parquet_date_beyond_chronos_range_does_not_escape(tmp_path: Path) -> None:
     """A date32 of 2**30 days: Polars' cast to String panics; pyo3's PanicException is a BaseException, so it
     passes ``except Exception`` in ``check_extract`` and the check raises instead of returning a report."""
