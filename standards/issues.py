@@ -354,6 +354,12 @@ _TYPES = [
         "year, say), correct the date, or send the earlier file for that quarter again: it is loaded again.",
     ),
     IssueType(
+        "W_HEADER_REPEATED",
+        Scope.FILE,
+        "A row repeats the header row and was skipped",
+        "Nothing to do if two exports were joined into one file; otherwise check the rows listed.",
+    ),
+    IssueType(
         "W_OTHER_SHEETS_IGNORED",
         Scope.FILE,
         "Only one of several sheets of contacts was read",

@@ -234,6 +234,17 @@ def test_parquet_times_with_a_time_zone_are_read_as_uk_local_dates(tmp_path: Pat
     assert report.status == "accepted" and report.rows_accepted == 3 and report.quarters == ["2026Q1", "2026Q2"]
 
 
+def test_a_header_repeated_mid_file_is_skipped_with_a_warning_not_an_error(tmp_path: Path) -> None:
+    """Found by the attacker's trial: two exports joined into one file gave an invalid date on the second header."""
+    rows = contact_rows(6)
+    path = write_csv(tmp_path / "joined.csv", [*rows[:3], HEADER, *rows[3:]])
+    report = check_extract(path).report
+    assert report.status == "accepted_with_warnings" and "W_HEADER_REPEATED" in report.codes()
+    assert report.rows_received == report.rows_accepted == 6
+    [group] = [g for g in report.issues if g.code == "W_HEADER_REPEATED"]
+    assert [e.row for e in group.examples] == [5]
+
+
 def test_feedback_html_escapes_cell_contents(tmp_path: Path) -> None:
     rows = contact_rows(20)
     rows[0][2] = "<script>alert(1)</script>"
