@@ -11,14 +11,26 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import tempfile
+from pathlib import Path
 
 CRASH_VARIABLE = "COLLAB_CRASH_AT"
 INTERRUPT_VARIABLE = "COLLAB_INTERRUPT_AT"
 
 
+def _first_to_interrupt() -> bool:
+    """Whether this is the run's first process to reach the interrupt point: Ctrl-C is pressed once, not by every
+    worker that reaches the point."""
+    marker = Path(tempfile.gettempdir()) / f"collab-interrupted-{os.getpgid(0)}"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 def crash_point(name: str) -> None:
-    if os.environ.get(INTERRUPT_VARIABLE) == name:
-        os.environ.pop(INTERRUPT_VARIABLE)  # once: Ctrl-C pressed, not held down
+    if os.environ.get(INTERRUPT_VARIABLE) == name and _first_to_interrupt():
         os.killpg(os.getpgid(0), signal.SIGINT)
     if os.environ.get(CRASH_VARIABLE) == name:
         # In a worker process of `collab run`, the run itself dies too, as it would in a power cut; its other

@@ -321,8 +321,11 @@ def _received_again(
         landing.archive(obj, receipt.archive_name)
         _tell_duplicate(landing, obj, manifest.submission_id, finished=finished)
         return receipt
-    # Sent again on purpose (to have its rows back), it counts as sent now: after the files that replaced it.
-    manifest = manifest.model_copy(update={"partition_key": partition_key, "received_at": dt.datetime.now(dt.UTC)})
+    # Sent again on purpose (to have its rows back), it counts from when it arrived again, after the files that
+    # replaced it, and before any sent after it (the attacker's second trial: counted from when the run took it,
+    # it beat a correction sent after it).
+    arrived = obj.arrived or obj.modified
+    manifest = manifest.model_copy(update={"partition_key": partition_key, "received_at": arrived})
     directory = submission_dir(workspace, manifest.submission_id)
     if not (directory / manifest.source_file).exists():  # purged since (``purge_submission``): checked from this copy
         copy.replace(directory / manifest.source_file)

@@ -152,7 +152,7 @@ def _jobs(workspace: Workspace) -> tuple[JobDefinition, JobDefinition]:
 
 
 # What an interrupt (Ctrl-C, or a signal Dagster maps to one) becomes in a run: it stops the run, never the file.
-_INTERRUPTIONS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
+_INTERRUPTIONS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt", "InterruptException"}
 INTERRUPTED = "interrupted (Ctrl-C) before it was finished; the next `collab run` takes it up again"
 
 
@@ -162,7 +162,9 @@ def _interrupted(result: Any) -> bool:
         if event.is_step_failure:
             error = event.event_specific_data.error
             while error is not None:
-                if error.cls_name in _INTERRUPTIONS:
+                # DuckDB stops a query on the interrupt with its own error (found by the attacker's second trial:
+                # 'Query interrupted' in a load failed the file for good).
+                if error.cls_name in _INTERRUPTIONS or "Query interrupted" in (error.message or ""):
                     return True
                 error = error.cause
     return False
@@ -408,6 +410,13 @@ def release_quarter(
     workspace: Workspace, period: str, *, revise: bool = False, instance: DagsterInstance | None = None
 ) -> ReleaseOutcome:
     if problem := not_ended_problem(period):  # refused before Dagster learns of a quarter still going on
+        return ReleaseOutcome(period, None, False, False, None, problem)
+    first = first_quarter(Registry(workspace), workspace.settings.publication.first_quarter)
+    if first is not None and period < first:  # the attacker's second trial: 1999Q1 was released, and charged
+        problem = (
+            f"{period} is before the collaborative's first quarter, {first}: it is never released, and nothing has "
+            "been spent."
+        )
         return ReleaseOutcome(period, None, False, False, None, problem)
     _, release_job = _jobs(workspace)
     instance = instance or DagsterInstance.get()

@@ -28,7 +28,7 @@ from pipelines.worker_server import start_worker_server
 if TYPE_CHECKING:
     from pipelines.runner import RunReport
 
-QUARTER = re.compile(r"^\d{4}Q[1-4]$")
+QUARTER = re.compile(r"^(?:19|2\d)\d{2}Q[1-4]$")  # years a calendar date holds, and a charity's records
 
 
 def print_run_report(ws: Workspace, report: RunReport) -> None:

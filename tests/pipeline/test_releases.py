@@ -198,6 +198,14 @@ def test_a_quarter_that_has_not_ended_is_refused_with_nothing_spent(loaded: Work
         assert con.execute("SELECT count(*) FROM releases").fetchone() == (0,)
     assert not loaded.releases.exists() or not any(loaded.releases.iterdir())
     assert not (loaded.publish / "releases").exists() or not any((loaded.publish / "releases").iterdir())
+    # Nor one before the collaborative's first quarter (the attacker's second trial: 1999Q1 was charged).
+    settings = loaded.settings.model_copy(deep=True)
+    settings.publication.first_quarter = "2026Q1"
+    loaded.save_settings(settings)
+    before = release_quarter(loaded, "2025Q4", instance=instance)
+    assert before.error is not None and "before the collaborative's first quarter, 2026Q1" in before.error
+    with connect(loaded.warehouse_path) as con:
+        assert con.execute("SELECT count(*) FROM privacy_ledger").fetchone() == (0,)
 
 
 def test_release_waits_for_approval_unless_auto_publishing(loaded: Workspace) -> None:

@@ -356,6 +356,17 @@ def test_of_two_files_for_one_quarter_the_one_sent_last_keeps_it_whichever_loads
     [again] = sense(workspace, instance)
     assert process(workspace, instance, again).success and submission_of(workspace, again) == full
     assert warehouse_rows(workspace, "quarter = '2026Q1'") == 60
+    # Sent again, it counts from when it arrived, not from when a run took it: a correction sent after it still
+    # wins, whichever is processed last (the attacker's second trial).
+    processed(workspace, charity, instance, write_csv(tmp_path / "fix1.csv", contact_rows(3, prefix="E")))
+    assert warehouse_rows(workspace, "quarter = '2026Q1'") == 3 and read_state(workspace, full).replaced  # type: ignore[union-attr]
+    drop(workspace, charity, tmp_path / "full.csv", "a-full-third.csv")
+    drop(workspace, charity, write_csv(tmp_path / "fix2.csv", contact_rows(4, prefix="D")), "d-correction.csv")
+    later = {key.split("/")[1]: key for key in sense(workspace, instance)}
+    assert process(workspace, instance, later["d-correction"]).success
+    assert process(workspace, instance, later["a-full-third"]).success
+    assert not read_receipt(workspace, later["a-full-third"]).duplicate  # type: ignore[union-attr]
+    assert warehouse_rows(workspace, "quarter = '2026Q1'") == 4
 
 
 def test_a_load_stopped_before_marking_what_it_replaced_is_caught_up_by_the_next_mirror(
