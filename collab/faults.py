@@ -21,7 +21,7 @@ INTERRUPT_VARIABLE = "COLLAB_INTERRUPT_AT"
 def _first_to_interrupt() -> bool:
     """Whether this is the run's first process to reach the interrupt point: Ctrl-C is pressed once, not by every
     worker that reaches the point."""
-    marker = Path(tempfile.gettempdir()) / f"collab-interrupted-{os.getpgid(0)}"
+    marker = Path(os.environ.get("COLLAB_HOME", tempfile.gettempdir())) / f".interrupted-at-{os.getpgid(0)}"
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:

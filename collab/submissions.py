@@ -127,18 +127,12 @@ def warn_of_quarters_mostly_replaced(report: FeedbackReport, quarters: list[Quar
                 f"{replaced.rows_before:,} you sent for {replaced.quarter} before."
             )
             collector.add(Issue("W_QUARTER_MOSTLY_REPLACED", message))
-    if not collector.counts:
-        return
-    report.issues = [*report.issues, *collector.groups(report.rows_received)]
-    if report.status == "accepted":
-        report.status = "accepted_with_warnings"
+    _add_load_warnings(report, collector)
 
 
 def warn_of_quarters_in_later_files(report: FeedbackReport, quarters: list[str]) -> None:
     """Add to a loaded file's report a warning for each quarter it covers that a file its charity sent after it
     already holds (``collab.warehouse.load_submission``): its rows of that quarter were not loaded."""
-    if not quarters:
-        return
     collector = IssueCollector()
     for quarter in quarters:
         message = (
@@ -146,6 +140,13 @@ def warn_of_quarters_in_later_files(report: FeedbackReport, quarters: list[str])
             "and it keeps that quarter."
         )
         collector.add(Issue("W_QUARTER_IN_A_LATER_FILE", message))
+    _add_load_warnings(report, collector)
+
+
+def _add_load_warnings(report: FeedbackReport, collector: IssueCollector) -> None:
+    """Add what the load found to a loaded file's report: an accepted file with a warning is accepted with warnings."""
+    if not collector.counts:
+        return
     report.issues = [*report.issues, *collector.groups(report.rows_received)]
     if report.status == "accepted":
         report.status = "accepted_with_warnings"

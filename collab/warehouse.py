@@ -9,7 +9,6 @@ held by another run instead of failing.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,7 +117,9 @@ def load_submission(
         covered = {row[0] for row in incoming.select("quarter").distinct().fetchall()}
         superseded = [q for q in _later_quarters(con, charity_id, submission_id, received_at) if q in covered]
         if superseded:
-            incoming = incoming.filter(f"quarter NOT IN ({', '.join(_quarter_literal(q) for q in superseded)})")
+            incoming = incoming.filter(
+                duckdb.ColumnExpression("quarter").isnotin(*(duckdb.ConstantExpression(q) for q in superseded))
+            )
         con.register("incoming_contacts", incoming)
         others = con.execute(
             "SELECT count(*) FROM incoming_contacts WHERE submission_id IS DISTINCT FROM $s", {"s": submission_id}
@@ -220,12 +221,6 @@ def _later_quarters(
             {"charity": charity_id, "submission": submission_id, "at": received_at.replace(tzinfo=None)},
         ).fetchall()
     ]
-
-
-def _quarter_literal(quarter: str) -> str:
-    if not re.fullmatch(r"\d{4}Q[1-4]", quarter):
-        raise ValueError(f"not a quarter: {quarter!r}")
-    return f"'{quarter}'"
 
 
 def link_units(con: duckdb.DuckDBPyConnection, policy: LinkagePolicy) -> RelinkResult:

@@ -228,7 +228,7 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
             message = "The charity id or the password is not right. Check them and try again."
             return page(request, "sign_in.html.j2", 401, problem=message, csrf=csrf, charity=charity_id)
         # This address's failures for this charity only: one good password must not reset what others guessed.
-        limiter.succeeded(f"pair:{charity_id}@{client}")
+        limiter.succeeded(limiter.pair_key(client, charity_id))
         session, crowded = sessions.open(charity_id, account.issued_at)
         for old in crowded:  # each session may hold a checked file: a charity's disk use stays bounded
             forget(old)

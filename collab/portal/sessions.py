@@ -103,7 +103,14 @@ class SignInLimiter:
     def keys(client: str, charity_id: str | None) -> tuple[str, ...]:
         """What a sign-in from ``client`` as ``charity_id`` (None if not a charity id at all) counts against."""
         address = f"ip:{client}"
-        return (address,) if charity_id is None else (address, f"pair:{charity_id}@{client}", f"charity:{charity_id}")
+        if charity_id is None:
+            return (address,)
+        return (address, SignInLimiter.pair_key(client, charity_id), f"charity:{charity_id}")
+
+    @staticmethod
+    def pair_key(client: str, charity_id: str) -> str:
+        """The key of one address's failures for one charity: what a good password from there resets."""
+        return f"pair:{charity_id}@{client}"
 
     def _recent(self, key: str, now: float) -> deque[float]:
         failures = self._failures.setdefault(key, deque())
