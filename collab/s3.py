@@ -18,9 +18,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import boto3
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 ENDPOINT_VAR = "COLLAB_S3_ENDPOINT"
@@ -30,8 +27,17 @@ ANALYST_ACCESS_KEY_VAR = "COLLAB_S3_ANALYST_ACCESS_KEY"
 ANALYST_SECRET_KEY_VAR = "COLLAB_S3_ANALYST_SECRET_KEY"
 
 ARCHIVE_BUCKET = "collab-archive"
-# Multipart above 16 MiB, in 16 MiB parts: a 500 MB upload holds a few parts in memory, never the file.
-TRANSFER = TransferConfig(multipart_threshold=16 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024, max_concurrency=4)
+# boto3 (half a second of imports) is imported by what talks to the server, not by every command that asks whether
+# the workspace uses S3 (``configured``).
+
+
+@lru_cache(maxsize=1)
+def transfer() -> Any:
+    """How uploads go: multipart above 16 MiB, in 16 MiB parts, so a 500 MB upload holds a few parts in memory,
+    never the file."""
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=16 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024, max_concurrency=4)
 
 
 def landing_bucket(charity_id: str) -> str:
@@ -106,6 +112,9 @@ class CharityCredentials:
 @lru_cache(maxsize=16)
 def client(endpoint: str, credentials: Credentials) -> Any:
     """A boto3 S3 client for one endpoint and identity (path-style addressing, SigV4; thread-safe, cached)."""
+    import boto3
+    from botocore.config import Config
+
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -134,6 +143,6 @@ def upload(
     Large files go up in parts; an interrupted upload is aborted and never appears as an object.
     """
     credentials.client().upload_file(
-        str(path), credentials.landing_bucket, path.name, Config=TRANSFER, Callback=progress
+        str(path), credentials.landing_bucket, path.name, Config=transfer(), Callback=progress
     )
     return {"charity_id": credentials.charity_id, "bucket": credentials.landing_bucket, "key": path.name}

@@ -530,4 +530,4 @@ def _send(workspace: Workspace, charity_id: str, path: Path, name: str) -> None:
     if stored is None:
         raise RuntimeError(f"{charity_id} has no S3 keys")
     credentials = s3.CharityCredentials.for_charity(charity_id, landing.endpoint, stored)
-    credentials.client().upload_file(str(path), credentials.landing_bucket, name, Config=s3.TRANSFER)
+    credentials.client().upload_file(str(path), credentials.landing_bucket, name, Config=s3.transfer())

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
-from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.markup import escape
 from rich.table import Table
@@ -282,6 +281,8 @@ def submit(
                 f"Submitted {escape(file.name)} for {charity_id}. It will be checked on the next `collab run` (or by the sensor)."
             )
         return
+    from boto3.exceptions import S3UploadFailedError
+
     size = file.stat().st_size
     try:
         with transfer_bar(f"Uploading {escape(file.name)}", size, enabled=not as_json) as advance:

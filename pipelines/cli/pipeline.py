@@ -14,11 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from collab import s3
-from collab.intake import load_manifest, purge_submission
 from collab.landing import landing_zone_from_env
 from collab.registry import Registry
-from collab.states import submission_states
-from collab.submissions import find_incident
 from collab.workspace import Workspace
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
 from pipelines.worker_server import start_worker_server
@@ -138,6 +135,8 @@ def submissions(
 ) -> None:
     """Where every submission is (received ... loaded, rejected or failed), read without opening the warehouse,
     so it works while a run holds it."""
+    from collab.states import submission_states
+
     states = submission_states(workspace(), charity)
     if as_json:
         emit_json([state.model_dump(mode="json") for state in states])
@@ -158,6 +157,8 @@ def submissions(
 @app.command()
 def incident(reference: str, as_json: bool = JsonOption) -> None:
     """Show the analyst's record of an internal error, by the reference its charity was given."""
+    from collab.submissions import find_incident
+
     ws = workspace()
     record = find_incident(ws, reference)
     if record is None:
@@ -347,6 +348,7 @@ def budget(
 @app.command()
 def purge(submission_id: str, as_json: bool = JsonOption) -> None:
     """Delete a submission's raw copies (staging, quarantine, archive). Its warehouse rows stay."""
+    from collab.intake import load_manifest, purge_submission
     from collab.warehouse import audit, connect
 
     ws = workspace()

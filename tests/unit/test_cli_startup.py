@@ -3,8 +3,9 @@
 import subprocess
 import sys
 
-# Seconds of imports each: Dagster and Great Expectations (the runner), Splink (the warehouse), OpenDP (budgets).
-RUN_MACHINERY = ("dagster", "great_expectations", "splink", "opendp", "uvicorn")
+# Seconds of imports each: Dagster and Great Expectations (the runner), Splink (the warehouse), OpenDP (budgets);
+# boto3, half a second, only for the commands that talk to the S3 server.
+RUN_MACHINERY = ("dagster", "great_expectations", "splink", "opendp", "uvicorn", "boto3")
 
 
 def test_the_command_line_loads_the_run_machinery_only_for_the_commands_that_use_it() -> None:
