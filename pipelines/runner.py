@@ -24,7 +24,6 @@ from typing import Any
 
 import duckdb
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, JobDefinition, RunsFilter
-from filelock import FileLock
 
 from assets.partitions import quarter_partitions, run_going, submission_partitions
 from assets.releases import REVISE_TAG
@@ -52,6 +51,7 @@ from collab.submissions import (
 )
 from collab.warehouse import audit, connect, not_ended_problem, stale_quarters, unreleased_complete_quarters
 from collab.workspace import Workspace
+from pipelines.run_lock import run_lock
 from pipelines.warehouse_pool import (
     RUNNER_PROCESS_TAG,
     RUNNER_TAG,
@@ -564,14 +564,6 @@ def unfinished_manifests(
             )
             unreadable.append({"charity_id": state.charity_id, "file": state.file_name, "reason": reason})
     return manifests, unreadable
-
-
-@contextlib.contextmanager
-def run_lock(workspace: Workspace) -> Iterator[None]:
-    """One `collab run` at a time, from intake to release; an OS lock, so a killed run never leaves it held."""
-    workspace.staging.mkdir(parents=True, exist_ok=True)
-    with FileLock(workspace.staging / ".run.lock"):
-        yield
 
 
 def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:

@@ -18,6 +18,7 @@ from collab.landing import landing_zone_from_env
 from collab.registry import Registry
 from collab.workspace import Workspace
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
+from pipelines.run_lock import another_run_holds_the_lock
 from pipelines.worker_server import start_worker_server
 
 # The runner (Dagster), the warehouse (Splink) and OpenDP are imported by the commands that use them, so that registering a charity
@@ -107,8 +108,10 @@ def run(as_json: bool = JsonOption) -> None:
     charities = Registry(ws).all()
     landing = landing_zone_from_env(ws.home)
     pending = len(landing.pending([c.id for c in charities]))
-    if min(pending, ws.max_concurrent_runs) > 1:
-        start_worker_server()  # its imports run on another core while this process makes its own
+    # Its imports run on another core while this process makes its own; not while another run holds the workspace,
+    # which this one waits for and whose files it then finds done (two runs at once spent a server's imports for none).
+    if min(pending, ws.max_concurrent_runs) > 1 and not another_run_holds_the_lock(ws):
+        start_worker_server()
 
     from pipelines.runner import run_pending
 
