@@ -53,13 +53,17 @@ def chromium(
 
 
 def axe_violations(page: Page, impacts: tuple[str, ...] = ("serious", "critical")) -> list[dict[str, Any]]:
-    """axe-core's WCAG 2.x A/AA violations of the loaded page at the given impacts."""
+    """axe-core's WCAG 2.x A/AA violations of the loaded page at the given impacts.
+
+    Only violations are gathered (``resultTypes``): axe then keeps no details of the nodes that pass, which took
+    more than half of its time on pages of many links and cells (the hex maps, the local authority table), and
+    still checks every node (``tests/system/test_axe.py``)."""
     if not AXE.exists():
         pytest.fail(f"{AXE} is missing: `make test` installs axe-core from npm (or run `make browser`).")
     page.add_script_tag(path=str(AXE))
     result = page.evaluate(
         "async () => await axe.run(document, {runOnly: {type: 'tag', values: "
-        "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}})"
+        "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}, resultTypes: ['violations']})"
     )
     return [
         {"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"][:5]]}
