@@ -14,9 +14,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/initdb)
 POSTGRES_DIR ?= $(COLLAB_HOME)/postgres
 
-# One pytest-xdist worker per core, each test to whichever worker is free, but the tests of a module sharing a
-# module-scoped fixture (the demo workspace, a server) kept on one worker, where it is built once (tests/conftest.py).
-PYTEST_PARALLEL ?= --numprocesses auto --dist loadgroup
+# One pytest-xdist worker per core, a test module per worker at a time (a module's fixtures, such as the demo
+# workspace or a server, are built once).
+PYTEST_PARALLEL ?= --numprocesses auto --dist loadfile
 
 OPENDP_POLARS_VENV := bench/.venv-opendp-polars
 

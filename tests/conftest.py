@@ -93,17 +93,10 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Works
     yield ws
 
 
-# Slowest kinds first: pytest-xdist hands out tests in collection order, so the long system tests start at once and
-# the many short unit tests fill both workers at the end.
+# Slowest kinds first: pytest-xdist hands out test modules in collection order, so the long system
+# tests start at once and the many short unit tests fill both workers at the end.
 SUITE_ORDER = {"system": 0, "pipeline": 1, "unit": 2}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``--dist loadgroup`` (`make test`) each test goes to whichever worker is free, but the tests of a module
-    that share a module-scoped fixture (the demo workspace, a server) go to one worker, which builds it once: handed
-    out a module at a time, the suite's last minutes were one module's tests on one worker while the other idled."""
     items.sort(key=lambda item: SUITE_ORDER.get(item.path.parent.name, len(SUITE_ORDER)))
-    for item in items:
-        fixtures = getattr(item, "_fixtureinfo", None)
-        if fixtures and any(defs[-1].scope == "module" for defs in fixtures.name2fixturedefs.values()):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
