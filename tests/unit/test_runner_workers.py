@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import multiprocessing.forkserver
 import os
+import resource
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -47,3 +49,21 @@ def test_a_worker_server_started_before_the_run_is_stopped_whatever_its_files(
     assert server._forkserver_pid is not None
     assert runner.process_submissions(Workspace(tmp_path), []) == []
     assert server._forkserver_pid is None
+
+
+def _busy(seconds: float) -> None:
+    ended = time.process_time() + seconds
+    while time.process_time() < ended:
+        pass
+
+
+def test_a_killed_worker_server_still_counts_its_workers_cpu_time_as_the_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server is killed, not asked to exit (``stop_worker_server``); what the benchmarks read of a run's
+    children (``getrusage``) must still hold what its workers did: the server reaped them before the pool shut."""
+    monkeypatch.setattr(worker_server, "WORKER_PRELOAD", [])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+    with ProcessPoolExecutor(max_workers=2, mp_context=worker_server.worker_processes()) as pool:
+        list(pool.map(_busy, [0.5, 0.5]))
+    worker_server.stop_worker_server()
+    assert multiprocessing.forkserver._forkserver._forkserver_pid is None
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - before >= 0.9
