@@ -1,4 +1,5 @@
-"""A quarter's release: DP indicators under the privacy budget, gated, then published."""
+"""A quarter's release: DP indicators under the privacy budget, gated, then published; and the public site built
+from every published release."""
 
 import json
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from collab.publication import (
     code_version,
     disclosure_problems,
     publish_release,
+    published_release_dirs,
     single_charity_cells,
     verify_release_package,
     write_release_package,
@@ -181,8 +183,8 @@ def check_release_disclosure(
 def published_release(
     context: AssetExecutionContext, workspace: CollabWorkspace, warehouse: Warehouse
 ) -> Iterator[Output[None]]:
-    """The quarter's latest release in ``publish/`` and the site rebuilt: only once an analyst has
-    approved it (``collab approve``), unless the workspace publishes automatically."""
+    """The quarter's latest release in ``publish/``: only once an analyst has approved it (``collab approve``),
+    unless the workspace publishes automatically. The site is rebuilt after (``published_site``)."""
     ws = workspace.workspace
     release_dir = _latest_release_dir(workspace, warehouse, context.partition_key)
     release_id = release_dir.name
@@ -203,7 +205,6 @@ def published_release(
             target = publish_release(
                 release_dir, ws.publish, con, min_contributors=ws.settings.publication.min_contributors
             )
-            index = build_site(ws.publish, ws.settings.publication)
         except (ReleaseIntegrityError, DisclosureRefused) as error:
             raise Failure(description=str(error), metadata={"release_id": release_id}) from error
     manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
@@ -212,8 +213,20 @@ def published_release(
         metadata={
             "release_id": release_id,
             "published_to": str(target),
-            "site": str(index),
             "approved_by": "analyst" if approved else "automatic publication",
             "epsilon_at_delta": epsilon_at(manifest["privacy"]["rho_spent"], manifest["privacy"]["delta"]),
         },
     )
+
+
+# In the warehouse pool although it reads only ``publish/``: two builds at once would share ``.site.partial``.
+@asset(group_name="site", deps=[published_release], pool=WAREHOUSE_POOL)
+def published_site(workspace: CollabWorkspace) -> MaterializeResult:
+    """``publish/site/`` rebuilt from every published release: once after a run's publications, however many
+    quarters they were (each build renders every quarter's pages and workbooks)."""
+    ws = workspace.workspace
+    try:
+        index = build_site(ws.publish, ws.settings.publication)
+    except ReleaseIntegrityError as error:
+        raise Failure(description=f"The site was not rebuilt: {error}") from error
+    return MaterializeResult(metadata={"site": str(index), "releases": len(published_release_dirs(ws.publish))})

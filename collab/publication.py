@@ -629,11 +629,15 @@ def published_manifests(publish_root: Path) -> list[dict[str, Any]]:
     """Manifests of every published release, oldest period first, latest revision last.
 
     Raises ``ReleaseIntegrityError`` if any published release no longer matches its manifest.
-    Unfinished copies (``.<id>.partial``) are not releases and are skipped.
     """
-    manifests = [
-        verify_release_package(path.parent)
+    manifests = [verify_release_package(release_dir) for release_dir in published_release_dirs(publish_root)]
+    return sorted(manifests, key=lambda m: (m["period"], m["revision"]))
+
+
+def published_release_dirs(publish_root: Path) -> list[Path]:
+    """The folder of every published release, by name; unfinished copies (``.<id>.partial``) are not releases."""
+    return [
+        path.parent
         for path in sorted((publish_root / "releases").glob(f"*/{MANIFEST}"))
         if not path.parent.name.startswith(".")
     ]
-    return sorted(manifests, key=lambda m: (m["period"], m["revision"]))

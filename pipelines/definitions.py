@@ -10,8 +10,13 @@ from dagster import Definitions, definitions, load_asset_checks_from_package_mod
 import assets
 from assets.resources import resources_for
 from collab.workspace import Workspace
-from pipelines.jobs import release_job, submission_job
-from pipelines.sensors import landing_zone_sensor, quarter_release_sensor, warehouse_pool_sensor
+from pipelines.jobs import release_job, site_job, submission_job
+from pipelines.sensors import (
+    landing_zone_sensor,
+    published_site_sensor,
+    quarter_release_sensor,
+    warehouse_pool_sensor,
+)
 
 
 def build_definitions(workspace: Workspace) -> Definitions:
@@ -19,8 +24,8 @@ def build_definitions(workspace: Workspace) -> Definitions:
     return Definitions(
         assets=load_assets_from_package_module(assets),
         asset_checks=load_asset_checks_from_package_module(assets),
-        jobs=[submission_job, release_job],
-        sensors=[landing_zone_sensor, quarter_release_sensor, warehouse_pool_sensor],
+        jobs=[submission_job, release_job, site_job],
+        sensors=[landing_zone_sensor, quarter_release_sensor, published_site_sensor, warehouse_pool_sensor],
         resources=resources_for(workspace),
     )
 

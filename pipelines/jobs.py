@@ -1,4 +1,4 @@
-"""Jobs: one run per submission, one run per quarter's release.
+"""Jobs: one run per submission, one run per quarter's release, one run to rebuild the site after publications.
 
 Runs execute in process: the steps of one run touch the same submission's staging files in turn, so
 parallelism comes from running several submissions at once. Every step that opens the warehouse is in
@@ -23,4 +23,11 @@ release_job = define_asset_job(
     partitions_def=quarter_partitions,
     executor_def=in_process_executor,
     description="Release one quarter's indicators under the privacy budget and publish them once approved.",
+)
+
+site_job = define_asset_job(
+    name="site_job",
+    selection=AssetSelection.groups("site"),
+    executor_def=in_process_executor,
+    description="Rebuild the public site from every published release.",
 )

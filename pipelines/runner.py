@@ -40,6 +40,7 @@ from collab.intake import (
 from collab.invariants import first_quarter
 from collab.landing import LandingObject, LandingZone, landing_zone_from_env, shown_name
 from collab.registry import Registry
+from collab.site import site_is_current
 from collab.states import internal_error_reference, mark_state, mirror_states, unfinished
 from collab.submissions import (
     describe_error,
@@ -138,17 +139,18 @@ class RunReport:
     abandoned_runs: list[str] = field(default_factory=list)
     # Releases wait while any submission is unfinished (it may cover the quarter).
     releases_waiting_for: list[str] = field(default_factory=list)
+    # Why the site was not rebuilt after this run's publications (or an earlier run's), if it was not.
+    site_error: str | None = None
 
     @property
     def failed(self) -> list[SubmissionOutcome]:
         return [s for s in self.submissions if s.status == "failed"]
 
 
-def _jobs(workspace: Workspace) -> tuple[JobDefinition, JobDefinition]:
+def _job(workspace: Workspace, name: str) -> JobDefinition:
     from pipelines.definitions import build_definitions
 
-    defs = build_definitions(workspace)
-    return defs.resolve_job_def("submission_job"), defs.resolve_job_def("release_job")
+    return build_definitions(workspace).resolve_job_def(name)
 
 
 # What an interrupt (Ctrl-C, or a signal Dagster maps to one) becomes in a run: it stops the run, never the file.
@@ -214,7 +216,7 @@ def _run_submission_jobs(
 ) -> list[SubmissionOutcome]:
     workers = min(workspace.max_concurrent_runs, len(files))
     if workers <= 1:
-        context = (workspace, landing_zone_from_env(workspace.home), instance, _jobs(workspace)[0])
+        context = (workspace, landing_zone_from_env(workspace.home), instance, _job(workspace, "submission_job"))
         outcomes = []
         for file in files:
             progress(f"{file.charity_id}: {file.file_name}")
@@ -270,7 +272,7 @@ def _kill_self_when_gone(parent: multiprocessing.process.BaseProcess) -> None:
 def _worker_context(home: str) -> tuple[Workspace, LandingZone, DagsterInstance, JobDefinition]:
     """A worker process's workspace, landing zone, instance and job, made once for all the submissions it runs."""
     workspace = Workspace(Path(home))
-    return workspace, landing_zone_from_env(workspace.home), _pooled_instance(), _jobs(workspace)[0]
+    return workspace, landing_zone_from_env(workspace.home), _pooled_instance(), _job(workspace, "submission_job")
 
 
 def _pooled_instance() -> DagsterInstance:
@@ -409,6 +411,15 @@ def _fail(
 def release_quarter(
     workspace: Workspace, period: str, *, revise: bool = False, instance: DagsterInstance | None = None
 ) -> ReleaseOutcome:
+    """Release one quarter (`collab release`), then rebuild the site if the release was published."""
+    instance = instance or DagsterInstance.get()
+    outcome = _release(workspace, period, revise, instance)
+    if outcome.published and (site_error := rebuild_stale_site(workspace, instance)):
+        outcome.error = site_error
+    return outcome
+
+
+def _release(workspace: Workspace, period: str, revise: bool, instance: DagsterInstance) -> ReleaseOutcome:
     if problem := not_ended_problem(period):  # refused before Dagster learns of a quarter still going on
         return ReleaseOutcome(period, None, False, False, None, problem)
     first = first_quarter(Registry(workspace), workspace.settings.publication.first_quarter)
@@ -418,8 +429,7 @@ def release_quarter(
             "been spent."
         )
         return ReleaseOutcome(period, None, False, False, None, problem)
-    _, release_job = _jobs(workspace)
-    instance = instance or DagsterInstance.get()
+    release_job = _job(workspace, "release_job")
     release_abandoned_warehouse_slots(instance)
     instance.add_dynamic_partitions(quarter_partitions.name, [period])
     tags = runner_tags() | ({REVISE_TAG: "true"} if revise else {})
@@ -448,16 +458,31 @@ def approve_and_publish(workspace: Workspace, release_id: str, *, actor: str) ->
                 f"{release_id} is not the latest release of {period}" if latest else f"No release {release_id}."
             )
         audit(con, actor=actor, action="approve", subject=release_id)
-    _, release_job = _jobs(workspace)
-    result = release_job.execute_in_process(
+    instance = DagsterInstance.get()
+    result = _job(workspace, "release_job").execute_in_process(
         partition_key=period,
-        instance=DagsterInstance.get(),
+        instance=instance,
         raise_on_error=False,
         run_config=QUIET,
         asset_selection=[AssetKey("published_release")],
     )
     published = any(e.asset_key.path == ["published_release"] for e in result.get_asset_materialization_events())
-    return ReleaseOutcome(period, release_id, False, published, result.run_id, _failure(result))
+    error = _failure(result) or (rebuild_stale_site(workspace, instance) if published else None)
+    return ReleaseOutcome(period, release_id, False, published, result.run_id, error)
+
+
+def rebuild_stale_site(workspace: Workspace, instance: DagsterInstance) -> str | None:
+    """Rebuild the site unless it was built from the releases published now (``site_is_current``): once after
+    a run's publications, and after a run that stopped between a publication and the site. Returns why the
+    rebuild failed, if it did (a published release no longer matches its manifest)."""
+    if site_is_current(workspace.publish, workspace.settings.publication):
+        return None
+    result = _job(workspace, "site_job").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET, tags=runner_tags()
+    )
+    if _interrupted(result):  # published already; the next run rebuilds the site
+        raise KeyboardInterrupt
+    return _failure(result)
 
 
 def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunReport:
@@ -519,7 +544,9 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
         for period in unreleased:
             progress(f"release {period}")
             crash_point("before-release")
-            report.releases.append(release_quarter(workspace, period, instance=instance))
+            report.releases.append(_release(workspace, period, False, instance))
+        crash_point("before-site")
+        report.site_error = rebuild_stale_site(workspace, instance)
         with connect(workspace.warehouse_path) as con:
             report.stale_quarters = stale_quarters(con)
         return report

@@ -1,6 +1,8 @@
-"""Sensors: new landed files become submission runs; ended quarters become releases; the `warehouse` pool is
-kept moving."""
+"""Sensors: new landed files become submission runs; ended quarters become releases; new publications rebuild the
+site; the `warehouse` pool is kept moving."""
 
+import hashlib
+import json
 from pathlib import Path
 
 import duckdb
@@ -20,10 +22,11 @@ from assets.resources import CollabWorkspace, LandingZoneResource, Warehouse
 from collab.intake import partition_key_for, refuse
 from collab.invariants import first_quarter
 from collab.landing import shown_name
+from collab.site import site_is_current, site_sources
 from collab.states import mirror_states, unfinished
 from collab.warehouse import connect, unreleased_complete_quarters
 from collab.workspace import Workspace
-from pipelines.jobs import release_job, submission_job
+from pipelines.jobs import release_job, site_job, submission_job
 from pipelines.warehouse_pool import keep_warehouse_pool_moving
 
 # Runs of one landed file the sensor asks for before leaving it to an analyst (each failed before receiving it).
@@ -110,6 +113,18 @@ def quarter_release_sensor(
         run_requests=[RunRequest(run_key=f"release-{q}", partition_key=q) for q in quarters],
         dynamic_partitions_requests=[quarter_partitions.build_add_request(quarters)],
     )
+
+
+@sensor(job=site_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING)
+def published_site_sensor(context: SensorEvaluationContext, workspace: CollabWorkspace) -> RunRequest | SkipReason:
+    """Request a rebuild of the site when it was not built from the releases published now: after the daemon's
+    releases are published, however many, and after a run stopped between a publication and the site. Keyed by
+    those releases, so a build that fails (a tampered release) is not asked for again until the next publication."""
+    ws = workspace.workspace
+    if site_is_current(ws.publish, ws.settings.publication):
+        return SkipReason("The site shows every published release.")
+    built_from = json.dumps(site_sources(ws.publish, ws.settings.publication), sort_keys=True)
+    return RunRequest(run_key="site-" + hashlib.sha256(built_from.encode()).hexdigest()[:16])
 
 
 # As often as the landing zone is listed: a load stalled behind a dead run waits about as long as a new file does.

@@ -6,17 +6,22 @@ quarter, a page per indicator (trend with 95% band, rankings by place, small mul
 behind them, how to read it, caveats, downloads), the methodology and the release history. Pages are
 static HTML with inline SVG charts and one bundled stylesheet: no JavaScript, no network.
 A tampered release stops the build with ``ReleaseIntegrityError`` and leaves the previous site.
+
+Every page and download depends on every release (trends, time series, the release history), so a build
+renders all of them: the pipeline builds once after a run's publications (``site_is_current`` says whether it
+must), not once per release.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from collab.publication import SINGLE_CHARITY_STATEMENT
+from collab.publication import SINGLE_CHARITY_STATEMENT, published_release_dirs
 from collab.site.areas import area_pages, people_maps, places
 from collab.site.charts import PageCharts
 from collab.site.downloads import time_series_name, workbook_name, write_downloads, zip_name
@@ -24,6 +29,8 @@ from collab.site.model import SiteModel, load_site_model, quarter_label
 from collab.workspace import PublicationSettings
 
 STATIC = Path(__file__).with_name("static")
+# What a site was built from (its releases and settings), kept in the site so that it is replaced with it.
+BUILT_FROM = "built-from.json"
 
 
 def _environment() -> Environment:
@@ -95,6 +102,28 @@ def build_site(publish_root: Path, settings: PublicationSettings | None = None) 
         root = "../" * path.count("/")
         html = environment.get_template(template).render(site=model, root=root, charts=PageCharts(), **context)
         target.write_text(html, encoding="utf-8")
+    (partial / BUILT_FROM).write_text(json.dumps(site_sources(publish_root, settings)), encoding="utf-8")
     shutil.rmtree(site, ignore_errors=True)
     partial.replace(site)
     return site / "index.html"
+
+
+def site_is_current(publish_root: Path, settings: PublicationSettings | None = None) -> bool:
+    """Whether ``publish/site/`` was built from exactly the releases published now, with these settings: false
+    after a publication whose run stopped before rebuilding the site. Nothing published needs no site."""
+    sources = site_sources(publish_root, settings or PublicationSettings())
+    try:
+        built = json.loads((publish_root / "site" / BUILT_FROM).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return not sources["releases"]
+    except (OSError, ValueError):
+        return False
+    return bool(built == sources)
+
+
+def site_sources(publish_root: Path, settings: PublicationSettings) -> dict[str, Any]:
+    """What a site built now would be built from: the published releases, by name, and the settings it reads."""
+    return {
+        "releases": [path.name for path in published_release_dirs(publish_root)],
+        "max_interval_share": settings.max_interval_share,
+    }

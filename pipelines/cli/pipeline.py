@@ -88,6 +88,8 @@ def print_run_report(ws: Workspace, report: RunReport) -> None:
         else:
             state = "published" if release.published else f"awaiting approval (`collab approve {release.release_id}`)"
             console.print(f"Release {release.release_id}: {'new' if release.new_spend else 'existing'}, {state}.")
+    if report.site_error:
+        console.print(f"[red]The site was not rebuilt:[/] {escape(report.site_error)}")
     for period in report.stale_quarters:
         console.print(
             f"[yellow]{period}[/] received data after its release: `collab release {period} --revise` spends budget to update it."
@@ -127,7 +129,7 @@ def run(as_json: bool = JsonOption) -> None:
     else:
         print_run_report(ws, report)
     # A file our code failed on is that file's problem, listed above; only the run's own problems fail the command.
-    if any(r.error for r in report.releases):
+    if report.site_error or any(r.error for r in report.releases):
         raise typer.Exit(1)
 
 

@@ -17,6 +17,7 @@ def test_definitions_hold_every_asset_check_job_and_sensor(tmp_path: Path) -> No
     graph = loaded.resolve_asset_graph()
     assert sorted(key.to_user_string() for key in graph.get_all_asset_keys()) == [
         "published_release",
+        "published_site",
         "quarterly_release",
         "submission_feedback",
         "submission_file",
@@ -29,9 +30,10 @@ def test_definitions_hold_every_asset_check_job_and_sensor(tmp_path: Path) -> No
         "check_submission_accepted",
         "check_warehouse_contacts_minimised",
     ]
-    assert sorted(job.name for job in loaded.jobs or []) == ["release_job", "submission_job"]
+    assert sorted(job.name for job in loaded.jobs or []) == ["release_job", "site_job", "submission_job"]
     assert sorted(sensor.name for sensor in loaded.sensors or []) == [
         "landing_zone_sensor",
+        "published_site_sensor",
         "quarter_release_sensor",
         "warehouse_pool_sensor",
     ]

@@ -7,16 +7,17 @@ import datetime as dt
 import json
 
 import pytest
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
+from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context, materialize
 
 from assets.releases import REVISE_TAG, check_release_disclosure, published_release, quarterly_release
 from assets.resources import resources_for
 from collab.publication import ReleaseIntegrityError, disclosure_problems, publish_release, verify_release_package
 from collab.registry import Registry
+from collab.site import site_is_current
 from collab.warehouse import calendar_quarters, connect, stale_quarters
 from collab.workspace import Workspace
-from pipelines.runner import release_quarter
-from pipelines.sensors import quarter_release_sensor
+from pipelines.runner import rebuild_stale_site, release_quarter
+from pipelines.sensors import published_site_sensor, quarter_release_sensor
 from privacy.accountant import spent
 from privacy.estimators import MEDIAN_SHARES
 from privacy.mechanisms import epsilon_at
@@ -104,7 +105,43 @@ def test_release_is_published_with_intervals_and_spend(loaded: Workspace) -> Non
     # The unclipped estimate is the cell's own noisy measurement, of the variance its noise scale gives.
     scale = next(i for i in manifest["indicators"] if i["id"] == "people_by_need_region")["noise_scale"]
     assert all(float(row["estimate_variance"]) == pytest.approx(scale**2) for row in rows)
-    assert (loaded.publish / "site" / "index.html").exists()
+    assert not (loaded.publish / "site").exists()  # built once after a run's publications: the next test
+
+
+def test_the_site_is_rebuilt_once_after_publications_and_whenever_it_is_behind_them(loaded: Workspace) -> None:
+    set_privacy(loaded, auto_publish=True, release_rho=0.25, period_rho=4.0)  # room for a revision
+    instance = DagsterInstance.ephemeral()
+
+    def sensed() -> RunRequest | SkipReason:
+        return published_site_sensor(build_sensor_context(instance=instance, resources=resources_for(loaded)))
+
+    assert isinstance(sensed(), SkipReason)  # nothing published, no site needed
+    assert release(loaded, instance).success
+    first_request = sensed()
+    assert isinstance(first_request, RunRequest)
+    assert rebuild_stale_site(loaded, instance) is None
+    assert "2026Q1-v1" in (loaded.publish / "site" / "releases.html").read_text()
+    assert site_is_current(loaded.publish, loaded.settings.publication) and isinstance(sensed(), SkipReason)
+    runs = len(instance.get_runs())
+    assert rebuild_stale_site(loaded, instance) is None and len(instance.get_runs()) == runs  # current: not rebuilt
+
+    # A revision published by a run that stopped before the site: the next rebuild (or the sensor) catches up.
+    assert release(loaded, instance, revise=True).success
+    second_request = sensed()
+    assert isinstance(second_request, RunRequest) and second_request.run_key != first_request.run_key
+    assert rebuild_stale_site(loaded, instance) is None
+    assert "2026Q1-v2" in (loaded.publish / "site" / "releases.html").read_text()
+
+    # Settings the site reads changed, and a published release altered since: the rebuild fails, says why, and the
+    # site stays as it was.
+    before = (loaded.publish / "site" / "index.html").read_text()
+    settings = loaded.settings.model_copy(deep=True)
+    settings.publication.max_interval_share /= 2
+    loaded.save_settings(settings)
+    alter_one_row(loaded.publish / "releases" / "2026Q1-v1" / "data" / "people_by_need_region.csv")
+    error = rebuild_stale_site(loaded, instance)
+    assert error is not None and "SHA-256 mismatch" in error
+    assert (loaded.publish / "site" / "index.html").read_text() == before
 
 
 def test_the_whole_catalogue_is_released_with_its_hierarchy_consistent(loaded: Workspace) -> None:

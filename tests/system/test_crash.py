@@ -21,6 +21,7 @@ from dagster._core.instance.ref import InstanceRef
 
 from collab.landing import LocalLandingZone
 from collab.registry import Registry
+from collab.site import site_is_current
 from collab.states import submission_states
 from collab.warehouse import calendar_quarters
 from collab.workspace import Workspace
@@ -41,6 +42,7 @@ ALL_POINTS = [
     "before-release",
     "mid-link",
     "before-publish",
+    "before-site",
 ]
 # Each case is two full runs (one to four minutes on a shared 2-core machine): the suite kills the run
 # mid-load, where a charity was once told "accepted" with nothing stored; COLLAB_CRASH_POINTS=all runs
@@ -103,7 +105,7 @@ def test_a_run_killed_anywhere_is_finished_by_the_next(
 ) -> None:
     home = tmp_path / "var"
     files = _drop_files(home, tmp_path)
-    publishing = point == "before-publish"
+    publishing = point in {"before-publish", "before-site"}
     if publishing:  # releases publish without an analyst's approval, so the run reaches publication
         settings = Workspace(home).settings.model_copy(deep=True)
         settings.publication.auto_publish = True
@@ -152,6 +154,9 @@ def test_a_run_killed_anywhere_is_finished_by_the_next(
     assert spent == sorted((release_id,) for _, release_id in releases)
     # A release killed after spending, before publishing, is published by the next run, spending nothing more.
     assert all((home / "publish" / "releases" / release_id).is_dir() is publishing for _, release_id in releases)
+    # And the site shows them, though the run that published them stopped before building it.
+    assert site_is_current(home / "publish", workspace.settings.publication)
+    assert (home / "publish" / "site").is_dir() is publishing
 
 
 @pytest.mark.parametrize("point", ["mid-check"])
