@@ -347,6 +347,7 @@ def warehouse_contacts(
     # The rows are stored (and the warehouse says so, in the same transaction): now the charity is told.
     report = _report(workspace, manifest.submission_id)
     report.loaded = True
+    report.rows_stored = loaded.rows_loaded
     warn_of_quarters_mostly_replaced(report, loaded.quarters_replaced)
     warn_of_quarters_in_later_files(report, loaded.quarters_superseded)
     save_report(ws, manifest.submission_id, report)

@@ -90,6 +90,9 @@ class FeedbackReport(BaseModel):
     # For a file sent to the collaborative: False while its accepted rows are being loaded, True once they are
     # stored. None for a check on the charity's own computer, where nothing is loaded.
     loaded: bool | None = None
+    # Of the accepted rows, how many were stored once loaded: fewer when a file the charity sent later already
+    # holds some of the quarters this one covers (that file keeps them). None until loaded.
+    rows_stored: int | None = None
 
     @property
     def accepted(self) -> bool:
@@ -116,6 +119,12 @@ class FeedbackReport(BaseModel):
         loading = (
             " They are being loaded; this report will be updated when they are stored." if self.loaded is False else ""
         )
+        if self.rows_stored is not None and self.rows_stored < self.rows_accepted:
+            loading = (
+                " None of them were stored: files you sent later cover every quarter this one does, and keep them."
+                if self.rows_stored == 0
+                else f" {self.rows_stored:,} of them were stored: files you sent later keep the other quarters."
+            )
         return f"{verb}: {self.rows_accepted:,} of {self.rows_received:,} row(s) accepted{rejected}.{loading}"
 
     def next_step(self) -> str:

@@ -350,7 +350,11 @@ def test_of_two_files_for_one_quarter_the_one_sent_last_keeps_it_whichever_loads
         "contacts in 2026Q1 were not loaded: a file you sent after this one covers 2026Q1"
         in (warning["examples"][0]["message"])
     )
-    assert told["status"] == "accepted_with_warnings" and told["loaded"] is True
+    assert told["status"] == "accepted_with_warnings" and told["loaded"] is True and told["rows_stored"] == 0
+    # Its headline says so too, not "accepted" alone (the attacker's third trial).
+    [html] = (workspace.feedback / charity).glob(f"*--{full}.feedback.html")
+    assert "60 of 60 row(s) accepted. None of them were stored: files you sent later" in html.read_text()
+    assert feedback_for(workspace, charity, by_name["b-correction"])["rows_stored"] == 5
     # Sent again, the full extract is the latest: it replaces the quarter.
     drop(workspace, charity, tmp_path / "full.csv", "a-full-again.csv")
     [again] = sense(workspace, instance)

@@ -595,3 +595,29 @@ def test_a_separator_left_at_the_end_of_a_row_is_no_ragged_row(tmp_path: Path) -
         (5, f"This row has {len(HEADER) + 1} cells but the header has {len(HEADER)}."),
         (6, f"This row has {len(HEADER) + 1} cells but the header has {len(HEADER)}."),
     ]
+
+
+def test_the_headline_says_how_many_accepted_rows_were_stored_when_later_files_keep_some_quarters() -> None:
+    from standards.feedback import FeedbackReport
+
+    report = FeedbackReport(
+        file_name="full.csv",
+        checked_at=dt.datetime(2026, 4, 2, tzinfo=dt.UTC),
+        status="accepted_with_warnings",
+        rows_received=100,
+        rows_accepted=90,
+        rows_rejected=10,
+        loaded=True,
+    )
+    assert report.headline() == "Accepted with warnings: 90 of 100 row(s) accepted; 10 row(s) were not accepted."
+    stored = {
+        90: "",
+        40: " 40 of them were stored: files you sent later keep the other quarters.",
+        0: " None of them were stored: files you sent later cover every quarter this one does, and keep them.",
+    }
+    for rows, said in stored.items():
+        report.rows_stored = rows
+        assert (
+            report.headline()
+            == f"Accepted with warnings: 90 of 100 row(s) accepted; 10 row(s) were not accepted.{said}"
+        )
