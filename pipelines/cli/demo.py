@@ -14,6 +14,7 @@ from collab.workspace import Workspace
 from collab_demo.generator import PROFILES, generate
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
 from pipelines.cli.pipeline import print_run_report
+from pipelines.worker_server import start_worker_server
 
 DEMO_MARKER = "demo/truth/summary.json"
 
@@ -38,11 +39,16 @@ def demo(
     as_json: bool = JsonOption,
 ) -> None:
     """Generate demo extracts, register the charities, drop the files and run everything headless."""
-    from pipelines.runner import run_pending
-
     started = time.monotonic()
     _reset(workspace())
     ws = workspace()
+    # The worker server's imports overlap the run's own and the generator's, as in `collab run`: started when the
+    # run made its pool, the demo waited 9 s for it.
+    if ws.max_concurrent_runs > 1:
+        start_worker_server()
+
+    from pipelines.runner import run_pending
+
     settings = ws.settings.model_copy(deep=True)
     settings.publication.auto_publish = True  # the demo has no analyst to approve releases
     # Budgets per person, for the worst case (four units in the demo: 2 per quarter at the default 0.125
