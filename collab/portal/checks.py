@@ -34,11 +34,25 @@ TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 _UNSAFE = re.compile(r"[^\w ._()-]+|_+")
 
 
+# A sent file's name in UTF-8 bytes, its extension included: file systems allow 255 bytes, and the landing area and
+# the feedback add to it. Cut at 100 characters, a name in Chinese or Japanese was 300 bytes: a 500 page.
+MAX_NAME_BYTES = 100
+# Longer than this after the last dot, it is no extension ('minutes of 3.5 meeting'), and is cut as the rest is.
+MAX_EXTENSION_CHARS = 5
+
+
 def safe_file_name(name: str) -> str:
-    """A file name fit to show and to name the sent object: its last component, plain characters only."""
+    """A file name fit to show and to name the sent object: its last component, plain characters only, at most
+    ``MAX_NAME_BYTES`` in UTF-8, a long one cut before its extension so that the extension stays."""
     last = PureWindowsPath(PurePosixPath(unicodedata.normalize("NFC", name or "")).name).name
-    cleaned = re.sub(r"\s+", " ", _UNSAFE.sub("_", last)).strip(" .")[:100].strip(" .")
-    return cleaned or "file"
+    cleaned = re.sub(r"\s+", " ", _UNSAFE.sub("_", last)).strip(" .")
+    stem, dot, extension = cleaned.rpartition(".")
+    if not dot or not stem or len(extension) > MAX_EXTENSION_CHARS or " " in extension:
+        stem, extension = cleaned, ""
+    suffix = f".{extension}" if extension else ""
+    room = MAX_NAME_BYTES - len(suffix.encode())
+    stem = stem.encode()[:room].decode(errors="ignore").strip(" .")
+    return f"{stem}{suffix}" if stem else "file"
 
 
 @dataclass(frozen=True)

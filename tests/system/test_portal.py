@@ -437,6 +437,10 @@ def test_hostile_files_get_plain_pages(portal: Portal) -> None:
     assert sent.status_code == 200
     assert portal.landed("north-pantry") == ["_img src_x onerror_alert(1)_.csv"]
     assert not (portal.home / "etc").exists() and not (portal.home / "landing" / "etc").exists()
+    # A long name in Japanese, 723 bytes: cut at 100 characters it was still 300 bytes, and sending it a 500 page.
+    token = _check(portal, client, csrf, GOOD_CSV, name="利用者データ" * 40 + ".csv")
+    assert client.post(portal.url + f"/check/{token}/send", data={"csrf": csrf}).status_code == 200
+    assert "利用者データ" * 5 + "利用.csv" in portal.landed("north-pantry")
     for content in (b"\x00\x01binary\xff" * 100, b"", b"PK\x03\x04 not really a workbook"):
         token = _check(portal, client, csrf, content, "odd.xlsx")
         page = client.get(portal.url + f"/check/{token}")

@@ -95,11 +95,15 @@ def test_the_sign_in_limit_counts_per_charity_and_address_and_allows_an_address_
         ("x\u202egpj.csv", "x_gpj.csv"),  # a right-to-left override never reaches a name
         ("..", "file"),
         ("", "file"),
-        ("a" * 300 + ".csv", "a" * 100),
+        ("a" * 300 + ".csv", "a" * 96 + ".csv"),  # cut before its extension, which stays
+        ("利用者データ" * 40 + ".xlsx", "利用者データ" * 5 + "利.xlsx"),  # by bytes: 300 of them were a 500 page
+        ("minutes of the 3.5 meeting " * 9, ("minutes of the 3.5 meeting " * 4)[:100].strip()),
+        (".xlsx", "xlsx"),
     ],
 )
 def test_an_uploaded_file_name_becomes_one_plain_name(given: str, expected: str) -> None:
     assert safe_file_name(given) == expected
+    assert len(safe_file_name(given).encode()) <= 100
 
 
 def test_row_files_hold_every_affected_row_and_escape_formulas(tmp_path: Path) -> None:
