@@ -386,11 +386,23 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
         name = safe_file_name(str(check.meta()["file_name"]))
         report = check.report()
         sent_as = landing_name(name, report.file.format if report.file else None)
+        landing = landing_zone_from_env(workspace.home)
+        waiting = await run_in_threadpool(landing.pending, [session.charity_id])
+        replaces = any(obj.key == sent_as for obj in waiting)
         await run_in_threadpool(_send, workspace, session.charity_id, check.upload, sent_as)
         session.checks.pop(check.token, None)
         check.delete()
         renamed = f" as '{sent_as}'" if sent_as != name else ""
-        request.session["notice"] = f"Thank you: '{name}' is sent{renamed}. It is checked again when it is picked up."
+        # Sending under a name already waiting replaces that file, as in a bucket or a folder: said, never silent
+        # (the attacker's trial: the first of two sends got no feedback and no word of why).
+        replaced = (
+            f" It replaces the '{sent_as}' you sent before, which had not been picked up yet: only this one is checked."
+            if replaces
+            else ""
+        )
+        request.session["notice"] = (
+            f"Thank you: '{name}' is sent{renamed}. It is checked again when it is picked up.{replaced}"
+        )
         return RedirectResponse("/files", status_code=303)
 
     async def files(request: Request, session: Session) -> Response:

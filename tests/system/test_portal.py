@@ -437,6 +437,13 @@ def test_hostile_files_get_plain_pages(portal: Portal) -> None:
     assert sent.status_code == 200
     assert portal.landed("north-pantry") == ["_img src_x onerror_alert(1)_.csv"]
     assert not (portal.home / "etc").exists() and not (portal.home / "landing" / "etc").exists()
+    # Sent again under a name still waiting: it replaces that file, and says so.
+    for attempt in range(2):
+        token = _check(portal, client, csrf, GOOD_CSV, name="twice.csv")
+        page = client.post(portal.url + f"/check/{token}/send", data={"csrf": csrf})
+        assert page.status_code == 200
+        assert ("It replaces the &#39;twice.csv&#39; you sent before" in page.text) is (attempt == 1)
+    assert portal.landed("north-pantry").count("twice.csv") == 1
     # A long name in Japanese, 723 bytes: cut at 100 characters it was still 300 bytes, and sending it a 500 page.
     token = _check(portal, client, csrf, GOOD_CSV, name="利用者データ" * 40 + ".csv")
     assert client.post(portal.url + f"/check/{token}/send", data={"csrf": csrf}).status_code == 200
