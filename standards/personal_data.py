@@ -73,10 +73,11 @@ EMAIL = r"[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8
 PHONE = r"(?:\+44 ?(?:\(0\) ?)?|\(?\b0)[1-9]\d{1,3}\)?[ -]?\d{3,4}[ -]?\d{3,4}\b"
 POSTCODE = r"(?i)\b[A-Z]{1,2}\d[A-Z\d]? *\d[A-Z]{2}\b"
 FREE_TEXT = r"\S+\s+\S+\s+\S+\s+\S"
-# A house number and a street ('12 High Street', '3a Mill Lane'), or a flat ('Flat 3'): the kinds of road are
-# those of most UK addresses, so that '12 sessions' or '2 adults' never match.
+# A house number and a street ('12 High Street', '3a Mill Lane'), a flat ('Flat 3') or a PO box ('PO Box 123'): the
+# kinds of road are those of most UK addresses, so that '12 sessions' or '2 adults' never match.
 ADDRESS = (
     r"(?i)\b(?:flat|apartment|apt)\.? *\d+[a-z]?\b"
+    r"|(?i:\bp\.? ?o\.? ?box +\d+)"
     r"|(?i:\b\d+[a-z]? +(?:[a-z][a-z'-]+ +){1,3}"
     r"(?:street|st|road|rd|avenue|ave|lane|ln|close|drive|dr|way|court|ct|place|crescent|gardens|terrace|grove|"
     r"square|hill|park|walk|row|mews)\b)"
@@ -85,13 +86,17 @@ ADDRESS = (
 DATE_OF_BIRTH = r"(?i)\b(?:d\.?o\.?b\.?|date of birth|born)\W{0,3}\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}\b"
 
 
+# Titles that come before a name. Not 'Father' or 'Sister', which also name a household role ('father of 3').
+TITLES = "mr|mrs|ms|miss|mx|dr|mister|rev|revd|reverend|prof|professor|sir|dame|lord|lady"
+
+
 @cache
 def name_pattern() -> str:
     """A title and a word, perhaps after initials ('Mr T Jones'), a common forename followed by a capitalised word,
     or 'Surname, Forename'."""
     forename = f"(?i:{_forenames()})"
     return (
-        r"(?i:\b(?:mr|mrs|ms|miss|mx|dr)\.? +(?:[a-z]\.? +)*[a-z][a-z'-]+)"
+        rf"(?i:\b(?:{TITLES})\.? +(?:[a-z]\.? +)*[a-z][a-z'-]+)"
         rf"|\b{forename} +[A-Z][A-Za-z'-]+"
         rf"|\b[A-Z][A-Za-z'-]+, *{forename}\b"
     )

@@ -31,6 +31,13 @@ SAMPLES = {
     "Dr. A. B. Smith": Kind.NAME,
     "Flat 3, 12 High Street": Kind.ADDRESS,
     "3a Mill Lane": Kind.ADDRESS,
+    # Found by the attacker's trial in session 17: other titles, and PO boxes.
+    "Rev. J Owen": Kind.NAME,
+    "Prof Adeyemi": Kind.NAME,
+    "Lord Ashworth": Kind.NAME,
+    "Mister Jones": Kind.NAME,
+    "PO Box 123": Kind.ADDRESS,
+    "P.O. Box 4521": Kind.ADDRESS,
     "DOB 12/04/1988": Kind.DATE_OF_BIRTH,
     "born 1988-04-12": Kind.DATE_OF_BIRTH,
     "12 sessions": None,
@@ -48,6 +55,9 @@ SAMPLES = {
     "Debt advice": None,
     "Hope Street Hub": None,  # forenames that are everyday words are not in the list
     "Universal Credit": None,
+    "Professional advice": None,
+    "Food box": None,
+    "Ladybird Nursery": None,
 }
 
 
