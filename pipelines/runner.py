@@ -413,10 +413,7 @@ def release_quarter(
 ) -> ReleaseOutcome:
     """Release one quarter (`collab release`), then rebuild the site if the release was published."""
     instance = instance or DagsterInstance.get()
-    outcome = _release(workspace, period, revise, instance)
-    if outcome.published and (site_error := rebuild_stale_site(workspace, instance)):
-        outcome.error = site_error
-    return outcome
+    return _with_site_rebuilt(workspace, instance, _release(workspace, period, revise, instance))
 
 
 def _release(workspace: Workspace, period: str, revise: bool, instance: DagsterInstance) -> ReleaseOutcome:
@@ -467,8 +464,16 @@ def approve_and_publish(workspace: Workspace, release_id: str, *, actor: str) ->
         asset_selection=[AssetKey("published_release")],
     )
     published = any(e.asset_key.path == ["published_release"] for e in result.get_asset_materialization_events())
-    error = _failure(result) or (rebuild_stale_site(workspace, instance) if published else None)
-    return ReleaseOutcome(period, release_id, False, published, result.run_id, error)
+    outcome = ReleaseOutcome(period, release_id, False, published, result.run_id, _failure(result))
+    return _with_site_rebuilt(workspace, instance, outcome)
+
+
+def _with_site_rebuilt(workspace: Workspace, instance: DagsterInstance, outcome: ReleaseOutcome) -> ReleaseOutcome:
+    """After one release's publication (`collab release`, `collab approve`), the site rebuilt; the outcome says why
+    not if it was not. `collab run` rebuilds once for all its releases instead."""
+    if outcome.published and outcome.error is None:
+        outcome.error = rebuild_stale_site(workspace, instance)
+    return outcome
 
 
 def rebuild_stale_site(workspace: Workspace, instance: DagsterInstance) -> str | None:

@@ -89,6 +89,8 @@ def build_site(publish_root: Path, settings: PublicationSettings | None = None) 
     ``settings.max_interval_share`` decides which figures are precise enough to quote as headlines.
     """
     settings = settings or PublicationSettings()
+    # Taken before the releases are read: one published meanwhile leaves the site stale, never marked current.
+    sources = site_sources(publish_root, settings)
     model = load_site_model(publish_root, settings.max_interval_share)
     environment = _environment()
     site = publish_root / "site"
@@ -102,7 +104,7 @@ def build_site(publish_root: Path, settings: PublicationSettings | None = None) 
         root = "../" * path.count("/")
         html = environment.get_template(template).render(site=model, root=root, charts=PageCharts(), **context)
         target.write_text(html, encoding="utf-8")
-    (partial / BUILT_FROM).write_text(json.dumps(site_sources(publish_root, settings)), encoding="utf-8")
+    (partial / BUILT_FROM).write_text(json.dumps(sources), encoding="utf-8")
     shutil.rmtree(site, ignore_errors=True)
     partial.replace(site)
     return site / "index.html"
