@@ -10,6 +10,7 @@ import pytest
 from collab.workspace import Workspace
 from tests.conftest import contact_rows, latest_ended_quarter, write_csv
 from tests.system.commands import collab
+from tests.tampering import alter_one_row
 
 pytestmark = pytest.mark.system
 
@@ -50,7 +51,19 @@ def test_charity_registration_submit_and_run(tmp_path: Path) -> None:
     assert [r["period"] for r in report["releases"]] == [quarter] and report["releases"][0]["published"] is False
     approved = json.loads(collab(home, "approve", report["releases"][0]["release_id"], "--json").stdout)
     assert approved["published"] is True
-    assert (home / "publish" / "site" / "index.html").exists()
+    site = home / "publish" / "site" / "index.html"
+    before = site.read_text()
+
+    # A published release altered by hand and the site's record of what it was built from lost: the next run
+    # rebuilds the site, refuses the altered release, says so and fails, and the site stays as it was.
+    alter_one_row(home / "publish" / "releases" / approved["release_id"] / "data" / "people_by_need_region.csv")
+    (home / "publish" / "site" / "built-from.json").unlink()
+    failed = collab(home, "run", check=False)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    said = " ".join(failed.stdout.split())
+    assert "The site was not rebuilt:" in said and "SHA-256 mismatch" in said, said
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert site.read_text() == before
 
 
 def test_a_charity_proposes_a_mapping_checks_with_it_and_exports_the_standard(tmp_path: Path) -> None:
