@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, JobDefinition, RunsFilter
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, ExecuteInProcessResult, JobDefinition, RunsFilter
 
 from assets.partitions import quarter_partitions, run_going, submission_partitions
 from assets.releases import REVISE_TAG
@@ -123,7 +123,10 @@ class ReleaseOutcome:
     new_spend: bool
     published: bool
     run_id: str | None  # None when refused before any run
-    error: str | None = None
+    error: str | None = None  # why the release or its publication failed
+    # Why the site was not rebuilt after the release was published (`collab release`, `collab approve`): the release
+    # itself stands, published and paid for; releasing it again would spend budget for nothing.
+    site_error: str | None = None
 
 
 @dataclass
@@ -411,9 +414,12 @@ def _fail(
 def release_quarter(
     workspace: Workspace, period: str, *, revise: bool = False, instance: DagsterInstance | None = None
 ) -> ReleaseOutcome:
-    """Release one quarter (`collab release`), then rebuild the site if the release was published."""
-    instance = instance or DagsterInstance.get()
-    return _with_site_rebuilt(workspace, instance, _release(workspace, period, revise, instance))
+    """Release one quarter (`collab release`), then rebuild the site if the release was published. Holds the
+    workspace's run lock, as `collab run` does: two releases of a quarter at once each drew a revision, and the
+    first to publish published the other's."""
+    with run_lock(workspace):  # before the instance: two processes making a new instance's storage at once collide
+        instance = instance or DagsterInstance.get()
+        return _with_site_rebuilt(workspace, instance, _release(workspace, period, revise, instance))
 
 
 def _release(workspace: Workspace, period: str, revise: bool, instance: DagsterInstance) -> ReleaseOutcome:
@@ -441,38 +447,49 @@ def _release(workspace: Workspace, period: str, revise: bool, instance: DagsterI
         if "new_spend" in metadata:
             release_id = metadata["release_id"].value
             new_spend = bool(metadata["new_spend"].value)
-    published = any(e.asset_key.path == ["published_release"] for e in result.get_asset_materialization_events())
+    published = release_id is not None and release_id in _published_ids(result)
     return ReleaseOutcome(period, release_id, new_spend, published, result.run_id, _failure(result))
 
 
+def _published_ids(result: ExecuteInProcessResult) -> set[str]:
+    """The releases a run published: what it says it published, never taken to be the one it made."""
+    return {
+        str(event.materialization.metadata["release_id"].value)
+        for event in result.get_asset_materialization_events()
+        if event.asset_key.path == ["published_release"]
+    }
+
+
 def approve_and_publish(workspace: Workspace, release_id: str, *, actor: str) -> ReleaseOutcome:
-    """Record an analyst's approval of a release, then publish it."""
+    """Record an analyst's approval of a release, then publish it, holding the workspace's run lock (a revision
+    drawn meanwhile would be the latest release, and published instead)."""
     period = release_id.split("-v")[0]
-    with connect(workspace.warehouse_path) as con:
-        latest = latest_release(con, period)
-        if latest is None or latest.release_id != release_id:
-            raise LookupError(
-                f"{release_id} is not the latest release of {period}" if latest else f"No release {release_id}."
-            )
-        audit(con, actor=actor, action="approve", subject=release_id)
-    instance = DagsterInstance.get()
-    result = _job(workspace, "release_job").execute_in_process(
-        partition_key=period,
-        instance=instance,
-        raise_on_error=False,
-        run_config=QUIET,
-        asset_selection=[AssetKey("published_release")],
-    )
-    published = any(e.asset_key.path == ["published_release"] for e in result.get_asset_materialization_events())
-    outcome = ReleaseOutcome(period, release_id, False, published, result.run_id, _failure(result))
-    return _with_site_rebuilt(workspace, instance, outcome)
+    with run_lock(workspace):
+        with connect(workspace.warehouse_path) as con:
+            latest = latest_release(con, period)
+            if latest is None or latest.release_id != release_id:
+                raise LookupError(
+                    f"{release_id} is not the latest release of {period}" if latest else f"No release {release_id}."
+                )
+            audit(con, actor=actor, action="approve", subject=release_id)
+        instance = DagsterInstance.get()
+        result = _job(workspace, "release_job").execute_in_process(
+            partition_key=period,
+            instance=instance,
+            raise_on_error=False,
+            run_config=QUIET,
+            asset_selection=[AssetKey("published_release")],
+        )
+        published = release_id in _published_ids(result)
+        outcome = ReleaseOutcome(period, release_id, False, published, result.run_id, _failure(result))
+        return _with_site_rebuilt(workspace, instance, outcome)
 
 
 def _with_site_rebuilt(workspace: Workspace, instance: DagsterInstance, outcome: ReleaseOutcome) -> ReleaseOutcome:
     """After one release's publication (`collab release`, `collab approve`), the site rebuilt; the outcome says why
     not if it was not. `collab run` rebuilds once for all its releases instead."""
     if outcome.published and outcome.error is None:
-        outcome.error = rebuild_stale_site(workspace, instance)
+        outcome.site_error = rebuild_stale_site(workspace, instance)
     return outcome
 
 

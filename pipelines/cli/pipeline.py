@@ -187,6 +187,7 @@ def release(
     if not QUARTER.match(quarter):
         fail(f"{quarter!r} is not a quarter like 2026Q1", code=2)
     ws = workspace()
+    _say_if_waiting(ws, as_json)
     outcome = release_quarter(ws, quarter, revise=revise)
     if as_json:
         emit_json(asdict(outcome))
@@ -197,7 +198,8 @@ def release(
         console.print(
             f"Release {outcome.release_id} ({'new noise drawn' if outcome.new_spend else 'existing, nothing spent'}); {state}."
         )
-    if outcome.error:
+        _say_site_not_rebuilt(outcome.site_error)
+    if outcome.error or outcome.site_error:
         raise typer.Exit(1)
 
 
@@ -207,6 +209,7 @@ def approve(release_id: str, as_json: bool = JsonOption) -> None:
     from pipelines.runner import approve_and_publish
 
     ws = workspace()
+    _say_if_waiting(ws, as_json)
     try:
         outcome = approve_and_publish(ws, release_id, actor=Path.home().name or "analyst")
     except LookupError as error:
@@ -215,8 +218,28 @@ def approve(release_id: str, as_json: bool = JsonOption) -> None:
         emit_json(asdict(outcome))
     elif outcome.error:
         fail(f"approved, but publication failed: {outcome.error}")
+    elif outcome.site_error:
+        console.print(f"Approved and published {release_id}: {ws.publish / 'releases' / release_id}")
+        _say_site_not_rebuilt(outcome.site_error)
     else:
         console.print(f"Approved and published {release_id}: {ws.publish / 'site' / 'index.html'}")
+    if outcome.error or outcome.site_error:
+        raise typer.Exit(1)
+
+
+def _say_if_waiting(ws: Workspace, as_json: bool) -> None:
+    if not as_json and another_run_holds_the_lock(ws):
+        console.print("Waiting for the run or release under way in this workspace to finish...")
+
+
+def _say_site_not_rebuilt(site_error: str | None) -> None:
+    """The release stands (published, its budget spent): only the site is behind, rebuilt by the next `collab run`
+    once what stopped it is put right; releasing again would spend budget for nothing."""
+    if site_error:
+        console.print(
+            f"[red]The site was not rebuilt:[/] {escape(site_error)}\nThe release is published and nothing more needs "
+            "spending: put that right, and the next `collab run` rebuilds the site."
+        )
 
 
 def _wrap_not_cut(table: Table) -> None:

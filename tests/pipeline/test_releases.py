@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
+import subprocess
 
 import pytest
 from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context, materialize
@@ -23,6 +25,7 @@ from privacy.estimators import MEDIAN_SHARES
 from privacy.mechanisms import epsilon_at
 from standards.catalogue import cells, load_catalogue
 from standards.extract import quarter_of
+from tests.system.commands import COLLAB, collab
 from tests.tampering import alter_one_row
 
 RELEASE_ASSETS = [quarterly_release, check_release_disclosure, published_release]
@@ -300,3 +303,42 @@ def test_a_quarter_that_receives_data_after_its_release_is_flagged_for_revision(
             "['2026Q1'], '1.1')"
         )
         assert stale_quarters(con) == ["2026Q1"]
+
+
+def test_two_releases_at_once_each_publish_what_they_say_and_a_site_failure_is_not_a_release_failure(
+    loaded: Workspace,
+) -> None:
+    # A hostile trial: two `collab release --revise` at once both said "published"; only one of the two revisions
+    # was, and the other's budget was spent for nothing said. They now take turns (the workspace's run lock).
+    set_privacy(loaded, auto_publish=True)
+    settings = loaded.settings.model_copy(deep=True)
+    settings.publication.first_quarter = "2026Q1"
+    loaded.save_settings(settings)
+    racing = [
+        subprocess.Popen(
+            [str(COLLAB), "release", "2026Q1", "--revise", "--json"],
+            env={**os.environ, **loaded.environment()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    finished = [process.communicate(timeout=600) for process in racing]
+    assert [process.returncode for process in racing] == [0, 0], "\n".join(err for _, err in finished)
+    outcomes = [json.loads(out) for out, _ in finished]
+    assert [process.returncode for process in racing] == [0, 0]
+    assert sorted(o["release_id"] for o in outcomes) == ["2026Q1-v1", "2026Q1-v2"]
+    assert all(o["published"] and o["new_spend"] and o["error"] is None for o in outcomes)
+    assert sorted(p.name for p in (loaded.publish / "releases").iterdir()) == ["2026Q1-v1", "2026Q1-v2"]
+    assert site_is_current(loaded.publish, loaded.settings.publication)
+
+    # A published release altered by hand stops the site's rebuild after the next revision: the revision is published
+    # (and paid for), and the command says so, and that only the site is behind.
+    alter_one_row(loaded.publish / "releases" / "2026Q1-v1" / "data" / "people_by_need_region.csv")
+    revised = collab(loaded.home, "release", "2026Q1", "--revise", check=False)
+    said = " ".join(revised.stdout.split())
+    assert revised.returncode == 1 and "failed" not in said, revised.stdout + revised.stderr
+    assert "Release 2026Q1-v3 (new noise drawn); published." in said
+    assert "The site was not rebuilt:" in said and "SHA-256 mismatch" in said and "nothing more needs spending" in said
+    assert (loaded.publish / "releases" / "2026Q1-v3").is_dir()
