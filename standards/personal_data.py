@@ -65,7 +65,7 @@ def _forenames() -> str:
 
 # Any two letters, not only HMRC's issued prefixes: "QQ 12 34 56 C" is the textbook example and a
 # mistyped number is still someone's; a charity's own reference is never shaped like this.
-NI_NUMBER = r"(?i)\b[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
+NI_NUMBER = r"(?i)\b[A-Z]{2}[ .-]?\d{2}[ .-]?\d{2}[ .-]?\d{2}[ .-]?[A-D]\b"
 NHS_SHAPE = r"\b\d{3}[ -]?\d{3}[ -]?\d{4}\b"
 # Repetition is bounded (as email addresses are) so that backtracking engines stay linear on huge cells.
 EMAIL = r"[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}"
@@ -73,17 +73,25 @@ EMAIL = r"[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8
 PHONE = r"(?:\+44 ?(?:\(0\) ?)?|\(?\b0)[1-9]\d{1,3}\)?[ -]?\d{3,4}[ -]?\d{3,4}\b"
 POSTCODE = r"(?i)\b[A-Z]{1,2}\d[A-Z\d]? *\d[A-Z]{2}\b"
 FREE_TEXT = r"\S+\s+\S+\s+\S+\s+\S"
-# A house number and a street ('12 High Street', '3a Mill Lane'), a flat ('Flat 3') or a PO box ('PO Box 123'): the
-# kinds of road are those of most UK addresses, so that '12 sessions' or '2 adults' never match.
+# A house number and a street ('12 High Street', '14, Park View', '3a Mill Lane', in Welsh '12 Heol y Frenhines', the
+# kind of road first), a flat ('Flat 3', 'Flat C') or a PO box ('PO Box 123'): the kinds of road are those of most UK
+# addresses, so that '12 sessions' or '2 adults' never match.
 ADDRESS = (
     r"(?i)\b(?:flat|apartment|apt)\.? *\d+[a-z]?\b"
-    r"|(?i:\bp\.? ?o\.? ?box +\d+)"
-    r"|(?i:\b\d+[a-z]? +(?:[a-z][a-z'-]+ +){1,3}"
+    r"|\b(?:flat|apartment|apt)\.? +(?-i:[A-Z])\b"
+    r"|(?i:\bp\.? ?o\.? ?box *\d+)"
+    r"|(?i:\b\d+[a-z]?,? +(?:[a-z][a-z'-]+ +){1,3}"
     r"(?:street|st|road|rd|avenue|ave|lane|ln|close|drive|dr|way|court|ct|place|crescent|gardens|terrace|grove|"
-    r"square|hill|park|walk|row|mews)\b)"
+    r"square|hill|park|walk|row|mews|green|view|rise|parade|vale|wharf|quay|broadway|boulevard|esplanade)\b)"
+    r"|(?i:\b\d+[a-z]?,? +(?:heol|stryd|ffordd|lôn|rhodfa|cilgant|maes|llys) +[a-z])"
 )
-# A date said to be a birth date ('DOB 12/04/1988', 'born 1988-04-12'): a date alone could be any date.
-DATE_OF_BIRTH = r"(?i)\b(?:d\.?o\.?b\.?|date of birth|born)\W{0,3}\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}\b"
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*"
+# A date said to be a birth date ('DOB 12/04/1988', 'born 1988-04-12', 'DOB: 12 Apr 1988'): a date alone could be
+# any date.
+DATE_OF_BIRTH = (
+    r"(?i)\b(?:d\.?o\.?b\.?|date of birth|born)\W{0,3}"
+    rf"(?:\d{{1,4}}[/.-]\d{{1,2}}[/.-]\d{{1,4}}|\d{{1,2}}(?:st|nd|rd|th)? +{_MONTH},? +\d{{2,4}})\b"
+)
 
 
 # Titles that come before a name. Not 'Father' or 'Sister', which also name a household role ('father of 3').
@@ -92,11 +100,11 @@ TITLES = "mr|mrs|ms|miss|mx|dr|mister|rev|revd|reverend|prof|professor|sir|dame|
 
 @cache
 def name_pattern() -> str:
-    """A title and a word, perhaps after initials ('Mr T Jones'), a common forename followed by a capitalised word,
-    or 'Surname, Forename'."""
+    """A title and a word, perhaps after initials ('Mr T Jones', 'Mr J.Smith', 'Mrs Öztürk': any script's letters),
+    a common forename followed by a capitalised word, or 'Surname, Forename'."""
     forename = f"(?i:{_forenames()})"
     return (
-        rf"(?i:\b(?:{TITLES})\.? +(?:[a-z]\.? +)*[a-z][a-z'-]+)"
+        rf"(?i:\b(?:{TITLES})\.? +(?:[^\W\d_](?:\. *| +))*[^\W\d_](?:[^\W\d_]|['-])+)"
         rf"|\b{forename} +[A-Z][A-Za-z'-]+"
         rf"|\b[A-Z][A-Za-z'-]+, *{forename}\b"
     )
@@ -202,6 +210,7 @@ def kind_masks(text: pl.Expr, kinds: tuple[Kind, ...]) -> dict[Kind, pl.Expr]:
 ALL_KINDS = tuple(Kind)
 VALUE_KINDS = tuple(kind for kind in Kind if kind is not Kind.FREE_TEXT)
 REFERENCE_KINDS = (Kind.NI_NUMBER, Kind.NHS_NUMBER, Kind.EMAIL, Kind.PHONE, Kind.NAME)
+_NOT_POSTCODE_KINDS = tuple(kind for kind in VALUE_KINDS if kind is not Kind.POSTCODE)
 
 
 @dataclass
@@ -237,6 +246,8 @@ class PersonalDataScreen:
     unused: dict[int, _Tally] = field(init=False)
     coded: dict[str, _Tally] = field(init=False)
     addresses: _Tally | None = field(init=False)
+    # The postcode column's values without a postcode that hold other personal data (a name, a phone number).
+    not_postcodes: _Tally | None = field(init=False)
 
     def __post_init__(self) -> None:
         header = self.plan.header
@@ -252,6 +263,7 @@ class PersonalDataScreen:
         }
         position = self.plan.fields.get("postcode")
         self.addresses = None if position is None else _Tally(column_label(header, position))
+        self.not_postcodes = None if position is None else _Tally(column_label(header, position))
 
     def count(self, batch: pl.DataFrame, normalised: pl.DataFrame) -> dict[str, int | None]:
         """Count personal data in one batch (raw columns from the reader, typed ones from the normaliser),
@@ -270,6 +282,7 @@ class PersonalDataScreen:
             raw = pl.col("postcode" + RAW_SUFFIX)
             around = raw.str.replace(POSTCODE, "").str.contains(r"[A-Za-z0-9]")
             screened["address_"] = (pl.when(around).then(raw), (Kind.POSTCODE,))
+            screened["not_postcode_"] = (pl.when(~raw.str.contains(POSTCODE)).then(raw), _NOT_POSTCODE_KINDS)
         ten_digit = reference.str.contains(f"^{NHS_SHAPE}$").alias("ref_ten_digit")
         return totals | _totals(normalised, screened, [ten_digit])
 
@@ -282,6 +295,8 @@ class PersonalDataScreen:
             tally.add(totals, f"{name}_", VALUE_KINDS)
         if self.addresses is not None:
             self.addresses.add(totals, "address_", (Kind.POSTCODE,))
+        if self.not_postcodes is not None:
+            self.not_postcodes.add(totals, "not_postcode_", _NOT_POSTCODE_KINDS)
 
     def reference_problem(self) -> FileRejected | None:
         """Why the person references cannot be accepted, or None."""
@@ -347,6 +362,12 @@ class PersonalDataScreen:
                 "postcode in, such as an address; only the postcode was used, and nothing else was stored."
             )
             notes.append(Issue("W_PERSONAL_DATA_VALUES", message, column=self.addresses.label))
+        if self.not_postcodes is not None and self.not_postcodes.found:
+            message = (
+                f"Column '{self.not_postcodes.label}' should hold postcodes, but {self.not_postcodes.described()}; "
+                "those values were not stored and are hidden in this report."
+            )
+            notes.append(Issue("W_PERSONAL_DATA_VALUES", message, column=self.not_postcodes.label))
         return notes
 
 

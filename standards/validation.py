@@ -35,7 +35,7 @@ from standards.geography import load_geography
 from standards.issues import Issue, warning_twin
 from standards.mapping import ColumnPlan, column_label
 from standards.normalise import RAW_SUFFIX
-from standards.personal_data import personal_data_in
+from standards.personal_data import Kind, personal_data_in
 from standards.rules import (
     AREA_AS_POSTCODE,
     HAS_ISSUE,
@@ -116,12 +116,14 @@ def _hidden_as(field: str | None, value: Any) -> str | None:
 
     A surname is personal data whatever it looks like (no pattern of personal data recognises "Okafor"), so
     one is never shown. A postcode is what the postcode column is for, so a postcode there is shown: the
-    charity needs to see which one failed.
+    charity needs to see which one failed; anything else personal there (a name, a phone number) is not.
     """
     if field == "surname":
         return "a surname"
-    kind = personal_data_in(value) if isinstance(value, str) and field != "postcode" else None
-    return None if kind is None else f"a value that looks like {kind}"
+    kind = personal_data_in(value) if isinstance(value, str) else None
+    if kind is None or (field == "postcode" and kind is Kind.POSTCODE):
+        return None
+    return f"a value that looks like {kind}"
 
 
 def _issue(code: str, row: int, field: str | None, column: str | None, value: Any, detail: str) -> Issue:

@@ -40,6 +40,30 @@ SAMPLES = {
     "P.O. Box 4521": Kind.ADDRESS,
     "DOB 12/04/1988": Kind.DATE_OF_BIRTH,
     "born 1988-04-12": Kind.DATE_OF_BIRTH,
+    # Found by the hostile trial in session 20: other separators, scripts, Welsh names and streets, spelt-out dates.
+    "QQ-12-34-56-C": Kind.NI_NUMBER,
+    "QQ.12.34.56.C": Kind.NI_NUMBER,
+    "Mr J.Smith": Kind.NAME,
+    "Mrs Öztürk": Kind.NAME,
+    "Mr Ó Súilleabháin": Kind.NAME,
+    "Rhys Evans": Kind.NAME,
+    "Ffion Hughes": Kind.NAME,
+    "Siân Jones": Kind.NAME,
+    "Zoë Smith": Kind.NAME,
+    "12 Heol y Frenhines": Kind.ADDRESS,
+    "5 Stryd Fawr": Kind.ADDRESS,
+    "7 Church Green": Kind.ADDRESS,
+    "14, Park View": Kind.ADDRESS,
+    "3 Meadow Rise": Kind.ADDRESS,
+    "2 Kings Parade": Kind.ADDRESS,
+    "Flat C": Kind.ADDRESS,
+    "PO Box12": Kind.ADDRESS,
+    "DOB: 12 Apr 1988": Kind.DATE_OF_BIRTH,
+    "born 12th April, 1988": Kind.DATE_OF_BIRTH,
+    "flat rate": None,
+    "paid a flat fee": None,
+    "3 green vouchers": None,
+    "Mesures: 12 maes": None,
     "12 sessions": None,
     "2 adults, 3 children": None,
     "Energy bill": None,
@@ -181,6 +205,26 @@ def test_row_errors_never_quote_personal_data_but_do_show_postcodes(tmp_path: Pa
     assert area.value == "ZZ99 9ZZ"
     personal = next(g for g in report.issues if g.code == "W_PERSONAL_DATA_VALUES")
     assert "1 value holds an email address" in personal.examples[0].message
+
+
+def test_personal_data_in_the_postcode_column_is_hidden_and_warned_of_but_a_bad_postcode_is_shown(
+    tmp_path: Path,
+) -> None:
+    # The hostile trial of session 20: every other column hid these, the postcode column quoted them in feedback.
+    rows = contact_rows(40)
+    secrets = ("QQ 12 34 56 C", "jo.bloggs@example.com", "07700 900123", "Mrs J. Smith", "Flat 2, 14 High St")
+    for row, value in zip(rows, (*secrets, "ZZ99 9ZZ"), strict=False):
+        row[3] = value
+    report = check_extract(write_csv(tmp_path / "postcodes.csv", rows)).report
+    shown = report.model_dump_json()
+    for secret in ("QQ 12", "bloggs", "07700", "Smith", "High St"):
+        assert secret not in shown
+    area = [e for g in report.issues if g.code == "W_UNKNOWN_AREA" for e in g.examples]
+    assert [e.value for e in area][:4] == [None] * 4 and area[-1].value == "ZZ99 9ZZ"
+    assert "'Post Code': a value that looks like a phone number (not shown here)" in area[2].message
+    [personal] = [e.message for g in report.issues if g.code == "W_PERSONAL_DATA_VALUES" for e in g.examples]
+    assert personal.startswith("Column 'Post Code' should hold postcodes, but 1 value holds a National Insurance")
+    assert "1 value holds a street address" in personal
 
 
 def test_an_address_a_birth_date_or_an_initialled_name_in_a_coded_column_is_never_quoted(tmp_path: Path) -> None:
