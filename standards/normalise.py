@@ -230,7 +230,7 @@ def _finite(number: pl.Expr) -> pl.Expr:
 
 
 # A postcode as the standard writes it: ``_postcode`` gives it back unchanged (nothing to fold or to find in it).
-_PLAIN_POSTCODE = r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$"
+PLAIN_POSTCODE = r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$"
 
 
 def _read_mostly_plain(frame: pl.DataFrame, field: str) -> pl.Series:
@@ -240,7 +240,7 @@ def _read_mostly_plain(frame: pl.DataFrame, field: str) -> pl.Series:
     a postcode as the standard writes it are what the cleaning would give anyway."""
     raw = pl.col(field + RAW_SUFFIX)
     if field == "postcode":
-        plain, clean = pl.when(raw.str.contains(_PLAIN_POSTCODE)).then(raw), _postcode(raw)
+        plain, clean = pl.when(raw.str.contains(PLAIN_POSTCODE)).then(raw), _postcode(raw)
     else:
         plain, clean = _finite(raw.cast(pl.Float64, strict=False)), _amount(raw)
     index = "__index"
