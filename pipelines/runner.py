@@ -447,7 +447,10 @@ def _release(workspace: Workspace, period: str, revise: bool, instance: DagsterI
         if "new_spend" in metadata:
             release_id = metadata["release_id"].value
             new_spend = bool(metadata["new_spend"].value)
-    published = release_id is not None and release_id in _published_ids(result)
+    # Published by this run, or before it (re-running a published release, after publication stopped being automatic).
+    published = release_id is not None and (
+        release_id in _published_ids(result) or (workspace.publish / "releases" / release_id).is_dir()
+    )
     return ReleaseOutcome(period, release_id, new_spend, published, result.run_id, _failure(result))
 
 
@@ -473,12 +476,16 @@ def approve_and_publish(workspace: Workspace, release_id: str, *, actor: str) ->
                 )
             audit(con, actor=actor, action="approve", subject=release_id)
         instance = DagsterInstance.get()
+        release_abandoned_warehouse_slots(instance)
+        # Tagged with this process, as every run of the runner is: killed, its run and its warehouse slot are
+        # let go by the next run, not held for ever (a killed approve once stopped every later run).
         result = _job(workspace, "release_job").execute_in_process(
             partition_key=period,
             instance=instance,
             raise_on_error=False,
             run_config=QUIET,
             asset_selection=[AssetKey("published_release")],
+            tags=runner_tags(),
         )
         published = release_id in _published_ids(result)
         outcome = ReleaseOutcome(period, release_id, False, published, result.run_id, _failure(result))

@@ -333,6 +333,12 @@ def test_two_releases_at_once_each_publish_what_they_say_and_a_site_failure_is_n
     assert sorted(p.name for p in (loaded.publish / "releases").iterdir()) == ["2026Q1-v1", "2026Q1-v2"]
     assert site_is_current(loaded.publish, loaded.settings.publication)
 
+    # Publication no longer automatic: re-running the published release spends nothing and still says published.
+    set_privacy(loaded, auto_publish=False)
+    again = release_quarter(loaded, "2026Q1", instance=DagsterInstance.get())
+    assert (again.release_id, again.new_spend, again.published, again.error) == ("2026Q1-v2", False, True, None)
+    set_privacy(loaded, auto_publish=True)
+
     # A published release altered by hand stops the site's rebuild after the next revision: the revision is published
     # (and paid for), and the command says so, and that only the site is behind.
     alter_one_row(loaded.publish / "releases" / "2026Q1-v1" / "data" / "people_by_need_region.csv")

@@ -215,3 +215,27 @@ def test_two_runs_at_once_process_each_file_once_and_release_once(tmp_path: Path
     # States are read without the warehouse (as the portal does), here through the analyst's command.
     listed = json.loads(collab(home, "submissions", "--json").stdout)
     assert sorted(s["state"] for s in listed) == ["loaded", "loaded", "rejected"]
+
+
+def test_an_approval_killed_while_publishing_holds_nothing_the_next_commands_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostile trial (session 20): `collab approve` killed mid-publication left its Dagster run STARTED, untagged,
+    holding the warehouse slot, and every later run, approve and release waited for it for ever."""
+    home = tmp_path / "var"
+    _drop_files(home, tmp_path)
+    report = json.loads(collab(home, "run", "--json").stdout)
+    waiting = [r["release_id"] for r in report["releases"] if not r["published"]]
+    assert len(waiting) == len(QUARTERS)  # publication waits for an analyst's approval
+    monkeypatch.setenv("COLLAB_CRASH_AT", "before-publish")
+    killed = collab(home, "approve", waiting[-1], check=False)
+    assert killed.returncode == -signal.SIGKILL, f"{killed.stdout}\n{killed.stderr}"
+    monkeypatch.delenv("COLLAB_CRASH_AT")
+    env = {**os.environ, "COLLAB_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    # Bounded: the defect was a wait without end.
+    after = subprocess.run([str(COLLAB), "run", "--json"], env=env, capture_output=True, text=True, timeout=240)
+    assert after.returncode == 0, after.stderr
+    assert len(json.loads(after.stdout)["abandoned_runs"]) == 1  # the killed approval's run, marked failed
+    approved = json.loads(collab(home, "approve", waiting[-1], "--json").stdout)
+    assert approved["published"] is True and approved["error"] is None
+    assert (home / "publish" / "releases" / waiting[-1]).is_dir()
