@@ -38,7 +38,14 @@ def indicator(id_: str, breakdowns: list[str], rows: list[list[Any]], **meta: An
     }
 
 
-def publish(root: Path, release_id: str, indicators: list[dict[str, Any]], revision: int = 1, **privacy: Any) -> Path:
+def publish(
+    root: Path,
+    release_id: str,
+    indicators: list[dict[str, Any]],
+    revision: int = 1,
+    created_at: str = "2026-10-02T09:00:00+00:00",
+    **privacy: Any,
+) -> Path:
     """A published release package as ``write_release_package`` lays it out."""
     period = release_id.split("-v")[0]
     directory = root / "releases" / release_id
@@ -59,7 +66,7 @@ def publish(root: Path, release_id: str, indicators: list[dict[str, Any]], revis
         "period": period,
         "revision": revision,
         "kind": "release" if revision == 1 else "revision",
-        "created_at": "2026-10-02T09:00:00+00:00",
+        "created_at": created_at,
         "standard_version": "1.0",
         "code_version": "0.1.0+test",
         "contributors": 3,
@@ -501,6 +508,25 @@ def test_how_we_protect_people_is_plain_and_the_statement_comes_from_the_release
     plain, annex = methodology.split('id="annex"', 1)[0], methodology.split('<h2 id="annex"', 1)[1]
     assert statement in plain and "not recorded for this release" not in plain
     assert ">9.87<" in annex and ">4<" in annex  # the release's own numbers, as recorded
+
+    # An earlier quarter revised after it: what a person has been exposed to over every release is what the
+    # revision, made last, recorded; the latest quarter's release said less (the hostile trial of session 20).
+    later = {**per_person, "lifetime_rho": 6.0, "lifetime_epsilon": 12.34}
+    publish(
+        two_quarters,
+        "2026Q1-v2",
+        [indicator("people_by_need_region", ["region", "need"], need_region_rows(20))],
+        revision=2,
+        created_at="2026-11-30T09:00:00+00:00",
+        per_person=later,
+        statement="Taking every release so far together, epsilon 12.34.",
+        lifetime_rho_spent=6.0,
+    )
+    methodology = (build_site(two_quarters).parent / "methodology.html").read_text()
+    plain, annex = methodology.split('id="annex"', 1)[0], methodology.split('<h2 id="annex"', 1)[1]
+    assert "epsilon 12.34" in plain and statement not in plain and "release 2026Q1-v2, the last published" in plain
+    assert ">12.34<" in annex and ">9.87<" not in annex and ">6 of 5<" in annex
+    assert "How the figures in release 2026Q2-v2" in methodology  # the latest quarter's release is still the page's
 
 
 def test_a_change_says_it_comes_from_the_measurements_not_the_rounded_figures(two_quarters: Path) -> None:
