@@ -41,6 +41,8 @@ from collab.states import STATE_FILE, mark_state, read_state, write_state
 from collab.workspace import Workspace
 
 MANIFEST = "manifest.json"
+# A charity's id (``collab.registry.CHARITY_ID``) and the first 12 hex digits of the file's SHA-256.
+SUBMISSION_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])-[0-9a-f]{12}\Z")
 REPORT_FILE = "report.json"
 RECEIPTS = ".partitions"
 log = logging.getLogger(__name__)
@@ -390,8 +392,11 @@ def purge_submission(workspace: Workspace, submission_id: str) -> list[Path]:
     """Delete a submission's raw and identifiable copies (source file, staged contacts, quarantine).
 
     The manifest and the feedback report stay, so the submission's history remains and the same
-    file is still recognised as a duplicate if it is dropped again.
+    file is still recognised as a duplicate if it is dropped again. Only a submission id is taken:
+    a path ('../staging/<id>') once deleted the very records this keeps.
     """
+    if not SUBMISSION_ID.match(submission_id):
+        raise ValueError(f"{submission_id!r} is not a submission id (a charity's id, '-' and 12 hex digits)")
     removed = []
     directory = submission_dir(workspace, submission_id)
     keep = {MANIFEST, REPORT_FILE, STATE_FILE}

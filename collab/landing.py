@@ -296,12 +296,19 @@ class LocalLandingZone(LandingZone):
         return f"local folder {Path(self.root) / 'landing'}"
 
     def drop(self, charity_id: str, source: Path, name: str | None = None) -> Path:
-        """Place a file in a charity's landing area atomically: what a charity does in local mode."""
+        """Place a file in a charity's landing area atomically: what a charity does in local mode. Only a regular
+        file: copying a device (/dev/zero) filled the disk, and a pipe waited for ever."""
+        if not source.is_file():
+            raise ValueError(f"{source} is not a file")
         area = self._path("landing", charity_id)
         area.mkdir(parents=True, exist_ok=True)
         target = area / (name or source.name)
         partial = area / f".{target.name}.partial"
-        shutil.copyfile(source, partial)
+        try:
+            shutil.copyfile(source, partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         partial.replace(target)
         return target
 

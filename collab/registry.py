@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from collab.workspace import Workspace, read_yaml
 from standards.mapping import CharityMapping
 
-CHARITY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$")
+# ``\Z``, not ``$``, which also matches before a final line break ("north-pantry\n").
+CHARITY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])\Z")
 
 
 class RegistryError(Exception):

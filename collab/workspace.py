@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from privacy.linkage import DEFAULT_THRESHOLD
 from privacy.pseudonymise import create_key, load_key
@@ -44,8 +44,12 @@ REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 DAGSTER_YAML = REPOSITORY_ROOT / "dagster.yaml"
 
 
+class SettingsError(ValueError):
+    """A settings file that cannot be used, and why."""
+
+
 class PrivacySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     release_rho: float = Field(
         default=0.125,
@@ -78,7 +82,7 @@ class PrivacySettings(BaseModel):
 
 
 class IntakeSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_row_error_share: float = Field(default=0.2, ge=0, le=1)
     settle_seconds: float = Field(
@@ -94,7 +98,7 @@ class IntakeSettings(BaseModel):
 
 
 class PublicationSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     auto_publish: bool = Field(default=False, description="publish releases without `collab approve`")
     min_contributors: int = Field(
@@ -119,7 +123,7 @@ class PublicationSettings(BaseModel):
 class InstanceSettings(BaseModel):
     """Where Dagster keeps runs, events and schedules, and how many runs go at once."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     database: Literal["sqlite", "postgres"] = Field(
         default="sqlite",
@@ -134,7 +138,7 @@ class InstanceSettings(BaseModel):
 class Settings(BaseModel):
     """The analyst's settings (``settings.yaml`` in the workspace)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     privacy: PrivacySettings = PrivacySettings()
     intake: IntakeSettings = IntakeSettings()
@@ -255,9 +259,19 @@ class Workspace:
 
     @cached_property
     def settings(self) -> Settings:
+        """The workspace's settings; ``SettingsError`` says in one line per problem what in the file is wrong."""
         if not self.settings_path.exists():
             return Settings()
-        return Settings.model_validate(read_yaml(self.settings_path) or {})
+        try:
+            return Settings.model_validate(read_yaml(self.settings_path) or {})
+        except yaml.YAMLError as error:
+            raise SettingsError(f"{self.settings_path} is not valid YAML: {error}") from error
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in problem['loc']) or 'the file'}: {problem['msg']}"
+                for problem in error.errors()
+            )
+            raise SettingsError(f"{self.settings_path}: {problems}") from error
 
     def save_settings(self, settings: Settings) -> None:
         self.settings_path.write_text(yaml.safe_dump(settings.model_dump(), sort_keys=False), encoding="utf-8")

@@ -20,7 +20,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from collab.workspace import Workspace
+from collab.workspace import SettingsError, Workspace
 from standards.cli import JsonOption, console, emit_json, errors, fail
 
 # What every command shares, from the charity's checker, so both command lines speak alike.
@@ -36,9 +36,13 @@ app = typer.Typer(
 
 
 def workspace() -> Workspace:
-    """The workspace, initialised, with its variables exported for Dagster."""
+    """The workspace, initialised, with its variables exported for Dagster; a usage error (exit 2) if its
+    settings cannot be used, before any command acts on them."""
     ws = Workspace.from_env()
-    ws.init()
+    try:
+        ws.init()  # reads the settings
+    except SettingsError as error:
+        fail(str(error), code=2)
     os.environ.update(ws.environment())
     return ws
 

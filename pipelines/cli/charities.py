@@ -268,6 +268,8 @@ def submit(
     bucket with the charity's own keys, streamed with a progress bar. Otherwise it is placed in the
     local landing folder.
     """
+    if not file.is_file():  # a device or a pipe: never read (/dev/zero once filled the landing area)
+        fail(f"{file} is not a file", code=2)
     charity_id, credentials = _credentials_for(charity, credentials_file)
     if credentials is None:
         landing = landing_zone_from_env(workspace().home)

@@ -26,7 +26,7 @@ from pipelines.worker_server import start_worker_server
 if TYPE_CHECKING:
     from pipelines.runner import RunReport
 
-QUARTER = re.compile(r"^(?:19|2\d)\d{2}Q[1-4]$")  # years a calendar date holds, and a charity's records
+QUARTER = re.compile(r"(?:19|2\d)\d{2}Q[1-4]")  # years a calendar date holds, and a charity's records
 
 
 def print_run_report(ws: Workspace, report: RunReport) -> None:
@@ -184,7 +184,7 @@ def release(
     """Release one quarter's indicators: spends privacy budget (re-running an existing release spends nothing)."""
     from pipelines.runner import release_quarter
 
-    if not QUARTER.match(quarter):
+    if not QUARTER.fullmatch(quarter):
         fail(f"{quarter!r} is not a quarter like 2026Q1", code=2)
     ws = workspace()
     _say_if_waiting(ws, as_json)
@@ -376,10 +376,12 @@ def budget(
 @app.command()
 def purge(submission_id: str, as_json: bool = JsonOption) -> None:
     """Delete a submission's raw copies (staging, quarantine, archive). Its warehouse rows stay."""
-    from collab.intake import load_manifest, purge_submission
+    from collab.intake import SUBMISSION_ID, load_manifest, purge_submission
     from collab.warehouse import audit, connect
 
     ws = workspace()
+    if not SUBMISSION_ID.match(submission_id):
+        fail(f"{submission_id!r} is not a submission id (see `collab submissions`)", code=2)
     try:
         manifest = load_manifest(ws, submission_id)
     except FileNotFoundError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,32 @@ def test_linkage_and_naming_are_switched_on_and_off(tmp_path: Path) -> None:
     off = collab(home, "charity", "named", "test-pantry", "--off")
     assert "Test Pantry is counted, not named" in " ".join(off.stdout.split())
     assert collab(home, "charity", "linkage", "no-such-charity", "--on", check=False).returncode == 1
+
+
+def test_what_a_careless_or_hostile_analyst_types_is_refused_plainly(tmp_path: Path) -> None:
+    # Found by the hostile trial of session 20: each of these gave a traceback, or worse.
+    home = tmp_path / "var"
+    collab(home, "charity", "add", "north-pantry", "--name", "North Pantry")
+    settings = home / "settings.yaml"
+    for broken, said in (
+        ("privacy:\n  release_rho: -1\n", "privacy.release_rho: Input should be greater than 0"),
+        ("privacy:\n  lifetime_rho: .inf\n", "privacy.lifetime_rho: Input should be a finite number"),
+        ("privacy: [\n", "is not valid YAML"),
+    ):
+        settings.write_text(broken, encoding="utf-8")
+        refused = collab(home, "budget", check=False)
+        output = " ".join((refused.stdout + refused.stderr).split())
+        assert refused.returncode == 2 and said in output and "Traceback" not in output, output
+    settings.unlink()
+    # A device filled the landing area (11.6 GB in 20 s); a pipe waited for ever.
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    for source in ("/dev/zero", str(fifo)):
+        refused = collab(home, "submit", "--charity", "north-pantry", source, check=False)
+        assert refused.returncode == 2 and "is not a file" in refused.stderr, refused.stderr
+    assert not [p for p in (home / "landing" / "north-pantry").iterdir()]
+    # A path for a submission id deleted the records purge keeps; a quarter with a line break got past the check.
+    refused = collab(home, "purge", "../staging/north-pantry-0123456789ab", check=False)
+    assert refused.returncode == 2 and "is not a submission id" in refused.stderr
+    refused = collab(home, "release", "2026Q1\n", check=False)
+    assert refused.returncode == 2 and "is not a quarter" in refused.stderr and "Traceback" not in refused.stderr
