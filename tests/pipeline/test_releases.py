@@ -345,6 +345,6 @@ def test_two_releases_at_once_each_publish_what_they_say_and_a_site_failure_is_n
     revised = collab(loaded.home, "release", "2026Q1", "--revise", check=False)
     said = " ".join(revised.stdout.split())
     assert revised.returncode == 1 and "failed" not in said, revised.stdout + revised.stderr
-    assert "Release 2026Q1-v3 (new noise drawn); published." in said
+    assert "Release 2026Q1-v3 (new noise drawn); published." in said, revised.stdout + revised.stderr
     assert "The site was not rebuilt:" in said and "SHA-256 mismatch" in said and "nothing more needs spending" in said
     assert (loaded.publish / "releases" / "2026Q1-v3").is_dir()
