@@ -37,12 +37,13 @@ from collab.landing import (
     LandingZone,
     shown_name,
 )
+from collab.registry import CHARITY_ID_TEXT
 from collab.states import STATE_FILE, mark_state, read_state, write_state
 from collab.workspace import Workspace
 
 MANIFEST = "manifest.json"
-# A charity's id (``collab.registry.CHARITY_ID``) and the first 12 hex digits of the file's SHA-256.
-SUBMISSION_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])-[0-9a-f]{12}\Z")
+# A charity's id and the first 12 hex digits of the file's SHA-256.
+SUBMISSION_ID = re.compile(rf"{CHARITY_ID_TEXT}-[0-9a-f]{{12}}\Z")
 REPORT_FILE = "report.json"
 RECEIPTS = ".partitions"
 log = logging.getLogger(__name__)
@@ -94,6 +95,10 @@ def partition_key_for(obj: LandingObject) -> str:
 
 
 def submission_dir(workspace: Workspace, submission_id: str) -> Path:
+    """A submission's folder in staging. Only a submission id is taken: a path ('../staging/<id>', given to
+    `collab purge`) once deleted the records it keeps."""
+    if not SUBMISSION_ID.match(submission_id):
+        raise ValueError(f"{submission_id!r} is not a submission id (a charity's id, '-' and 12 hex digits)")
     return workspace.staging / submission_id
 
 
@@ -112,7 +117,7 @@ def read_receipt(workspace: Workspace, partition_key: str) -> Receipt | None:
     path = _receipt_path(workspace, partition_key)
     if path.exists():
         return Receipt.model_validate_json(path.read_text(encoding="utf-8"))
-    if "/" not in partition_key and (submission_dir(workspace, partition_key) / MANIFEST).exists():
+    if SUBMISSION_ID.match(partition_key) and (submission_dir(workspace, partition_key) / MANIFEST).exists():
         return Receipt(
             partition_key=partition_key, submission_id=partition_key, duplicate=False, archive_name=partition_key
         )
@@ -392,13 +397,10 @@ def purge_submission(workspace: Workspace, submission_id: str) -> list[Path]:
     """Delete a submission's raw and identifiable copies (source file, staged contacts, quarantine).
 
     The manifest and the feedback report stay, so the submission's history remains and the same
-    file is still recognised as a duplicate if it is dropped again. Only a submission id is taken:
-    a path ('../staging/<id>') once deleted the very records this keeps.
+    file is still recognised as a duplicate if it is dropped again.
     """
-    if not SUBMISSION_ID.match(submission_id):
-        raise ValueError(f"{submission_id!r} is not a submission id (a charity's id, '-' and 12 hex digits)")
     removed = []
-    directory = submission_dir(workspace, submission_id)
+    directory = submission_dir(workspace, submission_id)  # a submission id, never a path
     keep = {MANIFEST, REPORT_FILE, STATE_FILE}
     for path in sorted(directory.iterdir()) if directory.exists() else []:
         if path.name not in keep:

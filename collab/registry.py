@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from collab.workspace import Workspace, read_yaml
 from standards.mapping import CharityMapping
 
+CHARITY_ID_TEXT = r"[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])"
 # ``\Z``, not ``$``, which also matches before a final line break ("north-pantry\n").
-CHARITY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])\Z")
+CHARITY_ID = re.compile(rf"^{CHARITY_ID_TEXT}\Z")
 
 
 class RegistryError(Exception):

@@ -432,13 +432,8 @@ def _release(workspace: Workspace, period: str, revise: bool, instance: DagsterI
             "been spent."
         )
         return ReleaseOutcome(period, None, False, False, None, problem)
-    release_job = _job(workspace, "release_job")
-    release_abandoned_warehouse_slots(instance)
     instance.add_dynamic_partitions(quarter_partitions.name, [period])
-    tags = runner_tags() | ({REVISE_TAG: "true"} if revise else {})
-    result = release_job.execute_in_process(
-        partition_key=period, instance=instance, raise_on_error=False, run_config=QUIET, tags=tags
-    )
+    result = _run_release_job(workspace, instance, period, tags={REVISE_TAG: "true"} if revise else {})
     if _interrupted(result):  # a release stopped after spending is published by the next run, spending nothing
         raise KeyboardInterrupt
     release_id, new_spend = None, False
@@ -452,6 +447,28 @@ def _release(workspace: Workspace, period: str, revise: bool, instance: DagsterI
         release_id in _published_ids(result) or (workspace.publish / "releases" / release_id).is_dir()
     )
     return ReleaseOutcome(period, release_id, new_spend, published, result.run_id, _failure(result))
+
+
+def _run_release_job(
+    workspace: Workspace,
+    instance: DagsterInstance,
+    period: str,
+    *,
+    tags: dict[str, str] | None = None,
+    asset_selection: list[AssetKey] | None = None,
+) -> ExecuteInProcessResult:
+    """One run of the release job for ``period`` (`collab release`, `collab approve`, `collab run`), tagged with this
+    process as every runner run is: killed, its run and its warehouse slot are let go by the next run (an approval's
+    run, started apart and untagged, once held the slot for ever and stopped every later run)."""
+    release_abandoned_warehouse_slots(instance)
+    return _job(workspace, "release_job").execute_in_process(
+        partition_key=period,
+        instance=instance,
+        raise_on_error=False,
+        run_config=QUIET,
+        tags=runner_tags() | (tags or {}),
+        asset_selection=asset_selection,
+    )
 
 
 def _published_ids(result: ExecuteInProcessResult) -> set[str]:
@@ -476,17 +493,7 @@ def approve_and_publish(workspace: Workspace, release_id: str, *, actor: str) ->
                 )
             audit(con, actor=actor, action="approve", subject=release_id)
         instance = DagsterInstance.get()
-        release_abandoned_warehouse_slots(instance)
-        # Tagged with this process, as every run of the runner is: killed, its run and its warehouse slot are
-        # let go by the next run, not held for ever (a killed approve once stopped every later run).
-        result = _job(workspace, "release_job").execute_in_process(
-            partition_key=period,
-            instance=instance,
-            raise_on_error=False,
-            run_config=QUIET,
-            asset_selection=[AssetKey("published_release")],
-            tags=runner_tags(),
-        )
+        result = _run_release_job(workspace, instance, period, asset_selection=[AssetKey("published_release")])
         published = release_id in _published_ids(result)
         outcome = ReleaseOutcome(period, release_id, False, published, result.run_id, _failure(result))
         return _with_site_rebuilt(workspace, instance, outcome)

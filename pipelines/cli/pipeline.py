@@ -376,12 +376,14 @@ def budget(
 @app.command()
 def purge(submission_id: str, as_json: bool = JsonOption) -> None:
     """Delete a submission's raw copies (staging, quarantine, archive). Its warehouse rows stay."""
-    from collab.intake import SUBMISSION_ID, load_manifest, purge_submission
+    from collab.intake import load_manifest, purge_submission, submission_dir
     from collab.warehouse import audit, connect
 
     ws = workspace()
-    if not SUBMISSION_ID.match(submission_id):
-        fail(f"{submission_id!r} is not a submission id (see `collab submissions`)", code=2)
+    try:
+        submission_dir(ws, submission_id)
+    except ValueError as error:  # a path, say: see `collab submissions` for the ids
+        fail(str(error), code=2)
     try:
         manifest = load_manifest(ws, submission_id)
     except FileNotFoundError:

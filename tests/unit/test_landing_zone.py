@@ -179,3 +179,20 @@ def test_a_file_changed_or_a_folder_swapped_after_it_was_read_is_not_archived(
     assert not (workspace.home / "archive" / ATTACKER).exists() or not any(
         p.is_file() for p in (workspace.home / "archive" / ATTACKER).rglob("*")
     )
+
+
+def test_a_drop_that_fails_midway_leaves_nothing_in_the_area(
+    tmp_path: Path, zone: LocalLandingZone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_csv(tmp_path / "big.csv", contact_rows(5))
+
+    def disk_full(src: Path, dst: Path) -> None:
+        Path(dst).write_bytes(b"person_ref,con")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("collab.landing.shutil.copyfile", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        zone.drop(ATTACKER, source)
+    assert [p.name for p in (Path(zone.root) / "landing" / ATTACKER).iterdir()] == []
+    with pytest.raises(ValueError, match="is not a file"):
+        zone.drop(ATTACKER, tmp_path)  # a folder, as a device or a pipe: never copied
