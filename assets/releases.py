@@ -39,6 +39,7 @@ from collab.publication import (
     write_release_package,
 )
 from collab.site import build_site
+from collab.states import unfinished
 from collab.warehouse import RELEASE_MEMORY_LIMIT, link_units, not_ended_problem
 from privacy.accountant import BudgetExceeded, BudgetPolicy
 from privacy.mechanisms import epsilon_at
@@ -82,6 +83,10 @@ def quarterly_release(
     revise = context.run.tags.get(REVISE_TAG) == "true"
     if problem := not_ended_problem(period):
         raise Failure(description=problem, metadata={"period": period})
+    # Asked again here, in the warehouse pool, not only by whoever requested the run: a release the daemon's sensor
+    # requested could otherwise run between the loads of a `collab run` and publish the quarter with part of its files.
+    if waiting := unfinished(ws):
+        raise Failure(description=waits_for_submissions(period, [s.submission_id for s in waiting]))
     with warehouse.connect() as con:
         linked = link_units(con, linkage_policy(workspace.registry, privacy))
         con.execute("SET memory_limit = $limit", {"limit": RELEASE_MEMORY_LIMIT})
@@ -141,6 +146,13 @@ def quarterly_release(
                 + ("new noise drawn and charged." if summary.created else "stored release reused, nothing spent.")
             ),
         }
+    )
+
+
+def waits_for_submissions(period: str, submission_ids: list[str]) -> str:
+    return (
+        f"{period} was not released: {len(submission_ids)} submission(s) are not finished ({', '.join(submission_ids)}) "
+        "and may cover it. Nothing has been spent; `collab run` finishes them, then releases it."
     )
 
 

@@ -23,7 +23,7 @@ from collab.intake import partition_key_for, refuse
 from collab.invariants import first_quarter
 from collab.landing import shown_name
 from collab.site import site_is_current, site_sources
-from collab.states import mirror_states, unfinished
+from collab.states import mirror_states, submission_states, unfinished
 from collab.warehouse import connect, unreleased_complete_quarters
 from collab.workspace import Workspace
 from pipelines.jobs import release_job, site_job, submission_job
@@ -107,10 +107,14 @@ def quarter_release_sensor(
         return SkipReason(f"The warehouse is busy: {error}")
     if not quarters:
         return SkipReason("Every complete quarter is released.")
-    if waiting := unfinished(workspace.workspace):
+    states = submission_states(workspace.workspace)
+    if waiting := [s for s in states if not s.final]:
         return SkipReason(f"Releases wait for {len(waiting)} unfinished submission(s), which may cover the quarter.")
+    # Keyed by how many submissions are finished too: a release that found one unfinished when it ran (the asset
+    # asks again) is asked for once more after it finishes, not never.
+    finished = len(states)
     return SensorResult(
-        run_requests=[RunRequest(run_key=f"release-{q}", partition_key=q) for q in quarters],
+        run_requests=[RunRequest(run_key=f"release-{q}-after-{finished}", partition_key=q) for q in quarters],
         dynamic_partitions_requests=[quarter_partitions.build_add_request(quarters)],
     )
 

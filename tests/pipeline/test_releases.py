@@ -16,6 +16,7 @@ from assets.resources import resources_for
 from collab.publication import ReleaseIntegrityError, disclosure_problems, publish_release, verify_release_package
 from collab.registry import Registry
 from collab.site import site_is_current
+from collab.states import State, write_state
 from collab.warehouse import calendar_quarters, connect, stale_quarters
 from collab.workspace import Workspace
 from pipelines.runner import rebuild_stale_site, release_quarter
@@ -288,10 +289,40 @@ def test_quarter_release_sensor_requests_each_ended_quarter_of_the_calendar_once
     # Every ended quarter from the first, with or without rows (only 2026Q1 holds any); never the current one.
     assert [r.partition_key for r in result.run_requests] == expected and expected[:2] == ["2026Q1", "2026Q2"]
     assert quarter_of(dt.date.today()) not in expected
-    assert result.run_requests[0].run_key == "release-2026Q1"
+    assert result.run_requests[0].run_key == "release-2026Q1-after-0"
     assert release(loaded, instance).success
     again = sensed()
     assert [r.partition_key for r in getattr(again, "run_requests", [])] == expected[1:]
+
+
+def test_a_release_waits_for_unfinished_submissions_whoever_asked_for_it(loaded: Workspace) -> None:
+    # A release the daemon's sensor requested does not hold `collab run`'s lock: found unfinished submissions when it
+    # ran, it would have published the quarter with part of its files, as a second `collab run` once did.
+    instance = DagsterInstance.ephemeral()
+    settings = loaded.settings.model_copy(deep=True)
+    settings.publication.first_quarter = "2026Q1"
+    loaded.save_settings(settings)
+    (loaded.staging / "sub-late").mkdir(parents=True)
+
+    def submission_is(state: State) -> None:
+        write_state(loaded, submission_id="sub-late", charity_id="charity-c", file_name="late.csv", state=state)
+
+    def sensed() -> SensorResult | SkipReason:
+        return quarter_release_sensor(build_sensor_context(instance=instance, resources=resources_for(loaded)))
+
+    submission_is("checked")
+    assert isinstance(sensed(), SkipReason)
+    refused = release(loaded, instance)
+    assert not refused.success
+    failure = refused.get_step_failure_events()[0].step_failure_data.error
+    assert failure is not None and "1 submission(s) are not finished (sub-late)" in failure.message
+    with connect(loaded.warehouse_path) as con:
+        assert con.execute("SELECT count(*) FROM releases").fetchone() == (0,)
+        assert spent(con) == 0
+    submission_is("loaded")
+    result = sensed()
+    assert isinstance(result, SensorResult) and result.run_requests[0].run_key == "release-2026Q1-after-1"
+    assert release(loaded, instance).success
 
 
 def test_a_quarter_that_receives_data_after_its_release_is_flagged_for_revision(loaded: Workspace) -> None:
