@@ -334,8 +334,9 @@ def _normalise(
         raw, key = pl.col(field + RAW_SUFFIX), pl.col(field + _KEY)
         if field in DATE_FIELDS:
             value = pl.col(field + _DATE)
-            if field == "date_of_birth":  # two-digit years: a birth date cannot be in the future
-                value = pl.when(value > today).then(value.dt.offset_by("-100y")).otherwise(value)
+            if field == "date_of_birth":  # a two-digit year ("3/4/30") read in the future is of the last century
+                two_digit_year = pl.col(field + _TEXT4).is_null()
+                value = pl.when((value > today) & two_digit_year).then(value.dt.offset_by("-100y")).otherwise(value)
         elif field in AMOUNT_FIELDS or field == "postcode":
             value = pl.col(field)
         elif field in INTEGER_FIELDS:

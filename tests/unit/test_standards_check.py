@@ -621,3 +621,22 @@ def test_the_headline_says_how_many_accepted_rows_were_stored_when_later_files_k
             report.headline()
             == f"Accepted with warnings: 90 of 100 row(s) accepted; 10 row(s) were not accepted.{said}"
         )
+
+
+def test_a_birth_date_in_the_future_moves_back_a_century_only_when_its_year_has_two_digits(tmp_path: Path) -> None:
+    # A charity's trial: "2030-01-01" was read as 1930 and the person counted as 75 or over, with nothing said.
+    path = tmp_path / "births.csv"
+    path.write_text(
+        "person_ref,contact_date,need,postcode,date_of_birth\n"
+        "A1,2026-02-01,food,BS1 4AA,2030-01-01\n"
+        "A2,2026-02-01,food,BS1 4AA,01/01/30\n"
+        "A3,2026-02-01,food,BS1 4AA,1985-03-04\n",
+        encoding="utf-8",
+    )
+    sink = CollectingSink()
+    report = check_extract(path, sink=sink).report
+    assert report.rows_accepted == 3
+    out_of_range = next(g for g in report.issues if g.code == "W_DATE_OUT_OF_RANGE")
+    assert [example.row for example in out_of_range.examples] == [2]
+    bands = pl.concat(sink.frames).sort("source_row").get_column("age_band").to_list()
+    assert bands == [None, "75_plus", "35_44"]
