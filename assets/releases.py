@@ -90,7 +90,7 @@ def quarterly_release(
     with warehouse.connect() as con:
         linked = link_units(con, linkage_policy(workspace.registry, privacy))
         con.execute("SET memory_limit = $limit", {"limit": RELEASE_MEMORY_LIMIT})
-        invariants = release_invariants(con, workspace.registry, privacy)
+        invariants = release_invariants(con, ws, workspace.registry, privacy)
         policy = ReleasePolicy(
             privacy.release_rho, BudgetPolicy(privacy.period_rho, privacy.lifetime_rho), invariants.max_units
         )
@@ -100,7 +100,7 @@ def quarterly_release(
                 period=period,
                 catalogue=catalogue,
                 policy=policy,
-                contributors=Contributors(len(invariants.contributors), len(invariants.linking)),
+                contributors=Contributors(len(invariants.contributors), invariants.linking),
                 salt=derived_salt(ws.key(), f"bounding:{period}"),
                 standard_version=STANDARD_VERSION,
                 code_version=code_version(),

@@ -368,7 +368,7 @@ def main() -> None:
                 period=quarter,
                 catalogue=load_catalogue(),
                 policy=policy,
-                contributors=Contributors(charities=2, linking=0),
+                contributors=Contributors(charities=2, linking=()),
                 salt=SALT,
                 standard_version="bench",
                 code_version="bench",

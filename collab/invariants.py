@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import duckdb
 
 from collab.registry import Registry
-from collab.workspace import PrivacySettings
+from collab.states import submission_states
+from collab.workspace import PrivacySettings, Workspace
 from standards.extract import quarter_of
 
 
@@ -41,13 +42,17 @@ def max_units_per_person(non_linking: int, linking: int, cap: int | None) -> int
 
 
 def release_invariants(
-    con: duckdb.DuckDBPyConnection, registry: Registry, settings: PrivacySettings
+    con: duckdb.DuckDBPyConnection, workspace: Workspace, registry: Registry, settings: PrivacySettings
 ) -> ReleaseInvariants:
     """The contributors of a release made now: every registered charity (active or not: its earlier
-    data stays in the warehouse) that has had at least one submission loaded. A submission is a
-    charity-level event: a file sent, whatever rows it holds."""
-    submitted = {row[0] for row in con.execute("SELECT DISTINCT charity_id FROM submissions").fetchall()}
-    charities = [c for c in registry.all(include_inactive=True) if c.id in submitted]
+    data stays in the warehouse) that has sent at least one file, whatever became of it. A submission is a
+    charity-level event: a file sent, whatever rows it holds. Not only the files loaded: whether a file is
+    loaded depends on its rows (one person's bad rows can tip it past the share of errors allowed), so
+    counting those alone let one person decide whether their charity counted, and with it the units per
+    person, the epsilon stated and the gate (a privacy audit's finding)."""
+    loaded = {row[0] for row in con.execute("SELECT DISTINCT charity_id FROM submissions").fetchall()}
+    sent = loaded | {state.charity_id for state in submission_states(workspace)}
+    charities = [c for c in registry.all(include_inactive=True) if c.id in sent]
     linking = tuple(c.id for c in charities if c.linkage)
     return ReleaseInvariants(
         contributors=tuple(c.id for c in charities),

@@ -230,8 +230,12 @@ def per_person_privacy(con: duckdb.DuckDBPyConnection, record: ReleaseRecord, de
         )
 
     period, lifetime = total("period = $p", p=record.period), total("TRUE")
+    non_linking = record.contributors - record.linking_contributors
     return {
         "max_units": record.units_per_person,
+        # A declared cap below them is an assumption, stated with the figures it qualifies (``per_person_statement``).
+        "non_linking_contributors": non_linking,
+        "units_assumed_at_most": record.units_per_person < non_linking + (1 if record.linking_contributors else 0),
         "release_rho": record.rho_per_person,
         "period_rho": period,
         "lifetime_rho": lifetime,
@@ -257,12 +261,19 @@ def per_person_statement(per_person: dict[str, Any], *, linking: bool) -> str:
     else:
         who = f"any one person, even someone counted separately by up to {units} charities that do not link records,"
     epsilon = per_person["lifetime_epsilon"]
+    assumed = (
+        f" This assumes, as the collaborative declares, that nobody is counted separately by more than "
+        f"{units - (1 if linking else 0)} of its {per_person['non_linking_contributors']} charities that do not link "
+        "records: someone who is gets less protection than this."
+        if per_person.get("units_assumed_at_most")
+        else ""
+    )
     return (
         f"Taking every release so far together, for {who} the published figures are at most "
         f"e^{epsilon:.1f} times more or less likely with their records than without them, "
         f"except with a chance of {per_person['delta']:g} (epsilon {epsilon:.2f}, "
-        f"rho {per_person['lifetime_rho']:.3g}). The smaller epsilon is, the stronger the protection: an epsilon of "
-        "1 or less is often called strong, and this one grows with every release."
+        f"rho {per_person['lifetime_rho']:.3g}).{assumed} The smaller epsilon is, the stronger the protection: an "
+        "epsilon of 1 or less is often called strong, and this one grows with every release."
     )
 
 

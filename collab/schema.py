@@ -368,6 +368,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        12,
+        "whether a contact's reference is in a linkage cluster: at a charity that links records, one that is not is "
+        "not counted in releases (``privacy.bounding.hold_period``)",
+        (
+            """
+            CREATE OR REPLACE VIEW contact_units AS
+            SELECT c.*, coalesce(k.cluster_key, c.person_key) AS unit_key, k.cluster_key IS NOT NULL AS clustered
+            FROM contacts c LEFT JOIN linkage_clusters k ON k.unit_key = c.person_key
+            """,
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
@@ -119,17 +119,24 @@ class HeldPeriod:
     contacts: str
 
 
-def hold_period(con: duckdb.DuckDBPyConnection, period: str) -> HeldPeriod:
+def hold_period(con: duckdb.DuckDBPyConnection, period: str, linking: Sequence[str] = ()) -> HeldPeriod:
     """Copy ``period``'s rows of ``CONTACTS_TABLE`` into a temporary table: what every indicator of a release is
     bounded from, read from the view once, not once per indicator. Made inside the caller's transaction, it goes with
     its rollback; a caller that commits drops it first (``drop_held_period``).
+
+    A contact of a charity in ``linking`` (those that link records) is held only if its reference is in a linkage
+    cluster. The accounting counts every such charity's references of one person as one unit, their cluster; a
+    reference that has none (no surname, date of birth and postcode together in any of its contacts, or sent before
+    the charity linked records) would be one unit more at each such charity, m²ρ unstated. Whether a contact is held
+    depends on its own reference's rows alone, so removing a person still removes only their own rows.
 
     Each hold has a table of its own: a second hold never changes what the first holds."""
     tag = uuid.uuid4().hex[:12]
     held = HeldPeriod(period, contacts=f"{PERIOD_CONTACTS_TABLE}_{tag}")
     con.execute(
-        f"CREATE TEMP TABLE {held.contacts} AS SELECT * EXCLUDE (person_key) FROM {CONTACTS_TABLE} WHERE quarter = $period",
-        {"period": period},
+        f"CREATE TEMP TABLE {held.contacts} AS SELECT * EXCLUDE (person_key, clustered) FROM {CONTACTS_TABLE} "
+        "WHERE quarter = $period AND (clustered OR NOT list_contains($linking, charity_id))",
+        {"period": period, "linking": list(linking)},
     )
     return held
 

@@ -48,7 +48,8 @@ class Contributors:
     """Public invariants of a release (charity-level facts from the registry and submission events)."""
 
     charities: int
-    linking: int
+    # The charities that link records: their contacts count only where linked (``privacy.bounding.hold_period``).
+    linking: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def release_period(
         charges: list[Charge] = []
         # One noisy count per population and cells, shared (the mean's and the median's people with debt).
         counts: dict[CountSignature, SharedCount] = {}
-        held = hold_period(con, period)
+        held = hold_period(con, period, contributors.linking)
         for indicator in catalogue.indicators:
             aggregates = bounded_aggregates(con, indicator, period=period, salt=salt, held=held)
             released = release_indicator(
@@ -168,7 +169,7 @@ def release_period(
                 kind,
                 per_unit,
                 contributors.charities,
-                contributors.linking,
+                len(contributors.linking),
                 policy.max_units,
                 standard_version,
                 code_version,

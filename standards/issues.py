@@ -299,8 +299,9 @@ _TYPES = [
         "W_SURNAME_NOT_LINKABLE",
         Scope.VALUE,
         "A surname has no Latin letters, so the person cannot be linked across charities",
-        "Nothing to fix for these contacts: they are kept and counted. If your records also hold the surname in "
-        "Latin letters (A to Z, as on a passport), give that spelling (the same each time) so the person can be linked.",
+        "If your records also hold the surname in Latin letters (A to Z, as on a passport), give that spelling (the "
+        "same each time) so the person can be linked: a person none of whose contacts can be linked is not counted in "
+        "the published figures, or they would be counted as someone else at every charity.",
     ),
     IssueType(
         "W_INVALID_VALUE",

@@ -65,7 +65,7 @@ _EXPLANATIONS = {
 
 _NO_LATIN_LETTERS = (
     "has no Latin letters (A to Z), so this person cannot be linked with their contacts at other charities; "
-    "the contact is kept and counted"
+    "a person none of whose contacts can be linked is not counted in the published figures"
 )
 
 

@@ -173,12 +173,18 @@ def set_linkage(
 ) -> None:
     """Opt a charity in to or out of record linkage, for the files it sends from now on. Opting out also
     drops its keyed identities from the warehouse at the next release, before it reads them: its people become units of
-    their own."""
+    their own. Opting in: its contacts already held have no identity to link, so releases leave them out until it
+    sends them again (a person counted apart at each linking charity would get more privacy loss than is stated)."""
     _switch(
         charity_id,
         as_json,
         lambda registry: registry.set_linkage(charity_id, enable),
-        lambda c: f"{c.id} {'links records' if c.linkage else 'no longer links records'} from its next file on.",
+        lambda c: (
+            f"{c.id} links records from its next file on. Until it sends again the quarters it has sent, releases "
+            "leave out its contacts held now: they carry no identity to link."
+            if c.linkage
+            else f"{c.id} no longer links records from its next file on."
+        ),
     )
 
 

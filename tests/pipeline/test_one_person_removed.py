@@ -19,9 +19,11 @@ import polars as pl
 import pytest
 from dagster import DagsterInstance
 
+from collab.invariants import release_invariants
 from collab.linkage import store_units
 from collab.publication import DATAPACKAGE, MANIFEST, PROVEN_COLUMNS, disclosure_problems
 from collab.registry import Registry
+from collab.states import write_state
 from collab.warehouse import connect
 from collab.workspace import Workspace
 from privacy.linkage import keyed_components
@@ -150,3 +152,38 @@ def test_removing_one_person_changes_nothing_but_dp_values_and_timestamps(tmp_pa
     assert manifest["contributors"] == 3 and manifest["named_contributors"] == ["Charity B"]
     assert manifest["privacy"]["per_person"]["max_units"] == 2  # charity-a, plus the linked cluster
     assert gates[0] == gates[1] == []
+
+
+def test_a_charity_counts_as_a_contributor_whatever_became_of_its_files(tmp_path: Path) -> None:
+    # A privacy audit: charity-b's only file was rejected because of one person's bad rows (past the share of errors
+    # allowed); without that person it was loaded. Counting loaded files alone, the person decided whether charity-b
+    # was a contributor, and with it the units per person, the epsilon stated and the gate's decision.
+    outcomes = {}
+    for with_person in (True, False):
+        workspace = Workspace(tmp_path / ("with" if with_person else "without"))
+        workspace.init()
+        registry = Registry(workspace)
+        for charity in ("charity-a", "charity-b"):
+            registry.add(charity, f"Charity {charity[-1].upper()}", linkage=False)
+            (workspace.staging / f"sub-{charity}").mkdir(parents=True)
+            loaded = charity == "charity-a" or not with_person
+            write_state(
+                workspace,
+                submission_id=f"sub-{charity}",
+                charity_id=charity,
+                file_name="extract.csv",
+                state="loaded" if loaded else "rejected",
+            )
+        with connect(workspace.warehouse_path) as con:
+            con.execute(
+                "INSERT INTO submissions VALUES ('sub-charity-a', 'charity-a', 'extract.csv', 'x', now(), now(), 1, 0, "
+                "['2026Q1'], '1.0')"
+            )
+            if not with_person:
+                con.execute(
+                    "INSERT INTO submissions VALUES ('sub-charity-b', 'charity-b', 'extract.csv', 'x', now(), now(), "
+                    "1, 0, ['2026Q1'], '1.0')"
+                )
+            outcomes[with_person] = release_invariants(con, workspace, registry, workspace.settings.privacy)
+    assert outcomes[True] == outcomes[False]
+    assert outcomes[True].contributors == ("charity-a", "charity-b") and outcomes[True].max_units == 2

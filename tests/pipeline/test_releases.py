@@ -94,7 +94,7 @@ def test_release_is_published_with_intervals_and_spend(loaded: Workspace) -> Non
     assert per_person["max_units"] == 2 and per_person["release_rho"] == pytest.approx(2.0 * SPENT)
     assert per_person["period_rho"] == per_person["lifetime_rho"] == pytest.approx(2.0 * SPENT)
     assert per_person["lifetime_epsilon"] == pytest.approx(epsilon_at(2.0 * SPENT, per_person["delta"]))
-    assert "2 charities" in manifest["privacy"]["statement"]
+    assert "2 charities" in manifest["privacy"]["statement"] and "assumes" not in manifest["privacy"]["statement"]
     assert manifest["contributors"] == 2
     with (published / "data" / "people_by_need_region.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -270,6 +270,20 @@ def test_tampered_release_is_refused_by_the_gate_and_by_publication(loaded: Work
         with pytest.raises(ReleaseIntegrityError, match="SHA-256 mismatch"):
             publish_release(package, loaded.publish, con)
     assert not (loaded.publish / "releases" / "2026Q1-v1").exists()
+
+
+def test_a_declared_cap_on_units_per_person_is_stated_with_the_figures_it_qualifies(loaded: Workspace) -> None:
+    # A privacy audit: with the cap below the charities that do not link records, every release said "even someone
+    # counted up to 1 times", and nothing published said that this was an assumption.
+    set_privacy(loaded, max_unlinked_charities=1)
+    assert release(loaded, DagsterInstance.ephemeral()).success
+    manifest = json.loads((loaded.releases / "2026Q1-v1" / "release.json").read_text())
+    assert manifest["privacy"]["per_person"]["max_units"] == 1
+    assert manifest["privacy"]["per_person"]["units_assumed_at_most"] is True
+    assert (
+        "This assumes, as the collaborative declares, that nobody is counted separately by more than 1 of its 2 "
+        "charities that do not link records" in manifest["privacy"]["statement"]
+    )
 
 
 def test_quarter_release_sensor_requests_each_ended_quarter_of_the_calendar_once(loaded: Workspace) -> None:

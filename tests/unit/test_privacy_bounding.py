@@ -282,6 +282,30 @@ def test_a_held_period_keeps_its_own_rows_whatever_is_held_after_it() -> None:
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [(0,)]
 
 
+def test_at_a_charity_that_links_records_only_contacts_in_a_linkage_cluster_are_held() -> None:
+    """The accounting counts a person's references at every linking charity as one unit, their cluster. A privacy
+    audit found references there without one (no date of birth in the file, or sent before the charity turned
+    linkage on) counted as units of their own: someone at three such charities was three units, charged as one.
+    Such contacts are no longer held; a non-linking charity's contacts are held whether or not they are linked."""
+    con = contacts_warehouse(
+        [
+            [charity, person, "food", *AREAS[0], None, None, None, None]
+            for charity, person in [("linking", 1), ("linking", 2), ("other", 3), ("other", 4)]
+        ],
+        linked=False,
+        fresh=True,
+    )
+    con.execute("INSERT INTO linkage_clusters VALUES (1, 1), (3, 3)")  # person 1 at the linking charity, 3 elsewhere
+    indicator = load_catalogue().get("people_by_local_authority")
+    for linking, held_people in [((), {1, 2, 3, 4}), (("linking",), {1, 3, 4})]:
+        held = hold_period(con, "2026Q1", linking)
+        units = {row[0] for row in con.execute(f"SELECT unit_key FROM {held.contacts}").fetchall()}
+        assert units == held_people, linking
+        people = bounded_aggregates(con, indicator, period="2026Q1", salt="salt", held=held).vectors["people"].sum()
+        assert people == len(held_people)
+        drop_held_period(con, held)
+
+
 def test_a_persons_average_amount_is_the_same_whatever_order_their_contacts_are_added_in() -> None:
     """Amounts are averaged in a fixed order. Added in the order they came, 529.91, 543.05 and 968.54 (a mean of exactly
     £680.50) came to £680 or £681, and in a large warehouse that order is the order DuckDB's threads finish in: the

@@ -119,7 +119,7 @@ def _release(con: duckdb.DuckDBPyConnection, policy: ReleasePolicy, period: str 
         period=period,
         catalogue=load_catalogue(),
         policy=policy,
-        contributors=Contributors(4, 0),
+        contributors=Contributors(4, ()),
         salt="x",
         standard_version="1.0",
         code_version="t",

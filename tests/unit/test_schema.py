@@ -38,9 +38,10 @@ def test_a_new_warehouse_is_migrated_to_the_declared_contact_columns() -> None:
     assert columns == {name: _duckdb_type(dtype) for name, dtype in WAREHOUSE_SCHEMA.items()}
     units = {row[0]: row[1] for row in con.execute("DESCRIBE linkage_units").fetchall()}
     assert units == {name: _duckdb_type(dtype) for name, dtype in LINKAGE_UNIT_SCHEMA.items()}
-    # What bounding reads: every contact column, and its privacy unit.
+    # What bounding reads: every contact column, its privacy unit, and whether its reference is in a cluster.
     view = {row[0]: row[1] for row in con.execute(f"DESCRIBE {CONTACTS_TABLE}").fetchall()}
-    assert view == {**{name: _duckdb_type(dtype) for name, dtype in WAREHOUSE_SCHEMA.items()}, "unit_key": "BIGINT"}
+    contact_columns = {name: _duckdb_type(dtype) for name, dtype in WAREHOUSE_SCHEMA.items()}
+    assert view == {**contact_columns, "unit_key": "BIGINT", "clustered": "BOOLEAN"}
     assert schema_version(con) == LATEST_VERSION
     assert migrate(con) == []  # idempotent
 
@@ -162,7 +163,7 @@ def test_hex_coded_linkage_units_become_the_64_bit_codes_of_their_values_at_vers
     con.register("hex_coded", _hex_keyed_units(_hex_coded_records()).to_arrow())
     con.execute("INSERT INTO linkage_units BY NAME SELECT * FROM hex_coded")
     con.execute("INSERT INTO linkage_clusters SELECT unit_key, min(unit_key) OVER () FROM hex_coded")
-    assert migrate(con) == [10, 11]
+    assert migrate(con) == [10, 11, 12]
     migrated = con.sql("SELECT * FROM linkage_units ORDER BY unit_key").pl()
     assert migrated.schema == LINKAGE_UNIT_SCHEMA
     assert migrated.equals(_coded_units())
@@ -219,7 +220,7 @@ def test_person_keys_become_their_64_bit_codes_at_version_11_and_so_do_those_sta
     con.executemany(
         "INSERT INTO linkage_clusters VALUES (?, ?)", [[_hex_key("R1"), named_by], [_hex_key("R2"), named_by]]
     )
-    assert migrate(con) == [11]
+    assert migrate(con) == [11, 12]
     units = dict(con.execute("SELECT person_key, unit_key FROM contact_units").fetchall())
     cluster = min(_code("R1"), _code("R2"))
     assert units == {_code("R1"): cluster, _code("R2"): cluster, _code("R3"): _code("R3")}
