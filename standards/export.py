@@ -192,7 +192,7 @@ def reference_markdown() -> str:
         "Your column names are matched to the standard's fields ignoring capitals, spaces, punctuation and "
         'anything in brackets ("Date of Birth (dd/mm/yyyy)" is `date_of_birth`), using the names listed under '
         "each field. Where that is not enough, a mapping file (YAML) says which of your columns holds which "
-        "field and what your own wording means. `collab standard suggest-mapping your-file.csv` writes one "
+        "field and what your own wording means. `collab-standard suggest-mapping your-file.csv` writes one "
         "for you to check:",
         "",
         "```yaml",
@@ -348,7 +348,7 @@ INSTRUCTIONS = (
     "Do not add columns for names, addresses, phone numbers, emails or notes: we never need them, "
     "and they are removed before anything is stored.",
     "Save the workbook as Excel (.xlsx). If you prefer CSV, save the Contacts sheet as 'CSV UTF-8'.",
-    "Before you upload, check the file: run `collab check your-file.xlsx`, or ask your collaborative "
+    "Before you upload, check the file: run `collab-check your-file.xlsx`, or ask your collaborative "
     "contact to. The feedback lists anything to fix, row by row.",
 )
 

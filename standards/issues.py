@@ -224,7 +224,7 @@ _TYPES = [
         Scope.ROW,
         "A value is not in the codelist",
         "Use one of the codes or labels listed in the standard, or map your own wording in a mapping file "
-        "(`collab standard suggest-mapping` proposes one).",
+        "(`collab-standard suggest-mapping` proposes one).",
     ),
     IssueType(
         "E_INVALID_VALUE",
@@ -256,7 +256,7 @@ _TYPES = [
         Scope.VALUE,
         "A value is not in the codelist, so it was left out",
         "Use one of the codes or labels listed in the standard, or map your own wording in a mapping file "
-        "(`collab standard suggest-mapping` proposes one).",
+        "(`collab-standard suggest-mapping` proposes one).",
     ),
     IssueType(
         "W_INVALID_AMOUNT",

@@ -566,7 +566,7 @@ def plan_columns(header: list[str], mapping: CharityMapping) -> ColumnPlan:
             "E_MISSING_COLUMN",
             f"Required column(s) missing: {'; '.join(f'{name} ({_described(name)})' for name in missing)}. "
             f"{found} If one of your columns holds it under "
-            "another name, `collab standard suggest-mapping YOUR-FILE` proposes a mapping file that says so.",
+            "another name, `collab-standard suggest-mapping YOUR-FILE` proposes a mapping file that says so.",
         )
     if not any(name in plan.fields for name in AREA_FIELDS):
         raise FileRejected(

@@ -1,4 +1,4 @@
-"""Propose a mapping file from a sample extract: ``collab standard suggest-mapping FILE``.
+"""Propose a mapping file from a sample extract: ``collab-standard suggest-mapping FILE``.
 
 A charity's first extract rarely matches the standard exactly. This reads a sample of the file and
 writes the mapping file the charity would otherwise write by hand: which of its columns holds which
@@ -257,10 +257,10 @@ def _render(
     missing: list[str],
 ) -> str:
     lines = [
-        f"# Mapping proposed by `collab standard suggest-mapping` from {path.name}.",
+        f"# Mapping proposed by `collab-standard suggest-mapping` from {path.name}.",
         "# Check every line marked 'guess' and choose a code wherever it says ???: each choice decides",
         "# how those rows are counted in the published figures. Then use it with",
-        "#   collab check YOUR-FILE --mapping THIS-FILE",
+        "#   collab-check YOUR-FILE --mapping THIS-FILE",
     ]
     if missing:
         lines.append(

@@ -53,3 +53,29 @@ def test_installing_with_no_extras_brings_the_checker_only() -> None:
     names = {re.split(r"[<>=!~\[ ]", requirement, maxsplit=1)[0].lower() for requirement in project["dependencies"]}
     assert names == {"polars", "pydantic", "fastexcel", "xlsxwriter", "jinja2", "pyyaml", "typer", "rich"}
     assert project["scripts"]["collab-check"] == "standards.cli:main"
+
+
+def test_collab_in_a_checker_only_install_says_what_to_use_instead(tmp_path: Path) -> None:
+    # A charity's trial: the guide's install has a `collab` command too, and it ended in a traceback about botocore.
+    collaborative_only = (
+        "botocore",
+        "boto3",
+        "dagster",
+        "duckdb",
+        "opendp",
+        "great_expectations",
+        "splink",
+        "jellyfish",
+    )
+    script = f"""
+import sys
+for name in {collaborative_only!r}:
+    sys.modules[name] = None  # not installed: importing it raises ModuleNotFoundError
+sys.argv = ["collab", "check", "contacts.csv"]
+from pipelines.cli import main
+main()
+"""
+    result = _run_checker(script, tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "is not installed here. To check a file, use `collab-check FILE`" in result.stderr
