@@ -215,13 +215,16 @@ def _postcode(raw: pl.Expr) -> pl.Expr:
 # anywhere else is a decimal comma ("1241,41", "1.241,41": a spreadsheet in another locale's settings) or a typo, and
 # the amount is not read (a warning says why), never guessed: taken out, it made £1241,41 into £124,141.
 _THOUSANDS = r"^[-+]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?$"
+# Dots between groups of three digits and nothing else ("1.200", "12.500,00" is already refused for its comma): a
+# thousands separator in many European spreadsheets, never pounds and pence. Not read either: read, £1,200 was £1.20.
+THOUSANDS_DOTS = r"^[-+]?[0-9]{1,3}(\.[0-9]{3})+$"
 
 
 def _amount(raw: pl.Expr) -> pl.Expr:
     text = raw.str.replace_all(r"(?i)£|gbp|\s", "")
     text = pl.when(text.str.contains(r"^\(.*\)$")).then(pl.lit("-") + text.str.strip_chars("()")).otherwise(text)
     text = pl.when(text.str.contains(_THOUSANDS)).then(text.str.replace_all(",", "", literal=True)).otherwise(text)
-    return _finite(text.cast(pl.Float64, strict=False))
+    return pl.when(~text.str.contains(THOUSANDS_DOTS)).then(_finite(text.cast(pl.Float64, strict=False)))
 
 
 def _finite(number: pl.Expr) -> pl.Expr:
@@ -242,7 +245,12 @@ def _read_mostly_plain(frame: pl.DataFrame, field: str) -> pl.Series:
     if field == "postcode":
         plain, clean = pl.when(raw.str.contains(PLAIN_POSTCODE)).then(raw), _postcode(raw)
     else:
-        plain, clean = _finite(raw.cast(pl.Float64, strict=False)), _amount(raw)
+        # Three digits after a dot may be a thousands dot (``THOUSANDS_DOTS``): such a number is left to the cleaning.
+        maybe_thousands = raw.str.slice(-4, 1) == "."
+        plain, clean = (
+            pl.when(~maybe_thousands).then(_finite(raw.cast(pl.Float64, strict=False))),
+            _amount(raw),
+        )
     index = "__index"
     read = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(index), raw, plain.alias(field))
     unread = read.filter(pl.col(field).is_null() & raw.is_not_null())
