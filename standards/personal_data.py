@@ -355,6 +355,19 @@ class PersonalDataScreen:
                 notes.append(Issue("W_DROPPED_IDENTIFIER", message, column=tally.label))
             else:
                 notes.append(Issue("W_UNMAPPED_COLUMN", f"Column '{tally.label}' is not used.", column=tally.label))
+        reference = self.reference
+        # Too few to stop the file (REFERENCE_SHARE). Not NHS numbers: one ten-digit number in 11 passes their check.
+        few = [kind for kind in reference.found if kind is not Kind.NHS_NUMBER]
+        if few and self.reference_problem() is None:
+            found = "; ".join(
+                f"{_of_its(reference, kind)} (the first in row {reference.first_row[kind]})" for kind in few
+            )
+            message = (
+                f"Column '{reference.label}' holds the person references, but {found}. Those identify people outside "
+                "your charity: give each person your own client or case number instead. The file was kept, as most "
+                "references are codes; no reference is stored as it is, and the values are not repeated here."
+            )
+            notes.append(Issue("W_PERSONAL_DATA_VALUES", message, column=reference.label))
         for tally in self.coded.values():
             if tally.found:
                 message = (
