@@ -159,8 +159,12 @@ def check_extract(
                 collector.add_alike(HEADER_REPEATED, repeated)
             screen.add(counts)
             rejected = judged.rejected
+            touched: dict[str, set[int]] = {}
             for issue, rows in judged.issues_at_rows():
                 collector.add_alike(issue, rows)
+                touched.setdefault(issue.code, set()).update(rows)
+            for code, rows_with_code in touched.items():
+                collector.add_rows_with(code, len(rows_with_code))
             quarters.update(judged.contacts.get_column("quarter").unique().to_list())
             report.rows_received += judged.rows
             report.rows_rejected += len(rejected)

@@ -106,6 +106,8 @@ def check(
 
 
 def _print_report(report: FeedbackReport) -> None:
+    from standards.feedback import share_of_rows
+
     colour = {"accepted": "green", "accepted_with_warnings": "yellow", "rejected": "red"}[report.status]
     console.print(f"[bold {colour}]{escape(report.headline())}[/]")
     console.print(escape(report.next_step()))
@@ -122,7 +124,7 @@ def _print_report(report: FeedbackReport) -> None:
         console.print()
         mark = "[red]✗[/]" if group.severity == "error" else "[yellow]![/]"
         times = "" if group.scope == "file" else f" — {group.count:,} time(s)"
-        share = f", {group.share_of_rows:.0%} of rows" if group.share_of_rows else ""
+        share = f", {share_of_rows(group.share_of_rows)} of rows" if group.share_of_rows else ""
         console.print(f"{mark} [bold]{escape(group.title)}[/] ({group.code}){times}{share}")
         if group.values:
             for value in group.values[:5]:

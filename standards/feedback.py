@@ -147,7 +147,7 @@ class FeedbackReport(BaseModel):
         """A summary for analysts (Dagster metadata): counts and codes only, never a charity's values."""
         lines = [f"**{self.headline()}**", "", "| code | count | share of rows |", "|---|---:|---:|"]
         lines += [
-            f"| `{g.code}` | {g.count:,} | {'' if g.share_of_rows is None else f'{g.share_of_rows:.1%}'} |"
+            f"| `{g.code}` | {g.count:,} | {'' if g.share_of_rows is None else share_of_rows(g.share_of_rows)} |"
             for g in self.issues
         ]
         return "\n".join(lines)
@@ -159,6 +159,11 @@ class FeedbackReport(BaseModel):
             return _templates().get_template("feedback.html.j2").render(report=self)
         template = _templates().get_template("feedback_rows.html.j2")
         return template.render(report=self, rows=affected_rows, rows_per_page=ROWS_PER_PAGE)
+
+
+def share_of_rows(share: float) -> str:
+    """A share of rows as a reader should see it: "0.1%", and "under 0.1%" for one row in a million, never "0%"."""
+    return "under 0.1%" if 0 < share < 0.0005 else f"{share:.1%}"
 
 
 @dataclass
@@ -173,6 +178,13 @@ class IssueCollector:
     first: dict[str, list[Issue]] = field(default_factory=dict)
     by_value: dict[str, dict[tuple[str, str], tuple[Issue, list[int]]]] = field(default_factory=dict)
     value_counts: dict[str, Counter[tuple[str, str]]] = field(default_factory=dict)
+    # Rows with each code, where a row can have it more than once (a blank date and a blank need are two
+    # E_MISSING_VALUE in one row): the share of rows is of rows, not of times.
+    rows_with: Counter[str] = field(default_factory=Counter)
+
+    def add_rows_with(self, code: str, rows: int) -> None:
+        """Count ``rows`` more rows with ``code`` (each once, however many times it has it)."""
+        self.rows_with[code] += rows
 
     def add(self, issue: Issue) -> None:
         self.counts[issue.code] += 1
@@ -224,7 +236,8 @@ class IssueCollector:
         groups = []
         for code, count in self.counts.items():
             kind = issue_type(code)
-            share = None if kind.scope == "file" or not rows_received else min(1.0, count / rows_received)
+            rows = self.rows_with.get(code, count)
+            share = None if kind.scope == "file" or not rows_received else min(1.0, rows / rows_received)
             tallies = self.value_counts.get(code, Counter())
             values = [
                 ValueCount(column=column, value=value, count=n, rows=self.by_value[code][(column, value)][1])
@@ -258,8 +271,10 @@ class IssueCollector:
 @functools.cache
 def _templates() -> Environment:
     # One environment per process: it compiles each template once, not at every report (twice per submission).
-    return Environment(
+    environment = Environment(
         loader=PackageLoader("standards", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
         keep_trailing_newline=True,
     )
+    environment.filters["share_of_rows"] = share_of_rows
+    return environment

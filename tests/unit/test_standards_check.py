@@ -11,6 +11,7 @@ import pytest
 from collab.expectations import ExpectationRun
 from standards.check import CheckOptions, check_extract, contacts_frame
 from standards.extract import FIELDS, MAX_TEXT_CHARS, age_band_at, quarter_of
+from standards.feedback import share_of_rows
 from standards.issues import warning_twin
 from standards.mapping import CharityMapping
 from standards.rows import RowFiles, read_affected
@@ -649,3 +650,16 @@ def test_a_birth_date_in_the_future_moves_back_a_century_only_when_its_year_has_
     assert [example.row for example in out_of_range.examples] == [2]
     bands = pl.concat(sink.frames).sort("source_row").get_column("age_band").to_list()
     assert bands == [None, "75_plus", "35_44"]
+
+
+def test_the_share_of_rows_counts_rows_not_times(tmp_path: Path) -> None:
+    # A charity's trial: two rows each missing a date and a need were "4 times, 40% of rows" in a file of ten that was
+    # accepted under the 20% rule; and one bad row in 300,000 was "0% of rows", which reads as none.
+    path = tmp_path / "blanks.csv"
+    rows = [f"A{i},2026-02-01,food,BS1 4AA" for i in range(8)] + ["B1,,,BS1 4AA", "B2,,,BS1 4AA"]
+    path.write_text("person_ref,contact_date,need,postcode\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    report = check_extract(path, options=CheckOptions(batch_size=9)).report  # one bad row in each batch
+    missing = next(g for g in report.issues if g.code == "E_MISSING_VALUE")
+    assert (missing.count, missing.share_of_rows, report.status) == (4, 0.2, "accepted_with_warnings")
+    assert "(20.0% of rows)" in report.to_html()
+    assert share_of_rows(1 / 300_000) == "under 0.1%" and share_of_rows(0.2) == "20.0%"
