@@ -721,7 +721,7 @@ def _open_xlsx(
     import fastexcel
 
     try:
-        workbook = fastexcel.read_excel(str(path))
+        workbook = fastexcel.read_excel(_workbook(path))
     except Exception as error:  # fastexcel raises its own hierarchy for every kind of damage
         raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
     source = ExtractSource(path=path, format="xlsx", limits=limits)
@@ -809,6 +809,13 @@ def _best_sheet(previews: dict[str, list[list[str]]], header_score: Callable[[li
     return max(previews, key=rank)
 
 
+def _workbook(path: Path) -> str | bytes:
+    """What fastexcel opens a workbook from: its path, or its bytes when its name does not end in .xlsx or .xlsm.
+    Given a path, fastexcel goes by the name, and an .xlsx saved as "contacts.xls" was called damaged; given the
+    bytes it goes by what they are (the file is an .xlsx by its bytes, or it would not be read as one)."""
+    return str(path) if path.suffix.lower() in (".xlsx", ".xlsm") else path.read_bytes()
+
+
 def _read_sheet(path: Path, sheet: str | None, n_rows: int | None = None) -> pl.DataFrame:
     import fastexcel
 
@@ -816,7 +823,7 @@ def _read_sheet(path: Path, sheet: str | None, n_rows: int | None = None) -> pl.
     if n_rows is not None:
         options["n_rows"] = n_rows
     try:
-        loaded = fastexcel.read_excel(str(path)).load_sheet(sheet if sheet is not None else 0, **options)
+        loaded = fastexcel.read_excel(_workbook(path)).load_sheet(sheet if sheet is not None else 0, **options)
     except Exception as error:  # a damaged sheet shows only when it is loaded, after the workbook opened
         raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
     frame = loaded.to_polars()

@@ -663,3 +663,15 @@ def test_the_share_of_rows_counts_rows_not_times(tmp_path: Path) -> None:
     assert (missing.count, missing.share_of_rows, report.status) == (4, 0.2, "accepted_with_warnings")
     assert "(20.0% of rows)" in report.to_html()
     assert share_of_rows(1 / 300_000) == "under 0.1%" and share_of_rows(0.2) == "20.0%"
+
+
+def test_a_workbook_reads_the_same_whatever_its_file_is_called(tmp_path: Path) -> None:
+    # A charity's trial: an .xlsx saved as "contacts.xls" was called damaged; the same bytes without a suffix read.
+    workbook = write_xlsx(tmp_path / "contacts.xlsx", {"Contacts": [HEADER, *contact_rows(12)]})
+    expected = check_extract(workbook).report
+    for name in ("contacts.xls", "contacts", "CONTACTS.XLSX", "contacts.csv"):
+        renamed = tmp_path / name
+        renamed.write_bytes(workbook.read_bytes())
+        report = check_extract(renamed).report
+        assert (report.status, report.rows_accepted, report.file.format) == (expected.status, 12, "xlsx"), name
+        assert report.codes() == expected.codes() and "E_UNREADABLE_FILE" not in report.codes()
