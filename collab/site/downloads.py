@@ -213,4 +213,5 @@ def _write_zip(target: Path, release_dir: Path, manifest: dict[str, Any]) -> Non
         for path in sorted(p for p in release_dir.rglob("*") if p.is_file()):
             info = zipfile.ZipInfo(f"{manifest['release_id']}/{path.relative_to(release_dir).as_posix()}", stamp)
             info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16  # public files: unzipped, readable by all (writestr's default is 0600)
             archive.writestr(info, path.read_bytes())

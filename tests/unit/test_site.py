@@ -471,6 +471,7 @@ def test_downloads_a_time_series_per_indicator_a_workbook_and_a_zip_per_release(
             f"2026Q1-v1/{p.relative_to(release).as_posix()}" for p in release.rglob("*") if p.is_file()
         )
         assert archive.read("2026Q1-v1/release.json") == (release / "release.json").read_bytes()
+        assert {info.external_attr >> 16 for info in archive.infolist()} == {0o644}  # owner-only once, unzipped
     page = (site / "indicators" / "people_by_need_region.html").read_text()
     assert page.count('href="../downloads/people_by_need_region-time-series.csv"') >= 3  # under each chart
     assert 'href="../downloads/2026Q2-v1.xlsx"' in page and 'href="../downloads/2026Q2-v1.zip"' in page
