@@ -172,7 +172,13 @@ def _field_from_values(values: pl.Series) -> str | None:
     shares["postcode"] = (values.str.contains(POSTCODE) & (values.str.len_chars() <= 8)).mean()
     best = max(shares, key=lambda name: shares[name] or 0)
     needed = CODE_SHARE if best in CODELIST_FIELDS else VALUE_SHARE
+    if best == "disability" and set(folded.drop_nulls().unique().to_list()) <= _ANY_YES_OR_NO:
+        return None  # answers to any yes/no question ("Money worries?"), not a disability unless the header says so
     return best if (shares[best] or 0) >= needed else None
+
+
+# What a column answering any yes/no question holds: only the header can say the question was about disability.
+_ANY_YES_OR_NO = frozenset({"yes", "no", "y", "n", "true", "false", "1", "0", ""})
 
 
 def _drop_doubles(columns: list[ColumnSuggestion]) -> None:

@@ -181,6 +181,18 @@ def test_suggest_mapping_proposes_columns_values_and_date_format(tmp_path: Path)
     assert report.codes() == ["W_DROPPED_IDENTIFIER"]  # the email column, and the notes
 
 
+def test_a_yes_or_no_column_is_not_guessed_to_be_disability_unless_its_header_says_so(tmp_path: Path) -> None:
+    # A charity's trial: "Money worries?" (yes/no) was proposed as disability, which would have published it as one.
+    header = ["Ref", "Date", "Need", "Area", "Money worries?"]
+    rows = [[f"R{i}", "01/02/2026", "Food", "E08000025", "Yes" if i % 2 else "No"] for i in range(30)]
+    columns = {c.header: c for c in suggest_mapping(write_csv(tmp_path / "own.csv", rows, header)).columns}
+    assert columns["Money worries?"].field is None
+    # Values a disability column holds beyond yes and no still say what it is.
+    rows = [[*row[:4], "Prefer not to say" if i % 5 == 0 else row[4]] for i, row in enumerate(rows)]
+    columns = {c.header: c for c in suggest_mapping(write_csv(tmp_path / "coded.csv", rows, header)).columns}
+    assert columns["Money worries?"].field == "disability"
+
+
 def test_suggest_mapping_names_the_sheet_of_a_workbook(tmp_path: Path) -> None:
     rows = [[f"C{i}", f"1{i}/02/2026", "Debt", "E09000033"] for i in range(1, 6)]
     path = write_xlsx(
