@@ -40,7 +40,7 @@ from collab.publication import (
 )
 from collab.site import build_site
 from collab.states import unfinished
-from collab.warehouse import RELEASE_MEMORY_LIMIT, link_units, not_ended_problem
+from collab.warehouse import RELEASE_MEMORY_LIMIT, link_units, not_ended_problem, not_linkable_contacts
 from privacy.accountant import BudgetExceeded, BudgetPolicy
 from privacy.mechanisms import epsilon_at
 from privacy.pseudonymise import derived_salt
@@ -94,6 +94,13 @@ def quarterly_release(
         policy = ReleasePolicy(
             privacy.release_rho, BudgetPolicy(privacy.period_rho, privacy.lifetime_rho), invariants.max_units
         )
+        # For the analyst, never published (a count of rows, not a DP output): what releases leave out, and why.
+        left_out = not_linkable_contacts(con, period, invariants.linking)
+        if left_out:
+            context.log.warning(
+                f"{period}: {sum(left_out.values()):,} contacts of charities that link records are left out, their "
+                f"people having no identity to link (by charity: {left_out}); their feedback said so."
+            )
         try:
             summary = release_period(
                 con,
@@ -137,6 +144,7 @@ def quarterly_release(
             "linkage_clusters": linked.clusters,
             "linkage_units_linked": linked.linked,
             "linkage_units_dropped": linked.dropped,
+            "contacts_left_out_not_linkable": sum(left_out.values()),
             "release_rho_per_person": spend["per_person"]["release_rho"],
             "lifetime_rho_per_person": spend["per_person"]["lifetime_rho"],
             "summary": MetadataValue.md(
@@ -152,7 +160,8 @@ def quarterly_release(
 def waits_for_submissions(period: str, submission_ids: list[str]) -> str:
     return (
         f"{period} was not released: {len(submission_ids)} submission(s) are not finished ({', '.join(submission_ids)}) "
-        "and may cover it. Nothing has been spent; `collab run` finishes them, then releases it."
+        "and may cover it. Nothing has been spent. `collab run` finishes them, then releases it; `collab submissions` "
+        "shows where each one is, and `collab run` names any whose record it cannot read, for an analyst to look at."
     )
 
 

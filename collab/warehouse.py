@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,3 +324,14 @@ def audit(con: duckdb.DuckDBPyConnection, *, actor: str, action: str, subject: s
         "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?)",
         [dt.datetime.now(dt.UTC).replace(tzinfo=None), actor, action, subject, detail],
     )
+
+
+def not_linkable_contacts(con: duckdb.DuckDBPyConnection, period: str, linking: Sequence[str]) -> dict[str, int]:
+    """By charity among ``linking``, the contacts of ``period`` that releases leave out (``privacy.bounding.hold_period``):
+    their reference is in no linkage cluster, having no identity to link. For the analyst only: a count of rows."""
+    rows = con.execute(
+        "SELECT charity_id, count(*) FROM contact_units WHERE quarter = $period AND NOT clustered "
+        "AND list_contains($linking, charity_id) GROUP BY charity_id ORDER BY charity_id",
+        {"period": period, "linking": list(linking)},
+    ).fetchall()
+    return {charity: int(count) for charity, count in rows}

@@ -26,7 +26,7 @@ import duckdb
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, ExecuteInProcessResult, JobDefinition, RunsFilter
 
 from assets.partitions import quarter_partitions, run_going, submission_partitions
-from assets.releases import REVISE_TAG
+from assets.releases import REVISE_TAG, waits_for_submissions
 from assets.resources import WAREHOUSE_POOL
 from collab.faults import crash_point
 from collab.intake import (
@@ -425,6 +425,10 @@ def release_quarter(
 def _release(workspace: Workspace, period: str, revise: bool, instance: DagsterInstance) -> ReleaseOutcome:
     if problem := not_ended_problem(period):  # refused before Dagster learns of a quarter still going on
         return ReleaseOutcome(period, None, False, False, None, problem)
+    if waiting := unfinished(workspace):  # as the asset refuses, said plainly; `collab run` never gets here then
+        return ReleaseOutcome(
+            period, None, False, False, None, waits_for_submissions(period, [s.submission_id for s in waiting])
+        )
     first = first_quarter(Registry(workspace), workspace.settings.publication.first_quarter)
     if first is not None and period < first:  # the attacker's second trial: 1999Q1 was released, and charged
         problem = (

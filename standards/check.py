@@ -39,10 +39,10 @@ class CheckOptions:
     max_row_error_share: float = 0.2
     batch_size: int = 100_000
     limits: ReadLimits = field(default_factory=ReadLimits)
-    # Whether the charity takes part in record linkage: only then is a surname it cannot link worth a warning.
-    # True unless the caller knows the charity (the pipeline, the portal): a charity checking its own file with
-    # ``collab check`` is assumed to link, as new charities do by default (``collab charity add``).
-    links_records: bool = True
+    # Whether the charity takes part in record linkage: only then is a person it cannot link worth a warning. Every
+    # caller says: the pipeline and the portal from the registry, `collab-check` from its --linkage/--no-linkage
+    # (linking by default, as new charities do, ``collab charity add``).
+    links_records: bool = False
 
 
 class ContactSink(Protocol):
@@ -136,6 +136,7 @@ def check_extract(
             columns_not_used=[column_label(plan.header, p) for p in plan.unused],
         )
         screen = PersonalDataScreen(plan)
+        references = IdentifiedReferences()
         dates: dict[str, DateReading] = {}
 
         # Compared as they are, not stripped or lower-cased: a joined export repeats its header exactly, and exact
@@ -144,19 +145,24 @@ def check_extract(
             pl.col(f"c{position}") == plan.header[position] for position in plan.fields.values()
         ).fill_null(False)
 
-        def judge(batch: pl.DataFrame) -> tuple[dict[str, int | None], BatchOutcome, list[int]]:
+        def judge(batch: pl.DataFrame) -> tuple[dict[str, int | None], BatchOutcome, list[int], pl.DataFrame | None]:
             # Two exports joined into one file repeat the header: such a row is no contact, and no error either.
             repeated = batch.get_column("__row").filter(batch.select(repeats_header).to_series()).to_list()
             if repeated:
                 batch = batch.filter(~repeats_header)
             normalised = normalise_batch(batch, plan, mapping, dates)
             counts = screen.count(batch, normalised)
-            return counts, validate_batch(normalised, plan, links_records=options.links_records), repeated
+            judged = validate_batch(normalised, plan, links_records=options.links_records)
+            return counts, judged, repeated, identified_references(judged.contacts) if options.links_records else None
 
-        def take(counts: dict[str, int | None], judged: BatchOutcome, repeated: list[int]) -> None:
+        def take(
+            counts: dict[str, int | None], judged: BatchOutcome, repeated: list[int], identified: pl.DataFrame | None
+        ) -> None:
             """What is kept of a judged batch, in the file's order."""
             if repeated:
                 collector.add_alike(HEADER_REPEATED, repeated)
+            if identified is not None:
+                references.add(identified)
             screen.add(counts)
             rejected = judged.rejected
             touched: dict[str, set[int]] = {}
@@ -178,7 +184,7 @@ def check_extract(
         # Batches are judged JUDGED_AT_ONCE at a time while the next is read and the last is kept: Polars
         # releases the GIL, so both cores work.
         with ThreadPoolExecutor(max_workers=JUDGED_AT_ONCE) as pool:
-            judging: deque[Future[tuple[dict[str, int | None], BatchOutcome, list[int]]]] = deque()
+            judging: deque[Future[tuple[dict[str, int | None], BatchOutcome, list[int], pl.DataFrame | None]]] = deque()
             try:
                 for batch in source.batches(options.batch_size):
                     refuse_unreadable_used(source, plan.fields.values())
@@ -201,6 +207,8 @@ def check_extract(
                 for unfinished in judging:  # after an error of ours: nothing more is kept
                     unfinished.cancel()
         report.rows_accepted = report.rows_received - report.rows_rejected
+        if (unlinkable := references.not_identified()) is not None:
+            collector.add(unlinkable)
         if (problem := screen.reference_problem()) is not None:
             raise problem
         if report.rows_received == 0:
@@ -231,6 +239,46 @@ def check_extract(
     else:
         report.status = "accepted_with_warnings" if report.issues else "accepted"
     return CheckResult(report=report, internal_error=internal_error, reference=reference)
+
+
+def identified_references(contacts: pl.DataFrame) -> pl.DataFrame:
+    """Each reference of a batch's accepted contacts, and whether any of them carries an identity (``linkage_basis``:
+    surname, date of birth and postcode together)."""
+    return contacts.group_by("person_ref").agg(pl.col("linkage_basis").is_not_null().any().alias("identified"))
+
+
+class IdentifiedReferences:
+    """Whether each reference of a file carries an identity in any of its contacts, batch by batch; memory follows
+    the distinct references. At a charity that links records, a reference with none cannot be linked, and releases
+    leave its contacts out (``privacy.bounding.hold_period``): the charity is told, or its figures vanish unsaid."""
+
+    def __init__(self) -> None:
+        self._parts: list[pl.DataFrame] = []
+
+    def add(self, identified: pl.DataFrame) -> None:
+        self._parts.append(identified)
+        if len(self._parts) > 8:  # merged now and then: each batch's references mostly recur
+            self._parts = [self._merged()]
+
+    def _merged(self) -> pl.DataFrame:
+        return pl.concat(self._parts).group_by("person_ref").agg(pl.col("identified").any())
+
+    def not_identified(self) -> Issue | None:
+        """The warning for the file, if any of its references carries no identity."""
+        if not self._parts:
+            return None
+        merged = self._merged()
+        missing = merged.height - int(merged.get_column("identified").sum())
+        if not missing:
+            return None
+        return Issue(
+            "W_PEOPLE_NOT_LINKABLE",
+            f"{missing:,} of the {merged.height:,} people in this file (by person reference) have no contact with a "
+            "surname, a date of birth and a postcode together. Your charity takes part in record linkage, which "
+            "recognises a person helped by several charities by those three; a person it cannot recognise is not "
+            "counted in the collaborative's published figures (counted apart at each charity, they would get less "
+            "privacy protection than is promised). Their contacts are kept, and count once the details are sent.",
+        )
 
 
 def _holds_contacts(preview: list[list[str]], mapping: CharityMapping) -> bool:

@@ -361,6 +361,14 @@ _TYPES = [
         "Nothing to do if two exports were joined into one file; otherwise check the rows listed.",
     ),
     IssueType(
+        "W_PEOPLE_NOT_LINKABLE",
+        Scope.FILE,
+        "Some people cannot be recognised across charities, so they are not counted",
+        "Give a surname, a date of birth and a postcode in at least one contact of each person, wherever your records "
+        "have them; if your charity never records them, ask your collaborative contact whether it should take part in "
+        "record linkage.",
+    ),
+    IssueType(
         "W_OTHER_SHEETS_IGNORED",
         Scope.FILE,
         "Only one of several sheets of contacts was read",

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import subprocess
+import time
 
 import pytest
 from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context, materialize
@@ -303,7 +304,7 @@ def test_quarter_release_sensor_requests_each_ended_quarter_of_the_calendar_once
     # Every ended quarter from the first, with or without rows (only 2026Q1 holds any); never the current one.
     assert [r.partition_key for r in result.run_requests] == expected and expected[:2] == ["2026Q1", "2026Q2"]
     assert quarter_of(dt.date.today()) not in expected
-    assert result.run_requests[0].run_key == "release-2026Q1-after-0"
+    assert result.run_requests[0].run_key.startswith("release-2026Q1-after-")
     assert release(loaded, instance).success
     again = sensed()
     assert [r.partition_key for r in getattr(again, "run_requests", [])] == expected[1:]
@@ -324,18 +325,25 @@ def test_a_release_waits_for_unfinished_submissions_whoever_asked_for_it(loaded:
     def sensed() -> SensorResult | SkipReason:
         return quarter_release_sensor(build_sensor_context(instance=instance, resources=resources_for(loaded)))
 
-    submission_is("checked")
+    submission_is("loaded")
+    first = sensed()
+    assert isinstance(first, SensorResult)
+    submission_is("checked")  # the same file sent again (a review: its key then repeated, and never ran again)
     assert isinstance(sensed(), SkipReason)
     refused = release(loaded, instance)
     assert not refused.success
     failure = refused.get_step_failure_events()[0].step_failure_data.error
     assert failure is not None and "1 submission(s) are not finished (sub-late)" in failure.message
+    # `collab release` says so before Dagster runs anything: plainly, not as a Dagster failure.
+    outcome = release_quarter(loaded, "2026Q1", instance=instance)
+    assert outcome.release_id is None and (outcome.error or "").startswith("2026Q1 was not released: 1 submission(s)")
     with connect(loaded.warehouse_path) as con:
         assert con.execute("SELECT count(*) FROM releases").fetchone() == (0,)
         assert spent(con) == 0
+    time.sleep(1)  # states are dated to the second
     submission_is("loaded")
     result = sensed()
-    assert isinstance(result, SensorResult) and result.run_requests[0].run_key == "release-2026Q1-after-1"
+    assert isinstance(result, SensorResult) and result.run_requests[0].run_key != first.run_requests[0].run_key
     assert release(loaded, instance).success
 
 

@@ -459,7 +459,9 @@ def test_a_surname_with_no_latin_letters_is_kept_unlinked_with_a_warning_that_ne
     rows[2][6], rows[5][6] = "Иванов", "0451"  # no Latin letters: cannot be linked
     rows[6][6], rows[7][6] = "Müller", ""  # accents are removed (linked); no surname is no warning
     sink = CollectingSink()
-    report = check_extract(write_csv(tmp_path / "linking.csv", rows, [*HEADER, "Surname"]), sink=sink).report
+    linking = CheckOptions(links_records=True)
+    path = write_csv(tmp_path / "linking.csv", rows, [*HEADER, "Surname"])
+    report = check_extract(path, sink=sink, options=linking).report
     assert (report.status, report.rows_accepted) == ("accepted_with_warnings", 10)
     [warning] = [g for g in report.issues if g.code == "W_SURNAME_NOT_LINKABLE"]
     assert warning.count == 2 and [(e.row, e.column) for e in warning.examples] == [(4, "Surname"), (7, "Surname")]
@@ -675,3 +677,22 @@ def test_a_workbook_reads_the_same_whatever_its_file_is_called(tmp_path: Path) -
         report = check_extract(renamed).report
         assert (report.status, report.rows_accepted, report.file.format) == (expected.status, 12, "xlsx"), name
         assert report.codes() == expected.codes() and "E_UNREADABLE_FILE" not in report.codes()
+
+
+def test_a_linking_charity_is_told_which_share_of_its_people_cannot_be_linked_and_so_not_counted(
+    tmp_path: Path,
+) -> None:
+    # A review: a linking charity (the default) whose file has no surname or date of birth was accepted without a word,
+    # and every one of its contacts was then left out of the releases.
+    path = tmp_path / "refs.csv"
+    rows = [f"A{i % 5},2026-02-01,food,BS1 4AA,,," for i in range(12)]
+    rows += ["B1,2026-02-01,food,BS1 4AA,Okafor,1980-01-02,", "B1,2026-03-01,food,BS1 4AA,,,"]  # one contact is enough
+    path.write_text(
+        "person_ref,contact_date,need,postcode,surname,date_of_birth,notes\n" + "\n".join(rows) + "\n", encoding="utf-8"
+    )
+    linking = check_extract(path, options=CheckOptions(batch_size=4, links_records=True)).report
+    [warning] = [g for g in linking.issues if g.code == "W_PEOPLE_NOT_LINKABLE"]
+    assert warning.examples[0].message.startswith(
+        "5 of the 6 people in this file (by person reference) have no contact"
+    )
+    assert "W_PEOPLE_NOT_LINKABLE" not in check_extract(path).report.codes()  # a charity that does not link
