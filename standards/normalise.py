@@ -215,16 +215,22 @@ def _postcode(raw: pl.Expr) -> pl.Expr:
 # anywhere else is a decimal comma ("1241,41", "1.241,41": a spreadsheet in another locale's settings) or a typo, and
 # the amount is not read (a warning says why), never guessed: taken out, it made £1241,41 into £124,141.
 _THOUSANDS = r"^[-+]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?$"
-# Dots between groups of three digits and nothing else ("1.200", "12.500,00" is already refused for its comma): a
-# thousands separator in many European spreadsheets, never pounds and pence. Not read either: read, £1,200 was £1.20.
-THOUSANDS_DOTS = r"^[-+]?[0-9]{1,3}(\.[0-9]{3})+$"
+# Dots between groups of three digits and nothing else ("1.200"; "12.500,00" is refused for its comma anyway): a
+# thousands separator in many European spreadsheets. Read, £1,200 was £1.20. Where the batch's other values of the
+# column show its dots to be decimal points ("12.5", "1200.50": ``DECIMAL_DOTS``) such an amount is read as one; where they do not it
+# is not read at all, never guessed. A first group of 0 ("0.125") is never one of thousands.
+THOUSANDS_DOTS = r"^[-+]?[1-9][0-9]{0,2}(\.[0-9]{3})+$"
+DECIMAL_DOTS = r"\.[0-9]{1,2}$|\.[0-9]{4,}$|[0-9]{4,}\.[0-9]|^[-+£(]*0\.[0-9]"
 
 
-def _amount(raw: pl.Expr) -> pl.Expr:
+def _amount(raw: pl.Expr, *, thousands_dots: bool = True) -> pl.Expr:
+    """Pounds from text (a pound sign, commas between thousands, brackets for a minus); ``thousands_dots``: whether a
+    dot between groups of three digits may separate thousands, so that such an amount is not read."""
     text = raw.str.replace_all(r"(?i)£|gbp|\s", "")
     text = pl.when(text.str.contains(r"^\(.*\)$")).then(pl.lit("-") + text.str.strip_chars("()")).otherwise(text)
     text = pl.when(text.str.contains(_THOUSANDS)).then(text.str.replace_all(",", "", literal=True)).otherwise(text)
-    return pl.when(~text.str.contains(THOUSANDS_DOTS)).then(_finite(text.cast(pl.Float64, strict=False)))
+    amount = _finite(text.cast(pl.Float64, strict=False))
+    return pl.when(~text.str.contains(THOUSANDS_DOTS)).then(amount) if thousands_dots else amount
 
 
 def _finite(number: pl.Expr) -> pl.Expr:
@@ -256,6 +262,14 @@ def _read_mostly_plain(frame: pl.DataFrame, field: str) -> pl.Series:
     unread = read.filter(pl.col(field).is_null() & raw.is_not_null())
     if not unread.height:
         return read.get_column(field)
+    # The batch's column is asked whether its dots are decimal points only when one of its amounts may have thousands
+    # dots: a pass over every value.
+    if (
+        field != "postcode"
+        and unread.select(raw.str.contains(THOUSANDS_DOTS).any()).item()
+        and frame.select(raw.str.contains(DECIMAL_DOTS).any()).item()
+    ):
+        clean = _amount(raw, thousands_dots=False)
     cleaned = unread.select(index, clean.alias(field))
     return read.get_column(field).scatter(cleaned.get_column(index), cleaned.get_column(field))
 
