@@ -162,8 +162,13 @@ class FeedbackReport(BaseModel):
 
 
 def share_of_rows(share: float) -> str:
-    """A share of rows as a reader should see it: "0.1%", and "under 0.1%" for one row in a million, never "0%"."""
-    return "under 0.1%" if 0 < share < 0.0005 else f"{share:.1%}"
+    """A share of rows as a reader should see it: "0.1%"; "under 0.1%" for one row in a million, never "0%", and
+    "over 99.9%" for all but one, never "100%"."""
+    if 0 < share < 0.0005:
+        return "under 0.1%"
+    if 0.9995 <= share < 1:
+        return "over 99.9%"
+    return f"{share:.1%}"
 
 
 @dataclass

@@ -323,11 +323,12 @@ class PersonalDataScreen:
         if not kinds:
             return None
         found = "; ".join(f"{_of_its(tally, kind)} (the first in row {tally.first_row[kind]})" for kind in kinds)
+        even_one = "; even one such value stops the whole file" if {Kind.NI_NUMBER, Kind.EMAIL} & set(kinds) else ""
         return FileRejected(
             "E_IDENTIFIER_AS_REFERENCE",
             f"Column '{tally.label}' holds the person references, but {found}. Those identify people outside "
-            "your charity, so a person reference must be your own code instead; even one such value stops the "
-            "whole file. Nothing from this file can be used as it is, and the values are not repeated here.",
+            f"your charity, so a person reference must be your own code instead{even_one}. Nothing from this file "
+            "can be used as it is, and the values are not repeated here.",
             row=min(tally.first_row[kind] for kind in kinds),
             column=tally.label,
         )
@@ -356,8 +357,9 @@ class PersonalDataScreen:
             else:
                 notes.append(Issue("W_UNMAPPED_COLUMN", f"Column '{tally.label}' is not used.", column=tally.label))
         reference = self.reference
-        # Too few to stop the file (REFERENCE_SHARE). Not NHS numbers: one ten-digit number in 11 passes their check.
-        few = [kind for kind in reference.found if kind is not Kind.NHS_NUMBER]
+        # Too few to stop the file (REFERENCE_SHARE): names only. A charity's own numbering can look like NHS numbers
+        # (one ten-digit number in 11 passes their check) or phone numbers ("0123456780"), and was warned of.
+        few = [kind for kind in reference.found if kind is Kind.NAME]
         if few and self.reference_problem() is None:
             found = "; ".join(
                 f"{_of_its(reference, kind)} (the first in row {reference.first_row[kind]})" for kind in few

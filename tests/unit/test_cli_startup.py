@@ -12,6 +12,7 @@ def test_the_command_line_loads_the_run_machinery_only_for_the_commands_that_use
     script = f"""
 import sys
 import pipelines.cli
+pipelines.cli.register_commands()
 print(sorted({{name.split(".")[0] for name in sys.modules}} & set({RUN_MACHINERY!r})))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)

@@ -656,6 +656,7 @@ def test_the_share_of_rows_counts_rows_not_times(tmp_path: Path) -> None:
     assert (missing.count, missing.share_of_rows, report.status) == (4, 0.2, "accepted_with_warnings")
     assert "(20.0% of rows)" in report.to_html()
     assert share_of_rows(1 / 300_000) == "under 0.1%" and share_of_rows(0.2) == "20.0%"
+    assert share_of_rows(1 - 1 / 300_000) == "over 99.9%" and share_of_rows(1.0) == "100.0%"
 
 
 def test_a_workbook_reads_the_same_whatever_its_file_is_called(tmp_path: Path) -> None:

@@ -170,14 +170,14 @@ def test_numeric_references_are_not_mistaken_for_nhs_or_phone_numbers(tmp_path: 
     assert check_extract(_refs(tmp_path, sequential)).report.status == "accepted"
     padded = [f"{i:011d}" for i in range(60)]
     assert check_extract(_refs(tmp_path, padded, "padded.csv")).report.status == "accepted"
-    # A few names or phone numbers among codes do not stop the file, but are warned of (a charity's trial: the guide
-    # said they stopped it, and nothing was said), without repeating them.
-    some_names = [f"P{i}" for i in range(40)] + ["Jane Smith", "07700 900123"]
+    # A few names among codes do not stop the file, but are warned of (a charity's trial: the guide said they stopped
+    # it, and nothing was said), without repeating them. Not a numbering that looks like phone numbers (a review).
+    some_names = [f"P{i}" for i in range(40)] + ["Jane Smith", "0123456780"]
     report = check_extract(_refs(tmp_path, some_names, "names.csv")).report
     assert report.status == "accepted_with_warnings" and report.codes() == ["W_PERSONAL_DATA_VALUES"]
     message = report.issues[0].examples[0].message
-    assert "1 of its 42 values holds a name (the first in row 42)" in message and "phone number" in message
-    assert "Jane Smith" not in report.model_dump_json() and "07700" not in report.model_dump_json()
+    assert "1 of its 42 values holds a name (the first in row 42)" in message and "phone number" not in message
+    assert "Jane Smith" not in report.model_dump_json()
 
 
 def test_unused_columns_are_named_by_what_they_hold(tmp_path: Path) -> None:
