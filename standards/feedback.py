@@ -171,6 +171,10 @@ def share_of_rows(share: float) -> str:
     return f"{share:.1%}"
 
 
+# What the feedback templates need of any environment that renders them (here, and the charity portal's).
+FEEDBACK_FILTERS = {"share_of_rows": share_of_rows}
+
+
 @dataclass
 class IssueCollector:
     """Counts issues by code, and by distinct value within a code, in bounded memory.
@@ -281,5 +285,5 @@ def _templates() -> Environment:
         autoescape=select_autoescape(default=True, default_for_string=True),
         keep_trailing_newline=True,
     )
-    environment.filters["share_of_rows"] = share_of_rows
+    environment.filters.update(FEEDBACK_FILTERS)
     return environment

@@ -42,6 +42,7 @@ from collab.registry import CHARITY_ID, Registry
 from collab.submissions import check_options
 from collab.workspace import Workspace
 from standards.check import CheckOptions
+from standards.feedback import FEEDBACK_FILTERS
 from standards.issues import FileRejected
 from standards.rows import read_affected
 
@@ -111,10 +112,12 @@ def _secret_key(workspace: Workspace) -> str:
 
 
 def _templates() -> Environment:
-    return Environment(
+    environment = Environment(
         loader=ChoiceLoader([PackageLoader("collab.portal", "templates"), PackageLoader("standards", "templates")]),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
+    environment.filters.update(FEEDBACK_FILTERS)  # it renders the feedback templates too
+    return environment
 
 
 def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> Starlette:
