@@ -265,7 +265,7 @@ def per_person_statement(per_person: dict[str, Any], *, linking: bool) -> str:
         f" This assumes, as the collaborative declares, that nobody is counted separately by more than "
         f"{units - (1 if linking else 0)} of its {per_person['non_linking_contributors']} charities that do not link "
         "records: someone who is gets less protection than this."
-        if per_person.get("units_assumed_at_most")
+        if per_person["units_assumed_at_most"]
         else ""
     )
     return (

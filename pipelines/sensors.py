@@ -112,11 +112,11 @@ def quarter_release_sensor(
         return SkipReason(f"Releases wait for {len(waiting)} unfinished submission(s), which may cover the quarter.")
     # Keyed by the submissions' states too: a release that found one unfinished when it ran (the asset asks again) is
     # asked for once more after it finishes, not never, even when it is a file sent again that finished before.
-    finished = hashlib.sha256(
+    states_seen = hashlib.sha256(
         json.dumps(sorted((s.submission_id, s.state, s.updated_at.isoformat()) for s in states)).encode()
     ).hexdigest()[:12]
     return SensorResult(
-        run_requests=[RunRequest(run_key=f"release-{q}-after-{finished}", partition_key=q) for q in quarters],
+        run_requests=[RunRequest(run_key=f"release-{q}-after-{states_seen}", partition_key=q) for q in quarters],
         dynamic_partitions_requests=[quarter_partitions.build_add_request(quarters)],
     )
 

@@ -217,16 +217,20 @@ def _postcode(raw: pl.Expr) -> pl.Expr:
 _THOUSANDS = r"^[-+]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?$"
 # Dots between groups of three digits and nothing else ("1.200"; "12.500,00" is refused for its comma anyway): a
 # thousands separator in many European spreadsheets. Read, £1,200 was £1.20. Where the batch's other values of the
-# column show its dots to be decimal points ("12.5", "1200.50": ``DECIMAL_DOTS``) such an amount is read as one; where they do not it
-# is not read at all, never guessed. A first group of 0 ("0.125") is never one of thousands.
+# column show its dots to be decimal points ("12.5", "1200.50": ``DECIMAL_DOTS``) such an amount is read as one;
+# where they do not it is not read at all, never guessed. A first group of 0 ("0.125") is never one of thousands.
 THOUSANDS_DOTS = r"^[-+]?[1-9][0-9]{0,2}(\.[0-9]{3})+$"
 DECIMAL_DOTS = r"\.[0-9]{1,2}$|\.[0-9]{4,}$|[0-9]{4,}\.[0-9]|^[-+£(]*0\.[0-9]"
+
+
+# What is taken out of an amount before it is read: a pound sign, "GBP", spaces.
+POUND_DECORATION = r"(?i)£|gbp|\s"
 
 
 def _amount(raw: pl.Expr, *, thousands_dots: bool = True) -> pl.Expr:
     """Pounds from text (a pound sign, commas between thousands, brackets for a minus); ``thousands_dots``: whether a
     dot between groups of three digits may separate thousands, so that such an amount is not read."""
-    text = raw.str.replace_all(r"(?i)£|gbp|\s", "")
+    text = raw.str.replace_all(POUND_DECORATION, "")
     text = pl.when(text.str.contains(r"^\(.*\)$")).then(pl.lit("-") + text.str.strip_chars("()")).otherwise(text)
     text = pl.when(text.str.contains(_THOUSANDS)).then(text.str.replace_all(",", "", literal=True)).otherwise(text)
     amount = _finite(text.cast(pl.Float64, strict=False))

@@ -359,11 +359,8 @@ class PersonalDataScreen:
         reference = self.reference
         # Too few to stop the file (REFERENCE_SHARE): names only. A charity's own numbering can look like NHS numbers
         # (one ten-digit number in 11 passes their check) or phone numbers ("0123456780"), and was warned of.
-        few = [kind for kind in reference.found if kind is Kind.NAME]
-        if few and self.reference_problem() is None:
-            found = "; ".join(
-                f"{_of_its(reference, kind)} (the first in row {reference.first_row[kind]})" for kind in few
-            )
+        if Kind.NAME in reference.found and self.reference_problem() is None:
+            found = f"{_of_its(reference, Kind.NAME)} (the first in row {reference.first_row[Kind.NAME]})"
             message = (
                 f"Column '{reference.label}' holds the person references, but {found}. Those identify people outside "
                 "your charity: give each person your own client or case number instead. The file was kept, as most "

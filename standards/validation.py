@@ -34,7 +34,7 @@ from standards.extract import (
 from standards.geography import load_geography
 from standards.issues import Issue, warning_twin
 from standards.mapping import ColumnPlan, column_label
-from standards.normalise import RAW_SUFFIX, THOUSANDS_DOTS
+from standards.normalise import POUND_DECORATION, RAW_SUFFIX, THOUSANDS_DOTS
 from standards.personal_data import Kind, personal_data_in
 from standards.rules import (
     AREA_AS_POSTCODE,
@@ -97,7 +97,7 @@ def _explanation(code: str, field: str | None, value: Any, detail: str) -> str:
         return _date_problem(value)
     if code == "W_INVALID_AMOUNT" and "," in str(value):
         return "is not an amount of pounds: a comma may only separate thousands (1,241.41), never pounds from pence"
-    if code == "W_INVALID_AMOUNT" and re.search(THOUSANDS_DOTS, re.sub(r"(?i)£|gbp|\s", "", str(value))):
+    if code == "W_INVALID_AMOUNT" and re.search(THOUSANDS_DOTS, re.sub(POUND_DECORATION, "", str(value))):
         return (
             "is not an amount of pounds: a dot between groups of three digits may separate thousands, as some "
             "countries' spreadsheets write them, so it was not read; write 1200 or 1,200 (and 1200.50 for pence)"

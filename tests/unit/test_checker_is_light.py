@@ -79,3 +79,17 @@ main()
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "is not installed here. To check a file, use `collab-check FILE`" in result.stderr
+
+
+def test_collab_reports_a_missing_module_of_its_own_as_the_error_it_is(tmp_path: Path) -> None:
+    # A review: "is not installed here" for any missing module would also hide a mistake in our own imports.
+    script = """
+import sys
+sys.modules["pipelines.cli.bucket"] = None  # one of our own modules, failing to import
+sys.argv = ["collab", "--help"]
+from pipelines.cli import main
+main()
+"""
+    result = _run_checker(script, tmp_path)
+    assert result.returncode == 1 and "ModuleNotFoundError" in result.stderr
+    assert "is not installed here" not in result.stderr
