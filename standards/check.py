@@ -61,10 +61,35 @@ class CheckResult:
     reference: str | None = None
 
 
+# Rows of a batch that are no contacts (a repeated header, a row of totals), each kind with its rows.
+Skipped = list[tuple[Issue, list[int]]]
 HEADER_REPEATED = Issue(
     "W_HEADER_REPEATED",
     "This row repeats the header row (two exports joined into one file?); it was skipped, not counted as a contact.",
 )
+
+
+TOTALS_ROW = Issue(
+    "W_TOTALS_ROW",
+    "This row looks like a row of totals (a cell says 'Total' and it has no contact date); it was skipped, not counted "
+    "as a contact.",
+)
+# What a spreadsheet's row of totals says, in one of its cells: "Total", "Totals:", "Grand total", "Sub-total", "Sum".
+TOTALS_LABEL = r"(?i)^\s*(?:(?:grand|sub)[\s-]*)?(?:totals?|sum)\s*:?\s*$"
+
+
+def totals_rows(batch: pl.DataFrame, date_column: str | None) -> list[int]:
+    """The rows (``__row``) of ``batch`` that are a spreadsheet's totals, not contacts: no contact date (in
+    ``date_column``, the cells of the contact date), and a cell that says "Total" (``TOTALS_LABEL``). Only the rows
+    without a date are searched: a file of contacts has few."""
+    if date_column is None:
+        return []
+    undated = batch.filter(pl.col(date_column).cast(pl.String).str.strip_chars().fill_null("") == "")
+    if not undated.height:
+        return []
+    cells = [name for name in undated.columns if name[0] == "c" and name[1:].isdigit()]
+    says_total = pl.any_horizontal(pl.col(name).cast(pl.String).str.contains(TOTALS_LABEL) for name in cells)
+    return undated.filter(says_total.fill_null(False)).get_column("__row").to_list()
 
 
 def new_reference() -> str:
@@ -145,22 +170,29 @@ def check_extract(
             pl.col(f"c{position}") == plan.header[position] for position in plan.fields.values()
         ).fill_null(False)
 
-        def judge(batch: pl.DataFrame) -> tuple[dict[str, int | None], BatchOutcome, list[int], pl.DataFrame | None]:
-            # Two exports joined into one file repeat the header: such a row is no contact, and no error either.
+        date_column = f"c{plan.fields['contact_date']}" if "contact_date" in plan.fields else None
+
+        def judge(batch: pl.DataFrame) -> tuple[dict[str, int | None], BatchOutcome, Skipped, pl.DataFrame | None]:
+            # Two exports joined into one file repeat the header, and a spreadsheet's export can end with a row of
+            # totals: such a row is no contact, and no error either.
             repeated = batch.get_column("__row").filter(batch.select(repeats_header).to_series()).to_list()
             if repeated:
                 batch = batch.filter(~repeats_header)
+            totals = totals_rows(batch, date_column)
+            if totals:
+                batch = batch.filter(~pl.col("__row").is_in(totals))
             normalised = normalise_batch(batch, plan, mapping, dates)
             counts = screen.count(batch, normalised)
             judged = validate_batch(normalised, plan, links_records=options.links_records)
-            return counts, judged, repeated, identified_references(judged.contacts) if options.links_records else None
+            skipped = [(issue, rows) for issue, rows in ((HEADER_REPEATED, repeated), (TOTALS_ROW, totals)) if rows]
+            return counts, judged, skipped, identified_references(judged.contacts) if options.links_records else None
 
         def take(
-            counts: dict[str, int | None], judged: BatchOutcome, repeated: list[int], identified: pl.DataFrame | None
+            counts: dict[str, int | None], judged: BatchOutcome, skipped: Skipped, identified: pl.DataFrame | None
         ) -> None:
             """What is kept of a judged batch, in the file's order."""
-            if repeated:
-                collector.add_alike(HEADER_REPEATED, repeated)
+            for issue, rows in skipped:
+                collector.add_alike(issue, rows)
             if identified is not None:
                 references.add(identified)
             screen.add(counts)
@@ -184,7 +216,7 @@ def check_extract(
         # Batches are judged JUDGED_AT_ONCE at a time while the next is read and the last is kept: Polars
         # releases the GIL, so both cores work.
         with ThreadPoolExecutor(max_workers=JUDGED_AT_ONCE) as pool:
-            judging: deque[Future[tuple[dict[str, int | None], BatchOutcome, list[int], pl.DataFrame | None]]] = deque()
+            judging: deque[Future[tuple[dict[str, int | None], BatchOutcome, Skipped, pl.DataFrame | None]]] = deque()
             try:
                 for batch in source.batches(options.batch_size):
                     refuse_unreadable_used(source, plan.fields.values())

@@ -361,6 +361,13 @@ _TYPES = [
         "Nothing to do if two exports were joined into one file; otherwise check the rows listed.",
     ),
     IssueType(
+        "W_TOTALS_ROW",
+        Scope.FILE,
+        "A row of totals was skipped",
+        "Nothing to do; leave rows of totals out of the extract if you can. If the row is a contact, give it its "
+        "contact date.",
+    ),
+    IssueType(
         "W_PEOPLE_NOT_LINKABLE",
         Scope.FILE,
         "Some people cannot be recognised across charities, so they are not counted",

@@ -246,6 +246,28 @@ def test_a_header_repeated_mid_file_is_skipped_with_a_warning_not_an_error(tmp_p
     assert [e.row for e in group.examples] == [5]
 
 
+def test_rows_of_totals_are_skipped_with_a_warning_not_rejected_as_contacts(tmp_path: Path) -> None:
+    """Found by the outside users' trial: a spreadsheet's last row, "Total" and the sums of its amounts, was one
+    rejected contact, and the charity was asked to fix it."""
+    rows = contact_rows(6)
+    subtotal = ["Sub-total", "", "", "", "", "£2,703.00"]
+    dated = ["Total", "05/01/2026", "Food", "B15 2TT", "", "£1.00"]  # a reference that happens to say Total
+    total = ["", "", "", "", " Grand TOTAL: ", "£5,415.00"]
+    path = write_csv(tmp_path / "with-totals.csv", [*rows[:3], subtotal, *rows[3:], dated, total])
+    report = check_extract(path).report
+    assert report.status == "accepted_with_warnings" and "E_MISSING_VALUE" not in report.codes()
+    assert report.rows_received == report.rows_accepted == 7
+    [group] = [g for g in report.issues if g.code == "W_TOTALS_ROW"]
+    assert [e.row for e in group.examples] == [5, 10] and group.count == 2
+
+    workbook = write_xlsx(
+        tmp_path / "with-totals.xlsx", {"Contacts": [HEADER, *rows, ["Totals", None, None, None, None, 5415]]}
+    )
+    report = check_extract(workbook).report
+    assert report.rows_received == report.rows_accepted == 6
+    assert [e.row for g in report.issues if g.code == "W_TOTALS_ROW" for e in g.examples] == [8]
+
+
 def test_feedback_html_escapes_cell_contents(tmp_path: Path) -> None:
     rows = contact_rows(20)
     rows[0][2] = "<script>alert(1)</script>"
