@@ -61,14 +61,19 @@ class CheckResult:
     reference: str | None = None
 
 
-# Rows of a batch that are no contacts (a repeated header, a row of totals), each kind with its rows.
-Skipped = list[tuple[Issue, list[int]]]
+# Rows of a batch with a note of their own, each note with its rows: a repeated header or a row of totals (skipped:
+# no contacts), a hidden row of a sheet (read like the rest).
+RowNotes = list[tuple[Issue, list[int]]]
 HEADER_REPEATED = Issue(
     "W_HEADER_REPEATED",
     "This row repeats the header row (two exports joined into one file?); it was skipped, not counted as a contact.",
 )
 
 
+HIDDEN_ROW = Issue(
+    "W_HIDDEN_ROWS_READ",
+    "This row is hidden in the workbook (by hand, by a filter or in a collapsed group); it was read like the others.",
+)
 TOTALS_ROW = Issue(
     "W_TOTALS_ROW",
     "This row looks like a row of totals (a cell says 'Total' and it has no contact date); it was skipped, not counted "
@@ -171,8 +176,9 @@ def check_extract(
         ).fill_null(False)
 
         date_column = f"c{plan.fields['contact_date']}" if "contact_date" in plan.fields else None
+        hidden_rows = pl.Series(source.hidden_rows, dtype=pl.Int64).implode()
 
-        def judge(batch: pl.DataFrame) -> tuple[dict[str, int | None], BatchOutcome, Skipped, pl.DataFrame | None]:
+        def judge(batch: pl.DataFrame) -> tuple[dict[str, int | None], BatchOutcome, RowNotes, pl.DataFrame | None]:
             # Two exports joined into one file repeat the header, and a spreadsheet's export can end with a row of
             # totals: such a row is no contact, and no error either.
             repeated = batch.get_column("__row").filter(batch.select(repeats_header).to_series()).to_list()
@@ -184,14 +190,19 @@ def check_extract(
             normalised = normalise_batch(batch, plan, mapping, dates)
             counts = screen.count(batch, normalised)
             judged = validate_batch(normalised, plan, links_records=options.links_records)
-            skipped = [(issue, rows) for issue, rows in ((HEADER_REPEATED, repeated), (TOTALS_ROW, totals)) if rows]
-            return counts, judged, skipped, identified_references(judged.contacts) if options.links_records else None
+            hidden = batch.get_column("__row").filter(batch.get_column("__row").is_in(hidden_rows)).to_list()
+            noted = [
+                (i, rows)
+                for i, rows in ((HEADER_REPEATED, repeated), (TOTALS_ROW, totals), (HIDDEN_ROW, hidden))
+                if rows
+            ]
+            return counts, judged, noted, identified_references(judged.contacts) if options.links_records else None
 
         def take(
-            counts: dict[str, int | None], judged: BatchOutcome, skipped: Skipped, identified: pl.DataFrame | None
+            counts: dict[str, int | None], judged: BatchOutcome, noted: RowNotes, identified: pl.DataFrame | None
         ) -> None:
             """What is kept of a judged batch, in the file's order."""
-            for issue, rows in skipped:
+            for issue, rows in noted:
                 collector.add_alike(issue, rows)
             if identified is not None:
                 references.add(identified)
@@ -216,7 +227,7 @@ def check_extract(
         # Batches are judged JUDGED_AT_ONCE at a time while the next is read and the last is kept: Polars
         # releases the GIL, so both cores work.
         with ThreadPoolExecutor(max_workers=JUDGED_AT_ONCE) as pool:
-            judging: deque[Future[tuple[dict[str, int | None], BatchOutcome, Skipped, pl.DataFrame | None]]] = deque()
+            judging: deque[Future[tuple[dict[str, int | None], BatchOutcome, RowNotes, pl.DataFrame | None]]] = deque()
             try:
                 for batch in source.batches(options.batch_size):
                     refuse_unreadable_used(source, plan.fields.values())

@@ -361,6 +361,13 @@ _TYPES = [
         "Nothing to do if two exports were joined into one file; otherwise check the rows listed.",
     ),
     IssueType(
+        "W_HIDDEN_ROWS_READ",
+        Scope.FILE,
+        "Rows hidden in the workbook were read like the others",
+        "Nothing to do if they are contacts to send. If they were hidden to leave them out, delete them and send the "
+        "file again: a hidden row is still in the file.",
+    ),
+    IssueType(
         "W_TOTALS_ROW",
         Scope.FILE,
         "A row of totals was skipped",

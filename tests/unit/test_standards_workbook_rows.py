@@ -1,0 +1,78 @@
+"""A workbook's rows as the charity sees them: numbered from the sheet's own row 1, hidden ones pointed out, and XML
+read in pieces that never split a tag or an entity reference."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+import xlsxwriter
+
+from standards.check import check_extract
+from standards.reading import XML_SCAN_CHUNK_BYTES
+from tests.conftest import HEADER, contact_rows, write_xlsx
+
+
+def test_a_table_that_starts_below_row_1_is_numbered_as_the_spreadsheet_shows_it(tmp_path: Path) -> None:
+    """Found by trial: a table from B3 was "header on row 1", and each problem two rows above where it was."""
+    path = tmp_path / "from-b3.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    sheet = workbook.add_worksheet("Contacts")
+    rows = [HEADER, *contact_rows(10)]
+    rows[4][2] = "Nonsense"
+    for number, row in enumerate(rows):
+        sheet.write_row(2 + number, 1, row)
+    workbook.close()
+    report = check_extract(path).report
+    assert report.file.header_row == 3
+    [group] = [g for g in report.issues if g.code == "E_UNKNOWN_CODE"]
+    assert [e.row for e in group.examples] == [7]  # the header on row 3, the fourth contact on row 7
+
+
+def test_hidden_rows_are_read_and_the_charity_is_told_which(tmp_path: Path) -> None:
+    """Found by the outside users' trial: rows hidden by hand or by a filter were read without a word, although the
+    charity looking at the workbook never saw them."""
+    path = tmp_path / "filtered.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    sheet = workbook.add_worksheet("Contacts")
+    for number, row in enumerate([HEADER, *contact_rows(10)]):
+        sheet.write_row(number, 0, row)
+    for hidden in (3, 4, 8):  # rows 4, 5 and 9 as Excel numbers them
+        sheet.set_row(hidden, None, None, {"hidden": True})
+    sheet.set_row(0, None, None, {"hidden": True})  # a hidden header is no contact: not pointed out
+    workbook.close()
+    report = check_extract(path).report
+    assert report.rows_received == report.rows_accepted == 10
+    [group] = [g for g in report.issues if g.code == "W_HIDDEN_ROWS_READ"]
+    assert group.count == 3 and [e.row for e in group.examples] == [4, 5, 9]
+
+
+def _with_shared_string_at_the_boundary(tmp_path: Path, text: bytes) -> Path:
+    """A workbook of contacts whose shared strings hold one more, ``text``, starting two bytes before the end of the
+    first piece its part is read in."""
+    whole = write_xlsx(tmp_path / "whole.xlsx", {"Contacts": [HEADER, *contact_rows(20)]})
+    path = tmp_path / "boundary.xlsx"
+    with zipfile.ZipFile(whole) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            content = source.read(member)
+            if member.filename == "xl/sharedStrings.xml":
+                head, end = content.split(b"</sst>")
+                padding = b"x" * (XML_SCAN_CHUNK_BYTES - len(head) - len(b"<si><t>") - 2)
+                content = head + b"<si><t>" + padding + text + b"</t></si></sst>" + end
+                assert content.index(text) == XML_SCAN_CHUNK_BYTES - 2
+            target.writestr(member, content)
+    return path
+
+
+def test_an_entity_reference_across_two_pieces_of_a_part_is_read_whole(tmp_path: Path) -> None:
+    """Found while reading sheets' rows: "&amp;" cut after "&am" by the 1 MB pieces a part is scanned in was called
+    a reference to an undefined entity, and a sound workbook was refused as unsafe."""
+    report = check_extract(_with_shared_string_at_the_boundary(tmp_path, b"Food &amp; fuel")).report
+    assert report.accepted and report.rows_accepted == 20
+
+
+@pytest.mark.parametrize("reference", [b"&xxe;", b"&#x26;&lol9;"])
+def test_an_undefined_entity_across_two_pieces_of_a_part_is_still_refused(tmp_path: Path, reference: bytes) -> None:
+    report = check_extract(_with_shared_string_at_the_boundary(tmp_path, reference)).report
+    assert not report.accepted and "E_UNSAFE_FILE" in report.codes()
