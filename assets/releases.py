@@ -107,7 +107,7 @@ def quarterly_release(
                 period=period,
                 catalogue=catalogue,
                 policy=policy,
-                contributors=Contributors(len(invariants.contributors), invariants.linking),
+                contributors=Contributors(len(invariants.contributors), invariants.linking, invariants.named),
                 salt=derived_salt(ws.key(), f"bounding:{period}"),
                 standard_version=STANDARD_VERSION,
                 code_version=code_version(),
@@ -123,7 +123,7 @@ def quarterly_release(
             period_rho=privacy.period_rho,
             lifetime_rho=privacy.lifetime_rho,
             delta=privacy.report_delta,
-            named_contributors=list(invariants.named),
+            named_now=list(invariants.named),
         )
     spend = manifest["privacy"]
     cells = sum(i["cells"] for i in manifest["indicators"])

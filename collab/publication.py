@@ -201,12 +201,13 @@ class ReleaseRecord:
     code_version: str
     created_at: dt.datetime
     rho_per_person: float
+    named_contributors: list[str] | None  # None for a release made before they were recorded
 
 
 def release_record(con: duckdb.DuckDBPyConnection, release_id: str) -> ReleaseRecord:
     rows = con.execute(
         "SELECT release_id, period, revision, kind, rho, contributors, linking_contributors, units_per_person, "
-        "standard_version, code_version, created_at, rho_per_person "
+        "standard_version, code_version, created_at, rho_per_person, named_contributors "
         "FROM releases WHERE release_id = $r",
         {"r": release_id},
     ).fetchall()
@@ -286,10 +287,12 @@ def write_release_package(
     period_rho: float,
     lifetime_rho: float,
     delta: float,
-    named_contributors: list[str],
+    named_now: list[str],
 ) -> dict[str, Any]:
-    """Render a stored release into ``destination`` and return its manifest. Contributors are
-    counted; only those in ``named_contributors`` (charities that agreed) are named."""
+    """Render a stored release into ``destination`` and return its manifest. Contributors are counted; a charity is
+    named only if it agreed to be when the release was made and still does (``named_now``; those alone for a release
+    made before names were recorded with it). Rendered again later, the package never names a charity that joined or
+    agreed since, whom its count of contributors does not count, and no longer names one that withdrew."""
     record = release_record(con, release_id)
     staging = destination.with_name(f".{destination.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -373,7 +376,9 @@ def write_release_package(
         "standard_version": record.standard_version,
         "code_version": record.code_version,
         "contributors": record.contributors,
-        "named_contributors": named_contributors,
+        "named_contributors": (
+            named_now if record.named_contributors is None else [n for n in record.named_contributors if n in named_now]
+        ),
         "privacy": {
             "unit": PRIVACY_UNIT_LINKED if record.linking_contributors else PRIVACY_UNIT,
             "definition": "zero-concentrated differential privacy (rho-zCDP)",

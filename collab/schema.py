@@ -380,6 +380,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        13,
+        "the charities a release names, as they were when it was made: a package rendered again names the same ones",
+        # A release made before it has none recorded (NULL): its package names whoever agrees when it is rendered.
+        ("ALTER TABLE releases ADD COLUMN IF NOT EXISTS named_contributors VARCHAR[]",),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

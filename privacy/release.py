@@ -50,6 +50,8 @@ class Contributors:
     charities: int
     # The charities that link records: their contacts count only where linked (``privacy.bounding.hold_period``).
     linking: tuple[str, ...]
+    # The names of the charities that agreed to be named, recorded with the release.
+    named: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,8 @@ def release_period(
         per_unit = sum(c.rho for c in charges)
         con.execute(
             "INSERT INTO releases (release_id, period, revision, kind, rho, contributors, linking_contributors, "
-            "units_per_person, standard_version, code_version, created_at, rho_per_person) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "units_per_person, standard_version, code_version, created_at, rho_per_person, named_contributors) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 release_id,
                 period,
@@ -175,6 +177,7 @@ def release_period(
                 code_version,
                 dt.datetime.now(dt.UTC).replace(tzinfo=None),
                 per_person,
+                list(contributors.named),
             ],
         )
         con.commit()

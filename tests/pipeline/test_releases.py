@@ -199,6 +199,31 @@ def test_rematerialising_spends_nothing_and_a_revision_is_recorded(loaded: Works
         assert spent(con, "2026Q1") == pytest.approx(1.0 * SPENT)
 
 
+def test_a_package_rendered_again_names_only_charities_that_agreed_when_it_was_made_and_still_do(
+    loaded: Workspace,
+) -> None:
+    """Found by review: rendered again (a release interrupted after spending, published by the next run), the package
+    named whoever agreed at that moment, a charity that joined since among them, beside a count that did not count it."""
+    instance = DagsterInstance.ephemeral()
+    registry = Registry(loaded)
+    registry.set_publish_name("charity-c", True)
+    assert release(loaded, instance).success
+
+    def counted_and_named() -> tuple[int, list[str]]:
+        manifest = json.loads((loaded.releases / "2026Q1-v1" / "release.json").read_text(encoding="utf-8"))
+        return manifest["contributors"], manifest["named_contributors"]
+
+    assert counted_and_named() == (2, ["Charity charity-c"])
+    register_contributors(loaded, ["charity-e"])
+    registry.set_publish_name("charity-e", True)
+    registry.set_publish_name("charity-d", True)
+    assert release(loaded, instance).success
+    assert counted_and_named() == (2, ["Charity charity-c"])
+    registry.set_publish_name("charity-c", False)  # a charity that withdraws is no longer named
+    assert release(loaded, instance).success
+    assert counted_and_named() == (2, [])
+
+
 def test_overspend_fails_the_release_and_publishes_nothing(loaded: Workspace) -> None:
     set_privacy(loaded, release_rho=0.3, auto_publish=True)  # 1.2 per person at two units; a revision is 2.4 > 2
     instance = DagsterInstance.ephemeral()
