@@ -23,7 +23,13 @@ from standards.extract import DATE_FIELDS
 from standards.feedback import FeedbackReport, FileDescription, IssueCollector
 from standards.issues import FileRejected, Issue
 from standards.mapping import CharityMapping, column_label, find_header_row, header_score, plan_columns
-from standards.normalise import DateReading, choose_date_reading, normalise_batch
+from standards.normalise import (
+    ISO_FORMATS,
+    MONTH_FIRST_FORMATS,
+    DateReading,
+    choose_date_reading,
+    normalise_batch,
+)
 from standards.personal_data import PersonalDataScreen
 from standards.reading import FAILURES, ExtractSource, ReadLimits, open_extract, refuse_unreadable_used
 from standards.validation import BatchOutcome, RowOutcome, validate_batch
@@ -79,8 +85,9 @@ TOTALS_ROW = Issue(
     "This row looks like a row of totals (a cell says 'Total' and it has no contact date); it was skipped, not counted "
     "as a contact.",
 )
-# What a spreadsheet's row of totals says, in one of its cells: "Total", "Totals:", "Grand total", "Sub-total", "Sum".
-TOTALS_LABEL = r"(?i)^\s*(?:(?:grand|sub)[\s-]*)?(?:totals?|sum)\s*:?\s*$"
+# What a spreadsheet's row of totals starts one of its cells with: "Total", "Totals:", "Grand total", "Sub-total",
+# "Sum", "Count", "Total contacts: 6", "TOTAL (6)".
+TOTALS_LABEL = r"(?i)^\s*(?:(?:grand|sub)[\s-]*)?(?:totals?|sum|count)\b"
 
 
 def totals_rows(batch: pl.DataFrame, date_column: str | None) -> list[int]:
@@ -338,10 +345,29 @@ def _holds_contacts(preview: list[list[str]], mapping: CharityMapping) -> bool:
 def _date_readings(
     batch: pl.DataFrame, planned: dict[str, int], header: list[str], mapping: CharityMapping
 ) -> dict[str, DateReading]:
-    return {
+    """How each date column is read. One export writes every date of a file in one order: a column whose every date
+    could be day/month or month/day is read month/day when another column shows the file's dates to be (a US
+    export's dates of birth were read day/month beside its contact dates read month/day: the outside users' trial)."""
+    readings = {
         name: choose_date_reading(
             header[planned[name]], batch.get_column(f"c{planned[name]}").head(5_000), mapping.date_format
         )
         for name in DATE_FIELDS
         if name in planned
     }
+    shown_by = [header[planned[name]] for name, reading in readings.items() if _noted(reading, "W_DATE_ORDER_US")]
+    for name, reading in readings.items():
+        if shown_by and _noted(reading, "W_DATE_ORDER_ASSUMED"):
+            column = header[planned[name]]
+            message = (
+                f"Every date in '{column}' could be day/month or month/day; they were read as month/day/year, as "
+                f"'{shown_by[0]}' shows this file's dates to be."
+            )
+            readings[name] = DateReading(
+                ISO_FORMATS + MONTH_FIRST_FORMATS, Issue("W_DATE_ORDER_US", message, column=column)
+            )
+    return readings
+
+
+def _noted(reading: DateReading, code: str) -> bool:
+    return reading.note is not None and reading.note.code == code

@@ -140,6 +140,9 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
         "age",
     ),
     "date_of_birth": ("dob", "d o b", "date of birth", "birth date", "birthdate", "born"),
+    # The usual headers of case-management systems: "Last name" was removed as personal data, and every person of a
+    # linking charity's file left out as not linkable (the outside users' trial).
+    "surname": ("surname", "last name", "lastname", "family name", "client surname"),
     "household_type": (
         "household",
         "household composition",
@@ -246,8 +249,6 @@ IDENTIFIER_HEADERS: tuple[str, ...] = (
     "first name",
     "firstname",
     "forename",
-    "last name",
-    "lastname",
     "full name",
     "client name",
     "person name",

@@ -71,9 +71,16 @@ class DateReading:
     note: Issue | None = None
 
 
+# A time after a date: "14:30", "09:05:00", "2:30:00 PM", "14:30:00.000". Only a local time: one with a zone ("Z",
+# "+01:00") may be of another day in the UK, and is left to be refused.
+_TIME_AFTER_A_DATE = r"(?:\s+|T)\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[AaPp]\.?[Mm]\.?)?$"
+
+
 def date_text(raw: pl.Expr) -> pl.Expr:
-    """Date text ready to parse: Excel writes real date cells as ISO timestamps, so a time part is dropped."""
-    return raw.str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", "$1")
+    """Date text ready to parse, a time after the date dropped: Excel writes real date cells as ISO timestamps, and
+    case-management systems' exports write "05/01/2026 14:30" (refused as no date, a whole file of contacts with it,
+    until the outside users' trial)."""
+    return raw.str.replace(_TIME_AFTER_A_DATE, "")
 
 
 def four_digit_year(text: pl.Expr) -> pl.Expr:
@@ -152,7 +159,7 @@ def choose_date_reading(column: str, sample: pl.Series, declared: str | None) ->
         # days, two-digit years, other separators) are read too, as they are without a mapping.
         same_order = DAY_FIRST_FORMATS if _day_first(declared) else MONTH_FIRST_FORMATS
         return DateReading((declared, *ISO_FORMATS, *(f for f in same_order if f != declared)))
-    values = sample.drop_nulls().str.strip_chars().to_frame("v")
+    values = sample.drop_nulls().str.strip_chars().to_frame("v").select(date_text(pl.col("v")))
 
     def parsed(formats: tuple[str, ...]) -> int:
         return values.select(parse_dates(pl.col("v"), formats).is_not_null().sum()).item()

@@ -94,7 +94,12 @@ def _explanation(code: str, field: str | None, value: Any, detail: str) -> str:
     if code in ("E_UNKNOWN_CODE", "W_UNKNOWN_CODE") and field in CODELIST_FIELDS:
         return f"is not one of the {field} codes"
     if code in ("E_INVALID_DATE", "W_INVALID_DATE"):
-        return _date_problem(value)
+        # Not a date of birth's day, month or year either ("February 1990 has 28 days"): it is never shown.
+        return (
+            "is not a real date, or not in a format the standard accepts"
+            if field == "date_of_birth"
+            else _date_problem(value)
+        )
     if code == "W_INVALID_AMOUNT" and "," in str(value):
         return "is not an amount of pounds: a comma may only separate thousands (1,241.41), never pounds from pence"
     if code == "W_INVALID_AMOUNT" and re.search(THOUSANDS_DOTS, re.sub(POUND_DECORATION, "", str(value))):
@@ -119,12 +124,14 @@ def _hidden_as(field: str | None, value: Any) -> str | None:
     """What a value never shown in feedback is called instead ("a surname", "a value that looks like a phone
     number"), or None for a value that is shown.
 
-    A surname is personal data whatever it looks like (no pattern of personal data recognises "Okafor"), so
-    one is never shown. A postcode is what the postcode column is for, so a postcode there is shown: the
+    A surname or a date of birth is personal data whatever it looks like (no pattern of personal data recognises
+    "Okafor"), so one is never shown. A postcode is what the postcode column is for, so a postcode there is shown: the
     charity needs to see which one failed; anything else personal there (a name, a phone number) is not.
     """
     if field == "surname":
         return "a surname"
+    if field == "date_of_birth":
+        return "a date of birth"
     kind = personal_data_in(value) if isinstance(value, str) else None
     if kind is None or (field == "postcode" and kind is Kind.POSTCODE):
         return None

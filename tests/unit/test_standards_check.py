@@ -253,12 +253,17 @@ def test_rows_of_totals_are_skipped_with_a_warning_not_rejected_as_contacts(tmp_
     subtotal = ["Sub-total", "", "", "", "", "£2,703.00"]
     dated = ["Total", "05/01/2026", "Food", "B15 2TT", "", "£1.00"]  # a reference that happens to say Total
     total = ["", "", "", "", " Grand TOTAL: ", "£5,415.00"]
-    path = write_csv(tmp_path / "with-totals.csv", [*rows[:3], subtotal, *rows[3:], dated, total])
+    worded = [
+        ["Total contacts: 6", "", "", "", "", "£5,415.00"],
+        ["TOTAL (6)", "", "", "", "", ""],
+        ["Count", *[""] * 5],
+    ]
+    path = write_csv(tmp_path / "with-totals.csv", [*rows[:3], subtotal, *rows[3:], dated, total, *worded])
     report = check_extract(path).report
     assert report.status == "accepted_with_warnings" and "E_MISSING_VALUE" not in report.codes()
     assert report.rows_received == report.rows_accepted == 7
     [group] = [g for g in report.issues if g.code == "W_TOTALS_ROW"]
-    assert [e.row for e in group.examples] == [5, 10] and group.count == 2
+    assert [e.row for e in group.examples] == [5, 10, 11, 12, 13] and group.count == 5
 
     workbook = write_xlsx(
         tmp_path / "with-totals.xlsx", {"Contacts": [HEADER, *rows, ["Totals", None, None, None, None, 5415]]}
@@ -529,6 +534,65 @@ def test_a_surname_is_never_quoted_in_feedback_whatever_rule_it_breaks(tmp_path:
     shown = [report.model_dump_json(), report.to_html(), report.to_html(read_affected(affected)), affected.read_text()]
     for text in shown:
         assert "Wolfeschlegel" not in text and "Featherstonehaugh" not in text and "Cholmondeley" not in text
+
+
+def test_a_date_of_birth_is_never_quoted_in_feedback_nor_its_day_month_or_year(tmp_path: Path) -> None:
+    """Found by the outside users' trial: "'12/04/2030' is not a plausible date of birth" and "'31/02/1990' is not a
+    real date: February 1990 has 28 days" quoted a person's date of birth, which the guide says is never repeated."""
+    rows = contact_rows(10)
+    rows[1][4], rows[2][4] = "12/04/2030", "31/02/1990"
+    affected = tmp_path / "affected.jsonl"
+    with RowFiles(affected=affected) as row_files:
+        report = check_extract(write_csv(tmp_path / "dob.csv", rows), on_rows=row_files).report
+    assert report.rows_accepted == 10
+    messages = [e.message for g in report.issues for e in g.examples if e.column == "D.O.B"]
+    assert len(messages) == 2 and all("a date of birth (not shown here)" in m for m in messages)
+    shown = [report.model_dump_json(), report.to_html(), report.to_html(read_affected(affected)), affected.read_text()]
+    for text in shown:
+        assert "2030" not in text and "31/02/1990" not in text and "February 1990" not in text
+
+
+def test_a_date_with_a_time_of_day_is_read_as_its_date(tmp_path: Path) -> None:
+    """Found by the outside users' trial: "05/01/2026 14:30", as case-management systems export a date and time, was
+    "not a date", and a whole file of such contacts was refused; only ISO dates had their time dropped."""
+    rows = contact_rows(4)
+    rows[0][1], rows[1][1], rows[2][1], rows[3][1] = (
+        "05/01/2026 14:30",
+        "13/02/2026 09:05:00",
+        "1/3/2026 2:30:00 PM",
+        "2026-03-02T08:00",
+    )
+    sink = CollectingSink()
+    report = check_extract(write_csv(tmp_path / "times.csv", rows), sink=sink).report
+    assert report.rows_accepted == 4
+    dates = pl.concat(sink.frames).get_column("contact_date").to_list()
+    assert dates == [dt.date(2026, 1, 5), dt.date(2026, 2, 13), dt.date(2026, 3, 1), dt.date(2026, 3, 2)]
+    rows[0][1] = "2026-01-05T23:30:00Z"  # a time in another zone may be of another day here: not guessed
+    assert "E_INVALID_DATE" in check_extract(write_csv(tmp_path / "zoned.csv", rows)).report.codes()
+
+
+def test_dates_that_could_be_either_order_follow_the_order_another_date_column_shows(tmp_path: Path) -> None:
+    """Found by the outside users' trial: a US export's contact dates were read month/day and its dates of birth, each
+    of which could be either, day/month: every date of birth was stored wrong, and no one could be linked."""
+    rows = contact_rows(4)
+    for row, (visit, born) in zip(rows, [("01/28/2026", "04/12/1988"), ("02/13/2026", "01/02/1990")] * 2, strict=True):
+        row[1], row[4] = visit, born
+    report = check_extract(write_csv(tmp_path / "us.csv", rows)).report
+    [order] = [g for g in report.issues if g.code == "W_DATE_ORDER_US"]
+    assert any("'D.O.B'" in e.message and "as 'Visit Date' shows" in e.message for e in order.examples)
+    assert "W_DATE_ORDER_ASSUMED" not in report.codes()
+
+
+def test_last_name_and_family_name_columns_are_surnames_not_personal_data_to_drop(tmp_path: Path) -> None:
+    """Found by the outside users' trial: "Last name", the usual header of case-management systems, was dropped as
+    personal data, and every person at a charity that links records was then left out as not linkable."""
+    rows = [[*row, "Okafor"] for row in contact_rows(5)]
+    for header in ("Last name", "Family name"):
+        report = check_extract(
+            write_csv(tmp_path / "surnames.csv", rows, [*HEADER, header]), options=CheckOptions(links_records=True)
+        ).report
+        assert report.file.columns_used[header] == "surname"
+        assert "W_DROPPED_IDENTIFIER" not in report.codes() and "W_PEOPLE_NOT_LINKABLE" not in report.codes()
 
 
 def test_batches_judged_at_once_reach_the_sink_in_the_files_order_and_count_when_the_file_stops(
