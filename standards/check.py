@@ -22,7 +22,14 @@ import polars as pl
 from standards.extract import DATE_FIELDS
 from standards.feedback import FeedbackReport, FileDescription, IssueCollector
 from standards.issues import FileRejected, Issue
-from standards.mapping import CharityMapping, column_label, find_header_row, header_score, plan_columns
+from standards.mapping import (
+    CharityMapping,
+    column_label,
+    find_header_row,
+    header_score,
+    mapped_columns_missing,
+    plan_columns,
+)
 from standards.normalise import (
     ISO_FORMATS,
     MONTH_FIRST_FORMATS,
@@ -162,6 +169,12 @@ def check_extract(
             message = f"Only the sheet {source.sheet!r} was read; {names} also look like contacts and were not read."
             collector.add(Issue("W_OTHER_SHEETS_IGNORED", message))
         source.use_header(find_header_row(source.preview, mapping) if source.format != "parquet" else 1)
+        for name, field_name in mapped_columns_missing(source.header, mapping).items():
+            message = (
+                f"Your mapping file names a column '{name}' (for {field_name}) that this file does not have, so "
+                f"{field_name} was not read from it."
+            )
+            collector.add(Issue("W_MAPPED_COLUMN_MISSING", message, column=name))
         plan = plan_columns(source.header, mapping)
         report.file = FileDescription(
             format=source.format,

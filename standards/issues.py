@@ -361,6 +361,13 @@ _TYPES = [
         "Nothing to do if two exports were joined into one file; otherwise check the rows listed.",
     ),
     IssueType(
+        "W_MAPPED_COLUMN_MISSING",
+        Scope.FILE,
+        "Your mapping file names a column this file does not have",
+        "Write the column's name in your mapping file exactly as the file's header has it (a typo is the usual cause), "
+        "or remove the line if your system no longer exports that column.",
+    ),
+    IssueType(
         "W_HIDDEN_ROWS_READ",
         Scope.FILE,
         "Rows hidden in the workbook were read like the others",

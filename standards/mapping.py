@@ -489,6 +489,13 @@ def field_for_header(header: str, mapping: CharityMapping) -> str | None:
     return found
 
 
+def mapped_columns_missing(header: list[str], mapping: CharityMapping) -> dict[str, str]:
+    """The columns the mapping file names that ``header`` does not have (a typo, or a column no longer exported), each
+    with the field it was to give: that field is then read by its usual names, or not at all, and nothing said so."""
+    present = {header_key(name) for name in header}
+    return {theirs: ours for theirs, ours in mapping.columns.items() if header_key(theirs) not in present}
+
+
 def is_identifier_header(header: str) -> bool:
     """Whether a header names personal details or notes: a known header, or one with a telling word."""
     return header_key(header) in _IDENTIFIERS or not IDENTIFIER_WORDS.isdisjoint(re.split(r"[^a-z]+", header.lower()))

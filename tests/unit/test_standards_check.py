@@ -159,6 +159,23 @@ def test_identifier_columns_are_dropped_with_a_warning(tmp_path: Path) -> None:
     assert "Client Name" not in report.file.columns_used
 
 
+def test_a_column_the_mapping_file_names_but_the_file_lacks_is_pointed_out(tmp_path: Path) -> None:
+    """Found by the outside users' trial: a typo in the mapping file ('Money inn') left the field unread, and the only
+    warning told the charity to add to its mapping file the column it had already added."""
+    rows = [[*row, "1000"] for row in contact_rows(4)]
+    path = write_csv(tmp_path / "own.csv", [r[:4] + r[6:] for r in rows], [*HEADER[:4], "Money in"])
+    mapping = CharityMapping(columns={"Money inn": "monthly_income_gbp", "Visit Date": "contact_date"})
+    report = check_extract(path, mapping=mapping).report
+    [missing] = [g for g in report.issues if g.code == "W_MAPPED_COLUMN_MISSING"]
+    assert [(e.column, e.message) for e in missing.examples] == [
+        (
+            "Money inn",
+            "Your mapping file names a column 'Money inn' (for monthly_income_gbp) that this file does not have, so "
+            "monthly_income_gbp was not read from it.",
+        )
+    ]
+
+
 def test_mapping_file_maps_headers_values_and_date_format(tmp_path: Path) -> None:
     path = write_csv(
         tmp_path / "own.csv",
