@@ -196,7 +196,7 @@ def check_extract(
         ).fill_null(False)
 
         date_column = f"c{plan.fields['contact_date']}" if "contact_date" in plan.fields else None
-        hidden_rows = pl.Series(source.hidden_rows, dtype=pl.Int64).implode()
+        hidden_rows = pl.Series(source.sheet_cells.hidden if source.sheet_cells else [], dtype=pl.Int64).implode()
 
         def judge(batch: pl.DataFrame) -> tuple[dict[str, int | None], BatchOutcome, RowNotes, pl.DataFrame | None]:
             # Two exports joined into one file repeat the header, and a spreadsheet's export can end with a row of

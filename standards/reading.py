@@ -82,6 +82,13 @@ _ROW_TAG = re.compile(rb"<(?:\w+:)?row\b[^>]*>")
 _HIDDEN_ROW_TAG = re.compile(rb'<(?:\w+:)?row\b[^>]*\bhidden="(?:1|true)"[^>]*>')
 _ROW_NUMBER = re.compile(rb'\br="([0-9]{1,7})"')
 _CELL_VALUE = re.compile(rb"<(?:\w+:)?(?:v|is)>")
+# A row's first cell that holds something (cells that only carry a style close themselves): its column's letters.
+_FIRST_FILLED_CELL = re.compile(
+    rb"<(?:\w+:)?row\b[^>]*>(?:\s*<(?:\w+:)?c\b[^>]*/>)*\s*<(?:\w+:)?c\b[^>]*?\br=\"([A-Z]{1,3})[0-9]+\"[^>]*(?<!/)>"
+)
+# A cell holding an Excel error (#N/A, #DIV/0!, #REF!...), its reference, and the error shown (its value).
+_ERROR_CELL = re.compile(rb'<(?:\w+:)?c\b[^>]*?\br="([A-Z]{1,3})([0-9]{1,7})"[^>]*\bt="e"[^>]*>')
+_ERROR_VALUE = re.compile(rb"<(?:\w+:)?v>([^<]{1,32})<")
 # The longest tag or entity reference kept whole across two chunks of a part: a row's attributes are a handful of
 # short ones, a reference is at most 34 bytes.
 _XML_TOKEN_BYTES = 1024
@@ -139,8 +146,8 @@ class ExtractSource:
     # Blank rows above the preview (a text file may start with any number of them; a sheet's rows above its first
     # value, which is where the sheet read starts).
     leading_blank_rows: int = 0
-    # A sheet's hidden rows, numbered as the spreadsheet shows them: read like the rest, and the charity told.
-    hidden_rows: list[int] = field(default_factory=list)
+    # What a sheet's XML says of its cells (``SheetRows``): its hidden rows are read like the rest, and the charity told.
+    sheet_cells: SheetRows | None = None
     # Columns (by position) whose values cannot be text at all (a Parquet list or struct): read as blank, and the
     # file is refused only if one of them is used (``refuse_unreadable_used``).
     unreadable_columns: dict[int, str] = field(default_factory=dict)
@@ -162,7 +169,7 @@ class ExtractSource:
         if self.format == "csv":
             yield from _csv_batches(self, width, batch_size)
         elif self.format == "xlsx":
-            sheet = _read_sheet(self.path, self.sheet)
+            sheet = _as_the_sheet_shows_it(_read_sheet(self.path, self.sheet), self.sheet_cells or SheetRows())
             self._check_rows(sheet.height)
             skip = self.header_row - self.leading_blank_rows
             yield from _frame_batches(sheet, skip, width, batch_size, rows_above=self.leading_blank_rows)
@@ -756,19 +763,43 @@ def _open_xlsx(
     source.sheet = sheet or _best_sheet(previews, header_score)
     source._preview = previews.pop(source.sheet)
     source.other_sheets = previews
-    rows = sheet_rows.get(_sheet_part(path, source.sheet) or "", SheetRows())
-    source.leading_blank_rows, source.hidden_rows = rows.first_value_row - 1, rows.hidden
+    cells = sheet_rows.get(_sheet_part(path, source.sheet) or "", SheetRows())
+    source.sheet_cells, source.leading_blank_rows = cells, cells.first_value_row - 1
+    source._preview = [[""] * cells.first_value_column + row for row in source._preview]
     return source
+
+
+def _as_the_sheet_shows_it(sheet: pl.DataFrame, cells: SheetRows) -> pl.DataFrame:
+    """``sheet`` as read by fastexcel (from its first values, ``c0``...) with its columns where the spreadsheet has
+    them (the columns left of its first values, blank, come first: column C is ``c2``) and each cell holding an Excel
+    error holding its text ("#N/A"), as a CSV saved from the sheet would: the rules then say what is wrong with it."""
+    blank = [pl.lit(None, pl.String).alias(f"__blank{i}") for i in range(cells.first_value_column)]
+    if blank:
+        sheet = sheet.select(*blank, pl.all())
+        sheet = sheet.rename({name: f"c{i}" for i, name in enumerate(sheet.columns)})
+    shown: dict[str, tuple[list[int], list[str]]] = {}
+    for (row, column), text in cells.errors.items():
+        index = row - cells.first_value_row
+        if 0 <= index < sheet.height and column < sheet.width:
+            at, texts = shown.setdefault(f"c{column}", ([], []))
+            at.append(index)
+            texts.append(text)
+    return sheet.with_columns(
+        sheet.get_column(name).scatter(at, pl.Series(texts, dtype=pl.String)) for name, (at, texts) in shown.items()
+    )
 
 
 @dataclass(frozen=True)
 class SheetRows:
-    """What a worksheet's XML says of its rows and fastexcel does not: the row of its first value (the sheet fastexcel
-    reads starts there, so a table starting on row 3 gave "header on row 1" and every row two short), and its hidden
-    rows, in order."""
+    """What a worksheet's XML says of its cells and fastexcel does not: the row and the column (0 for A) of its first
+    values (the sheet fastexcel reads starts there: a table from C3 gave "header on row 1", every row two short, and
+    its columns named two letters early), its hidden rows in order, and its cells holding an Excel error (fastexcel
+    reads them as blank: an income of #DIV/0! vanished, a need of #N/A was "blank"), by row and column."""
 
     first_value_row: int = 1
+    first_value_column: int = 0
     hidden: list[int] = field(default_factory=list)
+    errors: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 class _SheetRowsReader:
@@ -778,8 +809,10 @@ class _SheetRowsReader:
 
     def __init__(self) -> None:
         self._first_value_row: int | None = None
+        self._first_value_column: int | None = None
         self._last_row = 0
         self._hidden: set[int] = set()
+        self._errors: dict[tuple[int, int], str] = {}
 
     def read(self, piece: bytes) -> None:
         if self._first_value_row is None:
@@ -788,13 +821,32 @@ class _SheetRowsReader:
                 self._last_row = _row_number(tag.group(), self._last_row + 1)
             if value is not None:
                 self._first_value_row = max(1, self._last_row)
+        if self._first_value_column != 0:  # every row's first cell, until one is in column A: most sheets' first
+            for cell in _FIRST_FILLED_CELL.finditer(piece):
+                column = column_index(cell.group(1).decode())
+                self._first_value_column = min(column, self._first_value_column or column)
+                if column == 0:
+                    break
         if b"hidden=" in piece:  # rare: searched for only then
             for tag in _HIDDEN_ROW_TAG.finditer(piece):
                 if (number := _ROW_NUMBER.search(tag.group())) is not None:
                     self._hidden.add(int(number.group(1)))
+        if b't="e"' in piece:
+            for cell in _ERROR_CELL.finditer(piece):
+                shown = _ERROR_VALUE.search(piece, cell.end(), cell.end() + 1024)
+                where = (int(cell.group(2)), column_index(cell.group(1).decode()))
+                self._errors[where] = shown.group(1).decode(errors="replace") if shown else "#ERROR"
 
     def rows(self) -> SheetRows:
-        return SheetRows(self._first_value_row or 1, sorted(self._hidden))
+        return SheetRows(self._first_value_row or 1, self._first_value_column or 0, sorted(self._hidden), self._errors)
+
+
+def column_index(letters: str) -> int:
+    """The position (0 for A) of the column a spreadsheet names ``letters``."""
+    index = 0
+    for letter in letters:
+        index = index * 26 + ord(letter) - ord("A") + 1
+    return index - 1
 
 
 def _xml_pieces(stream: IO[bytes]) -> Iterator[bytes]:

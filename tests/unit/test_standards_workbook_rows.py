@@ -1,5 +1,5 @@
-"""A workbook's rows as the charity sees them: numbered from the sheet's own row 1, hidden ones pointed out, and XML
-read in pieces that never split a tag or an entity reference."""
+"""A workbook's cells as the charity sees them: rows and columns named from the sheet's own A1, hidden rows pointed
+out, Excel errors read as the errors they show, and XML read in pieces that never split a tag or an entity reference."""
 
 from __future__ import annotations
 
@@ -28,6 +28,41 @@ def test_a_table_that_starts_below_row_1_is_numbered_as_the_spreadsheet_shows_it
     assert report.file.header_row == 3
     [group] = [g for g in report.issues if g.code == "E_UNKNOWN_CODE"]
     assert [e.row for e in group.examples] == [7]  # the header on row 3, the fourth contact on row 7
+
+
+def test_a_table_that_starts_right_of_column_a_names_its_columns_as_the_spreadsheet_does(tmp_path: Path) -> None:
+    """Found by the outside users' trial: a table from column C had its columns called A and E, not C and G."""
+    path = tmp_path / "from-c.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    sheet = workbook.add_worksheet("Contacts")
+    sheet.write_blank(0, 0, None, workbook.add_format({"bold": True}))  # a styled cell holding nothing
+    for number, row in enumerate([[*HEADER, "Client ref"], *[[*r, r[0]] for r in contact_rows(5)]]):
+        sheet.write_row(number, 2, row)
+    workbook.close()
+    report = check_extract(path).report
+    [duplicate] = [g for g in report.issues if g.code == "E_DUPLICATE_COLUMN"]
+    assert duplicate.examples[0].message.startswith("Columns C ('Client ID') and I ('Client ref') both hold person_ref")
+
+
+def test_cells_holding_an_excel_error_are_read_as_the_error_it_shows_not_as_blank(tmp_path: Path) -> None:
+    """Found by the outside users' trial: #DIV/0! and #N/A were read as blank cells: an income vanished unsaid, and a
+    need of #N/A was "blank", pointing the charity at the wrong fix. A CSV saved from the sheet holds the error's
+    text, and the rules say what is wrong with it; so does a workbook now."""
+    path = tmp_path / "errors.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    sheet = workbook.add_worksheet("Contacts")
+    rows = [HEADER, *contact_rows(10)]
+    for number, row in enumerate(rows):
+        sheet.write_row(number, 0, row)
+    sheet.write_formula(2, 5, "=1/0", None, "#DIV/0!")  # F3: an income
+    sheet.write_formula(4, 2, '=VLOOKUP("x",Z1:Z2,1,FALSE)', None, "#N/A")  # C5: a need
+    workbook.close()
+    report = check_extract(path).report
+    [amount] = [g for g in report.issues if g.code == "W_INVALID_AMOUNT"]
+    assert [(e.row, e.value) for e in amount.examples] == [(3, "#DIV/0!")]
+    [need] = [g for g in report.issues if g.code == "E_UNKNOWN_CODE"]
+    assert [(e.row, e.value) for e in need.examples] == [(5, "#N/A")]
+    assert "E_MISSING_VALUE" not in report.codes()
 
 
 def test_hidden_rows_are_read_and_the_charity_is_told_which(tmp_path: Path) -> None:
