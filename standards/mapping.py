@@ -439,6 +439,15 @@ def mapping_problems(error: ValidationError) -> str:
                 f"'{where}' is not one of the sections ({', '.join(CharityMapping.model_fields)}); if it is your wording, indent "
                 "it under its field in the values section, like the lines above it"
             )
+        elif detail["type"] == "dict_type" and len(detail["loc"]) == 2 and detail["loc"][0] == "values":
+            # A wording at a field's own indent reads as a field of its own, with a code where its wordings should be.
+            key = str(detail["loc"][1])
+            problems.append(
+                f"'{key}: {detail['input']}' in the values section is not under a field: indent it by two more "
+                "spaces than the field it belongs to, like the lines above it"
+                if key not in FIELDS
+                else f"in 'values > {key}': each line under it is 'your wording: code', indented under the field"
+            )
         else:
             message = str(detail.get("ctx", {}).get("error") or detail["msg"]).removeprefix("Value error, ")
             problems.append(f"in '{where}': {message}" if where else message)

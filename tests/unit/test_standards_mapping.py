@@ -128,6 +128,12 @@ def test_dates_in_every_accepted_form(tmp_path: Path) -> None:
         # Polars refuses an hour without its minutes: every file of the charity failed as an error of ours.
         ({"date_format": "%d/%m/%Y %H"}, r"cannot be used to read dates \(please either specify both hour and minute"),
         ({"colums": {}}, "'colums' is not one of the sections"),
+        # A wording at its field's indent (the outside users' trial: "Input should be a valid dictionary").
+        (
+            {"values": {"tenure": None, "Lives with mum": "living_with_family_friends"}},
+            "'Lives with mum: living_with_family_friends' in the values section is not under a field: indent it",
+        ),
+        ({"values": {"need": "food"}}, "in 'values > need': each line under it is 'your wording: code'"),
     ],
 )
 def test_mapping_files_are_checked_when_loaded(tmp_path: Path, mapping: dict, message: str) -> None:
