@@ -166,7 +166,10 @@ def check_extract(
             collector.add(note)
         if skipped := [name for name, rows in source.other_sheets.items() if _holds_contacts(rows, mapping)]:
             names = ", ".join(repr(name) for name in skipped)
-            message = f"Only the sheet {source.sheet!r} was read; {names} also look like contacts and were not read."
+            message = (
+                f"Only the sheet {source.sheet!r} was read; {names} also {'looks' if len(skipped) == 1 else 'look'} "
+                f"like contacts and {'was' if len(skipped) == 1 else 'were'} not read."
+            )
             collector.add(Issue("W_OTHER_SHEETS_IGNORED", message))
         source.use_header(find_header_row(source.preview, mapping) if source.format != "parquet" else 1)
         for name, field_name in mapped_columns_missing(source.header, mapping).items():

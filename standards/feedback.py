@@ -125,7 +125,8 @@ class FeedbackReport(BaseModel):
                 if self.rows_stored == 0
                 else f" {self.rows_stored:,} of them were stored: files you sent later keep the other quarters."
             )
-        return f"{verb}: {self.rows_accepted:,} of {self.rows_received:,} row(s) accepted{rejected}.{loading}"
+        sheet = f" from the sheet '{self.file.sheet}'" if "W_OTHER_SHEETS_IGNORED" in self.codes() else ""
+        return f"{verb}: {self.rows_accepted:,} of {self.rows_received:,} row(s){sheet} accepted{rejected}.{loading}"
 
     def next_step(self) -> str:
         """What the charity should do now, in one sentence (true both before and after sending)."""
@@ -133,6 +134,12 @@ class FeedbackReport(BaseModel):
             return (
                 "Fix the errors marked below, starting with the first, check the file again, and send the whole "
                 "file: nothing from the file as it is can be kept."
+            )
+        if "W_OTHER_SHEETS_IGNORED" in self.codes():
+            # A file replaces whole quarters: sent as it is, a workbook of a tab per month keeps one month of them.
+            return (
+                "Only one sheet was read, and a file replaces earlier files for the quarters it covers: put all the "
+                "contacts on one sheet, or send one file per sheet."
             )
         if self.rows_rejected:
             return (

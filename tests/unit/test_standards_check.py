@@ -212,6 +212,20 @@ def test_excel_with_cover_sheet_and_real_dates(tmp_path: Path) -> None:
     assert report.file.sheet == "Contacts" and report.rows_accepted == 5
 
 
+def test_a_workbook_of_a_sheet_per_month_says_in_its_headline_that_one_sheet_was_read(tmp_path: Path) -> None:
+    """Found by the outside users' trial: "8 of 8 rows accepted... The file can be used as it is", with a warning
+    further down that January's sheet was not read; sent, the file replaced the quarter with February alone."""
+    january, february = contact_rows(3), contact_rows(8, start=dt.date(2026, 2, 2), prefix="F")
+    path = write_xlsx(tmp_path / "months.xlsx", {"Jan": [HEADER, *january], "Feb": [HEADER, *february]})
+    report = check_extract(path).report
+    assert report.headline().startswith("Accepted with warnings: 8 of 8 row(s) from the sheet 'Feb' accepted.")
+    assert "Only one sheet was read" in report.next_step() and "can be used as it is" not in report.next_step()
+    [ignored] = [g for g in report.issues if g.code == "W_OTHER_SHEETS_IGNORED"]
+    assert (
+        ignored.examples[0].message == "Only the sheet 'Feb' was read; 'Jan' also looks like contacts and was not read."
+    )
+
+
 def test_a_hidden_sheet_is_read_only_when_the_mapping_names_it(tmp_path: Path) -> None:
     """Found by the attacker's trial: a hidden sheet of last year's contacts, with more rows, was read instead of the
     visible one, so the charity could not see what was loaded."""
