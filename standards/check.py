@@ -97,6 +97,24 @@ TOTALS_ROW = Issue(
 TOTALS_LABEL = r"(?i)^\s*(?:(?:grand|sub)[\s-]*)?(?:totals?|sum|count)\b"
 
 
+OUTSIDE_COLUMNS_ROW = Issue(
+    "W_ROW_OUTSIDE_COLUMNS",
+    "This row holds something only in columns that are not read (a note beside the table, say); it was skipped, not "
+    "counted as a contact.",
+)
+
+
+def rows_outside_columns(batch: pl.DataFrame, used: list[int]) -> list[int]:
+    """The rows (``__row``) of ``batch`` with nothing in any of the ``used`` columns (by position): a note beside the
+    table, in a column with no header, is no contact (it was three missing values, and tipped a small file into
+    rejection). Found among the rows without a reference, which a file of contacts has few of."""
+    blank = [pl.col(f"c{position}").cast(pl.String).str.strip_chars().fill_null("") == "" for position in used]
+    candidates = batch.filter(blank[0])
+    if not candidates.height:
+        return []
+    return candidates.filter(pl.all_horizontal(blank)).get_column("__row").to_list()
+
+
 def totals_rows(batch: pl.DataFrame, date_column: str | None) -> list[int]:
     """The rows (``__row``) of ``batch`` that are a spreadsheet's totals, not contacts: no contact date (in
     ``date_column``, the cells of the contact date), and a cell that says "Total" (``TOTALS_LABEL``). Only the rows
@@ -199,6 +217,8 @@ def check_extract(
         ).fill_null(False)
 
         date_column = f"c{plan.fields['contact_date']}" if "contact_date" in plan.fields else None
+        # The reference's column first: the rows without one are the only ones searched further.
+        used = sorted(plan.fields.values(), key=lambda position: position != plan.fields.get("person_ref"))
         hidden_rows = pl.Series(source.sheet_cells.hidden if source.sheet_cells else [], dtype=pl.Int64).implode()
 
         def judge(batch: pl.DataFrame) -> tuple[dict[str, int | None], BatchOutcome, RowNotes, pl.DataFrame | None]:
@@ -208,15 +228,21 @@ def check_extract(
             if repeated:
                 batch = batch.filter(~repeats_header)
             totals = totals_rows(batch, date_column)
-            if totals:
-                batch = batch.filter(~pl.col("__row").is_in(totals))
+            outside = rows_outside_columns(batch, used)
+            if totals or outside:
+                batch = batch.filter(~pl.col("__row").is_in([*totals, *outside]))
             normalised = normalise_batch(batch, plan, mapping, dates)
             counts = screen.count(batch, normalised)
             judged = validate_batch(normalised, plan, links_records=options.links_records)
             hidden = batch.get_column("__row").filter(batch.get_column("__row").is_in(hidden_rows)).to_list()
             noted = [
                 (i, rows)
-                for i, rows in ((HEADER_REPEATED, repeated), (TOTALS_ROW, totals), (HIDDEN_ROW, hidden))
+                for i, rows in (
+                    (HEADER_REPEATED, repeated),
+                    (TOTALS_ROW, totals),
+                    (OUTSIDE_COLUMNS_ROW, outside),
+                    (HIDDEN_ROW, hidden),
+                )
                 if rows
             ]
             return counts, judged, noted, identified_references(judged.contacts) if options.links_records else None

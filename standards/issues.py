@@ -375,6 +375,12 @@ _TYPES = [
         "file again: a hidden row is still in the file.",
     ),
     IssueType(
+        "W_ROW_OUTSIDE_COLUMNS",
+        Scope.FILE,
+        "A row with nothing in the columns that are read was skipped",
+        "Nothing to do if it is a note beside the table; if it is a contact, put its values in the table's columns.",
+    ),
+    IssueType(
         "W_TOTALS_ROW",
         Scope.FILE,
         "A row of totals was skipped",

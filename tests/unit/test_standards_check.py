@@ -304,6 +304,18 @@ def test_rows_of_totals_are_skipped_with_a_warning_not_rejected_as_contacts(tmp_
     assert [e.row for g in report.issues if g.code == "W_TOTALS_ROW" for e in g.examples] == [8]
 
 
+def test_a_note_beside_the_table_is_skipped_with_a_warning_not_rejected_as_a_contact(tmp_path: Path) -> None:
+    """Found by the outside users' trial: a note in a column with no header, on a row of its own, was a contact with
+    three values missing, and tipped a small file past the share of errors allowed."""
+    rows = [[*row, ""] for row in contact_rows(8)]
+    note = ["", "", "", "", "", "", "ask Sam about the March figures"]
+    report = check_extract(write_csv(tmp_path / "noted.csv", [*rows[:4], note, *rows[4:]], [*HEADER, ""])).report
+    assert report.status == "accepted_with_warnings" and report.rows_received == report.rows_accepted == 8
+    [group] = [g for g in report.issues if g.code == "W_ROW_OUTSIDE_COLUMNS"]
+    assert [e.row for e in group.examples] == [6]
+    assert "March figures" not in report.model_dump_json()
+
+
 def test_feedback_html_escapes_cell_contents(tmp_path: Path) -> None:
     rows = contact_rows(20)
     rows[0][2] = "<script>alert(1)</script>"
