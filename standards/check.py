@@ -97,6 +97,10 @@ TOTALS_ROW = Issue(
 TOTALS_LABEL = r"(?i)^\s*(?:(?:grand|sub)[\s-]*)?(?:totals?|sum|count)\b"
 
 
+ROW_REPEATED = Issue(
+    "W_ROWS_REPEATED",
+    "This row repeats an earlier row of the file in every cell; it was counted as a contact again.",
+)
 OUTSIDE_COLUMNS_ROW = Issue(
     "W_ROW_OUTSIDE_COLUMNS",
     "This row holds something only in columns that are not read (a note beside the table, say); it was skipped, not "
@@ -225,8 +229,15 @@ def check_extract(
             # Two exports joined into one file repeat the header, and a spreadsheet's export can end with a row of
             # totals: such a row is no contact, and no error either.
             repeated = batch.get_column("__row").filter(batch.select(repeats_header).to_series()).to_list()
+            copies: list[int] = []
             if repeated:
                 batch = batch.filter(~repeats_header)
+                # Joined exports may be the same export twice: its rows, counted again, are pointed out (not dropped:
+                # two contacts can be alike in every cell). Only here, where a header repeats: finding them in every
+                # batch would cost every file, and within a batch is where a charity's joined exports are.
+                cells = [name for name in batch.columns if name[0] == "c" and name[1:].isdigit()]
+                first = batch.select(pl.struct(cells).is_first_distinct()).to_series()
+                copies = batch.get_column("__row").filter(~first).to_list()
             totals = totals_rows(batch, date_column)
             outside = rows_outside_columns(batch, used)
             if totals or outside:
@@ -239,6 +250,7 @@ def check_extract(
                 (i, rows)
                 for i, rows in (
                     (HEADER_REPEATED, repeated),
+                    (ROW_REPEATED, copies),
                     (TOTALS_ROW, totals),
                     (OUTSIDE_COLUMNS_ROW, outside),
                     (HIDDEN_ROW, hidden),

@@ -375,6 +375,13 @@ _TYPES = [
         "file again: a hidden row is still in the file.",
     ),
     IssueType(
+        "W_ROWS_REPEATED",
+        Scope.FILE,
+        "Rows repeat earlier rows in every cell, and were counted again",
+        "If the same export was joined into the file twice, remove the copy and send the file again; rows alike in "
+        "every cell that are separate contacts need nothing.",
+    ),
+    IssueType(
         "W_ROW_OUTSIDE_COLUMNS",
         Scope.FILE,
         "A row with nothing in the columns that are read was skipped",

@@ -277,6 +277,18 @@ def test_a_header_repeated_mid_file_is_skipped_with_a_warning_not_an_error(tmp_p
     assert [e.row for e in group.examples] == [5]
 
 
+def test_the_same_export_joined_twice_has_its_repeated_rows_pointed_out(tmp_path: Path) -> None:
+    """Found by the outside users' trial: one export joined to itself was accepted, every contact counted twice, and
+    the only warning said there was nothing to do if two exports were joined."""
+    rows = contact_rows(3)
+    report = check_extract(write_csv(tmp_path / "twice.csv", [*rows, HEADER, *rows])).report
+    assert report.rows_accepted == 6  # kept: two contacts can be alike in every cell
+    [group] = [g for g in report.issues if g.code == "W_ROWS_REPEATED"]
+    assert [e.row for e in group.examples] == [6, 7, 8]
+    joined = check_extract(write_csv(tmp_path / "joined.csv", [*rows, HEADER, *contact_rows(3, prefix="Q")])).report
+    assert "W_ROWS_REPEATED" not in joined.codes()
+
+
 def test_rows_of_totals_are_skipped_with_a_warning_not_rejected_as_contacts(tmp_path: Path) -> None:
     """Found by the outside users' trial: a spreadsheet's last row, "Total" and the sums of its amounts, was one
     rejected contact, and the charity was asked to fix it."""
