@@ -167,16 +167,26 @@ def _field_from_values(values: pl.Series) -> str | None:
         if name != "age_band"  # '25-34' could be many things; an age band column is found by its header
     }
     geography = load_geography()
-    codes = folded.is_in([code.lower() for code in geography.local_authorities])
-    shares["local_authority_code"] = (codes | folded.is_in(list(geography.local_authority_names()))).mean()
-    shares["postcode"] = (values.str.contains(POSTCODE) & (values.str.len_chars() <= 8)).mean()
+    councils = folded.is_in([code.lower() for code in geography.local_authorities])
+    councils |= folded.is_in(list(geography.local_authority_names()))
+    postcodes = values.str.contains(POSTCODE) & (values.str.len_chars() <= 8)
+    shares["local_authority_code"], shares["postcode"] = councils.mean(), postcodes.mean()
     best = max(shares, key=lambda name: shares[name] or 0)
     needed = CODE_SHARE if best in CODELIST_FIELDS else VALUE_SHARE
     if best == "disability" and set(folded.drop_nulls().unique().to_list()) <= _ANY_YES_OR_NO:
         return None  # answers to any yes/no question ("Money worries?"), not a disability unless the header says so
-    return best if (shares[best] or 0) >= needed else None
+    if (shares[best] or 0) >= needed:
+        return best
+    # An area column mixes full postcodes, their districts and council names, which either area field reads: one
+    # council name among postcodes made the column "personal data: leave it out" (the outside users' trial).
+    districts = values.str.to_uppercase().str.contains(_DISTRICT)
+    if (postcodes.any() or councils.any()) and (postcodes | districts | councils).mean() >= VALUE_SHARE:
+        return "postcode" if (postcodes | districts).sum() >= councils.sum() else "local_authority_code"
+    return None
 
 
+# A postcode's district alone ("B15", "SW1A"), as area columns often hold it.
+_DISTRICT = r"^[A-Z]{1,2}[0-9][A-Z0-9]?$"
 # What a column answering any yes/no question holds: only the header can say the question was about disability.
 _ANY_YES_OR_NO = frozenset({"yes", "no", "y", "n", "true", "false", "1", "0", ""})
 

@@ -152,6 +152,25 @@ def test_a_mapping_file_with_only_comments_in_a_section_is_empty_and_bad_yaml_is
         CharityMapping.load(path)
 
 
+@pytest.mark.parametrize(
+    ("places", "field"),
+    [
+        (["B15 2TT", "BS1 4DJ", "LS1 1UR", "M1 1AE", "B15", "Birmingham"], "postcode"),
+        (["Leeds", "Birmingham", "E08000025", "Bristol, City of", "Sheffield", "B15 2TT"], "local_authority_code"),
+        (["A1", "B2", "C3", "D4", "E5", "F6"], None),  # codes shaped like districts, with no postcode or council
+    ],
+)
+def test_suggest_mapping_reads_an_area_column_that_mixes_postcodes_districts_and_councils(
+    tmp_path: Path, places: list[str], field: str | None
+) -> None:
+    """Found by the outside users' trial: one council name among postcodes made the column "personal data: leave it
+    out", and a charity following the advice would have deleted its only area column."""
+    rows = [[f"A{i}", "05/01/2026", "food", place] for i, place in enumerate(places)]
+    path = write_csv(tmp_path / "where.csv", rows, ["Client ID", "Date of visit", "Reason for referral", "Where"])
+    [where] = [c for c in suggest_mapping(path).columns if c.header == "Where"]
+    assert where.field == field
+
+
 def test_suggest_mapping_proposes_columns_values_and_date_format(tmp_path: Path) -> None:
     header = ["Ref", "Wen", "Reason for referal", "Area", "Contact email", "Notes"]
     wording = ["Fod parcel", "UC problem", "Food", "Gas & electric", "Fod parcel"]
