@@ -206,7 +206,6 @@ def _process_submissions(
     if not files:
         return []
     instance = instance or _pooled_instance()
-    release_abandoned_warehouse_slots(instance)
     # Give the pool its slot here, once: workers that each found it missing could create one apiece.
     instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
     instance.add_dynamic_partitions(submission_partitions.name, list(dict.fromkeys(f.partition_key for f in files)))
@@ -464,15 +463,15 @@ def _run_release_job(
     """One run of the release job for ``period`` (`collab release`, `collab approve`, `collab run`), tagged with this
     process as every runner run is: killed, its run and its warehouse slot are let go by the next run (an approval's
     run, started apart and untagged, once held the slot for ever and stopped every later run)."""
-    release_abandoned_warehouse_slots(instance)
-    return _job(workspace, "release_job").execute_in_process(
-        partition_key=period,
-        instance=instance,
-        raise_on_error=False,
-        run_config=QUIET,
-        tags=runner_tags() | (tags or {}),
-        asset_selection=asset_selection,
-    )
+    with _warehouse_pool_looked_after(instance):
+        return _job(workspace, "release_job").execute_in_process(
+            partition_key=period,
+            instance=instance,
+            raise_on_error=False,
+            run_config=QUIET,
+            tags=runner_tags() | (tags or {}),
+            asset_selection=asset_selection,
+        )
 
 
 def _published_ids(result: ExecuteInProcessResult) -> set[str]:
@@ -517,9 +516,10 @@ def rebuild_stale_site(workspace: Workspace, instance: DagsterInstance) -> str |
     rebuild failed, if it did (a published release no longer matches its manifest)."""
     if site_is_current(workspace.publish, workspace.settings.publication):
         return None
-    result = _job(workspace, "site_job").execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET, tags=runner_tags()
-    )
+    with _warehouse_pool_looked_after(instance):
+        result = _job(workspace, "site_job").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET, tags=runner_tags()
+        )
     if _interrupted(result):  # published already; the next run rebuilds the site
         raise KeyboardInterrupt
     return _failure(result)
@@ -661,8 +661,12 @@ POOL_CHECK_SECONDS = 10.0
 
 @contextlib.contextmanager
 def _warehouse_pool_looked_after(instance: DagsterInstance) -> Iterator[None]:
-    """While this run's submissions go, ``keep_warehouse_pool_moving`` every ``POOL_CHECK_SECONDS``: a run killed
-    just before this one took the lock may still hold a slot when this one starts, and give it up only later."""
+    """Around every job of ours that needs the `warehouse` pool (submissions, releases, the site): the slots of runs
+    whose process died freed first, then ``keep_warehouse_pool_moving`` every ``POOL_CHECK_SECONDS`` while the job
+    goes (a run killed just before this one took the lock may still hold a slot when this one starts, and give it up
+    only later). A `collab run` killed while it built the site left its slot held; the next run's site job, with no
+    file to take up and no quarter to release, was the only one to wait for it, and waited for ever."""
+    release_abandoned_warehouse_slots(instance)
     stop = threading.Event()
 
     def look_after() -> None:

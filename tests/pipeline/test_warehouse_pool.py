@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -166,6 +167,25 @@ def test_a_slot_held_by_a_run_whose_process_dies_later_is_freed_while_this_run_w
                 assert time.monotonic() < deadline, "the dead run's slot was never freed"
                 time.sleep(0.05)
         assert instance.get_run_by_id(held).status == DagsterRunStatus.FAILURE
+
+
+def test_a_run_with_only_the_site_to_rebuild_frees_the_slot_a_killed_run_left(workspace: Workspace) -> None:
+    """Found by the operator's trial: a `collab run` killed while building the site left its slot held; the next run,
+    with no file to take up and no quarter to release, ran only the site job, which waited for that slot for ever
+    (at full CPU, deaf to Ctrl-C), and held the workspace's lock against every later run and approval."""
+    ended = _ended_process()
+    (workspace.publish / "site").mkdir(parents=True, exist_ok=True)
+    (workspace.publish / "site" / "built-from.json").write_text("not what the site was built from", encoding="utf-8")
+    with DagsterInstance.get() as instance:
+        instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
+        assert _claims(instance, _started_run(instance, ended.pid))
+        rebuilt: list[str | None] = []
+        worker = threading.Thread(target=lambda: rebuilt.append(runner.rebuild_stale_site(workspace, instance)))
+        worker.daemon = True
+        worker.start()
+        worker.join(timeout=120)
+        assert not worker.is_alive(), "the site job waited for the killed run's slot"
+        assert rebuilt == [None]
 
 
 def test_the_daemons_sensor_frees_the_slot_of_runs_whose_process_ended_then_has_nothing_to_do(
