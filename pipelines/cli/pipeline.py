@@ -152,7 +152,10 @@ def submissions(
         table.add_row(
             escape(state.name) if state.name else state.submission_id,
             escape(state.file_name),
-            state.state + (f" ({state.reference})" if state.reference else ""),
+            state.state
+            + (f" ({state.reference})" if state.reference else "")
+            # Its rows, or some, gone since from the warehouse: "loaded" alone read as held (the operator's trial).
+            + ("; rows since replaced by a later file" if state.replaced else ""),
             state.status or "",
             state.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
         )

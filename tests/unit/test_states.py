@@ -100,3 +100,24 @@ def test_an_unreadable_submission_record_is_reported_and_the_other_unfinished_on
     manifests, unreadable = unfinished_manifests(workspace, instance)
     assert [m.submission_id for m in manifests] == [waiting.submission_id]
     assert [(u["file"], "cannot be read" in u["reason"]) for u in unreadable] == [(damaged.original_name, True)]
+
+
+def test_the_submissions_table_says_when_a_loaded_files_rows_were_since_replaced(workspace: Workspace) -> None:
+    """Found by the operator's trial: a file whose quarter a later file replaced was listed as "loaded", stamped with
+    the time its rows were removed; only `--json` said it was replaced."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import register_commands
+    from pipelines.cli.app import app
+
+    register_commands()
+    for submission in ("north-1", "north-2"):
+        (workspace.staging / submission).mkdir(parents=True)
+    write_state(
+        workspace, submission_id="north-1", charity_id="north", file_name="old.csv", state="loaded", replaced=True
+    )
+    write_state(workspace, submission_id="north-2", charity_id="north", file_name="new.csv", state="loaded")
+    listed = CliRunner().invoke(app, ["submissions"], env={"COLUMNS": "200"}).output
+    [old] = [line for line in listed.splitlines() if "old.csv" in line]
+    [new] = [line for line in listed.splitlines() if "new.csv" in line]
+    assert "loaded; rows since replaced by a later file" in old and "replaced" not in new
