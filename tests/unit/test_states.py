@@ -117,7 +117,8 @@ def test_the_submissions_table_says_when_a_loaded_files_rows_were_since_replaced
         workspace, submission_id="north-1", charity_id="north", file_name="old.csv", state="loaded", replaced=True
     )
     write_state(workspace, submission_id="north-2", charity_id="north", file_name="new.csv", state="loaded")
-    listed = CliRunner().invoke(app, ["submissions"], env={"COLUMNS": "200"}).output
+    listed = CliRunner().invoke(app, ["submissions"]).output
     [old] = [line for line in listed.splitlines() if "old.csv" in line]
     [new] = [line for line in listed.splitlines() if "new.csv" in line]
-    assert "loaded; rows since replaced by a later file" in old and "replaced" not in new
+    assert "loaded; rows since" in old and "rows since" not in new  # the table wraps the rest of the cell
+    assert "replaced by a later file" in " ".join(listed.replace("│", " ").split())
