@@ -282,11 +282,13 @@ def budget(
     per_unit: dict[str, float] = {}
     per_person: dict[str, float] = {}
     units: dict[str, int] = {}
+    fewest_units: dict[str, int] = {}
     entries = []
     for period, release_id, indicator, measurement, kind, mechanism, rho, max_units, person, scale, at in rows:
         per_unit[period] = per_unit.get(period, 0.0) + rho
         per_person[period] = per_person.get(period, 0.0) + person
         units[period] = max(units.get(period, 1), max_units)
+        fewest_units[period] = min(fewest_units.get(period, max_units), max_units)
         entries.append(
             {
                 "period": period,
@@ -337,13 +339,16 @@ def budget(
         "ρ left",
         title=f"Privacy budget (zCDP ρ; ε at δ = {delta:g}); budgets are per person",
         caption="A person counted by m charities that do not link records is m units, plus one across those that "
-        "do: m units are m² times the ρ of one.",
+        "do: m units are m² times the ρ of one. A quarter's ρ per person adds up its releases, each at the units it "
+        "was made with (a range where they differ, after a charity started or stopped linking records).",
     )
     for p in periods:
         table.add_row(
             p["period"],
             _rho(p["rho_per_unit"]),
-            str(p["max_units"]),
+            str(p["max_units"])
+            if fewest_units[p["period"]] == p["max_units"]
+            else f"{fewest_units[p['period']]}–{p['max_units']}",
             _rho(p["rho_per_person"]),
             f"{p['epsilon_per_person']:.3g}",
             f"{_left(p['rho_left'])} of {settings.period_rho:.3g}",

@@ -1,0 +1,28 @@
+"""`collab budget` as an operator reads it."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from collab.warehouse import connect
+from collab.workspace import Workspace
+
+
+def test_a_quarter_released_at_two_unit_counts_shows_both_beside_its_summed_rho(workspace: Workspace) -> None:
+    """Found by the operator's trial: after a charity stopped linking records, a quarter's release at 2 units and its
+    revision at 3 showed "units 3" beside a ρ per person that 3² × the ρ per unit did not give."""
+    from pipelines.cli import register_commands
+    from pipelines.cli.app import app
+
+    register_commands()
+    with connect(workspace.warehouse_path) as con:
+        for release_id, kind, units in (("2026Q3-v1", "release", 2), ("2026Q3-v2", "revision", 3)):
+            con.execute(
+                "INSERT INTO privacy_ledger (release_id, period, indicator_id, measurement, kind, mechanism, rho, "
+                "noise_scale, sensitivity, recorded_at, max_units, rho_per_person) "
+                "VALUES (?, '2026Q3', 'people', 'count', ?, 'gaussian', 0.125, 2.0, 1.0, now(), ?, ?)",
+                [release_id, kind, units, 0.125 * units**2],
+            )
+    shown = CliRunner().invoke(app, ["budget"]).output
+    [row] = [line for line in shown.splitlines() if line.lstrip("│ ").startswith("2026Q3")]
+    assert "2–3" in row and "1.625" in row  # 0.125 × 2² + 0.125 × 3²
