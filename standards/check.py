@@ -74,8 +74,8 @@ class CheckResult:
     reference: str | None = None
 
 
-# Rows of a batch with a note of their own, each note with its rows: a repeated header or a row of totals (skipped:
-# no contacts), a hidden row of a sheet (read like the rest).
+# Rows of a batch with a note of their own, each note with its rows: a repeated header, a row of totals or one with
+# nothing in the columns read (skipped: no contacts), a row repeating an earlier one or hidden in a sheet (read).
 RowNotes = list[tuple[Issue, list[int]]]
 HEADER_REPEATED = Issue(
     "W_HEADER_REPEATED",
@@ -112,7 +112,7 @@ def rows_outside_columns(batch: pl.DataFrame, used: list[int]) -> list[int]:
     """The rows (``__row``) of ``batch`` with nothing in any of the ``used`` columns (by position): a note beside the
     table, in a column with no header, is no contact (it was three missing values, and tipped a small file into
     rejection). Found among the rows without a reference, which a file of contacts has few of."""
-    blank = [pl.col(f"c{position}").cast(pl.String).str.strip_chars().fill_null("") == "" for position in used]
+    blank = [_blank(f"c{position}") for position in used]
     candidates = batch.filter(blank[0])
     if not candidates.height:
         return []
@@ -125,12 +125,21 @@ def totals_rows(batch: pl.DataFrame, date_column: str | None) -> list[int]:
     without a date are searched: a file of contacts has few."""
     if date_column is None:
         return []
-    undated = batch.filter(pl.col(date_column).cast(pl.String).str.strip_chars().fill_null("") == "")
+    undated = batch.filter(_blank(date_column))
     if not undated.height:
         return []
-    cells = [name for name in undated.columns if name[0] == "c" and name[1:].isdigit()]
-    says_total = pl.any_horizontal(pl.col(name).cast(pl.String).str.contains(TOTALS_LABEL) for name in cells)
+    says_total = pl.any_horizontal(pl.col(name).cast(pl.String).str.contains(TOTALS_LABEL) for name in _cells(undated))
     return undated.filter(says_total.fill_null(False)).get_column("__row").to_list()
+
+
+def _blank(column: str) -> pl.Expr:
+    """Whether a cell of ``column`` holds nothing but spaces."""
+    return pl.col(column).cast(pl.String).str.strip_chars().fill_null("") == ""
+
+
+def _cells(batch: pl.DataFrame) -> list[str]:
+    """The columns of ``batch`` holding the file's cells (``c0``...), not the row's number and count of cells."""
+    return [name for name in batch.columns if name[0] == "c" and name[1:].isdigit()]
 
 
 def new_reference() -> str:
@@ -235,8 +244,7 @@ def check_extract(
                 # Joined exports may be the same export twice: its rows, counted again, are pointed out (not dropped:
                 # two contacts can be alike in every cell). Only here, where a header repeats: finding them in every
                 # batch would cost every file, and within a batch is where a charity's joined exports are.
-                cells = [name for name in batch.columns if name[0] == "c" and name[1:].isdigit()]
-                first = batch.select(pl.struct(cells).is_first_distinct()).to_series()
+                first = batch.select(pl.struct(_cells(batch)).is_first_distinct()).to_series()
                 copies = batch.get_column("__row").filter(~first).to_list()
             totals = totals_rows(batch, date_column)
             outside = rows_outside_columns(batch, used)

@@ -146,8 +146,8 @@ class ExtractSource:
     # Blank rows above the preview (a text file may start with any number of them; a sheet's rows above its first
     # value, which is where the sheet read starts).
     leading_blank_rows: int = 0
-    # What a sheet's XML says of its cells (``SheetRows``): its hidden rows are read like the rest, and the charity told.
-    sheet_cells: SheetRows | None = None
+    # What a sheet's XML says of its cells (``SheetCells``): its hidden rows are read like the rest, and the charity told.
+    sheet_cells: SheetCells | None = None
     # Columns (by position) whose values cannot be text at all (a Parquet list or struct): read as blank, and the
     # file is refused only if one of them is used (``refuse_unreadable_used``).
     unreadable_columns: dict[int, str] = field(default_factory=dict)
@@ -169,7 +169,7 @@ class ExtractSource:
         if self.format == "csv":
             yield from _csv_batches(self, width, batch_size)
         elif self.format == "xlsx":
-            sheet = _as_the_sheet_shows_it(_read_sheet(self.path, self.sheet), self.sheet_cells or SheetRows())
+            sheet = _as_the_sheet_shows_it(_read_sheet(self.path, self.sheet), self.sheet_cells or SheetCells())
             self._check_rows(sheet.height)
             skip = self.header_row - self.leading_blank_rows
             yield from _frame_batches(sheet, skip, width, batch_size, rows_above=self.leading_blank_rows)
@@ -736,7 +736,7 @@ def _open_xlsx(
             f"The workbook would expand to {unzipped / 1e6:,.0f} MB, {unzipped / zipped:,.0f} times its size; "
             "it was not opened.",
         )
-    sheet_rows = _scan_parts(path, [m.filename for m in members if m.filename.lower().endswith((".xml", ".rels"))])
+    sheet_cells = _scan_parts(path, [m.filename for m in members if m.filename.lower().endswith((".xml", ".rels"))])
     import fastexcel
 
     try:
@@ -763,13 +763,13 @@ def _open_xlsx(
     source.sheet = sheet or _best_sheet(previews, header_score)
     source._preview = previews.pop(source.sheet)
     source.other_sheets = previews
-    cells = sheet_rows.get(_sheet_part(path, source.sheet) or "", SheetRows())
+    cells = sheet_cells.get(_sheet_part(path, source.sheet) or "", SheetCells())
     source.sheet_cells, source.leading_blank_rows = cells, cells.first_value_row - 1
     source._preview = [[""] * cells.first_value_column + row for row in source._preview]
     return source
 
 
-def _as_the_sheet_shows_it(sheet: pl.DataFrame, cells: SheetRows) -> pl.DataFrame:
+def _as_the_sheet_shows_it(sheet: pl.DataFrame, cells: SheetCells) -> pl.DataFrame:
     """``sheet`` as read by fastexcel (from its first values, ``c0``...) with its columns where the spreadsheet has
     them (the columns left of its first values, blank, come first: column C is ``c2``) and each cell holding an Excel
     error holding its text ("#N/A"), as a CSV saved from the sheet would: the rules then say what is wrong with it."""
@@ -790,7 +790,7 @@ def _as_the_sheet_shows_it(sheet: pl.DataFrame, cells: SheetRows) -> pl.DataFram
 
 
 @dataclass(frozen=True)
-class SheetRows:
+class SheetCells:
     """What a worksheet's XML says of its cells and fastexcel does not: the row and the column (0 for A) of its first
     values (the sheet fastexcel reads starts there: a table from C3 gave "header on row 1", every row two short, and
     its columns named two letters early), its hidden rows in order, and its cells holding an Excel error (fastexcel
@@ -802,8 +802,8 @@ class SheetRows:
     errors: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
-class _SheetRowsReader:
-    """Reads ``SheetRows`` from a worksheet's XML, piece by piece (``_xml_pieces``): a row's tag carries its number
+class _SheetCellsReader:
+    """Reads ``SheetCells`` from a worksheet's XML, piece by piece (``_xml_pieces``): a row's tag carries its number
     and whether it is hidden, and no cell's text can look like a tag, its markup being escaped. A hidden row without
     its number (Excel always writes it) is left out."""
 
@@ -823,7 +823,7 @@ class _SheetRowsReader:
                 self._first_value_row = max(1, self._last_row)
         if self._first_value_column != 0:  # every row's first cell, until one is in column A: most sheets' first
             for cell in _FIRST_FILLED_CELL.finditer(piece):
-                column = column_index(cell.group(1).decode())
+                column = _column_index(cell.group(1).decode())
                 self._first_value_column = min(column, self._first_value_column or column)
                 if column == 0:
                     break
@@ -834,14 +834,14 @@ class _SheetRowsReader:
         if b't="e"' in piece:
             for cell in _ERROR_CELL.finditer(piece):
                 shown = _ERROR_VALUE.search(piece, cell.end(), cell.end() + 1024)
-                where = (int(cell.group(2)), column_index(cell.group(1).decode()))
+                where = (int(cell.group(2)), _column_index(cell.group(1).decode()))
                 self._errors[where] = shown.group(1).decode(errors="replace") if shown else "#ERROR"
 
-    def rows(self) -> SheetRows:
-        return SheetRows(self._first_value_row or 1, self._first_value_column or 0, sorted(self._hidden), self._errors)
+    def cells(self) -> SheetCells:
+        return SheetCells(self._first_value_row or 1, self._first_value_column or 0, sorted(self._hidden), self._errors)
 
 
-def column_index(letters: str) -> int:
+def _column_index(letters: str) -> int:
     """The position (0 for A) of the column a spreadsheet names ``letters``."""
     index = 0
     for letter in letters:
@@ -914,17 +914,17 @@ def _hidden_sheets(path: Path) -> set[str]:
     }
 
 
-def _scan_parts(path: Path, members: list[str]) -> dict[str, SheetRows]:
+def _scan_parts(path: Path, members: list[str]) -> dict[str, SheetCells]:
     """Refuse a workbook whose XML declares a DTD or entities, or refers to entities XML does not define; and, in the
-    same pass, read what each worksheet's XML says of its rows (``SheetRows``), by part name.
+    same pass, read what each worksheet's XML says of its cells (``SheetCells``), by part name.
 
     Excel never writes either; they are how XML parsers are attacked (external entities reading local
     files, entity expansion). Each part is streamed a piece at a time (``_xml_pieces``), so a large sheet costs no
     memory, and inflated once: a second pass for the rows cost a 200,000-row sheet 0.64 s of a 4.4 s check."""
-    sheets: dict[str, SheetRows] = {}
+    sheets: dict[str, SheetCells] = {}
     with zipfile.ZipFile(path) as archive:
         for name in members:
-            rows = _SheetRowsReader() if name.startswith("xl/worksheets/") else None
+            reader = _SheetCellsReader() if name.startswith("xl/worksheets/") else None
             with archive.open(name) as part:
                 for piece in _xml_pieces(part):
                     if (found := _UNSAFE_XML.search(piece)) is not None:
@@ -938,10 +938,10 @@ def _scan_parts(path: Path, members: list[str]) -> dict[str, SheetRows]:
                             f"The workbook's part {name} holds {what}, which Excel never writes and which can be "
                             "used to attack the software reading it; it was not opened.",
                         )
-                    if rows is not None:
-                        rows.read(piece)
-            if rows is not None:
-                sheets[name] = rows.rows()
+                    if reader is not None:
+                        reader.read(piece)
+            if reader is not None:
+                sheets[name] = reader.cells()
     return sheets
 
 
