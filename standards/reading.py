@@ -765,6 +765,10 @@ def _open_xlsx(
     source.other_sheets = previews
     cells = sheet_cells.get(_sheet_part(path, source.sheet) or "", SheetCells())
     source.sheet_cells, source.leading_blank_rows = cells, cells.first_value_row - 1
+    # Counted from column A, as the columns left of its values are read (blank): a table far to the right is as wide
+    # as a sheet holding that many columns, and costs as much.
+    if (widest := cells.first_value_column + max(map(len, source._preview), default=0)) > limits.max_columns:
+        raise _too_many_columns(widest, limits)
     source._preview = [[""] * cells.first_value_column + row for row in source._preview]
     return source
 

@@ -44,6 +44,19 @@ def test_a_table_that_starts_right_of_column_a_names_its_columns_as_the_spreadsh
     assert duplicate.examples[0].message.startswith("Columns C ('Client ID') and I ('Client ref') both hold person_ref")
 
 
+def test_a_table_far_to_the_right_counts_the_columns_left_of_it_against_the_limit(tmp_path: Path) -> None:
+    """Found reviewing the change: the blank columns left of a table are read as columns, so a table starting in
+    column XFD would have been read as 16,384 columns for every row, past the limit the other checks keep."""
+    path = tmp_path / "far-right.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    sheet = workbook.add_worksheet("Contacts")
+    for number, row in enumerate([HEADER, *contact_rows(3)]):
+        sheet.write_row(number, 16_000, row)
+    workbook.close()
+    report = check_extract(path).report
+    assert not report.accepted and report.codes() == ["E_TOO_MANY_COLUMNS"]
+
+
 def test_cells_holding_an_excel_error_are_read_as_the_error_it_shows_not_as_blank(tmp_path: Path) -> None:
     """Found by the outside users' trial: #DIV/0! and #N/A were read as blank cells: an income vanished unsaid, and a
     need of #N/A was "blank", pointing the charity at the wrong fix. A CSV saved from the sheet holds the error's
