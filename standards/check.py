@@ -39,7 +39,7 @@ from standards.normalise import (
 )
 from standards.personal_data import PersonalDataScreen
 from standards.reading import FAILURES, ExtractSource, ReadLimits, open_extract, refuse_unreadable_used
-from standards.validation import BatchOutcome, RowOutcome, validate_batch
+from standards.validation import RowOutcome, validate_batch
 from standards.validation import contacts_frame as contacts_frame  # where callers have always found it
 
 # Batches judged at once: three keep both of two cores busy while this thread reads and keeps batches (with two,
@@ -77,6 +77,8 @@ class CheckResult:
 # Rows of a batch with a note of their own, each note with its rows: a repeated header, a row of totals or one with
 # nothing in the columns read (skipped: no contacts), a row repeating an earlier one or hidden in a sheet (read).
 RowNotes = list[tuple[Issue, list[int]]]
+
+
 HEADER_REPEATED = Issue(
     "W_HEADER_REPEATED",
     "This row repeats the header row (two exports joined into one file?); it was skipped, not counted as a contact.",
@@ -106,6 +108,22 @@ OUTSIDE_COLUMNS_ROW = Issue(
     "This row holds something only in columns that are not read (a note beside the table, say); it was skipped, not "
     "counted as a contact.",
 )
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """A batch as judged, with all that can be worked out of it alone: what keeping it (in the file's order, on the
+    reading thread) takes is done while the next batches are read and judged."""
+
+    rows: int
+    contacts: pl.DataFrame  # the accepted rows (``BatchOutcome.contacts``)
+    quarters: list[str]
+    issues: list[tuple[Issue, list[int]]]  # ``BatchOutcome.issues_at_rows``
+    rejected: list[RowOutcome]
+    noted: RowNotes
+    counts: dict[str, int | None]  # the personal data screen's
+    identified: pl.DataFrame | None  # the references identified, for a charity that links records
+    outcomes: list[RowOutcome] | None  # every row's, if asked for
 
 
 def rows_outside_columns(batch: pl.DataFrame, used: list[int]) -> list[int]:
@@ -234,7 +252,7 @@ def check_extract(
         used = sorted(plan.fields.values(), key=lambda position: position != plan.fields.get("person_ref"))
         hidden_rows = pl.Series(source.sheet_cells.hidden if source.sheet_cells else [], dtype=pl.Int64).implode()
 
-        def judge(batch: pl.DataFrame) -> tuple[dict[str, int | None], BatchOutcome, RowNotes, pl.DataFrame | None]:
+        def judge(batch: pl.DataFrame) -> _Judged:
             # Two exports joined into one file repeat the header, and a spreadsheet's export can end with a row of
             # totals: such a row is no contact, and no error either.
             repeated = batch.get_column("__row").filter(batch.select(repeats_header).to_series()).to_list()
@@ -265,38 +283,45 @@ def check_extract(
                 )
                 if rows
             ]
-            return counts, judged, noted, identified_references(judged.contacts) if options.links_records else None
+            return _Judged(
+                rows=judged.rows,
+                contacts=judged.contacts,
+                quarters=judged.contacts.get_column("quarter").unique().to_list(),
+                issues=list(judged.issues_at_rows()),
+                rejected=judged.rejected,
+                noted=noted,
+                counts=counts,
+                identified=identified_references(judged.contacts) if options.links_records else None,
+                outcomes=judged.outcomes() if on_rows is not None else None,
+            )
 
-        def take(
-            counts: dict[str, int | None], judged: BatchOutcome, noted: RowNotes, identified: pl.DataFrame | None
-        ) -> None:
+        def take(judged: _Judged) -> None:
             """What is kept of a judged batch, in the file's order."""
-            for issue, rows in noted:
+            for issue, rows in judged.noted:
                 collector.add_alike(issue, rows)
-            if identified is not None:
-                references.add(identified)
-            screen.add(counts)
-            rejected = judged.rejected
+            if judged.identified is not None:
+                references.add(judged.identified)
+            screen.add(judged.counts)
             touched: dict[str, set[int]] = {}
-            for issue, rows in judged.issues_at_rows():
+            for issue, rows in judged.issues:
                 collector.add_alike(issue, rows)
                 touched.setdefault(issue.code, set()).update(rows)
             for code, rows_with_code in touched.items():
                 collector.add_rows_with(code, len(rows_with_code))
-            quarters.update(judged.contacts.get_column("quarter").unique().to_list())
+            quarters.update(judged.quarters)
             report.rows_received += judged.rows
-            report.rows_rejected += len(rejected)
-            if on_rows is not None:
-                on_rows(judged.outcomes())
+            report.rows_rejected += len(judged.rejected)
+            if on_rows is not None and judged.outcomes is not None:
+                on_rows(judged.outcomes)
             if sink is not None:
                 sink.accepted(judged.contacts)
-                if rejected:
-                    sink.rejected(rejected)
+                if judged.rejected:
+                    sink.rejected(judged.rejected)
 
         # Batches are judged JUDGED_AT_ONCE at a time while the next is read and the last is kept: Polars
         # releases the GIL, so both cores work.
         with ThreadPoolExecutor(max_workers=JUDGED_AT_ONCE) as pool:
-            judging: deque[Future[tuple[dict[str, int | None], BatchOutcome, RowNotes, pl.DataFrame | None]]] = deque()
+            judging: deque[Future[_Judged]] = deque()
             try:
                 for batch in source.batches(options.batch_size):
                     refuse_unreadable_used(source, plan.fields.values())
@@ -307,13 +332,13 @@ def check_extract(
                                 collector.add(reading.note)
                     judging.append(pool.submit(judge, batch))
                     if len(judging) == JUDGED_AT_ONCE:
-                        take(*judging.popleft().result())
+                        take(judging.popleft().result())
                 while judging:
-                    take(*judging.popleft().result())
+                    take(judging.popleft().result())
             except FileRejected:
                 # The rows read before the file stopped count, as when batches were judged one by one.
                 while judging:
-                    take(*judging.popleft().result())
+                    take(judging.popleft().result())
                 raise
             finally:
                 for unfinished in judging:  # after an error of ours: nothing more is kept

@@ -102,7 +102,7 @@ PYTHON_WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
     "\u2028\u2029\u202f\u205f\u3000"
 )
-PLAIN_CHUNK_CHARS = 8 * 1024 * 1024
+PLAIN_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 _SIGNATURES: dict[bytes, str] = {
@@ -470,23 +470,32 @@ def _plain_batches(source: ExtractSource, width: int, batch_size: int) -> Iterat
     delimiter = source.delimiter or ","
     pending: pl.DataFrame | None = None
     lines_read = 0
+    # UTF-8 is cut into lines and cells as it is, only checked: decoded to text and encoded back, 143 MB took the
+    # reading thread 0.2 s, against 0.1 s. Other encodings are decoded as they are read, and handed on as UTF-8.
+    as_read = source.encoding in ("utf-8", "utf-8-sig")
+    decoder = None if as_read else codecs.getincrementaldecoder(source.encoding or "utf-8")(errors="strict")
     try:
-        with source.path.open(encoding=source.encoding, newline="", errors="strict") as handle:
-            carry = ""
+        with source.path.open("rb") as handle:
+            carry = b""
+            if source.encoding == "utf-8-sig" and handle.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
+                handle.seek(0)
             while True:
-                chunk = handle.read(PLAIN_CHUNK_CHARS)
-                text = carry + chunk
-                cut = text.rfind("\n") + 1 if chunk else len(text)
-                text, carry = text[:cut], text[cut:]
+                chunk = handle.read(PLAIN_CHUNK_BYTES)
+                at_end = not chunk
+                data = carry + (chunk if decoder is None else decoder.decode(chunk, final=at_end).encode())
+                cut = len(data) if at_end else data.rfind(b"\n") + 1
+                data, carry = data[:cut], data[cut:]
                 if len(carry) >= limits.max_cell_chars:
                     raise _NotPlain
-                if not text:
-                    if chunk:
-                        continue
-                    break
-                if "\x00" in text or ("\r" in text and text.count("\r") != text.count("\r\n")):
+                if not data:
+                    if at_end:
+                        break
+                    continue
+                if as_read:
+                    data.decode("utf-8")  # whole lines: what fails here is no UTF-8, as the csv module would find
+                if b"\x00" in data or (b"\r" in data and data.count(b"\r") != data.count(b"\r\n")):
                     raise _NotPlain
-                rows, lines = _plain_rows(text, delimiter, width, lines_read, source.header_row, limits)
+                rows, lines = _plain_rows(data, delimiter, width, lines_read, source.header_row, limits)
                 lines_read += lines
                 pending = rows if pending is None else pl.concat([pending, rows])
                 while pending.height >= batch_size:
@@ -499,16 +508,15 @@ def _plain_batches(source: ExtractSource, width: int, batch_size: int) -> Iterat
 
 
 def _plain_rows(
-    text: str, delimiter: str, width: int, before: int, header_row: int, limits: ReadLimits
+    data: bytes, delimiter: str, width: int, before: int, header_row: int, limits: ReadLimits
 ) -> tuple[pl.DataFrame, int]:
-    """The data rows of whole lines of text as a batch (``__row`` counts from ``before``), and how many
+    """The data rows of whole lines of UTF-8 text as a batch (``__row`` counts from ``before``), and how many
     lines there were. Lines without a quote mark are split into cells by Polars (a line is a record and a
     separator a cell boundary, as the csv module reads such a line), and so are lines whose every quote mark
     belongs to a whole quoted cell (``_simply_quoted``: amounts such as "£1,250.00" saved by a spreadsheet); the
     others by the csv module."""
     if not width or len(delimiter.encode()) != 1 or delimiter in "\n\r\x00":
         raise _NotPlain  # Polars splits at one byte, and only a delimiter that is no line's end
-    data = text.encode()
     lines = _read_lines(data)
     count = lines.len()
     if before + count > limits.max_rows:

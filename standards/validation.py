@@ -278,9 +278,9 @@ class BatchOutcome:
 
     def issues_at_rows(self) -> Iterator[tuple[Issue, list[int]]]:
         """Each issue of each group of rows alike, with the rows that have it (``IssueCollector.add_alike``)."""
-        rows = self.explained.get_column("__row")
+        rows = self.explained.get_column("__row").to_list()
         for group in self.alike:
-            at = rows.gather(group.positions).to_list()
+            at = [rows[position] for position in group.positions]
             for issue in group.answer.issues:
                 yield issue, at
 

@@ -46,13 +46,13 @@ def assert_read_to_the_end_as_the_csv_module_reads_it(
 ) -> None:
     """The plain path reads ``source`` in chunks of ``chunk`` characters without handing over (``_plain_batches``
     would raise ``_NotPlain``), giving the csv module's batches."""
-    original = reading.PLAIN_CHUNK_CHARS
-    reading.PLAIN_CHUNK_CHARS = chunk
+    original = reading.PLAIN_CHUNK_BYTES
+    reading.PLAIN_CHUNK_BYTES = chunk
     try:
         plain = [frame for frame, _ in reading._plain_batches(source, width, batch_size)]
         careful = list(_careful_batches(source, width, batch_size))
     finally:
-        reading.PLAIN_CHUNK_CHARS = original
+        reading.PLAIN_CHUNK_BYTES = original
     assert len(plain) == len(careful)
     for ours, theirs in zip(plain, careful, strict=True):
         assert ours.equals(theirs), (ours, theirs)
@@ -71,11 +71,11 @@ def text_sources(directory: Path, limits: ReadLimits = ReadLimits()) -> list[Ext
     return sources
 
 
-@pytest.mark.parametrize(("chunk", "batch_size"), [(reading.PLAIN_CHUNK_CHARS, 100_000), (4_093, 7)])
+@pytest.mark.parametrize(("chunk", "batch_size"), [(reading.PLAIN_CHUNK_BYTES, 100_000), (4_093, 7)])
 def test_the_plain_reader_agrees_with_the_csv_module_on_the_corpus(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, batch_size: int
 ) -> None:
-    monkeypatch.setattr(reading, "PLAIN_CHUNK_CHARS", chunk)
+    monkeypatch.setattr(reading, "PLAIN_CHUNK_BYTES", chunk)
     sources = text_sources(tmp_path)
     assert len(sources) > 10
     for source in sources:
@@ -83,7 +83,7 @@ def test_the_plain_reader_agrees_with_the_csv_module_on_the_corpus(
 
 
 def test_limits_are_reported_as_the_csv_module_reports_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reading, "PLAIN_CHUNK_CHARS", 50)
+    monkeypatch.setattr(reading, "PLAIN_CHUNK_BYTES", 50)
     path = tmp_path / "wide.csv"
     rows = ["a,b,c", *[f"r{i},{i},x" for i in range(30)], "1,2,3,4,5,6,7", "y" * 40, *[f"s{i},{i},x" for i in range(9)]]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -114,12 +114,12 @@ def test_the_plain_reader_agrees_with_the_csv_module_on_random_text(
     text = "\n".join(["h1" + delimiter + "h2" + delimiter + "h3", *(delimiter.join(cells) for cells in lines)])
     path.write_bytes(text.encode("utf-8"))
     source = ExtractSource(path=path, format="csv", encoding="utf-8", delimiter=delimiter, header=["h1", "h2", "h3"])
-    original = reading.PLAIN_CHUNK_CHARS
-    reading.PLAIN_CHUNK_CHARS = chunk
+    original = reading.PLAIN_CHUNK_BYTES
+    reading.PLAIN_CHUNK_BYTES = chunk
     try:
         assert_same_batches(source, batch_size)
     finally:
-        reading.PLAIN_CHUNK_CHARS = original
+        reading.PLAIN_CHUNK_BYTES = original
 
 
 # Text with no quote mark nor lone carriage return, which the plain path reads to the end without handing over.
@@ -168,7 +168,7 @@ def test_text_without_quotes_is_read_to_the_end_by_polars_as_the_csv_module_read
     assert_read_to_the_end_as_the_csv_module_reads_it(source, width, batch_size, chunk)
 
 
-@pytest.mark.parametrize("chunk", [reading.PLAIN_CHUNK_CHARS, 8])
+@pytest.mark.parametrize("chunk", [reading.PLAIN_CHUNK_BYTES, 8])
 @pytest.mark.parametrize("delimiter", [",", "\t"])
 def test_lines_without_a_quote_mark_are_split_by_polars_as_the_csv_module_splits_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, delimiter: str, chunk: int
@@ -177,7 +177,7 @@ def test_lines_without_a_quote_mark_are_split_by_polars_as_the_csv_module_splits
     a '#' starting a row, characters Python calls whitespace, and a quoted row among them: all read on the
     plain path (it would raise ``_NotPlain`` otherwise), giving the csv module's batches, whether the file is
     read at once or a line at a time (each line then the first of what Polars' reader is given)."""
-    monkeypatch.setattr(reading, "PLAIN_CHUNK_CHARS", chunk)
+    monkeypatch.setattr(reading, "PLAIN_CHUNK_BYTES", chunk)
     rows = [
         "h1,h2,h3",
         "x",
@@ -201,6 +201,23 @@ def test_lines_without_a_quote_mark_are_split_by_polars_as_the_csv_module_splits
         for ours, theirs in zip(plain, careful, strict=True):
             assert ours.equals(theirs), (ours, theirs)
     assert sum(frame.height for frame in plain) == 8
+
+
+@pytest.mark.parametrize("chunk", [reading.PLAIN_CHUNK_BYTES, 3])
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252", "utf-16"])
+def test_text_in_each_encoding_read_is_read_on_the_plain_path_as_the_csv_module_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str, chunk: int
+) -> None:
+    """UTF-8 is cut as it is read (its byte-order mark skipped), other encodings decoded first: in chunks of a few
+    bytes, which split characters of several bytes, each gives the csv module's batches."""
+    monkeypatch.setattr(reading, "PLAIN_CHUNK_BYTES", chunk)
+    rows = ["h1,h2,h3", "café,£12.50,é", "", "x,y,z", "Zoë,€3,naïve"]
+    path = tmp_path / "encoded.csv"
+    path.write_bytes(("\r\n".join(rows) + "\r\n").encode(encoding))
+    source = ExtractSource(path=path, format="csv", encoding=encoding, delimiter=",", header=["h1", "h2", "h3"])
+    assert_read_to_the_end_as_the_csv_module_reads_it(source, 3, 2, chunk)
+    plain = [frame for frame, _ in reading._plain_batches(source, 3, 100)]
+    assert plain[0].get_column("c0").to_list() == ["café", "x", "Zoë"]
 
 
 def test_a_delimiter_polars_cannot_split_at_is_read_by_the_csv_module(tmp_path: Path) -> None:
