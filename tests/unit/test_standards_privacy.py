@@ -10,7 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from standards.check import check_extract
-from standards.personal_data import ALL_KINDS, Kind, _totals, kind_masks, personal_data_in
+from standards.personal_data import (
+    ALL_KINDS,
+    REFERENCE_KINDS,
+    VALUE_KINDS,
+    Kind,
+    _totals,
+    any_kind_pattern,
+    kind_masks,
+    personal_data_in,
+)
 from standards.reading import ROW
 from tests.conftest import HEADER, contact_rows, write_csv
 
@@ -104,6 +113,21 @@ def test_a_column_of_many_values_is_judged_as_each_value_alone() -> None:
     ]
     assert together == alone
     assert sum(row[list(Kind).index(Kind.NHS_NUMBER)] for row in together) == 3
+
+
+@pytest.mark.parametrize("kinds", [ALL_KINDS, REFERENCE_KINDS, VALUE_KINDS])
+def test_every_value_of_a_kind_looked_for_matches_the_pattern_that_picks_the_values_looked_into(
+    kinds: tuple[Kind, ...],
+) -> None:
+    """``_totals`` looks for kinds only in the values ``any_kind_pattern`` matches: each value holding one of them,
+    in any letter case, must match it."""
+    values = [variant for value in SAMPLES for variant in (value, value.upper(), value.lower())]
+    column = pl.DataFrame({"v": values})
+    masks = column.select(**{k.name: m for k, m in kind_masks(pl.col("v"), kinds).items()})
+    picked = column.select(pl.col("v").str.contains(any_kind_pattern(kinds))).to_series().to_list()
+    held = [any(row) for row in masks.rows()]
+    assert any(held)
+    assert [value for value, hit, pick in zip(values, held, picked, strict=True) if hit and not pick] == []
 
 
 def test_an_nhs_number_in_digits_of_another_script_is_found_as_in_a_single_value() -> None:
