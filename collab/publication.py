@@ -26,6 +26,8 @@ import duckdb
 from collab.workspace import REPOSITORY_ROOT
 from privacy.mechanisms import epsilon_at
 from standards.catalogue import AREA_LEVELS, BREAKDOWN_COLUMNS, DECIMALS, Catalogue, Indicator, area_tree, key_set
+from standards.geography import ATTRIBUTION as GEOGRAPHY_ATTRIBUTION
+from standards.geography import ATTRIBUTION_SOURCE as GEOGRAPHY_SOURCE
 
 MANIFEST = "release.json"
 PRIVACY_UNIT = (
@@ -256,16 +258,22 @@ def per_person_statement(per_person: dict[str, Any], *, linking: bool) -> str:
         who = "any one person,"
     elif linking:
         who = (
-            f"any one person, even someone counted up to {units} times (once by each charity that does not link "
-            "records, and once across those that do),"
+            f"any one person, even someone counted up to {units} times (once for each reference a charity that does "
+            "not link records holds for them, and once across those that do),"
         )
     else:
-        who = f"any one person, even someone counted separately by up to {units} charities that do not link records,"
+        who = (
+            f"any one person, even someone counted separately up to {units} times (once for each reference a charity "
+            "that does not link records holds for them),"
+        )
     epsilon = per_person["lifetime_epsilon"]
+    # A charity that does not link records counts each of its references as a person: one given two references there
+    # is two of the units the cap counts, as much as someone at two such charities.
     assumed = (
-        f" This assumes, as the collaborative declares, that nobody is counted separately by more than "
-        f"{units - (1 if linking else 0)} of its {per_person['non_linking_contributors']} charities that do not link "
-        "records: someone who is gets less protection than this."
+        f" This assumes, as the collaborative declares, that nobody is counted separately more than "
+        f"{units - (1 if linking else 0)} times by its {per_person['non_linking_contributors']} charities that do not "
+        "link records (a charity that gives one person two references counts them twice): someone who is gets less "
+        "protection than this."
         if per_person["units_assumed_at_most"]
         else ""
     )
@@ -362,7 +370,7 @@ def write_release_package(
         "licenses": [LICENCE],
         "sources": [
             {"title": f"Service-user extracts from {record.contributors} participating charities"},
-            {"title": "ONS geography lookups (Open Government Licence v3.0)"},
+            {"title": GEOGRAPHY_ATTRIBUTION, "path": GEOGRAPHY_SOURCE},
         ],
         "resources": resources,
     }
@@ -386,6 +394,7 @@ def write_release_package(
             "statement": per_person_statement(per_person, linking=bool(record.linking_contributors)),
             "per_person": per_person,
             # Per privacy unit: one person at one charity (or one linked person), this release only.
+            "rho_spent_and_epsilon_are": "per privacy unit, this release only; per_person gives a person's worst case",
             "rho_spent": record.rho,
             "epsilon": epsilon_at(record.rho, delta),
             "linking_contributors": record.linking_contributors,

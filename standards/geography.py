@@ -16,6 +16,15 @@ from pathlib import Path
 from standards.codelists import match_key
 
 GEOGRAPHY_DIR = Path(__file__).with_name("geography")
+# What everything made with these lookups must say, as their licences require (``geography/README.md``): the
+# areas of every published figure come from them, a postcode's through the ONS postcode lookup.
+ATTRIBUTION = (
+    "Source: Office for National Statistics (local authority districts, May 2025; postcode districts), licensed "
+    "under the Open Government Licence v3.0. Contains OS data © Crown copyright and database right 2025. Contains "
+    "Royal Mail data © Royal Mail copyright and database right 2025. Contains National Statistics data © Crown "
+    "copyright and database right 2025."
+)
+ATTRIBUTION_SOURCE = "https://geoportal.statistics.gov.uk/"
 
 # Codes replaced after boundary changes, mapped to the LAD25 code a charity should use now.
 SUCCESSOR_CODES = {"E08000016": "E08000038", "E08000019": "E08000039"}

@@ -25,8 +25,10 @@ from collab.publication import SINGLE_CHARITY_STATEMENT, published_release_dirs
 from collab.site.areas import area_pages, people_maps, places
 from collab.site.charts import PageCharts
 from collab.site.downloads import time_series_name, workbook_name, write_downloads, zip_name
+from collab.site.maps import HEXMAP_LICENCE
 from collab.site.model import SiteModel, load_site_model, quarter_label
 from collab.workspace import PublicationSettings
+from standards.geography import ATTRIBUTION as GEOGRAPHY_ATTRIBUTION
 
 STATIC = Path(__file__).with_name("static")
 # What a site was built from (its releases and settings), kept in the site so that it is replaced with it.
@@ -42,7 +44,12 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters["quarter"] = quarter_label
-    environment.globals.update(time_series=time_series_name, workbook=workbook_name, release_zip=zip_name)
+    environment.globals.update(
+        time_series=time_series_name,
+        workbook=workbook_name,
+        release_zip=zip_name,
+        geography_attribution=GEOGRAPHY_ATTRIBUTION,
+    )
     return environment
 
 
@@ -97,6 +104,7 @@ def build_site(publish_root: Path, settings: PublicationSettings | None = None) 
     partial = site.with_name(".site.partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(STATIC, partial / "assets")
+    shutil.copy(HEXMAP_LICENCE, partial / "assets" / HEXMAP_LICENCE.name)
     write_downloads(partial, publish_root, model)
     for path, template, context in _pages(model):
         target = partial / path

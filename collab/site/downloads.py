@@ -20,21 +20,29 @@ from typing import Any
 
 import xlsxwriter
 
-from collab.site.model import SiteModel, quarter_label
+from collab.site.model import SiteModel, Unit, quarter_label, unit_of
+from standards.geography import ATTRIBUTION as GEOGRAPHY_ATTRIBUTION
 
 NOTES = (
     "Figures are estimates protected by differential privacy: random noise of a known size was added to each "
     "one to hide what any one person's records add to it (the methodology page says how strongly). They are not "
     "official statistics.",
-    "The 95% interval contains the figure before noise in at least 95 out of 100 draws of the noise. It covers "
-    "the privacy noise only, not other errors such as which charities take part.",
-    "Low reliability (TRUE) means the 95% interval is wider than the figure itself: read such a figure as 'few'.",
+    "The 95% interval contains the figure before noise in at least 95 out of 100 draws of the noise; for a mean or "
+    "a share, worked out from two noisy measurements, it is approximate (the delta method): about 95 out of 100. It "
+    "covers the privacy noise only, not other errors such as which charities take part.",
+    "Low reliability (TRUE) means the 95% interval is wider than the figure itself: read such a figure as rough (a "
+    "small count as 'few').",
     "Counts of people count a person once per cell; where an indicator lets a person count in several cells "
     "(for example several needs), its cells add up to more than the number of people.",
     "Figures describe people supported by the participating charities, not the whole population.",
     "Figures and intervals are as the release's CSV files publish them (counts in whole people, amounts in pounds "
     "or pence); the website rounds them further for reading, an interval's ends outwards (so wider, never narrower). Estimate and estimate variance are the unrounded "
     "noisy measurements behind them.",
+    "[x] marks a value not available: a median has no estimate or estimate variance (its interval comes from ranked "
+    "values, not from a variance), and a mean or a share has none where its noisy count of people was below one. "
+    "An estimate can lie outside the range its figure can take (a count below zero, a share below 0 or above 1): it "
+    "is the noisy measurement as it came, kept so that figures can be added up and compared without bias; the "
+    "figure is the better estimate of its own cell.",
 )
 
 
@@ -85,15 +93,23 @@ def _write_time_series(target: Path, publish_root: Path, model: SiteModel, indic
         writer.writerows(rows)
 
 
-def _heading(field: str) -> str:
-    """A column name a reader can read: ``region_code`` -> ``Region code``, ``ci_low`` -> ``95% interval, lower``."""
+def _heading(field: str, unit: Unit) -> str:
+    """A column name a reader can read, in the figure's unit: ``region_code`` -> ``Region code``, ``ci_low`` ->
+    ``95% interval, lower (people)``."""
+    in_unit = {
+        "count": f" ({unit.noun or 'people'})",
+        "percent": " (share, 0 to 1)" if unit.fraction else " (%)",
+        "pounds": " (£)",
+    }.get(unit.kind, "")
     special = {
         "release_id": "Release",
         "period": "Quarter",
-        "value": "Figure",
-        "ci_low": "95% interval, lower",
-        "ci_high": "95% interval, upper",
+        "value": f"Figure{in_unit}",
+        "ci_low": f"95% interval, lower{in_unit}",
+        "ci_high": f"95% interval, upper{in_unit}",
         "low_reliability": "Low reliability [note 3]",
+        "estimate": "Estimate [note 7]",
+        "estimate_variance": "Estimate variance [note 7]",
     }
     return special.get(field, field.replace("_", " ").capitalize())
 
@@ -134,7 +150,9 @@ def _write_workbook(target: Path, release_dir: Path, manifest: dict[str, Any]) -
         ("Source", bold),
         ("Poverty Insight Collaborative: records of participating charities, pooled and protected inside the collaborative.", wrap),
         ("Licence", bold),
-        ("Open Government Licence v3.0. Contains ONS geography (OGL v3.0).", wrap),
+        ("Open Government Licence v3.0.", wrap),
+        ("Areas", bold),
+        (GEOGRAPHY_ATTRIBUTION, wrap),
         ("Revisions", bold),
         ("A revision replaces an earlier release of the same quarter; earlier releases stay published.", wrap),
         ("This workbook", bold),
@@ -178,8 +196,10 @@ def _write_workbook(target: Path, release_dir: Path, manifest: dict[str, Any]) -
 
     for sheet, meta in tables:
         fields, rows = _rows(release_dir, meta)
+        unit = unit_of(meta, [float(r["value"]) for r in rows if r.get("value") not in ("", None)])
+        notes_read = "[note 1] [note 2]" + (" [note 4]" if unit.kind == "count" else "") + " [note 5] [note 6]"
         worksheet = workbook.add_worksheet(sheet)
-        worksheet.write_string(0, 0, f"{sheet.replace('_', ' ')}: {meta['title']}, {period} [note 1] [note 2]", title)
+        worksheet.write_string(0, 0, f"{sheet.replace('_', ' ')}: {meta['title']}, {period} {notes_read}", title)
         worksheet.write_string(1, 0, "This worksheet contains one table. Some cells refer to notes on the Notes sheet.")
         worksheet.write_string(2, 0, meta.get("description", ""))
         worksheet.write_string(3, 0, f"Source: Poverty Insight Collaborative, release {release}.")
@@ -189,7 +209,7 @@ def _write_workbook(target: Path, release_dir: Path, manifest: dict[str, Any]) -
             {
                 "name": sheet.lower(),
                 "style": "Table Style Light 1",
-                "columns": [{"header": _heading(f)} for f in fields],
+                "columns": [{"header": _heading(f, unit)} for f in fields],
             },
         )  # fmt: skip
         for r, record in enumerate(rows, start=top + 1):

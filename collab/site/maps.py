@@ -23,6 +23,8 @@ from collab.site.model import Estimate, Unit
 from standards.geography import SUCCESSOR_CODES
 
 HEXJSON = Path(__file__).with_name("geography") / "uk-local-authority-districts-2023.hexjson"
+# Shipped with every site that draws the layout, as its MIT licence asks.
+HEXMAP_LICENCE = HEXJSON.with_name("HEXMAP-LICENSE.txt")
 # ColorBrewer YlGnBu, 5 classes: sequential and colour-blind safe; light = fewer, dark = more.
 SCALE = ("#ffffcc", "#a1dab4", "#41b6c4", "#2c7fb8", "#253494")
 NO_FIGURE = "#bdbdbd"

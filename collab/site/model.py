@@ -57,6 +57,11 @@ def breakdown_label(breakdown: str, plural: bool = False) -> str:
     return label + "s" if plural and not label.endswith("s") else label
 
 
+# Measures whose published intervals rest on the delta method's approximate variance. Those of counts, sums and
+# medians are exact (at least 95 in 100; medians' more).
+APPROXIMATE_MEASURES = ("mean", "share")
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A published figure and its 95% interval, with the unclipped estimate and variance behind it
@@ -97,20 +102,22 @@ class Unit:
 
     def interval(self, estimate: Estimate) -> str:
         """``low to high``, in the terms of the figure; rounded outwards, so that rounding never narrows
-        an interval (a count of 2 (0 to 4) reads 0 to 10, not 0 to 0)."""
+        an interval (a count of 11,986 (11,960 to 12,010) reads 11,900 to 12,100, not 12,000 to 12,000)."""
         low = self.format(estimate.low, estimate.value, outward=-1)
         return f"{low} to {self.format(estimate.high, estimate.value, outward=1)}"
 
     def format(self, value: float, like: float | None = None, outward: int = 0) -> str:
-        """Rounded as a reader needs it (the downloads keep every digit): people to the nearest 10 below
-        1,000 and to 3 significant figures above; money to 3 significant figures (£31.0m, £7,580);
-        percentages to whole numbers. ``like``: the figure an interval end belongs to, so that both
+        """Rounded as a reader needs it (the downloads keep every digit): people exactly below 100, to the
+        nearest 10 below 1,000 and to 3 significant figures above; money to 3 significant figures (£31.0m,
+        £7,580); percentages to whole numbers. ``like``: the figure an interval end belongs to, so that both
         are in the same terms (£1.20m (£0.91m to £1.49m))."""
         if self.kind == "count":
-            # To 10 below 1,000; above, to 3 significant figures of the figure itself (an interval's ends
-            # at the same step as their figure, so 11,986 (11,960 to 12,010) reads 12,000 (11,900 to 12,100)).
+            # Below 100 as published: rounded to 10, 18 (9 to 26) read 20 (0 to 30), beside 16 (7 to 24) flagged as
+            # unreliable reading 20 (0 to 30) too. Below 1,000 to 10; above, to 3 significant figures of the figure
+            # itself (an interval's ends at the same step as their figure, so 11,986 (11,960 to 12,010) reads
+            # 12,000 (11,900 to 12,100)).
             reference = abs(like) if like is not None else abs(value)
-            step = 10 if reference < 1000 else 10 ** (math.floor(math.log10(reference)) - 2)
+            step = 1 if reference < 100 else 10 if reference < 1000 else 10 ** (math.floor(math.log10(reference)) - 2)
             if outward:
                 steps = math.floor(value / step) if outward < 0 else math.ceil(value / step)
             else:
@@ -219,8 +226,7 @@ def read_indicator(release_dir: Path, manifest: dict[str, Any], meta: dict[str, 
         rows = list(reader)
         columns = list(reader.fieldnames or [])
     level = _level_column(columns)
-    # Means and shares: the delta method's variance is approximate.
-    approximate = str(meta.get("measure", "")) in ("mean", "share")
+    approximate = str(meta.get("measure", "")) in APPROXIMATE_MEASURES
     cells = []
     for row in rows:
         value, low, high = (_number(row.get(c)) for c in ("value", "ci_low", "ci_high"))
@@ -253,7 +259,8 @@ def combined(estimates: list[Estimate]) -> Estimate:
     and variances: unbiased however many cells are empty, with the exact variance of the summed noise.
     The shown total is never below zero; its interval is clipped at zero, never the sum."""
     parts = [e.parts() for e in estimates]
-    total = combine([p[0] for p in parts], [p[1] for p in parts], approximate=any(p[2] for p in parts), floor=0.0)
+    # Approximate in any case: the interval takes the summed noise as normal (measured to cover 94.8%).
+    total = combine([p[0] for p in parts], [p[1] for p in parts], approximate=True, floor=0.0)
     shown = max(0.0, total.value)
     return Estimate(
         shown,
@@ -291,13 +298,9 @@ class Change:
 def change_between(current: Estimate, previous: Estimate, previous_period: str) -> Change:
     """The change between two releases' estimates, by ``privacy.combine`` (independent noise: the
     variances add), from their unclipped estimates where published."""
-    (now, now_variance, now_approximate), (before, before_variance, before_approximate) = (
-        current.parts(),
-        previous.parts(),
-    )
-    change: Combination = difference(
-        now, now_variance, before, before_variance, approximate=now_approximate or before_approximate
-    )
+    (now, now_variance, _), (before, before_variance, _) = current.parts(), previous.parts()
+    # Approximate in any case: the interval takes the difference of the two noises as normal.
+    change: Combination = difference(now, now_variance, before, before_variance, approximate=True)
     relative = change.value / before if before > 0 else None
     return Change(previous_period, change.value, change.low, change.high, relative, change.approximate)
 
@@ -443,6 +446,11 @@ class IndicatorView:
     facet_title: str = ""
     facets: list[Panel] = field(default_factory=list)
     max_interval_share: float = math.inf  # the analyst's setting: see PublicationSettings.max_interval_share
+
+    @property
+    def approximate_intervals(self) -> bool:
+        """Whether the indicator's published intervals are approximate (a mean's or a share's: the delta method)."""
+        return str(self.meta.get("measure", "")) in APPROXIMATE_MEASURES
 
     @property
     def value_range(self) -> tuple[float, float] | None:

@@ -271,17 +271,30 @@ def test_nothing_published_yet_renders_a_plain_notice(tmp_path: Path) -> None:
     assert "Nothing published yet" in build_site(tmp_path).read_text()
 
 
+def build_site_text_of_figure(estimate: Estimate) -> str:
+    """What the site's figure macro writes for ``estimate``, a count of people."""
+    from collab.site import _environment
+    from collab.site.model import Unit
+
+    macros = _environment().get_template("macros.html.j2").module
+    return str(macros.figure(estimate, Unit("count", noun="people")))  # type: ignore[attr-defined]
+
+
 def test_totals_and_changes_combine_unclipped_estimates_and_their_variances() -> None:
     # The empty cell was published as 0 but measured as -3: the total adds -3, unbiased, with variance 3σ².
     estimates = [Estimate(100, 96, 104, False, 101.0, 4.0), Estimate(50, 46, 54, False, 49.0, 4.0)]
     estimates.append(Estimate(0, 0, 4, True, -3.0, 4.0))
     total = combined(estimates)
-    assert total.value == 147 and total.unclipped == 147 and total.variance == 12.0 and not total.approximate
+    # The summed noise taken as normal: every total's interval is called approximate, as the methodology says.
+    assert total.value == 147 and total.unclipped == 147 and total.variance == 12.0 and total.approximate
     assert total.high - total.value == pytest.approx(1.959964 * 2.0 * 3**0.5, rel=1e-5)
     empty = combined([Estimate(0, 0, 4, True, -3.0, 4.0), Estimate(0, 0, 4, True, -2.0, 4.0)])
     assert empty.value == 0 == empty.low and empty.high == pytest.approx(-5 + 1.959964 * 8**0.5, rel=1e-5)
     # A release without unclipped estimates: the variance its interval implies, called approximate.
     assert combined([Estimate(100, 96, 104)]).approximate
+    shown = build_site_text_of_figure(Estimate(47, 40, 54, approximate=True))
+    assert "approximate 95% interval 40 to 54" in shown
+    assert "approximate" not in build_site_text_of_figure(Estimate(47, 40, 54))
     change = change_between(Estimate(120, 110, 130), Estimate(100, 90, 110), "2026Q1")
     assert change.low == pytest.approx(20 - 10 * 2**0.5) and change.clear and change.approximate
     exact = change_between(Estimate(120, 110, 130, False, 121.0, 9.0), Estimate(100, 90, 110, False, 99.0, 16.0), "Q")
@@ -392,8 +405,9 @@ def test_figures_are_rounded_as_a_reader_needs_them() -> None:
     from collab.site.model import Unit
 
     people, pounds, share = Unit("count", noun="people"), Unit("pounds"), Unit("percent", fraction=True)
-    assert [people.format(v) for v in (4, 548, 999, 14_588, 31_009_299)] == [
-        "0",
+    assert [people.format(v) for v in (4, 99, 548, 999, 14_588, 31_009_299)] == [
+        "4",
+        "99",
         "550",
         "1,000",
         "14,600",
@@ -408,8 +422,10 @@ def test_figures_are_rounded_as_a_reader_needs_them() -> None:
     ]
     assert share.format(0.60784) == "61%"
     assert pounds.format(908_000, like=1_200_000) == "£0.91m"  # an interval end in its figure's terms
-    assert people.format(25) == "30" and people.format(15) == "20"  # half up, not half to even
-    assert people.interval(Estimate(2, 0, 4)) == "0 to 10" and people.interval(Estimate(548, 531, 566)) == "530 to 570"
+    assert people.format(125) == "130" and people.format(115) == "120"  # half up, not half to even
+    assert people.interval(Estimate(2, 0, 4)) == "0 to 4" and people.interval(Estimate(548, 531, 566)) == "530 to 570"
+    # A small count as published, its interval too: rounded to 10, 18 (9 to 26) read 20 (0 to 30).
+    assert people.format(18) == "18" and people.interval(Estimate(18, 9, 26)) == "9 to 26"
     assert people.interval(Estimate(11_986, 11_960, 12_010)) == "11,900 to 12,100"  # never "12,000 to 12,000"
     assert people.format_change(-26) == "−26" and people.format_change(1234) == "+1,230"  # small changes exact
 
@@ -458,13 +474,23 @@ def test_downloads_a_time_series_per_indicator_a_workbook_and_a_zip_per_release(
     assert [r["period"] for r in rows] == ["2026Q1"] * 6 + ["2026Q2"] * 6  # raw, unrounded, oldest first
     assert rows[-1]["value"] == "108"  # Wales, debt: 12 × 3 × 3
     workbook = fastexcel.read_excel(site / "downloads" / "2026Q2-v1.xlsx")
+    cover = workbook.load_sheet("Cover", header_row=None).to_polars().to_series().to_list()
+    assert any("Contains Royal Mail data" in str(line) for line in cover)  # the geography's attribution
+    home = (site / "index.html").read_text()
+    assert "Contains OS data © Crown copyright" in home and 'href="assets/HEXMAP-LICENSE.txt"' in home
+    assert "MIT" in (site / "assets" / "HEXMAP-LICENSE.txt").read_text()
     assert workbook.sheet_names == ["Cover", "Contents", "Notes", "Table_1", "Table_2", "Table_3", "Table_4"]
     contents = workbook.load_sheet("Contents", header_row=2).to_polars()
     assert contents["Table title"].to_list()[0] == "People by need region"
     table = workbook.load_sheet("Table_3", header_row=4).to_polars()  # the median incomes, one row per authority
-    assert table.height == 30 and table["Figure"].to_list()[0] == 840.5
-    assert set(table["Estimate"].to_list()) == {"[x]"}  # a median has no estimate: marked, as a value not available
-    assert "Low reliability [note 3]" in table.columns
+    assert table.height == 30 and table["Figure (£)"].to_list()[0] == 840.5  # each figure column in its unit
+    # A median has no estimate: marked as a value not available, which a note explains.
+    assert set(table["Estimate [note 7]"].to_list()) == {"[x]"}
+    assert "Low reliability [note 3]" in table.columns and "95% interval, lower (£)" in table.columns
+    notes = workbook.load_sheet("Notes", header_row=2).to_polars()
+    assert notes["Note text"].to_list()[6].startswith("[x] marks a value not available")
+    counts = workbook.load_sheet("Table_1", header_row=4).to_polars()
+    assert "Figure (people)" in counts.columns
     with zipfile.ZipFile(site / "downloads" / "2026Q1-v1.zip") as archive:
         release = two_quarters / "releases" / "2026Q1-v1"
         assert sorted(archive.namelist()) == sorted(
