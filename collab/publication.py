@@ -100,6 +100,15 @@ def _area_level_description(area_levels: Sequence[str]) -> str:
     return text
 
 
+def indicator_key(breakdowns: Sequence[str]) -> list[str]:
+    """The fields naming one row of an indicator's CSV: a nation's code is also a region's where the nation has no
+    regions (Scotland, Wales, Northern Ireland), one row at each level, so an area is named with its level."""
+    key = ["period"]
+    for breakdown in breakdowns:
+        key += [f"{breakdown}_code", "area_level"] if breakdown == "area" else [f"{breakdown}_code"]
+    return key
+
+
 def indicator_fields(
     breakdowns: Sequence[str], measure: str = "people_count", area_levels: Sequence[str] = AREA_LEVELS
 ) -> list[dict[str, str]]:
@@ -355,7 +364,7 @@ def write_release_package(
                 "format": "csv",
                 "mediatype": "text/csv",
                 "encoding": "utf-8",
-                "schema": {"fields": fields},
+                "schema": {"fields": fields, "primaryKey": indicator_key(indicator.breakdowns)},
             }
         )
     per_person = per_person_privacy(con, record, delta)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import time
 
+import frictionless
 import pytest
 from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context, materialize
 
@@ -111,6 +112,12 @@ def test_release_is_published_with_intervals_and_spend(loaded: Workspace) -> Non
     geography = package["sources"][1]
     assert all(owner in geography["title"] for owner in ("Office for National Statistics", "OS data", "Royal Mail"))
     names = [f["name"] for f in package["resources"][0]["schema"]["fields"]]
+    keyed = {r["name"]: r["schema"]["primaryKey"] for r in package["resources"]}
+    assert keyed["people-by-need-region"] == ["period", "region_code", "need_code"]
+    # Scotland is a nation and its own region: one row at each level, named by both.
+    assert keyed["people-by-local-authority"] == ["period", "area_code", "area_level"]
+    report = frictionless.validate(str(published / "datapackage.json"))  # the keys name one row each
+    assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])
     assert names[-3:] == ["low_reliability", "estimate", "estimate_variance"]
     # The unclipped estimate is the cell's own noisy measurement, of the variance its noise scale gives.
     scale = next(i for i in manifest["indicators"] if i["id"] == "people_by_need_region")["noise_scale"]
