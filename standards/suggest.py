@@ -85,7 +85,9 @@ def suggest_mapping(
     known = known or CharityMapping(sheet=sheet)
     source = open_extract(path, sheet=sheet, header_score=lambda row: header_score(row, known))
     source.use_header(find_header_row(source.preview, known) if source.format != "parquet" else 1)
-    sample = next(source.batches(sample_rows), pl.DataFrame())
+    # A file of a header and no rows is a sample of no values: each column still there, as text.
+    no_rows = pl.DataFrame(schema={f"c{position}": pl.String for position in range(len(source.header))})
+    sample = next(source.batches(sample_rows), no_rows)
     columns = [_suggest_column(source.header, position, sample, known) for position in range(len(source.header))]
     _drop_doubles(columns)
     chosen = {c.field: position for position, c in enumerate(columns) if c.field}
@@ -109,7 +111,7 @@ def suggest_mapping(
 
 def _suggest_column(header: list[str], position: int, sample: pl.DataFrame, known: CharityMapping) -> ColumnSuggestion:
     label = column_label(header, position)
-    values = sample.get_column(f"c{position}").drop_nulls().str.strip_chars() if sample.width else pl.Series([])
+    values = sample.get_column(f"c{position}").drop_nulls().str.strip_chars()
     values = values.filter(values != "")
     key = header_key(header[position]) if header[position].strip() else ""
     if key and (named := field_for_header(header[position], known)):

@@ -218,6 +218,18 @@ def test_a_yes_or_no_column_is_not_guessed_to_be_disability_unless_its_header_sa
     assert columns["Money worries?"].field == "disability"
 
 
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_suggest_mapping_reads_a_file_with_a_header_and_no_rows(tmp_path: Path, kind: str) -> None:
+    """A portal trial: the mapping page of a header-only file was a 500 (a column of no values had no type)."""
+    path = tmp_path / f"header-only.{kind}"
+    if kind == "csv":
+        path.write_text("Client ID,Visit date,Need\n", encoding="utf-8")
+    else:
+        pl.DataFrame(schema={"Client ID": pl.String, "Visit date": pl.String, "Need": pl.String}).write_parquet(path)
+    suggestion = suggest_mapping(path)
+    assert [c.field for c in suggestion.columns] == ["person_ref", "contact_date", "need"]
+
+
 def test_suggest_mapping_names_the_sheet_of_a_workbook(tmp_path: Path) -> None:
     rows = [[f"C{i}", f"1{i}/02/2026", "Debt", "E09000033"] for i in range(1, 6)]
     path = write_xlsx(
