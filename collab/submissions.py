@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # not imported to run: it loads Splink, and `collab check` us
     from collab.warehouse import QuarterReplaced
 
 INCIDENT_PREFIX = "internal-error-"
+# Where the records of errors in checks made in the portal are kept, beside the submissions' in quarantine.
+PORTAL_CHECKS = "portal-checks"
 
 
 def check_options(settings: IntakeSettings, *, links_records: bool) -> CheckOptions:
@@ -88,13 +90,23 @@ def record_incident(workspace: Workspace, manifest: SubmissionManifest, referenc
     kept = quarantine / manifest.source_file
     if source.exists() and not kept.exists():
         shutil.copyfile(source, kept)
-    record = quarantine / f"{INCIDENT_PREFIX}{reference}.txt"
-    record.write_text(
-        f"reference: {reference}\nsubmission: {manifest.submission_id}\ncharity: {manifest.charity_id}\n"
-        f"file: {manifest.original_name}\nrecorded_at: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}\n\n"
-        f"{detail}",
-        encoding="utf-8",
-    )
+    about = {"submission": manifest.submission_id, "charity": manifest.charity_id, "file": manifest.original_name}
+    return _write_incident(quarantine, reference, about, detail)
+
+
+def record_check_incident(workspace: Workspace, charity_id: str, file_name: str, reference: str, detail: str) -> Path:
+    """Keep the analyst's record of an internal error in a charity's check in the portal; return the record. The
+    file itself, checked but not sent, stays out of the workspace: the charity can send it, or the analyst ask."""
+    about = {"portal check by": charity_id, "file": file_name}
+    return _write_incident(workspace.quarantine / PORTAL_CHECKS, reference, about, detail)
+
+
+def _write_incident(directory: Path, reference: str, about: dict[str, str], detail: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    record = directory / f"{INCIDENT_PREFIX}{reference}.txt"
+    recorded_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    lines = [f"reference: {reference}", *(f"{key}: {value}" for key, value in about.items())]
+    record.write_text("\n".join([*lines, f"recorded_at: {recorded_at}", "", detail]), encoding="utf-8")
     return record
 
 

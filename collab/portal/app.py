@@ -7,6 +7,7 @@ value shown is HTML-escaped by Jinja; every error is a plain page, never a stack
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import tempfile
@@ -39,16 +40,18 @@ from collab.portal.mapping_form import MappingForm, mapping_form, mapping_from_a
 from collab.portal.sessions import Session, SessionTable, SignInLimiter
 from collab.portal.submissions import charity_submission, charity_submissions, compared_with_last
 from collab.registry import CHARITY_ID, Registry
-from collab.submissions import check_options
+from collab.submissions import check_options, describe_error, record_check_incident
 from collab.workspace import Workspace
 from standards.check import CheckOptions
 from standards.feedback import FEEDBACK_FILTERS
 from standards.issues import FileRejected
+from standards.mapping import CharityMapping
 from standards.rows import read_affected
 
 ROWS_PER_PAGE = 50
 COPY_BYTES = 1024 * 1024
 HERE = Path(__file__).resolve().parent
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,12 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
     templates = _templates()
     held_root = Path(tempfile.mkdtemp(prefix="collab-portal-"))  # 0700
     checking = anyio.Semaphore(settings.parallel_checks)
+    # One check of a session's at a time: a second (a double click, another tab) waits, then replaces the first. Run
+    # together, each deleted the other's file while it was being checked, and all but the last were 500 pages.
+    session_locks: dict[str, anyio.Lock] = {}
+
+    def checking_for(session: Session) -> anyio.Lock:
+        return session_locks.setdefault(session.sid, anyio.Lock())
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("session", None)
@@ -143,9 +152,22 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
             shutil.rmtree(directory, ignore_errors=True)
         session.checks.clear()
 
+    async def run_check(check: HeldCheck, file_name: str, mapping: CharityMapping, session: Session) -> None:
+        """Check the held file (at most ``parallel_checks`` at once); an error of ours is recorded for the analyst
+        under the reference its report gives the charity (``collab incident``), as the pipeline records one."""
+        async with checking:
+            result = await run_in_threadpool(check.run, file_name, mapping, options(session.charity_id))
+        if result.internal_error is not None and result.reference is not None:
+            detail = describe_error(result.internal_error)
+            await run_in_threadpool(
+                record_check_incident, workspace, session.charity_id, file_name, result.reference, detail
+            )
+            log.error("check %s of %s by %s failed:\n%s", result.reference, file_name, session.charity_id, detail)
+
     def sweep() -> None:
         for session in sessions.idle():
             forget(session)
+            session_locks.pop(session.sid, None)
 
     def current(request: Request) -> Session | None:
         """The signed-in session, if its password is still the charity's current one."""
@@ -247,6 +269,7 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
                 return refused(request, session)
             sessions.end(session.sid)
             forget(session)
+            session_locks.pop(session.sid, None)
         return to_sign_in(request, "You have signed out.")
 
     # --- check ----------------------------------------------------------------------------------
@@ -279,15 +302,14 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
                 return page(
                     request, "home.html.j2", 400, session=session, charity=charity, mapping=mapping, problem=problem
                 )
-            forget(session)  # one check held at a time
-            check = HeldCheck.create(held_root, session.charity_id)
-            session.checks[check.token] = check.directory
-            await run_in_threadpool(_copy, upload, check.upload)
+            async with checking_for(session):
+                forget(session)  # one check held at a time
+                check = HeldCheck.create(held_root, session.charity_id)
+                session.checks[check.token] = check.directory
+                await run_in_threadpool(_copy, upload, check.upload)
+                await run_check(check, safe_file_name(upload.filename), registry.mapping(session.charity_id), session)
         finally:
             await form.close()
-        name = safe_file_name(upload.filename)
-        async with checking:
-            await run_in_threadpool(check.run, name, registry.mapping(session.charity_id), options(session.charity_id))
         return RedirectResponse(f"/check/{check.token}", status_code=303)
 
     async def check_result(request: Request, session: Session) -> Response:
@@ -340,7 +362,11 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
             return _gone(request, session)
         current_mapping = registry.mapping(session.charity_id)
         try:
-            form = await run_in_threadpool(mapping_form, check.upload, current_mapping)
+            # The file is read again: as costly as a check, and counted with them; and never while it is replaced.
+            async with checking_for(session), checking:
+                if held(session, check.token) is None:
+                    return _gone(request, session)
+                form = await run_in_threadpool(mapping_form, check.upload, current_mapping)
         except FileRejected as rejection:
             return error(request, 422, "This file cannot be read", rejection.message, session)
         if request.method == "GET":
@@ -357,8 +383,10 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
         new_mapping.dump(staged)
         registry.set_mapping(session.charity_id, staged)
         staged.unlink()
-        async with checking:
-            await run_in_threadpool(check.run, str(check.meta()["file_name"]), new_mapping, options(session.charity_id))
+        async with checking_for(session):
+            if held(session, check.token) is None:  # replaced by a check of another file meanwhile
+                return _gone(request, session)
+            await run_check(check, str(check.meta()["file_name"]), new_mapping, session)
         return RedirectResponse(f"/check/{check.token}", status_code=303)
 
     def _mapping_page(
@@ -460,10 +488,20 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
             f"Files can be up to {settings.max_upload_bytes // (1024 * 1024):,} MB.",
         )
 
+    async def sweep_while_serving() -> None:
+        # A quiet portal still deletes an idle charity's files on time: swept only when a request came, a checked
+        # file outlived its time-out for as long as nobody asked for a page.
+        while True:
+            await anyio.sleep(min(60.0, settings.idle_minutes * 60 / 4))
+            sweep()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            yield
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(sweep_while_serving)
+                yield
+                tasks.cancel_scope.cancel()
         finally:
             shutil.rmtree(held_root, ignore_errors=True)
 

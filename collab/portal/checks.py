@@ -17,7 +17,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from standards.check import CheckOptions, check_extract
+from standards.check import CheckOptions, CheckResult, check_extract
 from standards.feedback import FeedbackReport
 from standards.mapping import CharityMapping
 from standards.rows import RowFiles
@@ -89,16 +89,16 @@ class HeldCheck:
     def report(self) -> FeedbackReport:
         return FeedbackReport.model_validate_json((self.directory / REPORT).read_text(encoding="utf-8"))
 
-    def run(self, file_name: str, mapping: CharityMapping, options: CheckOptions) -> FeedbackReport:
+    def run(self, file_name: str, mapping: CharityMapping, options: CheckOptions) -> CheckResult:
         """Check the held file with the charity's mapping, writing every affected row beside it."""
         for old in (self.rejected, self.accepted, self.affected):
             old.unlink(missing_ok=True)
         with RowFiles(rejected=self.rejected, accepted=self.accepted, affected=self.affected) as rows:
-            report = check_extract(self.upload, mapping=mapping, file_name=file_name, options=options, on_rows=rows)
-        (self.directory / REPORT).write_text(report.report.model_dump_json(), encoding="utf-8")
+            result = check_extract(self.upload, mapping=mapping, file_name=file_name, options=options, on_rows=rows)
+        (self.directory / REPORT).write_text(result.report.model_dump_json(), encoding="utf-8")
         meta = {"file_name": file_name, "rows_affected": rows.rows_affected}
         (self.directory / META).write_text(json.dumps(meta), encoding="utf-8")
-        return report.report
+        return result
 
     def delete(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
