@@ -347,6 +347,9 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
         if not path.exists() or (kind == "accepted" and not check.report().accepted):
             return _gone(request, session)
         stem = safe_file_name(str(check.meta()["file_name"])).rsplit(".", 1)[0]
+        # Served whole, as every other page: a malformed Range header was answered with a bare plain-text 400 (no
+        # page in plain English, none of the security headers).
+        request.scope["headers"] = [(name, value) for name, value in request.scope["headers"] if name != b"range"]
         return FileResponse(
             path,
             media_type="text/csv; charset=utf-8",

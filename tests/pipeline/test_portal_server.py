@@ -131,3 +131,13 @@ def test_a_checked_file_is_deleted_when_its_session_goes_idle_though_nobody_asks
         assert time.monotonic() < deadline, "the idle session's file was never deleted"
         time.sleep(0.2)
     assert client.get(served.url + "/").url == served.url + "/sign-in"
+
+
+def test_a_download_is_served_whole_whatever_range_it_is_asked_for(served: Served) -> None:
+    client, csrf = _sign_in(served)
+    token = _check(served, client, csrf).url.rsplit("/", 1)[1]
+    whole = client.get(served.url + f"/check/{token}/download/accepted")
+    for asked in ("bytes=abc", "bytes=0-10", "bytes=99999999-"):
+        served_whole = client.get(served.url + f"/check/{token}/download/accepted", headers={"Range": asked})
+        assert served_whole.status_code == 200 and served_whole.content == whole.content, asked
+        assert served_whole.headers["x-content-type-options"] == "nosniff"
