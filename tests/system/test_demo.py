@@ -281,7 +281,9 @@ def test_downloads_cover_every_quarter_and_every_release(demo_home: Path) -> Non
         workbook = fastexcel.read_excel(downloads / f"{package.name}.xlsx")
         assert workbook.sheet_names[:3] == ["Cover", "Contents", "Notes"] and len(workbook.sheet_names) == 3 + 11
         counts = workbook.load_sheet("Table_1", header_row=4).to_polars()
-        assert counts["Estimate"].dtype == counts["Estimate variance"].dtype == pl.Float64  # numbers a spreadsheet adds
+        estimates = counts["Estimate [note 7]"], counts["Estimate variance [note 7]"]
+        assert estimates[0].dtype == estimates[1].dtype == pl.Float64  # numbers a spreadsheet adds
+        assert "Figure (people)" in counts.columns  # in its unit
         with zipfile.ZipFile(downloads / f"{package.name}.zip") as archive:
             assert f"{package.name}/datapackage.json" in archive.namelist()
 
