@@ -119,22 +119,38 @@ class SignInLimiter:
         return failures
 
     def blocked(self, *keys: str) -> bool:
-        now = time.monotonic()
         with self._lock:
-            return any(len(self._recent(key, now)) >= self._limit(key) for key in keys)
+            return self._blocked(keys, time.monotonic())
+
+    def _blocked(self, keys: tuple[str, ...], now: float) -> bool:
+        return any(len(self._recent(key, now)) >= self._limit(key) for key in keys)
 
     def _limit(self, key: str) -> int:
         kind = key.split(":", 1)[0]
         return {"ip": self.per_address, "pair": self.attempts, "charity": self.per_charity}[kind]
 
-    def failed(self, *keys: str) -> None:
+    def attempt(self, *keys: str) -> float | None:
+        """Count a sign-in against ``keys`` as failed before its password is checked, unless they are blocked
+        already (None); the count is taken back if the password is right (``withdraw``). Sign-ins made at once are
+        then all counted, though their passwords are checked side by side: counted after each check, every one of a
+        burst passed the limit before the first failure was recorded."""
         now = time.monotonic()
         with self._lock:
+            if self._blocked(keys, now):
+                return None
             for key in keys:
                 self._recent(key, now).append(now)
             # Keys whose failures have all aged out are forgotten, so made-up ids cannot grow the table.
             for stale in [key for key, failures in self._failures.items() if not self._recent(key, now)]:
                 del self._failures[stale]
+            return now
+
+    def withdraw(self, counted: float, *keys: str) -> None:
+        """Take back the failure ``attempt`` counted at ``counted``: the password was right."""
+        with self._lock:
+            for key in keys:
+                if counted in (failures := self._failures.get(key, deque())):
+                    failures.remove(counted)
 
     def succeeded(self, *keys: str) -> None:
         with self._lock:

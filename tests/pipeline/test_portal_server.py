@@ -141,3 +141,22 @@ def test_a_download_is_served_whole_whatever_range_it_is_asked_for(served: Serve
         served_whole = client.get(served.url + f"/check/{token}/download/accepted", headers={"Range": asked})
         assert served_whole.status_code == 200 and served_whole.content == whole.content, asked
         assert served_whole.headers["x-content-type-options"] == "nosniff"
+
+
+def test_wrong_passwords_sent_at_once_are_all_counted_against_the_limit(served: Served) -> None:
+    """Passwords are checked on threads (Argon2 takes a core for about 140 ms): a burst checked side by side must not
+    pass the limit of five failures for one charity from one address before the first is counted."""
+
+    def guess(attempt: int) -> int:
+        client = requests.Session()
+        form = client.get(served.url + "/sign-in")
+        data = {"csrf": _csrf(form.text), "charity": CHARITY, "password": f"wrong-{attempt}"}
+        return client.post(served.url + "/sign-in", data=data).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = sorted(pool.map(guess, range(16)))
+    assert answers.count(401) == 5 and answers.count(429) == 11, answers
+    client = requests.Session()
+    form = client.get(served.url + "/sign-in")
+    data = {"csrf": _csrf(form.text), "charity": CHARITY, "password": served.password}
+    assert client.post(served.url + "/sign-in", data=data).status_code == 429  # the right one too, for a while

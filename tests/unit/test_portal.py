@@ -69,18 +69,26 @@ def test_a_charity_keeps_at_most_a_few_sessions_and_their_files() -> None:
 def test_the_sign_in_limit_counts_per_charity_and_address_and_allows_an_address_and_a_charity_more() -> None:
     limiter = SignInLimiter(attempts=3, window_seconds=0.2, per_address=5, per_charity=6)
     for _ in range(3):
-        limiter.failed(*limiter.keys("1", "a"))
+        limiter.attempt(*limiter.keys("1", "a"))
     assert limiter.blocked(*limiter.keys("1", "a")) and not limiter.blocked(*limiter.keys("1", "b"))
     # Found by the attacker's trial: five wrong passwords from anywhere locked the charity itself out.
     assert not limiter.blocked(*limiter.keys("2", "a"))
-    limiter.failed(*limiter.keys("1", "b"))
-    limiter.failed(*limiter.keys("1", "c"))
+    limiter.attempt(*limiter.keys("1", "b"))
+    limiter.attempt(*limiter.keys("1", "c"))
     assert limiter.blocked(*limiter.keys("1", "d"))  # five failures from one address, across charities
     for address in ("3", "4", "5"):  # many addresses guessing one charity's password
-        limiter.failed(*limiter.keys(address, "a"))
+        limiter.attempt(*limiter.keys(address, "a"))
     assert limiter.blocked(*limiter.keys("2", "a"))  # six failures for the charity, from any address
     time.sleep(0.25)
     assert not limiter.blocked(*limiter.keys("1", "a"))
+    # A sign-in counts as failed before its password is checked, taken back when it was right: none of a burst
+    # checked side by side passes the limit.
+    counted = [limiter.attempt(*limiter.keys("7", "e")) for _ in range(4)]
+    assert None not in counted[:3] and counted[3] is None
+    right = limiter.attempt(*limiter.keys("8", "f"))
+    assert right is not None
+    limiter.withdraw(right, *limiter.keys("8", "f"))
+    assert not limiter._failures.get("charity:f")
 
 
 @pytest.mark.parametrize(
