@@ -593,7 +593,7 @@ class Movement:
         figure = unit.format(self.current.value)
         change = f"{'up' if more else 'down'} {unit.format_change(abs(self.change.difference)).lstrip('+')}"
         interval = unit.change_interval(self.change)
-        when = f"on {quarter_label(self.change.previous_period)} (95% interval of the change {interval})"
+        when = f"on {quarter_label(self.change.previous_period)} (approximate 95% interval of the change {interval})"
         if self.subject == "need":
             return f"{'More' if more else 'Fewer'} people came for help with {self.label.lower()}: {figure}, {change} {when}."
         return f"{'More' if more else 'Fewer'} people were supported in {place_name(self.label)}: {figure}, {change} {when}."
@@ -603,6 +603,12 @@ class Movement:
         """How far the change is from zero in units of its own half-width (above 1 means clear)."""
         half = (self.change.high - self.change.low) / 2
         return abs(self.change.difference) / half if half else math.inf
+
+    @property
+    def p_value(self) -> float:
+        """The chance of a change at least this far from zero from the privacy noise alone (two-sided, the
+        interval's normal approximation)."""
+        return math.erfc(self.strength * Z95 / math.sqrt(2))
 
 
 def _need_movements(views: list[IndicatorView]) -> list[Movement]:
@@ -657,12 +663,26 @@ def _place_movements(total: PeopleTotal) -> list[Movement]:
     return movements
 
 
-def main_points(views: list[IndicatorView], total: PeopleTotal | None, limit: int = 4) -> list[Movement]:
-    """The clearest changes on the previous quarter by need and by place: only changes whose own 95%
-    interval leaves out zero, strongest first, at most ``limit``."""
-    movements = _need_movements(views) + (_place_movements(total) if total is not None else [])
-    clear = [m for m in movements if m.change.clear]
-    return sorted(clear, key=lambda m: -m.strength)[:limit]
+# The chance, at most, that any of a quarter's main points is a change made by the noise alone.
+MAIN_POINTS_ERROR = 0.05
+
+
+def movements(views: list[IndicatorView], total: PeopleTotal | None) -> list[Movement]:
+    """Every change on the previous quarter by need and by place: what the main points are chosen from."""
+    return _need_movements(views) + (_place_movements(total) if total is not None else [])
+
+
+def main_points(compared: list[Movement], limit: int = 4) -> list[Movement]:
+    """The clearest of the ``compared`` changes, strongest first, at most ``limit``: those that stay clear once all
+    of them are allowed for (Holm's method, so that the chance that any one reported is noise alone is at most
+    ``MAIN_POINTS_ERROR``). About 22 changes are compared a quarter: taken one by one at 95%, a quarter in which
+    nothing changed would report at least one change two times in three, 1 - 0.95^22 (an analyst's trial)."""
+    reported: list[Movement] = []
+    for rank, movement in enumerate(sorted(compared, key=lambda m: -m.strength)):
+        if movement.p_value > MAIN_POINTS_ERROR / (len(compared) - rank):
+            break
+        reported.append(movement)
+    return reported[:limit]
 
 
 @dataclass
@@ -673,6 +693,7 @@ class SiteModel:
     indicators: list[IndicatorView]
     people_total: PeopleTotal | None = None
     main_points: list[Movement] = field(default_factory=list)
+    changes_compared: int = 0  # by need and by place, which the main points are chosen from
 
     @property
     def periods(self) -> list[str]:
@@ -713,4 +734,5 @@ def load_site_model(publish_root: Path, max_interval_share: float) -> SiteModel:
             series.setdefault(meta["id"], []).append(read_indicator(release_dir, manifest, meta))
     views = [build_view(i, series[i], periods[-1], max_interval_share) for i in order] if current else []
     total = people_total(views)
-    return SiteModel(manifests, latest_by_period, current, views, total, main_points(views, total))
+    compared = movements(views, total)
+    return SiteModel(manifests, latest_by_period, current, views, total, main_points(compared), len(compared))

@@ -215,13 +215,26 @@ def test_the_home_page_leads_with_one_people_total_and_main_points_on_clear_chan
     assert points[0].startswith("More people were supported across the UK than in Jan–Mar 2026: 1,300, up 300")
     # Levels rounded to 10, changes of 100 or more too. England and London (each +300, interval ±14) and then the needs (debt +36, food +24, each ±9.6) are clear.
     assert points[1:] == [
-        "More people were supported in England: 1,100, up 300 on Jan–Mar 2026 (95% interval of the change +280 to +320).",
-        "More people were supported in London: 800, up 300 on Jan–Mar 2026 (95% interval of the change +280 to +320).",
-        "More people came for help with debt: 220, up 36 on Jan–Mar 2026 (95% interval of the change +26 to +46).",
-        "More people came for help with food: 140, up 24 on Jan–Mar 2026 (95% interval of the change +14 to +34).",
+        "More people were supported in England: 1,100, up 300 on Jan–Mar 2026 (approximate 95% interval of the change +280 to +320).",
+        "More people were supported in London: 800, up 300 on Jan–Mar 2026 (approximate 95% interval of the change +280 to +320).",
+        "More people came for help with debt: 220, up 36 on Jan–Mar 2026 (approximate 95% interval of the change +26 to +46).",
+        "More people came for help with food: 140, up 24 on Jan–Mar 2026 (approximate 95% interval of the change +14 to +34).",
     ]
     # The North East and Wales did not change: nothing is claimed about them.
     assert "North East:" not in home and "in Wales" not in home
+
+
+def test_main_points_report_only_changes_that_stay_clear_when_every_change_compared_is_allowed_for() -> None:
+    from collab.site.model import Change, Movement, main_points
+
+    def moved(label: str, difference: float) -> Movement:  # each change's interval is ±10
+        change = Change("2026Q1", difference, difference - 10, difference + 10, None)
+        return Movement("need", label, Estimate(100, 90, 110), change)
+
+    # One change 12 from zero is clear alone (p 0.019) but not among 22 (Holm's first threshold 0.05 / 22).
+    compared = [moved("Debt", 40), moved("Food", 12), *(moved(f"Need {i}", 0) for i in range(20))]
+    assert [m.label for m in main_points(compared)] == ["Debt"]
+    assert [m.label for m in main_points(compared[:2])] == ["Debt", "Food"]  # two compared: 0.019 < 0.05 / 1
 
 
 def test_amounts_are_shown_in_pounds_and_long_rankings_are_cut_to_the_highest(two_quarters: Path) -> None:
