@@ -71,6 +71,7 @@ class ReadLimits:
 
 
 _DAMAGED_ZIP = "The file looks like a zip or Excel file but is damaged."
+_ZIP_ENCRYPTED = 0x1  # a zip entry's flag: its data is encrypted (a zip password; Excel's own is no zip)
 # An .xlsx larger than this once unzipped, or compressed more than this ratio, is refused unread.
 MAX_XLSX_UNZIPPED_BYTES = 512 * 1024 * 1024
 MAX_XLSX_RATIO = 200
@@ -739,6 +740,12 @@ def _open_xlsx(
             zipped = max(1, sum(member.compress_size for member in members))
     except zipfile.BadZipFile as error:
         raise FileRejected("E_UNREADABLE_FILE", _DAMAGED_ZIP) from error
+    if any(member.flag_bits & _ZIP_ENCRYPTED for member in members):  # opened, zipfile asks for the password
+        raise FileRejected(
+            "E_ENCRYPTED_FILE",
+            "The file's parts are protected by a zip password, so it cannot be read. Send the workbook itself, "
+            "saved from Excel without a password.",
+        )
     if "xl/workbook.xml" not in names:
         raise FileRejected("E_UNSUPPORTED_FORMAT", "The file is a zip archive, not an Excel workbook (.xlsx).")
     if unzipped > MAX_XLSX_UNZIPPED_BYTES or unzipped / zipped > MAX_XLSX_RATIO:
