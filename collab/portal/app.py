@@ -131,12 +131,6 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
     templates = _templates()
     held_root = Path(tempfile.mkdtemp(prefix="collab-portal-"))  # 0700
     checking = anyio.Semaphore(settings.parallel_checks)
-    # One check of a session's at a time: a second (a double click, another tab) waits, then replaces the first. Run
-    # together, each deleted the other's file while it was being checked, and all but the last were 500 pages.
-    session_locks: dict[str, anyio.Lock] = {}
-
-    def checking_for(session: Session) -> anyio.Lock:
-        return session_locks.setdefault(session.sid, anyio.Lock())
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("session", None)
@@ -167,7 +161,6 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
     def sweep() -> None:
         for session in sessions.idle():
             forget(session)
-            session_locks.pop(session.sid, None)
 
     def current(request: Request) -> Session | None:
         """The signed-in session, if its password is still the charity's current one."""
@@ -275,7 +268,6 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
                 return refused(request, session)
             sessions.end(session.sid)
             forget(session)
-            session_locks.pop(session.sid, None)
         return to_sign_in(request, "You have signed out.")
 
     # --- check ----------------------------------------------------------------------------------
@@ -308,7 +300,7 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
                 return page(
                     request, "home.html.j2", 400, session=session, charity=charity, mapping=mapping, problem=problem
                 )
-            async with checking_for(session):
+            async with session.checking:
                 forget(session)  # one check held at a time
                 check = HeldCheck.create(held_root, session.charity_id)
                 session.checks[check.token] = check.directory
@@ -372,7 +364,7 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
         current_mapping = registry.mapping(session.charity_id)
         try:
             # The file is read again: as costly as a check, and counted with them; and never while it is replaced.
-            async with checking_for(session), checking:
+            async with session.checking, checking:
                 if held(session, check.token) is None:
                     return _gone(request, session)
                 form = await run_in_threadpool(mapping_form, check.upload, current_mapping)
@@ -392,7 +384,7 @@ def create_app(workspace: Workspace, settings: PortalSettings | None = None) -> 
         new_mapping.dump(staged)
         registry.set_mapping(session.charity_id, staged)
         staged.unlink()
-        async with checking_for(session):
+        async with session.checking:
             if held(session, check.token) is None:  # replaced by a check of another file meanwhile
                 return _gone(request, session)
             await run_check(check, str(check.meta()["file_name"]), new_mapping, session)

@@ -16,6 +16,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
+
 # Several people at one charity may be signed in at once; beyond this, the longest idle is signed out.
 MAX_PER_CHARITY = 5
 
@@ -28,6 +30,9 @@ class Session:
     csrf: str
     last_seen: float
     checks: dict[str, Path] = field(default_factory=dict)
+    # Held while a check of this session runs: a second (a double click, another tab) waits, then replaces the first.
+    # Run together, each deleted the other's file while it was being checked, and all but the last were 500 pages.
+    checking: anyio.Lock = field(default_factory=anyio.Lock)
 
 
 class SessionTable:
