@@ -80,12 +80,13 @@ class Estimate:
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
-    def parts(self) -> tuple[float, float, bool]:
-        """(estimate, variance, approximate) to combine: the published unclipped estimate and its
-        variance, or, for a release without them, the figure with the variance its interval implies."""
+    def parts(self) -> tuple[float, float]:
+        """(estimate, variance) to combine: the published unclipped estimate and its variance, or, for a release
+        without them, the figure with the variance its interval implies. Whatever they are, what they combine into
+        has an approximate interval (``combined``, ``change_between``)."""
         if self.unclipped is not None and self.variance is not None:
-            return self.unclipped, self.variance, self.approximate
-        return self.value, (self.half_width / Z95) ** 2, True
+            return self.unclipped, self.variance
+        return self.value, (self.half_width / Z95) ** 2
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,7 @@ class Change:
 def change_between(current: Estimate, previous: Estimate, previous_period: str) -> Change:
     """The change between two releases' estimates, by ``privacy.combine`` (independent noise: the
     variances add), from their unclipped estimates where published."""
-    (now, now_variance, _), (before, before_variance, _) = current.parts(), previous.parts()
+    (now, now_variance), (before, before_variance) = current.parts(), previous.parts()
     # Approximate in any case: the interval takes the difference of the two noises as normal.
     change: Combination = difference(now, now_variance, before, before_variance, approximate=True)
     relative = change.value / before if before > 0 else None
