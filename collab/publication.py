@@ -104,6 +104,11 @@ def _area_level_description(area_levels: Sequence[str]) -> str:
     return text
 
 
+# Measures whose intervals rest on the delta method's approximate variance (a ratio of two noisy measurements). Those
+# of counts, sums and medians are exact: at least 95 in 100, medians' more.
+APPROXIMATE_MEASURES = ("mean", "share")
+
+
 def indicator_key(breakdowns: Sequence[str]) -> list[str]:
     """The fields naming one row of an indicator's CSV: a nation's code is also a region's where the nation has no
     regions (Scotland, Wales, Northern Ireland), one row at each level, so an area is named with its level."""
@@ -141,11 +146,12 @@ def indicator_fields(
                 },
             ]
     kind = "number" if DECIMALS.get(measure) else "integer"
-    interval = {
-        "mean": "approximate 95% interval (delta method)",
-        "share": "approximate 95% interval (delta method)",
-        "median": "95% interval (from two bracketing quantiles; conservative)",
-    }.get(measure, "95% interval (from the known noise scale)")
+    if measure in APPROXIMATE_MEASURES:
+        interval = "approximate 95% interval (delta method)"
+    elif measure == "median":
+        interval = "95% interval (from two bracketing quantiles; conservative)"
+    else:
+        interval = "95% interval (from the known noise scale)"
     return [
         *fields,
         {"name": "value", "type": kind, "description": VALUE_DESCRIPTIONS[measure] + "."},

@@ -16,7 +16,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-from collab.publication import published_manifests
+from collab.publication import APPROXIMATE_MEASURES, published_manifests
 from privacy.combine import Combination, combine, difference
 
 Z95 = NormalDist().inv_cdf(0.975)
@@ -55,11 +55,6 @@ def place_name(name: str) -> str:
 def breakdown_label(breakdown: str, plural: bool = False) -> str:
     label = breakdown.replace("_", " ")
     return label + "s" if plural and not label.endswith("s") else label
-
-
-# Measures whose published intervals rest on the delta method's approximate variance. Those of counts, sums and
-# medians are exact (at least 95 in 100; medians' more).
-APPROXIMATE_MEASURES = ("mean", "share")
 
 
 @dataclass(frozen=True)
