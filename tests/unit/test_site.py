@@ -224,6 +224,24 @@ def test_the_home_page_leads_with_one_people_total_and_main_points_on_clear_chan
     assert "North East:" not in home and "in Wales" not in home
 
 
+def test_a_share_s_intervals_are_called_approximate_and_a_count_s_are_not(tmp_path: Path) -> None:
+    root = tmp_path / "publish"
+    shares = [[code, name, 0.4, 0.3, 0.5, "false"] for code, name in REGIONS]
+    publish(
+        root,
+        "2026Q1-v1",
+        [
+            indicator("people_by_need_region", ["region", "need"], need_region_rows(10)),
+            indicator("debt_share_by_region", ["region"], shares, measure="share", title="Share with debt"),
+        ],
+    )
+    site = build_site(root).parent
+    share = (site / "indicators" / "debt_share_by_region.html").read_text()
+    assert "Approximate 95% interval</th>" in share and "is approximate: each share is worked out" in share
+    count = (site / "indicators" / "people_by_need_region.html").read_text()
+    assert "Approximate 95% interval</th>" not in count and "in at least 95 out of 100 draws" in count
+
+
 def test_main_points_report_only_changes_that_stay_clear_when_every_change_compared_is_allowed_for() -> None:
     from collab.site.model import Change, Movement, main_points
 
