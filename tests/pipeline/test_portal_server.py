@@ -1,6 +1,7 @@
 """The portal's app served in this process (uvicorn, as `collab portal serve` serves it), for what needs the
-server itself and a fault of ours made on purpose: an internal error's record, checks raced in one session, and
-files deleted on time by a portal nobody asks anything of. Found by a hostile trial of the portal."""
+server itself or a fault of ours made on purpose: an internal error's record, checks raced in one session, files
+deleted on time by a portal nobody asks anything of, downloads asked for in ranges, a burst of wrong passwords, and
+mapping forms read at once. Each was found by a hostile trial of the portal."""
 
 from __future__ import annotations
 
