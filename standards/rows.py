@@ -19,7 +19,8 @@ from typing import IO, Any
 
 from standards.validation import RowOutcome
 
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# The full-width forms too, in case a spreadsheet set for East Asian input reads "＝" as "=": escaping costs nothing.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 _FORMULA_STARTS = frozenset(_FORMULA_PREFIXES)
 
 

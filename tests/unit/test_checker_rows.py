@@ -37,3 +37,11 @@ def test_rejected_rows_file_has_headers_when_no_row_is_rejected(tmp_path: Path) 
     rejected = tmp_path / "rejected.csv"
     assert CliRunner().invoke(checker, [str(path), "--rejected-rows", str(rejected)]).exit_code == 0
     assert rejected.read_text(encoding="utf-8") == "row,issue_codes,messages\n"
+
+
+def test_full_width_formula_marks_are_escaped_too() -> None:
+    from standards.rows import spreadsheet_safe
+
+    for typed in ("=1+1", "+1", "-1", "@SUM(A1)", "\uff1d1+1", "\uff0b1", "\uff0d1", "\uff20SUM(A1)"):
+        assert spreadsheet_safe(typed) == "'" + typed
+    assert spreadsheet_safe("1=1") == "1=1"
