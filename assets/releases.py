@@ -92,7 +92,10 @@ def quarterly_release(
         con.execute("SET memory_limit = $limit", {"limit": RELEASE_MEMORY_LIMIT})
         invariants = release_invariants(con, ws, workspace.registry, privacy)
         policy = ReleasePolicy(
-            privacy.release_rho, BudgetPolicy(privacy.period_rho, privacy.lifetime_rho), invariants.max_units
+            privacy.release_rho,
+            BudgetPolicy(privacy.period_rho, privacy.lifetime_rho),
+            invariants.max_units,
+            invariants.linked_units,
         )
         # For the analyst, never published (a count of rows, not a DP output): what releases leave out, and why.
         left_out = not_linkable_contacts(con, period, invariants.linking)

@@ -24,21 +24,23 @@ from standards.extract import quarter_of
 
 @dataclass(frozen=True)
 class ReleaseInvariants:
-    """The public facts of a release: its contributors and the declared cap on units per person."""
+    """The public facts of a release: its contributors and the declared caps on units per person (in all, and of
+    those the units across the charities that link records)."""
 
     contributors: tuple[str, ...]
     linking: tuple[str, ...]
     named: tuple[str, ...]
     max_units: int
+    linked_units: int
 
 
-def max_units_per_person(non_linking: int, linking: int, cap: int | None) -> int:
+def max_units_per_person(non_linking: int, linking: int, cap: int | None, linked_units: int = 1) -> int:
     """The largest number of privacy units one person may be held as: one at each charity that does not
-    link records (at most ``cap`` of them, when the collaborative declares a cap), plus one for the linked
-    cluster across the charities that do. Assumes linkage joins a person's records at linking charities;
-    a missed link adds a unit (see docs/privacy.md)."""
+    link records (at most ``cap`` of them, when the collaborative declares a cap), plus ``linked_units`` across
+    the charities that do. One holds if linkage joins exactly a person's records there; a missed link adds a
+    unit, and so does another person's records joined to theirs (see docs/privacy.md)."""
     unlinked = non_linking if cap is None else min(cap, non_linking)
-    return max(1, unlinked + (1 if linking else 0))
+    return max(1, unlinked + (linked_units if linking else 0))
 
 
 def release_invariants(
@@ -58,7 +60,13 @@ def release_invariants(
         contributors=tuple(c.id for c in charities),
         linking=linking,
         named=tuple(sorted(c.name for c in charities if c.publish_name)),
-        max_units=max_units_per_person(len(charities) - len(linking), len(linking), settings.max_unlinked_charities),
+        max_units=max_units_per_person(
+            len(charities) - len(linking),
+            len(linking),
+            settings.max_unlinked_charities,
+            settings.linked_units_per_person,
+        ),
+        linked_units=settings.linked_units_per_person if linking else 0,
     )
 
 

@@ -223,12 +223,13 @@ class ReleaseRecord:
     created_at: dt.datetime
     rho_per_person: float
     named_contributors: list[str] | None  # None for a release made before they were recorded
+    linked_units_per_person: int  # of ``units_per_person``, those across the charities that link records
 
 
 def release_record(con: duckdb.DuckDBPyConnection, release_id: str) -> ReleaseRecord:
     rows = con.execute(
         "SELECT release_id, period, revision, kind, rho, contributors, linking_contributors, units_per_person, "
-        "standard_version, code_version, created_at, rho_per_person, named_contributors "
+        "standard_version, code_version, created_at, rho_per_person, named_contributors, linked_units_per_person "
         "FROM releases WHERE release_id = $r",
         {"r": release_id},
     ).fetchall()
@@ -253,11 +254,13 @@ def per_person_privacy(con: duckdb.DuckDBPyConnection, record: ReleaseRecord, de
 
     period, lifetime = total("period = $p", p=record.period), total("TRUE")
     non_linking = record.contributors - record.linking_contributors
+    linked = record.linked_units_per_person
     return {
         "max_units": record.units_per_person,
+        "linked_units": linked,
         # A declared cap below them is an assumption, stated with the figures it qualifies (``per_person_statement``).
         "non_linking_contributors": non_linking,
-        "units_assumed_at_most": record.units_per_person < non_linking + (1 if record.linking_contributors else 0),
+        "units_assumed_at_most": record.units_per_person < non_linking + linked,
         "release_rho": record.rho_per_person,
         "period_rho": period,
         "lifetime_rho": lifetime,
@@ -270,15 +273,22 @@ def per_person_privacy(con: duckdb.DuckDBPyConnection, record: ReleaseRecord, de
 
 def per_person_statement(per_person: dict[str, Any], *, linking: bool) -> str:
     """One plain-English sentence on the lifetime worst case for a person (``linking``: whether any contributing
-    charity links records, so that the worst-placed person's last unit is their linked cluster), and one saying
-    how to read its size: the stronger claims a reader might assume are not made."""
+    charity links records, so that the worst-placed person's last units are across those charities), and one
+    saying how to read its size: the stronger claims a reader might assume are not made."""
     units = per_person["max_units"]
+    linked = per_person["linked_units"]
+    across = (
+        "once across those that do"
+        if linked == 1
+        else f"{'twice' if linked == 2 else f'up to {linked} times'} across those that do, should linkage miss a "
+        "record of theirs or take someone else's (a twin's, say) for theirs"
+    )
     if units == 1:
         who = "any one person,"
     elif linking:
         who = (
             f"any one person, even someone counted up to {units} times (once for each reference a charity that does "
-            "not link records holds for them, and once across those that do),"
+            f"not link records holds for them, and {across}),"
         )
     else:
         who = (
@@ -290,7 +300,7 @@ def per_person_statement(per_person: dict[str, Any], *, linking: bool) -> str:
     # is two of the units the cap counts, as much as someone at two such charities.
     assumed = (
         f" This assumes, as the collaborative declares, that nobody is counted separately more than "
-        f"{units - (1 if linking else 0)} times by its {per_person['non_linking_contributors']} charities that do not "
+        f"{units - linked} times by its {per_person['non_linking_contributors']} charities that do not "
         "link records (a charity that gives one person two references counts them twice): someone who is gets less "
         "protection than this."
         if per_person["units_assumed_at_most"]

@@ -386,6 +386,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         # A release made before it has none recorded (NULL): its package names whoever agrees when it is rendered.
         ("ALTER TABLE releases ADD COLUMN IF NOT EXISTS named_contributors VARCHAR[]",),
     ),
+    Migration(
+        14,
+        "the privacy units a release counts a person as across the charities that link records (a declared cap)",
+        (
+            "ALTER TABLE releases ADD COLUMN IF NOT EXISTS linked_units_per_person INTEGER",
+            # Releases made before it was declared counted one, wherever a contributor linked records.
+            """
+            UPDATE releases SET linked_units_per_person = CASE WHEN linking_contributors > 0 THEN 1 ELSE 0 END
+            WHERE linked_units_per_person IS NULL
+            """,
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

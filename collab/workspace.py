@@ -71,6 +71,14 @@ class PrivacySettings(BaseModel):
         description="public cap: the largest number of charities that do not link records at which one person may "
         "be counted, each making them one more privacy unit; unset: every registered non-linking charity",
     )
+    linked_units_per_person: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="public cap: the privacy units one person may be across the charities that link records. 1 holds "
+        "if linkage joins exactly their records; 2 also covers one link missed (a person split in two) or another "
+        "person sharing their surname, birth date and district (a twin), taken for them",
+    )
     link_threshold: float = Field(
         default=DEFAULT_THRESHOLD,
         gt=0,

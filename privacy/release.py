@@ -32,15 +32,19 @@ from standards.catalogue import Catalogue
 @dataclass(frozen=True)
 class ReleasePolicy:
     """ρ one release of a period spends per privacy unit (split by the catalogue's shares), the
-    largest number of units one person may be held as (a public cap), and the per-person budgets."""
+    largest number of units one person may be held as (a public cap), of which ``linked_units`` across the
+    charities that link records (0 where none does; recorded with the release), and the per-person budgets."""
 
     release_rho: float
     budget: BudgetPolicy
     max_units: int = 1
+    linked_units: int = 0
 
     def __post_init__(self) -> None:
         if self.max_units < 1:
             raise ValueError("a person is at least one privacy unit")
+        if not 0 <= self.linked_units <= self.max_units:
+            raise ValueError("the units across linking charities are some of a person's units")
 
 
 @dataclass(frozen=True)
@@ -162,8 +166,8 @@ def release_period(
         per_unit = sum(c.rho for c in charges)
         con.execute(
             "INSERT INTO releases (release_id, period, revision, kind, rho, contributors, linking_contributors, "
-            "units_per_person, standard_version, code_version, created_at, rho_per_person, named_contributors) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "units_per_person, standard_version, code_version, created_at, rho_per_person, named_contributors, "
+            "linked_units_per_person) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 release_id,
                 period,
@@ -178,6 +182,7 @@ def release_period(
                 dt.datetime.now(dt.UTC).replace(tzinfo=None),
                 per_person,
                 list(contributors.named),
+                policy.linked_units,
             ],
         )
         con.commit()

@@ -325,6 +325,22 @@ def test_a_declared_cap_on_units_per_person_is_stated_with_the_figures_it_qualif
     )
 
 
+def test_units_declared_across_linking_charities_are_counted_recorded_and_stated(loaded: Workspace) -> None:
+    # Twins are one cluster to linkage, and a person split by a missed link is two: declaring two units across the
+    # charities that link records covers either, and every release says so and charges for it.
+    register_contributors(loaded, ["charity-l"], linkage=True)
+    set_privacy(loaded, max_unlinked_charities=1, linked_units_per_person=2)
+    assert release(loaded, DagsterInstance.ephemeral()).success
+    per_person = json.loads((loaded.releases / "2026Q1-v1" / "release.json").read_text())["privacy"]["per_person"]
+    assert (per_person["max_units"], per_person["linked_units"], per_person["units_assumed_at_most"]) == (3, 2, True)
+    with connect(loaded.warehouse_path) as con:
+        assert con.execute("SELECT units_per_person, linked_units_per_person FROM releases").fetchall() == [(3, 2)]
+        assert con.execute("SELECT DISTINCT max_units FROM privacy_ledger").fetchall() == [(3,)]
+    statement = json.loads((loaded.releases / "2026Q1-v1" / "release.json").read_text())["privacy"]["statement"]
+    assert "and twice across those that do, should linkage miss a record of theirs" in statement
+    assert "nobody is counted separately more than 1 times by its 2 charities that do not link records" in statement
+
+
 def test_quarter_release_sensor_requests_each_ended_quarter_of_the_calendar_once(loaded: Workspace) -> None:
     instance = DagsterInstance.ephemeral()
 

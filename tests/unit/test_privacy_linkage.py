@@ -211,3 +211,14 @@ def test_every_pair_the_fixed_model_links_shares_a_blocking_key() -> None:
     assert DEFAULT_THRESHOLD >= LOWEST_THRESHOLD_BLOCKING_KEEPS
     # The strongest pair compared: same surname, birth date and district (a check that the arithmetic is live).
     assert bayes_factor("surname", "surname") * bayes_factor("birth", "birth_date") > 1 / prior
+
+
+def test_twins_sharing_a_surname_birth_date_and_district_are_one_cluster() -> None:
+    # What docs/privacy.md and the methodology say: nothing keyed tells them apart, so linkage takes them for one
+    # person, and removing either changes the other's privacy unit (``privacy.linked_units_per_person``).
+    twins = linkage_basis("Okafor", dt.date(2001, 7, 9), "BS1 4AA")
+    keyed = pl.concat(
+        [pl.DataFrame({UNIT_ID: ["twin-a", "twin-b"]}), keyed_components(KEY, pl.Series([twins, twins]))],
+        how="horizontal",
+    )
+    assert link_clusters(keyed).get_column("cluster_id").to_list() == ["twin-a", "twin-a"]
