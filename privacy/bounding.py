@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import Any, get_args
 
 import duckdb
 import numpy as np
@@ -30,7 +31,9 @@ from standards.catalogue import (
     BREAKDOWN_COLUMNS,
     NOT_RECORDED,
     Cell,
+    Condition,
     Indicator,
+    Population,
     cells,
 )
 from standards.geography import UK_CODE
@@ -48,6 +51,20 @@ POPULATIONS: dict[str, str] = {
 }
 # The numerator of a share: a yes/no fact about a person in a cell.
 CONDITIONS: dict[str, str] = {"negative_budget": "costs > income"}
+
+
+def require_every_definition(kind: str, predicates: dict[str, str], accepted: Any) -> None:
+    """Raise ImportError if a value of the catalogue's ``accepted`` type has no predicate in ``predicates``: a catalogue
+    naming it would otherwise be loaded and fail a release midway, with a KeyError."""
+    missing = sorted(set(get_args(accepted)) - set(predicates))
+    if missing:
+        raise ImportError(
+            f"privacy.bounding defines no SQL for the catalogue's {kind} {missing}: add it to {kind.upper()}S"
+        )
+
+
+require_every_definition("population", POPULATIONS, Population)
+require_every_definition("condition", CONDITIONS, Condition)
 
 
 @dataclass(frozen=True)

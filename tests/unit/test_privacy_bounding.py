@@ -165,6 +165,35 @@ def test_removing_one_person_moves_each_query_within_its_stated_sensitivity(indi
     _assert_within(indicator, _aggregates(indicator, rows), _aggregates(indicator, neighbour))
 
 
+# Every person at two charities, with every need, area, age band and amount the examples draw from.
+EVERY_KIND = [
+    (
+        p,
+        (p + shift) % 3,
+        p % len(AREAS),
+        NEEDS[p % len(NEEDS)],
+        AGE_BANDS[p % len(AGE_BANDS)],
+        900 * p,
+        400 + 50 * p,
+        700,
+    )
+    for p in range(12)
+    for shift in (0, 1)
+]
+
+
+@pytest.mark.parametrize("indicator", INDICATORS, ids=[i.id for i in INDICATORS])
+def test_the_examples_give_every_indicator_something_to_move(indicator: Indicator) -> None:
+    # The property test above passes on vectors of zeros: an indicator reading a column the examples leave out (a
+    # new engineer's population of people with a disability) was "checked" on nothing. Add the column to them.
+    measured = {"people_count": "people", "contact_count": "contacts", "sum": "total", "mean": "people"}
+    aggregates = _aggregates(indicator, EVERY_KIND)
+    name = measured.get(indicator.measure, "people")
+    assert aggregates.vectors[name].any(), f"{indicator.id}: the examples leave its population empty"
+    if indicator.measure == "share":
+        assert aggregates.vectors["with_condition"].any() and aggregates.vectors["without_condition"].any()
+
+
 @settings(max_examples=30, deadline=None)
 @given(rows=datasets, max_cells=st.integers(1, 4))
 def test_each_person_counts_at_most_once_per_cell_and_in_at_most_max_cells(rows, max_cells) -> None:
@@ -337,3 +366,17 @@ def test_a_fraction_of_a_penny_is_kept_when_amounts_are_averaged() -> None:
     )
     bounded = bounded_aggregates(con, load_catalogue().get("total_debt_by_nation"), period="2026Q1", salt="salt")
     assert bounded.vectors["people"].sum() == 2 and bounded.vectors["total"].sum() == 0 + 2
+
+
+def test_a_population_or_condition_the_catalogue_accepts_without_sql_fails_at_import() -> None:
+    # A new engineer's trial: a population added to the catalogue alone was accepted, and the release failed midway
+    # with a bare KeyError.
+    from typing import Literal
+
+    from privacy.bounding import CONDITIONS, POPULATIONS, require_every_definition
+
+    require_every_definition("population", POPULATIONS, Literal[tuple(POPULATIONS)])
+    with pytest.raises(ImportError, match=r"population \['with_disability'\]: add it to POPULATIONS"):
+        require_every_definition("population", POPULATIONS, Literal[(*POPULATIONS, "with_disability")])
+    with pytest.raises(ImportError, match="condition"):
+        require_every_definition("condition", CONDITIONS, Literal["negative_budget", "in_arrears"])
