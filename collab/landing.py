@@ -317,6 +317,10 @@ class LandingAreaError(Exception):
     """A landing area that cannot be used (missing bucket, no right to create one)."""
 
 
+# What S3 answers for an object removed, or replaced since it was listed (a conditional request on its ETag).
+_GONE_OR_REPLACED = frozenset({"NoSuchKey", "404", "PreconditionFailed", "412"})
+
+
 @dataclass(frozen=True)
 class S3LandingZone(LandingZone):
     """A bucket per charity on an S3 server: ``landing-<charity>``, ``feedback-<charity>``, and ``collab-archive``.
@@ -382,7 +386,7 @@ class S3LandingZone(LandingZone):
         try:
             response = self._s3().get_object(Bucket=s3.landing_bucket(obj.charity_id), Key=obj.key, IfMatch=obj.version)
         except ClientError as error:
-            if s3.error_code(error) in {"NoSuchKey", "404", "PreconditionFailed", "412"}:
+            if s3.error_code(error) in _GONE_OR_REPLACED:
                 raise LandingObjectGone(f"{obj.charity_id}/{obj.key} was removed or replaced while listed") from error
             raise
         with response["Body"] as body:
@@ -392,15 +396,30 @@ class S3LandingZone(LandingZone):
         return f"s3://{s3.ARCHIVE_BUCKET}/{obj.charity_id}/{archive_name}/{obj.key}"
 
     def archive(self, obj: LandingObject, archive_name: str) -> str:
+        # Only as it was listed, as ``fetch`` read it: an object the charity replaced since stays for the next pass,
+        # which reads it whole (a trial's overwrite mid-run ended as an error of ours).
         client = self._s3()
+        landing = s3.landing_bucket(obj.charity_id)
         target = f"{obj.charity_id}/{archive_name}/{obj.key}"
-        client.copy_object(
-            Bucket=s3.ARCHIVE_BUCKET,
-            Key=target,
-            CopySource={"Bucket": s3.landing_bucket(obj.charity_id), "Key": obj.key},
-            CopySourceIfMatch=obj.version,
-        )
-        client.delete_object(Bucket=s3.landing_bucket(obj.charity_id), Key=obj.key, IfMatch=obj.version)
+        replaced = f"{obj.charity_id}/{obj.key} changed after it was read; it is read again"
+        try:
+            client.copy_object(
+                Bucket=s3.ARCHIVE_BUCKET,
+                Key=target,
+                CopySource={"Bucket": landing, "Key": obj.key},
+                CopySourceIfMatch=obj.version,
+            )
+        except ClientError as error:
+            if s3.error_code(error) in _GONE_OR_REPLACED:
+                raise LandingObjectGone(replaced) from error
+            raise
+        try:
+            client.delete_object(Bucket=landing, Key=obj.key, IfMatch=obj.version)
+        except ClientError as error:
+            if s3.error_code(error) in _GONE_OR_REPLACED:
+                client.delete_object(Bucket=s3.ARCHIVE_BUCKET, Key=target)  # a copy of what landing no longer holds
+                raise LandingObjectGone(replaced) from error
+            raise
         return f"s3://{s3.ARCHIVE_BUCKET}/{target}"
 
     def purge_archive(self, charity_id: str, archive_name: str) -> list[str]:

@@ -336,3 +336,24 @@ def test_secrets_stay_out_of_logs_and_dagster(bucket: Bucket) -> None:
             assert not any(secret.encode() in content for secret in secrets), place
     for secret_file in bucket.workspace.secrets.iterdir():
         assert secret_file.stat().st_mode & 0o077 == 0
+
+
+def test_an_object_replaced_after_it_was_read_is_left_for_the_next_pass(bucket: Bucket, tmp_path: Path) -> None:
+    # A trial's charity overwrote its file while the run read it: the archive's copy, conditional on what was read,
+    # failed as an error of ours. Replaced between reading and archiving, the new object stays, the old is not kept.
+    from collab.landing import LandingObjectGone, landing_zone_from_env
+
+    landing = landing_zone_from_env(bucket.workspace.home)
+    charity = bucket.client("pantry-b")
+    charity.put_object(Bucket=s3.landing_bucket("pantry-b"), Key="replaced.csv", Body=b"first")
+    [listed] = [obj for obj in landing.pending(["pantry-b"]) if obj.key == "replaced.csv"]
+    landing.fetch(listed, tmp_path / "read")
+    charity.put_object(Bucket=s3.landing_bucket("pantry-b"), Key="replaced.csv", Body=b"second, longer")
+    with pytest.raises(LandingObjectGone, match="changed after it was read"):
+        landing.archive(listed, "pantry-b-replaced")
+    assert landed_keys(bucket, "pantry-b") == ["replaced.csv"]
+    archived = bucket.pipeline.list_objects_v2(Bucket=s3.ARCHIVE_BUCKET, Prefix="pantry-b/pantry-b-replaced/")
+    assert archived.get("KeyCount", 0) == 0
+    [relisted] = [obj for obj in landing.pending(["pantry-b"]) if obj.key == "replaced.csv"]
+    landing.archive(relisted, "pantry-b-replaced")
+    assert landed_keys(bucket, "pantry-b") == []
