@@ -70,9 +70,9 @@ def with_twins(records: pl.DataFrame, share: float, seed: int) -> pl.DataFrame:
 
 
 def units_needed(clustered: pl.DataFrame, keyed: pl.DataFrame, threshold: float) -> pl.DataFrame:
-    """``person`` and ``units``: for each person, the privacy units across the linking charities that their removal can move the release by:
-    the *c* clusters their references are in, plus the pieces those clusters fall into without them (*d*, see
-    docs/privacy.md). On the fixed weights a link depends on its two records alone, so the pieces are the clusters
+    """``person`` and ``units``: for each person, the privacy units across the linking charities that their removal
+    can move the release by: the *c* clusters their references are in, plus the pieces those clusters fall into
+    without them (*d*, see docs/privacy.md). On the fixed weights a link depends on its two records alone, so the pieces are the clusters
     of the rest of the members, linked again. 1 where linkage is right; what ``privacy.linked_units_per_person``
     must be for the stated worst case to hold for them."""
     clusters = clustered.group_by("person").agg(pl.col("cluster_id").n_unique().alias("units"))

@@ -34,13 +34,13 @@ class ReleaseInvariants:
     linked_units: int
 
 
-def max_units_per_person(non_linking: int, linking: int, cap: int | None, linked_units: int = 1) -> int:
+def max_units_per_person(non_linking: int, cap: int | None, linked_units: int) -> int:
     """The largest number of privacy units one person may be held as: one at each charity that does not
     link records (at most ``cap`` of them, when the collaborative declares a cap), plus ``linked_units`` across
-    the charities that do. One holds if linkage joins exactly a person's records there; a missed link adds a
-    unit, and so does another person's records joined to theirs (see docs/privacy.md)."""
+    the charities that do (0 where none does). One there holds if linkage joins exactly a person's records; a
+    missed link adds a unit, and so does another person's records joined to theirs (see docs/privacy.md)."""
     unlinked = non_linking if cap is None else min(cap, non_linking)
-    return max(1, unlinked + (linked_units if linking else 0))
+    return max(1, unlinked + linked_units)
 
 
 def release_invariants(
@@ -56,17 +56,13 @@ def release_invariants(
     sent = loaded | {state.charity_id for state in submission_states(workspace)}
     charities = [c for c in registry.all(include_inactive=True) if c.id in sent]
     linking = tuple(c.id for c in charities if c.linkage)
+    linked_units = settings.linked_units_per_person if linking else 0
     return ReleaseInvariants(
         contributors=tuple(c.id for c in charities),
         linking=linking,
         named=tuple(sorted(c.name for c in charities if c.publish_name)),
-        max_units=max_units_per_person(
-            len(charities) - len(linking),
-            len(linking),
-            settings.max_unlinked_charities,
-            settings.linked_units_per_person,
-        ),
-        linked_units=settings.linked_units_per_person if linking else 0,
+        max_units=max_units_per_person(len(charities) - len(linking), settings.max_unlinked_charities, linked_units),
+        linked_units=linked_units,
     )
 
 

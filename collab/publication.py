@@ -271,10 +271,10 @@ def per_person_privacy(con: duckdb.DuckDBPyConnection, record: ReleaseRecord, de
     }
 
 
-def per_person_statement(per_person: dict[str, Any], *, linking: bool) -> str:
-    """One plain-English sentence on the lifetime worst case for a person (``linking``: whether any contributing
-    charity links records, so that the worst-placed person's last units are across those charities), and one
-    saying how to read its size: the stronger claims a reader might assume are not made."""
+def per_person_statement(per_person: dict[str, Any]) -> str:
+    """One plain-English sentence on the lifetime worst case for a person (whose last ``linked_units``, if any, are
+    across the charities that link records), and one saying how to read its size: the stronger claims a reader
+    might assume are not made."""
     units = per_person["max_units"]
     linked = per_person["linked_units"]
     across = (
@@ -285,7 +285,7 @@ def per_person_statement(per_person: dict[str, Any], *, linking: bool) -> str:
     )
     if units == 1:
         who = "any one person,"
-    elif linking:
+    elif linked:
         who = (
             f"any one person, even someone counted up to {units} times (once for each reference a charity that does "
             f"not link records holds for them, and {across}),"
@@ -420,7 +420,7 @@ def write_release_package(
             "unit": PRIVACY_UNIT_LINKED if record.linking_contributors else PRIVACY_UNIT,
             "definition": "zero-concentrated differential privacy (rho-zCDP)",
             "mechanism": "discrete Gaussian and quantile mechanisms (OpenDP), then post-processing",
-            "statement": per_person_statement(per_person, linking=bool(record.linking_contributors)),
+            "statement": per_person_statement(per_person),
             "per_person": per_person,
             # Per privacy unit: one person at one charity (or one linked person), this release only.
             "rho_spent_and_epsilon_are": "per privacy unit, this release only; per_person gives a person's worst case",

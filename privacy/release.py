@@ -136,6 +136,8 @@ def release_period(
     revise: bool = False,
 ) -> ReleaseSummary:
     """Release every catalogue indicator for ``period`` (see the module docstring for guarantees)."""
+    if (policy.linked_units > 0) != bool(contributors.linking):
+        raise ValueError("a release declares units across linking charities if and only if a contributor links records")
     existing = latest_release(con, period)
     if existing is not None and not revise:
         return existing

@@ -188,3 +188,26 @@ def test_a_release_within_the_budget_per_unit_but_not_per_person_is_refused_and_
     assert (
         spent(con) == pytest.approx(1.6 * SPENT) and con.execute("SELECT count(*) FROM releases").fetchall()[0][0] == 2
     )
+
+
+def test_units_across_linking_charities_are_declared_exactly_when_a_contributor_links_records() -> None:
+    with pytest.raises(ValueError, match="some of a person's units"):
+        ReleasePolicy(0.1, BudgetPolicy(period_rho=1.0, lifetime_rho=5.0), max_units=2, linked_units=3)
+    con = _contacts(10)
+    budget = BudgetPolicy(period_rho=10.0, lifetime_rho=50.0)
+    for policy, linking in (
+        (ReleasePolicy(0.1, budget, 2, linked_units=1), ()),
+        (ReleasePolicy(0.1, budget, 2), ("c0",)),
+    ):
+        with pytest.raises(ValueError, match="if and only if a contributor links records"):
+            release_period(
+                con,
+                period="2026Q1",
+                catalogue=load_catalogue(),
+                policy=policy,
+                contributors=Contributors(2, linking),
+                salt="x",
+                standard_version="1.0",
+                code_version="t",
+            )
+    assert con.execute("SELECT count(*) FROM releases").fetchall() == [(0,)]
