@@ -35,6 +35,7 @@ from collab.landing import (
     LandingObjectGone,
     LandingObjectRefused,
     LandingZone,
+    duplicate_archive_name,
     shown_name,
 )
 from collab.registry import CHARITY_ID_TEXT
@@ -293,12 +294,11 @@ def _receive(workspace: Workspace, landing: LandingZone, obj: LandingObject, is_
 
 
 def _write_receipt(workspace: Workspace, partition_key: str, submission_id: str, *, duplicate: bool) -> Receipt:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     receipt = Receipt(
         partition_key=partition_key,
         submission_id=submission_id,
         duplicate=duplicate,
-        archive_name=f"duplicates/{stamp}-{submission_id}" if duplicate else submission_id,
+        archive_name=duplicate_archive_name(submission_id, dt.datetime.now(dt.UTC)) if duplicate else submission_id,
     )
     _write_atomically(_receipt_path(workspace, partition_key), receipt.model_dump_json(indent=2))
     return receipt

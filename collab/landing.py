@@ -25,6 +25,22 @@ from collab import s3
 from collab.faults import crash_point
 
 CHUNK_BYTES = 1024 * 1024
+# A charity's archive holds each submission's file under its id, and each later copy of the same bytes (a duplicate)
+# under ``duplicates/<stamp>-<id>``: a purge deletes them all.
+DUPLICATES = "duplicates"
+
+
+def duplicate_archive_name(submission_id: str, at: dt.datetime) -> str:
+    """Where in its charity's archive a duplicate of ``submission_id`` received ``at`` goes."""
+    return f"{DUPLICATES}/{at.strftime('%Y%m%dT%H%M%S')}-{submission_id}"
+
+
+def archived_copy_of(archive_name: str) -> str:
+    """The submission whose file an archive folder (``archive_name``) holds, its own or a duplicate's."""
+    duplicate, _, stamped = archive_name.partition("/")
+    return stamped.partition("-")[2] if duplicate == DUPLICATES and stamped else archive_name
+
+
 # Files an editor or a copy in progress leaves behind; never submissions.
 _IGNORED_PREFIXES = (".", "~$")
 _IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
@@ -126,8 +142,9 @@ class LandingZone(ABC):
         """Where ``archive`` puts the file (known before it is moved, so a manifest can say so first)."""
 
     @abstractmethod
-    def purge_archive(self, charity_id: str, archive_name: str) -> list[str]:
-        """Delete an archived file for good (an analyst's purge); return what was deleted."""
+    def purge_archive(self, charity_id: str, submission_id: str) -> list[str]:
+        """Delete a submission's archived file for good, and every duplicate of it archived since (an analyst's
+        purge); return what was deleted."""
 
     @abstractmethod
     def write_feedback(self, charity_id: str, name: str, content: bytes, content_type: str) -> str:
@@ -277,12 +294,20 @@ class LocalLandingZone(LandingZone):
             os.close(directory)
         return str(target)
 
-    def purge_archive(self, charity_id: str, archive_name: str) -> list[str]:
-        target = self._path("archive", charity_id) / archive_name
-        if not target.exists():
-            return []
-        shutil.rmtree(target)
-        return [str(target)]
+    def purge_archive(self, charity_id: str, submission_id: str) -> list[str]:
+        archive = self._path("archive", charity_id)
+        duplicates = archive / DUPLICATES
+        copies = [archive / submission_id]
+        if duplicates.is_dir():
+            copies += [
+                d for d in sorted(duplicates.iterdir()) if archived_copy_of(f"{DUPLICATES}/{d.name}") == submission_id
+            ]
+        removed = []
+        for copy in copies:
+            if copy.exists():
+                shutil.rmtree(copy)
+                removed.append(str(copy))
+        return removed
 
     def write_feedback(self, charity_id: str, name: str, content: bytes, content_type: str) -> str:
         target = self._path("feedback", charity_id) / name
@@ -422,15 +447,23 @@ class S3LandingZone(LandingZone):
             raise
         return f"s3://{s3.ARCHIVE_BUCKET}/{target}"
 
-    def purge_archive(self, charity_id: str, archive_name: str) -> list[str]:
+    def purge_archive(self, charity_id: str, submission_id: str) -> list[str]:
         client = self._s3()
-        prefix = f"{charity_id}/{archive_name}/"
-        removed = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3.ARCHIVE_BUCKET, Prefix=prefix):
-            for item in page.get("Contents", []):
-                client.delete_object(Bucket=s3.ARCHIVE_BUCKET, Key=item["Key"])
-                removed.append(f"s3://{s3.ARCHIVE_BUCKET}/{item['Key']}")
-        return removed
+        own = self._archived_keys(client, f"{charity_id}/{submission_id}/")
+        # <charity>/duplicates/<stamp>-<submission>/<landed key>
+        duplicates = [
+            key
+            for key in self._archived_keys(client, f"{charity_id}/{DUPLICATES}/")
+            if archived_copy_of("/".join(key.split("/")[1:3])) == submission_id
+        ]
+        for key in own + duplicates:
+            client.delete_object(Bucket=s3.ARCHIVE_BUCKET, Key=key)
+        return [f"s3://{s3.ARCHIVE_BUCKET}/{key}" for key in own + duplicates]
+
+    @staticmethod
+    def _archived_keys(client: Any, prefix: str) -> list[str]:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=s3.ARCHIVE_BUCKET, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
     def write_feedback(self, charity_id: str, name: str, content: bytes, content_type: str) -> str:
         bucket = s3.feedback_bucket(charity_id)

@@ -511,12 +511,20 @@ def test_purge_removes_raw_copies_but_keeps_history_and_duplicate_detection(
     [partition] = sense(workspace, instance)
     assert process(workspace, instance, partition).success
     key = submission_of(workspace, partition)
+    # The same bytes again: archived as a duplicate, a raw copy the purge must delete too (a trial found it kept).
+    drop(workspace, charity, path, "sent-twice.csv")
+    [twice] = sense(workspace, instance)
+    assert process(workspace, instance, twice).success
+    duplicate = read_receipt(workspace, twice)
+    assert duplicate is not None and duplicate.duplicate
+    assert (workspace.archive / charity / duplicate.archive_name / "sent-twice.csv").exists()
     staging = workspace.staging / key
     assert (staging / "contacts.parquet").exists() and (workspace.quarantine / key).exists()
     removed = purge_submission(workspace, key) + LocalLandingZone(root=str(workspace.home)).purge_archive(charity, key)
     assert sorted(p.name for p in staging.iterdir()) == ["manifest.json", "report.json", "state.json"]
     assert not (workspace.quarantine / key).exists() and not (workspace.archive / charity / key).exists()
-    assert len(removed) >= 4
+    assert not [p for p in (workspace.archive / charity).rglob("*") if p.is_file()]  # no copy of the file anywhere
+    assert len(removed) >= 5
     assert warehouse_rows(workspace) == 9  # the pseudonymised rows stay
     drop(workspace, charity, path, "again.csv")
     [again] = sense(workspace, instance)

@@ -215,6 +215,32 @@ def test_upload_sensor_feedback_round_trip(bucket: Bucket, tmp_path: Path) -> No
     assert sense(bucket.workspace, instance) == []
 
 
+def test_purge_deletes_every_archived_copy_of_a_submission(bucket: Bucket, tmp_path: Path) -> None:
+    # A trial's purge left the duplicate's raw copy (archive/<charity>/duplicates/<stamp>-<id>/) in the bucket.
+    a = bucket.client("pantry-a")
+    body = write_csv(tmp_path / "purged.csv", contact_rows(10, prefix="PURGE")).read_bytes()
+    instance = DagsterInstance.ephemeral()
+    a.put_object(Bucket="landing-pantry-a", Key="purged.csv", Body=body)
+    [first] = sense(bucket.workspace, instance)
+    assert process(bucket.workspace, instance, first).success
+    a.put_object(Bucket="landing-pantry-a", Key="purged again.csv", Body=body)
+    [again] = sense(bucket.workspace, instance)
+    assert process(bucket.workspace, instance, again).success
+    submission_id = submission_of(bucket.workspace, first)
+
+    def copies() -> list[str]:
+        archived = bucket.pipeline.list_objects_v2(Bucket=s3.ARCHIVE_BUCKET, Prefix="pantry-a/").get("Contents", [])
+        return sorted(item["Key"] for item in archived if submission_id in item["Key"])
+
+    assert [key.rsplit("/", 1)[-1] for key in copies()] == ["purged again.csv", "purged.csv"]
+    others = bucket.pipeline.list_objects_v2(Bucket=s3.ARCHIVE_BUCKET, Prefix="pantry-a/")["KeyCount"] - 2
+    purged = json.loads(collab(bucket.workspace.home, "purge", submission_id, "--json").stdout)
+    assert len([path for path in purged["removed"] if path.startswith("s3://")]) == 2
+    assert copies() == []
+    left = bucket.pipeline.list_objects_v2(Bucket=s3.ARCHIVE_BUCKET, Prefix="pantry-a/").get("KeyCount", 0)
+    assert left == others  # another submission's files are not touched
+
+
 def interrupted_put(bucket: Bucket, key: str, *, sent: int, declared: int) -> None:
     """A signed PUT that promises ``declared`` bytes and hangs up after ``sent``: a dropped connection."""
     credentials = bucket.charities["pantry-a"]
