@@ -12,6 +12,7 @@ at the same time or not, never both process it.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import html
 import json
@@ -245,7 +246,14 @@ def _receive(workspace: Workspace, landing: LandingZone, obj: LandingObject, is_
     if obj.refusal is not None:
         raise LandingObjectRefused(*obj.refusal.split(": ", 1))
     workspace.staging.mkdir(parents=True, exist_ok=True)
-    incoming = workspace.staging / f".incoming-{uuid.uuid4().hex}"
+    sweep_abandoned_copies(workspace)
+    with _incoming_copy(workspace) as incoming:
+        return _stage(workspace, landing, obj, is_active, incoming)
+
+
+def _stage(
+    workspace: Workspace, landing: LandingZone, obj: LandingObject, is_active: PartitionActive, incoming: Path
+) -> Receipt:
     target: Path | None = None
     partition_key = partition_key_for(obj)
     try:
@@ -289,8 +297,51 @@ def _receive(workspace: Workspace, landing: LandingZone, obj: LandingObject, is_
         if target is not None and target.exists() and not (target / MANIFEST).exists():
             shutil.rmtree(target, ignore_errors=True)
         raise
+
+
+_INCOMING = ".incoming-"
+# A copy being fetched is locked by the process fetching it, and the system drops the lock when that process ends,
+# however it ends: an unlocked copy was left by a run killed mid-copy (a trial found them kept for good, raw). A
+# copy is locked before a byte is written to it, so an unlocked one holding bytes is abandoned; an empty one only
+# once it is this old, so the instant between making a copy and locking it is never mistaken for one.
+_ABANDONED_EMPTY_AFTER_SECONDS = 60.0
+
+
+@contextmanager
+def _incoming_copy(workspace: Workspace) -> Iterator[Path]:
+    """A new path in staging for one landed file's copy, private to this process and locked while it is held."""
+    path = workspace.staging / f"{_INCOMING}{uuid.uuid4().hex}"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield path
     finally:
-        incoming.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        os.close(descriptor)
+
+
+def sweep_abandoned_copies(workspace: Workspace) -> list[Path]:
+    """Delete the copies of landed files that runs killed mid-copy left in staging (their landed files are still
+    there, and are taken again); return them."""
+    swept = []
+    for path in workspace.staging.glob(f"{_INCOMING}*"):
+        try:
+            info = path.lstat()
+            if not info.st_size and time.time() - info.st_mtime < _ABANDONED_EMPTY_AFTER_SECONDS:
+                continue
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # taken or swept by another process meanwhile, or not a file of ours
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live run's copy
+        else:
+            path.unlink(missing_ok=True)
+            swept.append(path)
+        finally:
+            os.close(descriptor)
+    return swept
 
 
 def _write_receipt(workspace: Workspace, partition_key: str, submission_id: str, *, duplicate: bool) -> Receipt:

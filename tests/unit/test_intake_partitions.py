@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -11,7 +15,16 @@ import pytest
 from dagster import DagsterInvalidDefinitionError
 from dagster._core.definitions.partitions.utils.base import raise_error_on_invalid_partition_key_substring
 
-from collab.intake import _write_notice, partition_key_for, read_receipt, receive_object, receive_partition
+from collab.faults import CRASH_VARIABLE
+from collab.intake import (
+    _incoming_copy,
+    _write_notice,
+    partition_key_for,
+    read_receipt,
+    receive_object,
+    receive_partition,
+    sweep_abandoned_copies,
+)
 from collab.landing import LandingObject, LandingObjectGone, LocalLandingZone
 from collab.states import read_state, write_state
 from collab.workspace import Workspace
@@ -109,6 +122,48 @@ def test_a_partition_is_received_once_and_a_stopped_submission_is_taken_up_by_a_
     # A partition whose file is gone (or changed since it was named) receives nothing.
     with pytest.raises(LandingObjectGone):
         receive_partition(workspace, zone, f"{CHARITY}/q1/00000000")
+
+
+# A process that receives every landed file of the charity, as a run's first step does.
+_RECEIVE = """
+import sys
+from pathlib import Path
+from collab.intake import receive_object
+from collab.landing import LocalLandingZone
+from collab.workspace import Workspace
+zone = LocalLandingZone(root=sys.argv[1])
+for obj in zone.pending([sys.argv[2]]):
+    receive_object(Workspace(Path(sys.argv[1])), zone, obj)
+"""
+
+
+def test_a_copy_left_by_a_run_killed_mid_copy_is_swept_by_the_next_and_a_live_one_is_not(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    # A trial found each killed run's raw copy kept in staging for good (`.incoming-<uuid>`).
+    zone = LocalLandingZone(root=str(workspace.home))
+    zone.drop(CHARITY, write_csv(tmp_path / "q1.csv", contact_rows(30_000)))  # past the first 1 MB written
+    environment = {**os.environ, CRASH_VARIABLE: "mid-copy"}
+    killed = subprocess.run(
+        [sys.executable, "-c", _RECEIVE, str(workspace.home), CHARITY], env=environment, capture_output=True
+    )
+    assert killed.returncode == -signal.SIGKILL
+    [abandoned] = workspace.staging.glob(".incoming-*")
+    assert abandoned.stat().st_size > 0 and abandoned.stat().st_mode & 0o077 == 0  # raw bytes, the run's user only
+
+    with _incoming_copy(workspace) as live:  # another run's copy, being written now
+        live.write_bytes(b"being copied")
+        empty = workspace.staging / ".incoming-just-made"  # made, not yet locked: left alone while young
+        empty.touch()
+        assert sweep_abandoned_copies(workspace) == [abandoned]
+        assert live.exists() and empty.exists()
+        os.utime(empty, (0, 0))
+        assert sweep_abandoned_copies(workspace) == [empty]
+        assert live.exists()
+
+    [obj] = zone.pending([CHARITY])  # the killed run's file is still there, and taken whole
+    receipt = receive_object(workspace, zone, obj)
+    assert not receipt.duplicate and not list(workspace.staging.glob(".incoming-*"))
 
 
 def test_a_notice_page_escapes_what_the_charity_named(workspace: Workspace) -> None:
