@@ -53,6 +53,7 @@ def connect(path: Path, *, read_only: bool = False, wait_seconds: float = 120.0)
         # No progress bar: DuckDB would draw one on the run's output for any statement of a few seconds.
         con.execute("SET enable_progress_bar = false")
         if not read_only:
+            path.chmod(0o600)  # pseudonymised, not anonymous: the pipeline's user only (DuckDB makes it 0644)
             migrate(con)
         yield con
     finally:

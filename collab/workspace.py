@@ -2,16 +2,16 @@
 
 landing/<charity>/     charities drop files here (local landing zone)
 feedback/<charity>/    feedback reports for each charity
-archive/<charity>/     landed files after intake, kept until purged
-staging/<submission>/  the pipeline's working copy of each submission
-quarantine/<submission>/ rejected files and rows, with reasons
-warehouse.duckdb       pseudonymised contacts, releases and the privacy ledger
+archive/<charity>/     landed files after intake, kept until purged (0700)
+staging/<submission>/  the pipeline's working copy of each submission (0700)
+quarantine/<submission>/ rejected files and rows, with reasons (0700)
+warehouse.duckdb       pseudonymised contacts, releases and the privacy ledger (0600)
 releases/<release>/    release packages awaiting publication
 publish/               public: releases and the site
-registry/<charity>/    charity registrations and mapping files
+registry/<charity>/    charity registrations and mapping files (0700)
 secrets/               the pseudonymisation key; with S3, every S3 key and the server's identities (0600)
 bucket/                with S3: the SeaweedFS server's data, log and ports
-dagster/               DAGSTER_HOME
+dagster/               DAGSTER_HOME (0700)
 """
 
 from __future__ import annotations
@@ -218,6 +218,14 @@ class Workspace:
     def demo(self) -> Path:
         return self.home / "demo"
 
+    @property
+    def private_folders(self) -> tuple[Path, ...]:
+        """The folders of raw and identifiable files, open to the pipeline's user only whatever mode the files in
+        them are made with: a trial found staged extracts and quarantined rows readable by every user of the
+        machine. Landing and feedback are a charity's (in local mode, its own user may drop and read there);
+        releases and publish hold only what is to be published."""
+        return (self.archive, self.staging, self.quarantine, self.registry, self.dagster_home)
+
     def init(self) -> None:
         """Create the workspace, its key and settings if missing; refresh the Dagster instance config."""
         for directory in (
@@ -232,6 +240,8 @@ class Workspace:
             self.dagster_home,
         ):
             directory.mkdir(parents=True, exist_ok=True)
+        for directory in self.private_folders:
+            directory.chmod(0o700)
         create_key(self.key_path)
         if not self.settings_path.exists():
             self.save_settings(Settings())

@@ -530,3 +530,24 @@ def test_purge_removes_raw_copies_but_keeps_history_and_duplicate_detection(
     [again] = sense(workspace, instance)
     assert process(workspace, instance, again).success
     assert read_receipt(workspace, again).duplicate  # type: ignore[union-attr]  # still recognised as received
+
+
+def test_raw_and_identifiable_files_are_the_pipeline_users_only(
+    workspace: Workspace, charity: str, tmp_path: Path
+) -> None:
+    # A trial found staged extracts, quarantined rows and the warehouse readable by every user of the machine.
+    rows = contact_rows(10)
+    rows[0][1] = "31/02/2026"
+    drop(workspace, charity, write_csv(tmp_path / "q1.csv", rows))
+    instance = DagsterInstance.ephemeral()
+    [partition] = sense(workspace, instance)
+    assert process(workspace, instance, partition).success
+    key = submission_of(workspace, partition)
+    assert (workspace.quarantine / key / "rejected_rows.csv").exists() and any((workspace.archive / charity).iterdir())
+    for folder in workspace.private_folders:
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+    assert workspace.warehouse_path.stat().st_mode & 0o777 == 0o600
+    folder = workspace.staging
+    folder.chmod(0o755)  # a workspace made before: tightened by the next command
+    workspace.init()
+    assert folder.stat().st_mode & 0o777 == 0o700
