@@ -107,6 +107,16 @@ def is_ignored_name(name: str) -> bool:
     return name.startswith(_IGNORED_PREFIXES) or name.lower().endswith(_IGNORED_SUFFIXES)
 
 
+def landing_name(name: str, file_format: str | None) -> str:
+    """The name a file is sent under: one the landing area takes. An editor's or a download's temporary name
+    ('~$contacts.xlsx', 'contacts.csv.crdownload', 'contacts.tmp') is never picked up there, and such a file sat in
+    the area for ever (sent by the portal, or by `collab submit`), so it gains the extension of what the check found it to be."""
+    if not is_ignored_name(name):
+        return name
+    stripped = name.lstrip(".~$") or "file"
+    return stripped if not is_ignored_name(stripped) else f"{stripped}.{file_format or 'csv'}"
+
+
 def copy_hashing(source: object, destination: Path) -> str:
     """Stream a binary file object to ``destination``; return the SHA-256 of what was written."""
     digest = hashlib.sha256()
@@ -343,6 +353,22 @@ class LandingAreaError(Exception):
 
 
 # What S3 answers for an object removed, or replaced since it was listed (a conditional request on its ETag).
+# S3 keys are at most 1,024 bytes: a landed key near that long, under the archive's prefix, was refused by the
+# server (KeyTooLongError) at every run, an error of ours each time (S3 trial).
+_MAX_KEY_BYTES = 1024
+
+
+def _archive_key(obj: LandingObject, archive_name: str) -> str:
+    """Where in the archive bucket a landed object goes: under its charity and ``archive_name``, by its own key; a key
+    too long for that by the first 16 hex digits of its SHA-256 and as much of its end (the file's name) as fits."""
+    prefix = f"{obj.charity_id}/{archive_name}/"
+    if len((prefix + obj.key).encode()) <= _MAX_KEY_BYTES:
+        return prefix + obj.key
+    digest = hashlib.sha256(obj.key.encode()).hexdigest()[:16]
+    room = _MAX_KEY_BYTES - len(prefix.encode()) - len(digest) - 1
+    return f"{prefix}{digest}-{obj.key.encode()[-room:].decode(errors='ignore')}"
+
+
 _GONE_OR_REPLACED = frozenset({"NoSuchKey", "404", "PreconditionFailed", "412"})
 
 
@@ -418,14 +444,14 @@ class S3LandingZone(LandingZone):
             return copy_hashing(body, destination)
 
     def archive_location(self, obj: LandingObject, archive_name: str) -> str:
-        return f"s3://{s3.ARCHIVE_BUCKET}/{obj.charity_id}/{archive_name}/{obj.key}"
+        return f"s3://{s3.ARCHIVE_BUCKET}/{_archive_key(obj, archive_name)}"
 
     def archive(self, obj: LandingObject, archive_name: str) -> str:
         # Only as it was listed, as ``fetch`` read it: an object the charity replaced since stays for the next pass,
         # which reads it whole (a trial's overwrite mid-run ended as an error of ours).
         client = self._s3()
         landing = s3.landing_bucket(obj.charity_id)
-        target = f"{obj.charity_id}/{archive_name}/{obj.key}"
+        target = _archive_key(obj, archive_name)
         replaced = f"{obj.charity_id}/{obj.key} changed after it was read; it is read again"
         try:
             client.copy_object(

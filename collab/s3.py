@@ -136,13 +136,11 @@ def error_code(error: ClientError) -> str:
 
 
 def upload(
-    credentials: CharityCredentials, path: Path, progress: Callable[[int], None] | None = None
+    credentials: CharityCredentials, path: Path, key: str, progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
-    """Stream a file into the charity's landing bucket with its own keys, under its own name.
+    """Stream a file into the charity's landing bucket with its own keys, as ``key``.
 
     Large files go up in parts; an interrupted upload is aborted and never appears as an object.
     """
-    credentials.client().upload_file(
-        str(path), credentials.landing_bucket, path.name, Config=transfer(), Callback=progress
-    )
-    return {"charity_id": credentials.charity_id, "bucket": credentials.landing_bucket, "key": path.name}
+    credentials.client().upload_file(str(path), credentials.landing_bucket, key, Config=transfer(), Callback=progress)
+    return {"charity_id": credentials.charity_id, "bucket": credentials.landing_bucket, "key": key}

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collab import s3
 from collab.access import AccessStore, write_private
-from collab.landing import LocalLandingZone, S3LandingZone, is_ignored_name, landing_zone_from_env
+from collab.landing import LocalLandingZone, S3LandingZone, landing_name, landing_zone_from_env
 from collab.portal import accounts
 from collab.portal.checks import TOKEN, HeldCheck, safe_file_name
 from collab.portal.mapping_form import MappingForm, mapping_form, mapping_from_answers
@@ -561,16 +561,6 @@ def _copy(upload: UploadFile, target: Path) -> None:
 def _page_number(given: str | None, pages: int) -> int:
     number = int(given) if given and given.isdigit() and len(given) < 7 else 1
     return min(max(1, number), pages)
-
-
-def landing_name(name: str, file_format: str | None) -> str:
-    """The name a file is sent under: one the landing area takes. An editor's or a download's temporary name
-    ('~$contacts.xlsx', 'contacts.csv.crdownload', 'contacts.tmp') is never picked up there, and such a file sat in
-    the area for ever, so it gains the extension of what the check found it to be."""
-    if not is_ignored_name(name):
-        return name
-    stripped = name.lstrip(".~$") or "file"
-    return stripped if not is_ignored_name(stripped) else f"{stripped}.{file_format or 'csv'}"
 
 
 def _send(workspace: Workspace, charity_id: str, path: Path, name: str) -> None:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from collab import s3
 from collab.access import AccessError, AccessStore
-from collab.landing import LandingAreaError, LocalLandingZone, landing_zone_from_env
+from collab.landing import LandingAreaError, LocalLandingZone, landing_name, landing_zone_from_env
 from collab.portal import accounts as portal_accounts
 from collab.registry import CHARITY_ID, Charity, Registry, RegistryError
 from collab.workspace import Workspace
@@ -277,16 +277,24 @@ def submit(
     if not file.is_file():  # a device or a pipe: never read (/dev/zero once filled the landing area)
         fail(f"{file} is not a file", code=2)
     charity_id, credentials = _credentials_for(charity, credentials_file)
+    # A name the landing area takes for an unfinished file's ('.contacts.csv', 'contacts.part') sat there unread.
+    sent_as = landing_name(file.name, None)
+    renamed = (
+        f"Sent as {escape(sent_as)}: a name like {escape(file.name)} is taken for an unfinished file and never read. "
+        if sent_as != file.name
+        else ""
+    )
     if credentials is None:
         landing = landing_zone_from_env(workspace().home)
         if not isinstance(landing, LocalLandingZone):
             fail("this workspace's landing zone is not a local folder")
-        target = landing.drop(charity_id, file)
+        target = landing.drop(charity_id, file, sent_as)
         if as_json:
-            emit_json({"charity_id": charity_id, "file": file.name, "landed": str(target)})
+            emit_json({"charity_id": charity_id, "file": file.name, "sent_as": sent_as, "landed": str(target)})
         else:
             console.print(
-                f"Submitted {escape(file.name)} for {charity_id}. It will be checked on the next `collab run` (or by the sensor)."
+                f"Submitted {escape(file.name)} for {charity_id}. {renamed}It will be checked on the next `collab run` "
+                "(or by the sensor)."
             )
         return
     from boto3.exceptions import S3UploadFailedError
@@ -294,13 +302,13 @@ def submit(
     size = file.stat().st_size
     try:
         with transfer_bar(f"Uploading {escape(file.name)}", size, enabled=not as_json) as advance:
-            landed = s3.upload(credentials, file, progress=advance)
+            landed = s3.upload(credentials, file, sent_as, progress=advance)
     except (S3UploadFailedError, BotoCoreError, ClientError) as error:
         fail(f"the upload to {credentials.endpoint} failed, nothing was submitted: {error}")
     if as_json:
         emit_json({**landed, "size": size})
     else:
         console.print(
-            f"Uploaded {escape(file.name)} ({size:,} bytes) to {landed['bucket']}. "
+            f"Uploaded {escape(file.name)} ({size:,} bytes) to {landed['bucket']}. {renamed}"
             f"Its feedback report will appear in {credentials.feedback_bucket}."
         )

@@ -241,6 +241,24 @@ def test_purge_deletes_every_archived_copy_of_a_submission(bucket: Bucket, tmp_p
     assert left == others  # another submission's files are not touched
 
 
+def test_a_key_as_long_as_s3_allows_is_processed_and_archived(bucket: Bucket, tmp_path: Path) -> None:
+    # A trial's key near 1,024 bytes could not be archived under the archive's longer prefix: E_INTERNAL every run.
+    key = "/".join(["folder-" + "x" * 190] * 4) + "/" + "y" * (1024 - 4 * 198 - len("contacts.csv")) + "contacts.csv"
+    assert len(key.encode()) == 1024
+    body = write_csv(tmp_path / "long.csv", contact_rows(10, prefix="LONGKEY")).read_bytes()
+    bucket.client("pantry-a").put_object(Bucket="landing-pantry-a", Key=key, Body=body)
+    instance = DagsterInstance.ephemeral()
+    [partition] = sense(bucket.workspace, instance)
+    assert process(bucket.workspace, instance, partition).success
+    submission_id = submission_of(bucket.workspace, partition)
+    report = feedback_report(bucket, "pantry-a", submission_id)
+    assert report["status"] in {"accepted", "accepted_with_warnings"} and report["rows_accepted"] == 10, report
+    assert key not in landed_keys(bucket, "pantry-a")
+    archived = bucket.pipeline.list_objects_v2(Bucket=s3.ARCHIVE_BUCKET, Prefix=f"pantry-a/{submission_id}/")
+    [stored] = [item["Key"] for item in archived["Contents"]]
+    assert len(stored.encode()) <= 1024 and stored.endswith("contacts.csv")
+
+
 def interrupted_put(bucket: Bucket, key: str, *, sent: int, declared: int) -> None:
     """A signed PUT that promises ``declared`` bytes and hangs up after ``sent``: a dropped connection."""
     credentials = bucket.charities["pantry-a"]

@@ -47,9 +47,10 @@ def test_charity_registration_submit_and_run(tmp_path: Path) -> None:
     settings = workspace.settings.model_copy(deep=True)
     settings.publication.first_quarter = quarter
     workspace.save_settings(settings)
-    collab(
-        home, "submit", "--charity", "second-pantry", str(write_csv(tmp_path / "s.csv", contact_rows(20, start=start)))
-    )
+    # A name the landing area takes for an unfinished file's was once sent as it was, and never read.
+    hidden = write_csv(tmp_path / ".s.csv", contact_rows(20, start=start))
+    sent = json.loads(collab(home, "submit", "--charity", "second-pantry", str(hidden), "--json").stdout)
+    assert sent["sent_as"] == "s.csv"
     report = json.loads(collab(home, "run", "--json").stdout)
     assert [s["status"] for s in report["submissions"]] == ["accepted", "accepted"]
     assert [r["period"] for r in report["releases"]] == [quarter] and report["releases"][0]["published"] is False

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from collab.landing import LocalLandingZone
+from collab.landing import LocalLandingZone, landing_name
 from collab.portal import accounts
-from collab.portal.app import landing_name
 from collab.portal.checks import safe_file_name
 from collab.portal.mapping_form import mapping_form, mapping_from_answers
 from collab.portal.sessions import MAX_PER_CHARITY, SessionTable, SignInLimiter
