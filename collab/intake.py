@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from collab.faults import crash_point
 from collab.landing import (
+    ENCRYPTED_WITH_OWN_KEY,
     NAME_NOT_TEXT,
     LandingObject,
     LandingObjectGone,
@@ -401,14 +402,16 @@ def refuse(landing: LandingZone, obj: LandingObject, reason: str) -> None:
     """Move a refused entry out of the landing area unread, and tell the charity and the analyst why."""
     log.warning("refused %s/%s unread: %s", obj.charity_id, shown_name(obj.key), reason)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    landing.archive(obj, f"refused/{stamp}-{uuid.uuid4().hex[:8]}")
     code, why = reason.split(": ", 1)
+    if code == ENCRYPTED_WITH_OWN_KEY:
+        landing.discard(obj)  # nothing can copy it without the key
+    else:
+        landing.archive(obj, f"refused/{stamp}-{uuid.uuid4().hex[:8]}")
     name = shown_name(obj.name)
-    advice = (
-        "Rename it using plain letters and digits, and put it back."
-        if code == NAME_NOT_TEXT
-        else "Put the file itself in your area, not a link to it."
-    )
+    advice = {
+        NAME_NOT_TEXT: "Rename it using plain letters and digits, and put it back.",
+        ENCRYPTED_WITH_OWN_KEY: "It was removed from your area; upload it again without an encryption key of your own.",
+    }.get(code, "Put the file itself in your area, not a link to it.")
     note = {
         "status": "refused",
         "file_name": name,

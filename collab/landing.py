@@ -70,7 +70,8 @@ class LandingObjectGone(Exception):
 
 
 class LandingObjectRefused(Exception):
-    """An entry in a landing area that is not a regular file of the area's own, so it is never read."""
+    """An entry in a landing area that is not a regular file of the area's own, so it is never read; or an object
+    nothing can read without a key of the charity's own."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -78,6 +79,9 @@ class LandingObjectRefused(Exception):
 
 
 NOT_A_REGULAR_FILE = "E_NOT_A_REGULAR_FILE"
+# An object stored encrypted with a key of the charity's own (S3's SSE-C): nothing can read or copy it without that
+# key, which the collaborative never holds. A trial's such upload was skipped at every run with the server's words.
+ENCRYPTED_WITH_OWN_KEY = "E_ENCRYPTED_WITH_OWN_KEY"
 NAME_NOT_TEXT = "E_FILE_NAME_NOT_TEXT"
 _NAME_NOT_TEXT = (
     "named with bytes that are not text (letters saved in an old encoding, such as Latin-1), so it cannot be named "
@@ -146,6 +150,11 @@ class LandingZone(ABC):
     @abstractmethod
     def archive(self, obj: LandingObject, archive_name: str) -> str:
         """Move a processed file out of the landing area into the archive; return where it went."""
+
+    @abstractmethod
+    def discard(self, obj: LandingObject) -> None:
+        """Delete a refused entry that cannot be moved into the archive (``ENCRYPTED_WITH_OWN_KEY``), as it was
+        listed: the charity keeps its own copy, and is told to send it again."""
 
     @abstractmethod
     def archive_location(self, obj: LandingObject, archive_name: str) -> str:
@@ -304,6 +313,15 @@ class LocalLandingZone(LandingZone):
             os.close(directory)
         return str(target)
 
+    def discard(self, obj: LandingObject) -> None:
+        directory, name = self._folder_of(obj)
+        try:
+            os.unlink(name, dir_fd=directory)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(directory)
+
     def purge_archive(self, charity_id: str, submission_id: str) -> list[str]:
         archive = self._path("archive", charity_id)
         duplicates = archive / DUPLICATES
@@ -369,6 +387,10 @@ def _archive_key(obj: LandingObject, archive_name: str) -> str:
     return f"{prefix}{digest}-{obj.key.encode()[-room:].decode(errors='ignore')}"
 
 
+# What S3 servers say when an object needs its own encryption key to be read (AWS: "The object was stored using a
+# form of Server Side Encryption..."; SeaweedFS: "Requests specifying Server Side Encryption with Customer provided
+# keys must provide the customer key.").
+_ENCRYPTION_ASKED = "server side encryption"
 _GONE_OR_REPLACED = frozenset({"NoSuchKey", "404", "PreconditionFailed", "412"})
 
 
@@ -439,6 +461,9 @@ class S3LandingZone(LandingZone):
         except ClientError as error:
             if s3.error_code(error) in _GONE_OR_REPLACED:
                 raise LandingObjectGone(f"{obj.charity_id}/{obj.key} was removed or replaced while listed") from error
+            if _ENCRYPTION_ASKED in str(error.response.get("Error", {}).get("Message", "")).lower():
+                message = "stored encrypted with a key of your own (SSE-C), which the collaborative never holds"
+                raise LandingObjectRefused(ENCRYPTED_WITH_OWN_KEY, message) from error
             raise
         with response["Body"] as body:
             return copy_hashing(body, destination)
@@ -472,6 +497,13 @@ class S3LandingZone(LandingZone):
                 raise LandingObjectGone(replaced) from error
             raise
         return f"s3://{s3.ARCHIVE_BUCKET}/{target}"
+
+    def discard(self, obj: LandingObject) -> None:
+        try:
+            self._s3().delete_object(Bucket=s3.landing_bucket(obj.charity_id), Key=obj.key, IfMatch=obj.version)
+        except ClientError as error:
+            if s3.error_code(error) not in _GONE_OR_REPLACED:  # replaced since: the new object is read next pass
+                raise
 
     def purge_archive(self, charity_id: str, submission_id: str) -> list[str]:
         client = self._s3()

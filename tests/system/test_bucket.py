@@ -259,6 +259,34 @@ def test_a_key_as_long_as_s3_allows_is_processed_and_archived(bucket: Bucket, tm
     assert len(stored.encode()) <= 1024 and stored.endswith("contacts.csv")
 
 
+def test_an_upload_encrypted_with_the_charitys_own_key_is_refused_once_with_a_code(
+    bucket: Bucket, tmp_path: Path
+) -> None:
+    # A trial's SSE-C upload was skipped at every run, the server's words in the log and nothing to the charity.
+    body = write_csv(tmp_path / "sealed.csv", contact_rows(10, prefix="SEALED")).read_bytes()
+    charity = bucket.client("pantry-a")
+    charity.put_object(
+        Bucket="landing-pantry-a",
+        Key="sealed.csv",
+        Body=body,
+        SSECustomerAlgorithm="AES256",
+        SSECustomerKey=b"k" * 32,
+    )
+    instance = DagsterInstance.ephemeral()
+    [partition] = sense(bucket.workspace, instance)
+    assert process(bucket.workspace, instance, partition).success  # refused: the pipeline working, not failing
+    assert "sealed.csv" not in landed_keys(bucket, "pantry-a")
+    assert sense(bucket.workspace, instance) == []  # once, not at every run
+    notices = [
+        item["Key"]
+        for item in charity.list_objects_v2(Bucket="feedback-pantry-a").get("Contents", [])
+        if item["Key"].startswith("refused-") and item["Key"].endswith(".json")
+    ]
+    said = [json.loads(charity.get_object(Bucket="feedback-pantry-a", Key=key)["Body"].read()) for key in notices]
+    [notice] = [n for n in said if n["file_name"] == "sealed.csv"]
+    assert notice["code"] == "E_ENCRYPTED_WITH_OWN_KEY" and "without an encryption key" in notice["message"]
+
+
 def interrupted_put(bucket: Bucket, key: str, *, sent: int, declared: int) -> None:
     """A signed PUT that promises ``declared`` bytes and hangs up after ``sent``: a dropped connection."""
     credentials = bucket.charities["pantry-a"]
