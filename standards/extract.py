@@ -18,6 +18,7 @@ import polars as pl
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from standards import STANDARD_VERSION
 from standards.codelists import load_codelist
 from standards.geography import load_geography
 
@@ -93,7 +94,7 @@ class ContactRecord(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         str_strip_whitespace=True,
-        title="Charity Service-User Extract v1",
+        title=f"Charity Service-User Extract v{STANDARD_VERSION}",  # the minor version too: 1.1 added a field
         json_schema_extra={
             "description": "One row per support contact. Either local_authority_code or postcode is "
             "required; a postcode is reduced to its district and a date of birth to an age band "

@@ -11,6 +11,7 @@ from xml.sax.saxutils import escape
 import jsonschema
 import pytest
 
+from standards import STANDARD_VERSION
 from standards.check import check_extract
 from standards.codelists import load_codelist
 from standards.export import STEM, example_row, export_standard, field_specs, reference_markdown
@@ -124,3 +125,9 @@ def test_the_csv_template_and_example_are_the_standard() -> None:
     assert (PUBLISHED / f"{STEM}-template.csv").read_text().strip() == ",".join(FIELDS)
     report = check_extract(PUBLISHED / f"{STEM}-example.csv").report
     assert report.status == "accepted" and report.rows_accepted == 1
+
+
+def test_the_schema_names_the_standards_whole_version() -> None:
+    # A trial's engineer found "v1" alone in the schema while the reference said 1.1, which added a field.
+    schema = json.loads((PUBLISHED / f"{STEM}.schema.json").read_text(encoding="utf-8"))
+    assert schema["title"].endswith(f"v{STANDARD_VERSION}")
