@@ -112,9 +112,9 @@ def is_ignored_name(name: str) -> bool:
 
 
 def landing_name(name: str, file_format: str | None) -> str:
-    """The name a file is sent under: one the landing area takes. An editor's or a download's temporary name
-    ('~$contacts.xlsx', 'contacts.csv.crdownload', 'contacts.tmp') is never picked up there, and such a file sat in
-    the area for ever (sent by the portal, or by `collab submit`), so it gains the extension of what the check found it to be."""
+    """The name a file is sent under (by the portal, or by `collab submit`): one the landing area takes. An editor's
+    or a download's temporary name ('~$contacts.xlsx', 'contacts.csv.crdownload', 'contacts.tmp') is never picked up
+    there, and such a file sat in the area for ever, so it gains the extension of what the check found it to be."""
     if not is_ignored_name(name):
         return name
     stripped = name.lstrip(".~$") or "file"
@@ -370,7 +370,6 @@ class LandingAreaError(Exception):
     """A landing area that cannot be used (missing bucket, no right to create one)."""
 
 
-# What S3 answers for an object removed, or replaced since it was listed (a conditional request on its ETag).
 # S3 keys are at most 1,024 bytes: a landed key near that long, under the archive's prefix, was refused by the
 # server (KeyTooLongError) at every run, an error of ours each time (S3 trial).
 _MAX_KEY_BYTES = 1024
@@ -391,6 +390,7 @@ def _archive_key(obj: LandingObject, archive_name: str) -> str:
 # form of Server Side Encryption..."; SeaweedFS: "Requests specifying Server Side Encryption with Customer provided
 # keys must provide the customer key.").
 _ENCRYPTION_ASKED = "server side encryption"
+# What S3 answers for an object removed, or replaced since it was listed (a conditional request on its ETag).
 _GONE_OR_REPLACED = frozenset({"NoSuchKey", "404", "PreconditionFailed", "412"})
 
 

@@ -131,6 +131,8 @@ def test_a_run_killed_anywhere_is_finished_by_the_next(
         assert sent["status"] == ("rejected" if name == "no-need.csv" else "accepted")
         assert sent["loaded"] is (None if name == "no-need.csv" else True)
     assert not [p for p in (home / "landing").rglob("*") if p.is_file()]
+    # No raw copy is left behind by the killed run (an empty one, made but not written to, goes once a minute old).
+    assert not [p for p in (home / "staging").glob(".incoming-*") if p.stat().st_size]
 
     # The warehouse holds what an uninterrupted run gives: each accepted file's rows once, nothing half-loaded.
     assert _query(home, "SELECT charity_id, count(*) FROM contacts GROUP BY ALL ORDER BY 1") == [
