@@ -96,6 +96,7 @@ def quarterly_release(
             BudgetPolicy(privacy.period_rho, privacy.lifetime_rho),
             invariants.max_units,
             invariants.linked_units,
+            invariants.caps,
         )
         # For the analyst, never published (a count of rows, not a DP output): what releases leave out, and why.
         left_out = not_linkable_contacts(con, period, invariants.linking)

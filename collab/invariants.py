@@ -19,6 +19,7 @@ import duckdb
 from collab.registry import Registry
 from collab.states import submission_states
 from collab.workspace import PrivacySettings, Workspace
+from privacy.accountant import UnitCaps
 from standards.extract import quarter_of
 
 
@@ -32,15 +33,7 @@ class ReleaseInvariants:
     named: tuple[str, ...]
     max_units: int
     linked_units: int
-
-
-def max_units_per_person(non_linking: int, cap: int | None, linked_units: int) -> int:
-    """The largest number of privacy units one person may be held as: one at each charity that does not
-    link records (at most ``cap`` of them, when the collaborative declares a cap), plus ``linked_units`` across
-    the charities that do (0 where none does). One there holds if linkage joins exactly a person's records; a
-    missed link adds a unit, and so does another person's records joined to theirs (see docs/privacy.md)."""
-    unlinked = non_linking if cap is None else min(cap, non_linking)
-    return max(1, unlinked + linked_units)
+    caps: UnitCaps
 
 
 def release_invariants(
@@ -56,13 +49,14 @@ def release_invariants(
     sent = loaded | {state.charity_id for state in submission_states(workspace)}
     charities = [c for c in registry.all(include_inactive=True) if c.id in sent]
     linking = tuple(c.id for c in charities if c.linkage)
-    linked_units = settings.linked_units_per_person if linking else 0
+    caps = UnitCaps(unlinked=settings.max_unlinked_charities, linked=settings.linked_units_per_person)
     return ReleaseInvariants(
         contributors=tuple(c.id for c in charities),
         linking=linking,
         named=tuple(sorted(c.name for c in charities if c.publish_name)),
-        max_units=max_units_per_person(len(charities) - len(linking), settings.max_unlinked_charities, linked_units),
-        linked_units=linked_units,
+        max_units=caps.units_per_person(len(charities) - len(linking), linking=bool(linking)),
+        linked_units=caps.linked if linking else 0,
+        caps=caps,
     )
 
 

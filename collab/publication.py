@@ -241,12 +241,13 @@ def release_record(con: duckdb.DuckDBPyConnection, release_id: str) -> ReleaseRe
 def per_person_privacy(con: duckdb.DuckDBPyConnection, record: ReleaseRecord, delta: float) -> dict[str, Any]:
     """The worst-case person's privacy loss, as of this release: held as the declared maximum number of
     units, in this release, in its quarter (revisions included) and over every release so far. The ρ are
-    sums of the ledger's ``rho_per_person`` (OpenDP's maps at that many units; zCDP composes by adding)."""
+    sums of the ledger's ``rho_per_person`` (OpenDP's maps at that many units; zCDP composes by adding) and of
+    the recharges of earlier releases when the declared caps were raised (``privacy.accountant.recharge``)."""
 
     def total(condition: str, **parameters: str) -> float:
         return float(
             con.execute(
-                f"SELECT coalesce(sum(rho_per_person), 0) FROM privacy_ledger WHERE {condition} AND recorded_at <= "
+                f"SELECT coalesce(sum(rho_per_person), 0) FROM privacy_spend WHERE {condition} AND recorded_at <= "
                 "(SELECT max(recorded_at) FROM privacy_ledger WHERE release_id = $r)",
                 {"r": record.release_id, **parameters},
             ).fetchall()[0][0]

@@ -398,6 +398,34 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        15,
+        "recharges: an earlier release charged again when the declared caps on units per person are raised",
+        (
+            # ``release_id``'s worst case went from ``units_before`` to ``units_after`` units when the release
+            # ``charged_with`` was made under raised caps; ``rho_per_person``: what that added for the worst-case
+            # person (``privacy.accountant.recharge``).
+            """
+            CREATE TABLE IF NOT EXISTS privacy_recharges (
+                release_id     VARCHAR NOT NULL,
+                period         VARCHAR NOT NULL,
+                charged_with   VARCHAR NOT NULL,
+                units_before   INTEGER NOT NULL,
+                units_after    INTEGER NOT NULL CHECK (units_after > units_before),
+                rho_per_person DOUBLE  NOT NULL CHECK (rho_per_person >= 0),
+                recorded_at    TIMESTAMP NOT NULL,
+                PRIMARY KEY (release_id, units_after)
+            )
+            """,
+            # Everything spent, per unit and for the worst-case person: what budgets and statements sum.
+            """
+            CREATE OR REPLACE VIEW privacy_spend AS
+            SELECT release_id, period, kind, rho, max_units, rho_per_person, recorded_at FROM privacy_ledger
+            UNION ALL
+            SELECT release_id, period, 'recharge', 0.0, units_after, rho_per_person, recorded_at FROM privacy_recharges
+            """,
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -8,6 +8,10 @@ sum over all periods. Each entry holds two figures from OpenDP's maps: ρ for on
 quadratic under zCDP). The budgets are per person: ``charge`` refuses a charge whose worst-case
 per-person ρ would exceed either budget. It must run in the same transaction that stores the
 release, so the ledger and the releases can never disagree.
+
+How many units a person may be held as is declared (``UnitCaps``), and a declaration is about people, not
+about one release: raised, it raises the worst case of every release already made, which ``recharge``
+charges (``privacy_recharges``) before the next release is checked against the budgets.
 """
 
 from __future__ import annotations
@@ -16,6 +20,25 @@ import datetime as dt
 from dataclasses import dataclass
 
 import duckdb
+
+from privacy.mechanisms import rho_at_units
+
+
+@dataclass(frozen=True)
+class UnitCaps:
+    """The collaborative's declared caps on the privacy units one person may be held as (public, in its
+    settings): one at each charity that does not link records, at most ``unlinked`` of them (None: no cap),
+    and ``linked`` across the charities that do. One there holds if linkage joins exactly a person's records;
+    a missed link adds a unit, and so does another person's records joined to theirs (see docs/privacy.md)."""
+
+    unlinked: int | None = None
+    linked: int = 1
+
+    def units_per_person(self, non_linking: int, *, linking: bool) -> int:
+        """The largest number of units a person may be held as in a release whose contributors are ``non_linking``
+        charities that do not link records and, if ``linking``, some that do."""
+        counted = non_linking if self.unlinked is None else min(self.unlinked, non_linking)
+        return max(1, counted + (self.linked if linking else 0))
 
 
 @dataclass(frozen=True)
@@ -51,10 +74,10 @@ class BudgetExceeded(Exception):
 
 
 def spent(con: duckdb.DuckDBPyConnection, period: str | None = None, *, per_person: bool = True) -> float:
-    """ρ spent so far, in one period or (``period=None``) in all: for the worst-case person, or
-    (``per_person=False``) for one privacy unit."""
+    """ρ spent so far, in one period or (``period=None``) in all: for the worst-case person (recharges
+    included), or (``per_person=False``) for one privacy unit."""
     column = "rho_per_person" if per_person else "rho"
-    query = f"SELECT coalesce(sum({column}), 0) FROM privacy_ledger"
+    query = f"SELECT coalesce(sum({column}), 0) FROM privacy_spend"
     row = con.execute(
         query + (" WHERE period = $period" if period else ""), {"period": period} if period else {}
     ).fetchall()
@@ -120,3 +143,42 @@ def charge(
         ],
     )
     return per_person
+
+
+def recharge(con: duckdb.DuckDBPyConnection, *, charged_with: str, caps: UnitCaps) -> float:
+    """Charge every release already made again for the units ``caps`` now give a person in it, where that is
+    more than it was charged for; return the ρ this adds for the worst-case person.
+
+    Raised caps (more units across the charities that link records, a higher cap or none on those that do not)
+    raise the worst case of every release those people were in: a statement or a budget check that kept the
+    old figures understated it (a privacy audit's finding). A release's units are found from its own
+    contributors (public invariants, recorded with it) under the caps given. Each of its measurements adds its
+    ρ at the new units less its ρ at those charged (``rho_at_units``, OpenDP's map), recorded in
+    ``privacy_recharges`` for that release's period at the time of this charge. Call it in the transaction of
+    the release ``charged_with``, before ``charge``, which then checks the budgets with it. Lower caps never
+    lower what was charged.
+    """
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    made = con.execute(
+        """
+        SELECT r.release_id, r.period, r.contributors - r.linking_contributors, r.linking_contributors > 0,
+            max(s.max_units)
+        FROM releases r JOIN privacy_spend s USING (release_id) GROUP BY ALL ORDER BY r.release_id
+        """
+    ).fetchall()
+    added = 0.0
+    for release_id, period, non_linking, linking, charged in made:
+        units = caps.units_per_person(non_linking, linking=linking)
+        if units <= charged:
+            continue
+        rhos = [
+            row[0]
+            for row in con.execute("SELECT rho FROM privacy_ledger WHERE release_id = $r", {"r": release_id}).fetchall()
+        ]
+        more = sum(rho_at_units(rho, units) - rho_at_units(rho, charged) for rho in rhos)
+        con.execute(
+            "INSERT INTO privacy_recharges VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [release_id, period, charged_with, charged, units, more, now],
+        )
+        added += more
+    return added

@@ -214,6 +214,19 @@ def quantile_rank_error(scale: float, beta: float) -> float:
     return scale * math.log(1 / (2 * beta))
 
 
+def rho_at_units(rho: float, units: int) -> float:
+    """ρ for a person held as ``units`` privacy units by a measurement whose ρ at one unit is ``rho``.
+
+    Every measurement here is a zCDP mechanism behind a stability map linear in units (``PRIVACY_UNITS``),
+    so its map at m units is that of a Gaussian whose map at one unit is ``rho`` (m² ρ; checked against
+    each indicator's own measurements in tests): OpenDP's map of that Gaussian at ``units``. What the
+    ledger keeps of a measurement, its ρ at one unit, is enough to charge it at more units later.
+    """
+    if rho <= 0:
+        return 0.0
+    return float(dp.m.make_gaussian(*_FLOAT_VECTORS, scale=(2 * rho) ** -0.5).map(float(units)))
+
+
 def epsilon_at(rho: float, delta: float) -> float:
     """The (ε, δ)-DP equivalent of ρ-zCDP at ``delta``, by OpenDP's zCDP -> approximate-DP conversion."""
     if rho <= 0:

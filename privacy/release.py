@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-from privacy.accountant import BudgetPolicy, Charge, charge
+from privacy.accountant import BudgetPolicy, Charge, UnitCaps, charge, recharge
 from privacy.bounding import bounded_aggregates, drop_held_period, hold_period
 from privacy.estimators import CountSignature, IndicatorRelease, SharedCount, count_signature, release_indicator
 from standards.catalogue import Catalogue
@@ -33,12 +33,17 @@ from standards.catalogue import Catalogue
 class ReleasePolicy:
     """ρ one release of a period spends per privacy unit (split by the catalogue's shares), the
     largest number of units one person may be held as (a public cap), of which ``linked_units`` across the
-    charities that link records (0 where none does; recorded with the release), and the per-person budgets."""
+    charities that link records (0 where none does; recorded with the release), and the per-person budgets.
+
+    ``caps``: the declared caps those units come from. Given (as the pipeline gives them), every earlier release
+    is charged again at what they give a person in it now, if that is more (``privacy.accountant.recharge``);
+    None only where one release is made alone (tests of one release)."""
 
     release_rho: float
     budget: BudgetPolicy
     max_units: int = 1
     linked_units: int = 0
+    caps: UnitCaps | None = None
 
     def __post_init__(self) -> None:
         if self.max_units < 1:
@@ -138,6 +143,11 @@ def release_period(
     """Release every catalogue indicator for ``period`` (see the module docstring for guarantees)."""
     if (policy.linked_units > 0) != bool(contributors.linking):
         raise ValueError("a release declares units across linking charities if and only if a contributor links records")
+    non_linking = contributors.charities - len(contributors.linking)
+    if policy.caps is not None and policy.max_units != policy.caps.units_per_person(
+        non_linking, linking=bool(contributors.linking)
+    ):
+        raise ValueError("a release's units per person are those its declared caps give its contributors")
     existing = latest_release(con, period)
     if existing is not None and not revise:
         return existing
@@ -163,6 +173,8 @@ def release_period(
                 counts.setdefault(released.count.signature, released.count)
             charges += _store(con, release_id, released, policy.max_units)
         drop_held_period(con, held)
+        if policy.caps is not None:
+            recharge(con, charged_with=release_id, caps=policy.caps)
         kind = "release" if revision == 1 else "revision"
         per_person = charge(con, release_id=release_id, period=period, kind=kind, charges=charges, policy=policy.budget)
         per_unit = sum(c.rho for c in charges)

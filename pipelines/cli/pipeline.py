@@ -275,20 +275,26 @@ def budget(
     settings = ws.settings.privacy
     delta = settings.report_delta
     with connect(ws.warehouse_path) as con:
+        # A recharge (an earlier release charged again at more units, after the caps were raised) is an entry too.
         rows = con.execute(
-            "SELECT period, release_id, indicator_id, measurement, kind, mechanism, rho, max_units, rho_per_person, "
-            "noise_scale, recorded_at FROM privacy_ledger ORDER BY recorded_at, rowid"
+            """
+            SELECT period, release_id, indicator_id, measurement, kind, mechanism, rho, max_units, rho_per_person,
+                noise_scale, recorded_at, 0 AS source, rowid AS position FROM privacy_ledger
+            UNION ALL
+            SELECT period, release_id, '', format('recharged from {} to {} units by {}', units_before, units_after,
+                charged_with), 'recharge', '', 0.0, units_after, rho_per_person, NULL, recorded_at, 1, 0
+            FROM privacy_recharges
+            ORDER BY recorded_at, source, position
+            """
         ).fetchall()
     per_unit: dict[str, float] = {}
     per_person: dict[str, float] = {}
-    units: dict[str, int] = {}
-    fewest_units: dict[str, int] = {}
+    release_units: dict[tuple[str, str], int] = {}
     entries = []
-    for period, release_id, indicator, measurement, kind, mechanism, rho, max_units, person, scale, at in rows:
+    for period, release_id, indicator, measurement, kind, mechanism, rho, max_units, person, scale, at, *_ in rows:
         per_unit[period] = per_unit.get(period, 0.0) + rho
         per_person[period] = per_person.get(period, 0.0) + person
-        units[period] = max(units.get(period, 1), max_units)
-        fewest_units[period] = min(fewest_units.get(period, max_units), max_units)
+        release_units[period, release_id] = max(release_units.get((period, release_id), 1), max_units)
         entries.append(
             {
                 "period": period,
@@ -304,6 +310,8 @@ def budget(
                 "recorded_at": at,
             }
         )
+    units = {period: max(n for (p, _), n in release_units.items() if p == period) for period in per_person}
+    fewest_units = {period: min(n for (p, _), n in release_units.items() if p == period) for period in per_person}
     lifetime = sum(per_person.values())
     periods = [
         {
@@ -340,7 +348,8 @@ def budget(
         title=f"Privacy budget (zCDP ρ; ε at δ = {delta:g}); budgets are per person",
         caption="A person counted by m charities that do not link records is m units, plus one across those that "
         "do: m units are m² times the ρ of one. A quarter's ρ per person adds up its releases, each at the units it "
-        "was made with (a range where they differ, after a charity started or stopped linking records).",
+        "was made with, or charged again at since the caps were raised (a range where they differ, after a charity "
+        "started or stopped linking records).",
     )
     for p in periods:
         table.add_row(
@@ -376,7 +385,7 @@ def budget(
             e["measurement"],
             _rho(e["rho"]),
             _rho(e["rho_per_person"]),
-            f"{e['noise_scale']:.3g}",
+            "" if e["noise_scale"] is None else f"{e['noise_scale']:.3g}",
         )
     console.print(ledger)
 

@@ -341,6 +341,48 @@ def test_units_declared_across_linking_charities_are_counted_recorded_and_stated
     assert "nobody is counted separately more than 1 times by its 2 charities that do not link records" in statement
 
 
+def test_raising_a_declared_cap_charges_the_releases_already_made_at_their_new_units(loaded: Workspace) -> None:
+    # A privacy audit raised privacy.linked_units_per_person between releases: the next release's statement and
+    # budget check kept the earlier release at its old units, understating the lifetime worst case (ρ 9.23 said,
+    # 13.72 true) and letting a release past the budgets.
+    register_contributors(loaded, ["charity-l"], linkage=True)
+    set_privacy(loaded, release_rho=0.1, period_rho=10.0, lifetime_rho=20.0)
+    instance = DagsterInstance.ephemeral()
+    assert release(loaded, instance).success  # 2 charities that do not link records, and one across those that do
+    set_privacy(loaded, linked_units_per_person=2)
+    assert release(loaded, instance, revise=True).success
+    with connect(loaded.warehouse_path) as con:
+        assert con.execute("SELECT release_id, units_per_person FROM releases ORDER BY 1").fetchall() == [
+            ("2026Q1-v1", 3),
+            ("2026Q1-v2", 4),
+        ]
+        assert con.execute(
+            "SELECT release_id, charged_with, units_before, units_after FROM privacy_recharges"
+        ).fetchall() == [("2026Q1-v1", "2026Q1-v2", 3, 4)]
+        per_unit = spent(con, per_person=False)
+        # Both releases at 4 units now: 4² times what each spends per unit, by OpenDP's maps.
+        assert spent(con) == pytest.approx(16 * per_unit, rel=1e-9)
+    per_person = json.loads((loaded.releases / "2026Q1-v2" / "release.json").read_text())["privacy"]["per_person"]
+    assert per_person["max_units"] == 4
+    assert per_person["period_rho"] == pytest.approx(16 * per_unit, rel=1e-9)
+    assert per_person["lifetime_rho"] == pytest.approx(16 * per_unit, rel=1e-9)
+    # The budget check counts the recharge. A third release (half the per-unit ρ spent so far) at 5 units (3 across
+    # the linking charities) beside the first two at 4 is 16 + 12.5 times that ρ; with them charged again at 5,
+    # 25 + 12.5. A period budget of 32 times it lets the first through, so the third is refused, and charges nothing.
+    set_privacy(loaded, linked_units_per_person=3, period_rho=32 * per_unit, lifetime_rho=100.0)
+    assert not release(loaded, instance, revise=True).success
+    with connect(loaded.warehouse_path) as con:
+        assert con.execute("SELECT count(*) FROM privacy_recharges").fetchall() == [(1,)]
+        assert con.execute("SELECT count(*) FROM releases").fetchall() == [(2,)]
+    # Lowered again, the caps never lower what was charged.
+    set_privacy(loaded, linked_units_per_person=1, period_rho=10.0)
+    assert release(loaded, instance, revise=True).success
+    with connect(loaded.warehouse_path) as con:
+        assert con.execute("SELECT count(*) FROM privacy_recharges").fetchall() == [(1,)]
+        third = con.execute("SELECT rho FROM releases WHERE release_id = '2026Q1-v3'").fetchall()[0][0]
+        assert spent(con, "2026Q1") == pytest.approx(16 * per_unit + 9 * third, rel=1e-9)
+
+
 def test_quarter_release_sensor_requests_each_ended_quarter_of_the_calendar_once(loaded: Workspace) -> None:
     instance = DagsterInstance.ephemeral()
 

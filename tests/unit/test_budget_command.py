@@ -26,3 +26,32 @@ def test_a_quarter_released_at_two_unit_counts_shows_both_beside_its_summed_rho(
     shown = CliRunner().invoke(app, ["budget"]).output
     [row] = [line for line in shown.splitlines() if line.lstrip("│ ").startswith("2026Q3")]
     assert "2–3" in row and "1.625" in row  # 0.125 × 2² + 0.125 × 3²
+
+
+def test_a_release_charged_again_after_the_caps_were_raised_shows_at_its_new_units(workspace: Workspace) -> None:
+    """Found by the privacy audit: raised caps recharge earlier releases, and the budget must say what they cost."""
+    import json
+
+    from pipelines.cli import register_commands
+    from pipelines.cli.app import app
+
+    register_commands()
+    with connect(workspace.warehouse_path) as con:
+        for release_id, units in (("2026Q3-v1", 2), ("2026Q3-v2", 3)):
+            con.execute(
+                "INSERT INTO privacy_ledger (release_id, period, indicator_id, measurement, kind, mechanism, rho, "
+                "noise_scale, sensitivity, recorded_at, max_units, rho_per_person) "
+                "VALUES (?, '2026Q3', 'people', 'count', 'release', 'gaussian', 0.125, 2.0, 1.0, now(), ?, ?)",
+                [release_id, units, 0.125 * units**2],
+            )
+        con.execute(
+            "INSERT INTO privacy_recharges VALUES ('2026Q3-v1', '2026Q3', '2026Q3-v2', 2, 3, ?, now())", [0.125 * 5]
+        )
+    shown = CliRunner().invoke(app, ["budget"]).output
+    [row] = [line for line in shown.splitlines() if line.lstrip("│ ").startswith("2026Q3")]
+    assert "2–3" not in row and "2.25" in row  # both at 3 units now: 0.125 × 3² twice
+    summary = json.loads(CliRunner().invoke(app, ["budget", "--json"]).output)
+    assert summary["lifetime_rho_per_person"] == 2.25
+    [recharged] = [e for e in summary["entries"] if e["kind"] == "recharge"]
+    assert recharged["measurement"] == "recharged from 2 to 3 units by 2026Q3-v2"
+    assert "recharged" in CliRunner().invoke(app, ["budget", "--detail"]).output  # a narrow table wraps the rest

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from privacy.accountant import BudgetExceeded, BudgetPolicy, spent
+from privacy.accountant import BudgetExceeded, BudgetPolicy, UnitCaps, spent
 from privacy.bounding import BoundedAggregates, bounded_aggregates, query_sensitivity
 from privacy.estimators import MEDIAN_SHARES, release_indicator
-from privacy.mechanisms import discrete_gaussian
+from privacy.mechanisms import discrete_gaussian, rho_at_units
 from privacy.release import Contributors, ReleasePolicy, release_period
 from standards.catalogue import Indicator, load_catalogue
 from tests.unit.test_privacy_bounding import AGE_BANDS, AREAS, NEEDS, _distances, contacts_warehouse
@@ -136,6 +136,9 @@ def test_openDP_maps_give_m_squared_rho_for_every_indicator() -> None:
         for m in (1, 2, 3, 4):
             assert released.rho_at(m) == pytest.approx(m**2 * one, rel=1e-9), (indicator.id, m)
             assert released.rho_at(m) == pytest.approx(sum(part.rho_at(m) for part in released.measurements))
+            # What a recharge uses, from a measurement's ρ at one unit alone (all the ledger keeps of it).
+            for part in released.measurements:
+                assert rho_at_units(part.rho, m) == pytest.approx(part.rho_at(m), rel=1e-9), (indicator.id, part.name)
 
 
 def _contacts(people: int) -> duckdb.DuckDBPyConnection:
@@ -211,3 +214,23 @@ def test_units_across_linking_charities_are_declared_exactly_when_a_contributor_
                 code_version="t",
             )
     assert con.execute("SELECT count(*) FROM releases").fetchall() == [(0,)]
+
+
+def test_a_release_under_declared_caps_counts_the_units_they_give_its_contributors() -> None:
+    con = _contacts(10)
+    budget = BudgetPolicy(period_rho=10.0, lifetime_rho=50.0)
+    caps = UnitCaps(unlinked=None, linked=2)
+    with pytest.raises(ValueError, match="those its declared caps give its contributors"):
+        release_period(
+            con,
+            period="2026Q1",
+            catalogue=load_catalogue(),
+            policy=ReleasePolicy(0.1, budget, 3, linked_units=2, caps=caps),  # 3 do not link, so 5
+            contributors=Contributors(4, ("c0",)),
+            salt="x",
+            standard_version="1.0",
+            code_version="t",
+        )
+    assert caps.units_per_person(3, linking=True) == 5 and caps.units_per_person(3, linking=False) == 3
+    assert UnitCaps(unlinked=1, linked=1).units_per_person(3, linking=True) == 2
+    assert UnitCaps(unlinked=0, linked=1).units_per_person(0, linking=False) == 1  # a person is at least one unit
