@@ -85,23 +85,36 @@ def spent(con: duckdb.DuckDBPyConnection, period: str | None = None, *, per_pers
 
 
 def ensure_affordable(
-    con: duckdb.DuckDBPyConnection, *, release_id: str, period: str, rho_per_person: float, policy: BudgetPolicy
+    con: duckdb.DuckDBPyConnection,
+    *,
+    release_id: str,
+    period: str,
+    rho_per_person: float,
+    policy: BudgetPolicy,
+    recharged: float = 0.0,
 ) -> None:
     """Raise ``BudgetExceeded`` if the worst-case person's ρ, ``rho_per_person`` more in ``period``,
-    would exceed either budget."""
+    would exceed either budget (``recharged``: what ``recharge`` has just added, said in the refusal)."""
     period_spent, lifetime_spent = spent(con, period), spent(con)
+    recharges = (
+        f" What is left counts the releases already made charged again ({recharged:.4g} more in all) at the units the "
+        "raised caps on units per person give them; `collab budget` shows them at their old units until a release "
+        "is made."
+        if recharged > 0
+        else ""
+    )
     if period_spent + rho_per_person > policy.period_rho * (1 + 1e-12):
         raise BudgetExceeded(
             f"Release {release_id} needs rho={rho_per_person:.4g} for the worst-case person but period {period} has "
             f"{policy.period_rho - period_spent:.4g} left of {policy.period_rho:.4g} per person. Nothing was "
             "published. Raise the period budget deliberately (settings.yaml), spend less per release "
-            "(privacy.release_rho) or release fewer indicators."
+            f"(privacy.release_rho) or release fewer indicators.{recharges}"
         )
     if lifetime_spent + rho_per_person > policy.lifetime_rho * (1 + 1e-12):
         raise BudgetExceeded(
             f"Release {release_id} needs rho={rho_per_person:.4g} for the worst-case person but only "
             f"{policy.lifetime_rho - lifetime_spent:.4g} of the lifetime budget {policy.lifetime_rho:.4g} per person "
-            "is left. Nothing was published."
+            f"is left. Nothing was published.{recharges}"
         )
 
 
@@ -113,13 +126,17 @@ def charge(
     kind: str,
     charges: list[Charge],
     policy: BudgetPolicy,
+    recharged: float = 0.0,
 ) -> float:
     """Record ``charges`` for a release, or raise ``BudgetExceeded`` and record nothing.
 
-    Call inside the transaction that stores the release. Returns the worst-case per-person ρ charged.
+    Call inside the transaction that stores the release (after ``recharge``, whose result is ``recharged``).
+    Returns the worst-case per-person ρ charged.
     """
     per_person = sum(c.rho_per_person for c in charges)
-    ensure_affordable(con, release_id=release_id, period=period, rho_per_person=per_person, policy=policy)
+    ensure_affordable(
+        con, release_id=release_id, period=period, rho_per_person=per_person, policy=policy, recharged=recharged
+    )
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     con.executemany(
         "INSERT INTO privacy_ledger (release_id, period, indicator_id, measurement, kind, mechanism, rho, noise_scale, "

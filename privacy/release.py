@@ -173,10 +173,17 @@ def release_period(
                 counts.setdefault(released.count.signature, released.count)
             charges += _store(con, release_id, released, policy.max_units)
         drop_held_period(con, held)
-        if policy.caps is not None:
-            recharge(con, charged_with=release_id, caps=policy.caps)
+        recharged = recharge(con, charged_with=release_id, caps=policy.caps) if policy.caps is not None else 0.0
         kind = "release" if revision == 1 else "revision"
-        per_person = charge(con, release_id=release_id, period=period, kind=kind, charges=charges, policy=policy.budget)
+        per_person = charge(
+            con,
+            release_id=release_id,
+            period=period,
+            kind=kind,
+            charges=charges,
+            policy=policy.budget,
+            recharged=recharged,
+        )
         per_unit = sum(c.rho for c in charges)
         con.execute(
             "INSERT INTO releases (release_id, period, revision, kind, rho, contributors, linking_contributors, "

@@ -370,7 +370,10 @@ def test_raising_a_declared_cap_charges_the_releases_already_made_at_their_new_u
     # the linking charities) beside the first two at 4 is 16 + 12.5 times that ρ; with them charged again at 5,
     # 25 + 12.5. A period budget of 32 times it lets the first through, so the third is refused, and charges nothing.
     set_privacy(loaded, linked_units_per_person=3, period_rho=32 * per_unit, lifetime_rho=100.0)
-    assert not release(loaded, instance, revise=True).success
+    refused = release(loaded, instance, revise=True)
+    assert not refused.success
+    [failure] = [e for e in refused.all_events if e.is_step_failure]
+    assert "counts the releases already made charged again" in str(failure.event_specific_data)
     with connect(loaded.warehouse_path) as con:
         assert con.execute("SELECT count(*) FROM privacy_recharges").fetchall() == [(1,)]
         assert con.execute("SELECT count(*) FROM releases").fetchall() == [(2,)]
