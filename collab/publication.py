@@ -299,14 +299,22 @@ def per_person_statement(per_person: dict[str, Any]) -> str:
     epsilon = per_person["lifetime_epsilon"]
     # A charity that does not link records counts each of its references as a person: one given two references there
     # is two of the units the cap counts, as much as someone at two such charities.
-    assumed = (
-        f" This assumes, as the collaborative declares, that nobody is counted separately more than "
-        f"{units - linked} times by its {per_person['non_linking_contributors']} charities that do not "
-        "link records (a charity that gives one person two references counts them twice): someone who is gets less "
-        "protection than this."
-        if per_person["units_assumed_at_most"]
-        else ""
-    )
+    if per_person["units_assumed_at_most"]:
+        assumed = (
+            f" This assumes, as the collaborative declares, that nobody is counted separately more than "
+            f"{units - linked} times by its {per_person['non_linking_contributors']} charities that do not "
+            "link records (a charity that gives one person two references counts them twice): someone who is gets "
+            "less protection than this."
+        )
+    elif per_person["non_linking_contributors"]:
+        # Uncapped, the units are one per charity that does not link records: a privacy audit found 120 people with
+        # two references at one such charity in the demo, for whom that count says nothing.
+        assumed = (
+            " This assumes that no charity that does not link records gives one person two references: someone "
+            "given two is counted twice there, and gets less protection than this."
+        )
+    else:
+        assumed = ""
     return (
         f"Taking every release so far together, for {who} the published figures are at most "
         f"e^{epsilon:.1f} times more or less likely with their records than without them, "
@@ -477,9 +485,11 @@ SINGLE_CHARITY_STATEMENT = (
     "every person in every cell, however many charities contributed to it. Such cells are therefore published "
     "like any other, and deliberately not hidden: hiding a cell because of how many charities contributed to it "
     "would make what is published depend on the records themselves, outside the privacy guarantee. What such a "
-    "cell can reveal is the charity's own caseload there, which each charity accepts when it joins. A whole "
-    "release to which fewer charities contributed than the collaborative's minimum (normally two) is not "
-    "published at all, because every figure in it would be a single charity's."
+    "cell can reveal is the charity's own caseload there, which each charity accepts when it joins. No release "
+    "is published until at least the collaborative's minimum number of charities (normally two) have sent it "
+    "files. That count is of charities that have sent files at any time, not of those with contacts in the "
+    "quarter: counting those would let one person's records decide whether a quarter is published. So a quarter "
+    "in which only one charity supported anyone is published, and its figures are in effect that charity's own."
 )
 
 
