@@ -206,8 +206,11 @@ def _process_submissions(
     if not files:
         return []
     instance = instance or _pooled_instance()
-    # Give the pool its slot here, once: workers that each found it missing could create one apiece.
-    instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
+    # Give the pool its slot here, once: workers that each found it missing could create one apiece. Only while it
+    # has none: Dagster's call inserts, and on a duplicate updates in the same transaction, which PostgreSQL has
+    # aborted by then (an operator's trial: every `collab run` after the daemon's first load ended in a traceback).
+    if WAREHOUSE_POOL not in instance.event_log_storage.get_concurrency_keys():
+        instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
     instance.add_dynamic_partitions(submission_partitions.name, list(dict.fromkeys(f.partition_key for f in files)))
     with _warehouse_pool_looked_after(instance):
         return _run_submission_jobs(workspace, files, progress, instance)

@@ -142,3 +142,11 @@ def test_postgres_instance_runs_concurrent_submissions_like_sqlite(
     contacts, people = _warehouse_rows(tmp_path / "sqlite")
     assert len(contacts) == 900 and people == [(charity, 300) for charity in CHARITIES]
     assert _warehouse_rows(postgres_home) == (contacts, people)
+
+    # A later `collab run`, the pool's limit long made (an operator's trial: a traceback from Dagster's insert of
+    # it again, in a transaction PostgreSQL had aborted).
+    later = write_csv(tmp_path / "later.csv", contact_rows(20, start=QUARTER_START, prefix="LATER"))
+    LocalLandingZone(root=str(postgres_home)).drop(CHARITIES[0], later)
+    again = json.loads(collab(postgres_home, "run", "--json").stdout)
+    assert [s["file_name"] for s in again["submissions"]] == ["later.csv"] and not again["failed"]
+    assert again["submissions"][0]["status"] in {"accepted", "accepted_with_warnings"}  # it replaces a quarter
