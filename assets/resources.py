@@ -14,6 +14,7 @@ from dagster import ConfigurableResource, EnvVar, InitResourceContext
 
 from collab import s3, warehouse
 from collab.landing import LandingZone, LocalLandingZone, S3LandingZone
+from collab.processes import RUNNER_PROCESS_TAG, runner_tags
 from collab.registry import Registry
 from collab.workspace import Workspace
 
@@ -26,6 +27,13 @@ class CollabWorkspace(ConfigurableResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # A run on a workspace nobody initialised (``dagster dev`` on a fresh clone) creates it first.
         self.workspace.init()
+        run = context.dagster_run
+        if run is not None and context.instance is not None and RUNNER_PROCESS_TAG not in run.tags:
+            # A run the daemon launched says which process executes it, as `collab run` tags its own: a run whose
+            # worker died with its code server (a restart) is then failed by the next look at the pool, not left
+            # STARTED holding a run slot for ever (an operator's trial). The run executes in this process (every
+            # job's executor is in-process).
+            context.instance.add_run_tags(run.run_id, runner_tags())
 
     @property
     def workspace(self) -> Workspace:

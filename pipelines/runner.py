@@ -14,7 +14,6 @@ import functools
 import multiprocessing
 import os
 import signal
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, ExecuteInProcessResult, JobDefinition, RunsFilter
+from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, JobDefinition
 
 from assets.partitions import quarter_partitions, run_going, submission_partitions
 from assets.releases import REVISE_TAG, waits_for_submissions
@@ -39,6 +38,7 @@ from collab.intake import (
 )
 from collab.invariants import first_quarter
 from collab.landing import LandingObject, LandingZone, landing_zone_from_env, shown_name
+from collab.processes import runner_tags
 from collab.registry import Registry
 from collab.site import site_is_current
 from collab.states import internal_error_reference, mark_state, mirror_states, unfinished
@@ -53,14 +53,7 @@ from collab.submissions import (
 from collab.warehouse import audit, connect, not_ended_problem, stale_quarters, unreleased_complete_quarters
 from collab.workspace import Workspace
 from pipelines.run_lock import run_lock
-from pipelines.warehouse_pool import (
-    RUNNER_PROCESS_TAG,
-    RUNNER_TAG,
-    keep_warehouse_pool_moving,
-    owner_dead,
-    release_abandoned_warehouse_slots,
-    runner_tags,
-)
+from pipelines.warehouse_pool import fail_abandoned_runs, keep_warehouse_pool_moving, release_abandoned_warehouse_slots
 from pipelines.worker_server import stop_worker_server, worker_processes
 from privacy.release import latest_release
 from standards.check import new_reference
@@ -634,28 +627,6 @@ def unfinished_manifests(
             )
             unreadable.append({"charity_id": state.charity_id, "file": state.file_name, "reason": reason})
     return manifests, unreadable
-
-
-def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
-    """Mark failed the runs a `collab run` process created or started on this machine and died in (they stay
-    NOT_STARTED or STARTED for ever otherwise, and a run that looks going keeps its file from being taken up);
-    their submissions are unfinished and are taken up again. Returns the run ids."""
-    host = socket.gethostname()
-    statuses = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
-    abandoned = []
-    for run in instance.get_runs(
-        filters=RunsFilter(
-            statuses=statuses,
-            tags={RUNNER_TAG: host},
-        )
-    ):
-        owner = run.tags.get(RUNNER_PROCESS_TAG, "")
-        if owner_dead(owner):
-            instance.report_run_failed(
-                run, message=f"the `collab run` process {owner} running it ended without finishing it"
-            )
-            abandoned.append(run.run_id)
-    return abandoned
 
 
 # How often runs waiting for the `warehouse` pool are looked after (``keep_warehouse_pool_moving``).

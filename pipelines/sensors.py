@@ -137,20 +137,19 @@ def published_site_sensor(context: SensorEvaluationContext, workspace: CollabWor
 @sensor(minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING)
 def warehouse_pool_sensor(context: SensorEvaluationContext) -> SkipReason:
     """Keep the ``warehouse`` pool moving for the daemon's runs, as `collab run` does for its own
-    (``keep_warehouse_pool_moving``): free the slot held or awaited by a run that has finished (a daemon's run
-    whose worker was killed is marked failed by the code server that started it, its slot still claimed) or
-    whose `collab run` process has ended, and give a free slot to a step left waiting beside it. It requests no
-    runs, so its ticks say what it freed.
+    (``keep_warehouse_pool_moving``): mark failed the runs whose process has ended (a `collab run`'s, or a worker
+    the daemon launched, killed with its code server by a restart: left STARTED, they held the instance's run slots
+    and nothing else was launched), free the slot held or awaited by a run that has finished, and give a free slot
+    to a step left waiting beside it. It requests no runs, so its ticks say what they did.
 
     Safe wherever the code server evaluating it runs: an unfinished run is judged dead only by an owner tag naming
-    an ended process of this machine and PID namespace (``owner_dead``), so a run going on another machine or in
-    another container, or a daemon's run (no owner tag), keeps its slot. A daemon's run left STARTED because its
-    code server died with its worker therefore keeps the slot until an analyst terminates it in the UI; the next
-    tick frees it. Assumes a run marked finished no longer writes the warehouse.
+    an ended process of this machine and PID namespace, or one from before the machine last started
+    (``collab.processes.owner_dead``), so a run going on another machine or in another container keeps its slot.
+    Assumes a run marked finished no longer writes the warehouse.
     """
     freed = keep_warehouse_pool_moving(context.instance)
     if not freed:
         return SkipReason("No run whose process ended holds or waits for the warehouse slot.")
-    message = f"Freed the warehouse slot held or awaited by {len(freed)} ended run(s): {', '.join(freed)}."
+    message = f"Failed or freed the warehouse slot of {len(freed)} ended run(s): {', '.join(freed)}."
     context.log.warning(message)
     return SkipReason(message)

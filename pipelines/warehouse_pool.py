@@ -3,79 +3,49 @@ a slot left claimed by a run whose process died, or a free slot no waiting step 
 later load for ever. `collab run` looks after the pool while its files go (``pipelines.runner``), the daemon
 on every tick of ``warehouse_pool_sensor`` (``pipelines.sensors``): both call ``keep_warehouse_pool_moving``.
 
-A run's process is judged only where its number means something: its owner tag (``owner_tag``) names the
-machine and, on Linux, the PID namespace it was numbered in, so a run of another machine, of a container sharing this
-machine's name (Docker's host network), or of the daemon (which sets no owner tag) is never taken for dead
-here; it is left to Dagster, and its slot freed once Dagster marks it finished.
+A run's process is judged by its owner tag (``collab.processes``); a run without one is left to Dagster, and its
+slot freed once Dagster marks it finished.
 """
 
 from __future__ import annotations
 
-import os
 import socket
-from pathlib import Path
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from assets.resources import WAREHOUSE_POOL
-
-# Every run `collab run` executes in process says which machine and process ran it, so a later run, or the
-# daemon's sensor, can tell a run still going from one whose process was killed.
-RUNNER_TAG = "collab/runner-host"
-RUNNER_PROCESS_TAG = "collab/runner-process"
+from collab.processes import RUNNER_PROCESS_TAG, RUNNER_TAG, owner_dead
 
 
-def runner_tags() -> dict[str, str]:
-    """The tags of a run this process executes in process."""
-    return {RUNNER_TAG: socket.gethostname(), RUNNER_PROCESS_TAG: owner_tag(os.getpid())}
-
-
-def owner_tag(pid: int) -> str:
-    """The owner tag of a run executed by process ``pid`` of this machine and PID namespace."""
-    return f"{_process_space()}:{pid}"
-
-
-def _process_space() -> str:
-    """Where a PID names one process: this machine, and on Linux this process's PID namespace (a container
-    numbers its processes apart, and may share the machine's name)."""
-    try:
-        namespace = str(Path("/proc/self/ns/pid").readlink())  # such as "pid:[4026531836]"
-    except OSError:
-        return socket.gethostname()
-    return f"{socket.gethostname()}/{namespace}"
-
-
-def owner_dead(owner: str) -> bool:
-    """Whether the process named by a run's owner tag (``owner_tag``) is one this process can see, and has ended.
-    A run of another machine or PID namespace, or without the tag (the daemon's), cannot be judged here."""
-    space, _, pid = owner.rpartition(":")
-    if space != _process_space() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return _ended_uncollected(int(pid))
-
-
-def _ended_uncollected(pid: int) -> bool:
-    """Whether the process has ended and only waits for its parent to collect it (a zombie, which signals still
-    reach): a killed run's workers can stay so for a while. Read from Linux's /proc; elsewhere never."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] == "Z"  # the state follows the command, which may hold anything
+def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed the runs whose process on this machine died before finishing them: created or started by a
+    `collab run` process, or executed by a worker the daemon launched (they stay NOT_STARTED or STARTED for ever
+    otherwise: a run that looks going keeps its file from being taken up, and holds one of the instance's run
+    slots); their submissions are unfinished and are taken up again. Returns the run ids."""
+    host = socket.gethostname()
+    statuses = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+    abandoned = []
+    for run in instance.get_runs(
+        filters=RunsFilter(
+            statuses=statuses,
+            tags={RUNNER_TAG: host},
+        )
+    ):
+        owner = run.tags.get(RUNNER_PROCESS_TAG, "")
+        if owner_dead(owner):
+            instance.report_run_failed(run, message=f"the process {owner} running it ended without finishing it")
+            abandoned.append(run.run_id)
+    return abandoned
 
 
 def keep_warehouse_pool_moving(instance: DagsterInstance) -> list[str]:
     """Free the slots of runs whose process has died (``release_abandoned_warehouse_slots``), and give a free slot
     to the first step waiting for one if none has it. Dagster's SQL storage checks for a free slot and queues a
     waiting step in two statements: a slot freed between them wakes no one, and that step, with every later
-    load, would wait for ever (seen once when runs were killed at random). Returns the runs whose slots were freed."""
-    freed = release_abandoned_warehouse_slots(instance)
+    load, would wait for ever (seen once when runs were killed at random). Runs whose process died are marked failed
+    first (``fail_abandoned_runs``), holding a slot or not. Returns the runs failed or whose slots were freed."""
+    failed = fail_abandoned_runs(instance)
+    freed = sorted({*failed, *release_abandoned_warehouse_slots(instance)})
     storage = instance.event_log_storage
     info = storage.get_concurrency_info(WAREHOUSE_POOL)
     if info.pending_step_count > info.assigned_step_count and storage.has_unassigned_slots(WAREHOUSE_POOL):

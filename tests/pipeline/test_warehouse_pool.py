@@ -13,22 +13,24 @@ import uuid
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, DefaultSensorStatus, SkipReason, build_sensor_context
+from dagster import (
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    SkipReason,
+    asset,
+    build_sensor_context,
+    materialize,
+)
 
 from assets.partitions import run_going
-from assets.resources import WAREHOUSE_POOL
+from assets.resources import WAREHOUSE_POOL, CollabWorkspace
+from collab.processes import RUNNER_PROCESS_TAG, RUNNER_TAG, owner_dead, owner_tag
 from collab.workspace import Workspace
 from pipelines import runner
-from pipelines.runner import fail_abandoned_runs
 from pipelines.sensors import warehouse_pool_sensor
-from pipelines.warehouse_pool import (
-    RUNNER_PROCESS_TAG,
-    RUNNER_TAG,
-    keep_warehouse_pool_moving,
-    owner_dead,
-    owner_tag,
-    release_abandoned_warehouse_slots,
-)
+from pipelines.warehouse_pool import fail_abandoned_runs, keep_warehouse_pool_moving, release_abandoned_warehouse_slots
 
 
 def _started_run(
@@ -241,3 +243,46 @@ def test_the_sensor_leaves_the_slot_of_a_live_run_and_of_runs_whose_process_it_c
 
 def test_the_daemon_looks_after_the_pool_without_being_switched_on() -> None:
     assert warehouse_pool_sensor.default_status == DefaultSensorStatus.RUNNING
+
+
+def test_a_process_of_this_machine_from_before_it_last_started_is_dead(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An operator's trial: after a restart, the runs it cut short stayed STARTED (their numbers may name new
+    # processes now), held both run slots, and nothing more was launched.
+    space, _, _ = owner_tag(os.getpid()).rpartition(":")
+    host, namespace, boot = space.split("/")
+    assert owner_dead(f"{host}/{namespace}/{'0' * len(boot)}:{os.getpid()}")  # this very number, another boot
+    assert not owner_dead(f"elsewhere.example/{namespace}/{'0' * len(boot)}:{os.getpid()}")  # another machine
+    assert not owner_dead(f"{host}/pid:[1]/{'0' * len(boot)}:{os.getpid()}")  # a container's, since restarted
+    assert not owner_dead(f"{host}/{namespace}:{os.getpid()}")  # a tag of an older version: not judged
+
+
+@asset
+def touched(workspace: CollabWorkspace) -> None:
+    """An asset of a run whose worker sets up the workspace resource, as every job's do."""
+
+
+def test_a_run_the_daemon_launched_says_which_process_executes_it(workspace: Workspace) -> None:
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [touched], resources={"workspace": CollabWorkspace(home=str(workspace.home))}, instance=instance
+        )
+        assert result.success
+        tags = instance.get_run_by_id(result.run_id).tags  # type: ignore[union-attr]
+        assert tags[RUNNER_PROCESS_TAG] == owner_tag(os.getpid()) and tags[RUNNER_TAG] == socket.gethostname()
+
+
+def test_the_daemons_sensor_fails_its_runs_whose_worker_died_and_the_queue_moves(workspace: Workspace) -> None:
+    # An operator's trial killed the daemon, its code servers and their run workers mid-load: two runs stayed
+    # STARTED, at the instance's two run slots, and no file was taken up until they were terminated by hand.
+    ended = _ended_process()
+    with DagsterInstance.get() as instance:
+        instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
+        cut_short = [_started_run(instance, ended.pid, partition=f"p{i}") for i in range(2)]  # tagged by their worker
+        holding = cut_short[0]
+        assert _claims(instance, holding)
+        waiting = _daemon_run(instance, DagsterRunStatus.STARTED)  # not yet tagged: left to Dagster
+        told = warehouse_pool_sensor(build_sensor_context(instance=instance))
+        assert isinstance(told, SkipReason) and all(run_id in str(told.skip_message) for run_id in cut_short)
+        assert {instance.get_run_by_id(r).status for r in cut_short} == {DagsterRunStatus.FAILURE}  # type: ignore[union-attr]
+        assert instance.get_run_by_id(waiting).status == DagsterRunStatus.STARTED  # type: ignore[union-attr]
+        assert _claims(instance, waiting)  # the slot the dead run held is free again
