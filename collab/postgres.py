@@ -2,8 +2,8 @@
 
 The binaries are Debian's ``postgresql`` package (``make postgres`` installs it). The cluster lives in
 one directory: ``data/`` (the cluster, owned by whoever runs the server), ``password`` (0600, generated
-at initialisation), ``url`` (0600, the connection URL while it runs) and ``server.log``. The server listens on 127.0.0.1 only, on a port chosen
-free at start, with no Unix socket, and password authentication (scram-sha-256) for every connection.
+at initialisation), ``url`` (0600, the connection URL while it runs), ``port`` and ``server.log``. The server
+listens on 127.0.0.1 only, on the port of its last start (a free one if that is taken), with no Unix socket, and password authentication (scram-sha-256) for every connection.
 PostgreSQL refuses to run as root, so under root (CI, containers) the cluster belongs to the
 ``postgres`` OS user the package creates; the directory is then made traversable but not listable.
 The server runs detached; ``stop`` ends it by its own pid: SIGINT (PostgreSQL's fast shutdown), then
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg2
 
-from collab.bucket import free_port
+from collab.bucket import free_port, port_is_free
 from collab.workspace import POSTGRES_URL_VARIABLE
 
 _SUPERUSER = "collab"
@@ -59,6 +59,7 @@ class LocalPostgres:
         self.password_file = self.directory / "password"
         self.url_file = self.directory / "url"
         self.log = self.directory / "server.log"
+        self.port_file = self.directory / "port"
 
     @property
     def _owner(self) -> pwd.struct_passwd | None:
@@ -128,7 +129,7 @@ class LocalPostgres:
             return self.url()
         if not self.data.exists():
             self._initialise()
-        password, port = self.password_file.read_text(encoding="utf-8"), free_port()
+        password, port = self.password_file.read_text(encoding="utf-8"), self._port()
         with self.log.open("ab") as log:
             server = subprocess.Popen(
                 self._command(
@@ -164,6 +165,15 @@ class LocalPostgres:
         # SQLAlchemy's form, naming the driver dagster-postgres brings (a bare postgresql:// means psycopg 3).
         self.url_file.write_text(f"{url.replace('postgresql://', _SQLALCHEMY_SCHEME, 1)}/{_DATABASE}", encoding="utf-8")
         return self.url()
+
+    def _port(self) -> int:
+        """The port of the last start if it is free, so the URL the daemon, the webserver and every shell were given
+        stays right across a restart (an operator's trial: a new port each start, the daemon retrying the old one
+        for good); a free one otherwise, kept for the next start."""
+        kept = self.port_file.read_text(encoding="utf-8").strip() if self.port_file.exists() else ""
+        port = int(kept) if kept.isdigit() and port_is_free(int(kept)) else free_port()
+        self.port_file.write_text(str(port), encoding="utf-8")
+        return port
 
     def connect(self) -> psycopg2.extensions.connection:
         """A direct connection to the instance's database, for looking at what Dagster stored."""

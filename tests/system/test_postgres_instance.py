@@ -150,3 +150,14 @@ def test_postgres_instance_runs_concurrent_submissions_like_sqlite(
     again = json.loads(collab(postgres_home, "run", "--json").stdout)
     assert [s["file_name"] for s in again["submissions"]] == ["later.csv"] and not again["failed"]
     assert again["submissions"][0]["status"] in {"accepted", "accepted_with_warnings"}  # it replaces a quarter
+
+
+def test_a_restarted_server_keeps_its_port(postgres: LocalPostgres) -> None:
+    # An operator's trial: each `make postgres` chose a new port, and the daemon, given the old URL, retried it for
+    # good and left its run STARTED.
+    url = postgres.url()
+    postgres.stop()
+    assert postgres.start() == url
+    with postgres.connect() as con, con.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
