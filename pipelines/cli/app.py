@@ -20,7 +20,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from collab.workspace import SettingsError, Workspace
+from collab.workspace import POSTGRES_URL_VARIABLE, SettingsError, Workspace
 from standards.cli import JsonOption, console, emit_json, errors, fail
 
 # What every command shares, from the charity's checker, so both command lines speak alike.
@@ -44,6 +44,19 @@ def workspace() -> Workspace:
     except SettingsError as error:
         fail(str(error), code=2)
     os.environ.update(ws.environment())
+    return ws
+
+
+def instance_workspace() -> Workspace:
+    """``workspace()`` for a command that runs Dagster jobs: a usage error (exit 2) if the settings choose the
+    PostgreSQL instance and its URL is not in the environment (an operator's trial met Dagster's traceback)."""
+    ws = workspace()
+    if ws.settings.instance.database == "postgres" and not os.environ.get(POSTGRES_URL_VARIABLE):
+        fail(
+            f"settings.yaml puts the Dagster instance on PostgreSQL, and ${POSTGRES_URL_VARIABLE} is not set: export "
+            "it (`make postgres` prints the line) and run this again.",
+            code=2,
+        )
     return ws
 
 

@@ -17,7 +17,7 @@ from collab import s3
 from collab.landing import landing_zone_from_env
 from collab.registry import Registry
 from collab.workspace import Workspace
-from pipelines.cli.app import JsonOption, app, console, emit_json, fail, progress_bar, workspace
+from pipelines.cli.app import JsonOption, app, console, emit_json, fail, instance_workspace, progress_bar, workspace
 from pipelines.run_lock import another_run_holds_the_lock
 from pipelines.worker_server import start_worker_server
 
@@ -106,7 +106,7 @@ def run(as_json: bool = JsonOption) -> None:
 
     Each release SPENDS PRIVACY BUDGET (see `collab budget`) and PUBLISHES its figures when the settings publish automatically; otherwise it waits for `collab approve`.
     """
-    ws = workspace()
+    ws = instance_workspace()
     charities = Registry(ws).all()
     landing = landing_zone_from_env(ws.home)
     pending = len(landing.pending([c.id for c in charities]))
@@ -189,7 +189,7 @@ def release(
 
     if not QUARTER.fullmatch(quarter):
         fail(f"{quarter!r} is not a quarter like 2026Q1", code=2)
-    ws = workspace()
+    ws = instance_workspace()
     _say_if_waiting(ws, as_json)
     outcome = release_quarter(ws, quarter, revise=revise)
     if as_json:
@@ -211,7 +211,7 @@ def approve(release_id: str, as_json: bool = JsonOption) -> None:
     """Approve a release for publication (recorded in the audit log), then publish it."""
     from pipelines.runner import approve_and_publish
 
-    ws = workspace()
+    ws = instance_workspace()
     _say_if_waiting(ws, as_json)
     try:
         outcome = approve_and_publish(ws, release_id, actor=Path.home().name or "analyst")

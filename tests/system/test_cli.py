@@ -118,7 +118,9 @@ def test_linkage_and_naming_are_switched_on_and_off(tmp_path: Path) -> None:
     assert collab(home, "charity", "linkage", "no-such-charity", "--on", check=False).returncode == 1
 
 
-def test_what_a_careless_or_hostile_analyst_types_is_refused_plainly(tmp_path: Path) -> None:
+def test_what_a_careless_or_hostile_analyst_types_is_refused_plainly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Found by the hostile trial of session 20: each of these gave a traceback, or worse.
     home = tmp_path / "var"
     collab(home, "charity", "add", "north-pantry", "--name", "North Pantry")
@@ -145,3 +147,11 @@ def test_what_a_careless_or_hostile_analyst_types_is_refused_plainly(tmp_path: P
     assert refused.returncode == 2 and "is not a submission id" in refused.stderr
     refused = collab(home, "release", "2026Q1\n", check=False)
     assert refused.returncode == 2 and "is not a quarter" in refused.stderr and "Traceback" not in refused.stderr
+    # An operator's trial: the production profile without its database's URL exported gave Dagster's traceback.
+    settings.write_text("instance:\n  database: postgres\n", encoding="utf-8")
+    monkeypatch.delenv("COLLAB_DAGSTER_POSTGRES_URL", raising=False)
+    for command in (["run"], ["release", "2026Q1"], ["approve", "2026Q1-v1"]):
+        refused = collab(home, *command, check=False)
+        said = " ".join(refused.stderr.split())
+        assert refused.returncode == 2 and "COLLAB_DAGSTER_POSTGRES_URL is not set" in said, said
+        assert "Traceback" not in refused.stdout + refused.stderr
