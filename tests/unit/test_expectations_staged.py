@@ -33,6 +33,15 @@ def test_staged_contacts_read_from_their_file_meet_the_suite_as_from_polars(
         .then(pl.lit("E99999999"))
         .otherwise(pl.col("local_authority_code"))
         .alias("local_authority_code"),
+        # An NI number (any case) or an e-mail address as a reference: one rule, one pattern of the two shapes.
+        pl.when(pl.col("source_row") == 5)
+        .then(pl.lit("QQ 12 34 56 C"))
+        .when(pl.col("source_row") == 6)
+        .then(pl.lit("qq123456c"))
+        .when(pl.col("source_row") == 7)
+        .then(pl.lit("ref someone@example.org"))
+        .otherwise(pl.col("person_ref"))
+        .alias("person_ref"),
     )
     with StagingSink(tmp_path / "staging", tmp_path / "quarantine") as sink:
         for offset in range(0, bad.height, 8):  # a row group per batch, as a check writes them
@@ -51,6 +60,7 @@ def test_staged_contacts_read_from_their_file_meet_the_suite_as_from_polars(
         "need is a code of the need codelist": 1,
         "contact_date is between 01/01/2000 and today": 1,
         "local_authority_code is a UK local authority (LAD 2025)": 1,
+        "person_ref is not shaped like a National Insurance number or an email address": 3,
     }
 
 
