@@ -98,8 +98,7 @@ def ensure_affordable(
     period_spent, lifetime_spent = spent(con, period), spent(con)
     recharges = (
         f" What is left counts the releases already made charged again ({recharged:.4g} more in all) at the units the "
-        "raised caps on units per person give them; `collab budget` shows them at their old units until a release "
-        "is made."
+        "raised caps on units per person give them, as `collab budget` shows."
         if recharged > 0
         else ""
     )
@@ -162,20 +161,29 @@ def charge(
     return per_person
 
 
-def recharge(con: duckdb.DuckDBPyConnection, *, charged_with: str, caps: UnitCaps) -> float:
-    """Charge every release already made again for the units ``caps`` now give a person in it, where that is
-    more than it was charged for; return the ρ this adds for the worst-case person.
+@dataclass(frozen=True)
+class Recharge:
+    """What raised caps add to a release already made: its worst-case person's units, charged and now, and the ρ
+    between them (``rho_per_person``)."""
+
+    release_id: str
+    period: str
+    units_before: int
+    units_after: int
+    rho_per_person: float
+
+
+def recharges_due(con: duckdb.DuckDBPyConnection, caps: UnitCaps) -> list[Recharge]:
+    """What every release already made would be charged again for the units ``caps`` now give a person in it,
+    where that is more than it was charged for (``recharge`` charges them; `collab budget` shows them before).
 
     Raised caps (more units across the charities that link records, a higher cap or none on those that do not)
     raise the worst case of every release those people were in: a statement or a budget check that kept the
     old figures understated it (a privacy audit's finding). A release's units are found from its own
     contributors (public invariants, recorded with it) under the caps given. Each of its measurements adds its
-    ρ at the new units less its ρ at those charged (``rho_at_units``, OpenDP's map), recorded in
-    ``privacy_recharges`` for that release's period at the time of this charge. Call it in the transaction of
-    the release ``charged_with``, before ``charge``, which then checks the budgets with it. Lower caps never
-    lower what was charged.
+    ρ at the new units less its ρ at those charged (``rho_at_units``, OpenDP's map). Lower caps never lower
+    what was charged.
     """
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     made = con.execute(
         """
         SELECT r.release_id, r.period, r.contributors - r.linking_contributors, r.linking_contributors > 0,
@@ -183,7 +191,7 @@ def recharge(con: duckdb.DuckDBPyConnection, *, charged_with: str, caps: UnitCap
         FROM releases r JOIN privacy_spend s USING (release_id) GROUP BY ALL ORDER BY r.release_id
         """
     ).fetchall()
-    added = 0.0
+    due = []
     for release_id, period, non_linking, linking, charged in made:
         units = caps.units_per_person(non_linking, linking=linking)
         if units <= charged:
@@ -193,9 +201,19 @@ def recharge(con: duckdb.DuckDBPyConnection, *, charged_with: str, caps: UnitCap
             for row in con.execute("SELECT rho FROM privacy_ledger WHERE release_id = $r", {"r": release_id}).fetchall()
         ]
         more = sum(rho_at_units(rho, units) - rho_at_units(rho, charged) for rho in rhos)
+        due.append(Recharge(release_id, period, charged, units, more))
+    return due
+
+
+def recharge(con: duckdb.DuckDBPyConnection, *, charged_with: str, caps: UnitCaps) -> float:
+    """Charge the releases already made again as ``recharges_due`` says, recorded in ``privacy_recharges`` for
+    their periods at the time of this charge; return the ρ this adds for the worst-case person. Call it in the
+    transaction of the release ``charged_with``, before ``charge``, which then checks the budgets with it."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    due = recharges_due(con, caps)
+    for r in due:
         con.execute(
             "INSERT INTO privacy_recharges VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [release_id, period, charged_with, charged, units, more, now],
+            [r.release_id, r.period, charged_with, r.units_before, r.units_after, r.rho_per_person, now],
         )
-        added += more
-    return added
+    return sum(r.rho_per_person for r in due)

@@ -269,6 +269,7 @@ def budget(
 ) -> None:
     """The privacy budget: per quarter and lifetime, ρ per unit, for the worst-case person, and left to spend."""
     from collab.warehouse import connect
+    from privacy.accountant import UnitCaps, recharges_due
     from privacy.mechanisms import epsilon_at
 
     ws = workspace()
@@ -287,6 +288,25 @@ def budget(
             ORDER BY recorded_at, source, position
             """
         ).fetchall()
+        # Caps raised since the last release: what its next release will charge the earlier ones again, shown now.
+        caps = UnitCaps(unlinked=settings.max_unlinked_charities, linked=settings.linked_units_per_person)
+        due = recharges_due(con, caps)
+    rows += [
+        (
+            r.period,
+            r.release_id,
+            "",
+            f"due from {r.units_before} to {r.units_after} units at the next release",
+            "recharge due",
+            "",
+            0.0,
+            r.units_after,
+            r.rho_per_person,
+            None,
+            None,
+        )
+        for r in due
+    ]
     per_unit: dict[str, float] = {}
     per_person: dict[str, float] = {}
     release_units: dict[tuple[str, str], int] = {}
@@ -372,6 +392,11 @@ def budget(
         style="bold",
     )
     console.print(table, width=min(console.width, 80))
+    if due:
+        console.print(
+            f"The caps on units per person were raised since the last release: {len(due)} release(s) already made "
+            "count at their new units above, and the next release charges them so."
+        )
     if not detail:
         console.print(f"{len(entries)} ledger entries: `collab budget --detail` lists them.")
         return

@@ -55,3 +55,39 @@ def test_a_release_charged_again_after_the_caps_were_raised_shows_at_its_new_uni
     [recharged] = [e for e in summary["entries"] if e["kind"] == "recharge"]
     assert recharged["measurement"] == "recharged from 2 to 3 units by 2026Q3-v2"
     assert "recharged" in CliRunner().invoke(app, ["budget", "--detail"]).output  # a narrow table wraps the rest
+
+
+def test_caps_raised_since_the_last_release_show_at_once(workspace: Workspace) -> None:
+    """Before the next release charges them, the budget already counts earlier releases at the units raised caps
+    give them: an analyst who raised one sees what is left now."""
+    import json
+
+    from pipelines.cli import register_commands
+    from pipelines.cli.app import app
+
+    register_commands()
+    with connect(workspace.warehouse_path) as con:
+        # Two charities that do not link records and one that does: 3 units a person, one across the linking one.
+        con.execute(
+            "INSERT INTO releases (release_id, period, revision, kind, rho, contributors, linking_contributors, "
+            "units_per_person, standard_version, code_version, created_at, rho_per_person, linked_units_per_person) "
+            "VALUES ('2026Q3-v1', '2026Q3', 1, 'release', 0.125, 3, 1, 3, '1.1', 't', now(), 1.125, 1)"
+        )
+        con.execute(
+            "INSERT INTO privacy_ledger (release_id, period, indicator_id, measurement, kind, mechanism, rho, "
+            "noise_scale, sensitivity, recorded_at, max_units, rho_per_person) "
+            "VALUES ('2026Q3-v1', '2026Q3', 'people', 'count', 'release', 'gaussian', 0.125, 2.0, 1.0, now(), 3, 1.125)"
+        )
+    settings = workspace.settings.model_copy(deep=True)
+    settings.privacy.linked_units_per_person = 2
+    workspace.save_settings(settings)
+    shown = CliRunner().invoke(app, ["budget"]).output
+    [row] = [line for line in shown.splitlines() if line.lstrip("│ ").startswith("2026Q3")]
+    assert "│ 4 " in row and "│ 2 " in row  # 4 units now: 0.125 × 4²
+    assert "the next release charges them so" in " ".join(shown.split())
+    summary = json.loads(CliRunner().invoke(app, ["budget", "--json"]).output)
+    assert summary["lifetime_rho_per_person"] == 2.0
+    [due] = [e for e in summary["entries"] if e["kind"] == "recharge due"]
+    assert due["measurement"] == "due from 3 to 4 units at the next release"
+    with connect(workspace.warehouse_path) as con:
+        assert con.execute("SELECT count(*) FROM privacy_recharges").fetchall() == [(0,)]  # shown, not charged
