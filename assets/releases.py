@@ -41,7 +41,7 @@ from collab.publication import (
 from collab.site import build_site
 from collab.states import unfinished
 from collab.warehouse import RELEASE_MEMORY_LIMIT, link_units, not_ended_problem, not_linkable_contacts
-from privacy.accountant import BudgetExceeded, BudgetPolicy
+from privacy.accountant import BudgetExceeded, BudgetPolicy, UnitCaps, recharges_due
 from privacy.mechanisms import epsilon_at
 from privacy.pseudonymise import derived_salt
 from privacy.release import Contributors, ReleasePolicy, latest_release, release_period
@@ -225,6 +225,18 @@ def published_release(
                 f"Release {release_id} awaits approval: run `collab approve {release_id}` to publish it."
             )
             return
+        privacy = ws.settings.privacy
+        caps = UnitCaps(unlinked=privacy.max_unlinked_charities, linked=privacy.linked_units_per_person)
+        if not (ws.publish / "releases" / release_id).exists() and (due := recharges_due(con, caps)):
+            # Its statement was written under the caps of its day: published now, it would understate what a person
+            # risks, and pass a budget the releases already made, charged again, break (a privacy audit's finding).
+            raise Failure(
+                description=f"Release {release_id} was made before the caps on units per person were raised: its "
+                f"statement understates a person's worst case, for which {len(due)} release(s) already made are due to "
+                f"be charged again. Nothing was published. Make a new release of the quarter (`collab release "
+                f"{context.partition_key} --revise`), which charges them, checks the budgets and says so, and approve it.",
+                metadata={"release_id": release_id},
+            )
         crash_point("before-publish")
         try:
             target = publish_release(

@@ -21,7 +21,7 @@ from collab.site import site_is_current
 from collab.states import State, write_state
 from collab.warehouse import calendar_quarters, connect, stale_quarters
 from collab.workspace import Workspace
-from pipelines.runner import rebuild_stale_site, release_quarter
+from pipelines.runner import approve_and_publish, rebuild_stale_site, release_quarter
 from pipelines.sensors import published_site_sensor, quarter_release_sensor
 from privacy.accountant import spent
 from privacy.estimators import MEDIAN_SHARES
@@ -295,6 +295,24 @@ def test_release_waits_for_approval_unless_auto_publishing(loaded: Workspace) ->
     assert (loaded.releases / "2026Q1-v1" / "release.json").exists()
     assert not (loaded.publish / "releases" / "2026Q1-v1").exists()
     assert result.asset_materializations_for_node("published_release") == []
+
+
+def test_a_release_awaiting_approval_is_not_published_after_the_caps_were_raised(loaded: Workspace) -> None:
+    # A privacy audit approved a release made at 4 units after the caps were raised to 5: published, it stated a
+    # lifetime ρ of 9.98 where 15.59 was true, past a lifetime budget of 10.
+    set_privacy(loaded, max_unlinked_charities=1)
+    instance = DagsterInstance.get()  # the workspace's own, which `collab approve` uses
+    assert release(loaded, instance).success  # 1 unit a person, awaiting approval
+    set_privacy(loaded, max_unlinked_charities=None)  # 2 now
+    outcome = approve_and_publish(loaded, "2026Q1-v1", actor="analyst")
+    assert not outcome.published and "was made before the caps on units per person were raised" in str(outcome.error)
+    assert not (loaded.publish / "releases" / "2026Q1-v1").exists()
+    # A revision charges the first again and states it; approved, it is published.
+    assert release(loaded, instance, revise=True).success
+    assert approve_and_publish(loaded, "2026Q1-v2", actor="analyst").published
+    per_person = json.loads((loaded.publish / "releases" / "2026Q1-v2" / "release.json").read_text())["privacy"]
+    with connect(loaded.warehouse_path) as con:
+        assert per_person["per_person"]["lifetime_rho"] == pytest.approx(4 * spent(con, per_person=False), rel=1e-9)
 
 
 def test_tampered_release_is_refused_by_the_gate_and_by_publication(loaded: Workspace) -> None:
