@@ -252,9 +252,13 @@ def _wrap_not_cut(table: Table) -> None:
         column.overflow = "fold"
 
 
-def _left(rho: float) -> str:
-    """ρ left to spend; OpenDP's maps sit a hair under the budget, which is nothing left in practice."""
-    return _rho(rho) if rho > 1e-6 else "0"
+def _left(rho: float, budget: float) -> str:
+    """ρ left to spend of ``budget``; OpenDP's maps sit a hair under the budget, which is nothing left in practice.
+    Past it (releases already made, charged again after the caps on units per person were raised) it says by how much:
+    a privacy audit's operator read "0 of 4" for a quarter at 6.24."""
+    if rho < -1e-6:
+        return f"over {budget:.3g} by {_rho(-rho)}"
+    return f"{_rho(rho) if rho > 1e-6 else '0'} of {budget:.3g}"
 
 
 def _rho(rho: float) -> str:
@@ -380,7 +384,7 @@ def budget(
             else f"{fewest_units[p['period']]}–{p['max_units']}",
             _rho(p["rho_per_person"]),
             f"{p['epsilon_per_person']:.3g}",
-            f"{_left(p['rho_left'])} of {settings.period_rho:.3g}",
+            _left(p["rho_left"], settings.period_rho),
         )
     table.add_row(
         "lifetime",
@@ -388,7 +392,7 @@ def budget(
         "",
         _rho(lifetime),
         f"{summary['lifetime_epsilon_per_person']:.3g}",
-        f"{_left(summary['lifetime_rho_left'])} of {settings.lifetime_rho:.3g}",
+        _left(summary["lifetime_rho_left"], settings.lifetime_rho),
         style="bold",
     )
     console.print(table, width=min(console.width, 80))

@@ -80,13 +80,15 @@ def test_caps_raised_since_the_last_release_show_at_once(workspace: Workspace) -
         )
     settings = workspace.settings.model_copy(deep=True)
     settings.privacy.linked_units_per_person = 2
+    settings.privacy.period_rho = 1.5
     workspace.save_settings(settings)
     shown = CliRunner().invoke(app, ["budget"]).output
     [row] = [line for line in shown.splitlines() if line.lstrip("│ ").startswith("2026Q3")]
     assert "│ 4 " in row and "│ 2 " in row  # 4 units now: 0.125 × 4²
+    assert "over 1.5 by" in row  # the quarter's budget, broken by the charge again: said, not "0 left"
     assert "the next release charges them so" in " ".join(shown.split())
     summary = json.loads(CliRunner().invoke(app, ["budget", "--json"]).output)
-    assert summary["lifetime_rho_per_person"] == 2.0
+    assert summary["lifetime_rho_per_person"] == 2.0 and summary["periods"][0]["rho_left"] == -0.5
     [due] = [e for e in summary["entries"] if e["kind"] == "recharge due"]
     assert due["measurement"] == "due from 3 to 4 units at the next release"
     with connect(workspace.warehouse_path) as con:
