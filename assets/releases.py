@@ -41,7 +41,7 @@ from collab.publication import (
 from collab.site import build_site
 from collab.states import unfinished
 from collab.warehouse import RELEASE_MEMORY_LIMIT, link_units, not_ended_problem, not_linkable_contacts
-from privacy.accountant import BudgetExceeded, BudgetPolicy, UnitCaps, recharges_due
+from privacy.accountant import BudgetExceeded, BudgetPolicy, UnitCaps, periods_over_budget, recharges_due
 from privacy.mechanisms import epsilon_at
 from privacy.pseudonymise import derived_salt
 from privacy.release import Contributors, ReleasePolicy, latest_release, release_period
@@ -119,6 +119,13 @@ def quarterly_release(
             )
         except BudgetExceeded as error:
             raise Failure(description=str(error), metadata={"period": period}) from error
+        if summary.created and (over := periods_over_budget(con, policy.budget)):
+            context.log.warning(
+                "Releases already made, charged again because the caps on units per person were raised, put these "
+                f"quarters past their budget of {privacy.period_rho:g} per person: "
+                + ", ".join(f"{period} at {rho:.4g}" for period, rho in over.items())
+                + ". Nothing can take that back; `collab budget` shows it."
+            )
         manifest = write_release_package(
             con,
             release_id=summary.release_id,

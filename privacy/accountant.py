@@ -84,6 +84,18 @@ def spent(con: duckdb.DuckDBPyConnection, period: str | None = None, *, per_pers
     return float(row[0][0])
 
 
+def periods_over_budget(con: duckdb.DuckDBPyConnection, policy: BudgetPolicy) -> dict[str, float]:
+    """The periods whose worst-case person has spent more than the period budget, and how much: only ever by
+    releases already made, charged again after the caps on units per person were raised (``recharge``), which no
+    later refusal can undo."""
+    rows = con.execute(
+        "SELECT period, sum(rho_per_person) FROM privacy_spend GROUP BY period HAVING sum(rho_per_person) > $budget "
+        "ORDER BY period",
+        {"budget": policy.period_rho * (1 + 1e-12)},
+    ).fetchall()
+    return {period: float(total) for period, total in rows}
+
+
 def ensure_affordable(
     con: duckdb.DuckDBPyConnection,
     *,

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from privacy.accountant import BudgetExceeded, BudgetPolicy, UnitCaps, spent
+from privacy.accountant import BudgetExceeded, BudgetPolicy, UnitCaps, periods_over_budget, spent
 from privacy.bounding import BoundedAggregates, bounded_aggregates, query_sensitivity
 from privacy.estimators import MEDIAN_SHARES, release_indicator
 from privacy.mechanisms import discrete_gaussian, rho_at_units
@@ -234,3 +234,30 @@ def test_a_release_under_declared_caps_counts_the_units_they_give_its_contributo
     assert caps.units_per_person(3, linking=True) == 5 and caps.units_per_person(3, linking=False) == 3
     assert UnitCaps(unlinked=1, linked=1).units_per_person(3, linking=True) == 2
     assert UnitCaps(unlinked=0, linked=1).units_per_person(0, linking=False) == 1  # a person is at least one unit
+
+
+def test_a_quarter_charged_again_past_its_budget_is_named() -> None:
+    # A privacy re-trial: charged again after the caps were raised, an earlier quarter went past its budget and
+    # nothing said so. The release that charged it goes ahead (refusing it would undo nothing); the quarter is named.
+    con = _contacts(80)
+    budget = BudgetPolicy(period_rho=1.0, lifetime_rho=50.0)
+    linking = Contributors(2, ("c0",))  # one charity that does not link records, one that does
+
+    def release_with(rho: float, caps: UnitCaps, period: str) -> None:
+        units = caps.units_per_person(1, linking=True)
+        policy = ReleasePolicy(rho, budget, units, linked_units=caps.linked, caps=caps)
+        release_period(
+            con,
+            period=period,
+            catalogue=load_catalogue(),
+            policy=policy,
+            contributors=linking,
+            salt="x",
+            standard_version="1.0",
+            code_version="t",
+        )
+
+    release_with(0.1, UnitCaps(linked=1), "2026Q1")  # 2 units: 0.4 a person
+    assert periods_over_budget(con, budget) == {}
+    release_with(0.05, UnitCaps(linked=3), "2026Q2")  # 4 units: 0.8; and 2026Q1 charged again at 4, 1.6
+    assert periods_over_budget(con, budget) == {"2026Q1": pytest.approx(1.6 * SPENT, rel=1e-9)}
