@@ -24,7 +24,7 @@ from assets.partitions import quarter_partitions
 from assets.resources import WAREHOUSE_POOL, CollabWorkspace, Warehouse
 from assets.submissions import warehouse_contacts
 from collab.faults import crash_point
-from collab.invariants import release_invariants
+from collab.invariants import release_invariants, unit_caps
 from collab.linkage import linkage_policy
 from collab.publication import (
     MANIFEST,
@@ -41,7 +41,7 @@ from collab.publication import (
 from collab.site import build_site
 from collab.states import unfinished
 from collab.warehouse import RELEASE_MEMORY_LIMIT, link_units, not_ended_problem, not_linkable_contacts
-from privacy.accountant import BudgetExceeded, BudgetPolicy, UnitCaps, periods_over_budget, recharges_due
+from privacy.accountant import BudgetExceeded, BudgetPolicy, periods_over_budget, recharges_due
 from privacy.mechanisms import epsilon_at
 from privacy.pseudonymise import derived_salt
 from privacy.release import Contributors, ReleasePolicy, latest_release, release_period
@@ -232,9 +232,8 @@ def published_release(
                 f"Release {release_id} awaits approval: run `collab approve {release_id}` to publish it."
             )
             return
-        privacy = ws.settings.privacy
-        caps = UnitCaps(unlinked=privacy.max_unlinked_charities, linked=privacy.linked_units_per_person)
-        if not (ws.publish / "releases" / release_id).exists() and (due := recharges_due(con, caps)):
+        due = recharges_due(con, unit_caps(ws.settings.privacy))
+        if due and not (ws.publish / "releases" / release_id).exists():
             # Its statement was written under the caps of its day: published now, it would understate what a person
             # risks, and pass a budget the releases already made, charged again, break (a privacy audit's finding).
             raise Failure(

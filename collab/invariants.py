@@ -36,6 +36,11 @@ class ReleaseInvariants:
     caps: UnitCaps
 
 
+def unit_caps(settings: PrivacySettings) -> UnitCaps:
+    """The caps on units per person that the collaborative's settings declare now."""
+    return UnitCaps(unlinked=settings.max_unlinked_charities, linked=settings.linked_units_per_person)
+
+
 def release_invariants(
     con: duckdb.DuckDBPyConnection, workspace: Workspace, registry: Registry, settings: PrivacySettings
 ) -> ReleaseInvariants:
@@ -49,7 +54,7 @@ def release_invariants(
     sent = loaded | {state.charity_id for state in submission_states(workspace)}
     charities = [c for c in registry.all(include_inactive=True) if c.id in sent]
     linking = tuple(c.id for c in charities if c.linkage)
-    caps = UnitCaps(unlinked=settings.max_unlinked_charities, linked=settings.linked_units_per_person)
+    caps = unit_caps(settings)
     return ReleaseInvariants(
         contributors=tuple(c.id for c in charities),
         linking=linking,

@@ -203,16 +203,13 @@ def recharges_due(con: duckdb.DuckDBPyConnection, caps: UnitCaps) -> list[Rechar
         FROM releases r JOIN privacy_spend s USING (release_id) GROUP BY ALL ORDER BY r.release_id
         """
     ).fetchall()
+    measured = dict(con.execute("SELECT release_id, list(rho) FROM privacy_ledger GROUP BY release_id").fetchall())
     due = []
     for release_id, period, non_linking, linking, charged in made:
         units = caps.units_per_person(non_linking, linking=linking)
         if units <= charged:
             continue
-        rhos = [
-            row[0]
-            for row in con.execute("SELECT rho FROM privacy_ledger WHERE release_id = $r", {"r": release_id}).fetchall()
-        ]
-        more = sum(rho_at_units(rho, units) - rho_at_units(rho, charged) for rho in rhos)
+        more = sum(rho_at_units(rho, units) - rho_at_units(rho, charged) for rho in measured[release_id])
         due.append(Recharge(release_id, period, charged, units, more))
     return due
 

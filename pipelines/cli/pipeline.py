@@ -272,8 +272,9 @@ def budget(
     as_json: bool = JsonOption,
 ) -> None:
     """The privacy budget: per quarter and lifetime, ρ per unit, for the worst-case person, and left to spend."""
+    from collab.invariants import unit_caps
     from collab.warehouse import connect
-    from privacy.accountant import UnitCaps, recharges_due
+    from privacy.accountant import recharges_due
     from privacy.mechanisms import epsilon_at
 
     ws = workspace()
@@ -293,8 +294,7 @@ def budget(
             """
         ).fetchall()
         # Caps raised since the last release: what its next release will charge the earlier ones again, shown now.
-        caps = UnitCaps(unlinked=settings.max_unlinked_charities, linked=settings.linked_units_per_person)
-        due = recharges_due(con, caps)
+        due = recharges_due(con, unit_caps(settings))
     rows += [
         (
             r.period,
