@@ -314,8 +314,13 @@ class LocalLandingZone(LandingZone):
         return str(target)
 
     def discard(self, obj: LandingObject) -> None:
-        directory, name = self._folder_of(obj)
+        directory, name = self._folder_of(
+            obj
+        )  # reached as ``fetch`` reaches it: a folder swapped for a link is refused
         try:
+            info = os.stat(name, dir_fd=directory, follow_symlinks=False)
+            if f"{info.st_size}-{info.st_mtime_ns}" != obj.version:
+                raise LandingObjectGone(f"{obj.charity_id}/{obj.key} changed after it was listed; it is read again")
             os.unlink(name, dir_fd=directory)
         except FileNotFoundError:
             pass
@@ -502,8 +507,11 @@ class S3LandingZone(LandingZone):
         try:
             self._s3().delete_object(Bucket=s3.landing_bucket(obj.charity_id), Key=obj.key, IfMatch=obj.version)
         except ClientError as error:
-            if s3.error_code(error) not in _GONE_OR_REPLACED:  # replaced since: the new object is read next pass
-                raise
+            if s3.error_code(error) in _GONE_OR_REPLACED:  # replaced since: the new object is read next pass
+                raise LandingObjectGone(
+                    f"{obj.charity_id}/{obj.key} changed after it was listed; it is read again"
+                ) from error
+            raise
 
     def purge_archive(self, charity_id: str, submission_id: str) -> list[str]:
         client = self._s3()

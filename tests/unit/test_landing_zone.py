@@ -151,16 +151,27 @@ def test_a_file_dated_in_the_future_waits_and_says_why_without_holding_the_run(
     assert [(obj.key, "dated in the future" in why) for obj, why in waiting] == [("ahead.csv", True)]
 
 
-def test_a_file_changed_or_a_folder_swapped_after_it_was_read_is_not_archived(
-    workspace: Workspace, zone: LocalLandingZone, tmp_path: Path
-) -> None:
-    area = _area(workspace, ATTACKER)
-    appended = write_csv(area / "appended.csv", contact_rows(2))
+def _folder_and_outside(area: Path, tmp_path: Path) -> Path:
+    """A file in a folder of the area, and a folder outside it holding a secret of the same name; returns the latter."""
     (area / "folder").mkdir()
     write_csv(area / "folder" / "b.csv", contact_rows(2))
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "b.csv").write_text("SECRET OUTSIDE\n")
+    return outside
+
+
+def _swap_folder_for_link(area: Path, outside: Path) -> None:
+    (area / "folder").rename(area / "moved")
+    (area / "folder").symlink_to(outside, target_is_directory=True)
+
+
+def test_a_file_changed_or_a_folder_swapped_after_it_was_read_is_not_archived(
+    workspace: Workspace, zone: LocalLandingZone, tmp_path: Path
+) -> None:
+    area = _area(workspace, ATTACKER)
+    appended = write_csv(area / "appended.csv", contact_rows(2))
+    outside = _folder_and_outside(area, tmp_path)
     listed = {obj.key: obj for obj in zone.pending([ATTACKER])}
     for obj in listed.values():
         zone.fetch(obj, tmp_path / f"copy-{obj.name}")
@@ -171,14 +182,35 @@ def test_a_file_changed_or_a_folder_swapped_after_it_was_read_is_not_archived(
         zone.archive(listed["appended.csv"], "s1")
     assert appended.read_text().endswith("more,rows\n")
     # The folder swapped for a link to somewhere else: nothing is moved from there.
-    (area / "folder").rename(area / "moved")
-    (area / "folder").symlink_to(outside, target_is_directory=True)
+    _swap_folder_for_link(area, outside)
     with pytest.raises(LandingObjectRefused):
         zone.archive(listed["folder/b.csv"], "s2")
     assert (outside / "b.csv").read_text() == "SECRET OUTSIDE\n"
     assert not (workspace.home / "archive" / ATTACKER).exists() or not any(
         p.is_file() for p in (workspace.home / "archive" / ATTACKER).rglob("*")
     )
+
+
+def test_discarding_deletes_only_the_entry_as_it_was_listed(
+    workspace: Workspace, zone: LocalLandingZone, tmp_path: Path
+) -> None:
+    area = _area(workspace, ATTACKER)
+    write_csv(area / "gone.csv", contact_rows(2))
+    changed = write_csv(area / "changed.csv", contact_rows(2))
+    outside = _folder_and_outside(area, tmp_path)
+    listed = {obj.key: obj for obj in zone.pending([ATTACKER])}
+    zone.discard(listed["gone.csv"])
+    assert not (area / "gone.csv").exists()
+    zone.discard(listed["gone.csv"])  # already gone: nothing to do
+    with changed.open("a") as handle:
+        handle.write("more,rows\n")
+    with pytest.raises(LandingObjectGone, match="changed"):
+        zone.discard(listed["changed.csv"])
+    assert changed.exists()
+    _swap_folder_for_link(area, outside)
+    with pytest.raises(LandingObjectRefused):
+        zone.discard(listed["folder/b.csv"])
+    assert (outside / "b.csv").read_text() == "SECRET OUTSIDE\n"
 
 
 def test_a_drop_that_fails_midway_leaves_nothing_in_the_area(
