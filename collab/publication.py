@@ -247,8 +247,8 @@ def per_person_privacy(con: duckdb.DuckDBPyConnection, record: ReleaseRecord, de
     def total(condition: str, **parameters: str) -> float:
         return float(
             con.execute(
-                f"SELECT coalesce(sum(rho_per_person), 0) FROM privacy_spend WHERE {condition} AND recorded_at <= "
-                "(SELECT max(recorded_at) FROM privacy_ledger WHERE release_id = $r)",
+                f"SELECT coalesce(sum(rho_per_person), 0) FROM privacy_spend WHERE {condition} AND spent_order <= "
+                "(SELECT max(spent_order) FROM privacy_ledger WHERE release_id = $r)",
                 {"r": record.release_id, **parameters},
             ).fetchall()[0][0]
         )

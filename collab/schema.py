@@ -426,6 +426,44 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        16,
+        "spending in the order it was charged, not by the wall clock's time",
+        (
+            # What a release states it cost "so far" was cut at its own ``recorded_at``: a clock set back between two
+            # releases (another host, a correction) put the later one before the earlier, and its statement left the
+            # earlier out. ``spent_order`` counts up with each charge or recharge (``privacy.accountant``), one
+            # number for the rows of each; those recorded before it are numbered in the order their times give,
+            # a release's recharges before its own charges (they are made first, in its transaction).
+            "ALTER TABLE privacy_ledger ADD COLUMN IF NOT EXISTS spent_order BIGINT",
+            "ALTER TABLE privacy_recharges ADD COLUMN IF NOT EXISTS spent_order BIGINT",
+            """
+            CREATE OR REPLACE TEMP VIEW spend_in_time_order AS
+            SELECT *, dense_rank() OVER (ORDER BY recorded_at, recharge DESC) AS spent_order FROM (
+                SELECT DISTINCT release_id, recorded_at, NULL::INTEGER AS units_after, FALSE AS recharge
+                FROM privacy_ledger
+                UNION ALL
+                SELECT release_id, recorded_at, units_after, TRUE FROM privacy_recharges
+            )
+            """,
+            """
+            UPDATE privacy_ledger AS l SET spent_order = o.spent_order FROM spend_in_time_order o
+            WHERE NOT o.recharge AND o.release_id = l.release_id AND o.recorded_at = l.recorded_at
+            """,
+            """
+            UPDATE privacy_recharges AS r SET spent_order = o.spent_order FROM spend_in_time_order o
+            WHERE o.recharge AND o.release_id = r.release_id AND o.units_after = r.units_after
+            """,
+            "DROP VIEW spend_in_time_order",
+            """
+            CREATE OR REPLACE VIEW privacy_spend AS
+            SELECT release_id, period, kind, rho, max_units, rho_per_person, recorded_at, spent_order FROM privacy_ledger
+            UNION ALL
+            SELECT release_id, period, 'recharge', 0.0, units_after, rho_per_person, recorded_at, spent_order
+            FROM privacy_recharges
+            """,
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -129,6 +129,14 @@ def ensure_affordable(
         )
 
 
+def next_spent_order(con: duckdb.DuckDBPyConnection) -> int:
+    """The number of the next charge or recharge: one more than any so far. What a release says it cost "so far"
+    counts what was charged up to its own number (``collab.publication.per_person_privacy``), not up to its time: a
+    wall clock can be set back between two releases, and would put the later one first. Inside the charging
+    transaction, as every writer of the ledger is: one at a time, so no two charges take the same number."""
+    return int(con.execute("SELECT coalesce(max(spent_order), 0) + 1 FROM privacy_spend").fetchall()[0][0])
+
+
 def charge(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -148,10 +156,10 @@ def charge(
     ensure_affordable(
         con, release_id=release_id, period=period, rho_per_person=per_person, policy=policy, recharged=recharged
     )
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    now, order = dt.datetime.now(dt.UTC).replace(tzinfo=None), next_spent_order(con)
     con.executemany(
         "INSERT INTO privacy_ledger (release_id, period, indicator_id, measurement, kind, mechanism, rho, noise_scale, "
-        "sensitivity, recorded_at, max_units, rho_per_person) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "sensitivity, recorded_at, max_units, rho_per_person, spent_order) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             [
                 release_id,
@@ -166,6 +174,7 @@ def charge(
                 now,
                 c.max_units,
                 c.rho_per_person,
+                order,
             ]
             for c in charges
         ],
@@ -218,11 +227,12 @@ def recharge(con: duckdb.DuckDBPyConnection, *, charged_with: str, caps: UnitCap
     """Charge the releases already made again as ``recharges_due`` says, recorded in ``privacy_recharges`` for
     their periods at the time of this charge; return the ρ this adds for the worst-case person. Call it in the
     transaction of the release ``charged_with``, before ``charge``, which then checks the budgets with it."""
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    now, order = dt.datetime.now(dt.UTC).replace(tzinfo=None), next_spent_order(con)
     due = recharges_due(con, caps)
     for r in due:
         con.execute(
-            "INSERT INTO privacy_recharges VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [r.release_id, r.period, charged_with, r.units_before, r.units_after, r.rho_per_person, now],
+            "INSERT INTO privacy_recharges (release_id, period, charged_with, units_before, units_after, rho_per_person, "
+            "recorded_at, spent_order) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [r.release_id, r.period, charged_with, r.units_before, r.units_after, r.rho_per_person, now, order],
         )
     return sum(r.rho_per_person for r in due)

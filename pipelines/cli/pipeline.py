@@ -285,12 +285,12 @@ def budget(
         rows = con.execute(
             """
             SELECT period, release_id, indicator_id, measurement, kind, mechanism, rho, max_units, rho_per_person,
-                noise_scale, recorded_at, 0 AS source, rowid AS position FROM privacy_ledger
+                noise_scale, recorded_at, spent_order, 1 AS source, rowid AS position FROM privacy_ledger
             UNION ALL
             SELECT period, release_id, '', format('recharged from {} to {} units by {}', units_before, units_after,
-                charged_with), 'recharge', '', 0.0, units_after, rho_per_person, NULL, recorded_at, 1, 0
+                charged_with), 'recharge', '', 0.0, units_after, rho_per_person, NULL, recorded_at, spent_order, 0, 0
             FROM privacy_recharges
-            ORDER BY recorded_at, source, position
+            ORDER BY spent_order, source, position
             """
         ).fetchall()
         # Caps raised since the last release: what its next release will charge the earlier ones again, shown now.

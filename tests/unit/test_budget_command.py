@@ -19,9 +19,9 @@ def test_a_quarter_released_at_two_unit_counts_shows_both_beside_its_summed_rho(
         for release_id, kind, units in (("2026Q3-v1", "release", 2), ("2026Q3-v2", "revision", 3)):
             con.execute(
                 "INSERT INTO privacy_ledger (release_id, period, indicator_id, measurement, kind, mechanism, rho, "
-                "noise_scale, sensitivity, recorded_at, max_units, rho_per_person) "
-                "VALUES (?, '2026Q3', 'people', 'count', ?, 'gaussian', 0.125, 2.0, 1.0, now(), ?, ?)",
-                [release_id, kind, units, 0.125 * units**2],
+                "noise_scale, sensitivity, recorded_at, max_units, rho_per_person, spent_order) "
+                "VALUES (?, '2026Q3', 'people', 'count', ?, 'gaussian', 0.125, 2.0, 1.0, now(), ?, ?, ?)",
+                [release_id, kind, units, 0.125 * units**2, units],
             )
     shown = CliRunner().invoke(app, ["budget"]).output
     [row] = [line for line in shown.splitlines() if line.lstrip("│ ").startswith("2026Q3")]
@@ -40,12 +40,12 @@ def test_a_release_charged_again_after_the_caps_were_raised_shows_at_its_new_uni
         for release_id, units in (("2026Q3-v1", 2), ("2026Q3-v2", 3)):
             con.execute(
                 "INSERT INTO privacy_ledger (release_id, period, indicator_id, measurement, kind, mechanism, rho, "
-                "noise_scale, sensitivity, recorded_at, max_units, rho_per_person) "
-                "VALUES (?, '2026Q3', 'people', 'count', 'release', 'gaussian', 0.125, 2.0, 1.0, now(), ?, ?)",
-                [release_id, units, 0.125 * units**2],
+                "noise_scale, sensitivity, recorded_at, max_units, rho_per_person, spent_order) "
+                "VALUES (?, '2026Q3', 'people', 'count', 'release', 'gaussian', 0.125, 2.0, 1.0, now(), ?, ?, ?)",
+                [release_id, units, 0.125 * units**2, 2 * units - 1],
             )
         con.execute(
-            "INSERT INTO privacy_recharges VALUES ('2026Q3-v1', '2026Q3', '2026Q3-v2', 2, 3, ?, now())", [0.125 * 5]
+            "INSERT INTO privacy_recharges VALUES ('2026Q3-v1', '2026Q3', '2026Q3-v2', 2, 3, ?, now(), 4)", [0.125 * 5]
         )
     shown = CliRunner().invoke(app, ["budget"]).output
     [row] = [line for line in shown.splitlines() if line.lstrip("│ ").startswith("2026Q3")]
@@ -75,8 +75,8 @@ def test_caps_raised_since_the_last_release_show_at_once(workspace: Workspace) -
         )
         con.execute(
             "INSERT INTO privacy_ledger (release_id, period, indicator_id, measurement, kind, mechanism, rho, "
-            "noise_scale, sensitivity, recorded_at, max_units, rho_per_person) "
-            "VALUES ('2026Q3-v1', '2026Q3', 'people', 'count', 'release', 'gaussian', 0.125, 2.0, 1.0, now(), 3, 1.125)"
+            "noise_scale, sensitivity, recorded_at, max_units, rho_per_person, spent_order) "
+            "VALUES ('2026Q3-v1', '2026Q3', 'people', 'count', 'release', 'gaussian', 0.125, 2.0, 1.0, now(), 3, 1.125, 1)"
         )
     settings = workspace.settings.model_copy(deep=True)
     settings.privacy.linked_units_per_person = 2

@@ -261,3 +261,37 @@ def test_a_quarter_charged_again_past_its_budget_is_named() -> None:
     assert periods_over_budget(con, budget) == {}
     release_with(0.05, UnitCaps(linked=3), "2026Q2")  # 4 units: 0.8; and 2026Q1 charged again at 4, 1.6
     assert periods_over_budget(con, budget) == {"2026Q1": pytest.approx(1.6 * SPENT, rel=1e-9)}
+
+
+def test_a_release_made_after_the_clock_was_set_back_still_counts_the_releases_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a release states it cost so far was cut at its own time: a clock set back between two releases (another
+    host, a correction) left the earlier release out of the later one's lifetime figure, understating it."""
+    import datetime as dt
+
+    from collab.publication import per_person_privacy, release_record
+    from privacy import accountant
+
+    class Clock:
+        UTC = dt.UTC
+
+        class datetime:  # stands in for the module's datetime class
+            at = dt.datetime(2026, 7, 2, 10, tzinfo=dt.UTC)
+
+            @classmethod
+            def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:
+                return cls.at
+
+    monkeypatch.setattr(accountant, "dt", Clock)
+    con = _contacts(40)
+    policy = ReleasePolicy(0.1, BudgetPolicy(period_rho=1.0, lifetime_rho=5.0), max_units=2)
+    first = _release(con, policy, "2026Q1")
+    Clock.datetime.at = dt.datetime(2026, 4, 2, 10, tzinfo=dt.UTC)  # set back a quarter
+    second = _release(con, policy, "2026Q2")
+    stated = {
+        summary.release_id: per_person_privacy(con, release_record(con, summary.release_id), 1e-7)["lifetime_rho"]
+        for summary in (first, second)
+    }
+    assert stated[second.release_id] == pytest.approx(spent(con)) == pytest.approx(2 * first.rho_per_person)
+    assert stated[first.release_id] == pytest.approx(first.rho_per_person)  # as of its own release, not after

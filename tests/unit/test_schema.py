@@ -298,3 +298,32 @@ def test_version_11_keeps_the_constraints_and_defaults_of_the_tables_it_copies()
         "WHERE table_name = 'linkage_units' AND constraint_type = 'NOT NULL'"
     ).fetchall()
     assert not_null == [(["charity_id", "submission_id", "unit_key"],)]
+
+
+def test_spending_recorded_before_version_16_is_numbered_in_the_order_of_its_times() -> None:
+    con = _at_version(15)
+    ledger = (
+        "INSERT INTO privacy_ledger (release_id, period, indicator_id, measurement, kind, mechanism, rho, noise_scale, "
+        "sensitivity, recorded_at, max_units, rho_per_person) VALUES (?, ?, ?, 'count', 'release', 'gaussian', 0.1, "
+        "1.0, 1.0, ?, 2, 0.4)"
+    )
+    for release_id, indicator, at in (
+        ("2026Q2-v1", "people", "2026-07-02 10:00:00"),
+        ("2026Q2-v1", "contacts", "2026-07-02 10:00:00"),
+        ("2026Q1-v1", "people", "2026-04-02 10:00:00"),
+        ("2026Q3-v1", "people", "2026-10-02 10:00:00"),
+    ):
+        con.execute(ledger, [release_id, release_id[:6], indicator, at])
+    # Made in 2026Q3-v1's transaction, before its charge, at the same second.
+    con.execute(
+        "INSERT INTO privacy_recharges VALUES ('2026Q1-v1', '2026Q1', '2026Q3-v1', 2, 3, 0.5, '2026-10-02 10:00:00')"
+    )
+    assert migrate(con) == list(range(16, LATEST_VERSION + 1))
+    assert con.execute(
+        "SELECT release_id, kind, list(DISTINCT spent_order) FROM privacy_spend GROUP BY ALL ORDER BY 3"
+    ).fetchall() == [
+        ("2026Q1-v1", "release", [1]),
+        ("2026Q2-v1", "release", [2]),
+        ("2026Q1-v1", "recharge", [3]),
+        ("2026Q3-v1", "release", [4]),
+    ]
