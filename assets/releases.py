@@ -23,6 +23,7 @@ from dagster import (
 from assets.partitions import quarter_partitions
 from assets.resources import WAREHOUSE_POOL, CollabWorkspace, Warehouse
 from assets.submissions import warehouse_contacts
+from collab.backup import ledger_behind_packages, releases_missing_from_ledger
 from collab.faults import crash_point
 from collab.invariants import release_invariants, unit_caps
 from collab.linkage import linkage_policy
@@ -88,6 +89,8 @@ def quarterly_release(
     if waiting := unfinished(ws):
         raise Failure(description=waits_for_submissions(period, [s.submission_id for s in waiting]))
     with warehouse.connect() as con:
+        if missing := releases_missing_from_ledger(con, ws):
+            raise Failure(description=ledger_behind_packages(missing), metadata={"period": period})
         linked = link_units(con, linkage_policy(workspace.registry, privacy))
         con.execute("SET memory_limit = $limit", {"limit": RELEASE_MEMORY_LIMIT})
         invariants = release_invariants(con, ws, workspace.registry, privacy)

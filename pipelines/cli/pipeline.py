@@ -272,6 +272,7 @@ def budget(
     as_json: bool = JsonOption,
 ) -> None:
     """The privacy budget: per quarter and lifetime, ρ per unit, for the worst-case person, and left to spend."""
+    from collab.backup import ledger_behind_packages, releases_missing_from_ledger
     from collab.invariants import unit_caps
     from collab.warehouse import connect
     from privacy.accountant import recharges_due
@@ -295,6 +296,7 @@ def budget(
         ).fetchall()
         # Caps raised since the last release: what its next release will charge the earlier ones again, shown now.
         due = recharges_due(con, unit_caps(settings))
+        missing = releases_missing_from_ledger(con, ws)
     rows += [
         (
             r.period,
@@ -358,10 +360,13 @@ def budget(
         "lifetime_rho_left": settings.lifetime_rho - lifetime,
         "periods": periods,
         "entries": entries,
+        "releases_missing_from_ledger": missing,
     }
     if as_json:
         emit_json(summary)
         return
+    if missing:
+        console.print(f"[bold red]{escape(ledger_behind_packages(missing))}[/]")
     table = Table(
         "quarter",
         "ρ per unit",
@@ -448,6 +453,36 @@ def purge(submission_id: str, as_json: bool = JsonOption) -> None:
         emit_json({"submission_id": submission_id, "removed": removed})
     else:
         console.print(f"Purged {len(removed)} path(s) of {submission_id}.")
+
+
+@app.command()
+def backup(
+    destination: Path = typer.Argument(..., help="A new folder for the backup (or, with --verify, a backup to check)."),
+    verify: bool = typer.Option(False, "--verify", help="Check a backup against its manifest instead of making one."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Back up the warehouse (the privacy ledger with it), the settings, the registry, the key, the release packages
+    and the published site, with a manifest of checksums. Raw files are not copied."""
+    from collab.backup import BackupError, back_up, verify_backup
+    from pipelines.run_lock import run_lock
+
+    ws = workspace()
+    try:
+        if verify:
+            manifest = verify_backup(destination)
+        else:
+            with run_lock(ws):  # no `collab run` writes meanwhile; the daemon's runs wait for the warehouse
+                manifest = back_up(ws, destination)
+    except BackupError as error:
+        fail(str(error))
+    if as_json:
+        emit_json(asdict(manifest) | {"path": str(destination)})
+        return
+    releases = ", ".join(manifest.releases_charged) or "none"
+    console.print(
+        f"{'Checked' if verify else 'Backed up to'} {destination}: {len(manifest.files)} files, made "
+        f"{manifest.made_at}, warehouse at schema version {manifest.schema_version}, releases charged: {releases}."
+    )
 
 
 @app.command("serve-site")

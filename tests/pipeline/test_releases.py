@@ -6,8 +6,10 @@ import csv
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import frictionless
 import pytest
@@ -520,3 +522,35 @@ def test_two_releases_at_once_each_publish_what_they_say_and_a_site_failure_is_n
     assert "Release 2026Q1-v3 (new noise drawn); published." in said, revised.stdout + revised.stderr
     assert "The site was not rebuilt:" in said and "SHA-256 mismatch" in said and "nothing more needs spending" in said
     assert (loaded.publish / "releases" / "2026Q1-v3").is_dir()
+
+
+def test_a_warehouse_put_back_from_before_a_release_refuses_to_release_until_a_later_backup_is(
+    loaded: Workspace, tmp_path: Path
+) -> None:
+    """Rule 4: a ledger older than the releases made understates every later figure and budget check."""
+    from collab.backup import back_up, verify_backup
+
+    set_privacy(loaded, auto_publish=True)
+    before = back_up(loaded, tmp_path / "before")
+    instance = DagsterInstance.ephemeral()
+    assert release(loaded, instance).success
+    after = back_up(loaded, tmp_path / "after")
+    assert (before.releases_charged, after.releases_charged) == ([], ["2026Q1-v1"])
+    with connect(loaded.warehouse_path) as con:
+        spent_before = spent(con)
+
+    shutil.copy2(tmp_path / "before" / "warehouse.duckdb", loaded.warehouse_path)  # the old copy put back
+    result = release(loaded, instance, revise=True)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "does not hold 1 release(s) whose packages exist (2026Q1-v1)" in str(failure.event_specific_data.error)
+    with connect(loaded.warehouse_path) as con:
+        assert spent(con) == 0  # nothing spent on top of the old ledger
+    shown = collab(loaded.home, "budget", "--json")
+    assert json.loads(shown.stdout)["releases_missing_from_ledger"] == ["2026Q1-v1"]
+
+    verify_backup(tmp_path / "after")
+    shutil.copy2(tmp_path / "after" / "warehouse.duckdb", loaded.warehouse_path)
+    assert release(loaded, instance, revise=True).success
+    with connect(loaded.warehouse_path) as con:
+        assert spent(con) == pytest.approx(2 * spent_before)
