@@ -90,7 +90,9 @@ def quarterly_release(
         raise Failure(description=waits_for_submissions(period, [s.submission_id for s in waiting]))
     with warehouse.connect() as con:
         if missing := releases_missing_from_ledger(con, ws):
-            raise Failure(description=ledger_behind_packages(missing), metadata={"period": period})
+            raise Failure(
+                description=ledger_behind_packages(missing) + " Nothing was spent.", metadata={"period": period}
+            )
         linked = link_units(con, linkage_policy(workspace.registry, privacy))
         con.execute("SET memory_limit = $limit", {"limit": RELEASE_MEMORY_LIMIT})
         invariants = release_invariants(con, ws, workspace.registry, privacy)

@@ -1,4 +1,4 @@
-"""Backups of what the collaborative cannot make again, and the privacy ledger's guard against an old copy.
+"""Backups of what the collaborative cannot make again, restoring one, and the privacy ledger's guard.
 
 The warehouse holds the privacy ledger: what every release made has cost the people in it. Lose it, or put
 back a copy older than some release, and the next release's budget check and statements count less than was
@@ -9,8 +9,13 @@ spent: every person's loss is understated, and nothing would say so. So:
   what was published, with a manifest of their checksums. Raw files (landing, archive, staging,
   quarantine) are not copied: they are charities' data, kept only as long as the retention rules say,
   and nothing published depends on them once loaded.
+- ``restore`` puts a backup back, refusing one whose ledger lacks a release the workspace has made: it
+  keeps every package the workspace has, so that no release id is made twice.
 - ``releases_missing_from_ledger`` names every release whose package exists but which the ledger does not
   hold; a release refuses to spend while there is one (``assets.releases``), and `collab budget` says so.
+
+The manifest's checksums find a damaged or incomplete backup, not a forged one (it is not signed): keep
+backups where only the collaborative's operators can write.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -30,21 +35,32 @@ from collab.workspace import Workspace
 
 MANIFEST = "backup.json"
 WAREHOUSE_COPY = "warehouse.duckdb"
+PACKAGE_FILE = "release.json"
 
 
 @dataclass(frozen=True)
 class BackupManifest:
-    """What a backup holds: when it was made, the warehouse's schema version, the releases its ledger charged, and
-    each file's size and SHA-256 (paths relative to the backup)."""
+    """What a backup holds: when it was made, the warehouse's schema version, the releases its ledger charged, each
+    file's size and SHA-256 (paths relative to the backup), and the links in the workspace it left out."""
 
     made_at: str
     schema_version: int
     releases_charged: list[str]
     files: dict[str, dict[str, int | str]]
+    links_left_out: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What ``restore`` put back, and the packages of the backup it added to the workspace's (those it had already
+    were kept as they were)."""
+
+    manifest: BackupManifest
+    packages_added: list[str]
 
 
 class BackupError(Exception):
-    """A backup could not be made, or does not match its manifest."""
+    """A backup could not be made or put back, or does not match its manifest."""
 
 
 def _backed_up_folders(ws: Workspace) -> list[Path]:
@@ -53,7 +69,8 @@ def _backed_up_folders(ws: Workspace) -> list[Path]:
 
 def back_up(ws: Workspace, destination: Path, *, wait_seconds: float = 120.0) -> BackupManifest:
     """Copy what the collaborative cannot make again into ``destination`` (a new folder, the pipeline's user's
-    only) and return its manifest.
+    only) and return its manifest. A backup that fails part-way is removed: a folder with no ``backup.json``
+    is never a backup.
 
     The folders are copied first and the warehouse last, in one read of it (DuckDB's ``COPY FROM DATABASE``: a
     consistent copy whatever writes wait meanwhile): a release made between the two is then in the copied
@@ -63,96 +80,206 @@ def back_up(ws: Workspace, destination: Path, *, wait_seconds: float = 120.0) ->
     if destination.resolve().is_relative_to(ws.home.resolve()):
         # Into a folder it copies, it would copy itself; anywhere in the workspace, it is lost with it.
         raise BackupError(f"{destination} is inside the workspace {ws.home}: a backup goes outside it")
-    if destination.exists() and any(destination.iterdir()):
-        raise BackupError(f"{destination} is not empty: a backup goes into a new folder")
+    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+        raise BackupError(f"{destination} is not an empty folder: a backup goes into a new one")
     if not ws.warehouse_path.exists():
         raise BackupError(f"no warehouse at {ws.warehouse_path}: nothing to back up")
+    try:
+        return _copied(ws, destination, wait_seconds)
+    except BaseException as error:
+        _emptied(destination)
+        if isinstance(error, duckdb.IOException):  # another process kept the warehouse open for writing
+            raise BackupError(
+                f"the warehouse stayed in use for {wait_seconds:.0f} s ({error}); no backup was made: try again "
+                "when no run is loading or releasing"
+            ) from error
+        if isinstance(error, OSError | shutil.Error):
+            raise BackupError(f"no backup was made in {destination}: {_first_line(error)}") from error
+        raise
+
+
+def _copied(ws: Workspace, destination: Path, wait_seconds: float) -> BackupManifest:
     destination.mkdir(parents=True, exist_ok=True)
     destination.chmod(0o700)  # the key and the pseudonymised warehouse: the pipeline's user only
     shutil.copy2(ws.settings_path, destination / ws.settings_path.name)
+    links: list[str] = []
+
+    def without_links(folder: str, names: list[str]) -> list[str]:
+        # Links are not followed, nor copied: the workspace's folders hold none of their own, and one put there
+        # would copy whatever it points at. Each is named in the manifest, and by `collab backup`.
+        found = [name for name in names if Path(folder, name).is_symlink()]
+        links.extend(_relative(Path(folder, name), ws.home) for name in found)
+        return found
+
     for folder in _backed_up_folders(ws):
         if folder.exists():
-            shutil.copytree(folder, destination / folder.name, ignore=_links)
+            shutil.copytree(folder, destination / folder.name, ignore=without_links)
     copy = destination / WAREHOUSE_COPY
-    try:
-        with connect(ws.warehouse_path, read_only=True, wait_seconds=wait_seconds) as con:
-            source = con.execute("SELECT current_database()").fetchall()[0][0]
-            con.execute(f"ATTACH '{_quoted(copy)}' AS backup_copy (READ_WRITE)")
-            try:
-                con.execute(f'COPY FROM DATABASE "{source}" TO backup_copy')
-            finally:
-                con.execute("DETACH backup_copy")
-    except duckdb.IOException as error:  # another process kept the warehouse open for writing all that time
-        raise BackupError(
-            f"the warehouse stayed in use for {wait_seconds:.0f} s ({error}); no backup was made: try again when "
-            f"no run is loading or releasing, and remove {destination}"
-        ) from error
+    with connect(ws.warehouse_path, read_only=True, wait_seconds=wait_seconds) as con:
+        source = con.execute("SELECT current_database()").fetchall()[0][0]
+        con.execute(f"ATTACH '{_quoted(copy)}' AS backup_copy (READ_WRITE)")
+        try:
+            con.execute(f'COPY FROM DATABASE "{source}" TO backup_copy')
+        finally:
+            con.execute("DETACH backup_copy")
     copy.chmod(0o600)
-    with duckdb.connect(str(copy), read_only=True) as con:
-        version = int(con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0])
-        charged = _charged(con)
+    version, charged = _described_warehouse(copy)
     manifest = BackupManifest(
         made_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         schema_version=version,
-        releases_charged=sorted(charged),
+        releases_charged=charged,
         files={_relative(path, destination): _described(path) for path in _files(destination)},
+        links_left_out=sorted(links),
     )
     (destination / MANIFEST).write_text(json.dumps(asdict(manifest), indent=1), encoding="utf-8")
     return manifest
 
 
 def verify_backup(backup: Path) -> BackupManifest:
-    """The manifest of the backup at ``backup``, once every file it lists is there with its size and checksum, and
-    no other file is; raise ``BackupError`` naming what differs."""
+    """The manifest of the backup at ``backup``, once every file it lists is there with its size and checksum, no
+    other file or link is, and its warehouse's ledger holds the releases it lists; raise ``BackupError`` naming
+    what differs."""
     try:
         manifest = BackupManifest(**json.loads((backup / MANIFEST).read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError) as error:
-        raise BackupError(f"{backup} has no readable {MANIFEST}: {error}") from error
+        raise BackupError(f"{backup} has no readable {MANIFEST}: {_first_line(error)}") from error
     present = {_relative(path, backup): path for path in _files(backup)}
     problems = [f"missing: {name}" for name in sorted(set(manifest.files) - set(present))]
     problems += [f"not in the manifest: {name}" for name in sorted(set(present) - set(manifest.files))]
     problems += [
         f"changed: {name}"
         for name in sorted(set(manifest.files) & set(present))
-        if _described(present[name]) != manifest.files[name]
+        if present[name].is_symlink() or _described(present[name]) != manifest.files[name]
     ]
+    problems += [f"a link: {_relative(path, backup)}" for path in _links_in(backup)]
+    if not problems:
+        version, charged = _described_warehouse(backup / WAREHOUSE_COPY)
+        if (version, charged) != (manifest.schema_version, manifest.releases_charged):
+            problems.append(f"its warehouse is at version {version} and holds the releases {charged or 'none'}")
     if problems:
         raise BackupError(f"{backup} does not match its manifest: " + "; ".join(problems))
     return manifest
+
+
+def restore(ws: Workspace, backup: Path) -> Restored:
+    """Put the backup at ``backup`` back into the workspace: its warehouse, settings, registry and secrets replace
+    the workspace's, and its release packages and published releases are added where the workspace has none of the
+    same name (those it has are kept as they are). Call it holding the run lock, with the daemon stopped.
+
+    Refused, changing nothing, if the backup does not match its manifest, or if its ledger lacks a release that the
+    workspace has made (a package, or a ledger entry of a warehouse still readable): restoring it would lose what
+    that release cost, and the next release of its quarter would take its id again with new noise. A write-ahead
+    log left beside the workspace's warehouse (a process killed while writing) is removed with it: DuckDB would
+    otherwise replay that log onto the copy put back."""
+    manifest = verify_backup(backup)
+    made = _packaged(ws) | _charged_in(ws.warehouse_path)
+    if lost := sorted(made - set(manifest.releases_charged)):
+        raise BackupError(
+            f"the backup of {manifest.made_at} is older than release(s) {', '.join(lost)}: put back, its ledger "
+            "would lose what they cost. Restore a backup made after them; nothing was changed"
+        )
+    ready = ws.warehouse_path.with_name(f".{ws.warehouse_path.name}.restoring")
+    try:
+        shutil.copy2(backup / WAREHOUSE_COPY, ready)
+        ws.warehouse_path.with_name(f"{ws.warehouse_path.name}.wal").unlink(missing_ok=True)
+        ready.replace(ws.warehouse_path)
+        shutil.copy2(backup / ws.settings_path.name, ws.settings_path)
+        for folder in (ws.registry, ws.secrets):
+            if (backup / folder.name).is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+                shutil.copytree(backup / folder.name, folder)
+        added = []
+        for folder in (ws.releases, ws.publish / "releases"):
+            kept = backup / folder.relative_to(ws.home)
+            for package in sorted(kept.iterdir()) if kept.is_dir() else []:
+                if not (folder / package.name).exists():
+                    shutil.copytree(package, folder / package.name)
+                    added.append(_relative(folder / package.name, ws.home))
+    except (OSError, shutil.Error) as error:
+        ready.unlink(missing_ok=True)
+        raise BackupError(f"restoring {backup} stopped part-way: {_first_line(error)}; restore it again") from error
+    ws.init()  # the Dagster instance's configuration, made again from the settings put back
+    return Restored(manifest, added)
 
 
 def releases_missing_from_ledger(con: duckdb.DuckDBPyConnection, ws: Workspace) -> list[str]:
     """The releases with a package (made, or published) that the warehouse's privacy ledger does not hold: it was
     put back from a copy older than them, or made anew. Their noise was drawn and may be public, so what they cost
     is real; a ledger without them understates every later figure and budget check."""
-    packaged = {
-        folder.name
-        for parent in (ws.releases, ws.publish / "releases")
-        if parent.is_dir()
-        for folder in parent.iterdir()
-        if not folder.name.startswith(".") and (folder / "release.json").is_file()
-    }
-    return sorted(packaged - _charged(con))
+    return sorted(_packaged(ws) - _charged(con))
 
 
 def ledger_behind_packages(missing: list[str]) -> str:
-    """What a release refusing for ``releases_missing_from_ledger`` says."""
+    """What ``releases_missing_from_ledger`` means, said to the operator."""
     return (
         f"The privacy ledger does not hold {len(missing)} release(s) whose packages exist ({', '.join(missing)}): "
         "the warehouse was put back from a copy older than them, or made anew. What they cost is real (their noise "
-        "was drawn, and may be published), so a release now would understate every person's privacy loss. Nothing "
-        "was spent. Put back a backup made after them (`collab backup`); see docs/deployment.md, Backups."
+        "was drawn, and may be published), so every release is refused until the ledger holds them: a release now "
+        "would understate every person's privacy loss. Put back a backup made after them (`collab restore`); see "
+        "docs/deployment.md, Backups."
     )
+
+
+def _packaged(ws: Workspace) -> set[str]:
+    """The ids of the release packages in the workspace, made or published, as each package's ``release.json``
+    names it (a copy of a package under another folder name is the same release)."""
+    return {
+        _package_id(folder)
+        for parent in (ws.releases, ws.publish / "releases")
+        if parent.is_dir()
+        for folder in parent.iterdir()
+        if not folder.name.startswith(".") and (folder / PACKAGE_FILE).is_file()
+    }
+
+
+def _package_id(folder: Path) -> str:
+    try:
+        named = json.loads((folder / PACKAGE_FILE).read_text(encoding="utf-8")).get("release_id")
+    except (OSError, ValueError, AttributeError):
+        named = None
+    return named if isinstance(named, str) and named else folder.name
 
 
 def _charged(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {row[0] for row in con.execute("SELECT DISTINCT release_id FROM privacy_ledger").fetchall()}
 
 
-def _links(folder: str, names: list[str]) -> list[str]:
-    """Links are not followed, nor copied: the workspace's folders hold none of their own, and one put there would
-    copy whatever it points at into the backup."""
-    return [name for name in names if Path(folder, name).is_symlink()]
+def _charged_in(warehouse: Path) -> set[str]:
+    """The releases the ledger of the warehouse at ``warehouse`` holds: none if it is missing or cannot be read (lost,
+    damaged: what a restore is for)."""
+    if not warehouse.exists():
+        return set()
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            return _charged(con)
+    except duckdb.IOException as error:
+        if "lock" in str(error).lower():
+            raise BackupError(
+                "the warehouse is open in another process: stop the daemon and every run before restoring"
+            ) from error
+        return set()
+    except duckdb.Error:
+        return set()
+
+
+def _described_warehouse(path: Path) -> tuple[int, list[str]]:
+    """A warehouse copy's schema version and the releases its ledger holds."""
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            version = int(con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0])
+            return version, sorted(_charged(con))
+    except duckdb.Error as error:
+        raise BackupError(f"{path} is not a readable warehouse: {_first_line(error)}") from error
+
+
+def _emptied(destination: Path) -> None:
+    """Remove what a backup that failed wrote into ``destination`` (new, or empty when it began)."""
+    if destination.is_dir() and not destination.is_symlink():
+        for entry in destination.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def _files(root: Path) -> list[Path]:
@@ -161,6 +288,13 @@ def _files(root: Path) -> list[Path]:
         for folder, _, names in os.walk(root)
         for name in names
         if Path(folder, name) != root / MANIFEST
+    )
+
+
+def _links_in(root: Path) -> list[Path]:
+    """Links to folders anywhere in ``root`` (``os.walk`` lists them as folders, and does not enter them)."""
+    return sorted(
+        Path(folder, name) for folder, names, _ in os.walk(root) for name in names if Path(folder, name).is_symlink()
     )
 
 
@@ -174,6 +308,11 @@ def _described(path: Path) -> dict[str, int | str]:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else type(error).__name__
 
 
 def _quoted(path: Path) -> str:

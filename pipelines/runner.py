@@ -174,7 +174,9 @@ def _failure(result: Any) -> str | None:
             error = event.event_specific_data.error
             while error.cause is not None:
                 error = error.cause
-            return error.message.strip().splitlines()[0]
+            message = error.message.strip().splitlines()[0]
+            # A refusal the asset raised says what it is; Dagster prefixes the class's dotted path.
+            return message.split(": ", 1)[-1] if error.cls_name == "Failure" else message
     return None
 
 

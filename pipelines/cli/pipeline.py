@@ -317,7 +317,7 @@ def budget(
     per_person: dict[str, float] = {}
     release_units: dict[tuple[str, str], int] = {}
     entries = []
-    for period, release_id, indicator, measurement, kind, mechanism, rho, max_units, person, scale, at, *_ in rows:
+    for period, release_id, indicator, measurement, kind, mechanism, rho, max_units, person, scale, at, *order in rows:
         per_unit[period] = per_unit.get(period, 0.0) + rho
         per_person[period] = per_person.get(period, 0.0) + person
         release_units[period, release_id] = max(release_units.get((period, release_id), 1), max_units)
@@ -334,6 +334,7 @@ def budget(
                 "rho_per_person": person,
                 "noise_scale": scale,
                 "recorded_at": at,
+                "spent_order": order[0] if order else None,  # the ledger's order; None for a recharge not yet due
             }
         )
     units = {period: max(n for (p, _), n in release_units.items() if p == period) for period in per_person}
@@ -467,6 +468,8 @@ def backup(
     from pipelines.run_lock import run_lock
 
     ws = workspace()
+    if not verify and not as_json and another_run_holds_the_lock(ws):
+        console.print("Waiting for the run or release under way in this workspace to finish...")
     try:
         if verify:
             manifest = verify_backup(destination)
@@ -482,6 +485,41 @@ def backup(
     console.print(
         f"{'Checked' if verify else 'Backed up to'} {destination}: {len(manifest.files)} files, made "
         f"{manifest.made_at}, warehouse at schema version {manifest.schema_version}, releases charged: {releases}."
+    )
+    if manifest.links_left_out:
+        console.print(
+            f"[yellow]Links left out, not followed:[/] {escape(', '.join(manifest.links_left_out))} (the workspace "
+            "makes none: put what they point at in the workspace itself if it belongs in the backup)."
+        )
+
+
+@app.command()
+def restore(
+    backup: Path = typer.Argument(..., help="A backup made by `collab backup`."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Put a backup back: its warehouse, settings, registry and key replace the workspace's; its release packages
+    are added to those kept. Refused, changing nothing, if it is older than a release the workspace has made. Stop
+    the daemon, the webserver and the portal first."""
+    from collab.backup import BackupError
+    from collab.backup import restore as put_back
+    from pipelines.run_lock import run_lock
+
+    ws = workspace()
+    if not as_json and another_run_holds_the_lock(ws):
+        console.print("Waiting for the run or release under way in this workspace to finish...")
+    try:
+        with run_lock(ws):
+            restored = put_back(ws, backup)
+    except BackupError as error:
+        fail(str(error))
+    if as_json:
+        emit_json(asdict(restored) | {"path": str(backup)})
+        return
+    manifest = restored.manifest
+    console.print(
+        f"Restored {backup} (made {manifest.made_at}; releases charged: {', '.join(manifest.releases_charged) or 'none'}). "
+        f"Packages added: {', '.join(restored.packages_added) or 'none'}."
     )
 
 

@@ -544,13 +544,16 @@ def test_a_warehouse_put_back_from_before_a_release_refuses_to_release_until_a_l
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "does not hold 1 release(s) whose packages exist (2026Q1-v1)" in str(failure.event_specific_data.error)
+    assert "Nothing was spent." in str(failure.event_specific_data.error)
     with connect(loaded.warehouse_path) as con:
         assert spent(con) == 0  # nothing spent on top of the old ledger
     shown = collab(loaded.home, "budget", "--json")
     assert json.loads(shown.stdout)["releases_missing_from_ledger"] == ["2026Q1-v1"]
 
+    refused = collab(loaded.home, "restore", str(tmp_path / "before"), check=False)
+    assert refused.returncode == 1 and "older than release(s) 2026Q1-v1" in refused.stderr + refused.stdout
     verify_backup(tmp_path / "after")
-    shutil.copy2(tmp_path / "after" / "warehouse.duckdb", loaded.warehouse_path)
+    assert "Restored" in collab(loaded.home, "restore", str(tmp_path / "after")).stdout
     assert release(loaded, instance, revise=True).success
     with connect(loaded.warehouse_path) as con:
         assert spent(con) == pytest.approx(2 * spent_before)

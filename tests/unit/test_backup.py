@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 import subprocess
 import sys
@@ -12,7 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from collab.backup import MANIFEST, BackupError, back_up, releases_missing_from_ledger, verify_backup
+from collab import backup as backups
+from collab.backup import MANIFEST, BackupError, back_up, releases_missing_from_ledger, restore, verify_backup
 from collab.warehouse import connect
 from collab.workspace import Workspace
 
@@ -53,7 +55,8 @@ def test_a_backup_holds_the_warehouse_and_what_cannot_be_made_again_and_checks_a
         "releases/2026Q1-v1/release.json",
     } <= set(made.files)
     assert not any(name.startswith(("landing", "archive", "staging")) for name in made.files)  # raw files stay out
-    assert not (backup / "registry" / "link").exists()  # a link is neither followed nor copied
+    assert not (backup / "registry" / "link").exists()  # a link is neither followed nor copied, but named
+    assert made.links_left_out == ["registry/link"]
     assert stat.S_IMODE(backup.stat().st_mode) == 0o700
     assert stat.S_IMODE((backup / "warehouse.duckdb").stat().st_mode) == 0o600
     with duckdb.connect(str(backup / "warehouse.duckdb"), read_only=True) as con:
@@ -68,7 +71,7 @@ def test_a_backup_holds_the_warehouse_and_what_cannot_be_made_again_and_checks_a
     assert str(refused.value).endswith(
         "missing: settings.yaml; not in the manifest: stray.txt; changed: releases/2026Q1-v1/release.json"
     )
-    with pytest.raises(BackupError, match="not empty"):
+    with pytest.raises(BackupError, match="not an empty folder"):
         back_up(workspace, backup)
     with pytest.raises(BackupError, match="inside the workspace"):
         back_up(workspace, workspace.registry / "backup")  # it would copy itself into itself
@@ -101,3 +104,80 @@ def test_a_warehouse_kept_open_for_writing_gives_a_plain_refusal(workspace: Work
             back_up(workspace, tmp_path / "backup", wait_seconds=1)
     finally:
         held.kill()
+
+
+def test_verifying_finds_links_and_a_ledger_other_than_the_manifest_says(workspace: Workspace, tmp_path: Path) -> None:
+    """An operator's trial: a link to a folder passed, and so did a manifest rewritten to list fewer releases."""
+    _charge(workspace, "2026Q1-v1")
+    backup = tmp_path / "backup"
+    back_up(workspace, backup)
+    (backup / "etc").symlink_to("/etc")
+    with pytest.raises(BackupError, match="a link: etc"):
+        verify_backup(backup)
+    (backup / "etc").unlink()
+    manifest = json.loads((backup / MANIFEST).read_text(encoding="utf-8"))
+    (backup / MANIFEST).write_text(json.dumps(manifest | {"releases_charged": []}), encoding="utf-8")
+    with pytest.raises(BackupError, match=r"holds the releases \['2026Q1-v1'\]"):
+        verify_backup(backup)
+
+
+def test_a_backup_that_cannot_be_made_says_why_in_a_line_and_leaves_nothing(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _charge(workspace, "2026Q1-v1")
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    with pytest.raises(BackupError, match="not an empty folder"):
+        back_up(workspace, tmp_path / "a-file")
+    real_copytree = backups.shutil.copytree
+
+    def disk_full_at_the_releases(source: Path, target: Path, **options: object) -> object:
+        if Path(source).name == "releases":
+            raise OSError(28, "No space left on device")
+        return real_copytree(source, target, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backups.shutil, "copytree", disk_full_at_the_releases)
+    with pytest.raises(BackupError) as refused:
+        back_up(workspace, tmp_path / "backup")
+    assert str(refused.value) == f"no backup was made in {tmp_path / 'backup'}: [Errno 28] No space left on device"
+    assert list((tmp_path / "backup").iterdir()) == []  # what was copied before is gone: no half backup
+
+
+def test_restoring_refuses_a_backup_older_than_a_release_made_and_otherwise_keeps_every_package(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """An operator's trial: the documented restore of an older backup (its packages too) turned the guard off,
+    and the next release took the same id with new noise; a write-ahead log left behind was replayed onto it."""
+    _charge(workspace, "2026Q1-v1")
+    _package(workspace.releases, "2026Q1-v1")
+    back_up(workspace, tmp_path / "old")
+    _charge(workspace, "2026Q2-v1")
+    _package(workspace.publish / "releases", "2026Q2-v1")
+    back_up(workspace, tmp_path / "new")
+    settings = workspace.settings_path.read_text(encoding="utf-8")
+
+    with pytest.raises(BackupError, match=r"older than release\(s\) 2026Q2-v1.*nothing was changed"):
+        restore(workspace, tmp_path / "old")
+    workspace.warehouse_path.unlink()  # lost: the ledger is no witness now, the package still is
+    with pytest.raises(BackupError, match=r"older than release\(s\) 2026Q2-v1"):
+        restore(workspace, tmp_path / "old")
+    assert not workspace.warehouse_path.exists()
+
+    shutil.rmtree(workspace.releases / "2026Q1-v1")  # lost with the disk; the other package kept, and changed
+    (workspace.publish / "releases" / "2026Q2-v1" / "kept.txt").write_text("the workspace's", encoding="utf-8")
+    workspace.warehouse_path.with_name("warehouse.duckdb.wal").write_bytes(b"a log of another database")
+    restored = restore(workspace, tmp_path / "new")
+    assert restored.packages_added == ["releases/2026Q1-v1"]
+    assert (workspace.publish / "releases" / "2026Q2-v1" / "kept.txt").exists()
+    assert not workspace.warehouse_path.with_name("warehouse.duckdb.wal").exists()
+    assert workspace.settings_path.read_text(encoding="utf-8") == settings
+    with connect(workspace.warehouse_path) as con:
+        assert releases_missing_from_ledger(con, workspace) == []
+        assert con.execute("SELECT count(DISTINCT release_id) FROM privacy_ledger").fetchall() == [(2,)]
+
+
+def test_a_copy_of_a_package_under_another_name_is_the_same_release(workspace: Workspace) -> None:
+    _charge(workspace, "2026Q1-v1")
+    _package(workspace.releases, "2026Q1-v1")
+    shutil.copytree(workspace.releases / "2026Q1-v1", workspace.releases / "2026Q1-v1.old")
+    with connect(workspace.warehouse_path) as con:
+        assert releases_missing_from_ledger(con, workspace) == []
