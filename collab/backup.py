@@ -183,11 +183,10 @@ def restore(ws: Workspace, backup: Path) -> Restored:
         shutil.copy2(backup / WAREHOUSE_COPY, ready)
         ws.warehouse_path.with_name(f"{ws.warehouse_path.name}.wal").unlink(missing_ok=True)
         ready.replace(ws.warehouse_path)
-        shutil.copy2(backup / ws.settings_path.name, ws.settings_path)
-        for folder in (ws.registry, ws.secrets):
+        _put_back(backup / ws.settings_path.name, ws.settings_path)
+        for folder in (ws.secrets, ws.registry):
             if (backup / folder.name).is_dir():
-                shutil.rmtree(folder, ignore_errors=True)
-                shutil.copytree(backup / folder.name, folder)
+                _put_back_folder(backup / folder.name, folder)
         added = []
         for folder in (ws.releases, ws.publish / "releases"):
             kept = backup / folder.relative_to(ws.home)
@@ -200,6 +199,29 @@ def restore(ws: Workspace, backup: Path) -> Restored:
         raise BackupError(f"restoring {backup} stopped part-way: {_first_line(error)}; restore it again") from error
     ws.init()  # the Dagster instance's configuration, made again from the settings put back
     return Restored(manifest, added)
+
+
+def _put_back(source: Path, target: Path) -> None:
+    """``source`` copied over ``target`` in one step: a restore stopped at any instant leaves each file whole, the old
+    or the new, never none (without its key file, the next command would make a new key, and new pseudonyms)."""
+    partial = target.with_name(f".{target.name}.restoring")
+    shutil.copy2(source, partial)
+    partial.replace(target)
+
+
+def _put_back_folder(source: Path, target: Path) -> None:
+    """The files of ``source`` put back into ``target`` one by one (``_put_back``), then those ``target`` has and
+    ``source`` has not removed."""
+    for folder, _, names in os.walk(source):
+        within = target / Path(folder).relative_to(source)
+        within.mkdir(parents=True, exist_ok=True)
+        within.chmod(Path(folder).stat().st_mode & 0o777)
+        for name in names:
+            _put_back(Path(folder, name), within / name)
+    kept = {_relative(path, source) for path in _files(source)}
+    for path in _files(target):
+        if _relative(path, target) not in kept:
+            path.unlink()
 
 
 def releases_missing_from_ledger(con: duckdb.DuckDBPyConnection, ws: Workspace) -> list[str]:

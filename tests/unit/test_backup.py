@@ -165,7 +165,13 @@ def test_restoring_refuses_a_backup_older_than_a_release_made_and_otherwise_keep
     shutil.rmtree(workspace.releases / "2026Q1-v1")  # lost with the disk; the other package kept, and changed
     (workspace.publish / "releases" / "2026Q2-v1" / "kept.txt").write_text("the workspace's", encoding="utf-8")
     workspace.warehouse_path.with_name("warehouse.duckdb.wal").write_bytes(b"a log of another database")
+    key = workspace.key_path.read_bytes()
+    workspace.key_path.write_bytes(b"a key made since" * 2)
+    (workspace.registry / "registered-since.yaml").write_text("id: since\n", encoding="utf-8")
     restored = restore(workspace, tmp_path / "new")
+    assert workspace.key_path.read_bytes() == key and stat.S_IMODE(workspace.key_path.stat().st_mode) == 0o600
+    assert not (workspace.registry / "registered-since.yaml").exists()
+    assert stat.S_IMODE(workspace.registry.stat().st_mode) == 0o700
     assert restored.packages_added == ["releases/2026Q1-v1"]
     assert (workspace.publish / "releases" / "2026Q2-v1" / "kept.txt").exists()
     assert not workspace.warehouse_path.with_name("warehouse.duckdb.wal").exists()
