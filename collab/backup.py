@@ -30,6 +30,9 @@ from pathlib import Path
 
 import duckdb
 
+from collab.schema import LATEST_VERSION
+from collab.site import BUILT_FROM
+from collab.states import submission_states, write_state
 from collab.warehouse import connect
 from collab.workspace import Workspace
 
@@ -57,6 +60,8 @@ class Restored:
 
     manifest: BackupManifest
     packages_added: list[str]
+    # Submissions loaded after the backup was made: set back to ``checked``, so the next run loads them again.
+    submissions_resumed: list[str] = field(default_factory=list)
 
 
 class BackupError(Exception):
@@ -88,12 +93,12 @@ def back_up(ws: Workspace, destination: Path, *, wait_seconds: float = 120.0) ->
         return _copied(ws, destination, wait_seconds)
     except BaseException as error:
         _emptied(destination)
-        if isinstance(error, duckdb.IOException):  # another process kept the warehouse open for writing
+        if isinstance(error, duckdb.IOException) and "lock" in str(error).lower():  # kept open for writing
             raise BackupError(
                 f"the warehouse stayed in use for {wait_seconds:.0f} s ({error}); no backup was made: try again "
                 "when no run is loading or releasing"
             ) from error
-        if isinstance(error, OSError | shutil.Error):
+        if isinstance(error, OSError | shutil.Error | duckdb.Error):  # a full disk, a read-only mount, a file
             raise BackupError(f"no backup was made in {destination}: {_first_line(error)}") from error
         raise
 
@@ -172,33 +177,72 @@ def restore(ws: Workspace, backup: Path) -> Restored:
     log left beside the workspace's warehouse (a process killed while writing) is removed with it: DuckDB would
     otherwise replay that log onto the copy put back."""
     manifest = verify_backup(backup)
-    made = _packaged(ws) | _charged_in(ws.warehouse_path)
+    if manifest.schema_version > LATEST_VERSION:
+        raise BackupError(
+            f"the backup's warehouse is at schema version {manifest.schema_version}, newer than this code's "
+            f"{LATEST_VERSION}: restore it with the code that made it; nothing was changed"
+        )
+    # Three witnesses of the releases made: the packages, the ledger if it can still be read, and the published site's
+    # record of what it was built from (a damaged warehouse with its packages deleted still has that).
+    made = _packaged(ws) | _charged_in(ws.warehouse_path) | _built_from(ws)
     if lost := sorted(made - set(manifest.releases_charged)):
         raise BackupError(
             f"the backup of {manifest.made_at} is older than release(s) {', '.join(lost)}: put back, its ledger "
             "would lose what they cost. Restore a backup made after them; nothing was changed"
         )
+    unfinished = ws.restore_marker
     ready = ws.warehouse_path.with_name(f".{ws.warehouse_path.name}.restoring")
     try:
+        unfinished.write_text(str(backup), encoding="utf-8")
         shutil.copy2(backup / WAREHOUSE_COPY, ready)
         ws.warehouse_path.with_name(f"{ws.warehouse_path.name}.wal").unlink(missing_ok=True)
         ready.replace(ws.warehouse_path)
+        ws.warehouse_path.chmod(0o600)
         _put_back(backup / ws.settings_path.name, ws.settings_path)
         for folder in (ws.secrets, ws.registry):
             if (backup / folder.name).is_dir():
                 _put_back_folder(backup / folder.name, folder)
+        ws.key_path.chmod(0o600)
         added = []
         for folder in (ws.releases, ws.publish / "releases"):
             kept = backup / folder.relative_to(ws.home)
             for package in sorted(kept.iterdir()) if kept.is_dir() else []:
                 if not (folder / package.name).exists():
-                    shutil.copytree(package, folder / package.name)
+                    # Copied whole under another name first: a restore stopped mid-copy leaves no half package.
+                    partial = folder / f".{package.name}.restoring"
+                    shutil.rmtree(partial, ignore_errors=True)
+                    shutil.copytree(package, partial)
+                    partial.replace(folder / package.name)
                     added.append(_relative(folder / package.name, ws.home))
-    except (OSError, shutil.Error) as error:
+        resumed = _resume_loads_not_held(ws)
+    except (OSError, shutil.Error, duckdb.Error) as error:
         ready.unlink(missing_ok=True)
         raise BackupError(f"restoring {backup} stopped part-way: {_first_line(error)}; restore it again") from error
     ws.init()  # the Dagster instance's configuration, made again from the settings put back
-    return Restored(manifest, added)
+    unfinished.unlink()
+    return Restored(manifest, added, resumed)
+
+
+def _resume_loads_not_held(ws: Workspace) -> list[str]:
+    """Set back to ``checked`` the submissions whose state says loaded but whose rows the restored warehouse does not
+    hold (loaded after the backup was made): unfinished again, the next run loads them (from their staged files,
+    as a run that stopped would). Sent again instead, they were refused as duplicates of a file already received."""
+    with duckdb.connect(str(ws.warehouse_path), read_only=True) as con:
+        held = {row[0] for row in con.execute("SELECT submission_id FROM submissions").fetchall()}
+    resumed = []
+    for state in submission_states(ws):
+        if state.state == "loaded" and state.submission_id not in held:
+            write_state(
+                ws,
+                submission_id=state.submission_id,
+                charity_id=state.charity_id,
+                file_name=state.file_name,
+                state="checked",
+                name=state.name,
+                status=state.status,
+            )
+            resumed.append(state.submission_id)
+    return sorted(resumed)
 
 
 def _put_back(source: Path, target: Path) -> None:
@@ -252,6 +296,15 @@ def _packaged(ws: Workspace) -> set[str]:
         for folder in parent.iterdir()
         if not folder.name.startswith(".") and (folder / PACKAGE_FILE).is_file()
     }
+
+
+def _built_from(ws: Workspace) -> set[str]:
+    """The releases the published site says it was built from (``collab.site``)."""
+    try:
+        built = json.loads((ws.publish / "site" / BUILT_FROM).read_text(encoding="utf-8"))
+        return {name for name in built.get("releases", []) if isinstance(name, str)}
+    except (OSError, ValueError, AttributeError):
+        return set()
 
 
 def _package_id(folder: Path) -> str:
@@ -314,9 +367,12 @@ def _files(root: Path) -> list[Path]:
 
 
 def _links_in(root: Path) -> list[Path]:
-    """Links to folders anywhere in ``root`` (``os.walk`` lists them as folders, and does not enter them)."""
+    """Links anywhere in ``root``, to folders (``os.walk`` lists them as folders, and does not enter them) or files."""
     return sorted(
-        Path(folder, name) for folder, names, _ in os.walk(root) for name in names if Path(folder, name).is_symlink()
+        Path(folder, name)
+        for folder, folders, files in os.walk(root)
+        for name in [*folders, *files]
+        if Path(folder, name).is_symlink()
     )
 
 
@@ -333,6 +389,9 @@ def _described(path: Path) -> dict[str, int | str]:
 
 
 def _first_line(error: BaseException) -> str:
+    """The error's first line; for ``shutil.copytree``'s list of failed copies, the first copy's reason."""
+    if isinstance(error, shutil.Error) and error.args and isinstance(error.args[0], list) and error.args[0]:
+        return str(error.args[0][0][-1])[:300]
     lines = str(error).strip().splitlines()
     return lines[0][:300] if lines else type(error).__name__
 

@@ -215,6 +215,12 @@ class Workspace:
         return self.secrets / "pseudonymisation.key"
 
     @property
+    def restore_marker(self) -> Path:
+        """There while `collab restore` puts a backup's files back (it names the backup): a workspace that holds it
+        mixes the backup's files with its own, and is used for nothing until restored again."""
+        return self.home / ".restore-unfinished"
+
+    @property
     def demo(self) -> Path:
         return self.home / "demo"
 

@@ -174,10 +174,18 @@ def _failure(result: Any) -> str | None:
             error = event.event_specific_data.error
             while error.cause is not None:
                 error = error.cause
-            message = error.message.strip().splitlines()[0]
-            # A refusal the asset raised says what it is; Dagster prefixes the class's dotted path.
-            return message.split(": ", 1)[-1] if error.cls_name == "Failure" else message
+            return error.message.strip().splitlines()[0]
     return None
+
+
+def _refusal(result: Any) -> str | None:
+    """``_failure`` as an analyst reads a release's refusal: without the dotted path of the error's class that Dagster
+    puts first (`privacy.accountant.BudgetExceeded: ...`). An incident's record keeps it."""
+    message = _failure(result)
+    if message is None:
+        return None
+    path, separator, said = message.partition(": ")
+    return said if separator and said and " " not in path and "." in path else message
 
 
 def process_submissions(
@@ -447,7 +455,7 @@ def _release(workspace: Workspace, period: str, revise: bool, instance: DagsterI
     published = release_id is not None and (
         release_id in _published_ids(result) or (workspace.publish / "releases" / release_id).is_dir()
     )
-    return ReleaseOutcome(period, release_id, new_spend, published, result.run_id, _failure(result))
+    return ReleaseOutcome(period, release_id, new_spend, published, result.run_id, _refusal(result))
 
 
 def _run_release_job(
@@ -496,7 +504,7 @@ def approve_and_publish(workspace: Workspace, release_id: str, *, actor: str) ->
         instance = DagsterInstance.get()
         result = _run_release_job(workspace, instance, period, asset_selection=[AssetKey("published_release")])
         published = release_id in _published_ids(result)
-        outcome = ReleaseOutcome(period, release_id, False, published, result.run_id, _failure(result))
+        outcome = ReleaseOutcome(period, release_id, False, published, result.run_id, _refusal(result))
         return _with_site_rebuilt(workspace, instance, outcome)
 
 

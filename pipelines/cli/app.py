@@ -35,10 +35,15 @@ app = typer.Typer(
 )
 
 
-def workspace() -> Workspace:
+def workspace(*, restoring: bool = False) -> Workspace:
     """The workspace, initialised, with its variables exported for Dagster; a usage error (exit 2) if its
-    settings cannot be used, before any command acts on them."""
+    settings cannot be used, before any command acts on them, or if a restore stopped part-way (but for
+    ``restoring``: `collab restore` itself): its files are part the backup's, and its key may be missing, which
+    initialising would replace with a new one."""
     ws = Workspace.from_env()
+    if not restoring and ws.restore_marker.exists():
+        backup = ws.restore_marker.read_text(encoding="utf-8")
+        fail(f"a restore of {backup} stopped part-way: run `collab restore {backup}` again first", code=2)
     try:
         ws.init()  # reads the settings
     except SettingsError as error:

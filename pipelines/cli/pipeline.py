@@ -505,7 +505,7 @@ def restore(
     from collab.backup import restore as put_back
     from pipelines.run_lock import run_lock
 
-    ws = workspace()
+    ws = workspace(restoring=True)
     if not as_json and another_run_holds_the_lock(ws):
         console.print("Waiting for the run or release under way in this workspace to finish...")
     try:
@@ -521,6 +521,10 @@ def restore(
         f"Restored {backup} (made {manifest.made_at}; releases charged: {', '.join(manifest.releases_charged) or 'none'}). "
         f"Packages added: {', '.join(restored.packages_added) or 'none'}."
     )
+    if restored.submissions_resumed:
+        console.print(
+            f"Loaded after the backup, to be loaded again by the next `collab run`: {', '.join(restored.submissions_resumed)}."
+        )
 
 
 @app.command("serve-site")

@@ -187,3 +187,71 @@ def test_a_copy_of_a_package_under_another_name_is_the_same_release(workspace: W
     shutil.copytree(workspace.releases / "2026Q1-v1", workspace.releases / "2026Q1-v1.old")
     with connect(workspace.warehouse_path) as con:
         assert releases_missing_from_ledger(con, workspace) == []
+
+
+def test_restoring_reads_the_sites_record_refuses_a_newer_schema_and_loads_again_what_came_after(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-trial: a damaged warehouse with the newer packages deleted let an older backup back; a backup of a newer
+    schema was put back, and `collab run` then crashed; a file loaded after the backup stayed "loaded" without rows,
+    and sent again was refused as a duplicate; a restore stopped mid-copy kept a half package for good."""
+    from collab.states import read_state, write_state
+
+    _charge(workspace, "2026Q1-v1")
+    _package(workspace.publish / "releases", "2026Q1-v1")
+    back_up(workspace, tmp_path / "old")
+    (workspace.publish / "site").mkdir()
+    (workspace.publish / "site" / "built-from.json").write_text(
+        json.dumps({"releases": ["2026Q1-v1", "2026Q2-v1"]}), encoding="utf-8"
+    )
+    workspace.warehouse_path.write_bytes(b"damaged" * 1000)  # and no package of 2026Q2-v1 left
+    with pytest.raises(BackupError, match=r"older than release\(s\) 2026Q2-v1"):
+        restore(workspace, tmp_path / "old")
+    (workspace.publish / "site" / "built-from.json").unlink()
+
+    newer = tmp_path / "newer"
+    shutil.copytree(tmp_path / "old", newer)
+    manifest = json.loads((newer / MANIFEST).read_text(encoding="utf-8"))
+    monkeypatch.setattr(backups, "_described_warehouse", lambda path: (99, manifest["releases_charged"]))
+    (newer / MANIFEST).write_text(json.dumps(manifest | {"schema_version": 99}), encoding="utf-8")
+    with pytest.raises(BackupError, match="schema version 99, newer than this code's"):
+        restore(workspace, newer)
+    monkeypatch.undo()
+
+    (workspace.staging / "sub-after").mkdir(parents=True)
+    write_state(workspace, submission_id="sub-after", charity_id="c", file_name="x.csv", state="loaded")
+    (workspace.publish / "releases" / ".2026Q1-v1.restoring").mkdir()  # left by a restore stopped mid-copy
+    shutil.rmtree(workspace.publish / "releases" / "2026Q1-v1")
+    restored = restore(workspace, tmp_path / "old")
+    assert restored.submissions_resumed == ["sub-after"]
+    state = read_state(workspace, "sub-after")
+    assert state is not None and state.state == "checked"  # unfinished: the next run loads it again
+    assert restored.packages_added == ["publish/releases/2026Q1-v1"]
+    assert sorted(p.name for p in (workspace.publish / "releases").iterdir()) == ["2026Q1-v1"]
+    assert not workspace.restore_marker.exists()
+
+
+def test_a_restore_that_stops_part_way_leaves_the_workspace_refusing_every_command_but_restore(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import register_commands
+    from pipelines.cli.app import app
+
+    _charge(workspace, "2026Q1-v1")
+    back_up(workspace, tmp_path / "backup")
+    real_put_back = backups._put_back_folder
+
+    def killed(source: Path, target: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(backups, "_put_back_folder", killed)
+    with pytest.raises(BackupError, match="stopped part-way"):
+        restore(workspace, tmp_path / "backup")
+    register_commands()
+    refused = CliRunner().invoke(app, ["budget"])
+    assert refused.exit_code == 2 and "stopped part-way: run `collab restore" in " ".join(refused.output.split())
+    monkeypatch.setattr(backups, "_put_back_folder", real_put_back)
+    assert CliRunner().invoke(app, ["restore", str(tmp_path / "backup")]).exit_code == 0
+    assert CliRunner().invoke(app, ["budget"]).exit_code == 0

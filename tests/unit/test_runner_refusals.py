@@ -1,0 +1,21 @@
+"""What `collab run` and `collab release` say when a release is refused."""
+
+from __future__ import annotations
+
+
+def test_a_refused_release_is_said_without_the_error_class_path_and_an_incident_keeps_it() -> None:
+    """A re-trial: refusals read `privacy.accountant.BudgetExceeded: ...`."""
+    from types import SimpleNamespace
+
+    from pipelines.runner import _failure, _refusal
+
+    def result(message: str) -> SimpleNamespace:
+        error = SimpleNamespace(message=message, cause=None)
+        event = SimpleNamespace(is_step_failure=True, event_specific_data=SimpleNamespace(error=error))
+        return SimpleNamespace(all_events=[event])
+
+    refused = result("privacy.accountant.BudgetExceeded: the worst-case person would pass 2.0\nTraceback...")
+    assert _refusal(refused) == "the worst-case person would pass 2.0"
+    assert _failure(refused) == "privacy.accountant.BudgetExceeded: the worst-case person would pass 2.0"
+    plain = result("1 blocking asset check failed: see the run")
+    assert _refusal(plain) == "1 blocking asset check failed: see the run"
