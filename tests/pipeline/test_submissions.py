@@ -388,6 +388,10 @@ def test_a_load_stopped_before_marking_what_it_replaced_is_caught_up_by_the_next
     assert read_state(workspace, first_id).replaced  # type: ignore[union-attr]
 
 
+def _texts(rows: list[tuple[object, ...]]) -> str:
+    return str([value for row in rows for value in row if isinstance(value, str)])
+
+
 def test_warehouse_holds_no_raw_identifiers(workspace: Workspace, charity: str, tmp_path: Path) -> None:
     rows = [[*row, "Jane Doe", "07700 900123"] for row in contact_rows(10)]
     drop(workspace, charity, write_csv(tmp_path / "ids.csv", rows, [*HEADER, "Client Name", "Phone"]))
@@ -397,10 +401,11 @@ def test_warehouse_holds_no_raw_identifiers(workspace: Workspace, charity: str, 
     assert result.success
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "check_warehouse_contacts_minimised"]
     assert check.passed
+    # Text values only: a keyed person_key is a 64-bit integer, whose digits held "07700" by chance in one run.
     with connect(workspace.warehouse_path) as con:
-        dump = str(con.execute("SELECT * FROM contacts").fetchall())
+        dump = _texts(con.execute("SELECT * FROM contacts").fetchall())
     # What the checking step made ready for the load, and left in staging, is as minimised as the warehouse.
-    ready = str(pl.read_parquet(minimised_contacts(workspace, key)).rows())
+    ready = _texts(pl.read_parquet(minimised_contacts(workspace, key)).rows())
     for raw in ("P0000", "Jane Doe", "07700", "B15 2TT", "/19"):
         assert raw not in dump and raw not in ready
     metadata = result.asset_materializations_for_node("submission_quality")[0].metadata
