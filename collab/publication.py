@@ -620,10 +620,15 @@ def _contributor_problems(con: duckdb.DuckDBPyConnection, manifest: dict[str, An
             f"the manifest says {manifest.get('contributors')} contributing charities, the warehouse {contributors}"
         )
     if contributors < min_contributors:
+        if contributors == 0:
+            who, why = "no charity takes part", "there is nothing to publish"
+        elif contributors == 1:
+            who, why = "only 1 charity takes part", "every figure would be that charity's own"
+        else:
+            who, why = f"only {contributors} charities take part", f"every figure would come from those {contributors}"
         problems.append(
-            f"only {contributors} charity takes part (registered, with a file sent) as {manifest['period']} is "
-            f"released: every figure would be that charity's own; publication needs at least {min_contributors} "
-            "(settings: publication.min_contributors)"
+            f"{who} (registered, with a file sent) as {manifest['period']} is released: {why}; publication needs at "
+            f"least {min_contributors} (settings: publication.min_contributors)"
         )
     return problems
 

@@ -185,7 +185,11 @@ def _refusal(result: Any) -> str | None:
     if message is None:
         return None
     path, separator, said = message.partition(": ")
-    return said if separator and said and " " not in path and "." in path else message
+    said = said if separator and said and " " not in path and "." in path else message
+    if said.endswith(":"):  # "1 blocking asset check failed with ERROR severity:", and no more: say which, and why
+        failed = [e.description for e in result.get_asset_check_evaluations() if not e.passed and e.description]
+        said = f"{said} {'; '.join(failed)}" if failed else said.removesuffix(":")
+    return said
 
 
 def process_submissions(

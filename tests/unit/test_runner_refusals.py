@@ -9,13 +9,20 @@ def test_a_refused_release_is_said_without_the_error_class_path_and_an_incident_
 
     from pipelines.runner import _failure, _refusal
 
-    def result(message: str) -> SimpleNamespace:
+    def result(message: str, *checks: SimpleNamespace) -> SimpleNamespace:
         error = SimpleNamespace(message=message, cause=None)
         event = SimpleNamespace(is_step_failure=True, event_specific_data=SimpleNamespace(error=error))
-        return SimpleNamespace(all_events=[event])
+        return SimpleNamespace(all_events=[event], get_asset_check_evaluations=lambda: list(checks))
 
     refused = result("privacy.accountant.BudgetExceeded: the worst-case person would pass 2.0\nTraceback...")
     assert _refusal(refused) == "the worst-case person would pass 2.0"
     assert _failure(refused) == "privacy.accountant.BudgetExceeded: the worst-case person would pass 2.0"
     plain = result("1 blocking asset check failed: see the run")
     assert _refusal(plain) == "1 blocking asset check failed: see the run"
+    # A re-trial: a refused gate said only this, with nothing after the colon.
+    gate = SimpleNamespace(passed=False, description="Release 2026Q1-v1 failed the disclosure gate: 1 contributor")
+    passed = SimpleNamespace(passed=True, description="Another check passed.")
+    blocked = result("dagster._core.errors.DagsterAssetCheckFailedError: 1 blocking asset check failed:", gate, passed)
+    assert _refusal(blocked) == (
+        "1 blocking asset check failed: Release 2026Q1-v1 failed the disclosure gate: 1 contributor"
+    )
