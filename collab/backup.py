@@ -148,7 +148,7 @@ def verify_backup(backup: Path) -> BackupManifest:
         manifest = BackupManifest(**json.loads((backup / MANIFEST).read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError) as error:
         raise BackupError(f"{backup} has no readable {MANIFEST}: {_first_line(error)}") from error
-    present = {_relative(path, backup): path for path in _files(backup)}
+    present = {_relative(path, backup): path for path in _files(backup) if path != backup / MANIFEST}
     problems = [f"missing: {name}" for name in sorted(set(manifest.files) - set(present))]
     problems += [f"not in the manifest: {name}" for name in sorted(set(present) - set(manifest.files))]
     problems += [
@@ -358,12 +358,7 @@ def _emptied(destination: Path) -> None:
 
 
 def _files(root: Path) -> list[Path]:
-    return sorted(
-        Path(folder, name)
-        for folder, _, names in os.walk(root)
-        for name in names
-        if Path(folder, name) != root / MANIFEST
-    )
+    return sorted(Path(folder, name) for folder, _, names in os.walk(root) for name in names)
 
 
 def _links_in(root: Path) -> list[Path]:

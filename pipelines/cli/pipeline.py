@@ -468,8 +468,8 @@ def backup(
     from pipelines.run_lock import run_lock
 
     ws = workspace()
-    if not verify and not as_json and another_run_holds_the_lock(ws):
-        console.print("Waiting for the run or release under way in this workspace to finish...")
+    if not verify:
+        _say_if_waiting(ws, as_json)
     try:
         if verify:
             manifest = verify_backup(destination)
@@ -506,8 +506,7 @@ def restore(
     from pipelines.run_lock import run_lock
 
     ws = workspace(restoring=True)
-    if not as_json and another_run_holds_the_lock(ws):
-        console.print("Waiting for the run or release under way in this workspace to finish...")
+    _say_if_waiting(ws, as_json)
     try:
         with run_lock(ws):
             restored = put_back(ws, backup)

@@ -115,6 +115,10 @@ def test_verifying_finds_links_and_a_ledger_other_than_the_manifest_says(workspa
     with pytest.raises(BackupError, match="a link: etc"):
         verify_backup(backup)
     (backup / "etc").unlink()
+    (backup / "settings-link.yaml").symlink_to(backup / "settings.yaml")  # a link to a file is named as one too
+    with pytest.raises(BackupError, match=r"a link: settings-link\.yaml"):
+        verify_backup(backup)
+    (backup / "settings-link.yaml").unlink()
     manifest = json.loads((backup / MANIFEST).read_text(encoding="utf-8"))
     (backup / MANIFEST).write_text(json.dumps(manifest | {"releases_charged": []}), encoding="utf-8")
     with pytest.raises(BackupError, match=r"holds the releases \['2026Q1-v1'\]"):
@@ -170,6 +174,7 @@ def test_restoring_refuses_a_backup_older_than_a_release_made_and_otherwise_keep
     (workspace.registry / "registered-since.yaml").write_text("id: since\n", encoding="utf-8")
     restored = restore(workspace, tmp_path / "new")
     assert workspace.key_path.read_bytes() == key and stat.S_IMODE(workspace.key_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(workspace.warehouse_path.stat().st_mode) == 0o600
     assert not (workspace.registry / "registered-since.yaml").exists()
     assert stat.S_IMODE(workspace.registry.stat().st_mode) == 0o700
     assert restored.packages_added == ["releases/2026Q1-v1"]
@@ -255,3 +260,20 @@ def test_a_restore_that_stops_part_way_leaves_the_workspace_refusing_every_comma
     monkeypatch.setattr(backups, "_put_back_folder", real_put_back)
     assert CliRunner().invoke(app, ["restore", str(tmp_path / "backup")]).exit_code == 0
     assert CliRunner().invoke(app, ["budget"]).exit_code == 0
+
+
+def test_a_restore_puts_the_key_back_into_a_secrets_folder_that_is_a_link(workspace: Workspace, tmp_path: Path) -> None:
+    """A re-trial: with `secrets/` a link (keys kept on their own mount) every restore failed with "File exists"."""
+    _charge(workspace, "2026Q1-v1")
+    (workspace.secrets / "backup.json").write_text("{}", encoding="utf-8")
+    back_up(workspace, tmp_path / "backup")
+    key = workspace.key_path.read_bytes()
+    mounted = tmp_path / "keys-mount"
+    shutil.move(workspace.secrets, mounted)
+    workspace.secrets.symlink_to(mounted)
+    workspace.key_path.write_bytes(b"another key, made since" * 2)
+    (mounted / "backup.json").unlink()
+    restore(workspace, tmp_path / "backup")
+    assert workspace.secrets.is_symlink() and (mounted / "pseudonymisation.key").read_bytes() == key
+    # A file named as a backup's manifest, inside a folder, is put back like any other.
+    assert (mounted / "backup.json").read_text(encoding="utf-8") == "{}"
