@@ -380,3 +380,22 @@ def test_a_population_or_condition_the_catalogue_accepts_without_sql_fails_at_im
         require_every_definition("population", POPULATIONS, Literal[(*POPULATIONS, "with_disability")])
     with pytest.raises(ImportError, match="condition"):
         require_every_definition("condition", CONDITIONS, Literal["negative_budget", "in_arrears"])
+
+
+@pytest.mark.parametrize("indicator", INDICATORS, ids=[i.id for i in INDICATORS])
+@pytest.mark.parametrize(
+    "amounts", [(0.004, 2.4951, 2.4952), (680.5, 1234.567891234, 987.6543210987), (None, 12.5, None)]
+)
+def test_a_person_with_one_contact_is_bounded_as_the_same_contact_twice_would_be(indicator, amounts) -> None:
+    """A unit with one contact in the period is taken as its own person cell, without grouping: its cell, amount and
+    condition are those the grouping gives the same contact sent twice (which only counts two contacts)."""
+    debt, income, costs = amounts
+    contact = ["c0", 1, "debt", *AREAS[1], "25_34", debt, income, costs]
+    bounded = []
+    for copies in (1, 2):
+        con = contacts_warehouse([contact] * copies, linked=True)
+        rows = bounded_person_cells(con, indicator, period="2026Q1", salt="salt").to_pylist()
+        bounded.append([{**row, "contacts": row["contacts"] / copies} for row in rows])
+    assert bounded[0] == bounded[1]
+    if indicator.population == "everyone":
+        assert len(bounded[0]) == 1
