@@ -375,7 +375,11 @@ def _received_again(
         state.final if state is not None else (submission_dir(workspace, manifest.submission_id) / REPORT_FILE).exists()
     )
     again = state is not None and (state.state == "failed" or state.replaced)
-    if (finished and not again) or (not finished and is_active(manifest.name)):
+    # The run receiving this partition is going: it is not another run, when the submission is this partition's own
+    # (stopped between its manifest and its receipt; a trial's Ctrl-C did, and its file was called a duplicate of
+    # itself, never processed, and its quarter released without it).
+    taken_elsewhere = manifest.name != partition_key and is_active(manifest.name)
+    if (finished and not again) or (not finished and taken_elsewhere):
         receipt = _write_receipt(workspace, partition_key, manifest.submission_id, duplicate=True)
         landing.archive(obj, receipt.archive_name)
         _tell_duplicate(landing, obj, manifest.submission_id, finished=finished)

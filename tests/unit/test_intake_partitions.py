@@ -15,6 +15,7 @@ import pytest
 from dagster import DagsterInvalidDefinitionError
 from dagster._core.definitions.partitions.utils.base import raise_error_on_invalid_partition_key_substring
 
+import collab.intake
 from collab.faults import CRASH_VARIABLE
 from collab.intake import (
     _incoming_copy,
@@ -175,3 +176,31 @@ def test_a_notice_page_escapes_what_the_charity_named(workspace: Workspace) -> N
     assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;.csv" in page
     assert "&#x27;&lt;b&gt;&#x27; &amp; more was not read." in page
     assert json.loads((workspace.feedback / CHARITY / "refused-test.json").read_text()) == note
+
+
+def test_a_file_stopped_between_its_manifest_and_its_receipt_is_taken_up_by_its_own_partitions_next_run(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C reaches a run anywhere: one stopped after writing a submission's manifest, before its receipt and
+    state, left the landed file in place. The next run of the same partition is going while it receives the file: it
+    must take the submission up, not call the file a duplicate of itself (a trial's run did, and released the quarter
+    without it)."""
+    zone = LocalLandingZone(root=str(workspace.home))
+    zone.drop(CHARITY, write_csv(tmp_path / "q1.csv", contact_rows(5)))
+    [obj] = zone.pending([CHARITY])
+    key = partition_key_for(obj)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(collab.intake, "_write_receipt", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            receive_partition(workspace, zone, key)
+    assert read_receipt(workspace, key) is None and zone.pending([CHARITY]) == [obj]
+
+    receipt = receive_partition(workspace, zone, key, is_active=lambda partition: partition == key)
+    assert not receipt.duplicate
+    state = read_state(workspace, receipt.submission_id)
+    assert state is not None and state.state == "staged" and state.name == key
+    assert not zone.pending([CHARITY]) and not list((workspace.feedback / CHARITY).glob("*.duplicate-*.json"))
