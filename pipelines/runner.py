@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -431,7 +431,8 @@ def release_quarter(
     first to publish published the other's."""
     with run_lock(workspace):  # before the instance: two processes making a new instance's storage at once collide
         instance = instance or DagsterInstance.get()
-        return _with_site_rebuilt(workspace, instance, _release(workspace, period, revise, instance))
+        [outcome] = _with_site_rebuilt(workspace, instance, [_release(workspace, period, revise, instance)])
+        return outcome
 
 
 def _release(workspace: Workspace, period: str, revise: bool, instance: DagsterInstance) -> ReleaseOutcome:
@@ -496,31 +497,44 @@ def _published_ids(result: ExecuteInProcessResult) -> set[str]:
     }
 
 
-def approve_and_publish(workspace: Workspace, release_id: str, *, actor: str) -> ReleaseOutcome:
-    """Record an analyst's approval of a release, then publish it, holding the workspace's run lock (a revision
-    drawn meanwhile would be the latest release, and published instead)."""
-    period = release_id.split("-v")[0]
+def approve_and_publish(workspace: Workspace, release_ids: Sequence[str], *, actor: str) -> list[ReleaseOutcome]:
+    """Record an analyst's approval of each release, then publish them and rebuild the site once, holding the
+    workspace's run lock (a revision drawn meanwhile would be the latest release, and published instead). Each must
+    be its quarter's latest release, checked before any is approved: one that is not refuses them all (LookupError).
+    An id given twice is approved once."""
+    release_ids = list(dict.fromkeys(release_ids))
     with run_lock(workspace):
         with connect(workspace.warehouse_path) as con:
-            latest = latest_release(con, period)
-            if latest is None or latest.release_id != release_id:
-                raise LookupError(
-                    f"{release_id} is not the latest release of {period}" if latest else f"No release {release_id}."
-                )
-            audit(con, actor=actor, action="approve", subject=release_id)
+            for release_id in release_ids:
+                period = release_id.split("-v")[0]
+                latest = latest_release(con, period)
+                if latest is None or latest.release_id != release_id:
+                    raise LookupError(
+                        f"{release_id} is not the latest release of {period}" if latest else f"No release {release_id}."
+                    )
+            for release_id in release_ids:
+                audit(con, actor=actor, action="approve", subject=release_id)
         instance = DagsterInstance.get()
-        result = _run_release_job(workspace, instance, period, asset_selection=[AssetKey("published_release")])
-        published = release_id in _published_ids(result)
-        outcome = ReleaseOutcome(period, release_id, False, published, result.run_id, _refusal(result))
-        return _with_site_rebuilt(workspace, instance, outcome)
+        outcomes = []
+        for release_id in release_ids:
+            period = release_id.split("-v")[0]
+            result = _run_release_job(workspace, instance, period, asset_selection=[AssetKey("published_release")])
+            published = release_id in _published_ids(result)
+            outcomes.append(ReleaseOutcome(period, release_id, False, published, result.run_id, _refusal(result)))
+        return _with_site_rebuilt(workspace, instance, outcomes)
 
 
-def _with_site_rebuilt(workspace: Workspace, instance: DagsterInstance, outcome: ReleaseOutcome) -> ReleaseOutcome:
-    """After one release's publication (`collab release`, `collab approve`), the site rebuilt; the outcome says why
-    not if it was not. `collab run` rebuilds once for all its releases instead."""
-    if outcome.published and outcome.error is None:
-        outcome.site_error = rebuild_stale_site(workspace, instance)
-    return outcome
+def _with_site_rebuilt(
+    workspace: Workspace, instance: DagsterInstance, outcomes: list[ReleaseOutcome]
+) -> list[ReleaseOutcome]:
+    """After releases' publication (`collab release`, `collab approve`), the site rebuilt once; each published
+    outcome says why not if it was not. `collab run` rebuilds once for all its releases too."""
+    published = [outcome for outcome in outcomes if outcome.published and outcome.error is None]
+    if published:
+        site_error = rebuild_stale_site(workspace, instance)
+        for outcome in published:
+            outcome.site_error = site_error
+    return outcomes
 
 
 def rebuild_stale_site(workspace: Workspace, instance: DagsterInstance) -> str | None:

@@ -207,26 +207,36 @@ def release(
 
 
 @app.command()
-def approve(release_id: str, as_json: bool = JsonOption) -> None:
-    """Approve a release for publication (recorded in the audit log), then publish it."""
+def approve(
+    release_ids: list[str] = typer.Argument(..., metavar="RELEASE_ID", help="e.g. 2026Q1-v1 (several at once)"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Approve releases for publication (each recorded in the audit log), then publish them and rebuild the site
+    once. Each must be its quarter's latest release; if one is not, none is approved."""
     from pipelines.runner import approve_and_publish
 
     ws = instance_workspace()
     _say_if_waiting(ws, as_json)
     try:
-        outcome = approve_and_publish(ws, release_id, actor=Path.home().name or "analyst")
+        outcomes = approve_and_publish(ws, release_ids, actor=Path.home().name or "analyst")
     except LookupError as error:
         fail(str(error))
     if as_json:
-        emit_json(asdict(outcome))
-    elif outcome.error:
-        fail(f"approved, but publication failed: {outcome.error}")
-    elif outcome.site_error:
-        console.print(f"Approved and published {release_id}: {ws.publish / 'releases' / release_id}")
-        _say_site_not_rebuilt(outcome.site_error)
+        emit_json({"releases": [asdict(outcome) for outcome in outcomes]})
     else:
-        console.print(f"Approved and published {release_id}: {ws.publish / 'site' / 'index.html'}")
-    if outcome.error or outcome.site_error:
+        for outcome in outcomes:
+            if outcome.error:
+                console.print(f"[red]{outcome.release_id}: approved, but publication failed:[/] {outcome.error}")
+            else:
+                console.print(
+                    f"Approved and published {outcome.release_id}: {ws.publish / 'releases' / outcome.release_id}"
+                )
+        site_errors = {outcome.site_error for outcome in outcomes if outcome.site_error}
+        for site_error in site_errors:
+            _say_site_not_rebuilt(site_error)
+        if not site_errors and any(outcome.published for outcome in outcomes):
+            console.print(f"The site: {ws.publish / 'site' / 'index.html'}")
+    if any(outcome.error or outcome.site_error for outcome in outcomes):
         raise typer.Exit(1)
 
 

@@ -153,7 +153,7 @@ def test_a_package_altered_after_the_gate_is_refused_at_approval(workspace: Work
     rewrite(released, lambda rows: [*rows[:-1]])  # drops a cell and rewrites the checksums
     (released / "data" / "extra.csv").write_text("a\n1\n")
     rehash(released)
-    outcome = approve_and_publish(workspace, "2026Q1-v1", actor="analyst")
+    [outcome] = approve_and_publish(workspace, ["2026Q1-v1"], actor="analyst")
     assert not outcome.published
     assert outcome.error and "was not published" in outcome.error and "extra.csv" in outcome.error
     assert not (workspace.publish / "releases" / "2026Q1-v1").exists()

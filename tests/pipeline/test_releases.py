@@ -67,11 +67,13 @@ def loaded(workspace: Workspace) -> Workspace:
     return workspace
 
 
-def release(workspace: Workspace, instance: DagsterInstance, *, revise: bool = False):  # type: ignore[no-untyped-def]
-    instance.add_dynamic_partitions("quarters", ["2026Q1"])
+def release(  # type: ignore[no-untyped-def]
+    workspace: Workspace, instance: DagsterInstance, *, revise: bool = False, period: str = "2026Q1"
+):
+    instance.add_dynamic_partitions("quarters", [period])
     return materialize(
         RELEASE_ASSETS,
-        partition_key="2026Q1",
+        partition_key=period,
         resources=resources_for(workspace),
         instance=instance,
         raise_on_error=False,
@@ -306,15 +308,44 @@ def test_a_release_awaiting_approval_is_not_published_after_the_caps_were_raised
     instance = DagsterInstance.get()  # the workspace's own, which `collab approve` uses
     assert release(loaded, instance).success  # 1 unit a person, awaiting approval
     set_privacy(loaded, max_unlinked_charities=None)  # 2 now
-    outcome = approve_and_publish(loaded, "2026Q1-v1", actor="analyst")
+    [outcome] = approve_and_publish(loaded, ["2026Q1-v1"], actor="analyst")
     assert not outcome.published and "was made before the caps on units per person were raised" in str(outcome.error)
     assert not (loaded.publish / "releases" / "2026Q1-v1").exists()
     # A revision charges the first again and states it; approved, it is published.
     assert release(loaded, instance, revise=True).success
-    assert approve_and_publish(loaded, "2026Q1-v2", actor="analyst").published
+    assert approve_and_publish(loaded, ["2026Q1-v2"], actor="analyst")[0].published
     per_person = json.loads((loaded.publish / "releases" / "2026Q1-v2" / "release.json").read_text())["privacy"]
     with connect(loaded.warehouse_path) as con:
         assert per_person["per_person"]["lifetime_rho"] == pytest.approx(4 * spent(con, per_person=False), rel=1e-9)
+
+
+def test_releases_approved_at_once_are_published_with_the_site_rebuilt_once_and_one_unknown_approves_none(
+    loaded: Workspace,
+) -> None:
+    """An analyst approves a year's quarters in one command: each is published, the site is built once for them all
+    (once per release, it was most of their publication's time), and an id that is not a quarter's latest release
+    refuses them all before any is approved."""
+    with connect(loaded.warehouse_path) as con:
+        con.execute("INSERT INTO contacts SELECT * REPLACE ('2026Q2' AS quarter) FROM contacts")
+        con.execute("UPDATE submissions SET quarters = ['2026Q1', '2026Q2']")
+    instance = DagsterInstance.get()  # the workspace's own, which `collab approve` uses
+    assert release(loaded, instance).success and release(loaded, instance, period="2026Q2").success
+    with pytest.raises(LookupError, match="2026Q2-v2"):
+        approve_and_publish(loaded, ["2026Q1-v1", "2026Q2-v2"], actor="analyst")
+    with connect(loaded.warehouse_path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM audit_log WHERE action = 'approve'").fetchall() == [(0,)]
+    assert not (loaded.publish / "releases").exists() or not list((loaded.publish / "releases").iterdir())
+
+    outcomes = approve_and_publish(loaded, ["2026Q1-v1", "2026Q2-v1"], actor="analyst")
+    assert [(o.release_id, o.published, o.error, o.site_error) for o in outcomes] == [
+        ("2026Q1-v1", True, None, None),
+        ("2026Q2-v1", True, None, None),
+    ]
+    assert len([run for run in instance.get_runs() if run.job_name == "site_job"]) == 1
+    listed = (loaded.publish / "site" / "releases.html").read_text()
+    assert "2026Q1-v1" in listed and "2026Q2-v1" in listed
+    with connect(loaded.warehouse_path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM audit_log WHERE action = 'approve'").fetchall() == [(2,)]
 
 
 def test_tampered_release_is_refused_by_the_gate_and_by_publication(loaded: Workspace) -> None:

@@ -54,7 +54,7 @@ def test_charity_registration_submit_and_run(tmp_path: Path) -> None:
     report = json.loads(collab(home, "run", "--json").stdout)
     assert [s["status"] for s in report["submissions"]] == ["accepted", "accepted"]
     assert [r["period"] for r in report["releases"]] == [quarter] and report["releases"][0]["published"] is False
-    approved = json.loads(collab(home, "approve", report["releases"][0]["release_id"], "--json").stdout)
+    [approved] = json.loads(collab(home, "approve", report["releases"][0]["release_id"], "--json").stdout)["releases"]
     assert approved["published"] is True
     site = home / "publish" / "site" / "index.html"
     before = site.read_text()

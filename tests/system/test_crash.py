@@ -238,6 +238,6 @@ def test_an_approval_killed_while_publishing_holds_nothing_the_next_commands_nee
     after = subprocess.run([str(COLLAB), "run", "--json"], env=env, capture_output=True, text=True, timeout=240)
     assert after.returncode == 0, after.stderr
     assert len(json.loads(after.stdout)["abandoned_runs"]) == 1  # the killed approval's run, marked failed
-    approved = json.loads(collab(home, "approve", waiting[-1], "--json").stdout)
+    [approved] = json.loads(collab(home, "approve", waiting[-1], "--json").stdout)["releases"]
     assert approved["published"] is True and approved["error"] is None
     assert (home / "publish" / "releases" / waiting[-1]).is_dir()
