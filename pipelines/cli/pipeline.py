@@ -7,7 +7,7 @@ import http.server
 import re
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -24,7 +24,9 @@ from pipelines.worker_server import start_worker_server
 # The runner (Dagster), the warehouse (Splink) and OpenDP are imported by the commands that use them, so that registering a charity
 # or checking a file does not wait seconds for the analyst's whole stack to load.
 if TYPE_CHECKING:
+    from collab.workspace import PrivacySettings
     from pipelines.runner import RunReport
+    from privacy.accountant import Recharge
 
 QUARTER = re.compile(r"(?:19|2\d)\d{2}Q[1-4]")  # years a calendar date holds, and a charity's records
 
@@ -281,7 +283,10 @@ def budget(
     detail: bool = typer.Option(False, "--detail", help="Also list every noisy measurement in the ledger."),
     as_json: bool = JsonOption,
 ) -> None:
-    """The privacy budget: per quarter and lifetime, ρ per unit, for the worst-case person, and left to spend."""
+    """The privacy budget: per quarter and lifetime, ρ per unit, for the worst-case person, and left to spend.
+
+    Exits 1 if the ledger lacks a release whose package exists (a warehouse put back from before it): the figures
+    then count less than was spent, and a script reading them must not take them as they are."""
     from collab.backup import ledger_behind_packages, releases_missing_from_ledger
     from collab.invariants import unit_caps
     from collab.warehouse import connect
@@ -375,9 +380,24 @@ def budget(
     }
     if as_json:
         emit_json(summary)
-        return
+    else:
+        if missing:
+            console.print(f"[bold red]{escape(ledger_behind_packages(missing))}[/]")
+        _print_budget(summary, due, fewest_units, detail, settings)
     if missing:
-        console.print(f"[bold red]{escape(ledger_behind_packages(missing))}[/]")
+        raise typer.Exit(1)
+
+
+def _print_budget(
+    summary: dict[str, Any],
+    due: list[Recharge],
+    fewest_units: dict[str, int],
+    detail: bool,
+    settings: PrivacySettings,
+) -> None:
+    """`collab budget`'s tables, from its JSON ``summary``."""
+    periods, entries, delta = summary["periods"], summary["entries"], summary["delta"]
+    lifetime = summary["lifetime_rho_per_person"]
     table = Table(
         "quarter",
         "ρ per unit",

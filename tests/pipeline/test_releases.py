@@ -578,8 +578,10 @@ def test_a_warehouse_put_back_from_before_a_release_refuses_to_release_until_a_l
     assert "Nothing was spent." in str(failure.event_specific_data.error)
     with connect(loaded.warehouse_path) as con:
         assert spent(con) == 0  # nothing spent on top of the old ledger
-    shown = collab(loaded.home, "budget", "--json")
-    assert json.loads(shown.stdout)["releases_missing_from_ledger"] == ["2026Q1-v1"]
+    shown = collab(loaded.home, "budget", "--json", check=False)  # figures that count less than was spent: exit 1
+    assert shown.returncode == 1 and json.loads(shown.stdout)["releases_missing_from_ledger"] == ["2026Q1-v1"]
+    told = collab(loaded.home, "budget", check=False)
+    assert told.returncode == 1 and "2026Q1-v1" in told.stdout
 
     refused = collab(loaded.home, "restore", str(tmp_path / "before"), check=False)
     assert refused.returncode == 1 and "older than release(s) 2026Q1-v1" in refused.stderr + refused.stdout
