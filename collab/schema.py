@@ -505,9 +505,9 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
                 "INSERT INTO schema_version VALUES (?, ?, ?)",
                 [migration.version, migration.description, dt.datetime.now(dt.UTC).replace(tzinfo=None)],
             )
-            con.commit()
         except BaseException:
             con.rollback()
             raise
+        con.commit()  # after the block: a commit that fails has ended the transaction (``collab.warehouse``)
         applied.append(migration.version)
     return applied

@@ -187,10 +187,13 @@ def load_submission(
                 """,
                 {"s": submission_id, "c": charity_id, "at": dt.datetime.now(dt.UTC).replace(tzinfo=None)},
             )
-            con.commit()
         except BaseException:
             con.rollback()
             raise
+        # Committed after the block, never inside it: a commit that fails has ended the transaction, whatever it did
+        # (a Ctrl-C during a load's commit interrupted it with the rows in; the rollback then failed, its error hid the
+        # interrupt, and the file was reported failed though loaded).
+        con.commit()
     finally:
         con.unregister("incoming_contacts")
         con.execute("RESET memory_limit")
@@ -242,10 +245,10 @@ def link_units(con: duckdb.DuckDBPyConnection, policy: LinkagePolicy) -> RelinkR
         try:
             linked = relink(con, policy, memory=SplinkMemory(LINK_MEMORY_LIMIT, spill))
             crash_point("mid-link")
-            con.commit()
         except BaseException:
             con.rollback()
             raise
+        con.commit()  # after the block, as ``load_submission`` commits
     finally:
         con.execute("RESET memory_limit")
     return linked

@@ -155,16 +155,18 @@ INTERRUPTED = "interrupted (Ctrl-C) before it was finished; the next `collab run
 
 
 def _interrupted(result: Any) -> bool:
-    """Whether a run stopped because it was interrupted, not on an error in its file or our code."""
+    """Whether a run stopped because it was interrupted, not on an error in its file or our code: an interruption
+    anywhere in a failed step's error, among the errors it was raised from or while handling."""
     for event in result.all_events:
         if event.is_step_failure:
-            error = event.event_specific_data.error
-            while error is not None:
+            errors = [event.event_specific_data.error]
+            while errors:
+                error = errors.pop()
                 # DuckDB stops a query on the interrupt with its own error (found by the attacker's second trial:
                 # 'Query interrupted' in a load failed the file for good).
                 if error.cls_name in _INTERRUPTIONS or "Query interrupted" in (error.message or ""):
                     return True
-                error = error.cause
+                errors += [e for e in (error.cause, error.context) if e is not None]
     return False
 
 

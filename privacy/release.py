@@ -206,8 +206,10 @@ def release_period(
                 policy.linked_units,
             ],
         )
-        con.commit()
     except BaseException:
         con.rollback()
         raise
+    # After the block: a commit that fails has ended the transaction, whatever it did, and a rollback then would
+    # fail and hide why (a Ctrl-C during a commit).
+    con.commit()
     return ReleaseSummary(release_id, period, revision, per_unit, per_person, created=True)

@@ -131,3 +131,37 @@ def test_a_load_larger_than_its_memory_limit_is_written_as_it_comes(
     monkeypatch.setattr(warehouse, "LOAD_MEMORY_LIMIT", "40MB")
     assert load(workspace, "large", path).rows_loaded == rows
     assert counts(workspace) == {"large": rows}
+
+
+class _CommitInterrupted:
+    """A connection whose commit takes effect and then reports a Ctrl-C, as DuckDB's did once in a hostile trial."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._con, name)
+
+    def commit(self) -> None:
+        self._con.commit()
+        raise RuntimeError("Query interrupted")
+
+
+def test_a_load_whose_commit_is_interrupted_says_so_and_is_not_rolled_back_after_it(workspace: Workspace) -> None:
+    """A Ctrl-C during a load's commit: the error is the interrupt (which the runner leaves for the next run, whose load
+    of the same submission replaces these rows), not the failed rollback that once hid it and failed the file though
+    its rows were in."""
+    path = minimised(workspace, "first", contacts(30, "2026Q1"))
+    with connect(workspace.warehouse_path) as con, pytest.raises(RuntimeError, match="Query interrupted"):
+        load_submission(
+            _CommitInterrupted(con),  # type: ignore[arg-type]
+            submission_id="first",
+            charity_id="pantry",
+            file_name="first.csv",
+            sha256="0" * 64,
+            received_at=dt.datetime(2026, 5, 1, tzinfo=dt.UTC),
+            contacts=path,
+            standard_version=STANDARD_VERSION,
+        )
+    assert counts(workspace) == {"first": 30}
+    assert load(workspace, "first", path).rows_replaced == 30 and counts(workspace) == {"first": 30}
