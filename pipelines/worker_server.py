@@ -27,9 +27,18 @@ def worker_processes() -> multiprocessing.context.BaseContext:
 
 def start_worker_server() -> None:
     """Start the server (if it is not running) now, rather than when the first pool of workers needs it: its
-    imports, several CPU seconds, then overlap with whatever this process does before it makes the pool."""
+    imports, several CPU seconds, then overlap with whatever this process does before it makes the pool.
+
+    The server starts with Ctrl-C ignored, inherited from this process while it is started: it shares the run's
+    process group, and Python's server ignores the interrupt only once its imports are done, so a Ctrl-C in a run's
+    first seconds printed their traceback under "Interrupted." (a hostile trial, 6 times in 14). The run stops it;
+    its workers take the interrupt in their runs (``pipelines.runner._start_worker``)."""
     worker_processes()
-    multiprocessing.forkserver.ensure_running()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def stop_worker_server() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing.forkserver
 import os
 import resource
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -67,3 +68,26 @@ def test_a_killed_worker_server_still_counts_its_workers_cpu_time_as_the_runs(mo
     worker_server.stop_worker_server()
     assert multiprocessing.forkserver._forkserver._forkserver_pid is None
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - before >= 0.9
+
+
+def test_the_worker_server_ignores_ctrl_c_from_its_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A hostile trial: Ctrl-C in a run's first seconds reached the server while it imported what workers need, and
+    printed that import's traceback under "Interrupted." (Python's server ignores it only once its imports are done)."""
+    (tmp_path / "slow_worker_preload.py").write_text("import time\ntime.sleep(5)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(worker_server, "WORKER_PRELOAD", ["slow_worker_preload"])
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        worker_server.start_worker_server()
+        pid = multiprocessing.forkserver._forkserver._forkserver_pid
+        assert pid is not None
+        ignored = int(
+            next(
+                line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("SigIgn:")
+            ).split()[1],
+            16,
+        )
+        assert ignored & (1 << (signal.SIGINT - 1))  # while it is still importing
+        assert signal.getsignal(signal.SIGINT) is before  # this process takes Ctrl-C as before
+    finally:
+        worker_server.stop_worker_server()
