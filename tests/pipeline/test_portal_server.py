@@ -49,8 +49,9 @@ def served(workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     held = tmp_path / "held"
     held.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(held))
-    # Idle after 1.2 s: the sweep runs every 0.3 s.
-    app = create_app(workspace, PortalSettings(idle_minutes=0.02))
+    # Idle after 3 s: the sweep runs every 0.75 s. At 1.2 s a check on a busy machine took longer than that, and its
+    # session was idle, its file deleted, as soon as its page came back.
+    app = create_app(workspace, PortalSettings(idle_minutes=0.05))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -72,6 +72,7 @@ def test_links_name_the_units_themselves_and_hold_only_their_own_strings() -> No
     assert held < 1_000
 
 
+@settings(deadline=None)  # as every property test here: Hypothesis's 200 ms per example failed on a busy machine
 @given(st.lists(st.tuples(st.integers(0, 29), st.integers(0, 29)), max_size=60))
 def test_a_spanning_forest_joins_the_records_its_links_join_with_one_link_fewer_than_each_group(
     pairs: list[tuple[int, int]],
