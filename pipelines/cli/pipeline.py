@@ -19,7 +19,7 @@ from collab.registry import Registry
 from collab.workspace import Workspace
 from pipelines.cli.app import JsonOption, app, console, emit_json, fail, instance_workspace, progress_bar, workspace
 from pipelines.run_lock import another_run_holds_the_lock
-from pipelines.worker_server import start_worker_server
+from pipelines.worker_server import start_worker_server, stop_worker_server
 
 # The runner (Dagster), the warehouse (Splink) and OpenDP are imported by the commands that use them, so that registering a charity
 # or checking a file does not wait seconds for the analyst's whole stack to load.
@@ -112,18 +112,22 @@ def run(as_json: bool = JsonOption) -> None:
     charities = Registry(ws).all()
     landing = landing_zone_from_env(ws.home)
     pending = len(landing.pending([c.id for c in charities]))
-    # Its imports run on another core while this process makes its own; not while another run holds the workspace,
-    # which this one waits for and whose files it then finds done (two runs at once spent a server's imports for none).
-    if min(pending, ws.max_concurrent_runs) > 1 and not another_run_holds_the_lock(ws):
-        start_worker_server()
-
-    from pipelines.runner import run_pending
-
     try:
+        # Its imports run on another core while this process makes its own; not while another run holds the
+        # workspace, which this one waits for and whose files it then finds done (two runs at once spent a server's
+        # imports for none).
+        if min(pending, ws.max_concurrent_runs) > 1 and not another_run_holds_the_lock(ws):
+            start_worker_server()
+
+        from pipelines.runner import run_pending
+
         with progress_bar("Processing", total=pending if pending else None, enabled=not as_json) as bar:
             report = run_pending(ws, progress=bar.advance)
     except KeyboardInterrupt:
-        # Stopping at any instant is safe (a killed run is finished by the next): nothing was failed or lost.
+        # Stopping at any instant is safe (a killed run is finished by the next): nothing was failed or lost. The
+        # server is stopped here too: interrupted before processing began, nothing else stops it (a trial's Ctrl-C
+        # there exited in silence, the server left up).
+        stop_worker_server()
         console.print("Interrupted. Nothing is lost: the next `collab run` takes up what was under way.")
         raise typer.Exit(130) from None
     if as_json:

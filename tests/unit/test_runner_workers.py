@@ -91,3 +91,34 @@ def test_the_worker_server_ignores_ctrl_c_from_its_start(monkeypatch: pytest.Mon
         assert signal.getsignal(signal.SIGINT) is before  # this process takes Ctrl-C as before
     finally:
         worker_server.stop_worker_server()
+
+
+def test_a_ctrl_c_before_processing_begins_says_so_and_stops_the_worker_server(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A hostile re-trial: a Ctrl-C after `collab run` started the worker server, before it began processing, exited
+    130 in silence and left the server up."""
+    from typer.testing import CliRunner
+
+    import pipelines.cli.pipeline as pipeline_commands
+    from collab.landing import LocalLandingZone
+    from collab.registry import Registry
+    from pipelines.cli import register_commands
+    from pipelines.cli.app import app
+    from tests.conftest import contact_rows, write_csv
+
+    Registry(workspace).add("north-pantry", "North Pantry")
+    for name in ("a.csv", "b.csv"):
+        LocalLandingZone(root=str(workspace.home)).drop("north-pantry", write_csv(tmp_path / name, contact_rows(3)))
+    monkeypatch.setattr(worker_server, "WORKER_PRELOAD", ["pipelines.runner"])
+    monkeypatch.setattr(workspace.__class__, "max_concurrent_runs", property(lambda _: 2))
+
+    def interrupted_after_starting() -> None:
+        worker_server.start_worker_server()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline_commands, "start_worker_server", interrupted_after_starting)
+    register_commands()
+    result = CliRunner().invoke(app, ["run"])
+    assert result.exit_code == 130 and "Interrupted. Nothing is lost" in result.output
+    assert multiprocessing.forkserver._forkserver._forkserver_pid is None
