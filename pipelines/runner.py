@@ -504,22 +504,20 @@ def approve_and_publish(workspace: Workspace, release_ids: Sequence[str], *, act
     workspace's run lock (a revision drawn meanwhile would be the latest release, and published instead). Each must
     be its quarter's latest release, checked before any is approved: one that is not refuses them all (LookupError).
     An id given twice is approved once."""
-    release_ids = list(dict.fromkeys(release_ids))
+    periods = {release_id: release_id.split("-v")[0] for release_id in release_ids}
     with run_lock(workspace):
         with connect(workspace.warehouse_path) as con:
-            for release_id in release_ids:
-                period = release_id.split("-v")[0]
+            for release_id, period in periods.items():
                 latest = latest_release(con, period)
                 if latest is None or latest.release_id != release_id:
                     raise LookupError(
                         f"{release_id} is not the latest release of {period}" if latest else f"No release {release_id}."
                     )
-            for release_id in release_ids:
+            for release_id in periods:
                 audit(con, actor=actor, action="approve", subject=release_id)
         instance = DagsterInstance.get()
         outcomes = []
-        for release_id in release_ids:
-            period = release_id.split("-v")[0]
+        for release_id, period in periods.items():
             result = _run_release_job(workspace, instance, period, asset_selection=[AssetKey("published_release")])
             published = release_id in _published_ids(result)
             outcomes.append(ReleaseOutcome(period, release_id, False, published, result.run_id, _refusal(result)))

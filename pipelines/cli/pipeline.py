@@ -237,10 +237,10 @@ def approve(
                 console.print(
                     f"Approved and published {outcome.release_id}: {ws.publish / 'releases' / outcome.release_id}"
                 )
-        site_errors = {outcome.site_error for outcome in outcomes if outcome.site_error}
-        for site_error in site_errors:
-            _say_site_not_rebuilt(site_error)
-        if not site_errors and any(outcome.published for outcome in outcomes):
+        # One rebuild for them all: the published ones share its error, if any.
+        site_error = next((outcome.site_error for outcome in outcomes if outcome.site_error), None)
+        _say_site_not_rebuilt(site_error)
+        if site_error is None and any(outcome.published for outcome in outcomes):
             console.print(f"The site: {ws.publish / 'site' / 'index.html'}")
     if any(outcome.error or outcome.site_error for outcome in outcomes):
         raise typer.Exit(1)

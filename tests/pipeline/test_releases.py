@@ -336,7 +336,7 @@ def test_releases_approved_at_once_are_published_with_the_site_rebuilt_once_and_
         assert con.execute("SELECT count(*) FROM audit_log WHERE action = 'approve'").fetchall() == [(0,)]
     assert not (loaded.publish / "releases").exists() or not list((loaded.publish / "releases").iterdir())
 
-    outcomes = approve_and_publish(loaded, ["2026Q1-v1", "2026Q2-v1"], actor="analyst")
+    outcomes = approve_and_publish(loaded, ["2026Q1-v1", "2026Q2-v1", "2026Q1-v1"], actor="analyst")  # one twice
     assert [(o.release_id, o.published, o.error, o.site_error) for o in outcomes] == [
         ("2026Q1-v1", True, None, None),
         ("2026Q2-v1", True, None, None),
