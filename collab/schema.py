@@ -464,6 +464,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        17,
+        "a submission's load placed among the releases by the ledger's order, not by the wall clock's time",
+        (
+            # A quarter loaded into after its latest release needs a revision (``collab.warehouse.stale_quarters``),
+            # which was told by comparing times: with the clock set back after a release, data loaded after it went
+            # unflagged; set forward before it, the quarter was flagged for a paid revision after every run. A load
+            # now records the ledger's last charge (``privacy.accountant.last_spent_order``) in its transaction; the
+            # loads before it are placed by their times, as they were compared.
+            "ALTER TABLE submissions ADD COLUMN IF NOT EXISTS loaded_after_charge BIGINT DEFAULT 0",
+            """
+            UPDATE submissions AS s SET loaded_after_charge = (
+                SELECT coalesce(max(spent_order), 0) FROM privacy_spend p WHERE p.recorded_at < s.loaded_at
+            )
+            """,
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -21,6 +21,7 @@ import polars as pl
 from collab.faults import crash_point
 from collab.linkage import LinkagePolicy, RelinkResult, StoredUnits, relink, store_units
 from collab.schema import migrate, with_codes_of_hex
+from privacy.accountant import last_spent_order
 from privacy.clustering import SplinkMemory
 from privacy.minimise import LINKAGE_UNIT_SCHEMA, WAREHOUSE_SCHEMA
 
@@ -165,7 +166,9 @@ def load_submission(
             ]
             con.execute("DELETE FROM submissions WHERE submission_id = $s", {"s": submission_id})
             con.execute(
-                "INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO submissions (submission_id, charity_id, file_name, sha256, received_at, loaded_at, "
+                "rows_loaded, rows_replaced, quarters, standard_version, loaded_after_charge) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     submission_id,
                     charity_id,
@@ -177,6 +180,7 @@ def load_submission(
                     replaced,
                     quarters,
                     standard_version,
+                    last_spent_order(con),
                 ],
             )
             # The submission is loaded in the same transaction as its rows: never one without the other.
@@ -313,12 +317,18 @@ def unreleased_complete_quarters(
 
 
 def stale_quarters(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Released quarters that received data after their latest release (they need a revision)."""
+    """Released quarters that received data after their latest release (they need a revision): a submission loaded
+    when the ledger already held the release's charge. Told by the ledger's order, not by times, which a clock set
+    back or forward would swap."""
     rows = con.execute(
         """
-        SELECT DISTINCT r.period FROM releases r JOIN submissions s ON list_contains(s.quarters, r.period)
-        WHERE r.revision = (SELECT max(revision) FROM releases WHERE period = r.period) AND s.loaded_at > r.created_at
-        ORDER BY r.period
+        WITH latest AS (
+            SELECT r.period, (SELECT max(spent_order) FROM privacy_ledger l WHERE l.release_id = r.release_id) AS charged
+            FROM releases r WHERE r.revision = (SELECT max(revision) FROM releases WHERE period = r.period)
+        )
+        SELECT DISTINCT latest.period FROM latest JOIN submissions s ON list_contains(s.quarters, latest.period)
+        WHERE s.loaded_after_charge >= latest.charged
+        ORDER BY latest.period
         """
     ).fetchall()
     return [row[0] for row in rows]

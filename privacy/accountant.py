@@ -129,12 +129,18 @@ def ensure_affordable(
         )
 
 
+def last_spent_order(con: duckdb.DuckDBPyConnection) -> int:
+    """The number of the latest charge or recharge (``next_spent_order``), 0 before any: where the ledger stood when
+    something else was written, such as a submission's load (``collab.warehouse.stale_quarters``)."""
+    return int(con.execute("SELECT coalesce(max(spent_order), 0) FROM privacy_spend").fetchall()[0][0])
+
+
 def next_spent_order(con: duckdb.DuckDBPyConnection) -> int:
     """The number of the next charge or recharge: one more than any so far. What a release says it cost "so far"
     counts what was charged up to its own number (``collab.publication.per_person_privacy``), not up to its time: a
     wall clock can be set back between two releases, and would put the later one first. Inside the charging
     transaction, as every writer of the ledger is: one at a time, so no two charges take the same number."""
-    return int(con.execute("SELECT coalesce(max(spent_order), 0) + 1 FROM privacy_spend").fetchall()[0][0])
+    return last_spent_order(con) + 1
 
 
 def charge(

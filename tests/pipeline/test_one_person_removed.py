@@ -58,7 +58,7 @@ def _collaborative(home: Path, *, with_person: bool, person_linked: bool) -> Wor
     with connect(workspace.warehouse_path) as con:
         for charity in ("charity-a", "charity-b", "charity-c"):  # each sent a file: a charity-level event
             con.execute(
-                "INSERT INTO submissions VALUES (?, ?, 'extract.csv', 'x', now(), now(), 1, 0, ['2026Q1'], '1.0')",
+                "INSERT INTO submissions VALUES (?, ?, 'extract.csv', 'x', now(), now(), 1, 0, ['2026Q1'], '1.0', 0)",
                 [f"sub-{charity}", charity],
             )
         con.executemany(
@@ -183,12 +183,12 @@ def test_a_charity_counts_as_a_contributor_whatever_became_of_its_files(tmp_path
         with connect(workspace.warehouse_path) as con:
             con.execute(
                 "INSERT INTO submissions VALUES ('sub-charity-a', 'charity-a', 'extract.csv', 'x', now(), now(), 1, 0, "
-                "['2026Q1'], '1.0')"
+                "['2026Q1'], '1.0', 0)"
             )
             if not with_person:
                 con.execute(
                     "INSERT INTO submissions VALUES ('sub-charity-b', 'charity-b', 'extract.csv', 'x', now(), now(), "
-                    "1, 0, ['2026Q1'], '1.0')"
+                    "1, 0, ['2026Q1'], '1.0', 0)"
                 )
             outcomes[with_person] = release_invariants(con, workspace, registry, workspace.settings.privacy)
     assert outcomes[True] == outcomes[False]

@@ -30,6 +30,7 @@ from privacy.estimators import MEDIAN_SHARES
 from privacy.mechanisms import epsilon_at
 from standards.catalogue import cells, load_catalogue
 from standards.extract import quarter_of
+from tests.pipeline.test_warehouse_load import contacts, load, minimised
 from tests.system.commands import COLLAB, collab
 from tests.tampering import alter_one_row
 
@@ -45,7 +46,7 @@ def register_contributors(workspace: Workspace, charities: list[str], *, linkage
         for charity in charities:
             registry.add(charity, f"Charity {charity}", linkage=linkage)
             con.execute(
-                "INSERT INTO submissions VALUES (?, ?, 'extract.csv', 'x', now(), now(), 1, 0, ['2026Q1'], '1.0')",
+                "INSERT INTO submissions VALUES (?, ?, 'extract.csv', 'x', now(), now(), 1, 0, ['2026Q1'], '1.0', 0)",
                 [f"sub-{charity}", charity],
             )
 
@@ -499,14 +500,19 @@ def test_a_release_waits_for_unfinished_submissions_whoever_asked_for_it(loaded:
     assert release(loaded, instance).success
 
 
-def test_a_quarter_that_receives_data_after_its_release_is_flagged_for_revision(loaded: Workspace) -> None:
+def test_a_quarter_that_receives_data_after_its_release_is_flagged_for_revision_whatever_the_clock_says(
+    loaded: Workspace,
+) -> None:
+    """Told by the ledger's order: a clock set back after the release dated this load a day before it, and the
+    comparison of times missed it; a load dated after a release made first, flagged the quarter for good."""
+    with connect(loaded.warehouse_path) as con:
+        con.execute("UPDATE submissions SET loaded_at = now() + INTERVAL 1 DAY")  # the clock was ahead, then put right
     assert release(loaded, DagsterInstance.ephemeral()).success
     with connect(loaded.warehouse_path) as con:
         assert stale_quarters(con) == []
-        con.execute(
-            "INSERT INTO submissions VALUES ('c-late', 'c', 'late.csv', 'x', now(), now() + INTERVAL 1 MINUTE, 1, 0, "
-            "['2026Q1'], '1.1')"
-        )
+    load(loaded, "c-late", minimised(loaded, "c-late", contacts(3, "2026Q1")))
+    with connect(loaded.warehouse_path) as con:
+        con.execute("UPDATE submissions SET loaded_at = now() - INTERVAL 1 DAY WHERE submission_id = 'c-late'")
         assert stale_quarters(con) == ["2026Q1"]
 
 

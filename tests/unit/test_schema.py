@@ -327,3 +327,22 @@ def test_spending_recorded_before_version_16_is_numbered_in_the_order_of_its_tim
         ("2026Q1-v1", "recharge", [3]),
         ("2026Q3-v1", "release", [4]),
     ]
+
+
+def test_loads_made_before_version_17_are_placed_among_the_charges_by_their_times() -> None:
+    con = _at_version(16)
+    con.execute(
+        "INSERT INTO privacy_ledger (release_id, period, indicator_id, measurement, kind, mechanism, rho, noise_scale, "
+        "sensitivity, recorded_at, max_units, rho_per_person, spent_order) VALUES ('2026Q1-v1', '2026Q1', 'people', "
+        "'count', 'release', 'gaussian', 0.1, 1.0, 1.0, '2026-04-02 10:00:00', 1, 0.1, 1)"
+    )
+    for submission, loaded_at in (("before", "2026-04-01 09:00:00"), ("after", "2026-04-03 09:00:00")):
+        con.execute(
+            "INSERT INTO submissions VALUES (?, 'c', 'f.csv', 'x', ?, ?, 1, 0, ['2026Q1'], '1.0')",
+            [submission, loaded_at, loaded_at],
+        )
+    assert migrate(con) == list(range(17, LATEST_VERSION + 1))
+    assert con.execute("SELECT submission_id, loaded_after_charge FROM submissions ORDER BY 1").fetchall() == [
+        ("after", 1),
+        ("before", 0),
+    ]
