@@ -75,7 +75,11 @@ def progress_bar(description: str, total: int | None, *, enabled: bool = True) -
 
         def advance(self, label: str = "") -> None:
             if self._progress is not None:
-                self._progress.update(self._task, advance=1, description=f"{description} {label}".strip())
+                # Steps found on the way (a run's releases, known once its files are done) grow the total: a bar
+                # once counted past it ("6/5").
+                total = self._progress.tasks[self._task].total
+                grown = None if total is None else max(total, self._progress.tasks[self._task].completed + 1)
+                self._progress.update(self._task, advance=1, total=grown, description=f"{description} {label}".strip())
 
     if not enabled:
         yield _Bar(None, None)
