@@ -25,6 +25,10 @@ def main() -> None:
             raise  # an error of ours, not a missing install
         sys.stderr.write(CHECKER_ONLY.format(missing=missing.name))
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        # Ctrl-C while the commands load (a second or more on a cold start): nothing has started, so no traceback.
+        sys.stderr.write("Interrupted before anything started.\n")
+        raise SystemExit(130) from None
     from pipelines.cli.app import app
 
     app()
