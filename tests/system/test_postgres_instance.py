@@ -12,12 +12,15 @@ import itertools
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster._utils.concurrency import ConcurrencySlotStatus
 
 from collab.landing import LocalLandingZone
 from collab.postgres import LocalPostgres
@@ -161,3 +164,33 @@ def test_a_restarted_server_keeps_its_port(postgres: LocalPostgres) -> None:
     with postgres.connect() as con, con.cursor() as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
+
+
+def test_one_slot_is_taken_by_one_step_however_many_ask_at_once(postgres: LocalPostgres) -> None:
+    """Steps let through together (each assigned, as a race in Dagster's own queueing can leave them) ask for the
+    `warehouse` pool's one slot at the same instant: one takes it. Dagster's claim gave it to two or more in 44 rounds
+    of 100."""
+    storage = QuickClaimPostgresEventLogStorage(postgres.url(), True)
+    try:
+        storage.set_concurrency_slots("racing", 1)
+        for round_number in range(40):
+            steps = [(f"run-{round_number}-{i}", "warehouse_contacts") for i in range(4)]
+            for run_id, step_key in steps:
+                storage.add_pending_step("racing", run_id, step_key, should_assign=True)
+            at_once = threading.Barrier(len(steps))
+
+            with ThreadPoolExecutor(max_workers=len(steps)) as pool:
+                claims = [pool.submit(_claim_together, storage, at_once, *step) for step in steps]
+                outcomes = [claim.result() for claim in claims]
+            assert outcomes.count(ConcurrencySlotStatus.CLAIMED) == 1, f"round {round_number}: {outcomes}"
+            for run_id, _ in steps:
+                storage.free_concurrency_slots_for_run(run_id)
+    finally:
+        storage.dispose()
+
+
+def _claim_together(
+    storage: QuickClaimPostgresEventLogStorage, at_once: threading.Barrier, run_id: str, step_key: str
+) -> ConcurrencySlotStatus:
+    at_once.wait()  # every step asks at the same instant
+    return storage._claim_concurrency_slot("racing", run_id, step_key)
