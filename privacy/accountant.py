@@ -23,6 +23,10 @@ import duckdb
 
 from privacy.mechanisms import rho_at_units
 
+# Two ρ this close (relative) are one: OpenDP's maps sit a hair either side of the exact figure, and a sum's last digits
+# depend on the order it adds in. Budgets are checked with it, and figures read back from a release package.
+ROUNDING = 1e-12
+
 
 @dataclass(frozen=True)
 class UnitCaps:
@@ -91,7 +95,7 @@ def periods_over_budget(con: duckdb.DuckDBPyConnection, policy: BudgetPolicy) ->
     rows = con.execute(
         "SELECT period, sum(rho_per_person) FROM privacy_spend GROUP BY period HAVING sum(rho_per_person) > $budget "
         "ORDER BY period",
-        {"budget": policy.period_rho * (1 + 1e-12)},
+        {"budget": policy.period_rho * (1 + ROUNDING)},
     ).fetchall()
     return {period: float(total) for period, total in rows}
 
@@ -114,14 +118,14 @@ def ensure_affordable(
         if recharged > 0
         else ""
     )
-    if period_spent + rho_per_person > policy.period_rho * (1 + 1e-12):
+    if period_spent + rho_per_person > policy.period_rho * (1 + ROUNDING):
         raise BudgetExceeded(
             f"Release {release_id} needs rho={rho_per_person:.4g} for the worst-case person but period {period} has "
             f"{policy.period_rho - period_spent:.4g} left of {policy.period_rho:.4g} per person. Nothing was "
             "published. Raise the period budget deliberately (settings.yaml), spend less per release "
             f"(privacy.release_rho) or release fewer indicators.{recharges}"
         )
-    if lifetime_spent + rho_per_person > policy.lifetime_rho * (1 + 1e-12):
+    if lifetime_spent + rho_per_person > policy.lifetime_rho * (1 + ROUNDING):
         raise BudgetExceeded(
             f"Release {release_id} needs rho={rho_per_person:.4g} for the worst-case person but only "
             f"{policy.lifetime_rho - lifetime_spent:.4g} of the lifetime budget {policy.lifetime_rho:.4g} per person "
@@ -162,7 +166,30 @@ def charge(
     ensure_affordable(
         con, release_id=release_id, period=period, rho_per_person=per_person, policy=policy, recharged=recharged
     )
-    now, order = dt.datetime.now(dt.UTC).replace(tzinfo=None), next_spent_order(con)
+    return record_charges(
+        con,
+        release_id=release_id,
+        period=period,
+        kind=kind,
+        charges=charges,
+        recorded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+    )
+
+
+def record_charges(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    release_id: str,
+    period: str,
+    kind: str,
+    charges: list[Charge],
+    recorded_at: dt.datetime,
+) -> float:
+    """Record ``charges`` of a release as spent, numbered next in the order of charges (``next_spent_order``), with
+    no budget check; return the worst-case per-person ρ recorded. ``charge`` checks the budgets first; the charges
+    of a release already made, which a ledger put back from an older copy lacks, are recorded as they were: what it
+    cost was spent, whatever the budgets allow today."""
+    order = next_spent_order(con)
     con.executemany(
         "INSERT INTO privacy_ledger (release_id, period, indicator_id, measurement, kind, mechanism, rho, noise_scale, "
         "sensitivity, recorded_at, max_units, rho_per_person, spent_order) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -177,7 +204,7 @@ def charge(
                 c.rho,
                 c.noise_scale,
                 c.sensitivity,
-                now,
+                recorded_at,
                 c.max_units,
                 c.rho_per_person,
                 order,
@@ -185,7 +212,7 @@ def charge(
             for c in charges
         ],
     )
-    return per_person
+    return sum(c.rho_per_person for c in charges)
 
 
 @dataclass(frozen=True)

@@ -32,13 +32,16 @@ from dataclasses import dataclass
 import numpy as np
 import opendp.prelude as dp
 
+from privacy.accountant import ROUNDING, Charge
 from privacy.bounding import BoundedAggregates, query_sensitivity
 from privacy.hierarchy import Forest, aggregate_up, consistent_estimates, forest, round_keeping_sums
 from privacy.mechanisms import (
     NoisyQuantile,
     discrete_gaussian,
+    gaussian_measurement,
     interval_half_width,
     private_quantile,
+    quantile_measurement,
     quantile_rank_error,
     quantile_scale,
 )
@@ -333,8 +336,13 @@ def _quantile_part(part: str, costliest: NoisyQuantile, k: int, index: list[int]
     person's units can change is at most k cell measurements (parallel composition over the rest);
     OpenDP's composition of k copies of the costliest gives its ρ for any number of units.
     """
-    accounting = dp.c.make_composition([costliest.measurement] * k)
+    accounting = _over_cells(costliest.measurement, k)
     return Measurement(part, "quantile", float(accounting.map(1)), costliest.scale, 1.0, index, values, accounting)
+
+
+def _over_cells(cell_measurement: dp.Measurement, k: int) -> dp.Measurement:
+    """A quantile part as it is accounted: k compositions of one cell's measurement (``_quantile_part``)."""
+    return dp.c.make_composition([cell_measurement] * k)
 
 
 def _bracket_offset(scale: float, people_at_least: float) -> float:
@@ -349,3 +357,95 @@ def _bracket_offset(scale: float, people_at_least: float) -> float:
         return MAX_BRACKET_OFFSET
     error = quantile_rank_error(scale, BRACKET_BETA) / people_at_least
     return MAX_BRACKET_OFFSET if error >= MAX_BRACKET_OFFSET / (1 + 2 * MAX_BRACKET_OFFSET) else error / (1 - 2 * error)
+
+
+# The alphas each quantile part may be measured at (``_median``): a median's is 1/2; a bracket's lies up to
+# MAX_BRACKET_OFFSET from it, on either side (the map is the same at alpha and 1 - alpha), set by the noisy count, and
+# no package records it.
+_PART_ALPHAS = {
+    "median": (0.5, 0.5),
+    "lower_bracket": (0.5, 0.5 + MAX_BRACKET_OFFSET),
+    "upper_bracket": (0.5, 0.5 + MAX_BRACKET_OFFSET),
+}
+
+
+@dataclass(frozen=True)
+class RecordedMeasurement:
+    """A noisy measurement as a release package records it (``release.json``), with its indicator's bound on the
+    cells one unit counts in (``max_cells_per_person``)."""
+
+    indicator_id: str
+    name: str
+    mechanism: str
+    rho: float
+    scale: float
+    sensitivity: float
+    cells_per_person: int
+
+
+def recorded_charge(recorded: RecordedMeasurement, *, units: int) -> Charge:
+    """What a measurement a release made cost, from the OpenDP measurement its recorded parameters describe, rebuilt
+    for its map and never run: its ρ per unit, which must be what that map gives (to ``ROUNDING``), and its ρ for a
+    person held as ``units`` units. Raise ``ValueError`` where the map gives another ρ, or no release makes such a
+    measurement.
+
+    - discrete Gaussian: its scale and L2 sensitivity fix its map (``gaussian_measurement``);
+    - a quantile part: the quantile mechanism at its scale, over ``cells_per_person`` cells (``_quantile_part``), at
+      alpha 1/2 for a median; a bracket's alpha is not recorded, and is taken as the largest its ρ allows
+      (``_quantile_alpha``).
+
+    Both figures are those the release charged, never less (the ρ per unit is the recorded one, or the map's where
+    that is a rounding more; a bracket's at ``units`` grows with its alpha).
+    """
+    if recorded.mechanism == "discrete_gaussian":
+        measurement = gaussian_measurement(_not_run, l2_sensitivity=recorded.sensitivity, scale=recorded.scale)
+    elif recorded.mechanism == "quantile" and recorded.name in _PART_ALPHAS and recorded.sensitivity == 1:
+        measurement = _quantile_part_of(recorded, _quantile_alpha(recorded))
+    else:
+        raise ValueError(
+            f"no release makes a {recorded.mechanism} measurement {recorded.name!r} of sensitivity {recorded.sensitivity}"
+        )
+    mapped = float(measurement.map(1))
+    if abs(mapped - recorded.rho) > ROUNDING * mapped:
+        alphas = _PART_ALPHAS.get(recorded.name, ()) if recorded.mechanism == "quantile" else ()
+        at = f" at any alpha from {alphas[0]} to {alphas[1]}" if len(set(alphas)) == 2 else ""
+        raise ValueError(
+            f"rho {recorded.rho!r} is not what OpenDP's map gives for its parameters (scale {recorded.scale!r}, "
+            f"sensitivity {recorded.sensitivity!r}){at}: {mapped!r}"
+        )
+    return Charge(
+        recorded.indicator_id,
+        recorded.name,
+        max(recorded.rho, mapped),
+        recorded.mechanism,
+        recorded.scale,
+        recorded.sensitivity,
+        units,
+        float(measurement.map(units)),
+    )
+
+
+def _quantile_part_of(recorded: RecordedMeasurement, alpha: float) -> dp.Measurement:
+    """The quantile part ``recorded`` describes, at ``alpha`` (its map does not depend on the candidates)."""
+    cell = quantile_measurement(0, candidates=(0, 1), alpha=alpha, scale=recorded.scale)
+    return _over_cells(cell, recorded.cells_per_person)
+
+
+def _quantile_alpha(recorded: RecordedMeasurement) -> float:
+    """The largest alpha a quantile part may have had at which OpenDP's map gives no more than its recorded ρ (by
+    OpenDP's search): its own, where the ρ is one the part gives, and its ρ at more units is then never below the
+    release's, the maps growing with alpha. The least alpha where even that gives more (a ρ no alpha gives)."""
+    least, most = _PART_ALPHAS[recorded.name]
+    if _quantile_part_of(recorded, most).map(1) <= recorded.rho:
+        return most
+    if _quantile_part_of(recorded, least).map(1) > recorded.rho:
+        return least
+    return float(
+        dp.binary_search_param(
+            lambda alpha: _quantile_part_of(recorded, alpha), d_in=1, d_out=recorded.rho, bounds=(least, most), T=float
+        )
+    )
+
+
+def _not_run(aggregates: BoundedAggregates) -> list[int]:
+    raise AssertionError("a measurement rebuilt for its privacy map is never run")

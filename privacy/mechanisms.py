@@ -175,20 +175,13 @@ def _quantile_scale(candidates: tuple[int, ...], alpha: float, rho: float) -> fl
     return float(dp.binary_search_param(lambda s: _quantile(candidates, alpha, s), d_in=1, d_out=rho, T=float))
 
 
-def private_quantile(
-    aggregates: BoundedAggregates, cell: int, *, candidates: Sequence[int], alpha: float, rho: float
-) -> NoisyQuantile:
-    """The ``alpha``-quantile of cell ``cell``'s values, chosen among public ``candidates`` by OpenDP's
-    quantile mechanism.
+def quantile_measurement(cell: int, *, candidates: Sequence[int], alpha: float, scale: float) -> dp.Measurement:
+    """The values of cell ``cell``, then OpenDP's quantile mechanism at ``alpha`` and ``scale`` over ``candidates``.
 
-    Stability: one privacy unit adds or removes at most one value of a cell (``bounded_aggregates``
-    keeps one row per unit and cell), so m units change at most m values. The output is ``rho``-zCDP
-    per unit (OpenDP's map at one unit, never above ``rho``). A unit whose values reach k cells is in
-    k such measurements (see ``privacy.estimators``).
+    Stability: one privacy unit adds or removes at most one value of a cell (``bounded_aggregates`` keeps one row
+    per unit and cell), so m units change at most m values. Its map depends on ``alpha`` and ``scale``, not on the
+    candidates (checked in tests).
     """
-    if aggregates.values is None:
-        raise ValueError("the aggregates hold no values for a quantile")
-    scale = quantile_scale(candidates, alpha, rho)
     values_of_cell = dp.t.make_user_transformation(
         AGGREGATES,
         PRIVACY_UNITS,
@@ -197,7 +190,22 @@ def private_quantile(
         function=lambda a: np.asarray(a.values[cell], dtype=np.int64),
         stability_map=lambda units: int(units),
     )
-    measurement = values_of_cell >> _quantile(candidates, alpha, scale)
+    return values_of_cell >> _quantile(candidates, alpha, scale)
+
+
+def private_quantile(
+    aggregates: BoundedAggregates, cell: int, *, candidates: Sequence[int], alpha: float, rho: float
+) -> NoisyQuantile:
+    """The ``alpha``-quantile of cell ``cell``'s values, chosen among public ``candidates`` by OpenDP's
+    quantile mechanism.
+
+    Stability as ``quantile_measurement``'s. The output is ``rho``-zCDP per unit (OpenDP's map at one unit, never
+    above ``rho``). A unit whose values reach k cells is in k such measurements (see ``privacy.estimators``).
+    """
+    if aggregates.values is None:
+        raise ValueError("the aggregates hold no values for a quantile")
+    scale = quantile_scale(candidates, alpha, rho)
+    measurement = quantile_measurement(cell, candidates=candidates, alpha=alpha, scale=scale)
     spent = float(measurement.map(1))
     if spent > rho:
         raise AssertionError(f"OpenDP's map gives rho={spent} > requested {rho}")

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from privacy.accountant import BudgetExceeded, BudgetPolicy, UnitCaps, periods_over_budget, spent
 from privacy.bounding import BoundedAggregates, bounded_aggregates, query_sensitivity
-from privacy.estimators import MEDIAN_SHARES, release_indicator
-from privacy.mechanisms import discrete_gaussian, rho_at_units
+from privacy.estimators import MEDIAN_SHARES, RecordedMeasurement, recorded_charge, release_indicator
+from privacy.mechanisms import discrete_gaussian, quantile_measurement, rho_at_units
 from privacy.release import Contributors, ReleasePolicy, release_period
 from standards.catalogue import Indicator, load_catalogue
 from tests.unit.test_privacy_bounding import AGE_BANDS, AREAS, NEEDS, _distances, contacts_warehouse
@@ -139,6 +139,71 @@ def test_openDP_maps_give_m_squared_rho_for_every_indicator() -> None:
             # What a recharge uses, from a measurement's ρ at one unit alone (all the ledger keeps of it).
             for part in released.measurements:
                 assert rho_at_units(part.rho, m) == pytest.approx(part.rho_at(m), rel=1e-9), (indicator.id, part.name)
+
+
+@pytest.mark.parametrize("people", [60, 3000])  # medians' brackets at their widest, and inside
+def test_a_measurement_read_back_from_its_record_charges_what_its_release_charged(people: int) -> None:
+    """What a release package records of each measurement (mechanism, ρ, scale, sensitivity, the indicator's cells per
+    person) gives, through OpenDP's maps, the very figures the release charged: its ρ per unit, and at every number
+    of units (a bracketing quantile's alpha, which is not recorded, found by OpenDP's search)."""
+    rows = [(f"c{i % 3}", i, (i % len(AREAS), NEEDS[i % 4], None, (37 * i) % 9000, 900, 1000)) for i in range(people)]
+    for indicator in INDICATORS:
+        released = release_indicator(indicator, _aggregates(indicator, rows), rho=0.5)
+        for part in released.measurements:
+            recorded = RecordedMeasurement(
+                indicator.id,
+                part.name,
+                part.mechanism,
+                part.rho,
+                part.scale,
+                part.sensitivity,
+                indicator.max_cells_per_person,
+            )
+            for m in (1, 2, 4):
+                charged = recorded_charge(recorded, units=m)
+                assert (charged.rho, charged.rho_per_person, charged.max_units) == (part.rho, part.rho_at(m), m), (
+                    indicator.id,
+                    part.name,
+                )
+
+
+def test_a_recorded_rho_that_openDP_maps_contradict_is_refused() -> None:
+    # A count's cells at k = 3 (sensitivity √3) and a median's bracket, as a release records them.
+    rho, scale, root_3 = 0.017499999965000002, 9.258201006983715, 3**0.5
+    assert (
+        recorded_charge(RecordedMeasurement("i", "cells", "discrete_gaussian", rho, scale, root_3, 3), units=2).rho
+        == rho
+    )
+    for contradicted in (
+        RecordedMeasurement("i", "cells", "discrete_gaussian", 0.0174, scale, root_3, 3),  # ρ lowered
+        RecordedMeasurement("i", "cells", "discrete_gaussian", rho, scale, 1.0, 3),  # sensitivity lowered
+        RecordedMeasurement("i", "cells", "laplace", rho, scale, root_3, 3),  # no release makes one
+    ):
+        with pytest.raises(ValueError, match=r"OpenDP's map|no release makes"):
+            recorded_charge(contradicted, units=2)
+    # A bracket's ρ lies between its maps at alpha 1/2 and 0.99 (0.000128 and 0.0005 at this scale), and must be one
+    # the part gives at some alpha in between: a quarter less than recorded is not.
+    bracket_scale = 31.30654883566696
+    bracket = RecordedMeasurement("median", "lower_bracket", "quantile", 0.0005, bracket_scale, 1.0, 1)
+    assert recorded_charge(bracket, units=2).rho_per_person == 0.002
+    for lowered in (0.000375, 0.0001, 0.0006):
+        with pytest.raises(ValueError, match=r"at any alpha from 0\.5 to 0\.99"):
+            recorded_charge(
+                RecordedMeasurement("median", "lower_bracket", "quantile", lowered, bracket_scale, 1.0, 1), units=2
+            )
+    # A median's alpha is 1/2: a bracket's ρ under a median's name is refused.
+    with pytest.raises(ValueError, match="OpenDP's map"):
+        recorded_charge(RecordedMeasurement("median", "median", "quantile", 0.0005, bracket_scale, 1.0, 1), units=2)
+
+
+def test_a_quantile_measurements_map_does_not_depend_on_its_candidates() -> None:
+    """A package does not record a median's candidates: its measurement is rebuilt over others."""
+    for alpha in (0.5, 0.73, 0.99):
+        maps = {
+            tuple(quantile_measurement(0, candidates=candidates, alpha=alpha, scale=7.5).map(m) for m in (1, 3))
+            for candidates in ((0, 1), tuple(range(0, 25_001, 50)), (-5, 3, 1_000_000))
+        }
+        assert len(maps) == 1, alpha
 
 
 def _contacts(people: int) -> duckdb.DuckDBPyConnection:
