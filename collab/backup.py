@@ -24,6 +24,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from collab.workspace import Workspace
 MANIFEST = "backup.json"
 WAREHOUSE_COPY = "warehouse.duckdb"
 PACKAGE_FILE = "release.json"
+RELEASE_ID = re.compile(r"\d{4}Q[1-4]-v[1-9]\d*")
 
 
 @dataclass(frozen=True)
@@ -288,14 +290,25 @@ def ledger_behind_packages(missing: list[str]) -> str:
 
 def _packaged(ws: Workspace) -> set[str]:
     """The ids of the release packages in the workspace, made or published, as each package's ``release.json``
-    names it (a copy of a package under another folder name is the same release)."""
+    names it (a copy of a package under another folder name is the same release). A folder named like a release
+    is one made, its ``release.json`` lost or not: releases write none that has no ``release.json``."""
     return {
         _package_id(folder)
+        for folder in package_folders(ws)
+        if (folder / PACKAGE_FILE).is_file() or (folder.is_dir() and RELEASE_ID.fullmatch(folder.name))
+    }
+
+
+def package_folders(ws: Workspace) -> list[Path]:
+    """Everything in the folders of release packages, made and published (packages, links, anything else put there),
+    but the copies being written or put back (``.<id>.partial``, ``.<id>.restoring``)."""
+    return [
+        folder
         for parent in (ws.releases, ws.publish / "releases")
         if parent.is_dir()
-        for folder in parent.iterdir()
-        if not folder.name.startswith(".") and (folder / PACKAGE_FILE).is_file()
-    }
+        for folder in sorted(parent.iterdir())
+        if not folder.name.startswith(".")
+    ]
 
 
 def _built_from(ws: Workspace) -> set[str]:

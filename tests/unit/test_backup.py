@@ -94,6 +94,16 @@ def test_releases_packaged_or_published_but_not_in_the_ledger_are_named(workspac
         assert releases_missing_from_ledger(con, workspace) == []
 
 
+def test_a_package_whose_release_json_is_lost_is_still_a_release_made(workspace: Workspace) -> None:
+    """An attack on the guard: with the only package's release.json deleted, and the warehouse lost, the next release
+    of its quarter took its id again. A release writes no folder without one (``.<id>.partial`` first)."""
+    _package(workspace.releases, "2026Q1-v1")
+    (workspace.releases / "2026Q1-v1" / "release.json").unlink()
+    (workspace.releases / "2026Q2-v1").write_text("a file named like one is not", encoding="utf-8")
+    with connect(workspace.warehouse_path) as con:
+        assert releases_missing_from_ledger(con, workspace) == ["2026Q1-v1"]
+
+
 def test_a_warehouse_kept_open_for_writing_gives_a_plain_refusal(workspace: Workspace, tmp_path: Path) -> None:
     _charge(workspace, "2026Q1-v1")  # the warehouse made
     holding = f"import duckdb, time; held = duckdb.connect({str(workspace.warehouse_path)!r}); time.sleep(60)"
