@@ -12,7 +12,8 @@ spent: every person's loss is understated, and nothing would say so. So:
 - ``restore`` puts a backup back, refusing one whose ledger lacks a release the workspace has made: it
   keeps every package the workspace has, so that no release id is made twice.
 - ``releases_missing_from_ledger`` names every release whose package exists but which the ledger does not
-  hold; a release refuses to spend while there is one (``assets.releases``), and `collab budget` says so.
+  hold; a release refuses to spend while there is one (``assets.releases``), and `collab budget` says so, until a
+  backup holding it is restored or it is charged again from its package (``collab.recovery``).
 
 The manifest's checksums find a damaged or incomplete backup, not a forged one (it is not signed): keep
 backups where only the collaborative's operators can write.
@@ -186,7 +187,7 @@ def restore(ws: Workspace, backup: Path) -> Restored:
         )
     # Three witnesses of the releases made: the packages, the ledger if it can still be read, and the published site's
     # record of what it was built from (a damaged warehouse with its packages deleted still has that).
-    made = _packaged(ws) | _charged_in(ws.warehouse_path) | _built_from(ws)
+    made = _packaged(ws) | _charged_in(ws.warehouse_path) | site_built_from(ws)
     if lost := sorted(made - set(manifest.releases_charged)):
         raise BackupError(
             f"the backup of {manifest.made_at} is older than release(s) {', '.join(lost)}: put back, its ledger "
@@ -216,7 +217,7 @@ def restore(ws: Workspace, backup: Path) -> Restored:
                     shutil.copytree(package, partial)
                     partial.replace(folder / package.name)
                     added.append(_relative(folder / package.name, ws.home))
-        resumed = _resume_loads_not_held(ws)
+        resumed = resume_loads_not_held(ws)
     except (OSError, shutil.Error, duckdb.Error) as error:
         ready.unlink(missing_ok=True)
         raise BackupError(f"restoring {backup} stopped part-way: {_first_line(error)}; restore it again") from error
@@ -225,10 +226,11 @@ def restore(ws: Workspace, backup: Path) -> Restored:
     return Restored(manifest, added, resumed)
 
 
-def _resume_loads_not_held(ws: Workspace) -> list[str]:
-    """Set back to ``checked`` the submissions whose state says loaded but whose rows the restored warehouse does not
-    hold (loaded after the backup was made): unfinished again, the next run loads them (from their staged files,
-    as a run that stopped would). Sent again instead, they were refused as duplicates of a file already received."""
+def resume_loads_not_held(ws: Workspace) -> list[str]:
+    """Set back to ``checked`` the submissions whose state says loaded but whose rows the warehouse does not hold
+    (loaded after the copy put back was made, or the warehouse made anew): unfinished again, the next run loads them
+    (from their staged files, as a run that stopped would). Sent again instead, they were refused as duplicates of a
+    file already received."""
     with duckdb.connect(str(ws.warehouse_path), read_only=True) as con:
         held = {row[0] for row in con.execute("SELECT submission_id FROM submissions").fetchall()}
     resumed = []
@@ -274,7 +276,7 @@ def releases_missing_from_ledger(con: duckdb.DuckDBPyConnection, ws: Workspace) 
     """The releases with a package (made, or published) that the warehouse's privacy ledger does not hold: it was
     put back from a copy older than them, or made anew. Their noise was drawn and may be public, so what they cost
     is real; a ledger without them understates every later figure and budget check."""
-    return sorted(_packaged(ws) - _charged(con))
+    return sorted(_packaged(ws) - charged_releases(con))
 
 
 def ledger_behind_packages(missing: list[str]) -> str:
@@ -283,8 +285,9 @@ def ledger_behind_packages(missing: list[str]) -> str:
         f"The privacy ledger does not hold {len(missing)} release(s) whose packages exist ({', '.join(missing)}): "
         "the warehouse was put back from a copy older than them, or made anew. What they cost is real (their noise "
         "was drawn, and may be published), so every release is refused until the ledger holds them: a release now "
-        "would understate every person's privacy loss. Put back a backup made after them (`collab restore`); see "
-        "docs/deployment.md, Backups."
+        "would understate every person's privacy loss. Put back a backup made after them (`collab restore`), or, "
+        "with none, charge them again from their packages (`collab recover-releases`); see docs/deployment.md, "
+        "Backups."
     )
 
 
@@ -293,7 +296,7 @@ def _packaged(ws: Workspace) -> set[str]:
     names it (a copy of a package under another folder name is the same release). A folder named like a release
     is one made, its ``release.json`` lost or not: releases write none that has no ``release.json``."""
     return {
-        _package_id(folder)
+        package_id(folder)
         for folder in package_folders(ws)
         if (folder / PACKAGE_FILE).is_file() or (folder.is_dir() and RELEASE_ID.fullmatch(folder.name))
     }
@@ -311,7 +314,7 @@ def package_folders(ws: Workspace) -> list[Path]:
     ]
 
 
-def _built_from(ws: Workspace) -> set[str]:
+def site_built_from(ws: Workspace) -> set[str]:
     """The releases the published site says it was built from (``collab.site``)."""
     try:
         built = json.loads((ws.publish / "site" / BUILT_FROM).read_text(encoding="utf-8"))
@@ -320,7 +323,8 @@ def _built_from(ws: Workspace) -> set[str]:
         return set()
 
 
-def _package_id(folder: Path) -> str:
+def package_id(folder: Path) -> str:
+    """The release a package is, as its ``release.json`` names it, or its folder's name where that cannot be read."""
     try:
         named = json.loads((folder / PACKAGE_FILE).read_text(encoding="utf-8")).get("release_id")
     except (OSError, ValueError, AttributeError):
@@ -328,7 +332,8 @@ def _package_id(folder: Path) -> str:
     return named if isinstance(named, str) and named else folder.name
 
 
-def _charged(con: duckdb.DuckDBPyConnection) -> set[str]:
+def charged_releases(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The releases the privacy ledger holds."""
     return {row[0] for row in con.execute("SELECT DISTINCT release_id FROM privacy_ledger").fetchall()}
 
 
@@ -339,7 +344,7 @@ def _charged_in(warehouse: Path) -> set[str]:
         return set()
     try:
         with duckdb.connect(str(warehouse), read_only=True) as con:
-            return _charged(con)
+            return charged_releases(con)
     except duckdb.IOException as error:
         if "lock" in str(error).lower():
             raise BackupError(
@@ -355,7 +360,7 @@ def _described_warehouse(path: Path) -> tuple[int, list[str]]:
     try:
         with duckdb.connect(str(path), read_only=True) as con:
             version = int(con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0])
-            return version, sorted(_charged(con))
+            return version, sorted(charged_releases(con))
     except duckdb.Error as error:
         raise BackupError(f"{path} is not a readable warehouse: {_first_line(error)}") from error
 

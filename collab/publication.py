@@ -633,6 +633,13 @@ def _contributor_problems(con: duckdb.DuckDBPyConnection, manifest: dict[str, An
     return problems
 
 
+def structure_problems(release_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    """Why a release package whose files match its ``manifest`` is not laid out as a release writes one: it holds
+    only ``data/*.csv``, ``datapackage.json`` and ``release.json``, no link, and every CSV has exactly the release
+    schema's columns (``indicator_fields``), in its Table Schema and header."""
+    return _layout_problems(release_dir) or _schema_problems(release_dir, manifest)
+
+
 def disclosure_problems(release_dir: Path, con: duckdb.DuckDBPyConnection, *, min_contributors: int = 2) -> list[str]:
     """Why a release package may not be published (empty when it may). The disclosure gate:
 

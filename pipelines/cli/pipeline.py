@@ -560,6 +560,75 @@ def restore(
         )
 
 
+@app.command("recover-releases")
+def recover_releases(
+    release_ids: list[str] | None = typer.Argument(
+        None, metavar="[RELEASE_ID]...", help="e.g. 2026Q3-v1; none: every release whose package the ledger lacks."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Charge the privacy ledger again for releases it lost (a warehouse lost, or put back from a copy older than
+    them, and no backup holding them), exactly as each one's package says, and put back their rows, so that the next
+    release takes a new id. Refused, changing nothing, if a package is not whole and consistent."""
+    from collab.backup import RELEASE_ID
+    from collab.invariants import unit_caps
+    from collab.recovery import RecoveryRefused
+    from collab.recovery import recover_releases as charge_again
+    from pipelines.run_lock import run_lock
+
+    if unlike := [r for r in release_ids or [] if not RELEASE_ID.fullmatch(r)]:
+        fail(f"{escape(unlike[0])!r} is not a release id like 2026Q1-v1", code=2)
+    ws = workspace()
+    _say_if_waiting(ws, as_json)
+    try:
+        with run_lock(ws):  # no `collab run` releases meanwhile
+            recovery = charge_again(ws, release_ids or [], caps=unit_caps(ws.settings.privacy))
+    except RecoveryRefused as refusal:
+        if as_json:
+            emit_json(
+                {
+                    "refused": {
+                        "code": refusal.code,
+                        "package": refusal.package,
+                        "field": refusal.field,
+                        "message": refusal.message,
+                    }
+                }
+            )
+        fail(escape(str(refusal)))
+    if as_json:
+        emit_json(asdict(recovery))
+        return
+    for release in recovery.releases:
+        made = release.created_at[:19].replace("T", " ")
+        recharged = (
+            f" With it, the releases before it were charged again at the raised caps on units per person, as they were "
+            f"then ({_rho(release.recharged)} more for the worst-case person)."
+            if release.recharged
+            else ""
+        )
+        console.print(
+            f"Charged {release.release_id} again from {escape(release.package)} (the {release.kind} of {release.period} "
+            f"made {made} UTC): {release.measurements} measurements, ρ {_rho(release.rho)} per unit and "
+            f"{_rho(release.rho_per_person)} for the worst-case person ({release.max_units} units), as its package says; "
+            f"{release.cells:,} figures put back.{recharged}"
+        )
+    for release_id in recovery.already_charged:
+        console.print(f"{release_id} is in the ledger already: nothing charged for it.")
+    if recovery.releases:
+        console.print(
+            "The ledger holds every release charged above, in the order they were made: `collab budget` shows what they "
+            "cost. Not in a package, so not put back: each one's raw noisy measurements (kept for auditors only), and "
+            "the approval of one not yet published (`collab approve` it again)."
+        )
+    elif not recovery.already_charged:
+        console.print("The ledger holds every release whose package exists: nothing was charged.")
+    if recovery.submissions_resumed:
+        console.print(
+            f"Not in the warehouse, to be loaded again by the next `collab run`: {', '.join(recovery.submissions_resumed)}."
+        )
+
+
 @app.command("serve-site")
 def serve_site(port: int = typer.Option(8000, help="Port on localhost.")) -> None:
     """Serve the published site on http://127.0.0.1:PORT for a reader."""

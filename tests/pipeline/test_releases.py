@@ -51,20 +51,26 @@ def register_contributors(workspace: Workspace, charities: list[str], *, linkage
             )
 
 
-@pytest.fixture
-def loaded(workspace: Workspace) -> Workspace:
-    """A warehouse with 300 people in 2026Q1 from two charities across two regions and two needs, some with debt."""
-    register_contributors(workspace, ["charity-c", "charity-d"])
+def insert_people(workspace: Workspace, period: str = "2026Q1") -> None:
+    """300 people in ``period`` from charity-c and charity-d across two regions and two needs, some with debt."""
     with connect(workspace.warehouse_path) as con:
         con.execute(
             "INSERT INTO contacts (submission_id, charity_id, person_key, quarter, need, region_code, local_authority_code, "
             "nation_code, total_debt_gbp, monthly_income_gbp, monthly_essential_costs_gbp, linked) "
-            "SELECT 's1', CASE WHEN i < 250 THEN 'charity-c' ELSE 'charity-d' END, i, '2026Q1', "
+            "SELECT 's1', CASE WHEN i < 250 THEN 'charity-c' ELSE 'charity-d' END, i, $period, "
             "CASE WHEN i % 3 = 0 THEN 'debt' ELSE 'food' END, "
             "CASE WHEN i % 2 = 0 THEN 'E12000001' ELSE 'E12000007' END, "
             "CASE WHEN i % 2 = 0 THEN 'E06000001' ELSE 'E09000001' END, 'E92000001', "
-            "CASE WHEN i % 3 = 0 THEN 1000 + 10 * i ELSE 0 END, 1200, 1000 + i, FALSE FROM range(300) t(i)"
+            "CASE WHEN i % 3 = 0 THEN 1000 + 10 * i ELSE 0 END, 1200, 1000 + i, FALSE FROM range(300) t(i)",
+            {"period": period},
         )
+
+
+@pytest.fixture
+def loaded(workspace: Workspace) -> Workspace:
+    """A warehouse with 300 people in 2026Q1 from two charities across two regions and two needs, some with debt."""
+    register_contributors(workspace, ["charity-c", "charity-d"])
+    insert_people(workspace)
     return workspace
 
 

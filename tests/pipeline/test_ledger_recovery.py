@@ -1,0 +1,390 @@
+"""`collab recover-releases`: a ledger lost with its warehouse, charged again from the release packages.
+
+One collaborative makes three releases through the real assets (2026Q1-v1 and 2025Q4-v1 published, then the
+revision 2026Q1-v2 awaiting approval) and its site; each test takes a copy of it, loses or rolls back the warehouse,
+and tampers with what it says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from dagster import DagsterInstance
+
+from collab.invariants import unit_caps
+from collab.recovery import Recovery, RecoveryRefused, recover_releases
+from collab.site import build_site
+from collab.warehouse import connect
+from collab.workspace import Workspace
+from pipelines.run_lock import run_lock
+from privacy.mechanisms import epsilon_at, gaussian_measurement
+from tests.pipeline.test_releases import insert_people, register_contributors, release, set_privacy
+from tests.system.commands import COLLAB, collab
+
+# In the order they were made: two quarters' releases interleaved, the last a revision awaiting approval.
+MADE = ["2026Q1-v1", "2025Q4-v1", "2026Q1-v2"]
+LEDGER = (
+    "SELECT release_id, period, indicator_id, measurement, kind, mechanism, rho, noise_scale, sensitivity, max_units, "
+    "rho_per_person, spent_order FROM privacy_ledger ORDER BY spent_order, rowid"
+)
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The collaborative as it was before the loss: its home, and what its warehouse and `collab budget` said."""
+    home = tmp_path_factory.mktemp("made") / "var"
+    workspace = Workspace(home)
+    workspace.init()
+    settings = workspace.settings.model_copy(deep=True)
+    settings.publication.first_quarter = "2025Q4"
+    workspace.save_settings(settings)
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in workspace.environment().items():
+            env.setenv(name, value)
+        register_contributors(workspace, ["charity-c", "charity-d"])
+        insert_people(workspace)
+        set_privacy(workspace, auto_publish=True)
+        instance = DagsterInstance.ephemeral()
+        assert release(workspace, instance).success
+        assert release(workspace, instance, period="2025Q4").success
+        set_privacy(workspace, auto_publish=False)
+        assert release(workspace, instance, revise=True).success
+    build_site(workspace.publish, workspace.settings.publication)
+    with connect(workspace.warehouse_path, read_only=True) as con:
+        ledger = con.execute(LEDGER).fetchall()
+        releases = con.execute("SELECT * FROM releases ORDER BY release_id").fetchall()
+        cells = con.execute("SELECT * FROM release_cells ORDER BY ALL").fetchall()
+    yield {
+        "home": home,
+        "ledger": ledger,
+        "releases": releases,
+        "cells": cells,
+        "budget": _figures(json.loads(collab(home, "budget", "--json").stdout)),
+    }
+
+
+@pytest.fixture
+def lost(made: dict[str, Any], tmp_path: Path) -> Workspace:
+    """A copy of the collaborative whose warehouse is lost, its packages and site kept."""
+    home = tmp_path / "var"
+    shutil.copytree(made["home"], home, symlinks=True)
+    (home / "warehouse.duckdb").unlink()
+    return Workspace(home)
+
+
+def _figures(budget: dict[str, Any]) -> dict[str, Any]:
+    """`collab budget --json` but the times entries were recorded at (a recharged entry's is its release's)."""
+    return budget | {"entries": [{k: v for k, v in e.items() if k != "recorded_at"} for e in budget["entries"]]}
+
+
+def _recover(workspace: Workspace, *release_ids: str) -> Recovery:
+    return recover_releases(workspace, release_ids, caps=unit_caps(workspace.settings.privacy))
+
+
+def _rewrite(workspace: Workspace, release_id: str, change: Any) -> None:
+    """Change both copies of a release's ``release.json`` alike (as someone covering their tracks would)."""
+    for root in (workspace.home, workspace.publish):
+        path = root / "releases" / release_id / "release.json"
+        if path.exists():
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            change(manifest)
+            path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
+def _nothing_written(workspace: Workspace) -> None:
+    with duckdb.connect(str(workspace.warehouse_path), read_only=True) as con:
+        for table in ("privacy_ledger", "privacy_recharges", "releases", "release_cells"):
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchall() == [(0,)], table
+
+
+def test_a_lost_warehouse_is_charged_again_as_it_was_and_the_next_release_takes_a_new_id(
+    made: dict[str, Any], lost: Workspace
+) -> None:
+    home = lost.home
+    before = {p: p.read_bytes() for p in sorted((home / "releases" / "2026Q1-v2").rglob("*")) if p.is_file()}
+    refused = collab(home, "budget", "--json", check=False)
+    assert refused.returncode == 1 and json.loads(refused.stdout)["releases_missing_from_ledger"] == sorted(MADE)
+    said = " ".join(collab(home, "budget", check=False).stdout.split())
+    assert (
+        "(`collab restore`), or, with none, charge them again from their packages (`collab recover-releases`)" in said
+    )
+
+    recovered = json.loads(collab(home, "recover-releases", "--json").stdout)
+    assert [(r["release_id"], r["spent_order"]) for r in recovered["releases"]] == [
+        (r, n) for n, r in enumerate(MADE, 1)
+    ]
+    assert recovered["releases"][0]["package"] == "releases/2026Q1-v1" and recovered["releases"][0]["recharged"] == 0
+    with connect(lost.warehouse_path, read_only=True) as con:
+        # To the last digit: every ρ per unit and per person, in the order charged, and the rows beside them.
+        assert con.execute(LEDGER).fetchall() == made["ledger"]
+        assert con.execute("SELECT * FROM releases ORDER BY release_id").fetchall() == made["releases"]
+        assert con.execute("SELECT * FROM release_cells ORDER BY ALL").fetchall() == made["cells"]
+    shown = collab(home, "budget", "--json")  # whole again: exit 0, the same figures
+    assert _figures(json.loads(shown.stdout)) == made["budget"]
+
+    again = collab(home, "recover-releases")  # a second run charges nothing, and says so
+    assert "The ledger holds every release whose package exists: nothing was charged." in " ".join(again.stdout.split())
+    assert json.loads(collab(home, "recover-releases", "--json").stdout)["releases"] == []
+
+    # Released again without new noise, the quarter's package is rendered again from the warehouse: byte for byte.
+    rerun = json.loads(collab(home, "release", "2026Q1", "--json").stdout)
+    assert (rerun["release_id"], rerun["new_spend"], rerun["error"]) == ("2026Q1-v2", False, None)
+    assert {p: p.read_bytes() for p in before} == before
+    # Approved, it passes the disclosure gate on the figures put back, and is published.
+    [approved] = json.loads(collab(home, "approve", "2026Q1-v2", "--json").stdout)["releases"]
+    assert approved["published"] and approved["error"] is None
+    # The next revision takes the next id, and is charged after the releases charged again.
+    # (Its disclosure check may refuse it: the charities' submissions were lost with the warehouse, and not loaded again.)
+    revised = json.loads(collab(home, "release", "2026Q1", "--revise", "--json", check=False).stdout)
+    assert (revised["release_id"], revised["new_spend"]) == ("2026Q1-v3", True)
+    with connect(lost.warehouse_path, read_only=True) as con:
+        assert con.execute(
+            "SELECT DISTINCT spent_order FROM privacy_ledger WHERE release_id = '2026Q1-v3'"
+        ).fetchall() == [(4,)]
+
+
+def test_a_warehouse_put_back_from_before_some_releases_is_charged_the_rest_after_what_it_holds(
+    made: dict[str, Any], lost: Workspace, tmp_path: Path
+) -> None:
+    """The copy held 2026Q1-v1 only (put back by hand): the two after it are charged after it, as they were."""
+    shutil.copy2(made["home"] / "warehouse.duckdb", lost.warehouse_path)
+    with connect(lost.warehouse_path) as con:
+        for table in ("privacy_ledger", "releases", "release_cells"):
+            con.execute(f"DELETE FROM {table} WHERE release_id <> '2026Q1-v1'")
+    recovery = _recover(lost)
+    assert [(r.release_id, r.spent_order) for r in recovery.releases] == [("2025Q4-v1", 2), ("2026Q1-v2", 3)]
+    with connect(lost.warehouse_path, read_only=True) as con:
+        assert con.execute(LEDGER).fetchall() == made["ledger"]
+    # Asked for by name, a release the ledger holds is not charged again.
+    assert _recover(lost, "2026Q1-v1") == Recovery([], ["2026Q1-v1"], [])
+
+
+def test_releases_are_charged_in_the_order_they_were_made_whatever_their_clocks_said(lost: Workspace) -> None:
+    """The revision's clock set back before both other releases: what each says had been spent up to it orders them."""
+    _rewrite(lost, "2026Q1-v2", lambda m: m.update(created_at="2020-01-01T00:00:00+00:00"))
+    assert [r.release_id for r in _recover(lost).releases] == MADE
+
+
+def test_a_rho_lowered_below_what_openDP_maps_give_is_refused_and_nothing_is_written(lost: Workspace) -> None:
+    def lowered(manifest: dict[str, Any]) -> None:
+        manifest["indicators"][0]["measurements"][0]["rho"] /= 2
+
+    _rewrite(lost, "2025Q4-v1", lowered)
+    with pytest.raises(RecoveryRefused) as refused:
+        _recover(lost)
+    assert (refused.value.code, refused.value.package, refused.value.field) == (
+        "E_RHO_CONTRADICTS_MAP",
+        "releases/2025Q4-v1",
+        "indicators.0.measurements.0.rho",
+    )
+    assert "is not what OpenDP's map gives for its parameters" in str(refused.value)
+    _nothing_written(lost)
+
+
+def test_an_earlier_release_forged_to_have_cost_less_is_refused_by_the_packages_after_it(lost: Workspace) -> None:
+    """The attack: one measurement's scale doubled and its ρ lowered to what OpenDP's map then gives, and every figure
+    of its package that adds it up lowered alike, in both copies. The release made after it says what had been spent
+    over the lifetime up to it, and the ledger charged from the forged package would hold less."""
+
+    def forged(manifest: dict[str, Any]) -> None:
+        measurement = manifest["indicators"][0]["measurements"][0]
+        scale = measurement["noise_scale"] * 2
+        rho = float(gaussian_measurement(lambda a: [], l2_sensitivity=measurement["sensitivity"], scale=scale).map(1))
+        saved, privacy = measurement["rho"] - rho, manifest["privacy"]
+        units = privacy["per_person"]["max_units"]
+        measurement.update(noise_scale=scale, rho=rho)
+        manifest["indicators"][0]["rho"] -= saved
+        privacy["rho_spent"] -= saved
+        for name in ("release_rho", "period_rho", "lifetime_rho"):
+            privacy["per_person"][name] -= saved * units**2
+        privacy["period_rho_spent"] = privacy["per_person"]["period_rho"]
+        privacy["lifetime_rho_spent"] = privacy["per_person"]["lifetime_rho"]
+        privacy["epsilon"] = epsilon_at(privacy["rho_spent"], privacy["delta"])
+        for name in ("release", "period", "lifetime"):
+            privacy["per_person"][f"{name}_epsilon"] = epsilon_at(
+                privacy["per_person"][f"{name}_rho"], privacy["delta"]
+            )
+
+    _rewrite(lost, "2026Q1-v1", forged)
+    with pytest.raises(RecoveryRefused) as refused:
+        _recover(lost)
+    assert (refused.value.code, refused.value.package) == ("E_SPEND_NOT_ITEMISED", "releases/2025Q4-v1")
+    assert refused.value.field == "privacy.per_person.lifetime_rho"
+    _nothing_written(lost)
+
+
+@pytest.mark.parametrize(
+    ("damage", "code", "field"),
+    [
+        ("field removed", "E_PACKAGE_FIELD", "privacy.per_person.release_rho"),
+        ("not JSON", "E_PACKAGE_UNREADABLE", ""),
+        ("release.json lost", "E_PACKAGE_UNREADABLE", ""),
+        ("a figure changed", "E_PACKAGE_FILES", ""),
+        ("copies differ", "E_PACKAGES_DISAGREE", "indicators.3.measurements.0.noise_scale"),
+        ("a link inside", "E_PACKAGE_LINK", "data/people_by_need_region.csv"),
+    ],
+)
+def test_a_package_that_is_not_whole_and_consistent_is_refused_naming_it(
+    lost: Workspace, tmp_path: Path, damage: str, code: str, field: str
+) -> None:
+    package = lost.releases / "2026Q1-v1"
+    if damage == "field removed":
+        _rewrite(lost, "2026Q1-v1", lambda m: m["privacy"]["per_person"].pop("release_rho"))
+    elif damage == "not JSON":
+        (package / "release.json").write_text('{"release_id": "2026Q1-v1",', encoding="utf-8")
+    elif damage == "release.json lost":
+        shutil.rmtree(lost.publish / "releases" / "2026Q1-v1")
+        (package / "release.json").unlink()
+    elif damage == "a figure changed":
+        csv = package / "data" / "people_by_need_region.csv"
+        csv.write_text(csv.read_text(encoding="utf-8").replace(",false,", ",true,", 1), encoding="utf-8")
+    elif damage == "copies differ":
+        published = lost.publish / "releases" / "2026Q1-v1" / "release.json"
+        manifest = json.loads(published.read_text(encoding="utf-8"))
+        manifest["indicators"][3]["measurements"][0]["noise_scale"] += 1
+        published.write_text(json.dumps(manifest), encoding="utf-8")
+    else:
+        elsewhere = tmp_path / "people_by_need_region.csv"
+        shutil.move(package / "data" / "people_by_need_region.csv", elsewhere)
+        (package / "data" / "people_by_need_region.csv").symlink_to(elsewhere)
+    if damage == "release.json lost":  # a folder named like a release is one made: releases wait for it
+        missing = collab(lost.home, "budget", "--json", check=False)
+        assert missing.returncode == 1 and "2026Q1-v1" in json.loads(missing.stdout)["releases_missing_from_ledger"]
+    with pytest.raises(RecoveryRefused) as refused:
+        _recover(lost)
+    assert (refused.value.code, refused.value.field) == (code, field), str(refused.value)
+    assert refused.value.package.endswith("releases/2026Q1-v1")
+    _nothing_written(lost)
+
+
+def test_a_package_that_is_a_link_is_not_followed_and_a_command_says_why_in_json(
+    lost: Workspace, tmp_path: Path
+) -> None:
+    shutil.rmtree(lost.publish / "releases" / "2025Q4-v1")
+    shutil.move(lost.releases / "2025Q4-v1", tmp_path / "2025Q4-v1")
+    (lost.releases / "2025Q4-v1").symlink_to(tmp_path / "2025Q4-v1")
+    refused = collab(lost.home, "recover-releases", "--json", check=False)
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["refused"] | {"message": ""} == {
+        "code": "E_PACKAGE_LINK",
+        "package": "releases/2025Q4-v1",
+        "field": "",
+        "message": "",
+    }
+    assert "a link is never followed" in " ".join(refused.stderr.split())
+    _nothing_written(lost)
+
+
+def test_a_release_lost_between_two_others_is_refused_not_left_out(lost: Workspace) -> None:
+    """Its id would be free for the next release of its quarter, and what it cost left out of every later figure."""
+    for folder in (lost.releases, lost.publish / "releases"):
+        shutil.rmtree(folder / "2026Q1-v1", ignore_errors=True)
+    (lost.publish / "site" / "built-from.json").unlink()  # the site's record of it lost too
+    with pytest.raises(RecoveryRefused) as refused:
+        _recover(lost)
+    assert refused.value.code == "E_REVISION_MISSING" and "2026Q1-v1 of 2026Q1 came before 2026Q1-v2" in str(
+        refused.value
+    )
+    _nothing_written(lost)
+
+
+def test_a_published_release_whose_packages_are_all_lost_is_refused_by_the_sites_record(lost: Workspace) -> None:
+    """The site was built from 2025Q4-v1: charged without it, the next release of 2025Q4 would be 2025Q4-v1 again."""
+    for folder in (lost.releases, lost.publish / "releases"):
+        shutil.rmtree(folder / "2025Q4-v1")
+    with pytest.raises(RecoveryRefused) as refused:
+        _recover(lost)
+    assert (refused.value.code, refused.value.package) == ("E_RELEASE_WITHOUT_PACKAGE", "publish/site/built-from.json")
+    assert "2025Q4-v1" in str(refused.value)
+    _nothing_written(lost)
+
+
+def test_releases_charged_by_name_leave_the_rest_refusing_every_release(made: dict[str, Any], lost: Workspace) -> None:
+    """Charging the first release alone leaves the later ones missing: no release may take the revision's id."""
+    with pytest.raises(RecoveryRefused) as refused:
+        _recover(lost, "2026Q1-v2")  # before the release it revises
+    assert refused.value.code == "E_REVISION_MISSING"
+    assert [r.release_id for r in _recover(lost, "2026Q1-v1").releases] == ["2026Q1-v1"]
+    shown = json.loads(collab(lost.home, "budget", "--json", check=False).stdout)
+    assert shown["releases_missing_from_ledger"] == ["2025Q4-v1", "2026Q1-v2"]
+    revised = json.loads(collab(lost.home, "release", "2026Q1", "--revise", "--json", check=False).stdout)
+    assert revised["release_id"] is None and "does not hold 2 release(s)" in revised["error"]
+    assert [r.release_id for r in _recover(lost).releases] == ["2025Q4-v1", "2026Q1-v2"]
+    with connect(lost.warehouse_path, read_only=True) as con:
+        assert con.execute(LEDGER).fetchall() == made["ledger"]
+
+
+def test_recovering_waits_for_the_run_lock(lost: Workspace) -> None:
+    with run_lock(lost):
+        waiting = subprocess.Popen(
+            [str(COLLAB), "recover-releases", "--json"],
+            env={**os.environ, "COLLAB_HOME": str(lost.home), "DAGSTER_HOME": str(lost.home / "dagster")},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(4)
+        assert waiting.poll() is None  # a `collab run` holds the workspace: nothing charged beside it
+    out, _ = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0 and [r["release_id"] for r in json.loads(out)["releases"]] == MADE
+
+
+def test_copies_that_differ_only_in_the_charities_named_are_one_release_naming_those_both_name(
+    made: dict[str, Any], lost: Workspace
+) -> None:
+    """A package rendered again after a charity withdrew its consent no longer names it; the published copy still does."""
+    _rewrite(lost, "2026Q1-v1", lambda m: m.update(named_contributors=["Charity C"]))
+    (lost.releases / "2026Q1-v1" / "release.json").write_text(
+        (lost.releases / "2026Q1-v1" / "release.json").read_text(encoding="utf-8").replace('"Charity C"', ""),
+        encoding="utf-8",
+    )
+    assert len(_recover(lost).releases) == len(MADE)
+    with connect(lost.warehouse_path, read_only=True) as con:
+        assert con.execute("SELECT named_contributors FROM releases WHERE release_id = '2026Q1-v1'").fetchall() == [
+            ([],)
+        ]
+    assert collab(lost.home, "recover-releases", "2026Q1", check=False).returncode == 2  # a quarter is no release id
+
+
+def test_releases_charged_again_when_the_caps_were_raised_are_charged_again_with_them(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """2026Q1-v1 made at one unit a person (a declared cap of one charity that does not link records); the cap lifted,
+    2025Q4-v1 charged it again at two as it was made. Lost, both are charged again so, in that order; with the cap
+    declared again since, what the packages say cannot be made again, and nothing is charged until it is lifted."""
+    register_contributors(workspace, ["charity-c", "charity-d"])
+    insert_people(workspace)
+    set_privacy(workspace, auto_publish=True, max_unlinked_charities=1)
+    instance = DagsterInstance.ephemeral()
+    assert release(workspace, instance).success
+    set_privacy(workspace, max_unlinked_charities=None)
+    assert release(workspace, instance, period="2025Q4").success
+    recharges = "SELECT release_id, period, charged_with, units_before, units_after, rho_per_person, spent_order FROM privacy_recharges"
+    with connect(workspace.warehouse_path, read_only=True) as con:
+        ledger, recharged = con.execute(LEDGER).fetchall(), con.execute(recharges).fetchall()
+    assert [row[:5] for row in recharged] == [("2026Q1-v1", "2026Q1", "2025Q4-v1", 1, 2)]
+    budget = _figures(json.loads(collab(workspace.home, "budget", "--json").stdout))
+
+    workspace.warehouse_path.unlink()
+    set_privacy(workspace, max_unlinked_charities=1)  # declared again since: the recharge cannot be made again
+    with pytest.raises(RecoveryRefused) as refused:
+        _recover(workspace)
+    assert (refused.value.code, refused.value.package) == ("E_SPEND_NOT_ITEMISED", "releases/2025Q4-v1")
+    _nothing_written(workspace)
+    set_privacy(workspace, max_unlinked_charities=None)
+    recovery = _recover(workspace)
+    assert [(r.release_id, r.spent_order, r.recharged > 0) for r in recovery.releases] == [
+        ("2026Q1-v1", 1, False),
+        ("2025Q4-v1", 3, True),
+    ]
+    with connect(workspace.warehouse_path, read_only=True) as con:
+        assert (con.execute(LEDGER).fetchall(), con.execute(recharges).fetchall()) == (ledger, recharged)
+    assert _figures(json.loads(collab(workspace.home, "budget", "--json").stdout)) == budget
