@@ -59,7 +59,7 @@ from collab.publication import (
     structure_problems,
     verify_release_package,
 )
-from collab.warehouse import connect
+from collab.warehouse import connect, has_ended
 from collab.workspace import Workspace
 from privacy.accountant import ROUNDING, Charge, UnitCaps, recharge, record_charges, spent
 from privacy.estimators import RecordedMeasurement, recorded_charge
@@ -258,6 +258,8 @@ def _checked(record: _ReleaseRecord, folder: Path, ws: Workspace, named: list[st
     privacy, person = record.privacy, record.privacy.per_person
     agreements = [
         (f"{record.period}-v{record.revision}" == record.release_id, "release_id", "is not its period and revision"),
+        # Nothing is released before its quarter ends: a package of one to come would take its quarter's release.
+        (has_ended(record.period), "period", "has not ended: no release of it can have been made"),
         ((record.kind == "release") == (record.revision == 1), "kind", "a first release, and only it, is a 'release'"),
         (person.max_units == privacy.units_per_person, "privacy.per_person.max_units", "differs from units_per_person"),
         (person.delta == privacy.delta, "privacy.per_person.delta", "differs from privacy.delta"),
@@ -614,7 +616,7 @@ class _PrivacyRecord(_Recorded):
 
 class _ReleaseRecord(_Recorded):
     release_id: str = Field(pattern=f"^{RELEASE_ID.pattern}$")
-    period: str
+    period: str = Field(pattern=r"^\d{4}Q[1-4]$")
     revision: int = Field(ge=1)
     kind: Literal["release", "revision"]
     created_at: AwareDatetime

@@ -284,17 +284,59 @@ def test_a_package_that_is_a_link_is_not_followed_and_a_command_says_why_in_json
     _nothing_written(lost)
 
 
-def test_a_release_lost_between_two_others_is_refused_not_left_out(lost: Workspace) -> None:
-    """Its id would be free for the next release of its quarter, and what it cost left out of every later figure."""
+@pytest.mark.parametrize(
+    ("gone", "code", "said"),
+    [
+        ("2026Q1-v1", "E_REVISION_MISSING", "2026Q1-v1 of 2026Q1 came before 2026Q1-v2"),
+        ("2025Q4-v1", "E_SPEND_NOT_ITEMISED", "had been spent for the worst-case person over the lifetime up to it"),
+    ],
+)
+def test_a_release_lost_between_two_others_is_refused_not_left_out(
+    lost: Workspace, gone: str, code: str, said: str
+) -> None:
+    """Its id would be free for the next release of its quarter, and what it cost left out of every later figure: the
+    revision of its quarter after it, or the next release of any quarter, says what had been spent up to it."""
     for folder in (lost.releases, lost.publish / "releases"):
-        shutil.rmtree(folder / "2026Q1-v1", ignore_errors=True)
+        shutil.rmtree(folder / gone, ignore_errors=True)
     (lost.publish / "site" / "built-from.json").unlink()  # the site's record of it lost too
     with pytest.raises(RecoveryRefused) as refused:
         _recover(lost)
-    assert refused.value.code == "E_REVISION_MISSING" and "2026Q1-v1 of 2026Q1 came before 2026Q1-v2" in str(
-        refused.value
-    )
+    assert refused.value.code == code and said in str(refused.value)
     _nothing_written(lost)
+
+
+def test_a_warehouse_that_is_no_older_copy_of_this_workspaces_is_refused(made: dict[str, Any], lost: Workspace) -> None:
+    """Its ledger holds a release made after one it lacks (charged now, that one would count after it), or a release's
+    row without its charges."""
+    shutil.copy2(made["home"] / "warehouse.duckdb", lost.warehouse_path)
+    with connect(lost.warehouse_path) as con:
+        for table in ("privacy_ledger", "releases", "release_cells"):
+            con.execute(f"DELETE FROM {table} WHERE release_id = '2026Q1-v1'")
+    with pytest.raises(RecoveryRefused) as refused:
+        _recover(lost)
+    assert refused.value.code == "E_LEDGER_AHEAD" and "2026Q1-v1 was made before 2026Q1-v2" in str(refused.value)
+    shutil.copy2(made["home"] / "warehouse.duckdb", lost.warehouse_path)
+    with connect(lost.warehouse_path) as con:
+        con.execute("DELETE FROM privacy_ledger WHERE release_id = '2026Q1-v2'")
+    with pytest.raises(RecoveryRefused) as refused:
+        _recover(lost)
+    assert (refused.value.code, refused.value.package) == ("E_WAREHOUSE_CONFLICT", "releases/2026Q1-v2")
+    with connect(lost.warehouse_path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM privacy_ledger").fetchall() == [(len(made["ledger"]) - 21,)]
+
+
+def test_a_package_of_a_quarter_still_to_end_is_refused(lost: Workspace, tmp_path: Path) -> None:
+    """Forged, it would take the release of its quarter, which `collab run` would then never make."""
+    shutil.copytree(lost.releases / "2025Q4-v1", tmp_path / "2099Q1-v1")
+
+    def moved(manifest: dict[str, Any]) -> None:
+        manifest.update(release_id="2099Q1-v1", period="2099Q1")
+
+    shutil.move(tmp_path / "2099Q1-v1", lost.releases / "2099Q1-v1")
+    _rewrite(lost, "2099Q1-v1", moved)
+    with pytest.raises(RecoveryRefused) as refused:
+        _recover(lost, "2099Q1-v1")
+    assert (refused.value.code, refused.value.field) == ("E_PACKAGE_FIELD", "period")
 
 
 def test_a_published_release_whose_packages_are_all_lost_is_refused_by_the_sites_record(lost: Workspace) -> None:
