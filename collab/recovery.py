@@ -203,9 +203,10 @@ def _read_package(ws: Workspace, folder: Path) -> tuple[_ReleaseRecord, dict[str
     try:
         text = (folder / PACKAGE_FILE).read_text(encoding="utf-8")
         record = _ReleaseRecord.model_validate_json(text)
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:
+        why = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
         raise RecoveryRefused(
-            "E_PACKAGE_UNREADABLE", f"its release.json cannot be read ({error.strerror})", package=where
+            "E_PACKAGE_UNREADABLE", f"its release.json cannot be read ({why})", package=where
         ) from error
     except ValidationError as error:
         problem = error.errors()[0]
@@ -340,8 +341,17 @@ def _cells(record: _ReleaseRecord, folder: Path, where: str) -> pl.DataFrame:
     ``collab.publication._rows``)."""
     columns: dict[str, list[Any]] = {name: [] for name in _CELL_SCHEMA}
     for i, indicator in enumerate(record.indicators):
-        with (folder / indicator.path).open(newline="", encoding="utf-8") as handle:
-            header, *lines = list(csv.reader(handle))
+        if indicator.path not in record.files:
+            raise RecoveryRefused(
+                "E_PACKAGE_FIELD", "is not among the package's files", package=where, field=f"indicators.{i}.path"
+            )
+        try:
+            with (folder / indicator.path).open(newline="", encoding="utf-8") as handle:
+                header, *lines = list(csv.reader(handle))
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise RecoveryRefused(
+                "E_PACKAGE_FILES", f"{indicator.path} is not a CSV file of UTF-8 text ({error})", package=where
+            ) from error
         if len(lines) != indicator.cells:
             raise RecoveryRefused(
                 "E_PACKAGE_FIELD",
@@ -582,7 +592,7 @@ class _MeasurementRecord(_Recorded):
 
 class _IndicatorRecord(_Recorded):
     id: str
-    path: str
+    path: str = Field(pattern=r"^data/[A-Za-z0-9_-]+\.csv$")  # in the package: never a way out of it
     breakdowns: list[str]
     cells: int = Field(ge=0)
     rho: float = Field(gt=0)

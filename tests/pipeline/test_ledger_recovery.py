@@ -23,6 +23,7 @@ from dagster import DagsterInstance
 from collab.invariants import unit_caps
 from collab.recovery import Recovery, RecoveryRefused, recover_releases
 from collab.site import build_site
+from collab.states import read_state, write_state
 from collab.warehouse import connect
 from collab.workspace import Workspace
 from pipelines.run_lock import run_lock
@@ -155,13 +156,18 @@ def test_a_lost_warehouse_is_charged_again_as_it_was_and_the_next_release_takes_
 def test_a_warehouse_put_back_from_before_some_releases_is_charged_the_rest_after_what_it_holds(
     made: dict[str, Any], lost: Workspace, tmp_path: Path
 ) -> None:
-    """The copy held 2026Q1-v1 only (put back by hand): the two after it are charged after it, as they were."""
+    """The copy held 2026Q1-v1 only (put back by hand): the two after it are charged after it, as they were, and a
+    file loaded after the copy was made is loaded again by the next run, as `collab restore` has it."""
     shutil.copy2(made["home"] / "warehouse.duckdb", lost.warehouse_path)
     with connect(lost.warehouse_path) as con:
         for table in ("privacy_ledger", "releases", "release_cells"):
             con.execute(f"DELETE FROM {table} WHERE release_id <> '2026Q1-v1'")
+    (lost.staging / "sub-after").mkdir(parents=True)
+    write_state(lost, submission_id="sub-after", charity_id="charity-c", file_name="x.csv", state="loaded")
     recovery = _recover(lost)
     assert [(r.release_id, r.spent_order) for r in recovery.releases] == [("2025Q4-v1", 2), ("2026Q1-v2", 3)]
+    state = read_state(lost, "sub-after")
+    assert recovery.submissions_resumed == ["sub-after"] and state is not None and state.state == "checked"
     with connect(lost.warehouse_path, read_only=True) as con:
         assert con.execute(LEDGER).fetchall() == made["ledger"]
     # Asked for by name, a release the ledger holds is not charged again.
@@ -231,6 +237,7 @@ def test_an_earlier_release_forged_to_have_cost_less_is_refused_by_the_packages_
         ("a figure changed", "E_PACKAGE_FILES", ""),
         ("copies differ", "E_PACKAGES_DISAGREE", "indicators.3.measurements.0.noise_scale"),
         ("a link inside", "E_PACKAGE_LINK", "data/people_by_need_region.csv"),
+        ("a path out of it", "E_PACKAGE_FIELD", "indicators.0.path"),
     ],
 )
 def test_a_package_that_is_not_whole_and_consistent_is_refused_naming_it(
@@ -252,6 +259,8 @@ def test_a_package_that_is_not_whole_and_consistent_is_refused_naming_it(
         manifest = json.loads(published.read_text(encoding="utf-8"))
         manifest["indicators"][3]["measurements"][0]["noise_scale"] += 1
         published.write_text(json.dumps(manifest), encoding="utf-8")
+    elif damage == "a path out of it":
+        _rewrite(lost, "2026Q1-v1", lambda m: m["indicators"][0].update(path="data/../../../settings.yaml"))
     else:
         elsewhere = tmp_path / "people_by_need_region.csv"
         shutil.move(package / "data" / "people_by_need_region.csv", elsewhere)
