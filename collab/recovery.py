@@ -59,7 +59,7 @@ from collab.publication import (
     structure_problems,
     verify_release_package,
 )
-from collab.warehouse import connect, has_ended
+from collab.warehouse import audit, connect, has_ended
 from collab.workspace import Workspace
 from privacy.accountant import ROUNDING, Charge, UnitCaps, recharge, record_charges, spent
 from privacy.estimators import RecordedMeasurement, recorded_charge
@@ -106,10 +106,13 @@ class Recovery:
     submissions_resumed: list[str] = field(default_factory=list)
 
 
-def recover_releases(ws: Workspace, release_ids: Sequence[str] = (), *, caps: UnitCaps) -> Recovery:
+def recover_releases(
+    ws: Workspace, release_ids: Sequence[str] = (), *, caps: UnitCaps, actor: str = "analyst"
+) -> Recovery:
     """Charge the ledger again for ``release_ids`` (none: every release whose package exists and which it lacks) and
-    put back their rows, as the module says, in one transaction; ``caps``: the caps on units per person declared now.
-    Call it holding the run lock. Refused (``RecoveryRefused``), it changes nothing; run again, it charges nothing."""
+    put back their rows, as the module says, in one transaction, each recorded in the audit log as ``actor``'s;
+    ``caps``: the caps on units per person declared now. Call it holding the run lock. Refused (``RecoveryRefused``),
+    it changes nothing; run again, it charges nothing."""
     try:
         with connect(ws.warehouse_path) as con:
             charged = charged_releases(con)
@@ -118,7 +121,7 @@ def recover_releases(ws: Workspace, release_ids: Sequence[str] = (), *, caps: Un
             wanted = list(dict.fromkeys(release_ids)) or missing
             lost = _ordered([_lost_release(ws, release_id) for release_id in wanted if release_id not in charged])
             _check_revisions(con, lost)
-            recovered = _charged_again(con, lost, caps) if lost else []
+            recovered = _charged_again(con, lost, caps, actor) if lost else []
     except duckdb.Error as error:  # rolled back, if it got that far
         if isinstance(error, duckdb.IOException) and "lock" in str(error).lower():
             raise RecoveryRefused(
@@ -456,13 +459,16 @@ def _check_revisions(con: duckdb.DuckDBPyConnection, lost: list[_LostRelease]) -
             )
 
 
-def _charged_again(con: duckdb.DuckDBPyConnection, lost: list[_LostRelease], caps: UnitCaps) -> list[RecoveredRelease]:
+def _charged_again(
+    con: duckdb.DuckDBPyConnection, lost: list[_LostRelease], caps: UnitCaps, actor: str
+) -> list[RecoveredRelease]:
     """Every lost release charged and put back, in order, in one transaction; refused, nothing of it is kept."""
     recovered = []
     con.begin()
     try:
         for release in lost:
             recovered.append(_charge_again(con, release, caps))
+            audit(con, actor=actor, action="recover", subject=release.record.release_id, detail=release.package)
     except BaseException:
         con.rollback()
         raise

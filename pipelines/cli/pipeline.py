@@ -582,7 +582,9 @@ def recover_releases(
     _say_if_waiting(ws, as_json)
     try:
         with run_lock(ws):  # no `collab run` releases meanwhile
-            recovery = charge_again(ws, release_ids or [], caps=unit_caps(ws.settings.privacy))
+            recovery = charge_again(
+                ws, release_ids or [], caps=unit_caps(ws.settings.privacy), actor=Path.home().name or "analyst"
+            )
     except RecoveryRefused as refusal:
         if as_json:
             emit_json(

@@ -120,6 +120,10 @@ def test_a_lost_warehouse_is_charged_again_as_it_was_and_the_next_release_takes_
     )
 
     recovered = json.loads(collab(home, "recover-releases", "--json").stdout)
+    with connect(lost.warehouse_path, read_only=True) as con:
+        assert con.execute("SELECT action, subject, detail FROM audit_log").fetchall() == [
+            ("recover", release_id, f"releases/{release_id}") for release_id in MADE
+        ]
     assert [(r["release_id"], r["spent_order"]) for r in recovered["releases"]] == [
         (r, n) for n, r in enumerate(MADE, 1)
     ]
