@@ -298,6 +298,8 @@ def _checked(record: _ReleaseRecord, folder: Path, ws: Workspace, named: list[st
     for i, indicator in enumerate(record.indicators):
         if len({m.name for m in indicator.measurements}) != len(indicator.measurements):
             raise refuse("E_PACKAGE_FIELD", f"indicators.{i}.measurements", "names a measurement twice")
+        if indicator.max_cells_per_person > max(indicator.cells, 1):
+            raise refuse("E_PACKAGE_FIELD", f"indicators.{i}.max_cells_per_person", "is more than its cells")
         for j, measurement in enumerate(indicator.measurements):
             recorded = RecordedMeasurement(
                 indicator.id,

@@ -26,6 +26,7 @@ so ``map(m)`` gives the indicator's ρ for a person held as m privacy units.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -397,16 +398,20 @@ def recorded_charge(recorded: RecordedMeasurement, *, units: int) -> Charge:
     Both figures are those the release charged, never less (the ρ per unit is the recorded one, or the map's where
     that is a rounding more; a bracket's at ``units`` grows with its alpha).
     """
-    if recorded.mechanism == "discrete_gaussian":
-        measurement = gaussian_measurement(_not_run, l2_sensitivity=recorded.sensitivity, scale=recorded.scale)
-    elif recorded.mechanism == "quantile" and recorded.name in _PART_ALPHAS and recorded.sensitivity == 1:
-        measurement = _quantile_part_of(recorded, _quantile_alpha(recorded))
-    else:
-        raise ValueError(
-            f"no release makes a {recorded.mechanism} measurement {recorded.name!r} of sensitivity {recorded.sensitivity}"
-        )
-    mapped = float(measurement.map(1))
-    if abs(mapped - recorded.rho) > ROUNDING * mapped:
+    try:
+        if recorded.mechanism == "discrete_gaussian":
+            measurement = gaussian_measurement(_not_run, l2_sensitivity=recorded.sensitivity, scale=recorded.scale)
+        elif recorded.mechanism == "quantile" and recorded.name in _PART_ALPHAS and recorded.sensitivity == 1:
+            measurement = _quantile_part_of(recorded, _quantile_alpha(recorded))
+        else:
+            raise ValueError(
+                f"no release makes a {recorded.mechanism} measurement {recorded.name!r} of sensitivity "
+                f"{recorded.sensitivity}"
+            )
+        mapped, at_units = float(measurement.map(1)), float(measurement.map(units))
+    except dp.OpenDPException as error:
+        raise ValueError(f"OpenDP cannot measure with its parameters: {str(error).strip()[:200]}") from error
+    if not math.isfinite(at_units) or abs(mapped - recorded.rho) > ROUNDING * mapped:
         alphas = _PART_ALPHAS.get(recorded.name, ()) if recorded.mechanism == "quantile" else ()
         at = f" at any alpha from {alphas[0]} to {alphas[1]}" if len(set(alphas)) == 2 else ""
         raise ValueError(
@@ -421,7 +426,7 @@ def recorded_charge(recorded: RecordedMeasurement, *, units: int) -> Charge:
         recorded.scale,
         recorded.sensitivity,
         units,
-        float(measurement.map(units)),
+        at_units,
     )
 
 

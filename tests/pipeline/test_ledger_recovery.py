@@ -242,6 +242,7 @@ def test_an_earlier_release_forged_to_have_cost_less_is_refused_by_the_packages_
         ("copies differ", "E_PACKAGES_DISAGREE", "indicators.3.measurements.0.noise_scale"),
         ("a link inside", "E_PACKAGE_LINK", "data/people_by_need_region.csv"),
         ("a path out of it", "E_PACKAGE_FIELD", "indicators.0.path"),
+        ("ten million cells a person", "E_PACKAGE_FIELD", "indicators.7.max_cells_per_person"),  # hung composing
     ],
 )
 def test_a_package_that_is_not_whole_and_consistent_is_refused_naming_it(
@@ -263,6 +264,8 @@ def test_a_package_that_is_not_whole_and_consistent_is_refused_naming_it(
         manifest = json.loads(published.read_text(encoding="utf-8"))
         manifest["indicators"][3]["measurements"][0]["noise_scale"] += 1
         published.write_text(json.dumps(manifest), encoding="utf-8")
+    elif damage == "ten million cells a person":
+        _rewrite(lost, "2026Q1-v1", lambda m: m["indicators"][7].update(max_cells_per_person=10_000_000))
     elif damage == "a path out of it":
         _rewrite(lost, "2026Q1-v1", lambda m: m["indicators"][0].update(path="data/../../../settings.yaml"))
     else:

@@ -178,8 +178,10 @@ def test_a_recorded_rho_that_openDP_maps_contradict_is_refused() -> None:
         RecordedMeasurement("i", "cells", "discrete_gaussian", 0.0174, scale, root_3, 3),  # ρ lowered
         RecordedMeasurement("i", "cells", "discrete_gaussian", rho, scale, 1.0, 3),  # sensitivity lowered
         RecordedMeasurement("i", "cells", "laplace", rho, scale, root_3, 3),  # no release makes one
+        RecordedMeasurement("i", "cells", "discrete_gaussian", rho, 1e-320, root_3, 3),  # infinite ρ passed for one
+        RecordedMeasurement("i", "cells", "discrete_gaussian", rho, scale, 1e308, 3),  # OpenDP's map overflows
     ):
-        with pytest.raises(ValueError, match=r"OpenDP's map|no release makes"):
+        with pytest.raises(ValueError, match=r"OpenDP's map|no release makes|OpenDP cannot measure"):
             recorded_charge(contradicted, units=2)
     # A bracket's ρ lies between its maps at alpha 1/2 and 0.99 (0.000128 and 0.0005 at this scale), and must be one
     # the part gives at some alpha in between: a quarter less than recorded is not.
