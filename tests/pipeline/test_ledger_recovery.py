@@ -21,6 +21,7 @@ import pytest
 from dagster import DagsterInstance
 
 from collab.invariants import unit_caps
+from collab.publication import sha256_of
 from collab.recovery import Recovery, RecoveryRefused, recover_releases
 from collab.site import build_site
 from collab.states import read_state, write_state
@@ -341,18 +342,34 @@ def test_a_warehouse_that_is_no_older_copy_of_this_workspaces_is_refused(made: d
         assert con.execute("SELECT count(*) FROM privacy_ledger").fetchall() == [(len(made["ledger"]) - 21,)]
 
 
-def test_a_package_of_a_quarter_still_to_end_is_refused(lost: Workspace, tmp_path: Path) -> None:
-    """Forged, it would take the release of its quarter, which `collab run` would then never make."""
-    shutil.copytree(lost.releases / "2025Q4-v1", tmp_path / "2099Q1-v1")
+@pytest.mark.parametrize(
+    ("release_id", "code", "field"),
+    [
+        # Forged, it would take the release of its quarter, which `collab run` would then never make.
+        ("2099Q1-v1", "E_PACKAGE_FIELD", "period"),
+        # Its revisions before it are a billion gaps: the first few are named, at once.
+        ("2025Q4-v1000000000", "E_REVISION_MISSING", ""),
+    ],
+)
+def test_a_package_claiming_a_place_no_release_can_have_is_refused(
+    lost: Workspace, release_id: str, code: str, field: str
+) -> None:
+    period, revision = release_id.split("-v")
+    package = lost.releases / release_id
+    shutil.copytree(lost.releases / "2025Q4-v1", package)
+    for table in (package / "data").iterdir():  # its figures said to be the forged release's, and their checksums
+        table.write_text(table.read_text(encoding="utf-8").replace("\n2025Q4-v1,2025Q4,", f"\n{release_id},{period},"))
 
     def moved(manifest: dict[str, Any]) -> None:
-        manifest.update(release_id="2099Q1-v1", period="2099Q1")
+        kind = "release" if revision == "1" else "revision"
+        manifest.update(release_id=release_id, period=period, revision=int(revision), kind=kind)
+        manifest["files"] = {name: sha256_of(package / name) for name in manifest["files"]}
 
-    shutil.move(tmp_path / "2099Q1-v1", lost.releases / "2099Q1-v1")
-    _rewrite(lost, "2099Q1-v1", moved)
+    _rewrite(lost, release_id, moved)
     with pytest.raises(RecoveryRefused) as refused:
-        _recover(lost, "2099Q1-v1")
-    assert (refused.value.code, refused.value.field) == ("E_PACKAGE_FIELD", "period")
+        _recover(lost, release_id)
+    assert (refused.value.code, refused.value.field) == (code, field)
+    _nothing_written(lost)
 
 
 def test_a_published_release_whose_packages_are_all_lost_is_refused_by_the_sites_record(lost: Workspace) -> None:
