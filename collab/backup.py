@@ -187,7 +187,7 @@ def restore(ws: Workspace, backup: Path) -> Restored:
         )
     # Three witnesses of the releases made: the packages, the ledger if it can still be read, and the published site's
     # record of what it was built from (a damaged warehouse with its packages deleted still has that).
-    made = _packaged(ws) | _charged_in(ws.warehouse_path) | site_built_from(ws)
+    made = packaged_releases(ws) | _charged_in(ws.warehouse_path) | site_built_from(ws)
     if lost := sorted(made - set(manifest.releases_charged)):
         raise BackupError(
             f"the backup of {manifest.made_at} is older than release(s) {', '.join(lost)}: put back, its ledger "
@@ -273,16 +273,19 @@ def _put_back_folder(source: Path, target: Path) -> None:
 
 
 def releases_missing_from_ledger(con: duckdb.DuckDBPyConnection, ws: Workspace) -> list[str]:
-    """The releases with a package (made, or published) that the warehouse's privacy ledger does not hold: it was
-    put back from a copy older than them, or made anew. Their noise was drawn and may be public, so what they cost
-    is real; a ledger without them understates every later figure and budget check."""
-    return sorted(_packaged(ws) - charged_releases(con))
+    """The releases made that the warehouse's privacy ledger does not hold: those with a package (made, or published),
+    and those the published site was built from (``site_built_from``), whose packages may be lost with it. It was put
+    back from a copy older than them, or made anew. Their noise was drawn and may be public, so what they cost is
+    real; a ledger without them understates every later figure and budget check, and the next release of their
+    quarter would take one's id again."""
+    return sorted((packaged_releases(ws) | site_built_from(ws)) - charged_releases(con))
 
 
 def ledger_behind_packages(missing: list[str]) -> str:
     """What ``releases_missing_from_ledger`` means, said to the operator."""
     return (
-        f"The privacy ledger does not hold {len(missing)} release(s) whose packages exist ({', '.join(missing)}): "
+        f"The privacy ledger does not hold {len(missing)} release(s) whose packages exist, or that the published site "
+        f"was built from ({', '.join(missing)}): "
         "the warehouse was put back from a copy older than them, or made anew. What they cost is real (their noise "
         "was drawn, and may be published), so every release is refused until the ledger holds them: a release now "
         "would understate every person's privacy loss. Put back a backup made after them (`collab restore`), or, "
@@ -291,7 +294,7 @@ def ledger_behind_packages(missing: list[str]) -> str:
     )
 
 
-def _packaged(ws: Workspace) -> set[str]:
+def packaged_releases(ws: Workspace) -> set[str]:
     """The ids of the release packages in the workspace, made or published, as each package's ``release.json``
     names it (a copy of a package under another folder name is the same release). A folder named like a release
     is one made, its ``release.json`` lost or not: releases write none that has no ``release.json``."""

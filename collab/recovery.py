@@ -49,6 +49,7 @@ from collab.backup import (
     charged_releases,
     package_folders,
     package_id,
+    packaged_releases,
     releases_missing_from_ledger,
     resume_loads_not_held,
     site_built_from,
@@ -118,7 +119,7 @@ def recover_releases(
         with connect(ws.warehouse_path) as con:
             charged = charged_releases(con)
             missing = releases_missing_from_ledger(con, ws)
-            _check_witnesses(ws, charged | set(missing))
+            _check_witnesses(ws, charged | packaged_releases(ws))
             wanted = list(dict.fromkeys(release_ids)) or missing
             lost = _ordered([_lost_release(ws, release_id) for release_id in wanted if release_id not in charged])
             _check_revisions(con, lost)

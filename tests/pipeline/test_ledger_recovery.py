@@ -383,6 +383,28 @@ def test_a_published_release_whose_packages_are_all_lost_is_refused_by_the_sites
     _nothing_written(lost)
 
 
+def test_a_release_the_site_was_built_from_refuses_the_next_though_its_packages_are_lost(
+    lost: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every package lost with the warehouse, the published site still says 2025Q4-v1 and 2026Q1-v1 were made: a
+    release of 2025Q4 would have been 2025Q4-v1 again, with new noise, its cost left out of every figure."""
+    for release_id in MADE:
+        for root in (lost.releases, lost.publish / "releases"):
+            shutil.rmtree(root / release_id, ignore_errors=True)
+    shown = collab(lost.home, "budget", "--json", check=False)
+    assert shown.returncode == 1 and json.loads(shown.stdout)["releases_missing_from_ledger"] == [
+        "2025Q4-v1",
+        "2026Q1-v1",
+    ]
+    for name, value in lost.environment().items():
+        monkeypatch.setenv(name, value)
+    refused = release(lost, DagsterInstance.ephemeral(), period="2025Q4")
+    assert not refused.success
+    failure = next(e for e in refused.all_events if e.is_step_failure)
+    assert "the published site was built from (2025Q4-v1, 2026Q1-v1)" in str(failure.event_specific_data.error)
+    _nothing_written(lost)
+
+
 def test_releases_charged_by_name_leave_the_rest_refusing_every_release(made: dict[str, Any], lost: Workspace) -> None:
     """Charging the first release alone leaves the later ones missing: no release may take the revision's id."""
     with pytest.raises(RecoveryRefused) as refused:
