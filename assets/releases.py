@@ -269,10 +269,18 @@ def published_release(
 
 # In the warehouse pool although it reads only ``publish/``: two builds at once would share ``.site.partial``.
 @asset(group_name="site", deps=[published_release], pool=WAREHOUSE_POOL)
-def published_site(workspace: CollabWorkspace) -> MaterializeResult:
+def published_site(workspace: CollabWorkspace, warehouse: Warehouse) -> MaterializeResult:
     """``publish/site/`` rebuilt from every published release: once after a run's publications, however many
-    quarters they were (each build renders every quarter's pages and workbooks)."""
+    quarters they were (each build renders every quarter's pages and workbooks).
+
+    Not while the privacy ledger lacks a release made: the site's record of the releases it was built from may be
+    the only trace of one whose packages were lost with the warehouse, and rebuilt without it, the next release of
+    its quarter would take its id again with new noise, its cost left out (a hostile trial)."""
     ws = workspace.workspace
+    with warehouse.connect() as con:
+        missing = releases_missing_from_ledger(con, ws)
+    if missing:
+        raise Failure(description=f"The site was not rebuilt: {ledger_behind_packages(missing)}")
     try:
         index = build_site(ws.publish, ws.settings.publication)
     except ReleaseIntegrityError as error:

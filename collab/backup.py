@@ -32,8 +32,10 @@ from pathlib import Path
 
 import duckdb
 
+from collab.intake import submission_dir
 from collab.schema import LATEST_VERSION
 from collab.site import BUILT_FROM
+from collab.staging import CONTACTS_FILE, MINIMISED_CONTACTS_FILE
 from collab.states import submission_states, write_state
 from collab.warehouse import connect
 from collab.workspace import Workspace
@@ -230,23 +232,38 @@ def resume_loads_not_held(ws: Workspace) -> list[str]:
     """Set back to ``checked`` the submissions whose state says loaded but whose rows the warehouse does not hold
     (loaded after the copy put back was made, or the warehouse made anew): unfinished again, the next run loads them
     (from their staged files, as a run that stopped would). Sent again instead, they were refused as duplicates of a
-    file already received."""
-    with duckdb.connect(str(ws.warehouse_path), read_only=True) as con:
-        held = {row[0] for row in con.execute("SELECT submission_id FROM submissions").fetchall()}
+    file already received. A purged one, its staged files deleted, cannot be loaded again and is left as it was (its
+    charity's feedback, that it was used, stays true of the releases made from it). Every `collab run` does this
+    first: a restore or a recovery killed before doing it is finished there."""
+    if not ws.warehouse_path.exists():
+        held: set[str] = set()
+    else:
+        with connect(ws.warehouse_path, read_only=True) as con:
+            held = {row[0] for row in con.execute("SELECT submission_id FROM submissions").fetchall()}
     resumed = []
     for state in submission_states(ws):
-        if state.state == "loaded" and state.submission_id not in held:
-            write_state(
-                ws,
-                submission_id=state.submission_id,
-                charity_id=state.charity_id,
-                file_name=state.file_name,
-                state="checked",
-                name=state.name,
-                status=state.status,
-            )
-            resumed.append(state.submission_id)
+        if state.state != "loaded" or state.submission_id in held or _purged(ws, state.submission_id):
+            continue
+        write_state(
+            ws,
+            submission_id=state.submission_id,
+            charity_id=state.charity_id,
+            file_name=state.file_name,
+            state="checked",
+            name=state.name,
+            status=state.status,
+        )
+        resumed.append(state.submission_id)
     return sorted(resumed)
+
+
+def _purged(ws: Workspace, submission_id: str) -> bool:
+    """Whether a submission's staged contacts are gone (``collab purge``), or its state names no submission."""
+    try:
+        staged = submission_dir(ws, submission_id)
+    except ValueError:
+        return True
+    return not any((staged / name).exists() for name in (CONTACTS_FILE, MINIMISED_CONTACTS_FILE))
 
 
 def _put_back(source: Path, target: Path) -> None:

@@ -27,6 +27,7 @@ from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, JobDefini
 from assets.partitions import quarter_partitions, run_going, submission_partitions
 from assets.releases import REVISE_TAG, waits_for_submissions
 from assets.resources import WAREHOUSE_POOL
+from collab.backup import resume_loads_not_held
 from collab.faults import crash_point
 from collab.intake import (
     SubmissionManifest,
@@ -558,6 +559,8 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
     with run_lock(workspace):
         instance = _pooled_instance()  # one for the whole run: setting an instance up costs a second or two
         abandoned = fail_abandoned_runs(instance)
+        # What a restore or a recovery killed before its last step left: loads the warehouse no longer holds.
+        resume_loads_not_held(workspace)
         charities = [c.id for c in Registry(workspace).all()]
         settle_seconds = workspace.settings.intake.settle_seconds
         landing = landing_zone_from_env(workspace.home)

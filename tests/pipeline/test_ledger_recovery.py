@@ -28,6 +28,7 @@ from collab.states import read_state, write_state
 from collab.warehouse import connect
 from collab.workspace import Workspace
 from pipelines.run_lock import run_lock
+from pipelines.runner import rebuild_stale_site
 from privacy.mechanisms import epsilon_at, gaussian_measurement
 from tests.pipeline.test_releases import insert_people, register_contributors, release, set_privacy
 from tests.system.commands import COLLAB, collab
@@ -167,12 +168,19 @@ def test_a_warehouse_put_back_from_before_some_releases_is_charged_the_rest_afte
     with connect(lost.warehouse_path) as con:
         for table in ("privacy_ledger", "releases", "release_cells"):
             con.execute(f"DELETE FROM {table} WHERE release_id <> '2026Q1-v1'")
-    (lost.staging / "sub-after").mkdir(parents=True)
-    write_state(lost, submission_id="sub-after", charity_id="charity-c", file_name="x.csv", state="loaded")
+    (lost.staging / "charity-c-00000000a1f7").mkdir(parents=True)
+    (lost.staging / "charity-c-00000000a1f7" / "contacts.parquet").touch()  # staged: it can be loaded again
+    write_state(lost, submission_id="charity-c-00000000a1f7", charity_id="charity-c", file_name="x.csv", state="loaded")
+    (lost.staging / "charity-c-00000000b0d5").mkdir(parents=True)  # its staged files purged: it cannot
+    write_state(lost, submission_id="charity-c-00000000b0d5", charity_id="charity-c", file_name="y.csv", state="loaded")
     recovery = _recover(lost)
     assert [(r.release_id, r.spent_order) for r in recovery.releases] == [("2025Q4-v1", 2), ("2026Q1-v2", 3)]
-    state = read_state(lost, "sub-after")
-    assert recovery.submissions_resumed == ["sub-after"] and state is not None and state.state == "checked"
+    state = read_state(lost, "charity-c-00000000a1f7")
+    assert recovery.submissions_resumed == ["charity-c-00000000a1f7"] and state is not None and state.state == "checked"
+    # A purged file's charity was told it was used, which stays true of the releases made from it (a hostile trial:
+    # resumed, it failed for want of its files, and its feedback said nothing from it had been used).
+    purged = read_state(lost, "charity-c-00000000b0d5")
+    assert purged is not None and purged.state == "loaded"
     with connect(lost.warehouse_path, read_only=True) as con:
         assert con.execute(LEDGER).fetchall() == made["ledger"]
     # Asked for by name, a release the ledger holds is not charged again.
@@ -403,6 +411,21 @@ def test_a_release_the_site_was_built_from_refuses_the_next_though_its_packages_
     failure = next(e for e in refused.all_events if e.is_step_failure)
     assert "the published site was built from (2025Q4-v1, 2026Q1-v1)" in str(failure.event_specific_data.error)
     _nothing_written(lost)
+
+
+def test_the_site_is_not_rebuilt_while_the_ledger_lacks_a_release_it_was_built_from(
+    lost: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostile trial: with 2025Q4-v1's packages lost too, the next `collab run` rebuilt the site without it, which
+    erased the only trace of it; recovered without it, the next release of 2025Q4 took its id with new noise."""
+    for root in (lost.releases, lost.publish / "releases"):
+        shutil.rmtree(root / "2025Q4-v1")
+    record = (lost.publish / "site" / "built-from.json").read_bytes()
+    for name, value in lost.environment().items():
+        monkeypatch.setenv(name, value)
+    error = rebuild_stale_site(lost, DagsterInstance.ephemeral())
+    assert error is not None and "The site was not rebuilt" in error and "2025Q4-v1" in error
+    assert (lost.publish / "site" / "built-from.json").read_bytes() == record
 
 
 def test_releases_charged_by_name_leave_the_rest_refusing_every_release(made: dict[str, Any], lost: Workspace) -> None:

@@ -241,3 +241,25 @@ def test_an_approval_killed_while_publishing_holds_nothing_the_next_commands_nee
     [approved] = json.loads(collab(home, "approve", waiting[-1], "--json").stdout)["releases"]
     assert approved["published"] is True and approved["error"] is None
     assert (home / "publish" / "releases" / waiting[-1]).is_dir()
+
+
+def test_a_run_loads_again_what_a_lost_warehouse_held_and_refuses_to_release_until_the_ledger_is_whole(
+    tmp_path: Path,
+) -> None:
+    """A hostile trial: `collab recover-releases` killed after charging, before setting the lost loads back, left every
+    file "loaded" in a warehouse holding none; the next `collab run` said "Nothing pending", and a revision then
+    published figures of nothing. Every run now sets back first what the warehouse does not hold."""
+    home = tmp_path / "var"
+    _drop_files(home, tmp_path)
+    collab(home, "run")
+    assert _query(home, "SELECT count(*) FROM contacts") == [(40,)]
+    (home / "warehouse.duckdb").unlink()  # lost, its releases' packages kept: the ledger cannot be trusted yet
+
+    again = collab(home, "run", "--json", check=False)
+    assert again.returncode == 1, again.stdout + again.stderr  # nothing may be released until the ledger is whole
+    assert _query(home, "SELECT charity_id, count(*) FROM contacts GROUP BY ALL ORDER BY 1") == [
+        ("north-pantry", 20),
+        ("south-pantry", 20),
+    ]
+    assert _query(home, "SELECT count(*) FROM privacy_ledger") == [(0,)]
+    assert "recover-releases" in json.loads(again.stdout)["releases"][0]["error"]

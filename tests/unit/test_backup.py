@@ -233,13 +233,14 @@ def test_restoring_reads_the_sites_record_refuses_a_newer_schema_and_loads_again
         restore(workspace, newer)
     monkeypatch.undo()
 
-    (workspace.staging / "sub-after").mkdir(parents=True)
-    write_state(workspace, submission_id="sub-after", charity_id="c", file_name="x.csv", state="loaded")
+    (workspace.staging / "charity-c-00000000a1f7").mkdir(parents=True)
+    (workspace.staging / "charity-c-00000000a1f7" / "contacts.parquet").touch()  # staged: it can be loaded again
+    write_state(workspace, submission_id="charity-c-00000000a1f7", charity_id="c", file_name="x.csv", state="loaded")
     (workspace.publish / "releases" / ".2026Q1-v1.restoring").mkdir()  # left by a restore stopped mid-copy
     shutil.rmtree(workspace.publish / "releases" / "2026Q1-v1")
     restored = restore(workspace, tmp_path / "old")
-    assert restored.submissions_resumed == ["sub-after"]
-    state = read_state(workspace, "sub-after")
+    assert restored.submissions_resumed == ["charity-c-00000000a1f7"]
+    state = read_state(workspace, "charity-c-00000000a1f7")
     assert state is not None and state.state == "checked"  # unfinished: the next run loads it again
     assert restored.packages_added == ["publish/releases/2026Q1-v1"]
     assert sorted(p.name for p in (workspace.publish / "releases").iterdir()) == ["2026Q1-v1"]
