@@ -27,8 +27,10 @@ import json
 import os
 import re
 import shutil
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -336,20 +338,40 @@ def package_folders(ws: Workspace) -> list[Path]:
 
 def site_built_from(ws: Workspace) -> set[str]:
     """The releases the published site says it was built from (``collab.site``)."""
-    try:
-        built = json.loads((ws.publish / "site" / BUILT_FROM).read_text(encoding="utf-8"))
-        return {name for name in built.get("releases", []) if isinstance(name, str)}
-    except (OSError, ValueError, AttributeError):
-        return set()
+    site = ws.publish / "site"
+    built = None if site.is_symlink() else _record(site / BUILT_FROM)
+    releases = built.get("releases", []) if isinstance(built, dict) else []
+    return {name for name in releases if isinstance(name, str)} if isinstance(releases, list) else set()
 
 
 def package_id(folder: Path) -> str:
-    """The release a package is, as its ``release.json`` names it, or its folder's name where that cannot be read."""
-    try:
-        named = json.loads((folder / PACKAGE_FILE).read_text(encoding="utf-8")).get("release_id")
-    except (OSError, ValueError, AttributeError):
-        named = None
+    """The release a package is, as its ``release.json`` names it, or its folder's name where that cannot be read
+    (a link, which is never followed, is named by its own name)."""
+    record = None if folder.is_symlink() else _record(folder / PACKAGE_FILE)
+    named = record.get("release_id") if isinstance(record, dict) else None
     return named if isinstance(named, str) and named else folder.name
+
+
+# A release.json or the site's record is a few tens of kilobytes: a file far larger is none of ours, and is not read.
+_LARGEST_RECORD_BYTES = 16 * 1024 * 1024
+
+
+def _record(path: Path) -> Any:
+    """The JSON of the regular file at ``path``, opened without following a link, if it holds at most
+    ``_LARGEST_RECORD_BYTES``; None otherwise. Put into releases/ by hand, a FIFO hung every command that reads the
+    packages, a link was read outside the workspace, and a 330 MB file took 12 GB of memory (a hostile trial)."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(handle, "rb") as opened:
+        status = os.fstat(opened.fileno())
+        if not stat.S_ISREG(status.st_mode) or status.st_size > _LARGEST_RECORD_BYTES:
+            return None
+        try:
+            return json.loads(opened.read(_LARGEST_RECORD_BYTES + 1))
+        except (OSError, ValueError, RecursionError):
+            return None
 
 
 def charged_releases(con: duckdb.DuckDBPyConnection) -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import subprocess
@@ -288,3 +289,25 @@ def test_a_restore_puts_the_key_back_into_a_secrets_folder_that_is_a_link(worksp
     assert workspace.secrets.is_symlink() and (mounted / "pseudonymisation.key").read_bytes() == key
     # A file named as a backup's manifest, inside a folder, is put back like any other.
     assert (mounted / "backup.json").read_text(encoding="utf-8") == "{}"
+
+
+def test_what_is_put_into_the_package_folders_by_hand_is_never_read_through_a_link_nor_whole_when_huge(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """A hostile trial: a FIFO as a release.json hung `collab budget`; a link to a folder outside had its release.json
+    read and its contents shown; a 330 MB release.json took 12 GB of memory. Each is now named by its folder."""
+    (workspace.releases / "2025Q3-v1").mkdir(parents=True)
+    os.mkfifo(workspace.releases / "2025Q3-v1" / "release.json")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "release.json").write_text(json.dumps({"release_id": "SECRET-FROM-OUTSIDE"}), encoding="utf-8")
+    (workspace.releases / "zz-link").symlink_to(outside)
+    (workspace.releases / "2025Q4-v1").mkdir()
+    with (workspace.releases / "2025Q4-v1" / "release.json").open("w", encoding="utf-8") as huge:
+        huge.write('{"release_id": "2025Q4-v1", "padding": "')
+        huge.truncate(17 * 1024 * 1024)  # past what any record of ours holds, without writing it
+    (workspace.publish / "site").mkdir(parents=True)
+    (outside / "built-from.json").write_text(json.dumps({"releases": ["OUTSIDE-2099"]}), encoding="utf-8")
+    (workspace.publish / "site" / "built-from.json").symlink_to(outside / "built-from.json")
+    with connect(workspace.warehouse_path) as con:
+        assert releases_missing_from_ledger(con, workspace) == ["2025Q3-v1", "2025Q4-v1", "zz-link"]
