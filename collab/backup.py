@@ -41,6 +41,7 @@ from collab.staging import CONTACTS_FILE, MINIMISED_CONTACTS_FILE
 from collab.states import submission_states, write_state
 from collab.warehouse import connect
 from collab.workspace import Workspace
+from privacy.accountant import ROUNDING
 
 MANIFEST = "backup.json"
 WAREHOUSE_COPY = "warehouse.duckdb"
@@ -296,15 +297,34 @@ def releases_missing_from_ledger(con: duckdb.DuckDBPyConnection, ws: Workspace) 
     and those the published site was built from (``site_built_from``), whose packages may be lost with it. It was put
     back from a copy older than them, or made anew. Their noise was drawn and may be public, so what they cost is
     real; a ledger without them understates every later figure and budget check, and the next release of their
-    quarter would take one's id again."""
-    return sorted((packaged_releases(ws) | site_built_from(ws)) - charged_releases(con))
+    quarter would take one's id again. Also those it holds for less than a package of theirs states they cost (a
+    warehouse of another workspace whose releases had the same ids, put back: a hostile trial's ledger counted a
+    twelfth of what was spent, and the next package stated less than the one before it)."""
+    return sorted((packaged_releases(ws) | site_built_from(ws)) - charged_releases(con) | _understated(con, ws))
+
+
+def _understated(con: duckdb.DuckDBPyConnection, ws: Workspace) -> set[str]:
+    """The releases the ledger holds for less, per person, than a package of theirs says they cost."""
+    charged = dict(
+        con.execute("SELECT release_id, sum(rho_per_person) FROM privacy_ledger GROUP BY release_id").fetchall()
+    )
+    understated = set()
+    for folder in package_folders(ws):
+        record = None if folder.is_symlink() else _record(folder / PACKAGE_FILE)
+        try:
+            release_id, stated = record["release_id"], float(record["privacy"]["per_person"]["release_rho"])
+        except (TypeError, KeyError, ValueError):
+            continue  # no package a release wrote: counted by its folder, or refused by a recovery
+        if release_id in charged and stated > charged[release_id] * (1 + ROUNDING):
+            understated.add(release_id)
+    return understated
 
 
 def ledger_behind_packages(missing: list[str]) -> str:
     """What ``releases_missing_from_ledger`` means, said to the operator."""
     return (
         f"The privacy ledger does not hold {len(missing)} release(s) whose packages exist, or that the published site "
-        f"was built from ({', '.join(missing)}): "
+        f"was built from, or holds less than their packages say they cost ({', '.join(missing)}): "
         "the warehouse was put back from a copy older than them, or made anew. What they cost is real (their noise "
         "was drawn, and may be published), so every release is refused until the ledger holds them: a release now "
         "would understate every person's privacy loss. Put back a backup made after them (`collab restore`), or, "

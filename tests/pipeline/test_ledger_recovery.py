@@ -409,7 +409,7 @@ def test_a_release_the_site_was_built_from_refuses_the_next_though_its_packages_
     refused = release(lost, DagsterInstance.ephemeral(), period="2025Q4")
     assert not refused.success
     failure = next(e for e in refused.all_events if e.is_step_failure)
-    assert "the published site was built from (2025Q4-v1, 2026Q1-v1)" in str(failure.event_specific_data.error)
+    assert "say they cost (2025Q4-v1, 2026Q1-v1)" in str(failure.event_specific_data.error)
     _nothing_written(lost)
 
 
@@ -508,3 +508,21 @@ def test_releases_charged_again_when_the_caps_were_raised_are_charged_again_with
     with connect(workspace.warehouse_path, read_only=True) as con:
         assert (con.execute(LEDGER).fetchall(), con.execute(recharges).fetchall()) == (ledger, recharged)
     assert _figures(json.loads(collab(workspace.home, "budget", "--json").stdout)) == budget
+
+
+def test_a_ledger_holding_a_release_for_less_than_its_package_states_refuses_the_next_release(
+    made: dict[str, Any], lost: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostile trial: a backup of another workspace, whose releases had the same ids at a twelfth of the cost, was
+    restored; the ledger then counted a twelfth of what was spent, and the next package stated less than the last."""
+    shutil.copy2(made["home"] / "warehouse.duckdb", lost.warehouse_path)
+    with connect(lost.warehouse_path) as con:
+        con.execute("UPDATE privacy_ledger SET rho = rho / 12, rho_per_person = rho_per_person / 12")
+    shown = collab(lost.home, "budget", "--json", check=False)
+    assert shown.returncode == 1 and json.loads(shown.stdout)["releases_missing_from_ledger"] == sorted(MADE)
+    for name, value in lost.environment().items():
+        monkeypatch.setenv(name, value)
+    refused = release(lost, DagsterInstance.ephemeral(), revise=True)
+    assert not refused.success
+    failure = next(e for e in refused.all_events if e.is_step_failure)
+    assert "holds less than their packages say they cost" in str(failure.event_specific_data.error)

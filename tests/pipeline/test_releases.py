@@ -587,8 +587,8 @@ def test_a_warehouse_put_back_from_before_a_release_refuses_to_release_until_a_l
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert (
-        "does not hold 1 release(s) whose packages exist, or that the published site was built from (2026Q1-v1)"
-        in str(failure.event_specific_data.error)
+        "does not hold 1 release(s) whose packages exist, or that the published site was built from, or holds less than "
+        "their packages say they cost (2026Q1-v1)" in str(failure.event_specific_data.error)
     )
     assert "Nothing was spent." in str(failure.event_specific_data.error)
     with connect(loaded.warehouse_path) as con:
