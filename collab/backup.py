@@ -46,7 +46,8 @@ from privacy.accountant import ROUNDING
 MANIFEST = "backup.json"
 WAREHOUSE_COPY = "warehouse.duckdb"
 PACKAGE_FILE = "release.json"
-RELEASE_ID = re.compile(r"\d{4}Q[1-4]-v[1-9]\d*")
+# ASCII digits only: Python's \d also takes full-width ones ("２０２６Q3-v1", a hostile trial).
+RELEASE_ID = re.compile(r"[0-9]{4}Q[1-4]-v[1-9][0-9]*")
 
 
 @dataclass(frozen=True)

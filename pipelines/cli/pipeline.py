@@ -577,7 +577,10 @@ def recover_releases(
     from pipelines.run_lock import run_lock
 
     if unlike := [r for r in release_ids or [] if not RELEASE_ID.fullmatch(r)]:
-        fail(f"{escape(unlike[0])!r} is not a release id like 2026Q1-v1", code=2)
+        message = f"{unlike[0]!r} is not a release id like 2026Q1-v1"
+        if as_json:
+            emit_json({"refused": {"code": "E_RELEASE_ID", "package": "", "field": "", "message": message}})
+        fail(escape(message), code=2)
     ws = workspace()
     _say_if_waiting(ws, as_json)
     try:

@@ -526,3 +526,12 @@ def test_a_ledger_holding_a_release_for_less_than_its_package_states_refuses_the
     assert not refused.success
     failure = next(e for e in refused.all_events if e.is_step_failure)
     assert "holds less than their packages say they cost" in str(failure.event_specific_data.error)
+
+
+@pytest.mark.parametrize("named", ["２０２６Q1-v1", "../../etc/passwd", "2026Q1-v1/.."])
+def test_a_name_that_is_no_release_id_is_refused_in_json_too(lost: Workspace, named: str) -> None:
+    """A hostile trial: full-width digits passed as a release id, and `--json` answered in plain text."""
+    refused = collab(lost.home, "recover-releases", named, "--json", check=False)
+    assert refused.returncode == 2
+    assert json.loads(refused.stdout)["refused"]["code"] == "E_RELEASE_ID"
+    assert "is not a release id like 2026Q1-v1" in refused.stderr
