@@ -373,13 +373,14 @@ def package_id(folder: Path) -> str:
     return named if isinstance(named, str) and named else folder.name
 
 
-# A release.json or the site's record is a few tens of kilobytes: a file far larger is none of ours, and is not read.
-_LARGEST_RECORD_BYTES = 16 * 1024 * 1024
+# A release.json, the site's record or a package's CSV is at most some tens of kilobytes: a file far larger is none
+# of ours, and is not read.
+LARGEST_RECORD_BYTES = 16 * 1024 * 1024
 
 
 def _record(path: Path) -> Any:
     """The JSON of the regular file at ``path``, opened without following a link, if it holds at most
-    ``_LARGEST_RECORD_BYTES``; None otherwise. Put into releases/ by hand, a FIFO hung every command that reads the
+    ``LARGEST_RECORD_BYTES``; None otherwise. Put into releases/ by hand, a FIFO hung every command that reads the
     packages, a link was read outside the workspace, and a 330 MB file took 12 GB of memory (a hostile trial)."""
     try:
         handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -387,10 +388,10 @@ def _record(path: Path) -> Any:
         return None
     with os.fdopen(handle, "rb") as opened:
         status = os.fstat(opened.fileno())
-        if not stat.S_ISREG(status.st_mode) or status.st_size > _LARGEST_RECORD_BYTES:
+        if not stat.S_ISREG(status.st_mode) or status.st_size > LARGEST_RECORD_BYTES:
             return None
         try:
-            return json.loads(opened.read(_LARGEST_RECORD_BYTES + 1))
+            return json.loads(opened.read(LARGEST_RECORD_BYTES + 1))
         except (OSError, ValueError, RecursionError):
             return None
 

@@ -44,6 +44,7 @@ import polars as pl
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from collab.backup import (
+    LARGEST_RECORD_BYTES,
     PACKAGE_FILE,
     RELEASE_ID,
     charged_releases,
@@ -147,11 +148,11 @@ class _LostRelease:
 
 def _lost_release(ws: Workspace, release_id: str) -> _LostRelease:
     """The release ``release_id`` from its packages, each read and checked, and all alike."""
-    links = [folder for folder in package_folders(ws) if folder.is_symlink()]
+    every = package_folders(ws)
+    links = [folder for folder in every if folder.is_symlink()]
+    # ``package_id`` never reads through a link: a folder is the release its name or its own release.json says.
     folders = [
-        folder
-        for folder in package_folders(ws)
-        if not folder.is_symlink() and (folder.name == release_id or _claims(folder) == release_id)
+        folder for folder in every if not folder.is_symlink() and release_id in (folder.name, package_id(folder))
     ]
     if named_link := [link for link in links if link.name == release_id] or ([] if folders else links):
         raise RecoveryRefused(
@@ -186,24 +187,26 @@ def _lost_release(ws: Workspace, release_id: str) -> _LostRelease:
     return _checked(first, folders[0], ws, named)
 
 
-def _claims(folder: Path) -> str | None:
-    """The release a folder's ``release.json`` claims to be, never read through a link."""
-    if (folder / PACKAGE_FILE).is_symlink() or not (folder / PACKAGE_FILE).is_file():
-        return None
-    return package_id(folder)
-
-
 def _read_package(ws: Workspace, folder: Path) -> tuple[_ReleaseRecord, dict[str, Any]]:
     """A package's ``release.json``, read and validated field by field, with its files checked against it."""
     where = _relative(folder, ws)
     for root, folders, files in os.walk(folder):
         for name in [*folders, *files]:
-            if Path(root, name).is_symlink():
+            inside = Path(root, name)
+            if inside.is_symlink():
                 raise RecoveryRefused(
                     "E_PACKAGE_LINK",
                     "the package holds a link, which is never followed",
                     package=where,
-                    field=Path(root, name).relative_to(folder).as_posix(),
+                    field=inside.relative_to(folder).as_posix(),
+                )
+            if not (inside.is_dir() or inside.is_file()) or inside.stat().st_size > LARGEST_RECORD_BYTES:
+                # A FIFO put there hung the read for good; a file of hundreds of megabytes is none a release wrote.
+                raise RecoveryRefused(
+                    "E_PACKAGE_FILES",
+                    f"the package holds something no release writes: not a regular file, or over {LARGEST_RECORD_BYTES:,} bytes",
+                    package=where,
+                    field=inside.relative_to(folder).as_posix(),
                 )
     try:
         text = (folder / PACKAGE_FILE).read_text(encoding="utf-8")

@@ -11,8 +11,9 @@ runs' shards until newer runs push them out. Everything else is Dagster's own: t
 same transactions (each write still commits on its own, without waiting for the disk: see
 ``_synchronous_normal``), the same lock that serialises the process's threads over the storage; a run
 waiting for a pool's slot asks again sooner (``claim_concurrency_slot``), and takes a slot only while it is
-free (``_claim_concurrency_slot``). Dagster's other SQLite storages (runs, schedules) are used as they are. On the production profile, ``CollabPostgresStorage`` is Dagster's
-PostgreSQL storage with only the quicker, and atomic, slot claims.
+free (``_claim_concurrency_slot``). Dagster's other SQLite storages (runs, schedules) are used as they are. On the
+production profile, ``CollabPostgresStorage`` is Dagster's PostgreSQL storage with only the quicker, and atomic,
+slot claims.
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ and tampers with what it says.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +93,19 @@ def _figures(budget: dict[str, Any]) -> dict[str, Any]:
 
 def _recover(workspace: Workspace, *release_ids: str) -> Recovery:
     return recover_releases(workspace, release_ids, caps=unit_caps(workspace.settings.privacy))
+
+
+def _lose_packages(workspace: Workspace, *release_ids: str) -> None:
+    """Every copy of each release's package deleted, made and published."""
+    for release_id in release_ids:
+        for root in (workspace.releases, workspace.publish / "releases"):
+            shutil.rmtree(root / release_id, ignore_errors=True)
+
+
+def _use_environment(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workspace's variables set, as the commands and the Dagster resources read them."""
+    for name, value in workspace.environment().items():
+        monkeypatch.setenv(name, value)
 
 
 def _rewrite(workspace: Workspace, release_id: str, change: Any) -> None:
@@ -321,8 +336,7 @@ def test_a_release_lost_between_two_others_is_refused_not_left_out(
 ) -> None:
     """Its id would be free for the next release of its quarter, and what it cost left out of every later figure: the
     revision of its quarter after it, or the next release of any quarter, says what had been spent up to it."""
-    for folder in (lost.releases, lost.publish / "releases"):
-        shutil.rmtree(folder / gone, ignore_errors=True)
+    _lose_packages(lost, gone)
     (lost.publish / "site" / "built-from.json").unlink()  # the site's record of it lost too
     with pytest.raises(RecoveryRefused) as refused:
         _recover(lost)
@@ -382,8 +396,7 @@ def test_a_package_claiming_a_place_no_release_can_have_is_refused(
 
 def test_a_published_release_whose_packages_are_all_lost_is_refused_by_the_sites_record(lost: Workspace) -> None:
     """The site was built from 2025Q4-v1: charged without it, the next release of 2025Q4 would be 2025Q4-v1 again."""
-    for folder in (lost.releases, lost.publish / "releases"):
-        shutil.rmtree(folder / "2025Q4-v1")
+    _lose_packages(lost, "2025Q4-v1")
     with pytest.raises(RecoveryRefused) as refused:
         _recover(lost)
     assert (refused.value.code, refused.value.package) == ("E_RELEASE_WITHOUT_PACKAGE", "publish/site/built-from.json")
@@ -396,16 +409,13 @@ def test_a_release_the_site_was_built_from_refuses_the_next_though_its_packages_
 ) -> None:
     """Every package lost with the warehouse, the published site still says 2025Q4-v1 and 2026Q1-v1 were made: a
     release of 2025Q4 would have been 2025Q4-v1 again, with new noise, its cost left out of every figure."""
-    for release_id in MADE:
-        for root in (lost.releases, lost.publish / "releases"):
-            shutil.rmtree(root / release_id, ignore_errors=True)
+    _lose_packages(lost, *MADE)
     shown = collab(lost.home, "budget", "--json", check=False)
     assert shown.returncode == 1 and json.loads(shown.stdout)["releases_missing_from_ledger"] == [
         "2025Q4-v1",
         "2026Q1-v1",
     ]
-    for name, value in lost.environment().items():
-        monkeypatch.setenv(name, value)
+    _use_environment(lost, monkeypatch)
     refused = release(lost, DagsterInstance.ephemeral(), period="2025Q4")
     assert not refused.success
     failure = next(e for e in refused.all_events if e.is_step_failure)
@@ -418,11 +428,9 @@ def test_the_site_is_not_rebuilt_while_the_ledger_lacks_a_release_it_was_built_f
 ) -> None:
     """A hostile trial: with 2025Q4-v1's packages lost too, the next `collab run` rebuilt the site without it, which
     erased the only trace of it; recovered without it, the next release of 2025Q4 took its id with new noise."""
-    for root in (lost.releases, lost.publish / "releases"):
-        shutil.rmtree(root / "2025Q4-v1")
+    _lose_packages(lost, "2025Q4-v1")
     record = (lost.publish / "site" / "built-from.json").read_bytes()
-    for name, value in lost.environment().items():
-        monkeypatch.setenv(name, value)
+    _use_environment(lost, monkeypatch)
     error = rebuild_stale_site(lost, DagsterInstance.ephemeral())
     assert error is not None and "The site was not rebuilt" in error and "2025Q4-v1" in error
     assert (lost.publish / "site" / "built-from.json").read_bytes() == record
@@ -520,8 +528,7 @@ def test_a_ledger_holding_a_release_for_less_than_its_package_states_refuses_the
         con.execute("UPDATE privacy_ledger SET rho = rho / 12, rho_per_person = rho_per_person / 12")
     shown = collab(lost.home, "budget", "--json", check=False)
     assert shown.returncode == 1 and json.loads(shown.stdout)["releases_missing_from_ledger"] == sorted(MADE)
-    for name, value in lost.environment().items():
-        monkeypatch.setenv(name, value)
+    _use_environment(lost, monkeypatch)
     refused = release(lost, DagsterInstance.ephemeral(), revise=True)
     assert not refused.success
     failure = next(e for e in refused.all_events if e.is_step_failure)
@@ -535,3 +542,57 @@ def test_a_name_that_is_no_release_id_is_refused_in_json_too(lost: Workspace, na
     assert refused.returncode == 2
     assert json.loads(refused.stdout)["refused"]["code"] == "E_RELEASE_ID"
     assert "is not a release id like 2026Q1-v1" in refused.stderr
+
+
+def test_a_release_named_with_no_package_left_is_refused(lost: Workspace) -> None:
+    with pytest.raises(RecoveryRefused) as refused:
+        _recover(lost, "2025Q4-v2")
+    assert refused.value.code == "E_NO_PACKAGE" and "no package of 2025Q4-v2" in str(refused.value)
+
+
+@pytest.mark.parametrize("made_how", ["fifo", "huge"])
+def test_a_package_holding_a_fifo_or_a_huge_file_is_refused_unread(lost: Workspace, made_how: str) -> None:
+    """Put there by hand, a FIFO as a release.json hung the recovery for good, and a huge one was read whole."""
+    record = lost.releases / "2025Q4-v1" / "release.json"
+    record.unlink()
+    if made_how == "fifo":
+        os.mkfifo(record)
+    else:
+        with record.open("w", encoding="utf-8") as huge:
+            huge.truncate(17 * 1024 * 1024)
+    with pytest.raises(RecoveryRefused) as refused:
+        _recover(lost)
+    assert (refused.value.code, refused.value.package, refused.value.field) == (
+        "E_PACKAGE_FILES",
+        "releases/2025Q4-v1",
+        "release.json",
+    )
+    _nothing_written(lost)
+
+
+def test_a_warehouse_that_cannot_be_opened_is_refused_plainly(lost: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Damaged, or held by another process past the wait: a stable code, nothing charged."""
+    lost.warehouse_path.write_bytes(b"not a warehouse" * 1000)
+    with pytest.raises(RecoveryRefused) as refused:
+        _recover(lost)
+    assert refused.value.code == "E_WAREHOUSE"
+
+    lost.warehouse_path.unlink()
+    monkeypatch.setattr("collab.recovery.connect", functools.partial(connect, wait_seconds=1.0))
+    holding = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(lost.warehouse_path)!r}); print(1, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holding.stdout is not None and holding.stdout.readline().strip() == "1"
+        with pytest.raises(RecoveryRefused) as refused:
+            _recover(lost)
+        assert refused.value.code == "E_WAREHOUSE_IN_USE"
+    finally:
+        holding.kill()
+        holding.wait()
