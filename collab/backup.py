@@ -40,7 +40,7 @@ from collab.site import BUILT_FROM
 from collab.staging import CONTACTS_FILE, MINIMISED_CONTACTS_FILE
 from collab.states import submission_states, write_state
 from collab.warehouse import connect
-from collab.workspace import Workspace
+from collab.workspace import Settings, SettingsError, Workspace, read_settings
 from privacy.accountant import ROUNDING
 
 MANIFEST = "backup.json"
@@ -71,6 +71,26 @@ class Restored:
     packages_added: list[str]
     # Submissions loaded after the backup was made: set back to ``checked``, so the next run loads them again.
     submissions_resumed: list[str] = field(default_factory=list)
+    # The settings the backup's replaced that differ (none if the workspace's could not be read).
+    settings_changed: list[SettingChanged] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SettingChanged:
+    """A setting the restore changed: its dotted name, the value it replaced and the value put back, and whether the
+    value put back lets a person lose more than the one replaced (a larger privacy budget, or a smaller public cap on
+    the units a person may be, which the worst case counts)."""
+
+    name: str
+    replaced: Any
+    restored: Any
+    loosens_privacy: bool
+
+
+# Privacy settings under which a person may lose more: budgets when raised, caps on a person's units when lowered
+# (an unset cap counts every charity: the largest).
+_LOOSER_RAISED = {"privacy.release_rho", "privacy.period_rho", "privacy.lifetime_rho"}
+_LOOSER_LOWERED = {"privacy.max_unlinked_charities", "privacy.linked_units_per_person"}
 
 
 class BackupError(Exception):
@@ -186,6 +206,10 @@ def restore(ws: Workspace, backup: Path) -> Restored:
     log left beside the workspace's warehouse (a process killed while writing) is removed with it: DuckDB would
     otherwise replay that log onto the copy put back."""
     manifest = verify_backup(backup)
+    try:
+        restored_settings = read_settings(backup / ws.settings_path.name)
+    except SettingsError as error:  # put back, it would stop every command
+        raise BackupError(f"the backup's settings cannot be used ({error}); nothing was changed") from error
     if manifest.schema_version > LATEST_VERSION:
         raise BackupError(
             f"the backup's warehouse is at schema version {manifest.schema_version}, newer than this code's "
@@ -199,6 +223,7 @@ def restore(ws: Workspace, backup: Path) -> Restored:
             f"the backup of {manifest.made_at} is older than release(s) {', '.join(lost)}: put back, its ledger "
             "would lose what they cost. Restore a backup made after them; nothing was changed"
         )
+    changed = _settings_changed(ws, restored_settings)
     unfinished = ws.restore_marker
     ready = ws.warehouse_path.with_name(f".{ws.warehouse_path.name}.restoring")
     try:
@@ -227,9 +252,41 @@ def restore(ws: Workspace, backup: Path) -> Restored:
     except (OSError, shutil.Error, duckdb.Error) as error:
         ready.unlink(missing_ok=True)
         raise BackupError(f"restoring {backup} stopped part-way: {_first_line(error)}; restore it again") from error
-    ws.init()  # the Dagster instance's configuration, made again from the settings put back
+    # The Dagster instance's configuration, made again from the settings put back (``ws`` may hold those replaced).
+    Workspace(ws.home).init()
     unfinished.unlink()
-    return Restored(manifest, added, resumed)
+    return Restored(manifest, added, resumed, changed)
+
+
+def _settings_changed(ws: Workspace, restored: Settings) -> list[SettingChanged]:
+    """What putting back ``restored`` changes of the workspace's settings as its file holds them now (nothing, if
+    that file cannot be read: a restore is how such a workspace is mended)."""
+    try:
+        replaced = _flattened(read_settings(ws.settings_path).model_dump())
+    except SettingsError:
+        return []
+    changes = []
+    for name, value in _flattened(restored.model_dump()).items():
+        if value == replaced[name]:
+            continue
+        if name in _LOOSER_RAISED:
+            looser = value > replaced[name]
+        elif name in _LOOSER_LOWERED:
+            looser = (value or float("inf")) < (replaced[name] or float("inf"))
+        else:
+            looser = False
+        changes.append(SettingChanged(name, replaced[name], value, looser))
+    return changes
+
+
+def _flattened(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in settings.items():
+        if isinstance(value, dict):
+            flat |= _flattened(value, f"{prefix}{name}.")
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
 
 
 def resume_loads_not_held(ws: Workspace) -> list[str]:

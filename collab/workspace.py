@@ -154,6 +154,23 @@ class Settings(BaseModel):
     instance: InstanceSettings = InstanceSettings()
 
 
+def read_settings(path: Path) -> Settings:
+    """The settings in ``path`` (the defaults if there is no file); ``SettingsError`` says in one line per problem
+    what in the file is wrong."""
+    if not path.exists():
+        return Settings()
+    try:
+        return Settings.model_validate(read_yaml(path) or {})
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise SettingsError(f"{path} is not valid YAML: {error}") from error
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'the file'}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise SettingsError(f"{path}: {problems}") from error
+
+
 @dataclass(frozen=True)
 class Workspace:
     home: Path
@@ -284,18 +301,7 @@ class Workspace:
     @cached_property
     def settings(self) -> Settings:
         """The workspace's settings; ``SettingsError`` says in one line per problem what in the file is wrong."""
-        if not self.settings_path.exists():
-            return Settings()
-        try:
-            return Settings.model_validate(read_yaml(self.settings_path) or {})
-        except yaml.YAMLError as error:
-            raise SettingsError(f"{self.settings_path} is not valid YAML: {error}") from error
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in problem['loc']) or 'the file'}: {problem['msg']}"
-                for problem in error.errors()
-            )
-            raise SettingsError(f"{self.settings_path}: {problems}") from error
+        return read_settings(self.settings_path)
 
     def save_settings(self, settings: Settings) -> None:
         self.settings_path.write_text(yaml.safe_dump(settings.model_dump(), sort_keys=False), encoding="utf-8")

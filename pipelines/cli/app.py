@@ -37,17 +37,18 @@ app = typer.Typer(
 
 def workspace(*, restoring: bool = False) -> Workspace:
     """The workspace, initialised, with its variables exported for Dagster; a usage error (exit 2) if its
-    settings cannot be used, before any command acts on them, or if a restore stopped part-way (but for
-    ``restoring``: `collab restore` itself): its files are part the backup's, and its key may be missing, which
-    initialising would replace with a new one."""
+    settings cannot be used, before any command acts on them, or if a restore stopped part-way: its files are part
+    the backup's, and its key may be missing, which initialising would replace with a new one. Neither stops
+    ``restoring`` (`collab restore` itself), which puts back the backup's settings and key."""
     ws = Workspace.from_env()
     if not restoring and ws.restore_marker.exists():
         backup = ws.restore_marker.read_text(encoding="utf-8")
         fail(f"a restore of {backup} stopped part-way: run `collab restore {backup}` again first", code=2)
     try:
-        ws.init()  # reads the settings
+        ws.init()  # reads the settings, once the folders and the key are made
     except SettingsError as error:
-        fail(str(error), code=2)
+        if not restoring:  # a restore puts back settings that can be used, or refuses
+            fail(str(error), code=2)
     os.environ.update(ws.environment())
     return ws
 

@@ -558,6 +558,14 @@ def restore(
         console.print(
             f"Loaded after the backup, to be loaded again by the next `collab run`: {', '.join(restored.submissions_resumed)}."
         )
+    if restored.settings_changed:
+        console.print("Settings put back from the backup, in place of the workspace's:")
+        for change in restored.settings_changed:
+            warning = " [yellow](a person may now lose more)[/]" if change.loosens_privacy else ""
+            console.print(
+                f"  {change.name}: {escape(repr(change.replaced))} -> {escape(repr(change.restored))}{warning}"
+            )
+        console.print(f"To keep any of the workspace's, set it again in {ws.settings_path}.")
 
 
 @app.command("recover-releases")

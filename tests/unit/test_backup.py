@@ -311,3 +311,63 @@ def test_what_is_put_into_the_package_folders_by_hand_is_never_read_through_a_li
     (workspace.publish / "site" / "built-from.json").symlink_to(outside / "built-from.json")
     with connect(workspace.warehouse_path) as con:
         assert releases_missing_from_ledger(con, workspace) == ["2025Q3-v1", "2025Q4-v1", "zz-link"]
+
+
+def test_a_restore_names_each_setting_it_puts_back_and_which_let_a_person_lose_more(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """A hostile trial: a backup from before the budgets were tightened put its looser ones back, unannounced."""
+    _charge(workspace, "2026Q1-v1")
+    settings = workspace.settings.model_copy(deep=True)
+    settings.privacy.lifetime_rho, settings.privacy.linked_units_per_person = 8.0, 1
+    settings.instance.max_concurrent_runs = 3
+    workspace.save_settings(settings)
+    back_up(workspace, tmp_path / "backup")
+    tightened = settings.model_copy(deep=True)
+    tightened.privacy.lifetime_rho, tightened.privacy.linked_units_per_person = 4.0, 2
+    tightened.privacy.max_unlinked_charities = 3
+    tightened.instance.max_concurrent_runs = 1
+    workspace.save_settings(tightened)
+    assert workspace.settings.instance.max_concurrent_runs == 1  # read, and so kept, before the restore
+
+    restored = restore(workspace, tmp_path / "backup")
+
+    assert [(c.name, c.replaced, c.restored, c.loosens_privacy) for c in restored.settings_changed] == [
+        ("privacy.lifetime_rho", 4.0, 8.0, True),
+        ("privacy.max_unlinked_charities", 3, None, False),
+        ("privacy.linked_units_per_person", 2, 1, True),
+        ("instance.max_concurrent_runs", 1, 3, False),
+    ]
+    # The instance's configuration is made from the settings put back, not those the workspace had read.
+    assert "max_concurrent_runs: 3" in (workspace.dagster_home / "dagster.yaml").read_text(encoding="utf-8")
+    assert restore(workspace, tmp_path / "backup").settings_changed == []
+
+
+def test_a_backup_whose_settings_cannot_be_used_is_refused_and_one_mends_settings_that_cannot(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import register_commands
+    from pipelines.cli.app import app
+
+    _charge(workspace, "2026Q1-v1")
+    back_up(workspace, tmp_path / "good")
+    shutil.copytree(tmp_path / "good", tmp_path / "bad")
+    (tmp_path / "bad" / "settings.yaml").write_text("privacy:\n  lifetime_rho: -1\n", encoding="utf-8")
+    manifest = json.loads((tmp_path / "bad" / MANIFEST).read_text(encoding="utf-8"))
+    manifest["files"]["settings.yaml"] = backups._described(tmp_path / "bad" / "settings.yaml")
+    (tmp_path / "bad" / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    before = workspace.settings_path.read_bytes()
+    with pytest.raises(BackupError, match=r"settings cannot be used .*lifetime_rho.*nothing was changed"):
+        restore(workspace, tmp_path / "bad")
+    assert workspace.settings_path.read_bytes() == before and not workspace.restore_marker.exists()
+
+    workspace.settings_path.write_bytes(b"\xff\xfe not text")  # damaged: every other command refuses
+    register_commands()
+    assert CliRunner().invoke(app, ["budget"]).exit_code == 2
+    mended = CliRunner().invoke(app, ["restore", str(tmp_path / "good")])
+    assert mended.exit_code == 0, mended.output
+    assert "Settings put back" not in mended.output  # nothing readable to compare with
+    assert workspace.settings_path.read_bytes() == before
+    assert CliRunner().invoke(app, ["budget"]).exit_code == 0
