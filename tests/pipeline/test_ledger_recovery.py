@@ -203,8 +203,9 @@ def test_a_warehouse_put_back_from_before_some_releases_is_charged_the_rest_afte
 
 
 def test_releases_are_charged_in_the_order_they_were_made_whatever_their_clocks_said(lost: Workspace) -> None:
-    """The revision's clock set back before both other releases: what each says had been spent up to it orders them."""
-    _rewrite(lost, "2026Q1-v2", lambda m: m.update(created_at="2020-01-01T00:00:00+00:00"))
+    """The revision's clock set back before both other releases (though not before its quarter ended, which no
+    release can be): what each says had been spent up to it orders them."""
+    _rewrite(lost, "2026Q1-v2", lambda m: m.update(created_at="2026-04-01T00:00:00+00:00"))
     assert [r.release_id for r in _recover(lost).releases] == MADE
 
 
@@ -267,6 +268,11 @@ def test_an_earlier_release_forged_to_have_cost_less_is_refused_by_the_packages_
         ("a link inside", "E_PACKAGE_LINK", "data/people_by_need_region.csv"),
         ("a path out of it", "E_PACKAGE_FIELD", "indicators.0.path"),
         ("ten million cells a person", "E_PACKAGE_FIELD", "indicators.7.max_cells_per_person"),  # hung composing
+        # A hostile trial's edits, their checksums made again, that were charged as they said:
+        ("a figure in full-width digits", "E_PACKAGE_FIELD", "data/people_by_need_region.csv row 2 value"),
+        ("a figure with an underscore", "E_PACKAGE_FIELD", "data/people_by_need_region.csv row 2 value"),
+        ("made in 2099", "E_PACKAGE_FIELD", "created_at"),
+        ("made before its quarter ended", "E_PACKAGE_FIELD", "created_at"),
     ],
 )
 def test_a_package_that_is_not_whole_and_consistent_is_refused_naming_it(
@@ -290,6 +296,24 @@ def test_a_package_that_is_not_whole_and_consistent_is_refused_naming_it(
         published.write_text(json.dumps(manifest), encoding="utf-8")
     elif damage == "ten million cells a person":
         _rewrite(lost, "2026Q1-v1", lambda m: m["indicators"][7].update(max_cells_per_person=10_000_000))
+    elif damage.startswith("a figure "):
+        for root in (lost.home, lost.publish):
+            csv = root / "releases" / "2026Q1-v1" / "data" / "people_by_need_region.csv"
+            header, first, *rest = csv.read_text(encoding="utf-8").split("\n")
+            cells = first.split(",")
+            value = cells[header.split(",").index("value")]
+            assert value.isascii() and value.isdigit() and len(value) > 1, value
+            figure = (
+                value.translate({ord(d): ord(d) + 0xFEE0 for d in "0123456789"})
+                if "full" in damage
+                else value[0] + "_" + value[1:]
+            )
+            cells[header.split(",").index("value")] = figure
+            csv.write_text("\n".join([header, ",".join(cells), *rest]), encoding="utf-8")
+        _rewrite(lost, "2026Q1-v1", lambda m: m["files"].update({f: sha256_of(package / f) for f in m["files"]}))
+    elif damage.startswith("made "):
+        made_at = "2099-01-01T00:00:00+00:00" if "2099" in damage else "2026-03-30T12:00:00+00:00"
+        _rewrite(lost, "2026Q1-v1", lambda m: m.update(created_at=made_at))
     elif damage == "a path out of it":
         _rewrite(lost, "2026Q1-v1", lambda m: m["indicators"][0].update(path="data/../../../settings.yaml"))
     else:
