@@ -9,6 +9,8 @@ instance and the definitions are made in each worker, for its workspace), and no
 (forking a process with threads can hand the child a lock held for ever).
 """
 
+import gc
+
 # Modules Dagster imports only when an instance is first made or a run first executes, listed because that
 # happens in the workers.
 import dagster._core.instance.factory
@@ -26,3 +28,10 @@ import pipelines.runner  # noqa: F401  (what a worker runs)
 from collab.expectations import warm_up
 
 warm_up()
+
+# What is loaded here lives as long as every worker: out of the collector's generations, no collection in a worker
+# walks it (about 470,000 objects: 0.26 s a full collection), nor writes to its pages, each then copied from the
+# server's. 35 extracts of 2,000,000 contacts in all, checked and loaded: 1.5% less CPU (median of 6 pairs, busy
+# machine, within its noise; system time 4% less). Collected first: garbage frozen would never be freed.
+gc.collect()
+gc.freeze()
