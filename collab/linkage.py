@@ -16,7 +16,9 @@ may split). The others keep their clusters, which only grow when a unit awaiting
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,12 @@ RELINK_BATCH_RECORDS = 400_000
 # of 400,000 (five) 1,439 MB and 61.3 s, of 250,000 (eight) 1,388 MB and 77.2 s (quiet machine, 2026-12-01). At
 # 600,000 (three), the 32 loads of that run replayed and their units linked at the end: 59.3 s, 1,571 MB at the peak.
 RELINK_GROUP_UNITS = 600_000
+# Parts of a group scored at once, each by its own Splink database in a thread: half of a part's time is Python (Splink
+# writing its SQL, our spanning forest), when the other part's DuckDB has the second core. Every unit of a 10M-contact
+# warehouse (1,753,144) linked at once (busy machine, 2026-12-04, alternating): 15.7 and 14.6 s, 1,566 and 1,539 MB
+# peak at 2, against 16.8 and 17.8 s, 1,155 and 1,148 MB at 1; its release stage 35.4 s (1,598 MB) against 41.6 s
+# (1,465 MB). The clusters are the same: a part's links depend on its records alone, and are kept in the parts' order.
+PARTS_SCORED_AT_ONCE = 2
 # The units of a submission that are new or changed, and those it withdraws, while they are stored or removed.
 _STORING, _WITHDRAWN = "storing_units", "withdrawn_units"
 # The units awaiting linking during a relink, with the hash of each of their blocking keys' values.
@@ -260,13 +268,22 @@ def _link_group(
     incremental relink's argument, ``privacy.clustering.relink_clusters``), and memory holds one group's units."""
     changed_units = con.sql(f"SELECT unit_key AS {UNIT_ID} FROM {_AWAITING} WHERE {group.members()}").pl()[UNIT_ID]
     _hold_candidates(con, group)
-    with _temporary(con, _CANDIDATES):
-        links = pl.concat(
-            [
-                changed_links(con.sql(records).pl(), threshold=policy.threshold, keys=keys, memory=memory)
-                for keys, records in _parts(con, batch_records)
-            ]
-        )
+    with _temporary(con, _CANDIDATES), ThreadPoolExecutor(max_workers=PARTS_SCORED_AT_ONCE) as pool:
+        scoring: deque[Future[pl.DataFrame]] = deque()
+        found: list[pl.DataFrame] = []
+        for number, (keys, records) in enumerate(_parts(con, batch_records)):
+            if len(scoring) == PARTS_SCORED_AT_ONCE:
+                found.append(scoring.popleft().result())
+            part = con.sql(records).pl()
+            # Part n is scored beside parts n-1 .. n-k+1 only: a spill directory per slot is never shared.
+            slot = (
+                None
+                if memory is None
+                else SplinkMemory(memory.limit, f"{memory.spill_directory}.{number % PARTS_SCORED_AT_ONCE}")
+            )
+            scoring.append(pool.submit(changed_links, part, threshold=policy.threshold, keys=keys, memory=slot))
+        found.extend(future.result() for future in scoring)
+        links = pl.concat(found)
     con.register("linked_pairs", links.to_arrow())
     earlier = con.sql(
         f"""
