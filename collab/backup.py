@@ -223,8 +223,13 @@ def restore(ws: Workspace, backup: Path) -> Restored:
             f"the backup of {manifest.made_at} is older than release(s) {', '.join(lost)}: put back, its ledger "
             "would lose what they cost. Restore a backup made after them; nothing was changed"
         )
-    changed = _settings_changed(ws, restored_settings)
     unfinished = ws.restore_marker
+    # The settings replaced, kept until the restore ends: one run again after stopping part-way names the changes
+    # from them, not from the backup's own, already put back.
+    replaced = ws.settings_path.with_name(f".{ws.settings_path.name}.before-restore")
+    if not unfinished.exists() and ws.settings_path.exists():
+        shutil.copy2(ws.settings_path, replaced)
+    changed = _settings_changed(replaced if replaced.exists() else ws.settings_path, restored_settings)
     ready = ws.warehouse_path.with_name(f".{ws.warehouse_path.name}.restoring")
     try:
         unfinished.write_text(str(backup), encoding="utf-8")
@@ -254,15 +259,16 @@ def restore(ws: Workspace, backup: Path) -> Restored:
         raise BackupError(f"restoring {backup} stopped part-way: {_first_line(error)}; restore it again") from error
     # The Dagster instance's configuration, made again from the settings put back (``ws`` may hold those replaced).
     Workspace(ws.home).init()
+    replaced.unlink(missing_ok=True)
     unfinished.unlink()
     return Restored(manifest, added, resumed, changed)
 
 
-def _settings_changed(ws: Workspace, restored: Settings) -> list[SettingChanged]:
-    """What putting back ``restored`` changes of the workspace's settings as its file holds them now (nothing, if
-    that file cannot be read: a restore is how such a workspace is mended)."""
+def _settings_changed(replaced_file: Path, restored: Settings) -> list[SettingChanged]:
+    """What putting back ``restored`` changes of the settings in ``replaced_file`` (nothing, if that file cannot be
+    read: a restore is how such a workspace is mended)."""
     try:
-        replaced = _flattened(read_settings(ws.settings_path).model_dump())
+        replaced = _flattened(read_settings(replaced_file).model_dump())
     except SettingsError:
         return []
     changes = []

@@ -314,7 +314,7 @@ def test_what_is_put_into_the_package_folders_by_hand_is_never_read_through_a_li
 
 
 def test_a_restore_names_each_setting_it_puts_back_and_which_let_a_person_lose_more(
-    workspace: Workspace, tmp_path: Path
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A hostile trial: a backup from before the budgets were tightened put its looser ones back, unannounced."""
     _charge(workspace, "2026Q1-v1")
@@ -329,8 +329,17 @@ def test_a_restore_names_each_setting_it_puts_back_and_which_let_a_person_lose_m
     tightened.instance.max_concurrent_runs = 1
     workspace.save_settings(tightened)
     assert workspace.settings.instance.max_concurrent_runs == 1  # read, and so kept, before the restore
+    real_put_back = backups._put_back_folder
 
-    restored = restore(workspace, tmp_path / "backup")
+    def killed(source: Path, target: Path) -> None:  # after the settings were put back
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(backups, "_put_back_folder", killed)
+    with pytest.raises(BackupError, match="stopped part-way"):
+        restore(workspace, tmp_path / "backup")
+    monkeypatch.setattr(backups, "_put_back_folder", real_put_back)
+
+    restored = restore(workspace, tmp_path / "backup")  # run again: the changes are those the first one made
 
     assert [(c.name, c.replaced, c.restored, c.loosens_privacy) for c in restored.settings_changed] == [
         ("privacy.lifetime_rho", 4.0, 8.0, True),
@@ -340,6 +349,7 @@ def test_a_restore_names_each_setting_it_puts_back_and_which_let_a_person_lose_m
     ]
     # The instance's configuration is made from the settings put back, not those the workspace had read.
     assert "max_concurrent_runs: 3" in (workspace.dagster_home / "dagster.yaml").read_text(encoding="utf-8")
+    assert [p.name for p in workspace.home.iterdir() if "restor" in p.name] == []
     assert restore(workspace, tmp_path / "backup").settings_changed == []
 
 
