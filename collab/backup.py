@@ -71,8 +71,8 @@ class Restored:
     packages_added: list[str]
     # Submissions loaded after the backup was made: set back to ``checked``, so the next run loads them again.
     submissions_resumed: list[str] = field(default_factory=list)
-    # The settings the backup's replaced that differ (none if the workspace's could not be read).
-    settings_changed: list[SettingChanged] = field(default_factory=list)
+    # The settings the backup's replaced that differ; None if the workspace's could not be read, so none can be named.
+    settings_changed: list[SettingChanged] | None = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,8 @@ class SettingChanged:
 
 # Privacy settings under which a person may lose more: budgets when raised, caps on a person's units when lowered
 # (an unset cap counts every charity: the largest).
-_LOOSER_RAISED = {"privacy.release_rho", "privacy.period_rho", "privacy.lifetime_rho"}
+# A higher link threshold misses more links, and a person split into m units loses m²ρ (its own description).
+_LOOSER_RAISED = {"privacy.release_rho", "privacy.period_rho", "privacy.lifetime_rho", "privacy.link_threshold"}
 _LOOSER_LOWERED = {"privacy.max_unlinked_charities", "privacy.linked_units_per_person"}
 
 
@@ -206,10 +207,20 @@ def restore(ws: Workspace, backup: Path) -> Restored:
     log left beside the workspace's warehouse (a process killed while writing) is removed with it: DuckDB would
     otherwise replay that log onto the copy put back."""
     manifest = verify_backup(backup)
+    kept_settings = backup / ws.settings_path.name
+    if not kept_settings.is_file():  # read as the defaults, and not put back: every restore stopped part-way
+        raise BackupError(
+            f"{backup} holds no {kept_settings.name}: it is no backup of a workspace; nothing was changed"
+        )
     try:
-        restored_settings = read_settings(backup / ws.settings_path.name)
+        restored_settings = read_settings(kept_settings)
     except SettingsError as error:  # put back, it would stop every command
         raise BackupError(f"the backup's settings cannot be used ({error}); nothing was changed") from error
+    if ws.settings_path.is_dir() and not ws.settings_path.is_symlink():
+        raise BackupError(
+            f"{ws.settings_path} is a folder, which the backup's settings cannot replace: move it away and restore "
+            "again; nothing was changed"
+        )
     if manifest.schema_version > LATEST_VERSION:
         raise BackupError(
             f"the backup's warehouse is at schema version {manifest.schema_version}, newer than this code's "
@@ -227,7 +238,7 @@ def restore(ws: Workspace, backup: Path) -> Restored:
     # The settings replaced, kept until the restore ends: one run again after stopping part-way names the changes
     # from them, not from the backup's own, already put back.
     replaced = ws.settings_path.with_name(f".{ws.settings_path.name}.before-restore")
-    if not unfinished.exists() and ws.settings_path.exists():
+    if not unfinished.exists() and ws.settings_path.is_file():
         shutil.copy2(ws.settings_path, replaced)
     changed = _settings_changed(replaced if replaced.exists() else ws.settings_path, restored_settings)
     ready = ws.warehouse_path.with_name(f".{ws.warehouse_path.name}.restoring")
@@ -264,13 +275,13 @@ def restore(ws: Workspace, backup: Path) -> Restored:
     return Restored(manifest, added, resumed, changed)
 
 
-def _settings_changed(replaced_file: Path, restored: Settings) -> list[SettingChanged]:
-    """What putting back ``restored`` changes of the settings in ``replaced_file`` (nothing, if that file cannot be
-    read: a restore is how such a workspace is mended)."""
+def _settings_changed(replaced_file: Path, restored: Settings) -> list[SettingChanged] | None:
+    """What putting back ``restored`` changes of the settings in ``replaced_file``; None if that file cannot be read
+    (a restore is how such a workspace is mended, so it goes on)."""
     try:
         replaced = _flattened(read_settings(replaced_file).model_dump())
     except SettingsError:
-        return []
+        return None
     changes = []
     for name, value in _flattened(restored.model_dump()).items():
         if value == replaced[name]:
@@ -521,11 +532,20 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def _described(path: Path) -> dict[str, int | str]:
+    """The size and SHA-256 of the regular file at ``path``; ``BackupError`` for anything else (a FIFO in a backup
+    hung its check for good, a hostile trial)."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        raise BackupError(f"{path} cannot be read: {error.strerror}") from error
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
+    with os.fdopen(handle, "rb") as opened:
+        status = os.fstat(opened.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise BackupError(f"{path} is not a regular file")
+        while chunk := opened.read(1 << 20):
             digest.update(chunk)
-    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"bytes": status.st_size, "sha256": digest.hexdigest()}
 
 
 def _first_line(error: BaseException) -> str:

@@ -270,14 +270,7 @@ def _checked(record: _ReleaseRecord, folder: Path, ws: Workspace, named: list[st
         (f"{record.period}-v{record.revision}" == record.release_id, "release_id", "is not its period and revision"),
         # Nothing is released before its quarter ends: a package of one to come would take its quarter's release.
         (has_ended(record.period), "period", "has not ended: no release of it can have been made"),
-        # Its quarter's last day (in UTC, a release made just after a UK midnight) to a day past this machine's clock:
-        # a later date is a forged one or a clock wrong here, and is not written into the ledger as when it was spent.
-        (
-            quarter_end(record.period) <= record.created_at.astimezone(dt.UTC).date()
-            and record.created_at <= dt.datetime.now(dt.UTC) + _CLOCK_SLACK,
-            "created_at",
-            "is before its quarter ended or after today",
-        ),
+        (_made_in_time(record), "created_at", "is before its quarter ended or after today"),
         ((record.kind == "release") == (record.revision == 1), "kind", "a first release, and only it, is a 'release'"),
         (person.max_units == privacy.units_per_person, "privacy.per_person.max_units", "differs from units_per_person"),
         (person.delta == privacy.delta, "privacy.per_person.delta", "differs from privacy.delta"),
@@ -421,19 +414,32 @@ _CELL_SCHEMA = {
 }
 
 
-# A number as a package writes it (``collab.publication._rows``: fixed decimals, or Python's repr of a float). Python's
-# float() also reads "１９６７", "1_967" and " 12 ", which no package holds (a hostile trial's edits were charged).
-_PACKAGE_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
-
-
+# A number as a package writes it (``collab.publication._rows``: fixed decimals, or Python's repr of a float: no
+# leading zero, an exponent signed and of two or three digits). Python's float() also reads "１９６７", "1_967" and
+# " 12 ", which no package holds (a hostile trial's edits were charged).
+_PACKAGE_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:e[-+][0-9]{2,3})?")
 # How far past this machine's clock a package's creation may be: another host's clock, a day ahead at most.
 _CLOCK_SLACK = dt.timedelta(days=1)
+
+
+def _made_in_time(record: _ReleaseRecord) -> bool:
+    """Whether a release was made from its quarter's last day (in UTC: a release made just after a UK midnight) to a
+    day past this machine's clock: a later date is a forged one or a clock wrong here, and is not written into the
+    ledger as when it was spent. A date at the ends of the calendar has no UTC equivalent (a hostile trial's
+    0001-01-01T00:00+14:00 raised OverflowError)."""
+    try:
+        made = record.created_at.astimezone(dt.UTC)
+    except OverflowError:
+        return False
+    return quarter_end(record.period) <= made.date() and made <= dt.datetime.now(dt.UTC) + _CLOCK_SLACK
 
 
 def _number(text: str, *, optional: bool, where: str, field: str) -> float | None:
     if optional and text == "":
         return None
     number = float(text) if _PACKAGE_NUMBER.fullmatch(text) else math.nan
+    if optional and repr(number) != text:  # the unclipped estimates are written as repr writes them
+        number = math.nan
     if not math.isfinite(number):
         raise RecoveryRefused("E_PACKAGE_FIELD", f"{text!r} is not a number", package=where, field=field)
     return number

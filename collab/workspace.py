@@ -17,6 +17,7 @@ dagster/               DAGSTER_HOME (0700)
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -154,14 +155,31 @@ class Settings(BaseModel):
     instance: InstanceSettings = InstanceSettings()
 
 
+# Far more than any settings file holds: a larger one is no settings file.
+_LARGEST_SETTINGS_BYTES = 1024 * 1024
+
+
 def read_settings(path: Path) -> Settings:
-    """The settings in ``path`` (the defaults if there is no file); ``SettingsError`` says in one line per problem
-    what in the file is wrong."""
-    if not path.exists():
+    """The settings in ``path`` (the defaults if there is none, or it is empty); ``SettingsError`` says in one line
+    per problem what in the file is wrong, or why it is no file to read (a folder, a FIFO, a link to nothing: a
+    hostile trial's hung or ended in a traceback every command)."""
+    if not path.exists() and not path.is_symlink():
         return Settings()
     try:
-        return Settings.model_validate(read_yaml(path) or {})
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(handle, "rb") as opened:
+            status = os.fstat(opened.fileno())
+            if not stat.S_ISREG(status.st_mode) or status.st_size > _LARGEST_SETTINGS_BYTES:
+                raise SettingsError(f"{path} is not a settings file: not a regular file of at most 1 MB")
+            text = opened.read(_LARGEST_SETTINGS_BYTES + 1).decode("utf-8")
+    except OSError as error:
+        raise SettingsError(f"{path} cannot be read: {error.strerror}") from error
+    except UnicodeDecodeError as error:
+        raise SettingsError(f"{path} is not UTF-8 text: {error}") from error
+    try:
+        document = yaml.load(text, Loader=_YAML_LOADER)
+        return Settings.model_validate({} if document is None else document)
+    except yaml.YAMLError as error:
         raise SettingsError(f"{path} is not valid YAML: {error}") from error
     except ValidationError as error:
         problems = "; ".join(
@@ -266,7 +284,7 @@ class Workspace:
         for directory in self.private_folders:
             directory.chmod(0o700)
         create_key(self.key_path)
-        if not self.settings_path.exists():
+        if not self.settings_path.exists() and not self.settings_path.is_symlink():
             self.save_settings(Settings())
         self._write_instance_config()
 

@@ -558,7 +558,12 @@ def restore(
         console.print(
             f"Loaded after the backup, to be loaded again by the next `collab run`: {', '.join(restored.submissions_resumed)}."
         )
-    if restored.settings_changed:
+    if restored.settings_changed is None:
+        console.print(
+            "[yellow]The workspace's settings could not be read, so what the backup's put back changed cannot be "
+            f"named:[/] check {ws.settings_path} before the next run."
+        )
+    elif restored.settings_changed:
         console.print("Settings put back from the backup, in place of the workspace's:")
         for change in restored.settings_changed:
             warning = " [yellow](a person may now lose more)[/]" if change.loosens_privacy else ""

@@ -271,7 +271,9 @@ def test_an_earlier_release_forged_to_have_cost_less_is_refused_by_the_packages_
         # A hostile trial's edits, their checksums made again, that were charged as they said:
         ("a figure in full-width digits", "E_PACKAGE_FIELD", "data/people_by_need_region.csv row 2 value"),
         ("a figure with an underscore", "E_PACKAGE_FIELD", "data/people_by_need_region.csv row 2 value"),
+        ("a figure with a leading zero", "E_PACKAGE_FIELD", "data/people_by_need_region.csv row 2 value"),
         ("made in 2099", "E_PACKAGE_FIELD", "created_at"),
+        ("made at the calendar's end", "E_PACKAGE_FIELD", "created_at"),  # OverflowError
         ("made before its quarter ended", "E_PACKAGE_FIELD", "created_at"),
     ],
 )
@@ -303,16 +305,20 @@ def test_a_package_that_is_not_whole_and_consistent_is_refused_naming_it(
             cells = first.split(",")
             value = cells[header.split(",").index("value")]
             assert value.isascii() and value.isdigit() and len(value) > 1, value
-            figure = (
-                value.translate({ord(d): ord(d) + 0xFEE0 for d in "0123456789"})
-                if "full" in damage
-                else value[0] + "_" + value[1:]
-            )
+            figure = {
+                "a figure in full-width digits": value.translate({ord(d): ord(d) + 0xFEE0 for d in "0123456789"}),
+                "a figure with an underscore": value[0] + "_" + value[1:],
+                "a figure with a leading zero": "0" + value,
+            }[damage]
             cells[header.split(",").index("value")] = figure
             csv.write_text("\n".join([header, ",".join(cells), *rest]), encoding="utf-8")
         _rewrite(lost, "2026Q1-v1", lambda m: m["files"].update({f: sha256_of(package / f) for f in m["files"]}))
     elif damage.startswith("made "):
-        made_at = "2099-01-01T00:00:00+00:00" if "2099" in damage else "2026-03-30T12:00:00+00:00"
+        made_at = {
+            "made in 2099": "2099-01-01T00:00:00+00:00",
+            "made at the calendar's end": "0001-01-01T00:00:00+14:00",
+            "made before its quarter ended": "2026-03-30T12:00:00+00:00",
+        }[damage]
         _rewrite(lost, "2026Q1-v1", lambda m: m.update(created_at=made_at))
     elif damage == "a path out of it":
         _rewrite(lost, "2026Q1-v1", lambda m: m["indicators"][0].update(path="data/../../../settings.yaml"))

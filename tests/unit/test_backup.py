@@ -13,11 +13,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from typer.testing import CliRunner, Result
 
 from collab import backup as backups
 from collab.backup import MANIFEST, BackupError, back_up, releases_missing_from_ledger, restore, verify_backup
 from collab.warehouse import connect
 from collab.workspace import Workspace
+from pipelines.cli import register_commands
+from pipelines.cli.app import app
 
 
 def _charge(ws: Workspace, release_id: str) -> None:
@@ -28,6 +31,12 @@ def _charge(ws: Workspace, release_id: str) -> None:
             "VALUES (?, ?, 'people', 'count', 'release', 'gaussian', 0.1, 2.0, 1.0, now(), 1, 0.1, 1)",
             [release_id, release_id[:6]],
         )
+
+
+def _collab(*arguments: str) -> Result:
+    """A `collab` command run in this process, on the workspace the environment names."""
+    register_commands()
+    return CliRunner().invoke(app, list(arguments))
 
 
 def _package(folder: Path, release_id: str) -> None:
@@ -251,11 +260,6 @@ def test_restoring_reads_the_sites_record_refuses_a_newer_schema_and_loads_again
 def test_a_restore_that_stops_part_way_leaves_the_workspace_refusing_every_command_but_restore(
     workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from typer.testing import CliRunner
-
-    from pipelines.cli import register_commands
-    from pipelines.cli.app import app
-
     _charge(workspace, "2026Q1-v1")
     back_up(workspace, tmp_path / "backup")
     real_put_back = backups._put_back_folder
@@ -266,12 +270,11 @@ def test_a_restore_that_stops_part_way_leaves_the_workspace_refusing_every_comma
     monkeypatch.setattr(backups, "_put_back_folder", killed)
     with pytest.raises(BackupError, match="stopped part-way"):
         restore(workspace, tmp_path / "backup")
-    register_commands()
-    refused = CliRunner().invoke(app, ["budget"])
+    refused = _collab("budget")
     assert refused.exit_code == 2 and "stopped part-way: run `collab restore" in " ".join(refused.output.split())
     monkeypatch.setattr(backups, "_put_back_folder", real_put_back)
-    assert CliRunner().invoke(app, ["restore", str(tmp_path / "backup")]).exit_code == 0
-    assert CliRunner().invoke(app, ["budget"]).exit_code == 0
+    assert _collab("restore", str(tmp_path / "backup")).exit_code == 0
+    assert _collab("budget").exit_code == 0
 
 
 def test_a_restore_puts_the_key_back_into_a_secrets_folder_that_is_a_link(workspace: Workspace, tmp_path: Path) -> None:
@@ -325,7 +328,7 @@ def test_a_restore_names_each_setting_it_puts_back_and_which_let_a_person_lose_m
     back_up(workspace, tmp_path / "backup")
     tightened = settings.model_copy(deep=True)
     tightened.privacy.lifetime_rho, tightened.privacy.linked_units_per_person = 4.0, 2
-    tightened.privacy.max_unlinked_charities = 3
+    tightened.privacy.max_unlinked_charities, tightened.privacy.link_threshold = 3, 0.9
     tightened.instance.max_concurrent_runs = 1
     workspace.save_settings(tightened)
     assert workspace.settings.instance.max_concurrent_runs == 1  # read, and so kept, before the restore
@@ -345,6 +348,7 @@ def test_a_restore_names_each_setting_it_puts_back_and_which_let_a_person_lose_m
         ("privacy.lifetime_rho", 4.0, 8.0, True),
         ("privacy.max_unlinked_charities", 3, None, False),
         ("privacy.linked_units_per_person", 2, 1, True),
+        ("privacy.link_threshold", 0.9, 0.5, False),
         ("instance.max_concurrent_runs", 1, 3, False),
     ]
     # The instance's configuration is made from the settings put back, not those the workspace had read.
@@ -356,11 +360,6 @@ def test_a_restore_names_each_setting_it_puts_back_and_which_let_a_person_lose_m
 def test_a_backup_whose_settings_cannot_be_used_is_refused_and_one_mends_settings_that_cannot(
     workspace: Workspace, tmp_path: Path
 ) -> None:
-    from typer.testing import CliRunner
-
-    from pipelines.cli import register_commands
-    from pipelines.cli.app import app
-
     _charge(workspace, "2026Q1-v1")
     back_up(workspace, tmp_path / "good")
     shutil.copytree(tmp_path / "good", tmp_path / "bad")
@@ -374,10 +373,63 @@ def test_a_backup_whose_settings_cannot_be_used_is_refused_and_one_mends_setting
     assert workspace.settings_path.read_bytes() == before and not workspace.restore_marker.exists()
 
     workspace.settings_path.write_bytes(b"\xff\xfe not text")  # damaged: every other command refuses
-    register_commands()
-    assert CliRunner().invoke(app, ["budget"]).exit_code == 2
-    mended = CliRunner().invoke(app, ["restore", str(tmp_path / "good")])
+    assert _collab("budget").exit_code == 2
+    mended = _collab("restore", str(tmp_path / "good"))
     assert mended.exit_code == 0, mended.output
     assert "Settings put back" not in mended.output  # nothing readable to compare with
     assert workspace.settings_path.read_bytes() == before
-    assert CliRunner().invoke(app, ["budget"]).exit_code == 0
+    assert _collab("budget").exit_code == 0
+
+
+@pytest.mark.parametrize("made_how", ["folder", "fifo", "link to nothing"])
+def test_settings_that_are_no_file_are_refused_in_a_line_and_a_restore_mends_all_but_a_folder(
+    workspace: Workspace, tmp_path: Path, made_how: str
+) -> None:
+    """A hostile trial: such a settings.yaml hung every command (a FIFO) or ended it in a traceback."""
+    _charge(workspace, "2026Q1-v1")
+    back_up(workspace, tmp_path / "backup")
+    workspace.settings_path.unlink()
+    if made_how == "folder":
+        workspace.settings_path.mkdir()
+    elif made_how == "fifo":
+        os.mkfifo(workspace.settings_path)
+    else:
+        workspace.settings_path.symlink_to(tmp_path / "nowhere.yaml")
+    refused = _collab("budget")
+    assert refused.exit_code == 2 and "settings.yaml" in "".join(refused.output.split()), refused.output
+    restored = _collab("restore", str(tmp_path / "backup"))
+    if made_how == "folder":
+        assert restored.exit_code == 1 and "is a folder" in " ".join(restored.output.split())
+        assert not workspace.restore_marker.exists()
+        return
+    assert restored.exit_code == 0, restored.output
+    assert "could not be read, so what the backup's put back changed cannot be named" in " ".join(
+        restored.output.split()
+    )
+    assert _collab("budget").exit_code == 0
+
+
+@pytest.mark.parametrize("kept", ["none", "false", "folder"])
+def test_a_backup_without_settings_that_can_be_used_is_refused_before_anything_changes(
+    workspace: Workspace, tmp_path: Path, kept: str
+) -> None:
+    """A hostile trial: a backup without settings.yaml replaced the warehouse, then stopped part-way at every try."""
+    _charge(workspace, "2026Q1-v1")
+    back_up(workspace, tmp_path / "backup")
+    settings = tmp_path / "backup" / "settings.yaml"
+    settings.unlink()
+    manifest = json.loads((tmp_path / "backup" / MANIFEST).read_text(encoding="utf-8"))
+    del manifest["files"]["settings.yaml"]
+    if kept == "false":  # YAML for no mapping at all, once read as the defaults
+        settings.write_text("false\n", encoding="utf-8")
+    elif kept == "folder":
+        settings.mkdir()
+        (settings / "privacy.yaml").write_text("{}\n", encoding="utf-8")
+    for path in [settings, *(settings.iterdir() if settings.is_dir() else [])]:
+        if path.is_file():
+            manifest["files"][str(path.relative_to(tmp_path / "backup"))] = backups._described(path)
+    (tmp_path / "backup" / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    warehouse = workspace.warehouse_path.read_bytes()
+    with pytest.raises(BackupError, match="nothing was changed"):
+        restore(workspace, tmp_path / "backup")
+    assert workspace.warehouse_path.read_bytes() == warehouse and not workspace.restore_marker.exists()
