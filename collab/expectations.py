@@ -359,9 +359,13 @@ class ExpectationRun:
 
     def validate_staged(self, path: Path) -> None:
         """Validate the contacts staged at ``path``, batch by batch, read from the file straight into what GX
-        receives: codes as categories from the file's own dictionaries, dates as timestamps."""
+        receives: codes as categories from the file's own dictionaries, dates as timestamps. Each column is a block of
+        its own (``split_blocks``): GX reads column by column, and gathering columns of one type into one block copied
+        them all, in fresh memory, dear on a new worker. `bench.intake`'s suite over 995,093 staged contacts, ten
+        alternating pairs of processes (quiet machine, 2026-12-04): median 0.293 s and 0.334 CPU s, against 0.338
+        and 0.420."""
         for table in staged_tables(path, EXPECTATION_BATCH_ROWS, list(FIELDS), _CODE_FIELDS):
-            frame = table.to_pandas(date_as_object=False, coerce_temporal_nanoseconds=True)
+            frame = table.to_pandas(date_as_object=False, coerce_temporal_nanoseconds=True, split_blocks=True)
             self._validate(frame, table.column_names)
 
     def validate(self, batch: pl.DataFrame, fields: list[str]) -> None:
