@@ -98,9 +98,10 @@ class IntakeSettings(BaseModel):
         default=2.0, ge=0, description="age a landed file must reach before the sensor takes it"
     )
     batch_rows: int = Field(
-        default=25_000,
+        default=100_000,
         ge=1_000,
-        description="rows checked and loaded at a time; a run's memory grows with it, not with the file",
+        description="rows checked and loaded at a time (fewer in a file of many columns: "
+        "standards.check.MAX_BATCH_CELLS); a run's memory grows with it, not with the file",
     )
     max_columns: int = Field(default=500, ge=10, description="columns a file may have before it is refused")
     max_rows: int = Field(default=10_000_000, ge=1, description="rows a file may have before it is refused")
