@@ -856,3 +856,19 @@ def test_a_dot_between_groups_of_three_digits_is_read_by_what_the_column_shows_i
     said = [issue.message for outcome in outcomes for issue in outcome.issues if issue.code == "W_INVALID_AMOUNT"]
     assert len(said) == read.count(None)
     assert all("a dot between groups of three digits may separate thousands" in message for message in said)
+
+
+def test_a_wide_files_batches_hold_no_more_cells_than_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of as many rows as a narrow file's would take a file of 500 columns past the checker's 1 GB."""
+    from standards import check
+
+    monkeypatch.setattr(check, "MAX_BATCH_CELLS", 60)
+    extra = [f"Note {i}" for i in range(14)]  # 20 columns: 3 rows a batch
+    path = write_csv(tmp_path / "wide.csv", [[*row, *["x"] * 14] for row in contact_rows(10)], header=[*HEADER, *extra])
+    sink = CollectingSink()
+    report = check_extract(path, sink=sink, options=CheckOptions(batch_size=5)).report
+    assert report.rows_accepted == 10
+    assert [frame.height for frame in sink.frames] == [3, 3, 3, 1]
+    narrow = CollectingSink()
+    check_extract(write_csv(tmp_path / "narrow.csv", contact_rows(10)), sink=narrow, options=CheckOptions(batch_size=5))
+    assert [frame.height for frame in narrow.frames] == [5, 5]  # 6 columns: the rows asked for
