@@ -238,11 +238,11 @@ def restore(ws: Workspace, backup: Path) -> Restored:
     # The settings replaced, kept until the restore ends: one run again after stopping part-way names the changes
     # from them, not from the backup's own, already put back.
     replaced = ws.settings_path.with_name(f".{ws.settings_path.name}.before-restore")
-    if not unfinished.exists() and ws.settings_path.is_file():
-        shutil.copy2(ws.settings_path, replaced)
-    changed = _settings_changed(replaced if replaced.exists() else ws.settings_path, restored_settings)
     ready = ws.warehouse_path.with_name(f".{ws.warehouse_path.name}.restoring")
     try:
+        if not unfinished.exists() and ws.settings_path.is_file():
+            shutil.copy2(ws.settings_path, replaced)
+        changed = _settings_changed(replaced if replaced.exists() else ws.settings_path, restored_settings)
         unfinished.write_text(str(backup), encoding="utf-8")
         shutil.copy2(backup / WAREHOUSE_COPY, ready)
         ws.warehouse_path.with_name(f"{ws.warehouse_path.name}.wal").unlink(missing_ok=True)

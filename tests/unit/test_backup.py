@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -143,6 +144,27 @@ def test_verifying_finds_links_and_a_ledger_other_than_the_manifest_says(workspa
     (backup / MANIFEST).write_text(json.dumps(manifest | {"releases_charged": []}), encoding="utf-8")
     with pytest.raises(BackupError, match=r"holds the releases \['2026Q1-v1'\]"):
         verify_backup(backup)
+
+
+def test_a_fifo_in_a_backup_is_refused_not_read_for_ever(workspace: Workspace, tmp_path: Path) -> None:
+    """A hostile trial: a FIFO in place of a file the manifest lists hung the check (the alarm ends a test that would)."""
+    _charge(workspace, "2026Q1-v1")
+    backup = tmp_path / "backup"
+    back_up(workspace, backup)
+    (backup / "settings.yaml").unlink()
+    os.mkfifo(backup / "settings.yaml")
+
+    def hung(signum: int, frame: object) -> None:
+        raise TimeoutError("verify_backup was still reading the FIFO after 20 s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        with pytest.raises(BackupError, match=r"settings\.yaml is not a regular file"):
+            verify_backup(backup)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_a_backup_that_cannot_be_made_says_why_in_a_line_and_leaves_nothing(
