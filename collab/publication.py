@@ -38,8 +38,9 @@ PRIVACY_UNIT_LINKED = (
     "one person per calendar quarter across the charities that link records (a cluster of their records joined "
     "by probabilistic linkage of keyed codes of surname, date of birth and postcode district), and one person at "
     "one charity elsewhere: someone supported by m non-linking charities counts as up to m + 1 units, and their "
-    "privacy loss is (m + 1) squared times that of one unit (group privacy under zCDP; see per_person); a link "
-    "that linkage misses adds a unit"
+    "privacy loss is (m + 1) squared times that of one unit (group privacy under zCDP; see per_person); each link "
+    "that linkage misses, and each it makes between one person's records and another's, adds a unit to the person "
+    "concerned"
 )
 DATAPACKAGE = "datapackage.json"
 DATA_DIR = "data"
@@ -315,6 +316,20 @@ def per_person_statement(per_person: dict[str, Any]) -> str:
         )
     else:
         assumed = ""
+    # A person whose references sit in c clusters and carry d links to other people's moves the figures by c + d
+    # units' worth (docs/privacy.md): what the figure covers is c + d at most ``linked``, each missed match and each
+    # wrong one a time linkage went wrong.
+    if linked == 1:
+        assumed += (
+            " It also assumes that record linkage neither missed a match of this person's records nor matched them "
+            "with anyone else's: someone for whom it did gets less protection than this."
+        )
+    elif linked:
+        assumed += (
+            f" It also assumes that record linkage went wrong for this person at most {linked - 1} "
+            f"{'time' if linked == 2 else 'times'}, missing a match of their records or matching them with someone "
+            "else's: someone for whom it went wrong more often gets less protection than this."
+        )
     return (
         f"Taking every release so far together, for {who} the published figures are at most "
         f"e^{epsilon:.1f} times more or less likely with their records than without them, "

@@ -392,6 +392,18 @@ def budget(
         raise typer.Exit(1)
 
 
+def _linked_units(settings: PrivacySettings) -> str:
+    """The units declared across the charities that link records, and when they are enough (``per_person_statement``)."""
+    linked = settings.linked_units_per_person
+    if linked == 1:
+        return (
+            "one across those that do, if linkage neither missed a match of theirs nor matched them with someone "
+            "else's (one more each time it did)"
+        )
+    errors = "once" if linked == 2 else f"{linked - 1} times"
+    return f"{linked} across those that do, if linkage went wrong for them at most {errors} (one more each time beyond)"
+
+
 def _print_budget(
     summary: dict[str, Any],
     due: list[Recharge],
@@ -410,8 +422,8 @@ def _print_budget(
         "ε per person",
         "ρ left",
         title=f"Privacy budget (zCDP ρ; ε at δ = {delta:g}); budgets are per person",
-        caption="A person counted by m charities that do not link records is m units, plus one across those that "
-        "do: m units are m² times the ρ of one. A quarter's ρ per person adds up its releases, each at the units it "
+        caption=f"A person counted by m charities that do not link records is m units, plus {_linked_units(settings)}: "
+        "m units are m² times the ρ of one. A quarter's ρ per person adds up its releases, each at the units it "
         "was made with, or charged again at since the caps were raised (a range where they differ, after a charity "
         "started or stopped linking records).",
     )

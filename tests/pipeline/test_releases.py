@@ -399,6 +399,7 @@ def test_units_declared_across_linking_charities_are_counted_recorded_and_stated
     statement = json.loads((loaded.releases / "2026Q1-v1" / "release.json").read_text())["privacy"]["statement"]
     assert "and twice across those that do, should linkage miss a record of theirs" in statement
     assert "nobody is counted separately more than 1 times by its 2 charities that do not link records" in statement
+    assert "It also assumes that record linkage went wrong for this person at most 1 time" in statement
 
 
 def test_raising_a_declared_cap_charges_the_releases_already_made_at_their_new_units(loaded: Workspace) -> None:

@@ -93,3 +93,16 @@ def test_caps_raised_since_the_last_release_show_at_once(workspace: Workspace) -
     assert due["measurement"] == "due from 3 to 4 units at the next release"
     with connect(workspace.warehouse_path) as con:
         assert con.execute("SELECT count(*) FROM privacy_recharges").fetchall() == [(0,)]  # shown, not charged
+
+
+def test_the_units_across_linking_charities_are_said_to_hold_only_while_linkage_is_right(workspace: Workspace) -> None:
+    # A privacy review: the caption said "plus one across those that do", as if linkage never went wrong.
+    from pipelines.cli import register_commands
+    from pipelines.cli.app import app
+
+    register_commands()
+    shown = " ".join(CliRunner().invoke(app, ["budget"]).output.replace("│", " ").split())
+    assert (
+        "plus one across those that do, if linkage neither missed a match of theirs nor matched them with someone "
+        "else's (one more each time it did)" in shown
+    )
