@@ -12,9 +12,9 @@ records (what the pipeline does once a collaborative has enough references) and 
 weights it uses below that.
 
 For each person it also prints the privacy units across the linking charities that removing them can move a
-release by (``units_needed``): 1 where linkage is right, 2 for a person split once or joined with one other
-(``--twins SHARE`` gives that share of people a twin, whom nothing keyed tells apart from them), and so what
-``privacy.linked_units_per_person`` covers.
+release by (``units_needed``): 1 where linkage is right, 2 for a person split once or whose removal leaves one
+piece of someone else's records apart (``--twins SHARE`` gives that share of people a twin, whom nothing keyed
+tells apart from them), and so what ``privacy.linked_units_per_person`` covers.
 """
 
 from __future__ import annotations

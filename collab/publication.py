@@ -31,16 +31,17 @@ from standards.geography import ATTRIBUTION_SOURCE as GEOGRAPHY_SOURCE
 
 MANIFEST = "release.json"
 PRIVACY_UNIT = (
-    "one person at one charity, per calendar quarter: someone supported by m charities counts as m units, "
-    "so their privacy loss is m squared times that of one unit (group privacy under zCDP; see per_person)"
+    "one person at one charity, per calendar quarter: someone with m references across the charities (a charity that "
+    "gives one person two references holds two) counts as m units, so their privacy loss is m squared times that of "
+    "one unit (group privacy under zCDP; see per_person)"
 )
 PRIVACY_UNIT_LINKED = (
     "one person per calendar quarter across the charities that link records (a cluster of their records joined "
     "by probabilistic linkage of keyed codes of surname, date of birth and postcode district), and one person at "
-    "one charity elsewhere: someone supported by m non-linking charities counts as up to m + 1 units, and their "
-    "privacy loss is (m + 1) squared times that of one unit (group privacy under zCDP; see per_person); each link "
-    "that linkage misses, and each it makes between one person's records and another's, adds a unit to the person "
-    "concerned"
+    "one charity elsewhere: someone with m references at charities that do not link records counts as m units, plus "
+    "one across those that do, and one more for each group of their records linkage left apart from the rest and "
+    "each record of someone else's it matched with one of theirs; n units lose n squared times what one unit does "
+    "(group privacy under zCDP; see per_person)"
 )
 DATAPACKAGE = "datapackage.json"
 DATA_DIR = "data"
@@ -275,68 +276,73 @@ def per_person_privacy(con: duckdb.DuckDBPyConnection, record: ReleaseRecord, de
 
 def per_person_statement(per_person: dict[str, Any]) -> str:
     """One plain-English sentence on the lifetime worst case for a person (whose last ``linked_units``, if any, are
-    across the charities that link records), and one saying how to read its size: the stronger claims a reader
-    might assume are not made."""
-    units = per_person["max_units"]
-    linked = per_person["linked_units"]
-    across = (
-        "once across those that do"
-        if linked == 1
-        else f"{'twice' if linked == 2 else f'up to {linked} times'} across those that do, should linkage miss a "
-        "record of theirs or take someone else's (a twin's, say) for theirs"
-    )
+    across the charities that link records), then what it assumes, and how to read its size: the stronger claims a
+    reader might assume are not made."""
+    units, linked = per_person["max_units"], per_person["linked_units"]
+    non_linking = per_person["non_linking_contributors"]
+    counted = []
+    if non_linking:
+        counted.append("once for each reference a charity that does not link records holds for them")
+    if linked:
+        those = "those that do" if non_linking else "the charities that link records"
+        counted.append(f"{_times(linked, up_to=True)} across {those}")
     if units == 1:
         who = "any one person,"
-    elif linked:
-        who = (
-            f"any one person, even someone counted up to {units} times (once for each reference a charity that does "
-            f"not link records holds for them, and {across}),"
-        )
     else:
+        separately = "" if linked else " separately"
         who = (
-            f"any one person, even someone counted separately up to {units} times (once for each reference a charity "
-            "that does not link records holds for them),"
+            f"any one person, even someone counted{separately} {_times(units, up_to=True)} ({', and '.join(counted)}),"
         )
-    epsilon = per_person["lifetime_epsilon"]
+    assumptions = []
     # A charity that does not link records counts each of its references as a person: one given two references there
     # is two of the units the cap counts, as much as someone at two such charities.
     if per_person["units_assumed_at_most"]:
-        assumed = (
-            f" This assumes, as the collaborative declares, that nobody is counted separately more than "
-            f"{units - linked} times by its {per_person['non_linking_contributors']} charities that do not "
-            "link records (a charity that gives one person two references counts them twice): someone who is gets "
-            "less protection than this."
+        assumptions.append(
+            f"as the collaborative declares, that nobody is counted separately more than {_times(units - linked)} by "
+            f"its {non_linking} charities that do not link records (a charity that gives one person two references "
+            "counts them twice): someone who is gets less protection than this."
         )
-    elif per_person["non_linking_contributors"]:
+    elif non_linking:
         # Uncapped, the units are one per charity that does not link records: a privacy audit found 120 people with
         # two references at one such charity in the demo, for whom that count says nothing.
-        assumed = (
-            " This assumes that no charity that does not link records gives one person two references: someone "
-            "given two is counted twice there, and gets less protection than this."
+        assumptions.append(
+            "that no charity that does not link records gives one person two references: someone given two is "
+            "counted twice there, and gets less protection than this."
         )
-    else:
-        assumed = ""
-    # A person whose references sit in c clusters and carry d links to other people's moves the figures by c + d
-    # units' worth (docs/privacy.md): what the figure covers is c + d at most ``linked``, each missed match and each
-    # wrong one a time linkage went wrong.
+    # Removing a person whose references linkage left in c clusters, and who leave p pieces of other people's records
+    # apart when removed, moves the figures by at most c + p units' worth (docs/privacy.md); p is at most the number of
+    # other people's records matched with theirs. The figure covers c + p at most ``linked``: each group of their
+    # records left apart beyond the first, and each such record, is a time linkage went wrong for them.
     if linked == 1:
-        assumed += (
-            " It also assumes that record linkage neither missed a match of this person's records nor matched them "
-            "with anyone else's: someone for whom it did gets less protection than this."
+        assumptions.append(
+            "that record linkage kept all of this person's records at the charities that link records together, and "
+            "matched none of them with anyone else's: someone for whom it did not gets less protection than this."
         )
     elif linked:
-        assumed += (
-            f" It also assumes that record linkage went wrong for this person at most {linked - 1} "
-            f"{'time' if linked == 2 else 'times'}, missing a match of their records or matching them with someone "
-            "else's: someone for whom it went wrong more often gets less protection than this."
+        assumptions.append(
+            f"that record linkage went wrong for this person at most {_times(linked - 1)}, counting each group of their "
+            "records it left apart from the rest and each record of someone else's (a twin's, say) it matched with one "
+            "of theirs: someone for whom it went wrong more often gets less protection than this."
         )
+    assumed = "".join(
+        f" {'This assumes' if index == 0 else 'It also assumes'}{',' if text.startswith('as ') else ''} {text}"
+        for index, text in enumerate(assumptions)
+    )
+    within = ", within the assumptions that follow," if assumptions else ""
+    epsilon = per_person["lifetime_epsilon"]
     return (
-        f"Taking every release so far together, for {who} the published figures are at most "
+        f"Taking every release so far together{within} for {who} the published figures are at most "
         f"e^{epsilon:.1f} times more or less likely with their records than without them, "
         f"except with a chance of {per_person['delta']:g} (epsilon {epsilon:.2f}, "
         f"rho {per_person['lifetime_rho']:.3g}).{assumed} The smaller epsilon is, the stronger the protection: an "
         "epsilon of 1 or less is often called strong, and this one grows with every release."
     )
+
+
+def _times(count: int, *, up_to: bool = False) -> str:
+    """'once', 'twice' or 'n times' ('up to twice', ... when ``up_to``; 'once' is never 'up to')."""
+    words = "once" if count == 1 else "twice" if count == 2 else f"{count} times"
+    return f"up to {words}" if up_to and count > 1 else words
 
 
 def write_release_package(
@@ -496,8 +502,8 @@ def verify_release_package(directory: Path) -> dict[str, Any]:
 
 SINGLE_CHARITY_STATEMENT = (
     "In an area or group served by only one participating charity, a figure is in effect that charity's own "
-    "figure, to within the noise. This reveals nothing more about any person: the privacy guarantee holds for "
-    "every person in every cell, however many charities contributed to it. Such cells are therefore published "
+    "figure, to within the noise. This reveals nothing more about any person: the privacy guarantee is the same in "
+    "every cell, however many charities contributed to it. Such cells are therefore published "
     "like any other, and deliberately not hidden: hiding a cell because of how many charities contributed to it "
     "would make what is published depend on the records themselves, outside the privacy guarantee. What such a "
     "cell can reveal is the charity's own caseload there, which each charity accepts when it joins. No release "

@@ -33,7 +33,8 @@ class UnitCaps:
     """The collaborative's declared caps on the privacy units one person may be held as (public, in its
     settings): one at each charity that does not link records, at most ``unlinked`` of them (None: no cap),
     and ``linked`` across the charities that do. One there holds if linkage joins exactly a person's records;
-    a missed link adds a unit, and so does another person's records joined to theirs (see docs/privacy.md)."""
+    each group of their records a missed link leaves apart adds a unit, and so does each record of someone else's
+    matched with one of theirs (see docs/privacy.md)."""
 
     unlinked: int | None = None
     linked: int = 1

@@ -4,8 +4,9 @@ Keyed values can only be compared for equality, so each comparison is "equal or 
 one component refines another: same surname, else a shared one-letter-short spelling, else same
 sound; same birth date, else same month; same district, else same area). Splink (Fellegi-Sunter,
 weights by EM) scores every candidate pair and joins pairs above the link threshold into clusters; a
-cluster is one person, one privacy unit. A person split into m clusters costs m²ρ (see
-docs/privacy.md); the threshold trades that against wrongly merged people.
+cluster is one person, one privacy unit. A person split into m clusters costs m²ρ, and a record of someone
+else's matched with theirs adds a unit too (see docs/privacy.md): the threshold trades missed links against
+wrong ones, and both cost privacy.
 
 Deterministic given the records: u is estimated from a seeded sample and EM starts from fixed values.
 Training needs many records and some exact agreements (a handful of references, as in a new

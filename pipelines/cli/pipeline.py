@@ -392,18 +392,6 @@ def budget(
         raise typer.Exit(1)
 
 
-def _linked_units(settings: PrivacySettings) -> str:
-    """The units declared across the charities that link records, and when they are enough (``per_person_statement``)."""
-    linked = settings.linked_units_per_person
-    if linked == 1:
-        return (
-            "one across those that do, if linkage neither missed a match of theirs nor matched them with someone "
-            "else's (one more each time it did)"
-        )
-    errors = "once" if linked == 2 else f"{linked - 1} times"
-    return f"{linked} across those that do, if linkage went wrong for them at most {errors} (one more each time beyond)"
-
-
 def _print_budget(
     summary: dict[str, Any],
     due: list[Recharge],
@@ -422,10 +410,12 @@ def _print_budget(
         "ε per person",
         "ρ left",
         title=f"Privacy budget (zCDP ρ; ε at δ = {delta:g}); budgets are per person",
-        caption=f"A person counted by m charities that do not link records is m units, plus {_linked_units(settings)}: "
-        "m units are m² times the ρ of one. A quarter's ρ per person adds up its releases, each at the units it "
-        "was made with, or charged again at since the caps were raised (a range where they differ, after a charity "
-        "started or stopped linking records).",
+        caption="A person is a unit for each reference a charity that does not link records holds for them, plus one "
+        "across those that do, and one more for each group of their records linkage left apart from the rest and each "
+        "record of someone else's it matched with one of theirs; n units are n² times the ρ of one. ρ per person is at "
+        "the units shown, the most the settings declare: someone counted more gets less protection. A quarter's ρ per "
+        "person adds up its releases, each at the units it was made with, or charged again at since the caps were "
+        "raised (a range where they differ, after a charity started or stopped linking records).",
     )
     for p in periods:
         table.add_row(

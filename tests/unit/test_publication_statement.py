@@ -1,4 +1,4 @@
-"""The plain-English statement of a person's worst case says what it assumes of record linkage."""
+"""The plain-English statement of a person's worst case says what it assumes, record linkage included."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import pytest
 from collab.publication import per_person_statement
 
 
-def _per_person(*, max_units: int, linked_units: int, non_linking: int = 0) -> dict[str, object]:
+def _per_person(*, max_units: int, linked_units: int, non_linking: int = 0, capped: bool = False) -> dict[str, object]:
     return {
         "max_units": max_units,
         "linked_units": linked_units,
         "non_linking_contributors": non_linking,
-        "units_assumed_at_most": False,
+        "units_assumed_at_most": capped,
         "lifetime_rho": 0.25,
         "lifetime_epsilon": 3.86,
         "delta": 1e-7,
@@ -22,14 +22,22 @@ def _per_person(*, max_units: int, linked_units: int, non_linking: int = 0) -> d
 def test_without_linkage_nothing_is_assumed_of_it() -> None:
     statement = per_person_statement(_per_person(max_units=1, linked_units=0, non_linking=1))
     assert "record linkage" not in statement
+    assert "within the assumptions that follow, for any one person," in statement
+    assert " This assumes that no charity that does not link records gives one person two references" in statement
 
 
 @pytest.mark.parametrize(
     ("linked", "assumed"),
     [
-        (1, "record linkage neither missed a match of this person's records nor matched them with anyone else's"),
-        (2, "record linkage went wrong for this person at most 1 time, missing a match"),
-        (3, "record linkage went wrong for this person at most 2 times, missing a match"),
+        (1, "kept all of this person's records at the charities that link records together, and matched none of them"),
+        (
+            2,
+            "went wrong for this person at most once, counting each group of their records it left apart from the rest ",
+        ),
+        (
+            3,
+            "went wrong for this person at most twice, counting each group of their records it left apart from the rest ",
+        ),
     ],
 )
 def test_the_worst_case_across_linking_charities_states_how_often_linkage_may_go_wrong(
@@ -37,6 +45,18 @@ def test_the_worst_case_across_linking_charities_states_how_often_linkage_may_go
 ) -> None:
     # A privacy review: the demo's statement said "for any one person" although someone whose records linkage
     # matched with another person's is two units to a release (docs/privacy.md), beyond the one it covered.
-    statement = per_person_statement(_per_person(max_units=linked, linked_units=linked))
-    assert f"It also assumes that {assumed}" in statement
-    assert statement.index("It also assumes") < statement.index("The smaller epsilon is")
+    alone = per_person_statement(_per_person(max_units=linked, linked_units=linked))
+    assert f" This assumes that record linkage {assumed}" in alone
+    assert "does not link records" not in alone  # no such charity: none is spoken of
+    beside = per_person_statement(_per_person(max_units=linked + 2, linked_units=linked, non_linking=2))
+    assert f" It also assumes that record linkage {assumed}" in beside
+    assert beside.index("This assumes that no charity") < beside.index("It also assumes") < beside.index("The smaller")
+
+
+def test_a_declared_cap_is_stated_in_words() -> None:
+    statement = per_person_statement(_per_person(max_units=4, linked_units=3, non_linking=3, capped=True))
+    assert "even someone counted up to 4 times (once for each reference" in statement
+    assert "and up to 3 times across those that do)" in statement
+    assert "This assumes, as the collaborative declares, that nobody is counted separately more than once by its 3" in (
+        statement
+    )
