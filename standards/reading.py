@@ -593,8 +593,10 @@ def _blank_line(separators: str) -> str:
 # line and reads a byte-order mark there as none, so each read starts with a line of its own, dropped after.
 def _first_line(delimiter: str, width: int) -> bytes:
     """The line that starts the text of each read of a chunk's lines (``_read_lines``, ``_read_cells``): ``width``
-    cells, one line to either read (never an empty one, which a read may skip)."""
-    return ("-" + delimiter * (width - 1) + "\n").encode()
+    cells, one line to either read, never an empty one (which a read may skip), its first cell a character that is
+    not the delimiter (a ``sep=-`` line makes it one)."""
+    first_cell = "_" if delimiter == "-" else "-"
+    return (first_cell + delimiter * (width - 1) + "\n").encode()
 
 
 def _read_lines(data: bytes) -> pl.Series:

@@ -230,6 +230,23 @@ def test_a_delimiter_polars_cannot_split_at_is_read_by_the_csv_module(tmp_path: 
     assert sum(frame.height for frame in _csv_batches(source, 3, 7)) == 20
 
 
+@pytest.mark.parametrize("delimiter", ["-", "_", "|", ","])
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_any_one_byte_delimiter_is_read_by_polars_as_the_csv_module_reads_it(
+    tmp_path: Path, delimiter: str, width: int
+) -> None:
+    """A differential fuzz of the plain reader: with "sep=-" the line each read of a chunk starts with was one
+    cell too wide (it began with "-"), and every such file ended in an internal error."""
+    path = tmp_path / "delimited.csv"
+    rows = [delimiter.join(f"r{i}c{j}" for j in range(width)) for i in range(30)]
+    path.write_text("\n".join([delimiter.join(f"h{j}" for j in range(width)), *rows]) + "\n", encoding="utf-8")
+    header = [f"h{j}" for j in range(width)]
+    source = ExtractSource(path=path, format="csv", encoding="utf-8", delimiter=delimiter, header=header)
+    for chunk in (64, reading.PLAIN_CHUNK_BYTES):
+        assert_read_to_the_end_as_the_csv_module_reads_it(source, width, batch_size=7, chunk=chunk)
+    assert sum(frame.height for frame in _csv_batches(source, width, 7)) == 30
+
+
 # Cells as a spreadsheet writes them, then quoted by the csv module's writer: amounts with thousands separators,
 # quotes inside cells, blanks and whitespace-only cells, quoted or not.
 _SPREADSHEET_CELL = st.lists(
