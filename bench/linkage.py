@@ -8,8 +8,7 @@ the true pairs (two references of one person): precision = true pairs among the 
 recall = joined pairs among the true pairs; plus how many people end split, and how many records
 were merged with someone else's. The anchor is the old method: one HMAC of surname + birth date +
 district, records joined when their tokens are equal. Splink runs twice: with weights trained on the
-records (what the pipeline does once a collaborative has enough references) and with the fixed public
-weights it uses below that.
+records (benchmark only) and with the fixed public weights (the pipeline always uses these).
 
 For each person it also prints the privacy units across the linking charities that removing them can move a
 release by (``units_needed``): 1 where linkage is right, 2 for a person split once or whose removal leaves one

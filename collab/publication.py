@@ -32,15 +32,15 @@ from standards.geography import ATTRIBUTION_SOURCE as GEOGRAPHY_SOURCE
 MANIFEST = "release.json"
 PRIVACY_UNIT = (
     "one person at one charity, per calendar quarter: someone with m references across the charities (a charity that "
-    "gives one person two references holds two) counts as m units, so their privacy loss is m squared times that of "
-    "one unit (group privacy under zCDP; see per_person)"
+    "gives one person two references holds two) counts as at most m units, so their privacy loss is at most m squared times "
+    "that of one unit (group privacy under zCDP; see per_person)"
 )
 PRIVACY_UNIT_LINKED = (
     "one person per calendar quarter across the charities that link records (a cluster of their records joined "
     "by probabilistic linkage of keyed codes of surname, date of birth and postcode district), and one person at "
-    "one charity elsewhere: someone with m references at charities that do not link records counts as m units, plus "
-    "one across those that do, and one more for each group of their records linkage left apart from the rest and "
-    "each record of someone else's it matched with one of theirs; n units lose n squared times what one unit does "
+    "one charity elsewhere: someone with m references at charities that do not link records counts as at most m units, "
+    "plus one across those that do, and one more for each extra group linkage split their records into and each "
+    "record of someone else's it matched with one of theirs; the privacy loss of n units is n squared times that of one "
     "(group privacy under zCDP; see per_person)"
 )
 DATAPACKAGE = "datapackage.json"
@@ -282,10 +282,11 @@ def per_person_statement(per_person: dict[str, Any]) -> str:
     non_linking = per_person["non_linking_contributors"]
     counted = []
     if non_linking:
-        counted.append("once for each reference a charity that does not link records holds for them")
-    if linked:
-        those = "those that do" if non_linking else "the charities that link records"
-        counted.append(f"{_times(linked, up_to=True)} across {those}")
+        counted.append("once for each reference held for them by a charity that does not link records")
+        if linked:
+            counted.append(f"{_times(linked, up_to=True)} across those that do")
+    elif linked:
+        counted.append("across the charities that link records")
     if units == 1:
         who = "any one person,"
     else:
@@ -295,34 +296,32 @@ def per_person_statement(per_person: dict[str, Any]) -> str:
         )
     assumptions = []
     # A charity that does not link records counts each of its references as a person: one given two references there
-    # is two of the units the cap counts, as much as someone at two such charities.
-    if per_person["units_assumed_at_most"]:
+    # is two of the units the cap counts, as much as someone at two such charities. Uncapped, the units are one per such
+    # charity: a privacy audit found 120 people with two references at one such charity in the demo, for whom that
+    # count says nothing.
+    if non_linking:
+        declared = "as the collaborative declares, " if per_person["units_assumed_at_most"] else ""
+        charities = "one charity that does not" if non_linking == 1 else f"{non_linking} charities that do not"
         assumptions.append(
-            f"as the collaborative declares, that nobody is counted separately more than {_times(units - linked)} by "
-            f"its {non_linking} charities that do not link records (a charity that gives one person two references "
-            "counts them twice): someone who is gets less protection than this."
-        )
-    elif non_linking:
-        # Uncapped, the units are one per charity that does not link records: a privacy audit found 120 people with
-        # two references at one such charity in the demo, for whom that count says nothing.
-        assumptions.append(
-            "that no charity that does not link records gives one person two references: someone given two is "
-            "counted twice there, and gets less protection than this."
+            f"{declared}that nobody is counted separately more than {_times(units - linked)} by its {charities} link "
+            "records (a charity that gives one person two references counts them twice): someone who is may get less "
+            "protection than this."
         )
     # Removing a person whose references linkage left in c clusters, and who leave p pieces of other people's records
     # apart when removed, moves the figures by at most c + p units' worth (docs/privacy.md); p is at most the number of
     # other people's records matched with theirs. The figure covers c + p at most ``linked``: each group of their
-    # records left apart beyond the first, and each such record, is a time linkage went wrong for them.
+    # records split off beyond the first, and each such record, is a time linkage went wrong for them.
     if linked == 1:
         assumptions.append(
             "that record linkage kept all of this person's records at the charities that link records together, and "
-            "matched none of them with anyone else's: someone for whom it did not gets less protection than this."
+            "matched none of them with anyone else's: someone whose records it split, or matched with someone else's, may "
+            "get less protection than this."
         )
     elif linked:
         assumptions.append(
-            f"that record linkage went wrong for this person at most {_times(linked - 1)}, counting each group of their "
-            "records it left apart from the rest and each record of someone else's (a twin's, say) it matched with one "
-            "of theirs: someone for whom it went wrong more often gets less protection than this."
+            f"that record linkage went wrong for this person at most {_times(linked - 1)}, counting each "
+            "extra group it split their records into and each record of someone else's (a twin's, say) it matched with "
+            "one of theirs: someone for whom it went wrong more often may get less protection than this."
         )
     assumed = "".join(
         f" {'This assumes' if index == 0 else 'It also assumes'}{',' if text.startswith('as ') else ''} {text}"

@@ -78,7 +78,7 @@ class PrivacySettings(BaseModel):
         le=8,
         description="public cap: the privacy units one person may be across the charities that link records. 1 holds "
         "if linkage joins exactly their records; each more covers one more time it went wrong for them: a group of "
-        "their records left apart by a missed link, or a record of someone else's (a twin's, say) matched with theirs",
+        "their records split off by a missed link, or a record of someone else's (a twin's, say) matched with theirs",
     )
     link_threshold: float = Field(
         default=DEFAULT_THRESHOLD,

@@ -8,8 +8,9 @@ cluster is one person, one privacy unit. A person split into m clusters costs mÂ
 else's matched with theirs adds a unit too (see docs/privacy.md): the threshold trades missed links against
 wrong ones, and both cost privacy.
 
-Deterministic given the records: u is estimated from a seeded sample and EM starts from fixed values.
-Training needs many records and some exact agreements (a handful of references, as in a new
+The pipeline always links on fixed, public weights (``_FIXED_LEVELS``); ``link_clusters`` can also train them,
+which ``bench.linkage`` compares. Deterministic given the records: u is estimated from a seeded sample and EM
+starts from fixed values. Training needs many records and some exact agreements (a handful of references, as in a new
 collaborative's first quarter, give EM nothing to learn from); below ``MIN_TRAINING_RECORDS`` or
 without ``MIN_EXACT_PAIRS`` agreeing pairs the weights are fixed, public values (``_FIXED_LEVELS``)
 instead. Each cluster's id is the smallest ``unit_id`` among its members: the same records always give
@@ -47,7 +48,7 @@ _SAMPLE_SEED = 2026
 _SAMPLED_PAIRS = 1_000_000
 MIN_TRAINING_RECORDS = 1_000
 MIN_EXACT_PAIRS = 10
-# Fixed (m, u) per comparison level, most specific first, when there is too little to train on; the else
+# Fixed (m, u) per comparison level, most specific first: the pipeline's, and link_clusters' with too little to train on; the else
 # level takes the rest. u: the chance that two different people agree (a surname about 1 in 500, a birth
 # date 1 in 20,000, a district 1 in 50: a collaborative's clients live near each other); m: the chance
 # that one person's two records do. A surname agreeing only in sound is no evidence of one person (a slip

@@ -27,7 +27,7 @@ VARIANTS = "surname_variants"
 TOKEN = "linkage_token"
 # The match probability above which two records are one person (``privacy.clustering``). A missed link splits a
 # person into more units (m²ρ); a wrong one joins two people into one unit, and removing either moves the figures by
-# two units' worth (docs/privacy.md). Either raises someone's loss above the stated worst case; the declared
+# up to two units' worth (docs/privacy.md). Either can raise someone's loss above the stated worst case; the declared
 # ``privacy.linked_units_per_person`` covers a person for whom linkage went wrong that many times less one. At 0.5,
 # ``bench.linkage`` finds no wrong link and 4 people of 20,465 left split on the demo truth with typos.
 DEFAULT_THRESHOLD = 0.5

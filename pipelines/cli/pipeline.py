@@ -410,10 +410,11 @@ def _print_budget(
         "ε per person",
         "ρ left",
         title=f"Privacy budget (zCDP ρ; ε at δ = {delta:g}); budgets are per person",
-        caption="A person is a unit for each reference a charity that does not link records holds for them, plus one "
-        "across those that do, and one more for each group of their records linkage left apart from the rest and each "
-        "record of someone else's it matched with one of theirs; n units are n² times the ρ of one. ρ per person is at "
-        "the units shown, the most the settings declare: someone counted more gets less protection. A quarter's ρ per "
+        caption="A person counts as at most one unit for each reference held for them by a charity that does not link "
+        "records, plus one across those that do, and one more for each extra group linkage split their records into "
+        "and each record of someone else's it matched with one of theirs; the ρ of n units is n² times that of one. ρ "
+        "per person is at the units shown, the most the settings declare: someone counted more may get less "
+        "protection. A quarter's ρ per "
         "person adds up its releases, each at the units it was made with, or charged again at since the caps were "
         "raised (a range where they differ, after a charity started or stopped linking records).",
     )

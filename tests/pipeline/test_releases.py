@@ -108,9 +108,12 @@ def test_release_is_published_with_intervals_and_spend(loaded: Workspace) -> Non
     assert per_person["period_rho"] == per_person["lifetime_rho"] == pytest.approx(2.0 * SPENT)
     assert per_person["lifetime_epsilon"] == pytest.approx(epsilon_at(2.0 * SPENT, per_person["delta"]))
     statement = manifest["privacy"]["statement"]
-    assert "counted separately up to twice (once for each reference a charity" in statement
+    assert "counted separately up to twice (once for each reference held for them by a charity" in statement
     # Uncapped, the one assumption left is said (a privacy audit: people with two references at one such charity).
-    assert "This assumes that no charity that does not link records gives one person two references" in statement
+    assert (
+        "This assumes that nobody is counted separately more than twice by its 2 charities that do not link records "
+        "(a charity that gives one person two references counts them twice)"
+    ) in statement
     assert "as the collaborative declares" not in statement
     assert manifest["contributors"] == 2
     with (published / "data" / "people_by_need_region.csv").open() as handle:
@@ -400,7 +403,8 @@ def test_units_declared_across_linking_charities_are_counted_recorded_and_stated
     assert "and up to twice across those that do)" in statement
     assert "nobody is counted separately more than once by its 2 charities that do not link records" in statement
     assert (
-        "It also assumes that record linkage went wrong for this person at most once, counting each group" in statement
+        "It also assumes that record linkage went wrong for this person at most once, counting each extra group"
+        in statement
     )
 
 
