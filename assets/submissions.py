@@ -23,7 +23,7 @@ from dagster import (
 from assets.partitions import run_going, submission_partitions
 from assets.resources import WAREHOUSE_POOL, CollabWorkspace, LandingZoneResource, Warehouse
 from collab.expectations import ExpectationRun
-from collab.faults import crash_point
+from collab.faults import crash_point, worker_dies_on
 from collab.intake import (
     SubmissionManifest,
     load_manifest,
@@ -153,6 +153,7 @@ def submission_quality(
     options = check_options(ws.settings.intake, links_records=links_records)
     linkage_key = ws.key() if links_records else None
     try:
+        worker_dies_on(manifest.original_name)
         with StagingSink(staging, ws.quarantine / manifest.submission_id, linkage_key=linkage_key) as sink:
             result = check_extract(
                 staging / manifest.source_file,

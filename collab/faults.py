@@ -2,7 +2,9 @@
 
 ``COLLAB_CRASH_AT=<point>`` makes the process SIGKILL itself on reaching that point: no cleanup, no
 ``finally``, as a power cut or the OOM killer would. ``COLLAB_INTERRUPT_AT=<point>`` sends SIGINT to the
-process group instead, as Ctrl-C in a terminal does to a command and every process it started. Unset
+process group instead, as Ctrl-C in a terminal does to a command and every process it started.
+``COLLAB_WORKER_DIES_ON=<file name>`` aborts the process checking that file, and only it, as a library
+failing on a file does (fastexcel aborted on a crafted workbook). Unset
 (always, outside the crash test), a point is two dictionary lookups.
 """
 
@@ -16,6 +18,7 @@ from pathlib import Path
 
 CRASH_VARIABLE = "COLLAB_CRASH_AT"
 INTERRUPT_VARIABLE = "COLLAB_INTERRUPT_AT"
+WORKER_DIES_VARIABLE = "COLLAB_WORKER_DIES_ON"
 
 
 def _first_to_interrupt() -> bool:
@@ -38,3 +41,9 @@ def crash_point(name: str) -> None:
         if (parent := multiprocessing.parent_process()) is not None and parent.pid is not None:
             os.kill(parent.pid, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def worker_dies_on(file_name: str) -> None:
+    """Abort (SIGABRT) the process about to check ``file_name`` if ``COLLAB_WORKER_DIES_ON`` names it."""
+    if os.environ.get(WORKER_DIES_VARIABLE) == file_name:
+        os.abort()

@@ -17,6 +17,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,21 +240,21 @@ def _run_submission_jobs(
             if outcomes[-1].reason == INTERRUPTED:  # Dagster took the Ctrl-C inside the run; it stops this one too
                 raise KeyboardInterrupt
         return outcomes
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=worker_processes(),
-        initializer=_start_worker,
-        initargs=(dict(os.environ),),
-    ) as pool:
+    by_key: dict[str, SubmissionOutcome] = {}
+    broken: list[PendingFile] = []
+    with _worker_pool(workers) as pool:
         futures = {pool.submit(_process_in_worker, str(workspace.home), file): file for file in files}
-        by_key = {}
         try:
             for future in as_completed(futures):
                 file = futures[future]
                 progress(f"{file.charity_id}: {file.file_name}")
                 try:
                     by_key[file.partition_key] = future.result()
-                except Exception as error:  # the worker itself died: still that file's failure alone
+                except BrokenProcessPool:
+                    # A worker died (a library aborting on a file, the OOM killer): the pool ends every file it had,
+                    # and which one killed it is not known. Each is run again on its own, below.
+                    broken.append(file)
+                except Exception as error:  # our code failed outside the run: still that file's failure alone
                     landing = landing_zone_from_env(workspace.home)
                     by_key[file.partition_key] = _fail_file(workspace, landing, file, describe_error(error), run_id="")
         except KeyboardInterrupt:
@@ -263,7 +264,31 @@ def _run_submission_jobs(
             # waiting, can be woken at exit through a pipe it has closed (python/cpython#83279).
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+    if broken:
+        keep_warehouse_pool_moving(instance)  # the dead worker's run is failed, and any slot it held freed
+    for file in broken:
+        progress(f"{file.charity_id}: {file.file_name} (again, on its own)")
+        by_key[file.partition_key] = _process_alone(workspace, file, instance)
     return [by_key[file.partition_key] for file in files]
+
+
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=worker_processes(), initializer=_start_worker, initargs=(dict(os.environ),)
+    )
+
+
+def _process_alone(workspace: Workspace, file: PendingFile, instance: DagsterInstance) -> SubmissionOutcome:
+    """``file`` processed in a worker of its own: if the worker dies again, the file is what killed it, and fails
+    alone (its raw bytes kept, the charity told by reference), its run marked failed."""
+    with _worker_pool(1) as pool:
+        try:
+            return pool.submit(_process_in_worker, str(workspace.home), file).result()
+        except Exception as error:
+            died = error
+    keep_warehouse_pool_moving(instance)
+    detail = f"the worker process checking it died ({describe_error(died)})"
+    return _fail_file(workspace, landing_zone_from_env(workspace.home), file, detail, run_id="")
 
 
 def _start_worker(environment: dict[str, str]) -> None:

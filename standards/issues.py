@@ -123,6 +123,13 @@ _TYPES = [
         "Export only the columns the standard uses (the template shows them); a stray separator can also create them.",
     ),
     IssueType(
+        "E_SHEET_TOO_LARGE",
+        Scope.FILE,
+        "The sheet's cells spread over more rows and columns than a sheet may",
+        "Delete the rows below the table and the columns right of it (one value far away is enough), or copy the "
+        "table into a new workbook.",
+    ),
+    IssueType(
         "E_TOO_MANY_ROWS",
         Scope.FILE,
         "The file has more rows than a file may have",

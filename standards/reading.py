@@ -34,6 +34,7 @@ from xml.etree import ElementTree
 import polars as pl
 
 from standards.issues import FileRejected, Issue
+from standards.mapping import column_letter
 
 # Whatever can go wrong inside a step: any exception, and a panic inside Polars, which pyo3 raises as a BaseException
 # that no ``except Exception`` catches.
@@ -93,6 +94,28 @@ _FIRST_FILLED_CELL = re.compile(
 # A cell holding an Excel error (#N/A, #DIV/0!, #REF!...), its reference, and the error shown (its value).
 _ERROR_CELL = re.compile(rb'<(?:\w+:)?c\b[^>]*?\br="([A-Z]{1,3})([0-9]{1,7})"[^>]*\bt="e"[^>]*>')
 _ERROR_VALUE = re.compile(rb"<(?:\w+:)?v>([^<]{1,32})<")
+# How a row's or a cell's reference (its ``r``) starts, however the XML is written (single quotes, spaces around "=",
+# lowercase letters: fastexcel reads them all), and the rest of a tag (quoted values may hold "/>"), which ends in "/>"
+# only for a cell with no value (Excel writes them for formatted cells; fastexcel does not read them). Searched by
+# Polars: Python's ``re`` took 1.7 s over a 200,000-row sheet's 130 MB, Polars 0.25 s for each pattern.
+_REFERENCE_START = r"""\br\s*=\s*["']"""
+_TAG_REST = r"""(?:[^>"']|"[^"]*"|'[^']*')*?/?>"""
+_REFERENCE = "(?i)" + _REFERENCE_START + r"""([A-Z]*)([0-9]+)["']""" + _TAG_REST
+# A reference past Excel's last column (XFD) or row (1048576), filled or not.
+_PAST_EXCEL = (
+    "(?i)"
+    + _REFERENCE_START
+    + r"""(?:(?:[A-Z]{4,}|[Y-Z][A-Z]{2}|X[G-Z][A-Z]|XF[E-Z])[0-9]|[A-Z]{0,3}(?:[0-9]{8,}|104857[7-9]|10485[89][0-9]|"""
+    r"""1048[6-9][0-9]{2}|1049[0-9]{3}|10[5-9][0-9]{4}|1[1-9][0-9]{5}|[2-9][0-9]{6})["'])"""
+)
+# A cell with a value in column AA or beyond: a tag that does not close itself.
+_FILLED_PAST_Z = "(?i)" + _REFERENCE_START + r"""[A-Z]{2,}[0-9]+["'](?:[^>"'/]|/[^>"']|"[^"]*"|'[^']*')*>"""
+EXCEL_ROWS = 1_048_576
+MAX_SHEET_CELLS = EXCEL_ROWS * 26  # a sheet as tall as Excel's, A to Z: one with no cell past Z never spans more
+# A shared-strings part's declared count of distinct texts: fastexcel reserves room for them all before reading one
+# (4,000,000,000 of them aborted the process).
+_SHARED_STRINGS_TAG = re.compile(rb"<(?:\w+:)?sst\b[^>]*>")
+_UNIQUE_COUNT = re.compile(rb"""\buniqueCount\s*=\s*["']([0-9]+)["']""")
 # The longest tag or entity reference kept whole across two chunks of a part: a row's attributes are a handful of
 # short ones, a reference is at most 34 bytes.
 _XML_TOKEN_BYTES = 1024
@@ -789,6 +812,8 @@ def _open_xlsx(
         # looking at the workbook would never see the contacts that were loaded. Unless every sheet is hidden.
         hidden = _hidden_sheets(path)
         sheets = [name for name in sheets if name not in hidden] or sheets
+    for name in [sheet] if sheet else sheets:
+        _refuse_too_far_reaching(path, name, _sheet_part(path, name), sheet_cells)
     previews = {
         name: [[cell or "" for cell in row] for row in _read_sheet(path, name, n_rows=HEADER_SEARCH_ROWS).iter_rows()]
         for name in ([sheet] if sheet else sheets)
@@ -808,6 +833,55 @@ def _open_xlsx(
         raise _too_many_columns(widest, limits)
     source._preview = [[""] * cells.first_value_column + row for row in source._preview]
     return source
+
+
+def _refuse_too_far_reaching(path: Path, sheet: str, part: str | None, sheet_cells: dict[str, SheetCells]) -> None:
+    """Refuse a sheet that names a row or column past Excel's last (no spreadsheet writes one) or whose filled cells
+    span more than ``MAX_SHEET_CELLS``, before fastexcel reads it: it holds every cell of the span, filled or not,
+    and failing to allocate them aborts the process, which no ``except`` catches (one value at XFD1048576 did). A
+    sheet in a part the workbook's relationships do not name is taken to reach as far as any part does; one in a
+    part that is not XML (never scanned) is refused."""
+    if part is not None and part not in sheet_cells:
+        raise FileRejected(
+            "E_UNSAFE_FILE",
+            f"The workbook's sheet {sheet!r} is kept in a part ({part}) that is not XML, which no spreadsheet writes "
+            "and which can be used to attack the software reading it; it was not opened.",
+        )
+    parts = [part] if part is not None else list(sheet_cells)
+    if any(sheet_cells[name].past_excel for name in parts):
+        raise FileRejected(
+            "E_UNSAFE_FILE",
+            f"The workbook's sheet {sheet!r} names a cell past the last row and column Excel has (XFD1048576), "
+            "which no spreadsheet writes and which can be used to attack the software reading it; it was not opened.",
+        )
+    for name in (name for name in parts if sheet_cells[name].filled_past_z):
+        last_row, last_column = _filled_reach(path, name)
+        if last_row * last_column > MAX_SHEET_CELLS:
+            raise FileRejected(
+                "E_SHEET_TOO_LARGE",
+                f"The sheet {sheet!r} has values as far as row {last_row:,} and column "
+                f"{column_letter(last_column - 1)}: read, it would be {last_row * last_column:,} cells, more than the "
+                f"{MAX_SHEET_CELLS:,} a sheet may span. Delete the rows below the table and the columns right of it "
+                "(a single value far away is enough to cause this), or copy the table into a new workbook.",
+            )
+
+
+def _filled_reach(path: Path, part: str) -> tuple[int, int]:
+    """The last row and column (counted from 1) that a row or a filled cell of ``part`` names: fastexcel reads the
+    sheet as every row and column up to them. Read again, in a second pass, only for a sheet with a value past
+    column Z: a sheet without one spans at most ``MAX_SHEET_CELLS``, and the pass costs 1.5 s a 200,000-row sheet."""
+    last_row = last_column = 0
+    with zipfile.ZipFile(path) as archive, archive.open(part) as stream:
+        for piece in _xml_pieces(stream):
+            references = pl.Series([piece.decode("utf-8", errors="replace")]).str.extract_all(_REFERENCE).explode()
+            filled = references.filter(references.is_not_null() & ~references.str.ends_with("/>"))
+            if filled.is_empty():
+                continue
+            found = filled.str.extract_groups(_REFERENCE)
+            last_row = max(last_row, int(found.struct.field("2").cast(pl.UInt64).max()))  # type: ignore[arg-type]
+            columns = (_column_index(letters.upper()) + 1 for letters in found.struct.field("1").unique() if letters)
+            last_column = max([last_column, *columns])
+    return last_row, last_column
 
 
 def _as_the_sheet_shows_it(sheet: pl.DataFrame, cells: SheetCells) -> pl.DataFrame:
@@ -841,6 +915,10 @@ class SheetCells:
     first_value_column: int = 0
     hidden: list[int] = field(default_factory=list)
     errors: dict[tuple[int, int], str] = field(default_factory=dict)
+    # Whether a row or cell is named past Excel's last, and whether a cell past column Z holds a value (only then can
+    # the sheet span more than ``MAX_SHEET_CELLS``: see ``_refuse_too_far_reaching``).
+    past_excel: bool = False
+    filled_past_z: bool = False
 
 
 class _SheetCellsReader:
@@ -854,8 +932,14 @@ class _SheetCellsReader:
         self._last_row = 0
         self._hidden: set[int] = set()
         self._errors: dict[tuple[int, int], str] = {}
+        self._past_excel = False
+        self._filled_past_z = False
 
     def read(self, piece: bytes) -> None:
+        if not (self._past_excel and self._filled_past_z):
+            text = pl.Series([piece.decode("utf-8", errors="replace")])
+            self._past_excel = self._past_excel or bool(text.str.contains(_PAST_EXCEL).item())
+            self._filled_past_z = self._filled_past_z or bool(text.str.contains(_FILLED_PAST_Z).item())
         if self._first_value_row is None:
             value = _CELL_VALUE.search(piece)
             for tag in _ROW_TAG.finditer(piece, 0, len(piece) if value is None else value.start()):
@@ -879,7 +963,14 @@ class _SheetCellsReader:
                 self._errors[where] = shown.group(1).decode(errors="replace") if shown else "#ERROR"
 
     def cells(self) -> SheetCells:
-        return SheetCells(self._first_value_row or 1, self._first_value_column or 0, sorted(self._hidden), self._errors)
+        return SheetCells(
+            self._first_value_row or 1,
+            self._first_value_column or 0,
+            sorted(self._hidden),
+            self._errors,
+            self._past_excel,
+            self._filled_past_z,
+        )
 
 
 def _column_index(letters: str) -> int:
@@ -973,15 +1064,19 @@ def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCe
         for member in members:
             name = member.filename
             scanned = name.lower().endswith((".xml", ".rels")) or name.startswith("xl/worksheets/")
-            reader = _SheetCellsReader() if name.startswith("xl/worksheets/") else None
+            # Every XML part is read as a sheet might be: the workbook's relationships, which whoever made it wrote,
+            # say which parts are its sheets, and fastexcel takes any part they name.
+            reader = _SheetCellsReader() if scanned else None
             # Read to the end of what the part holds, whatever the directory says of its size, and its checksum
             # checked once its size is known to be the one the directory gives.
             measured = copy.copy(member)
             measured.file_size, measured.CRC = budget + 1, None
-            size = checksum = 0
+            size = checksum = declared_texts = 0
             try:
                 with archive.open(measured) as part:
                     for piece in _xml_pieces(part) if scanned else iter(lambda: part.read(XML_SCAN_CHUNK_BYTES), b""):
+                        if scanned and size == 0:
+                            declared_texts = _declared_shared_strings(piece)
                         size += len(piece)
                         inflated += len(piece)
                         if inflated > budget:
@@ -995,11 +1090,25 @@ def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCe
                 raise _unreadable(_DAMAGED_ZIP, path, error) from error
             if size != member.file_size:
                 raise _sizes_misstated(name)
+            if declared_texts > size:  # each text takes bytes of its own: "<si><t/></si>" at the least
+                raise FileRejected(
+                    "E_UNSAFE_FILE",
+                    f"The workbook's part {name} says it holds {declared_texts:,} different texts, more than its "
+                    f"{size:,} bytes can, which no spreadsheet writes and which can be used to attack the software "
+                    "reading it; it was not opened.",
+                )
             if checksum != member.CRC:
                 raise _unreadable(_DAMAGED_ZIP, path, zipfile.BadZipFile(f"bad CRC-32 for {name}"))
             if reader is not None:
                 sheets[name] = reader.cells()
     return sheets
+
+
+def _declared_shared_strings(first_piece: bytes) -> int:
+    """How many distinct texts a shared-strings part says it holds (its ``uniqueCount``), 0 for any other part."""
+    tag = _SHARED_STRINGS_TAG.search(first_piece)
+    count = _UNIQUE_COUNT.search(tag.group()) if tag is not None else None
+    return int(count.group(1)) if count is not None else 0
 
 
 def _refuse_unsafe_xml(name: str, piece: bytes) -> None:

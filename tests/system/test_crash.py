@@ -19,6 +19,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.instance.ref import InstanceRef
 
+from collab.faults import WORKER_DIES_VARIABLE
 from collab.landing import LocalLandingZone
 from collab.registry import Registry
 from collab.site import site_is_current
@@ -194,6 +195,33 @@ def test_ctrl_c_stops_a_run_fails_no_file_and_the_next_run_finishes_it(point: st
         ("south-pantry", 20),
     ]
     assert [period for (period,) in _query(home, "SELECT period FROM releases ORDER BY 1")] == QUARTERS
+
+
+def test_a_file_that_kills_its_worker_fails_alone_and_the_others_are_processed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostile trial (session 31): a 2 KB workbook aborted fastexcel, and with it its worker process; the pool then
+    ended every file it held, and another charity's file, checked beside it, was failed with E_INTERNAL for good.
+    Now the files the broken pool held run again, each in a worker of its own: only the one that kills it fails."""
+    home = tmp_path / "var"
+    _drop_files(home, tmp_path)
+    monkeypatch.setenv(WORKER_DIES_VARIABLE, "south.csv")
+    report = json.loads(collab(home, "run", "--json", check=False).stdout)
+    workspace = Workspace(home)
+    assert {s.file_name: s.state for s in submission_states(workspace)} == {
+        "north.csv": "loaded",
+        "south.csv": "failed",
+        "no-need.csv": "rejected",
+    }
+    [failed] = report["failed"]
+    assert failed["file_name"] == "south.csv" and failed["codes"] == ["E_INTERNAL"] and failed["reference"]
+    [feedback] = (home / "feedback" / "south-pantry").glob("*.feedback.json")
+    assert failed["reference"] in feedback.read_text()  # the charity is told, by reference
+    assert _query(home, "SELECT charity_id, count(*) FROM contacts GROUP BY ALL") == [("north-pantry", 20)]
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster")))
+    going = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.QUEUED]
+    assert instance.get_runs(filters=RunsFilter(statuses=going)) == []
 
 
 def test_two_runs_at_once_process_each_file_once_and_release_once(tmp_path: Path) -> None:

@@ -124,3 +124,42 @@ def test_an_entity_reference_across_two_pieces_of_a_part_is_read_whole(tmp_path:
 def test_an_undefined_entity_across_two_pieces_of_a_part_is_still_refused(tmp_path: Path, reference: bytes) -> None:
     report = check_extract(_with_shared_string_at_the_boundary(tmp_path, reference)).report
     assert not report.accepted and "E_UNSAFE_FILE" in report.codes()
+
+
+def _with_stray(path: Path, stray: str) -> Path:
+    """A real workbook of ten contacts with ``stray`` XML added as its sheet's last row, as an attacker would."""
+    whole = write_xlsx(path.with_suffix(".whole.xlsx"), {"Contacts": [HEADER, *contact_rows(10)]})
+    with zipfile.ZipFile(whole) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            data = source.read(member.filename)
+            if member.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b"</sheetData>", stray.encode() + b"</sheetData>", 1)
+            target.writestr(member, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("stray", "code"),
+    [
+        # However the reference is written, as fastexcel reads it: each of these aborted the process.
+        ('<row r="9"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row>', "E_SHEET_TOO_LARGE"),
+        ('<row r="9"><c r="xfd1048576" t="inlineStr"><is><t>x</t></is></c></row>', "E_SHEET_TOO_LARGE"),
+        ("<row r='9'><c r = 'XFD1048576' t='inlineStr'><is><t>x</t></is></c></row>", "E_SHEET_TOO_LARGE"),
+        ('<row r="9"><c t="inlineStr" x="/>" r="XFD1048576"><is><t>x</t></is></c></row>', "E_SHEET_TOO_LARGE"),
+        ('<row r="9"><c r="A99999999999" t="inlineStr"><is><t>x</t></is></c></row>', "E_UNSAFE_FILE"),
+        ('<row r="9"><c r="XFE1" t="inlineStr"><is><t>x</t></is></c></row>', "E_UNSAFE_FILE"),
+        ('<row r="1048577"><c t="inlineStr"><is><t>x</t></is></c></row>', "E_UNSAFE_FILE"),
+        # Past Z with few rows, or as far down as Excel goes within A to Z: the span fastexcel holds is bounded.
+        ('<row r="9"><c r="SG9" t="inlineStr"><is><t>x</t></is></c></row>', "E_TOO_MANY_COLUMNS"),
+        # A formatted cell holding nothing, far away, as Excel writes one: fastexcel does not read it.
+        ('<row r="1048576"><c r="XFD1048576" s="1"/></row>', None),
+    ],
+)
+def test_a_sheet_is_refused_before_it_is_read_when_its_cells_reach_too_far(
+    tmp_path: Path, stray: str, code: str | None
+) -> None:
+    report = check_extract(_with_stray(tmp_path / "stray.xlsx", stray)).report
+    if code is None:
+        assert report.accepted and report.rows_accepted == 10
+    else:
+        assert not report.accepted and code in report.codes(), report.codes()
