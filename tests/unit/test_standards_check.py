@@ -266,6 +266,21 @@ def test_parquet_times_with_a_time_zone_are_read_as_uk_local_dates(tmp_path: Pat
     assert report.status == "accepted" and report.rows_accepted == 3 and report.quarters == ["2026Q1", "2026Q2"]
 
 
+def test_a_parquet_table_is_read_a_batch_at_a_time_its_rows_numbered_throughout(tmp_path: Path) -> None:
+    """A hostile trial (session 31): a 347 KB Parquet file of 10,000,000 rows, nearly all blank, was read whole and
+    took the check to 6.4 GB (350 MB read a batch at a time). Its rows keep the numbers a spreadsheet gives them
+    across batches and row groups; blank rows are skipped, as in any file."""
+    rows = contact_rows(10)
+    blank: list[str | None] = [None] * len(HEADER)
+    table = [*[blank] * 2_500, *rows[:5], *[blank] * 2_500, [*rows[5][:2], "Nonsense", *rows[5][3:]], *rows[6:]]
+    path = tmp_path / "mostly-blank.parquet"
+    pl.DataFrame(table, schema=dict.fromkeys(HEADER, pl.String), orient="row").write_parquet(path, row_group_size=1_000)
+    report = check_extract(path, options=CheckOptions(batch_size=700)).report
+    assert (report.rows_received, report.rows_accepted, report.rows_rejected) == (10, 9, 1)
+    [group] = [g for g in report.issues if g.code == "E_UNKNOWN_CODE"]
+    assert [e.row for e in group.examples] == [5_007]  # the header, 2,500 blank rows, 5 contacts, 2,500 blank
+
+
 def test_a_header_repeated_mid_file_is_skipped_with_a_warning_not_an_error(tmp_path: Path) -> None:
     """Found by the attacker's trial: two exports joined into one file gave an invalid date on the second header."""
     rows = contact_rows(6)
