@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from collab.faults import crash_point
 from collab.landing import (
     ENCRYPTED_WITH_OWN_KEY,
+    FOLDERS_TOO_DEEP,
     NAME_NOT_TEXT,
     LandingObject,
     LandingObjectGone,
@@ -414,6 +415,7 @@ def refuse(landing: LandingZone, obj: LandingObject, reason: str) -> None:
     name = shown_name(obj.name)
     advice = {
         NAME_NOT_TEXT: "Rename it using plain letters and digits, and put it back.",
+        FOLDERS_TOO_DEEP: "It was moved aside whole; put the files it holds nearer the top of your area.",
         ENCRYPTED_WITH_OWN_KEY: "It was removed from your area; upload it again without an encryption key of your own.",
     }.get(code, "Put the file itself in your area, not a link to it.")
     note = {

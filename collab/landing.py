@@ -14,7 +14,7 @@ import shutil
 import stat
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -93,6 +93,34 @@ def shown_name(name: str) -> str:
     """A name as it can be shown and stored: bytes of a name that are not UTF-8 (which Python keeps as lone
     surrogates) become the replacement character, never an error when written."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+# How many folders down a landing area is read. A walk 1,100 folders deep ended in a RecursionError (Python 3.11's
+# os.walk recurses) that stopped every charity's intake, and the portal's list of files.
+MAX_FOLDER_DEPTH = 16
+FOLDERS_TOO_DEEP = "E_FOLDERS_TOO_DEEP"
+_FOLDERS_TOO_DEEP = (
+    f"a folder more than {MAX_FOLDER_DEPTH} folders down, which is not opened: files are read at most "
+    f"{MAX_FOLDER_DEPTH} folders down"
+)
+
+
+def _entries(area: Path) -> Iterator[tuple[Path, bool]]:
+    """The entries of ``area`` to list, folder by folder in name order, each with whether it is a folder too deep to
+    open (listed, to be refused, and not entered). A link is listed, never followed, whatever it points to."""
+    folders = [area]
+    while folders:
+        directory = folders.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError:  # gone or unreadable since it was listed, as os.walk skips it
+            continue
+        inner = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+        yield from ((Path(e.path), False) for e in entries if not e.is_dir(follow_symlinks=False))
+        deep = len(directory.relative_to(area).parts) + 1 > MAX_FOLDER_DEPTH
+        yield from ((folder, True) for folder in inner if deep)
+        folders.extend(reversed([] if deep else inner))
 
 
 def refusal_of(mode: int, links: int) -> str | None:
@@ -197,34 +225,33 @@ class LocalLandingZone(LandingZone):
         found = []
         for charity_id in charity_ids:
             area = self._path("landing", charity_id)
-            for directory, folders, files in os.walk(area) if area.is_dir() else []:
-                folders.sort()
-                for name in sorted(files) + [f for f in folders if (Path(directory) / f).is_symlink()]:
-                    path = Path(directory) / name
-                    relative = path.relative_to(area)
-                    if any(is_ignored_name(part) for part in relative.parts):
-                        continue
-                    try:
-                        info = path.lstat()
-                    except FileNotFoundError:
-                        continue
-                    refusal = refusal_of(info.st_mode, info.st_nlink)
-                    refusal = None if refusal is None else f"{NOT_A_REGULAR_FILE}: {refusal}"
-                    if refusal is None and shown_name(relative.as_posix()) != relative.as_posix():
-                        refusal = f"{NAME_NOT_TEXT}: {_NAME_NOT_TEXT}"
-                    if refusal is None and min_age_seconds > 0 and now - info.st_mtime < min_age_seconds:
-                        continue  # (a file dated in the future is listed, unsettled, only when every file is asked for)
-                    found.append(
-                        LandingObject(
-                            charity_id=charity_id,
-                            key=relative.as_posix(),
-                            size=info.st_size,
-                            version=f"{info.st_size}-{info.st_mtime_ns}",
-                            modified=dt.datetime.fromtimestamp(info.st_mtime, dt.UTC),
-                            arrived=dt.datetime.fromtimestamp(info.st_ctime, dt.UTC),
-                            refusal=refusal,
-                        )
+            for path, too_deep in _entries(area) if area.is_dir() else []:
+                relative = path.relative_to(area)
+                if any(is_ignored_name(part) for part in relative.parts):
+                    continue
+                try:
+                    info = path.lstat()
+                except FileNotFoundError:
+                    continue
+                refusal = refusal_of(info.st_mode, info.st_nlink)
+                refusal = None if refusal is None else f"{NOT_A_REGULAR_FILE}: {refusal}"
+                if too_deep:
+                    refusal = f"{FOLDERS_TOO_DEEP}: {_FOLDERS_TOO_DEEP}"
+                if refusal is None and shown_name(relative.as_posix()) != relative.as_posix():
+                    refusal = f"{NAME_NOT_TEXT}: {_NAME_NOT_TEXT}"
+                if refusal is None and min_age_seconds > 0 and now - info.st_mtime < min_age_seconds:
+                    continue  # (a file dated in the future is listed, unsettled, only when every file is asked for)
+                found.append(
+                    LandingObject(
+                        charity_id=charity_id,
+                        key=relative.as_posix(),
+                        size=info.st_size,
+                        version=f"{info.st_size}-{info.st_mtime_ns}",
+                        modified=dt.datetime.fromtimestamp(info.st_mtime, dt.UTC),
+                        arrived=dt.datetime.fromtimestamp(info.st_ctime, dt.UTC),
+                        refusal=refusal,
                     )
+                )
         return found
 
     def _folder_of(self, obj: LandingObject) -> tuple[int, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from collab.intake import receive_object, settled_objects
-from collab.landing import LandingObjectGone, LandingObjectRefused, LocalLandingZone
+from collab.landing import MAX_FOLDER_DEPTH, LandingObjectGone, LandingObjectRefused, LocalLandingZone
 from collab.workspace import Workspace
 from tests.conftest import contact_rows, write_csv
 from tests.intake_pass import receive_pending
@@ -74,6 +75,42 @@ def test_links_to_files_outside_the_area_are_refused_unread(
         assert b"root:" not in text and secret not in text and b"NFB-" not in text
     # The victim's file and the key are untouched.
     assert victim_file.exists() and workspace.key_path.read_bytes() == secret
+
+
+def test_folders_nested_too_deep_are_moved_aside_whole_and_the_rest_is_read(
+    workspace: Workspace, zone: LocalLandingZone, tmp_path: Path
+) -> None:
+    """A hostile trial (session 31): 1,100 nested folders in one charity's area ended the listing in a RecursionError,
+    which stopped every charity's intake and the portal's list of files."""
+    area = _area(workspace, ATTACKER)
+    folder = os.open(area, os.O_RDONLY | os.O_DIRECTORY)
+    for depth in range(1, 1_101):
+        os.mkdir("d", dir_fd=folder)
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=folder)
+        os.close(folder)
+        folder = inner
+        if depth == MAX_FOLDER_DEPTH:  # as far down as files are read
+            write_csv(Path(f"/proc/self/fd/{folder}/deepest.csv"), contact_rows(6))
+    os.close(folder)
+    zone.drop(ATTACKER, write_csv(tmp_path / "top.csv", contact_rows(5)))
+    zone.drop(VICTIM, write_csv(tmp_path / "theirs.csv", contact_rows(5)))
+
+    result = receive_pending(workspace, zone, [ATTACKER, VICTIM])
+
+    deepest = "/".join(["d"] * MAX_FOLDER_DEPTH) + "/deepest.csv"
+    assert result.skipped == []
+    assert sorted(m.object_key for m in result.received) == sorted([deepest, "top.csv", "theirs.csv"])
+    [(refused, reason)] = result.refused
+    assert refused.key == "/".join(["d"] * (MAX_FOLDER_DEPTH + 1)) and reason.startswith("E_FOLDERS_TOO_DEEP: ")
+    # The folder was moved aside whole (only the folders above it are left), and the charity told.
+    archived = workspace.archive / ATTACKER / "refused"
+    try:
+        assert not (area / refused.key).exists() and not [p for p in area.rglob("*") if not p.is_dir()]
+        assert [p.name for p in archived.glob("*/d")] == ["d"]
+        [note] = _refusal_notes(workspace)
+        assert note["code"] == "E_FOLDERS_TOO_DEEP" and "nearer the top" in note["message"]
+    finally:
+        subprocess.run(["rm", "-rf", str(archived)], check=True)  # pytest's clean-up (shutil.rmtree) recurses
 
 
 def test_a_named_pipe_is_refused_without_blocking(workspace: Workspace, zone: LocalLandingZone) -> None:
