@@ -9,22 +9,60 @@ Expectations), so it starts in well under a second and runs on Windows, macOS an
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, ConsoleRenderable, RenderHook, RenderResult
 from rich.markup import escape
+from rich.segment import Segment
 from rich.table import Table
 
 if TYPE_CHECKING:
     from standards.feedback import FeedbackReport
     from standards.mapping import CharityMapping
 
-console = Console()
-errors = Console(stderr=True)
+# Characters a terminal acts on instead of showing: C0 and C1 controls but tab and line feed (a column named with an
+# escape sequence set the analyst's terminal title and cleared the screen), and the bidirectional formatting
+# characters, which reorder what follows them (a name ending "\u202excsl.exe" shows as "exe.lscx").
+_ACTED_ON = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown_in_terminal(text: str) -> str:
+    """``text`` with each character a terminal would act on (``_ACTED_ON``) shown as the replacement character."""
+    return _ACTED_ON.sub("\ufffd", text)
+
+
+class _ShownInTerminal:
+    """A renderable as rendered, with ``shown_in_terminal`` applied to its text (not to the console's own styles)."""
+
+    def __init__(self, renderable: ConsoleRenderable) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for segment in console.render(self.renderable, options):
+            yield segment if segment.control else Segment(shown_in_terminal(segment.text), segment.style)
+
+
+class _OnlyShownText(RenderHook):
+    """Everything the console prints goes through ``shown_in_terminal``: file names, column names and values come
+    from charities' files, and reach a table, a message or a report from many places."""
+
+    def process_renderables(self, renderables: list[ConsoleRenderable]) -> list[ConsoleRenderable]:
+        return [_ShownInTerminal(renderable) for renderable in renderables]
+
+
+def _console(*, stderr: bool = False) -> Console:
+    made = Console(stderr=stderr)
+    made.push_render_hook(_OnlyShownText())
+    return made
+
+
+console = _console()
+errors = _console(stderr=True)
 
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of text.")
 

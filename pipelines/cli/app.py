@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -21,7 +22,7 @@ from rich.progress import (
 )
 
 from collab.workspace import POSTGRES_URL_VARIABLE, SettingsError, Workspace
-from standards.cli import JsonOption, console, emit_json, errors, fail
+from standards.cli import JsonOption, console, emit_json, errors, fail, shown_in_terminal
 
 # What every command shares, from the charity's checker, so both command lines speak alike.
 __all__ = ["JsonOption", "app", "console", "emit_json", "errors", "fail", "progress_bar", "transfer_bar", "workspace"]
@@ -80,7 +81,12 @@ def progress_bar(description: str, total: int | None, *, enabled: bool = True) -
                 # once counted past it ("6/5").
                 total = self._progress.tasks[self._task].total
                 grown = None if total is None else max(total, self._progress.tasks[self._task].completed + 1)
-                self._progress.update(self._task, advance=1, total=grown, description=f"{description} {label}".strip())
+                self._progress.update(
+                    self._task,
+                    advance=1,
+                    total=grown,
+                    description=f"{description} {escape(shown_in_terminal(label))}".strip(),
+                )
 
     if not enabled:
         yield _Bar(None, None)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from standards.cli import checker
-from tests.conftest import contact_rows, write_csv
+from tests.conftest import HEADER, contact_rows, write_csv
 
 
 def test_every_rejected_and_affected_row_is_written(tmp_path: Path) -> None:
@@ -45,3 +45,15 @@ def test_full_width_formula_marks_are_escaped_too() -> None:
     for typed in ("=1+1", "+1", "-1", "@SUM(A1)", "\uff1d1+1", "\uff0b1", "\uff0d1", "\uff20SUM(A1)"):
         assert spreadsheet_safe(typed) == "'" + typed
     assert spreadsheet_safe("1=1") == "1=1"
+
+
+def test_what_a_file_names_reaches_the_terminal_shown_not_acted_on(tmp_path: Path) -> None:
+    """A hostile trial (session 31): a column named with escape sequences set the analyst's terminal title and
+    cleared the screen, through `collab-check`, `collab run` and `collab submissions` (one console prints them
+    all), and a right-to-left override reordered a file name."""
+    header = [*HEADER, "\x1b]0;PWNED\x1b[2J\x1b[31mNotes\u202e"]
+    path = write_csv(tmp_path / "evil\u202excsl.csv", [[*row, "x"] for row in contact_rows(100)], header)
+    result = CliRunner().invoke(checker, [str(path)])
+    assert "PWNED" in result.output and "Notes" in result.output
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]", result.output)
+    assert "\ufffd]0;PWNED\ufffd[2J" in result.output
