@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -388,7 +389,8 @@ class LocalLandingZone(LandingZone):
         area = self._path("landing", charity_id)
         area.mkdir(parents=True, exist_ok=True)
         target = area / (name or source.name)
-        partial = area / f".{target.name}.partial"
+        # Named apart from the file: a name near the 255 bytes a name may have, lengthened, could not be made at all.
+        partial = area / f".{uuid.uuid4().hex}.partial"
         try:
             shutil.copyfile(source, partial)
         except BaseException:

@@ -9,6 +9,7 @@ Expectations), so it starts in well under a second and runs on Windows, macOS an
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tempfile
@@ -116,6 +117,9 @@ def check(
     """
     if not file.is_file():
         fail(f"{file} is not a file", code=2)
+    for option, target in (("--html", html), ("--rejected-rows", rejected_rows)):
+        if target is not None:
+            _refuse_unwritable(option, target)
     command = "collab-check" if Path(sys.argv[0]).name.startswith("collab-check") else "collab check"
     from standards.check import CheckOptions, check_extract
     from standards.rows import RowFiles, read_affected
@@ -125,10 +129,13 @@ def check(
         with RowFiles(rejected=rejected_rows, affected=affected) as rows:
             options = CheckOptions(links_records=linkage)
             report = check_extract(file, mapping=_load_mapping(mapping), options=options, on_rows=rows).report
-        if rejected_rows is not None and not rejected_rows.exists():
-            rejected_rows.write_text("row,issue_codes,messages\n", encoding="utf-8")  # none rejected: headers only
-        if html is not None and affected is not None:
-            html.write_text(report.to_html(read_affected(affected)), encoding="utf-8")
+        try:
+            if rejected_rows is not None and not rejected_rows.exists():
+                rejected_rows.write_text("row,issue_codes,messages\n", encoding="utf-8")  # none rejected: headers only
+            if html is not None and affected is not None:
+                html.write_text(report.to_html(read_affected(affected)), encoding="utf-8")
+        except OSError as error:
+            fail(f"{error.filename} could not be written ({error.strerror}).", code=2)
     if as_json:
         emit_json(report.model_dump(mode="json"))
     else:
@@ -141,6 +148,20 @@ def check(
             again = f"{command} {file}" + (f" --mapping {mapping}" if mapping else "") + " --html report.html"
             console.print(escape(f"For the full report with every example: {again}"))
     raise typer.Exit(0 if report.accepted else 1)
+
+
+def _refuse_unwritable(option: str, target: Path) -> None:
+    """A usage error, before the file is checked, if ``target`` cannot be written: given a folder, or a file in a
+    folder that does not exist or cannot be written to, the check ran to the end and then ended in a traceback."""
+    if target.is_dir():
+        problem = "is a folder"
+    elif not target.parent.is_dir():
+        problem = "is in a folder that does not exist"
+    elif not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        problem = "cannot be written to"
+    else:
+        return
+    fail(f"{option} {target} {problem}; give the name of a file to write, in a folder that exists.", code=2)
 
 
 def _print_report(report: FeedbackReport) -> None:

@@ -5,6 +5,7 @@ import csv
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from standards.cli import checker
@@ -57,3 +58,15 @@ def test_what_a_file_names_reaches_the_terminal_shown_not_acted_on(tmp_path: Pat
     assert "PWNED" in result.output and "Notes" in result.output
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]", result.output)
     assert "\ufffd]0;PWNED\ufffd[2J" in result.output
+
+
+@pytest.mark.parametrize("option", ["--html", "--rejected-rows"])
+def test_a_report_that_cannot_be_written_is_a_usage_error_before_the_check(tmp_path: Path, option: str) -> None:
+    """Found by the session-31 attacker's trial: a folder, or a file in a folder that does not exist, ran the whole
+    check and then ended in a traceback."""
+    path = write_csv(tmp_path / "contacts.csv", contact_rows(5))
+    for target, said in ((tmp_path, "is a folder"), (tmp_path / "none" / "out", "does not exist")):
+        result = CliRunner().invoke(checker, [str(path), option, str(target)])
+        said_plainly = " ".join(result.output.split())  # the console wraps lines
+        assert result.exit_code == 2 and said in said_plainly and "Traceback" not in result.output
+        assert not isinstance(result.exception, OSError)

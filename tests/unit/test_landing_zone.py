@@ -265,3 +265,11 @@ def test_a_drop_that_fails_midway_leaves_nothing_in_the_area(
     assert [p.name for p in (Path(zone.root) / "landing" / ATTACKER).iterdir()] == []
     with pytest.raises(ValueError, match="is not a file"):
         zone.drop(ATTACKER, tmp_path)  # a folder, as a device or a pipe: never copied
+
+
+def test_a_file_named_as_long_as_a_name_may_be_is_dropped(zone: LocalLandingZone, tmp_path: Path) -> None:
+    """Found by the session-31 attacker's trial: `collab submit` of a 252-byte name failed with "File name too long",
+    its partial copy being named after it, and longer."""
+    source = write_csv(tmp_path / f"{'a' * 251}.csv", contact_rows(5))
+    assert zone.drop(ATTACKER, source).read_bytes() == source.read_bytes()
+    assert [obj.key for obj in zone.pending([ATTACKER])] == [source.name]
