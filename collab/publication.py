@@ -84,13 +84,14 @@ VALUE_DESCRIPTIONS = {
     "people_count": "Number of people: differentially private, non-negative, rounded",
     "contact_count": "Number of contacts: differentially private, non-negative, rounded",
     "sum": "Total in pounds: differentially private, non-negative, rounded to the pound",
-    "mean": "Mean in pounds: differentially private, to the penny. Where the noisy count of people is below one, "
-    "the mean says nothing: it is then the middle of the range a mean may take, its interval all of that range, "
-    "marked low reliability",
+    "mean": "Mean in pounds: differentially private, to the penny. Where the noisy count of people is within 1.96 "
+    "standard deviations of its noise of zero (the cell may hold nobody), the mean says nothing: it is then the "
+    "middle of the range a mean may take, its interval all of that range, marked low reliability",
     "median": "Median in pounds: differentially private, one of the published candidate values",
     "share": "Share of the people covered, from 0 to 1: differentially private, to five decimal places, from the "
-    "noisy counts with and without the condition, each kept at zero or above. Where both are zero the share says "
-    "nothing: it is then 0.5, its interval 0 to 1, marked low reliability",
+    "noisy counts with and without the condition, each kept at zero or above. Where their total is within 1.96 "
+    "standard deviations of its noise of zero (the cell may hold nobody), the share says nothing: it is then 0.5, "
+    "its interval 0 to 1, marked low reliability",
 }
 
 

@@ -10,7 +10,7 @@ Intervals, by measure:
   number, so the ends are rounded inwards to whole numbers without changing what they cover; for a
   direct discrete Gaussian measurement this is its own 95% interval up to discreteness;
 - means and shares: the delta method on the noisy numerator and denominator, whose noise variances
-  are known;
+  are known, the ends rounded outwards to the published decimals;
 - medians: two further quantiles, below and above the median by the mechanism's rank error plus the
   candidate spacing (see ``median_figure``).
 
@@ -40,10 +40,13 @@ def _flagged(value: float, low: float, high: float) -> Figure:
 
 
 def _normal_figure(value: float, sd: float, bounds: tuple[float, float], decimals: int) -> Figure:
-    """``value`` ± 1.96 ``sd`` within ``bounds``, all rounded to ``decimals`` places."""
+    """``value`` ± 1.96 ``sd`` within ``bounds``, rounded to ``decimals`` places: the figure to the nearest, the
+    interval's ends outwards, so that rounding never narrows it (a mean or a share is not on the rounding grid,
+    unlike a count; rounded to the nearest, an analyst found 22 intervals of a release narrower than computed)."""
+    scale = 10**decimals
     published = round(min(max(value, bounds[0]), bounds[1]), decimals)
-    low = max(bounds[0], round(value - Z_95 * sd, decimals))
-    high = min(bounds[1], round(value + Z_95 * sd, decimals))
+    low = max(bounds[0], math.floor((value - Z_95 * sd) * scale) / scale)
+    high = min(bounds[1], math.ceil((value + Z_95 * sd) * scale) / scale)
     return _flagged(published, min(low, published), max(high, published))
 
 
@@ -85,6 +88,13 @@ def share_estimate(with_condition: float, without_condition: float, variance: fl
     return with_condition / total, variance * (with_condition**2 + without_condition**2) / total**4
 
 
+def _may_be_nobody(people: float, variance: float) -> bool:
+    """Whether a noisy count of people of ``variance`` is within 1.96 standard deviations of zero: the cell may hold
+    nobody, and a mean or a share of it says nothing. The delta method's interval is no guide there (an analyst
+    found a share of 0.94, its interval 0.5 to 1, in a cell of no one)."""
+    return people < Z_95 * math.sqrt(variance)
+
+
 def ratio_figure(
     numerator: float,
     numerator_variance: float,
@@ -96,12 +106,12 @@ def ratio_figure(
     decimals: int,
 ) -> Figure:
     """``offset + numerator / denominator`` from noisy parts, clipped to ``bounds``, with a delta-method
-    interval (``ratio_estimate``). With a denominator below one person the ratio says nothing: the
-    figure is the middle of ``bounds`` and its interval is all of ``bounds``.
+    interval (``ratio_estimate``). With a denominator that may be nobody (``_may_be_nobody``) the ratio says
+    nothing: the figure is the middle of ``bounds`` and its interval is all of ``bounds``.
     """
     lower, upper = bounds
     estimate = ratio_estimate(numerator, numerator_variance, denominator, denominator_variance)
-    if estimate is None:
+    if estimate is None or _may_be_nobody(denominator, denominator_variance):
         return _flagged(round((lower + upper) / 2, decimals), lower, upper)
     ratio, variance = estimate
     return _normal_figure(offset + ratio, math.sqrt(variance), bounds, decimals)
@@ -115,7 +125,7 @@ def share_figure(with_condition: float, without_condition: float, variance: floa
     (``share_estimate``).
     """
     estimate = share_estimate(max(0.0, with_condition), max(0.0, without_condition), variance)
-    if estimate is None:
+    if estimate is None or _may_be_nobody(max(0.0, with_condition) + max(0.0, without_condition), 2 * variance):
         return _flagged(0.5, 0.0, 1.0)
     share, share_variance = estimate
     return _normal_figure(share, math.sqrt(share_variance), (0.0, 1.0), decimals)
