@@ -122,6 +122,8 @@ class ReleaseOutcome:
     # Why the site was not rebuilt after the release was published (`collab release`, `collab approve`): the release
     # itself stands, published and paid for; releasing it again would spend budget for nothing.
     site_error: str | None = None
+    # `collab approve` of a release approved and published before: nothing is recorded or done again.
+    already_approved: bool = False
 
 
 @dataclass
@@ -539,11 +541,20 @@ def approve_and_publish(workspace: Workspace, release_ids: Sequence[str], *, act
                     raise LookupError(
                         f"{release_id} is not the latest release of {period}" if latest else f"No release {release_id}."
                     )
-            for release_id in periods:
+            approved = {
+                row[0] for row in con.execute("SELECT subject FROM audit_log WHERE action = 'approve'").fetchall()
+            }
+            # Approved and published before (an analyst's trial: approving again said "Approved and published" and
+            # logged a second approval).
+            done = {r for r in periods if r in approved and (workspace.publish / "releases" / r).is_dir()}
+            for release_id in periods.keys() - done:
                 audit(con, actor=actor, action="approve", subject=release_id)
         instance = DagsterInstance.get()
         outcomes = []
         for release_id, period in periods.items():
+            if release_id in done:
+                outcomes.append(ReleaseOutcome(period, release_id, False, True, None, already_approved=True))
+                continue
             result = _run_release_job(workspace, instance, period, asset_selection=[AssetKey("published_release")])
             published = release_id in _published_ids(result)
             outcomes.append(ReleaseOutcome(period, release_id, False, published, result.run_id, _refusal(result)))

@@ -25,7 +25,18 @@ from collab.workspace import POSTGRES_URL_VARIABLE, SettingsError, Workspace
 from standards.cli import JsonOption, console, emit_json, errors, fail, shown_in_terminal
 
 # What every command shares, from the charity's checker, so both command lines speak alike.
-__all__ = ["JsonOption", "app", "console", "emit_json", "errors", "fail", "progress_bar", "transfer_bar", "workspace"]
+__all__ = [
+    "JsonOption",
+    "app",
+    "console",
+    "emit_json",
+    "errors",
+    "existing_workspace",
+    "fail",
+    "progress_bar",
+    "transfer_bar",
+    "workspace",
+]
 
 app = typer.Typer(
     name="collab",
@@ -52,6 +63,15 @@ def workspace(*, restoring: bool = False) -> Workspace:
             fail(str(error), code=2)
     os.environ.update(ws.environment())
     return ws
+
+
+def existing_workspace() -> Workspace:
+    """``workspace()`` for a command that only reads or tidies one: a usage error (exit 2) if there is none where
+    ``COLLAB_HOME`` points. A mistyped COLLAB_HOME once made an empty workspace, which said "No submissions yet"."""
+    home = Workspace.from_env().home
+    if not Workspace(home).key_path.exists():
+        fail(f"there is no workspace at {home}: set COLLAB_HOME to yours, or `collab init` makes one there", code=2)
+    return workspace()
 
 
 def instance_workspace() -> Workspace:

@@ -17,7 +17,7 @@ from collab.landing import LandingAreaError, LocalLandingZone, landing_name, lan
 from collab.portal import accounts as portal_accounts
 from collab.registry import CHARITY_ID, Charity, Registry, RegistryError
 from collab.workspace import Workspace
-from pipelines.cli.app import JsonOption, app, console, emit_json, fail, transfer_bar, workspace
+from pipelines.cli.app import JsonOption, app, console, emit_json, existing_workspace, fail, transfer_bar, workspace
 from standards.mapping import CharityMapping
 
 charity_app = typer.Typer(help="Register and manage participating charities.", no_args_is_help=True)
@@ -133,7 +133,7 @@ def rotate_key(charity_id: str, as_json: bool = JsonOption) -> None:
 @charity_app.command("list")
 def list_charities(as_json: bool = JsonOption) -> None:
     """List registered charities."""
-    charities = Registry(workspace()).all(include_inactive=True)
+    charities = Registry(existing_workspace()).all(include_inactive=True)
     if as_json:
         emit_json([c.model_dump(mode="json") for c in charities])
         return

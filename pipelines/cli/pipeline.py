@@ -17,7 +17,17 @@ from collab import s3
 from collab.landing import landing_zone_from_env
 from collab.registry import Registry
 from collab.workspace import Workspace
-from pipelines.cli.app import JsonOption, app, console, emit_json, fail, instance_workspace, progress_bar, workspace
+from pipelines.cli.app import (
+    JsonOption,
+    app,
+    console,
+    emit_json,
+    existing_workspace,
+    fail,
+    instance_workspace,
+    progress_bar,
+    workspace,
+)
 from pipelines.run_lock import another_run_holds_the_lock
 from pipelines.worker_server import start_worker_server, stop_worker_server
 
@@ -148,7 +158,10 @@ def submissions(
     so it works while a run holds it."""
     from collab.states import submission_states
 
-    states = submission_states(workspace(), charity)
+    ws = existing_workspace()
+    if charity is not None and Registry(ws).find(charity) is None:
+        fail(f"no charity {charity!r}: `collab charity list` shows them")
+    states = submission_states(ws, charity)
     if as_json:
         emit_json([state.model_dump(mode="json") for state in states])
         return
@@ -173,7 +186,7 @@ def incident(reference: str, as_json: bool = JsonOption) -> None:
     """Show the analyst's record of an internal error, by the reference its charity was given."""
     from collab.submissions import find_incident
 
-    ws = workspace()
+    ws = existing_workspace()
     record = find_incident(ws, reference)
     if record is None:
         fail(f"no internal error with reference {reference!r}")
@@ -233,6 +246,8 @@ def approve(
         for outcome in outcomes:
             if outcome.error:
                 console.print(f"[red]{outcome.release_id}: approved, but publication failed:[/] {outcome.error}")
+            elif outcome.already_approved:
+                console.print(f"{outcome.release_id} was already approved and published; nothing was done again.")
             else:
                 console.print(
                     f"Approved and published {outcome.release_id}: {ws.publish / 'releases' / outcome.release_id}"
@@ -297,7 +312,7 @@ def budget(
     from privacy.accountant import recharges_due
     from privacy.mechanisms import epsilon_at
 
-    ws = workspace()
+    ws = existing_workspace()
     settings = ws.settings.privacy
     delta = settings.report_delta
     with connect(ws.warehouse_path) as con:
@@ -463,12 +478,19 @@ def _print_budget(
 
 
 @app.command()
-def purge(submission_id: str, as_json: bool = JsonOption) -> None:
+def purge(
+    submission: str = typer.Argument(..., help="The submission, as `collab submissions` names it, or its id."),
+    as_json: bool = JsonOption,
+) -> None:
     """Delete a submission's raw copies (staging, quarantine, archive). Its warehouse rows stay."""
     from collab.intake import load_manifest, purge_submission, submission_dir
+    from collab.states import submission_states
     from collab.warehouse import audit, connect
 
-    ws = workspace()
+    ws = existing_workspace()
+    # `collab submissions` lists a submission by its name (charity/file/hash): the id alone was refused as a path.
+    named = {state.name: state.submission_id for state in submission_states(ws) if state.name}
+    submission_id = named.get(submission, submission)
     try:
         submission_dir(ws, submission_id)
     except ValueError as error:  # a path, say: see `collab submissions` for the ids
@@ -653,12 +675,16 @@ def recover_releases(
 @app.command("serve-site")
 def serve_site(port: int = typer.Option(8000, help="Port on localhost.")) -> None:
     """Serve the published site on http://127.0.0.1:PORT for a reader."""
-    ws = workspace()
+    ws = existing_workspace()
     site = ws.publish / "site"
     if not (site / "index.html").exists():
         fail("nothing is published yet; run `collab run` (or `make demo`) first")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(ws.publish))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as error:  # the port taken (an analyst's trial met a traceback), or not ours to take
+        fail(f"cannot serve on port {port}: {error.strerror}; choose another with --port", code=2)
+    with server:
         console.print(f"Serving the site at http://127.0.0.1:{port}/site/ (Ctrl+C to stop)")
         try:
             server.serve_forever()

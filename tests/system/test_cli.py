@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from collab.workspace import Workspace
@@ -54,8 +55,21 @@ def test_charity_registration_submit_and_run(tmp_path: Path) -> None:
     report = json.loads(collab(home, "run", "--json").stdout)
     assert [s["status"] for s in report["submissions"]] == ["accepted", "accepted"]
     assert [r["period"] for r in report["releases"]] == [quarter] and report["releases"][0]["published"] is False
+    # An analyst's trial (session 31): the name `collab submissions` lists was refused by `collab purge` as a path,
+    # and an unknown charity's submissions were "No submissions yet".
+    [listed, _] = json.loads(collab(home, "submissions", "--json").stdout)
+    purged = json.loads(collab(home, "purge", listed["name"], "--json").stdout)
+    assert purged["submission_id"] == listed["submission_id"] and purged["removed"]
+    unknown = collab(home, "submissions", "--charity", "no-such-pantry", check=False)
+    assert unknown.returncode == 1 and "no charity 'no-such-pantry'" in unknown.stderr
     [approved] = json.loads(collab(home, "approve", report["releases"][0]["release_id"], "--json").stdout)["releases"]
-    assert approved["published"] is True
+    assert approved["published"] is True and approved["already_approved"] is False
+    # An analyst's trial (session 31): approving it again said "Approved and published" and logged a second approval.
+    again = collab(home, "approve", approved["release_id"])
+    assert "was already approved and published; nothing was done again" in " ".join(again.stdout.split())
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        logged = con.execute("SELECT count(*) FROM audit_log WHERE action = 'approve'").fetchone()
+    assert logged == (1,)
     site = home / "publish" / "site" / "index.html"
     before = site.read_text()
 
