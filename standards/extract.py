@@ -10,6 +10,7 @@ Validation errors carry our stable issue codes as their pydantic error type (see
 from __future__ import annotations
 
 import datetime as dt
+import re
 import unicodedata
 from dataclasses import dataclass, fields
 from typing import Annotated, Any, Literal
@@ -84,6 +85,22 @@ def _short_text(value: str) -> str:
 
 
 ShortText = Annotated[str, Field(min_length=1), AfterValidator(_short_text)]
+# A number Excel showed in scientific notation, saved as shown ("1.23457E+11"): the digits after the sixth are gone.
+SHORTENED_BY_EXCEL = r"(?i)^[0-9](?:\.[0-9]+)?E\+[0-9]+$"
+
+
+def _not_shortened_by_excel(value: str) -> str:
+    """A reference is refused as Excel shortened it: the references of many people become one (a charity's trial
+    sent 20 people as 1.23457E+11), who would be counted as one person."""
+    if re.match(SHORTENED_BY_EXCEL, value):
+        raise PydanticCustomError(
+            "E_REFERENCE_SHORTENED",
+            "is a number Excel has shortened (scientific notation), so the references of several people may now "
+            "be the same",
+        )
+    return value
+
+
 Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT_GBP, strict=True)]
 StrictDate = Annotated[dt.date, Field(strict=True)]
 
@@ -102,7 +119,7 @@ class ContactRecord(BaseModel):
         },
     )
 
-    person_ref: ShortText = Field(
+    person_ref: Annotated[ShortText, AfterValidator(_not_shortened_by_excel)] = Field(
         description="Your own stable reference for the person, the same on every contact.",
         examples=["NFB-00123"],
         json_schema_extra={

@@ -240,6 +240,13 @@ _TYPES = [
         "Correct the value as described in the message.",
     ),
     IssueType(
+        "E_REFERENCE_SHORTENED",
+        Scope.ROW,
+        "A person's reference was shortened by Excel",
+        "In Excel, format the reference column as Text (or as Number with no decimal places) before saving as CSV, "
+        "or export the references again from your own system: shortened, several people's references become one.",
+    ),
+    IssueType(
         "E_VALUE_TOO_LONG",
         Scope.ROW,
         "A value is far too long",

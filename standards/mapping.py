@@ -412,7 +412,7 @@ class CharityMapping(BaseModel):
     def load(cls, path: Path) -> CharityMapping:
         """Read a mapping file; raises ``ValueError`` (a pydantic ``ValidationError`` for a wrong entry)."""
         try:
-            content = yaml.safe_load(path.read_text(encoding="utf-8"))
+            content = yaml.load(path.read_text(encoding="utf-8"), Loader=_TextLoader)
         except yaml.YAMLError as error:
             where = getattr(error, "problem_mark", None)
             line = f" at line {where.line + 1}" if where is not None else ""
@@ -524,6 +524,18 @@ def column_letter(position: int) -> str:
         number, remainder = divmod(number - 1, 26)
         letters = chr(ord("A") + remainder) + letters
     return letters
+
+
+class _TextLoader(yaml.SafeLoader):
+    """YAML as a charity writes a mapping: every plain value is text. YAML 1.1 reads Yes, No, On, Off, Y and N as
+    true or false, and 01 or 1e5 as numbers: a charity's trial mapped "On: yes" for its disability column, read as
+    {True: True} and refused as not text."""
+
+
+_TextLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag == "tag:yaml.org,2002:null"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 @dataclass

@@ -129,6 +129,9 @@ def _twins() -> dict[Callable[..., Any], Twin]:
     today = dt.date.today()
     return {
         extract._short_text: Twin(lambda v: [(v.str.len_chars() > MAX_TEXT_CHARS, "E_VALUE_TOO_LONG")]),
+        extract._not_shortened_by_excel: Twin(
+            lambda v: [(v.str.contains(extract.SHORTENED_BY_EXCEL), "E_REFERENCE_SHORTENED")]
+        ),
         extract._contact_date_plausible: Twin(lambda v: [(v < EARLIEST_CONTACT_DATE, "E_DATE_OUT_OF_RANGE")]),
         extract._not_in_future: Twin(lambda v: [(v > today, "E_FUTURE_DATE")]),
         extract._birth_date_plausible: Twin(

@@ -18,7 +18,7 @@ CASE_NAMES = [case.name for case in CASES]
 # Every tag and attribute the feedback template itself writes; anything else came from a file.
 TEMPLATE_TAGS = {
     "html", "head", "meta", "title", "style", "body", "main", "h1", "h2", "h3", "p", "span", "strong",
-    "table", "thead", "tbody", "tr", "th", "td", "section", "code",
+    "table", "caption", "thead", "tbody", "tr", "th", "td", "section", "code",
 }  # fmt: skip
 TEMPLATE_ATTRIBUTES = {"lang", "charset", "name", "content", "class", "aria-label", "aria-labelledby", "id", "scope"}
 

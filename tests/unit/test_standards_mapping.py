@@ -261,3 +261,18 @@ def test_two_columns_holding_one_field_are_named_by_their_letters() -> None:
         "ZZ",
         "AAA",
     ]
+
+
+def test_a_mapping_file_reads_every_plain_value_as_text(tmp_path: Path) -> None:
+    """A charity's trial (session 31): the disability column's "On: yes" and "Off: no", as a charity writes them
+    (and as suggest-mapping proposed them), were YAML 1.1 booleans, and the mapping was refused as not text."""
+    path = tmp_path / "mapping.yaml"
+    path.write_text(
+        "columns:\n  Disabled (Y/N): disability\n  Tenure: tenure\n"
+        "values:\n  disability:\n    On: yes\n    Off: no\n    N: no\n  tenure:\n    01: other\n"
+        "sheet: 2024\n",
+        encoding="utf-8",
+    )
+    mapping = CharityMapping.load(path)
+    assert mapping.values == {"disability": {"On": "yes", "Off": "no", "N": "no"}, "tenure": {"01": "other"}}
+    assert mapping.sheet == "2024"
