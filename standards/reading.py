@@ -799,7 +799,10 @@ def _open_xlsx(
     source = ExtractSource(path=path, format="xlsx", limits=limits)
     sheets = workbook.sheet_names
     if sheet is not None and sheet not in sheets:
-        raise FileRejected("E_MISSING_SHEET", f"The workbook has no sheet called {sheet!r}; it has {sheets}.")
+        raise FileRejected(
+            "E_MISSING_SHEET",
+            f"The workbook has no sheet called '{sheet}'; its sheets are {', '.join(repr(name) for name in sheets)}.",
+        )
     if sheet is None:
         # A hidden sheet (an old extract kept out of sight, say) is read only when the mapping names it: the charity
         # looking at the workbook would never see the contacts that were loaded. Unless every sheet is hidden.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from standards.codelists import load_codelist, match_key
 from standards.extract import CODELIST_FIELDS, FIELDS
+from standards.issues import FileRejected
 from standards.mapping import CharityMapping, field_for_header, header_key, plain_date_format
 from standards.suggest import suggest_mapping
 
@@ -46,11 +47,25 @@ class MappingForm:
     missing: list[str]
     fields: tuple[str, ...] = FIELDS
     problems: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
 
 
 def mapping_form(upload: Path, current: CharityMapping) -> MappingForm:
-    """The form for a held file (raises ``FileRejected`` if the file cannot be read at all)."""
-    suggestion = suggest_mapping(upload, sheet=current.sheet, known=current)
+    """The form for a held file (raises ``FileRejected`` if the file cannot be read at all). A saved sheet the
+    workbook does not have (renamed since, a charity's trial found: the file was refused and the form, reading that
+    sheet, could not be shown) gives way to the sheet the workbook's contacts are found on, and the charity is told."""
+    notices = []
+    try:
+        suggestion = suggest_mapping(upload, sheet=current.sheet, known=current)
+    except FileRejected as rejection:
+        if rejection.code != "E_MISSING_SHEET":
+            raise
+        saved_sheet, current = current.sheet, current.model_copy(update={"sheet": None})
+        suggestion = suggest_mapping(upload, known=current)
+        notices.append(
+            f"Your saved choices read the sheet '{saved_sheet}', which this workbook does not have. "
+            f"The form reads the sheet '{suggestion.mapping.sheet}'; saving it reads that sheet from now on."
+        )
     columns = []
     for column in suggestion.columns:
         always = field_for_header(column.header, CharityMapping())
@@ -77,6 +92,7 @@ def mapping_form(upload: Path, current: CharityMapping) -> MappingForm:
         date_formats=choices,
         sheet=current.sheet or suggestion.mapping.sheet,
         missing=suggestion.missing,
+        notices=notices,
     )
 
 

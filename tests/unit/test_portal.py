@@ -23,7 +23,7 @@ from collab.workspace import Workspace
 from standards.check import check_extract
 from standards.mapping import CharityMapping
 from standards.rows import RowFiles, read_affected
-from tests.conftest import contact_rows, write_csv
+from tests.conftest import HEADER, contact_rows, write_csv, write_xlsx
 
 
 def test_a_password_is_kept_only_as_an_argon2_hash_and_stops_when_revoked_or_replaced(workspace: Workspace) -> None:
@@ -251,6 +251,22 @@ def test_the_mapping_form_saves_choices_by_position_and_refuses_what_is_not_on_t
     answers = {f"column-{i}": c.chosen or "" for i, c in enumerate(again.columns)}
     saved = mapping_from_answers(again, answers | codes, chosen)
     assert saved.values["need"]["Sky high bills"] == "food"
+
+
+def test_a_saved_sheet_the_workbook_no_longer_has_gives_way_to_the_sheet_of_its_contacts(tmp_path: Path) -> None:
+    """A charity's trial (session 31): the form saved the sheet's name; next quarter's workbook, its sheet renamed,
+    was refused, and the form, reading the saved sheet, could not be shown: no way out but a new account."""
+    path = write_xlsx(tmp_path / "q4.xlsx", {"Notes": [["Exported by the casebook"]], "Q4": [HEADER, *contact_rows(8)]})
+    current = CharityMapping(sheet="Q3", values={"need": {"Sky high bills": "fuel_energy"}})
+    form = mapping_form(path, current)
+    assert form.sheet == "Q4" and form.notices == [
+        "Your saved choices read the sheet 'Q3', which this workbook does not have. The form reads the sheet 'Q4'; "
+        "saving it reads that sheet from now on."
+    ]
+    answers = {f"column-{i}": c.chosen or "" for i, c in enumerate(form.columns)}
+    saved = mapping_from_answers(form, answers, current)
+    assert saved.sheet == "Q4" and saved.values == current.values
+    assert check_extract(path, mapping=saved).report.rows_accepted == 8
 
 
 def _report(rows_received: int, rows_rejected: int, quarters: list[str], warnings: int) -> dict:
