@@ -157,7 +157,7 @@ def submission_quality(
         with StagingSink(staging, ws.quarantine / manifest.submission_id, linkage_key=linkage_key) as sink:
             result = check_extract(
                 staging / manifest.source_file,
-                mapping=workspace.registry.mapping(manifest.charity_id),
+                mapping=workspace.registry.mapping(manifest.charity_id, as_of=manifest.received_at),
                 file_name=manifest.original_name,
                 submission_id=manifest.submission_id,
                 charity_id=manifest.charity_id,

@@ -1,6 +1,8 @@
 """The charity registry: who takes part, and how to read each charity's extracts.
 
-Each charity has ``registry/<id>/charity.yaml`` and, optionally, ``registry/<id>/mapping.yaml``.
+Each charity has ``registry/<id>/charity.yaml`` and, optionally, ``registry/<id>/mapping.yaml``, with a dated copy
+of each mapping saved through the registry in ``registry/<id>/mappings/`` (a file is read with the one in effect
+when it landed).
 Files rather than the warehouse: the landing sensor reads the registry on every tick and must
 never wait for a DuckDB lock held by a running job.
 """
@@ -21,6 +23,14 @@ from standards.mapping import CharityMapping
 CHARITY_ID_TEXT = r"[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])"
 # ``\Z``, not ``$``, which also matches before a final line break ("north-pantry\n").
 CHARITY_ID = re.compile(rf"^{CHARITY_ID_TEXT}\Z")
+
+
+MAPPING_HISTORY = "mappings"
+
+
+def _saved_name(when: dt.datetime) -> str:
+    """A dated copy's name, in the order of the times (UTC, to the microsecond)."""
+    return when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ") + ".yaml"
 
 
 class RegistryError(Exception):
@@ -97,14 +107,34 @@ class Registry:
         charities = [self.find(path.parent.name) for path in sorted(self.root.glob("*/charity.yaml"))]
         return [c for c in charities if c is not None and (include_inactive or c.active)]
 
-    def mapping(self, charity_id: str) -> CharityMapping:
-        path = self._dir(charity_id) / "mapping.yaml"
-        return CharityMapping.load(path) if path.exists() else CharityMapping()
+    def mapping(self, charity_id: str, *, as_of: dt.datetime | None = None) -> CharityMapping:
+        """The charity's mapping; with ``as_of`` (when a file landed), the one in effect then. A charity's trial
+        (session 31) checked and sent a file, then saved choices for another layout before the pipeline read the
+        first: read with them, its dates moved quarter and replaced earlier contacts. So a mapping saved (by
+        ``set_mapping``) after ``as_of`` gives way to the one saved last before it, or to none; otherwise the
+        current file is read, as an analyst may have edited it."""
+        current = self._dir(charity_id) / "mapping.yaml"
+        saved = sorted((self._dir(charity_id) / MAPPING_HISTORY).glob("*.yaml"))
+        if as_of is not None and saved and saved[-1].name > _saved_name(as_of):
+            earlier = [path for path in saved if path.name <= _saved_name(as_of)]
+            return CharityMapping.load(earlier[-1]) if earlier else CharityMapping()
+        return CharityMapping.load(current) if current.exists() else CharityMapping()
 
     def set_mapping(self, charity_id: str, source: Path) -> None:
+        """Make ``source`` the charity's mapping from now on, keeping a dated copy of each (``mapping``'s ``as_of``);
+        a mapping in use before copies were kept is kept first, dated when it was last written."""
         self.get(charity_id)
         CharityMapping.load(source)  # refuse a mapping that does not validate
-        shutil.copyfile(source, self._dir(charity_id) / "mapping.yaml")
+        current = self._dir(charity_id) / "mapping.yaml"
+        history = self._dir(charity_id) / MAPPING_HISTORY
+        history.mkdir(exist_ok=True)
+        if current.exists() and not any(history.glob("*.yaml")):
+            written = dt.datetime.fromtimestamp(current.stat().st_mtime, dt.UTC)
+            shutil.copyfile(current, history / _saved_name(written))
+        shutil.copyfile(source, history / _saved_name(dt.datetime.now(dt.UTC)))
+        partial = current.with_name(".mapping.yaml.partial")
+        shutil.copyfile(source, partial)
+        partial.replace(current)
 
     def _update(self, charity_id: str, **changes: bool) -> Charity:
         charity = self.get(charity_id).model_copy(update=changes)

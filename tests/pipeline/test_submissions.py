@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import duckdb
@@ -38,6 +39,7 @@ from collab.warehouse import connect
 from collab.workspace import Workspace
 from pipelines.sensors import landing_zone_sensor
 from standards import STANDARD_VERSION
+from standards.mapping import CharityMapping
 from tests.conftest import HEADER, contact_rows, write_csv
 from tests.fixtures.bad.corpus import CASES, build
 
@@ -274,6 +276,35 @@ def test_resubmission_replaces_the_charitys_quarter_atomically(
     materialization = result.asset_materializations_for_node("warehouse_contacts")[0]
     assert materialization.metadata["rows_replaced"].value == 30
     assert materialization.metadata["dagster/row_count"].value == 12
+
+
+def test_a_file_is_read_with_the_mapping_in_effect_when_it_landed(
+    workspace: Workspace, charity: str, tmp_path: Path
+) -> None:
+    """A charity's trial (session 31): a file checked and sent, then choices saved for another layout (its dates
+    month first) before the pipeline read the first, which was read with them: its dates moved quarter."""
+    registry = Registry(workspace)
+    day_first, month_first = tmp_path / "day-first.yaml", tmp_path / "month-first.yaml"
+    CharityMapping(date_format="%d/%m/%Y").dump(day_first)
+    CharityMapping(date_format="%m/%d/%Y").dump(month_first)
+    registry.set_mapping(charity, day_first)
+    time.sleep(0.05)  # file times are as coarse as the kernel's clock tick
+    drop(workspace, charity, write_csv(tmp_path / "sent.csv", contact_rows(10, start=dt.date(2026, 1, 5))))
+    time.sleep(0.05)
+    registry.set_mapping(charity, month_first)
+    instance = DagsterInstance.ephemeral()
+    [sent] = sense(workspace, instance)
+    assert process(workspace, instance, sent).success
+    report = feedback_for(workspace, charity, sent)
+    assert (report["rows_accepted"], report["quarters"]) == (10, ["2026Q1"])  # 05/01 to 14/01, January
+    # A file sent after the new choices is read with them.
+    us_rows = [[r[0], f"{r[1][3:5]}/{r[1][:2]}/{r[1][6:]}", *r[2:]] for r in contact_rows(10, prefix="U")]
+    later = processed(workspace, charity, instance, write_csv(tmp_path / "later.csv", us_rows))
+    assert (
+        feedback_for(workspace, charity, later)["rows_accepted"],
+        feedback_for(workspace, charity, later)["quarters"],
+    ) == (10, ["2026Q1"])
+    assert registry.mapping(charity).date_format == "%m/%d/%Y"
 
 
 def test_a_file_whose_rows_a_later_file_replaced_is_loaded_again_when_dropped_again(
