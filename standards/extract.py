@@ -63,11 +63,21 @@ def _known_local_authority(value: str) -> str:
     return code
 
 
+# How caseworkers write "no fixed abode" where a postcode goes (a charity's trial was told only "not a UK postcode").
+_NO_FIXED_ABODE = {"NFA", "NOFIXEDABODE", "NOFIXEDADDRESS", "HOMELESS", "ROUGHSLEEPER", "ROUGHSLEEPING"}
+
+
 def _known_postcode(value: str) -> str:
     geography = load_geography()
     if geography.local_authority_code(value) == value:
         return value  # a council named in the postcode column, read as its area by the normaliser
     if geography.postcode_district(value) is None:
+        if re.sub("[^A-Z]", "", value.upper()) in _NO_FIXED_ABODE:
+            raise PydanticCustomError(
+                "E_UNKNOWN_AREA",
+                "means no fixed abode, which has no postcode: give the local authority the person was supported "
+                "in instead, in a local_authority_code column (a code such as E08000025, or the council's name)",
+            )
         raise PydanticCustomError("E_UNKNOWN_AREA", "is not a UK postcode")
     if geography.local_authority_for_postcode(value) is None:
         raise PydanticCustomError("E_UNKNOWN_AREA", "is in a postcode district that is not in the ONS lookup")

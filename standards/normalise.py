@@ -238,6 +238,9 @@ def _amount(raw: pl.Expr, *, thousands_dots: bool = True) -> pl.Expr:
     """Pounds from text (a pound sign, commas between thousands, brackets for a minus); ``thousands_dots``: whether a
     dot between groups of three digits may separate thousands, so that such an amount is not read."""
     text = raw.str.replace_all(POUND_DECORATION, "")
+    # Excel's accounting format shows zero as a dash ("£ -"), and a CSV saved from it keeps what is shown: with its
+    # pound sign the dash is that zero (a charity's trial lost every such amount); a bare "-" may mean not known.
+    text = pl.when(raw.str.contains("£", literal=True) & (text == "-")).then(pl.lit("0")).otherwise(text)
     text = pl.when(text.str.contains(r"^\(.*\)$")).then(pl.lit("-") + text.str.strip_chars("()")).otherwise(text)
     text = pl.when(text.str.contains(_THOUSANDS)).then(text.str.replace_all(",", "", literal=True)).otherwise(text)
     amount = _finite(text.cast(pl.Float64, strict=False))

@@ -702,6 +702,29 @@ def test_a_file_without_a_header_row_is_rejected_without_quoting_its_first_conta
     assert "Columns found: Client ID, Notes, Other." in named.report.model_dump_json()
 
 
+def test_no_fixed_abode_in_the_postcode_column_is_answered_with_what_to_give_instead(tmp_path: Path) -> None:
+    """A charity's trial (session 31): "NFA" was "not a UK postcode", with the advice to give a full postcode, which
+    a person of no fixed abode does not have."""
+    rows = contact_rows(10)
+    rows[2][3], rows[3][3] = "NFA", "No fixed abode"
+    report = check_extract(write_csv(tmp_path / "nfa.csv", rows)).report
+    [unknown] = [g for g in report.issues if g.code == "W_UNKNOWN_AREA"]
+    assert [e.row for e in unknown.examples] == [4, 5]
+    assert all("means no fixed abode" in e.message and "local_authority_code" in e.message for e in unknown.examples)
+
+
+def test_a_zero_in_excels_accounting_format_is_read_as_zero(tmp_path: Path) -> None:
+    """A charity's trial (session 31): Excel's accounting format shows a zero as "£ -", which a CSV keeps; every such
+    amount was left out as unreadable. A bare dash may mean not known, and stays unread."""
+    incomes = ["£ -", " £ -   ", "£-", "-", "£ 12.00"]
+    rows = contact_rows(len(incomes))
+    for row, income in zip(rows, incomes, strict=True):
+        row[5] = income
+    sink = CollectingSink()
+    check_extract(write_csv(tmp_path / "accounting.csv", rows), sink=sink)
+    assert sink.contacts().get_column("monthly_income_gbp").to_list() == [0.0, 0.0, 0.0, None, 12.0]
+
+
 def test_an_amount_with_a_decimal_comma_or_not_a_number_is_left_out_with_the_reason(tmp_path: Path) -> None:
     """Found trying the checker as a charity would: every comma was taken out, so £1241,41 (a decimal comma, as a
     spreadsheet in another locale writes it) became £124,141 and "1.241,41" £1.24, accepted without a word; and "NaN"
