@@ -545,6 +545,7 @@ class ColumnPlan:
     header: list[str]
     fields: dict[str, int] = field(default_factory=dict)
     unused: list[int] = field(default_factory=list)
+    date_format: str | None = None  # the mapping's, which a date that cannot be read is told against
 
 
 def find_header_row(preview: list[list[str]], mapping: CharityMapping) -> int:
@@ -566,7 +567,7 @@ _VALUE_SHAPED = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\b[A-Za-z]{1,2}\d[A
 
 def plan_columns(header: list[str], mapping: CharityMapping) -> ColumnPlan:
     """Match headers to fields; raise ``FileRejected`` if a required field is missing or doubled."""
-    plan = ColumnPlan(header=header)
+    plan = ColumnPlan(header=header, date_format=mapping.date_format)
     for position, name in enumerate(header):
         target = field_for_header(name, mapping) if name.strip() else None
         if target is None:

@@ -33,7 +33,7 @@ from standards.extract import (
 )
 from standards.geography import load_geography
 from standards.issues import Issue, warning_twin
-from standards.mapping import ColumnPlan, column_label
+from standards.mapping import ColumnPlan, column_label, plain_date_format
 from standards.normalise import POUND_DECORATION, RAW_SUFFIX, THOUSANDS_DOTS
 from standards.personal_data import Kind, personal_data_in
 from standards.rules import (
@@ -72,12 +72,19 @@ _NO_LATIN_LETTERS = (
 _DATE_PARTS = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})$")
 
 
-def _date_problem(value: Any) -> str:
-    """Why a date could not be read: not a date at all, or a date that does not exist."""
+def _date_problem(value: Any, date_format: str | None) -> str:
+    """Why a date could not be read: not a date at all, not written as the charity's mapping says (``date_format``:
+    a charity's trial, its mapping saying month/day/year, was told its day-first dates were not in "a format the
+    standard accepts"), or a date that does not exist."""
     text = str(value).strip() if value is not None else ""
     parts = _DATE_PARTS.match(text)
     if not re.search(r"\d", text):
         return "is not a date; if the date is not known yet, leave the row out until it is"
+    if date_format is not None:
+        return (
+            f"is not a date written as your mapping says your dates are ({plain_date_format(date_format)}, its "
+            "date_format), nor year-month-day; if your dates are written another way, change the mapping's date_format"
+        )
     if parts:
         day, month, year = (int(p) for p in parts.groups())
         year += 2000 if year < 100 else 0
@@ -89,8 +96,8 @@ def _date_problem(value: Any) -> str:
     return "is not a date in a format the standard accepts"
 
 
-def _explanation(code: str, field: str | None, value: Any, detail: str) -> str:
-    """What is wrong with a value, as a predicate: "'Reason': 'Fod' <explanation>."."""
+def _explanation(code: str, field: str | None, value: Any, detail: str, date_format: str | None = None) -> str:
+    """What is wrong with a value, as a predicate: "'Reason': 'Fod' <explanation>."; ``date_format``, the mapping's."""
     if code in ("E_UNKNOWN_CODE", "W_UNKNOWN_CODE") and field in CODELIST_FIELDS:
         return f"is not one of the {field} codes"
     if code in ("E_INVALID_DATE", "W_INVALID_DATE"):
@@ -98,7 +105,7 @@ def _explanation(code: str, field: str | None, value: Any, detail: str) -> str:
         return (
             "is not a real date, or not in a format the standard accepts"
             if field == "date_of_birth"
-            else _date_problem(value)
+            else _date_problem(value, date_format)
         )
     if code == "W_INVALID_AMOUNT" and "," in str(value):
         return "is not an amount of pounds: a comma may only separate thousands (1,241.41), never pounds from pence"
@@ -138,9 +145,17 @@ def _hidden_as(field: str | None, value: Any) -> str | None:
     return f"a value that looks like {kind}"
 
 
-def _issue(code: str, row: int, field: str | None, column: str | None, value: Any, detail: str) -> Issue:
+def _issue(
+    code: str,
+    row: int,
+    field: str | None,
+    column: str | None,
+    value: Any,
+    detail: str,
+    date_format: str | None = None,
+) -> Issue:
     """An issue whose message quotes the value, unless it is a surname or looks like personal data."""
-    explanation = _explanation(code, field, value, detail)
+    explanation = _explanation(code, field, value, detail, date_format)
     hidden_as = _hidden_as(field, value)
     shown = None if hidden_as else shorten(value)
     if column is None or field is None:
@@ -176,7 +191,8 @@ def validate_rows(normalised: pl.DataFrame, plan: ColumnPlan, *, links_records: 
             continue
         # A value the normaliser could not read stays as its text, so validation names the rule it breaks.
         values = {name: raws[name][index] if columns[name][index] is None else columns[name][index] for name in fields}
-        yield _validate_row(row, values, {name: raws[name][index] for name in fields}, header_of, raw, links_records)
+        row_raws = {name: raws[name][index] for name in fields}
+        yield _validate_row(row, values, row_raws, header_of, raw, links_records, plan.date_format)
 
 
 def record_area_code(value: str) -> str | None:
@@ -191,6 +207,7 @@ def _validate_row(
     header_of: dict[str, str],
     raw: dict[str, str | None],
     links_records: bool,
+    date_format: str | None,
 ) -> RowOutcome:
     issues: list[Issue] = []
     for attempt in range(2):
@@ -222,9 +239,9 @@ def _validate_row(
                 if code == "E_MISSING_AREA" and any(raws.get(f) is not None for f in AREA_FIELDS if f in header_of):
                     message = "its area was given but not recognised (see the warning on the same row), so it has none"
                 if name is None or name in REQUIRED_FIELDS or attempt:
-                    issues.append(_issue(code, row, name, column, value, message))
+                    issues.append(_issue(code, row, name, column, value, message, date_format))
                     continue
-                issues.append(_issue(warning_twin(code), row, name, column, value, detail["msg"]))
+                issues.append(_issue(warning_twin(code), row, name, column, value, detail["msg"], date_format))
                 values[name] = None
                 dropped = True
             if not dropped or any(i.code.startswith("E_") for i in issues):

@@ -702,6 +702,17 @@ def test_a_file_without_a_header_row_is_rejected_without_quoting_its_first_conta
     assert "Columns found: Client ID, Notes, Other." in named.report.model_dump_json()
 
 
+def test_a_date_not_written_as_the_mapping_says_is_told_against_the_mapping_not_the_standard(tmp_path: Path) -> None:
+    """A charity's trial (session 31): its mapping said month/day/year, and its day-first dates were "not in a format
+    the standard accepts", which the standard's own day/month/year made no sense of."""
+    rows = contact_rows(10, start=dt.date(2026, 1, 13))
+    report = check_extract(write_csv(tmp_path / "uk.csv", rows), mapping=CharityMapping(date_format="%m/%d/%Y")).report
+    [invalid] = [g for g in report.issues if g.code == "E_INVALID_DATE"]
+    assert (
+        "written as your mapping says your dates are (month/day/year, its date_format)" in invalid.examples[0].message
+    )
+
+
 def test_no_fixed_abode_in_the_postcode_column_is_answered_with_what_to_give_instead(tmp_path: Path) -> None:
     """A charity's trial (session 31): "NFA" was "not a UK postcode", with the advice to give a full postcode, which
     a person of no fixed abode does not have."""
