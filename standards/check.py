@@ -38,7 +38,14 @@ from standards.normalise import (
     normalise_batch,
 )
 from standards.personal_data import PersonalDataScreen
-from standards.reading import FAILURES, ExtractSource, ReadLimits, open_extract, refuse_unreadable_used
+from standards.reading import (
+    FAILURES,
+    ExtractSource,
+    ReadLimits,
+    SheetCells,
+    open_extract,
+    refuse_unreadable_used,
+)
 from standards.validation import RowOutcome, validate_batch
 from standards.validation import contacts_frame as contacts_frame  # where callers have always found it
 
@@ -94,6 +101,11 @@ HEADER_REPEATED = Issue(
 HIDDEN_ROW = Issue(
     "W_HIDDEN_ROWS_READ",
     "This row is hidden in the workbook (by hand, by a filter or in a collapsed group); it was read like the others.",
+)
+UNCALCULATED_ROW = Issue(
+    "W_FORMULAS_NOT_CALCULATED",
+    "A cell of this row holds a formula saved without its result (the program that saved the workbook did not "
+    "calculate it); it was read as blank.",
 )
 TOTALS_ROW = Issue(
     "W_TOTALS_ROW",
@@ -256,7 +268,9 @@ def check_extract(
         date_column = f"c{plan.fields['contact_date']}" if "contact_date" in plan.fields else None
         # The reference's column first: the rows without one are the only ones searched further.
         used = sorted(plan.fields.values(), key=lambda position: position != plan.fields.get("person_ref"))
-        hidden_rows = pl.Series(source.sheet_cells.hidden if source.sheet_cells else [], dtype=pl.Int64).implode()
+        cells = source.sheet_cells or SheetCells()
+        hidden_rows = pl.Series(cells.hidden, dtype=pl.Int64).implode()
+        uncalculated_rows = pl.Series(cells.uncalculated, dtype=pl.Int64).implode()
 
         def judge(batch: pl.DataFrame) -> _Judged:
             # Two exports joined into one file repeat the header, and a spreadsheet's export can end with a row of
@@ -278,6 +292,9 @@ def check_extract(
             counts = screen.count(batch, normalised)
             judged = validate_batch(normalised, plan, links_records=options.links_records)
             hidden = batch.get_column("__row").filter(batch.get_column("__row").is_in(hidden_rows)).to_list()
+            uncalculated = (
+                batch.get_column("__row").filter(batch.get_column("__row").is_in(uncalculated_rows)).to_list()
+            )
             noted = [
                 (i, rows)
                 for i, rows in (
@@ -286,6 +303,7 @@ def check_extract(
                     (TOTALS_ROW, totals),
                     (OUTSIDE_COLUMNS_ROW, outside),
                     (HIDDEN_ROW, hidden),
+                    (UNCALCULATED_ROW, uncalculated),
                 )
                 if rows
             ]

@@ -382,6 +382,13 @@ _TYPES = [
         "or remove the line if your system no longer exports that column.",
     ),
     IssueType(
+        "W_FORMULAS_NOT_CALCULATED",
+        Scope.FILE,
+        "Formulas saved without their results were read as blank",
+        "Open the workbook in Excel (or LibreOffice), let it calculate, save it, and send it again: the program that "
+        "made it saved the formulas but not what they work out to.",
+    ),
+    IssueType(
         "W_HIDDEN_ROWS_READ",
         Scope.FILE,
         "Rows hidden in the workbook were read like the others",

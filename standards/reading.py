@@ -91,6 +91,14 @@ _CELL_VALUE = re.compile(rb"<(?:\w+:)?(?:v|is)>")
 _FIRST_FILLED_CELL = re.compile(
     rb"<(?:\w+:)?row\b[^>]*>(?:\s*<(?:\w+:)?c\b[^>]*/>)*\s*<(?:\w+:)?c\b[^>]*?\br=\"([A-Z]{1,3})[0-9]+\"[^>]*(?<!/)>"
 )
+# A cell holding a formula and no result (an empty value, or none), and its row: saved by a program that does not
+# calculate (openpyxl writes them so; Excel saves each result beside its formula), which fastexcel reads as blank.
+_FORMULA = re.compile(rb"<(?:\w+:)?f\b")
+_UNCALCULATED_CELL = re.compile(
+    rb'<(?:\w+:)?c\b(?=[^>]*?\br="[A-Z]{1,3}([0-9]{1,7})")[^>]*(?<!/)>\s*'
+    rb"<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>)\s*"
+    rb"(?:<(?:\w+:)?v\s*/>|<(?:\w+:)?v>\s*</(?:\w+:)?v>)?\s*</(?:\w+:)?c>"
+)
 # A cell holding an Excel error (#N/A, #DIV/0!, #REF!...), its reference, and the error shown (its value).
 _ERROR_CELL = re.compile(rb'<(?:\w+:)?c\b[^>]*?\br="([A-Z]{1,3})([0-9]{1,7})"[^>]*\bt="e"[^>]*>')
 _ERROR_VALUE = re.compile(rb"<(?:\w+:)?v>([^<]{1,32})<")
@@ -915,6 +923,8 @@ class SheetCells:
     # the sheet span more than ``MAX_SHEET_CELLS``: see ``_refuse_too_far_reaching``).
     past_excel: bool = False
     filled_past_z: bool = False
+    # The rows with a cell holding a formula and no result (``_UNCALCULATED_CELL``), in order.
+    uncalculated: list[int] = field(default_factory=list)
 
 
 class _SheetCellsReader:
@@ -930,6 +940,7 @@ class _SheetCellsReader:
         self._errors: dict[tuple[int, int], str] = {}
         self._past_excel = False
         self._filled_past_z = False
+        self._uncalculated: set[int] = set()
 
     def read(self, piece: bytes) -> None:
         if not (self._past_excel and self._filled_past_z):
@@ -952,6 +963,8 @@ class _SheetCellsReader:
             for tag in _HIDDEN_ROW_TAG.finditer(piece):
                 if (number := _ROW_NUMBER.search(tag.group())) is not None:
                     self._hidden.add(int(number.group(1)))
+        if _FORMULA.search(piece):
+            self._uncalculated.update(int(row) for row in _UNCALCULATED_CELL.findall(piece))
         if b't="e"' in piece:
             for cell in _ERROR_CELL.finditer(piece):
                 shown = _ERROR_VALUE.search(piece, cell.end(), cell.end() + 1024)
@@ -966,6 +979,7 @@ class _SheetCellsReader:
             self._errors,
             self._past_excel,
             self._filled_past_z,
+            sorted(self._uncalculated),
         )
 
 

@@ -163,3 +163,21 @@ def test_a_sheet_is_refused_before_it_is_read_when_its_cells_reach_too_far(
         assert report.accepted and report.rows_accepted == 10
     else:
         assert not report.accepted and code in report.codes(), report.codes()
+
+
+def test_a_formula_saved_without_its_result_is_pointed_out_where_it_was_read_as_blank(tmp_path: Path) -> None:
+    """A charity's trial (session 31): a workbook saved by a program that does not calculate (openpyxl writes
+    formulas so) had every contact date read as blank, and the charity was told only that the dates were blank."""
+    stray = (
+        '<row r="12"><c r="A12" t="inlineStr"><is><t>P9</t></is></c><c r="B12"><f>TODAY()</f><v/></c>'
+        '<c r="C12" t="inlineStr"><is><t>Food</t></is></c><c r="D12" t="inlineStr"><is><t>B15 2TT</t></is></c>'
+        '<c r="F12"><f>SUM(1,1)</f></c></row>'
+        # As Excel saves a formula: its result beside it, read as the value.
+        '<row r="13"><c r="A13" t="inlineStr"><is><t>P10</t></is></c><c r="B13"><f>DATE(2026,1,9)</f><v>46031</v></c>'
+        '<c r="C13" t="inlineStr"><is><t>Food</t></is></c><c r="D13" t="inlineStr"><is><t>B15 2TT</t></is></c></row>'
+    )
+    report = check_extract(_with_stray(tmp_path / "formulas.xlsx", stray)).report
+    [uncalculated] = [g for g in report.issues if g.code == "W_FORMULAS_NOT_CALCULATED"]
+    assert [e.row for e in uncalculated.examples] == [12]
+    [blank] = [g for g in report.issues if g.code == "E_MISSING_VALUE"]
+    assert [e.row for e in blank.examples] == [12]
