@@ -225,6 +225,7 @@ def check_extract(
     quarters: set[str] = set()
     source: ExtractSource | None = None
     screen: PersonalDataScreen | None = None
+    references: IdentifiedReferences | None = None
     try:
         source = open_extract(
             path, sheet=mapping.sheet, header_score=lambda row: header_score(row, mapping), limits=options.limits
@@ -369,8 +370,6 @@ def check_extract(
                 for unfinished in judging:  # after an error of ours: nothing more is kept
                     unfinished.cancel()
         report.rows_accepted = report.rows_received - report.rows_rejected
-        if (unlinkable := references.not_identified()) is not None:
-            collector.add(unlinkable)
         if (problem := screen.reference_problem()) is not None:
             raise problem
         if report.rows_received == 0:
@@ -394,6 +393,10 @@ def check_extract(
     if screen is not None:
         for note in screen.issues():
             collector.add(note)
+    # Told once the file's fate is known: a rejected file's contacts are not kept (a charity's trial was told they
+    # were).
+    if references is not None and (unlinkable := references.not_identified(kept=report.rows_accepted > 0)):
+        collector.add(unlinkable)
     report.issues = collector.groups(report.rows_received)
     report.quarters = sorted(quarters) if report.rows_accepted else []
     if any(g.severity == "error" and g.scope == "file" for g in report.issues):
@@ -425,8 +428,9 @@ class IdentifiedReferences:
     def _merged(self) -> pl.DataFrame:
         return pl.concat(self._parts).group_by("person_ref").agg(pl.col("identified").any())
 
-    def not_identified(self) -> Issue | None:
-        """The warning for the file, if any of its references carries no identity."""
+    def not_identified(self, *, kept: bool) -> Issue | None:
+        """The warning for the file, if any of its references carries no identity; ``kept``: whether the file's
+        contacts are (it is not rejected)."""
         if not self._parts:
             return None
         merged = self._merged()
@@ -439,7 +443,12 @@ class IdentifiedReferences:
             "surname, a date of birth and a postcode together. Your charity takes part in record linkage, which "
             "recognises a person helped by several charities by those three; a person it cannot recognise is not "
             "counted in the collaborative's published figures (counted apart at each charity, they would get less "
-            "privacy protection than is promised). Their contacts are kept, and count once the details are sent.",
+            "privacy protection than is promised). "
+            + (
+                "Their contacts are kept, and count once the details are sent."
+                if kept
+                else "Once the file is accepted, their contacts are kept, and count once the details are sent."
+            ),
         )
 
 

@@ -878,6 +878,14 @@ def test_a_linking_charity_is_told_which_share_of_its_people_cannot_be_linked_an
         "5 of the 6 people in this file (by person reference) have no contact"
     )
     assert "W_PEOPLE_NOT_LINKABLE" not in check_extract(path).report.codes()  # a charity that does not link
+    assert warning.examples[0].message.endswith("Their contacts are kept, and count once the details are sent.")
+    # A charity's trial (session 31): a file rejected as a whole was told these contacts were kept.
+    path.write_text(path.read_text().replace("2026-02-01", "someday"), encoding="utf-8")
+    rejected = check_extract(path, options=CheckOptions(batch_size=4, links_records=True)).report
+    [warning] = [g for g in rejected.issues if g.code == "W_PEOPLE_NOT_LINKABLE"]
+    assert rejected.status == "rejected" and "Once the file is accepted, their contacts are kept" in (
+        warning.examples[0].message
+    )
 
 
 @pytest.mark.parametrize(
