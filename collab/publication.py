@@ -401,6 +401,7 @@ def write_release_package(
                 else measurements[0]["noise_scale"],
                 "measurements": measurements,
                 "max_cells_per_person": indicator.max_cells_per_person,
+                "max_contacts_per_cell": indicator.max_contacts_per_cell,
                 "clamp": indicator.clamp.model_dump() if indicator.clamp else None,
             }
         )

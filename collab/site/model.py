@@ -328,9 +328,11 @@ def headline(release: IndicatorRelease, unit: Unit) -> Headline | None:
     breakdowns = " and ".join(breakdown_label(b, plural=True) for b in others)
     note = ""
     if int(release.meta.get("max_cells_per_person", 1)) > 1:
+        # An analyst's trial (session 31): a count of contacts was said to add up people.
+        counted = "people once per cell" if unit.noun == "people" else f"{unit.noun}, each person's in up to that many"
         note = (
             f"A person can be counted in up to {release.meta['max_cells_per_person']} cells "
-            f"(for example under several needs), so this adds up people once per cell, not a head count."
+            f"(for example under several needs), so this adds up {counted}, not a head count."
         )
     label = f"United Kingdom, all {breakdowns} added together" if hierarchical else f"All {breakdowns} added together"
     if note:

@@ -225,6 +225,18 @@ def test_an_indicator_table_over_the_area_levels_says_each_rows_level(demo_home:
     assert "<td>local authority</td>" in table
 
 
+def test_a_count_of_contacts_is_not_described_as_people(demo_home: Path) -> None:
+    """An analyst's trial (session 31): the contacts indicator's page said each figure counted people, once per cell,
+    and that its total added up people."""
+    page = " ".join((demo_home / "publish" / "site" / "indicators" / "contacts_by_need.html").read_text().split())
+    assert "people who had at least one contact" not in page and "adds up people" not in page
+    assert "contacts with participating charities in that quarter, each person's counted at most 4 times" in page
+    people = " ".join(
+        (demo_home / "publish" / "site" / "indicators" / "people_by_need_region.html").read_text().split()
+    )
+    assert "people who had at least one contact with a participating charity in that quarter" in people
+
+
 def test_the_home_page_has_one_people_supported_total(site_url: str, browser: BrowserContext) -> None:
     page = browser.new_page()
     page.goto(f"{site_url}/site/index.html", wait_until="load")
