@@ -33,7 +33,7 @@ MANIFEST = "release.json"
 PRIVACY_UNIT = (
     "one person at one charity, per calendar quarter: someone with m references across the charities (a charity that "
     "gives one person two references holds two) counts as at most m units, so their privacy loss is at most m squared times "
-    "that of one unit (group privacy under zCDP; see per_person)"
+    "that of one unit (group privacy under zCDP; what this gives a person is stated with it)"
 )
 PRIVACY_UNIT_LINKED = (
     "one person per calendar quarter across the charities that link records (a cluster of their records joined "
@@ -41,7 +41,7 @@ PRIVACY_UNIT_LINKED = (
     "one charity elsewhere: someone with m references at charities that do not link records counts as at most m units, "
     "plus one across those that do, and one more for each extra group linkage split their records into and each "
     "record of someone else's it matched with one of theirs; the privacy loss of n units is n squared times that of one "
-    "(group privacy under zCDP; see per_person)"
+    "(group privacy under zCDP; what this gives a person is stated with it)"
 )
 DATAPACKAGE = "datapackage.json"
 DATA_DIR = "data"
