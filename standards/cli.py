@@ -65,7 +65,16 @@ def _console(*, stderr: bool = False) -> Console:
 console = _console()
 errors = _console(stderr=True)
 
-JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of text.")
+_json_asked = False
+
+
+def _ask_for_json(asked: bool) -> bool:
+    global _json_asked
+    _json_asked = asked
+    return asked
+
+
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of text.", callback=_ask_for_json)
 
 
 def emit_json(payload: Any) -> None:
@@ -73,7 +82,11 @@ def emit_json(payload: Any) -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    errors.print(f"[bold red]Error:[/] {message}", highlight=False)
+    """Say why the command stops, on standard error, and exit with ``code``; with --json, as JSON on standard output
+    too (``{"error": ..., "exit_code": ...}``): an analyst's trial found some commands' refusals JSON, others text."""
+    errors.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
+    if _json_asked:
+        emit_json({"error": message, "exit_code": code})
     raise typer.Exit(code)
 
 

@@ -618,7 +618,7 @@ def recover_releases(
         message = f"{unlike[0]!r} is not a release id like 2026Q1-v1"
         if as_json:
             emit_json({"refused": {"code": "E_RELEASE_ID", "package": "", "field": "", "message": message}})
-        fail(escape(message), code=2)
+        fail(message, code=2)
     ws = workspace()
     _say_if_waiting(ws, as_json)
     try:
@@ -638,7 +638,7 @@ def recover_releases(
                     }
                 }
             )
-        fail(escape(str(refusal)))
+        fail(str(refusal))
     if as_json:
         emit_json(asdict(recovery))
         return

@@ -4,6 +4,7 @@ port in use ended in a traceback)."""
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -39,3 +40,13 @@ def test_the_site_is_not_served_on_a_port_in_use(workspace: Workspace) -> None:
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and f"cannot serve on port {port}" in said and "--port" in said
     assert not isinstance(result.exception, OSError)
+
+
+def test_a_refusal_asked_for_as_json_is_json(workspace: Workspace) -> None:
+    """An analyst's trial (session 31): some commands' refusals were JSON under --json, others plain text."""
+    register_commands()
+    for command in (["incident", "NOPE", "--json"], ["purge", "no-such-submission", "--json"]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code in (1, 2)
+        said = json.loads(result.stdout)
+        assert said["exit_code"] == result.exit_code and said["error"]
