@@ -81,12 +81,13 @@ def emit_json(payload: Any) -> None:
     typer.echo(json.dumps(payload, indent=2, default=str))
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
+def fail(message: str, code: int = 1, *, as_json: dict[str, Any] | None = None) -> NoReturn:
     """Say why the command stops, on standard error, and exit with ``code``; with --json, as JSON on standard output
-    too (``{"error": ..., "exit_code": ...}``): an analyst's trial found some commands' refusals JSON, others text."""
+    too (``as_json``, or ``{"error": ..., "exit_code": ...}``): an analyst's trial found some commands' refusals
+    JSON, others text."""
     errors.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
     if _json_asked:
-        emit_json({"error": message, "exit_code": code})
+        emit_json(as_json or {"error": message, "exit_code": code})
     raise typer.Exit(code)
 
 

@@ -616,9 +616,8 @@ def recover_releases(
 
     if unlike := [r for r in release_ids or [] if not RELEASE_ID.fullmatch(r)]:
         message = f"{unlike[0]!r} is not a release id like 2026Q1-v1"
-        if as_json:
-            emit_json({"refused": {"code": "E_RELEASE_ID", "package": "", "field": "", "message": message}})
-        fail(message, code=2)
+        refused = {"code": "E_RELEASE_ID", "package": "", "field": "", "message": message}
+        fail(message, code=2, as_json={"refused": refused})
     ws = workspace()
     _say_if_waiting(ws, as_json)
     try:
@@ -627,18 +626,8 @@ def recover_releases(
                 ws, release_ids or [], caps=unit_caps(ws.settings.privacy), actor=Path.home().name or "analyst"
             )
     except RecoveryRefused as refusal:
-        if as_json:
-            emit_json(
-                {
-                    "refused": {
-                        "code": refusal.code,
-                        "package": refusal.package,
-                        "field": refusal.field,
-                        "message": refusal.message,
-                    }
-                }
-            )
-        fail(str(refusal))
+        refused = {"code": refusal.code, "package": refusal.package, "field": refusal.field, "message": refusal.message}
+        fail(str(refusal), as_json={"refused": refused})
     if as_json:
         emit_json(asdict(recovery))
         return
