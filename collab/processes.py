@@ -17,6 +17,8 @@ from pathlib import Path
 # the daemon launched is tagged by its own worker as it starts (``assets.resources.CollabWorkspace``).
 RUNNER_TAG = "collab/runner-host"
 RUNNER_PROCESS_TAG = "collab/runner-process"
+# On a run whose process died before finishing it (``pipelines.warehouse_pool.fail_abandoned_runs``).
+ABANDONED_TAG = "collab/abandoned"
 
 
 def runner_tags() -> dict[str, str]:

@@ -55,7 +55,12 @@ from collab.submissions import (
 from collab.warehouse import audit, connect, not_ended_problem, stale_quarters, unreleased_complete_quarters
 from collab.workspace import Workspace
 from pipelines.run_lock import run_lock
-from pipelines.warehouse_pool import fail_abandoned_runs, keep_warehouse_pool_moving, release_abandoned_warehouse_slots
+from pipelines.warehouse_pool import (
+    fail_abandoned_runs,
+    keep_warehouse_pool_moving,
+    release_abandoned_warehouse_slots,
+    times_abandoned,
+)
 from pipelines.worker_server import stop_worker_server, worker_processes
 from privacy.release import latest_release
 from standards.check import new_reference
@@ -601,13 +606,22 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
         settle_seconds = workspace.settings.intake.settle_seconds
         landing = landing_zone_from_env(workspace.home)
         manifests, unreadable = unfinished_manifests(workspace, instance)
-        resumed = [PendingFile.of_manifest(m) for m in manifests]
+        given_up = [
+            m for m in manifests if times_abandoned(instance, m.partition_key or m.submission_id) >= MAX_ABANDONED
+        ]
+        resumed = [PendingFile.of_manifest(m) for m in manifests if m not in given_up]
         settled, waiting = settled_objects(landing, charities, settle_seconds=settle_seconds)
         report = RunReport(
             skipped=[*unreadable, *({"charity_id": o.charity_id, "file": o.key, "reason": why} for o, why in waiting)],
             resumed=[f.partition_key for f in resumed],
             abandoned_runs=abandoned,
         )
+        for manifest in given_up:
+            detail = (
+                f"its check stopped the process running it {MAX_ABANDONED} times (killed, or a library aborting on "
+                "the file), so it is not taken up again"
+            )
+            report.submissions.append(_fail(workspace, landing, manifest, detail, run_id=""))
         files = {f.partition_key: f for f in resumed}
         for obj in settled:
             if obj.refusal is not None:  # moved aside unread, as the sensor does
@@ -698,6 +712,11 @@ def unfinished_manifests(
             unreadable.append({"charity_id": state.charity_id, "file": state.file_name, "reason": reason})
     return manifests, unreadable
 
+
+# How many times a submission's process may die while running it before it fails (its raw bytes kept, the charity
+# told by reference) rather than being taken up again: a file that kills the process checking it (a library
+# aborting; in a run of one file there is no worker between them) would otherwise stop every later run.
+MAX_ABANDONED = 2
 
 # How often runs waiting for the `warehouse` pool are looked after (``keep_warehouse_pool_moving``).
 POOL_CHECK_SECONDS = 10.0

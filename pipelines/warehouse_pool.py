@@ -14,7 +14,7 @@ import socket
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from assets.resources import WAREHOUSE_POOL
-from collab.processes import RUNNER_PROCESS_TAG, RUNNER_TAG, owner_dead
+from collab.processes import ABANDONED_TAG, RUNNER_PROCESS_TAG, RUNNER_TAG, owner_dead
 
 
 def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
@@ -34,8 +34,14 @@ def fail_abandoned_runs(instance: DagsterInstance) -> list[str]:
         owner = run.tags.get(RUNNER_PROCESS_TAG, "")
         if owner_dead(owner):
             instance.report_run_failed(run, message=f"the process {owner} running it ended without finishing it")
+            instance.add_run_tags(run.run_id, {ABANDONED_TAG: "true"})
             abandoned.append(run.run_id)
     return abandoned
+
+
+def times_abandoned(instance: DagsterInstance, partition_key: str) -> int:
+    """How many runs of this partition their process died before finishing (``fail_abandoned_runs``)."""
+    return instance.get_runs_count(filters=RunsFilter(tags={"dagster/partition": partition_key, ABANDONED_TAG: "true"}))
 
 
 def keep_warehouse_pool_moving(instance: DagsterInstance) -> list[str]:

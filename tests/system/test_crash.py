@@ -224,6 +224,28 @@ def test_a_file_that_kills_its_worker_fails_alone_and_the_others_are_processed(
     assert instance.get_runs(filters=RunsFilter(statuses=going)) == []
 
 
+def test_a_lone_file_that_kills_its_run_each_time_is_failed_on_the_third_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alone in a run, a file is checked in the run's own process (no worker between them): one that kills it would
+    be taken up again, and kill it, by every later run."""
+    home = tmp_path / "var"
+    workspace = Workspace(home)
+    workspace.init()
+    Registry(workspace).add("north-pantry", "North Pantry")
+    LocalLandingZone(root=str(home)).create_area("north-pantry")
+    LocalLandingZone(root=str(home)).drop("north-pantry", write_csv(tmp_path / "north.csv", contact_rows(5)))
+    monkeypatch.setenv(WORKER_DIES_VARIABLE, "north.csv")
+    for _ in range(2):
+        killed = collab(home, "run", "--json", check=False)
+        assert killed.returncode == -signal.SIGABRT, killed.stdout + killed.stderr
+    report = json.loads(collab(home, "run", "--json", check=False).stdout)
+    [failed] = report["failed"]
+    assert failed["file_name"] == "north.csv" and failed["codes"] == ["E_INTERNAL"] and failed["reference"]
+    assert [s.state for s in submission_states(workspace)] == ["failed"]
+    assert json.loads(collab(home, "run", "--json").stdout)["failed"] == []  # not taken up again
+
+
 def test_two_runs_at_once_process_each_file_once_and_release_once(tmp_path: Path) -> None:
     home = tmp_path / "var"
     _drop_files(home, tmp_path)
