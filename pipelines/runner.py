@@ -606,9 +606,7 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
         settle_seconds = workspace.settings.intake.settle_seconds
         landing = landing_zone_from_env(workspace.home)
         manifests, unreadable = unfinished_manifests(workspace, instance)
-        given_up = [
-            m for m in manifests if times_abandoned(instance, m.partition_key or m.submission_id) >= MAX_ABANDONED
-        ]
+        given_up = [m for m in manifests if times_abandoned(instance, m.name) >= MAX_ABANDONED]
         resumed = [PendingFile.of_manifest(m) for m in manifests if m not in given_up]
         settled, waiting = settled_objects(landing, charities, settle_seconds=settle_seconds)
         report = RunReport(
