@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shutil
+import uuid
 from pathlib import Path
 
 import yaml
@@ -115,8 +116,9 @@ class Registry:
         current file is read, as an analyst may have edited it."""
         current = self._dir(charity_id) / "mapping.yaml"
         saved = sorted((self._dir(charity_id) / MAPPING_HISTORY).glob("*.yaml"))
-        if as_of is not None and saved and saved[-1].name > _saved_name(as_of):
-            earlier = [path for path in saved if path.name <= _saved_name(as_of)]
+        landed = _saved_name(as_of) if as_of is not None else None
+        if landed is not None and saved and saved[-1].name > landed:
+            earlier = [path for path in saved if path.name <= landed]
             return CharityMapping.load(earlier[-1]) if earlier else CharityMapping()
         return CharityMapping.load(current) if current.exists() else CharityMapping()
 
@@ -132,7 +134,7 @@ class Registry:
             written = dt.datetime.fromtimestamp(current.stat().st_mtime, dt.UTC)
             shutil.copyfile(current, history / _saved_name(written))
         shutil.copyfile(source, history / _saved_name(dt.datetime.now(dt.UTC)))
-        partial = current.with_name(".mapping.yaml.partial")
+        partial = current.with_name(f".mapping.yaml.{uuid.uuid4().hex}.partial")  # two saves at once each whole
         shutil.copyfile(source, partial)
         partial.replace(current)
 

@@ -310,3 +310,34 @@ def test_each_accepted_report_says_how_it_compares_with_the_last_accepted_file(w
         "Compared with your last accepted file: 380 rows accepted (last time 200); quarters 2026Q1, 2026Q2 "
         "(last time 2026Q1); 2.0 warnings per 100 rows (last time 0.0)."
     )
+
+
+def test_choices_saved_at_once_from_two_sessions_each_leave_a_whole_mapping(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """Two portal sessions of one charity save their choices at the same moment: with one partial file for both, a
+    save found it moved away by the other (FileNotFoundError); the mapping left is always one of them, whole."""
+    import threading
+
+    registry = Registry(workspace)
+    registry.add("north-pantry", "North Pantry")
+    sources = []
+    for index in range(6):
+        sources.append(tmp_path / f"choices-{index}.yaml")
+        CharityMapping(columns={f"Column {index} {'x' * 4000}": "need"}).dump(sources[-1])
+    failures: list[Exception] = []
+
+    def save(source: Path) -> None:
+        try:
+            for _ in range(20):
+                registry.set_mapping("north-pantry", source)
+        except Exception as error:  # any failure of a save is what this test looks for
+            failures.append(error)
+
+    savers = [threading.Thread(target=save, args=(source,)) for source in sources]
+    for saver in savers:
+        saver.start()
+    for saver in savers:
+        saver.join()
+    assert failures == []
+    assert registry.mapping("north-pantry") in [CharityMapping.load(source) for source in sources]
