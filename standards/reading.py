@@ -105,7 +105,7 @@ _ERROR_VALUE = re.compile(rb"<(?:\w+:)?v>([^<]{1,32})<")
 # How a row's or a cell's reference (its ``r``) starts, however the XML is written (single quotes, spaces around "=",
 # lowercase letters: fastexcel reads them all), and the rest of a tag (quoted values may hold "/>"), which ends in "/>"
 # only for a cell with no value (Excel writes them for formatted cells; fastexcel does not read them). Searched by
-# Polars: Python's ``re`` took 1.7 s over a 200,000-row sheet's 130 MB, Polars 0.25 s for each pattern.
+# Polars: Python's ``re`` took 1.7 s for two such patterns over a 200,000-row sheet's 88 MB, Polars about 0.25 s each.
 _REFERENCE_START = r"""\br\s*=\s*["']"""
 _TAG_REST = r"""(?:[^>"']|"[^"]*"|'[^']*')*?/?>"""
 _REFERENCE = "(?i)" + _REFERENCE_START + r"""([A-Z]*)([0-9]+)["']""" + _TAG_REST
@@ -879,7 +879,8 @@ def _refuse_too_far_reaching(path: Path, sheet: str, part: str | None, sheet_cel
 def _filled_reach(path: Path, part: str) -> tuple[int, int]:
     """The last row and column (counted from 1) that a row or a filled cell of ``part`` names: fastexcel reads the
     sheet as every row and column up to them. Read again, in a second pass, only for a sheet with a value past
-    column Z: a sheet without one spans at most ``MAX_SHEET_CELLS``, and the pass costs 1.5 s a 200,000-row sheet."""
+    column Z: a sheet without one spans at most ``MAX_SHEET_CELLS``, and the pass costs a 200,000-row sheet 1.2 to
+    2.2 s (every reference taken out)."""
     last_row = last_column = 0
     with zipfile.ZipFile(path) as archive, archive.open(part) as stream:
         for piece in _xml_pieces(stream):

@@ -68,9 +68,11 @@ def workspace(*, restoring: bool = False) -> Workspace:
 def existing_workspace() -> Workspace:
     """``workspace()`` for a command that only reads or tidies one: a usage error (exit 2) if there is none where
     ``COLLAB_HOME`` points. A mistyped COLLAB_HOME once made an empty workspace, which said "No submissions yet"."""
-    home = Workspace.from_env().home
-    if not Workspace(home).key_path.exists():
-        fail(f"there is no workspace at {home}: set COLLAB_HOME to yours, or `collab init` makes one there", code=2)
+    found = Workspace.from_env()
+    if not found.key_path.exists():
+        fail(
+            f"there is no workspace at {found.home}: set COLLAB_HOME to yours, or `collab init` makes one there", code=2
+        )
     return workspace()
 
 

@@ -181,3 +181,23 @@ def test_a_formula_saved_without_its_result_is_pointed_out_where_it_was_read_as_
     assert [e.row for e in uncalculated.examples] == [12]
     [blank] = [g for g in report.issues if g.code == "E_MISSING_VALUE"]
     assert [e.row for e in blank.examples] == [12]
+
+
+@pytest.mark.parametrize("target", ["sharedStrings.xml", "media/contacts.bin"])
+def test_a_sheet_said_to_be_kept_where_no_spreadsheet_keeps_one_is_refused_unread(tmp_path: Path, target: str) -> None:
+    """The workbook's relationships name its sheets' parts, and fastexcel reads any part they name: one the scan did
+    not read as a sheet (the shared strings, or a part that is not XML) would reach fastexcel unmeasured."""
+    whole = write_xlsx(tmp_path / "whole.xlsx", {"Contacts": [HEADER, *contact_rows(5)]})
+    path = tmp_path / "moved.xlsx"
+    with zipfile.ZipFile(whole) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as moved:
+        for member in source.infolist():
+            data = source.read(member.filename)
+            if member.filename == "xl/_rels/workbook.xml.rels":
+                data = data.replace(b"worksheets/sheet1.xml", target.encode())
+            if member.filename == "xl/worksheets/sheet1.xml" and target.endswith(".bin"):
+                moved.writestr(f"xl/{target}", data)
+            moved.writestr(member, data)
+    report = check_extract(path).report
+    assert not report.accepted and report.codes() == ["E_UNSAFE_FILE"]
+    [issue] = report.issues[0].examples
+    assert "where no spreadsheet keeps a sheet" in issue.message
