@@ -46,7 +46,7 @@ from standards.reading import (
     open_extract,
     refuse_unreadable_used,
 )
-from standards.validation import RowOutcome, validate_batch
+from standards.validation import BatchRows, RowOutcome, validate_batch
 from standards.validation import contacts_frame as contacts_frame  # where callers have always found it
 
 # Batches judged at once: three keep both of two cores busy while this thread reads and keeps batches (with two,
@@ -141,7 +141,7 @@ class _Judged:
     noted: RowNotes
     counts: dict[str, int | None]  # the personal data screen's
     identified: pl.DataFrame | None  # the references identified, for a charity that links records
-    outcomes: list[RowOutcome] | None  # every row's, if asked for
+    listed: BatchRows | None  # if asked for (``on_rows``)
 
 
 def rows_outside_columns(batch: pl.DataFrame, used: list[int]) -> list[int]:
@@ -200,11 +200,11 @@ def check_extract(
     charity_id: str | None = None,
     options: CheckOptions = CheckOptions(),
     sink: ContactSink | None = None,
-    on_rows: Callable[[Sequence[RowOutcome]], None] | None = None,
+    on_rows: Callable[[BatchRows], None] | None = None,
 ) -> CheckResult:
     """Check one file and return its feedback report (never raises for a bad file).
 
-    ``on_rows`` receives every row's outcome, batch by batch: what lists every affected row (the
+    ``on_rows`` receives every batch's rows (``BatchRows``), in the file's order: what lists every affected row (the
     report itself keeps only examples, so its size never grows with the file).
     """
     mapping = mapping or CharityMapping()
@@ -317,7 +317,7 @@ def check_extract(
                 noted=noted,
                 counts=counts,
                 identified=identified_references(judged.contacts) if options.links_records else None,
-                outcomes=judged.outcomes() if on_rows is not None else None,
+                listed=judged.listed() if on_rows is not None else None,
             )
 
         def take(judged: _Judged) -> None:
@@ -336,8 +336,8 @@ def check_extract(
             quarters.update(judged.quarters)
             report.rows_received += judged.rows
             report.rows_rejected += len(judged.rejected)
-            if on_rows is not None and judged.outcomes is not None:
-                on_rows(judged.outcomes)
+            if on_rows is not None and judged.listed is not None:
+                on_rows(judged.listed)
             if sink is not None:
                 sink.accepted(judged.contacts)
                 if judged.rejected:

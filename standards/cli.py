@@ -142,7 +142,8 @@ def check(
         affected = Path(scratch) / "affected.jsonl" if html is not None else None
         with RowFiles(rejected=rejected_rows, affected=affected) as rows:
             options = CheckOptions(links_records=linkage)
-            report = check_extract(file, mapping=_load_mapping(mapping), options=options, on_rows=rows).report
+            listing = rows if rows.wanted else None
+            report = check_extract(file, mapping=_load_mapping(mapping), options=options, on_rows=listing).report
         try:
             if rejected_rows is not None and not rejected_rows.exists():
                 rejected_rows.write_text("row,issue_codes,messages\n", encoding="utf-8")  # none rejected: headers only

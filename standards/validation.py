@@ -326,17 +326,24 @@ class BatchOutcome:
             outcomes.append(RowOutcome(row, contact, issues, dict(zip(labels, raws[index], strict=True))))
         return outcomes
 
-    def outcomes(self) -> list[RowOutcome]:
-        """Every row's outcome, in row order."""
-        names = [f.name for f in dataclass_fields(StandardContact)]
-        raws = self.normalised.filter(~self.has_issue).select(
-            pl.col(name + RAW_SUFFIX).alias(label) for name, label in self.header_of.items()
+    def listed(self) -> BatchRows:
+        """The batch's rows for the files that list every row (``BatchRows``)."""
+        clean = self.normalised.filter(~self.has_issue).select(
+            "__row", *(pl.col(name + RAW_SUFFIX) for name in self.header_of)
         )
-        clean = [
-            RowOutcome(contact["source_row"], StandardContact(**{name: contact[name] for name in names}), [], raw)
-            for contact, raw in zip(self.clean.iter_rows(named=True), raws.iter_rows(named=True), strict=True)
-        ]
-        return sorted([*clean, *self.affected], key=lambda outcome: outcome.row)
+        return BatchRows(affected=self.affected, clean=clean, labels=list(self.header_of.values()))
+
+
+@dataclass(frozen=True)
+class BatchRows:
+    """A judged batch's rows for the files that list them (``standards.rows.RowFiles``): each row with an issue as a
+    ``RowOutcome``, the others (most rows) as the cells they were read from, in a frame. A ``RowOutcome`` for every row
+    of a 1,000,000-row file took `collab-check` 18 s of its 23 s, and 500 MB of memory, even when no file was asked
+    for."""
+
+    affected: list[RowOutcome]  # in row order
+    clean: pl.DataFrame  # ``__row``, then each used column's trimmed text, in the order of ``labels``
+    labels: list[str]  # the used columns, named as ``RowOutcome.raw`` names them
 
 
 def validate_batch(normalised: pl.DataFrame, plan: ColumnPlan, *, links_records: bool) -> BatchOutcome:

@@ -20,7 +20,7 @@ from collab.portal.submissions import charity_submission, charity_submissions, c
 from collab.registry import Registry
 from collab.states import write_state
 from collab.workspace import Workspace
-from standards.check import check_extract
+from standards.check import CheckOptions, check_extract
 from standards.mapping import CharityMapping
 from standards.rows import RowFiles, read_affected
 from tests.conftest import HEADER, contact_rows, write_csv, write_xlsx
@@ -134,6 +134,15 @@ def test_row_files_hold_every_affected_row_and_escape_formulas(tmp_path: Path) -
     assert [(a.row, a.accepted) for a in affected] == [(4, False), (6, False), (8, True)]
     assert files.rows_affected == 3
     assert [a.row for a in read_affected(tmp_path / "x.jsonl", start=1, count=1)] == [6]
+    # Batch by batch, the clean rows written by Polars and the rest one by one: the same files, in the file's order.
+    batched = tmp_path / "batched"
+    batched.mkdir()
+    names = ("r.csv", "a.csv", "x.jsonl")
+    with RowFiles(**dict(zip(("rejected", "accepted", "affected"), (batched / n for n in names), strict=True))) as rows:
+        check_extract(path, options=CheckOptions(batch_size=4), on_rows=rows)
+    for name in names:
+        assert (batched / name).read_bytes() == (tmp_path / name).read_bytes(), name
+    assert (tmp_path / "a.csv").read_bytes().count(b"\r\n") == 1 + 28
 
 
 def _manifest(workspace: Workspace, charity_id: str, digest: str, name: str, report: dict | None = None) -> str:

@@ -908,7 +908,11 @@ def test_a_dot_between_groups_of_three_digits_is_read_by_what_the_column_shows_i
     for row, income in zip(rows, incomes, strict=True):
         row[5] = income
     sink, outcomes = CollectingSink(), []
-    check_extract(write_csv(tmp_path / "incomes.csv", rows, delimiter=";"), sink=sink, on_rows=outcomes.extend)
+    check_extract(
+        write_csv(tmp_path / "incomes.csv", rows, delimiter=";"),
+        sink=sink,
+        on_rows=lambda rows: outcomes.extend(rows.affected),
+    )
     assert sink.contacts().get_column("monthly_income_gbp").to_list() == read
     said = [issue.message for outcome in outcomes for issue in outcome.issues if issue.code == "W_INVALID_AMOUNT"]
     assert len(said) == read.count(None)

@@ -56,7 +56,13 @@ def assert_agree(normalised: pl.DataFrame, plan: ColumnPlan, *, links_records: b
     expected = contacts_frame(per_row)
     assert judged.contacts.equals(expected), (judged.contacts, expected)
     assert [o.row for o in judged.rejected] == [o.row for o, ok in zip(per_row, accepted, strict=True) if not ok]
-    assert judged.outcomes() == per_row
+    assert judged.affected == [o for o in per_row if o.issues]
+    listed = judged.listed()
+    assert listed.affected == judged.affected
+    clean = [o for o in per_row if not o.issues]
+    assert listed.clean.get_column("__row").to_list() == [o.row for o in clean]
+    assert listed.clean.drop("__row").rows() == [tuple(o.raw.values()) for o in clean]
+    assert listed.labels == list(clean[0].raw) if clean else True
 
 
 def normalised_batches(path: Path, mapping: CharityMapping) -> list[tuple[pl.DataFrame, ColumnPlan]]:
