@@ -125,9 +125,9 @@ _TYPES = [
     IssueType(
         "E_SHEET_TOO_LARGE",
         Scope.FILE,
-        "The sheet's cells spread over more rows and columns than a sheet may",
-        "Delete the rows below the table and the columns right of it (one value far away is enough), or copy the "
-        "table into a new workbook.",
+        "The sheet is too large to read as a workbook",
+        "Save the sheet as 'CSV UTF-8', which is read whatever its size. If the table itself is small, delete the rows "
+        "below it and the columns right of it (one value far away is enough), or copy it into a new workbook.",
     ),
     IssueType(
         "E_TOO_MANY_ROWS",

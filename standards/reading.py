@@ -23,6 +23,7 @@ import copy
 import csv
 import logging
 import re
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,6 +36,7 @@ import polars as pl
 
 from standards.issues import FileRejected, Issue
 from standards.mapping import column_letter
+from standards.sheet_process import SheetUnreadable, read_sheet_apart, workbook_source
 
 # Whatever can go wrong inside a step: any exception, and a panic inside Polars, which pyo3 raises as a BaseException
 # that no ``except Exception`` catches.
@@ -124,6 +126,13 @@ _NOTED_IN_A_SHEET = "(?i)" + "|".join(
     f"(?:{pattern.removeprefix('(?i)')})" for pattern in (_FILLED_PAST_Z, _PAST_EXCEL, _UNCALCULATED_CELL)
 )
 EXCEL_ROWS = 1_048_576
+# A reference to row 100,000 or below it: a sheet without one, whose XML is at most ``LARGE_SHEET_XML_BYTES`` and with
+# no value past column Z, spans at most 2,600,000 cells and is read in the checking process (about 300 MB at most);
+# any other by a process of its own, whose memory is watched (``standards.sheet_process``). Searched for only in the
+# first ``LARGE_SHEET_XML_BYTES`` of a sheet: a larger one is read apart anyway.
+_FAR_ROW = "(?i)" + _REFERENCE_START + r"""[A-Z]{0,3}[1-9][0-9]{5,}["']"""
+# About 75,000 rows of 15 columns.
+LARGE_SHEET_XML_BYTES = 32 * 1024 * 1024
 MAX_SHEET_CELLS = EXCEL_ROWS * 26  # a sheet as tall as Excel's, A to Z: one with no cell past Z never spans more
 # A shared-strings part's declared count of distinct texts: fastexcel reserves room for them all before reading one
 # (4,000,000,000 of them aborted the process).
@@ -192,7 +201,17 @@ class ExtractSource:
     # Columns (by position) whose values cannot be text at all (a Parquet list or struct): read as blank, and the
     # file is refused only if one of them is used (``refuse_unreadable_used``).
     unreadable_columns: dict[int, str] = field(default_factory=dict)
+    # A workbook's sheets read by a process of their own (``SheetCells.may_be_large``), by name: each is read once,
+    # for its first rows and then whole, from this Arrow file in ``scratch()``.
+    sheets_read_apart: dict[str, Path] = field(default_factory=dict, repr=False)
     _preview: list[list[str]] = field(default_factory=list, repr=False)
+    _scratch: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    def scratch(self) -> Path:
+        """A folder of the source's own, removed with it."""
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="collab-sheets-")
+        return Path(self._scratch.name)
 
     @property
     def preview(self) -> list[list[str]]:
@@ -210,13 +229,35 @@ class ExtractSource:
         if self.format == "csv":
             yield from _csv_batches(self, width, batch_size)
         elif self.format == "xlsx":
-            sheet = _as_the_sheet_shows_it(_read_sheet(self.path, self.sheet), self.sheet_cells or SheetCells())
-            self._check_rows(sheet.height)
-            skip = self.header_row - self.leading_blank_rows
-            yield from _frame_batches(sheet, skip, width, batch_size, rows_above=self.leading_blank_rows)
+            skip = self.header_row - self.leading_blank_rows  # the sheet's rows down to its header
+            for start, piece in self._sheet_pieces(batch_size):
+                shown = _as_the_sheet_shows_it(piece, self.sheet_cells or SheetCells(), start=start)
+                yield from _frame_batches(
+                    shown, max(0, skip - start), width, batch_size, rows_above=self.leading_blank_rows + start
+                )
         else:
             self._check_rows(pl.scan_parquet(self.path).select(pl.len()).collect().item())
             yield from _parquet_batches(self, width, batch_size)
+
+    def _sheet_pieces(self, rows: int) -> Iterator[tuple[int, pl.DataFrame]]:
+        """The chosen sheet, from its first values, in pieces, each with its first row's index in the sheet: whole if
+        read here, ``rows`` at a time if read apart (so that this process holds one piece of a large sheet)."""
+        assert self.sheet is not None  # chosen when the workbook was opened
+        read = self.sheets_read_apart.get(self.sheet)
+        if read is None:
+            whole = _read_sheet(self.path, self.sheet)
+            self._check_rows(whole.height)
+            yield 0, whole
+            return
+        sheet = pl.scan_ipc(read)
+        height = sheet.select(pl.len()).collect().item()
+        self._check_rows(height)
+        for start in range(0, height, rows):
+            yield start, _numbered_columns(sheet.slice(start, rows).collect())
+        if self._scratch is not None:  # read to the end: the files are no longer needed
+            self._scratch.cleanup()
+            self._scratch = None
+            self.sheets_read_apart.clear()
 
     def _check_rows(self, rows: int) -> None:
         if rows > self.limits.max_rows:
@@ -807,7 +848,7 @@ def _open_xlsx(
     import fastexcel
 
     try:
-        workbook = fastexcel.read_excel(_workbook(path))
+        workbook = fastexcel.read_excel(workbook_source(path))
     except Exception as error:  # fastexcel raises its own hierarchy for every kind of damage
         raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
     source = ExtractSource(path=path, format="xlsx", limits=limits)
@@ -822,12 +863,18 @@ def _open_xlsx(
         # looking at the workbook would never see the contacts that were loaded. Unless every sheet is hidden.
         hidden = _hidden_sheets(path)
         sheets = [name for name in sheets if name not in hidden] or sheets
+    previews: dict[str, list[list[str]]] = {}
     for name in [sheet] if sheet else sheets:
-        _refuse_too_far_reaching(path, name, _sheet_part(path, name), sheet_cells)
-    previews = {
-        name: [[cell or "" for cell in row] for row in _read_sheet(path, name, n_rows=HEADER_SEARCH_ROWS).iter_rows()]
-        for name in ([sheet] if sheet else sheets)
-    }
+        part = _sheet_part(path, name)
+        _refuse_too_far_reaching(path, name, part, sheet_cells)
+        # A sheet in a part the relationships do not name may be in any of them.
+        if any(sheet_cells[p].may_be_large for p in ([part] if part is not None else sheet_cells)):
+            read = _read_apart(path, name, source.scratch() / f"sheet{len(source.sheets_read_apart)}.arrow")
+            source.sheets_read_apart[name] = read
+            top = _numbered_columns(pl.read_ipc(read, n_rows=HEADER_SEARCH_ROWS))
+        else:
+            top = _read_sheet(path, name, n_rows=HEADER_SEARCH_ROWS)
+        previews[name] = [[cell or "" for cell in row] for row in top.iter_rows()]
     if not any(cell.strip() for rows in previews.values() for row in rows for cell in row):
         raise FileRejected("E_EMPTY_FILE", "The workbook's sheets are empty: no cell holds anything.")
     if (widest := max((len(row) for rows in previews.values() for row in rows), default=0)) > limits.max_columns:
@@ -895,17 +942,18 @@ def _filled_reach(path: Path, part: str) -> tuple[int, int]:
     return last_row, last_column
 
 
-def _as_the_sheet_shows_it(sheet: pl.DataFrame, cells: SheetCells) -> pl.DataFrame:
-    """``sheet`` as read by fastexcel (from its first values, ``c0``...) with its columns where the spreadsheet has
-    them (the columns left of its first values, blank, come first: column C is ``c2``) and each cell holding an Excel
-    error holding its text ("#N/A"), as a CSV saved from the sheet would: the rules then say what is wrong with it."""
+def _as_the_sheet_shows_it(sheet: pl.DataFrame, cells: SheetCells, *, start: int = 0) -> pl.DataFrame:
+    """``sheet`` as read by fastexcel (from its first values, ``c0``...; or its rows from index ``start`` on) with its
+    columns where the spreadsheet has them (the columns left of its first values, blank, come first: column C is
+    ``c2``) and each cell holding an Excel error holding its text ("#N/A"), as a CSV saved from the sheet would: the
+    rules then say what is wrong with it."""
     blank = [pl.lit(None, pl.String).alias(f"__blank{i}") for i in range(cells.first_value_column)]
     if blank:
         sheet = sheet.select(*blank, pl.all())
         sheet = sheet.rename({name: f"c{i}" for i, name in enumerate(sheet.columns)})
     shown: dict[str, tuple[list[int], list[str]]] = {}
     for (row, column), text in cells.errors.items():
-        index = row - cells.first_value_row
+        index = row - cells.first_value_row - start
         if 0 <= index < sheet.height and column < sheet.width:
             at, texts = shown.setdefault(f"c{column}", ([], []))
             at.append(index)
@@ -932,6 +980,13 @@ class SheetCells:
     filled_past_z: bool = False
     # The rows with a cell holding a formula and no result (``_UNCALCULATED_CELL``), in order.
     uncalculated: list[int] = field(default_factory=list)
+    xml_bytes: int = 0
+    far_rows: bool = False  # a reference at row 100,000 or below it (``_FAR_ROW``)
+
+    @property
+    def may_be_large(self) -> bool:
+        """Whether reading the sheet may take more memory than the checking process should risk (``_FAR_ROW``)."""
+        return self.filled_past_z or self.far_rows or self.xml_bytes > LARGE_SHEET_XML_BYTES
 
 
 class _SheetCellsReader:
@@ -948,9 +1003,14 @@ class _SheetCellsReader:
         self._past_excel = False
         self._filled_past_z = False
         self._uncalculated: set[int] = set()
+        self._bytes = 0
+        self._far_rows = False
 
     def read(self, piece: bytes) -> None:
         text = pl.Series([piece.decode("utf-8", errors="replace")])
+        self._bytes += len(piece)
+        if not self._far_rows and self._bytes <= LARGE_SHEET_XML_BYTES:
+            self._far_rows = bool(text.str.contains(_FAR_ROW).item())
         for found in text.str.extract_all(_NOTED_IN_A_SHEET).explode().drop_nulls():
             if found.startswith("<"):
                 if (row := _CELL_ROW.search(found)) is not None:
@@ -989,6 +1049,8 @@ class _SheetCellsReader:
             self._past_excel,
             self._filled_past_z,
             sorted(self._uncalculated),
+            self._bytes,
+            self._far_rows,
         )
 
 
@@ -1185,24 +1247,30 @@ def _best_sheet(previews: dict[str, list[list[str]]], header_score: Callable[[li
     return max(previews, key=rank)
 
 
-def _workbook(path: Path) -> str | bytes:
-    """What fastexcel opens a workbook from: its path, or its bytes when its name does not end in .xlsx or .xlsm.
-    Given a path, fastexcel goes by the name, and an .xlsx saved as "contacts.xls" was called damaged; given the
-    bytes it goes by what they are (the file is an .xlsx by its bytes, or it would not be read as one)."""
-    return str(path) if path.suffix.lower() in (".xlsx", ".xlsm") else path.read_bytes()
-
-
-def _read_sheet(path: Path, sheet: str | None, n_rows: int | None = None) -> pl.DataFrame:
+def _read_sheet(path: Path, sheet: str, n_rows: int | None = None) -> pl.DataFrame:
+    """A sheet that cannot be large (``SheetCells.may_be_large``), read in this process."""
     import fastexcel
 
     options: dict[str, object] = {"header_row": None, "dtypes": "string"}
     if n_rows is not None:
         options["n_rows"] = n_rows
     try:
-        loaded = fastexcel.read_excel(_workbook(path)).load_sheet(sheet if sheet is not None else 0, **options)
+        loaded = fastexcel.read_excel(workbook_source(path)).load_sheet(sheet, **options)
     except Exception as error:  # a damaged sheet shows only when it is loaded, after the workbook opened
         raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
-    frame = loaded.to_polars()
+    return _numbered_columns(loaded.to_polars())
+
+
+def _read_apart(path: Path, sheet: str, out: Path) -> Path:
+    """A sheet that may be large, read whole by a process of its own into the Arrow file ``out``
+    (``standards.sheet_process``)."""
+    try:
+        return read_sheet_apart(path, sheet, out)
+    except SheetUnreadable as error:
+        raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
+
+
+def _numbered_columns(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.rename({name: f"c{i}" for i, name in enumerate(frame.columns)})
 
 

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import xlsxwriter
 
-from standards.check import check_extract
+from standards import reading, sheet_process
+from standards.check import CheckOptions, check_extract
 from standards.reading import XML_SCAN_CHUNK_BYTES
 from tests.conftest import HEADER, contact_rows, write_xlsx
+from tests.fixtures.bad.corpus import build
 
 
 def test_a_table_that_starts_below_row_1_is_numbered_as_the_spreadsheet_shows_it(tmp_path: Path) -> None:
@@ -201,3 +203,72 @@ def test_a_sheet_said_to_be_kept_where_no_spreadsheet_keeps_one_is_refused_unrea
     assert not report.accepted and report.codes() == ["E_UNSAFE_FILE"]
     [issue] = report.issues[0].examples
     assert "where no spreadsheet keeps a sheet" in issue.message
+
+
+def _awkward_workbook(path: Path) -> Path:
+    """A workbook with every way a sheet's cells are not simply its rows: a cover sheet, a table from B3 with a note
+    above it, Excel errors, hidden rows, a blank row and a mistake, in more rows than a piece holds."""
+    workbook = xlsxwriter.Workbook(str(path))
+    workbook.add_worksheet("Cover").write_row(0, 0, ["Contacts for the quarter", "see the next sheet"])
+    sheet = workbook.add_worksheet("Contacts")
+    sheet.write(0, 1, "Exported from our case system")
+    rows = [HEADER, *contact_rows(20)]
+    rows[6][2] = "Nonsense"
+    for number, row in enumerate(rows):
+        sheet.write_row(2 + number + (number > 12), 1, row)  # a blank row after the twelfth contact
+    sheet.write_formula(5, 6, "=1/0", None, "#DIV/0!")
+    sheet.write_formula(9, 3, '=VLOOKUP("x",Z1:Z2,1,FALSE)', None, "#N/A")
+    for hidden in (7, 17):
+        sheet.set_row(hidden, None, None, {"hidden": True})
+    workbook.close()
+    return path
+
+
+def test_a_sheet_read_by_a_process_of_its_own_reads_as_one_read_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sheet that may be large is read by a child process and taken back a piece at a time (``sheet_process``);
+    what the charity is told must not depend on which. Pieces of three rows: the header, the errors and the hidden
+    rows fall in different pieces."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    build(corpus)
+    workbooks = [_awkward_workbook(tmp_path / "awkward.xlsx"), *sorted(corpus.glob("*.xlsx"))]
+    options = CheckOptions(batch_size=3)
+
+    def told(path: Path) -> dict[str, object]:
+        return check_extract(path, options=options).report.model_dump(exclude={"checked_at"})
+
+    here = {path.name: told(path) for path in workbooks}
+    monkeypatch.setattr(reading, "LARGE_SHEET_XML_BYTES", -1)  # every sheet is read apart
+    apart = {path.name: told(path) for path in workbooks}
+    assert here["awkward.xlsx"]["rows_received"] == 20
+    for name in here:
+        assert apart[name] == here[name], name
+
+
+def test_a_sheet_that_takes_more_memory_than_allowed_to_read_is_refused_and_the_reader_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_xlsx(tmp_path / "contacts.xlsx", {"Contacts": [HEADER, *contact_rows(10)]})
+    monkeypatch.setattr(reading, "LARGE_SHEET_XML_BYTES", -1)
+    monkeypatch.setattr(sheet_process, "MAX_READING_MB", 5)  # less than an interpreter takes to start
+    report = check_extract(path).report
+    assert report.codes() == ["E_SHEET_TOO_LARGE"]
+    assert "needs more than 5 MB of memory to read" in report.issues[0].examples[0].message
+    assert "Save the sheet as CSV" in report.issues[0].examples[0].message
+
+
+def test_a_reader_that_dies_leaves_a_clear_rejection_and_the_checking_process_standing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fastexcel aborts its process when it cannot allocate: the child's death is the file's rejection, not ours."""
+    path = write_xlsx(tmp_path / "contacts.xlsx", {"Contacts": [HEADER, *contact_rows(10)]})
+    aborting = tmp_path / "aborting-python"
+    aborting.write_text("#!/bin/sh\nkill -ABRT $$\n")
+    aborting.chmod(0o755)
+    monkeypatch.setattr(reading, "LARGE_SHEET_XML_BYTES", -1)
+    monkeypatch.setattr(sheet_process.sys, "executable", str(aborting))
+    result = check_extract(path)
+    assert result.internal_error is None
+    assert result.report.codes() == ["E_UNREADABLE_FILE"]
