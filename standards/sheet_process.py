@@ -32,7 +32,9 @@ _WATCH_SECONDS = 0.02
 _FAILED = 3
 # The most cells in one piece of the Arrow file: a piece of 2,000,000 cells of text (133,000 rows of 15 columns) is
 # some tens of MB.
-PIECE_CELLS = 2_000_000  # the child's exit code when fastexcel raised: the workbook is damaged
+PIECE_CELLS = 2_000_000
+_PR_SET_PDEATHSIG = 1
+_WATCHER = "COLLAB_SHEET_WATCHER"  # the pid of the process that started the child, which should still be its parent  # the child's exit code when fastexcel raised: the workbook is damaged
 
 
 class SheetUnreadable(Exception):
@@ -53,7 +55,11 @@ def read_sheet_apart(workbook: Path, sheet: str, out: Path) -> Path:
     command = [sys.executable, "-m", "standards.sheet_process", str(workbook), str(out), sheet]
     # Importable from where this module is, whether installed or run from a checkout.
     here = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])),
+        _WATCHER: str(os.getpid()),
+    }
     with tempfile.TemporaryFile() as errors:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, env=env)
         peak = _watched(child)
@@ -117,7 +123,21 @@ def _read_and_write(workbook: Path, out: str, sheet: str) -> None:
     pl.concat(pieces, rechunk=False).write_ipc(out, compression="lz4")
 
 
+def _end_with_the_parent() -> None:
+    """Have the kernel stop this process if the process that watches it ends (a `collab run` killed mid-file): the
+    child would otherwise read on unwatched. Linux only; and not if the parent has already gone."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(os.environ.get(_WATCHER, "0")):
+        raise SystemExit(_FAILED)
+
+
 def main() -> None:
+    _end_with_the_parent()
     workbook, out, sheet = sys.argv[1:]
     try:
         _read_and_write(Path(workbook), out, sheet)

@@ -3,6 +3,9 @@ out, Excel errors read as the errors they show, and XML read in pieces that neve
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -272,3 +275,46 @@ def test_a_reader_that_dies_leaves_a_clear_rejection_and_the_checking_process_st
     result = check_extract(path)
     assert result.internal_error is None
     assert result.report.codes() == ["E_UNREADABLE_FILE"]
+
+
+def test_the_reading_process_ends_with_the_process_that_watches_it(tmp_path: Path) -> None:
+    """A `collab run` killed while a sheet is read apart must not leave the reader running unwatched: one value at
+    T1048576 takes it past 1 GB."""
+    workbook = _with_stray(
+        tmp_path / "far.xlsx", '<row r="1048576"><c r="T1048576" t="inlineStr"><is><t>x</t></is></c></row>'
+    )
+    out = tmp_path / "sheet.arrow"
+    reading_it = f"read_sheet_apart(Path({str(workbook)!r}), 'Contacts', Path({str(out)!r}))"
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", f"from pathlib import Path\nfrom standards.sheet_process import *\n{reading_it}"]
+    )
+    reader = _process_with_argument(str(out), within=20.0)  # the reader's own argument, not the watcher's code
+    watcher.kill()
+    watcher.wait()
+    deadline = time.monotonic() + 5
+    while _running(reader) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(reader)
+    assert not out.exists()
+
+
+def _process_with_argument(argument: str, *, within: float) -> int:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for status in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if f"\0{argument}\0".encode() in status.read_bytes():
+                    return int(status.parent.name)
+            except OSError:
+                continue
+        time.sleep(0.02)
+    raise AssertionError(f"no process has the argument {argument}")
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process still running (not gone, nor ended and waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
