@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -290,7 +291,14 @@ standard_app.command("export")(export)
 
 
 def main() -> None:
+    # Stopped (a terminal closed, a job killed), the checker ends as on an error of its own, so that what it was
+    # writing is removed: a large sheet is read through files of its text (``standards.sheet_process``).
+    signal.signal(signal.SIGTERM, _end)
     checker()
+
+
+def _end(signal_number: int, frame: object) -> None:
+    raise SystemExit(128 + signal_number)
 
 
 def standard_main() -> None:

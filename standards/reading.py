@@ -27,7 +27,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TextIO
 from xml.etree import ElementTree
@@ -36,7 +36,7 @@ import polars as pl
 
 from standards.issues import FileRejected, Issue
 from standards.mapping import column_letter
-from standards.sheet_process import SheetUnreadable, read_sheet_apart, workbook_source
+from standards.sheet_process import SheetUnreadable, read_sheet_apart, scratch_folder, workbook_source
 
 # Whatever can go wrong inside a step: any exception, and a panic inside Polars, which pyo3 raises as a BaseException
 # that no ``except Exception`` catches.
@@ -126,13 +126,22 @@ _NOTED_IN_A_SHEET = "(?i)" + "|".join(
     f"(?:{pattern.removeprefix('(?i)')})" for pattern in (_FILLED_PAST_Z, _PAST_EXCEL, _UNCALCULATED_CELL)
 )
 EXCEL_ROWS = 1_048_576
-# A reference to row 100,000 or below it: a sheet without one, whose XML is at most ``LARGE_SHEET_XML_BYTES`` and with
-# no value past column Z, spans at most 2,600,000 cells and is read in the checking process (about 300 MB at most);
-# any other by a process of its own, whose memory is watched (``standards.sheet_process``). Searched for only in the
-# first ``LARGE_SHEET_XML_BYTES`` of a sheet: a larger one is read apart anyway.
+# What makes a sheet one that may be large (``SheetCells.may_be_large``), read by a process of its own whose memory is
+# watched (``standards.sheet_process``), not in the checking process: a reference to row 100,000 or below it; a
+# value past column Z; more than ``LARGE_SHEET_XML_BYTES`` of XML (about 75,000 rows of 15 columns); a row or a cell
+# without its reference, which fastexcel places by counting (an 8 KB sheet of such empty rows and one wide row took
+# 2.1 GB, a 10 KB one aborted asking for 52 GB); or more than ``LARGE_SHARED_TEXT_BYTES`` of shared strings as its
+# cells could show them (the most cells times the longest one: fastexcel copies a shared string into every cell that
+# shows it). A sheet that is none of these spans at most 2,600,000 cells and is read here (some hundreds of MB at
+# most). Each is looked for only in the first ``LARGE_SHEET_XML_BYTES`` of a sheet: a larger one is read apart anyway.
 _FAR_ROW = "(?i)" + _REFERENCE_START + r"""[A-Z]{0,3}[1-9][0-9]{5,}["']"""
-# About 75,000 rows of 15 columns.
 LARGE_SHEET_XML_BYTES = 32 * 1024 * 1024
+_ROW_OR_CELL_TAG = r"(?i)<(?:\w+:)?(?:row|c)[\s/>]"
+_ROW_OR_CELL_TAG_WITH_REFERENCE = r"""(?i)<(?:\w+:)?(?:row|c)\s(?:[^>"']|"[^"]*"|'[^']*')*?""" + _REFERENCE_START
+LARGE_SHARED_TEXT_BYTES = 64 * 1024 * 1024
+# Where each of a shared-strings part's texts starts (its ``<si>``, the only tag there that starts so): the longest
+# text is at most the distance from one to the next (a namespaced tag is not found, and the distance only longer).
+_SHARED_TEXT_START = b"<si"
 MAX_SHEET_CELLS = EXCEL_ROWS * 26  # a sheet as tall as Excel's, A to Z: one with no cell past Z never spans more
 # A shared-strings part's declared count of distinct texts: fastexcel reserves room for them all before reading one
 # (4,000,000,000 of them aborted the process).
@@ -202,15 +211,15 @@ class ExtractSource:
     # file is refused only if one of them is used (``refuse_unreadable_used``).
     unreadable_columns: dict[int, str] = field(default_factory=dict)
     # A workbook's sheets read by a process of their own (``SheetCells.may_be_large``), by name: each is read once,
-    # for its first rows and then whole, from this Arrow file in ``scratch()``.
-    sheets_read_apart: dict[str, Path] = field(default_factory=dict, repr=False)
+    # for its first rows and then whole, from these Arrow files (its pieces, in order) in ``scratch()``.
+    sheets_read_apart: dict[str, list[Path]] = field(default_factory=dict, repr=False)
     _preview: list[list[str]] = field(default_factory=list, repr=False)
     _scratch: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     def scratch(self) -> Path:
         """A folder of the source's own, removed with it."""
         if self._scratch is None:
-            self._scratch = tempfile.TemporaryDirectory(prefix="collab-sheets-")
+            self._scratch = scratch_folder()
         return Path(self._scratch.name)
 
     @property
@@ -230,7 +239,7 @@ class ExtractSource:
             yield from _csv_batches(self, width, batch_size)
         elif self.format == "xlsx":
             skip = self.header_row - self.leading_blank_rows  # the sheet's rows down to its header
-            for start, piece in self._sheet_pieces(batch_size):
+            for start, piece in self._sheet_pieces():
                 shown = _as_the_sheet_shows_it(piece, self.sheet_cells or SheetCells(), start=start)
                 yield from _frame_batches(
                     shown, max(0, skip - start), width, batch_size, rows_above=self.leading_blank_rows + start
@@ -239,9 +248,10 @@ class ExtractSource:
             self._check_rows(pl.scan_parquet(self.path).select(pl.len()).collect().item())
             yield from _parquet_batches(self, width, batch_size)
 
-    def _sheet_pieces(self, rows: int) -> Iterator[tuple[int, pl.DataFrame]]:
+    def _sheet_pieces(self) -> Iterator[tuple[int, pl.DataFrame]]:
         """The chosen sheet, from its first values, in pieces, each with its first row's index in the sheet: whole if
-        read here, ``rows`` at a time if read apart (so that this process holds one piece of a large sheet)."""
+        read here, piece by piece if read apart (``sheet_process.PIECE_BYTES``: this process holds one piece of a
+        large sheet)."""
         assert self.sheet is not None  # chosen when the workbook was opened
         read = self.sheets_read_apart.get(self.sheet)
         if read is None:
@@ -249,11 +259,12 @@ class ExtractSource:
             self._check_rows(whole.height)
             yield 0, whole
             return
-        sheet = pl.scan_ipc(read)
-        height = sheet.select(pl.len()).collect().item()
-        self._check_rows(height)
-        for start in range(0, height, rows):
-            yield start, _numbered_columns(sheet.slice(start, rows).collect())
+        self._check_rows(sum(pl.scan_ipc(piece).select(pl.len()).collect().item() for piece in read))
+        start = 0
+        for piece in read:
+            frame = _numbered_columns(pl.read_ipc(piece))
+            yield start, frame
+            start += frame.height
         if self._scratch is not None:  # read to the end: the files are no longer needed
             self._scratch.cleanup()
             self._scratch = None
@@ -869,9 +880,9 @@ def _open_xlsx(
         _refuse_too_far_reaching(path, name, part, sheet_cells)
         # A sheet in a part the relationships do not name may be in any of them.
         if any(sheet_cells[p].may_be_large for p in ([part] if part is not None else sheet_cells)):
-            read = _read_apart(path, name, source.scratch() / f"sheet{len(source.sheets_read_apart)}.arrow")
-            source.sheets_read_apart[name] = read
-            top = _numbered_columns(pl.read_ipc(read, n_rows=HEADER_SEARCH_ROWS))
+            pieces = _read_apart(path, name, source.scratch() / f"sheet{len(source.sheets_read_apart)}")
+            source.sheets_read_apart[name] = pieces
+            top = _numbered_columns(_first_rows(pieces, HEADER_SEARCH_ROWS))
         else:
             top = _read_sheet(path, name, n_rows=HEADER_SEARCH_ROWS)
         previews[name] = [[cell or "" for cell in row] for row in top.iter_rows()]
@@ -981,12 +992,24 @@ class SheetCells:
     # The rows with a cell holding a formula and no result (``_UNCALCULATED_CELL``), in order.
     uncalculated: list[int] = field(default_factory=list)
     xml_bytes: int = 0
-    far_rows: bool = False  # a reference at row 100,000 or below it (``_FAR_ROW``)
+    # Within the first ``LARGE_SHEET_XML_BYTES``: a reference at row 100,000 or below it (``_FAR_ROW``), the rows and
+    # cells, and whether one has no reference.
+    far_rows: bool = False
+    rows_and_cells: int = 0
+    unreferenced: bool = False
+    # The workbook's longest shared string, in bytes of its part, at most (``_LongestSharedText``).
+    longest_shared_text: int = 0
 
     @property
     def may_be_large(self) -> bool:
         """Whether reading the sheet may take more memory than the checking process should risk (``_FAR_ROW``)."""
-        return self.filled_past_z or self.far_rows or self.xml_bytes > LARGE_SHEET_XML_BYTES
+        return (
+            self.filled_past_z
+            or self.far_rows
+            or self.unreferenced
+            or self.xml_bytes > LARGE_SHEET_XML_BYTES
+            or self.rows_and_cells * self.longest_shared_text > LARGE_SHARED_TEXT_BYTES
+        )
 
 
 class _SheetCellsReader:
@@ -1005,12 +1028,19 @@ class _SheetCellsReader:
         self._uncalculated: set[int] = set()
         self._bytes = 0
         self._far_rows = False
+        self._rows_and_cells = 0
+        self._unreferenced = False
 
     def read(self, piece: bytes) -> None:
         text = pl.Series([piece.decode("utf-8", errors="replace")])
         self._bytes += len(piece)
-        if not self._far_rows and self._bytes <= LARGE_SHEET_XML_BYTES:
-            self._far_rows = bool(text.str.contains(_FAR_ROW).item())
+        if self._bytes <= LARGE_SHEET_XML_BYTES:  # past it, the sheet is read apart whatever else it holds
+            self._far_rows = self._far_rows or bool(text.str.contains(_FAR_ROW).item())
+            tags = text.str.count_matches(_ROW_OR_CELL_TAG).item()
+            self._rows_and_cells += tags
+            self._unreferenced = (
+                self._unreferenced or tags > text.str.count_matches(_ROW_OR_CELL_TAG_WITH_REFERENCE).item()
+            )
         for found in text.str.extract_all(_NOTED_IN_A_SHEET).explode().drop_nulls():
             if found.startswith("<"):
                 if (row := _CELL_ROW.search(found)) is not None:
@@ -1051,6 +1081,8 @@ class _SheetCellsReader:
             sorted(self._uncalculated),
             self._bytes,
             self._far_rows,
+            self._rows_and_cells,
+            self._unreferenced,
         )
 
 
@@ -1131,7 +1163,7 @@ def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCe
     """Refuse a workbook whose parts inflate past the limits (``MAX_XLSX_UNZIPPED_BYTES``, ``MAX_XLSX_RATIO`` of the
     file's size) or to other sizes than its zip directory says, and one whose XML declares a DTD or entities, or
     refers to entities XML does not define; and, in the same pass, read what each worksheet's XML says of its cells
-    (``SheetCells``), by part name.
+    (``SheetCells``, with the longest shared string the workbook holds), by part name.
 
     The sizes are measured, not taken from the directory, which whoever made the file wrote: a workbook whose
     directory gave a 629 MB sheet as 2,000 bytes passed the directory's check, and the sheet was read whole.
@@ -1139,6 +1171,7 @@ def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCe
     files, entity expansion). Each part is streamed a piece at a time (``_xml_pieces``), so a large sheet costs no
     memory, and inflated once: a second pass for the rows cost a 200,000-row sheet 0.64 s of a 4.4 s check."""
     sheets: dict[str, SheetCells] = {}
+    longest = _LongestSharedText()
     budget = min(MAX_XLSX_UNZIPPED_BYTES, MAX_XLSX_RATIO * path.stat().st_size)
     inflated = 0
     with zipfile.ZipFile(path) as archive:
@@ -1150,6 +1183,7 @@ def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCe
             # as the sheets and never one (a sheet said to be kept there is refused): reading them as one cost a
             # 200,000-row workbook's check a tenth more.
             reader = _SheetCellsReader() if scanned and name != SHARED_STRINGS_PART else None
+            shared_texts = longest if name == SHARED_STRINGS_PART else None
             # Read to the end of what the part holds, whatever the directory says of its size, and its checksum
             # checked once its size is known to be the one the directory gives.
             measured = copy.copy(member)
@@ -1169,6 +1203,8 @@ def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCe
                             _refuse_unsafe_xml(name, piece)
                         if reader is not None:
                             reader.read(piece)
+                        if shared_texts is not None:
+                            shared_texts.read(piece)
             except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as error:
                 raise _unreadable(_DAMAGED_ZIP, path, error) from error
             if size != member.file_size:
@@ -1184,7 +1220,24 @@ def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCe
                 raise _unreadable(_DAMAGED_ZIP, path, zipfile.BadZipFile(f"bad CRC-32 for {name}"))
             if reader is not None:
                 sheets[name] = reader.cells()
-    return sheets
+    return {name: replace(cells, longest_shared_text=longest.bytes()) for name, cells in sheets.items()}
+
+
+class _LongestSharedText:
+    """The longest text of a shared-strings part, at most, read piece by piece (``_SHARED_TEXT_START``)."""
+
+    def __init__(self) -> None:
+        self._open = 0  # the bytes of the text the last piece ended in
+        self._longest = 0
+
+    def read(self, piece: bytes) -> None:
+        lengths = [len(text) for text in piece.split(_SHARED_TEXT_START)]
+        lengths[0] += self._open
+        self._longest = max(self._longest, *lengths)
+        self._open = lengths[-1]
+
+    def bytes(self) -> int:
+        return self._longest
 
 
 def _declared_shared_strings(first_piece: bytes) -> int:
@@ -1261,13 +1314,23 @@ def _read_sheet(path: Path, sheet: str, n_rows: int | None = None) -> pl.DataFra
     return _numbered_columns(loaded.to_polars())
 
 
-def _read_apart(path: Path, sheet: str, out: Path) -> Path:
-    """A sheet that may be large, read whole by a process of its own into the Arrow file ``out``
+def _read_apart(path: Path, sheet: str, folder: Path) -> list[Path]:
+    """A sheet that may be large, read whole by a process of its own into pieces, Arrow files in ``folder``
     (``standards.sheet_process``)."""
     try:
-        return read_sheet_apart(path, sheet, out)
+        return read_sheet_apart(path, sheet, folder)
     except SheetUnreadable as error:
         raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
+
+
+def _first_rows(pieces: list[Path], rows: int) -> pl.DataFrame:
+    """The first ``rows`` rows of a sheet read apart, from as many of its pieces as hold them."""
+    taken: list[pl.DataFrame] = []
+    for piece in pieces:
+        taken.append(pl.read_ipc(piece, n_rows=rows - sum(frame.height for frame in taken)))
+        if sum(frame.height for frame in taken) >= rows:
+            break
+    return pl.concat(taken)
 
 
 def _numbered_columns(frame: pl.DataFrame) -> pl.DataFrame:

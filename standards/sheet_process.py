@@ -1,40 +1,57 @@
 """One sheet of a workbook read whole in a process of its own, whose memory is watched.
 
-fastexcel holds every cell of a sheet's span at once, filled or not, so what reading a sheet costs is known only by
-reading it: a 34 MB workbook of 450,000 rows took 700 MB, and a 2 KB one holding a single value at T1048576 took
-1.1 GB. A sheet that may be that large (``reading.SheetCells.may_be_large``) is read by a child process, stopped if
-its resident memory passes ``MAX_READING_MB``: the sheet is then refused (``E_SHEET_TOO_LARGE``), and nothing else
-is held up. A child that fails to allocate (fastexcel aborts the whole process) takes nothing with it either.
+fastexcel holds every cell of a sheet's span at once, filled or not, and a copy of a shared string in every cell
+that shows it, so what reading a sheet costs is known only by reading it: a 34 MB workbook of 450,000 rows took
+700 MB, a 2 KB one holding a single value at T1048576 1.1 GB, and a 187 KB one showing one 32,000-character text in
+40,000 cells 2.7 GB. A sheet that may be large (``reading.SheetCells.may_be_large``) is read by a child process,
+stopped if its resident memory passes ``MAX_READING_MB``: the sheet is then refused (``E_SHEET_TOO_LARGE``), and
+nothing else is held up. A child that fails to allocate (fastexcel aborts the whole process) takes nothing with it
+either.
 
-The child writes the sheet, every cell as text, to an Arrow IPC file, which the caller reads (and can read again
-without a second parse). Memory is watched where the system shows it (``/proc``, on Linux, where the pipeline and
-the portal run); elsewhere the child only isolates.
+The child writes the sheet, every cell as text, to Arrow IPC files of at most ``PIECE_CELLS`` cells and
+``PIECE_BYTES`` of text each, which the caller reads one at a time (and can read again without a second parse).
+Memory is watched where the system shows it (``/proc``, on Linux, where the pipeline and the portal run); elsewhere
+the child only isolates.
 
-Run as ``python -m standards.sheet_process WORKBOOK OUT SHEET``.
+Run as ``python -m standards.sheet_process WORKBOOK FOLDER SHEET``.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from standards.issues import FileRejected
 
-# The child's limit: with the process that reads the Arrow file (the sheet as text, smaller than fastexcel's cells),
-# each stays within 1 GB. The child starts at about 60 MB.
+if TYPE_CHECKING:
+    import polars as pl
+
+# The child's limit: with the process that reads its pieces (a piece at a time), each stays within 1 GB. The child
+# starts at about 60 MB.
 MAX_READING_MB = 900
 # How often the child's memory is looked at: fastexcel fills memory at a few hundred MB a second, so the child is
 # stopped within a few MB of the limit.
 _WATCH_SECONDS = 0.02
-_FAILED = 3
-# The most cells in one piece of the Arrow file: a piece of 2,000,000 cells of text (133,000 rows of 15 columns) is
-# some tens of MB.
+_FAILED = 3  # the child's exit code when fastexcel raised: the workbook is damaged
+# What Rust says when an allocation fails, before it aborts the process: the sheet needed more memory than there is.
+_OUT_OF_MEMORY = "memory allocation of"
+# The most cells, and bytes of text (a cell counted 16 bytes more, as Polars holds it), in one piece of a sheet read
+# apart: 2,000,000 cells of short text (133,000 rows of 15 columns) is some tens of MB.
 PIECE_CELLS = 2_000_000
+PIECE_BYTES = 32 * 1024 * 1024
+_PIECE = "piece-{:06d}.arrow"
 _PR_SET_PDEATHSIG = 1
-_WATCHER = "COLLAB_SHEET_WATCHER"  # the pid of the process that started the child, which should still be its parent  # the child's exit code when fastexcel raised: the workbook is damaged
+_WATCHER = "COLLAB_SHEET_WATCHER"  # the pid of the process that started the child, which should still be its parent
+# A folder of sheets read apart is named after the process reading them, so that one left by a process that was
+# killed is found and removed by the next (it holds a sheet's contacts as text).
+_SCRATCH = "collab-sheets-{pid}-"
+_SCRATCH_NAME = re.compile(r"collab-sheets-([0-9]+)-")
 
 
 class SheetUnreadable(Exception):
@@ -48,12 +65,34 @@ def workbook_source(path: Path) -> str | bytes:
     return str(path) if path.suffix.lower() in (".xlsx", ".xlsm") else path.read_bytes()
 
 
-def read_sheet_apart(workbook: Path, sheet: str, out: Path) -> Path:
-    """The sheet ``sheet`` of ``workbook``, every cell as text, written by a child process to the Arrow IPC file
-    ``out`` (returned). Refused as ``E_SHEET_TOO_LARGE`` if reading it takes the child past ``MAX_READING_MB``;
-    ``SheetUnreadable`` if fastexcel cannot read it or the child dies."""
-    command = [sys.executable, "-m", "standards.sheet_process", str(workbook), str(out), sheet]
-    # Importable from where this module is, whether installed or run from a checkout.
+def scratch_folder() -> tempfile.TemporaryDirectory[str]:
+    """A private folder for sheets read apart, after removing those that processes now gone left behind."""
+    for left in Path(tempfile.gettempdir()).glob("collab-sheets-*"):
+        named = _SCRATCH_NAME.match(left.name)
+        if named is not None and left.is_dir() and left.stat().st_uid == os.getuid() and not _alive(int(named[1])):
+            shutil.rmtree(left, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=_SCRATCH.format(pid=os.getpid()))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_sheet_apart(workbook: Path, sheet: str, folder: Path) -> list[Path]:
+    """The sheet ``sheet`` of ``workbook``, every cell as text, written by a child process as pieces (Arrow IPC
+    files, returned in order) in the new folder ``folder``. Refused as ``E_SHEET_TOO_LARGE`` if reading it takes
+    the child past ``MAX_READING_MB``, or more memory than there is; ``SheetUnreadable`` if fastexcel cannot read it
+    or the child dies."""
+    folder.mkdir(mode=0o700)
+    # -P and a folder of its own to start in: nothing in the directory the check was started from (a charity's
+    # folder, say) is imported. Importable from where this module is, whether installed or run from a checkout.
+    command = [sys.executable, "-P", "-m", "standards.sheet_process", str(workbook.resolve()), str(folder), sheet]
     here = str(Path(__file__).resolve().parents[1])
     env = {
         **os.environ,
@@ -61,41 +100,38 @@ def read_sheet_apart(workbook: Path, sheet: str, out: Path) -> Path:
         _WATCHER: str(os.getpid()),
     }
     with tempfile.TemporaryFile() as errors:
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, env=env)
-        peak = _watched(child)
+        child = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, env=env, cwd=folder
+        )
+        stopped = not _watched(child)
         errors.seek(0)
-        said = errors.read()[-2000:].decode(errors="replace").strip()
-    if peak is None:
+        said = errors.read(64 * 1024).decode(errors="replace").strip()  # Rust says what failed first
+    if stopped or (child.returncode != 0 and _OUT_OF_MEMORY in said):
         raise FileRejected(
             "E_SHEET_TOO_LARGE",
             f"The sheet {sheet!r} needs more than {MAX_READING_MB:,} MB of memory to read, more than a sheet may "
-            "take: Excel keeps every cell of it, filled or not. Save the sheet as CSV (File > Save As > CSV UTF-8), "
-            "which is read a piece at a time whatever its size, or delete the rows below the table and the columns "
-            "right of it.",
+            "take: Excel keeps every cell of it, filled or not, and a copy of its text in every cell that shows it. "
+            "Save the sheet as CSV (File > Save As > CSV UTF-8), which is read a piece at a time whatever its size, "
+            "or delete the rows below the table and the columns right of it.",
         )
     if child.returncode != 0:
-        raise SheetUnreadable(f"the reading process ended with {child.returncode}: {said}")
-    return out
+        raise SheetUnreadable(f"the reading process ended with {child.returncode}: {said[:2000]}")
+    return sorted(folder.glob("piece-*.arrow"))
 
 
-def _watched(child: subprocess.Popen[bytes]) -> int | None:
-    """Wait for ``child``; its largest resident memory seen (MB), or None if it passed ``MAX_READING_MB`` and was
-    stopped."""
-    peak = 0
+def _watched(child: subprocess.Popen[bytes]) -> bool:
+    """Wait for ``child``; False if its resident memory passed ``MAX_READING_MB`` and it was stopped."""
     while True:
         try:
             child.wait(timeout=_WATCH_SECONDS)
-            return peak
+            return True
         except subprocess.TimeoutExpired:
             pass
         resident = _resident_mb(child.pid)
-        if resident is None:
-            continue
-        peak = max(peak, resident)
-        if resident > MAX_READING_MB:
+        if resident is not None and resident > MAX_READING_MB:
             child.kill()
             child.wait()
-            return None
+            return False
 
 
 def _resident_mb(pid: int) -> int | None:
@@ -110,17 +146,37 @@ def _resident_mb(pid: int) -> int | None:
     return None
 
 
-def _read_and_write(workbook: Path, out: str, sheet: str) -> None:
+def _read_and_write(workbook: Path, folder: Path, sheet: str) -> None:
     import fastexcel
-    import polars as pl
 
     loaded = fastexcel.read_excel(workbook_source(workbook)).load_sheet(sheet, header_row=None, dtypes="string")
     frame = loaded.to_polars()
     del loaded
-    # In pieces (Arrow record batches) of at most ``PIECE_CELLS``, which the reader takes one at a time.
-    rows = max(1, PIECE_CELLS // max(1, frame.width))
-    pieces = [frame.slice(start, rows) for start in range(0, frame.height, rows)] or [frame]
-    pl.concat(pieces, rechunk=False).write_ipc(out, compression="lz4")
+    start = 0
+    for index, end in enumerate(_piece_ends(frame)):
+        frame.slice(start, end - start).write_ipc(folder / _PIECE.format(index), compression="lz4")
+        start = end
+
+
+def _piece_ends(frame: pl.DataFrame) -> list[int]:
+    """Where each piece of ``frame`` ends (``PIECE_CELLS``, ``PIECE_BYTES``; a row larger than a piece alone)."""
+    import polars as pl
+
+    if not frame.width or not frame.height:
+        return [frame.height]
+    row_bytes = frame.select(
+        pl.sum_horizontal(pl.col(name).str.len_bytes().fill_null(0) + 16 for name in frame.columns)
+    ).to_series()
+    through = row_bytes.cast(pl.Int64).cum_sum()
+    most_rows = max(1, PIECE_CELLS // frame.width)
+    ends: list[int] = []
+    start = 0
+    while start < frame.height:
+        before = int(through[start - 1]) if start else 0
+        within = int(through.search_sorted(before + PIECE_BYTES, side="right"))
+        start = min(start + most_rows, max(start + 1, within), frame.height)
+        ends.append(start)
+    return ends
 
 
 def _end_with_the_parent() -> None:
@@ -138,9 +194,9 @@ def _end_with_the_parent() -> None:
 
 def main() -> None:
     _end_with_the_parent()
-    workbook, out, sheet = sys.argv[1:]
+    workbook, folder, sheet = sys.argv[1:]
     try:
-        _read_and_write(Path(workbook), out, sheet)
+        _read_and_write(Path(workbook), Path(folder), sheet)
     except Exception as error:  # fastexcel raises its own hierarchy for every kind of damage
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         raise SystemExit(_FAILED) from None

@@ -3,8 +3,11 @@ out, Excel errors read as the errors they show, and XML read in pieces that neve
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -14,7 +17,7 @@ import xlsxwriter
 
 from standards import reading, sheet_process
 from standards.check import CheckOptions, check_extract
-from standards.reading import XML_SCAN_CHUNK_BYTES
+from standards.reading import XML_SCAN_CHUNK_BYTES, open_extract
 from tests.conftest import HEADER, contact_rows, write_xlsx
 from tests.fixtures.bad.corpus import build
 
@@ -283,19 +286,19 @@ def test_the_reading_process_ends_with_the_process_that_watches_it(tmp_path: Pat
     workbook = _with_stray(
         tmp_path / "far.xlsx", '<row r="1048576"><c r="T1048576" t="inlineStr"><is><t>x</t></is></c></row>'
     )
-    out = tmp_path / "sheet.arrow"
-    reading_it = f"read_sheet_apart(Path({str(workbook)!r}), 'Contacts', Path({str(out)!r}))"
+    folder = tmp_path / "sheet"
+    reading_it = f"read_sheet_apart(Path({str(workbook)!r}), 'Contacts', Path({str(folder)!r}))"
     watcher = subprocess.Popen(
         [sys.executable, "-c", f"from pathlib import Path\nfrom standards.sheet_process import *\n{reading_it}"]
     )
-    reader = _process_with_argument(str(out), within=20.0)  # the reader's own argument, not the watcher's code
+    reader = _process_with_argument(str(folder), within=20.0)  # the reader's own argument, not the watcher's code
     watcher.kill()
     watcher.wait()
     deadline = time.monotonic() + 5
     while _running(reader) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _running(reader)
-    assert not out.exists()
+    assert not list(folder.iterdir())
 
 
 def _process_with_argument(argument: str, *, within: float) -> int:
@@ -318,3 +321,66 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize(
+    ("stray", "why"),
+    [
+        ('<row><c t="inlineStr"><is><t>x</t></is></c></row>', "a row without its reference"),
+        ('<row r="12"><c t="inlineStr"><is><t>x</t></is></c></row>', "a cell without its reference"),
+        ('<row r="12"><c r="AA12" t="inlineStr"><is><t>x</t></is></c></row>', "a value past column Z"),
+        ('<row r="100000"><c r="A100000" t="inlineStr"><is><t>x</t></is></c></row>', "a row at 100,000"),
+        ("<row r='100000'><c r = 'a100000' t='inlineStr'><is><t>x</t></is></c></row>", "however it is written"),
+        ('<row r="99999"><c r="A99999" t="inlineStr"><is><t>x</t></is></c></row>', None),
+        ('<row r="12"><c r="Z12" t="inlineStr"><is><t>x</t></is></c></row>', None),
+    ],
+)
+def test_a_sheet_that_may_be_large_is_read_by_a_process_of_its_own(tmp_path: Path, stray: str, why: str | None) -> None:
+    source = open_extract(_with_stray(tmp_path / "stray.xlsx", stray), sheet=None, header_score=lambda row: 0)
+    assert bool(source.sheets_read_apart) == (why is not None), why
+
+
+def test_a_sheet_whose_cells_could_show_much_shared_text_is_read_by_a_process_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fastexcel copies a shared string into each cell that shows it: what the longest could cost is its length
+    times the cells (here 12 rows of 6 cells, and a longest text of some tens of bytes)."""
+    path = write_xlsx(tmp_path / "contacts.xlsx", {"Contacts": [HEADER, *contact_rows(10)]})
+    assert not open_extract(path, sheet=None, header_score=lambda row: 0).sheets_read_apart
+    monkeypatch.setattr(reading, "LARGE_SHARED_TEXT_BYTES", 12 * 7 * 10)
+    assert open_extract(path, sheet=None, header_score=lambda row: 0).sheets_read_apart
+
+
+def test_the_reading_process_imports_nothing_from_the_folder_the_check_was_started_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the attacker's trial: a fastexcel.py in the charity's folder ran in the child, and the workbook was
+    called damaged."""
+    path = write_xlsx(tmp_path / "contacts.xlsx", {"Contacts": [HEADER, *contact_rows(10)]})
+    folder = tmp_path / "charity"
+    folder.mkdir()
+    for module in ("fastexcel", "polars", "standards"):
+        (folder / f"{module}.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write({module!r})\n")
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(reading, "LARGE_SHEET_XML_BYTES", -1)
+    report = check_extract(path).report
+    assert report.accepted and report.rows_accepted == 10
+    assert not (tmp_path / "ran").exists()
+
+
+def test_sheets_left_by_a_process_that_was_killed_are_removed_by_the_next(tmp_path: Path) -> None:
+    """A killed check leaves its sheets' text in its folder (the attacker's trial: 300,000 people's rows); the next
+    removes any folder whose process is gone, and none of a process still running."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = Path(tempfile.gettempdir()) / f"collab-sheets-{gone.stdout.strip()}-left"
+    running = Path(tempfile.gettempdir()) / f"collab-sheets-{os.getpid()}-running"
+    for folder in (left, running):
+        (folder / "sheet0").mkdir(parents=True)
+        (folder / "sheet0" / "piece-000000.arrow").write_bytes(b"contacts")
+    try:
+        with sheet_process.scratch_folder() as scratch:
+            assert Path(scratch).name.startswith(f"collab-sheets-{os.getpid()}-")
+        assert not left.exists() and running.exists()
+    finally:
+        shutil.rmtree(left, ignore_errors=True)
+        shutil.rmtree(running, ignore_errors=True)
