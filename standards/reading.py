@@ -27,7 +27,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TextIO
 from xml.etree import ElementTree
@@ -36,7 +36,7 @@ import polars as pl
 
 from standards.issues import FileRejected, Issue
 from standards.mapping import column_letter
-from standards.sheet_process import SheetUnreadable, read_sheet_apart, scratch_folder, workbook_source
+from standards.sheet_process import SheetUnreadable, read_sheets_apart, scratch_folder
 
 # Whatever can go wrong inside a step: any exception, and a panic inside Polars, which pyo3 raises as a BaseException
 # that no ``except Exception`` catches.
@@ -125,23 +125,12 @@ _FILLED_PAST_Z = "(?i)" + _REFERENCE_START + r"""[A-Z]{2,}[0-9]+["'](?:[^>"'/]|/
 _NOTED_IN_A_SHEET = "(?i)" + "|".join(
     f"(?:{pattern.removeprefix('(?i)')})" for pattern in (_FILLED_PAST_Z, _PAST_EXCEL, _UNCALCULATED_CELL)
 )
+_WORKBOOK_PART = "xl/workbook.xml"
+_WORKBOOK_LINKS_PART = "xl/_rels/workbook.xml.rels"
+# The most a workbook's list of sheets and its relationships may take, parsed whole: a workbook of 1,000 sheets
+# writes some hundreds of KB.
+MAX_WORKBOOK_PART_BYTES = 4 * 1024 * 1024
 EXCEL_ROWS = 1_048_576
-# What makes a sheet one that may be large (``SheetCells.may_be_large``), read by a process of its own whose memory is
-# watched (``standards.sheet_process``), not in the checking process: a reference to row 100,000 or below it; a
-# value past column Z; more than ``LARGE_SHEET_XML_BYTES`` of XML (about 75,000 rows of 15 columns); a row or a cell
-# without its reference, which fastexcel places by counting (an 8 KB sheet of such empty rows and one wide row took
-# 2.1 GB, a 10 KB one aborted asking for 52 GB); or more than ``LARGE_SHARED_TEXT_BYTES`` of shared strings as its
-# cells could show them (the most cells times the longest one: fastexcel copies a shared string into every cell that
-# shows it). A sheet that is none of these spans at most 2,600,000 cells and is read here (some hundreds of MB at
-# most). Each is looked for only in the first ``LARGE_SHEET_XML_BYTES`` of a sheet: a larger one is read apart anyway.
-_FAR_ROW = "(?i)" + _REFERENCE_START + r"""[A-Z]{0,3}[1-9][0-9]{5,}["']"""
-LARGE_SHEET_XML_BYTES = 32 * 1024 * 1024
-_ROW_OR_CELL_TAG = r"(?i)<(?:\w+:)?(?:row|c)[\s/>]"
-_ROW_OR_CELL_TAG_WITH_REFERENCE = r"""(?i)<(?:\w+:)?(?:row|c)\s(?:[^>"']|"[^"]*"|'[^']*')*?""" + _REFERENCE_START
-LARGE_SHARED_TEXT_BYTES = 64 * 1024 * 1024
-# Where each of a shared-strings part's texts starts (its ``<si>``, the only tag there that starts so): the longest
-# text is at most the distance from one to the next (a namespaced tag is not found, and the distance only longer).
-_SHARED_TEXT_START = b"<si"
 MAX_SHEET_CELLS = EXCEL_ROWS * 26  # a sheet as tall as Excel's, A to Z: one with no cell past Z never spans more
 # A shared-strings part's declared count of distinct texts: fastexcel reserves room for them all before reading one
 # (4,000,000,000 of them aborted the process).
@@ -210,9 +199,9 @@ class ExtractSource:
     # Columns (by position) whose values cannot be text at all (a Parquet list or struct): read as blank, and the
     # file is refused only if one of them is used (``refuse_unreadable_used``).
     unreadable_columns: dict[int, str] = field(default_factory=dict)
-    # A workbook's sheets read by a process of their own (``SheetCells.may_be_large``), by name: each is read once,
-    # for its first rows and then whole, from these Arrow files (its pieces, in order) in ``scratch()``.
-    sheets_read_apart: dict[str, list[Path]] = field(default_factory=dict, repr=False)
+    # A workbook's sheets that may be read (the one chosen, and the others' first rows), by name: each read once by a
+    # process of its own (``standards.sheet_process``) into these Arrow files, its pieces in order, in ``scratch()``.
+    sheet_pieces: dict[str, list[Path]] = field(default_factory=dict, repr=False)
     _preview: list[list[str]] = field(default_factory=list, repr=False)
     _scratch: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
@@ -249,26 +238,20 @@ class ExtractSource:
             yield from _parquet_batches(self, width, batch_size)
 
     def _sheet_pieces(self) -> Iterator[tuple[int, pl.DataFrame]]:
-        """The chosen sheet, from its first values, in pieces, each with its first row's index in the sheet: whole if
-        read here, piece by piece if read apart (``sheet_process.PIECE_BYTES``: this process holds one piece of a
-        large sheet)."""
+        """The chosen sheet, from its first values, piece by piece (``sheet_process.PIECE_BYTES``: this process holds
+        one piece of a large sheet), each with its first row's index in the sheet."""
         assert self.sheet is not None  # chosen when the workbook was opened
-        read = self.sheets_read_apart.get(self.sheet)
-        if read is None:
-            whole = _read_sheet(self.path, self.sheet)
-            self._check_rows(whole.height)
-            yield 0, whole
-            return
-        self._check_rows(sum(pl.scan_ipc(piece).select(pl.len()).collect().item() for piece in read))
+        pieces = self.sheet_pieces[self.sheet]
+        self._check_rows(sum(pl.scan_ipc(piece).select(pl.len()).collect().item() for piece in pieces))
         start = 0
-        for piece in read:
+        for piece in pieces:
             frame = _numbered_columns(pl.read_ipc(piece))
             yield start, frame
             start += frame.height
         if self._scratch is not None:  # read to the end: the files are no longer needed
             self._scratch.cleanup()
             self._scratch = None
-            self.sheets_read_apart.clear()
+            self.sheet_pieces.clear()
 
     def _check_rows(self, rows: int) -> None:
         if rows > self.limits.max_rows:
@@ -847,7 +830,7 @@ def _open_xlsx(
             "The file's parts are protected by a zip password, so it cannot be read. Send the workbook itself, "
             "saved from Excel without a password.",
         )
-    if "xl/workbook.xml" not in names:
+    if _WORKBOOK_PART not in names:
         raise FileRejected("E_UNSUPPORTED_FORMAT", "The file is a zip archive, not an Excel workbook (.xlsx).")
     if unzipped > MAX_XLSX_UNZIPPED_BYTES or unzipped / zipped > MAX_XLSX_RATIO:
         raise FileRejected(
@@ -855,15 +838,11 @@ def _open_xlsx(
             f"The workbook would expand to {unzipped / 1e6:,.0f} MB, {unzipped / zipped:,.0f} times its size; "
             "it was not opened.",
         )
+    _refuse_twin_parts(members)
     sheet_cells = _scan_parts(path, members)
-    import fastexcel
-
-    try:
-        workbook = fastexcel.read_excel(workbook_source(path))
-    except Exception as error:  # fastexcel raises its own hierarchy for every kind of damage
-        raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
     source = ExtractSource(path=path, format="xlsx", limits=limits)
-    sheets = workbook.sheet_names
+    listed = _listed_sheets(path, members)
+    sheets = [listed_sheet.name for listed_sheet in listed]
     if sheet is not None and sheet not in sheets:
         raise FileRejected(
             "E_MISSING_SHEET",
@@ -872,20 +851,16 @@ def _open_xlsx(
     if sheet is None:
         # A hidden sheet (an old extract kept out of sight, say) is read only when the mapping names it: the charity
         # looking at the workbook would never see the contacts that were loaded. Unless every sheet is hidden.
-        hidden = _hidden_sheets(path)
-        sheets = [name for name in sheets if name not in hidden] or sheets
-    previews: dict[str, list[list[str]]] = {}
-    for name in [sheet] if sheet else sheets:
-        part = _sheet_part(path, name)
-        _refuse_too_far_reaching(path, name, part, sheet_cells)
-        # A sheet in a part the relationships do not name may be in any of them.
-        if any(sheet_cells[p].may_be_large for p in ([part] if part is not None else sheet_cells)):
-            pieces = _read_apart(path, name, source.scratch() / f"sheet{len(source.sheets_read_apart)}")
-            source.sheets_read_apart[name] = pieces
-            top = _numbered_columns(_first_rows(pieces, HEADER_SEARCH_ROWS))
-        else:
-            top = _read_sheet(path, name, n_rows=HEADER_SEARCH_ROWS)
-        previews[name] = [[cell or "" for cell in row] for row in top.iter_rows()]
+        sheets = [listed_sheet.name for listed_sheet in listed if not listed_sheet.hidden] or sheets
+    candidates = [sheet] if sheet else sheets
+    parts = {listed_sheet.name: listed_sheet.part for listed_sheet in listed}
+    for name in candidates:
+        _refuse_too_far_reaching(path, name, parts[name], sheet_cells)
+    source.sheet_pieces = _read_apart(path, candidates, source.scratch() / "sheets") if candidates else {}
+    previews = {
+        name: [[cell or "" for cell in row] for row in _first_rows(pieces, HEADER_SEARCH_ROWS).iter_rows()]
+        for name, pieces in source.sheet_pieces.items()
+    }
     if not any(cell.strip() for rows in previews.values() for row in rows for cell in row):
         raise FileRejected("E_EMPTY_FILE", "The workbook's sheets are empty: no cell holds anything.")
     if (widest := max((len(row) for rows in previews.values() for row in rows), default=0)) > limits.max_columns:
@@ -893,7 +868,7 @@ def _open_xlsx(
     source.sheet = sheet or _best_sheet(previews, header_score)
     source._preview = previews.pop(source.sheet)
     source.other_sheets = previews
-    cells = sheet_cells.get(_sheet_part(path, source.sheet) or "", SheetCells())
+    cells = sheet_cells.get(parts[source.sheet] or "", SheetCells())
     source.sheet_cells, source.leading_blank_rows = cells, cells.first_value_row - 1
     # Counted from column A, as the columns left of its values are read (blank): a table far to the right is as wide
     # as a sheet holding that many columns, and costs as much.
@@ -906,7 +881,7 @@ def _open_xlsx(
 def _refuse_too_far_reaching(path: Path, sheet: str, part: str | None, sheet_cells: dict[str, SheetCells]) -> None:
     """Refuse a sheet that names a row or column past Excel's last (no spreadsheet writes one) or whose filled cells
     span more than ``MAX_SHEET_CELLS``, before fastexcel reads it: it holds every cell of the span, filled or not,
-    and failing to allocate them aborts the process, which no ``except`` catches (one value at XFD1048576 did). A
+    so the reading process would only be stopped at its memory limit, or abort (one value at XFD1048576 did). A
     sheet in a part the workbook's relationships do not name is taken to reach as far as any part does; one in a
     part not read as a sheet (not XML, or the shared strings) is refused."""
     if part is not None and part not in sheet_cells:
@@ -991,25 +966,6 @@ class SheetCells:
     filled_past_z: bool = False
     # The rows with a cell holding a formula and no result (``_UNCALCULATED_CELL``), in order.
     uncalculated: list[int] = field(default_factory=list)
-    xml_bytes: int = 0
-    # Within the first ``LARGE_SHEET_XML_BYTES``: a reference at row 100,000 or below it (``_FAR_ROW``), the rows and
-    # cells, and whether one has no reference.
-    far_rows: bool = False
-    rows_and_cells: int = 0
-    unreferenced: bool = False
-    # The workbook's longest shared string, in bytes of its part, at most (``_LongestSharedText``).
-    longest_shared_text: int = 0
-
-    @property
-    def may_be_large(self) -> bool:
-        """Whether reading the sheet may take more memory than the checking process should risk (``_FAR_ROW``)."""
-        return (
-            self.filled_past_z
-            or self.far_rows
-            or self.unreferenced
-            or self.xml_bytes > LARGE_SHEET_XML_BYTES
-            or self.rows_and_cells * self.longest_shared_text > LARGE_SHARED_TEXT_BYTES
-        )
 
 
 class _SheetCellsReader:
@@ -1026,21 +982,9 @@ class _SheetCellsReader:
         self._past_excel = False
         self._filled_past_z = False
         self._uncalculated: set[int] = set()
-        self._bytes = 0
-        self._far_rows = False
-        self._rows_and_cells = 0
-        self._unreferenced = False
 
     def read(self, piece: bytes) -> None:
         text = pl.Series([piece.decode("utf-8", errors="replace")])
-        self._bytes += len(piece)
-        if self._bytes <= LARGE_SHEET_XML_BYTES:  # past it, the sheet is read apart whatever else it holds
-            self._far_rows = self._far_rows or bool(text.str.contains(_FAR_ROW).item())
-            tags = text.str.count_matches(_ROW_OR_CELL_TAG).item()
-            self._rows_and_cells += tags
-            self._unreferenced = (
-                self._unreferenced or tags > text.str.count_matches(_ROW_OR_CELL_TAG_WITH_REFERENCE).item()
-            )
         for found in text.str.extract_all(_NOTED_IN_A_SHEET).explode().drop_nulls():
             if found.startswith("<"):
                 if (row := _CELL_ROW.search(found)) is not None:
@@ -1079,10 +1023,6 @@ class _SheetCellsReader:
             self._past_excel,
             self._filled_past_z,
             sorted(self._uncalculated),
-            self._bytes,
-            self._far_rows,
-            self._rows_and_cells,
-            self._unreferenced,
         )
 
 
@@ -1118,52 +1058,65 @@ def _row_number(tag: bytes, otherwise: int) -> int:
     return int(number.group(1)) if number is not None else otherwise
 
 
-def _sheet_part(path: Path, sheet: str) -> str | None:
-    """The name of the zip member holding ``sheet``'s XML, from the workbook and its relationships (None if they do
-    not say: the sheet is then read with its rows numbered from its first value)."""
+@dataclass(frozen=True)
+class _ListedSheet:
+    name: str
+    hidden: bool  # hidden or very hidden
+    part: str | None  # the zip member holding its XML; None if the relationships do not say
+
+
+def _listed_sheets(path: Path, members: list[zipfile.ZipInfo]) -> list[_ListedSheet]:
+    """The workbook's sheets, in order, from ``xl/workbook.xml`` and its relationships (already refused if they declare
+    a DTD or entities), each parsed once and whole: refused if either is larger than any spreadsheet writes (20
+    million empty elements, 529 KB zipped, took 1.9 GB to parse)."""
+    sizes = {member.filename: member.file_size for member in members}
+    for name in (_WORKBOOK_PART, _WORKBOOK_LINKS_PART):
+        if sizes.get(name, 0) > MAX_WORKBOOK_PART_BYTES:
+            raise FileRejected(
+                "E_UNSAFE_FILE",
+                f"The workbook's part {name} is {sizes[name] / 1e6:,.0f} MB, far larger than any spreadsheet writes "
+                "it, which can be used to attack the software reading it; it was not opened.",
+            )
     relationships = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
     with zipfile.ZipFile(path) as archive:
-        try:
-            with archive.open("xl/workbook.xml") as part:
-                workbook = ElementTree.parse(part).getroot()
-            with archive.open("xl/_rels/workbook.xml.rels") as part:
-                links = ElementTree.parse(part).getroot()
-        except KeyError:
-            return None
-        names = set(archive.namelist())
-    rid = next(
-        (
-            e.get(relationships)
-            for e in workbook.iter()
-            if e.tag.rsplit("}", 1)[-1] == "sheet" and e.get("name") == sheet
-        ),
-        None,
-    )
-    target = next((e.get("Target", "") for e in links.iter() if e.get("Id") == rid), None) if rid else None
-    if not target:
-        return None
-    member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
-    return member if member in names else None
+        with archive.open(_WORKBOOK_PART) as part:
+            workbook = ElementTree.parse(part).getroot()
+        links = {}
+        if _WORKBOOK_LINKS_PART in sizes:
+            with archive.open(_WORKBOOK_LINKS_PART) as part:
+                links = {e.get("Id"): e.get("Target", "") for e in ElementTree.parse(part).getroot().iter()}
+    listed = []
+    for element in workbook.iter():
+        if element.tag.rsplit("}", 1)[-1] != "sheet":
+            continue
+        target = links.get(element.get(relationships)) or ""
+        member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+        hidden = element.get("state") in ("hidden", "veryHidden")
+        listed.append(_ListedSheet(element.get("name", ""), hidden, member if target and member in sizes else None))
+    return listed
 
 
-def _hidden_sheets(path: Path) -> set[str]:
-    """The names of the workbook's hidden and very hidden sheets, from its small ``xl/workbook.xml`` (already
-    refused if it declares a DTD or entities): asking fastexcel loads each whole sheet, a second or so per
-    200,000 rows."""
-    with zipfile.ZipFile(path) as archive, archive.open("xl/workbook.xml") as part:
-        root = ElementTree.parse(part).getroot()
-    return {
-        element.get("name", "")
-        for element in root.iter()
-        if element.tag.rsplit("}", 1)[-1] == "sheet" and element.get("state") in ("hidden", "veryHidden")
-    }
+def _refuse_twin_parts(members: list[zipfile.ZipInfo]) -> None:
+    """Refuse a workbook with two parts whose names differ only in case or in the slashes: fastexcel finds a part
+    whatever its case and takes the last of such twins, so the part checked would not be the part read (a harmless
+    sheet, then its twin holding a value at XFD1048576, aborted the process)."""
+    seen: set[str] = set()
+    for member in members:
+        folded = member.filename.replace("\\", "/").lower()
+        if folded in seen:
+            raise FileRejected(
+                "E_UNSAFE_FILE",
+                f"The workbook holds two parts named {member.filename!r}, which no spreadsheet writes and which can "
+                "be used to attack the software reading it; it was not opened.",
+            )
+        seen.add(folded)
 
 
 def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCells]:
     """Refuse a workbook whose parts inflate past the limits (``MAX_XLSX_UNZIPPED_BYTES``, ``MAX_XLSX_RATIO`` of the
     file's size) or to other sizes than its zip directory says, and one whose XML declares a DTD or entities, or
     refers to entities XML does not define; and, in the same pass, read what each worksheet's XML says of its cells
-    (``SheetCells``, with the longest shared string the workbook holds), by part name.
+    (``SheetCells``), by part name.
 
     The sizes are measured, not taken from the directory, which whoever made the file wrote: a workbook whose
     directory gave a 629 MB sheet as 2,000 bytes passed the directory's check, and the sheet was read whole.
@@ -1171,7 +1124,6 @@ def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCe
     files, entity expansion). Each part is streamed a piece at a time (``_xml_pieces``), so a large sheet costs no
     memory, and inflated once: a second pass for the rows cost a 200,000-row sheet 0.64 s of a 4.4 s check."""
     sheets: dict[str, SheetCells] = {}
-    longest = _LongestSharedText()
     budget = min(MAX_XLSX_UNZIPPED_BYTES, MAX_XLSX_RATIO * path.stat().st_size)
     inflated = 0
     with zipfile.ZipFile(path) as archive:
@@ -1183,7 +1135,6 @@ def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCe
             # as the sheets and never one (a sheet said to be kept there is refused): reading them as one cost a
             # 200,000-row workbook's check a tenth more.
             reader = _SheetCellsReader() if scanned and name != SHARED_STRINGS_PART else None
-            shared_texts = longest if name == SHARED_STRINGS_PART else None
             # Read to the end of what the part holds, whatever the directory says of its size, and its checksum
             # checked once its size is known to be the one the directory gives.
             measured = copy.copy(member)
@@ -1203,8 +1154,6 @@ def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCe
                             _refuse_unsafe_xml(name, piece)
                         if reader is not None:
                             reader.read(piece)
-                        if shared_texts is not None:
-                            shared_texts.read(piece)
             except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as error:
                 raise _unreadable(_DAMAGED_ZIP, path, error) from error
             if size != member.file_size:
@@ -1220,24 +1169,7 @@ def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCe
                 raise _unreadable(_DAMAGED_ZIP, path, zipfile.BadZipFile(f"bad CRC-32 for {name}"))
             if reader is not None:
                 sheets[name] = reader.cells()
-    return {name: replace(cells, longest_shared_text=longest.bytes()) for name, cells in sheets.items()}
-
-
-class _LongestSharedText:
-    """The longest text of a shared-strings part, at most, read piece by piece (``_SHARED_TEXT_START``)."""
-
-    def __init__(self) -> None:
-        self._open = 0  # the bytes of the text the last piece ended in
-        self._longest = 0
-
-    def read(self, piece: bytes) -> None:
-        lengths = [len(text) for text in piece.split(_SHARED_TEXT_START)]
-        lengths[0] += self._open
-        self._longest = max(self._longest, *lengths)
-        self._open = lengths[-1]
-
-    def bytes(self) -> int:
-        return self._longest
+    return sheets
 
 
 def _declared_shared_strings(first_piece: bytes) -> int:
@@ -1300,25 +1232,11 @@ def _best_sheet(previews: dict[str, list[list[str]]], header_score: Callable[[li
     return max(previews, key=rank)
 
 
-def _read_sheet(path: Path, sheet: str, n_rows: int | None = None) -> pl.DataFrame:
-    """A sheet that cannot be large (``SheetCells.may_be_large``), read in this process."""
-    import fastexcel
-
-    options: dict[str, object] = {"header_row": None, "dtypes": "string"}
-    if n_rows is not None:
-        options["n_rows"] = n_rows
-    try:
-        loaded = fastexcel.read_excel(workbook_source(path)).load_sheet(sheet, **options)
-    except Exception as error:  # a damaged sheet shows only when it is loaded, after the workbook opened
-        raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
-    return _numbered_columns(loaded.to_polars())
-
-
-def _read_apart(path: Path, sheet: str, folder: Path) -> list[Path]:
-    """A sheet that may be large, read whole by a process of its own into pieces, Arrow files in ``folder``
+def _read_apart(path: Path, sheets: list[str], folder: Path) -> dict[str, list[Path]]:
+    """The workbook's ``sheets``, read by a process of their own into pieces, Arrow files in ``folder``
     (``standards.sheet_process``)."""
     try:
-        return read_sheet_apart(path, sheet, folder)
+        return read_sheets_apart(path, sheets, folder)
     except SheetUnreadable as error:
         raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
 

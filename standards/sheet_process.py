@@ -1,19 +1,20 @@
-"""One sheet of a workbook read whole in a process of its own, whose memory is watched.
+"""A workbook's sheets read in a process of their own, whose memory is watched.
 
-fastexcel holds every cell of a sheet's span at once, filled or not, and a copy of a shared string in every cell
-that shows it, so what reading a sheet costs is known only by reading it: a 34 MB workbook of 450,000 rows took
-700 MB, a 2 KB one holding a single value at T1048576 1.1 GB, and a 187 KB one showing one 32,000-character text in
-40,000 cells 2.7 GB. A sheet that may be large (``reading.SheetCells.may_be_large``) is read by a child process,
-stopped if its resident memory passes ``MAX_READING_MB``: the sheet is then refused (``E_SHEET_TOO_LARGE``), and
-nothing else is held up. A child that fails to allocate (fastexcel aborts the whole process) takes nothing with it
-either.
+fastexcel (calamine) holds every cell of a sheet's span at once, filled or not, and a copy of a shared string in
+every cell that shows it, and reads a workbook's parts by rules of its own (a reference attribute spelled exactly
+``r``, part names found whatever their case): what reading a workbook costs is known only by reading it. A 34 MB
+workbook of 450,000 rows took 700 MB; a 2 KB one holding a single value at T1048576 1.1 GB; 187 KB showing one
+32,000-character text in 40,000 cells 2.7 GB; 10 KB of rows without references asked for 52 GB and aborted the
+process. So fastexcel never runs in the checking process: a child reads the sheets asked for, one at a time, and is
+stopped if its resident memory passes ``MAX_READING_MB``; the workbook is then refused (``E_SHEET_TOO_LARGE``), and
+nothing else is held up. A child that fails to allocate (Rust aborts the process) takes nothing with it either.
 
-The child writes the sheet, every cell as text, to Arrow IPC files of at most ``PIECE_CELLS`` cells and
-``PIECE_BYTES`` of text each, which the caller reads one at a time (and can read again without a second parse).
-Memory is watched where the system shows it (``/proc``, on Linux, where the pipeline and the portal run); elsewhere
-the child only isolates.
+The child writes each sheet, every cell as text, to Arrow IPC files of at most ``PIECE_CELLS`` cells and
+``PIECE_BYTES`` of text each, which the caller reads one at a time (its first rows to choose the sheet, then the
+chosen one whole, without a second parse). Memory is watched where the system shows it (``/proc``, on Linux, where
+the pipeline and the portal run); elsewhere the child only isolates.
 
-Run as ``python -m standards.sheet_process WORKBOOK FOLDER SHEET``.
+Run as ``python -m standards.sheet_process WORKBOOK FOLDER PIECE_CELLS PIECE_BYTES SHEET [SHEET ...]``.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ _WATCH_SECONDS = 0.02
 _FAILED = 3  # the child's exit code when fastexcel raised: the workbook is damaged
 # What Rust says when an allocation fails, before it aborts the process: the sheet needed more memory than there is.
 _OUT_OF_MEMORY = "memory allocation of"
-# The most cells, and bytes of text (a cell counted 16 bytes more, as Polars holds it), in one piece of a sheet read
-# apart: 2,000,000 cells of short text (133,000 rows of 15 columns) is some tens of MB.
+# The most cells, and bytes of text (a cell counted 16 bytes more, as Polars holds it), in one piece of a sheet:
+# 2,000,000 cells of short text (133,000 rows of 15 columns) is some tens of MB. Given to the child by the caller.
 PIECE_CELLS = 2_000_000
 PIECE_BYTES = 32 * 1024 * 1024
+_SHEET = "sheet{}"
 _PIECE = "piece-{:06d}.arrow"
 _PR_SET_PDEATHSIG = 1
 _WATCHER = "COLLAB_SHEET_WATCHER"  # the pid of the process that started the child, which should still be its parent
@@ -84,15 +86,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def read_sheet_apart(workbook: Path, sheet: str, folder: Path) -> list[Path]:
-    """The sheet ``sheet`` of ``workbook``, every cell as text, written by a child process as pieces (Arrow IPC
-    files, returned in order) in the new folder ``folder``. Refused as ``E_SHEET_TOO_LARGE`` if reading it takes
-    the child past ``MAX_READING_MB``, or more memory than there is; ``SheetUnreadable`` if fastexcel cannot read it
-    or the child dies."""
+def read_sheets_apart(workbook: Path, sheets: list[str], folder: Path) -> dict[str, list[Path]]:
+    """The sheets ``sheets`` of ``workbook``, every cell as text, written by a child process as pieces (Arrow IPC
+    files, in order, by sheet) in the new folder ``folder``. Refused as ``E_SHEET_TOO_LARGE`` if reading one takes
+    the child past ``MAX_READING_MB``, or more memory than there is; ``SheetUnreadable`` if fastexcel cannot read
+    one or the child dies."""
     folder.mkdir(mode=0o700)
     # -P and a folder of its own to start in: nothing in the directory the check was started from (a charity's
     # folder, say) is imported. Importable from where this module is, whether installed or run from a checkout.
-    command = [sys.executable, "-P", "-m", "standards.sheet_process", str(workbook.resolve()), str(folder), sheet]
+    command = [
+        *(sys.executable, "-P", "-m", "standards.sheet_process", str(workbook.resolve()), str(folder)),
+        *(str(PIECE_CELLS), str(PIECE_BYTES), *sheets),
+    ]
     here = str(Path(__file__).resolve().parents[1])
     env = {
         **os.environ,
@@ -107,16 +112,18 @@ def read_sheet_apart(workbook: Path, sheet: str, folder: Path) -> list[Path]:
         errors.seek(0)
         said = errors.read(64 * 1024).decode(errors="replace").strip()  # Rust says what failed first
     if stopped or (child.returncode != 0 and _OUT_OF_MEMORY in said):
+        # The sheet being read is the last one begun.
+        begun = [name for index, name in enumerate(sheets) if (folder / _SHEET.format(index)).exists()]
         raise FileRejected(
             "E_SHEET_TOO_LARGE",
-            f"The sheet {sheet!r} needs more than {MAX_READING_MB:,} MB of memory to read, more than a sheet may "
-            "take: Excel keeps every cell of it, filled or not, and a copy of its text in every cell that shows it. "
-            "Save the sheet as CSV (File > Save As > CSV UTF-8), which is read a piece at a time whatever its size, "
-            "or delete the rows below the table and the columns right of it.",
+            f"The sheet {begun[-1] if begun else sheets[0]!r} needs more than {MAX_READING_MB:,} MB of memory to "
+            "read, more than a sheet may take: Excel keeps every cell of it, filled or not, and a copy of its text in "
+            "every cell that shows it. Save the sheet as CSV (File > Save As > CSV UTF-8), which is read a piece at a "
+            "time whatever its size, or delete the rows below the table and the columns right of it.",
         )
     if child.returncode != 0:
         raise SheetUnreadable(f"the reading process ended with {child.returncode}: {said[:2000]}")
-    return sorted(folder.glob("piece-*.arrow"))
+    return {name: sorted((folder / _SHEET.format(index)).glob("piece-*.arrow")) for index, name in enumerate(sheets)}
 
 
 def _watched(child: subprocess.Popen[bytes]) -> bool:
@@ -146,20 +153,26 @@ def _resident_mb(pid: int) -> int | None:
     return None
 
 
-def _read_and_write(workbook: Path, folder: Path, sheet: str) -> None:
+def _read_and_write(workbook: Path, folder: Path, sheets: list[str], *, cells: int, text_bytes: int) -> None:
+    """Each of ``sheets``, one at a time, into its folder of pieces of at most ``cells`` cells and ``text_bytes``
+    (made before the sheet is read: the last made names the sheet being read)."""
     import fastexcel
 
-    loaded = fastexcel.read_excel(workbook_source(workbook)).load_sheet(sheet, header_row=None, dtypes="string")
-    frame = loaded.to_polars()
-    del loaded
-    start = 0
-    for index, end in enumerate(_piece_ends(frame)):
-        frame.slice(start, end - start).write_ipc(folder / _PIECE.format(index), compression="lz4")
-        start = end
+    reader = fastexcel.read_excel(workbook_source(workbook))
+    for index, sheet in enumerate(sheets):
+        pieces = folder / _SHEET.format(index)
+        pieces.mkdir()
+        frame = reader.load_sheet(sheet, header_row=None, dtypes="string").to_polars()
+        start = 0
+        for number, end in enumerate(_piece_ends(frame, cells=cells, text_bytes=text_bytes)):
+            frame.slice(start, end - start).write_ipc(pieces / _PIECE.format(number), compression="lz4")
+            start = end
+        del frame
 
 
-def _piece_ends(frame: pl.DataFrame) -> list[int]:
-    """Where each piece of ``frame`` ends (``PIECE_CELLS``, ``PIECE_BYTES``; a row larger than a piece alone)."""
+def _piece_ends(frame: pl.DataFrame, *, cells: int, text_bytes: int) -> list[int]:
+    """Where each piece of ``frame`` ends (at most ``cells`` cells and ``text_bytes``, a cell counted 16 bytes more;
+    a row larger than that is a piece alone)."""
     import polars as pl
 
     if not frame.width or not frame.height:
@@ -168,12 +181,12 @@ def _piece_ends(frame: pl.DataFrame) -> list[int]:
         pl.sum_horizontal(pl.col(name).str.len_bytes().fill_null(0) + 16 for name in frame.columns)
     ).to_series()
     through = row_bytes.cast(pl.Int64).cum_sum()
-    most_rows = max(1, PIECE_CELLS // frame.width)
+    most_rows = max(1, cells // frame.width)
     ends: list[int] = []
     start = 0
     while start < frame.height:
         before = int(through[start - 1]) if start else 0
-        within = int(through.search_sorted(before + PIECE_BYTES, side="right"))
+        within = int(through.search_sorted(before + text_bytes, side="right"))
         start = min(start + most_rows, max(start + 1, within), frame.height)
         ends.append(start)
     return ends
@@ -194,9 +207,9 @@ def _end_with_the_parent() -> None:
 
 def main() -> None:
     _end_with_the_parent()
-    workbook, folder, sheet = sys.argv[1:]
+    workbook, folder, cells, text_bytes, *sheets = sys.argv[1:]
     try:
-        _read_and_write(Path(workbook), Path(folder), sheet)
+        _read_and_write(Path(workbook), Path(folder), sheets, cells=int(cells), text_bytes=int(text_bytes))
     except Exception as error:  # fastexcel raises its own hierarchy for every kind of damage
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         raise SystemExit(_FAILED) from None
