@@ -127,8 +127,8 @@ _NOTED_IN_A_SHEET = "(?i)" + "|".join(
 )
 _WORKBOOK_PART = "xl/workbook.xml"
 _WORKBOOK_LINKS_PART = "xl/_rels/workbook.xml.rels"
-# The most a workbook's list of sheets and its relationships may take, parsed whole: a workbook of 1,000 sheets
-# writes some hundreds of KB.
+# The most read of a workbook's part to the end of its list of sheets, and of its relationships (``_attributes_of``):
+# a workbook of 1,000 sheets writes some hundreds of KB.
 MAX_WORKBOOK_PART_BYTES = 4 * 1024 * 1024
 EXCEL_ROWS = 1_048_576
 MAX_SHEET_CELLS = EXCEL_ROWS * 26  # a sheet as tall as Excel's, A to Z: one with no cell past Z never spans more
@@ -1067,33 +1067,71 @@ class _ListedSheet:
 
 def _listed_sheets(path: Path, members: list[zipfile.ZipInfo]) -> list[_ListedSheet]:
     """The workbook's sheets, in order, from ``xl/workbook.xml`` and its relationships (already refused if they declare
-    a DTD or entities), each parsed once and whole: refused if either is larger than any spreadsheet writes (20
-    million empty elements, 529 KB zipped, took 1.9 GB to parse)."""
-    sizes = {member.filename: member.file_size for member in members}
-    for name in (_WORKBOOK_PART, _WORKBOOK_LINKS_PART):
-        if sizes.get(name, 0) > MAX_WORKBOOK_PART_BYTES:
+    a DTD or entities). Each is parsed as a stream, keeping only the attributes asked for, and the workbook only to
+    the end of its list of sheets: what follows, such as defined names (a workbook's phantom names made it 7 MB), is
+    not read."""
+    names = {member.filename for member in members}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            with archive.open(_WORKBOOK_PART) as part:
+                sheets = _attributes_of(part, _WORKBOOK_PART, "sheet", until="sheets")
+            links: dict[str | None, str] = {}
+            if _WORKBOOK_LINKS_PART in names:
+                with archive.open(_WORKBOOK_LINKS_PART) as part:
+                    found = _attributes_of(part, _WORKBOOK_LINKS_PART, "Relationship")
+                    links = {link.get("Id"): link.get("Target", "") for link in found}
+    except ElementTree.ParseError as error:
+        raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
+    relationships = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+    listed = []
+    for sheet in sheets:
+        target = links.get(sheet.get(relationships)) or ""
+        member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+        hidden = sheet.get("state") in ("hidden", "veryHidden")
+        listed.append(_ListedSheet(sheet.get("name", ""), hidden, member if target and member in names else None))
+    return listed
+
+
+def _attributes_of(part: IO[bytes], name: str, tag: str, *, until: str | None = None) -> list[dict[str, str]]:
+    """The attributes of each element ``tag`` (by local name) of the XML ``part``, to the end of the first element
+    ``until`` if given. No tree is built, so memory holds only what is kept; more than ``MAX_WORKBOOK_PART_BYTES``
+    read is refused (20 million empty elements, 529 KB zipped, took 1.9 GB parsed into a tree)."""
+    kept = _AttributesOf(tag, until)
+    parser = ElementTree.XMLParser(target=kept)
+    read = 0
+    while not kept.ended and (chunk := part.read(XML_SCAN_CHUNK_BYTES)):
+        read += len(chunk)
+        if read > MAX_WORKBOOK_PART_BYTES:
             raise FileRejected(
                 "E_UNSAFE_FILE",
-                f"The workbook's part {name} is {sizes[name] / 1e6:,.0f} MB, far larger than any spreadsheet writes "
-                "it, which can be used to attack the software reading it; it was not opened.",
+                f"The workbook's part {name} holds more than {MAX_WORKBOOK_PART_BYTES / 1e6:,.0f} MB before the "
+                "part of it read ends, far more than any spreadsheet writes, which can be used to attack the software "
+                "reading it; it was not opened.",
             )
-    relationships = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
-    with zipfile.ZipFile(path) as archive:
-        with archive.open(_WORKBOOK_PART) as part:
-            workbook = ElementTree.parse(part).getroot()
-        links = {}
-        if _WORKBOOK_LINKS_PART in sizes:
-            with archive.open(_WORKBOOK_LINKS_PART) as part:
-                links = {e.get("Id"): e.get("Target", "") for e in ElementTree.parse(part).getroot().iter()}
-    listed = []
-    for element in workbook.iter():
-        if element.tag.rsplit("}", 1)[-1] != "sheet":
-            continue
-        target = links.get(element.get(relationships)) or ""
-        member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
-        hidden = element.get("state") in ("hidden", "veryHidden")
-        listed.append(_ListedSheet(element.get("name", ""), hidden, member if target and member in sizes else None))
-    return listed
+        parser.feed(chunk)
+    return kept.found
+
+
+class _AttributesOf:
+    """An XML parser's target that keeps the attributes of the elements ``tag`` and notes the end of ``until``."""
+
+    def __init__(self, tag: str, until: str | None) -> None:
+        self._tag, self._until = tag, until
+        self.found: list[dict[str, str]] = []
+        self.ended = False
+
+    def start(self, tag: str, attributes: dict[str, str]) -> None:
+        if tag.rsplit("}", 1)[-1] == self._tag:
+            self.found.append(dict(attributes))
+
+    def end(self, tag: str) -> None:
+        self.ended = self.ended or tag.rsplit("}", 1)[-1] == self._until
+
+    def data(self, data: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _refuse_twin_parts(members: list[zipfile.ZipInfo]) -> None:

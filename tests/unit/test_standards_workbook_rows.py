@@ -17,7 +17,7 @@ import xlsxwriter
 
 from standards import sheet_process
 from standards.check import CheckOptions, check_extract
-from standards.reading import XML_SCAN_CHUNK_BYTES
+from standards.reading import MAX_WORKBOOK_PART_BYTES, XML_SCAN_CHUNK_BYTES
 from tests.conftest import HEADER, contact_rows, write_xlsx
 from tests.fixtures.bad.corpus import CASES, build
 
@@ -368,3 +368,21 @@ def test_sheets_left_by_a_process_that_was_killed_are_removed_by_the_next(tmp_pa
     finally:
         shutil.rmtree(left, ignore_errors=True)
         shutil.rmtree(running, ignore_errors=True)
+
+
+def test_a_workbook_with_many_defined_names_is_read(tmp_path: Path) -> None:
+    """Found by the regression hunt: copying sheets between workbooks leaves Excel's "phantom" defined names, tens of
+    thousands of them, after the list of sheets; a 7 MB ``xl/workbook.xml`` was refused as an attack. Only the list of
+    sheets is read."""
+    whole = write_xlsx(tmp_path / "whole.xlsx", {"Contacts": [HEADER, *contact_rows(10)]})
+    names = b"".join(b'<definedName name="_old%d">Contacts!$A$1:$F$11</definedName>' % n for n in range(80_000))
+    path = tmp_path / "phantom-names.xlsx"
+    with zipfile.ZipFile(whole) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            data = source.read(member.filename)
+            if member.filename == "xl/workbook.xml":
+                data = data.replace(b"</workbook>", b"<definedNames>" + names + b"</definedNames></workbook>", 1)
+                assert len(data) > MAX_WORKBOOK_PART_BYTES
+            target.writestr(member, data)
+    report = check_extract(path).report
+    assert report.accepted and report.rows_accepted == 10
