@@ -68,15 +68,18 @@ def workbook_source(path: Path) -> str | bytes:
 
 
 def scratch_folder() -> tempfile.TemporaryDirectory[str]:
-    """A private folder for sheets read apart, after removing those that processes now gone left behind."""
-    for left in Path(tempfile.gettempdir()).glob("collab-sheets-*"):
-        named = _SCRATCH_NAME.match(left.name)
-        if named is not None and left.is_dir() and left.stat().st_uid == os.getuid() and not _alive(int(named[1])):
-            shutil.rmtree(left, ignore_errors=True)
+    """A private folder for sheets read apart, after removing this user's that processes now gone left behind (on
+    POSIX systems: on Windows, signal 0 is not a question but Ctrl+C, and the temporary folder is the user's own)."""
+    if os.name == "posix":
+        for left in Path(tempfile.gettempdir()).glob("collab-sheets-*"):
+            named = _SCRATCH_NAME.match(left.name)
+            if named is not None and left.is_dir() and left.stat().st_uid == os.getuid() and not _alive(int(named[1])):
+                shutil.rmtree(left, ignore_errors=True)
     return tempfile.TemporaryDirectory(prefix=_SCRATCH.format(pid=os.getpid()))
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs (POSIX: signal 0 only asks)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
