@@ -104,7 +104,7 @@ class RowFiles:
         """The batch's accepted rows, in row order, written by Polars as the csv module writes them (quoted only where
         needed, each line ending in CRLF): the rows without an issue are never made Python objects."""
         self._csv("accepted", rows.labels, _ACCEPTED_LEADING)
-        self._handles["accepted"].flush()
+        self._handles["accepted"].flush()  # what the csv module buffered goes before what Polars writes
         cells = [f"c{i}" for i in range(len(rows.labels))]
         clean = rows.clean.select(
             pl.col("__row").alias("row"),

@@ -130,18 +130,23 @@ def read_sheets_apart(workbook: Path, sheets: list[str], folder: Path) -> dict[s
 
 
 def _watched(child: subprocess.Popen[bytes]) -> bool:
-    """Wait for ``child``; False if its resident memory passed ``MAX_READING_MB`` and it was stopped."""
-    while True:
-        try:
-            child.wait(timeout=_WATCH_SECONDS)
-            return True
-        except subprocess.TimeoutExpired:
-            pass
-        resident = _resident_mb(child.pid)
-        if resident is not None and resident > MAX_READING_MB:
+    """Wait for ``child``; False if its resident memory passed ``MAX_READING_MB`` and it was stopped. A watcher that
+    is itself stopped (Ctrl+C, SIGTERM) stops the child first: it would otherwise write the sheet's text after its
+    caller's folder was removed."""
+    try:
+        while True:
+            try:
+                child.wait(timeout=_WATCH_SECONDS)
+                return True
+            except subprocess.TimeoutExpired:
+                pass
+            resident = _resident_mb(child.pid)
+            if resident is not None and resident > MAX_READING_MB:
+                return False
+    finally:
+        if child.poll() is None:
             child.kill()
             child.wait()
-            return False
 
 
 def _resident_mb(pid: int) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -301,17 +302,19 @@ def test_the_reading_process_ends_with_the_process_that_watches_it(tmp_path: Pat
     assert not list(folder.rglob("*.arrow"))
 
 
-def _process_with_argument(argument: str, *, within: float) -> int:
+def _process_with_argument(*arguments: str, within: float) -> int:
+    """The process whose command line has each of ``arguments`` as an argument of its own."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         for status in Path("/proc").glob("[0-9]*/cmdline"):
             try:
-                if f"\0{argument}\0".encode() in status.read_bytes():
-                    return int(status.parent.name)
+                command = status.read_bytes()
             except OSError:
                 continue
+            if all(f"\0{argument}\0".encode() in command for argument in arguments):
+                return int(status.parent.name)
         time.sleep(0.02)
-    raise AssertionError(f"no process has the argument {argument}")
+    raise AssertionError(f"no process has the arguments {arguments}")
 
 
 def _running(pid: int) -> bool:
@@ -386,3 +389,21 @@ def test_a_workbook_with_many_defined_names_is_read(tmp_path: Path) -> None:
             target.writestr(member, data)
     report = check_extract(path).report
     assert report.accepted and report.rows_accepted == 10
+
+
+def test_a_check_stopped_while_a_sheet_is_read_leaves_neither_its_text_nor_its_reader(tmp_path: Path) -> None:
+    """`collab-check` sent SIGTERM (a terminal closed, a job killed) while its reader works: the reader is stopped
+    and the folder that would hold the sheet's text is removed (the attacker's trial found 300,000 people's rows
+    left in /tmp)."""
+    workbook = _with_stray(
+        tmp_path / "far.xlsx", '<row r="1048576"><c r="T1048576" t="inlineStr"><is><t>x</t></is></c></row>'
+    )
+    checker = Path(sys.executable).with_name("collab-check")
+    check = subprocess.Popen([str(checker), str(workbook), "--json"], stdout=subprocess.DEVNULL)
+    folder = Path(tempfile.gettempdir()) / f"collab-sheets-{check.pid}-"
+    reader = _process_with_argument("standards.sheet_process", str(workbook.resolve()), within=20.0)
+    assert [left for left in folder.parent.glob(f"{folder.name}*") if left.is_dir()]
+    check.send_signal(signal.SIGTERM)
+    assert check.wait(timeout=20) == 128 + signal.SIGTERM
+    assert not _running(reader)
+    assert not list(folder.parent.glob(f"{folder.name}*"))
