@@ -80,53 +80,54 @@ def _basis_parts(bases: pl.Series) -> pl.DataFrame:
     )
 
 
-# Codes kept from one part of a file's records for the next, per component (a surname's variants counted one by
-# one), while there are at most this many: a file's values mostly recur from part to part (some thousands of
-# surnames, tens of thousands of birth dates), and each is keyed once. Past it only the current part's are kept,
-# so a file of ever-new values (a surname column holding free text) holds one part's codes, not the file's:
-# 300,000 references of distinct surnames took 2.7 GB of memory keyed all at once, 0.9 GB kept this way, when
-# codes were 64-character strings; as 64-bit codes, 0.45 GB.
+# Codes kept from one part of a file's records for the next, per part of the basis (its components' codes and a
+# surname's variants counted one by one), while there are at most this many: a file's values mostly recur from part
+# to part (some thousands of surnames, tens of thousands of birth dates), and each is keyed once. Past it only the
+# current part's are kept, so a file of ever-new values (a surname column holding free text) holds one part's codes,
+# not the file's: 300,000 references of distinct surnames took 2.7 GB of memory keyed all at once, 0.9 GB kept this
+# way, when codes were 64-character strings; as 64-bit codes, 0.45 GB.
 _CODES_KEPT = 1_000_000
 # The most surname variants (up to 65 a surname, each spelt out as a string, then keyed into an 8-byte code) in
 # one part of a file's records, whose codes are made and held at once: parts of references with long surnames
 # hold fewer references.
 _VARIANTS_PER_PART = 1_000_000
+# The components keyed from each part of the basis: the surname's variants from the surname too.
+_KEYED_FROM = {part: [name for name, (source, _) in _DERIVATIONS.items() if source == part] for part in _BASIS_PARTS}
+_KEYED_FROM["surname"].append(VARIANTS)
 
 
 class _Codebook:
-    """The keyed code of each value met so far, by component (a surname's variants too), made when a value is first
-    met and kept while a component has at most ``_CODES_KEPT``."""
+    """The keyed codes of each value of a part of the basis met so far (one per component keyed from it, and a
+    surname's variants), made when a value is first met and kept while a part has at most ``_CODES_KEPT``."""
 
     def __init__(self, key: bytes) -> None:
         self._key = key
-        self.kept: dict[str, pl.DataFrame] = {}  # by component: a "value" of its part and its "code"
+        # By part of the basis: each of its distinct values ("value") and a column of codes per component keyed from it.
+        self.kept: dict[str, pl.DataFrame] = {}
 
     def components(self, parts: pl.DataFrame) -> pl.DataFrame:
-        """``keyed_components`` of the bases split into ``parts``."""
-        distinct = {part: parts.get_column(part).drop_nulls().unique() for part in _BASIS_PARTS}
-        columns = {
-            name: self._coded(name, parts.get_column(part), distinct[part]) for name, (part, _) in _DERIVATIONS.items()
-        }
-        columns[VARIANTS] = self._coded(VARIANTS, parts.get_column("surname"), distinct["surname"])
-        return pl.DataFrame(columns, schema={**dict.fromkeys(COMPONENTS, pl.Int64), VARIANTS: pl.List(pl.Int64)})
+        """``keyed_components`` of the bases split into ``parts``. Each part's codes are looked up in one join: a
+        lookup per component (seven over a file's records) took twice as long."""
+        looked_up = pl.concat([self._coded(part, parts.get_column(part)) for part in _BASIS_PARTS], how="horizontal")
+        return looked_up.select(pl.col(COMPONENTS).cast(pl.Int64), pl.col(VARIANTS).cast(pl.List(pl.Int64)))
 
-    def _coded(self, name: str, values: pl.Series, distinct: pl.Series) -> pl.Series:
-        """The code of each of ``values`` (``distinct``: the distinct values but null)."""
-        kept = self.kept.get(name)
+    def _coded(self, part: str, values: pl.Series) -> pl.DataFrame:
+        """The codes of each of ``values`` of a part of the basis, a column per component keyed from it (null where
+        the value is)."""
+        distinct = values.drop_nulls().unique()
+        kept = self.kept.get(part)
         new = distinct if kept is None else distinct.filter(~distinct.is_in(kept.get_column("value").implode()))
-        if kept is not None and _codes_in(kept) + _codes_for(name, new) > _CODES_KEPT:
+        if kept is not None and _codes_in(kept) + _codes_for(part, new) > _CODES_KEPT:
             # Dropped before the new codes are made, so the two are never held together.
-            kept = self.kept[name] = kept.filter(pl.col("value").is_in(distinct.implode()))
+            kept = kept.filter(pl.col("value").is_in(distinct.implode()))
         if new.len() or kept is None:
-            fresh = pl.DataFrame({"value": new, "code": self._keyed(name, new)})
-            kept = self.kept[name] = fresh if kept is None else pl.concat([kept, fresh])
-        if name != VARIANTS:
-            return values.replace_strict(kept.get_column("value"), kept.get_column("code"), default=None).alias(name)
-        looked_up = pl.DataFrame({"value": values}).join(kept, on="value", how="left", maintain_order="left")
-        return looked_up.get_column("code").alias(name)
+            fresh = pl.DataFrame({"value": new, **{name: self._keyed(name, new) for name in _KEYED_FROM[part]}})
+            kept = fresh if kept is None else pl.concat([kept, fresh])
+        self.kept[part] = kept
+        return values.to_frame("value").join(kept, on="value", how="left", maintain_order="left").drop("value")
 
     def _keyed(self, name: str, values: pl.Series) -> pl.Series:
-        """The codes of distinct ``values`` of the part ``name`` is derived from."""
+        """The codes of component ``name`` of distinct ``values`` of the part it is derived from."""
         if name == VARIANTS:
             # Every surname's variants keyed in one call, not one per surname: the keyed states are set up once.
             # The lists are cut from the flat codes by their offsets, not built as Python lists: a tenth of the time.
@@ -147,13 +148,16 @@ def _int64_array(values: np.ndarray) -> pa.Array:
 
 
 def _codes_in(kept: pl.DataFrame) -> int:
-    codes = kept.get_column("code")
-    return int(codes.list.len().sum()) if codes.dtype == pl.List else kept.height
+    """The codes a part's table of the codebook holds: one per value and component, and each of a surname's variants."""
+    listed = [name for name, dtype in kept.schema.items() if dtype == pl.List]
+    single = kept.width - 1 - len(listed)
+    return kept.height * single + sum(int(kept.get_column(name).list.len().sum()) for name in listed)
 
 
-def _codes_for(name: str, values: pl.Series) -> int:
-    """The most codes that keying ``values`` of component ``name`` gives."""
-    return _variants_at_most(values).sum() if name == VARIANTS else values.len()
+def _codes_for(part: str, values: pl.Series) -> int:
+    """The most codes that keying ``values`` of a part of the basis gives."""
+    codes = values.len() * sum(1 for name in _KEYED_FROM[part] if name != VARIANTS)
+    return codes + int(_variants_at_most(values).sum()) if VARIANTS in _KEYED_FROM[part] else codes
 
 
 def _variants_at_most(surnames: pl.Series) -> np.ndarray:
