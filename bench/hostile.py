@@ -1,7 +1,7 @@
 """The hostile corpus: each file's code, seconds and peak memory, `python -m bench.hostile`.
 
-Every file of ``tests/fixtures/bad`` plus two too large to build in the test suite (a 200 MB file on one
-line, a 4.7 MB file of 100,000 columns) is checked by `collab-check --json` in its own process, whose
+Every file of ``tests/fixtures/bad`` plus three too large to build in the test suite (a 200 MB file on one
+line, a 4.7 MB file of 100,000 columns, a workbook of 3,000,000 cells holding an Excel error) is checked by `collab-check --json` in its own process, whose
 peak resident memory the kernel reports (``wait4``). The anchor is the same command on the clean
 baseline file, measured in the same run: what a charity waits for on any file. None may crash (exit 0
 or 1 with a JSON report) or pass 1 GB.
@@ -23,7 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
+
+import xlsxwriter
 
 from tests.fixtures.bad.corpus import CASES, build
 
@@ -43,6 +46,29 @@ def _wide(path: Path) -> None:
     header = ",".join(f"column {i}" for i in range(100_000))
     row = ",".join("1" for _ in range(100_000))
     path.write_text("\n".join([header, *[row] * 20]) + "\n", encoding="utf-8")
+
+
+def _error_cells(path: Path, rows: int) -> None:
+    """A workbook whose sheet holds, below its header, ``rows`` rows of 20 cells each holding an Excel error (a tag
+    with no value: 17 bytes a cell)."""
+    headed = path.with_suffix(".header.xlsx")
+    workbook = xlsxwriter.Workbook(str(headed))
+    workbook.add_worksheet("Contacts").write_row(0, 0, ["person_ref", "contact_date", "need", "postcode"])
+    workbook.close()
+    letters = [chr(ord("A") + i) for i in range(20)]
+    cells = [
+        f'<row r="{row}">'.encode()
+        + b"".join(f'<c r="{letter}{row}" t="e"/>'.encode() for letter in letters)
+        + b"</row>"
+        for row in range(2, rows + 2)
+    ]
+    with zipfile.ZipFile(headed) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            data = source.read(member.filename)
+            if member.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b"</row></sheetData>", b"</row>" + b"".join(cells) + b"</sheetData>")
+            target.writestr(member, data)
+    headed.unlink()
 
 
 def _distinct_identities(path: Path, people: int, letters_each: int) -> None:
@@ -101,8 +127,13 @@ def main() -> None:
         paths = build(root / "corpus")
         _single_line(root / "two-hundred-megabytes-one-line.csv")
         _wide(root / "hundred-thousand-columns.csv")
-        paths["two-hundred-megabytes-one-line.csv"] = root / "two-hundred-megabytes-one-line.csv"
-        paths["hundred-thousand-columns.csv"] = root / "hundred-thousand-columns.csv"
+        _error_cells(root / "three-million-error-cells.xlsx", 150_000)
+        for name in (
+            "two-hundred-megabytes-one-line.csv",
+            "hundred-thousand-columns.csv",
+            "three-million-error-cells.xlsx",
+        ):
+            paths[name] = root / name
         anchor = _measure(paths["utf-8.csv"])[1]
         print(f"anchor: collab-check on the clean baseline file: {anchor:.2f} s\n")
         print(f"{'file':40} {'status':24} {'error codes':28} {'s':>7} {'×anchor':>8} {'peak MB':>8}")

@@ -104,6 +104,7 @@ _CELL_ROW = re.compile(r"""\br\s*=\s*["'][A-Za-z]{1,3}([0-9]{1,7})["']""")
 # A cell holding an Excel error (#N/A, #DIV/0!, #REF!...), its reference, and the error shown (its value).
 _ERROR_CELL = re.compile(rb'<(?:\w+:)?c\b[^>]*?\br="([A-Z]{1,3})([0-9]{1,7})"[^>]*\bt="e"[^>]*>')
 _ERROR_VALUE = re.compile(rb"<(?:\w+:)?v>([^<]{1,32})<")
+_CELL_END = re.compile(rb"</(?:\w+:)?c>")
 # How a row's or a cell's reference (its ``r``) starts, however the XML is written (single quotes, spaces around "=",
 # lowercase letters: fastexcel reads them all), and the rest of a tag (quoted values may hold "/>"), which ends in "/>"
 # only for a cell with no value (Excel writes them for formatted cells; fastexcel does not read them). Searched by
@@ -897,6 +898,13 @@ def _refuse_too_far_reaching(path: Path, sheet: str, part: str | None, sheet_cel
             f"The workbook's sheet {sheet!r} names a cell past the last row and column Excel has (XFD1048576), "
             "which no spreadsheet writes and which can be used to attack the software reading it; it was not opened.",
         )
+    if any(sheet_cells[name].too_many_errors for name in parts):
+        raise FileRejected(
+            "E_SHEET_TOO_LARGE",
+            f"The sheet {sheet!r} has more than {MAX_ERROR_CELLS:,} cells holding an Excel error (#N/A, #DIV/0! and "
+            "the like), more than a workbook's check keeps track of. Mend the formulas that give them, or delete the "
+            "cells that hold them, before saving it again.",
+        )
     for name in (name for name in parts if sheet_cells[name].filled_past_z):
         last_row, last_column = _filled_reach(path, name)
         if last_row * last_column > MAX_SHEET_CELLS:
@@ -937,16 +945,25 @@ def _as_the_sheet_shows_it(sheet: pl.DataFrame, cells: SheetCells, *, start: int
     if blank:
         sheet = sheet.select(*blank, pl.all())
         sheet = sheet.rename({name: f"c{i}" for i, name in enumerate(sheet.columns)})
-    shown: dict[str, tuple[list[int], list[str]]] = {}
-    for (row, column), text in cells.errors.items():
-        index = row - cells.first_value_row - start
-        if 0 <= index < sheet.height and column < sheet.width:
-            at, texts = shown.setdefault(f"c{column}", ([], []))
-            at.append(index)
-            texts.append(text)
-    return sheet.with_columns(
-        sheet.get_column(name).scatter(at, pl.Series(texts, dtype=pl.String)) for name, (at, texts) in shown.items()
+    first_row = cells.first_value_row + start
+    shown = cells.errors.filter(
+        pl.col("row").is_between(first_row, first_row + sheet.height - 1) & (pl.col("column") < sheet.width)
     )
+    return sheet.with_columns(
+        sheet.get_column(f"c{column}").scatter(found.get_column("row") - first_row, found.get_column("text"))
+        for (column,), found in shown.group_by("column")
+    )
+
+
+# What a sheet's cells holding an Excel error are held as (``SheetCells.errors``): their row, column and text.
+ERROR_CELLS_SCHEMA = {"row": pl.Int64, "column": pl.Int64, "text": pl.String}
+# The most cells holding an Excel error kept of one part (a column of #N/A down the tallest sheet Excel makes, twice
+# over, in some tens of MB). A sheet with more is refused if it is read (``_refuse_too_far_reaching``): 20,000,000
+# of them, in a workbook of 40 MB, took its check 222 s and 2.6 GB, every one kept as Python objects.
+MAX_ERROR_CELLS = 2 * EXCEL_ROWS
+# The last column Excel has (XFD), counted from 0: a reference past it, or past its last row, refuses the sheet
+# that names it, so nothing is kept of it.
+_LAST_EXCEL_COLUMN = 16_383
 
 
 @dataclass(frozen=True)
@@ -959,13 +976,15 @@ class SheetCells:
     first_value_row: int = 1
     first_value_column: int = 0
     hidden: list[int] = field(default_factory=list)
-    errors: dict[tuple[int, int], str] = field(default_factory=dict)
+    errors: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ERROR_CELLS_SCHEMA))
     # Whether a row or cell is named past Excel's last, and whether a cell past column Z holds a value (only then can
     # the sheet span more than ``MAX_SHEET_CELLS``: see ``_refuse_too_far_reaching``).
     past_excel: bool = False
     filled_past_z: bool = False
     # The rows with a cell holding a formula and no result (``_UNCALCULATED_CELL``), in order.
     uncalculated: list[int] = field(default_factory=list)
+    # Whether the part holds more than ``MAX_ERROR_CELLS`` cells holding an Excel error (not all kept in ``errors``).
+    too_many_errors: bool = False
 
 
 class _SheetCellsReader:
@@ -978,7 +997,8 @@ class _SheetCellsReader:
         self._first_value_column: int | None = None
         self._last_row = 0
         self._hidden: set[int] = set()
-        self._errors: dict[tuple[int, int], str] = {}
+        self._errors: list[pl.DataFrame] = []  # a frame (``ERROR_CELLS_SCHEMA``) for each piece with any
+        self._error_count = 0
         self._past_excel = False
         self._filled_past_z = False
         self._uncalculated: set[int] = set()
@@ -987,7 +1007,7 @@ class _SheetCellsReader:
         text = pl.Series([piece.decode("utf-8", errors="replace")])
         for found in text.str.extract_all(_NOTED_IN_A_SHEET).explode().drop_nulls():
             if found.startswith("<"):
-                if (row := _CELL_ROW.search(found)) is not None:
+                if (row := _CELL_ROW.search(found)) is not None and int(row.group(1)) <= EXCEL_ROWS:
                     self._uncalculated.add(int(row.group(1)))
                 continue
             self._past_excel = self._past_excel or re.match(_PAST_EXCEL, found) is not None
@@ -1006,23 +1026,52 @@ class _SheetCellsReader:
                     break
         if b"hidden=" in piece:  # rare: searched for only then
             for tag in _HIDDEN_ROW_TAG.finditer(piece):
-                if (number := _ROW_NUMBER.search(tag.group())) is not None:
+                if (number := _ROW_NUMBER.search(tag.group())) is not None and int(number.group(1)) <= EXCEL_ROWS:
                     self._hidden.add(int(number.group(1)))
-        if b't="e"' in piece:
-            for cell in _ERROR_CELL.finditer(piece):
-                shown = _ERROR_VALUE.search(piece, cell.end(), cell.end() + 1024)
-                where = (int(cell.group(2)), _column_index(cell.group(1).decode()))
-                self._errors[where] = shown.group(1).decode(errors="replace") if shown else "#ERROR"
+        if b't="e"' in piece and self._error_count <= MAX_ERROR_CELLS:
+            self._read_errors(piece)
+
+    def _read_errors(self, piece: bytes) -> None:
+        """The cells of ``piece`` holding an Excel error, while the part has at most ``MAX_ERROR_CELLS``."""
+        rows: list[int] = []
+        columns: list[int] = []
+        texts: list[str] = []
+        for cell in _ERROR_CELL.finditer(piece):
+            row, column = int(cell.group(2)), _column_index(cell.group(1).decode())
+            if row > EXCEL_ROWS or column > _LAST_EXCEL_COLUMN:
+                continue
+            # Its value, if it has one (a tag closing itself has none): searched for up to the cell's end, not in
+            # the cells after it.
+            end = _CELL_END.search(piece, cell.end(), cell.end() + 1024)
+            has_value = not cell.group().endswith(b"/>")
+            shown = (
+                _ERROR_VALUE.search(piece, cell.end(), end.start() if end else cell.end() + 1024) if has_value else None
+            )
+            rows.append(row)
+            columns.append(column)
+            texts.append(shown.group(1).decode(errors="replace") if shown else "#ERROR")
+            if self._error_count + len(rows) > MAX_ERROR_CELLS:
+                break
+        self._error_count += len(rows)
+        if rows:
+            self._errors.append(
+                pl.DataFrame({"row": rows, "column": columns, "text": texts}, schema=ERROR_CELLS_SCHEMA)
+            )
 
     def cells(self) -> SheetCells:
         return SheetCells(
             self._first_value_row or 1,
             self._first_value_column or 0,
             sorted(self._hidden),
-            self._errors,
+            # A cell named twice is what its last tag says. Found by one number per cell: by its row and column, the
+            # search took 500 MB for 2,000,000 cells.
+            pl.concat([pl.DataFrame(schema=ERROR_CELLS_SCHEMA), *self._errors]).filter(
+                (pl.col("row") * (_LAST_EXCEL_COLUMN + 1) + pl.col("column")).is_last_distinct()
+            ),
             self._past_excel,
             self._filled_past_z,
             sorted(self._uncalculated),
+            too_many_errors=self._error_count > MAX_ERROR_CELLS,
         )
 
 

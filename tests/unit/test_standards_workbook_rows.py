@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import xlsxwriter
 
-from standards import sheet_process
+from standards import reading, sheet_process
 from standards.check import CheckOptions, check_extract
 from standards.reading import MAX_WORKBOOK_PART_BYTES, XML_SCAN_CHUNK_BYTES
 from tests.conftest import HEADER, contact_rows, write_xlsx
@@ -85,6 +85,56 @@ def test_cells_holding_an_excel_error_are_read_as_the_error_it_shows_not_as_blan
     [need] = [g for g in report.issues if g.code == "E_UNKNOWN_CODE"]
     assert [(e.row, e.value) for e in need.examples] == [(5, "#N/A")]
     assert "E_MISSING_VALUE" not in report.codes()
+
+
+def test_error_cells_are_kept_up_to_a_bound_and_a_sheet_with_more_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found attacking the check: every cell holding an Excel error was kept as Python objects, however many: a
+    workbook of 40 MB holding 20,000,000 took its check 222 s and 2.6 GB. At most ``MAX_ERROR_CELLS`` are kept, as
+    numbers; a sheet with more is refused, plainly. A cell named twice is what its last tag says."""
+    monkeypatch.setattr(reading, "MAX_ERROR_CELLS", 3)
+
+    def workbook(name: str, errors: int) -> Path:
+        path = tmp_path / name
+        book = xlsxwriter.Workbook(str(path))
+        sheet = book.add_worksheet("Contacts")
+        for number, row in enumerate([HEADER, *contact_rows(10)]):
+            sheet.write_row(number, 0, row)
+        for row in range(1, errors + 1):
+            sheet.write_formula(row, 5, "=1/0", None, "#DIV/0!")  # F: an income
+        book.close()
+        return path
+
+    at_the_bound = check_extract(workbook("three.xlsx", 3)).report
+    [amount] = [g for g in at_the_bound.issues if g.code == "W_INVALID_AMOUNT"]
+    assert amount.count == 3 and [e.value for e in amount.examples] == ["#DIV/0!"] * 3
+
+    past_it = check_extract(workbook("four.xlsx", 4)).report
+    assert past_it.codes() == ["E_SHEET_TOO_LARGE"]
+    assert "more than 3 cells holding an Excel error" in past_it.issues[0].examples[0].message
+
+    named_twice = tmp_path / "twice.xlsx"
+    with zipfile.ZipFile(workbook("one.xlsx", 1)) as source, zipfile.ZipFile(named_twice, "w") as target:
+        for member in source.infolist():
+            data = source.read(member.filename)
+            if member.filename == "xl/worksheets/sheet1.xml":  # F2 again, showing #N/A: read as its last tag says
+                data = data.replace(b"</sheetData>", b'<row r="2"><c r="F2" t="e"><v>#N/A</v></c></row></sheetData>')
+            target.writestr(member, data)
+    [amount] = [g for g in check_extract(named_twice).report.issues if g.code == "W_INVALID_AMOUNT"]
+    assert [e.value for e in amount.examples] == ["#N/A"]
+
+
+def test_nothing_is_kept_of_rows_and_cells_past_excels_last_which_refuse_the_sheet() -> None:
+    """Found attacking the check: 9,000,000 hidden rows numbered past Excel's last took the check to 688 MB before the
+    sheet was refused for naming them. Only the rows and cells a sheet can have are kept. And an error cell with no
+    value shows "#ERROR": it once showed the value of the next error cell within 1 KB."""
+    reader = reading._SheetCellsReader()
+    rows = b"".join(b'<row r="%d" hidden="1"><c r="A%d" t="e"/></row>' % (r, r) for r in (5, 1_048_576, 1_048_577))
+    reader.read(rows + b'<row r="7"><c r="XFE7" t="e"/><c r="B7" t="e"><v>#N/A</v></c></row>')
+    cells = reader.cells()
+    assert cells.past_excel and cells.hidden == [5, 1_048_576]
+    assert cells.errors.rows() == [(5, 0, "#ERROR"), (1_048_576, 0, "#ERROR"), (7, 1, "#N/A")]
 
 
 def test_hidden_rows_are_read_and_the_charity_is_told_which(tmp_path: Path) -> None:
