@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,97 @@ def test_nothing_is_kept_of_rows_and_cells_past_excels_last_which_refuse_the_she
     cells = reader.cells()
     assert cells.past_excel and cells.hidden == [5, 1_048_576]
     assert cells.errors.rows() == [(5, 0, "#ERROR"), (1_048_576, 0, "#ERROR"), (7, 1, "#N/A")]
+
+
+def _sheet_edited(source: Path, target: Path, change: Callable[[bytes], bytes]) -> Path:
+    """``source`` with its first sheet's XML changed by ``change``, as an attacker would."""
+    return _workbook_edited(source, target, "xl/worksheets/sheet1.xml", change)
+
+
+@pytest.mark.parametrize("piece_bytes", [64, XML_SCAN_CHUNK_BYTES])
+def test_tags_in_comments_cdata_and_instructions_are_not_the_sheets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
+) -> None:
+    """Found attacking the check: tags written inside an XML comment, which Excel and fastexcel skip, were taken as
+    the sheet's: a hidden row, an error cell and a formula without its result were told to the charity, and a row
+    before the table made every row number it was told wrong. So were tags in a CDATA section or a processing
+    instruction. Also when one runs over from one piece of the scan to the next (pieces of 64 bytes)."""
+    monkeypatch.setattr(reading, "XML_SCAN_CHUNK_BYTES", piece_bytes)
+    fake = (
+        b'<!-- <row r="7" hidden="1"><c r="C3" t="e"><v>#N/A</v></c><c r="B4"><f>1+1</f><v></v></c></row> -->'
+        b'<?fake <row r="9" hidden="1"><c r="F9" t="e"/></row> ?>'
+    )
+    plain = write_xlsx(tmp_path / "plain.xlsx", {"Contacts": [HEADER, *contact_rows(10)]})
+    faked = _sheet_edited(
+        plain, tmp_path / "faked.xlsx", lambda xml: xml.replace(b"<sheetData>", b"<sheetData>" + fake)
+    )
+
+    def with_a_text(name: str, text: bytes) -> Path:
+        row = b'<row r="40"><c r="H40" t="inlineStr"><is><t>' + text + b"</t></is></c></row>"
+        return _sheet_edited(plain, tmp_path / name, lambda xml: xml.replace(b"</sheetData>", row + b"</sheetData>"))
+
+    cdata = b'<![CDATA[<row r="41" hidden="1"><c r="C41" t="e"><v>#N/A</v></c>]]>'
+    for path, expected in (
+        (faked, check_extract(plain).report),
+        (with_a_text("cdata.xlsx", cdata), check_extract(with_a_text("text.xlsx", b"a note")).report),
+    ):
+        report = check_extract(path).report
+        assert report.file.header_row == 1 and report.codes() == expected.codes(), path.name  # type: ignore[union-attr]
+        assert report.rows_accepted == expected.rows_accepted, path.name
+
+
+def test_a_sheet_written_to_make_a_search_try_every_way_is_scanned_at_once(tmp_path: Path) -> None:
+    """Found attacking the check: 24,000 bytes of '<c r="A1"' after 't="e"' (in a comment, or as broken markup) took
+    the scan 208 s, Python's regular expressions trying every way to find an error cell in them: a workbook of 3.8
+    KB stopped a worker for minutes. The scan's searches are Rust's (Polars), whose time follows the text's length."""
+    plain = write_xlsx(tmp_path / "plain.xlsx", {"Contacts": [HEADER, *contact_rows(5)]})
+    plain_codes = check_extract(plain).report.codes()
+    for name, hostile in (
+        ("comment", b'<!-- t="e" ' + b'<c r="A1"' * 2_700 + b" -->"),
+        ("markup", b'<row r="2" t="e" ' + b'<c r="A1"' * 2_700 + b' hidden="1" <row r="3"'),
+    ):
+        path = _sheet_edited(
+            plain, tmp_path / f"{name}.xlsx", lambda xml, h=hostile: xml.replace(b"<sheetData>", b"<sheetData>" + h)
+        )
+        report = check_extract(path).report
+        assert report.codes() == plain_codes, name  # fastexcel reads the broken markup as the sheet it spoils
+
+
+def _workbook_edited(source: Path, target: Path, part: str, change: Callable[[bytes], bytes]) -> Path:
+    """``source`` with its ``part`` changed by ``change``."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as edited:
+        for member in original.infolist():
+            data = original.read(member.filename)
+            edited.writestr(member, change(data) if member.filename == part else data)
+    return target
+
+
+def test_a_workbook_listing_a_sheet_twice_is_refused_and_each_part_is_measured_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found attacking the check: 1,000 sheets listed on one part of 20,000 rows (a workbook of 2 MB) were each read
+    and checked again (206 s); 100 sheets of one name and no part named had the part with a value past column Z
+    measured once each (72 s). No spreadsheet writes two sheets of one name (whatever its case) or in one part."""
+    plain = write_xlsx(tmp_path / "plain.xlsx", {"Contacts": [HEADER, *contact_rows(5)]})
+    listed = b'<sheet name="Contacts" sheetId="1" r:id="rId1"/>'
+    for name, sheets in (
+        ("one-part.xlsx", listed + b'<sheet name="Other" sheetId="2" r:id="rId1"/>'),
+        ("one-name.xlsx", listed + b'<sheet name="CONTACTS" sheetId="2"/>'),
+    ):
+        path = _workbook_edited(plain, tmp_path / name, "xl/workbook.xml", lambda xml, s=sheets: xml.replace(listed, s))
+        report = check_extract(path).report
+        assert report.codes() == ["E_UNSAFE_FILE"] and "lists two sheets" in report.issues[0].examples[0].message
+
+    measured: list[str] = []
+    filled_reach = reading._filled_reach
+    monkeypatch.setattr(reading, "_filled_reach", lambda path, part: measured.append(part) or filled_reach(path, part))
+    unnamed = b"".join(b'<sheet name="S%d" sheetId="%d"/>' % (i, i + 2) for i in range(5))
+    path = _workbook_edited(plain, tmp_path / "far.xlsx", "xl/workbook.xml", lambda xml: xml.replace(listed, unnamed))
+    path = _workbook_edited(  # a value in column AB: its part's reach is measured
+        path, tmp_path / "far-ab.xlsx", "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b'r="A1"', b'r="AB1"', 1)
+    )
+    check_extract(path)
+    assert measured == ["xl/worksheets/sheet1.xml"]
 
 
 def test_hidden_rows_are_read_and_the_charity_is_told_which(tmp_path: Path) -> None:
