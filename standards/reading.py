@@ -91,7 +91,9 @@ XML_SCAN_CHUNK_BYTES = 1024 * 1024
 _ROW_TAG = r"<(?:\w+:)?row\b[^>]*>"
 _HIDDEN_ROW_TAG = r"""<(?:\w+:)?row\b[^>]*\bhidden\s*=\s*["'](?:1|true)["'][^>]*>"""
 _ROW_NUMBER = re.compile(r"""\br\s*=\s*["']([0-9]{1,7})["']""")
-_CELL_VALUE = r"<(?:\w+:)?(?:v|is)>"
+# A value that is empty (a formula's result of "", as xlsxwriter saves it) is none, fastexcel skipping the cell, unless
+# the cell is of text (t="str", as Excel saves it).
+_CELL_VALUE = r"""<(?:\w+:)?(?:v>[^<]|is>|c\b[^>]*\bt\s*=\s*["']str["'])"""
 _ROWS_TO_A_VALUE = f"{_ROW_TAG}|{_CELL_VALUE}"
 # A row's first cell that holds something (cells that only carry a style close themselves), and its column's letters.
 _FIRST_FILLED_CELL = (
@@ -1037,7 +1039,7 @@ class _SheetCellsReader:
             self._filled_past_z = self._filled_past_z or re.match(_FILLED_PAST_Z, found) is not None
         if self._first_value_row is None:
             for mark in _found(text, _ROWS_TO_A_VALUE):
-                if re.fullmatch(_CELL_VALUE, mark):
+                if re.fullmatch(_ROW_TAG, mark) is None:  # a cell's value
                     self._first_value_row = max(1, self._last_row)
                     break
                 self._last_row = _row_number(mark, self._last_row + 1)

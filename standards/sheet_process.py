@@ -14,11 +14,14 @@ The child writes each sheet, every cell as text, to Arrow IPC files of at most `
 chosen one whole, without a second parse). Memory is watched where the system shows it (``/proc``, on Linux, where
 the pipeline and the portal run); elsewhere the child only isolates.
 
-Run as ``python -m standards.sheet_process WORKBOOK FOLDER PIECE_CELLS PIECE_BYTES SHEET [SHEET ...]``.
+Run as ``python -m standards.sheet_process WORKBOOK FOLDER PIECE_CELLS PIECE_BYTES``, the sheets to read listed in
+``FOLDER/sheets.json`` (not on the command line, which Linux bounds: a sheet's name of 140,000 characters stopped the
+check with an error of ours).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -49,6 +52,7 @@ PIECE_BYTES = 32 * 1024 * 1024
 _SHEET = "sheet{}"
 _PIECE = "piece-{:06d}.arrow"
 _PR_SET_PDEATHSIG = 1
+_SHEETS_LISTED = "sheets.json"  # in the child's folder: the names of the sheets it reads, in order
 _WATCHER = "COLLAB_SHEET_WATCHER"  # the pid of the process that started the child, which should still be its parent
 # A folder of sheets read apart is named after the process reading them, so that one left by a process that was
 # killed is found and removed by the next (it holds a sheet's contacts as text).
@@ -97,9 +101,10 @@ def read_sheets_apart(workbook: Path, sheets: list[str], folder: Path) -> dict[s
     folder.mkdir(mode=0o700)
     # -P and a folder of its own to start in: nothing in the directory the check was started from (a charity's
     # folder, say) is imported. Importable from where this module is, whether installed or run from a checkout.
+    (folder / _SHEETS_LISTED).write_text(json.dumps(sheets), encoding="utf-8")
     command = [
         *(sys.executable, "-P", "-m", "standards.sheet_process", str(workbook.resolve()), str(folder)),
-        *(str(PIECE_CELLS), str(PIECE_BYTES), *sheets),
+        *(str(PIECE_CELLS), str(PIECE_BYTES)),
     ]
     here = str(Path(__file__).resolve().parents[1])
     env = {
@@ -215,7 +220,8 @@ def _end_with_the_parent() -> None:
 
 def main() -> None:
     _end_with_the_parent()
-    workbook, folder, cells, text_bytes, *sheets = sys.argv[1:]
+    workbook, folder, cells, text_bytes = sys.argv[1:]
+    sheets = json.loads(Path(folder, _SHEETS_LISTED).read_text(encoding="utf-8"))
     try:
         _read_and_write(Path(workbook), Path(folder), sheets, cells=int(cells), text_bytes=int(text_bytes))
     except Exception as error:  # fastexcel raises its own hierarchy for every kind of damage

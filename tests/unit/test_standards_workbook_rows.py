@@ -229,6 +229,35 @@ def test_a_workbook_listing_a_sheet_twice_is_refused_and_each_part_is_measured_o
     assert measured == ["xl/worksheets/sheet1.xml"]
 
 
+def test_an_empty_formula_result_above_the_table_and_a_name_longer_than_a_command_line_are_read(tmp_path: Path) -> None:
+    """Found attacking the check: a title formula above the table whose result is "" (xlsxwriter saves an empty value,
+    which fastexcel skips; Excel saves it as text, which fastexcel reads) was taken for the sheet's first value, so
+    every row number told was two short, the warnings on the wrong rows. And a sheet's name of 140,000 characters,
+    given to the reader on its command line (which Linux bounds), stopped the check with an error of ours."""
+    path = tmp_path / "titled.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    sheet = workbook.add_worksheet("Contacts")
+    sheet.write_formula(0, 0, '=IF(COUNTA(A4:A100)=0,"No data","")', None, "")
+    for number, row in enumerate([HEADER, *contact_rows(5)], start=2):
+        sheet.write_row(number, 0, row)
+    sheet.write_formula(4, 2, '=VLOOKUP("x",Z1:Z2,1,FALSE)', None, "#N/A")  # C5: a need
+    workbook.close()
+    as_text = _sheet_edited(
+        path, tmp_path / "as-text.xlsx", lambda xml: xml.replace(b'<c r="A1">', b'<c r="A1" t="str">')
+    )
+    long_name = _workbook_edited(
+        path,
+        tmp_path / "long-name.xlsx",
+        "xl/workbook.xml",
+        lambda xml: xml.replace(b'"Contacts"', b'"' + b"C" * 140_000 + b'"'),
+    )
+    for each in (path, as_text, long_name):
+        report = check_extract(each).report
+        assert report.file.header_row == 3, each.name  # type: ignore[union-attr]
+        [need] = [g for g in report.issues if g.code == "E_UNKNOWN_CODE"]
+        assert [(e.row, e.value) for e in need.examples] == [(5, "#N/A")], each.name
+
+
 def test_hidden_rows_are_read_and_the_charity_is_told_which(tmp_path: Path) -> None:
     """Found by the outside users' trial: rows hidden by hand or by a filter were read without a word, although the
     charity looking at the workbook never saw them."""
