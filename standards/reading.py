@@ -107,6 +107,8 @@ _UNCALCULATED_CELL = (
     r"""<(?:\w+:)?c(?:\s(?:[^>]*[^/>])?)?>\s*<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>)\s*"""
     r"""(?:<(?:\w+:)?v\s*/>|<(?:\w+:)?v>\s*</(?:\w+:)?v>)?\s*</(?:\w+:)?c>"""
 )
+# A cell's tag saying the cell holds text (``t="str"``): Excel's way of saving a formula's result that is text.
+_TEXT_CELL = re.compile(r"""<(?:\w+:)?c\s[^>]*\bt\s*=\s*["']str["']""")
 _CELL_ROW = re.compile(r"""\br\s*=\s*["'][A-Za-z]{1,3}([0-9]{1,7})["']""")
 # A cell holding an Excel error (#N/A, #DIV/0!, #REF!...), with its formula and its value if it has them; its
 # reference, whether it closes itself (no value), and the error shown (its value).
@@ -1032,6 +1034,8 @@ class _SheetCellsReader:
         text = self._markup(piece.decode("utf-8", errors="replace"))
         for found in text.str.extract_all(_NOTED_IN_A_SHEET).explode().drop_nulls():
             if found.startswith("<"):
+                if _TEXT_CELL.match(found):  # a formula whose result is "": Excel saves it as text, empty
+                    continue
                 if (row := _CELL_ROW.search(found)) is not None and int(row.group(1)) <= EXCEL_ROWS:
                     self._uncalculated.add(int(row.group(1)))
                 continue

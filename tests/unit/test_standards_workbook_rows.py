@@ -352,9 +352,11 @@ def test_a_formula_saved_without_its_result_is_pointed_out_where_it_was_read_as_
         '<row r="12"><c r="A12" t="inlineStr"><is><t>P9</t></is></c><c r="B12"><f>TODAY()</f><v/></c>'
         '<c r="C12" t="inlineStr"><is><t>Food</t></is></c><c r="D12" t="inlineStr"><is><t>B15 2TT</t></is></c>'
         '<c r="F12"><f>SUM(1,1)</f></c></row>'
-        # As Excel saves a formula: its result beside it, read as the value.
+        # As Excel saves a formula: its result beside it, read as the value; a result of "" as text, empty (the
+        # attacker trial: such a column of IF(...,"high","") was said to be saved without its results).
         '<row r="13"><c r="A13" t="inlineStr"><is><t>P10</t></is></c><c r="B13"><f>DATE(2026,1,9)</f><v>46031</v></c>'
-        '<c r="C13" t="inlineStr"><is><t>Food</t></is></c><c r="D13" t="inlineStr"><is><t>B15 2TT</t></is></c></row>'
+        '<c r="C13" t="inlineStr"><is><t>Food</t></is></c><c r="D13" t="inlineStr"><is><t>B15 2TT</t></is></c>'
+        '<c r="F13" t="str"><f>IF(1&gt;2,"high","")</f><v></v></c></row>'
     )
     report = check_extract(_with_stray(tmp_path / "formulas.xlsx", stray)).report
     [uncalculated] = [g for g in report.issues if g.code == "W_FORMULAS_NOT_CALCULATED"]
