@@ -1029,6 +1029,7 @@ class _SheetCellsReader:
         self._filled_past_z = False
         self._uncalculated: set[int] = set()
         self._hidden_until: str | None = None  # how the comment, CDATA section or instruction a piece ended in ends
+        self._hidden_tail = ""  # the end of what it holds so far, which may begin its closing
 
     def read(self, piece: bytes) -> None:
         text = self._markup(piece.decode("utf-8", errors="replace"))
@@ -1063,10 +1064,13 @@ class _SheetCellsReader:
         (closed in a later piece) or that an earlier piece left open holds: a tag in them is no tag (fake hidden rows,
         error cells and formulas in a comment were told to the charity as the sheet's)."""
         if self._hidden_until is not None:
-            end = piece.find(self._hidden_until)
+            # Searched for from the last piece's end too: the scan may cut a piece inside its closing "-->".
+            joined = self._hidden_tail + piece
+            end = joined.find(self._hidden_until)
             if end < 0:
+                self._hidden_tail = joined[1 - len(self._hidden_until) :]
                 return pl.Series([""])
-            piece, self._hidden_until = piece[end + len(self._hidden_until) :], None
+            piece, self._hidden_until = joined[end + len(self._hidden_until) :], None
         text = pl.Series([piece])
         if "<!" not in piece and "<?" not in piece:  # most pieces: searched for only then
             return text
@@ -1075,6 +1079,7 @@ class _SheetCellsReader:
         if left_open is None:
             return text
         self._hidden_until = _CLOSED_BY[next(opening for opening in _CLOSED_BY if left_open.startswith(opening))]
+        self._hidden_tail = left_open[1 - len(self._hidden_until) :]
         return text.str.replace(_LEFT_OPEN, "")
 
     def _read_errors(self, text: pl.Series) -> None:

@@ -175,6 +175,19 @@ def test_tags_in_comments_cdata_and_instructions_are_not_the_sheets(
         assert report.rows_accepted == expected.rows_accepted, path.name
 
 
+def test_a_comment_whose_end_is_cut_between_two_pieces_of_the_scan_ends_there() -> None:
+    """Found reviewing the scan: a piece cut inside a comment's closing "-->" (a long comment without a "<" is cut
+    anywhere) left the next piece taken as all comment, its hidden rows and first values unseen."""
+    for cut in range(1, 4):
+        comment = '<!-- <row r="5" hidden="1"/> -->'
+        pieces = ['<row r="1" hidden="1"><c r="A1"><v>1</v></c></row>' + comment[: len(comment) - cut]]
+        pieces.append(comment[len(comment) - cut :] + '<row r="2" hidden="1"><c r="A2"><v>2</v></c></row>')
+        reader = reading._SheetCellsReader()
+        for piece in pieces:
+            reader.read(piece.encode())
+        assert reader.cells().hidden == [1, 2], cut
+
+
 def test_a_sheet_written_to_make_a_search_try_every_way_is_scanned_at_once(tmp_path: Path) -> None:
     """Found attacking the check: 24,000 bytes of '<c r="A1"' after 't="e"' (in a comment, or as broken markup) took
     the scan 208 s, Python's regular expressions trying every way to find an error cell in them: a workbook of 3.8
