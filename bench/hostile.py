@@ -1,8 +1,10 @@
 """The hostile corpus: each file's code, seconds and peak memory, `python -m bench.hostile`.
 
-Every file of ``tests/fixtures/bad`` plus three too large to build in the test suite (a 200 MB file on one
-line, a 4.7 MB file of 100,000 columns, a workbook of 3,000,000 cells holding an Excel error) is checked by `collab-check --json` in its own process, whose
-peak resident memory the kernel reports (``wait4``). The anchor is the same command on the clean
+Every file of ``tests/fixtures/bad`` plus five too large to build in the test suite (a 200 MB file on one
+line, a 4.7 MB file of 100,000 columns, a workbook of 3,000,000 cells holding an Excel error, one of eight sheets
+each showing 300 MB of text, one with eight parts of a million hidden rows that it does not name) is checked by
+`collab-check --json` in its own process, whose peak resident memory the kernel reports (``wait4``, the process
+reading its sheets included). The anchor is the same command on the clean
 baseline file, measured in the same run: what a charity waits for on any file. None may crash (exit 0
 or 1 with a JSON report) or pass 1 GB.
 
@@ -71,6 +73,40 @@ def _error_cells(path: Path, rows: int) -> None:
     headed.unlink()
 
 
+def _long_texts_on_many_sheets(path: Path, sheets: int) -> None:
+    """A workbook of ``sheets`` sheets of 20 rows of 460 cells, each cell showing one shared text of 32,767 characters
+    (Excel's longest): 300 MB of text a sheet, in a file of some tens of KB. Every sheet may be the one read, so each
+    is previewed."""
+    workbook = xlsxwriter.Workbook(str(path))
+    text = "x" * 32_767
+    for number in range(sheets):
+        sheet = workbook.add_worksheet(f"Sheet {number + 1}")
+        for row in range(20):
+            sheet.write_row(row, 0, [text] * 460)
+    workbook.close()
+
+
+def _parts_no_sheet_names(path: Path, parts: int) -> None:
+    """A workbook of one small sheet of contacts and ``parts`` parts it does not name, of 1,048,576 hidden rows each
+    holding a formula saved without its result: every part is scanned as a sheet might be."""
+    workbook = xlsxwriter.Workbook(str(path))
+    sheet = workbook.add_worksheet("Contacts")
+    sheet.write_row(0, 0, ["person_ref", "contact_date", "need", "postcode"])
+    for row in range(1, 21):
+        sheet.write_row(row, 0, [f"H-{row:04d}", "2026-07-18", "food", "BS1 4DJ"])
+    workbook.close()
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:
+        for part in range(parts):
+            with archive.open(f"xl/worksheets/extra{part}.xml", "w", force_zip64=True) as out:
+                for start in range(1, 1_048_577, 16_384):
+                    out.write(
+                        "".join(
+                            f'<row hidden="1" r="{row}"><c r="A{row}"><f>1</f></c></row>'
+                            for row in range(start, start + 16_384)
+                        ).encode()
+                    )
+
+
 def _distinct_identities(path: Path, people: int, letters_each: int) -> None:
     """A linking charity's extract of ``people`` contacts, each a new person with a surname of random letters."""
     letters = random.Random(2026)
@@ -128,10 +164,14 @@ def main() -> None:
         _single_line(root / "two-hundred-megabytes-one-line.csv")
         _wide(root / "hundred-thousand-columns.csv")
         _error_cells(root / "three-million-error-cells.xlsx", 150_000)
+        _long_texts_on_many_sheets(root / "eight-sheets-of-long-texts.xlsx", 8)
+        _parts_no_sheet_names(root / "eight-parts-no-sheet-names.xlsx", 8)
         for name in (
             "two-hundred-megabytes-one-line.csv",
             "hundred-thousand-columns.csv",
             "three-million-error-cells.xlsx",
+            "eight-sheets-of-long-texts.xlsx",
+            "eight-parts-no-sheet-names.xlsx",
         ):
             paths[name] = root / name
         anchor = _measure(paths["utf-8.csv"])[1]

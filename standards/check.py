@@ -232,7 +232,7 @@ def check_extract(
         )
         for note in source.notes:
             collector.add(note)
-        if skipped := [name for name, rows in source.other_sheets.items() if _holds_contacts(rows, mapping)]:
+        if skipped := [name for name, header in source.other_sheet_headers.items() if _names_contacts(header, mapping)]:
             names = ", ".join(repr(name) for name in skipped)
             message = (
                 f"Only the sheet {source.sheet!r} was read; {names} also {'looks' if len(skipped) == 1 else 'look'} "
@@ -452,12 +452,10 @@ class IdentifiedReferences:
         )
 
 
-def _holds_contacts(preview: list[list[str]], mapping: CharityMapping) -> bool:
-    """Whether a sheet's first rows have a header naming every required field."""
-    if not preview:
-        return False
+def _names_contacts(header: list[str], mapping: CharityMapping) -> bool:
+    """Whether a header row names every required field, each once."""
     try:
-        plan_columns(preview[find_header_row(preview, mapping) - 1], mapping)
+        plan_columns(header, mapping)
     except FileRejected:
         return False
     return True

@@ -19,6 +19,7 @@ import xlsxwriter
 
 from standards import reading, sheet_process
 from standards.check import CheckOptions, check_extract
+from standards.mapping import CharityMapping, header_score
 from standards.reading import MAX_WORKBOOK_PART_BYTES, XML_SCAN_CHUNK_BYTES
 from tests.conftest import HEADER, contact_rows, write_xlsx
 from tests.fixtures.bad.corpus import CASES, build
@@ -88,15 +89,38 @@ def test_cells_holding_an_excel_error_are_read_as_the_error_it_shows_not_as_blan
     assert "E_MISSING_VALUE" not in report.codes()
 
 
-def test_error_cells_are_kept_up_to_a_bound_and_a_sheet_with_more_is_refused(
+def test_what_the_check_keeps_of_the_sheets_it_chooses_from_is_bounded(tmp_path: Path) -> None:
+    """Found attacking the check: the first 20 rows of every sheet that might be read were held at once, whole. Three
+    sheets of 20 rows of 460 cells showing a 32,767-character text (a 65 KB file) took the check to 1.43 GB; eight,
+    2.97 GB. A preview keeps each cell's first ``PREVIEW_CELL_CHARS`` characters, and of each sheet not read its
+    likeliest header row, with only the cells that name a field: enough to say it, too, held contacts."""
+    long_text = "x" * 5_000
+    path = tmp_path / "long-texts.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    for name, count in (("Jan", 3), ("Feb", 8)):
+        sheet = book.add_worksheet(name)
+        sheet.write_row(0, 0, [*HEADER, long_text])
+        for number, row in enumerate(contact_rows(count, prefix=name), start=1):
+            sheet.write_row(number, 0, [*row, long_text])
+    book.close()
+    mapping = CharityMapping()
+    source = reading.open_extract(path, header_score=lambda row: header_score(row, mapping))
+    assert source.sheet == "Feb"
+    assert max(len(cell) for row in source.preview for cell in row) == reading.PREVIEW_CELL_CHARS
+    assert source.other_sheet_headers == {"Jan": [*HEADER, ""]}
+    report = check_extract(path).report
+    assert report.rows_accepted == 8 and "W_OTHER_SHEETS_IGNORED" in report.codes()
+
+
+def test_error_cells_are_kept_up_to_a_bound_and_a_workbook_with_more_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Found attacking the check: every cell holding an Excel error was kept as Python objects, however many: a
     workbook of 40 MB holding 20,000,000 took its check 222 s and 2.6 GB. At most ``MAX_ERROR_CELLS`` are kept, as
-    numbers; a sheet with more is refused, plainly. A cell named twice is what its last tag says."""
+    numbers; a workbook with more is refused, plainly. A cell named twice is what its last tag says."""
     monkeypatch.setattr(reading, "MAX_ERROR_CELLS", 3)
 
-    def workbook(name: str, errors: int) -> Path:
+    def workbook(name: str, errors: int, elsewhere: int = 0) -> Path:
         path = tmp_path / name
         book = xlsxwriter.Workbook(str(path))
         sheet = book.add_worksheet("Contacts")
@@ -104,6 +128,10 @@ def test_error_cells_are_kept_up_to_a_bound_and_a_sheet_with_more_is_refused(
             sheet.write_row(number, 0, row)
         for row in range(1, errors + 1):
             sheet.write_formula(row, 5, "=1/0", None, "#DIV/0!")  # F: an income
+        notes = book.add_worksheet("Notes")
+        notes.hide()
+        for row in range(elsewhere):
+            notes.write_formula(row, 0, "=NA()", None, "#N/A")
         book.close()
         return path
 
@@ -114,6 +142,8 @@ def test_error_cells_are_kept_up_to_a_bound_and_a_sheet_with_more_is_refused(
     past_it = check_extract(workbook("four.xlsx", 4)).report
     assert past_it.codes() == ["E_SHEET_TOO_LARGE"]
     assert "more than 3 cells holding an Excel error" in past_it.issues[0].examples[0].message
+    # Counted over the workbook, whose every part is scanned: six parts of 2,000,000 took the check to 1.1 GB.
+    assert check_extract(workbook("spread.xlsx", 2, elsewhere=2)).report.codes() == ["E_SHEET_TOO_LARGE"]
 
     named_twice = tmp_path / "twice.xlsx"
     with zipfile.ZipFile(workbook("one.xlsx", 1)) as source, zipfile.ZipFile(named_twice, "w") as target:
@@ -134,7 +164,7 @@ def test_nothing_is_kept_of_rows_and_cells_past_excels_last_which_refuse_the_she
     rows = b"".join(b'<row r="%d" hidden="1"><c r="A%d" t="e"/></row>' % (r, r) for r in (5, 1_048_576, 1_048_577))
     reader.read(rows + b'<row r="7"><c r="XFE7" t="e"/><c r="B7" t="e"><v>#N/A</v></c></row>')
     cells = reader.cells()
-    assert cells.past_excel and cells.hidden == [5, 1_048_576]
+    assert cells.past_excel and cells.hidden.to_list() == [5, 1_048_576]
     assert cells.errors.rows() == [(5, 0, "#ERROR"), (1_048_576, 0, "#ERROR"), (7, 1, "#N/A")]
 
 
@@ -185,7 +215,7 @@ def test_a_comment_whose_end_is_cut_between_two_pieces_of_the_scan_ends_there() 
         reader = reading._SheetCellsReader()
         for piece in pieces:
             reader.read(piece.encode())
-        assert reader.cells().hidden == [1, 2], cut
+        assert reader.cells().hidden.to_list() == [1, 2], cut
 
 
 def test_a_sheet_written_to_make_a_search_try_every_way_is_scanned_at_once(tmp_path: Path) -> None:
