@@ -344,3 +344,33 @@ def test_blank_cells_past_the_header_still_count_towards_the_column_limit(tmp_pa
         "E_TOO_MANY_COLUMNS",
         "Row 32 has 10 cells; a file may have at most 5 columns.",
     )
+
+
+@pytest.mark.parametrize(
+    ("sample", "delimiter"),
+    [
+        ("ref,date,need\nA1,2026-01-05,food\n", ","),
+        # Decimal commas in a semicolon file split some lines in two, every line in three.
+        ("ref;date;amount\nA1;05/01/2026;12,50\nA2;06/01/2026;3,75\n", ";"),
+        # A comma in every name splits each line in two, tabs in four.
+        ("name\tref\tdate\tneed\nSmith, J\tA1\t2026-01-05\tfood\nJones, K\tA2\t2026-01-06\tdebt\n", "\t"),
+        # Quoted cells holding the other delimiter.
+        ('ref;name;need\nA1;"Smith, J";food\nA2;"Jones, K";debt\n', ";"),
+        ('ref|need\nA1|"food; debt"\n', "|"),
+        ("sep=;\nref,date;need\n", ";"),
+        ("one column\nA1\n", ","),
+        ("", ","),
+    ],
+)
+def test_the_delimiter_is_the_one_that_splits_the_most_records_alike(sample: str, delimiter: str) -> None:
+    assert reading._sniff_delimiter(sample) == delimiter
+
+
+def test_quotes_that_made_the_delimiter_search_backtrack_are_read_at_once(tmp_path: Path) -> None:
+    """Found attacking the check: csv.Sniffer's regular expressions backtrack, and a 350-byte file whose third line was
+    a comma and 300 quotes took its check 45 s (a 64 KB line of ',";\\'' 20 s); 400 quotes, minutes. Unbounded by any
+    limit, one such file would have held up every other charity's intake."""
+    path = tmp_path / "quotes.csv"
+    path.write_text("person_ref,contact_date,need,postcode\nP1,2026-01-01,food,BS1 4DJ\n," + '"' * 5_000 + "x\n")
+    assert open_extract(path).delimiter == ","
+    assert reading._sniff_delimiter("person_ref" + ",\";'" * 16_384) in reading.DELIMITERS
