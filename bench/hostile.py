@@ -1,10 +1,11 @@
 """The hostile corpus: each file's code, seconds and peak memory, `python -m bench.hostile`.
 
-Every file of ``tests/fixtures/bad`` plus five too large to build in the test suite (a 200 MB file on one
-line, a 4.7 MB file of 100,000 columns, a workbook of 3,000,000 cells holding an Excel error, one of eight sheets
-each showing 300 MB of text, one with eight parts of a million hidden rows that it does not name) is checked by
+Every file of ``tests/fixtures/bad`` plus eight too large to build in the test suite is checked by
 `collab-check --json` in its own process, whose peak resident memory the kernel reports (``wait4``, the process
-reading its sheets included). The anchor is the same command on the clean
+reading its sheets included): a 200 MB file on one line; a 4.7 MB file of 100,000 columns; a 960 MB file of
+32,000-character cells; a workbook of 3,000,000 cells holding an Excel error, one of eight sheets each showing 300 MB
+of text, one with eight parts of a million hidden rows that it does not name; a 320 KB Parquet file whose 200,000
+cells show one 32,000-character text, and a 19 KB one of 200 lists of 10,000,000 numbers. The anchor is the same command on the clean
 baseline file, measured in the same run: what a charity waits for on any file. None may crash (exit 0
 or 1 with a JSON report) or pass 1 GB.
 
@@ -107,6 +108,36 @@ def _parts_no_sheet_names(path: Path, parts: int) -> None:
                     )
 
 
+def _long_cells(path: Path, rows: int) -> None:
+    """A CSV file of ``rows`` contacts, each with a 32,000-character reason (960 MB for 30,000)."""
+    reason = "x" * 32_000
+    with path.open("w", encoding="utf-8") as out:
+        out.write("person_ref,contact_date,need,postcode\n")
+        for i in range(rows):
+            out.write(f"P{i},2026-07-18,{reason},BS1 4DJ\n")
+
+
+def _inflating_parquet(path: Path, rows: int, *, lists_of: int = 0) -> None:
+    """A Parquet table of ``rows`` contacts whose reason is one 32,000-character text, stored once (a dictionary);
+    or, given ``lists_of``, with a column whose every cell is a list of that many zeros, stored as runs."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        "person_ref": pa.array([f"P{i}" for i in range(rows)]),
+        "contact_date": pa.array(["2026-07-18"] * rows),
+        "need": pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), pa.array(["x" * 32_000])),
+        "postcode": pa.array(["BS1 4DJ"] * rows),
+    }
+    if lists_of:
+        columns["need"] = pa.array(["food"] * rows)
+        zeros = pc.fill_null(pa.nulls(lists_of, pa.int8()), 0)
+        one_list = pa.ListArray.from_arrays(pa.array([0, lists_of], pa.int32()), zeros)
+        columns["scores"] = pa.chunked_array([one_list] * rows)  # the one list's memory, held once
+    pq.write_table(pa.table(columns), path, compression="zstd")
+
+
 def _distinct_identities(path: Path, people: int, letters_each: int) -> None:
     """A linking charity's extract of ``people`` contacts, each a new person with a surname of random letters."""
     letters = random.Random(2026)
@@ -166,12 +197,18 @@ def main() -> None:
         _error_cells(root / "three-million-error-cells.xlsx", 150_000)
         _long_texts_on_many_sheets(root / "eight-sheets-of-long-texts.xlsx", 8)
         _parts_no_sheet_names(root / "eight-parts-no-sheet-names.xlsx", 8)
+        _long_cells(root / "thirty-thousand-32k-cells.csv", 30_000)
+        _inflating_parquet(root / "a-32k-text-in-200k-cells.parquet", 200_000)
+        _inflating_parquet(root / "lists-of-ten-million.parquet", 200, lists_of=10_000_000)
         for name in (
             "two-hundred-megabytes-one-line.csv",
             "hundred-thousand-columns.csv",
             "three-million-error-cells.xlsx",
             "eight-sheets-of-long-texts.xlsx",
             "eight-parts-no-sheet-names.xlsx",
+            "thirty-thousand-32k-cells.csv",
+            "a-32k-text-in-200k-cells.parquet",
+            "lists-of-ten-million.parquet",
         ):
             paths[name] = root / name
         anchor = _measure(paths["utf-8.csv"])[1]

@@ -31,14 +31,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO, TYPE_CHECKING, TextIO
 from xml.etree import ElementTree
 
 import polars as pl
 
 from standards.issues import FileRejected, Issue
 from standards.mapping import column_letter
-from standards.sheet_process import SheetUnreadable, read_sheets_apart, scratch_folder
+from standards.sheet_process import PIECE_BYTES, SheetUnreadable, read_sheets_apart, scratch_folder
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Whatever can go wrong inside a step: any exception, and a panic inside Polars, which pyo3 raises as a BaseException
 # that no ``except Exception`` catches.
@@ -176,6 +179,10 @@ PYTHON_WHITESPACE = (
     "\u2028\u2029\u202f\u205f\u3000"
 )
 PLAIN_CHUNK_BYTES = 8 * 1024 * 1024
+# About the most text in one batch of rows, whatever the format (a sheet's piece holds as much): the check holds a few
+# batches at once, and copies of their cells as it judges them. In batches of 100,000 rows alone, a 960 MB CSV file of
+# 32,000-character cells took it to 2.3 GB. A batch of the standard's columns holds some 15 MB.
+BATCH_TEXT_BYTES = PIECE_BYTES
 
 
 _SIGNATURES: dict[bytes, str] = {
@@ -574,13 +581,13 @@ class _NotPlain(Exception):
 
 def _plain_batches(source: ExtractSource, width: int, batch_size: int) -> Iterator[tuple[pl.DataFrame, int]]:
     """Batches of a text file whose every line is a record, split into lines and cells by Polars, each with
-    the number of the last record it holds. Raises ``_NotPlain`` before a batch holding anything the csv
+    the number of the last record it holds (at most ``batch_size`` rows, and about ``BATCH_TEXT_BYTES``). Raises ``_NotPlain`` before a batch holding anything the csv
     module might read otherwise: a quoted line break or a quote quirk, a NUL, a lone carriage return,
     undecodable text, a line as long as a cell may be, more cells than columns allowed, too many rows."""
     limits = source.limits
     delimiter = source.delimiter or ","
     pending: pl.DataFrame | None = None
-    lines_read = 0
+    pending_bytes = lines_read = 0
     # UTF-8 is cut into lines and cells as it is (Polars checks it as it reads): decoded to text and encoded back, 143 MB
     # took the reading thread 0.2 s. Other encodings are decoded as they are read, and handed on as UTF-8.
     as_read = source.encoding in ("utf-8", "utf-8-sig")
@@ -615,8 +622,11 @@ def _plain_batches(source: ExtractSource, width: int, batch_size: int) -> Iterat
                 rows, lines = _plain_rows(data, delimiter, width, lines_read, source.header_row, limits)
                 lines_read += lines
                 pending = rows if pending is None else pl.concat([pending, rows])
-                while pending.height >= batch_size:
-                    batch, pending = pending.head(batch_size), pending.slice(batch_size)
+                pending_bytes += len(data)
+                while pending.height >= batch_size or (pending.height and pending_bytes >= BATCH_TEXT_BYTES):
+                    taken = min(batch_size, pending.height)
+                    batch, pending = pending.head(taken), pending.slice(taken)
+                    pending_bytes = pending_bytes * pending.height // (pending.height + taken)
                     yield batch, int(batch.get_column(ROW).item(-1))
     except UnicodeDecodeError as error:
         raise _NotPlain from error
@@ -822,10 +832,12 @@ def _quoted_cells(lines: list[str], delimiter: str) -> list[list[str]]:
 def _careful_batches(
     source: ExtractSource, width: int, batch_size: int, *, after_record: int = 0
 ) -> Iterator[pl.DataFrame]:
-    """Batches from Python's csv module, of the data rows after record ``after_record``."""
+    """Batches from Python's csv module, of the data rows after record ``after_record``, each of at most
+    ``batch_size`` rows and about ``BATCH_TEXT_BYTES``."""
     rows: list[Sequence[str]] = []
     numbers: list[int] = []
     cells: list[int] = []
+    text = 0  # the characters of ``rows``
     skip = max(source.header_row, after_record)
     for number, row in enumerate(_csv_records(source), start=1):
         if number <= skip or not "".join(row).strip():  # the header, what was read already, or a blank row
@@ -833,9 +845,10 @@ def _careful_batches(
         numbers.append(number)
         cells.append(_record_cells(row, width))
         rows.append(_fit(row, width))
-        if len(rows) >= batch_size:
+        text += sum(map(len, row))
+        if len(rows) >= batch_size or text >= BATCH_TEXT_BYTES:
             yield _batch(rows, numbers, cells, width)
-            rows, numbers, cells = [], [], []
+            rows, numbers, cells, text = [], [], [], 0
     if rows:
         yield _batch(rows, numbers, cells, width)
 
@@ -1516,44 +1529,162 @@ def refuse_unreadable_used(source: ExtractSource, used: Iterable[int]) -> None:
         )
 
 
+# What a Parquet file may make its check hold. Its values come compressed, repeated ones as an entry of a dictionary
+# or a run, so a few bytes of file can stand for any number of them: a 320 KB file of 200,000 cells of 32,000
+# characters took the check to 11 GB, and a 19 KB one of 200 lists of 10,000,000 numbers each to 17.6 GB. So no
+# column of lists, structs, maps or fixed-size bytes is read (all are unreadable as text anyway); text is read as a
+# dictionary and made text ``BATCH_TEXT_BYTES`` at a time; and no column may inflate in one row group past
+# ``MAX_PARQUET_CHUNK_BYTES`` (the reader holds a page of it whole, and a page can be all of it).
+MAX_PARQUET_CHUNK_BYTES = 256 * 1024 * 1024
+
+
 def _open_parquet(path: Path, limits: ReadLimits) -> ExtractSource:
+    import pyarrow.parquet as pq
+
     try:
-        schema = pl.read_parquet_schema(path)
-    except Exception as error:  # polars raises ComputeError/OSError variants for damaged files
+        with pq.ParquetFile(path) as parquet:
+            schema, metadata = parquet.schema_arrow, parquet.metadata
+    except FAILURES as error:
         raise _unreadable(_UNREADABLE_PARQUET, path, error) from error
     if len(schema) > limits.max_columns:
         raise _too_many_columns(len(schema), limits)
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for position in range(row_group.num_columns):
+            chunk = row_group.column(position)
+            if chunk.total_uncompressed_size > MAX_PARQUET_CHUNK_BYTES:
+                raise FileRejected(
+                    "E_UNSAFE_FILE",
+                    f"The file's column {chunk.path_in_schema!r} takes {chunk.total_uncompressed_size / 1e6:,.0f} MB "
+                    f"uncompressed in one of its row groups, more than the {MAX_PARQUET_CHUNK_BYTES / 1e6:,.0f} MB a "
+                    "check reads at once; it was not read. Save the file in row groups of fewer rows (a million rows "
+                    "is most programs' default).",
+                )
     source = ExtractSource(path=path, format="parquet", limits=limits, header_row=1)
-    source._preview = [list(schema)]
+    source._preview = [schema.names]
+    source.unreadable_columns = {
+        position: field.name for position, field in enumerate(schema) if not _of_bounded_size(field.type)
+    }
     return source
+
+
+def _of_bounded_size(kind: pa.DataType) -> bool:
+    """Whether a Parquet column's values are read at a bounded size each: numbers, dates, times, and text (bounded
+    by ``_text_parts``); not lists, structs, maps or fixed-size bytes (``MAX_PARQUET_CHUNK_BYTES``)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        return _of_bounded_size(kind.value_type)
+    return not (pa.types.is_nested(kind) or pa.types.is_fixed_size_binary(kind) or isinstance(kind, pa.ExtensionType))
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        return _is_text(kind.value_type)
+    return any(
+        is_kind(kind)
+        for is_kind in (
+            pa.types.is_string,
+            pa.types.is_large_string,
+            pa.types.is_string_view,
+            pa.types.is_binary,
+            pa.types.is_large_binary,
+            pa.types.is_binary_view,
+        )
+    )
 
 
 def _parquet_batches(source: ExtractSource, width: int, batch_size: int) -> Iterator[pl.DataFrame]:
     """A Parquet table's rows, ``batch_size`` at a time, as text (``_as_text``; the columns any batch cannot read are
-    added to ``source.unreadable_columns``). Read whole, a 347 KB file of 10,000,000 rows, nearly all blank, took the
-    check to 6.4 GB: it compresses to almost nothing."""
+    added to ``source.unreadable_columns``), the columns whose values have no bounded size blank (never read). Read
+    whole, a 347 KB file of 10,000,000 rows, nearly all blank, took the check to 6.4 GB: it compresses to almost
+    nothing."""
     import pyarrow.parquet as pq
 
     rows_above = 1  # the header, which is the table's schema
+    text = 0  # decoded so far: at most ``max_file_bytes``, as a CSV file holding it may be
+    never_read = dict(source.unreadable_columns)
     try:
-        parquet = pq.ParquetFile(source.path)
-        batches = parquet.iter_batches(batch_size=batch_size)
+        schema = pq.read_schema(source.path)
+        read = [field for position, field in enumerate(schema) if position not in never_read]
+        parquet = pq.ParquetFile(source.path, read_dictionary=[field.name for field in read if _is_text(field.type)])
+        batches = parquet.iter_batches(batch_size=batch_size, columns=[field.name for field in read])
     except FAILURES as error:
         raise _unreadable(_UNREADABLE_PARQUET, source.path, error) from error
     with parquet:
         while True:
             try:  # a damaged page shows only when it is read: opening read the footer alone
                 batch = next(batches, None)
-                table = None if batch is None else pl.DataFrame(pl.from_arrow(batch))
             except FAILURES as error:
                 raise _unreadable(_UNREADABLE_PARQUET, source.path, error) from error
-            if table is None:
+            if batch is None:
                 return
-            frame, unreadable = _as_text(table, source.path)
-            source.unreadable_columns.update(unreadable)
-            frame = frame.rename({name: f"c{i}" for i, name in enumerate(frame.columns)})
-            yield from _frame_batches(frame, 0, width, batch_size, rows_above=rows_above)
-            rows_above += table.height
+            for part, part_text in _text_parts(batch, source.limits, rows_above):
+                text += part_text
+                if text > source.limits.max_file_bytes:
+                    raise FileRejected(
+                        "E_FILE_TOO_LARGE",
+                        f"The file's text comes to more than {source.limits.max_file_bytes / 1e6:,.0f} MB once "
+                        "uncompressed, more than a file may hold; the file was not read further.",
+                        row=rows_above + 1,
+                    )
+                try:
+                    table = pl.DataFrame(pl.from_arrow(part))
+                except FAILURES as error:
+                    raise _unreadable(_UNREADABLE_PARQUET, source.path, error) from error
+                frame, unreadable = _as_text(table, source.path)
+                for position in sorted(never_read):  # blank where the table has them
+                    frame = frame.insert_column(position, pl.repeat(None, frame.height, dtype=pl.String, eager=True))
+                read_positions = [position for position in range(len(schema)) if position not in never_read]
+                source.unreadable_columns.update(
+                    {read_positions[position]: name for position, name in unreadable.items()}
+                )
+                frame = frame.rename({name: f"c{i}" for i, name in enumerate(frame.columns)})
+                yield from _frame_batches(frame, 0, width, batch_size, rows_above=rows_above)
+                rows_above += part.num_rows
+
+
+def _text_parts(batch: pa.RecordBatch, limits: ReadLimits, rows_above: int) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """``batch`` (its text as dictionaries) in parts of at most ``BATCH_TEXT_BYTES`` of text once decoded (a row
+    with more is a part alone), each decoded, with the bytes of its text; refused if a cell holds more than
+    ``limits.max_cell_chars`` characters, as a CSV file's is. Measured on the dictionaries, whose entries are each
+    measured once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    row_bytes = pa.array([0] * batch.num_rows, pa.int64())
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if not _is_text(column.type):
+            continue
+        entries = column.dictionary if pa.types.is_dictionary(column.type) else column
+        indices = column.indices if pa.types.is_dictionary(column.type) else None
+        text_kind = not (pa.types.is_binary(entries.type) or pa.types.is_large_binary(entries.type))
+        characters = pc.utf8_length(entries) if text_kind else pc.binary_length(entries)
+        cells = characters if indices is None else pc.take(characters, indices)
+        if (pc.max(cells).as_py() or 0) > limits.max_cell_chars:
+            row = rows_above + pc.index(pc.greater(cells, limits.max_cell_chars), True).as_py() + 1
+            raise FileRejected(
+                "E_CELL_TOO_LONG",
+                f"Row {row} has a cell of more than {limits.max_cell_chars:,} characters in its column {name!r}, "
+                "longer than a spreadsheet cell can be; the file was not read further.",
+                row=row,
+                column=name,
+            )
+        lengths = pc.binary_length(entries)
+        row_bytes = pc.add(row_bytes, pc.fill_null(lengths if indices is None else pc.take(lengths, indices), 0))
+    through = pl.Series(pc.cumulative_sum(row_bytes)).cast(pl.Int64)
+    start = 0
+    while start < batch.num_rows:
+        before = int(through[start - 1]) if start else 0
+        end = max(start + 1, int(through.search_sorted(before + BATCH_TEXT_BYTES, side="right")))
+        part = batch.slice(start, end - start)
+        decoded = [
+            column.dictionary_decode() if pa.types.is_dictionary(column.type) else column for column in part.columns
+        ]
+        yield pa.RecordBatch.from_arrays(decoded, names=part.schema.names), int(through[end - 1]) - before
+        start = end
 
 
 def _frame_batches(

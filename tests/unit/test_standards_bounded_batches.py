@@ -1,0 +1,114 @@
+"""What a check holds of a file at once is bounded by its text, not only its rows: found attacking the check, a
+320 KB Parquet file of 200,000 cells of 32,000 characters (one entry of a dictionary) took it to 11 GB, a 19 KB one
+of 200 lists of 10,000,000 numbers to 17.6 GB, and a 960 MB CSV file of 32,000-character cells to 2.3 GB. The bounds
+are made small here so that small files cross them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from standards import reading
+from standards.check import CheckOptions, check_extract
+from standards.reading import ReadLimits, open_extract
+from tests.conftest import HEADER, contact_rows
+
+LONG_NOTE = "n" * 2_000
+
+
+def _parquet(path: Path, rows: int, **extra: pa.Array) -> Path:
+    """Contacts in the food bank's columns, with ``extra`` columns, written with dictionaries as pyarrow writes."""
+    contacts = contact_rows(rows)
+    columns = {name: pa.array([row[i] for row in contacts]) for i, name in enumerate(HEADER)}
+    pq.write_table(pa.table({**columns, **extra}), path, compression="zstd")
+    return path
+
+
+def _notes(rows: int) -> pa.DictionaryArray:
+    """A column whose every cell shows one 2,000-character text, stored once."""
+    return pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), pa.array([LONG_NOTE]))
+
+
+def _text_bytes(batch: pl.DataFrame) -> int:
+    cells = [name for name in batch.columns if name.startswith("c")]
+    return int(batch.select(pl.sum_horizontal(pl.col(cells).str.len_bytes().fill_null(0)).sum()).item())
+
+
+def test_a_parquet_table_is_made_text_a_bounded_part_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reading, "BATCH_TEXT_BYTES", 50_000)
+    path = _parquet(tmp_path / "notes.parquet", 300, Extra=_notes(300))
+    assert path.stat().st_size < 20_000
+    source = open_extract(path)
+    source.use_header(1)
+    batches = list(source.batches())
+    assert len(batches) > 10 and max(_text_bytes(batch) for batch in batches) <= 50_000
+    rows = [number for batch in batches for number in batch.get_column("__row").to_list()]
+    assert rows == list(range(2, 302))  # every row once, in order, numbered from below the header
+    report = check_extract(path).report
+    assert report.rows_accepted == 300 and "W_UNMAPPED_COLUMN" in report.codes()
+
+
+def test_a_parquet_column_of_lists_is_never_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its values, blank as text, could stand for any number of numbers each."""
+    lists = pa.array([[0] * 1_000] * 50, pa.list_(pa.int8()))
+    path = _parquet(tmp_path / "lists.parquet", 50, Scores=lists)
+    asked: list[list[str]] = []
+    iter_batches = pq.ParquetFile.iter_batches
+
+    def noted(parquet: pq.ParquetFile, *args: object, columns: list[str], **kwargs: object) -> object:
+        asked.append(columns)
+        return iter_batches(parquet, *args, columns=columns, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", noted)
+    report = check_extract(path).report
+    assert report.rows_accepted == 50 and asked == [HEADER]
+    source = open_extract(path)
+    assert source.unreadable_columns == {len(HEADER): "Scores"}
+
+
+def test_a_parquet_cell_longer_than_a_cell_may_be_is_refused_where_it_is(tmp_path: Path) -> None:
+    notes = pa.array([None, "short", "x" * 40_000, "y" * 50_000])
+    path = _parquet(tmp_path / "long.parquet", 4, Extra=notes)
+    report = check_extract(path).report
+    [refusal] = [group for group in report.issues if group.code.startswith("E_")]
+    assert refusal.code == "E_CELL_TOO_LONG"
+    [example] = refusal.examples
+    assert example.row == 4 and example.column == "Extra"  # the header is row 1
+
+
+def test_parquet_text_past_what_a_file_may_hold_is_refused(tmp_path: Path) -> None:
+    path = _parquet(tmp_path / "notes.parquet", 300, Extra=_notes(300))
+    limits = ReadLimits(max_file_bytes=200_000)
+    assert path.stat().st_size < limits.max_file_bytes
+    report = check_extract(path, options=CheckOptions(limits=limits)).report
+    [refusal] = [group for group in report.issues if group.code.startswith("E_")]
+    assert refusal.code == "E_FILE_TOO_LARGE" and "once uncompressed" in refusal.examples[0].message
+
+
+def test_a_parquet_column_inflating_past_the_bound_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reading, "MAX_PARQUET_CHUNK_BYTES", 100_000)
+    path = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"Notes": [LONG_NOTE + str(i) for i in range(100)]}), path, use_dictionary=False)
+    report = check_extract(path).report
+    assert report.codes() == ["E_UNSAFE_FILE"] and "'Notes'" in report.issues[0].examples[0].message
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["split-by-polars", "read-by-the-csv-module"])
+def test_a_csv_file_is_read_a_bounded_batch_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quoted: bool
+) -> None:
+    monkeypatch.setattr(reading, "BATCH_TEXT_BYTES", 50_000)
+    monkeypatch.setattr(reading, "PLAIN_CHUNK_BYTES", 8_192)
+    note = f'"{LONG_NOTE[:-1]}\n"' if quoted else LONG_NOTE  # a line break in a quoted cell: the csv module's
+    lines = [",".join([*HEADER, "Notes"]), *(",".join([*row, note]) for row in contact_rows(200))]
+    path = tmp_path / "notes.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    source = open_extract(path)
+    source.use_header(1)
+    batches = list(source.batches())
+    assert sum(batch.height for batch in batches) == 200 and len(batches) > 5
+    assert max(_text_bytes(batch) for batch in batches) <= 50_000 + 8_192 + len(lines[1])
