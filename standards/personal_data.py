@@ -98,15 +98,38 @@ DATE_OF_BIRTH = (
 TITLES = "mr|mrs|ms|miss|mx|dr|mister|rev|revd|reverend|prof|professor|sir|dame|lord|lady"
 
 
+# A title and a word, perhaps after initials ('Mr T Jones', 'Mr J.Smith', 'Mrs Öztürk': any script's letters).
+TITLED_NAME = rf"(?i:\b(?:{TITLES})\.? +(?:[^\W\d_](?:\. *| +))*[^\W\d_](?:[^\W\d_]|['-])+)"
+
+
 @cache
 def name_pattern() -> str:
-    """A title and a word, perhaps after initials ('Mr T Jones', 'Mr J.Smith', 'Mrs Öztürk': any script's letters),
-    a common forename followed by a capitalised word, or 'Surname, Forename'."""
+    """A titled name (``TITLED_NAME``), a common forename followed by a capitalised word, or 'Surname, Forename'."""
     forename = f"(?i:{_forenames()})"
+    return rf"{TITLED_NAME}|\b{forename} +[A-Z][A-Za-z'-]+|\b[A-Z][A-Za-z'-]+, *{forename}\b"
+
+
+@cache
+def _forename_set() -> frozenset[str]:
+    return frozenset(_forenames().lower().split("|"))
+
+
+_TITLED_NAME = re.compile(TITLED_NAME)
+# A word before a capitalised word, and one after a capitalised word and a comma: a forename's places in
+# ``name_pattern`` (each forename is a whole word of letters there, as it is here).
+_BEFORE_A_CAPITALISED_WORD = re.compile(r"\b(\w++)(?= +[A-Z][A-Za-z'-])")
+_AFTER_A_CAPITALISED_WORD = re.compile(r"\b[A-Z][A-Za-z'-]++,(?= *(\w++))")
+
+
+def _holds_a_name(value: str) -> bool:
+    """Whether ``name_pattern`` matches ``value``, found with each candidate forename looked up: Python's engine tried
+    each of 300 forenames at every word, 10 ms for a value of 1,000 characters (5,000 such values, a 5 MB file, took
+    its check 21 s). Polars' engine runs ``name_pattern`` itself."""
+    forenames = _forename_set()
     return (
-        rf"(?i:\b(?:{TITLES})\.? +(?:[^\W\d_](?:\. *| +))*[^\W\d_](?:[^\W\d_]|['-])+)"
-        rf"|\b{forename} +[A-Z][A-Za-z'-]+"
-        rf"|\b[A-Z][A-Za-z'-]+, *{forename}\b"
+        _TITLED_NAME.search(value) is not None
+        or any(found.group(1).lower() in forenames for found in _BEFORE_A_CAPITALISED_WORD.finditer(value))
+        or any(found.group(1).lower() in forenames for found in _AFTER_A_CAPITALISED_WORD.finditer(value))
     )
 
 
@@ -136,7 +159,9 @@ def _nhs_check_digit_ok(digits: str) -> bool:
 
 @cache
 def _compiled() -> dict[Kind, re.Pattern[str]]:
-    return {kind: re.compile(pattern) for kind, pattern in _patterns().items() if kind is not Kind.FREE_TEXT}
+    return {
+        kind: re.compile(pattern) for kind, pattern in _patterns().items() if kind not in (Kind.FREE_TEXT, Kind.NAME)
+    }
 
 
 def personal_data_in(value: str) -> Kind | None:
@@ -149,6 +174,9 @@ def personal_data_in(value: str) -> Kind | None:
         if kind is Kind.NHS_NUMBER:
             shaped = re.search(NHS_SHAPE, value)
             if shaped and _nhs_check_digit_ok(re.sub(r"\D", "", shaped.group())):
+                return kind
+        elif kind is Kind.NAME:
+            if _holds_a_name(value):
                 return kind
         elif patterns[kind].search(value):
             return kind
