@@ -58,7 +58,9 @@ class _OnlyShownText(RenderHook):
 
 
 def _console(*, stderr: bool = False) -> Console:
-    made = Console(stderr=stderr)
+    # No highlighting: its regular expressions backtrack over text from charities' files (a header of digits and
+    # dashes, in "Columns found", took 30 s; 60 headers of "<", 130 s).
+    made = Console(stderr=stderr, highlight=False)
     made.push_render_hook(_OnlyShownText())
     return made
 

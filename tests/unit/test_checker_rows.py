@@ -70,3 +70,14 @@ def test_a_report_that_cannot_be_written_is_a_usage_error_before_the_check(tmp_p
         said_plainly = " ".join(result.output.split())  # the console wraps lines
         assert result.exit_code == 2 and said in said_plainly and "Traceback" not in result.output
         assert not isinstance(result.exception, OSError)
+
+
+def test_text_from_a_file_is_printed_without_highlighting(tmp_path: Path) -> None:
+    """Found by the attacker's trial: rich's highlighting searches what it prints with regular expressions that
+    backtrack, and "Columns found: ..." listing 60 headers of 1,023 '<' took `collab-check` 130 s to print (a header
+    of digits and dashes, 30 s)."""
+    header = ["Client ID", *("<" * 1_023 + "a" for _ in range(60)), "1" * 511 + "-" + "1" * 510 + "9x"]
+    path = write_csv(tmp_path / "odd-headers.csv", [["P1", *["x"] * 61]], header)
+    result = CliRunner().invoke(checker, [str(path)])
+    assert result.exit_code == 1 and "E_MISSING_COLUMN" in result.output
+    assert "\x1b[" not in result.output
