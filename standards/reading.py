@@ -1061,11 +1061,13 @@ class _SheetCellsReader:
             self._past_excel = self._past_excel or references.str.contains("^" + _PAST_EXCEL).any()
             self._filled_past_z = self._filled_past_z or references.str.contains("^" + _FILLED_PAST_Z).any()
         if self._first_value_row is None:
-            for mark in _found(text, _ROWS_TO_A_VALUE):
-                if re.fullmatch(_ROW_TAG, mark) is None:  # a cell's value
-                    self._first_value_row = max(1, self._last_row)
-                    break
-                self._last_row = _row_number(mark, self._last_row + 1)
+            marks = text.str.extract_all(_ROWS_TO_A_VALUE).explode().drop_nulls()
+            values = marks.str.contains(f"^(?:{_ROW_TAG})$").not_().arg_true()  # the marks that are a cell's value
+            if values.is_empty():
+                self._last_row = _last_row_number(marks, self._last_row)
+            else:
+                self._last_row = _last_row_number(marks.head(int(values[0])), self._last_row)
+                self._first_value_row = max(1, self._last_row)
         if self._first_value_column != 0:  # every row's first cell, until one is in column A: most sheets' first
             letters = text.str.extract_all(_FIRST_FILLED_CELL).explode().str.extract(_LAST_CELL_LETTERS, 1)
             columns = [_column_index(found) for found in letters.drop_nulls().unique().to_list()]
@@ -1172,14 +1174,16 @@ def _xml_pieces(stream: IO[bytes]) -> Iterator[bytes]:
         yield carried
 
 
-def _found(text: pl.Series, pattern: str) -> list[str]:
-    """Every match of ``pattern`` in ``text`` (a piece of XML), in order."""
-    return text.str.extract_all(pattern).explode().drop_nulls().to_list()
-
-
-def _row_number(tag: str, otherwise: int) -> int:
-    number = re.search(_ROW_NUMBER, tag)
-    return int(number.group(1)) if number is not None else otherwise
+def _last_row_number(tags: pl.Series, before: int) -> int:
+    """The number of the last of a piece's row ``tags``: its own, or one more than the row before it (Excel numbers
+    every row; ``before``: the last row of the pieces before). Found at once: row by row, a part of a million rows
+    and no value took the scan 40 s."""
+    numbers = tags.str.extract(_ROW_NUMBER, 1).cast(pl.Int64)
+    numbered = numbers.is_not_null().arg_true()
+    if not len(numbered):
+        return before + len(tags)
+    last = int(numbered[-1])
+    return int(numbers[last]) + len(tags) - 1 - last
 
 
 def _row_numbers(tags: pl.Series, number: str) -> pl.Series:
@@ -1380,6 +1384,8 @@ def _declared_shared_strings(first_piece: bytes) -> int:
 
 
 def _refuse_unsafe_xml(name: str, piece: bytes) -> None:
+    if b"<!" not in piece and b"&" not in piece:  # most pieces of a sheet: searched only then (0.8 s of 2.1 s)
+        return
     if (found := _UNSAFE_XML.search(piece)) is not None:
         what = (
             "a document type declaration (DTD)"
