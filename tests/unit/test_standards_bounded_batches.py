@@ -112,3 +112,42 @@ def test_a_csv_file_is_read_a_bounded_batch_at_a_time(
     batches = list(source.batches())
     assert sum(batch.height for batch in batches) == 200 and len(batches) > 5
     assert max(_text_bytes(batch) for batch in batches) <= 50_000 + 8_192 + len(lines[1])
+
+
+def test_a_parquet_column_in_a_time_zone_polars_does_not_know_is_unreadable_not_an_error_of_ours(
+    tmp_path: Path,
+) -> None:
+    """Found by the attacker's trial: a timestamp column in the zone 'Mars/Olympus_Mons' (or '-23:59') stopped the
+    check with E_INTERNAL, Polars raising as the rows were counted. Such a column is now never read: blank if unused,
+    refused plainly if used."""
+    times = pa.array([0] * 20, pa.timestamp("us", tz="Mars/Olympus_Mons"))
+    unused = check_extract(_parquet(tmp_path / "unused.parquet", 20, Logged=times)).report
+    assert unused.rows_accepted == 20 and "E_INTERNAL" not in unused.codes()
+    used = _parquet(tmp_path / "used.parquet", 20)
+    table = pq.read_table(used)
+    pq.write_table(table.set_column(1, HEADER[1], times), used)
+    report = check_extract(used).report
+    assert report.codes() == ["E_UNREADABLE_FILE"] and "time zone" in report.issues[0].examples[0].message
+
+
+def test_blank_lines_are_split_into_cells_a_batch_of_lines_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the attacker's trial: every line of a chunk became a row of as many cells as the header has before
+    the blank ones were dropped, and a 2 MB file of line ends under a header of 50 columns took the check to 3.3 GB."""
+    path = tmp_path / "blank-lines.csv"
+    rows = [",".join(row) for row in contact_rows(30)]
+    path.write_text(",".join(HEADER) + "\n" + "\n" * 5_000 + "\n".join(rows) + "\n" * 5_000, encoding="utf-8")
+    split: list[int] = []
+    plain_rows = reading._plain_rows
+
+    def noted(data: bytes, *args: object) -> tuple[pl.DataFrame, int]:
+        split.append(data.count(b"\n"))
+        return plain_rows(data, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reading, "_plain_rows", noted)
+    source = open_extract(path)
+    source.use_header(1)
+    batches = list(source.batches(batch_size=1_000))
+    assert max(split) <= 1_001 and sum(split) >= 10_030  # each with the line put in front of it
+    assert [number for batch in batches for number in batch.get_column("__row").to_list()] == list(range(5_002, 5_032))
