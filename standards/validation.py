@@ -286,12 +286,27 @@ class BatchOutcome:
     @property
     def affected(self) -> list[RowOutcome]:
         """Every row with an issue, in row order."""
-        return self._outcomes(self.alike)
+        answer_at = {p: group.answer for group in self.alike for p in group.positions}
+        return self._outcomes(self.alike, sorted(answer_at), answer_at)
 
     @property
     def rejected(self) -> list[RowOutcome]:
         """Every rejected row, in row order."""
-        return self._outcomes([group for group in self.alike if group.answer.contact is None])
+        return [outcome for part in self.rejected_in_parts() for outcome in part]
+
+    def rejected_in_parts(self, rows: int = 1_000) -> Iterator[list[RowOutcome]]:
+        """``rejected``, ``rows`` at a time: a row may have an issue in each of 500 columns, and a batch's rows each
+        as a ``RowOutcome`` can take GBs."""
+        groups = [group for group in self.alike if group.answer.contact is None]
+        answer_at = {p: group.answer for group in groups for p in group.positions}
+        positions = sorted(answer_at)
+        for start in range(0, len(positions), rows):
+            yield self._outcomes(groups, positions[start : start + rows], answer_at)
+
+    @property
+    def rejected_rows(self) -> int:
+        """How many rows are rejected."""
+        return sum(len(group.positions) for group in self.alike if group.answer.contact is None)
 
     def issues_at_rows(self) -> Iterator[tuple[Issue, list[int]]]:
         """Each issue of each group of rows alike, with the rows that have it (``IssueCollector.add_alike``)."""
@@ -301,17 +316,18 @@ class BatchOutcome:
             for issue in group.answer.issues:
                 yield issue, at
 
-    def _outcomes(self, groups: list[_Alike]) -> list[RowOutcome]:
-        """The ``RowOutcome`` of every row of ``groups``, in row order: a group's first row has the model's, the others
-        its issues at their own rows and, if accepted, the rules' contact (the model's own, as the tests show)."""
-        positions = sorted(p for group in groups for p in group.positions)
+    def _outcomes(
+        self, groups: list[_Alike], positions: list[int], answer_at: dict[int, RowOutcome]
+    ) -> list[RowOutcome]:
+        """The ``RowOutcome`` of the rows at ``positions`` (ascending) of ``groups`` (``answer_at``: each of their
+        rows' group's answer): a group's first row has the model's, the others its issues at their own rows and, if
+        accepted, the rules' contact (the model's own, as the tests show)."""
         if not positions:
             return []
         affected = self.explained[positions]
         rows = affected.get_column("__row").to_list()
         raws = affected.select(pl.col(name + RAW_SUFFIX) for name in self.header_of).rows()
         contacts = self.warned[positions].select(f.name for f in dataclass_fields(StandardContact)).rows()
-        answer_at = {p: group.answer for group in groups for p in group.positions}
         firsts = {group.positions[0] for group in groups}
         labels = list(self.header_of.values())
         outcomes = []
