@@ -231,11 +231,15 @@ def check_extract(
     references: IdentifiedReferences | None = None
     try:
         source = open_extract(
-            path, sheet=mapping.sheet, header_score=lambda row: header_score(row, mapping), limits=options.limits
+            path,
+            sheet=mapping.sheet,
+            header_score=lambda row: header_score(row, mapping),
+            names_contacts=lambda row: _names_contacts(row, mapping),
+            limits=options.limits,
         )
         for note in source.notes:
             collector.add(note)
-        if skipped := [name for name, header in source.other_sheet_headers.items() if _names_contacts(header, mapping)]:
+        if skipped := [name for name, holds_contacts in source.other_sheets.items() if holds_contacts]:
             names = ", ".join(repr(name) for name in skipped)
             message = (
                 f"Only the sheet {source.sheet!r} was read; {names} also {'looks' if len(skipped) == 1 else 'look'} "

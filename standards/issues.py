@@ -161,6 +161,13 @@ _TYPES = [
         "Correct the sheet name in your mapping file, or remove it to let the check find the data sheet.",
     ),
     IssueType(
+        "E_TOO_MANY_SHEETS",
+        Scope.FILE,
+        "The workbook has more sheets than a check chooses from",
+        "Name the sheet that holds the contacts in your mapping file (sheet:), or save that sheet as a workbook of its "
+        "own or as CSV UTF-8.",
+    ),
+    IssueType(
         "E_MISSING_COLUMN",
         Scope.FILE,
         "A required column is missing",

@@ -49,6 +49,12 @@ FAILURES: tuple[type[BaseException], ...] = (Exception, pl.exceptions.PanicExcep
 
 SAMPLE_BYTES = 64 * 1024
 HEADER_SEARCH_ROWS = 20
+# The most sheets a check chooses the contacts' sheet from (each is read, and its first rows rated): 20,000 sheets,
+# in a workbook of 8.5 MB, took the check 116 s. A mapping that names the sheet reads that one alone.
+MAX_SHEETS_CHOSEN_FROM = 500
+# The most parts of XML a workbook may have: each is scanned (``_scan_parts``), 2 ms each however small, before its
+# sheets are known; a sheet has a few (its drawings, comments, relationships).
+MAX_XML_PARTS = 10 * MAX_SHEETS_CHOSEN_FROM
 # What is kept of a cell in a preview (``ExtractSource.preview``), which is read for its header: longer than any
 # column's name, or the question a survey asked. A preview of 20 rows of 500 cells of 32,767 characters, as a file may
 # hold, took 320 MB.
@@ -221,9 +227,9 @@ class ExtractSource:
     header_row: int = 1
     header: list[str] = field(default_factory=list)
     notes: list[Issue] = field(default_factory=list)
-    # Of each of a workbook's other sheets, its likeliest header row (``_choose_sheet``), so the caller can say if one
-    # also held contacts.
-    other_sheet_headers: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    # Of each of a workbook's other sheets, whether its likeliest header row names contacts (``_choose_sheet``), so the
+    # caller can say that one also held contacts.
+    other_sheets: dict[str, bool] = field(default_factory=dict, repr=False)
     # Blank rows above the preview (a text file may start with any number of them; a sheet's rows above its first
     # value, which is where the sheet read starts).
     leading_blank_rows: int = 0
@@ -303,12 +309,14 @@ def open_extract(
     *,
     sheet: str | None = None,
     header_score: Callable[[list[str]], int] = _filled_cells,
+    names_contacts: Callable[[list[str]], bool] = lambda row: False,
     limits: ReadLimits = ReadLimits(),
 ) -> ExtractSource:
     """Identify the file and load a preview of its first rows.
 
     ``header_score`` rates a row as a header; of a workbook's sheets, the one whose best row scores
-    highest is read (a cover or instructions sheet loses to the data sheet).
+    highest is read (a cover or instructions sheet loses to the data sheet). ``names_contacts``: whether a header row
+    names contacts, asked of each other sheet's likeliest (``ExtractSource.other_sheets``).
     Raises ``FileRejected`` with a stable code when the file cannot be an extract.
     """
     size = path.stat().st_size
@@ -322,7 +330,7 @@ def open_extract(
     with path.open("rb") as handle:
         head = handle.read(SAMPLE_BYTES)
     if head.startswith(b"PK\x03\x04"):
-        return _open_xlsx(path, sheet, header_score, limits)
+        return _open_xlsx(path, sheet, header_score, names_contacts, limits)
     if head.startswith(b"PAR1"):
         return _open_parquet(path, limits)
     if head.startswith(_OLE_SIGNATURE) and _is_encrypted_office_file(path):
@@ -888,7 +896,11 @@ def _batch(rows: list[Sequence[str]], numbers: list[int], cells: list[int], widt
 
 
 def _open_xlsx(
-    path: Path, sheet: str | None, header_score: Callable[[list[str]], int], limits: ReadLimits
+    path: Path,
+    sheet: str | None,
+    header_score: Callable[[list[str]], int],
+    names_contacts: Callable[[list[str]], bool],
+    limits: ReadLimits,
 ) -> ExtractSource:
     try:
         with zipfile.ZipFile(path) as archive:
@@ -913,6 +925,13 @@ def _open_xlsx(
             "it was not opened.",
         )
     _refuse_twin_parts(members)
+    if (xml_parts := sum(_is_xml_part(member.filename) for member in members)) > MAX_XML_PARTS:
+        raise FileRejected(
+            "E_TOO_MANY_SHEETS",
+            f"The workbook has {xml_parts:,} parts, more than a workbook of {MAX_SHEETS_CHOSEN_FROM:,} sheets has (a "
+            "check chooses from that many at most). Save the sheet that holds the contacts as a workbook of its own "
+            "or as CSV UTF-8.",
+        )
     sheet_cells = _scan_parts(path, members)
     source = ExtractSource(path=path, format="xlsx", limits=limits)
     listed = _listed_sheets(path, members)
@@ -928,12 +947,21 @@ def _open_xlsx(
         # looking at the workbook would never see the contacts that were loaded. Unless every sheet is hidden.
         sheets = [listed_sheet.name for listed_sheet in listed if not listed_sheet.hidden] or sheets
     candidates = [sheet] if sheet else sheets
+    if len(candidates) > MAX_SHEETS_CHOSEN_FROM:
+        raise FileRejected(
+            "E_TOO_MANY_SHEETS",
+            f"The workbook has {len(candidates):,} sheets that may hold the contacts, more than the "
+            f"{MAX_SHEETS_CHOSEN_FROM:,} a check chooses from. Name the sheet to read in your mapping file (sheet:), "
+            "or save that sheet as a workbook of its own or as CSV UTF-8.",
+        )
     parts = {listed_sheet.name: listed_sheet.part for listed_sheet in listed}
     reaches: dict[str, tuple[int, int]] = {}
     for name in candidates:
         _refuse_too_far_reaching(path, name, parts[name], sheet_cells, reaches)
     source.sheet_pieces = _read_apart(path, candidates, source.scratch() / "sheets") if candidates else {}
-    source.sheet, source._preview, source.other_sheet_headers = _choose_sheet(source.sheet_pieces, header_score, limits)
+    source.sheet, source._preview, source.other_sheets = _choose_sheet(
+        source.sheet_pieces, header_score, names_contacts, limits
+    )
     cells = sheet_cells.get(parts[source.sheet] or "", SheetCells())
     source.sheet_cells, source.leading_blank_rows = cells, cells.first_value_row - 1
     # Counted from column A, as the columns left of its values are read (blank): a table far to the right is as wide
@@ -1345,7 +1373,7 @@ def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCe
     with zipfile.ZipFile(path) as archive:
         for member in members:
             name = member.filename
-            scanned = name.lower().endswith((".xml", ".rels")) or name.startswith("xl/worksheets/")
+            scanned = _is_xml_part(name)
             # Every XML part is read as a sheet might be: the workbook's relationships, which whoever made it wrote,
             # say which parts are its sheets, and fastexcel takes any part they name. But the shared strings, as large
             # as the sheets and never one (a sheet said to be kept there is refused): reading them as one cost a
@@ -1393,6 +1421,10 @@ def _scan_parts(path: Path, members: list[zipfile.ZipInfo]) -> dict[str, SheetCe
                 sheets[name] = reader.cells()
                 errors_kept += reader.error_count
     return sheets
+
+
+def _is_xml_part(name: str) -> bool:
+    return name.lower().endswith((".xml", ".rels")) or name.startswith("xl/worksheets/")
 
 
 def _declared_shared_strings(first_piece: bytes) -> int:
@@ -1457,30 +1489,32 @@ def _too_many_columns(columns: int, limits: ReadLimits) -> FileRejected:
 
 
 def _choose_sheet(
-    sheet_pieces: dict[str, list[Path]], header_score: Callable[[list[str]], int], limits: ReadLimits
-) -> tuple[str, list[list[str]], dict[str, list[str]]]:
+    sheet_pieces: dict[str, list[Path]],
+    header_score: Callable[[list[str]], int],
+    names_contacts: Callable[[list[str]], bool],
+    limits: ReadLimits,
+) -> tuple[str, list[list[str]], dict[str, bool]]:
     """Of the sheets read apart, the one with the best header row, then the most filled cells (cover and notes sheets
-    lose); its preview (``_previewed``); and of each other sheet, its likeliest header row, holding only the cells that
-    name something (``header_score`` of the cell alone): all a caller needs to say whether it, too, held contacts.
+    lose); its preview (``_previewed``); and of each other sheet, whether its likeliest header row ``names_contacts``.
 
     A sheet at a time, so that this process holds two previews at most however many sheets there are: every sheet's
-    20 rows, of 460 cells showing a 32,767-character text, held at once took three sheets' check to 1.43 GB."""
+    20 rows, of 460 cells showing a 32,767-character text, held at once took three sheets' check to 1.43 GB, and
+    2,500 sheets' header rows of 500 cells naming a field, 1.45 GB."""
     chosen, chosen_rank, chosen_preview = "", (-1, -1), []
-    likeliest_headers: dict[str, list[str]] = {}
+    holds_contacts: dict[str, bool] = {}
     anything = False
     for name, pieces in sheet_pieces.items():
         preview = _first_rows(pieces, limits)
         anything = anything or any(cell.strip() for row in preview for cell in row)
         scores = [header_score(row) for row in preview]
         rank = max(scores, default=0), sum(_filled_cells(row) for row in preview)
-        likeliest = preview[scores.index(rank[0])] if preview else []
-        likeliest_headers[name] = [cell if header_score([cell]) else "" for cell in likeliest]
+        holds_contacts[name] = bool(preview) and names_contacts(preview[scores.index(rank[0])])
         if rank > chosen_rank:
             chosen, chosen_rank, chosen_preview = name, rank, preview
     if not anything:
         raise FileRejected("E_EMPTY_FILE", "The workbook's sheets are empty: no cell holds anything.")
-    del likeliest_headers[chosen]
-    return chosen, chosen_preview, likeliest_headers
+    del holds_contacts[chosen]
+    return chosen, chosen_preview, holds_contacts
 
 
 def _previewed(row: Sequence[str]) -> list[str]:

@@ -95,7 +95,7 @@ def suggest_mapping(
     mapped = {name: {theirs: code for theirs, code, _ in pairs if code} for name, pairs in values.items()}
     to_choose = {name: [theirs for theirs, code, _ in pairs if not code] for name, pairs in values.items()}
     date_format, date_note = _date_format(sample, source.header, chosen)
-    several_sheets = source.format == "xlsx" and bool(sheet or source.other_sheet_headers)
+    several_sheets = source.format == "xlsx" and bool(sheet or source.other_sheets)
     mapping = CharityMapping(
         columns={c.header: c.field for c in columns if c.field},
         values={name: pairs for name, pairs in mapped.items() if pairs},
