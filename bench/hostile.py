@@ -1,11 +1,12 @@
 """The hostile corpus: each file's code, seconds and peak memory, `python -m bench.hostile`.
 
-Every file of ``tests/fixtures/bad`` plus eight too large to build in the test suite is checked by
+Every file of ``tests/fixtures/bad`` plus eleven too large to build in the test suite is checked by
 `collab-check --json` in its own process, whose peak resident memory the kernel reports (``wait4``, the process
 reading its sheets included): a 200 MB file on one line; a 4.7 MB file of 100,000 columns; a 960 MB file of
 32,000-character cells; a workbook of 3,000,000 cells holding an Excel error, one of eight sheets each showing 300 MB
 of text, one with eight parts of a million hidden rows that it does not name; a 320 KB Parquet file whose 200,000
-cells show one 32,000-character text, and a 19 KB one of 200 lists of 10,000,000 numbers. The anchor is the same command on the clean
+cells show one 32,000-character text, and a 19 KB one of 200 lists of 10,000,000 numbers; 2 MB of line ends under 50
+columns; 250,000 rows each with 15 problems (9 MB); 9,999,999 people never seen twice (338 MB). The anchor is the same command on the clean
 baseline file, measured in the same run: what a charity waits for on any file. None may crash (exit 0
 or 1 with a JSON report) or pass 1 GB.
 
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import xlsxwriter
 
+from standards.extract import FIELDS
 from tests.fixtures.bad.corpus import CASES, build
 
 LIMIT_BYTES = 1024**3
@@ -141,6 +143,29 @@ def _inflating_parquet(path: Path, rows: int, *, lists_of: int = 0) -> None:
     pq.write_table(pa.table(columns), path, compression="zstd")
 
 
+def _blank_lines(path: Path) -> None:
+    """The standard's columns and more, 50 in all, then a contact and 2,000,000 line ends: 2 MB."""
+    header = [*FIELDS, *(f"column {i}" for i in range(50 - len(FIELDS)))]
+    contact = "P1,2026-01-31,food,E08000025" + "," * (len(header) - 4)
+    path.write_text(",".join(header) + "\n" + contact + "\n" * 2_000_000, encoding="utf-8")
+
+
+def _all_rows_bad(path: Path, rows: int) -> None:
+    """``rows`` rows of the standard's columns, every cell of each a problem (about 15 a row)."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write(",".join(FIELDS) + "\n")
+        for _ in range(rows):
+            out.write("1E+9" + ",x" * (len(FIELDS) - 1) + "\n")
+
+
+def _distinct_references(path: Path, rows: int) -> None:
+    """``rows`` contacts, each of a person never seen before, none with an identity to link by."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write("person_ref,contact_date,need,local_authority_code\n")
+        for start in range(0, rows, 100_000):
+            out.write("".join(f"{i},2026-01-31,food,E08000025\n" for i in range(start, min(rows, start + 100_000))))
+
+
 def _distinct_identities(path: Path, people: int, letters_each: int) -> None:
     """A linking charity's extract of ``people`` contacts, each a new person with a surname of random letters."""
     letters = random.Random(2026)
@@ -203,6 +228,9 @@ def _build(root: Path) -> dict[str, Path]:
         "thirty-thousand-32k-cells.csv": lambda path: _long_cells(path, 30_000),
         "a-32k-text-in-200k-cells.parquet": lambda path: _inflating_parquet(path, 200_000),
         "lists-of-ten-million.parquet": lambda path: _inflating_parquet(path, 200, lists_of=10_000_000),
+        "two-million-line-ends.csv": _blank_lines,
+        "quarter-million-rows-all-bad.csv": lambda path: _all_rows_bad(path, 250_000),
+        "ten-million-people.csv": lambda path: _distinct_references(path, 9_999_999),
     }.items():
         make(root / name)
         paths[name] = root / name
