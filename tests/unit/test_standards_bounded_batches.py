@@ -179,3 +179,21 @@ def test_rows_with_problems_are_made_python_objects_only_for_a_sink_and_a_part_a
     monkeypatch.setattr(sink, "rejected", lambda rejected: parts.append(len(rejected)))
     assert check_extract(path, sink=sink).report.rows_rejected == 2_500
     assert sum(parts) == 2_500 and max(parts) == 1_000
+
+
+def test_a_parquet_file_whose_footer_is_larger_than_any_real_one_is_not_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the attacker's trial: 400,000 empty row groups (a 107 MB file) made a footer pyarrow held parsed at
+    1.6 GB."""
+    monkeypatch.setattr(reading, "MAX_PARQUET_FOOTER_BYTES", 20_000)
+    path = tmp_path / "empty-groups.parquet"
+    table = pa.table({name: [row[i] for row in contact_rows(1)] for i, name in enumerate(HEADER)})
+    with pq.ParquetWriter(path, table.schema) as writer:
+        for _ in range(200):
+            writer.write_table(table.slice(0, 0))
+        writer.write_table(table)
+    report = check_extract(path).report
+    assert report.codes() == ["E_UNSAFE_FILE"] and "describes its own columns" in report.issues[0].examples[0].message
+    monkeypatch.setattr(reading, "MAX_PARQUET_FOOTER_BYTES", 16 * 1024 * 1024)
+    assert check_extract(path).report.rows_accepted == 1
