@@ -1593,9 +1593,10 @@ def refuse_unreadable_used(source: ExtractSource, used: Iterable[int]) -> None:
 # or a run, so a few bytes of file can stand for any number of them: a 320 KB file of 200,000 cells of 32,000
 # characters took the check to 11 GB, and a 19 KB one of 200 lists of 10,000,000 numbers each to 17.6 GB. So no
 # column of lists, structs, maps or fixed-size bytes is read (all are unreadable as text anyway); text is read as a
-# dictionary and made text ``BATCH_TEXT_BYTES`` at a time; and no column may inflate in one row group past
-# ``MAX_PARQUET_CHUNK_BYTES`` (the reader holds a page of it whole, and a page can be all of it).
-MAX_PARQUET_CHUNK_BYTES = 256 * 1024 * 1024
+# dictionary and made text ``BATCH_TEXT_BYTES`` at a time; and no row group may inflate past
+# ``MAX_PARQUET_ROW_GROUP_BYTES``, its columns together, as its footer gives their sizes (the reader holds a page of
+# each column whole, and a page can be all of it: twelve columns of one 250 MB page each took the check to 3.3 GB).
+MAX_PARQUET_ROW_GROUP_BYTES = 256 * 1024 * 1024
 # The largest footer (the file's description of its columns and row groups) a Parquet file may have: pyarrow holds it
 # parsed, at some fifteen times its size, and a 107 MB file of 400,000 empty row groups took the check to 1.6 GB. Room
 # for 500 columns in 160 row groups.
@@ -1624,16 +1625,14 @@ def _open_parquet(path: Path, limits: ReadLimits) -> ExtractSource:
         raise _too_many_columns(len(schema), limits)
     for group in range(metadata.num_row_groups):
         row_group = metadata.row_group(group)
-        for position in range(row_group.num_columns):
-            chunk = row_group.column(position)
-            if chunk.total_uncompressed_size > MAX_PARQUET_CHUNK_BYTES:
-                raise FileRejected(
-                    "E_UNSAFE_FILE",
-                    f"The file's column {chunk.path_in_schema!r} takes {chunk.total_uncompressed_size / 1e6:,.0f} MB "
-                    f"uncompressed in one of its row groups, more than the {MAX_PARQUET_CHUNK_BYTES / 1e6:,.0f} MB a "
-                    "check reads at once; it was not read. Save the file in row groups of fewer rows (a million rows "
-                    "is most programs' default).",
-                )
+        inflated = sum(row_group.column(position).total_uncompressed_size for position in range(row_group.num_columns))
+        if inflated > MAX_PARQUET_ROW_GROUP_BYTES:
+            raise FileRejected(
+                "E_UNSAFE_FILE",
+                f"One of the file's row groups takes {inflated / 1e6:,.0f} MB uncompressed, more than the "
+                f"{MAX_PARQUET_ROW_GROUP_BYTES / 1e6:,.0f} MB a check reads at once; it was not read. Save the file in "
+                "row groups of fewer rows (a million rows is most programs' default).",
+            )
     source = ExtractSource(path=path, format="parquet", limits=limits, header_row=1)
     source._check_rows(metadata.num_rows)
     source._preview = [schema.names]
@@ -1646,7 +1645,8 @@ def _open_parquet(path: Path, limits: ReadLimits) -> ExtractSource:
 def _of_bounded_size(kind: pa.DataType) -> bool:
     """Whether a Parquet column's values are read at a bounded size each, and by Polars at all: numbers, dates, times
     (in a time zone Polars knows: one it did not stopped the check with an error of ours), and text (bounded by
-    ``_text_parts``); not lists, structs, maps or fixed-size bytes (``MAX_PARQUET_CHUNK_BYTES``)."""
+    ``_text_parts``); not lists, structs, maps or fixed-size bytes, whose values a few bytes can stand for any number
+    of."""
     import pyarrow as pa
 
     if pa.types.is_dictionary(kind):

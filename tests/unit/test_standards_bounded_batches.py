@@ -90,12 +90,19 @@ def test_parquet_text_past_what_a_file_may_hold_is_refused(tmp_path: Path) -> No
     assert refusal.code == "E_FILE_TOO_LARGE" and "once uncompressed" in refusal.examples[0].message
 
 
-def test_a_parquet_column_inflating_past_the_bound_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reading, "MAX_PARQUET_CHUNK_BYTES", 100_000)
+def test_a_parquet_row_group_inflating_past_the_bound_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the attacker's trial: twelve columns each of one 250 MB page (each column under a bound of its own)
+    took the check to 3.3 GB: the bound is the row group's, its columns together."""
+    monkeypatch.setattr(reading, "MAX_PARQUET_ROW_GROUP_BYTES", 300_000)
     path = tmp_path / "plain.parquet"
-    pq.write_table(pa.table({"Notes": [LONG_NOTE + str(i) for i in range(100)]}), path, use_dictionary=False)
+    notes = [LONG_NOTE + str(i) for i in range(100)]  # 200 KB a column
+    pq.write_table(pa.table({"Notes": notes, "More notes": notes}), path, use_dictionary=False)
     report = check_extract(path).report
-    assert report.codes() == ["E_UNSAFE_FILE"] and "'Notes'" in report.issues[0].examples[0].message
+    assert report.codes() == ["E_UNSAFE_FILE"] and "row groups takes 0 MB" in report.issues[0].examples[0].message
+    pq.write_table(pa.table({"Notes": notes}), path, use_dictionary=False)
+    assert "E_UNSAFE_FILE" not in check_extract(path).report.codes()
 
 
 @pytest.mark.parametrize("quoted", [False, True], ids=["split-by-polars", "read-by-the-csv-module"])
