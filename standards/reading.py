@@ -1596,7 +1596,11 @@ def refuse_unreadable_used(source: ExtractSource, used: Iterable[int]) -> None:
 # dictionary and made text ``BATCH_TEXT_BYTES`` at a time; and no row group may inflate past
 # ``MAX_PARQUET_ROW_GROUP_BYTES``, its columns together, as its footer gives their sizes (the reader holds a page of
 # each column whole, and a page can be all of it: twelve columns of one 250 MB page each took the check to 3.3 GB).
-MAX_PARQUET_ROW_GROUP_BYTES = 256 * 1024 * 1024
+MAX_PARQUET_ROW_GROUP_BYTES = 128 * 1024 * 1024
+# The most cells a Parquet table may have (10,000,000 rows of the standard's 17 columns and more): a CSV file of as many
+# takes a byte each at least, a Parquet file next to none, and 500 columns of 2,000,000 rows (2.8 MB) took the check
+# past 300 s.
+MAX_PARQUET_CELLS = 200_000_000
 # The largest footer (the file's description of its columns and row groups) a Parquet file may have: pyarrow holds it
 # parsed, at some fifteen times its size, and a 107 MB file of 400,000 empty row groups took the check to 1.6 GB. Room
 # for 500 columns in 160 row groups.
@@ -1635,6 +1639,12 @@ def _open_parquet(path: Path, limits: ReadLimits) -> ExtractSource:
             )
     source = ExtractSource(path=path, format="parquet", limits=limits, header_row=1)
     source._check_rows(metadata.num_rows)
+    if (cells := metadata.num_rows * len(schema)) > MAX_PARQUET_CELLS:
+        raise FileRejected(
+            "E_FILE_TOO_LARGE",
+            f"The table has {cells:,} cells ({metadata.num_rows:,} rows of {len(schema):,} columns), more than the "
+            f"{MAX_PARQUET_CELLS:,} a file may have. Send only the columns of the standard, or split it by quarter.",
+        )
     source._preview = [schema.names]
     source.unreadable_columns = {
         position: field.name for position, field in enumerate(schema) if not _of_bounded_size(field.type)
