@@ -6,9 +6,9 @@ reading its sheets included): a 200 MB file on one line; a 4.7 MB file of 100,00
 32,000-character cells; a workbook of 3,000,000 cells holding an Excel error, one of eight sheets each showing 300 MB
 of text, one with eight parts of a million hidden rows that it does not name; a 320 KB Parquet file whose 200,000
 cells show one 32,000-character text, and a 19 KB one of 200 lists of 10,000,000 numbers; 2 MB of line ends under 50
-columns; 250,000 rows each with 15 problems (9 MB); 9,999,999 people never seen twice (338 MB). The anchor is the same command on the clean
-baseline file, measured in the same run: what a charity waits for on any file. None may crash (exit 0
-or 1 with a JSON report) or pass 1 GB.
+columns; 250,000 rows each with 15 problems (9 MB); 9,999,999 people never seen twice (338 MB). The anchor is the
+same command on the clean baseline file, measured in the same run: what a charity waits for on any file. None may
+crash (exit 0 or 1 with a JSON report) or pass 1 GB.
 
 Then the pipeline's own checking step for a charity that links records (``check_extract`` with the
 ``StagingSink`` that keys every identity for linkage) on files no identity of which repeats: 300,000

@@ -588,8 +588,8 @@ class _NotPlain(Exception):
 
 def _plain_batches(source: ExtractSource, width: int, batch_size: int) -> Iterator[tuple[pl.DataFrame, int]]:
     """Batches of a text file whose every line is a record, split into lines and cells by Polars, each with
-    the number of the last record it holds (at most ``batch_size`` rows, and about ``BATCH_TEXT_BYTES``). Raises ``_NotPlain`` before a batch holding anything the csv
-    module might read otherwise: a quoted line break or a quote quirk, a NUL, a lone carriage return,
+    the number of the last record it holds (at most ``batch_size`` rows, and about ``BATCH_TEXT_BYTES``). Raises
+    ``_NotPlain`` before a batch holding anything the csv module might read otherwise: a quoted line break or a quote quirk, a NUL, a lone carriage return,
     undecodable text, a line as long as a cell may be, more cells than columns allowed, too many rows."""
     limits = source.limits
     delimiter = source.delimiter or ","
