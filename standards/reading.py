@@ -680,14 +680,16 @@ def _plain_rows(
     count = lines.len()
     if before + count > limits.max_rows:
         raise _NotPlain
+    longest = lines.str.len_bytes().max() or 0
+    if longest >= limits.max_cell_chars and (lines.str.len_chars().max() or 0) >= limits.max_cell_chars:
+        raise _NotPlain
+    cells = _read_cells(data, delimiter, width)
     frame = pl.DataFrame({"line": lines}).with_columns(
         pl.int_range(before + 1, before + count + 1, dtype=pl.Int64).alias(ROW),
         pl.col("line").str.contains('"', literal=True).alias("quoted"),
-        (pl.col("line").str.count_matches(delimiter, literal=True) + 1).cast(pl.Int64).alias(CELLS),
+        _cells_in_lines(lines, cells, delimiter, width).alias(CELLS),
         pl.col("line").str.contains(_blank_line(delimiter)).alias("blank"),
     )
-    if (frame.get_column("line").str.len_chars().max() or 0) >= limits.max_cell_chars:
-        raise _NotPlain
     quoted = frame.filter(pl.col("quoted")).with_columns(_simply_quoted(pl.col("line"), delimiter).alias("simple"))
     simple = _simply_quoted_rows(quoted.filter(pl.col("simple")), delimiter, width)
     careful = quoted.filter(~pl.col("simple"))
@@ -699,7 +701,7 @@ def _plain_rows(
     )
     if widest > limits.max_columns:
         raise _NotPlain
-    unquoted = pl.concat([frame, _read_cells(data, delimiter, width)], how="horizontal").filter(
+    unquoted = pl.concat([frame, cells], how="horizontal").filter(
         ~pl.col("quoted") & (pl.col(ROW) > header_row) & ~pl.col("blank")
     )
     parts = [
@@ -764,6 +766,20 @@ def _read_cells(data: bytes, delimiter: str, width: int) -> pl.DataFrame:
         truncate_ragged_lines=True,
     )
     return cells.slice(1)
+
+
+def _cells_in_lines(lines: pl.Series, cells: pl.DataFrame, delimiter: str, width: int) -> pl.Series:
+    """How many cells each line has, counting every separator (quoted or not), from its first ``width`` cells as
+    ``_read_cells`` cut them. A line is its cells joined by separators, so a line of at most ``width`` cells is that
+    many longer, less one, than its cells together; one of more is at least ``width`` longer, and only those (few)
+    are counted separator by separator. Counting every line's separators took reading a chunk a quarter of its time."""
+    lengths = pl.sum_horizontal(cells.get_column(name).str.len_bytes().fill_null(0) for name in cells.columns)
+    counted = (lines.str.len_bytes() - cells.select(lengths).to_series() + 1).cast(pl.Int64)
+    wider = counted > width
+    if not wider.any():
+        return counted
+    every = lines.filter(wider).str.count_matches(delimiter, literal=True) + 1
+    return counted.scatter(wider.arg_true(), every.cast(pl.Int64))
 
 
 def _simply_quoted(line: pl.Expr, delimiter: str) -> pl.Expr:

@@ -374,3 +374,21 @@ def test_quotes_that_made_the_delimiter_search_backtrack_are_read_at_once(tmp_pa
     path.write_text("person_ref,contact_date,need,postcode\nP1,2026-01-01,food,BS1 4DJ\n," + '"' * 5_000 + "x\n")
     assert open_extract(path).delimiter == ","
     assert reading._sniff_delimiter("person_ref" + ",\";'" * 16_384) in reading.DELIMITERS
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(st.lists(_CELL.filter(lambda c: "\n" not in c and "\r" not in c), max_size=8), max_size=20),
+    delimiter=st.sampled_from([",", ";", "\t", "|"]),
+    width=st.integers(1, 5),
+)
+def test_a_line_s_cells_are_counted_from_the_lengths_of_those_read_as_its_separators_count_them(
+    lines: list[list[str]], delimiter: str, width: int
+) -> None:
+    """``_cells_in_lines`` counts a line's cells from its length and its first ``width`` cells' (quote marks are
+    text to this read): the count of its separators and one, for lines narrower and wider than the header."""
+    text = [delimiter.join(cells) for cells in lines]
+    data = reading._first_line(delimiter, width) + "".join(line + "\n" for line in text).encode()
+    cells = reading._read_cells(data, delimiter, width)
+    counted = reading._cells_in_lines(pl.Series(text, dtype=pl.String), cells, delimiter, width)
+    assert counted.to_list() == [line.count(delimiter) + 1 for line in text]
