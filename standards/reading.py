@@ -66,6 +66,11 @@ MAX_XML_PARTS = 10 * MAX_SHEETS_CHOSEN_FROM
 # column's name, or the question a survey asked. A preview of 20 rows of 500 cells of 32,767 characters, as a file may
 # hold, took 320 MB.
 PREVIEW_CELL_CHARS = 1024
+# The most text the first rows of a workbook's sheets may hold together, as they are read to choose among them (each
+# sheet's first ``HEADER_SEARCH_ROWS`` rows, of ``ReadLimits.max_columns`` columns and one more): 300 MB of it took the
+# reader some 0.2 s, and 80 sheets of 20 rows of 500 cells each showing a 32,000-character text (a 125 KB workbook)
+# hold 25 GB; 499 of them, 160 GB. Room for 500 sheets whose first rows fill 500 columns with 50 characters each.
+MAX_PREVIEW_TEXT_BYTES = 256 * 1024 * 1024
 log = logging.getLogger(__name__)
 
 # What a charity is told when a library cannot read its file. Never the library's own words: they can quote
@@ -1528,12 +1533,23 @@ def _read_chosen_sheet(
     """Of the workbook's ``sheets``, the one that holds the contacts (``_choose_sheet``), its preview, whether each
     other sheet names contacts, and the chosen sheet's pieces, read whole by a process of its own into ``folder``.
 
-    The first rows of each sheet are read, and the sheet ``likeliest`` to be chosen whole at once
-    (``preview_sheets_apart``): a sheet chosen otherwise is read whole after, and none other past its first rows,
-    however large. Read for its first rows, then whole, the sheet of 200,000 contacts of a
+    The first rows of each sheet are read, within ``MAX_PREVIEW_TEXT_BYTES`` together, and the sheet ``likeliest`` to
+    be chosen whole at once (``preview_sheets_apart``): a sheet chosen otherwise is read whole after, and none other
+    past its first rows, however large. Read for its first rows, then whole, the sheet of 200,000 contacts of a
     workbook with a notes sheet took its check 0.8 s longer (4.1 s)."""
-    asked = PreviewAsked(HEADER_SEARCH_ROWS, limits.max_columns + 1, PREVIEW_CELL_CHARS)
+    asked = PreviewAsked(HEADER_SEARCH_ROWS, limits.max_columns + 1, PREVIEW_CELL_CHARS, MAX_PREVIEW_TEXT_BYTES)
     previews = preview_sheets_apart(path, sheets, folder / "sheets", asked, whole=likeliest) if sheets else {}
+    # A sheet alone is not chosen: read whole at once, as a mapping that names it has it read.
+    if len(sheets) > 1 and sum(preview.text_bytes for preview in previews.values()) > MAX_PREVIEW_TEXT_BYTES:
+        largest = max(previews, key=lambda name: previews[name].text_bytes)
+        raise FileRejected(
+            "E_FIRST_ROWS_TOO_LARGE",
+            f"The first {HEADER_SEARCH_ROWS} rows of the workbook's sheets hold more than "
+            f"{MAX_PREVIEW_TEXT_BYTES / 1e6:,.0f} MB of text, more than a check reads to choose the sheet that holds "
+            f"the contacts: those of the sheet {largest!r} alone hold {previews[largest].text_bytes / 1e6:,.1f} MB. "
+            "Name the sheet that holds the contacts in your mapping file (sheet:), or save it as a workbook of its "
+            "own or as CSV UTF-8.",
+        )
     chosen, preview, others = _choose_sheet(
         ((name, _first_rows(each.pieces, each.columns, limits)) for name, each in previews.items()),
         header_score,

@@ -112,35 +112,40 @@ def read_sheets_apart(workbook: Path, sheets: list[str], folder: Path) -> dict[s
 class PreviewAsked:
     """What a child reads of each sheet to be chosen from: its first ``rows`` rows (from its first values, as a sheet
     is read), of its first ``columns`` columns (the others are counted, not read), each cell's first ``cell_chars``
-    characters."""
+    characters; and no sheet after the one whose first rows' text, as read, takes that of all so far past
+    ``text_bytes``."""
 
     rows: int
     columns: int
     cell_chars: int
+    text_bytes: int
 
 
 @dataclass(frozen=True)
 class Preview:
     """A sheet read apart to be chosen from: its pieces (Arrow IPC files, in order), holding it ``whole`` as
-    ``read_sheets_apart`` writes it or only its first rows as ``PreviewAsked`` says; and how many columns it has."""
+    ``read_sheets_apart`` writes it or only its first rows as ``PreviewAsked`` says; how many columns it has; and the
+    bytes of text its first rows held, as read."""
 
     pieces: list[Path]
     whole: bool
     columns: int
+    text_bytes: int
 
 
 def preview_sheets_apart(
     workbook: Path, sheets: list[str], folder: Path, asked: PreviewAsked, *, whole: str
 ) -> dict[str, Preview]:
     """The sheets ``sheets`` of ``workbook``, written by a child process in the new folder ``folder``: the first rows
-    of each (``PreviewAsked``), and the sheet ``whole`` whole. Refused, or ``SheetUnreadable``, as
-    ``read_sheets_apart`` is: fastexcel holds a sheet's every cell however few of its rows are asked for (a reference
-    to each text, where pyarrow is installed)."""
+    of each (``PreviewAsked``), and the sheet ``whole`` whole; of the sheets up to the one whose first rows took
+    their text past ``asked.text_bytes``, if one did. Refused, or ``SheetUnreadable``, as ``read_sheets_apart`` is:
+    fastexcel holds a sheet's every cell however few of its rows are asked for (a reference to each text, where
+    pyarrow is installed)."""
     _read_apart(workbook, sheets, folder, preview=asked, whole=whole)
     found = json.loads((folder / _PREVIEWED).read_text(encoding="utf-8"))
     return {
         name: Preview(_pieces(folder, index), name == whole, **of_sheet)
-        for index, (name, of_sheet) in enumerate(zip(sheets, found, strict=True))
+        for index, (name, of_sheet) in enumerate(zip(sheets, found, strict=False))
     }
 
 
@@ -233,7 +238,7 @@ def _read_and_write(
     """Each of ``sheets``, one at a time, into its folder (made before the sheet is read: the last made names the
     sheet being read): whole, as pieces of at most ``cells`` cells and ``text_bytes``, or, where a ``preview`` is
     asked for, only its first rows as one piece but for the sheet ``whole``; and then what was found of each sheet in
-    ``_PREVIEWED``."""
+    ``_PREVIEWED``, up to the one whose first rows took their text past ``preview.text_bytes``."""
     import importlib.util
 
     import fastexcel
@@ -249,8 +254,11 @@ def _read_and_write(
         else:
             frame = reader.load_sheet(sheet, header_row=None, dtypes="string").to_polars()
             _write_pieces(frame, pieces, cells=cells, text_bytes=text_bytes)
-            found.append({"columns": frame.width})
+            if preview is not None:
+                found.append({"columns": frame.width, "text_bytes": _text_bytes(frame.head(preview.rows))})
             del frame
+        if preview is not None and sum(sheet_found["text_bytes"] for sheet_found in found) > preview.text_bytes:
+            break
     if preview is not None:
         (folder / _PREVIEWED).write_text(json.dumps(found), encoding="utf-8")
 
@@ -267,7 +275,7 @@ def _write_first_rows(
     reader: ExcelReader, sheet: str, pieces: Path, preview: PreviewAsked, *, by_reference: bool
 ) -> dict[str, int]:
     """The first rows of ``sheet`` (``preview``) into the folder ``pieces`` as one piece, each cell cut short; and
-    what was found: how many columns the sheet has.
+    what was found: how many columns the sheet has, and the bytes of text the rows held as read.
 
     fastexcel holds every cell of a sheet however few of its rows are asked for and, unless it gives them as
     pyarrow's (``by_reference``), a copy in each cell of the text it shows: 20 rows below those asked for, of 500
@@ -295,7 +303,11 @@ def _write_first_rows(
         ).to_polars()
     # Cut short in Polars, a cell's text is written as far as it was cut, and no further.
     rows.select(pl.all().str.slice(0, preview.cell_chars)).write_ipc(pieces / _PIECE.format(0), compression="lz4")
-    return {"columns": columns}
+    return {"columns": columns, "text_bytes": _text_bytes(rows)}
+
+
+def _text_bytes(frame: pl.DataFrame) -> int:
+    return sum(int(column.str.len_bytes().sum()) for column in frame.iter_columns())
 
 
 def _piece_ends(frame: pl.DataFrame, *, cells: int, text_bytes: int) -> list[int]:

@@ -177,6 +177,28 @@ def test_a_sheet_chosen_though_another_is_larger_is_read_whole_after_the_first_r
     assert report.file.sheet == "Contacts" and report.rows_accepted == 12
 
 
+def test_sheets_whose_first_rows_hold_more_text_than_a_check_reads_to_choose_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first rows of each sheet are read to choose one: a check reads ``MAX_PREVIEW_TEXT_BYTES`` of their text at
+    most, and no sheet after the one that takes it past. A mapping that names the sheet has it read alone, whatever
+    its first rows hold."""
+    monkeypatch.setattr(reading, "MAX_PREVIEW_TEXT_BYTES", 500_000)
+    path = tmp_path / "notes.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    write_sheet(book, "Contacts", [HEADER, *contact_rows(5)])
+    for number in range(3):
+        book.add_worksheet(f"Notes {number}").write_row(0, 0, [f"{number}" * 5_000] * 60)  # 300 KB each
+    book.close()
+    report = check_extract(path).report
+    assert report.codes() == ["E_FIRST_ROWS_TOO_LARGE"]
+    assert "those of the sheet 'Notes 0' alone hold 0.3 MB" in report.issues[0].examples[0].message
+    named = check_extract(path, mapping=CharityMapping(sheet="Contacts")).report
+    assert named.accepted and named.rows_accepted == 5
+    monkeypatch.setattr(reading, "MAX_PREVIEW_TEXT_BYTES", 1_000)
+    assert check_extract(path, mapping=CharityMapping(sheet="Notes 1")).report.codes() == ["E_MISSING_COLUMN"]
+
+
 def test_a_sheet_too_wide_is_refused_with_all_its_columns_counted_though_only_the_first_are_read(
     tmp_path: Path,
 ) -> None:
@@ -202,7 +224,7 @@ def test_a_sheets_first_rows_are_read_apart_as_they_are_read_whole_with_pyarrow_
     kinds.write_row(12, 1, ["a long note", "x" * 3_000])
     kinds.write(30, 0, "far below")
     book.close()
-    asked = sheet_process.PreviewAsked(rows=20, columns=6, cell_chars=100)
+    asked = sheet_process.PreviewAsked(rows=20, columns=6, cell_chars=100, text_bytes=10**9)
 
     def read(workbook: Path, sheets: list[str], preview: sheet_process.PreviewAsked | None) -> list[pl.DataFrame]:
         folder = tmp_path / f"read-{len(list(tmp_path.iterdir()))}"
