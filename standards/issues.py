@@ -168,6 +168,13 @@ _TYPES = [
         "own or as CSV UTF-8.",
     ),
     IssueType(
+        "E_FIRST_ROWS_TOO_LARGE",
+        Scope.FILE,
+        "The first rows of the workbook's sheets hold more text than a check reads to choose among them",
+        "Name the sheet that holds the contacts in your mapping file (sheet:), or save that sheet as a workbook of its "
+        "own or as CSV UTF-8.",
+    ),
+    IssueType(
         "E_MISSING_COLUMN",
         Scope.FILE,
         "A required column is missing",

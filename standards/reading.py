@@ -38,7 +38,14 @@ import polars as pl
 
 from standards.issues import FileRejected, Issue
 from standards.mapping import column_letter
-from standards.sheet_process import PIECE_BYTES, SheetUnreadable, read_sheets_apart, scratch_folder
+from standards.sheet_process import (
+    PIECE_BYTES,
+    PreviewAsked,
+    SheetUnreadable,
+    preview_sheets_apart,
+    read_sheets_apart,
+    scratch_folder,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -59,6 +66,11 @@ MAX_XML_PARTS = 10 * MAX_SHEETS_CHOSEN_FROM
 # column's name, or the question a survey asked. A preview of 20 rows of 500 cells of 32,767 characters, as a file may
 # hold, took 320 MB.
 PREVIEW_CELL_CHARS = 1024
+# The most text the first rows of a workbook's sheets may hold together, as they are read to choose among them (each
+# sheet's first ``HEADER_SEARCH_ROWS`` rows, of ``ReadLimits.max_columns`` columns and one more): 300 MB of it took the
+# reader some 0.2 s, and 80 sheets of 20 rows of 500 cells each showing a 32,000-character text (a 125 KB workbook)
+# hold 25 GB; 499 of them, 160 GB. Room for 500 sheets whose first rows fill 500 columns with 50 characters each.
+MAX_PREVIEW_TEXT_BYTES = 256 * 1024 * 1024
 log = logging.getLogger(__name__)
 
 # What a charity is told when a library cannot read its file. Never the library's own words: they can quote
@@ -238,9 +250,9 @@ class ExtractSource:
     # Columns (by position) whose values cannot be text at all (a Parquet list or struct): read as blank, and the
     # file is refused only if one of them is used (``refuse_unreadable_used``).
     unreadable_columns: dict[int, str] = field(default_factory=dict)
-    # A workbook's sheets that may be read (the one chosen, and the others' first rows), by name: each read once by a
-    # process of its own (``standards.sheet_process``) into these Arrow files, its pieces in order, in ``scratch()``.
-    sheet_pieces: dict[str, list[Path]] = field(default_factory=dict, repr=False)
+    # A workbook's chosen sheet, read whole by a process of its own (``standards.sheet_process``) into these Arrow
+    # files, its pieces in order, in ``scratch()``.
+    sheet_pieces: list[Path] = field(default_factory=list, repr=False)
     _preview: list[list[str]] = field(default_factory=list, repr=False)
     _scratch: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
@@ -278,8 +290,7 @@ class ExtractSource:
     def _sheet_pieces(self) -> Iterator[tuple[int, pl.DataFrame]]:
         """The chosen sheet, from its first values, piece by piece (``sheet_process.PIECE_BYTES``: this process holds
         one piece of a large sheet), each with its first row's index in the sheet."""
-        assert self.sheet is not None  # chosen when the workbook was opened
-        pieces = self.sheet_pieces[self.sheet]
+        pieces = self.sheet_pieces
         self._check_rows(sum(pl.scan_ipc(piece).select(pl.len()).collect().item() for piece in pieces))
         start = 0
         for piece in pieces:
@@ -974,10 +985,16 @@ def _open_xlsx(
     reaches: dict[str, tuple[int, int]] = {}
     for name in candidates:
         _refuse_too_far_reaching(path, name, parts[name], sheet_cells, reaches)
-    source.sheet_pieces = _read_apart(path, candidates, source.scratch() / "sheets") if candidates else {}
-    source.sheet, source._preview, source.other_sheets = _choose_sheet(
-        source.sheet_pieces, header_score, names_contacts, limits
-    )
+    # The likeliest to hold the contacts: the sheet whose part is largest (a notes sheet's or a cover's is small), as
+    # measured when the parts were scanned.
+    sizes = {member.filename: member.file_size for member in members}
+    likeliest = max(candidates, key=lambda name: sizes.get(parts[name] or "", 0), default="")
+    try:
+        source.sheet, source._preview, source.other_sheets, source.sheet_pieces = _read_chosen_sheet(
+            path, candidates, likeliest, source.scratch(), header_score, names_contacts, limits
+        )
+    except SheetUnreadable as error:
+        raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
     cells = sheet_cells.get(parts[source.sheet] or "", SheetCells())
     source.sheet_cells, source.leading_blank_rows = cells, cells.first_value_row - 1
     # Counted from column A, as the columns left of its values are read (blank): a table far to the right is as wide
@@ -1504,14 +1521,53 @@ def _too_many_columns(columns: int, limits: ReadLimits) -> FileRejected:
     )
 
 
-def _choose_sheet(
-    sheet_pieces: dict[str, list[Path]],
+def _read_chosen_sheet(
+    path: Path,
+    sheets: list[str],
+    likeliest: str,
+    folder: Path,
     header_score: Callable[[list[str]], int],
     names_contacts: Callable[[list[str]], bool],
     limits: ReadLimits,
+) -> tuple[str, list[list[str]], dict[str, bool], list[Path]]:
+    """Of the workbook's ``sheets``, the one that holds the contacts (``_choose_sheet``), its preview, whether each
+    other sheet names contacts, and the chosen sheet's pieces, read whole by a process of its own into ``folder``.
+
+    The first rows of each sheet are read, within ``MAX_PREVIEW_TEXT_BYTES`` together, and the sheet ``likeliest`` to
+    be chosen whole at once (``preview_sheets_apart``): a sheet chosen otherwise is read whole after, and none other
+    past its first rows, however large. Read for its first rows, then whole, the sheet of 200,000 contacts of a
+    workbook with a notes sheet took its check 0.8 s longer (4.1 s)."""
+    asked = PreviewAsked(HEADER_SEARCH_ROWS, limits.max_columns + 1, PREVIEW_CELL_CHARS, MAX_PREVIEW_TEXT_BYTES)
+    previews = preview_sheets_apart(path, sheets, folder / "sheets", asked, whole=likeliest) if sheets else {}
+    # A sheet alone is not chosen: read whole at once, as a mapping that names it has it read.
+    if len(sheets) > 1 and sum(preview.text_bytes for preview in previews.values()) > MAX_PREVIEW_TEXT_BYTES:
+        largest = max(previews, key=lambda name: previews[name].text_bytes)
+        raise FileRejected(
+            "E_FIRST_ROWS_TOO_LARGE",
+            f"The first {HEADER_SEARCH_ROWS} rows of the workbook's sheets hold more than "
+            f"{MAX_PREVIEW_TEXT_BYTES / 1e6:,.0f} MB of text, more than a check reads to choose the sheet that holds "
+            f"the contacts: those of the sheet {largest!r} alone hold {previews[largest].text_bytes / 1e6:,.1f} MB. "
+            "Name the sheet that holds the contacts in your mapping file (sheet:), or save it as a workbook of its "
+            "own or as CSV UTF-8.",
+        )
+    chosen, preview, others = _choose_sheet(
+        ((name, _first_rows(each.pieces, each.columns, limits)) for name, each in previews.items()),
+        header_score,
+        names_contacts,
+    )
+    if previews[chosen].whole:
+        return chosen, preview, others, previews[chosen].pieces
+    return chosen, preview, others, read_sheets_apart(path, [chosen], folder / "chosen")[chosen]
+
+
+def _choose_sheet(
+    previews: Iterable[tuple[str, list[list[str]]]],
+    header_score: Callable[[list[str]], int],
+    names_contacts: Callable[[list[str]], bool],
 ) -> tuple[str, list[list[str]], dict[str, bool]]:
-    """Of the sheets read apart, the one with the best header row, then the most filled cells (cover and notes sheets
-    lose); its preview (``_previewed``); and of each other sheet, whether its likeliest header row ``names_contacts``.
+    """Of the sheets previewed (``previews``, each sheet's name and its preview, ``_first_rows``), the one with the
+    best header row, then the most filled cells (cover and notes sheets lose); its preview; and of each other sheet,
+    whether its likeliest header row ``names_contacts``.
 
     A sheet at a time, so that this process holds two previews at most however many sheets there are: every sheet's
     20 rows, of 460 cells showing a 32,767-character text, held at once took three sheets' check to 1.43 GB, and
@@ -1519,8 +1575,7 @@ def _choose_sheet(
     chosen, chosen_rank, chosen_preview = "", (-1, -1), []
     holds_contacts: dict[str, bool] = {}
     anything = False
-    for name, pieces in sheet_pieces.items():
-        preview = _first_rows(pieces, limits)
+    for name, preview in previews:
         anything = anything or any(cell.strip() for row in preview for cell in row)
         scores = [header_score(row) for row in preview]
         rank = max(scores, default=0), sum(_filled_cells(row) for row in preview)
@@ -1538,25 +1593,16 @@ def _previewed(row: Sequence[str]) -> list[str]:
     return [cell[:PREVIEW_CELL_CHARS] for cell in row]
 
 
-def _read_apart(path: Path, sheets: list[str], folder: Path) -> dict[str, list[Path]]:
-    """The workbook's ``sheets``, read by a process of their own into pieces, Arrow files in ``folder``
-    (``standards.sheet_process``)."""
-    try:
-        return read_sheets_apart(path, sheets, folder)
-    except SheetUnreadable as error:
-        raise _unreadable(_UNREADABLE_WORKBOOK, path, error) from error
-
-
-def _first_rows(pieces: list[Path], limits: ReadLimits) -> list[list[str]]:
+def _first_rows(pieces: list[Path], columns: int, limits: ReadLimits) -> list[list[str]]:
     """The first ``HEADER_SEARCH_ROWS`` rows of a sheet read apart, from as many of its pieces as hold them, as
     previewed: each cell's first ``PREVIEW_CELL_CHARS`` characters, a blank one as "". Cut short a piece at a time
-    and taken out of Polars at once (a cell cut short in Polars still holds the whole text's memory); refused if
-    wider than ``limits.max_columns``."""
+    and taken out of Polars at once (a cell cut short in Polars still holds the whole text's memory); refused if the
+    sheet's ``columns`` (its pieces may hold only the first of them) are more than ``limits.max_columns``."""
     rows: list[list[str]] = []
     for piece in pieces:
         frame = pl.read_ipc(piece, n_rows=HEADER_SEARCH_ROWS - len(rows))
-        if frame.height and frame.width > limits.max_columns:
-            raise _too_many_columns(frame.width, limits)
+        if frame.height and columns > limits.max_columns:
+            raise _too_many_columns(columns, limits)
         shown = frame.select(pl.all().str.slice(0, PREVIEW_CELL_CHARS).fill_null(""))
         rows.extend(list(row) for row in shown.iter_rows())
         if len(rows) >= HEADER_SEARCH_ROWS:

@@ -3,6 +3,7 @@ out, Excel errors read as the errors they show, and XML read in pieces that neve
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import signal
@@ -14,13 +15,15 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import polars as pl
 import pytest
 import xlsxwriter
 
+from collab_demo.generator import write_sheet
 from standards import reading, sheet_process
 from standards.check import CheckOptions, check_extract
 from standards.mapping import CharityMapping, header_score
-from standards.reading import MAX_WORKBOOK_PART_BYTES, XML_SCAN_CHUNK_BYTES
+from standards.reading import MAX_WORKBOOK_PART_BYTES, XML_SCAN_CHUNK_BYTES, ReadLimits
 from tests.conftest import HEADER, contact_rows, write_xlsx
 from tests.fixtures.bad.corpus import CASES, build
 
@@ -130,6 +133,119 @@ def test_a_workbook_of_more_sheets_than_a_check_chooses_from_is_refused_unless_t
     many_parts = check_extract(path, mapping=CharityMapping(sheet="C")).report
     assert many_parts.codes() == ["E_TOO_MANY_SHEETS"] and "parts" in many_parts.issues[0].examples[0].message
     assert scanned == []
+
+
+def _with_archives(path: Path, archives: int, *, cells: int, text: str, contacts: int = 3_000) -> Path:
+    """A workbook of ``contacts`` contacts, the largest sheet, then ``archives`` sheets whose first 20 rows hold a
+    note each and whose next 20 rows hold ``cells`` cells each showing ``text`` (written once, as a shared string)."""
+    book = xlsxwriter.Workbook(str(path))
+    write_sheet(book, "Contacts", [HEADER, *contact_rows(contacts)])
+    for number in range(archives):
+        sheet = book.add_worksheet(f"Archive {number}")
+        for row in range(20):
+            sheet.write(row, 0, "Kept for the auditors")
+        for row in range(20, 40):
+            sheet.write_row(row, 0, [text] * cells)
+    book.close()
+    return path
+
+
+def test_the_sheets_not_chosen_are_read_only_as_far_as_their_first_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the attacker's trial: every sheet that might hold the contacts was read whole to look at its first 20
+    rows, and 80 sheets of 20 rows of 500 cells each showing a 32,000-character text (a 125 KB workbook) took the
+    check 56 s; 499 of them, past 6 minutes. Now only the first rows of each are read (each of these archives would
+    take the reader past 200 MB read whole), and the sheet likeliest to be chosen, whole."""
+    pytest.importorskip("pyarrow")  # without it, fastexcel copies a text into each cell it reads, asked for or not
+    monkeypatch.setattr(sheet_process, "MAX_READING_MB", 200)
+    path = _with_archives(tmp_path / "archived.xlsx", 3, cells=500, text="L" * 32_000)
+    report = check_extract(path).report
+    alone = check_extract(write_xlsx(tmp_path / "alone.xlsx", {"Contacts": [HEADER, *contact_rows(3_000)]})).report
+    assert report.file.sheet == "Contacts" and report.rows_accepted == 3_000
+    assert report.model_dump(exclude={"checked_at", "file_name"}) == alone.model_dump(
+        exclude={"checked_at", "file_name"}
+    )
+
+
+def test_a_sheet_chosen_though_another_is_larger_is_read_whole_after_the_first_rows_of_each(tmp_path: Path) -> None:
+    """The largest sheet is read whole at once, being likeliest to hold the contacts; when another does, that one is
+    read whole after."""
+    archive = [["Year", "Total"], *[[str(2000 + row % 25), str(row)] for row in range(2_000)]]
+    path = write_xlsx(tmp_path / "archive-first.xlsx", {"Archive": archive, "Contacts": [HEADER, *contact_rows(12)]})
+    report = check_extract(path).report
+    assert report.file.sheet == "Contacts" and report.rows_accepted == 12
+
+
+def test_sheets_whose_first_rows_hold_more_text_than_a_check_reads_to_choose_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first rows of each sheet are read to choose one: a check reads ``MAX_PREVIEW_TEXT_BYTES`` of their text at
+    most, and no sheet after the one that takes it past. A mapping that names the sheet has it read alone, whatever
+    its first rows hold."""
+    monkeypatch.setattr(reading, "MAX_PREVIEW_TEXT_BYTES", 500_000)
+    path = tmp_path / "notes.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    write_sheet(book, "Contacts", [HEADER, *contact_rows(5)])
+    for number in range(3):
+        book.add_worksheet(f"Notes {number}").write_row(0, 0, [f"{number}" * 5_000] * 60)  # 300 KB each
+    book.close()
+    report = check_extract(path).report
+    assert report.codes() == ["E_FIRST_ROWS_TOO_LARGE"]
+    assert "those of the sheet 'Notes 0' alone hold 0.3 MB" in report.issues[0].examples[0].message
+    named = check_extract(path, mapping=CharityMapping(sheet="Contacts")).report
+    assert named.accepted and named.rows_accepted == 5
+    monkeypatch.setattr(reading, "MAX_PREVIEW_TEXT_BYTES", 1_000)
+    assert check_extract(path, mapping=CharityMapping(sheet="Notes 1")).report.codes() == ["E_MISSING_COLUMN"]
+
+
+def test_a_sheet_too_wide_is_refused_with_all_its_columns_counted_though_only_the_first_are_read(
+    tmp_path: Path,
+) -> None:
+    path = write_xlsx(
+        tmp_path / "wide.xlsx",
+        {"Contacts": [HEADER, *contact_rows(40)], "Wide": [[f"column {i}" for i in range(30)], ["x"] * 30]},
+    )
+    report = check_extract(path, options=CheckOptions(limits=ReadLimits(max_columns=10))).report
+    assert report.codes() == ["E_TOO_MANY_COLUMNS"]
+    assert report.issues[0].examples[0].message == "The file has 30 columns; a file may have at most 10."
+
+
+def test_a_sheets_first_rows_are_read_apart_as_they_are_read_whole_with_pyarrow_or_without(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sheet's first rows, read to choose it (by reference to its texts where pyarrow is installed, copied where it
+    is not), are those it is read from whole: its header row and its report must not depend on how it was read.
+    Read in this process, as the reading process reads them."""
+    path = _awkward_workbook(tmp_path / "awkward.xlsx")
+    book = xlsxwriter.Workbook(str(tmp_path / "kinds.xlsx"))
+    kinds = book.add_worksheet("Kinds")
+    kinds.write_row(3, 2, ["text", 12.5, 3, True, "=1+1", dt.date(2026, 1, 31), dt.datetime(2026, 1, 31, 9, 30)])
+    kinds.write_row(12, 1, ["a long note", "x" * 3_000])
+    kinds.write(30, 0, "far below")
+    book.close()
+    asked = sheet_process.PreviewAsked(rows=20, columns=6, cell_chars=100, text_bytes=10**9)
+
+    def read(workbook: Path, sheets: list[str], preview: sheet_process.PreviewAsked | None) -> list[pl.DataFrame]:
+        folder = tmp_path / f"read-{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        sheet_process._read_and_write(
+            workbook, folder, sheets, cells=1_000, text_bytes=10**6, preview=preview, whole=None
+        )
+        return [
+            pl.concat([pl.read_ipc(piece) for piece in sorted(sheet.glob("*.arrow"))])
+            for sheet in sorted(folder.glob("sheet*"))
+        ]
+
+    for workbook, sheets in ((path, ["Cover", "Contacts"]), (tmp_path / "kinds.xlsx", ["Kinds"])):
+        whole = read(workbook, sheets, None)
+        by_reference = read(workbook, sheets, asked)
+        monkeypatch.setitem(sys.modules, "pyarrow", None)  # not installed
+        copied = read(workbook, sheets, asked)
+        monkeypatch.delitem(sys.modules, "pyarrow")
+        for sheet, first_rows, first_rows_copied in zip(whole, by_reference, copied, strict=True):
+            expected = sheet.head(20).select(pl.nth(range(min(6, sheet.width))).str.slice(0, 100))
+            assert first_rows.equals(expected) and first_rows_copied.equals(expected)
 
 
 def test_error_cells_are_kept_up_to_a_bound_and_a_workbook_with_more_is_refused(
