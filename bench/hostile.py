@@ -183,10 +183,10 @@ STAGE_FOR_LINKAGE = """
 import sys, tempfile
 from pathlib import Path
 from collab.staging import StagingSink
-from standards.check import check_extract
+from standards.check import CheckOptions, check_extract
 with tempfile.TemporaryDirectory() as work:
     with StagingSink(Path(work, "staging"), Path(work, "quarantine"), linkage_key=bytes(32)) as sink:
-        report = check_extract(Path(sys.argv[1]), sink=sink).report
+        report = check_extract(Path(sys.argv[1]), sink=sink, options=CheckOptions(links_records=True)).report
 print(report.model_dump_json())
 """
 

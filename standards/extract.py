@@ -343,9 +343,10 @@ def linkage_basis(surname: str | None, date_of_birth: dt.date | None, postcode: 
     return f"{letters}|{date_of_birth.isoformat()}|{district}" if letters else None
 
 
-def standardise(record: ContactRecord) -> StandardContact:
+def standardise(record: ContactRecord, *, links_records: bool = True) -> StandardContact:
     """Apply the standard's derivations: postcode -> local authority, date of birth -> age band,
-    surname, date of birth and postcode district -> the linkage basis."""
+    surname, date of birth and postcode district -> the linkage basis, for a charity that ``links_records``
+    (for one that does not, none: nothing would link by it, and staging would drop it)."""
     geography = load_geography()
     postcode = record.postcode or ""
     local_authority = (
@@ -373,5 +374,5 @@ def standardise(record: ContactRecord) -> StandardContact:
         monthly_essential_costs_gbp=record.monthly_essential_costs_gbp,
         total_debt_gbp=record.total_debt_gbp,
         support_type=record.support_type,
-        linkage_basis=linkage_basis(record.surname, record.date_of_birth, record.postcode),
+        linkage_basis=linkage_basis(record.surname, record.date_of_birth, record.postcode) if links_records else None,
     )

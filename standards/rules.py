@@ -410,7 +410,8 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int, *, 
         "need": pl.col("need"),
         "local_authority_code": pl.coalesce(area, pl.col(_POSTCODE_AREA)),
         "age_band": pl.coalesce(pl.col("age_band"), _age_band_at(dob, contact_date)),
-        "linkage_basis": _linkage_basis(pl.col(_SURNAME_LETTERS), dob, district),
+        # Only a charity that links records has one: every row's was a twentieth of judging a batch of the standard's.
+        "linkage_basis": _linkage_basis(pl.col(_SURNAME_LETTERS), dob, district) if links_records else empty,
     }
     code_columns = [f"{name}__code" for name in codes] + [MODEL_CODE, *_ACCEPTED_ROW_WARNINGS]
     # A batch is in memory already: Polars' default streaming engine made judging a batch about a tenth slower.

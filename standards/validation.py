@@ -222,7 +222,7 @@ def _validate_row(
                 # The column and row say where: ``_issue`` never shows a surname.
                 column = header_of["surname"]
                 issues.append(_issue("W_SURNAME_NOT_LINKABLE", row, "surname", column, None, _NO_LATIN_LETTERS))
-            return RowOutcome(row, standardise(record), issues, raw)
+            return RowOutcome(row, standardise(record, links_records=links_records), issues, raw)
         except ValidationError as error:
             dropped = False
             for detail in error.errors(include_url=False):

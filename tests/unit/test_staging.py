@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -26,6 +27,7 @@ from standards.check import CheckOptions, check_extract
 from tests.conftest import HEADER, CollectingSink, contact_rows, write_csv
 
 KEY = b"staging-test-key-of-32-bytes-ok!"
+LINKING = CheckOptions(links_records=True)  # a linking charity's check, which the sink's key goes with
 
 
 @pytest.mark.parametrize("linkage_key", [None, KEY])
@@ -37,7 +39,8 @@ def test_staged_contacts_are_the_accepted_rows_and_read_back_in_batches(
     path = write_csv(tmp_path / "contacts.csv", rows, header=[*HEADER, "Surname"])
     staging, quarantine = tmp_path / "staging", tmp_path / "quarantine"
     with StagingSink(staging, quarantine, linkage_key=linkage_key) as sink:
-        report = check_extract(path, sink=sink, options=CheckOptions(batch_size=5)).report
+        options = CheckOptions(batch_size=5, links_records=linkage_key is not None)  # as the pipeline pairs them
+        report = check_extract(path, sink=sink, options=options).report
     assert (report.rows_accepted, report.rows_rejected) == (22, 1)
     assert sorted(p.name for p in staging.iterdir()) == (
         [CONTACTS_FILE, "linkage_units.parquet"] if linkage_key else [CONTACTS_FILE]
@@ -62,7 +65,7 @@ def _linking_file(tmp_path: Path, rows: int) -> tuple[Path, pl.DataFrame]:
         tmp_path / "contacts.csv", [[*row, "Smith"] for row in contact_rows(rows)], header=[*HEADER, "Surname"]
     )
     collected = CollectingSink()
-    check_extract(path, sink=collected)
+    check_extract(path, sink=collected, options=LINKING)
     return path, reference_components(KEY, identity_counts(pl.concat(collected.frames)))
 
 
@@ -73,7 +76,7 @@ def test_linkage_units_written_part_by_part_are_the_reference_components(
     assert expected.height > 8
     monkeypatch.setattr(staging, "_UNITS_PART", 4)
     with StagingSink(tmp_path / "staging", tmp_path / "quarantine", linkage_key=KEY) as sink:
-        check_extract(path, sink=sink, options=CheckOptions(batch_size=5))
+        check_extract(path, sink=sink, options=replace(LINKING, batch_size=5))
     written = pq.ParquetFile(tmp_path / "staging" / LINKAGE_UNITS_FILE)
     assert written.num_row_groups == -(-expected.height // 4)
     assert pl.read_parquet(tmp_path / "staging" / LINKAGE_UNITS_FILE).equals(expected)
@@ -108,7 +111,7 @@ def test_identity_counts_are_merged_rarely_and_give_the_same_linkage_records(
     monkeypatch.setattr(staging, "merge_counts", counted)
     monkeypatch.setattr(staging, "_COUNTS_MERGE_ROWS", 10)
     with StagingSink(tmp_path / "staging", tmp_path / "quarantine", linkage_key=KEY) as sink:
-        check_extract(path, sink=sink, options=CheckOptions(batch_size=5))
+        check_extract(path, sink=sink, options=replace(LINKING, batch_size=5))
     assert 2 <= len(merges) <= 8  # the last one is the units' own, at the end
     assert pl.read_parquet(tmp_path / "staging" / LINKAGE_UNITS_FILE).equals(expected)
 
@@ -117,7 +120,7 @@ def test_a_check_that_stops_with_an_error_stages_no_contacts_and_keys_nothing(tm
     path, _ = _linking_file(tmp_path, 12)
     staged = tmp_path / "staging"
     with pytest.raises(RuntimeError), StagingSink(staged, tmp_path / "quarantine", linkage_key=KEY) as sink:
-        check_extract(path, sink=sink, options=CheckOptions(batch_size=5))
+        check_extract(path, sink=sink, options=replace(LINKING, batch_size=5))
         raise RuntimeError("the step failed after the check")
     assert sorted(p.name for p in staged.iterdir()) == []
 
@@ -150,7 +153,7 @@ def test_minimised_contacts_are_made_once_named_only_when_complete_and_dropped_w
     path = write_csv(tmp_path / "contacts.csv", contact_rows(12))
     staged_dir = tmp_path / "staging"
     with StagingSink(staged_dir, tmp_path / "quarantine") as sink:
-        check_extract(path, sink=sink, options=CheckOptions(batch_size=5))
+        check_extract(path, sink=sink, options=replace(LINKING, batch_size=5))
     staged = staged_dir / CONTACTS_FILE
     expected = pl.concat(
         minimise(batch, key=KEY, charity_id="c", submission_id="s", standard_version="test")
