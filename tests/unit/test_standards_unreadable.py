@@ -98,3 +98,28 @@ def test_a_damaged_file_is_unreadable_in_plain_english(
     assert report.issues[0].examples[0].message == rejection.message
     assert SECRET not in report.model_dump_json()
     assert ("Excel" if name.endswith(".xlsx") else "Parquet") in rejection.message
+
+
+@pytest.mark.parametrize("unit", ["date", "ms", "us"])
+def test_dates_past_the_calendar_and_256_bit_numbers_are_unreadable_without_a_word_on_the_screen(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], unit: str
+) -> None:
+    """Polars panics writing such a date as text, and converting such a number at all: caught, but Rust printed its
+    message on the screen of the charity checking the file. They are now found before Polars is asked."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = contact_rows(3)
+    columns = {name: pa.array([row[i] for row in rows]) for i, name in enumerate(HEADER)}
+    far = {"date": pa.array([0, 0, 2**30], pa.date32()), "ms": pa.array([0, 0, 2**62], pa.timestamp("ms"))}
+    far["us"] = pa.array([0, 0, 9 * 10**18], pa.timestamp("us"))  # about 285,000 years on
+    columns["visit"] = far[unit]
+    columns["amount256"] = pa.array([1, 2, 3], pa.decimal256(76, 2))
+    path = tmp_path / "odd.parquet"
+    pq.write_table(pa.table(columns), path)
+    report = check_extract(path).report
+    assert report.status != "rejected" and report.rows_accepted == 3  # neither column is used
+    used = tmp_path / "used.parquet"
+    pq.write_table(pa.table({**columns, HEADER[1]: far[unit]}), used)
+    assert [g.code for g in check_extract(used).report.issues if g.severity == "error"] == ["E_UNREADABLE_FILE"]
+    assert "panicked" not in capfd.readouterr().err
