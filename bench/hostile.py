@@ -143,6 +143,39 @@ def _inflating_parquet(path: Path, rows: int, *, lists_of: int = 0) -> None:
     pq.write_table(pa.table(columns), path, compression="zstd")
 
 
+def footer_saying(path: Path, said: int, instead: int) -> None:
+    """Rewrites every integer ``said`` in a Parquet file's footer as ``instead``, spelt in as many bytes (a longer
+    varint than needed, which Thrift's readers take), so that its pages stay as written while its footer says
+    otherwise."""
+
+    def varint(value: int, length: int | None = None) -> bytes:
+        groups = [(value >> shift) & 0x7F for shift in range(0, 70, 7)]
+        length = length or max(1, next(i for i in range(10, 0, -1) if any(groups[i - 1 :])))
+        return bytes(group | (0x80 if i < length - 1 else 0) for i, group in enumerate(groups[:length]))
+
+    data = bytearray(path.read_bytes())
+    length = int.from_bytes(data[-8:-4], "little")
+    start = len(data) - 8 - length
+    old = varint(said * 2)  # Thrift's compact protocol zigzags an integer into a varint
+    if old not in data[start:-8]:
+        raise ValueError(f"{said} is not in the footer")
+    data[start:-8] = bytes(data[start:-8]).replace(old, varint(instead * 2, len(old)))
+    path.write_bytes(bytes(data))
+
+
+def _page_larger_than_its_footer(path: Path, megabytes: int) -> None:
+    """Contacts whose reason is one text of ``megabytes`` in one page, compressed to some kilobytes, the footer saying
+    the column takes 1,000 bytes: before the pages were bound by the footer, 900 MB of it took the check to 2.9 GB."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {"person_ref": ["P1"], "contact_date": ["2026-07-18"], "postcode": ["BS1 4DJ"]}
+    table = pa.table({**columns, "need": pa.array(["x" * (megabytes * 1024 * 1024)], pa.large_string())})
+    pq.write_table(table, path, compression="zstd", use_dictionary=False)
+    need = pq.ParquetFile(path).metadata.row_group(0).column(len(columns))
+    footer_saying(path, need.total_uncompressed_size, 1_000)
+
+
 def _blank_lines(path: Path) -> None:
     """The standard's columns and more, 50 in all, then a contact and 2,000,000 line ends: 2 MB."""
     header = [*FIELDS, *(f"column {i}" for i in range(50 - len(FIELDS)))]
@@ -248,6 +281,7 @@ def _build(root: Path) -> dict[str, Path]:
         "a-32k-text-in-200k-cells.parquet": lambda path: _inflating_parquet(path, 200_000),
         "lists-of-ten-million.parquet": lambda path: _inflating_parquet(path, 200, lists_of=10_000_000),
         "500-columns-of-250k-rows.parquet": lambda path: _wide_parquet(path, 250_000),
+        "a-600-mb-page-its-footer-says-1-kb.parquet": lambda path: _page_larger_than_its_footer(path, 600),
         "two-million-line-ends.csv": _blank_lines,
         "quarter-million-rows-all-bad.csv": lambda path: _all_rows_bad(path, 250_000),
         "ten-million-people.csv": lambda path: _distinct_references(path, 9_999_999),

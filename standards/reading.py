@@ -38,6 +38,7 @@ import polars as pl
 
 from standards.issues import FileRejected, Issue
 from standards.mapping import column_letter
+from standards.parquet_pages import MalformedPages, TooManyPages, page_claims
 from standards.sheet_process import (
     PIECE_BYTES,
     PreviewAsked,
@@ -49,6 +50,7 @@ from standards.sheet_process import (
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
 # Whatever can go wrong inside a step: any exception, and a panic inside Polars, which pyo3 raises as a BaseException
 # that no ``except Exception`` catches.
@@ -1692,6 +1694,9 @@ MAX_PARQUET_ROW_GROUPS = 5_000
 # parsed, at some fifteen times its size, and a 107 MB file of 400,000 empty row groups took the check to 1.6 GB. Room
 # for 500 columns in 160 row groups.
 MAX_PARQUET_FOOTER_BYTES = 16 * 1024 * 1024
+# The most pages a Parquet file may have: ``_check_pages`` reads each one's header, some microseconds each. A file of the
+# most row groups, 5,000, in 20 columns has 100,000 pages at least.
+MAX_PARQUET_PAGES = 200_000
 
 
 def _open_parquet(path: Path, limits: ReadLimits) -> ExtractSource:
@@ -1724,12 +1729,8 @@ def _open_parquet(path: Path, limits: ReadLimits) -> ExtractSource:
         row_group = metadata.row_group(group)
         inflated = sum(row_group.column(position).total_uncompressed_size for position in range(row_group.num_columns))
         if inflated > MAX_PARQUET_ROW_GROUP_BYTES:
-            raise FileRejected(
-                "E_UNSAFE_FILE",
-                f"One of the file's row groups takes {inflated / 1e6:,.0f} MB uncompressed, more than the "
-                f"{MAX_PARQUET_ROW_GROUP_BYTES / 1e6:,.0f} MB a check reads at once; it was not read. Save the file in "
-                "row groups of fewer rows (a million rows is most programs' default).",
-            )
+            raise _row_group_too_large(inflated)
+    _check_pages(path, metadata)
     source = ExtractSource(path=path, format="parquet", limits=limits, header_row=1)
     source._check_rows(metadata.num_rows)
     if (cells := metadata.num_rows * len(schema)) > MAX_PARQUET_CELLS:
@@ -1743,6 +1744,52 @@ def _open_parquet(path: Path, limits: ReadLimits) -> ExtractSource:
         position: field.name for position, field in enumerate(schema) if not _of_bounded_size(field.type)
     }
     return source
+
+
+def _row_group_too_large(inflated: int) -> FileRejected:
+    return FileRejected(
+        "E_UNSAFE_FILE",
+        f"One of the file's row groups takes {inflated / 1e6:,.0f} MB uncompressed, more than the "
+        f"{MAX_PARQUET_ROW_GROUP_BYTES / 1e6:,.0f} MB a check reads at once; it was not read. Save the file in "
+        "row groups of fewer rows (a million rows is most programs' default).",
+    )
+
+
+def _check_pages(path: Path, metadata: pq.FileMetaData) -> None:
+    """Refuses a Parquet file whose pages claim more than its footer does (``standards.parquet_pages``): more than
+    ``MAX_PARQUET_PAGES`` pages, a row group's pages more than ``MAX_PARQUET_ROW_GROUP_BYTES`` uncompressed, or a
+    column chunk's pages more values than the footer gives it. Every column's pages are walked, read or not: the rule
+    is the file's, and a column never read costs its headers alone."""
+    pages = 0
+    with path.open("rb") as handle:
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            inflated = 0
+            for position in range(row_group.num_columns):
+                chunk = row_group.column(position)
+                first = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+                try:
+                    claims = page_claims(handle, first, chunk.total_compressed_size, MAX_PARQUET_PAGES - pages)
+                except MalformedPages as error:
+                    raise _unreadable(_UNREADABLE_PARQUET, path, error) from error
+                except TooManyPages as error:
+                    raise FileRejected(
+                        "E_UNSAFE_FILE",
+                        f"The file is written in more than {MAX_PARQUET_PAGES:,} pages, more than a check reads; it "
+                        "was not read. Save it again with its program's usual settings.",
+                    ) from error
+                pages += len(claims)
+                inflated += sum(claim.uncompressed_bytes for claim in claims)
+                if sum(claim.values for claim in claims) > chunk.num_values:
+                    raise FileRejected(
+                        "E_UNSAFE_FILE",
+                        f"The pages of the file's column {chunk.path_in_schema!r} hold more values than the file says "
+                        "the column has, as no program writes them; it was not read. Export it again from the system "
+                        "that made it.",
+                        column=chunk.path_in_schema,
+                    )
+            if inflated > MAX_PARQUET_ROW_GROUP_BYTES:
+                raise _row_group_too_large(inflated)
 
 
 def _of_bounded_size(kind: pa.DataType) -> bool:
