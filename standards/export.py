@@ -31,7 +31,7 @@ from standards.extract import (
 from standards.geography import load_geography
 from standards.issues import ISSUE_TYPES
 from standards.mapping import FIELD_ALIASES
-from standards.normalise import BLANK_SPELLINGS
+from standards.normalise import BLANK_SPELLINGS, REFUSAL_SPELLINGS
 
 TITLE = f"Charity Service-User Extract standard v{STANDARD_VERSION}"
 STEM = "contact-extract-v1"
@@ -186,6 +186,10 @@ def reference_markdown() -> str:
         "- **Local authority:** the ONS code (`E08000025`) or the authority's name (`Birmingham`).",
         "- **Postcode:** full (`B15 2TT`) or district (`B15`); if a cell holds an address, only its postcode is used.",
         "- **Blank:** an empty cell, or " + ", ".join(f'"{s}"' for s in BLANK_SPELLINGS) + " (in any capitals).",
+        "- **Not answered:** "
+        + ", ".join(f'"{s}"' for s in REFUSAL_SPELLINGS)
+        + " are blank too: a person's choice not to answer is no answer, and needs no code. In `disability`, "
+        "whose codes include it, they are `prefer_not_to_say`.",
         "",
         "## Your own headers and wording",
         "",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cache
 
 import polars as pl
 
@@ -56,9 +57,45 @@ BLANK_SPELLINGS = (
     "not given",
     "not applicable",
 )
-# Matched as typed, in the usual capitalisations: an exact match costs far less than folding every cell.
-BLANK_VALUES = sorted({form for s in BLANK_SPELLINGS for form in (s, s.upper(), s.capitalize(), s.title())})
-_BLANK = pl.Series(["", *BLANK_VALUES], dtype=pl.String)  # what a trimmed cell reads as blank
+# Spellings of a person's choice not to answer: blank too, as the answer is not there, except in a field whose codes
+# include the choice (disability's prefer_not_to_say), which keeps it. A charity cannot "correct" a refusal, and
+# mapping it to a code such as "other" would count it as an answer in published figures.
+REFUSAL_SPELLINGS = (
+    "prefer not to say",
+    "prefer not to answer",
+    "rather not say",
+    "declined",
+    "declined to answer",
+    "declined to say",
+    "refused",
+    "not disclosed",
+    "did not wish to say",
+    "withheld",
+)
+
+
+def _capitalisations(spellings: tuple[str, ...]) -> list[str]:
+    # Matched as typed, in the usual capitalisations: an exact match costs far less than folding every cell.
+    return sorted({form for s in spellings for form in (s, s.upper(), s.capitalize(), s.title())})
+
+
+BLANK_VALUES = _capitalisations(BLANK_SPELLINGS)
+REFUSAL_VALUES = _capitalisations(REFUSAL_SPELLINGS)
+
+
+def reads_as_blank(field: str, value: str) -> bool:
+    """Whether a trimmed cell of ``field`` is read as blank: a spelling of no value, or of a refusal to answer in a
+    field with no code for one."""
+    return value in _blank_values(field)
+
+
+@cache
+def _blank_values(field: str) -> frozenset[str]:
+    codelist = CODELIST_FIELDS.get(field)
+    refusal_is_a_code = codelist is not None and match_key(REFUSAL_SPELLINGS[0]) in load_codelist(codelist).lookup()
+    return frozenset(["", *BLANK_VALUES, *([] if refusal_is_a_code else REFUSAL_VALUES)])
+
+
 # A full postcode inside other text, such as an address typed into the postcode column.
 _POSTCODE_IN_TEXT = r"\b([A-Z]{1,2}[0-9][A-Z0-9]? *[0-9][A-Z]{2})\b"
 
@@ -341,7 +378,7 @@ def _normalise(
     # The trimmed text is written once in each expression: an eager select shares no work between its expressions,
     # nor within one (a condition and a value on the same trimmed text trimmed it three times, 2.5 times this cost).
     staged = batch.select(
-        pl.col(f"c{position}").str.strip_chars().replace(_BLANK, None).alias(field + RAW_SUFFIX)
+        pl.col(f"c{position}").str.strip_chars().replace(list(_blank_values(field)), None).alias(field + RAW_SUFFIX)
         for field, position in fields.items()
     )
     shared: list[pl.Expr] = []

@@ -13,6 +13,7 @@ import difflib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import polars as pl
@@ -36,9 +37,11 @@ from standards.normalise import (
     DAY_FIRST_FORMATS,
     ISO_FORMATS,
     MONTH_FIRST_FORMATS,
+    REFUSAL_VALUES,
     choose_date_reading,
     match_keys,
     parse_dates,
+    reads_as_blank,
 )
 from standards.personal_data import ALL_KINDS, POSTCODE, Kind, kind_masks, personal_data_in
 from standards.reading import open_extract
@@ -140,6 +143,12 @@ def _personal_data(values: pl.Series, field_name: str | None) -> list[str]:
     if values.is_empty():
         return []
     masks = kind_masks(pl.col("v"), ALL_KINDS)
+    # A code, label or listed wording of a codelist, or a spelling of blank, is the standard's own wording, not free
+    # text ("No recourse to public funds", "Prefer not to say"): of the column's field, or of any field if unknown.
+    # Nor is wording used in several rows ("Cost of living crisis" six times): a category of the charity's, to map.
+    wording = _standard_wording(field_name)
+    own = match_keys(pl.col("v")).is_in(list(wording)) | pl.col("v").is_duplicated()
+    masks[Kind.FREE_TEXT] = masks[Kind.FREE_TEXT] & ~own
     counts = values.to_frame("v").select(**{kind.name: mask.sum() for kind, mask in masks.items()}).row(0, named=True)
     found = []
     for name, count in counts.items():
@@ -150,6 +159,20 @@ def _personal_data(values: pl.Series, field_name: str | None) -> list[str]:
             continue
         found.append(f"{kind} in {count:,} of {values.len():,} values")
     return found
+
+
+@cache
+def _standard_wording(field_name: str | None) -> frozenset[str]:
+    """The match keys (``codelists.match_key``) of what the standard itself writes in ``field_name``'s cells: its
+    codelist's codes, labels and listed wordings, and the spellings read as blank (all codelists' if None)."""
+    fields = [field_name] if field_name else list(CODELIST_FIELDS)
+    keys = {
+        match_key(value) for name in fields for value in BLANK_VALUES + REFUSAL_VALUES if reads_as_blank(name, value)
+    }
+    for name in fields:
+        if name in CODELIST_FIELDS:
+            keys |= set(load_codelist(CODELIST_FIELDS[name]).lookup())
+    return frozenset(keys)
 
 
 def _field_from_values(values: pl.Series) -> str | None:
@@ -218,7 +241,7 @@ def _value_suggestions(name: str, sample: pl.DataFrame, position: int) -> list[t
         key = match_key(theirs)
         if (
             key in lookup
-            or theirs in BLANK_VALUES
+            or reads_as_blank(name, theirs)
             or personal_data_in(theirs)
             or (name == "age_band" and key.isdigit())
         ):
