@@ -208,18 +208,24 @@ def process_submissions(
     files: list[PendingFile],
     progress: Progress = _no_progress,
     instance: DagsterInstance | None = None,
+    alone: frozenset[str] | set[str] = frozenset(),
 ) -> list[SubmissionOutcome]:
     """Run the submission job for each file's partition, several at once in worker processes (up to the
-    instance's run limit); one that fails is reported as failed, never stops the rest. The worker server, if
-    this run started it (``collab run`` does before its imports), is stopped whichever way the files go."""
+    instance's run limit); one that fails is reported as failed, never stops the rest. The files whose partitions
+    are in ``alone`` are run first, each in a worker of its own (``_process_alone``). The worker server, if this run
+    started it (``collab run`` does before its imports), is stopped whichever way the files go."""
     try:
-        return _process_submissions(workspace, files, progress, instance)
+        return _process_submissions(workspace, files, progress, instance, alone)
     finally:
         stop_worker_server()
 
 
 def _process_submissions(
-    workspace: Workspace, files: list[PendingFile], progress: Progress, instance: DagsterInstance | None
+    workspace: Workspace,
+    files: list[PendingFile],
+    progress: Progress,
+    instance: DagsterInstance | None,
+    alone: frozenset[str] | set[str],
 ) -> list[SubmissionOutcome]:
     if not files:
         return []
@@ -231,7 +237,14 @@ def _process_submissions(
         instance.event_log_storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
     instance.add_dynamic_partitions(submission_partitions.name, list(dict.fromkeys(f.partition_key for f in files)))
     with _warehouse_pool_looked_after(instance):
-        return _run_submission_jobs(workspace, files, progress, instance)
+        outcomes: dict[str, SubmissionOutcome] = {}
+        for file in (f for f in files if f.partition_key in alone):
+            progress(f"{file.charity_id}: {file.file_name} (on its own: runs of it died before)")
+            outcomes[file.partition_key] = _process_alone(workspace, file, instance)
+        rest = [file for file in files if file.partition_key not in alone]
+        done = _run_submission_jobs(workspace, rest, progress, instance)
+        outcomes |= zip((file.partition_key for file in rest), done, strict=True)
+        return [outcomes[file.partition_key] for file in files]
 
 
 def _run_submission_jobs(
@@ -606,20 +619,14 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
         settle_seconds = workspace.settings.intake.settle_seconds
         landing = landing_zone_from_env(workspace.home)
         manifests, unreadable = unfinished_manifests(workspace, instance)
-        given_up = [m for m in manifests if times_abandoned(instance, m.name) >= MAX_ABANDONED]
-        resumed = [PendingFile.of_manifest(m) for m in manifests if m not in given_up]
+        resumed = [PendingFile.of_manifest(m) for m in manifests]
+        suspected = {m.name for m in manifests if times_abandoned(instance, m.name) >= MAX_ABANDONED}
         settled, waiting = settled_objects(landing, charities, settle_seconds=settle_seconds)
         report = RunReport(
             skipped=[*unreadable, *({"charity_id": o.charity_id, "file": o.key, "reason": why} for o, why in waiting)],
             resumed=[f.partition_key for f in resumed],
             abandoned_runs=abandoned,
         )
-        for manifest in given_up:
-            detail = (
-                f"its check stopped the process running it {MAX_ABANDONED} times (killed, or a library aborting on "
-                "the file), so it is not taken up again"
-            )
-            report.submissions.append(_fail(workspace, landing, manifest, detail, run_id=""))
         files = {f.partition_key: f for f in resumed}
         for obj in settled:
             if obj.refusal is not None:  # moved aside unread, as the sensor does
@@ -634,7 +641,7 @@ def run_pending(workspace: Workspace, progress: Progress = _no_progress) -> RunR
                 report.skipped.append({"charity_id": obj.charity_id, "file": obj.key, "reason": reason})
                 continue
             files.setdefault(file.partition_key, file)
-        for outcome in process_submissions(workspace, list(files.values()), progress, instance):
+        for outcome in process_submissions(workspace, list(files.values()), progress, instance, alone=suspected):
             if outcome.status == "duplicate":
                 report.duplicates.append(
                     {
@@ -711,9 +718,11 @@ def unfinished_manifests(
     return manifests, unreadable
 
 
-# How many times a submission's process may die while running it before it fails (its raw bytes kept, the charity
-# told by reference) rather than being taken up again: a file that kills the process checking it (a library
-# aborting; in a run of one file there is no worker between them) would otherwise stop every later run.
+# How many times a submission's runs may die with their process before it is taken up in a worker of its own
+# (``_process_alone``), which fails it only if that worker dies while the run goes on: a file that kills the process
+# checking it (a library aborting; in a run of one file there is no worker between them) would otherwise stop every
+# later run. A run's death alone is no evidence against a file: two `collab run`s killed from outside (kill -9, a
+# power cut) once failed the good files they were checking, for good.
 MAX_ABANDONED = 2
 
 # How often runs waiting for the `warehouse` pool are looked after (``keep_warehouse_pool_moving``).

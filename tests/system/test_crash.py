@@ -100,6 +100,23 @@ def _query(home: Path, sql: str) -> list[tuple]:
         con.close()
 
 
+def _finish_uninterrupted(home: Path) -> None:
+    """A run after the interrupted ones ends as one uninterrupted run would have: no file failed, each one's final
+    state, each accepted file's rows once, every quarter released."""
+    report = json.loads(collab(home, "run", "--json").stdout)
+    assert report["failed"] == []
+    assert {s.file_name: s.state for s in submission_states(Workspace(home))} == {
+        "north.csv": "loaded",
+        "south.csv": "loaded",
+        "no-need.csv": "rejected",
+    }
+    assert _query(home, "SELECT charity_id, count(*) FROM contacts GROUP BY ALL ORDER BY 1") == [
+        ("north-pantry", 20),
+        ("south-pantry", 20),
+    ]
+    assert [period for (period,) in _query(home, "SELECT period FROM releases ORDER BY 1")] == QUARTERS
+
+
 @pytest.mark.parametrize("point", POINTS)
 def test_a_run_killed_anywhere_is_finished_by_the_next(
     point: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -183,18 +200,7 @@ def test_ctrl_c_stops_a_run_fails_no_file_and_the_next_run_finishes_it(point: st
         "E_INTERNAL" not in p.read_text() for p in (home / "feedback").rglob("*.feedback.json")
     )
 
-    report = json.loads(collab(home, "run", "--json").stdout)
-    assert report["failed"] == []
-    assert {s.file_name: s.state for s in submission_states(workspace)} == {
-        "north.csv": "loaded",
-        "south.csv": "loaded",
-        "no-need.csv": "rejected",
-    }
-    assert _query(home, "SELECT charity_id, count(*) FROM contacts GROUP BY ALL ORDER BY 1") == [
-        ("north-pantry", 20),
-        ("south-pantry", 20),
-    ]
-    assert [period for (period,) in _query(home, "SELECT period FROM releases ORDER BY 1")] == QUARTERS
+    _finish_uninterrupted(home)
 
 
 def test_a_file_that_kills_its_worker_fails_alone_and_the_others_are_processed(
@@ -244,6 +250,21 @@ def test_a_lone_file_that_kills_its_run_each_time_is_failed_on_the_third_run(
     assert failed["file_name"] == "north.csv" and failed["codes"] == ["E_INTERNAL"] and failed["reference"]
     assert [s.state for s in submission_states(workspace)] == ["failed"]
     assert json.loads(collab(home, "run", "--json").stdout)["failed"] == []  # not taken up again
+
+
+def test_files_whose_runs_were_killed_twice_from_outside_are_finished_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attacker's trial (session 37): two `collab run`s killed mid-check (kill -9, a power cut) made the third fail
+    every file they had been checking with E_INTERNAL, for good: a run's death counted against each of its files.
+    Now such a file is taken up in a worker of its own, and fails only if that worker dies while the run goes on."""
+    home = tmp_path / "var"
+    _drop_files(home, tmp_path)
+    monkeypatch.setenv("COLLAB_CRASH_AT", "mid-check")
+    for _ in range(2):
+        assert collab(home, "run", "--json", check=False).returncode == -signal.SIGKILL
+    monkeypatch.delenv("COLLAB_CRASH_AT")
+    _finish_uninterrupted(home)
 
 
 def test_two_runs_at_once_process_each_file_once_and_release_once(tmp_path: Path) -> None:
