@@ -106,22 +106,61 @@ _FOLDERS_TOO_DEEP = (
 )
 
 
-def _entries(area: Path) -> Iterator[tuple[Path, bool]]:
-    """The entries of ``area`` to list, folder by folder in name order, each with whether it is a folder too deep to
-    open (listed, to be refused, and not entered). A link is listed, never followed, whatever it points to."""
-    folders = [area]
+def _entries(area: Path) -> Iterator[tuple[PurePosixPath, os.stat_result, bool]]:
+    """The entries of ``area`` to list, folder by folder in name order: each one's path in the area, its own ``lstat``,
+    and whether it is a folder too deep to open (listed, to be refused, and not entered). A link is listed, never
+    followed, whatever it points to.
+
+    Each folder is reached from the area one folder at a time with ``O_NOFOLLOW`` (``_open_folder``), listed through
+    its descriptor, and its entries looked at relative to it: a charity's process that swapped one of its folders
+    for a link to another charity's area, between the listing of its parent and its own, once had that area's files
+    listed as its own (23 times in 2,000 listings)."""
+    folders = [PurePosixPath()]
     while folders:
-        directory = folders.pop()
+        relative = folders.pop()
         try:
-            with os.scandir(directory) as listing:
-                entries = sorted(listing, key=lambda entry: entry.name)
-        except OSError:  # gone or unreadable since it was listed, as os.walk skips it
+            descriptor = _open_folder(area, relative)
+        except OSError:  # gone, or swapped for a link, since it was listed: the next pass lists it as it is then
             continue
-        inner = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
-        yield from ((Path(e.path), False) for e in entries if not e.is_dir(follow_symlinks=False))
-        deep = len(directory.relative_to(area).parts) + 1 > MAX_FOLDER_DEPTH
-        yield from ((folder, True) for folder in inner if deep)
+        try:
+            looked_at = _looked_at(descriptor)
+        except OSError:
+            continue
+        finally:
+            os.close(descriptor)
+        inner = [relative / name for name, info in looked_at if stat.S_ISDIR(info.st_mode)]
+        yield from ((relative / name, info, False) for name, info in looked_at if not stat.S_ISDIR(info.st_mode))
+        deep = len(relative.parts) + 1 > MAX_FOLDER_DEPTH
+        yield from ((relative / name, info, True) for name, info in looked_at if deep and stat.S_ISDIR(info.st_mode))
         folders.extend(reversed([] if deep else inner))
+
+
+def _looked_at(descriptor: int) -> list[tuple[str, os.stat_result]]:
+    """The entries of the folder open at ``descriptor``, in name order, each with its own ``lstat`` (one removed
+    since the folder was listed is left out)."""
+    looked_at = []
+    with os.scandir(descriptor) as listing:
+        for entry in sorted(listing, key=lambda entry: entry.name):
+            try:
+                looked_at.append((entry.name, entry.stat(follow_symlinks=False)))
+            except FileNotFoundError:
+                continue
+    return looked_at
+
+
+def _open_folder(area: Path, relative: PurePosixPath) -> int:
+    """A descriptor of the folder at ``relative`` in ``area``, each folder of the path opened relative to the one
+    before with ``O_NOFOLLOW``: a link anywhere along it raises ``OSError``."""
+    directory = os.open(area, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in relative.parts:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+    except OSError:
+        os.close(directory)
+        raise
+    return directory
 
 
 def refusal_of(mode: int, links: int) -> str | None:
@@ -226,13 +265,8 @@ class LocalLandingZone(LandingZone):
         found = []
         for charity_id in charity_ids:
             area = self._path("landing", charity_id)
-            for path, too_deep in _entries(area) if area.is_dir() else []:
-                relative = path.relative_to(area)
+            for relative, info, too_deep in _entries(area):
                 if any(is_ignored_name(part) for part in relative.parts):
-                    continue
-                try:
-                    info = path.lstat()
-                except FileNotFoundError:
                     continue
                 refusal = refusal_of(info.st_mode, info.st_nlink)
                 refusal = None if refusal is None else f"{NOT_A_REGULAR_FILE}: {refusal}"

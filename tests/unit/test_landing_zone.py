@@ -273,3 +273,42 @@ def test_a_file_named_as_long_as_a_name_may_be_is_dropped(zone: LocalLandingZone
     source = write_csv(tmp_path / f"{'a' * 251}.csv", contact_rows(5))
     assert zone.drop(ATTACKER, source).read_bytes() == source.read_bytes()
     assert [obj.key for obj in zone.pending([ATTACKER])] == [source.name]
+
+
+def test_a_folder_swapped_for_a_link_after_its_parent_was_listed_is_not_listed_through(
+    workspace: Workspace, zone: LocalLandingZone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attacker's trial (session 37): a charity's process swapping one of its folders for a link to another
+    charity's area, again and again, had that area's waiting files listed as its own (and shown on its portal page)
+    in 23 of 2,000 listings: the folder was listed by its path, which follows a link. Here the swap is made at the
+    worst moment, each time: just after the folder's parent was listed."""
+    area = _area(workspace, ATTACKER)
+    (area / "referrals").mkdir()
+    write_csv(area / "referrals" / "own.csv", contact_rows(3))
+    zone.drop(VICTIM, write_csv(tmp_path / "private-referrals.csv", contact_rows(5)))
+    listed = os.scandir
+
+    class SwappedOnceListed:
+        """A folder's listing; once read, its folder "referrals" is swapped for a link to the victim's area."""
+
+        def __init__(self, path: object) -> None:
+            self._listing = listed(path)  # type: ignore[call-overload]
+
+        def __enter__(self) -> object:
+            return self._listing.__enter__()
+
+        def __exit__(self, *exc: object) -> None:
+            self._listing.__exit__(*exc)
+            if not (area / "referrals").is_symlink():
+                (area / "referrals").rename(area / "kept")
+                (area / "referrals").symlink_to(_area(workspace, VICTIM), target_is_directory=True)
+
+    monkeypatch.setattr(os, "scandir", SwappedOnceListed)
+    listing = zone.pending([ATTACKER])
+    assert (area / "referrals").is_symlink()  # the swap was made
+    assert listing == []  # the folder listed was gone when it was to be entered; the next pass lists what is there
+    monkeypatch.undo()
+    assert sorted((obj.key, obj.refusal is None) for obj in zone.pending([ATTACKER])) == [
+        ("kept/own.csv", True),
+        ("referrals", False),  # the link, refused, never followed
+    ]
