@@ -290,7 +290,7 @@ def _stage(
             receipt = _write_receipt(workspace, partition_key, submission_id, duplicate=False)
             mark_state(workspace, manifest, "received")
             crash_point("mid-staging")
-            landing.archive(obj, submission_id)
+            _archive_as_read(landing, obj, submission_id, target / source_file)
             mark_state(workspace, manifest, "staged")
         crash_point("after-staging")
         return receipt
@@ -382,7 +382,7 @@ def _received_again(
     taken_elsewhere = manifest.name != partition_key and is_active(manifest.name)
     if (finished and not again) or (not finished and taken_elsewhere):
         receipt = _write_receipt(workspace, partition_key, manifest.submission_id, duplicate=True)
-        landing.archive(obj, receipt.archive_name)
+        _archive_as_read(landing, obj, receipt.archive_name, copy)
         _tell_duplicate(landing, obj, manifest.submission_id, finished=finished)
         return receipt
     # Sent again on purpose (to have its rows back), it counts from when it arrived again, after the files that
@@ -395,12 +395,23 @@ def _received_again(
         copy.replace(directory / manifest.source_file)
     _write_atomically(directory / MANIFEST, manifest.model_dump_json(indent=2))
     receipt = _write_receipt(workspace, partition_key, manifest.submission_id, duplicate=False)
-    landing.archive(obj, manifest.submission_id)
+    _archive_as_read(landing, obj, manifest.submission_id, directory / manifest.source_file)
     if state is None or state.state in {"received", "failed"} or state.replaced:
         mark_state(workspace, manifest, "staged")
     else:  # a later state is kept (the run starts the job from the top and advances it); only its name changes
         write_state(workspace, **state.model_dump(exclude={"updated_at", "name"}), name=partition_key)
     return receipt
+
+
+def _archive_as_read(landing: LandingZone, obj: LandingObject, archive_name: str, copy: Path) -> None:
+    """Archive a received file as it was read: moved there, or, if its charity changed or removed it after it was read
+    whole, its copy (``copy``) written there instead. A changed file stays for the next pass, a submission of its own
+    that arrived later. An attacker's trial: a file appended to after it was read, before it was moved, had its
+    receipt and manifest written, then its run failed, the charity told of an error of ours (E_INTERNAL)."""
+    try:
+        landing.archive(obj, archive_name)
+    except LandingObjectGone:
+        landing.archive_copy(obj, archive_name, copy)
 
 
 def refuse(landing: LandingZone, obj: LandingObject, reason: str) -> None:

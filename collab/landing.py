@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import stat
+import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -220,6 +221,11 @@ class LandingZone(ABC):
         """Move a processed file out of the landing area into the archive; return where it went."""
 
     @abstractmethod
+    def archive_copy(self, obj: LandingObject, archive_name: str, copy: Path) -> str:
+        """Put ``copy``, the bytes of ``obj`` as they were read, where ``archive`` would have moved it (for a file
+        changed or removed after it was read whole, which ``archive`` leaves); return where it went."""
+
+    @abstractmethod
     def discard(self, obj: LandingObject) -> None:
         """Delete a refused entry that cannot be moved into the archive (``ENCRYPTED_WITH_OWN_KEY``), as it was
         listed: the charity keeps its own copy, and is told to send it again."""
@@ -373,6 +379,17 @@ class LocalLandingZone(LandingZone):
             raise LandingObjectGone(f"{obj.charity_id}/{obj.key} is no longer in the landing area") from error
         finally:
             os.close(directory)
+        return str(target)
+
+    def archive_copy(self, obj: LandingObject, archive_name: str, copy: Path) -> str:
+        target = Path(self.archive_location(obj, archive_name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            tempfile.NamedTemporaryFile(dir=target.parent, prefix=".archiving-", delete=False) as partial,
+            copy.open("rb") as source,
+        ):
+            shutil.copyfileobj(source, partial, CHUNK_BYTES)
+        Path(partial.name).replace(target)  # whole or not at all
         return str(target)
 
     def discard(self, obj: LandingObject) -> None:
@@ -564,6 +581,12 @@ class S3LandingZone(LandingZone):
                 client.delete_object(Bucket=s3.ARCHIVE_BUCKET, Key=target)  # a copy of what landing no longer holds
                 raise LandingObjectGone(replaced) from error
             raise
+        return f"s3://{s3.ARCHIVE_BUCKET}/{target}"
+
+    def archive_copy(self, obj: LandingObject, archive_name: str, copy: Path) -> str:
+        target = _archive_key(obj, archive_name)
+        with copy.open("rb") as body:
+            self._s3().upload_fileobj(body, s3.ARCHIVE_BUCKET, target)
         return f"s3://{s3.ARCHIVE_BUCKET}/{target}"
 
     def discard(self, obj: LandingObject) -> None:

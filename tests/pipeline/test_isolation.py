@@ -157,6 +157,38 @@ def test_a_file_that_vanishes_after_listing_is_skipped_not_an_abort(
     ]
 
 
+@dataclass(frozen=True)
+class AppendedAfterReadLandingZone(LocalLandingZone):
+    """A local landing zone where a charity adds a row to its file just after the pipeline read it, before it is
+    archived (its export finishing late, or a correction)."""
+
+    def fetch(self, obj: LandingObject, destination: Path) -> str:
+        sha256 = super().fetch(obj, destination)
+        with (Path(self.root) / "landing" / obj.charity_id / obj.key).open("a", encoding="utf-8") as landed:
+            landed.write(",".join(contact_rows(1, prefix="LATE")[0]) + "\n")
+        return sha256
+
+
+def test_a_file_changed_after_it_was_read_is_received_as_read_and_its_new_version_next(
+    workspace: Workspace, charities: tuple[str, ...], tmp_path: Path
+) -> None:
+    """An attacker's trial (session 37): appended to after it was read, before it was archived, a file's submission
+    had its receipt and manifest written, then failed as an error of ours (E_INTERNAL), and `collab run` exited 1.
+    What was read is the submission, archived from the copy read; the changed file is the next pass's."""
+    north, _ = charities
+    sent = write_csv(tmp_path / "q1.csv", contact_rows(5))
+    AppendedAfterReadLandingZone(root=str(workspace.home)).drop(north, sent)
+    zone = AppendedAfterReadLandingZone(root=str(workspace.home))
+    [first] = receive_pending(workspace, zone, [north]).received
+    assert read_state(workspace, first.submission_id).state == "staged"  # type: ignore[union-attr]
+    assert Path(first.archived_to).read_bytes() == sent.read_bytes()
+    [changed] = LocalLandingZone(root=str(workspace.home)).pending([north])
+    assert changed.size > sent.stat().st_size
+    [second] = receive_pending(workspace, LocalLandingZone(root=str(workspace.home)), [north]).received
+    assert second.submission_id != first.submission_id and "LATE0000" in Path(second.archived_to).read_text()
+    assert second.received_at >= first.received_at  # arrived after it: its quarters replace the first's
+
+
 def test_the_sensor_takes_up_a_submission_whose_run_never_finished(
     workspace: Workspace, charities: tuple[str, ...], tmp_path: Path
 ) -> None:
