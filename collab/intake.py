@@ -42,7 +42,7 @@ from collab.landing import (
     shown_name,
 )
 from collab.registry import CHARITY_ID_TEXT
-from collab.states import STATE_FILE, mark_state, read_state, write_state
+from collab.states import STATE_FILE, mark_state, read_state, submission_states, write_state
 from collab.workspace import Workspace
 
 MANIFEST = "manifest.json"
@@ -376,11 +376,12 @@ def _received_again(
         state.final if state is not None else (submission_dir(workspace, manifest.submission_id) / REPORT_FILE).exists()
     )
     again = state is not None and (state.state == "failed" or state.replaced)
+    overtaken = finished and not again and _sent_before_and_unfinished(workspace, landing, obj, manifest)
     # The run receiving this partition is going: it is not another run, when the submission is this partition's own
     # (stopped between its manifest and its receipt; a trial's Ctrl-C did, and its file was called a duplicate of
     # itself, never processed, and its quarter released without it).
     taken_elsewhere = manifest.name != partition_key and is_active(manifest.name)
-    if (finished and not again) or (not finished and taken_elsewhere):
+    if (finished and not again and not overtaken) or (not finished and taken_elsewhere):
         receipt = _write_receipt(workspace, partition_key, manifest.submission_id, duplicate=True)
         _archive_as_read(landing, obj, receipt.archive_name, copy)
         _tell_duplicate(landing, obj, manifest.submission_id, finished=finished)
@@ -396,7 +397,7 @@ def _received_again(
     _write_atomically(directory / MANIFEST, manifest.model_dump_json(indent=2))
     receipt = _write_receipt(workspace, partition_key, manifest.submission_id, duplicate=False)
     _archive_as_read(landing, obj, manifest.submission_id, directory / manifest.source_file)
-    if state is None or state.state in {"received", "failed"} or state.replaced:
+    if state is None or state.state in {"received", "failed"} or state.replaced or overtaken:
         mark_state(workspace, manifest, "staged")
     else:  # a later state is kept (the run starts the job from the top and advances it); only its name changes
         write_state(workspace, **state.model_dump(exclude={"updated_at", "name"}), name=partition_key)
@@ -412,6 +413,27 @@ def _archive_as_read(landing: LandingZone, obj: LandingObject, archive_name: str
         landing.archive(obj, archive_name)
     except LandingObjectGone:
         landing.archive_copy(obj, archive_name, copy)
+
+
+def _sent_before_and_unfinished(
+    workspace: Workspace, landing: LandingZone, obj: LandingObject, manifest: SubmissionManifest
+) -> bool:
+    """Whether another file of the charity is not finished (a submission received and not final, or a file waiting
+    in its area sent before ``obj``) when ``obj`` brings a finished submission's bytes again. Taken in the order sent,
+    that file could replace the submission's quarters before this copy came, so the copy is taken up again (counted
+    from when it arrived, after that file) rather than called a duplicate. An attacker's trial: a charity sent A, then
+    B replacing it, then both again; with two workers B's copy came while A's was being checked, B was not yet
+    replaced, so its copy was a duplicate, and A, the older extract, won; with one worker, B won."""
+    arrived = obj.arrived or obj.modified
+    if any(
+        other.submission_id != manifest.submission_id and not other.final
+        for other in submission_states(workspace, obj.charity_id)
+    ):
+        return True
+    return any(
+        waiting.key != obj.key and waiting.refusal is None and (waiting.arrived or waiting.modified) <= arrived
+        for waiting in landing.pending([obj.charity_id])
+    )
 
 
 def refuse(landing: LandingZone, obj: LandingObject, reason: str) -> None:

@@ -18,6 +18,7 @@ from dagster._core.definitions.partitions.utils.base import raise_error_on_inval
 import collab.intake
 from collab.faults import CRASH_VARIABLE
 from collab.intake import (
+    Receipt,
     _incoming_copy,
     _write_notice,
     partition_key_for,
@@ -204,3 +205,38 @@ def test_a_file_stopped_between_its_manifest_and_its_receipt_is_taken_up_by_its_
     state = read_state(workspace, receipt.submission_id)
     assert state is not None and state.state == "staged" and state.name == key
     assert not zone.pending([CHARITY]) and not list((workspace.feedback / CHARITY).glob("*.duplicate-*.json"))
+
+
+def test_a_finished_submission_sent_again_while_an_earlier_file_is_unfinished_is_taken_up_not_a_duplicate(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """An attacker's trial (session 37): a charity sent A, then B replacing it, then both again. With one worker, A's
+    copy was loaded before B's came (B replaced, so taken up again) and B won; with two, B's copy came while A's was
+    being checked, B was not yet replaced, its copy was called a duplicate, and A, the older extract, won. A copy of a
+    finished submission is a duplicate only if nothing its charity sent before it is unfinished."""
+    zone = LocalLandingZone(root=str(workspace.home))
+    a, b = write_csv(tmp_path / "a.csv", contact_rows(5)), write_csv(tmp_path / "b.csv", contact_rows(3, prefix="B"))
+
+    def received(path: Path, name: str) -> Receipt:
+        zone.drop(CHARITY, path, name)
+        [obj] = [o for o in zone.pending([CHARITY]) if o.name == name]
+        return receive_object(workspace, zone, obj)
+
+    def finished(receipt: Receipt, name: str) -> None:
+        write_state(workspace, submission_id=receipt.submission_id, charity_id=CHARITY, file_name=name, state="loaded")
+
+    first_a, first_b = received(a, "a.csv"), received(b, "b.csv")
+    finished(first_a, "a.csv")
+    finished(first_b, "b.csv")
+    # Nothing else under way: the same bytes again are a duplicate, as before.
+    assert received(b, "b-again.csv").duplicate
+    # A's copy is being checked when B's comes: B's copy is taken up again, counted from when it came.
+    write_state(workspace, submission_id=first_a.submission_id, charity_id=CHARITY, file_name="a.csv", state="checked")
+    taken = received(b, "b-third.csv")
+    assert (taken.submission_id, taken.duplicate) == (first_b.submission_id, False)
+    assert read_state(workspace, first_b.submission_id).state == "staged"  # type: ignore[union-attr]
+    # A's copy still waits in the area, sent before B's: the same.
+    finished(first_a, "a.csv")
+    finished(first_b, "b.csv")
+    zone.drop(CHARITY, a, "a-again.csv")
+    assert not received(b, "b-fourth.csv").duplicate
