@@ -123,7 +123,8 @@ def _suggest_column(header: list[str], position: int, sample: pl.DataFrame, know
         return ColumnSuggestion(
             label, None, "personal data: leave it out of your extracts", _personal_data(values, None)
         )
-    if key and (close := difflib.get_close_matches(key, list(HEADER_ALIASES), n=1, cutoff=HEADER_SIMILARITY)):
+    close = difflib.get_close_matches(key, list(HEADER_ALIASES), n=1, cutoff=HEADER_SIMILARITY) if key else []
+    if close and _dates_fit(HEADER_ALIASES[close[0]], values):
         name = HEADER_ALIASES[close[0]]
         return ColumnSuggestion(label, name, "guess from the header", _personal_data(values, name))
     if by_values := _field_from_values(values):
@@ -175,13 +176,28 @@ def _standard_wording(field_name: str | None) -> frozenset[str]:
     return frozenset(keys)
 
 
+def _dates_in(values: pl.Series) -> pl.Series:
+    """The values that read as dates in any order of day and month, as dates."""
+    formats = (*ISO_FORMATS, *DAY_FIRST_FORMATS, *MONTH_FIRST_FORMATS)
+    return values.to_frame("v").select(parse_dates(pl.col("v"), formats)).to_series().drop_nulls()
+
+
+def _dates_fit(field_name: str, values: pl.Series) -> bool:
+    """Whether a column's values bear out a guess from its header: a date field's mostly dates, another field's
+    mostly not. A charity's trial: "Contact ID" (C-0001...) is one letter from the alias "contact date", "Enquiry
+    Date" close to "enquiry type", "Activity type" to "activity date"; each was proposed as that field, and the
+    column truly holding it dropped as a second one."""
+    if values.is_empty():
+        return True
+    return (_dates_in(values).len() >= VALUE_SHARE * values.len()) == (field_name in DATE_FIELDS)
+
+
 def _field_from_values(values: pl.Series) -> str | None:
     """The field whose values these mostly are: a codelist, an area or a date."""
     if values.len() == 0:
         return None
     frame = values.to_frame("v")
-    dates = frame.select(parse_dates(pl.col("v"), (*ISO_FORMATS, *DAY_FIRST_FORMATS, *MONTH_FIRST_FORMATS)))
-    dates = dates.to_series().drop_nulls()
+    dates = _dates_in(values)
     if dates.len() >= VALUE_SHARE * values.len():
         born = dates.dt.year().median() < EARLIEST_CONTACT_DATE.year  # type: ignore[operator]
         return "date_of_birth" if born else "contact_date"
@@ -253,11 +269,13 @@ def _value_suggestions(name: str, sample: pl.DataFrame, position: int) -> list[t
 
 
 def _closest_code(key: str, lookup: dict[str, str]) -> str | None:
-    """The code of the longest known spelling inside the value ('Housing (disrepair)' holds 'housing'),
-    else of a close spelling ('Fod parcel'), else None."""
-    inside = [spelling for spelling in lookup if len(spelling) >= 4 and spelling in key]
+    """The code whose known spellings are inside the value ('Housing (disrepair)' holds 'housing'), else of a
+    close spelling ('Fod parcel'), else None; None too if the value holds spellings of two codes or more: a charity's
+    trial had 'Part time student' guessed as employed_part_time and 'Not working due to caring' as unemployed, the
+    longest spelling inside winning, where a person at the charity has to choose."""
+    inside = {lookup[spelling] for spelling in lookup if len(spelling) >= 4 and spelling in key}
     if inside:
-        return lookup[max(inside, key=len)]
+        return inside.pop() if len(inside) == 1 else None
     close = difflib.get_close_matches(key, list(lookup), n=1, cutoff=VALUE_SIMILARITY)
     return lookup[close[0]] if close else None
 
