@@ -175,8 +175,10 @@ def reference_markdown() -> str:
         "## How values are read",
         "",
         "- **Dates:** `31/01/2026`, `31/1/26`, `31-01-2026`, `31 Jan 2026`, `2026-01-31` and Excel date cells. "
-        "Day/month order is assumed; month/day is used only when the dates make no sense otherwise, and the "
-        "feedback always says so. You can fix the format with `date_format` in a mapping file.",
+        "Day/month order is assumed; month/day is used only when at least a fifth of a column's dates make sense "
+        "only as month/day (`09/25/2026`) and more of them than only as day/month, and the feedback always says "
+        "so. Otherwise a date that makes sense only as month/day is not read, and reported on its row. You can fix "
+        "the format with `date_format` in a mapping file.",
         "- **Amounts:** `1250`, `1250.00`, `£1,250.00` and `(1,250.00)` (negative; left out with a warning). A comma "
         "only between thousands: `1250,00` or `1.250,00` (a decimal comma) is not read as an amount, and left out "
         "with a warning.",

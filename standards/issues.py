@@ -453,7 +453,8 @@ _TYPES = [
         "W_DATE_ORDER_US",
         Scope.FILE,
         "Dates were read as month/day/year",
-        "Only month/day/year makes sense of these dates; if that is wrong, add date_format to your mapping file.",
+        "Many of these dates make sense only as month/day/year, and fewer only as day/month/year; if your dates are "
+        "day/month/year, add the line date_format: day/month/year to your mapping file.",
     ),
 ]
 

@@ -142,45 +142,86 @@ def parse_date_columns(
     return dates
 
 
-def _day_first(date_format: str) -> bool:
+def day_comes_first(date_format: str) -> bool:
+    """Whether ``date_format`` writes the day before the month."""
     day = min((date_format.find(mark) for mark in ("%d", "%e", "%-d") if mark in date_format), default=-1)
     month = min((date_format.find(mark) for mark in ("%m", "%b", "%B", "%-m") if mark in date_format), default=-1)
     return day < month
 
 
+# A date of numbers only, day and month in either order ("09/25/2026", "3.4.26"); ASCII digits, as the date formats
+# read them (``\d`` would take any script's, and no integer reads those).
+NUMERIC_DATE = r"^[0-9]{1,2}[/.-][0-9]{1,2}[/.-][0-9]{2,4}$"
+# Month/day is chosen only when at least this share of a column's numeric dates make sense only as month/day (in a US
+# export about 60% do: every date after the 12th of its month), and more of them than make sense only as day/month.
+# Chosen by a bare majority of the values read, one US-typed date among UK ones that could be either order flipped a
+# whole column: a charity's trial had 1 July read as 7 January, and its file claimed quarters it never covered.
+MONTH_FIRST_EVIDENCE_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class DateOrderEvidence:
+    """What a column's numeric dates say of their order: how many make sense in either order or both, only as
+    day/month, only as month/day. No date is kept: the column may hold dates of birth, which feedback never quotes."""
+
+    dates: int
+    only_day_first: int
+    only_month_first: int
+
+    @property
+    def says_month_first(self) -> bool:
+        return (
+            self.only_month_first > self.only_day_first
+            and self.only_month_first >= MONTH_FIRST_EVIDENCE_SHARE * self.dates
+        )
+
+
+def date_order_evidence(values: pl.Series) -> DateOrderEvidence:
+    """``DateOrderEvidence`` of date texts (``date_text`` already applied). The separator is not evidence: the
+    standard reads dotted dates only day first, but "03.03.26" says nothing of the order."""
+    numeric = values.filter(values.str.contains(NUMERIC_DATE)).to_frame("v")
+    slashed = pl.col("v").str.replace_all(r"[.-]", "/")
+    read = numeric.select(
+        parse_dates(slashed, ("%d/%m/%Y", "%d/%m/%y")).is_not_null().alias("day_first"),
+        parse_dates(slashed, ("%m/%d/%Y", "%m/%d/%y")).is_not_null().alias("month_first"),
+    )
+    return DateOrderEvidence(
+        dates=read.filter(pl.col("day_first") | pl.col("month_first")).height,
+        only_day_first=read.filter(pl.col("day_first") & ~pl.col("month_first")).height,
+        only_month_first=read.filter(pl.col("month_first") & ~pl.col("day_first")).height,
+    )
+
+
 def choose_date_reading(column: str, sample: pl.Series, declared: str | None) -> DateReading:
     """Decide how to read a date column from a sample of its values.
 
-    Day/month order is UK by default. Month/day is used only when more values make sense that way,
-    and both choices are reported, so US order is never guessed silently.
+    Day/month order is UK by default. Month/day is used only when the numeric dates say so
+    (``DateOrderEvidence.says_month_first``), and both choices are reported, so US order is never guessed silently.
     """
     if declared:
         # The declared format fixes the order of day and month; the same order's other spellings (one-digit
         # days, two-digit years, other separators) are read too, as they are without a mapping.
-        same_order = DAY_FIRST_FORMATS if _day_first(declared) else MONTH_FIRST_FORMATS
+        same_order = DAY_FIRST_FORMATS if day_comes_first(declared) else MONTH_FIRST_FORMATS
         return DateReading((declared, *ISO_FORMATS, *(f for f in same_order if f != declared)))
-    values = sample.drop_nulls().str.strip_chars().to_frame("v").select(date_text(pl.col("v")))
-
-    def parsed(formats: tuple[str, ...]) -> int:
-        return values.select(parse_dates(pl.col("v"), formats).is_not_null().sum()).item()
-
-    day_first = parsed(ISO_FORMATS + DAY_FIRST_FORMATS)
-    month_first = parsed(ISO_FORMATS + MONTH_FIRST_FORMATS)
-    if month_first > day_first:
-        return DateReading(
-            ISO_FORMATS + MONTH_FIRST_FORMATS,
-            Issue("W_DATE_ORDER_US", f"Dates in '{column}' were read as month/day/year.", column=column),
+    values = sample.drop_nulls().str.strip_chars().to_frame("v").select(date_text(pl.col("v"))).to_series()
+    evidence = date_order_evidence(values)
+    if evidence.says_month_first:
+        message = (
+            f"Dates in '{column}' were read as month/day/year: {evidence.only_month_first:,} of the "
+            f"{evidence.dates:,} dates looked at make sense only that way, and {evidence.only_day_first:,} only as "
+            "day/month/year."
         )
-    # ASCII digits, as the date formats read them (``\d`` would take any script's, and no integer reads those).
-    slashed = values.filter(pl.col("v").str.contains(r"^[0-9]{1,2}[/.-][0-9]{1,2}[/.-][0-9]{2,4}$"))
-    first_parts = slashed.select(pl.col("v").str.extract(r"^([0-9]{1,2})", 1).cast(pl.Int64)).to_series()
-    if slashed.height and first_parts.max() <= 12:  # type: ignore[operator]
-        note = Issue(
-            "W_DATE_ORDER_ASSUMED",
-            f"Every date in '{column}' could be day/month or month/day; they were read as day/month/year.",
-            column=column,
-        )
-        return DateReading(ISO_FORMATS + DAY_FIRST_FORMATS, note)
+        return DateReading(ISO_FORMATS + MONTH_FIRST_FORMATS, Issue("W_DATE_ORDER_US", message, column=column))
+    if evidence.dates and not evidence.only_day_first:
+        message = f"Every date in '{column}' could be day/month or month/day; they were read as day/month/year."
+        if evidence.only_month_first:
+            message = (
+                f"No date in '{column}' makes sense only as day/month/year, so they were read that way, the UK order; "
+                f"{evidence.only_month_first:,} of the {evidence.dates:,} dates looked at "
+                f"make{'s' if evidence.only_month_first == 1 else ''} sense only as month/day/year, too few to read "
+                "the column that way, and were not read: see their rows."
+            )
+        return DateReading(ISO_FORMATS + DAY_FIRST_FORMATS, Issue("W_DATE_ORDER_ASSUMED", message, column=column))
     return DateReading(ISO_FORMATS + DAY_FIRST_FORMATS)
 
 

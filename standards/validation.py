@@ -89,6 +89,13 @@ def _date_problem(value: Any, date_format: str | None) -> str:
         day, month, year = (int(p) for p in parts.groups())
         year += 2000 if year < 100 else 0
         if not 1 <= month <= 12:
+            if 1 <= day <= 12 and 1 <= month <= calendar.monthrange(year, day)[1]:
+                # A date typed month first among day-first ones: the column is read day first (the UK order), and
+                # only evidence enough reads it the other way (``normalise.DateOrderEvidence``).
+                return (
+                    f"is not a real date as day/month/year, the order of this column's dates: there is no month "
+                    f"{month}; if it means {month} {calendar.month_name[day]} {year}, write {month:02}/{day:02}/{year}"
+                )
             return f"is not a real date: there is no month {month}"
         days = calendar.monthrange(year, month)[1]
         if day > days:

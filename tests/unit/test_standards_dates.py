@@ -1,0 +1,64 @@
+"""How dates are read and judged, from the defects a charity volunteer's trial of `collab-check` found (session 37)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from standards.check import check_extract
+from standards.normalise import DAY_FIRST_FORMATS, ISO_FORMATS, MONTH_FIRST_FORMATS, choose_date_reading
+from tests.conftest import write_csv
+
+VISITS = ["Client ID", "Date of visit", "Need", "Postcode"]
+
+
+def test_one_month_first_date_does_not_flip_a_column_of_day_first_dates(tmp_path: Path) -> None:
+    """Finding 03: nine UK dates that could be either order and one typed the US way ("09/25/2026") were all read
+    month/day: 1 July became 7 January, and the file claimed quarters it never covered."""
+    visits = ["01/07/2026", "02/07/2026", "03/08/2026", "04/08/2026", "05/09/2026", "07/09/2026", "08/09/2026"]
+    visits += ["10/08/2026", "11/07/2026", "09/25/2026"]
+    rows = [[f"NFB-{i:03d}", visit, "Food", "B15 2TT"] for i, visit in enumerate(visits, start=1)]
+    report = check_extract(write_csv(tmp_path / "extract.csv", rows, VISITS)).report
+    assert report.quarters == ["2026Q3"]
+    assert (report.rows_accepted, report.rows_rejected) == (9, 1)
+    assert "W_DATE_ORDER_US" not in report.codes()
+    [invalid] = [g for g in report.issues if g.code == "E_INVALID_DATE"]
+    assert [e.row for e in invalid.examples] == [11]
+    assert "there is no month 25; if it means 25 September 2026, write 25/09/2026" in invalid.examples[0].message
+    [assumed] = [g for g in report.issues if g.code == "W_DATE_ORDER_ASSUMED"]
+    assert "1 of the 10 dates looked at makes sense only as month/day/year" in (assumed.examples[0].message)
+
+
+def test_a_us_export_is_still_read_month_first_and_says_why() -> None:
+    reading = choose_date_reading("Date", pl.Series(["01/13/2026", "02/20/2026", "03/04/2026"]), None)
+    assert reading.formats == ISO_FORMATS + MONTH_FIRST_FORMATS
+    assert reading.note is not None and reading.note.code == "W_DATE_ORDER_US"
+    assert "2 of the 3 dates looked at make sense only that way, and 0 only as day/month/year" in reading.note.message
+
+
+def test_a_dotted_date_is_no_evidence_of_day_first_order() -> None:
+    """The standard reads dots only day first; "03.04.26" could still be either order."""
+    reading = choose_date_reading("Date", pl.Series(["03.04.2026", "05.06.2026"]), None)
+    assert reading.note is not None and reading.note.code == "W_DATE_ORDER_ASSUMED"
+
+
+_DAYS = st.dates(dt.date(2001, 1, 1), dt.date(2025, 12, 31))
+
+
+@settings(max_examples=60, deadline=None)
+@given(ambiguous=st.lists(_DAYS.filter(lambda d: d.day <= 12), min_size=1, max_size=40), data=st.data())
+def test_month_first_needs_a_fifth_of_the_dates_and_more_than_the_day_first_ones(
+    ambiguous: list[dt.date], data: st.DataObject
+) -> None:
+    """Day-first dates that could be either order, and fewer than a fifth of month-first dates that could not: the
+    column stays day/month, and each ambiguous date reads as the day it was written for."""
+    most = (len(ambiguous) - 1) // 4  # under a fifth of the whole column
+    month_first = data.draw(st.lists(_DAYS.filter(lambda d: d.day > 12), max_size=most))
+    texts = [f"{d:%d/%m/%Y}" for d in ambiguous] + [f"{d:%m/%d/%Y}" for d in month_first]
+    reading = choose_date_reading("Date", pl.Series(texts), None)
+    assert reading.formats == ISO_FORMATS + DAY_FIRST_FORMATS
+    assert reading.note is not None and reading.note.code == "W_DATE_ORDER_ASSUMED"
