@@ -24,6 +24,7 @@ from standards.extract import (
     CODELIST_FIELDS,
     EARLIEST_CONTACT_DATE,
     FIELDS,
+    MAX_AGE_YEARS,
     MAX_TEXT_CHARS,
     REQUIRED_FIELDS,
     ContactRecord,
@@ -165,7 +166,9 @@ def reference_markdown() -> str:
         "## Rules across fields",
         "",
         "- Every row needs either `local_authority_code` or `postcode` (either may be blank if the other is filled).",
-        "- A `date_of_birth` must be before the `contact_date`; an `age_band` is used as given.",
+        "- A `date_of_birth` after the `contact_date` or after today, or one that would make the person over "
+        f"{MAX_AGE_YEARS} at the contact (01/01/1900 is what many systems write for a date of birth not known), is "
+        "left out with a warning and the contact kept; an `age_band` is used as given.",
         f"- A `contact_date` must be between {EARLIEST_CONTACT_DATE:%d/%m/%Y} and today.",
         "- A file is accepted when no more than 20% of its rows have errors (your collaborative may set another "
         "share). Rows with errors are left out and listed in your feedback report; the rest are kept.",

@@ -277,7 +277,8 @@ _TYPES = [
         "W_DATE_OUT_OF_RANGE",
         Scope.VALUE,
         "A date is implausible, so it was left out",
-        "Check the year of birth: it must be after 1900 and before the contact date.",
+        "Check the date of birth: it must be no later than the contact date, and give an age of at most 110 at it. "
+        "If your system writes a date such as 01/01/1900 when the date of birth is not known, leave the cell blank.",
     ),
     IssueType(
         "W_UNKNOWN_CODE",

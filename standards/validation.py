@@ -399,8 +399,7 @@ def _explained(
 
     A row's issues are made from its codes and the values of the fields they are about: the model gives a value of
     a field the same message in every row (a file's dates are read one way throughout). So rows alike in both get
-    the same issues, each at its own row. Where a rule about the whole row broke (no area left, a birth after the
-    contact) every value of the row is part of the likeness: such a row is asked of the model on its own. One column
+    the same issues, each at its own row. Where a rule about the whole row broke (no area left) every value of the row is part of the likeness: such a row is asked of the model on its own. One column
     wrong in every row of a file (an unknown tenure in 200,000 rows) took the model 16 s a file, one row at a time.
     """
     if not normalised.height:

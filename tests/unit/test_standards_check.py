@@ -413,7 +413,7 @@ def test_every_remaining_value_rule_has_its_code(tmp_path: Path) -> None:
     rows[1][6] = "25"  # more children than the standard allows: dropped
     rows[2][5] = "£2,000,000"  # an implausible monthly income: dropped
     rows[3][7] = "X" * 100  # a surname far too long: dropped
-    rows[4][4] = "01/02/2026"  # born after the contact (9 January 2026): the row is rejected
+    rows[4][4] = "01/02/2026"  # born after the contact (9 January 2026): dropped
     report = check_extract(write_csv(tmp_path / "values.csv", rows, header)).report
     examples = {g.code: g.examples[0] for g in report.issues}
     assert examples["W_INVALID_NUMBER"].row == 2 and examples["W_IMPLAUSIBLE_VALUE"].column in (
@@ -422,8 +422,10 @@ def test_every_remaining_value_rule_has_its_code(tmp_path: Path) -> None:
     )
     assert {e.row for g in report.issues if g.code == "W_IMPLAUSIBLE_VALUE" for e in g.examples} == {3, 4}
     assert examples["W_VALUE_TOO_LONG"].row == 5 and "100 characters" in examples["W_VALUE_TOO_LONG"].message
-    assert examples["E_INVALID_VALUE"].row == 6 and "after the contact date" in examples["E_INVALID_VALUE"].message
-    assert (report.rows_accepted, report.rows_rejected) == (29, 1)
+    assert (
+        examples["W_DATE_OUT_OF_RANGE"].row == 6 and "after the contact date" in examples["W_DATE_OUT_OF_RANGE"].message
+    )
+    assert (report.rows_accepted, report.rows_rejected) == (30, 0)
     # Any other rule an optional value breaks is dropped with the general warning.
     assert warning_twin("E_SOME_FUTURE_RULE") == "W_INVALID_VALUE"
 

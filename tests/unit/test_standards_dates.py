@@ -6,12 +6,15 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from standards.check import check_extract
+from standards.check import CheckOptions, check_extract
+from standards.extract import ContactRecord
 from standards.normalise import DAY_FIRST_FORMATS, ISO_FORMATS, MONTH_FIRST_FORMATS, choose_date_reading
-from tests.conftest import write_csv
+from tests.conftest import CollectingSink, write_csv
 
 VISITS = ["Client ID", "Date of visit", "Need", "Postcode"]
 
@@ -62,3 +65,43 @@ def test_month_first_needs_a_fifth_of_the_dates_and_more_than_the_day_first_ones
     reading = choose_date_reading("Date", pl.Series(texts), None)
     assert reading.formats == ISO_FORMATS + DAY_FIRST_FORMATS
     assert reading.note is not None and reading.note.code == "W_DATE_ORDER_ASSUMED"
+
+
+def test_an_implausible_date_of_birth_is_left_out_and_the_contact_kept_whichever_way_it_is_wrong(
+    tmp_path: Path,
+) -> None:
+    """Finding 10: a date of birth after the contact but before today rejected the contact, while one after today only
+    was left out; 01/01/1900 and 01/01/1901, which systems write for a birth date not known, were counted as 75+."""
+    births = ["12/04/1988", "15/10/2026", "15/10/2027", "01/01/1900", "01/01/1901", "01/10/1916", "01/10/1915"]
+    rows = [[f"C{i}", "01/10/2026", "Food", "B15 2TT", born] for i, born in enumerate(births, start=1)]
+    sink = CollectingSink()
+    report = check_extract(
+        write_csv(tmp_path / "extract.csv", rows, [*VISITS, "Date of birth"]),
+        options=CheckOptions(links_records=False),
+        sink=sink,
+    ).report
+    assert (report.rows_accepted, report.rows_rejected) == (7, 0)
+    [dropped] = [g for g in report.issues if g.code == "W_DATE_OUT_OF_RANGE"]
+    assert [e.row for e in dropped.examples] == [3, 4, 5, 6, 8]
+    assert [e.message.split("(not shown here) ")[1] for e in dropped.examples] == [
+        "is after the contact date.",
+        "is after today.",
+        *[
+            "would make the person over 110 at the contact; a date such as 01/01/1900 is what many systems write for "
+            "a date of birth that is not known."
+        ]
+        * 3,
+    ]
+    bands = pl.concat(sink.frames).get_column("age_band").to_list()
+    assert bands == ["35_44", None, None, None, None, "75_plus", None]  # 110 on the day is the oldest kept
+
+
+def test_a_date_of_birth_is_judged_against_the_contact_date_only_where_that_is_valid() -> None:
+    """The model sees a contact date only once it is valid; the vectorised twin holds to the same."""
+    base = {"person_ref": "A", "need": "food", "postcode": "B15 2TT", "date_of_birth": dt.date(2020, 1, 1)}
+    with pytest.raises(ValidationError) as error:
+        ContactRecord.model_validate({**base, "contact_date": dt.date(2019, 1, 1)})
+    assert [e["loc"] for e in error.value.errors()] == [("date_of_birth",)]
+    with pytest.raises(ValidationError) as error:
+        ContactRecord.model_validate({**base, "contact_date": dt.date(1999, 1, 1)})
+    assert [e["loc"] for e in error.value.errors()] == [("contact_date",)]
