@@ -34,7 +34,7 @@ from standards.extract import (
 from standards.geography import load_geography
 from standards.issues import Issue, warning_twin
 from standards.mapping import ColumnPlan, column_label, plain_date_format
-from standards.normalise import POUND_DECORATION, RAW_SUFFIX, THOUSANDS_DOTS
+from standards.normalise import POUND_DECORATION, RAW_SUFFIX, THOUSANDS_DOTS, day_comes_first
 from standards.personal_data import Kind, personal_data_in
 from standards.rules import (
     AREA_AS_POSTCODE,
@@ -73,22 +73,23 @@ _DATE_PARTS = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})$")
 
 
 def _date_problem(value: Any, date_format: str | None) -> str:
-    """Why a date could not be read: not a date at all, not written as the charity's mapping says (``date_format``:
-    a charity's trial, its mapping saying month/day/year, was told its day-first dates were not in "a format the
-    standard accepts"), or a date that does not exist."""
+    """Why a date could not be read: not a date at all, a date that does not exist in the order the column is read
+    (the mapping's ``date_format``, else day/month), or not written as the charity's mapping says (a charity's trial,
+    its mapping saying month/day/year, was told its day-first dates were not in "a format the standard accepts")."""
     text = str(value).strip() if value is not None else ""
     parts = _DATE_PARTS.match(text)
     if not re.search(r"\d", text):
         return "is not a date; if the date is not known yet, leave the row out until it is"
-    if date_format is not None:
-        return (
-            f"is not a date written as your mapping says your dates are ({plain_date_format(date_format)}, its "
-            "date_format), nor year-month-day; if your dates are written another way, change the mapping's date_format"
-        )
     if parts:
-        day, month, year = (int(p) for p in parts.groups())
+        first, second, year = (int(p) for p in parts.groups())
+        day, month = (first, second) if date_format is None or day_comes_first(date_format) else (second, first)
         year += 2000 if year < 100 else 0
-        if not 1 <= month <= 12:
+        # A day past the end of its month is that, whatever the mapping says: with one, "31/09/2026" was blamed on
+        # the mapping's date_format (which suggest-mapping writes into nearly every mapping).
+        if 1 <= month <= 12 and day > calendar.monthrange(year, month)[1]:
+            days = calendar.monthrange(year, month)[1]
+            return f"is not a real date: {calendar.month_name[month]} {year} has {days} days"
+        if date_format is None and not 1 <= month <= 12:
             if 1 <= day <= 12 and 1 <= month <= calendar.monthrange(year, day)[1]:
                 # A date typed month first among day-first ones: the column is read day first (the UK order), and
                 # only evidence enough reads it the other way (``normalise.DateOrderEvidence``).
@@ -97,9 +98,11 @@ def _date_problem(value: Any, date_format: str | None) -> str:
                     f"{month}; if it means {month} {calendar.month_name[day]} {year}, write {month:02}/{day:02}/{year}"
                 )
             return f"is not a real date: there is no month {month}"
-        days = calendar.monthrange(year, month)[1]
-        if day > days:
-            return f"is not a real date: {calendar.month_name[month]} {year} has {days} days"
+    if date_format is not None:
+        return (
+            f"is not a date written as your mapping says your dates are ({plain_date_format(date_format)}, its "
+            "date_format), nor year-month-day; if your dates are written another way, change the mapping's date_format"
+        )
     return "is not a date in a format the standard accepts"
 
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from standards.check import CheckOptions, check_extract
 from standards.extract import ContactRecord
+from standards.mapping import CharityMapping
 from standards.normalise import DAY_FIRST_FORMATS, ISO_FORMATS, MONTH_FIRST_FORMATS, choose_date_reading
 from tests.conftest import CollectingSink, write_csv
 
@@ -105,3 +106,33 @@ def test_a_date_of_birth_is_judged_against_the_contact_date_only_where_that_is_v
     with pytest.raises(ValidationError) as error:
         ContactRecord.model_validate({**base, "contact_date": dt.date(1999, 1, 1)})
     assert [e["loc"] for e in error.value.errors()] == [("contact_date",)]
+
+
+@pytest.mark.parametrize(
+    ("date_format", "impossible", "read_as"),
+    [
+        (None, "31/09/2026", "%d/%m/%Y"),
+        ("day/month/year", "31/09/2026", "%d/%m/%Y"),
+        ("%m/%d/%Y", "09/31/2026", "%m/%d/%Y"),
+    ],
+)
+def test_an_impossible_date_is_told_so_with_or_without_a_mapping(
+    tmp_path: Path, date_format: str | None, impossible: str, read_as: str
+) -> None:
+    """Finding 11: with the date_format suggest-mapping writes, "31/09/2026" was "not a date written as your mapping
+    says", steering the charity to change a correct mapping instead of the day."""
+    rows = [[f"C{i}", f"{dt.date(2026, 8, 20 + i):{read_as}}", "Food", "B15 2TT"] for i in range(5)]
+    rows.append(["C9", impossible, "Food", "B15 2TT"])
+    mapping = CharityMapping(date_format=date_format)
+    report = check_extract(write_csv(tmp_path / "extract.csv", rows, VISITS), mapping=mapping).report
+    [invalid] = [g for g in report.issues if g.code == "E_INVALID_DATE"]
+    assert invalid.examples[0].message.endswith(f"{impossible!r} is not a real date: September 2026 has 30 days.")
+
+
+def test_a_date_in_the_other_order_is_still_told_against_the_mapping(tmp_path: Path) -> None:
+    rows = [[f"C{i}", f"{dt.date(2026, 8, 20 + i):%d/%m/%Y}", "Food", "B15 2TT"] for i in range(5)]
+    rows.append(["C9", "09/25/2026", "Food", "B15 2TT"])
+    mapping = CharityMapping(date_format="day/month/year")
+    report = check_extract(write_csv(tmp_path / "extract.csv", rows, VISITS), mapping=mapping).report
+    [invalid] = [g for g in report.issues if g.code == "E_INVALID_DATE"]
+    assert "not a date written as your mapping says your dates are (day/month/year" in invalid.examples[0].message
