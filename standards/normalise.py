@@ -30,8 +30,15 @@ DAY_FIRST_FORMATS = (
     "%d %B %Y",
     "%d-%b-%Y",
     "%d-%b-%y",
+    "%d.%m.%y",
+    "%d %b %y",
+    "%d %B %y",
 )
 MONTH_FIRST_FORMATS = ("%m/%d/%Y", "%m-%d-%Y", "%m/%d/%y")
+# A month and year alone ("09/2026", "Sep-26" as Excel writes a date cell formatted mmm-yy to CSV), read as the month's
+# first day: only for the contact date, of which the standard keeps only the month, so nothing is guessed. Never for
+# a date of birth, whose day gives the age and links the person. Tried after every whole date.
+CONTACT_MONTH_FORMATS = ("%m/%Y", "%m-%Y", "%Y-%m", "%b %Y", "%B %Y", "%b-%Y", "%B-%Y", "%b-%y")
 EXCEL_EPOCH = dt.date(1899, 12, 30)
 # Excel serial day numbers that can be dates: contacts from 1982 and births from 1927 (five digits;
 # a four-digit number is more likely a year) up to 2100. Other numbers are not dates.
@@ -71,16 +78,37 @@ class DateReading:
     note: Issue | None = None
 
 
-# A time after a date: "14:30", "09:05:00", "2:30:00 PM", "14:30:00.000". Only a local time: one with a zone ("Z",
-# "+01:00") may be of another day in the UK, and is left to be refused.
+# A time after a date: "14:30", "09:05:00", "2:30:00 PM", "14:30:00.000". Only a local time: one with a zone is
+# ``_ZONED_TIMESTAMP``.
 _TIME_AFTER_A_DATE = r"(?:\s+|T)\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[AaPp]\.?[Mm]\.?)?$"
+# An ISO timestamp with a zone, as APIs and CRM exports write one ("2026-03-03T00:00:00Z", "...T09:30:00+01:00").
+_ZONED_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})$"
+UK_TIME_ZONE = "Europe/London"
+# A weekday before a date ("Tuesday 3 March 2026", "Tue, 3 March"), as a date cell formatted "dddd d mmmm yyyy" is
+# written to CSV, and a day's ordinal suffix ("3rd March 2026"): neither says more than the date, and each made a
+# typed date unreadable (a charity volunteer's trial).
+_WEEKDAY_BEFORE = r"(?i)^(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day|nesday|sday|rsday|urday)?\.?,?\s+"
+_ORDINAL_DAY = r"^([0-9]{1,2})(?:st|nd|rd|th|ST|ND|RD|TH)([\s.,/-])"
 
 
 def date_text(raw: pl.Expr) -> pl.Expr:
-    """Date text ready to parse, a time after the date dropped: Excel writes real date cells as ISO timestamps, and
-    case-management systems' exports write "05/01/2026 14:30" (refused as no date, a whole file of contacts with it,
-    until the outside users' trial)."""
-    return raw.str.replace(_TIME_AFTER_A_DATE, "")
+    """Date text ready to parse: a time after the date dropped (Excel writes real date cells as ISO timestamps, and
+    case-management systems' exports write "05/01/2026 14:30": refused as no date, a whole file of contacts with it,
+    until the outside users' trial), a weekday before it and a day's ordinal suffix dropped, and a timestamp with a
+    zone made the date it is in the UK at that moment, as ISO."""
+    plain = (
+        raw.str.replace(_WEEKDAY_BEFORE, "").str.replace(_ORDINAL_DAY, "${1}${2}").str.replace(_TIME_AFTER_A_DATE, "")
+    )
+    # Only the zoned timestamps are parsed as times (every value's, most not one, cost a date column 10 times more).
+    zoned = pl.when(raw.str.contains(_ZONED_TIMESTAMP)).then(raw)
+    return pl.coalesce(_uk_date_of(zoned), plain)
+
+
+def _uk_date_of(zoned_timestamp: pl.Expr) -> pl.Expr:
+    """The date in the UK of a ``_ZONED_TIMESTAMP``, as ISO text: "2026-07-03T23:30:00Z" is 4 July (00:30 BST)."""
+    stamp = zoned_timestamp.str.replace("Z$", "+00:00")
+    moment = stamp.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%#z", strict=False, time_zone=UK_TIME_ZONE)
+    return moment.dt.date().dt.to_string("%Y-%m-%d")
 
 
 def four_digit_year(text: pl.Expr) -> pl.Expr:
@@ -105,6 +133,8 @@ def _in_format(text: pl.Expr, text4: pl.Expr, date_format: str) -> pl.Expr:
     """The dates ``date_format`` reads (from ``text4`` for a four-digit year), null where it reads none or a date of
     year 0, a negative year or a five-digit one ("01/01/0000", "-2026-01-13"): Polars reads those, no Python date
     holds them, and one such cell stopped a file with an internal error."""
+    if "%d" not in date_format:  # a month alone (``CONTACT_MONTH_FORMATS``): its first day
+        text, text4, date_format = "01 " + text, "01 " + text4, "%d " + date_format
     date = (text4 if "%Y" in date_format else text).str.to_date(date_format, strict=False)
     return pl.when(date.is_between(dt.date.min, dt.date.max)).then(date)
 
@@ -400,7 +430,7 @@ def _normalise(
             staged,
             field + _TEXT,
             field + _TEXT4,
-            dates[field].formats,
+            dates[field].formats + (CONTACT_MONTH_FORMATS if field == "contact_date" else ()),
             BIRTH_SERIALS if field == "date_of_birth" else EXCEL_SERIALS,
         ).alias(field + _DATE)
         for field in fields

@@ -80,6 +80,8 @@ def _date_problem(value: Any, date_format: str | None) -> str:
     parts = _DATE_PARTS.match(text)
     if not re.search(r"\d", text):
         return "is not a date; if the date is not known yet, leave the row out until it is"
+    if re.fullmatch(r"[0-9]{4}", text):
+        return "is a year alone; a contact date needs at least its month and year (09/2026), or the whole date"
     if parts:
         first, second, year = (int(p) for p in parts.groups())
         day, month = (first, second) if date_format is None or day_comes_first(date_format) else (second, first)

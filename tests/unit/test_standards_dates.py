@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from standards.check import CheckOptions, check_extract
 from standards.extract import ContactRecord
 from standards.mapping import CharityMapping
-from standards.normalise import DAY_FIRST_FORMATS, ISO_FORMATS, MONTH_FIRST_FORMATS, choose_date_reading
+from standards.normalise import DAY_FIRST_FORMATS, ISO_FORMATS, MONTH_FIRST_FORMATS, choose_date_reading, parse_dates
 from tests.conftest import CollectingSink, write_csv
 
 VISITS = ["Client ID", "Date of visit", "Need", "Postcode"]
@@ -136,3 +136,66 @@ def test_a_date_in_the_other_order_is_still_told_against_the_mapping(tmp_path: P
     report = check_extract(write_csv(tmp_path / "extract.csv", rows, VISITS), mapping=mapping).report
     [invalid] = [g for g in report.issues if g.code == "E_INVALID_DATE"]
     assert "not a date written as your mapping says your dates are (day/month/year" in invalid.examples[0].message
+
+
+def test_dates_written_in_words_ordinals_weekdays_two_digit_years_dots_and_zones_are_read(tmp_path: Path) -> None:
+    """Finding 07: six of ten typed dates were "not a date in a format the standard accepts", and the whole file was
+    refused, while near-identical ones ("03-Mar-26", "16.09.2026", "2026-03-03T00:00:00") were read."""
+    written = {
+        "3rd March 2026": dt.date(2026, 3, 3),
+        "22nd June 2026": dt.date(2026, 6, 22),
+        "Tuesday 3 March 2026": dt.date(2026, 3, 3),
+        "Tue, 3rd Mar 2026": dt.date(2026, 3, 3),
+        "3 Mar 26": dt.date(2026, 3, 3),
+        "3 March 26": dt.date(2026, 3, 3),
+        "03.03.26": dt.date(2026, 3, 3),
+        "2026-03-03T00:00:00Z": dt.date(2026, 3, 3),
+        "2026-07-03T23:30:00Z": dt.date(2026, 7, 4),  # 00:30 in the UK (BST)
+        "2026-01-05T23:30:00Z": dt.date(2026, 1, 5),  # 23:30 in the UK (GMT)
+        "2026-03-03T10:00:00.123-05:00": dt.date(2026, 3, 3),
+        "2026-07-01T00:30:00+0200": dt.date(2026, 6, 30),
+    }
+    rows = [[f"C{i}", text, "Food", "B15 2TT"] for i, text in enumerate(written)]
+    sink = CollectingSink()
+    report = check_extract(write_csv(tmp_path / "extract.csv", rows, VISITS), sink=sink).report
+    assert report.rows_rejected == 0, report.issues
+    assert pl.concat(sink.frames).get_column("contact_date").to_list() == list(written.values())
+
+
+def test_a_contact_date_of_a_month_alone_is_its_month_as_only_the_month_is_kept(tmp_path: Path) -> None:
+    """Finding 07: "Sep-26" is what Excel writes to CSV for a date cell formatted mmm-yy, and every such row was
+    refused; the standard keeps only a contact's month. A year alone places no contact in a quarter."""
+    months = ["09/2026", "Sep-26", "September 2026", "2026-09", "Sep 2026", "9-2026"]
+    rows = [[f"C{i}", month, "Food", "B15 2TT"] for i, month in enumerate(months)] + [["C9", "2026", "Food", "B15"]]
+    sink = CollectingSink()
+    report = check_extract(write_csv(tmp_path / "months.csv", rows, VISITS), sink=sink).report
+    assert pl.concat(sink.frames).get_column("contact_date").to_list() == [dt.date(2026, 9, 1)] * len(months)
+    [invalid] = [g for g in report.issues if g.code == "E_INVALID_DATE"]
+    assert [e.row for e in invalid.examples] == [8]
+    assert "is a year alone; a contact date needs at least its month and year" in invalid.examples[0].message
+
+
+def test_a_date_of_birth_of_a_month_alone_is_not_read(tmp_path: Path) -> None:
+    """A date of birth's day gives the age band at the contact and links the person: a month alone is no date."""
+    rows = [["C1", "01/10/2026", "Food", "B15 2TT", "04/1988"]]
+    report = check_extract(write_csv(tmp_path / "dob.csv", rows, [*VISITS, "Date of birth"])).report
+    assert "W_INVALID_DATE" in report.codes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(day=st.dates(dt.date(2000, 1, 1), dt.date(2025, 12, 31)))
+def test_every_written_form_of_a_date_reads_as_that_date(day: dt.date) -> None:
+    forms = [
+        f"{day:%A} {day.day}{_ordinal(day.day)} {day:%B %Y}",
+        f"{day:%a}, {day:%d %b %y}",
+        f"{day:%d.%m.%y}",
+        f"{day:%d %B %y}",
+        f"{day:%Y-%m-%d}T12:00:00Z",
+    ]
+    reading = choose_date_reading("Date", pl.Series(forms), None)
+    read = pl.DataFrame({"v": forms}).select(parse_dates(pl.col("v"), reading.formats)).to_series()
+    assert read.to_list() == [day] * len(forms)
+
+
+def _ordinal(day: int) -> str:
+    return "th" if 11 <= day % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
