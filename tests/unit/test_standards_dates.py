@@ -13,9 +13,18 @@ from pydantic import ValidationError
 
 from standards.check import CheckOptions, check_extract
 from standards.extract import ContactRecord
-from standards.mapping import CharityMapping
-from standards.normalise import DAY_FIRST_FORMATS, ISO_FORMATS, MONTH_FIRST_FORMATS, choose_date_reading, parse_dates
+from standards.mapping import CharityMapping, ColumnPlan
+from standards.normalise import (
+    DAY_FIRST_FORMATS,
+    ISO_FORMATS,
+    MONTH_FIRST_FORMATS,
+    DateReading,
+    choose_date_reading,
+    normalise_batch,
+    parse_dates,
+)
 from tests.conftest import CollectingSink, write_csv
+from tests.unit.test_standards_rules import assert_agree
 
 VISITS = ["Client ID", "Date of visit", "Need", "Postcode"]
 
@@ -199,3 +208,41 @@ def test_every_written_form_of_a_date_reads_as_that_date(day: dt.date) -> None:
 
 def _ordinal(day: int) -> str:
     return "th" if 11 <= day % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+
+
+_CONTACTS = st.dates(dt.date(1998, 12, 1), dt.date.today() + dt.timedelta(days=40))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(
+            _CONTACTS,
+            st.one_of(
+                _CONTACTS,  # about the contact date and today
+                _CONTACTS.map(lambda d: d.replace(year=d.year - 110) if (d.month, d.day) != (2, 29) else d),
+                _CONTACTS.map(lambda d: d - dt.timedelta(days=365 * 110 + 30)),
+                st.sampled_from([dt.date(1900, 1, 1), dt.date(1899, 12, 31), dt.date(1901, 1, 1)]),
+            ),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_both_paths_judge_a_date_of_birth_against_the_contact_date_alike(pairs: list[tuple[dt.date, dt.date]]) -> None:
+    """The model and the vectorised rules agree on dates of birth about the contact date, today and age 110, where
+    the contact date is valid and where it is not (before 2000, after today)."""
+    header = ["person_ref", "contact_date", "need", "postcode", "date_of_birth"]
+    rows = [
+        [f"P{i}", f"{contact:%d/%m/%Y}", "food", "B15 2TT", f"{born:%d/%m/%Y}"]
+        for i, (contact, born) in enumerate(pairs)
+    ]
+    batch = pl.DataFrame(
+        {f"c{i}": [row[i] for row in rows] for i in range(len(header))},
+        schema={f"c{i}": pl.String for i in range(len(header))},
+    ).with_columns(
+        pl.Series("__row", range(2, len(rows) + 2), pl.Int64), pl.lit(len(header), pl.Int64).alias("__cells")
+    )
+    plan = ColumnPlan(header=header, fields={name: i for i, name in enumerate(header)})
+    dates = {f: DateReading(ISO_FORMATS + DAY_FIRST_FORMATS) for f in ("contact_date", "date_of_birth")}
+    assert_agree(normalise_batch(batch, plan, CharityMapping(), dates), plan, links_records=True)
