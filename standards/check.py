@@ -497,7 +497,7 @@ def _date_readings(
         if shown_by and _noted(reading, "W_DATE_ORDER_ASSUMED"):
             column = header[planned[name]]
             message = (
-                f"Every date in '{column}' could be day/month or month/day; they were read as month/day/year, as "
+                f"No date in '{column}' makes sense only as day/month/year; they were read as month/day/year, as "
                 f"'{shown_by[0]}' shows this file's dates to be."
             )
             readings[name] = DateReading(

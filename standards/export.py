@@ -24,6 +24,7 @@ from standards.extract import (
     CODELIST_FIELDS,
     EARLIEST_CONTACT_DATE,
     FIELDS,
+    MAX_AGE_YEARS,
     MAX_TEXT_CHARS,
     REQUIRED_FIELDS,
     ContactRecord,
@@ -165,7 +166,9 @@ def reference_markdown() -> str:
         "## Rules across fields",
         "",
         "- Every row needs either `local_authority_code` or `postcode` (either may be blank if the other is filled).",
-        "- A `date_of_birth` must be before the `contact_date`; an `age_band` is used as given.",
+        "- A `date_of_birth` after the `contact_date` or after today, or one that would make the person over "
+        f"{MAX_AGE_YEARS} at the contact (01/01/1900 is what many systems write for a date of birth not known), is "
+        "left out with a warning and the contact kept; an `age_band` is used as given.",
         f"- A `contact_date` must be between {EARLIEST_CONTACT_DATE:%d/%m/%Y} and today.",
         "- A file is accepted when no more than 20% of its rows have errors (your collaborative may set another "
         "share). Rows with errors are left out and listed in your feedback report; the rest are kept.",
@@ -174,9 +177,16 @@ def reference_markdown() -> str:
         "",
         "## How values are read",
         "",
-        "- **Dates:** `31/01/2026`, `31/1/26`, `31-01-2026`, `31 Jan 2026`, `2026-01-31` and Excel date cells. "
-        "Day/month order is assumed; month/day is used only when the dates make no sense otherwise, and the "
-        "feedback always says so. You can fix the format with `date_format` in a mapping file.",
+        "- **Dates:** `31/01/2026`, `31/1/26`, `31-01-2026`, `31.01.26`, `31 Jan 2026`, `31 January 26`, "
+        "`31-Jan-26`, `2026-01-31` and Excel date cells; an ordinal (`31st January 2026`), a weekday before the date "
+        "(`Saturday 31 January 2026`) and a time after it (`31/01/2026 14:30`) are ignored, and a time with a zone "
+        "(`2026-01-31T23:30:00Z`) gives the date in the UK at that moment. A `contact_date` may be a month alone "
+        "(`01/2026`, `Jan-26`, `January 2026`, `2026-01`), since only its month is kept; it is read as the month's "
+        "first day. A `date_of_birth` needs its day. "
+        "Day/month order is assumed; month/day is used only when at least a fifth of a column's dates make sense "
+        "only as month/day (`09/25/2026`) and more of them than only as day/month, and the feedback always says "
+        "so. Otherwise a date that makes sense only as month/day is not read, and reported on its row. You can fix "
+        "the format with `date_format` in a mapping file.",
         "- **Amounts:** `1250`, `1250.00`, `£1,250.00` and `(1,250.00)` (negative; left out with a warning). A comma "
         "only between thousands: `1250,00` or `1.250,00` (a decimal comma) is not read as an amount, and left out "
         "with a warning.",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Annotated, Any, Literal
 
 import polars as pl
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from standards import STANDARD_VERSION
@@ -25,6 +25,9 @@ from standards.geography import load_geography
 
 EARLIEST_CONTACT_DATE = dt.date(2000, 1, 1)
 EARLIEST_BIRTH_DATE = dt.date(1900, 1, 1)
+# Older than this at the contact is no one's age: 01/01/1900 and 01/01/1901, which case-management systems write for a
+# date of birth not known, were counted as 75 and over (a charity volunteer's trial).
+MAX_AGE_YEARS = 110
 MAX_TEXT_CHARS = 64
 MAX_AMOUNT_GBP = 1_000_000
 
@@ -48,10 +51,25 @@ def _contact_date_plausible(value: dt.date) -> dt.date:
     return value
 
 
-def _birth_date_plausible(value: dt.date) -> dt.date:
-    if value < EARLIEST_BIRTH_DATE or value > dt.date.today():
+def age_at(date_of_birth: dt.date, on: dt.date) -> int:
+    """The age in whole years on the date ``on`` of someone born on ``date_of_birth``."""
+    return on.year - date_of_birth.year - ((on.month, on.day) < (date_of_birth.month, date_of_birth.day))
+
+
+def _birth_date_plausible(value: dt.date, info: ValidationInfo) -> dt.date:
+    """A date of birth that cannot be one is left out, the contact kept, whichever way it is wrong. Compared with the
+    contact date only where that is valid (``info.data`` holds only the fields validated so far)."""
+    contact_date = info.data.get("contact_date")
+    if value > dt.date.today():
+        raise PydanticCustomError("E_DATE_OUT_OF_RANGE", "is after today")
+    if contact_date is not None and value > contact_date:
+        raise PydanticCustomError("E_DATE_OUT_OF_RANGE", "is after the contact date")
+    if value < EARLIEST_BIRTH_DATE or (contact_date is not None and age_at(value, contact_date) > MAX_AGE_YEARS):
         raise PydanticCustomError(
-            "E_DATE_OUT_OF_RANGE", "is not a plausible date of birth (before 1900 or after today)"
+            "E_DATE_OUT_OF_RANGE",
+            "would make the person over {oldest} at the contact; a date such as 01/01/1900 is what many systems "
+            "write for a date of birth that is not known",
+            {"oldest": MAX_AGE_YEARS},
         )
     return value
 
@@ -242,8 +260,6 @@ class ContactRecord(BaseModel):
     def _has_area(self) -> ContactRecord:
         if self.local_authority_code is None and self.postcode is None:
             raise PydanticCustomError("E_MISSING_AREA", "neither a local authority code nor a postcode was given")
-        if self.date_of_birth is not None and self.date_of_birth > self.contact_date:
-            raise PydanticCustomError("E_INVALID_VALUE", "the date of birth is after the contact date")
         return self
 
 
@@ -275,7 +291,7 @@ AGE_BANDS: tuple[tuple[str, int], ...] = (
 
 def age_band_at(date_of_birth: dt.date, on: dt.date) -> str:
     """The standard's age band for someone born on ``date_of_birth``, on the date ``on``."""
-    age = on.year - date_of_birth.year - ((on.month, on.day) < (date_of_birth.month, date_of_birth.day))
+    age = age_at(date_of_birth, on)
     return next(band for band, lower in reversed(AGE_BANDS) if age >= lower)
 
 

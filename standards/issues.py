@@ -277,7 +277,8 @@ _TYPES = [
         "W_DATE_OUT_OF_RANGE",
         Scope.VALUE,
         "A date is implausible, so it was left out",
-        "Check the year of birth: it must be after 1900 and before the contact date.",
+        "Check the date of birth: it must be no later than the contact date, and give an age of at most 110 at it. "
+        "If your system writes a date such as 01/01/1900 when the date of birth is not known, leave the cell blank.",
     ),
     IssueType(
         "W_UNKNOWN_CODE",
@@ -453,7 +454,8 @@ _TYPES = [
         "W_DATE_ORDER_US",
         Scope.FILE,
         "Dates were read as month/day/year",
-        "Only month/day/year makes sense of these dates; if that is wrong, add date_format to your mapping file.",
+        "Many of these dates make sense only as month/day/year, and fewer only as day/month/year; if your dates are "
+        "day/month/year, add the line date_format: day/month/year to your mapping file.",
     ),
 ]
 

@@ -31,8 +31,15 @@ DAY_FIRST_FORMATS = (
     "%d %B %Y",
     "%d-%b-%Y",
     "%d-%b-%y",
+    "%d.%m.%y",
+    "%d %b %y",
+    "%d %B %y",
 )
 MONTH_FIRST_FORMATS = ("%m/%d/%Y", "%m-%d-%Y", "%m/%d/%y")
+# A month and year alone ("09/2026", "Sep-26" as Excel writes a date cell formatted mmm-yy to CSV), read as the month's
+# first day: only for the contact date, of which the standard keeps only the month, so nothing is guessed. Never for
+# a date of birth, whose day gives the age and links the person. Tried after every whole date.
+CONTACT_MONTH_FORMATS = ("%m/%Y", "%m-%Y", "%Y-%m", "%b %Y", "%B %Y", "%b-%Y", "%B-%Y", "%b-%y")
 EXCEL_EPOCH = dt.date(1899, 12, 30)
 # Excel serial day numbers that can be dates: contacts from 1982 and births from 1927 (five digits;
 # a four-digit number is more likely a year) up to 2100. Other numbers are not dates.
@@ -108,16 +115,37 @@ class DateReading:
     note: Issue | None = None
 
 
-# A time after a date: "14:30", "09:05:00", "2:30:00 PM", "14:30:00.000". Only a local time: one with a zone ("Z",
-# "+01:00") may be of another day in the UK, and is left to be refused.
+# A time after a date: "14:30", "09:05:00", "2:30:00 PM", "14:30:00.000". Only a local time: one with a zone is
+# ``_ZONED_TIMESTAMP``.
 _TIME_AFTER_A_DATE = r"(?:\s+|T)\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[AaPp]\.?[Mm]\.?)?$"
+# An ISO timestamp with a zone, as APIs and CRM exports write one ("2026-03-03T00:00:00Z", "...T09:30:00+01:00").
+_ZONED_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})$"
+UK_TIME_ZONE = "Europe/London"
+# A weekday before a date ("Tuesday 3 March 2026", "Tue, 3 March"), as a date cell formatted "dddd d mmmm yyyy" is
+# written to CSV, and a day's ordinal suffix ("3rd March 2026"): neither says more than the date, and each made a
+# typed date unreadable (a charity volunteer's trial).
+_WEEKDAY_BEFORE = r"(?i)^(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day|nesday|sday|rsday|urday)?\.?,?\s+"
+_ORDINAL_DAY = r"^([0-9]{1,2})(?:st|nd|rd|th|ST|ND|RD|TH)([\s.,/-])"
 
 
 def date_text(raw: pl.Expr) -> pl.Expr:
-    """Date text ready to parse, a time after the date dropped: Excel writes real date cells as ISO timestamps, and
-    case-management systems' exports write "05/01/2026 14:30" (refused as no date, a whole file of contacts with it,
-    until the outside users' trial)."""
-    return raw.str.replace(_TIME_AFTER_A_DATE, "")
+    """Date text ready to parse: a time after the date dropped (Excel writes real date cells as ISO timestamps, and
+    case-management systems' exports write "05/01/2026 14:30": refused as no date, a whole file of contacts with it,
+    until the outside users' trial), a weekday before it and a day's ordinal suffix dropped, and a timestamp with a
+    zone made the date it is in the UK at that moment, as ISO."""
+    plain = (
+        raw.str.replace(_WEEKDAY_BEFORE, "").str.replace(_ORDINAL_DAY, "${1}${2}").str.replace(_TIME_AFTER_A_DATE, "")
+    )
+    # Only the zoned timestamps are parsed as times (every value's, most not one, cost a date column 10 times more).
+    zoned = pl.when(raw.str.contains(_ZONED_TIMESTAMP)).then(raw)
+    return pl.coalesce(_uk_date_of(zoned), plain)
+
+
+def _uk_date_of(zoned_timestamp: pl.Expr) -> pl.Expr:
+    """The date in the UK of a ``_ZONED_TIMESTAMP``, as ISO text: "2026-07-03T23:30:00Z" is 4 July (00:30 BST)."""
+    stamp = zoned_timestamp.str.replace("Z$", "+00:00")
+    moment = stamp.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%#z", strict=False, time_zone=UK_TIME_ZONE)
+    return moment.dt.date().dt.to_string("%Y-%m-%d")
 
 
 def four_digit_year(text: pl.Expr) -> pl.Expr:
@@ -142,6 +170,8 @@ def _in_format(text: pl.Expr, text4: pl.Expr, date_format: str) -> pl.Expr:
     """The dates ``date_format`` reads (from ``text4`` for a four-digit year), null where it reads none or a date of
     year 0, a negative year or a five-digit one ("01/01/0000", "-2026-01-13"): Polars reads those, no Python date
     holds them, and one such cell stopped a file with an internal error."""
+    if "%d" not in date_format:  # a month alone (``CONTACT_MONTH_FORMATS``): its first day
+        text, text4, date_format = "01 " + text, "01 " + text4, "%d " + date_format
     date = (text4 if "%Y" in date_format else text).str.to_date(date_format, strict=False)
     return pl.when(date.is_between(dt.date.min, dt.date.max)).then(date)
 
@@ -179,45 +209,86 @@ def parse_date_columns(
     return dates
 
 
-def _day_first(date_format: str) -> bool:
+def day_comes_first(date_format: str) -> bool:
+    """Whether ``date_format`` writes the day before the month."""
     day = min((date_format.find(mark) for mark in ("%d", "%e", "%-d") if mark in date_format), default=-1)
     month = min((date_format.find(mark) for mark in ("%m", "%b", "%B", "%-m") if mark in date_format), default=-1)
     return day < month
 
 
+# A date of numbers only, day and month in either order ("09/25/2026", "3.4.26"); ASCII digits, as the date formats
+# read them (``\d`` would take any script's, and no integer reads those).
+NUMERIC_DATE = r"^[0-9]{1,2}[/.-][0-9]{1,2}[/.-][0-9]{2,4}$"
+# Month/day is chosen only when at least this share of a column's numeric dates make sense only as month/day (in a US
+# export about 60% do: every date after the 12th of its month), and more of them than make sense only as day/month.
+# Chosen by a bare majority of the values read, one US-typed date among UK ones that could be either order flipped a
+# whole column: a charity's trial had 1 July read as 7 January, and its file claimed quarters it never covered.
+MONTH_FIRST_EVIDENCE_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class DateOrderEvidence:
+    """What a column's numeric dates say of their order: how many make sense in either order or both, only as
+    day/month, only as month/day. No date is kept: the column may hold dates of birth, which feedback never quotes."""
+
+    dates: int
+    only_day_first: int
+    only_month_first: int
+
+    @property
+    def says_month_first(self) -> bool:
+        return (
+            self.only_month_first > self.only_day_first
+            and self.only_month_first >= MONTH_FIRST_EVIDENCE_SHARE * self.dates
+        )
+
+
+def date_order_evidence(values: pl.Series) -> DateOrderEvidence:
+    """``DateOrderEvidence`` of date texts (``date_text`` already applied). The separator is not evidence: the
+    standard reads dotted dates only day first, but "03.03.26" says nothing of the order."""
+    numeric = values.filter(values.str.contains(NUMERIC_DATE)).to_frame("v")
+    slashed = pl.col("v").str.replace_all(r"[.-]", "/")
+    read = numeric.select(
+        parse_dates(slashed, ("%d/%m/%Y", "%d/%m/%y")).is_not_null().alias("day_first"),
+        parse_dates(slashed, ("%m/%d/%Y", "%m/%d/%y")).is_not_null().alias("month_first"),
+    )
+    return DateOrderEvidence(
+        dates=read.filter(pl.col("day_first") | pl.col("month_first")).height,
+        only_day_first=read.filter(pl.col("day_first") & ~pl.col("month_first")).height,
+        only_month_first=read.filter(pl.col("month_first") & ~pl.col("day_first")).height,
+    )
+
+
 def choose_date_reading(column: str, sample: pl.Series, declared: str | None) -> DateReading:
     """Decide how to read a date column from a sample of its values.
 
-    Day/month order is UK by default. Month/day is used only when more values make sense that way,
-    and both choices are reported, so US order is never guessed silently.
+    Day/month order is UK by default. Month/day is used only when the numeric dates say so
+    (``DateOrderEvidence.says_month_first``), and both choices are reported, so US order is never guessed silently.
     """
     if declared:
         # The declared format fixes the order of day and month; the same order's other spellings (one-digit
         # days, two-digit years, other separators) are read too, as they are without a mapping.
-        same_order = DAY_FIRST_FORMATS if _day_first(declared) else MONTH_FIRST_FORMATS
+        same_order = DAY_FIRST_FORMATS if day_comes_first(declared) else MONTH_FIRST_FORMATS
         return DateReading((declared, *ISO_FORMATS, *(f for f in same_order if f != declared)))
-    values = sample.drop_nulls().str.strip_chars().to_frame("v").select(date_text(pl.col("v")))
-
-    def parsed(formats: tuple[str, ...]) -> int:
-        return values.select(parse_dates(pl.col("v"), formats).is_not_null().sum()).item()
-
-    day_first = parsed(ISO_FORMATS + DAY_FIRST_FORMATS)
-    month_first = parsed(ISO_FORMATS + MONTH_FIRST_FORMATS)
-    if month_first > day_first:
-        return DateReading(
-            ISO_FORMATS + MONTH_FIRST_FORMATS,
-            Issue("W_DATE_ORDER_US", f"Dates in '{column}' were read as month/day/year.", column=column),
+    values = sample.drop_nulls().str.strip_chars().to_frame("v").select(date_text(pl.col("v"))).to_series()
+    evidence = date_order_evidence(values)
+    if evidence.says_month_first:
+        message = (
+            f"Dates in '{column}' were read as month/day/year: {evidence.only_month_first:,} of the "
+            f"{evidence.dates:,} dates looked at make sense only that way, and {evidence.only_day_first:,} only as "
+            "day/month/year."
         )
-    # ASCII digits, as the date formats read them (``\d`` would take any script's, and no integer reads those).
-    slashed = values.filter(pl.col("v").str.contains(r"^[0-9]{1,2}[/.-][0-9]{1,2}[/.-][0-9]{2,4}$"))
-    first_parts = slashed.select(pl.col("v").str.extract(r"^([0-9]{1,2})", 1).cast(pl.Int64)).to_series()
-    if slashed.height and first_parts.max() <= 12:  # type: ignore[operator]
-        note = Issue(
-            "W_DATE_ORDER_ASSUMED",
-            f"Every date in '{column}' could be day/month or month/day; they were read as day/month/year.",
-            column=column,
-        )
-        return DateReading(ISO_FORMATS + DAY_FIRST_FORMATS, note)
+        return DateReading(ISO_FORMATS + MONTH_FIRST_FORMATS, Issue("W_DATE_ORDER_US", message, column=column))
+    if evidence.dates and not evidence.only_day_first:
+        message = f"Every date in '{column}' could be day/month or month/day; they were read as day/month/year."
+        if evidence.only_month_first:
+            message = (
+                f"No date in '{column}' makes sense only as day/month/year, so they were read that way, the UK order; "
+                f"{evidence.only_month_first:,} of the {evidence.dates:,} dates looked at "
+                f"make{'s' if evidence.only_month_first == 1 else ''} sense only as month/day/year, too few to read "
+                "the column that way, and were not read: see their rows."
+            )
+        return DateReading(ISO_FORMATS + DAY_FIRST_FORMATS, Issue("W_DATE_ORDER_ASSUMED", message, column=column))
     return DateReading(ISO_FORMATS + DAY_FIRST_FORMATS)
 
 
@@ -396,7 +467,7 @@ def _normalise(
             staged,
             field + _TEXT,
             field + _TEXT4,
-            dates[field].formats,
+            dates[field].formats + (CONTACT_MONTH_FORMATS if field == "contact_date" else ()),
             BIRTH_SERIALS if field == "date_of_birth" else EXCEL_SERIALS,
         ).alias(field + _DATE)
         for field in fields

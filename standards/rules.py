@@ -5,8 +5,7 @@ range (``ge``/``le``), ``min_length`` and ``AfterValidator`` functions are read 
 metadata and turned into an expression naming the first rule a value breaks, with the code pydantic
 would give it (``issue_code`` maps pydantic's error types for both). An ``AfterValidator`` needs a
 vectorised twin in ``_TWINS``: a model with a validator that has none fails at import, never silently.
-The model validator (an area is required; a date of birth is not after the contact date) and
-``standardise`` are mirrored below them. ``tests/unit/test_standards_rules.py`` proves both paths
+The model validator (an area is required) and ``standardise`` are mirrored below them. ``tests/unit/test_standards_rules.py`` proves both paths
 agree, row by row, on the corpus and on random rows.
 
 The per-row pydantic path in ``validation.py`` still explains every row with an issue (its messages
@@ -35,6 +34,7 @@ from standards.extract import (
     EARLIEST_BIRTH_DATE,
     EARLIEST_CONTACT_DATE,
     INTEGER_FIELDS,
+    MAX_AGE_YEARS,
     MAX_TEXT_CHARS,
     REQUIRED_FIELDS,
     STANDARD_CONTACT_SCHEMA,
@@ -125,6 +125,13 @@ def _is_council(text: pl.Expr, named_council: pl.Expr) -> pl.Expr:
     return (named_council == text).fill_null(False)
 
 
+def _valid_contact_date(today: dt.date) -> pl.Expr:
+    """The row's contact date where it breaks none of its rules, else null: what a validator of a later field sees of
+    it in ``ValidationInfo.data``."""
+    contact_date = pl.col("contact_date")
+    return pl.when(contact_date.is_between(EARLIEST_CONTACT_DATE, today)).then(contact_date)
+
+
 def _twins() -> dict[Callable[..., Any], Twin]:
     today = dt.date.today()
     return {
@@ -135,7 +142,14 @@ def _twins() -> dict[Callable[..., Any], Twin]:
         extract._contact_date_plausible: Twin(lambda v: [(v < EARLIEST_CONTACT_DATE, "E_DATE_OUT_OF_RANGE")]),
         extract._not_in_future: Twin(lambda v: [(v > today, "E_FUTURE_DATE")]),
         extract._birth_date_plausible: Twin(
-            lambda v: [((v < EARLIEST_BIRTH_DATE) | (v > today), "E_DATE_OUT_OF_RANGE")]
+            lambda v: [
+                (v > today, "E_DATE_OUT_OF_RANGE"),
+                (v > _valid_contact_date(today), "E_DATE_OUT_OF_RANGE"),
+                (
+                    (v < EARLIEST_BIRTH_DATE) | (_age_at(v, _valid_contact_date(today)) > MAX_AGE_YEARS),
+                    "E_DATE_OUT_OF_RANGE",
+                ),
+            ]
         ),
         extract._known_local_authority: Twin(
             lambda v: [(current_local_authority(v).is_null(), "E_UNKNOWN_AREA")], current_local_authority
@@ -258,12 +272,17 @@ check_twins()
 # --- the whole row ---------------------------------------------------------------------------------
 
 
-def _age_band_at(date_of_birth: pl.Expr, on: pl.Expr) -> pl.Expr:
-    """``extract.age_band_at``."""
+def _age_at(date_of_birth: pl.Expr, on: pl.Expr) -> pl.Expr:
+    """``extract.age_at``."""
     before_birthday = (on.dt.month() < date_of_birth.dt.month()) | (
         (on.dt.month() == date_of_birth.dt.month()) & (on.dt.day() < date_of_birth.dt.day())
     )
-    age = on.dt.year().cast(pl.Int32) - date_of_birth.dt.year().cast(pl.Int32) - before_birthday.cast(pl.Int32)
+    return on.dt.year().cast(pl.Int32) - date_of_birth.dt.year().cast(pl.Int32) - before_birthday.cast(pl.Int32)
+
+
+def _age_band_at(date_of_birth: pl.Expr, on: pl.Expr) -> pl.Expr:
+    """``extract.age_band_at``."""
+    age = _age_at(date_of_birth, on)
     oldest = AGE_BANDS[-1][1]
     bands = {age: next(code for code, lower in reversed(AGE_BANDS) if age >= lower) for age in range(oldest + 1)}
     return age.clip(upper_bound=oldest).replace_strict(bands, default=None, return_dtype=pl.String)
@@ -382,8 +401,6 @@ def validate_frame(normalised: pl.DataFrame, planned: list[str], width: int, *, 
         .then(empty)
         .when(area.is_null() & pl.col("postcode").is_null())
         .then(pl.lit("E_MISSING_AREA"))
-        .when((dob > contact_date).fill_null(False))
-        .then(pl.lit("E_INVALID_VALUE"))
         .otherwise(empty)
     )
     accepted = ~field_error & model_code.is_null()

@@ -34,7 +34,7 @@ from standards.extract import (
 from standards.geography import load_geography
 from standards.issues import Issue, warning_twin
 from standards.mapping import ColumnPlan, column_label, plain_date_format
-from standards.normalise import POUND_DECORATION, RAW_SUFFIX, THOUSANDS_DOTS
+from standards.normalise import POUND_DECORATION, RAW_SUFFIX, THOUSANDS_DOTS, day_comes_first
 from standards.personal_data import Kind, personal_data_in
 from standards.rules import (
     AREA_AS_POSTCODE,
@@ -73,26 +73,38 @@ _DATE_PARTS = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})$")
 
 
 def _date_problem(value: Any, date_format: str | None) -> str:
-    """Why a date could not be read: not a date at all, not written as the charity's mapping says (``date_format``:
-    a charity's trial, its mapping saying month/day/year, was told its day-first dates were not in "a format the
-    standard accepts"), or a date that does not exist."""
+    """Why a date could not be read: not a date at all, a date that does not exist in the order the column is read
+    (the mapping's ``date_format``, else day/month), or not written as the charity's mapping says (a charity's trial,
+    its mapping saying month/day/year, was told its day-first dates were not in "a format the standard accepts")."""
     text = str(value).strip() if value is not None else ""
     parts = _DATE_PARTS.match(text)
     if not re.search(r"\d", text):
         return "is not a date; if the date is not known yet, leave the row out until it is"
+    if re.fullmatch(r"[0-9]{4}", text):
+        return "is a year alone; a contact date needs at least its month and year (09/2026), or the whole date"
+    if parts:
+        first, second, year = (int(p) for p in parts.groups())
+        day, month = (first, second) if date_format is None or day_comes_first(date_format) else (second, first)
+        year += 2000 if year < 100 else 0
+        # A day past the end of its month is that, whatever the mapping says: with one, "31/09/2026" was blamed on
+        # the mapping's date_format (which suggest-mapping writes into nearly every mapping).
+        if 1 <= month <= 12 and day > calendar.monthrange(year, month)[1]:
+            days = calendar.monthrange(year, month)[1]
+            return f"is not a real date: {calendar.month_name[month]} {year} has {days} days"
+        if date_format is None and not 1 <= month <= 12:
+            if 1 <= day <= 12 and 1 <= month <= calendar.monthrange(year, day)[1]:
+                # A date typed month first among day-first ones: the column is read day first (the UK order), and
+                # only evidence enough reads it the other way (``normalise.DateOrderEvidence``).
+                return (
+                    f"is not a real date as day/month/year, the order of this column's dates: there is no month "
+                    f"{month}; if it means {month} {calendar.month_name[day]} {year}, write {month:02}/{day:02}/{year}"
+                )
+            return f"is not a real date: there is no month {month}"
     if date_format is not None:
         return (
             f"is not a date written as your mapping says your dates are ({plain_date_format(date_format)}, its "
             "date_format), nor year-month-day; if your dates are written another way, change the mapping's date_format"
         )
-    if parts:
-        day, month, year = (int(p) for p in parts.groups())
-        year += 2000 if year < 100 else 0
-        if not 1 <= month <= 12:
-            return f"is not a real date: there is no month {month}"
-        days = calendar.monthrange(year, month)[1]
-        if day > days:
-            return f"is not a real date: {calendar.month_name[month]} {year} has {days} days"
     return "is not a date in a format the standard accepts"
 
 
@@ -392,8 +404,7 @@ def _explained(
 
     A row's issues are made from its codes and the values of the fields they are about: the model gives a value of
     a field the same message in every row (a file's dates are read one way throughout). So rows alike in both get
-    the same issues, each at its own row. Where a rule about the whole row broke (no area left, a birth after the
-    contact) every value of the row is part of the likeness: such a row is asked of the model on its own. One column
+    the same issues, each at its own row. Where a rule about the whole row broke (no area left) every value of the row is part of the likeness: such a row is asked of the model on its own. One column
     wrong in every row of a file (an unknown tenure in 200,000 rows) took the model 16 s a file, one row at a time.
     """
     if not normalised.height:
