@@ -262,6 +262,7 @@ def check_extract(
             header_row=source.header_row,
             columns_used={column_label(plan.header, p): name for name, p in plan.fields.items()},
             columns_not_used=[column_label(plan.header, p) for p in plan.unused],
+            columns_not_used_because={column_label(plan.header, p): why for p, why in plan.unused_because.items()},
         )
         screen = PersonalDataScreen(plan)
         references = IdentifiedReferences()

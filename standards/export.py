@@ -191,7 +191,12 @@ def reference_markdown() -> str:
         "",
         "Your column names are matched to the standard's fields ignoring capitals, spaces, punctuation and "
         'anything in brackets ("Date of Birth (dd/mm/yyyy)" is `date_of_birth`), using the names listed under '
-        "each field. Where that is not enough, a mapping file (YAML) says which of your columns holds which "
+        "each field. A name that gives an amount another period or meaning than the field's, in brackets or not, is "
+        'not matched by its name: "Household income (per year)", "Annual income" or "Weekly outgoings" is not read '
+        'as a monthly amount, nor "Debt (monthly repayment)" as the total owed; the feedback lists such a column as '
+        "not used and says why. Nothing is converted: send the field's own amount, or name the column in a mapping "
+        "file if its amounts are in fact what the field holds. "
+        "Where that is not enough, a mapping file (YAML) says which of your columns holds which "
         "field and what your own wording means. `collab-standard suggest-mapping your-file.csv` writes one "
         "for you to check:",
         "",

@@ -496,16 +496,62 @@ def _own_columns(columns: tuple[tuple[str, str], ...]) -> dict[str, str]:
     return {header_key(theirs): ours for theirs, ours in columns}
 
 
+# The standard's amounts and the period or quantity each holds: an amount of another, named anywhere in a header
+# (brackets too: "Household income (per year)"), is not theirs. Matched by their names alone, a yearly income of
+# £18,000 was stored as £18,000 a month, and a monthly repayment of £150 as a debt of £150 (the volunteer trial).
+AMOUNT_MEANINGS: dict[str, str] = {
+    "monthly_income_gbp": "a monthly amount",
+    "monthly_essential_costs_gbp": "a monthly amount",
+    "total_debt_gbp": "the total owed",
+}
+# Words a header says another period or quantity in, each with what it then holds.
+_OTHER_AMOUNTS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(r"\b(?:per\s+|a\s+|each\s+)?" + pattern, re.IGNORECASE), meaning)
+    for pattern, meaning in (
+        (r"(?:annual(?:ly)?|yearly|years?|annum|yr|p\.?\s?a)\b\.?", "a yearly amount"),
+        (r"(?:quarterly|quarter)\b", "a quarterly amount"),
+        (r"(?:fortnightly|fortnight)\b", "a fortnightly amount"),
+        (r"(?:weekly|weeks?|p\.?\s?w)\b\.?", "a weekly amount"),
+        (r"(?:daily|days?)\b", "a daily amount"),
+        (r"(?:repayments?|instal?ments?)\b", "a repayment"),
+        (r"(?:monthly|months?|pcm)\b", "a monthly amount"),
+    )
+)
+
+
+def amount_differs(header: str, field_name: str) -> str | None:
+    """Why ``header`` does not hold the amount ``field_name`` holds though its name looks like it ('its name says a
+    yearly amount (per year), and monthly_income_gbp is a monthly amount'), or None."""
+    meaning = AMOUNT_MEANINGS.get(field_name)
+    if meaning is None:
+        return None
+    for words, held in _OTHER_AMOUNTS:
+        if held != meaning and (said := words.search(header)):
+            return f"its name says {held} ('{said.group().strip()}'), and {field_name} is {meaning}"
+    return None
+
+
 def field_for_header(header: str, mapping: CharityMapping) -> str | None:
     """The standard field a header holds, or None: the mapping file first, then aliases and names,
     then the same without a leading 'Client'-like word."""
+    return header_match(header, mapping)[0]
+
+
+def header_match(header: str, mapping: CharityMapping) -> tuple[str | None, str | None]:
+    """The standard field a header holds (``field_for_header``), or None and, when the header looks like a field it
+    was not matched to, why: an amount of another period ('Income (per year)') is read only when the mapping file
+    names its column, never by its name alone."""
     own = _own_columns(tuple(mapping.columns.items()))
     key = header_key(header)
-    found = own.get(key) or HEADER_ALIASES.get(key)
+    if key in own:
+        return own[key], None
+    found = HEADER_ALIASES.get(key)
     if found is None and (bare := _SUBJECT_PREFIX.sub("", header)) != header and bare.strip():
         bare_key = header_key(bare)
         found = HEADER_ALIASES.get(bare_key) if not is_identifier_header(bare) else None
-    return found
+    if found is not None and (differs := amount_differs(header, found)):
+        return None, differs
+    return found, None
 
 
 def mapped_columns_missing(header: list[str], mapping: CharityMapping) -> dict[str, str]:
@@ -555,6 +601,8 @@ class ColumnPlan:
     header: list[str]
     fields: dict[str, int] = field(default_factory=dict)
     unused: list[int] = field(default_factory=list)
+    # Why an unused column that looks like a field was not read from ('its name says a yearly amount ...').
+    unused_because: dict[int, str] = field(default_factory=dict)
     date_format: str | None = None  # the mapping's, which a date that cannot be read is told against
 
 
@@ -579,9 +627,11 @@ def plan_columns(header: list[str], mapping: CharityMapping) -> ColumnPlan:
     """Match headers to fields; raise ``FileRejected`` if a required field is missing or doubled."""
     plan = ColumnPlan(header=header, date_format=mapping.date_format)
     for position, name in enumerate(header):
-        target = field_for_header(name, mapping) if name.strip() else None
+        target, not_read_because = header_match(name, mapping) if name.strip() else (None, None)
         if target is None:
             plan.unused.append(position)
+            if not_read_because:
+                plan.unused_because[position] = not_read_because
             continue
         if target in plan.fields:
             first, second = plan.fields[target], position

@@ -373,7 +373,7 @@ class PersonalDataScreen:
     def issues(self) -> list[Issue]:
         """File-level notes: what the unused columns held, and personal data found in coded columns."""
         notes: list[Issue] = []
-        for tally in self.unused.values():
+        for position, tally in self.unused.items():
             if tally.filled == 0 and not tally.named:
                 continue  # an empty column without a header, as spreadsheets leave at the edge
             held = [
@@ -392,7 +392,14 @@ class PersonalDataScreen:
                 )
                 notes.append(Issue("W_DROPPED_IDENTIFIER", message, column=tally.label))
             else:
-                notes.append(Issue("W_UNMAPPED_COLUMN", f"Column '{tally.label}' is not used.", column=tally.label))
+                because = self.plan.unused_because.get(position)
+                message = f"Column '{tally.label}' is not used" + (
+                    f": {because}. Nothing is converted: if its amounts are what the field holds after all, name the column "
+                    "for the field in your mapping file's columns."
+                    if because
+                    else "."
+                )
+                notes.append(Issue("W_UNMAPPED_COLUMN", message, column=tally.label))
         reference = self.reference
         # Too few to stop the file (REFERENCE_SHARE): names only. A charity's own numbering can look like NHS numbers
         # (one ten-digit number in 11 passes their check) or phone numbers ("0123456780"), and was warned of.

@@ -15,9 +15,11 @@ from standards.issues import FileRejected
 from standards.mapping import (
     FIELD_ALIASES,
     CharityMapping,
+    amount_differs,
     column_letter,
     field_for_header,
     header_key,
+    header_match,
     is_identifier_header,
     plan_columns,
 )
@@ -287,3 +289,85 @@ def test_a_mapping_file_reads_every_plain_value_as_text(tmp_path: Path) -> None:
     mapping = CharityMapping.load(path)
     assert mapping.values == {"disability": {"On": "yes", "Off": "no", "N": "no"}, "tenure": {"01": "other"}}
     assert mapping.sheet == "2024"
+
+
+@pytest.mark.parametrize(
+    ("header", "amount", "said"),
+    [
+        ("Household income (per year)", "monthly_income_gbp", "a yearly amount ('per year')"),
+        ("Annual household income", "monthly_income_gbp", "a yearly amount ('Annual')"),
+        ("Income p.a.", "monthly_income_gbp", "a yearly amount ('p.a.')"),
+        ("Income (per annum)", "monthly_income_gbp", "a yearly amount ('per annum')"),
+        ("Weekly income", "monthly_income_gbp", "a weekly amount ('Weekly')"),
+        ("Household income (fortnightly)", "monthly_income_gbp", "a fortnightly amount ('fortnightly')"),
+        ("Outgoings (per week)", "monthly_essential_costs_gbp", "a weekly amount ('per week')"),
+        ("Debt (monthly repayment)", "total_debt_gbp", "a repayment ('repayment')"),
+        ("Debt (monthly)", "total_debt_gbp", "a monthly amount ('monthly')"),
+        ("Debt [instalments]", "total_debt_gbp", "a repayment ('instalments')"),
+    ],
+)
+def test_a_header_saying_another_period_or_quantity_is_not_matched_to_the_amount(
+    header: str, amount: str, said: str
+) -> None:
+    """The volunteer trial: bracketed words were dropped, so "Household income (per year)" was read as monthly income
+    (£18,000 a year stored as £18,000 a month) and "Debt (monthly repayment)" as the total owed, with no warning."""
+    because = amount_differs(header, amount)
+    assert because is not None and because.startswith(f"its name says {said}")
+    assert field_for_header(header, CharityMapping()) is None
+    # Named in the mapping file, the column is the charity's word for the field: read as it is, never converted.
+    assert field_for_header(header, CharityMapping(columns={header: amount})) == amount
+
+
+def test_a_bracketed_period_is_why_a_header_of_an_amount_is_not_matched() -> None:
+    assert header_match("Household income (per year)", CharityMapping()) == (
+        None,
+        "its name says a yearly amount ('per year'), and monthly_income_gbp is a monthly amount",
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [("Income pcm", "monthly_income_gbp"), ("Monthly outgoings (£)", "monthly_essential_costs_gbp"),
+     ("Total debt", "total_debt_gbp"), ("Age (years)", "age_band"), ("Date of visit", "contact_date")],
+)  # fmt: skip
+def test_a_header_saying_the_fields_own_period_is_matched(header: str, field: str) -> None:
+    assert field_for_header(header, CharityMapping()) == field
+
+
+def test_an_amount_of_another_period_is_reported_as_not_used_and_why(tmp_path: Path) -> None:
+    """The finding's file: the two amounts were used (6 columns) and nothing said so."""
+    header = [
+        "Client ID",
+        "Date of visit",
+        "Need",
+        "Postcode",
+        "Household income (per year)",
+        "Debt (monthly repayment)",
+    ]
+    rows = [
+        ["C1", "01/10/2026", "Food", "B15 2TT", "£18,000", "£150"],
+        ["C2", "02/10/2026", "Debt", "B15 2TT", "£24,500", "£90"],
+    ]
+    sink = CollectingSink()
+    report = check_extract(write_csv(tmp_path / "extract.csv", rows, header), sink=sink).report
+    assert report.accepted
+    assert set(report.file.columns_used) == {"Client ID", "Date of visit", "Need", "Postcode"}
+    because = report.file.columns_not_used_because
+    assert "monthly_income_gbp is a monthly amount" in because["Household income (per year)"]
+    assert "total_debt_gbp is the total owed" in because["Debt (monthly repayment)"]
+    [unused] = [g for g in report.issues if g.code == "W_UNMAPPED_COLUMN"]
+    messages = " ".join(example.message for example in unused.examples)
+    assert "'Household income (per year)' is not used: its name says a yearly amount" in messages
+    assert "not used, not stored: its name says a repayment" in report.to_html()
+    contacts = pl.concat(sink.frames)
+    assert contacts.get_column("monthly_income_gbp").is_null().all()
+    assert contacts.get_column("total_debt_gbp").is_null().all()
+
+
+def test_suggest_mapping_does_not_guess_an_annual_amount_as_monthly(tmp_path: Path) -> None:
+    header = ["Client ID", "Date of visit", "Need", "Postcode", "Annual household income", "Debt (monthly repayment)"]
+    path = write_csv(tmp_path / "extract2.csv", [["C1", "01/10/2026", "Food", "B15 2TT", "£18,000", "£150"]], header)
+    suggestion = suggest_mapping(path)
+    assert "Annual household income" not in suggestion.mapping.columns
+    assert "Debt (monthly repayment)" not in suggestion.mapping.columns
+    assert "# Annual household income: not used -- its name says a yearly amount" in suggestion.text
