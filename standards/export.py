@@ -195,7 +195,9 @@ def reference_markdown() -> str:
         'not matched by its name: "Household income (per year)", "Annual income" or "Weekly outgoings" is not read '
         'as a monthly amount, nor "Debt (monthly repayment)" as the total owed; the feedback lists such a column as '
         "not used and says why. Nothing is converted: send the field's own amount, or name the column in a mapping "
-        "file if its amounts are in fact what the field holds. "
+        "file if its amounts are in fact what the field holds. A field comes from one column only: when two of "
+        'your columns look like one field ("Client ID" and "Case ID", "Date of visit" and "Referral date", "Age" and '
+        '"Age band"), name the one to use in a mapping file, and the others are not read (the feedback lists them). '
         "Where that is not enough, a mapping file (YAML) says which of your columns holds which "
         "field and what your own wording means. `collab-standard suggest-mapping your-file.csv` writes one "
         "for you to check:",

@@ -184,7 +184,8 @@ _TYPES = [
         "E_DUPLICATE_COLUMN",
         Scope.FILE,
         "Two columns hold the same field",
-        "Delete or rename one of the two columns so that each field appears once.",
+        "Name the column to use for the field in your mapping file's columns (`collab-standard suggest-mapping` "
+        "proposes one): the others are then not read. Or delete or rename all but one of them.",
     ),
     IssueType(
         "E_IDENTIFIER_AS_REFERENCE",

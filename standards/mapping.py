@@ -521,13 +521,16 @@ _OTHER_AMOUNTS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 
 def amount_differs(header: str, field_name: str) -> str | None:
     """Why ``header`` does not hold the amount ``field_name`` holds though its name looks like it ('its name says a
-    yearly amount (per year), and monthly_income_gbp is a monthly amount'), or None."""
+    yearly amount (per year), and monthly_income_gbp is a monthly amount; ...'), or None."""
     meaning = AMOUNT_MEANINGS.get(field_name)
     if meaning is None:
         return None
     for words, held in _OTHER_AMOUNTS:
         if held != meaning and (said := words.search(header)):
-            return f"its name says {held} ('{said.group().strip()}'), and {field_name} is {meaning}"
+            return (
+                f"its name says {held} ('{said.group().strip()}'), and {field_name} is {meaning}; nothing is "
+                f"converted, so name it for {field_name} in your mapping file only if it holds {meaning} after all"
+            )
     return None
 
 
@@ -623,23 +626,72 @@ def header_score(row: list[str], mapping: CharityMapping) -> int:
 _VALUE_SHAPED = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\b[A-Za-z]{1,2}\d[A-Za-z\d]?\s*\d[A-Za-z]{2}\b")
 
 
+def _chosen_by_mapping(header: list[str], mapping: CharityMapping) -> dict[str, int]:
+    """The column (by position) the mapping file names for each field it names one for. A name in the mapping
+    matches headers ignoring brackets; where it so matches several ("Need" and a hidden "Need (old list)"), the one
+    written as the mapping has it is chosen. A field it names two columns for has none chosen (they are doubled)."""
+    own = _own_columns(tuple(mapping.columns.items()))
+    as_written = {match_key(theirs) for theirs in mapping.columns}
+    named: dict[str, list[int]] = {}
+    for position, name in enumerate(header):
+        if name.strip() and (target := own.get(header_key(name))):
+            named.setdefault(target, []).append(position)
+    chosen = {}
+    for target, positions in named.items():
+        if len(positions) > 1:
+            positions = [position for position in positions if match_key(header[position]) in as_written]
+        if len(positions) == 1:
+            chosen[target] = positions[0]
+    return chosen
+
+
+def _doubled(header: list[str], target: str, mapping: CharityMapping) -> FileRejected:
+    """The rejection of a file where several columns hold ``target``, saying which and how to choose one."""
+    competing = [p for p, name in enumerate(header) if name.strip() and field_for_header(name, mapping) == target]
+    listed = [f"{column_letter(p)} ('{column_label(header, p)}')" for p in competing]
+    columns = f"{', '.join(listed[:-1])} and {listed[-1]} {'both' if len(competing) == 2 else 'all'} hold {target}"
+    own = _own_columns(tuple(mapping.columns.items()))
+    if len({match_key(header[p]) for p in competing}) < len(competing):
+        message = (
+            f"Columns {columns}, and have the same name, so a mapping file cannot tell them apart: rename or delete "
+            "all but one of them."
+        )
+    elif all(header_key(header[p]) in own for p in competing):
+        message = (
+            f"Your mapping file says columns {columns}, which comes from one column only: keep the line of the one "
+            "to use and delete the others."
+        )
+    else:
+        message = (
+            f"Columns {columns}, which comes from one column only. Say which to use in your mapping file, under "
+            f"columns: for example '{header[competing[0]].strip()}: {target}'; the others are then not read "
+            "(`collab-standard suggest-mapping YOUR-FILE` proposes a mapping file). Or delete all but one of them."
+        )
+    return FileRejected("E_DUPLICATE_COLUMN", message)
+
+
 def plan_columns(header: list[str], mapping: CharityMapping) -> ColumnPlan:
-    """Match headers to fields; raise ``FileRejected`` if a required field is missing or doubled."""
+    """Match headers to fields; raise ``FileRejected`` if a required field is missing or doubled.
+
+    A field the mapping file names a column for comes from that column: others that merely look like it ("Case ID"
+    beside the "Client ID" named for person_ref) are not read, and the report says why."""
     plan = ColumnPlan(header=header, date_format=mapping.date_format)
+    chosen = _chosen_by_mapping(header, mapping)
     for position, name in enumerate(header):
         target, not_read_because = header_match(name, mapping) if name.strip() else (None, None)
+        if target is not None and chosen.get(target, position) != position:
+            not_read_because = (
+                f"{target} comes from column {column_letter(chosen[target])} ('{column_label(header, chosen[target])}'), "
+                "as your mapping file says"
+            )
+            target = None
         if target is None:
             plan.unused.append(position)
             if not_read_because:
                 plan.unused_because[position] = not_read_because
             continue
         if target in plan.fields:
-            first, second = plan.fields[target], position
-            raise FileRejected(
-                "E_DUPLICATE_COLUMN",
-                f"Columns {column_letter(first)} ('{column_label(header, first)}') and {column_letter(second)} "
-                f"('{column_label(header, second)}') both hold {target}; keep one of them.",
-            )
+            raise _doubled(header, target, mapping)
         plan.fields[target] = position
     missing = [name for name in REQUIRED_FIELDS if name not in plan.fields]
     if missing:

@@ -393,12 +393,7 @@ class PersonalDataScreen:
                 notes.append(Issue("W_DROPPED_IDENTIFIER", message, column=tally.label))
             else:
                 because = self.plan.unused_because.get(position)
-                message = f"Column '{tally.label}' is not used" + (
-                    f": {because}. Nothing is converted: if its amounts are what the field holds after all, name the column "
-                    "for the field in your mapping file's columns."
-                    if because
-                    else "."
-                )
+                message = f"Column '{tally.label}' is not used" + (f": {because}." if because else ".")
                 notes.append(Issue("W_UNMAPPED_COLUMN", message, column=tally.label))
         reference = self.reference
         # Too few to stop the file (REFERENCE_SHARE): names only. A charity's own numbering can look like NHS numbers

@@ -123,11 +123,11 @@ def _suggest_column(header: list[str], position: int, sample: pl.DataFrame, know
             label, None, "personal data: leave it out of your extracts", _personal_data(values, None)
         )
     if key and (differs := header_match(header[position], known)[1]):
-        return ColumnSuggestion(label, None, _not_guessed(differs), _personal_data(values, None))
+        return ColumnSuggestion(label, None, differs, _personal_data(values, None))
     if key and (close := difflib.get_close_matches(key, list(HEADER_ALIASES), n=1, cutoff=HEADER_SIMILARITY)):
         name = HEADER_ALIASES[close[0]]
         if differs := amount_differs(header[position], name):
-            return ColumnSuggestion(label, None, _not_guessed(differs), _personal_data(values, None))
+            return ColumnSuggestion(label, None, differs, _personal_data(values, None))
         return ColumnSuggestion(label, name, "guess from the header", _personal_data(values, name))
     if by_values := _field_from_values(values):
         return ColumnSuggestion(label, by_values, "guess from the values", _personal_data(values, by_values))
@@ -137,11 +137,6 @@ def _suggest_column(header: list[str], position: int, sample: pl.DataFrame, know
     if REFERENCE_WORDS & set(re.split(r"[^a-z0-9]+", header[position].lower())):
         return ColumnSuggestion(label, "person_ref", "guess from the header", found)
     return ColumnSuggestion(label, None, "not part of the standard", found)
-
-
-def _not_guessed(differs: str) -> str:
-    """Why a column that looks like an amount of the standard is not proposed for it."""
-    return f"{differs}; nothing is converted, so map it only if its amounts are that after all"
 
 
 def _personal_data(values: pl.Series, field_name: str | None) -> list[str]:

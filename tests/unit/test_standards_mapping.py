@@ -263,7 +263,10 @@ def test_two_columns_holding_one_field_are_named_by_their_letters() -> None:
     header = ["person_ref", "contact_date", "need", "local_authority_code", "a", "b", "c", "need"]
     with pytest.raises(FileRejected) as rejected:
         plan_columns(header, CharityMapping())
-    assert rejected.value.message == "Columns C ('need') and H ('need') both hold need; keep one of them."
+    assert rejected.value.message == (
+        "Columns C ('need') and H ('need') both hold need, and have the same name, so a mapping file cannot tell them "
+        "apart: rename or delete all but one of them."
+    )
     assert [column_letter(p) for p in (0, 25, 26, 27, 51, 52, 701, 702)] == [
         "A",
         "Z",
@@ -319,10 +322,10 @@ def test_a_header_saying_another_period_or_quantity_is_not_matched_to_the_amount
 
 
 def test_a_bracketed_period_is_why_a_header_of_an_amount_is_not_matched() -> None:
-    assert header_match("Household income (per year)", CharityMapping()) == (
-        None,
-        "its name says a yearly amount ('per year'), and monthly_income_gbp is a monthly amount",
-    )
+    field, because = header_match("Household income (per year)", CharityMapping())
+    assert field is None and because is not None
+    assert because.startswith("its name says a yearly amount ('per year'), and monthly_income_gbp is a monthly amount")
+    assert because.endswith("in your mapping file only if it holds a monthly amount after all")
 
 
 @pytest.mark.parametrize(
@@ -371,3 +374,78 @@ def test_suggest_mapping_does_not_guess_an_annual_amount_as_monthly(tmp_path: Pa
     assert "Annual household income" not in suggestion.mapping.columns
     assert "Debt (monthly repayment)" not in suggestion.mapping.columns
     assert "# Annual household income: not used -- its name says a yearly amount" in suggestion.text
+
+
+VISIT_AND_REFERRAL = (
+    ["Client ID", "Date of visit", "Need", "Client Postcode", "Date of birth", "Referral date"],
+    [["C1", "01/10/2026", "Food", "B15 2TT", "01/02/1980", "28/09/2026"], ["C2", "02/10/2026", "Debt", "LS1 4AP", "", "29/09/2026"]],
+)  # fmt: skip
+
+
+def test_two_columns_that_look_like_one_field_are_named_with_how_to_choose_one(tmp_path: Path) -> None:
+    """The volunteer trial: a case-management export's "Date of visit" and "Referral date" rejected the file with
+    "keep one of them", and nothing said a mapping file can choose."""
+    header, rows = VISIT_AND_REFERRAL
+    report = check_extract(write_csv(tmp_path / "extract.csv", rows, header)).report
+    [doubled] = [g for g in report.issues if g.code == "E_DUPLICATE_COLUMN"]
+    assert doubled.examples[0].message.startswith(
+        "Columns B ('Date of visit') and F ('Referral date') both hold contact_date, which comes from one column only. "
+        "Say which to use in your mapping file, under columns: for example 'Date of visit: contact_date'; the others "
+        "are then not read"
+    )
+
+
+def test_the_mapping_suggest_mapping_proposes_for_two_lookalike_columns_works_as_written(tmp_path: Path) -> None:
+    """The volunteer trial: suggest-mapping said "Referral date: not used", but checked with that very mapping the
+    file was rejected again, as the column still matched by its name."""
+    header, rows = VISIT_AND_REFERRAL
+    path = write_csv(tmp_path / "extract.csv", rows, header)
+    proposed = tmp_path / "extract.mapping.yaml"
+    proposed.write_text(suggest_mapping(path).text, encoding="utf-8")
+    sink = CollectingSink()
+    report = check_extract(path, mapping=CharityMapping.load(proposed), sink=sink).report
+    assert report.status == "accepted_with_warnings" and report.rows_accepted == 2
+    assert report.file.columns_not_used_because == {
+        "Referral date": "contact_date comes from column B ('Date of visit'), as your mapping file says"
+    }
+    assert pl.concat(sink.frames).get_column("contact_date").to_list() == [dt.date(2026, 10, 1), dt.date(2026, 10, 2)]
+    [unused] = [g for g in report.issues if g.code == "W_UNMAPPED_COLUMN"]
+    assert unused.examples[0].message == (
+        "Column 'Referral date' is not used: contact_date comes from column B ('Date of visit'), as your mapping file "
+        "says."
+    )
+
+
+@pytest.mark.parametrize(
+    ("chosen", "not_read"),
+    [({"Case ID": "person_ref", "Age band": "age_band"}, {"Client ID", "Age"}),
+     ({"Client ID": "person_ref", "Age": "age_band"}, {"Case ID", "Age band"})],
+)  # fmt: skip
+def test_a_mapping_naming_one_of_two_lookalike_columns_leaves_the_other_unread(
+    chosen: dict[str, str], not_read: set[str]
+) -> None:
+    """The volunteer trial's "Client ID" + "Case ID" and "Age" + "Age band": either can be chosen."""
+    header = ["Client ID", "Case ID", "Date of visit", "Need", "Postcode", "Age", "Age band"]
+    plan = plan_columns(header, CharityMapping(columns=chosen))
+    assert {header[p] for p in plan.fields.values()} >= set(chosen)
+    assert {header[p] for p in plan.unused_because} == not_read
+
+
+def test_a_mapping_chooses_the_column_written_as_it_names_it_over_one_with_a_bracketed_qualifier() -> None:
+    """The volunteer trial: a hidden column "Need (old list)" beside "Need" is the same header once brackets are
+    ignored; a mapping naming "Need" now chooses it."""
+    header = ["Client ID", "Date of visit", "Need (old list)", "Need", "Postcode"]
+    with pytest.raises(FileRejected):
+        plan_columns(header, CharityMapping())
+    plan = plan_columns(header, CharityMapping(columns={"Need": "need"}))
+    assert plan.fields["need"] == 3 and plan.unused == [2]
+
+
+def test_a_mapping_naming_two_columns_for_one_field_says_to_keep_one_line() -> None:
+    header = ["Client ID", "Case ID", "Date of visit", "Need", "Postcode"]
+    with pytest.raises(FileRejected) as rejected:
+        plan_columns(header, CharityMapping(columns={"Client ID": "person_ref", "Case ID": "person_ref"}))
+    assert rejected.value.message == (
+        "Your mapping file says columns A ('Client ID') and B ('Case ID') both hold person_ref, which comes from one "
+        "column only: keep the line of the one to use and delete the others."
+    )
