@@ -198,6 +198,8 @@ def reference_markdown() -> str:
         "file if its amounts are in fact what the field holds. A field comes from one column only: when two of "
         'your columns look like one field ("Client ID" and "Case ID", "Date of visit" and "Referral date", "Age" and '
         '"Age band"), name the one to use in a mapping file, and the others are not read (the feedback lists them). '
+        "A column with no header is named in a mapping file by its place, as the feedback and suggest-mapping write "
+        'it: "(column 3 has no header)" for the third. '
         "Where that is not enough, a mapping file (YAML) says which of your columns holds which "
         "field and what your own wording means. `collab-standard suggest-mapping your-file.csv` writes one "
         "for you to check:",

@@ -560,7 +560,7 @@ def header_match(header: str, mapping: CharityMapping) -> tuple[str | None, str 
 def mapped_columns_missing(header: list[str], mapping: CharityMapping) -> dict[str, str]:
     """The columns the mapping file names that ``header`` does not have (a typo, or a column no longer exported), each
     with the field it was to give: that field is then read by its usual names, or not at all, and nothing said so."""
-    present = {header_key(name) for name in header}
+    present = {header_key(column_label(header, position)) for position in range(len(header))}
     return {theirs: ours for theirs, ours in mapping.columns.items() if header_key(theirs) not in present}
 
 
@@ -633,13 +633,13 @@ def _chosen_by_mapping(header: list[str], mapping: CharityMapping) -> dict[str, 
     own = _own_columns(tuple(mapping.columns.items()))
     as_written = {match_key(theirs) for theirs in mapping.columns}
     named: dict[str, list[int]] = {}
-    for position, name in enumerate(header):
-        if name.strip() and (target := own.get(header_key(name))):
+    for position in range(len(header)):
+        if target := own.get(header_key(column_label(header, position))):
             named.setdefault(target, []).append(position)
     chosen = {}
     for target, positions in named.items():
         if len(positions) > 1:
-            positions = [position for position in positions if match_key(header[position]) in as_written]
+            positions = [p for p in positions if match_key(column_label(header, p)) in as_written]
         if len(positions) == 1:
             chosen[target] = positions[0]
     return chosen
@@ -647,16 +647,16 @@ def _chosen_by_mapping(header: list[str], mapping: CharityMapping) -> dict[str, 
 
 def _doubled(header: list[str], target: str, mapping: CharityMapping) -> FileRejected:
     """The rejection of a file where several columns hold ``target``, saying which and how to choose one."""
-    competing = [p for p, name in enumerate(header) if name.strip() and field_for_header(name, mapping) == target]
+    competing = [p for p in range(len(header)) if field_for_header(column_label(header, p), mapping) == target]
     listed = [f"{column_letter(p)} ('{column_label(header, p)}')" for p in competing]
     columns = f"{', '.join(listed[:-1])} and {listed[-1]} {'both' if len(competing) == 2 else 'all'} hold {target}"
     own = _own_columns(tuple(mapping.columns.items()))
-    if len({match_key(header[p]) for p in competing}) < len(competing):
+    if len({match_key(column_label(header, p)) for p in competing}) < len(competing):
         message = (
             f"Columns {columns}, and have the same name, so a mapping file cannot tell them apart: rename or delete "
             "all but one of them."
         )
-    elif all(header_key(header[p]) in own for p in competing):
+    elif all(header_key(column_label(header, p)) in own for p in competing):
         message = (
             f"Your mapping file says columns {columns}, which comes from one column only: keep the line of the one "
             "to use and delete the others."
@@ -664,7 +664,7 @@ def _doubled(header: list[str], target: str, mapping: CharityMapping) -> FileRej
     else:
         message = (
             f"Columns {columns}, which comes from one column only. Say which to use in your mapping file, under "
-            f"columns: for example '{header[competing[0]].strip()}: {target}'; the others are then not read "
+            f"columns: for example '{column_label(header, competing[0])}: {target}'; the others are then not read "
             "(`collab-standard suggest-mapping YOUR-FILE` proposes a mapping file). Or delete all but one of them."
         )
     return FileRejected("E_DUPLICATE_COLUMN", message)
@@ -677,8 +677,9 @@ def plan_columns(header: list[str], mapping: CharityMapping) -> ColumnPlan:
     beside the "Client ID" named for person_ref) are not read, and the report says why."""
     plan = ColumnPlan(header=header, date_format=mapping.date_format)
     chosen = _chosen_by_mapping(header, mapping)
-    for position, name in enumerate(header):
-        target, not_read_because = header_match(name, mapping) if name.strip() else (None, None)
+    for position in range(len(header)):
+        # A column without a header is named as ``column_label`` calls it, as suggest-mapping writes it in a mapping.
+        target, not_read_because = header_match(column_label(header, position), mapping)
         if target is not None and chosen.get(target, position) != position:
             not_read_because = (
                 f"{target} comes from column {column_letter(chosen[target])} ('{column_label(header, chosen[target])}'), "

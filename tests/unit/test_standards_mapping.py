@@ -449,3 +449,18 @@ def test_a_mapping_naming_two_columns_for_one_field_says_to_keep_one_line() -> N
         "Your mapping file says columns A ('Client ID') and B ('Case ID') both hold person_ref, which comes from one "
         "column only: keep the line of the one to use and delete the others."
     )
+
+
+def test_the_name_suggest_mapping_gives_a_column_without_a_header_is_found_by_the_check(tmp_path: Path) -> None:
+    """The volunteer trial: suggest-mapping proposed '"(column 3 has no header)": need', and the check with that very
+    file said the mapping names a column the file does not have, and need was missing."""
+    rows = [["C1", "01/10/2026", "Food", "B15 2TT"], ["C2", "02/10/2026", "Fuel", "M1 1AE"]]
+    path = write_csv(tmp_path / "extract.csv", rows, ["Client ID", "Date of visit", "", "Postcode"])
+    proposed = tmp_path / "extract.mapping.yaml"
+    proposed.write_text(suggest_mapping(path).text, encoding="utf-8")
+    assert '"(column 3 has no header)": need' in proposed.read_text(encoding="utf-8")
+    sink = CollectingSink()
+    report = check_extract(path, mapping=CharityMapping.load(proposed), sink=sink).report
+    assert report.rows_accepted == 2 and "W_MAPPED_COLUMN_MISSING" not in report.codes()
+    assert report.file.columns_used["(column 3 has no header)"] == "need"
+    assert pl.concat(sink.frames).get_column("need").to_list() == ["food", "fuel_energy"]
