@@ -424,6 +424,13 @@ _TYPES = [
         "Nothing to do if it is a note beside the table; if it is a contact, put its values in the table's columns.",
     ),
     IssueType(
+        "W_TEXT_LINE_ROW",
+        Scope.FILE,
+        "A line of text with no contact date was skipped",
+        "Nothing to do if it is a report's footer or a note; if it is a contact, put its values in the table's "
+        "columns, with its contact date.",
+    ),
+    IssueType(
         "W_TOTALS_ROW",
         Scope.FILE,
         "A row of totals was skipped",

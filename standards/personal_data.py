@@ -370,8 +370,9 @@ class PersonalDataScreen:
             column=tally.label,
         )
 
-    def issues(self) -> list[Issue]:
-        """File-level notes: what the unused columns held, and personal data found in coded columns."""
+    def issues(self, *, kept: bool) -> list[Issue]:
+        """File-level notes: what the unused columns held, and personal data found in coded columns; ``kept``: whether
+        the file's contacts are (it is not rejected)."""
         notes: list[Issue] = []
         for position, tally in self.unused.items():
             if tally.filled == 0 and not tally.named:
@@ -402,8 +403,13 @@ class PersonalDataScreen:
             found = f"{_of_its(reference, Kind.NAME)} (the first in row {reference.first_row[Kind.NAME]})"
             message = (
                 f"Column '{reference.label}' holds the person references, but {found}. Those identify people outside "
-                "your charity: give each person your own client or case number instead. The file was kept, as most "
-                "references are codes; no reference is stored as it is, and the values are not repeated here."
+                "your charity: give each person your own client or case number instead. "
+                + (
+                    "The file was kept, as most references are codes; "
+                    if kept
+                    else "Most references are codes, so this alone does not stop the file; "
+                )
+                + "no reference is stored as it is, and the values are not repeated here."
             )
             notes.append(Issue("W_PERSONAL_DATA_VALUES", message, column=reference.label))
         for tally in self.coded.values():

@@ -331,6 +331,46 @@ def test_rows_of_totals_are_skipped_with_a_warning_not_rejected_as_contacts(tmp_
     assert [e.row for g in report.issues if g.code == "W_TOTALS_ROW" for e in g.examples] == [8]
 
 
+def test_a_months_subtotal_labelled_at_its_end_is_a_row_of_totals(tmp_path: Path) -> None:
+    """The volunteer trial: "July total" and "August Total" were read as contacts with no date and no need (two rows
+    of errors), as only a cell starting with Total was a row of totals."""
+    header = ["Client ID", "Date of visit", "Need", "Postcode", "Parcels"]
+    rows = [
+        ["C1", "01/07/2026", "Food", "B15 2TT", "1"],
+        ["July total", "", "", "", "1"],
+        ["C2", "01/08/2026", "Food", "B15 2TT", "1"],
+        ["August Subtotal:", "", "", "", "1"],
+        ["C3", "01/09/2026", "Food", "B15 2TT", "1"],
+        ["Total for September", "", "", "", "1"],
+    ]
+    report = check_extract(write_csv(tmp_path / "subtotals.csv", rows, header)).report
+    assert report.rows_received == report.rows_accepted == 3 and "E_MISSING_VALUE" not in report.codes()
+    assert [e.row for g in report.issues if g.code == "W_TOTALS_ROW" for e in g.examples] == [3, 5, 7]
+
+
+def test_a_reports_footer_lines_are_skipped_with_a_warning_not_read_as_contacts(tmp_path: Path) -> None:
+    """The volunteer trial: a CRM report's footer below a blank row, in the first cell only, was two contacts with
+    four missing values, which rejected a file of four contacts (and its "by Jane Smith" a name among references)."""
+    header = ["Client ID", "Date of visit", "Need", "Postcode"]
+    rows = [[f"C{n}", f"0{n}/10/2026", "Food", "B15 2TT"] for n in range(1, 5)]
+    footer = [
+        ["", "", "", ""],
+        ["Report generated 02/11/2026 09:14 by Jane Smith", "", "", ""],
+        ["Filter: All clients; Project: Food bank", "", "", ""],
+    ]
+    report = check_extract(write_csv(tmp_path / "extract.csv", [*rows, *footer], header)).report
+    assert report.status == "accepted_with_warnings" and report.rows_received == report.rows_accepted == 4
+    assert sorted(report.codes()) == ["W_DATE_ORDER_ASSUMED", "W_TEXT_LINE_ROW"]
+    assert [e.row for g in report.issues if g.code == "W_TEXT_LINE_ROW" for e in g.examples] == [7, 8]
+
+
+def test_a_reference_or_a_name_alone_on_a_row_is_a_contact_with_values_missing(tmp_path: Path) -> None:
+    header = ["Client ID", "Date of visit", "Need", "Postcode"]
+    rows = [[f"C{n}", "01/10/2026", "Food", "B15 2TT"] for n in range(1, 10)]
+    report = check_extract(write_csv(tmp_path / "extract.csv", [*rows, ["C10", "", "", ""]], header)).report
+    assert "W_TEXT_LINE_ROW" not in report.codes() and report.rows_rejected == 1
+
+
 def test_a_note_beside_the_table_is_skipped_with_a_warning_not_rejected_as_a_contact(tmp_path: Path) -> None:
     """Found by the outside users' trial: a note in a column with no header, on a row of its own, was a contact with
     three values missing, and tipped a small file past the share of errors allowed."""
