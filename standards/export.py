@@ -183,7 +183,9 @@ def reference_markdown() -> str:
         "- **Codes:** the code, the label or any of the words listed under *also accepted*, ignoring capitals, "
         "spaces and punctuation: `Fuel`, `FUEL & ENERGY` and `fuel_energy` are the same. An `age_band` may "
         "also be an age in years (`34`).",
-        "- **Local authority:** the ONS code (`E08000025`) or the authority's name (`Birmingham`).",
+        "- **Local authority:** the ONS code (`E08000025`), the authority's name (`Birmingham`), its council's name "
+        "(`Leeds City Council`, `London Borough of Hackney`) or a short name that means one authority only (`Hull`, "
+        "`Glasgow`, `Stoke`); a name that could mean two (`Newcastle`, `Richmond`) is never guessed.",
         "- **Postcode:** full (`B15 2TT`) or district (`B15`); if a cell holds an address, only its postcode is used.",
         "- **Blank:** an empty cell, or " + ", ".join(f'"{s}"' for s in BLANK_SPELLINGS) + " (in any capitals).",
         "",

@@ -39,6 +39,7 @@ from standards.normalise import (
     ISO_FORMATS,
     MONTH_FIRST_FORMATS,
     choose_date_reading,
+    council_code,
     match_keys,
     parse_dates,
 )
@@ -176,7 +177,7 @@ def _field_from_values(values: pl.Series) -> str | None:
     }
     geography = load_geography()
     councils = folded.is_in([code.lower() for code in geography.local_authorities])
-    councils |= folded.is_in(list(geography.local_authority_names()))
+    councils |= frame.select(council_code(pl.col("v")).is_not_null()).to_series()
     postcodes = values.str.contains(POSTCODE) & (values.str.len_chars() <= 8)
     shares["local_authority_code"], shares["postcode"] = councils.mean(), postcodes.mean()
     best = max(shares, key=lambda name: shares[name] or 0)

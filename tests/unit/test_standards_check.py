@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 from pathlib import Path
 
@@ -10,10 +11,13 @@ import pytest
 
 from collab.expectations import ExpectationRun
 from standards.check import CheckOptions, check_extract, contacts_frame
+from standards.codelists import match_key
 from standards.extract import FIELDS, MAX_TEXT_CHARS, age_band_at, quarter_of
 from standards.feedback import share_of_rows
+from standards.geography import GEOGRAPHY_DIR, load_geography
 from standards.issues import warning_twin
 from standards.mapping import CharityMapping
+from standards.normalise import council_code
 from standards.rows import RowFiles, read_affected
 from tests.conftest import HEADER, CollectingSink, contact_rows, write_csv, write_xlsx
 
@@ -589,6 +593,61 @@ def test_a_council_named_in_the_postcode_column_is_its_area_with_a_warning(tmp_p
     assert sink.contacts().get_column("local_authority_code").head(2).to_list() == ["E06000023"] * 2
 
 
+COUNCILS_AS_WRITTEN = {
+    "Leeds City Council": "E08000035",
+    "Cornwall Council": "E06000052",
+    "Glasgow": "S12000049",
+    "Edinburgh": "S12000036",
+    "Hull": "E06000010",
+    "Brighton": "E06000043",
+    "Stoke": "E06000021",
+    "Southend": "E06000033",
+    "Telford": "E06000020",
+    "Anglesey": "W06000001",
+    "Bristol": "E06000023",
+    "Westminster": "E09000033",
+    "City of Edinburgh": "S12000036",
+}
+
+
+def test_a_council_written_as_everyday_is_its_area(tmp_path: Path) -> None:
+    """The volunteer trial: a "Council" column as CRMs hold it; only ONS's exact names were read, so 10 of 13 rows had
+    no area and the file was not accepted."""
+    rows = [[f"C{n}", "01/10/2026", "Food", council] for n, council in enumerate(COUNCILS_AS_WRITTEN)]
+    sink = CollectingSink()
+    path = write_csv(tmp_path / "councils.csv", rows, ["Client ID", "Date of visit", "Need", "Council"])
+    report = check_extract(path, sink=sink).report
+    assert report.rows_accepted == 13 and "W_UNKNOWN_AREA" not in report.codes()
+    assert sink.contacts().get_column("local_authority_code").to_list() == list(COUNCILS_AS_WRITTEN.values())
+
+
+@pytest.mark.parametrize(
+    ("written", "code"),
+    [
+        ("Brighton & Hove City Council", "E06000043"),
+        ("City of Edinburgh Council", "S12000036"),
+        ("Glasgow City Council", "S12000049"),
+        ("London Borough of Hackney", "E09000012"),
+        ("Royal Borough of Kingston upon Thames", "E09000021"),
+        ("Wrexham County Borough Council", "W06000006"),
+        ("Barnsley Metropolitan Borough Council", "E08000038"),
+        ("Kent County Council", None),  # a county council is no local authority district: no area
+        ("Durham County Council", "E06000047"),
+        ("City of London", "E09000001"),
+        ("Stoke-on-Trent City Council", "E06000021"),
+        ("Newcastle", None),  # upon Tyne or under Lyme: never guessed
+        ("Newcastle City Council", None),
+        ("Richmond", None),  # upon Thames or Richmondshire
+        ("Kingston", None),  # upon Thames or upon Hull
+        ("London", None),
+    ],
+)
+def test_a_council_is_found_by_its_name_its_councils_name_or_an_unambiguous_short_name(
+    written: str, code: str | None
+) -> None:
+    assert pl.select(council_code(pl.lit(written))).item() == code
+
+
 def test_a_surname_with_no_latin_letters_is_kept_unlinked_with_a_warning_that_never_shows_it(tmp_path: Path) -> None:
     """Linkage compares a surname's Latin letters: one written only in another alphabet, or only in digits,
     links no one, and a charity that links records is told where without the surname being repeated."""
@@ -985,3 +1044,17 @@ def test_a_wide_files_batches_hold_no_more_cells_than_the_cap(tmp_path: Path, mo
     narrow = CollectingSink()
     check_extract(write_csv(tmp_path / "narrow.csv", contact_rows(10)), sink=narrow, options=CheckOptions(batch_size=5))
     assert [frame.height for frame in narrow.frames] == [5, 5]  # 6 columns: the rows asked for
+
+
+def test_every_short_name_of_an_authority_names_one_authority_of_the_reference_list() -> None:
+    """``local_authority_aliases.csv`` is written by hand: each alias names a current authority by file 1's name, and
+    none is another authority's name or another alias, so no name is ever guessed between two authorities."""
+    geography = load_geography()
+    with (GEOGRAPHY_DIR / "local_authority_aliases.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(geography.local_authorities[row["lad_code"]].name == row["lad_name"] for row in rows)
+    official = {match_key(la.name): la.code for la in geography.local_authorities.values()}
+    keys = [match_key(row["alias"]) for row in rows]
+    assert len(set(keys)) == len(keys) and not set(keys) & set(official)
+    readme = (GEOGRAPHY_DIR / "README.md").read_text(encoding="utf-8")
+    assert "local_authority_aliases.csv" in readme
