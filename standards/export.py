@@ -185,7 +185,8 @@ def reference_markdown() -> str:
         "also be an age in years (`34`).",
         "- **Local authority:** the ONS code (`E08000025`), the authority's name (`Birmingham`), its council's name "
         "(`Leeds City Council`, `London Borough of Hackney`) or a short name that means one authority only (`Hull`, "
-        "`Glasgow`, `Stoke`); a name that could mean two (`Newcastle`, `Richmond`) is never guessed.",
+        "`Glasgow`, `Stoke`); a name that could mean two (`Newcastle`, `Kingston`) is never guessed, and the feedback "
+        "names the authorities it could be.",
         "- **Postcode:** full (`B15 2TT`) or district (`B15`); if a cell holds an address, only its postcode is used.",
         "- **Blank:** an empty cell, or " + ", ".join(f'"{s}"' for s in BLANK_SPELLINGS) + " (in any capitals).",
         "",

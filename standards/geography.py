@@ -34,6 +34,9 @@ UK_NAME = "United Kingdom"
 
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})?$")
 
+# The fewest letters a short name has to be told apart by: "Ne" starts too many names to list.
+MIN_SHORT_NAME = 4
+
 # What a council's own name adds to its authority's name, before or after it: "Leeds City Council", "Cornwall
 # Council", "Wrexham County Borough Council", "London Borough of Hackney", "City of Edinburgh Council". A name is looked
 # up with them taken off only when it is not an authority's name as written ("City of London" is one).
@@ -116,6 +119,15 @@ class Geography:
         for alias, code in self.name_aliases.items():
             names.setdefault(match_key(alias), code)
         return names
+
+    def authorities_named_like(self, name: str) -> list[LocalAuthority]:
+        """The authorities whose names start with ``name`` (without what a council's name adds), by name: what a
+        short name no table holds could mean ('Newcastle': Newcastle upon Tyne, Newcastle-under-Lyme)."""
+        key = match_key(re.sub(COUNCIL_AFFIXES, "", name.replace("&", " and ")))
+        if len(key) < MIN_SHORT_NAME:
+            return []
+        named = (la for la in self.local_authorities.values() if match_key(la.name).startswith(key))
+        return sorted(named, key=lambda la: la.name)
 
     def local_authority_for_postcode(self, postcode: str) -> str | None:
         district = self.postcode_district(postcode)

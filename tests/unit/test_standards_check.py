@@ -637,7 +637,7 @@ def test_a_council_written_as_everyday_is_its_area(tmp_path: Path) -> None:
         ("Stoke-on-Trent City Council", "E06000021"),
         ("Newcastle", None),  # upon Tyne or under Lyme: never guessed
         ("Newcastle City Council", None),
-        ("Richmond", None),  # upon Thames or Richmondshire
+        ("Richmond", None),  # upon Thames, or the town in North Yorkshire
         ("Kingston", None),  # upon Thames or upon Hull
         ("London", None),
     ],
@@ -1058,3 +1058,18 @@ def test_every_short_name_of_an_authority_names_one_authority_of_the_reference_l
     assert len(set(keys)) == len(keys) and not set(keys) & set(official)
     readme = (GEOGRAPHY_DIR / "README.md").read_text(encoding="utf-8")
     assert "local_authority_aliases.csv" in readme
+
+
+def test_a_short_name_that_could_mean_two_councils_is_not_guessed_and_the_feedback_names_both(tmp_path: Path) -> None:
+    """The volunteer trial asked that a name such as "Newcastle" stay refused, with the councils it could mean."""
+    rows = [[f"C{n}", "01/10/2026", "Food", "Leeds"] for n in range(10)]
+    rows[0][3], rows[1][3] = "Newcastle", "Kingston Council"
+    path = write_csv(tmp_path / "councils.csv", rows, ["Client ID", "Date of visit", "Need", "Council"])
+    report = check_extract(path).report
+    messages = [e.message for g in report.issues if g.code == "W_UNKNOWN_AREA" for e in g.examples]
+    assert messages == [
+        "'Council': 'Newcastle' could be more than one local authority, Newcastle upon Tyne (E08000021) or "
+        "Newcastle-under-Lyme (E07000195), so it was not guessed; write the authority's full name or its code.",
+        "'Council': 'Kingston Council' could be more than one local authority, Kingston upon Hull, City of (E06000010) "
+        "or Kingston upon Thames (E09000021), so it was not guessed; write the authority's full name or its code.",
+    ]
