@@ -42,8 +42,13 @@ MIN_SHORT_NAME = 4
 # up with them taken off only when it is not an authority's name as written ("City of London" is one).
 COUNCIL_AFFIXES = (
     r"(?i)^\s*(?:the\s+)?(?:(?:london|royal|metropolitan)\s+borough\s+of|city\s+and\s+county\s+of|county\s+borough\s+of|"
-    r"borough\s+of|city\s+of|lb)\s+|\s+(?:(?:metropolitan\s+)?borough|city|county(?:\s+borough)?|district)?\s*council\s*$"
+    r"borough\s+of|city\s+of|lb)\s+|\s+(?:(?:metropolitan\s+)?borough\s+|city\s+|county\s+(?:borough\s+)?|district\s+)?"
+    r"council\s*$"
 )
+# The longest name an authority is looked for by in Python's ``re``, whose search for ``COUNCIL_AFFIXES`` in a cell of
+# spaces takes time growing with the square of its length (Polars' regex engine needs no limit). The longest
+# authority's name is 36 characters, and a council's own name adds at most 30.
+LONGEST_NAME = 120
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,8 @@ class Geography:
     def authorities_named_like(self, name: str) -> list[LocalAuthority]:
         """The authorities whose names start with ``name`` (without what a council's name adds), by name: what a
         short name no table holds could mean ('Newcastle': Newcastle upon Tyne, Newcastle-under-Lyme)."""
+        if len(name) > LONGEST_NAME:
+            return []
         key = match_key(re.sub(COUNCIL_AFFIXES, "", name.replace("&", " and ")))
         if len(key) < MIN_SHORT_NAME:
             return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import time
 from pathlib import Path
 
 import polars as pl
@@ -1073,3 +1074,14 @@ def test_a_short_name_that_could_mean_two_councils_is_not_guessed_and_the_feedba
         "'Council': 'Kingston Council' could be more than one local authority, Kingston upon Hull, City of (E06000010) "
         "or Kingston upon Thames (E09000021), so it was not guessed; write the authority's full name or its code.",
     ]
+
+
+def test_a_long_unknown_council_is_explained_in_time_that_does_not_grow_with_its_spaces(tmp_path: Path) -> None:
+    """The councils a name could mean are looked for with Python's ``re``, which takes time growing with the square
+    of a run of spaces before a word that is not "Council": a cell of 30,000 spaces took it minutes."""
+    rows = [[f"C{n}", "01/10/2026", "Food", "Leeds"] for n in range(10)]
+    rows[0][3] = "Newcastle" + " " * 30_000 + "x"
+    started = time.monotonic()
+    path = write_csv(tmp_path / "councils.csv", rows, ["Client ID", "Date of visit", "Need", "Council"])
+    report = check_extract(path).report
+    assert time.monotonic() - started < 10 and "W_UNKNOWN_AREA" in report.codes()
