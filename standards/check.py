@@ -113,8 +113,19 @@ TOTALS_ROW = Issue(
     "as a contact.",
 )
 # What a spreadsheet's row of totals starts one of its cells with: "Total", "Totals:", "Grand total", "Sub-total",
-# "Sum", "Count", "Total contacts: 6", "TOTAL (6)".
-TOTALS_LABEL = r"(?i)^\s*(?:(?:grand|sub)[\s-]*)?(?:totals?|sum|count)\b"
+# "Sum", "Count", "Total contacts: 6", "TOTAL (6)"; or ends one with, as hand-kept sheets label a month's: "July total",
+# "August Subtotal:" (read as contacts, they were two rows of errors: the volunteer trial).
+TOTALS_LABEL = r"(?i)^\s*(?:(?:grand|sub)[\s-]*)?(?:totals?|sum|count)\b|\b(?:sub[\s-]*)?totals?\s*:?\s*$"
+
+
+TEXT_LINE_ROW = Issue(
+    "W_TEXT_LINE_ROW",
+    "This row holds only a line of text in one cell and no contact date (a report's footer, such as 'Report "
+    "generated ... by ...', or a note); it was skipped, not counted as a contact.",
+)
+# The fewest words a cell standing alone in an undated row holds to be a line of text: a reference or a name alone
+# ("C5", "Jane Smith") is a contact with values missing, and told as one.
+TEXT_LINE_WORDS = 3
 
 
 ROW_REPEATED = Issue(
@@ -169,6 +180,25 @@ def totals_rows(batch: pl.DataFrame, date_column: str | None) -> list[int]:
         return []
     says_total = pl.any_horizontal(pl.col(name).cast(pl.String).str.contains(TOTALS_LABEL) for name in _cells(undated))
     return undated.filter(says_total.fill_null(False)).get_column("__row").to_list()
+
+
+def text_line_rows(batch: pl.DataFrame, date_column: str | None) -> list[int]:
+    """The rows (``__row``) of ``batch`` that are a line of text, not a contact: no contact date, and one cell only,
+    of ``TEXT_LINE_WORDS`` words or more. A CRM's report ends with such lines ("Report generated 02/11/2026 09:14 by
+    Jane Smith", "Filter: All clients"): read as contacts, they were rows of errors that rejected a small file."""
+    if date_column is None:
+        return []
+    cells = _cells(batch)
+    undated = batch.filter(_blank(date_column))
+    if not undated.height:
+        return []
+    alone = pl.sum_horizontal(~_blank(name) for name in cells) == 1
+    undated = undated.filter(alone)
+    if not undated.height:
+        return []
+    text = pl.concat_str([pl.col(name).cast(pl.String).fill_null("") for name in cells]).str.strip_chars()
+    wordy = text.str.count_matches(r"\S+") >= TEXT_LINE_WORDS
+    return undated.filter(wordy).get_column("__row").to_list()
 
 
 def _blank(column: str) -> pl.Expr:
@@ -262,6 +292,7 @@ def check_extract(
             header_row=source.header_row,
             columns_used={column_label(plan.header, p): name for name, p in plan.fields.items()},
             columns_not_used=[column_label(plan.header, p) for p in plan.unused],
+            columns_not_used_because={column_label(plan.header, p): why for p, why in plan.unused_because.items()},
         )
         screen = PersonalDataScreen(plan)
         references = IdentifiedReferences()
@@ -296,6 +327,9 @@ def check_extract(
             outside = rows_outside_columns(batch, used)
             if totals or outside:
                 batch = batch.filter(~pl.col("__row").is_in([*totals, *outside]))
+            text_lines = text_line_rows(batch, date_column)
+            if text_lines:
+                batch = batch.filter(~pl.col("__row").is_in(text_lines))
             normalised = normalise_batch(batch, plan, mapping, dates)
             counts = screen.count(batch, normalised)
             judged = validate_batch(normalised, plan, links_records=options.links_records)
@@ -310,6 +344,7 @@ def check_extract(
                     (ROW_REPEATED, copies),
                     (TOTALS_ROW, totals),
                     (OUTSIDE_COLUMNS_ROW, outside),
+                    (TEXT_LINE_ROW, text_lines),
                     (HIDDEN_ROW, hidden),
                     (UNCALCULATED_ROW, uncalculated),
                 )
@@ -398,7 +433,7 @@ def check_extract(
         report.rows_accepted = 0
         report.rows_rejected = report.rows_received
     if screen is not None:
-        for note in screen.issues():
+        for note in screen.issues(kept=report.rows_accepted > 0):
             collector.add(note)
     # Told once the file's fate is known: a rejected file's contacts are not kept (a charity's trial was told they
     # were).

@@ -193,7 +193,10 @@ def reference_markdown() -> str:
         "- **Codes:** the code, the label or any of the words listed under *also accepted*, ignoring capitals, "
         "spaces and punctuation: `Fuel`, `FUEL & ENERGY` and `fuel_energy` are the same. An `age_band` may "
         "also be an age in years (`34`).",
-        "- **Local authority:** the ONS code (`E08000025`) or the authority's name (`Birmingham`).",
+        "- **Local authority:** the ONS code (`E08000025`), the authority's name (`Birmingham`), its council's name "
+        "(`Leeds City Council`, `London Borough of Hackney`) or a short name that means one authority only (`Hull`, "
+        "`Glasgow`, `Stoke`); a name that could mean two (`Newcastle`, `Kingston`) is never guessed, and the feedback "
+        "names the authorities it could be.",
         "- **Postcode:** full (`B15 2TT`) or district (`B15`); if a cell holds an address, only its postcode is used.",
         "- **Blank:** an empty cell, or " + ", ".join(f'"{s}"' for s in BLANK_SPELLINGS) + " (in any capitals).",
         "- **Not answered:** "
@@ -205,7 +208,16 @@ def reference_markdown() -> str:
         "",
         "Your column names are matched to the standard's fields ignoring capitals, spaces, punctuation and "
         'anything in brackets ("Date of Birth (dd/mm/yyyy)" is `date_of_birth`), using the names listed under '
-        "each field. Where that is not enough, a mapping file (YAML) says which of your columns holds which "
+        "each field. A name that gives an amount another period or meaning than the field's, in brackets or not, is "
+        'not matched by its name: "Household income (per year)", "Annual income" or "Weekly outgoings" is not read '
+        'as a monthly amount, nor "Debt (monthly repayment)" as the total owed; the feedback lists such a column as '
+        "not used and says why. Nothing is converted: send the field's own amount, or name the column in a mapping "
+        "file if its amounts are in fact what the field holds. A field comes from one column only: when two of "
+        'your columns look like one field ("Client ID" and "Case ID", "Date of visit" and "Referral date", "Age" and '
+        '"Age band"), name the one to use in a mapping file, and the others are not read (the feedback lists them). '
+        "A column with no header is named in a mapping file by its place, as the feedback and suggest-mapping write "
+        'it: "(column 3 has no header)" for the third. '
+        "Where that is not enough, a mapping file (YAML) says which of your columns holds which "
         "field and what your own wording means. `collab-standard suggest-mapping your-file.csv` writes one "
         "for you to check:",
         "",

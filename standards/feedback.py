@@ -71,6 +71,8 @@ class FileDescription(BaseModel):
     header_row: int | None = None
     columns_used: dict[str, str] = {}
     columns_not_used: list[str] = []
+    # Of the columns not used, those that look like a field, each with why it was not read from.
+    columns_not_used_because: dict[str, str] = {}
 
 
 class FeedbackReport(BaseModel):

@@ -34,6 +34,22 @@ UK_NAME = "United Kingdom"
 
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})?$")
 
+# The fewest letters a short name has to be told apart by: "Ne" starts too many names to list.
+MIN_SHORT_NAME = 4
+
+# What a council's own name adds to its authority's name, before or after it: "Leeds City Council", "Cornwall
+# Council", "Wrexham County Borough Council", "London Borough of Hackney", "City of Edinburgh Council". A name is looked
+# up with them taken off only when it is not an authority's name as written ("City of London" is one).
+COUNCIL_AFFIXES = (
+    r"(?i)^\s*(?:the\s+)?(?:(?:london|royal|metropolitan)\s+borough\s+of|city\s+and\s+county\s+of|county\s+borough\s+of|"
+    r"borough\s+of|city\s+of|lb)\s+|\s+(?:(?:metropolitan\s+)?borough\s+|city\s+|county\s+(?:borough\s+)?|district\s+)?"
+    r"council\s*$"
+)
+# The longest name an authority is looked for by in Python's ``re``, whose search for ``COUNCIL_AFFIXES`` in a cell of
+# spaces takes time growing with the square of its length (Polars' regex engine needs no limit). The longest
+# authority's name is 36 characters, and a council's own name adds at most 30.
+LONGEST_NAME = 120
+
 
 @dataclass(frozen=True)
 class LocalAuthority:
@@ -60,6 +76,8 @@ class Geography:
     local_authorities: dict[str, LocalAuthority]
     postcode_districts: dict[str, str]
     current_districts: frozenset[str]  # districts with live postcodes; the others are retired
+    # The everyday short names of authorities ("Hull", "Glasgow"), each naming one only (``local_authority_aliases.csv``).
+    name_aliases: dict[str, str]
 
     def regions(self) -> dict[str, str]:
         """Region code -> name: the 9 English regions plus Wales, Scotland and Northern Ireland."""
@@ -94,14 +112,29 @@ class Geography:
     def local_authority_names(self) -> dict[str, str]:
         """Folded name -> code, for a charity that names its local authority instead of coding it.
 
-        ONS writes some names inverted ('Bristol, City of'); the plain name is accepted as well.
+        ONS writes some names inverted ('Bristol, City of'); the plain name is accepted as well, and so are the
+        everyday short names of ``name_aliases`` ('Hull'). A council's own name ('Leeds City Council') is looked up
+        without its ``COUNCIL_AFFIXES``.
         """
         names: dict[str, str] = {}
         for la in self.local_authorities.values():
             plain = re.sub(r", (City|County) of$", "", la.name)
             for spelling in {la.name, plain}:
                 names.setdefault(match_key(spelling), la.code)
+        for alias, code in self.name_aliases.items():
+            names.setdefault(match_key(alias), code)
         return names
+
+    def authorities_named_like(self, name: str) -> list[LocalAuthority]:
+        """The authorities whose names start with ``name`` (without what a council's name adds), by name: what a
+        short name no table holds could mean ('Newcastle': Newcastle upon Tyne, Newcastle-under-Lyme)."""
+        if len(name) > LONGEST_NAME:
+            return []
+        key = match_key(re.sub(COUNCIL_AFFIXES, "", name.replace("&", " and ")))
+        if len(key) < MIN_SHORT_NAME:
+            return []
+        named = (la for la in self.local_authorities.values() if match_key(la.name).startswith(key))
+        return sorted(named, key=lambda la: la.name)
 
     def local_authority_for_postcode(self, postcode: str) -> str | None:
         district = self.postcode_district(postcode)
@@ -129,4 +162,11 @@ def load_geography() -> Geography:
         # Retired districts stay in the lookup: older records still carry their postcodes.
         postcode_districts={row["postcode_district"]: row["lad_code"] for row in rows},
         current_districts=frozenset(row["postcode_district"] for row in rows if row["in_use"] == "TRUE"),
+        name_aliases=_name_aliases(),
     )
+
+
+def _name_aliases() -> dict[str, str]:
+    """The everyday short names of authorities (``local_authority_aliases.csv``), each with its code."""
+    with (GEOGRAPHY_DIR / "local_authority_aliases.csv").open(newline="", encoding="utf-8") as handle:
+        return {row["alias"]: row["lad_code"] for row in csv.DictReader(handle)}

@@ -184,7 +184,8 @@ _TYPES = [
         "E_DUPLICATE_COLUMN",
         Scope.FILE,
         "Two columns hold the same field",
-        "Delete or rename one of the two columns so that each field appears once.",
+        "Name the column to use for the field in your mapping file's columns (`collab-standard suggest-mapping` "
+        "proposes one): the others are then not read. Or delete or rename all but one of them.",
     ),
     IssueType(
         "E_IDENTIFIER_AS_REFERENCE",
@@ -422,6 +423,13 @@ _TYPES = [
         Scope.FILE,
         "A row with nothing in the columns that are read was skipped",
         "Nothing to do if it is a note beside the table; if it is a contact, put its values in the table's columns.",
+    ),
+    IssueType(
+        "W_TEXT_LINE_ROW",
+        Scope.FILE,
+        "A line of text with no contact date was skipped",
+        "Nothing to do if it is a report's footer or a note; if it is a contact, put its values in the table's "
+        "columns, with its contact date.",
     ),
     IssueType(
         "W_TOTALS_ROW",

@@ -496,22 +496,71 @@ def _own_columns(columns: tuple[tuple[str, str], ...]) -> dict[str, str]:
     return {header_key(theirs): ours for theirs, ours in columns}
 
 
+# The standard's amounts and the period or quantity each holds: an amount of another, named anywhere in a header
+# (brackets too: "Household income (per year)"), is not theirs. Matched by their names alone, a yearly income of
+# £18,000 was stored as £18,000 a month, and a monthly repayment of £150 as a debt of £150 (the volunteer trial).
+AMOUNT_MEANINGS: dict[str, str] = {
+    "monthly_income_gbp": "a monthly amount",
+    "monthly_essential_costs_gbp": "a monthly amount",
+    "total_debt_gbp": "the total owed",
+}
+# Words a header says another period or quantity in, each with what it then holds.
+_OTHER_AMOUNTS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(r"\b(?:per\s+|a\s+|each\s+)?" + pattern, re.IGNORECASE), meaning)
+    for pattern, meaning in (
+        (r"(?:annual(?:ly)?|yearly|years?|annum|yr|p\.?\s?a)\b\.?", "a yearly amount"),
+        (r"(?:quarterly|quarter)\b", "a quarterly amount"),
+        (r"(?:fortnightly|fortnight)\b", "a fortnightly amount"),
+        (r"(?:weekly|weeks?|p\.?\s?w)\b\.?", "a weekly amount"),
+        (r"(?:daily|days?)\b", "a daily amount"),
+        (r"(?:repayments?|instal?ments?)\b", "a repayment"),
+        (r"(?:monthly|months?|pcm)\b", "a monthly amount"),
+    )
+)
+
+
+def amount_differs(header: str, field_name: str) -> str | None:
+    """Why ``header`` does not hold the amount ``field_name`` holds though its name looks like it ('its name says a
+    yearly amount (per year), and monthly_income_gbp is a monthly amount; ...'), or None."""
+    meaning = AMOUNT_MEANINGS.get(field_name)
+    if meaning is None:
+        return None
+    for words, held in _OTHER_AMOUNTS:
+        if held != meaning and (said := words.search(header)):
+            return (
+                f"its name says {held} ('{said.group().strip()}'), and {field_name} is {meaning}; nothing is "
+                f"converted, so name it for {field_name} in your mapping file only if it holds {meaning} after all"
+            )
+    return None
+
+
 def field_for_header(header: str, mapping: CharityMapping) -> str | None:
     """The standard field a header holds, or None: the mapping file first, then aliases and names,
     then the same without a leading 'Client'-like word."""
+    return header_match(header, mapping)[0]
+
+
+def header_match(header: str, mapping: CharityMapping) -> tuple[str | None, str | None]:
+    """The standard field a header holds (``field_for_header``), or None and, when the header looks like a field it
+    was not matched to, why: an amount of another period ('Income (per year)') is read only when the mapping file
+    names its column, never by its name alone."""
     own = _own_columns(tuple(mapping.columns.items()))
     key = header_key(header)
-    found = own.get(key) or HEADER_ALIASES.get(key)
+    if key in own:
+        return own[key], None
+    found = HEADER_ALIASES.get(key)
     if found is None and (bare := _SUBJECT_PREFIX.sub("", header)) != header and bare.strip():
         bare_key = header_key(bare)
         found = HEADER_ALIASES.get(bare_key) if not is_identifier_header(bare) else None
-    return found
+    if found is not None and (differs := amount_differs(header, found)):
+        return None, differs
+    return found, None
 
 
 def mapped_columns_missing(header: list[str], mapping: CharityMapping) -> dict[str, str]:
     """The columns the mapping file names that ``header`` does not have (a typo, or a column no longer exported), each
     with the field it was to give: that field is then read by its usual names, or not at all, and nothing said so."""
-    present = {header_key(name) for name in header}
+    present = {header_key(column_label(header, position)) for position in range(len(header))}
     return {theirs: ours for theirs, ours in mapping.columns.items() if header_key(theirs) not in present}
 
 
@@ -555,6 +604,8 @@ class ColumnPlan:
     header: list[str]
     fields: dict[str, int] = field(default_factory=dict)
     unused: list[int] = field(default_factory=list)
+    # Why an unused column that looks like a field was not read from ('its name says a yearly amount ...').
+    unused_because: dict[int, str] = field(default_factory=dict)
     date_format: str | None = None  # the mapping's, which a date that cannot be read is told against
 
 
@@ -575,21 +626,73 @@ def header_score(row: list[str], mapping: CharityMapping) -> int:
 _VALUE_SHAPED = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\b[A-Za-z]{1,2}\d[A-Za-z\d]?\s*\d[A-Za-z]{2}\b")
 
 
+def _chosen_by_mapping(header: list[str], mapping: CharityMapping) -> dict[str, int]:
+    """The column (by position) the mapping file names for each field it names one for. A name in the mapping
+    matches headers ignoring brackets; where it so matches several ("Need" and a hidden "Need (old list)"), the one
+    written as the mapping has it is chosen. A field it names two columns for has none chosen (they are doubled)."""
+    own = _own_columns(tuple(mapping.columns.items()))
+    as_written = {match_key(theirs) for theirs in mapping.columns}
+    named: dict[str, list[int]] = {}
+    for position in range(len(header)):
+        if target := own.get(header_key(column_label(header, position))):
+            named.setdefault(target, []).append(position)
+    chosen = {}
+    for target, positions in named.items():
+        if len(positions) > 1:
+            positions = [p for p in positions if match_key(column_label(header, p)) in as_written]
+        if len(positions) == 1:
+            chosen[target] = positions[0]
+    return chosen
+
+
+def _doubled(header: list[str], target: str, mapping: CharityMapping) -> FileRejected:
+    """The rejection of a file where several columns hold ``target``, saying which and how to choose one."""
+    competing = [p for p in range(len(header)) if field_for_header(column_label(header, p), mapping) == target]
+    listed = [f"{column_letter(p)} ('{column_label(header, p)}')" for p in competing]
+    columns = f"{', '.join(listed[:-1])} and {listed[-1]} {'both' if len(competing) == 2 else 'all'} hold {target}"
+    own = _own_columns(tuple(mapping.columns.items()))
+    if len({match_key(column_label(header, p)) for p in competing}) < len(competing):
+        message = (
+            f"Columns {columns}, and have the same name, so a mapping file cannot tell them apart: rename or delete "
+            "all but one of them."
+        )
+    elif all(header_key(column_label(header, p)) in own for p in competing):
+        message = (
+            f"Your mapping file says columns {columns}, which comes from one column only: keep the line of the one "
+            "to use and delete the others."
+        )
+    else:
+        message = (
+            f"Columns {columns}, which comes from one column only. Say which to use in your mapping file, under "
+            f"columns: for example '{column_label(header, competing[0])}: {target}'; the others are then not read "
+            "(`collab-standard suggest-mapping YOUR-FILE` proposes a mapping file). Or delete all but one of them."
+        )
+    return FileRejected("E_DUPLICATE_COLUMN", message)
+
+
 def plan_columns(header: list[str], mapping: CharityMapping) -> ColumnPlan:
-    """Match headers to fields; raise ``FileRejected`` if a required field is missing or doubled."""
+    """Match headers to fields; raise ``FileRejected`` if a required field is missing or doubled.
+
+    A field the mapping file names a column for comes from that column: others that merely look like it ("Case ID"
+    beside the "Client ID" named for person_ref) are not read, and the report says why."""
     plan = ColumnPlan(header=header, date_format=mapping.date_format)
-    for position, name in enumerate(header):
-        target = field_for_header(name, mapping) if name.strip() else None
+    chosen = _chosen_by_mapping(header, mapping)
+    for position in range(len(header)):
+        # A column without a header is named as ``column_label`` calls it, as suggest-mapping writes it in a mapping.
+        target, not_read_because = header_match(column_label(header, position), mapping)
+        if target is not None and chosen.get(target, position) != position:
+            not_read_because = (
+                f"{target} comes from column {column_letter(chosen[target])} ('{column_label(header, chosen[target])}'), "
+                "as your mapping file says"
+            )
+            target = None
         if target is None:
             plan.unused.append(position)
+            if not_read_because:
+                plan.unused_because[position] = not_read_because
             continue
         if target in plan.fields:
-            first, second = plan.fields[target], position
-            raise FileRejected(
-                "E_DUPLICATE_COLUMN",
-                f"Columns {column_letter(first)} ('{column_label(header, first)}') and {column_letter(second)} "
-                f"('{column_label(header, second)}') both hold {target}; keep one of them.",
-            )
+            raise _doubled(header, target, mapping)
         plan.fields[target] = position
     missing = [name for name in REQUIRED_FIELDS if name not in plan.fields]
     if missing:

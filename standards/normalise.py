@@ -16,7 +16,7 @@ import polars as pl
 
 from standards.codelists import MATCH_KEY_DROPPED, load_codelist, match_key
 from standards.extract import AGE_BANDS, AMOUNT_FIELDS, CODELIST_FIELDS, DATE_FIELDS, INTEGER_FIELDS
-from standards.geography import load_geography
+from standards.geography import COUNCIL_AFFIXES, load_geography
 from standards.issues import Issue
 from standards.mapping import CharityMapping, ColumnPlan
 
@@ -312,18 +312,28 @@ def _age_band_from_years(raw: pl.Expr) -> pl.Expr:
     return pl.when(years.is_between(0, 120)).then(band).otherwise(None)
 
 
-def _local_authority(raw: pl.Expr, key: pl.Expr) -> pl.Expr:
-    """A local authority code, or the code of a local authority named in full ('Leeds', 'Bristol, City of')."""
+def council_code(raw: pl.Expr) -> pl.Expr:
+    """The code of the local authority a cell names ('Leeds', 'Bristol, City of', 'Hull', 'Leeds City Council',
+    'Brighton & Hove City Council'), or null: its name as written first, then without what a council's own name adds
+    (``COUNCIL_AFFIXES``). A name that could be two authorities ('Newcastle') is in no table, and stays unknown."""
     names = load_geography().local_authority_names()
-    return pl.coalesce(key.replace_strict(names, default=None), raw.str.to_uppercase())
+    written = raw.str.replace_all("&", " and ", literal=True)
+    return pl.coalesce(
+        match_keys(written).replace_strict(names, default=None),
+        match_keys(written.str.replace_all(COUNCIL_AFFIXES, "")).replace_strict(names, default=None),
+    )
+
+
+def _local_authority(raw: pl.Expr) -> pl.Expr:
+    """A local authority code, or the code of a local authority named (``council_code``)."""
+    return pl.coalesce(council_code(raw), raw.str.to_uppercase())
 
 
 def _postcode(raw: pl.Expr) -> pl.Expr:
     """The postcode, upper case; from an address, only the postcode in it. A council's name instead of a
     postcode ('Bristol') becomes its local authority code, which validation reads as the area, with a warning."""
     text = raw.str.to_uppercase().str.replace_all(r"\s+", " ")
-    council = match_keys(raw).replace_strict(load_geography().local_authority_names(), default=None)
-    return pl.coalesce(text.str.extract(_POSTCODE_IN_TEXT, 1), council, text)
+    return pl.coalesce(text.str.extract(_POSTCODE_IN_TEXT, 1), council_code(raw), text)
 
 
 # Pounds with commas between groups of three digits ("1,241.41", "-12,500"): only there is a comma taken out. A comma
@@ -495,7 +505,7 @@ def _normalise(
                 pl.coalesce(coded, _age_band_from_years(raw), raw) if field == "age_band" else pl.coalesce(coded, raw)
             )
         elif field == "local_authority_code":
-            value = _local_authority(raw, key)
+            value = _local_authority(raw)
         else:
             value = raw
         values.append(value.alias(field))

@@ -370,10 +370,11 @@ class PersonalDataScreen:
             column=tally.label,
         )
 
-    def issues(self) -> list[Issue]:
-        """File-level notes: what the unused columns held, and personal data found in coded columns."""
+    def issues(self, *, kept: bool) -> list[Issue]:
+        """File-level notes: what the unused columns held, and personal data found in coded columns; ``kept``: whether
+        the file's contacts are (it is not rejected)."""
         notes: list[Issue] = []
-        for tally in self.unused.values():
+        for position, tally in self.unused.items():
             if tally.filled == 0 and not tally.named:
                 continue  # an empty column without a header, as spreadsheets leave at the edge
             held = [
@@ -392,7 +393,9 @@ class PersonalDataScreen:
                 )
                 notes.append(Issue("W_DROPPED_IDENTIFIER", message, column=tally.label))
             else:
-                notes.append(Issue("W_UNMAPPED_COLUMN", f"Column '{tally.label}' is not used.", column=tally.label))
+                because = self.plan.unused_because.get(position)
+                message = f"Column '{tally.label}' is not used" + (f": {because}." if because else ".")
+                notes.append(Issue("W_UNMAPPED_COLUMN", message, column=tally.label))
         reference = self.reference
         # Too few to stop the file (REFERENCE_SHARE): names only. A charity's own numbering can look like NHS numbers
         # (one ten-digit number in 11 passes their check) or phone numbers ("0123456780"), and was warned of.
@@ -400,8 +403,13 @@ class PersonalDataScreen:
             found = f"{_of_its(reference, Kind.NAME)} (the first in row {reference.first_row[Kind.NAME]})"
             message = (
                 f"Column '{reference.label}' holds the person references, but {found}. Those identify people outside "
-                "your charity: give each person your own client or case number instead. The file was kept, as most "
-                "references are codes; no reference is stored as it is, and the values are not repeated here."
+                "your charity: give each person your own client or case number instead. "
+                + (
+                    "The file was kept, as most references are codes; "
+                    if kept
+                    else "Most references are codes, so this alone does not stop the file; "
+                )
+                + "no reference is stored as it is, and the values are not repeated here."
             )
             notes.append(Issue("W_PERSONAL_DATA_VALUES", message, column=reference.label))
         for tally in self.coded.values():

@@ -24,10 +24,12 @@ from standards.geography import load_geography
 from standards.mapping import (
     HEADER_ALIASES,
     CharityMapping,
+    amount_differs,
     column_label,
     field_for_header,
     find_header_row,
     header_key,
+    header_match,
     header_score,
     is_identifier_header,
     plain_date_format,
@@ -39,6 +41,7 @@ from standards.normalise import (
     MONTH_FIRST_FORMATS,
     REFUSAL_VALUES,
     choose_date_reading,
+    council_code,
     match_keys,
     parse_dates,
     reads_as_blank,
@@ -123,9 +126,13 @@ def _suggest_column(header: list[str], position: int, sample: pl.DataFrame, know
         return ColumnSuggestion(
             label, None, "personal data: leave it out of your extracts", _personal_data(values, None)
         )
+    if key and (differs := header_match(header[position], known)[1]):
+        return ColumnSuggestion(label, None, differs, _personal_data(values, None))
     close = difflib.get_close_matches(key, list(HEADER_ALIASES), n=1, cutoff=HEADER_SIMILARITY) if key else []
     if close and _dates_fit(HEADER_ALIASES[close[0]], values):
         name = HEADER_ALIASES[close[0]]
+        if differs := amount_differs(header[position], name):
+            return ColumnSuggestion(label, None, differs, _personal_data(values, None))
         return ColumnSuggestion(label, name, "guess from the header", _personal_data(values, name))
     if by_values := _field_from_values(values):
         return ColumnSuggestion(label, by_values, "guess from the values", _personal_data(values, by_values))
@@ -209,7 +216,7 @@ def _field_from_values(values: pl.Series) -> str | None:
     }
     geography = load_geography()
     councils = folded.is_in([code.lower() for code in geography.local_authorities])
-    councils |= folded.is_in(list(geography.local_authority_names()))
+    councils |= frame.select(council_code(pl.col("v")).is_not_null()).to_series()
     postcodes = values.str.contains(POSTCODE) & (values.str.len_chars() <= 8)
     shares["local_authority_code"], shares["postcode"] = councils.mean(), postcodes.mean()
     best = max(shares, key=lambda name: shares[name] or 0)

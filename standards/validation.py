@@ -126,6 +126,14 @@ def _explanation(code: str, field: str | None, value: Any, detail: str, date_for
             "is not an amount of pounds: a dot between groups of three digits may separate thousands, as some "
             "countries' spreadsheets write them, so it was not read; write 1200 or 1,200 (and 1200.50 for pence)"
         )
+    if code in ("E_UNKNOWN_AREA", "W_UNKNOWN_AREA") and field in AREA_FIELDS and value is not None:
+        candidates = [f"{la.name} ({la.code})" for la in load_geography().authorities_named_like(str(value))]
+        if len(candidates) > 1:
+            # Never guessed between them: a contact counted in the wrong one is wrong in both areas' figures.
+            return (
+                f"could be more than one local authority, {', '.join(candidates[:-1])} or {candidates[-1]}, so it "
+                "was not guessed; write the authority's full name or its code"
+            )
     if code == "W_IMPLAUSIBLE_VALUE":
         return f"is more than £{MAX_AMOUNT_GBP:,}" if field in AMOUNT_FIELDS else "is not between 0 and 20"
     return _EXPLANATIONS.get(code, detail)

@@ -4,11 +4,14 @@
 import csv
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
+from collab.portal.app import _templates
 from standards.cli import checker
+from standards.rows import AffectedRow
 from tests.conftest import HEADER, contact_rows, write_csv
 
 
@@ -81,3 +84,29 @@ def test_text_from_a_file_is_printed_without_highlighting(tmp_path: Path) -> Non
     result = CliRunner().invoke(checker, [str(path)])
     assert result.exit_code == 1 and "E_MISSING_COLUMN" in result.output
     assert "\x1b[" not in result.output
+
+
+def test_no_row_of_a_rejected_file_is_said_to_be_kept(tmp_path: Path) -> None:
+    """The volunteer trial: in a file "Not accepted", a row with a warning only was "Kept? Yes, with a warning"."""
+    rows = contact_rows(6)
+    rows[0][5] = "about £900"  # a warning only
+    for row in rows[1:4]:
+        row[1] = ""  # half the file without a date: rejected
+    html = tmp_path / "report.html"
+    result = CliRunner().invoke(checker, [str(write_csv(tmp_path / "extract.csv", rows)), "--html", str(html)])
+    assert result.exit_code == 1, result.output
+    listed = dict(re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td><td class=\"value\">", html.read_text("utf-8")))
+    assert listed == {
+        "2": "No: the file was not accepted (this row alone would be kept, with a warning)",
+        "3": "No",
+        "4": "No",
+        "5": "No",
+    }
+
+
+def test_the_portals_check_page_says_whether_a_row_is_kept_as_the_report_does() -> None:
+    row = AffectedRow(row=2, accepted=True, codes=["W_INVALID_AMOUNT"], messages=[""])
+    kept = _templates().from_string('{% from "_kept.html.j2" import kept %}{{ kept(row, report) }}')
+    rejected, accepted = SimpleNamespace(accepted=False), SimpleNamespace(accepted=True)
+    assert kept.render(row=row, report=rejected).startswith("No: the file was not accepted")
+    assert kept.render(row=row, report=accepted) == "Yes, with a warning"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import time
 from pathlib import Path
 
 import polars as pl
@@ -10,10 +12,13 @@ import pytest
 
 from collab.expectations import ExpectationRun
 from standards.check import CheckOptions, check_extract, contacts_frame
+from standards.codelists import match_key
 from standards.extract import FIELDS, MAX_TEXT_CHARS, age_band_at, quarter_of
 from standards.feedback import share_of_rows
+from standards.geography import GEOGRAPHY_DIR, load_geography
 from standards.issues import warning_twin
 from standards.mapping import CharityMapping
+from standards.normalise import council_code
 from standards.rows import RowFiles, read_affected
 from tests.conftest import HEADER, CollectingSink, contact_rows, write_csv, write_xlsx
 
@@ -331,6 +336,46 @@ def test_rows_of_totals_are_skipped_with_a_warning_not_rejected_as_contacts(tmp_
     assert [e.row for g in report.issues if g.code == "W_TOTALS_ROW" for e in g.examples] == [8]
 
 
+def test_a_months_subtotal_labelled_at_its_end_is_a_row_of_totals(tmp_path: Path) -> None:
+    """The volunteer trial: "July total" and "August Total" were read as contacts with no date and no need (two rows
+    of errors), as only a cell starting with Total was a row of totals."""
+    header = ["Client ID", "Date of visit", "Need", "Postcode", "Parcels"]
+    rows = [
+        ["C1", "01/07/2026", "Food", "B15 2TT", "1"],
+        ["July total", "", "", "", "1"],
+        ["C2", "01/08/2026", "Food", "B15 2TT", "1"],
+        ["August Subtotal:", "", "", "", "1"],
+        ["C3", "01/09/2026", "Food", "B15 2TT", "1"],
+        ["Total for September", "", "", "", "1"],
+    ]
+    report = check_extract(write_csv(tmp_path / "subtotals.csv", rows, header)).report
+    assert report.rows_received == report.rows_accepted == 3 and "E_MISSING_VALUE" not in report.codes()
+    assert [e.row for g in report.issues if g.code == "W_TOTALS_ROW" for e in g.examples] == [3, 5, 7]
+
+
+def test_a_reports_footer_lines_are_skipped_with_a_warning_not_read_as_contacts(tmp_path: Path) -> None:
+    """The volunteer trial: a CRM report's footer below a blank row, in the first cell only, was two contacts with
+    four missing values, which rejected a file of four contacts (and its "by Jane Smith" a name among references)."""
+    header = ["Client ID", "Date of visit", "Need", "Postcode"]
+    rows = [[f"C{n}", f"0{n}/10/2026", "Food", "B15 2TT"] for n in range(1, 5)]
+    footer = [
+        ["", "", "", ""],
+        ["Report generated 02/11/2026 09:14 by Jane Smith", "", "", ""],
+        ["Filter: All clients; Project: Food bank", "", "", ""],
+    ]
+    report = check_extract(write_csv(tmp_path / "extract.csv", [*rows, *footer], header)).report
+    assert report.status == "accepted_with_warnings" and report.rows_received == report.rows_accepted == 4
+    assert sorted(report.codes()) == ["W_DATE_ORDER_ASSUMED", "W_TEXT_LINE_ROW"]
+    assert [e.row for g in report.issues if g.code == "W_TEXT_LINE_ROW" for e in g.examples] == [7, 8]
+
+
+def test_a_reference_or_a_name_alone_on_a_row_is_a_contact_with_values_missing(tmp_path: Path) -> None:
+    header = ["Client ID", "Date of visit", "Need", "Postcode"]
+    rows = [[f"C{n}", "01/10/2026", "Food", "B15 2TT"] for n in range(1, 10)]
+    report = check_extract(write_csv(tmp_path / "extract.csv", [*rows, ["C10", "", "", ""]], header)).report
+    assert "W_TEXT_LINE_ROW" not in report.codes() and report.rows_rejected == 1
+
+
 def test_a_note_beside_the_table_is_skipped_with_a_warning_not_rejected_as_a_contact(tmp_path: Path) -> None:
     """Found by the outside users' trial: a note in a column with no header, on a row of its own, was a contact with
     three values missing, and tipped a small file past the share of errors allowed."""
@@ -549,6 +594,61 @@ def test_a_council_named_in_the_postcode_column_is_its_area_with_a_warning(tmp_p
     [warning] = [g for g in report.issues if g.code == "W_AREA_NAME_AS_POSTCODE"]
     assert warning.count == 2 and warning.examples[0].row == 2
     assert sink.contacts().get_column("local_authority_code").head(2).to_list() == ["E06000023"] * 2
+
+
+COUNCILS_AS_WRITTEN = {
+    "Leeds City Council": "E08000035",
+    "Cornwall Council": "E06000052",
+    "Glasgow": "S12000049",
+    "Edinburgh": "S12000036",
+    "Hull": "E06000010",
+    "Brighton": "E06000043",
+    "Stoke": "E06000021",
+    "Southend": "E06000033",
+    "Telford": "E06000020",
+    "Anglesey": "W06000001",
+    "Bristol": "E06000023",
+    "Westminster": "E09000033",
+    "City of Edinburgh": "S12000036",
+}
+
+
+def test_a_council_written_as_everyday_is_its_area(tmp_path: Path) -> None:
+    """The volunteer trial: a "Council" column as CRMs hold it; only ONS's exact names were read, so 10 of 13 rows had
+    no area and the file was not accepted."""
+    rows = [[f"C{n}", "01/10/2026", "Food", council] for n, council in enumerate(COUNCILS_AS_WRITTEN)]
+    sink = CollectingSink()
+    path = write_csv(tmp_path / "councils.csv", rows, ["Client ID", "Date of visit", "Need", "Council"])
+    report = check_extract(path, sink=sink).report
+    assert report.rows_accepted == 13 and "W_UNKNOWN_AREA" not in report.codes()
+    assert sink.contacts().get_column("local_authority_code").to_list() == list(COUNCILS_AS_WRITTEN.values())
+
+
+@pytest.mark.parametrize(
+    ("written", "code"),
+    [
+        ("Brighton & Hove City Council", "E06000043"),
+        ("City of Edinburgh Council", "S12000036"),
+        ("Glasgow City Council", "S12000049"),
+        ("London Borough of Hackney", "E09000012"),
+        ("Royal Borough of Kingston upon Thames", "E09000021"),
+        ("Wrexham County Borough Council", "W06000006"),
+        ("Barnsley Metropolitan Borough Council", "E08000038"),
+        ("Kent County Council", None),  # a county council is no local authority district: no area
+        ("Durham County Council", "E06000047"),
+        ("City of London", "E09000001"),
+        ("Stoke-on-Trent City Council", "E06000021"),
+        ("Newcastle", None),  # upon Tyne or under Lyme: never guessed
+        ("Newcastle City Council", None),
+        ("Richmond", None),  # upon Thames, or the town in North Yorkshire
+        ("Kingston", None),  # upon Thames or upon Hull
+        ("London", None),
+    ],
+)
+def test_a_council_is_found_by_its_name_its_councils_name_or_an_unambiguous_short_name(
+    written: str, code: str | None
+) -> None:
+    assert pl.select(council_code(pl.lit(written))).item() == code
 
 
 def test_a_surname_with_no_latin_letters_is_kept_unlinked_with_a_warning_that_never_shows_it(tmp_path: Path) -> None:
@@ -946,3 +1046,43 @@ def test_a_wide_files_batches_hold_no_more_cells_than_the_cap(tmp_path: Path, mo
     narrow = CollectingSink()
     check_extract(write_csv(tmp_path / "narrow.csv", contact_rows(10)), sink=narrow, options=CheckOptions(batch_size=5))
     assert [frame.height for frame in narrow.frames] == [5, 5]  # 6 columns: the rows asked for
+
+
+def test_every_short_name_of_an_authority_names_one_authority_of_the_reference_list() -> None:
+    """``local_authority_aliases.csv`` is written by hand: each alias names a current authority by file 1's name, and
+    none is another authority's name or another alias, so no name is ever guessed between two authorities."""
+    geography = load_geography()
+    with (GEOGRAPHY_DIR / "local_authority_aliases.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(geography.local_authorities[row["lad_code"]].name == row["lad_name"] for row in rows)
+    official = {match_key(la.name): la.code for la in geography.local_authorities.values()}
+    keys = [match_key(row["alias"]) for row in rows]
+    assert len(set(keys)) == len(keys) and not set(keys) & set(official)
+    readme = (GEOGRAPHY_DIR / "README.md").read_text(encoding="utf-8")
+    assert "local_authority_aliases.csv" in readme
+
+
+def test_a_short_name_that_could_mean_two_councils_is_not_guessed_and_the_feedback_names_both(tmp_path: Path) -> None:
+    """The volunteer trial asked that a name such as "Newcastle" stay refused, with the councils it could mean."""
+    rows = [[f"C{n}", "01/10/2026", "Food", "Leeds"] for n in range(10)]
+    rows[0][3], rows[1][3] = "Newcastle", "Kingston Council"
+    path = write_csv(tmp_path / "councils.csv", rows, ["Client ID", "Date of visit", "Need", "Council"])
+    report = check_extract(path).report
+    messages = [e.message for g in report.issues if g.code == "W_UNKNOWN_AREA" for e in g.examples]
+    assert messages == [
+        "'Council': 'Newcastle' could be more than one local authority, Newcastle upon Tyne (E08000021) or "
+        "Newcastle-under-Lyme (E07000195), so it was not guessed; write the authority's full name or its code.",
+        "'Council': 'Kingston Council' could be more than one local authority, Kingston upon Hull, City of (E06000010) "
+        "or Kingston upon Thames (E09000021), so it was not guessed; write the authority's full name or its code.",
+    ]
+
+
+def test_a_long_unknown_council_is_explained_in_time_that_does_not_grow_with_its_spaces(tmp_path: Path) -> None:
+    """The councils a name could mean are looked for with Python's ``re``, which takes time growing with the square
+    of a run of spaces before a word that is not "Council": a cell of 30,000 spaces took it minutes."""
+    rows = [[f"C{n}", "01/10/2026", "Food", "Leeds"] for n in range(10)]
+    rows[0][3] = "Newcastle" + " " * 30_000 + "x"
+    started = time.monotonic()
+    path = write_csv(tmp_path / "councils.csv", rows, ["Client ID", "Date of visit", "Need", "Council"])
+    report = check_extract(path).report
+    assert time.monotonic() - started < 10 and "W_UNKNOWN_AREA" in report.codes()

@@ -15,9 +15,11 @@ from standards.issues import FileRejected
 from standards.mapping import (
     FIELD_ALIASES,
     CharityMapping,
+    amount_differs,
     column_letter,
     field_for_header,
     header_key,
+    header_match,
     is_identifier_header,
     plan_columns,
 )
@@ -261,7 +263,10 @@ def test_two_columns_holding_one_field_are_named_by_their_letters() -> None:
     header = ["person_ref", "contact_date", "need", "local_authority_code", "a", "b", "c", "need"]
     with pytest.raises(FileRejected) as rejected:
         plan_columns(header, CharityMapping())
-    assert rejected.value.message == "Columns C ('need') and H ('need') both hold need; keep one of them."
+    assert rejected.value.message == (
+        "Columns C ('need') and H ('need') both hold need, and have the same name, so a mapping file cannot tell them "
+        "apart: rename or delete all but one of them."
+    )
     assert [column_letter(p) for p in (0, 25, 26, 27, 51, 52, 701, 702)] == [
         "A",
         "Z",
@@ -287,3 +292,175 @@ def test_a_mapping_file_reads_every_plain_value_as_text(tmp_path: Path) -> None:
     mapping = CharityMapping.load(path)
     assert mapping.values == {"disability": {"On": "yes", "Off": "no", "N": "no"}, "tenure": {"01": "other"}}
     assert mapping.sheet == "2024"
+
+
+@pytest.mark.parametrize(
+    ("header", "amount", "said"),
+    [
+        ("Household income (per year)", "monthly_income_gbp", "a yearly amount ('per year')"),
+        ("Annual household income", "monthly_income_gbp", "a yearly amount ('Annual')"),
+        ("Income p.a.", "monthly_income_gbp", "a yearly amount ('p.a.')"),
+        ("Income (per annum)", "monthly_income_gbp", "a yearly amount ('per annum')"),
+        ("Weekly income", "monthly_income_gbp", "a weekly amount ('Weekly')"),
+        ("Household income (fortnightly)", "monthly_income_gbp", "a fortnightly amount ('fortnightly')"),
+        ("Outgoings (per week)", "monthly_essential_costs_gbp", "a weekly amount ('per week')"),
+        ("Debt (monthly repayment)", "total_debt_gbp", "a repayment ('repayment')"),
+        ("Debt (monthly)", "total_debt_gbp", "a monthly amount ('monthly')"),
+        ("Debt [instalments]", "total_debt_gbp", "a repayment ('instalments')"),
+    ],
+)
+def test_a_header_saying_another_period_or_quantity_is_not_matched_to_the_amount(
+    header: str, amount: str, said: str
+) -> None:
+    """The volunteer trial: bracketed words were dropped, so "Household income (per year)" was read as monthly income
+    (£18,000 a year stored as £18,000 a month) and "Debt (monthly repayment)" as the total owed, with no warning."""
+    because = amount_differs(header, amount)
+    assert because is not None and because.startswith(f"its name says {said}")
+    assert field_for_header(header, CharityMapping()) is None
+    # Named in the mapping file, the column is the charity's word for the field: read as it is, never converted.
+    assert field_for_header(header, CharityMapping(columns={header: amount})) == amount
+
+
+def test_a_bracketed_period_is_why_a_header_of_an_amount_is_not_matched() -> None:
+    field, because = header_match("Household income (per year)", CharityMapping())
+    assert field is None and because is not None
+    assert because.startswith("its name says a yearly amount ('per year'), and monthly_income_gbp is a monthly amount")
+    assert because.endswith("in your mapping file only if it holds a monthly amount after all")
+
+
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [("Income pcm", "monthly_income_gbp"), ("Monthly outgoings (£)", "monthly_essential_costs_gbp"),
+     ("Total debt", "total_debt_gbp"), ("Age (years)", "age_band"), ("Date of visit", "contact_date")],
+)  # fmt: skip
+def test_a_header_saying_the_fields_own_period_is_matched(header: str, field: str) -> None:
+    assert field_for_header(header, CharityMapping()) == field
+
+
+def test_an_amount_of_another_period_is_reported_as_not_used_and_why(tmp_path: Path) -> None:
+    """The finding's file: the two amounts were used (6 columns) and nothing said so."""
+    header = [
+        "Client ID",
+        "Date of visit",
+        "Need",
+        "Postcode",
+        "Household income (per year)",
+        "Debt (monthly repayment)",
+    ]
+    rows = [
+        ["C1", "01/10/2026", "Food", "B15 2TT", "£18,000", "£150"],
+        ["C2", "02/10/2026", "Debt", "B15 2TT", "£24,500", "£90"],
+    ]
+    sink = CollectingSink()
+    report = check_extract(write_csv(tmp_path / "extract.csv", rows, header), sink=sink).report
+    assert report.accepted
+    assert set(report.file.columns_used) == {"Client ID", "Date of visit", "Need", "Postcode"}
+    because = report.file.columns_not_used_because
+    assert "monthly_income_gbp is a monthly amount" in because["Household income (per year)"]
+    assert "total_debt_gbp is the total owed" in because["Debt (monthly repayment)"]
+    [unused] = [g for g in report.issues if g.code == "W_UNMAPPED_COLUMN"]
+    messages = " ".join(example.message for example in unused.examples)
+    assert "'Household income (per year)' is not used: its name says a yearly amount" in messages
+    assert "not used, not stored: its name says a repayment" in report.to_html()
+    contacts = pl.concat(sink.frames)
+    assert contacts.get_column("monthly_income_gbp").is_null().all()
+    assert contacts.get_column("total_debt_gbp").is_null().all()
+
+
+def test_suggest_mapping_does_not_guess_an_annual_amount_as_monthly(tmp_path: Path) -> None:
+    header = ["Client ID", "Date of visit", "Need", "Postcode", "Annual household income", "Debt (monthly repayment)"]
+    path = write_csv(tmp_path / "extract2.csv", [["C1", "01/10/2026", "Food", "B15 2TT", "£18,000", "£150"]], header)
+    suggestion = suggest_mapping(path)
+    assert "Annual household income" not in suggestion.mapping.columns
+    assert "Debt (monthly repayment)" not in suggestion.mapping.columns
+    assert "# Annual household income: not used -- its name says a yearly amount" in suggestion.text
+
+
+VISIT_AND_REFERRAL = (
+    ["Client ID", "Date of visit", "Need", "Client Postcode", "Date of birth", "Referral date"],
+    [["C1", "01/10/2026", "Food", "B15 2TT", "01/02/1980", "28/09/2026"], ["C2", "02/10/2026", "Debt", "LS1 4AP", "", "29/09/2026"]],
+)  # fmt: skip
+
+
+def test_two_columns_that_look_like_one_field_are_named_with_how_to_choose_one(tmp_path: Path) -> None:
+    """The volunteer trial: a case-management export's "Date of visit" and "Referral date" rejected the file with
+    "keep one of them", and nothing said a mapping file can choose."""
+    header, rows = VISIT_AND_REFERRAL
+    report = check_extract(write_csv(tmp_path / "extract.csv", rows, header)).report
+    [doubled] = [g for g in report.issues if g.code == "E_DUPLICATE_COLUMN"]
+    assert doubled.examples[0].message.startswith(
+        "Columns B ('Date of visit') and F ('Referral date') both hold contact_date, which comes from one column only. "
+        "Say which to use in your mapping file, under columns: for example 'Date of visit: contact_date'; the others "
+        "are then not read"
+    )
+
+
+def test_the_mapping_suggest_mapping_proposes_for_two_lookalike_columns_works_as_written(tmp_path: Path) -> None:
+    """The volunteer trial: suggest-mapping said "Referral date: not used", but checked with that very mapping the
+    file was rejected again, as the column still matched by its name."""
+    header, rows = VISIT_AND_REFERRAL
+    path = write_csv(tmp_path / "extract.csv", rows, header)
+    proposed = tmp_path / "extract.mapping.yaml"
+    proposed.write_text(suggest_mapping(path).text, encoding="utf-8")
+    sink = CollectingSink()
+    report = check_extract(path, mapping=CharityMapping.load(proposed), sink=sink).report
+    assert report.status == "accepted_with_warnings" and report.rows_accepted == 2
+    assert report.file.columns_not_used_because == {
+        "Referral date": "contact_date comes from column B ('Date of visit'), as your mapping file says"
+    }
+    assert pl.concat(sink.frames).get_column("contact_date").to_list() == [dt.date(2026, 10, 1), dt.date(2026, 10, 2)]
+    [unused] = [g for g in report.issues if g.code == "W_UNMAPPED_COLUMN"]
+    assert unused.examples[0].message == (
+        "Column 'Referral date' is not used: contact_date comes from column B ('Date of visit'), as your mapping file "
+        "says."
+    )
+
+
+@pytest.mark.parametrize(
+    ("chosen", "not_read"),
+    [({"Case ID": "person_ref", "Age band": "age_band"}, {"Client ID", "Age"}),
+     ({"Client ID": "person_ref", "Age": "age_band"}, {"Case ID", "Age band"})],
+)  # fmt: skip
+def test_a_mapping_naming_one_of_two_lookalike_columns_leaves_the_other_unread(
+    chosen: dict[str, str], not_read: set[str]
+) -> None:
+    """The volunteer trial's "Client ID" + "Case ID" and "Age" + "Age band": either can be chosen."""
+    header = ["Client ID", "Case ID", "Date of visit", "Need", "Postcode", "Age", "Age band"]
+    plan = plan_columns(header, CharityMapping(columns=chosen))
+    assert {header[p] for p in plan.fields.values()} >= set(chosen)
+    assert {header[p] for p in plan.unused_because} == not_read
+
+
+def test_a_mapping_chooses_the_column_written_as_it_names_it_over_one_with_a_bracketed_qualifier() -> None:
+    """The volunteer trial: a hidden column "Need (old list)" beside "Need" is the same header once brackets are
+    ignored; a mapping naming "Need" now chooses it."""
+    header = ["Client ID", "Date of visit", "Need (old list)", "Need", "Postcode"]
+    with pytest.raises(FileRejected):
+        plan_columns(header, CharityMapping())
+    plan = plan_columns(header, CharityMapping(columns={"Need": "need"}))
+    assert plan.fields["need"] == 3 and plan.unused == [2]
+
+
+def test_a_mapping_naming_two_columns_for_one_field_says_to_keep_one_line() -> None:
+    header = ["Client ID", "Case ID", "Date of visit", "Need", "Postcode"]
+    with pytest.raises(FileRejected) as rejected:
+        plan_columns(header, CharityMapping(columns={"Client ID": "person_ref", "Case ID": "person_ref"}))
+    assert rejected.value.message == (
+        "Your mapping file says columns A ('Client ID') and B ('Case ID') both hold person_ref, which comes from one "
+        "column only: keep the line of the one to use and delete the others."
+    )
+
+
+def test_the_name_suggest_mapping_gives_a_column_without_a_header_is_found_by_the_check(tmp_path: Path) -> None:
+    """The volunteer trial: suggest-mapping proposed '"(column 3 has no header)": need', and the check with that very
+    file said the mapping names a column the file does not have, and need was missing."""
+    rows = [["C1", "01/10/2026", "Food", "B15 2TT"], ["C2", "02/10/2026", "Fuel", "M1 1AE"]]
+    path = write_csv(tmp_path / "extract.csv", rows, ["Client ID", "Date of visit", "", "Postcode"])
+    proposed = tmp_path / "extract.mapping.yaml"
+    proposed.write_text(suggest_mapping(path).text, encoding="utf-8")
+    assert '"(column 3 has no header)": need' in proposed.read_text(encoding="utf-8")
+    sink = CollectingSink()
+    report = check_extract(path, mapping=CharityMapping.load(proposed), sink=sink).report
+    assert report.rows_accepted == 2 and "W_MAPPED_COLUMN_MISSING" not in report.codes()
+    assert report.file.columns_used["(column 3 has no header)"] == "need"
+    assert pl.concat(sink.frames).get_column("need").to_list() == ["food", "fuel_energy"]

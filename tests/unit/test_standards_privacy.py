@@ -331,3 +331,15 @@ def test_a_reference_shaped_like_an_nhs_number_is_among_those_the_screen_looks_i
         picked=pl.col("v").str.contains(any_kind_pattern(REFERENCE_KINDS)),
     ).row(0)
     assert picked or not shaped
+
+
+def test_a_name_among_the_references_of_a_rejected_file_is_not_said_to_be_kept(tmp_path: Path) -> None:
+    """The volunteer trial: "Not accepted" above a warning that said "The file was kept"."""
+    rows = contact_rows(10)
+    rows[0][0] = "Jane Smith"
+    for row in rows[1:6]:
+        row[1] = ""  # five contacts without a date: half the file, so it is rejected
+    report = check_extract(write_csv(tmp_path / "rejected.csv", rows)).report
+    assert report.status == "rejected"
+    [personal] = [e.message for g in report.issues if g.code == "W_PERSONAL_DATA_VALUES" for e in g.examples]
+    assert "The file was kept" not in personal and "this alone does not stop the file" in personal
