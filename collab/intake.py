@@ -418,20 +418,32 @@ def _archive_as_read(landing: LandingZone, obj: LandingObject, archive_name: str
 def _sent_before_and_unfinished(
     workspace: Workspace, landing: LandingZone, obj: LandingObject, manifest: SubmissionManifest
 ) -> bool:
-    """Whether another file of the charity is not finished (a submission received and not final, or a file waiting
-    in its area sent before ``obj``) when ``obj`` brings a finished submission's bytes again. Taken in the order sent,
-    that file could replace the submission's quarters before this copy came, so the copy is taken up again (counted
-    from when it arrived, after that file) rather than called a duplicate. An attacker's trial: a charity sent A, then
-    B replacing it, then both again; with two workers B's copy came while A's was being checked, B was not yet
-    replaced, so its copy was a duplicate, and A, the older extract, won; with one worker, B won."""
+    """Whether a file its charity sent after the finished submission ``manifest`` and before ``obj`` (the same bytes
+    again) is not finished: a submission received in between and not final, or a file waiting in its area. Taken in
+    the order sent, that file could replace the submission's quarters before this copy came, so the copy is taken up
+    again (counted from when it arrived, after that file) rather than called a duplicate. Files sent before the
+    submission, or after the copy, cannot come between them, so they leave a copy a duplicate (the demo's "Copy of"
+    file, sent beside its charity's other quarters, was taken up again while they were being checked).
+
+    An attacker's trial: a charity sent A, then B replacing it, then both again; with two workers B's copy came while
+    A's was being checked, B was not yet replaced, so its copy was a duplicate, and A, the older extract, won; with one
+    worker, B won."""
     arrived = obj.arrived or obj.modified
-    if any(
-        other.submission_id != manifest.submission_id and not other.final
-        for other in submission_states(workspace, obj.charity_id)
-    ):
-        return True
+
+    def in_between(sent: dt.datetime) -> bool:
+        return manifest.received_at < sent <= arrived
+
+    for other in submission_states(workspace, obj.charity_id):
+        if other.submission_id == manifest.submission_id or other.final:
+            continue
+        try:
+            sent = load_manifest(workspace, other.submission_id).received_at
+        except (OSError, ValueError):
+            return True  # being received or purged at this moment: assume it comes between
+        if in_between(sent):
+            return True
     return any(
-        waiting.key != obj.key and waiting.refusal is None and (waiting.arrived or waiting.modified) <= arrived
+        waiting.key != obj.key and waiting.refusal is None and in_between(waiting.arrived or waiting.modified)
         for waiting in landing.pending([obj.charity_id])
     )
 

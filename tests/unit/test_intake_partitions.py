@@ -230,13 +230,49 @@ def test_a_finished_submission_sent_again_while_an_earlier_file_is_unfinished_is
     finished(first_b, "b.csv")
     # Nothing else under way: the same bytes again are a duplicate, as before.
     assert received(b, "b-again.csv").duplicate
-    # A's copy is being checked when B's comes: B's copy is taken up again, counted from when it came.
-    write_state(workspace, submission_id=first_a.submission_id, charity_id=CHARITY, file_name="a.csv", state="checked")
+    # B replaced A, so A's copy is taken up again, counted from when it came; it is being checked when B's copy
+    # comes: B's copy is taken up again too, counted from when it came, after A's.
+    write_state(
+        workspace,
+        submission_id=first_a.submission_id,
+        charity_id=CHARITY,
+        file_name="a.csv",
+        state="loaded",
+        replaced=True,
+    )
+    assert not received(a, "a-again.csv").duplicate
     taken = received(b, "b-third.csv")
     assert (taken.submission_id, taken.duplicate) == (first_b.submission_id, False)
     assert read_state(workspace, first_b.submission_id).state == "staged"  # type: ignore[union-attr]
-    # A's copy still waits in the area, sent before B's: the same.
+    # A's copy waits in the area, sent after B and before B's copy: the same.
     finished(first_a, "a.csv")
     finished(first_b, "b.csv")
-    zone.drop(CHARITY, a, "a-again.csv")
+    zone.drop(CHARITY, a, "a-third.csv")
     assert not received(b, "b-fourth.csv").duplicate
+
+
+def test_a_copy_is_a_duplicate_when_what_is_unfinished_was_sent_before_the_original_or_after_the_copy(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """Only a file sent between a submission and its copy can replace the submission's quarters before the copy
+    comes. The demo's "Copy of" file, sent beside its charity's other quarters, was taken up again while they were
+    being checked, and the demo showed no duplicate."""
+    zone = LocalLandingZone(root=str(workspace.home))
+    earlier, b = (
+        write_csv(tmp_path / "earlier.csv", contact_rows(4, prefix="E")),
+        write_csv(tmp_path / "b.csv", contact_rows(3, prefix="B")),
+    )
+
+    def received(path: Path, name: str) -> Receipt:
+        zone.drop(CHARITY, path, name)
+        [obj] = [o for o in zone.pending([CHARITY]) if o.name == name]
+        return receive_object(workspace, zone, obj)
+
+    first_earlier = received(earlier, "earlier.csv")  # being checked throughout: sent before B
+    first_b = received(b, "b.csv")
+    write_state(workspace, submission_id=first_b.submission_id, charity_id=CHARITY, file_name="b.csv", state="loaded")
+    assert read_state(workspace, first_earlier.submission_id).state == "staged"  # type: ignore[union-attr]
+    zone.drop(CHARITY, b, "Copy of b.csv")
+    zone.drop(CHARITY, tmp_path / "earlier.csv", "sent-after-the-copy.csv")
+    [copy] = [o for o in zone.pending([CHARITY]) if o.name == "Copy of b.csv"]
+    assert receive_object(workspace, zone, copy).duplicate
