@@ -412,15 +412,16 @@ class CharityMapping(BaseModel):
     @classmethod
     def load(cls, path: Path) -> CharityMapping:
         """Read a mapping file; raises ``ValueError`` (a pydantic ``ValidationError`` for a wrong entry)."""
+        text = path.read_text(encoding="utf-8")
         try:
-            content = yaml.load(path.read_text(encoding="utf-8"), Loader=_TextLoader)
+            content = yaml.load(text, Loader=_TextLoader)
         except yaml.YAMLError as error:
-            where = getattr(error, "problem_mark", None)
-            line = f" at line {where.line + 1}" if where is not None else ""
+            raise ValueError(f"{path.name} cannot be read{_yaml_problem(error, text)}") from error
+        if content is not None and not isinstance(content, dict):
             raise ValueError(
-                f"{path.name} cannot be read{line}: check that each entry is 'your wording: code' and that "
-                "entries under a section are indented by the same spaces as the line above."
-            ) from error
+                f"{path.name} is not a mapping file: it has sections such as 'columns:' at the start of a line, "
+                "each with lines 'your wording: field' indented under it."
+            )
         try:
             return cls.model_validate(content or {})
         except ValidationError as error:
@@ -440,6 +441,13 @@ def mapping_problems(error: ValidationError) -> str:
                 f"'{where}' is not one of the sections ({', '.join(CharityMapping.model_fields)}); if it is your wording, indent "
                 "it under its field in the values section, like the lines above it"
             )
+        elif detail["type"] == "dict_type" and len(detail["loc"]) == 1:
+            held = (
+                "a line for each field ('need:') with lines 'your wording: code' indented under it"
+                if where == "values"
+                else "lines 'your column: field' indented under it"
+            )
+            problems.append(f"'{where}' holds {held}, not a list (lines starting with '- ') nor a single value")
         elif detail["type"] == "dict_type" and len(detail["loc"]) == 2 and detail["loc"][0] == "values":
             # A wording at a field's own indent reads as a field of its own, with a code where its wordings should be.
             key = str(detail["loc"][1])
@@ -588,13 +596,80 @@ def column_letter(position: int) -> str:
 class _TextLoader(yaml.SafeLoader):
     """YAML as a charity writes a mapping: every plain value is text. YAML 1.1 reads Yes, No, On, Off, Y and N as
     true or false, and 01 or 1e5 as numbers: a charity's trial mapped "On: yes" for its disability column, read as
-    {True: True} and refused as not text."""
+    {True: True} and refused as not text. An entry written twice in one section is refused (``RepeatedEntry``):
+    YAML keeps the last, so a charity's trial that mapped 'Client ID' to two fields was told its reference column
+    was missing."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        first_line: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # not a wording (a list or a merge): the model refuses it, if it is wrong
+            line = key_node.start_mark.line + 1
+            if key_node.value in first_line:
+                raise RepeatedEntry(key_node.value, first_line[key_node.value], line)
+            first_line[key_node.value] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class RepeatedEntry(yaml.YAMLError):
+    """An entry written twice in one section of a mapping file."""
+
+    def __init__(self, entry: str, first_line: int, again_line: int) -> None:
+        super().__init__(entry)
+        self.entry, self.first_line, self.again_line = entry, first_line, again_line
+
+
+def _yaml_problem(error: yaml.YAMLError, text: str) -> str:
+    """Where and what is wrong with a mapping file that is not YAML, as a charity editing one by hand would put it
+    right (the rest of the sentence after "cannot be read"). YAML finds most slips on a later line than the slip's
+    own: a line without its ':' is found on the next line, a quote never closed at the end of the file."""
+    if isinstance(error, RepeatedEntry):
+        return (
+            f": '{error.entry}' is written twice in one section, at lines {error.first_line} and "
+            f"{error.again_line}; keep the one you mean and delete the other."
+        )
+    problem = getattr(error, "problem", None) or ""
+    context = getattr(error, "context", None) or ""
+    at = getattr(error, "problem_mark", None)
+    opened = getattr(error, "context_mark", None)
+    line = at.line + 1 if at is not None else None
+    if "'\\t'" in problem and line is not None:
+        return f": line {line} is indented with a tab; indent it with spaces, as many as the lines above it."
+    if "expected ':'" in problem and opened is not None:
+        return f": line {opened.line + 1} has no ':' between your wording and what it stands for."
+    if "quoted scalar" in context and opened is not None:
+        return f": a quote opened on line {opened.line + 1} is not closed; end the text with the same quote mark."
+    if "mapping values are not allowed" in problem and at is not None and _indented_past_the_line_above(text, at.line):
+        return f": line {line} is indented more than the line above it; line it up with the entries of its section."
+    if "mapping values are not allowed" in problem and line is not None:
+        return (
+            f": line {line} has more than one ':'; put your wording in quotes if it holds one, "
+            'like "Time: morning": contact_date.'
+        )
+    return (
+        f"{f' at line {line}' if line is not None else ''}: check that each entry is 'your wording: code' and that "
+        "entries under a section are indented by the same spaces as the line above."
+    )
 
 
 _TextLoader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag == "tag:yaml.org,2002:null"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+def _indented_past_the_line_above(text: str, index: int) -> bool:
+    """Whether line ``index`` (from 0) of ``text`` starts further right than the last line above it with an entry."""
+    lines = text.splitlines()
+    if index >= len(lines):
+        return False
+    above = [line for line in lines[:index] if line.strip() and not line.lstrip().startswith("#")]
+    return bool(above) and _indent(lines[index]) > _indent(above[-1])
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
 
 
 @dataclass

@@ -161,7 +161,48 @@ def test_a_mapping_file_with_only_comments_in_a_section_is_empty_and_bad_yaml_is
     path.write_text("columns:\n  # Ref: person_ref\nvalues:\n  need:\n    # UC problem: ???\n")
     assert CharityMapping.load(path) == CharityMapping()
     path.write_text("columns:\n  Ref: person_ref\n   When: contact_date\n")
-    with pytest.raises(ValueError, match=r"mapping\.yaml cannot be read at line 3"):
+    with pytest.raises(ValueError, match=r"mapping\.yaml cannot be read: line 3 is indented more than the line above"):
+        CharityMapping.load(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("columns:\n  Ref: person_ref\n\tWhen: contact_date\n", "line 3 is indented with a tab; indent it with spaces"),
+        (
+            "columns:\n  Ref: person_ref\n  When contact_date\n  Need: need\n",
+            "line 3 has no ':' between your wording and what it stands for",
+        ),
+        (
+            'columns:\n  Ref: person_ref\ndate_format: "day/month/year\n',
+            "a quote opened on line 3 is not closed; end the text with the same quote mark",
+        ),
+        (
+            "columns:\n  Ref: person_ref\n  Time: 10:30: contact_date\n",
+            "line 3 has more than one ':'; put your wording",
+        ),
+        # YAML keeps the last of two: the charity's trial was told its reference column was missing.
+        (
+            "columns:\n  Ref: person_ref\n  Ref: contact_date\n",
+            "'Ref' is written twice in one section, at lines 2 and 3; keep the one you mean",
+        ),
+        (
+            "values:\n  need:\n    Food: food\n    Food: fuel\n",
+            "'Food' is written twice in one section, at lines 3 and 4",
+        ),
+        ("columns:\n  - Ref: person_ref\n", "'columns' holds lines 'your column: field' indented under it, not a list"),
+        ("values:\n  - need\n", "'values' holds a line for each field \\('need:'\\) with lines 'your wording: code'"),
+        ("- columns\n", "is not a mapping file: it has sections such as 'columns:'"),
+    ],
+)
+def test_a_mapping_file_edited_by_hand_is_refused_naming_the_slip_and_its_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """Slips a charity's trial made editing the proposed mapping file: YAML's own errors name a later line than the
+    slip's (the next line for a missing ':', the end of the file for a quote never closed) or none at all."""
+    path = tmp_path / "mapping.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
         CharityMapping.load(path)
 
 
