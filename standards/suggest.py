@@ -46,13 +46,14 @@ from standards.normalise import (
     parse_dates,
     reads_as_blank,
 )
-from standards.personal_data import ALL_KINDS, POSTCODE, Kind, kind_masks, personal_data_in
+from standards.personal_data import ALL_KINDS, FREE_TEXT_SHARE, POSTCODE, Kind, kind_masks, personal_data_in
 from standards.reading import open_extract
 
 SAMPLE_ROWS = 20_000
 # A column is taken to hold a field when this share of its sampled values fit the field; for a
 # codelist, half is enough, since the rest are likely the charity's own wording to map.
 VALUE_SHARE = 0.8
+FREE_TEXT_SHARE_OF_CATEGORIES = 0.5
 CODE_SHARE = 0.5
 HEADER_SIMILARITY = 0.8
 VALUE_SIMILARITY = 0.75
@@ -163,10 +164,20 @@ def _personal_data(values: pl.Series, field_name: str | None) -> list[str]:
         kind = Kind[name]
         if not count or (kind is Kind.POSTCODE and field_name == "postcode"):
             continue
-        if kind is Kind.FREE_TEXT and (count < 0.1 * values.len() or field_name in AREA_FIELDS):
+        if kind is Kind.FREE_TEXT and (
+            count < _free_text_share(field_name) * values.len() or field_name in AREA_FIELDS
+        ):
             continue
         found.append(f"{kind} in {count:,} of {values.len():,} values")
     return found
+
+
+def _free_text_share(field_name: str | None) -> float:
+    """The share of a column's values in several words, not the standard's wording nor repeated, past which it is
+    called free text. A column of a codelist field is the charity's wording, mapped value by value and never stored
+    as written; in a small sample each value is met once (a charity's trial: "Waiting on Universal Credit payment",
+    one of five rows of its "Case Reason", made the column free text), so it takes half of the values there."""
+    return FREE_TEXT_SHARE_OF_CATEGORIES if field_name in CODELIST_FIELDS else FREE_TEXT_SHARE
 
 
 @cache

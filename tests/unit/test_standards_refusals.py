@@ -78,3 +78,19 @@ def test_the_standards_own_wording_and_a_repeated_category_are_not_free_text(tmp
     path = write_csv(tmp_path / "notes.csv", rows, ["Client ID", "Date", "Enquiry Category", "Postcode", "Notes"])
     columns = {column.header: column for column in suggest_mapping(path).columns}
     assert columns["Notes"].field is None and columns["Notes"].personal_data == ["free text in 40 of 40 values"]
+
+
+def test_a_categories_long_wording_in_a_small_sample_is_not_free_text(tmp_path: Path) -> None:
+    """A charity's trial: one of five rows of its "Case Reason" (need) said "Waiting on Universal Credit payment",
+    and the column was called free text. Each value of a small sample is met once, so none looks repeated."""
+    reasons = ["Food", "Fuel", "Waiting on Universal Credit payment", "Debt", "Housing"]
+    rows = [[f"C{i}", "20/08/2026", reason, "B15 2TT"] for i, reason in enumerate(reasons)]
+    path = write_csv(tmp_path / "five.csv", rows, ["Client ID", "Date", "Case Reason", "Postcode"])
+    columns = {column.header: column for column in suggest_mapping(path).columns}
+    assert columns["Case Reason"].field == "need" and columns["Case Reason"].personal_data == []
+    # A column of notes guessed as a category still is, past half of its values.
+    notes = [f"Spoke to her about the gas bill on visit {i}" for i in range(5)]
+    rows = [[*row[:2], note, row[3]] for row, note in zip(rows, notes, strict=True)]
+    path = write_csv(tmp_path / "notes.csv", rows, ["Client ID", "Date", "Case Reason", "Postcode"])
+    columns = {column.header: column for column in suggest_mapping(path).columns}
+    assert columns["Case Reason"].personal_data == ["free text in 5 of 5 values"]
