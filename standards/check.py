@@ -25,7 +25,7 @@ from standards.issues import FileRejected, Issue
 from standards.mapping import (
     CharityMapping,
     column_label,
-    find_header_row,
+    find_header,
     header_score,
     mapped_columns_missing,
     plan_columns,
@@ -276,7 +276,7 @@ def check_extract(
                 f"like contacts and {'was' if len(skipped) == 1 else 'were'} not read."
             )
             collector.add(Issue("W_OTHER_SHEETS_IGNORED", message))
-        source.use_header(find_header_row(source.preview, mapping) if source.format != "parquet" else 1)
+        source.use_header(*(find_header(source.preview, mapping) if source.format != "parquet" else (1, None)))
         for name, field_name in mapped_columns_missing(source.header, mapping).items():
             message = (
                 f"Your mapping file names a column '{name}' (for {field_name}) that this file does not have, so "
@@ -290,6 +290,7 @@ def check_extract(
             delimiter=source.delimiter,
             sheet=source.sheet,
             header_row=source.header_row,
+            header_rows=source.header_rows,
             columns_used={column_label(plan.header, p): name for name, p in plan.fields.items()},
             columns_not_used=[column_label(plan.header, p) for p in plan.unused],
             columns_not_used_because={column_label(plan.header, p): why for p, why in plan.unused_because.items()},

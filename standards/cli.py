@@ -193,7 +193,7 @@ def _print_report(report: FeedbackReport) -> None:
         where = f"sheet '{described.sheet}', " if described.sheet else ""
         console.print(
             escape(
-                f"Read as {(described.format or '').upper()} ({where}header on row {described.header_row}); "
+                f"Read as {(described.format or '').upper()} ({where}header on {described.header_rows_shown}); "
                 f"{len(described.columns_used)} column(s) used, {len(described.columns_not_used)} not used."
             )
         )

@@ -69,10 +69,18 @@ class FileDescription(BaseModel):
     delimiter: str | None = None
     sheet: str | None = None
     header_row: int | None = None
+    header_rows: int = 1  # 2 for a header written over two rows, ``header_row`` the lower
     columns_used: dict[str, str] = {}
     columns_not_used: list[str] = []
     # Of the columns not used, those that look like a field, each with why it was not read from.
     columns_not_used_because: dict[str, str] = {}
+
+    @property
+    def header_rows_shown(self) -> str:
+        """Where the header is, as the charity's spreadsheet numbers rows: "row 3", or "rows 2 and 3"."""
+        if self.header_rows == 2 and self.header_row is not None:
+            return f"rows {self.header_row - 1} and {self.header_row}"
+        return f"row {self.header_row}"
 
 
 class FeedbackReport(BaseModel):

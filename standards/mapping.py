@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 import polars as pl
@@ -684,12 +685,29 @@ class ColumnPlan:
     date_format: str | None = None  # the mapping's, which a date that cannot be read is told against
 
 
-def find_header_row(preview: list[list[str]], mapping: CharityMapping) -> int:
-    """The 1-based row holding the header: the first of the preview rows naming the most fields."""
+def find_header(preview: list[list[str]], mapping: CharityMapping) -> tuple[int, list[str] | None]:
+    """The 1-based row holding the header: the first of the preview rows naming the most fields; and, for a header
+    written over two rows ("Client" above "ID", "Visit" above "date"), the two rows' words joined column by column,
+    if they name more fields than any row alone (None otherwise: the row's own cells are the header). A charity's
+    trial: such a sheet was refused for missing its reference and its need, the columns found "ID, date, referral"."""
     scores = [header_score(row, mapping) for row in preview]
     if not scores or max(scores) == 0:
-        return next((i + 1 for i, row in enumerate(preview) if any(cell.strip() for cell in row)), 1)
-    return scores.index(max(scores)) + 1
+        return next((i + 1 for i, row in enumerate(preview) if any(cell.strip() for cell in row)), 1), None
+    joined = [_joined_header(above, below) for above, below in pairwise(preview)]
+    joined_scores = [header_score(header, mapping) for header in joined]
+    if joined_scores and max(joined_scores) > max(scores):
+        lower = joined_scores.index(max(joined_scores))
+        return lower + 2, joined[lower]
+    return scores.index(max(scores)) + 1, None
+
+
+def _joined_header(above: list[str], below: list[str]) -> list[str]:
+    """Each column's words in two header rows, the upper's first ("Client" and "ID": "Client ID")."""
+    width = max(len(above), len(below))
+    cells = [
+        (above[i].strip() if i < len(above) else "", below[i].strip() if i < len(below) else "") for i in range(width)
+    ]
+    return [" ".join(word for word in pair if word) for pair in cells]
 
 
 def header_score(row: list[str], mapping: CharityMapping) -> int:

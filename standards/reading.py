@@ -239,6 +239,7 @@ class ExtractSource:
     delimiter: str | None = None
     sheet: str | None = None
     header_row: int = 1
+    header_rows: int = 1  # 2 for a header written over two rows, ``header_row`` the lower
     header: list[str] = field(default_factory=list)
     notes: list[Issue] = field(default_factory=list)
     # Of each of a workbook's other sheets, whether its likeliest header row names contacts (``_choose_sheet``), so the
@@ -269,10 +270,14 @@ class ExtractSource:
         """The first rows of the file from its first filled one, as cells, for choosing the header row."""
         return self._preview
 
-    def use_header(self, preview_row: int) -> None:
-        """Take the preview's row ``preview_row`` (1-based) as the header."""
+    def use_header(self, preview_row: int, header: list[str] | None = None) -> None:
+        """Take the preview's row ``preview_row`` (1-based) as the header, the data below it; its cells are the
+        columns' names, or ``header``'s (a header written over that row and the one above it)."""
         self.header_row = self.leading_blank_rows + preview_row
-        self.header = [cell.strip() for cell in self._preview[preview_row - 1]] if self._preview else []
+        self.header_rows = 1 if header is None else 2
+        if header is None:
+            header = [cell.strip() for cell in self._preview[preview_row - 1]] if self._preview else []
+        self.header = header
 
     def batches(self, batch_size: int = 100_000) -> Iterator[pl.DataFrame]:
         """Stream the data rows below the header as string frames."""

@@ -27,7 +27,7 @@ from standards.mapping import (
     amount_differs,
     column_label,
     field_for_header,
-    find_header_row,
+    find_header,
     header_key,
     header_match,
     header_score,
@@ -91,7 +91,7 @@ def suggest_mapping(
     """
     known = known or CharityMapping(sheet=sheet)
     source = open_extract(path, sheet=sheet, header_score=lambda row: header_score(row, known))
-    source.use_header(find_header_row(source.preview, known) if source.format != "parquet" else 1)
+    source.use_header(*(find_header(source.preview, known) if source.format != "parquet" else (1, None)))
     # A file of a header and no rows is a sample of no values: each column still there, as text.
     no_rows = pl.DataFrame(schema={f"c{position}": pl.String for position in range(len(source.header))})
     sample = next(source.batches(sample_rows), no_rows)

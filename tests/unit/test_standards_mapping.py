@@ -18,6 +18,7 @@ from standards.mapping import (
     amount_differs,
     column_letter,
     field_for_header,
+    find_header,
     header_key,
     header_match,
     is_identifier_header,
@@ -505,3 +506,52 @@ def test_the_name_suggest_mapping_gives_a_column_without_a_header_is_found_by_th
     assert report.rows_accepted == 2 and "W_MAPPED_COLUMN_MISSING" not in report.codes()
     assert report.file.columns_used["(column 3 has no header)"] == "need"
     assert pl.concat(sink.frames).get_column("need").to_list() == ["food", "fuel_energy"]
+
+
+def test_a_header_written_over_two_rows_is_read_as_one(tmp_path: Path) -> None:
+    """A charity's trial: "Client" above "ID", "Visit" above "date"; the sheet was refused for missing its reference
+    and its need, the columns found "ID, date, referral, code, income"."""
+    upper, lower = ["Client", "Visit", "Reason for", "Post", "Monthly"], ["ID", "date", "referral", "code", "income"]
+    rows = [[f"C{i}", "05/08/2026", "Food", "B15 2TT", "900"] for i in range(6)]
+    for path in (
+        write_xlsx(tmp_path / "two.xlsx", {"Contacts": [upper, lower, *rows]}),
+        write_csv(tmp_path / "two.csv", [lower, *rows], upper),
+    ):
+        report = check_extract(path).report
+        assert report.rows_accepted == 6, report.codes()
+        assert report.file.columns_used == {
+            "Client ID": "person_ref",
+            "Visit date": "contact_date",
+            "Reason for referral": "need",
+            "Post code": "postcode",
+            "Monthly income": "monthly_income_gbp",
+        }
+        assert (report.file.header_row, report.file.header_rows_shown) == (2, "rows 1 and 2")
+        # suggest-mapping reads the same header, so the mapping it proposes names the columns as the check does.
+        suggestion = suggest_mapping(path)
+        assert suggestion.mapping.columns == report.file.columns_used
+        assert check_extract(path, mapping=suggestion.mapping).report.rows_accepted == 6
+
+
+@pytest.mark.parametrize(
+    ("preview", "expected"),
+    [
+        # A title above a header is no part of it: the header alone names as many fields.
+        ([["Contacts, July 2026", ""], ["Client ID", "Visit date"], ["C1", "05/08/2026"]], (2, None)),
+        # Nor is the first row of values below one.
+        ([["Client ID", "Visit date", "Need"], ["C1", "05/08/2026", "Food"]], (1, None)),
+        # A row of groups above the header ("Client details" over its columns) names no more fields with it.
+        (
+            [["Client details", "", "Visit", ""], ["Ref", "Postcode", "Date", "Need"], ["C1", "B1 1AA", "x", "y"]],
+            (2, None),
+        ),
+        (
+            [["", "Client", "Visit"], ["Row", "ID", "date"], ["1", "C1", "05/08/2026"]],
+            (2, ["Row", "Client ID", "Visit date"]),
+        ),
+    ],
+)
+def test_only_two_rows_naming_more_fields_together_than_any_row_alone_are_one_header(
+    preview: list[list[str]], expected: tuple[int, list[str] | None]
+) -> None:
+    assert find_header(preview, CharityMapping()) == expected

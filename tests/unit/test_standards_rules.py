@@ -18,7 +18,7 @@ from standards import validation
 from standards.check import _date_readings
 from standards.extract import FIELDS, REQUIRED_FIELDS
 from standards.issues import FileRejected
-from standards.mapping import CharityMapping, ColumnPlan, find_header_row, header_score, plan_columns
+from standards.mapping import CharityMapping, ColumnPlan, find_header, header_score, plan_columns
 from standards.normalise import (
     BIRTH_SERIALS,
     DAY_FIRST_FORMATS,
@@ -69,7 +69,7 @@ def normalised_batches(path: Path, mapping: CharityMapping) -> list[tuple[pl.Dat
     """What ``check_extract`` validates, batch by batch (nothing if the file is refused as a whole)."""
     try:
         source = open_extract(path, sheet=mapping.sheet, header_score=lambda row: header_score(row, mapping))
-        source.use_header(find_header_row(source.preview, mapping) if source.format != "parquet" else 1)
+        source.use_header(*(find_header(source.preview, mapping) if source.format != "parquet" else (1, None)))
         plan = plan_columns(source.header, mapping)
         out, dates = [], {}
         for batch in source.batches(1_000):
