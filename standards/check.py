@@ -395,6 +395,7 @@ def check_extract(
                     refuse_unreadable_used(source, plan.fields.values())
                     if not dates:
                         dates = _date_readings(batch, plan.fields, plan.header, mapping)
+                        plan.month_first_dates = frozenset(name for name, read in dates.items() if read.month_first)
                         for reading in dates.values():
                             if reading.note:
                                 collector.add(reading.note)
@@ -536,7 +537,7 @@ def _date_readings(
                 f"'{shown_by[0]}' shows this file's dates to be."
             )
             readings[name] = DateReading(
-                ISO_FORMATS + MONTH_FIRST_FORMATS, Issue("W_DATE_ORDER_US", message, column=column)
+                ISO_FORMATS + MONTH_FIRST_FORMATS, Issue("W_DATE_ORDER_US", message, column=column), month_first=True
             )
     return readings
 

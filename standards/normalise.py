@@ -107,10 +107,11 @@ _POSTCODE_IN_TEXT = r"\b([A-Z]{1,2}[0-9][A-Z0-9]? *[0-9][A-Z]{2})\b"
 
 @dataclass(frozen=True)
 class DateReading:
-    """How one date column is read: the formats tried in order."""
+    """How one date column is read: the formats tried in order, and whether its numeric dates are month first."""
 
     formats: tuple[str, ...]
     note: Issue | None = None
+    month_first: bool = False
 
 
 # A time after a date: "14:30", "09:05:00", "2:30:00 PM", "14:30:00.000". Only a local time: one with a zone is
@@ -273,8 +274,11 @@ def choose_date_reading(column: str, sample: pl.Series, declared: str | None) ->
     if declared:
         # The declared format fixes the order of day and month; the same order's other spellings (one-digit
         # days, two-digit years, other separators) are read too, as they are without a mapping.
-        same_order = DAY_FIRST_FORMATS if day_comes_first(declared) else MONTH_FIRST_FORMATS
-        return DateReading((declared, *ISO_FORMATS, *(f for f in same_order if f != declared)))
+        day_first = day_comes_first(declared)
+        same_order = DAY_FIRST_FORMATS if day_first else MONTH_FIRST_FORMATS
+        return DateReading(
+            (declared, *ISO_FORMATS, *(f for f in same_order if f != declared)), month_first=not day_first
+        )
     values = sample.drop_nulls().str.strip_chars().to_frame("v").select(date_text(pl.col("v"))).to_series()
     evidence = date_order_evidence(values)
     if evidence.says_month_first:
@@ -283,7 +287,9 @@ def choose_date_reading(column: str, sample: pl.Series, declared: str | None) ->
             f"{evidence.dates:,} dates looked at make sense only that way, and {evidence.only_day_first:,} only as "
             "day/month/year."
         )
-        return DateReading(ISO_FORMATS + MONTH_FIRST_FORMATS, Issue("W_DATE_ORDER_US", message, column=column))
+        return DateReading(
+            ISO_FORMATS + MONTH_FIRST_FORMATS, Issue("W_DATE_ORDER_US", message, column=column), month_first=True
+        )
     if evidence.dates and not evidence.only_day_first:
         message = f"Every date in '{column}' could be day/month or month/day; they were read as day/month/year."
         if evidence.only_month_first:
