@@ -24,7 +24,9 @@ from standards.feedback import FeedbackReport, FileDescription, IssueCollector
 from standards.issues import FileRejected, Issue
 from standards.mapping import (
     CharityMapping,
+    ColumnPlan,
     column_label,
+    column_letter,
     find_header_row,
     header_score,
     mapped_columns_missing,
@@ -294,6 +296,8 @@ def check_extract(
             columns_not_used=[column_label(plan.header, p) for p in plan.unused],
             columns_not_used_because={column_label(plan.header, p): why for p, why in plan.unused_because.items()},
         )
+        for note in _hidden_columns_read(plan, (source.sheet_cells or SheetCells()).hidden_columns):
+            collector.add(note)
         screen = PersonalDataScreen(plan)
         references = IdentifiedReferences()
         dates: dict[str, DateReading] = {}
@@ -504,6 +508,23 @@ class IdentifiedReferences:
 
 def _each_once(parts: list[pl.Series]) -> pl.Series:
     return pl.concat(parts).unique()
+
+
+def _hidden_columns_read(plan: ColumnPlan, hidden_columns: pl.Series) -> list[Issue]:
+    """A warning for each column read for a field that the workbook hides (the charity never sees what was sent from
+    it: a charity trial's hidden column was read without a word). A hidden column not read is not pointed out: the
+    feedback lists it among the columns not used, as any other, and nothing of it is kept."""
+    hidden = set(hidden_columns.to_list())
+    notes = []
+    for name, position in plan.fields.items():
+        if position in hidden:
+            label = column_label(plan.header, position)
+            message = (
+                f"Column {column_letter(position)} ('{label}') is hidden in the workbook; it was read like the others, "
+                f"as {name}."
+            )
+            notes.append(Issue("W_HIDDEN_COLUMNS_READ", message, column=label))
+    return notes
 
 
 def _names_contacts(header: list[str], mapping: CharityMapping) -> bool:
