@@ -186,7 +186,7 @@ def _standard_wording(field_name: str | None) -> frozenset[str]:
 
 def _dates_in(values: pl.Series) -> pl.Series:
     """The values that read as dates in any order of day and month, as dates."""
-    formats = (*ISO_FORMATS, *DAY_FIRST_FORMATS, *MONTH_FIRST_FORMATS)
+    formats = tuple(dict.fromkeys((*ISO_FORMATS, *DAY_FIRST_FORMATS, *MONTH_FIRST_FORMATS)))  # names in both orders
     return values.to_frame("v").select(parse_dates(pl.col("v"), formats)).to_series().drop_nulls()
 
 
