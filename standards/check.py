@@ -24,7 +24,9 @@ from standards.feedback import FeedbackReport, FileDescription, IssueCollector
 from standards.issues import FileRejected, Issue
 from standards.mapping import (
     CharityMapping,
+    ColumnPlan,
     column_label,
+    column_letter,
     find_header,
     header_score,
     mapped_columns_missing,
@@ -295,6 +297,8 @@ def check_extract(
             columns_not_used=[column_label(plan.header, p) for p in plan.unused],
             columns_not_used_because={column_label(plan.header, p): why for p, why in plan.unused_because.items()},
         )
+        for note in _hidden_columns_read(plan, (source.sheet_cells or SheetCells()).hidden_columns):
+            collector.add(note)
         screen = PersonalDataScreen(plan)
         references = IdentifiedReferences()
         dates: dict[str, DateReading] = {}
@@ -396,6 +400,7 @@ def check_extract(
                     refuse_unreadable_used(source, plan.fields.values())
                     if not dates:
                         dates = _date_readings(batch, plan.fields, plan.header, mapping)
+                        plan.month_first_dates = frozenset(name for name, read in dates.items() if read.month_first)
                         for reading in dates.values():
                             if reading.note:
                                 collector.add(reading.note)
@@ -506,6 +511,23 @@ def _each_once(parts: list[pl.Series]) -> pl.Series:
     return pl.concat(parts).unique()
 
 
+def _hidden_columns_read(plan: ColumnPlan, hidden_columns: pl.Series) -> list[Issue]:
+    """A warning for each column read for a field that the workbook hides (the charity never sees what was sent from
+    it: a charity trial's hidden column was read without a word). A hidden column not read is not pointed out: the
+    feedback lists it among the columns not used, as any other, and nothing of it is kept."""
+    hidden = set(hidden_columns.to_list())
+    notes = []
+    for name, position in plan.fields.items():
+        if position in hidden:
+            label = column_label(plan.header, position)
+            message = (
+                f"Column {column_letter(position)} ('{label}') is hidden in the workbook; it was read like the others, "
+                f"as {name}."
+            )
+            notes.append(Issue("W_HIDDEN_COLUMNS_READ", message, column=label))
+    return notes
+
+
 def _names_contacts(header: list[str], mapping: CharityMapping) -> bool:
     """Whether a header row names every required field, each once."""
     try:
@@ -537,7 +559,7 @@ def _date_readings(
                 f"'{shown_by[0]}' shows this file's dates to be."
             )
             readings[name] = DateReading(
-                ISO_FORMATS + MONTH_FIRST_FORMATS, Issue("W_DATE_ORDER_US", message, column=column)
+                ISO_FORMATS + MONTH_FIRST_FORMATS, Issue("W_DATE_ORDER_US", message, column=column), month_first=True
             )
     return readings
 

@@ -412,6 +412,14 @@ _TYPES = [
         "file again: a hidden row is still in the file.",
     ),
     IssueType(
+        "W_HIDDEN_COLUMNS_READ",
+        Scope.FILE,
+        "Columns hidden in the workbook were read like the others",
+        "Nothing to do if they hold what the feedback says they were read as. If a column was hidden to leave it out, "
+        "delete it and send the file again (a hidden column is still in the file), or name the column to read in your "
+        "mapping file.",
+    ),
+    IssueType(
         "W_ROWS_REPEATED",
         Scope.FILE,
         "Rows repeat earlier rows in every cell, and were counted again",

@@ -683,6 +683,9 @@ class ColumnPlan:
     # Why an unused column that looks like a field was not read from ('its name says a yearly amount ...').
     unused_because: dict[int, str] = field(default_factory=dict)
     date_format: str | None = None  # the mapping's, which a date that cannot be read is told against
+    # The date fields whose numeric dates are read month first (``normalise.DateReading``), chosen from the file's
+    # first rows: a date that cannot be read is told in its column's order.
+    month_first_dates: frozenset[str] = frozenset()
 
 
 def find_header(preview: list[list[str]], mapping: CharityMapping) -> tuple[int, list[str] | None]:

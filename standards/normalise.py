@@ -21,21 +21,19 @@ from standards.issues import Issue
 from standards.mapping import CharityMapping, ColumnPlan
 
 ISO_FORMATS = ("%Y-%m-%d", "%Y/%m/%d")
+# A month's name leaves no doubt of the order: these are read in a column of either order (``date_text`` puts the day
+# first in "March 3, 2026").
+MONTH_NAME_FORMATS = ("%d %b %Y", "%d %B %Y", "%d-%b-%Y", "%d-%b-%y", "%d %b %y", "%d %B %y")
 DAY_FIRST_FORMATS = (
     "%d/%m/%Y",
     "%d-%m-%Y",
     "%d.%m.%Y",
     "%d/%m/%y",
     "%d-%m-%y",
-    "%d %b %Y",
-    "%d %B %Y",
-    "%d-%b-%Y",
-    "%d-%b-%y",
     "%d.%m.%y",
-    "%d %b %y",
-    "%d %B %y",
+    *MONTH_NAME_FORMATS,
 )
-MONTH_FIRST_FORMATS = ("%m/%d/%Y", "%m-%d-%Y", "%m/%d/%y")
+MONTH_FIRST_FORMATS = ("%m/%d/%Y", "%m-%d-%Y", "%m/%d/%y", *MONTH_NAME_FORMATS)
 # A month and year alone ("09/2026", "Sep-26" as Excel writes a date cell formatted mmm-yy to CSV), read as the month's
 # first day: only for the contact date, of which the standard keeps only the month, so nothing is guessed. Never for
 # a date of birth, whose day gives the age and links the person. Tried after every whole date.
@@ -109,10 +107,11 @@ _POSTCODE_IN_TEXT = r"\b([A-Z]{1,2}[0-9][A-Z0-9]? *[0-9][A-Z]{2})\b"
 
 @dataclass(frozen=True)
 class DateReading:
-    """How one date column is read: the formats tried in order."""
+    """How one date column is read: the formats tried in order, and whether its numeric dates are month first."""
 
     formats: tuple[str, ...]
     note: Issue | None = None
+    month_first: bool = False
 
 
 # A time after a date: "14:30", "09:05:00", "2:30:00 PM", "14:30:00.000". Only a local time: one with a zone is
@@ -126,15 +125,22 @@ UK_TIME_ZONE = "Europe/London"
 # typed date unreadable (a charity volunteer's trial).
 _WEEKDAY_BEFORE = r"(?i)^(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day|nesday|sday|rsday|urday)?\.?,?\s+"
 _ORDINAL_DAY = r"^([0-9]{1,2})(?:st|nd|rd|th|ST|ND|RD|TH)([\s.,/-])"
+# A month's name before the day ("March 3, 2026", "Mar 3 2026", "March 3rd, 2026", as US dates and Outlook and Word
+# write them), turned round to the day first as the standard's formats read a month's name: a name leaves no doubt
+# of the order, so it is read whatever the order of the column's numeric dates (a charity trial's were refused).
+_MONTH_NAME_FIRST = r"(?i)^([a-z]{3,9})\.?\s+([0-9]{1,2}(?:st|nd|rd|th)?)(?:\s*,\s*|\s+)([0-9]{2}|[0-9]{4})$"
 
 
 def date_text(raw: pl.Expr) -> pl.Expr:
     """Date text ready to parse: a time after the date dropped (Excel writes real date cells as ISO timestamps, and
     case-management systems' exports write "05/01/2026 14:30": refused as no date, a whole file of contacts with it,
-    until the outside users' trial), a weekday before it and a day's ordinal suffix dropped, and a timestamp with a
-    zone made the date it is in the UK at that moment, as ISO."""
+    until the outside users' trial), a weekday before it and a day's ordinal suffix dropped, a month's name before
+    the day put after it, and a timestamp with a zone made the date it is in the UK at that moment, as ISO."""
     plain = (
-        raw.str.replace(_WEEKDAY_BEFORE, "").str.replace(_ORDINAL_DAY, "${1}${2}").str.replace(_TIME_AFTER_A_DATE, "")
+        raw.str.replace(_WEEKDAY_BEFORE, "")
+        .str.replace(_TIME_AFTER_A_DATE, "")
+        .str.replace(_MONTH_NAME_FIRST, "${2} ${1} ${3}")
+        .str.replace(_ORDINAL_DAY, "${1}${2}")
     )
     # Only the zoned timestamps are parsed as times (every value's, most not one, cost a date column 10 times more).
     zoned = pl.when(raw.str.contains(_ZONED_TIMESTAMP)).then(raw)
@@ -268,8 +274,11 @@ def choose_date_reading(column: str, sample: pl.Series, declared: str | None) ->
     if declared:
         # The declared format fixes the order of day and month; the same order's other spellings (one-digit
         # days, two-digit years, other separators) are read too, as they are without a mapping.
-        same_order = DAY_FIRST_FORMATS if day_comes_first(declared) else MONTH_FIRST_FORMATS
-        return DateReading((declared, *ISO_FORMATS, *(f for f in same_order if f != declared)))
+        day_first = day_comes_first(declared)
+        same_order = DAY_FIRST_FORMATS if day_first else MONTH_FIRST_FORMATS
+        return DateReading(
+            (declared, *ISO_FORMATS, *(f for f in same_order if f != declared)), month_first=not day_first
+        )
     values = sample.drop_nulls().str.strip_chars().to_frame("v").select(date_text(pl.col("v"))).to_series()
     evidence = date_order_evidence(values)
     if evidence.says_month_first:
@@ -278,7 +287,9 @@ def choose_date_reading(column: str, sample: pl.Series, declared: str | None) ->
             f"{evidence.dates:,} dates looked at make sense only that way, and {evidence.only_day_first:,} only as "
             "day/month/year."
         )
-        return DateReading(ISO_FORMATS + MONTH_FIRST_FORMATS, Issue("W_DATE_ORDER_US", message, column=column))
+        return DateReading(
+            ISO_FORMATS + MONTH_FIRST_FORMATS, Issue("W_DATE_ORDER_US", message, column=column), month_first=True
+        )
     if evidence.dates and not evidence.only_day_first:
         message = f"Every date in '{column}' could be day/month or month/day; they were read as day/month/year."
         if evidence.only_month_first:

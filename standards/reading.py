@@ -120,6 +120,10 @@ XML_SCAN_CHUNK_BYTES = 1024 * 1024
 _ROW_TAG = r"<(?:\w+:)?row\b[^>]*>"
 _HIDDEN_ROW_TAG = r"""<(?:\w+:)?row\b[^>]*\bhidden\s*=\s*["'](?:1|true)["'][^>]*>"""
 _ROW_NUMBER = r"""\br\s*=\s*["']([0-9]{1,7})["']"""
+# A sheet's hidden columns: a tag of its <cols> (before its rows) hiding those from its min to its max (1 for A).
+_HIDDEN_COLUMNS_TAG = r"""<(?:\w+:)?col\b[^>]*\bhidden\s*=\s*["'](?:1|true)["'][^>]*>"""
+_FIRST_COLUMN = r"""\bmin\s*=\s*["']([0-9]{1,7})["']"""
+_LAST_COLUMN = r"""\bmax\s*=\s*["']([0-9]{1,7})["']"""
 # A value that is empty (a formula's result of "", as xlsxwriter saves it) is none, fastexcel skipping the cell, unless
 # the cell is of text (t="str", as Excel saves it).
 _CELL_VALUE = r"""<(?:\w+:)?(?:v>[^<]|is>|c\b[^>]*\bt\s*=\s*["']str["'])"""
@@ -1103,8 +1107,9 @@ _LAST_EXCEL_COLUMN = 16_383
 class SheetCells:
     """What a worksheet's XML says of its cells and fastexcel does not: the row and the column (0 for A) of its first
     values (the sheet fastexcel reads starts there: a table from C3 gave "header on row 1", every row two short, and
-    its columns named two letters early), its hidden rows in order, and its cells holding an Excel error (fastexcel
-    reads them as blank: an income of #DIV/0! vanished, a need of #N/A was "blank"), by row and column."""
+    its columns named two letters early), its hidden rows in order, its hidden columns (0 for A) in order, and its
+    cells holding an Excel error (fastexcel reads them as blank: an income of #DIV/0! vanished, a need of #N/A was
+    "blank"), by row and column."""
 
     first_value_row: int = 1
     first_value_column: int = 0
@@ -1116,6 +1121,7 @@ class SheetCells:
     filled_past_z: bool = False
     # The rows with a cell holding a formula and no result (``_UNCALCULATED_CELL``), in order.
     uncalculated: pl.Series = field(default_factory=lambda: pl.Series(dtype=pl.Int64))
+    hidden_columns: pl.Series = field(default_factory=lambda: pl.Series(dtype=pl.Int64))
 
 
 class _SheetCellsReader:
@@ -1135,6 +1141,7 @@ class _SheetCellsReader:
         self._past_excel = False
         self._filled_past_z = False
         self._uncalculated: list[pl.Series] = []
+        self._hidden_columns = pl.Series(dtype=pl.Int64)  # each once: no more than Excel's columns
         self._hidden_until: str | None = None  # how the comment, CDATA section or instruction a piece ended in ends
         self._hidden_tail = ""  # the end of what it holds so far, which may begin its closing
 
@@ -1162,6 +1169,8 @@ class _SheetCellsReader:
             self._first_value_column = min([*columns, *known], default=None)
         if b"hidden" in piece:  # rare: searched for only then
             self._hidden.append(_row_numbers(text.str.extract_all(_HIDDEN_ROW_TAG).explode(), _ROW_NUMBER))
+            spanned = _spanned_columns(text.str.extract_all(_HIDDEN_COLUMNS_TAG).explode().drop_nulls())
+            self._hidden_columns = pl.concat([self._hidden_columns, spanned]).unique().sort()
         if self.error_count <= self.errors_allowed and (b'"e"' in piece or b"'e'" in piece):  # rare: searched only then
             self._read_errors(text)
 
@@ -1231,6 +1240,7 @@ class _SheetCellsReader:
             self._past_excel,
             self._filled_past_z,
             _in_order(self._uncalculated),
+            self._hidden_columns,
         )
 
 
@@ -1278,6 +1288,40 @@ def _row_numbers(tags: pl.Series, number: str) -> pl.Series:
     out."""
     found = tags.str.extract(number, 1).cast(pl.UInt32, strict=False).drop_nulls()
     return found.filter(found.is_between(1, EXCEL_ROWS))
+
+
+def _spanned_columns(tags: pl.Series) -> pl.Series:
+    """The columns (0 for A) that column ``tags`` span (from their ``min`` to their ``max``, 1 for A), each once, in
+    order: only Excel's (a span past XFD ends there; one whose min is past its max spans none). Found from where the
+    spans start and end, never column by column: a piece of 1 MB holds some 30,000 tags, each of which can span
+    every column Excel has."""
+    spans = (
+        tags.to_frame("tag")
+        .select(
+            pl.col("tag").str.extract(_FIRST_COLUMN, 1).cast(pl.Int64).alias("first"),
+            pl.col("tag")
+            .str.extract(_LAST_COLUMN, 1)
+            .cast(pl.Int64)
+            .clip(upper_bound=_LAST_EXCEL_COLUMN + 1)
+            .alias("last"),
+        )
+        .filter(pl.col("first").is_between(1, pl.col("last")))
+    )
+    # Where each stretch of columns spanned by at least one tag starts, and where the next stretch starts.
+    steps = pl.concat(
+        [
+            spans.select(pl.col("first").alias("at"), pl.lit(1, pl.Int64).alias("step")),
+            spans.select((pl.col("last") + 1).alias("at"), pl.lit(-1, pl.Int64).alias("step")),
+        ]
+    )
+    stretches = (
+        steps.group_by("at")
+        .agg(pl.col("step").sum())
+        .sort("at")
+        .select("at", pl.col("at").shift(-1).alias("until"), pl.col("step").cum_sum().alias("spanned_by"))
+        .filter(pl.col("spanned_by") > 0)
+    )
+    return stretches.select((pl.int_ranges("at", "until").explode() - 1).alias("column")).to_series()
 
 
 def _in_order(numbers: list[pl.Series]) -> pl.Series:

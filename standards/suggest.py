@@ -39,6 +39,7 @@ from standards.normalise import (
     DAY_FIRST_FORMATS,
     ISO_FORMATS,
     MONTH_FIRST_FORMATS,
+    MONTH_NAME_FORMATS,
     REFUSAL_VALUES,
     choose_date_reading,
     council_code,
@@ -196,7 +197,7 @@ def _standard_wording(field_name: str | None) -> frozenset[str]:
 
 def _dates_in(values: pl.Series) -> pl.Series:
     """The values that read as dates in any order of day and month, as dates."""
-    formats = (*ISO_FORMATS, *DAY_FIRST_FORMATS, *MONTH_FIRST_FORMATS)
+    formats = tuple(dict.fromkeys((*ISO_FORMATS, *DAY_FIRST_FORMATS, *MONTH_FIRST_FORMATS)))  # names in both orders
     return values.to_frame("v").select(parse_dates(pl.col("v"), formats)).to_series().drop_nulls()
 
 
@@ -299,7 +300,9 @@ def _closest_code(key: str, lookup: dict[str, str]) -> str | None:
 
 
 def _date_format(sample: pl.DataFrame, header: list[str], chosen: dict[str, int]) -> tuple[str | None, str]:
-    """A date_format when the dates are not ISO or Excel dates, and a note on how sure it is."""
+    """A date_format when the dates are not ISO or Excel dates, and a note on how sure it is. Never one with a month's
+    name ("%d %B %Y"), which any column reads: declared, it would set the order of the file's numeric dates from
+    dates that say nothing of it ("March 3, 2026" made a US export's mapping day/month/year)."""
     for name in DATE_FIELDS:
         if name not in chosen or not sample.width:
             continue
@@ -308,6 +311,7 @@ def _date_format(sample: pl.DataFrame, header: list[str], chosen: dict[str, int]
         counts = {
             fmt: column.to_frame("v").select(parse_dates(pl.col("v"), (fmt,)).is_not_null().sum()).item()
             for fmt in (*reading.formats, *ISO_FORMATS, *DAY_FIRST_FORMATS, *MONTH_FIRST_FORMATS)
+            if fmt not in MONTH_NAME_FORMATS
         }
         best = max(counts, key=lambda fmt: counts[fmt])
         if counts[best] == 0 or best in ISO_FORMATS:

@@ -34,7 +34,7 @@ from standards.extract import (
 from standards.geography import load_geography
 from standards.issues import Issue, warning_twin
 from standards.mapping import ColumnPlan, column_label, plain_date_format
-from standards.normalise import POUND_DECORATION, RAW_SUFFIX, THOUSANDS_DOTS, day_comes_first
+from standards.normalise import POUND_DECORATION, RAW_SUFFIX, THOUSANDS_DOTS
 from standards.personal_data import Kind, personal_data_in
 from standards.rules import (
     AREA_AS_POSTCODE,
@@ -70,36 +70,57 @@ _NO_LATIN_LETTERS = (
 
 
 _DATE_PARTS = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})$")
+# A date with its month's name, either way round and after any weekday ("Monday 30 February 2026", "Feb 30th, 2026"),
+# as ``normalise.date_text`` reads one: its day, month and year. Searched only in a date that could not be read.
+_NAMED_MONTH_DATE_PARTS = re.compile(
+    r"(?i)(?:[a-z]{3,9}\.?,?\s+)?(?:(?P<day>[0-9]{1,2})(?:st|nd|rd|th)?[\s-]+(?P<month>[a-z]{3,9})\.?[\s-]+"
+    r"|(?P<month_before>[a-z]{3,9})\.?\s+(?P<day_after>[0-9]{1,2})(?:st|nd|rd|th)?(?:\s*,\s*|\s+))"
+    r"(?P<year>[0-9]{2}|[0-9]{4})"
+)
+_MONTH_NUMBERS = {
+    name.lower(): number
+    for number in range(1, 13)
+    for name in (calendar.month_name[number], calendar.month_abbr[number])
+}
 
 
-def _date_problem(value: Any, date_format: str | None) -> str:
+def _date_problem(value: Any, date_format: str | None, *, month_first: bool) -> str:
     """Why a date could not be read: not a date at all, a date that does not exist in the order the column is read
-    (the mapping's ``date_format``, else day/month), or not written as the charity's mapping says (a charity's trial,
-    its mapping saying month/day/year, was told its day-first dates were not in "a format the standard accepts")."""
+    (``month_first``: the mapping's ``date_format``, else what the column's dates showed), or not written as the
+    charity's mapping says (a charity's trial, its mapping saying month/day/year, was told its day-first dates were not
+    in "a format the standard accepts")."""
     text = str(value).strip() if value is not None else ""
     parts = _DATE_PARTS.match(text)
     if not re.search(r"\d", text):
         return "is not a date; if the date is not known yet, leave the row out until it is"
     if re.fullmatch(r"[0-9]{4}", text):
         return "is a year alone; a contact date needs at least its month and year (09/2026), or the whole date"
+    if named := _NAMED_MONTH_DATE_PARTS.fullmatch(text):
+        month = _MONTH_NUMBERS.get((named["month"] or named["month_before"]).lower())
+        year = int(named["year"])
+        year += 2000 if year < 100 else 0
+        if month is not None and int(named["day"] or named["day_after"]) > calendar.monthrange(year, month)[1]:
+            return _past_months_end(month, year)
     if parts:
         first, second, year = (int(p) for p in parts.groups())
-        day, month = (first, second) if date_format is None or day_comes_first(date_format) else (second, first)
+        day, month = (second, first) if month_first else (first, second)
         year += 2000 if year < 100 else 0
         # A day past the end of its month is that, whatever the mapping says: with one, "31/09/2026" was blamed on
         # the mapping's date_format (which suggest-mapping writes into nearly every mapping).
         if 1 <= month <= 12 and day > calendar.monthrange(year, month)[1]:
-            days = calendar.monthrange(year, month)[1]
-            return f"is not a real date: {calendar.month_name[month]} {year} has {days} days"
+            return _past_months_end(month, year)
         if date_format is None and not 1 <= month <= 12:
+            # Named in the order the column is read: a US column's "13/25/2026" was told against day/month.
+            order = "month/day/year" if month_first else "day/month/year"
+            problem = f"is not a real date as {order}, the order of this column's dates: there is no month {month}"
             if 1 <= day <= 12 and 1 <= month <= calendar.monthrange(year, day)[1]:
-                # A date typed month first among day-first ones: the column is read day first (the UK order), and
-                # only evidence enough reads it the other way (``normalise.DateOrderEvidence``).
+                # A date typed in the other order: only evidence enough reads a column that way
+                # (``normalise.DateOrderEvidence``).
                 return (
-                    f"is not a real date as day/month/year, the order of this column's dates: there is no month "
-                    f"{month}; if it means {month} {calendar.month_name[day]} {year}, write {month:02}/{day:02}/{year}"
+                    f"{problem}; if it means {month} {calendar.month_name[day]} {year}, write "
+                    f"{second:02}/{first:02}/{year}"
                 )
-            return f"is not a real date: there is no month {month}"
+            return problem
     if date_format is not None:
         return (
             f"is not a date written as your mapping says your dates are ({plain_date_format(date_format)}, its "
@@ -108,8 +129,15 @@ def _date_problem(value: Any, date_format: str | None) -> str:
     return "is not a date in a format the standard accepts"
 
 
-def _explanation(code: str, field: str | None, value: Any, detail: str, date_format: str | None = None) -> str:
-    """What is wrong with a value, as a predicate: "'Reason': 'Fod' <explanation>."; ``date_format``, the mapping's."""
+def _past_months_end(month: int, year: int) -> str:
+    return f"is not a real date: {calendar.month_name[month]} {year} has {calendar.monthrange(year, month)[1]} days"
+
+
+def _explanation(
+    code: str, field: str | None, value: Any, detail: str, date_format: str | None = None, *, month_first: bool = False
+) -> str:
+    """What is wrong with a value, as a predicate: "'Reason': 'Fod' <explanation>."; ``date_format``, the mapping's;
+    ``month_first``, whether the field's numeric dates are read month first."""
     if code in ("E_UNKNOWN_CODE", "W_UNKNOWN_CODE") and field in CODELIST_FIELDS:
         return f"is not one of the {field} codes"
     if code in ("E_INVALID_DATE", "W_INVALID_DATE"):
@@ -117,7 +145,7 @@ def _explanation(code: str, field: str | None, value: Any, detail: str, date_for
         return (
             "is not a real date, or not in a format the standard accepts"
             if field == "date_of_birth"
-            else _date_problem(value, date_format)
+            else _date_problem(value, date_format, month_first=month_first)
         )
     if code == "W_INVALID_AMOUNT" and "," in str(value):
         return "is not an amount of pounds: a comma may only separate thousands (1,241.41), never pounds from pence"
@@ -173,9 +201,11 @@ def _issue(
     value: Any,
     detail: str,
     date_format: str | None = None,
+    *,
+    month_first: bool = False,
 ) -> Issue:
     """An issue whose message quotes the value, unless it is a surname or looks like personal data."""
-    explanation = _explanation(code, field, value, detail, date_format)
+    explanation = _explanation(code, field, value, detail, date_format, month_first=month_first)
     hidden_as = _hidden_as(field, value)
     shown = None if hidden_as else shorten(value)
     if column is None or field is None:
@@ -212,7 +242,7 @@ def validate_rows(normalised: pl.DataFrame, plan: ColumnPlan, *, links_records: 
         # A value the normaliser could not read stays as its text, so validation names the rule it breaks.
         values = {name: raws[name][index] if columns[name][index] is None else columns[name][index] for name in fields}
         row_raws = {name: raws[name][index] for name in fields}
-        yield _validate_row(row, values, row_raws, header_of, raw, links_records, plan.date_format)
+        yield _validate_row(row, values, row_raws, header_of, raw, links_records, plan)
 
 
 def record_area_code(value: str) -> str | None:
@@ -227,7 +257,7 @@ def _validate_row(
     header_of: dict[str, str],
     raw: dict[str, str | None],
     links_records: bool,
-    date_format: str | None,
+    plan: ColumnPlan,
 ) -> RowOutcome:
     issues: list[Issue] = []
     for attempt in range(2):
@@ -258,10 +288,24 @@ def _validate_row(
                 # A row with no area left after dropping an unrecognised one was given an area, just not a usable one.
                 if code == "E_MISSING_AREA" and any(raws.get(f) is not None for f in AREA_FIELDS if f in header_of):
                     message = "its area was given but not recognised (see the warning on the same row), so it has none"
+                month_first = name in plan.month_first_dates
                 if name is None or name in REQUIRED_FIELDS or attempt:
-                    issues.append(_issue(code, row, name, column, value, message, date_format))
+                    issues.append(
+                        _issue(code, row, name, column, value, message, plan.date_format, month_first=month_first)
+                    )
                     continue
-                issues.append(_issue(warning_twin(code), row, name, column, value, detail["msg"], date_format))
+                issues.append(
+                    _issue(
+                        warning_twin(code),
+                        row,
+                        name,
+                        column,
+                        value,
+                        detail["msg"],
+                        plan.date_format,
+                        month_first=month_first,
+                    )
+                )
                 values[name] = None
                 dropped = True
             if not dropped or any(i.code.startswith("E_") for i in issues):

@@ -23,6 +23,7 @@ from standards.normalise import (
     normalise_batch,
     parse_dates,
 )
+from standards.suggest import suggest_mapping
 from tests.conftest import CollectingSink, write_csv
 from tests.unit.test_standards_rules import assert_agree
 
@@ -246,3 +247,91 @@ def test_both_paths_judge_a_date_of_birth_against_the_contact_date_alike(pairs: 
     plan = ColumnPlan(header=header, fields={name: i for i, name in enumerate(header)})
     dates = {f: DateReading(ISO_FORMATS + DAY_FIRST_FORMATS) for f in ("contact_date", "date_of_birth")}
     assert_agree(normalise_batch(batch, plan, CharityMapping(), dates), plan, links_records=True)
+
+
+# US dates with the month's name first, as Outlook and Word write them: a charity's trial had every one refused.
+MONTH_NAME_FIRST = {
+    "March 3, 2026": dt.date(2026, 3, 3),
+    "Mar 3 2026": dt.date(2026, 3, 3),
+    "March 3rd, 2026": dt.date(2026, 3, 3),
+    "Tuesday, March 3, 2026": dt.date(2026, 3, 3),
+    "Tue Mar 3 2026": dt.date(2026, 3, 3),
+    "march 3 , 2026": dt.date(2026, 3, 3),
+    "MARCH 22ND,2026": dt.date(2026, 3, 22),
+    "Mar. 3, 26": dt.date(2026, 3, 3),
+    "September 12, 2026 14:30": dt.date(2026, 9, 12),
+}
+
+
+@pytest.mark.parametrize(
+    ("numeric", "date_format"),
+    [
+        ("25/08/2026", None),  # a day/month column
+        ("08/25/2026", None),  # a month/day column, by its numeric dates
+        ("25/08/2026", "day/month/year"),
+        ("08/25/2026", "month/day/year"),
+    ],
+)
+def test_a_date_with_its_months_name_first_is_read_in_a_column_of_either_order(
+    tmp_path: Path, numeric: str, date_format: str | None
+) -> None:
+    rows = [[f"C{i}", text, "Food", "B15 2TT"] for i, text in enumerate(MONTH_NAME_FIRST)]
+    rows += [[f"N{i}", numeric, "Food", "B15 2TT"] for i in range(3)]
+    sink = CollectingSink()
+    mapping = CharityMapping(date_format=date_format)
+    report = check_extract(write_csv(tmp_path / "us.csv", rows, VISITS), mapping=mapping, sink=sink).report
+    assert report.rows_rejected == 0, report.issues
+    read = pl.concat(sink.frames).get_column("contact_date").to_list()
+    assert read == [*MONTH_NAME_FIRST.values(), *[dt.date(2026, 8, 25)] * 3]
+
+
+def test_a_day_past_its_months_end_in_words_is_not_a_real_date_whichever_way_round(tmp_path: Path) -> None:
+    impossible = ["February 30, 2026", "Feb 29th 2026", "Monday, April 31, 2026", "30 February 2026", "31-Sep-26"]
+    rows = [[f"C{i}", text, "Food", "B15 2TT"] for i, text in enumerate(impossible)]
+    rows += [[f"D{i}", "March 3, 2026", "Food", "B15 2TT"] for i in range(20)]
+    report = check_extract(write_csv(tmp_path / "words.csv", rows, VISITS)).report
+    assert (report.rows_accepted, report.rows_rejected) == (20, 5)
+    [invalid] = [g for g in report.issues if g.code == "E_INVALID_DATE"]
+    assert [e.message.split(" is ", 1)[1] for e in invalid.examples] == [
+        "not a real date: February 2026 has 28 days.",
+        "not a real date: February 2026 has 28 days.",
+        "not a real date: April 2026 has 30 days.",
+        "not a real date: February 2026 has 28 days.",
+        "not a real date: September 2026 has 30 days.",
+    ]
+
+
+def test_suggest_mapping_takes_a_column_of_month_first_dates_in_words_for_dates_and_declares_no_order(
+    tmp_path: Path,
+) -> None:
+    """A month's name says the order: a date_format from such dates would set the order of the numeric ones a later
+    file holds, from dates that say nothing of it."""
+    days = [f"{dt.date(2026, 3, 1 + i):%B} {1 + i}, 2026" for i in range(20)]
+    rows = [[f"C{i}", day, "Food", "B15 2TT"] for i, day in enumerate(days)]
+    suggestion = suggest_mapping(write_csv(tmp_path / "words.csv", rows, ["Client ID", "When", "Need", "Postcode"]))
+    assert suggestion.mapping.columns.get("When") == "contact_date"
+    assert suggestion.mapping.date_format is None
+
+
+@pytest.mark.parametrize(
+    ("written", "order", "swapped"),
+    [
+        ("{month:02}/{day:02}/2026", "month/day/year", "12/25/2026"),
+        ("{day:02}/{month:02}/2026", "day/month/year", None),
+    ],
+)
+def test_a_date_that_is_no_date_in_its_columns_order_is_told_in_that_order(
+    tmp_path: Path, written: str, order: str, swapped: str | None
+) -> None:
+    """A charity trial's US column (read month/day/year, and told so) had "13/25/2026" told as if day/month."""
+    rows = [[f"C{i}", written.format(month=8, day=14 + i), "Food", "B15 2TT"] for i in range(15)]
+    bad = ["13/25/2026", "25/12/2026" if swapped else "12/25/2026"]
+    rows += [[f"X{i}", text, "Food", "B15 2TT"] for i, text in enumerate(bad)]
+    report = check_extract(write_csv(tmp_path / "dates.csv", rows, VISITS)).report
+    [invalid] = [g for g in report.issues if g.code == "E_INVALID_DATE"]
+    told = f"is not a real date as {order}, the order of this column's dates: there is no month"
+    fix = f"write {swapped}" if swapped else "write 25/12/2026"
+    assert [e.message for e in invalid.examples] == [
+        f"'Date of visit': '13/25/2026' {told} {13 if swapped else 25}.",
+        f"'Date of visit': '{bad[1]}' {told} 25; if it means 25 December 2026, {fix}.",
+    ]

@@ -4,6 +4,7 @@ out, Excel errors read as the errors they show, and XML read in pieces that neve
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import shutil
 import signal
@@ -780,3 +781,48 @@ def test_a_check_stopped_while_a_sheet_is_read_leaves_neither_its_text_nor_its_r
     assert check.wait(timeout=20) == 128 + signal.SIGTERM
     assert not _running(reader)
     assert not list(folder.parent.glob(f"{folder.name}*"))
+
+
+def test_hidden_columns_read_for_a_field_are_named_and_the_others_only_listed_as_not_used(tmp_path: Path) -> None:
+    """Found by a charity's trial: a column hidden in the workbook was read without a word, so the charity did not
+    know that a column it could not see was used. One not read is listed among the columns not used, as any is."""
+    path = tmp_path / "hidden-columns.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    sheet = workbook.add_worksheet("Contacts")
+    for number, row in enumerate([[*HEADER, "Old notes"], *[[*r, "x"] for r in contact_rows(10)]]):
+        sheet.write_row(number, 1, row)  # from column B
+    sheet.set_column(3, 3, None, None, {"hidden": True})  # D: 'Reason for referral', need
+    sheet.set_column(6, 7, None, None, {"hidden": True})  # G: 'Monthly Income', H: 'Old notes', not used
+    workbook.close()
+    report = check_extract(path).report
+    assert report.rows_accepted == 10
+    [group] = [g for g in report.issues if g.code == "W_HIDDEN_COLUMNS_READ"]
+    assert [e.message for e in group.examples] == [
+        "Column D ('Reason for referral') is hidden in the workbook; it was read like the others, as need.",
+        "Column G ('Monthly Income') is hidden in the workbook; it was read like the others, as monthly_income_gbp.",
+    ]
+    assert "Old notes" in report.file.columns_not_used  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("piece_bytes", [64, XML_SCAN_CHUNK_BYTES])
+def test_only_a_sheets_own_hidden_columns_are_hidden_and_only_excels(
+    monkeypatch: pytest.MonkeyPatch, piece_bytes: int
+) -> None:
+    """Found attacking the scan: a column's tag in a comment or a CDATA section is no tag; a span whose min is past its
+    max hides nothing; one past XFD ends there; and a piece full of tags each spanning every column Excel has is
+    read at once (the columns are found from where the spans start and end, never one by one)."""
+    monkeypatch.setattr(reading, "XML_SCAN_CHUNK_BYTES", piece_bytes)
+    cols = (
+        b'<!-- <cols><col min="1" max="1" hidden="1"/></cols> --><![CDATA[<col min="2" max="2" hidden="1"/>]]>'
+        b"<cols><col min='3' max='3' hidden='true' width='0'/><col min=\"5\" max=\"4\" hidden=\"1\"/>"
+        b'<col min="6" max="6" hidden="0"/><x:col min="16383" max="99999" hidden="1"/>'
+        b'<col min="16385" max="16390" hidden="1"/></cols>'
+    )
+    reader = reading._SheetCellsReader()
+    for piece in reading._xml_pieces(io.BytesIO(cols + b"<sheetData/>")):
+        reader.read(piece)
+    assert reader.cells().hidden_columns.to_list() == [2, 16382, 16383]
+    every = b'<col min="1" max="16384" hidden="1"/>' * 30_000
+    started = time.process_time()
+    reader.read(every)
+    assert reader.cells().hidden_columns.len() == 16_384 and time.process_time() - started < 2
