@@ -128,17 +128,21 @@ _ORDINAL_DAY = r"^([0-9]{1,2})(?:st|nd|rd|th|ST|ND|RD|TH)([\s.,/-])"
 # A month's name before the day ("March 3, 2026", "Mar 3 2026", "March 3rd, 2026", as US dates and Outlook and Word
 # write them), turned round to the day first as the standard's formats read a month's name: a name leaves no doubt
 # of the order, so it is read whatever the order of the column's numeric dates (a charity trial's were refused).
+# A month's short name with a full stop ("3 Mar. 2026") or September's as British English shortens it ("3 Sept
+# 2026"): the formats read three letters alone.
+_MONTH_SHORT_NAME = r"(?i)\b(?:(sep)t|(jan|feb|mar|apr|jun|jul|aug|sep|oct|nov|dec))\.?(\s)"
 _MONTH_NAME_FIRST = r"(?i)^([a-z]{3,9})\.?\s+([0-9]{1,2}(?:st|nd|rd|th)?)(?:\s*,\s*|\s+)([0-9]{2}|[0-9]{4})$"
 
 
 def date_text(raw: pl.Expr) -> pl.Expr:
     """Date text ready to parse: a time after the date dropped (Excel writes real date cells as ISO timestamps, and
     case-management systems' exports write "05/01/2026 14:30": refused as no date, a whole file of contacts with it,
-    until the outside users' trial), a weekday before it and a day's ordinal suffix dropped, a month's name before
-    the day put after it, and a timestamp with a zone made the date it is in the UK at that moment, as ISO."""
+    until the outside users' trial), a weekday before it and a day's ordinal suffix dropped, a month's short name read without its full stop
+    or as three letters ("Sept"), a month's name before the day put after it, and a timestamp with a zone made the date it is in the UK at that moment, as ISO."""
     plain = (
         raw.str.replace(_WEEKDAY_BEFORE, "")
         .str.replace(_TIME_AFTER_A_DATE, "")
+        .str.replace(_MONTH_SHORT_NAME, "${1}${2}${3}")
         .str.replace(_MONTH_NAME_FIRST, "${2} ${1} ${3}")
         .str.replace(_ORDINAL_DAY, "${1}${2}")
     )

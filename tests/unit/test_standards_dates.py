@@ -260,6 +260,9 @@ MONTH_NAME_FIRST = {
     "MARCH 22ND,2026": dt.date(2026, 3, 22),
     "Mar. 3, 26": dt.date(2026, 3, 3),
     "September 12, 2026 14:30": dt.date(2026, 9, 12),
+    "Sept 3, 2026": dt.date(2026, 9, 3),
+    "3 Sept 2026": dt.date(2026, 9, 3),
+    "3rd SEPT. 2026": dt.date(2026, 9, 3),
 }
 
 
