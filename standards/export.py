@@ -178,7 +178,8 @@ def reference_markdown() -> str:
         "## How values are read",
         "",
         "- **Dates:** `31/01/2026`, `31/1/26`, `31-01-2026`, `31.01.26`, `31 Jan 2026`, `31 January 26`, "
-        "`31-Jan-26`, `2026-01-31` and Excel date cells; a month's name before the day (`January 31, 2026`, "
+        "`31-Jan-26`, `2026-01-31` and Excel date cells; a short name with a full stop or as `Sept` (`3 Sept. 2026`); "
+        "a month's name before the day (`January 31, 2026`, "
         "`Jan 31 2026`), read whatever the order of the column's other dates; an ordinal (`31st January 2026`, "
         "`January 31st, 2026`), a weekday before the date "
         "(`Saturday 31 January 2026`, `Saturday, January 31, 2026`) and a time after it (`31/01/2026 14:30`) are "
