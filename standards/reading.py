@@ -1195,19 +1195,8 @@ class _SheetCellsReader:
             .fill_null("#ERROR")
             .alias("text"),
         ).drop_nulls(["row", "letters"])
-        if found.is_empty():
-            return
-        letters = found.get_column("letters").unique().to_list()
-        found = (
-            found.with_columns(
-                pl.col("letters")
-                .replace_strict(letters, [_column_index(each) for each in letters], return_dtype=pl.Int64)
-                .alias("column")
-            )
-            .filter((pl.col("row") <= EXCEL_ROWS) & (pl.col("column") <= _LAST_EXCEL_COLUMN))
-            .select(list(ERROR_CELLS_SCHEMA))
-            .cast(ERROR_CELLS_SCHEMA)
-            .head(self.errors_allowed + 1 - self.error_count)
+        found = (_placed(found).select(list(ERROR_CELLS_SCHEMA)).cast(ERROR_CELLS_SCHEMA)).head(
+            self.errors_allowed + 1 - self.error_count
         )
         self.error_count += found.height
         if found.height:
@@ -1218,15 +1207,32 @@ class _SheetCellsReader:
             self._first_value_row or 1,
             self._first_value_column or 0,
             _in_order(self._hidden),
-            # A cell named twice is what its last tag says. Found by one number per cell: by its row and column, the
-            # search took 500 MB for 2,000,000 cells.
-            pl.concat([pl.DataFrame(schema=ERROR_CELLS_SCHEMA), *self._errors]).filter(
-                (pl.col("row") * (_LAST_EXCEL_COLUMN + 1) + pl.col("column")).is_last_distinct()
-            ),
+            _last_of_each_cell(pl.concat([pl.DataFrame(schema=ERROR_CELLS_SCHEMA), *self._errors])),
             self._past_excel,
             self._filled_past_z,
             _in_order(self._uncalculated),
         )
+
+
+def _placed(found: pl.DataFrame) -> pl.DataFrame:
+    """Cells ``found`` (their ``row`` and column ``letters``) with their ``column`` (0 for A), those within Excel's
+    rows and columns."""
+    if found.is_empty():
+        return found.with_columns(pl.lit(None, pl.Int64).alias("column"))
+    letters = found.get_column("letters").unique().to_list()
+    return found.with_columns(
+        pl.col("letters")
+        .replace_strict(letters, [_column_index(each) for each in letters], return_dtype=pl.Int64)
+        .alias("column")
+    ).filter((pl.col("row") <= EXCEL_ROWS) & (pl.col("column") <= _LAST_EXCEL_COLUMN))
+
+
+def _last_of_each_cell(cells: pl.DataFrame) -> pl.DataFrame:
+    """Of ``cells`` (by ``row`` and ``column``) found in a sheet's order, each cell's last: what a cell named twice is.
+    Found by one number per cell: by its row and column, the search took 500 MB for 2,000,000 cells."""
+    return cells.filter(
+        (pl.col("row").cast(pl.Int64) * (_LAST_EXCEL_COLUMN + 1) + pl.col("column").cast(pl.Int64)).is_last_distinct()
+    )
 
 
 def _column_index(letters: str) -> int:
