@@ -45,10 +45,13 @@ ALL_POINTS = [
     "before-publish",
     "before-site",
 ]
-# Each case is two full runs (one to four minutes on a shared 2-core machine): the suite kills the run
-# mid-load, where a charity was once told "accepted" with nothing stored; COLLAB_CRASH_POINTS=all runs
-# every point.
-POINTS = ALL_POINTS if os.environ.get("COLLAB_CRASH_POINTS") == "all" else ["mid-load"]
+# Each case is runs killed at its points, one after another, then a full run (one to four minutes on a shared 2-core
+# machine). The suite kills a run mid-check, then the next mid-load, where a charity was once told "accepted" with
+# nothing stored; and two runs killed from outside (kill -9, a power cut) once failed every file they had been
+# checking with E_INTERNAL, for good, a run's death counted against each of its files (an attacker's trial, session
+# 37). COLLAB_CRASH_POINTS=all kills a run at every point, a case each.
+KILLED_TWICE = ("mid-check", "mid-load")
+POINTS = [(point,) for point in ALL_POINTS] if os.environ.get("COLLAB_CRASH_POINTS") == "all" else [KILLED_TWICE]
 
 
 # The files are dated in the last quarter that has ended, and the collaborative reports from it: one release.
@@ -117,20 +120,21 @@ def _finish_uninterrupted(home: Path) -> None:
     assert [period for (period,) in _query(home, "SELECT period FROM releases ORDER BY 1")] == QUARTERS
 
 
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("points", POINTS, ids="+".join)
 def test_a_run_killed_anywhere_is_finished_by_the_next(
-    point: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    points: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "var"
     files = _drop_files(home, tmp_path)
-    publishing = point in {"before-publish", "before-site"}
+    publishing = bool({"before-publish", "before-site"} & set(points))
     if publishing:  # releases publish without an analyst's approval, so the run reaches publication
         settings = Workspace(home).settings.model_copy(deep=True)
         settings.publication.auto_publish = True
         Workspace(home).save_settings(settings)
-    monkeypatch.setenv("COLLAB_CRASH_AT", point)
-    killed = collab(home, "run", "--json", check=False)
-    assert killed.returncode == -signal.SIGKILL, f"the run never reached {point}:\n{killed.stdout}\n{killed.stderr}"
+    for point in points:
+        monkeypatch.setenv("COLLAB_CRASH_AT", point)
+        killed = collab(home, "run", "--json", check=False)
+        assert killed.returncode == -signal.SIGKILL, f"the run never reached {point}:\n{killed.stdout}\n{killed.stderr}"
     monkeypatch.delenv("COLLAB_CRASH_AT")
     report = json.loads(collab(home, "run", "--json").stdout)
     assert report["failed"] == []
@@ -250,21 +254,6 @@ def test_a_lone_file_that_kills_its_run_each_time_is_failed_on_the_third_run(
     assert failed["file_name"] == "north.csv" and failed["codes"] == ["E_INTERNAL"] and failed["reference"]
     assert [s.state for s in submission_states(workspace)] == ["failed"]
     assert json.loads(collab(home, "run", "--json").stdout)["failed"] == []  # not taken up again
-
-
-def test_files_whose_runs_were_killed_twice_from_outside_are_finished_not_failed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An attacker's trial (session 37): two `collab run`s killed mid-check (kill -9, a power cut) made the third fail
-    every file they had been checking with E_INTERNAL, for good: a run's death counted against each of its files.
-    Now such a file is taken up in a worker of its own, and fails only if that worker dies while the run goes on."""
-    home = tmp_path / "var"
-    _drop_files(home, tmp_path)
-    monkeypatch.setenv("COLLAB_CRASH_AT", "mid-check")
-    for _ in range(2):
-        assert collab(home, "run", "--json", check=False).returncode == -signal.SIGKILL
-    monkeypatch.delenv("COLLAB_CRASH_AT")
-    _finish_uninterrupted(home)
 
 
 def test_two_runs_at_once_process_each_file_once_and_release_once(tmp_path: Path) -> None:
