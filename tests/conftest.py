@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -100,3 +101,12 @@ SUITE_ORDER = {"system": 0, "pipeline": 1, "unit": 2}
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: SUITE_ORDER.get(item.path.parent.name, len(SUITE_ORDER)))
+
+
+def workbook_edited(source: Path, target: Path, part: str, change: Callable[[bytes], bytes]) -> Path:
+    """``source`` with its ``part`` changed by ``change``, as an attacker, or a program other than Excel, would."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as edited:
+        for member in original.infolist():
+            data = original.read(member.filename)
+            edited.writestr(member, change(data) if member.filename == part else data)
+    return target

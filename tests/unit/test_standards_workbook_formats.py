@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -17,7 +16,7 @@ from typer.testing import CliRunner
 from standards import reading
 from standards.check import check_extract
 from standards.cli import checker
-from tests.conftest import HEADER, CollectingSink, contact_rows, write_csv
+from tests.conftest import HEADER, CollectingSink, contact_rows, workbook_edited, write_csv
 
 NUMBERS = [123, 45, 7, 0, 123456]
 SHOWN = ["00123", "00045", "00007", "00000", "123456"]  # Excel pads to the format's width, and cuts nothing
@@ -40,15 +39,6 @@ def _references(path: Path) -> list[str]:
     sink = CollectingSink()
     check_extract(path, sink=sink)
     return sink.contacts().get_column("person_ref").to_list()
-
-
-def _edited(source: Path, target: Path, part: str, change: Callable[[bytes], bytes]) -> Path:
-    """``source`` with its ``part`` changed by ``change``, as an attacker, or a program other than Excel, would."""
-    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as edited:
-        for member in original.infolist():
-            data = original.read(member.filename)
-            edited.writestr(member, change(data) if member.filename == part else data)
-    return target
 
 
 def test_references_formatted_with_zeros_read_as_the_csv_saved_from_the_sheet(tmp_path: Path) -> None:
@@ -161,7 +151,7 @@ def test_the_styles_that_pad_a_number_with_zeros_are_read_from_the_styles_part(
     tmp_path: Path, styles: str, padded: dict[int, int]
 ) -> None:
     path = _workbook(tmp_path / "plain.xlsx", NUMBERS)
-    edited = _edited(path, tmp_path / "styled.xlsx", "xl/styles.xml", lambda _: STYLES.format(styles).encode())
+    edited = workbook_edited(path, tmp_path / "styled.xlsx", "xl/styles.xml", lambda _: STYLES.format(styles).encode())
     with zipfile.ZipFile(edited) as archive, archive.open(reading.STYLES_PART) as part:
         assert reading._padded_styles(part) == padded
 
@@ -173,7 +163,7 @@ def test_a_styles_part_too_large_or_missing_pads_nothing_and_refuses_nothing(
     at most 64,000 cell styles, and a part bloated with others is no reason to refuse the sheet."""
     path = _workbook(tmp_path / "plain.xlsx", NUMBERS)
     monkeypatch.setattr(reading, "MAX_WORKBOOK_PART_BYTES", 2_000)
-    bloated = _edited(
+    bloated = workbook_edited(
         path,
         tmp_path / "bloated.xlsx",
         "xl/styles.xml",
@@ -193,7 +183,7 @@ def test_a_styles_part_declaring_entities_is_refused_before_it_is_parsed(
 ) -> None:
     path = _workbook(tmp_path / "plain.xlsx", NUMBERS)
     laughs = b'<!DOCTYPE s [<!ENTITY a "00000">]>'
-    attacked = _edited(
+    attacked = workbook_edited(
         path,
         tmp_path / "entities.xlsx",
         "xl/styles.xml",
@@ -294,5 +284,5 @@ def test_a_cell_named_twice_shows_what_fastexcel_read_and_an_error_over_a_padded
             xml = xml.replace(cell, twice)
         return xml
 
-    edited = _edited(path, tmp_path / "twice.xlsx", "xl/worksheets/sheet1.xml", named_twice)
+    edited = workbook_edited(path, tmp_path / "twice.xlsx", "xl/worksheets/sheet1.xml", named_twice)
     assert _references(edited) == ["X1", "#N/A", *SHOWN[2:]]

@@ -25,7 +25,7 @@ from standards import reading, sheet_process
 from standards.check import CheckOptions, check_extract
 from standards.mapping import CharityMapping, header_score
 from standards.reading import MAX_WORKBOOK_PART_BYTES, XML_SCAN_CHUNK_BYTES, ReadLimits
-from tests.conftest import HEADER, contact_rows, write_xlsx
+from tests.conftest import HEADER, contact_rows, workbook_edited, write_xlsx
 from tests.fixtures.bad.corpus import CASES, build
 
 
@@ -328,7 +328,7 @@ def test_nothing_is_kept_of_rows_and_cells_past_excels_last_which_refuse_the_she
 
 def _sheet_edited(source: Path, target: Path, change: Callable[[bytes], bytes]) -> Path:
     """``source`` with its first sheet's XML changed by ``change``, as an attacker would."""
-    return _workbook_edited(source, target, "xl/worksheets/sheet1.xml", change)
+    return workbook_edited(source, target, "xl/worksheets/sheet1.xml", change)
 
 
 @pytest.mark.parametrize("piece_bytes", [64, XML_SCAN_CHUNK_BYTES])
@@ -393,15 +393,6 @@ def test_a_sheet_written_to_make_a_search_try_every_way_is_scanned_at_once(tmp_p
         assert report.codes() == plain_codes, name  # fastexcel reads the broken markup as the sheet it spoils
 
 
-def _workbook_edited(source: Path, target: Path, part: str, change: Callable[[bytes], bytes]) -> Path:
-    """``source`` with its ``part`` changed by ``change``."""
-    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as edited:
-        for member in original.infolist():
-            data = original.read(member.filename)
-            edited.writestr(member, change(data) if member.filename == part else data)
-    return target
-
-
 def test_a_workbook_listing_a_sheet_twice_is_refused_and_each_part_is_measured_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -414,7 +405,7 @@ def test_a_workbook_listing_a_sheet_twice_is_refused_and_each_part_is_measured_o
         ("one-part.xlsx", listed + b'<sheet name="Other" sheetId="2" r:id="rId1"/>'),
         ("one-name.xlsx", listed + b'<sheet name="CONTACTS" sheetId="2"/>'),
     ):
-        path = _workbook_edited(plain, tmp_path / name, "xl/workbook.xml", lambda xml, s=sheets: xml.replace(listed, s))
+        path = workbook_edited(plain, tmp_path / name, "xl/workbook.xml", lambda xml, s=sheets: xml.replace(listed, s))
         report = check_extract(path).report
         assert report.codes() == ["E_UNSAFE_FILE"] and "lists two sheets" in report.issues[0].examples[0].message
 
@@ -422,8 +413,8 @@ def test_a_workbook_listing_a_sheet_twice_is_refused_and_each_part_is_measured_o
     filled_reach = reading._filled_reach
     monkeypatch.setattr(reading, "_filled_reach", lambda path, part: measured.append(part) or filled_reach(path, part))
     unnamed = b"".join(b'<sheet name="S%d" sheetId="%d"/>' % (i, i + 2) for i in range(5))
-    path = _workbook_edited(plain, tmp_path / "far.xlsx", "xl/workbook.xml", lambda xml: xml.replace(listed, unnamed))
-    path = _workbook_edited(  # a value in column AB: its part's reach is measured
+    path = workbook_edited(plain, tmp_path / "far.xlsx", "xl/workbook.xml", lambda xml: xml.replace(listed, unnamed))
+    path = workbook_edited(  # a value in column AB: its part's reach is measured
         path, tmp_path / "far-ab.xlsx", "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b'r="A1"', b'r="AB1"', 1)
     )
     check_extract(path)
@@ -446,7 +437,7 @@ def test_an_empty_formula_result_above_the_table_and_a_name_longer_than_a_comman
     as_text = _sheet_edited(
         path, tmp_path / "as-text.xlsx", lambda xml: xml.replace(b'<c r="A1">', b'<c r="A1" t="str">')
     )
-    long_name = _workbook_edited(
+    long_name = workbook_edited(
         path,
         tmp_path / "long-name.xlsx",
         "xl/workbook.xml",
